@@ -1,0 +1,37 @@
+"""Request dependencies shared by API routes: the store session, the policy packs, the as-of date."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+from fastapi import HTTPException, Query, Request
+from sqlmodel import Session
+
+from agent.packs import registry
+from agent.store import get_engine
+from policies.errors import PolicyError
+from policies.packs import PackRegistry, parse_date
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(get_engine(request.app.state.database_url), expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+
+
+def get_packs() -> PackRegistry:
+    return registry()
+
+
+def get_as_of(as_of: str | None = Query(None, description="Evaluate as of this date (YYYY-MM-DD).")) -> date:
+    if not as_of:
+        return date.today()
+    try:
+        return parse_date(as_of, "as_of")
+    except PolicyError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None

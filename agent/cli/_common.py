@@ -1,0 +1,85 @@
+"""Shared CLI plumbing: JSON/human output, dates, the store handle and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from policies.errors import PolicyError
+from policies.packs import parse_date
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+AsOfOpt = typer.Option(None, "--as-of", help="Evaluate as of this date (YYYY-MM-DD); default today.")
+DbOpt = typer.Option(None, "--db", help="Database URL (default: VEU_DATABASE_URL or the embedded SQLite file).")
+
+
+class UsageError(PolicyError):
+    """Bad command-line input (exit code 2)."""
+
+
+def as_of(text: str | None) -> date:
+    return parse_date(text, "--as-of") if text else date.today()
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
+    """Print ``data`` as JSON, or through ``human`` (default: a key/value table)."""
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+        return
+    if human is not None:
+        human(data)
+        return
+    if isinstance(data, dict):
+        t = Table(show_header=False, box=None)
+        for k, v in data.items():
+            t.add_row(f"[bold]{k}[/bold]", v if isinstance(v, str) else json.dumps(v, default=str))
+        console.print(t)
+    else:
+        console.print_json(json.dumps(data, default=str))
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(r.get(c, "")) for c in columns])
+    console.print(t)
+
+
+def db_url(opt: str | None) -> str | None:
+    """The database URL from --db, else None (the store falls back to VEU_DATABASE_URL)."""
+    return opt or None
+
+
+def run_app(app: typer.Typer) -> int:
+    """Run the Typer app, turning user errors into one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+        return 0
+    except PolicyError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        return 1
+    except click.ClickException as exc:
+        sys.stderr.write(f"error: {exc.format_message()}\n")
+        return 2
+    except OperationalError as exc:
+        sys.stderr.write(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}\n")
+        return 1

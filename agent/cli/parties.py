@@ -1,0 +1,92 @@
+"""`veuctl parties` and `veuctl sites`: customers, owners, operators, and where compute sits."""
+
+from __future__ import annotations
+
+import typer
+
+from agent import parties as svc
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, db_url, emit, table
+from agent.packs import registry
+from agent.store import session_scope
+from agent.store.tables.core import Party, Site
+from sqlmodel import select
+
+parties_app = typer.Typer(help="Customers, owners and operators.", no_args_is_help=True)
+sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_args_is_help=True)
+
+
+def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    p, eff = svc.party_view(s, registry(), name, d)
+    return {
+        "name": p.name, "hq": p.hq, "parent": eff.chain[1] if len(eff.chain) > 1 else None,
+        "ultimate_parent": eff.ultimate_parent, "effective_tier": eff.tier, "basis": eff.basis,
+        "namespaces": svc.namespaces_of(s, p), "as_of": d.isoformat(),
+    }
+
+
+@parties_app.command("add")
+def add(
+    name: str,
+    hq: str = typer.Option(..., "--hq", help="Headquarters country (ISO code or name)."),
+    parent: str | None = typer.Option(None, "--parent", help="Immediate parent company (a registered party)."),
+    namespace: list[str] = typer.Option([], "--namespace", help="Kubernetes namespace of this customer (repeat)."),
+    cluster: str = typer.Option("", "--cluster", help="Limit the namespace mapping to one cluster."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Register or update a party."""
+    with session_scope(db_url(db)) as s:
+        svc.add_party(s, name, hq, parent, namespace, cluster)
+        data = _party_dict(s, name.strip(), as_of(None))
+    emit(data, json_)
+
+
+@parties_app.command("show")
+def show(name: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt) -> None:
+    """A party with its ultimate parent and effective tier."""
+    with session_scope(db_url(db)) as s:
+        data = _party_dict(s, name, as_of(as_of_))
+    emit(data, json_)
+
+
+@parties_app.command("list")
+def list_(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt) -> None:
+    """Every party with its effective tier."""
+    d = as_of(as_of_)
+    with session_scope(db_url(db)) as s:
+        rows = [_party_dict(s, p.name, d) for p in s.exec(select(Party).order_by(Party.name)).all()]
+    emit(rows, json_, lambda r: table(r, ["name", "hq", "ultimate_parent", "effective_tier", "namespaces"]))
+
+
+@sites_app.command("add")
+def add_site(
+    name: str,
+    country: str | None = typer.Option(None, "--country", help="Country (ISO code or name)."),
+    provider: str = typer.Option("onprem", "--provider", help="aws | gcp | azure | onprem"),
+    region: str = typer.Option("", "--region", help="Cloud region (its country is checked against --country)."),
+    cluster: str = typer.Option("", "--cluster", help="Kubernetes cluster name at this site."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Register or update a site."""
+    region_country = None
+    if region and provider != "onprem":
+        from agent.kb import catalog
+
+        region_country = catalog().region(provider, region).country
+    with session_scope(db_url(db)) as s:
+        site = svc.add_site(s, name, country, provider, region, cluster, region_country)
+        data = svc.site_view(s, registry(), site, as_of(None))
+    emit(data, json_)
+
+
+@sites_app.command("list")
+def list_sites(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt) -> None:
+    """Every site with its country and tier."""
+    d = as_of(as_of_)
+    with session_scope(db_url(db)) as s:
+        rows = [svc.site_view(s, registry(), x, d) for x in s.exec(select(Site).order_by(Site.name)).all()]
+    emit(rows, json_, lambda r: table(r, ["name", "country", "tier", "provider", "region", "cluster"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(parties_app, name="parties")
+    app.add_typer(sites_app, name="sites")

@@ -1,0 +1,56 @@
+"""Loads policy packs from the package and from operator directories (the one place packs touch disk)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from policies.errors import PackError
+from policies.packs import PackRegistry, PolicyPack, parse_pack
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "policies" / "packs"
+
+
+def _read(path: Path) -> object:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise PackError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+
+
+def load_dir(directory: Path) -> list[PolicyPack]:
+    if not directory.is_dir():
+        raise PackError(f"{directory}: policy pack directory does not exist")
+    files = sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml", ".json"} and p.is_file())
+    # Validate every file before returning any, so a bad file never leaves a half-loaded set.
+    return [parse_pack(_read(p), str(p)) for p in files]
+
+
+def pack_dirs_from_env() -> tuple[Path, ...]:
+    raw = os.environ.get("VEU_POLICY_DIRS", "")
+    return tuple(Path(p) for p in raw.split(os.pathsep) if p.strip())
+
+
+def load_registry(extra_dirs: Iterable[Path] = ()) -> PackRegistry:
+    packs = load_dir(BUILTIN_DIR)
+    for d in extra_dirs:
+        packs.extend(load_dir(Path(d)))
+    return PackRegistry(packs)
+
+
+@lru_cache(maxsize=8)
+def _cached(dirs: tuple[Path, ...]) -> PackRegistry:
+    return load_registry(dirs)
+
+
+def registry() -> PackRegistry:
+    """The registry for this process: built-in packs plus ``VEU_POLICY_DIRS`` (cached)."""
+    return _cached(pack_dirs_from_env())

@@ -1,0 +1,116 @@
+"""Party and site records in the store, and the views of them the rules core consumes."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlmodel import Session, select
+
+from agent.store.tables.core import Party, PartyNamespace, Site, utcnow
+from policies.errors import PartyError, PolicyError
+from policies.jurisdictions import country_code, tier
+from policies.packs import PackRegistry
+from policies.parties import EffectiveTier, PartyRef, effective_tier, ownership_chain
+
+PROVIDERS = ("aws", "gcp", "azure", "onprem")
+
+
+def party_refs(s: Session) -> dict[str, PartyRef]:
+    """Every party as the core's PartyRef, keyed by name."""
+    rows = s.exec(select(Party)).all()
+    by_id = {p.id: p for p in rows}
+    return {
+        p.name: PartyRef(p.name, p.hq, by_id[p.parent_id].name if p.parent_id in by_id else None) for p in rows
+    }
+
+
+def get_party(s: Session, name: str) -> Party:
+    p = s.exec(select(Party).where(Party.name == name)).first()
+    if p is None:
+        raise PartyError(f"party: {name!r} is not registered; add it with `veuctl parties add {name} --hq CC`")
+    return p
+
+
+def add_party(
+    s: Session, name: str, hq: str, parent: str | None = None, namespaces: list[str] | None = None,
+    cluster: str = "",
+) -> Party:
+    """Create or update a party (HQ, parent, namespaces); reject ownership cycles before writing."""
+    name = name.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise PolicyError("name: a party name is 1-200 printable characters")
+    code = country_code(hq)
+    parent_row = get_party(s, parent) if parent else None
+    party = s.exec(select(Party).where(Party.name == name)).first()
+    if party is None:
+        party = Party(name=name, hq=code)
+    party.hq = code
+    party.parent_id = parent_row.id if parent_row else None
+    party.updated_at = utcnow()
+    refs = party_refs(s)
+    refs[name] = PartyRef(name, code, parent_row.name if parent_row else None)
+    ownership_chain(refs, name)  # raises on a cycle before anything is written
+    s.add(party)
+    s.flush()
+    for ns in namespaces or []:
+        ns = ns.strip()
+        existing = s.exec(
+            select(PartyNamespace).where(PartyNamespace.namespace == ns, PartyNamespace.cluster == cluster)
+        ).first()
+        if existing is None:
+            s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id))  # type: ignore[arg-type]
+        else:
+            existing.party_id = party.id  # type: ignore[assignment]
+            s.add(existing)
+    s.flush()
+    return party
+
+
+def namespaces_of(s: Session, party: Party) -> list[str]:
+    return [n.namespace for n in s.exec(select(PartyNamespace).where(PartyNamespace.party_id == party.id)).all()]
+
+
+def party_for_namespace(s: Session, namespace: str, cluster: str = "") -> Party | None:
+    """The customer a namespace belongs to (a cluster-specific mapping wins over a cluster-wide one)."""
+    rows = s.exec(select(PartyNamespace).where(PartyNamespace.namespace == namespace)).all()
+    best = next((r for r in rows if r.cluster == cluster), None) or next((r for r in rows if r.cluster == ""), None)
+    return s.get(Party, best.party_id) if best else None
+
+
+def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple[Party, EffectiveTier]:
+    p = get_party(s, name)
+    return p, effective_tier(packs, party_refs(s), name, as_of)
+
+
+def add_site(
+    s: Session, name: str, country: str | None, provider: str = "onprem", region: str = "", cluster: str = "",
+    region_country: str | None = None,
+) -> Site:
+    """Create or update a site; a cloud region, when given, must agree with the country."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise PolicyError("name: a site name is 1-200 characters")
+    if provider not in PROVIDERS:
+        raise PolicyError(f"--provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
+    code = country_code(country) if country else None
+    if region_country is not None:
+        if code is not None and code != region_country:
+            raise PolicyError(
+                f"--country: {code} disagrees with region {region} ({provider}), which is in {region_country}"
+            )
+        code = region_country
+    if code is None:
+        raise PolicyError("--country: required (or give --provider and --region to derive it)")
+    site = s.exec(select(Site).where(Site.name == name)).first() or Site(name=name, country=code)
+    site.country, site.provider, site.region, site.cluster = code, provider, region, cluster
+    s.add(site)
+    s.flush()
+    return site
+
+
+def site_view(s: Session, packs: PackRegistry, site: Site, as_of: date) -> dict[str, object]:
+    t = tier(packs, site.country, as_of)
+    return {
+        "name": site.name, "country": site.country, "tier": t.tier, "provider": site.provider,
+        "region": site.region, "cluster": site.cluster,
+    }

@@ -1,0 +1,85 @@
+"""Core tables: parties, namespace mappings, sites, accelerator holdings, policy-pack versions seen."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Party(SQLModel, table=True):
+    """A customer, owner or operator; ``parent_id`` points at its immediate parent company."""
+
+    __tablename__ = "party"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    hq: str = Field(max_length=2)
+    parent_id: int | None = Field(default=None, foreign_key="party.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PartyNamespace(SQLModel, table=True):
+    """A Kubernetes namespace (optionally per cluster) whose workloads belong to a customer party."""
+
+    __tablename__ = "party_namespace"
+    __table_args__ = (UniqueConstraint("cluster", "namespace"),)
+    id: int | None = Field(default=None, primary_key=True)
+    cluster: str = Field(default="", max_length=200)
+    namespace: str = Field(index=True, max_length=253)
+    party_id: int = Field(foreign_key="party.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Site(SQLModel, table=True):
+    """A data center, cloud region or cluster location; the country decides the tier."""
+
+    __tablename__ = "site"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    country: str = Field(max_length=2)
+    provider: str = Field(default="onprem", max_length=20)
+    region: str = Field(default="", max_length=64)
+    cluster: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Holding(SQLModel, table=True):
+    """Accelerators at a site, as seen by one source under the source's own id.
+
+    Holdings are never deleted: a chip that disappears gets ``retired_at`` so the installed base can be
+    reconstructed for any past date (``first_seen <= t < retired_at``).
+    """
+
+    __tablename__ = "holding"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=40, index=True)
+    external_id: str = Field(max_length=300)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    accelerator: str = Field(max_length=80, index=True)
+    count: float = Field(ge=0)
+    owner_id: int | None = Field(default=None, foreign_key="party.id", index=True)
+    operator_id: int | None = Field(default=None, foreign_key="party.id", index=True)
+    serial: str = Field(default="", max_length=200)
+    instance_type: str = Field(default="", max_length=80)
+    first_seen: datetime = Field(default_factory=utcnow, index=True)
+    last_seen: datetime = Field(default_factory=utcnow)
+    retired_at: datetime | None = Field(default=None, index=True)
+
+
+class PackRecord(SQLModel, table=True):
+    """A policy-pack version this store has evaluated against (recorded the first time it is seen)."""
+
+    __tablename__ = "policy_pack"
+    __table_args__ = (UniqueConstraint("pack_id", "version", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    pack_id: str = Field(max_length=100)
+    version: str = Field(max_length=100)
+    sha256: str = Field(max_length=64)
+    first_seen: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,358 @@
+"""Policy packs: versioned, dated rule data validated on load and resolved "as of" a date.
+
+A pack is a YAML/JSON document (see ``policies/packs/*.yaml``) holding provisions. Each provision
+has a stable id, a citation, the date it takes effect, a dated history of whether it is codified
+and enforced, a ``confirmed`` marker, and its values. The same id may appear several times with
+different ``effective_from`` dates: that is how a value changes over time (D:5 membership, transistor
+thresholds, NVEU quarters).
+
+Precedence: packs are given in load order (built-in packs first, operator directories after).
+For a provision id, the *last* loaded pack that defines the id owns it; within that pack the version
+with the latest ``effective_from`` on or before the date applies. If the owning pack has no version
+in effect on that date, earlier packs are consulted. An operator therefore overrides a built-in
+provision by shipping a pack with the same provision id, without editing the package.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from policies.errors import NotInEffect, PackError, UnknownProvision
+
+_ID = r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
+
+
+class StatusChange(BaseModel):
+    """From ``since`` on, the provision is (or is not) codified and (or not) enforced."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    since: date
+    codified: bool
+    enforced: bool
+    note: str = ""
+    source: str = ""
+
+
+class Provision(BaseModel):
+    """One dated version of one rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_ID)
+    title: str = Field(min_length=1)
+    citation: str = Field(min_length=1)
+    effective_from: date
+    effective_to: date | None = None
+    compliance_from: date | None = None
+    status: list[StatusChange] = Field(min_length=1)
+    confirmed: bool = True
+    unconfirmed_note: str = ""
+    source: str = ""
+    values: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("status")
+    @classmethod
+    def _status_sorted(cls, v: list[StatusChange]) -> list[StatusChange]:
+        dates = [s.since for s in v]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("status entries must have strictly increasing 'since' dates")
+        return v
+
+    @model_validator(mode="after")
+    def _dates_consistent(self) -> Provision:
+        if self.effective_to is not None and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        if not self.confirmed and not self.unconfirmed_note:
+            raise ValueError("an unconfirmed provision needs 'unconfirmed_note' saying what is unconfirmed")
+        return self
+
+    def in_window(self, as_of: date) -> bool:
+        return self.effective_from <= as_of and (self.effective_to is None or as_of < self.effective_to)
+
+    def status_on(self, as_of: date) -> StatusChange | None:
+        current: StatusChange | None = None
+        for change in self.status:
+            if change.since <= as_of:
+                current = change
+        return current
+
+
+class PolicyPack(BaseModel):
+    """A versioned set of provisions from one source (a rule, a guidance document, a licence)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_ID)
+    version: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    source: str = ""
+    description: str = ""
+    provisions: list[Provision] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_versions(self) -> PolicyPack:
+        seen: set[tuple[str, date]] = set()
+        for p in self.provisions:
+            key = (p.id, p.effective_from)
+            if key in seen:
+                raise ValueError(f"provision {p.id!r} is defined twice with effective_from {p.effective_from}")
+            seen.add(key)
+        return self
+
+
+def _format_loc(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """Render a pydantic error location, naming provisions by id rather than list index."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and 0 <= item < len(node):
+                node = node[item]
+                if isinstance(node, Mapping) and isinstance(node.get("id"), str):
+                    label = f"[{item}:{node['id']}]"
+            else:
+                node = None
+            parts.append(label)
+        else:
+            node = node.get(item) if isinstance(node, Mapping) else None
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "<root>"
+
+
+def parse_pack(data: Any, source: str) -> PolicyPack:
+    """Validate one pack document; raise :class:`PackError` naming ``source``, the field and the reason."""
+    if not isinstance(data, Mapping):
+        raise PackError(f"{source}: a policy pack must be a mapping at the top level, got {type(data).__name__}")
+    # Top-level keys starting with "x-" hold YAML anchors shared by provisions; they are not pack fields.
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        return PolicyPack.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _format_loc(tuple(err["loc"]), data)
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise PackError(f"{source}: {where}: {err['msg']}{more}") from None
+
+
+@dataclass(frozen=True)
+class ResolvedProvision:
+    """A provision as it stands on ``as_of``: its values and its legal status that day."""
+
+    id: str
+    pack_id: str
+    pack_version: str
+    title: str
+    citation: str
+    effective_from: date
+    effective_to: date | None
+    compliance_from: date | None
+    codified: bool
+    enforced: bool
+    confirmed: bool
+    unconfirmed_note: str
+    status_note: str
+    source: str
+    values: Mapping[str, Any]
+    as_of: date
+
+    def value(self, key: str) -> Any:
+        if key not in self.values:
+            raise UnknownProvision(
+                f"provision {self.id!r} ({self.pack_id} {self.pack_version}) has no value {key!r}; "
+                f"it has: {', '.join(sorted(self.values)) or 'none'}"
+            )
+        return self.values[key]
+
+    @property
+    def in_compliance_period(self) -> bool:
+        return self.compliance_from is None or self.as_of >= self.compliance_from
+
+    @property
+    def label(self) -> str:
+        flags = ("codified" if self.codified else "not codified") + ", " + (
+            "enforced" if self.enforced else "not enforced"
+        )
+        conf = "" if self.confirmed else ", UNCONFIRMED"
+        return f"{self.citation} [{self.pack_id} {self.pack_version}; {flags}{conf}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pack": self.pack_id,
+            "pack_version": self.pack_version,
+            "title": self.title,
+            "citation": self.citation,
+            "effective_from": self.effective_from.isoformat(),
+            "effective_to": self.effective_to.isoformat() if self.effective_to else None,
+            "compliance_from": self.compliance_from.isoformat() if self.compliance_from else None,
+            "codified": self.codified,
+            "enforced": self.enforced,
+            "confirmed": self.confirmed,
+            "unconfirmed_note": self.unconfirmed_note,
+            "status_note": self.status_note,
+            "source": self.source,
+            "values": dict(self.values),
+            "as_of": self.as_of.isoformat(),
+        }
+
+
+class PackRegistry:
+    """The loaded packs, in precedence order (last wins), answering questions as of a date."""
+
+    def __init__(self, packs: Iterable[PolicyPack]) -> None:
+        self._packs: tuple[PolicyPack, ...] = tuple(packs)
+        ids = [p.id for p in self._packs]
+        # A later pack with the same id replaces the earlier one entirely (an operator's newer copy).
+        dedup: dict[str, PolicyPack] = {}
+        for p in self._packs:
+            dedup.pop(p.id, None)
+            dedup[p.id] = p
+        self._packs = tuple(dedup.values())
+        self._replaced = sorted({i for i in ids if ids.count(i) > 1})
+        self._by_id: dict[str, list[tuple[PolicyPack, Provision]]] = {}
+        for pack in self._packs:
+            for prov in pack.provisions:
+                self._by_id.setdefault(prov.id, []).append((pack, prov))
+
+    @property
+    def packs(self) -> tuple[PolicyPack, ...]:
+        return self._packs
+
+    def pack(self, pack_id: str) -> PolicyPack:
+        for p in self._packs:
+            if p.id == pack_id:
+                return p
+        raise UnknownProvision(f"policy pack {pack_id!r} is not loaded; loaded: {', '.join(self.pack_ids())}")
+
+    def pack_ids(self) -> list[str]:
+        return [p.id for p in self._packs]
+
+    def versions(self) -> dict[str, str]:
+        """Pack id -> version, recorded with every decision."""
+        return {p.id: p.version for p in self._packs}
+
+    def provision_ids(self) -> list[str]:
+        return sorted(self._by_id)
+
+    def find(self, provision_id: str, as_of: date) -> ResolvedProvision | None:
+        """The provision in effect on ``as_of`` or None when no version is in effect."""
+        candidates = self._by_id.get(provision_id)
+        if not candidates:
+            return None
+        owners: list[str] = []
+        for pack, _ in candidates:
+            if pack.id not in owners:
+                owners.append(pack.id)
+        for owner in reversed(owners):
+            versions = [
+                (pack, prov) for pack, prov in candidates if pack.id == owner and prov.in_window(as_of)
+            ]
+            if versions:
+                pack, prov = max(versions, key=lambda pv: pv[1].effective_from)
+                return _resolve(pack, prov, as_of)
+        return None
+
+    def provision(self, provision_id: str, as_of: date) -> ResolvedProvision:
+        """The provision in effect on ``as_of``; raise if unknown or not in effect."""
+        found = self.find(provision_id, as_of)
+        if found is not None:
+            return found
+        candidates = self._by_id.get(provision_id)
+        if not candidates:
+            hint = ", ".join(p for p in self.provision_ids() if p.split("-")[0] == provision_id.split("-")[0])
+            raise UnknownProvision(
+                f"{provision_id}: no loaded policy pack defines this provision"
+                + (f" (similar: {hint})" if hint else "")
+            )
+        windows = "; ".join(
+            f"{pack.id}: {prov.effective_from}..{prov.effective_to or ''}" for pack, prov in candidates
+        )
+        raise NotInEffect(f"{provision_id}: not in effect on {as_of.isoformat()} (versions: {windows})")
+
+    def value(self, provision_id: str, key: str, as_of: date) -> Any:
+        return self.provision(provision_id, as_of).value(key)
+
+    def in_effect(self, as_of: date) -> list[ResolvedProvision]:
+        out = []
+        for pid in self.provision_ids():
+            found = self.find(pid, as_of)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def history(self, provision_id: str) -> list[ResolvedProvision]:
+        """Every version of a provision, each resolved on its own effective date."""
+        return [
+            _resolve(pack, prov, prov.effective_from)
+            for pack, prov in sorted(self._by_id.get(provision_id, []), key=lambda pv: pv[1].effective_from)
+        ]
+
+
+def _resolve(pack: PolicyPack, prov: Provision, as_of: date) -> ResolvedProvision:
+    status = prov.status_on(as_of)
+    return ResolvedProvision(
+        id=prov.id,
+        pack_id=pack.id,
+        pack_version=pack.version,
+        title=prov.title,
+        citation=prov.citation,
+        effective_from=prov.effective_from,
+        effective_to=prov.effective_to,
+        compliance_from=prov.compliance_from,
+        codified=status.codified if status else False,
+        enforced=status.enforced if status else False,
+        confirmed=prov.confirmed,
+        unconfirmed_note=prov.unconfirmed_note,
+        status_note=status.note if status else "no status recorded before this date",
+        source=prov.source,
+        values=prov.values,
+        as_of=as_of,
+    )
+
+
+def diff(registry: PackRegistry, a: date, b: date) -> list[dict[str, Any]]:
+    """What changed between two dates: provisions added, removed, or with changed values or status."""
+    out: list[dict[str, Any]] = []
+    for pid in registry.provision_ids():
+        pa, pb = registry.find(pid, a), registry.find(pid, b)
+        if pa is None and pb is None:
+            continue
+        if pa is None or pb is None:
+            out.append({"id": pid, "change": "added" if pa is None else "removed",
+                        "before": pa.to_dict() if pa else None, "after": pb.to_dict() if pb else None})
+            continue
+        changes: dict[str, Any] = {}
+        for field in ("codified", "enforced", "confirmed", "citation", "pack_version"):
+            va, vb = getattr(pa, field), getattr(pb, field)
+            if va != vb:
+                changes[field] = {"before": va, "after": vb}
+        keys = set(pa.values) | set(pb.values)
+        for k in sorted(keys):
+            if pa.values.get(k) != pb.values.get(k):
+                changes[f"values.{k}"] = {"before": pa.values.get(k), "after": pb.values.get(k)}
+        if changes:
+            out.append({"id": pid, "change": "changed", "fields": changes})
+    return out
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_date(text: str, field: str = "date") -> date:
+    """Parse an ISO date (YYYY-MM-DD) or raise an error naming the field."""
+    from policies.errors import PolicyError
+
+    if not _DATE.match(text.strip()):
+        raise PolicyError(f"{field}: {text!r} is not a date; use YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise PolicyError(f"{field}: {text!r} is not a valid date ({exc})") from None
