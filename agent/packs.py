@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -16,12 +17,38 @@ from policies.packs import PackRegistry, PolicyPack, parse_pack
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "policies" / "packs"
 
 
+class PackLoader(yaml.SafeLoader):
+    """SafeLoader that reads 1e26 / 2.5e25 as floats (YAML 1.2), as a rule author would expect.
+
+    PyYAML follows YAML 1.1, where ``1.0e26`` (no sign in the exponent) is a *string*; a threshold
+    silently becoming a string is exactly the bug a compliance product cannot have.
+    """
+
+
+PackLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> object:
+    return yaml.load(text, Loader=PackLoader)
+
+
 def _read(path: Path) -> object:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise PackError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
 

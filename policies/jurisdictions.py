@@ -194,6 +194,9 @@ def tier(packs: PackRegistry, text: str, as_of: date) -> TierResult:
         ) from None
     groups = groups_of(packs, code, as_of)
     used: list[ResolvedProvision] = [t1, t3]
+    equiv = packs.find("destination-equivalences", as_of)
+    if equiv is not None and code != c.code:
+        used.append(equiv)
     via = f" (treated as {code})" if code != c.code else ""
     if code in t1.values.get("countries", []):
         return TierResult(c.code, c.name, 1, groups, as_of, f"{c.name}{via} is listed in {t1.citation}", tuple(used))
@@ -201,9 +204,8 @@ def tier(packs: PackRegistry, text: str, as_of: date) -> TierResult:
         prov = packs.provision(group_provision_id(g), as_of)
         used.append(prov)
         if code in prov.values.get("countries", []):
-            return TierResult(
-                c.code, c.name, 3, groups, as_of, f"{c.name}{via} is in Country Group {g} ({prov.citation})", tuple(used)
-            )
+            basis = f"{c.name}{via} is in Country Group {g} ({prov.citation})"
+            return TierResult(c.code, c.name, 3, groups, as_of, basis, tuple(used))
     if code in t3.values.get("countries", []):
         return TierResult(c.code, c.name, 3, groups, as_of, f"{c.name}{via} is named in {t3.citation}", tuple(used))
     return TierResult(

@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from policies.errors import NotInEffect, PackError, UnknownProvision
 
 _ID = r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
+_ECCN = re.compile(r"^\d[A-Z]\d{3}")  # "4E091" is an ECCN, though it also parses as 4e91
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
 class StatusChange(BaseModel):
@@ -56,6 +58,24 @@ class Provision(BaseModel):
     unconfirmed_note: str = ""
     source: str = ""
     values: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _no_numbers_as_strings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # A threshold that arrives as the string "1.0e26" would compare wrongly or crash later.
+        def walk(node: Any, path: str) -> None:
+            if isinstance(node, str) and _NUMBER.match(node.strip()) and not _ECCN.match(node.strip()):
+                raise ValueError(f"{path}: {node!r} is a string that looks like a number; write it unquoted")
+            if isinstance(node, dict):
+                for k, x in node.items():
+                    walk(x, f"{path}.{k}")
+            elif isinstance(node, list):
+                for i, x in enumerate(node):
+                    walk(x, f"{path}[{i}]")
+
+        for key, val in v.items():
+            walk(val, key)
+        return v
 
     @field_validator("status")
     @classmethod

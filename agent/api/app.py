@@ -22,7 +22,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app = FastAPI(
         title="veu-governor",
         version="0.1.0",
-        description="Export-control governance for clouds that train AI models (BIS AI Diffusion / Due Diligence rules).",
+        description=(
+            "Export-control governance for clouds that train AI models (BIS AI Diffusion / Due Diligence rules)."
+        ),
     )
     app.state.database_url = database_url
 

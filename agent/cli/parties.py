@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import typer
+from sqlmodel import select
 
 from agent import parties as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, db_url, emit, table
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import Party, Site
-from sqlmodel import select
 
 parties_app = typer.Typer(help="Customers, owners and operators.", no_args_is_help=True)
 sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_args_is_help=True)

@@ -24,7 +24,8 @@ def list_(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
 
     def human(x: dict[str, Any]) -> None:
         rows = [
-            {**p, "status": ("codified" if p["codified"] else "-") + "/" + ("enforced" if p["enforced"] else "not enforced"),
+            {**p,
+             "status": ("codified" if p["codified"] else "-") + "/" + ("enforced" if p["enforced"] else "not enforced"),
              "confirmed": "yes" if p["confirmed"] else "UNCONFIRMED"}
             for p in x["provisions"]
         ]
@@ -41,7 +42,8 @@ def show(provision_id: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt)
     prov = reg.provision(provision_id, d)
     data = prov.to_dict()
     data["history"] = [
-        {"effective_from": h.effective_from.isoformat(), "effective_to": h.effective_to.isoformat() if h.effective_to else None,
+        {"effective_from": h.effective_from.isoformat(),
+         "effective_to": h.effective_to.isoformat() if h.effective_to else None,
          "pack": h.pack_id, "values": dict(h.values)}
         for h in reg.history(provision_id)
     ]

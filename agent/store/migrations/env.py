@@ -13,8 +13,8 @@ target_metadata = SQLModel.metadata
 def run() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        from agent.store.db import make_engine
         from agent.config import settings
+        from agent.store.db import make_engine
 
         engine = make_engine(context.config.get_main_option("sqlalchemy.url") or settings().db_url())
         with engine.begin() as conn:

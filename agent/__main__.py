@@ -1,0 +1,5 @@
+"""`python -m agent` runs veuctl."""
+
+from agent.cli import main
+
+main()
