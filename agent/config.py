@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     policy_dirs: str = ""
     signing_key_file: str = ""
     log_level: str = "INFO"
+    # Authentication for the API and dashboard: "token" (API tokens / OIDC bearer JWTs, sessions for the
+    # dashboard) or "none" (single-user trials such as `veuctl demo`; never in production).
+    auth: str = "token"
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_file: str = ""
+    oidc_role_claim: str = "veu_role"
+    session_secret: str = ""
 
     def db_url(self) -> str:
         return self.database_url or _default_db_url()

@@ -15,6 +15,18 @@ from policies.packs import PackRegistry
 PG_ADMIN_URL = os.environ.get("VEU_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True)
+def _auth_off_unless_asked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests exercise behaviour, not access control: the API runs with VEU_AUTH=none for them.
+
+    Tests marked ``@pytest.mark.auth`` (tests/security) run with authentication on, as production does.
+    """
+    if request.node.get_closest_marker("auth") is None:
+        monkeypatch.setenv("VEU_AUTH", "none")
+    else:
+        monkeypatch.setenv("VEU_AUTH", "token")
+
+
 @pytest.fixture(scope="session")
 def packs() -> PackRegistry:
     return load_registry()

@@ -67,8 +67,9 @@ def db_url(opt: str | None) -> str | None:
 def run_app(app: typer.Typer) -> int:
     """Run the Typer app, turning user errors into one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
-        return 0
+        rc = app(standalone_mode=False)
+        # standalone_mode=False makes click return (not raise) the code of a `typer.Exit(n)`.
+        return rc if isinstance(rc, int) else 0
     except PolicyError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -68,6 +68,9 @@ class Holding(SQLModel, table=True):
     operator_id: int | None = Field(default=None, foreign_key="party.id", index=True)
     serial: str = Field(default="", max_length=200)
     instance_type: str = Field(default="", max_length=80)
+    # The unit a collector enumerates completely (account+region, project, cluster, host, register);
+    # only a scope that was listed in full may retire the holdings it no longer shows.
+    scope: str = Field(default="", max_length=200, index=True)
     first_seen: datetime = Field(default_factory=utcnow, index=True)
     last_seen: datetime = Field(default_factory=utcnow)
     retired_at: datetime | None = Field(default=None, index=True)

@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.Column('operator_id', sa.Integer(), nullable=True),
     sa.Column('serial', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('instance_type', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('scope', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('first_seen', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('last_seen', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('retired_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
@@ -79,6 +80,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_holding_operator_id'), ['operator_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_holding_owner_id'), ['owner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_holding_retired_at'), ['retired_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_holding_scope'), ['scope'], unique=False)
         batch_op.create_index(batch_op.f('ix_holding_site_id'), ['site_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_holding_source'), ['source'], unique=False)
 
@@ -109,6 +111,7 @@ def downgrade() -> None:
     with op.batch_alter_table('holding', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_holding_source'))
         batch_op.drop_index(batch_op.f('ix_holding_site_id'))
+        batch_op.drop_index(batch_op.f('ix_holding_scope'))
         batch_op.drop_index(batch_op.f('ix_holding_retired_at'))
         batch_op.drop_index(batch_op.f('ix_holding_owner_id'))
         batch_op.drop_index(batch_op.f('ix_holding_operator_id'))

@@ -1,0 +1,261 @@
+"""Authentication middleware (tokens, OIDC, dashboard sessions with CSRF checks) and /api/v1/tokens."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
+
+from agent.api.deps import get_session
+from agent.auth import (
+    AuthError,
+    OidcConfig,
+    Principal,
+    create_token,
+    oidc_config_from_settings,
+    required_permission,
+    revoke_token,
+    verify_jwt,
+    verify_token,
+)
+from agent.config import settings
+from agent.store import session_scope
+from agent.store.tables.auth import ApiToken
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+SESSION_COOKIE = "veu_session"
+SESSION_MAX_AGE = 8 * 3600
+_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/validate", "/static/", "/login",
+                    "/openapi.json", "/docs", "/redoc", "/favicon.ico")
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+
+class TokenIn(BaseModel):
+    role: str = Field(description="viewer | planner | compliance | auditor | admin")
+    name: str = Field(default="", max_length=200)
+    expires_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+@router.get("/whoami")
+def whoami(request: Request) -> dict[str, str]:
+    p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
+    return {"name": p.name, "role": p.role, "via": p.via}
+
+
+@router.post("/tokens", status_code=201)
+def create(body: TokenIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
+    p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
+    row, secret = create_token(s, role=body.role, name=body.name, expires_days=body.expires_days,
+                               created_by=p.actor)
+    _audit(s, p, "token.create", f"token:{row.prefix}", {"role": row.role, "name": row.name})
+    return {"id": row.id, "prefix": row.prefix, "role": row.role, "token": secret,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+
+
+@router.get("/tokens")
+def list_tokens(s: Session = Depends(get_session)) -> list[dict[str, Any]]:
+    return [
+        {"id": t.id, "prefix": t.prefix, "name": t.name, "role": t.role, "created_at": t.created_at,
+         "expires_at": t.expires_at, "revoked": t.revoked_at is not None}
+        for t in s.exec(select(ApiToken).order_by(ApiToken.id)).all()
+    ]
+
+
+@router.delete("/tokens/{ident}")
+def revoke(ident: str, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
+    p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
+    row = revoke_token(s, ident)
+    _audit(s, p, "token.revoke", f"token:{row.prefix}", {})
+    return {"id": row.id, "prefix": row.prefix, "revoked": True}
+
+
+def _audit(s: Session, p: Principal, action: str, subject: str, payload: dict[str, Any]) -> None:
+    try:
+        from agent.audit import record
+    except ImportError:  # pragma: no cover - the audit module ships with the product
+        return
+    record(s, actor=p.actor, action=action, subject=subject, payload=payload)
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="veu-session")
+
+
+class AuthMiddleware:
+    """Pure ASGI middleware: cheap for the webhook path, strict everywhere else."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], mode: str, database_url: str | None,
+                 oidc: OidcConfig | None, session_secret: str) -> None:
+        self.app, self.mode, self.database_url, self.oidc = app, mode, database_url, oidc
+        self.sessions = _serializer(session_secret)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if self.mode == "none":
+            scope.setdefault("state", {})["principal"] = Principal("anonymous", "admin", "anonymous")
+            await self._call_as(Principal("anonymous", "admin", "anonymous"), scope, receive, send)
+            return
+        if path.startswith(_PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        perm = required_permission(method, path)
+        if perm is not None:  # the API: bearer credentials
+            auth = headers.get("authorization", "")
+            if not auth.lower().startswith("bearer "):
+                await _json(send, 401, "authentication required: send 'Authorization: Bearer <token>'",
+                            {"www-authenticate": "Bearer"})
+                return
+            try:
+                principal = await self._principal(auth[7:].strip())
+            except AuthError as exc:
+                await _json(send, 401, str(exc), {"www-authenticate": "Bearer"})
+                return
+        else:  # the dashboard: a signed session cookie, and same-origin checks on form posts
+            principal_or_none = self._session(headers.get("cookie", ""))
+            if principal_or_none is None:
+                await _redirect(send, "/login?next=" + path)
+                return
+            principal = principal_or_none
+            if method in _UNSAFE and not _same_origin(headers):
+                await _json(send, 403, "cross-site form submission refused (Origin/Referer does not match Host)")
+                return
+            perm = _dashboard_permission(method, path)
+        if not principal.can(perm):
+            await _json(send, 403, f"role {principal.role!r} may not {method} {path} (needs {perm!r})")
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self._call_as(principal, scope, receive, send)
+
+    async def _call_as(self, principal: Principal, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            from agent.audit import acting_as
+        except ImportError:  # pragma: no cover
+            await self.app(scope, receive, send)
+            return
+        with acting_as(principal.actor):
+            await self.app(scope, receive, send)
+
+    async def _principal(self, credential: str) -> Principal:
+        if credential.startswith("veu_"):
+            def check() -> Principal:
+                with session_scope(self.database_url) as s:
+                    return verify_token(s, credential)
+
+            return await to_thread.run_sync(check)
+        if self.oidc is None:
+            raise AuthError("bearer token is not a veu-governor token and OIDC is not configured")
+        return verify_jwt(credential, self.oidc)
+
+    def _session(self, cookie_header: str) -> Principal | None:
+        for part in cookie_header.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == SESSION_COOKIE:
+                try:
+                    data = self.sessions.loads(v, max_age=SESSION_MAX_AGE)
+                except BadSignature:
+                    return None
+                return Principal(str(data["name"]), str(data["role"]), "session")
+        return None
+
+
+def _dashboard_permission(method: str, path: str) -> str:
+    if method not in _UNSAFE:
+        return "audit" if path.startswith(("/exports", "/audit")) else "read"
+    return required_permission(method, "/api/v1" + path) or "admin"
+
+
+def _same_origin(headers: dict[str, str]) -> bool:
+    host = headers.get("host", "")
+    origin = headers.get("origin") or headers.get("referer") or ""
+    if not origin or not host:
+        return False
+    netloc = origin.split("://", 1)[-1].split("/", 1)[0]
+    return netloc == host
+
+
+async def _json(send: Send, status: int, detail: str, extra: dict[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    hdrs += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+_LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>veu-governor sign in</title>
+<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto}input{width:100%%;padding:.5rem}
+button{margin-top:1rem;padding:.5rem 1rem}.err{color:#b00}</style></head><body>
+<h1>veu-governor</h1><p>Sign in with an API token (<code>veuctl tokens create --role viewer</code>).</p>
+<p class="err">%s</p><form method="post" action="/login"><input type="hidden" name="next" value="%s">
+<label>Token <input name="token" type="password" autocomplete="off" required></label>
+<button type="submit">Sign in</button></form></body></html>"""
+
+
+def setup(app: FastAPI) -> None:
+    cfg = settings()
+    mode = cfg.auth if cfg.auth in ("token", "none") else "token"
+    oidc = oidc_config_from_settings(cfg.oidc_issuer, cfg.oidc_audience, cfg.oidc_jwks_file, cfg.oidc_role_claim)
+    secret = cfg.session_secret or secrets.token_urlsafe(32)
+    database_url = app.state.database_url
+    app.state.auth_mode = mode
+
+    @app.get("/login", include_in_schema=False)
+    def login_form(next: str = "/") -> HTMLResponse:
+        return HTMLResponse(_LOGIN % ("", _safe_next(next)))
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Any:
+        form = parse_qs((await request.body()).decode())
+        token = (form.get("token") or [""])[0]
+        nxt = _safe_next((form.get("next") or ["/"])[0])
+        try:
+            def check() -> Principal:
+                with session_scope(database_url) as s:
+                    return verify_token(s, token)
+
+            p = await to_thread.run_sync(check)
+        except AuthError:
+            return HTMLResponse(_LOGIN % ("That token is not valid.", nxt), status_code=401)
+        resp = RedirectResponse(nxt, status_code=303)
+        resp.set_cookie(SESSION_COOKIE, _serializer(secret).dumps({"name": p.name, "role": p.role}),
+                        max_age=SESSION_MAX_AGE, httponly=True, secure=request.url.scheme == "https",
+                        samesite="strict")
+        return resp
+
+    @app.post("/logout", include_in_schema=False)
+    def logout() -> RedirectResponse:
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(SESSION_COOKIE)
+        return resp
+
+    app.add_middleware(AuthMiddleware, mode=mode, database_url=database_url, oidc=oidc,  # type: ignore[arg-type]
+                       session_secret=secret)
+
+
+def _safe_next(nxt: str) -> str:
+    # Only local paths: never redirect a signed-in user to another site.
+    return nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"

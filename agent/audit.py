@@ -1,0 +1,494 @@
+"""The tamper-evident audit trail: append entries to a SHA-256 hash chain in the caller's transaction.
+
+Every write the product makes to the store calls :func:`record` in the same transaction, so the audit
+entry and the change commit (or roll back) together. Entries form a hash chain
+(``hash = SHA-256(canonical JSON of the entry, including prev_hash)``); appends are serialised
+store-wide (``pg_advisory_xact_lock`` on PostgreSQL, the database write lock on SQLite) so concurrent
+writers never fork the chain. Signed checkpoints and verification live further down this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import getpass
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select as sa_select
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from agent.signing import SigningKey, key_id, signing_key
+from agent.signing import verify as verify_signature
+from agent.store.tables.audit import AuditCheckpoint, AuditEntry
+from agent.store.tables.core import utcnow
+from policies.errors import PolicyError
+from policies.packs import PackRegistry
+
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "acting_as",
+    "canonical_json",
+    "current_actor",
+    "entry_hash",
+    "record",
+    "set_actor",
+]
+
+GENESIS = "0" * 64
+# A fixed 63-bit key for pg_advisory_xact_lock: every writer of the audit chain takes the same lock.
+_PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"veu-governor/audit-chain").digest()[:8], "big") >> 1
+
+_actor: ContextVar[str | None] = ContextVar("veu_audit_actor", default=None)
+_default_actor: str | None = None
+
+
+# --------------------------------------------------------------------------- actor
+
+
+def current_actor() -> str:
+    """Who is acting: the context's actor (set by the CLI, API or a collector), else a process default.
+
+    The default is ``VEU_ACTOR`` if set, else ``cli:<os user>`` inside ``veuctl`` and ``service`` otherwise.
+    """
+    value = _actor.get()
+    if value:
+        return value
+    if _default_actor:
+        return _default_actor
+    env = os.environ.get("VEU_ACTOR", "").strip()
+    return env or "service"
+
+
+def set_actor(actor: str) -> Token[str | None]:
+    """Set the actor for the current context (returns the token for ``reset_actor``)."""
+    return _actor.set(actor)
+
+
+def reset_actor(token: Token[str | None]) -> None:
+    _actor.reset(token)
+
+
+def set_default_actor(actor: str | None) -> None:
+    """Set the process-wide fallback actor (``veuctl`` sets ``cli:<os user>``)."""
+    global _default_actor
+    _default_actor = actor
+
+
+def cli_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Run a block with ``actor`` as the current actor (e.g. ``collector:aws`` or ``token:ci``)."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+# --------------------------------------------------------------------------- canonical JSON
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, datetime):
+        if o.utcoffset() is not None:
+            o = o.astimezone(UTC)
+        return o.isoformat()
+    if isinstance(o, date):
+        return o.isoformat()
+    if isinstance(o, Decimal):
+        return str(o)
+    if isinstance(o, enum.Enum):
+        return o.value
+    if isinstance(o, set | frozenset):
+        return sorted(o, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    if isinstance(o, PurePath):
+        return str(o)
+    if isinstance(o, bytes):
+        return o.hex()
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    dump = getattr(o, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"audit payload: {type(o).__name__} is not JSON-serialisable")
+
+
+def _finite(o: Any) -> Any:
+    """Replace NaN/±inf (not valid JSON) with their string names so the payload stays canonical."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if isinstance(o, dict):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, no whitespace, UTF-8 text, ISO-8601 UTC datetimes, no NaN."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False, default=_default)
+    except ValueError:
+        return json.dumps(_finite(json.loads(json.dumps(obj, default=_default))), sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def ts_text(ts: datetime) -> str:
+    """The hashed form of a timestamp: UTC, microseconds, '+00:00' (identical after a DB round trip)."""
+    if ts.utcoffset() is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def entry_material(seq: int, ts: str, actor: str, action: str, subject: str, payload: str,
+                   prev_hash: str) -> bytes:
+    """The canonical JSON of an entry (keys sorted) as hashed; ``payload`` is already canonical JSON."""
+    d = json.dumps
+    return (
+        f'{{"action":{d(action, ensure_ascii=False)},"actor":{d(actor, ensure_ascii=False)},'
+        f'"payload":{payload},"prev_hash":"{prev_hash}","seq":{seq},'
+        f'"subject":{d(subject, ensure_ascii=False)},"ts":"{ts}"}}'
+    ).encode()
+
+
+def entry_hash(seq: int, ts: str, actor: str, action: str, subject: str, payload: str,
+               prev_hash: str) -> str:
+    return hashlib.sha256(entry_material(seq, ts, actor, action, subject, payload, prev_hash)).hexdigest()
+
+
+# --------------------------------------------------------------------------- append
+
+
+def _lock_chain(session: Session) -> None:
+    """Serialise appends store-wide for the rest of the caller's transaction."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    else:
+        # SQLite: a write statement (even one touching no row) begins the transaction and takes the
+        # database RESERVED lock, waiting up to busy_timeout; reads after it see the latest commit.
+        session.execute(text("DELETE FROM audit_entry WHERE 0 = 1"))
+
+
+def _head(session: Session) -> tuple[int, str]:
+    row = session.execute(
+        text("SELECT seq, hash FROM audit_entry ORDER BY seq DESC LIMIT 1")
+    ).first()
+    if row is not None:
+        return int(row[0]), str(row[1])
+    # Everything was pruned: continue from the pruning anchor so the chain stays verifiable.
+    cp = session.execute(
+        text("SELECT seq, hash FROM audit_checkpoint WHERE kind = 'anchor' ORDER BY seq DESC LIMIT 1")
+    ).first()
+    if cp is not None:
+        return int(cp[0]), str(cp[1])
+    return 0, GENESIS
+
+
+def record(session: Session, *, actor: str, action: str, subject: str,
+           payload: dict[str, Any]) -> AuditEntry:
+    """Append an audit entry in the caller's transaction (commits or rolls back with the caller's change).
+
+    ``actor`` is who acted (``current_actor()`` if unsure), ``action`` a dotted verb such as
+    ``party.create``, ``subject`` what was acted on (``party:acme``), ``payload`` the details (JSON).
+    """
+    if not actor or not action:
+        raise ValueError("audit record: actor and action are required")
+    body = canonical_json(payload if payload is not None else {})
+    session.flush()  # earlier pending writes first, so the chain lock is taken after them
+    _lock_chain(session)
+    last_seq, prev = _head(session)
+    seq = last_seq + 1
+    ts = utcnow().replace()
+    ts_s = ts_text(ts)
+    entry = AuditEntry(
+        seq=seq, ts=ts, actor=actor[:200], action=action[:100], subject=subject[:300], payload=body,
+        prev_hash=prev,
+        hash=entry_hash(seq, ts_s, actor[:200], action[:100], subject[:300], body, prev),
+    )
+    session.add(entry)
+    session.flush()
+    _maybe_checkpoint(session, entry)
+    return entry
+
+
+def _maybe_checkpoint(session: Session, entry: AuditEntry) -> None:
+    """Sign a periodic checkpoint every ``VEU_AUDIT_CHECKPOINT_EVERY`` entries (default 1000; 0 = off)."""
+    try:
+        every = int(os.environ.get("VEU_AUDIT_CHECKPOINT_EVERY", "1000"))
+    except ValueError:
+        every = 1000
+    if every > 0 and entry.seq % every == 0:
+        sign_checkpoint(session, entry.seq, entry.hash, kind="periodic")
+
+
+# --------------------------------------------------------------------------- signed checkpoints
+
+
+class AuditError(PolicyError):
+    """The audit trail cannot be checkpointed or pruned as asked."""
+
+
+def checkpoint_message(seq: int, hash_: str, kind: str, ts: str) -> bytes:
+    """What a checkpoint signature covers (kind and time included so neither can be swapped)."""
+    return b"veu-governor audit checkpoint v1\n" + canonical_json(
+        {"hash": hash_, "kind": kind, "seq": seq, "ts": ts}).encode()
+
+
+def sign_checkpoint(session: Session, seq: int, hash_: str, *, kind: str = "periodic",
+                    key: SigningKey | None = None) -> AuditCheckpoint:
+    """Sign (seq, hash) of an entry and store the checkpoint in the caller's transaction."""
+    key = key or signing_key()
+    ts = utcnow()
+    cp = AuditCheckpoint(seq=seq, hash=hash_, ts=ts, kind=kind, key_id=key.key_id,
+                         signature=key.sign(checkpoint_message(seq, hash_, kind, ts_text(ts))))
+    session.add(cp)
+    session.flush()
+    return cp
+
+
+def checkpoint(session: Session, *, key: SigningKey | None = None) -> AuditCheckpoint | None:
+    """Sign the current head of the chain (None when the log is empty)."""
+    _lock_chain(session)
+    seq, head = _head(session)
+    if seq == 0:
+        return None
+    existing = session.execute(
+        select(AuditCheckpoint).where(AuditCheckpoint.seq == seq, AuditCheckpoint.hash == head)
+    ).scalars().first()
+    if existing is not None:
+        return existing
+    return sign_checkpoint(session, seq, head, kind="periodic", key=key)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of recomputing the chain; ``break_seq`` is the first sequence number that fails."""
+
+    ok: bool = True
+    checked: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    start_from: str = "genesis"
+    break_seq: int | None = None
+    reason: str = ""
+    checkpoints_verified: int = 0
+    latest_checkpoint_seq: int | None = None
+    unanchored_tail: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def fail(self, seq: int, reason: str) -> VerifyResult:
+        if self.ok:
+            self.ok, self.break_seq, self.reason = False, seq, reason
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _trusted(keys: list[Ed25519PublicKey] | None) -> dict[str, Ed25519PublicKey]:
+    if keys is None:
+        keys = [signing_key().public]
+    return {key_id(k): k for k in keys}
+
+
+def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey],
+                 result: VerifyResult) -> list[AuditCheckpoint]:
+    """Every checkpoint whose signature verifies; the first bad one is the reported break."""
+    good: list[AuditCheckpoint] = []
+    rows = session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq,
+                                                            AuditCheckpoint.id)).scalars().all()
+    for cp in rows:
+        pub = trusted.get(cp.key_id)
+        if pub is None:
+            result.fail(cp.seq, f"checkpoint at seq {cp.seq} is signed by an untrusted key {cp.key_id[:16]}…")
+            continue
+        if not verify_signature(pub, checkpoint_message(cp.seq, cp.hash, cp.kind, ts_text(cp.ts)),
+                                cp.signature):
+            result.fail(cp.seq, f"checkpoint at seq {cp.seq}: signature does not verify (checkpoint altered)")
+            continue
+        good.append(cp)
+    result.checkpoints_verified = len(good)
+    return good
+
+
+def _rows(session: Session, start: int, batch: int) -> Iterator[tuple[Any, ...]]:
+    """Entries from ``start`` in seq order, in keyset-paginated batches (bounded memory on any backend)."""
+    t = AuditEntry.__table__  # type: ignore[attr-defined]
+    cols = (t.c.seq, t.c.ts, t.c.actor, t.c.action, t.c.subject, t.c.payload, t.c.prev_hash, t.c.hash)
+    while True:
+        rows = session.execute(
+            sa_select(*cols).where(t.c.seq >= start).order_by(t.c.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        start = rows[-1][0] + 1
+
+
+def verify_chain(session: Session, *, from_seq: int | None = None,
+                 keys: list[Ed25519PublicKey] | None = None, batch: int = 5000) -> VerifyResult:
+    """Recompute the chain and checkpoint signatures; report the first edited, deleted, reordered or
+    truncated entry. ``from_seq`` starts at the nearest signed checkpoint before it (an anchor)."""
+    result = VerifyResult()
+    trusted = _trusted(keys)
+    cps = _checkpoints(session, trusted, result)
+    cp_at: dict[int, str] = {}
+    for cp in cps:
+        cp_at.setdefault(cp.seq, cp.hash)
+    result.latest_checkpoint_seq = max(cp_at) if cp_at else None
+    bounds = session.execute(text("SELECT MIN(seq), MAX(seq) FROM audit_entry")).first()
+    first, last = (bounds[0], bounds[1]) if bounds else (None, None)
+    result.first_seq, result.last_seq = first, last
+    if first is None:
+        if cp_at:
+            top = max(cp_at)
+            result.fail(1 if not cps else min(cp_at), f"the log is empty but signed checkpoints reach seq {top} "
+                        "(entries deleted)")
+        return result
+
+    # Where to start and what the first entry's prev_hash must be.
+    if from_seq is not None and from_seq > first:
+        below = [s for s in cp_at if s < from_seq and s >= first - 1]
+        if below:
+            anchor = max(below)
+            start, expect_prev = anchor + 1, cp_at[anchor]
+            result.start_from = f"checkpoint {anchor}"
+        else:
+            start, expect_prev = first, None
+    else:
+        start, expect_prev = first, None
+    if expect_prev is None:
+        if first == 1:
+            expect_prev = GENESIS
+            result.start_from = "genesis"
+        elif first - 1 in cp_at:
+            expect_prev = cp_at[first - 1]
+            result.start_from = f"pruning anchor {first - 1}"
+        else:
+            earlier = [s for s in cp_at if s < first - 1]
+            missing_from = (max(earlier) + 1) if earlier else 1
+            return result.fail(missing_from, f"entries {missing_from}..{first - 1} are missing and no signed "
+                               "anchor covers them (deleted from the head of the log)")
+
+    expect_seq = start
+    prev_cp_seq = start - 1
+    for seq, ts, actor, action, subject, payload, prev_hash, stored in _rows(session, start, batch):
+        if seq != expect_seq:
+            return result.fail(expect_seq, f"entry {expect_seq} is missing (deleted)"
+                               + (f"; entries {expect_seq}..{seq - 1} absent" if seq - 1 > expect_seq else ""))
+        if prev_hash != expect_prev:
+            return result.fail(seq, f"entry {seq}: prev_hash does not link to entry {seq - 1} "
+                               "(entries reordered, replaced or the previous entry altered)")
+        if entry_hash(seq, ts_text(ts), actor, action, subject, payload, prev_hash) != stored:
+            return result.fail(seq, f"entry {seq}: contents do not match its hash (entry edited)")
+        signed = cp_at.get(seq)
+        if signed is not None:
+            if signed != stored:
+                return result.fail(prev_cp_seq + 1, f"entries {prev_cp_seq + 1}..{seq} were rewritten: entry "
+                                   f"{seq} differs from the signed checkpoint at seq {seq}")
+            prev_cp_seq = seq
+        result.checked += 1
+        expect_prev = stored
+        expect_seq = seq + 1
+    top = expect_seq - 1
+    latest = result.latest_checkpoint_seq
+    if latest is not None and latest > top:
+        return result.fail(top + 1, f"entries {top + 1}..{latest} are missing: the log ends at seq {top} but a "
+                           f"signed checkpoint covers seq {latest} (log truncated)")
+    if latest is None:
+        result.warnings.append("no signed checkpoint: truncation of the tail cannot be detected; "
+                               "run `veuctl audit checkpoint`")
+    result.unanchored_tail = top - (latest or 0) if top > (latest or 0) else 0
+    if result.unanchored_tail:
+        result.warnings.append(f"{result.unanchored_tail} entries after the latest signed checkpoint "
+                               f"(seq {latest or 0}) are not yet covered by a signature")
+    return result
+
+
+# --------------------------------------------------------------------------- retention
+
+
+@dataclass
+class PruneResult:
+    cutoff: str
+    retention_years: int
+    through_seq: int
+    deleted: int
+    anchor_hash: str
+    dry_run: bool
+
+
+def prune(session: Session, packs: PackRegistry, *, as_of: date, actor: str,
+          dry_run: bool = False) -> PruneResult:
+    """Delete entries older than the pack's retention (``veu-recordkeeping.retention_years``).
+
+    The segment being removed is verified first (tampered history is never laundered into an anchor);
+    then an ``anchor`` checkpoint is signed over the last removed entry so what remains verifies, and the
+    pruning itself is recorded in the trail.
+    """
+    prov = packs.provision("veu-recordkeeping", as_of)
+    years = int(prov.value("retention_years"))
+    try:
+        cutoff_d = as_of.replace(year=as_of.year - years)
+    except ValueError:  # 29 February
+        cutoff_d = as_of.replace(year=as_of.year - years, day=28)
+    cutoff = datetime(cutoff_d.year, cutoff_d.month, cutoff_d.day, tzinfo=UTC)
+    _lock_chain(session)
+    keep_from = session.execute(text("SELECT MIN(seq) FROM audit_entry WHERE ts >= :c"),
+                                {"c": cutoff.replace(tzinfo=None) if _is_sqlite(session) else cutoff}
+                                ).scalar()
+    last_seq, _ = _head(session)
+    through = (int(keep_from) - 1) if keep_from is not None else last_seq
+    first = session.execute(text("SELECT MIN(seq) FROM audit_entry")).scalar()
+    if first is None or through < int(first):
+        return PruneResult(cutoff.isoformat(), years, 0, 0, "", dry_run)
+    check = verify_chain(session)
+    if not check.ok and (check.break_seq or 0) <= through + 1:
+        raise AuditError(f"audit prune: the chain is broken at seq {check.break_seq} ({check.reason}); "
+                         "investigate with `veuctl audit verify` before pruning")
+    row = session.execute(text("SELECT hash FROM audit_entry WHERE seq = :s"), {"s": through}).first()
+    if row is None:
+        raise AuditError(f"audit prune: entry {through} not found")
+    anchor_hash = str(row[0])
+    count = through - int(first) + 1
+    if dry_run:
+        return PruneResult(cutoff.isoformat(), years, through, count, anchor_hash, True)
+    sign_checkpoint(session, through, anchor_hash, kind="anchor")
+    session.execute(text("DELETE FROM audit_entry WHERE seq <= :s"), {"s": through})
+    # Checkpoints over removed entries can no longer be checked; the new anchor supersedes them.
+    session.execute(text("DELETE FROM audit_checkpoint WHERE seq < :s"), {"s": through})
+    result = PruneResult(cutoff.isoformat(), years, through, count, anchor_hash, False)
+    record(session, actor=actor, action="audit.prune", subject=f"audit:1..{through}",
+           payload={**dataclasses.asdict(result), "citation": prov.citation,
+                    "pack_versions": packs.versions()})
+    return result
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"

@@ -1,0 +1,197 @@
+"""Authentication and roles: hashed API tokens, OIDC bearer JWTs, and the role → permission matrix.
+
+Roles and what they may do:
+
+- ``viewer``: read everything except the audit trail and exports.
+- ``planner``: viewer + what-if and reservations.
+- ``compliance``: viewer + resolve cases, record determinations and register evidence.
+- ``auditor``: read everything, run exports, verify the audit chain.
+- ``admin``: everything (parties, sites, packs, tokens, inventory writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from agent.store.tables.auth import ApiToken
+from agent.store.tables.core import utcnow
+from policies.errors import PolicyError
+
+ROLES = ("viewer", "planner", "compliance", "auditor", "admin")
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "planner": frozenset({"read", "plan"}),
+    "compliance": frozenset({"read", "compliance"}),
+    "auditor": frozenset({"read", "audit"}),
+    "admin": frozenset({"read", "plan", "compliance", "audit", "admin"}),
+}
+TOKEN_PREFIX = "veu_"
+
+
+class AuthError(PolicyError):
+    """A credential is missing, malformed, expired, revoked or not allowed."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    via: str  # "token", "oidc", "anonymous"
+
+    def can(self, permission: str) -> bool:
+        return permission in PERMISSIONS.get(self.role, frozenset())
+
+    @property
+    def actor(self) -> str:
+        return f"{self.via}:{self.name}"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(
+    s: Session, *, role: str, name: str, expires_days: int | None = None, created_by: str = ""
+) -> tuple[ApiToken, str]:
+    """Create a token; the secret is returned once and only its hash is stored."""
+    if role not in ROLES:
+        raise AuthError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+    if expires_days is not None and not 1 <= expires_days <= 3650:
+        raise AuthError("--expires: days must be between 1 and 3650")
+    name = name.strip() or role
+    prefix = secrets.token_hex(6)
+    secret = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiToken(
+        name=name[:200],
+        role=role,
+        prefix=prefix,
+        token_hash=_hash(secret),
+        created_by=created_by,
+        expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None,
+    )
+    s.add(row)
+    s.flush()
+    return row, secret
+
+
+_TOKEN_RE = re.compile(r"^veu_([0-9a-f]{12})_[A-Za-z0-9_\-]{20,100}$")
+
+
+def verify_token(s: Session, secret: str, now: datetime | None = None) -> Principal:
+    m = _TOKEN_RE.match(secret)
+    if m is None:
+        raise AuthError("token: malformed")
+    row = s.exec(select(ApiToken).where(ApiToken.prefix == m.group(1))).first()
+    if row is None or not hmac.compare_digest(row.token_hash, _hash(secret)):
+        raise AuthError("token: unknown")
+    now = now or utcnow()
+    if row.revoked_at is not None:
+        raise AuthError("token: revoked")
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        raise AuthError("token: expired")
+    return Principal(name=row.name, role=row.role, via="token")
+
+
+def _aware(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def revoke_token(s: Session, ident: str) -> ApiToken:
+    """Revoke by id or by the 12-hex prefix shown at creation."""
+    q = select(ApiToken).where(ApiToken.prefix == ident)
+    if ident.isdigit():
+        q = select(ApiToken).where(ApiToken.id == int(ident))
+    row = s.exec(q).first()
+    if row is None:
+        raise AuthError(f"token {ident!r}: not found; `veuctl tokens list` shows ids and prefixes")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        s.add(row)
+    return row
+
+
+# --- OIDC -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    issuer: str
+    audience: str
+    jwks: dict[str, Any]
+    role_claim: str = "veu_role"
+
+
+@lru_cache(maxsize=4)
+def _load_jwks(path: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(path).read_text())
+    return data
+
+
+def oidc_config_from_settings(issuer: str, audience: str, jwks_file: str, role_claim: str) -> OidcConfig | None:
+    if not issuer:
+        return None
+    if not jwks_file:
+        raise AuthError("VEU_OIDC_JWKS_FILE: required when VEU_OIDC_ISSUER is set (the issuer's key set as JSON)")
+    return OidcConfig(issuer=issuer, audience=audience, jwks=_load_jwks(jwks_file), role_claim=role_claim)
+
+
+def verify_jwt(token: str, cfg: OidcConfig) -> Principal:
+    """Verify signature (issuer's keys), issuer, audience and expiry; take the role from a claim."""
+    import jwt
+
+    try:
+        header = jwt.get_unverified_header(token)
+        keys = {k.get("kid"): k for k in cfg.jwks.get("keys", [])}
+        jwk = keys.get(header.get("kid")) or (next(iter(keys.values())) if len(keys) == 1 else None)
+        if jwk is None:
+            raise AuthError("oidc: no key in the configured key set matches the token's kid")
+        key = jwt.PyJWK(jwk).key
+        claims = jwt.decode(
+            token, key=key, algorithms=["RS256", "ES256", "EdDSA", "PS256"],
+            audience=cfg.audience or None, issuer=cfg.issuer,
+            options={"require": ["exp", "iss", "sub"], "verify_aud": bool(cfg.audience)},
+        )
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"oidc: {exc}") from None
+    role = claims.get(cfg.role_claim)
+    if role not in ROLES:
+        raise AuthError(f"oidc: claim {cfg.role_claim!r} must be one of {', '.join(ROLES)}")
+    return Principal(name=str(claims["sub"]), role=str(role), via="oidc")
+
+
+# --- Route permissions ------------------------------------------------------------------------------
+
+_WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+# Ordered (methods, path regex, permission); the first match wins. Paths outside /api/v1 are handled
+# separately (dashboard pages, health, metrics, the webhook).
+ROUTE_RULES: tuple[tuple[frozenset[str] | None, re.Pattern[str], str], ...] = (
+    (None, re.compile(r"^/api/v1/tokens"), "admin"),
+    (None, re.compile(r"^/api/v1/(exports|audit)(/|$)"), "audit"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/(estimate|paths)(/|$)"), "read"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/(whatif|what-if|reservations)(/|$)"), "plan"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/authorizations/[^/]+/(whatif|what-if|reservations)(/|$)"), "plan"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/caps/[^/]+/(whatif|what-if|reservations)(/|$)"), "plan"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/(cases|controls|weights|determinations)(/|$)"), "compliance"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/models/[^/]+/determinations(/|$)"), "compliance"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/"), "admin"),
+    (None, re.compile(r"^/api/v1/"), "read"),
+)
+
+
+def required_permission(method: str, path: str) -> str | None:
+    """The permission a request needs, or None for a path this matrix does not govern."""
+    for methods, pattern, perm in ROUTE_RULES:
+        if (methods is None or method.upper() in methods) and pattern.search(path):
+            return perm
+    return None

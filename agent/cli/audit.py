@@ -1,0 +1,123 @@
+"""`veuctl audit`: verify the tamper-evident audit chain, sign checkpoints, prune by retention, read the log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlalchemy import select
+
+from agent import audit as svc
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, table
+from agent.packs import registry
+from agent.signing import load_public_pem, signing_key
+from agent.store import session_scope
+from agent.store.tables.audit import AuditEntry
+
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+
+
+def _keys(files: list[Path]) -> list[Any] | None:
+    if not files:
+        return None
+    keys = []
+    for f in files:
+        try:
+            keys.append(load_public_pem(f.read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--public-key: cannot load {f}: {exc}") from None
+    return keys
+
+
+@audit_app.command("verify")
+def verify(
+    from_: int | None = typer.Option(None, "--from", min=1, help="Start at this sequence number "
+                                     "(from the nearest signed checkpoint before it)."),
+    public_key: list[Path] = typer.Option([], "--public-key", help="Trusted public key PEM (repeat); "
+                                          "default: the configured signing key."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Recompute the hash chain and checkpoint signatures; exit 1 at the first break."""
+    with session_scope(db_url(db)) as s:
+        res = svc.verify_chain(s, from_seq=from_, keys=_keys(public_key))
+
+    def human(_: Any) -> None:
+        if res.ok:
+            typer.echo(f"OK: {res.checked} entries verified (seq {res.first_seq}..{res.last_seq}, from "
+                       f"{res.start_from}); {res.checkpoints_verified} signed checkpoints, latest at seq "
+                       f"{res.latest_checkpoint_seq}")
+        else:
+            typer.echo(f"BROKEN at seq {res.break_seq}: {res.reason}")
+        for w in res.warnings:
+            typer.echo(f"warning: {w}")
+
+    emit(res.as_dict(), json_, human)
+    if not res.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(
+    out: Path | None = typer.Option(None, "--out", help="Also write the signed checkpoint (with the public "
+                                    "key) to this JSON file, e.g. on WORM storage off the database host."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Sign the current head of the chain (seq, hash) with the Ed25519 key."""
+    with session_scope(db_url(db)) as s:
+        cp = svc.checkpoint(s)
+        if cp is None:
+            raise UsageError("audit checkpoint: the audit log is empty; nothing to sign")
+        data = {"seq": cp.seq, "hash": cp.hash, "ts": svc.ts_text(cp.ts), "kind": cp.kind,
+                "key_id": cp.key_id, "signature": cp.signature}
+    if out is not None:
+        out.write_text(json.dumps({**data, "public_key": signing_key().public_pem()}, indent=2) + "\n")
+    emit(data, json_)
+
+
+@audit_app.command("prune")
+def prune(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be removed; change nothing."),
+    as_of_: str | None = AsOfOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Remove entries older than veu-recordkeeping.retention_years, leaving a signed anchor."""
+    with session_scope(db_url(db)) as s:
+        res = svc.prune(s, registry(), as_of=as_of(as_of_), actor=svc.current_actor(), dry_run=dry_run)
+    emit(res.__dict__, json_)
+
+
+@audit_app.command("log")
+def log(
+    from_: int = typer.Option(1, "--from", min=1, help="First sequence number."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10000),
+    action: str | None = typer.Option(None, "--action", help="Only this action (e.g. party.create)."),
+    subject: str | None = typer.Option(None, "--subject", help="Only this subject (e.g. party:acme)."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Read audit entries in sequence order."""
+    q = select(AuditEntry).where(AuditEntry.seq >= from_).order_by(AuditEntry.seq).limit(limit)  # type: ignore[arg-type]
+    if action:
+        q = q.where(AuditEntry.action == action)  # type: ignore[arg-type]
+    if subject:
+        q = q.where(AuditEntry.subject == subject)  # type: ignore[arg-type]
+    with session_scope(db_url(db)) as s:
+        rows = [{"seq": e.seq, "ts": svc.ts_text(e.ts), "actor": e.actor, "action": e.action,
+                 "subject": e.subject, "payload": json.loads(e.payload), "hash": e.hash}
+                for e in s.execute(q).scalars()]
+    emit(rows, json_, lambda r: table(
+        [{**x, "payload": json.dumps(x["payload"])[:80], "hash": x["hash"][:12]} for x in r],
+        ["seq", "ts", "actor", "action", "subject", "payload", "hash"]))
+
+
+@audit_app.command("pubkey")
+def pubkey() -> None:
+    """Print the public key (PEM) that verifies checkpoints and export manifests."""
+    typer.echo(signing_key().public_pem(), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    # Inside veuctl the default actor is the OS user (the API and collectors set their own).
+    if svc._default_actor is None:
+        svc.set_default_actor(svc.cli_actor())
+    app.add_typer(audit_app, name="audit")

@@ -1,0 +1,262 @@
+"""AWS collector: EC2 instances and active ML capacity reservations/blocks in every account and region.
+
+- Accounts: each configured account is reached through the standard credential chain (optionally a named
+  profile or a credentials file named in config), then ``sts:AssumeRole`` into ``role_arn`` when given.
+- Regions: the configured list, else every region the account reports as enabled (``DescribeRegions``).
+  Regions run in parallel on a bounded thread pool; each (account, region) is one scope.
+- Throttling: botocore's retry modes (``adaptive`` by default: client-side rate limiting plus exponential
+  backoff with jitter on ``RequestLimitExceeded``/``Throttling``/5xx).
+- Instance type -> accelerators: the catalog first; unknown types fall back to ``DescribeInstanceTypes``
+  (``GpuInfo``/``NeuronInfo``), cached for the run and shared by every region.
+- ``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in config) is honoured by botocore for every client.
+Credentials are never logged or put in error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import boto3
+import botocore.config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.collectors.base import (
+    Collector,
+    Observation,
+    ScopeResult,
+    SiteRef,
+    SourceConfig,
+    instance_accelerators,
+    register,
+    resolve_alias,
+)
+from policies.errors import PolicyError
+
+# Instances in these states hold their accelerators; a stopped instance has released its host.
+DEFAULT_STATES = ("pending", "running", "stopping", "shutting-down")
+_UNSUPPORTED = {"InvalidAction", "NotImplemented", "UnsupportedOperation", "InvalidParameterValue"}
+
+
+class AwsAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, description="Account id; read from sts:GetCallerIdentity when omitted.")
+    role_arn: str | None = None
+    external_id: str | None = None
+    session_name: str = "veu-inventory"
+    profile: str | None = None
+    credentials_file: str | None = Field(None, description="A shared-credentials file to read the profile from.")
+    regions: list[str] | None = None
+    owner: str | None = None
+    operator: str | None = None
+
+
+class AwsConfig(SourceConfig):
+    accounts: list[AwsAccount] = Field(default_factory=lambda: [AwsAccount()])
+    max_workers: int = Field(8, ge=1, le=64)
+    retry_mode: str = Field("adaptive", pattern="^(legacy|standard|adaptive)$")
+    max_attempts: int = Field(8, ge=1, le=20)
+    page_size: int = Field(1000, ge=5, le=1000)
+    states: list[str] = Field(default_factory=lambda: list(DEFAULT_STATES))
+    capacity_reservations: bool = True
+    endpoint_url: str | None = None
+    default_region: str = "us-east-1"
+
+
+def _err(exc: BaseException) -> str:
+    """An error message without credentials (botocore never puts secrets in ClientError text)."""
+    if isinstance(exc, ClientError):
+        e = exc.response.get("Error", {})
+        return f"{e.get('Code', 'Error')}: {e.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _TypeCache:
+    """Instance type -> (accelerator id, count) or None, filled from the catalog then DescribeInstanceTypes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._map: dict[str, tuple[str, float] | None] = {}
+        self.api_calls = 0
+
+    def lookup(self, ec2: Any, types: set[str]) -> dict[str, tuple[str, float] | None]:
+        with self._lock:
+            todo = [t for t in types if t not in self._map]
+            unknown = []
+            for t in todo:
+                hit = instance_accelerators("aws", t)
+                if hit is not None:
+                    self._map[t] = hit
+                else:
+                    unknown.append(t)
+            for i in range(0, len(unknown), 100):
+                chunk = unknown[i:i + 100]
+                self.api_calls += 1
+                found = {it["InstanceType"]: it for it in ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]}
+                for t in chunk:
+                    self._map[t] = _from_type_info(found.get(t))
+            return {t: self._map[t] for t in types}
+
+
+def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
+    """Accelerator and count from a DescribeInstanceTypes entry; names are matched with memory first."""
+    if not info:
+        return None
+    devices: list[tuple[str, str, int, int]] = []
+    for g in (info.get("GpuInfo") or {}).get("Gpus") or []:
+        devices.append((g.get("Manufacturer", ""), g.get("Name", ""), int(g.get("Count", 0)),
+                        int((g.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
+    for n in (info.get("NeuronInfo") or {}).get("NeuronDevices") or []:
+        devices.append(("AWS", n.get("Name", ""), int(n.get("Count", 0)), int((n.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
+    if not devices:
+        return None
+    maker, name, count, mib = devices[0]
+    # AWS names p4d and p4de GPUs both "A100"; the catalog tells them apart by memory.
+    try:
+        acc, fraction = resolve_alias(f"{maker} {name}" if maker else name, memory_mib=mib or None)
+    except PolicyError:
+        try:
+            acc, fraction = resolve_alias(name, memory_mib=mib or None)
+        except PolicyError as exc:
+            raise PolicyError(f"accelerator: AWS reports {maker} {name} ({mib} MiB), unknown to the catalog: {exc}") from None
+    return acc, count * fraction
+
+
+@register("aws")
+class AwsCollector(Collector):
+    config_model = AwsConfig
+    config: AwsConfig
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        self.types = _TypeCache()
+        self._expected: int | None = None
+
+    def expected_scopes(self) -> int | None:
+        return self._expected
+
+    # --- clients -------------------------------------------------------------------------------------------
+
+    def _botocfg(self) -> botocore.config.Config:
+        c = self.config
+        return botocore.config.Config(
+            retries={"mode": c.retry_mode, "max_attempts": c.max_attempts},
+            max_pool_connections=max(10, c.max_workers * 2),
+            connect_timeout=10, read_timeout=60,
+        )
+
+    def _client(self, session: boto3.Session, service: str, region: str) -> Any:
+        kw: dict[str, Any] = {"region_name": region, "config": self._botocfg()}
+        if self.config.endpoint_url:
+            kw["endpoint_url"] = self.config.endpoint_url
+        return session.client(service, **kw)
+
+    def _session(self, acct: AwsAccount) -> tuple[boto3.Session, str]:
+        if acct.credentials_file:
+            # botocore reads this variable per session; set only when the config names a file.
+            os.environ["AWS_SHARED_CREDENTIALS_FILE"] = acct.credentials_file
+        base = boto3.Session(profile_name=acct.profile) if acct.profile else boto3.Session()
+        region = self.config.default_region
+        if acct.role_arn:
+            kw: dict[str, Any] = {"RoleArn": acct.role_arn, "RoleSessionName": acct.session_name}
+            if acct.external_id:
+                kw["ExternalId"] = acct.external_id
+            creds = self._client(base, "sts", region).assume_role(**kw)["Credentials"]
+            base = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+            )
+        account = acct.id or self._client(base, "sts", region).get_caller_identity()["Account"]
+        return base, str(account)
+
+    def _regions(self, session: boto3.Session, acct: AwsAccount) -> list[str]:
+        if acct.regions:
+            return list(acct.regions)
+        resp = self._client(session, "ec2", self.config.default_region).describe_regions(
+            Filters=[{"Name": "opt-in-status", "Values": ["opt-in-not-required", "opted-in"]}]
+        )
+        return sorted(r["RegionName"] for r in resp["Regions"])
+
+    # --- collection ------------------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[ScopeResult]:
+        plans: list[tuple[AwsAccount, boto3.Session, str, str]] = []
+        failed: list[ScopeResult] = []
+        for acct in self.config.accounts:
+            label = acct.id or acct.role_arn or acct.profile or "default"
+            try:
+                session, account = self._session(acct)
+                for region in self._regions(session, acct):
+                    plans.append((acct, session, account, region))
+            except (ClientError, BotoCoreError) as exc:
+                # The account could not be reached: none of its regions is complete, so nothing retires.
+                failed.append(ScopeResult(scope=f"{label}", error=f"account {label}: {_err(exc)}"))
+        self._expected = len(plans) + len(failed)
+        yield from failed
+        with ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="veu-aws") as pool:
+            pending: set[Future[ScopeResult]] = {pool.submit(self._region, *p) for p in plans}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()
+
+    def _region(self, acct: AwsAccount, session: boto3.Session, account: str, region: str) -> ScopeResult:
+        res = ScopeResult(scope=f"{account}/{region}")
+        site = SiteRef(provider="aws", region=region)
+        owner, operator = acct.owner or self.config.owner, acct.operator or self.config.operator
+        try:
+            ec2 = self._client(session, "ec2", region)
+            states = set(self.config.states)
+            # States are filtered here rather than server-side: one plain listing, as Cloud Custodian does.
+            pages = ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": self.config.page_size})
+            for page in pages:
+                insts = [i for r in page.get("Reservations", []) for i in r.get("Instances", [])
+                         if (i.get("State") or {}).get("Name") in states]
+                accel = self.types.lookup(ec2, {i["InstanceType"] for i in insts})
+                for i in insts:
+                    hit = accel.get(i["InstanceType"])
+                    if hit is None:
+                        continue
+                    res.observations.append(Observation(
+                        external_id=f"{account}:{i['InstanceId']}", site=site, accelerator=hit[0], count=hit[1],
+                        instance_type=i["InstanceType"], owner=owner, operator=operator,
+                    ))
+            if self.config.capacity_reservations:
+                self._reservations(ec2, account, site, owner, operator, res)
+        except (ClientError, BotoCoreError, PolicyError) as exc:
+            res.error = f"{account}/{region}: {_err(exc)}"
+        return res
+
+    def _reservations(
+        self, ec2: Any, account: str, site: SiteRef, owner: str | None, operator: str | None, res: ScopeResult,
+    ) -> None:
+        """Active capacity reservations and Capacity Blocks: their *unused* slots are held capacity.
+
+        Instances running inside a reservation are already counted as instances, so only
+        ``AvailableInstanceCount`` adds chips (no double counting).
+        """
+        try:
+            pages = ec2.get_paginator("describe_capacity_reservations").paginate(
+                Filters=[{"Name": "state", "Values": ["active"]}]
+            )
+            crs = [c for p in pages for c in p.get("CapacityReservations", [])]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _UNSUPPORTED:
+                res.warnings.append(f"capacity reservations not available here: {_err(exc)}")
+                return
+            raise
+        accel = self.types.lookup(ec2, {c["InstanceType"] for c in crs})
+        for c in crs:
+            hit = accel.get(c["InstanceType"])
+            free = int(c.get("AvailableInstanceCount", 0))
+            if hit is None or free <= 0:
+                continue
+            res.observations.append(Observation(
+                external_id=f"{account}:{c['CapacityReservationId']}", site=site, accelerator=hit[0],
+                count=hit[1] * free, instance_type=c["InstanceType"], owner=owner, operator=operator,
+            ))

@@ -1,0 +1,198 @@
+"""The collector plugin interface: what every inventory source yields, and the registry of sources.
+
+Cloud Custodian style: each source is one module that registers a ``Collector`` subclass under its
+name (``@register("aws")``). A collector only *reads* a provider; it yields one ``ScopeResult`` per unit
+it enumerates (an account+region, a project, a cluster, a host, a register file). The sync service
+(``agent.inventory``) turns those into upserts and decides what may be retired: only a scope that was
+listed completely (``error is None``) retires the holdings it no longer shows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from policies.errors import PolicyError
+
+
+class CollectorConfigError(PolicyError):
+    """The agent configuration names something wrong (field and fix in the message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRef:
+    """Where a holding sits, as a collector sees it; the sync service maps it onto a ``Site`` row.
+
+    ``name`` wins when given (an explicit site); otherwise cloud sites are matched by
+    (provider, region) and clusters by ``cluster``.
+    """
+
+    provider: str
+    region: str = ""
+    cluster: str = ""
+    name: str = ""
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Accelerators seen under the provider's own id (instance id, node uid, GPU UUID, register row)."""
+
+    external_id: str
+    site: SiteRef
+    accelerator: str  # catalog id
+    count: float
+    instance_type: str = ""
+    serial: str = ""
+    owner: str | None = None
+    operator: str | None = None
+
+
+@dataclass(slots=True)
+class ScopeResult:
+    """Everything one scope showed. ``error`` set means the listing is partial: upsert, never retire."""
+
+    scope: str
+    observations: list[Observation] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
+
+
+class SourceConfig(BaseModel):
+    """Settings every source shares (each collector extends this with its own fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval_seconds: int = 3600
+    jitter_seconds: int = 60
+    owner: str | None = None
+    operator: str | None = None
+
+
+Progress = Callable[[str, int], None]
+"""Called with (scope, observations so far) as a collector finishes each scope."""
+
+
+class Collector(ABC):
+    """One inventory source. Subclasses set ``name`` and ``config_model`` and implement ``collect``."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def collect(self) -> Iterator[ScopeResult]:
+        """Yield one result per scope; raising means the whole run failed and nothing is retired."""
+
+    def expected_scopes(self) -> int | None:
+        """How many scopes the run will yield, when known up front (for the progress bar)."""
+        return None
+
+
+_REGISTRY: dict[str, type[Collector]] = {}
+
+
+def register(name: str) -> Callable[[type[Collector]], type[Collector]]:
+    def deco(cls: type[Collector]) -> type[Collector]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def load_all() -> dict[str, type[Collector]]:
+    """Import every collector module in this package (each registers itself) and return the registry."""
+    import agent.collectors as pkg
+
+    for m in pkgutil.iter_modules(pkg.__path__):
+        if not m.name.startswith("_") and m.name != "base":
+            importlib.import_module(f"{pkg.__name__}.{m.name}")
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> type[Collector]:
+    reg = load_all()
+    if name not in reg:
+        raise CollectorConfigError(f"--source: {name!r} is not a collector; choose one of {', '.join(sorted(reg))}")
+    return reg[name]
+
+
+def build(name: str, raw: dict[str, Any] | SourceConfig | None) -> Collector:
+    """Instantiate collector ``name`` from its config section, with validation errors naming the field."""
+    from pydantic import ValidationError
+
+    cls = get(name)
+    if isinstance(raw, SourceConfig):
+        return cls(raw)
+    try:
+        cfg = cls.config_model.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise CollectorConfigError(f"collectors.{name}.{loc}: {first['msg']}") from None
+    return cls(cfg)
+
+
+# --- catalog helpers shared by collectors -------------------------------------------------------------
+
+
+def accelerator_id(acc: object) -> str:
+    """The catalog id of an accelerator object (or the string itself)."""
+    if isinstance(acc, str):
+        return acc
+    for attr in ("id", "name"):
+        v = getattr(acc, attr, None)
+        if isinstance(v, str):
+            return v
+    raise TypeError(f"not an accelerator: {acc!r}")
+
+
+def resolve_alias(alias: str, memory_mib: int | None = None, parent: str | None = None) -> tuple[str, float]:
+    """(catalog id, fraction) for any accelerator alias; a MIG slice maps to its parent with a fraction.
+
+    Raises ``UnknownAccelerator`` (a PolicyError saying how to add the name) for names the catalog lacks.
+    """
+    from agent.kb import catalog
+
+    r = catalog().resolve(alias, memory_mib=memory_mib, parent=parent)
+    return accelerator_id(r.accelerator), float(r.fraction)
+
+
+def accelerator_tpp(acc_id: str) -> float:
+    from agent.kb import catalog
+
+    return float(catalog().accelerator(acc_id).tpp)
+
+
+def instance_accelerators(provider: str, instance_type: str) -> tuple[str, float] | None:
+    """(catalog id, count) for a cloud instance type from the catalog, or None if the catalog lacks it."""
+    from agent.kb import catalog
+    from policies.errors import UnknownInstanceType
+
+    try:
+        spec = catalog().instance(provider, instance_type)
+    except UnknownInstanceType:
+        return None
+    if spec is None or getattr(spec, "accelerator", None) is None:
+        return None
+    return accelerator_id(spec.accelerator), float(spec.count)
+
+
+def region_country(provider: str, region: str) -> str:
+    from agent.kb import catalog
+
+    return str(catalog().region(provider, region).country)

@@ -1,0 +1,395 @@
+"""The inventory sync service: collector results -> holdings, retire-not-delete, installed base as of a date.
+
+Rules this module keeps:
+- A holding is keyed by (source, external_id); a sync upserts it and extends ``last_seen``.
+- A holding is never deleted. One that a *completely listed* scope no longer shows gets ``retired_at``;
+  a scope that failed or was only partly listed retires nothing (its previous holdings stay intact).
+- Every change opens a new ``holding_period`` so the installed base can be rebuilt for any past instant.
+- Each scope is applied in its own transaction, together with its audit record: a process killed mid-sync
+  leaves whole scopes applied or not at all, and the next sync converges (the key makes upserts
+  idempotent, so nothing is lost or doubled).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from agent.audit import record
+from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef
+from agent.store import session_scope
+from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
+from policies.errors import PartyError, PolicyError
+from policies.packs import PackRegistry
+
+_CHUNK = 500  # bound IN (...) lists well under SQLite's parameter limit
+STALE_AFTER = timedelta(hours=6)
+
+
+@dataclass
+class ScopeOutcome:
+    scope: str
+    complete: bool
+    observed: int = 0
+    added: int = 0
+    updated: int = 0
+    retired: int = 0
+    reactivated: int = 0
+    error: str | None = None
+
+
+@dataclass
+class SyncSummary:
+    run_id: int
+    source: str
+    status: str
+    scopes: list[ScopeOutcome] = field(default_factory=list)
+
+    @property
+    def observed(self) -> int:
+        return sum(s.observed for s in self.scopes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "source": self.source, "status": self.status,
+            "observed": self.observed,
+            "added": sum(s.added for s in self.scopes),
+            "updated": sum(s.updated for s in self.scopes),
+            "retired": sum(s.retired for s in self.scopes),
+            "scopes": [s.__dict__ for s in self.scopes],
+        }
+
+
+# --- sites and parties ---------------------------------------------------------------------------------
+
+
+class _Resolver:
+    """Maps collector SiteRefs and party names to store ids, creating cloud-region sites on first sight."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.sites: dict[SiteRef, int] = {}
+        self.parties: dict[str, int] = {}
+
+    def party(self, name: str | None) -> int | None:
+        if not name:
+            return None
+        if name not in self.parties:
+            p = self.s.exec(select(Party).where(Party.name == name)).first()
+            if p is None or p.id is None:
+                raise PartyError(
+                    f"owner/operator: party {name!r} is not registered; add it with `veuctl parties add {name!r} --hq CC`"
+                )
+            self.parties[name] = p.id
+        return self.parties[name]
+
+    def site(self, ref: SiteRef) -> int:
+        sid = self.sites.get(ref)
+        if sid is None:
+            sid = self._site(ref)
+            self.sites[ref] = sid
+        return sid
+
+    def _site(self, ref: SiteRef) -> int:
+        from agent.parties import add_site
+
+        q = select(Site)
+        if ref.name:
+            row = self.s.exec(q.where(Site.name == ref.name)).first()
+            if row is not None and row.id is not None:
+                return row.id
+            if ref.country is None:
+                raise PolicyError(
+                    f"site: {ref.name!r} is not registered; add it with `veuctl sites add {ref.name!r} --country CC`"
+                )
+            return int(add_site(self.s, ref.name, ref.country, ref.provider, ref.region, ref.cluster).id or 0)
+        if ref.cluster:
+            row = self.s.exec(q.where(Site.cluster == ref.cluster).order_by(col(Site.id))).first()
+            if row is not None and row.id is not None:
+                return row.id
+            raise PolicyError(
+                f"site: no site has cluster {ref.cluster!r}; register it with "
+                f"`veuctl sites add NAME --country CC --cluster {ref.cluster}` or set `site:` for the cluster in the agent config"
+            )
+        if ref.region and ref.provider != "onprem":
+            row = self.s.exec(
+                q.where(Site.provider == ref.provider, Site.region == ref.region, Site.cluster == "").order_by(col(Site.id))
+            ).first()
+            if row is not None and row.id is not None:
+                return row.id
+            from agent.collectors.base import region_country
+
+            country = region_country(ref.provider, ref.region)
+            name = f"{ref.provider}-{ref.region}"
+            return int(add_site(self.s, name, country, ref.provider, ref.region, "", country).id or 0)
+        raise PolicyError(f"site: cannot place a holding without a site name, cluster or cloud region ({ref})")
+
+
+# --- the sync ------------------------------------------------------------------------------------------
+
+
+def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def abort_stale_runs(s: Session, source: str, now: datetime) -> int:
+    """Mark runs left ``running`` by a process that died (same host, pid gone) or long ago, as aborted."""
+    host = socket.gethostname()
+    n = 0
+    for r in s.exec(select(CollectorRun).where(CollectorRun.source == source, CollectorRun.status == "running")).all():
+        dead = (r.host == host and r.pid != os.getpid() and not _pid_alive(r.pid)) or (now - r.started_at > STALE_AFTER)
+        if dead:
+            r.status, r.finished_at = "aborted", now
+            s.add(r)
+            n += 1
+    return n
+
+
+def start_run(source: str, url: str | None = None) -> int:
+    now = utcnow()
+    with session_scope(url) as s:
+        abort_stale_runs(s, source, now)
+        run = CollectorRun(source=source, started_at=now, host=socket.gethostname(), pid=os.getpid())
+        s.add(run)
+        s.flush()
+        record(s, actor=f"collector:{source}", action="inventory.run.start", subject=f"collector_run/{run.id}",
+               payload={"source": source})
+        return int(run.id or 0)
+
+
+def _values(h: Holding | HoldingPeriod) -> tuple[int, str, float, int | None, int | None]:
+    return (h.site_id, h.accelerator, float(h.count), h.owner_id, h.operator_id)
+
+
+def apply_scope(
+    s: Session, source: str, run_id: int, result: ScopeResult, now: datetime | None = None,
+) -> ScopeOutcome:
+    """Upsert one scope's observations; retire what it no longer shows only when it was listed completely."""
+    now = now or utcnow()
+    out = ScopeOutcome(result.scope, result.complete, observed=len(result.observations), error=result.error)
+    res = _Resolver(s)
+    # Later duplicates of one id in one listing replace earlier ones (a provider may page an item twice).
+    obs: dict[str, Observation] = {o.external_id: o for o in result.observations}
+    existing: dict[str, Holding] = {
+        h.external_id: h for h in s.exec(select(Holding).where(Holding.source == source, Holding.scope == result.scope))
+    }
+    missing = [x for x in obs if x not in existing]
+    for part in _chunks(missing):
+        for h in s.exec(select(Holding).where(Holding.source == source, col(Holding.external_id).in_(part))):
+            existing[h.external_id] = h  # a holding that moved here from another scope
+
+    new_rows: list[tuple[Holding, Observation]] = []
+    changed: list[tuple[Holding, bool]] = []
+    touched: list[int] = []
+    for ext, o in obs.items():
+        vals = (res.site(o.site), o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
+        h = existing.get(ext)
+        if h is None:
+            h = Holding(source=source, external_id=ext, site_id=vals[0], accelerator=o.accelerator, count=vals[2],
+                        owner_id=vals[3], operator_id=vals[4], serial=o.serial, instance_type=o.instance_type,
+                        scope=result.scope, first_seen=now, last_seen=now)
+            new_rows.append((h, o))
+            continue
+        revived = h.retired_at is not None
+        if revived or _values(h) != vals or h.scope != result.scope or h.serial != o.serial \
+                or h.instance_type != o.instance_type:
+            period_change = revived or _values(h) != vals
+            h.site_id, h.accelerator, h.count, h.owner_id, h.operator_id = vals
+            h.serial, h.instance_type, h.scope = o.serial, o.instance_type, result.scope
+            h.retired_at, h.last_seen = None, now
+            changed.append((h, period_change))
+            if revived:
+                out.reactivated += 1
+            else:
+                out.updated += 1
+        elif h.id is not None:
+            touched.append(h.id)
+
+    if new_rows:
+        s.add_all([h for h, _ in new_rows])
+        s.flush()
+        s.add_all([HoldingPeriod(holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
+                                 owner_id=h.owner_id, operator_id=h.operator_id, valid_from=now) for h, _ in new_rows])
+        out.added = len(new_rows)
+    if changed:
+        s.add_all([h for h, _ in changed])
+        s.flush()
+        moved = [h for h, p in changed if p]
+        _close_periods(s, [h.id for h in moved if h.id is not None], now)
+        s.add_all([HoldingPeriod(holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
+                                 owner_id=h.owner_id, operator_id=h.operator_id, valid_from=now) for h in moved])
+    for part in _chunks(touched):
+        s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))  # type: ignore[call-overload]
+
+    retired_ids: list[str] = []
+    if result.complete:
+        gone = [h for ext, h in existing.items() if ext not in obs and h.retired_at is None and h.scope == result.scope]
+        for h in gone:
+            h.retired_at = now
+            retired_ids.append(h.external_id)
+        s.add_all(gone)
+        s.flush()
+        _close_periods(s, [h.id for h in gone if h.id is not None], now)
+        out.retired = len(gone)
+
+    for msg in ([result.error] if result.error else []) + result.warnings:
+        s.add(CollectorError(run_id=run_id, source=source, scope=result.scope, message=msg[:2000], at=now))
+    record(s, actor=f"collector:{source}", action="inventory.sync.scope", subject=f"{source}:{result.scope}",
+           payload={"run_id": run_id, "complete": result.complete, "observed": out.observed,
+                    "added": [h.external_id for h, _ in new_rows], "retired": retired_ids,
+                    "updated": [h.external_id for h, _ in changed], "unchanged": len(touched),
+                    "error": result.error})
+    return out
+
+
+def _close_periods(s: Session, holding_ids: list[int], now: datetime) -> None:
+    for part in _chunks(holding_ids):
+        s.exec(update(HoldingPeriod)  # type: ignore[call-overload]
+               .where(col(HoldingPeriod.holding_id).in_(part), col(HoldingPeriod.valid_to).is_(None))
+               .values(valid_to=now))
+
+
+def finish_run(run_id: int, summary: SyncSummary, url: str | None, error: str | None = None) -> None:
+    with session_scope(url) as s:
+        run = s.get(CollectorRun, run_id)
+        assert run is not None
+        run.finished_at = utcnow()
+        run.status = summary.status
+        run.observed = summary.observed
+        run.added = sum(x.added + x.reactivated for x in summary.scopes)
+        run.updated = sum(x.updated for x in summary.scopes)
+        run.retired = sum(x.retired for x in summary.scopes)
+        run.scopes_ok = sum(1 for x in summary.scopes if x.complete)
+        run.scopes_failed = sum(1 for x in summary.scopes if not x.complete)
+        s.add(run)
+        if error:
+            s.add(CollectorError(run_id=run_id, source=summary.source, scope="", message=error[:2000]))
+        record(s, actor=f"collector:{summary.source}", action="inventory.run.finish", subject=f"collector_run/{run_id}",
+               payload={k: v for k, v in summary.as_dict().items() if k != "scopes"} | {"error": error})
+
+
+def sync(
+    collector: Collector, url: str | None = None, on_scope: Callable[[ScopeOutcome], None] | None = None,
+) -> SyncSummary:
+    """Run one collector and apply each scope as it arrives. A failure never retires unlisted chips."""
+    source = collector.name
+    run_id = start_run(source, url)
+    summary = SyncSummary(run_id, source, "running")
+    error: str | None = None
+    try:
+        for result in collector.collect():
+            try:
+                with session_scope(url) as s:
+                    outcome = apply_scope(s, source, run_id, result)
+            except PolicyError as exc:
+                # The scope's data could not be placed (unknown site or party): keep what is stored, record why.
+                with session_scope(url) as s:
+                    s.add(CollectorError(run_id=run_id, source=source, scope=result.scope, message=str(exc)[:2000]))
+                outcome = ScopeOutcome(result.scope, False, observed=len(result.observations), error=str(exc))
+            summary.scopes.append(outcome)
+            if on_scope:
+                on_scope(outcome)
+    except Exception as exc:  # noqa: BLE001 - any collector failure is recorded; stored holdings stay intact
+        error = f"{type(exc).__name__}: {exc}"
+    failed = error is not None or any(not x.complete for x in summary.scopes)
+    ok_any = any(x.complete for x in summary.scopes)
+    summary.status = "ok" if not failed else ("partial" if ok_any else "failed")
+    finish_run(run_id, summary, url, error)
+    return summary
+
+
+# --- reading: the installed base at an instant -------------------------------------------------------------
+
+
+def instant_of(d: date | datetime | None) -> datetime:
+    """The instant a date stands for: the end of that UTC day (a chip retired that day is not counted)."""
+    if d is None:
+        return utcnow()
+    if isinstance(d, datetime):
+        return d if d.tzinfo else d.replace(tzinfo=UTC)
+    end = datetime.combine(d + timedelta(days=1), time.min, tzinfo=UTC)
+    return min(end, utcnow()) if d >= date.today() else end
+
+
+def periods_at(s: Session, at: datetime, site_id: int | None = None) -> list[HoldingPeriod]:
+    q = select(HoldingPeriod).where(
+        HoldingPeriod.valid_from <= at, or_(col(HoldingPeriod.valid_to).is_(None), col(HoldingPeriod.valid_to) > at)
+    )
+    if site_id is not None:
+        q = q.where(HoldingPeriod.site_id == site_id)
+    return list(s.exec(q).all())
+
+
+def installed_base(
+    s: Session, packs: PackRegistry, as_of: date | datetime | None = None, site: str | None = None,
+) -> dict[str, Any]:
+    """Holdings in force at ``as_of``, grouped by site/accelerator/owner/operator, with TPP and totals.
+
+    Tier is the site country's tier on the as-of date. TPP is count x the chip's catalog TPP.
+    """
+    from agent.kb import catalog
+    from policies.jurisdictions import tier
+
+    at = instant_of(as_of)
+    day = at.date() if as_of is None or isinstance(as_of, datetime) else as_of
+    site_id = None
+    if site:
+        row = s.exec(select(Site).where(Site.name == site)).first()
+        if row is None:
+            raise PolicyError(f"--site: {site!r} is not a registered site; see `veuctl sites list`")
+        site_id = row.id
+    sites = {x.id: x for x in s.exec(select(Site)).all()}
+    parties = {p.id: p.name for p in s.exec(select(Party)).all()}
+    groups: dict[tuple[int, str, int | None, int | None], float] = {}
+    for p in periods_at(s, at, site_id):
+        k = (p.site_id, p.accelerator, p.owner_id, p.operator_id)
+        groups[k] = groups.get(k, 0.0) + p.count
+    tiers: dict[str, int] = {}
+    tpp_of: dict[str, float] = {}
+    holdings: list[dict[str, Any]] = []
+    by_country: dict[str, dict[str, float]] = {}
+    by_tier: dict[str, dict[str, float]] = {}
+    for (sid, acc, own, opr), count in sorted(groups.items(), key=lambda kv: (sites[kv[0][0]].name, kv[0][1])):
+        st = sites[sid]
+        if st.country not in tiers:
+            tiers[st.country] = tier(packs, st.country, day).tier
+        if acc not in tpp_of:
+            tpp_of[acc] = float(catalog().accelerator(acc).tpp)
+        tpp = count * tpp_of[acc]
+        holdings.append({
+            "site": st.name, "country": st.country, "tier": tiers[st.country], "accelerator": acc,
+            "count": count, "tpp": tpp, "owner": parties.get(own), "operator": parties.get(opr),
+        })
+        for bucket, key in ((by_country, st.country), (by_tier, str(tiers[st.country]))):
+            b = bucket.setdefault(key, {"count": 0.0, "tpp": 0.0})
+            b["count"] += count
+            b["tpp"] += tpp
+    return {
+        "as_of": at.isoformat(),
+        "holdings": holdings,
+        "totals": {
+            "count": sum(h["count"] for h in holdings),
+            "tpp": sum(h["tpp"] for h in holdings),
+            "by_country": by_country,
+            "by_tier": by_tier,
+        },
+    }

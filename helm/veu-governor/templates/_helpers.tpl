@@ -1,0 +1,222 @@
+{{/* Names, labels and shared fragments for the veu-governor chart. */}}
+
+{{- define "veu.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "veu.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name with a component suffix, kept within the 63-character limit of DNS labels. */}}
+{{- define "veu.componentName" -}}
+{{- $root := index . 0 }}{{- $component := index . 1 }}
+{{- printf "%s-%s" (include "veu.fullname" $root | trunc (int (sub 62 (len $component)))) $component | trimSuffix "-" }}
+{{- end }}
+
+{{- define "veu.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "veu.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: veu-governor
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels for one component: (list $ "webhook"). */}}
+{{- define "veu.selectorLabels" -}}
+{{- $root := index . 0 }}{{- $component := index . 1 -}}
+app.kubernetes.io/name: {{ include "veu.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ $component }}
+{{- end }}
+
+{{- define "veu.componentLabels" -}}
+{{ include "veu.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "veu.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "veu.serviceName" -}}
+{{- include "veu.fullname" . }}
+{{- end }}
+
+{{- define "veu.tlsSecretName" -}}
+{{- include "veu.componentName" (list . "tls") }}
+{{- end }}
+
+{{- define "veu.caSecretName" -}}
+{{- include "veu.componentName" (list . "ca") }}
+{{- end }}
+
+{{- define "veu.dbSecretName" -}}
+{{- if .Values.database.url }}{{ include "veu.componentName" (list . "db") }}{{ else }}{{ .Values.database.existingSecret }}{{ end }}
+{{- end }}
+
+{{- define "veu.sqlite" -}}
+{{- if eq .Values.database.type "sqlite" }}true{{ end }}
+{{- end }}
+
+{{/* Namespaces never sent to the webhook: kube-system and the release namespace always. */}}
+{{- define "veu.excludedNamespaces" -}}
+{{- $ns := list "kube-system" .Release.Namespace }}
+{{- range .Values.webhook.excludeNamespaces }}{{ $ns = append $ns . }}{{ end }}
+{{- toJson (uniq $ns) }}
+{{- end }}
+
+{{/* Checks across values that JSON Schema cannot phrase helpfully. */}}
+{{- define "veu.validate" -}}
+{{- if and (eq .Values.database.type "sqlite") (gt (int .Values.webhook.replicas) 1) }}
+{{- fail (printf "database.type=sqlite keeps the store in one file on one volume: set webhook.replicas=1 (got %d), or use database.type=postgresql for HA" (int .Values.webhook.replicas)) }}
+{{- end }}
+{{- if and (eq .Values.database.type "postgresql") (not .Values.database.existingSecret) (not .Values.database.url) }}
+{{- fail "database.type=postgresql needs the database URL: set database.existingSecret (a Secret with key 'url', recommended) or database.url" }}
+{{- end }}
+{{- if and (eq .Values.admission.mode "audit") (eq .Values.webhook.failurePolicy "Fail") }}
+{{- fail "admission.mode=audit never blocks a job, so an unreachable webhook must not block one either: set webhook.failurePolicy=Ignore" }}
+{{- end }}
+{{- if and .Values.webhook.pdb.enabled (kindIs "int" .Values.webhook.pdb.minAvailable) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
+{{- fail (printf "webhook.pdb.minAvailable=%d with webhook.replicas=%d would block every node drain: use a value below replicas" (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) }}
+{{- end }}
+{{- end }}
+
+{{/* Environment shared by every container that opens the store or the packs. */}}
+{{- define "veu.env" -}}
+- name: VEU_DATABASE_URL
+{{- if include "veu.sqlite" . }}
+  value: "sqlite:////data/veu.db"
+{{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "veu.dbSecretName" . }}
+      key: {{ .Values.database.existingSecretKey }}
+{{- end }}
+- name: VEU_POLICY_DIRS
+  value: {{ include "veu.policyDirs" . | quote }}
+{{- if .Values.signingKey.existingSecret }}
+- name: VEU_SIGNING_KEY_FILE
+  value: /etc/veu-governor/signing/{{ .Values.signingKey.key }}
+{{- end }}
+- name: VEU_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: HOME
+  value: /tmp
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- end }}
+
+{{- define "veu.policyDirs" -}}
+{{- $dirs := list "/etc/veu-governor/policies/chart" }}
+{{- if .Values.existingPolicyConfigMap }}{{ $dirs = append $dirs "/etc/veu-governor/policies/extra" }}{{ end }}
+{{- join ":" $dirs }}
+{{- end }}
+
+{{- define "veu.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: policies-chart
+  mountPath: /etc/veu-governor/policies/chart
+  readOnly: true
+{{- if .Values.existingPolicyConfigMap }}
+- name: policies-extra
+  mountPath: /etc/veu-governor/policies/extra
+  readOnly: true
+{{- end }}
+{{- if .Values.signingKey.existingSecret }}
+- name: signing-key
+  mountPath: /etc/veu-governor/signing
+  readOnly: true
+{{- end }}
+{{- if include "veu.sqlite" . }}
+- name: data
+  mountPath: /data
+{{- end }}
+{{- end }}
+
+{{- define "veu.volumes" -}}
+- name: tmp
+  emptyDir: {sizeLimit: 256Mi}
+- name: policies-chart
+  configMap:
+    name: {{ include "veu.componentName" (list . "policies") }}
+{{- if .Values.existingPolicyConfigMap }}
+- name: policies-extra
+  configMap:
+    name: {{ .Values.existingPolicyConfigMap }}
+{{- end }}
+{{- if .Values.signingKey.existingSecret }}
+- name: signing-key
+  secret:
+    secretName: {{ .Values.signingKey.existingSecret }}
+    defaultMode: 0400
+{{- end }}
+{{- if include "veu.sqlite" . }}
+- name: data
+  persistentVolumeClaim:
+    claimName: {{ default (include "veu.componentName" (list . "data")) .Values.database.sqlite.existingClaim }}
+{{- end }}
+{{- end }}
+
+{{- define "veu.agentContainer" -}}
+- name: agent
+  image: {{ include "veu.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["agent", "run"]
+  env:
+    {{- include "veu.env" . | nindent 4 }}
+    - name: VEU_LEASE_NAME
+      value: {{ .Values.agent.leaseName | quote }}
+    - name: VEU_LEASE_NAMESPACE
+      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+    - name: VEU_POLICY_REPORTS
+      value: {{ ternary "true" "false" .Values.policyReports.enabled | quote }}
+    - name: VEU_OPENREPORTS
+      value: {{ ternary "true" "false" (and .Values.policyReports.enabled .Values.policyReports.openreports) | quote }}
+    {{- with .Values.agent.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.agent.envFromSecrets }}
+  envFrom:
+    {{- range . }}
+    - secretRef: {name: {{ . }}}
+    {{- end }}
+  {{- end }}
+  {{- if .Values.agent.healthPort }}
+  ports:
+    - {name: health, containerPort: {{ .Values.agent.healthPort }}, protocol: TCP}
+  readinessProbe:
+    httpGet: {path: /readyz, port: health}
+    periodSeconds: 10
+  livenessProbe:
+    httpGet: {path: /healthz, port: health}
+    periodSeconds: 20
+    failureThreshold: 3
+  {{- end }}
+  resources:
+    {{- toYaml .Values.agent.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "veu.volumeMounts" . | nindent 4 }}
+{{- end }}

@@ -1,0 +1,397 @@
+"""Training-compute estimation: declared (6·N·D or a stated figure), hardware and metered, with bands.
+
+Every method returns an :class:`Estimate` (operations, a low-high band, the method and the arithmetic as
+text). The numbers that are operator choices (default utilization and its band, the conservative
+utilization, the default training precision, the band around declared figures) come from the
+``estimation-defaults`` provision; nothing here is hard-coded. Accelerator peak rates are passed in by
+the caller (the catalog lives in ``agent.kb``; this module never loads it).
+
+Conventions (Epoch AI, "Estimating Training Compute of Deep Learning Models", and the 4E091 note 2):
+one multiply-accumulate is 2 operations, forward + backward is 6 operations per parameter per token,
+and no multiplier is applied for precision (an FP8 operation counts like a BF16 one). Mixture-of-experts
+models use the parameters *active* per token, which the caller must supply.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+from policies.errors import EstimateError
+from policies.packs import PackRegistry
+
+ESTIMATION_DEFAULTS = "estimation-defaults"
+SECONDS_PER_HOUR = 3600.0
+
+# Training precisions a run may declare, with the spellings people use for them.
+_PRECISION_ALIASES: dict[str, str] = {
+    "BF16": "BF16", "BFLOAT16": "BF16",
+    "FP16": "FP16", "F16": "FP16", "HALF": "FP16", "FLOAT16": "FP16",
+    "FP8": "FP8", "F8": "FP8", "E4M3": "FP8", "E5M2": "FP8",
+    "FP4": "FP4", "F4": "FP4", "NVFP4": "FP4", "MXFP4": "FP4",
+    "TF32": "TF32",
+    "FP32": "FP32", "F32": "FP32", "FLOAT32": "FP32",
+}
+# A chip without a BF16 tensor rate (V100, T4) trains mixed precision at its FP16 rate: same bit length.
+_FALLBACK: dict[str, str] = {"BF16": "FP16", "FP16": "BF16"}
+
+
+class PeakRates(Protocol):
+    """What the estimator needs from an accelerator: its id and dense peak FLOP/s per precision."""
+
+    @property
+    def id(self) -> str: ...
+
+    def peak_flops(self, precision: str) -> float: ...
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An operations estimate: central value, band, method, human-readable arithmetic and the inputs.
+
+    ``upper_bound`` is the value a conservative decision should use: for the hardware and metered
+    methods it is the figure at ``conservative_utilization`` (1.0 by default, i.e. the chips could not
+    have done more); for declared figures it is the top of the declared band.
+    """
+
+    value: float
+    low: float
+    high: float
+    method: str
+    explanation: str
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    upper_bound: float | None = None
+
+    @property
+    def conservative(self) -> float:
+        return self.upper_bound if self.upper_bound is not None else self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operations": self.value,
+            "low": self.low,
+            "high": self.high,
+            "upper_bound": self.conservative,
+            "method": self.method,
+            "explanation": self.explanation,
+            "inputs": dict(self.inputs),
+        }
+
+
+@dataclass(frozen=True)
+class EstimationDefaults:
+    """The ``estimation-defaults`` provision, read once per evaluation."""
+
+    utilization: float
+    utilization_low: float
+    utilization_high: float
+    conservative_utilization: float
+    default_precision: str
+    declared_band_low: float
+    declared_band_high: float
+    citation: str
+
+    @classmethod
+    def from_packs(cls, packs: PackRegistry, as_of: date) -> EstimationDefaults:
+        p = packs.provision(ESTIMATION_DEFAULTS, as_of)
+        d = cls(
+            utilization=_pack_fraction(p.value("utilization"), "utilization"),
+            utilization_low=_pack_fraction(p.value("utilization_low"), "utilization_low"),
+            utilization_high=_pack_fraction(p.value("utilization_high"), "utilization_high"),
+            conservative_utilization=_pack_fraction(p.value("conservative_utilization"), "conservative_utilization"),
+            default_precision=normalize_precision(str(p.value("default_precision")), "default_precision"),
+            declared_band_low=float(p.value("declared_band_low")),
+            declared_band_high=float(p.value("declared_band_high")),
+            citation=p.label,
+        )
+        if not d.utilization_low <= d.utilization <= d.utilization_high <= d.conservative_utilization:
+            raise EstimationConfigError(
+                f"{ESTIMATION_DEFAULTS}: need utilization_low <= utilization <= utilization_high <= "
+                f"conservative_utilization, got {d.utilization_low}, {d.utilization}, {d.utilization_high}, "
+                f"{d.conservative_utilization}"
+            )
+        if not 0 < d.declared_band_low <= 1 <= d.declared_band_high:
+            raise EstimationConfigError(
+                f"{ESTIMATION_DEFAULTS}: need 0 < declared_band_low <= 1 <= declared_band_high, got "
+                f"{d.declared_band_low}, {d.declared_band_high}"
+            )
+        return d
+
+
+class EstimationConfigError(EstimateError):
+    """The ``estimation-defaults`` provision holds inconsistent values."""
+
+
+def _pack_fraction(v: Any, key: str) -> float:
+    x = float(v)
+    if not 0 < x <= 1:
+        raise EstimationConfigError(f"{ESTIMATION_DEFAULTS}.{key}: {v!r} must be in (0, 1]")
+    return x
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def sci(x: float) -> str:
+    """A number as a reviewer reads it: 3.14e23, 2.5e25, 0.35, 1024."""
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e6:
+        return f"{x:.6g}"
+    mant, exp = f"{x:.4g}".split("e") if "e" in f"{x:.4g}" else (f"{x:.4g}", "0")
+    return f"{mant}e{int(exp)}"
+
+
+def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False) -> float:
+    """Parse ``1e26``, ``1.5e25``, ``6_000`` or a number; reject negatives, NaN and infinity, naming the field."""
+    if isinstance(text, bool):
+        raise EstimateError(f"{field_name}: expected a number, got {text!r}")
+    if isinstance(text, int | float):
+        x = float(text)
+    else:
+        raw = text.strip()
+        try:
+            x = float(raw)
+        except ValueError:
+            raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. 1e26 or 1.5e25") from None
+    return check_number(x, field_name, allow_zero=allow_zero)
+
+
+def check_number(x: float, field_name: str, *, allow_zero: bool = False) -> float:
+    if math.isnan(x) or math.isinf(x):
+        raise EstimateError(f"{field_name}: {x!r} is not a finite number")
+    if x < 0 or (x == 0 and not allow_zero):
+        raise EstimateError(f"{field_name}: {sci(x)} must be {'zero or ' if allow_zero else ''}positive")
+    return x
+
+
+def normalize_precision(text: str, field_name: str = "precision") -> str:
+    key = text.strip().upper().replace("-", "").replace("_", "")
+    found = _PRECISION_ALIASES.get(key)
+    if found is None:
+        raise EstimateError(
+            f"{field_name}: {text!r} is not a training precision; use one of BF16, FP16, FP8, FP4, TF32, FP32"
+        )
+    return found
+
+
+def peak_for(accelerator: PeakRates, precision: str) -> tuple[float, str, str]:
+    """Dense peak FLOP/s of ``accelerator`` at ``precision`` -> (flops, precision used, note).
+
+    A chip without a BF16 rate (V100) is taken at its FP16 rate (same 16-bit tensor path), said in the note.
+    """
+    tried: list[str] = []
+    for p in (precision, _FALLBACK.get(precision)):
+        if p is None:
+            continue
+        tried.append(p)
+        try:
+            rate = float(accelerator.peak_flops(p))
+        except (LookupError, ValueError):
+            continue
+        if rate > 0 and math.isfinite(rate):
+            note = "" if p == precision else f"{accelerator.id} has no dense {precision} rate; used its {p} rate"
+            return rate, p, note
+    raise EstimateError(
+        f"precision: {accelerator.id} has no dense rate for {' or '.join(tried)}; "
+        "declare the precision the run actually uses (--precision)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- methods
+
+
+def declared_6nd(
+    defaults: EstimationDefaults,
+    *,
+    tokens: float,
+    params: float | None = None,
+    active_params: float | None = None,
+    moe: bool = False,
+) -> Estimate:
+    """6 · N · D with N the parameters active per token (mixture-of-experts: the active count).
+
+    Mixture-of-experts is signalled by ``moe=True`` or by an active count different from the total; then
+    the active count is required and never taken to equal the total.
+    """
+    d = check_number(tokens, "tokens")
+    if params is not None:
+        check_number(params, "params")
+    if active_params is not None:
+        check_number(active_params, "active-params")
+    if active_params is None:
+        if moe:
+            raise EstimateError(
+                "active-params: a mixture-of-experts model needs the parameters active per token "
+                "(--active-params); the total parameter count would overstate 6·N·D and is never used in its place"
+            )
+        if params is None:
+            raise EstimateError("params: give the parameter count (--params) with the tokens (--tokens)")
+        n, basis = params, f"N = {sci(params)} parameters (dense)"
+    else:
+        if params is not None and active_params > params:
+            raise EstimateError(
+                f"active-params: {sci(active_params)} exceeds the total parameters {sci(params)}; check both values"
+            )
+        n = active_params
+        kind = "mixture-of-experts, " if moe or (params is not None and active_params != params) else ""
+        total = f" of {sci(params)} total" if params is not None else ""
+        basis = f"N = {sci(active_params)} active parameters per token ({kind}{sci(active_params)}{total})"
+    value = 6.0 * n * d
+    low, high = value * defaults.declared_band_low, value * defaults.declared_band_high
+    expl = (
+        f"declared 6·N·D: 6 × {sci(n)} × {sci(d)} tokens = {sci(value)} operations; {basis}; "
+        f"band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} = {sci(low)}–{sci(high)} "
+        f"({defaults.citation})"
+    )
+    inputs: dict[str, Any] = {"params": params, "active_params": active_params, "tokens": d, "moe": moe, "n_used": n}
+    return Estimate(value, low, high, "declared-6nd", expl, inputs, high)
+
+
+def declared_operations(defaults: EstimationDefaults, operations: float) -> Estimate:
+    """An operations figure the customer states directly (taken as the central value, with the declared band)."""
+    x = check_number(operations, "operations")
+    low, high = x * defaults.declared_band_low, x * defaults.declared_band_high
+    expl = (
+        f"declared operations: {sci(x)}; band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} "
+        f"= {sci(low)}–{sci(high)} ({defaults.citation})"
+    )
+    return Estimate(x, low, high, "declared-operations", expl, {"operations": x}, high)
+
+
+def resolve_precision(defaults: EstimationDefaults, precision: str | None) -> str:
+    """The training precision: the declared one, else the pack's default (BF16)."""
+    return normalize_precision(precision, "precision") if precision else defaults.default_precision
+
+
+def hardware(
+    defaults: EstimationDefaults,
+    accelerator: PeakRates,
+    *,
+    count: float | None = None,
+    hours: float | None = None,
+    chip_hours: float | None = None,
+    utilization: float | None = None,
+    precision: str | None = None,
+    method: str = "hardware",
+) -> Estimate:
+    """chips × dense peak at the training precision × hours × utilization (or chip-hours × peak × utilization).
+
+    Without a stated utilization the pack's default is used with its low-high band; ``upper_bound`` is
+    the figure at the conservative utilization (the most the chips could have done).
+    """
+    prec = resolve_precision(defaults, precision)
+    if chip_hours is not None:
+        if count is not None or hours is not None:
+            raise EstimateError("chip-hours: give either chip-hours or --count with --hours, not both")
+        ch = check_number(chip_hours, "chip-hours", allow_zero=True)
+        time_text = f"{sci(ch)} chip-hours"
+    else:
+        if count is None or hours is None:
+            raise EstimateError("count/hours: the hardware method needs --count and --hours (or chip-hours)")
+        c = check_number(count, "count")
+        h = check_number(hours, "hours", allow_zero=True)
+        ch = c * h
+        time_text = f"{sci(c)} chips × {sci(h)} h"
+    rate, used, note = peak_for(accelerator, prec)
+    seconds = ch * SECONDS_PER_HOUR
+    raw = rate * seconds  # operations at 100% of dense peak
+    if utilization is not None:
+        u = check_number(utilization, "utilization")
+        if u > 1:
+            raise EstimateError(f"utilization: {u:g} is above 1.0 (100% of dense peak); give a fraction such as 0.4")
+        value = raw * u
+        low = high = value
+        util_text = f"utilization {u:g} (stated)"
+    else:
+        u = defaults.utilization
+        value = raw * u
+        low, high = raw * defaults.utilization_low, raw * defaults.utilization_high
+        util_text = (
+            f"utilization {u:g} (default; band {defaults.utilization_low:g}–{defaults.utilization_high:g} "
+            f"= {sci(low)}–{sci(high)})"
+        )
+    upper = raw * defaults.conservative_utilization
+    expl = (
+        f"{method}: {time_text} × {sci(rate)} FLOP/s dense {used} ({accelerator.id}) × 3600 s/h × {util_text} "
+        f"= {sci(value)} operations; upper bound at utilization {defaults.conservative_utilization:g} = "
+        f"{sci(upper)} ({defaults.citation})" + (f"; {note}" if note else "")
+    )
+    inputs: dict[str, Any] = {
+        "accelerator": accelerator.id, "count": count, "hours": hours, "chip_hours": ch,
+        "precision": used, "peak_flops": rate, "utilization": u, "utilization_stated": utilization is not None,
+    }
+    return Estimate(value, low, high, method, expl, inputs, max(upper, high))
+
+
+def metered(
+    defaults: EstimationDefaults,
+    accelerator: PeakRates,
+    *,
+    chip_seconds: float,
+    utilization: float | None = None,
+    precision: str | None = None,
+) -> Estimate:
+    """Chip-seconds actually consumed by running jobs, converted like the hardware method."""
+    cs = check_number(chip_seconds, "chip-seconds", allow_zero=True)
+    est = hardware(
+        defaults, accelerator, chip_hours=cs / SECONDS_PER_HOUR, utilization=utilization, precision=precision,
+        method="metered",
+    )
+    inputs = dict(est.inputs)
+    inputs["chip_seconds"] = cs
+    expl = f"metered {sci(cs)} chip-seconds = " + est.explanation.removeprefix("metered: ")
+    return Estimate(est.value, est.low, est.high, "metered", expl, inputs, est.upper_bound)
+
+
+# ---------------------------------------------------------------------------------------------- combiner
+
+
+def admission_estimate(
+    *,
+    declared: Estimate | None = None,
+    hardware: Estimate | None = None,
+    metered: Estimate | None = None,
+    ledger_cumulative: float = 0.0,
+    ledger_explanation: str = "",
+) -> Estimate:
+    """What a job would bring its model's lineage to: the ledger total plus the largest run estimate.
+
+    The run's operations are the maximum of the declared figure and the hardware bound (and what has
+    already been metered for it): a low declared figure never hides a large reservation of chips. The
+    ledger total is the model's cumulative operations (base models, earlier runs, counted synthetic
+    data) from :mod:`policies.ledger`. ``value`` uses each method's central value; ``high`` the top of
+    each band; ``upper_bound`` each method's conservative figure (hardware at utilization 1.0).
+    """
+    base = check_number(ledger_cumulative, "ledger cumulative operations", allow_zero=True)
+    parts = [(name, e) for name, e in (("declared", declared), ("hardware", hardware), ("metered", metered))
+             if e is not None]
+    if not parts and base == 0:
+        raise EstimateError("estimate: nothing to estimate; give declared figures, hardware or a ledger total")
+    run_value = max((e.value for _, e in parts), default=0.0)
+    run_low = max((e.low for _, e in parts), default=0.0)
+    run_high = max((e.high for _, e in parts), default=0.0)
+    run_upper = max((e.conservative for _, e in parts), default=0.0)
+    chosen = max(parts, key=lambda p: p[1].value)[0] if parts else "none"
+    lines = [f"{name}: {e.explanation}" for name, e in parts]
+    lines.append(
+        f"this run = max({', '.join(f'{n} {sci(e.value)}' for n, e in parts) or 'nothing declared'}) = "
+        f"{sci(run_value)} ({chosen})"
+    )
+    lines.append(
+        f"ledger cumulative before this run = {sci(base)}" + (f" ({ledger_explanation})" if ledger_explanation else "")
+    )
+    total = base + run_value
+    lines.append(
+        f"lineage total = {sci(base)} + {sci(run_value)} = {sci(total)} operations "
+        f"(band {sci(base + run_low)}–{sci(base + run_high)}; conservative upper bound {sci(base + run_upper)})"
+    )
+    inputs: dict[str, Any] = {
+        "ledger_cumulative": base, "run_operations": run_value, "run_method": chosen,
+        **{f"{n}_operations": e.value for n, e in parts},
+    }
+    return Estimate(total, base + run_low, base + run_high, "admission-max", "\n".join(lines), inputs,
+                    base + run_upper)

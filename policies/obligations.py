@@ -1,0 +1,444 @@
+"""Obligations beyond admission: the Supp. No. 10 checklist, ¶7 and ¶8 checks, and dated deadlines.
+
+Pure functions: the caller passes the packs, the date and the records (register entries, training runs,
+weight locations, authorizations, transfers, incidents, filings). The paragraphs of Supplement No. 10 to
+part 748 come from the ``supp10-controls`` pack (``supp10-p01`` .. ``supp10-p19``); limits from
+``supp10-advanced-ai-training``, ``supp10-model-weight-storage``, ``veu-reporting`` and ``veu-notices``;
+reminder timing from the operator's ``obligation-reminders``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from policies.errors import PolicyError
+from policies.jurisdictions import TierResult
+from policies.packs import PackRegistry, ResolvedProvision
+from policies.parties import EffectiveTier
+
+PARAGRAPH_COUNT = 19
+ENTRY_STATUSES = ("open", "in-progress", "compliant", "non-compliant", "not-applicable")
+DEADLINE_STATUSES = ("upcoming", "due", "overdue", "done")
+
+
+def paragraph_id(n: int) -> str:
+    return f"supp10-p{n:02d}"
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """One numbered paragraph of Supp. No. 10 as it stands on a date."""
+
+    number: int
+    heading: str
+    part: str
+    section: str
+    applies_to: tuple[str, ...]
+    scope: str
+    requirement: str
+    quoted: bool
+    provision: ResolvedProvision
+
+    @property
+    def compliance_from(self) -> date | None:
+        return self.provision.compliance_from
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.provision
+        return {
+            "number": self.number, "heading": self.heading, "part": self.part, "section": self.section,
+            "citation": p.citation, "applies_to": list(self.applies_to), "scope": self.scope,
+            "requirement": self.requirement, "quoted": self.quoted,
+            "compliance_from": p.compliance_from.isoformat() if p.compliance_from else None,
+            "in_compliance_period": p.in_compliance_period, "codified": p.codified, "enforced": p.enforced,
+            "confirmed": p.confirmed, "unconfirmed_note": p.unconfirmed_note,
+        }
+
+
+def paragraphs(packs: PackRegistry, as_of: date) -> list[Paragraph]:
+    """The 19 paragraphs of Supp. No. 10 in effect on ``as_of``."""
+    out = []
+    for n in range(1, PARAGRAPH_COUNT + 1):
+        prov = packs.provision(paragraph_id(n), as_of)
+        v = prov.values
+        out.append(Paragraph(
+            number=int(v["number"]), heading=prov.title, part=str(v.get("part", "")),
+            section=str(v.get("section", "")), applies_to=tuple(v.get("applies_to", ())),
+            scope=str(v.get("scope", "")), requirement=" ".join(str(v.get("requirement", "")).split()),
+            quoted=bool(v.get("quoted", False)), provision=prov,
+        ))
+    return out
+
+
+def check_paragraph(n: int) -> int:
+    if not 1 <= n <= PARAGRAPH_COUNT:
+        raise PolicyError(f"--paragraph: {n} is not a paragraph of Supp. No. 10 (1-{PARAGRAPH_COUNT})")
+    return n
+
+
+def check_status(status: str) -> str:
+    if status not in ENTRY_STATUSES:
+        raise PolicyError(f"--status: {status!r} is not one of {', '.join(ENTRY_STATUSES)}")
+    return status
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """What the register holds for one paragraph of one site or authorization."""
+
+    owner: str = ""
+    status: str = "open"
+    review_date: date | None = None
+    evidence: tuple[Mapping[str, Any], ...] = ()
+    notes: str = ""
+
+
+def checklist(
+    packs: PackRegistry, as_of: date, entries: Mapping[int, EntryView], veu_kind: str | None = None,
+) -> list[dict[str, Any]]:
+    """The 19 paragraphs with the register's owner, evidence, status and review date, as of a date.
+
+    A paragraph that does not apply to ``veu_kind`` (¶5 and ¶6 bind UVEUs only) is ``not-applicable``. A
+    paragraph whose compliance date is later than ``as_of`` (¶14, ¶15, ¶18 until 2026-01-15) is flagged.
+    """
+    rows = []
+    for para in paragraphs(packs, as_of):
+        e = entries.get(para.number, EntryView())
+        status = e.status
+        flags: list[str] = []
+        if veu_kind is not None and veu_kind not in para.applies_to:
+            status = "not-applicable"
+            flags.append(f"applies to {', '.join(para.applies_to).upper()} only")
+        if not para.provision.in_compliance_period:
+            flags.append(f"delayed compliance date {para.compliance_from}")
+        if e.review_date is not None and e.review_date < as_of and status != "not-applicable":
+            flags.append(f"review overdue since {e.review_date}")
+        if status == "compliant" and not e.evidence:
+            flags.append("marked compliant without evidence")
+        rows.append({
+            **para.to_dict(), "owner": e.owner, "status": status,
+            "review_date": e.review_date.isoformat() if e.review_date else None,
+            "evidence": [dict(x) for x in e.evidence], "notes": e.notes, "flags": flags,
+        })
+    return rows
+
+
+def checklist_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    out = {s: 0 for s in ENTRY_STATUSES}
+    for r in rows:
+        out[str(r["status"])] += 1
+    out["flagged"] = sum(1 for r in rows if r["flags"])
+    return out
+
+
+# ------------------------------------------------------------------------------ ¶7 advanced AI training
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A training run at a site, with the model's 4E091 status from the ledger after the run."""
+
+    run: str
+    site: str
+    location: TierResult
+    customer: EffectiveTier
+    model: str
+    model_status: str  # "4E091", "below-threshold", "excluded:<reason>", "unknown"
+    operations: float
+    fine_tune_of: str | None = None
+    base_status: str | None = None
+    base_operations: float | None = None
+    decision: str = ""
+    on: date | None = None
+
+
+def para7(packs: PackRegistry, as_of: date, runs: Iterable[TrainingRun]) -> list[dict[str, Any]]:
+    """¶7: training runs at a site for parties outside Tier 1 (or at a site outside Tier 1) against the limits.
+
+    Training a 4E091 model there is prohibited without BIS authorization; fine-tuning a 4E091 model is
+    permitted up to the pack's fraction (25%) of the original model's training operations.
+    """
+    prov = packs.provision("supp10-advanced-ai-training", as_of)
+    frac = float(prov.value("fine_tune_max_fraction_of_original"))
+    out = []
+    for r in runs:
+        outside_site = r.location.tier != 1
+        outside_party = r.customer.tier != 1
+        if not (outside_site or outside_party):
+            continue
+        where = []
+        if outside_site:
+            where.append(f"site {r.site} is in {r.location.name} (Tier {r.location.tier})")
+        if outside_party:
+            where.append(f"customer: {r.customer.basis}")
+        ratio: float | None = None
+        if r.fine_tune_of and r.base_status == "4E091":
+            if r.base_operations:
+                ratio = r.operations / r.base_operations
+                if ratio <= frac:
+                    verdict, why = "ok", f"fine-tuning {ratio:.1%} of the original's operations <= {frac:.0%}"
+                else:
+                    verdict, why = "violation", (
+                        f"fine-tuning {ratio:.1%} of the original's operations exceeds {frac:.0%}")
+            else:
+                verdict, why = "unknown", "the original model's training operations are not in the ledger"
+        elif r.model_status == "4E091":
+            verdict, why = "violation", (
+                "training a 4E091 model outside Supp. 5(a) or as IaaS for an entity headquartered outside it")
+        elif r.model_status == "unknown":
+            verdict, why = "unknown", "the model's 4E091 status is not known"
+        else:
+            verdict, why = "ok", f"model status {r.model_status}"
+        out.append({
+            "run": r.run, "site": r.site, "country": r.location.country, "customer": r.customer.name,
+            "customer_tier": r.customer.tier, "model": r.model, "model_status": r.model_status,
+            "operations": r.operations, "fine_tune_of": r.fine_tune_of, "base_operations": r.base_operations,
+            "fine_tune_fraction": ratio, "limit_fraction": frac, "verdict": verdict, "reason": why,
+            "why_listed": "; ".join(where), "decision": r.decision,
+            "date": r.on.isoformat() if r.on else None, "citation": prov.label,
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------ ¶8 model-weight storage
+
+
+@dataclass(frozen=True)
+class WeightLocation:
+    model: str
+    model_status: str
+    site: str
+    location: TierResult
+    facility_parties: tuple[EffectiveTier, ...]  # owner and operator of the facility
+    devices: tuple[str, ...]
+    dedicated: bool
+    security_compliant: bool  # ¶14, ¶15 and ¶18 all compliant in the register for this site
+
+
+def para8(packs: PackRegistry, as_of: date, rows: Iterable[WeightLocation]) -> list[dict[str, Any]]:
+    """¶8: where 4E091 weights may be stored, and ¶15(c)(i) dedicated devices once ¶15 is in compliance."""
+    prov = packs.provision("supp10-model-weight-storage", as_of)
+    delayed = packs.provision("supp10-delayed-compliance", as_of)
+    out = []
+    for w in rows:
+        problems: list[str] = []
+        basis = ""
+        if w.model_status != "4E091":
+            verdict, basis = "not-controlled", f"model status {w.model_status}"
+        else:
+            if w.location.tier == 1:
+                basis = f"{w.location.name} is listed in Supp. 5(a)"
+            elif w.location.tier == 3:
+                problems.append(f"{w.location.name} is Macau or D:5 ({w.location.basis})")
+            else:
+                t1 = [p.name for p in w.facility_parties if p.tier == 1]
+                if not t1:
+                    problems.append(
+                        f"{w.location.name} is outside Supp. 5(a) and no owner or operator of the facility is "
+                        "headquartered (with its ultimate parent) in Supp. 5(a)")
+                else:
+                    basis = f"facility owned or operated by {', '.join(t1)} (Supp. 5(a)-headquartered)"
+                if delayed.in_compliance_period and not w.security_compliant:
+                    problems.append(
+                        f"the facility must comply with ¶¶14, 15 and 18 from {delayed.compliance_from}; "
+                        "the register does not show all three compliant")
+            if delayed.in_compliance_period and not w.dedicated:
+                problems.append("¶15(c)(i): model weights must be stored on dedicated devices")
+            verdict = "violation" if problems else "ok"
+        out.append({
+            "model": w.model, "model_status": w.model_status, "site": w.site, "country": w.location.country,
+            "tier": w.location.tier, "devices": list(w.devices), "dedicated": w.dedicated,
+            "verdict": verdict, "basis": basis, "problems": problems, "citation": prov.label,
+        })
+    return out
+
+
+def weight_export_paths(
+    packs: PackRegistry, on: date, model_status: str, recipient: EffectiveTier, destination: TierResult,
+    licence: str | None = None, published: bool = False,
+) -> dict[str, Any]:
+    """Whether an export of a model's weights has a path; a 4E091 export without one is flagged."""
+    prov = packs.provision("licence-4e091-review", on)
+    if published and prov.value("published_weights_excluded"):
+        return {"controlled": False, "paths": ["NLR"], "flagged": False,
+                "reason": "published weights are not controlled by 4E091", "citation": prov.label}
+    if model_status != "4E091":
+        return {"controlled": False, "paths": ["NLR"], "flagged": False,
+                "reason": f"model status {model_status}: not 4E091", "citation": prov.label}
+    paths: list[str] = []
+    reasons: list[str] = []
+    if prov.value("aia_for_tier1_located_and_headquartered") and destination.tier == 1 and recipient.tier == 1:
+        paths.append("AIA")
+        reasons.append(f"AIA: {destination.name} is Tier 1 and {recipient.basis}")
+    if licence:
+        paths.append("LICENCE")
+        reasons.append(f"licence {licence} recorded")
+    if not paths:
+        if recipient.tier != 1:
+            reasons.append(f"presumption of denial for end users headquartered outside Supp. 5(a): {recipient.basis}")
+        else:
+            reasons.append(f"{destination.name} is outside Supp. 5(a): a licence is required and none is recorded")
+    return {"controlled": True, "paths": paths, "flagged": not paths, "reason": "; ".join(reasons),
+            "citation": prov.label}
+
+
+# -------------------------------------------------------------------------------------- deadlines
+
+
+@dataclass(frozen=True)
+class VeuAuthorization:
+    name: str
+    kind: str
+    holder: str
+    granted: date
+    expires: date | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class NewLocation:
+    """A UVEU data center in a new location: first export (planned or observed) and the notice, if filed."""
+
+    authorization: str
+    country: str
+    site: str
+    first_export: date
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Chips moved (or to be moved) between countries under a UVEU."""
+
+    authorization: str
+    from_country: str
+    to_country: str
+    on: date
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Incident:
+    ref: str
+    discovered: date
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    key: str
+    kind: str
+    title: str
+    subject: str
+    due: date
+    citation: str
+    basis: str
+    status: str = "upcoming"
+    done_on: date | None = None
+    late: bool = False
+    provision: ResolvedProvision | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.provision
+        return {
+            "key": self.key, "kind": self.kind, "title": self.title, "subject": self.subject,
+            "due": self.due.isoformat(), "status": self.status,
+            "done_on": self.done_on.isoformat() if self.done_on else None, "late": self.late,
+            "citation": self.citation, "basis": self.basis,
+            "codified": p.codified if p else None, "enforced": p.enforced if p else None,
+            "confirmed": p.confirmed if p else None,
+        }
+
+
+def _mmdd(text: str, year: int) -> date:
+    m, d = (int(x) for x in str(text).split("-"))
+    return date(year, m, d)
+
+
+def _status(due: date, as_of: date, lead_days: int, done: date | None) -> str:
+    if done is not None:
+        return "done"
+    if as_of > due:
+        return "overdue"
+    if as_of >= due - timedelta(days=lead_days):
+        return "due"
+    return "upcoming"
+
+
+def deadlines(
+    packs: PackRegistry,
+    as_of: date,
+    authorizations: Sequence[VeuAuthorization],
+    new_locations: Sequence[NewLocation] = (),
+    transfers: Sequence[Transfer] = (),
+    incidents: Sequence[Incident] = (),
+    filings: Mapping[str, date] | None = None,
+) -> list[Deadline]:
+    """Every dated obligation up to the horizon, with its status on ``as_of`` (``filings``: key -> date done)."""
+    filings = filings or {}
+    rem = packs.provision("obligation-reminders", as_of)
+    lead = int(rem.value("lead_days"))
+    horizon = as_of + timedelta(days=int(rem.value("horizon_days")))
+    out: list[Deadline] = []
+
+    def add(key: str, kind: str, title: str, subject: str, due: date, prov: ResolvedProvision, basis: str) -> None:
+        done = filings.get(key)
+        out.append(Deadline(key, kind, title, subject, due, prov.citation, basis,
+                            _status(due, as_of, lead, done), done, bool(done and done > due), prov))
+
+    for a in authorizations:
+        rep = packs.find("veu-reporting", max(a.granted, as_of))
+        if rep is None:
+            continue
+        last = min(horizon, a.expires or horizon)
+        # § 748.15(f)(1)(iii): H1 (Jan 1-Jun 30) due Jul 15; H2 (Jul 1-Dec 31) due Jan 15 of the next year.
+        h1_due, h2_due = rep.value("end_user_report_due")[1], rep.value("end_user_report_due")[0]
+        for year in range(a.granted.year, last.year + 1):
+            for half, start, end, due in (
+                (1, date(year, 1, 1), date(year, 6, 30), _mmdd(h1_due, year)),
+                (2, date(year, 7, 1), date(year, 12, 31), _mmdd(h2_due, year + 1)),
+            ):
+                if end < a.granted or start > last or due > horizon:
+                    continue
+                add(f"veu-report:{a.name}:{year}H{half}", "veu-semiannual-report",
+                    f"Data Center VEU semi-annual report {year} H{half} ({start} to {end})", a.name, due, rep,
+                    "reexporter and end-user reports (§ 748.15(f)(1)(i)-(ii)); mark the package "
+                    "'Data Center Authorization Validated End-user Report'")
+        # Supp. 10 ¶10: chip accounting each February 1 and August 1.
+        for year in range(a.granted.year, last.year + 1):
+            for mmdd in rep.value("chip_accounting_due"):
+                due = _mmdd(mmdd, year)
+                if due <= a.granted or due > last:
+                    continue
+                add(f"chip-accounting:{a.name}:{due.isoformat()}", "chip-accounting-report",
+                    f"Chip-installation accounting due {due}", a.name, due, rep,
+                    "facility-specific chip accounting for the VEU and all parents and subsidiaries, with "
+                    "attrition (Supp. 10 ¶10)")
+    kinds = {a.name: a.kind for a in authorizations}
+    for loc in new_locations:
+        prov = packs.provision("veu-notices", loc.first_export)
+        days = int(prov.value("uveu_new_datacenter_notice_days"))
+        add(f"uveu-new-location:{loc.authorization}:{loc.country}:{loc.site}", "uveu-new-datacenter-notice",
+            f"{days}-day notice of a new UVEU data center at {loc.site} ({loc.country})", loc.authorization,
+            loc.first_export - timedelta(days=days), prov,
+            f"first export, reexport or transfer to it on {loc.first_export} (§ 748.15(a)(2)(ii)(A)); "
+            "include the physical address")
+    for t in transfers:
+        if kinds.get(t.authorization, "uveu") != "uveu":
+            continue  # ¶5 binds VEUs accredited via a UVEU
+        prov = packs.provision("veu-notices", t.on)
+        days = int(prov.value("inter_country_transfer_notice_days"))
+        add(f"transfer-notice:{t.authorization}:{t.from_country}-{t.to_country}:{t.on.isoformat()}{t.ref}",
+            "inter-country-transfer-notice",
+            f"{days}-day notice of transfer {t.from_country} -> {t.to_country} on {t.on}", t.authorization,
+            t.on - timedelta(days=days), prov, "Supp. 10 ¶5 intra-company transfer notification")
+    for inc in incidents:
+        prov = packs.provision("veu-notices", inc.discovered)
+        days = int(prov.value("theft_loss_report_days"))
+        add(f"theft-loss:{inc.ref}", "theft-loss-report", f"Report theft/loss/tampering {inc.ref} to BIS",
+            inc.ref, inc.discovered + timedelta(days=days), prov,
+            f"discovered {inc.discovered}: {inc.description} (Supp. 10 ¶16)".strip())
+    out.sort(key=lambda d: (d.due, d.key))
+    return out

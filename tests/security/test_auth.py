@@ -1,0 +1,161 @@
+"""Access control: hashed, scoped, expiring, revocable API tokens; OIDC bearer JWTs; the role matrix."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from agent.api.app import create_app
+from agent.auth import PERMISSIONS, ROLES, create_token, required_permission
+from agent.store import session_scope
+from agent.store.tables.auth import ApiToken
+from agent.store.tables.core import utcnow
+
+pytestmark = pytest.mark.auth
+
+
+def _token(db_url: str, role: str, **kw: Any) -> str:
+    with session_scope(db_url) as s:
+        _, secret = create_token(s, role=role, name=f"test-{role}", **kw)
+    return secret
+
+
+@pytest.fixture()
+def client(db_url: str) -> TestClient:
+    return TestClient(create_app(db_url), base_url="https://testserver")
+
+
+def test_api_refuses_requests_without_credentials(client: TestClient) -> None:
+    r = client.get("/api/v1/whoami")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_token_is_stored_hashed_and_identifies_its_role(client: TestClient, db_url: str) -> None:
+    secret = _token(db_url, "planner")
+    with session_scope(db_url) as s:
+        row = s.exec(select(ApiToken)).one()
+        assert secret not in (row.token_hash, row.prefix, row.name) and len(row.token_hash) == 64
+    r = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"})
+    assert r.json() == {"name": "test-planner", "role": "planner", "via": "token"}
+
+
+def test_revoked_and_expired_tokens_are_refused(client: TestClient, db_url: str) -> None:
+    revoked, expired = _token(db_url, "admin"), _token(db_url, "admin", expires_days=1)
+    admin = _token(db_url, "admin")
+    prefix = revoked.split("_")[1]
+    assert client.delete(f"/api/v1/tokens/{prefix}", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+    with session_scope(db_url) as s:
+        row = s.exec(select(ApiToken).where(ApiToken.prefix == expired.split("_")[1])).one()
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        s.add(row)
+    for secret, why in ((revoked, "revoked"), (expired, "expired")):
+        r = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 401 and why in r.json()["detail"]
+
+
+def test_tampered_token_is_refused(client: TestClient, db_url: str) -> None:
+    secret = _token(db_url, "admin")
+    r = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret[:-2]}xx"})
+    assert r.status_code == 401
+
+
+def test_viewer_cannot_create_tokens(client: TestClient, db_url: str) -> None:
+    viewer = _token(db_url, "viewer")
+    r = client.post("/api/v1/tokens", json={"role": "admin"}, headers={"Authorization": f"Bearer {viewer}"})
+    assert r.status_code == 403 and "needs 'admin'" in r.json()["detail"]
+
+
+def _routes(app: Any) -> list[tuple[str, str]]:
+    spec = app.openapi()
+    return [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops if p.startswith("/api/v1/")]
+
+
+def test_every_api_route_declares_a_permission(client: TestClient) -> None:
+    routes = _routes(client.app)
+    assert routes, "the OpenAPI document lists no /api/v1 routes"
+    missing = [(m, p) for m, p in routes if required_permission(m, p) is None]
+    assert missing == []
+
+
+def test_role_matrix_holds_for_every_route_in_the_openapi_document(client: TestClient, db_url: str) -> None:
+    tokens = {role: _token(db_url, role) for role in ROLES}
+    failures = []
+    for method, path in _routes(client.app):
+        concrete = path.replace("{", "").replace("}", "")  # e.g. /api/v1/cases/id -> a missing id
+        need = required_permission(method, path)
+        for role, secret in tokens.items():
+            r = client.request(method, concrete, headers={"Authorization": f"Bearer {secret}"},
+                               json={} if method in {"POST", "PUT", "PATCH"} else None)
+            allowed = need in PERMISSIONS[role]
+            if allowed and r.status_code in (401, 403):
+                failures.append(f"{role} refused {method} {path}: {r.status_code}")
+            if not allowed and r.status_code != 403:
+                failures.append(f"{role} not refused {method} {path}: {r.status_code}")
+            if r.status_code >= 500:
+                failures.append(f"{role} got {r.status_code} on {method} {path}")
+    assert failures == []
+
+
+@pytest.fixture()
+def oidc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="k1", use="sig", alg="RS256")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    monkeypatch.setenv("VEU_OIDC_ISSUER", "https://issuer.example")
+    monkeypatch.setenv("VEU_OIDC_AUDIENCE", "veu-governor")
+    monkeypatch.setenv("VEU_OIDC_JWKS_FILE", str(tmp_path / "jwks.json"))
+
+    def sign(**claims: Any) -> str:
+        base = {"iss": "https://issuer.example", "aud": "veu-governor", "sub": "alice",
+                "exp": int(time.time()) + 300, "veu_role": "auditor"}
+        return jwt.encode({**base, **claims}, key, algorithm="RS256", headers={"kid": "k1"})
+
+    return sign
+
+
+def test_oidc_bearer_token_verified_against_the_issuers_keys(db_url: str, oidc: Any) -> None:
+    c = TestClient(create_app(db_url))
+    r = c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {oidc()}"})
+    assert r.json() == {"name": "alice", "role": "auditor", "via": "oidc"}
+    for bad in (oidc(iss="https://evil.example"), oidc(exp=int(time.time()) - 10), oidc(aud="other"),
+                oidc(veu_role="root")):
+        assert c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+
+
+def test_oidc_token_signed_by_another_key_is_refused(db_url: str, oidc: Any) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode({"iss": "https://issuer.example", "aud": "veu-governor", "sub": "mallory",
+                         "exp": int(time.time()) + 300, "veu_role": "admin"}, other, algorithm="RS256",
+                        headers={"kid": "k1"})
+    c = TestClient(create_app(db_url))
+    assert c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_dashboard_requires_a_session_and_refuses_cross_site_posts(db_url: str) -> None:
+    c = TestClient(create_app(db_url), base_url="https://testserver", follow_redirects=False)
+    assert c.get("/").status_code == 303
+    secret = _token(db_url, "compliance")
+    r = c.post("/login", data={"token": secret, "next": "/"})
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Secure" in cookie
+    r = c.post("/logout", headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    assert c.post("/login", data={"token": "veu_nope", "next": "/"}).status_code == 401
+
+
+def test_login_never_redirects_off_site(db_url: str) -> None:
+    c = TestClient(create_app(db_url), follow_redirects=False)
+    secret = _token(db_url, "viewer")
+    r = c.post("/login", data={"token": secret, "next": "//evil.example/x"})
+    assert r.headers["location"] == "/"
