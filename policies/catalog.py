@@ -74,6 +74,9 @@ class _Strict(BaseModel):
 class RateIn(_Strict):
     value: float = Field(gt=0)
     confirmed: bool = True
+    # False for a rate whose very existence at this precision is doubtful (MI355X FP6 at the FP4 rate,
+    # Neuron TF32 at 19 bits): shown, but counted in TPP only when the catalog sets count_all_rates.
+    in_tpp: bool = True
     note: str = ""
 
     @model_validator(mode="after")
@@ -169,7 +172,7 @@ class CatalogDoc(_Strict):
     source: str = ""
     description: str = ""
     bit_lengths: dict[str, int] = Field(default_factory=dict)
-    count_unconfirmed_rates: bool | None = None
+    count_all_rates: bool | None = None
     accelerators: list[AcceleratorIn] = Field(default_factory=list)
     instance_types: dict[str, dict[str, InstanceIn]] = Field(default_factory=dict)
     instance_sources: dict[str, str] = Field(default_factory=dict)
@@ -228,6 +231,7 @@ class Rate:
     value: float
     confirmed: bool = True
     note: str = ""
+    in_tpp: bool = True
 
 
 @dataclass(frozen=True)
@@ -268,11 +272,11 @@ class Accelerator:
     aliases: tuple[Alias, ...] = ()
     mig_slices: int | None = None
     mig_profiles: tuple[str, ...] = ()
-    count_unconfirmed_rates: bool = False
+    count_all_rates: bool = False
     notes: str = ""
 
     def _counted(self) -> dict[str, Rate]:
-        counted = {p: r for p, r in self.rates.items() if r.confirmed or self.count_unconfirmed_rates}
+        counted = {p: r for p, r in self.rates.items() if r.in_tpp or self.count_all_rates}
         # A chip whose every rate is unconfirmed still has a TPP: zero would be the one certainly wrong answer.
         return counted or dict(self.rates)
 
@@ -287,7 +291,7 @@ class Accelerator:
 
     @property
     def tpp(self) -> float:
-        """Max over precisions of dense rate x bit length (unconfirmed rates only if configured to count)."""
+        """Max over precisions of dense rate x bit length (rates marked in_tpp: false only if count_all_rates)."""
         return round(self._max_tpp(self._counted(), self.bit_lengths)[0], 6)
 
     @property
@@ -295,8 +299,8 @@ class Accelerator:
         return self._max_tpp(self._counted(), self.bit_lengths)[1]
 
     @property
-    def tpp_with_unconfirmed(self) -> float:
-        """TPP if every rate, including UNCONFIRMED ones (e.g. MI355X FP6), were counted."""
+    def tpp_all_rates(self) -> float:
+        """TPP if every listed rate were counted, including doubtful ones (e.g. MI355X FP6 at the FP4 rate)."""
         return round(self._max_tpp(self.rates, self.bit_lengths)[0], 6)
 
     @property
@@ -315,9 +319,9 @@ class Accelerator:
         if not self.die_area_confirmed:
             out.append(f"die area: {self.die_area_note}")
         for p, r in self.rates.items():
-            if not r.confirmed:
-                counted = "counted in TPP" if self.count_unconfirmed_rates else "not counted in TPP"
-                out.append(f"{p} rate ({counted}): {r.note}")
+            if not r.confirmed or not r.in_tpp:
+                counted = "counted in TPP" if (r.in_tpp or self.count_all_rates) else "not counted in TPP"
+                out.append(f"{p} {r.value:g} ({counted}): {r.note}")
         return tuple(out)
 
     def rate(self, precision: str) -> float:
@@ -345,7 +349,7 @@ class Accelerator:
             "datacenter": self.datacenter,
             "tpp": self.tpp,
             "tpp_precision": self.tpp_precision,
-            "tpp_with_unconfirmed": self.tpp_with_unconfirmed,
+            "tpp_all_rates": self.tpp_all_rates,
             "performance_density": round(pd, 4) if pd is not None else None,
             "die_area_mm2": self.die_area_mm2,
             "die_area_confirmed": self.die_area_confirmed,
@@ -470,7 +474,7 @@ class Catalog:
                 src, data = f"catalog document {i + 1}", m
             docs.append((src, parse_catalog_doc(data, src)))
         bits: dict[str, int] = {}
-        count_unconfirmed = False
+        count_all = False
         raw_acc: dict[str, tuple[str, AcceleratorIn]] = {}
         instances: dict[str, dict[str, InstanceIn]] = {}
         inst_sources: dict[str, str] = {}
@@ -478,8 +482,8 @@ class Catalog:
         regions: dict[str, dict[str, RegionSpec]] = {}
         for src, doc in docs:
             bits.update(doc.bit_lengths)
-            if doc.count_unconfirmed_rates is not None:
-                count_unconfirmed = doc.count_unconfirmed_rates
+            if doc.count_all_rates is not None:
+                count_all = doc.count_all_rates
             seen: set[str] = set()
             for a in doc.accelerators:
                 if a.id in seen:
@@ -515,7 +519,7 @@ class Catalog:
                     raise CatalogDataError(
                         f"{src}: accelerators[{acc_id}].rates.{p}: no bit length for {p} in 'bit_lengths'"
                     )
-            accs.append(_build(a, bits, count_unconfirmed))
+            accs.append(_build(a, bits, count_all))
         return cls(accs, instances, tpu, regions)
 
     def _check_references(self) -> None:
@@ -710,9 +714,9 @@ class Catalog:
                 for r in regs.values()]
 
 
-def _build(a: AcceleratorIn, bits: Mapping[str, int], count_unconfirmed: bool) -> Accelerator:
+def _build(a: AcceleratorIn, bits: Mapping[str, int], count_all: bool) -> Accelerator:
     rates = {
-        p: (Rate(float(r)) if isinstance(r, int | float) else Rate(r.value, r.confirmed, r.note))
+        p: (Rate(float(r)) if isinstance(r, int | float) else Rate(r.value, r.confirmed, r.note, r.in_tpp))
         for p, r in a.rates.items()
     }
     return Accelerator(
@@ -725,5 +729,5 @@ def _build(a: AcceleratorIn, bits: Mapping[str, int], count_unconfirmed: bool) -
         aliases=tuple(Alias(x.name, x.family, x.memory_mib) for x in a.aliases),
         mig_slices=a.mig.slices if a.mig else None,
         mig_profiles=tuple(p.lower() for p in a.mig.profiles) if a.mig else (),
-        count_unconfirmed_rates=count_unconfirmed, notes=a.notes,
+        count_all_rates=count_all, notes=a.notes,
     )

@@ -288,8 +288,10 @@ class ModelStatus:
                 f"  + synthetic data from {who}: {d.fraction:.4g} of operations (> {r.synthetic_fraction:g}) -> "
                 f"generation operations {sci(d.generation_operations)} counted"
             )
-            if d.training_generator is None:
+            if d.training_generator is None and d.published_generators:
                 line += "; generator parameters published -> its training operations not counted"
+            elif d.training_generator is None:
+                line += "; the generator is this model itself -> its training operations are already counted"
             elif not r.count_generator_training:
                 line += f"; {r.id} does not add the generator's training operations"
             elif d.training_counted:
@@ -542,11 +544,13 @@ class Ledger:
             best: tuple[str, float] | None = None
             published: list[str] = []
             for g in gens:
+                if g == rec.name:
+                    continue  # its own earlier checkpoint: those training operations are already this lineage's
                 grec = self.records[g]
                 if grec.is_published(self.as_of):
                     published.append(g)
                     continue
-                tot = self.cumulative(g).total if g != rec.name else 0.0
+                tot = self.cumulative(g).total
                 if best is None or tot > best[1]:
                     best = (g, tot)
             if qualifies:
@@ -637,6 +641,23 @@ def project(
     if base is not None and rec.base != base:
         raise LedgerError(f"base-model: {name!r} is recorded with base {rec.base!r}, not {base!r}")
     run = Run(operations=extra_operations, method="projected", start=as_of, job=job, ref="projected")
-    changed = dict(records)
-    changed[name] = replace(rec, runs=(*rec.runs, run))
+    # An overlay, not a copy: admission asks this for one model among possibly 100k.
+    changed = _Overlay(records, replace(rec, runs=(*rec.runs, run)))
     return Ledger(changed, rules, as_of).status(name)
+
+
+class _Overlay(Mapping[str, ModelRecord]):
+    """``records`` with one record added or replaced, without copying the others."""
+
+    def __init__(self, records: Mapping[str, ModelRecord], rec: ModelRecord) -> None:
+        self._records, self._rec = records, rec
+
+    def __getitem__(self, key: str) -> ModelRecord:
+        return self._rec if key == self._rec.name else self._records[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield self._rec.name
+        yield from (k for k in self._records if k != self._rec.name)
+
+    def __len__(self) -> int:
+        return len(self._records) + (0 if self._rec.name in self._records else 1)

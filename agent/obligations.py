@@ -1,0 +1,757 @@
+"""Obligations service: path finder over the store, Supp. 10 register, weight custody, deadlines, reminders.
+
+This is the I/O side of ``policies/paths.py`` and ``policies/obligations.py``: it reads parties, sites,
+holdings history, authorizations, the shipments ledger, the model ledger and webhook decisions from the
+store, records register entries, weight custody, events and filings (each write audited in the same
+transaction), and sends reminders by webhook or SMTP from an APScheduler job.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import smtplib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlmodel import Session, select
+
+from agent.audit import current_actor, record
+from agent.parties import party_refs
+from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.obligations import (
+    ControlEntry,
+    ControlEvidence,
+    ObligationAuthorization,
+    ObligationEvent,
+    ObligationFiling,
+    ObligationNotification,
+    WeightAccess,
+    WeightExport,
+    WeightStorage,
+)
+from policies import obligations as core
+from policies.errors import PolicyError
+from policies.jurisdictions import country_code, tier
+from policies.packs import PackRegistry, parse_date
+from policies.parties import effective_tier
+from policies.paths import AuthorizationRef, ItemLine, Proposal, ShipmentRef, find_paths, parse_items
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("site", "authorization")
+EVENT_KINDS = ("new-location", "transfer", "incident")
+EVIDENCE_KINDS = ("link", "attestation")
+
+
+class NotFound(PolicyError):
+    """An id the user named does not exist (API 404)."""
+
+
+# ------------------------------------------------------------------------------------------- items
+
+
+def _classify(packs: PackRegistry, acc: Any, on: date) -> str:
+    """3A090.a / 3A090.b / not-3A090 from the catalog engineer's classifier, else from the pack thresholds."""
+    try:
+        from policies.classification import classify  # type: ignore[import-not-found,unused-ignore]
+
+        res = classify(packs, acc, on)
+        return str(getattr(res, "eccn", getattr(res, "classification", res)))
+    except ImportError:
+        pass
+    v = packs.provision("eccn-3a090", on).values
+    tpp, pd = float(acc.tpp), acc.performance_density
+    if not acc.datacenter:
+        return "3A090.a" if tpp >= float(v["non_datacenter_tpp_min"]) else "not-3A090"
+    if tpp >= float(v["a1_tpp_min"]) or (pd is not None and tpp >= float(v["a2_tpp_min"])
+                                         and pd >= float(v["a2_pd_min"])):
+        return "3A090.a"
+    if tpp >= float(v["b2_tpp_min"]):
+        return "3A090.b"
+    return "not-3A090"
+
+
+def resolve_items(packs: PackRegistry, text: str, on: date) -> tuple[ItemLine, ...]:
+    """``"H100 SXM x 2048"`` -> catalog-resolved, classified item lines."""
+    from agent.kb import catalog
+
+    out = []
+    for name, count in parse_items(text):
+        acc = catalog().accelerator(name)
+        out.append(ItemLine(acc.name, count, float(acc.tpp), _classify(packs, acc, on), bool(acc.datacenter)))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------- authorizations
+
+
+def add_authorization(
+    s: Session, name: str, kind: str, holder: str, granted: date, country: str | None = None,
+    expires: date | None = None, locations: Sequence[str] = (), actor: str | None = None,
+) -> ObligationAuthorization:
+    """Record (or update) the dated terms of a Data Center VEU authorization."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise PolicyError("name: an authorization name is 1-200 characters")
+    if kind not in ("uveu", "nveu"):
+        raise PolicyError(f"--kind: {kind!r} is not uveu or nveu")
+    if s.exec(select(Party).where(Party.name == holder)).first() is None:
+        raise PolicyError(f"--holder: {holder!r} is not registered; add it with `veuctl parties add`")
+    cc = country_code(country) if country else None
+    if kind == "nveu" and cc is None:
+        raise PolicyError("--country: an NVEU covers one destination country; give it")
+    if expires is not None and expires <= granted:
+        raise PolicyError("--expires: must be after --granted")
+    locs = sorted({country_code(c) for c in locations})
+    row = s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == name)).first()
+    row = row or ObligationAuthorization(name=name, kind=kind, holder=holder, granted=granted)
+    row.kind, row.holder, row.granted, row.expires, row.country = kind, holder, granted, expires, cc
+    row.locations = ",".join(locs)
+    s.add(row)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="obligations.authorization.set", subject=f"authorization:{name}",
+           payload={"kind": kind, "holder": holder, "granted": granted, "expires": expires, "country": cc,
+                    "locations": locs})
+    return row
+
+
+def _authorizations(s: Session) -> list[ObligationAuthorization]:
+    return list(s.exec(select(ObligationAuthorization).order_by(ObligationAuthorization.name)).all())
+
+
+def _filings(s: Session) -> dict[str, date]:
+    return {f.key: f.filed_on for f in s.exec(select(ObligationFiling)).all()}
+
+
+def _new_location_events(s: Session) -> list[ObligationEvent]:
+    return list(s.exec(select(ObligationEvent).where(ObligationEvent.kind == "new-location")).all())
+
+
+def _location_key(ev: ObligationEvent) -> str:
+    return f"uveu-new-location:{ev.authorization}:{ev.to_country}:{ev.site}"
+
+
+def authorization_refs(s: Session) -> list[AuthorizationRef]:
+    """Authorizations as the path finder sees them, with notified UVEU locations and filing dates."""
+    filings = _filings(s)
+    events = _new_location_events(s)
+    out = []
+    for a in _authorizations(s):
+        locs: dict[str, date | None] = {c: None for c in a.locations.split(",") if c}
+        for ev in events:
+            if ev.authorization == a.name and ev.to_country not in locs:
+                filed = filings.get(_location_key(ev))
+                if filed is not None:
+                    locs[ev.to_country] = filed
+        out.append(AuthorizationRef(
+            a.name, a.kind, a.holder, a.granted, a.country, a.expires, locs, None,
+            "(caps headroom not wired: see `veuctl caps show`)",
+        ))
+    return out
+
+
+# ------------------------------------------------------------------------------------- shipments
+
+
+def shipment_refs(s: Session) -> tuple[list[ShipmentRef], str]:
+    """The caps engineer's shipments ledger as ShipmentRefs (empty with a note if the ledger is missing)."""
+    try:
+        from agent.store.tables import caps as caps_tables  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return [], "shipments ledger (agent/store/tables/caps.py) not available: LPP/AIA/allocation use 0"
+    table = getattr(caps_tables, "Shipment", None)
+    if table is None:
+        return [], "shipments ledger table not found"
+    refs = party_refs(s)
+    ids = {p.id: p.name for p in s.exec(select(Party)).all()}
+    out = []
+    from agent.kb import catalog
+
+    for row in s.exec(select(table)).all():
+        consignee = getattr(row, "consignee", None) or ids.get(getattr(row, "consignee_id", None), "")
+        # LPP and AIA count per ultimate consignee (the ultimate parent, § 740.29(h)(1)).
+        top = consignee
+        while top in refs and refs[top].parent:
+            top = refs[top].parent or top
+        tpp = getattr(row, "tpp", None)
+        if tpp is None:
+            tpp = float(catalog().accelerator(row.accelerator).tpp) * float(row.count)
+        day = getattr(row, "day", None) or getattr(row, "shipped_on", None) or getattr(row, "date", None)
+        out.append(ShipmentRef(day, top, str(row.destination), float(tpp), str(row.via).upper()))
+    return out, ""
+
+
+# -------------------------------------------------------------------------------------------- paths
+
+
+def paths(
+    s: Session, packs: PackRegistry, items: str, consignee: str, country: str, on: date, kind: str = "export",
+    operator: str | None = None, end_use: str | None = None, aia_certified: bool = False,
+) -> dict[str, Any]:
+    lines = resolve_items(packs, items, on)
+    ships, note = shipment_refs(s)
+    rep = find_paths(
+        packs, party_refs(s),
+        Proposal(kind, lines, consignee, country, on, operator, end_use, aia_certified),
+        authorization_refs(s), ships,
+    )
+    out = rep.to_dict()
+    out["notes"] = [n for n in (note,) if n]
+    out["packs"] = packs.versions()
+    return out
+
+
+# ---------------------------------------------------------------------------------- controls register
+
+
+def _check_subject(s: Session, scope: str, subject: str) -> None:
+    if scope not in SCOPES:
+        raise PolicyError(f"--scope: {scope!r} is not one of {', '.join(SCOPES)}")
+    if scope == "site":
+        if s.exec(select(Site).where(Site.name == subject)).first() is None:
+            raise NotFound(f"site: {subject!r} is not registered; add it with `veuctl sites add`")
+    elif s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == subject)).first() is None:
+        raise NotFound(f"authorization: {subject!r} is not registered; add it with `veuctl deadlines authorize`")
+
+
+def _entry(s: Session, scope: str, subject: str, paragraph: int) -> ControlEntry | None:
+    return s.exec(select(ControlEntry).where(
+        ControlEntry.scope == scope, ControlEntry.subject == subject, ControlEntry.paragraph == paragraph)).first()
+
+
+def set_entry(
+    s: Session, scope: str, subject: str, paragraph: int, owner: str | None = None, status: str | None = None,
+    review_date: date | None = None, notes: str | None = None, actor: str | None = None,
+) -> ControlEntry:
+    """Create or update one register entry; unchanged fields keep their values."""
+    _check_subject(s, scope, subject)
+    core.check_paragraph(paragraph)
+    if status is not None:
+        core.check_status(status)
+    who = actor or current_actor()
+    e = _entry(s, scope, subject, paragraph) or ControlEntry(scope=scope, subject=subject, paragraph=paragraph)
+    if owner is not None:
+        e.owner = owner.strip()[:200]
+    if status is not None:
+        e.status = status
+    if review_date is not None:
+        e.review_date = review_date
+    if notes is not None:
+        e.notes = notes[:4000]
+    e.updated_by, e.updated_at = who, utcnow()
+    s.add(e)
+    s.flush()
+    record(s, actor=who, action="obligations.control.set", subject=f"{scope}:{subject}:p{paragraph}",
+           payload={"owner": e.owner, "status": e.status, "review_date": e.review_date, "notes": e.notes})
+    return e
+
+
+def add_evidence(
+    s: Session, scope: str, subject: str, paragraph: int, kind: str, uri: str = "", statement: str = "",
+    attested_by: str = "", attested_on: date | None = None, actor: str | None = None,
+) -> ControlEvidence:
+    if kind not in EVIDENCE_KINDS:
+        raise PolicyError(f"--kind: {kind!r} is not one of {', '.join(EVIDENCE_KINDS)}")
+    if kind == "link" and not uri.strip():
+        raise PolicyError("--uri: a link needs the document's URI")
+    if kind == "attestation" and not (statement.strip() and attested_by.strip()):
+        raise PolicyError("--statement/--by: an attestation needs the statement and who attests it")
+    e = _entry(s, scope, subject, paragraph) or set_entry(s, scope, subject, paragraph, actor=actor)
+    ev = ControlEvidence(entry_id=e.id, kind=kind, uri=uri.strip(), statement=statement.strip(),  # type: ignore[arg-type]
+                         attested_by=attested_by.strip(), attested_on=attested_on)
+    s.add(ev)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="obligations.evidence.add",
+           subject=f"{scope}:{subject}:p{paragraph}",
+           payload={"kind": kind, "uri": ev.uri, "statement": ev.statement, "attested_by": ev.attested_by,
+                    "attested_on": attested_on})
+    return ev
+
+
+def register(s: Session, packs: PackRegistry, scope: str, subject: str, as_of: date) -> dict[str, Any]:
+    """The 19-paragraph checklist for one site or authorization, with ¶7 and ¶8 detail for a site."""
+    _check_subject(s, scope, subject)
+    rows = s.exec(select(ControlEntry).where(ControlEntry.scope == scope, ControlEntry.subject == subject)).all()
+    entries: dict[int, core.EntryView] = {}
+    for e in rows:
+        ev = s.exec(select(ControlEvidence).where(ControlEvidence.entry_id == e.id).order_by(ControlEvidence.id)).all()
+        entries[e.paragraph] = core.EntryView(
+            e.owner, e.status, e.review_date,
+            tuple({"kind": x.kind, "uri": x.uri, "statement": x.statement, "attested_by": x.attested_by,
+                   "attested_on": x.attested_on.isoformat() if x.attested_on else None} for x in ev),
+            e.notes)
+    kind = None
+    if scope == "authorization":
+        a = s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == subject)).first()
+        kind = a.kind if a else None
+    items = core.checklist(packs, as_of, entries, kind)
+    out: dict[str, Any] = {"scope": scope, "subject": subject, "as_of": as_of.isoformat(),
+                           "summary": core.checklist_summary(items), "paragraphs": items,
+                           "packs": packs.versions()}
+    if scope == "site":
+        out["para7"] = para7_for_site(s, packs, subject, as_of)
+        out["para8"] = weights_report(s, packs, as_of, site=subject)
+    return out
+
+
+# ------------------------------------------------------------------------- ¶7 training runs (webhook)
+
+
+def _model_status(s: Session, model: str, on: date) -> str | None:
+    """The model's 4E091 status from the compute engineer's ledger, or None if the ledger is not available."""
+    try:
+        from agent import ledger  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    fn = getattr(ledger, "model_status", None)
+    if fn is None:
+        return None
+    try:
+        res = fn(s, model, on)
+    except PolicyError:
+        return None
+    return str(res.get("status") if isinstance(res, dict) else getattr(res, "status", res))
+
+
+def para7_for_site(s: Session, packs: PackRegistry, site: str, as_of: date) -> dict[str, Any]:
+    """¶7 rows for a site from the webhook's decisions (agent/cases.py) and the ledger, when available."""
+    try:
+        from agent import cases  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return {"runs": [], "note": "webhook decisions (agent/cases.py) not available yet"}
+    fn = getattr(cases, "training_runs", None)
+    if fn is None:
+        return {"runs": [], "note": "agent.cases.training_runs() not available yet"}
+    site_row = s.exec(select(Site).where(Site.name == site)).first()
+    if site_row is None:
+        raise NotFound(f"site: {site!r} is not registered")
+    refs = party_refs(s)
+    loc = tier(packs, site_row.country, as_of)
+    runs = []
+    for r in fn(s, site=site, as_of=as_of):
+        get = r.get if isinstance(r, dict) else lambda k, d=None, _r=r: getattr(_r, k, d)
+        customer = get("customer")
+        if customer not in refs:
+            continue
+        model = get("model") or ""
+        status = _model_status(s, model, as_of) or get("model_status") or "unknown"
+        base = get("fine_tune_of")
+        runs.append(core.TrainingRun(
+            run=str(get("run") or get("id")), site=site, location=loc,
+            customer=effective_tier(packs, refs, customer, as_of), model=model, model_status=status,
+            operations=float(get("operations") or 0.0), fine_tune_of=base,
+            base_status=_model_status(s, base, as_of) if base else None,
+            base_operations=get("base_operations"), decision=str(get("decision") or ""), on=get("on"),
+        ))
+    return {"runs": core.para7(packs, as_of, runs), "note": ""}
+
+
+# ----------------------------------------------------------------------------- ¶8 model-weight custody
+
+
+def _site(s: Session, name: str) -> Site:
+    row = s.exec(select(Site).where(Site.name == name)).first()
+    if row is None:
+        raise NotFound(f"--site: {name!r} is not registered; add it with `veuctl sites add`")
+    return row
+
+
+def store_weights(
+    s: Session, model: str, site: str, devices: Sequence[str], dedicated: bool, actor: str | None = None,
+) -> WeightStorage:
+    """Record that a model's weights are stored at a site on these devices (replaces the open record there)."""
+    model = model.strip()
+    if not model:
+        raise PolicyError("--model: give the model name")
+    row = _site(s, site)
+    devs = sorted({d.strip() for d in devices if d.strip()})
+    if not devs:
+        raise PolicyError("--device: give at least one device the weights are stored on")
+    cur = s.exec(select(WeightStorage).where(WeightStorage.model == model, WeightStorage.site_id == row.id,
+                                             WeightStorage.removed_at == None)).first()  # noqa: E711
+    if cur is not None:
+        cur.removed_at = utcnow()
+        s.add(cur)
+    w = WeightStorage(model=model, site_id=row.id, devices=",".join(devs), dedicated=dedicated)  # type: ignore[arg-type]
+    s.add(w)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="obligations.weights.store", subject=f"model:{model}",
+           payload={"site": site, "devices": devs, "dedicated": dedicated})
+    return w
+
+
+def remove_weights(s: Session, model: str, site: str, actor: str | None = None) -> int:
+    row = _site(s, site)
+    n = 0
+    for w in s.exec(select(WeightStorage).where(WeightStorage.model == model, WeightStorage.site_id == row.id,
+                                                WeightStorage.removed_at == None)).all():  # noqa: E711
+        w.removed_at = utcnow()
+        s.add(w)
+        n += 1
+    if n == 0:
+        raise NotFound(f"--model: no weights of {model!r} are recorded at {site}")
+    record(s, actor=actor or current_actor(), action="obligations.weights.remove", subject=f"model:{model}",
+           payload={"site": site})
+    return n
+
+
+ACCESS_COLUMNS = ("timestamp", "model", "principal", "action")
+
+
+def import_access_log(s: Session, text: str, source: str, actor: str | None = None) -> dict[str, int]:
+    """Import an access-log CSV (timestamp, model, principal, action[, device, site]); all rows or none."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in ACCESS_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise PolicyError(f"{source}: the access-log CSV lacks column(s) {', '.join(missing)}; "
+                          f"required: {', '.join(ACCESS_COLUMNS)} (optional: device, site)")
+    parsed = []
+    for n, r in enumerate(reader, start=2):
+        try:
+            ts = datetime.fromisoformat(str(r["timestamp"]).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise PolicyError(f"{source}:{n}: timestamp {r['timestamp']!r} is not ISO 8601") from None
+        if ts.tzinfo is None:
+            raise PolicyError(f"{source}:{n}: timestamp {r['timestamp']!r} has no timezone; add Z or +00:00")
+        if not (r["model"] or "").strip() or not (r["principal"] or "").strip():
+            raise PolicyError(f"{source}:{n}: model and principal are required")
+        parsed.append(WeightAccess(
+            model=r["model"].strip(), principal=r["principal"].strip(), action=(r["action"] or "read").strip(),
+            device=(r.get("device") or "").strip(), site=(r.get("site") or "").strip(),
+            accessed_at=ts.astimezone(UTC), source=source[:500]))
+    added = skipped = 0
+    for w in parsed:
+        dup = s.exec(select(WeightAccess).where(
+            WeightAccess.model == w.model, WeightAccess.principal == w.principal, WeightAccess.action == w.action,
+            WeightAccess.device == w.device, WeightAccess.accessed_at == w.accessed_at)).first()
+        if dup is not None:
+            skipped += 1
+            continue
+        s.add(w)
+        added += 1
+    s.flush()
+    record(s, actor=actor or current_actor(), action="obligations.weights.access_import", subject=f"file:{source}",
+           payload={"rows": len(parsed), "added": added, "skipped": skipped})
+    return {"rows": len(parsed), "added": added, "skipped": skipped}
+
+
+def record_export(
+    s: Session, packs: PackRegistry, model: str, recipient: str, country: str, on: date,
+    licence: str = "", declared_status: str | None = None, published: bool = False, actor: str | None = None,
+) -> dict[str, Any]:
+    """Record an export of a model's weights; flag it when the weights are 4E091 and no path is open."""
+    refs = party_refs(s)
+    rec = effective_tier(packs, refs, recipient, on)
+    dest = tier(packs, country, on)
+    status = _model_status(s, model, on) or declared_status or "unknown"
+    verdict = core.weight_export_paths(packs, on, status, rec, dest, licence or None, published)
+    if status == "unknown":
+        verdict = {**verdict, "flagged": True,
+                   "reason": "the model's 4E091 status is unknown (not in the ledger): treat as controlled"}
+    row = WeightExport(model=model, recipient=recipient, country=dest.country, exported_on=on, model_status=status,
+                       licence=licence, paths=",".join(verdict["paths"]), flagged=bool(verdict["flagged"]),
+                       reason=str(verdict["reason"])[:2000])
+    s.add(row)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="obligations.weights.export", subject=f"model:{model}",
+           payload={"recipient": recipient, "country": dest.country, "on": on, "status": status, **verdict})
+    return {"id": row.id, "model": model, "recipient": recipient, "country": dest.country, "date": on.isoformat(),
+            "model_status": status, **verdict}
+
+
+def _site_compliant(s: Session, site: str, paragraphs: Iterable[int]) -> bool:
+    for n in paragraphs:
+        e = _entry(s, "site", site, n)
+        if e is None or e.status != "compliant":
+            return False
+    return True
+
+
+def weights_report(s: Session, packs: PackRegistry, as_of: date, site: str | None = None) -> dict[str, Any]:
+    """¶8: every stored model with site, devices, status and verdict; accesses; exports and flags."""
+    refs = party_refs(s)
+    sites = {x.id: x for x in s.exec(select(Site)).all()}
+    ids = {p.id: p.name for p in s.exec(select(Party)).all()}
+    sec = [int(x) for x in packs.value("supp10-model-weight-storage", "security_paragraphs", as_of)]
+    q = select(WeightStorage).where(WeightStorage.removed_at == None)  # noqa: E711
+    if site:
+        q = q.where(WeightStorage.site_id == _site(s, site).id)
+    locs = []
+    for w in s.exec(q.order_by(WeightStorage.model)).all():
+        st = sites[w.site_id]
+        holders = s.exec(select(Holding).where(Holding.site_id == st.id)).all()
+        names = {ids[h.owner_id] for h in holders if h.owner_id in ids} | {
+            ids[h.operator_id] for h in holders if h.operator_id in ids}
+        locs.append(core.WeightLocation(
+            model=w.model, model_status=_model_status(s, w.model, as_of) or "unknown", site=st.name,
+            location=tier(packs, st.country, as_of),
+            facility_parties=tuple(effective_tier(packs, refs, n, as_of) for n in sorted(names) if n in refs),
+            devices=tuple(d for d in w.devices.split(",") if d), dedicated=w.dedicated,
+            security_compliant=_site_compliant(s, st.name, sec)))
+    storage = core.para8(packs, as_of, locs)
+    models = {r["model"] for r in storage}
+    acc_q = select(WeightAccess).order_by(WeightAccess.accessed_at.desc())  # type: ignore[attr-defined]
+    accesses = [
+        {"model": a.model, "principal": a.principal, "action": a.action, "device": a.device, "site": a.site,
+         "at": a.accessed_at.isoformat(), "source": a.source}
+        for a in s.exec(acc_q.limit(500)).all() if not site or a.model in models
+    ]
+    exports = [
+        {"id": e.id, "model": e.model, "recipient": e.recipient, "country": e.country,
+         "date": e.exported_on.isoformat(), "model_status": e.model_status, "paths": e.paths.split(",") if e.paths
+         else [], "flagged": e.flagged, "reason": e.reason, "licence": e.licence}
+        for e in s.exec(select(WeightExport).order_by(WeightExport.exported_on)).all() if not site or e.model in models
+    ]
+    return {"as_of": as_of.isoformat(), "storage": storage, "accesses": accesses, "exports": exports,
+            "flagged_exports": sum(1 for e in exports if e["flagged"]),
+            "violations": sum(1 for r in storage if r["verdict"] == "violation")}
+
+
+# ------------------------------------------------------------------------------------------ deadlines
+
+
+def add_event(
+    s: Session, kind: str, ref: str, on: date, authorization: str = "", site: str = "",
+    from_country: str = "", to_country: str = "", description: str = "", source: str = "manual",
+    actor: str | None = None,
+) -> ObligationEvent:
+    """Record a planned new UVEU location, an inter-country transfer, or a theft/loss incident."""
+    if kind not in EVENT_KINDS:
+        raise PolicyError(f"--kind: {kind!r} is not one of {', '.join(EVENT_KINDS)}")
+    ref = ref.strip()
+    if not ref:
+        raise PolicyError("--ref: give a reference for the event")
+    if kind in ("new-location", "transfer"):
+        names = {a.name for a in _authorizations(s)}
+        if authorization not in names:
+            raise NotFound(f"--authorization: {authorization!r} is not registered")
+    fc = country_code(from_country) if from_country else ""
+    tc = country_code(to_country) if to_country else ""
+    if kind == "transfer" and not (fc and tc and fc != tc):
+        raise PolicyError("--from/--to: a transfer between countries needs two different countries")
+    if kind == "new-location":
+        if not tc:
+            raise PolicyError("--to: give the country of the new data center")
+        if not site:
+            raise PolicyError("--site: give the new data center's name")
+    ev = s.exec(select(ObligationEvent).where(ObligationEvent.kind == kind, ObligationEvent.ref == ref)).first()
+    ev = ev or ObligationEvent(kind=kind, ref=ref, occurred_on=on)
+    ev.occurred_on, ev.authorization, ev.site, ev.from_country, ev.to_country = on, authorization, site, fc, tc
+    ev.description, ev.source = description[:2000], source
+    s.add(ev)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="obligations.event.set", subject=f"{kind}:{ref}",
+           payload={"on": on, "authorization": authorization, "site": site, "from": fc, "to": tc,
+                    "description": description})
+    return ev
+
+
+def _holdings_history(s: Session, auths: Sequence[ObligationAuthorization]) -> tuple[
+        list[core.Transfer], list[core.NewLocation]]:
+    """Transfers between countries and first use of new UVEU locations, derived from the holdings history."""
+    try:
+        from agent.store.tables.inventory import HoldingPeriod
+    except ImportError:
+        return [], []
+    sites = {x.id: x for x in s.exec(select(Site)).all()}
+    ids = {p.id: p.name for p in s.exec(select(Party)).all()}
+    uveu_by_holder = {a.holder: a for a in auths if a.kind == "uveu"}
+    transfers: list[core.Transfer] = []
+    first_in: dict[tuple[str, str, str], date] = {}
+    by_holding: dict[int, list[HoldingPeriod]] = {}
+    for p in s.exec(select(HoldingPeriod).order_by(HoldingPeriod.holding_id, HoldingPeriod.valid_from)).all():
+        by_holding.setdefault(p.holding_id, []).append(p)
+    for hid, periods in by_holding.items():
+        prev = None
+        for p in periods:
+            holder = ids.get(p.owner_id) if p.owner_id else None
+            a = uveu_by_holder.get(holder or "") or uveu_by_holder.get(ids.get(p.operator_id, "") or "")
+            if a is None:
+                prev = p
+                continue
+            site = sites[p.site_id]
+            day = p.valid_from.date()
+            k = (a.name, site.country, site.name)
+            first_in[k] = min(first_in.get(k, day), day)
+            if prev is not None and sites[prev.site_id].country != site.country:
+                transfers.append(core.Transfer(a.name, sites[prev.site_id].country, site.country, day, f"#h{hid}"))
+            prev = p
+    locs = []
+    app = {a.name: {c for c in a.locations.split(",") if c} for a in auths}
+    for (name, cc, site_name), first in sorted(first_in.items()):
+        if cc not in app.get(name, set()):
+            locs.append(core.NewLocation(name, cc, site_name, first))
+    return transfers, locs
+
+
+def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | None = None) -> list[core.Deadline]:
+    """Every deadline, from authorizations, recorded events and the holdings history, with its status."""
+    if status is not None and status not in core.DEADLINE_STATUSES:
+        raise PolicyError(f"--status: {status!r} is not one of {', '.join(core.DEADLINE_STATUSES)}")
+    auths = _authorizations(s)
+    views = [core.VeuAuthorization(a.name, a.kind, a.holder, a.granted, a.expires, a.country) for a in auths]
+    events = s.exec(select(ObligationEvent)).all()
+    new_locs = [core.NewLocation(e.authorization, e.to_country, e.site, e.occurred_on)
+                for e in events if e.kind == "new-location"]
+    transfers = [core.Transfer(e.authorization, e.from_country, e.to_country, e.occurred_on, f"#{e.ref}")
+                 for e in events if e.kind == "transfer"]
+    incidents = [core.Incident(e.ref, e.occurred_on, e.description) for e in events if e.kind == "incident"]
+    h_transfers, h_locs = _holdings_history(s, auths)
+    planned = {(n.authorization, n.country) for n in new_locs}
+    new_locs += [n for n in h_locs if (n.authorization, n.country) not in planned]
+    transfers += h_transfers
+    out = core.deadlines(packs, as_of, views, new_locs, transfers, incidents, _filings(s))
+    return [d for d in out if status is None or d.status == status]
+
+
+def file_deadline(
+    s: Session, packs: PackRegistry, key: str, on: date, reference: str = "", actor: str | None = None,
+    as_of: date | None = None,
+) -> ObligationFiling:
+    """Mark a deadline done by recording the filing (the key must be one of the generated deadlines)."""
+    keys = {d.key for d in deadline_list(s, packs, as_of or on)}
+    if key not in keys:
+        raise NotFound(f"--key: {key!r} is not a current deadline; list them with `veuctl deadlines list`")
+    if s.exec(select(ObligationFiling).where(ObligationFiling.key == key)).first() is not None:
+        raise PolicyError(f"--key: {key!r} is already filed")
+    who = actor or current_actor()
+    f = ObligationFiling(key=key, filed_on=on, reference=reference[:400], filed_by=who)
+    s.add(f)
+    s.flush()
+    record(s, actor=who, action="obligations.deadline.file", subject=f"deadline:{key}",
+           payload={"filed_on": on, "reference": reference})
+    return f
+
+
+# --------------------------------------------------------------------------------------- notification
+
+
+class NotifySettings(BaseSettings):
+    """Where reminders go: a webhook URL (JSON POST) and/or SMTP; read from VEU_NOTIFY_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="VEU_NOTIFY_", extra="ignore")
+
+    webhook_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "veu-governor@localhost"
+    smtp_to: str = ""  # comma-separated
+    interval_minutes: int = 60
+    statuses: str = "due,overdue"
+
+    def channels(self) -> list[tuple[str, str]]:
+        out = []
+        if self.webhook_url:
+            out.append(("webhook", self.webhook_url))
+        if self.smtp_host and self.smtp_to:
+            out.append(("smtp", self.smtp_to))
+        return out
+
+
+def _send_webhook(url: str, payload: dict[str, Any]) -> None:
+    r = httpx.post(url, json=payload, timeout=10.0)
+    r.raise_for_status()
+
+
+def _send_smtp(cfg: NotifySettings, deadlines: Sequence[dict[str, Any]]) -> None:
+    msg = EmailMessage()
+    msg["From"] = cfg.smtp_from
+    msg["To"] = cfg.smtp_to
+    worst = "overdue" if any(d["status"] == "overdue" for d in deadlines) else "due"
+    msg["Subject"] = f"[veu-governor] {len(deadlines)} export-control deadline(s) {worst}"
+    lines = [f"- {d['due']} [{d['status'].upper()}] {d['title']} ({d['subject']}; {d['citation']})"
+             for d in deadlines]
+    msg.set_content("Deadlines needing action:\n\n" + "\n".join(lines) + "\n\nMark one done with "
+                    "`veuctl deadlines file KEY --on DATE`.\n")
+    with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=10) as smtp:
+        if cfg.smtp_starttls:
+            smtp.starttls()
+        if cfg.smtp_user:
+            smtp.login(cfg.smtp_user, cfg.smtp_password)
+        smtp.send_message(msg, to_addrs=[a.strip() for a in cfg.smtp_to.split(",") if a.strip()])
+
+
+def send_reminders(
+    s: Session, packs: PackRegistry, as_of: date, cfg: NotifySettings | None = None,
+) -> dict[str, Any]:
+    """Send each due/overdue deadline once per status and channel; record what was sent (or failed)."""
+    cfg = cfg or NotifySettings()
+    wanted = {x.strip() for x in cfg.statuses.split(",") if x.strip()}
+    todo = [d for d in deadline_list(s, packs, as_of) if d.status in wanted]
+    sent: list[dict[str, Any]] = []
+    for channel, target in cfg.channels():
+        fresh = [d for d in todo if s.exec(select(ObligationNotification).where(
+            ObligationNotification.key == d.key, ObligationNotification.status == d.status,
+            ObligationNotification.channel == channel, ObligationNotification.target == target,
+            ObligationNotification.ok == True)).first() is None]  # noqa: E712
+        if not fresh:
+            continue
+        payloads = [d.to_dict() for d in fresh]
+        error = ""
+        try:
+            if channel == "webhook":
+                _send_webhook(target, {"source": "veu-governor", "as_of": as_of.isoformat(), "deadlines": payloads})
+            else:
+                _send_smtp(cfg, payloads)
+        except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            log.warning("reminder via %s to %s failed: %s", channel, target, error)
+        for d in fresh:
+            old = s.exec(select(ObligationNotification).where(
+                ObligationNotification.key == d.key, ObligationNotification.status == d.status,
+                ObligationNotification.channel == channel, ObligationNotification.target == target)).first()
+            row = old or ObligationNotification(key=d.key, status=d.status, channel=channel, target=target, due=d.due)
+            row.ok, row.error, row.sent_at = not error, error, utcnow()
+            s.add(row)
+        s.flush()
+        record(s, actor="scheduler:obligations", action="obligations.reminder.send", subject=f"{channel}:{target}",
+               payload={"keys": [d.key for d in fresh], "ok": not error, "error": error})
+        sent.append({"channel": channel, "target": target, "count": len(fresh), "ok": not error, "error": error})
+    return {"as_of": as_of.isoformat(), "candidates": len(todo), "sent": sent}
+
+
+def notifications(s: Session, limit: int = 200) -> list[dict[str, Any]]:
+    rows = s.exec(select(ObligationNotification).order_by(
+        ObligationNotification.sent_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+    return [{"key": r.key, "status": r.status, "channel": r.channel, "target": r.target, "due": r.due.isoformat(),
+             "ok": r.ok, "error": r.error, "sent_at": r.sent_at.isoformat()} for r in rows]
+
+
+def reminder_job(database_url: str | None = None, cfg: NotifySettings | None = None) -> dict[str, Any]:
+    """One scheduler tick: generate today's deadlines and send reminders (own transaction)."""
+    from agent.packs import registry
+    from agent.store import session_scope
+
+    with session_scope(database_url) as s:
+        return send_reminders(s, registry(), datetime.now(UTC).date(), cfg)
+
+
+def start_scheduler(database_url: str | None = None, cfg: NotifySettings | None = None) -> Any:
+    """Start a background APScheduler running :func:`reminder_job` every ``interval_minutes``."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    cfg = cfg or NotifySettings()
+    sched = BackgroundScheduler(timezone="UTC")
+    sched.add_job(reminder_job, "interval", minutes=max(cfg.interval_minutes, 1), args=[database_url, cfg],
+                  id="obligation-reminders", replace_existing=True, max_instances=1, coalesce=True,
+                  next_run_time=datetime.now(UTC))
+    sched.start()
+    return sched
+
+
+def parse_on(text: str | None, field: str, default: date) -> date:
+    return parse_date(text, field) if text else default
+
+
+def to_json(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
