@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import exists, or_, update
 from sqlmodel import Session, col, select
 
 from agent.audit import record
@@ -331,12 +332,25 @@ def instant_of(d: date | datetime | None) -> datetime:
 
 
 def periods_at(s: Session, at: datetime, site_id: int | None = None) -> list[HoldingPeriod]:
+    """Every holding version in force at ``at``.
+
+    Holdings written without a history (directly, not through a collector) count from first_seen to
+    retired_at, as the caps engine counts them.
+    """
     q = select(HoldingPeriod).where(
         HoldingPeriod.valid_from <= at, or_(col(HoldingPeriod.valid_to).is_(None), col(HoldingPeriod.valid_to) > at)
     )
+    no_history = ~exists().where(HoldingPeriod.holding_id == Holding.id)
+    q2 = select(Holding).where(no_history, Holding.first_seen <= at,
+                               or_(col(Holding.retired_at).is_(None), col(Holding.retired_at) > at))
     if site_id is not None:
         q = q.where(HoldingPeriod.site_id == site_id)
-    return list(s.exec(q).all())
+        q2 = q2.where(Holding.site_id == site_id)
+    out = list(s.exec(q).all())
+    out += [HoldingPeriod(holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
+                          owner_id=h.owner_id, operator_id=h.operator_id, valid_from=h.first_seen,
+                          valid_to=h.retired_at) for h in s.exec(q2).all()]
+    return out
 
 
 def installed_base(
@@ -393,3 +407,24 @@ def installed_base(
             "by_tier": by_tier,
         },
     }
+
+
+def import_register(path: Path | str, url: str | None = None, scope: str | None = None) -> SyncSummary:
+    """Import an asset register all-or-nothing: every row validated first; any bad row -> RegisterError."""
+    from agent.collectors.csv_import import CsvCollector, CsvConfig, observations, parse_register
+
+    p = Path(path)
+    with session_scope(url) as s:
+        rows = parse_register(p, s)  # raises before anything is written
+
+    class _One(CsvCollector):
+        def collect(self) -> Iterator[ScopeResult]:
+            yield ScopeResult(scope or f"register:{p.name}", observations(rows))
+
+    col = _One(CsvConfig(files=[str(p)]))
+    col.name = "csv"
+    summary = sync(col, url)
+    bad = [x.error for x in summary.scopes if x.error]
+    if bad:
+        raise PolicyError(f"FILE: {bad[0]}")
+    return summary

@@ -14,11 +14,18 @@ from pathlib import Path
 
 import yaml
 
-from agent.packs import load_yaml
+from agent.packs import PackLoader
 from policies.catalog import Catalog, CatalogDataError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "policies" / "data"
 BUILTIN_FILES = ("accelerators.yaml", "instance_types.yaml", "regions.yaml")
+
+
+class CatalogLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The packs' YAML 1.2 float rules (1e26 is a float) on libyaml's parser: the catalog is read at every start."""
+
+
+CatalogLoader.yaml_implicit_resolvers = {k: list(v) for k, v in PackLoader.yaml_implicit_resolvers.items()}
 
 
 def _read(path: Path) -> object:
@@ -27,7 +34,7 @@ def _read(path: Path) -> object:
     except OSError as exc:
         raise CatalogDataError(f"{path}: cannot read catalog file ({exc.strerror or exc})") from None
     try:
-        return json.loads(text) if path.suffix == ".json" else load_yaml(text)
+        return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=CatalogLoader)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise CatalogDataError(f"{path}: not valid {kind}: {str(exc).splitlines()[0]}") from None

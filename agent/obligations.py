@@ -14,7 +14,8 @@ import json
 import logging
 import smtplib
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlmodel import Session, select
 
 from agent.audit import current_actor, record
 from agent.parties import party_refs
+from agent.store.tables.caps import VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from agent.store.tables.obligations import (
     ControlEntry,
@@ -58,24 +60,10 @@ class NotFound(PolicyError):
 
 
 def _classify(packs: PackRegistry, acc: Any, on: date) -> str:
-    """3A090.a / 3A090.b / not-3A090 from the catalog engineer's classifier, else from the pack thresholds."""
-    try:
-        from policies.classification import classify  # type: ignore[import-not-found,unused-ignore]
+    """3A090.a / 3A090.b / not-3A090 from the catalog's classifier, with the thresholds in force on ``on``."""
+    from policies.classification import classify_accelerator
 
-        res = classify(packs, acc, on)
-        return str(getattr(res, "eccn", getattr(res, "classification", res)))
-    except ImportError:
-        pass
-    v = packs.provision("eccn-3a090", on).values
-    tpp, pd = float(acc.tpp), acc.performance_density
-    if not acc.datacenter:
-        return "3A090.a" if tpp >= float(v["non_datacenter_tpp_min"]) else "not-3A090"
-    if tpp >= float(v["a1_tpp_min"]) or (pd is not None and tpp >= float(v["a2_tpp_min"])
-                                         and pd >= float(v["a2_pd_min"])):
-        return "3A090.a"
-    if tpp >= float(v["b2_tpp_min"]):
-        return "3A090.b"
-    return "not-3A090"
+    return classify_accelerator(packs, acc, on).eccn
 
 
 def resolve_items(packs: PackRegistry, text: str, on: date) -> tuple[ItemLine, ...]:
@@ -93,37 +81,71 @@ def resolve_items(packs: PackRegistry, text: str, on: date) -> tuple[ItemLine, .
 
 
 def add_authorization(
-    s: Session, name: str, kind: str, holder: str, granted: date, country: str | None = None,
-    expires: date | None = None, locations: Sequence[str] = (), actor: str | None = None,
+    s: Session, packs: PackRegistry, name: str, granted: date, kind: str | None = None, holder: str | None = None,
+    country: str | None = None, expires: date | None = None, locations: Sequence[str] = (),
+    actor: str | None = None,
 ) -> ObligationAuthorization:
-    """Record (or update) the dated terms of a Data Center VEU authorization."""
+    """Record the dated terms of a Data Center VEU authorization (grant, expiry, application locations).
+
+    The authorization itself lives in the caps register (``veuctl authorizations``); when it is not there
+    yet and ``kind``/``holder`` are given, it is registered there first, so there is one list.
+    """
+    from agent import caps as capsvc
+
     name = name.strip()
-    if not name or len(name) > 200:
-        raise PolicyError("name: an authorization name is 1-200 characters")
-    if kind not in ("uveu", "nveu"):
-        raise PolicyError(f"--kind: {kind!r} is not uveu or nveu")
-    if s.exec(select(Party).where(Party.name == holder)).first() is None:
-        raise PolicyError(f"--holder: {holder!r} is not registered; add it with `veuctl parties add`")
-    cc = country_code(country) if country else None
-    if kind == "nveu" and cc is None:
-        raise PolicyError("--country: an NVEU covers one destination country; give it")
+    row = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first()
+    if row is None:
+        if not kind or not holder:
+            raise NotFound(f"authorization: {name!r} is not registered; give --kind and --holder to register it")
+        row = capsvc.add_authorization(s, packs, name, kind, holder, country, actor=actor)
+    else:
+        held = s.get(Party, row.holder_id)
+        cc = country_code(country) if country else None
+        for label, given, have in (("--kind", kind, row.kind), ("--holder", holder, held.name if held else None),
+                                   ("--country", cc, row.country)):
+            if given is not None and given != have:
+                raise PolicyError(f"{label}: {given!r} disagrees with the registered authorization ({have!r})")
     if expires is not None and expires <= granted:
         raise PolicyError("--expires: must be after --granted")
+    if row.kind != "uveu" and locations:
+        raise PolicyError("--location: application locations apply to a UVEU; an NVEU covers its one country")
     locs = sorted({country_code(c) for c in locations})
-    row = s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == name)).first()
-    row = row or ObligationAuthorization(name=name, kind=kind, holder=holder, granted=granted)
-    row.kind, row.holder, row.granted, row.expires, row.country = kind, holder, granted, expires, cc
-    row.locations = ",".join(locs)
-    s.add(row)
+    holder_row = s.get(Party, row.holder_id)
+    t = s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == name)).first()
+    t = t or ObligationAuthorization(name=name, kind=row.kind, holder="", granted=granted)
+    t.kind, t.holder, t.country = row.kind, holder_row.name if holder_row else "", row.country
+    t.granted, t.expires, t.locations = granted, expires, ",".join(locs)
+    s.add(t)
     s.flush()
-    record(s, actor=actor or current_actor(), action="obligations.authorization.set", subject=f"authorization:{name}",
-           payload={"kind": kind, "holder": holder, "granted": granted, "expires": expires, "country": cc,
-                    "locations": locs})
-    return row
+    record(s, actor=actor or current_actor(), action="obligations.authorization.terms",
+           subject=f"authorization:{name}", payload={"granted": granted, "expires": expires, "locations": locs})
+    return t
 
 
-def _authorizations(s: Session) -> list[ObligationAuthorization]:
-    return list(s.exec(select(ObligationAuthorization).order_by(ObligationAuthorization.name)).all())
+@dataclass(frozen=True)
+class _Auth:
+    """An authorization from the caps register joined with its dated terms (if recorded)."""
+
+    name: str
+    kind: str
+    holder: str
+    country: str | None
+    granted: date | None
+    expires: date | None
+    locations: tuple[str, ...] | None  # None: application locations not recorded
+    registered_on: date
+
+
+def _authorizations(s: Session) -> list[_Auth]:
+    terms = {t.name: t for t in s.exec(select(ObligationAuthorization)).all()}
+    ids = {p.id: p.name for p in s.exec(select(Party)).all()}
+    out = []
+    for a in s.exec(select(VeuAuthorization).order_by(VeuAuthorization.name)).all():
+        t = terms.get(a.name)
+        out.append(_Auth(a.name, a.kind, ids.get(a.holder_id, ""), a.country, t.granted if t else None,
+                         t.expires if t else None,
+                         tuple(c for c in t.locations.split(",") if c) if t else None, a.created_at.date()))
+    return out
 
 
 def _filings(s: Session) -> dict[str, date]:
@@ -138,21 +160,50 @@ def _location_key(ev: ObligationEvent) -> str:
     return f"uveu-new-location:{ev.authorization}:{ev.to_country}:{ev.site}"
 
 
-def authorization_refs(s: Session) -> list[AuthorizationRef]:
-    """Authorizations as the path finder sees them, with notified UVEU locations and filing dates."""
+def _caps_block(
+    s: Session, packs: PackRegistry, a: _Auth, lines: Sequence[ItemLine], country: str, on: date,
+    operator: str | None,
+) -> tuple[str | None, str]:
+    """Whether the proposal, placed in ``country``, breaches one of the authorization's caps (caps engine)."""
+    from fractions import Fraction
+
+    from agent import caps as capsvc
+    from policies import caps as capcore
+
+    row = capsvc.get_authorization(s, a.name)
+    fleet = capsvc.placements(s, packs, on) + capsvc.reservation_placements(s, packs, on, row.id)
+    delta = [capcore.Placement("(proposed)", country, ln.name, Fraction(ln.count), capcore.exact(ln.tpp), ln.eccn,
+                               a.holder, operator or a.holder, label="path finder") for ln in lines]
+    after = capcore.authorization_caps(packs, party_refs(s), capsvc.to_core(s, row), fleet + delta, on, [country])
+    bad = [c for c in after if c.binding and not c.ok]
+    if bad:
+        c = capcore.cap_to_dict(bad[0], 0)
+        return f"{a.name}: the proposal would breach cap {c['id']} ({c['title']}; limit {c['limit']})", ""
+    return None, f"{a.name}: every binding cap holds after the proposal ({len(after)} caps checked)"
+
+
+def authorization_refs(
+    s: Session, packs: PackRegistry | None = None, lines: Sequence[ItemLine] = (), country: str | None = None,
+    on: date | None = None, holder: str | None = None, operator: str | None = None,
+) -> list[AuthorizationRef]:
+    """Authorizations as the path finder sees them: notified UVEU locations, dates and the caps check."""
     filings = _filings(s)
     events = _new_location_events(s)
     out = []
     for a in _authorizations(s):
-        locs: dict[str, date | None] = {c: None for c in a.locations.split(",") if c}
+        locs: dict[str, date | None] = {c: None for c in a.locations or ()}
         for ev in events:
             if ev.authorization == a.name and ev.to_country not in locs:
                 filed = filings.get(_location_key(ev))
                 if filed is not None:
                     locs[ev.to_country] = filed
+        block, note = None, ""
+        if packs is not None and lines and country and on and a.holder == holder:
+            block, note = _caps_block(s, packs, a, lines, country_code(country), on, operator)
         out.append(AuthorizationRef(
-            a.name, a.kind, a.holder, a.granted, a.country, a.expires, locs, None,
-            "(caps headroom not wired: see `veuctl caps show`)",
+            a.name, a.kind, a.holder, a.granted or date.min, a.country, a.expires, locs, None, note,
+            locations_known=a.locations is not None or a.kind == "nveu", caps_block=block,
+            dated=a.granted is not None,
         ))
     return out
 
@@ -160,32 +211,15 @@ def authorization_refs(s: Session) -> list[AuthorizationRef]:
 # ------------------------------------------------------------------------------------- shipments
 
 
-def shipment_refs(s: Session) -> tuple[list[ShipmentRef], str]:
-    """The caps engineer's shipments ledger as ShipmentRefs (empty with a note if the ledger is missing)."""
-    try:
-        from agent.store.tables import caps as caps_tables  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return [], "shipments ledger (agent/store/tables/caps.py) not available: LPP/AIA/allocation use 0"
-    table = getattr(caps_tables, "Shipment", None)
-    if table is None:
-        return [], "shipments ledger table not found"
-    refs = party_refs(s)
-    ids = {p.id: p.name for p in s.exec(select(Party)).all()}
-    out = []
-    from agent.kb import catalog
+def shipment_refs(s: Session, packs: PackRegistry, on: date) -> list[ShipmentRef]:
+    """The caps shipments ledger (3A090.a/4A090.a lines) per ultimate consignee (§ 740.29(h)(1))."""
+    from agent import caps as capsvc
+    from policies.caps import ultimate_parent
 
-    for row in s.exec(select(table)).all():
-        consignee = getattr(row, "consignee", None) or ids.get(getattr(row, "consignee_id", None), "")
-        # LPP and AIA count per ultimate consignee (the ultimate parent, § 740.29(h)(1)).
-        top = consignee
-        while top in refs and refs[top].parent:
-            top = refs[top].parent or top
-        tpp = getattr(row, "tpp", None)
-        if tpp is None:
-            tpp = float(catalog().accelerator(row.accelerator).tpp) * float(row.count)
-        day = getattr(row, "day", None) or getattr(row, "shipped_on", None) or getattr(row, "date", None)
-        out.append(ShipmentRef(day, top, str(row.destination), float(tpp), str(row.via).upper()))
-    return out, ""
+    refs = party_refs(s)
+    scope = set(packs.value("licence-3a090a-worldwide", "eccns", on))
+    return [ShipmentRef(x.day, ultimate_parent(refs, x.consignee), x.destination, float(x.tpp), x.via.upper())
+            for x in capsvc.shipments_core(s) if x.eccn in scope]
 
 
 # -------------------------------------------------------------------------------------------- paths
@@ -196,14 +230,12 @@ def paths(
     operator: str | None = None, end_use: str | None = None, aia_certified: bool = False,
 ) -> dict[str, Any]:
     lines = resolve_items(packs, items, on)
-    ships, note = shipment_refs(s)
     rep = find_paths(
         packs, party_refs(s),
         Proposal(kind, lines, consignee, country, on, operator, end_use, aia_certified),
-        authorization_refs(s), ships,
+        authorization_refs(s, packs, lines, country, on, consignee, operator), shipment_refs(s, packs, on),
     )
     out = rep.to_dict()
-    out["notes"] = [n for n in (note,) if n]
     out["packs"] = packs.versions()
     return out
 
@@ -217,8 +249,8 @@ def _check_subject(s: Session, scope: str, subject: str) -> None:
     if scope == "site":
         if s.exec(select(Site).where(Site.name == subject)).first() is None:
             raise NotFound(f"site: {subject!r} is not registered; add it with `veuctl sites add`")
-    elif s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == subject)).first() is None:
-        raise NotFound(f"authorization: {subject!r} is not registered; add it with `veuctl deadlines authorize`")
+    elif s.exec(select(VeuAuthorization).where(VeuAuthorization.name == subject)).first() is None:
+        raise NotFound(f"authorization: {subject!r} is not registered; add it with `veuctl authorizations add`")
 
 
 def _entry(s: Session, scope: str, subject: str, paragraph: int) -> ControlEntry | None:
@@ -243,6 +275,13 @@ def set_entry(
         e.status = status
     if review_date is not None:
         e.review_date = review_date
+    elif e.review_date is None and e.status in ("compliant", "non-compliant"):
+        # A judgement on a paragraph is only as good as its last review: schedule the next one.
+        from agent.packs import registry
+
+        today = datetime.now(UTC).date()
+        days = int(registry().value("obligation-reminders", "review_interval_days", today))
+        e.review_date = today + timedelta(days=days)
     if notes is not None:
         e.notes = notes[:4000]
     e.updated_by, e.updated_at = who, utcnow()
@@ -289,7 +328,7 @@ def register(s: Session, packs: PackRegistry, scope: str, subject: str, as_of: d
             e.notes)
     kind = None
     if scope == "authorization":
-        a = s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == subject)).first()
+        a = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == subject)).first()
         kind = a.kind if a else None
     items = core.checklist(packs, as_of, entries, kind)
     out: dict[str, Any] = {"scope": scope, "subject": subject, "as_of": as_of.isoformat(),
@@ -304,53 +343,99 @@ def register(s: Session, packs: PackRegistry, scope: str, subject: str, as_of: d
 # ------------------------------------------------------------------------- ¶7 training runs (webhook)
 
 
-def _model_status(s: Session, model: str, on: date) -> str | None:
-    """The model's 4E091 status from the compute engineer's ledger, or None if the ledger is not available."""
+def _ledger_status(s: Session, packs: PackRegistry, model: str, on: date) -> Any:
+    """The model's ``ModelStatus`` from the compute engineer's ledger, or None if the ledger lacks the model."""
     try:
-        from agent import ledger  # type: ignore[attr-defined,unused-ignore]
+        from agent import ledger
     except ImportError:
         return None
-    fn = getattr(ledger, "model_status", None)
-    if fn is None:
-        return None
     try:
-        res = fn(s, model, on)
+        return ledger.model_status(s, packs, model, on)
     except PolicyError:
         return None
-    return str(res.get("status") if isinstance(res, dict) else getattr(res, "status", res))
+
+
+def _model_status(s: Session, packs: PackRegistry, model: str, on: date) -> str | None:
+    st = _ledger_status(s, packs, model, on)
+    return str(st.status) if st is not None else None
+
+
+def _ledger_runs(s: Session, packs: PackRegistry, site: str, loc: Any, as_of: date) -> list[core.TrainingRun]:
+    """Training runs recorded in the model ledger at ``site``, with the owner as the customer."""
+    try:
+        from agent.store.tables.ledger import LedgerModel, LedgerRun
+    except ImportError:
+        return []
+    refs = party_refs(s)
+    ids = {p.id: p.name for p in s.exec(select(Party)).all()}
+    models = {m.id: m for m in s.exec(select(LedgerModel)).all()}
+    out = []
+    for r in s.exec(select(LedgerRun).where(LedgerRun.site == site).order_by(LedgerRun.id)).all():
+        start = r.period_start
+        if start is not None and start > as_of:
+            continue
+        m = models.get(r.model_id)
+        customer = ids.get(m.owner_id) if m else None
+        if m is None or customer not in refs:
+            continue
+        st = _ledger_status(s, packs, m.name, as_of)
+        base = models.get(m.base_id) if m.base_id else None
+        base_st = _ledger_status(s, packs, base.name, as_of) if base else None
+        out.append(core.TrainingRun(
+            run=f"ledger-run-{r.id}" + (f" ({r.job_ref})" if r.job_ref else ""), site=site, location=loc,
+            customer=effective_tier(packs, refs, customer or "", as_of), model=m.name,
+            model_status=str(st.status) if st else "unknown",
+            # ¶7 compares the fine-tuning operations (the model's own runs) with the original's operations.
+            operations=float(st.cumulative.own) if (st and base) else float(r.operations),
+            fine_tune_of=base.name if base else None,
+            base_status=str(base_st.status) if base_st else None,
+            base_operations=float(base_st.cumulative.total) if base_st else None,
+            decision="ledger", on=start,
+        ))
+    return out
+
+
+def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of: date) -> list[core.TrainingRun]:
+    """Training jobs the admission webhook decided on in the site's cluster (agent/cases.py decisions)."""
+    if not site.cluster:
+        return []
+    try:
+        from agent.store.tables.cases import AdmissionDecision
+    except ImportError:
+        return []
+    refs = party_refs(s)
+    end = datetime.combine(as_of, datetime.max.time(), tzinfo=UTC)
+    q = select(AdmissionDecision).where(AdmissionDecision.customer_name != "",
+                                        AdmissionDecision.decided_at <= end)  # type: ignore[operator]
+    out = []
+    for d in s.exec(q.order_by(AdmissionDecision.id)).all():
+        detail = json.loads(d.detail or "{}")
+        if detail.get("asked", {}).get("cluster") != site.cluster or d.customer_name not in refs:
+            continue
+        if d.run_operations is None and d.lineage_operations is None:
+            continue  # not a training job the webhook estimated
+        model = d.model_key or ""
+        status = _model_status(s, packs, model, as_of) if model else None
+        if status is None:
+            thr = float(packs.value("eccn-4e091", "operations_threshold", as_of))
+            status = "4E091" if (d.lineage_operations or 0.0) >= thr else "below-threshold"
+        out.append(core.TrainingRun(
+            run=f"decision-{d.id} ({d.job_ref})", site=site.name, location=loc,
+            customer=effective_tier(packs, refs, d.customer_name, as_of), model=model, model_status=status,
+            operations=float(d.run_operations or 0.0),
+            decision=f"{d.code} ({'allowed' if d.allowed else 'denied'}, {d.mode})", on=d.decided_at.date()))
+    return out
 
 
 def para7_for_site(s: Session, packs: PackRegistry, site: str, as_of: date) -> dict[str, Any]:
-    """¶7 rows for a site from the webhook's decisions (agent/cases.py) and the ledger, when available."""
-    try:
-        from agent import cases  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {"runs": [], "note": "webhook decisions (agent/cases.py) not available yet"}
-    fn = getattr(cases, "training_runs", None)
-    if fn is None:
-        return {"runs": [], "note": "agent.cases.training_runs() not available yet"}
+    """¶7 rows for a site: runs in the model ledger and the webhook's admission decisions in its cluster."""
     site_row = s.exec(select(Site).where(Site.name == site)).first()
     if site_row is None:
         raise NotFound(f"site: {site!r} is not registered")
-    refs = party_refs(s)
     loc = tier(packs, site_row.country, as_of)
-    runs = []
-    for r in fn(s, site=site, as_of=as_of):
-        get = r.get if isinstance(r, dict) else lambda k, d=None, _r=r: getattr(_r, k, d)
-        customer = get("customer")
-        if customer not in refs:
-            continue
-        model = get("model") or ""
-        status = _model_status(s, model, as_of) or get("model_status") or "unknown"
-        base = get("fine_tune_of")
-        runs.append(core.TrainingRun(
-            run=str(get("run") or get("id")), site=site, location=loc,
-            customer=effective_tier(packs, refs, customer, as_of), model=model, model_status=status,
-            operations=float(get("operations") or 0.0), fine_tune_of=base,
-            base_status=_model_status(s, base, as_of) if base else None,
-            base_operations=get("base_operations"), decision=str(get("decision") or ""), on=get("on"),
-        ))
-    return {"runs": core.para7(packs, as_of, runs), "note": ""}
+    runs = _ledger_runs(s, packs, site, loc, as_of) + _decision_runs(s, packs, site_row, loc, as_of)
+    note = "" if site_row.cluster else "the site has no cluster: webhook decisions cannot be attributed to it"
+    return {"runs": core.para7(packs, as_of, runs), "note": note}
 
 
 # ----------------------------------------------------------------------------- ¶8 model-weight custody
@@ -450,7 +535,7 @@ def record_export(
     refs = party_refs(s)
     rec = effective_tier(packs, refs, recipient, on)
     dest = tier(packs, country, on)
-    status = _model_status(s, model, on) or declared_status or "unknown"
+    status = _model_status(s, packs, model, on) or declared_status or "unknown"
     verdict = core.weight_export_paths(packs, on, status, rec, dest, licence or None, published)
     if status == "unknown":
         verdict = {**verdict, "flagged": True,
@@ -490,7 +575,7 @@ def weights_report(s: Session, packs: PackRegistry, as_of: date, site: str | Non
         names = {ids[h.owner_id] for h in holders if h.owner_id in ids} | {
             ids[h.operator_id] for h in holders if h.operator_id in ids}
         locs.append(core.WeightLocation(
-            model=w.model, model_status=_model_status(s, w.model, as_of) or "unknown", site=st.name,
+            model=w.model, model_status=_model_status(s, packs, w.model, as_of) or "unknown", site=st.name,
             location=tier(packs, st.country, as_of),
             facility_parties=tuple(effective_tier(packs, refs, n, as_of) for n in sorted(names) if n in refs),
             devices=tuple(d for d in w.devices.split(",") if d), dedicated=w.dedicated,
@@ -553,7 +638,7 @@ def add_event(
     return ev
 
 
-def _holdings_history(s: Session, auths: Sequence[ObligationAuthorization]) -> tuple[
+def _holdings_history(s: Session, auths: Sequence[_Auth]) -> tuple[
         list[core.Transfer], list[core.NewLocation]]:
     """Transfers between countries and first use of new UVEU locations, derived from the holdings history."""
     try:
@@ -584,9 +669,10 @@ def _holdings_history(s: Session, auths: Sequence[ObligationAuthorization]) -> t
                 transfers.append(core.Transfer(a.name, sites[prev.site_id].country, site.country, day, f"#h{hid}"))
             prev = p
     locs = []
-    app = {a.name: {c for c in a.locations.split(",") if c} for a in auths}
+    # Only authorizations whose application locations are recorded can tell a new location from an old one.
+    app = {a.name: set(a.locations) for a in auths if a.locations is not None}
     for (name, cc, site_name), first in sorted(first_in.items()):
-        if cc not in app.get(name, set()):
+        if name in app and cc not in app[name]:
             locs.append(core.NewLocation(name, cc, site_name, first))
     return transfers, locs
 
@@ -596,7 +682,9 @@ def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | No
     if status is not None and status not in core.DEADLINE_STATUSES:
         raise PolicyError(f"--status: {status!r} is not one of {', '.join(core.DEADLINE_STATUSES)}")
     auths = _authorizations(s)
-    views = [core.VeuAuthorization(a.name, a.kind, a.holder, a.granted, a.expires, a.country) for a in auths]
+    # Without recorded terms the authorization counts from the day it was registered.
+    views = [core.VeuAuthorization(a.name, a.kind, a.holder, a.granted or a.registered_on, a.expires, a.country)
+             for a in auths]
     events = s.exec(select(ObligationEvent)).all()
     new_locs = [core.NewLocation(e.authorization, e.to_country, e.site, e.occurred_on)
                 for e in events if e.kind == "new-location"]
@@ -647,6 +735,7 @@ class NotifySettings(BaseSettings):
     smtp_from: str = "veu-governor@localhost"
     smtp_to: str = ""  # comma-separated
     interval_minutes: int = 60
+    scheduler: bool = False  # VEU_NOTIFY_SCHEDULER=1 starts the reminder job inside the API server
     statuses: str = "due,overdue"
 
     def channels(self) -> list[tuple[str, str]]:

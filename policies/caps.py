@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Literal
 
 from policies.errors import PolicyError
@@ -285,18 +286,20 @@ def _frac(prov: ResolvedProvision, key: str) -> Fraction:
     return exact(prov.value(key))
 
 
+@lru_cache(maxsize=65536)
+def _tier_of(packs: PackRegistry, country: str, as_of: date) -> int:
+    # A registry is immutable once loaded, so (registry, country, date) always has the same tier.
+    return tier(packs, country, as_of).tier
+
+
 class _Tiers:
-    """Tier of each country, looked up once per country (a fleet has many placements, few countries)."""
+    """Tier of each country on one date (a fleet has many placements, few countries)."""
 
     def __init__(self, packs: PackRegistry, as_of: date) -> None:
-        self._packs, self._as_of, self._cache = packs, as_of, dict[str, int]()
+        self._packs, self._as_of = packs, as_of
 
     def __call__(self, country: str) -> int:
-        t = self._cache.get(country)
-        if t is None:
-            t = tier(self._packs, country, self._as_of).tier
-            self._cache[country] = t
-        return t
+        return _tier_of(self._packs, country, self._as_of)
 
 
 # --------------------------------------------------------------------------------------------- UVEU

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator, UnknownInstanceType, UnknownRegion
 
@@ -43,6 +51,8 @@ _PRECISION_ALIASES = {
     "INT4": "INT4",
 }
 
+PRECISIONS = ("FP64", "FP32", "TF32", "FP16", "BF16", "FP8", "INT8", "FP6", "FP4", "INT4")
+
 
 class CatalogDataError(PolicyError):
     """Catalog data (built-in or an operator file) is malformed; the message names the file and field."""
@@ -51,9 +61,7 @@ class CatalogDataError(PolicyError):
 def canonical_precision(text: str) -> str:
     key = text.strip().upper().replace("-", "").replace("_", "")
     if key not in _PRECISION_ALIASES:
-        raise EstimateError(
-            f"precision: {text!r} is not a known precision; use one of {', '.join(sorted(set(_PRECISION_ALIASES.values())))}"
-        )
+        raise EstimateError(f"precision: {text!r} is not a known precision; use one of {', '.join(PRECISIONS)}")
     return _PRECISION_ALIASES[key]
 
 
@@ -110,7 +118,7 @@ class AcceleratorIn(_Strict):
     vendor: str = Field(min_length=1)
     kind: str = "gpu"
     datacenter: bool
-    rates: dict[str, float | RateIn] = Field(min_length=1)
+    rates: dict[str, PositiveFloat | RateIn] = Field(min_length=1)
     die_area_mm2: float | None = Field(default=None, gt=0)
     die_area_confirmed: bool = True
     die_area_note: str = ""
@@ -128,10 +136,10 @@ class AcceleratorIn(_Strict):
 
     @field_validator("rates")
     @classmethod
-    def _known_precisions(cls, v: dict[str, float | RateIn]) -> dict[str, float | RateIn]:
+    def _known_precisions(cls, v: dict[str, PositiveFloat | RateIn]) -> dict[str, PositiveFloat | RateIn]:
         for key in v:
             if key not in _PRECISION_ALIASES.values():
-                raise ValueError(f"{key!r} is not a canonical precision ({', '.join(sorted(set(_PRECISION_ALIASES.values())))})")
+                raise ValueError(f"{key!r} is not a canonical precision ({', '.join(PRECISIONS)})")
         return v
 
     @model_validator(mode="after")
@@ -207,7 +215,9 @@ def parse_catalog_doc(data: Any, source: str) -> CatalogDoc:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise CatalogDataError(f"{source}: a catalog file must be a mapping at the top level, got {type(data).__name__}")
+        raise CatalogDataError(
+            f"{source}: a catalog file must be a mapping at the top level, got {type(data).__name__}"
+        )
     # Top-level keys starting with "x-" hold YAML anchors shared by entries; they are not catalog fields.
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
@@ -247,9 +257,12 @@ class Alias:
     memory_mib: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Accelerator:
-    """One chip (per GPU for multi-GPU boards; per package for dual-die parts such as B200)."""
+    """One chip (per GPU for multi-GPU boards; per package for dual-die parts such as B200).
+
+    Compared and hashed by identity (the catalog holds one object per id), so it can key dicts and sets.
+    """
 
     id: str
     name: str
@@ -274,6 +287,9 @@ class Accelerator:
     mig_profiles: tuple[str, ...] = ()
     count_all_rates: bool = False
     notes: str = ""
+
+    def __repr__(self) -> str:
+        return f"Accelerator(id={self.id!r}, name={self.name!r}, tpp={self.tpp:g})"
 
     def _counted(self) -> dict[str, Rate]:
         counted = {p: r for p, r in self.rates.items() if r.in_tpp or self.count_all_rates}
@@ -442,7 +458,11 @@ class Catalog:
         instances: Mapping[str, Mapping[str, InstanceIn]],
         tpu_slices: Mapping[str, TpuSliceIn],
         regions: Mapping[str, Mapping[str, RegionSpec]],
+        bit_lengths: Mapping[str, int] | None = None,
+        count_all_rates: bool = False,
     ) -> None:
+        self.bit_lengths: Mapping[str, int] = dict(bit_lengths or {})
+        self.count_all_rates = count_all_rates
         self._idx = _Index()
         for acc in accelerators:
             self._idx.by_id[acc.id] = acc
@@ -520,7 +540,7 @@ class Catalog:
                         f"{src}: accelerators[{acc_id}].rates.{p}: no bit length for {p} in 'bit_lengths'"
                     )
             accs.append(_build(a, bits, count_all))
-        return cls(accs, instances, tpu, regions)
+        return cls(accs, instances, tpu, regions, bits, count_all)
 
     def _check_references(self) -> None:
         for prov, rows in self._instances.items():
@@ -542,6 +562,27 @@ class Catalog:
                 )
 
     # ---------------------------------------------------------------- accelerators
+
+    def custom(self, rates: Mapping[str, float], die_area_mm2: float | None = None, datacenter: bool = True,
+               name: str = "uncatalogued chip") -> Accelerator:
+        """An uncatalogued chip from dense rates (TFLOPS/TOPS by precision), for ad-hoc classification."""
+        if not rates:
+            raise EstimateError("rates: give at least one dense rate, e.g. FP8=1979")
+        clean: dict[str, Rate] = {}
+        for key, val in rates.items():
+            p = canonical_precision(key)
+            if not val > 0:
+                raise EstimateError(f"rate {key}: {val!r} must be a positive number of dense TFLOPS/TOPS")
+            if p not in self.bit_lengths:
+                raise EstimateError(f"rate {key}: the catalog defines no bit length for {p}")
+            clean[p] = Rate(float(val))
+        if die_area_mm2 is not None and not die_area_mm2 > 0:
+            raise EstimateError(f"die area: {die_area_mm2!r} must be a positive number of mm^2")
+        return Accelerator(
+            id="custom", name=name, vendor="unknown", datacenter=datacenter, rates=clean,
+            bit_lengths={p: self.bit_lengths[p] for p in clean}, source="command-line rates",
+            die_area_mm2=die_area_mm2,
+        )
 
     def accelerators(self) -> list[Accelerator]:
         return sorted(self._idx.by_id.values(), key=lambda a: (a.vendor, a.id))
@@ -614,7 +655,7 @@ class Catalog:
                     f"{raw}: no catalogued GPU offers MIG profile {profile}; add it to the chip's mig.profiles in "
                     f"{CATALOG_FILE_HINT}"
                 )
-            best = max(cands, key=lambda a: (a.tpp, a.id))
+            best = max(sorted(cands, key=lambda a: a.id), key=lambda a: a.tpp)
             res = self._mig(best, profile, raw)
             return Resolution(res.accelerator, res.fraction, profile, raw, tuple(sorted(a.id for a in cands)))
         raise UnknownAccelerator(self._unknown_message(raw))
@@ -681,7 +722,7 @@ class Catalog:
         )
 
     def instance_types(self, provider: str | None = None) -> list[InstanceSpec]:
-        out = []
+        out: list[InstanceSpec] = []
         for prov, rows in sorted(self._instances.items()):
             if provider and prov != provider.lower():
                 continue

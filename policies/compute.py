@@ -141,8 +141,9 @@ def sci(x: float) -> str:
         return "0"
     if 1e-3 <= abs(x) < 1e6:
         return f"{x:.6g}"
-    mant, exp = f"{x:.4g}".split("e") if "e" in f"{x:.4g}" else (f"{x:.4g}", "0")
-    return f"{mant}e{int(exp)}"
+    text = f"{x:.4g}"
+    mant, _, exp = text.partition("e")
+    return f"{mant}e{int(exp)}" if exp else text
 
 
 def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False) -> float:

@@ -418,7 +418,10 @@ def deadlines(
                     "attrition (Supp. 10 ¶10)")
     kinds = {a.name: a.kind for a in authorizations}
     for loc in new_locations:
-        prov = packs.provision("veu-notices", loc.first_export)
+        found = packs.find("veu-notices", loc.first_export)
+        if found is None:
+            continue  # before the notice duty existed: nothing to file
+        prov = found
         days = int(prov.value("uveu_new_datacenter_notice_days"))
         add(f"uveu-new-location:{loc.authorization}:{loc.country}:{loc.site}", "uveu-new-datacenter-notice",
             f"{days}-day notice of a new UVEU data center at {loc.site} ({loc.country})", loc.authorization,
@@ -428,14 +431,20 @@ def deadlines(
     for t in transfers:
         if kinds.get(t.authorization, "uveu") != "uveu":
             continue  # ¶5 binds VEUs accredited via a UVEU
-        prov = packs.provision("veu-notices", t.on)
+        found = packs.find("veu-notices", t.on)
+        if found is None:
+            continue  # before the notice duty existed: nothing to file
+        prov = found
         days = int(prov.value("inter_country_transfer_notice_days"))
         add(f"transfer-notice:{t.authorization}:{t.from_country}-{t.to_country}:{t.on.isoformat()}{t.ref}",
             "inter-country-transfer-notice",
             f"{days}-day notice of transfer {t.from_country} -> {t.to_country} on {t.on}", t.authorization,
             t.on - timedelta(days=days), prov, "Supp. 10 ¶5 intra-company transfer notification")
     for inc in incidents:
-        prov = packs.provision("veu-notices", inc.discovered)
+        found = packs.find("veu-notices", inc.discovered)
+        if found is None:
+            continue  # before the notice duty existed: nothing to file
+        prov = found
         days = int(prov.value("theft_loss_report_days"))
         add(f"theft-loss:{inc.ref}", "theft-loss-report", f"Report theft/loss/tampering {inc.ref} to BIS",
             inc.ref, inc.discovered + timedelta(days=days), prov,

@@ -78,6 +78,9 @@ class AuthorizationRef:
     locations: Mapping[str, date | None] = field(default_factory=dict)
     headroom_tpp: float | None = None
     headroom_note: str = ""
+    locations_known: bool = True  # False: the application's locations were not recorded
+    caps_block: str | None = None  # the caps engine's reason the proposal breaches a cap, if it does
+    dated: bool = True  # False: the grant date was not recorded (treated as in force)
 
     def active_on(self, on: date) -> bool:
         return self.granted <= on and (self.expires is None or on < self.expires)
@@ -247,10 +250,10 @@ def _veu_paths(
             continue
         reasons: list[str] = []
         chosen: AuthorizationRef | None = None
-        conds: list[str] = []
         figures: dict[str, Any] = {}
         for a in held:
             why: list[str] = []
+            conds: list[str] = []
             if not a.active_on(p.on):
                 why.append(f"{a.name} is not in force on {p.on} (granted {a.granted}, expires {a.expires})")
             blocked = _vetted_tier3(loc, eff) if loc.tier == 3 else None
@@ -258,7 +261,11 @@ def _veu_paths(
                 why.append(f"{a.name}: data centers may not be in Macau or D:5 ({elig.citation}); {blocked}")
             if kind == "nveu" and a.country != loc.country:
                 why.append(f"{a.name} covers {a.country}, not {loc.country} (one NVEU per country)")
-            if kind == "uveu":
+            if kind == "uveu" and not a.locations_known and loc.country not in a.locations:
+                conds.append(
+                    f"{a.name}: the application's data-center locations are not recorded; confirm {loc.country} "
+                    f"is one, or file the new-location notice ({notices.citation})")
+            elif kind == "uveu":
                 filed = a.locations.get(loc.country, "absent")
                 lead = int(notices.value("uveu_new_datacenter_notice_days"))
                 if filed == "absent":
@@ -281,6 +288,8 @@ def _veu_paths(
                     f"the operator {p.operator} differs from the owner and must itself hold a {label} "
                     f"(§ 748.15(a)(2)(ii)(A)/(iii)(A))"
                 )
+            if a.caps_block:
+                why.append(a.caps_block)
             if a.headroom_tpp is not None and total > a.headroom_tpp:
                 why.append(
                     f"{a.name}: {total:,.0f} TPP exceeds the caps headroom of {a.headroom_tpp:,.0f} TPP "
@@ -290,17 +299,22 @@ def _veu_paths(
                 reasons.extend(why)
                 continue
             chosen = a
-            if a.headroom_tpp is None:
+            if a.headroom_note:
+                figures["caps"] = a.headroom_note
+            elif a.headroom_tpp is None:
                 conds.append(f"caps headroom for {a.name} is not known: check `veuctl caps show {a.name}`")
-            else:
+            if a.headroom_tpp is not None:
                 figures["headroom_tpp"] = a.headroom_tpp
+            if not a.dated:
+                conds.append(f"{a.name}: grant date not recorded (`veuctl deadlines authorize`); treated as in force")
             if p.kind in ("transfer", "reexport"):
                 conds.append(transfer_rule)
             break
         if chosen is not None:
             figures["authorization"] = chosen.name
             out.append(PathResult(
-                label, True, (f"{p.consignee} holds {label} {chosen.name} in force on {p.on}",),
+                label, True, (f"{p.consignee} holds {label} {chosen.name} in force on {p.on}",
+                              *([chosen.headroom_note] if chosen.headroom_note else [])),
                 tuple(conds), tuple(provs), None, figures,
             ))
         else:

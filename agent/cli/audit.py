@@ -121,3 +121,21 @@ def register(app: typer.Typer) -> None:
     if svc._default_actor is None:
         svc.set_default_actor(svc.cli_actor())
     app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify-export")
+def verify_export(
+    manifest: Path = typer.Argument(..., help="The export's *.manifest.json."),
+    public_key: list[Path] = typer.Option([], "--public-key", help="Trusted public key PEM (repeat); "
+                                          "default: the configured signing key."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Check an export's manifest signature and every file's SHA-256; exit 1 on any mismatch."""
+    from agent.exports.manifest import verify as verify_manifest
+
+    problems = verify_manifest(manifest, _keys(public_key))
+    emit({"manifest": str(manifest), "ok": not problems, "problems": problems}, json_,
+         lambda d: typer.echo("OK: signature and all file hashes verify" if d["ok"]
+                              else "\n".join(f"FAILED: {p}" for p in d["problems"])))
+    if problems:
+        raise typer.Exit(1)

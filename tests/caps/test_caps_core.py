@@ -260,3 +260,10 @@ def test_closed_form_max_fit_matches_brute_force(  # type: ignore[no-untyped-def
             assert brute[-1] == 159
         else:
             assert brute[-1] == r.high and brute == list(range(r.low, r.high + 1))
+
+
+def test_norway_is_a_supp5a_destination_so_its_share_is_never_capped_at_7_percent(packs: PackRegistry) -> None:
+    # YAML 1.1 reads a bare NO as false; the pack must keep Norway a country code.
+    caps = by_id(uveu_caps(packs, PARTIES, NORDIC, [pl("SE", 50), pl("NO", 50)], D))
+    assert "uveu.single_country.NO.owned" not in caps
+    assert caps["uveu.outside_tier1.owned"].numerator == 0

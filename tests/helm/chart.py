@@ -57,4 +57,8 @@ def pod_specs(objects: Any) -> list[tuple[str, dict[str, Any]]]:
     for o in objects:
         if o["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}:
             out.append((f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"]))
+        elif o["kind"] == "CronJob":
+            out.append((f"CronJob/{o['metadata']['name']}", o["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif o["kind"] == "Pod":  # `helm test` pods
+            out.append((f"Pod/{o['metadata']['name']}", o["spec"]))
     return out

@@ -6,6 +6,7 @@ moto answers EC2/STS for real over HTTP. The proxy sits between the collector an
 - error: answer every EC2 call with HTTP 503 ``Unavailable`` (retries exhaust, the region fails),
 - fail_on_next_page: answer calls that carry a ``NextToken`` with ``UnauthorizedOperation`` (page 1 arrives,
   the rest of the listing fails: a partial region),
+- delay: sleep before answering EC2 calls (a slow region, to kill a sync mid-way),
 - serve ``DescribeCapacityReservations`` from a table, since moto does not implement that action.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,6 +50,7 @@ class Faults:
     error: set[str] = field(default_factory=set)
     fail_on_next_page: set[str] = field(default_factory=set)
     reservations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    delay: dict[str, float] = field(default_factory=dict)  # region -> seconds before each EC2 answer
     calls: dict[str, int] = field(default_factory=dict)  # region -> EC2 calls seen
     throttled: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,6 +66,11 @@ class AwsFake:
     def start(self) -> AwsFake:
         self.moto.start()
         host, port = self.moto.get_host_and_port()
+        # moto keeps its state per process; start every test from an empty cloud.
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("POST", "/moto-api/reset")
+        conn.getresponse().read()
+        conn.close()
         self.moto_addr = (host, port)
         fake = self
 
@@ -93,6 +101,8 @@ class AwsFake:
                         if left > 0:
                             f.throttle[region] = left - 1
                             f.throttled[region] = f.throttled.get(region, 0) + 1
+                    if f.delay.get(region):
+                        time.sleep(f.delay[region])
                     if left > 0:
                         return self._send(400, _error("RequestLimitExceeded", "Request limit exceeded."))
                     if region in f.error:

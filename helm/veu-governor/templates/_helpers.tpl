@@ -94,7 +94,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and (eq .Values.admission.mode "audit") (eq .Values.webhook.failurePolicy "Fail") }}
 {{- fail "admission.mode=audit never blocks a job, so an unreachable webhook must not block one either: set webhook.failurePolicy=Ignore" }}
 {{- end }}
-{{- if and .Values.webhook.pdb.enabled (kindIs "int" .Values.webhook.pdb.minAvailable) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
+{{- if and .Values.webhook.pdb.enabled (not (kindIs "string" .Values.webhook.pdb.minAvailable)) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
 {{- fail (printf "webhook.pdb.minAvailable=%d with webhook.replicas=%d would block every node drain: use a value below replicas" (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) }}
 {{- end }}
 {{- end }}
@@ -193,6 +193,8 @@ app.kubernetes.io/component: {{ index . 1 }}
       value: {{ ternary "true" "false" .Values.policyReports.enabled | quote }}
     - name: VEU_OPENREPORTS
       value: {{ ternary "true" "false" (and .Values.policyReports.enabled .Values.policyReports.openreports) | quote }}
+    - name: VEU_POLICY_REPORT_MAX_RESULTS
+      value: {{ .Values.policyReports.maxResults | int | quote }}
     {{- with .Values.agent.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -1,0 +1,81 @@
+"""/api/v1/cases and /api/v1/decisions: the red-flag-28 inquiry workflow over HTTP, and the webhook mount.
+
+``setup(app)`` also mounts ``POST /validate`` (the admission webhook, :mod:`controllers.webhook`) so the
+API and the webhook are served by the same process (``veuctl serve``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from agent import cases as svc
+from agent.api.deps import get_as_of, get_packs, get_session
+from agent.audit import current_actor
+from policies.packs import PackRegistry
+
+router = APIRouter(prefix="/api/v1", tags=["cases"])
+
+
+class ResolveIn(BaseModel):
+    """The red-flag-28 answers."""
+
+    model_config = ConfigDict(extra="forbid")
+    export_intent: Literal["yes", "no"] | bool
+    license: str = Field(default="", max_length=100)
+    scope: str = Field(default="", max_length=500)
+    informed: bool = False
+    by: str = Field(default="", max_length=200)
+    notes: str = Field(default="", max_length=2000)
+
+
+def _actor(request: Request) -> str:
+    p = getattr(request.state, "principal", None)
+    return str(getattr(p, "actor", "")) or current_actor()
+
+
+@router.get("/cases", summary="Red-flag-28 cases (newest first)")
+def list_cases(
+    status: str | None = Query(None, description="open | resolved | expired"),
+    customer: str | None = None, limit: int = Query(500, ge=1, le=5000),
+    s: Session = Depends(get_session),
+) -> list[dict[str, Any]]:
+    return svc.list_cases(s, status, customer, limit)
+
+
+@router.get("/cases/{case_id}", summary="One case with its jobs, estimate and answers")
+def show_case(case_id: int, s: Session = Depends(get_session)) -> dict[str, Any]:
+    return svc.case_view(svc.get_case(s, case_id))
+
+
+@router.post("/cases/{case_id}/resolve", summary="Record the red-flag-28 answers for a case")
+def resolve_case(
+    case_id: int, body: ResolveIn, request: Request, s: Session = Depends(get_session),
+    packs: PackRegistry = Depends(get_packs), as_of: Any = Depends(get_as_of),
+) -> dict[str, Any]:
+    intent = body.export_intent if isinstance(body.export_intent, bool) else body.export_intent == "yes"
+    row = svc.resolve_case(s, packs, case_id, export_intent=intent, licence=body.license, scope=body.scope,
+                           informed=body.informed, by=body.by or _actor(request), notes=body.notes, as_of=as_of)
+    return svc.case_view(row)
+
+
+@router.get("/decisions", summary="Recorded admission decisions (newest first)")
+def list_decisions(
+    limit: int = Query(100, ge=1, le=5000), code: str | None = None, namespace: str | None = None,
+    s: Session = Depends(get_session),
+) -> list[dict[str, Any]]:
+    return svc.decisions(s, limit, code, namespace)
+
+
+def setup(app: FastAPI) -> None:
+    from controllers.webhook import router as webhook_router
+
+    app.include_router(webhook_router)
+
+    @app.exception_handler(svc.UnknownCase)
+    async def _unknown_case(_req: Request, exc: svc.UnknownCase) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})

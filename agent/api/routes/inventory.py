@@ -1,0 +1,94 @@
+"""Inventory API: individual holdings with their provenance (paginated, filtered), the installed base, runs.
+
+The caps area serves ``/api/v1/holdings`` and ``/api/v1/sites`` (holdings in force, by site); these endpoints
+add what only the inventory knows: source, provider id, serial, first/last seen, retirement and collector runs.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from agent.api.deps import get_as_of, get_packs, get_session
+from agent.store.tables.core import Holding, Party, Site
+from agent.store.tables.inventory import CollectorError, CollectorRun
+from policies.errors import PolicyError
+from policies.packs import PackRegistry
+
+router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
+
+
+def _party_id(s: Session, name: str | None, field: str) -> int | None:
+    if name is None:
+        return None
+    p = s.exec(select(Party).where(Party.name == name)).first()
+    if p is None:
+        raise HTTPException(404, detail=f"{field}: party {name!r} is not registered")
+    return p.id
+
+
+@router.get("/holdings", summary="Holdings with source, provider id, serial, first/last seen and retirement")
+def holdings(
+    source: str | None = None, site: str | None = None, accelerator: str | None = None,
+    owner: str | None = None, operator: str | None = None, serial: str | None = None,
+    include_retired: bool = Query(False, description="Also list retired holdings."),
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+    s: Session = Depends(get_session),
+) -> dict[str, Any]:
+    q = select(Holding, Site).join(Site, col(Site.id) == Holding.site_id)
+    if source:
+        q = q.where(Holding.source == source)
+    if site:
+        q = q.where(Site.name == site)
+    if accelerator:
+        q = q.where(Holding.accelerator == accelerator)
+    if serial:
+        q = q.where(Holding.serial == serial)
+    if owner is not None:
+        q = q.where(Holding.owner_id == _party_id(s, owner, "owner"))
+    if operator is not None:
+        q = q.where(Holding.operator_id == _party_id(s, operator, "operator"))
+    if not include_retired:
+        q = q.where(col(Holding.retired_at).is_(None))
+    total = s.exec(select(func.count()).select_from(q.subquery())).one()
+    names = {p.id: p.name for p in s.exec(select(Party)).all()}
+    items = [
+        {"id": h.id, "source": h.source, "external_id": h.external_id, "scope": h.scope, "site": st.name,
+         "country": st.country, "accelerator": h.accelerator, "count": h.count, "serial": h.serial,
+         "instance_type": h.instance_type, "owner": names.get(h.owner_id), "operator": names.get(h.operator_id),
+         "first_seen": h.first_seen, "last_seen": h.last_seen, "retired_at": h.retired_at}
+        for h, st in s.exec(q.order_by(col(Holding.id)).offset(offset).limit(limit)).all()
+    ]
+    return {"items": items, "total": total, "limit": limit, "offset": offset,
+            "next_offset": offset + limit if offset + limit < total else None}
+
+
+@router.get("/installed-base", summary="The installed base on a date: by site/chip/owner/operator, TPP, totals")
+def installed_base(
+    site: str | None = None, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    as_of: date = Depends(get_as_of),
+) -> dict[str, Any]:
+    from agent.inventory import installed_base as base
+
+    try:
+        return base(s, packs, as_of, site)
+    except PolicyError as exc:
+        raise HTTPException(404 if "not a registered site" in str(exc) else 422, detail=str(exc)) from None
+
+
+@router.get("/runs", summary="Recent collector runs with status and errors")
+def runs(
+    source: str | None = None, limit: int = Query(20, ge=1, le=500), s: Session = Depends(get_session),
+) -> list[dict[str, Any]]:
+    q = select(CollectorRun).order_by(col(CollectorRun.id).desc()).limit(limit)
+    if source:
+        q = q.where(CollectorRun.source == source)
+    out = []
+    for r in s.exec(q).all():
+        errs = s.exec(select(CollectorError).where(CollectorError.run_id == r.id)).all()
+        out.append(r.model_dump(mode="json") | {"errors": [{"scope": e.scope, "message": e.message} for e in errs]})
+    return out

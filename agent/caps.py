@@ -1,0 +1,573 @@
+"""Caps in the store: authorizations, the installed base as placements, what-if, reservations, shipments.
+
+The arithmetic lives in :mod:`policies.caps`; this module reads the store (one aggregated query per
+evaluation, however many holdings there are), resolves chips through the catalog, and writes
+authorizations, reservations and shipments with an audit entry in the same transaction.
+
+Reservations serialise on the authorization row: the first statement of a reservation's transaction is an
+``UPDATE`` of that row (a row lock on PostgreSQL, the database write lock on SQLite), so two planners
+racing for the last headroom are evaluated one after the other and neither over-commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal
+
+from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from agent.audit import current_actor, record
+from agent.parties import get_party, party_refs
+from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
+from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.inventory import HoldingPeriod
+from policies import caps as core
+from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, CapsError, Placement, cap_to_dict, exact
+from policies.classification import classify_accelerator
+from policies.errors import PolicyError
+from policies.jurisdictions import country_code, tier
+from policies.packs import PackRegistry, parse_date
+
+Op = Literal["add", "move", "retire"]
+
+
+class CapExceeded(PolicyError):
+    """A reservation or planned change would take a binding cap over its limit."""
+
+
+class NotFound(PolicyError):
+    """An authorization, site or reservation that does not exist (HTTP 404)."""
+
+
+# ------------------------------------------------------------------------------------------- chips
+
+
+@dataclass(frozen=True)
+class ChipInfo:
+    id: str
+    name: str
+    tpp: Fraction
+    eccn: str
+    fraction: Fraction  # a MIG slice is a fraction of its parent chip
+
+
+def chip(packs: PackRegistry, name: str, as_of: date) -> ChipInfo:
+    """Resolve any catalog alias (or MIG slice) to its TPP and ECCN class as of a date."""
+    return _chip_cached(packs, name, as_of)
+
+
+@lru_cache(maxsize=4096)
+def _chip_cached(packs: PackRegistry, name: str, as_of: date) -> ChipInfo:
+    from agent.kb import catalog
+
+    res = catalog().resolve(name)
+    acc = res.accelerator
+    eccn = classify_accelerator(packs, acc, as_of).eccn
+    return ChipInfo(acc.id, acc.name, exact(acc.tpp), eccn, Fraction(res.fraction))
+
+
+# ------------------------------------------------------------------------------------ authorizations
+
+
+def get_authorization(s: Session, name: str) -> VeuAuthorization:
+    row = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first()
+    if row is None:
+        raise NotFound(
+            f"authorization: {name!r} is not registered; add it with "
+            f"`veuctl authorizations add {name} --kind uveu|nveu --holder PARTY`"
+        )
+    return row
+
+
+def to_core(s: Session, a: VeuAuthorization) -> Authorization:
+    holder = s.get(Party, a.holder_id)
+    assert holder is not None
+    return Authorization(a.name, a.kind, holder.name, a.country)  # type: ignore[arg-type]
+
+
+def add_authorization(
+    s: Session, packs: PackRegistry, name: str, kind: str, holder: str, country: str | None,
+    reference: str = "", actor: str | None = None,
+) -> VeuAuthorization:
+    """Register a UVEU (no country) or an NVEU (exactly one destination country)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise PolicyError("name: an authorization name is 1-200 characters")
+    kind = kind.strip().lower()
+    if kind not in ("uveu", "nveu"):
+        raise PolicyError(f"--kind: {kind!r} is not uveu or nveu")
+    party = get_party(s, holder)
+    code: str | None = None
+    if kind == "nveu":
+        if not country:
+            raise PolicyError("--country: an NVEU covers exactly one destination country; give it (e.g. --country AE)")
+        code = country_code(country)
+        t = tier(packs, code, date.today())
+        if t.tier == 3:
+            raise PolicyError(f"--country: {code} is a Tier 3 destination ({t.basis}); no NVEU may operate there")
+    elif country:
+        raise PolicyError("--country: a UVEU is not limited to one country; omit --country (or use --kind nveu)")
+    if s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first() is not None:
+        raise PolicyError(f"name: authorization {name!r} already exists; choose another name")
+    row = VeuAuthorization(name=name, kind=kind, holder_id=party.id, country=code, reference=reference)  # type: ignore[arg-type]
+    s.add(row)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="authorization.create", subject=f"authorization:{name}",
+           payload={"kind": kind, "holder": party.name, "country": code, "reference": reference})
+    return row
+
+
+def authorization_dict(s: Session, a: VeuAuthorization) -> dict[str, Any]:
+    holder = s.get(Party, a.holder_id)
+    return {"name": a.name, "kind": a.kind, "holder": holder.name if holder else None, "country": a.country,
+            "reference": a.reference, "created_at": a.created_at.isoformat()}
+
+
+def list_authorizations(s: Session) -> list[VeuAuthorization]:
+    return list(s.exec(select(VeuAuthorization).order_by(VeuAuthorization.name)).all())
+
+
+# ------------------------------------------------------------------------------------ installed base
+
+
+def instant(as_of: date) -> datetime:
+    """The instant a date stands for (end of the UTC day), as the inventory reads its history."""
+    from agent.inventory import instant_of
+
+    return instant_of(as_of)
+
+
+def _period_filter(at: datetime) -> Any:
+    return and_(
+        col(HoldingPeriod.valid_from) <= at,
+        or_(col(HoldingPeriod.valid_to).is_(None), col(HoldingPeriod.valid_to) > at),
+    )
+
+
+def _holding_filter(at: datetime) -> Any:
+    """Holdings without a history (written directly, not by a collector) count from first_seen to retired_at."""
+    no_history = ~exists().where(HoldingPeriod.holding_id == Holding.id)
+    return and_(
+        no_history, col(Holding.first_seen) <= at,
+        or_(col(Holding.retired_at).is_(None), col(Holding.retired_at) > at),
+    )
+
+
+def _groups(s: Session, at: datetime) -> list[tuple[int, str, int | None, int | None, float, int]]:
+    """(site_id, accelerator, owner_id, operator_id, count, holdings) of the installed base, aggregated in SQL."""
+    hp, h = HoldingPeriod, Holding
+    q1 = (
+        sa_select(hp.site_id, hp.accelerator, hp.owner_id, hp.operator_id, func.sum(hp.count), func.count())
+        .where(_period_filter(at)).group_by(hp.site_id, hp.accelerator, hp.owner_id, hp.operator_id)
+    )
+    q2 = (
+        sa_select(h.site_id, h.accelerator, h.owner_id, h.operator_id, func.sum(h.count), func.count())
+        .where(_holding_filter(at)).group_by(h.site_id, h.accelerator, h.owner_id, h.operator_id)
+    )
+    out: dict[tuple[int, str, int | None, int | None], list[float]] = {}
+    for q in (q1, q2):
+        for sid, acc, own, opr, cnt, n in s.execute(q).all():
+            cur = out.setdefault((sid, acc, own, opr), [0.0, 0])
+            cur[0] += float(cnt or 0)
+            cur[1] += int(n)
+    return [(k[0], k[1], k[2], k[3], v[0], int(v[1])) for k, v in out.items()]
+
+
+def holding_rows(
+    s: Session, at: datetime, site_id: int | None = None, limit: int | None = None, offset: int = 0,
+    country: str | None = None, owner_ids: Sequence[int] | None = None, accelerator: str | None = None,
+) -> list[tuple[int, int, str, int | None, int | None, float]]:
+    """Individual holdings in force at ``at``: (holding_id, site_id, accelerator, owner_id, operator_id, count)."""
+    hp, h = HoldingPeriod, Holding
+    q1 = sa_select(hp.holding_id, hp.site_id, hp.accelerator, hp.owner_id, hp.operator_id, hp.count).where(
+        _period_filter(at))
+    q2 = sa_select(h.id, h.site_id, h.accelerator, h.owner_id, h.operator_id, h.count).where(_holding_filter(at))
+    rows: list[tuple[int, int, str, int | None, int | None, float]] = []
+    for q, t in ((q1, hp), (q2, h)):
+        if site_id is not None:
+            q = q.where(t.site_id == site_id)
+        if country is not None:
+            q = q.where(t.site_id.in_(sa_select(Site.id).where(Site.country == country)))  # type: ignore[union-attr]
+        if owner_ids is not None:
+            q = q.where(col(t.owner_id).in_(list(owner_ids)))
+        if accelerator is not None:
+            q = q.where(t.accelerator == accelerator)
+        rows.extend((int(r[0]), int(r[1]), str(r[2]), r[3], r[4], float(r[5])) for r in s.execute(q).all())
+    rows.sort(key=lambda r: r[0])
+    return rows[offset:offset + limit] if limit is not None else rows[offset:]
+
+
+def _names(s: Session) -> tuple[dict[int, Site], dict[int, str]]:
+    sites = {x.id: x for x in s.exec(select(Site)).all()}
+    parties = {p.id: p.name for p in s.exec(select(Party)).all()}
+    return sites, parties  # type: ignore[return-value]
+
+
+def placements(
+    s: Session, packs: PackRegistry, as_of: date, with_ids: bool = False,
+) -> list[Placement]:
+    """The installed base on ``as_of`` as placements (site x chip x owner x operator).
+
+    ``with_ids`` lists the holding ids behind each placement (reads every holding: use for explanations
+    of small fleets; the aggregated path reads one row per group).
+    """
+    at = instant(as_of)
+    sites, parties = _names(s)
+    out: list[Placement] = []
+    if with_ids:
+        agg: dict[tuple[int, str, int | None, int | None], tuple[float, list[int]]] = {}
+        for hid, sid, acc, own, opr, cnt in holding_rows(s, at):
+            c, ids = agg.get((sid, acc, own, opr), (0.0, []))
+            ids.append(hid)
+            agg[(sid, acc, own, opr)] = (c + cnt, ids)
+        groups = [(k[0], k[1], k[2], k[3], v[0], v[1]) for k, v in agg.items()]
+    else:
+        groups = [(g[0], g[1], g[2], g[3], g[4], []) for g in _groups(s, at)]
+    for sid, acc, own, opr, cnt, ids in sorted(groups, key=lambda g: (sites[g[0]].name, g[1], g[2] or 0, g[3] or 0)):
+        info = chip(packs, acc, as_of)
+        site = sites[sid]
+        out.append(Placement(
+            site.name, site.country, info.id, exact(cnt) * info.fraction, info.tpp, info.eccn,
+            parties.get(own) if own is not None else None, parties.get(opr) if opr is not None else None,
+            holdings=tuple(ids),
+        ))
+    return out
+
+
+def reservation_placements(
+    s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None,
+) -> list[Placement]:
+    q = select(Reservation).where(Reservation.status == "active")
+    if authorization_id is not None:
+        q = q.where(Reservation.authorization_id == authorization_id)
+    sites, parties = _names(s)
+    out = []
+    for r in s.exec(q.order_by(Reservation.id)).all():
+        info = chip(packs, r.accelerator, as_of)
+        site = sites[r.site_id]
+        out.append(Placement(
+            site.name, site.country, info.id, Fraction(r.count) * info.fraction, info.tpp, info.eccn,
+            parties.get(r.owner_id) if r.owner_id else None, parties.get(r.operator_id) if r.operator_id else None,
+            label=f"reservation #{r.id} (planned {r.planned_for.isoformat()})",
+        ))
+    return out
+
+
+# -------------------------------------------------------------------------------------------- caps
+
+
+def caps_for(
+    s: Session, packs: PackRegistry, name: str, as_of: date, include_reservations: bool = True,
+    with_ids: bool = False, base: list[Placement] | None = None,
+) -> list[CapResult]:
+    """Every cap of one authorization on ``as_of`` (active reservations count as already placed)."""
+    a = get_authorization(s, name)
+    fleet = list(base) if base is not None else placements(s, packs, as_of, with_ids=with_ids)
+    if include_reservations:
+        fleet += reservation_placements(s, packs, as_of, a.id)
+    return core.authorization_caps(packs, party_refs(s), to_core(s, a), fleet, as_of)
+
+
+def shipments_core(s: Session) -> list[core.Shipment]:
+    parties = {p.id: p.name for p in s.exec(select(Party)).all()}
+    return [
+        core.Shipment(x.id, x.day, parties[x.consignee_id], x.destination, x.accelerator, exact(x.count),
+                      exact(x.tpp_each), x.eccn, x.via, x.reference)
+        for x in s.exec(select(Shipment).order_by(Shipment.day, Shipment.id)).all()
+    ]
+
+
+def allocation_caps(s: Session, packs: PackRegistry, as_of: date) -> list[CapResult]:
+    """Fleet-wide caps from the shipments ledger: Tier 2 country allocations and LPP per ultimate consignee."""
+    ledger = shipments_core(s)
+    return core.tier2_allocation_caps(packs, ledger, as_of) + core.lpp_caps(packs, party_refs(s), ledger, as_of)
+
+
+def caps_report(caps: Iterable[CapResult], as_of: date, **extra: Any) -> dict[str, Any]:
+    items = [cap_to_dict(c) for c in caps]
+    return {**extra, "as_of": as_of.isoformat(), "ok": all(c["ok"] for c in items if c["binding"]), "caps": items}
+
+
+def overview(s: Session, packs: PackRegistry, as_of: date) -> dict[str, Any]:
+    """Every authorization's caps and the fleet-wide allocations, from one read of the installed base."""
+    base = placements(s, packs, as_of)
+    auths = []
+    for a in list_authorizations(s):
+        caps = caps_for(s, packs, a.name, as_of, base=base)
+        auths.append({**authorization_dict(s, a), **caps_report(caps, as_of)})
+    return {"as_of": as_of.isoformat(), "authorizations": auths,
+            "allocations": caps_report(allocation_caps(s, packs, as_of), as_of),
+            "installed": summarize(packs, base, as_of)}
+
+
+def summarize(packs: PackRegistry, base: Sequence[Placement], as_of: date) -> dict[str, Any]:
+    """Installed 3A090.a-class TPP by country and by tier (the world table)."""
+    counted = core.counted_eccns(packs, as_of)
+    by_country: dict[str, dict[str, Any]] = {}
+    for p in base:
+        if not core.counts(p.eccn, counted):
+            continue
+        row = by_country.get(p.country)
+        if row is None:
+            t = tier(packs, p.country, as_of)
+            row = by_country[p.country] = {"country": p.country, "name": t.name, "tier": t.tier,
+                                           "count": Fraction(0), "tpp": Fraction(0), "sites": set()}
+        row["count"] += p.count
+        row["tpp"] += p.tpp
+        row["sites"].add(p.site)
+    total = sum((r["tpp"] for r in by_country.values()), Fraction(0))
+    countries = []
+    for r in sorted(by_country.values(), key=lambda r: -r["tpp"]):
+        countries.append({**r, "count": float(r["count"]), "tpp": float(r["tpp"]), "sites": sorted(r["sites"]),
+                          "share": float(r["tpp"] / total) if total else 0.0})
+    by_tier: dict[int, float] = {}
+    for r in countries:
+        by_tier[r["tier"]] = by_tier.get(r["tier"], 0.0) + r["tpp"]
+    return {"total_tpp": float(total), "countries": countries,
+            "by_tier": [{"tier": t, "tpp": v} for t, v in sorted(by_tier.items())]}
+
+
+# ----------------------------------------------------------------------------------------- what-if
+
+
+def _site(s: Session, name: str) -> Site:
+    row = s.exec(select(Site).where(Site.name == name)).first()
+    if row is None:
+        raise NotFound(f"--site: {name!r} is not a registered site; add it with `veuctl sites add {name} --country CC`")
+    return row
+
+
+def whatif(
+    s: Session, packs: PackRegistry, name: str, *, op: Op = "add", n: int, chip_name: str, site: str,
+    to_site: str | None = None, as_of: date, owner: str | None = None, operator: str | None = None,
+    base: list[Placement] | None = None,
+) -> dict[str, Any]:
+    """Every cap before and after "add/move/retire N x CHIP at SITE", whether it fits, what binds, the max N."""
+    if n < 0:
+        raise PolicyError("--add/--count: N must be zero or more")
+    if op not in ("add", "move", "retire"):
+        raise PolicyError(f"op: {op!r} is not add, move or retire")
+    a = get_authorization(s, name)
+    auth = to_core(s, a)
+    info = chip(packs, chip_name, as_of)
+    src = _site(s, site)
+    own = get_party(s, owner).name if owner else auth.holder
+    opr = get_party(s, operator).name if operator else own
+    unit = Fraction(1) * info.fraction
+
+    def pl(st: Site, sign: int) -> Placement:
+        return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
+
+    fleet = list(base) if base is not None else placements(s, packs, as_of)
+    fleet += reservation_placements(s, packs, as_of, a.id)
+    available: Fraction | None = None
+    if op == "add":
+        delta = [pl(src, 1)]
+    else:
+        available = sum((p.count for p in fleet if p.site == src.name and p.accelerator == info.id
+                         and p.owner == own and p.operator == opr), Fraction(0)) / info.fraction
+        if op == "retire":
+            delta = [pl(src, -1)]
+        else:
+            if not to_site:
+                raise PolicyError("--to: a move needs the destination site")
+            delta = [pl(src, -1), pl(_site(s, to_site), 1)]
+    extra = sorted({d.country for d in delta})
+    parties = party_refs(s)
+
+    def ev(k: int) -> list[CapResult]:
+        return core.authorization_caps(packs, parties, auth, core.change_placements(fleet, delta, k), as_of, extra)
+
+    before, one, after = ev(0), ev(1), ev(n)
+    fit = core.fit_range(before, one)
+    max_fit = fit.high if fit.low is not None else 0
+    if available is not None:
+        cap_n = int(available)
+        max_fit = cap_n if max_fit is None else min(max_fit, cap_n)
+    after_by = {c.id: c for c in after}
+    ok = all(c.ok for c in after if c.binding) and (available is None or n <= available)
+    binding = next((c.id for c in after if c.binding and not c.ok), None) or fit.binding
+    rows = []
+    for b in before:
+        x = after_by.get(b.id, b)
+        bd, ad = cap_to_dict(b, 0), cap_to_dict(x, 0)
+        rows.append({
+            "id": b.id, "title": b.title, "binding": b.binding, "limit": bd["limit"],
+            "confirmed": b.confirmed, "codified": b.codified, "enforced": b.enforced,
+            "before": {k: bd[k] for k in ("value", "headroom", "ok", "numerator_tpp", "denominator_tpp")},
+            "after": {k: ad[k] for k in ("value", "headroom", "ok", "numerator_tpp", "denominator_tpp")},
+        })
+    return {
+        "authorization": a.name, "as_of": as_of.isoformat(),
+        "change": {"op": op, "n": n, "chip": info.id, "chip_name": info.name, "tpp_each": float(info.tpp),
+                   "eccn": info.eccn, "site": src.name, "country": src.country, "to_site": to_site,
+                   "owner": own, "operator": opr, "available": float(available) if available is not None else None},
+        "caps": rows, "ok": ok, "binding": binding,
+        "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": fit.low,
+    }
+
+
+# ------------------------------------------------------------------------------------ reservations
+
+
+def reserve(
+    s: Session, packs: PackRegistry, name: str, *, n: int, chip_name: str, site: str, planned_for: date,
+    owner: str | None = None, operator: str | None = None, note: str = "", actor: str | None = None,
+) -> Reservation:
+    """Reserve headroom for N chips at a site, or raise :class:`CapExceeded`; serialised per authorization."""
+    if n <= 0:
+        raise PolicyError("--count: a reservation is for one chip or more")
+    # The lock comes first, before any read in this transaction (see the module docstring).
+    locked = s.execute(
+        update(VeuAuthorization).where(col(VeuAuthorization.name) == name)
+        .values(revision=VeuAuthorization.revision + 1)  # type: ignore[operator]
+    )
+    if not locked.rowcount:  # type: ignore[attr-defined]
+        get_authorization(s, name)
+    a = get_authorization(s, name)
+    if s.get_bind().dialect.name == "postgresql":
+        s.exec(select(VeuAuthorization).where(VeuAuthorization.id == a.id).with_for_update()).one()
+    res = whatif(s, packs, name, op="add", n=n, chip_name=chip_name, site=site, as_of=planned_for,
+                 owner=owner, operator=operator)
+    if not res["ok"]:
+        raise CapExceeded(
+            f"--count: reserving {n} x {res['change']['chip_name']} at {site} would exceed {res['binding']}; "
+            f"at most {res['max_fit']} fit{'s' if res['max_fit'] == 1 else ''} under {name} on {planned_for}"
+        )
+    ch = res["change"]
+    row = Reservation(
+        authorization_id=a.id, site_id=_site(s, site).id, accelerator=ch["chip"], count=n,  # type: ignore[arg-type]
+        owner_id=get_party(s, ch["owner"]).id, operator_id=get_party(s, ch["operator"]).id, planned_for=planned_for,
+        created_by=actor or current_actor(), note=note,
+    )
+    s.add(row)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="reservation.create", subject=f"reservation:{row.id}",
+           payload={"authorization": name, "site": site, "chip": ch["chip"], "count": n,
+                    "planned_for": planned_for.isoformat(), "max_fit_before": res["max_fit"]})
+    return row
+
+
+def close_reservation(s: Session, rid: int, status: str = "released", actor: str | None = None) -> Reservation:
+    if status not in ("released", "installed"):
+        raise PolicyError(f"status: {status!r} is not released or installed")
+    row = s.get(Reservation, rid)
+    if row is None:
+        raise NotFound(f"reservation: #{rid} does not exist; see `veuctl reservations list`")
+    if row.status != "active":
+        raise PolicyError(f"reservation #{rid} is already {row.status}")
+    row.status, row.closed_at = status, utcnow()
+    s.add(row)
+    s.flush()
+    record(s, actor=actor or current_actor(), action=f"reservation.{status}", subject=f"reservation:{rid}",
+           payload={"status": status})
+    return row
+
+
+def reservation_dict(s: Session, r: Reservation) -> dict[str, Any]:
+    a, site = s.get(VeuAuthorization, r.authorization_id), s.get(Site, r.site_id)
+    own = s.get(Party, r.owner_id) if r.owner_id else None
+    opr = s.get(Party, r.operator_id) if r.operator_id else None
+    return {"id": r.id, "authorization": a.name if a else None, "site": site.name if site else None,
+            "accelerator": r.accelerator, "count": r.count, "owner": own.name if own else None,
+            "operator": opr.name if opr else None, "planned_for": r.planned_for.isoformat(), "status": r.status,
+            "created_by": r.created_by, "note": r.note, "created_at": r.created_at.isoformat()}
+
+
+def list_reservations(s: Session, authorization: str | None = None, status: str | None = "active") -> list[Reservation]:
+    q = select(Reservation)
+    if authorization:
+        q = q.where(Reservation.authorization_id == get_authorization(s, authorization).id)
+    if status:
+        q = q.where(Reservation.status == status)
+    return list(s.exec(q.order_by(Reservation.id)).all())
+
+
+# --------------------------------------------------------------------------------------- shipments
+
+
+def add_shipment(
+    s: Session, packs: PackRegistry, *, day: date | str, consignee: str, destination: str, chip_name: str,
+    count: float, via: str, reference: str = "", authorization: str | None = None, actor: str | None = None,
+) -> Shipment:
+    """Record a shipment; LPP to a Tier 3 destination or a VEU shipment without its authorization is refused."""
+    d = parse_date(day, "--date") if isinstance(day, str) else day
+    via = via.strip().lower()
+    if via not in SHIPMENT_VIAS:
+        raise PolicyError(f"--via: {via!r} is not one of {', '.join(SHIPMENT_VIAS)}")
+    if not count > 0:
+        raise PolicyError("--count: a shipment has at least one item")
+    party = get_party(s, consignee)
+    dest = country_code(destination)
+    t = tier(packs, dest, d)
+    if via == "lpp" and t.tier == 3:
+        raise PolicyError(f"--via: License Exception LPP is not available to {dest} ({t.basis})")
+    auth_id = None
+    if via in ("uveu", "nveu"):
+        if not authorization:
+            raise PolicyError(f"--authorization: a shipment via {via.upper()} names the authorization used")
+        a = get_authorization(s, authorization)
+        if a.kind != via:
+            raise PolicyError(f"--authorization: {authorization!r} is a {a.kind.upper()}, not a {via.upper()}")
+        if a.kind == "nveu" and a.country != dest:
+            raise PolicyError(f"--destination: NVEU {authorization!r} covers {a.country} only, not {dest}")
+        auth_id = a.id
+    info = chip(packs, chip_name, d)
+    row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
+                   count=float(count) * float(info.fraction), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
+                   reference=reference, authorization_id=auth_id)
+    s.add(row)
+    s.flush()
+    record(s, actor=actor or current_actor(), action="shipment.create", subject=f"shipment:{row.id}",
+           payload={"date": d.isoformat(), "consignee": party.name, "destination": dest, "chip": info.id,
+                    "count": row.count, "tpp": row.count * row.tpp_each, "via": via, "reference": reference,
+                    "authorization": authorization})
+    return row
+
+
+def shipment_dict(s: Session, packs: PackRegistry, x: Shipment) -> dict[str, Any]:
+    party = s.get(Party, x.consignee_id)
+    a = s.get(VeuAuthorization, x.authorization_id) if x.authorization_id else None
+    cs = core.Shipment(x.id, x.day, party.name if party else "", x.destination, x.accelerator, exact(x.count),
+                       exact(x.tpp_each), x.eccn, x.via, x.reference)
+    return {"id": x.id, "date": x.day.isoformat(), "consignee": cs.consignee, "destination": x.destination,
+            "accelerator": x.accelerator, "count": x.count, "tpp_each": x.tpp_each, "tpp": float(cs.tpp),
+            "eccn": x.eccn, "via": x.via, "reference": x.reference, "authorization": a.name if a else None,
+            "lpp_notice_required": core.lpp_notice_required(packs, cs)}
+
+
+def list_shipments(
+    s: Session, consignee: str | None = None, destination: str | None = None, via: str | None = None,
+    limit: int = 100, offset: int = 0,
+) -> tuple[list[Shipment], int]:
+    q = select(Shipment)
+    if consignee:
+        q = q.where(Shipment.consignee_id == get_party(s, consignee).id)
+    if destination:
+        q = q.where(Shipment.destination == country_code(destination))
+    if via:
+        q = q.where(Shipment.via == via.lower())
+    total = s.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = list(s.exec(q.order_by(col(Shipment.day).desc(), col(Shipment.id).desc()).offset(offset).limit(limit)).all())
+    return rows, int(total)
+
+
+# ------------------------------------------------------------------------------------ time series
+
+
+def installed_series(s: Session, packs: PackRegistry, days: Sequence[date]) -> list[dict[str, Any]]:
+    """Installed 3A090.a-class TPP by tier on each of ``days`` (the chart of installed TPP over time)."""
+    out = []
+    for d in days:
+        if packs.find("tier1-destinations", d) is None:
+            continue  # before the tiers existed there is nothing to chart
+        summ = summarize(packs, placements(s, packs, d), d)
+        out.append({"date": d.isoformat(), "total_tpp": summ["total_tpp"],
+                    "by_tier": {str(r["tier"]): r["tpp"] for r in summ["by_tier"]}})
+    return out

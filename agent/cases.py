@@ -1,0 +1,545 @@
+"""Red-flag-28 admission against the store: evaluate AdmissionReviews, record decisions, run the case workflow.
+
+:func:`evaluate_review` is what both the webhook (``POST /validate``) and ``veuctl admission review`` call:
+it reads the job spec, finds the customer from the namespace mapping, resolves the chips (node labels,
+else the most capable accelerator of that vendor in the cluster's inventory), loads the model's ledger
+lineage and the customer's related jobs, asks :func:`policies.redflag.decide`, and — unless the review is
+a dry run — records the decision and opens or reuses the case, with audit entries, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from agent.audit import record
+from agent.store.tables.cases import AdmissionDecision, RedFlagCase
+from agent.store.tables.core import Holding, Party, PartyNamespace, Site, utcnow
+from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
+from policies import redflag
+from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
+from policies.errors import EstimateError, PolicyError, UnknownAccelerator
+from policies.packs import PackRegistry
+from policies.parties import EffectiveTier, PartyRef, effective_tier
+from policies.redflag import CaseState, ChipDemand, Decision, Declared, JobRequest, RelatedJob
+
+MAX_UID = 128
+
+
+class ReviewError(PolicyError):
+    """An AdmissionReview that is not one (wrong shape, version, missing uid): HTTP 400 / CLI exit 2."""
+
+
+class CaseError(PolicyError):
+    """A case operation that cannot be done (unknown id, incomplete answers)."""
+
+
+class UnknownCase(CaseError):
+    """No case with that id (API 404)."""
+
+
+@dataclass
+class Outcome:
+    """The answer to one AdmissionReview and what was recorded for it."""
+
+    uid: str
+    api_version: str
+    allowed: bool
+    code: str
+    message: str
+    warnings: list[str] = field(default_factory=list)
+    case_id: int | None = None
+    estimate: float | None = None
+    dry_run: bool = False
+    decision_id: int | None = None
+    decision: Decision | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "code": self.code, "message": self.message, "case_id": self.case_id,
+                "estimate": self.estimate, "warnings": self.warnings, "dry_run": self.dry_run,
+                "decision_id": self.decision_id,
+                "explanation": list(self.decision.explanation) if self.decision else []}
+
+    def response(self) -> dict[str, Any]:
+        """The AdmissionReview response body (same apiVersion as the request)."""
+        resp: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
+        if not self.allowed:
+            resp["status"] = {"code": 403, "reason": "Forbidden", "message": self.message[:4000]}
+        else:
+            resp["status"] = {"code": 200, "message": self.message[:4000]}
+        if self.warnings:
+            resp["warnings"] = [w[:240] for w in self.warnings[:8]]
+        resp["auditAnnotations"] = {"code": self.code, **({"case": str(self.case_id)} if self.case_id else {})}
+        return {"apiVersion": self.api_version, "kind": "AdmissionReview", "response": resp}
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    uid: str
+    api_version: str
+    operation: str
+    namespace: str
+    sub_resource: str
+    dry_run: bool
+    obj: Any
+    user: str
+
+
+def parse_review(body: Any) -> ReviewRequest:
+    """Validate the AdmissionReview envelope; raise ReviewError naming the field at fault."""
+    if not isinstance(body, Mapping):
+        raise ReviewError("body: an AdmissionReview JSON object is required")
+    av = body.get("apiVersion")
+    if av not in ("admission.k8s.io/v1", "admission.k8s.io/v1beta1"):
+        raise ReviewError(f"apiVersion: {str(av)[:60]!r} is not admission.k8s.io/v1")
+    if body.get("kind") != "AdmissionReview":
+        raise ReviewError(f"kind: {str(body.get('kind'))[:60]!r} is not AdmissionReview")
+    req = body.get("request")
+    if not isinstance(req, Mapping):
+        raise ReviewError("request: missing or not an object")
+    uid = req.get("uid")
+    if not isinstance(uid, str) or not uid or len(uid) > MAX_UID:
+        raise ReviewError(f"request.uid: a string of 1-{MAX_UID} characters is required")
+    op = req.get("operation", "CREATE")
+    if op not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
+        raise ReviewError(f"request.operation: {str(op)[:30]!r} is not CREATE, UPDATE, DELETE or CONNECT")
+    ns = req.get("namespace") or ""
+    sub = req.get("subResource") or ""
+    if not isinstance(ns, str) or not isinstance(sub, str):
+        raise ReviewError("request.namespace/subResource: must be strings")
+    user = req.get("userInfo")
+    username = user.get("username") if isinstance(user, Mapping) else None
+    return ReviewRequest(uid, str(av), str(op), ns[:253], sub[:100], req.get("dryRun") is True,
+                         req.get("object"), str(username or "")[:200])
+
+
+# ------------------------------------------------------------------------------------------------ lookups
+
+
+def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
+                 ) -> tuple[Party | None, EffectiveTier | None]:
+    """The namespace's customer and its effective tier (walking only its own ownership chain)."""
+    rows = s.exec(select(PartyNamespace).where(PartyNamespace.namespace == namespace)).all()
+    best = next((r for r in rows if r.cluster == cluster), None) or next((r for r in rows if r.cluster == ""), None)
+    if best is None:
+        return None, None
+    party = s.get(Party, best.party_id)
+    if party is None:
+        return None, None
+    refs: dict[str, PartyRef] = {}
+    cur: Party | None = party
+    while cur is not None and cur.name not in refs:
+        parent = s.get(Party, cur.parent_id) if cur.parent_id is not None else None
+        refs[cur.name] = PartyRef(cur.name, cur.hq, parent.name if parent else None)
+        cur = parent
+    return party, effective_tier(packs, refs, party.name, as_of)
+
+
+_INV_TTL = 30.0
+_inv_cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
+_inv_lock = threading.Lock()
+
+
+def inventory_accelerators(s: Session, cluster: str) -> tuple[str, ...]:
+    """Accelerator ids held in ``cluster`` (all sites when no cluster is configured); cached briefly."""
+    url = str(s.get_bind().url)
+    now = time.monotonic()
+    with _inv_lock:
+        hit = _inv_cache.get((url, cluster))
+        if hit and now - hit[0] < _INV_TTL:
+            return hit[1]
+    q = select(Holding.accelerator).join(Site, col(Site.id) == col(Holding.site_id)).where(
+        col(Holding.retired_at).is_(None), col(Holding.count) > 0)
+    if cluster:
+        q = q.where(Site.cluster == cluster)
+    ids = tuple(sorted(set(s.exec(q.distinct()).all())))
+    with _inv_lock:
+        _inv_cache[(url, cluster)] = (now, ids)
+    return ids
+
+
+def _vendor_match(acc: Any, vendor: str, resource: str) -> bool:
+    if resource.startswith("aws.amazon.com/"):
+        return str(getattr(acc, "kind", "")) == "neuron" or acc.vendor == "aws"
+    if vendor == "intel":
+        return acc.vendor in ("intel", "habana")
+    return bool(acc.vendor == vendor)
+
+
+def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> tuple[list[ChipDemand], list[str]]:
+    """Each pod group's chips as a catalog accelerator, with the basis; notes for what was assumed."""
+    from agent.kb import catalog
+
+    cat = catalog()
+    out: list[ChipDemand] = []
+    notes: list[str] = []
+
+    def peak(a: Any) -> float:
+        try:
+            return float(a.peak_flops(precision))
+        except Exception:
+            try:
+                return float(a.peak_flops("FP16"))
+            except Exception:
+                return 0.0
+
+    for g in demand.groups:
+        vendor = vendor_of(g.resource)
+        count = float(g.total)
+        mig = g.resource.startswith("nvidia.com/mig-")
+        chosen, basis = None, ""
+        cands = []
+        for h in g.model_hints:
+            try:
+                r = cat.resolve(h)
+                cands.append(r.accelerator)
+            except UnknownAccelerator:
+                notes.append(f"{g.hint_label}={h} is not in the accelerator catalog; using the inventory bound")
+        if cands:
+            chosen = max(cands, key=peak)
+            basis = f"node label {g.hint_label}={'|'.join(g.model_hints)}"
+        if mig:
+            try:
+                res = cat.resolve(g.resource, parent=chosen.id if chosen else None)
+                chosen = res.accelerator
+                count = float(g.total) * float(res.fraction)
+                basis = (basis + "; " if basis else "") + f"MIG {res.mig_profile} = {res.fraction} of a {chosen.id}"
+            except UnknownAccelerator as exc:
+                notes.append(str(exc))
+                chosen = None
+        if chosen is None:
+            held = [a for a in (cat.find(i) for i in inventory_accelerators(s, cluster)) if a is not None
+                    and _vendor_match(a, vendor, g.resource)]
+            if held:
+                chosen = max(held, key=peak)
+                basis = f"no chip model named: most capable {vendor} accelerator in the cluster's inventory"
+            else:
+                pool = [a for a in cat.accelerators() if _vendor_match(a, vendor, g.resource) and a.datacenter]
+                if not pool:
+                    notes.append(f"{g.resource}: no catalog accelerator of vendor {vendor!r}; not counted")
+                    continue
+                chosen = max(pool, key=peak)
+                basis = (f"no chip model named and none of vendor {vendor} in the cluster's inventory: the most "
+                         f"capable catalogued {vendor} accelerator")
+        if g.resource == "aws.amazon.com/neuroncore":
+            notes.append("aws.amazon.com/neuroncore counted as whole Neuron devices (cores per device UNCONFIRMED; "
+                         "over-counting is the safe error)")
+        out.append(ChipDemand(chosen, count, g.resource, f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}"))
+    return out, notes
+
+
+def parse_declared(ann: Mapping[str, str]) -> Declared:
+    """The ``compute.veu-governor.io/*`` annotations as numbers (EstimateError names the bad one)."""
+    def num(key: str) -> float | None:
+        v = ann.get(key)
+        return None if v is None or v.strip() == "" else parse_number(v, f"annotation compute.veu-governor.io/{key}")
+
+    def name(key: str) -> str | None:
+        v = (ann.get(key) or "").strip()
+        if len(v) > 200 or any(ord(c) < 32 for c in v):
+            raise EstimateError(f"annotation compute.veu-governor.io/{key}: 1-200 printable characters")
+        return v or None
+
+    prec = ann.get("precision")
+    return Declared(
+        model=name("model"), base_model=name("base-model"), params=num("params"), active_params=num("active-params"),
+        tokens=num("tokens"), operations=num("operations"),
+        precision=normalize_precision(prec, "annotation compute.veu-governor.io/precision") if prec else None,
+        expected_hours=num("expected-hours"),
+    )
+
+
+def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> list[RelatedJob]:
+    """The customer's admitted jobs for this lineage since ``since`` (largest estimate per job)."""
+    q = select(AdmissionDecision.job_ref, AdmissionDecision.run_operations, AdmissionDecision.decided_at).where(
+        AdmissionDecision.customer_name == customer, AdmissionDecision.model_key == model_key,
+        col(AdmissionDecision.decided_at) >= since, col(AdmissionDecision.allowed).is_(True),
+        col(AdmissionDecision.run_operations).is_not(None))
+    best: dict[str, RelatedJob] = {}
+    for job, ops, at in s.exec(q).all():
+        d = (at if at.tzinfo else at.replace(tzinfo=UTC)).date()
+        if job not in best or float(ops) > best[job].operations:
+            best[job] = RelatedJob(job, float(ops), d)
+    return list(best.values())
+
+
+def current_case(s: Session, customer: str, model_key: str, now: datetime) -> RedFlagCase | None:
+    q = select(RedFlagCase).where(RedFlagCase.customer_name == customer, RedFlagCase.model_key == model_key,
+                                  col(RedFlagCase.status).in_(["open", "resolved"])).order_by(
+        col(RedFlagCase.id).desc())
+    for row in s.exec(q).all():
+        if row.status == "resolved" and row.expires_at is not None and _aware(row.expires_at) < now:
+            continue
+        return row
+    return None
+
+
+def _aware(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def case_state(row: RedFlagCase | None) -> CaseState | None:
+    if row is None or row.id is None:
+        return None
+    return CaseState(row.id, row.status, row.export_intent, row.licence_number, row.customer_informed,
+                     row.resolved_by, _aware(row.expires_at).date() if row.expires_at else None)
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+
+def _simple(rr: ReviewRequest, code: str, allowed: bool, message: str) -> Outcome:
+    return Outcome(rr.uid, rr.api_version, allowed, code, message, dry_run=rr.dry_run)
+
+
+def evaluate_review(
+    s: Session, packs: PackRegistry, body: Any, as_of: date | None = None, *, cluster: str = "",
+    mode: str | None = None, actor: str = "webhook", now: datetime | None = None,
+) -> Outcome:
+    """Decide one AdmissionReview against the store (recording it unless it is a dry run)."""
+    rr = parse_review(body)
+    now = now or utcnow()
+    as_of = as_of or now.date()
+    if rr.operation not in ("CREATE", "UPDATE") or rr.sub_resource:
+        return _simple(rr, redflag.ALLOW, True, f"{rr.operation} {rr.sub_resource or ''} is not gated".strip())
+    demand = read(rr.obj)
+    ns = rr.namespace or (demand.namespace if isinstance(demand, Demand) else "")
+    if isinstance(demand, ReadError):
+        dec = _invalid(packs, as_of, rr, ns, demand.message, mode)
+        return _store(s, rr, dec, None, None, actor, now, None, {"read_error": demand.message})
+    if demand.kind == "Pod" and set(demand.owner_kinds) & GATED_OWNER_KINDS:
+        return _simple(rr, redflag.ALLOW, True, f"pod of a {demand.owner_kinds[0]}: admitted and counted at its owner")
+    try:
+        declared = parse_declared(demand.declared())
+    except PolicyError as exc:
+        dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
+        return _store(s, rr, dec, None, None, actor, now, demand, {})
+    settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
+    base_req = JobRequest(ns, demand.kind, demand.name, rr.operation, (), declared, demand.notes)
+    if ns in settings.exempt_namespaces or demand.chips <= 0:
+        dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
+        return _store(s, rr, dec, None, None, actor, now, demand, {})
+    defaults = EstimationDefaults.from_packs(packs, as_of)
+    chips, notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
+    req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared, (*demand.notes, *notes))
+    party, tier = customer_for(s, packs, ns, cluster, as_of)
+    records: dict[str, Any] = {}
+    related: list[RelatedJob] = []
+    case_row: RedFlagCase | None = None
+    if tier is None or tier.tier not in (1, 3):
+        cust = party.name if party else ""
+        key = redflag.model_key(declared, party.name if party else None)
+        window = settings.related_jobs_window_days if declared.model else settings.unnamed_model_window_days
+        from agent.ledger import load_records
+
+        names = [n for n in (declared.model, declared.base_model) if n]
+        if names:
+            records = load_records(s, names, as_of)
+            if declared.base_model and declared.base_model not in records:
+                req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
+                                 (*req.notes, f"base-model {declared.base_model} is not in the ledger; its "
+                                               "operations are not counted (register it with `veuctl models add`)"))
+        related = related_jobs(s, cust, key, now - timedelta(days=window))
+        case_row = current_case(s, cust, key, now)
+    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
+                         case=case_state(case_row), mode=mode)
+    return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster})
+
+
+def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None) -> Decision:
+    settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
+    kind = rr.obj.get("kind") if isinstance(rr.obj, Mapping) else None
+    md = rr.obj.get("metadata") if isinstance(rr.obj, Mapping) else None
+    name = md.get("name") if isinstance(md, Mapping) else None
+    base = Decision(code=redflag.DENY_INVALID, allowed=False, message=f"job spec rejected: {why}",
+                    mode=settings.mode, as_of=as_of, job_ref=f"{ns}/{str(kind or '?')[:100]}/{str(name or '?')[:200]}",
+                    versions=packs.versions(), explanation=(why,))
+    if ns in settings.exempt_namespaces:
+        return Decision(code=redflag.EXEMPT, allowed=True, message=f"namespace {ns} is exempt", mode=settings.mode,
+                        as_of=as_of, job_ref=base.job_ref, versions=packs.versions())
+    return redflag.apply_mode(base, settings)
+
+
+def _store(
+    s: Session, rr: ReviewRequest, dec: Decision, party: Party | None, case_row: RedFlagCase | None, actor: str,
+    now: datetime, demand: Demand | None, extra: dict[str, Any],
+) -> Outcome:
+    est = dec.lineage_operations
+    out = Outcome(rr.uid, rr.api_version, dec.allowed, dec.code, dec.message, list(dec.warnings), dec.case_id, est,
+                  rr.dry_run, None, dec)
+    if rr.dry_run:
+        # A dry run is never persisted by the API server, so it must leave no case and no record here.
+        out.warnings.append("dry run: no case opened and no decision recorded")
+        return out
+    if dec.open_case:
+        case_row = _open_or_update_case(s, dec, party, case_row, actor, now)
+        out.case_id = case_row.id
+        out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_row.id}")
+    settings_versions = json.dumps(dict(dec.versions), sort_keys=True)
+    asked = {
+        "uid": rr.uid, "operation": rr.operation, "user": rr.user,
+        "groups": [{"role": g.role, "pods": g.pods, "resource": g.resource, "chips_per_pod": g.chips,
+                    "model_hints": list(g.model_hints)} for g in (demand.groups if demand else ())],
+        "annotations": demand.declared() if demand else {}, **extra,
+    }
+    detail = {**dec.to_dict(), "asked": asked, "case_id": out.case_id}
+    parts = [*dec.job_ref.split("/", 2), "", "", ""]
+    row = AdmissionDecision(
+        uid=rr.uid, decided_at=now, as_of=dec.as_of.isoformat(), namespace=parts[0][:253], kind=parts[1][:100],
+        name=parts[2][:253], operation=rr.operation, job_ref=dec.job_ref[:620],
+        customer_id=party.id if party else None, customer_name=(dec.customer or "")[:200],
+        model_key=(dec.model_key or "")[:300], code=dec.code, allowed=dec.allowed, mode=dec.mode, chips=dec.chips,
+        run_operations=dec.run_operations, lineage_operations=dec.lineage_operations, case_id=out.case_id,
+        message=out.message, pack_versions=settings_versions, detail=json.dumps(detail, default=str),
+    )
+    s.add(row)
+    s.flush()
+    out.decision_id = row.id
+    record(s, actor=actor, action="admission.decide", subject=f"job:{dec.job_ref}"[:300],
+           payload={"decision_id": row.id, "uid": rr.uid, "code": dec.code, "allowed": dec.allowed,
+                    "mode": dec.mode, "customer": dec.customer, "model": dec.model_key,
+                    "estimate": dec.lineage_operations, "case_id": out.case_id, "pack_versions": dict(dec.versions)})
+    return out
+
+
+def _open_or_update_case(s: Session, dec: Decision, party: Party | None, row: RedFlagCase | None, actor: str,
+                         now: datetime) -> RedFlagCase:
+    created = row is None or row.status != "open"
+    if created:
+        row = RedFlagCase(customer_id=party.id if party else None, customer_name=dec.customer or "",
+                          model_key=dec.model_key or "", status="open", source="admission", opened_at=now)
+    assert row is not None
+    jobs = json.loads(row.jobs or "[]")
+    if dec.job_ref not in jobs:
+        jobs.append(dec.job_ref)
+    row.jobs = json.dumps(jobs[-500:])
+    row.estimate_operations = max(row.estimate_operations, dec.lineage_operations or 0.0)
+    row.threshold = dec.threshold or row.threshold
+    row.explanation = "\n".join(dec.explanation)[:20000]
+    row.updated_at = now
+    s.add(row)
+    s.flush()
+    record(s, actor=actor, action="case.open" if created else "case.update", subject=f"case:{row.id}",
+           payload={"customer": row.customer_name, "model": row.model_key, "job": dec.job_ref,
+                    "estimate": row.estimate_operations})
+    return row
+
+
+# ------------------------------------------------------------------------------------------------ cases
+
+
+def case_view(row: RedFlagCase, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    status = row.status
+    if status == "resolved" and row.expires_at is not None and _aware(row.expires_at) < now:
+        status = "expired"
+    return {
+        "id": row.id, "customer": row.customer_name, "model": row.model_key, "status": status,
+        "source": row.source, "estimate": row.estimate_operations, "estimate_text": sci(row.estimate_operations),
+        "threshold": row.threshold, "jobs": json.loads(row.jobs or "[]"),
+        "answers": {"export_intent": row.export_intent, "licence_number": row.licence_number or None,
+                    "licence_scope": row.licence_scope or None, "customer_informed": row.customer_informed,
+                    "notes": row.notes or None},
+        "resolved_by": row.resolved_by or None, "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "opened_at": row.opened_at.isoformat(), "explanation": row.explanation,
+    }
+
+
+def list_cases(s: Session, status: str | None = None, customer: str | None = None, limit: int = 500,
+               now: datetime | None = None) -> list[dict[str, Any]]:
+    if status is not None and status not in ("open", "resolved", "expired"):
+        raise CaseError(f"--status: {status!r} is not open, resolved or expired")
+    q = select(RedFlagCase).order_by(col(RedFlagCase.id).desc()).limit(max(1, min(limit, 5000)))
+    if customer:
+        q = q.where(RedFlagCase.customer_name == customer)
+    now = now or utcnow()
+    rows = [case_view(r, now) for r in s.exec(q).all()]
+    return [r for r in rows if status is None or r["status"] == status]
+
+
+def get_case(s: Session, case_id: int) -> RedFlagCase:
+    row = s.get(RedFlagCase, case_id)
+    if row is None:
+        raise UnknownCase(f"case: no case {case_id}; list them with `veuctl cases list`")
+    return row
+
+
+def resolve_case(
+    s: Session, packs: PackRegistry, case_id: int, *, export_intent: bool, licence: str = "", scope: str = "",
+    informed: bool = False, by: str, notes: str = "", as_of: date | None = None, now: datetime | None = None,
+) -> RedFlagCase:
+    """Record the red-flag-28 answers; the case then admits the lineage's jobs until it expires."""
+    now = now or utcnow()
+    row = get_case(s, case_id)
+    licence, scope, by, notes = licence.strip(), scope.strip(), by.strip(), notes.strip()
+    if not by or len(by) > 200:
+        raise CaseError("--by: who recorded the answers is required (1-200 characters)")
+    if len(licence) > 100 or len(scope) > 500 or len(notes) > 2000:
+        raise CaseError("--license/--scope/--notes: too long (100/500/2000 characters)")
+    if export_intent and not licence and not informed:
+        raise CaseError(
+            "--export-intent yes: red flag 28 requires a licence applied for / on file (--license NUM) or that the "
+            "customer was informed of its obligation to obtain one prior to export (--informed)")
+    if case_view(row, now)["status"] == "expired":
+        raise CaseError(f"case {case_id}: expired; the next held job opens a new case")
+    settings = redflag.AdmissionSettings.from_packs(packs, as_of or now.date())
+    row.export_intent, row.licence_number, row.licence_scope = export_intent, licence, scope
+    row.customer_informed, row.notes, row.resolved_by = informed, notes, by
+    row.resolved_at, row.updated_at = now, now
+    row.expires_at = now + timedelta(days=settings.case_expiry_days)
+    row.status = "resolved"
+    s.add(row)
+    s.flush()
+    record(s, actor=by, action="case.resolve", subject=f"case:{row.id}",
+           payload={"export_intent": export_intent, "licence_number": licence, "licence_scope": scope,
+                    "customer_informed": informed, "expires_at": row.expires_at.isoformat(), "notes": notes})
+    return row
+
+
+def open_metering_case(s: Session, *, party: Party, model_key: str, operations: float, threshold: float,
+                       job_refs: list[str], explanation: str, actor: str, now: datetime | None = None
+                       ) -> tuple[RedFlagCase, bool]:
+    """Open (or reuse) a case because a running lineage crossed the threshold; (case, newly opened)."""
+    now = now or utcnow()
+    row = current_case(s, party.name, model_key, now)
+    if row is not None:
+        return row, False
+    row = RedFlagCase(customer_id=party.id, customer_name=party.name, model_key=model_key, status="open",
+                      source="metering", estimate_operations=operations, threshold=threshold,
+                      jobs=json.dumps(job_refs[-500:]), explanation=explanation[:20000], opened_at=now)
+    s.add(row)
+    s.flush()
+    record(s, actor=actor, action="case.open", subject=f"case:{row.id}",
+           payload={"customer": party.name, "model": model_key, "estimate": operations, "source": "metering",
+                    "jobs": job_refs[-50:]})
+    return row, True
+
+
+def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: str | None = None
+              ) -> list[dict[str, Any]]:
+    q = select(AdmissionDecision).order_by(col(AdmissionDecision.id).desc()).limit(max(1, min(limit, 5000)))
+    if code:
+        q = q.where(AdmissionDecision.code == code)
+    if namespace:
+        q = q.where(AdmissionDecision.namespace == namespace)
+    return [decision_view(r) for r in s.exec(q).all()]
+
+
+def decision_view(r: AdmissionDecision) -> dict[str, Any]:
+    return {"id": r.id, "uid": r.uid, "decided_at": r.decided_at.isoformat(), "job": r.job_ref,
+            "operation": r.operation, "customer": r.customer_name or None, "model": r.model_key or None,
+            "code": r.code, "allowed": r.allowed, "mode": r.mode, "chips": r.chips,
+            "run_operations": r.run_operations, "estimate": r.lineage_operations, "case_id": r.case_id,
+            "message": r.message, "pack_versions": json.loads(r.pack_versions or "{}"),
+            "detail": json.loads(r.detail or "{}")}

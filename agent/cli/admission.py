@@ -1,0 +1,113 @@
+"""`veuctl admission review` and `veuctl cases`: red-flag-28 admission decisions and the inquiry workflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agent import cases as svc
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, table
+from agent.packs import registry
+from agent.store import session_scope
+
+admission_app = typer.Typer(help="Evaluate AdmissionReviews as the webhook does.", no_args_is_help=True)
+cases_app = typer.Typer(help="Red-flag-28 inquiry cases.", no_args_is_help=True)
+
+MAX_FILE = 3 * 1024 * 1024
+
+
+def _load(path: Path) -> Any:
+    try:
+        if path.stat().st_size > MAX_FILE:
+            raise UsageError(f"{path}: larger than {MAX_FILE} bytes; an AdmissionReview is at most 3 MiB")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{path}: not valid JSON ({str(exc)[:120]})") from None
+
+
+@admission_app.command("review")
+def review(
+    file: Path = typer.Argument(..., help="An AdmissionReview (admission.k8s.io/v1) JSON file."),
+    cluster: str = typer.Option("", "--cluster", help="Cluster whose inventory bounds unnamed chip models."),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+) -> None:
+    """Evaluate an AdmissionReview against the store exactly as the webhook would (records and cases included)."""
+    body = _load(file)
+    with session_scope(db_url(db)) as s:
+        out = svc.evaluate_review(s, registry(), body, as_of(as_of_) if as_of_ else None, cluster=cluster,
+                                  actor="cli:admission-review")
+    data = out.summary()
+
+    def human(d: dict[str, Any]) -> None:
+        verdict = "ALLOWED" if d["allowed"] else "DENIED"
+        typer.echo(f"{verdict} {d['code']}: {d['message']}")
+        for w in d["warnings"]:
+            typer.echo(f"warning: {w}")
+        for line in d["explanation"]:
+            typer.echo(f"  {line}")
+
+    emit(data, json_, human)
+
+
+def _intent(text: str) -> bool:
+    t = text.strip().lower()
+    if t not in ("yes", "no"):
+        raise UsageError(f"--export-intent: {text!r} must be yes or no")
+    return t == "yes"
+
+
+@cases_app.command("list")
+def list_(
+    status: str | None = typer.Option(None, "--status", help="open | resolved | expired"),
+    customer: str | None = typer.Option(None, "--customer"),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Red-flag-28 cases, newest first."""
+    with session_scope(db_url(db)) as s:
+        rows = svc.list_cases(s, status, customer)
+    emit(rows, json_, lambda r: table(r, ["id", "status", "customer", "model", "estimate_text", "source",
+                                          "opened_at"]))
+
+
+@cases_app.command("show")
+def show(case_id: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """One case: customer, model, estimate, jobs and answers."""
+    with session_scope(db_url(db)) as s:
+        data = svc.case_view(svc.get_case(s, case_id))
+    emit(data, json_)
+
+
+@cases_app.command("resolve")
+def resolve(
+    case_id: int,
+    export_intent: str = typer.Option(..., "--export-intent", help="Does the customer intend to export the model? "
+                                                                   "yes | no"),
+    license_: str = typer.Option("", "--license", help="Licence number on file (when export is intended)."),
+    scope: str = typer.Option("", "--scope", help="Scope of the licence."),
+    informed: bool = typer.Option(False, "--informed", help="The customer was informed of its licence obligation."),
+    by: str = typer.Option("", "--by", help="Who recorded the answers (default: the CLI user)."),
+    notes: str = typer.Option("", "--notes"),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+) -> None:
+    """Record the red-flag-28 inquiry answers; held jobs of this lineage are then admitted."""
+    import getpass
+
+    who = by or f"cli:{getpass.getuser()}"
+    with session_scope(db_url(db)) as s:
+        row = svc.resolve_case(s, registry(), case_id, export_intent=_intent(export_intent), licence=license_,
+                               scope=scope, informed=informed, by=who, notes=notes,
+                               as_of=as_of(as_of_) if as_of_ else None)
+        data = svc.case_view(row)
+    emit(data, json_)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(admission_app, name="admission")
+    app.add_typer(cases_app, name="cases")

@@ -1,0 +1,210 @@
+"""`veuctl authorizations|caps|whatif|reservations|shipments`: how much more compute fits, and where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from agent import caps as svc
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, table
+from agent.packs import registry
+from agent.store import session_scope
+from policies.packs import parse_date
+
+auth_app = typer.Typer(help="Data Center VEU authorizations (UVEU / NVEU).", no_args_is_help=True)
+caps_app = typer.Typer(help="Caps: UVEU shares, NVEU installed base, Tier 2 allocations, LPP.", no_args_is_help=True)
+res_app = typer.Typer(help="Reservations: planned placements holding headroom.", no_args_is_help=True)
+ship_app = typer.Typer(help="The shipments ledger (country allocations and LPP).", no_args_is_help=True)
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and abs(x) < 1:
+        return f"{x:.4%}"
+    if isinstance(x, int | float):
+        return f"{x:,.0f}"
+    return str(x)
+
+
+def _print_caps(data: dict[str, Any]) -> None:
+    rows = []
+    for c in data["caps"]:
+        flags = ("" if c["confirmed"] else " ?") + ("" if c["enforced"] else " ~")
+        rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": _fmt(c["value"]),
+                     "limit": _fmt(c["limit"]), "headroom TPP": _fmt(c["headroom"]),
+                     "ok": ("OK" if c["ok"] else "OVER") + flags})
+    table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"],
+          title=f"{data.get('authorization') or 'allocations'} as of {data['as_of']}")
+    console.print("? a provision behind the figure is UNCONFIRMED   ~ codified but not enforced on this date   "
+                  "(--json for the explanation down to the holdings)")
+
+
+@auth_app.command("add")
+def auth_add(
+    name: str,
+    kind: str = typer.Option(..., "--kind", help="uveu | nveu"),
+    holder: str = typer.Option(..., "--holder", help="The party holding the authorization."),
+    country: str | None = typer.Option(None, "--country", help="NVEU only: the one destination country."),
+    reference: str = typer.Option("", "--reference", help="BIS authorization reference."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Register a UVEU or an NVEU."""
+    with session_scope(db_url(db)) as s:
+        row = svc.add_authorization(s, registry(), name, kind, holder, country, reference)
+        data = svc.authorization_dict(s, row)
+    emit(data, json_)
+
+
+@auth_app.command("list")
+def auth_list(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """Every authorization."""
+    with session_scope(db_url(db)) as s:
+        rows = [svc.authorization_dict(s, a) for a in svc.list_authorizations(s)]
+    emit(rows, json_, lambda r: table(r, ["name", "kind", "holder", "country", "reference"]))
+
+
+@caps_app.command("show")
+def caps_show(
+    name: str | None = typer.Argument(None, help="Authorization; omit for the Tier 2 and LPP allocations."),
+    as_of_: str | None = AsOfOpt,
+    no_reservations: bool = typer.Option(False, "--no-reservations", help="Ignore active reservations."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Every cap with its limit, value, headroom and the holdings behind it."""
+    d = as_of(as_of_)
+    packs = registry()
+    with session_scope(db_url(db)) as s:
+        if name:
+            caps = svc.caps_for(s, packs, name, d, include_reservations=not no_reservations, with_ids=True)
+            data = svc.caps_report(caps, d, authorization=name)
+        else:
+            data = svc.caps_report(svc.allocation_caps(s, packs, d), d, authorization=None)
+    emit(data, json_, _print_caps)
+
+
+def whatif(
+    name: str,
+    add: int | None = typer.Option(None, "--add", help="Add N chips at --site."),
+    move: int | None = typer.Option(None, "--move", help="Move N chips from --site to --to."),
+    retire: int | None = typer.Option(None, "--retire", help="Retire N chips at --site."),
+    chip: str = typer.Option(..., "--chip", help="Chip name (any catalog alias)."),
+    site: str = typer.Option(..., "--site", help="Site where chips are added, retired or moved from."),
+    to: str | None = typer.Option(None, "--to", help="Destination site of a move."),
+    owner: str | None = typer.Option(None, "--owner", help="Owner of the chips (default: the holder)."),
+    operator: str | None = typer.Option(None, "--operator", help="Operator (default: the owner)."),
+    as_of_: str | None = AsOfOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Every cap before and after a planned change, whether it fits, what binds, and the most that fits."""
+    given = [(op, n) for op, n in (("add", add), ("move", move), ("retire", retire)) if n is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --add N, --move N (with --to SITE) or --retire N")
+    op, n = given[0]
+    with session_scope(db_url(db)) as s:
+        data = svc.whatif(s, registry(), name, op=op, n=n, chip_name=chip, site=site, to_site=to,  # type: ignore[arg-type]
+                          as_of=as_of(as_of_), owner=owner, operator=operator)
+
+    def human(d: dict[str, Any]) -> None:
+        rows = [{"cap": c["id"], "limit": _fmt(c["limit"]), "before": _fmt(c["before"]["value"]),
+                 "after": _fmt(c["after"]["value"]), "ok": "OK" if c["after"]["ok"] else "OVER"}
+                for c in d["caps"] if c["binding"]]
+        table(rows, ["cap", "limit", "before", "after", "ok"], title=f"{op} {n} x {d['change']['chip_name']}")
+        mf = "unlimited by these caps" if d["max_fit_unbounded"] else d["max_fit"]
+        console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}   max N: {mf}")
+
+    emit(data, json_, human)
+
+
+@res_app.command("add")
+def res_add(
+    name: str,
+    count: int = typer.Option(..., "--count", help="Number of chips."),
+    chip: str = typer.Option(..., "--chip"), site: str = typer.Option(..., "--site"),
+    planned_for: str | None = typer.Option(None, "--planned-for", help="Installation date (YYYY-MM-DD)."),
+    owner: str | None = typer.Option(None, "--owner"), operator: str | None = typer.Option(None, "--operator"),
+    note: str = typer.Option("", "--note"), json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Reserve headroom for a planned placement (refused if it would exceed a cap)."""
+    d = parse_date(planned_for, "--planned-for") if planned_for else as_of(None)
+    with session_scope(db_url(db)) as s:
+        row = svc.reserve(s, registry(), name, n=count, chip_name=chip, site=site, planned_for=d, owner=owner,
+                          operator=operator, note=note)
+        data = svc.reservation_dict(s, row)
+    emit(data, json_)
+
+
+@res_app.command("list")
+def res_list(
+    authorization: str | None = typer.Option(None, "--authorization"),
+    all_: bool = typer.Option(False, "--all", help="Include released and installed reservations."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Reservations (active ones by default)."""
+    with session_scope(db_url(db)) as s:
+        rows = [svc.reservation_dict(s, r) for r in svc.list_reservations(s, authorization, None if all_ else "active")]
+    emit(rows, json_, lambda r: table(r, ["id", "authorization", "site", "accelerator", "count", "planned_for",
+                                          "status"]))
+
+
+def _close(rid: int, status: str, json_: bool, db: str | None) -> None:
+    with session_scope(db_url(db)) as s:
+        data = svc.reservation_dict(s, svc.close_reservation(s, rid, status))
+    emit(data, json_)
+
+
+@res_app.command("release")
+def res_release(rid: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """Release a reservation's headroom."""
+    _close(rid, "released", json_, db)
+
+
+@res_app.command("installed")
+def res_installed(rid: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """Mark a reservation installed (the chips now appear in the inventory)."""
+    _close(rid, "installed", json_, db)
+
+
+@ship_app.command("add")
+def ship_add(
+    day: str = typer.Option(..., "--date", help="Shipment date (YYYY-MM-DD)."),
+    consignee: str = typer.Option(..., "--consignee", help="Consignee party."),
+    destination: str = typer.Option(..., "--destination", help="Destination country."),
+    chip: str = typer.Option(..., "--chip"), count: float = typer.Option(..., "--count"),
+    via: str = typer.Option(..., "--via", help="licence | lpp | uveu | nveu | aia | other"),
+    reference: str = typer.Option("", "--reference", help="Licence number or other reference."),
+    authorization: str | None = typer.Option(None, "--authorization", help="UVEU/NVEU used."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record a shipment in the ledger."""
+    packs = registry()
+    with session_scope(db_url(db)) as s:
+        row = svc.add_shipment(s, packs, day=day, consignee=consignee, destination=destination, chip_name=chip,
+                               count=count, via=via, reference=reference, authorization=authorization)
+        data = svc.shipment_dict(s, packs, row)
+    emit(data, json_)
+
+
+@ship_app.command("list")
+def ship_list(
+    consignee: str | None = typer.Option(None, "--consignee"),
+    destination: str | None = typer.Option(None, "--destination"),
+    via: str | None = typer.Option(None, "--via"),
+    limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Shipments, newest first."""
+    packs = registry()
+    with session_scope(db_url(db)) as s:
+        rows, _total = svc.list_shipments(s, consignee, destination, via, limit, offset)
+        data = [svc.shipment_dict(s, packs, r) for r in rows]
+    emit(data, json_, lambda r: table(r, ["id", "date", "consignee", "destination", "accelerator", "count", "tpp",
+                                          "via", "reference"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(auth_app, name="authorizations")
+    app.add_typer(caps_app, name="caps")
+    app.command("whatif")(whatif)
+    app.add_typer(res_app, name="reservations")
+    app.add_typer(ship_app, name="shipments")

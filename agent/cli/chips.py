@@ -1,0 +1,185 @@
+"""`veuctl chips`, `veuctl instances`, `veuctl regions`, `veuctl dd`: the catalog, 3A090/4A090 and due diligence."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import typer
+
+from agent.cli._common import AsOfOpt, JsonOpt, UsageError, as_of, emit, table
+from agent.kb import catalog
+from agent.packs import registry
+from policies.catalog import Accelerator
+from policies.classification import classify_accelerator, classify_system
+from policies.duediligence import ATTESTERS, DESIGNER_STATUS, PACKAGING, LogicIC, check
+from policies.jurisdictions import tier
+from policies.packs import parse_date
+
+chips_app = typer.Typer(help="Accelerator catalog: TPP, performance density and ECCN 3A090 class.",
+                        no_args_is_help=True)
+instances_app = typer.Typer(help="Cloud instance types: accelerators, aggregate TPP, ECCN 4A090.",
+                            no_args_is_help=True)
+regions_app = typer.Typer(help="Cloud regions: country and AI Diffusion tier.", no_args_is_help=True)
+dd_app = typer.Typer(help="Due Diligence IFR: the foundry/OSAT presumption for advanced logic ICs.",
+                     no_args_is_help=True)
+
+
+def chip_view(acc: Accelerator, d: date) -> dict[str, Any]:
+    """The chip's facts plus its classification on ``d`` (the `chips show` JSON)."""
+    cls = classify_accelerator(registry(), acc, d)
+    data = acc.to_dict()
+    data.update(cls.to_dict())
+    return data
+
+
+def _parse_rates(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--rate: {item!r} is not PRECISION=TFLOPS (e.g. --rate FP8=1979)")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise UsageError(f"--rate {key.strip()}: {val!r} is not a number of dense TFLOPS/TOPS") from None
+    return out
+
+
+@chips_app.command("show")
+def show(name: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+    """A chip by any alias (nvidia-smi, GFD, GKE, Karpenter, AWS, MIG): TPP, PD, ECCN."""
+    d = as_of(as_of_)
+    res = catalog().resolve(name)
+    data = chip_view(res.accelerator, d)
+    data["resolved_from"] = name
+    if res.mig_profile:
+        data["mig_profile"] = res.mig_profile
+        data["fraction"] = float(res.fraction)
+        data["fraction_text"] = str(res.fraction)
+        data["tpp_slice"] = res.accelerator.tpp * float(res.fraction)
+        if res.ambiguous_parents:
+            data["mig_parent_candidates"] = list(res.ambiguous_parents)
+    emit(data, json_)
+
+
+@chips_app.command("list")
+def list_(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+    """Every catalogued chip with its TPP, performance density and ECCN."""
+    d = as_of(as_of_)
+    rows = [chip_view(a, d) for a in catalog().accelerators()]
+    emit(rows, json_, lambda r: table(
+        [{**x, "performance_density": "" if x["performance_density"] is None else x["performance_density"]}
+         for x in r],
+        ["id", "name", "tpp", "tpp_precision", "performance_density", "datacenter", "eccn"],
+        title=f"Accelerators on {d.isoformat()}"))
+
+
+@chips_app.command("classify")
+def classify_cmd(
+    rate: list[str] = typer.Option(..., "--rate", help="Dense rate PRECISION=TFLOPS (repeat), e.g. FP8=1979."),
+    die_area: float | None = typer.Option(None, "--die-area", help="Applicable die area in mm^2."),
+    non_datacenter: bool = typer.Option(False, "--non-datacenter", help="Not designed or marketed for datacenters."),
+    name: str = typer.Option("uncatalogued chip", "--name", help="A label for the output."),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+) -> None:
+    """Classify an uncatalogued chip from its dense rates."""
+    d = as_of(as_of_)
+    acc = catalog().custom(_parse_rates(rate), die_area, not non_datacenter, name)
+    emit(chip_view(acc, d), json_)
+
+
+@instances_app.command("show")
+def instance_show(provider: str, instance_type: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+    """Accelerators in a cloud instance type (or TPU slice such as v5p-8), aggregate TPP and 4A090 class."""
+    d = as_of(as_of_)
+    spec = catalog().instance(provider, instance_type)
+    packs = registry()
+    chip = classify_accelerator(packs, spec.accelerator, d)
+    system = classify_system(packs, [chip], d)
+    data = spec.to_dict()
+    data.update({"chip_eccn": chip.eccn, "eccn": system.eccn, "reason": system.reason,
+                 "provision": system.to_dict()["provision"], "as_of": d.isoformat()})
+    emit(data, json_)
+
+
+@instances_app.command("list")
+def instance_list(
+    provider: str | None = typer.Option(None, "--provider", help="aws | gcp"), json_: bool = JsonOpt,
+) -> None:
+    """Every catalogued instance type."""
+    rows = [s.to_dict() for s in catalog().instance_types(provider)]
+    emit(rows, json_, lambda r: table(r, ["provider", "instance_type", "accelerator", "count", "tpp"]))
+
+
+@regions_app.command("show")
+def region_show(provider: str, region: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+    """The country of a cloud region and its AI Diffusion tier on a date."""
+    d = as_of(as_of_)
+    spec = catalog().region(provider, region)
+    t = tier(registry(), spec.country, d)
+    emit({"provider": spec.provider, "region": spec.region, "country": spec.country, "location": spec.location,
+          "tier": t.tier, "groups": list(t.groups), "basis": t.basis, "tier_codified": t.codified,
+          "tier_enforced": t.enforced, "confirmed": spec.confirmed, "note": spec.note, "source": spec.source,
+          "as_of": d.isoformat()}, json_)
+
+
+@regions_app.command("list")
+def region_list(provider: str | None = typer.Option(None, "--provider", help="aws | gcp | azure"),
+                json_: bool = JsonOpt) -> None:
+    """Every catalogued region with its country."""
+    rows = [{"provider": r.provider, "region": r.region, "country": r.country, "location": r.location,
+             "confirmed": r.confirmed} for r in catalog().regions(provider)]
+    emit(rows, json_, lambda x: table(x, ["provider", "region", "country", "location", "confirmed"]))
+
+
+def _tristate(value: str | None, field: str) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in ("yes", "true", "1"):
+        return True
+    if v in ("no", "false", "0"):
+        return False
+    raise UsageError(f"{field}: {value!r} is not yes or no")
+
+
+@dd_app.command("check")
+def dd_check(
+    node_nm: float | None = typer.Option(None, "--node-nm", help="Process node in nm (e.g. 5)."),
+    non_planar: str | None = typer.Option(None, "--non-planar", help="yes|no: FinFET/GAA transistors."),
+    transistors: float | None = typer.Option(None, "--transistors", help="Aggregated approximated count, e.g. 8e10."),
+    hbm: str | None = typer.Option(None, "--hbm", help="yes|no: the packaged IC contains HBM."),
+    packaging: str = typer.Option("unknown", "--packaging", help=f"Who packages: {'|'.join(PACKAGING)}."),
+    packaging_country: str | None = typer.Option(None, "--packaging-country", help="Where packaged (ISO code)."),
+    osat: str = typer.Option("", "--osat", help="OSAT name (for approved-osat)."),
+    designer: str = typer.Option("", "--designer", help="IC designer name."),
+    designer_status: str = typer.Option("none", "--designer-status", help=f"{'|'.join(DESIGNER_STATUS)}."),
+    designer_hq: str | None = typer.Option(None, "--designer-hq", help="Designer headquarters country."),
+    designer_parent_hq: str | None = typer.Option(None, "--designer-parent-hq", help="Ultimate parent HQ country."),
+    designer_applied: str | None = typer.Option(None, "--designer-applied", help="Date the designer applied to "
+                                                "become approved (YYYY-MM-DD)."),
+    designer_attestation: bool = typer.Option(False, "--designer-attestation", help="A designer datasheet or "
+                                              "attestation of TPP and PD is on file."),
+    count_attested_by: str = typer.Option("none", "--count-attested-by", help=f"{'|'.join(ATTESTERS)}."),
+    role: str = typer.Option("front-end-fabricator", "--role", help="Exporter role: front-end-fabricator | osat."),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+) -> None:
+    """Is a logic IC presumed 3A090.a under Note 1 to 3A090.a, and which path overcomes it?"""
+    d = as_of(as_of_)
+    ic = LogicIC(
+        node_nm=node_nm, non_planar=_tristate(non_planar, "--non-planar"), transistors=transistors,
+        has_hbm=_tristate(hbm, "--hbm"), packaging=packaging, packaging_country=packaging_country, osat=osat,
+        designer=designer, designer_status=designer_status, designer_hq=designer_hq,
+        designer_parent_hq=designer_parent_hq,
+        designer_applied_for_approval=parse_date(designer_applied, "--designer-applied") if designer_applied else None,
+        designer_attestation=designer_attestation, count_attested_by=count_attested_by, exporter_role=role,
+    )
+    emit(check(registry(), ic, d).to_dict(), json_)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(chips_app, name="chips")
+    app.add_typer(instances_app, name="instances")
+    app.add_typer(regions_app, name="regions")
+    app.add_typer(dd_app, name="dd")

@@ -1,0 +1,190 @@
+"""`veuctl estimate` and `veuctl models`: training-compute estimates and the 4E091 model ledger."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import typer
+
+from agent import ledger as svc
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
+from agent.packs import registry
+from agent.store import session_scope
+from policies.compute import Estimate, parse_number, sci
+from policies.ledger import DEFAULT_REGIME
+from policies.packs import parse_date
+
+models_app = typer.Typer(help="The model ledger: cumulative training operations per model lineage.",
+                         no_args_is_help=True)
+
+RegimeOpt = typer.Option(
+    DEFAULT_REGIME, "--regime",
+    help="Provision to evaluate against: eccn-4e091 (BIS, >= 1e26) or eu-ai-act-gpai-systemic-risk (EU, > 1e25).",
+)
+OpsOpt = typer.Option(None, "--operations", help="A stated operations figure, e.g. 3.2e25.")
+ParamsOpt = typer.Option(None, "--params", help="Parameters (total), e.g. 7e10.")
+ActiveOpt = typer.Option(None, "--active-params", help="Parameters active per token (required for MoE).")
+TokensOpt = typer.Option(None, "--tokens", help="Training tokens processed (all epochs), e.g. 1.5e13.")
+MoeOpt = typer.Option(False, "--moe", help="The model is a mixture of experts (then --active-params is required).")
+ChipOpt = typer.Option(None, "--chip", help="Accelerator name or alias, e.g. H100 SXM5 80GB.")
+CountOpt = typer.Option(None, "--count", help="Number of chips.")
+HoursOpt = typer.Option(None, "--hours", help="Wall-clock hours.")
+ChipHoursOpt = typer.Option(None, "--chip-hours", help="Chip-hours used (instead of --count and --hours).")
+UtilOpt = typer.Option(None, "--utilization", help="Model FLOP utilization (0-1); default from the policy pack.")
+PrecOpt = typer.Option(None, "--precision", help="Training precision: BF16 (default), FP8, FP4, FP16, TF32, FP32.")
+
+
+def _num(text: str | None, field: str, allow_zero: bool = False) -> float | None:
+    return None if text is None else parse_number(text, field, allow_zero=allow_zero)
+
+
+def _date(text: str | None, field: str) -> date | None:
+    return None if text is None else parse_date(text, field)
+
+
+def _estimate(
+    d: date, operations: str | None, params: str | None, active: str | None, tokens: str | None, moe: bool,
+    chip: str | None, count: str | None, hours: str | None, chip_hours: str | None, util: str | None,
+    precision: str | None,
+) -> Estimate:
+    return svc.estimate(
+        registry(), d,
+        operations=_num(operations, "--operations"), params=_num(params, "--params"),
+        active_params=_num(active, "--active-params"), tokens=_num(tokens, "--tokens"), moe=moe,
+        chip=chip, count=_num(count, "--count"), hours=_num(hours, "--hours", allow_zero=True),
+        chip_hours=_num(chip_hours, "--chip-hours", allow_zero=True), utilization=_num(util, "--utilization"),
+        precision=precision,
+    )
+
+
+def _est_human(x: dict[str, Any]) -> None:
+    console.print(f"[bold]{sci(x['operations'])}[/bold] operations ({x['method']}), "
+                  f"band {sci(x['low'])}–{sci(x['high'])}, conservative {sci(x['upper_bound'])}")
+    console.print(x["explanation"], highlight=False)
+
+
+def estimate_cmd(
+    operations: str | None = OpsOpt, params: str | None = ParamsOpt, active_params: str | None = ActiveOpt,
+    tokens: str | None = TokensOpt, moe: bool = MoeOpt, chip: str | None = ChipOpt, count: str | None = CountOpt,
+    hours: str | None = HoursOpt, chip_hours: str | None = ChipHoursOpt, utilization: str | None = UtilOpt,
+    precision: str | None = PrecOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+) -> None:
+    """Estimate training operations: 6·N·D, a stated figure, or chips × peak × hours × utilization."""
+    est = _estimate(as_of(as_of_), operations, params, active_params, tokens, moe, chip, count, hours, chip_hours,
+                    utilization, precision)
+    emit(est.to_dict(), json_, _est_human)
+
+
+def _show_human(x: dict[str, Any]) -> None:
+    console.print(f"[bold]{x['name']}[/bold]: {x['status']} — {sci(x['cumulative_operations'])} operations")
+    console.print(x["explanation"], highlight=False)
+
+
+@models_app.command("add")
+def add(
+    name: str,
+    owner: str = typer.Option(..., "--owner", help="Owner party (registered with `veuctl parties add`)."),
+    base: str | None = typer.Option(None, "--base", help="Base model this one was trained from (fine-tuned)."),
+    published: bool = typer.Option(False, "--published", help="Its parameters are published (open weights)."),
+    published_on: str | None = typer.Option(None, "--published-on", help="Date the weights were published."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Register or update a model."""
+    d = date.today()
+    with session_scope(db_url(db)) as s:
+        m = svc.add_model(s, name, owner, base, published, _date(published_on, "--published-on"))
+        data = svc.model_view(s, registry(), m.name, d)
+    emit(data, json_, _show_human)
+
+
+@models_app.command("add-run")
+def add_run(
+    name: str,
+    operations: str | None = OpsOpt, params: str | None = ParamsOpt, active_params: str | None = ActiveOpt,
+    tokens: str | None = TokensOpt, moe: bool = MoeOpt, chip: str | None = ChipOpt, count: str | None = CountOpt,
+    hours: str | None = HoursOpt, chip_hours: str | None = ChipHoursOpt, utilization: str | None = UtilOpt,
+    precision: str | None = PrecOpt,
+    start: str | None = typer.Option(None, "--start", help="First day of the run (YYYY-MM-DD)."),
+    end: str | None = typer.Option(None, "--end", help="Last day of the run (YYYY-MM-DD)."),
+    site: str = typer.Option("", "--site", help="Where it ran."),
+    job: str = typer.Option("", "--job", help="Job reference (e.g. namespace/name)."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record a training run (pre-training or fine-tuning) of a model."""
+    st, en = _date(start, "--start"), _date(end, "--end")
+    est = _estimate(st or date.today(), operations, params, active_params, tokens, moe, chip, count, hours,
+                    chip_hours, utilization, precision)
+    with session_scope(db_url(db)) as s:
+        run = svc.add_run(s, name, est, st, en, site, job)
+        data = {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, registry(), name, date.today())}
+    emit(data, json_, _show_human)
+
+
+@models_app.command("add-synthetic")
+def add_synthetic(
+    name: str,
+    generator: str = typer.Option(..., "--generator", help="The model that generated the (unpublished) data."),
+    fraction: str = typer.Option(..., "--fraction", help="Share of this model's operations trained on that data."),
+    generation_operations: str = typer.Option(..., "--generation-operations",
+                                              help="Operations the generator used to generate the data."),
+    since: str | None = typer.Option(None, "--since", help="Date from which the data was used."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record synthetic training data from a generator model (4E091 note 3)."""
+    f = parse_number(fraction, "--fraction", allow_zero=True)
+    g = parse_number(generation_operations, "--generation-operations", allow_zero=True)
+    with session_scope(db_url(db)) as s:
+        svc.add_synthetic(s, name, generator, f, g, _date(since, "--since"))
+        data = svc.model_view(s, registry(), name, date.today())
+    emit(data, json_, _show_human)
+
+
+@models_app.command("determine")
+def determine(
+    name: str,
+    less_capable: bool = typer.Option(..., "--less-capable/--not-less-capable",
+                                      help="Whether the model is less capable than the best published model."),
+    by: str = typer.Option(..., "--by", help="Who determined it (person, BIS classification, AISI/DOE opinion)."),
+    basis: str = typer.Option(..., "--basis", help="The basis: guidance, opinion or classification reference."),
+    on: str | None = typer.Option(None, "--on", help="Date of the determination (default today)."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record a determination on the "less capable than the best published model" exclusion."""
+    d = _date(on, "--on")
+    with session_scope(db_url(db)) as s:
+        svc.add_determination(s, name, less_capable, by, basis, d)
+        data = svc.model_view(s, registry(), name, max(d or date.today(), date.today()))
+    emit(data, json_, _show_human)
+
+
+@models_app.command("show")
+def show(name: str, regime: str = RegimeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+         db: str | None = DbOpt) -> None:
+    """A model's cumulative operations and status as of a date, with the arithmetic."""
+    with session_scope(db_url(db)) as s:
+        data = svc.model_view(s, registry(), name, as_of(as_of_), regime)
+    emit(data, json_, _show_human)
+
+
+@models_app.command("list")
+def list_(
+    regime: str = RegimeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+    limit: int | None = typer.Option(None, "--limit", help="At most this many models."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many models (name order)."),
+    explain: bool = typer.Option(False, "--explain", help="Include each model's explanation."),
+) -> None:
+    """Every model with its cumulative operations and status."""
+    with session_scope(db_url(db)) as s:
+        page = svc.list_models(s, registry(), as_of(as_of_), regime, limit, offset, explain)
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        table([{**r, "cumulative_operations": sci(r["cumulative_operations"])} for r in rows],
+              ["name", "owner", "base", "cumulative_operations", "status"], title=f"{page.total} models")
+
+    emit(page.items, json_, human)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("estimate")(estimate_cmd)
+    app.add_typer(models_app, name="models")

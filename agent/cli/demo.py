@@ -1,0 +1,51 @@
+"""`veuctl demo`: seed an embedded SQLite store with a sample fleet and serve the dashboard on it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from agent.cli._common import JsonOpt, emit
+
+
+def demo(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (local only by default)."),
+    port: int = typer.Option(8000, "--port", help="Port (0 picks a free one)."),
+    db: Path | None = typer.Option(None, "--db", help="SQLite file to create (default: a fresh temporary file)."),
+    auth: str = typer.Option("token", "--auth", help="token (sign in with the printed admin token) | none"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the server after seeding."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Seed a sample fleet (sites in Tier 1 and Tier 2, owners, operators, customers, models, cases) and serve it."""
+    from agent import demo as svc
+
+    if auth not in ("token", "none"):
+        raise typer.BadParameter("--auth: token or none")
+    path = db or Path(tempfile.mkdtemp(prefix="veu-demo-")) / "demo.db"
+    if path.exists():
+        raise typer.BadParameter(f"--db: {path} exists; the demo seeds a new database")
+    url = f"sqlite:///{path.resolve()}"
+    os.environ["VEU_AUTH"] = auth  # read by the app's auth middleware at start-up
+    summary = svc.seed(url)
+    if port == 0:
+        port = svc.free_port(host)
+    summary["url"] = f"http://{host}:{port}/"
+    if auth == "token":
+        summary["token"] = svc.create_demo_token(url)
+        summary["login"] = f"http://{host}:{port}/login"
+    emit(summary, json_)
+    if not json_:
+        sys.stdout.write(f"Dashboard: {summary['url']}\n")
+        if auth == "token":
+            sys.stdout.write(f"Sign in at {summary['login']} with the admin token above (valid 1 day).\n")
+    sys.stdout.flush()
+    if serve:
+        svc.serve(url, host, port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

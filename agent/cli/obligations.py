@@ -1,0 +1,300 @@
+"""`veuctl paths`, `veuctl controls`, `veuctl weights`, `veuctl deadlines`: obligations beyond admission."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agent import obligations as svc
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
+from agent.packs import registry
+from agent.store import session_scope
+from policies import obligations as core
+from policies.errors import PolicyError
+from policies.packs import parse_date
+
+controls_app = typer.Typer(help="Supp. No. 10 controls register, per site and per authorization.",
+                           no_args_is_help=True)
+weights_app = typer.Typer(help="Model-weight custody (Supp. 10 ¶8): storage, access logs, exports.",
+                          no_args_is_help=True)
+deadlines_app = typer.Typer(help="Reports and notices to BIS with their deadlines; reminders.", no_args_is_help=True)
+
+ScopeOpt = typer.Option("site", "--scope", help="site | authorization")
+
+
+def _date(text: str | None, field: str) -> Any:
+    return parse_date(text, field) if text else None
+
+
+def _paths_human(d: dict[str, Any]) -> None:
+    loc = d["location"]
+    console.print(f"[bold]{d['kind']}[/bold] {d['controlled_tpp']:,.0f} TPP to {d['consignee']['name']} in "
+                  f"{loc['name']} (Tier {loc['tier']}) on {d['date']}; {d['licence_basis']}")
+    rows = [{"path": p["path"], "open": "OPEN" if p["open"] else "closed", "presumption": p["presumption"] or "",
+             "why": "; ".join(p["reasons"])[:160], "conditions": "; ".join(p["conditions"])[:120],
+             "enforced": p["enforced"]} for p in d["paths"]]
+    table(rows, ["path", "open", "presumption", "why", "conditions", "enforced"])
+
+
+def paths_cmd(
+    items: str = typer.Option(..., "--items", help="'NAME x COUNT[, NAME x COUNT]' e.g. 'H100 SXM x 2048'."),
+    consignee: str = typer.Option(..., "--consignee", help="Receiving party (registered)."),
+    country: str = typer.Option(..., "--country", help="Country where the items will be located."),
+    date_: str | None = typer.Option(None, "--date", help="Date of the export (YYYY-MM-DD); default today."),
+    kind: str = typer.Option("export", "--kind", help="export | reexport | transfer (in-country)"),
+    operator: str | None = typer.Option(None, "--operator", help="Party operating the items, if not the consignee."),
+    end_use: str | None = typer.Option(None, "--end-use", help="For ACM: development | production | storage."),
+    aia_certified: bool = typer.Option(False, "--aia-certified", help="The § 740.27(b)(2) certification is on file."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Which licence exceptions, VEU authorizations or licence presumptions open this export, and why."""
+    on = parse_date(date_, "--date") if date_ else as_of(None)
+    with session_scope(db_url(db)) as s:
+        data = svc.paths(s, registry(), items, consignee, country, on, kind, operator, end_use, aia_certified)
+    emit(data, json_, _paths_human)
+
+
+# ------------------------------------------------------------------------------------------ controls
+
+
+@controls_app.command("paragraphs")
+def paragraphs(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+    """The 19 paragraphs of Supp. No. 10 with compliance dates and status."""
+    rows = [p.to_dict() for p in core.paragraphs(registry(), as_of(as_of_))]
+    emit(rows, json_, lambda r: table(r, ["number", "heading", "section", "compliance_from", "applies_to",
+                                           "confirmed"]))
+
+
+@controls_app.command("show")
+def show(
+    subject: str, scope: str = ScopeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+) -> None:
+    """The checklist for one site or authorization (owner, evidence, status, review date, flags)."""
+    with session_scope(db_url(db)) as s:
+        data = svc.register(s, registry(), scope, subject, as_of(as_of_))
+
+    def human(d: dict[str, Any]) -> None:
+        table([{**r, "evidence": len(r["evidence"]), "flags": "; ".join(r["flags"])} for r in d["paragraphs"]],
+              ["number", "heading", "owner", "status", "review_date", "evidence", "compliance_from", "flags"],
+              title=f"Supp. No. 10 register: {d['scope']} {d['subject']} as of {d['as_of']}")
+        console.print(d["summary"])
+
+    emit(data, json_, human)
+
+
+@controls_app.command("set")
+def set_(
+    subject: str,
+    paragraph: int = typer.Option(..., "--paragraph", "-p", help="Paragraph number 1-19."),
+    scope: str = ScopeOpt,
+    owner: str | None = typer.Option(None, "--owner"),
+    status: str | None = typer.Option(None, "--status", help="|".join(core.ENTRY_STATUSES)),
+    review: str | None = typer.Option(None, "--review", help="Next review date (YYYY-MM-DD)."),
+    notes: str | None = typer.Option(None, "--notes"),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Set the owner, status, review date or notes of one paragraph."""
+    with session_scope(db_url(db)) as s:
+        e = svc.set_entry(s, scope, subject, paragraph, owner, status, _date(review, "--review"), notes)
+        data = {"scope": e.scope, "subject": e.subject, "paragraph": e.paragraph, "owner": e.owner,
+                "status": e.status, "review_date": e.review_date, "notes": e.notes}
+    emit(data, json_)
+
+
+@controls_app.command("evidence")
+def evidence(
+    subject: str,
+    paragraph: int = typer.Option(..., "--paragraph", "-p"),
+    scope: str = ScopeOpt,
+    kind: str = typer.Option("link", "--kind", help="link | attestation"),
+    uri: str = typer.Option("", "--uri", help="Document link."),
+    statement: str = typer.Option("", "--statement", help="Attestation text."),
+    by: str = typer.Option("", "--by", help="Who attests."),
+    on: str | None = typer.Option(None, "--on", help="Date of the attestation."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Attach a document link or an attestation to a paragraph."""
+    with session_scope(db_url(db)) as s:
+        ev = svc.add_evidence(s, scope, subject, paragraph, kind, uri, statement, by, _date(on, "--on"))
+        data = {"id": ev.id, "kind": ev.kind, "uri": ev.uri, "statement": ev.statement,
+                "attested_by": ev.attested_by, "attested_on": ev.attested_on}
+    emit(data, json_)
+
+
+# ------------------------------------------------------------------------------------------- weights
+
+
+@weights_app.command("store")
+def store(
+    model: str,
+    site: str = typer.Option(..., "--site"),
+    device: list[str] = typer.Option([], "--device", help="Device holding the weights (repeat)."),
+    dedicated: bool = typer.Option(False, "--dedicated/--shared", help="Devices not used by other organizations."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record where a model's weights are stored."""
+    with session_scope(db_url(db)) as s:
+        w = svc.store_weights(s, model, site, device, dedicated)
+        data = {"id": w.id, "model": w.model, "site": site, "devices": w.devices.split(","), "dedicated": w.dedicated}
+    emit(data, json_)
+
+
+@weights_app.command("remove")
+def remove(model: str, site: str = typer.Option(..., "--site"), json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """Record that a model's weights were removed from a site."""
+    with session_scope(db_url(db)) as s:
+        n = svc.remove_weights(s, model, site)
+    emit({"model": model, "site": site, "closed": n}, json_)
+
+
+@weights_app.command("import-access")
+def import_access(path: Path, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """Import an access-log CSV: timestamp, model, principal, action[, device, site]."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with session_scope(db_url(db)) as s:
+        data = svc.import_access_log(s, text, str(path))
+    emit(data, json_)
+
+
+@weights_app.command("export")
+def export(
+    model: str,
+    to: str = typer.Option(..., "--to", help="Recipient party (registered)."),
+    country: str = typer.Option(..., "--country"),
+    on: str | None = typer.Option(None, "--on", help="Export date; default today."),
+    licence: str = typer.Option("", "--licence", help="Licence number, if one was issued."),
+    status: str | None = typer.Option(None, "--model-status", help="Declared status when the ledger lacks the model."),
+    published: bool = typer.Option(False, "--published", help="The weights are published (§ 734.7(a))."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record an export of model weights; 4E091 weights without a path are flagged."""
+    d = parse_date(on, "--on") if on else as_of(None)
+    with session_scope(db_url(db)) as s:
+        data = svc.record_export(s, registry(), model, to, country, d, licence, status, published)
+    emit(data, json_)
+    if data["flagged"] and not json_:
+        console.print(f"[red]FLAGGED[/red]: {data['reason']}")
+
+
+@weights_app.command("show")
+def weights_show(
+    site: str | None = typer.Option(None, "--site"), json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """Where controlled weights are stored, who accessed them, exports and flags (¶8)."""
+    with session_scope(db_url(db)) as s:
+        data = svc.weights_report(s, registry(), as_of(as_of_), site)
+
+    def human(d: dict[str, Any]) -> None:
+        table([{**r, "problems": "; ".join(r["problems"])} for r in d["storage"]],
+              ["model", "model_status", "site", "country", "devices", "dedicated", "verdict", "problems"])
+        table(d["exports"], ["date", "model", "recipient", "country", "paths", "flagged", "reason"], title="Exports")
+
+    emit(data, json_, human)
+
+
+# ------------------------------------------------------------------------------------------ deadlines
+
+
+@deadlines_app.command("authorize")
+def authorize(
+    name: str,
+    granted: str = typer.Option(..., "--granted", help="Date the authorization was granted."),
+    kind: str | None = typer.Option(None, "--kind", help="uveu | nveu (registers it if new)."),
+    holder: str | None = typer.Option(None, "--holder", help="Holder party (registers it if new)."),
+    country: str | None = typer.Option(None, "--country", help="NVEU destination country."),
+    expires: str | None = typer.Option(None, "--expires"),
+    location: list[str] = typer.Option([], "--location", help="UVEU data-center country in the application (repeat)."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record the grant date, expiry and application locations of a UVEU/NVEU (drives reports and notices)."""
+    with session_scope(db_url(db)) as s:
+        a = svc.add_authorization(s, registry(), name, parse_date(granted, "--granted"), kind, holder, country,
+                                  _date(expires, "--expires"), location)
+        data = {"name": a.name, "kind": a.kind, "holder": a.holder, "granted": a.granted, "expires": a.expires,
+                "country": a.country, "locations": [c for c in a.locations.split(",") if c]}
+    emit(data, json_)
+
+
+@deadlines_app.command("event")
+def event(
+    ref: str,
+    kind: str = typer.Option(..., "--kind", help="new-location | transfer | incident"),
+    on: str = typer.Option(..., "--on", help="Planned first export / transfer date, or date of discovery."),
+    authorization: str = typer.Option("", "--authorization"),
+    site: str = typer.Option("", "--site"),
+    from_: str = typer.Option("", "--from", help="Transfer: from country."),
+    to: str = typer.Option("", "--to", help="Transfer or new location: to country."),
+    description: str = typer.Option("", "--description"),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Record a planned new UVEU location, an inter-country transfer, or a theft/loss incident."""
+    with session_scope(db_url(db)) as s:
+        ev = svc.add_event(s, kind, ref, parse_date(on, "--on"), authorization, site, from_, to, description)
+        data = {"kind": ev.kind, "ref": ev.ref, "on": ev.occurred_on, "authorization": ev.authorization,
+                "site": ev.site, "from": ev.from_country, "to": ev.to_country}
+    emit(data, json_)
+
+
+@deadlines_app.command("list")
+def list_(
+    status: str | None = typer.Option(None, "--status", help="|".join(core.DEADLINE_STATUSES)),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+) -> None:
+    """Every report and notice deadline with its status (upcoming, due, overdue, done)."""
+    with session_scope(db_url(db)) as s:
+        rows = [d.to_dict() for d in svc.deadline_list(s, registry(), as_of(as_of_), status)]
+    emit(rows, json_, lambda r: table(r, ["due", "status", "title", "subject", "citation", "key"]))
+
+
+@deadlines_app.command("file")
+def file_(
+    key: str, on: str = typer.Option(..., "--on", help="Date filed."), reference: str = typer.Option("", "--reference"),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Mark a deadline done by recording the filing with BIS."""
+    with session_scope(db_url(db)) as s:
+        f = svc.file_deadline(s, registry(), key, parse_date(on, "--on"), reference)
+        data = {"key": f.key, "filed_on": f.filed_on, "reference": f.reference, "filed_by": f.filed_by}
+    emit(data, json_)
+
+
+@deadlines_app.command("notify")
+def notify(
+    webhook_url: str | None = typer.Option(None, "--webhook-url", help="Overrides VEU_NOTIFY_WEBHOOK_URL."),
+    smtp_host: str | None = typer.Option(None, "--smtp-host"),
+    smtp_port: int | None = typer.Option(None, "--smtp-port"),
+    smtp_to: str | None = typer.Option(None, "--smtp-to"),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+) -> None:
+    """Send reminders now for due and overdue deadlines (each once per status and channel)."""
+    cfg = svc.NotifySettings()
+    for k, v in (("webhook_url", webhook_url), ("smtp_host", smtp_host), ("smtp_port", smtp_port),
+                 ("smtp_to", smtp_to)):
+        if v is not None:
+            setattr(cfg, k, v)
+    if not cfg.channels():
+        raise PolicyError("--webhook-url/--smtp-host: no notification channel configured (VEU_NOTIFY_*)")
+    with session_scope(db_url(db)) as s:
+        data = svc.send_reminders(s, registry(), as_of(as_of_), cfg)
+    emit(data, json_)
+
+
+@deadlines_app.command("notifications")
+def notifications(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """Reminders sent (and failures)."""
+    with session_scope(db_url(db)) as s:
+        rows = svc.notifications(s)
+    emit(rows, json_, lambda r: table(r, ["sent_at", "channel", "target", "status", "key", "ok", "error"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("paths")(paths_cmd)
+    app.add_typer(controls_app, name="controls")
+    app.add_typer(weights_app, name="weights")
+    app.add_typer(deadlines_app, name="deadlines")

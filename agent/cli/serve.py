@@ -1,0 +1,25 @@
+"""`veuctl serve`: run the API, dashboard and admission webhook (HTTPS when given a certificate)."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli._common import DbOpt, db_url
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 inside a pod)."),
+    port: int = typer.Option(8443, "--port", help="Port to listen on."),
+    tls_cert: str | None = typer.Option(None, "--tls-cert", help="PEM certificate (reloaded when it changes)."),
+    tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key."),
+    log_level: str = typer.Option("info", "--log-level"),
+    db: str | None = DbOpt,
+) -> None:
+    """Serve /validate (the red-flag-28 webhook), /api/v1, the dashboard and /metrics."""
+    from agent.server import run_server
+
+    run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,277 @@
+"""Kubernetes nodes collector: accelerators per node from GFD, GKE, Karpenter and device-plugin data.
+
+Each configured cluster is one scope and maps to one site (``site:`` in config, else the site registered
+with that ``cluster``). A node is one holding keyed ``<cluster>/<node name>``. What a node holds is read,
+in order of precedence, from:
+
+1. NVIDIA GPU Feature Discovery: ``nvidia.com/gpu.product`` + ``nvidia.com/gpu.count``. MIG-aware: under the
+   ``single`` strategy the product carries a ``-MIG-<profile>`` suffix and the count is MIG devices, so
+   physical GPUs = devices / (devices per GPU); under ``mixed`` the product and count stay physical.
+2. GKE: ``cloud.google.com/gke-tpu-accelerator`` (chips = ``gke-accelerator-count`` or ``google.com/tpu``),
+   ``cloud.google.com/gke-accelerator`` (GPUs = allocatable ``nvidia.com/gpu``, divided back into whole GPUs
+   when ``gke-gpu-partition-size`` says they are MIG partitions).
+3. Karpenter: ``karpenter.k8s.aws/instance-gpu-name``/``-count`` (+ ``-memory`` to tell A100 40/80 GB apart),
+   ``instance-accelerator-name``/``-count`` (Neuron).
+4. AMD: ``amd.com/gpu.product-name`` + allocatable ``amd.com/gpu``.
+5. The instance type (``node.kubernetes.io/instance-type``) through the catalog, provider from ``spec.providerID``.
+
+A node showing accelerator resources that none of these name is recorded as an error for the cluster and
+the cluster is treated as partly listed, so nothing there is retired on a guess.
+
+``NodeWatcher`` lists then watches nodes from the list's ``resourceVersion`` (relisting on 410 Gone) and
+calls back when a node's accelerators change, so the scheduler can re-sync that cluster at once; the
+periodic run is the resync.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.collectors.base import (
+    Collector,
+    Observation,
+    ScopeResult,
+    SiteRef,
+    SourceConfig,
+    instance_accelerators,
+    register,
+    resolve_alias,
+)
+from policies.errors import PolicyError
+
+_ACCEL_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "google.com/tpu", "aws.amazon.com/neuron", "habana.ai/gaudi")
+
+
+class ClusterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    site: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    api_url: str | None = Field(None, description="API server URL without kubeconfig (token from token_file).")
+    token_file: str | None = None
+    ca_file: str | None = None
+    owner: str | None = None
+    operator: str | None = None
+
+
+class K8sConfig(SourceConfig):
+    clusters: list[ClusterConfig] = Field(default_factory=list)
+    interval_seconds: int = 900
+    watch: bool = True
+
+
+def api_client(c: ClusterConfig) -> Any:
+    """A kubernetes ApiClient for one cluster (credentials from kubeconfig, in-cluster or a token file)."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    if c.api_url:
+        cfg.host = c.api_url.rstrip("/")
+        if c.token_file:
+            with open(c.token_file, encoding="utf-8") as f:
+                cfg.api_key = {"authorization": f.read().strip()}
+            cfg.api_key_prefix = {"authorization": "Bearer"}
+        if c.ca_file:
+            cfg.ssl_ca_cert = c.ca_file
+    elif c.in_cluster:
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        config.load_kube_config(config_file=c.kubeconfig, context=c.context, client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(str(v))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _physical_from_mig(devices: float, fraction: float) -> float:
+    """Whole GPUs behind ``devices`` MIG instances of one profile (e.g. 16 x 3g.40gb -> 8 A100s)."""
+    per_gpu = max(1, math.floor(1 / Fraction(fraction).limit_denominator(64)))
+    return float(math.ceil(devices / per_gpu))
+
+
+def node_accelerators(
+    labels: dict[str, str], allocatable: dict[str, Any], provider_id: str = "",
+) -> tuple[str, float] | None:
+    """(catalog id, physical chips) a node holds, or None when it holds none. Raises PolicyError if unknown."""
+    alloc = {k: _num(v) for k, v in (allocatable or {}).items()}
+    product = labels.get("nvidia.com/gpu.product")
+    if product:
+        count = _num(labels.get("nvidia.com/gpu.count")) or alloc.get("nvidia.com/gpu", 0.0)
+        acc, fraction = resolve_alias(product.replace("-SHARED", ""))
+        if fraction < 1:  # MIG "single": product names the slice and count is MIG devices
+            return acc, _physical_from_mig(count, fraction)
+        return acc, count
+    tpu = labels.get("cloud.google.com/gke-tpu-accelerator")
+    if tpu:
+        count = _num(labels.get("cloud.google.com/gke-accelerator-count")) or alloc.get("google.com/tpu", 0.0)
+        acc, _ = resolve_alias(tpu)
+        return acc, count
+    gke = labels.get("cloud.google.com/gke-accelerator")
+    if gke:
+        count = alloc.get("nvidia.com/gpu", 0.0) or _num(labels.get("cloud.google.com/gke-accelerator-count"))
+        acc, _ = resolve_alias(gke)
+        part = labels.get("cloud.google.com/gke-gpu-partition-size")
+        if part:
+            _, fraction = resolve_alias(f"mig-{part}", parent=gke)
+            return acc, _physical_from_mig(count, fraction)
+        return acc, count
+    kname = labels.get("karpenter.k8s.aws/instance-gpu-name")
+    if kname:
+        mem = labels.get("karpenter.k8s.aws/instance-gpu-memory")
+        acc, _ = resolve_alias(kname, memory_mib=int(_num(mem)) or None)
+        return acc, _num(labels.get("karpenter.k8s.aws/instance-gpu-count")) or alloc.get("nvidia.com/gpu", 0.0)
+    nname = labels.get("karpenter.k8s.aws/instance-accelerator-name")
+    if nname:
+        acc, _ = resolve_alias(nname)
+        return acc, _num(labels.get("karpenter.k8s.aws/instance-accelerator-count")) or alloc.get("aws.amazon.com/neuron", 0.0)
+    amd = labels.get("amd.com/gpu.product-name") or labels.get("beta.amd.com/gpu.product-name")
+    if amd:
+        acc, _ = resolve_alias(amd.replace("_", " "))
+        return acc, alloc.get("amd.com/gpu", 0.0)
+    itype = labels.get("node.kubernetes.io/instance-type") or labels.get("beta.kubernetes.io/instance-type")
+    if itype:
+        provider = "aws" if provider_id.startswith("aws://") else "gcp" if provider_id.startswith("gce://") else ""
+        for p in ([provider] if provider else ["aws", "gcp"]):
+            hit = instance_accelerators(p, itype)
+            if hit is not None:
+                return hit
+    held = {k: v for k, v in alloc.items() if (k in _ACCEL_RESOURCES or k.startswith("nvidia.com/mig-")) and v > 0}
+    if held:
+        raise PolicyError(
+            f"node advertises {', '.join(f'{k}={v:g}' for k, v in sorted(held.items()))} but no label names the model "
+            "(deploy GPU Feature Discovery or label the node nvidia.com/gpu.product)"
+        )
+    return None
+
+
+def _node_fields(node: Any) -> tuple[str, dict[str, str], dict[str, Any], str]:
+    """(name, labels, allocatable, providerID) from a client model object or a raw dict."""
+    if isinstance(node, dict):
+        meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
+        return meta.get("name", ""), meta.get("labels") or {}, status.get("allocatable") or {}, spec.get("providerID", "")
+    return (node.metadata.name, node.metadata.labels or {}, (node.status.allocatable if node.status else None) or {},
+            (node.spec.provider_id if node.spec else "") or "")
+
+
+@register("k8s")
+class K8sNodesCollector(Collector):
+    config_model = K8sConfig
+    config: K8sConfig
+
+    def expected_scopes(self) -> int | None:
+        return len(self.config.clusters)
+
+    def collect(self) -> Iterator[ScopeResult]:
+        for c in self.config.clusters:
+            yield self.collect_cluster(c)
+
+    def collect_cluster(self, c: ClusterConfig) -> ScopeResult:
+        from kubernetes import client
+
+        res = ScopeResult(scope=f"cluster:{c.name}")
+        site = SiteRef(provider="onprem", cluster=c.name, name=c.site or "")
+        owner, operator = c.owner or self.config.owner, c.operator or self.config.operator
+        try:
+            v1 = client.CoreV1Api(api_client(c))
+            token: str | None = None
+            while True:
+                kw: dict[str, Any] = {"limit": 500, "_request_timeout": 60}
+                if token:
+                    kw["_continue"] = token
+                page = v1.list_node(**kw)
+                for node in page.items:
+                    name, labels, alloc, pid = _node_fields(node)
+                    try:
+                        hit = node_accelerators(labels, alloc, pid)
+                    except PolicyError as exc:
+                        res.error = f"node {name}: {exc}"
+                        continue
+                    if hit is None or hit[1] <= 0:
+                        continue
+                    res.observations.append(Observation(
+                        external_id=f"{c.name}/{name}", site=site, accelerator=hit[0], count=hit[1],
+                        instance_type=labels.get("node.kubernetes.io/instance-type", ""), owner=owner, operator=operator,
+                    ))
+                token = page.metadata._continue if page.metadata else None
+                if not token:
+                    break
+        except Exception as exc:  # noqa: BLE001 - API, TLS, auth errors: the cluster is not listed
+            res.error = f"cluster {c.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+        return res
+
+
+class NodeWatcher:
+    """List then watch one cluster's nodes; call ``on_change(cluster)`` when any node's accelerators change."""
+
+    def __init__(self, cluster: ClusterConfig, on_change: Callable[[str], None], window_seconds: int = 300) -> None:
+        self.cluster = cluster
+        self.on_change = on_change
+        self.window = window_seconds
+        self.stop = threading.Event()
+        self.known: dict[str, tuple[str, float] | None] = {}
+        self.resource_version: str | None = None
+        self.relists = 0
+
+    def _state(self, node: Any) -> tuple[str, tuple[str, float] | None]:
+        name, labels, alloc, pid = _node_fields(node)
+        try:
+            return name, node_accelerators(labels, alloc, pid)
+        except PolicyError:
+            return name, ("?", -1.0)
+
+    def relist(self, v1: Any) -> None:
+        lst = v1.list_node(_request_timeout=60)
+        self.known = dict(self._state(n) for n in lst.items)
+        self.resource_version = lst.metadata.resource_version if lst.metadata else None
+        self.relists += 1
+
+    def run(self) -> None:
+        from kubernetes import client, watch
+        from kubernetes.client.exceptions import ApiException
+
+        v1 = client.CoreV1Api(api_client(self.cluster))
+        while not self.stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self.relist(v1)
+                w = watch.Watch()
+                kw: dict[str, Any] = {"timeout_seconds": self.window, "_request_timeout": self.window + 5}
+                if self.resource_version:
+                    kw["resource_version"] = self.resource_version
+                for ev in w.stream(v1.list_node, **kw):
+                    if self.stop.is_set():
+                        w.stop()
+                        break
+                    obj = ev["object"]
+                    rv = getattr(getattr(obj, "metadata", None), "resource_version", None)
+                    if rv and rv != "...":
+                        self.resource_version = rv
+                    name, state = self._state(obj)
+                    if ev["type"] == "DELETED":
+                        state = None
+                    if self.known.get(name) != state:
+                        if state is None:
+                            self.known.pop(name, None)
+                        else:
+                            self.known[name] = state
+                        self.on_change(self.cluster.name)
+            except ApiException as exc:
+                if exc.status == 410:  # resourceVersion too old: relist, then watch again
+                    self.resource_version = None
+                    continue
+                self.stop.wait(5)
+            except Exception:  # noqa: BLE001 - read timeouts and dropped connections: reconnect after a pause
+                self.stop.wait(1)

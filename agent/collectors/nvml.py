@@ -1,0 +1,95 @@
+"""NVML collector: the GPUs physically in this host, by UUID and serial number (nvidia-ml-py).
+
+Each physical GPU is one holding keyed by its UUID (stable across reboots and driver reloads). A GPU in MIG
+mode is still one chip held; MIG only partitions it. The library is injectable so the collector can run
+against a fake where no GPU is present; by default it is ``pynvml`` from nvidia-ml-py.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, SourceConfig, register, resolve_alias
+from policies.errors import PolicyError
+
+
+class NvmlConfig(SourceConfig):
+    site: str = ""
+    host: str = ""
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@register("nvml")
+class NvmlCollector(Collector):
+    config_model = NvmlConfig
+    config: NvmlConfig
+
+    def __init__(self, config: SourceConfig, nvml: Any = None) -> None:
+        super().__init__(config)
+        self._nvml = nvml
+
+    def _lib(self) -> Any:
+        if self._nvml is None:
+            import pynvml
+
+            self._nvml = pynvml
+        return self._nvml
+
+    def collect(self) -> Iterator[ScopeResult]:
+        host = self.config.host or socket.gethostname()
+        res = ScopeResult(scope=f"host:{host}")
+        if not self.config.site:
+            res.error = "collectors.nvml.site: name the registered site this host is in"
+            yield res
+            return
+        lib = self._lib()
+        try:
+            lib.nvmlInit()
+        except Exception as exc:  # noqa: BLE001 - NVMLError and missing libnvidia-ml.so both land here
+            res.error = f"nvmlInit failed: {exc}"
+            yield res
+            return
+        try:
+            site = SiteRef(provider="onprem", name=self.config.site)
+            for i in range(int(lib.nvmlDeviceGetCount())):
+                h = lib.nvmlDeviceGetHandleByIndex(i)
+                name = _text(lib.nvmlDeviceGetName(h))
+                uuid = _text(lib.nvmlDeviceGetUUID(h))
+                try:
+                    serial = _text(lib.nvmlDeviceGetSerial(h))
+                except Exception:  # noqa: BLE001 - consumer boards have no serial (NVML_ERROR_NOT_SUPPORTED)
+                    serial = ""
+                mem = None
+                try:
+                    mem = int(lib.nvmlDeviceGetMemoryInfo(h).total) // (1024 * 1024)
+                except Exception:  # noqa: BLE001 - memory only disambiguates names; optional
+                    mem = None
+                try:
+                    acc, _ = resolve_alias(name, memory_mib=mem)
+                except PolicyError as exc:
+                    res.error = f"GPU {i} ({uuid}): {exc}"
+                    continue
+                # MIG mode partitions the GPU but it is still one whole chip held: the slices are not counted.
+                mig = False
+                try:
+                    mig = bool(lib.nvmlDeviceGetMigMode(h)[0])
+                except Exception:  # noqa: BLE001 - pre-Ampere GPUs do not support MIG
+                    mig = False
+                res.observations.append(Observation(
+                    external_id=uuid, site=site, accelerator=acc, count=1.0, serial=serial,
+                    instance_type="mig" if mig else "",
+                    owner=self.config.owner, operator=self.config.operator,
+                ))
+        except Exception as exc:  # noqa: BLE001 - a driver error mid-listing: partial, retire nothing
+            res.error = f"NVML: {exc}"
+        finally:
+            try:
+                lib.nvmlShutdown()
+            except Exception:  # noqa: BLE001
+                pass
+        yield res

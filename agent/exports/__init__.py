@@ -1,0 +1,137 @@
+"""BIS reporting exports (CSV, JSON, PDF) with a signed manifest; one module per export kind.
+
+Kinds and what they read:
+
+- ``installed-base``: holdings per site, country and tier on the ``--to`` date with each VEU
+  authorization's TPP and cap positions (agent.caps / policies.caps).
+- ``transfers``: moves of chips between countries, new sites and attrition in the period (holding history).
+- ``red-flags``: the red-flag case register (agent.cases).
+- ``model-ledger``: 4E091 training-compute ledger (agent.ledger).
+- ``shipments``: the shipments ledger against Tier 2 allocations and LPP (agent.caps).
+- ``audit-log``: the audit trail itself for the period.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from agent.exports import manifest as mf
+from agent.exports.base import ExportError, ExportUnavailable, Report
+from agent.exports.writers import FileInfo, write_csv, write_json
+from policies.packs import PackRegistry
+
+FORMATS = ("csv", "json", "pdf")
+
+# kind -> (module in agent.exports, the product module it reads, which engineer's area)
+KINDS: dict[str, tuple[str, str]] = {
+    "installed-base": ("installed_base", "agent.store"),
+    "transfers": ("transfers", "agent.inventory"),
+    "red-flags": ("red_flags", "agent.cases"),
+    "model-ledger": ("model_ledger", "agent.ledger"),
+    "shipments": ("shipments", "agent.caps"),
+    "audit-log": ("audit_log", "agent.audit"),
+}
+
+__all__ = ["FORMATS", "KINDS", "ExportError", "ExportUnavailable", "available", "build", "run_export"]
+
+
+def _builder(kind: str) -> Callable[..., Report]:
+    if kind not in KINDS:
+        raise ExportError(f"KIND: {kind!r} is not an export kind; choose one of {', '.join(KINDS)}")
+    module, source = KINDS[kind]
+    if importlib.util.find_spec(source) is None:
+        raise ExportUnavailable(f"export {kind}: its data source {source} is not part of this build yet; "
+                                f"available kinds: {', '.join(k for k in KINDS if available(k))}")
+    return importlib.import_module(f"agent.exports.{module}").build  # type: ignore[no-any-return]
+
+
+def available(kind: str) -> bool:
+    return kind in KINDS and importlib.util.find_spec(KINDS[kind][1]) is not None
+
+
+def build(s: Session, packs: PackRegistry, kind: str, start: date, end: date, **opts: Any) -> Report:
+    if start > end:
+        raise ExportError(f"--from: {start.isoformat()} is after --to {end.isoformat()}")
+    return _builder(kind)(s, packs, start, end, **opts)
+
+
+def _stem(report: Report) -> str:
+    subject = f"_{report.subject}" if report.subject else ""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in subject)
+    return f"{report.kind}{safe}_{report.start.isoformat()}_{report.end.isoformat()}"
+
+
+def run_export(
+    s: Session, packs: PackRegistry, kind: str, start: date, end: date, formats: list[str], out_dir: Path,
+    *, actor: str, **opts: Any,
+) -> dict[str, Any]:
+    """Write the export files and their signed manifest into ``out_dir``; record it in the audit trail.
+
+    Files are written to a staging directory first and moved in only when all are complete, so a failed
+    export never leaves a half-written set behind.
+    """
+    from agent.audit import record
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ExportError(f"--format: {', '.join(bad) or 'none given'}; choose csv, json or pdf")
+    report = build(s, packs, kind, start, end, **opts)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
+    except OSError as exc:
+        raise ExportError(f"--out: cannot write to {out_dir}: {exc.strerror}") from None
+    stem = _stem(report)
+    generated = datetime.now(UTC).replace(microsecond=0)
+    head = _audit_head(s)
+    meta = {"generated_at": generated.isoformat(), "generated_by": actor, "pack_versions": packs.versions()}
+    try:
+        files: list[FileInfo] = []
+        for fmt in dict.fromkeys(formats):
+            if fmt == "csv":
+                files += [write_csv(t, staging / f"{stem}_{t.name}.csv") for t in report.tables]
+            elif fmt == "json":
+                files.append(write_json(report, staging / f"{stem}.json", meta))
+            else:
+                from agent.exports.pdf import write_pdf
+
+                files.append(write_pdf(report, staging / f"{stem}.pdf", meta))
+        body = {**report.meta(), **meta, "audit_head": head,
+                "provisions": [p["id"] for p in report.provisions], "notes": report.notes,
+                "files": [f.__dict__ for f in files]}
+        signed = mf.sign(body)
+        manifest_name = f"{stem}{mf.SUFFIX}"
+        (staging / manifest_name).write_text(_pretty(signed), encoding="utf-8")
+        for f in [*files, FileInfo(manifest_name, "", 0)]:
+            os.replace(staging / f.name, out_dir / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    record(s, actor=actor, action="export.create", subject=f"export:{kind}",
+           payload={"period": report.meta()["period"], "as_of": report.as_of, "subject": report.subject,
+                    "formats": formats, "manifest": manifest_name,
+                    "files": {f.name: f.sha256 for f in files}, "pack_versions": packs.versions()})
+    return {**signed, "manifest": str(out_dir / manifest_name)}
+
+
+def _audit_head(s: Session) -> dict[str, Any] | None:
+    """The audit chain position the export was taken at (ties the export to the tamper-evident trail)."""
+    from sqlalchemy import text
+
+    row = s.execute(text("SELECT seq, hash FROM audit_entry ORDER BY seq DESC LIMIT 1")).first()
+    return {"seq": int(row[0]), "hash": str(row[1])} if row else None
+
+
+def _pretty(obj: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,111 @@
+"""The shape every export kind produces: a report of streamed tables, small summaries and charts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from policies.errors import PolicyError
+
+RowsFactory = Callable[[], Iterator[Sequence[Any]]]
+
+
+class ExportError(PolicyError):
+    """An export cannot be produced as asked (bad kind, period, format or output directory)."""
+
+
+class ExportUnavailable(ExportError):
+    """The data source an export kind reads is not part of this build yet."""
+
+
+@dataclass
+class Table:
+    """A table streamed from the store: ``rows()`` may be called once per output format."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: RowsFactory
+    pdf_columns: list[str] | None = None  # the columns worth printing (a PDF page is narrow)
+    pdf_max_rows: int = 300
+    note: str = ""
+
+
+@dataclass
+class Chart:
+    """A bar chart: one bar per category; optional ``limit`` values draw the cap next to each bar."""
+
+    title: str
+    categories: list[str]
+    values: list[float]
+    unit: str = ""
+    limits: list[float | None] | None = None
+    ref_line: float | None = None  # e.g. 100 (%) on a utilisation chart
+    ref_label: str = ""
+
+
+@dataclass
+class Report:
+    """One export: identity, period, what it is based on, and its content."""
+
+    kind: str
+    title: str
+    start: date
+    end: date
+    as_of: date
+    tables: list[Table] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    charts: list[Chart] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    provisions: list[dict[str, Any]] = field(default_factory=list)
+    subject: str = ""
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "title": self.title, "subject": self.subject,
+                "period": {"from": self.start.isoformat(), "to": self.end.isoformat()},
+                "as_of": self.as_of.isoformat()}
+
+
+def provision_dict(p: Any) -> dict[str, Any]:
+    """A resolved provision as cited in a report (UNCONFIRMED values stay visible)."""
+    return {"id": p.id, "pack": p.pack_id, "pack_version": p.pack_version, "citation": p.citation,
+            "confirmed": p.confirmed, "unconfirmed_note": getattr(p, "unconfirmed_note", "") or "",
+            "codified": p.codified, "enforced": p.enforced}
+
+
+def stream(session: Any, stmt: Any, batch: int = 500) -> Iterator[Sequence[Any]]:
+    """Rows of ``stmt`` in bounded memory (a server-side cursor on PostgreSQL, fetchmany on SQLite)."""
+    result = session.execute(stmt.execution_options(yield_per=batch, stream_results=True))
+    for part in result.partitions():
+        yield from part
+
+
+def tier_lookup(packs: Any, as_of: date) -> Callable[[str], int | None]:
+    """A cached country -> tier function for one date (None when the tier cannot be determined)."""
+    from policies.jurisdictions import tier
+
+    cache: dict[str, int | None] = {}
+
+    def of(country: str) -> int | None:
+        if country not in cache:
+            try:
+                cache[country] = tier(packs, country, as_of).tier
+            except PolicyError:
+                cache[country] = None
+        return cache[country]
+
+    return of
+
+
+def day_start(d: date) -> Any:
+    from datetime import UTC, datetime, time
+
+    return datetime.combine(d, time.min, tzinfo=UTC)
+
+
+def day_after(d: date) -> Any:
+    from datetime import timedelta
+
+    return day_start(d + timedelta(days=1))

@@ -1,0 +1,158 @@
+"""Export kind ``installed-base``: holdings per site, country and tier on a date, with VEU cap positions.
+
+Supp. 10 to part 748 ¶10 asks for a facility-specific chip accounting; § 748.15(f)(1)(ii) for the current
+inventory. The cap positions (UVEU geographic allocation, NVEU cumulative TPP) come from the caps engine
+(agent.caps over policies.caps); without it the export carries holdings and tier totals only, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlmodel import Session
+
+from agent.exports.base import Chart, Report, Table, provision_dict, stream, tier_lookup
+from agent.store.tables.core import Holding, Party, Site
+from agent.store.tables.inventory import HoldingPeriod
+from policies.packs import PackRegistry
+
+HOLDING_COLUMNS = ["site", "country", "tier", "accelerator", "eccn", "count", "tpp_each", "tpp", "owner",
+                   "operator"]
+DETAIL_COLUMNS = ["holding_id", "source", "external_id", "serial", "site", "country", "accelerator", "count",
+                  "owner", "operator", "installed_since"]
+CAP_COLUMNS = ["authorization", "kind", "holder", "cap", "title", "view", "binding", "value", "limit",
+               "headroom_tpp", "utilisation", "ok", "confirmed", "citations"]
+
+
+def _num(x: Any) -> float | int | None:
+    if x is None:
+        return None
+    f = float(x)
+    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+
+
+def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
+    """Every individual holding in force on ``as_of`` (versioned history first, then undated holdings)."""
+    from agent.inventory import instant_of
+
+    at = instant_of(as_of)
+    hp, h, site = HoldingPeriod.__table__, Holding.__table__, Site.__table__  # type: ignore[attr-defined]
+    owner = Party.__table__.alias("owner")  # type: ignore[attr-defined]
+    oper = Party.__table__.alias("oper")  # type: ignore[attr-defined]
+    q1 = (
+        select(h.c.id, h.c.source, h.c.external_id, h.c.serial, site.c.name, site.c.country, hp.c.accelerator,
+               hp.c.count, owner.c.name, oper.c.name, hp.c.valid_from)
+        .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
+        .outerjoin(owner, owner.c.id == hp.c.owner_id).outerjoin(oper, oper.c.id == hp.c.operator_id)
+        .where(hp.c.valid_from <= at, or_(hp.c.valid_to.is_(None), hp.c.valid_to > at))
+        .order_by(site.c.name, h.c.id)
+    )
+    no_history = ~exists().where(hp.c.holding_id == h.c.id)
+    q2 = (
+        select(h.c.id, h.c.source, h.c.external_id, h.c.serial, site.c.name, site.c.country, h.c.accelerator,
+               h.c.count, owner.c.name, oper.c.name, h.c.first_seen)
+        .join(site, site.c.id == h.c.site_id)
+        .outerjoin(owner, owner.c.id == h.c.owner_id).outerjoin(oper, oper.c.id == h.c.operator_id)
+        .where(and_(no_history, h.c.first_seen <= at, or_(h.c.retired_at.is_(None), h.c.retired_at > at)))
+        .order_by(site.c.name, h.c.id)
+    )
+    for q in (q1, q2):
+        yield from stream(s, q)
+
+
+def build(s: Session, packs: PackRegistry, start: date, end: date, authorization: str | None = None,
+          **_: Any) -> Report:
+    as_of = end
+    tier_of = tier_lookup(packs, as_of)
+    report = Report(kind="installed-base", title="Installed base and VEU cap positions", start=as_of, end=as_of,
+                    as_of=as_of, subject=authorization or "")
+    try:
+        from agent import caps as caps_mod
+        from policies import caps as core
+    except ImportError:
+        caps_mod = None  # type: ignore[assignment]
+    if caps_mod is None:
+        report.notes.append("The caps engine (agent/caps.py) is not part of this build: this export carries "
+                            "holdings and tier totals only, without TPP or cap positions.")
+        return _without_caps(s, report, tier_of)
+
+    base = caps_mod.placements(s, packs, as_of)
+    holdings = [
+        (p.site, p.country, tier_of(p.country), p.accelerator, p.eccn, _num(p.count), _num(p.tpp_each),
+         _num(p.tpp), p.owner, p.operator)
+        for p in base
+    ]
+    summ = caps_mod.summarize(packs, base, as_of)
+    countries = [(c["country"], c["name"], c["tier"], c["count"], c["tpp"], c["share"], ";".join(c["sites"]))
+                 for c in summ["countries"]]
+    auths = caps_mod.list_authorizations(s)
+    if authorization:
+        auths = [caps_mod.get_authorization(s, authorization)]
+    cap_rows: list[tuple[Any, ...]] = []
+    provisions: dict[str, dict[str, Any]] = {}
+    chart_cats: list[str] = []
+    chart_vals: list[float] = []
+    for a in auths:
+        info = caps_mod.authorization_dict(s, a)
+        for c in caps_mod.caps_for(s, packs, a.name, as_of, base=base):
+            d = core.cap_to_dict(c)
+            for p in c.provisions:
+                provisions.setdefault(p.id, provision_dict(p))
+            cap_rows.append((a.name, a.kind, info["holder"], d["id"], d["title"], d["view"], d["binding"],
+                             d["value"], d["limit"], d["headroom"], d["utilisation"], d["ok"], d["confirmed"],
+                             "; ".join(p.citation for p in c.provisions)))
+            if d["binding"] and d["utilisation"] is not None:
+                chart_cats.append(f"{a.name}: {d['id']}")
+                chart_vals.append(100.0 * float(d["utilisation"]))
+    exceeded = sum(1 for r in cap_rows if r[6] and not r[11])
+    report.summary = {
+        "as_of": as_of.isoformat(), "total_tpp_3a090a_class": summ["total_tpp"],
+        **{f"tier {t['tier']} tpp": t["tpp"] for t in summ["by_tier"]},
+        "sites": len({h[0] for h in holdings}), "countries": len(countries),
+        "authorizations": len(auths), "binding caps exceeded": exceeded,
+    }
+    report.tables = [
+        Table("caps", "Cap positions per VEU authorization", CAP_COLUMNS, lambda: iter(cap_rows),
+              pdf_columns=["authorization", "cap", "view", "value", "limit", "headroom_tpp", "utilisation", "ok",
+                           "confirmed"],
+              note="value/limit are shares for share caps and TPP for absolute caps; headroom in TPP. "
+                   "UNCONFIRMED provisions are marked confirmed=false."),
+        Table("countries", "Installed 3A090.a-class TPP by country and tier",
+              ["country", "name", "tier", "count", "tpp", "share", "sites"], lambda: iter(countries)),
+        Table("holdings", "Holdings by site (site x accelerator x owner x operator)", HOLDING_COLUMNS,
+              lambda: iter(holdings)),
+        Table("holding_detail", "Individual holdings (facility-specific chip accounting)", DETAIL_COLUMNS,
+              lambda: _detail_rows(s, as_of),
+              pdf_columns=["holding_id", "source", "external_id", "site", "country", "accelerator", "count",
+                           "owner"], pdf_max_rows=100),
+    ]
+    report.charts = [
+        Chart("Installed TPP by country", [c[0] for c in countries], [float(c[4]) for c in countries], "TPP"),
+        Chart("Cap utilisation (binding caps)", chart_cats, chart_vals, "% of limit", ref_line=100.0,
+              ref_label="limit"),
+    ]
+    report.provisions = list(provisions.values())
+    for p in report.provisions:
+        if not p["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    if any(caps_mod.reservation_placements(s, packs, as_of, a.id) for a in auths):
+        report.notes.append("Cap positions count active headroom reservations as already placed.")
+    return report
+
+
+def _without_caps(s: Session, report: Report, tier_of: Any) -> Report:
+    totals: dict[tuple[str, int | None], float] = {}
+    rows: list[tuple[Any, ...]] = []
+    for r in _detail_rows(s, report.as_of):
+        totals[(r[5], tier_of(r[5]))] = totals.get((r[5], tier_of(r[5])), 0.0) + float(r[7])
+    for (country, t), n in sorted(totals.items()):
+        rows.append((country, t, n))
+    report.tables = [
+        Table("countries", "Accelerators by country and tier", ["country", "tier", "count"], lambda: iter(rows)),
+        Table("holding_detail", "Individual holdings", DETAIL_COLUMNS, lambda: _detail_rows(s, report.as_of)),
+    ]
+    report.summary = {"as_of": report.as_of.isoformat(), "accelerators": sum(totals.values())}
+    return report

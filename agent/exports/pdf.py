@@ -1,0 +1,205 @@
+"""PDF rendering of an export with reportlab: title page, key figures, cap charts and readable tables."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.graphics.charts.barcharts import VerticalBarChart
+from reportlab.graphics.charts.legends import Legend
+from reportlab.graphics.shapes import Drawing, Line, String
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    TableStyle,
+)
+from reportlab.platypus import Table as PdfTable
+
+from agent.exports.base import Chart, Report, Table
+from agent.exports.writers import FileInfo, csv_cell
+
+PAGE = landscape(A4)
+_styles = getSampleStyleSheet()
+H1 = ParagraphStyle("h1", parent=_styles["Title"], fontSize=24, leading=30, spaceAfter=12)
+H2 = ParagraphStyle("h2", parent=_styles["Heading2"], spaceBefore=10, spaceAfter=6)
+BODY = ParagraphStyle("body", parent=_styles["BodyText"], fontSize=9.5, leading=12)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=7.5, leading=9)
+CELL = ParagraphStyle("cell", parent=BODY, fontSize=7, leading=8.5)
+CELL_HEAD = ParagraphStyle("cellhead", parent=CELL, fontName="Helvetica-Bold", textColor=colors.white)
+WARN = ParagraphStyle("warn", parent=BODY, textColor=colors.HexColor("#8a4b00"))
+_PALETTE = [colors.HexColor("#1f4e79"), colors.HexColor("#c55a11"), colors.HexColor("#548235")]
+
+
+def _p(text: Any, style: ParagraphStyle = BODY) -> Paragraph:
+    return Paragraph(escape(str(text)), style)
+
+
+def _fmt(v: Any) -> str:
+    v = csv_cell(v)
+    if isinstance(v, float) or (isinstance(v, str) and _is_float(v)):
+        f = float(v)
+        if abs(f) >= 1e15 or (0 < abs(f) < 1e-3):
+            return f"{f:.4g}"
+        return f"{f:,.4g}" if abs(f) < 1000 else f"{f:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return any(c in s for c in ".eE") and not s.isalpha()
+
+
+def _grid(header: list[str] | None, rows: list[list[Any]], widths: list[float] | None = None) -> PdfTable:
+    head = [[_p(h, CELL_HEAD) for h in header]] if header else []
+    data = head + [[_p(_fmt(v), CELL) for v in r] for r in rows]
+    t = PdfTable(data, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
+    t.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#1f4e79" if header else "#eef3f8")),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#eef3f8")]),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#b0b7c0")),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ]))
+    return t
+
+
+def _chart(c: Chart) -> Drawing:
+    width, height = PAGE[0] - 40 * mm, 80 * mm
+    d = Drawing(width, height + 20)
+    d.add(String(0, height + 8, c.title + (f" ({c.unit})" if c.unit else ""), fontName="Helvetica-Bold",
+                 fontSize=10))
+    bc = VerticalBarChart()
+    bc.x, bc.y, bc.width, bc.height = 50, 45, width - 200, height - 60
+    series = [[float(v) for v in c.values]]
+    names = ["value"]
+    if c.limits is not None:
+        series.append([float(v) if v is not None else 0.0 for v in c.limits])
+        names.append("limit")
+    bc.data = series
+    cats = [x if len(x) <= 30 else x[:29] + "…" for x in c.categories]
+    bc.categoryAxis.categoryNames = cats
+    bc.categoryAxis.labels.angle = 30 if len(cats) > 4 else 0
+    bc.categoryAxis.labels.boxAnchor = "ne" if len(cats) > 4 else "n"
+    bc.categoryAxis.labels.fontSize = 6.5
+    bc.valueAxis.labels.fontSize = 7
+    top = max([*series[0], *(series[1] if len(series) > 1 else []), c.ref_line or 0.0, 1e-9])
+    bc.valueAxis.valueMin = 0
+    bc.valueAxis.valueMax = top * 1.15
+    bc.valueAxis.labelTextFormat = lambda v: f"{v:.3g}"
+    bc.barSpacing = 2
+    for i in range(len(series)):
+        bc.bars[i].fillColor = _PALETTE[i % len(_PALETTE)]
+    d.add(bc)
+    if c.ref_line is not None:
+        y = bc.y + bc.height * (c.ref_line / bc.valueAxis.valueMax)
+        d.add(Line(bc.x, y, bc.x + bc.width, y, strokeColor=colors.red, strokeDashArray=[4, 2]))
+        d.add(String(bc.x + bc.width + 4, y - 3, c.ref_label or f"{c.ref_line:g}", fontSize=7,
+                     fillColor=colors.red))
+    if len(series) > 1:
+        lg = Legend()
+        lg.x, lg.y = bc.x + bc.width + 20, bc.y + bc.height - 10
+        lg.colorNamePairs = [(_PALETTE[i], names[i]) for i in range(len(series))]
+        lg.fontSize = 8
+        d.add(lg)
+    return d
+
+
+def _table_section(t: Table) -> list[Any]:
+    cols = t.pdf_columns or t.columns
+    idx = [t.columns.index(c) for c in cols]
+    shown: list[list[Any]] = []
+    total = 0
+    for r in t.rows():
+        total += 1
+        if len(shown) < t.pdf_max_rows:
+            shown.append([r[i] for i in idx])
+    out: list[Any] = [_p(t.title, H2)]
+    if t.note:
+        out.append(_p(t.note, SMALL))
+    if not shown:
+        out.append(_p("No records in this period."))
+        return out
+    avail = PAGE[0] - 30 * mm
+    out.append(_grid(cols, shown, [avail / len(cols)] * len(cols)))
+    if total > len(shown):
+        out.append(_p(f"… and {total - len(shown):,} more rows ({total:,} in all): the complete table is in "
+                      "the CSV and JSON files listed in the signed manifest.", SMALL))
+    else:
+        out.append(_p(f"{total:,} rows.", SMALL))
+    return out
+
+
+def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    return [[k.replace("_", " "), v if not isinstance(v, list | dict) else csv_cell(v)]
+            for k, v in summary.items() if not isinstance(v, list | dict) or len(str(v)) < 200]
+
+
+def _story(report: Report, meta: dict[str, Any]) -> list[Any]:
+    story: list[Any] = [Spacer(1, 30 * mm), _p(report.title, H1)]
+    subtitle = (f"As of {report.as_of.isoformat()}" if report.start == report.end
+                else f"Period {report.start.isoformat()} to {report.end.isoformat()}")
+    if report.subject:
+        subtitle = f"{report.subject} · {subtitle}"
+    story += [_p(subtitle, ParagraphStyle("sub", parent=BODY, fontSize=14, leading=18)), Spacer(1, 8 * mm)]
+    story.append(_grid(None, [
+        ["Export kind", report.kind],
+        ["Generated", meta.get("generated_at", "")],
+        ["Generated by", meta.get("generated_by", "")],
+        ["Policy packs", ", ".join(f"{k} {v}" for k, v in sorted(meta.get("pack_versions", {}).items()))],
+        ["Integrity", "Every file of this export is listed with its SHA-256 in the Ed25519-signed manifest "
+                      "(verify with `veuctl audit verify-export`)."],
+    ], [45 * mm, PAGE[0] - 80 * mm]))
+    if report.notes:
+        story += [Spacer(1, 6 * mm), _p("Notes", H2)] + [_p("• " + n, WARN) for n in report.notes]
+    story.append(PageBreak())
+    if report.summary:
+        story += [_p("Key figures", H2), _grid(["Figure", "Value"], _summary_rows(report.summary),
+                                               [80 * mm, 120 * mm])]
+    for c in report.charts:
+        if c.categories:
+            story += [Spacer(1, 6 * mm), KeepTogether([_chart(c)])]
+    for t in report.tables:
+        story += _table_section(t)
+    if report.provisions:
+        story += [_p("Provisions applied", H2), _grid(
+            ["Provision", "Citation", "Pack", "Confirmed", "Note"],
+            [[p["id"], p["citation"], f"{p['pack']} {p['pack_version']}",
+              "yes" if p["confirmed"] else "UNCONFIRMED", p.get("unconfirmed_note", "")[:300]]
+             for p in report.provisions],
+            [45 * mm, 60 * mm, 45 * mm, 25 * mm, 90 * mm])]
+    return story
+
+
+def write_pdf(report: Report, path: Path, meta: dict[str, Any]) -> FileInfo:
+    footer = f"veu-governor · {report.title} · {meta.get('generated_at', '')}"
+
+    def on_page(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.drawString(15 * mm, 8 * mm, footer)
+        canvas.drawRightString(PAGE[0] - 15 * mm, 8 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    doc = SimpleDocTemplate(str(path), pagesize=PAGE, leftMargin=15 * mm, rightMargin=15 * mm,
+                            topMargin=15 * mm, bottomMargin=15 * mm, title=report.title,
+                            author="veu-governor", subject=f"{report.kind} {report.start} {report.end}",
+                            creator="veu-governor", invariant=1)
+    doc.build(_story(report, meta), onFirstPage=on_page, onLaterPages=on_page)
+    data = path.read_bytes()
+    return FileInfo(path.name, hashlib.sha256(data).hexdigest(), len(data), None, "application/pdf")
+
+

@@ -1,0 +1,89 @@
+"""Export kind ``shipments``: the shipments ledger of a period against Tier 2 allocations and LPP.
+
+Each shipment carries its TPP as recorded (``tpp_each`` at the time), the route used (licence, LPP, UVEU,
+NVEU ...) and whether an LPP notice to BIS is due; the cap positions are evaluated on ``--to``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from agent.exports.base import Chart, Report, Table, provision_dict, stream, tier_lookup
+from agent.store.tables.core import Party
+from policies.packs import PackRegistry
+
+COLUMNS = ["id", "date", "consignee", "destination", "destination_tier", "accelerator", "eccn", "count",
+           "tpp_each", "tpp", "via", "authorization", "reference", "lpp_notice_required"]
+CAP_COLUMNS = ["cap", "title", "view", "binding", "value", "limit", "headroom_tpp", "utilisation", "ok",
+               "confirmed", "citations"]
+
+
+def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:
+    from agent import caps as caps_mod
+    from agent.store.tables.caps import Shipment, VeuAuthorization
+    from policies import caps as core
+    from policies.caps import exact
+
+    sh, pa = Shipment.__table__, Party.__table__  # type: ignore[attr-defined]
+    au = VeuAuthorization.__table__  # type: ignore[attr-defined]
+    tier_of = tier_lookup(packs, end)
+    stmt = (
+        select(sh.c.id, sh.c.day, pa.c.name, sh.c.destination, sh.c.accelerator, sh.c.eccn, sh.c.count,
+               sh.c.tpp_each, sh.c.via, au.c.name, sh.c.reference)
+        .join(pa, pa.c.id == sh.c.consignee_id).outerjoin(au, au.c.id == sh.c.authorization_id)
+        .where(sh.c.day >= start, sh.c.day <= end).order_by(sh.c.day, sh.c.id)
+    )
+
+    def rows() -> Iterator[Sequence[Any]]:
+        for sid, day, consignee, dest, acc, eccn, count, each, via, auth, ref in stream(s, stmt):
+            cs = core.Shipment(sid, day, consignee, dest, acc, exact(count), exact(each), eccn, via, ref)
+            yield (sid, day, consignee, dest, tier_of(dest), acc, eccn, count, each, count * each, via, auth, ref,
+                   core.lpp_notice_required(packs, cs))
+
+    by_via = s.execute(
+        select(sh.c.via, func.count(), func.sum(sh.c.count * sh.c.tpp_each))
+        .where(sh.c.day >= start, sh.c.day <= end).group_by(sh.c.via).order_by(sh.c.via)
+    ).all()
+    caps = caps_mod.allocation_caps(s, packs, end)
+    cap_rows: list[tuple[Any, ...]] = []
+    provisions: dict[str, dict[str, Any]] = {}
+    cats: list[str] = []
+    used: list[float] = []
+    limits: list[float | None] = []
+    for c in caps:
+        d = core.cap_to_dict(c)
+        for p in c.provisions:
+            provisions.setdefault(p.id, provision_dict(p))
+        cap_rows.append((d["id"], d["title"], d["view"], d["binding"], d["value"], d["limit"], d["headroom"],
+                         d["utilisation"], d["ok"], d["confirmed"], "; ".join(p.citation for p in c.provisions)))
+        if c.kind == "absolute" and c.limit is not None:
+            cats.append(str(d["id"]))
+            used.append(float(c.numerator))
+            limits.append(float(c.limit))
+    report = Report(
+        kind="shipments", title="Shipments ledger: Tier 2 allocations and License Exception LPP", start=start,
+        end=end, as_of=end,
+        summary={"shipments": sum(int(n) for _, n, _ in by_via),
+                 **{f"tpp via {v}": float(t or 0) for v, _, t in by_via},
+                 "caps evaluated on": end.isoformat(),
+                 "binding caps exceeded": sum(1 for r in cap_rows if r[3] and not r[8])},
+        tables=[
+            Table("caps", "Allocation positions on the --to date (whole ledger to that date)", CAP_COLUMNS,
+                  lambda: iter(cap_rows),
+                  pdf_columns=["cap", "view", "value", "limit", "headroom_tpp", "utilisation", "ok", "confirmed"]),
+            Table("shipments", "Shipments in the period", COLUMNS, rows,
+                  pdf_columns=["id", "date", "consignee", "destination", "accelerator", "count", "tpp", "via",
+                               "authorization", "lpp_notice_required"]),
+        ],
+        charts=[Chart("Allocations used against their limits", cats, used, "TPP", limits=limits)],
+        provisions=list(provisions.values()),
+    )
+    for p in report.provisions:
+        if not p["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    return report

@@ -1,0 +1,649 @@
+"""The model ledger in the store: models, runs, synthetic inputs, determinations and metered usage.
+
+Writes validate first and then write, each with an audit entry in the same transaction, so bad input
+never leaves a half-written lineage. Reads build ``policies.ledger.ModelRecord`` values for exactly the
+models an evaluation needs (a model, its bases and its data generators, transitively) and hand them to
+the pure core. Metered chip-seconds are merged into the runs: per job, a model is charged the larger of
+the declared run and what metering has observed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from agent.audit import current_actor, record
+from agent.store.tables.core import Party, utcnow
+from agent.store.tables.ledger import (
+    LedgerDetermination,
+    LedgerModel,
+    LedgerRun,
+    LedgerSyntheticInput,
+    MeteredUsage,
+)
+from policies import compute
+from policies.compute import Estimate, EstimationDefaults, PeakRates
+from policies.errors import EstimateError, PartyError, PolicyError
+from policies.ledger import (
+    DEFAULT_REGIME,
+    Determination,
+    Ledger,
+    LedgerError,
+    ModelRecord,
+    ModelStatus,
+    Run,
+    SyntheticInput,
+    UnknownModel,
+    find_cycle,
+    project,
+    regime,
+)
+from policies.packs import PackRegistry
+
+_CHUNK = 500  # ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits
+NAME_MAX = 200
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _actor(actor: str | None) -> str:
+    return actor or current_actor()
+
+
+def _check_name(name: str, field: str = "name") -> str:
+    n = name.strip()
+    if not n or len(n) > NAME_MAX or any(ord(c) < 32 for c in n):
+        raise LedgerError(f"{field}: a model name is 1-{NAME_MAX} printable characters, got {name!r}")
+    return n
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def get_model(s: Session, name: str) -> LedgerModel:
+    m = s.exec(select(LedgerModel).where(LedgerModel.name == name.strip())).first()
+    if m is None:
+        raise UnknownModel(
+            f"model: {name!r} is not in the ledger; add it with `veuctl models add {name} --owner PARTY`"
+        )
+    return m
+
+
+def _ref_model(s: Session, name: str, field: str) -> LedgerModel:
+    """A model another record refers to (base, generator): unknown is bad input (422), not a missing page."""
+    n = _check_name(name, field)
+    m = s.exec(select(LedgerModel).where(LedgerModel.name == n)).first()
+    if m is None:
+        raise LedgerError(
+            f"{field}: model {n!r} is not in the ledger; add it first with `veuctl models add {n} --owner PARTY`"
+        )
+    return m
+
+
+def _party(s: Session, name: str, field: str = "owner") -> Party:
+    p = s.exec(select(Party).where(Party.name == name.strip())).first()
+    if p is None:
+        raise PartyError(f"{field}: party {name!r} is not registered; add it with `veuctl parties add {name} --hq CC`")
+    return p
+
+
+def _dt(d: date | datetime) -> datetime:
+    if isinstance(d, datetime):
+        if d.utcoffset() is None:
+            raise PolicyError(f"time: {d.isoformat()} has no timezone; give UTC times")
+        return d.astimezone(UTC)
+    return datetime.combine(d, time.min, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------------------------ estimates
+
+
+def accelerator(name: str) -> PeakRates:
+    """The catalog chip for any alias (raises ``UnknownAccelerator`` saying how to add it)."""
+    from agent.kb import catalog
+
+    return catalog().accelerator(name)
+
+
+def estimate(
+    packs: PackRegistry,
+    as_of: date,
+    *,
+    operations: float | None = None,
+    params: float | None = None,
+    active_params: float | None = None,
+    tokens: float | None = None,
+    moe: bool = False,
+    chip: str | None = None,
+    count: float | None = None,
+    hours: float | None = None,
+    chip_hours: float | None = None,
+    utilization: float | None = None,
+    precision: str | None = None,
+) -> Estimate:
+    """One estimate from exactly one group of inputs: an operations figure, N/D (6·N·D), or chips and time."""
+    defaults = EstimationDefaults.from_packs(packs, as_of)
+    groups = {
+        "operations": operations is not None,
+        "params/tokens": any(x is not None for x in (params, active_params, tokens)) or moe,
+        "chip/count/hours": any(x is not None for x in (chip, count, hours, chip_hours)),
+    }
+    given = [g for g, on in groups.items() if on]
+    if len(given) != 1:
+        raise EstimateError(
+            "estimate: give exactly one of --operations X, --params N [--active-params N] --tokens D, or "
+            "--chip NAME --count C --hours H" + (f" (got {' and '.join(given)})" if given else "")
+        )
+    if utilization is not None and given[0] != "chip/count/hours":
+        raise EstimateError("utilization: only applies to the hardware method (--chip/--count/--hours)")
+    if precision is not None and given[0] != "chip/count/hours":
+        raise EstimateError("precision: only applies to the hardware method (--chip/--count/--hours)")
+    if operations is not None:
+        return compute.declared_operations(defaults, operations)
+    if given[0] == "params/tokens":
+        if tokens is None:
+            raise EstimateError("tokens: the 6·N·D method needs the training tokens (--tokens)")
+        return compute.declared_6nd(defaults, tokens=tokens, params=params, active_params=active_params, moe=moe)
+    if chip is None:
+        raise EstimateError("chip: the hardware method needs the accelerator (--chip NAME)")
+    return compute.hardware(
+        defaults, accelerator(chip), count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
+        precision=precision,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ writes
+
+
+def add_model(
+    s: Session,
+    name: str,
+    owner: str,
+    base: str | None = None,
+    published: bool = False,
+    published_on: date | None = None,
+    actor: str | None = None,
+) -> LedgerModel:
+    """Create or update a model (owner, base, published); refuse a base that would make a lineage cycle."""
+    name = _check_name(name)
+    owner_row = _party(s, owner)
+    base_row = _ref_model(s, base, "base") if base else None
+    if base_row is not None and base_row.name == name:
+        raise LedgerError(f"base: model {name!r} cannot be its own base")
+    if published_on is not None and not published:
+        published = True
+    m = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
+    before = None if m is None else {
+        "owner_id": m.owner_id, "base_id": m.base_id, "published": m.published,
+        "published_on": m.published_on.isoformat() if m.published_on else None,
+    }
+    if m is not None and base_row is not None:
+        records = load_records(s, names=[name, base_row.name])
+        records[name] = replace(records[name], base=base_row.name)
+        cycle = find_cycle(records, name)
+        if cycle:
+            raise LedgerError(
+                f"base: making {base_row.name!r} the base of {name!r} creates a cycle {' -> '.join(cycle)}"
+            )
+    if m is None:
+        m = LedgerModel(name=name, owner_id=owner_row.id or 0)
+    m.owner_id = owner_row.id or 0
+    m.base_id = base_row.id if base_row is not None else (m.base_id if before is not None and base is None else None)
+    m.published = published
+    m.published_on = published_on
+    m.updated_at = utcnow()
+    s.add(m)
+    s.flush()
+    record(
+        s, actor=_actor(actor), action="model.create" if before is None else "model.update", subject=f"model:{name}",
+        payload={
+            "name": name, "owner": owner_row.name, "base": base_row.name if base_row else None,
+            "published": published, "published_on": published_on.isoformat() if published_on else None,
+            "before": before,
+        },
+    )
+    return m
+
+
+def add_run(
+    s: Session,
+    name: str,
+    est: Estimate,
+    start: date | None = None,
+    end: date | None = None,
+    site: str = "",
+    job: str = "",
+    actor: str | None = None,
+) -> LedgerRun:
+    """Record a training run of ``name`` with its estimate and period."""
+    m = get_model(s, name)
+    if start is not None and end is not None and end < start:
+        raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
+    if len(site) > 200 or len(job) > 300:
+        raise EstimateError("site/job: site is at most 200 characters and job at most 300")
+    compute.check_number(est.value, "operations", allow_zero=True)
+    run = LedgerRun(
+        model_id=m.id or 0, operations=est.value, low=est.low, high=est.high, method=est.method,
+        period_start=start, period_end=end, site=site.strip(), job_ref=job.strip(), explanation=est.explanation,
+        inputs=_jsonable(est.inputs), recorded_by=_actor(actor),
+    )
+    s.add(run)
+    m.updated_at = utcnow()
+    s.add(m)
+    s.flush()
+    record(
+        s, actor=_actor(actor), action="model.run.add", subject=f"model:{m.name}",
+        payload={
+            "run_id": run.id, "operations": est.value, "low": est.low, "high": est.high, "method": est.method,
+            "start": start.isoformat() if start else None, "end": end.isoformat() if end else None,
+            "site": run.site, "job": run.job_ref, "explanation": est.explanation,
+        },
+    )
+    return run
+
+
+def _jsonable(d: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in dict(d).items()}
+
+
+def add_synthetic(
+    s: Session,
+    name: str,
+    generator: str,
+    fraction: float,
+    generation_operations: float,
+    since: date | None = None,
+    actor: str | None = None,
+) -> LedgerSyntheticInput:
+    """Record (or replace) that ``fraction`` of ``name``'s operations trained on unpublished data from ``generator``."""
+    m = get_model(s, name)
+    g = _ref_model(s, generator, "generator")
+    f = compute.check_number(fraction, "fraction", allow_zero=True)
+    if f > 1:
+        raise EstimateError(f"fraction: {f:g} is above 1; give the share of operations as a fraction, e.g. 0.12")
+    ops = compute.check_number(generation_operations, "generation-operations", allow_zero=True)
+    if g.id != m.id:
+        records = load_records(s, names=[m.name, g.name])
+        rec = records[m.name]
+        records[m.name] = replace(
+            rec, synthetic=(*[x for x in rec.synthetic if x.generator != g.name], SyntheticInput(g.name, f, ops, since))
+        )
+        cycle = find_cycle(records, m.name)
+        if cycle:
+            raise LedgerError(
+                f"generator: {g.name!r} already depends on {m.name!r} (cycle {' -> '.join(cycle)}); "
+                "record the data as coming from a variant outside this lineage"
+            )
+    row = s.exec(
+        select(LedgerSyntheticInput).where(
+            LedgerSyntheticInput.model_id == m.id, LedgerSyntheticInput.generator_id == g.id
+        )
+    ).first()
+    action = "model.synthetic.add" if row is None else "model.synthetic.update"
+    if row is None:
+        row = LedgerSyntheticInput(model_id=m.id or 0, generator_id=g.id or 0, fraction=f, generation_operations=ops)
+    row.fraction, row.generation_operations, row.since, row.recorded_by = f, ops, since, _actor(actor)
+    s.add(row)
+    s.flush()
+    record(
+        s, actor=_actor(actor), action=action, subject=f"model:{m.name}",
+        payload={"generator": g.name, "fraction": f, "generation_operations": ops,
+                 "since": since.isoformat() if since else None},
+    )
+    return row
+
+
+def add_determination(
+    s: Session,
+    name: str,
+    less_capable: bool,
+    by: str,
+    basis: str,
+    on: date | None = None,
+    actor: str | None = None,
+) -> LedgerDetermination:
+    """Record a determination on the less-capable exclusion: who made it, when and on what basis."""
+    m = get_model(s, name)
+    by, basis = by.strip(), basis.strip()
+    if not by or len(by) > 200:
+        raise LedgerError("by: say who made the determination (1-200 characters), e.g. 'BIS classification G123'")
+    if not basis:
+        raise LedgerError(
+            "basis: give the basis (BIS guidance, a US AI Safety Institute or DOE opinion, or a classification request)"
+        )
+    row = LedgerDetermination(
+        model_id=m.id or 0, less_capable=less_capable, determined_by=by, determined_on=on or date.today(),
+        basis=basis, recorded_by=_actor(actor),
+    )
+    s.add(row)
+    s.flush()
+    record(
+        s, actor=_actor(actor), action="model.determination.add", subject=f"model:{m.name}",
+        payload={"less_capable": less_capable, "by": by, "on": row.determined_on.isoformat(), "basis": basis},
+    )
+    return row
+
+
+def add_metered_usage(
+    s: Session,
+    *,
+    customer: str | None,
+    model: str | None,
+    job: str,
+    accelerator_name: str,
+    chip_seconds: float,
+    start: datetime,
+    end: datetime,
+    packs: PackRegistry,
+    precision: str | None = None,
+    utilization: float | None = None,
+    source: str = "metering",
+    create_model: bool = True,
+    actor: str | None = None,
+) -> MeteredUsage:
+    """Record chip-seconds a running job used in [start, end) and the operations they imply.
+
+    Re-reporting the same (job, accelerator, start) replaces the interval instead of adding it again. A
+    model seen running that is not yet in the ledger is registered for the customer when
+    ``create_model`` is true (metering never drops usage because a record is missing).
+    """
+    job = job.strip()
+    if not job or len(job) > 300:
+        raise EstimateError("job: a job reference (1-300 characters) is required for metered usage")
+    start_dt, end_dt = _dt(start), _dt(end)
+    if end_dt < start_dt:
+        raise EstimateError(f"end: {end_dt.isoformat()} is before start {start_dt.isoformat()}")
+    chip = accelerator(accelerator_name)
+    defaults = EstimationDefaults.from_packs(packs, start_dt.date())
+    est = compute.metered(defaults, chip, chip_seconds=chip_seconds, utilization=utilization, precision=precision)
+    cust = _party(s, customer, "customer") if customer else None
+    model_row: LedgerModel | None = None
+    if model:
+        found = s.exec(select(LedgerModel).where(LedgerModel.name == model.strip())).first()
+        if found is None and create_model:
+            if cust is None:
+                raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")
+            found = add_model(s, model, cust.name, actor=actor)
+        elif found is None:
+            raise UnknownModel(f"model: {model!r} is not in the ledger")
+        model_row = found
+    row = s.exec(
+        select(MeteredUsage).where(
+            MeteredUsage.job_ref == job, MeteredUsage.accelerator == chip.id, MeteredUsage.period_start == start_dt
+        )
+    ).first()
+    action = "metered_usage.add" if row is None else "metered_usage.update"
+    if row is None:
+        row = MeteredUsage(
+            job_ref=job, accelerator=chip.id, precision=str(est.inputs["precision"]), chip_seconds=0.0,
+            utilization=float(est.inputs["utilization"]), operations=0.0, operations_upper=0.0,
+            period_start=start_dt, period_end=end_dt,
+        )
+    row.customer_id = cust.id if cust else None
+    row.model_id = model_row.id if model_row else None
+    row.precision = str(est.inputs["precision"])
+    row.chip_seconds = float(est.inputs["chip_seconds"])
+    row.utilization = float(est.inputs["utilization"])
+    row.operations, row.operations_upper = est.value, est.conservative
+    row.period_end, row.source, row.updated_at = end_dt, source[:40], utcnow()
+    s.add(row)
+    s.flush()
+    record(
+        s, actor=_actor(actor), action=action, subject=f"job:{job}",
+        payload={
+            "customer": cust.name if cust else None, "model": model_row.name if model_row else None,
+            "accelerator": chip.id, "chip_seconds": row.chip_seconds, "operations": row.operations,
+            "start": start_dt.isoformat(), "end": end_dt.isoformat(), "explanation": est.explanation,
+        },
+    )
+    return row
+
+
+# ------------------------------------------------------------------------------------------------ reads
+
+
+def _closure(s: Session, names: Iterable[str] | None) -> dict[int, tuple[str, int, int | None, bool, date | None]]:
+    """id -> (name, owner_id, base_id, published, published_on) for the models and everything they depend on."""
+    cols: tuple[Any, ...] = (LedgerModel.id, LedgerModel.name, LedgerModel.owner_id, LedgerModel.base_id,
+                             LedgerModel.published, LedgerModel.published_on)
+    # Plain SQLAlchemy Core rows on the session's connection: no ORM objects for 100k models.
+    conn = s.connection()
+    if names is None:
+        return {r[0]: tuple(r[1:]) for r in conn.execute(sa_select(*cols)).all()}
+    found: dict[int, Any] = {}
+    wanted = list(dict.fromkeys(n.strip() for n in names))
+    for i in range(0, len(wanted), _CHUNK):
+        for r in conn.execute(sa_select(*cols).where(col(LedgerModel.name).in_(wanted[i : i + _CHUNK]))).all():
+            found[r[0]] = tuple(r[1:])
+    frontier = list(found)
+    while frontier:
+        need: set[int] = set()
+        for mid in frontier:
+            b = found[mid][2]
+            if b is not None and b not in found:
+                need.add(b)
+        for chunk in _chunks(frontier):
+            q = sa_select(col(LedgerSyntheticInput.generator_id)).where(col(LedgerSyntheticInput.model_id).in_(chunk))
+            need.update(g for (g,) in conn.execute(q).all() if g not in found)
+        frontier = []
+        ids = sorted(need)
+        for chunk in _chunks(ids):
+            for r in conn.execute(sa_select(*cols).where(col(LedgerModel.id).in_(chunk))).all():
+                found[r[0]] = tuple(r[1:])
+                frontier.append(r[0])
+    return found
+
+
+def load_records(
+    s: Session, names: Iterable[str] | None = None, as_of: date | None = None
+) -> dict[str, ModelRecord]:
+    """ModelRecords for ``names`` and their lineage (all models if None); metered usage up to ``as_of`` merged in."""
+    models = _closure(s, names)
+    if not models:
+        return {}
+    ids = sorted(models)
+    everything = names is None
+    conn = s.connection()
+    owners: dict[int, str] = {}
+    owner_ids = sorted({m[1] for m in models.values()})
+    for chunk in _chunks(owner_ids):
+        q = sa_select(col(Party.id), col(Party.name)).where(col(Party.id).in_(chunk))
+        owners.update({int(i or 0): str(n) for i, n in conn.execute(q)})
+    name_of = {i: m[0] for i, m in models.items()}
+
+    runs: dict[int, list[Run]] = defaultdict(list)
+    rcols: tuple[Any, ...] = (LedgerRun.model_id, LedgerRun.operations, LedgerRun.method, LedgerRun.period_start,
+                              LedgerRun.period_end, LedgerRun.site, LedgerRun.job_ref, LedgerRun.id)
+    for q in _by_ids(sa_select(*rcols), LedgerRun.model_id, ids, everything):
+        for mid, ops, method, st, en, site, job, rid in conn.execute(q).all():
+            runs[mid].append(Run(ops, method, st, en, site, job, f"run:{rid}"))
+
+    synth: dict[int, list[SyntheticInput]] = defaultdict(list)
+    scols: tuple[Any, ...] = (LedgerSyntheticInput.model_id, LedgerSyntheticInput.generator_id,
+                              LedgerSyntheticInput.fraction, LedgerSyntheticInput.generation_operations,
+                              LedgerSyntheticInput.since)
+    for q in _by_ids(sa_select(*scols), LedgerSyntheticInput.model_id, ids, everything):
+        for mid, gid, frac, gops, since in conn.execute(q).all():
+            synth[mid].append(SyntheticInput(name_of[gid], frac, gops, since))
+
+    dets: dict[int, list[Determination]] = defaultdict(list)
+    dcols: tuple[Any, ...] = (LedgerDetermination.model_id, LedgerDetermination.less_capable,
+                              LedgerDetermination.determined_by, LedgerDetermination.determined_on,
+                              LedgerDetermination.basis)
+    for q in _by_ids(sa_select(*dcols), LedgerDetermination.model_id, ids, everything):
+        for mid, lc, by, on, basis in conn.execute(q).all():
+            dets[mid].append(Determination(lc, by, on, basis))
+
+    _merge_metered(s, runs, ids, everything, as_of)
+
+    return {
+        m[0]: ModelRecord(
+            name=m[0], owner=owners.get(m[1], ""), base=name_of.get(m[2]) if m[2] is not None else None,
+            published=m[3], published_on=m[4], runs=tuple(runs.get(i, ())), synthetic=tuple(synth.get(i, ())),
+            determinations=tuple(dets.get(i, ())),
+        )
+        for i, m in models.items()
+    }
+
+
+def _by_ids(q: Any, column: Any, ids: Sequence[int], everything: bool) -> Iterable[Any]:
+    if everything:
+        yield q
+        return
+    for chunk in _chunks(ids):
+        yield q.where(col(column).in_(chunk))
+
+
+def _merge_metered(
+    s: Session, runs: dict[int, list[Run]], ids: Sequence[int], everything: bool, as_of: date | None
+) -> None:
+    """Per (model, job): charge max(declared run, metered so far); metered-only jobs become metered runs."""
+    q = sa_select(
+        col(MeteredUsage.model_id), col(MeteredUsage.job_ref), func.sum(col(MeteredUsage.operations)),
+        func.min(col(MeteredUsage.period_start)), func.max(col(MeteredUsage.period_end)),
+        func.sum(col(MeteredUsage.chip_seconds)),
+    ).where(col(MeteredUsage.model_id).is_not(None))
+    if as_of is not None:
+        q = q.where(col(MeteredUsage.period_start) < _dt(as_of + _ONE_DAY))
+    q = q.group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref))
+    for qq in _by_ids(q, MeteredUsage.model_id, ids, everything):
+        for mid, job, ops, first, last, secs in s.connection().execute(qq).all():
+            first_d = _as_date(first)
+            last_d = _as_date(last)
+            lst = runs[mid]
+            idx = next((k for k, r in enumerate(lst) if job and r.job == job), None)
+            if idx is None:
+                lst.append(Run(float(ops), "metered", first_d, last_d, "", job, f"metered:{job}:{sci_secs(secs)}"))
+            elif float(ops) > lst[idx].operations:
+                # Metering shows more than was declared: the run is charged what the chips actually did.
+                lst[idx] = replace(lst[idx], operations=float(ops), method=f"metered>{lst[idx].method}")
+
+
+def sci_secs(x: float) -> str:
+    return f"{compute.sci(float(x))}chip-s"
+
+
+_ONE_DAY = date(2000, 1, 2) - date(2000, 1, 1)
+
+
+def _as_date(x: Any) -> date | None:
+    if x is None:
+        return None
+    if isinstance(x, datetime):
+        return (x if x.tzinfo is None else x.astimezone(UTC)).date()
+    if isinstance(x, date):
+        return x
+    return datetime.fromisoformat(str(x)).date()
+
+
+def ledger(s: Session, packs: PackRegistry, as_of: date, regime_id: str = DEFAULT_REGIME,
+           names: Iterable[str] | None = None) -> Ledger:
+    """A ledger evaluation over the store (only ``names`` and their lineage if given)."""
+    return Ledger(load_records(s, names, as_of), regime(packs, regime_id, as_of), as_of)
+
+
+def model_status(s: Session, packs: PackRegistry, name: str, as_of: date, regime_id: str = DEFAULT_REGIME
+                 ) -> ModelStatus:
+    get_model(s, name)
+    return ledger(s, packs, as_of, regime_id, [name.strip()]).status(name.strip())
+
+
+def model_view(s: Session, packs: PackRegistry, name: str, as_of: date, regime_id: str = DEFAULT_REGIME
+               ) -> dict[str, Any]:
+    """What `veuctl models show --json` and GET /api/v1/models/NAME return."""
+    st = model_status(s, packs, name, as_of, regime_id)
+    d = st.to_dict()
+    rec = st.record
+    d["runs"] = [
+        {"operations": r.operations, "method": r.method, "start": r.start.isoformat() if r.start else None,
+         "end": r.end.isoformat() if r.end else None, "site": r.site, "job": r.job, "ref": r.ref,
+         "counted": r.counts_on(as_of)}
+        for r in rec.runs
+    ]
+    d["synthetic_inputs"] = [
+        {"generator": x.generator, "fraction": x.fraction, "generation_operations": x.generation_operations,
+         "since": x.since.isoformat() if x.since else None}
+        for x in rec.synthetic
+    ]
+    d["determinations"] = [
+        {"less_capable": x.less_capable, "by": x.by, "on": x.on.isoformat(), "basis": x.basis}
+        for x in rec.determinations
+    ]
+    d["packs"] = packs.versions()
+    return d
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    items: list[dict[str, Any]]
+
+
+def list_models(
+    s: Session, packs: PackRegistry, as_of: date, regime_id: str = DEFAULT_REGIME, limit: int | None = None,
+    offset: int = 0, explain: bool = False,
+) -> Page:
+    """Models in name order with their status; only the page's lineages are loaded."""
+    if limit is not None and not 1 <= limit <= 1000:
+        raise PolicyError("limit: give 1-1000 models per page")
+    if offset < 0:
+        raise PolicyError("offset: must be 0 or more")
+    total = int(s.exec(select(func.count()).select_from(LedgerModel)).one())
+    q = select(LedgerModel.name).order_by(LedgerModel.name).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    names = list(s.exec(q).all())
+    lg = ledger(s, packs, as_of, regime_id, None if limit is None and offset == 0 else names)
+    return Page(total, [lg.status(n).to_dict(explain=explain) for n in names])
+
+
+def admission_lineage(
+    s: Session, packs: PackRegistry, model: str | None, as_of: date, base: str | None = None,
+    regime_id: str = DEFAULT_REGIME,
+) -> tuple[float, str]:
+    """(cumulative operations, explanation) a new run of ``model`` starts from, for the admission webhook.
+
+    A model not yet in the ledger starts from its base's cumulative total (or zero without a base).
+    """
+    lookup = [n for n in (model, base) if n]
+    if not lookup:
+        return 0.0, "no model named: no earlier operations recorded"
+    lg = ledger(s, packs, as_of, regime_id, lookup)
+    if model and model in lg.records:
+        st = lg.status(model)
+        return st.cumulative_operations, st.explanation
+    if base:
+        if base not in lg.records:
+            raise UnknownModel(f"base-model: {base!r} is not in the ledger; register it with `veuctl models add`")
+        st = lg.status(base)
+        return st.cumulative_operations, f"new model {model or '(unnamed)'} fine-tuned from {base}:\n{st.explanation}"
+    return 0.0, f"{model}: not in the ledger yet; no earlier operations recorded"
+
+
+def projected_status(
+    s: Session, packs: PackRegistry, model: str | None, as_of: date, extra_operations: float,
+    base: str | None = None, owner: str = "", job: str = "", regime_id: str = DEFAULT_REGIME,
+) -> ModelStatus:
+    """The status ``model`` would have after one more run of ``extra_operations`` (nothing is written).
+
+    This is the admission question with every 4E091 rule applied (e.g. a fine-tune of a published model stays
+    excluded while its additional operations are within max(2.5e25, 25% of the base)). An unnamed or new
+    model is evaluated as a new model on ``base``.
+    """
+    name = (model or "").strip() or "(unnamed model)"
+    lookup = [n for n in (model, base) if n]
+    records = load_records(s, lookup, as_of) if lookup else {}
+    if base and base not in records:
+        raise LedgerError(f"base-model: {base!r} is not in the ledger; register it with `veuctl models add`")
+    return project(records, regime(packs, regime_id, as_of), as_of, name, extra_operations, base=base, owner=owner,
+                   job=job)

@@ -1,0 +1,147 @@
+"""The agent service: APScheduler runs each collector on its own interval, leader-elected in Kubernetes.
+
+- One job per enabled collector, ``IntervalTrigger(seconds=interval, jitter=jitter)``, ``max_instances=1`` (one
+  run at a time per collector) and ``coalesce=True`` (missed runs collapse into one).
+- Each run builds a fresh collector (per-run caches) and calls ``agent.inventory.sync``: a failing run records
+  its error in ``collector_error`` and leaves previous holdings intact (see the sync service's rules).
+- With several replicas only the Lease holder's scheduler runs jobs (paused otherwise).
+- Kubernetes clusters with ``watch: true`` get a node watcher that pulls the k8s job forward on change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent.collectors.config import AgentConfig
+
+log = logging.getLogger(__name__)
+
+
+def run_collector(cfg: AgentConfig, name: str, url: str | None) -> dict[str, Any]:
+    """One scheduled run of one collector (never raises for a provider failure; it is recorded)."""
+    from agent.inventory import sync
+
+    summary = sync(cfg.collector(name), url)
+    log.info("inventory %s run %s: %s (%s observed)", name, summary.run_id, summary.status, summary.observed)
+    return summary.as_dict()
+
+
+class Agent:
+    """The scheduler plus (optionally) leader election and node watchers."""
+
+    def __init__(self, cfg: AgentConfig, url: str | None = None, start_paused: bool = False) -> None:
+        self.cfg, self.url = cfg, url
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True})
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
+        self.watchers: list[Any] = []
+        self.skipped: list[str] = []
+        for c in cfg.enabled():
+            self.scheduler.add_job(
+                run_collector, IntervalTrigger(seconds=c.config.interval_seconds, jitter=c.config.jitter_seconds),
+                args=(cfg, c.name, url), id=c.name, name=f"inventory:{c.name}",
+                next_run_time=datetime.now(UTC),  # first run at start, then on the interval
+            )
+        self.scheduler.start(paused=start_paused)
+
+    def _on_event(self, ev: JobExecutionEvent) -> None:
+        if ev.code == EVENT_JOB_MAX_INSTANCES:
+            self.skipped.append(ev.job_id)  # previous run still going: this one is skipped, not stacked
+            log.info("inventory %s: previous run still in progress; skipped", ev.job_id)
+        elif ev.exception is not None:
+            log.error("inventory %s: run failed: %s", ev.job_id, type(ev.exception).__name__)
+
+    def run_now(self, name: str) -> None:
+        job = self.scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    def lead(self) -> None:
+        log.info("inventory agent: leading; collectors resume")
+        for job in self.scheduler.get_jobs():
+            job.modify(next_run_time=datetime.now(UTC))
+        self.scheduler.resume()
+
+    def follow(self) -> None:
+        log.info("inventory agent: not leading; collectors paused")
+        self.scheduler.pause()
+
+    def start_watchers(self) -> None:
+        from agent.collectors.k8s_nodes import K8sConfig, NodeWatcher
+
+        raw = self.cfg.collectors.get("k8s")
+        if not raw:
+            return
+        k = K8sConfig.model_validate(raw)
+        if not (k.enabled and k.watch):
+            return
+        for cl in k.clusters:
+            w = NodeWatcher(cl, lambda _c: self.run_now("k8s"))
+            threading.Thread(target=w.run, name=f"watch-{cl.name}", daemon=True).start()
+            self.watchers.append(w)
+
+    def shutdown(self) -> None:
+        for w in self.watchers:
+            w.stop.set()
+        self.scheduler.shutdown(wait=True)
+
+
+def _election_enabled(cfg: AgentConfig) -> bool:
+    le = cfg.leader_election
+    return le.enabled if le.enabled is not None else bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _lease_client(cfg: AgentConfig) -> Any:
+    from kubernetes import client, config
+
+    le = cfg.leader_election
+    c = client.Configuration()
+    if le.api_url:
+        c.host = le.api_url.rstrip("/")
+    elif le.kubeconfig:
+        config.load_kube_config(config_file=le.kubeconfig, client_configuration=c)
+    else:
+        config.load_incluster_config(client_configuration=c)
+    return client.ApiClient(c)
+
+
+def run_agent(cfg: AgentConfig, url: str | None = None, once: bool = False, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``); ``once`` runs each collector a single time and returns."""
+    logging.basicConfig(level=os.environ.get("VEU_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
+    if once:
+        for c in cfg.enabled():
+            run_collector(cfg, c.name, url)
+        return
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    elect = _election_enabled(cfg)
+    agent = Agent(cfg, url, start_paused=elect)
+    elector = None
+    if elect:
+        from controllers.leader import LeaderElector, in_cluster_namespace
+
+        le = cfg.leader_election
+        elector = LeaderElector(
+            _lease_client(cfg), le.namespace or in_cluster_namespace(), le.lease_name,
+            lease_duration=le.lease_duration_seconds, renew_deadline=le.renew_deadline_seconds,
+            retry_period=le.retry_period_seconds, on_started_leading=agent.lead, on_stopped_leading=agent.follow,
+        )
+        threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
+    agent.start_watchers()
+    try:
+        stop.wait()
+    finally:
+        if elector is not None:
+            elector.stop.set()
+            elector.release()
+        agent.shutdown()

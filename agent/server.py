@@ -1,0 +1,103 @@
+"""Serve the API, dashboard and admission webhook under uvicorn with TLS, reloading the certificate on change.
+
+Certificates are the second most common webhook outage (anchors.md §2.3-2.4): cert-manager or a rotator
+rewrites the mounted Secret files, and a server that loaded them once keeps presenting the old, expiring
+leaf. ``run_server`` watches the cert and key files and loads the new pair into the live ``SSLContext``;
+new TLS handshakes use it at once, with no restart and no dropped connections. A pair that does not load
+(half-written during rotation) is logged and retried on the next poll, the old pair staying in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from pathlib import Path
+
+import uvicorn
+
+log = logging.getLogger("veu.server")
+
+
+class CertReloader:
+    """Polls ``cert``/``key`` (mtime, size, inode) and reloads them into ``ctx`` when they change."""
+
+    def __init__(self, ctx: ssl.SSLContext, cert: str, key: str, interval: float = 2.0) -> None:
+        self.ctx, self.cert, self.key, self.interval = ctx, cert, key, interval
+        self._stamp = self._stat()
+        self._stop = threading.Event()
+        self.reloads = 0
+        self._thread = threading.Thread(target=self._run, name="cert-reloader", daemon=True)
+
+    def _stat(self) -> tuple[tuple[float, int, int], ...]:
+        out = []
+        for p in (self.cert, self.key):
+            try:
+                st = os.stat(p)
+                out.append((st.st_mtime, st.st_size, st.st_ino))
+            except OSError:
+                out.append((0.0, 0, 0))
+        return tuple(out)
+
+    def check(self) -> bool:
+        """Reload if the files changed; True when a new pair was loaded."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        try:
+            self.ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("TLS certificate changed but does not load yet (%s); keeping the previous one", exc)
+            return False
+        self._stamp = stamp
+        self.reloads += 1
+        log.info("TLS certificate reloaded from %s", self.cert)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+
+    def start(self) -> CertReloader:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
+                 log_level: str = "info") -> uvicorn.Config:
+    from agent.api.app import create_app
+
+    if bool(tls_cert) != bool(tls_key):
+        from policies.errors import PolicyError
+
+        raise PolicyError("--tls-cert/--tls-key: give both files, or neither for plain HTTP")
+    for f in (tls_cert, tls_key):
+        if f and not Path(f).is_file():
+            from policies.errors import PolicyError
+
+            raise PolicyError(f"{f}: no such file")
+    config = uvicorn.Config(
+        create_app(database_url), host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+        log_level=log_level, access_log=False, timeout_keep_alive=30,
+    )
+    config.load()
+    return config
+
+
+def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
+               *, reload_interval: float = 2.0, log_level: str = "info") -> None:
+    """Run until interrupted; with TLS, cert/key changes are picked up every ``reload_interval`` seconds."""
+    config = build_config(host, port, tls_cert, tls_key, database_url, log_level)
+    server = uvicorn.Server(config)
+    reloader = None
+    if config.ssl is not None and tls_cert and tls_key:
+        reloader = CertReloader(config.ssl, tls_cert, tls_key, reload_interval).start()
+    try:
+        server.run()
+    finally:
+        if reloader is not None:
+            reloader.stop()

@@ -1,0 +1,70 @@
+"""Red-flag-28 tables: admission decisions (every one recorded) and the inquiry cases they open."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+from agent.store.tables.core import utcnow
+
+
+class RedFlagCase(SQLModel, table=True):
+    """A red-flag-28 inquiry for one customer and model lineage (or the customer's unnamed-model bucket).
+
+    ``status``: ``open`` (jobs are held until the answers are recorded), ``resolved`` (answers on file;
+    jobs are admitted until ``expires_at``), ``expired``. ``jobs`` is a JSON list of job references.
+    """
+
+    __tablename__ = "redflag_case"
+    __table_args__ = (Index("ix_redflag_case_lookup", "customer_name", "model_key", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int | None = Field(default=None, foreign_key="party.id", index=True)
+    customer_name: str = Field(default="", max_length=200)
+    model_key: str = Field(max_length=300)
+    status: str = Field(default="open", max_length=20, index=True)
+    source: str = Field(default="admission", max_length=20)
+    estimate_operations: float = Field(default=0.0)
+    threshold: float = Field(default=0.0)
+    jobs: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    explanation: str = Field(default="", sa_column=Column(Text, nullable=False))
+    export_intent: bool | None = Field(default=None)
+    licence_number: str = Field(default="", max_length=100)
+    licence_scope: str = Field(default="", max_length=500)
+    customer_informed: bool = Field(default=False)
+    notes: str = Field(default="", max_length=2000)
+    resolved_by: str = Field(default="", max_length=200)
+    resolved_at: datetime | None = Field(default=None)
+    expires_at: datetime | None = Field(default=None)
+    opened_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AdmissionDecision(SQLModel, table=True):
+    """One admission decision: what was asked, the estimate and its arithmetic, pack versions, outcome."""
+
+    __tablename__ = "admission_decision"
+    __table_args__ = (Index("ix_admission_decision_related", "customer_name", "model_key", "decided_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default="", max_length=100)
+    decided_at: datetime = Field(default_factory=utcnow, index=True)
+    as_of: str = Field(default="", max_length=10)
+    namespace: str = Field(default="", max_length=253)
+    kind: str = Field(default="", max_length=100)
+    name: str = Field(default="", max_length=253)
+    operation: str = Field(default="", max_length=20)
+    job_ref: str = Field(default="", max_length=620, index=True)
+    customer_id: int | None = Field(default=None, foreign_key="party.id")
+    customer_name: str = Field(default="", max_length=200)
+    model_key: str = Field(default="", max_length=300)
+    code: str = Field(max_length=40, index=True)
+    allowed: bool = Field(default=False)
+    mode: str = Field(default="enforce", max_length=10)
+    chips: float = Field(default=0.0)
+    run_operations: float | None = Field(default=None)
+    lineage_operations: float | None = Field(default=None)
+    case_id: int | None = Field(default=None, foreign_key="redflag_case.id", index=True)
+    message: str = Field(default="", sa_column=Column(Text, nullable=False))
+    pack_versions: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))

@@ -1,0 +1,468 @@
+"""Job-spec readers: the accelerator demand of a Kubernetes training workload, for every supported kind.
+
+``read(obj)`` takes the JSON of a Pod, batch/v1 Job, JobSet, Kubeflow PyTorchJob/TFJob/MPIJob (and the
+other ``*ReplicaSpecs`` jobs), Trainer v2 TrainJob, RayJob/RayCluster, LeaderWorkerSet, Volcano Job or
+Kueue Workload and returns a :class:`Demand` (pod groups × chips per pod, with the chip model hinted by
+node selectors / required node affinity) or a :class:`ReadError` naming the field at fault. Readers are
+pure and total: no input makes them raise.
+
+Counting rules (k8s-conventions.md §2-3):
+
+- chips per container are ``max(limits[r], requests[r])`` for each accelerator extended resource; a pod
+  needs ``max(sum over containers + restartable init containers, max over plain init containers)`` —
+  the Kubernetes effective-request rule, because plain init containers run one at a time before the app;
+- pods per group: Job ``parallelism`` (default 1); JobSet ``replicas × parallelism``; Kubeflow
+  ``replicas`` per role; TrainJob ``numNodes``; Ray worker groups ``max(replicas, minReplicas,
+  maxReplicas) × numOfHosts`` (the autoscaling bound, when stated) plus the head; LeaderWorkerSet
+  ``replicas × size`` (leader included); Volcano ``tasks[].replicas``; Kueue ``podSets[].count``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Extended resources that are accelerators; "nvidia.com/mig-<profile>" is matched by pattern.
+ACCELERATOR_RESOURCES: dict[str, str] = {
+    "nvidia.com/gpu": "nvidia",
+    "amd.com/gpu": "amd",
+    "google.com/tpu": "google",
+    "aws.amazon.com/neuron": "aws",
+    "aws.amazon.com/neuroncore": "aws",
+    "aws.amazon.com/neurondevice": "aws",  # removed in Neuron 2.20, still seen on old clusters
+    "habana.ai/gaudi": "intel",
+    "gpu.intel.com/i915": "intel",
+    "gpu.intel.com/xe": "intel",
+}
+_MIG_RESOURCE = re.compile(r"^nvidia\.com/(mig-\d+g\.\d+gb(?:\.[a-z0-9]+)?)$")
+
+# Node labels naming the accelerator model (GFD, GKE, Karpenter, AMD, Intel), most specific first.
+MODEL_LABELS: tuple[str, ...] = (
+    "nvidia.com/gpu.product",
+    "cloud.google.com/gke-accelerator",
+    "cloud.google.com/gke-tpu-accelerator",
+    "karpenter.k8s.aws/instance-gpu-name",
+    "karpenter.k8s.aws/instance-accelerator-name",
+    "amd.com/gpu.product-name",
+    "beta.amd.com/gpu.product-name",
+    "gpu.intel.com/product",
+)
+
+MAX_PODS = 10_000_000  # larger counts are a malformed spec, not a cluster
+MAX_CHIPS_PER_POD = 100_000
+ANNOTATION_PREFIX = "compute.veu-governor.io/"
+ANNOTATION_KEYS = ("model", "base-model", "params", "active-params", "tokens", "operations", "precision",
+                   "expected-hours")
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """A spec that cannot be read; ``message`` names the field path and what is wrong with it."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class PodGroup:
+    """``pods`` identical pods of one role, each needing ``chips`` of extended resource ``resource``."""
+
+    role: str
+    pods: int
+    resource: str
+    chips: float
+    model_hints: tuple[str, ...] = ()  # candidate chip models from node labels (several with operator In)
+    hint_label: str = ""
+
+    @property
+    def total(self) -> float:
+        return self.pods * self.chips
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a workload asks for: its identity, annotations and accelerator pod groups."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    groups: tuple[PodGroup, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_kinds: tuple[str, ...] = ()  # kinds of controller ownerReferences (a Pod created by a Job)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def chips(self) -> float:
+        return sum(g.total for g in self.groups)
+
+    def declared(self) -> dict[str, str]:
+        """The ``compute.veu-governor.io/*`` annotations, keyed without the prefix."""
+        return {k[len(ANNOTATION_PREFIX):]: v for k, v in self.annotations.items()
+                if k.startswith(ANNOTATION_PREFIX) and k[len(ANNOTATION_PREFIX):] in ANNOTATION_KEYS}
+
+
+class _Bad(Exception):
+    """Internal: carries a ReadError message out of nested readers (never escapes ``read``)."""
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _map(v: Any, path: str, required: bool = False) -> Mapping[str, Any]:
+    if v is None and not required:
+        return {}
+    if not isinstance(v, Mapping):
+        raise _Bad(f"{path}: expected an object, got {_typename(v)}")
+    return v
+
+
+def _list(v: Any, path: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _Bad(f"{path}: expected a list, got {_typename(v)}")
+    return v
+
+
+def _typename(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _count(v: Any, path: str, default: int) -> int:
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _Bad(f"{path}: expected a whole number, got {v!r}"[:300])
+    if v < 0 or v > MAX_PODS:
+        raise _Bad(f"{path}: {v} is out of range 0-{MAX_PODS}")
+    return v
+
+
+_QTY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(k|M|G|Ki|Mi|Gi|m)?$")
+_SUFFIX = {None: 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "m": 1e-3}
+
+
+def quantity(v: Any, path: str) -> float:
+    """A Kubernetes resource quantity for a device count ("8", 8, "1k"); negative or junk is an error."""
+    if isinstance(v, bool):
+        raise _Bad(f"{path}: expected a quantity, got {v!r}")
+    if isinstance(v, int | float):
+        x = float(v)
+    elif isinstance(v, str):
+        m = _QTY.match(v.strip())
+        if not m:
+            raise _Bad(f"{path}: {v[:40]!r} is not a resource quantity")
+        x = float(m.group(1)) * _SUFFIX[m.group(2)]
+    else:
+        raise _Bad(f"{path}: expected a quantity, got {_typename(v)}")
+    if not math.isfinite(x) or x < 0 or x > MAX_CHIPS_PER_POD:
+        raise _Bad(f"{path}: {v!r} is out of range 0-{MAX_CHIPS_PER_POD}")
+    return x
+
+
+def is_accelerator(resource: str) -> bool:
+    return resource in ACCELERATOR_RESOURCES or bool(_MIG_RESOURCE.match(resource))
+
+
+def vendor_of(resource: str) -> str:
+    return "nvidia" if _MIG_RESOURCE.match(resource) else ACCELERATOR_RESOURCES.get(resource, "")
+
+
+def _container_chips(c: Any, path: str) -> dict[str, float]:
+    c = _map(c, path, required=True)
+    res = _map(c.get("resources"), f"{path}.resources")
+    limits = _map(res.get("limits"), f"{path}.resources.limits")
+    requests = _map(res.get("requests"), f"{path}.resources.requests")
+    out: dict[str, float] = {}
+    for src, name in ((limits, "limits"), (requests, "requests")):
+        for r, q in src.items():
+            if isinstance(r, str) and is_accelerator(r):
+                out[r] = max(out.get(r, 0.0), quantity(q, f"{path}.resources.{name}[{r}]"))
+    return out
+
+
+def resources_chips(res: Any, path: str) -> dict[str, float]:
+    """Accelerator chips in a bare ResourceRequirements (TrainJob ``resourcesPerNode``)."""
+    return _container_chips({"resources": res}, path)
+
+
+def pod_chips(spec: Any, path: str) -> dict[str, float]:
+    """Chips one pod needs, per accelerator resource (Kubernetes effective-request rule)."""
+    spec = _map(spec, path)
+    app: dict[str, float] = {}
+    for i, c in enumerate(_list(spec.get("containers"), f"{path}.containers")):
+        for r, q in _container_chips(c, f"{path}.containers[{i}]").items():
+            app[r] = app.get(r, 0.0) + q
+    init_max: dict[str, float] = {}
+    for i, c in enumerate(_list(spec.get("initContainers"), f"{path}.initContainers")):
+        chips = _container_chips(c, f"{path}.initContainers[{i}]")
+        restartable = isinstance(c, Mapping) and c.get("restartPolicy") == "Always"  # a sidecar runs alongside
+        for r, q in chips.items():
+            if restartable:
+                app[r] = app.get(r, 0.0) + q
+            else:
+                init_max[r] = max(init_max.get(r, 0.0), q)
+    return {r: max(app.get(r, 0.0), init_max.get(r, 0.0)) for r in set(app) | set(init_max)
+            if max(app.get(r, 0.0), init_max.get(r, 0.0)) > 0}
+
+
+def model_hints(spec: Any, path: str) -> tuple[str, tuple[str, ...]]:
+    """(label, candidate chip models) from nodeSelector or required node affinity (operator In)."""
+    spec = _map(spec, path)
+    sel = _map(spec.get("nodeSelector"), f"{path}.nodeSelector")
+    for label in MODEL_LABELS:
+        v = sel.get(label)
+        if isinstance(v, str) and v:
+            return label, (v,)
+    aff = _map(_map(spec.get("affinity"), f"{path}.affinity").get("nodeAffinity"), f"{path}.affinity.nodeAffinity")
+    req = _map(aff.get("requiredDuringSchedulingIgnoredDuringExecution"), f"{path}.affinity.nodeAffinity.required")
+    found: dict[str, list[str]] = {}
+    terms = _list(req.get("nodeSelectorTerms"), f"{path}.affinity...nodeSelectorTerms")
+    for ti, term in enumerate(terms):
+        term = _map(term, f"{path}.affinity...nodeSelectorTerms[{ti}]")
+        for ei, ex in enumerate(_list(term.get("matchExpressions"), f"...nodeSelectorTerms[{ti}].matchExpressions")):
+            ex = _map(ex, f"...nodeSelectorTerms[{ti}].matchExpressions[{ei}]")
+            key, op = ex.get("key"), ex.get("operator")
+            if key in MODEL_LABELS and op == "In":
+                vals = [v for v in _list(ex.get("values"), f"...matchExpressions[{ei}].values") if isinstance(v, str)]
+                found.setdefault(str(key), []).extend(vals)
+    for label in MODEL_LABELS:
+        if found.get(label):
+            return label, tuple(dict.fromkeys(found[label]))
+    return "", ()
+
+
+def _groups_from_template(role: str, pods: int, template: Any, path: str) -> list[PodGroup]:
+    tpl = _map(template, path)
+    spec = _map(tpl.get("spec"), f"{path}.spec")
+    chips = pod_chips(spec, f"{path}.spec")
+    label, hints = model_hints(spec, f"{path}.spec")
+    return [PodGroup(role, pods, r, q, hints, label) for r, q in sorted(chips.items())]
+
+
+def _template_annotations(template: Any) -> dict[str, str]:
+    if not isinstance(template, Mapping):
+        return {}
+    md = template.get("metadata")
+    ann = md.get("annotations") if isinstance(md, Mapping) else None
+    if not isinstance(ann, Mapping):
+        return {}
+    return {k: v for k, v in ann.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+# ------------------------------------------------------------------------------------------------ kinds
+
+
+def _pod(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    chips = pod_chips(spec, "spec")
+    label, hints = model_hints(spec, "spec")
+    return [PodGroup("pod", 1, r, q, hints, label) for r, q in sorted(chips.items())], [], []
+
+
+def _job(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    pods = _count(spec.get("parallelism"), "spec.parallelism", 1)
+    return _groups_from_template("job", pods, spec.get("template"), "spec.template"), [spec.get("template")], []
+
+
+def _jobset(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    groups: list[PodGroup] = []
+    tpls: list[Any] = []
+    for i, rj in enumerate(_list(spec.get("replicatedJobs"), "spec.replicatedJobs")):
+        p = f"spec.replicatedJobs[{i}]"
+        rj = _map(rj, p, required=True)
+        replicas = _count(rj.get("replicas"), f"{p}.replicas", 1)
+        jt = _map(rj.get("template"), f"{p}.template")
+        js = _map(jt.get("spec"), f"{p}.template.spec")
+        par = _count(js.get("parallelism"), f"{p}.template.spec.parallelism", 1)
+        role = str(rj.get("name") or f"job{i}")[:63]
+        groups += _groups_from_template(role, replicas * par, js.get("template"), f"{p}.template.spec.template")
+        tpls.append(js.get("template"))
+    return groups, tpls, []
+
+
+def _kubeflow(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    keys = [k for k in spec if isinstance(k, str) and k.endswith("ReplicaSpecs")]
+    if not keys:
+        raise _Bad("spec: no *ReplicaSpecs (e.g. spec.pytorchReplicaSpecs) in this Kubeflow job")
+    groups: list[PodGroup] = []
+    tpls: list[Any] = []
+    for key in sorted(keys):
+        for role, rs in sorted(_map(spec[key], f"spec.{key}").items(), key=lambda kv: str(kv[0])):
+            p = f"spec.{key}.{role}"
+            rs = _map(rs, p, required=True)
+            n = _count(rs.get("replicas"), f"{p}.replicas", 1)
+            groups += _groups_from_template(str(role)[:63], n, rs.get("template"), f"{p}.template")
+            tpls.append(rs.get("template"))
+    return groups, tpls, []
+
+
+def _trainjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    trainer = _map(spec.get("trainer"), "spec.trainer")
+    nodes = _count(trainer.get("numNodes"), "spec.trainer.numNodes", 1)
+    chips = resources_chips(trainer.get("resourcesPerNode"), "spec.trainer.resourcesPerNode")
+    notes: list[str] = []
+    if not chips:
+        # The pods come from the referenced (Cluster)TrainingRuntime, which the review does not carry.
+        notes.append("TrainJob: no accelerators in spec.trainer.resourcesPerNode; chips in the referenced runtime "
+                     "template are not visible at admission")
+    return [PodGroup("node", nodes, r, q) for r, q in sorted(chips.items())], [], notes
+
+
+def _ray_cluster_spec(spec: Mapping[str, Any], path: str) -> tuple[list[PodGroup], list[Any], list[str]]:
+    groups: list[PodGroup] = []
+    tpls: list[Any] = []
+    head = _map(spec.get("headGroupSpec"), f"{path}.headGroupSpec")
+    if head:
+        groups += _groups_from_template("head", 1, head.get("template"), f"{path}.headGroupSpec.template")
+        tpls.append(head.get("template"))
+    notes: list[str] = []
+    for i, wg in enumerate(_list(spec.get("workerGroupSpecs"), f"{path}.workerGroupSpecs")):
+        p = f"{path}.workerGroupSpecs[{i}]"
+        wg = _map(wg, p, required=True)
+        replicas = _count(wg.get("replicas"), f"{p}.replicas", 0)
+        lo = _count(wg.get("minReplicas"), f"{p}.minReplicas", 0)
+        hi = _count(wg.get("maxReplicas"), f"{p}.maxReplicas", 0)  # KubeRay default maxInt32: not a usable bound
+        hosts = _count(wg.get("numOfHosts"), f"{p}.numOfHosts", 1)
+        n = max(replicas, lo, hi)
+        if n > replicas:
+            notes.append(f"{p}: counted at its autoscaling bound {n} (replicas {replicas})")
+        groups += _groups_from_template(str(wg.get("groupName") or f"workers{i}")[:63], n * hosts,
+                                        wg.get("template"), f"{p}.template")
+        tpls.append(wg.get("template"))
+    return groups, tpls, notes
+
+
+def _raycluster(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    return _ray_cluster_spec(_map(obj.get("spec"), "spec"), "spec")
+
+
+def _rayjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    if spec.get("rayClusterSpec") is None:
+        # clusterSelector: the job runs on an existing RayCluster, which was admitted on its own.
+        return [], [], ["RayJob: no spec.rayClusterSpec (runs on an existing RayCluster admitted separately)"]
+    return _ray_cluster_spec(_map(spec.get("rayClusterSpec"), "spec.rayClusterSpec"), "spec.rayClusterSpec")
+
+
+def _lws(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    replicas = _count(spec.get("replicas"), "spec.replicas", 1)
+    lwt = _map(spec.get("leaderWorkerTemplate"), "spec.leaderWorkerTemplate")
+    size = _count(lwt.get("size"), "spec.leaderWorkerTemplate.size", 1)
+    if size < 1:
+        raise _Bad("spec.leaderWorkerTemplate.size: must be at least 1 (the leader)")
+    worker = lwt.get("workerTemplate")
+    leader = lwt.get("leaderTemplate") or worker  # without a leader template the leader uses the worker's
+    groups = _groups_from_template("leader", replicas, leader, "spec.leaderWorkerTemplate.leaderTemplate")
+    groups += _groups_from_template("worker", replicas * (size - 1), worker, "spec.leaderWorkerTemplate.workerTemplate")
+    return groups, [leader, worker], []
+
+
+def _volcano(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    groups: list[PodGroup] = []
+    tpls: list[Any] = []
+    for i, t in enumerate(_list(spec.get("tasks"), "spec.tasks")):
+        p = f"spec.tasks[{i}]"
+        t = _map(t, p, required=True)
+        n = _count(t.get("replicas"), f"{p}.replicas", 1)
+        groups += _groups_from_template(str(t.get("name") or f"task{i}")[:63], n, t.get("template"), f"{p}.template")
+        tpls.append(t.get("template"))
+    return groups, tpls, []
+
+
+def _workload(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    spec = _map(obj.get("spec"), "spec")
+    groups: list[PodGroup] = []
+    tpls: list[Any] = []
+    for i, ps in enumerate(_list(spec.get("podSets"), "spec.podSets")):
+        p = f"spec.podSets[{i}]"
+        ps = _map(ps, p, required=True)
+        n = _count(ps.get("count"), f"{p}.count", 1)
+        role = str(ps.get("name") or f"podset{i}")[:63]
+        groups += _groups_from_template(role, n, ps.get("template"), f"{p}.template")
+        tpls.append(ps.get("template"))
+    return groups, tpls, []
+
+
+def _workload_controller(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    """Deployment / StatefulSet / ReplicaSet: replicas × template (inference servers, but chips are chips)."""
+    spec = _map(obj.get("spec"), "spec")
+    n = _count(spec.get("replicas"), "spec.replicas", 1)
+    return _groups_from_template("replica", n, spec.get("template"), "spec.template"), [spec.get("template")], []
+
+
+_KUBEFLOW = ("PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob", "MXJob", "JAXJob")
+READERS: dict[tuple[str, str], Any] = {
+    ("", "Pod"): _pod,
+    ("batch", "Job"): _job,
+    ("jobset.x-k8s.io", "JobSet"): _jobset,
+    **{("kubeflow.org", k): _kubeflow for k in _KUBEFLOW},
+    ("trainer.kubeflow.org", "TrainJob"): _trainjob,
+    ("ray.io", "RayCluster"): _raycluster,
+    ("ray.io", "RayJob"): _rayjob,
+    ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): _lws,
+    ("batch.volcano.sh", "Job"): _volcano,
+    ("kueue.x-k8s.io", "Workload"): _workload,
+    ("apps", "Deployment"): _workload_controller,
+    ("apps", "StatefulSet"): _workload_controller,
+    ("apps", "ReplicaSet"): _workload_controller,
+}
+# The job kinds gated themselves: a Pod or Job they create is counted at the owner, not again.
+GATED_OWNER_KINDS = frozenset(k for _, k in READERS if k != "Pod") - {"ReplicaSet", "Deployment", "StatefulSet"}
+
+
+def group_of(api_version: str) -> str:
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def supported(api_version: str, kind: str) -> bool:
+    return (group_of(api_version), kind) in READERS
+
+
+def read(obj: Any) -> Demand | ReadError:
+    """The accelerator demand of a workload object, or a ReadError; never raises."""
+    try:
+        return _read(obj)
+    except _Bad as exc:
+        return ReadError(str(exc)[:500])
+    except RecursionError:
+        return ReadError("object: nested too deeply")
+    except Exception as exc:  # totality: a reader bug must become a reasoned denial, never a 500
+        return ReadError(f"object: could not be read ({type(exc).__name__})")
+
+
+def _read(obj: Any) -> Demand:
+    o = _map(obj, "object", required=True)
+    api_version, kind = o.get("apiVersion"), o.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        raise _Bad("object: apiVersion and kind must be strings")
+    md = _map(o.get("metadata"), "metadata")
+    name = md.get("name") or md.get("generateName") or ""
+    ns = md.get("namespace") or ""
+    if not isinstance(name, str) or not isinstance(ns, str):
+        raise _Bad("metadata.name/namespace: must be strings")
+    ann_raw = _map(md.get("annotations"), "metadata.annotations")
+    annotations = {k: v for k, v in ann_raw.items() if isinstance(k, str) and isinstance(v, str)}
+    owners = tuple(
+        str(r.get("kind")) for r in _list(md.get("ownerReferences"), "metadata.ownerReferences")
+        if isinstance(r, Mapping) and r.get("controller") is True and isinstance(r.get("kind"), str)
+    )
+    reader = READERS.get((group_of(api_version), kind))
+    if reader is None:
+        note = f"{kind} ({api_version}) is not a job kind this webhook reads; no accelerators counted"
+        return Demand(api_version, kind, name, ns, (), annotations, owners, (note,))
+    groups, templates, notes = reader(o)
+    # Annotations on the job win; a Pod created from a template carries them too, so templates fill gaps.
+    for tpl in templates:
+        for k, v in _template_annotations(tpl).items():
+            annotations.setdefault(k, v)
+    return Demand(api_version, kind, name, ns, tuple(groups), annotations, owners, tuple(notes))

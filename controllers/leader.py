@@ -1,0 +1,146 @@
+"""Leader election on a Kubernetes ``coordination.k8s.io/v1`` Lease: only the leader replica collects.
+
+A small Lease loop over ``CoordinationV1Api`` rather than ``kubernetes.leaderelection`` (which calls
+``sys.exit`` on bad timings and configures global logging at import). Semantics follow client-go:
+- the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` it steps down;
+- a candidate takes the lease only when ``renewTime + leaseDurationSeconds`` has passed (or it is free);
+- writes carry the read ``resourceVersion`` so two candidates cannot both win (HTTP 409 -> lost race);
+- ``release()`` on shutdown empties the holder so a standby takes over at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def default_identity() -> str:
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{os.getpid()}"
+
+
+def in_cluster_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return os.environ.get("POD_NAMESPACE", "default")
+
+
+class LeaderElector:
+    def __init__(
+        self, api_client: Any, namespace: str, name: str, identity: str | None = None,
+        lease_duration: float = 15, renew_deadline: float = 10, retry_period: float = 2,
+        on_started_leading: Callable[[], None] | None = None, on_stopped_leading: Callable[[], None] | None = None,
+    ) -> None:
+        from kubernetes import client
+
+        if not lease_duration > renew_deadline > retry_period > 0:
+            raise ValueError("leader_election: need lease_duration > renew_deadline > retry_period > 0")
+        self.api = client.CoordinationV1Api(api_client)
+        self.namespace, self.name = namespace, name
+        self.identity = identity or default_identity()
+        self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
+        self.on_started = on_started_leading or (lambda: None)
+        self.on_stopped = on_stopped_leading or (lambda: None)
+        self.stop = threading.Event()
+        self.leading = False
+        self._last_renew = 0.0
+
+    @staticmethod
+    def _now() -> datetime:
+        return datetime.now(UTC)
+
+    def try_acquire_or_renew(self) -> bool:
+        """One attempt; True when this identity holds the lease afterwards."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        now = self._now()
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = client.V1Lease(
+                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                spec=client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=int(self.lease_duration),
+                                        acquire_time=now, renew_time=now, lease_transitions=0),
+            )
+            try:
+                self.api.create_namespaced_lease(self.namespace, body)
+                return True
+            except ApiException as exc2:
+                if exc2.status == 409:
+                    return False
+                raise
+        spec = lease.spec or client.V1LeaseSpec()
+        holder = spec.holder_identity or ""
+        if holder != self.identity:
+            renewed = spec.renew_time or spec.acquire_time
+            duration = timedelta(seconds=spec.lease_duration_seconds or self.lease_duration)
+            if holder and renewed is not None and renewed + duration > now:
+                return False  # someone else holds a live lease
+            spec.acquire_time = now
+            spec.lease_transitions = (spec.lease_transitions or 0) + 1
+        spec.holder_identity = self.identity
+        spec.renew_time = now
+        spec.lease_duration_seconds = int(self.lease_duration)
+        lease.spec = spec
+        try:
+            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            if exc.status == 409:  # another candidate wrote first
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        """Give the lease up (holder emptied) so a standby need not wait for it to expire."""
+        from kubernetes.client.exceptions import ApiException
+
+        if not self.leading:
+            return
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec and lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = ""
+                lease.spec.renew_time = self._now() - timedelta(seconds=self.lease_duration + 1)
+                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            log.warning("leader election: could not release lease %s/%s: %s", self.namespace, self.name, exc.reason)
+        self._set(False)
+
+    def _set(self, leading: bool) -> None:
+        if leading == self.leading:
+            return
+        self.leading = leading
+        log.info("leader election: %s %s lease %s/%s", self.identity, "acquired" if leading else "lost",
+                 self.namespace, self.name)
+        (self.on_started if leading else self.on_stopped)()
+
+    def run(self) -> None:
+        """Campaign and renew until ``stop`` is set; callbacks fire on every change of leadership."""
+        while not self.stop.is_set():
+            try:
+                ok = self.try_acquire_or_renew()
+            except Exception as exc:  # noqa: BLE001 - API unreachable: keep leading only within renew_deadline
+                log.warning("leader election: %s", type(exc).__name__)
+                ok = False
+            mono = time.monotonic()
+            if ok:
+                self._last_renew = mono
+                self._set(True)
+            elif self.leading and mono - self._last_renew > self.renew_deadline:
+                self._set(False)
+            elif self.leading and not ok:
+                pass  # a failed renew inside the deadline: keep leading, retry soon
+            self.stop.wait(self.retry_period)
+        self.release()

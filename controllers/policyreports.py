@@ -1,0 +1,344 @@
+"""PolicyReports for namespaces with held training jobs, so existing policy dashboards show them.
+
+The agent calls :meth:`PolicyReportWriter.sync` with the held cases/decisions as plain data
+(:class:`HeldJob` or mappings with the same keys). For every namespace with at least one held job it
+writes one ``wgpolicyk8s.io/v1alpha2`` ``PolicyReport`` named ``veu-governor`` (and, when enabled, an
+``openreports.io/v1alpha1`` ``Report``), the format Kyverno, Policy Reporter and other dashboards
+read. Reports of namespaces that no longer hold anything are deleted. A missing CRD or a forbidden
+verb is reported in the result instead of crashing the agent: the reports are a view, the store is
+the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from policies.errors import PolicyError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "veu-governor"
+REPORT_NAME = "veu-governor"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "veu-governor", "app.kubernetes.io/part-of": "veu-governor"}
+RESULTS = ("pass", "fail", "warn", "error", "skip")
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+# A PolicyReport is one etcd object (1.5 MiB limit); Kyverno's scaling notes show report volume is
+# what costs etcd. Beyond this many results per namespace the oldest are dropped and counted.
+DEFAULT_MAX_RESULTS = 500
+
+
+class PolicyReportError(PolicyError):
+    """A held-job record that cannot be turned into a report result (names the field and the fix)."""
+
+
+@dataclass(frozen=True)
+class ReportKind:
+    """Where one report format lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+WGPOLICY = ReportKind("wgpolicyk8s.io", "v1alpha2", "policyreports", "PolicyReport")
+OPENREPORTS = ReportKind("openreports.io", "v1alpha1", "reports", "Report")
+
+
+@dataclass(frozen=True)
+class HeldJob:
+    """One held (or warned) admission decision, as plain data from the store.
+
+    ``policy`` is the provision id the decision rests on (e.g. ``red-flag-28``), ``rule`` the stable
+    outcome code (e.g. ``HOLD_FOR_INQUIRY``), ``result`` ``fail`` for a denial and ``warn`` for a job
+    admitted in warn mode.
+    """
+
+    namespace: str
+    name: str
+    kind: str
+    api_version: str
+    policy: str
+    rule: str
+    message: str
+    decided_at: datetime
+    uid: str = ""
+    case_id: str = ""
+    result: str = "fail"
+    severity: str = "high"
+    category: str = "Export control"
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("namespace", "name", "kind", "api_version", "policy", "rule"):
+            if not str(getattr(self, name) or "").strip():
+                raise PolicyReportError(f"held job: '{name}' is required and must not be empty")
+        if self.result not in RESULTS:
+            raise PolicyReportError(f"held job {self.ref}: result {self.result!r} must be one of {', '.join(RESULTS)}")
+        if self.severity not in SEVERITIES:
+            raise PolicyReportError(
+                f"held job {self.ref}: severity {self.severity!r} must be one of {', '.join(SEVERITIES)}"
+            )
+        if self.decided_at.tzinfo is None:
+            raise PolicyReportError(f"held job {self.ref}: decided_at must be timezone-aware (UTC)")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> HeldJob:
+        """Build from a dict (an API/store row); unknown keys are rejected so typos do not vanish."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PolicyReportError(
+                f"held job: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        values = dict(data)
+        at = values.get("decided_at")
+        if isinstance(at, str):
+            try:
+                values["decided_at"] = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            except ValueError:
+                raise PolicyReportError(f"held job: decided_at {at!r} is not an ISO 8601 timestamp") from None
+        elif not isinstance(at, datetime):
+            raise PolicyReportError("held job: 'decided_at' is required (ISO 8601 timestamp with a zone)")
+        props = values.get("properties") or {}
+        values["properties"] = {str(k): str(v) for k, v in dict(props).items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise PolicyReportError(f"held job: {exc}") from None
+
+
+def _as_held(item: HeldJob | Mapping[str, Any]) -> HeldJob:
+    return item if isinstance(item, HeldJob) else HeldJob.from_mapping(item)
+
+
+def _timestamp(at: datetime) -> dict[str, int]:
+    """metav1.Timestamp: whole seconds and nanoseconds since the epoch."""
+    at = at.astimezone(UTC)
+    seconds = int(at.timestamp())
+    return {"seconds": seconds, "nanos": at.microsecond * 1000}
+
+
+def _result(job: HeldJob) -> dict[str, Any]:
+    props = {k: v for k, v in job.properties.items() if v != ""}
+    if job.case_id:
+        props["case-id"] = job.case_id
+    resource: dict[str, str] = {
+        "apiVersion": job.api_version, "kind": job.kind, "name": job.name, "namespace": job.namespace,
+    }
+    if job.uid:
+        resource["uid"] = job.uid
+    out: dict[str, Any] = {
+        "source": SOURCE,
+        "policy": job.policy,
+        "rule": job.rule,
+        "category": job.category,
+        "severity": job.severity,
+        "result": job.result,
+        # Scored: a failed red-flag gate counts against compliance; a warning is informational.
+        "scored": job.result == "fail",
+        "timestamp": _timestamp(job.decided_at),
+        "message": job.message,
+        "resources": [resource],
+    }
+    if props:
+        out["properties"] = dict(sorted(props.items()))
+    return out
+
+
+def build_report(
+    namespace: str, held: Sequence[HeldJob], kind: ReportKind = WGPOLICY, *, max_results: int = DEFAULT_MAX_RESULTS,
+) -> dict[str, Any]:
+    """The report object for one namespace (pure: no API calls)."""
+    if max_results < 1:
+        raise PolicyReportError(f"max_results must be at least 1, got {max_results}")
+    # Newest first, then a stable order, so the kept results under the cap are the most recent.
+    ordered = sorted(held, key=lambda j: (-j.decided_at.timestamp(), j.kind, j.name, j.rule))
+    kept = ordered[:max_results]
+    results = [_result(j) for j in kept]
+    summary = dict.fromkeys(RESULTS, 0)
+    for r in results:
+        summary[r["result"]] += 1
+    annotations = {}
+    if len(ordered) > len(kept):
+        annotations["veu-governor.io/results-dropped"] = str(len(ordered) - len(kept))
+    body: dict[str, Any] = {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {"name": REPORT_NAME, "namespace": namespace, "labels": dict(MANAGED_BY),
+                     "annotations": annotations},
+        "summary": summary,
+        "results": results,
+    }
+    if kind is OPENREPORTS:
+        body["source"] = SOURCE
+        body["configuration"] = {"limits": {"maxResults": max_results}}
+    return body
+
+
+def desired_reports(
+    held: Iterable[HeldJob | Mapping[str, Any]], kind: ReportKind = WGPOLICY, *, max_results: int = DEFAULT_MAX_RESULTS,
+) -> dict[str, dict[str, Any]]:
+    """Namespace -> report body, for every namespace with at least one held job."""
+    by_ns: dict[str, list[HeldJob]] = defaultdict(list)
+    for item in held:
+        job = _as_held(item)
+        by_ns[job.namespace].append(job)
+    return {ns: build_report(ns, jobs, kind, max_results=max_results) for ns, jobs in sorted(by_ns.items())}
+
+
+@dataclass
+class SyncResult:
+    """What one sync did, per report kind (``kind`` is ``group/plural``)."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "deleted": self.deleted, "skipped": self.skipped}
+
+
+def _same(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    keys = ("summary", "results", "source", "configuration")
+    if any(existing.get(k) != desired.get(k) for k in keys):
+        return False
+    have = (existing.get("metadata", {}).get("annotations") or {}).get("veu-governor.io/results-dropped")
+    want = desired["metadata"]["annotations"].get("veu-governor.io/results-dropped")
+    return bool(have == want)
+
+
+def _managed(item: Mapping[str, Any]) -> bool:
+    labels: Mapping[str, str] = item.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in MANAGED_BY.items())
+
+
+class PolicyReportWriter:
+    """Reconciles the cluster's reports with the held jobs (idempotent; safe to call every cycle)."""
+
+    def __init__(
+        self, api: CustomObjectsApi, *, openreports: bool = False, wgpolicy: bool = True,
+        max_results: int = DEFAULT_MAX_RESULTS,
+    ) -> None:
+        self.api = api
+        self.kinds = [k for k, on in ((WGPOLICY, wgpolicy), (OPENREPORTS, openreports)) if on]
+        self.max_results = max_results
+
+    def sync(self, held: Iterable[HeldJob | Mapping[str, Any]]) -> SyncResult:
+        jobs = [_as_held(h) for h in held]  # validate everything before the first write
+        out = SyncResult()
+        for kind in self.kinds:
+            self._sync_kind(kind, desired_reports(jobs, kind, max_results=self.max_results), out)
+        return out
+
+    def _sync_kind(self, kind: ReportKind, desired: dict[str, dict[str, Any]], out: SyncResult) -> None:
+        tag = f"{kind.group}/{kind.plural}"
+        try:
+            listing: Mapping[str, Any] = cast(Mapping[str, Any], self.api.list_cluster_custom_object(
+                kind.group, kind.version, kind.plural,
+                label_selector=",".join(f"{k}={v}" for k, v in MANAGED_BY.items()),
+            ))
+        except ApiException as exc:
+            out.skipped[tag] = self._why(kind, exc)
+            log.warning("policy reports: %s skipped: %s", tag, out.skipped[tag])
+            return
+        existing = {
+            item["metadata"]["namespace"]: item
+            for item in listing.get("items", [])
+            if item.get("metadata", {}).get("name") == REPORT_NAME and _managed(item)
+        }
+        for ns, body in desired.items():
+            ref = f"{tag}:{ns}/{REPORT_NAME}"
+            try:
+                if ns not in existing:
+                    try:
+                        self.api.create_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, body)
+                        out.created.append(ref)
+                        continue
+                    except ApiException as exc:
+                        if exc.status != 409:  # someone else's object of that name: take it over below
+                            raise
+                elif _same(existing[ns], body):
+                    out.unchanged.append(ref)
+                    continue
+                # JSON merge patch replaces lists whole, so stale results never linger.
+                self.api.patch_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, REPORT_NAME,
+                                                        self._patch(body))
+                out.updated.append(ref)
+            except ApiException as exc:
+                out.skipped[ref] = self._why(kind, exc)
+                log.warning("policy reports: %s not written: %s", ref, out.skipped[ref])
+        for ns in sorted(set(existing) - set(desired)):
+            ref = f"{tag}:{ns}/{REPORT_NAME}"
+            try:
+                self.api.delete_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, REPORT_NAME)
+                out.deleted.append(ref)
+            except ApiException as exc:
+                if exc.status == 404:
+                    out.deleted.append(ref)
+                else:
+                    out.skipped[ref] = self._why(kind, exc)
+
+    @staticmethod
+    def _patch(body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        # null removes a stale "results-dropped" annotation under merge-patch semantics.
+        annotations: dict[str, str | None] = {"veu-governor.io/results-dropped": None, **meta["annotations"]}
+        patch = {k: v for k, v in body.items() if k not in {"apiVersion", "kind", "metadata"}}
+        patch["metadata"] = {"labels": meta["labels"], "annotations": annotations}
+        return patch
+
+    @staticmethod
+    def _why(kind: ReportKind, exc: ApiException) -> str:
+        if exc.status == 404:
+            return f"the {kind.kind} CRD ({kind.plural}.{kind.group}/{kind.version}) is not installed"
+        if exc.status == 403:
+            return (f"forbidden: the agent's ClusterRole needs {kind.plural} in {kind.group} "
+                    "(helm value policyReports.enabled / policyReports.openreports)")
+        return f"HTTP {exc.status}: {exc.reason}"
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise PolicyReportError(f"{name}={raw!r}: use true or false")
+
+
+def from_environment(api: CustomObjectsApi, env: Mapping[str, str] | None = None) -> PolicyReportWriter | None:
+    """The writer the Helm chart asks for (``VEU_POLICY_REPORTS``, ``VEU_OPENREPORTS``), or None when disabled."""
+    env = os.environ if env is None else env
+    if not _flag(env, "VEU_POLICY_REPORTS", True):
+        return None
+    raw_max = env.get("VEU_POLICY_REPORT_MAX_RESULTS", "").strip()
+    try:
+        max_results = int(raw_max) if raw_max else DEFAULT_MAX_RESULTS
+    except ValueError:
+        raise PolicyReportError(f"VEU_POLICY_REPORT_MAX_RESULTS={raw_max!r}: use a whole number >= 1") from None
+    if max_results < 1:
+        raise PolicyReportError(f"VEU_POLICY_REPORT_MAX_RESULTS={max_results}: use a whole number >= 1")
+    return PolicyReportWriter(api, openreports=_flag(env, "VEU_OPENREPORTS", False), max_results=max_results)

@@ -1,0 +1,190 @@
+"""The validating admission webhook: ``POST /validate`` speaking admission.k8s.io/v1 AdmissionReview.
+
+The request body is read with a size limit (``VEU_WEBHOOK_MAX_BYTES``, default 3 MiB, the API server's
+own request limit), parsed, and handed to :func:`agent.cases.evaluate_review` in a worker thread. A body
+that is not an AdmissionReview gets a clear HTTP 400; a review whose object cannot be read gets a denial
+that says why (``DENY_INVALID``); nothing produces a 500. When the store cannot be reached the webhook
+follows ``VEU_WEBHOOK_FAILURE_MODE``: ``deny`` (default, fail closed like Kueue's own webhooks, because a
+compliance gate that opens when its database is down is no gate) or ``allow`` (admit with a warning).
+
+Prometheus: ``veu_admission_decisions_total{code,allowed,mode}``,
+``veu_admission_review_duration_seconds`` (histogram), ``veu_admission_errors_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from policies.errors import PolicyError
+
+log = logging.getLogger("veu.webhook")
+
+DEFAULT_MAX_BYTES = 3 * 1024 * 1024
+MAX_DEPTH = 200
+
+DECISIONS = Counter("veu_admission_decisions_total", "Admission decisions by code", ["code", "allowed", "mode"])
+LATENCY = Histogram(
+    "veu_admission_review_duration_seconds", "Time to answer one AdmissionReview",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+ERRORS = Counter("veu_admission_errors_total", "Reviews answered with an error or by the failure mode", ["reason"])
+
+router = APIRouter(tags=["admission"])
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def max_bytes() -> int:
+    try:
+        return max(1024, int(os.environ.get("VEU_WEBHOOK_MAX_BYTES", DEFAULT_MAX_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+
+
+def failure_mode() -> str:
+    m = os.environ.get("VEU_WEBHOOK_FAILURE_MODE", "deny").strip().lower()
+    return m if m in ("deny", "allow") else "deny"
+
+
+def cluster_name() -> str:
+    return os.environ.get("VEU_CLUSTER", "")
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise BodyTooLarge()
+    return bytes(buf)
+
+
+def _depth_ok(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Cheap nesting check before json.loads (brackets inside strings only make it stricter)."""
+    depth = 0
+    opens = raw.count(b"[") + raw.count(b"{")
+    if opens < limit:
+        return True
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def _bad_request(detail: str, reason: str) -> JSONResponse:
+    ERRORS.labels(reason).inc()
+    return JSONResponse({"detail": detail}, status_code=400)
+
+
+def _uid_of(body: Any) -> tuple[str, str]:
+    req = body.get("request") if isinstance(body, dict) else None
+    uid = req.get("uid") if isinstance(req, dict) else None
+    av = body.get("apiVersion") if isinstance(body, dict) else None
+    return (uid if isinstance(uid, str) else ""), (av if isinstance(av, str) else "admission.k8s.io/v1")
+
+
+def _failure_response(body: Any, why: str) -> JSONResponse:
+    uid, av = _uid_of(body)
+    mode = failure_mode()
+    allowed = mode == "allow"
+    msg = (f"veu-governor could not evaluate red flag 28: {why}; failing {'open' if allowed else 'closed'} "
+           f"(VEU_WEBHOOK_FAILURE_MODE={mode})")
+    resp: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if allowed:
+        resp["warnings"] = [msg[:240]]
+    else:
+        resp["status"] = {"code": 503, "reason": "ServiceUnavailable", "message": msg}
+    DECISIONS.labels("FAILURE_MODE", str(allowed).lower(), mode).inc()
+    return JSONResponse({"apiVersion": av, "kind": "AdmissionReview", "response": resp})
+
+
+def evaluate(database_url: str | None, body: Any) -> dict[str, Any]:
+    """Evaluate one parsed review against the store in its own transaction (run in a worker thread)."""
+    from agent.cases import evaluate_review
+    from agent.packs import registry
+    from agent.store import get_engine
+
+    with Session(get_engine(database_url), expire_on_commit=False) as s:
+        try:
+            out = evaluate_review(s, registry(), body, cluster=cluster_name())
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+    DECISIONS.labels(out.code, str(out.allowed).lower(), out.decision.mode if out.decision else "-").inc()
+    return out.response()
+
+
+@router.post("/validate", summary="Validating admission webhook (AdmissionReview admission.k8s.io/v1)")
+async def validate(request: Request) -> JSONResponse:
+    t0 = time.perf_counter()
+    try:
+        return await _validate(request)
+    finally:
+        LATENCY.observe(time.perf_counter() - t0)
+
+
+async def _validate(request: Request) -> JSONResponse:
+    limit = max_bytes()
+    try:
+        raw = await _read_limited(request, limit)
+    except BodyTooLarge:
+        return _bad_request(f"body: larger than {limit} bytes (VEU_WEBHOOK_MAX_BYTES)", "too_large")
+    if not _depth_ok(raw):
+        return _bad_request(f"body: JSON nested deeper than {MAX_DEPTH} levels", "too_deep")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return _bad_request(f"body: not valid JSON ({str(exc)[:120]})", "bad_json")
+    from agent.cases import ReviewError, parse_review
+
+    try:
+        parse_review(body)
+    except ReviewError as exc:
+        return _bad_request(str(exc), "bad_review")
+    try:
+        resp = await run_in_threadpool(evaluate, request.app.state.database_url, body)
+    except (OperationalError, DBAPIError) as exc:
+        ERRORS.labels("store_unavailable").inc()
+        log.error("admission: store unavailable: %s", exc)
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()
+        return _failure_response(body, f"store unavailable ({first[0][:200] if first else 'no detail'})")
+    except PolicyError as exc:
+        # A policy pack or catalog problem is the operator's to fix; say which.
+        ERRORS.labels("policy_error").inc()
+        return _failure_response(body, f"configuration error: {str(exc)[:300]}")
+    except Exception as exc:  # never a 500: the API server would apply failurePolicy with no reason given
+        ERRORS.labels("internal").inc()
+        log.exception("admission: internal error")
+        return _failure_response(body, f"internal error ({type(exc).__name__})")
+    return JSONResponse(resp)

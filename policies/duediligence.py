@@ -1,0 +1,267 @@
+"""Due Diligence IFR (90 FR 5298): the foundry/OSAT presumption that an advanced logic IC is 3A090.a.
+
+Note 1 to 3A090.a: when a front-end fabricator or OSAT exports, reexports or transfers an "applicable advanced
+logic integrated circuit" (16/14 nm node or below, or a non-planar transistor architecture), the item is
+presumed 3A090.a and designed for datacenters, unless one of three paths overcomes the presumption:
+
+(a) a datasheet / attestation of TPP and PD from an approved (Supp. No. 6 to part 740) or authorized IC designer
+    (authorized until 2026-12-31 by headquarters; afterwards only with a pending approval application, for 180
+    days after it);
+(b) the fabricator packages the IC outside Macau / D:5 and attests an aggregated approximated transistor count
+    below the threshold for the transaction's completion year;
+(c) an approved OSAT (Supp. No. 7) packages it with the same transistor-count attestation.
+
+Every number and list comes from the ``due-diligence-2025`` pack (``foundry-presumption``,
+``transistor-count-thresholds`` (dated), ``authorized-ic-designers`` (dated), ``approved-ic-designers``,
+``approved-osats``) and the country groups. The end user's own attestation never suffices; an unconfirmed count
+leaves the presumption standing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from policies.errors import PolicyError
+from policies.jurisdictions import country, equivalent_destination, group_provision_id
+from policies.packs import PackRegistry, ResolvedProvision
+
+PACKAGING = ("fabricator", "approved-osat", "other-osat", "unknown")
+DESIGNER_STATUS = ("approved", "authorized", "none")
+ATTESTERS = ("fabricator", "osat", "designer", "end-user", "none")
+
+
+@dataclass(frozen=True)
+class LogicIC:
+    """What the fabricator / OSAT knows about the IC at the time of the transaction."""
+
+    node_nm: float | None = None
+    non_planar: bool | None = None
+    transistors: float | None = None
+    has_hbm: bool | None = None
+    packaging: str = "unknown"
+    packaging_country: str | None = None
+    osat: str = ""
+    designer: str = ""
+    designer_status: str = "none"
+    designer_hq: str | None = None
+    designer_parent_hq: str | None = None
+    designer_applied_for_approval: date | None = None
+    designer_attestation: bool = False
+    count_attested_by: str = "none"
+    exporter_role: str = "front-end-fabricator"
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    path: str
+    satisfied: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class DueDiligenceResult:
+    applies: bool
+    presumed_3a090a: bool
+    overcome_by: str | None
+    reason: str
+    paths: tuple[PathCheck, ...]
+    transistor_limit: float | None
+    provisions: tuple[ResolvedProvision, ...] = field(default=())
+    as_of: date = date.min
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "applies": self.applies,
+            "presumed_3a090a": self.presumed_3a090a,
+            "presumed_datacenter": self.presumed_3a090a,
+            "overcome_by": self.overcome_by,
+            "reason": self.reason,
+            "paths": [{"path": p.path, "satisfied": p.satisfied, "why": p.why} for p in self.paths],
+            "transistor_limit": self.transistor_limit,
+            "provisions": [
+                {"id": p.id, "citation": p.citation, "effective_from": p.effective_from.isoformat(),
+                 "codified": p.codified, "enforced": p.enforced, "confirmed": p.confirmed,
+                 "unconfirmed_note": p.unconfirmed_note}
+                for p in self.provisions
+            ],
+            "as_of": self.as_of.isoformat(),
+        }
+
+
+def _validate(ic: LogicIC) -> None:
+    if ic.packaging not in PACKAGING:
+        raise PolicyError(f"packaging: {ic.packaging!r} is not one of {', '.join(PACKAGING)}")
+    if ic.designer_status not in DESIGNER_STATUS:
+        raise PolicyError(f"designer_status: {ic.designer_status!r} is not one of {', '.join(DESIGNER_STATUS)}")
+    if ic.count_attested_by not in ATTESTERS:
+        raise PolicyError(f"count_attested_by: {ic.count_attested_by!r} is not one of {', '.join(ATTESTERS)}")
+    if ic.node_nm is not None and ic.node_nm <= 0:
+        raise PolicyError(f"node_nm: {ic.node_nm} must be a positive number of nanometres")
+    if ic.transistors is not None and ic.transistors <= 0:
+        raise PolicyError(f"transistors: {ic.transistors} must be a positive count")
+
+
+def _excluded_location(packs: PackRegistry, prov_id: str, code: str, as_of: date) -> tuple[bool, str]:
+    """Whether ``code`` is in the destinations named by provision ``prov_id`` (e.g. D:5 and Macau)."""
+    excl = packs.provision(prov_id, as_of)
+    eff = equivalent_destination(packs, code, as_of)
+    if eff in excl.values.get("countries", []):
+        return True, f"{code} is named in {excl.citation}"
+    for g in excl.values.get("country_groups", []):
+        grp = packs.find(group_provision_id(g), as_of)
+        if grp is not None and eff in grp.values.get("countries", []):
+            via = f" (treated as {eff})" if eff != code else ""
+            return True, f"{code}{via} is in Country Group {g}"
+    return False, ""
+
+
+def _in_any_group(packs: PackRegistry, code: str, groups: list[str], as_of: date) -> str | None:
+    for g in groups:
+        grp = packs.find(group_provision_id(g), as_of)
+        if grp is not None and code in grp.values.get("countries", []):
+            return g
+    return None
+
+
+def _listed(name: str, listed: list[Any]) -> bool:
+    folded = name.strip().casefold()
+    return any(str(x).strip().casefold() == folded for x in listed)
+
+
+def _designer_path(packs: PackRegistry, ic: LogicIC, as_of: date, used: list[ResolvedProvision]) -> PathCheck:
+    path = "a-designer-attestation"
+    if not ic.designer_attestation:
+        return PathCheck(path, False, "no datasheet or attestation of TPP and performance density from the designer")
+    if ic.designer_status == "approved":
+        prov = packs.provision("approved-ic-designers", as_of)
+        used.append(prov)
+        listed = list(prov.values.get("designers", []))
+        if listed and not _listed(ic.designer, listed):
+            return PathCheck(path, False, f"designer {ic.designer or '(unnamed)'} is not on the approved list "
+                                          f"({prov.citation})")
+        note = "" if listed else f" (the pack's list is empty: confirm the designer is listed in {prov.citation})"
+        return PathCheck(path, True, f"attestation from approved IC designer {ic.designer or '(unnamed)'}{note}")
+    if ic.designer_status == "authorized":
+        prov = packs.provision("authorized-ic-designers", as_of)
+        used.append(prov)
+        if not ic.designer_hq:
+            return PathCheck(path, False, "authorized designer: headquarters country (designer_hq) not given")
+        hq = country(ic.designer_hq).code
+        hq_groups = [str(g) for g in prov.values.get("hq_country_groups", [])]
+        hq_countries = [str(c) for c in prov.values.get("hq_countries", [])]
+        grp = _in_any_group(packs, hq, hq_groups, as_of)
+        if grp is None and hq not in hq_countries:
+            return PathCheck(path, False, f"designer headquartered in {hq}, not in {'/'.join(hq_groups)} or "
+                                          f"{', '.join(hq_countries)} ({prov.citation})")
+        excl_id = str(prov.values.get("excluded", ""))
+        for label, where in (("headquarters", ic.designer_hq), ("ultimate parent", ic.designer_parent_hq)):
+            if where and excl_id:
+                bad, why = _excluded_location(packs, excl_id, country(where).code, as_of)
+                if bad:
+                    return PathCheck(path, False, f"designer's {label}: {why}")
+        if prov.values.get("must_apply_for_approval"):
+            applied = ic.designer_applied_for_approval
+            if applied is None:
+                return PathCheck(path, False, f"after {prov.effective_from - timedelta(days=1)} an authorized "
+                                              f"designer must also have applied to become approved ({prov.citation})")
+            lapse = int(prov.values.get("lapse_days_after_application", 0))
+            if lapse and as_of >= applied + timedelta(days=lapse):
+                return PathCheck(path, False, f"authorized status lapsed {lapse} days after the approval "
+                                              f"application of {applied.isoformat()} ({prov.citation})")
+            if applied > as_of:
+                return PathCheck(path, False, f"approval application dated {applied.isoformat()} is after "
+                                              f"{as_of.isoformat()}")
+        return PathCheck(path, True, f"attestation from authorized IC designer headquartered in {hq} "
+                                     f"({prov.citation})")
+    return PathCheck(path, False, "designer is neither approved nor authorized")
+
+
+def _count_below(packs: PackRegistry, ic: LogicIC, as_of: date, used: list[ResolvedProvision]) -> tuple[bool, str,
+                                                                                                        float | None]:
+    prov = packs.provision("transistor-count-thresholds", as_of)
+    used.append(prov)
+    limit = float(prov.value("max_transistors"))
+    limit_no_hbm = float(prov.value("max_transistors_without_hbm"))
+    if ic.transistors is None:
+        return False, "transistor count not confirmed (an unconfirmed count leaves the presumption standing)", None
+    if ic.count_attested_by == "end-user":
+        return False, "the end user's own attestation of the transistor count is not sufficient", None
+    if ic.count_attested_by not in ("fabricator", "osat"):
+        return False, "no fabricator/OSAT attestation of the aggregated approximated transistor count", None
+    t = ic.transistors
+    if t < limit:
+        return True, f"{t:.4g} transistors < {limit:.4g} ({prov.title})", limit
+    if ic.has_hbm is False and t < limit_no_hbm:
+        return True, f"no HBM and {t:.4g} transistors < {limit_no_hbm:.4g} ({prov.title})", limit_no_hbm
+    if ic.has_hbm is None and t < limit_no_hbm:
+        return False, f"{t:.4g} transistors is below the no-HBM limit {limit_no_hbm:.4g} only if the IC has no HBM; " \
+                      f"say whether it has HBM", limit
+    applicable = limit_no_hbm if ic.has_hbm is False else limit
+    return False, f"{t:.4g} transistors >= {applicable:.4g} ({prov.title})", applicable
+
+
+def check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
+    """Is this logic IC presumed 3A090.a (and datacenter) on ``as_of``, and if not, which path overcomes it?"""
+    _validate(ic)
+    used: list[ResolvedProvision] = []
+    fp = packs.provision("foundry-presumption", as_of)
+    used.append(fp)
+    roles = [str(r) for r in fp.values.get("applies_to_roles", [])]
+    if ic.exporter_role not in roles:
+        return DueDiligenceResult(
+            False, False, None, f"the presumption binds only {' and '.join(roles)}; exporter is {ic.exporter_role}",
+            (), None, tuple(used), as_of,
+        )
+    node_max = float(fp.value("node_nm_at_or_below"))
+    by_node = ic.node_nm is not None and ic.node_nm <= node_max
+    by_arch = bool(fp.values.get("non_planar_triggers")) and ic.non_planar is True
+    unknown = ic.node_nm is None and ic.non_planar is None
+    if not (by_node or by_arch or unknown):
+        why = f"node {ic.node_nm:g} nm > {node_max:g} nm" if ic.node_nm is not None else "node unknown"
+        return DueDiligenceResult(
+            False, False, None,
+            f"not an applicable advanced logic IC ({why} and planar transistors; {fp.citation})",
+            (), None, tuple(used), as_of,
+        )
+    trigger = (f"{ic.node_nm:g} nm <= {node_max:g} nm" if by_node else
+               "non-planar transistor architecture" if by_arch else "node and architecture unknown")
+    paths: list[PathCheck] = [_designer_path(packs, ic, as_of, used)]
+
+    ok, why, limit = _count_below(packs, ic, as_of, used)
+    # (b): the fabricator itself packages the IC outside Macau / D:5.
+    if ic.packaging == "fabricator":
+        if not ic.packaging_country:
+            paths.append(PathCheck("b-fabricator-packaging", False, "packaging location (packaging_country) not given"))
+        else:
+            code = country(ic.packaging_country).code
+            excl_id = str(fp.values.get("excluded_packaging_locations", "tier3-destinations"))
+            bad, where = _excluded_location(packs, excl_id, code, as_of)
+            if bad:
+                paths.append(PathCheck("b-fabricator-packaging", False, f"packaged in an excluded location: {where}"))
+            else:
+                paths.append(PathCheck("b-fabricator-packaging", ok, f"fabricator packages in {code}; {why}"))
+    else:
+        paths.append(PathCheck("b-fabricator-packaging", False, "not packaged by the front-end fabricator"))
+    # (c): an approved OSAT packages it.
+    if ic.packaging == "approved-osat":
+        osats = packs.provision("approved-osats", as_of)
+        used.append(osats)
+        listed = list(osats.values.get("osats", []))
+        if listed and not _listed(ic.osat, listed):
+            paths.append(PathCheck("c-approved-osat", False, f"OSAT {ic.osat or '(unnamed)'} is not on the approved "
+                                                             f"list ({osats.citation})"))
+        else:
+            note = "" if listed else f" (the pack's list is empty: confirm the OSAT is listed in {osats.citation})"
+            paths.append(PathCheck("c-approved-osat", ok, f"approved OSAT {ic.osat or '(unnamed)'}{note}; {why}"))
+    else:
+        paths.append(PathCheck("c-approved-osat", False, "not packaged by an approved OSAT"))
+
+    winner = next((p for p in paths if p.satisfied), None)
+    if winner is not None:
+        reason = f"applicable advanced logic IC ({trigger}); presumption overcome by path {winner.path}: {winner.why}"
+        return DueDiligenceResult(True, False, winner.path, reason, tuple(paths), limit, tuple(used), as_of)
+    reason = (f"applicable advanced logic IC ({trigger}); no path overcomes the presumption, so it is presumed "
+              f"3A090.a and designed or marketed for datacenters ({fp.citation})")
+    return DueDiligenceResult(True, True, None, reason, tuple(paths), limit, tuple(used), as_of)

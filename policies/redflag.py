@@ -1,0 +1,440 @@
+"""The red-flag-28 admission decision: may this job start, given who the customer is and what it could train?
+
+Red flag 28 (15 CFR 732 Supp. 3): an IaaS provider assisting in training a model whose weights fall under
+ECCN 4E091 for an entity headquartered, or whose ultimate parent is headquartered, outside Supp. 5(a) to
+part 740 (Tier 1) must inquire whether the customer intends to export the model and, if so, apply for a
+licence or inform the customer of its obligation to do so prior to export. Tier 3 (D:5 / Macau)
+customers are refused (Policy Statement of 2025-05-13; § 744.23).
+
+:func:`decide` is pure: the caller passes the packs, the date, the customer's effective tier, the ledger
+records of the lineage, the customer's related jobs and any case on file. Codes are stable API:
+``ALLOW``, ``HOLD_FOR_INQUIRY``, ``ALLOW_AFTER_INQUIRY``, ``DENY_TIER3``, ``DENY_UNKNOWN_CUSTOMER``,
+``EXEMPT``. Every number the decision uses comes from a provision (``admission-settings``,
+``estimation-defaults``, ``eccn-4e091``, ``red-flag-28``, the tier lists), each shown with its
+codified / enforced / confirmed flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from policies import compute
+from policies.compute import Estimate, EstimationDefaults, PeakRates, sci
+from policies.errors import EstimateError, PolicyError
+from policies.ledger import DEFAULT_REGIME, ModelRecord, ModelStatus, Run, project, regime
+from policies.packs import PackRegistry, ResolvedProvision
+from policies.parties import EffectiveTier
+
+ALLOW = "ALLOW"
+HOLD_FOR_INQUIRY = "HOLD_FOR_INQUIRY"
+ALLOW_AFTER_INQUIRY = "ALLOW_AFTER_INQUIRY"
+DENY_TIER3 = "DENY_TIER3"
+DENY_UNKNOWN_CUSTOMER = "DENY_UNKNOWN_CUSTOMER"
+EXEMPT = "EXEMPT"
+DENY_INVALID = "DENY_INVALID"  # the job spec or its annotations cannot be read: a reasoned denial
+CODES = (ALLOW, HOLD_FOR_INQUIRY, ALLOW_AFTER_INQUIRY, DENY_TIER3, DENY_UNKNOWN_CUSTOMER, EXEMPT, DENY_INVALID)
+REFUSALS = frozenset({HOLD_FOR_INQUIRY, DENY_TIER3, DENY_UNKNOWN_CUSTOMER, DENY_INVALID})
+
+SETTINGS = "admission-settings"
+RED_FLAG = "red-flag-28"
+MODES = ("enforce", "warn", "audit")
+UNNAMED_PREFIX = "unnamed-model/"
+
+
+class AdmissionConfigError(PolicyError):
+    """The ``admission-settings`` provision holds an unusable value."""
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """The ``admission-settings`` provision (operator choices), read once per decision."""
+
+    mode: str
+    default_max_hours: float
+    utilization: float
+    deny_unknown_customer: bool
+    exempt_namespaces: tuple[str, ...]
+    unnamed_model_window_days: int
+    related_jobs_window_days: int
+    case_expiry_days: int
+    provision: ResolvedProvision
+
+    @classmethod
+    def from_packs(cls, packs: PackRegistry, as_of: date, mode: str | None = None) -> AdmissionSettings:
+        p = packs.provision(SETTINGS, as_of)
+        m = str(mode or p.value("mode"))
+        if m not in MODES:
+            raise AdmissionConfigError(f"{SETTINGS}.mode: {m!r} is not one of {', '.join(MODES)}")
+        hours = _positive(p.value("default_max_hours"), "default_max_hours")
+        util = _positive(p.value("utilization"), "utilization")
+        if util > 1:
+            raise AdmissionConfigError(f"{SETTINGS}.utilization: {util:g} is above 1.0 (100% of dense peak)")
+        ex = p.value("exempt_namespaces")
+        if not isinstance(ex, list) or not all(isinstance(x, str) for x in ex):
+            raise AdmissionConfigError(f"{SETTINGS}.exempt_namespaces: must be a list of namespace names")
+        return cls(
+            mode=m, default_max_hours=hours, utilization=util,
+            deny_unknown_customer=bool(p.value("deny_unknown_customer")), exempt_namespaces=tuple(ex),
+            unnamed_model_window_days=int(_positive(p.value("unnamed_model_window_days"), "unnamed_model_window_days")),
+            related_jobs_window_days=int(_positive(p.value("related_jobs_window_days"), "related_jobs_window_days")),
+            case_expiry_days=int(_positive(p.value("case_expiry_days"), "case_expiry_days")),
+            provision=p,
+        )
+
+
+def _positive(v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+        raise AdmissionConfigError(f"{SETTINGS}.{key}: {v!r} must be a positive number")
+    return float(v)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class ChipDemand:
+    """Chips of one model a job holds at once, and how the model was determined."""
+
+    accelerator: PeakRates
+    chips: float  # physical-chip equivalents (a MIG slice counts as its fraction of the GPU)
+    resource: str
+    basis: str
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The ``compute.veu-governor.io/*`` annotations, already parsed to numbers."""
+
+    model: str | None = None
+    base_model: str | None = None
+    params: float | None = None
+    active_params: float | None = None
+    tokens: float | None = None
+    operations: float | None = None
+    precision: str | None = None
+    expected_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What was asked: one AdmissionReview's object, reduced to what the rule needs."""
+
+    namespace: str
+    kind: str
+    name: str
+    operation: str = "CREATE"
+    demands: tuple[ChipDemand, ...] = ()
+    declared: Declared = Declared()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def job_ref(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @property
+    def chips(self) -> float:
+        return sum(d.chips for d in self.demands)
+
+
+@dataclass(frozen=True)
+class RelatedJob:
+    """An earlier admitted job of the same customer and model (or unnamed bucket) inside the window."""
+
+    job_ref: str
+    operations: float
+    decided_on: date
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """A red-flag case on file for this customer and model."""
+
+    id: int
+    status: str  # open | resolved | expired
+    export_intent: bool | None = None
+    licence_number: str = ""
+    customer_informed: bool = False
+    resolved_by: str = ""
+    expires_on: date | None = None
+
+    def satisfied(self, as_of: date) -> bool:
+        """Red flag 28 answered: no export intent, or intent with a licence on file / customer informed."""
+        if self.status != "resolved" or (self.expires_on is not None and as_of > self.expires_on):
+            return False
+        if self.export_intent is False:
+            return True
+        return self.export_intent is True and (bool(self.licence_number) or self.customer_informed)
+
+    def answer_text(self) -> str:
+        if self.export_intent is False:
+            return "customer states no intent to export the model"
+        parts = ["customer intends to export the model"]
+        if self.licence_number:
+            parts.append(f"licence {self.licence_number} on file")
+        if self.customer_informed:
+            parts.append("customer informed of its licence obligation")
+        return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome, with everything needed to explain and record it."""
+
+    code: str
+    allowed: bool
+    message: str
+    mode: str
+    as_of: date
+    job_ref: str
+    warnings: tuple[str, ...] = ()
+    customer: str | None = None
+    tier: int | None = None
+    tier_basis: str = ""
+    model_key: str | None = None
+    chips: float = 0.0
+    run_operations: float | None = None
+    lineage_operations: float | None = None
+    threshold: float | None = None
+    model_status: str = ""
+    estimate: Estimate | None = None
+    explanation: tuple[str, ...] = ()
+    provisions: tuple[dict[str, Any], ...] = ()
+    versions: Mapping[str, str] = field(default_factory=dict)
+    open_case: bool = False  # the caller must open (or reuse) a case for (customer, model_key)
+    case_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code, "allowed": self.allowed, "message": self.message, "mode": self.mode,
+            "as_of": self.as_of.isoformat(), "job": self.job_ref, "warnings": list(self.warnings),
+            "customer": self.customer, "effective_tier": self.tier, "tier_basis": self.tier_basis,
+            "model": self.model_key, "chips": self.chips, "run_operations": self.run_operations,
+            "lineage_operations": self.lineage_operations, "threshold": self.threshold,
+            "model_status": self.model_status,
+            "estimate": self.estimate.to_dict() if self.estimate else None,
+            "explanation": list(self.explanation), "provisions": list(self.provisions),
+            "pack_versions": dict(self.versions), "case_id": self.case_id,
+        }
+
+
+def _prov(p: ResolvedProvision) -> dict[str, Any]:
+    return {"id": p.id, "pack": p.pack_id, "pack_version": p.pack_version, "citation": p.citation,
+            "codified": p.codified, "enforced": p.enforced, "confirmed": p.confirmed,
+            **({"unconfirmed_note": p.unconfirmed_note} if not p.confirmed else {})}
+
+
+def model_key(declared: Declared, customer: str | None) -> str:
+    """The lineage a job counts toward: its model, or the customer's unnamed-model bucket."""
+    if declared.model:
+        return declared.model
+    return f"{UNNAMED_PREFIX}{customer or 'unknown-customer'}"
+
+
+# ------------------------------------------------------------------------------------------------ decide
+
+
+def apply_mode(base: Decision, settings: AdmissionSettings) -> Decision:
+    """Apply the mode: enforce refuses, warn admits with a warning, audit admits and only records."""
+    refused = base.code in REFUSALS
+    if not refused or settings.mode == "enforce":
+        return replace(base, allowed=not refused)
+    if settings.mode == "warn":
+        warn = f"veu-governor {base.code}: {base.message}"
+        return replace(base, allowed=True, warnings=(*base.warnings, _short(warn)))
+    return replace(base, allowed=True)
+
+
+def _short(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def hardware_estimate(
+    defaults: EstimationDefaults, settings: AdmissionSettings, req: JobRequest
+) -> tuple[Estimate | None, float, str]:
+    """chips × peak × hours × policy utilization, summed over chip models; (estimate, hours, hours basis)."""
+    d = req.declared
+    if d.expected_hours is not None:
+        hours, basis = d.expected_hours, "declared expected-hours"
+    else:
+        hours, basis = settings.default_max_hours, f"default maximum duration ({SETTINGS}.default_max_hours)"
+    parts = [
+        compute.hardware(defaults, c.accelerator, count=c.chips, hours=hours, utilization=settings.utilization,
+                         precision=d.precision)
+        for c in req.demands if c.chips > 0
+    ]
+    if not parts:
+        return None, hours, basis
+    if len(parts) == 1:
+        return parts[0], hours, basis
+    v = sum(p.value for p in parts)
+    lines = "; ".join(p.explanation for p in parts)
+    return (Estimate(v, sum(p.low for p in parts), sum(p.high for p in parts), "hardware",
+                     f"hardware (sum over chip models): {lines} = {sci(v)}", {"parts": len(parts)},
+                     sum(p.conservative for p in parts)), hours, basis)
+
+
+def declared_estimate(defaults: EstimationDefaults, d: Declared) -> Estimate | None:
+    if d.operations is not None:
+        return compute.declared_operations(defaults, d.operations)
+    if d.tokens is not None and (d.params is not None or d.active_params is not None):
+        return compute.declared_6nd(defaults, tokens=d.tokens, params=d.params, active_params=d.active_params)
+    return None
+
+
+def _lineage_record(
+    records: Mapping[str, ModelRecord], key: str, owner: str, base: str | None, related: Sequence[RelatedJob],
+) -> ModelRecord:
+    """The model's record with the customer's related admitted jobs charged as runs.
+
+    A related job already metered in the ledger (job ref ``J`` or per-pod ``J#pod``) is charged
+    max(admitted estimate, metered so far), never both: no operation is counted twice.
+    """
+    rec = records.get(key) or ModelRecord(name=key, owner=owner, base=base)
+    runs = list(rec.runs)
+    for rj in related:
+        mine = [r for r in runs if r.job == rj.job_ref or r.job.startswith(rj.job_ref + "#")]
+        metered = sum(r.operations for r in mine)
+        runs = [r for r in runs if r not in mine]
+        ops = max(rj.operations, metered)
+        runs.append(Run(ops, "admitted-job" if ops == rj.operations else "metered", rj.decided_on,
+                        None, "", rj.job_ref, f"admission:{rj.job_ref}"))
+    return replace(rec, runs=tuple(runs))
+
+
+class _Records(Mapping[str, ModelRecord]):
+    """``records`` with one record replaced (no copy of a possibly large mapping)."""
+
+    def __init__(self, records: Mapping[str, ModelRecord], rec: ModelRecord) -> None:
+        self._r, self._rec = records, rec
+
+    def __getitem__(self, k: str) -> ModelRecord:
+        return self._rec if k == self._rec.name else self._r[k]
+
+    def __iter__(self) -> Any:
+        yield self._rec.name
+        yield from (k for k in self._r if k != self._rec.name)
+
+    def __len__(self) -> int:
+        return len(self._r) + (0 if self._rec.name in self._r else 1)
+
+
+def decide(
+    packs: PackRegistry,
+    as_of: date,
+    req: JobRequest,
+    *,
+    customer: EffectiveTier | None,
+    records: Mapping[str, ModelRecord] | None = None,
+    related: Sequence[RelatedJob] = (),
+    case: CaseState | None = None,
+    mode: str | None = None,
+) -> Decision:
+    """The red-flag-28 decision for one job (see the module docstring for the codes)."""
+    settings = AdmissionSettings.from_packs(packs, as_of, mode)
+    rf = packs.provision(RED_FLAG, as_of)
+    provs = [_prov(settings.provision), _prov(rf)]
+    base = Decision(code=ALLOW, allowed=True, message="", mode=settings.mode, as_of=as_of, job_ref=req.job_ref,
+                    chips=req.chips, versions=packs.versions(), provisions=tuple(provs),
+                    warnings=tuple(_short(n, 200) for n in req.notes[:3]))
+    why: list[str] = [f"job {req.job_ref} ({req.operation}); mode {settings.mode} ({settings.provision.label})"]
+
+    if req.namespace in settings.exempt_namespaces:
+        why.append(f"namespace {req.namespace} is exempt ({SETTINGS}.exempt_namespaces)")
+        return replace(base, code=EXEMPT, message=f"namespace {req.namespace} is exempt from red-flag-28 admission",
+                       explanation=tuple(why))
+    if req.chips <= 0:
+        why.append("the job requests no accelerators")
+        return apply_mode(replace(base, code=ALLOW, message="no accelerators requested", explanation=tuple(why)),
+                       settings)
+    why.append("accelerators: " + "; ".join(f"{sci(c.chips)} × {c.accelerator.id} ({c.resource}; {c.basis})"
+                                            for c in req.demands))
+
+    if customer is None:
+        if settings.deny_unknown_customer:
+            msg = (f"namespace {req.namespace!r} is not mapped to a customer; an accelerator job needs a known "
+                   f"customer to apply red flag 28. Map it with `veuctl parties add NAME --hq CC --namespace "
+                   f"{req.namespace}`")
+            why.append(f"no customer for namespace {req.namespace} ({SETTINGS}.deny_unknown_customer = true)")
+            return apply_mode(replace(base, code=DENY_UNKNOWN_CUSTOMER, message=msg, explanation=tuple(why)), settings)
+        why.append(f"no customer for namespace {req.namespace}: treated as headquartered outside Tier 1 "
+                   f"({SETTINGS}.deny_unknown_customer = false)")
+        cust_name, tier_no, tier_basis = None, 2, "unknown customer treated as outside Tier 1"
+    else:
+        cust_name, tier_no, tier_basis = customer.name, customer.tier, customer.basis
+        for t in (customer.own, customer.parent):
+            provs.extend(_prov(p) for p in t.provisions if _prov(p) not in provs)
+        why.append(f"customer {customer.name}: effective Tier {customer.tier} — {customer.basis}")
+    base = replace(base, customer=cust_name, tier=tier_no, tier_basis=tier_basis, provisions=tuple(provs))
+
+    if tier_no == 3:
+        msg = (f"customer {cust_name} is Tier 3 ({tier_basis}); accelerator jobs for entities headquartered in "
+               "D:5 or Macau, or whose ultimate parent is, are refused")
+        return apply_mode(replace(base, code=DENY_TIER3, message=msg, explanation=tuple(why)), settings)
+    if tier_no == 1:
+        msg = f"customer {cust_name} is Tier 1; red flag 28 does not apply"
+        return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
+
+    # Outside Tier 1: estimate what the lineage would reach.
+    d = req.declared
+    key = model_key(d, cust_name)
+    defaults = EstimationDefaults.from_packs(packs, as_of)
+    rules = regime(packs, DEFAULT_REGIME, as_of)
+    provs.append(_prov(packs.provision(DEFAULT_REGIME, as_of)))
+    provs.append(_prov(packs.provision(compute.ESTIMATION_DEFAULTS, as_of)))
+    try:
+        declared = declared_estimate(defaults, d)
+        hw, _hours, hours_basis = hardware_estimate(defaults, settings, req)
+    except EstimateError as exc:
+        msg = f"the job's compute annotations are inconsistent: {exc}"
+        return apply_mode(replace(base, code=DENY_INVALID, message=msg, explanation=(*why, msg)), settings)
+    recs: Mapping[str, ModelRecord] = records or {}
+    window = settings.related_jobs_window_days if d.model else settings.unnamed_model_window_days
+    rel = [r for r in related if r.job_ref != req.job_ref and (as_of - r.decided_on).days <= window]
+    lineage = _lineage_record(recs, key, cust_name or "", d.base_model, rel)
+    named_published = lineage.is_published(as_of)
+    overlay = _Records(recs, lineage)
+    before = project(overlay, rules, as_of, key, 0.0, base=None, owner=cust_name or "").cumulative.total
+    est = compute.admission_estimate(
+        declared=declared, hardware=hw, ledger_cumulative=before,
+        ledger_explanation=(f"{key}: ledger plus {len(rel)} related admitted job(s) of {cust_name or 'this customer'} "
+                            f"within {window} days" + ("" if d.model else " (unnamed-model bucket)")),
+    )
+    run_ops = float(est.inputs["run_operations"])
+    if named_published:
+        # Further training of a published model makes new, unpublished weights: a derivative of it.
+        st: ModelStatus = project(overlay, rules, as_of, f"{key}+{req.name}", run_ops, base=key,
+                                  owner=cust_name or "", job=req.job_ref)
+    else:
+        st = project(overlay, rules, as_of, key, run_ops, owner=cust_name or "", job=req.job_ref)
+    why.append(f"hours: {hours_basis}")
+    why.extend(est.explanation.splitlines())
+    why.append(f"projected status under {rules.id}: {st.status} (threshold {rules.comparison} {sci(rules.threshold)}; "
+               f"{rules.label})")
+    base = replace(base, model_key=key, run_operations=run_ops, lineage_operations=st.cumulative_operations,
+                   threshold=rules.threshold, model_status=st.status, estimate=est, provisions=tuple(provs))
+    if st.status != rules.status_label:
+        msg = (f"{key}: projected {sci(st.cumulative_operations)} operations, status {st.status}; not a "
+               f"{rules.status_label} model, red flag 28 does not arise")
+        return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
+
+    if case is not None and case.satisfied(as_of):
+        why.append(f"case {case.id} resolved by {case.resolved_by or 'unknown'}: {case.answer_text()}")
+        msg = f"red-flag-28 inquiry on record (case {case.id}): {case.answer_text()}"
+        return apply_mode(replace(base, code=ALLOW_AFTER_INQUIRY, message=msg, explanation=tuple(why),
+                               case_id=case.id), settings)
+    case_id = case.id if case is not None and case.status == "open" else None
+    msg = (
+        f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) would bring "
+        f"{key} to {sci(st.cumulative_operations)} operations ({rules.comparison} {sci(rules.threshold)}, "
+        f"{rules.status_label}). Record whether the customer intends to export the model: "
+        f"`veuctl cases resolve CASE --export-intent no|yes [--license NUM] [--informed]`"
+    )
+    why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip())
+    return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=msg, explanation=tuple(why), open_case=True,
+                           case_id=case_id), settings)

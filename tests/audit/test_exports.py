@@ -1,0 +1,271 @@
+"""BIS reporting exports: re-importable CSV/JSON, a readable PDF, and a signed manifest that catches changes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import insert, text
+
+from agent import audit, caps, exports
+from agent.exports import manifest as mf
+from agent.exports.writers import csv_cell
+from agent.store import session_scope
+from agent.store.tables.audit import AuditEntry
+from policies.packs import PackRegistry
+from tests.audit.seed import seed
+
+START, END = date(2026, 1, 1), date(2026, 6, 30)
+
+
+@pytest.fixture()
+def fleet(store: str, packs: PackRegistry) -> str:
+    with session_scope(store) as s:
+        seed(s, packs)
+    return store
+
+
+def _export(url: str, packs: PackRegistry, kind: str, out: Path, formats: list[str], **kw: Any) -> dict[str, Any]:
+    with session_scope(url) as s:
+        return exports.run_export(s, packs, kind, START, END, formats, out, actor="test:auditor", **kw)
+
+
+def _csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def _files(m: dict[str, Any], suffix: str) -> list[str]:
+    return [f["name"] for f in m["files"] if f["name"].endswith(suffix)]
+
+
+def test_installed_base_export_reimports_identically_from_csv_and_json(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    m = _export(fleet, packs, "installed-base", tmp_path / "out", ["csv", "json"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    assert doc["pack_versions"] == packs.versions() and doc["as_of"] == END.isoformat()
+    for name in _files(m, ".csv"):
+        table = next(t for t in doc["tables"] if name.endswith(f"_{t}.csv"))
+        header, rows = _csv(tmp_path / "out" / name)
+        assert header == doc["tables"][table]["columns"]
+        assert rows == [[str(csv_cell(r[c])) for c in header] for r in doc["tables"][table]["rows"]], table
+    # The figures are the caps engine's: holdings TPP adds up to its total, cap rows are its caps.
+    with session_scope(fleet) as s:
+        base = caps.placements(s, packs, END)
+        total = caps.summarize(packs, base, END)["total_tpp"]
+        expected_caps = {(a.name, c.id) for a in caps.list_authorizations(s)
+                         for c in caps.caps_for(s, packs, a.name, END, base=base)}
+    holdings = doc["tables"]["holdings"]["rows"]
+    assert sum(r["tpp"] for r in holdings if r["eccn"] == "3A090.a") == pytest.approx(total)
+    assert {(r["authorization"], r["cap"]) for r in doc["tables"]["caps"]["rows"]} == expected_caps
+    single = next(r for r in doc["tables"]["caps"]["rows"] if r["cap"] == "uveu.single_country.AE.owned")
+    assert single["ok"] is False and single["headroom_tpp"] < 0  # 96 H100 in the UAE exceed the 7% cap
+    detail = {r["external_id"]: r for r in doc["tables"]["holding_detail"]["rows"]}
+    assert set(detail) == {"h-us-1", "h-us-2", "h-de-1", "h-ae-1", "h-move-1"}  # h-dead-1 retired in April
+    assert detail["h-move-1"]["country"] == "AE"
+
+
+def test_manifest_signature_verifies_and_fails_when_a_file_changes(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    m = _export(fleet, packs, "shipments", tmp_path / "out", ["csv", "json", "pdf"])
+    path = Path(m["manifest"])
+    assert mf.verify(path) == []
+    listed = {f["name"] for f in m["files"]}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == listed | {path.name}  # nothing half-written left behind
+    victim = tmp_path / "out" / _files(m, "_shipments.csv")[0]
+    victim.write_text(victim.read_text().replace("AE", "SA", 1))
+    assert mf.verify(path) == [f"{victim.name}: SHA-256 differs from the manifest (file changed)"]
+
+
+def test_manifest_edited_to_match_a_changed_file_fails_its_signature(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    m = _export(fleet, packs, "transfers", tmp_path / "out", ["json"])
+    path = Path(m["manifest"])
+    data = json.loads(path.read_text())
+    data["pack_versions"]["ai-diffusion-2025"] = "forged"
+    path.write_text(json.dumps(data))
+    assert any("signature does not verify" in p for p in mf.verify(path))
+
+
+def test_manifest_resigned_with_another_key_is_untrusted(
+        fleet: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        signing_key_file: Path) -> None:
+    monkeypatch.setenv("VEU_SIGNING_KEY_FILE", str(tmp_path / "mallory.key"))
+    m = _export(fleet, packs, "transfers", tmp_path / "out", ["json"])
+    monkeypatch.setenv("VEU_SIGNING_KEY_FILE", str(signing_key_file))
+    assert any("untrusted key" in p for p in mf.verify(Path(m["manifest"])))
+
+
+def test_inter_country_transfer_new_sites_and_attrition_with_notice_dates(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    m = _export(fleet, packs, "transfers", tmp_path / "out", ["json"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    days = packs.value("veu-notices", "inter_country_transfer_notice_days", END)
+    [move] = doc["tables"]["transfers"]["rows"]
+    assert (move["from_country"], move["to_country"], move["kind"]) == ("DE", "AE", "inter-country")
+    assert move["date"] == "2026-03-02" and move["notice_days"] == days
+    assert date.fromisoformat(move["notice_due_by"]) == date(2026, 3, 2) - timedelta(days)
+    assert move["to_tier"] == 2 and move["from_tier"] == 1
+    assert {r["site"] for r in doc["tables"]["new_sites"]["rows"]} == {"fra-1", "iad-1", "auh-1"}
+    assert [r["external_id"] for r in doc["tables"]["attrition"]["rows"]] == ["h-dead-1"]
+
+
+def test_shipments_ledger_against_tier2_allocation_and_lpp(fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    m = _export(fleet, packs, "shipments", tmp_path / "out", ["json"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    rows = doc["tables"]["shipments"]["rows"]
+    assert [(r["via"], r["destination"], r["count"]) for r in rows] == [("nveu", "AE", 64.0), ("lpp", "AE", 100.0)]
+    assert rows[0]["authorization"] == "NVEU-GA-1" and rows[1]["tpp"] == pytest.approx(100 * rows[1]["tpp_each"])
+    with session_scope(fleet) as s:
+        expected = {c.id for c in caps.allocation_caps(s, packs, END)}
+    assert {r["cap"] for r in doc["tables"]["caps"]["rows"]} == expected
+
+
+def test_export_is_recorded_in_the_audit_trail_with_its_file_hashes(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    m = _export(fleet, packs, "installed-base", tmp_path / "out", ["csv"])
+    with session_scope(fleet) as s:
+        row = s.execute(text("SELECT actor, payload FROM audit_entry WHERE action = 'export.create'")).one()
+        assert audit.verify_chain(s).ok
+    assert row[0] == "test:auditor"
+    assert json.loads(row[1])["files"] == {f["name"]: f["sha256"] for f in m["files"]}
+    assert m["audit_head"]["seq"] >= 1
+
+
+def test_export_kind_whose_source_is_missing_fails_with_a_clear_message(
+        db_url: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(exports.KINDS, "red-flags", ("red_flags", "agent.not_built_yet"))
+    with pytest.raises(exports.ExportUnavailable, match="agent.not_built_yet is not part of this build"):
+        _export(db_url, packs, "red-flags", tmp_path / "out", ["csv"])
+    with pytest.raises(exports.ExportError, match="not an export kind"):
+        _export(db_url, packs, "everything", tmp_path / "out", ["csv"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_export_leaves_no_files_and_no_audit_entry(
+        db_url: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    import agent.exports.pdf as pdf
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pdf, "write_pdf", boom)
+    with pytest.raises(RuntimeError):
+        _export(db_url, packs, "shipments", tmp_path / "out", ["csv", "json", "pdf"])
+    assert list((tmp_path / "out").iterdir()) == []
+    with session_scope(db_url) as s:
+        assert s.execute(text("SELECT COUNT(*) FROM audit_entry WHERE action='export.create'")).scalar() == 0
+    with pytest.raises(exports.ExportError, match="--from"):
+        with session_scope(db_url) as s:
+            exports.run_export(s, packs, "shipments", END, START, ["csv"], tmp_path, actor="t")
+
+
+def _pages_png(pdf: Path, out: Path) -> list[Path]:
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(out / "page")], check=True, timeout=60)
+    return sorted(out.glob("page-*.png"))
+
+
+def _ink(png: Path) -> float:
+    img = Image.open(png).convert("L")
+    hist = img.histogram()
+    return 1 - sum(hist[240:]) / (img.width * img.height)
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="apt poppler-utils provides pdftoppm")
+def test_pdf_report_has_a_title_page_tables_and_cap_charts(db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    m = _export(db_url, packs, "installed-base", tmp_path / "out", ["pdf"])
+    pdf = tmp_path / "out" / _files(m, ".pdf")[0]
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    n_pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+    pages = _pages_png(pdf, tmp_path)
+    assert len(pages) == n_pages >= 3
+    assert all(_ink(p) > 0.01 for p in pages), [(_ink(p), p.name) for p in pages]
+    words = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "Installed base and VEU cap positions" in words and "Cap utilisation" in words
+    assert "UNCONFIRMED" in words and "uveu.single_country.AE" in words and "fra-1" in words
+
+
+def test_large_export_streams_in_bounded_memory(db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    n = 6_000
+    with session_scope(db_url) as s:
+        audit.record(s, actor="t", action="seed", subject="x", payload={})
+        ts = datetime(2026, 2, 1, tzinfo=UTC)
+        s.execute(insert(AuditEntry), [
+            {"seq": i, "ts": ts, "actor": "collector:aws", "action": "holding.update", "subject": f"holding:{i}",
+             "payload": json.dumps({"i": i, "pad": "x" * 2500}), "prev_hash": "0" * 64, "hash": "f" * 64}
+            for i in range(2, n + 2)])
+    tracemalloc.start()
+    m = _export(db_url, packs, "audit-log", tmp_path / "out", ["csv", "json"])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [f["rows"] for f in m["files"]] == [n, n]
+    total = sum(f["bytes"] for f in m["files"])
+    assert total > 25_000_000 and peak < 8_000_000, (total, peak)  # peak far below the data written
+
+
+def test_api_download_returns_the_files_and_a_manifest_that_verifies(
+        db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    from agent.api.app import create_app
+
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    client = TestClient(create_app(db_url))
+    r = client.get("/api/v1/exports/shipments", params={"from": "2026-01-01", "to": "2026-06-30",
+                                                        "format": ["csv", "json"]})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        z.extractall(tmp_path)
+    manifest = tmp_path / r.headers["x-export-manifest"]
+    assert mf.verify(manifest) == []
+    assert len(list(tmp_path.glob("*.csv"))) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    assert client.get("/api/v1/exports/nope", params={"from": "2026-01-01", "to": "2026-01-02"}).status_code == 404
+    bad = client.get("/api/v1/exports/shipments", params={"from": "2026-02-30", "to": "2026-06-30"})
+    assert bad.status_code == 422
+    v = client.get("/api/v1/audit/verify").json()
+    assert v["ok"] is True and v["last_seq"] >= 5
+    kinds = {k["kind"]: k["available"] for k in client.get("/api/v1/exports").json()}
+    assert kinds["installed-base"] and kinds["shipments"]
+    log = client.get("/api/v1/audit/log", params={"action": "export.create"}).json()
+    assert log and log[0]["actor"] == "anonymous:anonymous"
+
+
+def test_veuctl_export_and_verify_export(db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    env = {**os.environ, "VEU_DATABASE_URL": db_url}
+    r = subprocess.run([sys.executable, "-m", "agent", "export", "installed-base", "--from", "2026-01-01", "--to",
+                        "2026-06-30", "--format", "csv,json", "--out", str(tmp_path / "x"), "--json"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(r.stdout)["manifest"]
+    ok = subprocess.run([sys.executable, "-m", "agent", "audit", "verify-export", manifest],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    next((tmp_path / "x").glob("*_caps.csv")).write_text("tampered\n")
+    bad = subprocess.run([sys.executable, "-m", "agent", "audit", "verify-export", manifest],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1 and "_caps.csv: SHA-256 differs" in bad.stdout
+    r = subprocess.run([sys.executable, "-m", "agent", "export", "installed-base", "--from", "2026-07-01", "--to",
+                        "2026-06-30", "--out", str(tmp_path / "y")], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--from" in r.stderr

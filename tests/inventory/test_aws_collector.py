@@ -1,0 +1,186 @@
+"""The AWS collector against moto in server mode: accounts via AssumeRole, every region, faults by region."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import moto.ec2
+import pytest
+from sqlmodel import select
+
+from agent.collectors.base import build
+from agent.inventory import sync
+from agent.kb import catalog
+from agent.store import session_scope
+from agent.store.tables.core import Holding, Site
+from agent.store.tables.inventory import CollectorError, CollectorRun
+from policies.errors import PolicyError
+from tests.inventory.awsfake import AwsFake, run, seed_client
+
+ACCOUNT_A = "123456789012"  # moto's default account (the caller's own credentials)
+ACCOUNT_B = "222222222222"
+ROLE_B = f"arn:aws:iam::{ACCOUNT_B}:role/veu-inventory"
+P5 = "p5.48xlarge"
+
+
+def _h100() -> str:
+    return catalog().instance("aws", P5).accelerator.id
+
+
+def _collector(regions: list[str] | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    acct = {"owner": "Acme Cloud", "operator": "Acme Ops"}
+    if regions is not None:
+        acct["regions"] = regions  # type: ignore[assignment]
+    cfg = {"accounts": [acct, {**acct, "role_arn": ROLE_B}], "max_attempts": 3, "retry_mode": "standard"} | kw
+    return build("aws", cfg)
+
+
+def _live(url: str) -> dict[str, Holding]:
+    with session_scope(url) as s:
+        return {h.external_id: h for h in s.exec(select(Holding).where(Holding.retired_at == None))}  # noqa: E711
+
+
+def test_instances_in_every_enabled_region_of_two_accounts_become_holdings(aws: AwsFake, store: str) -> None:
+    a_use1 = run(seed_client(aws.moto_url, "ec2", "us-east-1"), P5, 2)
+    run(seed_client(aws.moto_url, "ec2", "us-east-1"), "t3.micro", 3)  # no accelerators: not a holding
+    a_euw1 = run(seed_client(aws.moto_url, "ec2", "eu-west-1"), P5, 1)
+    b_apse1 = run(seed_client(aws.moto_url, "ec2", "ap-southeast-1", ROLE_B), P5, 2)
+
+    summary = sync(_collector(), store)  # no regions configured: every region each account reports
+
+    assert summary.status == "ok", summary.as_dict()
+    live = _live(store)
+    expected = {f"{ACCOUNT_A}:{i}" for i in a_use1 + a_euw1} | {f"{ACCOUNT_B}:{i}" for i in b_apse1}
+    assert set(live) == expected
+    assert {h.accelerator for h in live.values()} == {_h100()}
+    assert all(h.count == 8 for h in live.values())
+    assert {h.scope for h in live.values()} == {f"{ACCOUNT_A}/us-east-1", f"{ACCOUNT_A}/eu-west-1",
+                                                f"{ACCOUNT_B}/ap-southeast-1"}
+    with session_scope(store) as s:
+        sites = {x.region: x for x in s.exec(select(Site))}
+    assert sites["eu-west-1"].country == "IE" and sites["ap-southeast-1"].country == "SG"
+    # Every region moto reports, for both accounts, was a scope of its own.
+    regions = seed_client(aws.moto_url, "ec2", "us-east-1").describe_regions()["Regions"]
+    assert len(summary.scopes) == 2 * len(regions)
+
+
+def test_pagination_follows_next_token_to_the_last_page(aws: AwsFake, store: str) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
+    ids = [i for _ in range(12) for i in run(ec2, P5, 1)]  # 12 reservations; pages of 5 -> 3 pages
+    summary = sync(_collector(["us-east-1"], page_size=5), store)
+    assert summary.status == "ok"
+    assert {f"{ACCOUNT_A}:{i}" for i in ids} <= set(_live(store))
+
+
+def test_terminated_instance_is_retired_not_deleted_and_history_kept(aws: AwsFake, store: str) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
+    keep, gone = run(ec2, P5, 1)[0], run(ec2, P5, 1)[0]
+    sync(_collector(["us-east-1"]), store)
+    ec2.terminate_instances(InstanceIds=[gone])
+    sync(_collector(["us-east-1"]), store)
+    with session_scope(store) as s:
+        rows = {h.external_id: h for h in s.exec(select(Holding))}
+    assert rows[f"{ACCOUNT_A}:{gone}"].retired_at is not None
+    assert rows[f"{ACCOUNT_A}:{keep}"].retired_at is None
+    assert len(rows) == 2
+
+
+def test_throttled_region_is_retried_with_backoff_and_completes(aws: AwsFake, store: str) -> None:
+    ids = run(seed_client(aws.moto_url, "ec2", "eu-west-1"), P5, 2)
+    aws.faults.throttle["eu-west-1"] = 2  # two RequestLimitExceeded answers, then moto
+    summary = sync(_collector(["eu-west-1", "us-east-1"], max_attempts=5), store)
+    assert aws.faults.throttled["eu-west-1"] == 2
+    assert summary.status == "ok"
+    assert {f"{ACCOUNT_A}:{i}" for i in ids} <= set(_live(store))
+
+
+def test_erroring_region_keeps_its_holdings_and_records_the_error(aws: AwsFake, store: str) -> None:
+    ids = run(seed_client(aws.moto_url, "ec2", "eu-west-1"), P5, 2)
+    use1 = run(seed_client(aws.moto_url, "ec2", "us-east-1"), P5, 1)
+    sync(_collector(["eu-west-1", "us-east-1"]), store)
+    aws.faults.error.add("eu-west-1")
+    seed_client(aws.moto_url, "ec2", "us-east-1").terminate_instances(InstanceIds=use1)
+
+    summary = sync(_collector(["eu-west-1", "us-east-1"]), store)
+
+    assert summary.status == "partial"
+    live = _live(store)
+    assert {f"{ACCOUNT_A}:{i}" for i in ids} <= set(live)  # the failing region retired nothing
+    assert f"{ACCOUNT_A}:{use1[0]}" not in live  # the healthy region still retires what vanished
+    with session_scope(store) as s:
+        errs = s.exec(select(CollectorError).where(CollectorError.run_id == summary.run_id)).all()
+        run_row = s.get(CollectorRun, summary.run_id)
+    assert any(e.scope == f"{ACCOUNT_A}/eu-west-1" and "Unavailable" in e.message for e in errs)
+    assert all("test-secret-never-logged" not in e.message for e in errs)
+    assert run_row is not None and run_row.status == "partial"
+
+
+def test_partial_listing_of_a_region_never_retires_chips_in_that_region(aws: AwsFake, store: str) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
+    ids = [i for _ in range(6) for i in run(ec2, P5, 1)]
+    sync(_collector(["us-east-1"], page_size=5), store)
+    aws.faults.fail_on_next_page.add("us-east-1")  # page 1 arrives, page 2 fails
+
+    summary = sync(_collector(["us-east-1"], page_size=5), store)
+
+    assert summary.status != "ok"
+    assert {f"{ACCOUNT_A}:{i}" for i in ids} <= set(_live(store))
+
+
+def test_active_capacity_block_counts_its_unused_slots_as_held(aws: AwsFake, store: str) -> None:
+    aws.faults.reservations["us-east-1"] = [
+        {"id": "cr-0123456789abcdef0", "type": P5, "available": 2, "total": 4},
+        {"id": "cr-0fffffffffffffff0", "type": P5, "available": 0, "total": 1},  # fully used: instances count
+    ]
+    sync(_collector(["us-east-1"]), store)
+    live = _live(store)
+    cr = live[f"{ACCOUNT_A}:cr-0123456789abcdef0"]
+    assert (cr.accelerator, cr.count) == (_h100(), 16)
+    assert f"{ACCOUNT_A}:cr-0fffffffffffffff0" not in live
+
+
+def _moto_type_only_the_api_describes() -> tuple[str, str, float]:
+    """An instance type with GpuInfo in moto's data that the catalog lacks but whose GPU it resolves."""
+    path = Path(moto.ec2.__file__).parent / "resources" / "instance_types.json.gz"
+    types = json.loads(gzip.open(path).read())
+    cat = catalog()
+    for name, info in sorted(types.items()):
+        gpus = ((info.get("GpuInfo") or {}).get("Gpus")) or []
+        if not gpus:
+            continue
+        try:
+            cat.instance("aws", name)
+            continue
+        except PolicyError:
+            pass
+        g = gpus[0]
+        mib = g.get("MemoryInfo", {}).get("SizeInMiB")
+        found = cat.find(f"{g['Manufacturer']} {g['Name']}", mib) or cat.find(g["Name"], mib)
+        if found is not None:
+            return name, found.id, float(g["Count"])
+    pytest.skip("every moto GPU type is already in the catalog")
+
+
+def test_unknown_instance_type_falls_back_to_describe_instance_types_once_per_run(aws: AwsFake, store: str) -> None:
+    itype, acc, count = _moto_type_only_the_api_describes()
+    ids = run(seed_client(aws.moto_url, "ec2", "us-east-1"), itype, 2) + run(
+        seed_client(aws.moto_url, "ec2", "eu-west-1"), itype, 1)
+    col = _collector(["us-east-1", "eu-west-1"])
+    sync(col, store)
+    live = _live(store)
+    for i in ids:
+        h = [v for k, v in live.items() if k.endswith(i)][0]
+        assert (h.accelerator, h.count, h.instance_type) == (acc, count, itype)
+    assert col.types.api_calls == 1  # cached for the run across regions and accounts
+
+
+def test_unreachable_account_retires_nothing(aws: AwsFake, store: str) -> None:
+    ids = run(seed_client(aws.moto_url, "ec2", "us-east-1", ROLE_B), P5, 1)
+    sync(_collector(["us-east-1"]), store)
+    bad = build("aws", {"accounts": [{"role_arn": ROLE_B, "regions": ["us-east-1"], "owner": "Acme Cloud"}],
+                        "endpoint_url": "http://127.0.0.1:9", "max_attempts": 1})
+    summary = sync(bad, store)
+    assert summary.status == "failed"
+    assert f"{ACCOUNT_B}:{ids[0]}" in _live(store)
