@@ -26,8 +26,8 @@ from pathlib import PurePath
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import DateTime, text, type_coerce
 from sqlalchemy import select as sa_select
-from sqlalchemy import text
 from sqlmodel import Session, select
 
 from agent.signing import SigningKey, key_id, signing_key
@@ -162,14 +162,25 @@ def ts_text(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# json.dumps(text, ensure_ascii=False) for a str, without the encoder set-up on every call.
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _ts_fast(ts: datetime) -> str:
+    """ts_text for a row read without the UTC type decorator (naive = UTC, as the store writes it)."""
+    if ts.tzinfo is None:
+        return ts.isoformat(timespec="microseconds") + "+00:00"
+    return ts_text(ts)
+
+
 def entry_material(seq: int, ts: str, actor: str, action: str, subject: str, payload: str,
                    prev_hash: str) -> bytes:
     """The canonical JSON of an entry (keys sorted) as hashed; ``payload`` is already canonical JSON."""
-    d = json.dumps
+    d = _quote
     return (
-        f'{{"action":{d(action, ensure_ascii=False)},"actor":{d(actor, ensure_ascii=False)},'
+        f'{{"action":{d(action)},"actor":{d(actor)},'
         f'"payload":{payload},"prev_hash":"{prev_hash}","seq":{seq},'
-        f'"subject":{d(subject, ensure_ascii=False)},"ts":"{ts}"}}'
+        f'"subject":{d(subject)},"ts":"{ts}"}}'
     ).encode()
 
 
@@ -340,7 +351,9 @@ def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey],
 def _rows(session: Session, start: int, batch: int) -> Iterator[tuple[Any, ...]]:
     """Entries from ``start`` in seq order, in keyset-paginated batches (bounded memory on any backend)."""
     t = AuditEntry.__table__  # type: ignore[attr-defined]
-    cols = (t.c.seq, t.c.ts, t.c.actor, t.c.action, t.c.subject, t.c.payload, t.c.prev_hash, t.c.hash)
+    # Plain DateTime: skips the per-row UTC decorator (the store writes UTC; naive values are UTC).
+    cols = (t.c.seq, type_coerce(t.c.ts, DateTime(timezone=True)), t.c.actor, t.c.action, t.c.subject,
+            t.c.payload, t.c.prev_hash, t.c.hash)
     while True:
         rows = session.execute(
             sa_select(*cols).where(t.c.seq >= start).order_by(t.c.seq).limit(batch)
@@ -405,7 +418,7 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
         if prev_hash != expect_prev:
             return result.fail(seq, f"entry {seq}: prev_hash does not link to entry {seq - 1} "
                                "(entries reordered, replaced or the previous entry altered)")
-        if entry_hash(seq, ts_text(ts), actor, action, subject, payload, prev_hash) != stored:
+        if entry_hash(seq, _ts_fast(ts), actor, action, subject, payload, prev_hash) != stored:
             return result.fail(seq, f"entry {seq}: contents do not match its hash (entry edited)")
         signed = cp_at.get(seq)
         if signed is not None:

@@ -18,7 +18,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import and_, case, exists, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -28,7 +28,7 @@ from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
-from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, CapsError, Placement, cap_to_dict, exact
+from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
 from policies.errors import PolicyError
 from policies.jurisdictions import country_code, tier
@@ -182,6 +182,7 @@ def _groups(s: Session, at: datetime) -> list[tuple[int, str, int | None, int | 
 def holding_rows(
     s: Session, at: datetime, site_id: int | None = None, limit: int | None = None, offset: int = 0,
     country: str | None = None, owner_ids: Sequence[int] | None = None, accelerator: str | None = None,
+    owner_or_operator_ids: Sequence[int] | None = None, countries: Sequence[str] | None = None,
 ) -> list[tuple[int, int, str, int | None, int | None, float]]:
     """Individual holdings in force at ``at``: (holding_id, site_id, accelerator, owner_id, operator_id, count)."""
     hp, h = HoldingPeriod, Holding
@@ -194,10 +195,15 @@ def holding_rows(
             q = q.where(t.site_id == site_id)
         if country is not None:
             q = q.where(t.site_id.in_(sa_select(Site.id).where(Site.country == country)))  # type: ignore[union-attr]
+        if countries is not None:
+            q = q.where(t.site_id.in_(sa_select(Site.id).where(col(Site.country).in_(list(countries)))))  # type: ignore[union-attr]
         if owner_ids is not None:
             q = q.where(col(t.owner_id).in_(list(owner_ids)))
         if accelerator is not None:
             q = q.where(t.accelerator == accelerator)
+        if owner_or_operator_ids is not None:
+            ids = list(owner_or_operator_ids)
+            q = q.where(or_(col(t.owner_id).in_(ids), col(t.operator_id).in_(ids)))
         rows.extend((int(r[0]), int(r[1]), str(r[2]), r[3], r[4], float(r[5])) for r in s.execute(q).all())
     rows.sort(key=lambda r: r[0])
     return rows[offset:offset + limit] if limit is not None else rows[offset:]
@@ -392,7 +398,8 @@ def whatif(
         max_fit = cap_n if max_fit is None else min(max_fit, cap_n)
     after_by = {c.id: c for c in after}
     ok = all(c.ok for c in after if c.binding) and (available is None or n <= available)
-    binding = next((c.id for c in after if c.binding and not c.ok), None) or fit.binding
+    # The binding cap is the one that sets the most that fits (or, when nothing fits, the first one exceeded).
+    binding = fit.binding or next((c.id for c in after if c.binding and not c.ok), None)
     rows = []
     for b in before:
         x = after_by.get(b.id, b)
@@ -562,12 +569,50 @@ def list_shipments(
 
 
 def installed_series(s: Session, packs: PackRegistry, days: Sequence[date]) -> list[dict[str, Any]]:
-    """Installed 3A090.a-class TPP by tier on each of ``days`` (the chart of installed TPP over time)."""
+    """Installed 3A090.a-class TPP by tier on each of ``days`` (the chart of installed TPP over time).
+
+    One scan of the history for all dates (a SUM(CASE ...) column per date), not one query per date.
+    """
+    days = [d for d in days if packs.find("tier1-destinations", d) is not None]  # no tiers, nothing to chart
+    if not days:
+        return []
+    ats = [instant(d) for d in days]
+    sums = _groups_at(s, ats)
+    sites, _ = _names(s)
     out = []
-    for d in days:
-        if packs.find("tier1-destinations", d) is None:
-            continue  # before the tiers existed there is nothing to chart
-        summ = summarize(packs, placements(s, packs, d), d)
-        out.append({"date": d.isoformat(), "total_tpp": summ["total_tpp"],
-                    "by_tier": {str(r["tier"]): r["tpp"] for r in summ["by_tier"]}})
+    for i, d in enumerate(days):
+        counted = core.counted_eccns(packs, d)
+        by_tier: dict[str, float] = {}
+        total = Fraction(0)
+        for (sid, acc), counts_ in sums.items():
+            info = chip(packs, acc, d)
+            if not counts_[i] or not core.counts(info.eccn, counted):
+                continue
+            tpp = exact(counts_[i]) * info.fraction * info.tpp
+            key = str(core._tier_of(packs, sites[sid].country, d))
+            by_tier[key] = by_tier.get(key, 0.0) + float(tpp)
+            total += tpp
+        out.append({"date": d.isoformat(), "total_tpp": float(total), "by_tier": by_tier})
+    return out
+
+
+def _groups_at(s: Session, ats: Sequence[datetime]) -> dict[tuple[int, str], list[float]]:
+    """Installed count per (site, chip) at each instant, from one scan of the history and of the holdings."""
+    hp, h = HoldingPeriod, Holding
+    out: dict[tuple[int, str], list[float]] = {}
+    for t, lo, hi, extra in (
+        (hp, hp.valid_from, hp.valid_to, None),
+        (h, h.first_seen, h.retired_at, ~exists().where(HoldingPeriod.holding_id == Holding.id)),
+    ):
+        cols = [
+            func.sum(case((and_(col(lo) <= at, or_(col(hi).is_(None), col(hi) > at)), t.count), else_=0.0))
+            for at in ats
+        ]
+        q = sa_select(t.site_id, t.accelerator, *cols).where(col(lo) <= max(ats)).group_by(t.site_id, t.accelerator)
+        if extra is not None:
+            q = q.where(extra)
+        for row in s.execute(q).all():
+            cur = out.setdefault((int(row[0]), str(row[1])), [0.0] * len(ats))
+            for i, v in enumerate(row[2:]):
+                cur[i] += float(v or 0.0)
     return out

@@ -10,6 +10,7 @@ a dry run — records the decision and opens or reuses the case, with audit entr
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -126,8 +127,35 @@ def parse_review(body: Any) -> ReviewRequest:
 # ------------------------------------------------------------------------------------------------ lookups
 
 
+_CUST_TTL = float(os.environ.get("VEU_CUSTOMER_CACHE_SECONDS", "5") or 0)
+_cust_cache: dict[tuple[str, str, str, date, int], tuple[float, Party | None, EffectiveTier | None]] = {}
+
+
 def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
                  ) -> tuple[Party | None, EffectiveTier | None]:
+    """The namespace's customer and its effective tier, cached for a few seconds per process.
+
+    Every review needs this, and parties change rarely: ``VEU_CUSTOMER_CACHE_SECONDS`` (default 5, 0 = off)
+    bounds how long a re-mapped namespace or a new parent can take to apply (anchors.md §1.2: serve the
+    admission path from a local cache, not several database round trips per review).
+    """
+    key = (str(getattr(s.get_bind(), "url", "")), namespace, cluster, as_of, id(packs))
+    now = time.monotonic()
+    hit = _cust_cache.get(key)
+    if hit is not None and now - hit[0] < _CUST_TTL:
+        return hit[1], hit[2]
+    party, tier = _customer_for(s, packs, namespace, cluster, as_of)
+    if _CUST_TTL > 0:
+        if len(_cust_cache) > 50_000:
+            _cust_cache.clear()
+        # A detached copy: the cached row must not be tied to (or refreshed through) this session.
+        copy = Party(id=party.id, name=party.name, hq=party.hq, parent_id=party.parent_id) if party else None
+        _cust_cache[key] = (now, copy, tier)
+    return party, tier
+
+
+def _customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
+                  ) -> tuple[Party | None, EffectiveTier | None]:
     """The namespace's customer and its effective tier (walking only its own ownership chain)."""
     rows = s.exec(select(PartyNamespace).where(PartyNamespace.namespace == namespace)).all()
     best = next((r for r in rows if r.cluster == cluster), None) or next((r for r in rows if r.cluster == ""), None)
@@ -152,7 +180,7 @@ _inv_lock = threading.Lock()
 
 def inventory_accelerators(s: Session, cluster: str) -> tuple[str, ...]:
     """Accelerator ids held in ``cluster`` (all sites when no cluster is configured); cached briefly."""
-    url = str(s.get_bind().url)
+    url = str(getattr(s.get_bind(), "url", ""))
     now = time.monotonic()
     with _inv_lock:
         hit = _inv_cache.get((url, cluster))
@@ -268,8 +296,8 @@ def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> 
     best: dict[str, RelatedJob] = {}
     for job, ops, at in s.exec(q).all():
         d = (at if at.tzinfo else at.replace(tzinfo=UTC)).date()
-        if job not in best or float(ops) > best[job].operations:
-            best[job] = RelatedJob(job, float(ops), d)
+        if job not in best or float(ops or 0.0) > best[job].operations:
+            best[job] = RelatedJob(job, float(ops or 0.0), d)
     return list(best.values())
 
 
@@ -342,13 +370,12 @@ def evaluate_review(
         window = settings.related_jobs_window_days if declared.model else settings.unnamed_model_window_days
         from agent.ledger import load_records
 
-        names = [n for n in (declared.model, declared.base_model) if n]
-        if names:
-            records = load_records(s, names, as_of)
-            if declared.base_model and declared.base_model not in records:
-                req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
-                                 (*req.notes, f"base-model {declared.base_model} is not in the ledger; its "
-                                               "operations are not counted (register it with `veuctl models add`)"))
+        names = [n for n in (key, declared.base_model) if n]
+        records = load_records(s, names, as_of)
+        if declared.base_model and declared.base_model not in records:
+            req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
+                             (*req.notes, f"base-model {declared.base_model} is not in the ledger; its "
+                                           "operations are not counted (register it with `veuctl models add`)"))
         related = related_jobs(s, cust, key, now - timedelta(days=window))
         case_row = current_case(s, cust, key, now)
     dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,

@@ -210,16 +210,7 @@ def create_demo_token(url: str) -> str:
 
 
 def serve(url: str, host: str, port: int) -> None:
-    """Run API, dashboard and webhook on ``host:port`` (the shared server runner when installed)."""
-    try:
-        from agent.server import run_server  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        run_server = None
-    if run_server is not None:
-        run_server(host=host, port=port, tls_cert=None, tls_key=None, database_url=url)
-        return
-    import uvicorn
+    """Run API, dashboard and webhook on ``host:port`` with the production server runner (plain HTTP, local)."""
+    from agent.server import run_server
 
-    from agent.api.app import create_app
-
-    uvicorn.run(create_app(url), host=host, port=port, log_level="warning")
+    run_server(host=host, port=port, tls_cert=None, tls_key=None, database_url=url, log_level="warning")

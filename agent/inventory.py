@@ -60,7 +60,9 @@ class SyncSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "source": self.source, "status": self.status,
+            "run_id": self.run_id,
+            "source": self.source,
+            "status": self.status,
             "observed": self.observed,
             "added": sum(s.added for s in self.scopes),
             "updated": sum(s.updated for s in self.scopes),
@@ -87,7 +89,8 @@ class _Resolver:
             p = self.s.exec(select(Party).where(Party.name == name)).first()
             if p is None or p.id is None:
                 raise PartyError(
-                    f"owner/operator: party {name!r} is not registered; add it with `veuctl parties add {name!r} --hq CC`"
+                    f"owner/operator: party {name!r} is not registered; "
+                    f"add it with `veuctl parties add {name!r} --hq CC`"
                 )
             self.parties[name] = p.id
         return self.parties[name]
@@ -118,11 +121,14 @@ class _Resolver:
                 return row.id
             raise PolicyError(
                 f"site: no site has cluster {ref.cluster!r}; register it with "
-                f"`veuctl sites add NAME --country CC --cluster {ref.cluster}` or set `site:` for the cluster in the agent config"
+                f"`veuctl sites add NAME --country CC --cluster {ref.cluster}` "
+                "or set `site:` for the cluster in the agent config"
             )
         if ref.region and ref.provider != "onprem":
             row = self.s.exec(
-                q.where(Site.provider == ref.provider, Site.region == ref.region, Site.cluster == "").order_by(col(Site.id))
+                q.where(Site.provider == ref.provider, Site.region == ref.region, Site.cluster == "").order_by(
+                    col(Site.id)
+                )
             ).first()
             if row is not None and row.id is not None:
                 return row.id
@@ -139,7 +145,7 @@ class _Resolver:
 
 def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -172,8 +178,13 @@ def start_run(source: str, url: str | None = None) -> int:
         run = CollectorRun(source=source, started_at=now, host=socket.gethostname(), pid=os.getpid())
         s.add(run)
         s.flush()
-        record(s, actor=f"collector:{source}", action="inventory.run.start", subject=f"collector_run/{run.id}",
-               payload={"source": source})
+        record(
+            s,
+            actor=f"collector:{source}",
+            action="inventory.run.start",
+            subject=f"collector_run/{run.id}",
+            payload={"source": source},
+        )
         return int(run.id or 0)
 
 
@@ -182,7 +193,11 @@ def _values(h: Holding | HoldingPeriod) -> tuple[int, str, float, int | None, in
 
 
 def apply_scope(
-    s: Session, source: str, run_id: int, result: ScopeResult, now: datetime | None = None,
+    s: Session,
+    source: str,
+    run_id: int,
+    result: ScopeResult,
+    now: datetime | None = None,
 ) -> ScopeOutcome:
     """Upsert one scope's observations; retire what it no longer shows only when it was listed completely."""
     now = now or utcnow()
@@ -205,14 +220,30 @@ def apply_scope(
         vals = (res.site(o.site), o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
         h = existing.get(ext)
         if h is None:
-            h = Holding(source=source, external_id=ext, site_id=vals[0], accelerator=o.accelerator, count=vals[2],
-                        owner_id=vals[3], operator_id=vals[4], serial=o.serial, instance_type=o.instance_type,
-                        scope=result.scope, first_seen=now, last_seen=now)
+            h = Holding(
+                source=source,
+                external_id=ext,
+                site_id=vals[0],
+                accelerator=o.accelerator,
+                count=vals[2],
+                owner_id=vals[3],
+                operator_id=vals[4],
+                serial=o.serial,
+                instance_type=o.instance_type,
+                scope=result.scope,
+                first_seen=now,
+                last_seen=now,
+            )
             new_rows.append((h, o))
             continue
         revived = h.retired_at is not None
-        if revived or _values(h) != vals or h.scope != result.scope or h.serial != o.serial \
-                or h.instance_type != o.instance_type:
+        if (
+            revived
+            or _values(h) != vals
+            or h.scope != result.scope
+            or h.serial != o.serial
+            or h.instance_type != o.instance_type
+        ):
             period_change = revived or _values(h) != vals
             h.site_id, h.accelerator, h.count, h.owner_id, h.operator_id = vals
             h.serial, h.instance_type, h.scope = o.serial, o.instance_type, result.scope
@@ -228,16 +259,40 @@ def apply_scope(
     if new_rows:
         s.add_all([h for h, _ in new_rows])
         s.flush()
-        s.add_all([HoldingPeriod(holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
-                                 owner_id=h.owner_id, operator_id=h.operator_id, valid_from=now) for h, _ in new_rows])
+        s.add_all(
+            [
+                HoldingPeriod(
+                    holding_id=h.id or 0,
+                    site_id=h.site_id,
+                    accelerator=h.accelerator,
+                    count=h.count,
+                    owner_id=h.owner_id,
+                    operator_id=h.operator_id,
+                    valid_from=now,
+                )
+                for h, _ in new_rows
+            ]
+        )
         out.added = len(new_rows)
     if changed:
         s.add_all([h for h, _ in changed])
         s.flush()
         moved = [h for h, p in changed if p]
         _close_periods(s, [h.id for h in moved if h.id is not None], now)
-        s.add_all([HoldingPeriod(holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
-                                 owner_id=h.owner_id, operator_id=h.operator_id, valid_from=now) for h in moved])
+        s.add_all(
+            [
+                HoldingPeriod(
+                    holding_id=h.id or 0,
+                    site_id=h.site_id,
+                    accelerator=h.accelerator,
+                    count=h.count,
+                    owner_id=h.owner_id,
+                    operator_id=h.operator_id,
+                    valid_from=now,
+                )
+                for h in moved
+            ]
+        )
     for part in _chunks(touched):
         s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))  # type: ignore[call-overload]
 
@@ -254,19 +309,32 @@ def apply_scope(
 
     for msg in ([result.error] if result.error else []) + result.warnings:
         s.add(CollectorError(run_id=run_id, source=source, scope=result.scope, message=msg[:2000], at=now))
-    record(s, actor=f"collector:{source}", action="inventory.sync.scope", subject=f"{source}:{result.scope}",
-           payload={"run_id": run_id, "complete": result.complete, "observed": out.observed,
-                    "added": [h.external_id for h, _ in new_rows], "retired": retired_ids,
-                    "updated": [h.external_id for h, _ in changed], "unchanged": len(touched),
-                    "error": result.error})
+    record(
+        s,
+        actor=f"collector:{source}",
+        action="inventory.sync.scope",
+        subject=f"{source}:{result.scope}",
+        payload={
+            "run_id": run_id,
+            "complete": result.complete,
+            "observed": out.observed,
+            "added": [h.external_id for h, _ in new_rows],
+            "retired": retired_ids,
+            "updated": [h.external_id for h, _ in changed],
+            "unchanged": len(touched),
+            "error": result.error,
+        },
+    )
     return out
 
 
 def _close_periods(s: Session, holding_ids: list[int], now: datetime) -> None:
     for part in _chunks(holding_ids):
-        s.exec(update(HoldingPeriod)  # type: ignore[call-overload]
-               .where(col(HoldingPeriod.holding_id).in_(part), col(HoldingPeriod.valid_to).is_(None))
-               .values(valid_to=now))
+        s.exec(
+            update(HoldingPeriod)  # type: ignore[call-overload]
+            .where(col(HoldingPeriod.holding_id).in_(part), col(HoldingPeriod.valid_to).is_(None))
+            .values(valid_to=now)
+        )
 
 
 def finish_run(run_id: int, summary: SyncSummary, url: str | None, error: str | None = None) -> None:
@@ -284,12 +352,19 @@ def finish_run(run_id: int, summary: SyncSummary, url: str | None, error: str | 
         s.add(run)
         if error:
             s.add(CollectorError(run_id=run_id, source=summary.source, scope="", message=error[:2000]))
-        record(s, actor=f"collector:{summary.source}", action="inventory.run.finish", subject=f"collector_run/{run_id}",
-               payload={k: v for k, v in summary.as_dict().items() if k != "scopes"} | {"error": error})
+        record(
+            s,
+            actor=f"collector:{summary.source}",
+            action="inventory.run.finish",
+            subject=f"collector_run/{run_id}",
+            payload={k: v for k, v in summary.as_dict().items() if k != "scopes"} | {"error": error},
+        )
 
 
 def sync(
-    collector: Collector, url: str | None = None, on_scope: Callable[[ScopeOutcome], None] | None = None,
+    collector: Collector,
+    url: str | None = None,
+    on_scope: Callable[[ScopeOutcome], None] | None = None,
 ) -> SyncSummary:
     """Run one collector and apply each scope as it arrives. A failure never retires unlisted chips."""
     source = collector.name
@@ -309,7 +384,7 @@ def sync(
             summary.scopes.append(outcome)
             if on_scope:
                 on_scope(outcome)
-    except Exception as exc:  # noqa: BLE001 - any collector failure is recorded; stored holdings stay intact
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     failed = error is not None or any(not x.complete for x in summary.scopes)
     ok_any = any(x.complete for x in summary.scopes)
@@ -341,20 +416,34 @@ def periods_at(s: Session, at: datetime, site_id: int | None = None) -> list[Hol
         HoldingPeriod.valid_from <= at, or_(col(HoldingPeriod.valid_to).is_(None), col(HoldingPeriod.valid_to) > at)
     )
     no_history = ~exists().where(HoldingPeriod.holding_id == Holding.id)
-    q2 = select(Holding).where(no_history, Holding.first_seen <= at,
-                               or_(col(Holding.retired_at).is_(None), col(Holding.retired_at) > at))
+    q2 = select(Holding).where(
+        no_history, Holding.first_seen <= at, or_(col(Holding.retired_at).is_(None), col(Holding.retired_at) > at)
+    )
     if site_id is not None:
         q = q.where(HoldingPeriod.site_id == site_id)
         q2 = q2.where(Holding.site_id == site_id)
     out = list(s.exec(q).all())
-    out += [HoldingPeriod(holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
-                          owner_id=h.owner_id, operator_id=h.operator_id, valid_from=h.first_seen,
-                          valid_to=h.retired_at) for h in s.exec(q2).all()]
+    out += [
+        HoldingPeriod(
+            holding_id=h.id or 0,
+            site_id=h.site_id,
+            accelerator=h.accelerator,
+            count=h.count,
+            owner_id=h.owner_id,
+            operator_id=h.operator_id,
+            valid_from=h.first_seen,
+            valid_to=h.retired_at,
+        )
+        for h in s.exec(q2).all()
+    ]
     return out
 
 
 def installed_base(
-    s: Session, packs: PackRegistry, as_of: date | datetime | None = None, site: str | None = None,
+    s: Session,
+    packs: PackRegistry,
+    as_of: date | datetime | None = None,
+    site: str | None = None,
 ) -> dict[str, Any]:
     """Holdings in force at ``as_of``, grouped by site/accelerator/owner/operator, with TPP and totals.
 
@@ -389,10 +478,18 @@ def installed_base(
         if acc not in tpp_of:
             tpp_of[acc] = float(catalog().accelerator(acc).tpp)
         tpp = count * tpp_of[acc]
-        holdings.append({
-            "site": st.name, "country": st.country, "tier": tiers[st.country], "accelerator": acc,
-            "count": count, "tpp": tpp, "owner": parties.get(own), "operator": parties.get(opr),
-        })
+        holdings.append(
+            {
+                "site": st.name,
+                "country": st.country,
+                "tier": tiers[st.country],
+                "accelerator": acc,
+                "count": count,
+                "tpp": tpp,
+                "owner": parties.get(own),
+                "operator": parties.get(opr),
+            }
+        )
         for bucket, key in ((by_country, st.country), (by_tier, str(tiers[st.country]))):
             b = bucket.setdefault(key, {"count": 0.0, "tpp": 0.0})
             b["count"] += count

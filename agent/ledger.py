@@ -272,9 +272,15 @@ def add_synthetic(
     if f > 1:
         raise EstimateError(f"fraction: {f:g} is above 1; give the share of operations as a fraction, e.g. 0.12")
     ops = compute.check_number(generation_operations, "generation-operations", allow_zero=True)
+    records = load_records(s, names=[m.name, g.name])
+    rec = records[m.name]
+    others = sum(x.fraction for x in rec.synthetic if x.generator != g.name)
+    if others + f > 1 + 1e-9:
+        raise EstimateError(
+            f"fraction: {f:g} plus the {others:g} already recorded from other generators exceeds 1 (all of "
+            f"{m.name!r}'s operations); correct the fractions"
+        )
     if g.id != m.id:
-        records = load_records(s, names=[m.name, g.name])
-        rec = records[m.name]
         records[m.name] = replace(
             rec, synthetic=(*[x for x in rec.synthetic if x.generator != g.name], SyntheticInput(g.name, f, ops, since))
         )
@@ -526,7 +532,7 @@ def _merge_metered(
                 lst.append(Run(float(ops), "metered", first_d, last_d, "", job, f"metered:{job}:{sci_secs(secs)}"))
             elif float(ops) > lst[idx].operations:
                 # Metering shows more than was declared: the run is charged what the chips actually did.
-                lst[idx] = replace(lst[idx], operations=float(ops), method=f"metered>{lst[idx].method}")
+                lst[idx] = lst[idx]._replace(operations=float(ops), method=f"metered>{lst[idx].method}")
 
 
 def sci_secs(x: float) -> str:

@@ -686,7 +686,9 @@ def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | No
     views = [core.VeuAuthorization(a.name, a.kind, a.holder, a.granted or a.registered_on, a.expires, a.country)
              for a in auths]
     events = s.exec(select(ObligationEvent)).all()
-    new_locs = [core.NewLocation(e.authorization, e.to_country, e.site, e.occurred_on)
+    app = {a.name: set(a.locations or ()) for a in auths}
+    new_locs = [core.NewLocation(e.authorization, e.to_country, e.site, e.occurred_on,
+                                 new_country=e.to_country not in app.get(e.authorization, set()))
                 for e in events if e.kind == "new-location"]
     transfers = [core.Transfer(e.authorization, e.from_country, e.to_country, e.occurred_on, f"#{e.ref}")
                  for e in events if e.kind == "transfer"]
@@ -695,7 +697,9 @@ def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | No
     planned = {(n.authorization, n.country) for n in new_locs}
     new_locs += [n for n in h_locs if (n.authorization, n.country) not in planned]
     transfers += h_transfers
-    out = core.deadlines(packs, as_of, views, new_locs, transfers, incidents, _filings(s))
+    unmet = [(f"{e.scope}:{e.subject}:p{e.paragraph}", e.updated_at.date())
+             for e in s.exec(select(ControlEntry).where(ControlEntry.status == "non-compliant")).all()]
+    out = core.deadlines(packs, as_of, views, new_locs, transfers, incidents, _filings(s), unmet)
     return [d for d in out if status is None or d.status == status]
 
 

@@ -46,8 +46,11 @@ class Agent:
         self.skipped: list[str] = []
         for c in cfg.enabled():
             self.scheduler.add_job(
-                run_collector, IntervalTrigger(seconds=c.config.interval_seconds, jitter=c.config.jitter_seconds),
-                args=(cfg, c.name, url), id=c.name, name=f"inventory:{c.name}",
+                run_collector,
+                IntervalTrigger(seconds=c.config.interval_seconds, jitter=c.config.jitter_seconds),
+                args=(cfg, c.name, url),
+                id=c.name,
+                name=f"inventory:{c.name}",
                 next_run_time=datetime.now(UTC),  # first run at start, then on the interval
             )
         self.scheduler.start(paused=start_paused)
@@ -113,7 +116,9 @@ def _lease_client(cfg: AgentConfig) -> Any:
     return client.ApiClient(c)
 
 
-def run_agent(cfg: AgentConfig, url: str | None = None, once: bool = False, stop: threading.Event | None = None) -> None:
+def run_agent(
+    cfg: AgentConfig, url: str | None = None, once: bool = False, stop: threading.Event | None = None
+) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``); ``once`` runs each collector a single time and returns."""
     logging.basicConfig(level=os.environ.get("VEU_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
     if once:
@@ -132,9 +137,14 @@ def run_agent(cfg: AgentConfig, url: str | None = None, once: bool = False, stop
 
         le = cfg.leader_election
         elector = LeaderElector(
-            _lease_client(cfg), le.namespace or in_cluster_namespace(), le.lease_name,
-            lease_duration=le.lease_duration_seconds, renew_deadline=le.renew_deadline_seconds,
-            retry_period=le.retry_period_seconds, on_started_leading=agent.lead, on_stopped_leading=agent.follow,
+            _lease_client(cfg),
+            le.namespace or in_cluster_namespace(),
+            le.lease_name,
+            lease_duration=le.lease_duration_seconds,
+            renew_deadline=le.renew_deadline_seconds,
+            retry_period=le.retry_period_seconds,
+            on_started_leading=agent.lead,
+            on_stopped_leading=agent.follow,
         )
         threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
     agent.start_watchers()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +23,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -42,13 +42,34 @@ def seed(n: int, batch: int = 250) -> None:
         while todo > 0:
             k = min(batch, todo)
             backend.run_instances(
-                "ami-12c6146b", k, None, [], instance_type="p5.48xlarge", is_instance_type_default=False,
-                placement=None, placement_hostid=None, region_name=region, subnet_id=None, key_name=None,
-                security_group_ids=[], nics=[], private_ip=None, associate_public_ip=None, tags={},
-                ebs_optimized=False, disable_api_stop=False, instance_market_options={},
-                instance_initiated_shutdown_behavior=None, launch_template={}, hibernation_options={},
-                iam_instance_profile_name=None, iam_instance_profile_arn=None, monitoring_state="disabled",
-                ipv6_address_count=None, metadata_options={}, client_token="ABCDE",
+                "ami-12c6146b",
+                k,
+                None,
+                [],
+                instance_type="p5.48xlarge",
+                is_instance_type_default=False,
+                placement=None,
+                placement_hostid=None,
+                region_name=region,
+                subnet_id=None,
+                key_name=None,
+                security_group_ids=[],
+                nics=[],
+                private_ip=None,
+                associate_public_ip=None,
+                tags={},
+                ebs_optimized=False,
+                disable_api_stop=False,
+                instance_market_options={},
+                instance_initiated_shutdown_behavior=None,
+                launch_template={},
+                hibernation_options={},
+                iam_instance_profile_name=None,
+                iam_instance_profile_arn=None,
+                monitoring_state="disabled",
+                ipv6_address_count=None,
+                metadata_options={},
+                client_token="ABCDE",
             )
             todo -= k
 
@@ -58,8 +79,10 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, t
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     bufs: dict[str, str] = {}
-    readers = [threading.Thread(target=lambda k=k, f=f: bufs.__setitem__(k, f.read()))
-               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: bufs.__setitem__(k, f.read()))
+        for k, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
     for r in readers:
         r.start()
     _, status, ru = os.wait4(proc.pid, 0)  # reap it ourselves to get this child's rusage alone
@@ -82,6 +105,7 @@ def main() -> None:
 
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -91,14 +115,30 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-               "VEU_DATABASE_URL": f"sqlite:///{t / 'veu.db'}", "HOME": str(t)}
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "VEU_DATABASE_URL": f"sqlite:///{t / 'veu.db'}",
+            "HOME": str(t),
+        }
         env.pop("AWS_PROFILE", None)
         cfg = t / "agent.yaml"
-        cfg.write_text(yaml.safe_dump({"collectors": {"aws": {
-            "max_workers": 4, "capacity_reservations": False,  # c7n lists instances only; compare like with like
-            "accounts": [{"regions": REGIONS}]}}}))
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "collectors": {
+                        "aws": {
+                            "max_workers": 4,
+                            "capacity_reservations": False,  # c7n lists instances only; compare like with like
+                            "accounts": [{"regions": REGIONS}],
+                        }
+                    }
+                }
+            )
+        )
         # Migrate the store first so schema creation is not billed to the sync.
         subprocess.run([sys.executable, "-m", "agent", "db", "upgrade"], env=env, cwd=ROOT, capture_output=True)
 
@@ -115,15 +155,22 @@ def main() -> None:
 
         a_wall, a_rss, (out, _) = timed(
             [sys.executable, "-m", "agent", "inventory", "sync", "--source", "aws", "--config", str(cfg), "--json"],
-            env, ROOT)
+            env,
+            ROOT,
+        )
         run = json.loads(out)["runs"][0]
     server.stop()
 
     if run["observed"] != n or c_count != n:
-        raise SystemExit(f"listings differ from the seeded fleet: agent {run['observed']}, custodian {c_count}, seeded {n}")
+        raise SystemExit(
+            f"listings differ from the seeded fleet: agent {run['observed']}, custodian {c_count}, seeded {n}"
+        )
     rss = f"{a_rss / 1024:.0f} MiB (max RSS of the veuctl process)"
     print(f"instances: {n} over {len(REGIONS)} regions (moto server mode, same endpoint for both)")
-    print(f"veu-governor inventory sync: {a_wall:8.2f} s  (listed, mapped to accelerators, {run['added']} holdings written)")
+    print(
+        f"veu-governor inventory sync: {a_wall:8.2f} s  "
+        f"(listed, mapped to accelerators, {run['added']} holdings written)"
+    )
     print(f"Cloud Custodian aws.ec2:     {c_wall:8.2f} s  (listed {c_count}, cache off)")
     print(f"ratio agent/custodian:       {a_wall / c_wall:8.2f}  ({'no slower' if a_wall <= c_wall else 'SLOWER'})")
     print(f"agent peak RSS:              {rss}")

@@ -4,7 +4,8 @@ A small Lease loop over ``CoordinationV1Api`` rather than ``kubernetes.leaderele
 ``sys.exit`` on bad timings and configures global logging at import). Semantics follow client-go:
 - the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` it steps down;
 - a candidate takes the lease only when ``renewTime + leaseDurationSeconds`` has passed (or it is free);
-- writes carry the read ``resourceVersion`` so two candidates cannot both win (HTTP 409 -> lost race);
+- writes are merge patches carrying the read ``resourceVersion``, so two candidates cannot both win
+  (HTTP 409 -> lost race);
 - ``release()`` on shutdown empties the holder so a standby takes over at once.
 """
 
@@ -34,11 +35,23 @@ def in_cluster_namespace() -> str:
         return os.environ.get("POD_NAMESPACE", "default")
 
 
+def _micro(t: datetime) -> str:
+    """A Kubernetes MicroTime."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class LeaderElector:
     def __init__(
-        self, api_client: Any, namespace: str, name: str, identity: str | None = None,
-        lease_duration: float = 15, renew_deadline: float = 10, retry_period: float = 2,
-        on_started_leading: Callable[[], None] | None = None, on_stopped_leading: Callable[[], None] | None = None,
+        self,
+        api_client: Any,
+        namespace: str,
+        name: str,
+        identity: str | None = None,
+        lease_duration: float = 15,
+        renew_deadline: float = 10,
+        retry_period: float = 2,
+        on_started_leading: Callable[[], None] | None = None,
+        on_stopped_leading: Callable[[], None] | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -71,8 +84,13 @@ class LeaderElector:
                 raise
             body = client.V1Lease(
                 metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-                spec=client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=int(self.lease_duration),
-                                        acquire_time=now, renew_time=now, lease_transitions=0),
+                spec=client.V1LeaseSpec(
+                    holder_identity=self.identity,
+                    lease_duration_seconds=int(self.lease_duration),
+                    acquire_time=now,
+                    renew_time=now,
+                    lease_transitions=0,
+                ),
             )
             try:
                 self.api.create_namespaced_lease(self.namespace, body)
@@ -83,21 +101,32 @@ class LeaderElector:
                 raise
         spec = lease.spec or client.V1LeaseSpec()
         holder = spec.holder_identity or ""
+        patch: dict[str, Any] = {
+            "holderIdentity": self.identity,
+            "renewTime": _micro(now),
+            "leaseDurationSeconds": int(self.lease_duration),
+        }
         if holder != self.identity:
             renewed = spec.renew_time or spec.acquire_time
             duration = timedelta(seconds=spec.lease_duration_seconds or self.lease_duration)
             if holder and renewed is not None and renewed + duration > now:
                 return False  # someone else holds a live lease
-            spec.acquire_time = now
-            spec.lease_transitions = (spec.lease_transitions or 0) + 1
-        spec.holder_identity = self.identity
-        spec.renew_time = now
-        spec.lease_duration_seconds = int(self.lease_duration)
-        lease.spec = spec
+            patch["acquireTime"] = _micro(now)
+            patch["leaseTransitions"] = (spec.lease_transitions or 0) + 1
+        return self._patch(lease, patch)
+
+    def _patch(self, lease: Any, spec: dict[str, Any]) -> bool:
+        """Merge-patch the spec, guarded by the read resourceVersion (409 means another writer won)."""
+        from kubernetes.client.exceptions import ApiException
+
+        body: dict[str, Any] = {"spec": spec}
+        rv = lease.metadata.resource_version if lease.metadata else None
+        if rv:
+            body["metadata"] = {"resourceVersion": rv}
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.api.patch_namespaced_lease(self.name, self.namespace, body)
         except ApiException as exc:
-            if exc.status == 409:  # another candidate wrote first
+            if exc.status == 409:
                 return False
             raise
         return True
@@ -111,9 +140,8 @@ class LeaderElector:
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
             if lease.spec and lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = ""
-                lease.spec.renew_time = self._now() - timedelta(seconds=self.lease_duration + 1)
-                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+                past = self._now() - timedelta(seconds=self.lease_duration + 1)
+                self._patch(lease, {"holderIdentity": "", "renewTime": _micro(past)})
         except ApiException as exc:
             log.warning("leader election: could not release lease %s/%s: %s", self.namespace, self.name, exc.reason)
         self._set(False)
@@ -122,8 +150,13 @@ class LeaderElector:
         if leading == self.leading:
             return
         self.leading = leading
-        log.info("leader election: %s %s lease %s/%s", self.identity, "acquired" if leading else "lost",
-                 self.namespace, self.name)
+        log.info(
+            "leader election: %s %s lease %s/%s",
+            self.identity,
+            "acquired" if leading else "lost",
+            self.namespace,
+            self.name,
+        )
         (self.on_started if leading else self.on_stopped)()
 
     def run(self) -> None:
@@ -131,7 +164,7 @@ class LeaderElector:
         while not self.stop.is_set():
             try:
                 ok = self.try_acquire_or_renew()
-            except Exception as exc:  # noqa: BLE001 - API unreachable: keep leading only within renew_deadline
+            except Exception as exc:
                 log.warning("leader election: %s", type(exc).__name__)
                 ok = False
             mono = time.monotonic()

@@ -21,7 +21,9 @@ from typing import Any, cast
 
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
+from sqlmodel import Session, col, func, select
 
+from policies import redflag
 from policies.errors import PolicyError
 
 log = logging.getLogger(__name__)
@@ -70,11 +72,11 @@ class HeldJob:
     namespace: str
     name: str
     kind: str
-    api_version: str
     policy: str
     rule: str
     message: str
     decided_at: datetime
+    api_version: str = ""
     uid: str = ""
     case_id: str = ""
     result: str = "fail"
@@ -83,7 +85,7 @@ class HeldJob:
     properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("namespace", "name", "kind", "api_version", "policy", "rule"):
+        for name in ("namespace", "name", "kind", "policy", "rule"):
             if not str(getattr(self, name) or "").strip():
                 raise PolicyReportError(f"held job: '{name}' is required and must not be empty")
         if self.result not in RESULTS:
@@ -140,9 +142,9 @@ def _result(job: HeldJob) -> dict[str, Any]:
     props = {k: v for k, v in job.properties.items() if v != ""}
     if job.case_id:
         props["case-id"] = job.case_id
-    resource: dict[str, str] = {
-        "apiVersion": job.api_version, "kind": job.kind, "name": job.name, "namespace": job.namespace,
-    }
+    resource: dict[str, str] = {"kind": job.kind, "name": job.name, "namespace": job.namespace}
+    if job.api_version:
+        resource["apiVersion"] = job.api_version
     if job.uid:
         resource["uid"] = job.uid
     out: dict[str, Any] = {
@@ -342,3 +344,48 @@ def from_environment(api: CustomObjectsApi, env: Mapping[str, str] | None = None
     if max_results < 1:
         raise PolicyReportError(f"VEU_POLICY_REPORT_MAX_RESULTS={max_results}: use a whole number >= 1")
     return PolicyReportWriter(api, openreports=_flag(env, "VEU_OPENREPORTS", False), max_results=max_results)
+
+
+# Which provision a refusal rests on (shown as the report's `policy`) and how dashboards should rank it.
+_REFUSAL_POLICY = {
+    redflag.HOLD_FOR_INQUIRY: (redflag.RED_FLAG, "high"),
+    redflag.DENY_TIER3: ("tier3-destinations", "critical"),
+    redflag.DENY_UNKNOWN_CUSTOMER: (redflag.SETTINGS, "medium"),
+    redflag.DENY_INVALID: (redflag.SETTINGS, "medium"),
+}
+
+
+def held_jobs_from_store(session: Session) -> list[HeldJob]:
+    """Jobs whose latest admission decision is a refusal still standing, read from the store.
+
+    A refusal stands until the job's next decision admits it, or its red-flag case is no longer open
+    (resolved or expired). Refusals recorded in ``warn``/``audit`` mode were admitted: they are reported
+    as ``warn`` results, enforced ones as ``fail``.
+    """
+    from agent.store.tables.cases import AdmissionDecision, RedFlagCase
+
+    # The latest decision per job (ids grow with insertion), filtered in SQL: the table grows with every review.
+    latest_ids = select(func.max(col(AdmissionDecision.id))).group_by(col(AdmissionDecision.job_ref))
+    refused = list(session.exec(select(AdmissionDecision).where(
+        col(AdmissionDecision.id).in_(latest_ids), col(AdmissionDecision.code).in_(sorted(redflag.REFUSALS)))))
+    case_ids = {r.case_id for r in refused if r.case_id is not None}
+    open_cases = set()
+    if case_ids:
+        cases = session.exec(select(RedFlagCase).where(col(RedFlagCase.id).in_(case_ids)))
+        open_cases = {c.id for c in cases if c.status == "open"}
+    out: list[HeldJob] = []
+    for r in sorted(refused, key=lambda d: d.job_ref):
+        if r.case_id is not None and r.case_id not in open_cases:
+            continue
+        policy, severity = _REFUSAL_POLICY.get(r.code, (redflag.RED_FLAG, "high"))
+        at = r.decided_at if r.decided_at.tzinfo else r.decided_at.replace(tzinfo=UTC)  # SQLite drops the zone
+        props = {"customer": r.customer_name, "model": r.model_key, "mode": r.mode,
+                 "decision-id": str(r.id or ""), "chips": f"{r.chips:g}"}
+        if r.lineage_operations is not None:
+            props["estimate-operations"] = f"{r.lineage_operations:.3g}"
+        out.append(HeldJob(
+            namespace=r.namespace, name=r.name, kind=r.kind, uid="", policy=policy, rule=r.code,
+            message=r.message[:1024], decided_at=at, case_id=str(r.case_id or ""),
+            result="fail" if not r.allowed else "warn", severity=severity, properties=props,
+        ))
+    return out

@@ -332,6 +332,11 @@ def uveu_caps(
     rows = [p for p in placements if counts(p.eccn, counted)]
     us = str(prov.value("us_hq_country"))
     holder_hq = parties[auth.holder].hq
+    # ¶6: the 25% / 7% caps are "only for entities headquartered in" Supp. 5(a) destinations.
+    tier_caps_apply = prov.values.get("tier_caps_apply_to", "hq-in-supp5a") == "all" or tiers(holder_hq) == 1
+    tier_note = "" if tier_caps_apply else (
+        f"{auth.holder} is headquartered in {holder_hq}, outside Supp. 5(a): ¶6 applies the 25% and 7% caps "
+        "only to UVEUs headquartered in Supp. 5(a), so this figure is informational")
     out: list[CapResult] = []
     group_txt = ", ".join(sorted(group))
     for view in ("owned", "operated"):
@@ -345,9 +350,9 @@ def uveu_caps(
         base_txt = f"TPP of 3A090.a-class chips {view} by {group_txt}"
         out.append(CapResult(
             id=f"uveu.outside_tier1.{view}", title=f"Share outside Supp. 5(a) destinations ({view})",
-            kind="share", view=view, binding=binding, numerator=o_tpp, denominator=total,
+            kind="share", view=view, binding=binding and tier_caps_apply, numerator=o_tpp, denominator=total,
             limit=_frac(prov, "max_share_outside_tier1"), provisions=tuple(used), contributors=tuple(mine),
-            formula=f"TPP outside Supp. 5(a) / total {base_txt} <= limit",
+            formula=f"TPP outside Supp. 5(a) / total {base_txt} <= limit", note=tier_note,
             scope={**scope, "area": "outside-tier1"},
         ))
         countries = sorted({p.country for p in outside} | {c for c in extra_countries if tiers(c) != 1})
@@ -356,9 +361,10 @@ def uveu_caps(
             in_cc = [p for p in mine if p.country == cc]
             out.append(CapResult(
                 id=f"uveu.single_country.{cc}.{view}", title=f"Share in {cc} (outside Supp. 5(a)) ({view})",
-                kind="share", view=view, binding=binding,
+                kind="share", view=view, binding=binding and tier_caps_apply,
                 numerator=sum((p.tpp for p in in_cc), Fraction(0)), denominator=total, limit=single,
                 provisions=tuple(used), contributors=tuple(mine), formula=f"TPP in {cc} / total {base_txt} <= limit",
+                note=tier_note,
                 scope={**scope, "area": "country", "country": cc},
             ))
         if holder_hq == us:

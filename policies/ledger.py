@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from policies.compute import sci
 from policies.errors import PolicyError
@@ -55,9 +55,11 @@ class UnknownModel(LedgerError):
 # ------------------------------------------------------------------------------------------------ records
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training run of a model: its operations and where/when/how they were estimated."""
+class Run(NamedTuple):
+    """One training run of a model: its operations and where/when/how they were estimated.
+
+    A named tuple rather than a dataclass: a ledger holds millions of runs and tuples are built in C.
+    """
 
     operations: float
     method: str = "declared-operations"
@@ -217,9 +219,13 @@ class SyntheticDecision:
     published_generators: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Cumulative:
-    """A model's cumulative operations as of a date and how they arise."""
+class Cumulative(NamedTuple):
+    """A model's cumulative operations as of a date and how they arise.
+
+    ``contrib`` maps each counted operation's key to its operations when synthetic data is involved in
+    the lineage; it is None for a plain chain (own runs + base chain), the common case, which keeps the
+    100k-model roll-up free of per-model dictionaries. :meth:`Ledger.contributions` materializes it.
+    """
 
     name: str
     own: float
@@ -232,10 +238,10 @@ class Cumulative:
     training_added: float
     already_counted: float
     total: float
-    contributions: Mapping[Key, float]
+    contrib: Mapping[Key, float] | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ModelStatus:
     """A model's status under a regime as of a date, with everything the explanation needs."""
 
@@ -521,22 +527,38 @@ class Ledger:
     def _compute(self, rec: ModelRecord) -> Cumulative:
         as_of = self.as_of
         # Inline Run.counts_on: this loop sees every run in the ledger (1M in the bench).
-        counted = tuple(r for r in rec.runs if (r.start or r.end) is None or (r.start or r.end) <= as_of)  # type: ignore[operator]
+        counted = tuple([r for r in rec.runs if (r.start or r.end) is None or (r.start or r.end) <= as_of])  # type: ignore[operator]
         own = float(sum([r.operations for r in counted]))
-        contrib: dict[Key, float] = {}
-        base_total = 0.0
+        base_total, base_plain = 0.0, True
         if rec.base is not None:
             b = self._cum[rec.base]
-            contrib.update(b.contributions)
-            base_total = b.total
+            base_total, base_plain = b.total, b.contrib is None
+        if base_plain and not (rec.synthetic and any(x.counts_on(as_of) for x in rec.synthetic)):
+            # A plain chain: nothing can be counted twice, so the total is a sum.
+            return Cumulative(rec.name, own, counted, len(rec.runs) - len(counted), rec.base, base_total, (),
+                              0.0, 0.0, 0.0, own + base_total, None)
+        contrib: dict[Key, float] = dict(self.contributions(rec.base)) if rec.base is not None else {}
         contrib[("runs", rec.name)] = own
         decisions, gen_added, train_added, dup = self._synthetic(rec, contrib)
         total = float(sum(contrib.values()))
-        return Cumulative(
-            name=rec.name, own=own, runs_counted=counted, runs_later=len(rec.runs) - len(counted),
-            base=rec.base, base_total=base_total, synthetic=decisions, generation_added=gen_added,
-            training_added=train_added, already_counted=dup, total=total, contributions=contrib,
-        )
+        return Cumulative(rec.name, own, counted, len(rec.runs) - len(counted), rec.base, base_total, decisions,
+                          gen_added, train_added, dup, total, contrib)
+
+    def contributions(self, name: str) -> Mapping[Key, float]:
+        """Every counted operation of ``name``'s total, keyed so that nothing is counted twice."""
+        c = self.cumulative(name)
+        if c.contrib is not None:
+            return c.contrib
+        out: dict[Key, float] = {}
+        cur: str | None = name
+        while cur is not None:  # a plain chain: each member's own runs
+            cc = self._cum[cur]
+            if cc.contrib is not None:
+                out.update(cc.contrib)
+                break
+            out[("runs", cur)] = cc.own
+            cur = cc.base
+        return out
 
     def _synthetic(
         self, rec: ModelRecord, contrib: dict[Key, float]
@@ -553,7 +575,7 @@ class Ledger:
         gen_added = 0.0
         for fam, items in by_family.items():
             fraction = sum(s.fraction for s in items)
-            qualifies = limit is not None and fraction > limit
+            qualifies = limit is not None and fraction >= limit
             gens = tuple(dict.fromkeys(s.generator for s in items))
             gen_ops = float(sum(s.generation_operations for s in items))
             # The unpublished variant with the most operations stands for this generator's training.
@@ -586,8 +608,7 @@ class Ledger:
             if candidates:
                 chosen = max(candidates, key=lambda d: (d.training_operations, d.family))
                 assert chosen.training_generator is not None
-                gcum = self.cumulative(chosen.training_generator)
-                for k, v in gcum.contributions.items():
+                for k, v in self.contributions(chosen.training_generator).items():
                     if k in contrib:
                         dup += v
                     else:
@@ -628,12 +649,25 @@ class Ledger:
             arec = self.records[cur]
             if arec.is_published(self.as_of):
                 anc = self._cum[cur]
-                additional = float(sum(v for k, v in c.contributions.items() if k not in anc.contributions))
+                additional = self._additional(c, cur)
                 r = self.regime
                 limit = max(r.derivative_absolute or 0.0, (r.derivative_fraction or 0.0) * anc.total)
                 return cur, anc.total, additional, limit
             cur = arec.base
         return None, 0.0, 0.0, None
+
+    def _additional(self, c: Cumulative, ancestor: str) -> float:
+        """Operations in ``c`` that are not in ``ancestor``'s total (summed exactly, not as a difference)."""
+        extra = 0.0
+        cur: str | None = c.name
+        while cur is not None and cur != ancestor:
+            cc = self._cum[cur]
+            if cc.contrib is not None:
+                anc = self.contributions(ancestor)
+                return extra + float(sum(v for k, v in cc.contrib.items() if k not in anc))
+            extra += cc.own
+            cur = cc.base
+        return extra
 
     def statuses(self, names: Iterable[str] | None = None) -> Iterator[ModelStatus]:
         for n in (self.records if names is None else names):

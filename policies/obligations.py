@@ -306,6 +306,7 @@ class NewLocation:
     country: str
     site: str
     first_export: date
+    new_country: bool = True  # not among the countries of the application or earlier notices
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,7 @@ def deadlines(
     transfers: Sequence[Transfer] = (),
     incidents: Sequence[Incident] = (),
     filings: Mapping[str, date] | None = None,
+    unmet: Sequence[tuple[str, date]] = (),
 ) -> list[Deadline]:
     """Every dated obligation up to the horizon, with its status on ``as_of`` (``filings``: key -> date done)."""
     filings = filings or {}
@@ -383,7 +385,12 @@ def deadlines(
     horizon = as_of + timedelta(days=int(rem.value("horizon_days")))
     out: list[Deadline] = []
 
+    seen: set[str] = set()
+
     def add(key: str, kind: str, title: str, subject: str, due: date, prov: ResolvedProvision, basis: str) -> None:
+        if key in seen:
+            return  # e.g. a second new site in the same new country: one ¶5 notice (the earliest) covers it
+        seen.add(key)
         done = filings.get(key)
         out.append(Deadline(key, kind, title, subject, due, prov.citation, basis,
                             _status(due, as_of, lead, done), done, bool(done and done > due), prov))
@@ -417,7 +424,7 @@ def deadlines(
                     "facility-specific chip accounting for the VEU and all parents and subsidiaries, with "
                     "attrition (Supp. 10 ¶10)")
     kinds = {a.name: a.kind for a in authorizations}
-    for loc in new_locations:
+    for loc in sorted(new_locations, key=lambda n: n.first_export):
         found = packs.find("veu-notices", loc.first_export)
         if found is None:
             continue  # before the notice duty existed: nothing to file
@@ -428,6 +435,14 @@ def deadlines(
             loc.first_export - timedelta(days=days), prov,
             f"first export, reexport or transfer to it on {loc.first_export} (§ 748.15(a)(2)(ii)(A)); "
             "include the physical address")
+        if loc.new_country and kinds.get(loc.authorization, "uveu") == "uveu":
+            # Supp. 10 ¶5 separately asks for 60 days' notice of data centers in countries not yet notified.
+            d60 = int(prov.value("inter_country_transfer_notice_days"))
+            add(f"uveu-new-country:{loc.authorization}:{loc.country}", "uveu-new-country-notice",
+                f"{d60}-day notice of data-center installation in a new country ({loc.country})", loc.authorization,
+                loc.first_export - timedelta(days=d60), prov,
+                "Supp. 10 ¶5: planned construction or installation of data centers in countries not included in "
+                "prior notifications")
     for t in transfers:
         if kinds.get(t.authorization, "uveu") != "uveu":
             continue  # ¶5 binds VEUs accredited via a UVEU
@@ -449,5 +464,12 @@ def deadlines(
         add(f"theft-loss:{inc.ref}", "theft-loss-report", f"Report theft/loss/tampering {inc.ref} to BIS",
             inc.ref, inc.discovered + timedelta(days=days), prov,
             f"discovered {inc.discovered}: {inc.description} (Supp. 10 ¶16)".strip())
+    for ref, since in unmet:
+        # ¶11: notify BIS "if, at any time, any requirements have not been met"; no period is given, so the
+        # notice is due the day the register records the requirement as not met.
+        p11 = packs.find(paragraph_id(11), since)
+        if p11 is not None:
+            add(f"unmet-requirement:{ref}", "unmet-requirement-notice", f"Notify BIS: requirement not met ({ref})",
+                ref, since, p11, "Supp. 10 ¶11; the register marks this paragraph non-compliant")
     out.sort(key=lambda d: (d.due, d.key))
     return out

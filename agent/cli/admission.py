@@ -56,6 +56,47 @@ def review(
     emit(data, json_, human)
 
 
+@admission_app.command("controllers")
+def controllers(
+    meter_interval: float = typer.Option(60.0, "--interval", help="Seconds between metering/Kueue passes."),
+    kueue: bool = typer.Option(False, "--kueue", help="Also act as the Kueue AdmissionCheck controller."),
+    cluster: str = typer.Option("", "--cluster", help="Cluster name (namespace mappings, inventory bound)."),
+    once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Run the running-jobs meter (and optionally the Kueue AdmissionCheck controller) against the cluster.
+
+    Uses the in-cluster service account, else KUBECONFIG / ~/.kube/config.
+    """
+    import time as _time
+
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise UsageError(f"kubernetes: no in-cluster config and no usable kubeconfig ({exc})") from None
+    from controllers.kueue import AdmissionCheckController
+    from controllers.metering import Meter
+
+    api = client.ApiClient()
+    meter = Meter(client.CoreV1Api(api), client.EventsV1Api(api), db_url(db), cluster=cluster)
+    ctl = AdmissionCheckController(client.CustomObjectsApi(api), db_url(db), cluster=cluster) if kueue else None
+    while True:
+        r = meter.tick()
+        data: dict[str, Any] = {"pods_metered": r.pods_metered, "chip_seconds": r.chip_seconds,
+                                "crossings": r.crossings, "skipped": r.skipped, "errors": r.errors}
+        if ctl is not None:
+            data["kueue"] = ctl.reconcile()
+        if once:
+            emit(data, json_)
+            return
+        _time.sleep(meter_interval)
+
+
 def _intent(text: str) -> bool:
     t = text.strip().lower()
     if t not in ("yes", "no"):

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from agent import ledger as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
@@ -61,7 +62,7 @@ def _estimate(
 def _est_human(x: dict[str, Any]) -> None:
     console.print(f"[bold]{sci(x['operations'])}[/bold] operations ({x['method']}), "
                   f"band {sci(x['low'])}–{sci(x['high'])}, conservative {sci(x['upper_bound'])}")
-    console.print(x["explanation"], highlight=False)
+    console.print(x["explanation"], highlight=False, markup=False)
 
 
 def estimate_cmd(
@@ -77,8 +78,8 @@ def estimate_cmd(
 
 
 def _show_human(x: dict[str, Any]) -> None:
-    console.print(f"[bold]{x['name']}[/bold]: {x['status']} — {sci(x['cumulative_operations'])} operations")
-    console.print(x["explanation"], highlight=False)
+    console.print(f"[bold]{escape(x['name'])}[/bold]: {x['status']} — {sci(x['cumulative_operations'])} operations")
+    console.print(x["explanation"], highlight=False, markup=False)
 
 
 @models_app.command("add")

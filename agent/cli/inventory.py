@@ -12,8 +12,9 @@ from sqlmodel import col, select
 
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, err_console, table
 
-inventory_app = typer.Typer(help="Fleet inventory: what chips exist, where, owned and operated by whom.",
-                            no_args_is_help=True)
+inventory_app = typer.Typer(
+    help="Fleet inventory: what chips exist, where, owned and operated by whom.", no_args_is_help=True
+)
 agent_app = typer.Typer(help="The inventory agent service.", no_args_is_help=True)
 
 ConfigOpt = typer.Option(None, "--config", help="Agent config YAML (default: VEU_AGENT_CONFIG).")
@@ -27,8 +28,12 @@ def _use_db(db: str | None, cfg_url: str | None) -> str | None:
 
 @inventory_app.command("sync")
 def sync_cmd(
-    source: list[str] = typer.Option([], "--source", help="aws | gcp | k8s | nvml | csv (repeat; default: all configured)."),
-    config: str | None = ConfigOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
+    source: list[str] = typer.Option(
+        [], "--source", help="aws | gcp | k8s | nvml | csv (repeat; default: all configured)."
+    ),
+    config: str | None = ConfigOpt,
+    json_: bool = JsonOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """Run collectors once and apply what they see (partial scopes retire nothing)."""
     from agent.collectors.config import load_config
@@ -41,17 +46,29 @@ def sync_cmd(
             raise UsageError(f"--source: {s!r} is not one of {', '.join(SOURCES)}")
     collectors = [cfg.collector(s) for s in source] if source else cfg.enabled() or [cfg.collector("aws")]
     results: list[dict[str, Any]] = []
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[chips]}"), TimeElapsedColumn(), console=err_console,
-                  disable=json_ or not err_console.is_terminal, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[chips]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=json_ or not err_console.is_terminal,
+        transient=False,
+    ) as progress:
         for c in collectors:
             task = progress.add_task(c.name, total=c.expected_scopes(), chips="")
             seen = {"n": 0}
 
             def on_scope(o: ScopeOutcome, task: Any = task, c: Any = c, seen: dict[str, int] = seen) -> None:
                 seen["n"] += o.observed
-                progress.update(task, advance=1, total=c.expected_scopes(),
-                                chips=f"{seen['n']} holdings" + (f" [red]{o.scope} failed" if o.error else ""))
+                progress.update(
+                    task,
+                    advance=1,
+                    total=c.expected_scopes(),
+                    chips=f"{seen['n']} holdings" + (f" [red]{o.scope} failed" if o.error else ""),
+                )
 
             summary = sync(c, url, on_scope=on_scope)
             results.append(summary.as_dict())
@@ -59,8 +76,10 @@ def sync_cmd(
     if json_:
         emit(data, True)
     else:
-        table([{k: v for k, v in r.items() if k != "scopes"} for r in results],
-              ["source", "run_id", "status", "observed", "added", "updated", "retired"])
+        table(
+            [{k: v for k, v in r.items() if k != "scopes"} for r in results],
+            ["source", "run_id", "status", "observed", "added", "updated", "retired"],
+        )
         for r in results:
             for sc in r["scopes"]:
                 if sc["error"]:
@@ -72,7 +91,8 @@ def sync_cmd(
 @inventory_app.command("import")
 def import_cmd(
     file: Path = typer.Argument(..., help="CSV (site,accelerator,count,owner,operator[,serial]) or JSON list."),
-    json_: bool = JsonOpt, db: str | None = DbOpt,
+    json_: bool = JsonOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """Import an asset register: every row validated first; any bad row and nothing is written."""
     from agent.inventory import import_register
@@ -84,7 +104,9 @@ def import_cmd(
 @inventory_app.command("show")
 def show_cmd(
     site: str | None = typer.Option(None, "--site", help="Only this site."),
-    as_of_: str | None = AsOfOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
+    as_of_: str | None = AsOfOpt,
+    json_: bool = JsonOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """The installed base at the end of a date: holdings by site/chip/owner/operator with TPP and totals."""
     from agent.inventory import installed_base
@@ -96,19 +118,26 @@ def show_cmd(
         data = installed_base(s, registry(), d, site)
 
     def human(x: dict[str, Any]) -> None:
-        table(x["holdings"], ["site", "country", "tier", "accelerator", "count", "tpp", "owner", "operator"],
-              title=f"Installed base as of {x['as_of']}")
+        table(
+            x["holdings"],
+            ["site", "country", "tier", "accelerator", "count", "tpp", "owner", "operator"],
+            title=f"Installed base as of {x['as_of']}",
+        )
         t = x["totals"]
-        err_console.print(f"total: {t['count']:g} chips, TPP {t['tpp']:,.0f}; by tier: "
-                          + ", ".join(f"tier {k}: {v['tpp']:,.0f}" for k, v in sorted(t["by_tier"].items())))
+        err_console.print(
+            f"total: {t['count']:g} chips, TPP {t['tpp']:,.0f}; by tier: "
+            + ", ".join(f"tier {k}: {v['tpp']:,.0f}" for k, v in sorted(t["by_tier"].items()))
+        )
 
     emit(data, json_, human)
 
 
 @inventory_app.command("runs")
 def runs_cmd(
-    source: str | None = typer.Option(None, "--source"), limit: int = typer.Option(20, "--limit", min=1, max=1000),
-    json_: bool = JsonOpt, db: str | None = DbOpt,
+    source: str | None = typer.Option(None, "--source"),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    json_: bool = JsonOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """Recent collector runs with their status and errors."""
     from agent.store import session_scope
@@ -121,13 +150,16 @@ def runs_cmd(
         rows = []
         for r in s.exec(q).all():
             errs = s.exec(select(CollectorError).where(CollectorError.run_id == r.id)).all()
-            rows.append(r.model_dump(mode="json") | {"errors": [{"scope": e.scope, "message": e.message} for e in errs]})
+            rows.append(
+                r.model_dump(mode="json") | {"errors": [{"scope": e.scope, "message": e.message} for e in errs]}
+            )
     emit(rows, json_, lambda x: table(x, ["id", "source", "status", "started_at", "observed", "added", "retired"]))
 
 
 @agent_app.command("run")
 def agent_run(
-    config: str | None = ConfigOpt, db: str | None = DbOpt,
+    config: str | None = ConfigOpt,
+    db: str | None = DbOpt,
     once: bool = typer.Option(False, "--once", help="Run every collector once, then exit."),
 ) -> None:
     """Start the scheduler: each collector on its own interval (leader-elected inside Kubernetes)."""

@@ -95,9 +95,11 @@ class _TypeCache:
                 else:
                     unknown.append(t)
             for i in range(0, len(unknown), 100):
-                chunk = unknown[i:i + 100]
+                chunk = unknown[i : i + 100]
                 self.api_calls += 1
-                found = {it["InstanceType"]: it for it in ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]}
+                found = {
+                    it["InstanceType"]: it for it in ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]
+                }
                 for t in chunk:
                     self._map[t] = _from_type_info(found.get(t))
             return {t: self._map[t] for t in types}
@@ -109,10 +111,18 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
         return None
     devices: list[tuple[str, str, int, int]] = []
     for g in (info.get("GpuInfo") or {}).get("Gpus") or []:
-        devices.append((g.get("Manufacturer", ""), g.get("Name", ""), int(g.get("Count", 0)),
-                        int((g.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
+        devices.append(
+            (
+                g.get("Manufacturer", ""),
+                g.get("Name", ""),
+                int(g.get("Count", 0)),
+                int((g.get("MemoryInfo") or {}).get("SizeInMiB", 0)),
+            )
+        )
     for n in (info.get("NeuronInfo") or {}).get("NeuronDevices") or []:
-        devices.append(("AWS", n.get("Name", ""), int(n.get("Count", 0)), int((n.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
+        devices.append(
+            ("AWS", n.get("Name", ""), int(n.get("Count", 0)), int((n.get("MemoryInfo") or {}).get("SizeInMiB", 0)))
+        )
     if not devices:
         return None
     maker, name, count, mib = devices[0]
@@ -123,7 +133,9 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
         try:
             acc, fraction = resolve_alias(name, memory_mib=mib or None)
         except PolicyError as exc:
-            raise PolicyError(f"accelerator: AWS reports {maker} {name} ({mib} MiB), unknown to the catalog: {exc}") from None
+            raise PolicyError(
+                f"accelerator: AWS reports {maker} {name} ({mib} MiB), unknown to the catalog: {exc}"
+            ) from None
     return acc, count * fraction
 
 
@@ -147,7 +159,8 @@ class AwsCollector(Collector):
         return botocore.config.Config(
             retries={"mode": c.retry_mode, "max_attempts": c.max_attempts},
             max_pool_connections=max(10, c.max_workers * 2),
-            connect_timeout=10, read_timeout=60,
+            connect_timeout=10,
+            read_timeout=60,
         )
 
     def _client(self, session: boto3.Session, service: str, region: str) -> Any:
@@ -168,7 +181,8 @@ class AwsCollector(Collector):
                 kw["ExternalId"] = acct.external_id
             creds = self._client(base, "sts", region).assume_role(**kw)["Credentials"]
             base = boto3.Session(
-                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
                 aws_session_token=creds["SessionToken"],
             )
         account = acct.id or self._client(base, "sts", region).get_caller_identity()["Account"]
@@ -213,19 +227,32 @@ class AwsCollector(Collector):
             ec2 = self._client(session, "ec2", region)
             states = set(self.config.states)
             # States are filtered here rather than server-side: one plain listing, as Cloud Custodian does.
-            pages = ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": self.config.page_size})
+            pages = ec2.get_paginator("describe_instances").paginate(
+                PaginationConfig={"PageSize": self.config.page_size}
+            )
             for page in pages:
-                insts = [i for r in page.get("Reservations", []) for i in r.get("Instances", [])
-                         if (i.get("State") or {}).get("Name") in states]
+                insts = [
+                    i
+                    for r in page.get("Reservations", [])
+                    for i in r.get("Instances", [])
+                    if (i.get("State") or {}).get("Name") in states
+                ]
                 accel = self.types.lookup(ec2, {i["InstanceType"] for i in insts})
                 for i in insts:
                     hit = accel.get(i["InstanceType"])
                     if hit is None:
                         continue
-                    res.observations.append(Observation(
-                        external_id=f"{account}:{i['InstanceId']}", site=site, accelerator=hit[0], count=hit[1],
-                        instance_type=i["InstanceType"], owner=owner, operator=operator,
-                    ))
+                    res.observations.append(
+                        Observation(
+                            external_id=f"{account}:{i['InstanceId']}",
+                            site=site,
+                            accelerator=hit[0],
+                            count=hit[1],
+                            instance_type=i["InstanceType"],
+                            owner=owner,
+                            operator=operator,
+                        )
+                    )
             if self.config.capacity_reservations:
                 self._reservations(ec2, account, site, owner, operator, res)
         except (ClientError, BotoCoreError, PolicyError) as exc:
@@ -233,7 +260,13 @@ class AwsCollector(Collector):
         return res
 
     def _reservations(
-        self, ec2: Any, account: str, site: SiteRef, owner: str | None, operator: str | None, res: ScopeResult,
+        self,
+        ec2: Any,
+        account: str,
+        site: SiteRef,
+        owner: str | None,
+        operator: str | None,
+        res: ScopeResult,
     ) -> None:
         """Active capacity reservations and Capacity Blocks: their *unused* slots are held capacity.
 
@@ -256,7 +289,14 @@ class AwsCollector(Collector):
             free = int(c.get("AvailableInstanceCount", 0))
             if hit is None or free <= 0:
                 continue
-            res.observations.append(Observation(
-                external_id=f"{account}:{c['CapacityReservationId']}", site=site, accelerator=hit[0],
-                count=hit[1] * free, instance_type=c["InstanceType"], owner=owner, operator=operator,
-            ))
+            res.observations.append(
+                Observation(
+                    external_id=f"{account}:{c['CapacityReservationId']}",
+                    site=site,
+                    accelerator=hit[0],
+                    count=hit[1] * free,
+                    instance_type=c["InstanceType"],
+                    owner=owner,
+                    operator=operator,
+                )
+            )

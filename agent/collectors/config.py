@@ -43,9 +43,12 @@ class AgentConfig(BaseModel):
             if name == "aws":
                 return build("aws", {})  # the default credential chain, every enabled region
             if name == "nvml":
-                raise CollectorConfigError("collectors.nvml.site: name the registered site of this host in the agent config")
+                raise CollectorConfigError(
+                    "collectors.nvml.site: name the registered site of this host in the agent config"
+                )
             raise CollectorConfigError(
-                f"collectors.{name}: not configured; add a `{name}:` section to the agent config (see docs/inventory.md)"
+                f"collectors.{name}: not configured; add a `{name}:` section to the agent config "
+                "(see docs/inventory.md)"
             )
         return build(name, raw)
 

@@ -76,7 +76,8 @@ def _read(path: Path) -> list[dict[str, Any]]:
     if missing or extra:
         raise PolicyError(
             f"FILE: header must be {','.join(REQUIRED)}[,serial]"
-            + (f"; missing {', '.join(missing)}" if missing else "") + (f"; unknown {', '.join(extra)}" if extra else "")
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(extra)}" if extra else "")
         )
     reader.fieldnames = header
     return [dict(r) for r in reader]
@@ -91,7 +92,8 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
     rows: list[RegisterRow] = []
     serials: dict[str, int] = {}
     for n, r in enumerate(raw, start=2):
-        def field(name: str) -> str:
+
+        def field(name: str, r: dict[str, Any] = r) -> str:
             v = r.get(name)
             return "" if v is None else str(v).strip()
 
@@ -101,10 +103,14 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 problems.append(f"row {n}, field {name}: empty")
         site, owner, operator, serial = field("site"), field("owner"), field("operator"), field("serial")
         if site and site not in sites:
-            problems.append(f"row {n}, field site: {site!r} is not registered (`veuctl sites add {site!r} --country CC`)")
+            problems.append(
+                f"row {n}, field site: {site!r} is not registered (`veuctl sites add {site!r} --country CC`)"
+            )
         for name, v in (("owner", owner), ("operator", operator)):
             if v and v not in parties:
-                problems.append(f"row {n}, field {name}: party {v!r} is not registered (`veuctl parties add {v!r} --hq CC`)")
+                problems.append(
+                    f"row {n}, field {name}: party {v!r} is not registered (`veuctl parties add {v!r} --hq CC`)"
+                )
         acc, fraction = "", 1.0
         if field("accelerator"):
             try:
@@ -124,7 +130,9 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 problems.append(f"row {n}, field serial: {serial!r} already on row {serials[serial]}")
             serials[serial] = n
             if count not in (0.0, 1.0) and fraction == 1.0:
-                problems.append(f"row {n}, field count: a row with a serial is one chip (count 1), not {field('count')}")
+                problems.append(
+                    f"row {n}, field count: a row with a serial is one chip (count 1), not {field('count')}"
+                )
         if len(problems) == bad:
             rows.append(RegisterRow(n, site, acc, count * fraction, owner, operator, serial))
     if problems:
@@ -138,7 +146,9 @@ def observations(rows: list[RegisterRow]) -> list[Observation]:
         site = SiteRef(provider="onprem", name=r.site)
         if r.serial:
             ext = f"serial:{r.serial}"
-            out[ext] = Observation(ext, site, r.accelerator, r.count, serial=r.serial, owner=r.owner, operator=r.operator)
+            out[ext] = Observation(
+                ext, site, r.accelerator, r.count, serial=r.serial, owner=r.owner, operator=r.operator
+            )
             continue
         ext = f"line:{r.site}|{r.accelerator}|{r.owner}|{r.operator}"
         prev = out.get(ext)

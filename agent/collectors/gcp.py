@@ -104,8 +104,10 @@ class GcpCollector(Collector):
             try:
                 client = client or self._client()
                 self._project(client, p, res)
-            except Exception as exc:  # noqa: BLE001 - API/auth/transport errors: the project is not listed
-                res.error = f"project {p.id}: {type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+            except Exception as exc:
+                res.error = (
+                    f"project {p.id}: {type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+                )
             yield res
 
     def _project(self, client: Any, p: GcpProject, res: ScopeResult) -> None:
@@ -130,8 +132,14 @@ class GcpCollector(Collector):
                     if hit is None:
                         continue
                     zone = _last(inst.get("zone", ""))
-                    res.observations.append(Observation(
-                        external_id=f"{p.id}/{inst.get('id') or inst.get('name')}",
-                        site=SiteRef(provider="gcp", region=zone_region(zone)), accelerator=hit[0], count=hit[1],
-                        instance_type=_last(inst.get("machineType", "")), owner=owner, operator=operator,
-                    ))
+                    res.observations.append(
+                        Observation(
+                            external_id=f"{p.id}/{inst.get('id') or inst.get('name')}",
+                            site=SiteRef(provider="gcp", region=zone_region(zone)),
+                            accelerator=hit[0],
+                            count=hit[1],
+                            instance_type=_last(inst.get("machineType", "")),
+                            owner=owner,
+                            operator=operator,
+                        )
+                    )

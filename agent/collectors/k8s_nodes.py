@@ -103,7 +103,9 @@ def _physical_from_mig(devices: float, fraction: float) -> float:
 
 
 def node_accelerators(
-    labels: dict[str, str], allocatable: dict[str, Any], provider_id: str = "",
+    labels: dict[str, str],
+    allocatable: dict[str, Any],
+    provider_id: str = "",
 ) -> tuple[str, float] | None:
     """(catalog id, physical chips) a node holds, or None when it holds none. Raises PolicyError if unknown."""
     alloc = {k: _num(v) for k, v in (allocatable or {}).items()}
@@ -136,7 +138,9 @@ def node_accelerators(
     nname = labels.get("karpenter.k8s.aws/instance-accelerator-name")
     if nname:
         acc, _ = resolve_alias(nname)
-        return acc, _num(labels.get("karpenter.k8s.aws/instance-accelerator-count")) or alloc.get("aws.amazon.com/neuron", 0.0)
+        return acc, _num(labels.get("karpenter.k8s.aws/instance-accelerator-count")) or alloc.get(
+            "aws.amazon.com/neuron", 0.0
+        )
     amd = labels.get("amd.com/gpu.product-name") or labels.get("beta.amd.com/gpu.product-name")
     if amd:
         acc, _ = resolve_alias(amd.replace("_", " "))
@@ -144,7 +148,7 @@ def node_accelerators(
     itype = labels.get("node.kubernetes.io/instance-type") or labels.get("beta.kubernetes.io/instance-type")
     if itype:
         provider = "aws" if provider_id.startswith("aws://") else "gcp" if provider_id.startswith("gce://") else ""
-        for p in ([provider] if provider else ["aws", "gcp"]):
+        for p in [provider] if provider else ["aws", "gcp"]:
             hit = instance_accelerators(p, itype)
             if hit is not None:
                 return hit
@@ -161,9 +165,18 @@ def _node_fields(node: Any) -> tuple[str, dict[str, str], dict[str, Any], str]:
     """(name, labels, allocatable, providerID) from a client model object or a raw dict."""
     if isinstance(node, dict):
         meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
-        return meta.get("name", ""), meta.get("labels") or {}, status.get("allocatable") or {}, spec.get("providerID", "")
-    return (node.metadata.name, node.metadata.labels or {}, (node.status.allocatable if node.status else None) or {},
-            (node.spec.provider_id if node.spec else "") or "")
+        return (
+            meta.get("name", ""),
+            meta.get("labels") or {},
+            status.get("allocatable") or {},
+            spec.get("providerID", ""),
+        )
+    return (
+        node.metadata.name,
+        node.metadata.labels or {},
+        (node.status.allocatable if node.status else None) or {},
+        (node.spec.provider_id if node.spec else "") or "",
+    )
 
 
 @register("k8s")
@@ -201,14 +214,21 @@ class K8sNodesCollector(Collector):
                         continue
                     if hit is None or hit[1] <= 0:
                         continue
-                    res.observations.append(Observation(
-                        external_id=f"{c.name}/{name}", site=site, accelerator=hit[0], count=hit[1],
-                        instance_type=labels.get("node.kubernetes.io/instance-type", ""), owner=owner, operator=operator,
-                    ))
+                    res.observations.append(
+                        Observation(
+                            external_id=f"{c.name}/{name}",
+                            site=site,
+                            accelerator=hit[0],
+                            count=hit[1],
+                            instance_type=labels.get("node.kubernetes.io/instance-type", ""),
+                            owner=owner,
+                            operator=operator,
+                        )
+                    )
                 token = page.metadata._continue if page.metadata else None
                 if not token:
                     break
-        except Exception as exc:  # noqa: BLE001 - API, TLS, auth errors: the cluster is not listed
+        except Exception as exc:
             res.error = f"cluster {c.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
         return res
 
@@ -273,5 +293,5 @@ class NodeWatcher:
                     self.resource_version = None
                     continue
                 self.stop.wait(5)
-            except Exception:  # noqa: BLE001 - read timeouts and dropped connections: reconnect after a pause
+            except Exception:
                 self.stop.wait(1)

@@ -7,6 +7,7 @@ against a fake where no GPU is present; by default it is ``pynvml`` from nvidia-
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -50,7 +51,7 @@ class NvmlCollector(Collector):
         lib = self._lib()
         try:
             lib.nvmlInit()
-        except Exception as exc:  # noqa: BLE001 - NVMLError and missing libnvidia-ml.so both land here
+        except Exception as exc:
             res.error = f"nvmlInit failed: {exc}"
             yield res
             return
@@ -62,12 +63,12 @@ class NvmlCollector(Collector):
                 uuid = _text(lib.nvmlDeviceGetUUID(h))
                 try:
                     serial = _text(lib.nvmlDeviceGetSerial(h))
-                except Exception:  # noqa: BLE001 - consumer boards have no serial (NVML_ERROR_NOT_SUPPORTED)
+                except Exception:
                     serial = ""
                 mem = None
                 try:
                     mem = int(lib.nvmlDeviceGetMemoryInfo(h).total) // (1024 * 1024)
-                except Exception:  # noqa: BLE001 - memory only disambiguates names; optional
+                except Exception:
                     mem = None
                 try:
                     acc, _ = resolve_alias(name, memory_mib=mem)
@@ -78,18 +79,23 @@ class NvmlCollector(Collector):
                 mig = False
                 try:
                     mig = bool(lib.nvmlDeviceGetMigMode(h)[0])
-                except Exception:  # noqa: BLE001 - pre-Ampere GPUs do not support MIG
+                except Exception:
                     mig = False
-                res.observations.append(Observation(
-                    external_id=uuid, site=site, accelerator=acc, count=1.0, serial=serial,
-                    instance_type="mig" if mig else "",
-                    owner=self.config.owner, operator=self.config.operator,
-                ))
-        except Exception as exc:  # noqa: BLE001 - a driver error mid-listing: partial, retire nothing
+                res.observations.append(
+                    Observation(
+                        external_id=uuid,
+                        site=site,
+                        accelerator=acc,
+                        count=1.0,
+                        serial=serial,
+                        instance_type="mig" if mig else "",
+                        owner=self.config.owner,
+                        operator=self.config.operator,
+                    )
+                )
+        except Exception as exc:
             res.error = f"NVML: {exc}"
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 lib.nvmlShutdown()
-            except Exception:  # noqa: BLE001
-                pass
         yield res

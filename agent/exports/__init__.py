@@ -5,7 +5,8 @@ Kinds and what they read:
 - ``installed-base``: holdings per site, country and tier on the ``--to`` date with each VEU
   authorization's TPP and cap positions (agent.caps / policies.caps).
 - ``transfers``: moves of chips between countries, new sites and attrition in the period (holding history).
-- ``red-flags``: the red-flag case register (agent.cases).
+- ``red-flags``: the red-flag case register and the decisions that held jobs (agent.cases).
+- ``decisions``: every admission decision of the period (agent.cases).
 - ``model-ledger``: 4E091 training-compute ledger (agent.ledger).
 - ``shipments``: the shipments ledger against Tier 2 allocations and LPP (agent.caps).
 - ``audit-log``: the audit trail itself for the period.
@@ -37,6 +38,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "installed-base": ("installed_base", "agent.store"),
     "transfers": ("transfers", "agent.inventory"),
     "red-flags": ("red_flags", "agent.cases"),
+    "decisions": ("decisions", "agent.cases"),
     "model-ledger": ("model_ledger", "agent.ledger"),
     "shipments": ("shipments", "agent.caps"),
     "audit-log": ("audit_log", "agent.audit"),

@@ -6,10 +6,10 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, func, select, type_coerce
 from sqlmodel import Session
 
-from agent.audit import ts_text
+from agent.audit import _ts_fast
 from agent.exports.base import Report, Table, day_after, day_start, provision_dict, stream
 from agent.store.tables.audit import AuditEntry
 from policies.packs import PackRegistry
@@ -19,12 +19,13 @@ COLUMNS = ["seq", "ts", "actor", "action", "subject", "payload", "prev_hash", "h
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:
     t = AuditEntry.__table__  # type: ignore[attr-defined]
-    stmt = (select(t.c.seq, t.c.ts, t.c.actor, t.c.action, t.c.subject, t.c.payload, t.c.prev_hash, t.c.hash)
+    ts = type_coerce(t.c.ts, DateTime(timezone=True))  # raw UTC values: no per-row decorator
+    stmt = (select(t.c.seq, ts, t.c.actor, t.c.action, t.c.subject, t.c.payload, t.c.prev_hash, t.c.hash)
             .where(t.c.ts >= day_start(start), t.c.ts < day_after(end)).order_by(t.c.seq))
 
     def rows() -> Iterator[Sequence[Any]]:
         for r in stream(s, stmt):
-            yield (r[0], ts_text(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
+            yield (r[0], _ts_fast(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
 
     counts = s.execute(
         select(t.c.action, func.count()).where(t.c.ts >= day_start(start), t.c.ts < day_after(end))

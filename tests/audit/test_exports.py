@@ -32,7 +32,15 @@ START, END = date(2026, 1, 1), date(2026, 6, 30)
 
 
 @pytest.fixture()
-def fleet(store: str, packs: PackRegistry) -> str:
+def fleet(db_url: str, packs: PackRegistry) -> str:
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    return db_url
+
+
+@pytest.fixture()
+def any_fleet(store: str, packs: PackRegistry) -> str:
+    """The fleet on SQLite and on PostgreSQL (server-side cursors)."""
     with session_scope(store) as s:
         seed(s, packs)
     return store
@@ -54,7 +62,8 @@ def _files(m: dict[str, Any], suffix: str) -> list[str]:
 
 
 def test_installed_base_export_reimports_identically_from_csv_and_json(
-        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+        any_fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    fleet = any_fleet
     m = _export(fleet, packs, "installed-base", tmp_path / "out", ["csv", "json"])
     doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
     assert doc["pack_versions"] == packs.versions() and doc["as_of"] == END.isoformat()
@@ -149,7 +158,7 @@ def test_export_is_recorded_in_the_audit_trail_with_its_file_hashes(
 def test_export_kind_whose_source_is_missing_fails_with_a_clear_message(
         db_url: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(exports.KINDS, "red-flags", ("red_flags", "agent.not_built_yet"))
-    with pytest.raises(exports.ExportUnavailable, match="agent.not_built_yet is not part of this build"):
+    with pytest.raises(exports.ExportUnavailable, match=r"agent\.not_built_yet is not part of this build"):
         _export(db_url, packs, "red-flags", tmp_path / "out", ["csv"])
     with pytest.raises(exports.ExportError, match="not an export kind"):
         _export(db_url, packs, "everything", tmp_path / "out", ["csv"])
@@ -171,9 +180,8 @@ def test_failed_export_leaves_no_files_and_no_audit_entry(
     assert list((tmp_path / "out").iterdir()) == []
     with session_scope(db_url) as s:
         assert s.execute(text("SELECT COUNT(*) FROM audit_entry WHERE action='export.create'")).scalar() == 0
-    with pytest.raises(exports.ExportError, match="--from"):
-        with session_scope(db_url) as s:
-            exports.run_export(s, packs, "shipments", END, START, ["csv"], tmp_path, actor="t")
+    with pytest.raises(exports.ExportError, match="--from"), session_scope(db_url) as s:
+        exports.run_export(s, packs, "shipments", END, START, ["csv"], tmp_path, actor="t")
 
 
 def _pages_png(pdf: Path, out: Path) -> list[Path]:
@@ -249,23 +257,23 @@ def test_api_download_returns_the_files_and_a_manifest_that_verifies(
     assert log and log[0]["actor"] == "anonymous:anonymous"
 
 
-def test_veuctl_export_and_verify_export(db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+def test_veuctl_export_and_verify_export(db_url: str, packs: PackRegistry, tmp_path: Path, veuctl) -> None:  # type: ignore[no-untyped-def]
     with session_scope(db_url) as s:
         seed(s, packs)
-    env = {**os.environ, "VEU_DATABASE_URL": db_url}
-    r = subprocess.run([sys.executable, "-m", "agent", "export", "installed-base", "--from", "2026-01-01", "--to",
-                        "2026-06-30", "--format", "csv,json", "--out", str(tmp_path / "x"), "--json"],
-                       capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    manifest = json.loads(r.stdout)["manifest"]
-    ok = subprocess.run([sys.executable, "-m", "agent", "audit", "verify-export", manifest],
-                        capture_output=True, text=True, env=env, timeout=120)
-    assert ok.returncode == 0 and "OK" in ok.stdout
+    rc, out, err = veuctl("export", "installed-base", "--from", "2026-01-01", "--to", "2026-06-30", "--format",
+                          "csv,json", "--out", str(tmp_path / "x"), "--json")
+    assert rc == 0, err
+    manifest = json.loads(out)["manifest"]
+    rc, out, _ = veuctl("audit", "verify-export", manifest)
+    assert rc == 0 and "OK" in out
     next((tmp_path / "x").glob("*_caps.csv")).write_text("tampered\n")
-    bad = subprocess.run([sys.executable, "-m", "agent", "audit", "verify-export", manifest],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert bad.returncode == 1 and "_caps.csv: SHA-256 differs" in bad.stdout
-    r = subprocess.run([sys.executable, "-m", "agent", "export", "installed-base", "--from", "2026-07-01", "--to",
-                        "2026-06-30", "--out", str(tmp_path / "y")], capture_output=True, text=True, env=env,
+    rc, out, _ = veuctl("audit", "verify-export", manifest)
+    assert rc == 1 and "_caps.csv: SHA-256 differs" in out
+    rc, _, err = veuctl("export", "installed-base", "--from", "2026-07-01", "--to", "2026-06-30", "--out",
+                        str(tmp_path / "y"))
+    assert rc == 2 and err.count("\n") == 1 and "--from" in err
+    env = {**os.environ, "VEU_DATABASE_URL": db_url}  # the real binary: exit status 2, one line
+    r = subprocess.run([sys.executable, "-m", "agent", "export", "red-flags-x", "--from", "2026-01-01", "--to",
+                        "2026-06-30", "--out", str(tmp_path / "z")], capture_output=True, text=True, env=env,
                        timeout=120)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--from" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not an export kind" in r.stderr

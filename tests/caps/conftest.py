@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlmodel import select
+
 from agent import caps as svc
 from agent import parties as party_svc
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site
-from sqlmodel import select
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

@@ -57,6 +57,11 @@ def test_every_cap_figure_is_explained_down_to_the_holdings(client: TestClient) 
     d = client.get("/api/v1/caps/aurora/explain/uveu.single_country.AE.owned", params={"as_of": "2025-06-01"}).json()
     assert d["holdings"]["total"] == 1 and d["holdings"]["items"][0]["count"] == 30
     assert d["explanation"]["provisions"][0]["citation"].startswith("15 CFR 748 Supp. 10")
+    url = "/api/v1/caps/aurora/explain/uveu.outside_us.owned"
+    num = client.get(url, params={"as_of": "2025-06-01"}).json()["holdings"]
+    assert sum(h["tpp"] for h in num["items"]) == 100 * 15832  # the UAE and German holdings
+    every = client.get(url, params={"as_of": "2025-06-01", "part": "all"}).json()["holdings"]
+    assert every["total"] == 3
 
 
 def test_openapi_and_prometheus_gauges_are_published(client: TestClient) -> None:
@@ -77,3 +82,9 @@ def test_dashboard_pages_render_and_flag_unconfirmed_values(client: TestClient) 
     r = client.post("/whatif", data={"authorization": "aurora", "op": "add", "n": "50", "chip": "h100-sxm",
                                      "site": "dxb", "as_of": "2025-06-01"})
     assert r.status_code == 200 and 'id="max-fit">43<' in r.text
+
+
+def test_nveu_explanation_lists_only_what_the_holder_owns_or_operates_in_its_country(client: TestClient) -> None:
+    d = client.get("/api/v1/caps/falcon-ae/explain/nveu.installed_base.AE", params={"as_of": "2025-06-01"}).json()
+    assert d["value"] == 100 * 15832 and d["holdings"]["total"] == 1
+    assert d["holdings"]["items"][0]["owner"] == "Falcon"

@@ -28,7 +28,9 @@ D = date(2025, 6, 1)
 H100 = 15832
 
 
-def veuctl(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, Any, str]:
+def veuctl(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, Any, str]:
     monkeypatch.setattr(sys, "argv", ["veuctl", *args])
     rc = run_app(cli_app)
     out = capsys.readouterr()
@@ -91,7 +93,8 @@ def test_installed_base_as_of_a_date_follows_the_holding_history(db_url: str) ->
                             owner_id=h.owner_id, operator_id=h.operator_id,
                             valid_from=datetime(2025, 3, 1, tzinfo=UTC), valid_to=datetime(2025, 5, 1, 10, tzinfo=UTC)))
         s.add(HoldingPeriod(holding_id=h.id, site_id=sites["fra"], accelerator=h.accelerator, count=30,  # type: ignore[arg-type]
-                            owner_id=h.owner_id, operator_id=h.operator_id, valid_from=datetime(2025, 5, 1, 10, tzinfo=UTC)))
+                            owner_id=h.owner_id, operator_id=h.operator_id,
+                            valid_from=datetime(2025, 5, 1, 10, tzinfo=UTC)))
     with session_scope(db_url) as s:
         before = {c.id: c for c in svc.caps_for(s, packs, "aurora", date(2025, 4, 30))}
         after = {c.id: c for c in svc.caps_for(s, packs, "aurora", date(2025, 5, 1))}
@@ -143,7 +146,7 @@ def test_a_reservation_spends_headroom_and_releasing_it_gives_it_back(db_url: st
         r = svc.reserve(s, packs, "aurora", n=40, chip_name="h100", site="dxb", planned_for=D)
     with session_scope(db_url) as s:
         assert svc.whatif(s, packs, "aurora", n=4, chip_name="h100", site="dxb", as_of=D)["max_fit"] == 3
-        with pytest.raises(svc.CapExceeded, match="uveu.single_country.AE.owned"):
+        with pytest.raises(svc.CapExceeded, match=r"uveu\.single_country\.AE\.owned"):
             svc.reserve(s, packs, "aurora", n=4, chip_name="h100", site="dxb", planned_for=D)
     with session_scope(db_url) as s:
         svc.close_reservation(s, r.id, "released")  # type: ignore[arg-type]

@@ -191,3 +191,16 @@ def test_models_list_paginates_in_name_order(url: str, packs: PackRegistry) -> N
         everything = svc.list_models(s, packs, D)
     assert page.total == 5 and [r["name"] for r in page.items] == ["m2", "m3"]
     assert [r["status"] for r in everything.items] == ["below-threshold"] * 3 + ["4E091"] * 2
+
+
+def test_synthetic_fractions_of_one_model_cannot_exceed_all_its_operations(url: str) -> None:
+    with session_scope(url) as s:
+        for n in ("g1", "g2", "m"):
+            svc.add_model(s, n, "Acme")
+        svc.add_synthetic(s, "m", "g1", 0.7, 1e22)
+    with pytest.raises(Exception, match="exceeds 1"), session_scope(url) as s:
+        svc.add_synthetic(s, "m", "g2", 0.4, 1e22)
+    with session_scope(url) as s:
+        svc.add_synthetic(s, "m", "g1", 0.5, 1e22)  # replacing g1's own share is fine
+        svc.add_synthetic(s, "m", "g2", 0.4, 1e22)
+        assert s.exec(select(func.count()).select_from(LedgerSyntheticInput)).one() == 2

@@ -14,6 +14,7 @@ import celpy
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -273,12 +274,22 @@ def test_agent_is_leader_elected_with_rights_to_its_own_lease_only() -> None:
     agent = one(objs, "Deployment", "-agent")
     (container,) = agent["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["agent", "run"]
-    env = {e["name"]: e for e in container["env"]}
-    assert env["VEU_LEASE_NAME"]["value"] == "veu-governor-agent"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # The config file the chart writes is the one `veuctl agent run` reads, and it validates.
+    from agent.collectors.config import AgentConfig
+
+    cm = one(objs, "ConfigMap", "-agent-config")
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "agent-config"]
+    assert env["VEU_AGENT_CONFIG"] == f"{mount['mountPath']}/config.yaml"
+    cfg = AgentConfig.model_validate(yaml.safe_load(cm["data"]["config.yaml"]))
+    le = cfg.leader_election
+    assert le.enabled is True and le.namespace == NAMESPACE
+    assert le.lease_duration_seconds > le.renew_deadline_seconds > le.retry_period_seconds
+    assert [c.name for c in cfg.enabled()] == ["k8s"]
     role = one(objs, "Role", "-agent-lease")
     named = [r for r in role["rules"] if "resourceNames" in r]
     assert named == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                      "resourceNames": ["veu-governor-agent"], "verbs": ["get", "update", "patch"]}]
+                      "resourceNames": [le.lease_name], "verbs": ["get", "update", "patch"]}]
 
 
 # --- security -----------------------------------------------------------------------------------
@@ -469,9 +480,29 @@ def test_schema_rejects_bad_values_naming_the_field(values: dict[str, Any], mess
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"database": {"existingSecret": ""}}, "database.type=postgresql needs the database URL"),
+    ({"agent": {"leaderElection": {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}}},
+     "leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds"),
     ({"webhook": {"replicas": 2, "pdb": {"minAvailable": 2}}}, "would block every node drain"),
 ])
 def test_cross_field_mistakes_fail_the_render_with_a_fix(values: dict[str, Any], message: str) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as err:
         chart.render(values, name="veu", namespace=NAMESPACE)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("value_set", ALL_SETS)
+def test_every_volume_mount_and_config_reference_resolves(value_set: str) -> None:
+    """The API server accepts a pod whose mount names a missing volume only to fail it at start."""
+    objs = render_set(value_set)
+    config_maps = {o["metadata"]["name"] for o in of_kind(objs, "ConfigMap")}
+    for where, pod in pod_specs(objs):
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod["containers"] + pod.get("initContainers", []):
+            for m in c.get("volumeMounts", []):
+                assert m["name"] in volumes, (where, c["name"], m["name"])
+        for v in volumes.values():
+            if "configMap" in v and v["configMap"]["name"].startswith("veu-"):
+                assert v["configMap"]["name"] in config_maps, (where, v)
+        sa = pod.get("serviceAccountName")
+        if sa:
+            assert sa in {o["metadata"]["name"] for o in of_kind(objs, "ServiceAccount")}, (where, sa)

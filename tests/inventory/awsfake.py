@@ -27,8 +27,10 @@ _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+
 
 
 def _error(code: str, msg: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
-            f"<Message>{msg}</Message></Error></Errors><RequestID>fake</RequestID></Response>").encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+        f"<Message>{msg}</Message></Error></Errors><RequestID>fake</RequestID></Response>"
+    ).encode()
 
 
 def _reservations_xml(items: list[dict[str, Any]]) -> bytes:
@@ -39,9 +41,11 @@ def _reservations_xml(items: list[dict[str, Any]]) -> bytes:
         f"<reservationType>{c.get('kind', 'capacity-block')}</reservationType></item>"
         for c in items
     )
-    return ('<?xml version="1.0" encoding="UTF-8"?><DescribeCapacityReservationsResponse '
-            'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>fake</requestId>'
-            f"<capacityReservationSet>{rows}</capacityReservationSet></DescribeCapacityReservationsResponse>").encode()
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><DescribeCapacityReservationsResponse '
+        'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>fake</requestId>'
+        f"<capacityReservationSet>{rows}</capacityReservationSet></DescribeCapacityReservationsResponse>"
+    ).encode()
 
 
 @dataclass
@@ -125,7 +129,7 @@ class AwsFake:
                 self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         self.proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.proxy.daemon_threads = True
@@ -144,12 +148,19 @@ def seed_client(fake_url: str, service: str, region: str, account_role: str | No
     """A boto3 client on moto directly (no faults), optionally inside another account via AssumeRole."""
     import boto3
 
-    kw: dict[str, Any] = {"endpoint_url": fake_url, "region_name": region,
-                          "aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": "test"}
+    kw: dict[str, Any] = {
+        "endpoint_url": fake_url,
+        "region_name": region,
+        "aws_access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "aws_secret_access_key": "test",
+    }
     if account_role:
         c = boto3.client("sts", **kw).assume_role(RoleArn=account_role, RoleSessionName="seed")["Credentials"]
-        kw.update(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-                  aws_session_token=c["SessionToken"])
+        kw.update(
+            aws_access_key_id=c["AccessKeyId"],
+            aws_secret_access_key=c["SecretAccessKey"],
+            aws_session_token=c["SessionToken"],
+        )
     return boto3.client(service, **kw)
 
 

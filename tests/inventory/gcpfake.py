@@ -13,11 +13,20 @@ _PATH = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)/aggregated/instanc
 BASE = "https://www.googleapis.com/compute/v1/projects"
 
 
-def instance(project: str, name: str, zone: str, machine_type: str, status: str = "RUNNING",
-             accelerators: list[tuple[str, int]] | None = None, iid: int | None = None) -> dict[str, Any]:
+def instance(
+    project: str,
+    name: str,
+    zone: str,
+    machine_type: str,
+    status: str = "RUNNING",
+    accelerators: list[tuple[str, int]] | None = None,
+    iid: int | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "kind": "compute#instance", "id": str(iid if iid is not None else abs(hash((project, name))) % 10**18),
-        "name": name, "status": status,
+        "kind": "compute#instance",
+        "id": str(iid if iid is not None else abs(hash((project, name))) % 10**18),
+        "name": name,
+        "status": status,
         "zone": f"{BASE}/{project}/zones/{zone}",
         "machineType": f"{BASE}/{project}/zones/{zone}/machineTypes/{machine_type}",
     }
@@ -51,7 +60,7 @@ class ComputeFake:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 u = urlparse(self.path)
                 fake.requests.append(self.path)
                 m = _PATH.match(u.path)
@@ -59,18 +68,23 @@ class ComputeFake:
                     return self._json(404, {"error": {"code": 404, "message": "not found"}})
                 project = m.group("project")
                 if project in fake.failing:
-                    return self._json(403, {"error": {"code": 403, "message": "Required 'compute.instances.list' permission"}})
+                    return self._json(
+                        403, {"error": {"code": 403, "message": "Required 'compute.instances.list' permission"}}
+                    )
                 q = parse_qs(u.query)
                 size = int((q.get("maxResults") or ["500"])[0])
                 start = int((q.get("pageToken") or ["0"])[0])
                 insts = fake.instances.get(project, [])
-                chunk = insts[start:start + size]
+                chunk = insts[start : start + size]
                 items: dict[str, Any] = {}
                 for i in chunk:
                     zone = i["zone"].rsplit("/", 1)[-1]
                     items.setdefault(f"zones/{zone}", {"instances": []})["instances"].append(i)
-                body: dict[str, Any] = {"kind": "compute#instanceAggregatedList", "id": f"projects/{project}/aggregated/instances",
-                                        "items": items}
+                body: dict[str, Any] = {
+                    "kind": "compute#instanceAggregatedList",
+                    "id": f"projects/{project}/aggregated/instances",
+                    "items": items,
+                }
                 if start + size < len(insts):
                     body["nextPageToken"] = str(start + size)
                 if fake.unreachable.get(project):

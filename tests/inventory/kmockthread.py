@@ -44,7 +44,13 @@ class KmockThread:
         return client.CoreV1Api(client.ApiClient(cfg))
 
 
-def node(name: str, labels: dict[str, str], allocatable: dict[str, str] | None = None, provider_id: str = "") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
-            "spec": {"providerID": provider_id} if provider_id else {},
-            "status": {"allocatable": allocatable or {}}}
+def node(
+    name: str, labels: dict[str, str], allocatable: dict[str, str] | None = None, provider_id: str = ""
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"providerID": provider_id} if provider_id else {},
+        "status": {"allocatable": allocatable or {}},
+    }

@@ -56,8 +56,11 @@ def test_instances_in_every_enabled_region_of_two_accounts_become_holdings(aws: 
     assert set(live) == expected
     assert {h.accelerator for h in live.values()} == {_h100()}
     assert all(h.count == 8 for h in live.values())
-    assert {h.scope for h in live.values()} == {f"{ACCOUNT_A}/us-east-1", f"{ACCOUNT_A}/eu-west-1",
-                                                f"{ACCOUNT_B}/ap-southeast-1"}
+    assert {h.scope for h in live.values()} == {
+        f"{ACCOUNT_A}/us-east-1",
+        f"{ACCOUNT_A}/eu-west-1",
+        f"{ACCOUNT_B}/ap-southeast-1",
+    }
     with session_scope(store) as s:
         sites = {x.region: x for x in s.exec(select(Site))}
     assert sites["eu-west-1"].country == "IE" and sites["ap-southeast-1"].country == "SG"
@@ -144,7 +147,8 @@ def test_active_capacity_block_counts_its_unused_slots_as_held(aws: AwsFake, sto
 def _moto_type_only_the_api_describes() -> tuple[str, str, float]:
     """An instance type with GpuInfo in moto's data that the catalog lacks but whose GPU it resolves."""
     path = Path(moto.ec2.__file__).parent / "resources" / "instance_types.json.gz"
-    types = json.loads(gzip.open(path).read())
+    with gzip.open(path) as f:
+        types = json.loads(f.read())
     cat = catalog()
     for name, info in sorted(types.items()):
         gpus = ((info.get("GpuInfo") or {}).get("Gpus")) or []
@@ -166,12 +170,13 @@ def _moto_type_only_the_api_describes() -> tuple[str, str, float]:
 def test_unknown_instance_type_falls_back_to_describe_instance_types_once_per_run(aws: AwsFake, store: str) -> None:
     itype, acc, count = _moto_type_only_the_api_describes()
     ids = run(seed_client(aws.moto_url, "ec2", "us-east-1"), itype, 2) + run(
-        seed_client(aws.moto_url, "ec2", "eu-west-1"), itype, 1)
+        seed_client(aws.moto_url, "ec2", "eu-west-1"), itype, 1
+    )
     col = _collector(["us-east-1", "eu-west-1"])
     sync(col, store)
     live = _live(store)
     for i in ids:
-        h = [v for k, v in live.items() if k.endswith(i)][0]
+        h = next(v for k, v in live.items() if k.endswith(i))
         assert (h.accelerator, h.count, h.instance_type) == (acc, count, itype)
     assert col.types.api_calls == 1  # cached for the run across regions and accounts
 
@@ -179,8 +184,14 @@ def test_unknown_instance_type_falls_back_to_describe_instance_types_once_per_ru
 def test_unreachable_account_retires_nothing(aws: AwsFake, store: str) -> None:
     ids = run(seed_client(aws.moto_url, "ec2", "us-east-1", ROLE_B), P5, 1)
     sync(_collector(["us-east-1"]), store)
-    bad = build("aws", {"accounts": [{"role_arn": ROLE_B, "regions": ["us-east-1"], "owner": "Acme Cloud"}],
-                        "endpoint_url": "http://127.0.0.1:9", "max_attempts": 1})
+    bad = build(
+        "aws",
+        {
+            "accounts": [{"role_arn": ROLE_B, "regions": ["us-east-1"], "owner": "Acme Cloud"}],
+            "endpoint_url": "http://127.0.0.1:9",
+            "max_attempts": 1,
+        },
+    )
     summary = sync(bad, store)
     assert summary.status == "failed"
     assert f"{ACCOUNT_B}:{ids[0]}" in _live(store)

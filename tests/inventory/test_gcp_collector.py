@@ -23,8 +23,15 @@ def gce() -> Iterator[ComputeFake]:
 
 
 def _collector(fake: ComputeFake, *projects: str, page_size: int = 500):  # type: ignore[no-untyped-def]
-    return build("gcp", {"api_endpoint": fake.url, "anonymous": True, "page_size": page_size,
-                         "projects": [{"id": p, "owner": "Acme Cloud", "operator": "Acme Ops"} for p in projects]})
+    return build(
+        "gcp",
+        {
+            "api_endpoint": fake.url,
+            "anonymous": True,
+            "page_size": page_size,
+            "projects": [{"id": p, "owner": "Acme Cloud", "operator": "Acme Ops"} for p in projects],
+        },
+    )
 
 
 def _acc(alias: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from agent.collectors.base import build
 from agent.inventory import sync
@@ -29,8 +29,18 @@ REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"]
 
 def _config(tmp_path: Path) -> Path:
     p = tmp_path / "agent.yaml"
-    p.write_text(yaml.safe_dump({"collectors": {"aws": {
-        "max_workers": 3, "accounts": [{"regions": REGIONS, "owner": "Acme Cloud", "operator": "Acme Ops"}]}}}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "collectors": {
+                    "aws": {
+                        "max_workers": 3,
+                        "accounts": [{"regions": REGIONS, "owner": "Acme Cloud", "operator": "Acme Ops"}],
+                    }
+                }
+            }
+        )
+    )
     return p
 
 
@@ -47,11 +57,16 @@ def _veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 
 
 def test_sync_show_and_import_from_the_command_line(
-    aws: AwsFake, store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    aws: AwsFake,
+    store: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ids = run(seed_client(aws.moto_url, "ec2", "eu-west-1"), "p5.48xlarge", 2)
-    code, out, err = _veuctl(capsys, monkeypatch, "inventory", "sync", "--source", "aws", "--config",
-                             str(_config(tmp_path)), "--json")
+    code, out, err = _veuctl(
+        capsys, monkeypatch, "inventory", "sync", "--source", "aws", "--config", str(_config(tmp_path)), "--json"
+    )
     assert code == 0, err
     res = json.loads(out)["runs"][0]
     assert res["status"] == "ok" and res["added"] == len(ids)
@@ -92,9 +107,12 @@ def test_sync_killed_mid_way_converges_on_the_next_run(aws: AwsFake, store: str,
     clients["us-east-1"].terminate_instances(InstanceIds=first["us-east-1"][:1])
     aws.faults.delay["ap-southeast-1"] = 60  # this region hangs, so the run is killed between scopes
 
-    proc = subprocess.Popen([*VEUCTL, "inventory", "sync", "--source", "aws", "--config", str(cfg), "--json"],
-                            env={**os.environ, "VEU_DATABASE_URL": store},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*VEUCTL, "inventory", "sync", "--source", "aws", "--config", str(cfg), "--json"],
+        env={**os.environ, "VEU_DATABASE_URL": store},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -123,7 +141,8 @@ def test_sync_killed_mid_way_converges_on_the_next_run(aws: AwsFake, store: str,
         total = s.exec(select(func.count()).select_from(Holding)).one()
         assert total == len(expected) + 1  # the terminated instance is retired, not deleted
         for h in live:
-            open_periods = s.exec(select(HoldingPeriod).where(HoldingPeriod.holding_id == h.id,
-                                                               HoldingPeriod.valid_to == None)).all()  # noqa: E711
+            open_periods = s.exec(
+                select(HoldingPeriod).where(HoldingPeriod.holding_id == h.id, col(HoldingPeriod.valid_to).is_(None))
+            ).all()
             assert len(open_periods) == 1
         assert s.get(CollectorRun, killed.id).status == "aborted"  # type: ignore[union-attr]

@@ -38,7 +38,9 @@ def _acc(alias: str) -> str:
 
 
 def _collector(k8s: KmockThread):  # type: ignore[no-untyped-def]
-    return build("k8s", {"clusters": [{"name": "fra-1", "api_url": k8s.url, "owner": "Acme Cloud", "operator": "Acme Ops"}]})
+    return build(
+        "k8s", {"clusters": [{"name": "fra-1", "api_url": k8s.url, "owner": "Acme Cloud", "operator": "Acme Ops"}]}
+    )
 
 
 def _live(url: str) -> dict[str, Holding]:
@@ -48,18 +50,49 @@ def _live(url: str) -> dict[str, Holding]:
 
 def test_gfd_gke_karpenter_and_mig_labels_give_physical_chips_at_the_cluster_site(k8s: KmockThread, site: str) -> None:
     v1 = k8s.core()
-    v1.create_node(node("gfd", {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8"},
-                        {"nvidia.com/gpu": "8"}))
+    v1.create_node(
+        node(
+            "gfd",
+            {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8"},
+            {"nvidia.com/gpu": "8"},
+        )
+    )
     # MIG "single": 56 devices of 1g.5gb are 8 physical A100s, not 56 GPUs.
-    v1.create_node(node("mig-single", {"nvidia.com/mig.strategy": "single",
-                                       "nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.5gb", "nvidia.com/gpu.count": "56"},
-                        {"nvidia.com/gpu": "56"}))
-    v1.create_node(node("gke-tpu", {"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
-                                    "cloud.google.com/gke-accelerator-count": "4"}, {"google.com/tpu": "4"}))
+    v1.create_node(
+        node(
+            "mig-single",
+            {
+                "nvidia.com/mig.strategy": "single",
+                "nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.5gb",
+                "nvidia.com/gpu.count": "56",
+            },
+            {"nvidia.com/gpu": "56"},
+        )
+    )
+    v1.create_node(
+        node(
+            "gke-tpu",
+            {
+                "cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
+                "cloud.google.com/gke-accelerator-count": "4",
+            },
+            {"google.com/tpu": "4"},
+        )
+    )
     v1.create_node(node("gke-gpu", {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, {"nvidia.com/gpu": "2"}))
-    v1.create_node(node("karp", {"karpenter.k8s.aws/instance-gpu-name": "a100", "karpenter.k8s.aws/instance-gpu-count": "8",
-                                 "karpenter.k8s.aws/instance-gpu-memory": "81920"}))
-    v1.create_node(node("by-type", {"node.kubernetes.io/instance-type": "p5.48xlarge"}, provider_id="aws:///us-east-1a/i-1"))
+    v1.create_node(
+        node(
+            "karp",
+            {
+                "karpenter.k8s.aws/instance-gpu-name": "a100",
+                "karpenter.k8s.aws/instance-gpu-count": "8",
+                "karpenter.k8s.aws/instance-gpu-memory": "81920",
+            },
+        )
+    )
+    v1.create_node(
+        node("by-type", {"node.kubernetes.io/instance-type": "p5.48xlarge"}, provider_id="aws:///us-east-1a/i-1")
+    )
     v1.create_node(node("cpu", {"node.kubernetes.io/instance-type": "m5.large"}, {"cpu": "2"}))
 
     summary = sync(_collector(k8s), site)
@@ -76,6 +109,7 @@ def test_gfd_gke_karpenter_and_mig_labels_give_physical_chips_at_the_cluster_sit
     }
     with session_scope(site) as s:
         from agent.store.tables.core import Site
+
         assert {s.get(Site, h.site_id).name for h in _live(site).values()} == {"Frankfurt Colo"}  # type: ignore[union-attr]
 
 

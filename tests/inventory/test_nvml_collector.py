@@ -34,41 +34,50 @@ class FakeNvml:
     init_error: int | None = None
     calls: list[str] = field(default_factory=list)
 
-    def nvmlInit(self) -> None:  # noqa: N802
+    def nvmlInit(self) -> None:
         self.calls.append("init")
         if self.init_error is not None:
             raise pynvml.NVMLError(self.init_error)
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         self.calls.append("shutdown")
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
         return self.gpus[index]
 
-    def nvmlDeviceGetName(self, handle: FakeGpu) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, handle: FakeGpu) -> str:
         return handle.name
 
-    def nvmlDeviceGetUUID(self, handle: FakeGpu) -> str:  # noqa: N802
+    def nvmlDeviceGetUUID(self, handle: FakeGpu) -> str:
         return handle.uuid
 
-    def nvmlDeviceGetSerial(self, handle: FakeGpu) -> str:  # noqa: N802
+    def nvmlDeviceGetSerial(self, handle: FakeGpu) -> str:
         if handle.serial is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return handle.serial
 
-    def nvmlDeviceGetMigMode(self, handle: FakeGpu) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetMigMode(self, handle: FakeGpu) -> list[int]:
         return [handle.mig, handle.mig]
 
-    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu) -> Any:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu) -> Any:
         return type("Mem", (), {"total": handle.total_bytes, "free": 0, "used": 0})()
 
 
 def test_fake_matches_the_real_library_surface() -> None:
-    for name in ("nvmlInit", "nvmlShutdown", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetName",
-                 "nvmlDeviceGetUUID", "nvmlDeviceGetSerial", "nvmlDeviceGetMigMode", "nvmlDeviceGetMemoryInfo"):
+    for name in (
+        "nvmlInit",
+        "nvmlShutdown",
+        "nvmlDeviceGetCount",
+        "nvmlDeviceGetHandleByIndex",
+        "nvmlDeviceGetName",
+        "nvmlDeviceGetUUID",
+        "nvmlDeviceGetSerial",
+        "nvmlDeviceGetMigMode",
+        "nvmlDeviceGetMemoryInfo",
+    ):
         assert callable(getattr(pynvml, name)), name
 
 
@@ -80,25 +89,33 @@ def dc(store: str) -> str:
 
 
 def _collector(lib: FakeNvml) -> NvmlCollector:
-    return NvmlCollector(NvmlConfig(site="Dublin DC1", host="gpu-host-1", owner="Acme Cloud", operator="Acme Ops"), nvml=lib)
+    return NvmlCollector(
+        NvmlConfig(site="Dublin DC1", host="gpu-host-1", owner="Acme Cloud", operator="Acme Ops"), nvml=lib
+    )
 
 
 def test_each_local_gpu_is_one_holding_with_its_serial_mig_counted_as_one_chip(dc: str) -> None:
-    lib = FakeNvml([
-        FakeGpu("NVIDIA H100 80GB HBM3", "GPU-aaaa", "1650923000001"),
-        FakeGpu("NVIDIA H100 80GB HBM3", "GPU-bbbb", "1650923000002", mig=1),
-    ])
+    lib = FakeNvml(
+        [
+            FakeGpu("NVIDIA H100 80GB HBM3", "GPU-aaaa", "1650923000001"),
+            FakeGpu("NVIDIA H100 80GB HBM3", "GPU-bbbb", "1650923000002", mig=1),
+        ]
+    )
     assert sync(_collector(lib), dc).status == "ok"
     with session_scope(dc) as s:
         rows = {h.external_id: h for h in s.exec(select(Holding))}
     h100 = catalog().resolve("NVIDIA H100 80GB HBM3").accelerator.id
     assert {(k, h.serial, h.accelerator, h.count) for k, h in rows.items()} == {
-        ("GPU-aaaa", "1650923000001", h100, 1.0), ("GPU-bbbb", "1650923000002", h100, 1.0)}
+        ("GPU-aaaa", "1650923000001", h100, 1.0),
+        ("GPU-bbbb", "1650923000002", h100, 1.0),
+    }
     assert lib.calls == ["init", "shutdown"]
 
 
 def test_a_gpu_pulled_from_the_host_is_retired(dc: str) -> None:
-    lib = FakeNvml([FakeGpu("NVIDIA H100 80GB HBM3", "GPU-aaaa", "1"), FakeGpu("NVIDIA H100 80GB HBM3", "GPU-bbbb", "2")])
+    lib = FakeNvml(
+        [FakeGpu("NVIDIA H100 80GB HBM3", "GPU-aaaa", "1"), FakeGpu("NVIDIA H100 80GB HBM3", "GPU-bbbb", "2")]
+    )
     sync(_collector(lib), dc)
     lib.gpus.pop()
     sync(_collector(lib), dc)

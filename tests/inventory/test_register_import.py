@@ -36,11 +36,14 @@ def _rows(url: str) -> list[Holding]:
 
 
 def test_register_rows_with_any_alias_become_holdings(dc: str, tmp_path: Path) -> None:
-    f = _write(tmp_path, HEADER
-               + "Dublin DC1,NVIDIA H100 80GB HBM3,1,Acme Cloud,Acme Ops,SN-1\n"
-               + "Dublin DC1,nvidia-h100-80gb,1,Acme Cloud,Acme Ops,SN-2\n"
-               + "Dublin DC1,A100-SXM4-40GB,4,Acme Cloud,Acme Ops,\n"
-               + "Dublin DC1,nvidia-tesla-a100,2,Acme Cloud,Acme Ops,\n")
+    f = _write(
+        tmp_path,
+        HEADER
+        + "Dublin DC1,NVIDIA H100 80GB HBM3,1,Acme Cloud,Acme Ops,SN-1\n"
+        + "Dublin DC1,nvidia-h100-80gb,1,Acme Cloud,Acme Ops,SN-2\n"
+        + "Dublin DC1,A100-SXM4-40GB,4,Acme Cloud,Acme Ops,\n"
+        + "Dublin DC1,nvidia-tesla-a100,2,Acme Cloud,Acme Ops,\n",
+    )
     summary = import_register(f, dc)
     assert summary.status == "ok"
     rows = {h.external_id: h for h in _rows(dc)}
@@ -53,12 +56,15 @@ def test_register_rows_with_any_alias_become_holdings(dc: str, tmp_path: Path) -
 
 
 def test_every_bad_row_is_named_by_row_and_field_and_nothing_is_written(dc: str, tmp_path: Path) -> None:
-    f = _write(tmp_path, HEADER
-               + "Dublin DC1,NVIDIA H100 80GB HBM3,1,Acme Cloud,Acme Ops,SN-1\n"
-               + "Nowhere,NVIDIA H100 80GB HBM3,1,Acme Cloud,Acme Ops,SN-2\n"
-               + "Dublin DC1,Flux Capacitor 9000,1,Acme Cloud,Acme Ops,SN-3\n"
-               + "Dublin DC1,h100,-2,Acme Cloud,Acme Ops,\n"
-               + "Dublin DC1,h100,1,Nobody Inc,Acme Ops,SN-1\n")
+    f = _write(
+        tmp_path,
+        HEADER
+        + "Dublin DC1,NVIDIA H100 80GB HBM3,1,Acme Cloud,Acme Ops,SN-1\n"
+        + "Nowhere,NVIDIA H100 80GB HBM3,1,Acme Cloud,Acme Ops,SN-2\n"
+        + "Dublin DC1,Flux Capacitor 9000,1,Acme Cloud,Acme Ops,SN-3\n"
+        + "Dublin DC1,h100,-2,Acme Cloud,Acme Ops,\n"
+        + "Dublin DC1,h100,1,Nobody Inc,Acme Ops,SN-1\n",
+    )
     with pytest.raises(RegisterError) as exc:
         import_register(f, dc)
     problems = exc.value.problems
@@ -77,13 +83,19 @@ def test_wrong_header_is_refused(dc: str, tmp_path: Path) -> None:
 
 
 def test_json_register_and_reimport_retires_rows_no_longer_listed(dc: str, tmp_path: Path) -> None:
-    f = _write(tmp_path, '[{"site": "Dublin DC1", "accelerator": "h100", "count": 1, "owner": "Acme Cloud",'
-                         ' "operator": "Acme Ops", "serial": "SN-1"},'
-                         ' {"site": "Dublin DC1", "accelerator": "h100", "count": 1, "owner": "Acme Cloud",'
-                         ' "operator": "Acme Ops", "serial": "SN-2"}]', "assets.json")
+    f = _write(
+        tmp_path,
+        '[{"site": "Dublin DC1", "accelerator": "h100", "count": 1, "owner": "Acme Cloud",'
+        ' "operator": "Acme Ops", "serial": "SN-1"},'
+        ' {"site": "Dublin DC1", "accelerator": "h100", "count": 1, "owner": "Acme Cloud",'
+        ' "operator": "Acme Ops", "serial": "SN-2"}]',
+        "assets.json",
+    )
     import_register(f, dc)
-    f.write_text('[{"site": "Dublin DC1", "accelerator": "h100", "count": 1, "owner": "Acme Cloud",'
-                 ' "operator": "Acme Ops", "serial": "SN-1"}]')
+    f.write_text(
+        '[{"site": "Dublin DC1", "accelerator": "h100", "count": 1, "owner": "Acme Cloud",'
+        ' "operator": "Acme Ops", "serial": "SN-1"}]'
+    )
     import_register(f, dc)
     rows = {h.external_id: h for h in _rows(dc)}
     assert rows["serial:SN-2"].retired_at is not None and rows["serial:SN-1"].retired_at is None

@@ -494,6 +494,9 @@ def test_a_compliance_judgement_schedules_the_next_review(client: TestClient) ->
     r = client.put("/api/v1/controls/site/dc-abudhabi/15", json={"owner": "sec-eng", "status": "non-compliant"})
     expected = datetime.now(UTC).date() + timedelta(days=365)  # operator-defaults review_interval_days
     assert r.status_code == 200 and r.json()["review_date"] == expected.isoformat()
+    ds = {d["key"]: d for d in client.get("/api/v1/deadlines").json()}
+    d = ds["unmet-requirement:site:dc-abudhabi:p15"]
+    assert d["due"] == datetime.now(UTC).date().isoformat() and d["status"] == "due" and "¶11" in d["citation"]
 
 
 def test_para7_register_shows_webhook_decisions_in_the_sites_cluster(

@@ -141,8 +141,11 @@ def test_chip_accounting_reports_due_feb_1_and_aug_1(packs: PackRegistry) -> Non
 
 def test_180_day_notice_before_exports_to_a_new_uveu_data_center(packs: PackRegistry) -> None:
     loc = ob.NewLocation("ACME-UVEU", "IN", "dc-mumbai", date(2026, 6, 30))
-    d = _by_kind(ob.deadlines(packs, date(2025, 12, 5), [AUTH], new_locations=[loc]), "uveu-new-datacenter-notice")[0]
+    ds = ob.deadlines(packs, date(2025, 12, 5), [AUTH], new_locations=[loc])
+    d = _by_kind(ds, "uveu-new-datacenter-notice")[0]
     assert d.due == date(2026, 1, 1) and d.status == "due"
+    d60 = _by_kind(ds, "uveu-new-country-notice")[0]  # Supp. 10 ¶5, separately
+    assert d60.due == date(2026, 5, 1) and d60.status == "upcoming"
 
 
 def test_60_day_notice_before_transfers_between_countries_only_for_uveu(packs: PackRegistry) -> None:

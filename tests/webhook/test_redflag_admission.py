@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -19,9 +19,13 @@ from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from policies import redflag
 from policies.errors import PolicyError
 
-from .conftest import CUSTOMERS, M, SAMPLES, job, load_sample, review
+from .conftest import CUSTOMERS, SAMPLES, M, job, load_sample, review
 
 Decide = Callable[..., Outcome]
+def expected_chips(obj: dict[str, Any]) -> float:
+    return float(obj["metadata"]["annotations"]["samples.veu-governor.io/expected-chips"])
+
+
 KINDS = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())
 BIG = {M + "model": "frontier-1", M + "expected-hours": "8000"}  # 4096 H100 × 8000 h = 1.17e26
 
@@ -44,7 +48,7 @@ def test_tier2_customer_sample_below_1e26_is_allowed(kind: str, decide_review: D
     out = decide_review(review(obj))
     assert out.allowed and out.code == redflag.ALLOW, out.message
     assert out.decision is not None
-    assert out.decision.chips == pytest.approx(float(obj["metadata"]["annotations"]["samples.veu-governor.io/expected-chips"]))
+    assert out.decision.chips == pytest.approx(expected_chips(obj))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -55,7 +59,7 @@ def test_tier2_customer_training_over_1e26_is_held_for_inquiry(kind: str, decide
     assert out.case_id is not None and f"cases resolve {out.case_id}" in out.message
     assert out.estimate is not None and out.estimate >= 1e26
     assert out.decision is not None
-    assert out.decision.chips == pytest.approx(float(obj["metadata"]["annotations"]["samples.veu-governor.io/expected-chips"]))
+    assert out.decision.chips == pytest.approx(expected_chips(obj))
     body = out.response()
     assert body["response"]["status"]["code"] == 403 and body["response"]["allowed"] is False
 
@@ -79,7 +83,8 @@ def test_tier1_subsidiary_of_a_macau_parent_is_denied_by_the_ultimate_parent_rul
 def test_tier1_subsidiary_of_a_tier2_parent_is_held_over_1e26(decide_review: Decide) -> None:
     out = decide_review(review(job("big", "tenant-ie-ae", pods=512, annotations=BIG)))
     assert out.code == redflag.HOLD_FOR_INQUIRY
-    assert out.decision is not None and out.decision.tier == 2 and "ultimate parent Emirates AI" in out.decision.tier_basis
+    assert out.decision is not None and out.decision.tier == 2
+    assert "ultimate parent Emirates AI" in out.decision.tier_basis
 
 
 def test_accelerator_job_in_unmapped_namespace_is_denied(decide_review: Decide) -> None:
@@ -203,7 +208,9 @@ def test_dry_run_creates_no_case_and_no_record(decide_review: Decide, store: str
         assert s.exec(select(func.count()).select_from(AuditEntry)).one() == audit_before
 
 
-def test_every_decision_is_recorded_with_estimate_arithmetic_and_pack_versions(decide_review: Decide, store: str) -> None:
+def test_every_decision_is_recorded_with_estimate_arithmetic_and_pack_versions(
+    decide_review: Decide, store: str,
+) -> None:
     out = decide_review(review(job("big", pods=512, annotations=BIG)))
     with session_scope(store) as s:
         row = s.get(AdmissionDecision, out.decision_id)
@@ -255,7 +262,7 @@ def test_malformed_object_is_a_reasoned_denial(decide_review: Decide) -> None:
 
 
 def test_malformed_review_envelope_raises_a_policy_error(decide_review: Decide) -> None:
-    with pytest.raises(cases.ReviewError, match="request.uid"):
+    with pytest.raises(cases.ReviewError, match=r"request\.uid"):
         decide_review({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}})
 
 

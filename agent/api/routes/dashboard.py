@@ -86,7 +86,9 @@ def series_svg(series: list[dict[str, Any]], width: int = 640, height: int = 200
         lines[f"tier{t}"] = " ".join(xy(i, float(p["by_tier"].get(t, 0.0))) for i, p in enumerate(series))
     ticks = [{"y": f"{height - pad_b - (height - pad_b - pad_t) * k / 4:.1f}", "label": fmt_tpp(top * k / 4)}
              for k in range(5)]
-    xlabels = [{"x": xy(i, 0).split(",")[0], "label": series[i]["date"]} for i in sorted({0, n // 2, n - 1})] if n else []
+    idx = sorted({0, n // 2, n - 1}) if n else []
+    xlabels = [{"x": xy(i, 0).split(",")[0], "label": series[i]["date"],
+                "anchor": "start" if i == 0 else ("end" if i == n - 1 else "middle")} for i in idx]
     return {"width": width, "height": height, "lines": lines, "ticks": ticks, "xlabels": xlabels,
             "pad_l": pad_l, "base_y": height - pad_b}
 
@@ -149,10 +151,10 @@ def site(
 
 @router.get("/explain/{name}/{cap_id}", response_class=HTMLResponse)
 def explain_page(
-    name: str, cap_id: str, request: Request, offset: int = 0, s: Session = Depends(get_session),
-    packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    name: str, cap_id: str, request: Request, offset: int = 0, part: str = "numerator",
+    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    d = explain(s, packs, name, cap_id, as_of, 200, max(offset, 0))
+    d = explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), "all" if part == "all" else "numerator")
     return render(request, "explain.html", as_of, packs, cap=d, name=name)
 
 

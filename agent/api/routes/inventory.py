@@ -33,10 +33,15 @@ def _party_id(s: Session, name: str | None, field: str) -> int | None:
 
 @router.get("/holdings", summary="Holdings with source, provider id, serial, first/last seen and retirement")
 def holdings(
-    source: str | None = None, site: str | None = None, accelerator: str | None = None,
-    owner: str | None = None, operator: str | None = None, serial: str | None = None,
+    source: str | None = None,
+    site: str | None = None,
+    accelerator: str | None = None,
+    owner: str | None = None,
+    operator: str | None = None,
+    serial: str | None = None,
     include_retired: bool = Query(False, description="Also list retired holdings."),
-    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
     s: Session = Depends(get_session),
 ) -> dict[str, Any]:
     q = select(Holding, Site).join(Site, col(Site.id) == Holding.site_id)
@@ -57,19 +62,39 @@ def holdings(
     total = s.exec(select(func.count()).select_from(q.subquery())).one()
     names = {p.id: p.name for p in s.exec(select(Party)).all()}
     items = [
-        {"id": h.id, "source": h.source, "external_id": h.external_id, "scope": h.scope, "site": st.name,
-         "country": st.country, "accelerator": h.accelerator, "count": h.count, "serial": h.serial,
-         "instance_type": h.instance_type, "owner": names.get(h.owner_id), "operator": names.get(h.operator_id),
-         "first_seen": h.first_seen, "last_seen": h.last_seen, "retired_at": h.retired_at}
+        {
+            "id": h.id,
+            "source": h.source,
+            "external_id": h.external_id,
+            "scope": h.scope,
+            "site": st.name,
+            "country": st.country,
+            "accelerator": h.accelerator,
+            "count": h.count,
+            "serial": h.serial,
+            "instance_type": h.instance_type,
+            "owner": names.get(h.owner_id),
+            "operator": names.get(h.operator_id),
+            "first_seen": h.first_seen,
+            "last_seen": h.last_seen,
+            "retired_at": h.retired_at,
+        }
         for h, st in s.exec(q.order_by(col(Holding.id)).offset(offset).limit(limit)).all()
     ]
-    return {"items": items, "total": total, "limit": limit, "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None}
+    return {
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < total else None,
+    }
 
 
 @router.get("/installed-base", summary="The installed base on a date: by site/chip/owner/operator, TPP, totals")
 def installed_base(
-    site: str | None = None, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    site: str | None = None,
+    s: Session = Depends(get_session),
+    packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     from agent.inventory import installed_base as base
@@ -82,7 +107,9 @@ def installed_base(
 
 @router.get("/runs", summary="Recent collector runs with status and errors")
 def runs(
-    source: str | None = None, limit: int = Query(20, ge=1, le=500), s: Session = Depends(get_session),
+    source: str | None = None,
+    limit: int = Query(20, ge=1, le=500),
+    s: Session = Depends(get_session),
 ) -> list[dict[str, Any]]:
     q = select(CollectorRun).order_by(col(CollectorRun.id).desc()).limit(limit)
     if source:

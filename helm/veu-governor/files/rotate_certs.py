@@ -173,7 +173,7 @@ def rotate(s: Settings, core: client.CoreV1Api, admission: client.Admissionregis
     done["certificate_not_after"] = leaf.not_valid_after_utc.isoformat()
 
     # Raw JSON keeps every webhook field exactly as stored (the merge patch replaces the list whole).
-    raw = admission.read_validating_webhook_configuration(s.webhook_config, _preload_content=False)
+    raw: Any = admission.read_validating_webhook_configuration(s.webhook_config, _preload_content=False)
     webhooks: list[dict[str, Any]] = json.loads(raw.data).get("webhooks") or []
     encoded = base64.b64encode(bundle).decode()
     current = {w.get("clientConfig", {}).get("caBundle") for w in webhooks}
@@ -201,7 +201,7 @@ def main() -> int:
     if url:
         api_client = client.ApiClient(client.Configuration(host=url))
     else:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         api_client = client.ApiClient()
     with api_client:
         result = rotate(s, client.CoreV1Api(api_client), client.AdmissionregistrationV1Api(api_client))

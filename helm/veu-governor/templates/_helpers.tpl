@@ -178,6 +178,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{- define "veu.agentVolume" -}}
+- name: agent-config
+  configMap:
+    name: {{ include "veu.componentName" (list . "agent-config") }}
+{{- end }}
+
 {{- define "veu.agentContainer" -}}
 - name: agent
   image: {{ include "veu.image" . }}
@@ -185,10 +191,8 @@ app.kubernetes.io/component: {{ index . 1 }}
   args: ["agent", "run"]
   env:
     {{- include "veu.env" . | nindent 4 }}
-    - name: VEU_LEASE_NAME
-      value: {{ .Values.agent.leaseName | quote }}
-    - name: VEU_LEASE_NAMESPACE
-      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+    - name: VEU_AGENT_CONFIG
+      value: /etc/veu-governor/agent/config.yaml
     - name: VEU_POLICY_REPORTS
       value: {{ ternary "true" "false" .Values.policyReports.enabled | quote }}
     - name: VEU_OPENREPORTS
@@ -221,4 +225,7 @@ app.kubernetes.io/component: {{ index . 1 }}
     {{- toYaml .Values.securityContext | nindent 4 }}
   volumeMounts:
     {{- include "veu.volumeMounts" . | nindent 4 }}
+    - name: agent-config
+      mountPath: /etc/veu-governor/agent
+      readOnly: true
 {{- end }}

@@ -3,6 +3,7 @@
 Revision ID: 0004_inventory
 Revises: 0001_core
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

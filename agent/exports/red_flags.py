@@ -1,0 +1,86 @@
+"""Export kind ``red-flags``: the red-flag-28 case register and the decisions that held or denied jobs.
+
+A case is in the register of a period when it was opened in it, changed in it, or is still open at its end.
+Status on the ``--to`` date: a resolved case whose answers have expired by then reads ``expired``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlmodel import Session
+
+from agent.exports.base import Chart, Report, Table, day_after, day_start, provision_dict, stream
+from policies.packs import PackRegistry
+
+CASE_COLUMNS = ["id", "opened_at", "customer", "model", "status", "source", "estimate_operations", "threshold",
+                "jobs", "export_intent", "licence_number", "licence_scope", "customer_informed", "resolved_by",
+                "resolved_at", "expires_at", "explanation"]
+HELD_COLUMNS = ["id", "decided_at", "job", "customer", "model", "code", "allowed", "mode", "chips",
+                "lineage_operations", "case_id", "message"]
+
+
+def _aware(ts: Any) -> Any:
+    from datetime import UTC
+
+    return ts if ts is None or ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:
+    from agent.store.tables.cases import AdmissionDecision, RedFlagCase
+
+    lo, hi = day_start(start), day_after(end)
+    c = RedFlagCase.__table__  # type: ignore[attr-defined]
+    d = AdmissionDecision.__table__  # type: ignore[attr-defined]
+    in_register = and_(c.c.opened_at < hi, or_(c.c.opened_at >= lo, c.c.updated_at >= lo, c.c.status == "open"))
+    cases_q = select(c).where(in_register).order_by(c.c.id)
+
+    def status_on(r: Any) -> str:
+        exp = _aware(r.expires_at)
+        return "expired" if r.status == "resolved" and exp is not None and exp < hi else str(r.status)
+
+    def cases() -> Iterator[Sequence[Any]]:
+        for r in stream(s, cases_q):
+            yield (r.id, _aware(r.opened_at), r.customer_name, r.model_key, status_on(r), r.source,
+                   r.estimate_operations, r.threshold, json.loads(r.jobs or "[]"), r.export_intent,
+                   r.licence_number, r.licence_scope, r.customer_informed, r.resolved_by, _aware(r.resolved_at),
+                   _aware(r.expires_at), r.explanation)
+
+    held_q = (select(d.c.id, d.c.decided_at, d.c.job_ref, d.c.customer_name, d.c.model_key, d.c.code, d.c.allowed,
+                     d.c.mode, d.c.chips, d.c.lineage_operations, d.c.case_id, d.c.message)
+              .where(d.c.decided_at >= lo, d.c.decided_at < hi,
+                     or_(d.c.allowed.is_(False), d.c.case_id.is_not(None)))
+              .order_by(d.c.id))
+    statuses: dict[str, int] = {}
+    for r in cases():
+        statuses[str(r[4])] = statuses.get(str(r[4]), 0) + 1
+    by_code = s.execute(select(d.c.code, func.count()).where(d.c.decided_at >= lo, d.c.decided_at < hi)
+                        .group_by(d.c.code).order_by(d.c.code)).all()
+    report = Report(
+        kind="red-flags", title="Red-flag register (IaaS red flag 28)", start=start, end=end, as_of=end,
+        summary={"cases in register": sum(statuses.values()),
+                 **{f"cases {k} on {end.isoformat()}": v for k, v in sorted(statuses.items())},
+                 "admission decisions in period": sum(int(n) for _, n in by_code)},
+        tables=[
+            Table("cases", "Red-flag cases (inquiries and the customer's answers)", CASE_COLUMNS, cases,
+                  pdf_columns=["id", "opened_at", "customer", "model", "status", "estimate_operations",
+                               "threshold", "export_intent", "licence_number", "resolved_by"]),
+            Table("held_decisions", "Decisions that held or denied a job, or attached it to a case",
+                  HELD_COLUMNS, lambda: stream(s, held_q),
+                  pdf_columns=["id", "decided_at", "job", "customer", "model", "code", "allowed", "case_id"]),
+        ],
+        charts=[Chart("Admission decisions by outcome code", [str(x) for x, _ in by_code],
+                      [float(n) for _, n in by_code], "decisions")],
+    )
+    for pid in ("red-flag-28", "diversion-red-flags"):
+        prov = packs.find(pid, end)
+        if prov is not None:
+            report.provisions.append(provision_dict(prov))
+    for p in report.provisions:
+        if not p["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    return report

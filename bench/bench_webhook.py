@@ -1,0 +1,296 @@
+"""Benchmark: the real red-flag-28 webhook over HTTPS against a bare FastAPI echo webhook, same run, same machine.
+
+Both servers run as separate uvicorn processes with TLS on 127.0.0.1, one worker each. The real webhook
+(``veuctl serve``) answers from a warm PostgreSQL store of 10k customers (namespace mappings, HQs in
+Tier 1/2/3 countries) and 100k ledger models with runs; every review is a CREATE that is evaluated and
+recorded (decision row, audit entry, cases for held jobs). The echo webhook parses the review and
+answers ``allowed: true`` with the uid: the floor any Python webhook pays for TLS, HTTP and JSON.
+
+Targets (issue 5): p99 within 2x of the echo, throughput at least 40% of the echo's.
+
+    .venv/bin/python bench/bench_webhook.py            # full: 10k customers, 100k models, 4000 reviews
+    .venv/bin/python bench/bench_webhook.py --quick    # smoke: 500 customers, 5k models, 400 reviews
+
+The load is bounded (a fixed number of reviews at fixed concurrency) and goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = os.environ.get("VEU_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TIER1 = ["US", "GB", "DE", "FR", "JP", "CA", "NL", "IE"]
+TIER2 = ["AE", "SA", "IN", "SG", "BR", "MY", "IL", "MX"]
+TIER3 = ["MO", "CN"]
+
+ECHO_APP = textwrap.dedent('''
+    import json
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    app = FastAPI()
+
+    @app.post("/validate")
+    async def validate(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        uid = body["request"]["uid"]
+        return JSONResponse({"apiVersion": body["apiVersion"], "kind": "AdmissionReview",
+                             "response": {"uid": uid, "allowed": True}})
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_pki(d: Path) -> tuple[Path, Path, Path]:
+    sys.path.insert(0, str(ROOT / "tests" / "webhook"))
+    from tlsutil import CA  # the same throwaway CA the tests use
+
+    ca = CA()
+    cert, key = d / "tls.crt", d / "tls.key"
+    ca.issue(cert, key)
+    return ca.write_ca(d / "ca.crt"), cert, key
+
+
+def create_db() -> tuple[str, str]:
+    import psycopg
+
+    name = f"veu_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, name
+
+
+def drop_db(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(url: str, customers: int, models: int, rng: random.Random) -> list[tuple[str, list[str]]]:
+    """Bulk-load parties, namespace mappings, ledger models and runs; return (namespace, models) per customer."""
+    from sqlalchemy import insert
+
+    from agent.store import get_engine
+    from agent.store.tables.core import Party, PartyNamespace, utcnow
+    from agent.store.tables.ledger import LedgerModel, LedgerRun
+
+    eng = get_engine(url)
+    now = utcnow()
+    parties, mappings = [], []
+    for i in range(customers):
+        r = rng.random()
+        hq = rng.choice(TIER1 if r < 0.45 else TIER2 if r < 0.97 else TIER3)
+        parties.append({"id": i + 1, "name": f"customer-{i:05d}", "hq": hq, "parent_id": None,
+                        "created_at": now, "updated_at": now})
+        mappings.append({"cluster": "", "namespace": f"ns-{i:05d}", "party_id": i + 1, "created_at": now})
+    # A tenth of the customers are subsidiaries (the ultimate-parent walk is on the hot path).
+    for p in parties[1::10]:
+        p["parent_id"] = rng.randint(1, customers)
+        if p["parent_id"] == p["id"]:
+            p["parent_id"] = None
+    rows_m, rows_r = [], []
+    per: dict[int, list[str]] = {}
+    for j in range(models):
+        owner = rng.randint(1, customers)
+        name = f"model-{j:06d}"
+        per.setdefault(owner, []).append(name)
+        rows_m.append({"id": j + 1, "name": name, "owner_id": owner, "base_id": None, "published": False,
+                       "published_on": None, "created_at": now, "updated_at": now})
+        ops = 10 ** rng.uniform(22, 25.7)
+        rows_r.append({"model_id": j + 1, "operations": ops, "low": ops * 0.5, "high": ops * 1.6,
+                       "method": "declared-operations", "period_start": date(2026, 1, 1), "period_end": None,
+                       "site": "", "job_ref": "", "explanation": "bench", "inputs": {}, "recorded_by": "bench",
+                       "created_at": now})
+    with eng.begin() as c:
+        # Parents reference other parties: insert without parents, then set them.
+        c.execute(insert(Party), [{**p, "parent_id": None} for p in parties])
+        from sqlalchemy import bindparam, update
+
+        sub = [{"pid": p["id"], "par": p["parent_id"]} for p in parties if p["parent_id"]]
+        if sub:
+            c.execute(update(Party).where(Party.id == bindparam("pid")).values(parent_id=bindparam("par")), sub)
+        c.execute(insert(PartyNamespace), mappings)
+        for k in range(0, len(rows_m), 20000):
+            c.execute(insert(LedgerModel), rows_m[k:k + 20000])
+            c.execute(insert(LedgerRun), rows_r[k:k + 20000])
+        c.exec_driver_sql("ANALYZE")
+    from agent.store.db import dispose_all
+
+    dispose_all()
+    return [(f"ns-{i:05d}", per.get(i + 1, [])) for i in range(customers)]
+
+
+def reviews(n: int, tenants: list[tuple[str, list[str]]], rng: random.Random) -> list[bytes]:
+    out = []
+    for i in range(n):
+        ns, models = rng.choice(tenants)
+        ann = {"compute.veu-governor.io/expected-hours": str(rng.choice([24, 168, 720, 8000]))}
+        if models and rng.random() < 0.8:
+            ann["compute.veu-governor.io/model"] = rng.choice(models)
+        pods = rng.choice([1, 4, 16, 64, 256, 1024])
+        obj = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": f"job-{i}", "namespace": ns, "annotations": ann},
+               "spec": {"parallelism": pods, "template": {"spec": {
+                   "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                   "containers": [{"name": "t", "image": "train:1",
+                                   "resources": {"limits": {"nvidia.com/gpu": "8", "cpu": "32"}}}]}}}}
+        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": str(uuid.UUID(int=rng.getrandbits(128))), "kind": {"group": "batch", "version": "v1", "kind": "Job"},
+            "resource": {"group": "batch", "version": "v1", "resource": "jobs"}, "namespace": ns,
+            "operation": "CREATE", "userInfo": {"username": "bench"}, "object": obj, "dryRun": False}}
+        out.append(json.dumps(body).encode())
+    return out
+
+
+def start(cmd: list[str], port: int, ca: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    import httpx
+
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    ctx = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            httpx.get(f"https://127.0.0.1:{port}/docs", verify=ctx, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("server did not start within 120 s")
+
+
+async def load(url: str, bodies: list[bytes], concurrency: int, ca: Path) -> tuple[float, list[float], int]:
+    import httpx
+
+    ctx = ssl.create_default_context(cafile=str(ca))
+    lat: list[float] = []
+    errors = 0
+    queue = list(reversed(bodies))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(verify=ctx, limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                body = queue.pop()
+                t0 = time.perf_counter()
+                r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 200 or "response" not in r.json():
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return wall, lat, errors
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def run_one(label: str, url: str, warm: list[bytes], bodies: list[bytes], conc: int, ca: Path) -> dict[str, Any]:
+    asyncio.run(load(url, warm, conc, ca))
+    wall, lat, errors = asyncio.run(load(url, bodies, conc, ca))
+    return {"label": label, "n": len(bodies), "rps": len(bodies) / wall, "p50_ms": pct(lat, 50) * 1000,
+            "p99_ms": pct(lat, 99) * 1000, "mean_ms": statistics.fmean(lat) * 1000, "errors": errors}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke size (500 customers, 5k models, 400 reviews)")
+    ap.add_argument("--customers", type=int)
+    ap.add_argument("--models", type=int)
+    ap.add_argument("--reviews", type=int)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=28)
+    a = ap.parse_args()
+    customers = a.customers or (500 if a.quick else 10_000)
+    models = a.models or (5_000 if a.quick else 100_000)
+    n = a.reviews or (400 if a.quick else 4_000)
+    rng = random.Random(a.seed)
+    py = sys.executable
+    procs: list[subprocess.Popen[bytes]] = []
+    url, dbname = create_db()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            ca, cert, key = make_pki(d)
+            t0 = time.perf_counter()
+            tenants = seed(url, customers, models, rng)
+            print(f"store: {customers} customers, {models} models seeded in {time.perf_counter() - t0:.1f} s "
+                  f"(PostgreSQL {url.rsplit('@', 1)[-1]})")
+            (d / "echo_app.py").write_text(ECHO_APP)
+            env = {**os.environ, "VEU_AUTH": "none", "VEU_DATABASE_URL": url, "PYTHONPATH": f"{d}:{ROOT}"}
+            env.pop("VEU_POLICY_DIRS", None)
+            echo_port, real_port = free_port(), free_port()
+            procs.append(start([py, "-m", "uvicorn", "echo_app:app", "--host", "127.0.0.1", "--port", str(echo_port),
+                                "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--log-level", "warning",
+                                "--no-access-log"], echo_port, ca, env, d / "echo.log"))
+            procs.append(start([py, "-m", "agent", "serve", "--host", "127.0.0.1", "--port", str(real_port),
+                                "--tls-cert", str(cert), "--tls-key", str(key), "--log-level", "warning",
+                                "--db", url], real_port, ca, env, d / "real.log"))
+            warm = reviews(min(200, n // 4), tenants, rng)
+            bodies = reviews(n, tenants, rng)
+            echo = run_one("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate", warm, bodies,
+                           a.concurrency, ca)
+            real = run_one("veu-governor /validate", f"https://127.0.0.1:{real_port}/validate", warm,
+                           reviews(n, tenants, random.Random(a.seed + 1)), a.concurrency, ca)
+            from sqlalchemy import text
+
+            from agent.store import get_engine
+
+            with get_engine(url).connect() as c:
+                codes = dict(c.execute(text("SELECT code, count(*) FROM admission_decision GROUP BY code")).all())
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        from agent.store.db import dispose_all
+
+        dispose_all()
+        drop_db(dbname)
+    print(f"\n{n} reviews per server at concurrency {a.concurrency}, HTTPS on 127.0.0.1, 1 uvicorn worker each, "
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
+    print(f"{'server':32} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7}")
+    for r in (echo, real):
+        print(f"{r['label']:32} {r['rps']:10.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mean_ms']:8.2f} "
+              f"{r['errors']:7d}")
+    ratio_p99 = real["p99_ms"] / echo["p99_ms"]
+    ratio_rps = real["rps"] / echo["rps"]
+    print(f"\np99 ratio real/echo = {ratio_p99:.2f}x (target <= 2x): {'MET' if ratio_p99 <= 2 else 'NOT MET'}")
+    print(f"throughput real/echo = {ratio_rps:.0%} (target >= 40%): {'MET' if ratio_rps >= 0.4 else 'NOT MET'}")
+    print(f"decisions recorded by the real webhook: {codes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
