@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -163,7 +163,7 @@ def ts_text(ts: datetime) -> str:
 
 
 # json.dumps(text, ensure_ascii=False) for a str, without the encoder set-up on every call.
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring
 
 
 def _ts_fast(ts: datetime) -> str:
@@ -289,7 +289,7 @@ def checkpoint(session: Session, *, key: SigningKey | None = None) -> AuditCheck
     existing = session.execute(
         select(AuditCheckpoint).where(AuditCheckpoint.seq == seq, AuditCheckpoint.hash == head)
     ).scalars().first()
-    if existing is not None:
+    if isinstance(existing, AuditCheckpoint):
         return existing
     return sign_checkpoint(session, seq, head, kind="periodic", key=key)
 
@@ -328,13 +328,13 @@ def _trusted(keys: list[Ed25519PublicKey] | None) -> dict[str, Ed25519PublicKey]
     return {key_id(k): k for k in keys}
 
 
-def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey],
-                 result: VerifyResult) -> list[AuditCheckpoint]:
+def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey], result: VerifyResult,
+                 extra: Sequence[AuditCheckpoint] = ()) -> list[AuditCheckpoint]:
     """Every checkpoint whose signature verifies; the first bad one is the reported break."""
     good: list[AuditCheckpoint] = []
-    rows = session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq,
-                                                            AuditCheckpoint.id)).scalars().all()
-    for cp in rows:
+    rows = list(session.execute(select(AuditCheckpoint).order_by(
+        AuditCheckpoint.seq, AuditCheckpoint.id)).scalars().all())  # type: ignore[arg-type]
+    for cp in sorted([*rows, *extra], key=lambda c: c.seq):
         pub = trusted.get(cp.key_id)
         if pub is None:
             result.fail(cp.seq, f"checkpoint at seq {cp.seq} is signed by an untrusted key {cp.key_id[:16]}…")
@@ -365,12 +365,17 @@ def _rows(session: Session, start: int, batch: int) -> Iterator[tuple[Any, ...]]
 
 
 def verify_chain(session: Session, *, from_seq: int | None = None,
-                 keys: list[Ed25519PublicKey] | None = None, batch: int = 5000) -> VerifyResult:
+                 keys: list[Ed25519PublicKey] | None = None, batch: int = 5000,
+                 external: Sequence[AuditCheckpoint] = ()) -> VerifyResult:
     """Recompute the chain and checkpoint signatures; report the first edited, deleted, reordered or
-    truncated entry. ``from_seq`` starts at the nearest signed checkpoint before it (an anchor)."""
+    truncated entry. ``from_seq`` starts at the nearest signed checkpoint before it (an anchor).
+
+    ``external`` checkpoints (kept off the database host, see ``veuctl audit checkpoint --out``) also catch
+    a truncation whose stored checkpoints were deleted with the entries.
+    """
     result = VerifyResult()
     trusted = _trusted(keys)
-    cps = _checkpoints(session, trusted, result)
+    cps = _checkpoints(session, trusted, result, external)
     cp_at: dict[int, str] = {}
     for cp in cps:
         cp_at.setdefault(cp.seq, cp.hash)
@@ -505,3 +510,13 @@ def prune(session: Session, packs: PackRegistry, *, as_of: date, actor: str,
 
 def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
+
+
+def load_external_checkpoint(data: dict[str, Any]) -> AuditCheckpoint:
+    """A checkpoint written by ``veuctl audit checkpoint --out`` (its signature is checked by verify)."""
+    try:
+        return AuditCheckpoint(seq=int(data["seq"]), hash=str(data["hash"]), kind=str(data.get("kind", "periodic")),
+                               ts=datetime.fromisoformat(str(data["ts"])), key_id=str(data["key_id"]),
+                               signature=str(data["signature"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AuditError(f"--checkpoint: not a checkpoint file ({exc})") from None

@@ -35,6 +35,7 @@ from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
 
 Op = Literal["add", "move", "retire"]
+MAX_LISTED_HOLDINGS = 50_000
 
 
 class CapExceeded(PolicyError):
@@ -183,6 +184,7 @@ def holding_rows(
     s: Session, at: datetime, site_id: int | None = None, limit: int | None = None, offset: int = 0,
     country: str | None = None, owner_ids: Sequence[int] | None = None, accelerator: str | None = None,
     owner_or_operator_ids: Sequence[int] | None = None, countries: Sequence[str] | None = None,
+    accelerators: Sequence[str] | None = None,
 ) -> list[tuple[int, int, str, int | None, int | None, float]]:
     """Individual holdings in force at ``at``: (holding_id, site_id, accelerator, owner_id, operator_id, count)."""
     hp, h = HoldingPeriod, Holding
@@ -195,6 +197,8 @@ def holding_rows(
             q = q.where(t.site_id == site_id)
         if country is not None:
             q = q.where(t.site_id.in_(sa_select(Site.id).where(Site.country == country)))  # type: ignore[union-attr]
+        if accelerators is not None:
+            q = q.where(col(t.accelerator).in_(list(accelerators)))
         if countries is not None:
             q = q.where(t.site_id.in_(sa_select(Site.id).where(col(Site.country).in_(list(countries)))))  # type: ignore[union-attr]
         if owner_ids is not None:
@@ -226,6 +230,8 @@ def placements(
     at = instant(as_of)
     sites, parties = _names(s)
     out: list[Placement] = []
+    if with_ids and int(s.execute(sa_select(func.count()).select_from(Holding)).scalar_one()) > MAX_LISTED_HOLDINGS:
+        with_ids = False  # a large fleet is explained page by page (`veuctl caps explain`), not all at once
     if with_ids:
         agg: dict[tuple[int, str, int | None, int | None], tuple[float, list[int]]] = {}
         for hid, sid, acc, own, opr, cnt in holding_rows(s, at):
@@ -563,6 +569,86 @@ def list_shipments(
     total = s.exec(select(func.count()).select_from(q.subquery())).one()
     rows = list(s.exec(q.order_by(col(Shipment.day).desc(), col(Shipment.id).desc()).offset(offset).limit(limit)).all())
     return rows, int(total)
+
+
+# ------------------------------------------------------------------------------------ explanations
+
+
+def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def holdings_page(
+    s: Session, packs: PackRegistry, as_of: date, *, site: str | None = None, country: str | None = None,
+    accelerator: str | None = None, owners: list[int] | None = None, limit: int = 100, offset: int = 0,
+    owners_or_operators: list[int] | None = None, countries: list[str] | None = None, counted_only: bool = False,
+) -> dict[str, Any]:
+    """Individual holdings in force on ``as_of`` with their TPP (the bottom of every explanation).
+
+    ``counted_only`` keeps the chips that count toward allocations (3A090.a class), as a cap does.
+    """
+    site_id = _site(s, site).id if site else None
+    at = instant(as_of)
+    accelerators = None
+    if counted_only:
+        counted = core.counted_eccns(packs, as_of)
+        present = s.execute(sa_select(Holding.accelerator).distinct()).scalars().all()
+        accelerators = [a for a in present if core.counts(chip(packs, a, as_of).eccn, counted)]
+    rows = holding_rows(s, at, site_id=site_id, country=country.upper() if country else None,
+                        owner_ids=owners, accelerator=accelerator, owner_or_operator_ids=owners_or_operators,
+                        countries=countries, accelerators=accelerators)
+    sites_, names = _names(s)
+    items = []
+    for hid, sid, acc, own, opr, cnt in rows[offset:offset + limit]:
+        info = chip(packs, acc, as_of)
+        st = sites_[sid]
+        items.append({"id": hid, "site": st.name, "country": st.country, "accelerator": info.id,
+                      "chip_name": info.name, "eccn": info.eccn, "count": cnt,
+                      "tpp": float(exact(cnt) * info.fraction * info.tpp),
+                      "owner": names.get(own) if own else None, "operator": names.get(opr) if opr else None})
+    return page(items, len(rows), limit, offset)
+
+
+def explain(
+    s: Session, packs: PackRegistry, name: str, cap_id: str, as_of: date, limit: int, offset: int,
+    part: str = "numerator",
+) -> dict[str, Any]:
+    """One cap with the holdings in its numerator (or, ``part="all"``, its denominator), page by page."""
+    caps = allocation_caps(s, packs, as_of) if name == "allocations" else caps_for(s, packs, name, as_of)
+    cap = next((c for c in caps if c.id == cap_id), None)
+    if cap is None:
+        raise NotFound(f"cap: {cap_id!r} is not among {name!r}'s caps on {as_of}; see `veuctl caps show {name}`")
+    d = cap_to_dict(cap, max_contributors=500)
+    scope = cap.scope
+    group = scope.get("group")
+    owners = None
+    if group and scope.get("view") == "owned":
+        owners = [int(p.id) for p in s.exec(select(Party).where(col(Party.name).in_(list(group)))).all() if p.id]
+    holder_ids = None
+    if scope.get("holder"):  # NVEU: what the holder owns or operates in its country
+        holder_ids = [int(p.id) for p in s.exec(select(Party).where(Party.name == scope["holder"])).all() if p.id]
+    country = scope.get("country") if scope.get("area") == "country" else None
+    tiers_ = {str(k): int(v) for k, v in dict(scope.get("tiers", {})).items()}
+    area = scope.get("area")
+    countries = None
+    if part == "numerator" and cap.kind == "share":
+        if area == "outside-tier1":
+            countries = [cc for cc, t in tiers_.items() if t != 1]
+        elif area == "outside-country":
+            countries = [cc for cc in tiers_ if cc != scope.get("country")]
+    if part == "numerator" and area == "tier3":
+        countries = [cc for cc, t in tiers_.items() if t == 3]
+    if part == "all" and cap.kind == "share":
+        country = None
+    d["part"] = part
+    if cap.shipments or scope.get("area") == "consignee":
+        d["holdings"] = page([], 0, limit, offset)
+    else:
+        d["holdings"] = holdings_page(s, packs, as_of, country=country, owners=owners, limit=limit, offset=offset,
+                                      owners_or_operators=holder_ids, countries=countries, counted_only=True)
+    d["as_of"] = as_of.isoformat()
+    d["authorization"] = name
+    return d
 
 
 # ------------------------------------------------------------------------------------ time series

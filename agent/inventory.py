@@ -208,6 +208,8 @@ def apply_scope(
     existing: dict[str, Holding] = {
         h.external_id: h for h in s.exec(select(Holding).where(Holding.source == source, Holding.scope == result.scope))
     }
+    if not obs and not existing and result.complete and not result.warnings:
+        return out  # an empty scope that held nothing: nothing to write, so nothing to audit
     missing = [x for x in obs if x not in existing]
     for part in _chunks(missing):
         for h in s.exec(select(Holding).where(Holding.source == source, col(Holding.external_id).in_(part))):

@@ -53,6 +53,9 @@ class Agent:
                 name=f"inventory:{c.name}",
                 next_run_time=datetime.now(UTC),  # first run at start, then on the interval
             )
+        from controllers.policyreports import add_to_scheduler  # PolicyReports for held jobs (in a pod only)
+
+        add_to_scheduler(self.scheduler, url)
         self.scheduler.start(paused=start_paused)
 
     def _on_event(self, ev: JobExecutionEvent) -> None:

@@ -1,13 +1,13 @@
-"""Benchmark the audit trail: streaming exports of 1,000,000 records and verification of a 1,000,000-entry chain.
+"""Benchmark exports and the audit trail: 1,000,000 decision records exported, a 1,000,000-entry chain verified.
 
 Usage: ``.venv/bin/python bench/bench_audit.py [--quick] [--entries N] [--db URL] [--keep]``
 
-The records are audit entries (the product has no separate decisions table to export yet). Each
+The records are admission decisions (``admission_decision``, exported as kind ``decisions``). Each
 measurement runs in a fresh child process so its peak RSS is its own. Printed side by side, same data:
 
 * export to CSV and to JSON through ``agent.exports.run_export`` (server-side cursor / fetchmany in
   batches, rows written as they arrive, SHA-256 while writing, signed manifest) against a naive baseline
-  that loads every row through the ORM into a list and then writes it (``csv.DictWriter``/``json.dump``);
+  that loads every row through the ORM into a list of dicts and then writes it (``csv.DictWriter``/``json.dump``);
 * ``agent.audit.verify_chain`` (keyset-paginated batches of plain column tuples, preformatted canonical
   JSON) against a naive loop: ORM-load the whole table, ``json.dumps(dict, sort_keys=True)`` and
   ``hashlib.sha256`` per entry.
@@ -73,10 +73,42 @@ def seed(url: str, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def seed_decisions(url: str, n: int) -> float:
+    """Write ``n`` admission decisions (the webhook's records) in bulk; returns seconds."""
+    from sqlalchemy import insert
+
+    from agent.store import session_scope
+    from agent.store.tables.cases import AdmissionDecision
+
+    t0 = time.perf_counter()
+    base = datetime(2025, 3, 1, tzinfo=UTC)
+    codes = ["allowed", "allowed", "allowed", "held-inquiry", "allowed-below-threshold", "denied-no-customer"]
+    packs = json.dumps({"ai-diffusion-2025": "2025.01.15-r1", "operator-defaults": "2026.11-r1"})
+    batch: list[dict[str, Any]] = []
+    with session_scope(url) as s:
+        for i in range(1, n + 1):
+            code = codes[i % len(codes)]
+            batch.append({
+                "id": i, "uid": f"uid-{i:08d}", "decided_at": base + timedelta(seconds=i * 30), "as_of": "2025-06-01",
+                "namespace": f"team-{i % 97}", "kind": "Job", "name": f"train-{i}", "operation": "CREATE",
+                "job_ref": f"cluster-a/team-{i % 97}/Job/train-{i}", "customer_name": f"Customer {i % 97}",
+                "model_key": f"model-{i % 1000}", "code": code, "allowed": code.startswith("allowed"),
+                "mode": "enforce", "chips": float(i % 64), "run_operations": (i % 64) * 1.2e22,
+                "lineage_operations": (i % 640) * 1.5e23, "case_id": None,
+                "message": f"{code}: estimated {(i % 640) * 1.5e23:.3g} operations for the model lineage",
+                "pack_versions": packs, "detail": "{}"})
+            if len(batch) == 20_000:
+                s.execute(insert(AdmissionDecision), batch)
+                batch.clear()
+        if batch:
+            s.execute(insert(AdmissionDecision), batch)
+    return time.perf_counter() - t0
+
+
 # ----------------------------------------------------------------------------------------- children
 
 
-def child_export(url: str, fmt: str, out: str) -> dict[str, Any]:
+def child_export(url: str, fmt: str, out: str, kind: str = "decisions") -> dict[str, Any]:
     from agent import exports
     from agent.packs import registry
     from agent.store import get_engine, session_scope
@@ -86,7 +118,7 @@ def child_export(url: str, fmt: str, out: str) -> dict[str, Any]:
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     with session_scope(url) as s:
-        m = exports.run_export(s, packs, "audit-log", *PERIOD, [fmt], Path(out), actor="bench")
+        m = exports.run_export(s, packs, kind, *PERIOD, [fmt], Path(out), actor="bench")
     dt = time.perf_counter() - t0
     rows = sum(f["rows"] or 0 for f in m["files"])
     return {"seconds": dt, "rows": rows, "bytes": sum(f["bytes"] for f in m["files"]), "rss_before_mb": rss0,
@@ -97,15 +129,14 @@ def child_export_naive(url: str, fmt: str, out: str) -> dict[str, Any]:
     from sqlmodel import Session, select
 
     from agent.store import get_engine
-    from agent.store.tables.audit import AuditEntry
+    from agent.store.tables.cases import AdmissionDecision
 
     get_engine(url)
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     with Session(get_engine(url)) as s:
-        entries = s.exec(select(AuditEntry).order_by(AuditEntry.seq)).all()  # type: ignore[arg-type]
-        rows = [{"seq": e.seq, "ts": e.ts.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject,
-                 "payload": e.payload, "prev_hash": e.prev_hash, "hash": e.hash} for e in entries]
+        rows = [r.model_dump(mode="json") for r in
+                s.exec(select(AdmissionDecision).order_by(AdmissionDecision.id)).all()]  # type: ignore[arg-type]
     Path(out).mkdir(parents=True, exist_ok=True)
     path = Path(out) / f"naive.{fmt}"
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -114,7 +145,7 @@ def child_export_naive(url: str, fmt: str, out: str) -> dict[str, Any]:
             w.writeheader()
             w.writerows(rows)
         else:
-            json.dump({"entries": rows}, f)
+            json.dump({"decisions": rows}, f)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     dt = time.perf_counter() - t0
     return {"seconds": dt, "rows": len(rows), "bytes": path.stat().st_size, "rss_before_mb": rss0,
@@ -196,14 +227,11 @@ def main() -> None:
     os.environ["VEU_AUDIT_CHECKPOINT_EVERY"] = "0"
     url = a.db or f"sqlite:///{work / 'bench.db'}"
     try:
-        from sqlmodel import SQLModel
-
-        import agent.store.tables  # noqa: F401
-
-        kind = "decision records" if "decision" in SQLModel.metadata.tables else "audit entries"
-        print(f"bench_audit: {n:,} {kind} on {url.split('://')[0]} (child processes measure their own peak RSS)")
-        print(f"  seeding a valid hash chain ... {seed(url, n):.1f} s")
-        print("export (audit-log kind, whole period):")
+        print(f"bench_audit: {n:,} admission decisions and a {n:,}-entry audit chain on {url.split('://')[0]} "
+              "(child processes measure their own peak RSS)")
+        print(f"  seeding decisions ... {seed_decisions(url, n):.1f} s; seeding a valid hash chain ... "
+              f"{seed(url, n):.1f} s")
+        print("export of the decisions (kind `decisions`, whole period):")
         for fmt in ("csv", "json"):
             print(_line(f"streaming {fmt} (run_export)", run_child("export", url, fmt, str(work / f"s-{fmt}"))))
             print(_line(f"baseline {fmt} (load all, then write)",

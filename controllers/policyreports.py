@@ -389,3 +389,43 @@ def held_jobs_from_store(session: Session) -> list[HeldJob]:
             result="fail" if not r.allowed else "warn", severity=severity, properties=props,
         ))
     return out
+
+
+def add_to_scheduler(
+    scheduler: Any, database_url: str | None, *, api: CustomObjectsApi | None = None, interval_seconds: int = 60,
+) -> bool:
+    """Reconcile PolicyReports on the agent's scheduler (paused with it while another replica leads).
+
+    Outside a pod (no ``KUBERNETES_SERVICE_HOST``) and without an explicit ``api`` this does nothing, so
+    local runs and tests of the agent are unaffected. Returns whether a job was added.
+    """
+    from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+
+    from agent.store.db import session_scope
+
+    if api is None:
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return False
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except config.ConfigException as exc:
+            log.warning("policy reports disabled: no in-cluster credentials (%s)", exc)
+            return False
+        api = CustomObjectsApi(client.ApiClient(cfg))
+    writer = from_environment(api)
+    if writer is None:
+        return False
+
+    def reconcile() -> dict[str, Any]:
+        with session_scope(database_url) as session:
+            held = held_jobs_from_store(session)
+        result = writer.sync(held).as_dict()
+        log.info("policy reports: %s", {k: len(v) for k, v in result.items()})
+        return result
+
+    scheduler.add_job(reconcile, IntervalTrigger(seconds=interval_seconds, jitter=5), id="policy-reports",
+                      name="policy-reports", next_run_time=datetime.now(UTC))
+    return True

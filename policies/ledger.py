@@ -463,6 +463,7 @@ class Ledger:
         self.as_of = as_of
         self._cum: dict[str, Cumulative] = {}
         self._family: dict[str, str] = {}
+        self._pub: dict[str, str | None] = {}
 
     def record(self, name: str) -> ModelRecord:
         rec = self.records.get(name)
@@ -575,7 +576,7 @@ class Ledger:
         gen_added = 0.0
         for fam, items in by_family.items():
             fraction = sum(s.fraction for s in items)
-            qualifies = limit is not None and fraction >= limit
+            qualifies = limit is not None and fraction > limit
             gens = tuple(dict.fromkeys(s.generator for s in items))
             gen_ops = float(sum(s.generation_operations for s in items))
             # The unpublished variant with the most operations stands for this generator's training.
@@ -644,17 +645,33 @@ class Ledger:
         """The nearest published model in the base chain, its total, the additional operations and the limit."""
         if not self.regime.has_derivative_rule or rec.base is None:
             return None, 0.0, 0.0, None
-        cur: str | None = rec.base
-        while cur is not None:
-            arec = self.records[cur]
-            if arec.is_published(self.as_of):
-                anc = self._cum[cur]
-                additional = self._additional(c, cur)
-                r = self.regime
-                limit = max(r.derivative_absolute or 0.0, (r.derivative_fraction or 0.0) * anc.total)
-                return cur, anc.total, additional, limit
-            cur = arec.base
-        return None, 0.0, 0.0, None
+        found = self._nearest_published(rec.base)
+        if found is None:
+            return None, 0.0, 0.0, None
+        anc = self._cum[found]
+        r = self.regime
+        limit = max(r.derivative_absolute or 0.0, (r.derivative_fraction or 0.0) * anc.total)
+        return found, anc.total, self._additional(c, found), limit
+
+    def _nearest_published(self, name: str) -> str | None:
+        """``name`` if published as of the date, else its nearest published ancestor (memoized)."""
+        path: list[str] = []
+        cur: str | None = name
+        out: str | None = None
+        while cur is not None:  # iterative: a long base chain never hits the recursion limit
+            if cur in self._pub:
+                out = self._pub[cur]
+                break
+            rec = self.records[cur]
+            if rec.is_published(self.as_of):
+                out = cur
+                self._pub[cur] = cur
+                break
+            path.append(cur)
+            cur = rec.base
+        for n in path:
+            self._pub[n] = out
+        return out
 
     def _additional(self, c: Cumulative, ancestor: str) -> float:
         """Operations in ``c`` that are not in ``ancestor``'s total (summed exactly, not as a difference)."""

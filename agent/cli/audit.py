@@ -37,11 +37,19 @@ def verify(
                                      "(from the nearest signed checkpoint before it)."),
     public_key: list[Path] = typer.Option([], "--public-key", help="Trusted public key PEM (repeat); "
                                           "default: the configured signing key."),
+    checkpoint_file: list[Path] = typer.Option([], "--checkpoint", help="A checkpoint kept off the database "
+                                               "host (from `audit checkpoint --out`); repeat."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Recompute the hash chain and checkpoint signatures; exit 1 at the first break."""
+    external = []
+    for f in checkpoint_file:
+        try:
+            external.append(svc.load_external_checkpoint(json.loads(f.read_text())))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--checkpoint: cannot read {f}: {exc}") from None
     with session_scope(db_url(db)) as s:
-        res = svc.verify_chain(s, from_seq=from_, keys=_keys(public_key))
+        res = svc.verify_chain(s, from_seq=from_, keys=_keys(public_key), external=external)
 
     def human(_: Any) -> None:
         if res.ok:

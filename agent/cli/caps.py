@@ -84,6 +84,35 @@ def caps_show(
     emit(data, json_, _print_caps)
 
 
+@caps_app.command("explain")
+def caps_explain(
+    name: str = typer.Argument(..., help="Authorization, or 'allocations'."),
+    cap_id: str = typer.Argument(..., help="Cap id from `veuctl caps show`."),
+    part: str = typer.Option("numerator", "--part", help="numerator | all (every holding in the denominator)"),
+    limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
+    as_of_: str | None = AsOfOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """One cap down to the holdings behind it, page by page."""
+    if part not in ("numerator", "all"):
+        raise UsageError("--part: numerator or all")
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise UsageError("--limit: 1-1000; --offset: 0 or more")
+    with session_scope(db_url(db)) as s:
+        data = svc.explain(s, registry(), name, cap_id, as_of(as_of_), limit, offset, part)
+
+    def human(d: dict[str, Any]) -> None:
+        console.print(f"[bold]{d['title']}[/bold]  {d['explanation']['formula']}")
+        console.print(f"value {_fmt(d['value'])}  limit {_fmt(d['limit'])}  headroom {_fmt(d['headroom'])} TPP  "
+                      f"{'OK' if d['ok'] else 'OVER'}")
+        for p in d["explanation"]["provisions"]:
+            console.print(f"  {p['label']}")
+        h = d["holdings"]
+        table(h["items"], ["id", "site", "country", "accelerator", "count", "tpp", "owner", "operator"],
+              title=f"holdings {h['offset'] + 1}-{h['offset'] + len(h['items'])} of {h['total']}")
+
+    emit(data, json_, human)
+
+
 def whatif(
     name: str,
     add: int | None = typer.Option(None, "--add", help="Add N chips at --site."),

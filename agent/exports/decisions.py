@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 from sqlalchemy import DateTime, func, select, type_coerce
@@ -18,7 +18,8 @@ COLUMNS = ["id", "uid", "decided_at", "namespace", "kind", "name", "operation", 
 
 
 def _iso(ts: Any) -> str:
-    return ts.isoformat() + "+00:00" if ts.tzinfo is None else ts.isoformat()
+    """UTC ISO-8601 (SQLite gives naive UTC values; PostgreSQL aware ones in the session time zone)."""
+    return str(ts.isoformat() + "+00:00" if ts.tzinfo is None else ts.astimezone(UTC).isoformat())
 
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:

@@ -135,9 +135,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
               ref_label="limit"),
     ]
     report.provisions = list(provisions.values())
-    for p in report.provisions:
-        if not p["confirmed"]:
-            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    for pd in report.provisions:
+        if not pd["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {pd['id']} ({pd['citation']}): {pd['unconfirmed_note'].strip()}")
     if any(caps_mod.reservation_placements(s, packs, as_of, a.id) for a in auths):
         report.notes.append("Cap positions count active headroom reservations as already placed.")
     return report

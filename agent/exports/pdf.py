@@ -30,7 +30,7 @@ from agent.exports.writers import FileInfo, csv_cell
 PAGE = landscape(A4)
 _styles = getSampleStyleSheet()
 H1 = ParagraphStyle("h1", parent=_styles["Title"], fontSize=24, leading=30, spaceAfter=12)
-H2 = ParagraphStyle("h2", parent=_styles["Heading2"], spaceBefore=10, spaceAfter=6)
+H2 = ParagraphStyle("h2", parent=_styles["Heading2"], spaceBefore=10, spaceAfter=6, keepWithNext=1)
 BODY = ParagraphStyle("body", parent=_styles["BodyText"], fontSize=9.5, leading=12)
 SMALL = ParagraphStyle("small", parent=BODY, fontSize=7.5, leading=9)
 CELL = ParagraphStyle("cell", parent=BODY, fontSize=7, leading=8.5)
@@ -77,6 +77,13 @@ def _grid(header: list[str] | None, rows: list[list[Any]], widths: list[float] |
     return t
 
 
+def _axis_label(v: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale and abs(v) < 1e15:
+            return f"{v / scale:g}{suffix}"
+    return f"{v:.3g}"
+
+
 def _chart(c: Chart) -> Drawing:
     width, height = PAGE[0] - 40 * mm, 80 * mm
     d = Drawing(width, height + 20)
@@ -99,7 +106,7 @@ def _chart(c: Chart) -> Drawing:
     top = max([*series[0], *(series[1] if len(series) > 1 else []), c.ref_line or 0.0, 1e-9])
     bc.valueAxis.valueMin = 0
     bc.valueAxis.valueMax = top * 1.15
-    bc.valueAxis.labelTextFormat = lambda v: f"{v:.3g}"
+    bc.valueAxis.labelTextFormat = _axis_label
     bc.barSpacing = 2
     for i in range(len(series)):
         bc.bars[i].fillColor = _PALETTE[i % len(_PALETTE)]
@@ -129,7 +136,7 @@ def _table_section(t: Table) -> list[Any]:
             shown.append([r[i] for i in idx])
     out: list[Any] = [_p(t.title, H2)]
     if t.note:
-        out.append(_p(t.note, SMALL))
+        out.append(_p(t.note, ParagraphStyle("note", parent=SMALL, keepWithNext=1)))
     if not shown:
         out.append(_p("No records in this period."))
         return out

@@ -44,6 +44,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         return "expired" if r.status == "resolved" and exp is not None and exp < hi else str(r.status)
 
     def cases() -> Iterator[Sequence[Any]]:
+        r: Any
         for r in stream(s, cases_q):
             yield (r.id, _aware(r.opened_at), r.customer_name, r.model_key, status_on(r), r.source,
                    r.estimate_operations, r.threshold, json.loads(r.jobs or "[]"), r.export_intent,
@@ -80,7 +81,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         prov = packs.find(pid, end)
         if prov is not None:
             report.provisions.append(provision_dict(prov))
-    for p in report.provisions:
-        if not p["confirmed"]:
-            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    for pd in report.provisions:
+        if not pd["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {pd['id']} ({pd['citation']}): {pd['unconfirmed_note'].strip()}")
     return report

@@ -83,7 +83,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         charts=[Chart("Allocations used against their limits", cats, used, "TPP", limits=limits)],
         provisions=list(provisions.values()),
     )
-    for p in report.provisions:
-        if not p["confirmed"]:
-            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    for pd in report.provisions:
+        if not pd["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {pd['id']} ({pd['citation']}): {pd['unconfirmed_note'].strip()}")
     return report

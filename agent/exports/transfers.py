@@ -117,7 +117,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     )
     report.notes.append("Transfers are read from the versioned holdings history; a holding edited directly "
                         "(without history) shows no site change.")
-    for p in provs:
-        if not p["confirmed"]:
-            report.notes.append(f"UNCONFIRMED: {p['id']} ({p['citation']}): {p['unconfirmed_note'].strip()}")
+    for pd in provs:
+        if not pd["confirmed"]:
+            report.notes.append(f"UNCONFIRMED: {pd['id']} ({pd['citation']}): {pd['unconfirmed_note'].strip()}")
     return report

@@ -27,32 +27,16 @@ class FileInfo:
     media_type: str = ""
 
 
-class _HashingWriter(IO[bytes]):  # type: ignore[misc]
+class _HashingWriter:
     """A binary sink that hashes and counts every byte on its way to the file."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw, self.h, self.n = raw, hashlib.sha256(), 0
 
-    def write(self, b: bytes) -> int:  # type: ignore[override]
+    def write(self, b: bytes) -> int:
         self.h.update(b)
         self.n += len(b)
         return self.raw.write(b)
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    @property
-    def closed(self) -> bool:  # type: ignore[override]
-        return self.raw.closed
 
 
 _PLAIN = frozenset({str, int, type(None)})

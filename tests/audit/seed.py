@@ -47,3 +47,31 @@ def seed(s: Session, packs: PackRegistry) -> None:
     caps.add_shipment(s, packs, day=date(2026, 5, 3), consignee="Gulf AI", destination="AE", chip_name="h100-sxm",
                       count=100, via="lpp", actor="test")
     _ = Site
+
+
+def seed_cases(s: Session) -> None:
+    """Two red-flag cases (one resolved with answers, one open) and the admission decisions behind them."""
+    import json
+
+    from agent.store.tables.cases import AdmissionDecision, RedFlagCase
+
+    t = datetime(2026, 2, 3, 9, 0, tzinfo=UTC)
+    resolved = RedFlagCase(customer_name="Gulf AI", model_key="falcon-x", status="resolved",
+                           estimate_operations=3.2e26, threshold=1e26, jobs=json.dumps(["c/ns/Job/a"]),
+                           explanation="lineage 3.2e26 > 1e26", export_intent=False, customer_informed=True,
+                           resolved_by="token:compliance", resolved_at=t, opened_at=t,
+                           expires_at=datetime(2026, 5, 1, tzinfo=UTC), updated_at=t)
+    open_case = RedFlagCase(customer_name="Gulf AI", model_key="falcon-y", status="open",
+                            estimate_operations=1.5e26, threshold=1e26, jobs=json.dumps(["c/ns/Job/b"]),
+                            explanation="lineage 1.5e26 > 1e26", opened_at=datetime(2026, 6, 1, tzinfo=UTC))
+    s.add(resolved)
+    s.add(open_case)
+    s.flush()
+    for i, (code, allowed, case) in enumerate([("held-inquiry", False, resolved.id), ("allowed", True, None),
+                                               ("held-inquiry", False, open_case.id), ("allowed", True, None)]):
+        s.add(AdmissionDecision(uid=f"u{i}", decided_at=t.replace(month=2 + i), namespace="ns", kind="Job",
+                                name=f"j{i}", operation="CREATE", job_ref=f"c/ns/Job/j{i}", customer_name="Gulf AI",
+                                model_key="falcon-x", code=code, allowed=allowed, chips=64.0, case_id=case,
+                                lineage_operations=3.2e26 if case else 1e24, message=code,
+                                pack_versions=json.dumps({"ai-diffusion-2025": "2025.01.15-r1"})))
+    s.flush()

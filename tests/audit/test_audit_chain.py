@@ -278,3 +278,15 @@ def test_veuctl_audit_verify_exits_1_and_names_the_broken_sequence(db_url: str, 
     _sql(db_url, "DELETE FROM audit_entry WHERE seq = 5")
     bad = _veuctl("audit", "verify", url=db_url)  # the real binary: exit status 1
     assert bad.returncode == 1 and "BROKEN at seq 5" in bad.stdout and "truncated" in bad.stdout
+
+
+def test_truncation_with_its_checkpoints_deleted_is_caught_by_a_checkpoint_kept_off_host(
+        db_url: str, veuctl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 6)
+    rc, _, err = veuctl("audit", "checkpoint", "--out", str(tmp_path / "cp.json"))
+    assert rc == 0, err
+    _sql(db_url, "DELETE FROM audit_entry WHERE seq >= 5")
+    _sql(db_url, "DELETE FROM audit_checkpoint")
+    assert _verify(db_url).ok  # the database alone can no longer tell
+    rc, out, _ = veuctl("audit", "verify", "--checkpoint", str(tmp_path / "cp.json"))
+    assert rc == 1 and "BROKEN at seq 5" in out and "truncated" in out

@@ -26,7 +26,7 @@ from agent.exports.writers import csv_cell
 from agent.store import session_scope
 from agent.store.tables.audit import AuditEntry
 from policies.packs import PackRegistry
-from tests.audit.seed import seed
+from tests.audit.seed import seed, seed_cases
 
 START, END = date(2026, 1, 1), date(2026, 6, 30)
 
@@ -277,3 +277,32 @@ def test_veuctl_export_and_verify_export(db_url: str, packs: PackRegistry, tmp_p
                         "2026-06-30", "--out", str(tmp_path / "z")], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not an export kind" in r.stderr
+
+
+def test_red_flag_register_lists_cases_with_status_on_the_report_date_and_held_jobs(
+        db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    with session_scope(db_url) as s:
+        seed_cases(s)
+    m = _export(db_url, packs, "red-flags", tmp_path / "out", ["json", "pdf"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    cases = {r["model"]: r for r in doc["tables"]["cases"]["rows"]}
+    # The answers expired on 1 May 2026: on 30 June the resolved case reads "expired".
+    assert cases["falcon-x"]["status"] == "expired" and cases["falcon-x"]["export_intent"] is False
+    assert cases["falcon-y"]["status"] == "open" and cases["falcon-y"]["jobs"] == ["c/ns/Job/b"]
+    held = doc["tables"]["held_decisions"]["rows"]
+    assert [r["code"] for r in held] == ["held-inquiry", "held-inquiry"] and all(r["case_id"] for r in held)
+    assert doc["summary"]["admission decisions in period"] == 4
+    assert any(p["id"] == "red-flag-28" for p in doc["provisions"])
+    assert mf.verify(Path(m["manifest"])) == []
+
+
+def test_decisions_export_streams_every_decision_with_its_pack_versions(
+        db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    with session_scope(db_url) as s:
+        seed_cases(s)
+    m = _export(db_url, packs, "decisions", tmp_path / "out", ["csv"])
+    header, rows = _csv(tmp_path / "out" / _files(m, ".csv")[0])
+    got = [dict(zip(header, r, strict=True)) for r in rows]
+    assert [r["code"] for r in got] == ["held-inquiry", "allowed", "held-inquiry", "allowed"]
+    assert json.loads(got[0]["pack_versions"]) == {"ai-diffusion-2025": "2025.01.15-r1"}
+    assert got[0]["decided_at"] == "2026-02-03T09:00:00+00:00" and got[1]["allowed"] == "true"

@@ -6,6 +6,8 @@ moto answers EC2/STS for real over HTTP. The proxy sits between the collector an
 - error: answer every EC2 call with HTTP 503 ``Unavailable`` (retries exhaust, the region fails),
 - fail_on_next_page: answer calls that carry a ``NextToken`` with ``UnauthorizedOperation`` (page 1 arrives,
   the rest of the listing fails: a partial region),
+- enabled_regions: answer ``DescribeRegions`` with the regions an account has enabled (a real account
+  reports its opted-in regions; moto reports every region, each costly to initialise),
 - delay: sleep before answering EC2 calls (a slow region, to kill a sync mid-way),
 - serve ``DescribeCapacityReservations`` from a table, since moto does not implement that action.
 """
@@ -48,12 +50,21 @@ def _reservations_xml(items: list[dict[str, Any]]) -> bytes:
     ).encode()
 
 
+def _regions_xml(regions: list[str]) -> bytes:
+    rows = "".join(f"<item><regionName>{r}</regionName><regionEndpoint>ec2.{r}.amazonaws.com</regionEndpoint>"
+                   f"<optInStatus>opt-in-not-required</optInStatus></item>" for r in regions)
+    return ('<?xml version="1.0" encoding="UTF-8"?><DescribeRegionsResponse '
+            'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>fake</requestId>'
+            f"<regionInfo>{rows}</regionInfo></DescribeRegionsResponse>").encode()
+
+
 @dataclass
 class Faults:
     throttle: dict[str, int] = field(default_factory=dict)  # region -> EC2 calls to throttle
     error: set[str] = field(default_factory=set)
     fail_on_next_page: set[str] = field(default_factory=set)
     reservations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    enabled_regions: list[str] | None = None  # what DescribeRegions reports (None: moto's full list)
     delay: dict[str, float] = field(default_factory=dict)  # region -> seconds before each EC2 answer
     calls: dict[str, int] = field(default_factory=dict)  # region -> EC2 calls seen
     throttled: dict[str, int] = field(default_factory=dict)
@@ -113,6 +124,8 @@ class AwsFake:
                         return self._send(503, _error("Unavailable", "The service is unavailable."))
                     if region in f.fail_on_next_page and "NextToken" in form:
                         return self._send(403, _error("UnauthorizedOperation", "You are not authorized."))
+                    if action == "DescribeRegions" and f.enabled_regions is not None:
+                        return self._send(200, _regions_xml(f.enabled_regions))
                     if action == "DescribeCapacityReservations":
                         return self._send(200, _reservations_xml(f.reservations.get(region, [])))
                 conn = http.client.HTTPConnection(*fake.moto_addr, timeout=300)

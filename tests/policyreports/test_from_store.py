@@ -89,3 +89,26 @@ async def test_store_to_policy_reports_end_to_end(pg_url: str, kmock: kmock.Kube
     assert reports["tenant-c"]["summary"] == {"pass": 0, "fail": 0, "warn": 1, "error": 0, "skip": 0}
     (d5,) = reports["tenant-b"]["results"]
     assert d5["resources"] == [{"kind": "RayJob", "name": "d5-run", "namespace": "tenant-b"}]
+
+
+@pytest.mark.asyncio
+async def test_the_agent_scheduler_job_reconciles_reports_from_the_store(
+    db_url: str, kmock: kmock.KubernetesEmulator, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from controllers.policyreports import add_to_scheduler
+
+    _seed(db_url)
+    kmock.resources["wgpolicyk8s.io/v1alpha2/policyreports"] = kmock.ResourceInfo(kind="PolicyReport", namespaced=True)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    assert add_to_scheduler(scheduler, db_url) is False, "outside a pod the agent runs without reports"
+    monkeypatch.setenv("VEU_POLICY_REPORTS", "true")
+    with ApiClient(Configuration(host=str(kmock.url).rstrip("/"))) as api:
+        assert add_to_scheduler(scheduler, db_url, api=CustomObjectsApi(api)) is True
+        job = scheduler.get_job("policy-reports")
+        result = await asyncio.to_thread(job.func)
+    assert len(result["created"]) == 3
+    monkeypatch.setenv("VEU_POLICY_REPORTS", "false")
+    assert add_to_scheduler(BackgroundScheduler(timezone=UTC), db_url, api=CustomObjectsApi()) is False

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from agent.api.app import create_app
@@ -17,12 +18,31 @@ from .conftest import M, job, review
 BIG = {M + "model": "frontier-1", M + "expected-hours": "8000"}
 
 
-def veuctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=os.environ,
-                          timeout=120)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_admission_review_cli_holds_then_allows_after_resolution(store: str, tmp_path: Path) -> None:
+@pytest.fixture()
+def veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`veuctl ARGS` in-process (same entry point, exit-code mapping and output as the console script)."""
+    from agent.cli import app
+    from agent.cli._common import run_app
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["veuctl", *args])
+        rc = run_app(app)
+        out = capsys.readouterr()
+        return Result(rc, out.out, out.err)
+    return run
+
+
+def test_admission_review_cli_holds_then_allows_after_resolution(
+    store: str, tmp_path: Path, veuctl: Callable[..., Result],
+) -> None:
     f = tmp_path / "review.json"
     f.write_text(json.dumps(review(job("llm", pods=512, annotations=BIG))))
     r = veuctl("admission", "review", str(f), "--json")
@@ -43,7 +63,7 @@ def test_admission_review_cli_holds_then_allows_after_resolution(store: str, tmp
     assert again["allowed"] is True and again["code"] == "ALLOW_AFTER_INQUIRY"
 
 
-def test_admission_review_cli_dry_run_and_as_of(store: str, tmp_path: Path) -> None:
+def test_admission_review_cli_dry_run_and_as_of(store: str, tmp_path: Path, veuctl: Callable[..., Result]) -> None:
     f = tmp_path / "review.json"
     f.write_text(json.dumps(review(job("llm", pods=512, annotations=BIG), dry_run=True)))
     out = json.loads(veuctl("admission", "review", str(f), "--as-of", "2026-06-01", "--json").stdout)
@@ -51,7 +71,7 @@ def test_admission_review_cli_dry_run_and_as_of(store: str, tmp_path: Path) -> N
     assert json.loads(veuctl("cases", "list", "--json").stdout) == []
 
 
-def test_malformed_review_file_exits_2_with_one_line(store: str, tmp_path: Path) -> None:
+def test_malformed_review_file_exits_2_with_one_line(store: str, tmp_path: Path, veuctl: Callable[..., Result]) -> None:
     for content in ("{not json", json.dumps({"kind": "AdmissionReview"}), "[" * 100_000):
         f = tmp_path / "bad.json"
         f.write_text(content)
@@ -74,3 +94,12 @@ def test_cases_api_list_show_resolve_and_decisions(store: str) -> None:
     assert ok.status_code == 200 and ok.json()["answers"]["customer_informed"] is True
     d = c.get("/api/v1/decisions").json()
     assert d[0]["uid"] == "api-1" and d[0]["code"] == "HOLD_FOR_INQUIRY" and d[0]["pack_versions"]
+
+
+def test_serve_refuses_half_a_tls_pair(veuctl: Callable[..., Result], tmp_path: Path) -> None:
+    cert = tmp_path / "tls.crt"
+    cert.write_text("x")
+    r = veuctl("serve", "--tls-cert", str(cert))
+    assert r.returncode == 2 and "--tls-key" in r.stderr
+    r = veuctl("serve", "--tls-cert", str(cert), "--tls-key", str(tmp_path / "missing.key"))
+    assert r.returncode == 2 and "no such file" in r.stderr

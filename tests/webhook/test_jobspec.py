@@ -159,7 +159,7 @@ shaped = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), spec=shaped)
 def test_readers_are_total_on_shaped_garbage(kind: tuple[str, str], spec: Any) -> None:
     r = read({"apiVersion": kind[0], "kind": kind[1], "metadata": {"name": "x"}, "spec": spec})
@@ -168,7 +168,7 @@ def test_readers_are_total_on_shaped_garbage(kind: tuple[str, str], spec: Any) -
         assert r.chips >= 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(obj=json_values)
 def test_readers_are_total_on_any_json(obj: Any) -> None:
     assert isinstance(read(obj), Demand | ReadError)

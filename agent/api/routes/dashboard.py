@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
-from agent.api.routes.fleet import _site_rows, explain, holdings_page, series_days
+from agent.api.routes.fleet import _site_rows, series_days
 from agent.store.tables.core import Party, Site
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_date
@@ -145,7 +145,7 @@ def site(
     row = next((r for r in _site_rows(s, packs, as_of) if r["name"] == name), None)
     if row is None:
         return render(request, "error.html", as_of, packs, message=f"Site {name!r} is not registered.")
-    hp = holdings_page(s, packs, as_of, site=name, limit=200, offset=max(offset, 0))
+    hp = svc.holdings_page(s, packs, as_of, site=name, limit=200, offset=max(offset, 0))
     return render(request, "site.html", as_of, packs, site=row, holdings=hp)
 
 
@@ -154,7 +154,7 @@ def explain_page(
     name: str, cap_id: str, request: Request, offset: int = 0, part: str = "numerator",
     s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    d = explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), "all" if part == "all" else "numerator")
+    d = svc.explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), "all" if part == "all" else "numerator")
     return render(request, "explain.html", as_of, packs, cap=d, name=name)
 
 

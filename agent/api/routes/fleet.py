@@ -11,13 +11,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
 from agent.parties import party_refs
 from agent.store.tables.core import Party, Site
-from policies.caps import cap_to_dict, exact
 from policies.errors import PolicyError
 from policies.jurisdictions import tier
 from policies.packs import PackRegistry, parse_date
@@ -29,8 +28,7 @@ Limit = Query(100, ge=1, le=1000, description="Page size.")
 Offset = Query(0, ge=0, description="Items to skip.")
 
 
-def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+page = svc.page
 
 
 # --------------------------------------------------------------------------------------- parties/sites
@@ -82,36 +80,13 @@ def sites(
     return page(rows[offset:offset + limit], len(rows), limit, offset)
 
 
-def holdings_page(
-    s: Session, packs: PackRegistry, as_of: date, *, site: str | None = None, country: str | None = None,
-    accelerator: str | None = None, owners: list[int] | None = None, limit: int = 100, offset: int = 0,
-    owners_or_operators: list[int] | None = None, countries: list[str] | None = None,
-) -> dict[str, Any]:
-    """Individual holdings in force on ``as_of`` with their TPP (the bottom of every explanation)."""
-    site_id = svc._site(s, site).id if site else None
-    at = svc.instant(as_of)
-    rows = svc.holding_rows(s, at, site_id=site_id, country=country.upper() if country else None,
-                            owner_ids=owners, accelerator=accelerator, owner_or_operator_ids=owners_or_operators,
-                            countries=countries)
-    sites_, names = svc._names(s)
-    items = []
-    for hid, sid, acc, own, opr, cnt in rows[offset:offset + limit]:
-        info = svc.chip(packs, acc, as_of)
-        st = sites_[sid]
-        items.append({"id": hid, "site": st.name, "country": st.country, "accelerator": info.id,
-                      "chip_name": info.name, "eccn": info.eccn, "count": cnt,
-                      "tpp": float(exact(cnt) * info.fraction * info.tpp),
-                      "owner": names.get(own) if own else None, "operator": names.get(opr) if opr else None})
-    return page(items, len(rows), limit, offset)
-
-
 @router.get("/holdings", summary="Holdings in force on a date (filter by site, country, accelerator)")
 def holdings(
     site: str | None = None, country: str | None = None, accelerator: str | None = None,
     limit: int = Limit, offset: int = Offset,
     s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
-    return holdings_page(s, packs, as_of, site=site, country=country, accelerator=accelerator, limit=limit,
+    return svc.holdings_page(s, packs, as_of, site=site, country=country, accelerator=accelerator, limit=limit,
                          offset=offset)
 
 
@@ -192,55 +167,13 @@ def caps_show(
     return svc.caps_report(caps, as_of, authorization=name)
 
 
-def explain(
-    s: Session, packs: PackRegistry, name: str, cap_id: str, as_of: date, limit: int, offset: int,
-    part: str = "numerator",
-) -> dict[str, Any]:
-    """One cap with the holdings in its numerator (or, ``part="all"``, its denominator), page by page."""
-    caps = svc.allocation_caps(s, packs, as_of) if name == "allocations" else svc.caps_for(s, packs, name, as_of)
-    cap = next((c for c in caps if c.id == cap_id), None)
-    if cap is None:
-        raise HTTPException(404, f"cap {cap_id!r} is not among {name!r}'s caps on {as_of}")
-    d = cap_to_dict(cap, max_contributors=500)
-    scope = cap.scope
-    group = scope.get("group")
-    owners = None
-    if group and scope.get("view") == "owned":
-        owners = [int(p.id) for p in s.exec(select(Party).where(col(Party.name).in_(list(group)))).all() if p.id]
-    holder_ids = None
-    if scope.get("holder"):  # NVEU: what the holder owns or operates in its country
-        holder_ids = [int(p.id) for p in s.exec(select(Party).where(Party.name == scope["holder"])).all() if p.id]
-    country = scope.get("country") if scope.get("area") == "country" else None
-    tiers_ = {str(k): int(v) for k, v in dict(scope.get("tiers", {})).items()}
-    area = scope.get("area")
-    countries = None
-    if part == "numerator" and cap.kind == "share":
-        if area == "outside-tier1":
-            countries = [cc for cc, t in tiers_.items() if t != 1]
-        elif area == "outside-country":
-            countries = [cc for cc in tiers_ if cc != scope.get("country")]
-    if part == "numerator" and area == "tier3":
-        countries = [cc for cc, t in tiers_.items() if t == 3]
-    if part == "all" and cap.kind == "share":
-        country = None
-    d["part"] = part
-    if cap.shipments or scope.get("area") == "consignee":
-        d["holdings"] = page([], 0, limit, offset)
-    else:
-        d["holdings"] = holdings_page(s, packs, as_of, country=country, owners=owners, limit=limit, offset=offset,
-                                      owners_or_operators=holder_ids, countries=countries)
-    d["as_of"] = as_of.isoformat()
-    d["authorization"] = name
-    return d
-
-
 @router.get("/caps/{name}/explain/{cap_id}", summary="Explain one cap down to the holdings")
 def caps_explain(
     name: str, cap_id: str, limit: int = Limit, offset: int = Offset,
     part: Literal["numerator", "all"] = Query("numerator", description="Holdings in the numerator, or all counted"),
     s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
-    return explain(s, packs, name, cap_id, as_of, limit, offset, part)
+    return svc.explain(s, packs, name, cap_id, as_of, limit, offset, part)
 
 
 class WhatIfIn(BaseModel):
