@@ -220,8 +220,8 @@ def apply_scope(
     touched: list[int] = []
     for ext, o in obs.items():
         vals = (res.site(o.site), o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
-        h = existing.get(ext)
-        if h is None:
+        found = existing.get(ext)
+        if found is None:
             h = Holding(
                 source=source,
                 external_id=ext,
@@ -238,6 +238,7 @@ def apply_scope(
             )
             new_rows.append((h, o))
             continue
+        h = found
         revived = h.retired_at is not None
         if (
             revived
@@ -296,7 +297,7 @@ def apply_scope(
             ]
         )
     for part in _chunks(touched):
-        s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))  # type: ignore[call-overload]
+        s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))
 
     retired_ids: list[str] = []
     if result.complete:
@@ -333,7 +334,7 @@ def apply_scope(
 def _close_periods(s: Session, holding_ids: list[int], now: datetime) -> None:
     for part in _chunks(holding_ids):
         s.exec(
-            update(HoldingPeriod)  # type: ignore[call-overload]
+            update(HoldingPeriod)
             .where(col(HoldingPeriod.holding_id).in_(part), col(HoldingPeriod.valid_to).is_(None))
             .values(valid_to=now)
         )
@@ -417,7 +418,7 @@ def periods_at(s: Session, at: datetime, site_id: int | None = None) -> list[Hol
     q = select(HoldingPeriod).where(
         HoldingPeriod.valid_from <= at, or_(col(HoldingPeriod.valid_to).is_(None), col(HoldingPeriod.valid_to) > at)
     )
-    no_history = ~exists().where(HoldingPeriod.holding_id == Holding.id)
+    no_history = ~exists().where(col(HoldingPeriod.holding_id) == col(Holding.id))
     q2 = select(Holding).where(
         no_history, Holding.first_seen <= at, or_(col(Holding.retired_at).is_(None), col(Holding.retired_at) > at)
     )
@@ -520,9 +521,7 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
         def collect(self) -> Iterator[ScopeResult]:
             yield ScopeResult(scope or f"register:{p.name}", observations(rows))
 
-    col = _One(CsvConfig(files=[str(p)]))
-    col.name = "csv"
-    summary = sync(col, url)
+    summary = sync(_One(CsvConfig(files=[str(p)])), url)
     bad = [x.error for x in summary.scopes if x.error]
     if bad:
         raise PolicyError(f"FILE: {bad[0]}")

@@ -547,7 +547,9 @@ def fit_range(before: Sequence[CapResult], unit: Sequence[CapResult]) -> FitRang
         b0 = by_id.get(u.id)
         if u.limit is None:
             return FitRange(None, None, u.id)
-        a = (b0.numerator - u.limit * b0.denominator) if b0 is not None else Fraction(0)
+        if b0 is None:
+            raise CapsError(f"fit_range: cap {u.id} is missing before the change; pass its country in extra_countries")
+        a = b0.numerator - u.limit * b0.denominator
         b = (u.numerator - u.limit * u.denominator) - a
         if b == 0:
             if a > 0:

@@ -11,7 +11,8 @@ from sqlmodel import Session
 from agent.exports.base import Chart, Report, Table
 from policies.packs import PackRegistry
 
-COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "own_operations", "base_operations",
+COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "share_of_threshold", "own_operations",
+           "base_operations",
            "synthetic_generation_operations", "synthetic_training_operations", "runs_counted",
            "runs_after_as_of", "status", "reason", "regime", "threshold", "comparison", "citation", "confirmed",
            "explanation"]
@@ -30,6 +31,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
             page = svc.list_models(s, packs, end, limit=PAGE, offset=offset, explain=True, **kw)
             for d in page.items:
                 expl = d.get("explanation")
+                thr, cum = d.get("threshold"), d.get("cumulative_operations")
+                d["share_of_threshold"] = (float(cum) / float(thr)) if thr and cum is not None else None
                 yield tuple(("\n".join(expl) if isinstance(expl, list) else expl) if c == "explanation"
                             else d.get(c) for c in COLUMNS)
             offset += PAGE
@@ -53,8 +56,10 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
         summary={"models": sum(statuses.values()), **{f"status {k}": v for k, v in sorted(statuses.items())},
                  "threshold (operations)": threshold},
         tables=[Table("models", "Models and their 4E091 status", COLUMNS, rows,
-                      pdf_columns=["name", "owner", "base", "cumulative_operations", "status", "threshold",
-                                   "confirmed"])],
+                      pdf_columns=["name", "owner", "base", "cumulative_operations", "share_of_threshold",
+                                   "status", "threshold", "confirmed"],
+                      note="share_of_threshold = cumulative operations / the 4E091 threshold of the regime; "
+                           "models at or near the threshold have a share at or near 1.")],
         charts=[Chart("Largest cumulative training operations", [t[0] for t in top], [t[1] for t in top],
                       "operations", ref_line=float(threshold) if threshold else None, ref_label="4E091 threshold")],
     )

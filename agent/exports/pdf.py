@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -44,6 +45,8 @@ def _p(text: Any, style: ParagraphStyle = BODY) -> Paragraph:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, datetime):  # a readable instant; the CSV/JSON keep full ISO-8601
+        return (v.astimezone(UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M UTC")
     v = csv_cell(v)
     if isinstance(v, float) or (isinstance(v, str) and _is_float(v)):
         f = float(v)

@@ -11,14 +11,17 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlmodel import Session
 
 from agent.exports.base import Chart, Report, Table, day_after, day_start, provision_dict, stream
+from agent.parties import party_view
+from policies.errors import PolicyError
 from policies.packs import PackRegistry
 
-CASE_COLUMNS = ["id", "opened_at", "customer", "model", "status", "source", "estimate_operations", "threshold",
-                "jobs", "export_intent", "licence_number", "licence_scope", "customer_informed", "resolved_by",
+CASE_COLUMNS = ["id", "opened_at", "customer", "customer_tier", "tier_basis", "model", "status", "source",
+                "estimate_operations", "estimate_method", "threshold", "last_decision", "last_decision_at", "jobs",
+                "export_intent", "licence_number", "licence_scope", "customer_informed", "resolved_by",
                 "resolved_at", "expires_at", "explanation"]
 HELD_COLUMNS = ["id", "decided_at", "job", "customer", "model", "code", "allowed", "mode", "chips",
                 "lineage_operations", "case_id", "message"]
@@ -43,11 +46,39 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         exp = _aware(r.expires_at)
         return "expired" if r.status == "resolved" and exp is not None and exp < hi else str(r.status)
 
+    last_q = (select(d.c.code, d.c.decided_at, d.c.detail).where(d.c.case_id == bindparam("case"))
+              .order_by(d.c.id.desc()).limit(1))
+
+    def why(r: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """(tier, basis, estimate method, last decision code, when) from the case's latest decision."""
+        last = s.execute(last_q, {"case": r.id}).first()
+        detail: dict[str, Any] = {}
+        if last is not None:
+            try:
+                detail = json.loads(last[2] or "{}")
+            except ValueError:
+                detail = {}
+        tier, basis = detail.get("effective_tier"), detail.get("tier_basis")
+        if tier is None and r.customer_name:
+            tier, basis = _tier_now(r.customer_name)
+        est = detail.get("estimate") or {}
+        return (tier, basis, est.get("method") if isinstance(est, dict) else None,
+                last[0] if last else None, _aware(last[1]) if last else None)
+
+    def _tier_now(name: str) -> tuple[Any, Any]:
+        try:
+            _, eff = party_view(s, packs, name, end)
+        except PolicyError:
+            return None, "customer not registered"
+        return eff.tier, eff.basis
+
     def cases() -> Iterator[Sequence[Any]]:
         r: Any
         for r in stream(s, cases_q):
-            yield (r.id, _aware(r.opened_at), r.customer_name, r.model_key, status_on(r), r.source,
-                   r.estimate_operations, r.threshold, json.loads(r.jobs or "[]"), r.export_intent,
+            tier, basis, method, code, when = why(r)
+            yield (r.id, _aware(r.opened_at), r.customer_name, tier, basis, r.model_key, status_on(r), r.source,
+                   r.estimate_operations, method, r.threshold, code, when, json.loads(r.jobs or "[]"),
+                   r.export_intent,
                    r.licence_number, r.licence_scope, r.customer_informed, r.resolved_by, _aware(r.resolved_at),
                    _aware(r.expires_at), r.explanation)
 
@@ -57,8 +88,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
                      or_(d.c.allowed.is_(False), d.c.case_id.is_not(None)))
               .order_by(d.c.id))
     statuses: dict[str, int] = {}
-    for r in cases():
-        statuses[str(r[4])] = statuses.get(str(r[4]), 0) + 1
+    for row in s.execute(select(c.c.status, c.c.expires_at).where(in_register)).all():
+        st = status_on(row)
+        statuses[st] = statuses.get(st, 0) + 1
     by_code = s.execute(select(d.c.code, func.count()).where(d.c.decided_at >= lo, d.c.decided_at < hi)
                         .group_by(d.c.code).order_by(d.c.code)).all()
     report = Report(
@@ -68,8 +100,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
                  "admission decisions in period": sum(int(n) for _, n in by_code)},
         tables=[
             Table("cases", "Red-flag cases (inquiries and the customer's answers)", CASE_COLUMNS, cases,
-                  pdf_columns=["id", "opened_at", "customer", "model", "status", "estimate_operations",
-                               "threshold", "export_intent", "licence_number", "resolved_by"]),
+                  pdf_columns=["id", "opened_at", "customer", "customer_tier", "model", "status",
+                               "estimate_operations", "estimate_method", "last_decision", "export_intent",
+                               "licence_number", "resolved_by", "resolved_at"]),
             Table("held_decisions", "Decisions that held or denied a job, or attached it to a case",
                   HELD_COLUMNS, lambda: stream(s, held_q),
                   pdf_columns=["id", "decided_at", "job", "customer", "model", "code", "allowed", "case_id"]),

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import extract, func, select
 from sqlmodel import Session
 
 from agent.exports.base import Chart, Report, Table, provision_dict, stream, tier_lookup
@@ -49,6 +49,13 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         select(sh.c.via, func.count(), func.sum(sh.c.count * sh.c.tpp_each))
         .where(sh.c.day >= start, sh.c.day <= end).group_by(sh.c.via).order_by(sh.c.via)
     ).all()
+    year = extract("year", sh.c.day)
+    per_year = [tuple(r) for r in s.execute(
+        select(pa.c.name, year, sh.c.via, sh.c.destination, func.count(), func.sum(sh.c.count),
+               func.sum(sh.c.count * sh.c.tpp_each))
+        .join(pa, pa.c.id == sh.c.consignee_id).where(sh.c.day >= start, sh.c.day <= end)
+        .group_by(pa.c.name, year, sh.c.via, sh.c.destination).order_by(pa.c.name, year, sh.c.via, sh.c.destination)
+    ).all()]
     caps = caps_mod.allocation_caps(s, packs, end)
     cap_rows: list[tuple[Any, ...]] = []
     provisions: dict[str, dict[str, Any]] = {}
@@ -76,6 +83,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
             Table("caps", "Allocation positions on the --to date (whole ledger to that date)", CAP_COLUMNS,
                   lambda: iter(cap_rows),
                   pdf_columns=["cap", "view", "value", "limit", "headroom_tpp", "utilisation", "ok", "confirmed"]),
+            Table("consignee_year", "Shipments per consignee per year (LPP is capped per consignee per year)",
+                  ["consignee", "year", "via", "destination", "shipments", "count", "tpp"], lambda: iter(per_year)),
             Table("shipments", "Shipments in the period", COLUMNS, rows,
                   pdf_columns=["id", "date", "consignee", "destination", "accelerator", "count", "tpp", "via",
                                "authorization", "lpp_notice_required"]),

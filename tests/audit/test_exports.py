@@ -142,6 +142,9 @@ def test_shipments_ledger_against_tier2_allocation_and_lpp(fleet: str, packs: Pa
     with session_scope(fleet) as s:
         expected = {c.id for c in caps.allocation_caps(s, packs, END)}
     assert {r["cap"] for r in doc["tables"]["caps"]["rows"]} == expected
+    per_year = {(r["consignee"], r["year"], r["via"]): r for r in doc["tables"]["consignee_year"]["rows"]}
+    assert per_year[("Gulf AI", 2026, "lpp")]["tpp"] == pytest.approx(rows[1]["tpp"])
+    assert per_year[("Gulf AI", 2026, "nveu")]["count"] == 64
 
 
 def test_export_is_recorded_in_the_audit_trail_with_its_file_hashes(
@@ -282,10 +285,13 @@ def test_veuctl_export_and_verify_export(db_url: str, packs: PackRegistry, tmp_p
 def test_red_flag_register_lists_cases_with_status_on_the_report_date_and_held_jobs(
         db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
     with session_scope(db_url) as s:
+        seed(s, packs)
         seed_cases(s)
     m = _export(db_url, packs, "red-flags", tmp_path / "out", ["json", "pdf"])
     doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
     cases = {r["model"]: r for r in doc["tables"]["cases"]["rows"]}
+    # Gulf AI (HQ AE) has no decision detail here: its effective tier is read from the parties register.
+    assert cases["falcon-y"]["customer_tier"] == 2 and cases["falcon-x"]["last_decision"] == "held-inquiry"
     # The answers expired on 1 May 2026: on 30 June the resolved case reads "expired".
     assert cases["falcon-x"]["status"] == "expired" and cases["falcon-x"]["export_intent"] is False
     assert cases["falcon-y"]["status"] == "open" and cases["falcon-y"]["jobs"] == ["c/ns/Job/b"]

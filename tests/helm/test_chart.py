@@ -429,14 +429,14 @@ def test_production_default_reads_the_database_url_from_an_existing_secret() -> 
             assert url["valueFrom"]["secretKeyRef"] == {"name": "veu-governor-database", "key": "url"}
 
 
-def test_sqlite_trial_is_one_pod_with_the_agent_beside_the_webhook_and_a_kept_volume() -> None:
+def test_sqlite_trial_is_one_pod_with_agent_and_controllers_beside_the_webhook_and_a_kept_volume() -> None:
     objs = render_set("sqlite-trial-values")
     assert not of_kind(objs, "Job")
     assert not [d for d in of_kind(objs, "Deployment") if d["metadata"]["name"].endswith("-agent")]
     dep = one(objs, "Deployment", "-webhook")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["containers"]] == ["webhook", "agent"]
+    assert [c["name"] for c in pod["containers"]] == ["webhook", "agent", "controllers"]
     assert [c["args"] for c in pod["initContainers"]] == [["db", "upgrade", "--json"]]
     pvc = one(objs, "PersistentVolumeClaim", "-data")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -506,3 +506,22 @@ def test_every_volume_mount_and_config_reference_resolves(value_set: str) -> Non
         sa = pod.get("serviceAccountName")
         if sa:
             assert sa in {o["metadata"]["name"] for o in of_kind(objs, "ServiceAccount")}, (where, sa)
+
+
+@pytest.mark.parametrize("value_set", ALL_SETS)
+def test_every_command_the_chart_runs_exists_in_veuctl_with_those_options(value_set: str) -> None:
+    """The image's ENTRYPOINT is veuctl; click rejects an unknown command or option even with --help."""
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    seen = set()
+    for where, pod in pod_specs(render_set(value_set)):
+        for c in pod["containers"] + pod.get("initContainers", []):
+            if "command" in c:
+                continue  # python scripts (cert rotation, helm test), not veuctl
+            result = CliRunner().invoke(app, [*c["args"], "--help"])
+            assert result.exit_code == 0, (where, c["name"], c["args"], result.output[-400:])
+            seen.add(" ".join(a for a in c["args"] if not a.startswith("-")))
+    assert {"serve", "agent run"} <= seen
+    assert "admission controllers" in seen and "db upgrade" in seen

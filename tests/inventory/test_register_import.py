@@ -99,3 +99,32 @@ def test_json_register_and_reimport_retires_rows_no_longer_listed(dc: str, tmp_p
     import_register(f, dc)
     rows = {h.external_id: h for h in _rows(dc)}
     assert rows["serial:SN-2"].retired_at is not None and rows["serial:SN-1"].retired_at is None
+
+
+def test_register_history_on_postgresql_rebuilds_the_installed_base_for_a_past_instant(
+    pg_url: str,
+    tmp_path: Path,
+    packs: object,
+) -> None:
+    from datetime import timedelta
+
+    from agent.inventory import installed_base
+    from agent.parties import add_party
+    from agent.store.tables.core import utcnow
+
+    with session_scope(pg_url) as s:
+        add_party(s, "Acme Cloud", "US")
+        add_party(s, "Acme Ops", "IE")
+        add_site(s, "Dublin DC1", "IE")
+    f = _write(
+        tmp_path, HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-1\nDublin DC1,h100,1,Acme Cloud,Acme Ops,SN-2\n"
+    )
+    import_register(f, pg_url)
+    between = utcnow()
+    f.write_text(HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-1\n")
+    import_register(f, pg_url)
+    with session_scope(pg_url) as s:
+        then = installed_base(s, packs, between)  # type: ignore[arg-type]
+        now = installed_base(s, packs, utcnow() + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert then["totals"]["count"] == 2 and now["totals"]["count"] == 1
+    assert len(_rows(pg_url)) == 2

@@ -24,7 +24,7 @@ from agent.api.app import create_app
 from agent.audit import verify_chain
 from agent.store import session_scope
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 
 
 @pytest.fixture(scope="module")

@@ -184,6 +184,30 @@ app.kubernetes.io/component: {{ index . 1 }}
     name: {{ include "veu.componentName" (list . "agent-config") }}
 {{- end }}
 
+{{- define "veu.controllersContainer" -}}
+- name: controllers
+  image: {{ include "veu.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - admission
+    - controllers
+    - --interval={{ .Values.controllers.intervalSeconds }}
+    {{- with .Values.controllers.cluster }}
+    - --cluster={{ . }}
+    {{- end }}
+    {{- if .Values.agent.kueueAdmissionCheck }}
+    - --kueue
+    {{- end }}
+  env:
+    {{- include "veu.env" . | nindent 4 }}
+  resources:
+    {{- toYaml .Values.controllers.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "veu.volumeMounts" . | nindent 4 }}
+{{- end }}
+
 {{- define "veu.agentContainer" -}}
 - name: agent
   image: {{ include "veu.image" . }}

@@ -1,0 +1,243 @@
+"""Bad input to the webhook and the API, against PostgreSQL: a clear 4xx or a reasoned denial, never a 500.
+
+Every case also checks the store afterwards: a refused request leaves no row behind, a reasoned denial
+leaves exactly one decision with its audit entry, and the audit chain still verifies. (Malformed,
+oversized and deeply nested reviews over real HTTPS are in tests/webhook/test_webhook_https.py; the
+job-spec readers are fuzzed with hypothesis in tests/webhook/test_jobspec.py. This file adds the
+cases those do not: store-level effects, PostgreSQL's NUL/surrogate limits, unicode and SQL tricks.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from agent.api.app import create_app
+from agent.audit import verify_chain
+from agent.store import session_scope
+from tests.webhook.conftest import M, job, review, seed
+
+TABLES = ("admission_decision", "redflag_case", "audit_entry", "ledger_model", "ledger_run", "api_token",
+          "party", "party_namespace")
+Counts = dict[str, int]
+
+
+@pytest.fixture()
+def pg(pg_url: str) -> str:
+    seed(pg_url)
+    return pg_url
+
+
+@pytest.fixture()
+def client(pg: str) -> TestClient:
+    return TestClient(create_app(pg), raise_server_exceptions=False)
+
+
+def counts(url: str) -> Counts:
+    with session_scope(url) as s:
+        return {t: int(s.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()) for t in TABLES}
+
+
+def chain_ok(url: str) -> None:
+    with session_scope(url) as s:
+        result = verify_chain(s)
+    assert result.ok, result
+
+
+def gpus(obj: dict[str, Any], value: Any) -> dict[str, Any]:
+    obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = value
+    return obj
+
+
+def post_raw(client: TestClient, body: bytes) -> Any:
+    return client.post("/validate", content=body, headers={"content-type": "application/json"})
+
+
+# --------------------------------------------------------------------------------------- webhook: 400s
+
+
+def _truncated() -> bytes:
+    raw = json.dumps(review(job("trunc"))).encode()
+    return raw[: len(raw) // 2]
+
+
+def _huge() -> bytes:  # 5 MB: above the default 3 MiB limit (the API server's own request limit)
+    return json.dumps(review(job("huge", annotations={"filler": "x" * 5_000_000}))).encode()
+
+
+def _deep_dicts() -> bytes:
+    return b'{"a":' * 5000 + b"1" + b"}" * 5000
+
+
+def _lone_surrogate() -> bytes:
+    return json.dumps(review(job("x\ud800y"))).encode()
+
+
+def _nul_in_name() -> bytes:
+    return json.dumps(review(job("nul\x00name", annotations={M + "model": "m"}))).encode()
+
+
+def _nul_in_uid() -> bytes:
+    return json.dumps(review(job("x"), uid="u\x00id")).encode()
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (_truncated, "not valid JSON"),
+    (_huge, "larger than"),
+    (_deep_dicts, "nested deeper"),
+    (lambda: b'{"apiVersion": "\xff\xfe"}', "not valid JSON"),
+    (lambda: b"", "not valid JSON"),
+    (lambda: b"null", "AdmissionReview"),
+    (lambda: json.dumps({**review(job("x")), "request": "CREATE"}).encode(), "request"),
+    (lambda: json.dumps({**review(job("x")), "kind": "ConfigMap"}).encode(), "kind"),
+    (lambda: json.dumps(review(job("x"), uid="u" * 10_000)).encode(), "request.uid"),
+    (lambda: json.dumps(review(job("x"), operation="DROP")).encode(), "request.operation"),
+    (lambda: json.dumps(review(job("x"), namespace=7)).encode(), "request.namespace"),  # type: ignore[arg-type]
+    (_lone_surrogate, "surrogate"),
+    (_nul_in_name, "NUL"),
+    (_nul_in_uid, "NUL"),
+], ids=["truncated", "5MB", "deep-dicts", "invalid-utf8", "empty", "null", "request-not-object", "wrong-kind",
+        "uid-10k", "bad-operation", "namespace-int", "lone-surrogate", "nul-in-name", "nul-in-uid"])
+def test_unreadable_admission_review_gets_a_clear_400_and_stores_nothing(
+    client: TestClient, pg: str, make: Callable[[], bytes], why: str,
+) -> None:
+    before = counts(pg)
+    r = post_raw(client, make())
+    assert r.status_code == 400, r.text[:300]
+    assert why in r.json()["detail"]
+    assert counts(pg) == before
+
+
+# ------------------------------------------------------------------------------ webhook: reasoned denials
+
+
+def _denials() -> list[tuple[str, dict[str, Any], str]]:
+    nested: Any = 1
+    for _ in range(190):  # just under the 200-level body limit: reaches the reader, which must not recurse
+        nested = [nested]
+    obj_str = review(job("x"))
+    obj_str["request"]["object"] = "a Job, honestly"
+    list_ann = job("list-ann")
+    list_ann["metadata"]["annotations"] = ["model=m"]
+    return [
+        ("nan-gpus", review(gpus(job("nan"), float("nan"))), "quantity"),
+        ("1e309-gpus", review(gpus(job("inf"), "1e309")), "quantity"),
+        ("negative-gpus", review(gpus(job("neg"), -8)), "quantity"),
+        ("gpus-as-object", review(gpus(job("obj"), {"$gt": 0})), "quantity"),
+        ("deep-list-gpus", review(gpus(job("deep"), nested)), "quantity"),
+        ("parallelism-1e30", review({**job("par"), "spec": {**job("par")["spec"], "parallelism": 10**30}}),
+         "parallelism"),
+        ("object-is-a-string", obj_str, "object"),
+        ("annotations-a-list", review(list_ann), "annotations"),
+        ("negative-operations", review(job("negops", annotations={M + "model": "m", M + "operations": "-1e30"})),
+         "operations"),
+        ("nul-in-model-annotation", review(job("nulmodel", annotations={M + "model": "m\x00"})), "model"),
+        ("rtl-in-model-annotation", review(job("rtl", annotations={M + "model": "gpt\u202e5cod"})), "model"),
+    ]
+
+
+DENIALS = _denials()
+
+
+@pytest.mark.parametrize(("body", "why"), [(b, w) for _, b, w in DENIALS], ids=[i for i, _, _ in DENIALS])
+def test_unreadable_job_spec_is_a_reasoned_denial_recorded_whole(
+    client: TestClient, pg: str, body: dict[str, Any], why: str,
+) -> None:
+    before = counts(pg)
+    r = post_raw(client, json.dumps(body).encode())
+    assert r.status_code == 200, r.text[:300]
+    resp = r.json()["response"]
+    assert resp["uid"] == body["request"]["uid"] and resp["allowed"] is False
+    assert resp["status"]["code"] == 403, resp  # a decision, not the failure mode (503)
+    assert why in resp["status"]["message"]
+    after = counts(pg)
+    assert after["admission_decision"] == before["admission_decision"] + 1
+    assert after["audit_entry"] > before["audit_entry"]
+    chain_ok(pg)
+
+
+def test_homoglyph_namespace_does_not_borrow_another_customers_mapping(client: TestClient, pg: str) -> None:
+    # "tenant-аe" with a Cyrillic а is not tenant-ae (Tier 2) and not anything else: unknown customer, denied.
+    body = review(job("x", "tenant-\u0430e", pods=128))
+    resp = client.post("/validate", json=body).json()["response"]
+    assert resp["allowed"] is False and "tenant-\u0430e" in resp["status"]["message"]
+    with session_scope(pg) as s:
+        row = s.execute(text("SELECT customer_name, namespace FROM admission_decision")).one()
+    assert row == ("", "tenant-\u0430e")
+
+
+@pytest.mark.parametrize("trick", ["\u200d", "\u200b", "\ufeff", "\u202e"], ids=["zwj", "zwsp", "bom", "rtl"])
+def test_invisible_characters_make_a_different_namespace_not_a_tier1_one(client: TestClient, trick: str) -> None:
+    # tenant-us is Tier 1 (always admitted); the same name with an invisible character is not mapped.
+    resp = client.post("/validate", json=review(job("x", f"tenant-{trick}us", pods=128))).json()["response"]
+    assert resp["allowed"] is False
+
+
+def test_sql_looking_names_are_stored_verbatim_and_harm_nothing(client: TestClient, pg: str) -> None:
+    evil = "m'); DROP TABLE admission_decision; --"
+    body = review(job("bobby", annotations={M + "model": evil}))
+    resp = client.post("/validate", json=body).json()["response"]
+    assert resp["allowed"] is True
+    r = client.post("/api/v1/models", json={"name": "x' OR '1'='1", "owner": "Emirates AI"})
+    assert r.status_code == 201
+    assert client.get("/api/v1/models/x' OR '1'='1").status_code == 200
+    assert client.get("/api/v1/models/x' OR '1'='2").status_code == 404
+    with session_scope(pg) as s:
+        keys = s.execute(text("SELECT model_key FROM admission_decision")).scalars().all()
+    assert keys == [evil]
+    chain_ok(pg)
+
+
+# ----------------------------------------------------------------------------------------------- the API
+
+
+@pytest.mark.parametrize(("content", "status"), [
+    (b'{"name": "m", "own', 422),
+    (b"[" * 100_000 + b"]" * 100_000, 400),
+    (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400),
+    (json.dumps({"name": "x" * 5_000_000, "owner": "Emirates AI"}).encode(), 422),
+    (b'{"name": 5, "owner": ["Emirates AI"]}', 422),
+    (b'{"name": "m", "owner": "Emirates AI", "published_on": "yesterday"}', 422),
+    (b'{"name": "m", "owner": "Emirates AI", "is_admin": true}', 422),
+    (b'{"name": "m\\u0000", "owner": "Emirates AI"}', 422),
+    (b'{"name": "m\\ud800", "owner": "Emirates AI"}', 422),
+], ids=["truncated", "deep-lists", "deep-dicts", "5MB-name", "wrong-types", "bad-date", "extra-field", "nul",
+        "lone-surrogate"])
+def test_bad_model_bodies_are_4xx_and_store_nothing(client: TestClient, pg: str, content: bytes, status: int) -> None:
+    before = counts(pg)
+    r = client.post("/api/v1/models", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text[:300]
+    assert counts(pg) == before
+
+
+@pytest.mark.parametrize("body", [
+    {"operations": "NaN"}, {"operations": "1e999"}, {"operations": -1}, {"operations": [1e26]},
+    {"params": 1e12}, {"chip": "H100\u200d", "count": 8, "hours": 1},
+], ids=["nan", "inf", "negative", "list", "params-without-tokens", "zwj-chip"])
+def test_bad_estimate_bodies_are_422(client: TestClient, body: dict[str, Any]) -> None:
+    r = client.post("/api/v1/estimate", json=body)
+    assert r.status_code == 422, r.text[:300]
+
+
+@pytest.mark.parametrize(("method", "url", "body"), [
+    ("GET", "/api/v1/cases?customer=a%00b", None),
+    ("GET", "/api/v1/decisions?namespace=a%00b", None),
+    ("GET", "/api/v1/models/a%00b", None),
+    ("DELETE", "/api/v1/tokens/a%00b", None),
+    ("POST", "/api/v1/tokens", {"role": "viewer", "name": "ci\x00bot"}),
+    ("POST", "/api/v1/cases/1/resolve", {"export_intent": "no", "by": "compliance\x00"}),
+], ids=["cases-query", "decisions-query", "model-path", "token-path", "token-name", "resolve-by"])
+def test_nul_characters_the_database_cannot_store_are_a_4xx_not_a_500(
+    client: TestClient, pg: str, method: str, url: str, body: dict[str, Any] | None,
+) -> None:
+    # PostgreSQL text cannot hold NUL: the driver raises DataError, which must not surface as a 500.
+    client.post("/validate", json=review(job("big", pods=512, annotations={M + "model": "m", M + "expected-hours": "8000"})))
+    before = counts(pg)
+    r = client.request(method, url, json=body)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    assert counts(pg) == before
