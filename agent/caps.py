@@ -160,6 +160,17 @@ def _holding_filter(at: datetime) -> Any:
     )
 
 
+def _all_have_history(s: Session) -> bool:
+    """Whether every holding has history rows (then the fallback scan of ``holding`` is skipped).
+
+    Cheap: both counts read an index. Period holding ids are a subset of holding ids (foreign key), so equal
+    counts mean no holding lacks history.
+    """
+    n_h = s.execute(sa_select(func.count()).select_from(Holding)).scalar_one()
+    n_p = s.execute(sa_select(func.count(func.distinct(HoldingPeriod.holding_id)))).scalar_one()
+    return int(n_h) == int(n_p)
+
+
 def _groups(s: Session, at: datetime) -> list[tuple[int, str, int | None, int | None, float, int]]:
     """(site_id, accelerator, owner_id, operator_id, count, holdings) of the installed base, aggregated in SQL."""
     hp, h = HoldingPeriod, Holding
@@ -172,7 +183,7 @@ def _groups(s: Session, at: datetime) -> list[tuple[int, str, int | None, int | 
         .where(_holding_filter(at)).group_by(h.site_id, h.accelerator, h.owner_id, h.operator_id)
     )
     out: dict[tuple[int, str, int | None, int | None], list[float]] = {}
-    for q in (q1, q2):
+    for q in (q1,) if _all_have_history(s) else (q1, q2):
         for sid, acc, own, opr, cnt, n in s.execute(q).all():
             cur = out.setdefault((sid, acc, own, opr), [0.0, 0])
             cur[0] += float(cnt or 0)
@@ -192,7 +203,7 @@ def holding_rows(
         _period_filter(at))
     q2 = sa_select(h.id, h.site_id, h.accelerator, h.owner_id, h.operator_id, h.count).where(_holding_filter(at))
     rows: list[tuple[int, int, str, int | None, int | None, float]] = []
-    for q, t in ((q1, hp), (q2, h)):
+    for q, t in ((q1, hp),) if _all_have_history(s) else ((q1, hp), (q2, h)):
         if site_id is not None:
             q = q.where(t.site_id == site_id)
         if country is not None:
@@ -686,10 +697,10 @@ def _groups_at(s: Session, ats: Sequence[datetime]) -> dict[tuple[int, str], lis
     """Installed count per (site, chip) at each instant, from one scan of the history and of the holdings."""
     hp, h = HoldingPeriod, Holding
     out: dict[tuple[int, str], list[float]] = {}
-    for t, lo, hi, extra in (
-        (hp, hp.valid_from, hp.valid_to, None),
-        (h, h.first_seen, h.retired_at, ~exists().where(HoldingPeriod.holding_id == Holding.id)),
-    ):
+    sources: list[tuple[Any, Any, Any, Any]] = [(hp, hp.valid_from, hp.valid_to, None)]
+    if not _all_have_history(s):
+        sources.append((h, h.first_seen, h.retired_at, ~exists().where(HoldingPeriod.holding_id == Holding.id)))
+    for t, lo, hi, extra in sources:
         cols = [
             func.sum(case((and_(col(lo) <= at, or_(col(hi).is_(None), col(hi) > at)), t.count), else_=0.0))
             for at in ats

@@ -377,9 +377,13 @@ def evaluate_review(
                              (*req.notes, f"base-model {declared.base_model} is not in the ledger; its "
                                            "operations are not counted (register it with `veuctl models add`)"))
         related = related_jobs(s, cust, key, now - timedelta(days=window))
-        case_row = current_case(s, cust, key, now)
-    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
-                         case=case_state(case_row), mode=mode)
+    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode)
+    if dec.open_case:
+        # Only a lineage at the threshold needs the case on file: one query saved on every other review.
+        case_row = current_case(s, dec.customer or "", dec.model_key or "", now)
+        if case_row is not None:
+            dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
+                                 case=case_state(case_row), mode=mode)
     return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster})
 
 

@@ -371,6 +371,7 @@ def sync(
 ) -> SyncSummary:
     """Run one collector and apply each scope as it arrives. A failure never retires unlisted chips."""
     source = collector.name
+    collector.store_url = url
     run_id = start_run(source, url)
     summary = SyncSummary(run_id, source, "running")
     error: str | None = None

@@ -31,7 +31,6 @@ from policies.errors import PolicyError
 log = logging.getLogger("veu.webhook")
 
 DEFAULT_MAX_BYTES = 3 * 1024 * 1024
-MAX_DEPTH = 200
 
 DECISIONS = Counter("veu_admission_decisions_total", "Admission decisions by code", ["code", "allowed", "mode"])
 LATENCY = Histogram(
@@ -73,32 +72,6 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         if len(buf) > limit:
             raise BodyTooLarge()
     return bytes(buf)
-
-
-def _depth_ok(raw: bytes, limit: int = MAX_DEPTH) -> bool:
-    """Cheap nesting check before json.loads (brackets inside strings only make it stricter)."""
-    depth = 0
-    opens = raw.count(b"[") + raw.count(b"{")
-    if opens < limit:
-        return True
-    in_str = esc = False
-    for b in raw:
-        if in_str:
-            if esc:
-                esc = False
-            elif b == 0x5C:
-                esc = True
-            elif b == 0x22:
-                in_str = False
-        elif b == 0x22:
-            in_str = True
-        elif b in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return False
-        elif b in (0x5D, 0x7D):
-            depth -= 1
-    return True
 
 
 def _bad_request(detail: str, reason: str) -> JSONResponse:
@@ -160,11 +133,12 @@ async def _validate(request: Request) -> JSONResponse:
         raw = await _read_limited(request, limit)
     except BodyTooLarge:
         return _bad_request(f"body: larger than {limit} bytes (VEU_WEBHOOK_MAX_BYTES)", "too_large")
-    if not _depth_ok(raw):
-        return _bad_request(f"body: JSON nested deeper than {MAX_DEPTH} levels", "too_deep")
     try:
         body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        # The C decoder stops at the interpreter's recursion limit (about 1000 levels) and says so.
+        return _bad_request("body: JSON nested deeper than the parser allows (about 1000 levels)", "too_deep")
+    except ValueError as exc:
         return _bad_request(f"body: not valid JSON ({str(exc)[:120]})", "bad_json")
     from agent.cases import ReviewError, parse_review
 

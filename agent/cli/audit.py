@@ -53,9 +53,9 @@ def verify(
 
     def human(_: Any) -> None:
         if res.ok:
+            latest = f"latest at seq {res.latest_checkpoint_seq}" if res.latest_checkpoint_seq else "none yet"
             typer.echo(f"OK: {res.checked} entries verified (seq {res.first_seq}..{res.last_seq}, from "
-                       f"{res.start_from}); {res.checkpoints_verified} signed checkpoints, latest at seq "
-                       f"{res.latest_checkpoint_seq}")
+                       f"{res.start_from}); {res.checkpoints_verified} signed checkpoints ({latest})")
         else:
             typer.echo(f"BROKEN at seq {res.break_seq}: {res.reason}")
         for w in res.warnings:

@@ -92,6 +92,8 @@ class Collector(ABC):
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
+        # The store the sync writes to; set by the sync service for collectors that read it (the register).
+        self.store_url: str | None = None
 
     @abstractmethod
     def collect(self) -> Iterator[ScopeResult]:

@@ -164,10 +164,6 @@ class CsvCollector(Collector):
     config_model = CsvConfig
     config: CsvConfig
 
-    def __init__(self, config: SourceConfig, session: Session | None = None) -> None:
-        super().__init__(config)
-        self.session = session
-
     def collect(self) -> Iterator[ScopeResult]:
         from agent.store import session_scope
 
@@ -175,7 +171,7 @@ class CsvCollector(Collector):
             path = Path(f)
             scope = f"register:{path.name}"
             try:
-                with session_scope() as s:
+                with session_scope(self.store_url) as s:
                     rows = parse_register(path, s)
                 yield ScopeResult(scope, observations(rows))
             except PolicyError as exc:

@@ -248,7 +248,7 @@ def test_api_download_returns_the_files_and_a_manifest_that_verifies(
         z.extractall(tmp_path)
     manifest = tmp_path / r.headers["x-export-manifest"]
     assert mf.verify(manifest) == []
-    assert len(list(tmp_path.glob("*.csv"))) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    assert len(list(tmp_path.glob("*.csv"))) == 3 and len(list(tmp_path.glob("*.json"))) == 2  # + manifest
     assert client.get("/api/v1/exports/nope", params={"from": "2026-01-01", "to": "2026-01-02"}).status_code == 404
     bad = client.get("/api/v1/exports/shipments", params={"from": "2026-02-30", "to": "2026-06-30"})
     assert bad.status_code == 422

@@ -10,7 +10,8 @@ cases those do not: store-level effects, PostgreSQL's NUL/surrogate limits, unic
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from agent.api.app import create_app
 from agent.audit import verify_chain
 from agent.store import session_scope
+from tests.conftest import PG_ADMIN_URL, _pg_admin
 from tests.webhook.conftest import M, job, review, seed
 
 TABLES = ("admission_decision", "redflag_case", "audit_entry", "ledger_model", "ledger_run", "api_token",
@@ -27,10 +29,24 @@ TABLES = ("admission_decision", "redflag_case", "audit_entry", "ledger_model", "
 Counts = dict[str, int]
 
 
-@pytest.fixture()
-def pg(pg_url: str) -> str:
-    seed(pg_url)
-    return pg_url
+@pytest.fixture(scope="module")
+def pg() -> Iterator[str]:
+    """One seeded PostgreSQL database for the module (a fresh one per test costs seconds of migrations);
+    each test compares row counts before and after, so sharing it hides nothing."""
+    name = f"veu_sec_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    seed(url)
+    yield url
+    from agent.store.db import _engines, _lock
+
+    with _lock:
+        eng = _engines.pop(url, None)
+    if eng is not None:
+        eng.dispose()
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture()
@@ -125,9 +141,9 @@ def _denials() -> list[tuple[str, dict[str, Any], str]]:
     list_ann = job("list-ann")
     list_ann["metadata"]["annotations"] = ["model=m"]
     return [
-        ("nan-gpus", review(gpus(job("nan"), float("nan"))), "quantity"),
+        ("nan-gpus", review(gpus(job("nan"), float("nan"))), "nvidia.com/gpu"),
         ("1e309-gpus", review(gpus(job("inf"), "1e309")), "quantity"),
-        ("negative-gpus", review(gpus(job("neg"), -8)), "quantity"),
+        ("negative-gpus", review(gpus(job("neg"), -8)), "nvidia.com/gpu"),
         ("gpus-as-object", review(gpus(job("obj"), {"$gt": 0})), "quantity"),
         ("deep-list-gpus", review(gpus(job("deep"), nested)), "quantity"),
         ("parallelism-1e30", review({**job("par"), "spec": {**job("par")["spec"], "parallelism": 10**30}}),
@@ -167,8 +183,9 @@ def test_homoglyph_namespace_does_not_borrow_another_customers_mapping(client: T
     resp = client.post("/validate", json=body).json()["response"]
     assert resp["allowed"] is False and "tenant-\u0430e" in resp["status"]["message"]
     with session_scope(pg) as s:
-        row = s.execute(text("SELECT customer_name, namespace FROM admission_decision")).one()
-    assert row == ("", "tenant-\u0430e")
+        rows = s.execute(text("SELECT customer_name FROM admission_decision WHERE uid = :u"),
+                         {"u": body["request"]["uid"]}).all()
+    assert rows == [("",)]
 
 
 @pytest.mark.parametrize("trick", ["\u200d", "\u200b", "\ufeff", "\u202e"], ids=["zwj", "zwsp", "bom", "rtl"])
@@ -188,7 +205,8 @@ def test_sql_looking_names_are_stored_verbatim_and_harm_nothing(client: TestClie
     assert client.get("/api/v1/models/x' OR '1'='1").status_code == 200
     assert client.get("/api/v1/models/x' OR '1'='2").status_code == 404
     with session_scope(pg) as s:
-        keys = s.execute(text("SELECT model_key FROM admission_decision")).scalars().all()
+        keys = s.execute(text("SELECT model_key FROM admission_decision WHERE uid = :u"),
+                         {"u": body["request"]["uid"]}).scalars().all()
     assert keys == [evil]
     chain_ok(pg)
 
@@ -206,8 +224,10 @@ def test_sql_looking_names_are_stored_verbatim_and_harm_nothing(client: TestClie
     (b'{"name": "m", "owner": "Emirates AI", "is_admin": true}', 422),
     (b'{"name": "m\\u0000", "owner": "Emirates AI"}', 422),
     (b'{"name": "m\\ud800", "owner": "Emirates AI"}', 422),
+    (b'{"name": "gpt\\u202e5cod", "owner": "Emirates AI"}', 422),
+    (b'{"name": "llama\\u200b", "owner": "Emirates AI"}', 422),
 ], ids=["truncated", "deep-lists", "deep-dicts", "5MB-name", "wrong-types", "bad-date", "extra-field", "nul",
-        "lone-surrogate"])
+        "lone-surrogate", "rtl-override", "zero-width-space"])
 def test_bad_model_bodies_are_4xx_and_store_nothing(client: TestClient, pg: str, content: bytes, status: int) -> None:
     before = counts(pg)
     r = client.post("/api/v1/models", content=content, headers={"content-type": "application/json"})

@@ -1,0 +1,182 @@
+"""Evasion of the red-flag-28 gate, through the real webhook path (``POST /validate`` on the app).
+
+Already covered in tests/webhook/test_redflag_admission.py and not repeated here:
+- split runs of one named model counted together (test_split_runs_of_one_model_are_counted_together);
+- omitted model annotation pooled per customer (test_unnamed_jobs_go_to_the_customers_unnamed_model_bucket);
+- tiny declared figures with a large allocation
+  (test_declared_figures_below_hardware_bound_do_not_hide_a_large_reservation);
+- a Tier 1 subsidiary of a Tier 3 / Tier 2 parent (static ownership: test_tier1_subsidiary_of_*).
+
+This file covers the rest: many *small* jobs over HTTP, renaming the model, omitting every annotation,
+claiming a published base that the ledger does not record as published, moving a namespace to another
+customer mid-run and changing an ultimate parent mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+import agent.cases
+from agent import ledger, parties
+from agent.api.app import create_app
+from agent.packs import registry
+from agent.store import session_scope
+from agent.store.tables.audit import AuditEntry
+from policies import redflag
+from tests.webhook.conftest import M, job, review, seed
+
+CACHE_TTL = 0.2  # the namespace → customer cache (VEU_CUSTOMER_CACHE_SECONDS, default 5 s), shortened
+
+
+@pytest.fixture()
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(agent.cases, "_CUST_TTL", CACHE_TTL)
+    agent.cases._cust_cache.clear()
+    seed(db_url)
+    yield db_url
+    agent.cases._cust_cache.clear()
+
+
+@pytest.fixture()
+def client(store: str) -> TestClient:
+    return TestClient(create_app(store), raise_server_exceptions=False)
+
+
+def admit(client: TestClient, obj: dict[str, Any]) -> dict[str, Any]:
+    r = client.post("/validate", json=review(obj))
+    assert r.status_code == 200, r.text[:300]
+    resp: dict[str, Any] = r.json()["response"]
+    return resp
+
+
+def code(resp: dict[str, Any]) -> str:
+    return str(resp["auditAnnotations"]["code"])
+
+
+def expire_customer_cache() -> None:
+    import time
+
+    time.sleep(CACHE_TTL + 0.05)
+
+
+# One job: 16 pods × 8 H100 for 8000 h = 128 × 9.894e14 × 3600 × 8000 ≈ 3.65e24 operations.
+SMALL = {"pods": 16, "gpus": 8}
+
+
+def test_many_small_jobs_of_one_model_are_held_once_the_sum_reaches_1e26(client: TestClient) -> None:
+    ann = {M + "model": "slicer", M + "expected-hours": "8000"}
+    codes = [code(admit(client, job(f"slice-{i:02d}", annotations=ann, **SMALL))) for i in range(30)]
+    first_hold = codes.index(redflag.HOLD_FOR_INQUIRY)
+    # 1e26 / 3.65e24 = 27.4: the 28th slice (index 27) is the first one that brings the lineage over.
+    assert first_hold == 27, codes
+    assert set(codes[:first_hold]) == {redflag.ALLOW}
+    assert set(codes[first_hold:]) == {redflag.HOLD_FOR_INQUIRY}
+
+
+def test_many_small_unannotated_jobs_fill_the_customers_unnamed_bucket(client: TestClient) -> None:
+    codes = [code(admit(client, job(f"anon-{i:02d}", annotations={M + "expected-hours": "8000"}, **SMALL)))
+             for i in range(30)]
+    assert redflag.HOLD_FOR_INQUIRY in codes and codes.index(redflag.HOLD_FOR_INQUIRY) == 27
+
+
+def test_omitting_every_annotation_still_bounds_the_job_by_its_hardware(client: TestClient) -> None:
+    # No model, no figures, no expected hours: the default maximum duration applies at utilization 1.0,
+    # so a 40,960-GPU allocation is held even though the job says nothing about itself.
+    resp = admit(client, job("quiet", pods=5120, gpus=8, annotations={}))
+    assert code(resp) == redflag.HOLD_FOR_INQUIRY and resp["allowed"] is False
+    assert "unnamed-model/Emirates AI" in resp["status"]["message"]
+
+
+def test_renaming_the_model_does_not_release_a_held_job(client: TestClient) -> None:
+    held = admit(client, job("big", pods=512, annotations={M + "model": "frontier-1", M + "expected-hours": "8000"}))
+    assert code(held) == redflag.HOLD_FOR_INQUIRY
+    for alias in ("frontier-1-v2", "totally-small-model", "Frontier-1"):
+        again = admit(client, job("big", pods=512, annotations={M + "model": alias, M + "expected-hours": "8000"}))
+        # The job's own hardware bound is over 1e26 whatever it is called.
+        assert code(again) == redflag.HOLD_FOR_INQUIRY and again["allowed"] is False, alias
+
+
+def test_renaming_a_held_job_to_an_unnamed_one_does_not_release_it(client: TestClient) -> None:
+    admit(client, job("big", pods=512, annotations={M + "model": "frontier-1", M + "expected-hours": "8000"}))
+    again = admit(client, job("big", pods=512, annotations={M + "expected-hours": "8000"}))
+    assert code(again) == redflag.HOLD_FOR_INQUIRY
+
+
+def test_claimed_published_base_that_the_ledger_records_as_unpublished_counts_in_full(
+    client: TestClient, store: str,
+) -> None:
+    with session_scope(store) as s:
+        ledger.add_model(s, "open-weights-9e25", "Emirates AI", published=False, actor="test")
+        est = ledger.estimate(registry(), date(2026, 1, 1), operations=9.5e25)
+        ledger.add_run(s, "open-weights-9e25", est, start=date(2026, 1, 1), actor="test")
+    ann = {M + "model": "ft-1", M + "base-model": "open-weights-9e25", M + "operations": "8e24",
+           M + "expected-hours": "1",
+           # Claims the job has no say over: publication status comes only from the ledger.
+           M + "published": "true", M + "base-model-published": "true", "huggingface.co/license": "apache-2.0"}
+    resp = admit(client, job("ft", pods=1, annotations=ann))
+    assert code(resp) == redflag.HOLD_FOR_INQUIRY, resp["status"]["message"]
+
+
+def test_claimed_base_model_absent_from_the_ledger_excludes_nothing(client: TestClient) -> None:
+    # "It's a fine-tune of llama" where llama is not in the ledger: the job's own operations count in full.
+    ann = {M + "model": "ft-2", M + "base-model": "meta-llama/Llama-3.1-405B", M + "expected-hours": "8000"}
+    resp = admit(client, job("ft2", pods=512, annotations=ann))
+    assert code(resp) == redflag.HOLD_FOR_INQUIRY
+    assert "not in the ledger" in json.dumps(resp) or resp["allowed"] is False
+
+
+def test_naming_a_job_after_a_published_model_does_not_exclude_a_large_run(client: TestClient, store: str) -> None:
+    with session_scope(store) as s:
+        ledger.add_model(s, "public-7b", "US Lab", published=True, published_on=date(2025, 1, 1), actor="test")
+    ann = {M + "model": "public-7b", M + "expected-hours": "8000"}
+    resp = admit(client, job("big-public", pods=512, annotations=ann))
+    # Further training of published weights makes new weights: over the derivative limits it is counted.
+    assert code(resp) == redflag.HOLD_FOR_INQUIRY, resp["status"]["message"]
+
+
+def test_moving_a_namespace_to_another_customer_mid_run_applies_to_the_next_job(
+    client: TestClient, store: str,
+) -> None:
+    with session_scope(store) as s:
+        parties.add_party(s, "Shell Co", "US", None, ["tenant-shell"])
+    ann = {M + "model": "m-shell", M + "expected-hours": "8000"}
+    first = admit(client, job("a", "tenant-shell", pods=512, annotations=ann))
+    assert code(first) == redflag.ALLOW  # Tier 1 customer: red flag 28 does not apply
+    with session_scope(store) as s:  # the operator re-maps the namespace to the Tier 2 customer
+        parties.add_party(s, "Emirates AI", "AE", None, ["tenant-shell"])
+    expire_customer_cache()
+    second = admit(client, job("b", "tenant-shell", pods=512, annotations=ann))
+    assert code(second) == redflag.HOLD_FOR_INQUIRY and "Emirates AI" in second["status"]["message"]
+    with session_scope(store) as s:  # and to a Tier 3 one
+        parties.add_party(s, "Macau Holdings", "MO", None, ["tenant-shell"])
+    expire_customer_cache()
+    assert code(admit(client, job("c", "tenant-shell", pods=1, gpus=1))) == redflag.DENY_TIER3
+    with session_scope(store) as s:
+        subjects = [e.subject for e in s.exec(select(AuditEntry)).all()]
+    # Each re-mapping is attributed in the audit trail, so a quiet move is visible afterwards.
+    assert sum(1 for x in subjects if x in ("party:Emirates AI", "party:Macau Holdings")) >= 2, subjects
+
+
+def test_changing_an_ultimate_parent_mid_run_applies_to_the_next_job(client: TestClient, store: str) -> None:
+    with session_scope(store) as s:
+        parties.add_party(s, "Paris Lab", "FR", None, ["tenant-paris"])
+    ann = {M + "model": "m-paris", M + "expected-hours": "8000"}
+    assert code(admit(client, job("a", "tenant-paris", pods=512, annotations=ann))) == redflag.ALLOW
+    with session_scope(store) as s:  # acquired by the Tier 2 customer
+        parties.add_party(s, "Paris Lab", "FR", "Emirates AI")
+    expire_customer_cache()
+    assert code(admit(client, job("b", "tenant-paris", pods=512, annotations=ann))) == redflag.HOLD_FOR_INQUIRY
+    with session_scope(store) as s:  # and the parent itself is bought by a Tier 3 holding
+        parties.add_party(s, "Emirates AI", "AE", "Macau Holdings")
+    expire_customer_cache()
+    assert code(admit(client, job("c", "tenant-paris", pods=1, gpus=1))) == redflag.DENY_TIER3
+    with session_scope(store) as s:
+        entries = [e for e in s.exec(select(AuditEntry)).all() if e.subject == "party:Paris Lab"]
+    assert any("Emirates AI" in (e.payload or "") for e in entries), "the parent change is not audited"
