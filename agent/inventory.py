@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, or_, update
+from sqlalchemy import exists, or_, text, update
 from sqlmodel import Session, col, select
 
 from agent.audit import record
@@ -148,6 +148,13 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
         yield seq[i : i + n]
 
 
+def _write_lock(s: Session) -> None:
+    """On SQLite, take the write lock before reading (a WAL reader that later writes after another thread's
+    commit fails at once with "database is locked"; a writer from the start waits busy_timeout instead)."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(text("UPDATE collector_run SET id = id WHERE 0 = 1"))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -174,6 +181,7 @@ def abort_stale_runs(s: Session, source: str, now: datetime) -> int:
 def start_run(source: str, url: str | None = None) -> int:
     now = utcnow()
     with session_scope(url) as s:
+        _write_lock(s)
         abort_stale_runs(s, source, now)
         run = CollectorRun(source=source, started_at=now, host=socket.gethostname(), pid=os.getpid())
         s.add(run)
@@ -201,6 +209,7 @@ def apply_scope(
 ) -> ScopeOutcome:
     """Upsert one scope's observations; retire what it no longer shows only when it was listed completely."""
     now = now or utcnow()
+    _write_lock(s)
     out = ScopeOutcome(result.scope, result.complete, observed=len(result.observations), error=result.error)
     res = _Resolver(s)
     # Later duplicates of one id in one listing replace earlier ones (a provider may page an item twice).
@@ -342,6 +351,7 @@ def _close_periods(s: Session, holding_ids: list[int], now: datetime) -> None:
 
 def finish_run(run_id: int, summary: SyncSummary, url: str | None, error: str | None = None) -> None:
     with session_scope(url) as s:
+        _write_lock(s)
         run = s.get(CollectorRun, run_id)
         assert run is not None
         run.finished_at = utcnow()

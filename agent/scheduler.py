@@ -40,7 +40,10 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, url: str | None = None, start_paused: bool = False) -> None:
         self.cfg, self.url = cfg, url
-        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True})
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )  # a late run (busy host, paused follower) still runs once, never silently skipped
         self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
         self.watchers: list[Any] = []
         self.skipped: list[str] = []
