@@ -25,6 +25,15 @@ class PackLoader(yaml.SafeLoader):
     """
 
 
+# YAML 1.1 also reads yes/no/on/off as booleans: Norway's ISO code NO silently became False and dropped
+# out of Tier 1. Only true/false are booleans here (YAML 1.2 core schema).
+PackLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+PackLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 PackLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(

@@ -27,6 +27,7 @@ from policies.errors import NotInEffect, PackError, UnknownProvision
 
 _ID = r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
 _ECCN = re.compile(r"^\d[A-Z]\d{3}")  # "4E091" is an ECCN, though it also parses as 4e91
+_ISO2 = re.compile(r"^[A-Z]{2}$")
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -75,6 +76,11 @@ class Provision(BaseModel):
 
         for key, val in v.items():
             walk(val, key)
+            if key == "countries" and not (
+                isinstance(val, list) and all(isinstance(c, str) and _ISO2.match(c) for c in val)
+            ):
+                # Guards against YAML turning NO (Norway) into False and similar surprises.
+                raise ValueError(f"countries: must be a list of ISO 3166 alpha-2 codes, got {val!r}")
         return v
 
     @field_validator("status")

@@ -148,3 +148,17 @@ def test_yaml_exponent_without_sign_is_a_float() -> None:
     from agent.packs import load_yaml
 
     assert load_yaml("t: 1.0e26") == {"t": 1e26}
+
+
+def test_yaml_no_is_norway_not_false() -> None:
+    from agent.packs import load_yaml
+
+    assert load_yaml("countries: [NO, SE, yes, on]\nflag: true") == {
+        "countries": ["NO", "SE", "yes", "on"], "flag": True}
+
+
+def test_norway_is_tier1_and_in_a1(packs: PackRegistry) -> None:
+    from policies.jurisdictions import groups_of, tier
+
+    assert tier(packs, "Norway", date(2025, 6, 1)).tier == 1
+    assert "A:1" in groups_of(packs, "NO", date(2025, 6, 1))
