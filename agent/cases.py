@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Table, text
 from sqlmodel import Session, col, select
 
 from agent.audit import record
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
-from agent.store.tables.core import Holding, Party, PartyNamespace, Site, utcnow
+from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
 from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
@@ -156,21 +157,40 @@ def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, 
 
 def _customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
                   ) -> tuple[Party | None, EffectiveTier | None]:
-    """The namespace's customer and its effective tier (walking only its own ownership chain)."""
-    rows = s.exec(select(PartyNamespace).where(PartyNamespace.namespace == namespace)).all()
-    best = next((r for r in rows if r.cluster == cluster), None) or next((r for r in rows if r.cluster == ""), None)
-    if best is None:
-        return None, None
-    party = s.get(Party, best.party_id)
-    if party is None:
+    """The namespace's customer and its effective tier (walking only its own ownership chain).
+
+    One statement: the mapping (this cluster's over the cluster-wide one) and the customer's chain of
+    parents up to its ultimate parent, by a recursive CTE, instead of a round trip per ancestor.
+    """
+    rows = s.connection().execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
+    if not rows:
         return None, None
     refs: dict[str, PartyRef] = {}
-    cur: Party | None = party
-    while cur is not None and cur.name not in refs:
-        parent = s.get(Party, cur.parent_id) if cur.parent_id is not None else None
-        refs[cur.name] = PartyRef(cur.name, cur.hq, parent.name if parent else None)
-        cur = parent
+    for i, (_pid, name, hq, parent_id) in enumerate(rows):
+        if name in refs:
+            break  # an ownership cycle: the walk stops where it would repeat, as it always has
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        parent = nxt[1] if nxt is not None and nxt[0] == parent_id else None
+        refs[name] = PartyRef(name, hq, parent)
+    first = rows[0]
+    # A detached row (only id, name, hq and parent are read downstream): no ORM identity to refresh.
+    party = Party(id=first[0], name=first[1], hq=first[2], parent_id=first[3])
     return party, effective_tier(packs, refs, party.name, as_of)
+
+
+# depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat).
+_CHAIN_SQL = text("""
+WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
+    SELECT p.id, p.name, p.hq, p.parent_id, 0 FROM party p
+    WHERE p.id = (SELECT m.party_id FROM party_namespace m
+                  WHERE m.namespace = :ns AND (m.cluster = :cluster OR m.cluster = '')
+                  ORDER BY CASE WHEN m.cluster = :cluster THEN 0 ELSE 1 END, m.id LIMIT 1)
+    UNION ALL
+    SELECT p.id, p.name, p.hq, p.parent_id, c.depth + 1 FROM party p JOIN chain c ON p.id = c.parent_id
+    WHERE c.depth < 256
+)
+SELECT id, name, hq, parent_id FROM chain ORDER BY depth
+""")
 
 
 _INV_TTL = 30.0
@@ -401,6 +421,10 @@ def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: 
     return redflag.apply_mode(base, settings)
 
 
+_DECISION_TABLE: Table = AdmissionDecision.__table__  # type: ignore[attr-defined]
+_INSERT_DECISION = _DECISION_TABLE.insert().returning(_DECISION_TABLE.c.id)
+
+
 def _store(
     s: Session, rr: ReviewRequest, dec: Decision, party: Party | None, case_row: RedFlagCase | None, actor: str,
     now: datetime, demand: Demand | None, extra: dict[str, Any],
@@ -425,7 +449,7 @@ def _store(
     }
     detail = {**dec.to_dict(), "asked": asked, "case_id": out.case_id}
     parts = [*dec.job_ref.split("/", 2), "", "", ""]
-    row = AdmissionDecision(
+    values = dict(
         uid=rr.uid, decided_at=now, as_of=dec.as_of.isoformat(), namespace=parts[0][:253], kind=parts[1][:100],
         name=parts[2][:253], operation=rr.operation, job_ref=dec.job_ref[:620],
         customer_id=party.id if party else None, customer_name=(dec.customer or "")[:200],
@@ -433,11 +457,12 @@ def _store(
         run_operations=dec.run_operations, lineage_operations=dec.lineage_operations, case_id=out.case_id,
         message=out.message, pack_versions=settings_versions, detail=json.dumps(detail, default=str),
     )
-    s.add(row)
-    s.flush()
-    out.decision_id = row.id
+    s.flush()  # a case opened above is written first (the decision row refers to it)
+    # A Core INSERT ... RETURNING: the same row, without building an ORM object on every review.
+    decision_id = int(s.connection().execute(_INSERT_DECISION, values).scalar_one())
+    out.decision_id = decision_id
     record(s, actor=actor, action="admission.decide", subject=f"job:{dec.job_ref}"[:300],
-           payload={"decision_id": row.id, "uid": rr.uid, "code": dec.code, "allowed": dec.allowed,
+           payload={"decision_id": decision_id, "uid": rr.uid, "code": dec.code, "allowed": dec.allowed,
                     "mode": dec.mode, "customer": dec.customer, "model": dec.model_key,
                     "estimate": dec.lineage_operations, "case_id": out.case_id, "pack_versions": dict(dec.versions)})
     return out

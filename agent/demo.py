@@ -122,6 +122,7 @@ def seed(url: str, today: date | None = None) -> dict[str, Any]:
         caps_svc.reserve(s, packs, "aurora-uveu", n=256, chip_name="b200", site="tyo-dc1",
                          planned_for=today + timedelta(days=45), note="Tokyo expansion, phase 2", actor="demo")
         models = _seed_models(s, packs, today)
+        _seed_obligations(s, packs, today)
     cases = _seed_cases(url, today)
     return {"database": url, "parties": len(PARTIES), "sites": len(SITES), "holdings": n_holdings,
             "authorizations": 2, "shipments": len(SHIPMENTS), "models": models, "cases": cases}
@@ -172,6 +173,28 @@ def _seed_models(s: Session, packs: Any, today: date) -> int:
         ledger.add_run(s, name, est, start=today - timedelta(days=days), end=today - timedelta(days=days - 30),
                        site="iad-dc1", actor="demo")
     return len(rows)
+
+
+def _seed_obligations(s: Session, packs: Any, today: date) -> None:
+    """Grant dates and application locations, a planned transfer, register entries and stored weights.
+
+    Enough for the Deadlines page (semi-annual and chip-accounting reports, the new-location notice the
+    Mumbai site needs, a 60-day transfer notice) and the Supp. No. 10 register (with ¶7 runs and ¶8 storage).
+    """
+    from agent import obligations as ob
+
+    ob.add_authorization(s, packs, "aurora-uveu", today - timedelta(days=450), locations=["US", "DE", "NO", "JP",
+                         "SG", "AE"], actor="demo")
+    ob.add_authorization(s, packs, "falcon-nveu-ae", today - timedelta(days=340), actor="demo")
+    ob.add_event(s, "transfer", "TR-DEMO-001", today + timedelta(days=75), authorization="aurora-uveu",
+                 site="tyo-dc1", from_country="US", to_country="JP",
+                 description="256 B200 from iad-dc1 to tyo-dc1 (sample data)", actor="demo")
+    ob.set_entry(s, "site", "iad-dc1", 14, owner="Security Office", status="compliant",
+                 review_date=today + timedelta(days=120), actor="demo")
+    ob.add_evidence(s, "site", "iad-dc1", 14, "link", uri="https://intranet.example/policies/physical-security",
+                    actor="demo")
+    ob.set_entry(s, "site", "iad-dc1", 7, owner="Trust & Safety", status="in-progress", actor="demo")
+    ob.store_weights(s, "lumen-frontier-1", "iad-dc1", ["nas-iad-01", "nas-iad-02"], True, actor="demo")
 
 
 def _seed_cases(url: str, today: date) -> int:

@@ -9,13 +9,28 @@ the declared run and what metering has observed.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    union_all,
+)
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -454,6 +469,8 @@ def load_records(
     s: Session, names: Iterable[str] | None = None, as_of: date | None = None
 ) -> dict[str, ModelRecord]:
     """ModelRecords for ``names`` and their lineage (all models if None); metered usage up to ``as_of`` merged in."""
+    if names is not None:
+        return _load_lineage(s, names, as_of)
     models = _closure(s, names)
     if not models:
         return {}
@@ -502,6 +519,104 @@ def load_records(
     }
 
 
+# One statement per lineage: the admission webhook loads a lineage on every review, and round trips to
+# the store (not Python) dominated its latency. The lineage's ids come from a recursive CTE over the
+# "depends on" edges (base model, synthetic-data generator); the models, runs, synthetic inputs,
+# determinations and metered usage of exactly those ids come back as one UNION ALL with a kind column.
+_WIDE: tuple[tuple[str, Any], ...] = (
+    ("mid", Integer()), ("t1", String()), ("t2", String()), ("t3", String()), ("i1", Integer()),
+    ("f1", Float()), ("f2", Float()), ("b1", Boolean()), ("d1", Date()), ("d2", Date()),
+    ("ts1", DateTime()), ("ts2", DateTime()),
+)
+
+
+def _wide(kind: str, cols: dict[str, Any]) -> Any:
+    """A SELECT list in the shared column layout (unused columns are typed NULLs)."""
+    out: list[Any] = [literal(kind, String()).label("k")]
+    for name, typ in _WIDE:
+        c = cols.get(name)
+        out.append((c if c is not None else cast(null(), typ)).label(name))
+    return sa_select(*out)
+
+
+@functools.cache
+def _lineage_statement(bounded: bool) -> Any:
+    """Built once per shape: constructing the SQLAlchemy expression costs more than running it."""
+    m, r, si, d, u = (LedgerModel.__table__, LedgerRun.__table__, LedgerSyntheticInput.__table__,  # type: ignore[attr-defined]
+                      LedgerDetermination.__table__, MeteredUsage.__table__)  # type: ignore[attr-defined]
+    p = Party.__table__  # type: ignore[attr-defined]
+    lin = sa_select(m.c.id.label("id")).where(m.c.name.in_(bindparam("names", expanding=True))).cte(
+        "lin", recursive=True)
+    edges = union_all(
+        sa_select(m.c.id.label("src"), m.c.base_id.label("dep")).where(m.c.base_id.is_not(None)),
+        sa_select(si.c.model_id.label("src"), si.c.generator_id.label("dep")),
+    ).subquery("edge")
+    # UNION (not UNION ALL): each model once, and the walk ends even on a cyclic lineage.
+    lin = lin.union(sa_select(edges.c.dep).where(edges.c.src == lin.c.id))
+    ids = sa_select(lin.c.id)
+    models = _wide("m", {"mid": m.c.id, "t1": m.c.name, "t2": p.c.name, "i1": m.c.base_id, "b1": m.c.published,
+                         "d1": m.c.published_on}).select_from(m.outerjoin(p, p.c.id == m.c.owner_id)).where(
+        m.c.id.in_(ids))
+    runs = _wide("r", {"mid": r.c.model_id, "f1": r.c.operations, "t1": r.c.method, "d1": r.c.period_start,
+                       "d2": r.c.period_end, "t2": r.c.site, "t3": r.c.job_ref, "i1": r.c.id}).where(
+        r.c.model_id.in_(ids))
+    synth = _wide("s", {"mid": si.c.model_id, "i1": si.c.generator_id, "f1": si.c.fraction,
+                        "f2": si.c.generation_operations, "d1": si.c.since}).where(si.c.model_id.in_(ids))
+    dets = _wide("d", {"mid": d.c.model_id, "b1": d.c.less_capable, "t1": d.c.determined_by,
+                       "d1": d.c.determined_on, "t2": d.c.basis, "i1": d.c.id}).where(d.c.model_id.in_(ids))
+    metered = _wide("u", {"mid": u.c.model_id, "t3": u.c.job_ref, "f1": func.sum(u.c.operations),
+                          "ts1": func.min(u.c.period_start), "ts2": func.max(u.c.period_end),
+                          "f2": func.sum(u.c.chip_seconds)}).where(u.c.model_id.in_(ids))
+    if bounded:
+        metered = metered.where(u.c.period_start < bindparam("before", type_=u.c.period_start.type))
+    metered = metered.group_by(u.c.model_id, u.c.job_ref)
+    return union_all(models, runs, synth, dets, metered).order_by(
+        literal_column("k"), literal_column("mid"), literal_column("i1"), literal_column("t3"))
+
+
+def _load_lineage(s: Session, names: Iterable[str], as_of: date | None) -> dict[str, ModelRecord]:
+    """load_records for named models: the same records, from one statement."""
+    wanted = list(dict.fromkeys(n.strip() for n in names))
+    if not wanted:
+        return {}
+    params: dict[str, Any] = {"names": wanted}
+    if as_of is not None:
+        params["before"] = _dt(as_of + _ONE_DAY)
+    rows = s.connection().execute(_lineage_statement(as_of is not None), params).all()
+    models: dict[int, tuple[str, str, int | None, bool, date | None]] = {}
+    runs: dict[int, list[Run]] = defaultdict(list)
+    synth_rows: list[tuple[int, int, float, float, date | None]] = []
+    dets: dict[int, list[Determination]] = defaultdict(list)
+    metered: list[tuple[int, str, float, Any, Any, float]] = []
+    for k, mid, t1, t2, t3, i1, f1, f2, b1, d1, d2, ts1, ts2 in rows:
+        if k == "m":
+            models[mid] = (t1, t2 or "", i1, bool(b1), _as_date(d1))
+        elif k == "r":
+            runs[mid].append(Run(f1, t1, _as_date(d1), _as_date(d2), t2, t3, f"run:{i1}"))
+        elif k == "s":
+            synth_rows.append((mid, i1, f1, f2, _as_date(d1)))
+        elif k == "d":
+            dets[mid].append(Determination(bool(b1), t1, _as_date(d1) or date.min, t2))
+        else:
+            metered.append((mid, t3, f1, ts1, ts2, f2))
+    if not models:
+        return {}
+    name_of = {i: v[0] for i, v in models.items()}
+    synth: dict[int, list[SyntheticInput]] = defaultdict(list)
+    for mid, gid, frac, gops, since in synth_rows:
+        synth[mid].append(SyntheticInput(name_of[gid], frac, gops, since))
+    for mid, job, ops, first, last, secs in metered:
+        _merge_one(runs[mid], job, ops, first, last, secs)
+    return {
+        v[0]: ModelRecord(
+            name=v[0], owner=v[1], base=name_of.get(v[2]) if v[2] is not None else None, published=v[3],
+            published_on=v[4], runs=tuple(runs.get(i, ())), synthetic=tuple(synth.get(i, ())),
+            determinations=tuple(dets.get(i, ())),
+        )
+        for i, v in models.items()
+    }
+
+
 def _by_ids(q: Any, column: Any, ids: Sequence[int], everything: bool) -> Iterable[Any]:
     if everything:
         yield q
@@ -524,15 +639,19 @@ def _merge_metered(
     q = q.group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref))
     for qq in _by_ids(q, MeteredUsage.model_id, ids, everything):
         for mid, job, ops, first, last, secs in s.connection().execute(qq).all():
-            first_d = _as_date(first)
-            last_d = _as_date(last)
-            lst = runs[mid]
-            idx = next((k for k, r in enumerate(lst) if job and r.job == job), None)
-            if idx is None:
-                lst.append(Run(float(ops), "metered", first_d, last_d, "", job, f"metered:{job}:{sci_secs(secs)}"))
-            elif float(ops) > lst[idx].operations:
-                # Metering shows more than was declared: the run is charged what the chips actually did.
-                lst[idx] = lst[idx]._replace(operations=float(ops), method=f"metered>{lst[idx].method}")
+            _merge_one(runs[mid], job, ops, first, last, secs)
+
+
+def _merge_one(lst: list[Run], job: str, ops: Any, first: Any, last: Any, secs: Any) -> None:
+    """Merge one (model, job)'s metered total into the model's runs."""
+    first_d = _as_date(first)
+    last_d = _as_date(last)
+    idx = next((k for k, r in enumerate(lst) if job and r.job == job), None)
+    if idx is None:
+        lst.append(Run(float(ops), "metered", first_d, last_d, "", job, f"metered:{job}:{sci_secs(secs)}"))
+    elif float(ops) > lst[idx].operations:
+        # Metering shows more than was declared: the run is charged what the chips actually did.
+        lst[idx] = lst[idx]._replace(operations=float(ops), method=f"metered>{lst[idx].method}")
 
 
 def sci_secs(x: float) -> str:

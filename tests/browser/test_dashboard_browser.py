@@ -2,105 +2,19 @@
 
 Signs in with the demo's admin token, loads the caps overview, follows a number to its explanation, runs a
 what-if and reserves headroom, resolves a red-flag case; saves screenshots under test-output/ and fails on
-any error in the browser console.
+any error in the browser console. The server and the signed-in page are fixtures in conftest.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "test-output" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-dev-shm-usage"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`veuctl demo` on a free local port; yields its URL and admin token; stops it afterwards."""
-    port = _free_port()
-    db = tmp_path_factory.mktemp("demo") / "demo.db"
-    env = {**os.environ, "VEU_DATABASE_URL": "", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "demo", "--port", str(port), "--db", str(db), "--json"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        lines: list[str] = []
-        assert proc.stdout is not None
-        while True:
-            line = proc.stdout.readline()
-            if not line:
-                err = proc.stderr.read() if proc.stderr else ""
-                pytest.fail(f"veuctl demo exited before printing its summary: {err[-2000:]}")
-            lines.append(line)
-            if line.rstrip() == "}":
-                break
-        info = json.loads("".join(lines))
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(info["url"] + "healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("the demo server did not become healthy within 60 s")
-            time.sleep(0.3)
-        yield info
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-@pytest.fixture()
-def page(demo: dict[str, str]) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    OUT.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-        pg = ctx.new_page()
-        pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        pg.goto(demo["login"])
-        pg.fill("input[name=token]", demo["token"])
-        pg.click("button[type=submit], input[type=submit]")
-        pg.wait_for_url(re.compile(r".*/$"))
-        yield pg
-        ctx.close()
-        browser.close()
-    assert not errors, "errors in the browser console:\n" + "\n".join(errors)
+OUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 
 
 def test_overview_shows_every_cap_with_gauges_and_links_to_its_explanation(page, demo) -> None:  # type: ignore[no-untyped-def]

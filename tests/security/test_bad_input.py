@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from agent.api.app import create_app
@@ -98,6 +100,10 @@ def _nul_in_name() -> bytes:
     return json.dumps(review(job("nul\x00name", annotations={M + "model": "m"}))).encode()
 
 
+def _nul_in_annotation() -> bytes:
+    return json.dumps(review(job("nulmodel", annotations={M + "model": "m\x00"}))).encode()
+
+
 def _nul_in_uid() -> bytes:
     return json.dumps(review(job("x"), uid="u\x00id")).encode()
 
@@ -117,8 +123,10 @@ def _nul_in_uid() -> bytes:
     (_lone_surrogate, "surrogate"),
     (_nul_in_name, "NUL"),
     (_nul_in_uid, "NUL"),
+    (_nul_in_annotation, "NUL"),
 ], ids=["truncated", "5MB", "deep-dicts", "invalid-utf8", "empty", "null", "request-not-object", "wrong-kind",
-        "uid-10k", "bad-operation", "namespace-int", "lone-surrogate", "nul-in-name", "nul-in-uid"])
+        "uid-10k", "bad-operation", "namespace-int", "lone-surrogate", "nul-in-name", "nul-in-uid",
+        "nul-in-annotation"])
 def test_unreadable_admission_review_gets_a_clear_400_and_stores_nothing(
     client: TestClient, pg: str, make: Callable[[], bytes], why: str,
 ) -> None:
@@ -152,7 +160,6 @@ def _denials() -> list[tuple[str, dict[str, Any], str]]:
         ("annotations-a-list", review(list_ann), "annotations"),
         ("negative-operations", review(job("negops", annotations={M + "model": "m", M + "operations": "-1e30"})),
          "operations"),
-        ("nul-in-model-annotation", review(job("nulmodel", annotations={M + "model": "m\x00"})), "model"),
         ("rtl-in-model-annotation", review(job("rtl", annotations={M + "model": "gpt\u202e5cod"})), "model"),
     ]
 
@@ -256,8 +263,56 @@ def test_nul_characters_the_database_cannot_store_are_a_4xx_not_a_500(
     client: TestClient, pg: str, method: str, url: str, body: dict[str, Any] | None,
 ) -> None:
     # PostgreSQL text cannot hold NUL: the driver raises DataError, which must not surface as a 500.
-    client.post("/validate", json=review(job("big", pods=512, annotations={M + "model": "m", M + "expected-hours": "8000"})))
+    big = {M + "model": "m", M + "expected-hours": "8000"}
+    client.post("/validate", json=review(job("big", pods=512, annotations=big)))  # so case 1 exists
     before = counts(pg)
     r = client.request(method, url, json=body)
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
     assert counts(pg) == before
+
+
+# ------------------------------------------------------------------ hypothesis: annotations end to end
+
+annotation_values = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["1e26", "1e309", "-1", "0", "NaN", "inf", "1,000", "10^25", "1e-400", "0x10", "٣", "1e26 ",
+                     "bf16", "FP8", "fp64", "", " ", "\u202e1e20", "1e20\u200b"]),
+    st.integers(-10**30, 10**30), st.floats(allow_nan=True, allow_infinity=True), st.none(), st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
+ANNOTATION_KEYS = ["model", "base-model", "params", "active-params", "tokens", "operations", "precision",
+                   "expected-hours"]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(ann=st.dictionaries(st.sampled_from(ANNOTATION_KEYS), annotation_values, max_size=6),
+       pods=st.integers(0, 6000), product=st.sampled_from([None, "NVIDIA-H100-80GB-HBM3", "no-such-gpu"]))
+def test_any_compute_annotations_end_in_a_decision_never_a_500_or_the_failure_mode(
+    fuzz_client: tuple[TestClient, str], ann: dict[str, Any], pods: int, product: str | None,
+) -> None:
+    client, url = fuzz_client
+    before = counts(url)
+    body = review(job("fz", pods=pods, product=product, annotations={M + k: v for k, v in ann.items()}))
+    r = client.post("/validate", content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 400), r.text[:300]
+    if r.status_code == 200:
+        resp = r.json()["response"]
+        assert resp["uid"] == body["request"]["uid"]
+        assert resp["status"]["code"] in (200, 403), resp  # 503 would be the failure mode: not a decision
+        assert counts(url)["admission_decision"] == before["admission_decision"] + 1
+    else:
+        assert counts(url) == before
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('annfuzz') / 'veu.db'}"
+    seed(url)
+    yield TestClient(create_app(url), raise_server_exceptions=False), url
+    from agent.store.db import _engines, _lock
+
+    with _lock:
+        eng = _engines.pop(url, None)
+    if eng is not None:
+        eng.dispose()

@@ -124,12 +124,17 @@ def test_claimed_published_base_that_the_ledger_records_as_unpublished_counts_in
     assert code(resp) == redflag.HOLD_FOR_INQUIRY, resp["status"]["message"]
 
 
-def test_claimed_base_model_absent_from_the_ledger_excludes_nothing(client: TestClient) -> None:
+def test_claimed_base_model_absent_from_the_ledger_excludes_nothing(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # "It's a fine-tune of llama" where llama is not in the ledger: the job's own operations count in full.
+    # Under a fail-open webhook this must still be a decision, not a configuration error that admits it.
+    monkeypatch.setenv("VEU_WEBHOOK_FAILURE_MODE", "allow")
     ann = {M + "model": "ft-2", M + "base-model": "meta-llama/Llama-3.1-405B", M + "expected-hours": "8000"}
     resp = admit(client, job("ft2", pods=512, annotations=ann))
-    assert code(resp) == redflag.HOLD_FOR_INQUIRY
-    assert "not in the ledger" in json.dumps(resp) or resp["allowed"] is False
+    assert resp["allowed"] is False and code(resp) == redflag.HOLD_FOR_INQUIRY, json.dumps(resp)[:400]
+    small = admit(client, job("ft3", pods=1, gpus=1, annotations={**ann, M + "model": "ft-3"}))
+    assert code(small) == redflag.ALLOW and small["allowed"] is True
 
 
 def test_naming_a_job_after_a_published_model_does_not_exclude_a_large_run(client: TestClient, store: str) -> None:

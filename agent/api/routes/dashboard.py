@@ -2,8 +2,10 @@
 
 Pages: caps overview with gauges, countries with installed TPP over time, sites and their holdings, the
 explanation of every number, the what-if planner with reservations, the red-flag case queue with its
-resolve form, the model ledger and the shipments ledger. Forms post back to the dashboard (same-origin,
-session cookie), never to the bearer-token API.
+resolve form, the model ledger, the shipments ledger, report and notice deadlines with their filing form,
+the Supp. No. 10 controls register per site and authorization, and the BIS exports with the audit chain's
+verification status. Forms post back to the dashboard (same-origin, session cookie), never to the
+bearer-token API; every write goes through the same service functions (and audit trail) as the API.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -298,6 +300,237 @@ def models_page(
 
     pg = ledger.list_models(s, packs, as_of, limit=100, offset=max(offset, 0))
     return render(request, "models.html", as_of, packs, models=pg.items, total=pg.total, offset=offset)
+
+
+# ------------------------------------------------------------------------------------------ exports
+
+# What each export is for, in the words of the reports it feeds (display text only).
+EXPORT_TITLES: dict[str, tuple[str, str]] = {
+    "installed-base": ("Installed base", "Holdings by site, country and tier on the 'to' date with TPP and each "
+                       "VEU authorization's cap positions: the semi-annual VEU report's inventory."),
+    "transfers": ("Transfers and new sites", "Moves between countries, new sites and attrition in the period, from "
+                  "the holdings history (the advance-notice duty)."),
+    "red-flags": ("Red-flag register", "Every red flag 28 case: customer, effective tier and why, model, estimate "
+                  "and method, decision, answers, who and when."),
+    "model-ledger": ("Model ledger", "Models at or near the 4E091 threshold with cumulative operations and the "
+                     "explanation."),
+    "shipments": ("Shipments ledger", "Shipments against Tier 2 allocations and LPP per consignee per year."),
+    "decisions": ("Admission decisions", "Every admission decision of the period."),
+    "audit-log": ("Audit log", "The audit trail itself for the period."),
+}
+
+
+def _half_year_start(d: date) -> date:
+    # The VEU report periods are half-years (§ 748.15(f)): default to the current one.
+    return date(d.year, 1 if d.month <= 6 else 7, 1)
+
+
+def _exports_page(request: Request, s: Session, packs: PackRegistry, as_of: date, error: str | None = None,
+                  form: dict[str, str] | None = None) -> HTMLResponse:
+    from agent import audit
+    from agent import exports as ex
+
+    kinds = [{"kind": k, "available": ex.available(k), "source": src,
+              "title": EXPORT_TITLES.get(k, (k, ""))[0], "about": EXPORT_TITLES.get(k, (k, ""))[1]}
+             for k, (_mod, src) in ex.KINDS.items()]
+    verify = audit.verify_chain(s).as_dict()
+    form = form or {}
+    return render(request, "exports.html", as_of, packs, kinds=kinds, verify=verify, error=error,
+                  formats=ex.FORMATS, authorizations=[a.name for a in svc.list_authorizations(s)],
+                  start=form.get("from") or _half_year_start(as_of).isoformat(), end=form.get("to") or as_of.isoformat(),
+                  chosen=form.get("format") or "csv", chosen_kind=form.get("kind"))
+
+
+@router.get("/exports", response_class=HTMLResponse)
+def exports_page(
+    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    as_of: date = Depends(get_as_of),
+) -> HTMLResponse:
+    return _exports_page(request, s, packs, as_of)
+
+
+@router.get("/exports/{kind}/download", response_model=None)
+def export_download(
+    kind: str, request: Request, from_: str = Query("", alias="from"), to: str = "",
+    format_: str = Query("csv", alias="format"), authorization: str = "",
+    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+) -> Response:
+    """A ZIP of the export's files and its signed manifest (the API's download, under the session cookie)."""
+    from agent.api.routes import exports as api
+
+    try:
+        return api.download(kind, from_=from_, to=to, format_=[format_], authorization=authorization or None,
+                            s=s, packs=packs)
+    except HTTPException as exc:
+        status, message = exc.status_code, str(exc.detail)
+    except PolicyError as exc:
+        status, message = 422, str(exc)
+    s.rollback()
+    resp = _exports_page(request, s, packs, date.today(), error=f"Export {kind}: {message}",
+                         form={"from": from_, "to": to, "format": format_, "kind": kind})
+    resp.status_code = status
+    return resp
+
+
+# ------------------------------------------------------------------------------ obligations: deadlines
+
+
+def _principal_can(request: Request, permission: str) -> bool:
+    p = getattr(request.state, "principal", None)
+    return p is None or bool(p.can(permission))
+
+
+def _actor(request: Request) -> str:
+    from agent.audit import current_actor
+
+    p = getattr(request.state, "principal", None)
+    return str(getattr(p, "actor", "") or "") or current_actor()
+
+
+def _deadlines_page(request: Request, s: Session, packs: PackRegistry, as_of: date, status: str,
+                    error: str | None = None, filed: str | None = None) -> HTMLResponse:
+    from agent import obligations as ob
+    from policies import obligations as core
+
+    every = ob.deadline_list(s, packs, as_of)
+    counts = {st: sum(1 for d in every if d.status == st) for st in core.DEADLINE_STATUSES}
+    rows = [d.to_dict() for d in every if not status or d.status == status]
+    return render(request, "deadlines.html", as_of, packs, deadlines=rows, counts=counts, status=status,
+                  statuses=core.DEADLINE_STATUSES, error=error, filed=filed, notifications=ob.notifications(s, 20),
+                  can_file=_principal_can(request, "admin"))
+
+
+@router.get("/deadlines", response_class=HTMLResponse)
+def deadlines_page(
+    request: Request, status: str = "", filed: str = "", s: Session = Depends(get_session),
+    packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+) -> HTMLResponse:
+    from policies import obligations as core
+
+    if status and status not in core.DEADLINE_STATUSES:
+        status = ""
+    return _deadlines_page(request, s, packs, as_of, status, filed=filed or None)
+
+
+@router.post("/deadlines/filings", response_class=HTMLResponse)
+async def file_deadline(
+    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+) -> Response:
+    """Mark a deadline done: record the filing (date and reference) through the obligations service."""
+    from agent import obligations as ob
+
+    form = dict((await request.form()).items())
+    key = str(form.get("key", ""))
+    as_of = date.today()
+    try:
+        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+        filed_on = parse_date(str(form.get("filed_on") or ""), "filed_on")
+        ob.file_deadline(s, packs, key, filed_on, str(form.get("reference", "")), _actor(request), as_of=as_of)
+    except PolicyError as exc:
+        s.rollback()
+        resp = _deadlines_page(request, s, packs, as_of, "", error=f"Deadline {key}: {exc}")
+        resp.status_code = 404 if isinstance(exc, ob.NotFound) else 422
+        return resp
+    return RedirectResponse(f"/deadlines?{urlencode({'as_of': as_of.isoformat(), 'filed': key})}", status_code=303)
+
+
+# ----------------------------------------------------------------------- obligations: controls register
+
+
+@router.get("/controls", response_class=HTMLResponse)
+def controls_index(
+    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    as_of: date = Depends(get_as_of),
+) -> HTMLResponse:
+    """Every site and authorization with the register entries recorded for it, by status."""
+    from agent.store.tables.obligations import ControlEntry
+
+    recorded: dict[tuple[str, str], dict[str, int]] = {}
+    for e in s.exec(select(ControlEntry)).all():
+        by = recorded.setdefault((e.scope, e.subject), {})
+        by[e.status] = by.get(e.status, 0) + 1
+    sites_ = [(x.name, x.country) for x in s.exec(select(Site).order_by(Site.name)).all()]
+    auths = [(a.name, a.kind) for a in svc.list_authorizations(s)]
+    return render(request, "controls_index.html", as_of, packs, sites=sites_, authorizations=auths,
+                  recorded=recorded)
+
+
+def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str, subject: str, as_of: date,
+                   error: str | None = None, saved: str | None = None) -> HTMLResponse:
+    from agent import obligations as ob
+    from policies import obligations as core
+
+    try:
+        reg = ob.register(s, packs, scope, subject, as_of)
+    except PolicyError as exc:
+        resp = render(request, "error.html", as_of, packs, heading="Controls register", message=str(exc))
+        resp.status_code = 404 if isinstance(exc, ob.NotFound) else 422
+        return resp
+    resp = render(request, "controls.html", as_of, packs, reg=reg, scope=scope, subject=subject, error=error,
+                  saved=saved, entry_statuses=core.ENTRY_STATUSES, evidence_kinds=ob.EVIDENCE_KINDS,
+                  can_edit=_principal_can(request, "compliance"))
+    if error:
+        resp.status_code = 422
+    return resp
+
+
+@router.get("/controls/{scope}/{subject}", response_class=HTMLResponse)
+def controls_page(
+    scope: str, subject: str, request: Request, saved: str = "", s: Session = Depends(get_session),
+    packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+) -> HTMLResponse:
+    return _register_page(request, s, packs, scope, subject, as_of, saved=saved or None)
+
+
+def _register_redirect(scope: str, subject: str, as_of: date, paragraph: int) -> RedirectResponse:
+    q = urlencode({"as_of": as_of.isoformat(), "saved": paragraph})
+    return RedirectResponse(f"/controls/{quote(scope, safe='')}/{quote(subject, safe='')}?{q}#p{paragraph}",
+                            status_code=303)
+
+
+@router.post("/controls/{scope}/{subject}/{paragraph}", response_class=HTMLResponse)
+async def set_control(
+    scope: str, subject: str, paragraph: int, request: Request, s: Session = Depends(get_session),
+    packs: PackRegistry = Depends(get_packs),
+) -> Response:
+    """Set a paragraph's owner, status and review date (an empty review date keeps the recorded one)."""
+    from agent import obligations as ob
+
+    form = dict((await request.form()).items())
+    as_of = date.today()
+    try:
+        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+        review = str(form.get("review_date") or "").strip()
+        ob.set_entry(s, scope, subject, paragraph, owner=str(form.get("owner", "")),
+                     status=str(form.get("status") or "") or None,
+                     review_date=parse_date(review, "review_date") if review else None, actor=_actor(request))
+    except PolicyError as exc:
+        s.rollback()
+        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}: {exc}")
+    return _register_redirect(scope, subject, as_of, paragraph)
+
+
+@router.post("/controls/{scope}/{subject}/{paragraph}/evidence", response_class=HTMLResponse)
+async def add_control_evidence(
+    scope: str, subject: str, paragraph: int, request: Request, s: Session = Depends(get_session),
+    packs: PackRegistry = Depends(get_packs),
+) -> Response:
+    """Attach a document link or an attestation to a paragraph's register entry."""
+    from agent import obligations as ob
+
+    form = dict((await request.form()).items())
+    as_of = date.today()
+    try:
+        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+        attested = str(form.get("attested_on") or "").strip()
+        ob.add_evidence(s, scope, subject, paragraph, str(form.get("kind", "link")), uri=str(form.get("uri", "")),
+                        statement=str(form.get("statement", "")), attested_by=str(form.get("attested_by", "")),
+                        attested_on=parse_date(attested, "attested_on") if attested else None,
+                        actor=_actor(request))
+    except PolicyError as exc:
+        s.rollback()
+        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph} evidence: {exc}")
+    return _register_redirect(scope, subject, as_of, paragraph)
 
 
 @router.get("/favicon.ico")

@@ -57,5 +57,16 @@
     });
   }
 
-  onReady(function () { wireWhatIf(); wireSort(); wireResolve(); });
+  // Register and filing forms post once: disable the button while the server records the change.
+  function wireOnce() {
+    var forms = document.querySelectorAll("form.set-control, form.file-deadline, form.evidence-form");
+    Array.prototype.forEach.call(forms, function (f) {
+      f.addEventListener("submit", function () {
+        var btn = f.querySelector("button[type=submit]");
+        if (btn) { btn.disabled = true; btn.textContent = "Saving…"; }
+      });
+    });
+  }
+
+  onReady(function () { wireWhatIf(); wireSort(); wireResolve(); wireOnce(); });
 })();
