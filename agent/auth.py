@@ -182,7 +182,7 @@ ROUTE_RULES: tuple[tuple[frozenset[str] | None, re.Pattern[str], str], ...] = (
     (frozenset(_WRITE), re.compile(r"^/api/v1/(whatif|what-if|reservations)(/|$)"), "plan"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/authorizations/[^/]+/(whatif|what-if|reservations)(/|$)"), "plan"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/caps/[^/]+/(whatif|what-if|reservations)(/|$)"), "plan"),
-    (frozenset(_WRITE), re.compile(r"^/api/v1/(cases|controls|weights|determinations)(/|$)"), "compliance"),
+    (frozenset(_WRITE), re.compile(r"^/api/v1/(cases|controls|weights|determinations|deadlines)(/|$)"), "compliance"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/models/[^/]+/determinations(/|$)"), "compliance"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/"), "admin"),
     (None, re.compile(r"^/api/v1/"), "read"),

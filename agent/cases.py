@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import Table, bindparam, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import record
@@ -33,6 +34,9 @@ from policies.parties import EffectiveTier, PartyRef, effective_tier
 from policies.redflag import CaseState, ChipDemand, Decision, Declared, JobRequest, RelatedJob
 
 MAX_UID = 128
+_DECISION_TABLE: Table = AdmissionDecision.__table__  # type: ignore[attr-defined]
+# Prebuilt Core statements for the per-review path: same rows as the ORM, without its per-call overhead.
+_INSERT_DECISION = _DECISION_TABLE.insert().returning(_DECISION_TABLE.c.id)
 
 
 class ReviewError(PolicyError):
@@ -128,12 +132,24 @@ def parse_review(body: Any) -> ReviewRequest:
 # ------------------------------------------------------------------------------------------------ lookups
 
 
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """The namespace's customer as read for a review: a plain immutable value, safe to cache across sessions."""
+
+    id: int
+    name: str
+    hq: str
+    parent_id: int | None
+
+
 _CUST_TTL = float(os.environ.get("VEU_CUSTOMER_CACHE_SECONDS", "5") or 0)
-_cust_cache: dict[tuple[str, str, str, date, int], tuple[float, Party | None, EffectiveTier | None]] = {}
+_cust_cache: dict[tuple[str, str, str, date, int], tuple[float, Customer | None, EffectiveTier | None]] = {}
+
+
 
 
 def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
-                 ) -> tuple[Party | None, EffectiveTier | None]:
+                 ) -> tuple[Customer | None, EffectiveTier | None]:
     """The namespace's customer and its effective tier, cached for a few seconds per process.
 
     Every review needs this, and parties change rarely: ``VEU_CUSTOMER_CACHE_SECONDS`` (default 5, 0 = off)
@@ -149,14 +165,12 @@ def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, 
     if _CUST_TTL > 0:
         if len(_cust_cache) > 50_000:
             _cust_cache.clear()
-        # A detached copy: the cached row must not be tied to (or refreshed through) this session.
-        copy = Party(id=party.id, name=party.name, hq=party.hq, parent_id=party.parent_id) if party else None
-        _cust_cache[key] = (now, copy, tier)
+        _cust_cache[key] = (now, party, tier)
     return party, tier
 
 
 def _customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
-                  ) -> tuple[Party | None, EffectiveTier | None]:
+                  ) -> tuple[Customer | None, EffectiveTier | None]:
     """The namespace's customer and its effective tier (walking only its own ownership chain).
 
     One statement: the mapping (this cluster's over the cluster-wide one) and the customer's chain of
@@ -173,8 +187,7 @@ def _customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str,
         parent = nxt[1] if nxt is not None and nxt[0] == parent_id else None
         refs[name] = PartyRef(name, hq, parent)
     first = rows[0]
-    # A detached row (only id, name, hq and parent are read downstream): no ORM identity to refresh.
-    party = Party(id=first[0], name=first[1], hq=first[2], parent_id=first[3])
+    party = Customer(int(first[0]), str(first[1]), str(first[2]), first[3])
     return party, effective_tier(packs, refs, party.name, as_of)
 
 
@@ -307,14 +320,20 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
     )
 
 
+_RELATED = sa_select(
+    _DECISION_TABLE.c.job_ref, _DECISION_TABLE.c.run_operations, _DECISION_TABLE.c.decided_at,
+).where(
+    _DECISION_TABLE.c.customer_name == bindparam("customer"), _DECISION_TABLE.c.model_key == bindparam("model_key"),
+    _DECISION_TABLE.c.decided_at >= bindparam("since", type_=_DECISION_TABLE.c.decided_at.type),
+    _DECISION_TABLE.c.allowed.is_(True), _DECISION_TABLE.c.run_operations.is_not(None),
+)
+
+
 def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> list[RelatedJob]:
     """The customer's admitted jobs for this lineage since ``since`` (largest estimate per job)."""
-    q = select(AdmissionDecision.job_ref, AdmissionDecision.run_operations, AdmissionDecision.decided_at).where(
-        AdmissionDecision.customer_name == customer, AdmissionDecision.model_key == model_key,
-        col(AdmissionDecision.decided_at) >= since, col(AdmissionDecision.allowed).is_(True),
-        col(AdmissionDecision.run_operations).is_not(None))
     best: dict[str, RelatedJob] = {}
-    for job, ops, at in s.exec(q).all():
+    rows = s.connection().execute(_RELATED, {"customer": customer, "model_key": model_key, "since": since})
+    for job, ops, at in rows.all():
         d = (at if at.tzinfo else at.replace(tzinfo=UTC)).date()
         if job not in best or float(ops or 0.0) > best[job].operations:
             best[job] = RelatedJob(job, float(ops or 0.0), d)
@@ -421,12 +440,8 @@ def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: 
     return redflag.apply_mode(base, settings)
 
 
-_DECISION_TABLE: Table = AdmissionDecision.__table__  # type: ignore[attr-defined]
-_INSERT_DECISION = _DECISION_TABLE.insert().returning(_DECISION_TABLE.c.id)
-
-
 def _store(
-    s: Session, rr: ReviewRequest, dec: Decision, party: Party | None, case_row: RedFlagCase | None, actor: str,
+    s: Session, rr: ReviewRequest, dec: Decision, party: Customer | None, case_row: RedFlagCase | None, actor: str,
     now: datetime, demand: Demand | None, extra: dict[str, Any],
 ) -> Outcome:
     est = dec.lineage_operations
@@ -468,7 +483,7 @@ def _store(
     return out
 
 
-def _open_or_update_case(s: Session, dec: Decision, party: Party | None, row: RedFlagCase | None, actor: str,
+def _open_or_update_case(s: Session, dec: Decision, party: Customer | None, row: RedFlagCase | None, actor: str,
                          now: datetime) -> RedFlagCase:
     created = row is None or row.status != "open"
     if created:
@@ -563,7 +578,7 @@ def resolve_case(
     return row
 
 
-def open_metering_case(s: Session, *, party: Party, model_key: str, operations: float, threshold: float,
+def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, operations: float, threshold: float,
                        job_refs: list[str], explanation: str, actor: str, now: datetime | None = None
                        ) -> tuple[RedFlagCase, bool]:
     """Open (or reuse) a case because a running lineage crossed the threshold; (case, newly opened)."""

@@ -19,14 +19,13 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Date,
-    DateTime,
     Float,
     Integer,
     String,
     bindparam,
+    case,
     cast,
     func,
-    literal,
     literal_column,
     null,
     union_all,
@@ -526,13 +525,14 @@ def load_records(
 _WIDE: tuple[tuple[str, Any], ...] = (
     ("mid", Integer()), ("t1", String()), ("t2", String()), ("t3", String()), ("i1", Integer()),
     ("f1", Float()), ("f2", Float()), ("b1", Boolean()), ("d1", Date()), ("d2", Date()),
-    ("ts1", DateTime()), ("ts2", DateTime()),
+    ("ts1", MeteredUsage.__table__.c.period_start.type),  # type: ignore[attr-defined]
+    ("ts2", MeteredUsage.__table__.c.period_end.type),  # type: ignore[attr-defined]
 )
 
 
 def _wide(kind: str, cols: dict[str, Any]) -> Any:
     """A SELECT list in the shared column layout (unused columns are typed NULLs)."""
-    out: list[Any] = [literal(kind, String()).label("k")]
+    out: list[Any] = [literal_column(f"'{kind}'", String()).label("k")]
     for name, typ in _WIDE:
         c = cols.get(name)
         out.append((c if c is not None else cast(null(), typ)).label(name))
@@ -547,12 +547,18 @@ def _lineage_statement(bounded: bool) -> Any:
     p = Party.__table__  # type: ignore[attr-defined]
     lin = sa_select(m.c.id.label("id")).where(m.c.name.in_(bindparam("names", expanding=True))).cte(
         "lin", recursive=True)
-    edges = union_all(
-        sa_select(m.c.id.label("src"), m.c.base_id.label("dep")).where(m.c.base_id.is_not(None)),
-        sa_select(si.c.model_id.label("src"), si.c.generator_id.label("dep")),
-    ).subquery("edge")
+    # Each step follows both edges of the models found so far (the base, and every generator) by key
+    # lookups driven from the small work table, never by scanning all models that have a base.
+    mm, ss = m.alias("lm"), si.alias("ls")
+    edge = union_all(sa_select(literal_column("0").label("e")), sa_select(literal_column("1").label("e"))).subquery(
+        "edge")
+    dep = case((edge.c.e == literal_column("0"), mm.c.base_id), else_=ss.c.generator_id)
+    step = sa_select(dep).select_from(
+        lin.join(mm, mm.c.id == lin.c.id).outerjoin(ss, ss.c.model_id == mm.c.id)
+        .join(edge, edge.c.e >= literal_column("0"))
+    ).where(dep.is_not(None))
     # UNION (not UNION ALL): each model once, and the walk ends even on a cyclic lineage.
-    lin = lin.union(sa_select(edges.c.dep).where(edges.c.src == lin.c.id))
+    lin = lin.union(step)
     ids = sa_select(lin.c.id)
     models = _wide("m", {"mid": m.c.id, "t1": m.c.name, "t2": p.c.name, "i1": m.c.base_id, "b1": m.c.published,
                          "d1": m.c.published_on}).select_from(m.outerjoin(p, p.c.id == m.c.owner_id)).where(

@@ -91,7 +91,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, t
     for r in readers:
         r.join()
     if proc.returncode != 0:
-        sys.stderr.write(bufs.get("err", "")[-4000:])
+        sys.stderr.write(bufs.get("out", "")[-4000:] + bufs.get("err", "")[-4000:])
         raise SystemExit(f"{cmd[0]} exited {proc.returncode}")
     return wall, ru.ru_maxrss, (bufs.get("out", ""), bufs.get("err", ""))
 
@@ -133,6 +133,7 @@ def main() -> None:
                         "aws": {
                             "max_workers": 4,
                             "capacity_reservations": False,  # c7n lists instances only; compare like with like
+                            "read_timeout": 1800,  # moto renders a 5,000-instance page slowly
                             "accounts": [{"regions": REGIONS}],
                         }
                     }

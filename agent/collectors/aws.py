@@ -65,6 +65,7 @@ class AwsConfig(SourceConfig):
     states: list[str] = Field(default_factory=lambda: list(DEFAULT_STATES))
     capacity_reservations: bool = True
     endpoint_url: str | None = None
+    read_timeout: int = Field(120, ge=5, le=3600)
     default_region: str = "us-east-1"
 
 
@@ -160,7 +161,7 @@ class AwsCollector(Collector):
             retries={"mode": c.retry_mode, "max_attempts": c.max_attempts},
             max_pool_connections=max(10, c.max_workers * 2),
             connect_timeout=10,
-            read_timeout=60,
+            read_timeout=c.read_timeout,
         )
 
     def _client(self, session: boto3.Session, service: str, region: str) -> Any:

@@ -51,9 +51,18 @@ def test_exports_page_shows_a_verified_audit_chain_and_downloads_a_signed_zip(pa
     # The signature and every file's SHA-256 check out against the server's key (not the embedded one).
     assert mf.verify(tmp_path / "x" / manifests[0], keys=[load(Path(demo["signing_key"])).public]) == []
 
-    # A period that ends before it starts is refused on the page, not with a broken download.
-    page.goto(demo["url"] + "exports/shipments/download?from=2026-12-31&to=2026-01-01&format=csv")
-    assert "after" in page.locator("#error").inner_text()
+    # The export was recorded in the audit trail; signing a checkpoint anchors it and the chain still verifies.
+    page.goto(demo["url"] + "exports")
+    page.click("#checkpoint-form button[type=submit]")
+    page.wait_for_url(re.compile(r".*/exports\?signed=\d+"))
+    assert page.locator("#audit-ok").get_attribute("data-ok") == "true"
+    assert page.get_by_text("Signed a checkpoint at seq").is_visible()
+    assert page.locator("#checkpoint-form").count() == 0  # nothing left unanchored
+
+    # A period that ends before it starts is refused with the page and a message, not a broken download
+    # (fetched with the page's session but outside it: a 422 page load counts as a console error).
+    r = page.request.get(demo["url"] + "exports/shipments/download?from=2026-12-31&to=2026-01-01&format=csv")
+    assert r.status == 422 and "is after --to" in r.text() and 'id="error"' in r.text()
 
 
 def test_deadlines_show_status_kind_due_date_and_citation_and_one_is_marked_filed(page, demo) -> None:  # type: ignore[no-untyped-def]
@@ -114,3 +123,26 @@ def test_supp10_register_of_a_site_shows_19_paragraphs_para7_para8_and_takes_a_s
     page.goto(demo["url"] + "controls/authorization/falcon-nveu-ae")
     # ¶5 and ¶6 bind UVEUs only: not applicable to an NVEU.
     assert page.locator("#p5 select[name=status]").input_value() == "not-applicable"
+
+
+def test_a_viewer_sees_the_register_read_only_and_is_refused_exports_and_writes(demo) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    url = demo["url"].rstrip("/")
+    made = httpx.post(url + "/api/v1/tokens", json={"role": "viewer", "name": "browser-viewer"},
+                      headers={"Authorization": f"Bearer {demo['token']}"})
+    assert made.status_code == 201, made.text
+    with httpx.Client(base_url=url) as c:
+        assert c.post("/login", data={"token": made.json()["token"], "next": "/"}).status_code == 303
+        assert c.get("/exports").status_code == 403  # dashboard exports need the `audit` permission
+        assert c.get("/exports/shipments/download?from=2026-01-01&to=2026-06-30").status_code == 403
+        page = c.get("/controls/site/iad-dc1")
+        assert page.status_code == 200 and 'class="set-control"' not in page.text
+        assert 'href="/exports' not in page.text
+        same = {"Origin": url}
+        assert c.post("/controls/site/iad-dc1/4", data={"status": "compliant"}, headers=same).status_code == 403
+        filing = {"key": "x", "filed_on": "2026-01-01"}
+        assert c.post("/deadlines/filings", data=filing, headers=same).status_code == 403
+        assert c.get("/api/v1/whoami").status_code == 401  # the session cookie is not an API credential
+    reg = httpx.get(url + "/api/v1/controls/site/iad-dc1", headers={"Authorization": f"Bearer {demo['token']}"})
+    assert next(p for p in reg.json()["paragraphs"] if p["number"] == 4)["status"] == "open"  # unchanged

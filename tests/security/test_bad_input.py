@@ -316,3 +316,26 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Test
         eng = _engines.pop(url, None)
     if eng is not None:
         eng.dispose()
+
+
+# ------------------------------------------------------------------------------------ the sign-in form
+
+
+@pytest.mark.auth
+def test_login_page_escapes_the_next_parameter(db_url: str) -> None:
+    c = TestClient(create_app(db_url), raise_server_exceptions=False, follow_redirects=False)
+    payload = '/"><script>alert(1)</script>'
+    for r in (c.get("/login", params={"next": payload}),
+              c.post("/login", data={"token": "veu_not_a_token", "next": payload})):
+        assert "<script>alert(1)</script>" not in r.text  # reflected XSS on the sign-in page
+        assert "&lt;script&gt;" in r.text or 'value="/"' in r.text
+
+
+@pytest.mark.auth
+@pytest.mark.parametrize("body", [b"token=\xff\xfe&next=/", b"token=%00&next=/", b"token=" + b"a" * 2_000_000,
+                                  b"next=//evil.example&token=x"], ids=["invalid-utf8", "nul", "2MB", "offsite-next"])
+def test_bad_login_form_is_refused_with_a_4xx(db_url: str, body: bytes) -> None:
+    c = TestClient(create_app(db_url), raise_server_exceptions=False, follow_redirects=False)
+    r = c.post("/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert 400 <= r.status_code < 500, r.status_code
+    assert "set-cookie" not in r.headers

@@ -326,7 +326,7 @@ def _half_year_start(d: date) -> date:
 
 
 def _exports_page(request: Request, s: Session, packs: PackRegistry, as_of: date, error: str | None = None,
-                  form: dict[str, str] | None = None) -> HTMLResponse:
+                  form: dict[str, str] | None = None, signed: str | None = None) -> HTMLResponse:
     from agent import audit
     from agent import exports as ex
 
@@ -335,18 +335,27 @@ def _exports_page(request: Request, s: Session, packs: PackRegistry, as_of: date
              for k, (_mod, src) in ex.KINDS.items()]
     verify = audit.verify_chain(s).as_dict()
     form = form or {}
-    return render(request, "exports.html", as_of, packs, kinds=kinds, verify=verify, error=error,
+    return render(request, "exports.html", as_of, packs, kinds=kinds, verify=verify, error=error, signed=signed,
                   formats=ex.FORMATS, authorizations=[a.name for a in svc.list_authorizations(s)],
-                  start=form.get("from") or _half_year_start(as_of).isoformat(), end=form.get("to") or as_of.isoformat(),
-                  chosen=form.get("format") or "csv", chosen_kind=form.get("kind"))
+                  start=form.get("from") or _half_year_start(as_of).isoformat(),
+                  end=form.get("to") or as_of.isoformat(), chosen=form.get("format") or "csv")
 
 
 @router.get("/exports", response_class=HTMLResponse)
 def exports_page(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, signed: str = "", s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    return _exports_page(request, s, packs, as_of)
+    return _exports_page(request, s, packs, as_of, signed=signed or None)
+
+
+@router.post("/audit/checkpoint")
+def sign_checkpoint(s: Session = Depends(get_session)) -> Response:
+    """Sign the head of the audit chain now (anchors the tail so truncation becomes detectable)."""
+    from agent import audit
+
+    cp = audit.checkpoint(s)
+    return RedirectResponse(f"/exports?signed={cp.seq if cp else ''}", status_code=303)
 
 
 @router.get("/exports/{kind}/download", response_model=None)
