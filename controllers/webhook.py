@@ -118,6 +118,26 @@ def evaluate(database_url: str | None, body: Any) -> dict[str, Any]:
     return out.response()
 
 
+def _unstorable(body: Any) -> str:
+    """Why a parsed body holds text no store can keep (NUL, unpaired UTF-16 surrogate), else ""."""
+    stack = [body]
+    while stack:  # iterative: the body may be nested as deep as the parser allows
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, str):
+            if "\x00" in x:
+                return "a string contains a NUL character (\\u0000), which cannot be stored or shown"
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string contains an unpaired UTF-16 surrogate (not valid Unicode text)"
+    return ""
+
+
 @router.post("/validate", summary="Validating admission webhook (AdmissionReview admission.k8s.io/v1)")
 async def validate(request: Request) -> JSONResponse:
     t0 = time.perf_counter()
@@ -140,6 +160,10 @@ async def _validate(request: Request) -> JSONResponse:
         return _bad_request("body: JSON nested deeper than the parser allows (about 1000 levels)", "too_deep")
     except ValueError as exc:
         return _bad_request(f"body: not valid JSON ({str(exc)[:120]})", "bad_json")
+    if b"\\u" in raw:  # only an escape can smuggle in a NUL or a lone surrogate: skip the walk otherwise
+        bad = _unstorable(body)
+        if bad:
+            return _bad_request(f"body: {bad}", "unstorable")
     from agent.cases import ReviewError, parse_review
 
     try:

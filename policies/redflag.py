@@ -396,7 +396,9 @@ def decide(
     recs: Mapping[str, ModelRecord] = records or {}
     window = settings.related_jobs_window_days if d.model else settings.unnamed_model_window_days
     rel = [r for r in related if r.job_ref != req.job_ref and (as_of - r.decided_on).days <= window]
-    lineage = _lineage_record(recs, key, cust_name or "", d.base_model, rel)
+    # A claimed base the ledger does not hold excludes nothing: the job's operations count in full.
+    claimed_base = d.base_model if d.base_model and d.base_model in recs else None
+    lineage = _lineage_record(recs, key, cust_name or "", claimed_base, rel)
     named_published = lineage.is_published(as_of)
     overlay = _Records(recs, lineage)
     before = project(overlay, rules, as_of, key, 0.0, base=None, owner=cust_name or "").cumulative.total
