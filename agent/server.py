@@ -68,8 +68,9 @@ class CertReloader:
 
 
 def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
-                 log_level: str = "info") -> uvicorn.Config:
-    from agent.api.app import create_app
+                 log_level: str = "info", *, webhook_only: bool = False,
+                 client_ca: str | None = None) -> uvicorn.Config:
+    from agent.api.app import create_app, create_webhook_app
 
     if bool(tls_cert) != bool(tls_key):
         from policies.errors import PolicyError
@@ -80,18 +81,32 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
             from policies.errors import PolicyError
 
             raise PolicyError(f"{f}: no such file")
+    if client_ca is not None:
+        from policies.errors import PolicyError
+
+        if not tls_cert:
+            raise PolicyError("--client-ca: requires --tls-cert/--tls-key (client certificates need TLS)")
+        if not Path(client_ca).is_file():
+            raise PolicyError(f"{client_ca}: no such file")
+    app = create_webhook_app(database_url) if webhook_only else create_app(database_url)
+    tls_extra: dict[str, object] = {}
+    if client_ca:
+        # Only the kube-apiserver (configured with a client certificate from this CA) may call.
+        tls_extra = {"ssl_ca_certs": client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
     config = uvicorn.Config(
-        create_app(database_url), host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-        log_level=log_level, access_log=False, timeout_keep_alive=30,
+        app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+        log_level=log_level, access_log=False, timeout_keep_alive=30, **tls_extra,  # type: ignore[arg-type]
     )
     config.load()
     return config
 
 
 def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
-               *, reload_interval: float = 2.0, log_level: str = "info") -> None:
+               *, reload_interval: float = 2.0, log_level: str = "info", webhook_only: bool = False,
+               client_ca: str | None = None) -> None:
     """Run until interrupted; with TLS, cert/key changes are picked up every ``reload_interval`` seconds."""
-    config = build_config(host, port, tls_cert, tls_key, database_url, log_level)
+    config = build_config(host, port, tls_cert, tls_key, database_url, log_level, webhook_only=webhook_only,
+                          client_ca=client_ca)
     server = uvicorn.Server(config)
     reloader = None
     if config.ssl is not None and tls_cert and tls_key:

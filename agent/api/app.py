@@ -53,3 +53,24 @@ def create_app(database_url: str | None = None) -> FastAPI:
         if setup is not None:
             setup(app)
     return app
+
+
+def create_webhook_app(database_url: str | None = None) -> FastAPI:
+    """Only the admission webhook and the probes: what a webhook-only port exposes (no API, no dashboard)."""
+    from controllers.webhook import router as webhook_router
+
+    app = FastAPI(title="veu-governor webhook", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.database_url = database_url
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> PlainTextResponse:
+        with get_engine(database_url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return PlainTextResponse("ready")
+
+    app.include_router(webhook_router)
+    return app

@@ -13,12 +13,17 @@ def serve(
     tls_cert: str | None = typer.Option(None, "--tls-cert", help="PEM certificate (reloaded when it changes)."),
     tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key."),
     log_level: str = typer.Option("info", "--log-level"),
+    webhook_only: bool = typer.Option(False, "--webhook-only",
+                                      help="Expose only /validate and the probes on this port (no API or dashboard)."),
+    client_ca: str | None = typer.Option(None, "--client-ca",
+                                         help="Require client certificates signed by this CA (the API server's)."),
     db: str | None = DbOpt,
 ) -> None:
     """Serve /validate (the red-flag-28 webhook), /api/v1, the dashboard and /metrics."""
     from agent.server import run_server
 
-    run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level)
+    run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level, webhook_only=webhook_only,
+               client_ca=client_ca)
 
 
 def register(app: typer.Typer) -> None:
