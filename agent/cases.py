@@ -15,7 +15,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -415,8 +415,11 @@ def evaluate_review(
         names = [n for n in (key, declared.base_model) if n]
         records = load_records(s, names, as_of)
         if declared.base_model and declared.base_model not in records:
+            # Nothing recorded to add or exclude: the job counts in full as its own lineage.
+            claimed = declared.base_model
+            declared = replace(declared, base_model=None)
             req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
-                             (*req.notes, f"base-model {declared.base_model} is not in the ledger; its "
+                             (*req.notes, f"base-model {claimed} is not in the ledger; its "
                                            "operations are not counted (register it with `veuctl models add`)"))
         related = related_jobs(s, cust, key, now - timedelta(days=window))
     dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode)

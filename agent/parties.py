@@ -42,6 +42,7 @@ def add_party(
     code = country_code(hq)
     parent_row = get_party(s, parent) if parent else None
     party = s.exec(select(Party).where(Party.name == name)).first()
+    existed = party is not None
     if party is None:
         party = Party(name=name, hq=code)
     party.hq = code
@@ -63,6 +64,11 @@ def add_party(
             existing.party_id = party.id  # type: ignore[assignment]
             s.add(existing)
     s.flush()
+    from agent.audit import current_actor, record
+
+    record(s, actor=current_actor(), action="party.update" if existed else "party.create", subject=f"party:{name}",
+           payload={"hq": code, "parent": parent_row.name if parent_row else None,
+                    "namespaces": [n.strip() for n in namespaces or []], "cluster": cluster})
     return party
 
 

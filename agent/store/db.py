@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlmodel import Session, create_engine
 
 from agent.config import settings
@@ -30,6 +32,17 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    try:
+        return _make_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError, ImportError) as exc:
+        from policies.errors import PolicyError
+
+        # Never echo the URL: it may carry a password.
+        reason = re.sub(r"://([^:/@\s]*):[^@\s]*@", r"://\1:***@", str(exc).strip().splitlines()[0])[:200]
+        raise PolicyError(f"database URL (--db / VEU_DATABASE_URL): not usable: {reason}") from None
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

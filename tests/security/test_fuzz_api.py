@@ -51,20 +51,7 @@ def api_schema(fuzz_store: str) -> Any:
         app = create_app(fuzz_store)
     finally:
         mp.undo()
-    _TRIAGE_patch(app)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
-
-
-def _TRIAGE_patch(app: Any) -> None:
-    orig = app.openapi
-
-    def patched() -> Any:
-        spec = orig()
-        d = spec.get("components", {}).get("schemas", {}).get("HTTPValidationError", {}).get("properties", {})
-        if "detail" in d:
-            d["detail"] = {"anyOf": [d["detail"], {"type": "string"}], "title": "Detail"}
-        return spec
-    app.openapi = patched
 
 
 def _operations() -> list[tuple[str, str]]:

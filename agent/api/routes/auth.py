@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -225,11 +226,11 @@ def setup(app: FastAPI) -> None:
 
     @app.get("/login", include_in_schema=False)
     def login_form(next: str = "/") -> HTMLResponse:
-        return HTMLResponse(_LOGIN % ("", _safe_next(next)))
+        return HTMLResponse(_LOGIN % ("", html.escape(_safe_next(next))))
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Any:
-        form = parse_qs((await request.body()).decode())
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
         nxt = _safe_next((form.get("next") or ["/"])[0])
         try:
@@ -239,7 +240,7 @@ def setup(app: FastAPI) -> None:
 
             p = await to_thread.run_sync(check)
         except AuthError:
-            return HTMLResponse(_LOGIN % ("That token is not valid.", nxt), status_code=401)
+            return HTMLResponse(_LOGIN % ("That token is not valid.", html.escape(nxt)), status_code=401)
         resp = RedirectResponse(nxt, status_code=303)
         resp.set_cookie(SESSION_COOKIE, _serializer(secret).dumps({"name": p.name, "role": p.role}),
                         max_age=SESSION_MAX_AGE, httponly=True, secure=request.url.scheme == "https",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, OperationalError
 
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvision
 
@@ -15,3 +18,38 @@ def setup(app: FastAPI) -> None:
             isinstance(exc, PartyError) and "not registered" in str(exc)
         ) else 422
         return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.exception_handler(DataError)
+    async def _data_error(_req: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (e.g. NUL in PostgreSQL text) is bad input, not a server fault.
+        return JSONResponse(status_code=422, content={"detail": f"a value cannot be stored: {_first_line(exc)}"})
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _bad_unicode(_req: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": f"a value is not valid UTF-8 text ({exc.reason})"})
+
+    @app.exception_handler(OperationalError)
+    async def _store_unavailable(_req: Request, exc: OperationalError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"store unavailable: {_first_line(exc)}"},
+                            headers={"retry-after": "5"})
+
+    # PolicyError answers {"detail": "<message>"}: document that shape next to FastAPI's list form, so
+    # the OpenAPI document describes the 422s the API actually sends.
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = generate()
+        props = spec.get("components", {}).get("schemas", {}).get("HTTPValidationError", {}).get("properties", {})
+        if "detail" in props and "anyOf" not in props["detail"]:
+            props["detail"] = {"title": "Detail", "anyOf": [
+                props["detail"], {"type": "string", "description": "The field at fault and how to fix it"}]}
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(getattr(exc, "orig", exc)).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
