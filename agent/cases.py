@@ -9,6 +9,7 @@ a dry run — records the decision and opens or reuses the case, with audit entr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -425,11 +426,26 @@ def evaluate_review(
     dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode)
     if dec.open_case:
         # Only a lineage at the threshold needs the case on file: one query saved on every other review.
+        if not rr.dry_run:
+            _lock_lineage_case(s, dec.customer or "", dec.model_key or "")
         case_row = current_case(s, dec.customer or "", dec.model_key or "", now)
         if case_row is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
                                  case=case_state(case_row), mode=mode)
     return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster})
+
+
+def _lock_lineage_case(s: Session, customer: str, model_key: str) -> None:
+    """Serialise opening a case per (customer, lineage) until commit, so concurrent held re-submissions
+    find the first one's case instead of each opening their own.
+
+    Taken before the audit chain lock (and never after it), so the two locks cannot deadlock. SQLite
+    serialises writers on its database lock already.
+    """
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"veu-governor/case\0{customer}\0{model_key}".encode()).digest()
+    s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big") >> 1})
 
 
 def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None) -> Decision:
