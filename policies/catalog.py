@@ -28,12 +28,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator, UnknownInstanceType, UnknownRegion
+from policies.packs import validate_document
 
 CATALOG_FILE_HINT = "policies/data/accelerators.yaml or an operator catalog file named in VEU_CATALOG_FILES"
 
@@ -191,25 +191,6 @@ class CatalogDoc(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
-    parts: list[str] = []
-    node: Any = data
-    for item in loc:
-        if isinstance(item, int):
-            label = f"[{item}]"
-            if isinstance(node, list) and 0 <= item < len(node):
-                node = node[item]
-                if isinstance(node, Mapping) and isinstance(node.get("id"), str):
-                    label = f"[{item}:{node['id']}]"
-            else:
-                node = None
-            parts.append(label)
-        else:
-            node = node.get(item) if isinstance(node, Mapping) else None
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "<root>"
-
-
 def parse_catalog_doc(data: Any, source: str) -> CatalogDoc:
     """Validate one catalog document; raise :class:`CatalogDataError` naming ``source`` and the field."""
     if data is None:
@@ -218,15 +199,7 @@ def parse_catalog_doc(data: Any, source: str) -> CatalogDoc:
         raise CatalogDataError(
             f"{source}: a catalog file must be a mapping at the top level, got {type(data).__name__}"
         )
-    # Top-level keys starting with "x-" hold YAML anchors shared by entries; they are not catalog fields.
-    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
-    try:
-        return CatalogDoc.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = _format_loc(tuple(err["loc"]), data)
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise CatalogDataError(f"{source}: {where}: {err['msg']}{more}") from None
+    return validate_document(CatalogDoc, data, source, CatalogDataError)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from policies.errors import NotInEffect, PackError, UnknownProvision
+from policies.errors import NotInEffect, PackError, PolicyError, UnknownProvision
 
 _ID = r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
 _ECCN = re.compile(r"^\d[A-Z]\d{3}")  # "4E091" is an ECCN, though it also parses as 4e91
@@ -153,19 +153,27 @@ def _format_loc(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
     return "".join(parts) or "<root>"
 
 
-def parse_pack(data: Any, source: str) -> PolicyPack:
-    """Validate one pack document; raise :class:`PackError` naming ``source``, the field and the reason."""
-    if not isinstance(data, Mapping):
-        raise PackError(f"{source}: a policy pack must be a mapping at the top level, got {type(data).__name__}")
-    # Top-level keys starting with "x-" hold YAML anchors shared by provisions; they are not pack fields.
+_Doc = TypeVar("_Doc", bound=BaseModel)
+
+
+def validate_document(model: type[_Doc], data: Mapping[str, Any], source: str, error: type[PolicyError]) -> _Doc:
+    """Validate a data document (pack or catalog file), raising ``error`` naming the file, field and reason."""
+    # Top-level keys starting with "x-" hold YAML anchors shared by entries; they are not document fields.
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
-        return PolicyPack.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = _format_loc(tuple(err["loc"]), data)
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise PackError(f"{source}: {where}: {err['msg']}{more}") from None
+        raise error(f"{source}: {where}: {err['msg']}{more}") from None
+
+
+def parse_pack(data: Any, source: str) -> PolicyPack:
+    """Validate one pack document; raise :class:`PackError` naming ``source``, the field and the reason."""
+    if not isinstance(data, Mapping):
+        raise PackError(f"{source}: a policy pack must be a mapping at the top level, got {type(data).__name__}")
+    return validate_document(PolicyPack, data, source, PackError)
 
 
 @dataclass(frozen=True)
