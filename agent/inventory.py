@@ -273,15 +273,7 @@ def apply_scope(
         s.flush()
         s.add_all(
             [
-                HoldingPeriod(
-                    holding_id=h.id or 0,
-                    site_id=h.site_id,
-                    accelerator=h.accelerator,
-                    count=h.count,
-                    owner_id=h.owner_id,
-                    operator_id=h.operator_id,
-                    valid_from=now,
-                )
+                _period(h, now)
                 for h, _ in new_rows
             ]
         )
@@ -293,15 +285,7 @@ def apply_scope(
         _close_periods(s, [h.id for h in moved if h.id is not None], now)
         s.add_all(
             [
-                HoldingPeriod(
-                    holding_id=h.id or 0,
-                    site_id=h.site_id,
-                    accelerator=h.accelerator,
-                    count=h.count,
-                    owner_id=h.owner_id,
-                    operator_id=h.operator_id,
-                    valid_from=now,
-                )
+                _period(h, now)
                 for h in moved
             ]
         )
@@ -338,6 +322,14 @@ def apply_scope(
         },
     )
     return out
+
+
+def _period(h: Holding, valid_from: datetime, valid_to: datetime | None = None) -> HoldingPeriod:
+    """The history row for a holding's current site, chip, count, owner and operator."""
+    return HoldingPeriod(
+        holding_id=h.id or 0, site_id=h.site_id, accelerator=h.accelerator, count=h.count,
+        owner_id=h.owner_id, operator_id=h.operator_id, valid_from=valid_from, valid_to=valid_to,
+    )
 
 
 def _close_periods(s: Session, holding_ids: list[int], now: datetime) -> None:
@@ -438,16 +430,7 @@ def periods_at(s: Session, at: datetime, site_id: int | None = None) -> list[Hol
         q2 = q2.where(Holding.site_id == site_id)
     out = list(s.exec(q).all())
     out += [
-        HoldingPeriod(
-            holding_id=h.id or 0,
-            site_id=h.site_id,
-            accelerator=h.accelerator,
-            count=h.count,
-            owner_id=h.owner_id,
-            operator_id=h.operator_id,
-            valid_from=h.first_seen,
-            valid_to=h.retired_at,
-        )
+        _period(h, h.first_seen, h.retired_at)
         for h in s.exec(q2).all()
     ]
     return out
