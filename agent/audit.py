@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import getpass
 import hashlib
 import json
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import DateTime, text, type_coerce
@@ -218,8 +219,16 @@ def _head(session: Session) -> tuple[int, str]:
     return 0, GENESIS
 
 
+class Appended(NamedTuple):
+    """Where an entry landed in the chain (the row itself is already in the caller's transaction)."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+
+
 def record(session: Session, *, actor: str, action: str, subject: str,
-           payload: dict[str, Any]) -> AuditEntry:
+           payload: dict[str, Any]) -> Appended:
     """Append an audit entry in the caller's transaction (commits or rolls back with the caller's change).
 
     ``actor`` is who acted (``current_actor()`` if unsure), ``action`` a dotted verb such as
@@ -238,12 +247,13 @@ def record(session: Session, *, actor: str, action: str, subject: str,
         _lock_chain(session)
         last_seq, prev = _head(session)
         seq = last_seq + 1
-        entry = AuditEntry(
+        row = AuditEntry(
             seq=seq, ts=ts, actor=actor, action=action, subject=subject, payload=body, prev_hash=prev,
             hash=entry_hash(seq, ts_s, actor, action, subject, body, prev),
         )
-        session.add(entry)
+        session.add(row)
         session.flush()
+        entry = Appended(seq, prev, row.hash)
     _maybe_checkpoint(session, entry)
     return entry
 
@@ -255,7 +265,7 @@ _APPEND_PG = text(
 
 
 def _append_pg(session: Session, ts: datetime, ts_s: str, actor: str, action: str, subject: str,
-               body: str) -> AuditEntry:
+               body: str) -> Appended:
     """Lock, read the head, hash and insert in one round trip (migration 0009_perf): the chain's serialised
     section is then one statement and the commit, which is what bounds admission throughput.
 
@@ -265,16 +275,67 @@ def _append_pg(session: Session, ts: datetime, ts_s: str, actor: str, action: st
     d = _quote
     head = f'{{"action":{d(action)},"actor":{d(actor)},"payload":{body},"prev_hash":"'
     tail = f',"subject":{d(subject)},"ts":"{ts_s}"}}'
-    seq, prev, hash_ = session.execute(_APPEND_PG, {
+    seq, prev, hash_ = session.connection().execute(_APPEND_PG, {
         "k": _PG_LOCK_KEY, "ts": ts, "actor": actor, "action": action, "subject": subject, "payload": body,
         "head": head, "mid": '","seq":', "tail": tail,
     }).one()
-    # A detached value for the caller (the row is already written): no ORM flush on the hot path.
-    return AuditEntry(seq=int(seq), ts=ts, actor=actor, action=action, subject=subject, payload=body,
-                      prev_hash=str(prev), hash=str(hash_))
+    # The row is already written: no ORM object (or flush) on the hot path.
+    return Appended(int(seq), str(prev), str(hash_))
 
 
-def _maybe_checkpoint(session: Session, entry: AuditEntry) -> None:
+_SENTINEL = 7_305_182_946_011_437_019  # stands in for the new row's id while the payload is serialised
+
+
+def record_insert(session: Session, table: Any, values: dict[str, Any], *, id_key: str, actor: str, action: str,
+                  subject: str, payload: dict[str, Any]) -> tuple[int, Appended]:
+    """Insert a row into ``table`` and append the audit entry that names it (``payload[id_key]`` = its id).
+
+    On PostgreSQL both happen in one statement (a data-modifying CTE feeding ``veu_audit_append``): the
+    admission webhook does this on every review, and each round trip costs it more than the work. The
+    entry's bytes are exactly what :func:`record` would hash: the canonical payload is serialised once with
+    a placeholder id and split around it, and the database splices the real id into both halves.
+    """
+    if not actor or not action:
+        raise ValueError("audit record: actor and action are required")
+    body = canonical_json({**payload, id_key: _SENTINEL})
+    marker = f"{_quote(id_key)}:{_SENTINEL}"
+    halves = body.split(marker)
+    if session.get_bind().dialect.name != "postgresql" or len(halves) != 2:
+        new_id = int(session.connection().execute(table.insert().returning(table.c.id), values).scalar_one())
+        return new_id, record(session, actor=actor, action=action, subject=subject, payload={**payload, id_key: new_id})
+    session.flush()
+    ts = utcnow()
+    actor, action, subject = actor[:200], action[:100], subject[:300]
+    d = _quote
+    p0, p1 = halves[0] + marker[: -len(str(_SENTINEL))], halves[1]
+    row = session.connection().execute(_insert_and_append(table, tuple(values)), {
+        **values, "audit_k": _PG_LOCK_KEY, "audit_ts": ts, "audit_actor": actor, "audit_action": action,
+        "audit_subject": subject, "audit_p0": p0, "audit_p1": p1,
+        "audit_h0": f'{{"action":{d(action)},"actor":{d(actor)},"payload":{p0}',
+        "audit_h1": f'{p1},"prev_hash":"', "audit_mid": '","seq":',
+        "audit_tail": f',"subject":{d(subject)},"ts":"{ts_text(ts)}"}}',
+    }).one()
+    entry = Appended(int(row[1]), str(row[2]), str(row[3]))
+    _maybe_checkpoint(session, entry)
+    return int(row[0]), entry
+
+
+@functools.cache
+def _insert_and_append(table: Any, columns: tuple[str, ...]) -> Any:
+    from sqlalchemy import bindparam
+
+    sql = (
+        f"WITH d AS (INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+        "RETURNING id) "
+        "SELECT d.id, a.out_seq, a.out_prev, a.out_hash FROM d CROSS JOIN LATERAL veu_audit_append("
+        ":audit_k, :audit_ts, :audit_actor, :audit_action, :audit_subject, "
+        ":audit_p0 || d.id::text || :audit_p1, :audit_h0 || d.id::text || :audit_h1, :audit_mid, :audit_tail) AS a"
+    )
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns),
+                                bindparam("audit_ts", type_=DateTime(timezone=True)))
+
+
+def _maybe_checkpoint(session: Session, entry: Appended) -> None:
     """Sign a periodic checkpoint every ``VEU_AUDIT_CHECKPOINT_EVERY`` entries (default 1000; 0 = off)."""
     try:
         every = int(os.environ.get("VEU_AUDIT_CHECKPOINT_EVERY", "1000"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 import unicodedata
@@ -24,7 +23,8 @@ from sqlalchemy import Table, bindparam, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from agent.audit import record
+from agent.audit import record, record_insert
+from agent.directory import Customer, customer_for
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
@@ -32,13 +32,10 @@ from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
 from policies.packs import PackRegistry
-from policies.parties import EffectiveTier, PartyRef, effective_tier
 from policies.redflag import CaseState, ChipDemand, Decision, Declared, JobRequest, RelatedJob
 
 MAX_UID = 128
 _DECISION_TABLE: Table = AdmissionDecision.__table__  # type: ignore[attr-defined]
-# Prebuilt Core statements for the per-review path: same rows as the ORM, without its per-call overhead.
-_INSERT_DECISION = _DECISION_TABLE.insert().returning(_DECISION_TABLE.c.id)
 
 
 class ReviewError(PolicyError):
@@ -132,80 +129,6 @@ def parse_review(body: Any) -> ReviewRequest:
 
 
 # ------------------------------------------------------------------------------------------------ lookups
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    """The namespace's customer as read for a review: a plain immutable value, safe to cache across sessions."""
-
-    id: int
-    name: str
-    hq: str
-    parent_id: int | None
-
-
-_CUST_TTL = float(os.environ.get("VEU_CUSTOMER_CACHE_SECONDS", "5") or 0)
-_cust_cache: dict[tuple[str, str, str, date, int], tuple[float, Customer | None, EffectiveTier | None]] = {}
-
-
-
-
-def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
-                 ) -> tuple[Customer | None, EffectiveTier | None]:
-    """The namespace's customer and its effective tier, cached for a few seconds per process.
-
-    Every review needs this, and parties change rarely: ``VEU_CUSTOMER_CACHE_SECONDS`` (default 5, 0 = off)
-    bounds how long a re-mapped namespace or a new parent can take to apply (anchors.md §1.2: serve the
-    admission path from a local cache, not several database round trips per review).
-    """
-    key = (str(getattr(s.get_bind(), "url", "")), namespace, cluster, as_of, id(packs))
-    now = time.monotonic()
-    hit = _cust_cache.get(key)
-    if hit is not None and now - hit[0] < _CUST_TTL:
-        return hit[1], hit[2]
-    party, tier = _customer_for(s, packs, namespace, cluster, as_of)
-    if _CUST_TTL > 0:
-        if len(_cust_cache) > 50_000:
-            _cust_cache.clear()
-        _cust_cache[key] = (now, party, tier)
-    return party, tier
-
-
-def _customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date
-                  ) -> tuple[Customer | None, EffectiveTier | None]:
-    """The namespace's customer and its effective tier (walking only its own ownership chain).
-
-    One statement: the mapping (this cluster's over the cluster-wide one) and the customer's chain of
-    parents up to its ultimate parent, by a recursive CTE, instead of a round trip per ancestor.
-    """
-    rows = s.connection().execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
-    if not rows:
-        return None, None
-    refs: dict[str, PartyRef] = {}
-    for i, (_pid, name, hq, parent_id) in enumerate(rows):
-        if name in refs:
-            break  # an ownership cycle: the walk stops where it would repeat, as it always has
-        nxt = rows[i + 1] if i + 1 < len(rows) else None
-        parent = nxt[1] if nxt is not None and nxt[0] == parent_id else None
-        refs[name] = PartyRef(name, hq, parent)
-    first = rows[0]
-    party = Customer(int(first[0]), str(first[1]), str(first[2]), first[3])
-    return party, effective_tier(packs, refs, party.name, as_of)
-
-
-# depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat).
-_CHAIN_SQL = text("""
-WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
-    SELECT p.id, p.name, p.hq, p.parent_id, 0 FROM party p
-    WHERE p.id = (SELECT m.party_id FROM party_namespace m
-                  WHERE m.namespace = :ns AND (m.cluster = :cluster OR m.cluster = '')
-                  ORDER BY CASE WHEN m.cluster = :cluster THEN 0 ELSE 1 END, m.id LIMIT 1)
-    UNION ALL
-    SELECT p.id, p.name, p.hq, p.parent_id, c.depth + 1 FROM party p JOIN chain c ON p.id = c.parent_id
-    WHERE c.depth < 256
-)
-SELECT id, name, hq, parent_id FROM chain ORDER BY depth
-""")
 
 
 _INV_TTL = 30.0
@@ -495,13 +418,13 @@ def _store(
         message=out.message, pack_versions=settings_versions, detail=json.dumps(detail, default=str),
     )
     s.flush()  # a case opened above is written first (the decision row refers to it)
-    # A Core INSERT ... RETURNING: the same row, without building an ORM object on every review.
-    decision_id = int(s.connection().execute(_INSERT_DECISION, values).scalar_one())
-    out.decision_id = decision_id
-    record(s, actor=actor, action="admission.decide", subject=f"job:{dec.job_ref}"[:300],
-           payload={"decision_id": decision_id, "uid": rr.uid, "code": dec.code, "allowed": dec.allowed,
-                    "mode": dec.mode, "customer": dec.customer, "model": dec.model_key,
-                    "estimate": dec.lineage_operations, "case_id": out.case_id, "pack_versions": dict(dec.versions)})
+    # A Core INSERT (no ORM object per review) and its audit entry, in one round trip on PostgreSQL.
+    out.decision_id, _ = record_insert(
+        s, _DECISION_TABLE, values, id_key="decision_id", actor=actor, action="admission.decide",
+        subject=f"job:{dec.job_ref}"[:300],
+        payload={"uid": rr.uid, "code": dec.code, "allowed": dec.allowed, "mode": dec.mode, "customer": dec.customer,
+                 "model": dec.model_key, "estimate": dec.lineage_operations, "case_id": out.case_id,
+                 "pack_versions": dict(dec.versions)})
     return out
 
 

@@ -172,7 +172,8 @@ def reviews(n: int, tenants: list[tuple[str, list[str]]], rng: random.Random) ->
     return out
 
 
-def start(cmd: list[str], port: int, ca: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(cmd: list[str], port: int, ca: Path, env: dict[str, str], log: Path, probe: str = "/healthz"
+          ) -> subprocess.Popen[bytes]:
     import httpx
 
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -182,10 +183,11 @@ def start(cmd: list[str], port: int, ca: Path, env: dict[str, str], log: Path) -
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
-            httpx.get(f"https://127.0.0.1:{port}/docs", verify=ctx, timeout=1)
-            return proc
+            if httpx.get(f"https://127.0.0.1:{port}{probe}", verify=ctx, timeout=1).status_code == 200:
+                return proc
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("server did not start within 120 s")
 
@@ -235,6 +237,9 @@ def main() -> int:
     ap.add_argument("--reviews", type=int)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seed", type=int, default=28)
+    ap.add_argument("--full-app", action="store_true",
+                    help="serve the webhook from the combined API+dashboard app (default: the webhook-only port the "
+                         "chart deploys)")
     a = ap.parse_args()
     customers = a.customers or (500 if a.quick else 10_000)
     models = a.models or (5_000 if a.quick else 100_000)
@@ -257,10 +262,11 @@ def main() -> int:
             echo_port, real_port = free_port(), free_port()
             procs.append(start([py, "-m", "uvicorn", "echo_app:app", "--host", "127.0.0.1", "--port", str(echo_port),
                                 "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--log-level", "warning",
-                                "--no-access-log"], echo_port, ca, env, d / "echo.log"))
+                                "--no-access-log"], echo_port, ca, env, d / "echo.log", probe="/docs"))
             procs.append(start([py, "-m", "agent", "serve", "--host", "127.0.0.1", "--port", str(real_port),
                                 "--tls-cert", str(cert), "--tls-key", str(key), "--log-level", "warning",
-                                "--db", url], real_port, ca, env, d / "real.log"))
+                                "--db", url, *([] if a.full_app else ["--webhook-only"])], real_port, ca, env,
+                                d / "real.log"))
             warm = reviews(min(200, n // 4), tenants, rng)
             bodies = reviews(n, tenants, rng)
             echo = run_one("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate", warm, bodies,
@@ -294,7 +300,9 @@ def main() -> int:
 
         dispose_all()
         drop_db(dbname)
-    print(f"\n{n} reviews per server at concurrency {a.concurrency}, HTTPS on 127.0.0.1, 1 uvicorn worker each, "
+    served = "veuctl serve" + ("" if a.full_app else " --webhook-only")
+    print(f"\nreal webhook served by `{served}`")
+    print(f"{n} reviews per server at concurrency {a.concurrency}, HTTPS on 127.0.0.1, 1 uvicorn worker each, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
     print(f"{'server':32} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7}")
     for r in (echo, real):

@@ -13,6 +13,7 @@ Prometheus: ``veu_admission_decisions_total{code,allowed,mode}``,
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -162,6 +163,23 @@ def _unstorable(body: Any) -> str:
     return ""
 
 
+_EVAL_SLOTS: dict[int, asyncio.Semaphore] = {}
+
+
+def _evaluations() -> asyncio.Semaphore:
+    """At most ``VEU_WEBHOOK_EVALUATIONS`` reviews evaluated at once per event loop, admitted in arrival order.
+
+    More threads than this only take turns at the interpreter lock: a review that loses the turn (or the
+    audit chain's lock) repeatedly waits far longer than the rest (the p99). A few in flight keep the store
+    busy while Python works; the rest wait their turn in a fair queue.
+    """
+    loop = id(asyncio.get_running_loop())
+    sem = _EVAL_SLOTS.get(loop)
+    if sem is None:
+        sem = _EVAL_SLOTS[loop] = asyncio.Semaphore(int(os.environ.get("VEU_WEBHOOK_EVALUATIONS", "2")))
+    return sem
+
+
 _seen = 0
 _FREEZE_AT = (1, 50)  # at start-up, and again once the packs, catalog and statement caches are loaded
 
@@ -217,7 +235,8 @@ async def _validate(request: Request) -> JSONResponse:
     except ReviewError as exc:
         return _bad_request(str(exc), "bad_review")
     try:
-        resp = await run_in_threadpool(evaluate, request.app.state.database_url, body)
+        async with _evaluations():
+            resp = await run_in_threadpool(evaluate, request.app.state.database_url, body)
     except (OperationalError, DBAPIError) as exc:
         ERRORS.labels("store_unavailable").inc()
         log.error("admission: store unavailable: %s", exc)

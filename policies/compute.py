@@ -96,6 +96,10 @@ class EstimationDefaults:
 
     @classmethod
     def from_packs(cls, packs: PackRegistry, as_of: date) -> EstimationDefaults:
+        return packs.cached((cls, as_of), lambda: cls._read(packs, as_of))
+
+    @classmethod
+    def _read(cls, packs: PackRegistry, as_of: date) -> EstimationDefaults:
         p = packs.provision(ESTIMATION_DEFAULTS, as_of)
         d = cls(
             utilization=_pack_fraction(p.value("utilization"), "utilization"),

@@ -183,6 +183,10 @@ def in_group(packs: PackRegistry, code: str, group: str, as_of: date) -> bool:
 
 def tier(packs: PackRegistry, text: str, as_of: date) -> TierResult:
     """Tier 1, 2 or 3 of a destination under the AI Diffusion rule on ``as_of``."""
+    return packs.cached(("tier", text, as_of), lambda: _tier(packs, text, as_of))
+
+
+def _tier(packs: PackRegistry, text: str, as_of: date) -> TierResult:
     c = country(text)
     code = equivalent_destination(packs, c.code, as_of)
     try:

@@ -198,7 +198,7 @@ class Regime:
 
 def regime(packs: PackRegistry, regime_id: str, as_of: date) -> Regime:
     """The regime ``regime_id`` (a provision id such as ``eccn-4e091``) as of ``as_of``."""
-    return Regime.from_provision(packs.provision(regime_id, as_of))
+    return packs.cached((Regime, regime_id, as_of), lambda: Regime.from_provision(packs.provision(regime_id, as_of)))
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -16,15 +16,17 @@ provision by shipping a pack with the same provision id, without editing the pac
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from policies.errors import NotInEffect, PackError, PolicyError, UnknownProvision
 
+_T = TypeVar("_T")
+_MEMO_MAX = 4096
 _ID = r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
 _ECCN = re.compile(r"^\d[A-Z]\d{3}")  # "4E091" is an ECCN, though it also parses as 4e91
 _ISO2 = re.compile(r"^[A-Z]{2}$")
@@ -255,6 +257,24 @@ class PackRegistry:
         for pack in self._packs:
             for prov in pack.provisions:
                 self._by_id.setdefault(prov.id, []).append((pack, prov))
+        # The registry never changes after loading, so what is derived from it as of a date never changes
+        # either: the admission path asks the same questions on every review.
+        self._memo: dict[Hashable, Any] = {}
+
+    def cached(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()`` once per ``key`` for this registry (a value derived from the packs alone).
+
+        Errors are not cached: a bad pack value raises on every question, as it would uncached.
+        """
+        try:
+            return cast(_T, self._memo[key])
+        except KeyError:
+            pass
+        value = build()
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()  # many distinct as-of dates: start over rather than grow without bound
+        self._memo[key] = value
+        return value
 
     @property
     def packs(self) -> tuple[PolicyPack, ...]:
@@ -278,6 +298,9 @@ class PackRegistry:
 
     def find(self, provision_id: str, as_of: date) -> ResolvedProvision | None:
         """The provision in effect on ``as_of`` or None when no version is in effect."""
+        return self.cached(("find", provision_id, as_of), lambda: self._find(provision_id, as_of))
+
+    def _find(self, provision_id: str, as_of: date) -> ResolvedProvision | None:
         candidates = self._by_id.get(provision_id)
         if not candidates:
             return None

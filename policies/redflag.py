@@ -64,6 +64,10 @@ class AdmissionSettings:
 
     @classmethod
     def from_packs(cls, packs: PackRegistry, as_of: date, mode: str | None = None) -> AdmissionSettings:
+        return packs.cached((cls, as_of, mode), lambda: cls._read(packs, as_of, mode))
+
+    @classmethod
+    def _read(cls, packs: PackRegistry, as_of: date, mode: str | None) -> AdmissionSettings:
         p = packs.provision(SETTINGS, as_of)
         m = str(mode or p.value("mode"))
         if m not in MODES:

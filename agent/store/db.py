@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlmodel import Session, create_engine
 
 from agent.config import settings
@@ -52,7 +54,32 @@ def _make_engine(url: str) -> Engine:
         return eng
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    eng = create_engine(url, pool_size=10, max_overflow=20)
+    event.listen(eng, "checkin", _note_checkin)
+    event.listen(eng, "checkout", _ping_if_idle)
+    return eng
+
+
+# A connection that went back to the pool moments ago is almost surely alive: pinging it on every checkout
+# (pool_pre_ping) is a round trip on every admission review. Ping only one idle longer than this; a dead one
+# found later is a disconnect error, which invalidates the pool so the next checkout reconnects.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _note_checkin(dbapi_conn: Any, record: Any) -> None:
+    record.info["veu_checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+    since = record.info.get("veu_checked_in")
+    if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_conn.execute("SELECT 1")
+        dbapi_conn.rollback()
+    except Exception as exc:
+        # The pool discards this connection and checks out another (a fresh one if need be).
+        raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-import agent.cases
+import agent.directory
 from agent import ledger, parties
 from agent.api.app import create_app
 from agent.packs import registry
@@ -37,11 +37,11 @@ CACHE_TTL = 0.2  # the namespace → customer cache (VEU_CUSTOMER_CACHE_SECONDS,
 
 @pytest.fixture()
 def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setattr(agent.cases, "_CUST_TTL", CACHE_TTL)
-    agent.cases._cust_cache.clear()
+    monkeypatch.setattr(agent.directory, "TTL", CACHE_TTL)
+    agent.directory.clear()
     seed(db_url)
     yield db_url
-    agent.cases._cust_cache.clear()
+    agent.directory.clear()
 
 
 @pytest.fixture()

@@ -36,6 +36,15 @@ class PartyNamespace(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ChangeMarker(SQLModel, table=True):
+    """A counter that store triggers bump whenever a watched table changes (``parties``: party and
+    party_namespace), so a process holding a snapshot of those tables knows when to reload it."""
+
+    __tablename__ = "change_marker"
+    name: str = Field(primary_key=True, max_length=40)
+    n: int = Field(default=0)
+
+
 class Site(SQLModel, table=True):
     """A data center, cloud region or cluster location; the country decides the tier."""
 

@@ -1,0 +1,167 @@
+"""Namespace → customer for the admission path: a process-local snapshot of parties and namespace mappings.
+
+Every review needs the namespace's customer and its effective tier (its own HQ and its ultimate parent's),
+and parties change rarely. Rather than a round trip per review (anchors.md §1.2: serve the admission path
+from a local cache), each process keeps the whole directory — parties and mappings — and reloads it when
+the store's ``parties`` change marker moves. Triggers bump the marker on every insert, update or delete
+of ``party`` or ``party_namespace`` (migration ``0010_directory``), so a change made by any writer, SQL
+included, is seen. The marker is read at most once every ``VEU_CUSTOMER_CACHE_SECONDS`` (default 5; 0
+turns the cache off): that bounds how long a re-mapped namespace, a new HQ or a new parent can take to
+apply. A store with more parties than ``VEU_CUSTOMER_SNAPSHOT_MAX`` (default 200,000) is not snapshotted:
+each namespace is looked up on its own and cached for the same bound.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from policies.packs import PackRegistry
+from policies.parties import EffectiveTier, PartyRef, effective_tier
+
+TTL = float(os.environ.get("VEU_CUSTOMER_CACHE_SECONDS", "5") or 0)
+SNAPSHOT_MAX = int(os.environ.get("VEU_CUSTOMER_SNAPSHOT_MAX", "200000") or 0)
+_PARENT_DEPTH = 256  # as the recursive lookup: a cyclic ownership chain stops where it would repeat
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """The namespace's customer as read for a review: a plain immutable value, safe to cache across sessions."""
+
+    id: int
+    name: str
+    hq: str
+    parent_id: int | None
+
+
+Answer = tuple[Customer | None, EffectiveTier | None]
+
+
+@dataclass
+class _Snapshot:
+    marker: int | None  # None: too many parties to hold, so per-namespace entries instead
+    checked: float  # time.monotonic() of the last marker read
+    parties: dict[int, tuple[str, str, int | None]] = field(default_factory=dict)
+    mappings: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, namespace) -> party id
+    answers: dict[tuple[str, str, date, int], tuple[float, Answer]] = field(default_factory=dict)
+
+
+_snapshots: dict[str, _Snapshot] = {}
+_lock = threading.Lock()
+
+
+def clear() -> None:
+    """Forget every snapshot (tests; a process that knows the store was replaced)."""
+    with _lock:
+        _snapshots.clear()
+
+
+def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
+    """The namespace's customer (this cluster's mapping over the cluster-wide one) and its effective tier."""
+    if TTL <= 0:
+        return _query(s, packs, namespace, cluster, as_of)
+    url = str(getattr(s.get_bind(), "url", ""))
+    now = time.monotonic()
+    snap = _snapshots.get(url)
+    if snap is None or now - snap.checked >= TTL:
+        snap = _refresh(s, url, snap, now)
+    key = (namespace, cluster, as_of, id(packs))
+    hit = snap.answers.get(key)
+    if hit is not None and (snap.marker is not None or now - hit[0] < TTL):
+        return hit[1]
+    if snap.marker is None:
+        answer = _query(s, packs, namespace, cluster, as_of)
+    else:
+        answer = _from_snapshot(snap, packs, namespace, cluster, as_of)
+    if len(snap.answers) >= 100_000:
+        snap.answers.clear()
+    snap.answers[key] = (now, answer)
+    return answer
+
+
+def _marker(s: Session) -> int:
+    return int(s.connection().execute(_MARKER).scalar_one())
+
+
+def _refresh(s: Session, url: str, old: _Snapshot | None, now: float) -> _Snapshot:
+    """Reload the directory if its marker moved (or on first use); otherwise just note the check."""
+    marker = _marker(s)
+    if old is not None and old.marker is not None and old.marker == marker:
+        old.checked = now
+        return old
+    conn = s.connection()
+    count = int(conn.execute(text("SELECT count(*) FROM party")).scalar_one())
+    if SNAPSHOT_MAX and count > SNAPSHOT_MAX:
+        snap = _Snapshot(marker=None, checked=now)
+        if old is not None and old.marker is None:
+            snap.answers = old.answers  # per-namespace entries keep their own expiry
+    else:
+        snap = _Snapshot(marker=marker, checked=now)
+        snap.parties = {int(i): (str(n), str(h), p) for i, n, h, p in conn.execute(_PARTIES)}
+        snap.mappings = {(str(c), str(ns)): int(p) for c, ns, p in conn.execute(_MAPPINGS)}
+    with _lock:
+        _snapshots[url] = snap
+    return snap
+
+
+def _from_snapshot(snap: _Snapshot, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
+    pid = snap.mappings.get((cluster, namespace))
+    if pid is None:
+        pid = snap.mappings.get(("", namespace))
+    if pid is None or pid not in snap.parties:
+        return None, None
+    rows: list[tuple[int, str, str, int | None]] = []
+    cur: int | None = pid
+    while cur is not None and cur in snap.parties and len(rows) <= _PARENT_DEPTH:
+        name, hq, parent = snap.parties[cur]
+        rows.append((cur, name, hq, parent))
+        cur = parent
+    return _answer(packs, rows, as_of)
+
+
+def _query(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
+    """One statement: the mapping and the customer's chain of parents up to its ultimate parent."""
+    rows = s.connection().execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
+    return _answer(packs, [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows], as_of)
+
+
+def _answer(packs: PackRegistry, rows: list[tuple[int, str, str, Any]], as_of: date) -> Answer:
+    """The customer (first row) and its effective tier, from its ownership chain (customer first)."""
+    if not rows:
+        return None, None
+    refs: dict[str, PartyRef] = {}
+    for i, (_pid, name, hq, parent_id) in enumerate(rows):
+        if name in refs:
+            break  # an ownership cycle: the walk stops where it would repeat
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        parent = nxt[1] if nxt is not None and nxt[0] == parent_id else None
+        refs[name] = PartyRef(name, hq, parent)
+    first = rows[0]
+    party = Customer(first[0], first[1], first[2], first[3])
+    return party, effective_tier(packs, refs, party.name, as_of)
+
+
+_MARKER = text("SELECT n FROM change_marker WHERE name = 'parties'")
+_PARTIES = text("SELECT id, name, hq, parent_id FROM party")
+_MAPPINGS = text("SELECT cluster, namespace, party_id FROM party_namespace")
+
+# depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat).
+_CHAIN_SQL = text("""
+WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
+    SELECT p.id, p.name, p.hq, p.parent_id, 0 FROM party p
+    WHERE p.id = (SELECT m.party_id FROM party_namespace m
+                  WHERE m.namespace = :ns AND (m.cluster = :cluster OR m.cluster = '')
+                  ORDER BY CASE WHEN m.cluster = :cluster THEN 0 ELSE 1 END, m.id LIMIT 1)
+    UNION ALL
+    SELECT p.id, p.name, p.hq, p.parent_id, c.depth + 1 FROM party p JOIN chain c ON p.id = c.parent_id
+    WHERE c.depth < 256
+)
+SELECT id, name, hq, parent_id FROM chain ORDER BY depth
+""")
