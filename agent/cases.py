@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import Table, bindparam, cast, distinct, func, literal, null, text, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -32,7 +32,7 @@ from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
 from policies.packs import PackRegistry
-from policies.redflag import CaseState, ChipDemand, Decision, Declared, JobRequest, RelatedJob
+from policies.redflag import CaseState, ChipDemand, CustomerLoad, Decision, Declared, JobRequest, RelatedJob
 
 MAX_UID = 128
 _DECISION_TABLE: Table = AdmissionDecision.__table__  # type: ignore[attr-defined]
@@ -247,20 +247,43 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
     )
 
 
+_D = _DECISION_TABLE
+_SINCE_TYPE = _D.c.decided_at.type
+_ADMITTED = (_D.c.customer_name == bindparam("customer"), _D.c.allowed.is_(True), _D.c.run_operations.is_not(None))
 _RELATED = sa_select(
-    _DECISION_TABLE.c.job_ref, _DECISION_TABLE.c.run_operations, _DECISION_TABLE.c.decided_at,
-).where(
-    _DECISION_TABLE.c.customer_name == bindparam("customer"), _DECISION_TABLE.c.model_key == bindparam("model_key"),
-    _DECISION_TABLE.c.decided_at >= bindparam("since", type_=_DECISION_TABLE.c.decided_at.type),
-    _DECISION_TABLE.c.allowed.is_(True), _DECISION_TABLE.c.run_operations.is_not(None),
-)
+    literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("models"),
+).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE))
+# The customer-wide sum across model names rides on the same round trip: one row (agg = 1) after the
+# lineage's rows, each job counted once at its largest admitted estimate, this job excluded.
+_PER_JOB = sa_select(
+    _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
+).where(*_ADMITTED, _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
+        _D.c.job_ref != bindparam("job")).group_by(_D.c.job_ref).subquery("per_job")
+_RELATED_AND_LOAD = union_all(_RELATED, sa_select(
+    literal(1), func.count(), func.coalesce(func.sum(_PER_JOB.c.ops), 0.0), cast(null(), _SINCE_TYPE),
+    func.count(distinct(_PER_JOB.c.mk)),
+))
 
 
 def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> list[RelatedJob]:
     """The customer's admitted jobs for this lineage since ``since`` (largest estimate per job)."""
-    best: dict[str, RelatedJob] = {}
     rows = s.connection().execute(_RELATED, {"customer": customer, "model_key": model_key, "since": since})
-    for job, ops, at in rows.all():
+    return _best_per_job(rows.all())
+
+
+def related_and_load(s: Session, customer: str, model_key: str, since: datetime, agg_since: datetime, job: str,
+                     window_days: int) -> tuple[list[RelatedJob], CustomerLoad]:
+    """related_jobs, and the customer's load across every model name since ``agg_since`` (one statement)."""
+    rows = s.connection().execute(_RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
+                                                       "agg_since": agg_since, "job": job}).all()
+    agg = next(r for r in rows if r[0] == 1)
+    load = CustomerLoad(float(agg[2] or 0.0), int(agg[1] or 0), int(agg[4] or 0), window_days)
+    return _best_per_job([r for r in rows if r[0] == 0]), load
+
+
+def _best_per_job(rows: Any) -> list[RelatedJob]:
+    best: dict[str, RelatedJob] = {}
+    for _agg, job, ops, at, _models in rows:
         d = (at if at.tzinfo else at.replace(tzinfo=UTC)).date()
         if job not in best or float(ops or 0.0) > best[job].operations:
             best[job] = RelatedJob(job, float(ops or 0.0), d)
@@ -329,6 +352,7 @@ def evaluate_review(
     party, tier = customer_for(s, packs, ns, cluster, as_of)
     records: dict[str, Any] = {}
     related: list[RelatedJob] = []
+    load: CustomerLoad | None = None
     case_row: RedFlagCase | None = None
     if tier is None or tier.tier not in (1, 3):
         cust = party.name if party else ""
@@ -345,16 +369,21 @@ def evaluate_review(
             req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
                              (*req.notes, f"base-model {claimed} is not in the ledger; its "
                                            "operations are not counted (register it with `veuctl models add`)"))
-        related = related_jobs(s, cust, key, now - timedelta(days=window))
-    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode)
+        agg_days = settings.customer_aggregate_window_days
+        if agg_days > 0:
+            related, load = related_and_load(s, cust, key, now - timedelta(days=window),
+                                             now - timedelta(days=agg_days), base_req.job_ref, agg_days)
+        else:
+            related = related_jobs(s, cust, key, now - timedelta(days=window))
+    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode, load=load)
     if dec.open_case:
         # Only a lineage at the threshold needs the case on file: one query saved on every other review.
         if not rr.dry_run:
-            _lock_lineage_case(s, dec.customer or "", dec.model_key or "")
-        case_row = current_case(s, dec.customer or "", dec.model_key or "", now)
+            _lock_lineage_case(s, dec.customer or "", dec.case_subject)
+        case_row = current_case(s, dec.customer or "", dec.case_subject, now)
         if case_row is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
-                                 case=case_state(case_row), mode=mode)
+                                 case=case_state(case_row), mode=mode, load=load)
     return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster})
 
 
@@ -433,7 +462,7 @@ def _open_or_update_case(s: Session, dec: Decision, party: Customer | None, row:
     created = row is None or row.status != "open"
     if created:
         row = RedFlagCase(customer_id=party.id if party else None, customer_name=dec.customer or "",
-                          model_key=dec.model_key or "", status="open", source="admission", opened_at=now)
+                          model_key=dec.case_subject, status="open", source="admission", opened_at=now)
     assert row is not None
     jobs = json.loads(row.jobs or "[]")
     if dec.job_ref not in jobs:

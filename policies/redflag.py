@@ -7,7 +7,9 @@ licence or inform the customer of its obligation to do so prior to export. Tier 
 customers are refused (Policy Statement of 2025-05-13; § 744.23).
 
 :func:`decide` is pure: the caller passes the packs, the date, the customer's effective tier, the ledger
-records of the lineage, the customer's related jobs and any case on file. Codes are stable API:
+records of the lineage, the customer's related jobs, its load across all model names (a run split into
+jobs naming different models is held once the customer's total reaches the threshold) and any case on
+file. Codes are stable API:
 ``ALLOW``, ``HOLD_FOR_INQUIRY``, ``ALLOW_AFTER_INQUIRY``, ``DENY_TIER3``, ``DENY_UNKNOWN_CUSTOMER``,
 ``EXEMPT``. Every number the decision uses comes from a provision (``admission-settings``,
 ``estimation-defaults``, ``eccn-4e091``, ``red-flag-28``, the tier lists), each shown with its
@@ -24,7 +26,7 @@ from typing import Any
 from policies import compute
 from policies.compute import Estimate, EstimationDefaults, PeakRates, sci
 from policies.errors import EstimateError, PolicyError
-from policies.ledger import DEFAULT_REGIME, ModelRecord, ModelStatus, Run, project, regime
+from policies.ledger import DEFAULT_REGIME, ModelRecord, ModelStatus, Regime, Run, project, regime
 from policies.packs import PackRegistry, ResolvedProvision
 from policies.parties import EffectiveTier
 
@@ -60,6 +62,7 @@ class AdmissionSettings:
     unnamed_model_window_days: int
     related_jobs_window_days: int
     case_expiry_days: int
+    customer_aggregate_window_days: int  # 0: the customer-wide sum across model names is not applied
     provision: ResolvedProvision
 
     @classmethod
@@ -85,8 +88,16 @@ class AdmissionSettings:
             unnamed_model_window_days=int(_positive(p.value("unnamed_model_window_days"), "unnamed_model_window_days")),
             related_jobs_window_days=int(_positive(p.value("related_jobs_window_days"), "related_jobs_window_days")),
             case_expiry_days=int(_positive(p.value("case_expiry_days"), "case_expiry_days")),
+            customer_aggregate_window_days=_window(p.values.get("customer_aggregate_window_days", 0),
+                                                   "customer_aggregate_window_days"),
             provision=p,
         )
+
+
+def _window(v: Any, key: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise AdmissionConfigError(f"{SETTINGS}.{key}: {v!r} must be a whole number of days (0 turns it off)")
+    return v
 
 
 def _positive(v: Any, key: str) -> float:
@@ -153,6 +164,16 @@ class RelatedJob:
 
 
 @dataclass(frozen=True)
+class CustomerLoad:
+    """All of a customer's admitted training jobs inside the aggregate window, whatever model they name."""
+
+    operations: float  # the sum of each job's largest admitted estimate (this job excluded)
+    jobs: int
+    models: int  # distinct model keys among them
+    window_days: int
+
+
+@dataclass(frozen=True)
 class CaseState:
     """A red-flag case on file for this customer and model."""
 
@@ -210,8 +231,13 @@ class Decision:
     explanation: tuple[str, ...] = ()
     provisions: tuple[dict[str, Any], ...] = ()
     versions: Mapping[str, str] = field(default_factory=dict)
-    open_case: bool = False  # the caller must open (or reuse) a case for (customer, model_key)
+    open_case: bool = False  # the caller must open (or reuse) a case for (customer, case_key)
     case_id: int | None = None
+    case_key: str | None = None  # the case's subject: model_key, or the customer-aggregate key
+
+    @property
+    def case_subject(self) -> str:
+        return self.case_key or self.model_key or ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +257,14 @@ def _prov(p: ResolvedProvision) -> dict[str, Any]:
     return {"id": p.id, "pack": p.pack_id, "pack_version": p.pack_version, "citation": p.citation,
             "codified": p.codified, "enforced": p.enforced, "confirmed": p.confirmed,
             **({"unconfirmed_note": p.unconfirmed_note} if not p.confirmed else {})}
+
+
+AGGREGATE_PREFIX = "customer-aggregate/"
+
+
+def aggregate_key(customer: str | None) -> str:
+    """The case subject for a customer's training summed across model names."""
+    return f"{AGGREGATE_PREFIX}{customer or 'unknown-customer'}"
 
 
 def model_key(declared: Declared, customer: str | None) -> str:
@@ -338,6 +372,7 @@ def decide(
     related: Sequence[RelatedJob] = (),
     case: CaseState | None = None,
     mode: str | None = None,
+    load: CustomerLoad | None = None,
 ) -> Decision:
     """The red-flag-28 decision for one job (see the module docstring for the codes)."""
     settings = AdmissionSettings.from_packs(packs, as_of, mode)
@@ -425,9 +460,12 @@ def decide(
     base = replace(base, model_key=key, run_operations=run_ops, lineage_operations=st.cumulative_operations,
                    threshold=rules.threshold, model_status=st.status, estimate=est, provisions=tuple(provs))
     if st.status != rules.status_label:
-        msg = (f"{key}: projected {sci(st.cumulative_operations)} operations, status {st.status}; not a "
-               f"{rules.status_label} model, red flag 28 does not arise")
-        return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
+        over = _aggregate_over(rules, settings, load, run_ops)
+        if over is None:
+            msg = (f"{key}: projected {sci(st.cumulative_operations)} operations, status {st.status}; not a "
+                   f"{rules.status_label} model, red flag 28 does not arise")
+            return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
+        return _aggregate_hold(base, why, rules, rf, settings, over, load, cust_name, tier_no, case)
 
     if case is not None and case.satisfied(as_of):
         why.append(f"case {case.id} resolved by {case.resolved_by or 'unknown'}: {case.answer_text()}")
@@ -444,3 +482,46 @@ def decide(
     why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip())
     return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=msg, explanation=tuple(why), open_case=True,
                            case_id=case_id), settings)
+
+
+def _aggregate_over(rules: Regime, settings: AdmissionSettings, load: CustomerLoad | None, run_ops: float
+                    ) -> float | None:
+    """The customer-wide total when it reaches the threshold, else None.
+
+    A run split across jobs that each name a different model escapes every per-lineage sum; whether the
+    jobs train one model is not knowable at admission, but the customer could produce weights over the
+    threshold, which is what red flag 28 asks about.
+    """
+    if load is None or settings.customer_aggregate_window_days <= 0:
+        return None
+    total = load.operations + run_ops
+    return total if rules.meets(total) else None
+
+
+def _aggregate_hold(
+    base: Decision, why: list[str], rules: Regime, rf: ResolvedProvision, settings: AdmissionSettings, total: float,
+    load: CustomerLoad | None, cust_name: str | None, tier_no: int, case: CaseState | None,
+) -> Decision:
+    assert load is not None
+    akey = aggregate_key(cust_name)
+    why.append(
+        f"customer aggregate: {load.jobs} other admitted job(s) of {cust_name or 'this customer'} across "
+        f"{load.models} model name(s) within {load.window_days} days ({SETTINGS}.customer_aggregate_window_days) "
+        f"total {sci(load.operations)}; with this job {sci(total)} {rules.comparison} {sci(rules.threshold)}"
+    )
+    base = replace(base, case_key=akey)
+    if case is not None and case.satisfied(base.as_of):
+        why.append(f"case {case.id} resolved by {case.resolved_by or 'unknown'}: {case.answer_text()}")
+        msg = f"red-flag-28 inquiry on record (case {case.id}, customer aggregate): {case.answer_text()}"
+        return apply_mode(replace(base, code=ALLOW_AFTER_INQUIRY, message=msg, explanation=tuple(why),
+                                  case_id=case.id), settings)
+    msg = (
+        f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) has admitted "
+        f"training jobs across {load.models + 1} model name(s) within {load.window_days} days that together reach "
+        f"{sci(total)} operations ({rules.comparison} {sci(rules.threshold)}); trained as one model they would be "
+        f"{rules.status_label}. Record whether the customer intends to export such a model: "
+        f"`veuctl cases resolve CASE --export-intent no|yes [--license NUM] [--informed]`"
+    )
+    why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip())
+    return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=msg, explanation=tuple(why), open_case=True,
+                              case_id=case.id if case is not None and case.status == "open" else None), settings)

@@ -103,6 +103,25 @@ def test_renaming_the_model_does_not_release_a_held_job(client: TestClient) -> N
         assert code(again) == redflag.HOLD_FOR_INQUIRY and again["allowed"] is False, alias
 
 
+def test_a_run_split_across_many_model_names_is_held_once_the_customers_sum_reaches_1e26(client: TestClient) -> None:
+    # The same 28 slices as above, but every slice names a different model: no lineage reaches 1e26,
+    # the customer's admitted total does (admission-settings.customer_aggregate_window_days).
+    resps = [admit(client, job(f"part-{i:02d}", annotations={M + "model": f"name-{i:02d}",
+                                                             M + "expected-hours": "8000"}, **SMALL))
+             for i in range(30)]
+    codes = [code(r) for r in resps]
+    assert codes.index(redflag.HOLD_FOR_INQUIRY) == 27 and set(codes[:27]) == {redflag.ALLOW}, codes
+    held = resps[27]
+    assert held["allowed"] is False and "model name(s)" in held["status"]["message"]
+    cases = client.get("/api/v1/cases", params={"status": "open"}).json()
+    assert [c["model"] for c in cases] == ["customer-aggregate/Emirates AI"]
+    # One inquiry on record for the customer's total admits the rest.
+    r = client.post(f"/api/v1/cases/{cases[0]['id']}/resolve", json={"export_intent": "no", "by": "officer"})
+    assert r.status_code == 200, r.text
+    after = admit(client, job("part-99", annotations={M + "model": "name-99", M + "expected-hours": "8000"}, **SMALL))
+    assert code(after) == redflag.ALLOW_AFTER_INQUIRY and after["allowed"] is True
+
+
 def test_renaming_a_held_job_to_an_unnamed_one_does_not_release_it(client: TestClient) -> None:
     admit(client, job("big", pods=512, annotations={M + "model": "frontier-1", M + "expected-hours": "8000"}))
     again = admit(client, job("big", pods=512, annotations={M + "expected-hours": "8000"}))

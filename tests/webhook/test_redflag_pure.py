@@ -9,9 +9,9 @@ import pytest
 from agent.kb import catalog
 from policies import redflag
 from policies.ledger import ModelRecord, Run
-from policies.packs import PackRegistry
+from policies.packs import PackRegistry, parse_pack
 from policies.parties import PartyRef, effective_tier
-from policies.redflag import ChipDemand, Declared, JobRequest, RelatedJob, decide
+from policies.redflag import CaseState, ChipDemand, CustomerLoad, Declared, JobRequest, RelatedJob, decide
 
 AS_OF = date(2026, 11, 23)
 
@@ -78,3 +78,49 @@ def test_decision_explains_the_provisions_with_their_status(packs: PackRegistry)
     assert ids["red-flag-28"]["enforced"] is False and ids["red-flag-28"]["codified"] is True
     assert "tier1-destinations" in ids and d.versions == packs.versions()
     assert any("lineage total" in line for line in d.explanation)
+
+
+def test_jobs_split_across_model_names_are_held_once_the_customers_sum_reaches_1e26(packs: PackRegistry) -> None:
+    # Five other jobs, each under a different model name, already admitted: 9e25 in all.
+    load = CustomerLoad(9e25, jobs=5, models=5, window_days=90)
+    d = decide(packs, AS_OF, request(2e25, "yet-another-name"), customer=customer(packs), load=load)
+    assert d.code == redflag.HOLD_FOR_INQUIRY and not d.allowed and d.open_case
+    # The job still counts toward its own model; the case is about the customer's total.
+    assert d.model_key == "yet-another-name" and d.case_subject == "customer-aggregate/C"
+    assert "6 model name(s)" in d.message and "1.1e26" in d.message
+    below = decide(packs, AS_OF, request(5e24, "small"), customer=customer(packs), load=load)
+    assert below.code == redflag.ALLOW and below.case_key is None
+
+
+def test_customer_aggregate_inquiry_on_record_admits_the_next_job(packs: PackRegistry) -> None:
+    load = CustomerLoad(9e25, jobs=5, models=5, window_days=90)
+    done = CaseState(7, "resolved", export_intent=False, resolved_by="officer")
+    d = decide(packs, AS_OF, request(2e25, "n6"), customer=customer(packs), load=load, case=done)
+    assert d.code == redflag.ALLOW_AFTER_INQUIRY and d.allowed and d.case_id == 7
+
+
+def test_customer_aggregate_does_not_apply_to_tier1_customers(packs: PackRegistry) -> None:
+    load = CustomerLoad(9e26, jobs=50, models=50, window_days=90)
+    assert decide(packs, AS_OF, request(2e25, "n"), customer=customer(packs, "US"), load=load).code == redflag.ALLOW
+
+
+def _admission_settings(window: object) -> PackRegistry:
+    """The operator defaults with customer_aggregate_window_days overridden by an operator pack."""
+    from agent.packs import registry
+
+    base = registry()
+    values = dict(base.provision("admission-settings", AS_OF).values, customer_aggregate_window_days=window)
+    doc = {"id": "operator-aggregate-test", "version": "1", "title": "test", "provisions": [{
+        "id": "admission-settings", "title": "test", "citation": "test", "effective_from": "2020-01-01",
+        "status": [{"since": "2020-01-01", "codified": True, "enforced": True}], "values": values}]}
+    return PackRegistry([*base.packs, parse_pack(doc, "override")])
+
+
+def test_customer_aggregate_window_comes_from_the_pack_and_zero_turns_it_off(packs: PackRegistry) -> None:
+    load = CustomerLoad(9e25, jobs=5, models=5, window_days=90)
+    off = _admission_settings(0)
+    assert decide(off, AS_OF, request(2e25, "n"), customer=customer(off), load=load).code == redflag.ALLOW
+    for bad in (-3, 1.5, True):
+        reg = _admission_settings(bad)
+        with pytest.raises(redflag.AdmissionConfigError, match="customer_aggregate_window_days"):
+            decide(reg, AS_OF, request(2e25, "n"), customer=customer(reg), load=load)
