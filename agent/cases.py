@@ -31,6 +31,7 @@ from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vend
 from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
+from policies.ledger import lineage_name
 from policies.packs import PackRegistry
 from policies.redflag import CaseState, ChipDemand, CustomerLoad, Decision, Declared, JobRequest, RelatedJob
 
@@ -362,13 +363,23 @@ def evaluate_review(
 
         names = [n for n in (key, declared.base_model) if n]
         records = load_records(s, names, as_of)
+        if declared.model and party is not None:
+            scoped = lineage_name(key, records.get(key), party.name, tier.chain if tier else (), as_of)
+            if scoped != key:
+                # Another party's unpublished model has this name: the customer's own lineage is separate.
+                keep = {k: v for k, v in records.items() if k != key or k == declared.base_model}
+                records = {**keep, **load_records(s, [scoped], as_of)}
+                req = replace(req, declared=replace(declared, model=scoped), notes=(
+                    *req.notes, f"model {key} in the ledger belongs to another party; this customer's lineage "
+                                f"is {scoped}"))
+                declared, key = req.declared, scoped
         if declared.base_model and declared.base_model not in records:
             # Nothing recorded to add or exclude: the job counts in full as its own lineage.
             claimed = declared.base_model
             declared = replace(declared, base_model=None)
-            req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
-                             (*req.notes, f"base-model {claimed} is not in the ledger; its "
-                                           "operations are not counted (register it with `veuctl models add`)"))
+            req = replace(req, declared=declared, notes=(
+                *req.notes, f"base-model {claimed} is not in the ledger; its operations are not counted "
+                            "(register it with `veuctl models add`)"))
         agg_days = settings.customer_aggregate_window_days
         if agg_days > 0:
             related, load = related_and_load(s, cust, key, now - timedelta(days=window),

@@ -57,6 +57,7 @@ from policies.ledger import (
     SyntheticInput,
     UnknownModel,
     find_cycle,
+    lineage_name,
     project,
     regime,
 )
@@ -100,6 +101,11 @@ def get_model(s: Session, name: str) -> LedgerModel:
     return m
 
 
+def model_name_of(s: Session, model_id: int | None) -> str | None:
+    m = s.get(LedgerModel, model_id) if model_id is not None else None
+    return m.name if m is not None else None
+
+
 def _ref_model(s: Session, name: str, field: str) -> LedgerModel:
     """A model another record refers to (base, generator): unknown is bad input (422), not a missing page."""
     n = _check_name(name, field)
@@ -116,6 +122,16 @@ def _party(s: Session, name: str, field: str = "owner") -> Party:
     if p is None:
         raise PartyError(f"{field}: party {name!r} is not registered; add it with `veuctl parties add {name} --hq CC`")
     return p
+
+
+def _group(s: Session, party: Party) -> tuple[str, ...]:
+    """The party and its parents up to its ultimate parent (its corporate group, for model ownership)."""
+    names: list[str] = []
+    cur: Party | None = party
+    while cur is not None and cur.name not in names and len(names) < 256:
+        names.append(cur.name)
+        cur = s.get(Party, cur.parent_id) if cur.parent_id is not None else None
+    return tuple(names)
 
 
 def _dt(d: date | datetime) -> datetime:
@@ -396,7 +412,17 @@ def add_metered_usage(
     cust = _party(s, customer, "customer") if customer else None
     model_row: LedgerModel | None = None
     if model:
-        found = s.exec(select(LedgerModel).where(LedgerModel.name == model.strip())).first()
+        model = _check_name(model, "model")
+        found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
+        if found is not None and cust is not None:
+            # The webhook's rule: another party's unpublished model of that name is not this customer's lineage.
+            owner = s.get(Party, found.owner_id)
+            scoped = lineage_name(model, ModelRecord(found.name, owner=owner.name if owner else "",
+                                                     published=found.published, published_on=found.published_on),
+                                  cust.name, _group(s, cust), start_dt.date())
+            if scoped != model:
+                model = scoped
+                found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
         if found is None and create_model:
             if cust is None:
                 raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")

@@ -168,12 +168,15 @@ class Meter:
                 secs_total = 0.0
                 for c in chips:
                     secs = c.chips * (now - start).total_seconds()
-                    ledger.add_metered_usage(
+                    usage = ledger.add_metered_usage(
                         s, customer=party.name, model=key, job=job, accelerator_name=c.accelerator.id,
                         chip_seconds=secs, start=start, end=now, packs=packs, precision=declared.precision,
                         actor="controller:metering",
                     )
                     secs_total += secs
+                    # The lineage the usage was charged to (another party's model name is scoped to this
+                    # customer, as the webhook scopes it).
+                    key = ledger.model_name_of(s, usage.model_id) or key
                 report.pods_metered += 1
                 report.chip_seconds += secs_total
                 METERED.inc()

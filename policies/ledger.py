@@ -24,7 +24,7 @@ publications after the date are ignored. Results are memoized per :class:`Ledger
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, NamedTuple
@@ -408,6 +408,22 @@ def dependencies(rec: ModelRecord, as_of: date | None = None) -> list[str]:
     deps = [rec.base] if rec.base is not None else []
     deps += [s.generator for s in rec.synthetic if (as_of is None or s.counts_on(as_of)) and s.generator != rec.name]
     return deps
+
+
+def lineage_name(name: str, record: ModelRecord | None, customer: str, group: Sequence[str], as_of: date) -> str:
+    """The ledger name a customer's job that names model ``name`` trains.
+
+    Model names are one namespace per ledger, but a job's model annotation is the customer's own word:
+    another party's unpublished model of the same name is not this customer's lineage (its operations are
+    not the customer's, and the customer's must not be charged to it). Such a job's lineage is
+    ``CUSTOMER/NAME``. A model owned by the customer or its corporate group (``group``: the customer and
+    its parents), a published model, or a name not in the ledger yet is the name itself.
+    """
+    if record is None or not record.owner or record.owner == customer or record.owner in group:
+        return name
+    if record.is_published(as_of):
+        return name
+    return f"{customer}/{name}"
 
 
 def find_cycle(records: Mapping[str, ModelRecord], start: str) -> list[str] | None:

@@ -373,7 +373,7 @@ def test_self_signed_ca_in_the_webhook_config_verifies_the_serving_certificate_f
     assert len(bundles) == 1
     (ca,) = x509.load_pem_x509_certificates(base64.b64decode(bundles.pop()))
     _verify(ca, cert)
-    svc = one(objs, "Service", "")["metadata"]["name"]
+    svc = one(objs, "Service", "-governor")["metadata"]["name"]  # the webhook Service, not "-api"
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert f"{svc}.{NAMESPACE}.svc" in sans
     now = dt.datetime.now(dt.UTC)
@@ -436,7 +436,7 @@ def test_sqlite_trial_is_one_pod_with_agent_and_controllers_beside_the_webhook_a
     dep = one(objs, "Deployment", "-webhook")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["containers"]] == ["webhook", "agent", "controllers"]
+    assert [c["name"] for c in pod["containers"]] == ["webhook", "api", "agent", "controllers"]
     assert [c["args"] for c in pod["initContainers"]] == [["db", "upgrade", "--json"]]
     pvc = one(objs, "PersistentVolumeClaim", "-data")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

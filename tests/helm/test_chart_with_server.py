@@ -81,13 +81,13 @@ def test_veuctl_serve_presents_the_chart_certificate_to_the_api_server(tmp_path:
         (tmp_path / key).write_bytes(base64.b64decode(tls["data"][key]))
     (bundle,) = {w["clientConfig"]["caBundle"] for w in _webhooks(objs)}
     (tmp_path / "ca-bundle.pem").write_bytes(base64.b64decode(bundle))
-    service = one(objs, "Service", "")["metadata"]["name"]
+    service = one(objs, "Service", "-governor")["metadata"]["name"]  # the webhook Service, not "-api"
     server_name = f"{service}.{NAMESPACE}.svc"  # what the API server dials for clientConfig.service
     port = _free_port()
     env = {**os.environ, "VEU_DATABASE_URL": db_url,
            "VEU_POLICY_DIRS": str(_write_policy_dir(objs, tmp_path / "policies"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "serve", "--host", "127.0.0.1", f"--port={port}",
+        [sys.executable, "-m", "agent", "serve", "--webhook-only", "--host", "127.0.0.1", f"--port={port}",
          f"--tls-cert={tmp_path / 'tls.crt'}", f"--tls-key={tmp_path / 'tls.key'}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

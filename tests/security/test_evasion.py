@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -163,6 +163,41 @@ def test_naming_a_job_after_a_published_model_does_not_exclude_a_large_run(clien
     resp = admit(client, job("big-public", pods=512, annotations=ann))
     # Further training of published weights makes new weights: over the derivative limits it is counted.
     assert code(resp) == redflag.HOLD_FOR_INQUIRY, resp["status"]["message"]
+
+
+def test_a_model_name_another_customer_owns_is_not_this_customers_lineage(client: TestClient, store: str) -> None:
+    from agent.packs import registry
+    from policies.compute import EstimationDefaults, declared_operations
+
+    with session_scope(store) as s:  # US Lab's own, unpublished model, already at 9.9e25
+        ledger.add_model(s, "atlas", "US Lab", actor="test")
+        est = declared_operations(EstimationDefaults.from_packs(registry(), date(2026, 1, 1)), 9.9e25)
+        ledger.add_run(s, "atlas", est, start=date(2026, 1, 1), actor="test")
+    ann = {M + "model": "atlas", M + "expected-hours": "8000"}
+    # Emirates AI names its small job "atlas": US Lab's operations are not its lineage, nor is its run charged
+    # to US Lab's model; its own lineage is "Emirates AI/atlas".
+    mine = admit(client, job("small-atlas", pods=16, annotations=ann))
+    # (Charged to US Lab's 9.9e25, this 3.65e24 job would have been held.)
+    assert code(mine) == redflag.ALLOW, mine
+    decided = client.get("/api/v1/decisions").json()
+    assert decided[0]["model"] == "Emirates AI/atlas", decided[0]
+    # Metering of that job goes to the customer's own lineage too.
+    with session_scope(store) as s:
+        usage = ledger.add_metered_usage(
+            s, customer="Emirates AI", model="atlas", job="tenant-ae/Job/small-atlas#p-0", accelerator_name="h100",
+            chip_seconds=3600.0, start=datetime(2026, 11, 1, tzinfo=UTC), end=datetime(2026, 11, 1, 1, tzinfo=UTC),
+            packs=registry(), actor="test")
+        assert ledger.model_name_of(s, usage.model_id) == "Emirates AI/atlas"
+        assert ledger.model_status(s, registry(), "atlas", date(2026, 11, 23)).cumulative_operations == \
+            pytest.approx(9.9e25)
+    # A model of the customer's own corporate group is its lineage: Dublin Sub (parent Emirates AI) training
+    # Emirates AI's model counts with it.
+    with session_scope(store) as s:
+        ledger.add_model(s, "falcon-x", "Emirates AI", actor="test")
+        ledger.add_run(s, "falcon-x", est, start=date(2026, 1, 1), actor="test")
+    sub = admit(client, job("sub-falcon", "tenant-ie-ae", pods=16,
+                            annotations={M + "model": "falcon-x", M + "expected-hours": "8000"}))
+    assert code(sub) == redflag.HOLD_FOR_INQUIRY and "falcon-x" in sub["status"]["message"]
 
 
 def test_moving_a_namespace_to_another_customer_mid_run_applies_to_the_next_job(

@@ -124,3 +124,18 @@ def test_customer_aggregate_window_comes_from_the_pack_and_zero_turns_it_off(pac
         reg = _admission_settings(bad)
         with pytest.raises(redflag.AdmissionConfigError, match="customer_aggregate_window_days"):
             decide(reg, AS_OF, request(2e25, "n"), customer=customer(reg), load=load)
+
+
+def test_a_job_naming_another_partys_unpublished_model_trains_its_own_lineage() -> None:
+    from policies.ledger import lineage_name
+
+    theirs = ModelRecord("atlas", owner="US Lab")
+    assert lineage_name("atlas", theirs, "Emirates AI", ("Emirates AI",), AS_OF) == "Emirates AI/atlas"
+    # Own, own group's (a parent's), published, or not yet in the ledger: the name itself.
+    assert lineage_name("atlas", ModelRecord("atlas", owner="Emirates AI"), "Emirates AI", (), AS_OF) == "atlas"
+    assert lineage_name("atlas", theirs, "Dublin Sub", ("Dublin Sub", "US Lab"), AS_OF) == "atlas"
+    pub = ModelRecord("atlas", owner="US Lab", published=True, published_on=date(2026, 1, 1))
+    assert lineage_name("atlas", pub, "Emirates AI", (), AS_OF) == "atlas"
+    later = ModelRecord("atlas", owner="US Lab", published=True, published_on=date(2027, 1, 1))
+    assert lineage_name("atlas", later, "Emirates AI", (), AS_OF) == "Emirates AI/atlas"
+    assert lineage_name("atlas", None, "Emirates AI", (), AS_OF) == "atlas"

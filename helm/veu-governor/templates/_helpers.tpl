@@ -60,6 +60,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- include "veu.fullname" . }}
 {{- end }}
 
+{{/* The API/dashboard Service: separate from the webhook Service so each port has one server. */}}
+{{- define "veu.apiServiceName" -}}
+{{- include "veu.componentName" (list . "api") }}
+{{- end }}
+
 {{- define "veu.tlsSecretName" -}}
 {{- include "veu.componentName" (list . "tls") }}
 {{- end }}
@@ -93,6 +98,22 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- if and (eq .Values.admission.mode "audit") (eq .Values.webhook.failurePolicy "Fail") }}
 {{- fail "admission.mode=audit never blocks a job, so an unreachable webhook must not block one either: set webhook.failurePolicy=Ignore" }}
+{{- end }}
+{{- $ca := .Values.webhook.clientAuth }}
+{{- if and $ca.enabled (not (or $ca.caSecret $ca.caConfigMap)) }}
+{{- fail "webhook.clientAuth.enabled needs the CA bundle that signs the API server's client certificate: set webhook.clientAuth.caSecret or webhook.clientAuth.caConfigMap (and caKey)" }}
+{{- end }}
+{{- if and $ca.enabled $ca.caSecret $ca.caConfigMap }}
+{{- fail "webhook.clientAuth: set caSecret or caConfigMap, not both (the webhook reads one CA bundle)" }}
+{{- end }}
+{{- if and .Values.api.enabled (eq (int .Values.api.port) (int .Values.webhook.port)) }}
+{{- fail (printf "api.port=%d equals webhook.port: the webhook's port serves only the webhook, so give the API another port" (int .Values.api.port)) }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.api.enabled) }}
+{{- fail "ingress.enabled routes to the API/dashboard Service: set api.enabled=true (the webhook port serves no API)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.api.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled scrapes /metrics from the API pods: set api.enabled=true (the webhook port serves no /metrics)" }}
 {{- end }}
 {{- if and .Values.webhook.pdb.enabled (not (kindIs "string" .Values.webhook.pdb.minAvailable)) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
 {{- fail (printf "webhook.pdb.minAvailable=%d with webhook.replicas=%d would block every node drain: use a value below replicas" (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) }}
@@ -206,6 +227,45 @@ app.kubernetes.io/component: {{ index . 1 }}
     {{- toYaml .Values.securityContext | nindent 4 }}
   volumeMounts:
     {{- include "veu.volumeMounts" . | nindent 4 }}
+{{- end }}
+
+{{/* `veuctl serve` without --webhook-only: the API, dashboard and /metrics on api.port (TLS from the chart's Secret). */}}
+{{- define "veu.apiContainer" -}}
+- name: api
+  image: {{ include "veu.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - serve
+    - --host=0.0.0.0
+    - --port={{ .Values.api.port }}
+    - --tls-cert=/tls/tls.crt
+    - --tls-key=/tls/tls.key
+  ports:
+    - {name: api, containerPort: {{ .Values.api.port }}, protocol: TCP}
+  env:
+    {{- include "veu.env" . | nindent 4 }}
+    {{- with .Values.api.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  readinessProbe:
+    httpGet: {path: /readyz, port: api, scheme: HTTPS}
+    periodSeconds: {{ .Values.api.probes.readiness.periodSeconds }}
+    timeoutSeconds: {{ .Values.api.probes.readiness.timeoutSeconds }}
+    failureThreshold: {{ .Values.api.probes.readiness.failureThreshold }}
+  livenessProbe:
+    httpGet: {path: /healthz, port: api, scheme: HTTPS}
+    periodSeconds: {{ .Values.api.probes.liveness.periodSeconds }}
+    timeoutSeconds: {{ .Values.api.probes.liveness.timeoutSeconds }}
+    failureThreshold: {{ .Values.api.probes.liveness.failureThreshold }}
+  resources:
+    {{- toYaml .Values.api.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "veu.volumeMounts" . | nindent 4 }}
+    - name: tls
+      mountPath: /tls
+      readOnly: true
 {{- end }}
 
 {{- define "veu.agentContainer" -}}
