@@ -69,7 +69,7 @@ class CertReloader:
 
 def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                  log_level: str = "info", *, webhook_only: bool = False,
-                 client_ca: str | None = None) -> uvicorn.Config:
+                 client_ca: str | None = None, webhook: bool = True) -> uvicorn.Config:
     from agent.api.app import create_app, create_webhook_app
 
     if bool(tls_cert) != bool(tls_key):
@@ -88,7 +88,7 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
             raise PolicyError("--client-ca: requires --tls-cert/--tls-key (client certificates need TLS)")
         if not Path(client_ca).is_file():
             raise PolicyError(f"{client_ca}: no such file")
-    app = create_webhook_app(database_url) if webhook_only else create_app(database_url)
+    app = create_webhook_app(database_url) if webhook_only else create_app(database_url, webhook=webhook)
     tls_extra: dict[str, object] = {}
     if client_ca:
         # Only the kube-apiserver (configured with a client certificate from this CA) may call.
@@ -103,10 +103,14 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
 
 def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                *, reload_interval: float = 2.0, log_level: str = "info", webhook_only: bool = False,
-               client_ca: str | None = None) -> None:
+               client_ca: str | None = None, webhook: bool = True, metrics_port: int | None = None) -> None:
     """Run until interrupted; with TLS, cert/key changes are picked up every ``reload_interval`` seconds."""
     config = build_config(host, port, tls_cert, tls_key, database_url, log_level, webhook_only=webhook_only,
-                          client_ca=client_ca)
+                          client_ca=client_ca, webhook=webhook)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=host)
     server = uvicorn.Server(config)
     reloader = None
     if config.ssl is not None and tls_cert and tls_key:

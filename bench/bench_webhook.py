@@ -1,7 +1,9 @@
 """Benchmark: the real red-flag-28 webhook over HTTPS against a bare FastAPI echo webhook, same run, same machine.
 
-Both servers run as separate uvicorn processes with TLS on 127.0.0.1, one worker each. The real webhook
-(``veuctl serve``) answers from a warm PostgreSQL store of 10k customers (namespace mappings, HQs in
+Both servers run as separate uvicorn processes with TLS on 127.0.0.1, one worker each, and are measured
+taking turns (each server's reviews in slices, alternating), so the machine's other load falls on both.
+The real webhook (``veuctl serve --webhook-only``, the port the chart deploys; ``--full-app`` for the
+combined API+dashboard server) answers from a warm PostgreSQL store of 10k customers (namespace mappings, HQs in
 Tier 1/2/3 countries) and 100k ledger models with runs; every review is a CREATE that is evaluated and
 recorded (decision row, audit entry, cases for held jobs). The echo webhook parses the review and
 answers ``allowed: true`` with the uid: the floor any Python webhook pays for TLS, HTTP and JSON.
@@ -192,29 +194,25 @@ def start(cmd: list[str], port: int, ca: Path, env: dict[str, str], log: Path, p
     raise RuntimeError("server did not start within 120 s")
 
 
-async def load(url: str, bodies: list[bytes], concurrency: int, ca: Path) -> tuple[float, list[float], int]:
-    import httpx
-
-    ctx = ssl.create_default_context(cafile=str(ca))
+async def load(client: Any, url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
+    """POST every body with ``concurrency`` workers over ``client``'s kept-alive connections."""
     lat: list[float] = []
     errors = 0
     queue = list(reversed(bodies))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(verify=ctx, limits=limits, timeout=30) as client:
-        async def worker() -> None:
-            nonlocal errors
-            while queue:
-                body = queue.pop()
-                t0 = time.perf_counter()
-                r = await client.post(url, content=body, headers={"content-type": "application/json"})
-                lat.append(time.perf_counter() - t0)
-                if r.status_code != 200 or "response" not in r.json():
-                    errors += 1
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
-    return wall, lat, errors
+    async def worker() -> None:
+        nonlocal errors
+        while queue:
+            body = queue.pop()
+            t0 = time.perf_counter()
+            r = await client.post(url, content=body, headers={"content-type": "application/json"})
+            lat.append(time.perf_counter() - t0)
+            if r.status_code != 200 or "response" not in r.json():
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - t0, lat, errors
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -222,11 +220,40 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-def run_one(label: str, url: str, warm: list[bytes], bodies: list[bytes], conc: int, ca: Path) -> dict[str, Any]:
-    asyncio.run(load(url, warm, conc, ca))
-    wall, lat, errors = asyncio.run(load(url, bodies, conc, ca))
-    return {"label": label, "n": len(bodies), "rps": len(bodies) / wall, "p50_ms": pct(lat, 50) * 1000,
-            "p99_ms": pct(lat, 99) * 1000, "mean_ms": statistics.fmean(lat) * 1000, "errors": errors}
+def run_interleaved(servers: list[tuple[str, str, list[bytes]]], warm: list[bytes], rounds: int, conc: int,
+                    ca: Path) -> list[dict[str, Any]]:
+    """Each server's reviews in ``rounds`` slices, the servers taking turns slice by slice.
+
+    The two are measured over the same stretch of time, so a swing in the machine's other load (this box
+    has 2 cores) lands on both instead of on whichever happened to run then. Each server keeps one client
+    with ``conc`` kept-alive connections for the whole run (as the API server keeps its connections), so
+    TLS handshakes happen in the warm-up, not in the measured slices.
+    """
+    import httpx
+
+    async def run() -> list[dict[str, Any]]:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+        clients = [httpx.AsyncClient(verify=ctx, limits=limits, timeout=30) for _ in servers]
+        acc: list[dict[str, Any]] = [{"wall": 0.0, "lat": [], "errors": 0} for _ in servers]
+        try:
+            for c, (_label, url, _bodies) in zip(clients, servers, strict=True):
+                await load(c, url, warm, conc)
+            for r in range(rounds):
+                for c, a, (_label, url, bodies) in zip(clients, acc, servers, strict=True):
+                    wall, lat, errors = await load(c, url, bodies[r::rounds], conc)
+                    a["wall"] += wall
+                    a["lat"] += lat
+                    a["errors"] += errors
+        finally:
+            for c in clients:
+                await c.aclose()
+        return [{"label": label, "n": len(bodies), "rps": len(bodies) / a["wall"],
+                 "p50_ms": pct(a["lat"], 50) * 1000, "p99_ms": pct(a["lat"], 99) * 1000,
+                 "mean_ms": statistics.fmean(a["lat"]) * 1000, "errors": a["errors"]}
+                for a, (label, _url, bodies) in zip(acc, servers, strict=True)]
+
+    return asyncio.run(run())
 
 
 def main() -> int:
@@ -237,6 +264,7 @@ def main() -> int:
     ap.add_argument("--reviews", type=int)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seed", type=int, default=28)
+    ap.add_argument("--rounds", type=int, default=8, help="slices per server, measured taking turns")
     ap.add_argument("--full-app", action="store_true",
                     help="serve the webhook from the combined API+dashboard app (default: the webhook-only port the "
                          "chart deploys)")
@@ -269,10 +297,11 @@ def main() -> int:
                                 d / "real.log"))
             warm = reviews(min(200, n // 4), tenants, rng)
             bodies = reviews(n, tenants, rng)
-            echo = run_one("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate", warm, bodies,
-                           a.concurrency, ca)
-            real = run_one("veu-governor /validate", f"https://127.0.0.1:{real_port}/validate", warm,
-                           reviews(n, tenants, random.Random(a.seed + 1)), a.concurrency, ca)
+            echo, real = run_interleaved([
+                ("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate", bodies),
+                ("veu-governor /validate", f"https://127.0.0.1:{real_port}/validate",
+                 reviews(n, tenants, random.Random(a.seed + 1))),
+            ], warm, a.rounds, a.concurrency, ca)
             from sqlalchemy import text
 
             from agent.store import get_engine
@@ -302,7 +331,8 @@ def main() -> int:
         drop_db(dbname)
     served = "veuctl serve" + ("" if a.full_app else " --webhook-only")
     print(f"\nreal webhook served by `{served}`")
-    print(f"{n} reviews per server at concurrency {a.concurrency}, HTTPS on 127.0.0.1, 1 uvicorn worker each, "
+    print(f"{n} reviews per server in {a.rounds} alternating slices at concurrency {a.concurrency}, HTTPS on "
+          "127.0.0.1, 1 uvicorn worker each, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
     print(f"{'server':32} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7}")
     for r in (echo, real):

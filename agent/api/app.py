@@ -18,7 +18,8 @@ import agent.api.routes as routes_pkg
 from agent.store import get_engine
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
+def create_app(database_url: str | None = None, *, webhook: bool = True) -> FastAPI:
+    """The API, dashboard and /metrics, and (unless ``webhook`` is false) POST /validate on the same port."""
     app = FastAPI(
         title="veu-governor",
         version="0.1.0",
@@ -27,6 +28,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
         ),
     )
     app.state.database_url = database_url
+    app.state.serve_webhook = webhook
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:

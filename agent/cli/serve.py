@@ -15,15 +15,26 @@ def serve(
     log_level: str = typer.Option("info", "--log-level"),
     webhook_only: bool = typer.Option(False, "--webhook-only",
                                       help="Expose only /validate and the probes on this port (no API or dashboard)."),
+    no_webhook: bool = typer.Option(False, "--no-webhook",
+                                    help="Serve the API, dashboard and /metrics without /validate (the API port when "
+                                         "the webhook has its own --webhook-only port)."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port",
+                                            help="Also serve Prometheus /metrics over plain HTTP on this port (for a "
+                                                 "--webhook-only process, whose own port exposes nothing else)."),
     client_ca: str | None = typer.Option(None, "--client-ca",
                                          help="Require client certificates signed by this CA (the API server's)."),
     db: str | None = DbOpt,
 ) -> None:
     """Serve /validate (the red-flag-28 webhook), /api/v1, the dashboard and /metrics."""
     from agent.server import run_server
+    from policies.errors import PolicyError
 
+    if webhook_only and no_webhook:
+        raise PolicyError("--webhook-only/--no-webhook: choose one (each port serves one of the two)")
+    if metrics_port is not None and (not 0 < metrics_port < 65536 or metrics_port == port):
+        raise PolicyError(f"--metrics-port: {metrics_port} must be a free TCP port other than --port")
     run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level, webhook_only=webhook_only,
-               client_ca=client_ca)
+               client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port)
 
 
 def register(app: typer.Typer) -> None:

@@ -73,3 +73,49 @@ def test_client_ca_without_tls_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "ca.crt").write_text("x")
     with pytest.raises(PolicyError, match="--client-ca: requires --tls-cert"):
         build_config("127.0.0.1", 1, None, None, None, webhook_only=True, client_ca=str(tmp_path / "ca.crt"))
+
+
+def test_api_port_without_the_webhook_does_not_accept_admission_reviews(db_url: str) -> None:
+    # `veuctl serve --no-webhook` (the chart's API Deployment): /validate lives only on the webhook's port,
+    # so nobody who can reach the API can post admission reviews that would be recorded as decisions.
+    from fastapi.testclient import TestClient
+
+    from agent.api.app import create_app
+
+    api = TestClient(create_app(db_url, webhook=False))
+    assert api.post("/validate", json=_review()).status_code in (404, 405)
+    assert api.get("/healthz").status_code == 200
+    combined = TestClient(create_app(db_url))
+    assert combined.post("/validate", json=_review()).status_code == 200
+
+
+def test_webhook_only_process_serves_metrics_on_its_own_port(tmp_path: Path, db_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    port, metrics = free_port(), free_port()
+    env = {**os.environ, "VEU_AUTH": "none"}
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--webhook-only", "--port", str(port),
+                             "--metrics-port", str(metrics), "--db", db_url, "--log-level", "warning"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        assert httpx.post(f"http://127.0.0.1:{port}/validate", json=_review(), timeout=20).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 404
+        text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+        assert "veu_admission_decisions_total" in text and 'code="ALLOW"' in text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = subprocess.run([sys.executable, "-m", "agent", "serve", "--webhook-only", "--no-webhook", "--db", db_url],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "choose one" in (bad.stdout + bad.stderr)

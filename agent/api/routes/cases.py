@@ -74,7 +74,8 @@ def list_decisions(
 def setup(app: FastAPI) -> None:
     from controllers.webhook import router as webhook_router
 
-    app.include_router(webhook_router)
+    if getattr(app.state, "serve_webhook", True):
+        app.include_router(webhook_router)
 
     @app.exception_handler(svc.UnknownCase)
     async def _unknown_case(_req: Request, exc: svc.UnknownCase) -> JSONResponse:

@@ -229,13 +229,15 @@ app.kubernetes.io/component: {{ index . 1 }}
     {{- include "veu.volumeMounts" . | nindent 4 }}
 {{- end }}
 
-{{/* `veuctl serve` without --webhook-only: the API, dashboard and /metrics on api.port (TLS from the chart's Secret). */}}
+{{/* `veuctl serve --no-webhook`: the API, dashboard and /metrics on api.port (TLS from the chart's Secret); /validate
+     is served only on the webhook's own port. */}}
 {{- define "veu.apiContainer" -}}
 - name: api
   image: {{ include "veu.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args:
     - serve
+    - --no-webhook
     - --host=0.0.0.0
     - --port={{ .Values.api.port }}
     - --tls-cert=/tls/tls.crt
