@@ -252,7 +252,8 @@ _D = _DECISION_TABLE
 _SINCE_TYPE = _D.c.decided_at.type
 _ADMITTED = (_D.c.customer_name == bindparam("customer"), _D.c.allowed.is_(True), _D.c.run_operations.is_not(None))
 _RELATED = sa_select(
-    literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("models"),
+    literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("jobs"),
+    literal(0).label("models"),
 ).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE))
 # The customer-wide sum across model names rides on the same round trip: one row (agg = 1) after the
 # lineage's rows, each job counted once at its largest admitted estimate, this job excluded.
@@ -261,8 +262,8 @@ _PER_JOB = sa_select(
 ).where(*_ADMITTED, _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
         _D.c.job_ref != bindparam("job")).group_by(_D.c.job_ref).subquery("per_job")
 _RELATED_AND_LOAD = union_all(_RELATED, sa_select(
-    literal(1), func.count(), func.coalesce(func.sum(_PER_JOB.c.ops), 0.0), cast(null(), _SINCE_TYPE),
-    func.count(distinct(_PER_JOB.c.mk)),
+    literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(_PER_JOB.c.ops), 0.0),
+    cast(null(), _SINCE_TYPE), func.count(), func.count(distinct(_PER_JOB.c.mk)),
 ))
 
 
@@ -278,13 +279,13 @@ def related_and_load(s: Session, customer: str, model_key: str, since: datetime,
     rows = s.connection().execute(_RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
                                                        "agg_since": agg_since, "job": job}).all()
     agg = next(r for r in rows if r[0] == 1)
-    load = CustomerLoad(float(agg[2] or 0.0), int(agg[1] or 0), int(agg[4] or 0), window_days)
+    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), window_days)
     return _best_per_job([r for r in rows if r[0] == 0]), load
 
 
 def _best_per_job(rows: Any) -> list[RelatedJob]:
     best: dict[str, RelatedJob] = {}
-    for _agg, job, ops, at, _models in rows:
+    for _agg, job, ops, at, *_counts in rows:
         d = (at if at.tzinfo else at.replace(tzinfo=UTC)).date()
         if job not in best or float(ops or 0.0) > best[job].operations:
             best[job] = RelatedJob(job, float(ops or 0.0), d)

@@ -35,12 +35,14 @@ from tests.webhook.conftest import M, job, review, seed
 CACHE_TTL = 0.2  # the namespace → customer cache (VEU_CUSTOMER_CACHE_SECONDS, default 5 s), shortened
 
 
-@pytest.fixture()
-def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # Both stores: the admission statements differ by dialect (one-round-trip audit append, typed UNIONs).
+    url: str = request.getfixturevalue("db_url" if request.param == "sqlite" else "pg_url")
     monkeypatch.setattr(agent.directory, "TTL", CACHE_TTL)
     agent.directory.clear()
-    seed(db_url)
-    yield db_url
+    seed(url)
+    yield url
     agent.directory.clear()
 
 
