@@ -308,13 +308,15 @@ def record_insert(session: Session, table: Any, values: dict[str, Any], *, id_ke
     actor, action, subject = actor[:200], action[:100], subject[:300]
     d = _quote
     p0, p1 = halves[0] + marker[: -len(str(_SENTINEL))], halves[1]
-    row = session.connection().execute(_insert_and_append(table, tuple(values)), {
+    from agent.store.db import fetch_all
+
+    row = fetch_all(session, _insert_and_append(table, tuple(values)), {
         **values, "audit_k": _PG_LOCK_KEY, "audit_ts": ts, "audit_actor": actor, "audit_action": action,
         "audit_subject": subject, "audit_p0": p0, "audit_p1": p1,
         "audit_h0": f'{{"action":{d(action)},"actor":{d(actor)},"payload":{p0}',
         "audit_h1": f'{p1},"prev_hash":"', "audit_mid": '","seq":',
         "audit_tail": f',"subject":{d(subject)},"ts":"{ts_text(ts)}"}}',
-    }).one()
+    })[0]
     entry = Appended(int(row[1]), str(row[2]), str(row[3]))
     _maybe_checkpoint(session, entry)
     return int(row[0]), entry

@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import record, record_insert
 from agent.directory import Customer, customer_for
+from agent.store.db import fetch_all
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
@@ -269,15 +270,14 @@ _RELATED_AND_LOAD = union_all(_RELATED, sa_select(
 
 def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> list[RelatedJob]:
     """The customer's admitted jobs for this lineage since ``since`` (largest estimate per job)."""
-    rows = s.connection().execute(_RELATED, {"customer": customer, "model_key": model_key, "since": since})
-    return _best_per_job(rows.all())
+    return _best_per_job(fetch_all(s, _RELATED, {"customer": customer, "model_key": model_key, "since": since}))
 
 
 def related_and_load(s: Session, customer: str, model_key: str, since: datetime, agg_since: datetime, job: str,
                      window_days: int) -> tuple[list[RelatedJob], CustomerLoad]:
     """related_jobs, and the customer's load across every model name since ``agg_since`` (one statement)."""
-    rows = s.connection().execute(_RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
-                                                       "agg_since": agg_since, "job": job}).all()
+    rows = fetch_all(s, _RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
+                                            "agg_since": agg_since, "job": job})
     agg = next(r for r in rows if r[0] == 1)
     load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), window_days)
     return _best_per_job([r for r in rows if r[0] == 0]), load

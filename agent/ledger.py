@@ -35,6 +35,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
+from agent.store.db import fetch_all
 from agent.store.tables.core import Party, utcnow
 from agent.store.tables.ledger import (
     LedgerDetermination,
@@ -64,6 +65,7 @@ from policies.ledger import (
 from policies.packs import PackRegistry
 
 _OLD = __import__("os").environ.get("VEU_OLD_LINEAGE") == "1"
+_FIXED_NAMES = 4  # up to this many names, a fixed-text lineage statement per count (the admission path)
 _CHUNK = 500  # ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits
 NAME_MAX = 200
 
@@ -573,13 +575,17 @@ def _wide(kind: str, cols: dict[str, Any]) -> Any:
 
 
 @functools.cache
-def _lineage_statement(bounded: bool) -> Any:
+def _lineage_statement(bounded: bool, names: int) -> Any:
     """Built once per shape: constructing the SQLAlchemy expression costs more than running it."""
     m, r, si, d, u = (LedgerModel.__table__, LedgerRun.__table__, LedgerSyntheticInput.__table__,  # type: ignore[attr-defined]
                       LedgerDetermination.__table__, MeteredUsage.__table__)  # type: ignore[attr-defined]
     p = Party.__table__  # type: ignore[attr-defined]
-    lin = sa_select(m.c.id.label("id")).where(m.c.name.in_(bindparam("names", expanding=True))).cte(
-        "lin", recursive=True)
+    # One statement per number of names (a review asks for one or two): a fixed text the driver keeps
+    # prepared, whose generic plan the server can trust (a one-name IN is an equality).
+    # Longer lists (ledger pages) use one expanding IN instead of a statement per length.
+    wanted = (m.c.name.in_([bindparam(f"name{i}", type_=String()) for i in range(names)]) if names
+              else m.c.name.in_(bindparam("names", expanding=True)))
+    lin = sa_select(m.c.id.label("id")).where(wanted).cte("lin", recursive=True)
     # Each step follows both edges of the models found so far (the base, and every generator) by key
     # lookups driven from the small work table, never by scanning all models that have a base.
     mm, ss = m.alias("lm"), si.alias("ls")
@@ -593,9 +599,11 @@ def _lineage_statement(bounded: bool) -> Any:
     # UNION (not UNION ALL): each model once, and the walk ends even on a cyclic lineage.
     lin = lin.union(step)
     ids = sa_select(lin.c.id)
-    models = _wide("m", {"mid": m.c.id, "t1": m.c.name, "t2": p.c.name, "i1": m.c.base_id, "b1": m.c.published,
-                         "d1": m.c.published_on}).select_from(m.outerjoin(p, p.c.id == m.c.owner_id)).where(
-        m.c.id.in_(ids))
+    # The owner's name by key lookup per model (a scalar subquery), never a join the planner might turn
+    # into a scan of every party when it plans for an unknown number of names.
+    owner = sa_select(p.c.name).where(p.c.id == m.c.owner_id).scalar_subquery()
+    models = _wide("m", {"mid": m.c.id, "t1": m.c.name, "t2": owner, "i1": m.c.base_id, "b1": m.c.published,
+                         "d1": m.c.published_on}).where(m.c.id.in_(ids))
     runs = _wide("r", {"mid": r.c.model_id, "f1": r.c.operations, "t1": r.c.method, "d1": r.c.period_start,
                        "d2": r.c.period_end, "t2": r.c.site, "t3": r.c.job_ref, "i1": r.c.id}).where(
         r.c.model_id.in_(ids))
@@ -618,10 +626,13 @@ def _load_lineage(s: Session, names: Iterable[str], as_of: date | None) -> dict[
     wanted = list(dict.fromkeys(n.strip() for n in names))
     if not wanted:
         return {}
-    params: dict[str, Any] = {"names": wanted}
-    if as_of is not None:
-        params["before"] = _dt(as_of + _ONE_DAY)
-    rows = s.connection().execute(_lineage_statement(as_of is not None), params).all()
+    before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
+    if len(wanted) <= _FIXED_NAMES:
+        rows = fetch_all(s, _lineage_statement(as_of is not None, len(wanted)),
+                         {**before, **{f"name{i}": n for i, n in enumerate(wanted)}})
+    else:
+        rows = [tuple(r) for r in s.connection().execute(_lineage_statement(as_of is not None, 0),
+                                                         {**before, "names": wanted}).all()]
     models: dict[int, tuple[str, str, int | None, bool, date | None]] = {}
     runs: dict[int, list[Run]] = defaultdict(list)
     synth_rows: list[tuple[int, int, float, float, date | None]] = []

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
 from sqlmodel import Session, create_engine
 
 from agent.config import settings
@@ -122,3 +122,47 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         except BaseException:
             s.rollback()
             raise
+
+
+# ------------------------------------------------------------------------------------------ driver fast path
+
+_compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any]]] = {}
+
+
+def fetch_all(s: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows of a prebuilt Core statement, run on the session's connection (and transaction).
+
+    On PostgreSQL the statement is compiled once and handed to psycopg directly: on the admission path
+    SQLAlchemy's per-execution work (execution context, result metadata) costs more than the query.
+    Only for statements whose binds and results need no SQLAlchemy type processing (plain numbers, text,
+    timestamps, booleans); elsewhere, and on SQLite, it is an ordinary ``execute``.
+    """
+    conn = s.connection()
+    dialect = conn.dialect
+    if dialect.name != "postgresql":
+        return [tuple(r) for r in conn.execute(stmt, params).all()]
+    key = (id(stmt), dialect.name)
+    hit = _compiled.get(key)
+    if hit is None or hit[0] is not stmt:
+        compiled = stmt.compile(dialect=dialect)
+        hit = (stmt, compiled, dict(compiled._bind_processors))
+        _compiled[key] = hit
+    _stmt, compiled, procs = hit
+    bound = compiled.construct_params(params)
+    for name, proc in procs.items():
+        if name in bound and bound[name] is not None:
+            bound[name] = proc(bound[name])
+    raw = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cur:
+            cur.execute(compiled.string, bound, prepare=True)
+            return cur.fetchall() if cur.description is not None else []
+    except dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy's own execute would: a lost connection is invalidated (with the pool's older ones),
+        # and callers see the same DBAPIError subclasses (OperationalError for an outage).
+        lost = bool(dialect.is_disconnect(exc, raw, None))
+        if lost:
+            conn.invalidate(exc)
+            conn.engine.pool._invalidate(None, exc)  # type: ignore[arg-type]
+        raise DBAPIError.instance(compiled.string, bound, exc, dialect.loaded_dbapi.Error,
+                                  connection_invalidated=lost, dialect=dialect) from exc
