@@ -287,13 +287,15 @@ _SENTINEL = 7_305_182_946_011_437_019  # stands in for the new row's id while th
 
 
 def record_insert(session: Session, table: Any, values: dict[str, Any], *, id_key: str, actor: str, action: str,
-                  subject: str, payload: dict[str, Any]) -> tuple[int, Appended]:
+                  subject: str, payload: dict[str, Any], commit: bool = False) -> tuple[int, Appended]:
     """Insert a row into ``table`` and append the audit entry that names it (``payload[id_key]`` = its id).
 
     On PostgreSQL both happen in one statement (a data-modifying CTE feeding ``veu_audit_append``): the
     admission webhook does this on every review, and each round trip costs it more than the work. The
     entry's bytes are exactly what :func:`record` would hash: the canonical payload is serialised once with
     a placeholder id and split around it, and the database splices the real id into both halves.
+    ``commit=True``: this is the transaction's last write, committed with it in the same round trip on
+    PostgreSQL (see :func:`agent.store.db.fetch_all`); the caller still calls ``commit()``.
     """
     if not actor or not action:
         raise ValueError("audit record: actor and action are required")
@@ -316,7 +318,7 @@ def record_insert(session: Session, table: Any, values: dict[str, Any], *, id_ke
         "audit_h0": f'{{"action":{d(action)},"actor":{d(actor)},"payload":{p0}',
         "audit_h1": f'{p1},"prev_hash":"', "audit_mid": '","seq":',
         "audit_tail": f',"subject":{d(subject)},"ts":"{ts_text(ts)}"}}',
-    })[0]
+    }, commit=commit)[0]
     entry = Appended(int(row[1]), str(row[2]), str(row[3]))
     _maybe_checkpoint(session, entry)
     return int(row[0]), entry

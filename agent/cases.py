@@ -323,9 +323,13 @@ def _simple(rr: ReviewRequest, code: str, allowed: bool, message: str) -> Outcom
 
 def evaluate_review(
     s: Session, packs: PackRegistry, body: Any, as_of: date | None = None, *, cluster: str = "",
-    mode: str | None = None, actor: str = "webhook", now: datetime | None = None,
+    mode: str | None = None, actor: str = "webhook", now: datetime | None = None, commit: bool = False,
 ) -> Outcome:
-    """Decide one AdmissionReview against the store (recording it unless it is a dry run)."""
+    """Decide one AdmissionReview against the store (recording it unless it is a dry run).
+
+    ``commit=True`` commits the decision with its last write (one round trip fewer while the audit chain is
+    locked); the caller still calls ``commit()`` to close the session's transaction.
+    """
     rr = parse_review(body)
     now = now or utcnow()
     as_of = as_of or now.date()
@@ -396,7 +400,7 @@ def evaluate_review(
         if case_row is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
                                  case=case_state(case_row), mode=mode, load=load)
-    return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster})
+    return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster}, commit=commit)
 
 
 def _lock_lineage_case(s: Session, customer: str, model_key: str) -> None:
@@ -428,7 +432,7 @@ def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: 
 
 def _store(
     s: Session, rr: ReviewRequest, dec: Decision, party: Customer | None, case_row: RedFlagCase | None, actor: str,
-    now: datetime, demand: Demand | None, extra: dict[str, Any],
+    now: datetime, demand: Demand | None, extra: dict[str, Any], commit: bool = False,
 ) -> Outcome:
     est = dec.lineage_operations
     out = Outcome(rr.uid, rr.api_version, dec.allowed, dec.code, dec.message, list(dec.warnings), dec.case_id, est,
@@ -465,7 +469,7 @@ def _store(
         subject=f"job:{dec.job_ref}"[:300],
         payload={"uid": rr.uid, "code": dec.code, "allowed": dec.allowed, "mode": dec.mode, "customer": dec.customer,
                  "model": dec.model_key, "estimate": dec.lineage_operations, "case_id": out.case_id,
-                 "pack_versions": dict(dec.versions)})
+                 "pack_versions": dict(dec.versions)}, commit=commit)
     return out
 
 

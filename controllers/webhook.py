@@ -134,7 +134,7 @@ def evaluate(database_url: str | None, body: Any) -> dict[str, Any]:
 
     with Session(get_engine(database_url), expire_on_commit=False) as s:
         try:
-            out = evaluate_review(s, registry(), body, cluster=cluster_name())
+            out = evaluate_review(s, registry(), body, cluster=cluster_name(), commit=True)
             s.commit()
         except BaseException:
             s.rollback()

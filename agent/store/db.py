@@ -129,13 +129,18 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 _compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any]]] = {}
 
 
-def fetch_all(s: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = False) -> list[tuple[Any, ...]]:
     """Rows of a prebuilt Core statement, run on the session's connection (and transaction).
 
     On PostgreSQL the statement is compiled once and handed to psycopg directly: on the admission path
     SQLAlchemy's per-execution work (execution context, result metadata) costs more than the query.
     Only for statements whose binds and results need no SQLAlchemy type processing (plain numbers, text,
     timestamps, booleans); elsewhere, and on SQLite, it is an ordinary ``execute``.
+
+    ``commit=True`` (PostgreSQL) sends the statement and the transaction's COMMIT in one pipeline: the last
+    write of a transaction that holds a lock until commit (the audit chain's) then holds it for the
+    server's work alone, not for a round trip back to Python and another out. The session's own commit
+    afterwards finds nothing left to commit. Elsewhere the caller commits as usual.
     """
     conn = s.connection()
     dialect = conn.dialect
@@ -155,7 +160,12 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, 
     raw = conn.connection.driver_connection
     try:
         with raw.cursor() as cur:
-            cur.execute(compiled.string, bound, prepare=True)
+            if commit:
+                with raw.pipeline():
+                    cur.execute(compiled.string, bound, prepare=True)
+                    raw.commit()
+            else:
+                cur.execute(compiled.string, bound, prepare=True)
             return cur.fetchall() if cur.description is not None else []
     except dialect.loaded_dbapi.Error as exc:
         # As SQLAlchemy's own execute would: a lost connection is invalidated (with the pool's older ones),
