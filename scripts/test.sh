@@ -37,5 +37,7 @@ log "ruff"
 .venv/bin/ruff check .
 log "mypy --strict policies/"
 .venv/bin/mypy policies/
+log "pip-audit (dependency vulnerabilities; VEU_AUDIT_STRICT=1 also fails on an incomplete audit)"
+.venv/bin/python scripts/audit_deps.py
 log "pytest"
 .venv/bin/pytest -q -p no:cacheprovider --timeout=600 "$@"
