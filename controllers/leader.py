@@ -77,8 +77,9 @@ class LeaderElector:
         from kubernetes.client.exceptions import ApiException
 
         now = self._now()
+        timeout = self._call_timeout()
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -93,7 +94,7 @@ class LeaderElector:
                 ),
             )
             try:
-                self.api.create_namespaced_lease(self.namespace, body)
+                self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
                 return True
             except ApiException as exc2:
                 if exc2.status == 409:
@@ -113,9 +114,21 @@ class LeaderElector:
                 return False  # someone else holds a live lease
             patch["acquireTime"] = _micro(now)
             patch["leaseTransitions"] = (spec.lease_transitions or 0) + 1
-        return self._patch(lease, patch)
+        return self._patch(lease, patch, timeout)
 
-    def _patch(self, lease: Any, spec: dict[str, Any]) -> bool:
+    def _call_timeout(self) -> float:
+        """How long one API call may take: a leader's must answer before its renew deadline passes.
+
+        Without a bound, a renewal hung in the network keeps this replica believing it leads while the
+        lease expires and another takes it (two leaders); with it, the call fails in time and the loop
+        steps down before ``lease_duration`` lets anyone else in (as client-go bounds its renew context).
+        """
+        if self.leading and self._last_renew:
+            left = self.renew_deadline - (time.monotonic() - self._last_renew)
+            return max(0.05, min(left, self.renew_deadline))
+        return self.renew_deadline
+
+    def _patch(self, lease: Any, spec: dict[str, Any], timeout: float | None = None) -> bool:
         """Merge-patch the spec, guarded by the read resourceVersion (409 means another writer won)."""
         from kubernetes.client.exceptions import ApiException
 
@@ -124,7 +137,8 @@ class LeaderElector:
         if rv:
             body["metadata"] = {"resourceVersion": rv}
         try:
-            self.api.patch_namespaced_lease(self.name, self.namespace, body)
+            self.api.patch_namespaced_lease(self.name, self.namespace, body,
+                                            _request_timeout=timeout or self.renew_deadline)
         except ApiException as exc:
             if exc.status == 409:
                 return False
