@@ -73,8 +73,11 @@ def test_crd_objects_are_structurally_sound(value_set: str) -> None:
     for sm in of_kind(objs, "ServiceMonitor"):
         assert sm["apiVersion"] == "monitoring.coreos.com/v1"
         (endpoint,) = sm["spec"]["endpoints"]
-        assert endpoint["scheme"] == "https" and endpoint["path"] == "/metrics"
-        assert endpoint["tlsConfig"]["ca"]["secret"]["key"] == "ca.crt"
+        assert endpoint["path"] == "/metrics"
+        if sm["metadata"]["name"].endswith("-webhook-metrics"):
+            assert endpoint["scheme"] == "http" and endpoint["port"] == "metrics"  # the webhook's own port
+        else:
+            assert endpoint["scheme"] == "https" and endpoint["tlsConfig"]["ca"]["secret"]["key"] == "ca.crt"
 
 
 # --- the webhook configuration -------------------------------------------------------------------

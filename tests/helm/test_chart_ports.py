@@ -77,7 +77,8 @@ def test_webhook_container_runs_serve_webhook_only(value_set: str) -> None:
     objs = render_set(value_set)
     webhook = _container(_webhook_pod(objs), "webhook")
     assert webhook["args"][:2] == ["serve", "--webhook-only"]
-    assert [p["containerPort"] for p in webhook["ports"]] == [8443]
+    assert [(p["name"], p["containerPort"]) for p in webhook["ports"]] == [("webhook", 8443), ("metrics", 9090)]
+    assert "--metrics-port=9090" in webhook["args"]
     # Every other `veuctl serve` in the release is the API's, on another port, never the webhook's.
     for o in of_kind(objs, "Deployment"):
         for c in o["spec"]["template"]["spec"]["containers"]:
@@ -154,7 +155,8 @@ def test_ingress_and_service_monitor_use_the_api_service_only() -> None:
     (ing,) = of_kind(objs, "Ingress")
     names = {p["backend"]["service"]["name"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]}
     assert names == {api["metadata"]["name"]}
-    (sm,) = of_kind(objs, "ServiceMonitor")
+    # The API's /metrics (the webhook process's counters have their own monitor, tested below).
+    (sm,) = [m for m in of_kind(objs, "ServiceMonitor") if not m["metadata"]["name"].endswith("-webhook-metrics")]
     selector = sm["spec"]["selector"]["matchLabels"]
     assert _selects(selector, api["metadata"]["labels"])
     assert not _selects(selector, webhook["metadata"]["labels"])
@@ -209,9 +211,12 @@ def _policy(objs: Any, suffix: str) -> dict[str, Any]:
 def test_network_policy_admits_only_the_webhook_port_to_webhook_pods_and_the_api_port_to_api_pods() -> None:
     control_plane = [{"ipBlock": {"cidr": "10.0.0.0/28"}}]
     ingress_ns = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
-    objs = render({"networkPolicy": {"webhookIngressFrom": control_plane, "apiIngressFrom": ingress_ns}})
-    (rule,) = _policy(objs, "-webhook")["spec"]["ingress"]
+    prometheus = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    objs = render({"networkPolicy": {"webhookIngressFrom": control_plane, "apiIngressFrom": ingress_ns,
+                                     "metricsIngressFrom": prometheus}})
+    rule, metrics = _policy(objs, "-webhook")["spec"]["ingress"]
     assert rule == {"ports": [{"port": 8443, "protocol": "TCP"}], "from": control_plane}
+    assert metrics == {"ports": [{"port": 9090, "protocol": "TCP"}], "from": prometheus}
     (rule,) = _policy(objs, "-api")["spec"]["ingress"]
     assert rule == {"ports": [{"port": 8444, "protocol": "TCP"}], "from": ingress_ns}
     assert _policy(objs, "-api")["spec"]["podSelector"]["matchLabels"] == \
@@ -225,6 +230,7 @@ def test_sqlite_trial_pod_admits_each_port_from_its_own_peers() -> None:
     values = {**ci_values("sqlite-trial-values"), "networkPolicy": {"webhookIngressFrom": control_plane}}
     rules = _policy(render(values), "-webhook")["spec"]["ingress"]
     assert rules == [{"ports": [{"port": 8443, "protocol": "TCP"}], "from": control_plane},
+                     {"ports": [{"port": 9090, "protocol": "TCP"}]},
                      {"ports": [{"port": 8444, "protocol": "TCP"}]}]
 
 
@@ -262,7 +268,8 @@ def test_port_and_client_auth_mistakes_fail_the_render_with_a_fix(values: dict[s
 
 def test_api_disabled_leaves_only_the_webhook_port() -> None:
     objs = render({"api": {"enabled": False}})
-    assert [s["metadata"]["name"] for s in of_kind(objs, "Service")] == [_webhook_service(objs)["metadata"]["name"]]
+    names = [s["metadata"]["name"] for s in of_kind(objs, "Service") if not s["metadata"]["name"].endswith("-metrics")]
+    assert names == [_webhook_service(objs)["metadata"]["name"]]
     assert not [d for d in of_kind(objs, "Deployment") if d["metadata"]["name"].endswith("-api")]
 
 
@@ -283,6 +290,8 @@ def _localize(container: dict[str, Any], dirs: dict[str, Path], port: int) -> li
             a = "--host=127.0.0.1"
         elif a.startswith("--port="):
             a = f"--port={port}"
+        elif a.startswith("--metrics-port="):
+            a = f"--metrics-port={_free_port()}"  # served as rendered (tests/security/test_webhook_port.py)
         elif "=" in a:
             opt, value = a.split("=", 1)
             for mount_path, local in mounts.items():
@@ -394,3 +403,36 @@ def test_rendered_webhook_port_answers_only_the_api_server_and_the_api_port_serv
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# --- the webhook process's metrics ---------------------------------------------------------------
+
+def test_webhook_metrics_have_their_own_service_and_are_scraped_over_plain_http() -> None:
+    objs = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    metrics = one(objs, "Service", "-webhook-metrics")
+    assert [(p["name"], p["port"], p["targetPort"]) for p in metrics["spec"]["ports"]] == [("metrics", 9090, "metrics")]
+    assert {(c["name"], port) for c, port in _backends(objs, metrics)} == {("webhook", 9090)}
+    # The API server's Service still reaches only the webhook port.
+    assert [p["targetPort"] for p in _webhook_service(objs)["spec"]["ports"]] == ["webhook"]
+    monitors = {m["metadata"]["name"]: m for m in of_kind(objs, "ServiceMonitor")}
+    (wm,) = [m for n, m in monitors.items() if n.endswith("-webhook-metrics")]
+    assert wm["spec"]["endpoints"][0]["port"] == "metrics" and wm["spec"]["endpoints"][0]["scheme"] == "http"
+    assert _selects(wm["spec"]["selector"]["matchLabels"], metrics["metadata"]["labels"])
+    assert not _selects(wm["spec"]["selector"]["matchLabels"], _webhook_service(objs)["metadata"]["labels"])
+    policy = one(objs, "NetworkPolicy", "-webhook")
+    assert [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == [8443, 9090]
+
+
+def test_webhook_metrics_port_can_be_turned_off_and_must_not_clash() -> None:
+    objs = render({"webhook": {"metricsPort": 0}})
+    webhook = _container(_webhook_pod(objs), "webhook")
+    assert not any(a.startswith("--metrics-port") for a in webhook["args"])
+    assert not [o for o in of_kind(objs, "Service") if o["metadata"]["name"].endswith("-webhook-metrics")]
+    for clash in (8443, 8444):
+        with pytest.raises(Exception, match="metricsPort"):
+            render({"webhook": {"metricsPort": clash}})
+
+
+def test_api_container_serves_no_webhook() -> None:
+    api = _container(dict(one(render_set("default"), "Deployment", "-api")["spec"]["template"]), "api")
+    assert api["args"][:2] == ["serve", "--no-webhook"]

@@ -106,6 +106,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and $ca.enabled $ca.caSecret $ca.caConfigMap }}
 {{- fail "webhook.clientAuth: set caSecret or caConfigMap, not both (the webhook reads one CA bundle)" }}
 {{- end }}
+{{- $mp := int (default 0 .Values.webhook.metricsPort) }}
+{{- if and $mp (or (eq $mp (int .Values.webhook.port)) (and .Values.api.enabled (eq $mp (int .Values.api.port)))) }}
+{{- fail (printf "webhook.metricsPort=%d clashes with webhook.port or api.port: give /metrics a port of its own (or 0 to turn it off)" $mp) }}
+{{- end }}
 {{- if and .Values.api.enabled (eq (int .Values.api.port) (int .Values.webhook.port)) }}
 {{- fail (printf "api.port=%d equals webhook.port: the webhook's port serves only the webhook, so give the API another port" (int .Values.api.port)) }}
 {{- end }}
