@@ -156,6 +156,9 @@ def seed(url: str, customers: int, models: int, rng: random.Random) -> list[tupl
 
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as pc:
         pc.execute("VACUUM ANALYZE")
+        # And checkpointed: otherwise the server spends the next minutes writing the load's dirty pages
+        # out in the background (checkpoint_completion_target), stalling commits while we measure.
+        pc.execute("CHECKPOINT")
     from agent.store.db import dispose_all
 
     dispose_all()
