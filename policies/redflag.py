@@ -467,21 +467,29 @@ def decide(
             return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
         return _aggregate_hold(base, why, rules, rf, settings, over, load, cust_name, tier_no, case)
 
-    if case is not None and case.satisfied(as_of):
-        why.append(f"case {case.id} resolved by {case.resolved_by or 'unknown'}: {case.answer_text()}")
-        msg = f"red-flag-28 inquiry on record (case {case.id}): {case.answer_text()}"
-        return apply_mode(replace(base, code=ALLOW_AFTER_INQUIRY, message=msg, explanation=tuple(why),
-                               case_id=case.id), settings)
-    case_id = case.id if case is not None and case.status == "open" else None
-    msg = (
+    held = (
         f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) would bring "
         f"{key} to {sci(st.cumulative_operations)} operations ({rules.comparison} {sci(rules.threshold)}, "
         f"{rules.status_label}). Record whether the customer intends to export the model: "
-        f"`veuctl cases resolve CASE --export-intent no|yes [--license NUM] [--informed]`"
     )
+    return _inquiry(base, why, rf, settings, case, held, on_record="")
+
+
+_RESOLVE = "`veuctl cases resolve CASE --export-intent no|yes [--license NUM] [--informed]`"
+
+
+def _inquiry(base: Decision, why: list[str], rf: ResolvedProvision, settings: AdmissionSettings,
+             case: CaseState | None, held: str, on_record: str) -> Decision:
+    """Red flag 28 arises: admitted if the inquiry is on record (``case`` resolved), else held with a case."""
+    if case is not None and case.satisfied(base.as_of):
+        why.append(f"case {case.id} resolved by {case.resolved_by or 'unknown'}: {case.answer_text()}")
+        msg = f"red-flag-28 inquiry on record (case {case.id}{on_record}): {case.answer_text()}"
+        return apply_mode(replace(base, code=ALLOW_AFTER_INQUIRY, message=msg, explanation=tuple(why),
+                                  case_id=case.id), settings)
     why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip())
-    return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=msg, explanation=tuple(why), open_case=True,
-                           case_id=case_id), settings)
+    return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=held + _RESOLVE, explanation=tuple(why),
+                              open_case=True, case_id=case.id if case is not None and case.status == "open" else None),
+                      settings)
 
 
 def _aggregate_over(rules: Regime, settings: AdmissionSettings, load: CustomerLoad | None, run_ops: float
@@ -509,19 +517,10 @@ def _aggregate_hold(
         f"{load.models} model name(s) within {load.window_days} days ({SETTINGS}.customer_aggregate_window_days) "
         f"total {sci(load.operations)}; with this job {sci(total)} {rules.comparison} {sci(rules.threshold)}"
     )
-    base = replace(base, case_key=akey)
-    if case is not None and case.satisfied(base.as_of):
-        why.append(f"case {case.id} resolved by {case.resolved_by or 'unknown'}: {case.answer_text()}")
-        msg = f"red-flag-28 inquiry on record (case {case.id}, customer aggregate): {case.answer_text()}"
-        return apply_mode(replace(base, code=ALLOW_AFTER_INQUIRY, message=msg, explanation=tuple(why),
-                                  case_id=case.id), settings)
-    msg = (
+    held = (
         f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) has admitted "
         f"training jobs across {load.models + 1} model name(s) within {load.window_days} days that together reach "
         f"{sci(total)} operations ({rules.comparison} {sci(rules.threshold)}); trained as one model they would be "
         f"{rules.status_label}. Record whether the customer intends to export such a model: "
-        f"`veuctl cases resolve CASE --export-intent no|yes [--license NUM] [--informed]`"
     )
-    why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip())
-    return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=msg, explanation=tuple(why), open_case=True,
-                              case_id=case.id if case is not None and case.status == "open" else None), settings)
+    return _inquiry(replace(base, case_key=akey), why, rf, settings, case, held, on_record=", customer aggregate")
