@@ -4,7 +4,9 @@ Both servers run as separate uvicorn processes with TLS on 127.0.0.1, one worker
 taking turns (each server's reviews in slices, alternating), so the machine's other load falls on both.
 The real webhook (``veuctl serve --webhook-only``, the port the chart deploys; ``--full-app`` for the
 combined API+dashboard server) answers from a warm PostgreSQL store of 10k customers (namespace mappings, HQs in
-Tier 1/2/3 countries) and 100k ledger models with runs; every review is a CREATE that is evaluated and
+Tier 1/2/3 countries), 100k ledger models with runs and 100k earlier decisions with their audit chain
+(months of history, so the related-jobs lookups and the chain append work on tables of production shape, not
+on empty ones); every review is a CREATE that is evaluated and
 recorded (decision row, audit entry, cases for held jobs). The echo webhook parses the review and
 answers ``allowed: true`` with the uid: the floor any Python webhook pays for TLS, HTTP and JSON.
 After the run the bench checks what the real webhook recorded: one ``admission.decide`` audit entry per
@@ -103,7 +105,7 @@ def drop_db(name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def seed(url: str, customers: int, models: int, rng: random.Random) -> list[tuple[str, list[str]]]:
+def seed(url: str, customers: int, models: int, rng: random.Random, history: int = 0) -> list[tuple[str, list[str]]]:
     """Bulk-load parties, namespace mappings, ledger models and runs; return (namespace, models) per customer."""
     from sqlalchemy import insert
 
@@ -150,6 +152,7 @@ def seed(url: str, customers: int, models: int, rng: random.Random) -> list[tupl
         for k in range(0, len(rows_m), 20000):
             c.execute(insert(LedgerModel), rows_m[k:k + 20000])
             c.execute(insert(LedgerRun), rows_r[k:k + 20000])
+    seed_history(eng, parties, per, history, rng)
     # A warm store in steady state: vacuumed and analysed now, so no autovacuum of the freshly loaded
     # tables competes for the CPUs while either server is being measured.
     import psycopg
@@ -159,10 +162,61 @@ def seed(url: str, customers: int, models: int, rng: random.Random) -> list[tupl
         # And checkpointed: otherwise the server spends the next minutes writing the load's dirty pages
         # out in the background (checkpoint_completion_target), stalling commits while we measure.
         pc.execute("CHECKPOINT")
+    # And the operating system's dirty pages too (the load wrote hundreds of MB): their write-back would
+    # stall WAL flushes, i.e. commits, for whichever server happened to be measured then.
+    os.sync()
     from agent.store.db import dispose_all
 
     dispose_all()
     return [(f"ns-{i:05d}", per.get(i + 1, [])) for i in range(customers)]
+
+
+def seed_history(eng: Any, parties: list[dict[str, Any]], per: dict[int, list[str]], n: int, rng: random.Random
+                 ) -> None:
+    """``n`` earlier admission decisions over the last 120 days, each with its ``admission.decide`` audit entry.
+
+    A store that has been answering for months, not one whose decision and audit tables start empty: the
+    related-jobs and customer-load lookups then read real history, and the audit chain the webhook appends
+    to is already long (the bench verifies the whole chain at the end, history included).
+    """
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from agent.audit import GENESIS, canonical_json, entry_hash, ts_text
+    from agent.store.tables.audit import AuditEntry
+    from agent.store.tables.cases import AdmissionDecision
+
+    if n <= 0:
+        return
+    now = datetime.now(UTC)
+    rows, entries = [], []
+    prev = GENESIS
+    for i, at in enumerate(sorted(now - timedelta(days=rng.uniform(0.01, 120)) for _ in range(n))):
+        p = rng.choice(parties)
+        names = per.get(p["id"], [])
+        model = rng.choice(names) if names and rng.random() < 0.8 else f"unnamed:{p['name']}"
+        ops = 10 ** rng.uniform(20, 24.5)
+        job = f"ns-{p['id'] - 1:05d}/Job/hist-{i}"
+        rows.append({"id": i + 1, "uid": str(uuid.UUID(int=rng.getrandbits(128))), "decided_at": at,
+                     "as_of": at.date().isoformat(), "namespace": f"ns-{p['id'] - 1:05d}", "kind": "Job",
+                     "name": f"hist-{i}", "operation": "CREATE", "job_ref": job, "customer_id": p["id"],
+                     "customer_name": p["name"], "model_key": model, "code": "ALLOW", "allowed": True,
+                     "mode": "enforce", "chips": 64.0, "run_operations": ops, "lineage_operations": ops,
+                     "case_id": None, "message": "below the threshold", "pack_versions": "{}", "detail": "{}"})
+        body = canonical_json({"uid": rows[-1]["uid"], "code": "ALLOW", "allowed": True, "mode": "enforce",
+                               "customer": p["name"], "model": model, "estimate": ops, "case_id": None,
+                               "pack_versions": {}, "decision_id": i + 1})
+        ts, subject = ts_text(at), f"job:{job}"
+        h = entry_hash(i + 1, ts, "webhook", "admission.decide", subject, body, prev)
+        entries.append({"seq": i + 1, "ts": at, "actor": "webhook", "action": "admission.decide",
+                        "subject": subject, "payload": body, "prev_hash": prev, "hash": h})
+        prev = h
+    with eng.begin() as c:
+        for k in range(0, n, 20000):
+            c.execute(insert(AdmissionDecision), rows[k:k + 20000])
+            c.execute(insert(AuditEntry), entries[k:k + 20000])
+        c.exec_driver_sql("SELECT setval(pg_get_serial_sequence('admission_decision', 'id'), %s)", (n,))
 
 
 def reviews(n: int, tenants: list[tuple[str, list[str]]], rng: random.Random) -> list[bytes]:
@@ -345,6 +399,7 @@ def main() -> int:
     ap.add_argument("--customers", type=int)
     ap.add_argument("--models", type=int)
     ap.add_argument("--reviews", type=int)
+    ap.add_argument("--history", type=int, help="earlier decisions (and audit entries) in the warm store")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seed", type=int, default=28)
     ap.add_argument("--rounds", type=int, default=8, help="slices per server, measured taking turns")
@@ -358,6 +413,7 @@ def main() -> int:
     customers = a.customers or (500 if a.quick else 10_000)
     models = a.models or (5_000 if a.quick else 100_000)
     n = a.reviews or (400 if a.quick else 4_000)
+    history = a.history if a.history is not None else (5_000 if a.quick else 100_000)
     a.latency_reviews = a.latency_reviews or (200 if a.quick else 2_000)
     rng = random.Random(a.seed)
     py = sys.executable
@@ -368,9 +424,9 @@ def main() -> int:
             d = Path(tmp)
             ca, cert, key = make_pki(d)
             t0 = time.perf_counter()
-            tenants = seed(url, customers, models, rng)
-            print(f"store: {customers} customers, {models} models seeded in {time.perf_counter() - t0:.1f} s "
-                  f"(PostgreSQL {url.rsplit('@', 1)[-1]})")
+            tenants = seed(url, customers, models, rng, history)
+            print(f"store: {customers} customers, {models} models, {history} earlier decisions seeded in "
+                  f"{time.perf_counter() - t0:.1f} s (PostgreSQL {url.rsplit('@', 1)[-1]})")
             (d / "echo_app.py").write_text(ECHO_APP)
             env = {**os.environ, "VEU_AUTH": "none", "VEU_DATABASE_URL": url, "PYTHONPATH": f"{d}:{ROOT}"}
             env.pop("VEU_POLICY_DIRS", None)

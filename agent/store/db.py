@@ -129,6 +129,22 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 _compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any]]] = {}
 
 
+def _reads_only(stmt: Any) -> bool:
+    """A SELECT that locks nothing (a locking read must stay inside its transaction)."""
+    return bool(getattr(stmt, "is_select", False)) and getattr(stmt, "_for_update_arg", None) is None
+
+
+def _nothing_sent_yet(raw: Any) -> bool:
+    """The psycopg connection has no transaction open on the server, and runs at READ COMMITTED (the
+    default): a statement run on its own then sees and does exactly what it would as the first of a
+    transaction."""
+    from psycopg import IsolationLevel
+    from psycopg.pq import TransactionStatus
+
+    return (raw.pgconn.transaction_status == TransactionStatus.IDLE and not raw.autocommit
+            and raw.isolation_level in (None, IsolationLevel.READ_COMMITTED))
+
+
 def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = False) -> list[tuple[Any, ...]]:
     """Rows of a prebuilt Core statement, run on the session's connection (and transaction).
 
@@ -137,10 +153,16 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = F
     Only for statements whose binds and results need no SQLAlchemy type processing (plain numbers, text,
     timestamps, booleans); elsewhere, and on SQLite, it is an ordinary ``execute``.
 
-    ``commit=True`` (PostgreSQL) sends the statement and the transaction's COMMIT in one pipeline: the last
-    write of a transaction that holds a lock until commit (the audit chain's) then holds it for the
-    server's work alone, not for a round trip back to Python and another out. The session's own commit
-    afterwards finds nothing left to commit. Elsewhere the caller commits as usual.
+    ``commit=True`` (PostgreSQL) commits the transaction with this statement, its last write: the lock it
+    holds until commit (the audit chain's) is then held for the server's work alone, not for a round trip
+    back to Python and another out. The session's own commit afterwards finds nothing left to commit.
+    Elsewhere the caller commits as usual.
+
+    When nothing of the transaction has reached the server yet, a read (or, with ``commit=True``, the
+    transaction's only write) runs as a single-statement transaction of its own: the same outcome at READ
+    COMMITTED, where every statement takes its own snapshot anyway, without the separate ``BEGIN`` round
+    trip the driver would otherwise send first (and, for the write, without the ``COMMIT``). The write is
+    durable when the call returns, as after any commit.
     """
     conn = s.connection()
     dialect = conn.dialect
@@ -158,9 +180,16 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = F
         if name in bound and bound[name] is not None:
             bound[name] = proc(bound[name])
     raw = conn.connection.driver_connection
+    alone = (commit or _reads_only(stmt)) and _nothing_sent_yet(raw)
     try:
         with raw.cursor() as cur:
-            if commit:
+            if alone:
+                raw.autocommit = True
+                try:
+                    cur.execute(compiled.string, bound, prepare=True)
+                finally:
+                    raw.autocommit = False
+            elif commit:
                 with raw.pipeline():
                     cur.execute(compiled.string, bound, prepare=True)
                     raw.commit()

@@ -1,0 +1,98 @@
+"""fetch_all on PostgreSQL: what runs as its own transaction, what stays in the caller's, and that nothing is lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+from sqlmodel import Session
+
+from agent.store import get_engine
+from agent.store.db import fetch_all
+
+META = MetaData()
+T = Table("fast_path_probe", META, Column("id", Integer, primary_key=True), Column("v", String(20)))
+_INSERT = text("INSERT INTO fast_path_probe (v) VALUES (:v) RETURNING id")
+_BAD = text("INSERT INTO fast_path_probe (id, v) VALUES (:id, :v) RETURNING id")
+
+
+@pytest.fixture()
+def engine(pg_url: str) -> Any:
+    eng = get_engine(pg_url)
+    META.create_all(eng)
+    return eng
+
+
+def _status(s: Session) -> TransactionStatus:
+    return TransactionStatus(s.connection().connection.driver_connection.pgconn.transaction_status)
+
+
+def _committed(pg_url: str) -> list[str]:
+    with psycopg.connect(pg_url) as c:
+        return [r[0] for r in c.execute("SELECT v FROM fast_path_probe ORDER BY id").fetchall()]
+
+
+def test_a_first_read_opens_no_transaction_on_the_server(engine: Any) -> None:
+    with Session(engine) as s:
+        s.connection()
+        assert fetch_all(s, select(T.c.id), {}) == []
+        assert _status(s) == TransactionStatus.IDLE  # no BEGIN was sent for it
+        assert s.connection().connection.driver_connection.autocommit is False
+
+
+def test_a_locking_read_stays_in_the_callers_transaction(engine: Any) -> None:
+    with Session(engine) as s:
+        fetch_all(s, select(T.c.id).with_for_update(), {})
+        assert _status(s) == TransactionStatus.INTRANS  # the row locks last until the caller commits
+        s.rollback()
+
+
+def test_the_only_write_committed_with_commit_true_is_durable_on_return(engine: Any, pg_url: str) -> None:
+    with Session(engine) as s:
+        fetch_all(s, _INSERT, {"v": "alone"}, commit=True)
+        assert _status(s) == TransactionStatus.IDLE
+        assert _committed(pg_url) == ["alone"]  # visible to another connection before the session commits
+        s.commit()
+    assert _committed(pg_url) == ["alone"]
+
+
+def test_a_write_after_earlier_writes_commits_them_together(engine: Any, pg_url: str) -> None:
+    with Session(engine) as s:
+        s.connection().execute(insert(T).values(v="first"))
+        fetch_all(s, _INSERT, {"v": "second"}, commit=True)
+        assert _status(s) == TransactionStatus.IDLE
+        assert _committed(pg_url) == ["first", "second"]
+
+
+def test_an_earlier_write_is_rolled_back_with_a_failed_last_write(engine: Any, pg_url: str) -> None:
+    with Session(engine) as s:
+        (row,) = fetch_all(s, _INSERT, {"v": "kept"}, commit=True)
+        s.connection().execute(insert(T).values(v="lost"))
+        with pytest.raises(Exception, match="duplicate key"):
+            fetch_all(s, _BAD, {"id": row[0], "v": "clash"}, commit=True)
+        s.rollback()
+    assert _committed(pg_url) == ["kept"]
+
+
+def test_a_failed_statement_on_its_own_leaves_the_connection_usable(engine: Any, pg_url: str) -> None:
+    with Session(engine) as s:
+        (row,) = fetch_all(s, _INSERT, {"v": "one"}, commit=True)
+        with pytest.raises(Exception, match="duplicate key"):
+            fetch_all(s, _BAD, {"id": row[0], "v": "two"}, commit=True)
+        raw = s.connection().connection.driver_connection
+        assert raw.autocommit is False
+        s.rollback()
+        fetch_all(s, _INSERT, {"v": "three"}, commit=True)
+        s.commit()
+    assert _committed(pg_url) == ["one", "three"]
+
+
+def test_under_repeatable_read_a_read_keeps_the_transactions_snapshot(engine: Any) -> None:
+    rr = engine.execution_options(isolation_level="REPEATABLE READ")
+    with Session(rr) as s:
+        fetch_all(s, select(T.c.id), {})
+        assert _status(s) == TransactionStatus.INTRANS  # the first statement fixes the snapshot: not on its own
+        s.rollback()
