@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import record, record_insert
 from agent.directory import Customer, customer_for
-from agent.store.db import fetch_all
+from agent.store.db import fetch_all, fetch_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
@@ -276,8 +276,18 @@ def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> 
 def related_and_load(s: Session, customer: str, model_key: str, since: datetime, agg_since: datetime, job: str,
                      window_days: int) -> tuple[list[RelatedJob], CustomerLoad]:
     """related_jobs, and the customer's load across every model name since ``agg_since`` (one statement)."""
-    rows = fetch_all(s, _RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
-                                            "agg_since": agg_since, "job": job})
+    return related_and_load_from(fetch_all(s, *related_and_load_query(customer, model_key, since, agg_since, job)),
+                                 window_days)
+
+
+def related_and_load_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str
+                           ) -> tuple[Any, dict[str, Any]]:
+    """The statement and parameters of :func:`related_and_load` (to send it with other reads)."""
+    return _RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
+                               "agg_since": agg_since, "job": job}
+
+
+def related_and_load_from(rows: list[tuple[Any, ...]], window_days: int) -> tuple[list[RelatedJob], CustomerLoad]:
     agg = next(r for r in rows if r[0] == 1)
     load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), window_days)
     return _best_per_job([r for r in rows if r[0] == 0]), load
@@ -364,10 +374,20 @@ def evaluate_review(
         cust = party.name if party else ""
         key = redflag.model_key(declared, party.name if party else None)
         window = settings.related_jobs_window_days if declared.model else settings.unnamed_model_window_days
-        from agent.ledger import load_records
+        from agent.ledger import lineage_query, lineage_records, load_records
 
         names = [n for n in (key, declared.base_model) if n]
-        records = load_records(s, names, as_of)
+        agg_days = settings.customer_aggregate_window_days
+        since, agg_since = now - timedelta(days=window), now - timedelta(days=agg_days)
+        lineage_q = lineage_query(names, as_of)
+        related_rows: list[tuple[Any, ...]] | None = None
+        if lineage_q is not None and agg_days > 0:
+            # The lineage and the customer's recent jobs in one round trip: neither depends on the other.
+            lineage_rows, related_rows = fetch_each(
+                s, [lineage_q, related_and_load_query(cust, key, since, agg_since, base_req.job_ref)])
+            records = lineage_records(lineage_rows)
+        else:
+            records = load_records(s, names, as_of)
         if declared.model and party is not None:
             scoped = lineage_name(key, records.get(key), party.name, tier.chain if tier else (), as_of)
             if scoped != key:
@@ -378,6 +398,7 @@ def evaluate_review(
                     *req.notes, f"model {key} in the ledger belongs to another party; this customer's lineage "
                                 f"is {scoped}"))
                 declared, key = req.declared, scoped
+                related_rows = None  # read for the other party's lineage name: read again for this one
         if declared.base_model and declared.base_model not in records:
             # Nothing recorded to add or exclude: the job counts in full as its own lineage.
             claimed = declared.base_model
@@ -385,12 +406,12 @@ def evaluate_review(
             req = replace(req, declared=declared, notes=(
                 *req.notes, f"base-model {claimed} is not in the ledger; its operations are not counted "
                             "(register it with `veuctl models add`)"))
-        agg_days = settings.customer_aggregate_window_days
-        if agg_days > 0:
-            related, load = related_and_load(s, cust, key, now - timedelta(days=window),
-                                             now - timedelta(days=agg_days), base_req.job_ref, agg_days)
+        if related_rows is not None:
+            related, load = related_and_load_from(related_rows, agg_days)
+        elif agg_days > 0:
+            related, load = related_and_load(s, cust, key, since, agg_since, base_req.job_ref, agg_days)
         else:
-            related = related_jobs(s, cust, key, now - timedelta(days=window))
+            related = related_jobs(s, cust, key, since)
     dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode, load=load)
     if dec.open_case:
         # Only a lineage at the threshold needs the case on file: one query saved on every other review.

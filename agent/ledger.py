@@ -626,13 +626,27 @@ def _load_lineage(s: Session, names: Iterable[str], as_of: date | None) -> dict[
     wanted = list(dict.fromkeys(n.strip() for n in names))
     if not wanted:
         return {}
+    query = lineage_query(wanted, as_of)
+    if query is not None:
+        return lineage_records(fetch_all(s, *query))
     before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
-    if len(wanted) <= _FIXED_NAMES:
-        rows = fetch_all(s, _lineage_statement(as_of is not None, len(wanted)),
-                         {**before, **{f"name{i}": n for i, n in enumerate(wanted)}})
-    else:
-        rows = [tuple(r) for r in s.connection().execute(_lineage_statement(as_of is not None, 0),
-                                                         {**before, "names": wanted}).all()]
+    return lineage_records([tuple(r) for r in s.connection().execute(
+        _lineage_statement(as_of is not None, 0), {**before, "names": wanted}).all()])
+
+
+def lineage_query(names: Iterable[str], as_of: date | None) -> tuple[Any, dict[str, Any]] | None:
+    """The statement and parameters that read the lineage of ``names`` (for :func:`lineage_records`), when it
+    can be sent as a plain prepared read (a few names); None otherwise (use :func:`load_records`)."""
+    wanted = list(dict.fromkeys(n.strip() for n in names))
+    if _OLD or not wanted or len(wanted) > _FIXED_NAMES:
+        return None
+    before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
+    return (_lineage_statement(as_of is not None, len(wanted)),
+            {**before, **{f"name{i}": n for i, n in enumerate(wanted)}})
+
+
+def lineage_records(rows: Iterable[tuple[Any, ...]]) -> dict[str, ModelRecord]:
+    """ModelRecords from the rows of a lineage statement."""
     models: dict[int, tuple[str, str, int | None, bool, date | None]] = {}
     runs: dict[int, list[Run]] = defaultdict(list)
     synth_rows: list[tuple[int, int, float, float, date | None]] = []

@@ -7,11 +7,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, text
 from sqlmodel import Session
 
 from agent.store import get_engine
-from agent.store.db import fetch_all
+from agent.store.db import fetch_all, fetch_each
 
 META = MetaData()
 T = Table("fast_path_probe", META, Column("id", Integer, primary_key=True), Column("v", String(20)))
@@ -96,3 +96,37 @@ def test_under_repeatable_read_a_read_keeps_the_transactions_snapshot(engine: An
         fetch_all(s, select(T.c.id), {})
         assert _status(s) == TransactionStatus.INTRANS  # the first statement fixes the snapshot: not on its own
         s.rollback()
+
+
+def test_reads_sent_together_each_get_their_own_rows(engine: Any) -> None:
+    with Session(engine) as s:
+        fetch_all(s, _INSERT, {"v": "a"}, commit=True)
+        fetch_all(s, _INSERT, {"v": "b"}, commit=True)
+        ids, vs = fetch_each(s, [(select(T.c.id).order_by(T.c.id), {}),
+                                 (select(T.c.v).where(T.c.v == bindparam("v")), {"v": "b"})])
+        assert [r[0] for r in ids] == [1, 2] and vs == [("b",)]
+        assert _status(s) == TransactionStatus.IDLE  # sent on their own: no BEGIN
+
+
+def test_reads_sent_together_inside_a_transaction_see_its_writes(engine: Any) -> None:
+    with Session(engine) as s:
+        s.connection().execute(insert(T).values(v="uncommitted"))
+        (rows,) = fetch_each(s, [(select(T.c.v), {})])
+        assert rows == [("uncommitted",)]
+        assert _status(s) == TransactionStatus.INTRANS
+        s.rollback()
+
+
+def test_a_locking_read_is_not_sent_with_others(engine: Any) -> None:
+    with Session(engine) as s, pytest.raises(ValueError, match="only reads that lock nothing"):
+        fetch_each(s, [(select(T.c.id).with_for_update(), {})])
+
+
+def test_reads_sent_together_on_sqlite_run_one_by_one(db_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    eng = create_engine(db_url)
+    META.create_all(eng)
+    with Session(eng) as s:
+        s.connection().execute(insert(T).values(v="x"))
+        assert fetch_each(s, [(select(T.c.v), {}), (select(T.c.id), {})]) == [[("x",)], [(1,)]]
