@@ -16,7 +16,6 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pytest
 
 from tests.helm.chart import ALL_SETS, CHART, NAMESPACE, ci_values, of_kind, one, render, render_set
 from tests.helm.test_chart import _webhooks
+from tests.webhook.conftest import review
 
 CLIENT_AUTH_CM = {"webhook": {"clientAuth": {"enabled": True, "caConfigMap": "apiserver-client-ca"}}}
 CLIENT_AUTH_SECRET = {"webhook": {"clientAuth": {"enabled": True, "caSecret": "apiserver-client-ca",
@@ -304,13 +304,9 @@ def _localize(container: dict[str, Any], dirs: dict[str, Path], port: int) -> li
 
 
 def _review() -> dict[str, Any]:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                        "resource": {"group": "", "version": "v1", "resource": "pods"},
-                        "namespace": "default", "operation": "CREATE", "object": pod,
-                        "userInfo": {"username": "u"}, "dryRun": False}}
+    """A CPU-only Pod's review: admitted without touching the red-flag rules (the port is what is tested)."""
+    return review({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                   "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
 
 
 def _wait_up(proc: subprocess.Popen[bytes], port: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -13,17 +12,14 @@ import pytest
 import uvicorn
 
 from agent.server import build_config
+from tests.webhook.conftest import review
 from tests.webhook.tlsutil import CA, free_port
 
 
 def _review() -> dict[str, object]:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                        "resource": {"group": "", "version": "v1", "resource": "pods"},
-                        "namespace": "default", "operation": "CREATE", "object": pod,
-                        "userInfo": {"username": "u"}, "dryRun": False}}
+    """A CPU-only Pod's review: admitted without touching the red-flag rules (the port is what is tested)."""
+    return review({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                   "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
 
 
 @pytest.fixture()
