@@ -11,6 +11,7 @@ bearer-token API; every write goes through the same service functions (and audit
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -505,18 +506,13 @@ async def set_control(
     """Set a paragraph's owner, status and review date (an empty review date keeps the recorded one)."""
     from agent import obligations as ob
 
-    form = dict((await request.form()).items())
-    as_of = date.today()
-    try:
-        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+    def save(form: dict[str, Any]) -> None:
         review = str(form.get("review_date") or "").strip()
         ob.set_entry(s, scope, subject, paragraph, owner=str(form.get("owner", "")),
                      status=str(form.get("status") or "") or None,
                      review_date=parse_date(review, "review_date") if review else None, actor=_actor(request))
-    except PolicyError as exc:
-        s.rollback()
-        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}: {exc}")
-    return _register_redirect(scope, subject, as_of, paragraph)
+
+    return await _register_form(request, s, packs, scope, subject, paragraph, "", save)
 
 
 @router.post("/controls/{scope}/{subject}/{paragraph}/evidence", response_class=HTMLResponse)
@@ -527,18 +523,27 @@ async def add_control_evidence(
     """Attach a document link or an attestation to a paragraph's register entry."""
     from agent import obligations as ob
 
-    form = dict((await request.form()).items())
-    as_of = date.today()
-    try:
-        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+    def save(form: dict[str, Any]) -> None:
         attested = str(form.get("attested_on") or "").strip()
         ob.add_evidence(s, scope, subject, paragraph, str(form.get("kind", "link")), uri=str(form.get("uri", "")),
                         statement=str(form.get("statement", "")), attested_by=str(form.get("attested_by", "")),
                         attested_on=parse_date(attested, "attested_on") if attested else None,
                         actor=_actor(request))
+
+    return await _register_form(request, s, packs, scope, subject, paragraph, " evidence", save)
+
+
+async def _register_form(request: Request, s: Session, packs: PackRegistry, scope: str, subject: str,
+                         paragraph: int, what: str, save: Callable[[dict[str, Any]], None]) -> Response:
+    """Apply a register form (its ``as_of`` read first): back to the paragraph, or the page with the error."""
+    form = dict((await request.form()).items())
+    as_of = date.today()
+    try:
+        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+        save(form)
     except PolicyError as exc:
         s.rollback()
-        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph} evidence: {exc}")
+        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {exc}")
     return _register_redirect(scope, subject, as_of, paragraph)
 
 
