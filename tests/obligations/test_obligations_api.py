@@ -518,3 +518,20 @@ def test_para7_register_shows_webhook_decisions_in_the_sites_cluster(
     assert runs[0]["decision"].startswith(out.code)
     other = client.get("/api/v1/controls/site/dc-abudhabi").json()["para7"]
     assert other["runs"] == [] and "no cluster" in other["note"]
+
+
+def test_a_bad_date_in_a_register_form_is_shown_on_the_page_and_nothing_is_saved(client: TestClient,
+                                                                                  seeded: str) -> None:
+    same = {"Origin": "https://testserver"}
+    before = _actions(seeded)
+    r = client.post("/controls/site/dc-frankfurt/14", headers=same,
+                    data={"as_of": "2026-01-05", "owner": "ops", "status": "compliant", "review_date": "soon"})
+    assert r.status_code == 422 and "¶14: review_date" in r.text
+    r = client.post("/controls/site/dc-frankfurt/14/evidence", headers=same,
+                    data={"as_of": "2026-01-05", "kind": "attestation", "statement": "ok", "attested_by": "cfo",
+                          "attested_on": "yesterday"})
+    assert r.status_code == 422 and "¶14 evidence: attested_on" in r.text
+    assert _actions(seeded) == before  # neither form wrote anything, not even an audit entry
+    saved = client.post("/controls/site/dc-frankfurt/14", headers=same, follow_redirects=False,
+                        data={"as_of": "2026-01-05", "owner": "ops", "status": "compliant"})
+    assert saved.status_code == 303 and saved.headers["location"].endswith("saved=14#p14")
