@@ -9,7 +9,6 @@ a dry run — records the decision and opens or reuses the case, with audit entr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -19,13 +18,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, cast, distinct, func, literal, null, text, union_all
+from sqlalchemy import Table, bindparam, cast, distinct, func, literal, null, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import record, record_insert
 from agent.directory import Customer, customer_for
-from agent.store.db import fetch_all, fetch_each
+from agent.store.db import fetch_all, fetch_each, lock_for_transaction, lock_key
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
@@ -381,12 +380,17 @@ def evaluate_review(
         since, agg_since = now - timedelta(days=window), now - timedelta(days=agg_days)
         lineage_q = lineage_query(names, as_of)
         related_rows: list[tuple[Any, ...]] | None = None
+        # One review per customer at a time, from the reads to the recorded decision: parts of a split run
+        # submitted together each see the parts decided before them (a dry run records nothing: no need).
+        serial = None if rr.dry_run else lock_key("customer", cust)
         if lineage_q is not None and agg_days > 0:
-            # The lineage and the customer's recent jobs in one round trip: neither depends on the other.
+            # The lock, the lineage and the customer's recent jobs in one round trip.
             lineage_rows, related_rows = fetch_each(
-                s, [lineage_q, related_and_load_query(cust, key, since, agg_since, base_req.job_ref)])
+                s, [lineage_q, related_and_load_query(cust, key, since, agg_since, base_req.job_ref)], lock=serial)
             records = lineage_records(lineage_rows)
         else:
+            if serial is not None:
+                lock_for_transaction(s, serial)
             records = load_records(s, names, as_of)
         if declared.model and party is not None:
             scoped = lineage_name(key, records.get(key), party.name, tier.chain if tier else (), as_of)
@@ -433,8 +437,7 @@ def _lock_lineage_case(s: Session, customer: str, model_key: str) -> None:
     """
     if s.get_bind().dialect.name != "postgresql":
         return
-    digest = hashlib.sha256(f"veu-governor/case\0{customer}\0{model_key}".encode()).digest()
-    s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big") >> 1})
+    lock_for_transaction(s, lock_key("case", customer, model_key))
 
 
 def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None) -> Decision:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -186,21 +187,29 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = F
         return cur.fetchall() if cur.description is not None else []
 
 
-def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]]) -> list[list[tuple[Any, ...]]]:
+def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, lock: int | None = None
+               ) -> list[list[tuple[Any, ...]]]:
     """The rows of several reads (prebuilt Core SELECTs, as for :func:`fetch_all`), one list per query.
 
     On PostgreSQL they are sent together in one pipeline: one round trip for all of them (on their own, as
     for :func:`fetch_all`, when nothing of the transaction has reached the server yet). Each still takes its
     own snapshot at READ COMMITTED, as it would sent one by one. Elsewhere they run one after another.
+
+    ``lock``: first take that transaction-scoped lock (:func:`lock_for_transaction`), in the same round trip;
+    the reads then see everything committed by whoever held it before.
     """
     conn = s.connection()
     if conn.dialect.name != "postgresql":
+        if lock is not None:
+            lock_for_transaction(s, lock)
         return [[tuple(r) for r in conn.execute(stmt, params).all()] for stmt, params in queries]
     if not all(_reads_only(stmt) for stmt, _params in queries):
         raise ValueError("fetch_each: only reads that lock nothing may be sent together")
     bound = [_bind(conn, stmt, params) for stmt, params in queries]
+    if lock is not None:
+        bound.insert(0, ("SELECT pg_advisory_xact_lock(%(k)s)", {"k": lock}))
     raw = conn.connection.driver_connection
-    alone = _nothing_sent_yet(raw)
+    alone = lock is None and _nothing_sent_yet(raw)
     cursors = [raw.cursor() for _ in bound]
     with _as_sqlalchemy_errors(conn, raw, "; ".join(q for q, _b in bound), {}):
         if alone:
@@ -209,12 +218,35 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]]) -> list[li
             with raw.pipeline():
                 for cur, (sql, params) in zip(cursors, bound, strict=True):
                     cur.execute(sql, params, prepare=True)
-            return [cur.fetchall() for cur in cursors]
+            rows = [cur.fetchall() for cur in cursors]
+            return rows[1:] if lock is not None else rows
         finally:
             if alone:
                 raw.autocommit = False
             for cur in cursors:
                 cur.close()
+
+
+def lock_key(*parts: str) -> int:
+    """A stable 63-bit key for :func:`lock_for_transaction` from the names of what it guards."""
+    digest = hashlib.sha256("\0".join(("veu-governor", *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def lock_for_transaction(s: Session, key: int) -> None:
+    """Hold ``key`` until the session's transaction ends (PostgreSQL: a transaction-scoped advisory lock).
+
+    SQLite has one writer at a time: a write statement (touching no row) takes the database's write lock
+    for the rest of the transaction, which serialises every holder of any key, and what is read after it
+    is the latest commit.
+    """
+    from sqlalchemy import text
+
+    conn = s.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        conn.execute(text("DELETE FROM change_marker WHERE 0 = 1"))
 
 
 def _bind(conn: Any, stmt: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -72,6 +72,41 @@ def expire_customer_cache() -> None:
 SMALL = {"pods": 16, "gpus": 8}
 
 
+def test_slices_of_one_run_submitted_at_once_are_held_once_the_sum_reaches_1e26(
+        store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kubectl apply`` of 30 slices at once: every review is in flight together, none recorded yet.
+
+    Reviews of one customer are decided one at a time (reads to recorded decision), so each slice sees the
+    ones decided before it. The decision is slowed down here to hold the window open: without that
+    serialisation all 30 slices read an empty history and are admitted.
+    """
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from controllers.webhook import evaluate
+
+    real_decide = redflag.decide
+
+    def slow_decide(*args: Any, **kwargs: Any) -> redflag.Decision:
+        time.sleep(0.02)
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(redflag, "decide", slow_decide)
+    ann = {M + "model": "volley", M + "expected-hours": "8000"}
+    bodies = [review(job(f"volley-{i:02d}", annotations=ann, **SMALL)) for i in range(30)]
+    start = threading.Barrier(len(bodies))
+
+    def submit(body: dict[str, Any]) -> str:
+        start.wait()
+        return str(evaluate(store, body)["response"]["auditAnnotations"]["code"])
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        codes = list(pool.map(submit, bodies))
+    # As when submitted one by one: 27 slices fit under 1e26, the rest wait for the inquiry.
+    assert codes.count(redflag.HOLD_FOR_INQUIRY) == 3 and codes.count(redflag.ALLOW) == 27, codes
+
+
 def test_many_small_jobs_of_one_model_are_held_once_the_sum_reaches_1e26(client: TestClient) -> None:
     ann = {M + "model": "slicer", M + "expected-hours": "8000"}
     codes = [code(admit(client, job(f"slice-{i:02d}", annotations=ann, **SMALL))) for i in range(30)]

@@ -11,7 +11,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, inse
 from sqlmodel import Session
 
 from agent.store import get_engine
-from agent.store.db import fetch_all, fetch_each
+from agent.store.db import fetch_all, fetch_each, lock_key
 
 META = MetaData()
 T = Table("fast_path_probe", META, Column("id", Integer, primary_key=True), Column("v", String(20)))
@@ -130,3 +130,18 @@ def test_reads_sent_together_on_sqlite_run_one_by_one(db_url: str) -> None:
     with Session(eng) as s:
         s.connection().execute(insert(T).values(v="x"))
         assert fetch_each(s, [(select(T.c.v), {}), (select(T.c.id), {})]) == [[("x",)], [(1,)]]
+
+
+def test_reads_after_a_lock_hold_it_until_the_transaction_ends(engine: Any, pg_url: str) -> None:
+    key = lock_key("customer", "acme")
+    with Session(engine) as s, psycopg.connect(pg_url, autocommit=True) as other:
+        (rows,) = fetch_each(s, [(select(T.c.id), {})], lock=key)
+        assert rows == [] and _status(s) == TransactionStatus.INTRANS
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (False,)
+        s.commit()
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+
+
+def test_lock_keys_are_stable_and_distinct() -> None:
+    assert lock_key("customer", "acme") == lock_key("customer", "acme") < 2**63
+    assert lock_key("customer", "acme") != lock_key("customer", "acme2") != lock_key("case", "acme")
