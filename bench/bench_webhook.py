@@ -328,8 +328,18 @@ async def load_at_rate(client: Any, url: str, bodies: list[bytes], rate: float) 
     return lat, errors
 
 
-def _connections(client: Any) -> int:
-    return len(client._transport._pool.connections)
+def _count_connects(client: Any) -> list[int]:
+    """A counter of the TCP connections ``client`` opens (its pool's network backend, wrapped)."""
+    backend = client._transport._pool._network_backend
+    opened = [0]
+    connect = backend.connect_tcp
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        opened[0] += 1
+        return await connect(*args, **kwargs)
+
+    backend.connect_tcp = counting
+    return opened
 
 
 WARM_CONNECTIONS = 16
@@ -352,19 +362,20 @@ def latency_interleaved(servers: list[tuple[str, str, list[bytes]]], rate: float
         ctx = ssl.create_default_context(cafile=str(ca))
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEP_ALIVE)
         clients = [httpx.AsyncClient(verify=ctx, limits=limits, timeout=30) for _ in servers]
+        opened = [_count_connects(c) for c in clients]
         acc: list[dict[str, Any]] = [{"lat": [], "errors": 0} for _ in servers]
         try:
             for c, (_label, url, _bodies) in zip(clients, servers, strict=True):
                 await load(c, url, warm, WARM_CONNECTIONS)
-            for c, a in zip(clients, acc, strict=True):
-                a["warm"] = _connections(c)
+            for n, a in zip(opened, acc, strict=True):
+                a["warm"] = n[0]
             for r in range(rounds):
                 for c, a, (_label, url, bodies) in zip(clients, acc, servers, strict=True):
                     lat, errors = await load_at_rate(c, url, bodies[r::rounds], rate)
                     a["lat"] += lat
                     a["errors"] += errors
-            for c, a in zip(clients, acc, strict=True):
-                a["opened"] = _connections(c) - a["warm"]
+            for n, a in zip(opened, acc, strict=True):
+                a["opened"] = n[0] - a["warm"]
         finally:
             for c in clients:
                 await c.aclose()
