@@ -194,14 +194,10 @@ def entry_hash(seq: int, ts: str, actor: str, action: str, subject: str, payload
 
 
 def _lock_chain(session: Session) -> None:
-    """Serialise appends store-wide for the rest of the caller's transaction."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    else:
-        # SQLite: a write statement (even one touching no row) begins the transaction and takes the
-        # database RESERVED lock, waiting up to busy_timeout; reads after it see the latest commit.
-        session.execute(text("DELETE FROM audit_entry WHERE 0 = 1"))
+    """Serialise appends store-wide for the rest of the caller's transaction (SQLite: its write lock)."""
+    from agent.store.db import lock_for_transaction
+
+    lock_for_transaction(session, _PG_LOCK_KEY)
 
 
 def _head(session: Session) -> tuple[int, str]:

@@ -236,9 +236,9 @@ def lock_key(*parts: str) -> int:
 def lock_for_transaction(s: Session, key: int) -> None:
     """Hold ``key`` until the session's transaction ends (PostgreSQL: a transaction-scoped advisory lock).
 
-    SQLite has one writer at a time: a write statement (touching no row) takes the database's write lock
-    for the rest of the transaction, which serialises every holder of any key, and what is read after it
-    is the latest commit.
+    SQLite has one writer at a time: a write statement (even one touching no row) begins the transaction
+    and takes the database's RESERVED lock, waiting up to busy_timeout, for the rest of the transaction.
+    That serialises every holder of any key, and what is read after it is the latest commit.
     """
     from sqlalchemy import text
 
