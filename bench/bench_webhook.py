@@ -52,6 +52,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Connections stay open between slices on both sides: the echo is told the keep-alive the real server uses,
+# and the client keeps idle connections that long too (httpx's default is 5 s).
+from agent.server import KEEP_ALIVE_SECONDS as KEEP_ALIVE  # noqa: E402
 
 PG_ADMIN = os.environ.get("VEU_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TIER1 = ["US", "GB", "DE", "FR", "JP", "CA", "NL", "IE"]
@@ -343,9 +346,6 @@ def _count_connects(client: Any) -> list[int]:
 
 
 WARM_CONNECTIONS = 16
-# Connections stay open between slices on both sides: the echo is told the keep-alive the real server uses,
-# and the client keeps idle connections that long too (httpx's default is 5 s).
-from agent.server import KEEP_ALIVE_SECONDS as KEEP_ALIVE  # noqa: E402
 
 
 def latency_interleaved(servers: list[tuple[str, str, list[bytes]]], rate: float, rounds: int, ca: Path,
