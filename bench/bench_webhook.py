@@ -45,7 +45,7 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # Connections stay open between slices on both sides: the echo is told the keep-alive the real server uses,
-# and the client keeps idle connections that long too (httpx's default is 5 s).
+# and the client keeps idle connections that long too (aiohttp's default is 15 s).
 from agent.server import KEEP_ALIVE_SECONDS as KEEP_ALIVE  # noqa: E402
 
 PG_ADMIN = os.environ.get("VEU_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -264,7 +264,40 @@ def start(cmd: list[str], port: int, ca: Path, env: dict[str, str], log: Path, p
     raise RuntimeError("server did not start within 120 s")
 
 
-async def load(client: Any, url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
+class Client:
+    """A kept-alive HTTPS client for one server (aiohttp: about a third of httpx's CPU per request).
+
+    The load generator shares this 2-core machine with both servers and PostgreSQL: with httpx it spent
+    ~4 ms of CPU per review, more than either server, and the contention it caused fell hardest on
+    whichever server was slower. ``opened`` counts the TCP connections it has opened.
+    """
+
+    def __init__(self, ca: Path, limit: int) -> None:
+        import aiohttp
+
+        self.opened = 0
+        trace = aiohttp.TraceConfig()
+
+        async def counted(*_args: Any) -> None:
+            self.opened += 1
+
+        trace.on_connection_create_end.append(counted)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(ca)), limit=limit,
+                                           keepalive_timeout=KEEP_ALIVE),
+            trace_configs=[trace], timeout=aiohttp.ClientTimeout(total=30))
+
+    async def review(self, url: str, body: bytes) -> bool:
+        """POST one review; True when the answer is an AdmissionReview response."""
+        async with self.session.post(url, data=body, headers={"content-type": "application/json"}) as r:
+            answer = await r.read()
+            return r.status == 200 and b'"response"' in answer
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+async def load(client: Client, url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
     """POST every body with ``concurrency`` workers over ``client``'s kept-alive connections."""
     lat: list[float] = []
     errors = 0
@@ -275,10 +308,9 @@ async def load(client: Any, url: str, bodies: list[bytes], concurrency: int) -> 
         while queue:
             body = queue.pop()
             t0 = time.perf_counter()
-            r = await client.post(url, content=body, headers={"content-type": "application/json"})
+            ok = await client.review(url, body)
             lat.append(time.perf_counter() - t0)
-            if r.status_code != 200 or "response" not in r.json():
-                errors += 1
+            errors += not ok
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -305,7 +337,7 @@ def client_gc_paused() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def load_at_rate(client: Any, url: str, bodies: list[bytes], rate: float) -> tuple[list[float], int]:
+async def load_at_rate(client: Client, url: str, bodies: list[bytes], rate: float) -> tuple[list[float], int]:
     """Open loop: request i is sent at t0 + i/rate whatever the server is doing, and its latency counts from
     that scheduled time (a slow answer cannot delay the next request and hide itself: no coordinated
     omission)."""
@@ -314,10 +346,9 @@ async def load_at_rate(client: Any, url: str, bodies: list[bytes], rate: float) 
 
     async def one(body: bytes, due: float) -> None:
         nonlocal errors
-        r = await client.post(url, content=body, headers={"content-type": "application/json"})
+        ok = await client.review(url, body)
         lat.append(time.perf_counter() - due)
-        if r.status_code != 200 or "response" not in r.json():
-            errors += 1
+        errors += not ok
 
     t0 = time.perf_counter() + 0.05
     tasks = []
@@ -331,24 +362,74 @@ async def load_at_rate(client: Any, url: str, bodies: list[bytes], rate: float) 
     return lat, errors
 
 
-def _count_connects(client: Any) -> list[int]:
-    """A counter of the TCP connections ``client`` opens (its pool's network backend, wrapped)."""
-    backend = client._transport._pool._network_backend
-    opened = [0]
-    connect = backend.connect_tcp
+class Meter:
+    """CPU seconds of groups of processes and the host's stolen CPU time, summed over the slices measured.
 
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        opened[0] += 1
-        return await connect(*args, **kwargs)
+    CPU per review is steadier than latency on a shared VM: it does not count time the host gave to other
+    guests (steal, printed beside it), nor time spent waiting for the other server's turn to end.
+    """
 
-    backend.connect_tcp = counting
-    return opened
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self._pids: dict[str, list[int]] = {}
+        self.cpu = dict.fromkeys(groups, 0.0)
+        self.steal = self.wall = 0.0
+        self._at: tuple[dict[str, float], float, float] = ({}, 0.0, 0.0)
+
+    @staticmethod
+    def _host() -> tuple[float, float]:
+        """(all CPU time, stolen time) of the host in seconds, from /proc/stat."""
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(f[:8]) / tick, f[7] / tick
+
+    def _procs(self) -> dict[str, float]:
+        tick, out = os.sysconf("SC_CLK_TCK"), {}
+        for name, pids in self._pids.items():
+            out[name] = 0.0
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    out[name] += (int(f[11]) + int(f[12])) / tick
+        return out
+
+    def __enter__(self) -> Meter:
+        self._pids = {name: pids() for name, pids in self.groups.items()}  # backends come and go
+        self._at = (self._procs(), *self._host())
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        cpu, (all_, steal) = self._procs(), self._host()
+        for name in self.groups:
+            self.cpu[name] += cpu[name] - self._at[0][name]
+        self.wall += all_ - self._at[1]
+        self.steal += steal - self._at[2]
+
+    @property
+    def steal_pct(self) -> float:
+        return 100 * self.steal / self.wall if self.wall else 0.0
+
+    def per_review_ms(self, n: int) -> dict[str, float]:
+        return {name: cpu / n * 1000 for name, cpu in self.cpu.items()}
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes (its backends do the real webhook's store work)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (d / "comm").read_text().strip().startswith("postgres"):
+                    out.append(int(d.name))
+    return out
 
 
 WARM_CONNECTIONS = 16
+# label, URL, bodies, and the processes whose CPU it is charged (by group name)
+Server = tuple[str, str, list[bytes], dict[str, Callable[[], list[int]]]]
 
 
-def latency_interleaved(servers: list[tuple[str, str, list[bytes]]], rate: float, rounds: int, ca: Path,
+def latency_interleaved(servers: list[Server], rate: float, rounds: int, ca: Path,
                         warm: list[bytes]) -> list[dict[str, Any]]:
     """p50/p99 of each server at the same offered load (``rate`` reviews/s), slices taking turns.
 
@@ -356,39 +437,38 @@ def latency_interleaved(servers: list[tuple[str, str, list[bytes]]], rate: float
     as the API server keeps its connections to a webhook: otherwise a burst would open new ones, and their
     TLS handshakes would land in the measured latency of whichever server was slower, more often.
     """
-    import httpx
 
     async def run() -> list[dict[str, Any]]:
-        ctx = ssl.create_default_context(cafile=str(ca))
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEP_ALIVE)
-        clients = [httpx.AsyncClient(verify=ctx, limits=limits, timeout=30) for _ in servers]
-        opened = [_count_connects(c) for c in clients]
-        acc: list[dict[str, Any]] = [{"lat": [], "errors": 0} for _ in servers]
+        clients = [Client(ca, 64) for _ in servers]
+        acc: list[dict[str, Any]] = [{"lat": [], "errors": 0, "meter": Meter(pids)}
+                                     for _label, _url, _bodies, pids in servers]
         try:
-            for c, (_label, url, _bodies) in zip(clients, servers, strict=True):
+            for c, (_label, url, _bodies, _pids) in zip(clients, servers, strict=True):
                 await load(c, url, warm, WARM_CONNECTIONS)
-            for n, a in zip(opened, acc, strict=True):
-                a["warm"] = n[0]
+            for c, a in zip(clients, acc, strict=True):
+                a["warm"] = c.opened
             for r in range(rounds):
-                for c, a, (_label, url, bodies) in zip(clients, acc, servers, strict=True):
-                    lat, errors = await load_at_rate(c, url, bodies[r::rounds], rate)
+                for c, a, (_label, url, bodies, _pids) in zip(clients, acc, servers, strict=True):
+                    with a["meter"]:
+                        lat, errors = await load_at_rate(c, url, bodies[r::rounds], rate)
                     a["lat"] += lat
                     a["errors"] += errors
-            for n, a in zip(opened, acc, strict=True):
-                a["opened"] = n[0] - a["warm"]
+            for c, a in zip(clients, acc, strict=True):
+                a["opened"] = c.opened - a["warm"]
         finally:
             for c in clients:
                 await c.aclose()
         return [{"label": label, "n": len(bodies), "rate": rate, "p50_ms": pct(a["lat"], 50) * 1000,
                  "p99_ms": pct(a["lat"], 99) * 1000, "mean_ms": statistics.fmean(a["lat"]) * 1000,
-                 "errors": a["errors"], "opened": a["opened"], "warm": a["warm"]}
-                for a, (label, _url, bodies) in zip(acc, servers, strict=True)]
+                 "errors": a["errors"], "opened": a["opened"], "warm": a["warm"],
+                 "cpu_ms": a["meter"].per_review_ms(len(bodies)), "steal_pct": a["meter"].steal_pct}
+                for a, (label, _url, bodies, _pids) in zip(acc, servers, strict=True)]
 
     with client_gc_paused():
         return asyncio.run(run())
 
 
-def run_interleaved(servers: list[tuple[str, str, list[bytes]]], warm: list[bytes], rounds: int, conc: int,
+def run_interleaved(servers: list[Server], warm: list[bytes], rounds: int, conc: int,
                     ca: Path) -> list[dict[str, Any]]:
     """Each server's reviews in ``rounds`` slices, the servers taking turns slice by slice.
 
@@ -397,19 +477,18 @@ def run_interleaved(servers: list[tuple[str, str, list[bytes]]], warm: list[byte
     with ``conc`` kept-alive connections for the whole run (as the API server keeps its connections), so
     TLS handshakes happen in the warm-up, not in the measured slices.
     """
-    import httpx
 
     async def run() -> list[dict[str, Any]]:
-        ctx = ssl.create_default_context(cafile=str(ca))
-        limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc, keepalive_expiry=KEEP_ALIVE)
-        clients = [httpx.AsyncClient(verify=ctx, limits=limits, timeout=30) for _ in servers]
-        acc: list[dict[str, Any]] = [{"wall": 0.0, "lat": [], "errors": 0} for _ in servers]
+        clients = [Client(ca, conc) for _ in servers]
+        acc: list[dict[str, Any]] = [{"wall": 0.0, "lat": [], "errors": 0, "meter": Meter(pids)}
+                                     for _label, _url, _bodies, pids in servers]
         try:
-            for c, (_label, url, _bodies) in zip(clients, servers, strict=True):
+            for c, (_label, url, _bodies, _pids) in zip(clients, servers, strict=True):
                 await load(c, url, warm, conc)
             for r in range(rounds):
-                for c, a, (_label, url, bodies) in zip(clients, acc, servers, strict=True):
-                    wall, lat, errors = await load(c, url, bodies[r::rounds], conc)
+                for c, a, (_label, url, bodies, _pids) in zip(clients, acc, servers, strict=True):
+                    with a["meter"]:
+                        wall, lat, errors = await load(c, url, bodies[r::rounds], conc)
                     a["wall"] += wall
                     a["lat"] += lat
                     a["errors"] += errors
@@ -418,11 +497,18 @@ def run_interleaved(servers: list[tuple[str, str, list[bytes]]], warm: list[byte
                 await c.aclose()
         return [{"label": label, "n": len(bodies), "rps": len(bodies) / a["wall"],
                  "p50_ms": pct(a["lat"], 50) * 1000, "p99_ms": pct(a["lat"], 99) * 1000,
-                 "mean_ms": statistics.fmean(a["lat"]) * 1000, "errors": a["errors"]}
-                for a, (label, _url, bodies) in zip(acc, servers, strict=True)]
+                 "mean_ms": statistics.fmean(a["lat"]) * 1000, "errors": a["errors"],
+                 "cpu_ms": a["meter"].per_review_ms(len(bodies)), "steal_pct": a["meter"].steal_pct}
+                for a, (label, _url, bodies, _pids) in zip(acc, servers, strict=True)]
 
     with client_gc_paused():
         return asyncio.run(run())
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    """``1.02`` for a server alone, ``3.10 + 1.20 pg`` for the real webhook and its store."""
+    server = f"{cpu['server']:.2f}"
+    return server + (f" + {cpu['postgres']:.2f} pg" if "postgres" in cpu else "")
 
 
 def main() -> int:
@@ -473,10 +559,13 @@ def main() -> int:
                                 d / "real.log"))
             warm = reviews(min(200, n // 4), tenants, rng)
             bodies = reviews(n, tenants, rng)
+            # CPU is charged per process: the echo's server; the real webhook's server and, apart, PostgreSQL.
+            echo_cpu = {"server": lambda: [procs[0].pid]}
+            real_cpu = {"server": lambda: [procs[1].pid], "postgres": postgres_pids}
             echo, real = run_interleaved([
-                ("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate", bodies),
+                ("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate", bodies, echo_cpu),
                 ("veu-governor /validate", f"https://127.0.0.1:{real_port}/validate",
-                 reviews(n, tenants, random.Random(a.seed + 1))),
+                 reviews(n, tenants, random.Random(a.seed + 1)), real_cpu),
             ], warm, a.rounds, a.concurrency, ca)
             # Latency as the API server sees it: both servers at the same offered load, well inside the
             # slower one's capacity (at saturation, latency is only concurrency / throughput).
@@ -484,9 +573,9 @@ def main() -> int:
             nl = a.latency_reviews
             echo_lat, real_lat = latency_interleaved([
                 ("bare FastAPI echo webhook", f"https://127.0.0.1:{echo_port}/validate",
-                 reviews(nl, tenants, random.Random(a.seed + 2))),
+                 reviews(nl, tenants, random.Random(a.seed + 2)), echo_cpu),
                 ("veu-governor /validate", f"https://127.0.0.1:{real_port}/validate",
-                 reviews(nl, tenants, random.Random(a.seed + 3))),
+                 reviews(nl, tenants, random.Random(a.seed + 3)), real_cpu),
             ], rate, a.rounds, ca, reviews(4 * WARM_CONNECTIONS, tenants, random.Random(a.seed + 4)))
             from sqlalchemy import text
 
@@ -520,19 +609,21 @@ def main() -> int:
     print(f"{n} reviews per server in {a.rounds} alternating slices at concurrency {a.concurrency}, HTTPS on "
           "127.0.0.1, 1 uvicorn worker each, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
-    print(f"{'server':32} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7}")
+    print(f"{'server':32} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7} "
+          f"{'CPU ms/review':>20} {'steal':>6}")
     for r in (echo, real):
         print(f"{r['label']:32} {r['rps']:10.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mean_ms']:8.2f} "
-              f"{r['errors']:7d}")
+              f"{r['errors']:7d} {cpu_text(r['cpu_ms']):>20} {r['steal_pct']:5.1f}%")
     ratio_sat = real["p99_ms"] / echo["p99_ms"]
     ratio_rps = real["rps"] / echo["rps"]
     print(f"(at saturation latency is Little's law, concurrency / throughput: p99 ratio {ratio_sat:.2f}x)")
     print(f"\nlatency at the same offered load: {real_lat['rate']:.0f} reviews/s open loop "
           f"({a.load_fraction:.0%} of the real webhook's throughput), {nl} reviews per server")
-    print(f"{'server':32} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7} {'new conns':>9}")
+    print(f"{'server':32} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'errors':>7} {'new conns':>9} "
+          f"{'CPU ms/review':>20} {'steal':>6}")
     for r in (echo_lat, real_lat):
         print(f"{r['label']:32} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mean_ms']:8.2f} {r['errors']:7d} "
-              f"{r['opened']:9d}")
+              f"{r['opened']:9d} {cpu_text(r['cpu_ms']):>20} {r['steal_pct']:5.1f}%")
     print(f"(the clients held {echo_lat['warm']} and {real_lat['warm']} warm connections; 'new conns' were opened "
           "while measuring)")
     ratio_p99 = real_lat["p99_ms"] / echo_lat["p99_ms"]

@@ -76,29 +76,6 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def _bad_text(raw: bytes, body: Any) -> str:
-    """Why the review's strings cannot be stored (NUL, unpaired UTF-16 surrogate), or "" when they can.
-
-    Both can only arrive as ``\\u`` escapes, so the walk over the parsed body runs only when one is present.
-    """
-    if b"\\u" not in raw:
-        return ""
-    stack: list[Any] = [body]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, str):
-            if "\x00" in v:
-                return "contains a NUL character (\\u0000), which no Kubernetes object can hold"
-            if any("\ud800" <= c <= "\udfff" for c in v):
-                return "contains an unpaired UTF-16 surrogate escape, which is not valid Unicode text"
-    return ""
-
-
 def _bad_request(detail: str, reason: str) -> JSONResponse:
     ERRORS.labels(reason).inc()
     return JSONResponse({"detail": detail}, status_code=400)
@@ -225,9 +202,6 @@ async def _validate(request: Request) -> JSONResponse:
         bad = _unstorable(body)
         if bad:
             return _bad_request(f"body: {bad}", "unstorable")
-    bad_text = _bad_text(raw, body)
-    if bad_text:
-        return _bad_request(f"body: {bad_text}", "bad_text")
     from agent.cases import ReviewError, parse_review
 
     try:
