@@ -101,15 +101,19 @@ class ReviewRequest:
     user: str
 
 
+def _found(value: Any) -> str:
+    return "missing" if value is None else f"{str(value)[:60]!r} found"
+
+
 def parse_review(body: Any) -> ReviewRequest:
     """Validate the AdmissionReview envelope; raise ReviewError naming the field at fault."""
     if not isinstance(body, Mapping):
         raise ReviewError("body: an AdmissionReview JSON object is required")
     av = body.get("apiVersion")
     if av not in ("admission.k8s.io/v1", "admission.k8s.io/v1beta1"):
-        raise ReviewError(f"apiVersion: {str(av)[:60]!r} is not admission.k8s.io/v1")
+        raise ReviewError(f"apiVersion: {_found(av)}; expected admission.k8s.io/v1")
     if body.get("kind") != "AdmissionReview":
-        raise ReviewError(f"kind: {str(body.get('kind'))[:60]!r} is not AdmissionReview")
+        raise ReviewError(f"kind: {_found(body.get('kind'))}; expected AdmissionReview")
     req = body.get("request")
     if not isinstance(req, Mapping):
         raise ReviewError("request: missing or not an object")
