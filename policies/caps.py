@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from policies.errors import PolicyError
 from policies.jurisdictions import tier
-from policies.packs import PackRegistry, ResolvedProvision
+from policies.packs import PackRegistry, ProvisionStatus, ResolvedProvision
 from policies.parties import PartyRef
 
 AuthKind = Literal["uveu", "nveu"]
@@ -131,7 +131,7 @@ def day_end(as_of: date) -> datetime:
 
 
 @dataclass(frozen=True)
-class CapResult:
+class CapResult(ProvisionStatus):
     """One cap evaluated: ``numerator <= limit * denominator`` (denominator 1 for an absolute cap)."""
 
     id: str
@@ -187,18 +187,6 @@ class CapResult:
         if self.limit is None or self.limit == 0:
             return None
         return self.value / self.limit
-
-    @property
-    def confirmed(self) -> bool:
-        return all(p.confirmed for p in self.provisions)
-
-    @property
-    def codified(self) -> bool:
-        return all(p.codified for p in self.provisions)
-
-    @property
-    def enforced(self) -> bool:
-        return all(p.enforced for p in self.provisions)
 
 
 @dataclass(frozen=True)

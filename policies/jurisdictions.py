@@ -10,7 +10,7 @@ from functools import lru_cache
 import pycountry
 
 from policies.errors import NotInEffect, UnknownCountry
-from policies.packs import PackRegistry, ResolvedProvision
+from policies.packs import PackRegistry, ProvisionStatus, ResolvedProvision
 
 # Names the EAR and common usage give that ISO 3166 spells differently. These are spellings, not rules.
 _ALIASES: dict[str, str] = {
@@ -106,7 +106,7 @@ def country_code(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class TierResult:
+class TierResult(ProvisionStatus):
     """The tier of a destination on a date, and why."""
 
     country: str
@@ -116,18 +116,6 @@ class TierResult:
     as_of: date
     basis: str
     provisions: tuple[ResolvedProvision, ...] = field(default=(), compare=False)
-
-    @property
-    def codified(self) -> bool:
-        return all(p.codified for p in self.provisions)
-
-    @property
-    def enforced(self) -> bool:
-        return all(p.enforced for p in self.provisions)
-
-    @property
-    def confirmed(self) -> bool:
-        return all(p.confirmed for p in self.provisions)
 
     def to_dict(self) -> dict[str, object]:
         return {

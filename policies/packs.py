@@ -240,6 +240,24 @@ class ResolvedProvision:
         }
 
 
+class ProvisionStatus:
+    """``codified``/``enforced``/``confirmed`` of a result: true only when every provision behind it is."""
+
+    provisions: tuple[ResolvedProvision, ...]
+
+    @property
+    def codified(self) -> bool:
+        return all(p.codified for p in self.provisions)
+
+    @property
+    def enforced(self) -> bool:
+        return all(p.enforced for p in self.provisions)
+
+    @property
+    def confirmed(self) -> bool:
+        return all(p.confirmed for p in self.provisions)
+
+
 class PackRegistry:
     """The loaded packs, in precedence order (last wins), answering questions as of a date."""
 
