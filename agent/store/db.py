@@ -128,6 +128,8 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 # ------------------------------------------------------------------------------------------ driver fast path
 
 _compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any]]] = {}
+# What lock_for_transaction and fetch_each send on PostgreSQL, the key bound as ``k`` (psycopg's pyformat).
+_PG_XACT_LOCK = "SELECT pg_advisory_xact_lock(%(k)s)"
 
 
 def _reads_only(stmt: Any) -> bool:
@@ -207,7 +209,7 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, lock: i
         raise ValueError("fetch_each: only reads that lock nothing may be sent together")
     bound = [_bind(conn, stmt, params) for stmt, params in queries]
     if lock is not None:
-        bound.insert(0, ("SELECT pg_advisory_xact_lock(%(k)s)", {"k": lock}))
+        bound.insert(0, (_PG_XACT_LOCK, {"k": lock}))
     raw = conn.connection.driver_connection
     alone = lock is None and _nothing_sent_yet(raw)
     cursors = [raw.cursor() for _ in bound]
@@ -244,7 +246,7 @@ def lock_for_transaction(s: Session, key: int) -> None:
 
     conn = s.connection()
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        conn.exec_driver_sql(_PG_XACT_LOCK, {"k": key})
     else:
         conn.execute(text("DELETE FROM change_marker WHERE 0 = 1"))
 
