@@ -366,31 +366,27 @@ def _lws(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
     return groups, [leader, worker], []
 
 
-def _volcano(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
-    spec = _map(obj.get("spec"), "spec")
+def _listed(spec: Mapping[str, Any], key: str, count: str, name: str, fallback: str
+            ) -> tuple[list[PodGroup], list[Any], list[str]]:
+    """A list of ``{name, <count>, template}`` entries at ``spec.<key>`` (Volcano tasks, Kueue podSets)."""
     groups: list[PodGroup] = []
     tpls: list[Any] = []
-    for i, t in enumerate(_list(spec.get("tasks"), "spec.tasks")):
-        p = f"spec.tasks[{i}]"
-        t = _map(t, p, required=True)
-        n = _count(t.get("replicas"), f"{p}.replicas", 1)
-        groups += _groups_from_template(str(t.get("name") or f"task{i}")[:63], n, t.get("template"), f"{p}.template")
-        tpls.append(t.get("template"))
+    for i, entry in enumerate(_list(spec.get(key), f"spec.{key}")):
+        p = f"spec.{key}[{i}]"
+        entry = _map(entry, p, required=True)
+        n = _count(entry.get(count), f"{p}.{count}", 1)
+        role = str(entry.get(name) or f"{fallback}{i}")[:63]
+        groups += _groups_from_template(role, n, entry.get("template"), f"{p}.template")
+        tpls.append(entry.get("template"))
     return groups, tpls, []
+
+
+def _volcano(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
+    return _listed(_map(obj.get("spec"), "spec"), "tasks", "replicas", "name", "task")
 
 
 def _workload(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
-    spec = _map(obj.get("spec"), "spec")
-    groups: list[PodGroup] = []
-    tpls: list[Any] = []
-    for i, ps in enumerate(_list(spec.get("podSets"), "spec.podSets")):
-        p = f"spec.podSets[{i}]"
-        ps = _map(ps, p, required=True)
-        n = _count(ps.get("count"), f"{p}.count", 1)
-        role = str(ps.get("name") or f"podset{i}")[:63]
-        groups += _groups_from_template(role, n, ps.get("template"), f"{p}.template")
-        tpls.append(ps.get("template"))
-    return groups, tpls, []
+    return _listed(_map(obj.get("spec"), "spec"), "podSets", "count", "name", "podset")
 
 
 def _workload_controller(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
