@@ -3,8 +3,8 @@ optimistic concurrency: every write bumps ``metadata.resourceVersion``; a write 
 HTTP 409 Conflict, and creating an existing Lease gets 409 AlreadyExists (kmock stores objects but does
 not enforce either precondition).
 
-For races, ``read_barrier`` makes the next N GETs wait for each other, so N candidates all read the same
-version before any of them writes.
+For races, ``barrier`` makes the next N GETs wait for each other after reading, so N candidates all read
+the same version before any of them is answered (and can write).
 """
 
 from __future__ import annotations
@@ -58,12 +58,14 @@ class LeaseAPIServer:
                 if not m:
                     return self._send(404, _status(404, "NotFound", self.path))
                 b = server.barrier
-                if b is not None:
-                    with contextlib.suppress(threading.BrokenBarrierError):
-                        b.wait(timeout=5)
                 with server.lock:
                     lease = server.leases.get((m[1], m[2]))
                     body = json.loads(json.dumps(lease)) if lease else None
+                if b is not None:
+                    # After the read, not before: a GET let through the barrier first could otherwise be
+                    # answered, and its PATCH applied, before the other one reads (on a slow or busy host).
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        b.wait(timeout=5)
                 if body is None:
                     return self._send(404, _status(404, "NotFound", f'leases "{m[2]}" not found'))
                 self._send(200, body)
