@@ -19,6 +19,11 @@ Two phases, each server's reviews in alternating slices:
   throughput; each request sent on schedule, its latency counted from its scheduled time): p50/p99 as
   the API server sees them when the webhook is not overloaded.
 
+Both phases print each server's CPU per review (the real webhook's PostgreSQL apart) and the host's CPU
+steal during its slices: on a shared VM those are steadier than latencies, and they show when a run was
+noisy for one server more than the other. The load generator is aiohttp: with httpx it cost more CPU per
+review than either server on these two cores and capped the echo at a fraction of its throughput.
+
 Targets (issue 5): p99 within 2x of the echo (latency phase), throughput at least 40% of the echo's.
 
     .venv/bin/python bench/bench_webhook.py            # full: 10k customers, 100k models, 4000 reviews
