@@ -31,14 +31,15 @@ def _objects(manifests: dict[str, str]) -> list[dict[str, Any]]:
     return [d for p, t in manifests.items() if not p.endswith(".txt") for d in yaml.safe_load_all(t) if d]
 
 
-def _previous_release(ca_days_left: int, cert_days_left: int) -> list[dict[str, Any]]:
-    """The two Secrets a previous install left behind, with the recorded expiry adjusted."""
-    objs = render()
+def _previous_release(ca_days_left: int, cert_days_left: int, values: dict[str, Any] | None = None
+                      ) -> list[dict[str, Any]]:
+    """The two Secrets a previous install (rendered with ``values``) left behind, the recorded expiry adjusted."""
+    objs = render(values)
     now = int(time.time())
     out = []
     for name, days in ((CA_SECRET, ca_days_left), (TLS_SECRET, cert_days_left)):
         secret = one(objs, "Secret", name[len(RELEASE) + len("-veu-governor"):])
-        secret["metadata"]["annotations"] = {"veu-governor.io/not-after-unix": str(now + days * DAY)}
+        secret["metadata"]["annotations"]["veu-governor.io/not-after-unix"] = str(now + days * DAY)
         out.append(secret)
     return out
 
@@ -74,6 +75,23 @@ async def test_upgrade_keeps_a_healthy_ca_and_serving_certificate(kmock: kmock.K
     assert _pem(one(objs, "Secret", "-tls")) == _pem(seed[1]), "no churn while the certificate is healthy"
     (ca,) = _bundle(objs)
     assert ca == x509.load_pem_x509_certificate(_pem(seed[0]))
+
+
+@pytest.mark.asyncio
+async def test_upgrade_reissues_a_healthy_certificate_that_does_not_name_every_service_presenting_it(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    # Installed without the API (or before the API Service shared the certificate); now upgraded with it.
+    seed = _previous_release(ca_days_left=3000, cert_days_left=200, values={"api": {"enabled": False}})
+    assert "-api" not in seed[1]["metadata"]["annotations"]["veu-governor.io/dns-names"]
+    objs = await _upgrade_render(kmock, seed)
+    assert _pem(one(objs, "Secret", "-ca")) == _pem(seed[0]), "the CA is kept"
+    tls = one(objs, "Secret", "-tls")
+    assert _pem(tls) != _pem(seed[1])
+    leaf = x509.load_pem_x509_certificate(_pem(tls))
+    _verify(x509.load_pem_x509_certificate(_pem(seed[0])), leaf)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"{RELEASE}-veu-governor-api.{NAMESPACE}.svc" in sans
 
 
 @pytest.mark.asyncio

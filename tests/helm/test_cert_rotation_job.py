@@ -121,6 +121,25 @@ async def test_the_serving_certificate_is_renewed_inside_the_window_with_the_sam
 
 
 @pytest.mark.asyncio
+async def test_a_certificate_that_does_not_name_the_api_service_is_reissued_at_once(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    """An installation from before the API Service shared the certificate: its leaf names the webhook only."""
+    url = await _seed(kmock, render({"api": {"enabled": False}}))
+    objs = render()
+    env = _env(objs)
+    result = await _rotate(url, env, NOW)  # far from expiry: renewed for its names alone
+    assert (result["ca"], result["certificate"]) == ("kept", "renewed")
+    leaf = _cert(_live(kmock, "v1/secrets", f"{RELEASE}-veu-governor-tls"))
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    api_svc = one(objs, "Service", "-api")["metadata"]["name"]
+    assert f"{api_svc}.{NAMESPACE}.svc" in sans and f"{RELEASE}-veu-governor.{NAMESPACE}.svc" in sans
+    cn = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    assert cn == f"{RELEASE}-veu-governor.{NAMESPACE}.svc"  # the webhook Service stays the subject
+    assert (await _rotate(url, env, NOW))["certificate"] == "kept"  # and then it is left alone
+
+
+@pytest.mark.asyncio
 async def test_an_expiring_ca_is_replaced_and_both_cas_are_trusted_during_the_switch(
     kmock: kmock.KubernetesEmulator,
 ) -> None:

@@ -390,6 +390,38 @@ def test_self_signed_ca_in_the_webhook_config_verifies_the_serving_certificate_f
     assert vol["secret"]["secretName"] == tls["metadata"]["name"]
 
 
+def _sans(secret: dict[str, Any]) -> list[str]:
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName))
+
+
+def test_the_serving_certificate_names_the_api_service_too_so_its_clients_verify_it_without_a_server_name() -> None:
+    objs = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    api_svc = one(objs, "Service", "-api")["metadata"]["name"]
+    webhook_svc = one(objs, "Service", "-governor")["metadata"]["name"]
+    tls = one(objs, "Secret", "-tls")
+    sans = _sans(tls)
+    for svc in (webhook_svc, api_svc):
+        full = f"{svc}.{NAMESPACE}.svc"
+        assert {svc, f"{svc}.{NAMESPACE}", full, f"{full}.cluster.local"} <= set(sans)
+    # A later upgrade re-issues a certificate whose names differ from these (this annotation is compared).
+    assert tls["metadata"]["annotations"]["veu-governor.io/dns-names"] == ",".join(sans)
+    sm = one(objs, "ServiceMonitor", "-governor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["tlsConfig"]["serverName"] == f"{api_svc}.{NAMESPACE}.svc"
+    # The rotation CronJob is told both Services, webhook first (its CN and CA name).
+    cron = one(objs, "CronJob", "-cert-rotation")
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["SERVICE"] == f"{webhook_svc},{api_svc}"
+    # With cert-manager the Certificate asks for the same names.
+    (cert,) = [c for c in of_kind(render_set("cert-manager-values"), "Certificate") if not c["spec"].get("isCA")]
+    assert f"{api_svc}.{NAMESPACE}.svc" in cert["spec"]["dnsNames"]
+    # Without the API, only the webhook's names.
+    alone = _sans(one(render({"api": {"enabled": False}}), "Secret", "-tls"))
+    assert not [n for n in alone if n.startswith(api_svc)] and f"{webhook_svc}.{NAMESPACE}.svc" in alone
+
+
 def test_cert_manager_mode_injects_the_ca_and_ships_no_private_key() -> None:
     objs = render_set("cert-manager-values")
     assert not [s for s in of_kind(objs, "Secret") if "tls.key" in s.get("data", {})]

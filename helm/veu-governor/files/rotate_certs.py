@@ -7,7 +7,8 @@ bundle holding the new and the previous CA in the ValidatingWebhookConfiguration
 present the old certificate keep working until the kubelet refreshes their Secret volume (the server
 reloads the files without a restart). It changes nothing while everything is healthy.
 
-Configuration (environment): NAMESPACE, CA_SECRET, TLS_SECRET, WEBHOOK_CONFIG, SERVICE, CA_DAYS,
+Configuration (environment): NAMESPACE, CA_SECRET, TLS_SECRET, WEBHOOK_CONFIG, SERVICE (comma-separated:
+the webhook Service first, then the API Service when it shares the certificate), CA_DAYS,
 CERT_DAYS, RENEW_BEFORE_DAYS; KUBE_API_URL only for tests (otherwise the in-cluster service account).
 """
 
@@ -52,9 +53,15 @@ class Settings:
                    int(env.get("RENEW_BEFORE_DAYS", "60")))
 
     @property
+    def services(self) -> list[str]:
+        """SERVICE, comma-separated: the webhook's Service first, then any other that presents the certificate."""
+        return [x.strip() for x in self.service.split(",") if x.strip()]
+
+    @property
     def dns_names(self) -> list[str]:
-        s, ns = self.service, self.namespace
-        return [s, f"{s}.{ns}", f"{s}.{ns}.svc", f"{s}.{ns}.svc.cluster.local"]
+        """Each Service in SERVICE (comma-separated: the webhook's, then the API's) in its four in-cluster forms."""
+        ns = self.namespace
+        return [n for s in self.services for n in (s, f"{s}.{ns}", f"{s}.{ns}.svc", f"{s}.{ns}.svc.cluster.local")]
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -102,7 +109,7 @@ def new_ca(name: str, days: int, now: dt.datetime) -> tuple[x509.Certificate, ec
 def new_leaf(s: Settings, ca: x509.Certificate, ca_key: Any, now: dt.datetime) -> tuple[x509.Certificate, Any]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{s.service}.{s.namespace}.svc")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{s.services[0]}.{s.namespace}.svc")]))
             .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=s.cert_days))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in s.dns_names]), critical=False)
@@ -145,7 +152,7 @@ def rotate(s: Settings, core: client.CoreV1Api, admission: client.Admissionregis
     old_ca: x509.Certificate | None = None
     if ca is None or ca.not_valid_after_utc - now < dt.timedelta(days=s.cert_days):
         old_ca = ca
-        ca, key = new_ca(f"{s.service}-ca", s.ca_days, now)
+        ca, key = new_ca(f"{s.services[0]}-ca", s.ca_days, now)
         ca_key_pem = _key_pem(key)
         _write_secret(core, s, s.ca_secret, {"tls.crt": _pem(ca), "tls.key": ca_key_pem}, ca.not_valid_after_utc,
                       ca_secret is not None)

@@ -65,6 +65,25 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- include "veu.componentName" (list . "api") }}
 {{- end }}
 
+{{- /* The Services whose pods present the chart's serving certificate (webhook, and the API when enabled),
+comma-separated: the certificate names them all, so clients of either verify it without a serverName. */}}
+{{- define "veu.tlsServices" -}}
+{{- $svcs := list (include "veu.serviceName" .) }}
+{{- if .Values.api.enabled }}{{ $svcs = append $svcs (include "veu.apiServiceName" .) }}{{ end }}
+{{- join "," $svcs }}
+{{- end }}
+
+{{- /* The serving certificate's DNS names as a JSON list: each of veu.tlsServices in its four in-cluster forms
+(the same list files/rotate_certs.py derives from its SERVICE variable). */}}
+{{- define "veu.tlsDNSNames" -}}
+{{- $ns := .Release.Namespace }}
+{{- $dns := list }}
+{{- range splitList "," (include "veu.tlsServices" .) }}
+{{- $dns = concat $dns (list . (printf "%s.%s" . $ns) (printf "%s.%s.svc" . $ns) (printf "%s.%s.svc.cluster.local" . $ns)) }}
+{{- end }}
+{{- toJson $dns }}
+{{- end }}
+
 {{- define "veu.tlsSecretName" -}}
 {{- include "veu.componentName" (list . "tls") }}
 {{- end }}
