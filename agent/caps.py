@@ -266,7 +266,8 @@ def placements(
 def reservation_placements(
     s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None,
 ) -> list[Placement]:
-    q = select(Reservation).where(Reservation.status == "active")
+    q = select(Reservation).where(Reservation.status == "active").where(
+        or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > as_of))
     if authorization_id is not None:
         q = q.where(Reservation.authorization_id == authorization_id)
     sites, parties = _names(s)
@@ -443,10 +444,18 @@ def whatif(
 def reserve(
     s: Session, packs: PackRegistry, name: str, *, n: int, chip_name: str, site: str, planned_for: date,
     owner: str | None = None, operator: str | None = None, note: str = "", actor: str | None = None,
+    expires_on: date | None = None,
 ) -> Reservation:
-    """Reserve headroom for N chips at a site, or raise :class:`CapExceeded`; serialised per authorization."""
+    """Reserve headroom for N chips at a site, or raise :class:`CapExceeded`; serialised per authorization.
+
+    ``expires_on``: the day the reservation stops holding headroom if nobody has released or installed it
+    (a forgotten plan must not block the fleet's headroom for ever); None holds it until it is closed.
+    """
     if n <= 0:
         raise PolicyError("--count: a reservation is for one chip or more")
+    if expires_on is not None and expires_on <= planned_for:
+        raise PolicyError(f"--expires: {expires_on} is not after the planned installation date {planned_for}; "
+                          "a reservation must still hold when its chips arrive")
     # The lock comes first, before any read in this transaction (see the module docstring).
     locked = s.execute(
         update(VeuAuthorization).where(col(VeuAuthorization.name) == name)
@@ -468,13 +477,14 @@ def reserve(
     row = Reservation(
         authorization_id=a.id, site_id=_site(s, site).id, accelerator=ch["chip"], count=n,  # type: ignore[arg-type]
         owner_id=get_party(s, ch["owner"]).id, operator_id=get_party(s, ch["operator"]).id, planned_for=planned_for,
-        created_by=actor or current_actor(), note=note,
+        expires_on=expires_on, created_by=actor or current_actor(), note=note,
     )
     s.add(row)
     s.flush()
     record(s, actor=actor or current_actor(), action="reservation.create", subject=f"reservation:{row.id}",
            payload={"authorization": name, "site": site, "chip": ch["chip"], "count": n,
-                    "planned_for": planned_for.isoformat(), "max_fit_before": res["max_fit"]})
+                    "planned_for": planned_for.isoformat(),
+                    "expires_on": expires_on.isoformat() if expires_on else None, "max_fit_before": res["max_fit"]})
     return row
 
 
@@ -500,8 +510,10 @@ def reservation_dict(s: Session, r: Reservation) -> dict[str, Any]:
     opr = s.get(Party, r.operator_id) if r.operator_id else None
     return {"id": r.id, "authorization": a.name if a else None, "site": site.name if site else None,
             "accelerator": r.accelerator, "count": r.count, "owner": own.name if own else None,
-            "operator": opr.name if opr else None, "planned_for": r.planned_for.isoformat(), "status": r.status,
-            "created_by": r.created_by, "note": r.note, "created_at": r.created_at.isoformat()}
+            "operator": opr.name if opr else None, "planned_for": r.planned_for.isoformat(),
+            "expires_on": r.expires_on.isoformat() if r.expires_on else None,
+            "expired": r.status == "active" and r.expires_on is not None and r.expires_on <= date.today(),
+            "status": r.status, "created_by": r.created_by, "note": r.note, "created_at": r.created_at.isoformat()}
 
 
 def list_reservations(s: Session, authorization: str | None = None, status: str | None = "active") -> list[Reservation]:

@@ -151,14 +151,17 @@ def res_add(
     count: int = typer.Option(..., "--count", help="Number of chips."),
     chip: str = typer.Option(..., "--chip"), site: str = typer.Option(..., "--site"),
     planned_for: str | None = typer.Option(None, "--planned-for", help="Installation date (YYYY-MM-DD)."),
+    expires: str | None = typer.Option(None, "--expires", help="Stop holding the headroom on this date "
+                                       "(YYYY-MM-DD) unless released or installed before; default: never."),
     owner: str | None = typer.Option(None, "--owner"), operator: str | None = typer.Option(None, "--operator"),
     note: str = typer.Option("", "--note"), json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Reserve headroom for a planned placement (refused if it would exceed a cap)."""
     d = parse_date(planned_for, "--planned-for") if planned_for else as_of(None)
+    until = parse_date(expires, "--expires") if expires else None
     with session_scope(db_url(db)) as s:
         row = svc.reserve(s, registry(), name, n=count, chip_name=chip, site=site, planned_for=d, owner=owner,
-                          operator=operator, note=note)
+                          operator=operator, note=note, expires_on=until)
         data = svc.reservation_dict(s, row)
     emit(data, json_)
 
@@ -173,7 +176,7 @@ def res_list(
     with session_scope(db_url(db)) as s:
         rows = [svc.reservation_dict(s, r) for r in svc.list_reservations(s, authorization, None if all_ else "active")]
     emit(rows, json_, lambda r: table(r, ["id", "authorization", "site", "accelerator", "count", "planned_for",
-                                          "status"]))
+                                          "expires_on", "expired", "status"]))
 
 
 def _close(rid: int, status: str, json_: bool, db: str | None) -> None:

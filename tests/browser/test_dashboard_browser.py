@@ -49,9 +49,11 @@ def test_whatif_shows_max_fit_and_binding_cap_then_reserves_headroom(page, demo)
     assert "OVER" in page.locator("#fits").inner_text()
     page.screenshot(path=str(OUT / "whatif.png"), full_page=True)
     page.fill("#reserve-form input[name=n]", str(max_fit))
+    page.fill("#reserve-form input[name=expires_on]", "2099-01-01")  # held until then unless released
     page.click("#reserve-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/whatif\?reserved=\d+"))
     assert page.locator("td", has_text="sin-dc1").count() >= 1
+    assert page.locator("td", has_text="2099-01-01").count() == 1
     # The headroom is spent: the same what-if now fits nothing more.
     page.select_option("select[name=authorization]", "aurora-uveu")
     page.fill("#n", "1")

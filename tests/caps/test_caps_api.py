@@ -35,6 +35,18 @@ def test_api_caps_whatif_and_reservations(client: TestClient) -> None:
     rid = r.json()["id"]
     assert client.get("/api/v1/reservations").json()["total"] == 1
     assert client.post(f"/api/v1/reservations/{rid}/release").json()["status"] == "released"
+    # A reservation can expire: it holds the headroom until that date, not on or after it.
+    r = client.post("/api/v1/reservations", json={"authorization": "aurora", "count": 43, "chip": "h100",
+                                                  "site": "dxb", "planned_for": "2025-06-01",
+                                                  "expires_on": "2025-07-01"})
+    assert r.status_code == 201 and r.json()["expires_on"] == "2025-07-01"
+    later = client.post("/api/v1/whatif", json={"authorization": "aurora", "n": 43, "chip": "h100", "site": "dxb",
+                                                "as_of": "2025-07-01"}).json()
+    assert later["ok"] and later["max_fit"] == 43
+    r = client.post("/api/v1/reservations", json={"authorization": "aurora", "count": 1, "chip": "h100",
+                                                  "site": "dxb", "planned_for": "2025-06-01",
+                                                  "expires_on": "2025-06-31"})
+    assert r.status_code == 422 and "expires_on" in r.json()["detail"]
 
 
 def test_api_unknown_names_are_404_and_bad_input_is_422(client: TestClient) -> None:

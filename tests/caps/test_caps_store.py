@@ -156,6 +156,38 @@ def test_a_reservation_spends_headroom_and_releasing_it_gives_it_back(db_url: st
         assert "reservation.create" in actions and "reservation.released" in actions
 
 
+def test_a_reservation_that_expires_holds_headroom_until_its_expiry_date_and_not_on_or_after_it(
+    db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed_fleet(db_url)
+    packs = registry()
+    until = date(2025, 9, 1)
+    with session_scope(db_url) as s:
+        svc.reserve(s, packs, "aurora", n=40, chip_name="h100", site="dxb", planned_for=D, expires_on=until)
+    with session_scope(db_url) as s:
+        def fits(on: date) -> int:
+            return int(svc.whatif(s, packs, "aurora", n=4, chip_name="h100", site="dxb", as_of=on)["max_fit"])
+
+        assert fits(D) == 3 and fits(date(2025, 8, 31)) == 3  # held through the day before it expires
+        assert fits(until) == 43 and fits(date(2026, 1, 1)) == 43  # evaluated on or after: given back
+        # Still "active" (nobody closed it): the listing says it has expired.
+        (row,) = svc.list_reservations(s, "aurora")
+        view = svc.reservation_dict(s, row)
+        assert view["status"] == "active" and view["expires_on"] == "2025-09-01" and view["expired"] is True
+        audit = [e for e in s.exec(select(AuditEntry)).all() if e.action == "reservation.create"]
+        assert json.loads(audit[-1].payload)["expires_on"] == "2025-09-01"
+    # An expiry on or before the planned installation is refused, naming the option; nothing is written.
+    rc, _out, err = veuctl(["reservations", "add", "aurora", "--count", "1", "--chip", "h100", "--site", "dxb",
+                            "--planned-for", "2025-06-01", "--expires", "2025-06-01", "--db", db_url],
+                           capsys, monkeypatch)
+    assert rc == 2 and "--expires" in err and "planned installation date" in err
+    rc, _out, err = veuctl(["reservations", "add", "aurora", "--count", "1", "--chip", "h100", "--site", "dxb",
+                            "--expires", "2025-02-30", "--db", db_url], capsys, monkeypatch)
+    assert rc == 2 and "--expires" in err
+    with session_scope(db_url) as s:
+        assert len(s.exec(select(Reservation)).all()) == 1
+
+
 def _race(url: str, planners: int, each: int) -> tuple[list[int], list[str]]:
     packs = registry()
     barrier = threading.Barrier(planners)

@@ -222,10 +222,12 @@ async def reserve(
     form = dict((await request.form()).items())
     try:
         d = parse_date(str(form.get("as_of") or date.today().isoformat()), "planned_for")
+        until = parse_date(str(form["expires_on"]), "expires_on") if form.get("expires_on") else None
         row = svc.reserve(s, packs, str(form.get("authorization", "")), n=_form_int(form, "n"),
                           chip_name=str(form.get("chip", "")), site=str(form.get("site", "")), planned_for=d,
                           owner=str(form.get("owner") or "") or None,
-                          operator=str(form.get("operator") or "") or None, note=str(form.get("note", "")))
+                          operator=str(form.get("operator") or "") or None, note=str(form.get("note", "")),
+                          expires_on=until)
     except PolicyError as exc:
         s.rollback()
         resp = render(request, "whatif.html", date.today(), packs, form=form, result=None,

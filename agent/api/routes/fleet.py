@@ -206,6 +206,8 @@ class ReservationIn(BaseModel):
     chip: str
     site: str
     planned_for: str | None = None
+    expires_on: str | None = Field(default=None, description="YYYY-MM-DD: stop holding the headroom on this "
+                                   "date unless released or installed before (default: never)")
     owner: str | None = None
     operator: str | None = None
     note: str = Field(default="", max_length=500)
@@ -225,9 +227,10 @@ def create_reservation(
     body: ReservationIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     d = parse_date(body.planned_for, "planned_for") if body.planned_for else date.today()
+    until = parse_date(body.expires_on, "expires_on") if body.expires_on else None
     try:
         row = svc.reserve(s, packs, body.authorization, n=body.count, chip_name=body.chip, site=body.site,
-                          planned_for=d, owner=body.owner, operator=body.operator, note=body.note)
+                          planned_for=d, owner=body.owner, operator=body.operator, note=body.note, expires_on=until)
     except svc.CapExceeded as exc:
         raise HTTPException(409, str(exc)) from None
     return svc.reservation_dict(s, row)

@@ -49,7 +49,7 @@ class Shipment(SQLModel, table=True):
 
 
 class Reservation(SQLModel, table=True):
-    """Planned placement holding headroom under an authorization until it is released or installed."""
+    """Planned placement holding headroom under an authorization until it is released, installed or expires."""
 
     __tablename__ = "reservation"
     id: int | None = Field(default=None, primary_key=True)
@@ -60,6 +60,8 @@ class Reservation(SQLModel, table=True):
     owner_id: int | None = Field(default=None, foreign_key="party.id")
     operator_id: int | None = Field(default=None, foreign_key="party.id")
     planned_for: date
+    # The day it stops holding headroom (caps evaluated on or after it leave it out); None: until closed.
+    expires_on: date | None = None
     status: str = Field(default="active", max_length=10, index=True)  # active | released | installed
     created_by: str = Field(default="", max_length=200)
     note: str = Field(default="", max_length=500)
