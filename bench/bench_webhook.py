@@ -367,6 +367,9 @@ async def load_at_rate(client: Client, url: str, bodies: list[bytes], rate: floa
     return lat, errors
 
 
+_TICK = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time
+
+
 class Meter:
     """CPU seconds of groups of processes and the host's stolen CPU time, summed over the slices measured.
 
@@ -385,17 +388,16 @@ class Meter:
     def _host() -> tuple[float, float]:
         """(all CPU time, stolen time) of the host in seconds, from /proc/stat."""
         f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        tick = os.sysconf("SC_CLK_TCK")
-        return sum(f[:8]) / tick, f[7] / tick
+        return sum(f[:8]) / _TICK, f[7] / _TICK
 
     def _procs(self) -> dict[str, float]:
-        tick, out = os.sysconf("SC_CLK_TCK"), {}
+        out: dict[str, float] = {}
         for name, pids in self._pids.items():
             out[name] = 0.0
             for pid in pids:
                 with contextlib.suppress(OSError):
                     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    out[name] += (int(f[11]) + int(f[12])) / tick
+                    out[name] += (int(f[11]) + int(f[12])) / _TICK
         return out
 
     def __enter__(self) -> Meter:
