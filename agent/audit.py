@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import getpass
 import hashlib
 import json
@@ -27,12 +26,13 @@ from pathlib import PurePath
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import DateTime, text, type_coerce
+from sqlalchemy import DateTime, bindparam, text, type_coerce
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from agent.signing import SigningKey, key_id, signing_key
 from agent.signing import verify as verify_signature
+from agent.store.db import binary_arrays, fetch_each, insert_many, insert_statement, write_each
 from agent.store.tables.audit import AuditCheckpoint, AuditEntry
 from agent.store.tables.core import utcnow
 from policies.errors import PolicyError
@@ -46,6 +46,7 @@ __all__ = [
     "current_actor",
     "entry_hash",
     "record",
+    "record_many",
     "set_actor",
 ]
 
@@ -200,18 +201,20 @@ def _lock_chain(session: Session) -> None:
     lock_for_transaction(session, _PG_LOCK_KEY)
 
 
-def _head(session: Session) -> tuple[int, str]:
-    row = session.execute(
-        text("SELECT seq, hash FROM audit_entry ORDER BY seq DESC LIMIT 1")
-    ).first()
-    if row is not None:
-        return int(row[0]), str(row[1])
-    # Everything was pruned: continue from the pruning anchor so the chain stays verifiable.
-    cp = session.execute(
-        text("SELECT seq, hash FROM audit_checkpoint WHERE kind = 'anchor' ORDER BY seq DESC LIMIT 1")
-    ).first()
-    if cp is not None:
-        return int(cp[0]), str(cp[1])
+_ENTRIES: Any = AuditEntry.__table__  # type: ignore[attr-defined]
+_CHECKPOINTS: Any = AuditCheckpoint.__table__  # type: ignore[attr-defined]
+_HEAD = sa_select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)
+# Everything was pruned: the chain continues from the pruning anchor so it stays verifiable.
+_ANCHOR = sa_select(_CHECKPOINTS.c.seq, _CHECKPOINTS.c.hash).where(
+    _CHECKPOINTS.c.kind == "anchor").order_by(_CHECKPOINTS.c.seq.desc()).limit(1)
+
+
+def _head(session: Session, *, lock: bool = False) -> tuple[int, str]:
+    """The chain's last (seq, hash); ``lock``: the chain's lock taken first, in the same round trip."""
+    last, anchor = fetch_each(session, [(_HEAD, {}), (_ANCHOR, {})], locks=[_PG_LOCK_KEY] if lock else ())
+    for rows in (last, anchor):
+        if rows:
+            return int(rows[0][0]), str(rows[0][1])
     return 0, GENESIS
 
 
@@ -223,6 +226,15 @@ class Appended(NamedTuple):
     hash: str
 
 
+class AuditItem(NamedTuple):
+    """An entry to append: who acted, a dotted verb (``party.create``), what was acted on, the details (JSON)."""
+
+    actor: str
+    action: str
+    subject: str
+    payload: dict[str, Any]
+
+
 def record(session: Session, *, actor: str, action: str, subject: str,
            payload: dict[str, Any]) -> Appended:
     """Append an audit entry in the caller's transaction (commits or rolls back with the caller's change).
@@ -230,109 +242,65 @@ def record(session: Session, *, actor: str, action: str, subject: str,
     ``actor`` is who acted (``current_actor()`` if unsure), ``action`` a dotted verb such as
     ``party.create``, ``subject`` what was acted on (``party:acme``), ``payload`` the details (JSON).
     """
-    if not actor or not action:
+    return record_many(session, [AuditItem(actor, action, subject, payload)])[0]
+
+
+def record_many(session: Session, items: Sequence[AuditItem],
+                rows: Sequence[tuple[Any, list[dict[str, Any]]]] = (), *, commit: bool = False) -> list[Appended]:
+    """Append entries, in order, in the caller's transaction; ``rows`` (table, rows) are inserted first.
+
+    The chain's lock is taken, its head read and the entries hashed and inserted in one statement on
+    PostgreSQL (``veu_audit_append_many``, migration 0012_audit_batch), sent with the inserts of ``rows`` in
+    one round trip; elsewhere the same bytes are hashed here. The lock is held until the caller's commit:
+    take every other lock before calling this.
+
+    ``commit=True`` (PostgreSQL): these are the transaction's last writes, committed in that same round
+    trip, so the chain's lock is held for the server's work alone. A periodic checkpoint falling due among
+    the entries is then signed in the session's next transaction: the caller still calls ``commit()``.
+    """
+    if not items:
+        return []
+    if not all(it.actor and it.action for it in items):
         raise ValueError("audit record: actor and action are required")
-    body = canonical_json(payload if payload is not None else {})
+    bodies = [canonical_json(it.payload if it.payload is not None else {}) for it in items]
     session.flush()  # earlier pending writes first, so the chain lock is taken after them
-    ts = utcnow().replace()
-    ts_s = ts_text(ts)
-    actor, action, subject = actor[:200], action[:100], subject[:300]
-    if session.get_bind().dialect.name == "postgresql":
-        entry = _append_pg(session, ts, ts_s, actor, action, subject, body)
-    else:
-        _lock_chain(session)
-        last_seq, prev = _head(session)
-        seq = last_seq + 1
-        row = AuditEntry(
-            seq=seq, ts=ts, actor=actor, action=action, subject=subject, payload=body, prev_hash=prev,
-            hash=entry_hash(seq, ts_s, actor, action, subject, body, prev),
-        )
-        session.add(row)
-        session.flush()
-        entry = Appended(seq, prev, row.hash)
-    _maybe_checkpoint(session, entry)
-    return entry
-
-
-_APPEND_PG = text(
-    "SELECT out_seq, out_prev, out_hash FROM veu_audit_append(:k, :ts, :actor, :action, :subject, :payload, "
-    ":head, :mid, :tail)"
-)
-
-
-def _append_pg(session: Session, ts: datetime, ts_s: str, actor: str, action: str, subject: str,
-               body: str) -> Appended:
-    """Lock, read the head, hash and insert in one round trip (migration 0009_perf): the chain's serialised
-    section is then one statement and the commit, which is what bounds admission throughput.
-
-    The function hashes exactly :func:`entry_material`: the caller supplies the canonical JSON around the
-    two values only the head decides (``prev_hash`` and ``seq``).
-    """
-    d = _quote
-    head = f'{{"action":{d(action)},"actor":{d(actor)},"payload":{body},"prev_hash":"'
-    tail = f',"subject":{d(subject)},"ts":"{ts_s}"}}'
-    seq, prev, hash_ = session.connection().execute(_APPEND_PG, {
-        "k": _PG_LOCK_KEY, "ts": ts, "actor": actor, "action": action, "subject": subject, "payload": body,
-        "head": head, "mid": '","seq":', "tail": tail,
-    }).one()
-    # The row is already written: no ORM object (or flush) on the hot path.
-    return Appended(int(seq), str(prev), str(hash_))
-
-
-_SENTINEL = 7_305_182_946_011_437_019  # stands in for the new row's id while the payload is serialised
-
-
-def record_insert(session: Session, table: Any, values: dict[str, Any], *, id_key: str, actor: str, action: str,
-                  subject: str, payload: dict[str, Any], commit: bool = False) -> tuple[int, Appended]:
-    """Insert a row into ``table`` and append the audit entry that names it (``payload[id_key]`` = its id).
-
-    On PostgreSQL both happen in one statement (a data-modifying CTE feeding ``veu_audit_append``): the
-    admission webhook does this on every review, and each round trip costs it more than the work. The
-    entry's bytes are exactly what :func:`record` would hash: the canonical payload is serialised once with
-    a placeholder id and split around it, and the database splices the real id into both halves.
-    ``commit=True``: this is the transaction's last write, committed with it in the same round trip on
-    PostgreSQL (see :func:`agent.store.db.fetch_all`); the caller still calls ``commit()``.
-    """
-    if not actor or not action:
-        raise ValueError("audit record: actor and action are required")
-    body = canonical_json({**payload, id_key: _SENTINEL})
-    marker = f"{_quote(id_key)}:{_SENTINEL}"
-    halves = body.split(marker)
-    if session.get_bind().dialect.name != "postgresql" or len(halves) != 2:
-        new_id = int(session.connection().execute(table.insert().returning(table.c.id), values).scalar_one())
-        return new_id, record(session, actor=actor, action=action, subject=subject, payload={**payload, id_key: new_id})
-    session.flush()
     ts = utcnow()
-    actor, action, subject = actor[:200], action[:100], subject[:300]
-    d = _quote
-    p0, p1 = halves[0] + marker[: -len(str(_SENTINEL))], halves[1]
-    from agent.store.db import fetch_all
+    ts_s = ts_text(ts)
+    cut = [(it.actor[:200], it.action[:100], it.subject[:300]) for it in items]
+    if session.get_bind().dialect.name == "postgresql":
+        d = _quote
+        call = {"k": _PG_LOCK_KEY, "ts": ts, "actors": [c[0] for c in cut], "actions": [c[1] for c in cut],
+                "subjects": [c[2] for c in cut], "payloads": bodies, "mid": '","seq":',
+                "heads": [f'{{"action":{d(action)},"actor":{d(actor)},"payload":{body},"prev_hash":"'
+                          for (actor, action, _s), body in zip(cut, bodies, strict=True)],
+                "tails": [f',"subject":{d(subject)},"ts":"{ts_s}"}}' for _a, _b, subject in cut]}
+        steps = [(insert_statement(table, tuple(r[0])), r) for table, r in rows if r]
+        out = write_each(session, [*steps, (_APPEND_MANY, [call])], commit=commit)
+        appended = [Appended(int(seq), str(prev), str(hash_)) for seq, prev, hash_ in out]
+    else:
+        for table, r in rows:
+            insert_many(session, table, r)
+        seq, prev = _head(session, lock=True)
+        entries: list[dict[str, Any]] = []
+        appended = []
+        for (actor, action, subject), body in zip(cut, bodies, strict=True):
+            seq += 1
+            hash_ = entry_hash(seq, ts_s, actor, action, subject, body, prev)
+            entries.append({"seq": seq, "ts": ts, "actor": actor, "action": action, "subject": subject,
+                            "payload": body, "prev_hash": prev, "hash": hash_})
+            appended.append(Appended(seq, prev, hash_))
+            prev = hash_
+        insert_many(session, _ENTRIES, entries)
+    for entry in appended:
+        _maybe_checkpoint(session, entry)
+    return appended
 
-    row = fetch_all(session, _insert_and_append(table, tuple(values)), {
-        **values, "audit_k": _PG_LOCK_KEY, "audit_ts": ts, "audit_actor": actor, "audit_action": action,
-        "audit_subject": subject, "audit_p0": p0, "audit_p1": p1,
-        "audit_h0": f'{{"action":{d(action)},"actor":{d(actor)},"payload":{p0}',
-        "audit_h1": f'{p1},"prev_hash":"', "audit_mid": '","seq":',
-        "audit_tail": f',"subject":{d(subject)},"ts":"{ts_text(ts)}"}}',
-    }, commit=commit)[0]
-    entry = Appended(int(row[1]), str(row[2]), str(row[3]))
-    _maybe_checkpoint(session, entry)
-    return int(row[0]), entry
 
-
-@functools.cache
-def _insert_and_append(table: Any, columns: tuple[str, ...]) -> Any:
-    from sqlalchemy import bindparam
-
-    sql = (
-        f"WITH d AS (INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
-        "RETURNING id) "
-        "SELECT d.id, a.out_seq, a.out_prev, a.out_hash FROM d CROSS JOIN LATERAL veu_audit_append("
-        ":audit_k, :audit_ts, :audit_actor, :audit_action, :audit_subject, "
-        ":audit_p0 || d.id::text || :audit_p1, :audit_h0 || d.id::text || :audit_h1, :audit_mid, :audit_tail) AS a"
-    )
-    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns),
-                                bindparam("audit_ts", type_=DateTime(timezone=True)))
+_APPEND_MANY = binary_arrays(text(
+    "SELECT out_seq, out_prev, out_hash FROM veu_audit_append_many(:k, :ts, :actors, :actions, :subjects, "
+    ":payloads, :heads, :mid, :tails)"
+).bindparams(bindparam("ts", type_=DateTime(timezone=True))),
+    "actors", "actions", "subjects", "payloads", "heads", "tails")
 
 
 def _maybe_checkpoint(session: Session, entry: Appended) -> None:
@@ -372,8 +340,7 @@ def sign_checkpoint(session: Session, seq: int, hash_: str, *, kind: str = "peri
 
 def checkpoint(session: Session, *, key: SigningKey | None = None) -> AuditCheckpoint | None:
     """Sign the current head of the chain (None when the log is empty)."""
-    _lock_chain(session)
-    seq, head = _head(session)
+    seq, head = _head(session, lock=True)
     if seq == 0:
         return None
     existing = session.execute(

@@ -1,10 +1,11 @@
 """Red-flag-28 admission against the store: evaluate AdmissionReviews, record decisions, run the case workflow.
 
-:func:`evaluate_review` is what both the webhook (``POST /validate``) and ``veuctl admission review`` call:
-it reads the job spec, finds the customer from the namespace mapping, resolves the chips (node labels,
-else the most capable accelerator of that vendor in the cluster's inventory), loads the model's ledger
-lineage and the customer's related jobs, asks :func:`policies.redflag.decide`, and — unless the review is
-a dry run — records the decision and opens or reuses the case, with audit entries, in one transaction.
+:func:`evaluate_reviews` is what the webhook (``POST /validate``: reviews in arrival order, several to a
+transaction) and ``veuctl admission review`` (:func:`evaluate_review`: one) call. It reads the job spec,
+finds the customer from the namespace mapping, resolves the chips (node labels, else the most capable
+accelerator of that vendor in the cluster's inventory), loads the model's ledger lineage and the customer's
+related jobs, asks :func:`policies.redflag.decide`, and — unless the review is a dry run — records the
+decision and opens or reuses the case, with audit entries, in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from sqlalchemy import Table, bindparam, cast, distinct, func, literal, null, un
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from agent.audit import record, record_insert
+from agent.audit import AuditItem, record, record_many
 from agent.directory import Customer, customer_for
-from agent.store.db import fetch_all, fetch_each, lock_for_transaction, lock_key
+from agent.store.db import fetch_all, insert_many, lock_for_transaction, lock_key, reserve_ids
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
@@ -33,6 +34,7 @@ from policies.compute import EstimationDefaults, normalize_precision, parse_numb
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
 from policies.ledger import lineage_name
 from policies.packs import PackRegistry
+from policies.parties import EffectiveTier
 from policies.redflag import CaseState, ChipDemand, CustomerLoad, Decision, Declared, JobRequest, RelatedJob
 
 MAX_UID = 128
@@ -271,28 +273,23 @@ _RELATED_AND_LOAD = union_all(_RELATED, sa_select(
 ))
 
 
-def related_jobs(s: Session, customer: str, model_key: str, since: datetime) -> list[RelatedJob]:
-    """The customer's admitted jobs for this lineage since ``since`` (largest estimate per job)."""
-    return _best_per_job(fetch_all(s, _RELATED, {"customer": customer, "model_key": model_key, "since": since}))
+def related_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str, agg_days: int
+                  ) -> tuple[Any, dict[str, Any]]:
+    """The statement (and parameters) reading the customer's admitted jobs for this lineage since ``since``
+    and, when the customer-wide window is on (``agg_days`` > 0), its load across every model name since
+    ``agg_since``: read them with :func:`related_from`."""
+    params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since}
+    if agg_days <= 0:
+        return _RELATED, params
+    return _RELATED_AND_LOAD, {**params, "agg_since": agg_since, "job": job}
 
 
-def related_and_load(s: Session, customer: str, model_key: str, since: datetime, agg_since: datetime, job: str,
-                     window_days: int) -> tuple[list[RelatedJob], CustomerLoad]:
-    """related_jobs, and the customer's load across every model name since ``agg_since`` (one statement)."""
-    return related_and_load_from(fetch_all(s, *related_and_load_query(customer, model_key, since, agg_since, job)),
-                                 window_days)
-
-
-def related_and_load_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str
-                           ) -> tuple[Any, dict[str, Any]]:
-    """The statement and parameters of :func:`related_and_load` (to send it with other reads)."""
-    return _RELATED_AND_LOAD, {"customer": customer, "model_key": model_key, "since": since,
-                               "agg_since": agg_since, "job": job}
-
-
-def related_and_load_from(rows: list[tuple[Any, ...]], window_days: int) -> tuple[list[RelatedJob], CustomerLoad]:
+def related_from(rows: list[tuple[Any, ...]], agg_days: int) -> tuple[list[RelatedJob], CustomerLoad | None]:
+    """The related jobs (largest estimate per job) and the customer's load, from :func:`related_query`'s rows."""
+    if agg_days <= 0:
+        return _best_per_job(rows), None
     agg = next(r for r in rows if r[0] == 1)
-    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), window_days)
+    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days)
     return _best_per_job([r for r in rows if r[0] == 0]), load
 
 
@@ -334,110 +331,229 @@ def _simple(rr: ReviewRequest, code: str, allowed: bool, message: str) -> Outcom
     return Outcome(rr.uid, rr.api_version, allowed, code, message, dry_run=rr.dry_run)
 
 
+@dataclass
+class _Review:
+    """One review on its way through :func:`evaluate_reviews`: read, decided, then recorded."""
+
+    rr: ReviewRequest
+    out: Outcome | None = None  # answered without a decision to record (not gated; a pod counted at its owner)
+    dec: Decision | None = None
+    demand: Demand | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    party: Customer | None = None
+    case_row: RedFlagCase | None = None
+    # Set when the customer's ledger and recent jobs decide (a customer that is not Tier 1 or Tier 3).
+    req: JobRequest | None = None
+    tier: EffectiveTier | None = None
+    settings: redflag.AdmissionSettings | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+    related: list[RelatedJob] = field(default_factory=list)
+    load: CustomerLoad | None = None
+    # What is written for it (none of it for a dry run).
+    decision_id: int | None = None
+    entries: list[AuditItem] = field(default_factory=list)
+
+    @property
+    def customer(self) -> str:
+        return self.party.name if self.party else ""
+
+
 def evaluate_review(
     s: Session, packs: PackRegistry, body: Any, as_of: date | None = None, *, cluster: str = "",
-    mode: str | None = None, actor: str = "webhook", now: datetime | None = None, commit: bool = False,
+    mode: str | None = None, actor: str = "webhook", now: datetime | None = None,
 ) -> Outcome:
-    """Decide one AdmissionReview against the store (recording it unless it is a dry run).
+    """Decide one AdmissionReview against the store (recording it unless it is a dry run); the caller commits."""
+    return evaluate_reviews(s, packs, [body], as_of, cluster=cluster, mode=mode, actor=actor, now=now)[0]
 
-    ``commit=True`` commits the decision with its last write (one round trip fewer while the audit chain is
-    locked); the caller still calls ``commit()`` to close the session's transaction.
+
+def evaluate_reviews(
+    s: Session, packs: PackRegistry, bodies: list[Any], as_of: date | None = None, *, cluster: str = "",
+    mode: str | None = None, actor: str = "webhook", now: datetime | None = None, commit: bool = False,
+) -> list[Outcome]:
+    """Decide AdmissionReviews in order, in the session's one transaction; the caller commits (with
+    ``commit=True`` the last writes commit it already, in the same round trip: see :func:`record_many`).
+
+    Each review is decided exactly as if the ones before it had been decided and committed first: a
+    customer's reviews are taken one per round, and each round reads (with the customer's lock) after the
+    previous round's decisions are written. What costs is the store, so reviews of different customers
+    share its work: one pipelined round trip locks their customers (in key order) and reads their lineages
+    and recent jobs, one statement inserts their decision rows, and their audit entries (cases' and
+    decisions', in order) are appended together at the end — the audit chain's lock last, after every
+    customer and case lock, and held only for the append.
     """
-    rr = parse_review(body)
     now = now or utcnow()
     as_of = as_of or now.date()
+    reviews = [_read(s, packs, parse_review(b), as_of, now, cluster, mode) for b in bodies]
+    recorded = [r for r in reviews if r.out is None and not r.rr.dry_run]
+    rows: list[dict[str, Any]] = []
+    locked: set[int] = set()
+    ready = [r for r in reviews if r.dec is not None]
+    for n, group in enumerate(_rounds([r for r in reviews if r.req is not None and r.dec is None])):
+        insert_many(s, _DECISION_TABLE, rows)  # the rounds before this one, for its reads to see
+        rows = []
+        # The ids of every row the batch records come with the first round's reads.
+        reserved = _read_ledger(s, group, as_of, now, locked, len(recorded) if n == 0 else 0)
+        if n == 0:
+            _number(recorded, reserved)
+        for r in group:
+            _decide(s, packs, r, as_of, now, mode)
+        _record(s, [*ready, *group], actor, now, rows)
+        ready = []
+    if ready:
+        _number(recorded, reserve_ids(s, _DECISION_TABLE, len(recorded))[0])
+        _record(s, ready, actor, now, rows)
+    record_many(s, [e for r in recorded for e in r.entries], rows=[(_DECISION_TABLE, rows)], commit=commit)
+    return [r.out for r in reviews if r.out is not None]
+
+
+def _number(recorded: list[_Review], ids: list[int]) -> None:
+    """Decision ids in arrival order, whichever round decides each review (and so the audit entries)."""
+    for r, decision_id in zip(recorded, ids, strict=True):
+        r.decision_id = decision_id
+
+
+def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: datetime, cluster: str,
+          mode: str | None) -> _Review:
+    """The review read: job spec, declared figures, chips and customer; decided here unless the ledger decides."""
+    r = _Review(rr)
     if rr.operation not in ("CREATE", "UPDATE") or rr.sub_resource:
-        return _simple(rr, redflag.ALLOW, True, f"{rr.operation} {rr.sub_resource or ''} is not gated".strip())
+        r.out = _simple(rr, redflag.ALLOW, True, f"{rr.operation} {rr.sub_resource or ''} is not gated".strip())
+        return r
     demand = read(rr.obj)
     ns = rr.namespace or (demand.namespace if isinstance(demand, Demand) else "")
     if isinstance(demand, ReadError):
-        dec = _invalid(packs, as_of, rr, ns, demand.message, mode)
-        return _store(s, rr, dec, None, None, actor, now, None, {"read_error": demand.message})
+        r.dec, r.extra = _invalid(packs, as_of, rr, ns, demand.message, mode), {"read_error": demand.message}
+        return r
+    r.demand = demand
     if demand.kind == "Pod" and set(demand.owner_kinds) & GATED_OWNER_KINDS:
-        return _simple(rr, redflag.ALLOW, True, f"pod of a {demand.owner_kinds[0]}: admitted and counted at its owner")
+        r.out = _simple(rr, redflag.ALLOW, True, f"pod of a {demand.owner_kinds[0]}: admitted and counted at its owner")
+        return r
     try:
         declared = parse_declared(demand.declared())
     except PolicyError as exc:
-        dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
-        return _store(s, rr, dec, None, None, actor, now, demand, {})
+        r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
+        return r
     settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
     base_req = JobRequest(ns, demand.kind, demand.name, rr.operation, (), declared, demand.notes)
     if ns in settings.exempt_namespaces or demand.chips <= 0:
-        dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
-        return _store(s, rr, dec, None, None, actor, now, demand, {})
+        r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
+        return r
+    r.extra = {"cluster": cluster}
     defaults = EstimationDefaults.from_packs(packs, as_of)
     chips, notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
-    req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared, (*demand.notes, *notes))
-    party, tier = customer_for(s, packs, ns, cluster, as_of)
-    records: dict[str, Any] = {}
-    related: list[RelatedJob] = []
-    load: CustomerLoad | None = None
-    case_row: RedFlagCase | None = None
-    if tier is None or tier.tier not in (1, 3):
-        cust = party.name if party else ""
-        key = redflag.model_key(declared, party.name if party else None)
-        window = settings.related_jobs_window_days if declared.model else settings.unnamed_model_window_days
-        from agent.ledger import lineage_query, lineage_records, load_records
+    r.req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared, (*demand.notes, *notes))
+    r.party, r.tier = customer_for(s, packs, ns, cluster, as_of)
+    r.settings = settings
+    if r.tier is not None and r.tier.tier in (1, 3):
+        # Tier 1 is admitted and Tier 3 refused whatever the ledger says: nothing to read.
+        r.dec = redflag.decide(packs, as_of, r.req, customer=r.tier, records={}, related=[], mode=mode)
+    return r
 
-        names = [n for n in (key, declared.base_model) if n]
-        agg_days = settings.customer_aggregate_window_days
-        since, agg_since = now - timedelta(days=window), now - timedelta(days=agg_days)
-        lineage_q = lineage_query(names, as_of)
-        related_rows: list[tuple[Any, ...]] | None = None
-        # One review per customer at a time, from the reads to the recorded decision: parts of a split run
-        # submitted together each see the parts decided before them (a dry run records nothing: no need).
-        serial = None if rr.dry_run else lock_key("customer", cust)
-        if lineage_q is not None and agg_days > 0:
-            # The lock, the lineage and the customer's recent jobs in one round trip.
-            lineage_rows, related_rows = fetch_each(
-                s, [lineage_q, related_and_load_query(cust, key, since, agg_since, base_req.job_ref)], lock=serial)
-            records = lineage_records(lineage_rows)
-        else:
-            if serial is not None:
-                lock_for_transaction(s, serial)
-            records = load_records(s, names, as_of)
-        if declared.model and party is not None:
-            scoped = lineage_name(key, records.get(key), party.name, tier.chain if tier else (), as_of)
-            if scoped != key:
-                # Another party's unpublished model has this name: the customer's own lineage is separate.
-                keep = {k: v for k, v in records.items() if k != key or k == declared.base_model}
-                records = {**keep, **load_records(s, [scoped], as_of)}
-                req = replace(req, declared=replace(declared, model=scoped), notes=(
-                    *req.notes, f"model {key} in the ledger belongs to another party; this customer's lineage "
-                                f"is {scoped}"))
-                declared, key = req.declared, scoped
-                related_rows = None  # read for the other party's lineage name: read again for this one
-        if declared.base_model and declared.base_model not in records:
-            # Nothing recorded to add or exclude: the job counts in full as its own lineage.
-            claimed = declared.base_model
-            declared = replace(declared, base_model=None)
-            req = replace(req, declared=declared, notes=(
-                *req.notes, f"base-model {claimed} is not in the ledger; its operations are not counted "
-                            "(register it with `veuctl models add`)"))
-        if related_rows is not None:
-            related, load = related_and_load_from(related_rows, agg_days)
-        elif agg_days > 0:
-            related, load = related_and_load(s, cust, key, since, agg_since, base_req.job_ref, agg_days)
-        else:
-            related = related_jobs(s, cust, key, since)
-    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related, mode=mode, load=load)
+
+def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
+    """A customer's n-th review in the n-th round: within a round every customer is different, so no
+    review needs to see another of the same round."""
+    rounds: list[list[_Review]] = []
+    seen: dict[str, int] = {}
+    for r in reviews:
+        n = seen.get(r.customer, 0)
+        seen[r.customer] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(r)
+    return rounds
+
+
+def _windows(r: _Review, now: datetime) -> tuple[str, datetime, datetime, int]:
+    """The review's lineage key, related-jobs window start, customer-wide window start and its days."""
+    assert r.req is not None and r.settings is not None
+    declared = r.req.declared
+    window = r.settings.related_jobs_window_days if declared.model else r.settings.unnamed_model_window_days
+    agg_days = r.settings.customer_aggregate_window_days
+    key = redflag.model_key(declared, r.party.name if r.party else None)
+    return key, now - timedelta(days=window), now - timedelta(days=agg_days), agg_days
+
+
+def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, locked: set[int], ids: int
+                 ) -> list[int]:
+    """Lock the round's customers and read their lineages and recent jobs (and reserve ``ids`` decision
+    ids, returned): one round trip on PostgreSQL.
+
+    One review per customer at a time, from these reads to the recorded decision: parts of a split run
+    submitted together each see the parts decided before them (a dry run records nothing: no lock).
+    """
+    from agent.ledger import lineage_query, lineage_records, load_records
+
+    queries: list[tuple[Any, dict[str, Any]]] = []
+    lineage_at: dict[tuple[str, ...], int] = {}
+    plan: list[tuple[_Review, tuple[str, ...], int]] = []
+    for r in group:
+        assert r.req is not None
+        key, since, agg_since, agg_days = _windows(r, now)
+        names = tuple(n for n in (key, r.req.declared.base_model) if n)
+        q = lineage_query(names, as_of)
+        if q is not None and names not in lineage_at:
+            lineage_at[names] = len(queries)
+            queries.append(q)
+        plan.append((r, names, len(queries)))
+        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days))
+    wanted = {lock_key("customer", r.customer) for r in group if not r.rr.dry_run} - locked
+    reserved, rows = reserve_ids(s, _DECISION_TABLE, ids, reads=queries, locks=sorted(wanted))
+    locked |= wanted
+    for r, names, at in plan:
+        assert r.settings is not None
+        i = lineage_at.get(names)
+        r.records = lineage_records(rows[i]) if i is not None else load_records(s, list(names), as_of)
+        r.related, r.load = related_from(rows[at], r.settings.customer_aggregate_window_days)
+    return reserved
+
+
+def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datetime, mode: str | None) -> None:
+    """The red-flag decision for a review whose ledger and recent jobs were read; the case looked up if it needs one."""
+    from agent.ledger import load_records
+
+    assert r.req is not None
+    req, records, tier, party = r.req, r.records, r.tier, r.party
+    declared = req.declared
+    key, since, agg_since, agg_days = _windows(r, now)
+    if declared.model and party is not None:
+        scoped = lineage_name(key, records.get(key), party.name, tier.chain if tier else (), as_of)
+        if scoped != key:
+            # Another party's unpublished model has this name: the customer's own lineage is separate.
+            keep = {k: v for k, v in records.items() if k != key or k == declared.base_model}
+            records = {**keep, **load_records(s, [scoped], as_of)}
+            req = replace(req, declared=replace(declared, model=scoped), notes=(
+                *req.notes, f"model {key} in the ledger belongs to another party; this customer's lineage "
+                            f"is {scoped}"))
+            declared, key = req.declared, scoped
+            # Read for the other party's lineage name: read again for this one.
+            r.related, r.load = related_from(fetch_all(s, *related_query(
+                r.customer, key, since, agg_since, req.job_ref, agg_days)), agg_days)
+    if declared.base_model and declared.base_model not in records:
+        # Nothing recorded to add or exclude: the job counts in full as its own lineage.
+        claimed = declared.base_model
+        req = replace(req, declared=replace(declared, base_model=None), notes=(
+            *req.notes, f"base-model {claimed} is not in the ledger; its operations are not counted "
+                        "(register it with `veuctl models add`)"))
+    dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=r.related, mode=mode,
+                         load=r.load)
     if dec.open_case:
         # Only a lineage at the threshold needs the case on file: one query saved on every other review.
-        if not rr.dry_run:
+        if not r.rr.dry_run:
             _lock_lineage_case(s, dec.customer or "", dec.case_subject)
-        case_row = current_case(s, dec.customer or "", dec.case_subject, now)
-        if case_row is not None:
-            dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=related,
-                                 case=case_state(case_row), mode=mode, load=load)
-    return _store(s, rr, dec, party, case_row, actor, now, demand, {"cluster": cluster}, commit=commit)
+        r.case_row = current_case(s, dec.customer or "", dec.case_subject, now)
+        if r.case_row is not None:
+            dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=r.related,
+                                 case=case_state(r.case_row), mode=mode, load=r.load)
+    r.dec = dec
 
 
 def _lock_lineage_case(s: Session, customer: str, model_key: str) -> None:
     """Serialise opening a case per (customer, lineage) until commit, so concurrent held re-submissions
     find the first one's case instead of each opening their own.
 
-    Taken before the audit chain lock (and never after it), so the two locks cannot deadlock. SQLite
-    serialises writers on its database lock already.
+    Taken after the customer's lock and before the audit chain lock (and never after it), so the locks
+    cannot deadlock. SQLite serialises writers on its database lock already.
     """
     if s.get_bind().dialect.name != "postgresql":
         return
@@ -458,51 +574,55 @@ def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: 
     return redflag.apply_mode(base, settings)
 
 
-def _store(
-    s: Session, rr: ReviewRequest, dec: Decision, party: Customer | None, case_row: RedFlagCase | None, actor: str,
-    now: datetime, demand: Demand | None, extra: dict[str, Any], commit: bool = False,
-) -> Outcome:
-    est = dec.lineage_operations
-    out = Outcome(rr.uid, rr.api_version, dec.allowed, dec.code, dec.message, list(dec.warnings), dec.case_id, est,
-                  rr.dry_run, None, dec)
-    if rr.dry_run:
-        # A dry run is never persisted by the API server, so it must leave no case and no record here.
-        out.warnings.append("dry run: no case opened and no decision recorded")
-        return out
-    if dec.open_case:
-        case_row = _open_or_update_case(s, dec, party, case_row, actor, now)
-        out.case_id = case_row.id
-        out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_row.id}")
-    settings_versions = json.dumps(dict(dec.versions), sort_keys=True)
+def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows: list[dict[str, Any]]) -> None:
+    """The reviews' outcomes; unless a dry run, their cases opened, their decision rows added to ``rows``
+    and their audit entries kept with them: the caller writes both."""
+    for r in reviews:
+        dec = r.dec
+        assert dec is not None
+        out = r.out = Outcome(r.rr.uid, r.rr.api_version, dec.allowed, dec.code, dec.message, list(dec.warnings),
+                              dec.case_id, dec.lineage_operations, r.rr.dry_run, None, dec)
+        if r.rr.dry_run:
+            # A dry run is never persisted by the API server, so it must leave no case and no record here.
+            out.warnings.append("dry run: no case opened and no decision recorded")
+            continue
+        if dec.open_case:
+            case_row = _open_or_update_case(s, dec, r.party, r.case_row, actor, now, r.entries)
+            out.case_id = case_row.id
+            out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_row.id}")
+        out.decision_id = r.decision_id
+        rows.append(_decision_values(r, now))
+        r.entries.append(AuditItem(actor, "admission.decide", f"job:{dec.job_ref}"[:300], {
+            "uid": r.rr.uid, "code": dec.code, "allowed": dec.allowed, "mode": dec.mode, "customer": dec.customer,
+            "model": dec.model_key, "estimate": dec.lineage_operations, "case_id": out.case_id,
+            "pack_versions": dict(dec.versions), "decision_id": out.decision_id}))
+
+
+def _decision_values(r: _Review, now: datetime) -> dict[str, Any]:
+    """The admission_decision row: what was asked, the estimate and its arithmetic, pack versions, outcome."""
+    dec, out, demand = r.dec, r.out, r.demand
+    assert dec is not None and out is not None
     asked = {
-        "uid": rr.uid, "operation": rr.operation, "user": rr.user,
+        "uid": r.rr.uid, "operation": r.rr.operation, "user": r.rr.user,
         "groups": [{"role": g.role, "pods": g.pods, "resource": g.resource, "chips_per_pod": g.chips,
                     "model_hints": list(g.model_hints)} for g in (demand.groups if demand else ())],
-        "annotations": demand.declared() if demand else {}, **extra,
+        "annotations": demand.declared() if demand else {}, **r.extra,
     }
     detail = {**dec.to_dict(), "asked": asked, "case_id": out.case_id}
     parts = [*dec.job_ref.split("/", 2), "", "", ""]
-    values = dict(
-        uid=rr.uid, decided_at=now, as_of=dec.as_of.isoformat(), namespace=parts[0][:253], kind=parts[1][:100],
-        name=parts[2][:253], operation=rr.operation, job_ref=dec.job_ref[:620],
-        customer_id=party.id if party else None, customer_name=(dec.customer or "")[:200],
+    return dict(
+        id=out.decision_id, uid=r.rr.uid, decided_at=now, as_of=dec.as_of.isoformat(), namespace=parts[0][:253],
+        kind=parts[1][:100], name=parts[2][:253], operation=r.rr.operation, job_ref=dec.job_ref[:620],
+        customer_id=r.party.id if r.party else None, customer_name=(dec.customer or "")[:200],
         model_key=(dec.model_key or "")[:300], code=dec.code, allowed=dec.allowed, mode=dec.mode, chips=dec.chips,
         run_operations=dec.run_operations, lineage_operations=dec.lineage_operations, case_id=out.case_id,
-        message=out.message, pack_versions=settings_versions, detail=json.dumps(detail, default=str),
+        message=out.message, pack_versions=json.dumps(dict(dec.versions), sort_keys=True),
+        detail=json.dumps(detail, default=str),
     )
-    s.flush()  # a case opened above is written first (the decision row refers to it)
-    # A Core INSERT (no ORM object per review) and its audit entry, in one round trip on PostgreSQL.
-    out.decision_id, _ = record_insert(
-        s, _DECISION_TABLE, values, id_key="decision_id", actor=actor, action="admission.decide",
-        subject=f"job:{dec.job_ref}"[:300],
-        payload={"uid": rr.uid, "code": dec.code, "allowed": dec.allowed, "mode": dec.mode, "customer": dec.customer,
-                 "model": dec.model_key, "estimate": dec.lineage_operations, "case_id": out.case_id,
-                 "pack_versions": dict(dec.versions)}, commit=commit)
-    return out
 
 
 def _open_or_update_case(s: Session, dec: Decision, party: Customer | None, row: RedFlagCase | None, actor: str,
-                         now: datetime) -> RedFlagCase:
+                         now: datetime, entries: list[AuditItem]) -> RedFlagCase:
     created = row is None or row.status != "open"
     if created:
         row = RedFlagCase(customer_id=party.id if party else None, customer_name=dec.customer or "",
@@ -518,9 +638,9 @@ def _open_or_update_case(s: Session, dec: Decision, party: Customer | None, row:
     row.updated_at = now
     s.add(row)
     s.flush()
-    record(s, actor=actor, action="case.open" if created else "case.update", subject=f"case:{row.id}",
-           payload={"customer": row.customer_name, "model": row.model_key, "job": dec.job_ref,
-                    "estimate": row.estimate_operations})
+    entries.append(AuditItem(actor, "case.open" if created else "case.update", f"case:{row.id}", {
+        "customer": row.customer_name, "model": row.model_key, "job": dec.job_ref,
+        "estimate": row.estimate_operations}))
     return row
 
 

@@ -32,6 +32,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy import select as sa_select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
@@ -64,7 +67,6 @@ from policies.ledger import (
 )
 from policies.packs import PackRegistry
 
-_OLD = __import__("os").environ.get("VEU_OLD_LINEAGE") == "1"
 _FIXED_NAMES = 4  # up to this many names, a fixed-text lineage statement per count (the admission path)
 _CHUNK = 500  # ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits
 NAME_MAX = 200
@@ -503,7 +505,7 @@ def load_records(
     s: Session, names: Iterable[str] | None = None, as_of: date | None = None
 ) -> dict[str, ModelRecord]:
     """ModelRecords for ``names`` and their lineage (all models if None); metered usage up to ``as_of`` merged in."""
-    if names is not None and not _OLD:
+    if names is not None:
         return _load_lineage(s, names, as_of)
     models = _closure(s, names)
     if not models:
@@ -574,6 +576,32 @@ def _wide(kind: str, cols: dict[str, Any]) -> Any:
     return sa_select(*out)
 
 
+class _InIds(ColumnElement[bool]):
+    """``column IN (SELECT id ...)``; on PostgreSQL ``column = ANY(ARRAY(SELECT id ...))``.
+
+    PostgreSQL guesses 200 rows for the recursive lineage walk and, on a ledger of a few thousand models,
+    plans a hash join over a scan of every model and run for what is one or two models: several
+    milliseconds a review. An array it can only probe, once per id, through the index."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("ids", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: Any, ids: Any) -> None:
+        self.column, self.ids = column, ids
+
+
+@compiles(_InIds)
+def __InIds(element: _InIds, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column.in_(element.ids), **kw))
+
+
+@compiles(_InIds, "postgresql")
+def _in_ids_pg(element: _InIds, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY(ARRAY({compiler.process(element.ids, **kw)}))"
+
+
 @functools.cache
 def _lineage_statement(bounded: bool, names: int) -> Any:
     """Built once per shape: constructing the SQLAlchemy expression costs more than running it."""
@@ -603,17 +631,17 @@ def _lineage_statement(bounded: bool, names: int) -> Any:
     # into a scan of every party when it plans for an unknown number of names.
     owner = sa_select(p.c.name).where(p.c.id == m.c.owner_id).scalar_subquery()
     models = _wide("m", {"mid": m.c.id, "t1": m.c.name, "t2": owner, "i1": m.c.base_id, "b1": m.c.published,
-                         "d1": m.c.published_on}).where(m.c.id.in_(ids))
+                         "d1": m.c.published_on}).where(_InIds(m.c.id, ids))
     runs = _wide("r", {"mid": r.c.model_id, "f1": r.c.operations, "t1": r.c.method, "d1": r.c.period_start,
                        "d2": r.c.period_end, "t2": r.c.site, "t3": r.c.job_ref, "i1": r.c.id}).where(
-        r.c.model_id.in_(ids))
+        _InIds(r.c.model_id, ids))
     synth = _wide("s", {"mid": si.c.model_id, "i1": si.c.generator_id, "f1": si.c.fraction,
-                        "f2": si.c.generation_operations, "d1": si.c.since}).where(si.c.model_id.in_(ids))
+                        "f2": si.c.generation_operations, "d1": si.c.since}).where(_InIds(si.c.model_id, ids))
     dets = _wide("d", {"mid": d.c.model_id, "b1": d.c.less_capable, "t1": d.c.determined_by,
-                       "d1": d.c.determined_on, "t2": d.c.basis, "i1": d.c.id}).where(d.c.model_id.in_(ids))
+                       "d1": d.c.determined_on, "t2": d.c.basis, "i1": d.c.id}).where(_InIds(d.c.model_id, ids))
     metered = _wide("u", {"mid": u.c.model_id, "t3": u.c.job_ref, "f1": func.sum(u.c.operations),
                           "ts1": func.min(u.c.period_start), "ts2": func.max(u.c.period_end),
-                          "f2": func.sum(u.c.chip_seconds)}).where(u.c.model_id.in_(ids))
+                          "f2": func.sum(u.c.chip_seconds)}).where(_InIds(u.c.model_id, ids))
     if bounded:
         metered = metered.where(u.c.period_start < bindparam("before", type_=u.c.period_start.type))
     metered = metered.group_by(u.c.model_id, u.c.job_ref)
@@ -638,7 +666,7 @@ def lineage_query(names: Iterable[str], as_of: date | None) -> tuple[Any, dict[s
     """The statement and parameters that read the lineage of ``names`` (for :func:`lineage_records`), when it
     can be sent as a plain prepared read (a few names); None otherwise (use :func:`load_records`)."""
     wanted = list(dict.fromkeys(n.strip() for n in names))
-    if _OLD or not wanted or len(wanted) > _FIXED_NAMES:
+    if not wanted or len(wanted) > _FIXED_NAMES:
         return None
     before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
     return (_lineage_statement(as_of is not None, len(wanted)),

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Integer, bindparam, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
 from sqlmodel import Session, create_engine
@@ -127,7 +128,7 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 
 # ------------------------------------------------------------------------------------------ driver fast path
 
-_compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any]]] = {}
+_compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any], str]] = {}
 # What lock_for_transaction and fetch_each send on PostgreSQL, the key bound as ``k`` (psycopg's pyformat).
 _PG_XACT_LOCK = "SELECT pg_advisory_xact_lock(%(k)s)"
 
@@ -189,7 +190,7 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = F
         return cur.fetchall() if cur.description is not None else []
 
 
-def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, lock: int | None = None
+def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, locks: Sequence[int] = ()
                ) -> list[list[tuple[Any, ...]]]:
     """The rows of several reads (prebuilt Core SELECTs, as for :func:`fetch_all`), one list per query.
 
@@ -197,21 +198,21 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, lock: i
     for :func:`fetch_all`, when nothing of the transaction has reached the server yet). Each still takes its
     own snapshot at READ COMMITTED, as it would sent one by one. Elsewhere they run one after another.
 
-    ``lock``: first take that transaction-scoped lock (:func:`lock_for_transaction`), in the same round trip;
-    the reads then see everything committed by whoever held it before.
+    ``locks``: first take those transaction-scoped locks (:func:`lock_for_transaction`), in ascending key
+    order so that two callers wanting several of the same keys cannot deadlock, in the same round trip;
+    the reads then see everything committed by whoever held them before.
     """
     conn = s.connection()
+    keys = sorted(set(locks))
     if conn.dialect.name != "postgresql":
-        if lock is not None:
-            lock_for_transaction(s, lock)
+        if keys:
+            lock_for_transaction(s, keys[0])  # SQLite: one writer at a time, whatever the key
         return [[tuple(r) for r in conn.execute(stmt, params).all()] for stmt, params in queries]
     if not all(_reads_only(stmt) for stmt, _params in queries):
         raise ValueError("fetch_each: only reads that lock nothing may be sent together")
-    bound = [_bind(conn, stmt, params) for stmt, params in queries]
-    if lock is not None:
-        bound.insert(0, (_PG_XACT_LOCK, {"k": lock}))
+    bound = [(_PG_XACT_LOCK, {"k": k}) for k in keys] + [_bind(conn, stmt, params) for stmt, params in queries]
     raw = conn.connection.driver_connection
-    alone = lock is None and _nothing_sent_yet(raw)
+    alone = not keys and _nothing_sent_yet(raw)
     cursors = [raw.cursor() for _ in bound]
     with _as_sqlalchemy_errors(conn, raw, "; ".join(q for q, _b in bound), {}):
         if alone:
@@ -220,13 +221,119 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, lock: i
             with raw.pipeline():
                 for cur, (sql, params) in zip(cursors, bound, strict=True):
                     cur.execute(sql, params, prepare=True)
-            rows = [cur.fetchall() for cur in cursors]
-            return rows[1:] if lock is not None else rows
+            return [cur.fetchall() for cur in cursors[len(keys):]]
         finally:
             if alone:
                 raw.autocommit = False
             for cur in cursors:
                 cur.close()
+
+
+def insert_many(s: Session, table: Any, rows: list[dict[str, Any]], *, ids: bool = False) -> list[int]:
+    """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction; with ``ids``,
+    the new rows' ids in the rows' order.
+
+    On PostgreSQL the one-row INSERT is compiled once and handed to psycopg's ``executemany``, which
+    pipelines the rows in one round trip and converts the statement once: SQLAlchemy's multi-row form is a
+    new statement text for every batch size, re-parsed by the driver each time, and costs more than the
+    insert. Elsewhere it is SQLAlchemy's executemany (ids returned in order)."""
+    if not rows:
+        return []
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True) if ids else table.insert()
+        result = conn.execute(stmt, rows)
+        return [int(i) for i in result.scalars().all()] if ids else []
+    stmt = insert_statement(table, tuple(rows[0]), ids)
+    raw = conn.connection.driver_connection
+    bound = [_bind(conn, stmt, row) for row in rows]
+    sql = bound[0][0]
+    with _as_sqlalchemy_errors(conn, raw, sql, bound[0][1]), raw.cursor() as cur:
+        cur.executemany(sql, [b for _sql, b in bound], returning=ids)
+        if not ids:
+            return []
+        out: list[int] = []
+        while True:
+            out.append(int(cur.fetchone()[0]))
+            if not cur.nextset():
+                return out
+
+
+def write_each(s: Session, steps: list[tuple[Any, list[dict[str, Any]]]], *, commit: bool = False
+               ) -> list[tuple[Any, ...]]:
+    """Run statements in order in the session's transaction, each with its parameter sets (several: as an
+    executemany); the rows the last one returns. On PostgreSQL all of it is one pipelined round trip (each
+    statement compiled once, as for :func:`fetch_all`: no SQLAlchemy type processing); ``commit=True``
+    commits the transaction in that same round trip, as :func:`fetch_all` does."""
+    steps = [(stmt, params) for stmt, params in steps if params]
+    if not steps:
+        return []
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        rows: list[tuple[Any, ...]] = []
+        for stmt, params in steps:
+            result = conn.execute(stmt, params if len(params) > 1 else params[0])
+            rows = [tuple(r) for r in result.all()] if result.returns_rows else []
+        return rows
+    bound = [[_bind(conn, stmt, p) for p in params] for stmt, params in steps]
+    raw = conn.connection.driver_connection
+    cursors = [raw.cursor() for _ in bound]
+    with _as_sqlalchemy_errors(conn, raw, "; ".join(b[0][0] for b in bound), {}):
+        try:
+            with raw.pipeline():
+                for cur, b in zip(cursors, bound, strict=True):
+                    if len(b) == 1:
+                        cur.execute(b[0][0], b[0][1], prepare=True)
+                    else:
+                        cur.executemany(b[0][0], [params for _sql, params in b])
+                if commit:
+                    raw.commit()
+            last = cursors[-1]
+            return [tuple(r) for r in last.fetchall()] if last.description is not None else []
+        finally:
+            for cur in cursors:
+                cur.close()
+
+
+def reserve_ids(s: Session, table: Any, n: int, *, reads: list[tuple[Any, dict[str, Any]]] | None = None,
+                locks: Sequence[int] = ()) -> tuple[list[int], list[list[tuple[Any, ...]]]]:
+    """``n`` new ids for rows of ``table`` that this transaction will insert (with :func:`insert_many` or
+    :func:`write_each`), so what refers to them can be written in the same round trip; and, when given, the
+    rows of ``reads`` after ``locks`` as :func:`fetch_each` reads them, in the same round trip.
+
+    PostgreSQL: from the id's sequence (a rolled-back transaction leaves a gap, as any insert does).
+    SQLite: after the highest id, under the database's write lock, which this transaction then holds."""
+    conn = s.connection()
+    if conn.dialect.name == "postgresql" and n > 0:
+        *rows, ids = fetch_each(s, [*(reads or []), (_next_ids(table.name), {"n": n})], locks=locks)
+        return sorted(int(r[0]) for r in ids), rows
+    rows = fetch_each(s, reads, locks=locks) if reads is not None else []
+    if n <= 0:
+        return [], rows
+    lock_for_transaction(s, 0)
+    top = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+    return list(range(top + 1, top + 1 + n)), rows
+
+
+@functools.cache
+def _next_ids(table_name: str) -> Any:
+    return select(func.nextval(func.pg_get_serial_sequence(table_name, "id"))).select_from(
+        func.generate_series(1, bindparam("n", type_=Integer)))
+
+
+_inserts: dict[tuple[str, tuple[str, ...], bool], Any] = {}
+
+
+def insert_statement(table: Any, columns: tuple[str, ...], ids: bool = False) -> Any:
+    """The one-row INSERT of ``columns`` into ``table`` (with ``ids``: returning the id), built once."""
+    key = (table.name, columns, ids)
+    stmt = _inserts.get(key)
+    if stmt is None:
+        stmt = table.insert().values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+        if ids:
+            stmt = stmt.returning(table.c.id)
+        _inserts[key] = stmt
+    return stmt
 
 
 def lock_key(*parts: str) -> int:
@@ -252,19 +359,37 @@ def lock_for_transaction(s: Session, key: int) -> None:
 
 
 def _bind(conn: Any, stmt: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The statement's SQL (compiled once per statement object) and its bound parameters."""
+    """The statement's SQL (compiled once per statement object) and its bound parameters.
+
+    Parameters marked with :func:`binary_arrays` go in psycopg's binary format (``%(name)b``): the text
+    format quotes and escapes each element of an array, a regular-expression pass over every string, which
+    for a batch's worth of audit entries costs more than the statement."""
     key = (id(stmt), conn.dialect.name)
     hit = _compiled.get(key)
     if hit is None or hit[0] is not stmt:
         compiled = stmt.compile(dialect=conn.dialect)
-        hit = (stmt, compiled, dict(compiled._bind_processors))
+        sql = compiled.string
+        if conn.dialect.name == "postgresql":
+            for name in _ARRAY_PARAMS.get(id(stmt), ()):
+                sql = sql.replace(f"%({name})s", f"%({name})b")
+        hit = (stmt, compiled, dict(compiled._bind_processors), sql)
         _compiled[key] = hit
-    _stmt, compiled, procs = hit
+    _stmt, compiled, procs, sql = hit
     bound = compiled.construct_params(params)
     for name, proc in procs.items():
         if name in bound and bound[name] is not None:
             bound[name] = proc(bound[name])
-    return compiled.string, bound
+    return sql, bound
+
+
+_ARRAY_PARAMS: dict[int, frozenset[str]] = {}
+
+
+def binary_arrays(stmt: Any, *names: str) -> Any:
+    """Mark ``names`` as array parameters of ``stmt`` (a prebuilt statement kept for the process's life),
+    sent in binary format by :func:`fetch_all`, :func:`fetch_each` and :func:`write_each`."""
+    _ARRAY_PARAMS[id(stmt)] = frozenset(names)
+    return stmt
 
 
 @contextmanager

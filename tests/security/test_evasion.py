@@ -99,7 +99,9 @@ def test_slices_of_one_run_submitted_at_once_are_held_once_the_sum_reaches_1e26(
 
     def submit(body: dict[str, Any]) -> str:
         start.wait()
-        return str(evaluate(store, body)["response"]["auditAnnotations"]["code"])
+        answer = evaluate(store, [body])[0]
+        assert isinstance(answer, dict), answer
+        return str(answer["response"]["auditAnnotations"]["code"])
 
     with ThreadPoolExecutor(len(bodies)) as pool:
         codes = list(pool.map(submit, bodies))

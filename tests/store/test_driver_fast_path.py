@@ -135,7 +135,7 @@ def test_reads_sent_together_on_sqlite_run_one_by_one(db_url: str) -> None:
 def test_reads_after_a_lock_hold_it_until_the_transaction_ends(engine: Any, pg_url: str) -> None:
     key = lock_key("customer", "acme")
     with Session(engine) as s, psycopg.connect(pg_url, autocommit=True) as other:
-        (rows,) = fetch_each(s, [(select(T.c.id), {})], lock=key)
+        (rows,) = fetch_each(s, [(select(T.c.id), {})], locks=[key])
         assert rows == [] and _status(s) == TransactionStatus.INTRANS
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (False,)
         s.commit()
