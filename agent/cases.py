@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, cast, distinct, func, literal, null, union_all
+from sqlalchemy import Table, bindparam, cast, distinct, func, literal, literal_column, null, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -302,15 +302,28 @@ def _best_per_job(rows: Any) -> list[RelatedJob]:
     return list(best.values())
 
 
-def current_case(s: Session, customer: str, model_key: str, now: datetime) -> RedFlagCase | None:
-    q = select(RedFlagCase).where(RedFlagCase.customer_name == customer, RedFlagCase.model_key == model_key,
-                                  col(RedFlagCase.status).in_(["open", "resolved"])).order_by(
-        col(RedFlagCase.id).desc())
-    for row in s.exec(q).all():
-        if row.status == "resolved" and row.expires_at is not None and _aware(row.expires_at) < now:
+_C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
+_CURRENT_CASE = sa_select(
+    _C.c.id, _C.c.status, _C.c.export_intent, _C.c.licence_number, _C.c.customer_informed, _C.c.resolved_by,
+    _C.c.expires_at,
+).where(_C.c.customer_name == bindparam("customer"), _C.c.model_key == bindparam("model_key"),
+        _C.c.status.in_([literal_column("'open'"), literal_column("'resolved'")])).order_by(_C.c.id.desc())
+
+
+def current_case_state(s: Session, customer: str, model_key: str, now: datetime) -> CaseState | None:
+    """The case on file for this customer and lineage: the newest open one, or resolved and not expired."""
+    for case_id, status, intent, licence, informed, by, expires in fetch_all(
+            s, _CURRENT_CASE, {"customer": customer, "model_key": model_key}):
+        if status == "resolved" and expires is not None and _aware(expires) < now:
             continue
-        return row
+        return CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
+                         _aware(expires).date() if expires else None)
     return None
+
+
+def current_case(s: Session, customer: str, model_key: str, now: datetime) -> RedFlagCase | None:
+    state = current_case_state(s, customer, model_key, now)
+    return s.get(RedFlagCase, state.id) if state is not None else None
 
 
 def _aware(d: datetime) -> datetime:
@@ -341,7 +354,7 @@ class _Review:
     demand: Demand | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     party: Customer | None = None
-    case_row: RedFlagCase | None = None
+    case: CaseState | None = None  # the case on file, looked up when the decision needs one
     # Set when the customer's ledger and recent jobs decide (a customer that is not Tier 1 or Tier 3).
     req: JobRequest | None = None
     tier: EffectiveTier | None = None
@@ -541,10 +554,10 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
         # Only a lineage at the threshold needs the case on file: one query saved on every other review.
         if not r.rr.dry_run:
             _lock_lineage_case(s, dec.customer or "", dec.case_subject)
-        r.case_row = current_case(s, dec.customer or "", dec.case_subject, now)
-        if r.case_row is not None:
+        r.case = current_case_state(s, dec.customer or "", dec.case_subject, now)
+        if r.case is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=r.related,
-                                 case=case_state(r.case_row), mode=mode, load=r.load)
+                                 case=r.case, mode=mode, load=r.load)
     r.dec = dec
 
 
@@ -587,7 +600,9 @@ def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows:
             out.warnings.append("dry run: no case opened and no decision recorded")
             continue
         if dec.open_case:
-            case_row = _open_or_update_case(s, dec, r.party, r.case_row, actor, now, r.entries)
+            # An open case gets this job; a resolved one that no longer admits it gives way to a new case.
+            row = s.get(RedFlagCase, r.case.id) if r.case is not None and r.case.status == "open" else None
+            case_row = _open_or_update_case(s, dec, r.party, row, actor, now, r.entries)
             out.case_id = case_row.id
             out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_row.id}")
         out.decision_id = r.decision_id
@@ -623,11 +638,10 @@ def _decision_values(r: _Review, now: datetime) -> dict[str, Any]:
 
 def _open_or_update_case(s: Session, dec: Decision, party: Customer | None, row: RedFlagCase | None, actor: str,
                          now: datetime, entries: list[AuditItem]) -> RedFlagCase:
-    created = row is None or row.status != "open"
-    if created:
+    created = row is None
+    if row is None:
         row = RedFlagCase(customer_id=party.id if party else None, customer_name=dec.customer or "",
                           model_key=dec.case_subject, status="open", source="admission", opened_at=now)
-    assert row is not None
     jobs = json.loads(row.jobs or "[]")
     if dec.job_ref not in jobs:
         jobs.append(dec.job_ref)

@@ -108,8 +108,9 @@ def _failure_response(body: Any, why: str) -> JSONResponse:
 
 def evaluate(database_url: str | None, bodies: list[Any]) -> list[dict[str, Any] | Exception]:
     """Evaluate parsed reviews, in order, in one transaction (run in a worker thread): each one's response,
-    or the exception that stopped it. When the batch fails, each review is retried in a transaction of its
-    own, so one review's failure (a pack it trips over, a constraint) is its alone."""
+    or the exception that stopped it. When the batch fails for any reason but an unreachable store, each
+    review is retried in a transaction of its own, so one review's failure (a pack it trips over, a
+    constraint) is its alone."""
     from agent.cases import evaluate_reviews
     from agent.packs import registry
     from agent.store import get_engine
@@ -123,6 +124,8 @@ def evaluate(database_url: str | None, bodies: list[Any]) -> list[dict[str, Any]
             except BaseException:
                 s.rollback()
                 raise
+    except OperationalError as exc:  # the store is unreachable: no review of the batch would fare better alone
+        return [exc] * len(bodies)
     except Exception as exc:
         if len(bodies) == 1:
             return [exc]

@@ -129,8 +129,12 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 # ------------------------------------------------------------------------------------------ driver fast path
 
 _compiled: dict[tuple[int, str], tuple[Any, Any, dict[str, Any], str]] = {}
-# What lock_for_transaction and fetch_each send on PostgreSQL, the key bound as ``k`` (psycopg's pyformat).
+# What lock_for_transaction sends on PostgreSQL, the key bound as ``k`` (psycopg's pyformat).
 _PG_XACT_LOCK = "SELECT pg_advisory_xact_lock(%(k)s)"
+# fetch_each: several keys in one statement, in ascending order. A subquery with ORDER BY is never
+# flattened into its parent, so each lock is taken as its row comes out of the sort.
+_PG_XACT_LOCKS = ("SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(%(ks)s::bigint[]) AS k ORDER BY k) "
+                  "AS ordered")
 
 
 def _reads_only(stmt: Any) -> bool:
@@ -210,7 +214,8 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, locks: 
         return [[tuple(r) for r in conn.execute(stmt, params).all()] for stmt, params in queries]
     if not all(_reads_only(stmt) for stmt, _params in queries):
         raise ValueError("fetch_each: only reads that lock nothing may be sent together")
-    bound = [(_PG_XACT_LOCK, {"k": k}) for k in keys] + [_bind(conn, stmt, params) for stmt, params in queries]
+    locking = [(_PG_XACT_LOCKS, {"ks": keys})] if keys else []
+    bound = locking + [_bind(conn, stmt, params) for stmt, params in queries]
     raw = conn.connection.driver_connection
     alone = not keys and _nothing_sent_yet(raw)
     cursors = [raw.cursor() for _ in bound]
@@ -221,7 +226,7 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, locks: 
             with raw.pipeline():
                 for cur, (sql, params) in zip(cursors, bound, strict=True):
                     cur.execute(sql, params, prepare=True)
-            return [cur.fetchall() for cur in cursors[len(keys):]]
+            return [cur.fetchall() for cur in cursors[len(locking):]]
         finally:
             if alone:
                 raw.autocommit = False

@@ -142,6 +142,44 @@ def test_reads_after_a_lock_hold_it_until_the_transaction_ends(engine: Any, pg_u
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
 
 
+def test_several_locks_in_one_statement_are_all_held_until_the_transaction_ends(engine: Any, pg_url: str) -> None:
+    keys = [lock_key("customer", name) for name in ("acme", "globex", "initech", "acme")]
+    with Session(engine) as s, psycopg.connect(pg_url, autocommit=True) as other:
+        (rows,) = fetch_each(s, [(select(T.c.id), {})], locks=keys)
+        assert rows == []
+        for key in set(keys):
+            assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (False,)
+        s.commit()
+        for key in set(keys):
+            assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+
+
+def test_two_transactions_locking_the_same_keys_in_any_order_do_not_deadlock(engine: Any) -> None:
+    import threading
+
+    keys = [lock_key("customer", str(i)) for i in range(20)]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def lock(order: list[int]) -> None:
+        try:
+            for _ in range(20):
+                start.wait()
+                with Session(engine) as s:
+                    fetch_each(s, [(select(T.c.id), {})], locks=order)
+                    s.commit()
+        except BaseException as exc:  # a deadlock surfaces as psycopg's DeadlockDetected
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=lock, args=(o,)) for o in (keys, keys[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
 def test_lock_keys_are_stable_and_distinct() -> None:
     assert lock_key("customer", "acme") == lock_key("customer", "acme") < 2**63
     assert lock_key("customer", "acme") != lock_key("customer", "acme2") != lock_key("case", "acme")
