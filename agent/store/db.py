@@ -153,7 +153,7 @@ def _nothing_sent_yet(raw: Any) -> bool:
             and raw.isolation_level in (None, IsolationLevel.READ_COMMITTED))
 
 
-def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = False) -> list[tuple[Any, ...]]:
+def fetch_all(s: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Rows of a prebuilt Core statement, run on the session's connection (and transaction).
 
     On PostgreSQL the statement is compiled once and handed to psycopg directly: on the admission path
@@ -161,36 +161,24 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any], *, commit: bool = F
     Only for statements whose binds and results need no SQLAlchemy type processing (plain numbers, text,
     timestamps, booleans); elsewhere, and on SQLite, it is an ordinary ``execute``.
 
-    ``commit=True`` (PostgreSQL) commits the transaction with this statement, its last write: the lock it
-    holds until commit (the audit chain's) is then held for the server's work alone, not for a round trip
-    back to Python and another out. The session's own commit afterwards finds nothing left to commit.
-    Elsewhere the caller commits as usual.
-
-    When nothing of the transaction has reached the server yet, a read (or, with ``commit=True``, the
-    transaction's only write) runs as a single-statement transaction of its own: the same outcome at READ
-    COMMITTED, where every statement takes its own snapshot anyway, without the separate ``BEGIN`` round
-    trip the driver would otherwise send first (and, for the write, without the ``COMMIT``). The write is
-    durable when the call returns, as after any commit.
+    When nothing of the transaction has reached the server yet, a read runs as a single-statement
+    transaction of its own: the same outcome at READ COMMITTED, where every statement takes its own
+    snapshot anyway, without the separate ``BEGIN`` round trip the driver would otherwise send first.
     """
     conn = s.connection()
     if conn.dialect.name != "postgresql":
         return [tuple(r) for r in conn.execute(stmt, params).all()]
     sql, bound = _bind(conn, stmt, params)
     raw = conn.connection.driver_connection
-    alone = (commit or _reads_only(stmt)) and _nothing_sent_yet(raw)
+    alone = _reads_only(stmt) and _nothing_sent_yet(raw)
     with _as_sqlalchemy_errors(conn, raw, sql, bound), raw.cursor() as cur:
         if alone:
             raw.autocommit = True
-            try:
-                cur.execute(sql, bound, prepare=True)
-            finally:
-                raw.autocommit = False
-        elif commit:
-            with raw.pipeline():
-                cur.execute(sql, bound, prepare=True)
-                raw.commit()
-        else:
+        try:
             cur.execute(sql, bound, prepare=True)
+        finally:
+            if alone:
+                raw.autocommit = False
         return cur.fetchall() if cur.description is not None else []
 
 
@@ -268,8 +256,12 @@ def write_each(s: Session, steps: list[tuple[Any, list[dict[str, Any]]]], *, com
                ) -> list[tuple[Any, ...]]:
     """Run statements in order in the session's transaction, each with its parameter sets (several: as an
     executemany); the rows the last one returns. On PostgreSQL all of it is one pipelined round trip (each
-    statement compiled once, as for :func:`fetch_all`: no SQLAlchemy type processing); ``commit=True``
-    commits the transaction in that same round trip, as :func:`fetch_all` does."""
+    statement compiled once, as for :func:`fetch_all`: no SQLAlchemy type processing).
+
+    ``commit=True`` (PostgreSQL) commits the transaction in that same round trip, with these its last
+    writes: a lock held until commit (the audit chain's) is then held for the server's work alone, not for
+    a round trip back to Python and another out. The session's own commit afterwards finds nothing left
+    to commit. Elsewhere the caller commits as usual."""
     steps = [(stmt, params) for stmt, params in steps if params]
     if not steps:
         return []

@@ -1,4 +1,5 @@
-"""fetch_all on PostgreSQL: what runs as its own transaction, what stays in the caller's, and that nothing is lost."""
+"""The driver fast path on PostgreSQL (fetch_all, fetch_each, write_each): what runs as its own transaction,
+what stays in the caller's, and that nothing is lost."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, inse
 from sqlmodel import Session
 
 from agent.store import get_engine
-from agent.store.db import fetch_all, fetch_each, lock_key
+from agent.store.db import fetch_all, fetch_each, lock_key, write_each
 
 META = MetaData()
 T = Table("fast_path_probe", META, Column("id", Integer, primary_key=True), Column("v", String(20)))
@@ -50,42 +51,43 @@ def test_a_locking_read_stays_in_the_callers_transaction(engine: Any) -> None:
         s.rollback()
 
 
-def test_the_only_write_committed_with_commit_true_is_durable_on_return(engine: Any, pg_url: str) -> None:
+def test_writes_committed_with_commit_true_are_durable_on_return(engine: Any, pg_url: str) -> None:
     with Session(engine) as s:
-        fetch_all(s, _INSERT, {"v": "alone"}, commit=True)
+        write_each(s, [(_INSERT, [{"v": "alone"}])], commit=True)
         assert _status(s) == TransactionStatus.IDLE
         assert _committed(pg_url) == ["alone"]  # visible to another connection before the session commits
         s.commit()
     assert _committed(pg_url) == ["alone"]
 
 
-def test_a_write_after_earlier_writes_commits_them_together(engine: Any, pg_url: str) -> None:
+def test_writes_after_earlier_writes_commit_them_together(engine: Any, pg_url: str) -> None:
     with Session(engine) as s:
         s.connection().execute(insert(T).values(v="first"))
-        fetch_all(s, _INSERT, {"v": "second"}, commit=True)
-        assert _status(s) == TransactionStatus.IDLE
-        assert _committed(pg_url) == ["first", "second"]
+        rows = write_each(s, [(_INSERT, [{"v": "second"}, {"v": "third"}]), (_INSERT, [{"v": "fourth"}])],
+                          commit=True)
+        assert _status(s) == TransactionStatus.IDLE and len(rows) == 1  # the last statement's rows
+        assert _committed(pg_url) == ["first", "second", "third", "fourth"]
 
 
 def test_an_earlier_write_is_rolled_back_with_a_failed_last_write(engine: Any, pg_url: str) -> None:
     with Session(engine) as s:
-        (row,) = fetch_all(s, _INSERT, {"v": "kept"}, commit=True)
+        ((row,),) = write_each(s, [(_INSERT, [{"v": "kept"}])], commit=True)
         s.connection().execute(insert(T).values(v="lost"))
         with pytest.raises(Exception, match="duplicate key"):
-            fetch_all(s, _BAD, {"id": row[0], "v": "clash"}, commit=True)
+            write_each(s, [(_INSERT, [{"v": "lost too"}]), (_BAD, [{"id": row, "v": "clash"}])], commit=True)
         s.rollback()
     assert _committed(pg_url) == ["kept"]
 
 
-def test_a_failed_statement_on_its_own_leaves_the_connection_usable(engine: Any, pg_url: str) -> None:
+def test_a_failed_write_leaves_the_connection_usable(engine: Any, pg_url: str) -> None:
     with Session(engine) as s:
-        (row,) = fetch_all(s, _INSERT, {"v": "one"}, commit=True)
+        ((row,),) = write_each(s, [(_INSERT, [{"v": "one"}])], commit=True)
         with pytest.raises(Exception, match="duplicate key"):
-            fetch_all(s, _BAD, {"id": row[0], "v": "two"}, commit=True)
+            write_each(s, [(_BAD, [{"id": row, "v": "two"}])], commit=True)
         raw = s.connection().connection.driver_connection
         assert raw.autocommit is False
         s.rollback()
-        fetch_all(s, _INSERT, {"v": "three"}, commit=True)
+        write_each(s, [(_INSERT, [{"v": "three"}])], commit=True)
         s.commit()
     assert _committed(pg_url) == ["one", "three"]
 
@@ -100,8 +102,7 @@ def test_under_repeatable_read_a_read_keeps_the_transactions_snapshot(engine: An
 
 def test_reads_sent_together_each_get_their_own_rows(engine: Any) -> None:
     with Session(engine) as s:
-        fetch_all(s, _INSERT, {"v": "a"}, commit=True)
-        fetch_all(s, _INSERT, {"v": "b"}, commit=True)
+        write_each(s, [(_INSERT, [{"v": "a"}, {"v": "b"}])], commit=True)
         ids, vs = fetch_each(s, [(select(T.c.id).order_by(T.c.id), {}),
                                  (select(T.c.v).where(T.c.v == bindparam("v")), {"v": "b"})])
         assert [r[0] for r in ids] == [1, 2] and vs == [("b",)]

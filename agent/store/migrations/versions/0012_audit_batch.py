@@ -5,6 +5,8 @@ chain's advisory lock, reads the head once and appends the entries in array orde
 ``veu_audit_append`` (0009_perf) and :func:`agent.audit.entry_material` do: the caller passes each entry's
 canonical JSON around the two values only the head decides (``prev_hash`` and ``seq``). One statement
 then holds the chain's serialised section for a whole batch. SQLite keeps the plain statements.
+``veu_audit_append`` stays: processes of the previous release still call it during a rolling upgrade, and
+both take the same lock and hash the same bytes.
 
 Revision ID: 0012_audit_batch
 Revises: 0009_perf
