@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -212,15 +213,16 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-_QUEUES: dict[tuple[int, str | None], _Queue] = {}
+_QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, _Queue]] = weakref.WeakKeyDictionary()
 
 
 def _queue(database_url: str | None) -> _Queue:
-    """This event loop's queue for that store (tests run several apps, each on its own loop)."""
-    key = (id(asyncio.get_running_loop()), database_url)
-    q = _QUEUES.get(key)
+    """This event loop's queue for that store (tests run several apps, each on its own loop, and a queue's
+    futures belong to its loop); forgotten with the loop."""
+    queues = _QUEUES.setdefault(asyncio.get_running_loop(), {})
+    q = queues.get(database_url)
     if q is None:
-        q = _QUEUES[key] = _Queue(database_url)
+        q = queues[database_url] = _Queue(database_url)
     return q
 
 

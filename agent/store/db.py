@@ -137,6 +137,11 @@ _PG_XACT_LOCKS = ("SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(%(
                   "AS ordered")
 
 
+def _driver(conn: Any) -> Any:
+    """The psycopg connection under a SQLAlchemy connection."""
+    return conn.connection.driver_connection
+
+
 def _reads_only(stmt: Any) -> bool:
     """A SELECT that locks nothing (a locking read must stay inside its transaction)."""
     return bool(getattr(stmt, "is_select", False)) and getattr(stmt, "_for_update_arg", None) is None
@@ -169,7 +174,7 @@ def fetch_all(s: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, 
     if conn.dialect.name != "postgresql":
         return [tuple(r) for r in conn.execute(stmt, params).all()]
     sql, bound = _bind(conn, stmt, params)
-    raw = conn.connection.driver_connection
+    raw = _driver(conn)
     alone = _reads_only(stmt) and _nothing_sent_yet(raw)
     with _as_sqlalchemy_errors(conn, raw, sql, bound), raw.cursor() as cur:
         if alone:
@@ -204,7 +209,7 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, locks: 
         raise ValueError("fetch_each: only reads that lock nothing may be sent together")
     locking = [(_PG_XACT_LOCKS, {"ks": keys})] if keys else []
     bound = locking + [_bind(conn, stmt, params) for stmt, params in queries]
-    raw = conn.connection.driver_connection
+    raw = _driver(conn)
     alone = not keys and _nothing_sent_yet(raw)
     cursors = [raw.cursor() for _ in bound]
     with _as_sqlalchemy_errors(conn, raw, "; ".join(q for q, _b in bound), {}):
@@ -238,7 +243,7 @@ def insert_many(s: Session, table: Any, rows: list[dict[str, Any]], *, ids: bool
         result = conn.execute(stmt, rows)
         return [int(i) for i in result.scalars().all()] if ids else []
     stmt = insert_statement(table, tuple(rows[0]), ids)
-    raw = conn.connection.driver_connection
+    raw = _driver(conn)
     bound = [_bind(conn, stmt, row) for row in rows]
     sql = bound[0][0]
     with _as_sqlalchemy_errors(conn, raw, sql, bound[0][1]), raw.cursor() as cur:
@@ -273,7 +278,7 @@ def write_each(s: Session, steps: list[tuple[Any, list[dict[str, Any]]]], *, com
             rows = [tuple(r) for r in result.all()] if result.returns_rows else []
         return rows
     bound = [[_bind(conn, stmt, p) for p in params] for stmt, params in steps]
-    raw = conn.connection.driver_connection
+    raw = _driver(conn)
     cursors = [raw.cursor() for _ in bound]
     with _as_sqlalchemy_errors(conn, raw, "; ".join(b[0][0] for b in bound), {}):
         try:
