@@ -267,6 +267,7 @@ def record_many(session: Session, items: Sequence[AuditItem],
     ts = utcnow()
     ts_s = ts_text(ts)
     cut = [(it.actor[:200], it.action[:100], it.subject[:300]) for it in items]
+    steps = [(insert_statement(table, tuple(r[0])), r) for table, r in rows if r]
     if session.get_bind().dialect.name == "postgresql":
         d = _quote
         call = {"k": _PG_LOCK_KEY, "ts": ts, "actors": [c[0] for c in cut], "actions": [c[1] for c in cut],
@@ -274,12 +275,10 @@ def record_many(session: Session, items: Sequence[AuditItem],
                 "heads": [f'{{"action":{d(action)},"actor":{d(actor)},"payload":{body},"prev_hash":"'
                           for (actor, action, _s), body in zip(cut, bodies, strict=True)],
                 "tails": [f',"subject":{d(subject)},"ts":"{ts_s}"}}' for _a, _b, subject in cut]}
-        steps = [(insert_statement(table, tuple(r[0])), r) for table, r in rows if r]
         out = write_each(session, [*steps, (_APPEND_MANY, [call])], commit=commit)
         appended = [Appended(int(seq), str(prev), str(hash_)) for seq, prev, hash_ in out]
     else:
-        for table, r in rows:
-            insert_many(session, table, r)
+        write_each(session, steps)
         seq, prev = _head(session, lock=True)
         entries: list[dict[str, Any]] = []
         appended = []

@@ -330,13 +330,6 @@ def _aware(d: datetime) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
-def case_state(row: RedFlagCase | None) -> CaseState | None:
-    if row is None or row.id is None:
-        return None
-    return CaseState(row.id, row.status, row.export_intent, row.licence_number, row.customer_informed,
-                     row.resolved_by, _aware(row.expires_at).date() if row.expires_at else None)
-
-
 # ------------------------------------------------------------------------------------------------ evaluate
 
 

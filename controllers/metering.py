@@ -188,8 +188,7 @@ class Meter:
                 st = ledger.model_status(s, packs, key, as_of)
                 if st.status != st.regime.status_label:
                     continue
-                row = casesvc.current_case(s, cust, key, now)
-                state = casesvc.case_state(row)
+                state = casesvc.current_case_state(s, cust, key, now)
                 if state is not None and state.satisfied(as_of):
                     continue
                 case, opened = casesvc.open_metering_case(

@@ -53,10 +53,7 @@ class BodyTooLarge(Exception):
 
 
 def max_bytes() -> int:
-    try:
-        return max(1024, int(os.environ.get("VEU_WEBHOOK_MAX_BYTES", DEFAULT_MAX_BYTES)))
-    except ValueError:
-        return DEFAULT_MAX_BYTES
+    return max(1024, _env_int("VEU_WEBHOOK_MAX_BYTES", DEFAULT_MAX_BYTES))
 
 
 def failure_mode() -> str:

@@ -227,34 +227,12 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, locks: 
                 cur.close()
 
 
-def insert_many(s: Session, table: Any, rows: list[dict[str, Any]], *, ids: bool = False) -> list[int]:
-    """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction; with ``ids``,
-    the new rows' ids in the rows' order.
-
-    On PostgreSQL the one-row INSERT is compiled once and handed to psycopg's ``executemany``, which
-    pipelines the rows in one round trip and converts the statement once: SQLAlchemy's multi-row form is a
-    new statement text for every batch size, re-parsed by the driver each time, and costs more than the
-    insert. Elsewhere it is SQLAlchemy's executemany (ids returned in order)."""
-    if not rows:
-        return []
-    conn = s.connection()
-    if conn.dialect.name != "postgresql":
-        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True) if ids else table.insert()
-        result = conn.execute(stmt, rows)
-        return [int(i) for i in result.scalars().all()] if ids else []
-    stmt = insert_statement(table, tuple(rows[0]), ids)
-    raw = _driver(conn)
-    bound = [_bind(conn, stmt, row) for row in rows]
-    sql = bound[0][0]
-    with _as_sqlalchemy_errors(conn, raw, sql, bound[0][1]), raw.cursor() as cur:
-        cur.executemany(sql, [b for _sql, b in bound], returning=ids)
-        if not ids:
-            return []
-        out: list[int] = []
-        while True:
-            out.append(int(cur.fetchone()[0]))
-            if not cur.nextset():
-                return out
+def insert_many(s: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction: one
+    :func:`write_each` of the one-row INSERT, which psycopg pipelines (SQLAlchemy's multi-row form would be
+    a new statement text for every batch size, re-parsed by the driver each time)."""
+    if rows:
+        write_each(s, [(insert_statement(table, tuple(rows[0])), rows)])
 
 
 def write_each(s: Session, steps: list[tuple[Any, list[dict[str, Any]]]], *, commit: bool = False
@@ -323,18 +301,15 @@ def _next_ids(table_name: str) -> Any:
         func.generate_series(1, bindparam("n", type_=Integer)))
 
 
-_inserts: dict[tuple[str, tuple[str, ...], bool], Any] = {}
+_inserts: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
-def insert_statement(table: Any, columns: tuple[str, ...], ids: bool = False) -> Any:
-    """The one-row INSERT of ``columns`` into ``table`` (with ``ids``: returning the id), built once."""
-    key = (table.name, columns, ids)
+def insert_statement(table: Any, columns: tuple[str, ...]) -> Any:
+    """The one-row INSERT of ``columns`` into ``table``, built once."""
+    key = (table.name, columns)
     stmt = _inserts.get(key)
     if stmt is None:
-        stmt = table.insert().values({c: bindparam(c, type_=table.c[c].type) for c in columns})
-        if ids:
-            stmt = stmt.returning(table.c.id)
-        _inserts[key] = stmt
+        stmt = _inserts[key] = table.insert().values({c: bindparam(c, type_=table.c[c].type) for c in columns})
     return stmt
 
 
