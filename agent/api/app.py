@@ -59,6 +59,7 @@ def create_app(database_url: str | None = None, *, webhook: bool = True) -> Fast
 
 def create_webhook_app(database_url: str | None = None) -> FastAPI:
     """Only the admission webhook and the probes: what a webhook-only port exposes (no API, no dashboard)."""
+    from controllers.webhook import ValidateEndpoint
     from controllers.webhook import router as webhook_router
 
     app = FastAPI(title="veu-governor webhook", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
@@ -75,4 +76,6 @@ def create_webhook_app(database_url: str | None = None) -> FastAPI:
         return PlainTextResponse("ready")
 
     app.include_router(webhook_router)
+    # POST /validate answered ahead of the routing (the same answer as the route's; see ValidateEndpoint).
+    app.add_middleware(ValidateEndpoint, database_url=database_url)
     return app

@@ -32,3 +32,35 @@ def test_migrate_is_idempotent(db_url: str) -> None:
     migrate(eng)
     migrate(eng)
     assert _schema_drift(db_url) == []
+
+
+@pytest.mark.postgres
+def test_a_customers_admitted_jobs_are_summed_from_the_admitted_index_alone(pg_url: str) -> None:
+    """The related-jobs statement's WHERE implies ix_admission_decision_admitted's predicate, so PostgreSQL can
+    answer the customer-wide sum with an index-only scan (a change to how ``allowed`` is tested would
+    silently turn it back into a heap visit per decision of the customer)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel import Session
+
+    from agent.cases import related_query
+    from agent.store.db import _bind
+
+    now = datetime.now(UTC)
+    stmt, params = related_query("acme", "llm", now - timedelta(days=90), now - timedelta(days=90), "ns/Job/x", 90)
+    with Session(get_engine(pg_url)) as s:
+        conn = s.connection()
+        sql, bound = _bind(conn, stmt, params)
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, bound).all())
+    assert "Index Only Scan using ix_admission_decision_admitted" in plan, plan
+
+
+@pytest.mark.postgres
+def test_recording_a_decision_takes_no_lock_on_the_customers_party_row(pg_url: str) -> None:
+    """admission_decision.customer_id has no foreign key (migration 0013): no FOR KEY SHARE per decision."""
+    from sqlalchemy import inspect
+
+    fks = inspect(get_engine(pg_url)).get_foreign_keys("admission_decision")
+    assert [fk["referred_table"] for fk in fks] == ["redflag_case"]

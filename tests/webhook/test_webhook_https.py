@@ -33,10 +33,17 @@ def pki(tmp_path: Path) -> tuple[CA, Path, Path, Path]:
     return ca, ca.write_ca(tmp_path / "ca.crt"), cert, key
 
 
+@pytest.fixture(params=[False, True], ids=["combined-app", "webhook-only-port"])
+def webhook_only(request: pytest.FixtureRequest) -> bool:
+    """Both ways /validate is served: the combined app's FastAPI route, and the webhook-only port (the one the
+    chart deploys) answering ahead of the routing (ValidateEndpoint)."""
+    return bool(request.param)
+
+
 @pytest.fixture()
-def server(store: str, pki: tuple[CA, Path, Path, Path]) -> Iterator[ServerThread]:
+def server(store: str, pki: tuple[CA, Path, Path, Path], webhook_only: bool) -> Iterator[ServerThread]:
     _, _, cert, key = pki
-    with ServerThread(cert, key, store) as srv:
+    with ServerThread(cert, key, store, webhook_only=webhook_only) as srv:
         yield srv
 
 
@@ -88,13 +95,17 @@ def test_dry_run_over_https_denies_but_records_nothing(http: httpx.Client, store
         assert cases.list_cases(s) == [] and cases.decisions(s) == []
 
 
-def test_tier3_and_case_resolution_over_https(http: httpx.Client, store: str) -> None:
+def test_tier3_and_case_resolution_over_https(http: httpx.Client, store: str, webhook_only: bool) -> None:
     assert post(http, review(k8s_job("x", "tenant-mo", 1, 1, {}))).json()["response"]["auditAnnotations"]["code"] \
         == redflag.DENY_TIER3
     held = post(http, review(k8s_job("llm", "tenant-ae", 512, 8, BIG))).json()["response"]
     case_id = int(held["auditAnnotations"]["case"])
-    r = http.post(f"/api/v1/cases/{case_id}/resolve", json={"export_intent": "no", "by": "compliance"})
-    assert r.status_code == 200 and r.json()["status"] == "resolved"
+    if webhook_only:  # no API on that port: resolved as `veuctl cases resolve` does
+        with session_scope(store) as s:
+            cases.resolve_case(s, registry(), case_id, export_intent=False, by="compliance")
+    else:
+        r = http.post(f"/api/v1/cases/{case_id}/resolve", json={"export_intent": "no", "by": "compliance"})
+        assert r.status_code == 200 and r.json()["status"] == "resolved"
     again = post(http, review(k8s_job("llm", "tenant-ae", 512, 8, BIG))).json()["response"]
     assert again["allowed"] is True and again["auditAnnotations"]["code"] == redflag.ALLOW_AFTER_INQUIRY
 
@@ -138,20 +149,26 @@ def test_deeply_nested_object_inside_a_valid_review_is_denied_with_a_reason(http
     assert r.status_code == 200 and resp["allowed"] is False and "quantity" in resp["status"]["message"]
 
 
-def test_metrics_count_decisions_and_latency(http: httpx.Client) -> None:
+def test_metrics_count_decisions_and_latency(http: httpx.Client, webhook_only: bool) -> None:
     post(http, review(k8s_job("x", "tenant-mo", 1, 1, {})))
-    text = http.get("/metrics").text
+    if webhook_only:  # that port serves nothing but /validate and the probes (its metrics: --metrics-port)
+        assert http.get("/metrics").status_code == 404
+        from prometheus_client import REGISTRY, generate_latest
+
+        text = generate_latest(REGISTRY).decode()
+    else:
+        text = http.get("/metrics").text
     assert 'veu_admission_decisions_total{allowed="false",code="DENY_TIER3",mode="enforce"}' in text
     assert "veu_admission_review_duration_seconds_bucket" in text
 
 
 @pytest.mark.parametrize(("mode", "allowed"), [("deny", False), ("allow", True)])
 def test_store_unavailable_follows_the_configured_failure_mode(
-    pki: tuple[CA, Path, Path, Path], monkeypatch: pytest.MonkeyPatch, mode: str, allowed: bool,
+    pki: tuple[CA, Path, Path, Path], monkeypatch: pytest.MonkeyPatch, mode: str, allowed: bool, webhook_only: bool,
 ) -> None:
     monkeypatch.setenv("VEU_WEBHOOK_FAILURE_MODE", mode)
     _, ca, cert, key = pki
-    with ServerThread(cert, key, "postgresql://postgres@127.0.0.1:1/none") as srv, \
+    with ServerThread(cert, key, "postgresql://postgres@127.0.0.1:1/none", webhook_only=webhook_only) as srv, \
             httpx.Client(base_url=srv.url, verify=ssl.create_default_context(cafile=str(ca)), timeout=20) as c:
         r = post(c, review(k8s_job("x", "tenant-ae", 1, 1, {}), uid="u-db"))
     resp = r.json()["response"]

@@ -64,9 +64,11 @@ def free_port() -> int:
 class ServerThread:
     """``veuctl serve`` in a thread: the real app, uvicorn, TLS and the certificate reloader."""
 
-    def __init__(self, cert: Path, key: Path, database_url: str | None, reload_interval: float = 0.1) -> None:
+    def __init__(self, cert: Path, key: Path, database_url: str | None, reload_interval: float = 0.1,
+                 *, webhook_only: bool = False) -> None:
         self.port = free_port()
-        self.config = build_config("127.0.0.1", self.port, str(cert), str(key), database_url, log_level="warning")
+        self.config = build_config("127.0.0.1", self.port, str(cert), str(key), database_url, log_level="warning",
+                                   webhook_only=webhook_only)
         self.server = uvicorn.Server(self.config)
         assert self.config.ssl is not None
         self.reloader = CertReloader(self.config.ssl, str(cert), str(key), reload_interval)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from agent.store.tables.core import utcnow
@@ -45,7 +45,14 @@ class AdmissionDecision(SQLModel, table=True):
     """One admission decision: what was asked, the estimate and its arithmetic, pack versions, outcome."""
 
     __tablename__ = "admission_decision"
-    __table_args__ = (Index("ix_admission_decision_related", "customer_name", "model_key", "decided_at"),)
+    __table_args__ = (
+        Index("ix_admission_decision_related", "customer_name", "model_key", "decided_at"),
+        # The customer's admitted jobs, read by an index-only scan on PostgreSQL (migration 0013).
+        Index("ix_admission_decision_admitted", "customer_name", "decided_at",
+              postgresql_include=["job_ref", "run_operations", "model_key"],
+              postgresql_where=text("allowed IS TRUE AND run_operations IS NOT NULL"),
+              sqlite_where=text("allowed IS TRUE AND run_operations IS NOT NULL")),
+    )
     id: int | None = Field(default=None, primary_key=True)
     uid: str = Field(default="", max_length=100)
     decided_at: datetime = Field(default_factory=utcnow, index=True)
@@ -55,7 +62,9 @@ class AdmissionDecision(SQLModel, table=True):
     name: str = Field(default="", max_length=253)
     operation: str = Field(default="", max_length=20)
     job_ref: str = Field(default="", max_length=620, index=True)
-    customer_id: int | None = Field(default=None, foreign_key="party.id")
+    # No foreign key (migration 0013): a decision records who it was for (customer_name) and must not lock
+    # the customer's party row to do so.
+    customer_id: int | None = Field(default=None)
     customer_name: str = Field(default="", max_length=200)
     model_key: str = Field(default="", max_length=300)
     code: str = Field(max_length=40, index=True)
