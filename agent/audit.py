@@ -246,8 +246,10 @@ def record(session: Session, *, actor: str, action: str, subject: str,
 
 
 def record_many(session: Session, items: Sequence[AuditItem],
-                rows: Sequence[tuple[Any, list[dict[str, Any]]]] = (), *, commit: bool = False) -> list[Appended]:
-    """Append entries, in order, in the caller's transaction; ``rows`` (table, rows) are inserted first.
+                rows: Sequence[tuple[Any, list[dict[str, Any]]]] = (), *,
+                writes: Sequence[tuple[Any, list[dict[str, Any]]]] = (), commit: bool = False) -> list[Appended]:
+    """Append entries, in order, in the caller's transaction; ``writes`` (:func:`write_each` steps) are run
+    and ``rows`` (table, rows) inserted first.
 
     The chain's lock is taken, its head read and the entries hashed and inserted in one statement on
     PostgreSQL (``veu_audit_append_many``, migration 0012_audit_batch), sent with the inserts of ``rows`` in
@@ -259,6 +261,8 @@ def record_many(session: Session, items: Sequence[AuditItem],
     the entries is then signed in the session's next transaction: the caller still calls ``commit()``.
     """
     if not items:
+        if writes or any(r for _t, r in rows):
+            raise ValueError("audit record: writes recorded with no audit entry")
         return []
     if not all(it.actor and it.action for it in items):
         raise ValueError("audit record: actor and action are required")
@@ -267,7 +271,7 @@ def record_many(session: Session, items: Sequence[AuditItem],
     ts = utcnow()
     ts_s = ts_text(ts)
     cut = [(it.actor[:200], it.action[:100], it.subject[:300]) for it in items]
-    steps = [(insert_statement(table, tuple(r[0])), r) for table, r in rows if r]
+    steps = [*writes, *((insert_statement(table, tuple(r[0])), r) for table, r in rows if r)]
     if session.get_bind().dialect.name == "postgresql":
         d = _quote
         call = {"k": _PG_LOCK_KEY, "ts": ts, "actors": [c[0] for c in cut], "actions": [c[1] for c in cut],

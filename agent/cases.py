@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import AuditItem, record, record_many
 from agent.directory import Customer, customer_for
-from agent.store.db import fetch_all, insert_many, lock_for_transaction, lock_key, reserve_ids
+from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
@@ -305,20 +305,41 @@ def _best_per_job(rows: Any) -> list[RelatedJob]:
 _C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
 _CURRENT_CASE = sa_select(
     _C.c.id, _C.c.status, _C.c.export_intent, _C.c.licence_number, _C.c.customer_informed, _C.c.resolved_by,
-    _C.c.expires_at,
+    _C.c.expires_at, _C.c.jobs, _C.c.estimate_operations, _C.c.threshold,
 ).where(_C.c.customer_name == bindparam("customer"), _C.c.model_key == bindparam("model_key"),
         _C.c.status.in_([literal_column("'open'"), literal_column("'resolved'")])).order_by(_C.c.id.desc())
 
 
+@dataclass
+class _CaseFile:
+    """What an open case holds that a held job adds to: its jobs, its largest estimate, its threshold."""
+
+    jobs: list[str]
+    estimate: float
+    threshold: float
+
+
 def current_case_state(s: Session, customer: str, model_key: str, now: datetime) -> CaseState | None:
     """The case on file for this customer and lineage: the newest open one, or resolved and not expired."""
-    for case_id, status, intent, licence, informed, by, expires in fetch_all(
-            s, _CURRENT_CASE, {"customer": customer, "model_key": model_key}):
+    return _case_on_file(s, customer, model_key, now)[0]
+
+
+def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, lock: bool = False
+                  ) -> tuple[CaseState | None, _CaseFile | None]:
+    """:func:`current_case_state`, and what the case holds; ``lock``: first take the (customer, lineage)
+    case lock (:func:`_lock_lineage_case`), in the same round trip on PostgreSQL."""
+    params = {"customer": customer, "model_key": model_key}
+    if lock and s.get_bind().dialect.name == "postgresql":
+        (rows,) = fetch_each(s, [(_CURRENT_CASE, params)], locks=[lock_key("case", customer, model_key)])
+    else:
+        rows = fetch_all(s, _CURRENT_CASE, params)
+    for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold in rows:
         if status == "resolved" and expires is not None and _aware(expires) < now:
             continue
-        return CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
-                         _aware(expires).date() if expires else None)
-    return None
+        return (CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
+                          _aware(expires).date() if expires else None),
+                _CaseFile(json.loads(jobs or "[]"), float(estimate or 0.0), float(threshold or 0.0)))
+    return None, None
 
 
 def current_case(s: Session, customer: str, model_key: str, now: datetime) -> RedFlagCase | None:
@@ -348,6 +369,7 @@ class _Review:
     extra: dict[str, Any] = field(default_factory=dict)
     party: Customer | None = None
     case: CaseState | None = None  # the case on file, looked up when the decision needs one
+    case_file: _CaseFile | None = None  # and what it holds (an open case gets this job)
     # Set when the customer's ledger and recent jobs decide (a customer that is not Tier 1 or Tier 3).
     req: JobRequest | None = None
     tier: EffectiveTier | None = None
@@ -392,6 +414,7 @@ def evaluate_reviews(
     reviews = [_read(s, packs, parse_review(b), as_of, now, cluster, mode) for b in bodies]
     recorded = [r for r in reviews if r.out is None and not r.rr.dry_run]
     rows: list[dict[str, Any]] = []
+    cases: dict[int, dict[str, Any]] = {}
     locked: set[int] = set()
     ready = [r for r in reviews if r.dec is not None]
     for n, group in enumerate(_rounds([r for r in reviews if r.req is not None and r.dec is None])):
@@ -403,12 +426,13 @@ def evaluate_reviews(
             _number(recorded, reserved)
         for r in group:
             _decide(s, packs, r, as_of, now, mode)
-        _record(s, [*ready, *group], actor, now, rows)
+        _record(s, [*ready, *group], actor, now, rows, cases)
         ready = []
     if ready:
         _number(recorded, reserve_ids(s, _DECISION_TABLE, len(recorded))[0])
-        _record(s, ready, actor, now, rows)
-    record_many(s, [e for r in recorded for e in r.entries], rows=[(_DECISION_TABLE, rows)], commit=commit)
+        _record(s, ready, actor, now, rows, cases)
+    record_many(s, [e for r in recorded for e in r.entries], rows=[(_DECISION_TABLE, rows)],
+                writes=case_updates(cases), commit=commit)
     return [r.out for r in reviews if r.out is not None]
 
 
@@ -545,25 +569,15 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
                          load=r.load)
     if dec.open_case:
         # Only a lineage at the threshold needs the case on file: one query saved on every other review.
-        if not r.rr.dry_run:
-            _lock_lineage_case(s, dec.customer or "", dec.case_subject)
-        r.case = current_case_state(s, dec.customer or "", dec.case_subject, now)
+        # Opening a case is serialised per (customer, lineage) until commit, so concurrent held
+        # re-submissions find the first one's case instead of each opening their own. The lock is taken
+        # after the customer's and before the audit chain's (never after it): no deadlock. SQLite serialises
+        # writers on its database lock already. A dry run opens nothing: no lock.
+        r.case, r.case_file = _case_on_file(s, dec.customer or "", dec.case_subject, now, lock=not r.rr.dry_run)
         if r.case is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=r.related,
                                  case=r.case, mode=mode, load=r.load)
     r.dec = dec
-
-
-def _lock_lineage_case(s: Session, customer: str, model_key: str) -> None:
-    """Serialise opening a case per (customer, lineage) until commit, so concurrent held re-submissions
-    find the first one's case instead of each opening their own.
-
-    Taken after the customer's lock and before the audit chain lock (and never after it), so the locks
-    cannot deadlock. SQLite serialises writers on its database lock already.
-    """
-    if s.get_bind().dialect.name != "postgresql":
-        return
-    lock_for_transaction(s, lock_key("case", customer, model_key))
 
 
 def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None) -> Decision:
@@ -580,9 +594,11 @@ def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: 
     return redflag.apply_mode(base, settings)
 
 
-def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows: list[dict[str, Any]]) -> None:
-    """The reviews' outcomes; unless a dry run, their cases opened, their decision rows added to ``rows``
-    and their audit entries kept with them: the caller writes both."""
+def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows: list[dict[str, Any]],
+            cases: dict[int, dict[str, Any]]) -> None:
+    """The reviews' outcomes; unless a dry run, their cases opened, their decision rows added to ``rows``,
+    the changes to open cases to ``cases`` (by id), and their audit entries kept with them: the caller
+    writes them."""
     for r in reviews:
         dec = r.dec
         assert dec is not None
@@ -594,10 +610,12 @@ def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows:
             continue
         if dec.open_case:
             # An open case gets this job; a resolved one that no longer admits it gives way to a new case.
-            row = s.get(RedFlagCase, r.case.id) if r.case is not None and r.case.status == "open" else None
-            case_row = _open_or_update_case(s, dec, r.party, row, actor, now, r.entries)
-            out.case_id = case_row.id
-            out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_row.id}")
+            if r.case is not None and r.case.status == "open" and r.case_file is not None:
+                case_id = _update_case(cases, r.case.id, r.case_file, dec, actor, now, r.entries)
+            else:
+                case_id = _open_case(s, dec, r.party, actor, now, r.entries)
+            out.case_id = case_id
+            out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_id}")
         out.decision_id = r.decision_id
         rows.append(_decision_values(r, now))
         r.entries.append(AuditItem(actor, "admission.decide", f"job:{dec.job_ref}"[:300], {
@@ -629,26 +647,55 @@ def _decision_values(r: _Review, now: datetime) -> dict[str, Any]:
     )
 
 
-def _open_or_update_case(s: Session, dec: Decision, party: Customer | None, row: RedFlagCase | None, actor: str,
-                         now: datetime, entries: list[AuditItem]) -> RedFlagCase:
-    created = row is None
-    if row is None:
-        row = RedFlagCase(customer_id=party.id if party else None, customer_name=dec.customer or "",
-                          model_key=dec.case_subject, status="open", source="admission", opened_at=now)
-    jobs = json.loads(row.jobs or "[]")
+_OPEN_CASE = _C.insert().values({c: bindparam(c, type_=_C.c[c].type) for c in (
+    "customer_id", "customer_name", "model_key", "status", "source", "estimate_operations", "threshold", "jobs",
+    "explanation", "export_intent", "licence_number", "licence_scope", "customer_informed", "notes", "resolved_by",
+    "opened_at", "updated_at")}).returning(_C.c.id)
+_UPDATE_CASE = _C.update().where(_C.c.id == bindparam("case_id")).values(
+    jobs=bindparam("jobs"), estimate_operations=bindparam("estimate"), threshold=bindparam("threshold"),
+    explanation=bindparam("explanation"), updated_at=bindparam("updated_at", type_=_C.c.updated_at.type))
+_MAX_CASE_JOBS = 500
+
+
+def _open_case(s: Session, dec: Decision, party: Customer | None, actor: str, now: datetime,
+               entries: list[AuditItem]) -> int:
+    """A new open case for this job's lineage (its id back in one statement)."""
+    estimate = dec.lineage_operations or 0.0
+    threshold = dec.threshold or 0.0
+    (case_id,), = write_each(s, [(_OPEN_CASE, [{
+        "customer_id": party.id if party else None, "customer_name": dec.customer or "",
+        "model_key": dec.case_subject, "status": "open", "source": "admission", "estimate_operations": estimate,
+        "threshold": threshold, "jobs": json.dumps([dec.job_ref]), "explanation": "\n".join(dec.explanation)[:20000],
+        "export_intent": None, "licence_number": "", "licence_scope": "", "customer_informed": False, "notes": "",
+        "resolved_by": "", "opened_at": now, "updated_at": now}])])
+    entries.append(AuditItem(actor, "case.open", f"case:{case_id}", {
+        "customer": dec.customer or "", "model": dec.case_subject, "job": dec.job_ref, "estimate": estimate}))
+    return int(case_id)
+
+
+def _update_case(cases: dict[int, dict[str, Any]], case_id: int, on_file: _CaseFile, dec: Decision, actor: str,
+                 now: datetime, entries: list[AuditItem]) -> int:
+    """Add this job to an open case: the change is kept in ``cases`` (what an earlier review of the batch
+    changed in the same case first), written with the batch's decisions."""
+    before = cases.get(case_id)
+    jobs = list(before["jobs_list"] if before else on_file.jobs)
     if dec.job_ref not in jobs:
         jobs.append(dec.job_ref)
-    row.jobs = json.dumps(jobs[-500:])
-    row.estimate_operations = max(row.estimate_operations, dec.lineage_operations or 0.0)
-    row.threshold = dec.threshold or row.threshold
-    row.explanation = "\n".join(dec.explanation)[:20000]
-    row.updated_at = now
-    s.add(row)
-    s.flush()
-    entries.append(AuditItem(actor, "case.open" if created else "case.update", f"case:{row.id}", {
-        "customer": row.customer_name, "model": row.model_key, "job": dec.job_ref,
-        "estimate": row.estimate_operations}))
-    return row
+    jobs = jobs[-_MAX_CASE_JOBS:]
+    estimate = max(before["estimate"] if before else on_file.estimate, dec.lineage_operations or 0.0)
+    threshold = dec.threshold or (before["threshold"] if before else on_file.threshold)
+    cases[case_id] = {"case_id": case_id, "jobs_list": jobs, "jobs": json.dumps(jobs), "estimate": estimate,
+                      "threshold": threshold, "explanation": "\n".join(dec.explanation)[:20000], "updated_at": now}
+    entries.append(AuditItem(actor, "case.update", f"case:{case_id}", {
+        "customer": dec.customer or "", "model": dec.case_subject, "job": dec.job_ref, "estimate": estimate}))
+    return case_id
+
+
+def case_updates(cases: dict[int, dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The write steps for :func:`_update_case`'s changes (one UPDATE per case, by id)."""
+    if not cases:
+        return []
+    return [(_UPDATE_CASE, [{k: v for k, v in c.items() if k != "jobs_list"} for _id, c in sorted(cases.items())])]
 
 
 # ------------------------------------------------------------------------------------------------ cases

@@ -63,6 +63,31 @@ def test_a_split_run_in_one_batch_is_held_where_one_by_one_would_hold_it(store: 
         assert len(s.exec(select(RedFlagCase)).all()) == 1
 
 
+def test_a_held_jobs_case_holds_what_one_by_one_would_record(store: str, pg_url: str, db_url: str) -> None:
+    """The case a batch opens and adds to (its jobs, estimate, explanation, audit entries) is the case the
+    same reviews leave one by one."""
+    bodies = [review(job(f"part-{i}", pods=128 * (1 + i % 2), annotations=BIG)) for i in range(7)]
+    bodies.append(bodies[4])  # a held job submitted again: listed once
+    outs = batch(store, bodies)
+    other = pg_url if store == db_url else db_url
+    seed(other)
+    agent.directory.clear()
+    alone = one_by_one(other, bodies)
+    assert [o.code for o in outs] == [o.code for o in alone]
+    assert redflag.HOLD_FOR_INQUIRY in [o.code for o in outs]
+
+    def case_and_trail(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
+        with session_scope(url) as s:
+            cs = [(c.customer_name, c.model_key, c.status, c.source, c.jobs, c.estimate_operations, c.threshold,
+                   c.explanation, c.customer_id is not None) for c in s.exec(select(RedFlagCase)).all()]
+            trail = [(e.action, e.payload) for e in s.exec(select(AuditEntry).where(
+                col(AuditEntry.action).startswith("case.")).order_by(col(AuditEntry.seq))).all()]
+            assert verify_chain(s).ok
+            return cs, trail
+
+    assert case_and_trail(store) == case_and_trail(other)
+
+
 def test_a_batch_decides_what_the_same_reviews_decide_one_by_one(store: str, pg_url: str, db_url: str) -> None:
     mixed = [
         review(job("us-big", "tenant-us", pods=128, annotations=BIG)),       # Tier 1: admitted
