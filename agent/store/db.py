@@ -7,6 +7,8 @@ import hashlib
 import re
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -281,18 +283,38 @@ def reserve_ids(s: Session, table: Any, n: int, *, reads: list[tuple[Any, dict[s
     :func:`write_each`), so what refers to them can be written in the same round trip; and, when given, the
     rows of ``reads`` after ``locks`` as :func:`fetch_each` reads them, in the same round trip.
 
-    PostgreSQL: from the id's sequence (a rolled-back transaction leaves a gap, as any insert does).
+    PostgreSQL: from the id's sequence, taken ``ID_BLOCK`` beyond the batch at a time and kept for the
+    process's next batches (a rolled-back transaction leaves a gap, as any insert does).
     SQLite: after the highest id, under the database's write lock, which this transaction then holds."""
     conn = s.connection()
     if conn.dialect.name == "postgresql" and n > 0:
-        *rows, ids = fetch_each(s, [*(reads or []), (_next_ids(table.name), {"n": n})], locks=locks)
-        return sorted(int(r[0]) for r in ids), rows
+        with _ids_lock:
+            block = _id_blocks.setdefault(conn.engine, {}).setdefault(table.name, deque())
+            have = [block.popleft() for _ in range(min(n, len(block)))]
+        if len(have) == n:
+            return have, fetch_each(s, reads or [], locks=locks) if reads is not None or locks else []
+        # The sequence is asked for a block: this batch's ids and the next batches'. A batch that finds its
+        # ids here needs no statement for them, and one with nothing to read no round trip before its
+        # writes. Ids stay unique and increase within a process; across processes they interleave by block
+        # (as with a sequence's own CACHE), and as before a rolled-back transaction leaves a gap.
+        want = n - len(have)
+        *rows, ids = fetch_each(s, [*(reads or []), (_next_ids(table.name), {"n": want + ID_BLOCK})], locks=locks)
+        got = sorted(int(r[0]) for r in ids)
+        with _ids_lock:
+            block.extend(got[want:])
+        return have + got[:want], rows
     rows = fetch_each(s, reads, locks=locks) if reads is not None else []
     if n <= 0:
         return [], rows
     lock_for_transaction(s, 0)
     top = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
     return list(range(top + 1, top + 1 + n)), rows
+
+
+# Ids a process takes from a table's sequence at a time beyond what the batch at hand needs.
+ID_BLOCK = 64
+_id_blocks: weakref.WeakKeyDictionary[Engine, dict[str, deque[int]]] = weakref.WeakKeyDictionary()
+_ids_lock = threading.Lock()
 
 
 @functools.cache

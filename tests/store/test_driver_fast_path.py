@@ -184,3 +184,34 @@ def test_two_transactions_locking_the_same_keys_in_any_order_do_not_deadlock(eng
 def test_lock_keys_are_stable_and_distinct() -> None:
     assert lock_key("customer", "acme") == lock_key("customer", "acme") < 2**63
     assert lock_key("customer", "acme") != lock_key("customer", "acme2") != lock_key("case", "acme")
+
+
+def test_decision_ids_come_a_block_at_a_time_unique_and_increasing(engine: Any, pg_url: str) -> None:
+    """A batch finds its ids in the process's block and asks the sequence only when the block runs out; a row
+    inserted by anyone else in between takes the sequence's next value, never one of the block's."""
+    from agent.store.db import ID_BLOCK, reserve_ids
+    from agent.store.tables.cases import AdmissionDecision
+
+    table = AdmissionDecision.__table__  # type: ignore[attr-defined]
+
+    def sequence_at() -> int:
+        with psycopg.connect(pg_url) as c:
+            row = c.execute("SELECT last_value FROM admission_decision_id_seq").fetchone()
+            assert row is not None
+            return int(row[0])
+
+    taken: list[int] = []
+    with Session(engine) as s:
+        taken += reserve_ids(s, table, 3)[0]
+        after_first = sequence_at()
+        assert after_first == 3 + ID_BLOCK
+        taken += reserve_ids(s, table, 2)[0]
+        assert sequence_at() == after_first  # from the block: no statement for them
+        s.rollback()
+    with psycopg.connect(pg_url) as c:  # another writer (another process) meanwhile
+        other = c.execute("SELECT nextval('admission_decision_id_seq')").fetchone()
+    with Session(engine) as s:
+        taken += reserve_ids(s, table, ID_BLOCK)[0]  # the block's rest, then the sequence again
+        s.rollback()
+    assert taken == sorted(set(taken)) and len(taken) == 5 + ID_BLOCK
+    assert other is not None and other[0] not in taken
