@@ -791,7 +791,9 @@ def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, o
 
 def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: str | None = None
               ) -> list[dict[str, Any]]:
-    q = select(AdmissionDecision).order_by(col(AdmissionDecision.id).desc()).limit(max(1, min(limit, 5000)))
+    # Newest first by decision time (ids increase within a webhook process but interleave across replicas).
+    q = select(AdmissionDecision).order_by(col(AdmissionDecision.decided_at).desc(), col(AdmissionDecision.id).desc()
+                                           ).limit(max(1, min(limit, 5000)))
     if code:
         q = q.where(AdmissionDecision.code == code)
     if namespace:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
 from agent.parties import party_refs
@@ -408,7 +408,8 @@ def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of:
     q = select(AdmissionDecision).where(AdmissionDecision.customer_name != "",
                                         AdmissionDecision.decided_at <= end)  # type: ignore[operator]
     out = []
-    for d in s.exec(q.order_by(AdmissionDecision.id)).all():
+    # In decision order (ids increase within a webhook process but interleave by block across replicas).
+    for d in s.exec(q.order_by(col(AdmissionDecision.decided_at), col(AdmissionDecision.id))).all():
         detail = json.loads(d.detail or "{}")
         if detail.get("asked", {}).get("cluster") != site.cluster or d.customer_name not in refs:
             continue

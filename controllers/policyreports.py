@@ -364,8 +364,12 @@ def held_jobs_from_store(session: Session) -> list[HeldJob]:
     """
     from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 
-    # The latest decision per job (ids grow with insertion), filtered in SQL: the table grows with every review.
-    latest_ids = select(func.max(col(AdmissionDecision.id))).group_by(col(AdmissionDecision.job_ref))
+    # The latest decision per job, filtered in SQL (the table grows with every review). Latest by decision
+    # time, then id: ids increase within a webhook process but interleave by block across replicas.
+    ranked = select(col(AdmissionDecision.id).label("id"), func.row_number().over(
+        partition_by=col(AdmissionDecision.job_ref),
+        order_by=(col(AdmissionDecision.decided_at).desc(), col(AdmissionDecision.id).desc())).label("n")).subquery()
+    latest_ids = select(ranked.c.id).where(ranked.c.n == 1)
     refused = list(session.exec(select(AdmissionDecision).where(
         col(AdmissionDecision.id).in_(latest_ids), col(AdmissionDecision.code).in_(sorted(redflag.REFUSALS)))))
     case_ids = {r.case_id for r in refused if r.case_id is not None}

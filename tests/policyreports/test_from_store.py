@@ -47,6 +47,14 @@ def _seed(url: str) -> None:
             _decision("tenant-c/Job/warned", "HOLD_FOR_INQUIRY", allowed=True, mode="warn", case=open_case.id),
             _decision("tenant-c/Job/small", "ALLOW", allowed=True),
         ])
+        s.flush()
+        # Decided later by another replica, whose block of ids is lower: the later decision still counts.
+        s.add_all([
+            AdmissionDecision(**{**_decision("tenant-d/Job/replicas", "ALLOW_AFTER_INQUIRY", allowed=True,
+                                             minutes=30).model_dump(), "id": 1_000}),
+            AdmissionDecision(**{**_decision("tenant-d/Job/replicas", "HOLD_FOR_INQUIRY", case=open_case.id
+                                             ).model_dump(), "id": 2_000}),
+        ])
 
 
 @pytest.mark.postgres
