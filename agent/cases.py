@@ -327,7 +327,7 @@ def current_case_state(s: Session, customer: str, model_key: str, now: datetime)
 def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, lock: bool = False
                   ) -> tuple[CaseState | None, _CaseFile | None]:
     """:func:`current_case_state`, and what the case holds; ``lock``: first take the (customer, lineage)
-    case lock (:func:`_lock_lineage_case`), in the same round trip on PostgreSQL."""
+    case lock, held until commit, in the same round trip (PostgreSQL; SQLite has one writer at a time)."""
     params = {"customer": customer, "model_key": model_key}
     if lock and s.get_bind().dialect.name == "postgresql":
         (rows,) = fetch_each(s, [(_CURRENT_CASE, params)], locks=[lock_key("case", customer, model_key)])
@@ -432,7 +432,7 @@ def evaluate_reviews(
         _number(recorded, reserve_ids(s, _DECISION_TABLE, len(recorded))[0])
         _record(s, ready, actor, now, rows, cases)
     record_many(s, [e for r in recorded for e in r.entries], rows=[(_DECISION_TABLE, rows)],
-                writes=case_updates(cases), commit=commit)
+                writes=_case_updates(cases), commit=commit)
     return [r.out for r in reviews if r.out is not None]
 
 
@@ -691,7 +691,7 @@ def _update_case(cases: dict[int, dict[str, Any]], case_id: int, on_file: _CaseF
     return case_id
 
 
-def case_updates(cases: dict[int, dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:
+def _case_updates(cases: dict[int, dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:
     """The write steps for :func:`_update_case`'s changes (one UPDATE per case, by id)."""
     if not cases:
         return []

@@ -257,10 +257,10 @@ async def validate(request: Request) -> JSONResponse:
 class ValidateEndpoint:
     """``POST /validate`` answered in front of the framework (the webhook-only app's hot path).
 
-    The same :func:`answer` as the FastAPI route, without FastAPI's routing, middleware and response
-    classes: on a review that costs about as much as the whole of a bare echo webhook, and it runs on the
-    event loop, which shares the interpreter lock with the evaluation. Every other request goes on to
-    ``app`` unchanged.
+    The same :func:`answer` as the FastAPI route, without the router, the inner middleware, the endpoint's
+    dependency handling and the response classes: together they cost about as much per review as the whole
+    of a bare echo webhook, on the event loop, which shares the interpreter lock with the evaluation. Added
+    as the app's middleware (inside Starlette's error handling); every other request goes on unchanged.
     """
 
     def __init__(self, app: Any, database_url: str | None) -> None:

@@ -295,8 +295,9 @@ def reserve_ids(s: Session, table: Any, n: int, *, reads: list[tuple[Any, dict[s
             return have, fetch_each(s, reads or [], locks=locks) if reads is not None or locks else []
         # The sequence is asked for a block: this batch's ids and the next batches'. A batch that finds its
         # ids here needs no statement for them, and one with nothing to read no round trip before its
-        # writes. Ids stay unique and increase within a process; across processes they interleave by block
-        # (as with a sequence's own CACHE), and as before a rolled-back transaction leaves a gap.
+        # writes. Ids stay unique and a process hands them out in increasing order; across processes they
+        # interleave by block (as with a sequence's own CACHE), so what is "latest" is read by decision time.
+        # As before, a rolled-back transaction leaves a gap.
         want = n - len(have)
         *rows, ids = fetch_each(s, [*(reads or []), (_next_ids(table.name), {"n": want + ID_BLOCK})], locks=locks)
         got = sorted(int(r[0]) for r in ids)
