@@ -104,9 +104,42 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")
+    with engine.connect() as conn:
+        pg = conn.dialect.name == "postgresql"
+        if pg:
+            _migration_lock(conn)
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+        finally:
+            if pg:
+                conn.rollback()
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": _MIGRATE_LOCK})
+                conn.commit()
+
+
+_MIGRATE_LOCK = int.from_bytes(hashlib.sha256(b"veu-governor/migrate").digest()[:8], "big") >> 1
+MIGRATE_WAIT_SECONDS = 600.0
+
+
+def _migration_lock(conn: Any) -> None:
+    """One process migrates at a time (pods start together); the others then find nothing to do.
+
+    A session lock, so that it spans the migrations' own transactions, asked for without waiting and
+    asked again outside any transaction: a waiter's open transaction would hold back the holder's
+    CREATE INDEX CONCURRENTLY, which waits for every older transaction to end (a deadlock)."""
+    deadline = time.monotonic() + MIGRATE_WAIT_SECONDS
+    while True:
+        got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": _MIGRATE_LOCK}).scalar()
+        conn.commit()
+        if got:
+            return
+        if time.monotonic() > deadline:
+            from policies.errors import PolicyError
+
+            raise PolicyError(f"database migration: another process has been migrating this store for over "
+                              f"{MIGRATE_WAIT_SECONDS:.0f} s; check for a stuck `veuctl` or pod and retry")
+        time.sleep(0.2)
 
 
 def dispose_all() -> None:

@@ -64,3 +64,36 @@ def test_recording_a_decision_takes_no_lock_on_the_customers_party_row(pg_url: s
 
     fks = inspect(get_engine(pg_url)).get_foreign_keys("admission_decision")
     assert [fk["referred_table"] for fk in fks] == ["redflag_case"]
+
+
+@pytest.mark.postgres
+def test_pods_starting_together_migrate_one_at_a_time(pg_url: str) -> None:
+    """Replicas of a new release start together on a store of the old one: one migrates (a transaction per
+    migration; 0013 builds its index CONCURRENTLY, outside any), the others wait and find nothing to do."""
+    import threading
+
+    from agent.store.db import make_engine
+
+    engines = [make_engine(pg_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def run(engine: object) -> None:
+        try:
+            migrate(engine)  # type: ignore[arg-type]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    hung = [t for t in threads if t.is_alive()]
+    for e in engines:
+        e.dispose()
+    assert hung == [] and errors == []
+    assert _schema_drift(pg_url) == []
+    with get_engine(pg_url).connect() as conn:
+        valid = conn.exec_driver_sql(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_admission_decision_admitted'::regclass").scalar()
+    assert valid is True

@@ -17,12 +17,19 @@ def run() -> None:
         from agent.store.db import make_engine
 
         engine = make_engine(context.config.get_main_option("sqlalchemy.url") or settings().db_url())
-        with engine.begin() as conn:
-            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
-            context.run_migrations()
+        with engine.connect() as conn:
+            _migrate(conn)
         return
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-    context.run_migrations()
+    _migrate(connection)
+
+
+def _migrate(connection: object) -> None:
+    # A transaction per migration, which Alembic begins and commits: a migration that must build an index
+    # outside any transaction (CREATE INDEX CONCURRENTLY) can then step out of it (autocommit_block).
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 run()
