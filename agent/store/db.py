@@ -10,7 +10,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +112,12 @@ def migrate(engine: Engine) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")
         finally:
-            if pg:
-                conn.rollback()
-                conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": _MIGRATE_LOCK})
-                conn.commit()
+            # A lost connection has released the lock already: never hide the error that lost it.
+            with suppress(DBAPIError):
+                if pg:
+                    conn.rollback()
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": _MIGRATE_LOCK})
+                    conn.commit()
 
 
 _MIGRATE_LOCK = int.from_bytes(hashlib.sha256(b"veu-governor/migrate").digest()[:8], "big") >> 1
