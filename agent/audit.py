@@ -32,7 +32,7 @@ from sqlmodel import Session, select
 
 from agent.signing import SigningKey, key_id, signing_key
 from agent.signing import verify as verify_signature
-from agent.store.db import binary_arrays, fetch_each, insert_many, insert_statement, write_each
+from agent.store.db import binary_arrays, fetch_each, insert_many, insert_step, write_each
 from agent.store.tables.audit import AuditCheckpoint, AuditEntry
 from agent.store.tables.core import utcnow
 from policies.errors import PolicyError
@@ -271,7 +271,7 @@ def record_many(session: Session, items: Sequence[AuditItem],
     ts = utcnow()
     ts_s = ts_text(ts)
     cut = [(it.actor[:200], it.action[:100], it.subject[:300]) for it in items]
-    steps = [*writes, *((insert_statement(table, tuple(r[0])), r) for table, r in rows if r)]
+    steps = [*writes, *(insert_step(table, r) for table, r in rows if r)]
     if session.get_bind().dialect.name == "postgresql":
         d = _quote
         call = {"k": _PG_LOCK_KEY, "ts": ts, "actors": [c[0] for c in cut], "actions": [c[1] for c in cut],

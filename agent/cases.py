@@ -328,11 +328,8 @@ def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, l
                   ) -> tuple[CaseState | None, _CaseFile | None]:
     """:func:`current_case_state`, and what the case holds; ``lock``: first take the (customer, lineage)
     case lock, held until commit, in the same round trip (PostgreSQL; SQLite has one writer at a time)."""
-    params = {"customer": customer, "model_key": model_key}
-    if lock and s.get_bind().dialect.name == "postgresql":
-        (rows,) = fetch_each(s, [(_CURRENT_CASE, params)], locks=[lock_key("case", customer, model_key)])
-    else:
-        rows = fetch_all(s, _CURRENT_CASE, params)
+    (rows,) = fetch_each(s, [(_CURRENT_CASE, {"customer": customer, "model_key": model_key})],
+                         locks=[lock_key("case", customer, model_key)] if lock else ())
     for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold in rows:
         if status == "resolved" and expires is not None and _aware(expires) < now:
             continue
@@ -678,14 +675,14 @@ def _update_case(cases: dict[int, dict[str, Any]], case_id: int, on_file: _CaseF
     """Add this job to an open case: the change is kept in ``cases`` (what an earlier review of the batch
     changed in the same case first), written with the batch's decisions."""
     before = cases.get(case_id)
-    jobs = list(before["jobs_list"] if before else on_file.jobs)
+    jobs = list(before["jobs"] if before else on_file.jobs)
     if dec.job_ref not in jobs:
         jobs.append(dec.job_ref)
     jobs = jobs[-_MAX_CASE_JOBS:]
     estimate = max(before["estimate"] if before else on_file.estimate, dec.lineage_operations or 0.0)
     threshold = dec.threshold or (before["threshold"] if before else on_file.threshold)
-    cases[case_id] = {"case_id": case_id, "jobs_list": jobs, "jobs": json.dumps(jobs), "estimate": estimate,
-                      "threshold": threshold, "explanation": "\n".join(dec.explanation)[:20000], "updated_at": now}
+    cases[case_id] = {"case_id": case_id, "jobs": jobs, "estimate": estimate, "threshold": threshold,
+                      "explanation": "\n".join(dec.explanation)[:20000], "updated_at": now}
     entries.append(AuditItem(actor, "case.update", f"case:{case_id}", {
         "customer": dec.customer or "", "model": dec.case_subject, "job": dec.job_ref, "estimate": estimate}))
     return case_id
@@ -695,7 +692,7 @@ def _case_updates(cases: dict[int, dict[str, Any]]) -> list[tuple[Any, list[dict
     """The write steps for :func:`_update_case`'s changes (one UPDATE per case, by id)."""
     if not cases:
         return []
-    return [(_UPDATE_CASE, [{k: v for k, v in c.items() if k != "jobs_list"} for _id, c in sorted(cases.items())])]
+    return [(_UPDATE_CASE, [{**c, "jobs": json.dumps(c["jobs"])} for _id, c in sorted(cases.items())])]
 
 
 # ------------------------------------------------------------------------------------------------ cases

@@ -266,10 +266,16 @@ def fetch_each(s: Session, queries: list[tuple[Any, dict[str, Any]]], *, locks: 
 
 def insert_many(s: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction: one
-    :func:`write_each` of the one-row INSERT, which psycopg pipelines (SQLAlchemy's multi-row form would be
-    a new statement text for every batch size, re-parsed by the driver each time)."""
+    :func:`write_each` of :func:`insert_step`."""
     if rows:
-        write_each(s, [(insert_statement(table, tuple(rows[0])), rows)])
+        write_each(s, [insert_step(table, rows)])
+
+
+def insert_step(table: Any, rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """The :func:`write_each` step inserting ``rows`` (all with the same keys, at least one) into ``table``:
+    the one-row INSERT, which psycopg pipelines (SQLAlchemy's multi-row form would be a new statement text
+    for every batch size, re-parsed by the driver each time)."""
+    return insert_statement(table, tuple(rows[0])), rows
 
 
 def write_each(s: Session, steps: list[tuple[Any, list[dict[str, Any]]]], *, commit: bool = False
@@ -322,12 +328,16 @@ def reserve_ids(s: Session, table: Any, n: int, *, reads: list[tuple[Any, dict[s
     process's next batches (a rolled-back transaction leaves a gap, as any insert does).
     SQLite: after the highest id, under the database's write lock, which this transaction then holds."""
     conn = s.connection()
+
+    def read() -> list[list[tuple[Any, ...]]]:
+        return fetch_each(s, reads or [], locks=locks) if reads is not None or locks else []
+
     if conn.dialect.name == "postgresql" and n > 0:
         with _ids_lock:
             block = _id_blocks.setdefault(conn.engine, {}).setdefault(table.name, deque())
             have = [block.popleft() for _ in range(min(n, len(block)))]
         if len(have) == n:
-            return have, fetch_each(s, reads or [], locks=locks) if reads is not None or locks else []
+            return have, read()
         # The sequence is asked for a block: this batch's ids and the next batches'. A batch that finds its
         # ids here needs no statement for them, and one with nothing to read no round trip before its
         # writes. Ids stay unique and a process hands them out in increasing order; across processes they
@@ -339,7 +349,7 @@ def reserve_ids(s: Session, table: Any, n: int, *, reads: list[tuple[Any, dict[s
         with _ids_lock:
             block.extend(got[want:])
         return have + got[:want], rows
-    rows = fetch_each(s, reads, locks=locks) if reads is not None else []
+    rows = read()
     if n <= 0:
         return [], rows
     lock_for_transaction(s, 0)
