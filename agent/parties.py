@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date
 
 from sqlmodel import Session, select
@@ -53,6 +54,7 @@ def add_party(
     ownership_chain(refs, name)  # raises on a cycle before anything is written
     s.add(party)
     s.flush()
+    displaced: list[dict[str, str]] = []
     for ns in namespaces or []:
         ns = ns.strip()
         existing = s.exec(
@@ -62,18 +64,115 @@ def add_party(
             s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id))  # type: ignore[arg-type]
         else:
             existing.party_id = party.id  # type: ignore[assignment]
+            existing.source = REGISTRY  # the operator's word now, whatever a label said
             s.add(existing)
+        if not cluster:
+            # A cluster-wide registration outranks every label for that namespace, in any cluster: a label
+            # mapping there would otherwise win the lookup as the more specific one.
+            for row in s.exec(select(PartyNamespace).where(PartyNamespace.namespace == ns,
+                                                           PartyNamespace.source == LABEL)).all():
+                displaced.append({"cluster": row.cluster, "namespace": ns})
+                s.delete(row)
     s.flush()
     from agent.audit import current_actor, record
 
+    payload: dict[str, object] = {"hq": code, "parent": parent_row.name if parent_row else None,
+                                  "namespaces": [n.strip() for n in namespaces or []], "cluster": cluster}
+    if displaced:
+        payload["label_mappings_replaced"] = displaced
     record(s, actor=current_actor(), action="party.update" if existed else "party.create", subject=f"party:{name}",
-           payload={"hq": code, "parent": parent_row.name if parent_row else None,
-                    "namespaces": [n.strip() for n in namespaces or []], "cluster": cluster})
+           payload=payload)
     return party
 
 
+REGISTRY, LABEL = "registry", "label"
+
+
+@dataclass
+class LabelSync:
+    """What one namespace-label sync of a cluster changed, and what it could not map (and why)."""
+
+    cluster: str
+    label: str
+    added: list[dict[str, str]] = field(default_factory=list)
+    changed: list[dict[str, str]] = field(default_factory=list)
+    removed: list[dict[str, str]] = field(default_factory=list)
+    unchanged: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"cluster": self.cluster, "label": self.label, "added": self.added, "changed": self.changed,
+                "removed": self.removed, "unchanged": self.unchanged, "problems": self.problems}
+
+
+def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str, str]) -> LabelSync:
+    """Bring the cluster's label mappings in step with its namespaces' customer labels.
+
+    ``labelled`` is every namespace of the cluster that carries ``label`` (namespace -> label value): the
+    whole list, so a label mapping whose namespace is not in it (label removed, namespace deleted) is
+    removed. The value names a registered party exactly. Only ``label`` rows of this cluster are added,
+    changed or removed: a namespace the registry maps (for this cluster or cluster-wide) keeps the
+    registry's customer, and a label that disagrees is reported. A value naming no registered party maps
+    nothing (jobs there are refused as an unknown customer, the safe side) and is reported. Every change is
+    audited; the caller commits.
+    """
+    if not cluster:
+        raise PolicyError("cluster: label mappings belong to a named cluster (the webhook's VEU_CLUSTER)")
+    out = LabelSync(cluster, label)
+    parties = {p.name: p for p in s.exec(select(Party)).all()}
+    by_id = {p.id: p.name for p in parties.values()}
+    rows = s.exec(select(PartyNamespace).where(
+        (PartyNamespace.cluster == cluster) | (PartyNamespace.cluster == ""))).all()
+    registry = {(r.cluster, r.namespace): r for r in rows if r.source != LABEL}
+    mine = {r.namespace: r for r in rows if r.source == LABEL and r.cluster == cluster}
+    for ns in sorted(labelled):
+        value = labelled[ns].strip()
+        reg = registry.get((cluster, ns)) or registry.get(("", ns))
+        party = parties.get(value)
+        row = mine.pop(ns, None)
+        if reg is not None:
+            if by_id.get(reg.party_id) != value:
+                out.problems.append(f"namespace {ns}: label {label}={value!r} ignored; the registry maps it to "
+                                    f"{by_id.get(reg.party_id)!r}")
+            if row is not None:  # registered since the label was first synced: the registry's row decides
+                s.delete(row)
+                out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
+            continue
+        if party is None:
+            out.problems.append(f"namespace {ns}: label {label}={value!r} names no registered party; add it with "
+                                f"`veuctl parties add {value or 'NAME'} --hq CC` (jobs there are refused as an "
+                                "unknown customer until then)")
+            if row is not None:
+                s.delete(row)
+                out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
+            continue
+        if row is None:
+            s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id, source=LABEL))  # type: ignore[arg-type]
+            out.added.append({"namespace": ns, "customer": value})
+        elif row.party_id != party.id:
+            out.changed.append({"namespace": ns, "customer": value, "was": by_id.get(row.party_id, "?")})
+            row.party_id = party.id  # type: ignore[assignment]
+            s.add(row)
+        else:
+            out.unchanged += 1
+    for ns, row in sorted(mine.items()):  # label gone, or the namespace itself
+        s.delete(row)
+        out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
+    s.flush()
+    if out.added or out.changed or out.removed:
+        from agent.audit import current_actor, record
+
+        record(s, actor=current_actor(), action="party.namespace_labels", subject=f"cluster:{cluster}",
+               payload={"label": label, "added": out.added, "changed": out.changed, "removed": out.removed})
+    return out
+
+
 def namespaces_of(s: Session, party: Party) -> list[str]:
-    return [n.namespace for n in s.exec(select(PartyNamespace).where(PartyNamespace.party_id == party.id)).all()]
+    """The party's namespaces: ``NS``, ``CLUSTER/NS`` for a cluster's own, `` (label)`` when a label maps it."""
+    rows = s.exec(select(PartyNamespace).where(PartyNamespace.party_id == party.id)
+                  .order_by(PartyNamespace.cluster, PartyNamespace.namespace)).all()
+    return [f"{n.cluster + '/' if n.cluster else ''}{n.namespace}{' (label)' if n.source == LABEL else ''}"
+            for n in rows]
 
 
 def party_for_namespace(s: Session, namespace: str, cluster: str = "") -> Party | None:

@@ -6,6 +6,8 @@
   its error in ``collector_error`` and leaves previous holdings intact (see the sync service's rules).
 - With several replicas only the Lease holder's scheduler runs jobs (paused otherwise).
 - Kubernetes clusters with ``watch: true`` get a node watcher that pulls the k8s job forward on change.
+- Kubernetes clusters with a ``customer_label`` get a namespace-label sync job (``namespaces:<cluster>``, on
+  the k8s interval) and, with ``watch: true``, a namespace watcher that pulls it forward when a label changes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ def run_collector(cfg: AgentConfig, name: str, url: str | None) -> dict[str, Any
     return summary.as_dict()
 
 
+def run_namespace_sync(cluster: Any, url: str | None) -> dict[str, Any]:
+    """One scheduled namespace-label sync of one cluster (a failure is logged; the mappings stay as they were)."""
+    from agent.audit import acting_as
+    from controllers.namespaces import sync_cluster
+
+    with acting_as("agent:namespaces"):
+        out = sync_cluster(cluster, url)
+    for problem in out["problems"]:  # type: ignore[attr-defined]
+        log.warning("namespaces %s: %s", cluster.name, problem)
+    if out["added"] or out["changed"] or out["removed"]:
+        log.info("namespaces %s: %d added, %d changed, %d removed", cluster.name, len(out["added"]),  # type: ignore[arg-type]
+                 len(out["changed"]), len(out["removed"]))  # type: ignore[arg-type]
+    return out
+
+
 class Agent:
     """The scheduler plus (optionally) leader election and node watchers."""
 
@@ -55,6 +72,12 @@ class Agent:
                 id=c.name,
                 name=f"inventory:{c.name}",
                 next_run_time=datetime.now(UTC),  # first run at start, then on the interval
+            )
+        for cl in self.labelled_clusters(cfg, watching=False):
+            self.scheduler.add_job(
+                run_namespace_sync, IntervalTrigger(seconds=self.k8s_config(cfg).interval_seconds),
+                args=(cl, url), id=f"namespaces:{cl.name}", name=f"namespaces:{cl.name}",
+                next_run_time=datetime.now(UTC),
             )
         from controllers.policyreports import add_to_scheduler  # PolicyReports for held jobs (in a pod only)
 
@@ -83,19 +106,36 @@ class Agent:
         log.info("inventory agent: not leading; collectors paused")
         self.scheduler.pause()
 
-    def start_watchers(self) -> None:
-        from agent.collectors.k8s_nodes import K8sConfig, NodeWatcher
+    @staticmethod
+    def k8s_config(cfg: AgentConfig) -> Any:
+        from agent.collectors.k8s_nodes import K8sConfig
 
-        raw = self.cfg.collectors.get("k8s")
-        if not raw:
-            return
-        k = K8sConfig.model_validate(raw)
-        if not (k.enabled and k.watch):
+        raw = cfg.collectors.get("k8s")
+        return K8sConfig.model_validate(raw) if raw else None
+
+    @staticmethod
+    def labelled_clusters(cfg: AgentConfig, watching: bool) -> list[Any]:
+        """The k8s collector's clusters whose namespaces' customer label is synced (watched too, if asked)."""
+        k = Agent.k8s_config(cfg)
+        if k is None or not k.enabled or (watching and not k.watch):
+            return []
+        return [cl for cl in k.clusters if cl.customer_label]
+
+    def start_watchers(self) -> None:
+        from agent.collectors.k8s_nodes import NodeWatcher
+        from controllers.namespaces import NamespaceWatcher
+
+        k = self.k8s_config(self.cfg)
+        if k is None or not (k.enabled and k.watch):
             return
         for cl in k.clusters:
             w = NodeWatcher(cl, lambda _c: self.run_now("k8s"))
             threading.Thread(target=w.run, name=f"watch-{cl.name}", daemon=True).start()
             self.watchers.append(w)
+        for cl in self.labelled_clusters(self.cfg, watching=True):
+            nw = NamespaceWatcher(cl, lambda c: self.run_now(f"namespaces:{c}"))
+            threading.Thread(target=nw.run, name=f"watch-namespaces-{cl.name}", daemon=True).start()
+            self.watchers.append(nw)
 
     def shutdown(self) -> None:
         for w in self.watchers:
@@ -130,6 +170,11 @@ def run_agent(
     if once:
         for c in cfg.enabled():
             run_collector(cfg, c.name, url)
+        for cl in Agent.labelled_clusters(cfg, watching=False):
+            try:
+                run_namespace_sync(cl, url)
+            except Exception as exc:  # one cluster's API being down must not stop the others
+                log.error("namespaces %s: sync failed: %s: %s", cl.name, type(exc).__name__, str(exc)[:300])
         return
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():

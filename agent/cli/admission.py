@@ -35,7 +35,8 @@ def _load(path: Path) -> Any:
 @admission_app.command("review")
 def review(
     file: Path = typer.Argument(..., help="An AdmissionReview (admission.k8s.io/v1) JSON file."),
-    cluster: str = typer.Option("", "--cluster", help="Cluster whose inventory bounds unnamed chip models."),
+    cluster: str = typer.Option("", "--cluster", envvar="VEU_CLUSTER",
+                                help="Cluster whose mappings and inventory apply, as for the webhook (VEU_CLUSTER)."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
 ) -> None:
     """Evaluate an AdmissionReview against the store exactly as the webhook would (records and cases included)."""
@@ -60,7 +61,8 @@ def review(
 def controllers(
     meter_interval: float = typer.Option(60.0, "--interval", help="Seconds between metering/Kueue passes."),
     kueue: bool = typer.Option(False, "--kueue", help="Also act as the Kueue AdmissionCheck controller."),
-    cluster: str = typer.Option("", "--cluster", help="Cluster name (namespace mappings, inventory bound)."),
+    cluster: str = typer.Option("", "--cluster", envvar="VEU_CLUSTER",
+                                help="Cluster name (namespace mappings, inventory bound; default VEU_CLUSTER)."),
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:

@@ -57,6 +57,43 @@ def list_(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = 
     emit(rows, json_, lambda r: table(r, ["name", "hq", "ultimate_parent", "effective_tier", "namespaces"]))
 
 
+@parties_app.command("sync-namespaces")
+def sync_namespaces(
+    cluster: list[str] = typer.Option([], "--cluster", help="Only this cluster of the k8s config (repeat)."),
+    config: str | None = typer.Option(None, "--config", help="Agent config YAML (default: VEU_AGENT_CONFIG)."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Map namespaces to customers from their customer label, now (the agent does it on its interval and on
+    every label change): for each cluster of the agent's k8s config with a customer_label."""
+    from agent.cli._common import UsageError, err_console
+    from agent.cli.inventory import _use_db
+    from agent.collectors.config import load_config
+    from agent.collectors.k8s_nodes import K8sConfig
+    from controllers.namespaces import sync_cluster
+
+    cfg = load_config(config)
+    raw = cfg.collectors.get("k8s")
+    clusters = [c for c in K8sConfig.model_validate(raw).clusters if c.customer_label] if raw else []
+    if cluster:
+        unknown = sorted(set(cluster) - {c.name for c in clusters})
+        if unknown:
+            raise UsageError(f"--cluster: {', '.join(unknown)} is not a cluster of the k8s config with a "
+                             "customer_label")
+        clusters = [c for c in clusters if c.name in cluster]
+    if not clusters:
+        raise UsageError("k8s config: no cluster with a customer_label to sync (collectors.k8s.clusters)")
+    url = _use_db(db, cfg.database_url)
+    results = [sync_cluster(c, url) for c in clusters]
+    if not json_:
+        for r in results:
+            for problem in r["problems"]:  # type: ignore[attr-defined]
+                err_console.print(f"[yellow]warning[/]: {r['cluster']}: {problem}")
+    emit(results, json_, lambda rows: table([{
+        "cluster": r["cluster"], "label": r["label"], "added": len(r["added"]), "changed": len(r["changed"]),
+        "removed": len(r["removed"]), "unchanged": r["unchanged"], "problems": len(r["problems"])} for r in rows],
+        ["cluster", "label", "added", "changed", "removed", "unchanged", "problems"]))
+
+
 @sites_app.command("add")
 def add_site(
     name: str,

@@ -26,12 +26,13 @@ periodic run is the resync.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.collectors.base import (
     Collector,
@@ -61,6 +62,32 @@ class ClusterConfig(BaseModel):
     ca_file: str | None = None
     owner: str | None = None
     operator: str | None = None
+    customer_label: str | None = Field(
+        "compute.veu-governor.io/customer",
+        description="Namespace label naming the namespace's customer (a registered party), synced into the "
+                    "store's namespace mappings for this cluster (the webhook's VEU_CLUSTER must be this name); "
+                    "null turns the sync off.",
+    )
+
+    @field_validator("customer_label")
+    @classmethod
+    def _label_key(cls, v: str | None) -> str | None:
+        return _check_label_key(v)
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _check_label_key(key: str | None) -> str | None:
+    """A Kubernetes label key (``[prefix/]name``), or None / "" for none."""
+    if not key:
+        return None
+    prefix, _, name = key.rpartition("/")
+    if not _LABEL_NAME.fullmatch(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix))):
+        raise ValueError(f"{key!r} is not a Kubernetes label key ([prefix/]name, e.g. "
+                         "compute.veu-governor.io/customer)")
+    return key
 
 
 class K8sConfig(SourceConfig):

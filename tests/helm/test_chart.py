@@ -295,6 +295,21 @@ def test_agent_is_leader_elected_with_rights_to_its_own_lease_only() -> None:
                       "resourceNames": [le.lease_name], "verbs": ["get", "update", "patch"]}]
 
 
+def test_namespace_label_mappings_the_agent_syncs_are_the_ones_the_webhook_reads() -> None:
+    from agent.collectors.config import AgentConfig
+    from agent.collectors.k8s_nodes import K8sConfig
+
+    objs = render_set("default")
+    cfg = AgentConfig.model_validate(yaml.safe_load(one(objs, "ConfigMap", "-agent-config")["data"]["config.yaml"]))
+    labelled = {c.name for c in K8sConfig.model_validate(cfg.collectors["k8s"]).clusters if c.customer_label}
+    (webhook,) = [c for c in one(objs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"]
+                  if c["name"] == "webhook"]
+    env = {e["name"]: e.get("value") for e in webhook["env"]}
+    assert env["VEU_CLUSTER"] in labelled
+    agent_rules = one(objs, "ClusterRole", "-agent")["rules"]
+    assert any("namespaces" in r["resources"] and {"list", "watch"} <= set(r["verbs"]) for r in agent_rules)
+
+
 # --- security -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value_set", ALL_SETS)

@@ -9,8 +9,32 @@ from typing import Any
 from kmock import KubernetesEmulator, Server
 
 
+def _namespaces_as_a_resource() -> None:
+    """Teach kmock 0.8 that ``/api/v1/namespaces[/NAME]`` is the Namespace resource itself.
+
+    Its path parser reads ``namespaces/X`` as the namespace scope of what follows, so listing, creating,
+    reading or watching Namespace objects fails with a 500 there (a real API server serves them like any
+    cluster-scoped resource). Paths with a resource after the namespace are parsed as before.
+    """
+    from kmock._internal import parsing
+
+    if getattr(parsing.parse_path, "_veu_namespaces", False):
+        return
+    original = parsing.parse_path
+
+    def parse_path(path: str) -> parsing.ParsedPath:
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if parts[:2] == ["api", "v1"] and parts[2:3] == ["namespaces"] and len(parts) <= 4:
+            return parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+        return original(path)
+
+    parse_path._veu_namespaces = True  # type: ignore[attr-defined]
+    parsing.parse_path = parse_path  # type: ignore[assignment]
+
+
 class KmockThread:
     def start(self) -> KmockThread:
+        _namespaces_as_a_resource()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -34,6 +34,9 @@ class PartyNamespace(SQLModel, table=True):
     namespace: str = Field(index=True, max_length=253)
     party_id: int = Field(foreign_key="party.id", index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # "registry": the operator's mapping; "label": kept in step with a namespace label by the namespace sync,
+    # which touches only its own rows (see agent.parties.sync_label_mappings).
+    source: str = Field(default="registry", max_length=20, sa_column_kwargs={"server_default": "registry"})
 
 
 class ChangeMarker(SQLModel, table=True):

@@ -162,6 +162,10 @@ comma-separated: the certificate names them all, so clients of either verify it 
 {{- end }}
 - name: VEU_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- with .Values.controllers.cluster }}
+- name: VEU_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
 - name: HOME
   value: /tmp
 - name: POD_NAME
