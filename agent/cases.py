@@ -700,13 +700,17 @@ def _case_updates(cases: dict[int, dict[str, Any]]) -> list[tuple[Any, list[dict
 
 def case_view(row: RedFlagCase, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
+    jobs = json.loads(row.jobs or "[]")
     status = row.status
     if status == "resolved" and row.expires_at is not None and _aware(row.expires_at) < now:
         status = "expired"
     return {
         "id": row.id, "customer": row.customer_name, "model": row.model_key, "status": status,
         "source": row.source, "estimate": row.estimate_operations, "estimate_text": sci(row.estimate_operations),
-        "threshold": row.threshold, "jobs": json.loads(row.jobs or "[]"),
+        "threshold": row.threshold, "jobs": jobs,
+        # The case keeps its latest _MAX_CASE_JOBS job references; the decisions list filtered by this case
+        # (/api/v1/decisions?case_id=) has every one.
+        "jobs_truncated": len(jobs) >= _MAX_CASE_JOBS,
         "answers": {"export_intent": row.export_intent, "licence_number": row.licence_number or None,
                     "licence_scope": row.licence_scope or None, "customer_informed": row.customer_informed,
                     "notes": row.notes or None},
@@ -777,7 +781,7 @@ def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, o
         return row, False
     row = RedFlagCase(customer_id=party.id, customer_name=party.name, model_key=model_key, status="open",
                       source="metering", estimate_operations=operations, threshold=threshold,
-                      jobs=json.dumps(job_refs[-500:]), explanation=explanation[:20000], opened_at=now)
+                      jobs=json.dumps(job_refs[-_MAX_CASE_JOBS:]), explanation=explanation[:20000], opened_at=now)
     s.add(row)
     s.flush()
     record(s, actor=actor, action="case.open", subject=f"case:{row.id}",
@@ -786,8 +790,8 @@ def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, o
     return row, True
 
 
-def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: str | None = None
-              ) -> list[dict[str, Any]]:
+def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: str | None = None,
+              case_id: int | None = None) -> list[dict[str, Any]]:
     # Newest first by decision time (ids increase within a webhook process but interleave across replicas).
     q = select(AdmissionDecision).order_by(col(AdmissionDecision.decided_at).desc(), col(AdmissionDecision.id).desc()
                                            ).limit(max(1, min(limit, 5000)))
@@ -795,6 +799,8 @@ def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: 
         q = q.where(AdmissionDecision.code == code)
     if namespace:
         q = q.where(AdmissionDecision.namespace == namespace)
+    if case_id is not None:  # every job decided against a case, however many (its own list keeps the latest)
+        q = q.where(AdmissionDecision.case_id == case_id)
     return [decision_view(r) for r in s.exec(q).all()]
 
 

@@ -94,6 +94,11 @@ def test_cases_api_list_show_resolve_and_decisions(store: str) -> None:
     assert ok.status_code == 200 and ok.json()["answers"]["customer_informed"] is True
     d = c.get("/api/v1/decisions").json()
     assert d[0]["uid"] == "api-1" and d[0]["code"] == "HOLD_FOR_INQUIRY" and d[0]["pack_versions"]
+    c.post("/validate", json=review(job("small", pods=1), uid="api-2"))  # allowed: no case
+    by_case = c.get("/api/v1/decisions", params={"case_id": case_id}).json()
+    assert [x["uid"] for x in by_case] == ["api-1"]
+    assert c.get("/api/v1/decisions", params={"case_id": 0}).status_code == 422
+    assert c.get(f"/api/v1/cases/{case_id}").json()["jobs_truncated"] is False
 
 
 def test_serve_refuses_half_a_tls_pair(veuctl: Callable[..., Result], tmp_path: Path) -> None:
@@ -103,3 +108,14 @@ def test_serve_refuses_half_a_tls_pair(veuctl: Callable[..., Result], tmp_path: 
     assert r.returncode == 2 and "--tls-key" in r.stderr
     r = veuctl("serve", "--tls-cert", str(cert), "--tls-key", str(tmp_path / "missing.key"))
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_a_case_with_more_jobs_than_it_lists_says_so_and_the_decisions_keep_every_one() -> None:
+    from agent.cases import _MAX_CASE_JOBS, case_view
+    from agent.store.tables.cases import RedFlagCase
+
+    row = RedFlagCase(id=7, customer_name="Emirates AI", model_key="m", status="open", source="admission",
+                      estimate_operations=2e26, threshold=1e26, jobs=json.dumps([f"ns/Job/j{i}" for i in range(
+                          _MAX_CASE_JOBS)]), explanation="")
+    view = case_view(row)
+    assert view["jobs_truncated"] is True and len(view["jobs"]) == _MAX_CASE_JOBS

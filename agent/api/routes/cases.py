@@ -66,9 +66,10 @@ def resolve_case(
 @router.get("/decisions", summary="Recorded admission decisions (newest first)")
 def list_decisions(
     limit: int = Query(100, ge=1, le=5000), code: str | None = None, namespace: str | None = None,
+    case_id: int | None = Query(None, ge=1, description="Only the decisions recorded against this case."),
     s: Session = Depends(get_session),
 ) -> list[dict[str, Any]]:
-    return svc.decisions(s, limit, code, namespace)
+    return svc.decisions(s, limit, code, namespace, case_id)
 
 
 def setup(app: FastAPI) -> None:
