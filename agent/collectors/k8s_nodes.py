@@ -260,29 +260,45 @@ class K8sNodesCollector(Collector):
         return res
 
 
-class NodeWatcher:
-    """List then watch one cluster's nodes; call ``on_change(cluster)`` when any node's accelerators change."""
+class ListWatcher:
+    """List then watch one cluster's objects of one kind; call ``on_change(cluster)`` when one's state changes.
+
+    A subclass names the kind (``list_fn``: the ``CoreV1Api`` list method) and what of an object matters
+    (``state``: ``(name, state)``, ``None`` for "nothing that matters"). A watch that ends is resumed from the
+    last resourceVersion seen; a 410 Gone (that version is too old) relists.
+    """
+
+    list_fn = "list_node"
 
     def __init__(self, cluster: ClusterConfig, on_change: Callable[[str], None], window_seconds: int = 300) -> None:
         self.cluster = cluster
         self.on_change = on_change
         self.window = window_seconds
         self.stop = threading.Event()
-        self.known: dict[str, tuple[str, float] | None] = {}
+        self.known: dict[str, Any] = {}
         self.resource_version: str | None = None
         self.relists = 0
 
-    def _state(self, node: Any) -> tuple[str, tuple[str, float] | None]:
-        name, labels, alloc, pid = _node_fields(node)
-        try:
-            return name, node_accelerators(labels, alloc, pid)
-        except PolicyError:
-            return name, ("?", -1.0)
+    def state(self, obj: Any) -> tuple[str, Any]:
+        raise NotImplementedError
 
     def relist(self, v1: Any) -> None:
-        lst = v1.list_node(_request_timeout=60)
-        self.known = dict(self._state(n) for n in lst.items)
-        self.resource_version = lst.metadata.resource_version if lst.metadata else None
+        known: dict[str, Any] = {}
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"limit": 500, "_request_timeout": 60}
+            if token:
+                kw["_continue"] = token
+            page = getattr(v1, self.list_fn)(**kw)
+            for obj in page.items:
+                name, st = self.state(obj)
+                if st is not None:
+                    known[name] = st
+            token = page.metadata._continue if page.metadata else None
+            if not token:
+                break
+        self.known = known
+        self.resource_version = page.metadata.resource_version if page.metadata else None
         self.relists += 1
 
     def run(self) -> None:
@@ -298,22 +314,23 @@ class NodeWatcher:
                 kw: dict[str, Any] = {"timeout_seconds": self.window, "_request_timeout": self.window + 5}
                 if self.resource_version:
                     kw["resource_version"] = self.resource_version
-                for ev in w.stream(v1.list_node, **kw):
+                for ev in w.stream(getattr(v1, self.list_fn), **kw):
                     if self.stop.is_set():
                         w.stop()
                         break
                     obj = ev["object"]
-                    rv = getattr(getattr(obj, "metadata", None), "resource_version", None)
+                    md = obj.get("metadata", {}) if isinstance(obj, dict) else getattr(obj, "metadata", None)
+                    rv = md.get("resourceVersion") if isinstance(md, dict) else getattr(md, "resource_version", None)
                     if rv and rv != "...":
                         self.resource_version = rv
-                    name, state = self._state(obj)
+                    name, st = self.state(obj)
                     if ev["type"] == "DELETED":
-                        state = None
-                    if self.known.get(name) != state:
-                        if state is None:
+                        st = None
+                    if self.known.get(name) != st:
+                        if st is None:
                             self.known.pop(name, None)
                         else:
-                            self.known[name] = state
+                            self.known[name] = st
                         self.on_change(self.cluster.name)
             except ApiException as exc:
                 if exc.status == 410:  # resourceVersion too old: relist, then watch again
@@ -322,3 +339,16 @@ class NodeWatcher:
                 self.stop.wait(5)
             except Exception:
                 self.stop.wait(1)
+
+
+class NodeWatcher(ListWatcher):
+    """Calls back when any node's accelerators (model and count) change."""
+
+    list_fn = "list_node"
+
+    def state(self, obj: Any) -> tuple[str, tuple[str, float] | None]:
+        name, labels, alloc, pid = _node_fields(obj)
+        try:
+            return name, node_accelerators(labels, alloc, pid)
+        except PolicyError:
+            return name, ("?", -1.0)
