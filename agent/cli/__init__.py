@@ -1,30 +1,74 @@
 """`veuctl`: the command line of veu-governor. Every command has ``--json``; bad input exits 2.
 
-Command groups live one per module in this package; each module exposes ``register(app)`` and is
-discovered automatically.
+Command groups live one per module in this package; each module exposes ``register(app)``. ``COMMANDS``
+says which module registers each top-level command, so ``veuctl`` imports only the module of the command it
+runs (the others pull in the store, the rules core and their libraries: about a second of start-up);
+``veuctl --help`` loads them all. A test keeps ``COMMANDS`` equal to what the modules register.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import pkgutil
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from agent.cli._common import run_app
 
+COMMANDS: dict[str, str] = {
+    "admission": "admission", "cases": "admission",
+    "audit": "audit",
+    "authorizations": "caps", "caps": "caps", "reservations": "caps", "shipments": "caps", "whatif": "caps",
+    "chips": "chips", "dd": "chips", "instances": "chips", "regions": "chips",
+    "estimate": "compute", "models": "compute",
+    "db": "db",
+    "demo": "demo",
+    "export": "export",
+    "agent": "inventory", "inventory": "inventory",
+    "controls": "obligations", "deadlines": "obligations", "paths": "obligations", "weights": "obligations",
+    "parties": "parties", "sites": "parties",
+    "policy": "policy", "tier": "policy",
+    "serve": "serve",
+    "tokens": "tokens",
+}
+
+
+@functools.cache
+def _commands_of(module: str) -> dict[str, Any]:
+    """The top-level click commands one module registers."""
+    sub = typer.Typer()
+    importlib.import_module(f"{__name__}.{module}").register(sub)
+    return dict(typer.main.get_group(sub).commands)
+
+
+class _LazyGroup(TyperGroup):
+    """The top-level group: a command's module is imported when the command is looked up."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.commands.update(_commands_of(COMMANDS[cmd_name]))
+        return self.commands.get(cmd_name)
+
+
 app = typer.Typer(
     name="veuctl",
+    cls=_LazyGroup,
     help="Export-control governance for AI compute: caps, 4E091 training compute, the IaaS red flag.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}").register(app)
+
+@app.callback()
+def _root() -> None:
+    """Export-control governance for AI compute: caps, 4E091 training compute, the IaaS red flag."""
 
 
 def main() -> None:

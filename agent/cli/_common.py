@@ -12,7 +12,6 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
 from policies.errors import PolicyError
 from policies.packs import parse_date
@@ -73,14 +72,22 @@ def run_app(app: typer.Typer) -> int:
     except PolicyError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    except click.exceptions.Exit as exc:
+    # Typer 0.2x raises its own copy of click's exceptions (typer.TyperException is their public base);
+    # older Typer raises click's.
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         sys.stderr.write("aborted\n")
         return 1
-    except click.ClickException as exc:
-        sys.stderr.write(f"error: {exc.format_message()}\n")
+    except (click.ClickException, typer.TyperException) as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if message:  # no arguments at all: the help was the answer
+            sys.stderr.write(f"error: {message}\n")
         return 2
-    except OperationalError as exc:
-        sys.stderr.write(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}\n")
-        return 1
+    except Exception as exc:
+        # Only a command that used the store can have hit it unavailable (and imported SQLAlchemy to do so).
+        sa_exc = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
+            sys.stderr.write(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}\n")
+            return 1
+        raise
