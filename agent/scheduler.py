@@ -44,12 +44,12 @@ def run_namespace_sync(cluster: Any, url: str | None) -> dict[str, Any]:
 
     with acting_as("agent:namespaces"):
         out = sync_cluster(cluster, url)
-    for problem in out["problems"]:  # type: ignore[attr-defined]
+    for problem in out.problems:
         log.warning("namespaces %s: %s", cluster.name, problem)
-    if out["added"] or out["changed"] or out["removed"]:
-        log.info("namespaces %s: %d added, %d changed, %d removed", cluster.name, len(out["added"]),  # type: ignore[arg-type]
-                 len(out["changed"]), len(out["removed"]))  # type: ignore[arg-type]
-    return out
+    if out.added or out.changed or out.removed:
+        log.info("namespaces %s: %d added, %d changed, %d removed", cluster.name, len(out.added), len(out.changed),
+                 len(out.removed))
+    return out.as_dict()
 
 
 class Agent:

@@ -17,10 +17,13 @@ instead of at the next interval (until then its accelerator jobs are refused as 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.collectors.k8s_nodes import ClusterConfig, ListWatcher, api_client
 from policies.errors import PolicyError
+
+if TYPE_CHECKING:
+    from agent.parties import LabelSync
 
 
 def _labels(ns: Any) -> tuple[str, dict[str, str]]:
@@ -40,7 +43,7 @@ def customer_labels(cluster: ClusterConfig) -> dict[str, str]:
     return dict(lister.known)
 
 
-def sync_cluster(cluster: ClusterConfig, url: str | None) -> dict[str, object]:
+def sync_cluster(cluster: ClusterConfig, url: str | None) -> LabelSync:
     """List the cluster's namespaces and bring its label mappings in step (one store transaction)."""
     from agent.parties import sync_label_mappings
     from agent.store import session_scope
@@ -49,7 +52,7 @@ def sync_cluster(cluster: ClusterConfig, url: str | None) -> dict[str, object]:
         raise PolicyError(f"cluster {cluster.name}: customer_label is off; nothing to sync")
     labelled = customer_labels(cluster)
     with session_scope(url) as s:
-        return sync_label_mappings(s, cluster.name, cluster.customer_label, labelled).as_dict()
+        return sync_label_mappings(s, cluster.name, cluster.customer_label, labelled)
 
 
 class NamespaceWatcher(ListWatcher):

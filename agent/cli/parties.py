@@ -86,9 +86,9 @@ def sync_namespaces(
     results = [sync_cluster(c, url) for c in clusters]
     if not json_:
         for r in results:
-            for problem in r["problems"]:  # type: ignore[attr-defined]
-                err_console.print(f"[yellow]warning[/]: {r['cluster']}: {problem}")
-    emit(results, json_, lambda rows: table([{
+            for problem in r.problems:
+                err_console.print(f"[yellow]warning[/]: {r.cluster}: {problem}")
+    emit([r.as_dict() for r in results], json_, lambda rows: table([{
         "cluster": r["cluster"], "label": r["label"], "added": len(r["added"]), "changed": len(r["changed"]),
         "removed": len(r["removed"]), "unchanged": r["unchanged"], "problems": len(r["problems"])} for r in rows],
         ["cluster", "label", "added", "changed", "removed", "unchanged", "problems"]))

@@ -69,13 +69,13 @@ def test_labelled_namespace_is_mapped_to_its_registered_customer_for_that_cluste
     _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
     _ns(k8s, "plain")
     out = sync_cluster(_cluster(k8s), store)
-    assert out["added"] == [{"namespace": "team-ae", "customer": "Emirates AI"}] and out["problems"] == []
+    assert out.added == [{"namespace": "team-ae", "customer": "Emirates AI"}] and out.problems == []
     assert _mappings(store)[("fra-1", "team-ae")] == ("Emirates AI", "label")
     with session_scope(store) as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.action == "party.namespace_labels")).one()
         assert entry.subject == "cluster:fra-1" and "team-ae" in entry.payload
     again = sync_cluster(_cluster(k8s), store)  # nothing changed: nothing written, nothing audited
-    assert (again["added"], again["changed"], again["removed"], again["unchanged"]) == ([], [], [], 1)
+    assert (again.added, again.changed, again.removed, again.unchanged) == ([], [], [], 1)
     with session_scope(store) as s:
         assert len(s.exec(select(AuditEntry).where(AuditEntry.action == "party.namespace_labels")).all()) == 1
 
@@ -98,7 +98,7 @@ def test_registry_mapping_outranks_a_disagreeing_label_and_the_sync_says_so(k8s:
     # tenant-us is registered to US Lab cluster-wide (the webhook fixtures' registry).
     _ns(k8s, "tenant-us", {LABEL: "Emirates AI"})
     out = sync_cluster(_cluster(k8s), store)
-    assert out["added"] == [] and "registry maps it to 'US Lab'" in out["problems"][0]
+    assert out.added == [] and "registry maps it to 'US Lab'" in out.problems[0]
     assert ("fra-1", "tenant-us") not in _mappings(store)
     with session_scope(store) as s:
         small = evaluate_review(s, registry(), review(job("x", "tenant-us", pods=512, annotations=BIG)),
@@ -110,7 +110,7 @@ def test_label_naming_no_registered_party_maps_nothing_and_says_how_to_register(
                                                                                ) -> None:
     _ns(k8s, "team-x", {LABEL: "Nobody-Inc"})
     out = sync_cluster(_cluster(k8s), store)
-    assert out["added"] == [] and "veuctl parties add Nobody-Inc --hq CC" in out["problems"][0]
+    assert out.added == [] and "veuctl parties add Nobody-Inc --hq CC" in out.problems[0]
     assert ("fra-1", "team-x") not in _mappings(store)
 
 
@@ -124,8 +124,8 @@ def test_changed_label_moves_the_namespace_and_a_removed_label_or_namespace_unma
     _relabel(k8s, "b", None)
     k8s.core().delete_namespace("c")
     out = sync_cluster(_cluster(k8s), store)
-    assert out["changed"] == [{"namespace": "a", "customer": "US Lab", "was": "Emirates AI"}]
-    assert out["removed"] == [{"namespace": "b", "customer": "Emirates AI"},
+    assert out.changed == [{"namespace": "a", "customer": "US Lab", "was": "Emirates AI"}]
+    assert out.removed == [{"namespace": "b", "customer": "Emirates AI"},
                               {"namespace": "c", "customer": "Emirates AI"}]
     m = _mappings(store)
     assert m[("fra-1", "a")] == ("US Lab", "label") and ("fra-1", "b") not in m and ("fra-1", "c") not in m
@@ -139,7 +139,7 @@ def test_a_label_that_becomes_unknown_unmaps_rather_than_keeping_the_old_custome
     sync_cluster(_cluster(k8s), store)
     _relabel(k8s, "a", "Typo-Corp")
     out = sync_cluster(_cluster(k8s), store)
-    assert out["removed"] == [{"namespace": "a", "customer": "Emirates AI"}] and out["problems"]
+    assert out.removed == [{"namespace": "a", "customer": "Emirates AI"}] and out.problems
     assert ("fra-1", "a") not in _mappings(store)
 
 
@@ -154,13 +154,13 @@ def test_registering_a_namespace_replaces_its_label_mapping(k8s: KmockThread, st
     assert m[("fra-1", "a")] == ("US Lab", "registry")
     assert ("fra-1", "b") not in m and m[("", "b")] == ("US Lab", "registry")
     out = sync_cluster(_cluster(k8s), store)  # the label still says Emirates AI: reported, not applied
-    assert out["added"] == [] and len(out["problems"]) == 2
+    assert out.added == [] and len(out.problems) == 2
     assert _mappings(store)[("fra-1", "a")] == ("US Lab", "registry")
 
 
 def test_label_sync_on_postgresql(k8s: KmockThread, pg_store: str) -> None:
     _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
-    assert sync_cluster(_cluster(k8s), pg_store)["added"] == [{"namespace": "team-ae", "customer": "Emirates AI"}]
+    assert sync_cluster(_cluster(k8s), pg_store).added == [{"namespace": "team-ae", "customer": "Emirates AI"}]
     body = review(job("big", "team-ae", pods=512, annotations=BIG))
     with session_scope(pg_store) as s:
         assert evaluate_review(s, registry(), body, cluster="fra-1").code == redflag.HOLD_FOR_INQUIRY
@@ -217,9 +217,9 @@ def test_veuctl_parties_sync_namespaces(k8s: KmockThread, store: str, tmp_path: 
     cfg.write_text(f"collectors:\n  k8s:\n    clusters:\n      - name: fra-1\n        api_url: {k8s.url}\n")
     r = _veuctl("parties", "sync-namespaces", "--config", str(cfg), "--json", db=store)
     assert r.returncode == 0, r.stderr
-    (out,) = json.loads(r.stdout)
-    assert out["cluster"] == "fra-1" and out["added"] == [{"namespace": "team-ae", "customer": "Emirates AI"}]
-    assert len(out["problems"]) == 1
+    (printed,) = json.loads(r.stdout)
+    assert printed["cluster"] == "fra-1" and printed["added"] == [{"namespace": "team-ae", "customer": "Emirates AI"}]
+    assert len(printed["problems"]) == 1
     shown = json.loads(_veuctl("parties", "show", "Emirates AI", "--json", db=store).stdout)
     assert shown["namespaces"] == ["tenant-ae", "fra-1/team-ae (label)"]
     r = _veuctl("parties", "sync-namespaces", "--config", str(cfg), "--cluster", "nope", db=store)
