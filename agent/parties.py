@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -88,6 +90,13 @@ def add_party(
 REGISTRY, LABEL = "registry", "label"
 
 
+def label_value(name: str) -> str:
+    """A party name as a Kubernetes label value can carry it: accents dropped, lower case, each run of other
+    characters one ``-``, no ``-`` at either end, at most 63 characters ("Emirates AI" -> ``emirates-ai``)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:63].rstrip("-")
+
+
 @dataclass
 class LabelSync:
     """What one namespace-label sync of a cluster changed, and what it could not map (and why)."""
@@ -110,7 +119,8 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
 
     ``labelled`` is every namespace of the cluster that carries ``label`` (namespace -> label value): the
     whole list, so a label mapping whose namespace is not in it (label removed, namespace deleted) is
-    removed. The value names a registered party exactly. Only ``label`` rows of this cluster are added,
+    removed. The value names a registered party: its exact name, or its :func:`label_value` form when that
+    form is one party's alone (label values cannot hold spaces). Only ``label`` rows of this cluster are added,
     changed or removed: a namespace the registry maps (for this cluster or cluster-wide) keeps the
     registry's customer, and a label that disagrees is reported. A value naming no registered party maps
     nothing (jobs there are refused as an unknown customer, the safe side) and is reported. Every change is
@@ -121,6 +131,9 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
     out = LabelSync(cluster, label)
     parties = {p.name: p for p in s.exec(select(Party)).all()}
     by_id = {p.id: p.name for p in parties.values()}
+    by_label: dict[str, list[Party]] = {}
+    for p in parties.values():
+        by_label.setdefault(label_value(p.name), []).append(p)
     rows = s.exec(select(PartyNamespace).where(
         (PartyNamespace.cluster == cluster) | (PartyNamespace.cluster == ""))).all()
     registry = {(r.cluster, r.namespace): r for r in rows if r.source != LABEL}
@@ -128,10 +141,11 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
     for ns in sorted(labelled):
         value = labelled[ns].strip()
         reg = registry.get((cluster, ns)) or registry.get(("", ns))
-        party = parties.get(value)
+        named = [parties[value]] if value in parties else by_label.get(value.lower(), [])
+        party = named[0] if len(named) == 1 else None
         row = mine.pop(ns, None)
         if reg is not None:
-            if by_id.get(reg.party_id) != value:
+            if reg.party_id != (party.id if party else None):
                 out.problems.append(f"namespace {ns}: label {label}={value!r} ignored; the registry maps it to "
                                     f"{by_id.get(reg.party_id)!r}")
             if row is not None:  # registered since the label was first synced: the registry's row decides
@@ -139,18 +153,21 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
                 out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
             continue
         if party is None:
-            out.problems.append(f"namespace {ns}: label {label}={value!r} names no registered party; add it with "
-                                f"`veuctl parties add {value or 'NAME'} --hq CC` (jobs there are refused as an "
-                                "unknown customer until then)")
+            out.problems.append(
+                f"namespace {ns}: label {label}={value!r} names "
+                + (f"{len(named)} registered parties ({', '.join(sorted(p.name for p in named))}); use the full "
+                   "name or register the namespace" if named else
+                   f"no registered party; add it with `veuctl parties add NAME --hq CC` (its label form "
+                   f"must be {value!r})") + " (jobs there are refused as an unknown customer until then)")
             if row is not None:
                 s.delete(row)
                 out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
             continue
         if row is None:
             s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id, source=LABEL))  # type: ignore[arg-type]
-            out.added.append({"namespace": ns, "customer": value})
+            out.added.append({"namespace": ns, "customer": party.name})
         elif row.party_id != party.id:
-            out.changed.append({"namespace": ns, "customer": value, "was": by_id.get(row.party_id, "?")})
+            out.changed.append({"namespace": ns, "customer": party.name, "was": by_id.get(row.party_id, "?")})
             row.party_id = party.id  # type: ignore[assignment]
             s.add(row)
         else:

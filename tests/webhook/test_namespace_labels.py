@@ -66,7 +66,7 @@ def _mappings(url: str) -> dict[tuple[str, str], tuple[str, str]]:
 
 def test_labelled_namespace_is_mapped_to_its_registered_customer_for_that_cluster(k8s: KmockThread, store: str
                                                                                  ) -> None:
-    _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
+    _ns(k8s, "team-ae", {LABEL: "emirates-ai"})
     _ns(k8s, "plain")
     out = sync_cluster(_cluster(k8s), store)
     assert out.added == [{"namespace": "team-ae", "customer": "Emirates AI"}] and out.problems == []
@@ -82,7 +82,7 @@ def test_labelled_namespace_is_mapped_to_its_registered_customer_for_that_cluste
 
 def test_tier2_customer_named_by_a_namespace_label_is_held_on_that_cluster_and_unknown_elsewhere(
         k8s: KmockThread, store: str) -> None:
-    _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
+    _ns(k8s, "team-ae", {LABEL: "emirates-ai"})
     sync_cluster(_cluster(k8s), store)
     body = review(job("big", "team-ae", pods=512, annotations=BIG))
     with session_scope(store) as s:
@@ -96,7 +96,7 @@ def test_tier2_customer_named_by_a_namespace_label_is_held_on_that_cluster_and_u
 
 def test_registry_mapping_outranks_a_disagreeing_label_and_the_sync_says_so(k8s: KmockThread, store: str) -> None:
     # tenant-us is registered to US Lab cluster-wide (the webhook fixtures' registry).
-    _ns(k8s, "tenant-us", {LABEL: "Emirates AI"})
+    _ns(k8s, "tenant-us", {LABEL: "emirates-ai"})
     out = sync_cluster(_cluster(k8s), store)
     assert out.added == [] and "registry maps it to 'US Lab'" in out.problems[0]
     assert ("fra-1", "tenant-us") not in _mappings(store)
@@ -108,19 +108,37 @@ def test_registry_mapping_outranks_a_disagreeing_label_and_the_sync_says_so(k8s:
 
 def test_label_naming_no_registered_party_maps_nothing_and_says_how_to_register(k8s: KmockThread, store: str
                                                                                ) -> None:
-    _ns(k8s, "team-x", {LABEL: "Nobody-Inc"})
+    _ns(k8s, "team-x", {LABEL: "nobody-inc"})
     out = sync_cluster(_cluster(k8s), store)
-    assert out.added == [] and "veuctl parties add Nobody-Inc --hq CC" in out.problems[0]
+    assert out.added == [] and "veuctl parties add NAME --hq CC" in out.problems[0]
+    assert "label form must be 'nobody-inc'" in out.problems[0]
     assert ("fra-1", "team-x") not in _mappings(store)
+
+
+def test_a_label_names_a_party_by_its_exact_name_or_by_a_label_form_no_other_party_shares(k8s: KmockThread,
+                                                                                       store: str) -> None:
+    assert parties.label_value("Emirates AI") == "emirates-ai"
+    assert parties.label_value("  Ünïcode & Co. (EU) ") == "unicode-co-eu"
+    with session_scope(store) as s:
+        parties.add_party(s, "Gulf-Compute", "SA")
+        parties.add_party(s, "Gulf Compute", "AE")  # the same label form as Gulf-Compute's
+    _ns(k8s, "exact", {LABEL: "Gulf-Compute"})
+    _ns(k8s, "shared", {LABEL: "gulf-compute"})
+    _ns(k8s, "slug", {LABEL: "EMIRATES-AI"})
+    out = sync_cluster(_cluster(k8s), store)
+    assert out.added == [{"namespace": "exact", "customer": "Gulf-Compute"},
+                         {"namespace": "slug", "customer": "Emirates AI"}]
+    assert len(out.problems) == 1 and "names 2 registered parties (Gulf Compute, Gulf-Compute)" in out.problems[0]
+    assert ("fra-1", "shared") not in _mappings(store)
 
 
 def test_changed_label_moves_the_namespace_and_a_removed_label_or_namespace_unmaps_it(k8s: KmockThread,
                                                                                       store: str) -> None:
-    _ns(k8s, "a", {LABEL: "Emirates AI"})
-    _ns(k8s, "b", {LABEL: "Emirates AI"})
-    _ns(k8s, "c", {LABEL: "Emirates AI"})
+    _ns(k8s, "a", {LABEL: "emirates-ai"})
+    _ns(k8s, "b", {LABEL: "emirates-ai"})
+    _ns(k8s, "c", {LABEL: "emirates-ai"})
     sync_cluster(_cluster(k8s), store)
-    _relabel(k8s, "a", "US Lab")
+    _relabel(k8s, "a", "us-lab")
     _relabel(k8s, "b", None)
     k8s.core().delete_namespace("c")
     out = sync_cluster(_cluster(k8s), store)
@@ -135,17 +153,17 @@ def test_changed_label_moves_the_namespace_and_a_removed_label_or_namespace_unma
 
 def test_a_label_that_becomes_unknown_unmaps_rather_than_keeping_the_old_customer(k8s: KmockThread, store: str
                                                                                   ) -> None:
-    _ns(k8s, "a", {LABEL: "Emirates AI"})
+    _ns(k8s, "a", {LABEL: "emirates-ai"})
     sync_cluster(_cluster(k8s), store)
-    _relabel(k8s, "a", "Typo-Corp")
+    _relabel(k8s, "a", "typo-corp")
     out = sync_cluster(_cluster(k8s), store)
     assert out.removed == [{"namespace": "a", "customer": "Emirates AI"}] and out.problems
     assert ("fra-1", "a") not in _mappings(store)
 
 
 def test_registering_a_namespace_replaces_its_label_mapping(k8s: KmockThread, store: str) -> None:
-    _ns(k8s, "a", {LABEL: "Emirates AI"})
-    _ns(k8s, "b", {LABEL: "Emirates AI"})
+    _ns(k8s, "a", {LABEL: "emirates-ai"})
+    _ns(k8s, "b", {LABEL: "emirates-ai"})
     sync_cluster(_cluster(k8s), store)
     with session_scope(store) as s:
         parties.add_party(s, "US Lab", "US", namespaces=["a"], cluster="fra-1")  # this cluster's own
@@ -159,7 +177,7 @@ def test_registering_a_namespace_replaces_its_label_mapping(k8s: KmockThread, st
 
 
 def test_label_sync_on_postgresql(k8s: KmockThread, pg_store: str) -> None:
-    _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
+    _ns(k8s, "team-ae", {LABEL: "emirates-ai"})
     assert sync_cluster(_cluster(k8s), pg_store).added == [{"namespace": "team-ae", "customer": "Emirates AI"}]
     body = review(job("big", "team-ae", pods=512, annotations=BIG))
     with session_scope(pg_store) as s:
@@ -167,7 +185,7 @@ def test_label_sync_on_postgresql(k8s: KmockThread, pg_store: str) -> None:
 
 
 def test_watcher_calls_back_when_a_customer_label_changes_and_not_for_other_edits(k8s: KmockThread) -> None:
-    _ns(k8s, "a", {LABEL: "Emirates AI"})
+    _ns(k8s, "a", {LABEL: "emirates-ai"})
     changed: list[str] = []
     w = NamespaceWatcher(_cluster(k8s), changed.append, window_seconds=2)
     t = threading.Thread(target=w.run, daemon=True)
@@ -184,7 +202,7 @@ def test_watcher_calls_back_when_a_customer_label_changes_and_not_for_other_edit
         _ns(k8s, "unlabelled")
         time.sleep(0.5)
         assert changed == []
-        _ns(k8s, "b", {LABEL: "US Lab"})
+        _ns(k8s, "b", {LABEL: "us-lab"})
         wait_for(1)
         _relabel(k8s, "a", None)
         wait_for(2)
@@ -192,7 +210,7 @@ def test_watcher_calls_back_when_a_customer_label_changes_and_not_for_other_edit
         w.stop.set()
         t.join(10)
     assert changed == ["fra-1", "fra-1"]
-    assert w.known == {"b": "US Lab"} and w.relists == 1
+    assert w.known == {"b": "us-lab"} and w.relists == 1
 
 
 def test_bad_label_key_in_the_config_names_the_field(tmp_path: Path) -> None:
@@ -211,8 +229,8 @@ def _veuctl(*args: str, db: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_veuctl_parties_sync_namespaces(k8s: KmockThread, store: str, tmp_path: Path) -> None:
-    _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
-    _ns(k8s, "team-x", {LABEL: "Nobody-Inc"})
+    _ns(k8s, "team-ae", {LABEL: "emirates-ai"})
+    _ns(k8s, "team-x", {LABEL: "nobody-inc"})
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(f"collectors:\n  k8s:\n    clusters:\n      - name: fra-1\n        api_url: {k8s.url}\n")
     r = _veuctl("parties", "sync-namespaces", "--config", str(cfg), "--json", db=store)
@@ -231,7 +249,7 @@ def test_agent_schedules_a_namespace_sync_per_labelled_cluster_and_runs_it(k8s: 
     from agent.collectors.config import load_config
     from agent.scheduler import Agent, run_agent
 
-    _ns(k8s, "team-ae", {LABEL: "Emirates AI"})
+    _ns(k8s, "team-ae", {LABEL: "emirates-ai"})
     cfg_file = tmp_path / "agent.yaml"
     cfg_file.write_text(
         "collectors:\n  k8s:\n    watch: false\n    interval_seconds: 3600\n    clusters:\n"
