@@ -158,7 +158,7 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
                 + (f"{len(named)} registered parties ({', '.join(sorted(p.name for p in named))}); use the full "
                    "name or register the namespace" if named else
                    f"no registered party; add it with `veuctl parties add NAME --hq CC` (its label form "
-                   f"must be {value!r})") + " (jobs there are refused as an unknown customer until then)")
+                   f"must be {value!r})") + "; until then its jobs are an unknown customer's")
             if row is not None:
                 s.delete(row)
                 out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
