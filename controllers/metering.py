@@ -124,6 +124,7 @@ class Meter:
     def tick(self, now: datetime | None = None) -> TickReport:
         from agent import cases as casesvc
         from agent import ledger
+        from agent.directory import customer_for
         from agent.store import session_scope
         from policies import redflag
         from policies.compute import EstimationDefaults
@@ -152,7 +153,7 @@ class Meter:
                 if start is None or start > now:
                     report.skipped.append(f"{ns}/{name}: no startTime")
                     continue
-                party, tier = casesvc.customer_for(s, packs, ns, self.cluster, as_of)
+                party, tier = customer_for(s, packs, ns, self.cluster, as_of)
                 if party is None:
                     report.skipped.append(f"{ns}/{name}: namespace not mapped to a customer")
                     continue
