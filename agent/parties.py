@@ -143,15 +143,11 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
         reg = registry.get((cluster, ns)) or registry.get(("", ns))
         named = [parties[value]] if value in parties else by_label.get(value.lower(), [])
         party = named[0] if len(named) == 1 else None
-        row = mine.pop(ns, None)
         if reg is not None:
             if reg.party_id != (party.id if party else None):
                 out.problems.append(f"namespace {ns}: label {label}={value!r} ignored; the registry maps it to "
                                     f"{by_id.get(reg.party_id)!r}")
-            if row is not None:  # registered since the label was first synced: the registry's row decides
-                s.delete(row)
-                out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
-            continue
+            continue  # a label mapping synced before the registration is removed below: the registry decides
         if party is None:
             out.problems.append(
                 f"namespace {ns}: label {label}={value!r} names "
@@ -159,10 +155,8 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
                    "name or register the namespace" if named else
                    f"no registered party; add it with `veuctl parties add NAME --hq CC` (its label form "
                    f"must be {value!r})") + "; until then its jobs are an unknown customer's")
-            if row is not None:
-                s.delete(row)
-                out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
-            continue
+            continue  # its label mapping, if any, is removed below: never still the previous customer's
+        row = mine.pop(ns, None)
         if row is None:
             s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id, source=LABEL))  # type: ignore[arg-type]
             out.added.append({"namespace": ns, "customer": party.name})
@@ -172,7 +166,7 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
             s.add(row)
         else:
             out.unchanged += 1
-    for ns, row in sorted(mine.items()):  # label gone, or the namespace itself
+    for ns, row in sorted(mine.items()):  # label gone (or its namespace), registered, or naming nobody
         s.delete(row)
         out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
     s.flush()

@@ -59,14 +59,13 @@ class _LazyGroup(TyperGroup):
 app = typer.Typer(
     name="veuctl",
     cls=_LazyGroup,
-    help="Export-control governance for AI compute: caps, 4E091 training compute, the IaaS red flag.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
-@app.callback()
+@app.callback()  # the group's help; with no command registered up front it also makes veuctl a group
 def _root() -> None:
     """Export-control governance for AI compute: caps, 4E091 training compute, the IaaS red flag."""
 
