@@ -264,10 +264,22 @@ def placements(
 
 
 def reservation_placements(
-    s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None,
+    s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None, *, planning: bool = False,
 ) -> list[Placement]:
-    q = select(Reservation).where(Reservation.status == "active").where(
-        or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > as_of))
+    """The reservations holding headroom on ``as_of``, as placements.
+
+    A date before today is a question about the past (caps shown or exported as of then): the reservations
+    open at the end of that day, created by then and not yet released or installed, whatever has become of
+    them since. Today or later, and whenever ``planning`` (a what-if, a new reservation: headroom is spent
+    now, whatever date the plan is for), the reservations active now. Either way none from its expiry day on.
+    """
+    q = select(Reservation).where(or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > as_of))
+    if planning or as_of >= utcnow().date():
+        q = q.where(Reservation.status == "active")
+    else:
+        at = instant(as_of)
+        q = q.where(col(Reservation.created_at) <= at).where(
+            or_(col(Reservation.closed_at).is_(None), col(Reservation.closed_at) > at))
     if authorization_id is not None:
         q = q.where(Reservation.authorization_id == authorization_id)
     sites, parties = _names(s)
@@ -290,7 +302,8 @@ def caps_for(
     s: Session, packs: PackRegistry, name: str, as_of: date, include_reservations: bool = True,
     with_ids: bool = False, base: list[Placement] | None = None,
 ) -> list[CapResult]:
-    """Every cap of one authorization on ``as_of`` (active reservations count as already placed)."""
+    """Every cap of one authorization on ``as_of`` (the reservations holding headroom then count as already
+    placed: :func:`reservation_placements`)."""
     a = get_authorization(s, name)
     fleet = list(base) if base is not None else placements(s, packs, as_of, with_ids=with_ids)
     if include_reservations:
@@ -389,7 +402,7 @@ def whatif(
         return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
 
     fleet = list(base) if base is not None else placements(s, packs, as_of)
-    fleet += reservation_placements(s, packs, as_of, a.id)
+    fleet += reservation_placements(s, packs, as_of, a.id, planning=True)
     available: Fraction | None = None
     if op == "add":
         delta = [pl(src, 1)]

@@ -35,8 +35,8 @@ log "installing veu-governor[test]"
 
 log "ruff"
 .venv/bin/ruff check .
-log "mypy --strict policies/"
-.venv/bin/mypy policies/
+log "mypy --strict policies/ controllers/"
+.venv/bin/mypy policies/ controllers/
 log "pip-audit (dependency vulnerabilities; VEU_AUDIT_STRICT=1 also fails on an incomplete audit)"
 .venv/bin/python scripts/audit_deps.py
 log "pytest"

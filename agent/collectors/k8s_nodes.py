@@ -110,9 +110,9 @@ def api_client(c: ClusterConfig) -> Any:
         if c.ca_file:
             cfg.ssl_ca_cert = c.ca_file
     elif c.in_cluster:
-        config.load_incluster_config(client_configuration=cfg)
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config(config_file=c.kubeconfig, context=c.context, client_configuration=cfg)
+        config.load_kube_config(config_file=c.kubeconfig, context=c.context, client_configuration=cfg)  # type: ignore[no-untyped-call]
     return client.ApiClient(cfg)
 
 
@@ -310,13 +310,13 @@ class ListWatcher:
             try:
                 if self.resource_version is None:
                     self.relist(v1)
-                w = watch.Watch()
+                w = watch.Watch()  # type: ignore[no-untyped-call]
                 kw: dict[str, Any] = {"timeout_seconds": self.window, "_request_timeout": self.window + 5}
                 if self.resource_version:
                     kw["resource_version"] = self.resource_version
-                for ev in w.stream(getattr(v1, self.list_fn), **kw):
+                for ev in w.stream(getattr(v1, self.list_fn), **kw):  # type: ignore[no-untyped-call]
                     if self.stop.is_set():
-                        w.stop()
+                        w.stop()  # type: ignore[no-untyped-call]
                         break
                     obj = ev["object"]
                     md = obj.get("metadata", {}) if isinstance(obj, dict) else getattr(obj, "metadata", None)

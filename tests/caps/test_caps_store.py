@@ -237,3 +237,37 @@ def test_concurrent_reservations_racing_for_the_last_headroom_never_overcommit_o
     seed_fleet(db_url)
     won, lost = _race(db_url, 8, 8)
     _assert_no_overcommit(db_url, 8, won, lost)
+
+
+def test_caps_as_of_a_past_date_count_the_reservations_open_then_not_the_ones_open_now(db_url: str) -> None:
+    # Created on 1 July 2025 and released on 1 September 2025: caps shown as of a day in between count it,
+    # as of a day before or after do not; a what-if (headroom spent now) never does, it is released now.
+    seed_fleet(db_url)
+    packs = registry()
+    with session_scope(db_url) as s:
+        rid = svc.reserve(s, packs, "aurora", n=40, chip_name="h100", site="dxb", planned_for=D).id
+        s.flush()
+        row = s.get(Reservation, rid)
+        assert row is not None
+        row.created_at = datetime(2025, 7, 1, 9, tzinfo=UTC)
+        s.add(row)
+
+    def ae(on: date) -> float:
+        with session_scope(db_url) as s:
+            caps = {c.id: c for c in svc.caps_for(s, packs, "aurora", on)}
+            return float(caps["uveu.single_country.AE.owned"].numerator)
+
+    before, during = ae(date(2025, 6, 30)), ae(date(2025, 8, 15))
+    assert during - before == 40 * H100  # open on 15 August, not yet created on 30 June
+    assert ae(date(2030, 1, 1)) == during  # still active: counted for a future date too
+    with session_scope(db_url) as s:
+        row = svc.close_reservation(s, rid, "released")  # type: ignore[arg-type]
+        row.closed_at = datetime(2025, 9, 1, 12, tzinfo=UTC)
+        s.add(row)
+    assert ae(date(2025, 8, 15)) == during  # the past does not change when the reservation is released later
+    assert ae(date(2025, 8, 31)) == during and ae(date(2025, 9, 1)) == before  # closed during 1 September
+    assert ae(date(2030, 1, 1)) == before
+    with session_scope(db_url) as s:
+        # Planning is about headroom now: the released reservation holds nothing, whatever the date.
+        assert svc.whatif(s, packs, "aurora", n=4, chip_name="h100", site="dxb", as_of=date(2025, 8, 15)
+                          )["max_fit"] == 43
