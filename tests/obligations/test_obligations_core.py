@@ -28,6 +28,16 @@ def test_supp10_has_19_paragraphs_and_14_15_18_comply_from_2026_01_15(packs: Pac
     assert not paras[8].provision.confirmed  # ¶9's text is not in the reference: visible as UNCONFIRMED
 
 
+def test_para8_storage_rule_applies_from_2025_05_15_and_only_its_facility_condition_waits_for_2026(
+    packs: PackRegistry,
+) -> None:
+    # ¶8 is not one of the delayed paragraphs: both packs that describe it give the rule's compliance date.
+    on = date(2025, 6, 1)
+    storage, para = packs.provision("supp10-model-weight-storage", on), packs.provision("supp10-p08", on)
+    assert storage.compliance_from == para.compliance_from == date(2025, 5, 15)
+    assert storage.in_compliance_period and not packs.provision("supp10-delayed-compliance", on).in_compliance_period
+
+
 def test_checklist_for_an_nveu_marks_uveu_only_paragraphs_not_applicable(packs: PackRegistry) -> None:
     rows = ob.checklist(packs, date(2025, 9, 1), {}, "nveu")
     by = {r["number"]: r for r in rows}

@@ -88,8 +88,12 @@ CASES = [
      "headquartered in"),
     ("licence_approval_up_to_tier2_allocation", h100(2048), "Gulf", "AE", AFTER, {}, "LICENCE", True,
      "of 790,000,000 TPP"),
-    ("nlr_before_compliance_date_for_tier2", h100(2048), "Gulf", "AE", BEFORE, {}, "NLR", True,
+    ("nlr_before_compliance_date_for_tier2", h100(2048), "Gulf", "BR", BEFORE, {}, "NLR", True,
      "before the 2025-05-15 compliance date"),
+    # The UAE's move from D:4 into A:5 is undated in the reference: the default keeps it in D:4 until the
+    # first list without it, so before the compliance date the Oct 2023 rule's licence applies.
+    ("uae_in_d4_needs_a_licence_before_compliance_date", h100(2048), "Gulf", "AE", BEFORE, {}, "NLR", False,
+     "United Arab Emirates is in Country Group D:4 and not in A:5"),
     ("licence_required_after_compliance_date_for_tier2", h100(2048), "Gulf", "AE", AFTER, {}, "NLR", False,
      "licence required to any destination"),
     ("licence_required_before_compliance_for_d1", h100(8), "Sino", "CN", BEFORE, {}, "NLR", False, "D:1"),
