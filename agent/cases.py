@@ -170,64 +170,76 @@ def _vendor_match(acc: Any, vendor: str, resource: str) -> bool:
 
 
 def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> tuple[list[ChipDemand], list[str]]:
-    """Each pod group's chips as a catalog accelerator, with the basis; notes for what was assumed."""
+    """Each pod group's chips as a catalog accelerator, with the basis; notes for what was assumed.
+
+    Where the job leaves the choice open (no model named, or a name the catalog does not know), the chips are
+    the most capable the pods could land on: ranked by TPP, the rule's own measure, not by the rate at the
+    precision the job declares (a declaration must not steer the bound to an older chip).
+    """
     from agent.kb import catalog
 
     cat = catalog()
     out: list[ChipDemand] = []
     notes: list[str] = []
 
-    def peak(a: Any) -> float:
+    def capability(a: Any, fraction: float = 1.0) -> tuple[float, float]:
         try:
-            return float(a.peak_flops(precision))
+            rate = float(a.peak_flops(precision))
         except Exception:
-            try:
-                return float(a.peak_flops("FP16"))
-            except Exception:
-                return 0.0
+            rate = 0.0
+        return float(getattr(a, "tpp", 0.0) or 0.0) * fraction, rate * fraction
 
     for g in demand.groups:
         vendor = vendor_of(g.resource)
-        count = float(g.total)
         mig = g.resource.startswith("nvidia.com/mig-")
-        chosen, basis = None, ""
-        cands = []
+        chosen, fraction, basis = None, 1.0, ""
+        named: list[tuple[Any, float]] = []
+        unknown: list[str] = []
         for h in g.model_hints:
             try:
                 r = cat.resolve(h)
-                cands.append(r.accelerator)
             except UnknownAccelerator:
-                notes.append(f"{g.hint_label}={h} is not in the accelerator catalog; using the inventory bound")
-        if cands:
-            chosen = max(cands, key=peak)
+                unknown.append(h)
+                continue
+            # A MIG-strategy "single" label (A100-SXM4-40GB-MIG-1g.5gb) names a slice: nvidia.com/gpu counts slices.
+            named.append((r.accelerator, float(r.fraction)))
+        if named:
+            chosen, fraction = max(named, key=lambda c: capability(*c))
             basis = f"node label {g.hint_label}={'|'.join(g.model_hints)}"
+            if fraction != 1.0:
+                basis += f" (a MIG slice: {fraction:g} of a {chosen.id})"
+        if unknown:
+            notes.append(f"{g.hint_label}={'|'.join(unknown)} is not in the accelerator catalog; the most capable "
+                         "chip the pods could otherwise land on counts instead if it is more capable")
         if mig:
             try:
                 res = cat.resolve(g.resource, parent=chosen.id if chosen else None)
-                chosen = res.accelerator
-                count = float(g.total) * float(res.fraction)
+                chosen, fraction = res.accelerator, float(res.fraction)
                 basis = (basis + "; " if basis else "") + f"MIG {res.mig_profile} = {res.fraction} of a {chosen.id}"
+                unknown = []  # the resource names the slice: its parent is the catalogued chip with that profile
             except UnknownAccelerator as exc:
                 notes.append(str(exc))
                 chosen = None
-        if chosen is None:
+        if chosen is None or unknown:
             held = [a for a in (cat.find(i) for i in inventory_accelerators(s, cluster)) if a is not None
                     and _vendor_match(a, vendor, g.resource)]
-            if held:
-                chosen = max(held, key=peak)
-                basis = f"no chip model named: most capable {vendor} accelerator in the cluster's inventory"
-            else:
-                pool = [a for a in cat.accelerators() if _vendor_match(a, vendor, g.resource) and a.datacenter]
-                if not pool:
-                    notes.append(f"{g.resource}: no catalog accelerator of vendor {vendor!r}; not counted")
-                    continue
-                chosen = max(pool, key=peak)
-                basis = (f"no chip model named and none of vendor {vendor} in the cluster's inventory: the most "
-                         f"capable catalogued {vendor} accelerator")
+            pool = held or [a for a in cat.accelerators() if _vendor_match(a, vendor, g.resource) and a.datacenter]
+            if not pool and chosen is None:
+                notes.append(f"{g.resource}: no catalog accelerator of vendor {vendor!r}; not counted")
+                continue
+            best = max(pool, key=capability) if pool else None
+            if best is not None and (chosen is None or capability(best) > capability(chosen, fraction)):
+                chosen, fraction = best, 1.0
+                basis = (f"no chip model named{' in the catalog' if unknown else ''}: most capable {vendor} "
+                         "accelerator in the cluster's inventory" if held else
+                         f"no chip model named{' in the catalog' if unknown else ''} and none of vendor {vendor} "
+                         f"in the cluster's inventory: the most capable catalogued {vendor} accelerator")
+        assert chosen is not None
         if g.resource == "aws.amazon.com/neuroncore":
             notes.append("aws.amazon.com/neuroncore counted as whole Neuron devices (cores per device UNCONFIRMED; "
                          "over-counting is the safe error)")
-        out.append(ChipDemand(chosen, count, g.resource, f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}"))
+        out.append(ChipDemand(chosen, float(g.total) * fraction, g.resource,
+                              f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}"))
     return out, notes
 
 

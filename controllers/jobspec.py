@@ -8,13 +8,19 @@ pure and total: no input makes them raise.
 
 Counting rules (k8s-conventions.md §2-3):
 
-- chips per container are ``max(limits[r], requests[r])`` for each accelerator extended resource; a pod
-  needs ``max(sum over containers + restartable init containers, max over plain init containers)`` —
-  the Kubernetes effective-request rule, because plain init containers run one at a time before the app;
-- pods per group: Job ``parallelism`` (default 1); JobSet ``replicas × parallelism``; Kubeflow
-  ``replicas`` per role; TrainJob ``numNodes``; Ray worker groups ``max(replicas, minReplicas,
-  maxReplicas) × numOfHosts`` (the autoscaling bound, when stated) plus the head; LeaderWorkerSet
-  ``replicas × size`` (leader included); Volcano ``tasks[].replicas``; Kueue ``podSets[].count``.
+- chips per container are ``max(limits[r], requests[r])`` for each accelerator extended resource, a whole
+  number (Kubernetes rejects fractional extended resources); a pod needs the Kubernetes effective request
+  (KEP-753): ``max(sum(app containers) + sum(sidecars), max over plain init containers i of (request_i +
+  sidecars declared before i))``, because init containers run in order and a sidecar (an init container
+  with ``restartPolicy: Always``) keeps running from its start;
+- DRA resource claims (``spec.resourceClaims``, ``resources.claims``) are a ReadError: the devices are in
+  ResourceClaim(Template) objects the webhook does not read, and counting them as 0 would under-count;
+- pods per group: Job ``min(parallelism, completions)`` (parallelism default 1); JobSet ``replicas ×`` that;
+  Kubeflow ``replicas`` per role (MPIJob v2beta1 Worker default 0), PyTorchJob/PaddleJob Worker up to
+  ``spec.elasticPolicy.maxReplicas``; TrainJob ``numNodes``; Ray worker groups KubeRay's
+  ``clamp(replicas, minReplicas, maxReplicas) × numOfHosts``, or ``maxReplicas × numOfHosts`` under
+  ``enableInTreeAutoscaling``, plus the head; LeaderWorkerSet ``replicas × size`` (leader included);
+  Volcano ``tasks[].replicas``; Kueue ``podSets[].count``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
 from typing import Any
 
 # Extended resources that are accelerators; "nvidia.com/mig-<profile>" is matched by pattern.
@@ -53,6 +60,7 @@ MODEL_LABELS: tuple[str, ...] = (
 
 MAX_PODS = 10_000_000  # larger counts are a malformed spec, not a cluster
 MAX_CHIPS_PER_POD = 100_000
+INT32_MAX = 2**31 - 1  # KubeRay's CRD default for workerGroupSpecs[].maxReplicas: "no bound"
 ANNOTATION_PREFIX = "compute.veu-governor.io/"
 ANNOTATION_KEYS = ("model", "base-model", "params", "active-params", "tokens", "operations", "precision",
                    "expected-hours")
@@ -131,36 +139,83 @@ def _typename(v: Any) -> str:
     return "null" if v is None else type(v).__name__
 
 
-def _count(v: Any, path: str, default: int) -> int:
+def _count(v: Any, path: str, default: int, hi: int = MAX_PODS) -> int:
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int):
         raise _Bad(f"{path}: expected a whole number, got {v!r}"[:300])
-    if v < 0 or v > MAX_PODS:
-        raise _Bad(f"{path}: {v} is out of range 0-{MAX_PODS}")
+    if v < 0 or v > hi:
+        raise _Bad(f"{path}: {v} is out of range 0-{hi}"[:300])
     return v
 
 
-_QTY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(k|M|G|Ki|Mi|Gi|m)?$")
-_SUFFIX = {None: 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "m": 1e-3}
+def _flag(v: Any, path: str) -> bool:
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise _Bad(f"{path}: expected true or false, got {v!r}"[:300])
+    return v
+
+
+# Kubernetes quantity grammar (apimachinery resource.Quantity): an optionally signed decimal ("8", "+8",
+# "8.", ".5") then a decimal exponent ("1e3", "1E-3") or a suffix. "E" alone is exa, "E3" an exponent.
+_QTY = re.compile(r"([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?")
+_SUFFIX: dict[str | None, Decimal] = {
+    None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+_QTY_MAX_CHARS = 64  # a device count this long is junk; it also keeps the decimal arithmetic below exact
+
+
+def _parse_quantity(s: str) -> Decimal | None:
+    m = _QTY.fullmatch(s.strip())
+    if m is None or len(s) > _QTY_MAX_CHARS:
+        return None
+    sign, number, exponent, suffix = m.groups()
+    x = Decimal(number)
+    with localcontext() as ctx:
+        ctx.prec = 200  # 64 digits × a 19-digit multiplier: exact, so "1.000…01" is not rounded to a whole
+        if x and exponent is not None:
+            # Beyond ±100 the answer is the same (out of range, or a fraction), and no huge exponent is built.
+            x = x.scaleb(max(-100, min(100, int(exponent))))
+        x = x * _SUFFIX[suffix]
+    return -x if sign == "-" else x
+
+
+def _show(v: Any) -> str:
+    return repr(v)[:40]
 
 
 def quantity(v: Any, path: str) -> float:
-    """A Kubernetes resource quantity for a device count ("8", 8, "1k"); negative or junk is an error."""
+    """A device count as a Kubernetes resource quantity ("8", 8, "1e3", "2Ki"); a whole number in range.
+
+    Extended resources (every accelerator) must be whole numbers in Kubernetes, so "500m" or "1.5" is an
+    error rather than half a chip; negative, non-finite or absurdly large counts are errors too.
+    """
     if isinstance(v, bool):
         raise _Bad(f"{path}: expected a quantity, got {v!r}")
-    if isinstance(v, int | float):
-        x = float(v)
+    if isinstance(v, int):
+        x = Decimal(v)
+    elif isinstance(v, float):
+        if not math.isfinite(v):
+            raise _Bad(f"{path}: {v!r} is out of range 0-{MAX_CHIPS_PER_POD}")
+        x = Decimal(v)
     elif isinstance(v, str):
-        m = _QTY.match(v.strip())
-        if not m:
+        parsed = _parse_quantity(v)
+        if parsed is None:
             raise _Bad(f"{path}: {v[:40]!r} is not a resource quantity")
-        x = float(m.group(1)) * _SUFFIX[m.group(2)]
+        x = parsed
     else:
         raise _Bad(f"{path}: expected a quantity, got {_typename(v)}")
-    if not math.isfinite(x) or x < 0 or x > MAX_CHIPS_PER_POD:
-        raise _Bad(f"{path}: {v!r} is out of range 0-{MAX_CHIPS_PER_POD}")
-    return x
+    if x < 0 or x > MAX_CHIPS_PER_POD:
+        raise _Bad(f"{path}: {_show(v)} is out of range 0-{MAX_CHIPS_PER_POD}")
+    if x != x.to_integral_value():
+        raise _Bad(f"{path}: {_show(v)} is not a whole number; Kubernetes extended resources such as "
+                   "accelerators are requested in whole devices")
+    return float(x)
 
 
 def is_accelerator(resource: str) -> bool:
@@ -171,68 +226,110 @@ def vendor_of(resource: str) -> str:
     return "nvidia" if _MIG_RESOURCE.match(resource) else ACCELERATOR_RESOURCES.get(resource, "")
 
 
-def _container_chips(c: Any, path: str) -> dict[str, float]:
-    c = _map(c, path, required=True)
-    res = _map(c.get("resources"), f"{path}.resources")
-    limits = _map(res.get("limits"), f"{path}.resources.limits")
-    requests = _map(res.get("requests"), f"{path}.resources.requests")
+def _dra_error(path: str) -> _Bad:
+    # No Kubernetes call per review: the claimed devices (and how many) are in ResourceClaim /
+    # ResourceClaimTemplate objects, so a claim would count as 0 chips and let any run through.
+    return _Bad(f"{path}: DRA resource claims are not counted (the devices are in ResourceClaim/"
+                "ResourceClaimTemplate objects the webhook does not read); request accelerators as extended "
+                "resources such as nvidia.com/gpu, or exempt the namespace in the admission settings "
+                "(admission-settings.exempt_namespaces)")
+
+
+def resources_chips(res: Any, path: str) -> dict[str, float]:
+    """Accelerator chips in a ResourceRequirements at ``path`` (a container's ``resources``, TrainJob's
+    ``resourcesPerNode``)."""
+    res = _map(res, path)
+    if _list(res.get("claims"), f"{path}.claims"):
+        raise _dra_error(f"{path}.claims")
+    limits = _map(res.get("limits"), f"{path}.limits")
+    requests = _map(res.get("requests"), f"{path}.requests")
     out: dict[str, float] = {}
     for src, name in ((limits, "limits"), (requests, "requests")):
         for r, q in src.items():
             if isinstance(r, str) and is_accelerator(r):
-                out[r] = max(out.get(r, 0.0), quantity(q, f"{path}.resources.{name}[{r}]"))
+                out[r] = max(out.get(r, 0.0), quantity(q, f"{path}.{name}[{r}]"))
     return out
 
 
-def resources_chips(res: Any, path: str) -> dict[str, float]:
-    """Accelerator chips in a bare ResourceRequirements (TrainJob ``resourcesPerNode``)."""
-    return _container_chips({"resources": res}, path)
+def _container_chips(c: Any, path: str) -> dict[str, float]:
+    c = _map(c, path, required=True)
+    return resources_chips(c.get("resources"), f"{path}.resources")
 
 
 def pod_chips(spec: Any, path: str) -> dict[str, float]:
-    """Chips one pod needs, per accelerator resource (Kubernetes effective-request rule)."""
+    """Chips one pod needs, per accelerator resource: the Kubernetes effective request (KEP-753 PodRequests).
+
+    Init containers start in order. A sidecar (``restartPolicy: Always``) keeps running from its start, so it
+    adds to every plain init container declared after it and to the app containers; a plain init container
+    finishes before the next starts, so only the largest of them (with its sidecars) counts.
+    """
     spec = _map(spec, path)
+    if _list(spec.get("resourceClaims"), f"{path}.resourceClaims"):
+        raise _dra_error(f"{path}.resourceClaims")
     app: dict[str, float] = {}
     for i, c in enumerate(_list(spec.get("containers"), f"{path}.containers")):
         for r, q in _container_chips(c, f"{path}.containers[{i}]").items():
             app[r] = app.get(r, 0.0) + q
-    init_max: dict[str, float] = {}
+    sidecars: dict[str, float] = {}  # the sidecars started so far
+    init_peak: dict[str, float] = {}
     for i, c in enumerate(_list(spec.get("initContainers"), f"{path}.initContainers")):
         chips = _container_chips(c, f"{path}.initContainers[{i}]")
-        restartable = isinstance(c, Mapping) and c.get("restartPolicy") == "Always"  # a sidecar runs alongside
-        for r, q in chips.items():
-            if restartable:
-                app[r] = app.get(r, 0.0) + q
-            else:
-                init_max[r] = max(init_max.get(r, 0.0), q)
-    return {r: max(app.get(r, 0.0), init_max.get(r, 0.0)) for r in set(app) | set(init_max)
-            if max(app.get(r, 0.0), init_max.get(r, 0.0)) > 0}
+        if isinstance(c, Mapping) and c.get("restartPolicy") == "Always":
+            for r, q in chips.items():
+                sidecars[r] = sidecars.get(r, 0.0) + q
+        else:
+            for r, q in chips.items():
+                init_peak[r] = max(init_peak.get(r, 0.0), q + sidecars.get(r, 0.0))
+    out: dict[str, float] = {}
+    for r in set(app) | set(sidecars) | set(init_peak):
+        need = max(app.get(r, 0.0) + sidecars.get(r, 0.0), init_peak.get(r, 0.0))
+        if need > 0:
+            out[r] = need
+    return out
 
 
 def model_hints(spec: Any, path: str) -> tuple[str, tuple[str, ...]]:
-    """(label, candidate chip models) from nodeSelector or required node affinity (operator In)."""
+    """(label, candidate chip models) from nodeSelector or required node affinity (operator In).
+
+    No hint means the model is left free, and the most capable chip the pods could land on counts downstream.
+    """
     spec = _map(spec, path)
     sel = _map(spec.get("nodeSelector"), f"{path}.nodeSelector")
     for label in MODEL_LABELS:
         v = sel.get(label)
         if isinstance(v, str) and v:
-            return label, (v,)
-    aff = _map(_map(spec.get("affinity"), f"{path}.affinity").get("nodeAffinity"), f"{path}.affinity.nodeAffinity")
-    req = _map(aff.get("requiredDuringSchedulingIgnoredDuringExecution"), f"{path}.affinity.nodeAffinity.required")
-    found: dict[str, list[str]] = {}
-    terms = _list(req.get("nodeSelectorTerms"), f"{path}.affinity...nodeSelectorTerms")
-    for ti, term in enumerate(terms):
-        term = _map(term, f"{path}.affinity...nodeSelectorTerms[{ti}]")
-        for ei, ex in enumerate(_list(term.get("matchExpressions"), f"...nodeSelectorTerms[{ti}].matchExpressions")):
-            ex = _map(ex, f"...nodeSelectorTerms[{ti}].matchExpressions[{ei}]")
+            return label, (v,)  # nodeSelector is ANDed with the affinity: it constrains the model on its own
+    aff_path = f"{path}.affinity.nodeAffinity"
+    aff = _map(_map(spec.get("affinity"), f"{path}.affinity").get("nodeAffinity"), aff_path)
+    req_path = f"{aff_path}.requiredDuringSchedulingIgnoredDuringExecution"
+    req = _map(aff.get("requiredDuringSchedulingIgnoredDuringExecution"), req_path)
+    # nodeSelectorTerms are ORed: a pod may land on a node matching any one term, so the hints are the union
+    # over the terms, and one term that leaves the model free leaves it free for the pod.
+    labels: list[str] = []
+    models: list[str] = []
+    for ti, term in enumerate(_list(req.get("nodeSelectorTerms"), f"{req_path}.nodeSelectorTerms")):
+        tp = f"{req_path}.nodeSelectorTerms[{ti}]"
+        term = _map(term, tp)
+        exprs = _list(term.get("matchExpressions"), f"{tp}.matchExpressions")
+        if not exprs and not _list(term.get("matchFields"), f"{tp}.matchFields"):
+            continue  # an empty term matches no node (NodeSelectorTerm API): it opens no model
+        found: dict[str, list[str]] = {}
+        for ei, ex in enumerate(exprs):
+            ep = f"{tp}.matchExpressions[{ei}]"
+            ex = _map(ex, ep)
             key, op = ex.get("key"), ex.get("operator")
             if key in MODEL_LABELS and op == "In":
-                vals = [v for v in _list(ex.get("values"), f"...matchExpressions[{ei}].values") if isinstance(v, str)]
+                vals = [v for v in _list(ex.get("values"), f"{ep}.values") if isinstance(v, str) and v]
                 found.setdefault(str(key), []).extend(vals)
-    for label in MODEL_LABELS:
-        if found.get(label):
-            return label, tuple(dict.fromkeys(found[label]))
-    return "", ()
+        # Expressions in a term are ANDed; any one model label's values are a superset of what the term allows.
+        label = next((lb for lb in MODEL_LABELS if found.get(lb)), "")
+        if not label:
+            return "", ()
+        labels.append(label)
+        models.extend(found[label])
+    if not models:
+        return "", ()
+    return "|".join(dict.fromkeys(labels)), tuple(dict.fromkeys(models))
 
 
 def _groups_from_template(role: str, pods: int, template: Any, path: str) -> list[PodGroup]:
@@ -263,9 +360,17 @@ def _pod(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
     return [PodGroup("pod", 1, r, q, hints, label) for r, q in sorted(chips.items())], [], []
 
 
+def _job_pods(spec: Mapping[str, Any], path: str) -> int:
+    """Pods a batch/v1 Job runs at once: ``parallelism`` (default 1), never more than ``completions``."""
+    pods = _count(spec.get("parallelism"), f"{path}.parallelism", 1)
+    if spec.get("completions") is not None:
+        pods = min(pods, _count(spec.get("completions"), f"{path}.completions", 1))
+    return pods
+
+
 def _job(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
     spec = _map(obj.get("spec"), "spec")
-    pods = _count(spec.get("parallelism"), "spec.parallelism", 1)
+    pods = _job_pods(spec, "spec")
     return _groups_from_template("job", pods, spec.get("template"), "spec.template"), [spec.get("template")], []
 
 
@@ -279,7 +384,7 @@ def _jobset(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str
         replicas = _count(rj.get("replicas"), f"{p}.replicas", 1)
         jt = _map(rj.get("template"), f"{p}.template")
         js = _map(jt.get("spec"), f"{p}.template.spec")
-        par = _count(js.get("parallelism"), f"{p}.template.spec.parallelism", 1)
+        par = _job_pods(js, f"{p}.template.spec")
         role = str(rj.get("name") or f"job{i}")[:63]
         groups += _groups_from_template(role, replicas * par, js.get("template"), f"{p}.template.spec.template")
         tpls.append(js.get("template"))
@@ -291,16 +396,30 @@ def _kubeflow(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
     keys = [k for k in spec if isinstance(k, str) and k.endswith("ReplicaSpecs")]
     if not keys:
         raise _Bad("spec: no *ReplicaSpecs (e.g. spec.pytorchReplicaSpecs) in this Kubeflow job")
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    # An HPA may scale the Worker replicas through the scale subresource up to elasticPolicy.maxReplicas and
+    # keeps at least minReplicas, so the Worker count is the largest of the three.
+    elastic_bound = 0
+    if kind in ("PyTorchJob", "PaddleJob"):
+        ep = _map(spec.get("elasticPolicy"), "spec.elasticPolicy")
+        elastic_bound = max(_count(ep.get("minReplicas"), "spec.elasticPolicy.minReplicas", 0),
+                            _count(ep.get("maxReplicas"), "spec.elasticPolicy.maxReplicas", 0))
+    # mpi-operator v2beta1 defaults a missing Worker replicas to 0 (setDefaultsTypeWorker), Launcher to 1.
+    mpi_v2 = kind == "MPIJob" and api_version == "kubeflow.org/v2beta1"
     groups: list[PodGroup] = []
     tpls: list[Any] = []
+    notes: list[str] = []
     for key in sorted(keys):
         for role, rs in sorted(_map(spec[key], f"spec.{key}").items(), key=lambda kv: str(kv[0])):
             p = f"spec.{key}.{role}"
             rs = _map(rs, p, required=True)
-            n = _count(rs.get("replicas"), f"{p}.replicas", 1)
+            n = _count(rs.get("replicas"), f"{p}.replicas", 0 if mpi_v2 and role == "Worker" else 1)
+            if role == "Worker" and elastic_bound > n:
+                notes.append(f"{p}: counted at its elastic bound {elastic_bound} (replicas {n}, spec.elasticPolicy)")
+                n = elastic_bound
             groups += _groups_from_template(str(role)[:63], n, rs.get("template"), f"{p}.template")
             tpls.append(rs.get("template"))
-    return groups, tpls, []
+    return groups, tpls, notes
 
 
 def _trainjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
@@ -324,16 +443,29 @@ def _ray_cluster_spec(spec: Mapping[str, Any], path: str) -> tuple[list[PodGroup
         groups += _groups_from_template("head", 1, head.get("template"), f"{path}.headGroupSpec.template")
         tpls.append(head.get("template"))
     notes: list[str] = []
+    autoscaling = _flag(spec.get("enableInTreeAutoscaling"), f"{path}.enableInTreeAutoscaling")
     for i, wg in enumerate(_list(spec.get("workerGroupSpecs"), f"{path}.workerGroupSpecs")):
         p = f"{path}.workerGroupSpecs[{i}]"
         wg = _map(wg, p, required=True)
+        # KubeRay CRD defaults (raycluster_types.go), applied by the API server before admission: replicas 0,
+        # minReplicas 0, maxReplicas 2147483647 (no bound), numOfHosts 1.
         replicas = _count(wg.get("replicas"), f"{p}.replicas", 0)
         lo = _count(wg.get("minReplicas"), f"{p}.minReplicas", 0)
-        hi = _count(wg.get("maxReplicas"), f"{p}.maxReplicas", 0)  # KubeRay default maxInt32: not a usable bound
+        hi = _count(wg.get("maxReplicas"), f"{p}.maxReplicas", INT32_MAX, hi=INT32_MAX)
         hosts = _count(wg.get("numOfHosts"), f"{p}.numOfHosts", 1)
-        n = max(replicas, lo, hi)
-        if n > replicas:
-            notes.append(f"{p}: counted at its autoscaling bound {n} (replicas {replicas})")
+        if autoscaling:
+            # The Ray autoscaler sets replicas anywhere up to maxReplicas, so that is the group's size.
+            if hi == INT32_MAX:
+                raise _Bad(f"{p}.maxReplicas: {path}.enableInTreeAutoscaling is true and this worker group has "
+                           f"no bound (maxReplicas {INT32_MAX}, KubeRay's default), so its chips cannot be "
+                           f"counted; set {p}.maxReplicas to the most workers the autoscaler may start")
+            n = _count(max(lo, hi), f"{p}.maxReplicas", 0)
+            if n > replicas:
+                notes.append(f"{p}: counted at its autoscaling bound {n} (replicas {replicas})")
+        else:
+            # KubeRay's GetWorkerGroupDesiredReplicas: replicas below minReplicas run minReplicas, above
+            # maxReplicas run maxReplicas (the default maxReplicas bounds nothing).
+            n = lo if replicas < lo else min(replicas, hi)
         groups += _groups_from_template(str(wg.get("groupName") or f"workers{i}")[:63], n * hosts,
                                         wg.get("template"), f"{p}.template")
         tpls.append(wg.get("template"))
