@@ -88,13 +88,21 @@ class AdmissionSettings:
             unnamed_model_window_days=int(_positive(p.value("unnamed_model_window_days"), "unnamed_model_window_days")),
             related_jobs_window_days=int(_positive(p.value("related_jobs_window_days"), "related_jobs_window_days")),
             case_expiry_days=int(_positive(p.value("case_expiry_days"), "case_expiry_days")),
-            customer_aggregate_window_days=_window(p.values.get("customer_aggregate_window_days", 0),
+            customer_aggregate_window_days=_window(p.values.get("customer_aggregate_window_days", _MISSING),
                                                    "customer_aggregate_window_days"),
             provision=p,
         )
 
 
+_MISSING = object()
+
+
 def _window(v: Any, key: str) -> int:
+    if v is _MISSING:
+        # An operator pack's version of the provision replaces the whole of it: a setting it leaves out must
+        # not silently turn an anti-evasion check off.
+        raise AdmissionConfigError(f"{SETTINGS}.{key}: missing; a pack that overrides {SETTINGS} replaces every "
+                                   "value, so state it (a number of days; 0 turns it off)")
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise AdmissionConfigError(f"{SETTINGS}.{key}: {v!r} must be a whole number of days (0 turns it off)")
     return v

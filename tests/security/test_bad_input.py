@@ -150,7 +150,7 @@ def _denials() -> list[tuple[str, dict[str, Any], str]]:
     list_ann["metadata"]["annotations"] = ["model=m"]
     return [
         ("nan-gpus", review(gpus(job("nan"), float("nan"))), "nvidia.com/gpu"),
-        ("1e309-gpus", review(gpus(job("inf"), "1e309")), "quantity"),
+        ("1e309-gpus", review(gpus(job("inf"), "1e309")), "out of range"),
         ("negative-gpus", review(gpus(job("neg"), -8)), "nvidia.com/gpu"),
         ("gpus-as-object", review(gpus(job("obj"), {"$gt": 0})), "quantity"),
         ("deep-list-gpus", review(gpus(job("deep"), nested)), "quantity"),

@@ -126,6 +126,16 @@ def test_customer_aggregate_window_comes_from_the_pack_and_zero_turns_it_off(pac
             decide(reg, AS_OF, request(2e25, "n"), customer=customer(reg), load=load)
 
 
+def test_an_override_that_leaves_out_the_customer_aggregate_window_is_an_error_not_a_check_turned_off(
+    packs: PackRegistry,
+) -> None:
+    reg = _admission_settings(0)
+    settings = next(p for p in reg.packs if p.id == "operator-aggregate-test").provisions[0]
+    del settings.values["customer_aggregate_window_days"]
+    with pytest.raises(redflag.AdmissionConfigError, match="customer_aggregate_window_days: missing"):
+        decide(reg, AS_OF, request(2e25, "n"), customer=customer(reg), load=CustomerLoad(9e25, 5, 5, 90))
+
+
 def test_a_job_naming_another_partys_unpublished_model_trains_its_own_lineage() -> None:
     from policies.ledger import lineage_name
 
