@@ -530,6 +530,10 @@ def prune(session: Session, packs: PackRegistry, *, as_of: date, actor: str,
     then an ``anchor`` checkpoint is signed over the last removed entry so what remains verifies, and the
     pruning itself is recorded in the trail.
     """
+    if as_of > utcnow().date() and not dry_run:
+        # Age is measured today: a future date would delete records still inside their retention period.
+        raise PolicyError(f"--as-of: {as_of} is after today; records are pruned by their age today "
+                          "(a --dry-run may look ahead)")
     prov = packs.provision("veu-recordkeeping", as_of)
     years = int(prov.value("retention_years"))
     try:

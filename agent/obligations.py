@@ -536,6 +536,15 @@ def record_export(
     refs = party_refs(s)
     rec = effective_tier(packs, refs, recipient, on)
     dest = tier(packs, country, on)
+    if declared_status is not None:
+        from policies.ledger import BELOW, EXCLUDED_DERIVATIVE, EXCLUDED_LESS_CAPABLE, EXCLUDED_PUBLISHED
+
+        known = ("4E091", BELOW, EXCLUDED_PUBLISHED, EXCLUDED_DERIVATIVE, EXCLUDED_LESS_CAPABLE)
+        # A typo must not read as "not 4E091" and clear the flag: only the ledger's own statuses are accepted.
+        match = next((k for k in known if k.lower() == declared_status.strip().lower()), None)
+        if match is None:
+            raise PolicyError(f"--model-status: {declared_status[:60]!r} is not one of {', '.join(known)}")
+        declared_status = match
     status = _model_status(s, packs, model, on) or declared_status or "unknown"
     verdict = core.weight_export_paths(packs, on, status, rec, dest, licence or None, published)
     if status == "unknown":
@@ -779,6 +788,10 @@ def send_reminders(
     s: Session, packs: PackRegistry, as_of: date, cfg: NotifySettings | None = None,
 ) -> dict[str, Any]:
     """Send each due/overdue deadline once per status and channel; record what was sent (or failed)."""
+    if as_of > utcnow().date():
+        # A reminder sent "as of" a future day would be recorded as sent and suppress the real one then.
+        raise PolicyError(f"--as-of: {as_of} is after today; reminders are sent for today's deadlines "
+                          "(preview later ones with `veuctl deadlines list --as-of`)")
     cfg = cfg or NotifySettings()
     wanted = {x.strip() for x in cfg.statuses.split(",") if x.strip()}
     todo = [d for d in deadline_list(s, packs, as_of) if d.status in wanted]

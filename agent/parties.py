@@ -36,18 +36,26 @@ def get_party(s: Session, name: str) -> Party:
 
 def add_party(
     s: Session, name: str, hq: str, parent: str | None = None, namespaces: list[str] | None = None,
-    cluster: str = "",
+    cluster: str = "", *, no_parent: bool = False,
 ) -> Party:
-    """Create or update a party (HQ, parent, namespaces); reject ownership cycles before writing."""
+    """Create or update a party (HQ, parent, namespaces); reject ownership cycles before writing.
+
+    Updating a party keeps its parent unless ``parent`` names a new one or ``no_parent`` removes it: the
+    parent decides the effective tier, so leaving the option out must never drop it (a Tier 3 ultimate
+    parent would vanish with a namespace added)."""
     name = name.strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise PolicyError("name: a party name is 1-200 printable characters")
+    if parent and no_parent:
+        raise PolicyError("--parent/--no-parent: name a parent or remove it, not both")
     code = country_code(hq)
     parent_row = get_party(s, parent) if parent else None
     party = s.exec(select(Party).where(Party.name == name)).first()
     existed = party is not None
     if party is None:
         party = Party(name=name, hq=code)
+    elif parent_row is None and not no_parent and party.parent_id is not None:
+        parent_row = s.get(Party, party.parent_id)
     party.hq = code
     party.parent_id = parent_row.id if parent_row else None
     party.updated_at = utcnow()

@@ -84,10 +84,23 @@ def run_app(app: typer.Typer) -> int:
         if message:  # no arguments at all: the help was the answer
             sys.stderr.write(f"error: {message}\n")
         return 2
+    except UnicodeDecodeError as exc:
+        # A file argument that is not UTF-8 text (a spreadsheet saved as UTF-16, a binary): nothing was read.
+        sys.stderr.write(f"error: input is not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as "
+                         "UTF-8 and try again\n")
+        return 2
+    except OverflowError:
+        # A number past what the store holds (a 23-digit id or limit): no row can have it.
+        sys.stderr.write("error: a number given is too large for the store (ids, limits and offsets are "
+                         "64-bit integers)\n")
+        return 2
     except Exception as exc:
         # Only a command that used the store can have hit it unavailable (and imported SQLAlchemy to do so).
         sa_exc = sys.modules.get("sqlalchemy.exc")
         if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
             sys.stderr.write(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}\n")
             return 1
+        if sa_exc is not None and isinstance(exc, sa_exc.DatabaseError):
+            sys.stderr.write(f"error: --db: not a usable database: {str(exc.orig).strip().splitlines()[0]}\n")
+            return 2
         raise

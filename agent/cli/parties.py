@@ -28,14 +28,17 @@ def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untype
 def add(
     name: str,
     hq: str = typer.Option(..., "--hq", help="Headquarters country (ISO code or name)."),
-    parent: str | None = typer.Option(None, "--parent", help="Immediate parent company (a registered party)."),
+    parent: str | None = typer.Option(None, "--parent", help="Immediate parent company (a registered party); "
+                                      "an update without it keeps the stored parent."),
+    no_parent: bool = typer.Option(False, "--no-parent", help="Remove the stored parent (the party is its own "
+                                   "ultimate parent)."),
     namespace: list[str] = typer.Option([], "--namespace", help="Kubernetes namespace of this customer (repeat)."),
     cluster: str = typer.Option("", "--cluster", help="Limit the namespace mapping to one cluster."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
-    """Register or update a party."""
+    """Register or update a party (options left out keep their stored values; namespaces are added)."""
     with session_scope(db_url(db)) as s:
-        svc.add_party(s, name, hq, parent, namespace, cluster)
+        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent)
         data = _party_dict(s, name.strip(), as_of(None))
     emit(data, json_)
 

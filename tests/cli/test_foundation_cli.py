@@ -48,6 +48,19 @@ def test_parties_add_and_show_with_ultimate_parent(db_url: str) -> None:
     assert out["namespaces"] == ["pear-ml"]
 
 
+def test_updating_a_subsidiary_without_parent_keeps_its_tier3_parent_and_no_parent_removes_it(db_url: str) -> None:
+    assert run("parties", "add", "Pear", "--hq", "CN", env_db=db_url).returncode == 0
+    assert run("parties", "add", "Pear SG", "--hq", "SG", "--parent", "Pear", env_db=db_url).returncode == 0
+    # Adding a namespace later must not drop the parent: the parent is what makes this customer Tier 3.
+    r = run("parties", "add", "Pear SG", "--hq", "SG", "--namespace", "pear-train", "--json", env_db=db_url)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["effective_tier"] == 3
+    r = run("parties", "add", "Pear SG", "--hq", "SG", "--parent", "Pear", "--no-parent", env_db=db_url)
+    assert r.returncode == 2 and "--no-parent" in r.stderr
+    r = run("parties", "add", "Pear SG", "--hq", "SG", "--no-parent", "--json", env_db=db_url)
+    assert r.returncode == 0 and json.loads(r.stdout)["effective_tier"] == 2
+
+
 def test_parties_show_unknown_exits_2(db_url: str) -> None:
     r = run("parties", "show", "Ghost", env_db=db_url)
     assert r.returncode == 2 and "Ghost" in r.stderr

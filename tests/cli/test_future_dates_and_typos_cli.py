@@ -1,0 +1,50 @@
+"""Commands whose bad input would quietly weaken a record: a future date that deletes or suppresses, a typo
+that clears a 4E091 flag. Each is refused, naming the option, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+from tests.cli.test_foundation_cli import run
+
+FUTURE = (date.today() + timedelta(days=400)).isoformat()
+
+
+def test_audit_prune_refuses_a_future_as_of_that_would_delete_records_still_kept(db_url: str) -> None:
+    assert run("parties", "add", "Acme", "--hq", "DE", env_db=db_url).returncode == 0
+    r = run("audit", "prune", "--as-of", "2099-01-01", env_db=db_url)
+    assert r.returncode == 2 and "--as-of" in r.stderr and "after today" in r.stderr
+    log = json.loads(run("audit", "log", "--json", env_db=db_url).stdout)
+    assert any(e["action"] == "party.upsert" or e["action"].startswith("party") for e in log)
+    assert run("audit", "prune", "--as-of", "2099-01-01", "--dry-run", env_db=db_url).returncode == 0
+
+
+def test_deadlines_notify_refuses_a_future_as_of_that_would_record_reminders_not_yet_due(db_url: str) -> None:
+    r = run("deadlines", "notify", "--webhook-url", "http://127.0.0.1:9/", "--as-of", FUTURE, env_db=db_url)
+    assert r.returncode == 2 and "--as-of" in r.stderr and "after today" in r.stderr
+
+
+def test_weights_export_refuses_an_unknown_model_status_instead_of_clearing_the_flag(db_url: str) -> None:
+    assert run("parties", "add", "Acme Robotics", "--hq", "DE", env_db=db_url).returncode == 0
+    r = run("weights", "export", "nosuchmodel", "--to", "Acme Robotics", "--country", "CN", "--model-status",
+            "4e09l", env_db=db_url)
+    assert r.returncode == 2 and "--model-status" in r.stderr
+    r = run("weights", "export", "nosuchmodel", "--to", "Acme Robotics", "--country", "CN", "--model-status",
+            "4e091", "--json", env_db=db_url)  # the right status in other letter case is the status
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model_status"] == "4E091" and out["flagged"] is True
+
+
+def test_a_huge_id_a_non_utf8_file_and_a_file_that_is_no_database_are_one_line_errors(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run("cases", "show", "99999999999999999999999", env_db=db_url)
+    assert r.returncode == 2 and "too large" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "n.csv"
+    bad.write_bytes(b"\xff\xfe\x00")
+    r = run("inventory", "import", str(bad), env_db=db_url)
+    assert r.returncode == 2 and "UTF-8" in r.stderr and "Traceback" not in r.stderr
+    junk = tmp_path / "t.db"
+    junk.write_text("hi")
+    r = run("sites", "list", "--db", f"sqlite:///{junk}", env_db=db_url)
+    assert r.returncode == 2 and "--db" in r.stderr and "Traceback" not in r.stderr
