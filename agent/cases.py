@@ -754,10 +754,19 @@ def get_case(s: Session, case_id: int) -> RedFlagCase:
 def resolve_case(
     s: Session, packs: PackRegistry, case_id: int, *, export_intent: bool, licence: str = "", scope: str = "",
     informed: bool = False, by: str, notes: str = "", as_of: date | None = None, now: datetime | None = None,
+    amend: bool = False,
 ) -> RedFlagCase:
-    """Record the red-flag-28 answers; the case then admits the lineage's jobs until it expires."""
+    """Record the red-flag-28 answers; the case then admits the lineage's jobs until it expires.
+
+    A resolved case is answered again only with ``amend``: the new answers replace the old (the audit trail
+    keeps both) and the case keeps the expiry of its first resolution, so re-answering never prolongs an
+    inquiry's validity."""
     now = now or utcnow()
     row = get_case(s, case_id)
+    if row.status == "resolved" and not amend:
+        raise CaseError(f"case {case_id}: already resolved by {row.resolved_by or '?'} on "
+                        f"{row.resolved_at.date() if row.resolved_at else '?'}; pass --amend to record new answers "
+                        "(the audit trail keeps both)")
     licence, scope, by, notes = licence.strip(), scope.strip(), by.strip(), notes.strip()
     if not by or len(by) > 200:
         raise CaseError("--by: who recorded the answers is required (1-200 characters)")
@@ -770,14 +779,17 @@ def resolve_case(
     if case_view(row, now)["status"] == "expired":
         raise CaseError(f"case {case_id}: expired; the next held job opens a new case")
     settings = redflag.AdmissionSettings.from_packs(packs, as_of or now.date())
+    amending = row.status == "resolved"
     row.export_intent, row.licence_number, row.licence_scope = export_intent, licence, scope
     row.customer_informed, row.notes, row.resolved_by = informed, notes, by
-    row.resolved_at, row.updated_at = now, now
-    row.expires_at = now + timedelta(days=settings.case_expiry_days)
+    row.updated_at = now
+    if not amending or row.expires_at is None:
+        row.resolved_at = now
+        row.expires_at = now + timedelta(days=settings.case_expiry_days)
     row.status = "resolved"
     s.add(row)
     s.flush()
-    record(s, actor=by, action="case.resolve", subject=f"case:{row.id}",
+    record(s, actor=by, action="case.amend" if amending else "case.resolve", subject=f"case:{row.id}",
            payload={"export_intent": export_intent, "licence_number": licence, "licence_scope": scope,
                     "customer_informed": informed, "expires_at": row.expires_at.isoformat(), "notes": notes})
     return row

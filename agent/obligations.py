@@ -292,6 +292,22 @@ def set_entry(
     return e
 
 
+# Where evidence documents live: web (document systems, wikis), object stores and file shares. Anything else
+# (javascript:, data:, vbscript:) is refused: the dashboard shows evidence as links.
+EVIDENCE_URI_SCHEMES = ("https", "http", "s3", "gs", "az", "file", "smb")
+
+
+def _check_evidence_uri(uri: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in EVIDENCE_URI_SCHEMES or not (parts.netloc or parts.path.strip("/")):
+        raise PolicyError(f"--uri: {uri[:80]!r} is not a document URI; use one of "
+                          f"{', '.join(s + '://' for s in EVIDENCE_URI_SCHEMES)}")
+    if any(ord(c) < 33 for c in uri):
+        raise PolicyError("--uri: a URI has no spaces or control characters (percent-encode them)")
+
+
 def add_evidence(
     s: Session, scope: str, subject: str, paragraph: int, kind: str, uri: str = "", statement: str = "",
     attested_by: str = "", attested_on: date | None = None, actor: str | None = None,
@@ -300,6 +316,8 @@ def add_evidence(
         raise PolicyError(f"--kind: {kind!r} is not one of {', '.join(EVIDENCE_KINDS)}")
     if kind == "link" and not uri.strip():
         raise PolicyError("--uri: a link needs the document's URI")
+    if kind == "link":
+        _check_evidence_uri(uri.strip())
     if kind == "attestation" and not (statement.strip() and attested_by.strip()):
         raise PolicyError("--statement/--by: an attestation needs the statement and who attests it")
     e = _entry(s, scope, subject, paragraph) or set_entry(s, scope, subject, paragraph, actor=actor)

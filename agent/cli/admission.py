@@ -137,6 +137,8 @@ def resolve(
     informed: bool = typer.Option(False, "--informed", help="The customer was informed of its licence obligation."),
     by: str = typer.Option("", "--by", help="Who recorded the answers (default: the CLI user)."),
     notes: str = typer.Option("", "--notes"),
+    amend: bool = typer.Option(False, "--amend", help="Replace the answers of a case already resolved (its expiry "
+                               "stays that of the first resolution)."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
 ) -> None:
     """Record the red-flag-28 inquiry answers; held jobs of this lineage are then admitted."""
@@ -146,7 +148,7 @@ def resolve(
     with session_scope(db_url(db)) as s:
         row = svc.resolve_case(s, registry(), case_id, export_intent=_intent(export_intent), licence=license_,
                                scope=scope, informed=informed, by=who, notes=notes,
-                               as_of=as_of(as_of_) if as_of_ else None)
+                               as_of=as_of(as_of_) if as_of_ else None, amend=amend)
         data = svc.case_view(row)
     emit(data, json_)
 

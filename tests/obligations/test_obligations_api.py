@@ -108,7 +108,29 @@ def test_register_rejects_bad_input_without_writing(client: TestClient, seeded: 
     assert client.get("/api/v1/controls/authorization/NOPE").status_code == 404
     r = client.post("/api/v1/controls/site/dc-frankfurt/7/evidence", json={"kind": "link", "uri": ""})
     assert r.status_code == 422 and "--uri" in r.json()["detail"]
+    # The dashboard shows a link as a link: a script URI would run in the next reader's session.
+    for bad in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<script>x</script>", "not a uri",
+                "https://intranet.example/a b"):
+        r = client.post("/api/v1/controls/site/dc-frankfurt/7/evidence", json={"kind": "link", "uri": bad})
+        assert r.status_code == 422 and "--uri" in r.json()["detail"], bad
     assert _actions(seeded) == before
+
+
+def test_evidence_links_to_documents_are_kept_and_only_web_links_are_clickable(seeded: str) -> None:
+    from agent import obligations as ob
+    from agent.store import session_scope
+    from agent.store.tables.obligations import ControlEvidence
+
+    with session_scope(seeded) as s:
+        for uri in ("https://intranet.example/p14", "s3://evidence/p14.pdf", "smb://files/p14.pdf"):
+            ob.add_evidence(s, "site", "dc-frankfurt", 14, "link", uri=uri)
+        # A row stored before URIs were checked is shown as text, never as a javascript: link.
+        e = s.exec(select(ControlEvidence)).first()
+        assert e is not None
+        s.add(ControlEvidence(entry_id=e.entry_id, kind="link", uri="javascript:alert(1)"))
+    html = _client(seeded).get("/controls/site/dc-frankfurt").text
+    assert 'href="https://intranet.example/p14"' in html and "s3://evidence/p14.pdf" in html
+    assert 'href="javascript:' not in html and 'href="s3://' not in html
 
 
 def test_authorization_register_marks_uveu_only_paragraphs_for_an_nveu(client: TestClient) -> None:

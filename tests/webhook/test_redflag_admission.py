@@ -287,3 +287,26 @@ def test_customers_are_seeded_as_documented(store: str) -> None:
     with session_scope(store) as s:
         assert len(cases.list_cases(s)) == 0
     assert len(CUSTOMERS) == 5
+
+
+def test_a_resolved_case_is_answered_again_only_as_an_amendment_that_keeps_its_expiry(
+    decide_review: Decide, store: str,
+) -> None:
+    held = decide_review(review(job("big", pods=512, annotations=BIG)))
+    case_id = held.case_id or 0
+    with session_scope(store) as s:
+        first = cases.resolve_case(s, registry(), case_id, export_intent=False, by="compliance")
+        expires = first.expires_at
+    with session_scope(store) as s, pytest.raises(PolicyError, match="already resolved by compliance.*--amend"):
+        cases.resolve_case(s, registry(), case_id, export_intent=True, licence="D1", by="someone else")
+    with session_scope(store) as s:
+        row = cases.resolve_case(s, registry(), case_id, export_intent=True, licence="D123456", by="compliance",
+                                 amend=True)
+        assert row.licence_number == "D123456" and row.expires_at == expires  # the validity is not prolonged
+    with session_scope(store) as s:
+        from sqlmodel import select
+
+        from agent.store.tables.audit import AuditEntry
+
+        actions = [e.action for e in s.exec(select(AuditEntry).where(AuditEntry.subject == f"case:{case_id}")).all()]
+        assert actions[-2:] == ["case.resolve", "case.amend"]
