@@ -443,6 +443,13 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
     bounds = session.execute(text("SELECT MIN(seq), MAX(seq) FROM audit_entry")).first()
     first, last = (bounds[0], bounds[1]) if bounds else (None, None)
     result.first_seq, result.last_seq = first, last
+    # Starting past the end would check nothing and still report OK. The end is the last entry or, if
+    # later, the latest signed checkpoint (entries up to it are owed, so a truncation is still reported);
+    # a checkpoint that failed its signature is a break, and reporting that comes first.
+    head = max(last or 0, result.latest_checkpoint_seq or 0)
+    if from_seq is not None and from_seq > max(head, 1) and result.ok:
+        raise AuditError(f"--from: {from_seq} is past the end of the audit chain, which "
+                         + (f"ends at seq {head}" if head else "is empty"))
     if first is None:
         if cp_at:
             top = max(cp_at)
@@ -576,11 +583,37 @@ def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def load_external_checkpoint(data: dict[str, Any]) -> AuditCheckpoint:
-    """A checkpoint written by ``veuctl audit checkpoint --out`` (its signature is checked by verify)."""
+def load_external_checkpoint(data: Any, source: str = "") -> AuditCheckpoint:
+    """A checkpoint written by ``veuctl audit checkpoint --out`` (its signature is checked by verify).
+
+    ``source`` (the file's name) goes into the error, since ``--checkpoint`` may be given several times.
+    """
+    where = f"--checkpoint {source}" if source else "--checkpoint"
+    # The file is user input: any JSON value can arrive here, and only an object can be a checkpoint.
+    if not isinstance(data, dict):
+        raise AuditError(f"{where}: must be a checkpoint JSON object (from `veuctl audit checkpoint --out`), "
+                         f"not a JSON {_json_kind(data)}")
+    missing = [k for k in ("seq", "hash", "ts", "key_id", "signature") if k not in data]
+    if missing:
+        raise AuditError(f"{where}: not a checkpoint file (missing {', '.join(missing)})")
     try:
         return AuditCheckpoint(seq=int(data["seq"]), hash=str(data["hash"]), kind=str(data.get("kind", "periodic")),
                                ts=datetime.fromisoformat(str(data["ts"])), key_id=str(data["key_id"]),
                                signature=str(data["signature"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AuditError(f"--checkpoint: not a checkpoint file ({exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise AuditError(f"{where}: not a checkpoint file ({exc})") from None
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages about files that hold the wrong kind."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__

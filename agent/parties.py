@@ -34,9 +34,13 @@ def get_party(s: Session, name: str) -> Party:
     return p
 
 
+# A namespace name is an RFC 1123 label (Kubernetes' own rule for namespaces).
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def add_party(
     s: Session, name: str, hq: str, parent: str | None = None, namespaces: list[str] | None = None,
-    cluster: str = "", *, no_parent: bool = False,
+    cluster: str = "", *, no_parent: bool = False, reassign: bool = False,
 ) -> Party:
     """Create or update a party (HQ, parent, namespaces); reject ownership cycles before writing.
 
@@ -48,6 +52,10 @@ def add_party(
         raise PolicyError("name: a party name is 1-200 printable characters")
     if parent and no_parent:
         raise PolicyError("--parent/--no-parent: name a parent or remove it, not both")
+    for ns in namespaces or []:
+        if not _NAMESPACE.fullmatch(ns.strip()):
+            raise PolicyError(f"--namespace: {ns[:80]!r} is not a Kubernetes namespace name (lower-case letters, "
+                              "digits and '-', starting and ending with a letter or digit, at most 63)")
     code = country_code(hq)
     parent_row = get_party(s, parent) if parent else None
     party = s.exec(select(Party).where(Party.name == name)).first()
@@ -73,6 +81,12 @@ def add_party(
         if existing is None:
             s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id))  # type: ignore[arg-type]
         else:
+            if existing.party_id != party.id and existing.source == REGISTRY and not reassign:
+                # The namespace decides whose jobs these are: moving it changes every later decision there.
+                owner = s.get(Party, existing.party_id)
+                where = f" in cluster {cluster}" if cluster else ""
+                raise PolicyError(f"--namespace: {ns}{where} is registered to {owner.name if owner else '?'}; "
+                                  "pass --reassign to move it to this party")
             existing.party_id = party.id  # type: ignore[assignment]
             existing.source = REGISTRY  # the operator's word now, whatever a label said
             s.add(existing)

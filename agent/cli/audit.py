@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url
 from agent.packs import registry
 from agent.signing import load_public_pem, signing_key
 from agent.store import session_scope
-from agent.store.tables.audit import AuditEntry
+from agent.store.tables.audit import AuditCheckpoint, AuditEntry
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
@@ -31,6 +33,31 @@ def _keys(files: list[Path]) -> list[Any] | None:
     return keys
 
 
+def _external_checkpoint(f: Path) -> AuditCheckpoint:
+    """A checkpoint file from `audit checkpoint --out`; anything else is bad input, named by its option."""
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--checkpoint {f}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:  # also UnicodeDecodeError: a binary or UTF-16 file
+        raise UsageError(f"--checkpoint {f}: not JSON ({exc})") from None
+    return svc.load_external_checkpoint(data, source=str(f))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename, so a failure
+    (full disk, no permission) never leaves a half-written checkpoint file where a good one was."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        # Best effort: the write's own error is the one to report.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 @audit_app.command("verify")
 def verify(
     from_: int | None = typer.Option(None, "--from", min=1, help="Start at this sequence number "
@@ -42,12 +69,7 @@ def verify(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Recompute the hash chain and checkpoint signatures; exit 1 at the first break."""
-    external = []
-    for f in checkpoint_file:
-        try:
-            external.append(svc.load_external_checkpoint(json.loads(f.read_text())))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--checkpoint: cannot read {f}: {exc}") from None
+    external = [_external_checkpoint(f) for f in checkpoint_file]
     with session_scope(db_url(db)) as s:
         res = svc.verify_chain(s, from_seq=from_, keys=_keys(public_key), external=external)
 
@@ -73,14 +95,24 @@ def checkpoint(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Sign the current head of the chain (seq, hash) with the Ed25519 key."""
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out: {out} is a directory; give the checkpoint file's name")
     with session_scope(db_url(db)) as s:
         cp = svc.checkpoint(s)
         if cp is None:
             raise UsageError("audit checkpoint: the audit log is empty; nothing to sign")
         data = {"seq": cp.seq, "hash": cp.hash, "ts": svc.ts_text(cp.ts), "kind": cp.kind,
                 "key_id": cp.key_id, "signature": cp.signature}
-    if out is not None:
-        out.write_text(json.dumps({**data, "public_key": signing_key().public_pem()}, indent=2) + "\n")
+        if out is not None:
+            # Written before the commit: if --out cannot be written the error rolls the checkpoint back,
+            # so the user is never told "failed" about a checkpoint that was in fact stored. (A file whose
+            # commit then fails is still a valid checkpoint: it signs an entry that is in the chain.)
+            try:
+                _write_atomically(out, json.dumps({**data, "public_key": signing_key().public_pem()},
+                                                  indent=2) + "\n")
+            except OSError as exc:
+                raise UsageError(f"--out: cannot write {out}: {exc.strerror or exc}; "
+                                 "nothing was recorded") from None
     emit(data, json_)
 
 
@@ -139,9 +171,15 @@ def verify_export(
     json_: bool = JsonOpt,
 ) -> None:
     """Check an export's manifest signature and every file's SHA-256; exit 1 on any mismatch."""
+    from agent.exports.manifest import ManifestError
     from agent.exports.manifest import verify as verify_manifest
 
-    problems = verify_manifest(manifest, _keys(public_key))
+    keys = _keys(public_key)
+    try:
+        problems = verify_manifest(manifest, keys)
+    except ManifestError as exc:
+        # Not a manifest at all is bad input (exit 2); exit 1 is kept for "this export does not verify".
+        raise UsageError(f"MANIFEST: {exc}") from None
     emit({"manifest": str(manifest), "ok": not problems, "problems": problems}, json_,
          lambda d: typer.echo("OK: signature and all file hashes verify" if d["ok"]
                               else "\n".join(f"FAILED: {p}" for p in d["problems"])))

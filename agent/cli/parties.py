@@ -34,11 +34,13 @@ def add(
                                    "ultimate parent)."),
     namespace: list[str] = typer.Option([], "--namespace", help="Kubernetes namespace of this customer (repeat)."),
     cluster: str = typer.Option("", "--cluster", help="Limit the namespace mapping to one cluster."),
+    reassign: bool = typer.Option(False, "--reassign", help="Move a --namespace registered to another party to "
+                                  "this one."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Register or update a party (options left out keep their stored values; namespaces are added)."""
     with session_scope(db_url(db)) as s:
-        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent)
+        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign)
         data = _party_dict(s, name.strip(), as_of(None))
     emit(data, json_)
 

@@ -12,6 +12,7 @@ from agent.audit import canonical_json
 from agent.exports.writers import sha256_file
 from agent.signing import SigningKey, key_id, load_public_pem, signing_key
 from agent.signing import verify as verify_signature
+from policies.errors import PolicyError
 
 FORMAT = "veu-governor export manifest v1"
 SUFFIX = ".manifest.json"
@@ -29,18 +30,43 @@ def sign(body: dict[str, Any], key: SigningKey | None = None) -> dict[str, Any]:
                                   "value": key.sign(_message(body))}}
 
 
+class ManifestError(PolicyError):
+    """The file given is not an export manifest at all (unreadable, not JSON, not a JSON object)."""
+
+
+def load(manifest_path: Path) -> dict[str, Any]:
+    """The manifest's JSON object; :class:`ManifestError` names the file when there is none to verify.
+
+    Kept apart from :func:`verify`'s problems: "this is not a manifest" is bad input, while a manifest
+    that does not verify is the answer the user asked for (the CLI exits 2 for one and 1 for the other).
+    """
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"{manifest_path}: cannot read the manifest ({exc.strerror or exc})") from None
+    except ValueError as exc:  # also UnicodeDecodeError: a binary file given by mistake
+        raise ManifestError(f"{manifest_path}: the manifest is not JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        kind = "array" if isinstance(manifest, list) else type(manifest).__name__
+        raise ManifestError(f"{manifest_path}: the manifest must be a JSON object (an export's "
+                            f"*{SUFFIX}), not a JSON {kind}")
+    return manifest
+
+
 def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> list[str]:
     """Problems with an export (empty when the signature and every file's SHA-256 check out).
 
     Trust comes from ``keys`` (default: the configured signing key), never from the key embedded in the
-    manifest: anyone could re-sign altered files with a key of their own.
+    manifest: anyone could re-sign altered files with a key of their own. Raises :class:`ManifestError`
+    when the file is not a manifest (see :func:`load`).
     """
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return [f"{manifest_path.name}: unreadable manifest ({exc})"]
+    manifest = load(manifest_path)
     problems: list[str] = []
+    # Past this point the JSON is an object but its fields are still untrusted: a wrongly typed field is
+    # a manifest that does not verify (altered), reported as a problem, never a crash.
     sig = manifest.pop("signature", None) or {}
+    if not isinstance(sig, dict):
+        sig = {}
     trusted = {key_id(k): k for k in (keys if keys is not None else [signing_key().public])}
     pub = trusted.get(str(sig.get("key_id", "")))
     if pub is None:
@@ -50,12 +76,21 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
     elif not verify_signature(pub, _message(manifest), str(sig.get("value", ""))):
         problems.append(f"{manifest_path.name}: signature does not verify (manifest altered)")
     base = manifest_path.parent
-    for f in manifest.get("files", []):
+    files = manifest.get("files", [])
+    if not isinstance(files, list):
+        return [*problems, f"{manifest_path.name}: 'files' is not a list (manifest altered)"]
+    for f in files:
+        if not isinstance(f, dict):
+            problems.append(f"{manifest_path.name}: a 'files' entry is not an object (manifest altered)")
+            continue
         p = base / str(f.get("name", ""))
-        if not p.is_file():
-            problems.append(f"{f.get('name')}: missing")
-        elif sha256_file(p) != f.get("sha256"):
-            problems.append(f"{f.get('name')}: SHA-256 differs from the manifest (file changed)")
+        try:
+            if not p.is_file():
+                problems.append(f"{f.get('name')}: missing")
+            elif sha256_file(p) != f.get("sha256"):
+                problems.append(f"{f.get('name')}: SHA-256 differs from the manifest (file changed)")
+        except OSError as exc:
+            problems.append(f"{f.get('name')}: cannot read ({exc.strerror or exc})")
     return problems
 
 

@@ -95,3 +95,16 @@ def test_cli_against_postgres(pg_url: str) -> None:
     assert run("parties", "add", "Acme", "--hq", "US", env_db=pg_url).returncode == 0
     r = run("parties", "show", "Acme", "--json", env_db=pg_url)
     assert json.loads(r.stdout)["effective_tier"] == 1
+
+
+def test_a_namespace_of_another_customer_moves_only_with_reassign_and_bad_names_are_refused(db_url: str) -> None:
+    assert run("parties", "add", "Acme", "--hq", "DE", "--namespace", "acme-train", env_db=db_url).returncode == 0
+    r = run("parties", "add", "P3", "--hq", "DE", "--namespace", "acme-train", env_db=db_url)
+    assert r.returncode == 2 and "registered to Acme" in r.stderr and "--reassign" in r.stderr
+    assert json.loads(run("parties", "show", "Acme", "--json", env_db=db_url).stdout)["namespaces"] == ["acme-train"]
+    r = run("parties", "add", "P3", "--hq", "DE", "--namespace", "acme-train", "--reassign", "--json", env_db=db_url)
+    assert r.returncode == 0 and json.loads(r.stdout)["namespaces"] == ["acme-train"]
+    for bad in ("", "Bad_NS!", "-x", "a" * 64):
+        r = run("parties", "add", "P4", "--hq", "DE", "--namespace", bad, env_db=db_url)
+        assert r.returncode == 2 and "--namespace" in r.stderr, bad
+    assert run("parties", "show", "P4", env_db=db_url).returncode == 2  # nothing was written

@@ -248,12 +248,12 @@ def test_moving_a_namespace_to_another_customer_mid_run_applies_to_the_next_job(
     first = admit(client, job("a", "tenant-shell", pods=512, annotations=ann))
     assert code(first) == redflag.ALLOW  # Tier 1 customer: red flag 28 does not apply
     with session_scope(store) as s:  # the operator re-maps the namespace to the Tier 2 customer
-        parties.add_party(s, "Emirates AI", "AE", None, ["tenant-shell"])
+        parties.add_party(s, "Emirates AI", "AE", None, ["tenant-shell"], reassign=True)
     expire_customer_cache()
     second = admit(client, job("b", "tenant-shell", pods=512, annotations=ann))
     assert code(second) == redflag.HOLD_FOR_INQUIRY and "Emirates AI" in second["status"]["message"]
     with session_scope(store) as s:  # and to a Tier 3 one
-        parties.add_party(s, "Macau Holdings", "MO", None, ["tenant-shell"])
+        parties.add_party(s, "Macau Holdings", "MO", None, ["tenant-shell"], reassign=True)
     expire_customer_cache()
     assert code(admit(client, job("c", "tenant-shell", pods=1, gpus=1))) == redflag.DENY_TIER3
     with session_scope(store) as s:

@@ -297,7 +297,7 @@ def test_a_resolved_case_is_answered_again_only_as_an_amendment_that_keeps_its_e
     with session_scope(store) as s:
         first = cases.resolve_case(s, registry(), case_id, export_intent=False, by="compliance")
         expires = first.expires_at
-    with session_scope(store) as s, pytest.raises(PolicyError, match="already resolved by compliance.*--amend"):
+    with session_scope(store) as s, pytest.raises(PolicyError, match=r"already resolved by compliance.*--amend"):
         cases.resolve_case(s, registry(), case_id, export_intent=True, licence="D1", by="someone else")
     with session_scope(store) as s:
         row = cases.resolve_case(s, registry(), case_id, export_intent=True, licence="D123456", by="compliance",

@@ -1,0 +1,164 @@
+"""`veuctl audit` given bad input: one line naming the option or argument, exit 2, nothing stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from agent import audit
+from agent.store import session_scope
+
+
+def _append(url: str, n: int) -> None:
+    with session_scope(url) as s:
+        for i in range(n):
+            audit.record(s, actor="test:alice", action="party.update", subject=f"party:p{i}", payload={"i": i})
+
+
+def _count(url: str, table: str) -> int:
+    with session_scope(url) as s:
+        return int(s.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def _one_line_error(rc: int, err: str, name: str) -> None:
+    assert rc == 2, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert name in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- audit checkpoint --out
+
+
+def test_a_checkpoint_whose_output_file_cannot_be_written_is_not_recorded(
+        db_url: str, veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 3)
+    out = tmp_path / "no-such-dir" / "cp.json"
+    rc, stdout, err = veuctl("audit", "checkpoint", "--out", str(out))
+    _one_line_error(rc, err, "--out")
+    assert stdout == "" and not out.exists()
+    # The user was told it failed, so no checkpoint may have been stored either.
+    assert _count(db_url, "audit_checkpoint") == 0
+
+
+def test_a_checkpoint_out_that_is_a_directory_is_refused_before_anything_is_signed(
+        db_url: str, veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 3)
+    rc, _, err = veuctl("audit", "checkpoint", "--out", str(tmp_path))
+    _one_line_error(rc, err, "--out")
+    assert _count(db_url, "audit_checkpoint") == 0
+
+
+def test_a_checkpoint_written_to_out_is_recorded_and_verifies_as_an_external_checkpoint(
+        db_url: str, veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 3)
+    out = tmp_path / "cp.json"
+    rc, _, err = veuctl("audit", "checkpoint", "--out", str(out), "--json")
+    assert rc == 0, err
+    assert json.loads(out.read_text())["seq"] == 3 and _count(db_url, "audit_checkpoint") == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no staging file left
+    rc, _, err = veuctl("audit", "verify", "--checkpoint", str(out))
+    assert rc == 0, err
+
+
+# --------------------------------------------------------------------------- audit verify --checkpoint
+
+
+@pytest.mark.parametrize("content", ["[]", '["seq", 1]', '"a string"', "42", "null"])
+def test_a_checkpoint_file_that_is_not_a_json_object_is_refused_naming_checkpoint(
+        db_url: str, veuctl, tmp_path: Path, content: str) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 2)
+    f = tmp_path / "l.json"
+    f.write_text(content)
+    rc, _, err = veuctl("audit", "verify", "--checkpoint", str(f))
+    _one_line_error(rc, err, "--checkpoint")
+    assert "checkpoint JSON object" in err and str(f) in err
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"seq": 1}', '{"seq": "x", "hash": "h", "ts": "t", '
+                                     '"key_id": "k", "signature": "s"}'])
+def test_a_checkpoint_file_that_is_not_a_checkpoint_is_refused_naming_checkpoint(
+        db_url: str, veuctl, tmp_path: Path, content: str) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 2)
+    f = tmp_path / "c.json"
+    f.write_text(content)
+    rc, _, err = veuctl("audit", "verify", "--checkpoint", str(f))
+    _one_line_error(rc, err, "--checkpoint")
+
+
+def test_a_missing_checkpoint_file_is_refused_naming_checkpoint(
+        db_url: str, veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 2)
+    rc, _, err = veuctl("audit", "verify", "--checkpoint", str(tmp_path / "absent.json"))
+    _one_line_error(rc, err, "--checkpoint")
+
+
+# --------------------------------------------------------------------------- audit verify --from
+
+
+def test_verify_from_past_the_chain_head_is_refused_naming_where_the_chain_ends(
+        db_url: str, veuctl) -> None:  # type: ignore[no-untyped-def]
+    _append(db_url, 5)
+    for past in ("6", "99999"):
+        rc, out, err = veuctl("audit", "verify", "--from", past)
+        _one_line_error(rc, err, "--from")
+        assert "ends at seq 5" in err and "OK" not in out
+    rc, _, err = veuctl("audit", "verify", "--from", "5")
+    assert rc == 0, err
+
+
+def test_verify_from_on_an_empty_log_past_seq_1_says_the_chain_is_empty(
+        db_url: str, veuctl) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(db_url):
+        pass  # creates the schema
+    rc, _, err = veuctl("audit", "verify", "--from", "3")
+    _one_line_error(rc, err, "--from")
+    assert "empty" in err
+
+
+def test_verify_from_below_a_signed_checkpoint_of_a_truncated_log_still_reports_the_truncation(
+        db_url: str, veuctl) -> None:  # type: ignore[no-untyped-def]
+    # The signed checkpoint says the chain reaches seq 5: --from 5 is inside it, and the deleted tail is
+    # tampering (exit 1), not bad input.
+    _append(db_url, 5)
+    with session_scope(db_url) as s:
+        audit.checkpoint(s)
+        s.execute(text("DELETE FROM audit_entry WHERE seq >= 4"))
+    rc, out, err = veuctl("audit", "verify", "--from", "5")
+    assert rc == 1, err
+    assert "BROKEN" in out and "truncated" in out
+
+
+# --------------------------------------------------------------------------- audit verify-export
+
+
+@pytest.mark.parametrize("content", ["[]", '"manifest"', "3", "null"])
+def test_a_manifest_that_is_not_a_json_object_is_refused_with_exit_2(
+        veuctl, tmp_path: Path, content: str) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "l.json"
+    f.write_text(content)
+    rc, out, err = veuctl("audit", "verify-export", str(f))
+    _one_line_error(rc, err, "MANIFEST")
+    assert "must be a JSON object" in err and out == ""
+
+
+def test_a_missing_or_malformed_manifest_is_refused_with_exit_2_not_reported_as_failed(
+        veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.manifest.json"
+    bad.write_text("{not json")
+    for path in (bad, tmp_path / "absent.manifest.json"):
+        rc, out, err = veuctl("audit", "verify-export", str(path))
+        _one_line_error(rc, err, "MANIFEST")
+        assert "FAILED" not in out
+
+
+@pytest.mark.parametrize("content", ['{"signature": "x", "files": 3}', '{"files": [1, {"name": "gone.csv"}]}',
+                                    '{"signature": {"key_id": 5}, "files": [{"name": ["x"]}]}'])
+def test_a_json_object_manifest_with_wrongly_typed_fields_does_not_verify_and_exits_1(
+        veuctl, tmp_path: Path, content: str) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "x.manifest.json"
+    f.write_text(content)
+    rc, out, err = veuctl("audit", "verify-export", str(f))
+    assert rc == 1 and "FAILED" in out and err == "", err
