@@ -10,6 +10,7 @@ the declared run and what metering has observed.
 from __future__ import annotations
 
 import functools
+import math
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -60,6 +61,7 @@ from policies.ledger import (
     Run,
     SyntheticInput,
     UnknownModel,
+    dependencies,
     find_cycle,
     lineage_name,
     project,
@@ -265,14 +267,19 @@ def add_run(
     site: str = "",
     job: str = "",
     actor: str | None = None,
+    field: str = "operations",
 ) -> LedgerRun:
-    """Record a training run of ``name`` with its estimate and period."""
+    """Record a training run of ``name`` with its estimate and period.
+
+    ``field`` names the input the operations came from in errors (the CLI passes its option, e.g. --operations).
+    """
     m = get_model(s, name)
     if start is not None and end is not None and end < start:
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
     if len(site) > 200 or len(job) > 300:
         raise EstimateError("site/job: site is at most 200 characters and job at most 300")
-    compute.check_number(est.value, "operations", allow_zero=True)
+    compute.check_number(est.value, field, allow_zero=True)
+    _check_lineage_finite(s, m, est.value, field)
     run = LedgerRun(
         model_id=m.id or 0, operations=est.value, low=est.low, high=est.high, method=est.method,
         period_start=start, period_end=end, site=site.strip(), job_ref=job.strip(), explanation=est.explanation,
@@ -291,6 +298,55 @@ def add_run(
         },
     )
     return run
+
+
+def _dependents(s: Session, model_id: int) -> list[str]:
+    """Names of the model and every model whose total counts its operations (trained from it or on its data)."""
+    conn = s.connection()
+    seen, frontier = {model_id}, [model_id]
+    while frontier:
+        found: set[int] = set()
+        for chunk in _chunks(sorted(frontier)):
+            found.update(i for (i,) in conn.execute(
+                sa_select(col(LedgerModel.id)).where(col(LedgerModel.base_id).in_(chunk))).all() if i is not None)
+            found.update(i for (i,) in conn.execute(
+                sa_select(col(LedgerSyntheticInput.model_id)).where(
+                    col(LedgerSyntheticInput.generator_id).in_(chunk))).all())
+        frontier = sorted(found - seen)
+        seen.update(frontier)
+    names: list[str] = []
+    for chunk in _chunks(sorted(seen)):
+        names.extend(str(n) for (n,) in conn.execute(
+            sa_select(col(LedgerModel.name)).where(col(LedgerModel.id).in_(chunk))).all())
+    return names
+
+
+def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: str) -> None:
+    """Refuse a run after which a lineage total would not be a finite number (an overflow to infinity).
+
+    The bound checked is every operation a lineage could count (all runs, metered usage and generation
+    operations of the model and everything it depends on, whatever the date or regime) plus this run, for
+    the model and each model whose total includes it. Nothing is written when it fails.
+    """
+    records = load_records(s, names=_dependents(s, m.id or 0))
+    for target in sorted(records):
+        closure, todo = set(), [target]
+        while todo:
+            n = todo.pop()
+            if n in closure or n not in records:
+                continue
+            closure.add(n)
+            todo.extend(dependencies(records[n]))
+        if m.name not in closure:
+            continue
+        before = sum(r.operations for n in closure for r in records[n].runs) + sum(
+            x.generation_operations for n in closure for x in records[n].synthetic)
+        if not math.isfinite(before + operations):
+            whose = "its" if target == m.name else f"{target!r}'s (trained from it or on its data)"
+            raise EstimateError(
+                f"{field}: {compute.sci(operations)} more operations for model {m.name!r} would make {whose} "
+                f"lineage total ({compute.sci(before)} already recorded) not a finite number; nothing was recorded"
+            )
 
 
 def _jsonable(d: Any) -> dict[str, Any]:

@@ -105,6 +105,9 @@ def add_authorization(
                                    ("--country", cc, row.country)):
             if given is not None and given != have:
                 raise PolicyError(f"{label}: {given!r} disagrees with the registered authorization ({have!r})")
+    if granted > utcnow().date():
+        # The grant date starts report and notice clocks: a future one would hide deadlines already running.
+        raise PolicyError(f"--granted: {granted} is after today; record an authorization once it is granted")
     if expires is not None and expires <= granted:
         raise PolicyError("--expires: must be after --granted")
     if row.kind != "uveu" and locations:
@@ -736,11 +739,14 @@ def file_deadline(
     as_of: date | None = None,
 ) -> ObligationFiling:
     """Mark a deadline done by recording the filing (the key must be one of the generated deadlines)."""
-    keys = {d.key for d in deadline_list(s, packs, as_of or on)}
+    today = utcnow().date()
+    if on > today:
+        raise PolicyError(f"--on: {on} is after today; record a filing once it is made")
+    keys = {d.key for d in deadline_list(s, packs, as_of or today)}
     if key not in keys:
-        raise NotFound(f"--key: {key!r} is not a current deadline; list them with `veuctl deadlines list`")
+        raise NotFound(f"KEY: {key!r} is not a current deadline; list them with `veuctl deadlines list`")
     if s.exec(select(ObligationFiling).where(ObligationFiling.key == key)).first() is not None:
-        raise PolicyError(f"--key: {key!r} is already filed")
+        raise PolicyError(f"KEY: {key!r} is already filed")
     who = actor or current_actor()
     f = ObligationFiling(key=key, filed_on=on, reference=reference[:400], filed_by=who)
     s.add(f)

@@ -14,6 +14,7 @@ unconfirmed IC is presumed 3A090.a). The caller shows that the answer is a presu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -80,8 +81,13 @@ def classify(
     packs: PackRegistry, tpp: float, performance_density: float | None, datacenter: bool, as_of: date
 ) -> Classification:
     """Classify an IC under 3A090.a / 3A090.b / not 3A090 with the thresholds in force on ``as_of``."""
+    # NaN fails every ">=" test and would come out "not 3A090"; infinity is not a rate a chip has.
+    if not math.isfinite(tpp):
+        raise PolicyError(f"tpp: {tpp} is not a finite number; TPP is dense rate x bit length")
     if tpp < 0:
         raise PolicyError(f"tpp: {tpp} is negative; TPP is dense rate x bit length, at least 0")
+    if performance_density is not None and not math.isfinite(performance_density):
+        raise PolicyError(f"performance_density: {performance_density} is not a finite number; check the die area")
     if performance_density is not None and performance_density < 0:
         raise PolicyError(f"performance_density: {performance_density} is negative")
     # TPP and PD are products and quotients of decimal figures: 5.92 x 1017.5 / 1017.5 can come out as

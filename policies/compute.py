@@ -173,6 +173,22 @@ def check_number(x: float, field_name: str, *, allow_zero: bool = False) -> floa
     return x
 
 
+def check_whole(x: float, field_name: str, unit: str) -> float:
+    """``x`` (already a checked number) must be a whole number of ``unit``, e.g. chips, which are whole devices."""
+    if not x.is_integer():
+        raise EstimateError(f"{field_name}: {x:g} is not a whole number; {unit} are whole devices")
+    return x
+
+
+def _finite(values: tuple[float, ...], fields: tuple[str, ...], what: str) -> None:
+    """Refuse a result that overflowed: an estimate is always a finite number of operations (and valid JSON)."""
+    if not all(math.isfinite(v) for v in values):
+        raise EstimateError(
+            f"{'/'.join(fields)}: {what} overflows: the result is not a finite number of operations; "
+            f"check {' and '.join(f'--{f}' for f in fields)}"
+        )
+
+
 def normalize_precision(text: str, field_name: str = "precision") -> str:
     key = text.strip().upper().replace("-", "").replace("_", "")
     found = _PRECISION_ALIASES.get(key)
@@ -247,6 +263,9 @@ def declared_6nd(
         basis = f"N = {sci(active_params)} active parameters per token ({kind}{sci(active_params)}{total})"
     value = 6.0 * n * d
     low, high = value * defaults.declared_band_low, value * defaults.declared_band_high
+    n_field = "params" if active_params is None else "active-params"
+    _finite((value, low, high), (n_field, "tokens"),
+            f"6 × {sci(n)} × {sci(d)} tokens (band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g})")
     expl = (
         f"declared 6·N·D: 6 × {sci(n)} × {sci(d)} tokens = {sci(value)} operations; {basis}; "
         f"band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} = {sci(low)}–{sci(high)} "
@@ -260,6 +279,7 @@ def declared_operations(defaults: EstimationDefaults, operations: float) -> Esti
     """An operations figure the customer states directly (taken as the central value, with the declared band)."""
     x = check_number(operations, "operations")
     low, high = x * defaults.declared_band_low, x * defaults.declared_band_high
+    _finite((low, high), ("operations",), f"{sci(x)} × the declared band ×{defaults.declared_band_high:g}")
     expl = (
         f"declared operations: {sci(x)}; band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} "
         f"= {sci(low)}–{sci(high)} ({defaults.citation})"
@@ -320,6 +340,8 @@ def hardware(
             f"= {sci(low)}–{sci(high)})"
         )
     upper = raw * defaults.conservative_utilization
+    _finite((ch, raw, value, low, high, upper), ("chip-hours",) if chip_hours is not None else ("count", "hours"),
+            f"{time_text} × {sci(rate)} FLOP/s × 3600 s/h")
     expl = (
         f"{method}: {time_text} × {sci(rate)} FLOP/s dense {used} ({accelerator.id}) × 3600 s/h × {util_text} "
         f"= {sci(value)} operations; upper bound at utilization {defaults.conservative_utilization:g} = "

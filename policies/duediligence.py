@@ -19,17 +19,20 @@ leaves the presumption standing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from policies.errors import PolicyError
-from policies.jurisdictions import country, equivalent_destination, group_provision_id
+from policies.errors import PolicyError, UnknownCountry
+from policies.jurisdictions import country, country_code, equivalent_destination, group_provision_id
 from policies.packs import PackRegistry, ResolvedProvision
 
 PACKAGING = ("fabricator", "approved-osat", "other-osat", "unknown")
 DESIGNER_STATUS = ("approved", "authorized", "none")
 ATTESTERS = ("fabricator", "osat", "designer", "end-user", "none")
+# Who exports: the presumption binds the roles the pack lists (applies_to_roles); these are the others one may be.
+EXPORTER_ROLES = ("front-end-fabricator", "osat", "distributor", "other")
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,25 @@ def _validate(ic: LogicIC) -> None:
         raise PolicyError(f"designer_status: {ic.designer_status!r} is not one of {', '.join(DESIGNER_STATUS)}")
     if ic.count_attested_by not in ATTESTERS:
         raise PolicyError(f"count_attested_by: {ic.count_attested_by!r} is not one of {', '.join(ATTESTERS)}")
-    if ic.node_nm is not None and ic.node_nm <= 0:
-        raise PolicyError(f"node_nm: {ic.node_nm} must be a positive number of nanometres")
-    if ic.transistors is not None and ic.transistors <= 0:
-        raise PolicyError(f"transistors: {ic.transistors} must be a positive count")
+    # NaN compares false with every threshold, and an infinite node is never "at or below" one: either would
+    # answer "not presumed", the less safe answer. Only positive finite figures are facts about an IC.
+    if ic.node_nm is not None and not (math.isfinite(ic.node_nm) and ic.node_nm > 0):
+        raise PolicyError(f"node_nm: {ic.node_nm} must be a positive finite number of nanometres")
+    if ic.transistors is not None and not (math.isfinite(ic.transistors) and ic.transistors > 0):
+        raise PolicyError(f"transistors: {ic.transistors} must be a positive finite count")
+    for name, where in (("packaging_country", ic.packaging_country), ("designer_hq", ic.designer_hq),
+                        ("designer_parent_hq", ic.designer_parent_hq)):
+        if where:
+            try:
+                country_code(where)
+            except UnknownCountry as exc:
+                raise UnknownCountry(f"{name}: {str(exc).removeprefix('country: ')}") from None
+
+
+def _check_role(role: str, bound: list[str]) -> None:
+    allowed = list(dict.fromkeys([*bound, *EXPORTER_ROLES]))
+    if role not in allowed:
+        raise PolicyError(f"exporter_role: {role!r} is not one of {', '.join(allowed)}")
 
 
 def _excluded_location(packs: PackRegistry, prov_id: str, code: str, as_of: date) -> tuple[bool, str]:
@@ -209,6 +227,7 @@ def check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
     fp = packs.provision("foundry-presumption", as_of)
     used.append(fp)
     roles = [str(r) for r in fp.values.get("applies_to_roles", [])]
+    _check_role(ic.exporter_role, roles)
     if ic.exporter_role not in roles:
         return DueDiligenceResult(
             False, False, None, f"the presumption binds only {' and '.join(roles)}; exporter is {ic.exporter_role}",

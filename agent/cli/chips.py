@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any
 
@@ -10,10 +11,12 @@ import typer
 from agent.cli._common import AsOfOpt, JsonOpt, UsageError, as_of, emit, table
 from agent.kb import catalog
 from agent.packs import registry
-from policies.catalog import Accelerator
+from policies.catalog import Accelerator, canonical_precision
 from policies.classification import classify_accelerator, classify_system
-from policies.duediligence import ATTESTERS, DESIGNER_STATUS, PACKAGING, LogicIC, check
-from policies.jurisdictions import tier
+from policies.compute import check_number, parse_number
+from policies.duediligence import ATTESTERS, DESIGNER_STATUS, EXPORTER_ROLES, PACKAGING, LogicIC, check
+from policies.errors import PolicyError, UnknownCountry
+from policies.jurisdictions import country_code, tier
 from policies.packs import parse_date
 
 chips_app = typer.Typer(help="Accelerator catalog: TPP, performance density and ECCN 3A090 class.",
@@ -34,16 +37,35 @@ def chip_view(acc: Accelerator, d: date) -> dict[str, Any]:
 
 
 def _parse_rates(items: list[str]) -> dict[str, float]:
+    """PRECISION=TFLOPS pairs: each a positive finite number, each precision once (FP8 and fp8 are the same)."""
     out: dict[str, float] = {}
+    seen: dict[str, str] = {}
     for item in items:
         key, sep, val = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise UsageError(f"--rate: {item!r} is not PRECISION=TFLOPS (e.g. --rate FP8=1979)")
         try:
-            out[key.strip()] = float(val)
-        except ValueError:
-            raise UsageError(f"--rate {key.strip()}: {val!r} is not a number of dense TFLOPS/TOPS") from None
+            prec = canonical_precision(key)
+        except PolicyError as exc:
+            raise UsageError(f"--rate: {str(exc).removeprefix('precision: ')}") from None
+        if prec in seen:
+            raise UsageError(f"--rate: {prec} is given twice ({seen[prec]} and {item}); give each precision once")
+        seen[prec] = item
+        out[key] = parse_number(val, f"--rate {key}")
     return out
+
+
+def _check_custom(acc: Accelerator) -> Accelerator:
+    """TPP (rate × bit length) and performance density (TPP / die area) must come out as finite numbers."""
+    if not math.isfinite(acc.tpp_all_rates):
+        raise UsageError(f"--rate: TPP = rate × bit length overflows for {acc.tpp_precision or 'a rate'}: "
+                         f"not a finite number; check the --rate values")
+    pd = acc.performance_density
+    if pd is not None and not math.isfinite(pd):
+        raise UsageError(f"--die-area: performance density TPP {acc.tpp:g} / {acc.die_area_mm2:g} mm^2 overflows: "
+                         "not a finite number; check --die-area")
+    return acc
 
 
 @chips_app.command("show")
@@ -85,7 +107,8 @@ def classify_cmd(
 ) -> None:
     """Classify an uncatalogued chip from its dense rates."""
     d = as_of(as_of_)
-    acc = catalog().custom(_parse_rates(rate), die_area, not non_datacenter, name)
+    area = None if die_area is None else check_number(die_area, "--die-area")
+    acc = _check_custom(catalog().custom(_parse_rates(rate), area, not non_datacenter, name))
     emit(chip_view(acc, d), json_)
 
 
@@ -144,6 +167,21 @@ def _tristate(value: str | None, field: str) -> bool | None:
     raise UsageError(f"{field}: {value!r} is not yes or no")
 
 
+def _positive(value: float | None, field: str) -> float | None:
+    """A positive finite figure (nan, inf and 1e400 are not facts about an IC)."""
+    return None if value is None else check_number(value, field)
+
+
+def _country(value: str | None, field: str) -> str | None:
+    """An ISO 3166 code resolved like everywhere else (codes, names, EAR spellings); the error names the option."""
+    if value is None:
+        return None
+    try:
+        return country_code(value)
+    except UnknownCountry as exc:
+        raise UsageError(f"{field}: {str(exc).removeprefix('country: ')}") from None
+
+
 @dd_app.command("check")
 def dd_check(
     node_nm: float | None = typer.Option(None, "--node-nm", help="Process node in nm (e.g. 5)."),
@@ -162,16 +200,19 @@ def dd_check(
     designer_attestation: bool = typer.Option(False, "--designer-attestation", help="A designer datasheet or "
                                               "attestation of TPP and PD is on file."),
     count_attested_by: str = typer.Option("none", "--count-attested-by", help=f"{'|'.join(ATTESTERS)}."),
-    role: str = typer.Option("front-end-fabricator", "--role", help="Exporter role: front-end-fabricator | osat."),
+    role: str = typer.Option("front-end-fabricator", "--role", help=f"Exporter role: {' | '.join(EXPORTER_ROLES)}."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
 ) -> None:
     """Is a logic IC presumed 3A090.a under Note 1 to 3A090.a, and which path overcomes it?"""
     d = as_of(as_of_)
+    if role not in EXPORTER_ROLES:
+        raise UsageError(f"--role: {role!r} is not one of {', '.join(EXPORTER_ROLES)}")
     ic = LogicIC(
-        node_nm=node_nm, non_planar=_tristate(non_planar, "--non-planar"), transistors=transistors,
-        has_hbm=_tristate(hbm, "--hbm"), packaging=packaging, packaging_country=packaging_country, osat=osat,
-        designer=designer, designer_status=designer_status, designer_hq=designer_hq,
-        designer_parent_hq=designer_parent_hq,
+        node_nm=_positive(node_nm, "--node-nm"), non_planar=_tristate(non_planar, "--non-planar"),
+        transistors=_positive(transistors, "--transistors"), has_hbm=_tristate(hbm, "--hbm"), packaging=packaging,
+        packaging_country=_country(packaging_country, "--packaging-country"), osat=osat, designer=designer,
+        designer_status=designer_status, designer_hq=_country(designer_hq, "--designer-hq"),
+        designer_parent_hq=_country(designer_parent_hq, "--designer-parent-hq"),
         designer_applied_for_approval=parse_date(designer_applied, "--designer-applied") if designer_applied else None,
         designer_attestation=designer_attestation, count_attested_by=count_attested_by, exporter_role=role,
     )

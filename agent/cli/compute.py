@@ -12,7 +12,7 @@ from agent import ledger as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
 from agent.packs import registry
 from agent.store import session_scope
-from policies.compute import Estimate, parse_number, sci
+from policies.compute import Estimate, check_whole, parse_number, sci
 from policies.ledger import DEFAULT_REGIME
 from policies.packs import parse_date
 
@@ -29,7 +29,7 @@ ActiveOpt = typer.Option(None, "--active-params", help="Parameters active per to
 TokensOpt = typer.Option(None, "--tokens", help="Training tokens processed (all epochs), e.g. 1.5e13.")
 MoeOpt = typer.Option(False, "--moe", help="The model is a mixture of experts (then --active-params is required).")
 ChipOpt = typer.Option(None, "--chip", help="Accelerator name or alias, e.g. H100 SXM5 80GB.")
-CountOpt = typer.Option(None, "--count", help="Number of chips.")
+CountOpt = typer.Option(None, "--count", help="Number of chips (a whole number).")
 HoursOpt = typer.Option(None, "--hours", help="Wall-clock hours.")
 ChipHoursOpt = typer.Option(None, "--chip-hours", help="Chip-hours used (instead of --count and --hours).")
 UtilOpt = typer.Option(None, "--utilization", help="Model FLOP utilization (0-1); default from the policy pack.")
@@ -38,6 +38,12 @@ PrecOpt = typer.Option(None, "--precision", help="Training precision: BF16 (defa
 
 def _num(text: str | None, field: str, allow_zero: bool = False) -> float | None:
     return None if text is None else parse_number(text, field, allow_zero=allow_zero)
+
+
+def _chips(text: str | None) -> float | None:
+    """--count is a number of chips, and chips are whole devices (partial use is --chip-hours)."""
+    n = _num(text, "--count")
+    return None if n is None else check_whole(n, "--count", "chips")
 
 
 def _date(text: str | None, field: str) -> date | None:
@@ -53,7 +59,7 @@ def _estimate(
         registry(), d,
         operations=_num(operations, "--operations"), params=_num(params, "--params"),
         active_params=_num(active, "--active-params"), tokens=_num(tokens, "--tokens"), moe=moe,
-        chip=chip, count=_num(count, "--count"), hours=_num(hours, "--hours", allow_zero=True),
+        chip=chip, count=_chips(count), hours=_num(hours, "--hours", allow_zero=True),
         chip_hours=_num(chip_hours, "--chip-hours", allow_zero=True), utilization=_num(util, "--utilization"),
         precision=precision,
     )
@@ -116,8 +122,11 @@ def add_run(
     st, en = _date(start, "--start"), _date(end, "--end")
     est = _estimate(st or date.today(), operations, params, active_params, tokens, moe, chip, count, hours,
                     chip_hours, utilization, precision)
+    field = ("--operations" if operations is not None else
+             "--params/--tokens" if est.method == "declared-6nd" else
+             "--chip-hours" if chip_hours is not None else "--count/--hours")
     with session_scope(db_url(db)) as s:
-        run = svc.add_run(s, name, est, st, en, site, job)
+        run = svc.add_run(s, name, est, st, en, site, job, field=field)
         data = {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, registry(), name, date.today())}
     emit(data, json_, _show_human)
 

@@ -48,3 +48,19 @@ def test_a_huge_id_a_non_utf8_file_and_a_file_that_is_no_database_are_one_line_e
     junk.write_text("hi")
     r = run("sites", "list", "--db", f"sqlite:///{junk}", env_db=db_url)
     assert r.returncode == 2 and "--db" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_authorization_granted_in_the_future_or_a_filing_made_in_the_future_is_refused(db_url: str) -> None:
+    assert run("parties", "add", "Aurora", "--hq", "US", env_db=db_url).returncode == 0
+    r = run("deadlines", "authorize", "a-uveu", "--granted", FUTURE, "--kind", "uveu", "--holder", "Aurora",
+            env_db=db_url)
+    assert r.returncode == 2 and "--granted" in r.stderr and "after today" in r.stderr
+    assert run("deadlines", "authorize", "a-uveu", "--granted", "2025-03-01", "--kind", "uveu", "--holder", "Aurora",
+               env_db=db_url).returncode == 0
+    keys = [d["key"] for d in json.loads(run("deadlines", "list", "--json", env_db=db_url).stdout)]
+    assert keys
+    r = run("deadlines", "file", keys[0], "--on", FUTURE, env_db=db_url)
+    assert r.returncode == 2 and "--on" in r.stderr and "after today" in r.stderr
+    # A filing dated before the deadline existed is still that deadline's filing (it is current today).
+    r = run("deadlines", "file", keys[0], "--on", "2025-01-20", env_db=db_url)
+    assert r.returncode == 0, r.stderr
