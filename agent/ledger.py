@@ -213,19 +213,27 @@ def add_model(
     name: str,
     owner: str,
     base: str | None = None,
-    published: bool = False,
+    published: bool | None = False,
     published_on: date | None = None,
     actor: str | None = None,
 ) -> LedgerModel:
-    """Create or update a model (owner, base, published); refuse a base that would make a lineage cycle."""
+    """Create or update a model (owner, base, published); refuse a base that would make a lineage cycle.
+
+    ``published=None`` keeps what an existing model has (publication excludes a lineage from 4E091: an
+    update that leaves it out must not change it either way); ``published_on`` implies published."""
     name = _check_name(name)
     owner_row = _party(s, owner)
     base_row = _ref_model(s, base, "base") if base else None
     if base_row is not None and base_row.name == name:
         raise LedgerError(f"base: model {name!r} cannot be its own base")
-    if published_on is not None and not published:
-        published = True
+    if published is False and published_on is not None:
+        raise LedgerError("--published-on: a publication date for a model marked not published")
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
+    if published_on is not None:
+        published = True
+    elif published is None:
+        published = bool(m.published) if m is not None else False
+        published_on = m.published_on if m is not None and published else None
     before = None if m is None else {
         "owner_id": m.owner_id, "base_id": m.base_id, "published": m.published,
         "published_on": m.published_on.isoformat() if m.published_on else None,

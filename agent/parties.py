@@ -221,13 +221,22 @@ def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple
 
 
 def add_site(
-    s: Session, name: str, country: str | None, provider: str = "onprem", region: str = "", cluster: str = "",
-    region_country: str | None = None,
+    s: Session, name: str, country: str | None, provider: str | None = "onprem", region: str | None = "",
+    cluster: str | None = "", region_country: str | None = None,
 ) -> Site:
-    """Create or update a site; a cloud region, when given, must agree with the country."""
+    """Create or update a site; a cloud region, when given, must agree with the country.
+
+    ``None`` keeps what an existing site has (its cluster maps the site's inventory and namespaces: an update
+    that leaves it out must not unmap them)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise PolicyError("name: a site name is 1-200 characters")
+    existing = s.exec(select(Site).where(Site.name == name)).first()
+    provider = provider if provider is not None else (existing.provider if existing else "onprem")
+    region = region if region is not None else (existing.region if existing else "")
+    cluster = cluster if cluster is not None else (existing.cluster if existing else "")
+    if country is None and region_country is None and existing is not None:
+        country = existing.country
     if provider not in PROVIDERS:
         raise PolicyError(f"--provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
     code = country_code(country) if country else None
@@ -239,7 +248,7 @@ def add_site(
         code = region_country
     if code is None:
         raise PolicyError("--country: required (or give --provider and --region to derive it)")
-    site = s.exec(select(Site).where(Site.name == name)).first() or Site(name=name, country=code)
+    site = existing or Site(name=name, country=code)
     site.country, site.provider, site.region, site.cluster = code, provider, region, cluster
     s.add(site)
     s.flush()

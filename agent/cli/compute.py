@@ -93,11 +93,12 @@ def add(
     name: str,
     owner: str = typer.Option(..., "--owner", help="Owner party (registered with `veuctl parties add`)."),
     base: str | None = typer.Option(None, "--base", help="Base model this one was trained from (fine-tuned)."),
-    published: bool = typer.Option(False, "--published", help="Its parameters are published (open weights)."),
+    published: bool | None = typer.Option(None, "--published/--unpublished", help="Its parameters are published "
+                                          "(open weights), or no longer taken to be; left out, an update keeps it."),
     published_on: str | None = typer.Option(None, "--published-on", help="Date the weights were published."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
-    """Register or update a model."""
+    """Register or update a model (options left out keep their stored values)."""
     d = date.today()
     with session_scope(db_url(db)) as s:
         m = svc.add_model(s, name, owner, base, published, _date(published_on, "--published-on"))

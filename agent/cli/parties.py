@@ -103,18 +103,24 @@ def sync_namespaces(
 def add_site(
     name: str,
     country: str | None = typer.Option(None, "--country", help="Country (ISO code or name)."),
-    provider: str = typer.Option("onprem", "--provider", help="aws | gcp | azure | onprem"),
-    region: str = typer.Option("", "--region", help="Cloud region (its country is checked against --country)."),
-    cluster: str = typer.Option("", "--cluster", help="Kubernetes cluster name at this site."),
+    provider: str | None = typer.Option(None, "--provider", help="aws | gcp | azure | onprem (default onprem)."),
+    region: str | None = typer.Option(None, "--region", help="Cloud region (checked against --country)."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Kubernetes cluster name at this site."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
-    """Register or update a site."""
-    region_country = None
-    if region and provider != "onprem":
-        from agent.kb import catalog
+    """Register or update a site (options left out keep their stored values)."""
+    from sqlmodel import select
 
-        region_country = catalog().region(provider, region).country
+    from agent.store.tables.core import Site
+
     with session_scope(db_url(db)) as s:
+        have = s.exec(select(Site).where(Site.name == name.strip())).first()
+        prov = provider if provider is not None else (have.provider if have else "onprem")
+        region_country = None
+        if region and prov != "onprem":
+            from agent.kb import catalog
+
+            region_country = catalog().region(prov, region).country
         site = svc.add_site(s, name, country, provider, region, cluster, region_country)
         data = svc.site_view(s, registry(), site, as_of(None))
     emit(data, json_)

@@ -108,3 +108,17 @@ def test_a_namespace_of_another_customer_moves_only_with_reassign_and_bad_names_
         r = run("parties", "add", "P4", "--hq", "DE", "--namespace", bad, env_db=db_url)
         assert r.returncode == 2 and "--namespace" in r.stderr, bad
     assert run("parties", "show", "P4", env_db=db_url).returncode == 2  # nothing was written
+
+
+def test_updates_that_leave_an_option_out_keep_the_stored_value(db_url: str) -> None:
+    # A site's cluster maps its inventory and namespaces; a model's publication excludes its lineage.
+    assert run("sites", "add", "s9", "--country", "DE", "--cluster", "c9", env_db=db_url).returncode == 0
+    r = run("sites", "add", "s9", "--country", "DE", "--json", env_db=db_url)
+    assert r.returncode == 0 and json.loads(r.stdout)["cluster"] == "c9"
+    assert run("parties", "add", "Lumen", "--hq", "SG", env_db=db_url).returncode == 0
+    assert run("models", "add", "m1", "--owner", "Lumen", "--published-on", "2026-01-01", env_db=db_url).returncode == 0
+    r = run("models", "add", "m1", "--owner", "Lumen", "--json", env_db=db_url)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["published"] is True
+    r = run("models", "add", "m1", "--owner", "Lumen", "--unpublished", "--json", env_db=db_url)
+    assert json.loads(r.stdout)["published"] is False

@@ -60,7 +60,7 @@ class ModelIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     owner: str = Field(min_length=1, max_length=200)
     base: str | None = None
-    published: bool = False
+    published: bool | None = None  # left out: a new model is not published, an update keeps what it had
     published_on: date | None = None
 
 
