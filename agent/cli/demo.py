@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,9 @@ def demo(
 
     if auth not in ("token", "none"):
         raise typer.BadParameter("--auth: token or none")
+    if db is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(db)):
+        # --db here is a file the demo creates, not a store URL like the other commands' --db.
+        raise typer.BadParameter(f"--db: {db} looks like a URL; give the path of the SQLite file to create")
     path = db or Path(tempfile.mkdtemp(prefix="veu-demo-")) / "demo.db"
     if path.exists():
         raise typer.BadParameter(f"--db: {path} exists; the demo seeds a new database")
@@ -33,12 +37,15 @@ def demo(
     summary = svc.seed(url)
     if port == 0:
         port = svc.free_port(host)
-    summary["url"] = f"http://{host}:{port}/"
+    summary["database"] = url
     if auth == "token":
         summary["token"] = svc.create_demo_token(url)
-        summary["login"] = f"http://{host}:{port}/login"
+    if serve:
+        summary["url"] = f"http://{host}:{port}/"
+        if auth == "token":
+            summary["login"] = f"http://{host}:{port}/login"
     emit(summary, json_)
-    if not json_:
+    if not json_ and serve:
         sys.stdout.write(f"Dashboard: {summary['url']}\n")
         if auth == "token":
             sys.stdout.write(f"Sign in at {summary['login']} with the admin token above (valid 1 day).\n")
