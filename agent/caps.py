@@ -11,7 +11,9 @@ racing for the last headroom are evaluated one after the other and neither over-
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
@@ -30,12 +32,17 @@ from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
-from policies.errors import PolicyError
+from policies.errors import NotInEffect, PolicyError
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
 
 Op = Literal["add", "move", "retire"]
 MAX_LISTED_HOLDINGS = 50_000
+# A sanity bound on a count of chips typed by a person (what-if N, a reservation, a shipment), not a rule
+# threshold: the largest fleets hold on the order of a million accelerators, so ten million in one change is a
+# typo (or 1e300), not a plan. The API's request models use the same bound.
+MAX_CHIPS = 10_000_000
+MAX_PAGE = 1000  # shipments per page, as `veuctl models list` and the API's pages
 
 
 class CapExceeded(PolicyError):
@@ -44,6 +51,26 @@ class CapExceeded(PolicyError):
 
 class NotFound(PolicyError):
     """An authorization, site or reservation that does not exist (HTTP 404)."""
+
+
+@contextmanager
+def dated(option: str) -> Iterator[None]:
+    """Name the date option at fault when a provision is not in effect on the date it gave."""
+    try:
+        yield
+    except NotInEffect as exc:
+        text = str(exc)
+        if text.startswith(f"{option}:"):
+            raise
+        text = text.replace("choose a later --as-of", f"choose a later {option}")
+        raise NotInEffect(f"{option}: {text}") from None
+
+
+def check_nveu_covers(a: VeuAuthorization, country: str, option: str, site: str | None = None) -> None:
+    """An NVEU covers its one destination country: refuse a shipment, reservation or what-if elsewhere."""
+    if a.kind == "nveu" and a.country != country:
+        where = f" (site {site!r} is in {country})" if site else ""
+        raise PolicyError(f"{option}: NVEU {a.name!r} covers {a.country} only, not {country}{where}")
 
 
 # ------------------------------------------------------------------------------------------- chips
@@ -305,10 +332,11 @@ def caps_for(
     """Every cap of one authorization on ``as_of`` (the reservations holding headroom then count as already
     placed: :func:`reservation_placements`)."""
     a = get_authorization(s, name)
-    fleet = list(base) if base is not None else placements(s, packs, as_of, with_ids=with_ids)
-    if include_reservations:
-        fleet += reservation_placements(s, packs, as_of, a.id)
-    return core.authorization_caps(packs, party_refs(s), to_core(s, a), fleet, as_of)
+    with dated("--as-of"):
+        fleet = list(base) if base is not None else placements(s, packs, as_of, with_ids=with_ids)
+        if include_reservations:
+            fleet += reservation_placements(s, packs, as_of, a.id)
+        return core.authorization_caps(packs, party_refs(s), to_core(s, a), fleet, as_of)
 
 
 def shipments_core(s: Session) -> list[core.Shipment]:
@@ -323,7 +351,8 @@ def shipments_core(s: Session) -> list[core.Shipment]:
 def allocation_caps(s: Session, packs: PackRegistry, as_of: date) -> list[CapResult]:
     """Fleet-wide caps from the shipments ledger: Tier 2 country allocations and LPP per ultimate consignee."""
     ledger = shipments_core(s)
-    return core.tier2_allocation_caps(packs, ledger, as_of) + core.lpp_caps(packs, party_refs(s), ledger, as_of)
+    with dated("--as-of"):
+        return core.tier2_allocation_caps(packs, ledger, as_of) + core.lpp_caps(packs, party_refs(s), ledger, as_of)
 
 
 def caps_report(caps: Iterable[CapResult], as_of: date, **extra: Any) -> dict[str, Any]:
@@ -373,27 +402,56 @@ def summarize(packs: PackRegistry, base: Sequence[Placement], as_of: date) -> di
 # ----------------------------------------------------------------------------------------- what-if
 
 
-def _site(s: Session, name: str) -> Site:
+def _site(s: Session, name: str, option: str = "--site") -> Site:
     row = s.exec(select(Site).where(Site.name == name)).first()
     if row is None:
-        raise NotFound(f"--site: {name!r} is not a registered site; add it with `veuctl sites add {name} --country CC`")
+        raise NotFound(f"{option}: {name!r} is not a registered site; add it with "
+                       f"`veuctl sites add {name} --country CC`")
     return row
+
+
+def _chip_count(n: int, option: str) -> None:
+    """A count of chips in a what-if or a reservation: zero or more, and no more than any fleet could hold."""
+    if n < 0:
+        raise PolicyError(f"{option}: N must be zero or more")
+    if n > MAX_CHIPS:
+        raise PolicyError(f"{option}: {n:,} is more chips than any fleet holds; give at most {MAX_CHIPS:,}")
 
 
 def whatif(
     s: Session, packs: PackRegistry, name: str, *, op: Op = "add", n: int, chip_name: str, site: str,
     to_site: str | None = None, as_of: date, owner: str | None = None, operator: str | None = None,
-    base: list[Placement] | None = None,
+    base: list[Placement] | None = None, date_option: str = "--as-of",
 ) -> dict[str, Any]:
-    """Every cap before and after "add/move/retire N x CHIP at SITE", whether it fits, what binds, the max N."""
-    if n < 0:
-        raise PolicyError("--add/--count: N must be zero or more")
+    """Every cap before and after "add/move/retire N x CHIP at SITE", whether it fits, what binds, the max N.
+
+    The reservations counted are those open now, whatever ``as_of`` (planning spends headroom now:
+    :func:`reservation_placements` with ``planning``); the result says so, and how many it counted.
+    ``date_option`` names the date in errors (``--planned-for`` for a reservation).
+    """
     if op not in ("add", "move", "retire"):
         raise PolicyError(f"op: {op!r} is not add, move or retire")
+    _chip_count(n, f"--{op}")
+    with dated(date_option):
+        return _whatif(s, packs, name, op=op, n=n, chip_name=chip_name, site=site, to_site=to_site, as_of=as_of,
+                       owner=owner, operator=operator, base=base)
+
+
+def _whatif(
+    s: Session, packs: PackRegistry, name: str, *, op: Op, n: int, chip_name: str, site: str,
+    to_site: str | None, as_of: date, owner: str | None, operator: str | None, base: list[Placement] | None,
+) -> dict[str, Any]:
     a = get_authorization(s, name)
     auth = to_core(s, a)
     info = chip(packs, chip_name, as_of)
     src = _site(s, site)
+    check_nveu_covers(a, src.country, "--site", src.name)
+    dst: Site | None = None
+    if op == "move":
+        if not to_site:
+            raise PolicyError("--to: a move needs the destination site")
+        dst = _site(s, to_site, "--to")
+        check_nveu_covers(a, dst.country, "--to", dst.name)
     own = get_party(s, owner).name if owner else auth.holder
     opr = get_party(s, operator).name if operator else own
     unit = Fraction(1) * info.fraction
@@ -402,19 +460,30 @@ def whatif(
         return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
 
     fleet = list(base) if base is not None else placements(s, packs, as_of)
-    fleet += reservation_placements(s, packs, as_of, a.id, planning=True)
+    reserved = reservation_placements(s, packs, as_of, a.id, planning=True)
+    fleet += reserved
     available: Fraction | None = None
     if op == "add":
         delta = [pl(src, 1)]
     else:
-        available = sum((p.count for p in fleet if p.site == src.name and p.accelerator == info.id
-                         and p.owner == own and p.operator == opr), Fraction(0)) / info.fraction
-        if op == "retire":
-            delta = [pl(src, -1)]
-        else:
-            if not to_site:
-                raise PolicyError("--to: a move needs the destination site")
-            delta = [pl(src, -1), pl(_site(s, to_site), 1)]
+        def held(ps: Iterable[Placement], mine: bool = True) -> Fraction:
+            return sum((p.count for p in ps if p.site == src.name and p.accelerator == info.id
+                        and (not mine or (p.owner == own and p.operator == opr))), Fraction(0)) / info.fraction
+
+        in_reservations = held(reserved)
+        available = held(fleet)
+        if n > available:
+            how = f" ({_num(available - in_reservations)} installed, {_num(in_reservations)} reserved)" \
+                if in_reservations else ""
+            others = held(fleet, mine=False) - available
+            hint = (f"; {_num(others)} more are held there under other owners or operators: name them with "
+                    "--owner/--operator") if others else ""
+            raise PolicyError(
+                f"--{op}: only {_num(available)} x {info.name} {'is' if available == 1 else 'are'} held at "
+                f"{src.name}{how} owned by {own} and operated by {opr} on {as_of}; {op} at most "
+                f"{_num(available)}{hint}"
+            )
+        delta = [pl(src, -1)] if op == "retire" else [pl(src, -1), pl(dst, 1)]  # type: ignore[arg-type]
     extra = sorted({d.country for d in delta})
     parties = party_refs(s)
 
@@ -446,9 +515,17 @@ def whatif(
         "change": {"op": op, "n": n, "chip": info.id, "chip_name": info.name, "tpp_each": float(info.tpp),
                    "eccn": info.eccn, "site": src.name, "country": src.country, "to_site": to_site,
                    "owner": own, "operator": opr, "available": float(available) if available is not None else None},
+        # Planning spends headroom now: the "before" figures count the reservations open now, whatever as_of
+        # (`caps show --as-of` counts those open on that date, so a past date's figures can differ).
+        "reservations": "open now", "reservations_counted": len(reserved),
         "caps": rows, "ok": ok, "binding": binding,
         "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": fit.low,
     }
+
+
+def _num(x: Fraction) -> str:
+    """A count of chips for a message: whole numbers without a fraction."""
+    return f"{int(x):,}" if x.denominator == 1 else f"{float(x):,.2f}"
 
 
 # ------------------------------------------------------------------------------------ reservations
@@ -466,6 +543,7 @@ def reserve(
     """
     if n <= 0:
         raise PolicyError("--count: a reservation is for one chip or more")
+    _chip_count(n, "--count")
     if expires_on is not None and expires_on <= planned_for:
         raise PolicyError(f"--expires: {expires_on} is not after the planned installation date {planned_for}; "
                           "a reservation must still hold when its chips arrive")
@@ -480,7 +558,7 @@ def reserve(
     if s.get_bind().dialect.name == "postgresql":
         s.exec(select(VeuAuthorization).where(VeuAuthorization.id == a.id).with_for_update()).one()
     res = whatif(s, packs, name, op="add", n=n, chip_name=chip_name, site=site, as_of=planned_for,
-                 owner=owner, operator=operator)
+                 owner=owner, operator=operator, date_option="--planned-for")
     if not res["ok"]:
         raise CapExceeded(
             f"--count: reserving {n} x {res['change']['chip_name']} at {site} would exceed {res['binding']}; "
@@ -550,11 +628,11 @@ def add_shipment(
     via = via.strip().lower()
     if via not in SHIPMENT_VIAS:
         raise PolicyError(f"--via: {via!r} is not one of {', '.join(SHIPMENT_VIAS)}")
-    if not count > 0:
-        raise PolicyError("--count: a shipment has at least one item")
+    _shipment_count(count)
     party = get_party(s, consignee)
     dest = country_code(destination)
-    t = tier(packs, dest, d)
+    with dated("--date"):
+        t = tier(packs, dest, d)
     if via == "lpp" and t.tier == 3:
         raise PolicyError(f"--via: License Exception LPP is not available to {dest} ({t.basis})")
     auth_id = None
@@ -564,10 +642,10 @@ def add_shipment(
         a = get_authorization(s, authorization)
         if a.kind != via:
             raise PolicyError(f"--authorization: {authorization!r} is a {a.kind.upper()}, not a {via.upper()}")
-        if a.kind == "nveu" and a.country != dest:
-            raise PolicyError(f"--destination: NVEU {authorization!r} covers {a.country} only, not {dest}")
+        check_nveu_covers(a, dest, "--destination")
         auth_id = a.id
-    info = chip(packs, chip_name, d)
+    with dated("--date"):
+        info = chip(packs, chip_name, d)
     row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
                    count=float(count) * float(info.fraction), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
                    reference=reference, authorization_id=auth_id)
@@ -578,6 +656,21 @@ def add_shipment(
                     "count": row.count, "tpp": row.count * row.tpp_each, "via": via, "reference": reference,
                     "authorization": authorization})
     return row
+
+
+def _shipment_count(count: float) -> None:
+    """A shipment's item count: a finite whole number from one to :data:`MAX_CHIPS`."""
+    if isinstance(count, bool) or not isinstance(count, int | float):
+        raise PolicyError(f"--count: {count!r} is not a number of items")
+    if not math.isfinite(count):
+        raise PolicyError(f"--count: {count} is not a finite number of items")
+    if not count >= 1:
+        raise PolicyError("--count: a shipment has at least one item")
+    if count > MAX_CHIPS:
+        raise PolicyError(f"--count: {count:g} is more chips than any fleet holds; give at most {MAX_CHIPS:,} "
+                          "in one shipment")
+    if count != int(count):
+        raise PolicyError(f"--count: {count:g} is not a whole number; a shipment counts whole items")
 
 
 def shipment_dict(s: Session, packs: PackRegistry, x: Shipment) -> dict[str, Any]:
@@ -595,13 +688,19 @@ def list_shipments(
     s: Session, consignee: str | None = None, destination: str | None = None, via: str | None = None,
     limit: int = 100, offset: int = 0,
 ) -> tuple[list[Shipment], int]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise PolicyError(f"--limit: give 1-{MAX_PAGE} shipments per page")
+    if offset < 0:
+        raise PolicyError("--offset: must be 0 or more")
+    if via and via.strip().lower() not in SHIPMENT_VIAS:
+        raise PolicyError(f"--via: {via!r} is not one of {', '.join(SHIPMENT_VIAS)}")
     q = select(Shipment)
     if consignee:
         q = q.where(Shipment.consignee_id == get_party(s, consignee).id)
     if destination:
         q = q.where(Shipment.destination == country_code(destination))
     if via:
-        q = q.where(Shipment.via == via.lower())
+        q = q.where(Shipment.via == via.strip().lower())
     total = s.exec(select(func.count()).select_from(q.subquery())).one()
     rows = list(s.exec(q.order_by(col(Shipment.day).desc(), col(Shipment.id).desc()).offset(offset).limit(limit)).all())
     return rows, int(total)

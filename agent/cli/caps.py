@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import typer
@@ -141,6 +142,10 @@ def whatif(
         table(rows, ["cap", "limit", "before", "after", "ok"], title=f"{op} {n} x {d['change']['chip_name']}")
         mf = "unlimited by these caps" if d["max_fit_unbounded"] else d["max_fit"]
         console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}   max N: {mf}")
+        k = d["reservations_counted"]
+        past = d["as_of"] < date.today().isoformat()
+        note = f"; caps show --as-of {d['as_of']} counts those open then" if past else ""
+        console.print(f"reservations: {d['reservations']} ({k} counted as placed{note})", soft_wrap=True)
 
     emit(data, json_, human)
 
