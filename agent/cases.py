@@ -28,7 +28,7 @@ from agent.directory import Customer, customer_for
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
-from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, read, vendor_of
+from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, controller_owner, read, vendor_of
 from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
@@ -458,29 +458,40 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     if rr.operation not in ("CREATE", "UPDATE") or rr.sub_resource:
         r.out = _simple(rr, redflag.ALLOW, True, f"{rr.operation} {rr.sub_resource or ''} is not gated".strip())
         return r
+    settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
+    owner = controller_owner(rr.obj)
+    if owner and rr.user in settings.trusted_controllers:
+        # Its owner was decided (a gated job kind) or is not a job kind at all (a Deployment's pods).
+        why = "counted at its owner" if owner in GATED_OWNER_KINDS else "not a gated job kind"
+        kind = rr.obj.get("kind") if isinstance(rr.obj, Mapping) else None
+        r.out = _simple(rr, redflag.ALLOW, True, f"{str(kind or 'object')[:100]} of a {owner}, created by "
+                                                 f"{rr.user}: admitted, {why}")
+        return r
     demand = read(rr.obj)
     ns = rr.namespace or (demand.namespace if isinstance(demand, Demand) else "")
     if isinstance(demand, ReadError):
         r.dec, r.extra = _invalid(packs, as_of, rr, ns, demand.message, mode), {"read_error": demand.message}
         return r
     r.demand = demand
-    if demand.kind == "Pod" and set(demand.owner_kinds) & GATED_OWNER_KINDS:
-        r.out = _simple(rr, redflag.ALLOW, True, f"pod of a {demand.owner_kinds[0]}: admitted and counted at its owner")
-        return r
+    notes: tuple[str, ...] = ()
+    if owner:
+        # Anyone can write an ownerReference: only a trusted controller's is taken at its word.
+        notes = (f"claims a controlling {owner} but was created by {rr.user or 'an unnamed user'}, not a trusted "
+                 "controller (admission-settings.trusted_controllers): decided as a job of its own",)
     try:
         declared = parse_declared(demand.declared())
     except PolicyError as exc:
         r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
         return r
-    settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
-    base_req = JobRequest(ns, demand.kind, demand.name, rr.operation, (), declared, demand.notes)
+    base_req = JobRequest(ns, demand.kind, demand.name, rr.operation, (), declared, (*demand.notes, *notes))
     if ns in settings.exempt_namespaces or demand.chips <= 0:
         r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
         return r
     r.extra = {"cluster": cluster}
     defaults = EstimationDefaults.from_packs(packs, as_of)
-    chips, notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
-    r.req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared, (*demand.notes, *notes))
+    chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
+    r.req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
+                       (*demand.notes, *notes, *chip_notes))
     r.party, r.tier = customer_for(s, packs, ns, cluster, as_of)
     r.settings = settings
     if r.tier is not None and r.tier.tier in (1, 3):

@@ -548,6 +548,16 @@ READERS: dict[tuple[str, str], Any] = {
 GATED_OWNER_KINDS = frozenset(k for _, k in READERS if k != "Pod") - {"ReplicaSet", "Deployment", "StatefulSet"}
 
 
+def controller_owner(obj: Any) -> str:
+    """The kind of ``obj``'s controller ownerReference ("" when it has none or the metadata is malformed)."""
+    md = obj.get("metadata") if isinstance(obj, Mapping) else None
+    refs = md.get("ownerReferences") if isinstance(md, Mapping) else None
+    for r in refs if isinstance(refs, list) else ():
+        if isinstance(r, Mapping) and r.get("controller") is True and isinstance(r.get("kind"), str):
+            return str(r["kind"])[:100]
+    return ""
+
+
 def group_of(api_version: str) -> str:
     return api_version.split("/", 1)[0] if "/" in api_version else ""
 

@@ -64,6 +64,10 @@ class AdmissionSettings:
     case_expiry_days: int
     customer_aggregate_window_days: int  # 0: the customer-wide sum across model names is not applied
     provision: ResolvedProvision
+    # Users whose objects with a controller ownerReference are counted at their owner (the job controller
+    # creating a Job's pods). Anyone else's claimed owner is not taken on trust: a fake ownerReference
+    # must not let a bare pod past the gate. Left out: nobody's (every owned object is decided on its own).
+    trusted_controllers: tuple[str, ...] = ()
 
     @classmethod
     def from_packs(cls, packs: PackRegistry, as_of: date, mode: str | None = None) -> AdmissionSettings:
@@ -90,11 +94,18 @@ class AdmissionSettings:
             case_expiry_days=int(_positive(p.value("case_expiry_days"), "case_expiry_days")),
             customer_aggregate_window_days=_window(p.values.get("customer_aggregate_window_days", _MISSING),
                                                    "customer_aggregate_window_days"),
-            provision=p,
+            provision=p, trusted_controllers=_users(p.values.get("trusted_controllers", [])),
         )
 
 
 _MISSING = object()
+
+
+def _users(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise AdmissionConfigError(f"{SETTINGS}.trusted_controllers: must be a list of user names "
+                                   "(system:serviceaccount:NAMESPACE:NAME)")
+    return tuple(x.strip() for x in v)
 
 
 def _window(v: Any, key: str) -> int:

@@ -148,22 +148,22 @@ def test_webhook_rules_name_only_the_job_kinds_the_product_reads() -> None:
         ("batch", "jobs"), ("jobset.x-k8s.io", "jobsets"), ("kubeflow.org", "pytorchjobs"),
         ("kubeflow.org", "tfjobs"), ("kubeflow.org", "mpijobs"), ("trainer.kubeflow.org", "trainjobs"),
         ("ray.io", "rayjobs"), ("ray.io", "rayclusters"), ("leaderworkerset.x-k8s.io", "leaderworkersets"),
-        ("batch.volcano.sh", "jobs"), ("kueue.x-k8s.io", "workloads"),
+        ("batch.volcano.sh", "jobs"), ("kueue.x-k8s.io", "workloads"), ("", "pods"),
     }
     assert not any("*" in x for r in rules for x in r["apiGroups"] + r["resources"] + r["apiVersions"])
-    # Pods are not sent by default: their job controller's kind already is (fewer reviews per job).
-    assert ("", "pods") not in seen
 
 
 # --- CEL matchConditions, evaluated ---------------------------------------------------------------
 
-def _conditions_pass(webhook: dict[str, Any], obj: dict[str, Any], old: dict[str, Any] | None = None) -> bool:
+def _conditions_pass(webhook: dict[str, Any], obj: dict[str, Any], old: dict[str, Any] | None = None,
+                     user: str = "alice@example.com") -> bool:
     """All matchConditions true -> the API server calls the webhook (as in admission/plugin/webhook)."""
     env = celpy.Environment()
     activation = {
         "object": celpy.json_to_cel(obj),
         "oldObject": celpy.json_to_cel(old),
-        "request": celpy.json_to_cel({"operation": "UPDATE" if old else "CREATE"}),
+        "request": celpy.json_to_cel({"operation": "UPDATE" if old else "CREATE",
+                                      "userInfo": {"username": user, "groups": ["system:authenticated"]}}),
     }
     for cond in webhook["matchConditions"]:
         result = env.program(env.compile(cond["expression"])).evaluate(activation)
@@ -227,15 +227,37 @@ def test_a_metadata_only_update_by_a_controller_is_not_sent_but_a_scale_up_is() 
     assert _conditions_pass(wh, scaled, old)
 
 
-def test_bare_pods_are_sent_only_when_enabled_and_only_without_an_owner() -> None:
-    assert not [w for w in _webhooks(render_set("default")) if w["name"].startswith("pods.")]
-    (wh,) = [w for w in _webhooks(render({"webhook": {"kinds": {"pods": True}}})) if w["name"].startswith("pods.")]
+def test_pods_are_sent_unless_a_trusted_controller_created_them_for_an_owner() -> None:
+    (wh,) = [w for w in _webhooks(render_set("default")) if w["name"].startswith("pods.")]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "t"},
            "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 8}}}]}}
     assert _conditions_pass(wh, pod)
     owned = {**pod, "metadata": {**pod["metadata"], "ownerReferences": [
         {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u1", "controller": True}]}}
-    assert not _conditions_pass(wh, owned)
+    assert not _conditions_pass(wh, owned, user="system:serviceaccount:kube-system:job-controller")
+    # A user can write any ownerReference: a bare pod claiming a Job is still sent (and decided on its own).
+    assert _conditions_pass(wh, owned, user="alice@example.com")
+    # The same rule for a JobSet's child Jobs: its controller's are counted at the JobSet, anyone else's sent.
+    child = {**_job({"limits": {"nvidia.com/gpu": 8}}), "metadata": {"name": "j", "namespace": "t", "ownerReferences": [
+        {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "js", "uid": "u2", "controller": True}]}}
+    jobset_controller = "system:serviceaccount:jobset-system:jobset-controller-manager"
+    assert not _conditions_pass(_jobs_webhook(), child, user=jobset_controller)
+    assert _conditions_pass(_jobs_webhook(), child)
+    off = [w for w in _webhooks(render({"webhook": {"kinds": {"pods": False}}})) if w["name"].startswith("pods.")]
+    assert off == []
+
+
+def test_trusted_controllers_are_one_list_for_the_match_conditions_and_the_pack() -> None:
+    objs = render({"admission": {"trustedControllers": ["system:serviceaccount:ml:my-operator"]}})
+    (wh,) = [w for w in _webhooks(objs) if w["name"].startswith("pods.")]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "t", "ownerReferences": [
+        {"apiVersion": "example.com/v1", "kind": "MyJob", "name": "m", "uid": "u", "controller": True}]},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 8}}}]}}
+    assert not _conditions_pass(wh, pod, user="system:serviceaccount:ml:my-operator")
+    assert _conditions_pass(wh, pod, user="system:serviceaccount:kube-system:job-controller")
+    cm = one(objs, "ConfigMap", "-policies")
+    pack = yaml.safe_load(cm["data"]["00-helm-admission-settings.yaml"])
+    assert pack["provisions"][0]["values"]["trusted_controllers"] == ["system:serviceaccount:ml:my-operator"]
 
 
 def test_operator_accelerator_prefixes_drive_the_match_condition() -> None:

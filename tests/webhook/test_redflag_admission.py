@@ -266,13 +266,38 @@ def test_malformed_review_envelope_raises_a_policy_error(decide_review: Decide) 
         decide_review({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}})
 
 
-def test_pod_created_by_a_gated_job_is_counted_at_its_owner(decide_review: Decide, store: str) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "big-abc", "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "big", "uid": "u",
-                                                 "controller": True}]},
-           "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 8}}}]}}
-    out = decide_review(review(pod, namespace="tenant-mo"))
+def _owned(obj: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj.get("metadata", {}), "ownerReferences": [
+        {"apiVersion": api_version, "kind": kind, "name": "big", "uid": "u", "controller": True}]}}
+
+
+def _by(body: dict[str, Any], user: str) -> dict[str, Any]:
+    body["request"]["userInfo"] = {"username": user, "groups": ["system:serviceaccounts"]}
+    return body
+
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big-abc"},
+       "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 8}}}]}}
+
+
+def test_pod_created_by_the_job_controller_is_counted_at_its_owner(decide_review: Decide) -> None:
+    body = _by(review(_owned(POD, "Job", "batch/v1"), namespace="tenant-mo"),
+               "system:serviceaccount:kube-system:job-controller")
+    out = decide_review(body)
     assert out.allowed and "counted at its owner" in out.message
+
+
+def test_a_child_job_created_by_the_jobset_controller_is_counted_at_its_jobset(decide_review: Decide) -> None:
+    child = _owned(job("big-workers-0", "tenant-ae", pods=512, annotations=BIG), "JobSet", "jobset.x-k8s.io/v1alpha2")
+    out = decide_review(_by(review(child), "system:serviceaccount:jobset-system:jobset-controller-manager"))
+    assert out.allowed and "counted at its owner" in out.message and out.case_id is None
+
+
+def test_a_pod_claiming_an_owner_but_created_by_a_user_is_decided_on_its_own(decide_review: Decide) -> None:
+    # Anyone can write an ownerReference: a fake one must not carry a Tier 3 customer's pod past the gate.
+    out = decide_review(review(_owned(POD, "Job", "batch/v1"), namespace="tenant-mo"))
+    assert not out.allowed and out.code == redflag.DENY_TIER3
+    assert any("not a trusted controller" in w for w in out.warnings)
 
 
 def test_delete_and_status_updates_are_not_gated(decide_review: Decide) -> None:

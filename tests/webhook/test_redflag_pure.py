@@ -136,6 +136,16 @@ def test_an_override_that_leaves_out_the_customer_aggregate_window_is_an_error_n
         decide(reg, AS_OF, request(2e25, "n"), customer=customer(reg), load=CustomerLoad(9e25, 5, 5, 90))
 
 
+def test_trusted_controllers_must_be_a_list_of_user_names() -> None:
+    base = _admission_settings(90)
+    settings = next(p for p in base.packs if p.id == "operator-aggregate-test").provisions[0]
+    for bad in ("system:serviceaccount:kube-system:job-controller", [""], [3]):
+        settings.values["trusted_controllers"] = bad
+        reg = PackRegistry(list(base.packs))
+        with pytest.raises(redflag.AdmissionConfigError, match="trusted_controllers"):
+            redflag.AdmissionSettings.from_packs(reg, AS_OF)
+
+
 def test_a_job_naming_another_partys_unpublished_model_trains_its_own_lineage() -> None:
     from policies.ledger import lineage_name
 
