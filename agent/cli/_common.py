@@ -29,7 +29,8 @@ class UsageError(PolicyError):
 
 
 def as_of(text: str | None) -> date:
-    return parse_date(text, "--as-of") if text else date.today()
+    # An empty --as-of is a mistake (an unset variable in a script), not "today": say so.
+    return parse_date(text, "--as-of") if text is not None else date.today()
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:

@@ -42,7 +42,7 @@ def review(
     """Evaluate an AdmissionReview against the store exactly as the webhook would (records and cases included)."""
     body = _load(file)
     with session_scope(db_url(db)) as s:
-        out = svc.evaluate_review(s, registry(), body, as_of(as_of_) if as_of_ else None, cluster=cluster,
+        out = svc.evaluate_review(s, registry(), body, as_of(as_of_) if as_of_ is not None else None, cluster=cluster,
                                   actor="cli:admission-review")
     data = out.summary()
 
@@ -148,7 +148,7 @@ def resolve(
     with session_scope(db_url(db)) as s:
         row = svc.resolve_case(s, registry(), case_id, export_intent=_intent(export_intent), licence=license_,
                                scope=scope, informed=informed, by=who, notes=notes,
-                               as_of=as_of(as_of_) if as_of_ else None, amend=amend)
+                               as_of=as_of(as_of_) if as_of_ is not None else None, amend=amend)
         data = svc.case_view(row)
     emit(data, json_)
 

@@ -162,8 +162,8 @@ def res_add(
     note: str = typer.Option("", "--note"), json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Reserve headroom for a planned placement (refused if it would exceed a cap)."""
-    d = parse_date(planned_for, "--planned-for") if planned_for else as_of(None)
-    until = parse_date(expires, "--expires") if expires else None
+    d = parse_date(planned_for, "--planned-for") if planned_for is not None else as_of(None)
+    until = parse_date(expires, "--expires") if expires is not None else None
     with session_scope(db_url(db)) as s:
         row = svc.reserve(s, registry(), name, n=count, chip_name=chip, site=site, planned_for=d, owner=owner,
                           operator=operator, note=note, expires_on=until)

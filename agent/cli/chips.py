@@ -213,7 +213,8 @@ def dd_check(
         packaging_country=_country(packaging_country, "--packaging-country"), osat=osat, designer=designer,
         designer_status=designer_status, designer_hq=_country(designer_hq, "--designer-hq"),
         designer_parent_hq=_country(designer_parent_hq, "--designer-parent-hq"),
-        designer_applied_for_approval=parse_date(designer_applied, "--designer-applied") if designer_applied else None,
+        designer_applied_for_approval=(parse_date(designer_applied, "--designer-applied")
+                                       if designer_applied is not None else None),
         designer_attestation=designer_attestation, count_attested_by=count_attested_by, exporter_role=role,
     )
     emit(check(registry(), ic, d).to_dict(), json_)

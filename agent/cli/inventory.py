@@ -113,7 +113,7 @@ def show_cmd(
     from agent.packs import registry
     from agent.store import session_scope
 
-    d = as_of(as_of_) if as_of_ else None
+    d = as_of(as_of_) if as_of_ is not None else None
     with session_scope(db_url(db)) as s:
         data = installed_base(s, registry(), d, site)
 

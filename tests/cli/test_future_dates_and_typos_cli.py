@@ -64,3 +64,11 @@ def test_an_authorization_granted_in_the_future_or_a_filing_made_in_the_future_i
     # A filing dated before the deadline existed is still that deadline's filing (it is current today).
     r = run("deadlines", "file", keys[0], "--on", "2025-01-20", env_db=db_url)
     assert r.returncode == 0, r.stderr
+
+
+def test_an_empty_date_option_is_an_error_not_today(db_url: str) -> None:
+    # An unset shell variable ("--as-of $DAY") must not quietly evaluate today instead of the day meant.
+    for args in (["tier", "DE", "--as-of", ""], ["caps", "show", "x", "--as-of", ""],
+                 ["reservations", "add", "x", "--count", "1", "--chip", "h100", "--site", "s", "--planned-for", ""]):
+        r = run(*args, env_db=db_url)
+        assert r.returncode == 2 and "is not a date" in r.stderr, (args, r.stderr)
