@@ -644,10 +644,13 @@ def add_event(
     ref = ref.strip()
     if not ref:
         raise PolicyError("--ref: give a reference for the event")
-    if kind in ("new-location", "transfer"):
+    if kind in ("new-location", "transfer") or authorization:
         names = {a.name for a in _authorizations(s)}
         if authorization not in names:
             raise NotFound(f"--authorization: {authorization!r} is not registered")
+    if kind == "incident" and site and s.exec(select(Site).where(Site.name == site)).first() is None:
+        # A theft or loss happens at a site the register knows (a new location's site is not registered yet).
+        raise NotFound(f"--site: {site!r} is not a registered site; see `veuctl sites list`")
     fc = country_code(from_country) if from_country else ""
     tc = country_code(to_country) if to_country else ""
     if kind == "transfer" and not (fc and tc and fc != tc):

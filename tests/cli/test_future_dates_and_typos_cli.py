@@ -72,3 +72,12 @@ def test_an_empty_date_option_is_an_error_not_today(db_url: str) -> None:
                  ["reservations", "add", "x", "--count", "1", "--chip", "h100", "--site", "s", "--planned-for", ""]):
         r = run(*args, env_db=db_url)
         assert r.returncode == 2 and "is not a date" in r.stderr, (args, r.stderr)
+
+
+def test_an_incident_at_a_site_or_under_an_authorization_the_register_does_not_know_is_refused(db_url: str) -> None:
+    r = run("deadlines", "event", "e1", "--kind", "incident", "--on", "2026-01-01", "--site", "nosite",
+            env_db=db_url)
+    assert r.returncode == 2 and "--site" in r.stderr
+    r = run("deadlines", "event", "e1", "--kind", "incident", "--on", "2026-01-01", "--authorization", "nosuch",
+            env_db=db_url)
+    assert r.returncode == 2 and "--authorization" in r.stderr
