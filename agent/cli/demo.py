@@ -15,7 +15,7 @@ from agent.cli._common import JsonOpt, emit
 
 def demo(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (local only by default)."),
-    port: int = typer.Option(8080, "--port", help="Port (0 picks a free one)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0 picks a free one)."),
     db: Path | None = typer.Option(None, "--db", help="SQLite file to create (default: a fresh temporary file)."),
     auth: str = typer.Option("token", "--auth", help="token (sign in with the printed admin token) | none"),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the server after seeding."),

@@ -9,7 +9,7 @@ from agent.cli._common import DbOpt, db_url
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 inside a pod)."),
-    port: int = typer.Option(8443, "--port", help="Port to listen on."),
+    port: int = typer.Option(8443, "--port", min=1, max=65535, help="Port to listen on."),
     tls_cert: str | None = typer.Option(None, "--tls-cert", help="PEM certificate (reloaded when it changes)."),
     tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key."),
     log_level: str = typer.Option("info", "--log-level"),

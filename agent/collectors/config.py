@@ -64,11 +64,19 @@ def load_config(path: str | Path | None = None) -> AgentConfig:
         return AgentConfig()
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CollectorConfigError(f"--config: cannot read {p} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise CollectorConfigError(f"--config: {p} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise CollectorConfigError(f"--config: {p} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        data = {}  # an empty file: no collectors configured
+    if not isinstance(data, dict):
+        # A list or a scalar is a mistake, not "no config" (which would quietly fall back to the defaults).
+        raise CollectorConfigError(f"--config: {p} must be a mapping (keys such as collectors:), "
+                                   f"not a {type(data).__name__}")
     try:
         cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:

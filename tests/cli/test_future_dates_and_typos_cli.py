@@ -81,3 +81,12 @@ def test_an_incident_at_a_site_or_under_an_authorization_the_register_does_not_k
     r = run("deadlines", "event", "e1", "--kind", "incident", "--on", "2026-01-01", "--authorization", "nosuch",
             env_db=db_url)
     assert r.returncode == 2 and "--authorization" in r.stderr
+
+
+def test_an_agent_config_that_is_a_list_and_a_port_out_of_range_are_refused(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("[]\n")
+    r = run("inventory", "sync", "--config", str(cfg), env_db=db_url)
+    assert r.returncode == 2 and "--config" in r.stderr and "mapping" in r.stderr
+    r = run("serve", "--port", "99999", env_db=db_url)
+    assert r.returncode == 2 and "--port" in r.stderr
