@@ -83,7 +83,12 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
         if not isinstance(f, dict):
             problems.append(f"{manifest_path.name}: a 'files' entry is not an object (manifest altered)")
             continue
-        p = base / str(f.get("name", ""))
+        name = str(f.get("name", ""))
+        p = base / name
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            # An export lists files beside its manifest: a path leading elsewhere is not one of them.
+            problems.append(f"{name[:80]!r}: not a file of this export (outside its directory; manifest altered)")
+            continue
         try:
             if not p.is_file():
                 problems.append(f"{f.get('name')}: missing")

@@ -162,3 +162,15 @@ def test_a_json_object_manifest_with_wrongly_typed_fields_does_not_verify_and_ex
     f.write_text(content)
     rc, out, err = veuctl("audit", "verify-export", str(f))
     assert rc == 1 and "FAILED" in out and err == "", err
+
+
+@pytest.mark.parametrize("name", ["../secret.txt", "/etc/hostname", "a/../../b", ""])
+def test_a_manifest_naming_a_file_outside_its_export_does_not_verify_and_reads_nothing_there(
+        veuctl, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    export = tmp_path / "export"
+    export.mkdir()
+    (tmp_path / "secret.txt").write_text("not part of the export")
+    f = export / "x.manifest.json"
+    f.write_text(json.dumps({"files": [{"name": name, "sha256": "0" * 64}]}))
+    rc, out, _err = veuctl("audit", "verify-export", str(f))
+    assert rc == 1 and "not a file of this export" in out
