@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import date
-from typing import Any
 
 import pytest
 from sqlmodel import select
 
 from agent import caps as svc
-from agent.cli import app as cli_app
-from agent.cli._common import run_app
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.audit import AuditEntry
 from agent.store.tables.caps import Reservation, Shipment
 from policies.errors import PolicyError
 from tests.caps.conftest import seed_fleet
-
-
-def veuctl(
-    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> tuple[int, Any, str]:
-    monkeypatch.setattr(sys, "argv", ["veuctl", *args])
-    rc = run_app(cli_app)
-    out = capsys.readouterr()
-    data = json.loads(out.out) if rc == 0 and "--json" in args else out.out
-    return rc, data, out.err
+from tests.caps.test_caps_store import veuctl
 
 
 def refused(

@@ -8,19 +8,17 @@ prints is valid JSON (never ``Infinity`` or ``NaN``).
 from __future__ import annotations
 
 import json
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.cli import app
-from agent.cli._common import run_app
 from policies.classification import classify
 from policies.duediligence import LogicIC, check
 from policies.errors import PolicyError
 from policies.packs import PackRegistry
+from tests.compute.test_compute_cli import Veuctl as _Veuctl
 
 
 def strict_json(text: str) -> Any:
@@ -30,16 +28,8 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-class Veuctl:
-    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-        self.capsys, self.monkeypatch = capsys, monkeypatch
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.monkeypatch.setattr(sys, "argv", ["veuctl", *args])
-        self.capsys.readouterr()
-        rc = run_app(app)
-        out = self.capsys.readouterr()
-        return rc, out.out, out.err
+class Veuctl(_Veuctl):
+    """The compute tests' in-process veuctl, whose --json output must be strict JSON (no Infinity, no NaN)."""
 
     def json(self, *args: str) -> Any:
         rc, out, err = self(*args, "--json")
