@@ -377,6 +377,7 @@ def add_synthetic(
     if f > 1:
         raise EstimateError(f"fraction: {f:g} is above 1; give the share of operations as a fraction, e.g. 0.12")
     ops = compute.check_number(generation_operations, "generation-operations", allow_zero=True)
+    _check_lineage_finite(s, m, ops, "--generation-operations")
     records = load_records(s, names=[m.name, g.name])
     rec = records[m.name]
     others = sum(x.fraction for x in rec.synthetic if x.generator != g.name)

@@ -31,6 +31,11 @@ def test_estimate_endpoint_returns_operations_band_and_method(client: TestClient
     assert r.json()["upper_bound"] == pytest.approx(64 * 24 * 3600 * 989.4e12)
 
 
+def test_a_fractional_chip_count_is_a_422_in_the_api_as_in_the_cli(client: TestClient) -> None:
+    r = client.post("/api/v1/estimate", json={"chip": "NVIDIA H100 SXM5 80GB", "count": 1.5, "hours": 24})
+    assert r.status_code == 422 and "count" in r.json()["detail"] and "whole" in r.json()["detail"]
+
+
 def test_mixture_of_experts_without_active_parameters_is_a_422(client: TestClient) -> None:
     r = client.post("/api/v1/estimate", json={"params": 6.71e11, "tokens": 1.48e13, "moe": True})
     assert r.status_code == 422 and "active-params" in r.json()["detail"]

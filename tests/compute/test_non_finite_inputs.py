@@ -193,3 +193,13 @@ def test_a_run_of_a_base_model_that_would_overflow_a_fine_tune_total_is_refused(
     assert veuctl.json("models", "show", "tuned")["cumulative_operations"] == pytest.approx(1.5e308)
     assert veuctl.json("models", "add-run", "base", "--operations", "1e25")["cumulative_operations"] \
         == pytest.approx(1e308)
+
+
+def test_synthetic_data_generation_that_would_overflow_the_lineage_total_is_refused(veuctl: Veuctl) -> None:
+    assert veuctl("models", "add", "gen", "--owner", "Acme")[0] == 0
+    assert veuctl("models", "add", "student", "--owner", "Acme")[0] == 0
+    assert veuctl("models", "add-run", "student", "--operations", "1e308")[0] == 0
+    err = veuctl.refused("models", "add-synthetic", "student", "--generator", "gen", "--fraction", "0.5",
+                         "--generation-operations", "1e308")
+    assert err.startswith("error: --generation-operations: ")
+    assert veuctl.json("models", "show", "student")["cumulative_operations"] == pytest.approx(1e308)

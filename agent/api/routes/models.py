@@ -13,7 +13,7 @@ from sqlmodel import Session
 from agent import ledger as svc
 from agent.api.deps import get_as_of, get_packs, get_session
 from agent.audit import current_actor
-from policies.compute import parse_number
+from policies.compute import check_whole, parse_number
 from policies.ledger import DEFAULT_REGIME, UnknownModel
 from policies.packs import PackRegistry
 
@@ -80,11 +80,17 @@ class DeterminationIn(BaseModel):
     on: date | None = None
 
 
+def _chips(v: Any) -> float | None:
+    """``count`` is a number of chips, and chips are whole devices (partial use is ``chip_hours``), as in the CLI."""
+    n = _n(v, "count")
+    return None if n is None else check_whole(n, "count", "chips")
+
+
 def _estimate(packs: PackRegistry, on: date, b: EstimateIn) -> Any:
     return svc.estimate(
         packs, on, operations=_n(b.operations, "operations"), params=_n(b.params, "params"),
         active_params=_n(b.active_params, "active_params"), tokens=_n(b.tokens, "tokens"), moe=b.moe, chip=b.chip,
-        count=_n(b.count, "count"), hours=_n(b.hours, "hours", True), chip_hours=_n(b.chip_hours, "chip_hours", True),
+        count=_chips(b.count), hours=_n(b.hours, "hours", True), chip_hours=_n(b.chip_hours, "chip_hours", True),
         utilization=_n(b.utilization, "utilization"), precision=b.precision,
     )
 
