@@ -90,9 +90,11 @@ class AdmissionCheckController:
                 continue
             md = wl.get("metadata") or {}
             ns, name = md.get("namespace", ""), md.get("name", "")
+            # The Workload is the job here (its Job was not gated): its owner is not a reason to pass it on.
+            own = {k: v for k, v in md.items() if k != "ownerReferences"}
             review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
                 "uid": str(md.get("uid") or f"{ns}/{name}")[:128], "operation": "CREATE", "namespace": ns,
-                "object": {**wl, "apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload"},
+                "object": {**wl, "metadata": own, "apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload"},
                 "userInfo": {"username": f"controller:{self.controller_name}"}, "dryRun": False}}
             try:
                 with session_scope(self.database_url) as s:

@@ -33,7 +33,10 @@ def workload(km: kmock.KubernetesEmulator, ns: str, name: str, count: int, hours
     km.objects[WL, ns, name] = {
         "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload",
         "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}",
-                     "annotations": {M + "model": f"{name}-model", M + "expected-hours": hours}},
+                     "annotations": {M + "model": f"{name}-model", M + "expected-hours": hours},
+                     # As Kueue creates it: owned by the (suspended, ungated) Job it queues.
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": f"job-{name}",
+                                          "controller": True}]},
         "spec": {"queueName": "q", "podSets": [{"name": "main", "count": count, "template": {"spec": {
             "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
             "containers": [{"name": "t", "resources": {"requests": {"nvidia.com/gpu": "8"}}}]}}}]},
