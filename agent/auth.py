@@ -103,6 +103,36 @@ def verify_token(s: Session, secret: str, now: datetime | None = None) -> Princi
     return Principal(name=row.name, role=row.role, via="token")
 
 
+def token_prefix(secret: str) -> str:
+    """The public 12-hex prefix of a token (what a session remembers of it)."""
+    m = _TOKEN_RE.match(secret)
+    return m.group(1) if m else ""
+
+
+def session_valid(s: Session, prefix: str, opened: float, now: datetime | None = None) -> Principal:
+    """The principal of a dashboard session opened at ``opened`` (Unix time) with the token ``prefix``, or
+    AuthError: a session ends with its token (revoked, expired) and with sign-out."""
+    row = s.exec(select(ApiToken).where(ApiToken.prefix == prefix)).first() if prefix else None
+    if row is None:
+        raise AuthError("session: its token is unknown")
+    now = now or utcnow()
+    if row.revoked_at is not None:
+        raise AuthError("session: its token was revoked")
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        raise AuthError("session: its token expired")
+    if row.sessions_ended_at is not None and opened <= _aware(row.sessions_ended_at).timestamp():
+        raise AuthError("session: signed out")
+    return Principal(name=row.name, role=row.role, via="session")
+
+
+def end_sessions(s: Session, prefix: str) -> None:
+    """Sign out: every dashboard session opened with this token so far is over."""
+    row = s.exec(select(ApiToken).where(ApiToken.prefix == prefix)).first()
+    if row is not None:
+        row.sessions_ended_at = utcnow()
+        s.add(row)
+
+
 def _aware(d: datetime) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 

@@ -159,3 +159,67 @@ def test_login_never_redirects_off_site(db_url: str) -> None:
     secret = _token(db_url, "viewer")
     r = c.post("/login", data={"token": secret, "next": "//evil.example/x"})
     assert r.headers["location"] == "/"
+
+
+def _signed_in(db_url: str, role: str) -> tuple[TestClient, str, str]:
+    c = TestClient(create_app(db_url), base_url="https://testserver", follow_redirects=False)
+    secret = _token(db_url, role)
+    r = c.post("/login", data={"token": secret, "next": "/"})
+    assert r.status_code == 303
+    return c, secret, r.cookies["veu_session"]
+
+
+def test_a_dashboard_session_ends_when_its_token_is_revoked_or_expires(db_url: str) -> None:
+    for end in ("revoke", "expire"):
+        c, secret, cookie = _signed_in(db_url, "admin")
+        assert c.get("/exports").status_code == 200
+        with session_scope(db_url) as s:
+            row = s.exec(select(ApiToken).where(ApiToken.prefix == secret.split("_")[1])).one()
+            if end == "revoke":
+                row.revoked_at = utcnow()
+            else:
+                row.expires_at = utcnow() - timedelta(seconds=1)
+            s.add(row)
+        assert c.get("/exports").status_code == 303, end  # back to the sign-in page
+
+
+def test_signing_out_ends_the_session_server_side_for_every_role(db_url: str) -> None:
+    for role in ROLES:
+        c, _secret, cookie = _signed_in(db_url, role)
+        assert c.get("/").status_code == 200, role
+        assert c.post("/logout", headers={"Origin": "https://testserver"}).status_code == 303, role
+        # A copy of the cookie taken before signing out is no longer a session.
+        c.cookies.set("veu_session", cookie)
+        assert c.get("/").status_code == 303, role
+
+
+def test_another_site_cannot_sign_a_browser_in(db_url: str) -> None:
+    c = TestClient(create_app(db_url), base_url="https://testserver", follow_redirects=False)
+    r = c.post("/login", data={"token": _token(db_url, "viewer"), "next": "/"},
+               headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "veu_session" not in r.headers.get("set-cookie", "")
+
+
+def test_a_control_character_in_a_path_redirects_to_sign_in_with_it_encoded(db_url: str) -> None:
+    c = TestClient(create_app(db_url), follow_redirects=False)
+    r = c.get("/x%0ay")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/x%0Ay"
+
+
+def test_registering_an_authorization_through_the_deadlines_route_still_needs_admin(db_url: str) -> None:
+    from agent.parties import add_party
+
+    with session_scope(db_url) as s:
+        add_party(s, "Aurora", "US")
+    body = {"name": "ROGUE-UVEU", "granted": "2025-01-01", "kind": "uveu", "holder": "Aurora"}
+    c = TestClient(create_app(db_url), base_url="https://testserver")
+    r = c.post("/api/v1/deadlines/authorizations", json=body,
+               headers={"Authorization": f"Bearer {_token(db_url, 'compliance')}"})
+    assert r.status_code == 403 and "admin" in r.json()["detail"]
+    r = c.post("/api/v1/deadlines/authorizations", json=body,
+               headers={"Authorization": f"Bearer {_token(db_url, 'admin')}"})
+    assert r.status_code == 201, r.text
+    # Once registered, compliance records its dated terms as before.
+    r = c.post("/api/v1/deadlines/authorizations", json={**body, "granted": "2025-02-01"},
+               headers={"Authorization": f"Bearer {_token(db_url, 'compliance')}"})
+    assert r.status_code == 201, r.text

@@ -5,9 +5,10 @@ from __future__ import annotations
 import html
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -22,9 +23,12 @@ from agent.auth import (
     OidcConfig,
     Principal,
     create_token,
+    end_sessions,
     oidc_config_from_settings,
     required_permission,
     revoke_token,
+    session_valid,
+    token_prefix,
     verify_jwt,
     verify_token,
 )
@@ -131,9 +135,9 @@ class AuthMiddleware:
                 await _json(send, 401, str(exc), {"www-authenticate": "Bearer"})
                 return
         else:  # the dashboard: a signed session cookie, and same-origin checks on form posts
-            principal_or_none = self._session(headers.get("cookie", ""))
+            principal_or_none = await self._session(headers.get("cookie", ""))
             if principal_or_none is None:
-                await _redirect(send, "/login?next=" + path)
+                await _redirect(send, "/login?next=" + quote(path, safe="/"))
                 return
             principal = principal_or_none
             if method in _UNSAFE and not _same_origin(headers):
@@ -166,19 +170,38 @@ class AuthMiddleware:
             raise AuthError("bearer token is not a veu-governor token and OIDC is not configured")
         return verify_jwt(credential, self.oidc)
 
-    def _session(self, cookie_header: str) -> Principal | None:
-        for part in cookie_header.split(";"):
-            k, _, v = part.strip().partition("=")
-            if k == SESSION_COOKIE:
+    async def _session(self, cookie_header: str) -> Principal | None:
+        """The session's principal while its token stands (not revoked, not expired, not signed out)."""
+        data = session_data(self.sessions, cookie_header)
+        if data is None:
+            return None
+
+        def check() -> Principal | None:
+            with session_scope(self.database_url) as s:
                 try:
-                    data = self.sessions.loads(v, max_age=SESSION_MAX_AGE)
-                except BadSignature:
+                    return session_valid(s, str(data.get("prefix", "")), float(data.get("at", 0)))
+                except AuthError:
                     return None
-                return Principal(str(data["name"]), str(data["role"]), "session")
-        return None
+
+        return await to_thread.run_sync(check)
+
+
+def session_data(sessions: URLSafeTimedSerializer, cookie_header: str) -> dict[str, Any] | None:
+    """The signed session cookie's content, if there is a valid one."""
+    for part in cookie_header.split(";"):
+        k, _, v = part.strip().partition("=")
+        if k == SESSION_COOKIE:
+            try:
+                data = sessions.loads(v, max_age=SESSION_MAX_AGE)
+            except BadSignature:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
 
 
 def _dashboard_permission(method: str, path: str) -> str:
+    if path == "/logout":
+        return "read"  # anyone signed in may sign out
     if method not in _UNSAFE:
         return "audit" if path.startswith(("/exports", "/audit")) else "read"
     return required_permission(method, "/api/v1" + path) or "admin"
@@ -230,6 +253,10 @@ def setup(app: FastAPI) -> None:
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Any:
+        hdrs = {k.lower(): v for k, v in request.headers.items()}
+        if (hdrs.get("origin") or hdrs.get("referer")) and not _same_origin(hdrs):
+            # Login CSRF: another site must not sign this browser in with the attacker's token.
+            return HTMLResponse(_LOGIN % ("Sign in from this site's own page.", "/"), status_code=403)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
         nxt = _safe_next((form.get("next") or ["/"])[0])
@@ -242,13 +269,21 @@ def setup(app: FastAPI) -> None:
         except AuthError:
             return HTMLResponse(_LOGIN % ("That token is not valid.", html.escape(nxt)), status_code=401)
         resp = RedirectResponse(nxt, status_code=303)
-        resp.set_cookie(SESSION_COOKIE, _serializer(secret).dumps({"name": p.name, "role": p.role}),
+        opened = {"name": p.name, "role": p.role, "prefix": token_prefix(token), "at": time.time()}
+        resp.set_cookie(SESSION_COOKIE, _serializer(secret).dumps(opened),
                         max_age=SESSION_MAX_AGE, httponly=True, secure=request.url.scheme == "https",
                         samesite="strict")
         return resp
 
     @app.post("/logout", include_in_schema=False)
-    def logout() -> RedirectResponse:
+    async def logout(request: Request) -> RedirectResponse:
+        data = session_data(_serializer(secret), request.headers.get("cookie", ""))
+        if data and data.get("prefix"):
+            def end() -> None:
+                with session_scope(database_url) as s:
+                    end_sessions(s, str(data["prefix"]))
+
+            await to_thread.run_sync(end)  # the copied cookie is dead too, not only this browser's
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(SESSION_COOKIE)
         return resp

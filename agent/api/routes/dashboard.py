@@ -409,7 +409,7 @@ def _deadlines_page(request: Request, s: Session, packs: PackRegistry, as_of: da
     rows = [d.to_dict() for d in every if not status or d.status == status]
     return render(request, "deadlines.html", as_of, packs, deadlines=rows, counts=counts, status=status,
                   statuses=core.DEADLINE_STATUSES, error=error, filed=filed, notifications=ob.notifications(s, 20),
-                  can_file=_principal_can(request, "admin"))
+                  can_file=_principal_can(request, "compliance"))
 
 
 @router.get("/deadlines", response_class=HTMLResponse)

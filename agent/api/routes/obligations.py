@@ -6,7 +6,7 @@ import logging
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -116,7 +116,17 @@ def add_authorization(
     body: AuthorizationIn, request: Request, s: Session = Depends(get_session),
     packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    """Record the grant date, expiry and application locations of a VEU (registering it if new)."""
+    """Record the grant date, expiry and application locations of a VEU (registering it if new: admin only)."""
+    from sqlmodel import select
+
+    from agent.store.tables.caps import VeuAuthorization
+
+    p = getattr(request.state, "principal", None)
+    known = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == body.name.strip())).first()
+    if known is None and p is not None and not p.can("admin"):
+        # Registering an authorization is an admin's write (POST /authorizations): not a side door here.
+        raise HTTPException(403, f"authorization: {body.name!r} is not registered, and registering one needs the "
+                                 f"admin role (role {p.role!r}); an admin registers it first")
     a = svc.add_authorization(s, packs, body.name, body.granted, body.kind, body.holder, body.country,
                               body.expires, body.locations, _actor(request))
     return {"name": a.name, "kind": a.kind, "holder": a.holder, "granted": a.granted.isoformat()}

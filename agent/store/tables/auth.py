@@ -21,3 +21,5 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    # Dashboard sessions opened with this token before this instant are over (sign-out ends them server-side).
+    sessions_ended_at: datetime | None = None
