@@ -9,6 +9,7 @@ transaction), and sends reminders by webhook or SMTP from an APScheduler job.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -779,13 +780,24 @@ class NotifySettings(BaseSettings):
     scheduler: bool = False  # VEU_NOTIFY_SCHEDULER=1 starts the reminder job inside the API server
     statuses: str = "due,overdue"
 
-    def channels(self) -> list[tuple[str, str]]:
+    def channels(self) -> list[tuple[str, str, str]]:
+        """(channel, the target as recorded and shown, the address sent to)."""
         out = []
         if self.webhook_url:
-            out.append(("webhook", self.webhook_url))
+            out.append(("webhook", redact_url(self.webhook_url), self.webhook_url))
         if self.smtp_host and self.smtp_to:
-            out.append(("smtp", self.smtp_to))
+            out.append(("smtp", self.smtp_to, self.smtp_to))
         return out
+
+
+def redact_url(url: str) -> str:
+    """A webhook URL as it may be shown, logged and recorded: scheme and host, and a digest that tells two
+    URLs apart. Chat webhooks carry their credential in the path or query, which only the server may see."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…#{digest}"
 
 
 def _send_webhook(url: str, payload: dict[str, Any]) -> None:
@@ -823,7 +835,7 @@ def send_reminders(
     wanted = {x.strip() for x in cfg.statuses.split(",") if x.strip()}
     todo = [d for d in deadline_list(s, packs, as_of) if d.status in wanted]
     sent: list[dict[str, Any]] = []
-    for channel, target in cfg.channels():
+    for channel, target, address in cfg.channels():
         fresh = [d for d in todo if s.exec(select(ObligationNotification).where(
             ObligationNotification.key == d.key, ObligationNotification.status == d.status,
             ObligationNotification.channel == channel, ObligationNotification.target == target,
@@ -834,11 +846,11 @@ def send_reminders(
         error = ""
         try:
             if channel == "webhook":
-                _send_webhook(target, {"source": "veu-governor", "as_of": as_of.isoformat(), "deadlines": payloads})
+                _send_webhook(address, {"source": "veu-governor", "as_of": as_of.isoformat(), "deadlines": payloads})
             else:
                 _send_smtp(cfg, payloads)
         except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:2000]
+            error = f"{type(exc).__name__}: {exc}".replace(address, target)[:2000]
             log.warning("reminder via %s to %s failed: %s", channel, target, error)
         for d in fresh:
             old = s.exec(select(ObligationNotification).where(

@@ -361,6 +361,8 @@ def test_webhook_reminder_sent_once_per_status(
     assert len(got) == 2 and got[1]["deadlines"][0]["status"] == "overdue"
     sent = client.get("/api/v1/deadlines/notifications").json()
     assert {(n["status"], n["ok"]) for n in sent} == {("due", True), ("overdue", True)}
+    # A chat webhook's URL is its credential: recorded and shown as scheme and host only, with a digest.
+    assert all("/hooks/veu" not in n["target"] and n["target"].startswith("http://127.0.0.1:") for n in sent)
 
 
 def test_failed_webhook_is_recorded_and_retried(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -171,7 +171,7 @@ def _signed_in(db_url: str, role: str) -> tuple[TestClient, str, str]:
 
 def test_a_dashboard_session_ends_when_its_token_is_revoked_or_expires(db_url: str) -> None:
     for end in ("revoke", "expire"):
-        c, secret, cookie = _signed_in(db_url, "admin")
+        c, secret, _cookie = _signed_in(db_url, "admin")
         assert c.get("/exports").status_code == 200
         with session_scope(db_url) as s:
             row = s.exec(select(ApiToken).where(ApiToken.prefix == secret.split("_")[1])).one()
@@ -223,3 +223,10 @@ def test_registering_an_authorization_through_the_deadlines_route_still_needs_ad
     r = c.post("/api/v1/deadlines/authorizations", json={**body, "granted": "2025-02-01"},
                headers={"Authorization": f"Bearer {_token(db_url, 'compliance')}"})
     assert r.status_code == 201, r.text
+
+
+def test_dashboard_and_api_responses_carry_security_headers(db_url: str) -> None:
+    c = TestClient(create_app(db_url), base_url="https://testserver", follow_redirects=False)
+    for r in (c.get("/login"), c.get("/api/v1/whoami")):
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+        assert r.headers["referrer-policy"] == "same-origin" and "max-age" in r.headers["strict-transport-security"]

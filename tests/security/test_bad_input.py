@@ -339,3 +339,22 @@ def test_bad_login_form_is_refused_with_a_4xx(db_url: str, body: bytes) -> None:
     r = c.post("/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
     assert 400 <= r.status_code < 500, r.status_code
     assert "set-cookie" not in r.headers
+
+
+def test_non_finite_numbers_huge_ids_and_dates_at_the_end_of_time_are_422s_not_500s(db_url: str) -> None:
+    from agent.api.app import create_app
+    from agent.auth import create_token
+    from agent.store import session_scope
+
+    with session_scope(db_url) as s:
+        _, secret = create_token(s, role="admin", name="t")
+    c = TestClient(create_app(db_url), base_url="https://testserver", raise_server_exceptions=False)
+    c.headers["Authorization"] = f"Bearer {secret}"
+    h = {"content-type": "application/json"}
+    for body in (b'{"role":"viewer","expires_days":1e400}', b'{"role":"viewer","expires_days":NaN}'):
+        r = c.post("/api/v1/tokens", content=body, headers=h)
+        assert r.status_code == 422, (body, r.status_code, r.text[:200])
+    big = "9" * 30
+    for path in (f"/api/v1/cases/{big}", f"/api/v1/shipments?offset={big}", "/api/v1/caps?as_of=9999-12-31"):
+        r = c.get(path)
+        assert r.status_code in (404, 422), (path, r.status_code, r.text[:200])

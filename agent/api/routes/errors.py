@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
@@ -28,6 +31,21 @@ def setup(app: FastAPI) -> None:
     async def _bad_unicode(_req: Request, exc: UnicodeEncodeError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": f"a value is not valid UTF-8 text ({exc.reason})"})
 
+    @app.exception_handler(UnicodeDecodeError)
+    async def _not_utf8(_req: Request, exc: UnicodeDecodeError) -> JSONResponse:
+        return JSONResponse(status_code=422,
+                            content={"detail": f"body: not UTF-8 text (byte {exc.start}: {exc.reason})"})
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_req: Request, exc: OverflowError) -> JSONResponse:
+        # A 30-digit id or offset, or a date past 9999-12-31 once a day is added: nothing stored can match.
+        return JSONResponse(status_code=422, content={"detail": f"a number or date is out of range ({str(exc)[:120]})"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the input back; 1e400 or NaN in it is not JSON, which made the 422 itself a 500.
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_finite(exc.errors()))})
+
     @app.exception_handler(OperationalError)
     async def _store_unavailable(_req: Request, exc: OperationalError) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"store unavailable: {_first_line(exc)}"},
@@ -48,6 +66,17 @@ def setup(app: FastAPI) -> None:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every non-finite float (1e400, NaN) replaced by its text, so it can be sent as JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _first_line(exc: Exception) -> str:
