@@ -99,7 +99,6 @@ class Demand:
     namespace: str
     groups: tuple[PodGroup, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
-    owner_kinds: tuple[str, ...] = ()  # kinds of controller ownerReferences (a Pod created by a Job)
     notes: tuple[str, ...] = ()
 
     @property
@@ -590,17 +589,16 @@ def _read(obj: Any) -> Demand:
         raise _Bad("metadata.name/namespace: must be strings")
     ann_raw = _map(md.get("annotations"), "metadata.annotations")
     annotations = {k: v for k, v in ann_raw.items() if isinstance(k, str) and isinstance(v, str)}
-    owners = tuple(
-        str(r.get("kind")) for r in _list(md.get("ownerReferences"), "metadata.ownerReferences")
-        if isinstance(r, Mapping) and r.get("controller") is True and isinstance(r.get("kind"), str)
-    )
+    # A malformed list is a reason to refuse; who owns the object is read by controller_owner (the admission
+    # path asks before reading the spec, since a trusted controller's child needs no reading at all).
+    _list(md.get("ownerReferences"), "metadata.ownerReferences")
     reader = READERS.get((group_of(api_version), kind))
     if reader is None:
         note = f"{kind} ({api_version}) is not a job kind this webhook reads; no accelerators counted"
-        return Demand(api_version, kind, name, ns, (), annotations, owners, (note,))
+        return Demand(api_version, kind, name, ns, (), annotations, (note,))
     groups, templates, notes = reader(o)
     # Annotations on the job win; a Pod created from a template carries them too, so templates fill gaps.
     for tpl in templates:
         for k, v in _template_annotations(tpl).items():
             annotations.setdefault(k, v)
-    return Demand(api_version, kind, name, ns, tuple(groups), annotations, owners, tuple(notes))
+    return Demand(api_version, kind, name, ns, tuple(groups), annotations, tuple(notes))
