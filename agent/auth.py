@@ -92,15 +92,26 @@ def verify_token(s: Session, secret: str, now: datetime | None = None) -> Princi
     m = _TOKEN_RE.match(secret)
     if m is None:
         raise AuthError("token: malformed")
-    row = s.exec(select(ApiToken).where(ApiToken.prefix == m.group(1))).first()
+    row = _token_row(s, m.group(1))
     if row is None or not hmac.compare_digest(row.token_hash, _hash(secret)):
         raise AuthError("token: unknown")
-    now = now or utcnow()
-    if row.revoked_at is not None:
-        raise AuthError("token: revoked")
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
-        raise AuthError("token: expired")
+    ended = _ended(row, now or utcnow())
+    if ended:
+        raise AuthError(f"token: {ended}")
     return Principal(name=row.name, role=row.role, via="token")
+
+
+def _token_row(s: Session, prefix: str) -> ApiToken | None:
+    return s.exec(select(ApiToken).where(ApiToken.prefix == prefix)).first() if prefix else None
+
+
+def _ended(row: ApiToken, now: datetime) -> str:
+    """Why the token no longer authenticates ("revoked", "expired"), or "" while it does."""
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        return "expired"
+    return ""
 
 
 def token_prefix(secret: str) -> str:
@@ -112,14 +123,12 @@ def token_prefix(secret: str) -> str:
 def session_valid(s: Session, prefix: str, opened: float, now: datetime | None = None) -> Principal:
     """The principal of a dashboard session opened at ``opened`` (Unix time) with the token ``prefix``, or
     AuthError: a session ends with its token (revoked, expired) and with sign-out."""
-    row = s.exec(select(ApiToken).where(ApiToken.prefix == prefix)).first() if prefix else None
+    row = _token_row(s, prefix)
     if row is None:
         raise AuthError("session: its token is unknown")
-    now = now or utcnow()
-    if row.revoked_at is not None:
-        raise AuthError("session: its token was revoked")
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
-        raise AuthError("session: its token expired")
+    ended = _ended(row, now or utcnow())
+    if ended:
+        raise AuthError(f"session: its token {'was revoked' if ended == 'revoked' else 'expired'}")
     if row.sessions_ended_at is not None and opened <= _aware(row.sessions_ended_at).timestamp():
         raise AuthError("session: signed out")
     return Principal(name=row.name, role=row.role, via="session")
@@ -127,7 +136,7 @@ def session_valid(s: Session, prefix: str, opened: float, now: datetime | None =
 
 def end_sessions(s: Session, prefix: str) -> None:
     """Sign out: every dashboard session opened with this token so far is over."""
-    row = s.exec(select(ApiToken).where(ApiToken.prefix == prefix)).first()
+    row = _token_row(s, prefix)
     if row is not None:
         row.sessions_ended_at = utcnow()
         s.add(row)
