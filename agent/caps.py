@@ -625,9 +625,7 @@ def add_shipment(
 ) -> Shipment:
     """Record a shipment; LPP to a Tier 3 destination or a VEU shipment without its authorization is refused."""
     d = parse_date(day, "--date") if isinstance(day, str) else day
-    via = via.strip().lower()
-    if via not in SHIPMENT_VIAS:
-        raise PolicyError(f"--via: {via!r} is not one of {', '.join(SHIPMENT_VIAS)}")
+    via = _via(via)
     _shipment_count(count)
     party = get_party(s, consignee)
     dest = country_code(destination)
@@ -656,6 +654,14 @@ def add_shipment(
                     "count": row.count, "tpp": row.count * row.tpp_each, "via": via, "reference": reference,
                     "authorization": authorization})
     return row
+
+
+def _via(via: str) -> str:
+    """How chips were shipped, normalized: one of :data:`SHIPMENT_VIAS`."""
+    v = via.strip().lower()
+    if v not in SHIPMENT_VIAS:
+        raise PolicyError(f"--via: {v!r} is not one of {', '.join(SHIPMENT_VIAS)}")
+    return v
 
 
 def _shipment_count(count: float) -> None:
@@ -692,15 +698,14 @@ def list_shipments(
         raise PolicyError(f"--limit: give 1-{MAX_PAGE} shipments per page")
     if offset < 0:
         raise PolicyError("--offset: must be 0 or more")
-    if via and via.strip().lower() not in SHIPMENT_VIAS:
-        raise PolicyError(f"--via: {via!r} is not one of {', '.join(SHIPMENT_VIAS)}")
+    via = _via(via) if via else None
     q = select(Shipment)
     if consignee:
         q = q.where(Shipment.consignee_id == get_party(s, consignee).id)
     if destination:
         q = q.where(Shipment.destination == country_code(destination))
     if via:
-        q = q.where(Shipment.via == via.strip().lower())
+        q = q.where(Shipment.via == via)
     total = s.exec(select(func.count()).select_from(q.subquery())).one()
     rows = list(s.exec(q.order_by(col(Shipment.day).desc(), col(Shipment.id).desc()).offset(offset).limit(limit)).all())
     return rows, int(total)

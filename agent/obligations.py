@@ -649,9 +649,8 @@ def add_event(
         names = {a.name for a in _authorizations(s)}
         if authorization not in names:
             raise NotFound(f"--authorization: {authorization!r} is not registered")
-    if kind == "incident" and site and s.exec(select(Site).where(Site.name == site)).first() is None:
-        # A theft or loss happens at a site the register knows (a new location's site is not registered yet).
-        raise NotFound(f"--site: {site!r} is not a registered site; see `veuctl sites list`")
+    if kind == "incident" and site:
+        _site(s, site)  # a theft or loss happens at a site the register knows (a new location's is not yet)
     fc = country_code(from_country) if from_country else ""
     tc = country_code(to_country) if to_country else ""
     if kind == "transfer" and not (fc and tc and fc != tc):
