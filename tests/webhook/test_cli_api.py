@@ -101,6 +101,21 @@ def test_cases_api_list_show_resolve_and_decisions(store: str) -> None:
     assert c.get(f"/api/v1/cases/{case_id}").json()["jobs_truncated"] is False
 
 
+def test_cases_page_shows_times_as_people_read_them(store: str) -> None:
+    import re
+
+    c = TestClient(create_app(store))
+    r = c.post("/validate", json=review(job("llm", pods=512, annotations=BIG), uid="page-1"))
+    case_id = int(r.json()["response"]["auditAnnotations"]["case"])
+    page = c.get("/cases").text
+    assert re.search(r">\d{4}-\d\d-\d\d \d\d:\d\d UTC</time>", page), "opened time not shown as UTC minutes"
+    assert "+00:00</dd>" not in page
+    c.post(f"/api/v1/cases/{case_id}/resolve", json={"export_intent": "no", "by": "bob"})
+    resolved = c.get("/cases", params={"status": "resolved"}).text
+    assert re.search(r"bob at \d{4}-\d\d-\d\d \d\d:\d\d UTC; expires (\d{4}-\d\d-\d\d \d\d:\d\d UTC|never)",
+                     resolved), "resolution time not shown as UTC minutes"
+
+
 def test_serve_refuses_half_a_tls_pair(veuctl: Callable[..., Result], tmp_path: Path) -> None:
     cert = tmp_path / "tls.crt"
     cert.write_text("x")

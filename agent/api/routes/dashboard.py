@@ -96,7 +96,24 @@ def series_svg(series: list[dict[str, Any]], width: int = 640, height: int = 200
             "pad_l": pad_l, "base_y": height - pad_b}
 
 
-templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, urlq=lambda s: quote(str(s), safe=""))
+def fmt_when(value: object) -> str:
+    """A stored timestamp as people read it (``2026-12-03 18:02 UTC``); anything else as it is."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    if value.tzinfo is None:  # the store keeps UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_when,
+                             urlq=lambda s: quote(str(s), safe=""))
 templates.env.globals.update(gauge_arc=gauge_arc)
 
 
