@@ -42,7 +42,7 @@ from agent.store.tables.obligations import (
 from policies import obligations as core
 from policies.errors import PolicyError
 from policies.jurisdictions import country_code, tier
-from policies.packs import PackRegistry, parse_date
+from policies.packs import PackRegistry
 from policies.parties import effective_tier
 from policies.paths import AuthorizationRef, ItemLine, Proposal, ShipmentRef, find_paths, parse_items
 
@@ -892,10 +892,6 @@ def start_scheduler(database_url: str | None = None, cfg: NotifySettings | None 
                   next_run_time=datetime.now(UTC))
     sched.start()
     return sched
-
-
-def parse_on(text: str | None, field: str, default: date) -> date:
-    return parse_date(text, field) if text else default
 
 
 def to_json(x: Any) -> Any:

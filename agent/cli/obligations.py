@@ -25,7 +25,8 @@ ScopeOpt = typer.Option("site", "--scope", help="site | authorization")
 
 
 def _date(text: str | None, field: str) -> Any:
-    return parse_date(text, field) if text else None
+    # An empty value is a mistake to name, not "no date": `--review ""` used to leave the date unchanged.
+    return parse_date(text, field) if text is not None else None
 
 
 def _paths_human(d: dict[str, Any]) -> None:
@@ -50,7 +51,7 @@ def paths_cmd(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Which licence exceptions, VEU authorizations or licence presumptions open this export, and why."""
-    on = parse_date(date_, "--date") if date_ else as_of(None)
+    on = parse_date(date_, "--date") if date_ is not None else as_of(None)
     with session_scope(db_url(db)) as s:
         data = svc.paths(s, registry(), items, consignee, country, on, kind, operator, end_use, aia_certified)
     emit(data, json_, _paths_human)
@@ -173,7 +174,7 @@ def export(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record an export of model weights; 4E091 weights without a path are flagged."""
-    d = parse_date(on, "--on") if on else as_of(None)
+    d = parse_date(on, "--on") if on is not None else as_of(None)
     with session_scope(db_url(db)) as s:
         data = svc.record_export(s, registry(), model, to, country, d, licence, status, published)
     emit(data, json_)

@@ -473,6 +473,10 @@ def test_cli_paths_controls_and_deadlines(
                   "--model-status", "4E091", "--json")
     assert rc == 0 and json.loads(out)["flagged"] is True
     assert cli("controls", "set", "dc-frankfurt", "-p", "22")[0] == 2
+    # An empty date is named, not read as "no date" (which left the review date unchanged).
+    assert cli("controls", "set", "dc-frankfurt", "-p", "8", "--review", "")[0] == 2
+    assert cli("controls", "evidence", "dc-frankfurt", "-p", "8", "--kind", "attestation", "--statement",
+               "checked", "--by", "ann", "--on", "")[0] == 2
 
 
 def test_para7_register_shows_ledger_training_runs_for_parties_outside_tier1(
