@@ -100,16 +100,18 @@ def fmt_when(value: object) -> str:
     """A stored timestamp as people read it (``2026-12-03 18:02 UTC``); anything else as it is."""
     from datetime import UTC, datetime
 
-    if isinstance(value, str):
+    if isinstance(value, datetime):
+        at = value
+    elif isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            at = datetime.fromisoformat(value)
         except ValueError:
             return value
-    if not isinstance(value, datetime):
+    else:
         return "" if value is None else str(value)
-    if value.tzinfo is None:  # the store keeps UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if at.tzinfo is None:  # the store keeps UTC
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_when,
