@@ -503,17 +503,40 @@ def installed_base(
     }
 
 
-def import_register(path: Path | str, url: str | None = None, scope: str | None = None) -> SyncSummary:
-    """Import an asset register all-or-nothing: every row validated first; any bad row -> RegisterError."""
+def import_register(path: Path | str, url: str | None = None, scope: str | None = None,
+                    retire_absent_sites: bool = False) -> SyncSummary:
+    """Import an asset register all-or-nothing: every row validated first; any bad row -> RegisterError.
+
+    The register is one scope (``register:<file name>`` unless ``scope`` names it): a re-import retires what
+    the file no longer lists. A file that no longer lists a *site* the scope holds chips at (an empty file, or
+    another site's register with the same file name) is refused unless ``retire_absent_sites``: retiring a
+    whole site's chips is what a mistake looks like, and what a real decommissioning should say it is.
+    """
     from agent.collectors.csv_import import CsvCollector, CsvConfig, observations, parse_register
 
     p = Path(path)
+    name = scope or f"register:{p.name}"
     with session_scope(url) as s:
         rows = parse_register(p, s)  # raises before anything is written
+        if not retire_absent_sites:
+            listed = {r.site for r in rows}
+            held: dict[str, float] = {}
+            for site_name, count in s.exec(
+                select(Site.name, Holding.count).join(Site, col(Site.id) == col(Holding.site_id)).where(
+                    Holding.source == "csv", Holding.scope == name, col(Holding.retired_at).is_(None))
+            ).all():
+                if site_name not in listed:
+                    held[site_name] = held.get(site_name, 0.0) + count
+            if held:
+                gone = ", ".join(f"{k} ({v:,.0f} chips)" for k, v in sorted(held.items()))
+                raise PolicyError(
+                    f"FILE: importing {p.name} as {name} would retire every chip it holds at {gone}, a site this "
+                    "file does not list. If it is another register with the same file name, give it its own "
+                    "--scope; if those chips are gone, pass --retire-absent-sites")
 
     class _One(CsvCollector):
         def collect(self) -> Iterator[ScopeResult]:
-            yield ScopeResult(scope or f"register:{p.name}", observations(rows))
+            yield ScopeResult(name, observations(rows))
 
     summary = sync(_One(CsvConfig(files=[str(p)])), url)
     bad = [x.error for x in summary.scopes if x.error]

@@ -91,13 +91,23 @@ def sync_cmd(
 @inventory_app.command("import")
 def import_cmd(
     file: Path = typer.Argument(..., help="CSV (site,accelerator,count,owner,operator[,serial]) or JSON list."),
+    scope: str | None = typer.Option(
+        None, "--scope", help="The register's name (default register:<file name>); a re-import of the same "
+                              "scope retires what the file no longer lists."),
+    retire_absent_sites: bool = typer.Option(
+        False, "--retire-absent-sites", help="Allow the import to retire every chip at a site the file no "
+                                             "longer lists (refused otherwise)."),
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
     """Import an asset register: every row validated first; any bad row and nothing is written."""
+    from agent.cli._common import UsageError
     from agent.inventory import import_register
 
-    summary = import_register(file, db_url(db))
+    if scope is not None and not scope.strip():
+        raise UsageError("--scope: empty; give the register a name, e.g. --scope register:frankfurt")
+    summary = import_register(file, db_url(db), scope=scope.strip() if scope else None,
+                              retire_absent_sites=retire_absent_sites)
     emit({k: v for k, v in summary.as_dict().items() if k != "scopes"}, json_)
 
 

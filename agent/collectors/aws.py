@@ -14,7 +14,6 @@ Credentials are never logged or put in error messages.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,6 +21,7 @@ from typing import Any
 
 import boto3
 import botocore.config
+import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -171,10 +171,12 @@ class AwsCollector(Collector):
         return session.client(service, **kw)
 
     def _session(self, acct: AwsAccount) -> tuple[boto3.Session, str]:
+        core = botocore.session.Session()
         if acct.credentials_file:
-            # botocore reads this variable per session; set only when the config names a file.
-            os.environ["AWS_SHARED_CREDENTIALS_FILE"] = acct.credentials_file
-        base = boto3.Session(profile_name=acct.profile) if acct.profile else boto3.Session()
+            # Per session, never via the process environment: credentials resolve lazily (in the region
+            # threads), so a variable set for one account would be read for every account (and persist).
+            core.set_config_variable("credentials_file", acct.credentials_file)
+        base = boto3.Session(botocore_session=core, profile_name=acct.profile)
         region = self.config.default_region
         if acct.role_arn:
             kw: dict[str, Any] = {"RoleArn": acct.role_arn, "RoleSessionName": acct.session_name}
@@ -278,7 +280,10 @@ class AwsCollector(Collector):
             pages = ec2.get_paginator("describe_capacity_reservations").paginate(
                 Filters=[{"Name": "state", "Values": ["active"]}]
             )
-            crs = [c for p in pages for c in p.get("CapacityReservations", [])]
+            # A reservation shared into this account (OwnerId another account) is held by its owner, whose
+            # own listing counts its free slots: counting them here too would count them once per sharer.
+            crs = [c for p in pages for c in p.get("CapacityReservations", [])
+                   if c.get("OwnerId") in (None, account)]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _UNSUPPORTED:
                 res.warnings.append(f"capacity reservations not available here: {_err(exc)}")

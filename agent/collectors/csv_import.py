@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlmodel import Session, select
 
 from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, SourceConfig, register, resolve_alias
@@ -54,9 +54,23 @@ class RegisterRow:
 class CsvConfig(SourceConfig):
     files: list[str] = Field(default_factory=list)
 
+    @field_validator("files")
+    @classmethod
+    def _one_scope_per_file(cls, v: list[str]) -> list[str]:
+        # A register's scope is its file name: two files of one name would retire each other's chips.
+        names = [Path(f).name for f in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"two registers named {', '.join(dup)}: each file's name is its scope "
+                             "(register:<file name>), so rename one")
+        return v
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    """Raw rows (header validated); row numbers count the header as row 1, like a spreadsheet."""
+
+def _read(path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
+    """(row number, raw row, values beyond the header) per row, header validated.
+
+    Row numbers count the header as row 1 and every record after it, blank ones included, like a spreadsheet.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -68,19 +82,27 @@ def _read(path: Path) -> list[dict[str, Any]]:
             raise PolicyError(f"FILE: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise PolicyError(f"FILE: {path} must hold a JSON list of objects with keys {', '.join(REQUIRED)}")
-        return data
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        return [(n, r, []) for n, r in enumerate(data, start=2)]
+    try:
+        records = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise PolicyError(f"FILE: {path} is not valid CSV ({exc})") from None
+    header = [h.strip().lower() for h in (records[0] if records else [])]
     missing = [c for c in REQUIRED if c not in header]
     extra = [c for c in header if c not in REQUIRED + OPTIONAL]
-    if missing or extra:
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if missing or extra or dup:
         raise PolicyError(
             f"FILE: header must be {','.join(REQUIRED)}[,serial]"
             + (f"; missing {', '.join(missing)}" if missing else "")
             + (f"; unknown {', '.join(extra)}" if extra else "")
+            + (f"; duplicate {', '.join(dup)}" if dup else "")
         )
-    reader.fieldnames = header
-    return [dict(r) for r in reader]
+    return [
+        (n, dict(zip(header, rec, strict=False)), rec[len(header):])
+        for n, rec in enumerate(records[1:], start=2)
+        if rec  # a blank line: no row, but it keeps its number
+    ]
 
 
 def parse_register(path: Path, s: Session) -> list[RegisterRow]:
@@ -91,13 +113,18 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
     problems: list[str] = []
     rows: list[RegisterRow] = []
     serials: dict[str, int] = {}
-    for n, r in enumerate(raw, start=2):
+    for n, r, beyond in raw:
 
         def field(name: str, r: dict[str, Any] = r) -> str:
             v = r.get(name)
             return "" if v is None else str(v).strip()
 
         bad = len(problems)
+        if any(v.strip() for v in beyond):
+            problems.append(
+                f"row {n}: {len(r) + len(beyond)} values but the header has {len(r)} columns "
+                f"(extra {', '.join(repr(v) for v in beyond)}; quote a value that contains a comma)"
+            )
         for name in REQUIRED:
             if not field(name):
                 problems.append(f"row {n}, field {name}: empty")
@@ -123,6 +150,8 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 count = float(field("count"))
                 if not count > 0 or count != count or count == float("inf"):
                     raise ValueError
+                if count != int(count):
+                    problems.append(f"row {n}, field count: {field('count')!r} is not a whole number of chips")
             except ValueError:
                 problems.append(f"row {n}, field count: {field('count')!r} is not a positive number")
         if serial:

@@ -28,8 +28,13 @@ from agent.collectors.base import (
 )
 from policies.errors import PolicyError
 
-# Instance states that hold their accelerators (TERMINATED = stopped, SUSPENDED = released).
-HELD_STATES = ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING")
+# Instance states that hold their accelerators (TERMINATED/STOPPED = stopped, SUSPENDED = released). As on AWS
+# (pending, stopping, shutting-down), a VM on its way up or down still holds them: PENDING_STOP is a graceful
+# shutdown with the workload still running, DEPROVISIONING is the release in progress.
+HELD_STATES = (
+    "PENDING", "PROVISIONING", "STAGING", "RUNNING", "PENDING_STOP", "STOPPING", "SUSPENDING", "REPAIRING",
+    "DEPROVISIONING",
+)
 
 
 class GcpProject(BaseModel):
@@ -120,7 +125,12 @@ class GcpCollector(Collector):
             raw = type(page).to_dict(page, preserving_proto_field_name=False)
             if raw.get("unreachables"):
                 res.error = f"project {p.id}: unreachable {', '.join(raw['unreachables'])}"
-            for _scope, scoped in (raw.get("items") or {}).items():
+            for scope_name, scoped in (raw.get("items") or {}).items():
+                # A zone that could not be read is reported per scope (warning UNREACHABLE), not as an HTTP
+                # error: its instances are simply absent, so the listing is partial and must retire nothing.
+                warning = scoped.get("warning") or {}
+                if warning.get("code") == "UNREACHABLE":
+                    res.error = f"project {p.id}: unreachable {scope_name} ({warning.get('message', '')})"
                 for inst in scoped.get("instances") or []:
                     if inst.get("status") not in HELD_STATES:
                         continue

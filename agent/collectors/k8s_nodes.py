@@ -15,6 +15,10 @@ in order of precedence, from:
 4. AMD: ``amd.com/gpu.product-name`` + allocatable ``amd.com/gpu``.
 5. The instance type (``node.kubernetes.io/instance-type``) through the catalog, provider from ``spec.providerID``.
 
+A cluster on cloud VMs that an ``aws``/``gcp`` collector also inventories sets ``cloud_nodes: skip``: its
+nodes with an ``aws://`` or ``gce://`` providerID are then left to that collector (one holding per VM, not
+two); on-prem nodes of the same cluster still count here.
+
 A node showing accelerator resources that none of these name is recorded as an error for the cluster and
 the cluster is treated as partly listed, so nothing there is retired on a guess.
 
@@ -30,7 +34,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -62,6 +66,12 @@ class ClusterConfig(BaseModel):
     ca_file: str | None = None
     owner: str | None = None
     operator: str | None = None
+    cloud_nodes: Literal["count", "skip"] = Field(
+        "count",
+        description="skip: nodes that are AWS or GCE instances (spec.providerID aws:// or gce://) are left to "
+                    "the aws/gcp collector inventorying the same account or project; counting them here too would "
+                    "count their chips twice. count: every node counts here (no cloud collector covers them).",
+    )
     customer_label: str | None = Field(
         "compute.veu-governor.io/customer",
         description="Namespace label naming the namespace's customer (a registered party), synced into the "
@@ -74,6 +84,9 @@ class ClusterConfig(BaseModel):
     def _label_key(cls, v: str | None) -> str | None:
         return _check_label_key(v)
 
+
+# spec.providerID prefixes of nodes that are cloud VMs an aws/gcp collector can also list.
+CLOUD_PROVIDER_IDS = ("aws://", "gce://")
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -123,10 +136,40 @@ def _num(v: Any) -> float:
         return 0.0
 
 
-def _physical_from_mig(devices: float, fraction: float) -> float:
-    """Whole GPUs behind ``devices`` MIG instances of one profile (e.g. 16 x 3g.40gb -> 8 A100s)."""
+_MIG_PROFILE = re.compile(r"(?P<gb>\d+(?:\.\d+)?)gb(?P<ext>\+\w+)?$", re.IGNORECASE)
+_MIG_MEMORY_SLICES = 8  # A100/H100/H200/B200: 7 compute slices but 8 memory slices per GPU
+
+
+def _mig_per_gpu(acc_id: str, profile: str, fraction: float) -> int:
+    """How many MIG instances of ``profile`` fit on one GPU: bounded by compute *and* memory slices.
+
+    1g.10gb on an A100 40GB uses 1 of 7 compute slices but 2 of 8 memory slices: 4 per GPU, not 7.
+    A ``+me`` profile (media extensions) exists once per GPU.
+    """
+    from agent.kb import catalog
+
     per_gpu = max(1, math.floor(1 / Fraction(fraction).limit_denominator(64)))
-    return float(math.ceil(devices / per_gpu))
+    m = _MIG_PROFILE.search(profile.strip())
+    if m is None:
+        return per_gpu
+    if (m.group("ext") or "").lower() == "+me":
+        return 1
+    memory = catalog().accelerator(acc_id).memory_gb
+    if memory:
+        slices = max(1, round(float(m.group("gb")) / (memory / _MIG_MEMORY_SLICES)))
+        per_gpu = min(per_gpu, max(1, _MIG_MEMORY_SLICES // slices))
+    return per_gpu
+
+
+def _physical_from_mig(devices: float, fraction: float, acc_id: str, profile: str) -> float:
+    """Whole GPUs behind ``devices`` MIG instances of one profile (e.g. 16 x 3g.40gb -> 8 A100s)."""
+    return float(math.ceil(devices / _mig_per_gpu(acc_id, profile, fraction)))
+
+
+def _unshared(devices: float, replicas: str | None) -> float:
+    """Physical GPUs behind ``devices`` advertised with ``replicas`` shared clients each (time-slicing, MPS)."""
+    n = _num(replicas)
+    return float(math.ceil(devices / n)) if n > 1 else devices
 
 
 def node_accelerators(
@@ -138,10 +181,13 @@ def node_accelerators(
     alloc = {k: _num(v) for k, v in (allocatable or {}).items()}
     product = labels.get("nvidia.com/gpu.product")
     if product:
-        count = _num(labels.get("nvidia.com/gpu.count")) or alloc.get("nvidia.com/gpu", 0.0)
+        # Time-slicing advertises gpu.replicas devices per GPU; the gpu.count label stays physical.
+        count = _num(labels.get("nvidia.com/gpu.count")) or _unshared(
+            alloc.get("nvidia.com/gpu", 0.0), labels.get("nvidia.com/gpu.replicas")
+        )
         acc, fraction = resolve_alias(product.replace("-SHARED", ""))
         if fraction < 1:  # MIG "single": product names the slice and count is MIG devices
-            return acc, _physical_from_mig(count, fraction)
+            return acc, _physical_from_mig(count, fraction, acc, product)
         return acc, count
     tpu = labels.get("cloud.google.com/gke-tpu-accelerator")
     if tpu:
@@ -150,12 +196,15 @@ def node_accelerators(
         return acc, count
     gke = labels.get("cloud.google.com/gke-accelerator")
     if gke:
-        count = alloc.get("nvidia.com/gpu", 0.0) or _num(labels.get("cloud.google.com/gke-accelerator-count"))
+        # GKE time-sharing / MPS advertises max-shared-clients-per-gpu devices for each physical GPU.
+        count = _unshared(
+            alloc.get("nvidia.com/gpu", 0.0), labels.get("cloud.google.com/gke-max-shared-clients-per-gpu")
+        ) or _num(labels.get("cloud.google.com/gke-accelerator-count"))
         acc, _ = resolve_alias(gke)
         part = labels.get("cloud.google.com/gke-gpu-partition-size")
         if part:
             _, fraction = resolve_alias(f"mig-{part}", parent=gke)
-            return acc, _physical_from_mig(count, fraction)
+            return acc, _physical_from_mig(count, fraction, acc, part)
         return acc, count
     kname = labels.get("karpenter.k8s.aws/instance-gpu-name")
     if kname:
@@ -189,21 +238,33 @@ def node_accelerators(
 
 
 def _node_fields(node: Any) -> tuple[str, dict[str, str], dict[str, Any], str]:
-    """(name, labels, allocatable, providerID) from a client model object or a raw dict."""
+    """(name, labels, devices, providerID) from a client model object or a raw dict.
+
+    Devices are the larger of capacity and allocatable per resource: a GPU the device plugin marks unhealthy
+    leaves allocatable but is still installed in the node (capacity keeps it).
+    """
     if isinstance(node, dict):
         meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
         return (
             meta.get("name", ""),
             meta.get("labels") or {},
-            status.get("allocatable") or {},
+            _devices(status.get("capacity"), status.get("allocatable")),
             spec.get("providerID", ""),
         )
     return (
         node.metadata.name,
         node.metadata.labels or {},
-        (node.status.allocatable if node.status else None) or {},
+        _devices(node.status.capacity, node.status.allocatable) if node.status else {},
         (node.spec.provider_id if node.spec else "") or "",
     )
+
+
+def _devices(capacity: dict[str, Any] | None, allocatable: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = dict(allocatable or {})
+    for k, v in (capacity or {}).items():
+        if k in _ACCEL_RESOURCES or k.startswith("nvidia.com/mig-"):
+            out[k] = max(_num(v), _num(out.get(k)))
+    return out
 
 
 @register("k8s")
@@ -234,6 +295,8 @@ class K8sNodesCollector(Collector):
                 page = v1.list_node(**kw)
                 for node in page.items:
                     name, labels, alloc, pid = _node_fields(node)
+                    if c.cloud_nodes == "skip" and pid.startswith(CLOUD_PROVIDER_IDS):
+                        continue  # the cloud collector holds this VM's chips under its instance id
                     try:
                         hit = node_accelerators(labels, alloc, pid)
                     except PolicyError as exc:

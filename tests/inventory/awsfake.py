@@ -40,6 +40,7 @@ def _reservations_xml(items: list[dict[str, Any]]) -> bytes:
         f"<item><capacityReservationId>{c['id']}</capacityReservationId><instanceType>{c['type']}</instanceType>"
         f"<availableInstanceCount>{c['available']}</availableInstanceCount>"
         f"<totalInstanceCount>{c['total']}</totalInstanceCount><state>active</state>"
+        + (f"<ownerId>{c['owner']}</ownerId>" if c.get("owner") else "") +
         f"<reservationType>{c.get('kind', 'capacity-block')}</reservationType></item>"
         for c in items
     )

@@ -43,6 +43,7 @@ class ComputeFake:
         self.instances: dict[str, list[dict[str, Any]]] = {}
         self.failing: set[str] = set()
         self.unreachable: dict[str, list[str]] = {}
+        self.unreachable_scopes: dict[str, list[str]] = {}  # project -> zones reported with warning UNREACHABLE
         self.requests: list[str] = []
 
     def start(self) -> ComputeFake:
@@ -89,6 +90,9 @@ class ComputeFake:
                     body["nextPageToken"] = str(start + size)
                 if fake.unreachable.get(project):
                     body["unreachables"] = fake.unreachable[project]
+                for scope in fake.unreachable_scopes.get(project, []):
+                    # How aggregatedList reports a zone it cannot reach: a per-scope warning, no instances.
+                    items[scope] = {"warning": {"code": "UNREACHABLE", "message": f"Scope [{scope}] is unreachable."}}
                 return self._json(200, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

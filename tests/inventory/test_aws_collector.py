@@ -145,6 +145,19 @@ def test_active_capacity_block_counts_its_unused_slots_as_held(aws: AwsFake, sto
     assert f"{ACCOUNT_A}:cr-0fffffffffffffff0" not in live
 
 
+def test_capacity_reservation_shared_from_another_account_is_counted_by_its_owner_only(
+    aws: AwsFake, store: str,
+) -> None:
+    aws.faults.reservations["us-east-1"] = [
+        {"id": "cr-0aaaaaaaaaaaaaaa0", "type": P5, "available": 1, "total": 1, "owner": ACCOUNT_A},
+        {"id": "cr-0bbbbbbbbbbbbbbb0", "type": P5, "available": 3, "total": 3, "owner": "999999999999"},
+    ]
+    sync(_collector(["us-east-1"]), store)
+    live = _live(store)
+    assert f"{ACCOUNT_A}:cr-0aaaaaaaaaaaaaaa0" in live
+    assert f"{ACCOUNT_A}:cr-0bbbbbbbbbbbbbbb0" not in live  # shared in: the owner's listing holds its slots
+
+
 def _moto_type_only_the_api_describes() -> tuple[str, str, float]:
     """An instance type with GpuInfo in moto's data that the catalog lacks but whose GPU it resolves."""
     path = Path(moto.ec2.__file__).parent / "resources" / "instance_types.json.gz"
@@ -196,3 +209,25 @@ def test_unreachable_account_retires_nothing(aws: AwsFake, store: str) -> None:
     summary = sync(bad, store)
     assert summary.status == "failed"
     assert f"{ACCOUNT_B}:{ids[0]}" in _live(store)
+
+
+def test_each_account_reads_its_own_credentials_file_and_the_environment_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    keys = {"a": "AKIAAAAAAAAAAAAAAAAA", "b": "AKIABBBBBBBBBBBBBBBB"}
+    for name, key in keys.items():
+        (tmp_path / name).write_text(f"[default]\naws_access_key_id = {key}\naws_secret_access_key = s-{name}\n")
+    col = build(
+        "aws",
+        {"accounts": [{"id": "111111111111", "credentials_file": str(tmp_path / "a")},
+                      {"id": "222222222222", "credentials_file": str(tmp_path / "b")}]},
+    )
+    # Sessions are all made before the region threads resolve credentials, as collect() does.
+    sessions = [col._session(a)[0] for a in col.config.accounts]  # type: ignore[attr-defined]
+    assert [s.get_credentials().access_key for s in sessions] == [keys["a"], keys["b"]]
+    assert "AWS_SHARED_CREDENTIALS_FILE" not in os.environ

@@ -84,3 +84,26 @@ def test_failing_project_keeps_its_holdings_and_unreachable_zones_retire_nothing
     gce.unreachable.clear()
     assert sync(_collector(gce, "a", "b"), store).status == "ok"
     assert set(_live(store)) == {"a/1"}
+
+
+def test_zone_reported_unreachable_in_its_scope_warning_retires_nothing(gce: ComputeFake, store: str) -> None:
+    gce.instances["p"] = [
+        instance("p", "x", "us-central1-a", "a3-highgpu-8g", iid=1),
+        instance("p", "y", "europe-west4-b", "a3-highgpu-8g", iid=2),
+    ]
+    sync(_collector(gce, "p"), store)
+    # europe-west4-b is down: aggregatedList answers 200 with that zone's scope carrying warning UNREACHABLE.
+    gce.instances["p"] = [instance("p", "x", "us-central1-a", "a3-highgpu-8g", iid=1)]
+    gce.unreachable_scopes["p"] = ["zones/europe-west4-b"]
+    summary = sync(_collector(gce, "p"), store)
+    assert summary.status == "failed" and "europe-west4-b" in (summary.scopes[0].error or "")
+    assert set(_live(store)) == {"p/1", "p/2"}
+
+
+def test_vm_in_graceful_shutdown_still_holds_its_gpus_and_stopped_states_do_not(gce: ComputeFake, store: str) -> None:
+    gce.instances["p"] = [
+        instance("p", f"vm-{st.lower()}", "us-central1-a", "a3-highgpu-8g", status=st, iid=i)
+        for i, st in enumerate(["PENDING", "PENDING_STOP", "DEPROVISIONING", "TERMINATED", "STOPPED", "SUSPENDED"])
+    ]
+    assert sync(_collector(gce, "p"), store).status == "ok"
+    assert set(_live(store)) == {"p/0", "p/1", "p/2"}

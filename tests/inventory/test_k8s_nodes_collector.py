@@ -156,3 +156,68 @@ def test_watch_reports_a_node_whose_accelerators_change(k8s: KmockThread, site: 
     t.join(10)
     assert changed and changed[0] == "fra-1"
     assert w.relists == 1  # one list, then the watch carried on from its resourceVersion
+
+
+@pytest.mark.parametrize(
+    ("labels", "devices"),
+    [
+        # 1g.10gb on an A100 40GB takes 2 of 8 memory slices: 4 per GPU, so 32 devices are 8 GPUs (not 5).
+        ({"nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.10gb", "nvidia.com/gpu.count": "32"}, {}),
+        ({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3-MIG-1g.20gb", "nvidia.com/gpu.count": "32"}, {}),
+        # A media-extension profile exists once per GPU.
+        ({"nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.5gb+me", "nvidia.com/gpu.count": "8"}, {}),
+        ({"nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-2g.10gb", "nvidia.com/gpu.count": "24"}, {}),
+        (
+            {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb",
+             "cloud.google.com/gke-gpu-partition-size": "1g.20gb"},
+            {"nvidia.com/gpu": "32"},
+        ),
+    ],
+)
+def test_mig_devices_per_gpu_are_bounded_by_memory_slices_too(labels: dict[str, str], devices: dict[str, str]) -> None:
+    from agent.collectors.k8s_nodes import node_accelerators
+
+    hit = node_accelerators(labels, devices)
+    assert hit is not None and hit[1] == 8
+
+
+def test_gke_time_shared_gpus_count_each_physical_gpu_once() -> None:
+    from agent.collectors.k8s_nodes import node_accelerators
+
+    labels = {
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4",
+        "cloud.google.com/gke-gpu-sharing-strategy": "time-sharing",
+        "cloud.google.com/gke-max-shared-clients-per-gpu": "4",
+    }
+    # 2 T4s shared by 4 clients each: the node advertises 8 nvidia.com/gpu.
+    assert node_accelerators(labels, {"nvidia.com/gpu": "8"}) == (_acc("nvidia-tesla-t4"), 2)
+
+
+def test_gpu_marked_unhealthy_is_still_held_by_its_node(k8s: KmockThread, site: str) -> None:
+    v1 = k8s.core()
+    n = node("gke-gpu", {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, {"nvidia.com/gpu": "4"})
+    n["status"]["capacity"] = {"nvidia.com/gpu": "4"}
+    v1.create_node(n)
+    sync(_collector(k8s), site)
+    # One GPU fails its health check: the device plugin drops it from allocatable, capacity still shows 4.
+    v1.patch_node_status("gke-gpu", {"status": {"allocatable": {"nvidia.com/gpu": "3"}}})
+    assert sync(_collector(k8s), site).status == "ok"
+    assert _live(site)["fra-1/gke-gpu"].count == 4
+
+
+def test_cloud_nodes_skip_leaves_cloud_vms_to_their_cloud_collector_so_chips_are_not_counted_twice(
+    k8s: KmockThread, site: str,
+) -> None:
+    v1 = k8s.core()
+    h100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8"}
+    v1.create_node(node("eks-gpu", h100, provider_id="aws:///us-east-1a/i-0abc1234567890def"))
+    v1.create_node(node("gke-gpu", h100, provider_id="gce://proj/us-central1-a/gke-pool-1-abcd"))
+    v1.create_node(node("rack-7", h100))  # bare metal in the same cluster: no cloud collector sees it
+    sync(_collector(k8s), site)
+    assert set(_live(site)) == {"fra-1/eks-gpu", "fra-1/gke-gpu", "fra-1/rack-7"}  # default: every node counts
+    skip = build("k8s", {"clusters": [{"name": "fra-1", "api_url": k8s.url, "owner": "Acme Cloud",
+                                       "operator": "Acme Ops", "cloud_nodes": "skip"}]})
+    assert sync(skip, site).status == "ok"
+    assert set(_live(site)) == {"fra-1/rack-7"}  # the cloud VMs' holdings are retired here, kept by aws/gcp
+    with pytest.raises(ValueError, match="cloud_nodes"):
+        ClusterConfig.model_validate({"name": "x", "cloud_nodes": "sometimes"})

@@ -13,6 +13,7 @@ from agent.kb import catalog
 from agent.parties import add_site
 from agent.store import session_scope
 from agent.store.tables.core import Holding
+from policies.errors import PolicyError
 
 HEADER = "site,accelerator,count,owner,operator,serial\n"
 
@@ -128,3 +129,73 @@ def test_register_history_on_postgresql_rebuilds_the_installed_base_for_a_past_i
         now = installed_base(s, packs, utcnow() + timedelta(seconds=1))  # type: ignore[arg-type]
     assert then["totals"]["count"] == 2 and now["totals"]["count"] == 1
     assert len(_rows(pg_url)) == 2
+
+
+def test_bad_row_after_a_blank_line_is_named_by_its_spreadsheet_row(dc: str, tmp_path: Path) -> None:
+    f = _write(
+        tmp_path,
+        HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-1\n\nDublin DC1,h100,x,Acme Cloud,Acme Ops,SN-2\n",
+    )
+    with pytest.raises(RegisterError) as exc:
+        import_register(f, dc)
+    assert exc.value.problems == ["row 4, field count: 'x' is not a positive number"]
+
+
+def test_row_with_more_values_than_the_header_is_refused_not_truncated(dc: str, tmp_path: Path) -> None:
+    # An unquoted comma in the serial shifts a value past the last column; it must not be dropped silently.
+    f = _write(tmp_path, HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN,7\n")
+    with pytest.raises(RegisterError) as exc:
+        import_register(f, dc)
+    assert len(exc.value.problems) == 1 and exc.value.problems[0].startswith("row 2: 7 values")
+    assert _rows(dc) == []
+
+
+def test_duplicate_header_column_is_refused(dc: str, tmp_path: Path) -> None:
+    f = _write(tmp_path, "site,accelerator,count,owner,operator,site\nDublin DC1,h100,1,Acme Cloud,Acme Ops,X\n")
+    with pytest.raises(PolicyError, match="duplicate site"):
+        import_register(f, dc)
+    assert _rows(dc) == []
+
+
+def test_count_that_is_not_a_whole_number_of_chips_is_refused(dc: str, tmp_path: Path) -> None:
+    f = _write(tmp_path, HEADER + "Dublin DC1,h100,2.5,Acme Cloud,Acme Ops,\n")
+    with pytest.raises(RegisterError, match=r"row 2, field count: '2.5' is not a whole number"):
+        import_register(f, dc)
+    assert _rows(dc) == []
+
+
+def test_a_header_only_register_does_not_retire_a_whole_site_unless_told_to(dc: str, tmp_path: Path) -> None:
+    f = _write(tmp_path, HEADER + "Dublin DC1,h100,8,Acme Cloud,Acme Ops,\n")
+    import_register(f, dc)
+    f.write_text(HEADER)
+    with pytest.raises(PolicyError, match=r"would retire every chip it holds at Dublin DC1 \(8 chips\).*"
+                                          r"--retire-absent-sites"):
+        import_register(f, dc)
+    assert [h.retired_at for h in _rows(dc)] == [None]
+    import_register(f, dc, retire_absent_sites=True)  # the site really is gone
+    assert [h.retired_at is not None for h in _rows(dc)] == [True]
+
+
+def test_another_sites_register_with_the_same_file_name_is_refused_and_imports_under_its_own_scope(
+    dc: str, tmp_path: Path,
+) -> None:
+    with session_scope(dc) as s:
+        add_site(s, "Frankfurt DC2", "DE")
+    (tmp_path / "dublin").mkdir()
+    (tmp_path / "frankfurt").mkdir()
+    dublin = _write(tmp_path / "dublin", HEADER + "Dublin DC1,h100,8,Acme Cloud,Acme Ops,\n", "assets.csv")
+    frankfurt = _write(tmp_path / "frankfurt", HEADER + "Frankfurt DC2,h100,4,Acme Cloud,Acme Ops,\n",
+                       "assets.csv")
+    import_register(dublin, dc)
+    with pytest.raises(PolicyError, match=r"Dublin DC1.*--scope"):
+        import_register(frankfurt, dc)
+    import_register(frankfurt, dc, scope="register:frankfurt")
+    live = {(h.scope, h.count) for h in _rows(dc) if h.retired_at is None}
+    assert live == {("register:assets.csv", 8.0), ("register:frankfurt", 4.0)}
+
+
+def test_two_configured_registers_with_one_file_name_are_a_config_error() -> None:
+    from agent.collectors.csv_import import CsvConfig
+
+    with pytest.raises(ValueError, match=r"two registers named assets\.csv"):
+        CsvConfig.model_validate({"files": ["/dublin/assets.csv", "/frankfurt/assets.csv"]})
