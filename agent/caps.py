@@ -12,7 +12,7 @@ racing for the last headroom are evaluated one after the other and neither over-
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,9 +32,10 @@ from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
-from policies.errors import NotInEffect, PolicyError
+from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, UnknownCountry
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
+from policies.parties import PartyRef, effective_tier
 
 Op = Literal["add", "move", "retire"]
 MAX_LISTED_HOLDINGS = 50_000
@@ -64,6 +65,20 @@ def dated(option: str) -> Iterator[None]:
             raise
         text = text.replace("choose a later --as-of", f"choose a later {option}")
         raise NotInEffect(f"{option}: {text}") from None
+
+
+@contextmanager
+def named(option: str) -> Iterator[None]:
+    """Name the option at fault when a chip, country or party it gave is unknown (the core names the value)."""
+    try:
+        yield
+    except (UnknownAccelerator, UnknownCountry, PartyError) as exc:
+        text = str(exc)
+        if text.startswith(f"{option}:"):
+            raise
+        for generic in ("country: ", "party: "):
+            text = text.removeprefix(generic)
+        raise type(exc)(f"{option}: {text}") from None
 
 
 def check_nveu_covers(a: VeuAuthorization, country: str, option: str, site: str | None = None) -> None:
@@ -130,17 +145,22 @@ def add_authorization(
     kind = kind.strip().lower()
     if kind not in ("uveu", "nveu"):
         raise PolicyError(f"--kind: {kind!r} is not uveu or nveu")
-    party = get_party(s, holder)
+    if name.lower() == "allocations":
+        raise PolicyError("name: 'allocations' names the Tier 2 and LPP allocations in `veuctl caps`; choose another")
+    with named("--holder"):
+        party = get_party(s, holder)
     code: str | None = None
     if kind == "nveu":
         if not country:
             raise PolicyError("--country: an NVEU covers exactly one destination country; give it (e.g. --country AE)")
-        code = country_code(country)
+        with named("--country"):
+            code = country_code(country)
         t = tier(packs, code, date.today())
         if t.tier == 3:
             raise PolicyError(f"--country: {code} is a Tier 3 destination ({t.basis}); no NVEU may operate there")
     elif country:
         raise PolicyError("--country: a UVEU is not limited to one country; omit --country (or use --kind nveu)")
+    _check_holder_eligible(packs, party_refs(s), party.name, kind, date.today())
     if s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first() is not None:
         raise PolicyError(f"name: authorization {name!r} already exists; choose another name")
     row = VeuAuthorization(name=name, kind=kind, holder_id=party.id, country=code, reference=reference)  # type: ignore[arg-type]
@@ -149,6 +169,20 @@ def add_authorization(
     record(s, actor=actor or current_actor(), action="authorization.create", subject=f"authorization:{name}",
            payload={"kind": kind, "holder": party.name, "country": code, "reference": reference})
     return row
+
+
+def _check_holder_eligible(
+    packs: PackRegistry, parties: Mapping[str, PartyRef], holder: str, kind: str, on: date,
+) -> None:
+    """§ 748.15(b)(2): a UVEU is headquartered, or has its ultimate parent headquartered, in Supp. 5(a); no Data
+    Center VEU is headquartered, or has its ultimate parent headquartered, in Macau or Country Group D:5."""
+    eff = effective_tier(packs, parties, holder, on)
+    if eff.tier == 3:
+        raise PolicyError(f"--holder: {eff.basis}; a Data Center VEU cannot be headquartered, or have its ultimate "
+                          "parent headquartered, in Macau or Country Group D:5 (15 CFR 748.15(b)(2))")
+    if kind == "uveu" and packs.find("uveu-eligibility", on) is not None and 1 not in (eff.own.tier, eff.parent.tier):
+        raise PolicyError(f"--holder: {eff.basis}; a UVEU must be headquartered, or have its ultimate parent "
+                          "headquartered, in a Supp. 5(a) destination (15 CFR 748.15(b)(2)(i)); use --kind nveu")
 
 
 def authorization_dict(s: Session, a: VeuAuthorization) -> dict[str, Any]:
@@ -222,7 +256,7 @@ def holding_rows(
     s: Session, at: datetime, site_id: int | None = None, limit: int | None = None, offset: int = 0,
     country: str | None = None, owner_ids: Sequence[int] | None = None, accelerator: str | None = None,
     owner_or_operator_ids: Sequence[int] | None = None, countries: Sequence[str] | None = None,
-    accelerators: Sequence[str] | None = None,
+    accelerators: Sequence[str] | None = None, operator_ids: Sequence[int] | None = None,
 ) -> list[tuple[int, int, str, int | None, int | None, float]]:
     """Individual holdings in force at ``at``: (holding_id, site_id, accelerator, owner_id, operator_id, count)."""
     hp, h = HoldingPeriod, Holding
@@ -241,6 +275,8 @@ def holding_rows(
             q = q.where(t.site_id.in_(sa_select(Site.id).where(col(Site.country).in_(list(countries)))))  # type: ignore[union-attr]
         if owner_ids is not None:
             q = q.where(col(t.owner_id).in_(list(owner_ids)))
+        if operator_ids is not None:
+            q = q.where(col(t.operator_id).in_(list(operator_ids)))
         if accelerator is not None:
             q = q.where(t.accelerator == accelerator)
         if owner_or_operator_ids is not None:
@@ -443,7 +479,8 @@ def _whatif(
 ) -> dict[str, Any]:
     a = get_authorization(s, name)
     auth = to_core(s, a)
-    info = chip(packs, chip_name, as_of)
+    with named("--chip"):
+        info = chip(packs, chip_name, as_of)
     src = _site(s, site)
     check_nveu_covers(a, src.country, "--site", src.name)
     dst: Site | None = None
@@ -452,8 +489,10 @@ def _whatif(
             raise PolicyError("--to: a move needs the destination site")
         dst = _site(s, to_site, "--to")
         check_nveu_covers(a, dst.country, "--to", dst.name)
-    own = get_party(s, owner).name if owner else auth.holder
-    opr = get_party(s, operator).name if operator else own
+    with named("--owner"):
+        own = get_party(s, owner).name if owner else auth.holder
+    with named("--operator"):
+        opr = get_party(s, operator).name if operator else own
     unit = Fraction(1) * info.fraction
 
     def pl(st: Site, sign: int) -> Placement:
@@ -557,12 +596,26 @@ def reserve(
     a = get_authorization(s, name)
     if s.get_bind().dialect.name == "postgresql":
         s.exec(select(VeuAuthorization).where(VeuAuthorization.id == a.id).with_for_update()).one()
+    # The chips are not installed yet, so they join the installed base as it is now or later: a plan dated in
+    # the past is checked against today's installed base, not against that day's (which may hold fewer chips).
+    today = utcnow().date()
+    base = None
+    if planned_for < today:
+        with dated("--planned-for"):
+            base = placements(s, packs, today)
     res = whatif(s, packs, name, op="add", n=n, chip_name=chip_name, site=site, as_of=planned_for,
-                 owner=owner, operator=operator, date_option="--planned-for")
+                 owner=owner, operator=operator, date_option="--planned-for", base=base)
     if not res["ok"]:
+        lo, hi = res["min_fit"], res["max_fit"]
+        if lo is not None and hi is None:  # the cap is over already and only a larger change cures it
+            what, fits = "would leave", f"{lo:,} or more fit"
+        elif lo:
+            what, fits = "would exceed", f"{lo:,} to {hi:,} fit"
+        else:
+            what, fits = "would exceed", f"at most {hi} fit{'s' if hi == 1 else ''}"
         raise CapExceeded(
-            f"--count: reserving {n} x {res['change']['chip_name']} at {site} would exceed {res['binding']}; "
-            f"at most {res['max_fit']} fit{'s' if res['max_fit'] == 1 else ''} under {name} on {planned_for}"
+            f"--count: reserving {n} x {res['change']['chip_name']} at {site} {what} {res['binding']}"
+            f"{' over its limit' if what == 'would leave' else ''}; {fits} under {name} on {planned_for}"
         )
     ch = res["change"]
     row = Reservation(
@@ -623,16 +676,31 @@ def add_shipment(
     s: Session, packs: PackRegistry, *, day: date | str, consignee: str, destination: str, chip_name: str,
     count: float, via: str, reference: str = "", authorization: str | None = None, actor: str | None = None,
 ) -> Shipment:
-    """Record a shipment; LPP to a Tier 3 destination or a VEU shipment without its authorization is refused."""
+    """Record a shipment; one the authorization it names cannot cover is refused.
+
+    LPP: not to a Tier 3 destination nor to a consignee headquartered (or whose ultimate parent is) there
+    (§ 740.29). AIA: only to entities located in, and headquartered (with their ultimate parent) in, Supp. 5(a)
+    (§ 740.27(a)). UVEU/NVEU: the authorization used, never to a data center in Macau or D:5 (§ 748.15(b)(2))
+    nor to an entity headquartered there (Supp. No. 10 to part 748 ¶4.a).
+    """
     d = parse_date(day, "--date") if isinstance(day, str) else day
     via = _via(via)
     _shipment_count(count)
-    party = get_party(s, consignee)
-    dest = country_code(destination)
+    with named("--consignee"):
+        party = get_party(s, consignee)
+    with named("--destination"):
+        dest = country_code(destination)
     with dated("--date"):
         t = tier(packs, dest, d)
+        eff = effective_tier(packs, party_refs(s), party.name, d)
     if via == "lpp" and t.tier == 3:
         raise PolicyError(f"--via: License Exception LPP is not available to {dest} ({t.basis})")
+    if via == "lpp" and eff.tier == 3:
+        raise PolicyError(f"--via: License Exception LPP is not available to {party.name}: {eff.basis}")
+    if via == "aia" and packs.find("licence-exception-aia", d) is not None and (t.tier != 1 or eff.tier != 1):
+        why = t.basis if t.tier != 1 else eff.basis
+        raise PolicyError(f"--via: License Exception AIA covers entities located in, and headquartered (with their "
+                          f"ultimate parent) in, Supp. 5(a) destinations only: {why}")
     auth_id = None
     if via in ("uveu", "nveu"):
         if not authorization:
@@ -641,8 +709,12 @@ def add_shipment(
         if a.kind != via:
             raise PolicyError(f"--authorization: {authorization!r} is a {a.kind.upper()}, not a {via.upper()}")
         check_nveu_covers(a, dest, "--destination")
+        if t.tier == 3:
+            raise PolicyError(f"--destination: no Data Center VEU data center may be in {dest} ({t.basis})")
+        if eff.tier == 3:
+            raise PolicyError(f"--consignee: a Data Center VEU may not transfer chips to {party.name}: {eff.basis}")
         auth_id = a.id
-    with dated("--date"):
+    with dated("--date"), named("--chip"):
         info = chip(packs, chip_name, d)
     row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
                    count=float(count) * float(info.fraction), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
@@ -701,9 +773,11 @@ def list_shipments(
     via = _via(via) if via else None
     q = select(Shipment)
     if consignee:
-        q = q.where(Shipment.consignee_id == get_party(s, consignee).id)
+        with named("--consignee"):
+            q = q.where(Shipment.consignee_id == get_party(s, consignee).id)
     if destination:
-        q = q.where(Shipment.destination == country_code(destination))
+        with named("--destination"):
+            q = q.where(Shipment.destination == country_code(destination))
     if via:
         q = q.where(Shipment.via == via)
     total = s.exec(select(func.count()).select_from(q.subquery())).one()
@@ -722,6 +796,7 @@ def holdings_page(
     s: Session, packs: PackRegistry, as_of: date, *, site: str | None = None, country: str | None = None,
     accelerator: str | None = None, owners: list[int] | None = None, limit: int = 100, offset: int = 0,
     owners_or_operators: list[int] | None = None, countries: list[str] | None = None, counted_only: bool = False,
+    operators: list[int] | None = None,
 ) -> dict[str, Any]:
     """Individual holdings in force on ``as_of`` with their TPP (the bottom of every explanation).
 
@@ -736,7 +811,7 @@ def holdings_page(
         accelerators = [a for a in present if core.counts(chip(packs, a, as_of).eccn, counted)]
     rows = holding_rows(s, at, site_id=site_id, country=country.upper() if country else None,
                         owner_ids=owners, accelerator=accelerator, owner_or_operator_ids=owners_or_operators,
-                        countries=countries, accelerators=accelerators)
+                        countries=countries, accelerators=accelerators, operator_ids=operators)
     sites_, names = _names(s)
     items = []
     for hid, sid, acc, own, opr, cnt in rows[offset:offset + limit]:
@@ -757,13 +832,15 @@ def explain(
     caps = allocation_caps(s, packs, as_of) if name == "allocations" else caps_for(s, packs, name, as_of)
     cap = next((c for c in caps if c.id == cap_id), None)
     if cap is None:
-        raise NotFound(f"cap: {cap_id!r} is not among {name!r}'s caps on {as_of}; see `veuctl caps show {name}`")
+        show = "veuctl caps show" if name == "allocations" else f"veuctl caps show {name}"
+        raise NotFound(f"cap: {cap_id!r} is not among {name!r}'s caps on {as_of}; see `{show}`")
     d = cap_to_dict(cap, max_contributors=500)
     scope = cap.scope
     group = scope.get("group")
-    owners = None
-    if group and scope.get("view") == "owned":
-        owners = [int(p.id) for p in s.exec(select(Party).where(col(Party.name).in_(list(group)))).all() if p.id]
+    owners = operators = None
+    if group and scope.get("view") in ("owned", "operated"):
+        ids = [int(p.id) for p in s.exec(select(Party).where(col(Party.name).in_(list(group)))).all() if p.id]
+        owners, operators = (ids, None) if scope["view"] == "owned" else (None, ids)
     holder_ids = None
     if scope.get("holder"):  # NVEU: what the holder owns or operates in its country
         holder_ids = [int(p.id) for p in s.exec(select(Party).where(Party.name == scope["holder"])).all() if p.id]
@@ -785,7 +862,8 @@ def explain(
         d["holdings"] = page([], 0, limit, offset)
     else:
         d["holdings"] = holdings_page(s, packs, as_of, country=country, owners=owners, limit=limit, offset=offset,
-                                      owners_or_operators=holder_ids, countries=countries, counted_only=True)
+                                      owners_or_operators=holder_ids, countries=countries, counted_only=True,
+                                      operators=operators)
     d["as_of"] = as_of.isoformat()
     d["authorization"] = name
     return d

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from policies.errors import PolicyError
-from policies.jurisdictions import tier
+from policies.jurisdictions import equivalent_destination, tier
 from policies.packs import PackRegistry, ProvisionStatus, ResolvedProvision
 from policies.parties import PartyRef
 
@@ -320,6 +320,11 @@ def uveu_caps(
     rows = [p for p in placements if counts(p.eccn, counted)]
     us = str(prov.value("us_hq_country"))
     holder_hq = parties[auth.holder].hq
+
+    def same_as_us(cc: str) -> bool:
+        # A US territory is the United States under the EAR (destination-equivalences), not "outside" it.
+        return equivalent_destination(packs, cc, as_of) == us
+
     # ¶6: the 25% / 7% caps are "only for entities headquartered in" Supp. 5(a) destinations.
     tier_caps_apply = prov.values.get("tier_caps_apply_to", "hq-in-supp5a") == "all" or tiers(holder_hq) == 1
     tier_note = "" if tier_caps_apply else (
@@ -355,8 +360,8 @@ def uveu_caps(
                 note=tier_note,
                 scope={**scope, "area": "country", "country": cc},
             ))
-        if holder_hq == us:
-            out_us = [p for p in mine if p.country != us]
+        if same_as_us(holder_hq):
+            out_us = [p for p in mine if not same_as_us(p.country)]
             out.append(CapResult(
                 id=f"uveu.outside_us.{view}", title=f"Share outside the United States, US-headquartered ({view})",
                 kind="share", view=view, binding=binding,
@@ -441,7 +446,9 @@ def tier2_allocation_caps(
 
     Counts 3A090.a/4A090.a TPP licensed to each destination from the period start up to ``as_of``; shipments
     under LPP or to UVEUs/NVEUs do not count. Supp. 5(b) destinations may get up to +100% (a maximum the
-    government-to-government assurance may grant, shown as such).
+    government-to-government assurance may grant, shown as such). The allocation is "for the period from
+    2025 to 2027": after the pack's ``period_end`` no allocation is in effect (BIS reviews allocations for
+    subsequent years annually, (B)(2)), so the cap has no limit and every licence shipped since counts.
     """
     prov = packs.provision("tier2-country-allocation", as_of)
     g2g = packs.find("tier1-g2g-assurance-destinations", as_of)
@@ -453,9 +460,11 @@ def tier2_allocation_caps(
     tiers = _Tiers(packs, as_of)
     base = exact(prov.value("cumulative_tpp"))
     inc = exact(prov.value("g2g_max_increase_fraction"))
+    expired = as_of > end
+    upto = as_of if expired else min(as_of, end)
     rel = [
         s for s in shipments
-        if start <= s.day <= min(as_of, end) and s.via not in excluded and s.via == "licence"
+        if start <= s.day <= upto and s.via not in excluded and s.via == "licence"
         and counts(s.eccn, counted)
     ]
     out: list[CapResult] = []
@@ -463,16 +472,21 @@ def tier2_allocation_caps(
         if tiers(cc) != 2:
             continue  # Tier 1: presumption of approval without allocation; Tier 3: presumption of denial
         mine = tuple(s for s in rel if s.destination == cc)
-        limit = base * (1 + inc) if cc in g2g_list else base
+        limit: Fraction | None = None if expired else (base * (1 + inc) if cc in g2g_list else base)
+        if expired:
+            note = (f"the {start.year}-{end.year} allocation ended on {end}; no allocation for {as_of.year} is "
+                    "in the rule (BIS reviews allocations for subsequent years annually)")
+        else:
+            note = "raised by the maximum government-to-government increase" if cc in g2g_list else ""
         out.append(CapResult(
             id=f"tier2.country_allocation.{cc}",
             title=f"Country allocation for {cc} (licences, {start.year}-{end.year})",
             kind="absolute", view="shipments", binding=True,
             numerator=sum((s.tpp for s in mine), Fraction(0)), denominator=Fraction(1), limit=limit,
             provisions=(prov,) + ((g2g,) if g2g is not None else ()), shipments=mine,
-            formula=f"TPP licensed to {cc} from {start} to {min(as_of, end)} <= allocation",
-            note="raised by the maximum government-to-government increase" if cc in g2g_list else "",
-            scope={"area": "country", "country": cc, "from": start.isoformat(), "to": min(as_of, end).isoformat()},
+            formula=f"TPP licensed to {cc} from {start} to {upto} <= allocation",
+            note=note,
+            scope={"area": "country", "country": cc, "from": start.isoformat(), "to": upto.isoformat()},
         ))
     return out
 

@@ -19,10 +19,11 @@ res_app = typer.Typer(help="Reservations: planned placements holding headroom.",
 ship_app = typer.Typer(help="The shipments ledger (country allocations and LPP).", no_args_is_help=True)
 
 
-def _fmt(x: Any) -> str:
+def _fmt(x: Any, share: bool = False) -> str:
+    """A share (value or limit of a share cap) as a percentage, whatever its size; anything else as a number."""
     if x is None:
         return "-"
-    if isinstance(x, float) and abs(x) < 1:
+    if share and isinstance(x, int | float):
         return f"{x:.4%}"
     if isinstance(x, int | float):
         return f"{x:,.0f}"
@@ -33,8 +34,9 @@ def _print_caps(data: dict[str, Any]) -> None:
     rows = []
     for c in data["caps"]:
         flags = ("" if c["confirmed"] else " ?") + ("" if c["enforced"] else " ~")
-        rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": _fmt(c["value"]),
-                     "limit": _fmt(c["limit"]), "headroom TPP": _fmt(c["headroom"]),
+        share = c["kind"] == "share"
+        rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": _fmt(c["value"], share),
+                     "limit": _fmt(c["limit"], share), "headroom TPP": _fmt(c["headroom"]),
                      "ok": ("OK" if c["ok"] else "OVER") + flags})
     table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"],
           title=f"{data.get('authorization') or 'allocations'} as of {data['as_of']}")
@@ -103,7 +105,9 @@ def caps_explain(
 
     def human(d: dict[str, Any]) -> None:
         console.print(f"[bold]{d['title']}[/bold]  {d['explanation']['formula']}")
-        console.print(f"value {_fmt(d['value'])}  limit {_fmt(d['limit'])}  headroom {_fmt(d['headroom'])} TPP  "
+        share = d["kind"] == "share"
+        console.print(f"value {_fmt(d['value'], share)}  limit {_fmt(d['limit'], share)}  "
+                      f"headroom {_fmt(d['headroom'])} TPP  "
                       f"{'OK' if d['ok'] else 'OVER'}")
         for p in d["explanation"]["provisions"]:
             console.print(f"  {p['label']}")
@@ -136,12 +140,16 @@ def whatif(
                           as_of=as_of(as_of_), owner=owner, operator=operator)
 
     def human(d: dict[str, Any]) -> None:
-        rows = [{"cap": c["id"], "limit": _fmt(c["limit"]), "before": _fmt(c["before"]["value"]),
-                 "after": _fmt(c["after"]["value"]), "ok": "OK" if c["after"]["ok"] else "OVER"}
-                for c in d["caps"] if c["binding"]]
+        def row(c: dict[str, Any]) -> dict[str, str]:
+            share = c["before"]["denominator_tpp"] is not None
+            return {"cap": c["id"], "limit": _fmt(c["limit"], share), "before": _fmt(c["before"]["value"], share),
+                    "after": _fmt(c["after"]["value"], share), "ok": "OK" if c["after"]["ok"] else "OVER"}
+
+        rows = [row(c) for c in d["caps"] if c["binding"]]
         table(rows, ["cap", "limit", "before", "after", "ok"], title=f"{op} {n} x {d['change']['chip_name']}")
         mf = "unlimited by these caps" if d["max_fit_unbounded"] else d["max_fit"]
-        console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}   max N: {mf}")
+        least = f"   min N: {d['min_fit']:,}" if d["min_fit"] else ""  # a cap over already: only more N cures it
+        console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}   max N: {mf}{least}")
         k = d["reservations_counted"]
         past = d["as_of"] < date.today().isoformat()
         note = f"; caps show --as-of {d['as_of']} counts those open then" if past else ""

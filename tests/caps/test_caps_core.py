@@ -92,6 +92,16 @@ def test_us_headquartered_uveu_exactly_50_percent_outside_the_us_is_within_the_l
     assert not caps["uveu.outside_us.owned"].ok
 
 
+def test_a_us_territory_is_the_united_states_for_the_uveu_caps(packs: PackRegistry) -> None:
+    # § 772.1: the United States includes its territories; Puerto Rico is neither Tier 2 nor "outside the US".
+    from policies.jurisdictions import tier
+
+    assert tier(packs, "PR", D).tier == 1 and "treated as US" in tier(packs, "PR", D).basis
+    caps = by_id(uveu_caps(packs, PARTIES, ACME, [pl("US", 40, "Acme Cloud"), pl("PR", 60, "Acme Cloud")], D))
+    assert caps["uveu.outside_us.owned"].value == 0 and caps["uveu.outside_tier1.owned"].value == 0
+    assert not any(c.startswith("uveu.single_country.PR") for c in caps)
+
+
 def test_non_us_uveu_has_no_50_percent_us_cap(packs: PackRegistry) -> None:
     caps = by_id(uveu_caps(packs, PARTIES, NORDIC, [pl("SE", 100)], D))
     assert "uveu.outside_us.owned" not in caps
