@@ -30,7 +30,7 @@ from sqlalchemy import DateTime, bindparam, text, type_coerce
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from agent.signing import SigningKey, key_id, signing_key
+from agent.signing import SigningKey, key_id, signing_key, trusted_default
 from agent.signing import verify as verify_signature
 from agent.store.db import binary_arrays, fetch_each, insert_many, insert_step, write_each
 from agent.store.tables.audit import AuditCheckpoint, AuditEntry
@@ -384,7 +384,7 @@ class VerifyResult:
 
 def _trusted(keys: list[Ed25519PublicKey] | None) -> dict[str, Ed25519PublicKey]:
     if keys is None:
-        keys = [signing_key().public]
+        keys = trusted_default()
     return {key_id(k): k for k in keys}
 
 
@@ -437,8 +437,13 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
     trusted = _trusted(keys)
     cps = _checkpoints(session, trusted, result, external)
     cp_at: dict[int, str] = {}
+    # Only an ``anchor`` checkpoint (signed by prune) vouches that the entries up to it were removed on
+    # purpose; a periodic one over the same seq says nothing about deletions.
+    anchors: dict[int, str] = {}
     for cp in cps:
         cp_at.setdefault(cp.seq, cp.hash)
+        if cp.kind == "anchor":
+            anchors.setdefault(cp.seq, cp.hash)
     result.latest_checkpoint_seq = max(cp_at) if cp_at else None
     bounds = session.execute(text("SELECT MIN(seq), MAX(seq) FROM audit_entry")).first()
     first, last = (bounds[0], bounds[1]) if bounds else (None, None)
@@ -459,10 +464,10 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
 
     # Where to start and what the first entry's prev_hash must be.
     if from_seq is not None and from_seq > first:
-        below = [s for s in cp_at if s < from_seq and s >= first - 1]
+        below = [s for s in cp_at if s < from_seq and (s >= first or (s in anchors and s == first - 1))]
         if below:
             anchor = max(below)
-            start, expect_prev = anchor + 1, cp_at[anchor]
+            start, expect_prev = anchor + 1, (anchors if anchor in anchors else cp_at)[anchor]
             result.start_from = f"checkpoint {anchor}"
         else:
             start, expect_prev = first, None
@@ -472,11 +477,11 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
         if first == 1:
             expect_prev = GENESIS
             result.start_from = "genesis"
-        elif first - 1 in cp_at:
-            expect_prev = cp_at[first - 1]
+        elif first - 1 in anchors:
+            expect_prev = anchors[first - 1]
             result.start_from = f"pruning anchor {first - 1}"
         else:
-            earlier = [s for s in cp_at if s < first - 1]
+            earlier = [s for s in anchors if s < first - 1]
             missing_from = (max(earlier) + 1) if earlier else 1
             return result.fail(missing_from, f"entries {missing_from}..{first - 1} are missing and no signed "
                                "anchor covers them (deleted from the head of the log)")

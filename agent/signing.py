@@ -127,6 +127,17 @@ def signing_key(create: bool = True) -> SigningKey:
         return key
 
 
+def trusted_default() -> list[Ed25519PublicKey]:
+    """The configured key's public half, to verify with; none (nothing trusted) when no key file exists.
+
+    Verifying never creates a key: a fresh key on an auditor's machine would trust nothing it checks and
+    leave a private key behind.
+    """
+    if not key_path().exists():
+        return []
+    return [signing_key(create=False).public]
+
+
 def verify(pub: Ed25519PublicKey, message: bytes, signature_b64: str) -> bool:
     try:
         pub.verify(base64.b64decode(signature_b64, validate=True), message)

@@ -19,11 +19,13 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from agent.exports import manifest as mf
@@ -82,12 +84,48 @@ def run_export(
     Files are written to a staging directory first and moved in only when all are complete, so a failed
     export never leaves a half-written set behind.
     """
-    from agent.audit import record
-
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ExportError(f"--format: {', '.join(bad) or 'none given'}; choose csv, json or pdf")
-    report = build(s, packs, kind, start, end, **opts)
+    with _snapshot(s) as snap:
+        return _run_export(s, snap, packs, kind, start, end, formats, out_dir, actor=actor, **opts)
+
+
+@contextmanager
+def _snapshot(s: Session) -> Iterator[Session]:
+    """A read-only session on its own connection whose queries all see one snapshot of the store.
+
+    Every table is read once per format and the summary by queries of its own: without one snapshot a
+    write committed meanwhile (an admission decision, an audit entry) lands in the JSON but not the CSV,
+    or in the rows but not the summary, of one signed export.
+    """
+    bind = s.get_bind()
+    if not isinstance(bind, Engine) or bind.url.database in (None, "", ":memory:"):
+        # Bound to a connection, or an in-memory SQLite store that only the caller's connection sees.
+        yield s
+        return
+    conn = bind.connect()
+    try:
+        if bind.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:
+            # pysqlite starts no transaction for a SELECT, so each query would see the latest commit; a
+            # read transaction keeps the first read's snapshot (WAL) to the end.
+            conn.exec_driver_sql("BEGIN")
+        with Session(conn) as snap:
+            yield snap
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def _run_export(
+    s: Session, snap: Session, packs: PackRegistry, kind: str, start: date, end: date, formats: list[str],
+    out_dir: Path, *, actor: str, **opts: Any,
+) -> dict[str, Any]:
+    from agent.audit import record
+
+    report = build(snap, packs, kind, start, end, **opts)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
@@ -95,7 +133,7 @@ def run_export(
         raise ExportError(f"--out: cannot write to {out_dir}: {exc.strerror}") from None
     stem = _stem(report)
     generated = datetime.now(UTC).replace(microsecond=0)
-    head = _audit_head(s)
+    head = _audit_head(snap)
     meta = {"generated_at": generated.isoformat(), "generated_by": actor, "pack_versions": packs.versions()}
     try:
         files: list[FileInfo] = []
@@ -114,14 +152,17 @@ def run_export(
         signed = mf.sign(body)
         manifest_name = f"{stem}{mf.SUFFIX}"
         (staging / manifest_name).write_text(_pretty(signed), encoding="utf-8")
+        # Recorded before the files are moved in: an audit trail that cannot be written (the store locked
+        # or gone) fails the export with nothing left behind that looks like a finished, signed export.
+        record(s, actor=actor, action="export.create", subject=f"export:{kind}",
+               payload={"period": report.meta()["period"], "as_of": report.as_of, "subject": report.subject,
+                        "formats": formats, "manifest": manifest_name,
+                        "files": {f.name: f.sha256 for f in files}, "pack_versions": packs.versions()})
+        s.flush()
         for f in [*files, FileInfo(manifest_name, "", 0)]:
             os.replace(staging / f.name, out_dir / f.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record(s, actor=actor, action="export.create", subject=f"export:{kind}",
-           payload={"period": report.meta()["period"], "as_of": report.as_of, "subject": report.subject,
-                    "formats": formats, "manifest": manifest_name,
-                    "files": {f.name: f.sha256 for f in files}, "pack_versions": packs.versions()})
     return {**signed, "manifest": str(out_dir / manifest_name)}
 
 

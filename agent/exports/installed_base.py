@@ -22,7 +22,7 @@ from policies.packs import PackRegistry
 HOLDING_COLUMNS = ["site", "country", "tier", "accelerator", "eccn", "count", "tpp_each", "tpp", "owner",
                    "operator"]
 DETAIL_COLUMNS = ["holding_id", "source", "external_id", "serial", "site", "country", "accelerator", "count",
-                  "owner", "operator", "installed_since"]
+                  "owner", "operator", "installed_since", "received"]
 CAP_COLUMNS = ["authorization", "kind", "holder", "cap", "title", "view", "binding", "value", "limit",
                "headroom_tpp", "utilisation", "ok", "confirmed", "citations"]
 
@@ -35,7 +35,11 @@ def _num(x: Any) -> float | int | None:
 
 
 def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
-    """Every individual holding in force on ``as_of`` (versioned history first, then undated holdings)."""
+    """Every individual holding in force on ``as_of`` (versioned history first, then undated holdings).
+
+    ``installed_since`` is when the holding's current version (site, count, owner) began; ``received`` is
+    when it was first seen, the receipt date § 748.15(f)(1)(ii)(B) asks for, kept across moves and edits.
+    """
     from agent.inventory import instant_of
 
     at = instant_of(as_of)
@@ -44,7 +48,7 @@ def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
     oper = Party.__table__.alias("oper")  # type: ignore[attr-defined]
     q1 = (
         select(h.c.id, h.c.source, h.c.external_id, h.c.serial, site.c.name, site.c.country, hp.c.accelerator,
-               hp.c.count, owner.c.name, oper.c.name, hp.c.valid_from)
+               hp.c.count, owner.c.name, oper.c.name, hp.c.valid_from, h.c.first_seen)
         .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
         .outerjoin(owner, owner.c.id == hp.c.owner_id).outerjoin(oper, oper.c.id == hp.c.operator_id)
         .where(hp.c.valid_from <= at, or_(hp.c.valid_to.is_(None), hp.c.valid_to > at))
@@ -53,7 +57,7 @@ def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
     no_history = ~exists().where(hp.c.holding_id == h.c.id)
     q2 = (
         select(h.c.id, h.c.source, h.c.external_id, h.c.serial, site.c.name, site.c.country, h.c.accelerator,
-               h.c.count, owner.c.name, oper.c.name, h.c.first_seen)
+               h.c.count, owner.c.name, oper.c.name, h.c.first_seen, h.c.first_seen)
         .join(site, site.c.id == h.c.site_id)
         .outerjoin(owner, owner.c.id == h.c.owner_id).outerjoin(oper, oper.c.id == h.c.operator_id)
         .where(and_(no_history, h.c.first_seen <= at, or_(h.c.retired_at.is_(None), h.c.retired_at > at)))

