@@ -301,7 +301,8 @@ class ModelStatus:
             if d.training_generator is None and d.published_generators:
                 line += "; generator parameters published -> its training operations not counted"
             elif d.training_generator is None:
-                line += "; the generator is this model itself -> its training operations are already counted"
+                line += ("; the generator is this model itself or an earlier checkpoint of it (its base chain) -> "
+                         "its training operations are already counted")
             elif not r.count_generator_training:
                 line += f"; {r.id} does not add the generator's training operations"
             elif d.training_counted:
@@ -588,6 +589,14 @@ class Ledger:
         by_family: dict[str, list[SyntheticInput]] = {}
         for s in inputs:
             by_family.setdefault(self._family_of(s.generator), []).append(s)
+        # This model and its earlier checkpoints (its base chain) are one model (note 3: variants such as
+        # checkpoints or fine-tuned versions count as the same model): never a separate data generator.
+        own: set[str] = set()
+        cur: str | None = rec.name
+        while cur is not None and cur not in own:
+            own.add(cur)
+            base_rec = self.records.get(cur)
+            cur = base_rec.base if base_rec is not None else None
         decisions: list[SyntheticDecision] = []
         gen_added = 0.0
         for fam, items in by_family.items():
@@ -599,8 +608,8 @@ class Ledger:
             best: tuple[str, float] | None = None
             published: list[str] = []
             for g in gens:
-                if g == rec.name:
-                    continue  # its own earlier checkpoint: those training operations are already this lineage's
+                if g in own:
+                    continue  # itself or an earlier checkpoint: those training operations are already this lineage's
                 grec = self.records[g]
                 if grec.is_published(self.as_of):
                     published.append(g)

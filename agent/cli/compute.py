@@ -121,7 +121,10 @@ def add_run(
 ) -> None:
     """Record a training run (pre-training or fine-tuning) of a model."""
     st, en = _date(start, "--start"), _date(end, "--end")
-    est = _estimate(st or date.today(), operations, params, active_params, tokens, moe, chip, count, hours,
+    # The estimate is made today with today's estimation defaults: a run's date says when its operations
+    # happened (4E091 counts pre-training whenever it ran), not which operator defaults apply; a 2019
+    # pre-training run predates every version of them.
+    est = _estimate(date.today(), operations, params, active_params, tokens, moe, chip, count, hours,
                     chip_hours, utilization, precision)
     field = ("--operations" if operations is not None else
              "--params/--tokens" if est.method == "declared-6nd" else

@@ -104,6 +104,19 @@ def test_models_lineage_through_the_cli(veuctl: Veuctl) -> None:
     assert listed[0]["status"] == "excluded:published"
 
 
+def test_note_2_pre_training_from_before_the_estimation_defaults_is_recorded_through_the_cli(
+    veuctl: Veuctl,
+) -> None:
+    # 'Operations' include pre-training whenever it ran (regulation.md §8): T5-11B trained in 2019
+    # (notable_models.csv), before the estimation-defaults provision's first version (2020-01-01).
+    veuctl.json("models", "add", "t5", "--owner", "Acme")
+    out = veuctl.json("models", "add-run", "t5", "--params", "1.1e10", "--tokens", "1e12", "--start", "2019-06-01")
+    assert out["runs"][0]["start"] == "2019-06-01"
+    assert out["cumulative_operations"] == pytest.approx(6.6e22)
+    ft = veuctl.json("models", "add-run", "t5", "--operations", "1e22", "--start", "2019-09-01")
+    assert ft["cumulative_operations"] == pytest.approx(7.6e22)
+
+
 def test_synthetic_data_and_determination_through_the_cli(veuctl: Veuctl) -> None:
     veuctl.json("models", "add", "gen", "--owner", "Acme")
     veuctl.json("models", "add-run", "gen", "--operations", "4e25")

@@ -186,8 +186,29 @@ def test_generator_already_in_the_lineage_is_not_counted_twice(packs: PackRegist
     recs = (m("base", 8e25), m("ft", 1e25, base="base", synthetic=(SyntheticInput("base", 0.3, 1e24),)))
     st = _ledger(packs, *recs).status("ft")
     assert st.cumulative_operations == pytest.approx(8e25 + 1e25 + 1e24)
-    assert st.cumulative.already_counted == pytest.approx(8e25)
-    assert "no operation is counted twice" in st.explanation
+    # base is ft's own earlier checkpoint (note 3: the same model): its training is ft's lineage already.
+    assert st.cumulative.already_counted == 0.0 and st.cumulative.training_added == 0.0
+    assert "earlier checkpoint of it (its base chain) -> its training operations are already counted" in st.explanation
+
+
+def test_note_3_a_base_checkpoint_is_the_same_model_so_it_does_not_displace_another_generators_training(
+    packs: PackRegistry,
+) -> None:
+    # "Variants of a model, such as checkpoints or fine-tuned versions, count as the same model"
+    # (regulation.md §8): ft's base is ft's own earlier checkpoint, not a separate data-generation model.
+    # Data from it (self-distillation) must not stand as "the unpublished generator with the most training
+    # operations" and so hide gen2, a separate unpublished generator of 20% of ft's operations.
+    recs = (
+        m("base", 9e25),
+        m("gen2", 5e25),
+        m("ft", 1e24, base="base", synthetic=(SyntheticInput("base", 0.5, 1e23), SyntheticInput("gen2", 0.2, 1e23))),
+    )
+    st = _ledger(packs, *recs).status("ft")
+    assert st.cumulative_operations == pytest.approx(1e24 + 9e25 + 2e23 + 5e25)
+    assert st.status == "4E091"
+    chosen = [d for d in st.cumulative.synthetic if d.training_counted]
+    assert [d.training_generator for d in chosen] == ["gen2"]
+    assert "earlier checkpoint" in st.explanation
 
 
 def test_model_a_training_b_and_c_which_train_d_is_added_to_d_once(packs: PackRegistry) -> None:

@@ -79,3 +79,32 @@ def test_unknown_model_is_404_and_bad_references_are_422(client: TestClient) -> 
     r = client.post("/api/v1/models/x/runs", json={"operations": "many"})
     assert r.status_code == 422 and "operations" in r.json()["detail"]
     assert client.get("/api/v1/models/x", params={"as_of": "yesterday"}).status_code == 422
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/api/v1/models/x/runs", {"operations": True}, "operations"),
+    ("/api/v1/models/x/runs", {"chip": "NVIDIA H100 SXM5 80GB", "count": True, "hours": 24}, "count"),
+    ("/api/v1/models/x/synthetic", {"generator": "x", "fraction": True, "generation_operations": 0}, "fraction"),
+])
+def test_json_true_is_not_a_number_of_operations_chips_or_a_synthetic_fraction(
+    client: TestClient, path: str, body: dict[str, object], field: str,
+) -> None:
+    # true read as 1.0 recorded a run of 1 operation, one chip, or "100% of operations" of synthetic data.
+    client.post("/api/v1/models", json={"name": "x", "owner": "Acme"})
+    r = client.post(path, json=body)
+    assert r.status_code == 422, r.text
+    assert field in str(r.json()["detail"])
+    shown = client.get("/api/v1/models/x").json()
+    assert shown["runs"] == [] and shown["synthetic_inputs"] == []
+
+
+def test_note_2_pre_training_from_before_the_estimation_defaults_is_recorded_with_its_date(
+    client: TestClient,
+) -> None:
+    # 'Operations' are pre-training and any subsequent training (regulation.md §8), whenever they ran: a
+    # 2019 pre-training run (T5-11B, notable_models.csv) must be recordable with its date.
+    client.post("/api/v1/models", json={"name": "t5", "owner": "Acme"})
+    r = client.post("/api/v1/models/t5/runs", json={"params": 1.1e10, "tokens": 1e12, "start": "2019-06-01"})
+    assert r.status_code == 201, r.text
+    assert r.json()["runs"][0]["start"] == "2019-06-01"
+    assert r.json()["cumulative_operations"] == pytest.approx(6.6e22)

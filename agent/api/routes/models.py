@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlmodel import Session
 
 from agent import ledger as svc
@@ -19,7 +19,15 @@ from policies.packs import PackRegistry
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
-Number = float | str  # JSON numbers, or strings such as "1e26"
+
+def _not_bool(v: Any) -> Any:
+    """JSON true/false is not a number (pydantic would read it as 1.0/0.0: one chip, 100% synthetic data)."""
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number or a string such as \"1e26\", got {str(v).lower()}")
+    return v
+
+
+Number = Annotated[float | str, BeforeValidator(_not_bool)]  # JSON numbers, or strings such as "1e26"
 
 
 def _actor(request: Request) -> str:
@@ -124,7 +132,7 @@ def create_model(body: ModelIn, request: Request, s: Session = Depends(get_sessi
 @router.post("/models/{name:path}/runs", status_code=201)
 def add_run(name: str, body: RunIn, request: Request, s: Session = Depends(get_session),
             packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
-    est = _estimate(packs, body.start or date.today(), body)
+    est = _estimate(packs, date.today(), body)  # today's estimation defaults, whenever the run happened (as the CLI)
     run = svc.add_run(s, name, est, body.start, body.end, body.site, body.job, _actor(request))
     return {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, packs, name, date.today())}
 
