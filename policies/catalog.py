@@ -21,13 +21,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Annotated, Any
 
+import pycountry
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -79,8 +80,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A figure about a chip: positive and finite. YAML reads ".inf" (and pydantic "1e999") as infinity; an infinite die
+# area would make performance density 0 and quietly take a chip out of 3A090.
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_BitLength = Annotated[StrictInt, Field(gt=0)]
+
+
+def _check_precision_keys(v: Mapping[str, Any]) -> None:
+    for key in v:
+        if key not in _PRECISION_ALIASES.values():
+            raise ValueError(f"{key!r} is not a canonical precision ({', '.join(PRECISIONS)})")
+
+
 class RateIn(_Strict):
-    value: float = Field(gt=0)
+    value: _Positive
     confirmed: bool = True
     # False for a rate whose very existence at this precision is doubtful (MI355X FP6 at the FP4 rate,
     # Neuron TF32 at 19 bits): shown, but counted in TPP only when the catalog sets count_all_rates.
@@ -95,7 +108,7 @@ class RateIn(_Strict):
 
 
 class PublishedIn(_Strict):
-    value: float = Field(gt=0)
+    value: _Positive
     source: str = Field(min_length=1)
 
 
@@ -118,13 +131,13 @@ class AcceleratorIn(_Strict):
     vendor: str = Field(min_length=1)
     kind: str = "gpu"
     datacenter: bool
-    rates: dict[str, PositiveFloat | RateIn] = Field(min_length=1)
-    die_area_mm2: float | None = Field(default=None, gt=0)
+    rates: dict[str, _Positive | RateIn] = Field(min_length=1)
+    die_area_mm2: _Positive | None = None
     die_area_confirmed: bool = True
     die_area_note: str = ""
-    memory_gb: float | None = None
+    memory_gb: _Positive | None = None
     memory_type: str = ""
-    memory_bandwidth_gbps: float | None = None
+    memory_bandwidth_gbps: _Positive | None = None
     hbm: bool | None = None
     published_tpp: list[PublishedIn] = Field(default_factory=list)
     confirmed: bool = True
@@ -136,10 +149,8 @@ class AcceleratorIn(_Strict):
 
     @field_validator("rates")
     @classmethod
-    def _known_precisions(cls, v: dict[str, PositiveFloat | RateIn]) -> dict[str, PositiveFloat | RateIn]:
-        for key in v:
-            if key not in _PRECISION_ALIASES.values():
-                raise ValueError(f"{key!r} is not a canonical precision ({', '.join(PRECISIONS)})")
+    def _known_precisions(cls, v: dict[str, float | RateIn]) -> dict[str, float | RateIn]:
+        _check_precision_keys(v)
         return v
 
     @model_validator(mode="after")
@@ -179,7 +190,8 @@ class CatalogDoc(_Strict):
     schema_: str = Field(default="veu-catalog/v1", alias="schema")
     source: str = ""
     description: str = ""
-    bit_lengths: dict[str, int] = Field(default_factory=dict)
+    # A misspelt key ("tf32") would be ignored and a zero would drop a precision from TPP: both are refused.
+    bit_lengths: dict[str, _BitLength] = Field(default_factory=dict)
     count_all_rates: bool | None = None
     accelerators: list[AcceleratorIn] = Field(default_factory=list)
     instance_types: dict[str, dict[str, InstanceIn]] = Field(default_factory=dict)
@@ -189,6 +201,12 @@ class CatalogDoc(_Strict):
     region_sources: dict[str, str] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("bit_lengths")
+    @classmethod
+    def _known_bit_length_precisions(cls, v: dict[str, int]) -> dict[str, int]:
+        _check_precision_keys(v)
+        return v
 
 
 def parse_catalog_doc(data: Any, source: str) -> CatalogDoc:
@@ -497,6 +515,10 @@ class Catalog:
                                 f"{src}: regions.{prov}.{name}: {spec!r} is not an ISO 3166 alpha-2 code (e.g. DE)"
                             )
                         spec = RegionIn(country=spec)
+                    if pycountry.countries.get(alpha_2=spec.country) is None:
+                        raise CatalogDataError(
+                            f"{src}: regions.{prov}.{name}: {spec.country!r} is not an ISO 3166 alpha-2 country code"
+                        )
                     out[name.lower()] = RegionSpec(
                         provider=prov.lower(), region=name.lower(), country=spec.country, location=spec.location,
                         source=psrc, confirmed=spec.confirmed, note=spec.note,
@@ -608,6 +630,8 @@ class Catalog:
         the highest TPP is used, because over-counting is the safe error for a compliance cap.
         """
         raw = name.strip()
+        if not raw:
+            raise UnknownAccelerator("name: empty; give an accelerator name or alias (e.g. 'NVIDIA H100 80GB HBM3')")
         found = self.find(raw, memory_mib)
         if found is not None:
             return Resolution(found, Fraction(1), None, raw)
@@ -674,6 +698,11 @@ class Catalog:
                 s = self._tpu_slices[m.group("family")]
                 n = int(m.group("n"))
                 per = s.cores_per_chip if s.counts == "cores" else 1
+                if n < 1:
+                    raise UnknownInstanceType(
+                        f"{instance_type}: {m.group('family')}-N counts "
+                        f"{'TensorCores' if s.counts == 'cores' else 'chips'}; N must be positive"
+                    )
                 if n % per:
                     raise UnknownInstanceType(
                         f"{instance_type}: {m.group('family')}-N counts TensorCores ({per} per chip); N must be a "

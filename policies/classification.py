@@ -5,7 +5,10 @@ result carries that provision's citation and its codified / enforced / confirmed
 
 The datacenter note of 3A090: ".a and .b do not apply to items that are not designed or marketed for use in
 datacenters and do not have a TPP of 4800 or more"; such items with TPP >= 4800 are 3A090 (the PD test is
-irrelevant to them) and eligible for licence exceptions NAC/ACA.
+irrelevant to them) and eligible for licence exceptions NAC/ACA. 3A090.b was created as the NAC/ACA-eligible
+band for datacenter chips (88 FR 73458; accelerators.md §0 "3A090.b (NAC/ACA eligible)"; regulation.md §7 "and
+other eligible 3A090/4A090 items"), so a .b result carries the same exceptions (pack value ``b_exceptions`` when
+a pack sets it, else ``non_datacenter_exceptions``).
 
 When the applicable die area is unknown (PD is None) and the TPP alone cannot decide, the chip is treated as
 3A090.a, the most restrictive outcome, with ``determined`` False, in the spirit of Note 1 to 3A090.a (an
@@ -77,6 +80,19 @@ def _num(prov: ResolvedProvision, key: str) -> float:
     return float(v)
 
 
+def _shown(x: float, limits: Iterable[float], digits: int) -> str:
+    """``x`` to ``digits`` significant digits, or more where fewer would put it on the other side of a limit.
+
+    TPP 4799.9992 printed as "4800" would make the reason read "TPP 4800 < 4800".
+    """
+    for d in range(digits, 18):
+        text = f"{x:.{d}g}"
+        v = float(text)
+        if all((v < lim) == (x < lim) and (v == lim) == (x == lim) for lim in limits):
+            return text
+    return repr(x)
+
+
 def classify(
     packs: PackRegistry, tpp: float, performance_density: float | None, datacenter: bool, as_of: date
 ) -> Classification:
@@ -102,8 +118,10 @@ def classify(
     b2_tpp, b2_pd, b2_pd_below = _num(prov, "b2_tpp_min"), _num(prov, "b2_pd_min"), _num(prov, "b2_pd_below")
     nd_min = _num(prov, "non_datacenter_tpp_min")
     nd_exc = tuple(str(x) for x in prov.value("non_datacenter_exceptions"))
+    b_exc = tuple(str(x) for x in prov.values.get("b_exceptions", nd_exc))
     pd = performance_density
-    pd_txt = f"{pd:.4g}" if pd is not None else "unknown"
+    pd_txt = _shown(pd, (a2_pd, b1_pd, b1_pd_below, b2_pd, b2_pd_below), 4) if pd is not None else "unknown"
+    tpp_txt = _shown(tpp, (a1, a2_tpp, b1_tpp, b1_below, b2_tpp, nd_min), 6)
 
     def result(eccn: str, para: str | None, reason: str, *, determined: bool = True,
                exceptions: tuple[str, ...] = ()) -> Classification:
@@ -114,42 +132,44 @@ def classify(
         if tpp >= nd_min:
             return result(
                 ECCN_A, "a.1",
-                f"not designed or marketed for datacenters, but TPP {tpp:g} >= {nd_min:g}: 3A090.a.1 applies "
+                f"not designed or marketed for datacenters, but TPP {tpp_txt} >= {nd_min:g}: 3A090.a.1 applies "
                 f"(performance density is not considered); eligible for licence exceptions {'/'.join(nd_exc)}",
                 exceptions=nd_exc,
             )
         return result(
             NOT_3A090, None,
-            f"not designed or marketed for datacenters and TPP {tpp:g} < {nd_min:g}: 3A090.a and .b do not apply "
+            f"not designed or marketed for datacenters and TPP {tpp_txt} < {nd_min:g}: 3A090.a and .b do not apply "
             f"(datacenter note; performance density {pd_txt} is not considered)",
         )
     if tpp >= a1:
-        return result(ECCN_A, "a.1", f"TPP {tpp:g} >= {a1:g} (3A090.a.1)")
+        return result(ECCN_A, "a.1", f"TPP {tpp_txt} >= {a1:g} (3A090.a.1)")
     if pd is None:
         if tpp >= min(a2_tpp, b2_tpp, b1_tpp):
             return result(
                 ECCN_A, None,
-                f"TPP {tpp:g} is at least {min(a2_tpp, b2_tpp, b1_tpp):g} and the applicable die area is unknown, so "
+                f"TPP {tpp_txt} is at least {min(a2_tpp, b2_tpp, b1_tpp):g} and the applicable die area is unknown, so "
                 f"performance density cannot be computed; presumed 3A090.a (most restrictive) until a die area is "
                 f"supplied",
                 determined=False,
             )
         return result(
             NOT_3A090, None,
-            f"TPP {tpp:g} < {min(a2_tpp, b2_tpp, b1_tpp):g}: below every 3A090 TPP threshold whatever the density",
+            f"TPP {tpp_txt} < {min(a2_tpp, b2_tpp, b1_tpp):g}: below every 3A090 TPP threshold whatever the density",
         )
     if tpp >= a2_tpp and pd >= a2_pd:
-        return result(ECCN_A, "a.2", f"TPP {tpp:g} >= {a2_tpp:g} and performance density {pd_txt} >= {a2_pd:g} "
+        return result(ECCN_A, "a.2", f"TPP {tpp_txt} >= {a2_tpp:g} and performance density {pd_txt} >= {a2_pd:g} "
                                      f"(3A090.a.2)")
     if b1_tpp <= tpp < b1_below and b1_pd <= pd < b1_pd_below:
-        return result(ECCN_B, "b.1", f"{b1_tpp:g} <= TPP {tpp:g} < {b1_below:g} and {b1_pd:g} <= performance "
-                                     f"density {pd_txt} < {b1_pd_below:g} (3A090.b.1)")
+        return result(ECCN_B, "b.1", f"{b1_tpp:g} <= TPP {tpp_txt} < {b1_below:g} and {b1_pd:g} <= performance "
+                                     f"density {pd_txt} < {b1_pd_below:g} (3A090.b.1); eligible for licence "
+                                     f"exceptions {'/'.join(b_exc)}", exceptions=b_exc)
     if tpp >= b2_tpp and b2_pd <= pd < b2_pd_below:
-        return result(ECCN_B, "b.2", f"TPP {tpp:g} >= {b2_tpp:g} and {b2_pd:g} <= performance density {pd_txt} "
-                                     f"< {b2_pd_below:g} (3A090.b.2)")
+        return result(ECCN_B, "b.2", f"TPP {tpp_txt} >= {b2_tpp:g} and {b2_pd:g} <= performance density {pd_txt} "
+                                     f"< {b2_pd_below:g} (3A090.b.2); eligible for licence exceptions "
+                                     f"{'/'.join(b_exc)}", exceptions=b_exc)
     return result(
         NOT_3A090, None,
-        f"TPP {tpp:g} < {a1:g} and performance density {pd_txt} meets neither 3A090.a.2 (TPP >= {a2_tpp:g} and "
+        f"TPP {tpp_txt} < {a1:g} and performance density {pd_txt} meets neither 3A090.a.2 (TPP >= {a2_tpp:g} and "
         f"PD >= {a2_pd:g}) nor 3A090.b (b.1: {b1_tpp:g} <= TPP < {b1_below:g} and {b1_pd:g} <= PD < "
         f"{b1_pd_below:g}; b.2: TPP >= {b2_tpp:g} and {b2_pd:g} <= PD < {b2_pd_below:g})",
     )

@@ -112,6 +112,12 @@ def classify_cmd(
     emit(chip_view(acc, d), json_)
 
 
+def _known_provider(provider: str | None, known: set[str]) -> None:
+    """A --provider filter that matches nothing is a typo (or a provider with no catalog), not an empty answer."""
+    if provider is not None and provider.strip().lower() not in known:
+        raise UsageError(f"--provider: {provider!r} is not in the catalog (known: {', '.join(sorted(known))})")
+
+
 @instances_app.command("show")
 def instance_show(provider: str, instance_type: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
     """Accelerators in a cloud instance type (or TPU slice such as v5p-8), aggregate TPP and 4A090 class."""
@@ -131,7 +137,9 @@ def instance_list(
     provider: str | None = typer.Option(None, "--provider", help="aws | gcp"), json_: bool = JsonOpt,
 ) -> None:
     """Every catalogued instance type."""
-    rows = [s.to_dict() for s in catalog().instance_types(provider)]
+    specs = catalog().instance_types()
+    _known_provider(provider, {s.provider for s in specs})
+    rows = [s.to_dict() for s in specs if provider is None or s.provider == provider.strip().lower()]
     emit(rows, json_, lambda r: table(r, ["provider", "instance_type", "accelerator", "count", "tpp"]))
 
 
@@ -151,8 +159,10 @@ def region_show(provider: str, region: str, json_: bool = JsonOpt, as_of_: str |
 def region_list(provider: str | None = typer.Option(None, "--provider", help="aws | gcp | azure"),
                 json_: bool = JsonOpt) -> None:
     """Every catalogued region with its country."""
+    regs = catalog().regions()
+    _known_provider(provider, {r.provider for r in regs})
     rows = [{"provider": r.provider, "region": r.region, "country": r.country, "location": r.location,
-             "confirmed": r.confirmed} for r in catalog().regions(provider)]
+             "confirmed": r.confirmed} for r in regs if provider is None or r.provider == provider.strip().lower()]
     emit(rows, json_, lambda x: table(x, ["provider", "region", "country", "location", "confirmed"]))
 
 

@@ -175,3 +175,39 @@ def test_density_exactly_5_92_from_a_float_quotient_is_not_lost_to_rounding(pack
     pd = (5.92 * area) / area
     assert pd < 5.92
     assert classify(packs, 2000, pd, True, D).eccn == "3A090.a"
+
+
+@pytest.mark.parametrize(
+    ("tpp", "pd", "dc", "shown"),
+    [
+        (4799.9992, 0.96, True, "TPP 4799.999 < 4800"),          # not "TPP 4800 < 4800"
+        (4799.9992, None, False, "TPP 4799.999 < 4800"),         # datacenter note
+        (1600, 1600 / 270.28, True, "performance density 5.9198 < 5.92"),  # not "5.92 < 5.92"
+        (2399.9999, 3.19999, True, "TPP 2399.9999"),
+    ],
+)
+def test_reason_never_shows_a_value_on_the_wrong_side_of_its_threshold(
+    packs: PackRegistry, tpp: float, pd: float | None, dc: bool, shown: str
+) -> None:
+    c = classify(packs, tpp, pd, dc, D)
+    assert shown in c.reason, c.reason
+
+
+def test_reason_keeps_short_figures_away_from_thresholds(packs: PackRegistry) -> None:
+    c = classify(packs, 2896, 2896 / 608, True, D)
+    assert c.reason.startswith("2400 <= TPP 2896 < 4800 and 1.6 <= performance density 4.763 < 5.92 (3A090.b.1)")
+
+
+@pytest.mark.parametrize(("tpp", "pd", "para"), [(2896, 4.76, "b.1"), (1936, 3.5, "b.2")])
+def test_3a090b_datacenter_chip_is_nac_aca_eligible(packs: PackRegistry, tpp: float, pd: float, para: str) -> None:
+    # 3A090.b is the NAC/ACA band of the Oct 2023 rule (accelerators.md §0: "3A090.b (NAC/ACA eligible)").
+    c = classify(packs, tpp, pd, True, D)
+    assert (c.eccn, c.paragraph) == ("3A090.b", para)
+    assert c.nac_aca_eligible and c.licence_exceptions == ("NAC", "ACA")
+    assert "NAC/ACA" in c.reason
+
+
+def test_l40_shows_nac_aca_but_3a090a_datacenter_chips_do_not(packs: PackRegistry, cat: Catalog) -> None:
+    assert classify_accelerator(packs, cat.accelerator("l40"), D).nac_aca_eligible
+    assert not classify_accelerator(packs, cat.accelerator("l4"), D).nac_aca_eligible  # 3A090.a.2
+    assert not classify_accelerator(packs, cat.accelerator("h20"), D).nac_aca_eligible  # not 3A090

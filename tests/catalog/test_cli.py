@@ -142,6 +142,10 @@ def test_dd_check_presumed_then_overcome() -> None:
     ("args", "needle"),
     [
         (("chips", "show", "H1000"), "H1000: not in catalog"),
+        (("chips", "show", ""), "name: empty"),
+        (("instances", "show", "gcp", "v5p-0"), "N must be positive"),
+        (("instances", "list", "--provider", "gpc"), "--provider: 'gpc'"),
+        (("regions", "list", "--provider", "mars"), "--provider: 'mars'"),
         (("chips", "show", "h100", "--as-of", "2025-13-01"), "--as-of"),
         (("chips", "classify", "--rate", "FP8"), "PRECISION=TFLOPS"),
         (("chips", "classify", "--rate", "FP12=5"), "FP12"),
@@ -170,3 +174,10 @@ def test_malformed_operator_catalog_file_exits_2_naming_the_file(tmp_path: Path)
     f.write_text("regions:\n  aws:\n    xx-1: Germany\n")
     r = run("chips", "show", "h100", env={"VEU_CATALOG_FILES": str(f)})
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "regions.aws.xx-1" in r.stderr
+
+
+def test_list_provider_filter_is_case_insensitive_and_still_lists() -> None:
+    rows = ok_json("instances", "list", "--provider", "GCP")
+    assert isinstance(rows, list) and rows and {r["provider"] for r in rows} == {"gcp"}
+    regs = ok_json("regions", "list", "--provider", "azure")
+    assert isinstance(regs, list) and regs and {r["provider"] for r in regs} == {"azure"}

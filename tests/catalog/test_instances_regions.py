@@ -131,3 +131,9 @@ def test_every_instance_row_references_a_catalogued_chip(cat: Catalog) -> None:
     specs = cat.instance_types()
     assert len(specs) > 80
     assert all(s.count > 0 for s in specs)
+
+
+@pytest.mark.parametrize("slice_name", ["v5p-0", "v4-00", "v6e-0", "v5litepod-0"])
+def test_empty_tpu_slice_is_rejected_not_zero_chips(cat: Catalog, slice_name: str) -> None:
+    with pytest.raises(UnknownInstanceType, match="N must be positive"):
+        cat.instance("gcp", slice_name)

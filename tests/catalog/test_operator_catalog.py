@@ -112,3 +112,39 @@ def test_from_data_merges_plain_mappings_in_order() -> None:
         {"id": "c1", "name": "C1", "vendor": "v", "datacenter": True, "rates": {"BF16": 200}, "source": "s2"}]}
     c = Catalog.from_data(base, over)
     assert c.accelerator("c1").tpp == 3200
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("die_area_mm2", ".inf"), ("die_area_mm2", "1e999"), ("rates", "{FP8: .inf}"),
+     ("rates", "{FP8: {value: .inf}}"), ("memory_gb", ".nan")],
+)
+def test_infinite_or_nan_chip_figures_are_rejected_naming_the_field(tmp_path: Path, field: str, value: str) -> None:
+    # An infinite die area made performance density 0 and quietly took an L4-class chip out of 3A090.
+    doc = {"rates": "{FP8: 242}", "die_area_mm2": "294", "memory_gb": "24", field: value}
+    f = tmp_path / "inf.yaml"
+    f.write_text("accelerators:\n  - id: inf-chip\n    name: Inf\n    vendor: x\n    datacenter: true\n    source: s\n"
+                 + "".join(f"    {k}: {v}\n" for k, v in doc.items()))
+    with pytest.raises(CatalogDataError, match=rf"inf\.yaml: accelerators\[0:inf-chip\]\.{field}"):
+        kb.load_catalog((f,))
+
+
+@pytest.mark.parametrize(
+    ("bits", "needle"),
+    [("{tf32: 32}", "'tf32' is not a canonical precision"), ("{FP8: 0}", r"bit_lengths\.FP8"),
+     ("{FP8: -8}", r"bit_lengths\.FP8"), ("{FP8: true}", r"bit_lengths\.FP8")],
+)
+def test_bad_bit_lengths_are_rejected_not_silently_ignored(tmp_path: Path, bits: str, needle: str) -> None:
+    # A misspelt key was ignored (the override never applied); FP8: 0 dropped the L4 from TPP 1,936 to 1,140.
+    f = tmp_path / "bits.yaml"
+    f.write_text(f"bit_lengths: {bits}\n")
+    with pytest.raises(CatalogDataError, match=rf"bits\.yaml: .*{needle}"):
+        kb.load_catalog((f,))
+
+
+@pytest.mark.parametrize("text", ["xx-1: XX", "xx-1: {country: QQ}"])
+def test_region_country_must_be_a_real_iso_code(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(f"regions:\n  aws:\n    {text}\n")
+    with pytest.raises(CatalogDataError, match=r"r\.yaml: regions\.aws\.xx-1: .*not an ISO 3166"):
+        kb.load_catalog((f,))
