@@ -32,7 +32,7 @@ from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, controller
 from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
-from policies.ledger import lineage_name
+from policies.ledger import derivative_name, lineage_name
 from policies.packs import PackRegistry
 from policies.parties import EffectiveTier
 from policies.redflag import CaseState, ChipDemand, CustomerLoad, Decision, Declared, JobRequest, RelatedJob
@@ -579,6 +579,12 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
             # Read for the other party's lineage name: read again for this one.
             r.related, r.load = related_from(fetch_all(s, *related_query(
                 r.customer, key, since, agg_since, req.job_ref, agg_days)), agg_days)
+    named = records.get(key)
+    if party is not None and named is not None and named.is_published(as_of):
+        # The customer's training on a published model is its derivative (metering charges it there too).
+        mine = derivative_name(key, party.name)
+        if mine not in records:
+            records = {**records, **load_records(s, [mine], as_of)}
     if declared.base_model and declared.base_model not in records:
         # Nothing recorded to add or exclude: the job counts in full as its own lineage.
         claimed = declared.base_model

@@ -62,6 +62,7 @@ from policies.ledger import (
     SyntheticInput,
     UnknownModel,
     dependencies,
+    derivative_name,
     find_cycle,
     lineage_name,
     project,
@@ -492,10 +493,17 @@ def add_metered_usage(
             if scoped != model:
                 model = scoped
                 found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
+        derived_from: str | None = None
+        if found is not None and cust is not None and found.published and (
+                found.published_on is None or found.published_on <= start_dt.date()):
+            # Training a published model after its publication makes new, unpublished weights: the customer's
+            # derivative (the webhook's name for it too), never more operations of the published model.
+            derived_from, model = found.name, derivative_name(found.name, cust.name)
+            found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
         if found is None and create_model:
             if cust is None:
                 raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")
-            found = add_model(s, model, cust.name, actor=actor)
+            found = add_model(s, model, cust.name, base=derived_from, actor=actor)
         elif found is None:
             raise UnknownModel(f"model: {model!r} is not in the ledger")
         model_row = found

@@ -427,6 +427,16 @@ def lineage_name(name: str, record: ModelRecord | None, customer: str, group: Se
     return f"{customer}/{name}"
 
 
+def derivative_name(published: str, customer: str) -> str:
+    """The ledger name of a customer's further training of a published model: ``CUSTOMER/NAME``, based on it.
+
+    The published weights stay excluded; what the customer trains on them is new, unpublished weights, a
+    derivative whose own operations are measured against the derivative allowance. The admission webhook
+    and metering both charge that training here, so one customer's jobs on the model add up.
+    """
+    return f"{customer}/{published}" if customer else f"(unknown customer)/{published}"
+
+
 def find_cycle(records: Mapping[str, ModelRecord], start: str) -> list[str] | None:
     """A lineage cycle reachable from ``start`` (through bases and generators), as a list of names, or None."""
     state: dict[str, int] = {}

@@ -26,7 +26,16 @@ from typing import Any
 from policies import compute
 from policies.compute import Estimate, EstimationDefaults, PeakRates, sci
 from policies.errors import EstimateError, PolicyError
-from policies.ledger import DEFAULT_REGIME, ModelRecord, ModelStatus, Regime, Run, project, regime
+from policies.ledger import (
+    DEFAULT_REGIME,
+    ModelRecord,
+    ModelStatus,
+    Regime,
+    Run,
+    derivative_name,
+    project,
+    regime,
+)
 from policies.packs import PackRegistry, ResolvedProvision
 from policies.parties import EffectiveTier
 
@@ -456,22 +465,22 @@ def decide(
     rel = [r for r in related if r.job_ref != req.job_ref and (as_of - r.decided_on).days <= window]
     # A claimed base the ledger does not hold excludes nothing: the job's operations count in full.
     claimed_base = d.base_model if d.base_model and d.base_model in recs else None
-    lineage = _lineage_record(recs, key, cust_name or "", claimed_base, rel)
-    named_published = lineage.is_published(as_of)
+    named = recs.get(key)
+    named_published = named is not None and named.is_published(as_of)
+    # Further training of a published model makes new, unpublished weights: the customer's derivative of it
+    # (CUSTOMER/NAME, where metering charges it too), one per customer, so its jobs on that model count
+    # together (a fine-tune split into jobs each under the derivative allowance is one derivative).
+    subject = derivative_name(key, cust_name or "") if named_published else key
+    lineage = _lineage_record(recs, subject, cust_name or "", key if named_published else claimed_base, rel)
     overlay = _Records(recs, lineage)
-    before = project(overlay, rules, as_of, key, 0.0, base=None, owner=cust_name or "").cumulative.total
+    before = project(overlay, rules, as_of, subject, 0.0, owner=cust_name or "").cumulative.total
     est = compute.admission_estimate(
         declared=declared, hardware=hw, ledger_cumulative=before,
         ledger_explanation=(f"{key}: ledger plus {len(rel)} related admitted job(s) of {cust_name or 'this customer'} "
                             f"within {window} days" + ("" if d.model else " (unnamed-model bucket)")),
     )
     run_ops = float(est.inputs["run_operations"])
-    if named_published:
-        # Further training of a published model makes new, unpublished weights: a derivative of it.
-        st: ModelStatus = project(overlay, rules, as_of, f"{key}+{req.name}", run_ops, base=key,
-                                  owner=cust_name or "", job=req.job_ref)
-    else:
-        st = project(overlay, rules, as_of, key, run_ops, owner=cust_name or "", job=req.job_ref)
+    st: ModelStatus = project(overlay, rules, as_of, subject, run_ops, owner=cust_name or "", job=req.job_ref)
     why.append(f"hours: {hours_basis}")
     why.extend(est.explanation.splitlines())
     why.append(f"projected status under {rules.id}: {st.status} (threshold {rules.comparison} {sci(rules.threshold)}; "

@@ -163,6 +163,25 @@ def test_metering_registers_an_unknown_model_for_its_customer_and_respects_as_of
     assert late["cumulative_operations"] == pytest.approx(2 * early["cumulative_operations"])
 
 
+def test_metered_training_of_a_published_model_is_the_customers_derivative_not_the_published_model(
+    url: str, packs: PackRegistry
+) -> None:
+    # § 734.7 / 4E091 note: the published weights stay excluded; what a customer trains on them after
+    # publication is new, unpublished weights, charged to its derivative (as the admission webhook does).
+    with session_scope(url) as s:
+        svc.add_model(s, "public", "Acme", published=True, published_on=date(2026, 1, 1))
+        svc.add_run(s, "public", _ops(packs, 9e25), start=date(2025, 6, 1))
+        # 3.6e10 H100 chip-seconds ~ 1.25e25 at the default utilization, three times: ~3.7e25 > max(2.5e25, 25%).
+        for hour in (10, 12, 14):
+            _meter(s, packs, "zeta/train", 1_000_000 * 36_000, datetime(2026, 5, 1, hour, tzinfo=UTC), model="public")
+    with session_scope(url) as s:
+        public = svc.model_view(s, packs, "public", D)
+        mine = svc.model_view(s, packs, "Zeta/public", D)
+    assert public["cumulative_operations"] == pytest.approx(9e25)  # nothing charged to the published model
+    assert mine["owner"] == "Zeta" and mine["base"] == "public"
+    assert mine["status"] == "4E091" and mine["cumulative_operations"] > 1e26
+
+
 def test_admission_lineage_of_a_new_fine_tune_starts_from_its_base(url: str, packs: PackRegistry) -> None:
     with session_scope(url) as s:
         svc.add_model(s, "base", "Acme")

@@ -44,6 +44,35 @@ def test_further_training_of_a_published_model_makes_new_unpublished_weights(pac
     assert d.code == redflag.HOLD_FOR_INQUIRY  # not "excluded: published"
 
 
+def test_a_fine_tune_of_a_published_model_split_into_jobs_under_the_allowance_is_one_derivative(
+    packs: PackRegistry,
+) -> None:
+    # 9e25 published; each job adds 2e25 (< the 2.5e25 allowance) but the customer's two jobs add 4e25: its
+    # derivative is 1.3e26, controlled. Charging each job as its own derivative let the split through.
+    pub = ModelRecord("open-9e25", owner="US Lab", published=True, published_on=date(2026, 1, 1),
+                      runs=(Run(9e25, start=date(2025, 1, 1)),))
+    rel = [RelatedJob("ns/Job/part-1", 2e25, AS_OF)]
+    d = decide(packs, AS_OF, request(2e25, "open-9e25"), customer=customer(packs), records={"open-9e25": pub},
+               related=rel)
+    assert d.code == redflag.HOLD_FOR_INQUIRY and d.lineage_operations == pytest.approx(1.3e26)
+    assert d.model_key == "open-9e25"  # the customer's later jobs on the model find this one
+    alone = decide(packs, AS_OF, request(2e25, "open-9e25"), customer=customer(packs), records={"open-9e25": pub})
+    assert alone.code == redflag.ALLOW and alone.model_status == "excluded:derivative-of-published"
+
+
+def test_metered_training_of_a_published_model_counts_in_the_customers_derivative(packs: PackRegistry) -> None:
+    from policies.ledger import derivative_name
+
+    pub = ModelRecord("open-9e25", owner="US Lab", published=True, published_on=date(2026, 1, 1),
+                      runs=(Run(9e25, start=date(2025, 1, 1)),))
+    mine = derivative_name("open-9e25", "C")
+    metered = ModelRecord(mine, owner="C", base="open-9e25",
+                          runs=(Run(2e25, method="metered", job="ns/Job/part-1#p-0"),))
+    d = decide(packs, AS_OF, request(1e25, "open-9e25"), customer=customer(packs),
+               records={"open-9e25": pub, mine: metered})
+    assert d.code == redflag.HOLD_FOR_INQUIRY and d.lineage_operations == pytest.approx(1.2e26)
+
+
 def test_a_related_job_already_metered_is_charged_once(packs: PackRegistry) -> None:
     rec = ModelRecord("m", owner="C", runs=(Run(6e25, method="metered", job="ns/Job/a#a-0"),))
     rel = [RelatedJob("ns/Job/a", 5e25, AS_OF)]
