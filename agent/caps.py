@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 from agent.audit import current_actor, record
 from agent.parties import get_party, party_refs
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
-from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
@@ -155,12 +155,12 @@ def add_authorization(
             raise PolicyError("--country: an NVEU covers exactly one destination country; give it (e.g. --country AE)")
         with named("--country"):
             code = country_code(country)
-        t = tier(packs, code, date.today())
+        t = tier(packs, code, utc_today())
         if t.tier == 3:
             raise PolicyError(f"--country: {code} is a Tier 3 destination ({t.basis}); no NVEU may operate there")
     elif country:
         raise PolicyError("--country: a UVEU is not limited to one country; omit --country (or use --kind nveu)")
-    _check_holder_eligible(packs, party_refs(s), party.name, kind, date.today())
+    _check_holder_eligible(packs, party_refs(s), party.name, kind, utc_today())
     if s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first() is not None:
         raise PolicyError(f"name: authorization {name!r} already exists; choose another name")
     row = VeuAuthorization(name=name, kind=kind, holder_id=party.id, country=code, reference=reference)  # type: ignore[arg-type]
@@ -656,7 +656,7 @@ def reservation_dict(s: Session, r: Reservation) -> dict[str, Any]:
             "accelerator": r.accelerator, "count": r.count, "owner": own.name if own else None,
             "operator": opr.name if opr else None, "planned_for": r.planned_for.isoformat(),
             "expires_on": r.expires_on.isoformat() if r.expires_on else None,
-            "expired": r.status == "active" and r.expires_on is not None and r.expires_on <= date.today(),
+            "expired": r.status == "active" and r.expires_on is not None and r.expires_on <= utc_today(),
             "status": r.status, "created_by": r.created_by, "note": r.note, "created_at": r.created_at.isoformat()}
 
 

@@ -21,7 +21,7 @@ from agent import parties as party_svc
 from agent.audit import record
 from agent.packs import registry
 from agent.store import session_scope
-from agent.store.tables.core import Holding, Party, Site
+from agent.store.tables.core import Holding, Party, Site, utc_today
 from agent.store.tables.inventory import HoldingPeriod
 from policies.errors import PolicyError
 
@@ -98,7 +98,7 @@ def _months_ago(now: datetime, months: int) -> datetime:
 
 def seed(url: str, today: date | None = None) -> dict[str, Any]:
     """Write the sample fleet into the store at ``url`` (an empty database); return what was written."""
-    today = today or date.today()
+    today = today or utc_today()
     now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
     packs = registry()
     with session_scope(url) as s:

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from agent.audit import record
 from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef
 from agent.store import session_scope
-from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
 from policies.errors import PartyError, PolicyError
 from policies.packs import PackRegistry
@@ -409,7 +409,7 @@ def instant_of(d: date | datetime | None) -> datetime:
     if isinstance(d, datetime):
         return d if d.tzinfo else d.replace(tzinfo=UTC)
     end = datetime.combine(d + timedelta(days=1), time.min, tzinfo=UTC)
-    return min(end, utcnow()) if d >= date.today() else end
+    return min(end, utcnow()) if d >= utc_today() else end
 
 
 def periods_at(s: Session, at: datetime, site_id: int | None = None) -> list[HoldingPeriod]:

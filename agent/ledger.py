@@ -40,7 +40,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
 from agent.store.db import fetch_all
-from agent.store.tables.core import Party, utcnow
+from agent.store.tables.core import Party, utc_today, utcnow
 from agent.store.tables.ledger import (
     LedgerDetermination,
     LedgerModel,
@@ -435,7 +435,7 @@ def add_determination(
             "basis: give the basis (BIS guidance, a US AI Safety Institute or DOE opinion, or a classification request)"
         )
     row = LedgerDetermination(
-        model_id=m.id or 0, less_capable=less_capable, determined_by=by, determined_on=on or date.today(),
+        model_id=m.id or 0, less_capable=less_capable, determined_by=by, determined_on=on or utc_today(),
         basis=basis, recorded_by=_actor(actor),
     )
     s.add(row)

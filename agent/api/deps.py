@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from agent.packs import registry
 from agent.store import get_engine
+from agent.store.tables.core import utc_today
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_date
 
@@ -30,7 +31,7 @@ def get_packs() -> PackRegistry:
 
 def get_as_of(as_of: str | None = Query(None, description="Evaluate as of this date (YYYY-MM-DD).")) -> date:
     if not as_of:
-        return date.today()
+        return utc_today()
     try:
         return parse_date(as_of, "as_of")
     except PolicyError as exc:

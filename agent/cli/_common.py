@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
@@ -30,7 +30,7 @@ class UsageError(PolicyError):
 
 def as_of(text: str | None) -> date:
     # An empty --as-of is a mistake (an unset variable in a script), not "today": say so.
-    return parse_date(text, "--as-of") if text is not None else date.today()
+    return parse_date(text, "--as-of") if text is not None else datetime.now(UTC).date()  # UTC, as stored
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:

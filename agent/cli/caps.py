@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import typer
@@ -11,6 +10,7 @@ from agent import caps as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, table
 from agent.packs import registry
 from agent.store import session_scope
+from agent.store.tables.core import utc_today
 from policies.packs import parse_date
 
 auth_app = typer.Typer(help="Data Center VEU authorizations (UVEU / NVEU).", no_args_is_help=True)
@@ -151,7 +151,7 @@ def whatif(
         least = f"   min N: {d['min_fit']:,}" if d["min_fit"] else ""  # a cap over already: only more N cures it
         console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}   max N: {mf}{least}")
         k = d["reservations_counted"]
-        past = d["as_of"] < date.today().isoformat()
+        past = d["as_of"] < utc_today().isoformat()
         note = f"; caps show --as-of {d['as_of']} counts those open then" if past else ""
         console.print(f"reservations: {d['reservations']} ({k} counted as placed{note})", soft_wrap=True)
 

@@ -12,6 +12,7 @@ from agent import ledger as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
 from agent.packs import registry
 from agent.store import session_scope
+from agent.store.tables.core import utc_today
 from policies.compute import Estimate, check_whole, parse_number, sci
 from policies.ledger import DEFAULT_REGIME
 from policies.packs import parse_date
@@ -99,7 +100,7 @@ def add(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Register or update a model (options left out keep their stored values)."""
-    d = date.today()
+    d = utc_today()
     with session_scope(db_url(db)) as s:
         m = svc.add_model(s, name, owner, base, published, _date(published_on, "--published-on"))
         data = svc.model_view(s, registry(), m.name, d)
@@ -124,14 +125,14 @@ def add_run(
     # The estimate is made today with today's estimation defaults: a run's date says when its operations
     # happened (4E091 counts pre-training whenever it ran), not which operator defaults apply; a 2019
     # pre-training run predates every version of them.
-    est = _estimate(date.today(), operations, params, active_params, tokens, moe, chip, count, hours,
+    est = _estimate(utc_today(), operations, params, active_params, tokens, moe, chip, count, hours,
                     chip_hours, utilization, precision)
     field = ("--operations" if operations is not None else
              "--params/--tokens" if est.method == "declared-6nd" else
              "--chip-hours" if chip_hours is not None else "--count/--hours")
     with session_scope(db_url(db)) as s:
         run = svc.add_run(s, name, est, st, en, site, job, field=field)
-        data = {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, registry(), name, date.today())}
+        data = {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, registry(), name, utc_today())}
     emit(data, json_, _show_human)
 
 
@@ -150,7 +151,7 @@ def add_synthetic(
     g = parse_number(generation_operations, "--generation-operations", allow_zero=True)
     with session_scope(db_url(db)) as s:
         svc.add_synthetic(s, name, generator, f, g, _date(since, "--since"))
-        data = svc.model_view(s, registry(), name, date.today())
+        data = svc.model_view(s, registry(), name, utc_today())
     emit(data, json_, _show_human)
 
 
@@ -168,7 +169,7 @@ def determine(
     d = _date(on, "--on")
     with session_scope(db_url(db)) as s:
         svc.add_determination(s, name, less_capable, by, basis, d)
-        data = svc.model_view(s, registry(), name, max(d or date.today(), date.today()))
+        data = svc.model_view(s, registry(), name, max(d or utc_today(), utc_today()))
     emit(data, json_, _show_human)
 
 

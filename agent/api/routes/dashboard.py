@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
 from agent.api.routes.fleet import _site_rows, series_days
-from agent.store.tables.core import Party, Site
+from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_date
 
@@ -122,7 +122,7 @@ templates.env.globals.update(gauge_arc=gauge_arc)
 def render(request: Request, template: str, as_of: date, packs: PackRegistry, **ctx: Any) -> HTMLResponse:
     diffusion = packs.find("uveu-geographic-allocation", as_of)
     return templates.TemplateResponse(request, template, {
-        "as_of": as_of.isoformat(), "today": date.today().isoformat(), "rule": diffusion,
+        "as_of": as_of.isoformat(), "today": utc_today().isoformat(), "rule": diffusion,
         "qs": urlencode({"as_of": as_of.isoformat()}), "path": request.url.path,
         "principal": getattr(request.state, "principal", None), **ctx,
     })
@@ -217,9 +217,9 @@ async def whatif_run(
 ) -> HTMLResponse:
     form = dict((await request.form()).items())
     result, error = None, None
-    d = date.today()
+    d = utc_today()
     try:
-        d = parse_date(str(form.get("as_of") or date.today().isoformat()), "as_of")
+        d = parse_date(str(form.get("as_of") or utc_today().isoformat()), "as_of")
         result = svc.whatif(
             s, packs, str(form.get("authorization", "")), op=str(form.get("op", "add")),  # type: ignore[arg-type]
             n=_form_int(form, "n"), chip_name=str(form.get("chip", "")), site=str(form.get("site", "")),
@@ -240,7 +240,7 @@ async def reserve(
 ) -> Response:
     form = dict((await request.form()).items())
     try:
-        d = parse_date(str(form.get("as_of") or date.today().isoformat()), "planned_for")
+        d = parse_date(str(form.get("as_of") or utc_today().isoformat()), "planned_for")
         until = parse_date(str(form["expires_on"]), "expires_on") if form.get("expires_on") else None
         row = svc.reserve(s, packs, str(form.get("authorization", "")), n=_form_int(form, "n"),
                           chip_name=str(form.get("chip", "")), site=str(form.get("site", "")), planned_for=d,
@@ -249,7 +249,7 @@ async def reserve(
                           expires_on=until)
     except PolicyError as exc:
         s.rollback()
-        resp = render(request, "whatif.html", date.today(), packs, form=form, result=None,
+        resp = render(request, "whatif.html", utc_today(), packs, form=form, result=None,
                       error=f"Reservation refused: {exc}", **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.CapExceeded) else 422
         return resp
@@ -306,7 +306,7 @@ async def resolve_case(
         )
     except PolicyError as exc:
         s.rollback()
-        resp = render(request, "cases.html", date.today(), packs, cases=cases.list_cases(s, "open"), status="open",
+        resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, "open"), status="open",
                       error=f"Case #{case_id}: {exc}")
         resp.status_code = 422
         return resp
@@ -397,7 +397,7 @@ def export_download(
     except PolicyError as exc:
         status, message = 422, str(exc)
     s.rollback()
-    resp = _exports_page(request, s, packs, date.today(), error=f"Export {kind}: {message}",
+    resp = _exports_page(request, s, packs, utc_today(), error=f"Export {kind}: {message}",
                          form={"from": from_, "to": to, "format": format_, "kind": kind})
     resp.status_code = status
     return resp
@@ -452,7 +452,7 @@ async def file_deadline(
 
     form = dict((await request.form()).items())
     key = str(form.get("key", ""))
-    as_of = date.today()
+    as_of = utc_today()
     try:
         as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
         filed_on = parse_date(str(form.get("filed_on") or ""), "filed_on")
@@ -558,7 +558,7 @@ async def _register_form(request: Request, s: Session, packs: PackRegistry, scop
                          paragraph: int, what: str, save: Callable[[dict[str, Any]], None]) -> Response:
     """Apply a register form (its ``as_of`` read first): back to the paragraph, or the page with the error."""
     form = dict((await request.form()).items())
-    as_of = date.today()
+    as_of = utc_today()
     try:
         as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
         save(form)

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
 from agent.parties import party_refs
-from agent.store.tables.core import Party, Site
+from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.jurisdictions import tier
 from policies.packs import PackRegistry, parse_date
@@ -192,7 +192,7 @@ class WhatIfIn(BaseModel):
 def whatif(
     body: WhatIfIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    d = parse_date(body.as_of, "as_of") if body.as_of else date.today()
+    d = parse_date(body.as_of, "as_of") if body.as_of else utc_today()
     return svc.whatif(s, packs, body.authorization, op=body.op, n=body.n, chip_name=body.chip, site=body.site,
                       to_site=body.to_site, as_of=d, owner=body.owner, operator=body.operator)
 
@@ -226,7 +226,7 @@ def reservations(
 def create_reservation(
     body: ReservationIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    d = parse_date(body.planned_for, "planned_for") if body.planned_for else date.today()
+    d = parse_date(body.planned_for, "planned_for") if body.planned_for else utc_today()
     until = parse_date(body.expires_on, "expires_on") if body.expires_on else None
     try:
         row = svc.reserve(s, packs, body.authorization, n=body.count, chip_name=body.chip, site=body.site,
@@ -297,7 +297,7 @@ class FleetCollector(Collector):
         util = GaugeMetricFamily("veu_cap_utilisation", "Cap value / limit (1 = at the limit)",
                                  labels=["authorization", "cap", "binding"])
         ok = GaugeMetricFamily("veu_cap_ok", "1 when the cap is within its limit", labels=["authorization", "cap"])
-        today = date.today()
+        today = utc_today()
         for url in self.urls[-1:]:
             try:
                 with session_scope(url) as s:

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from agent import ledger as svc
 from agent.api.deps import get_as_of, get_packs, get_session
 from agent.audit import current_actor
+from agent.store.tables.core import utc_today
 from policies.compute import check_whole, parse_number
 from policies.ledger import DEFAULT_REGIME, UnknownModel
 from policies.packs import PackRegistry
@@ -126,15 +127,15 @@ def list_models(
 def create_model(body: ModelIn, request: Request, s: Session = Depends(get_session),
                  packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     m = svc.add_model(s, body.name, body.owner, body.base, body.published, body.published_on, _actor(request))
-    return svc.model_view(s, packs, m.name, date.today())
+    return svc.model_view(s, packs, m.name, utc_today())
 
 
 @router.post("/models/{name:path}/runs", status_code=201)
 def add_run(name: str, body: RunIn, request: Request, s: Session = Depends(get_session),
             packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
-    est = _estimate(packs, date.today(), body)  # today's estimation defaults, whenever the run happened (as the CLI)
+    est = _estimate(packs, utc_today(), body)  # today's estimation defaults, whenever the run happened (as the CLI)
     run = svc.add_run(s, name, est, body.start, body.end, body.site, body.job, _actor(request))
-    return {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, packs, name, date.today())}
+    return {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, packs, name, utc_today())}
 
 
 @router.post("/models/{name:path}/synthetic", status_code=201)
@@ -144,14 +145,14 @@ def add_synthetic(name: str, body: SyntheticIn, request: Request, s: Session = D
         s, name, body.generator, _n(body.fraction, "fraction", True) or 0.0,
         _n(body.generation_operations, "generation_operations", True) or 0.0, body.since, _actor(request),
     )
-    return svc.model_view(s, packs, name, date.today())
+    return svc.model_view(s, packs, name, utc_today())
 
 
 @router.post("/models/{name:path}/determinations", status_code=201)
 def add_determination(name: str, body: DeterminationIn, request: Request, s: Session = Depends(get_session),
                       packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     svc.add_determination(s, name, body.less_capable, body.by, body.basis, body.on, _actor(request))
-    return svc.model_view(s, packs, name, max(body.on or date.today(), date.today()))
+    return svc.model_view(s, packs, name, max(body.on or utc_today(), utc_today()))
 
 
 @router.get("/models/{name:path}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -10,6 +10,11 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def utc_today() -> date:
+    """Today in UTC: the day every stored instant and every "as of" date is read in (not the host's zone)."""
+    return datetime.now(UTC).date()
 
 
 class Party(SQLModel, table=True):
