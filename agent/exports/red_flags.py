@@ -1,7 +1,8 @@
 """Export kind ``red-flags``: the red-flag-28 case register and the decisions that held or denied jobs.
 
 A case is in the register of a period when it was opened in it, changed in it, or is still open at its end.
-Status on the ``--to`` date: a resolved case whose answers have expired by then reads ``expired``.
+Status on the ``--to`` date: a resolved case whose answers have expired by then reads ``expired``; a case
+answered only after that date reads ``open``, with no answers (they were not on record then).
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     in_register = and_(c.c.opened_at < hi, or_(c.c.opened_at >= lo, c.c.updated_at >= lo, c.c.status == "open"))
     cases_q = select(c).where(in_register).order_by(c.c.id)
 
+    def answered_later(r: Any) -> bool:
+        resolved = _aware(r.resolved_at)
+        return r.status == "resolved" and resolved is not None and resolved >= hi
+
     def status_on(r: Any) -> str:
+        if answered_later(r):
+            return "open"
         exp = _aware(r.expires_at)
         return "expired" if r.status == "resolved" and exp is not None and exp < hi else str(r.status)
 
@@ -76,11 +83,13 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         r: Any
         for r in stream(s, cases_q):
             tier, basis, method, code, when = why(r)
+            answers: tuple[Any, ...] = (
+                (None, "", "", False, "", None, None) if answered_later(r) else
+                (r.export_intent, r.licence_number, r.licence_scope, r.customer_informed, r.resolved_by,
+                 _aware(r.resolved_at), _aware(r.expires_at)))
             yield (r.id, _aware(r.opened_at), r.customer_name, tier, basis, r.model_key, status_on(r), r.source,
                    r.estimate_operations, method, r.threshold, code, when, json.loads(r.jobs or "[]"),
-                   r.export_intent,
-                   r.licence_number, r.licence_scope, r.customer_informed, r.resolved_by, _aware(r.resolved_at),
-                   _aware(r.expires_at), r.explanation)
+                   *answers, r.explanation)
 
     held_q = (select(d.c.id, d.c.decided_at, d.c.job_ref, d.c.customer_name, d.c.model_key, d.c.code, d.c.allowed,
                      d.c.mode, d.c.chips, d.c.lineage_operations, d.c.case_id, d.c.message)
@@ -88,7 +97,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
                      or_(d.c.allowed.is_(False), d.c.case_id.is_not(None)))
               .order_by(d.c.id))
     statuses: dict[str, int] = {}
-    for row in s.execute(select(c.c.status, c.c.expires_at).where(in_register)).all():
+    for row in s.execute(select(c.c.status, c.c.expires_at, c.c.resolved_at).where(in_register)).all():
         st = status_on(row)
         statuses[st] = statuses.get(st, 0) + 1
     by_code = s.execute(select(d.c.code, func.count()).where(d.c.decided_at >= lo, d.c.decided_at < hi)

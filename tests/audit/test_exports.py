@@ -302,6 +302,28 @@ def test_red_flag_register_lists_cases_with_status_on_the_report_date_and_held_j
     assert mf.verify(Path(m["manifest"])) == []
 
 
+def test_red_flag_register_shows_a_case_answered_after_the_period_as_open_without_its_answers(
+        db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    from sqlmodel import select
+
+    from agent.store.tables.cases import RedFlagCase
+
+    with session_scope(db_url) as s:
+        seed(s, packs)
+        seed_cases(s)
+        late = s.exec(select(RedFlagCase).where(RedFlagCase.model_key == "falcon-y")).one()
+        at = datetime(2026, 7, 10, 12, tzinfo=UTC)  # after the 30 June report date
+        late.status, late.export_intent, late.resolved_by = "resolved", False, "token:compliance"
+        late.resolved_at, late.updated_at, late.expires_at = at, at, at + timedelta(days=365)
+        s.add(late)
+    m = _export(db_url, packs, "red-flags", tmp_path / "out", ["json"])
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    row = {r["model"]: r for r in doc["tables"]["cases"]["rows"]}["falcon-y"]
+    # On 30 June the inquiry was still open: the answers recorded in July were not on record then.
+    assert row["status"] == "open" and row["export_intent"] is None and row["resolved_by"] == ""
+    assert row["resolved_at"] is None and doc["summary"]["cases open on 2026-06-30"] == 1
+
+
 def test_decisions_export_streams_every_decision_with_its_pack_versions(
         db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
     with session_scope(db_url) as s:
