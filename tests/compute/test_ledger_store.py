@@ -182,6 +182,22 @@ def test_metered_training_of_a_published_model_is_the_customers_derivative_not_t
     assert mine["status"] == "4E091" and mine["cumulative_operations"] > 1e26
 
 
+def test_a_run_after_publication_is_refused_on_the_published_record_and_recorded_as_a_derivative(
+    url: str, packs: PackRegistry
+) -> None:
+    with session_scope(url) as s:
+        svc.add_model(s, "open", "Acme", published=True, published_on=date(2026, 3, 1))
+        svc.add_run(s, "open", _ops(packs, 9e25), start=date(2026, 1, 10))  # before publication: its own
+    with pytest.raises(LedgerError, match=r"--start: open was published on 2026-03-01.*--base open"), \
+            session_scope(url) as s:
+        svc.add_run(s, "open", _ops(packs, 3e25), start=date(2026, 4, 1))
+    with session_scope(url) as s:
+        svc.add_model(s, "open-ft", "Acme", base="open")
+        svc.add_run(s, "open-ft", _ops(packs, 3e25), start=date(2026, 4, 1))
+        assert svc.model_view(s, packs, "open", D)["cumulative_operations"] == pytest.approx(9e25)
+        assert svc.model_view(s, packs, "open-ft", D)["status"] == "4E091"  # 3e25 > max(2.5e25, 25% of 9e25)
+
+
 def test_admission_lineage_of_a_new_fine_tune_starts_from_its_base(url: str, packs: PackRegistry) -> None:
     with session_scope(url) as s:
         svc.add_model(s, "base", "Acme")
