@@ -18,6 +18,7 @@ at the limit is within it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -387,6 +388,13 @@ def uveu_caps(
 # --------------------------------------------------------------------------------------------- NVEU
 
 
+def licence_cap_id(authorization: str) -> str:
+    """The provision id of one NVEU authorization's own cap (``nveu-licence-<name>``, lower-case, ``-`` for
+    anything a provision id cannot hold): a licence condition that replaces Table 1 for that authorization only."""
+    slug = re.sub(r"[^a-z0-9.\-]+", "-", authorization.lower()).strip("-.")
+    return f"nveu-licence-{slug or 'unnamed'}"
+
+
 def nveu_caps(
     packs: PackRegistry, auth: Authorization, placements: Iterable[Placement], as_of: date,
 ) -> list[CapResult]:
@@ -398,7 +406,8 @@ def nveu_caps(
     """
     if not auth.country:
         raise CapsError(f"authorization {auth.name!r}: an NVEU needs its destination country (--country CC)")
-    prov = packs.find("nveu-allocation", as_of)
+    # A cap written into this authorization's licence governs it alone; every other NVEU keeps Table 1.
+    prov = packs.find(licence_cap_id(auth.name), as_of) or packs.find("nveu-allocation", as_of)
     counted = counted_eccns(packs, as_of)
     mine = tuple(
         p for p in placements

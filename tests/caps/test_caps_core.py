@@ -149,6 +149,23 @@ def test_nveu_quarter_boundaries_follow_table_1(packs: PackRegistry) -> None:
     assert nveu_caps(packs, auth, over, date(2027, 1, 1))[0].limit == 5_064_000_000
 
 
+def test_a_licence_specific_nveu_cap_governs_its_own_authorization_only() -> None:
+    from pathlib import Path
+
+    from agent.packs import load_registry
+    from policies.caps import licence_cap_id
+
+    samples = Path(__file__).resolve().parents[2] / "policies" / "samples" / "valid"
+    reg = load_registry([samples])
+    on = date(2026, 6, 1)
+    licensed = Authorization("Acme Gulf NVEU", "nveu", "Nordic AI", "AE")
+    other = Authorization("gulf-nveu", "nveu", "Stranger", "AE")
+    assert licence_cap_id(licensed.name) == "nveu-licence-acme-gulf-nveu"
+    mine = nveu_caps(reg, licensed, [], on)[0]
+    assert mine.limit == 2_000_000_000 and "AE-0001" in mine.provisions[0].citation
+    assert nveu_caps(reg, other, [], on)[0].limit == 2_690_250_000  # Table 1, not the other holder's licence
+
+
 def test_nveu_counts_only_its_country_and_chips_it_owns_or_operates(packs: PackRegistry) -> None:
     auth = Authorization("gulf-nveu", "nveu", "Nordic AI", "AE")
     fleet = [pl("AE", 10), pl("AE", 5, owner="Stranger", operator="Nordic AI"), pl("AE", 100, owner="Stranger"),

@@ -19,7 +19,9 @@ EXPECT_JSON = {"threshold-as-string.json": r"operations_threshold: '1e26' is a s
 
 def test_valid_samples_load_and_override_builtins() -> None:
     reg = load_registry([SAMPLES / "valid"])
-    assert reg.value("nveu-allocation", "cumulative_tpp", date(2026, 6, 1)) == 2_000_000_000
+    # The licence's cap is its authorization's own; Table 1 stays for every other NVEU.
+    assert reg.value("nveu-licence-acme-gulf-nveu", "cumulative_tpp", date(2026, 6, 1)) == 2_000_000_000
+    assert reg.value("nveu-allocation", "cumulative_tpp", date(2026, 6, 1)) == 2_690_250_000
     assert reg.value("admission-settings", "mode", date(2026, 6, 1)) == "audit"
 
 
