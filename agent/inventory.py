@@ -133,7 +133,19 @@ class _Resolver:
             if row is not None and row.id is not None:
                 return row.id
             from agent.collectors.base import region_country
+            from agent.kb import catalog
 
+            zone = catalog().zone_group(ref.provider, ref.region)
+            if zone is not None:
+                # A Local/Wavelength zone outside its region's country: never created from the catalog alone and
+                # never folded into the parent region. The operator registers it (confirming the country).
+                raise PolicyError(
+                    f"site: {ref.provider} zone {ref.region} ({zone.location}, {zone.country}; under region "
+                    f"{zone.region}, which is another country) has no registered site, so its chips are counted "
+                    f"nowhere and this scope retires nothing; register it with `veuctl sites add "
+                    f"{ref.provider}-{ref.region} --country {zone.country} --provider {ref.provider} "
+                    f"--region {ref.region}`"
+                )
             country = region_country(ref.provider, ref.region)
             name = f"{ref.provider}-{ref.region}"
             return int(add_site(self.s, name, country, ref.provider, ref.region, "", country).id or 0)

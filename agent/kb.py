@@ -18,7 +18,7 @@ from agent.packs import PackLoader
 from policies.catalog import Catalog, CatalogDataError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "policies" / "data"
-BUILTIN_FILES = ("accelerators.yaml", "instance_types.yaml", "regions.yaml")
+BUILTIN_FILES = ("accelerators.yaml", "instance_types.yaml", "regions.yaml", "zones.yaml")
 
 
 class CatalogLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

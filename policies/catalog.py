@@ -184,6 +184,31 @@ class RegionIn(_Strict):
     note: str = ""
 
 
+# A Local Zone group is its parent region plus a location code and a number (``ap-northeast-1-tpe-1``; its
+# zones add a letter: ``ap-northeast-1-tpe-1a``). A Wavelength Zone is its parent region, the carrier group
+# ``wl<n>``, a location code and ``wlz-<n>`` (``us-east-1-wl1-bos-wlz-1``); its name is its zone group.
+_REGION_PART = r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d+)"
+ZONE_GROUP_RE = re.compile(rf"^{_REGION_PART}-(?:wl\d+-[a-z]+-wlz-\d+|[a-z]+-\d+)$")
+_LOCAL_ZONE_RE = re.compile(rf"^(?P<group>{_REGION_PART}-[a-z]+-\d+)[a-z]$")
+_WAVELENGTH_ZONE_RE = re.compile(rf"^(?P<group>{_REGION_PART}-wl\d+-[a-z]+-wlz-\d+)$")
+_ORDINARY_ZONE_RE = re.compile(rf"^{_REGION_PART}[a-z]$")
+
+
+class ZoneIn(_Strict):
+    """An AWS Local Zone group or Wavelength Zone: where it physically is (its parent region may be elsewhere)."""
+
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    location: str = Field(min_length=1)
+    confirmed: bool = True
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _note_when_unconfirmed(self) -> ZoneIn:
+        if not self.confirmed and not self.note:
+            raise ValueError("an unconfirmed zone needs 'note' saying what is unconfirmed")
+        return self
+
+
 class CatalogDoc(_Strict):
     """One catalog document: any subset of the sections (an operator file may carry only one)."""
 
@@ -199,6 +224,8 @@ class CatalogDoc(_Strict):
     tpu_slices: dict[str, TpuSliceIn] = Field(default_factory=dict)
     regions: dict[str, dict[str, RegionIn | str]] = Field(default_factory=dict)
     region_sources: dict[str, str] = Field(default_factory=dict)
+    zones: dict[str, dict[str, ZoneIn]] = Field(default_factory=dict)
+    zone_sources: dict[str, str] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -427,6 +454,21 @@ class RegionSpec:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class ZoneSpec:
+    """A Local Zone group or Wavelength Zone (``zone_group``), its parent ``region`` and where it really is."""
+
+    provider: str
+    zone_group: str
+    region: str
+    country: str
+    location: str
+    kind: str  # "local" | "wavelength"
+    source: str = ""
+    confirmed: bool = True
+    note: str = ""
+
+
 _MIG_SUFFIX = re.compile(r"^(?P<parent>.*?)[\s_\-]+mig[\s_\-]+(?P<profile>\d+g\.\d+gb)(?:\+\w+)?$", re.IGNORECASE)
 _MIG_RESOURCE = re.compile(r"^(?:nvidia\.com/)?mig-(?P<profile>\d+g\.\d+gb)(?:\+\w+)?$", re.IGNORECASE)
 _VENDOR_PREFIXES = ("nvidia ", "tesla ", "amd ", "intel ", "google ", "aws ", "huawei ", "habana ")
@@ -451,6 +493,7 @@ class Catalog:
         regions: Mapping[str, Mapping[str, RegionSpec]],
         bit_lengths: Mapping[str, int] | None = None,
         count_all_rates: bool = False,
+        zones: Mapping[str, Mapping[str, ZoneSpec]] | None = None,
     ) -> None:
         self.bit_lengths: Mapping[str, int] = dict(bit_lengths or {})
         self.count_all_rates = count_all_rates
@@ -467,6 +510,7 @@ class Catalog:
         self._instances = {p: dict(v) for p, v in instances.items()}
         self._tpu_slices = dict(tpu_slices)
         self._regions = {p: dict(v) for p, v in regions.items()}
+        self._zones = {p: dict(v) for p, v in (zones or {}).items()}
         self._check_references()
 
     # ---------------------------------------------------------------- construction
@@ -491,6 +535,7 @@ class Catalog:
         inst_sources: dict[str, str] = {}
         tpu: dict[str, TpuSliceIn] = {}
         regions: dict[str, dict[str, RegionSpec]] = {}
+        zones: dict[str, dict[str, tuple[str, ZoneSpec]]] = {}
         for src, doc in docs:
             bits.update(doc.bit_lengths)
             if doc.count_all_rates is not None:
@@ -523,6 +568,34 @@ class Catalog:
                         provider=prov.lower(), region=name.lower(), country=spec.country, location=spec.location,
                         source=psrc, confirmed=spec.confirmed, note=spec.note,
                     )
+            for prov, zrows_in in doc.zones.items():
+                zsrc = doc.zone_sources.get(prov, doc.source or src)
+                zout = zones.setdefault(prov.lower(), {})
+                for name, zin in zrows_in.items():
+                    zname = name.strip().lower()
+                    gm = ZONE_GROUP_RE.match(zname)
+                    if gm is None:
+                        raise CatalogDataError(
+                            f"{src}: zones.{prov}.{name}: not a Local Zone group (<region>-<city>-<n>, e.g. "
+                            "ap-northeast-1-tpe-1) or Wavelength Zone (<region>-wl<n>-<city>-wlz-<n>)"
+                        )
+                    if pycountry.countries.get(alpha_2=zin.country) is None:
+                        raise CatalogDataError(
+                            f"{src}: zones.{prov}.{name}.country: {zin.country!r} is not an ISO 3166 alpha-2 "
+                            "country code"
+                        )
+                    zout[zname] = (src, ZoneSpec(
+                        provider=prov.lower(), zone_group=zname, region=gm.group("region"), country=zin.country,
+                        location=zin.location, kind="wavelength" if "-wlz-" in zname else "local", source=zsrc,
+                        confirmed=zin.confirmed, note=zin.note,
+                    ))
+        # A zone hangs off a region: its parent must be catalogued (in any file), or the zone is a typo.
+        for prov, zrows in zones.items():
+            for zname, (zfile, zspec) in zrows.items():
+                if zspec.region not in regions.get(prov, {}):
+                    raise CatalogDataError(
+                        f"{zfile}: zones.{prov}.{zname}: parent region {zspec.region!r} is not under regions.{prov}"
+                    )
         for prov, rows in instances.items():
             for k, v in rows.items():
                 if not v.source and prov in inst_sources:
@@ -535,7 +608,8 @@ class Catalog:
                         f"{src}: accelerators[{acc_id}].rates.{p}: no bit length for {p} in 'bit_lengths'"
                     )
             accs.append(_build(a, bits, count_all))
-        return cls(accs, instances, tpu, regions, bits, count_all)
+        return cls(accs, instances, tpu, regions, bits, count_all,
+                   {p: {k: z for k, (_, z) in rows.items()} for p, rows in zones.items()})
 
     def _check_references(self) -> None:
         for prov, rows in self._instances.items():
@@ -755,6 +829,63 @@ class Catalog:
     def regions(self, provider: str | None = None) -> list[RegionSpec]:
         return [r for p, regs in sorted(self._regions.items()) if not provider or p == provider.lower()
                 for r in regs.values()]
+
+    # ---------------------------------------------------------------- zones (Local Zones, Wavelength Zones)
+
+    def zones(self, provider: str | None = None) -> list[ZoneSpec]:
+        return [z for p, zs in sorted(self._zones.items()) if not provider or p == provider.lower()
+                for _, z in sorted(zs.items())]
+
+    def zone_group(self, provider: str, name: str) -> ZoneSpec | None:
+        """The catalogued Local Zone group / Wavelength Zone called ``name``, or None."""
+        return self._zones.get(provider.strip().lower(), {}).get(name.strip().lower())
+
+    def zone(self, provider: str, zone: str) -> ZoneSpec | None:
+        """Where an availability zone really is, when it is a Local Zone or Wavelength Zone.
+
+        ``ap-northeast-1-tpe-1a`` (a Local Zone) and ``us-east-1-wl1-bos-wlz-1`` (a Wavelength Zone) give their
+        catalogued zone group; an ordinary zone (``us-east-1a``), a region name or an empty string give None
+        (the instance is where its region is). A Local/Wavelength Zone name the catalog lacks raises
+        :class:`UnknownRegion` saying how to add it: its country is unknown, and its parent region's country
+        would be a guess.
+        """
+        prov = provider.strip().lower()
+        name = zone.strip().lower()
+        if not name or _ORDINARY_ZONE_RE.match(name) or name in self._regions.get(prov, {}):
+            return None
+        m = _LOCAL_ZONE_RE.match(name) or _WAVELENGTH_ZONE_RE.match(name)
+        group = m.group("group") if m is not None else (name if ZONE_GROUP_RE.match(name) else None)
+        if group is None:
+            raise UnknownRegion(
+                f"{zone}: not an availability zone name {prov} uses (<region><letter>, "
+                "<region>-<city>-<n><letter> or <region>-wl<n>-<city>-wlz-<n>)"
+            )
+        spec = self.zone_group(prov, group)
+        if spec is None:
+            kind = "Wavelength Zone" if "-wlz-" in group else "Local Zone"
+            raise UnknownRegion(
+                f"{zone}: a {kind} ({prov}) the catalog does not place in a country; add its zone group under "
+                f"zones.{prov} ({group}: {{country: CC, location: CITY}}) in policies/data/zones.yaml or an "
+                "operator catalog file (VEU_CATALOG_FILES)"
+            )
+        return spec
+
+    def zone_country(self, provider: str, zone: str) -> str | None:
+        """The ISO country of a Local/Wavelength Zone, or None for an ordinary availability zone."""
+        spec = self.zone(provider, zone)
+        return spec.country if spec is not None else None
+
+    def place(self, provider: str, name: str) -> RegionSpec | ZoneSpec:
+        """A region or a Local/Wavelength zone group by name (what a cloud site's ``--region`` may be)."""
+        spec = self.zone_group(provider, name)
+        if spec is not None:
+            return spec
+        m = _LOCAL_ZONE_RE.match(name.strip().lower())
+        if m is not None and self.zone_group(provider, m.group("group")) is not None:
+            raise UnknownRegion(
+                f"{name}: that is one zone of Local Zone group {m.group('group')}; give the zone group"
+            )
+        return self.region(provider, name)
 
 
 def _build(a: AcceleratorIn, bits: Mapping[str, int], count_all: bool) -> Accelerator:

@@ -8,6 +8,9 @@
   backoff with jitter on ``RequestLimitExceeded``/``Throttling``/5xx).
 - Instance type -> accelerators: the catalog first; unknown types fall back to ``DescribeInstanceTypes``
   (``GpuInfo``/``NeuronInfo``), cached for the run and shared by every region.
+- Placement: an instance (or capacity reservation) is at its region's site unless its availability zone is a
+  Local/Wavelength Zone in another country (``ap-northeast-1-tpe-1a``: Taipei, not Tokyo); then it is at the site
+  registered for that zone group, and a zone the catalog lacks is counted nowhere (the scope is partial).
 - ``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in config) is honoured by botocore for every client.
 Credentials are never logged or put in error messages.
 """
@@ -32,8 +35,10 @@ from agent.collectors.base import (
     SiteRef,
     SourceConfig,
     instance_accelerators,
+    region_country,
     register,
     resolve_alias,
+    zone_spec,
 )
 from policies.errors import PolicyError
 
@@ -140,6 +145,45 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
     return acc, count * fraction
 
 
+class _Placement:
+    """The site an instance or reservation is at, from its availability zone.
+
+    An ordinary zone (``us-east-1a``) and a Local/Wavelength Zone in the region's own country (``us-east-1-bos-1a``)
+    are at the region's site. A zone in another country (``ap-northeast-1-tpe-1a``: Taipei under Tokyo's
+    region) is at the site registered for its zone group (``SiteRef.region = "ap-northeast-1-tpe-1"``), so its
+    chips count in that country. A Local/Wavelength zone the catalog lacks has no known country: its resources
+    are counted nowhere and the scope is partial (never counted at the parent region, never retiring).
+    """
+
+    def __init__(self, region: str, site: SiteRef) -> None:
+        self.region = region
+        self.site = site
+        self._country: str | None = None
+        self.unknown: dict[str, tuple[str, list[str]]] = {}  # zone -> (why, ids left uncounted)
+
+    def site_of(self, zone: str, what: str) -> SiteRef | None:
+        try:
+            spec = zone_spec("aws", zone)
+        except PolicyError as exc:
+            self.unknown.setdefault(zone, (str(exc), []))[1].append(what)
+            return None
+        if spec is None:
+            return self.site
+        if self._country is None:
+            self._country = region_country("aws", self.region)
+        if spec.country == self._country:
+            return self.site
+        return SiteRef(provider="aws", region=spec.zone_group, country=spec.country)
+
+    def error(self) -> str | None:
+        if not self.unknown:
+            return None
+        return "; ".join(
+            f"{why} ({', '.join(ids)} not counted anywhere; nothing in this region retires until it is catalogued)"
+            for why, ids in self.unknown.values()
+        )
+
+
 @register("aws")
 class AwsCollector(Collector):
     config_model = AwsConfig
@@ -224,7 +268,7 @@ class AwsCollector(Collector):
 
     def _region(self, acct: AwsAccount, session: boto3.Session, account: str, region: str) -> ScopeResult:
         res = ScopeResult(scope=f"{account}/{region}")
-        site = SiteRef(provider="aws", region=region)
+        place = _Placement(region, SiteRef(provider="aws", region=region))
         owner, operator = acct.owner or self.config.owner, acct.operator or self.config.operator
         try:
             ec2 = self._client(session, "ec2", region)
@@ -245,6 +289,9 @@ class AwsCollector(Collector):
                     hit = accel.get(i["InstanceType"])
                     if hit is None:
                         continue
+                    site = place.site_of((i.get("Placement") or {}).get("AvailabilityZone", ""), i["InstanceId"])
+                    if site is None:
+                        continue
                     res.observations.append(
                         Observation(
                             external_id=f"{account}:{i['InstanceId']}",
@@ -257,16 +304,19 @@ class AwsCollector(Collector):
                         )
                     )
             if self.config.capacity_reservations:
-                self._reservations(ec2, account, site, owner, operator, res)
+                self._reservations(ec2, account, place, owner, operator, res)
         except (ClientError, BotoCoreError, PolicyError) as exc:
             res.error = f"{account}/{region}: {_err(exc)}"
+        zones = place.error()
+        if zones:
+            res.error = "; ".join(x for x in (res.error, f"{account}/{region}: {zones}") if x)
         return res
 
     def _reservations(
         self,
         ec2: Any,
         account: str,
-        site: SiteRef,
+        place: _Placement,
         owner: str | None,
         operator: str | None,
         res: ScopeResult,
@@ -274,7 +324,8 @@ class AwsCollector(Collector):
         """Active capacity reservations and Capacity Blocks: their *unused* slots are held capacity.
 
         Instances running inside a reservation are already counted as instances, so only
-        ``AvailableInstanceCount`` adds chips (no double counting).
+        ``AvailableInstanceCount`` adds chips (no double counting). A reservation is placed by its
+        ``AvailabilityZone`` like an instance (a Local Zone reservation is in the Local Zone's country).
         """
         try:
             pages = ec2.get_paginator("describe_capacity_reservations").paginate(
@@ -294,6 +345,9 @@ class AwsCollector(Collector):
             hit = accel.get(c["InstanceType"])
             free = int(c.get("AvailableInstanceCount", 0))
             if hit is None or free <= 0:
+                continue
+            site = place.site_of(c.get("AvailabilityZone", ""), c["CapacityReservationId"])
+            if site is None:
                 continue
             res.observations.append(
                 Observation(

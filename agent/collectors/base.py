@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from policies.catalog import ZoneSpec
 from policies.errors import PolicyError
 
 
@@ -198,3 +199,20 @@ def region_country(provider: str, region: str) -> str:
     from agent.kb import catalog
 
     return str(catalog().region(provider, region).country)
+
+
+def zone_spec(provider: str, zone: str) -> ZoneSpec | None:
+    """The catalogued Local/Wavelength zone group an availability zone belongs to, or None for an ordinary zone.
+
+    Raises ``UnknownRegion`` (a PolicyError saying how to add it) for a Local/Wavelength zone the catalog lacks.
+    """
+    from agent.kb import catalog
+
+    return catalog().zone(provider, zone)
+
+
+def zone_country(provider: str, zone: str) -> str | None:
+    """The ISO country of a Local/Wavelength zone (``ap-northeast-1-tpe-1a`` -> TW), None for ``us-east-1a``."""
+    from agent.kb import catalog
+
+    return catalog().zone_country(provider, zone)

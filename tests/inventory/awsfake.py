@@ -9,7 +9,9 @@ moto answers EC2/STS for real over HTTP. The proxy sits between the collector an
 - enabled_regions: answer ``DescribeRegions`` with the regions an account has enabled (a real account
   reports its opted-in regions; moto reports every region, each costly to initialise),
 - delay: sleep before answering EC2 calls (a slow region, to kill a sync mid-way),
-- serve ``DescribeCapacityReservations`` from a table, since moto does not implement that action.
+- serve ``DescribeCapacityReservations`` from a table, since moto does not implement that action,
+- placement: rewrite an instance's ``Placement.AvailabilityZone`` in ``DescribeInstances`` answers (moto
+  refuses Local Zone and Wavelength Zone names such as ``ap-northeast-1-tpe-1a`` in ``RunInstances``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _reservations_xml(items: list[dict[str, Any]]) -> bytes:
         f"<item><capacityReservationId>{c['id']}</capacityReservationId><instanceType>{c['type']}</instanceType>"
         f"<availableInstanceCount>{c['available']}</availableInstanceCount>"
         f"<totalInstanceCount>{c['total']}</totalInstanceCount><state>active</state>"
-        + (f"<ownerId>{c['owner']}</ownerId>" if c.get("owner") else "") +
+        + (f"<ownerId>{c['owner']}</ownerId>" if c.get("owner") else "")
+        + (f"<availabilityZone>{c['zone']}</availabilityZone>" if c.get("zone") else "") +
         f"<reservationType>{c.get('kind', 'capacity-block')}</reservationType></item>"
         for c in items
     )
@@ -49,6 +52,23 @@ def _reservations_xml(items: list[dict[str, Any]]) -> bytes:
         'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>fake</requestId>'
         f"<capacityReservationSet>{rows}</capacityReservationSet></DescribeCapacityReservationsResponse>"
     ).encode()
+
+
+def _place(body: bytes, placement: dict[str, str]) -> bytes:
+    """Set the availability zone of the listed instances in a DescribeInstances answer.
+
+    moto writes ``<instanceId>`` before ``<placement><availabilityZone>`` in each instance item, so the first
+    zone after an instance's id is that instance's.
+    """
+    text = body.decode("utf-8")
+    for iid, zone in placement.items():
+        at = text.find(f"<instanceId>{iid}</instanceId>")
+        if at < 0:
+            continue
+        m = re.compile(r"<availabilityZone>[^<]*</availabilityZone>").search(text, at)
+        if m is not None:
+            text = text[: m.start()] + f"<availabilityZone>{zone}</availabilityZone>" + text[m.end():]
+    return text.encode("utf-8")
 
 
 def _regions_xml(regions: list[str]) -> bytes:
@@ -67,6 +87,7 @@ class Faults:
     reservations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     enabled_regions: list[str] | None = None  # what DescribeRegions reports (None: moto's full list)
     delay: dict[str, float] = field(default_factory=dict)  # region -> seconds before each EC2 answer
+    placement: dict[str, str] = field(default_factory=dict)  # instance id -> zone DescribeInstances reports
     calls: dict[str, int] = field(default_factory=dict)  # region -> EC2 calls seen
     throttled: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -134,6 +155,8 @@ class AwsFake:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                if service == "ec2" and action == "DescribeInstances" and f.placement and resp.status == 200:
+                    data = _place(data, dict(f.placement))
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):

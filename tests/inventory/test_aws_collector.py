@@ -231,3 +231,138 @@ def test_each_account_reads_its_own_credentials_file_and_the_environment_is_left
     sessions = [col._session(a)[0] for a in col.config.accounts]  # type: ignore[attr-defined]
     assert [s.get_credentials().access_key for s in sessions] == [keys["a"], keys["b"]]
     assert "AWS_SHARED_CREDENTIALS_FILE" not in os.environ
+
+
+# --- Local Zones and Wavelength Zones: an instance is in the zone's country, not its parent region's ------------
+
+TOKYO, TAIPEI_ZONE, TAIPEI_GROUP = "ap-northeast-1", "ap-northeast-1-tpe-1a", "ap-northeast-1-tpe-1"
+
+
+def _veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    """Run veuctl in-process as the console script does (errors: one line on stderr, exit code 2)."""
+    import sys
+
+    from agent.cli import app
+    from agent.cli._common import run_app
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["veuctl", *args])
+    code = run_app(app)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _site_of(url: str, external_id: str) -> Site:
+    with session_scope(url) as s:
+        h = s.exec(select(Holding).where(Holding.external_id == external_id)).one()
+        site = s.get(Site, h.site_id)
+        assert site is not None
+        s.expunge(site)
+        return site
+
+
+def test_gpu_in_the_taipei_local_zone_counts_in_taiwan_not_japan(
+    aws: AwsFake, store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", TOKYO)
+    tokyo = run(ec2, P5, 1)[0]
+    taipei = run(ec2, P5, 1)[0]
+    aws.faults.placement[taipei] = TAIPEI_ZONE  # moto refuses Local Zone names; the proxy reports it there
+    # The operator registers the zone group as a site; its country is checked against the catalog.
+    code, out = _veuctl(capsys, monkeypatch, "sites", "add", "aws-taipei", "--country", "JP", "--provider", "aws",
+                        "--region", TAIPEI_GROUP, "--db", store)
+    assert code == 2 and "JP disagrees" in out and "TW" in out
+    code, out = _veuctl(capsys, monkeypatch, "sites", "add", "aws-taipei", "--country", "TW", "--provider", "aws",
+                        "--region", TAIPEI_GROUP, "--db", store, "--json")
+    assert code == 0, out
+
+    summary = sync(_collector([TOKYO]), store)
+
+    assert summary.status == "ok", summary.as_dict()
+    tw = _site_of(store, f"{ACCOUNT_A}:{taipei}")
+    jp = _site_of(store, f"{ACCOUNT_A}:{tokyo}")
+    assert (tw.name, tw.country, tw.region) == ("aws-taipei", "TW", TAIPEI_GROUP)
+    assert (jp.country, jp.region) == ("JP", TOKYO)
+    # Per-country sums: one p5 (8 H100) in each country, none of Taipei's in Japan.
+    live = _live(store)
+    with session_scope(store) as s:
+        by_country: dict[str, float] = {}
+        for h in live.values():
+            site = s.get(Site, h.site_id)
+            assert site is not None
+            by_country[site.country] = by_country.get(site.country, 0) + h.count
+    assert by_country == {"JP": 8, "TW": 8}
+
+
+def test_gpu_in_an_unregistered_foreign_local_zone_is_counted_nowhere_and_the_region_retires_nothing(
+    aws: AwsFake, store: str,
+) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", TOKYO)
+    tokyo = run(ec2, P5, 1)[0]
+    sync(_collector([TOKYO]), store)
+    ec2.terminate_instances(InstanceIds=[tokyo])
+    taipei = run(ec2, P5, 1)[0]
+    aws.faults.placement[taipei] = TAIPEI_ZONE
+
+    summary = sync(_collector([TOKYO]), store)
+
+    assert summary.status == "partial"
+    live = _live(store)
+    assert f"{ACCOUNT_A}:{taipei}" not in live  # not folded into Tokyo's site
+    assert f"{ACCOUNT_A}:{tokyo}" in live  # the scope was not listed completely: nothing retired
+    with session_scope(store) as s:
+        errs = [e.message for e in s.exec(select(CollectorError).where(CollectorError.run_id == summary.run_id))]
+        assert not s.exec(select(Site).where(Site.region == TAIPEI_GROUP)).all()  # never created from the catalog
+    msg = next(m for m in errs if TAIPEI_GROUP in m)
+    assert f"veuctl sites add aws-{TAIPEI_GROUP} --country TW --provider aws --region {TAIPEI_GROUP}" in msg
+
+
+def test_gpu_in_a_local_zone_the_catalog_lacks_is_counted_nowhere_and_the_region_retires_nothing(
+    aws: AwsFake, store: str,
+) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", TOKYO)
+    gone = run(ec2, P5, 1)[0]
+    sync(_collector([TOKYO]), store)
+    ec2.terminate_instances(InstanceIds=[gone])
+    stays, odd = run(ec2, P5, 1)[0], run(ec2, P5, 1)[0]
+    aws.faults.placement[odd] = "ap-northeast-1-zzz-1a"
+
+    summary = sync(_collector([TOKYO]), store)
+
+    assert summary.status == "partial"
+    live = _live(store)
+    assert f"{ACCOUNT_A}:{stays}" in live  # the rest of the region is still upserted
+    assert f"{ACCOUNT_A}:{odd}" not in live  # unknown country: not counted at Tokyo
+    assert f"{ACCOUNT_A}:{gone}" in live  # partial scope: nothing retired
+    with session_scope(store) as s:
+        errs = [e.message for e in s.exec(select(CollectorError).where(CollectorError.run_id == summary.run_id))]
+    msg = next(m for m in errs if "ap-northeast-1-zzz-1a" in m)
+    assert "zones.aws" in msg and "ap-northeast-1-zzz-1" in msg and odd in msg
+
+
+def test_gpu_in_a_us_local_zone_under_a_us_region_stays_at_the_region_site(aws: AwsFake, store: str) -> None:
+    ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
+    boston, wavelength = run(ec2, P5, 1)[0], run(ec2, P5, 1)[0]
+    aws.faults.placement.update({boston: "us-east-1-bos-1a", wavelength: "us-east-1-wl1-bos-wlz-1"})
+
+    summary = sync(_collector(["us-east-1"]), store)
+
+    assert summary.status == "ok", summary.as_dict()
+    for iid in (boston, wavelength):
+        site = _site_of(store, f"{ACCOUNT_A}:{iid}")
+        assert (site.region, site.country) == ("us-east-1", "US")
+
+
+def test_capacity_reservation_in_the_buenos_aires_local_zone_counts_in_argentina(aws: AwsFake, store: str) -> None:
+    from agent.parties import add_site
+
+    with session_scope(store) as s:
+        add_site(s, "aws-bue", "AR", "aws", "us-east-1-bue-1", "", catalog().place("aws", "us-east-1-bue-1").country)
+    aws.faults.reservations["us-east-1"] = [
+        {"id": "cr-0bbbbbbbbbbbbbbb1", "type": P5, "available": 1, "total": 1, "zone": "us-east-1-bue-1a"},
+        {"id": "cr-0aaaaaaaaaaaaaaa1", "type": P5, "available": 1, "total": 1, "zone": "us-east-1a"},
+    ]
+    summary = sync(_collector(["us-east-1"]), store)
+    assert summary.status == "ok", summary.as_dict()
+    assert _site_of(store, f"{ACCOUNT_A}:cr-0bbbbbbbbbbbbbbb1").country == "AR"
+    assert _site_of(store, f"{ACCOUNT_A}:cr-0aaaaaaaaaaaaaaa1").country == "US"
