@@ -43,6 +43,8 @@ MAX_LISTED_HOLDINGS = 50_000
 # threshold: the largest fleets hold on the order of a million accelerators, so ten million in one change is a
 # typo (or 1e300), not a plan. The API's request models use the same bound.
 MAX_CHIPS = 10_000_000
+# The same kind of bound on a shipment's value in US dollars (ten trillion): a typo, not a shipment.
+MAX_VALUE_USD = 1e13
 MAX_PAGE = 1000  # shipments per page, as `veuctl models list` and the API's pages
 
 
@@ -675,8 +677,12 @@ def list_reservations(s: Session, authorization: str | None = None, status: str 
 def add_shipment(
     s: Session, packs: PackRegistry, *, day: date | str, consignee: str, destination: str, chip_name: str,
     count: float, via: str, reference: str = "", authorization: str | None = None, actor: str | None = None,
+    value_usd: float | None = None,
 ) -> Shipment:
     """Record a shipment; one the authorization it names cannot cover is refused.
+
+    ``value_usd``: the value of the items in US dollars, which a Data Center VEU's semi-annual report gives per
+    shipment (None: not recorded).
 
     LPP: not to a Tier 3 destination nor to a consignee headquartered (or whose ultimate parent is) there
     (§ 740.29). AIA: only to entities located in, and headquartered (with their ultimate parent) in, Supp. 5(a)
@@ -686,6 +692,7 @@ def add_shipment(
     d = parse_date(day, "--date") if isinstance(day, str) else day
     via = _via(via)
     _shipment_count(count)
+    value = shipment_value(value_usd)
     with named("--consignee"):
         party = get_party(s, consignee)
     with named("--destination"):
@@ -718,13 +725,13 @@ def add_shipment(
         info = chip(packs, chip_name, d)
     row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
                    count=float(count) * float(info.fraction), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
-                   reference=reference, authorization_id=auth_id)
+                   reference=reference, authorization_id=auth_id, value_usd=value)
     s.add(row)
     s.flush()
     record(s, actor=actor or current_actor(), action="shipment.create", subject=f"shipment:{row.id}",
            payload={"date": d.isoformat(), "consignee": party.name, "destination": dest, "chip": info.id,
                     "count": row.count, "tpp": row.count * row.tpp_each, "via": via, "reference": reference,
-                    "authorization": authorization})
+                    "authorization": authorization, "value_usd": value})
     return row
 
 
@@ -751,6 +758,23 @@ def _shipment_count(count: float) -> None:
         raise PolicyError(f"--count: {count:g} is not a whole number; a shipment counts whole items")
 
 
+def shipment_value(value_usd: float | None, option: str = "--value-usd") -> float | None:
+    """A shipment's value in US dollars as stored: None (not recorded), or a finite amount from 0 to
+    :data:`MAX_VALUE_USD`."""
+    if value_usd is None:
+        return None
+    if isinstance(value_usd, bool) or not isinstance(value_usd, int | float):
+        raise PolicyError(f"{option}: {value_usd!r} is not an amount in US dollars")
+    if not math.isfinite(value_usd):
+        raise PolicyError(f"{option}: {value_usd} is not a finite amount in US dollars")
+    if value_usd < 0:
+        raise PolicyError(f"{option}: {value_usd:g} is negative; a shipment's value is 0 or more US dollars")
+    if value_usd > MAX_VALUE_USD:
+        raise PolicyError(f"{option}: {value_usd:g} US dollars is more than any shipment is worth; give at most "
+                          f"{MAX_VALUE_USD:,.0f}")
+    return float(value_usd)
+
+
 def shipment_dict(s: Session, packs: PackRegistry, x: Shipment) -> dict[str, Any]:
     party = s.get(Party, x.consignee_id)
     a = s.get(VeuAuthorization, x.authorization_id) if x.authorization_id else None
@@ -759,6 +783,7 @@ def shipment_dict(s: Session, packs: PackRegistry, x: Shipment) -> dict[str, Any
     return {"id": x.id, "date": x.day.isoformat(), "consignee": cs.consignee, "destination": x.destination,
             "accelerator": x.accelerator, "count": x.count, "tpp_each": x.tpp_each, "tpp": float(cs.tpp),
             "eccn": x.eccn, "via": x.via, "reference": x.reference, "authorization": a.name if a else None,
+            "value_usd": x.value_usd, "consignee_address": party.address if party else "",
             "lpp_notice_required": core.lpp_notice_required(packs, cs)}
 
 

@@ -16,6 +16,9 @@ from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier, ownership_chain
 
 PROVIDERS = ("aws", "gcp", "azure", "onprem")
+MAX_ADDRESS = 500  # characters of a party's postal address (party.address)
+# Line and paragraph separators break a one-line record as a control character does.
+_NOT_PRINTABLE = frozenset({"Zl", "Zp"})
 
 
 def party_refs(s: Session) -> dict[str, PartyRef]:
@@ -38,18 +41,37 @@ def get_party(s: Session, name: str) -> Party:
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
+def check_address(address: str, option: str = "--address") -> str:
+    """A party's postal address as stored: stripped, at most :data:`MAX_ADDRESS` characters, printable.
+
+    One line of free text ("Level 12, 1 Example Road, 048583 Singapore"): control characters (a newline, NUL,
+    a bidirectional override) are refused rather than dropped, so what is stored is what was typed."""
+    if not isinstance(address, str):
+        raise PolicyError(f"{option}: an address is text")
+    text = address.strip()
+    if len(text) > MAX_ADDRESS:
+        raise PolicyError(f"{option}: {len(text)} characters; an address is at most {MAX_ADDRESS}")
+    bad = next((c for c in text if unicodedata.category(c).startswith("C")
+                or unicodedata.category(c) in _NOT_PRINTABLE), None)
+    if bad is not None:
+        raise PolicyError(f"{option}: contains a control or non-printable character (U+{ord(bad):04X}); give the "
+                          "address on one line of printable text")
+    return text
+
+
 def add_party(
     s: Session, name: str, hq: str, parent: str | None = None, namespaces: list[str] | None = None,
-    cluster: str = "", *, no_parent: bool = False, reassign: bool = False,
+    cluster: str = "", *, no_parent: bool = False, reassign: bool = False, address: str | None = None,
 ) -> Party:
-    """Create or update a party (HQ, parent, namespaces); reject ownership cycles before writing.
+    """Create or update a party (HQ, parent, namespaces, address); reject ownership cycles before writing.
 
     Updating a party keeps its parent unless ``parent`` names a new one or ``no_parent`` removes it: the
     parent decides the effective tier, so leaving the option out must never drop it (a Tier 3 ultimate
-    parent would vanish with a namespace added)."""
+    parent would vanish with a namespace added). ``address`` None keeps the stored address; "" clears it."""
     name = name.strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise PolicyError("name: a party name is 1-200 printable characters")
+    new_address = check_address(address) if address is not None else None
     if parent and no_parent:
         raise PolicyError("--parent/--no-parent: name a parent or remove it, not both")
     for ns in namespaces or []:
@@ -66,6 +88,8 @@ def add_party(
         parent_row = s.get(Party, party.parent_id)
     party.hq = code
     party.parent_id = parent_row.id if parent_row else None
+    if new_address is not None:
+        party.address = new_address
     party.updated_at = utcnow()
     refs = party_refs(s)
     refs[name] = PartyRef(name, code, parent_row.name if parent_row else None)
@@ -101,7 +125,8 @@ def add_party(
     from agent.audit import current_actor, record
 
     payload: dict[str, object] = {"hq": code, "parent": parent_row.name if parent_row else None,
-                                  "namespaces": [n.strip() for n in namespaces or []], "cluster": cluster}
+                                  "namespaces": [n.strip() for n in namespaces or []], "cluster": cluster,
+                                  "address": party.address}
     if displaced:
         payload["label_mappings_replaced"] = displaced
     record(s, actor=current_actor(), action="party.update" if existed else "party.create", subject=f"party:{name}",

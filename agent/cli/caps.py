@@ -219,13 +219,16 @@ def ship_add(
     via: str = typer.Option(..., "--via", help="licence | lpp | uveu | nveu | aia | other"),
     reference: str = typer.Option("", "--reference", help="Licence number or other reference."),
     authorization: str | None = typer.Option(None, "--authorization", help="UVEU/NVEU used."),
+    value_usd: float | None = typer.Option(None, "--value-usd", help="Value of the items in US dollars "
+                                           "(reported per shipment by a Data Center VEU)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record a shipment in the ledger."""
     packs = registry()
     with session_scope(db_url(db)) as s:
         row = svc.add_shipment(s, packs, day=day, consignee=consignee, destination=destination, chip_name=chip,
-                               count=count, via=via, reference=reference, authorization=authorization)
+                               count=count, via=via, reference=reference, authorization=authorization,
+                               value_usd=value_usd)
         data = svc.shipment_dict(s, packs, row)
     emit(data, json_)
 
@@ -244,7 +247,7 @@ def ship_list(
         rows, _total = svc.list_shipments(s, consignee, destination, via, limit, offset)
         data = [svc.shipment_dict(s, packs, r) for r in rows]
     emit(data, json_, lambda r: table(r, ["id", "date", "consignee", "destination", "accelerator", "count", "tpp",
-                                          "via", "reference"]))
+                                          "value_usd", "via", "reference"]))
 
 
 def register(app: typer.Typer) -> None:

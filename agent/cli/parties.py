@@ -18,7 +18,7 @@ sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_arg
 def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untyped-def]
     p, eff = svc.party_view(s, registry(), name, d)
     return {
-        "name": p.name, "hq": p.hq, "parent": eff.chain[1] if len(eff.chain) > 1 else None,
+        "name": p.name, "hq": p.hq, "address": p.address, "parent": eff.chain[1] if len(eff.chain) > 1 else None,
         "ultimate_parent": eff.ultimate_parent, "effective_tier": eff.tier, "basis": eff.basis,
         "namespaces": svc.namespaces_of(s, p), "as_of": d.isoformat(),
     }
@@ -36,11 +36,15 @@ def add(
     cluster: str = typer.Option("", "--cluster", help="Limit the namespace mapping to one cluster."),
     reassign: bool = typer.Option(False, "--reassign", help="Move a --namespace registered to another party to "
                                   "this one."),
+    address: str | None = typer.Option(None, "--address", help="Postal address, one line (at most 500 "
+                                       "characters), reported with the end user's name; an update without it "
+                                       "keeps the stored address, --address '' clears it."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Register or update a party (options left out keep their stored values; namespaces are added)."""
     with session_scope(db_url(db)) as s:
-        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign)
+        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
+                      address=address)
         data = _party_dict(s, name.strip(), as_of(None))
     emit(data, json_)
 
@@ -104,7 +108,8 @@ def add_site(
     name: str,
     country: str | None = typer.Option(None, "--country", help="Country (ISO code or name)."),
     provider: str | None = typer.Option(None, "--provider", help="aws | gcp | azure | onprem (default onprem)."),
-    region: str | None = typer.Option(None, "--region", help="Cloud region (checked against --country)."),
+    region: str | None = typer.Option(None, "--region", help="Cloud region, or an AWS Local/Wavelength zone "
+                                      "group such as ap-northeast-1-tpe-1 (checked against --country)."),
     cluster: str | None = typer.Option(None, "--cluster", help="Kubernetes cluster name at this site."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
@@ -120,7 +125,7 @@ def add_site(
         if region and prov != "onprem":
             from agent.kb import catalog
 
-            region_country = catalog().region(prov, region).country
+            region_country = catalog().place(prov, region).country  # a region or a Local/Wavelength zone group
         site = svc.add_site(s, name, country, provider, region, cluster, region_country)
         data = svc.site_view(s, registry(), site, as_of(None))
     emit(data, json_)

@@ -8,7 +8,8 @@ Kinds and what they read:
 - ``red-flags``: the red-flag case register and the decisions that held jobs (agent.cases).
 - ``decisions``: every admission decision of the period (agent.cases).
 - ``model-ledger``: 4E091 training-compute ledger (agent.ledger).
-- ``shipments``: the shipments ledger against Tier 2 allocations and LPP (agent.caps).
+- ``shipments``: the shipments ledger against Tier 2 allocations and LPP (agent.caps), each shipment with its
+  consignee's address and its value in US dollars (a Data Center VEU's semi-annual report content).
 - ``audit-log``: the audit trail itself for the period.
 """
 

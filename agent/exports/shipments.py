@@ -1,7 +1,10 @@
 """Export kind ``shipments``: the shipments ledger of a period against Tier 2 allocations and LPP.
 
 Each shipment carries its TPP as recorded (``tpp_each`` at the time), the route used (licence, LPP, UVEU,
-NVEU ...) and whether an LPP notice to BIS is due; the cap positions are evaluated on ``--to``.
+NVEU ...) and whether an LPP notice to BIS is due; the cap positions are evaluated on ``--to``. For a Data
+Center VEU's semi-annual report (§ 748.15(f)(1)(i)) each row also names the consignee with its address
+(``party.address``; empty when not recorded), the destination, the quantity, the value of the items
+(``value_usd``; empty when not recorded) and the ECCN.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from agent.exports.base import Chart, Report, Table, provision_dict, stream, tie
 from agent.store.tables.core import Party
 from policies.packs import PackRegistry
 
-COLUMNS = ["id", "date", "consignee", "destination", "destination_tier", "accelerator", "eccn", "count",
-           "tpp_each", "tpp", "via", "authorization", "reference", "lpp_notice_required"]
+COLUMNS = ["id", "date", "consignee", "consignee_address", "destination", "destination_tier", "accelerator",
+           "eccn", "count", "value_usd", "tpp_each", "tpp", "via", "authorization", "reference",
+           "lpp_notice_required"]
 CAP_COLUMNS = ["cap", "title", "view", "binding", "value", "limit", "headroom_tpp", "utilisation", "ok",
                "confirmed", "citations"]
 
@@ -33,17 +37,17 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     au = VeuAuthorization.__table__  # type: ignore[attr-defined]
     tier_of = tier_lookup(packs, end)
     stmt = (
-        select(sh.c.id, sh.c.day, pa.c.name, sh.c.destination, sh.c.accelerator, sh.c.eccn, sh.c.count,
-               sh.c.tpp_each, sh.c.via, au.c.name, sh.c.reference)
+        select(sh.c.id, sh.c.day, pa.c.name, pa.c.address, sh.c.destination, sh.c.accelerator, sh.c.eccn,
+               sh.c.count, sh.c.value_usd, sh.c.tpp_each, sh.c.via, au.c.name, sh.c.reference)
         .join(pa, pa.c.id == sh.c.consignee_id).outerjoin(au, au.c.id == sh.c.authorization_id)
         .where(sh.c.day >= start, sh.c.day <= end).order_by(sh.c.day, sh.c.id)
     )
 
     def rows() -> Iterator[Sequence[Any]]:
-        for sid, day, consignee, dest, acc, eccn, count, each, via, auth, ref in stream(s, stmt):
+        for sid, day, consignee, address, dest, acc, eccn, count, value, each, via, auth, ref in stream(s, stmt):
             cs = core.Shipment(sid, day, consignee, dest, acc, exact(count), exact(each), eccn, via, ref)
-            yield (sid, day, consignee, dest, tier_of(dest), acc, eccn, count, each, count * each, via, auth, ref,
-                   core.lpp_notice_required(packs, cs))
+            yield (sid, day, consignee, address, dest, tier_of(dest), acc, eccn, count, value, each, count * each,
+                   via, auth, ref, core.lpp_notice_required(packs, cs))
 
     by_via = s.execute(
         select(sh.c.via, func.count(), func.sum(sh.c.count * sh.c.tpp_each))
@@ -56,6 +60,11 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         .join(pa, pa.c.id == sh.c.consignee_id).where(sh.c.day >= start, sh.c.day <= end)
         .group_by(pa.c.name, year, sh.c.via, sh.c.destination).order_by(pa.c.name, year, sh.c.via, sh.c.destination)
     ).all()]
+    in_period = (sh.c.day >= start, sh.c.day <= end)
+    no_value = s.execute(select(func.count()).select_from(sh).where(*in_period, sh.c.value_usd.is_(None))).scalar()
+    no_address = s.execute(select(func.count(func.distinct(pa.c.id))).select_from(sh)
+                           .join(pa, pa.c.id == sh.c.consignee_id).where(*in_period, pa.c.address == "")).scalar()
+    value_total = s.execute(select(func.sum(sh.c.value_usd)).where(*in_period)).scalar()
     caps = caps_mod.allocation_caps(s, packs, end)
     cap_rows: list[tuple[Any, ...]] = []
     provisions: dict[str, dict[str, Any]] = {}
@@ -77,6 +86,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         end=end, as_of=end,
         summary={"shipments": sum(int(n) for _, n, _ in by_via),
                  **{f"tpp via {v}": float(t or 0) for v, _, t in by_via},
+                 "value usd (recorded)": float(value_total or 0),
+                 "shipments without a recorded value": int(no_value or 0),
+                 "consignees without a recorded address": int(no_address or 0),
                  "caps evaluated on": end.isoformat(),
                  "binding caps exceeded": sum(1 for r in cap_rows if r[3] and not r[8])},
         tables=[
@@ -86,12 +98,18 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
             Table("consignee_year", "Shipments per consignee per year (LPP is capped per consignee per year)",
                   ["consignee", "year", "via", "destination", "shipments", "count", "tpp"], lambda: iter(per_year)),
             Table("shipments", "Shipments in the period", COLUMNS, rows,
-                  pdf_columns=["id", "date", "consignee", "destination", "accelerator", "count", "tpp", "via",
-                               "authorization", "lpp_notice_required"]),
+                  pdf_columns=["id", "date", "consignee", "consignee_address", "destination", "accelerator",
+                               "eccn", "count", "value_usd", "tpp", "via", "authorization", "lpp_notice_required"],
+                  note="consignee_address and value_usd (US dollars) are empty where not recorded "
+                       "(veuctl parties add NAME --hq CC --address TEXT; veuctl shipments add ... --value-usd N)."),
         ],
         charts=[Chart("Allocations used against their limits", cats, used, "TPP", limits=limits)],
         provisions=list(provisions.values()),
     )
+    if no_value or no_address:
+        report.notes.append(f"{int(no_value or 0)} shipment(s) in the period have no recorded value and "
+                            f"{int(no_address or 0)} consignee(s) no recorded address: a Data Center VEU's "
+                            "semi-annual report gives both for each export, reexport or transfer.")
     for pd in report.provisions:
         if not pd["confirmed"]:
             report.notes.append(f"UNCONFIRMED: {pd['id']} ({pd['citation']}): {pd['unconfirmed_note'].strip()}")

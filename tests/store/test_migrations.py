@@ -97,3 +97,60 @@ def test_pods_starting_together_migrate_one_at_a_time(pg_url: str) -> None:
         valid = conn.exec_driver_sql(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_admission_decision_admitted'::regclass").scalar()
     assert valid is True
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_semiannual_report_end_user_address_and_value_migrate_onto_existing_parties_and_shipments(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    """0016/0017 add ``party.address`` and ``shipment.value_usd`` (§ 748.15(f)(1)(i)(A) and (D)) to a store that
+    already holds parties and shipments: existing rows read '' and NULL (never recorded), the party triggers
+    0010 put on ``party`` still fire, and both migrations go down and up again."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from agent.store.db import _MIGRATIONS, make_engine
+
+    url = str(request.getfixturevalue("db_url" if backend == "sqlite" else "pg_url"))
+    eng = make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    before = ("0014_namespace_source", "0011_reservation_expiry")
+    try:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+            for rev in before:
+                command.downgrade(cfg, rev)
+            conn.commit()
+            heads = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
+            assert set(before) <= heads and not heads & {"0016_party_address", "0017_shipment_value"}
+            conn.execute(text("INSERT INTO party (name, hq, created_at, updated_at) "
+                              "VALUES ('Gulf AI', 'AE', :t, :t)"), {"t": "2026-01-01 00:00:00"})
+            pid = conn.execute(text("SELECT id FROM party WHERE name = 'Gulf AI'")).scalar()
+            conn.execute(text("INSERT INTO shipment (day, consignee_id, destination, accelerator, count, tpp_each, "
+                              "eccn, via, reference, created_at) VALUES ('2026-02-10', :p, 'AE', 'h100-sxm', 64, "
+                              "15832, '3A090.a', 'licence', '', :t)"), {"p": pid, "t": "2026-02-10 00:00:00"})
+            conn.commit()
+            command.upgrade(cfg, "heads")
+            conn.commit()
+            assert conn.execute(text("SELECT address FROM party")).scalar() == ""
+            assert conn.execute(text("SELECT value_usd FROM shipment")).scalar() is None
+            marker = conn.execute(text("SELECT n FROM change_marker WHERE name = 'parties'")).scalar()
+            conn.execute(text("UPDATE party SET address = 'Hub71, Abu Dhabi' WHERE id = :p"), {"p": pid})
+            conn.execute(text("UPDATE shipment SET value_usd = 1750000.5"))
+            conn.commit()
+            after = conn.execute(text("SELECT n FROM change_marker WHERE name = 'parties'")).scalar()
+            assert isinstance(after, int) and isinstance(marker, int) and after > marker
+            assert conn.execute(text("SELECT value_usd FROM shipment")).scalar() == 1750000.5
+            # Down and up again: the columns go, the rows stay, and come back with the defaults.
+            for rev in before:
+                command.downgrade(cfg, rev)
+            conn.commit()
+            assert conn.execute(text("SELECT count(*) FROM shipment")).scalar() == 1
+            command.upgrade(cfg, "heads")
+            conn.commit()
+            assert conn.execute(text("SELECT address FROM party")).scalar() == ""
+    finally:
+        eng.dispose()
+    assert _schema_drift(url) == []

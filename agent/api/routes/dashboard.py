@@ -336,7 +336,8 @@ EXPORT_TITLES: dict[str, tuple[str, str]] = {
                   "and method, decision, answers, who and when."),
     "model-ledger": ("Model ledger", "Models at or near the 4E091 threshold with cumulative operations and the "
                      "explanation."),
-    "shipments": ("Shipments ledger", "Shipments against Tier 2 allocations and LPP per consignee per year."),
+    "shipments": ("Shipments ledger", "Shipments against Tier 2 allocations and LPP per consignee per year; "
+                  "each with its consignee's address and value (USD)."),
     "decisions": ("Admission decisions", "Every admission decision of the period."),
     "audit-log": ("Audit log", "The audit trail itself for the period."),
 }

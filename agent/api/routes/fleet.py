@@ -49,7 +49,7 @@ def parties(
         eff = effective_tier(packs, refs, p.name, as_of)
         if tier_ is not None and eff.tier != tier_:
             continue
-        rows.append({**eff.to_dict(), "parent": refs[p.name].parent})
+        rows.append({**eff.to_dict(), "parent": refs[p.name].parent, "address": p.address})
     return page(rows[offset:offset + limit], len(rows), limit, offset)
 
 
@@ -258,6 +258,8 @@ class ShipmentIn(BaseModel):
     via: Literal["licence", "lpp", "uveu", "nveu", "aia", "other"]
     reference: str = Field(default="", max_length=200)
     authorization: str | None = None
+    value_usd: float | None = Field(default=None, ge=0, le=svc.MAX_VALUE_USD, allow_inf_nan=False, strict=True,
+                                    description="Value of the items in US dollars (null: not recorded).")
 
 
 @router.get("/shipments", summary="The shipments ledger (filter by consignee, destination, via)")
@@ -276,7 +278,7 @@ def create_shipment(
 ) -> dict[str, Any]:
     row = svc.add_shipment(s, packs, day=body.date, consignee=body.consignee, destination=body.destination,
                            chip_name=body.chip, count=body.count, via=body.via, reference=body.reference,
-                           authorization=body.authorization)
+                           authorization=body.authorization, value_usd=body.value_usd)
     return svc.shipment_dict(s, packs, row)
 
 

@@ -31,6 +31,8 @@ class Shipment(SQLModel, table=True):
     """One export, reexport or transfer of accelerators: the ledger for country allocations and LPP.
 
     ``tpp_each`` is the chip's TPP when recorded, so a later catalog correction never rewrites history.
+    ``value_usd`` is the value of the items shipped, in US dollars (None: not recorded), which a Data Center
+    VEU's semi-annual report gives per export, reexport or transfer (§ 748.15(f)(1)(i)).
     """
 
     __tablename__ = "shipment"
@@ -45,6 +47,7 @@ class Shipment(SQLModel, table=True):
     via: str = Field(max_length=10, index=True)  # licence | lpp | uveu | nveu | aia | other
     reference: str = Field(default="", max_length=200)
     authorization_id: int | None = Field(default=None, foreign_key="veu_authorization.id")
+    value_usd: float | None = Field(default=None, ge=0)
     created_at: datetime = Field(default_factory=utcnow)
 
 

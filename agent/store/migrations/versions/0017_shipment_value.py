@@ -1,0 +1,28 @@
+"""A shipment's value: ``shipment.value_usd`` (US dollars; NULL: not recorded).
+
+A Data Center VEU's semi-annual report gives the value of the items of each export, reexport or transfer
+(§ 748.15(f)(1)(i)(D)); the shipments export reads it from here. Existing shipments keep NULL: their value
+was never recorded, which is not the same as zero.
+
+Revision ID: 0017_shipment_value
+Revises: 0011_reservation_expiry
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0017_shipment_value"
+down_revision = "0011_reservation_expiry"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("shipment", sa.Column("value_usd", sa.Float(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("shipment") as batch:
+        batch.drop_column("value_usd")
