@@ -371,9 +371,12 @@ def caps_for(
     placed: :func:`reservation_placements`)."""
     a = get_authorization(s, name)
     with dated("--as-of"):
-        fleet = list(base) if base is not None else placements(s, packs, as_of, with_ids=with_ids)
+        # UVEU shares are measured on the pack's measurement date (as_of itself unless the pack measures on
+        # reporting dates): the installed base read is that day's, not as_of's.
+        on = core.measurement_date(packs, as_of) if a.kind == "uveu" else as_of
+        fleet = list(base) if base is not None else placements(s, packs, on, with_ids=with_ids)
         if include_reservations:
-            fleet += reservation_placements(s, packs, as_of, a.id)
+            fleet += reservation_placements(s, packs, on, a.id)
         return core.authorization_caps(packs, party_refs(s), to_core(s, a), fleet, as_of)
 
 

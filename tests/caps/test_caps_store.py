@@ -104,6 +104,39 @@ def test_installed_base_as_of_a_date_follows_the_holding_history(db_url: str) ->
     assert early["uveu.outside_tier1.owned"].denominator == 0
 
 
+def test_uveu_measured_on_reporting_dates_reads_the_installed_base_of_the_measurement_date(
+    db_url: str, tmp_path: Any,
+) -> None:
+    from fractions import Fraction
+
+    from agent.packs import load_registry
+
+    (tmp_path / "measure.yaml").write_text("""
+id: measure-on-reporting-dates
+version: "1"
+title: Measure UVEU shares on the reporting dates
+source: test
+provisions:
+  - id: uveu-measurement-dates
+    title: Reporting dates only
+    citation: "15 CFR 748 Supp. 10 para 6 and 10"
+    effective_from: 2025-01-13
+    status: [{since: 2025-01-13, codified: true, enforced: true}]
+    values: {continuous: false, reporting_dates: ["02-01", "08-01"]}
+""")
+    packs = load_registry([tmp_path])
+    seed_fleet(db_url)
+    with session_scope(db_url) as s:
+        dxb = s.exec(select(Site).where(Site.name == "dxb")).one()
+        eu = s.exec(select(Holding).where(Holding.external_id == "h1")).one()
+        s.add(Holding(source="test", external_id="late", site_id=dxb.id, accelerator="h100-sxm", count=40,
+                      owner_id=eu.owner_id, operator_id=eu.owner_id, first_seen=datetime(2025, 9, 10, tzinfo=UTC)))
+    with session_scope(db_url) as s:
+        caps = {c.id: c for c in svc.caps_for(s, packs, "aurora", date(2025, 9, 15))}
+    # Measured on 1 August: the 40 chips installed on 10 September are not in that day's installed base.
+    assert caps["uveu.single_country.AE.owned"].value == Fraction(30, 1000)
+
+
 def test_a_retired_holding_leaves_the_nveu_installed_base(db_url: str) -> None:
     seed_fleet(db_url)
     packs = registry()
