@@ -92,6 +92,16 @@ SHIPMENTS: tuple[tuple[int, str, str, str, int, str, str, str | None], ...] = (
 )
 
 
+# Consignees' addresses (fictional) for the semi-annual report's "name and address" (§ 748.15(f)(1)(i)(A)).
+ADDRESSES = {
+    "Bharat Vision Labs": "12 Residency Road, Bengaluru 560025, India",
+    "Gulf Sovereign AI": "Level 9, Hub 71, Al Khatem Tower, Abu Dhabi, United Arab Emirates",
+    "Falcon Digital LLC": "Plot 4, Dubai Silicon Oasis, Dubai, United Arab Emirates",
+    "Lumen Analytics Pte": "1 Fusionopolis Way, #10-01, Singapore 138632",
+}
+USD_PER_CHIP = 25_000  # an illustrative unit price for the demo's shipment values
+
+
 def _months_ago(now: datetime, months: int) -> datetime:
     return now - timedelta(days=30 * months)
 
@@ -105,7 +115,7 @@ def seed(url: str, today: date | None = None) -> dict[str, Any]:
         if s.exec(select(Site)).first() is not None:
             raise PolicyError(f"demo: the store at {url} already has sites; use an empty database")
         for name, hq, parent, namespaces in PARTIES:
-            party_svc.add_party(s, name, hq, parent, list(namespaces))
+            party_svc.add_party(s, name, hq, parent, list(namespaces), address=ADDRESSES.get(name))
         for name, country, provider, region in SITES:
             party_svc.add_site(s, name, country, provider, region)
         s.flush()
@@ -118,7 +128,7 @@ def seed(url: str, today: date | None = None) -> dict[str, Any]:
         for days, consignee, dest, chip, count, via, ref, auth in SHIPMENTS:
             caps_svc.add_shipment(s, packs, day=today - timedelta(days=days), consignee=consignee, destination=dest,
                                   chip_name=chip, count=count, via=via, reference=ref, authorization=auth,
-                                  actor="demo")
+                                  actor="demo", value_usd=float(count * USD_PER_CHIP))
         caps_svc.reserve(s, packs, "aurora-uveu", n=256, chip_name="b200", site="tyo-dc1",
                          planned_for=today + timedelta(days=45), note="Tokyo expansion, phase 2", actor="demo")
         models = _seed_models(s, packs, today)
