@@ -174,6 +174,7 @@ class TpuSliceIn(_Strict):
     accelerator: str = Field(min_length=1)
     counts: str = Field(pattern=r"^(chips|cores)$")
     cores_per_chip: int = Field(default=1, gt=0)
+    max_chips: int | None = Field(default=None, gt=0)  # the largest slice (a full pod), when the reference gives it
     source: str = ""
 
 
@@ -781,6 +782,11 @@ class Catalog:
                     raise UnknownInstanceType(
                         f"{instance_type}: {m.group('family')}-N counts TensorCores ({per} per chip); N must be a "
                         f"multiple of {per}"
+                    )
+                if s.max_chips is not None and n // per > s.max_chips:
+                    raise UnknownInstanceType(
+                        f"{instance_type}: a {m.group('family')} slice has at most {s.max_chips} chips (a full pod); "
+                        f"{n // per} is more than one pod holds"
                     )
                 note = f"{m.group('family')}-N counts {'TensorCores' if s.counts == 'cores' else 'chips'}"
                 return InstanceSpec(prov, name, self._idx.by_id[s.accelerator], n // per, s.source, True, note)

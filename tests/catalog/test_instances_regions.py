@@ -137,3 +137,11 @@ def test_every_instance_row_references_a_catalogued_chip(cat: Catalog) -> None:
 def test_empty_tpu_slice_is_rejected_not_zero_chips(cat: Catalog, slice_name: str) -> None:
     with pytest.raises(UnknownInstanceType, match="N must be positive"):
         cat.instance("gcp", slice_name)
+
+
+def test_a_v5e_or_v6e_slice_is_at_most_one_256_chip_pod(cat: Catalog) -> None:
+    # accelerators.md §3.2: v5e and v6e pods max 256 chips.
+    assert cat.instance("gcp", "v6e-256").count == 256
+    for name in ("v6e-512", "v5litepod-1024"):
+        with pytest.raises(UnknownInstanceType, match="at most 256 chips"):
+            cat.instance("gcp", name)
