@@ -1,8 +1,9 @@
 """Export kind ``installed-base``: holdings per site, country and tier on a date, with VEU cap positions.
 
 Supp. 10 to part 748 ¶10 asks for a facility-specific chip accounting; § 748.15(f)(1)(ii) for the current
-inventory. The cap positions (UVEU geographic allocation, NVEU cumulative TPP) come from the caps engine
-(agent.caps over policies.caps); without it the export carries holdings and tier totals only, and says so.
+inventory, the receipt dates and, for NVEUs, the current customers (``nveu_customers``). The cap positions
+(UVEU geographic allocation, NVEU cumulative TPP) come from the caps engine (agent.caps over policies.caps);
+without it the export carries holdings and tier totals only, and says so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ HOLDING_COLUMNS = ["site", "country", "tier", "accelerator", "eccn", "count", "t
                    "operator"]
 DETAIL_COLUMNS = ["holding_id", "source", "external_id", "serial", "site", "country", "accelerator", "count",
                   "owner", "operator", "installed_since", "received"]
+CUSTOMER_COLUMNS = ["authorization", "customer", "hq", "address", "namespaces", "clusters"]
 CAP_COLUMNS = ["authorization", "kind", "holder", "cap", "title", "view", "binding", "value", "limit",
                "headroom_tpp", "utilisation", "ok", "confirmed", "citations"]
 
@@ -65,6 +67,41 @@ def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
     )
     for q in (q1, q2):
         yield from stream(s, q)
+
+
+def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holders: dict[str, str],
+                    notes: list[str]) -> list[tuple[Any, ...]]:
+    """§ 748.15(f)(1)(ii)(C): each NVEU's current customers, the parties whose namespaces are mapped on the
+    Kubernetes clusters of its data centers (the sites in its country where the holder owns or operates chips),
+    and those mapped on every cluster. An NVEU with no cluster registered at those sites gets a note instead."""
+    from agent.store.tables.core import PartyNamespace
+
+    sites = {x.name: x for x in s.scalars(select(Site))}
+    parties = {x.id: x for x in s.scalars(select(Party))}
+    mappings = list(s.scalars(select(PartyNamespace)))
+    rows: list[tuple[Any, ...]] = []
+    for a in auths:
+        if a.kind != "nveu":
+            continue
+        holder = holders[a.name]
+        dcs = sorted({p.site for p in base if p.country == a.country and holder in (p.owner, p.operator)})
+        clusters = {sites[n].cluster for n in dcs} - {""}
+        if not clusters:
+            notes.append(f"{a.name}: no Kubernetes cluster is registered at its data centers in {a.country} "
+                         f"({', '.join(dcs) or 'no holdings of ' + holder}); its customer list (§ 748.15(f)(1)(ii)"
+                         "(C)) cannot be derived: register each cluster with `veuctl sites add SITE --cluster NAME`")
+            continue
+        found: dict[int, tuple[set[str], set[str]]] = {}
+        for m in mappings:
+            if m.cluster and m.cluster not in clusters:
+                continue
+            ns, cl = found.setdefault(m.party_id, (set(), set()))
+            ns.add(m.namespace)
+            cl.add(m.cluster or "(every cluster)")
+        for pid, (ns, cl) in sorted(found.items(), key=lambda kv: parties[kv[0]].name):
+            p = parties[pid]
+            rows.append((a.name, p.name, p.hq, p.address, "; ".join(sorted(ns)), "; ".join(sorted(cl))))
+    return rows
 
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, authorization: str | None = None,
@@ -111,6 +148,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
             if d["binding"] and d["utilisation"] is not None:
                 chart_cats.append(f"{a.name}: {d['id']}")
                 chart_vals.append(100.0 * float(d["utilisation"]))
+    holders = {a.name: caps_mod.authorization_dict(s, a)["holder"] for a in auths}
+    customers = _nveu_customers(s, base, auths, holders, report.notes)
     exceeded = sum(1 for r in cap_rows if r[6] and not r[11])
     report.summary = {
         "as_of": as_of.isoformat(), "total_tpp_3a090a_class": summ["total_tpp"],
@@ -126,6 +165,10 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
                    "UNCONFIRMED provisions are marked confirmed=false."),
         Table("countries", "Installed 3A090.a-class TPP by country and tier",
               ["country", "name", "tier", "count", "tpp", "share", "sites"], lambda: iter(countries)),
+        Table("nveu_customers", "NVEU current customers (§ 748.15(f)(1)(ii)(C))", CUSTOMER_COLUMNS,
+              lambda: iter(customers),
+              note="Parties whose namespaces are mapped on the clusters of the NVEU's data centers, or on every "
+                   "cluster."),
         Table("holdings", "Holdings by site (site x accelerator x owner x operator)", HOLDING_COLUMNS,
               lambda: iter(holdings)),
         Table("holding_detail", "Individual holdings (facility-specific chip accounting)", DETAIL_COLUMNS,

@@ -324,6 +324,35 @@ def test_red_flag_register_shows_a_case_answered_after_the_period_as_open_withou
     assert row["resolved_at"] is None and doc["summary"]["cases open on 2026-06-30"] == 1
 
 
+def test_installed_base_export_lists_each_nveus_current_customers(
+        db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    from agent import parties
+    from agent.store.tables.core import Holding
+
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    m = _export(db_url, packs, "installed-base", tmp_path / "a", ["json"])
+    doc = json.loads((tmp_path / "a" / _files(m, ".json")[0]).read_text())
+    # Gulf AI's NVEU has no cluster at a data center of its own yet: the report says so instead of guessing.
+    assert doc["tables"]["nveu_customers"]["rows"] == []
+    assert any("NVEU-GA-1: no Kubernetes cluster" in n for n in doc["notes"])
+    with session_scope(db_url) as s:
+        site = parties.add_site(s, "auh-2", "AE", cluster="auh-k8s")
+        gulf = parties.get_party(s, "Gulf AI")
+        s.add(Holding(source="csv", external_id="h-ga-1", site_id=site.id, accelerator="h100-sxm", count=16,
+                      owner_id=gulf.id, operator_id=gulf.id, first_seen=datetime(2026, 1, 5, tzinfo=UTC)))
+        parties.add_party(s, "Oasis Labs", "AE", None, ["oasis"], "auh-k8s", address="1 Corniche, Abu Dhabi")
+        parties.add_party(s, "Elsewhere Inc", "US", None, ["elsewhere"], "iad-k8s")  # another cluster
+        parties.add_party(s, "Everywhere AI", "SG", None, ["everywhere"])  # mapped on every cluster
+    m = _export(db_url, packs, "installed-base", tmp_path / "b", ["json", "csv"])
+    doc = json.loads((tmp_path / "b" / _files(m, ".json")[0]).read_text())
+    rows = {r["customer"]: r for r in doc["tables"]["nveu_customers"]["rows"]}
+    assert set(rows) == {"Oasis Labs", "Everywhere AI"}
+    assert rows["Oasis Labs"]["authorization"] == "NVEU-GA-1" and rows["Oasis Labs"]["clusters"] == "auh-k8s"
+    assert rows["Oasis Labs"]["address"] == "1 Corniche, Abu Dhabi"
+    assert rows["Everywhere AI"]["clusters"] == "(every cluster)"
+
+
 def test_decisions_export_streams_every_decision_with_its_pack_versions(
         db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
     with session_scope(db_url) as s:
