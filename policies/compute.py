@@ -162,6 +162,8 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
             x = float(raw)
         except ValueError:
             raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. 1e26 or 1.5e25") from None
+        if math.isnan(x) or math.isinf(x):  # name what was typed (1e400 overflows to inf)
+            raise EstimateError(f"{field_name}: {text!r} is not a finite number")
     return check_number(x, field_name, allow_zero=allow_zero)
 
 

@@ -203,3 +203,8 @@ def test_synthetic_data_generation_that_would_overflow_the_lineage_total_is_refu
                          "--generation-operations", "1e308")
     assert err.startswith("error: --generation-operations: ")
     assert veuctl.json("models", "show", "student")["cumulative_operations"] == pytest.approx(1e308)
+
+
+def test_a_number_too_large_for_a_float_is_named_as_typed(veuctl: Veuctl) -> None:
+    err = veuctl.refused("estimate", "--operations", "1e400")
+    assert "--operations: '1e400' is not a finite number" in err
