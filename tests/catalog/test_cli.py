@@ -181,3 +181,14 @@ def test_list_provider_filter_is_case_insensitive_and_still_lists() -> None:
     assert isinstance(rows, list) and rows and {r["provider"] for r in rows} == {"gcp"}
     regs = ok_json("regions", "list", "--provider", "azure")
     assert isinstance(regs, list) and regs and {r["provider"] for r in regs} == {"azure"}
+
+
+def test_json_performance_density_is_not_rounded_onto_the_3a090b_threshold() -> None:
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "agent", "chips", "classify", "--rate", "FP8=200", "--die-area",
+                        "270.2725", "--json"], capture_output=True, text=True, check=True)
+    out = json.loads(r.stdout)
+    assert out["eccn"] == "3A090.b" and out["performance_density"] < 5.92  # 5.91995..., not "5.92"
