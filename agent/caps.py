@@ -12,6 +12,7 @@ racing for the last headroom are evaluated one after the other and neither over-
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,6 +164,17 @@ def add_authorization(
     elif country:
         raise PolicyError("--country: a UVEU is not limited to one country; omit --country (or use --kind nveu)")
     _check_holder_eligible(packs, party_refs(s), party.name, kind, utc_today())
+    # A licence's own cap is looked up by provision id nveu-licence-<name>: two names that map to one id would
+    # share it, and a name with nothing to map has no id.
+    cap_id = core.licence_cap_id(name)
+    if not re.search(r"[A-Za-z0-9]", name):
+        raise PolicyError(f"name: {name!r} needs letters or digits (A-Z, 0-9): an NVEU's own licence cap is the "
+                          "provision nveu-licence-<name>")
+    clash = next((x.name for x in s.exec(select(VeuAuthorization)).all()
+                  if x.name != name and core.licence_cap_id(x.name) == cap_id), None)
+    if clash is not None:
+        raise PolicyError(f"name: {name!r} and the existing authorization {clash!r} would share the licence-cap "
+                          f"provision id {cap_id}; choose a name that differs in letters or digits")
     if s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first() is not None:
         raise PolicyError(f"name: authorization {name!r} already exists; choose another name")
     row = VeuAuthorization(name=name, kind=kind, holder_id=party.id, country=code, reference=reference)  # type: ignore[arg-type]
@@ -374,6 +386,8 @@ def caps_for(
         # UVEU shares are measured on the pack's measurement date (as_of itself unless the pack measures on
         # reporting dates): the installed base read is that day's, not as_of's.
         on = core.measurement_date(packs, as_of) if a.kind == "uveu" else as_of
+        if on != as_of:
+            base = None  # a caller's base is as_of's (overview, exports share one): read the measurement date's
         fleet = list(base) if base is not None else placements(s, packs, on, with_ids=with_ids)
         if include_reservations:
             fleet += reservation_placements(s, packs, on, a.id)
@@ -722,7 +736,10 @@ def add_shipment(
         if t.tier == 3:
             raise PolicyError(f"--destination: no Data Center VEU data center may be in {dest} ({t.basis})")
         if eff.tier == 3:
-            raise PolicyError(f"--consignee: a Data Center VEU may not transfer chips to {party.name}: {eff.basis}")
+            why = ("Supp. No. 10 to part 748 ¶4.a: an entity headquartered in Macau or D:5" if eff.own.tier == 3 else
+                   "§ 744.23(a)(3): a licence is required where the ultimate parent is headquartered in Macau or D:5")
+            raise PolicyError(f"--consignee: a Data Center VEU may not transfer chips to {party.name}: {eff.basis} "
+                              f"({why})")
         auth_id = a.id
     with dated("--date"), named("--chip"):
         info = chip(packs, chip_name, d)

@@ -139,7 +139,7 @@ class _Resolver:
             if zone is not None:
                 # A Local/Wavelength zone outside its region's country: never created from the catalog alone and
                 # never folded into the parent region. The operator registers it (confirming the country).
-                raise PolicyError(
+                raise UnregisteredZone(
                     f"site: {ref.provider} zone {ref.region} ({zone.location}, {zone.country}; under region "
                     f"{zone.region}, which is another country) has no registered site, so its chips are counted "
                     f"nowhere and this scope retires nothing; register it with `veuctl sites add "
@@ -212,6 +212,10 @@ def _values(h: Holding | HoldingPeriod) -> tuple[int, str, float, int | None, in
     return (h.site_id, h.accelerator, float(h.count), h.owner_id, h.operator_id)
 
 
+class UnregisteredZone(PolicyError):
+    """A cloud Local/Wavelength zone in another country than its region, with no site registered for it."""
+
+
 def apply_scope(
     s: Session,
     source: str,
@@ -239,8 +243,15 @@ def apply_scope(
     new_rows: list[tuple[Holding, Observation]] = []
     changed: list[tuple[Holding, bool]] = []
     touched: list[int] = []
+    unplaced: dict[str, str] = {}  # zone message -> first external id left out
     for ext, o in obs.items():
-        vals = (res.site(o.site), o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
+        try:
+            site_id = res.site(o.site)
+        except UnregisteredZone as exc:
+            # Only these chips wait for their site: the rest of the scope is applied, and nothing retires.
+            unplaced.setdefault(str(exc), ext)
+            continue
+        vals = (site_id, o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
         found = existing.get(ext)
         if found is None:
             h = Holding(
@@ -305,7 +316,11 @@ def apply_scope(
         s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))
 
     retired_ids: list[str] = []
-    if result.complete:
+    complete = result.complete and not unplaced
+    if unplaced:
+        out.complete = False
+        out.error = "; ".join(x for x in (result.error, *unplaced) if x)
+    if complete:
         gone = [h for ext, h in existing.items() if ext not in obs and h.retired_at is None and h.scope == result.scope]
         for h in gone:
             h.retired_at = now
@@ -315,7 +330,7 @@ def apply_scope(
         _close_periods(s, [h.id for h in gone if h.id is not None], now)
         out.retired = len(gone)
 
-    for msg in ([result.error] if result.error else []) + result.warnings:
+    for msg in ([result.error] if result.error else []) + list(unplaced) + result.warnings:
         s.add(CollectorError(run_id=run_id, source=source, scope=result.scope, message=msg[:2000], at=now))
     record(
         s,
@@ -324,13 +339,13 @@ def apply_scope(
         subject=f"{source}:{result.scope}",
         payload={
             "run_id": run_id,
-            "complete": result.complete,
+            "complete": complete,
             "observed": out.observed,
             "added": [h.external_id for h, _ in new_rows],
             "retired": retired_ids,
             "updated": [h.external_id for h, _ in changed],
             "unchanged": len(touched),
-            "error": result.error,
+            "error": out.error,
         },
     )
     return out
@@ -524,12 +539,19 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
     another site's register with the same file name) is refused unless ``retire_absent_sites``: retiring a
     whole site's chips is what a mistake looks like, and what a real decommissioning should say it is.
     """
-    from agent.collectors.csv_import import CsvCollector, CsvConfig, observations, parse_register
+    from agent.collectors.csv_import import (
+        CsvCollector,
+        CsvConfig,
+        check_lines_unshared,
+        observations,
+        parse_register,
+    )
 
     p = Path(path)
     name = scope or f"register:{p.name}"
     with session_scope(url) as s:
         rows = parse_register(p, s)  # raises before anything is written
+        check_lines_unshared(s, name, observations(rows))
         if not retire_absent_sites:
             listed = {r.site for r in rows}
             held: dict[str, float] = {}

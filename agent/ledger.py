@@ -287,7 +287,8 @@ def add_run(
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
     if len(site) > 200 or len(job) > 300:
         raise EstimateError("site/job: site is at most 200 characters and job at most 300")
-    if m.published and m.published_on is not None and start is not None and start > m.published_on:
+    # From its publication date on, as the webhook and metering read it (is_published: published_on <= date).
+    if m.published and m.published_on is not None and start is not None and start >= m.published_on:
         # The published record is the published weights; training them further makes new, unpublished ones.
         raise LedgerError(
             f"--start: {m.name} was published on {m.published_on.isoformat()}; a run starting after that trains new, "

@@ -264,6 +264,8 @@ def add_site(
         country = existing.country
     if provider not in PROVIDERS:
         raise PolicyError(f"--provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
+    if provider != "onprem":
+        region = region.strip().lower()  # cloud region names are lower-case: the collectors look them up so
     code = country_code(country) if country else None
     if region_country is not None:
         if code is not None and code != region_country:

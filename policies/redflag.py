@@ -485,8 +485,10 @@ def decide(
     why.extend(est.explanation.splitlines())
     why.append(f"projected status under {rules.id}: {st.status} (threshold {rules.comparison} {sci(rules.threshold)}; "
                f"{rules.label})")
+    # The case of training on a published model is the derivative's (metering opens its cases there too).
     base = replace(base, model_key=key, run_operations=run_ops, lineage_operations=st.cumulative_operations,
-                   threshold=rules.threshold, model_status=st.status, estimate=est, provisions=tuple(provs))
+                   threshold=rules.threshold, model_status=st.status, estimate=est, provisions=tuple(provs),
+                   case_key=subject if named_published else base.case_key)
     if st.status != rules.status_label:
         over = _aggregate_over(rules, settings, load, run_ops)
         if over is None:

@@ -30,10 +30,10 @@ from policies.errors import PolicyError
 
 # Instance states that hold their accelerators (TERMINATED/STOPPED = stopped, SUSPENDED = released). As on AWS
 # (pending, stopping, shutting-down), a VM on its way up or down still holds them: PENDING_STOP is a graceful
-# shutdown with the workload still running, DEPROVISIONING is the release in progress.
+# shutdown with the workload still running, DEPROVISIONING is the release in progress. PENDING is not: a Flex
+# Start VM in it is still waiting for capacity from the Dynamic Workload Scheduler, with no accelerators yet.
 HELD_STATES = (
-    "PENDING", "PROVISIONING", "STAGING", "RUNNING", "PENDING_STOP", "STOPPING", "SUSPENDING", "REPAIRING",
-    "DEPROVISIONING",
+    "PROVISIONING", "STAGING", "RUNNING", "PENDING_STOP", "STOPPING", "SUSPENDING", "REPAIRING", "DEPROVISIONING",
 )
 
 

@@ -185,7 +185,8 @@ def node_accelerators(
         count = _num(labels.get("nvidia.com/gpu.count")) or _unshared(
             alloc.get("nvidia.com/gpu", 0.0), labels.get("nvidia.com/gpu.replicas")
         )
-        acc, fraction = resolve_alias(product.replace("-SHARED", ""))
+        product = product.replace("-SHARED", "")  # time-slicing's suffix; the profile ends the name without it
+        acc, fraction = resolve_alias(product)
         if fraction < 1:  # MIG "single": product names the slice and count is MIG devices
             return acc, _physical_from_mig(count, fraction, acc, product)
         return acc, count

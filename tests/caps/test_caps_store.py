@@ -78,6 +78,13 @@ def test_nveu_needs_exactly_one_destination_and_bad_input_exits_2_without_writin
     assert rc == 2 and "--country" in err and err.count("\n") == 1
     rc, _, err = veuctl(["authorizations", "add", "x", "--kind", "uveu", "--holder", "Nobody"], capsys, monkeypatch)
     assert rc == 2 and "Nobody" in err
+    # Names that would share one licence-cap provision id (nveu-licence-<name>), or have none, are refused.
+    rc, _, err = veuctl(["authorizations", "add", "Falcon AE", "--kind", "nveu", "--holder", "Falcon", "--country",
+                         "AE"], capsys, monkeypatch)
+    assert rc == 2 and "'falcon-ae'" in err and "nveu-licence-falcon-ae" in err
+    rc, _, err = veuctl(["authorizations", "add", "株式会社", "--kind", "nveu", "--holder", "Falcon", "--country",
+                         "AE"], capsys, monkeypatch)
+    assert rc == 2 and "letters or digits" in err
     rc, data, _ = veuctl(["authorizations", "list", "--json"], capsys, monkeypatch)
     assert [a["name"] for a in data] == ["aurora", "falcon-ae"]
 
@@ -135,6 +142,10 @@ provisions:
         caps = {c.id: c for c in svc.caps_for(s, packs, "aurora", date(2025, 9, 15))}
     # Measured on 1 August: the 40 chips installed on 10 September are not in that day's installed base.
     assert caps["uveu.single_country.AE.owned"].value == Fraction(30, 1000)
+    with session_scope(db_url) as s:  # the overview (API, dashboard, metrics) and the export agree
+        ov = svc.overview(s, packs, date(2025, 9, 15))
+    aurora = next(a for a in ov["authorizations"] if a["name"] == "aurora")
+    assert next(c for c in aurora["caps"] if c["id"] == "uveu.single_country.AE.owned")["value"] == 0.03
 
 
 def test_a_retired_holding_leaves_the_nveu_installed_base(db_url: str) -> None:

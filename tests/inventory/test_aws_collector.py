@@ -303,6 +303,7 @@ def test_gpu_in_an_unregistered_foreign_local_zone_is_counted_nowhere_and_the_re
     ec2.terminate_instances(InstanceIds=[tokyo])
     taipei = run(ec2, P5, 1)[0]
     aws.faults.placement[taipei] = TAIPEI_ZONE
+    also_tokyo = run(ec2, P5, 1)[0]
 
     summary = sync(_collector([TOKYO]), store)
 
@@ -310,6 +311,7 @@ def test_gpu_in_an_unregistered_foreign_local_zone_is_counted_nowhere_and_the_re
     live = _live(store)
     assert f"{ACCOUNT_A}:{taipei}" not in live  # not folded into Tokyo's site
     assert f"{ACCOUNT_A}:{tokyo}" in live  # the scope was not listed completely: nothing retired
+    assert f"{ACCOUNT_A}:{also_tokyo}" in live  # only the zone's chips wait: the rest of the region is applied
     with session_scope(store) as s:
         errs = [e.message for e in s.exec(select(CollectorError).where(CollectorError.run_id == summary.run_id))]
         assert not s.exec(select(Site).where(Site.region == TAIPEI_GROUP)).all()  # never created from the catalog

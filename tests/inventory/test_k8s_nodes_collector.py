@@ -167,6 +167,8 @@ def test_watch_reports_a_node_whose_accelerators_change(k8s: KmockThread, site: 
         # A media-extension profile exists once per GPU.
         ({"nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.5gb+me", "nvidia.com/gpu.count": "8"}, {}),
         ({"nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-2g.10gb", "nvidia.com/gpu.count": "24"}, {}),
+        # Time-sliced MIG devices carry a -SHARED suffix after the profile.
+        ({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB-MIG-1g.10gb-SHARED", "nvidia.com/gpu.count": "32"}, {}),
         (
             {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb",
              "cloud.google.com/gke-gpu-partition-size": "1g.20gb"},

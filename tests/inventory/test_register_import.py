@@ -199,3 +199,23 @@ def test_two_configured_registers_with_one_file_name_are_a_config_error() -> Non
 
     with pytest.raises(ValueError, match=r"two registers named assets\.csv"):
         CsvConfig.model_validate({"files": ["/dublin/assets.csv", "/frankfurt/assets.csv"]})
+
+
+def test_a_line_another_register_holds_is_refused_not_moved_into_this_one(dc: str, tmp_path: Path) -> None:
+    (tmp_path / "h1").mkdir()
+    (tmp_path / "h2").mkdir()
+    hall1 = _write(tmp_path / "h1", HEADER + "Dublin DC1,h100,100,Acme Cloud,Acme Ops,\n", "assets.csv")
+    hall2 = _write(tmp_path / "h2", HEADER + "Dublin DC1,h100,50,Acme Cloud,Acme Ops,\n", "assets.csv")
+    import_register(hall1, dc)
+    with pytest.raises(PolicyError, match=r"already held by another register: Dublin DC1 / .* register:assets\.csv"):
+        import_register(hall2, dc, scope="register:hall2")
+    assert [(h.scope, h.count) for h in _rows(dc) if h.retired_at is None] == [("register:assets.csv", 100.0)]
+
+
+def test_a_cloud_sites_region_is_stored_lower_case_as_the_collectors_look_it_up(store: str) -> None:
+    from agent.store.tables.core import Site
+
+    with session_scope(store) as s:
+        add_site(s, "Taipei LZ", "TW", "aws", "AP-NORTHEAST-1-TPE-1 ")
+    with session_scope(store) as s:
+        assert s.exec(select(Site).where(Site.name == "Taipei LZ")).one().region == "ap-northeast-1-tpe-1"

@@ -141,6 +141,35 @@ async def test_metered_usage_counts_toward_the_next_admission(
 
 
 @pytest.mark.asyncio
+async def test_training_on_a_published_model_is_one_derivative_case_for_metering_and_the_webhook(
+    kmock: kmock.KubernetesEmulator, apis: tuple[CoreV1Api, EventsV1Api], store: str, decide_review: Any,
+) -> None:
+    from datetime import date
+
+    from agent import cases, ledger
+    from agent.packs import registry
+    from agent.store import session_scope
+
+    from .conftest import job, review
+
+    with session_scope(store) as s:
+        ledger.add_model(s, "open-9e25", "US Lab", published=True, published_on=date(2026, 1, 1))
+        ledger.add_run(s, "open-9e25", ledger.estimate(registry(), date(2026, 5, 1), operations=9e25),
+                       start=date(2025, 6, 1))
+    node(kmock, "gpu-node-1", "NVIDIA-H100-80GB-HBM3")
+    for i in range(64):
+        pod(kmock, "tenant-ae", f"llm-{i}", gpus=1024, started=NOW - timedelta(days=60), job="llm",
+            model="open-9e25")
+    await asyncio.to_thread(Meter(*apis, store).tick, NOW)
+    with session_scope(store) as s:
+        opened = cases.list_cases(s, "open")
+    assert [c["model"] for c in opened] == ["Emirates AI/open-9e25"]  # the derivative, not the published model
+    nxt = job("next", pods=8, annotations={M + "model": "open-9e25", M + "expected-hours": "10"})
+    out = decide_review(review(nxt), now=NOW)
+    assert out.code == "HOLD_FOR_INQUIRY" and out.case_id == opened[0]["id"]  # the same case, not a second one
+
+
+@pytest.mark.asyncio
 async def test_controllers_command_meters_once_through_a_kubeconfig(
     kmock: kmock.KubernetesEmulator, store: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
