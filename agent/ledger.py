@@ -291,8 +291,8 @@ def add_run(
     if m.published and m.published_on is not None and start is not None and start >= m.published_on:
         # The published record is the published weights; training them further makes new, unpublished ones.
         raise LedgerError(
-            f"--start: {m.name} was published on {m.published_on.isoformat()}; a run starting after that trains new, "
-            f"unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
+            f"--start: {m.name} was published on {m.published_on.isoformat()}; a run starting on or after that "
+            f"trains new, unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
             f"--owner PARTY --base {m.name}`, then `veuctl models add-run NAME ...`)")
     compute.check_number(est.value, field, allow_zero=True)
     _check_lineage_finite(s, m, est.value, field)
