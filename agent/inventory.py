@@ -530,6 +530,23 @@ def installed_base(
     }
 
 
+def check_lines_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> None:
+    """Refuse lines without serials that another register holds: such a line is keyed by site, chip, owner and
+    operator alone, so importing it here would move the other register's chips into this one (replacing their
+    count), not add to them. A serialised chip may move between registers; an aggregate line may not."""
+    lines = [o.external_id for o in obs if o.external_id.startswith("line:")]
+    clashes: list[str] = []
+    for part in _chunks(lines):
+        for h in s.exec(select(Holding).where(Holding.source == "csv", Holding.scope != scope,
+                                              col(Holding.retired_at).is_(None), col(Holding.external_id).in_(part))):
+            clashes.append(f"{h.external_id.removeprefix('line:').replace('|', ' / ')} (held by {h.scope})")
+    if clashes:
+        raise PolicyError(
+            f"FILE: {len(clashes)} line(s) without serials are already held by another register: "
+            f"{'; '.join(sorted(clashes)[:5])}{' ...' if len(clashes) > 5 else ''}. Lines are keyed by site, chip, "
+            "owner and operator, so list them in one register, or give the chips serials")
+
+
 def import_register(path: Path | str, url: str | None = None, scope: str | None = None,
                     retire_absent_sites: bool = False) -> SyncSummary:
     """Import an asset register all-or-nothing: every row validated first; any bad row -> RegisterError.
@@ -539,19 +556,14 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
     another site's register with the same file name) is refused unless ``retire_absent_sites``: retiring a
     whole site's chips is what a mistake looks like, and what a real decommissioning should say it is.
     """
-    from agent.collectors.csv_import import (
-        CsvCollector,
-        CsvConfig,
-        check_lines_unshared,
-        observations,
-        parse_register,
-    )
+    from agent.collectors.csv_import import CsvCollector, CsvConfig, observations, parse_register
 
     p = Path(path)
     name = scope or f"register:{p.name}"
     with session_scope(url) as s:
         rows = parse_register(p, s)  # raises before anything is written
-        check_lines_unshared(s, name, observations(rows))
+        obs = observations(rows)
+        check_lines_unshared(s, name, obs)
         if not retire_absent_sites:
             listed = {r.site for r in rows}
             held: dict[str, float] = {}
@@ -570,7 +582,7 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
 
     class _One(CsvCollector):
         def collect(self) -> Iterator[ScopeResult]:
-            yield ScopeResult(name, observations(rows))
+            yield ScopeResult(name, obs)
 
     summary = sync(_One(CsvConfig(files=[str(p)])), url)
     bad = [x.error for x in summary.scopes if x.error]

@@ -267,6 +267,11 @@ def add_model(
     return m
 
 
+def _published_by(m: LedgerModel, day: date) -> bool:
+    """Whether ``m``'s parameters are published on ``day`` (the ledger's rule, ModelRecord.is_published)."""
+    return ModelRecord(m.name, published=m.published, published_on=m.published_on).is_published(day)
+
+
 def add_run(
     s: Session,
     name: str,
@@ -287,8 +292,9 @@ def add_run(
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
     if len(site) > 200 or len(job) > 300:
         raise EstimateError("site/job: site is at most 200 characters and job at most 300")
-    # From its publication date on, as the webhook and metering read it (is_published: published_on <= date).
-    if m.published and m.published_on is not None and start is not None and start >= m.published_on:
+    # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
+    # nothing here (the run may well predate it).
+    if start is not None and m.published_on is not None and _published_by(m, start):
         # The published record is the published weights; training them further makes new, unpublished ones.
         raise LedgerError(
             f"--start: {m.name} was published on {m.published_on.isoformat()}; a run starting on or after that "
@@ -501,8 +507,7 @@ def add_metered_usage(
                 model = scoped
                 found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
         derived_from: str | None = None
-        if found is not None and cust is not None and found.published and (
-                found.published_on is None or found.published_on <= start_dt.date()):
+        if found is not None and cust is not None and _published_by(found, start_dt.date()):
             # Training a published model after its publication makes new, unpublished weights: the customer's
             # derivative (the webhook's name for it too), never more operations of the published model.
             derived_from, model = found.name, derivative_name(found.name, cust.name)

@@ -209,10 +209,3 @@ def zone_spec(provider: str, zone: str) -> ZoneSpec | None:
     from agent.kb import catalog
 
     return catalog().zone(provider, zone)
-
-
-def zone_country(provider: str, zone: str) -> str | None:
-    """The ISO country of a Local/Wavelength zone (``ap-northeast-1-tpe-1a`` -> TW), None for ``us-east-1a``."""
-    from agent.kb import catalog
-
-    return catalog().zone_country(provider, zone)

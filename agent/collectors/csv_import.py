@@ -186,27 +186,6 @@ def observations(rows: list[RegisterRow]) -> list[Observation]:
     return list(out.values())
 
 
-def check_lines_unshared(s: Session, scope: str, obs: list[Observation]) -> None:
-    """Refuse lines without serials that another register holds: such a line is keyed by site, chip, owner and
-    operator alone, so importing it here would move the other register's chips into this one (replacing their
-    count), not add to them. A serialised chip may move between registers; an aggregate line may not."""
-    from agent.store.tables.core import Holding
-
-    lines = [o.external_id for o in obs if o.external_id.startswith("line:")]
-    clashes: list[str] = []
-    for i in range(0, len(lines), 500):
-        part = lines[i:i + 500]
-        for h in s.exec(select(Holding).where(Holding.source == "csv", Holding.scope != scope,
-                                              Holding.retired_at == None,  # noqa: E711
-                                              Holding.external_id.in_(part))):  # type: ignore[attr-defined]
-            clashes.append(f"{h.external_id.removeprefix('line:').replace('|', ' / ')} (held by {h.scope})")
-    if clashes:
-        raise PolicyError(
-            f"FILE: {len(clashes)} line(s) without serials are already held by another register: "
-            f"{'; '.join(sorted(clashes)[:5])}{' ...' if len(clashes) > 5 else ''}. Lines are keyed by site, chip, "
-            "owner and operator, so list them in one register, or give the chips serials")
-
-
 @register("csv")
 class CsvCollector(Collector):
     """Reads the register files named in config (or given to ``veuctl inventory import``)."""
@@ -215,6 +194,7 @@ class CsvCollector(Collector):
     config: CsvConfig
 
     def collect(self) -> Iterator[ScopeResult]:
+        from agent.inventory import check_lines_unshared
         from agent.store import session_scope
 
         for f in self.config.files:
@@ -224,7 +204,7 @@ class CsvCollector(Collector):
                 with session_scope(self.store_url) as s:
                     rows = parse_register(path, s)
                     obs = observations(rows)
-                    check_lines_unshared(s, scope, obs)
+                    check_lines_unshared(s, scope, obs)  # agent.inventory: the store's rule for register lines
                 yield ScopeResult(scope, obs)
             except PolicyError as exc:
                 yield ScopeResult(scope, error=str(exc))

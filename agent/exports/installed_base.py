@@ -136,8 +136,10 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
     provisions: dict[str, dict[str, Any]] = {}
     chart_cats: list[str] = []
     chart_vals: list[float] = []
+    holders: dict[str, str] = {}
     for a in auths:
         info = caps_mod.authorization_dict(s, a)
+        holders[a.name] = info["holder"]
         for c in caps_mod.caps_for(s, packs, a.name, as_of, base=base):
             d = core.cap_to_dict(c)
             for p in c.provisions:
@@ -148,7 +150,6 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
             if d["binding"] and d["utilisation"] is not None:
                 chart_cats.append(f"{a.name}: {d['id']}")
                 chart_vals.append(100.0 * float(d["utilisation"]))
-    holders = {a.name: caps_mod.authorization_dict(s, a)["holder"] for a in auths}
     customers = _nveu_customers(s, base, auths, holders, report.notes)
     exceeded = sum(1 for r in cap_rows if r[6] and not r[11])
     report.summary = {
