@@ -456,6 +456,12 @@ class RegionSpec:
     note: str = ""
 
 
+def _check_iso_country(where: str, code: str) -> None:
+    """A catalog row's country must be a real ISO 3166 alpha-2 code (the pattern alone admits ``XX``)."""
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise CatalogDataError(f"{where}: {code!r} is not an ISO 3166 alpha-2 country code")
+
+
 @dataclass(frozen=True)
 class ZoneSpec:
     """A Local Zone group or Wavelength Zone (``zone_group``), its parent ``region`` and where it really is."""
@@ -562,10 +568,7 @@ class Catalog:
                                 f"{src}: regions.{prov}.{name}: {spec!r} is not an ISO 3166 alpha-2 code (e.g. DE)"
                             )
                         spec = RegionIn(country=spec)
-                    if pycountry.countries.get(alpha_2=spec.country) is None:
-                        raise CatalogDataError(
-                            f"{src}: regions.{prov}.{name}: {spec.country!r} is not an ISO 3166 alpha-2 country code"
-                        )
+                    _check_iso_country(f"{src}: regions.{prov}.{name}", spec.country)
                     out[name.lower()] = RegionSpec(
                         provider=prov.lower(), region=name.lower(), country=spec.country, location=spec.location,
                         source=psrc, confirmed=spec.confirmed, note=spec.note,
@@ -581,11 +584,7 @@ class Catalog:
                             f"{src}: zones.{prov}.{name}: not a Local Zone group (<region>-<city>-<n>, e.g. "
                             "ap-northeast-1-tpe-1) or Wavelength Zone (<region>-wl<n>-<city>-wlz-<n>)"
                         )
-                    if pycountry.countries.get(alpha_2=zin.country) is None:
-                        raise CatalogDataError(
-                            f"{src}: zones.{prov}.{name}.country: {zin.country!r} is not an ISO 3166 alpha-2 "
-                            "country code"
-                        )
+                    _check_iso_country(f"{src}: zones.{prov}.{name}.country", zin.country)
                     zout[zname] = (src, ZoneSpec(
                         provider=prov.lower(), zone_group=zname, region=gm.group("region"), country=zin.country,
                         location=zin.location, kind="wavelength" if "-wlz-" in zname else "local", source=zsrc,
