@@ -24,7 +24,7 @@ from sqlalchemy import exists, or_, text, update
 from sqlmodel import Session, col, select
 
 from agent.audit import record
-from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef
+from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, lists_vms
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
@@ -44,6 +44,7 @@ class ScopeOutcome:
     updated: int = 0
     retired: int = 0
     reactivated: int = 0
+    superseded: int = 0
     error: str | None = None
 
 
@@ -230,9 +231,21 @@ def apply_scope(
     res = _Resolver(s)
     # Later duplicates of one id in one listing replace earlier ones (a provider may page an item twice).
     obs: dict[str, Observation] = {o.external_id: o for o in result.observations}
+    vm_source = lists_vms(source)
+    # One VM, one holding: a node that is a VM the cloud collector already holds is that holding's, not ours.
+    covered = set() if vm_source else _held_by_vm_sources(s, {o.instance for o in obs.values() if o.instance})
+    dropped = {ext for ext, o in obs.items() if o.instance in covered}
+    obs = {ext: o for ext, o in obs.items() if ext not in dropped}
     existing: dict[str, Holding] = {
         h.external_id: h for h in s.exec(select(Holding).where(Holding.source == source, Holding.scope == result.scope))
     }
+    if covered:
+        # Ours that the cloud holding now stands for, even when this listing is partial: its VM is counted.
+        for part in _chunks(sorted(covered)):
+            for h in s.exec(select(Holding).where(
+                Holding.source == source, col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)
+            )):
+                existing.setdefault(h.external_id, h)
     if not obs and not existing and result.complete and not result.warnings:
         return out  # an empty scope that held nothing: nothing to write, so nothing to audit
     missing = [x for x in obs if x not in existing]
@@ -244,12 +257,14 @@ def apply_scope(
     changed: list[tuple[Holding, bool]] = []
     touched: list[int] = []
     unplaced: dict[str, str] = {}  # zone message -> first external id left out
+    left_out: set[str] = set()
     for ext, o in obs.items():
         try:
             site_id = res.site(o.site)
         except UnregisteredZone as exc:
             # Only these chips wait for their site: the rest of the scope is applied, and nothing retires.
             unplaced.setdefault(str(exc), ext)
+            left_out.add(ext)
             continue
         vals = (site_id, o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
         found = existing.get(ext)
@@ -264,6 +279,7 @@ def apply_scope(
                 operator_id=vals[4],
                 serial=o.serial,
                 instance_type=o.instance_type,
+                instance=o.instance,
                 scope=result.scope,
                 first_seen=now,
                 last_seen=now,
@@ -278,10 +294,12 @@ def apply_scope(
             or h.scope != result.scope
             or h.serial != o.serial
             or h.instance_type != o.instance_type
+            or h.instance != o.instance
         ):
             period_change = revived or _values(h) != vals
             h.site_id, h.accelerator, h.count, h.owner_id, h.operator_id = vals
             h.serial, h.instance_type, h.scope = o.serial, o.instance_type, result.scope
+            h.instance = o.instance
             h.retired_at, h.last_seen = None, now
             changed.append((h, period_change))
             if revived:
@@ -315,6 +333,14 @@ def apply_scope(
     for part in _chunks(touched):
         s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))
 
+    # The other sources' holdings of VMs this cloud scope placed, and ours a cloud holding stands for.
+    if vm_source:
+        stale = _not_vm_source_holdings(s, {o.instance for x, o in obs.items() if o.instance and x not in left_out})
+    else:
+        stale = [h for x, h in existing.items() if h.retired_at is None and (x in dropped or h.instance in covered)]
+    superseded_ids = _retire(s, stale, now)
+    out.superseded = len(superseded_ids)
+
     retired_ids: list[str] = []
     complete = result.complete and not unplaced
     if unplaced:
@@ -345,10 +371,44 @@ def apply_scope(
             "retired": retired_ids,
             "updated": [h.external_id for h, _ in changed],
             "unchanged": len(touched),
+            "superseded": superseded_ids,
             "error": out.error,
         },
     )
     return out
+
+
+def _held_by_vm_sources(s: Session, instances: set[str]) -> set[str]:
+    """Which of these VMs a cloud collector (``lists_vms``) holds now."""
+    held: set[str] = set()
+    for part in _chunks(sorted(instances)):
+        for src, inst in s.exec(
+            select(Holding.source, Holding.instance).where(
+                col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)
+            )
+        ):
+            if lists_vms(src):
+                held.add(inst)
+    return held
+
+
+def _not_vm_source_holdings(s: Session, instances: set[str]) -> list[Holding]:
+    """Current holdings of these VMs by sources that are not cloud collectors (a cluster's nodes)."""
+    out: list[Holding] = []
+    for part in _chunks(sorted(instances)):
+        rows = s.exec(select(Holding).where(col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)))
+        out += [h for h in rows if not lists_vms(h.source)]
+    return out
+
+
+def _retire(s: Session, holdings: list[Holding], now: datetime) -> list[str]:
+    """Retire these holdings now (closing their periods); returns their ``source:external_id``."""
+    for h in holdings:
+        h.retired_at = now
+    s.add_all(holdings)
+    s.flush()
+    _close_periods(s, [h.id for h in holdings if h.id is not None], now)
+    return [f"{h.source}:{h.external_id}" for h in holdings]
 
 
 def _period(h: Holding, valid_from: datetime, valid_to: datetime | None = None) -> HoldingPeriod:

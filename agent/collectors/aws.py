@@ -35,6 +35,7 @@ from agent.collectors.base import (
     SiteRef,
     SourceConfig,
     instance_accelerators,
+    instance_ref,
     region_country,
     register,
     resolve_alias,
@@ -186,6 +187,7 @@ class _Placement:
 
 @register("aws")
 class AwsCollector(Collector):
+    lists_vms = True
     config_model = AwsConfig
     config: AwsConfig
 
@@ -301,6 +303,7 @@ class AwsCollector(Collector):
                             instance_type=i["InstanceType"],
                             owner=owner,
                             operator=operator,
+                            instance=instance_ref("aws", i["InstanceId"]),
                         )
                     )
             if self.config.capacity_reservations:

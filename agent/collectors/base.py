@@ -53,6 +53,14 @@ class Observation:
     serial: str = ""
     owner: str | None = None
     operator: str | None = None
+    # The cloud VM these chips are in (``instance_ref``), when the source knows it: one VM is one holding
+    # even when a cloud collector and a cluster's node listing both see it.
+    instance: str = ""
+
+
+def instance_ref(provider: str, *parts: str) -> str:
+    """The provider-neutral name of one cloud VM: ``aws:i-0abc…`` or ``gcp:PROJECT/ZONE/NAME``."""
+    return f"{provider}:{'/'.join(parts)}"
 
 
 @dataclass(slots=True)
@@ -90,6 +98,9 @@ class Collector(ABC):
 
     name: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    # True for a source whose holdings *are* cloud VMs (one per instance id): its holding of a VM supersedes
+    # another source's view of the same VM (a cluster's node), so the VM's chips are counted once.
+    lists_vms: ClassVar[bool] = False
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -125,6 +136,12 @@ def load_all() -> dict[str, type[Collector]]:
         if not m.name.startswith("_") and m.name != "base":
             importlib.import_module(f"{pkg.__name__}.{m.name}")
     return dict(_REGISTRY)
+
+
+def lists_vms(source: str) -> bool:
+    """Whether ``source`` is a collector whose holdings are cloud VMs (``Collector.lists_vms``)."""
+    cls = _REGISTRY.get(source) or load_all().get(source)
+    return bool(cls is not None and cls.lists_vms)
 
 
 def get(name: str) -> type[Collector]:

@@ -23,6 +23,7 @@ from agent.collectors.base import (
     SiteRef,
     SourceConfig,
     instance_accelerators,
+    instance_ref,
     register,
     resolve_alias,
 )
@@ -78,6 +79,7 @@ def instance_accelerators_gcp(inst: dict[str, Any]) -> tuple[str, float] | None:
 
 @register("gcp")
 class GcpCollector(Collector):
+    lists_vms = True
     config_model = GcpConfig
     config: GcpConfig
 
@@ -151,5 +153,6 @@ class GcpCollector(Collector):
                             instance_type=_last(inst.get("machineType", "")),
                             owner=owner,
                             operator=operator,
+                            instance=instance_ref("gcp", p.id, zone, inst["name"]) if inst.get("name") else "",
                         )
                     )

@@ -15,9 +15,11 @@ in order of precedence, from:
 4. AMD: ``amd.com/gpu.product-name`` + allocatable ``amd.com/gpu``.
 5. The instance type (``node.kubernetes.io/instance-type``) through the catalog, provider from ``spec.providerID``.
 
-A cluster on cloud VMs that an ``aws``/``gcp`` collector also inventories sets ``cloud_nodes: skip``: its
-nodes with an ``aws://`` or ``gce://`` providerID are then left to that collector (one holding per VM, not
-two); on-prem nodes of the same cluster still count here.
+One VM is one holding. A node whose ``spec.providerID`` names an EC2 instance (``aws:///ZONE/i-…``) or a
+Compute Engine VM (``gce://PROJECT/ZONE/NAME``) carries that VM (``instance_ref``). With ``cloud_nodes: auto``
+(the default) the sync leaves such a node to the ``aws``/``gcp`` collector's holding of the same VM when
+there is one, and counts it here otherwise; ``skip`` leaves every cloud node to the cloud collector;
+``count`` counts every node here, even a VM a cloud collector also holds (its chips are then summed twice).
 
 A node showing accelerator resources that none of these name is recorded as an error for the cluster and
 the cluster is treated as partly listed, so nothing there is retired on a guess.
@@ -45,6 +47,7 @@ from agent.collectors.base import (
     SiteRef,
     SourceConfig,
     instance_accelerators,
+    instance_ref,
     register,
     resolve_alias,
 )
@@ -66,11 +69,12 @@ class ClusterConfig(BaseModel):
     ca_file: str | None = None
     owner: str | None = None
     operator: str | None = None
-    cloud_nodes: Literal["count", "skip"] = Field(
-        "count",
-        description="skip: nodes that are AWS or GCE instances (spec.providerID aws:// or gce://) are left to "
-                    "the aws/gcp collector inventorying the same account or project; counting them here too would "
-                    "count their chips twice. count: every node counts here (no cloud collector covers them).",
+    cloud_nodes: Literal["auto", "count", "skip"] = Field(
+        "auto",
+        description="auto: a node that is an AWS or GCE instance (spec.providerID aws:// or gce://) counts here "
+                    "unless the aws/gcp collector holds the same VM, which then counts it once. skip: every such "
+                    "node is left to the aws/gcp collector. count: every node counts here, even a VM a cloud "
+                    "collector also holds (its chips would be summed twice).",
     )
     customer_label: str | None = Field(
         "compute.veu-governor.io/customer",
@@ -87,6 +91,21 @@ class ClusterConfig(BaseModel):
 
 # spec.providerID prefixes of nodes that are cloud VMs an aws/gcp collector can also list.
 CLOUD_PROVIDER_IDS = ("aws://", "gce://")
+
+
+def node_instance(provider_id: str) -> str:
+    """The cloud VM a node is (``instance_ref``), from its ``spec.providerID``; "" for anything else.
+
+    EC2: ``aws:///us-east-1a/i-0123…`` (the zone may be empty; the instance id is the last segment).
+    Compute Engine: ``gce://PROJECT/ZONE/INSTANCE-NAME``.
+    """
+    if provider_id.startswith("aws://"):
+        last = provider_id.rstrip("/").rsplit("/", 1)[-1]
+        return instance_ref("aws", last) if last.startswith("i-") else ""
+    if provider_id.startswith("gce://"):
+        parts = provider_id.removeprefix("gce://").split("/")
+        return instance_ref("gcp", *parts) if len(parts) == 3 and all(parts) else ""
+    return ""
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -314,6 +333,7 @@ class K8sNodesCollector(Collector):
                             instance_type=labels.get("node.kubernetes.io/instance-type", ""),
                             owner=owner,
                             operator=operator,
+                            instance=node_instance(pid) if c.cloud_nodes == "auto" else "",
                         )
                     )
                 token = page.metadata._continue if page.metadata else None
