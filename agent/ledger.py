@@ -53,6 +53,7 @@ from policies.compute import Estimate, EstimationDefaults, PeakRates
 from policies.errors import EstimateError, PartyError, PolicyError
 from policies.ledger import (
     DEFAULT_REGIME,
+    MODEL_NAME_MAX,
     Determination,
     Ledger,
     LedgerError,
@@ -72,7 +73,7 @@ from policies.packs import PackRegistry
 
 _FIXED_NAMES = 4  # up to this many names, a fixed-text lineage statement per count (the admission path)
 _CHUNK = 500  # ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits
-NAME_MAX = 200
+NAME_MAX = MODEL_NAME_MAX
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -24,6 +24,7 @@ publications after the date are ignored. Results are memoized per :class:`Ledger
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -34,6 +35,9 @@ from policies.errors import PolicyError
 from policies.packs import PackRegistry, ResolvedProvision
 
 DEFAULT_REGIME = "eccn-4e091"
+# The longest model name the ledger holds (its name column). A storage limit, not a rule: names this
+# module composes (``CUSTOMER/NAME``) are shortened to fit, the same way wherever they are composed.
+MODEL_NAME_MAX = 200
 
 BELOW = "below-threshold"
 EXCLUDED_PUBLISHED = "excluded:published"
@@ -424,7 +428,7 @@ def lineage_name(name: str, record: ModelRecord | None, customer: str, group: Se
         return name
     if record.is_published(as_of):
         return name
-    return f"{customer}/{name}"
+    return scoped_name(customer, name)
 
 
 def derivative_name(published: str, customer: str) -> str:
@@ -434,7 +438,20 @@ def derivative_name(published: str, customer: str) -> str:
     derivative whose own operations are measured against the derivative allowance. The admission webhook
     and metering both charge that training here, so one customer's jobs on the model add up.
     """
-    return f"{customer}/{published}" if customer else f"(unknown customer)/{published}"
+    return scoped_name(customer or "(unknown customer)", published)
+
+
+def scoped_name(customer: str, name: str) -> str:
+    """``CUSTOMER/NAME``, or when that is longer than the ledger holds, its first characters and a digest.
+
+    Deterministic, so the webhook and metering compose the same name for the same customer and model, and
+    two different long pairs never share one (the digest is of the whole ``CUSTOMER/NAME``).
+    """
+    full = f"{customer}/{name}"
+    if len(full) <= MODEL_NAME_MAX:
+        return full
+    digest = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{full[: MODEL_NAME_MAX - len(digest) - 1]}~{digest}"
 
 
 def find_cycle(records: Mapping[str, ModelRecord], start: str) -> list[str] | None:

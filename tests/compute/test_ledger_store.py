@@ -182,6 +182,30 @@ def test_metered_training_of_a_published_model_is_the_customers_derivative_not_t
     assert mine["status"] == "4E091" and mine["cumulative_operations"] > 1e26
 
 
+def test_metered_derivative_of_a_long_named_published_model_fits_the_ledger_and_matches_the_webhooks_name(
+    both: str, packs: PackRegistry
+) -> None:
+    # A 150-character customer training a 180-character published model: CUSTOMER/NAME (331 characters) is
+    # longer than a model name can be, so it is shortened the same way the webhook shortens it.
+    from policies.ledger import MODEL_NAME_MAX, derivative_name
+
+    url, customer, published = both, "Z" * 150, "p" * 180
+    with session_scope(url) as s:
+        add_party(s, customer, "CN")
+        svc.add_model(s, published, "Acme", published=True, published_on=date(2026, 1, 1))
+        svc.add_metered_usage(
+            s, customer=customer, model=published, job="z/long", accelerator_name="NVIDIA H100 SXM5 80GB",
+            chip_seconds=3.6e10, start=datetime(2026, 5, 1, 10, tzinfo=UTC), end=datetime(2026, 5, 1, 11, tzinfo=UTC),
+            packs=packs,
+        )
+    name = derivative_name(published, customer)
+    assert len(name) == MODEL_NAME_MAX and name.startswith(f"{customer}/p")
+    assert derivative_name(published[:-1] + "q", customer) != name  # the digest keeps long pairs apart
+    with session_scope(url) as s:
+        mine = svc.model_view(s, packs, name, D)
+    assert mine["owner"] == customer and mine["base"] == published and mine["cumulative_operations"] > 0
+
+
 def test_a_run_after_publication_is_refused_on_the_published_record_and_recorded_as_a_derivative(
     url: str, packs: PackRegistry
 ) -> None:
