@@ -607,6 +607,22 @@ def check_lines_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> 
             "owner and operator, so list them in one register, or give the chips serials")
 
 
+def absent_sites(s: Session, scope: str, listed: set[str]) -> str:
+    """The sites register ``scope`` holds chips at that a new version of it does not list ("" if none).
+
+    Retiring a whole site's chips is what a mistake looks like (an emptied or truncated file, another site's
+    register with the same file name), so neither an import nor a scheduled read does it unasked.
+    """
+    held: dict[str, float] = {}
+    for site_name, count in s.exec(
+        select(Site.name, Holding.count).join(Site, col(Site.id) == col(Holding.site_id)).where(
+            Holding.source == "csv", Holding.scope == scope, col(Holding.retired_at).is_(None))
+    ).all():
+        if site_name not in listed:
+            held[site_name] = held.get(site_name, 0.0) + count
+    return ", ".join(f"{k} ({v:,.0f} chips)" for k, v in sorted(held.items()))
+
+
 def import_register(path: Path | str, url: str | None = None, scope: str | None = None,
                     retire_absent_sites: bool = False) -> SyncSummary:
     """Import an asset register all-or-nothing: every row validated first; any bad row -> RegisterError.
@@ -624,21 +640,12 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
         rows = parse_register(p, s)  # raises before anything is written
         obs = observations(rows)
         check_lines_unshared(s, name, obs)
-        if not retire_absent_sites:
-            listed = {r.site for r in rows}
-            held: dict[str, float] = {}
-            for site_name, count in s.exec(
-                select(Site.name, Holding.count).join(Site, col(Site.id) == col(Holding.site_id)).where(
-                    Holding.source == "csv", Holding.scope == name, col(Holding.retired_at).is_(None))
-            ).all():
-                if site_name not in listed:
-                    held[site_name] = held.get(site_name, 0.0) + count
-            if held:
-                gone = ", ".join(f"{k} ({v:,.0f} chips)" for k, v in sorted(held.items()))
-                raise PolicyError(
-                    f"FILE: importing {p.name} as {name} would retire every chip it holds at {gone}, a site this "
-                    "file does not list. If it is another register with the same file name, give it its own "
-                    "--scope; if those chips are gone, pass --retire-absent-sites")
+        gone = "" if retire_absent_sites else absent_sites(s, name, {r.site for r in rows})
+        if gone:
+            raise PolicyError(
+                f"FILE: importing {p.name} as {name} would retire every chip it holds at {gone}, a site this "
+                "file does not list. If it is another register with the same file name, give it its own "
+                "--scope; if those chips are gone, pass --retire-absent-sites")
 
     class _One(CsvCollector):
         def collect(self) -> Iterator[ScopeResult]:

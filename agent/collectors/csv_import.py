@@ -53,6 +53,13 @@ class RegisterRow:
 
 class CsvConfig(SourceConfig):
     files: list[str] = Field(default_factory=list)
+    retire_absent_sites: bool = Field(
+        False,
+        description="false: a file that no longer lists a site its register holds chips at (emptied, truncated, "
+                    "or replaced by another site's register) is applied without retiring anything, and the run "
+                    "is partial until `veuctl inventory import FILE --retire-absent-sites` confirms it. true: such "
+                    "sites' chips are retired by the scheduled read.",
+    )
 
     @field_validator("files")
     @classmethod
@@ -194,7 +201,7 @@ class CsvCollector(Collector):
     config: CsvConfig
 
     def collect(self) -> Iterator[ScopeResult]:
-        from agent.inventory import check_lines_unshared
+        from agent.inventory import absent_sites, check_lines_unshared
         from agent.store import session_scope
 
         for f in self.config.files:
@@ -205,6 +212,11 @@ class CsvCollector(Collector):
                     rows = parse_register(path, s)
                     obs = observations(rows)
                     check_lines_unshared(s, scope, obs)  # agent.inventory: the store's rule for register lines
-                yield ScopeResult(scope, obs)
+                    gone = "" if self.config.retire_absent_sites else absent_sites(s, scope, {r.site for r in rows})
+                # Applied (new and changed lines count) but retiring nothing: the listing may be a mistake.
+                yield ScopeResult(scope, obs, error=(
+                    f"{path.name} no longer lists {gone}; nothing was retired. If those chips are gone, run "
+                    f"`veuctl inventory import {path} --retire-absent-sites` once (or set "
+                    "csv.retire_absent_sites: true)") if gone else None)
             except PolicyError as exc:
                 yield ScopeResult(scope, error=str(exc))

@@ -176,6 +176,35 @@ def test_a_header_only_register_does_not_retire_a_whole_site_unless_told_to(dc: 
     assert [h.retired_at is not None for h in _rows(dc)] == [True]
 
 
+def test_a_scheduled_read_of_an_emptied_register_retires_nothing_until_the_operator_confirms(
+    dc: str, tmp_path: Path,
+) -> None:
+    from agent.collectors.base import build
+    from agent.inventory import sync
+
+    with session_scope(dc) as s:
+        add_site(s, "Frankfurt DC2", "DE")
+    f = _write(tmp_path, HEADER + "Dublin DC1,h100,8,Acme Cloud,Acme Ops,\n"
+                         "Frankfurt DC2,h100,1,Acme Cloud,Acme Ops,SN-9\n")
+    assert sync(build("csv", {"files": [str(f)]}), dc).status == "ok"
+    # The nightly export was cut short: Frankfurt's line is missing, Dublin's count changed.
+    f.write_text(HEADER + "Dublin DC1,h100,6,Acme Cloud,Acme Ops,\n")
+    run = sync(build("csv", {"files": [str(f)]}), dc)
+    assert not run.scopes[0].complete
+    assert "no longer lists Frankfurt DC2 (1 chips); nothing was retired" in (run.scopes[0].error or "")
+    assert "--retire-absent-sites" in (run.scopes[0].error or "")
+    live = {(h.external_id, h.count) for h in _rows(dc) if h.retired_at is None}
+    assert live == {("line:Dublin DC1|" + catalog().resolve("h100").accelerator.id + "|Acme Cloud|Acme Ops", 6.0),
+                    ("serial:SN-9", 1.0)}  # the change applied, the absent site kept
+    # The operator confirms Frankfurt is gone, once; or opts in for scheduled reads.
+    import_register(f, dc, retire_absent_sites=True)
+    assert {h.external_id for h in _rows(dc) if h.retired_at is None} == {
+        "line:Dublin DC1|" + catalog().resolve("h100").accelerator.id + "|Acme Cloud|Acme Ops"}
+    f.write_text(HEADER)
+    assert sync(build("csv", {"files": [str(f)], "retire_absent_sites": True}), dc).status == "ok"
+    assert all(h.retired_at is not None for h in _rows(dc))
+
+
 def test_another_sites_register_with_the_same_file_name_is_refused_and_imports_under_its_own_scope(
     dc: str, tmp_path: Path,
 ) -> None:
