@@ -147,12 +147,17 @@ def instance_list(
 def region_show(provider: str, region: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
     """The country of a cloud region and its AI Diffusion tier on a date."""
     d = as_of(as_of_)
-    spec = catalog().region(provider, region)
+    # A Local/Wavelength zone group is where its chips are counted, so it answers like a region.
+    zone = catalog().zone_group(provider, region)
+    spec = zone or catalog().region(provider, region)
     t = tier(registry(), spec.country, d)
-    emit({"provider": spec.provider, "region": spec.region, "country": spec.country, "location": spec.location,
-          "tier": t.tier, "groups": list(t.groups), "basis": t.basis, "tier_codified": t.codified,
-          "tier_enforced": t.enforced, "confirmed": spec.confirmed, "note": spec.note, "source": spec.source,
-          "as_of": d.isoformat()}, json_)
+    where = {"provider": spec.provider, "region": region.strip().lower(), "country": spec.country,
+             "location": spec.location}
+    if zone is not None:
+        where |= {"zone_kind": zone.kind, "parent_region": zone.region}
+    emit(where | {"tier": t.tier, "groups": list(t.groups), "basis": t.basis, "tier_codified": t.codified,
+                  "tier_enforced": t.enforced, "confirmed": spec.confirmed, "note": spec.note, "source": spec.source,
+                  "as_of": d.isoformat()}, json_)
 
 
 @regions_app.command("list")
@@ -164,6 +169,18 @@ def region_list(provider: str | None = typer.Option(None, "--provider", help="aw
     rows = [{"provider": r.provider, "region": r.region, "country": r.country, "location": r.location,
              "confirmed": r.confirmed} for r in regs if provider is None or r.provider == provider.strip().lower()]
     emit(rows, json_, lambda x: table(x, ["provider", "region", "country", "location", "confirmed"]))
+
+
+@regions_app.command("zones")
+def zone_list(provider: str | None = typer.Option(None, "--provider", help="aws"), json_: bool = JsonOpt) -> None:
+    """Every catalogued Local/Wavelength zone group: its parent region and the country its chips count in."""
+    zones = catalog().zones()
+    _known_provider(provider, {z.provider for z in zones})
+    rows = [{"provider": z.provider, "zone_group": z.zone_group, "kind": z.kind, "parent_region": z.region,
+             "country": z.country, "location": z.location, "confirmed": z.confirmed}
+            for z in zones if provider is None or z.provider == provider.strip().lower()]
+    emit(rows, json_, lambda x: table(x, ["provider", "zone_group", "kind", "parent_region", "country", "location",
+                                          "confirmed"]))
 
 
 def _tristate(value: str | None, field: str) -> bool | None:

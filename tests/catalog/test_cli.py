@@ -127,6 +127,18 @@ def test_regions_show_with_tier() -> None:
     assert out["country"] == "CN" and out["tier"] == 3
 
 
+def test_local_zone_groups_are_listed_and_shown_with_the_country_their_chips_count_in() -> None:
+    zones = ok_json("regions", "zones", "--provider", "aws")
+    assert isinstance(zones, list)
+    tpe = next(z for z in zones if z["zone_group"] == "ap-northeast-1-tpe-1")
+    assert tpe == {**tpe, "kind": "local", "parent_region": "ap-northeast-1", "country": "TW"}
+    out = ok_json("regions", "show", "aws", "ap-northeast-1-tpe-1", "--as-of", "2025-06-01")
+    assert isinstance(out, dict)
+    assert out == {**out, "country": "TW", "tier": 1, "zone_kind": "local", "parent_region": "ap-northeast-1"}
+    r = run("regions", "zones", "--provider", "gcp")
+    assert r.returncode == 2 and "--provider: 'gcp' is not in the catalog" in r.stderr
+
+
 def test_dd_check_presumed_then_overcome() -> None:
     out = ok_json("dd", "check", "--node-nm", "5", "--transistors", "8e10", "--hbm", "yes", "--as-of", "2026-06-01")
     assert isinstance(out, dict)
