@@ -136,6 +136,8 @@ class _Resolver:
             from agent.collectors.base import region_country
             from agent.kb import catalog
 
+            if ref.within:  # a same-country zone group without a site of its own: at its region's site
+                return self.site(SiteRef(provider=ref.provider, region=ref.within))
             zone = catalog().zone_group(ref.provider, ref.region)
             if zone is not None:
                 # A Local/Wavelength zone outside its region's country: never created from the catalog alone and

@@ -149,11 +149,12 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
 class _Placement:
     """The site an instance or reservation is at, from its availability zone.
 
-    An ordinary zone (``us-east-1a``) and a Local/Wavelength Zone in the region's own country (``us-east-1-bos-1a``)
-    are at the region's site. A zone in another country (``ap-northeast-1-tpe-1a``: Taipei under Tokyo's
-    region) is at the site registered for its zone group (``SiteRef.region = "ap-northeast-1-tpe-1"``), so its
-    chips count in that country. A Local/Wavelength zone the catalog lacks has no known country: its resources
-    are counted nowhere and the scope is partial (never counted at the parent region, never retiring).
+    An ordinary zone (``us-east-1a``) is at the region's site; so is a Local/Wavelength Zone in the region's
+    own country (``us-east-1-bos-1a``), unless a site is registered for its zone group (then it is at that
+    site). A zone in another country (``ap-northeast-1-tpe-1a``: Taipei under Tokyo's region) is at the site
+    registered for its zone group (``SiteRef.region = "ap-northeast-1-tpe-1"``), so its chips count in that
+    country. A Local/Wavelength zone the catalog lacks has no known country: its resources are counted
+    nowhere and the scope is partial (never counted at the parent region, never retiring).
     """
 
     def __init__(self, region: str, site: SiteRef) -> None:
@@ -173,7 +174,7 @@ class _Placement:
         if self._country is None:
             self._country = region_country("aws", self.region)
         if spec.country == self._country:
-            return self.site
+            return SiteRef(provider="aws", region=spec.zone_group, country=spec.country, within=self.region)
         return SiteRef(provider="aws", region=spec.zone_group, country=spec.country)
 
     def error(self) -> str | None:

@@ -39,6 +39,9 @@ class SiteRef:
     cluster: str = ""
     name: str = ""
     country: str | None = None
+    # A same-country Local/Wavelength zone group (``region``) is at its parent region's site (``within``)
+    # unless the operator registered a site of its own for it.
+    within: str = ""
 
 
 @dataclass(frozen=True, slots=True)

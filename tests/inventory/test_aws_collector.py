@@ -355,6 +355,25 @@ def test_gpu_in_a_us_local_zone_under_a_us_region_stays_at_the_region_site(aws: 
         assert (site.region, site.country) == ("us-east-1", "US")
 
 
+def test_gpu_in_a_us_local_zone_with_its_own_registered_site_is_accounted_at_that_facility(
+    aws: AwsFake, store: str,
+) -> None:
+    # § 748.15 / Supp. 10 ¶10: facility-specific accounting. A site registered for the Boston zone group
+    # receives its chips; a zone group without one stays at the region's site.
+    from agent.parties import add_site
+
+    with session_scope(store) as s:
+        add_site(s, "aws-boston", "US", "aws", "us-east-1-bos-1")
+    ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
+    boston, wavelength, plain = run(ec2, P5, 1)[0], run(ec2, P5, 1)[0], run(ec2, P5, 1)[0]
+    aws.faults.placement.update({boston: "us-east-1-bos-1a", wavelength: "us-east-1-wl1-bos-wlz-1"})
+
+    assert sync(_collector(["us-east-1"]), store).status == "ok"
+    assert _site_of(store, f"{ACCOUNT_A}:{boston}").name == "aws-boston"
+    assert _site_of(store, f"{ACCOUNT_A}:{wavelength}").region == "us-east-1"
+    assert _site_of(store, f"{ACCOUNT_A}:{plain}").region == "us-east-1"
+
+
 def test_capacity_reservation_in_the_buenos_aires_local_zone_counts_in_argentina(aws: AwsFake, store: str) -> None:
     from agent.parties import add_site
 
