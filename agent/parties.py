@@ -10,7 +10,7 @@ from datetime import date
 from sqlmodel import Session, select
 
 from agent.store.tables.core import Party, PartyNamespace, Site, utcnow
-from policies.errors import PartyError, PolicyError
+from policies.errors import PartyError, PolicyError, UnknownCountry
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier, ownership_chain
@@ -78,7 +78,11 @@ def add_party(
         if not _NAMESPACE.fullmatch(ns.strip()):
             raise PolicyError(f"--namespace: {ns[:80]!r} is not a Kubernetes namespace name (lower-case letters, "
                               "digits and '-', starting and ending with a letter or digit, at most 63)")
-    code = country_code(hq)
+    try:
+        code = country_code(hq)
+    except UnknownCountry as exc:
+        # Name the option the operator typed, not the resolver's generic "country".
+        raise UnknownCountry(f"--hq: {str(exc).removeprefix('country: ')}") from None
     parent_row = get_party(s, parent) if parent else None
     party = s.exec(select(Party).where(Party.name == name)).first()
     existed = party is not None

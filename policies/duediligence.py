@@ -5,8 +5,8 @@ logic integrated circuit" (16/14 nm node or below, or a non-planar transistor ar
 presumed 3A090.a and designed for datacenters, unless one of three paths overcomes the presumption:
 
 (a) a datasheet / attestation of TPP and PD from an approved (Supp. No. 6 to part 740) or authorized IC designer
-    (authorized until 2026-12-31 by headquarters; afterwards only with a pending approval application, for 180
-    days after it);
+    (authorized by headquarters until the pack's ``apply_by`` date: April 13, 2026 as published, later given as
+    December 31, 2026; afterwards only with an approval application made by that date, for 180 days after it);
 (b) the fabricator packages the IC outside Macau / D:5 and attests an aggregated approximated transistor count
     below the threshold for the transaction's completion year;
 (c) an approved OSAT (Supp. No. 7) packages it with the same transistor-count attestation.
@@ -20,7 +20,7 @@ leaves the presumption standing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -50,6 +50,7 @@ class LogicIC:
     designer_status: str = "none"
     designer_hq: str | None = None
     designer_parent_hq: str | None = None
+    designer_location: str | None = None  # where the designer is located, if not only at its headquarters
     designer_applied_for_approval: date | None = None
     designer_attestation: bool = False
     count_attested_by: str = "none"
@@ -73,10 +74,16 @@ class DueDiligenceResult:
     transistor_limit: float | None
     provisions: tuple[ResolvedProvision, ...] = field(default=())
     as_of: date = date.min
+    # Between the rule's effective date and its compliance date the presumption is law but compliance with it
+    # is not yet required (seed 000: effective January 16, 2025, compliance not required until January 31).
+    in_compliance_period: bool = True
+    compliance_from: date | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "applies": self.applies,
+            "in_compliance_period": self.in_compliance_period,
+            "compliance_from": self.compliance_from.isoformat() if self.compliance_from else None,
             "presumed_3a090a": self.presumed_3a090a,
             "presumed_datacenter": self.presumed_3a090a,
             "overcome_by": self.overcome_by,
@@ -85,6 +92,7 @@ class DueDiligenceResult:
             "transistor_limit": self.transistor_limit,
             "provisions": [
                 {"id": p.id, "citation": p.citation, "effective_from": p.effective_from.isoformat(),
+                 "compliance_from": p.compliance_from.isoformat() if p.compliance_from else None,
                  "codified": p.codified, "enforced": p.enforced, "confirmed": p.confirmed,
                  "unconfirmed_note": p.unconfirmed_note}
                 for p in self.provisions
@@ -107,7 +115,7 @@ def _validate(ic: LogicIC) -> None:
     if ic.transistors is not None and not (math.isfinite(ic.transistors) and ic.transistors > 0):
         raise PolicyError(f"transistors: {ic.transistors} must be a positive finite count")
     for name, where in (("packaging_country", ic.packaging_country), ("designer_hq", ic.designer_hq),
-                        ("designer_parent_hq", ic.designer_parent_hq)):
+                        ("designer_parent_hq", ic.designer_parent_hq), ("designer_location", ic.designer_location)):
         if where:
             try:
                 country_code(where)
@@ -148,6 +156,17 @@ def _listed(name: str, listed: list[Any]) -> bool:
     return any(str(x).strip().casefold() == folded for x in listed)
 
 
+def _apply_by(prov: ResolvedProvision) -> date:
+    """The date by which an authorized designer must have applied to become approved (pack value ``apply_by``)."""
+    raw = prov.values.get("apply_by")
+    if raw is None:
+        return prov.effective_from - timedelta(days=1)  # packs without the value: the day before this version
+    try:
+        return raw if isinstance(raw, date) else date.fromisoformat(str(raw))
+    except ValueError:
+        raise PolicyError(f"{prov.id}: apply_by: {raw!r} is not a date (YYYY-MM-DD)") from None
+
+
 def _designer_path(packs: PackRegistry, ic: LogicIC, as_of: date, used: list[ResolvedProvision]) -> PathCheck:
     path = "a-designer-attestation"
     if not ic.designer_attestation:
@@ -174,16 +193,26 @@ def _designer_path(packs: PackRegistry, ic: LogicIC, as_of: date, used: list[Res
             return PathCheck(path, False, f"designer headquartered in {hq}, not in {'/'.join(hq_groups)} or "
                                           f"{', '.join(hq_countries)} ({prov.citation})")
         excl_id = str(prov.values.get("excluded", ""))
-        for label, where in (("headquarters", ic.designer_hq), ("ultimate parent", ic.designer_parent_hq)):
+        # Seed 000: headquartered in Taiwan, A:1 or A:5, and "neither located in nor have an ultimate parent
+        # headquartered in China, Macau, or another destination in Country Group D:5".
+        for label, where in (("headquarters", ic.designer_hq), ("location", ic.designer_location),
+                             ("ultimate parent", ic.designer_parent_hq)):
             if where and excl_id:
                 bad, why = _excluded_location(packs, excl_id, country(where).code, as_of)
                 if bad:
                     return PathCheck(path, False, f"designer's {label}: {why}")
         if prov.values.get("must_apply_for_approval"):
             applied = ic.designer_applied_for_approval
+            deadline = _apply_by(prov)
             if applied is None:
-                return PathCheck(path, False, f"after {prov.effective_from - timedelta(days=1)} an authorized "
+                return PathCheck(path, False, f"after {deadline} an authorized "
                                               f"designer must also have applied to become approved ({prov.citation})")
+            if applied > deadline:
+                # Seed 000: a designer that has "not submitted an application ... by" the deadline "will no
+                # longer be authorized"; applying later does not bring the status back.
+                return PathCheck(path, False, f"approval application dated {applied.isoformat()} is after the "
+                                              f"{deadline} deadline, so the designer is no longer authorized "
+                                              f"({prov.citation})")
             lapse = int(prov.values.get("lapse_days_after_application", 0))
             if lapse and as_of >= applied + timedelta(days=lapse):
                 return PathCheck(path, False, f"authorized status lapsed {lapse} days after the approval "
@@ -221,7 +250,21 @@ def _count_below(packs: PackRegistry, ic: LogicIC, as_of: date, used: list[Resol
 
 
 def check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
-    """Is this logic IC presumed 3A090.a (and datacenter) on ``as_of``, and if not, which path overcomes it?"""
+    """Is this logic IC presumed 3A090.a (and datacenter) on ``as_of``, and if not, which path overcomes it?
+
+    Before the presumption's compliance date the answer is still given, marked ``in_compliance_period``
+    False and saying from when compliance is required.
+    """
+    r = _check(packs, ic, as_of)
+    fp = r.provisions[0]  # foundry-presumption, always first
+    if fp.in_compliance_period:
+        return replace(r, compliance_from=fp.compliance_from)
+    note = (f"; compliance with {fp.citation} is not required until {fp.compliance_from} "
+            f"(effective {fp.effective_from})")
+    return replace(r, reason=r.reason + note, in_compliance_period=False, compliance_from=fp.compliance_from)
+
+
+def _check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
     _validate(ic)
     used: list[ResolvedProvision] = []
     fp = packs.provision("foundry-presumption", as_of)

@@ -358,6 +358,15 @@ def _mmdd(text: str, year: int) -> date:
     return date(year, m, d)
 
 
+def _complies(prov: ResolvedProvision, on: date) -> bool:
+    """Whether an event on ``on`` falls under ``prov`` once compliance with it is required.
+
+    The AI Diffusion IFR took effect on 2025-01-13 but required compliance only from 2025-05-15: an event
+    between the two dates (a transfer, a first export, an incident, a reporting date) owes nothing under it.
+    """
+    return prov.compliance_from is None or on >= prov.compliance_from
+
+
 def _status(due: date, as_of: date, lead_days: int, done: date | None) -> str:
     if done is not None:
         return "done"
@@ -392,6 +401,8 @@ def deadlines(
             return  # e.g. a second new site in the same new country: one ¶5 notice (the earliest) covers it
         seen.add(key)
         done = filings.get(key)
+        if done is not None and done > as_of:
+            done = None  # filed after the as-of date: on that date the deadline was still open
         out.append(Deadline(key, kind, title, subject, due, prov.citation, basis,
                             _status(due, as_of, lead, done), done, bool(done and done > due), prov))
 
@@ -413,11 +424,13 @@ def deadlines(
                     f"Data Center VEU semi-annual report {year} H{half} ({start} to {end})", a.name, due, rep,
                     "reexporter and end-user reports (§ 748.15(f)(1)(i)-(ii)); mark the package "
                     "'Data Center Authorization Validated End-user Report'")
-        # Supp. 10 ¶10: chip accounting each February 1 and August 1.
+        # Supp. 10 ¶10: chip accounting each February 1 and August 1, from ¶10's compliance date on (the
+        # AI Diffusion IFR added it; nothing was due under it on February 1, 2025).
         for year in range(a.granted.year, last.year + 1):
             for mmdd in rep.value("chip_accounting_due"):
                 due = _mmdd(mmdd, year)
-                if due <= a.granted or due > last:
+                p10 = packs.find(paragraph_id(10), due)
+                if due <= a.granted or due > last or p10 is None or not _complies(p10, due):
                     continue
                 add(f"chip-accounting:{a.name}:{due.isoformat()}", "chip-accounting-report",
                     f"Chip-installation accounting due {due}", a.name, due, rep,
@@ -426,8 +439,8 @@ def deadlines(
     kinds = {a.name: a.kind for a in authorizations}
     for loc in sorted(new_locations, key=lambda n: n.first_export):
         found = packs.find("veu-notices", loc.first_export)
-        if found is None:
-            continue  # before the notice duty existed: nothing to file
+        if found is None or not _complies(found, loc.first_export):
+            continue  # before the notice duty existed or had to be complied with: nothing to file
         prov = found
         days = int(prov.value("uveu_new_datacenter_notice_days"))
         add(f"uveu-new-location:{loc.authorization}:{loc.country}:{loc.site}", "uveu-new-datacenter-notice",
@@ -447,8 +460,8 @@ def deadlines(
         if kinds.get(t.authorization, "uveu") != "uveu":
             continue  # ¶5 binds VEUs accredited via a UVEU
         found = packs.find("veu-notices", t.on)
-        if found is None:
-            continue  # before the notice duty existed: nothing to file
+        if found is None or not _complies(found, t.on):
+            continue  # before the notice duty existed or had to be complied with: nothing to file
         prov = found
         days = int(prov.value("inter_country_transfer_notice_days"))
         add(f"transfer-notice:{t.authorization}:{t.from_country}-{t.to_country}:{t.on.isoformat()}{t.ref}",
@@ -457,8 +470,8 @@ def deadlines(
             t.on - timedelta(days=days), prov, "Supp. 10 ¶5 intra-company transfer notification")
     for inc in incidents:
         found = packs.find("veu-notices", inc.discovered)
-        if found is None:
-            continue  # before the notice duty existed: nothing to file
+        if found is None or not _complies(found, inc.discovered):
+            continue  # before the notice duty existed or had to be complied with: nothing to file
         prov = found
         days = int(prov.value("theft_loss_report_days"))
         add(f"theft-loss:{inc.ref}", "theft-loss-report", f"Report theft/loss/tampering {inc.ref} to BIS",

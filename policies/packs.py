@@ -78,11 +78,12 @@ class Provision(BaseModel):
 
         for key, val in v.items():
             walk(val, key)
-            if key == "countries" and not (
+            # Every country list (countries, hq_countries, ...) is matched against ISO codes: a name there
+            # ("Macau") or a YAML surprise (NO read as False) would never match and silently narrow the rule.
+            if (key == "countries" or key.endswith("_countries")) and not (
                 isinstance(val, list) and all(isinstance(c, str) and _ISO2.match(c) for c in val)
             ):
-                # Guards against YAML turning NO (Norway) into False and similar surprises.
-                raise ValueError(f"countries: must be a list of ISO 3166 alpha-2 codes, got {val!r}")
+                raise ValueError(f"{key}: must be a list of ISO 3166 alpha-2 codes, got {val!r}")
         return v
 
     @field_validator("status")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from policies.errors import PartyError
+from policies.errors import PartyError, UnknownCountry
 from policies.jurisdictions import TierResult, tier
 from policies.packs import PackRegistry
 
@@ -64,12 +64,20 @@ def ownership_chain(parties: Mapping[str, PartyRef], name: str) -> tuple[PartyRe
     return tuple(chain)
 
 
+def _hq_tier(packs: PackRegistry, party: PartyRef, as_of: date) -> TierResult:
+    """The tier of a party's headquarters; an unknown country names the party and its ``hq`` field."""
+    try:
+        return tier(packs, party.hq, as_of)
+    except UnknownCountry as exc:
+        raise UnknownCountry(f"party {party.name!r}: hq: {str(exc).removeprefix('country: ')}") from None
+
+
 def effective_tier(packs: PackRegistry, parties: Mapping[str, PartyRef], name: str, as_of: date) -> EffectiveTier:
     """The most restrictive tier of the party's HQ and its ultimate parent's HQ (red flag 28, § 740.27(a))."""
     chain = ownership_chain(parties, name)
     me, top = chain[0], chain[-1]
-    own = tier(packs, me.hq, as_of)
-    par = own if top is me else tier(packs, top.hq, as_of)
+    own = _hq_tier(packs, me, as_of)
+    par = own if top is me else _hq_tier(packs, top, as_of)
     worst = max(own.tier, par.tier)
     if top is me:
         basis = f"{me.name} is headquartered in {own.name} (Tier {own.tier}) and has no parent"

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from policies.errors import NotInEffect, PolicyError
-from policies.jurisdictions import TierResult, country_code, group_provision_id, tier
+from policies.jurisdictions import TierResult, country_code, equivalent_destination, group_provision_id, tier
 from policies.packs import PackRegistry, ResolvedProvision
 from policies.parties import EffectiveTier, PartyRef, effective_tier
 
@@ -202,23 +202,33 @@ def _licence_requirement(
                      f"{world.compliance_from})", [world]
     base = packs.provision("licence-3a090a-baseline", p.on)
     v = base.values
-    hits = _in_groups(packs, loc.country, v.get("country_groups", []), p.on)
-    excepted = _in_groups(packs, loc.country, v.get("except_groups", []), p.on)
+    # The country groups list China, not Hong Kong: look destinations and headquarters up as the EAR treats
+    # them (destination-equivalences), as the tiers do, or Hong Kong would fall outside the baseline scope.
+    dest = equivalent_destination(packs, loc.country, p.on)
+    via = f" (treated as {dest})" if dest != loc.country else ""
+    hits = _in_groups(packs, dest, v.get("country_groups", []), p.on)
+    excepted = _in_groups(packs, dest, v.get("except_groups", []), p.on)
     why: list[str] = []
     if hits and not excepted:
-        why.append(f"{loc.name} is in Country Group {', '.join(hits)} and not in {', '.join(v['except_groups'])}")
-    if loc.country in v.get("countries", []):
-        why.append(f"{loc.name} is named in the baseline scope")
+        why.append(f"{loc.name}{via} is in Country Group {', '.join(hits)} and not in "
+                   f"{', '.join(v['except_groups'])}")
+    if dest in v.get("countries", []):
+        why.append(f"{loc.name}{via} is named in the baseline scope")
     for label, code in (("consignee", eff.hq), ("ultimate parent", eff.ultimate_parent_hq)):
-        if code in v.get("hq_countries", []) or _in_groups(packs, code, v.get("hq_groups", []), p.on):
-            why.append(f"the {label} is headquartered in {code}")
+        eq = equivalent_destination(packs, code, p.on)
+        if eq in v.get("hq_countries", []) or _in_groups(packs, eq, v.get("hq_groups", []), p.on):
+            why.append(f"the {label} is headquartered in {code}" + (f" (treated as {eq})" if eq != code else ""))
     pre = (
         f"before the {world.compliance_from} compliance date of {world.citation} the earlier scope applies "
         f"({base.citation})"
     )
+    used = [world, base]
+    equiv = packs.find("destination-equivalences", p.on)
+    if equiv is not None and any(" (treated as " in w for w in why):
+        used.append(equiv)  # an UNCONFIRMED equivalence (Hong Kong as China) decided it: show it
     if why:
-        return True, f"{pre}: licence required because " + "; ".join(why), [world, base]
-    return False, f"{pre}: {loc.name} and the consignee are outside it", [world, base]
+        return True, f"{pre}: licence required because " + "; ".join(why), used
+    return False, f"{pre}: {loc.name} and the consignee are outside it", used
 
 
 def _vetted_tier3(loc: TierResult, eff: EffectiveTier) -> str | None:

@@ -153,3 +153,43 @@ def test_presumption_binds_only_fabricators_and_osats(packs: PackRegistry) -> No
 def test_bad_packaging_value_is_a_policy_error(packs: PackRegistry) -> None:
     with pytest.raises(PolicyError, match="packaging"):
         check(packs, replace(BASE, packaging="someone"), date(2026, 6, 1))
+
+
+def test_authorized_designer_that_applies_after_the_deadline_is_no_longer_authorized(packs: PackRegistry) -> None:
+    # Seed 000: a designer that has "not submitted an application ... by" the deadline "will no longer be
+    # authorized"; an application made in 2027 does not revive the status for 180 days.
+    r = check(packs, replace(DESIGNED, designer_applied_for_approval=date(2027, 2, 1)), date(2027, 3, 1))
+    assert r.presumed_3a090a and any("after the 2026-12-31 deadline" in p.why for p in r.paths)
+    on_time = replace(DESIGNED, designer_applied_for_approval=date(2026, 12, 31))
+    assert check(packs, on_time, date(2027, 3, 1)).overcome_by == "a-designer-attestation"
+
+
+def test_authorized_designer_deadline_is_april_13_2026_as_published_then_dec_31_2026(packs: PackRegistry) -> None:
+    published = packs.provision("authorized-ic-designers", date(2026, 3, 1))
+    assert published.value("apply_by") == "2026-04-13" and published.confirmed
+    extended = packs.provision("authorized-ic-designers", date(2026, 6, 1))
+    assert extended.value("apply_by") == "2026-12-31" and not extended.confirmed
+    assert "April 13, 2026" in extended.unconfirmed_note
+    assert check(packs, DESIGNED, date(2026, 6, 1)).overcome_by == "a-designer-attestation"
+
+
+def test_no_hbm_32_billion_stays_presumed_in_2028_which_the_text_gives_no_no_hbm_limit(packs: PackRegistry) -> None:
+    r = check(packs, replace(BASE, transistors=3.2e10, has_hbm=False), date(2028, 6, 1))
+    assert r.presumed_3a090a and r.transistor_limit == 3e10
+
+
+def test_before_the_january_31_2025_compliance_date_the_presumption_is_not_yet_required(
+    packs: PackRegistry,
+) -> None:
+    r = check(packs, replace(BASE, transistors=8e10), date(2025, 1, 20))
+    assert r.presumed_3a090a and not r.in_compliance_period
+    assert "not required until 2025-01-31" in r.reason and r.to_dict()["compliance_from"] == "2025-01-31"
+    later = check(packs, replace(BASE, transistors=8e10), date(2025, 1, 31))
+    assert later.in_compliance_period and "not required" not in later.reason
+
+
+def test_designer_located_in_macau_or_d5_is_not_authorized_even_if_headquartered_in_a1(packs: PackRegistry) -> None:
+    r = check(packs, replace(DESIGNED, designer_location="MO"), date(2026, 6, 1))
+    assert r.presumed_3a090a and any("designer's location" in p.why for p in r.paths)
+    with pytest.raises(PolicyError, match="designer_location"):
+        check(packs, replace(DESIGNED, designer_location="Atlantis"), date(2026, 6, 1))

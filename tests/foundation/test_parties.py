@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from policies.errors import PartyError
+from policies.errors import PartyError, UnknownCountry
 from policies.packs import PackRegistry
 from policies.parties import PartyRef, effective_tier
 
@@ -48,3 +48,17 @@ def test_cambodian_parent_changes_tier_on_2026_02_03(packs: PackRegistry) -> Non
     r = refs(("KH Co", "KH", None), ("DE Sub", "DE", "KH Co"))
     assert effective_tier(packs, r, "DE Sub", date(2026, 2, 2)).tier == 3
     assert effective_tier(packs, r, "DE Sub", date(2026, 2, 3)).tier == 2
+
+
+def test_unknown_headquarters_country_of_an_ultimate_parent_names_the_party_and_field(packs: PackRegistry) -> None:
+    r = refs(("Parent", "Atlantis", None), ("Sub", "DE", "Parent"))
+    with pytest.raises(UnknownCountry, match=r"^party 'Parent': hq: 'Atlantis' is not an ISO 3166"):
+        effective_tier(packs, r, "Sub", D)
+
+
+def test_registering_a_party_with_an_unknown_headquarters_names_the_hq_option(db_url: str) -> None:
+    from agent import parties as svc
+    from agent.store import session_scope
+
+    with pytest.raises(UnknownCountry, match=r"^--hq: 'Atlantis' is not an ISO 3166"), session_scope(db_url) as s:
+        svc.add_party(s, "Bad", "Atlantis")

@@ -413,7 +413,7 @@ def test_api_server_runs_the_reminder_job_when_enabled(
 ) -> None:
     url, got = webhook
     with session_scope(seeded) as s:
-        svc.add_event(s, "incident", "INC-42", date(2025, 2, 5), description="tampered seal")
+        svc.add_event(s, "incident", "INC-42", date(2025, 5, 20), description="tampered seal")  # after compliance
     monkeypatch.setenv("VEU_NOTIFY_SCHEDULER", "1")
     monkeypatch.setenv("VEU_NOTIFY_WEBHOOK_URL", url)
     with TestClient(create_app(seeded), base_url="https://testserver") as c:

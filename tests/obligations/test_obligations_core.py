@@ -175,3 +175,34 @@ def test_30_day_report_of_theft_or_loss(packs: PackRegistry) -> None:
 def test_events_before_the_rule_took_effect_create_no_deadline(packs: PackRegistry) -> None:
     inc = ob.Incident("OLD-1", date(2024, 12, 1))
     assert ob.deadlines(packs, date(2025, 1, 2), [], incidents=[inc]) == []
+
+
+def test_a_filing_made_after_the_as_of_date_leaves_the_deadline_open_on_that_date(packs: PackRegistry) -> None:
+    key = _by_kind(ob.deadlines(packs, date(2025, 8, 5), [AUTH]), "chip-accounting-report")[0].key
+    filings = {key: date(2025, 9, 1)}
+    before = _by_kind(ob.deadlines(packs, date(2025, 8, 5), [AUTH], filings=filings), "chip-accounting-report")[0]
+    assert before.status == "overdue" and before.done_on is None
+    after = _by_kind(ob.deadlines(packs, date(2025, 9, 2), [AUTH], filings=filings), "chip-accounting-report")[0]
+    assert after.status == "done" and after.late
+
+
+def test_no_chip_accounting_is_owed_before_the_may_15_2025_compliance_date(packs: PackRegistry) -> None:
+    # The IFR took effect 2025-01-13 but Supp. 10 ¶10 binds from 2025-05-15: the first report is August 1.
+    early = ob.VeuAuthorization("EARLY-UVEU", "uveu", "Acme", date(2024, 12, 1))
+    ds = _by_kind(ob.deadlines(packs, date(2025, 3, 1), [early]), "chip-accounting-report")
+    assert ds[0].due == date(2025, 8, 1)
+    # § 748.15(f) semi-annual reports predate the IFR (Oct 2024 Data Center VEU rule) and stay due.
+    assert _by_kind(ob.deadlines(packs, date(2025, 3, 1), [early]), "veu-semiannual-report")[0].due == date(2025, 1, 15)
+
+
+def test_transfers_new_locations_and_incidents_before_the_compliance_date_owe_no_notice(packs: PackRegistry) -> None:
+    early = ob.VeuAuthorization("EARLY-UVEU", "uveu", "Acme", date(2024, 12, 1))
+    on = date(2025, 3, 1)  # after the 2025-01-13 effective date, before the 2025-05-15 compliance date
+    ds = ob.deadlines(packs, on, [early], new_locations=[ob.NewLocation("EARLY-UVEU", "IN", "dc-1", on)],
+                      transfers=[ob.Transfer("EARLY-UVEU", "DE", "MY", on)], incidents=[ob.Incident("INC-1", on)])
+    assert [d.kind for d in ds if d.kind not in ("veu-semiannual-report", "chip-accounting-report")] == []
+    # From the compliance date on, the same events owe their notices.
+    on = date(2025, 5, 15)
+    ds = ob.deadlines(packs, on, [early], transfers=[ob.Transfer("EARLY-UVEU", "DE", "MY", on)],
+                      incidents=[ob.Incident("INC-2", on)])
+    assert {d.kind for d in ds} >= {"inter-country-transfer-notice", "theft-loss-report"}

@@ -243,3 +243,16 @@ def test_bad_inputs_name_the_field(packs: PackRegistry) -> None:
         run(h100(1), "Acme", "DE", date(2024, 6, 1), packs=packs)
     with pytest.raises(PartyError, match="not registered"):
         run(h100(1), "Nobody", "DE", packs=packs)
+
+
+@pytest.mark.parametrize("consignee,country", [("Acme", "HK"), ("HKSub", "SG")])
+def test_before_compliance_hong_kong_is_in_the_baseline_scope_as_china(
+    packs: PackRegistry, consignee: str, country: str,
+) -> None:
+    # destination-equivalences treats Hong Kong as China (D:1, D:4, D:5): a destination there, or an ultimate
+    # parent headquartered there, needs a licence under the pre-IFR scope just as China does.
+    parties = {**PARTIES, "HKCo": PartyRef("HKCo", "HK"), "HKSub": PartyRef("HKSub", "SG", "HKCo")}
+    r = find_paths(packs, parties, Proposal("export", h100(8), consignee, country, BEFORE))
+    assert r.licence_required and "treated as CN" in r.licence_basis
+    nlr = r.path("NLR").to_dict()
+    assert not nlr["open"] and nlr["confirmed"] is False
