@@ -7,10 +7,25 @@ Wiring (k8s-conventions.md §4): create an ``AdmissionCheck`` (kueue.x-k8s.io/v1
 webhook would (same store, records and cases) and sets the check's state:
 
 - ``Ready`` when the decision admits (ALLOW, ALLOW_AFTER_INQUIRY, EXEMPT; warn/audit modes);
+The checks are answered only while Kueue waits for them (``QuotaReserved`` true, not ``Evicted``, not
+``Finished``), as Kueue's own check controllers do.
+
 - ``Retry`` when the job is held for inquiry (``HOLD_FOR_INQUIRY``): Kueue releases the quota and
   requeues it with backoff, so it starts once the case is resolved — nobody resubmits anything;
 - ``Rejected`` for refusals no inquiry can cure (``DENY_TIER3``, ``DENY_UNKNOWN_CUSTOMER``,
   ``DENY_INVALID``): Kueue deactivates the Workload.
+
+The job judged is the Workload's controlling owner (the Job, JobSet, ... Kueue queued), read as the
+webhook reads it: Kueue copies only its provisioning-request annotations from a job to its Workload, so the
+figures the customer declared are on the owner, and the decision is filed under the owner's job reference
+(``<ns>/Job/<name>``), the one metering files the job's pods under, so the ledger charges max(admitted
+estimate, metered) and never both. When the owner cannot be read (or is no job kind the webhook reads), the
+Workload's pod sets are judged with the owner's annotations if known.
+
+The check state is written with a merge patch of the whole ``status.admissionChecks`` list (a CRD status
+takes no strategic merge), carrying the ``resourceVersion`` the decision was made on: if Kueue or another
+check controller changed the Workload meanwhile, the API server refuses the write (409) and the next pass
+decides again, instead of this controller overwriting their states with the ones it read.
 
 Gate a job kind either with the webhook or with this check, not both (the webhook would reject the job
 before Kueue ever queues it).
@@ -22,6 +37,8 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("veu.kueue")
 
@@ -86,15 +103,13 @@ class AdmissionCheckController:
         for wl in items:
             states = (wl.get("status") or {}).get("admissionChecks") or []
             pending = [s for s in states if s.get("name") in checks and s.get("state") == "Pending"]
-            if not pending:
+            if not pending or not waiting_for_checks(wl):
                 continue
             md = wl.get("metadata") or {}
             ns, name = md.get("namespace", ""), md.get("name", "")
-            # The Workload is the job here (its Job was not gated): its owner is not a reason to pass it on.
-            own = {k: v for k, v in md.items() if k != "ownerReferences"}
             review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
                 "uid": str(md.get("uid") or f"{ns}/{name}")[:128], "operation": "CREATE", "namespace": ns,
-                "object": {**wl, "metadata": own, "apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload"},
+                "object": self._subject(wl, ns),
                 "userInfo": {"username": f"controller:{self.controller_name}"}, "dryRun": False}}
             try:
                 with session_scope(self.database_url) as s:
@@ -110,10 +125,83 @@ class AdmissionCheckController:
                  if s.get("name") in checks and s.get("state") == "Pending" else s)
                 for s in states
             ]
-            self.api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "workloads", name,
-                                                           {"status": {"admissionChecks": new_states}})
+            body: dict[str, Any] = {"status": {"admissionChecks": new_states}}
+            if md.get("resourceVersion"):
+                body["metadata"] = {"resourceVersion": md["resourceVersion"]}
+            try:
+                self.api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "workloads", name, body)
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+                # Changed (or deleted) since it was read: decided again on the next pass, from what it is now.
+                log.info("workload %s/%s: check state not written (%s); retried next pass", ns, name, exc.status)
+                continue
             done.append({"workload": f"{ns}/{name}", "state": state, "code": out.code, "case_id": out.case_id})
         return done
+
+
+    def _subject(self, wl: Mapping[str, Any], ns: str) -> dict[str, Any]:
+        """What is judged for a Workload: its controlling owner when the webhook reads that kind, else the
+        Workload with the owner's annotations over its own."""
+        from controllers.jobspec import Demand, read
+
+        md = wl.get("metadata") or {}
+        owner = self._owner(wl, ns)
+        if owner is not None:
+            omd = owner.get("metadata") or {}
+            # The owner is the job here (it was not gated by the webhook): its own owner is no reason to pass it.
+            subject = {**owner, "metadata": {k: v for k, v in omd.items() if k != "ownerReferences"}}
+            demand = read(subject)
+            if isinstance(demand, Demand) and demand.chips > 0:
+                return subject
+        annotations = dict(md.get("annotations") or {})
+        if owner is not None:
+            annotations.update((owner.get("metadata") or {}).get("annotations") or {})
+        # The Workload is the job here: its owner is not a reason to pass it on.
+        own = {k: v for k, v in md.items() if k != "ownerReferences"}
+        return {**wl, "metadata": {**own, "annotations": annotations}, "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Workload"}
+
+    def _owner(self, wl: Mapping[str, Any], ns: str) -> dict[str, Any] | None:
+        """The Workload's controlling owner as stored, or None (no owner, a core kind, unreadable, replaced)."""
+        md = wl.get("metadata") or {}
+        ref = next((r for r in md.get("ownerReferences") or [] if isinstance(r, Mapping)
+                    and r.get("controller") is True), None)
+        if ref is None:
+            return None
+        group, _, version = str(ref.get("apiVersion") or "").rpartition("/")
+        kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        if not (group and version and kind and name):
+            return None  # a Pod (Kueue's pod integration) or a malformed reference: judge the Workload
+        try:
+            obj = self.api.get_namespaced_custom_object(group, version, ns, kind.lower() + "s", name)
+        except ApiException as exc:
+            log.info("workload %s/%s: owner %s %s not readable (%s); judging the Workload", ns, md.get("name"),
+                     kind, name, exc.status)
+            return None
+        if not isinstance(obj, dict):
+            return None
+        uid = (obj.get("metadata") or {}).get("uid")
+        if ref.get("uid") and uid and uid != ref.get("uid"):
+            return None  # a newer object of the same name, not the one Kueue queued
+        return obj
+
+
+def _condition(wl: Mapping[str, Any], kind: str) -> bool:
+    conds = (wl.get("status") or {}).get("conditions") or []
+    return any(isinstance(c, Mapping) and c.get("type") == kind and c.get("status") == "True" for c in conds)
+
+
+def waiting_for_checks(wl: Mapping[str, Any]) -> bool:
+    """Whether Kueue is waiting for the Workload's checks: quota reserved, not evicted, not finished.
+
+    Kueue runs the checks after reserving quota. A ``Retry`` written while the Workload waits without
+    quota, or after Kueue evicted it (checks reset to Pending, quota about to be released), is never
+    cleared and the Workload is never admitted again (kueue KEP-3258); Kueue's own check controllers
+    skip such Workloads the same way.
+    """
+    return (_condition(wl, "QuotaReserved") and not _condition(wl, "Evicted")
+            and not _condition(wl, "Finished"))
 
 
 def pending_checks(wl: Mapping[str, Any], checks: set[str]) -> list[str]:

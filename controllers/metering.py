@@ -1,12 +1,17 @@
 """Metering controller: chip-seconds of running training pods per customer and model, fed to the ledger.
 
-Declared figures can be wrong; the chips cannot lie. Every ``tick`` lists the Running pods in the
-cluster, reads each pod's accelerators (the chip model from the node's labels when the pod is bound, so
-the inventory guess is rarely needed), and records ``chips × (now - startTime)`` as metered usage of the
-model in the pod's ``compute.veu-governor.io/model`` annotation (or the customer's unnamed-model bucket)
-under the job reference ``<namespace>/<Kind>/<name>#<pod>`` — the same job reference the admission
-decision used, so the ledger charges max(admitted estimate, metered) and never both. Re-reporting a pod
-replaces its interval (idempotent ticks).
+Declared figures can be wrong; the chips cannot lie. Every ``tick`` lists the pods in the cluster, reads
+each pod's accelerators (the chip model from the node's labels when the pod is bound, so the inventory
+guess is rarely needed), and records ``chips × (end - startTime)`` as metered usage, where ``end`` is now
+for a Running pod and its last container's finish time for a pod that ended (Succeeded/Failed) — a pod
+that ends between two polls is charged up to when it finished, once. The usage counts toward the model
+the webhook charged: the ``compute.veu-governor.io/model`` annotation of the workload that owns the pod
+(its controller ownerReferences are followed to the top, e.g. Pod → Job → JobSet → TrainJob; the top's
+annotations win, as in admission) or of the pod, else the customer's unnamed-model bucket. It is filed
+under the job reference ``<namespace>/<Kind>/<name>#<pod>`` of that top owner — the job reference the
+admission decision used, so the ledger charges max(admitted estimate, metered) and never both. Re-reporting
+a pod replaces its interval (idempotent ticks); when the chip a pod is known to run on changes (its node
+was labelled after the first poll), the interval is re-charged to that chip, not charged twice.
 
 When a running lineage of a customer outside Tier 1 reaches the 4E091 threshold and no answered
 red-flag-28 case covers it, the controller opens a case, emits an ``events.k8s.io/v1`` Event (type
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,18 +43,28 @@ REPORTING_CONTROLLER = "veu-governor.io/metering"
 EVENT_REASON = "RedFlag28ThresholdCrossed"
 
 # Pod labels naming the workload a pod belongs to (so metering and admission share one job reference).
+# Used when the owners cannot be read. The outermost workload first: a TrainJob's pods also carry its
+# JobSet's label, a JobSet's pods their Job's, and the webhook decided the outermost one.
 _OWNER_LABELS: tuple[tuple[str, str], ...] = (
+    ("trainer.kubeflow.org/trainjob-name", "TrainJob"),
     ("jobset.sigs.k8s.io/jobset-name", "JobSet"),
     ("training.kubeflow.org/job-name", ""),  # kind from the operator label below
-    ("trainer.kubeflow.org/trainjob-name", "TrainJob"),
     ("leaderworkerset.sigs.k8s.io/name", "LeaderWorkerSet"),
     ("volcano.sh/job-name", "Job"),
+    ("ray.io/originated-from-cr-name", ""),  # kind from ray.io/originated-from-crd (RayJob, RayService)
     ("ray.io/cluster", "RayCluster"),
     ("batch.kubernetes.io/job-name", "Job"),
     ("job-name", "Job"),
 )
+# training.kubeflow.org/operator-name values: the training-operator's controller names, and mpi-operator's
+# own name for kubeflow.org/v2beta1 MPIJobs.
 _KUBEFLOW_OPERATORS = {"pytorchjob-controller": "PyTorchJob", "tfjob-controller": "TFJob",
-                       "mpijob-controller": "MPIJob", "xgboostjob-controller": "XGBoostJob"}
+                       "mpijob-controller": "MPIJob", "mpi-operator": "MPIJob", "xgboostjob-controller": "XGBoostJob",
+                       "paddlejob-controller": "PaddleJob", "jaxjob-controller": "JAXJob", "mxjob-controller": "MXJob"}
+_ENDED = frozenset({"Succeeded", "Failed"})
+_METERED_PHASES = frozenset({"Running"}) | _ENDED
+_MAX_OWNER_DEPTH = 8
+_OWNER_RETRY_SECONDS = 600.0
 
 
 def job_ref_of(pod: Mapping[str, Any]) -> str:
@@ -59,7 +75,11 @@ def job_ref_of(pod: Mapping[str, Any]) -> str:
     for label, kind in _OWNER_LABELS:
         name = labels.get(label)
         if isinstance(name, str) and name:
-            if not kind:
+            if label == "ray.io/originated-from-cr-name":
+                kind = str(labels.get("ray.io/originated-from-crd") or "")
+                if not kind:
+                    continue
+            elif not kind:
                 kind = _KUBEFLOW_OPERATORS.get(str(labels.get("training.kubeflow.org/operator-name", "")),
                                                "PyTorchJob")
             return f"{ns}/{kind}/{name}"
@@ -92,7 +112,8 @@ class Meter:
     """One metering loop over a cluster (``core``/``events`` are kubernetes CoreV1Api / EventsV1Api)."""
 
     def __init__(self, core: Any, events: Any, database_url: str | None, *, cluster: str = "",
-                 instance: str = "veu-governor-0", packs: Callable[[], Any] | None = None) -> None:
+                 instance: str = "veu-governor-0", packs: Callable[[], Any] | None = None,
+                 custom: Any = None) -> None:
         self.core, self.events, self.database_url, self.cluster, self.instance = core, events, database_url, \
             cluster, instance
         if packs is None:
@@ -100,7 +121,15 @@ class Meter:
 
             packs = registry
         self._packs = packs
+        self._custom = custom  # CustomObjectsApi reading the pods' owners (built from core's client if None)
         self._stop = threading.Event()
+        # Owners read on earlier ticks (their annotations are the ones admission saw; owners do not change).
+        # A failed read (forbidden: the chart grants no `get` on job kinds; gone) is cached as None until
+        # _OWNER_RETRY_SECONDS pass, so a cluster of thousands of pods is not a thousand failing GETs a tick.
+        self._owners: dict[tuple[str, str, str, str], tuple[dict[str, Any] | None, float]] = {}
+        self._owners_used: set[tuple[str, str, str, str]] = set()
+        # Ended pods already charged in full: pod uid -> (finish, lineage, job). Not written again each tick.
+        self._charged: dict[str, tuple[datetime, str, str]] = {}
 
     # ---------------------------------------------------------------- Kubernetes reads
     def _list(self, fn: Callable[..., Any], **kw: Any) -> list[dict[str, Any]]:
@@ -120,6 +149,68 @@ class Meter:
                     break
         return out
 
+    def _owner(self, ns: str, ref: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The metadata of a controlling owner, or None when it cannot be read (gone, not allowed, core kind)."""
+        api_version, kind, name = (str(ref.get(k) or "") for k in ("apiVersion", "kind", "name"))
+        group, _, version = api_version.rpartition("/")
+        if not (group and version and kind and name):
+            return None  # core kinds (a Node, a Pod) are not workloads a job was decided as
+        key = (ns, api_version, kind, name)
+        self._owners_used.add(key)
+        hit = self._owners.get(key)
+        if hit is not None and (hit[0] is not None or time.monotonic() < hit[1]):
+            return hit[0]
+        if self._custom is None:
+            from kubernetes.client import CustomObjectsApi
+
+            self._custom = CustomObjectsApi(self.core.api_client)
+        try:
+            obj = self._custom.get_namespaced_custom_object(group, version, ns, kind.lower() + "s", name)
+        except Exception as exc:
+            log.debug("owner %s %s/%s not readable: %s", kind, ns, name, exc)
+            self._owners[key] = (None, time.monotonic() + _OWNER_RETRY_SECONDS)
+            return None
+        md = obj.get("metadata") if isinstance(obj, Mapping) else None
+        if not isinstance(md, Mapping) or (ref.get("uid") and md.get("uid") and md.get("uid") != ref.get("uid")):
+            return None  # a different object of the same name: not this pod's owner
+        self._owners[key] = (dict(md), 0.0)
+        return dict(md)
+
+    def workload_of(self, pod: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+        """The job reference of the workload the webhook decided for ``pod`` and the annotations it declared.
+
+        Follows controller ownerReferences to the top (Pod → Job → JobSet → TrainJob). The top's
+        annotations win over those below it and the pod's (admission reads an object's metadata over its
+        templates'). When an owner cannot be read, the pod's labels name the workload.
+        """
+        md = pod.get("metadata") or {}
+        ns = str(md.get("namespace") or "")
+        chain: list[Mapping[str, Any]] = [md]
+        complete = True
+        for _ in range(_MAX_OWNER_DEPTH):
+            ref = next((r for r in chain[-1].get("ownerReferences") or []
+                        if isinstance(r, Mapping) and r.get("controller") is True), None)
+            if ref is None:
+                break
+            owner = self._owner(ns, ref)
+            if owner is None:
+                # Unreadable, or a core owner (a LeaderWorkerSet's worker StatefulSet is owned by its leader
+                # Pod): the operators' labels name the workload instead.
+                complete = False
+                break
+            chain.append(owner)
+        annotations: dict[str, str] = {}
+        for level in reversed(chain):
+            for k, v in (level.get("annotations") or {}).items():
+                if isinstance(k, str) and isinstance(v, str):
+                    annotations.setdefault(k, v)
+        if len(chain) > 1 and complete:
+            top = chain[-1]
+            kind = next(r.get("kind") for r in chain[-2].get("ownerReferences") or []
+                        if isinstance(r, Mapping) and r.get("controller") is True)
+            return f"{ns}/{kind}/{top.get('name')}", annotations
+        return job_ref_of(pod), annotations
+
     # ---------------------------------------------------------------- the loop
     def tick(self, now: datetime | None = None) -> TickReport:
         from agent import cases as casesvc
@@ -136,22 +227,45 @@ class Meter:
         defaults = EstimationDefaults.from_packs(packs, as_of)
         report = TickReport()
         pods = [p for p in self._list(self.core.list_pod_for_all_namespaces)
-                if (p.get("status") or {}).get("phase") == "Running"]
+                if (p.get("status") or {}).get("phase") in _METERED_PHASES]
         nodes = self._node_models() if pods else {}
         touched: dict[tuple[str, str], tuple[Any, list[str], dict[str, Any]]] = {}
+        listed: set[str] = set()
         with session_scope(self.database_url) as s:
             for pod in pods:
                 md = pod.get("metadata") or {}
                 ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
+                uid = str(md.get("uid") or f"{ns}/{name}")
+                listed.add(uid)
                 if ns in settings.exempt_namespaces:
                     continue
-                obj = _with_node_hint(pod, nodes)
-                demand = read(obj)
+                status = pod.get("status") or {}
+                start = _parse_time(status.get("startTime"))
+                end = now
+                if status.get("phase") in _ENDED:
+                    finished = _finished_at(status)
+                    if finished is None:
+                        report.skipped.append(f"{ns}/{name}: ended, but no container finish time to charge up to")
+                        continue
+                    end = min(finished, now)  # a node clock ahead of ours: charged up to now until it is
+                if start is None or start > end:
+                    report.skipped.append(f"{ns}/{name}: no status.startTime at or before {end.isoformat()}")
+                    continue
+                done = self._charged.get(uid)
+                if done is not None and done[0] == end:
+                    # Charged in full on an earlier tick: not rewritten (nor audited) every tick.
+                    party, tier = customer_for(s, packs, ns, self.cluster, as_of)
+                    if party is not None and not (tier is not None and tier.tier == 1):
+                        touched.setdefault((party.name, done[1]), (party, [], pod))[1].append(done[2])
+                    continue
+                demand = read(_with_node_hint(pod, nodes))
                 if not isinstance(demand, Demand) or demand.chips <= 0:
                     continue
-                start = _parse_time((pod.get("status") or {}).get("startTime"))
-                if start is None or start > now:
-                    report.skipped.append(f"{ns}/{name}: no startTime")
+                # Only accelerator pods have their owners read (cached): the API server is not asked about
+                # every ReplicaSet in the cluster.
+                ref, annotations = self.workload_of(pod)
+                demand = read(_with_node_hint(pod, nodes, annotations))
+                if not isinstance(demand, Demand) or demand.chips <= 0:
                     continue
                 party, tier = customer_for(s, packs, ns, self.cluster, as_of)
                 if party is None:
@@ -165,19 +279,24 @@ class Meter:
                 key = redflag.model_key(declared, party.name)
                 chips, _notes = casesvc.resolve_chips(s, demand, self.cluster,
                                                       declared.precision or defaults.default_precision)
-                job = f"{job_ref_of(pod)}#{name}"[:300]
+                job = f"{ref}#{name}"[:300]
                 secs_total = 0.0
+                charged: set[str] = set()
                 for c in chips:
-                    secs = c.chips * (now - start).total_seconds()
+                    secs = c.chips * (end - start).total_seconds()
                     usage = ledger.add_metered_usage(
                         s, customer=party.name, model=key, job=job, accelerator_name=c.accelerator.id,
-                        chip_seconds=secs, start=start, end=now, packs=packs, precision=declared.precision,
+                        chip_seconds=secs, start=start, end=end, packs=packs, precision=declared.precision,
                         actor="controller:metering",
                     )
+                    charged.add(usage.accelerator)
                     secs_total += secs
                     # The lineage the usage was charged to (another party's model name is scoped to this
                     # customer, as the webhook scopes it).
                     key = ledger.model_name_of(s, usage.model_id) or key
+                _drop_superseded(s, job, start, charged)
+                if status.get("phase") in _ENDED:
+                    self._charged[uid] = (end, key, job)
                 report.pods_metered += 1
                 report.chip_seconds += secs_total
                 METERED.inc()
@@ -185,6 +304,11 @@ class Meter:
                     continue
                 entry = touched.setdefault((party.name, key), (party, [], pod))
                 entry[1].append(job)
+            for gone in set(self._charged) - listed:
+                del self._charged[gone]
+            for stale in set(self._owners) - self._owners_used:
+                del self._owners[stale]
+            self._owners_used.clear()
             for (cust, key), (party, jobs, pod) in touched.items():
                 st = ledger.model_status(s, packs, key, as_of)
                 if st.status != st.regime.status_label:
@@ -239,8 +363,12 @@ class Meter:
         self._stop.set()
 
 
-def _with_node_hint(pod: dict[str, Any], nodes: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
-    """The pod with its node's chip-model label as a nodeSelector (what it actually runs on)."""
+def _with_node_hint(pod: dict[str, Any], nodes: Mapping[str, tuple[str, str]],
+                    annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The pod with its node's chip-model label as a nodeSelector (what it actually runs on) and, when
+    given, the annotations its workload declared."""
+    if annotations is not None:
+        pod = {**pod, "metadata": {**(pod.get("metadata") or {}), "annotations": dict(annotations)}}
     spec = pod.get("spec") or {}
     node = spec.get("nodeName")
     if not isinstance(node, str) or node not in nodes:
@@ -250,4 +378,40 @@ def _with_node_hint(pod: dict[str, Any], nodes: Mapping[str, tuple[str, str]]) -
     sel = {k: v for k, v in sel.items() if k not in MODEL_LABELS}
     sel[label] = value
     return {**pod, "spec": {**spec, "nodeSelector": sel}}
+
+
+def _finished_at(status: Mapping[str, Any]) -> datetime | None:
+    """When an ended pod's last container finished (None when no container reports a finish time)."""
+    ends: list[datetime] = []
+    for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+        for cs in status.get(key) or []:
+            term = ((cs or {}).get("state") or {}).get("terminated") if isinstance(cs, Mapping) else None
+            t = _parse_time(term.get("finishedAt")) if isinstance(term, Mapping) else None
+            if t is not None:
+                ends.append(t)
+    return max(ends) if ends else None
+
+
+def _drop_superseded(s: Any, job: str, start: datetime, charged: set[str]) -> None:
+    """Remove the pod's usage for this interval recorded on a chip it is no longer known to run on.
+
+    The ledger keys an interval by (job, accelerator, start): when the chip model of a pod becomes known
+    after the first poll (its node labelled late, the inventory changed), the new chip's row replaces the
+    guess instead of both being charged for the same chip-seconds.
+    """
+    from sqlmodel import select
+
+    from agent.audit import record
+    from agent.store.tables.ledger import MeteredUsage
+
+    for row in s.exec(select(MeteredUsage).where(MeteredUsage.job_ref == job)).all():
+        ps = row.period_start if row.period_start.tzinfo else row.period_start.replace(tzinfo=UTC)
+        if ps != start or row.accelerator in charged:
+            continue
+        record(s, actor="controller:metering", action="metered_usage.delete", subject=f"job:{job}",
+               payload={"accelerator": row.accelerator, "chip_seconds": row.chip_seconds,
+                        "operations": row.operations, "start": ps.isoformat(),
+                        "reason": f"re-charged to {', '.join(sorted(charged)) or 'no catalogued chip'}"})
+        s.delete(row)
+    s.flush()
 

@@ -19,6 +19,7 @@ from .conftest import M
 
 AC = "kueue.x-k8s.io/v1beta1/admissionchecks"
 WL = "kueue.x-k8s.io/v1beta1/workloads"
+RESERVED = {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved", "message": "Quota reserved"}
 
 
 @pytest.fixture()
@@ -40,7 +41,9 @@ def workload(km: kmock.KubernetesEmulator, ns: str, name: str, count: int, hours
         "spec": {"queueName": "q", "podSets": [{"name": "main", "count": count, "template": {"spec": {
             "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
             "containers": [{"name": "t", "resources": {"requests": {"nvidia.com/gpu": "8"}}}]}}}]},
-        "status": {"admissionChecks": [{"name": "red-flag-28", "state": "Pending"},
+        # Kueue reserved quota and now waits for the checks.
+        "status": {"conditions": [RESERVED],
+                   "admissionChecks": [{"name": "red-flag-28", "state": "Pending"},
                                        {"name": "provisioning", "state": "Pending"}]},
     }
 
@@ -81,7 +84,7 @@ async def test_queued_workloads_wait_for_the_inquiry_instead_of_being_rejected(
     with session_scope(store) as s:
         cases.resolve_case(s, registry(), big["case_id"], export_intent=False, by="compliance")
     raw = kmock.objects[WL, "tenant-ae", "big"].raw
-    kmock.objects[WL, "tenant-ae", "big"] = {**raw, "status": {"admissionChecks": [
+    kmock.objects[WL, "tenant-ae", "big"] = {**raw, "status": {"conditions": [RESERVED], "admissionChecks": [
         {"name": "red-flag-28", "state": "Pending"}, {"name": "provisioning", "state": "Ready"}]}}
     again = await asyncio.to_thread(ctl.reconcile)
     assert [(d["workload"], d["state"], d["code"]) for d in again] == [
