@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +88,27 @@ def controllers(
     api = client.ApiClient()
     meter = Meter(client.CoreV1Api(api), client.EventsV1Api(api), db_url(db), cluster=cluster)
     ctl = AdmissionCheckController(client.CustomObjectsApi(api), db_url(db), cluster=cluster) if kueue else None
+    if once:
+        emit(controller_pass(meter, ctl), json_)
+        return
     while True:
-        r = meter.tick()
-        data: dict[str, Any] = {"pods_metered": r.pods_metered, "chip_seconds": r.chip_seconds,
-                                "crossings": r.crossings, "skipped": r.skipped, "errors": r.errors}
-        if ctl is not None:
-            data["kueue"] = ctl.reconcile()
-        if once:
-            emit(data, json_)
-            return
+        try:
+            controller_pass(meter, ctl)
+        except Exception:
+            # A transient API or database error must not end metering: the next pass re-charges every
+            # running pod's whole interval, so nothing is lost by skipping one.
+            logging.getLogger("veu.controllers").exception("controller pass failed; retrying in %gs", meter_interval)
         _time.sleep(meter_interval)
+
+
+def controller_pass(meter: Any, ctl: Any) -> dict[str, Any]:
+    """One metering pass (and one Kueue reconcile when ``ctl`` is set), as the ``--json`` summary."""
+    r = meter.tick()
+    data: dict[str, Any] = {"pods_metered": r.pods_metered, "chip_seconds": r.chip_seconds,
+                            "crossings": r.crossings, "skipped": r.skipped, "errors": r.errors}
+    if ctl is not None:
+        data["kueue"] = ctl.reconcile()
+    return data
 
 
 def _intent(text: str) -> bool:
