@@ -79,6 +79,10 @@ class ScopeResult:
     def complete(self) -> bool:
         return self.error is None
 
+    def add_error(self, message: str) -> None:
+        """Mark the listing partial for one more reason, keeping the earlier ones (each zone, node, ...)."""
+        self.error = f"{self.error}; {message}" if self.error else message
+
 
 class SourceConfig(BaseModel):
     """Settings every source shares (each collector extends this with its own fields)."""

@@ -126,20 +126,20 @@ class GcpCollector(Collector):
         for page in pager.pages:
             raw = type(page).to_dict(page, preserving_proto_field_name=False)
             if raw.get("unreachables"):
-                res.error = f"project {p.id}: unreachable {', '.join(raw['unreachables'])}"
+                res.add_error(f"project {p.id}: unreachable {', '.join(raw['unreachables'])}")
             for scope_name, scoped in (raw.get("items") or {}).items():
                 # A zone that could not be read is reported per scope (warning UNREACHABLE), not as an HTTP
                 # error: its instances are simply absent, so the listing is partial and must retire nothing.
                 warning = scoped.get("warning") or {}
                 if warning.get("code") == "UNREACHABLE":
-                    res.error = f"project {p.id}: unreachable {scope_name} ({warning.get('message', '')})"
+                    res.add_error(f"project {p.id}: unreachable {scope_name} ({warning.get('message', '')})")
                 for inst in scoped.get("instances") or []:
                     if inst.get("status") not in HELD_STATES:
                         continue
                     try:
                         hit = instance_accelerators_gcp(inst)
                     except PolicyError as exc:
-                        res.error = f"instance {inst.get('name')}: {exc}"
+                        res.add_error(f"instance {inst.get('name')}: {exc}")
                         continue
                     if hit is None:
                         continue

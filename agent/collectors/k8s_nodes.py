@@ -320,7 +320,7 @@ class K8sNodesCollector(Collector):
                     try:
                         hit = node_accelerators(labels, alloc, pid)
                     except PolicyError as exc:
-                        res.error = f"node {name}: {exc}"
+                        res.add_error(f"node {name}: {exc}")
                         continue
                     if hit is None or hit[1] <= 0:
                         continue

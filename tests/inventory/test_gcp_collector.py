@@ -100,6 +100,13 @@ def test_zone_reported_unreachable_in_its_scope_warning_retires_nothing(gce: Com
     assert set(_live(store)) == {"p/1", "p/2"}
 
 
+def test_every_unreachable_zone_is_named_not_only_the_last(gce: ComputeFake, store: str) -> None:
+    gce.instances["p"] = [instance("p", "x", "us-central1-a", "a3-highgpu-8g", iid=1)]
+    gce.unreachable_scopes["p"] = ["zones/europe-west4-b", "zones/asia-east1-a"]
+    error = sync(_collector(gce, "p"), store).scopes[0].error or ""
+    assert "europe-west4-b" in error and "asia-east1-a" in error
+
+
 def test_vm_in_graceful_shutdown_still_holds_its_gpus_and_stopped_states_do_not(gce: ComputeFake, store: str) -> None:
     gce.instances["p"] = [
         instance("p", f"vm-{st.lower()}", "us-central1-a", "a3-highgpu-8g", status=st, iid=i)
