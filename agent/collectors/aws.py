@@ -116,19 +116,24 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
     """Accelerator and count from a DescribeInstanceTypes entry; names are matched with memory first."""
     if not info:
         return None
-    devices: list[tuple[str, str, int, int]] = []
+    devices: list[tuple[str, str, float, int]] = []
     for g in (info.get("GpuInfo") or {}).get("Gpus") or []:
+        # A fractional GPU type (g6f.large: an eighth of an L4) reports Count 0, LogicalGpuCount 1 and
+        # GpuPartitionSize 0.125; whole-GPU types report GpuPartitionSize 1.0 (or nothing) and Count.
+        part = float(g.get("GpuPartitionSize") or 1.0)
+        chips = float(g.get("LogicalGpuCount", 0)) * part if 0 < part < 1 else float(g.get("Count", 0))
         devices.append(
             (
                 g.get("Manufacturer", ""),
                 g.get("Name", ""),
-                int(g.get("Count", 0)),
+                chips,
                 int((g.get("MemoryInfo") or {}).get("SizeInMiB", 0)),
             )
         )
     for n in (info.get("NeuronInfo") or {}).get("NeuronDevices") or []:
         devices.append(
-            ("AWS", n.get("Name", ""), int(n.get("Count", 0)), int((n.get("MemoryInfo") or {}).get("SizeInMiB", 0)))
+            ("AWS", n.get("Name", ""), float(n.get("Count", 0)),
+             int((n.get("MemoryInfo") or {}).get("SizeInMiB", 0)))
         )
     if not devices:
         return None

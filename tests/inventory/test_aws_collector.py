@@ -174,6 +174,8 @@ def _moto_type_only_the_api_describes() -> tuple[str, str, float]:
         except PolicyError:
             pass
         g = gpus[0]
+        if g.get("GpuPartitionSize", 1.0) != 1.0:
+            continue  # fractional GPU types: test_fractional_l4_instances_hold_their_share_of_one_gpu
         mib = g.get("MemoryInfo", {}).get("SizeInMiB")
         found = cat.find(f"{g['Manufacturer']} {g['Name']}", mib) or cat.find(g["Name"], mib)
         if found is not None:
@@ -193,6 +195,18 @@ def test_unknown_instance_type_falls_back_to_describe_instance_types_once_per_ru
         h = next(v for k, v in live.items() if k.endswith(i))
         assert (h.accelerator, h.count, h.instance_type) == (acc, count, itype)
     assert col.types.api_calls == 1  # cached for the run across regions and accounts
+
+
+def test_fractional_l4_instances_hold_their_share_of_one_gpu(aws: AwsFake, store: str) -> None:
+    # g6f types are slices of one L4: DescribeInstanceTypes reports Count 0 with LogicalGpuCount 1 and
+    # GpuPartitionSize (accelerators.md §3.1: fraction = memory / 22,888 MiB). Eight g6f.large are one L4.
+    ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
+    small, half = run(ec2, "g6f.large", 8), run(ec2, "g6f.4xlarge", 1)
+    assert sync(_collector(["us-east-1"]), store).status == "ok"
+    live = _live(store)
+    l4 = catalog().resolve("NVIDIA L4").accelerator.id
+    assert {(h.accelerator, h.count) for k, h in live.items() if k.split(":")[1] in small} == {(l4, 0.125)}
+    assert [h.count for k, h in live.items() if k.split(":")[1] in half] == [0.5]
 
 
 def test_unreachable_account_retires_nothing(aws: AwsFake, store: str) -> None:
