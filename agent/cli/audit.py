@@ -150,6 +150,30 @@ def log(
         ["seq", "ts", "actor", "action", "subject", "payload", "hash"]))
 
 
+@audit_app.command("keygen")
+def keygen(
+    out: Path | None = typer.Option(None, "--out", help="Where to write the private key (PEM, mode 0600); "
+                                    "default: VEU_SIGNING_KEY_FILE, else ~/.local/share/veu-governor/signing.key."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Create the Ed25519 key that signs audit checkpoints and export manifests (never overwrites one).
+
+    In Kubernetes, put the file in a Secret (the chart's signingKey.existingSecret) so every pod signs with
+    the key auditors trust.
+    """
+    from agent.signing import generate, key_path
+
+    path = (out or key_path()).expanduser()
+    try:
+        key = generate(path)
+    except FileExistsError:
+        raise UsageError(f"--out: {path} already exists; keys are never overwritten (move it away first)") from None
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
+    emit({"path": str(path), "key_id": key.key_id, "public_key": key.public_pem()}, json_,
+         lambda d: typer.echo(f"wrote {d['path']} (key id {d['key_id']})\n{d['public_key']}", nl=False))
+
+
 @audit_app.command("pubkey")
 def pubkey() -> None:
     """Print the public key (PEM) that verifies checkpoints and export manifests."""

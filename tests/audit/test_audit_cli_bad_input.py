@@ -186,3 +186,22 @@ def test_verifying_on_a_host_without_a_signing_key_creates_none_and_trusts_nothi
     rc, out, _ = veuctl("audit", "verify")
     assert rc == 1 and "untrusted key" in out
     assert not auditor_key.exists()  # a verifier never mints a private key
+
+
+# --------------------------------------------------------------------------- audit keygen
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites_one(
+        veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from agent.signing import load
+
+    out = tmp_path / "signing.key"
+    rc, stdout, err = veuctl("audit", "keygen", "--out", str(out), "--json")
+    assert rc == 0, err
+    made = json.loads(stdout)
+    assert made["key_id"] == load(out).key_id and "BEGIN PUBLIC KEY" in made["public_key"]
+    assert out.stat().st_mode & 0o777 == 0o600
+    before = out.read_bytes()
+    rc, _, err = veuctl("audit", "keygen", "--out", str(out))
+    _one_line_error(rc, err, "already exists")
+    assert out.read_bytes() == before
