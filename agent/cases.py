@@ -28,7 +28,22 @@ from agent.directory import Customer, customer_for
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
-from controllers.jobspec import GATED_OWNER_KINDS, Demand, ReadError, controller_owner, read, vendor_of
+from controllers.jobspec import (
+    DECIDED_AS_OWNER,
+    KIND_OF_RESOURCE,
+    Demand,
+    ReadError,
+    adds_demand,
+    controller_owner,
+    controller_ref,
+    counted_at_owner,
+    lws_groups,
+    read,
+    ref_kind,
+    scale_replicas,
+    suspended,
+    vendor_of,
+)
 from policies import redflag
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
@@ -101,6 +116,9 @@ class ReviewRequest:
     dry_run: bool
     obj: Any
     user: str
+    old_obj: Any = None
+    resource: tuple[str, str] = ("", "")  # (API group, resource plural) the request is on
+    name: str = ""
 
 
 def _found(value: Any) -> str:
@@ -131,8 +149,12 @@ def parse_review(body: Any) -> ReviewRequest:
         raise ReviewError("request.namespace/subResource: must be strings")
     user = req.get("userInfo")
     username = user.get("username") if isinstance(user, Mapping) else None
+    res = req.get("resource")
+    group, plural = (res.get("group"), res.get("resource")) if isinstance(res, Mapping) else ("", "")
+    name = req.get("name")
     return ReviewRequest(uid, str(av), str(op), ns[:253], sub[:100], req.get("dryRun") is True,
-                         req.get("object"), str(username or "")[:200])
+                         req.get("object"), str(username or "")[:200], req.get("oldObject"),
+                         (str(group or "")[:253], str(plural or "")[:253]), str(name or "")[:253])
 
 
 # ------------------------------------------------------------------------------------------------ lookups
@@ -455,17 +477,19 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
           mode: str | None) -> _Review:
     """The review read: job spec, declared figures, chips and customer; decided here unless the ledger decides."""
     r = _Review(rr)
+    if rr.operation == "UPDATE" and rr.sub_resource == "scale" and rr.resource in KIND_OF_RESOURCE:
+        _read_scale(s, packs, r, as_of, mode)
+        return r
     if rr.operation not in ("CREATE", "UPDATE") or rr.sub_resource:
         r.out = _simple(rr, redflag.ALLOW, True, f"{rr.operation} {rr.sub_resource or ''} is not gated".strip())
         return r
     settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
     owner = controller_owner(rr.obj)
-    if owner and rr.user in settings.trusted_controllers:
-        # Its owner was decided (a gated job kind) or is not a job kind at all (a Deployment's pods).
-        why = "counted at its owner" if owner in GATED_OWNER_KINDS else "not a gated job kind"
+    trusted = bool(owner) and rr.user in settings.trusted_controllers
+    if trusted and counted_at_owner(rr.obj):
         kind = rr.obj.get("kind") if isinstance(rr.obj, Mapping) else None
         r.out = _simple(rr, redflag.ALLOW, True, f"{str(kind or 'object')[:100]} of a {owner}, created by "
-                                                 f"{rr.user}: admitted, {why}")
+                                                 f"{rr.user}: admitted, counted at its owner")
         return r
     demand = read(rr.obj)
     ns = rr.namespace or (demand.namespace if isinstance(demand, Demand) else "")
@@ -473,8 +497,32 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
         r.dec, r.extra = _invalid(packs, as_of, rr, ns, demand.message, mode), {"read_error": demand.message}
         return r
     r.demand = demand
+    if rr.operation == "UPDATE" and rr.old_obj is not None:
+        old = read(rr.old_obj)
+        # The object exists, so what it asked for was decided: an UPDATE that asks for nothing more (a suspend
+        # by Kueue's preemption, a scale-down) is not decided again, where the lineage may since have grown
+        # (by this very job's metered usage among others) and a refusal would keep the chips running. Lifting
+        # a suspension starts the run: decided again.
+        if (isinstance(old, Demand) and not adds_demand(old, demand)
+                and not (suspended(rr.old_obj) and not suspended(rr.obj))):
+            r.out = _simple(rr, redflag.ALLOW, True, f"UPDATE of {demand.kind} {demand.name} asks for no accelerators "
+                                                     "beyond what it had: not decided again")
+            return r
     notes: tuple[str, ...] = ()
-    if owner:
+    kind, name = ref_kind(demand.api_version, demand.kind), demand.name
+    group, _owner_kind, owner_name = controller_ref(rr.obj)
+    if trusted and (group, owner) in DECIDED_AS_OWNER and owner_name:
+        # The trusted controller made it for an owner whose count it carries (a TrainJob's JobSet, with the
+        # runtime's numNodes and chips): decided as that owner, the same job, so the two are not summed.
+        kind, name = owner, owner_name
+        notes = (f"created by {rr.user} for {owner} {owner_name}: decided as that {owner} (one job, counted once "
+                 "at the larger estimate)",)
+    elif trusted:
+        # A trusted controller's child of a kind the webhook does not decide (a DaemonSet's pods, a CronJob's
+        # Jobs, a RayService's RayCluster) was counted nowhere: admitting it unread would let any run through.
+        notes = (f"created by {rr.user} for a {owner}, a kind this webhook does not decide: decided as a job of "
+                 "its own",)
+    elif owner:
         # Anyone can write an ownerReference: only a trusted controller's is taken at its word.
         notes = (f"claims a controlling {owner} but was created by {rr.user or 'an unnamed user'}, not a trusted "
                  "controller (admission-settings.trusted_controllers): decided as a job of its own",)
@@ -483,14 +531,15 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     except PolicyError as exc:
         r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
         return r
-    base_req = JobRequest(ns, demand.kind, demand.name, rr.operation, (), declared, (*demand.notes, *notes))
+    base_req = JobRequest(ns, kind, name, rr.operation, (), declared, (*demand.notes, *notes))
     if ns in settings.exempt_namespaces or demand.chips <= 0:
         r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
         return r
-    r.extra = {"cluster": cluster}
+    groups = lws_groups(rr.obj)
+    r.extra = {"cluster": cluster, **({"replicas": groups} if groups is not None else {})}
     defaults = EstimationDefaults.from_packs(packs, as_of)
     chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
-    r.req = JobRequest(ns, demand.kind, demand.name, rr.operation, tuple(chips), declared,
+    r.req = JobRequest(ns, kind, name, rr.operation, tuple(chips), declared,
                        (*demand.notes, *notes, *chip_notes))
     r.party, r.tier = customer_for(s, packs, ns, cluster, as_of)
     r.settings = settings
@@ -498,6 +547,56 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
         # Tier 1 is admitted and Tier 3 refused whatever the ledger says: nothing to read.
         r.dec = redflag.decide(packs, as_of, r.req, customer=r.tier, records={}, related=[], mode=mode)
     return r
+
+
+# The object's latest admission with its spec read: a refused UPDATE left the object as that one admitted, and
+# a refused scale (recorded, and admitted in warn or audit mode) counted nothing.
+_LAST_ADMITTED = sa_select(_D.c.chips, _D.c.detail).where(
+    _D.c.job_ref == bindparam("job"), _D.c.allowed.is_(True), _D.c.code != redflag.DENY_INVALID,
+).order_by(_D.c.decided_at.desc(), _D.c.id.desc()).limit(1)
+
+
+def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: str | None) -> None:
+    """An UPDATE of a gated kind's ``scale`` subresource (``kubectl scale``, an HPA): a Scale carries no pod
+    template, so a scale-up is admitted only within the replicas counted when the object itself was last
+    admitted (a PyTorchJob's Worker at its elastic bound, a LeaderWorkerSet's groups); beyond that it is
+    refused with the way to have it counted (change the replicas on the object, which is re-evaluated)."""
+    rr = r.rr
+    kind = ref_kind(f"{rr.resource[0]}/v1", KIND_OF_RESOURCE[rr.resource])
+    try:
+        new = scale_replicas(rr.obj, "object")
+        old = scale_replicas(rr.old_obj, "oldObject") if rr.old_obj is not None else 0
+    except ValueError as exc:
+        r.dec = _invalid(packs, as_of, rr, rr.namespace, str(exc), mode, job_ref=f"{rr.namespace}/{kind}/{rr.name}")
+        return
+    if new <= old:
+        r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled from {old} to {new}: not a scale-up")
+        return
+    job_ref = f"{rr.namespace}/{kind}/{rr.name}"
+    row = s.execute(_LAST_ADMITTED, {"job": job_ref}).first()
+    role = "leader" if kind == "LeaderWorkerSet" else "worker"  # what the kind's scale subresource sets
+    counted = 0
+    if row is not None:
+        if not row[0]:
+            r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: it requested no "
+                                                     "accelerators when admitted")
+            return
+        try:
+            asked = json.loads(row[1] or "{}").get("asked", {})
+            counted = max((int(g["pods"]) for g in asked.get("groups", [])
+                           if str(g.get("role", "")).lower() == role), default=0)
+            if isinstance(asked.get("replicas"), int):  # a LeaderWorkerSet's groups, its leader with chips or not
+                counted = max(counted, asked["replicas"])
+        except (ValueError, TypeError, AttributeError, KeyError):
+            counted = 0
+        if new <= counted:
+            r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: within the {counted} "
+                                                     f"{role} replicas counted when it was admitted")
+            return
+    why = (f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} goes beyond the {counted} {role} replicas counted "
+           f"when {kind} {rr.name} was admitted, and a Scale carries no pod template to count; change the replicas "
+           f"on the {kind} itself so the job is re-evaluated")
+    r.dec, r.extra = _invalid(packs, as_of, rr, rr.namespace, why, mode, job_ref=job_ref), {"read_error": why}
 
 
 def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
@@ -606,13 +705,18 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
     r.dec = dec
 
 
-def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None) -> Decision:
+def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None,
+             job_ref: str | None = None) -> Decision:
     settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
     kind = rr.obj.get("kind") if isinstance(rr.obj, Mapping) else None
     md = rr.obj.get("metadata") if isinstance(rr.obj, Mapping) else None
     name = md.get("name") if isinstance(md, Mapping) else None
+    av = rr.obj.get("apiVersion") if isinstance(rr.obj, Mapping) else None
+    if isinstance(kind, str) and isinstance(av, str):
+        kind = ref_kind(av, kind)
+    job_ref = job_ref or f"{ns}/{str(kind or '?')[:100]}/{str(name or '?')[:200]}"
     base = Decision(code=redflag.DENY_INVALID, allowed=False, message=f"job spec rejected: {why}",
-                    mode=settings.mode, as_of=as_of, job_ref=f"{ns}/{str(kind or '?')[:100]}/{str(name or '?')[:200]}",
+                    mode=settings.mode, as_of=as_of, job_ref=job_ref,
                     versions=packs.versions(), explanation=(why,))
     if ns in settings.exempt_namespaces:
         return Decision(code=redflag.EXEMPT, allowed=True, message=f"namespace {ns} is exempt", mode=settings.mode,
@@ -815,11 +919,26 @@ def resolve_case(
 def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, operations: float, threshold: float,
                        job_refs: list[str], explanation: str, actor: str, now: datetime | None = None
                        ) -> tuple[RedFlagCase, bool]:
-    """Open (or reuse) a case because a running lineage crossed the threshold; (case, newly opened)."""
+    """Open (or reuse) a case because a running lineage crossed the threshold; (case, news).
+
+    ``news`` is True when the case was opened now, or when an unanswered case (the webhook's hold, say) did
+    not yet list these running jobs and now does: either way the crossing is reported (Event, metric). The
+    (customer, lineage) case lock is taken first, so the webhook and a second controller never open a second
+    case for the same lineage.
+    """
     now = now or utcnow()
+    _case_on_file(s, party.name, model_key, now, lock=True)
     row = current_case(s, party.name, model_key, now)
     if row is not None:
-        return row, False
+        listed = json.loads(row.jobs or "[]")
+        new = [j for j in job_refs if j not in listed]
+        if row.status != "open" or not new:
+            return row, False
+        row.jobs = json.dumps((listed + new)[-_MAX_CASE_JOBS:])
+        s.add(row)
+        record(s, actor=actor, action="case.update", subject=f"case:{row.id}",
+               payload={"running_jobs_added": new[-50:], "estimate": operations, "source": "metering"})
+        return row, True
     row = RedFlagCase(customer_id=party.id, customer_name=party.name, model_key=model_key, status="open",
                       source="metering", estimate_operations=operations, threshold=threshold,
                       jobs=json.dumps(job_refs[-_MAX_CASE_JOBS:]), explanation=explanation[:20000], opened_at=now)

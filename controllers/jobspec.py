@@ -35,6 +35,9 @@ from typing import Any
 # Extended resources that are accelerators; "nvidia.com/mig-<profile>" is matched by pattern.
 ACCELERATOR_RESOURCES: dict[str, str] = {
     "nvidia.com/gpu": "nvidia",
+    # GPU time-slicing with renameByDefault: each replica is a share of one GPU; counted as a whole GPU (the
+    # share is a cluster setting the spec does not carry, and over-counting is the safe error).
+    "nvidia.com/gpu.shared": "nvidia",
     "amd.com/gpu": "amd",
     "google.com/tpu": "google",
     "aws.amazon.com/neuron": "aws",
@@ -412,8 +415,10 @@ def _kubeflow(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
         for role, rs in sorted(_map(spec[key], f"spec.{key}").items(), key=lambda kv: str(kv[0])):
             p = f"spec.{key}.{role}"
             rs = _map(rs, p, required=True)
-            n = _count(rs.get("replicas"), f"{p}.replicas", 0 if mpi_v2 and role == "Worker" else 1)
-            if role == "Worker" and elastic_bound > n:
+            # The operators take replica types in any case ("worker" is set to "Worker" by their defaulting).
+            worker = str(role).lower() == "worker"
+            n = _count(rs.get("replicas"), f"{p}.replicas", 0 if mpi_v2 and worker else 1)
+            if worker and elastic_bound > n:
                 notes.append(f"{p}: counted at its elastic bound {elastic_bound} (replicas {n}, spec.elasticPolicy)")
                 n = elastic_bound
             groups += _groups_from_template(str(role)[:63], n, rs.get("template"), f"{p}.template")
@@ -543,22 +548,107 @@ READERS: dict[tuple[str, str], Any] = {
     ("apps", "StatefulSet"): _workload_controller,
     ("apps", "ReplicaSet"): _workload_controller,
 }
-# The job kinds gated themselves: a Pod or Job they create is counted at the owner, not again.
-GATED_OWNER_KINDS = frozenset(k for _, k in READERS if k != "Pod") - {"ReplicaSet", "Deployment", "StatefulSet"}
+# Owners (API group, kind) the webhook reads: what a trusted controller creates for one of them is counted
+# there (a Job's pods, a JobSet's Jobs, the StatefulSets a LeaderWorkerSet makes and their pods). What a
+# trusted controller creates for any other owner (a DaemonSet's pods, a CronJob's Jobs, a RayService's
+# RayCluster) was counted nowhere and is decided as a job of its own. A TrainJob is not one of them: its
+# runtime (numNodes, the pod template's chips) is not visible at admission, so its JobSet is decided too.
+COUNTED_OWNERS = frozenset(READERS) - {("trainer.kubeflow.org", "TrainJob")}
 
 
-def controller_owner(obj: Any) -> str:
-    """The kind of ``obj``'s controller ownerReference ("" when it has none or the metadata is malformed)."""
+# The job CRDs by (API group, resource) as an AdmissionReview names them: a request on their ``scale``
+# subresource carries a Scale, not the kind. Each plural is its lower-case kind plus "s". The built-in kinds are
+# left out: the chart sends Pods and Jobs only when they request accelerators, so a CPU-only one has no decision
+# on record to scale within, and Jobs and Pods have no scale subresource.
+KIND_OF_RESOURCE: dict[tuple[str, str], str] = {(g, k.lower() + "s"): k for g, k in READERS
+                                                if g not in ("", "apps", "batch")}
+
+
+def lws_groups(obj: Any) -> int | None:
+    """A LeaderWorkerSet's ``spec.replicas`` (its groups, what its scale subresource sets), else None: kept with
+    its decision, since a leader without accelerators leaves no ``leader`` pod group to read it from."""
+    if not isinstance(obj, Mapping) or obj.get("kind") != "LeaderWorkerSet":
+        return None
+    spec = obj.get("spec")
+    n = spec.get("replicas", 1) if isinstance(spec, Mapping) else 1
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def scale_replicas(obj: Any, path: str) -> int:
+    """``spec.replicas`` of an autoscaling/v1 Scale at ``path`` (0 when absent); ValueError naming the field."""
+    try:
+        spec = _map(_map(obj, path).get("spec"), f"{path}.spec")
+        return _count(spec.get("replicas"), f"{path}.spec.replicas", 0, hi=INT32_MAX)
+    except _Bad as exc:
+        raise ValueError(str(exc)[:300]) from None
+
+
+# Owners the webhook reads but cannot count in full, whose trusted controller's child carries the real count:
+# the child is decided as its owner, the same job (counted once, at the larger estimate), never as a second
+# job adding to it.
+DECIDED_AS_OWNER = frozenset({("trainer.kubeflow.org", "TrainJob")})
+
+
+def controller_ref(obj: Any) -> tuple[str, str, str]:
+    """(API group, kind, name) of ``obj``'s controller ownerReference (("", "", "") when it has none or the
+    metadata is malformed)."""
     md = obj.get("metadata") if isinstance(obj, Mapping) else None
     refs = md.get("ownerReferences") if isinstance(md, Mapping) else None
     for r in refs if isinstance(refs, list) else ():
         if isinstance(r, Mapping) and r.get("controller") is True and isinstance(r.get("kind"), str):
-            return str(r["kind"])[:100]
-    return ""
+            av, name = r.get("apiVersion"), r.get("name")
+            return (group_of(av if isinstance(av, str) else "")[:253], str(r["kind"])[:100],
+                    name[:253] if isinstance(name, str) else "")
+    return "", "", ""
+
+
+def controller_owner(obj: Any) -> str:
+    """The kind of ``obj``'s controller ownerReference ("" when it has none or the metadata is malformed)."""
+    return controller_ref(obj)[1]
+
+
+def counted_at_owner(obj: Any) -> bool:
+    """Whether ``obj``'s controller owner is a kind the webhook decides (so a trusted controller's child of it
+    was counted there)."""
+    return controller_ref(obj)[:2] in COUNTED_OWNERS
 
 
 def group_of(api_version: str) -> str:
     return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def suspended(obj: Any) -> bool:
+    """Whether a job object is held back by its own spec: ``spec.suspend`` (Job, JobSet, TrainJob, RayJob,
+    RayCluster), ``spec.runPolicy.suspend`` (Kubeflow) or ``spec.active: false`` (Kueue Workload)."""
+    spec = obj.get("spec") if isinstance(obj, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return False
+    run = spec.get("runPolicy")
+    return (spec.get("suspend") is True or (isinstance(run, Mapping) and run.get("suspend") is True)
+            or spec.get("active") is False)
+
+
+def adds_demand(old: Demand, new: Demand) -> bool:
+    """Whether ``new`` (an UPDATE of ``old``) asks for any accelerator ``old`` did not: more chips of a resource
+    and chip-model hint, or a resource or hint ``old`` did not name (a hint that changes is a new model)."""
+    def totals(d: Demand) -> dict[tuple[str, tuple[str, ...]], float]:
+        out: dict[tuple[str, tuple[str, ...]], float] = {}
+        for g in d.groups:
+            key = (g.resource, tuple(sorted(g.model_hints)))
+            out[key] = out.get(key, 0.0) + g.total
+        return out
+    before = totals(old)
+    return any(v > before.get(k, 0.0) for k, v in totals(new).items() if v > 0)
+
+
+def ref_kind(api_version: str, kind: str) -> str:
+    """The kind as a job reference (``NAMESPACE/KIND/NAME``) names it: ``Kind.group`` for a gated kind whose
+    name another gated API group shares outside the built-in groups (Volcano's ``Job.batch.volcano.sh``), so
+    a batch/v1 Job and a Volcano Job of one name are two jobs that add up, never one counted at the larger."""
+    group = group_of(api_version)
+    if group in ("", "batch", "apps") or sum(1 for _g, k in READERS if k == kind) < 2:
+        return kind
+    return f"{kind}.{group}"[:100]
 
 
 def supported(api_version: str, kind: str) -> bool:

@@ -355,14 +355,21 @@ def declared_estimate(defaults: EstimationDefaults, d: Declared) -> Estimate | N
 
 def _lineage_record(
     records: Mapping[str, ModelRecord], key: str, owner: str, base: str | None, related: Sequence[RelatedJob],
-) -> ModelRecord:
-    """The model's record with the customer's related admitted jobs charged as runs.
+    job: str = "",
+) -> tuple[ModelRecord, float]:
+    """The model's record with the customer's related admitted jobs charged as runs, and what ``job`` (this
+    job, when it is an UPDATE of itself) has been charged in the ledger so far, taken out of the record.
 
     A related job already metered in the ledger (job ref ``J`` or per-pod ``J#pod``) is charged
     max(admitted estimate, metered so far), never both: no operation is counted twice.
     """
     rec = records.get(key) or ModelRecord(name=key, owner=owner, base=base)
     runs = list(rec.runs)
+    own = 0.0
+    if job:
+        mine = [r for r in runs if r.job == job or r.job.startswith(job + "#")]
+        own = sum(r.operations for r in mine)
+        runs = [r for r in runs if r not in mine]
     for rj in related:
         mine = [r for r in runs if r.job == rj.job_ref or r.job.startswith(rj.job_ref + "#")]
         metered = sum(r.operations for r in mine)
@@ -370,7 +377,7 @@ def _lineage_record(
         ops = max(rj.operations, metered)
         runs.append(Run(ops, "admitted-job" if ops == rj.operations else "metered", rj.decided_on,
                         None, "", rj.job_ref, f"admission:{rj.job_ref}"))
-    return replace(rec, runs=tuple(runs))
+    return replace(rec, runs=tuple(runs)), own
 
 
 class _Records(Mapping[str, ModelRecord]):
@@ -471,11 +478,18 @@ def decide(
     # (CUSTOMER/NAME, where metering charges it too), one per customer, so its jobs on that model count
     # together (a fine-tune split into jobs each under the derivative allowance is one derivative).
     subject = derivative_name(key, cust_name or "") if named_published else key
-    lineage = _lineage_record(recs, subject, cust_name or "", key if named_published else claimed_base, rel)
+    # An UPDATE is the same object, so the same run: what metering has charged it so far is part of this
+    # estimate, counted once at the larger of the two (a job re-created under its name is a CREATE: a new run,
+    # which adds). Left in the ledger total, a running job's suspend or scale was refused for its own usage.
+    own_job = req.job_ref if req.operation == "UPDATE" else ""
+    lineage, own = _lineage_record(recs, subject, cust_name or "", key if named_published else claimed_base, rel,
+                                   own_job)
     overlay = _Records(recs, lineage)
     before = project(overlay, rules, as_of, subject, 0.0, owner=cust_name or "").cumulative.total
+    so_far = Estimate(own, own, own, "metered", f"{req.job_ref} charged in the ledger so far: {sci(own)} (this "
+                      "UPDATE's own run)", {}, own) if own > 0 else None
     est = compute.admission_estimate(
-        declared=declared, hardware=hw, ledger_cumulative=before,
+        declared=declared, hardware=hw, metered=so_far, ledger_cumulative=before,
         ledger_explanation=(f"{key}: ledger plus {len(rel)} related admitted job(s) of {cust_name or 'this customer'} "
                             f"within {window} days" + ("" if d.model else " (unnamed-model bucket)")),
     )
