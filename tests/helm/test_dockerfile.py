@@ -110,6 +110,22 @@ def test_image_has_a_health_check_and_runs_veuctl(instructions: list[tuple[str, 
     assert args["migrate"][:2] == ["db", "upgrade"]
 
 
+def test_runtime_stage_keeps_no_build_or_packaging_tools(instructions: list[tuple[str, str]]) -> None:
+    """The runtime stage installs no compiler and removes the packaging tools the base image ships (pip,
+    setuptools, wheel: python:3.11 images carry all three), once the prebuilt wheels are installed."""
+    last_from = max(i for i, (w, _) in enumerate(instructions) if w == "FROM")
+    runs = " ".join(a for w, a in instructions[last_from:] if w == "RUN")
+    assert not re.search(r"apt-get install|apk add|build-essential|\bgcc\b", runs)
+    m = re.search(r"pip uninstall (?:--yes|-y) ([^&;]+)", runs)
+    assert m, "the runtime stage must uninstall the packaging tools"
+    assert {"pip", "setuptools", "wheel"} <= set(m.group(1).split())
+    # and nothing the product runs needs them
+    for folder in ("agent", "controllers", "policies"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"^\s*(import|from) (setuptools|pkg_resources|pip|wheel)\b", text, re.M), path
+
+
 def test_build_context_excludes_the_venv_tests_and_secrets() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}

@@ -132,6 +132,9 @@ comma-separated: the certificate names them all, so clients of either verify it 
 {{- if and .Values.api.enabled (eq (int .Values.api.port) (int .Values.webhook.port)) }}
 {{- fail (printf "api.port=%d equals webhook.port: the webhook's port serves only the webhook, so give the API another port" (int .Values.api.port)) }}
 {{- end }}
+{{- if and .Values.agent.kueueAdmissionCheck (not (and .Values.agent.enabled .Values.controllers.enabled)) }}
+{{- fail "agent.kueueAdmissionCheck runs in the controllers component (`veuctl admission controllers --kueue`, with the agent's service account): set agent.enabled=true and controllers.enabled=true" }}
+{{- end }}
 {{- if and .Values.ingress.enabled (not .Values.api.enabled) }}
 {{- fail "ingress.enabled routes to the API/dashboard Service: set api.enabled=true (the webhook port serves no API)" }}
 {{- end }}
@@ -159,6 +162,12 @@ comma-separated: the certificate names them all, so clients of either verify it 
 {{- if .Values.signingKey.existingSecret }}
 - name: VEU_SIGNING_KEY_FILE
   value: /etc/veu-governor/signing/{{ .Values.signingKey.key }}
+{{- else }}
+{{- /* No key: no periodic audit checkpoints. Each pod would otherwise sign them with a key it generates in its
+emptyDir /tmp, lost on restart and different per replica, and `veuctl audit verify` then fails on every one of
+them ("signed by an untrusted key"). */}}
+- name: VEU_AUDIT_CHECKPOINT_EVERY
+  value: "0"
 {{- end }}
 - name: VEU_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
@@ -269,6 +278,7 @@ comma-separated: the certificate names them all, so clients of either verify it 
     - --port={{ .Values.api.port }}
     - --tls-cert=/tls/tls.crt
     - --tls-key=/tls/tls.key
+    - --log-level={{ lower .Values.logLevel }}
   ports:
     - {name: api, containerPort: {{ .Values.api.port }}, protocol: TCP}
   env:
@@ -321,17 +331,8 @@ comma-separated: the certificate names them all, so clients of either verify it 
     - secretRef: {name: {{ . }}}
     {{- end }}
   {{- end }}
-  {{- if .Values.agent.healthPort }}
-  ports:
-    - {name: health, containerPort: {{ .Values.agent.healthPort }}, protocol: TCP}
-  readinessProbe:
-    httpGet: {path: /readyz, port: health}
-    periodSeconds: 10
-  livenessProbe:
-    httpGet: {path: /healthz, port: health}
-    periodSeconds: 20
-    failureThreshold: 3
-  {{- end }}
+  {{- /* `veuctl agent run` serves no HTTP endpoint, so no port and no HTTP probes (a probe on a port nobody
+  listens on would restart the agent forever). */}}
   resources:
     {{- toYaml .Values.agent.resources | nindent 4 }}
   securityContext:
