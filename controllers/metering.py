@@ -32,7 +32,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from controllers.jobspec import MODEL_LABELS, Demand, read
+from controllers.jobspec import MODEL_LABELS, READERS, Demand, group_of, read, ref_kind
 
 log = logging.getLogger("veu.metering")
 
@@ -50,8 +50,8 @@ _OWNER_LABELS: tuple[tuple[str, str], ...] = (
     ("jobset.sigs.k8s.io/jobset-name", "JobSet"),
     ("training.kubeflow.org/job-name", ""),  # kind from the operator label below
     ("leaderworkerset.sigs.k8s.io/name", "LeaderWorkerSet"),
-    ("volcano.sh/job-name", "Job"),
-    ("ray.io/originated-from-cr-name", ""),  # kind from ray.io/originated-from-crd (RayJob, RayService)
+    ("volcano.sh/job-name", ref_kind("batch.volcano.sh/v1alpha1", "Job")),
+    ("ray.io/originated-from-cr-name", ""),  # a RayJob's (ray.io/originated-from-crd); not a RayService's
     ("ray.io/cluster", "RayCluster"),
     ("batch.kubernetes.io/job-name", "Job"),
     ("job-name", "Job"),
@@ -77,8 +77,8 @@ def job_ref_of(pod: Mapping[str, Any]) -> str:
         if isinstance(name, str) and name:
             if label == "ray.io/originated-from-cr-name":
                 kind = str(labels.get("ray.io/originated-from-crd") or "")
-                if not kind:
-                    continue
+                if kind != "RayJob":
+                    continue  # a RayService's RayCluster is decided as itself (ray.io/cluster below)
             elif not kind:
                 kind = _KUBEFLOW_OPERATORS.get(str(labels.get("training.kubeflow.org/operator-name", "")),
                                                "PyTorchJob")
@@ -124,7 +124,7 @@ class Meter:
         self._custom = custom  # CustomObjectsApi reading the pods' owners (built from core's client if None)
         self._stop = threading.Event()
         # Owners read on earlier ticks (their annotations are the ones admission saw; owners do not change).
-        # A failed read (forbidden: the chart grants no `get` on job kinds; gone) is cached as None until
+        # A failed read (forbidden: a chart without `get` on job kinds; gone) is cached as None until
         # _OWNER_RETRY_SECONDS pass, so a cluster of thousands of pods is not a thousand failing GETs a tick.
         self._owners: dict[tuple[str, str, str, str], tuple[dict[str, Any] | None, float]] = {}
         self._owners_used: set[tuple[str, str, str, str]] = set()
@@ -187,10 +187,17 @@ class Meter:
         ns = str(md.get("namespace") or "")
         chain: list[Mapping[str, Any]] = [md]
         complete = True
+        undecided = False  # the walk stopped below an owner the webhook does not decide
         for _ in range(_MAX_OWNER_DEPTH):
             ref = next((r for r in chain[-1].get("ownerReferences") or []
                         if isinstance(r, Mapping) and r.get("controller") is True), None)
             if ref is None:
+                break
+            if (group_of(str(ref.get("apiVersion") or "")), ref.get("kind")) not in READERS:
+                # An owner the webhook does not decide (a CronJob above its Jobs, a RayService above its
+                # RayCluster, a DaemonSet above its pods): the webhook decided the object below it, so the
+                # usage is filed there.
+                undecided = True
                 break
             owner = self._owner(ns, ref)
             if owner is None:
@@ -206,9 +213,12 @@ class Meter:
                     annotations.setdefault(k, v)
         if len(chain) > 1 and complete:
             top = chain[-1]
-            kind = next(r.get("kind") for r in chain[-2].get("ownerReferences") or []
-                        if isinstance(r, Mapping) and r.get("controller") is True)
+            ref = next(r for r in chain[-2].get("ownerReferences") or []
+                       if isinstance(r, Mapping) and r.get("controller") is True)
+            kind = ref_kind(str(ref.get("apiVersion") or ""), str(ref.get("kind") or ""))
             return f"{ns}/{kind}/{top.get('name')}", annotations
+        if undecided and len(chain) == 1:
+            return f"{ns}/Pod/{md.get('name')}", annotations  # the webhook decided the pod itself
         return job_ref_of(pod), annotations
 
     # ---------------------------------------------------------------- the loop
@@ -337,7 +347,7 @@ class Meter:
         ns = str(md.get("namespace"))
         note = (f"Running lineage {c['model']} of customer {c['customer']} reached {c['operations']:.4g} "
                 f"operations (4E091 threshold) without a red-flag-28 inquiry on record; case {c['case_id']} "
-                f"opened. Record it with `veuctl cases resolve {c['case_id']} --export-intent no|yes`.")
+                f"is open. Record it with `veuctl cases resolve {c['case_id']} --export-intent no|yes`.")
         body = {
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"generateName": "veu-redflag28-", "namespace": ns},

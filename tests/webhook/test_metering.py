@@ -193,3 +193,29 @@ async def test_controllers_command_meters_once_through_a_kubeconfig(
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["pods_metered"] == 1 and out["chip_seconds"] == pytest.approx(8 * 3600, rel=0.01)
+
+
+@pytest.mark.asyncio
+async def test_running_jobs_crossing_under_a_case_the_webhook_already_holds_are_reported_and_added_to_it(
+    kmock: kmock.KubernetesEmulator, apis: tuple[CoreV1Api, EventsV1Api], store: str, decide_review: Any,
+) -> None:
+    from .conftest import job, review
+
+    # The webhook held a second job of the lineage: its case is open. The first job was already running.
+    held = decide_review(review(job("more", pods=8, annotations={M + "model": "llm-big", M + "operations": "2e26"})),
+                         now=NOW)
+    assert held.code == "HOLD_FOR_INQUIRY"
+    node(kmock, "gpu-node-1", "NVIDIA-H100-80GB-HBM3")
+    for i in range(64):
+        pod(kmock, "tenant-ae", f"llm-{i}", gpus=1024, started=NOW - timedelta(days=60), job="llm", model="llm-big")
+    before = crossings()
+    r = await asyncio.to_thread(Meter(*apis, store).tick, NOW)
+    assert [c["case_id"] for c in r.crossings] == [held.case_id]  # the running overrun is news: reported
+    assert crossings() == before + 1
+    events = [o.raw for (res, _ns, _n), o in kmock.objects.items() if res.group == "events.k8s.io"]
+    assert len(events) == 1 and f"case {held.case_id}" in events[0]["note"]
+    with session_scope(store) as s:
+        (case,) = cases.list_cases(s, "open")
+    assert case["id"] == held.case_id and any(j.startswith("tenant-ae/Job/llm#") for j in case["jobs"])
+    r2 = await asyncio.to_thread(Meter(*apis, store).tick, NOW + timedelta(minutes=1))
+    assert r2.crossings == [] and crossings() == before + 1

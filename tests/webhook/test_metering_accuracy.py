@@ -222,3 +222,32 @@ def test_job_reference_from_labels_names_the_kind_the_webhook_decided() -> None:
     # KubeRay labels what a RayJob creates with the RayJob's name.
     assert ref({"ray.io/cluster": "rj-raycluster-x2x9k", "ray.io/originated-from-crd": "RayJob",
                 "ray.io/originated-from-cr-name": "rj"}) == "n/RayJob/rj"
+    # A RayService's RayCluster is decided as itself (the webhook does not decide RayServices).
+    assert ref({"ray.io/cluster": "svc-raycluster-abc", "ray.io/originated-from-crd": "RayService",
+                "ray.io/originated-from-cr-name": "svc"}) == "n/RayCluster/svc-raycluster-abc"
+    # A Volcano Job is its own kind of job, never one with a batch/v1 Job of the same name.
+    assert ref({"volcano.sh/job-name": "vj"}) == "n/Job.batch.volcano.sh/vj"
+
+
+@pytest.mark.asyncio
+async def test_a_cronjobs_pods_are_metered_under_the_job_the_webhook_decided_not_the_cronjob(
+    kmock: kmock.KubernetesEmulator, apis: tuple[CoreV1Api, EventsV1Api], store: str,
+) -> None:
+    node(kmock, "gpu-node-1", H100)
+    kmock.resources["batch/v1/cronjobs"] = kmock.ResourceInfo(kind="CronJob", namespaced=True)
+    kmock.objects["batch/v1/cronjobs", "tenant-ae", "nightly"] = {
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "tenant-ae", "uid": "cj-uid"}, "spec": {}}
+    kmock.objects[JOBS, "tenant-ae", "nightly-29000"] = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "nightly-29000", "namespace": "tenant-ae", "uid": "j-uid", "ownerReferences": [
+            {"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "cj-uid", "controller": True}]},
+        "spec": {}}
+    pod(kmock, "nightly-29000-abcde", gpus=8, started=NOW - timedelta(hours=1),
+        labels={"batch.kubernetes.io/job-name": "nightly-29000"},
+        owner={"apiVersion": "batch/v1", "kind": "Job", "name": "nightly-29000", "uid": "j-uid"})
+    pod(kmock, "dcgm-probe", gpus=1, started=NOW - timedelta(hours=1), node_name="gpu-node-1",
+        owner={"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "probe", "uid": "ds-uid"})
+    await asyncio.to_thread(Meter(*apis, store).tick, NOW)
+    assert sorted(r.job_ref for r in usage_rows(store, "tenant-ae/")) == [
+        "tenant-ae/Job/nightly-29000#nightly-29000-abcde", "tenant-ae/Pod/dcgm-probe#dcgm-probe"]
