@@ -222,7 +222,10 @@ ROUTE_RULES: tuple[tuple[frozenset[str] | None, re.Pattern[str], str], ...] = (
     (frozenset(_WRITE), re.compile(r"^/api/v1/authorizations/[^/]+/(whatif|what-if|reservations)(/|$)"), "plan"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/caps/[^/]+/(whatif|what-if|reservations)(/|$)"), "plan"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/(cases|controls|weights|determinations|deadlines)(/|$)"), "compliance"),
-    (frozenset(_WRITE), re.compile(r"^/api/v1/models/[^/]+/determinations(/|$)"), "compliance"),
+    # Model names may hold "/" (CUSTOMER/NAME lineages) and the route is ``/models/{name:path}/determinations``:
+    # decide by the suffix, as the router does. Matching the first segment let compliance add runs to
+    # ".../x/determinations/runs" and refused it determinations on "CUSTOMER/NAME".
+    (frozenset(_WRITE), re.compile(r"^/api/v1/models/.+/determinations$"), "compliance"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/"), "admin"),
     (None, re.compile(r"^/api/v1/"), "read"),
 )

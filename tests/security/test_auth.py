@@ -230,3 +230,76 @@ def test_dashboard_and_api_responses_carry_security_headers(db_url: str) -> None
     for r in (c.get("/login"), c.get("/api/v1/whoami")):
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
         assert r.headers["referrer-policy"] == "same-origin" and "max-age" in r.headers["strict-transport-security"]
+
+
+def test_repeated_failed_sign_ins_are_throttled_per_address_with_retry_after(db_url: str) -> None:
+    from agent.api.routes.auth import LOGIN_FAILURES
+
+    c = TestClient(create_app(db_url), base_url="https://testserver", follow_redirects=False)
+    good = _token(db_url, "viewer")
+    for _ in range(LOGIN_FAILURES):
+        assert c.post("/login", data={"token": "veu_000000000000_" + "x" * 40, "next": "/"}).status_code == 401
+    r = c.post("/login", data={"token": "veu_000000000000_" + "y" * 40, "next": "/"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "try again" in r.text
+    # Throttled means throttled: even the right token waits (the guesser cannot tell a hit), and no cookie.
+    r = c.post("/login", data={"token": good, "next": "/"})
+    assert r.status_code == 429 and "veu_session" not in r.headers.get("set-cookie", "")
+    assert good not in r.text
+
+
+def test_the_sign_in_throttle_forgets_failures_once_they_leave_the_window() -> None:
+    from agent.api.routes.auth import LoginThrottle
+
+    now = [1000.0]
+    t = LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert t.wait("10.0.0.1") == 0
+        t.failed("10.0.0.1")
+    assert 0 < t.wait("10.0.0.1") <= 61 and t.wait("10.0.0.2") == 0  # per address
+    now[0] += 61
+    assert t.wait("10.0.0.1") == 0
+    t.failed("10.0.0.1")
+    t.succeeded("10.0.0.1")  # a successful sign-in clears the address's count
+    assert t.wait("10.0.0.1") == 0 and t._failures == {}
+
+
+def test_model_write_permissions_follow_the_route_for_names_with_slashes(client: TestClient, db_url: str) -> None:
+    from agent.parties import add_party
+
+    with session_scope(db_url) as s:
+        add_party(s, "Lumen", "SG")
+    admin = {"Authorization": f"Bearer {_token(db_url, 'admin')}"}
+    compliance = {"Authorization": f"Bearer {_token(db_url, 'compliance')}"}
+    for name in ("Lumen/determinations", "Lumen/frontier"):  # CUSTOMER/NAME lineages
+        assert client.post("/api/v1/models", json={"name": name, "owner": "Lumen"}, headers=admin).status_code == 201
+    # Adding training runs is an admin's write, whatever the model is called.
+    r = client.post("/api/v1/models/Lumen/determinations/runs", json={"operations": 5e25}, headers=compliance)
+    assert r.status_code == 403, r.text
+    r = client.post("/api/v1/models/Lumen/determinations/synthetic", headers=compliance,
+                    json={"generator": "g", "fraction": 0.1, "generation_operations": 1e20})
+    assert r.status_code == 403, r.text
+    # A determination is compliance's, also on a model whose name holds a "/".
+    r = client.post("/api/v1/models/Lumen/frontier/determinations", headers=compliance,
+                    json={"less_capable": True, "by": "alice", "basis": "evaluated against the best published model"})
+    assert r.status_code == 201, r.text
+
+
+def test_dashboard_pages_carry_a_content_security_policy_that_allows_only_own_scripts(db_url: str) -> None:
+    c, _secret, _cookie = _signed_in(db_url, "viewer")
+    for path in ("/login", "/", "/cases"):
+        csp = c.get(path).headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "form-action 'self'" in csp, path
+        assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";")[0], path
+    assert "content-security-policy" not in c.get("/docs").headers  # Swagger UI loads its scripts from a CDN
+
+
+def test_the_case_queue_offers_the_resolve_form_only_to_roles_that_may_resolve(db_url: str) -> None:
+    from agent.demo import seed
+
+    seed(db_url)  # with open red-flag cases
+    for role, form in (("viewer", False), ("planner", False), ("auditor", False), ("compliance", True),
+                       ("admin", True)):
+        c, _secret, _cookie = _signed_in(db_url, role)
+        page = c.get("/cases").text
+        assert ('class="resolve' in page) is form, role
+        assert ("compliance officer records the answers" in page) is not form, role

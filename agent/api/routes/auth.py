@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
@@ -45,6 +45,9 @@ SESSION_MAX_AGE = 8 * 3600
 _PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/validate", "/static/", "/login",
                     "/openapi.json", "/docs", "/redoc", "/favicon.ico")
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# Sign-in throttling: tokens are 256-bit secrets, so this bounds store load and noisy guessing, not luck.
+LOGIN_FAILURES = 10
+LOGIN_WINDOW_SECONDS = 300.0
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -83,7 +86,10 @@ def list_tokens(s: Session = Depends(get_session)) -> list[dict[str, Any]]:
 @router.delete("/tokens/{ident}")
 def revoke(ident: str, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
     p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
-    row = revoke_token(s, ident)
+    try:
+        row = revoke_token(s, ident)
+    except AuthError as exc:  # no such token: the path names nothing (404), not a bad value (422)
+        raise HTTPException(404, str(exc)) from None
     _audit(s, p, "token.revoke", f"token:{row.prefix}", {})
     return {"id": row.id, "prefix": row.prefix, "revoked": True}
 
@@ -251,12 +257,19 @@ def setup(app: FastAPI) -> None:
     def login_form(next: str = "/") -> HTMLResponse:
         return HTMLResponse(_LOGIN % ("", html.escape(_safe_next(next))))
 
+    throttle = LoginThrottle()
+
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Any:
         hdrs = {k.lower(): v for k, v in request.headers.items()}
         if (hdrs.get("origin") or hdrs.get("referer")) and not _same_origin(hdrs):
             # Login CSRF: another site must not sign this browser in with the attacker's token.
             return HTMLResponse(_LOGIN % ("Sign in from this site's own page.", "/"), status_code=403)
+        client = request.client.host if request.client else ""
+        wait = throttle.wait(client)
+        if wait:
+            return HTMLResponse(_LOGIN % (f"Too many failed sign-ins from this address; try again in {wait} s.",
+                                          "/"), status_code=429, headers={"retry-after": str(wait)})
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
         nxt = _safe_next((form.get("next") or ["/"])[0])
@@ -267,7 +280,9 @@ def setup(app: FastAPI) -> None:
 
             p = await to_thread.run_sync(check)
         except AuthError:
+            throttle.failed(client)
             return HTMLResponse(_LOGIN % ("That token is not valid.", html.escape(nxt)), status_code=401)
+        throttle.succeeded(client)
         resp = RedirectResponse(nxt, status_code=303)
         opened = {"name": p.name, "role": p.role, "prefix": token_prefix(token), "at": time.time()}
         resp.set_cookie(SESSION_COOKIE, _serializer(secret).dumps(opened),
@@ -290,6 +305,41 @@ def setup(app: FastAPI) -> None:
 
     app.add_middleware(AuthMiddleware, mode=mode, database_url=database_url, oidc=oidc,  # type: ignore[arg-type]
                        session_secret=secret)
+
+
+class LoginThrottle:
+    """Failed sign-ins per client address in a sliding window: past ``limit`` the form answers 429 until the
+    oldest failure leaves the window. Per process (each API replica counts its own), in memory, bounded."""
+
+    def __init__(self, limit: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, client: str) -> list[float]:
+        now = self.clock()
+        kept = [t for t in self._failures.get(client, []) if now - t < self.window]
+        if kept:
+            self._failures[client] = kept
+        else:
+            self._failures.pop(client, None)
+        return kept
+
+    def wait(self, client: str) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
+        recent = self._recent(client)
+        if len(recent) < self.limit:
+            return 0
+        return max(1, int(recent[-self.limit] + self.window - self.clock()) + 1)
+
+    def failed(self, client: str) -> None:
+        if len(self._failures) >= 10_000:  # many addresses: forget those with no failure in the window
+            for c in list(self._failures):
+                self._recent(c)
+        self._failures.setdefault(client, []).append(self.clock())
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
 
 
 def _safe_next(nxt: str) -> str:

@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
+PAGE = 100  # rows per page of the models and shipments ledgers (previous/next links page through the rest)
 SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
@@ -166,12 +167,14 @@ def site(
 ) -> HTMLResponse:
     row = next((r for r in _site_rows(s, packs, as_of) if r["name"] == name), None)
     if row is None:
-        return render(request, "error.html", as_of, packs, message=f"Site {name!r} is not registered.")
+        resp = render(request, "error.html", as_of, packs, message=f"Site {name!r} is not registered.")
+        resp.status_code = 404  # a page that does not exist, not an empty 200 (links, monitors, crawlers)
+        return resp
     hp = svc.holdings_page(s, packs, as_of, site=name, limit=200, offset=max(offset, 0))
     return render(request, "site.html", as_of, packs, site=row, holdings=hp)
 
 
-@router.get("/explain/{name}/{cap_id}", response_class=HTMLResponse)
+@router.get("/explain/{name}/{cap_id:path}", response_class=HTMLResponse)  # LPP cap ids end in a party name
 def explain_page(
     name: str, cap_id: str, request: Request, offset: int = 0, part: str = "numerator",
     s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
@@ -267,10 +270,11 @@ def shipments(
     request: Request, offset: int = 0, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    rows, total = svc.list_shipments(s, limit=100, offset=max(offset, 0))
+    offset = max(offset, 0)
+    rows, total = svc.list_shipments(s, limit=PAGE, offset=offset)
     alloc = svc.caps_report(svc.allocation_caps(s, packs, as_of), as_of)
     return render(request, "shipments.html", as_of, packs, rows=[svc.shipment_dict(s, packs, r) for r in rows],
-                  total=total, offset=offset, alloc=alloc)
+                  total=total, offset=offset, limit=PAGE, alloc=alloc)
 
 
 # ------------------------------------------------------------------------------- cases and models
@@ -298,9 +302,13 @@ async def resolve_case(
     form = dict((await request.form()).items())
     principal = getattr(request.state, "principal", None)
     by = str(getattr(principal, "actor", "") or "") or current_actor()
+    intent = str(form.get("export_intent", ""))
     try:
+        if intent not in ("yes", "no"):
+            # Anything but an explicit answer would be recorded as "no export intent", an answer never given.
+            raise PolicyError(f"export_intent: {intent[:40]!r} is not an answer; choose yes or no")
         cases.resolve_case(
-            s, packs, case_id, export_intent=str(form.get("export_intent", "")) == "yes",
+            s, packs, case_id, export_intent=intent == "yes",
             licence=str(form.get("licence", "")), scope=str(form.get("scope", "")),
             informed=str(form.get("informed", "")) == "on", by=by, notes=str(form.get("notes", "")),
         )
@@ -308,7 +316,7 @@ async def resolve_case(
         s.rollback()
         resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, "open"), status="open",
                       error=f"Case #{case_id}: {exc}")
-        resp.status_code = 422
+        resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 422
         return resp
     return RedirectResponse(f"/cases?status=resolved&resolved={case_id}", status_code=303)
 
@@ -320,8 +328,9 @@ def models_page(
 ) -> HTMLResponse:
     from agent import ledger
 
-    pg = ledger.list_models(s, packs, as_of, limit=100, offset=max(offset, 0))
-    return render(request, "models.html", as_of, packs, models=pg.items, total=pg.total, offset=offset)
+    offset = max(offset, 0)
+    pg = ledger.list_models(s, packs, as_of, limit=PAGE, offset=offset)
+    return render(request, "models.html", as_of, packs, models=pg.items, total=pg.total, offset=offset, limit=PAGE)
 
 
 # ------------------------------------------------------------------------------------------ exports

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
-from agent.parties import party_refs
+from agent.parties import add_party, check_address, get_party, namespaces_of, party_refs, party_view
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.jurisdictions import tier
@@ -49,8 +52,114 @@ def parties(
         eff = effective_tier(packs, refs, p.name, as_of)
         if tier_ is not None and eff.tier != tier_:
             continue
-        rows.append({**eff.to_dict(), "parent": refs[p.name].parent, "address": p.address})
+        rows.append({"id": p.id, **eff.to_dict(), "parent": refs[p.name].parent, "address": p.address})
     return page(rows[offset:offset + limit], len(rows), limit, offset)
+
+
+class PartyIn(BaseModel):
+    """A new party, as ``veuctl parties add NAME --hq CC [--parent P] [--namespace NS ...] [--address A]``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, description="Unique name, 1-200 printable characters.")
+    hq: str = Field(min_length=1, max_length=100, description="Headquarters country: ISO code or name.")
+    parent: str | None = Field(default=None, max_length=200, description="Immediate parent (a registered party).")
+    namespaces: list[str] = Field(default_factory=list, max_length=200,
+                                  description="Kubernetes namespaces of this customer.")
+    cluster: str = Field(default="", max_length=253, description="Limit the namespace mapping to one cluster.")
+    reassign: bool = Field(default=False, description="Move a namespace registered to another party to this one.")
+    address: str | None = Field(default=None, description="Postal address, one line, at most 500 characters.")
+
+
+class PartyPatch(BaseModel):
+    """Changes to a party; a field left out keeps its stored value (namespaces are added, never removed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hq: str | None = Field(default=None, min_length=1, max_length=100)
+    parent: str | None = Field(default=None, max_length=200, description="New immediate parent.")
+    no_parent: bool = Field(default=False, description="Remove the stored parent.")
+    namespaces: list[str] = Field(default_factory=list, max_length=200)
+    cluster: str = Field(default="", max_length=253)
+    reassign: bool = False
+    address: str | None = Field(default=None, description="New address; \"\" clears it.")
+
+
+# The service speaks the CLI's option names; the API names its JSON fields.
+_FIELD_OF = (("--namespace:", "namespaces:"), ("--parent/--no-parent:", "parent/no_parent:"),
+             ("--address:", "address:"), ("--hq:", "hq:"), ("country:", "hq:"))
+
+
+def _party_out(s: Session, packs: PackRegistry, name: str, as_of: date) -> dict[str, Any]:
+    p, eff = party_view(s, packs, name, as_of)
+    return {"id": p.id, "name": p.name, "hq": p.hq, "address": p.address,
+            "parent": eff.chain[1] if len(eff.chain) > 1 else None, "ultimate_parent": eff.ultimate_parent,
+            "effective_tier": eff.tier, "basis": eff.basis, "namespaces": namespaces_of(s, p),
+            "as_of": as_of.isoformat()}
+
+
+def _check_text(value: str, field: str) -> None:
+    """Refuse control and invisible formatting characters (a bidi override spoofs a name on every page)."""
+    bad = next((c for c in value if unicodedata.category(c).startswith("C")
+                or unicodedata.category(c) in ("Zl", "Zp")), None)
+    if bad is not None:
+        raise HTTPException(422, f"{field}: contains a control or invisible formatting character "
+                                 f"(U+{ord(bad):04X}); use printable text")
+
+
+def _save_party(s: Session, name: str, hq: str, parent: str | None, body: PartyIn | PartyPatch,
+                no_parent: bool = False) -> None:
+    """``add_party`` (its checks and its audit entry), with errors naming the API's fields."""
+    _check_text(name, "name")
+    if parent is not None:
+        _check_text(parent, "parent")
+        if s.exec(select(Party).where(Party.name == parent.strip())).first() is None:
+            raise HTTPException(422, f"parent: party {parent!r} is not registered; register it first "
+                                     "(POST /api/v1/parties)")
+    if body.address is not None:
+        check_address(body.address, "address")
+    try:
+        add_party(s, name, hq, parent.strip() if parent else None, body.namespaces, body.cluster.strip(),
+                  no_parent=no_parent, reassign=body.reassign, address=body.address)
+    except PolicyError as exc:
+        msg = str(exc)
+        for cli, api in _FIELD_OF:
+            if msg.startswith(cli):
+                msg = api + msg[len(cli):].replace("pass --reassign", 'set "reassign": true')
+                raise HTTPException(422, msg) from None
+        if "ownership cycle" in msg:
+            raise HTTPException(422, f"parent: {msg}") from None
+        raise
+
+
+@router.post("/parties", status_code=201, summary="Register a party (customer, owner or operator)")
+def create_party(
+    body: PartyIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+) -> dict[str, Any]:
+    name = body.name.strip()
+    if s.exec(select(Party).where(Party.name == name)).first() is not None:
+        raise HTTPException(409, f"name: party {name!r} is already registered; change it with "
+                                 f"PATCH /api/v1/parties/{quote(name, safe='')}")
+    _save_party(s, name, body.hq, body.parent, body)
+    return _party_out(s, packs, name, utc_today())
+
+
+@router.get("/parties/{name:path}", summary="One party with its ultimate parent, effective tier and namespaces")
+def show_party(
+    name: str, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    as_of: date = Depends(get_as_of),
+) -> dict[str, Any]:
+    return _party_out(s, packs, name, as_of)
+
+
+@router.patch("/parties/{name:path}", summary="Change a party's HQ, parent, address or add namespaces")
+def update_party(
+    name: str, body: PartyPatch, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+) -> dict[str, Any]:
+    party = get_party(s, name)  # 404 when not registered
+    if body.parent and body.no_parent:
+        raise HTTPException(422, "parent/no_parent: name a parent or remove it, not both")
+    _save_party(s, party.name, body.hq if body.hq is not None else party.hq, body.parent, body,
+                no_parent=body.no_parent)
+    return _party_out(s, packs, party.name, utc_today())
 
 
 def _site_rows(s: Session, packs: PackRegistry, as_of: date) -> list[dict[str, Any]]:
@@ -167,7 +276,8 @@ def caps_show(
     return svc.caps_report(caps, as_of, authorization=name)
 
 
-@router.get("/caps/{name}/explain/{cap_id}", summary="Explain one cap down to the holdings")
+# ``cap_id:path``: a per-consignee LPP cap ends in the party's name, and "Nordisk Compute A/S" holds a "/".
+@router.get("/caps/{name}/explain/{cap_id:path}", summary="Explain one cap down to the holdings")
 def caps_explain(
     name: str, cap_id: str, limit: int = Limit, offset: int = Offset,
     part: Literal["numerator", "all"] = Query("numerator", description="Holdings in the numerator, or all counted"),
@@ -213,11 +323,18 @@ class ReservationIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
+RESERVATION_STATUSES = ("active", "released", "installed")
+
+
 @router.get("/reservations", summary="Reservations (filter by authorization and status)")
 def reservations(
     authorization: str | None = None, status: str | None = Query("active", description="active|released|installed"),
     limit: int = Limit, offset: int = Offset, s: Session = Depends(get_session),
 ) -> dict[str, Any]:
+    if status and status not in RESERVATION_STATUSES:
+        # A misspelt filter answered an empty page, which reads as "nothing reserved".
+        raise HTTPException(422, f"status: {status!r} is not one of {', '.join(RESERVATION_STATUSES)} "
+                                 "(empty: every status)")
     rows = [svc.reservation_dict(s, r) for r in svc.list_reservations(s, authorization, status or None)]
     return page(rows[offset:offset + limit], len(rows), limit, offset)
 
@@ -304,18 +421,37 @@ class FleetCollector(Collector):
             try:
                 with session_scope(url) as s:
                     ov = svc.overview(s, registry(), today)
+                    party_ids = {p.name: p.id for p in s.exec(select(Party)).all()}
             except Exception:  # a scrape must never fail because the store is busy or mid-migration
                 continue
             for c in ov["installed"]["countries"]:
                 tpp.add_metric([c["country"], str(c["tier"])], c["tpp"])
             for a in [*ov["authorizations"], {"name": "allocations", **ov["allocations"]}]:
                 for cap in a["caps"]:
+                    cap_id = metric_cap_id(cap["id"], party_ids)
                     if cap["utilisation"] is not None:
-                        util.add_metric([a["name"], cap["id"], str(cap["binding"]).lower()], cap["utilisation"])
-                    ok.add_metric([a["name"], cap["id"]], 1.0 if cap["ok"] else 0.0)
+                        util.add_metric([a["name"], cap_id, str(cap["binding"]).lower()], cap["utilisation"])
+                    ok.add_metric([a["name"], cap_id], 1.0 if cap["ok"] else 0.0)
         yield tpp
         yield util
         yield ok
+
+
+# Caps whose id ends in a customer's name. /metrics is scraped without credentials, so the name is replaced
+# by the party's id (``GET /api/v1/parties/{name}`` shows it to a signed-in user).
+_CUSTOMER_CAPS = ("lpp.consignee.",)
+
+
+def metric_cap_id(cap_id: str, party_ids: dict[str, int | None]) -> str:
+    """``cap_id`` as a metric label: ``lpp.consignee.Lumen Analytics Pte`` -> ``lpp.consignee.party-7``."""
+    for prefix in _CUSTOMER_CAPS:
+        if cap_id.startswith(prefix):
+            name = cap_id[len(prefix):]
+            pid = party_ids.get(name)
+            # Not a registered party (cannot happen for a ledger entry): a digest, still no name.
+            tail = f"party-{pid}" if pid is not None else "sha256-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+            return prefix + tail
+    return cap_id
 
 
 _collector = FleetCollector()
