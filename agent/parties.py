@@ -69,8 +69,13 @@ def add_party(
     parent decides the effective tier, so leaving the option out must never drop it (a Tier 3 ultimate
     parent would vanish with a namespace added). ``address`` None keeps the stored address; "" clears it."""
     name = name.strip()
-    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
-        raise PolicyError("name: a party name is 1-200 printable characters")
+    # Control, format (bidi overrides, zero-width) and separator characters make a name that displays as
+    # another party's: refused, as in addresses, so the registry never holds two look-alike customers.
+    if not name or len(name) > 200 or any(
+        unicodedata.category(c).startswith("C") or unicodedata.category(c) in _NOT_PRINTABLE for c in name
+    ):
+        raise PolicyError("name: a party name is 1-200 printable characters (no control, bidirectional or "
+                          "zero-width characters)")
     new_address = check_address(address) if address is not None else None
     if parent and no_parent:
         raise PolicyError("--parent/--no-parent: name a parent or remove it, not both")

@@ -106,10 +106,21 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
     return config
 
 
+def configure_logging(level: str) -> None:
+    """Send the product's own loggers (``veu.*``) to stderr at ``level``, as uvicorn's are: uvicorn's
+    ``log_level`` configures only its own loggers, so the webhook's and API's records were dropped below
+    WARNING whatever ``--log-level`` said."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    root.setLevel(level.upper())
+
+
 def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                *, reload_interval: float = 2.0, log_level: str = "info", webhook_only: bool = False,
                client_ca: str | None = None, webhook: bool = True, metrics_port: int | None = None) -> None:
     """Run until interrupted; with TLS, cert/key changes are picked up every ``reload_interval`` seconds."""
+    configure_logging(log_level)
     config = build_config(host, port, tls_cert, tls_key, database_url, log_level, webhook_only=webhook_only,
                           client_ca=client_ca, webhook=webhook)
     if metrics_port is not None:

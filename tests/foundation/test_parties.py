@@ -62,3 +62,13 @@ def test_registering_a_party_with_an_unknown_headquarters_names_the_hq_option(db
 
     with pytest.raises(UnknownCountry, match=r"^--hq: 'Atlantis' is not an ISO 3166"), session_scope(db_url) as s:
         svc.add_party(s, "Bad", "Atlantis")
+
+
+@pytest.mark.parametrize("name", ["Acme\u202eduolC", "Ac\u200bme Cloud", "Acme\u2028Cloud", "Acme\x7fCloud"])
+def test_a_party_name_that_could_display_as_another_partys_is_refused(db_url: str, name: str) -> None:
+    from agent import parties as svc
+    from agent.store import session_scope
+    from policies.errors import PolicyError
+
+    with pytest.raises(PolicyError, match=r"^name: .*printable"), session_scope(db_url) as s:
+        svc.add_party(s, name, "US")
