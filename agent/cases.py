@@ -531,7 +531,8 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     except PolicyError as exc:
         r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
         return r
-    base_req = JobRequest(ns, kind, name, rr.operation, (), declared, (*demand.notes, *notes))
+    base_req = JobRequest(ns, kind, name, rr.operation, (), declared, (*demand.notes, *notes),
+                          created_on=_created_on(rr.obj))
     if ns in settings.exempt_namespaces or demand.chips <= 0:
         r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
         return r
@@ -540,13 +541,27 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     defaults = EstimationDefaults.from_packs(packs, as_of)
     chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
     r.req = JobRequest(ns, kind, name, rr.operation, tuple(chips), declared,
-                       (*demand.notes, *notes, *chip_notes))
+                       (*demand.notes, *notes, *chip_notes), created_on=base_req.created_on)
     r.party, r.tier = customer_for(s, packs, ns, cluster, as_of)
     r.settings = settings
     if r.tier is not None and r.tier.tier in (1, 3):
         # Tier 1 is admitted and Tier 3 refused whatever the ledger says: nothing to read.
         r.dec = redflag.decide(packs, as_of, r.req, customer=r.tier, records={}, related=[], mode=mode)
     return r
+
+
+def _created_on(obj: Any) -> date | None:
+    """The UTC day of ``metadata.creationTimestamp`` (None when absent or malformed: nothing is then taken as
+    the object's own earlier usage, so all of it adds)."""
+    md = obj.get("metadata") if isinstance(obj, dict) else None
+    raw = md.get("creationTimestamp") if isinstance(md, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 # The object's latest admission with its spec read: a refused UPDATE left the object as that one admitted, and
@@ -574,8 +589,18 @@ def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: 
         return
     job_ref = f"{rr.namespace}/{kind}/{rr.name}"
     row = s.execute(_LAST_ADMITTED, {"job": job_ref}).first()
-    role = "leader" if kind == "LeaderWorkerSet" else "worker"  # what the kind's scale subresource sets
+    # What the kind's scale subresource sets: a LeaderWorkerSet's groups, a workload controller's replicas, a job
+    # CRD's workers.
+    apps = rr.resource[0] == "apps"
+    role = "leader" if kind == "LeaderWorkerSet" else "replica" if apps else "worker"
+    what = "replicas" if apps else f"{role} replicas"
     counted = 0
+    if row is None and apps:
+        # The chart sends a Deployment, StatefulSet or ReplicaSet only when its pods request accelerators: one
+        # never decided asked for none (an ordinary CPU service under its HPA).
+        r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: never admitted with "
+                                                 "accelerators")
+        return
     if row is not None:
         if not row[0]:
             r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: it requested no "
@@ -591,9 +616,9 @@ def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: 
             counted = 0
         if new <= counted:
             r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: within the {counted} "
-                                                     f"{role} replicas counted when it was admitted")
+                                                     f"{what} counted when it was admitted")
             return
-    why = (f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} goes beyond the {counted} {role} replicas counted "
+    why = (f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} goes beyond the {counted} {what} counted "
            f"when {kind} {rr.name} was admitted, and a Scale carries no pod template to count; change the replicas "
            f"on the {kind} itself so the job is re-evaluated")
     r.dec, r.extra = _invalid(packs, as_of, rr, rr.namespace, why, mode, job_ref=job_ref), {"read_error": why}

@@ -556,12 +556,12 @@ READERS: dict[tuple[str, str], Any] = {
 COUNTED_OWNERS = frozenset(READERS) - {("trainer.kubeflow.org", "TrainJob")}
 
 
-# The job CRDs by (API group, resource) as an AdmissionReview names them: a request on their ``scale``
-# subresource carries a Scale, not the kind. Each plural is its lower-case kind plus "s". The built-in kinds are
-# left out: the chart sends Pods and Jobs only when they request accelerators, so a CPU-only one has no decision
-# on record to scale within, and Jobs and Pods have no scale subresource.
+# The kinds with a ``scale`` subresource by (API group, resource) as an AdmissionReview names them: a request on
+# it carries a Scale, not the kind. Each plural is its lower-case kind plus "s". The job CRDs and the apps
+# workload controllers (an HPA or ``kubectl scale`` on a GPU Deployment); Pods and Jobs have no scale
+# subresource.
 KIND_OF_RESOURCE: dict[tuple[str, str], str] = {(g, k.lower() + "s"): k for g, k in READERS
-                                                if g not in ("", "apps", "batch")}
+                                                if g not in ("", "batch")}
 
 
 def lws_groups(obj: Any) -> int | None:

@@ -141,26 +141,32 @@ class AdmissionCheckController:
 
 
     def _subject(self, wl: Mapping[str, Any], ns: str) -> dict[str, Any]:
-        """What is judged for a Workload: its controlling owner when the webhook reads that kind, else the
-        Workload with the owner's annotations over its own."""
+        """What is judged for a Workload: its controlling owner when the webhook reads that kind and the owner
+        asks for at least the Workload's chips, else the Workload with the owner's annotations over its own.
+
+        A TrainJob may leave ``numNodes`` to its runtime (read as one node), while Kueue's podSets carry the
+        real count: the larger reading is judged, never the smaller.
+        """
         from controllers.jobspec import Demand, read
 
         md = wl.get("metadata") or {}
         owner = self._owner(wl, ns)
-        if owner is not None:
-            omd = owner.get("metadata") or {}
-            # The owner is the job here (it was not gated by the webhook): its own owner is no reason to pass it.
-            subject = {**owner, "metadata": {k: v for k, v in omd.items() if k != "ownerReferences"}}
-            demand = read(subject)
-            if isinstance(demand, Demand) and demand.chips > 0:
-                return subject
         annotations = dict(md.get("annotations") or {})
         if owner is not None:
             annotations.update((owner.get("metadata") or {}).get("annotations") or {})
         # The Workload is the job here: its owner is not a reason to pass it on.
         own = {k: v for k, v in md.items() if k != "ownerReferences"}
-        return {**wl, "metadata": {**own, "annotations": annotations}, "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Workload"}
+        as_workload = {**wl, "metadata": {**own, "annotations": annotations}, "apiVersion": f"{GROUP}/{VERSION}",
+                       "kind": "Workload"}
+        if owner is not None:
+            omd = owner.get("metadata") or {}
+            # The owner is the job here (it was not gated by the webhook): its own owner is no reason to pass it.
+            subject = {**owner, "metadata": {k: v for k, v in omd.items() if k != "ownerReferences"}}
+            demand, queued = read(subject), read(as_workload)
+            if isinstance(demand, Demand) and demand.chips > 0 and (
+                    not isinstance(queued, Demand) or demand.chips >= queued.chips):
+                return subject
+        return as_workload
 
     def _owner(self, wl: Mapping[str, Any], ns: str) -> dict[str, Any] | None:
         """The Workload's controlling owner as stored, or None (no owner, a core kind, unreadable, replaced)."""

@@ -172,6 +172,9 @@ class JobRequest:
     demands: tuple[ChipDemand, ...] = ()
     declared: Declared = Declared()
     notes: tuple[str, ...] = ()
+    # The object's metadata.creationTimestamp (its UTC day): on an UPDATE, only usage metered from that day on
+    # is this object's own; an earlier object of the same name was another run, which adds.
+    created_on: date | None = None
 
     @property
     def job_ref(self) -> str:
@@ -356,6 +359,7 @@ def declared_estimate(defaults: EstimationDefaults, d: Declared) -> Estimate | N
 def _lineage_record(
     records: Mapping[str, ModelRecord], key: str, owner: str, base: str | None, related: Sequence[RelatedJob],
     job: str = "",
+    created_on: date | None = None,
 ) -> tuple[ModelRecord, float]:
     """The model's record with the customer's related admitted jobs charged as runs, and what ``job`` (this
     job, when it is an UPDATE of itself) has been charged in the ledger so far, taken out of the record.
@@ -366,8 +370,11 @@ def _lineage_record(
     rec = records.get(key) or ModelRecord(name=key, owner=owner, base=base)
     runs = list(rec.runs)
     own = 0.0
-    if job:
-        mine = [r for r in runs if r.job == job or r.job.startswith(job + "#")]
+    if job and created_on is not None:
+        # Runs of this job ref that started before the object existed were an earlier object's of the same
+        # name (deleted and re-created): those stay in the lineage and add.
+        mine = [r for r in runs if (r.job == job or r.job.startswith(job + "#"))
+                and r.start is not None and r.start >= created_on]
         own = sum(r.operations for r in mine)
         runs = [r for r in runs if r not in mine]
     for rj in related:
@@ -483,7 +490,7 @@ def decide(
     # which adds). Left in the ledger total, a running job's suspend or scale was refused for its own usage.
     own_job = req.job_ref if req.operation == "UPDATE" else ""
     lineage, own = _lineage_record(recs, subject, cust_name or "", key if named_published else claimed_base, rel,
-                                   own_job)
+                                   own_job, req.created_on)
     overlay = _Records(recs, lineage)
     before = project(overlay, rules, as_of, subject, 0.0, owner=cust_name or "").cumulative.total
     so_far = Estimate(own, own, own, "metered", f"{req.job_ref} charged in the ledger so far: {sci(own)} (this "

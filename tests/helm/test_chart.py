@@ -146,8 +146,11 @@ def test_webhook_rules_name_only_the_job_kinds_the_product_reads() -> None:
     seen = {(g, res) for r in rules for g in r["apiGroups"] for res in r["resources"] if not res.endswith("/scale")}
     scaled = {(g, res.removesuffix("/scale")) for r in rules for g in r["apiGroups"] for res in r["resources"]
               if res.endswith("/scale")}
-    # Every CRD's scale subresource is sent too (a scale-up beyond what was counted is refused).
-    assert scaled == {(g, res) for g, res in seen if g not in ("", "batch", "apps")}
+    # Every scale subresource the webhook judges is sent too (a scale-up beyond what was counted is refused):
+    # the job CRDs' and the apps workload controllers' (an HPA on a GPU Deployment).
+    from controllers.jobspec import KIND_OF_RESOURCE
+
+    assert scaled == {(g, res) for g, res in seen if g not in ("", "batch")} == set(KIND_OF_RESOURCE) & seen
     assert seen == {
         ("batch", "jobs"), ("jobset.x-k8s.io", "jobsets"), ("kubeflow.org", "pytorchjobs"),
         ("kubeflow.org", "tfjobs"), ("kubeflow.org", "mpijobs"), ("kubeflow.org", "xgboostjobs"),
@@ -232,6 +235,14 @@ def test_a_metadata_only_update_by_a_controller_is_not_sent_but_a_scale_up_is() 
     assert not _conditions_pass(wh, finalized, old)
     scaled = {**old, "spec": {**old["spec"], "parallelism": 64}}
     assert _conditions_pass(wh, scaled, old)
+
+
+def test_an_hpa_scaling_a_deployment_through_its_scale_subresource_is_sent() -> None:
+    (wh,) = [w for w in _webhooks(render_set("default")) if w["name"].startswith("workloads.")]
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "inf", "namespace": "t"},
+             "spec": {"replicas": 40}}
+    hpa = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    assert _conditions_pass(wh, scale, {**scale, "spec": {"replicas": 4}}, user=hpa)
 
 
 def test_pods_are_sent_unless_a_trusted_controller_created_them_for_an_owner() -> None:

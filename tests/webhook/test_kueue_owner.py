@@ -41,7 +41,8 @@ def api(kmock: kmock.KubernetesEmulator) -> Iterator[CustomObjectsApi]:
         yield CustomObjectsApi(client)
 
 
-def queued_job(km: kmock.KubernetesEmulator, name: str, *, pods: int, hours: str, model: str) -> None:
+def queued_job(km: kmock.KubernetesEmulator, name: str, *, pods: int, hours: str, model: str,
+               queued_pods: int | None = None) -> None:
     """A suspended Job annotated as the webhook docs ask, and the Workload Kueue makes of it."""
     template = {"spec": {"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
                          "containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
@@ -58,7 +59,7 @@ def queued_job(km: kmock.KubernetesEmulator, name: str, *, pods: int, hours: str
                      "labels": {"kueue.x-k8s.io/job-uid": f"job-{name}"},
                      "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": f"job-{name}",
                                           "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"queueName": "q", "podSets": [{"name": "main", "count": pods, "template": template}]},
+        "spec": {"queueName": "q", "podSets": [{"name": "main", "count": queued_pods or pods, "template": template}]},
         "status": {"conditions": [{"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved"}],
                    "admissionChecks": [{"name": "red-flag-28", "state": "Pending"}]},
     }
@@ -76,6 +77,17 @@ async def test_a_queued_job_is_judged_on_the_figures_declared_on_the_job_kueue_q
     with session_scope(store) as s:
         opened = cases.list_cases(s, "open")
     assert [(c["model"], c["jobs"]) for c in opened] == [("declared-on-job", ["tenant-ae/Job/big"])]
+
+
+@pytest.mark.asyncio
+async def test_a_queued_workload_asking_for_more_chips_than_its_owner_reads_is_judged_on_the_workload(
+    kmock: kmock.KubernetesEmulator, api: CustomObjectsApi, store: str,
+) -> None:
+    # As a TrainJob that leaves numNodes to its runtime reads as one node while Kueue's podSets carry 512:
+    # the larger reading is judged.
+    queued_job(kmock, "rt", pods=1, hours="8000", model="runtime-sized", queued_pods=512)
+    done = await asyncio.to_thread(AdmissionCheckController(api, store).reconcile)
+    assert [(d["state"], d["code"]) for d in done] == [("Retry", "HOLD_FOR_INQUIRY")]
 
 
 class _Recorder:

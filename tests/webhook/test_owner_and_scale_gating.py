@@ -169,6 +169,23 @@ def test_a_leaderworkerset_whose_leader_has_no_accelerators_scales_within_its_ad
     assert not decide_review(_scale(LWS, lws["metadata"]["name"], 3, 4)).allowed
 
 
+def test_a_gpu_deployment_scaled_by_its_hpa_beyond_the_replicas_counted_is_refused(decide_review: Decide) -> None:
+    # Its ReplicaSets and pods come from trusted controllers and are counted at the Deployment, so a scale
+    # through the subresource (an HPA, `kubectl scale`) must stay within what the Deployment was admitted at.
+    template = job("inf", "tenant-ae", pods=1)["spec"]["template"]
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "inf", "namespace": "tenant-ae", "annotations": {M + "model": "inf"}},
+              "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "inf"}}, "template": template}}
+    assert decide_review(review(deploy)).allowed
+    apps = ("apps", "deployments")
+    assert decide_review(_scale(apps, "inf", 4, 3)).allowed
+    assert decide_review(_scale(apps, "inf", 2, 4)).allowed  # within the 4 replicas counted
+    out = decide_review(_scale(apps, "inf", 4, 5000))
+    assert not out.allowed and "deployments/scale" in out.message and "beyond the 4 replicas counted" in out.message
+    # An ordinary CPU service (never sent, never decided) scales freely under its HPA.
+    assert decide_review(_scale(apps, "web", 2, 40)).allowed
+
+
 def test_a_scale_up_of_an_object_never_admitted_is_refused(decide_review: Decide) -> None:
     out = decide_review(_scale(LWS, "unknown-lws", 0, 64))
     assert not out.allowed and out.code == redflag.DENY_INVALID
@@ -280,13 +297,33 @@ def test_suspending_a_running_job_is_admitted_though_its_own_usage_has_grown_the
 def test_an_update_that_scales_a_running_job_up_charges_its_own_metered_usage_once(
     decide_review: Decide, store: str,
 ) -> None:
-    running = job("a", "tenant-ae", pods=256, annotations=RUN)
+    running = _created(job("a", "tenant-ae", pods=256, annotations=RUN), days_ago=10)
     assert decide_review(review(running)).code == redflag.ALLOW
     _metered(store, "tenant-ae/Job/a#a-0")
-    bigger = job("a", "tenant-ae", pods=264, annotations=RUN)  # ≈ 6.0e25 for the whole run
+    bigger = _created(job("a", "tenant-ae", pods=264, annotations=RUN), days_ago=10)  # ≈ 6.0e25 for the run
     out = decide_review(_update(running, bigger))
     assert out.code == redflag.ALLOW and "not decided again" not in out.message, out.message
     assert out.estimate is not None and out.estimate < 1e26
+
+
+def test_a_job_recreated_under_an_old_name_and_scaled_up_adds_the_old_runs_usage(
+    decide_review: Decide, store: str,
+) -> None:
+    # The first "a" ran 10 days (~5.2e25 metered) and was deleted; a new "a" created today with one pod is
+    # scaled to 256 by an UPDATE: the old run's usage is another run of the lineage, not this object's own.
+    running = _created(job("a", "tenant-ae", pods=256, annotations=RUN), days_ago=10)
+    assert decide_review(review(running)).code == redflag.ALLOW
+    _metered(store, "tenant-ae/Job/a#a-0")
+    again = _created(job("a", "tenant-ae", pods=1, annotations=RUN), days_ago=0)
+    assert decide_review(review(again)).allowed
+    out = decide_review(_update(again, _created(job("a", "tenant-ae", pods=256, annotations=RUN), days_ago=0)))
+    assert out.code == redflag.HOLD_FOR_INQUIRY, out.message
+
+
+def _created(obj: dict[str, Any], days_ago: int) -> dict[str, Any]:
+    when = datetime.now(UTC) - timedelta(days=days_ago)
+    obj["metadata"]["creationTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return obj
 
 
 def test_an_update_that_scales_a_job_up_is_decided_again(decide_review: Decide) -> None:
