@@ -37,6 +37,7 @@ from controllers.jobspec import (
     controller_owner,
     controller_ref,
     counted_at_owner,
+    k8s_time,
     lws_groups,
     read,
     ref_kind,
@@ -554,14 +555,8 @@ def _created_on(obj: Any) -> date | None:
     """The UTC day of ``metadata.creationTimestamp`` (None when absent or malformed: nothing is then taken as
     the object's own earlier usage, so all of it adds)."""
     md = obj.get("metadata") if isinstance(obj, dict) else None
-    raw = md.get("creationTimestamp") if isinstance(md, dict) else None
-    if not isinstance(raw, str):
-        return None
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
+    t = k8s_time(md.get("creationTimestamp")) if isinstance(md, dict) else None
+    return t.astimezone(UTC).date() if t is not None else None
 
 
 # The object's latest admission with its spec read: a refused UPDATE left the object as that one admitted, and

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -611,6 +612,18 @@ def counted_at_owner(obj: Any) -> bool:
     """Whether ``obj``'s controller owner is a kind the webhook decides (so a trusted controller's child of it
     was counted there)."""
     return controller_ref(obj)[:2] in COUNTED_OWNERS
+
+
+def k8s_time(text: Any) -> datetime | None:
+    """A Kubernetes timestamp (``creationTimestamp``, ``startTime``, ``finishedAt``: RFC 3339) as an aware
+    datetime; None when absent or malformed."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def group_of(api_version: str) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from controllers.jobspec import MODEL_LABELS, READERS, Demand, group_of, read, ref_kind
+from controllers.jobspec import MODEL_LABELS, READERS, Demand, group_of, k8s_time, read, ref_kind
 
 log = logging.getLogger("veu.metering")
 
@@ -88,15 +88,6 @@ def job_ref_of(pod: Mapping[str, Any]) -> str:
             return f"{ns}/{ref.get('kind')}/{ref.get('name')}"
     return f"{ns}/Pod/{md.get('name')}"
 
-
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -250,7 +241,7 @@ class Meter:
                 if ns in settings.exempt_namespaces:
                     continue
                 status = pod.get("status") or {}
-                start = _parse_time(status.get("startTime"))
+                start = k8s_time(status.get("startTime"))
                 end = now
                 if status.get("phase") in _ENDED:
                     finished = _finished_at(status)
@@ -396,7 +387,7 @@ def _finished_at(status: Mapping[str, Any]) -> datetime | None:
     for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
         for cs in status.get(key) or []:
             term = ((cs or {}).get("state") or {}).get("terminated") if isinstance(cs, Mapping) else None
-            t = _parse_time(term.get("finishedAt")) if isinstance(term, Mapping) else None
+            t = k8s_time(term.get("finishedAt")) if isinstance(term, Mapping) else None
             if t is not None:
                 ends.append(t)
     return max(ends) if ends else None

@@ -318,7 +318,7 @@ class AwsCollector(Collector):
             res.error = f"{account}/{region}: {_err(exc)}"
         zones = place.error()
         if zones:
-            res.error = "; ".join(x for x in (res.error, f"{account}/{region}: {zones}") if x)
+            res.add_error(f"{account}/{region}: {zones}")
         return res
 
     def _reservations(
