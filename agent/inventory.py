@@ -235,7 +235,9 @@ def apply_scope(
     obs: dict[str, Observation] = {o.external_id: o for o in result.observations}
     vm_source = lists_vms(source)
     # One VM, one holding: a node that is a VM the cloud collector already holds is that holding's, not ours.
-    covered = set() if vm_source else _held_by_vm_sources(s, {o.instance for o in obs.values() if o.instance})
+    covered = set() if vm_source else {
+        h.instance for h in _vm_holdings(s, {o.instance for o in obs.values() if o.instance}) if lists_vms(h.source)
+    }
     dropped = {ext for ext, o in obs.items() if o.instance in covered}
     obs = {ext: o for ext, o in obs.items() if ext not in dropped}
     existing: dict[str, Holding] = {
@@ -337,11 +339,13 @@ def apply_scope(
 
     # The other sources' holdings of VMs this cloud scope placed, and ours a cloud holding stands for.
     if vm_source:
-        stale = _not_vm_source_holdings(s, {o.instance for x, o in obs.items() if o.instance and x not in left_out})
+        placed = {o.instance for x, o in obs.items() if o.instance and x not in left_out}
+        stale = [h for h in _vm_holdings(s, placed) if not lists_vms(h.source)]
     else:
         stale = [h for x, h in existing.items() if h.retired_at is None and (x in dropped or h.instance in covered)]
-    superseded_ids = _retire(s, stale, now)
-    out.superseded = len(superseded_ids)
+    _retire(s, stale, now)
+    superseded_ids = [f"{h.source}:{h.external_id}" for h in stale]
+    out.superseded = len(stale)
 
     retired_ids: list[str] = []
     complete = result.complete and not unplaced
@@ -350,12 +354,8 @@ def apply_scope(
         out.error = "; ".join(x for x in (result.error, *unplaced) if x)
     if complete:
         gone = [h for ext, h in existing.items() if ext not in obs and h.retired_at is None and h.scope == result.scope]
-        for h in gone:
-            h.retired_at = now
-            retired_ids.append(h.external_id)
-        s.add_all(gone)
-        s.flush()
-        _close_periods(s, [h.id for h in gone if h.id is not None], now)
+        _retire(s, gone, now)
+        retired_ids = [h.external_id for h in gone]
         out.retired = len(gone)
 
     for msg in ([result.error] if result.error else []) + list(unplaced) + result.warnings:
@@ -380,37 +380,21 @@ def apply_scope(
     return out
 
 
-def _held_by_vm_sources(s: Session, instances: set[str]) -> set[str]:
-    """Which of these VMs a cloud collector (``lists_vms``) holds now."""
-    held: set[str] = set()
-    for part in _chunks(sorted(instances)):
-        for src, inst in s.exec(
-            select(Holding.source, Holding.instance).where(
-                col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)
-            )
-        ):
-            if lists_vms(src):
-                held.add(inst)
-    return held
-
-
-def _not_vm_source_holdings(s: Session, instances: set[str]) -> list[Holding]:
-    """Current holdings of these VMs by sources that are not cloud collectors (a cluster's nodes)."""
+def _vm_holdings(s: Session, instances: set[str]) -> list[Holding]:
+    """Current holdings, of any source, naming one of these cloud VMs."""
     out: list[Holding] = []
     for part in _chunks(sorted(instances)):
-        rows = s.exec(select(Holding).where(col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)))
-        out += [h for h in rows if not lists_vms(h.source)]
+        out += s.exec(select(Holding).where(col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)))
     return out
 
 
-def _retire(s: Session, holdings: list[Holding], now: datetime) -> list[str]:
-    """Retire these holdings now (closing their periods); returns their ``source:external_id``."""
+def _retire(s: Session, holdings: list[Holding], now: datetime) -> None:
+    """Retire these holdings now, closing their open history periods."""
     for h in holdings:
         h.retired_at = now
     s.add_all(holdings)
     s.flush()
     _close_periods(s, [h.id for h in holdings if h.id is not None], now)
-    return [f"{h.source}:{h.external_id}" for h in holdings]
 
 
 def _period(h: Holding, valid_from: datetime, valid_to: datetime | None = None) -> HoldingPeriod:
