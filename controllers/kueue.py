@@ -40,6 +40,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from controllers.owners import get_owner
+
 log = logging.getLogger("veu.kueue")
 
 CONTROLLER_NAME = "veu-governor.io/red-flag-28"
@@ -175,22 +177,14 @@ class AdmissionCheckController:
                     and r.get("controller") is True), None)
         if ref is None:
             return None
-        group, _, version = str(ref.get("apiVersion") or "").rpartition("/")
-        kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
-        if not (group and version and kind and name):
-            return None  # a Pod (Kueue's pod integration) or a malformed reference: judge the Workload
         try:
-            obj = self.api.get_namespaced_custom_object(group, version, ns, kind.lower() + "s", name)
+            # None for a Pod (Kueue's pod integration), a malformed reference or a newer object of the same name
+            # than the one Kueue queued: the Workload is judged.
+            return get_owner(self.api, ns, ref)
         except ApiException as exc:
             log.info("workload %s/%s: owner %s %s not readable (%s); judging the Workload", ns, md.get("name"),
-                     kind, name, exc.status)
+                     ref.get("kind"), ref.get("name"), exc.status)
             return None
-        if not isinstance(obj, dict):
-            return None
-        uid = (obj.get("metadata") or {}).get("uid")
-        if ref.get("uid") and uid and uid != ref.get("uid"):
-            return None  # a newer object of the same name, not the one Kueue queued
-        return obj
 
 
 def _condition(wl: Mapping[str, Any], kind: str) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from controllers.jobspec import MODEL_LABELS, READERS, Demand, group_of, k8s_time, read, ref_kind
+from controllers.owners import get_owner, owner_path
 
 log = logging.getLogger("veu.metering")
 
@@ -142,11 +143,11 @@ class Meter:
 
     def _owner(self, ns: str, ref: Mapping[str, Any]) -> dict[str, Any] | None:
         """The metadata of a controlling owner, or None when it cannot be read (gone, not allowed, core kind)."""
-        api_version, kind, name = (str(ref.get(k) or "") for k in ("apiVersion", "kind", "name"))
-        group, _, version = api_version.rpartition("/")
-        if not (group and version and kind and name):
+        path = owner_path(ref)
+        if path is None:
             return None  # core kinds (a Node, a Pod) are not workloads a job was decided as
-        key = (ns, api_version, kind, name)
+        group, version, plural, name = path
+        key = (ns, f"{group}/{version}", plural, name)
         self._owners_used.add(key)
         hit = self._owners.get(key)
         if hit is not None and (hit[0] is not None or time.monotonic() < hit[1]):
@@ -156,13 +157,13 @@ class Meter:
 
             self._custom = CustomObjectsApi(self.core.api_client)
         try:
-            obj = self._custom.get_namespaced_custom_object(group, version, ns, kind.lower() + "s", name)
+            obj = get_owner(self._custom, ns, ref)
         except Exception as exc:
-            log.debug("owner %s %s/%s not readable: %s", kind, ns, name, exc)
+            log.debug("owner %s %s/%s not readable: %s", plural, ns, name, exc)
             self._owners[key] = (None, time.monotonic() + _OWNER_RETRY_SECONDS)
             return None
-        md = obj.get("metadata") if isinstance(obj, Mapping) else None
-        if not isinstance(md, Mapping) or (ref.get("uid") and md.get("uid") and md.get("uid") != ref.get("uid")):
+        md = obj.get("metadata") if obj is not None else None
+        if not isinstance(md, Mapping):
             return None  # a different object of the same name: not this pod's owner
         self._owners[key] = (dict(md), 0.0)
         return dict(md)
