@@ -148,10 +148,10 @@ def _aware(d: datetime) -> datetime:
 
 def revoke_token(s: Session, ident: str) -> ApiToken:
     """Revoke by id or by the 12-hex prefix shown at creation."""
-    q = select(ApiToken).where(ApiToken.prefix == ident)
-    if ident.isdigit():
-        q = select(ApiToken).where(ApiToken.id == int(ident))
-    row = s.exec(q).first()
+    # A prefix is 12 hex digits and can be all decimal ones, so it is looked up first and an id only after.
+    row = s.exec(select(ApiToken).where(ApiToken.prefix == ident)).first()
+    if row is None and ident.isdigit():
+        row = s.exec(select(ApiToken).where(ApiToken.id == int(ident))).first()
     if row is None:
         raise AuthError(f"token {ident!r}: not found; `veuctl tokens list` shows ids and prefixes")
     if row.revoked_at is None:

@@ -303,3 +303,17 @@ def test_the_case_queue_offers_the_resolve_form_only_to_roles_that_may_resolve(d
         page = c.get("/cases").text
         assert ('class="resolve' in page) is form, role
         assert ("compliance officer records the answers" in page) is not form, role
+
+
+def test_a_prefix_of_only_decimal_digits_revokes_that_token_not_the_token_with_that_id(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets as secrets_module
+
+    from agent.auth import revoke_token
+    with session_scope(db_url) as s:
+        first, _ = create_token(s, role="viewer", name="first")
+        monkeypatch.setattr(secrets_module, "token_hex", lambda n: "000000000001")
+        digits, _ = create_token(s, role="auditor", name="digits")
+        assert first.id == 1 and digits.prefix == "000000000001"
+        assert revoke_token(s, "000000000001").name == "digits"
+        assert revoke_token(s, str(first.id)).name == "first"
