@@ -1,9 +1,18 @@
 """Leader election on a Kubernetes ``coordination.k8s.io/v1`` Lease: only the leader replica collects.
 
 A small Lease loop over ``CoordinationV1Api`` rather than ``kubernetes.leaderelection`` (which calls
-``sys.exit`` on bad timings and configures global logging at import). Semantics follow client-go:
+``sys.exit`` on bad timings and configures global logging at import). Semantics follow client-go
+(``k8s.io/client-go/tools/leaderelection``):
 - the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` it steps down;
-- a candidate takes the lease only when ``renewTime + leaseDurationSeconds`` has passed (or it is free);
+- expiry is judged on the candidate's own monotonic clock, never by comparing another replica's
+  ``renewTime`` with the local wall clock (clocks of replicas may be skewed by more than a lease). Each
+  elector remembers the last Lease record it read (holder, durations, acquire/renew times, transitions,
+  ``resourceVersion``) and the local monotonic time at which it saw that record change; a lease held by
+  someone else is expired only once its ``leaseDurationSeconds`` (never less than this elector's own
+  ``lease_duration``) has passed on that clock without the record changing. So a candidate that has just
+  started, or that has just seen the holder renew, waits a full lease duration before taking over, however
+  old or new the written ``renewTime`` looks; the times written into the Lease are informational only;
+- a released lease (empty ``holderIdentity``) is taken at once;
 - writes are merge patches carrying the read ``resourceVersion``, so two candidates cannot both win
   (HTTP 409 -> lost race);
 - ``release()`` on shutdown empties the holder so a standby takes over at once.
@@ -12,6 +21,7 @@ A small Lease loop over ``CoordinationV1Api`` rather than ``kubernetes.leaderele
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -66,10 +76,41 @@ class LeaderElector:
         self.stop = threading.Event()
         self.leading = False
         self._last_renew = 0.0
+        # The last Lease record read or written, and when (local monotonic clock) it was seen to change.
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_duration = lease_duration
+        self._observed_time = 0.0
 
     @staticmethod
     def _now() -> datetime:
+        """Wall clock: only for the timestamps written into the Lease, never to judge another's lease."""
         return datetime.now(UTC)
+
+    @staticmethod
+    def _monotonic() -> float:
+        """The local clock that all expiry and deadline decisions use."""
+        return time.monotonic()
+
+    def _observe(self, lease: Any) -> None:
+        """Remember ``lease``'s record; restart the local expiry clock when it differs from the last one seen."""
+        spec = lease.spec
+        meta = lease.metadata
+        record = (
+            getattr(spec, "holder_identity", None) or "",
+            getattr(spec, "lease_duration_seconds", None),
+            getattr(spec, "acquire_time", None),
+            getattr(spec, "renew_time", None),
+            getattr(spec, "lease_transitions", None),
+            getattr(meta, "resource_version", None),
+        )
+        if record != self._observed:
+            self._observed = record
+            self._observed_duration = max(float(record[1] or 0), self.lease_duration)
+            self._observed_time = self._monotonic()
+
+    def _observed_valid(self) -> bool:
+        """The last record seen has not gone a lease duration unchanged (on this replica's own clock)."""
+        return self._observed is not None and self._monotonic() < self._observed_time + self._observed_duration
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; True when this identity holds the lease afterwards."""
@@ -87,34 +128,38 @@ class LeaderElector:
                 metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
                 spec=client.V1LeaseSpec(
                     holder_identity=self.identity,
-                    lease_duration_seconds=int(self.lease_duration),
+                    lease_duration_seconds=self._duration_seconds(),
                     acquire_time=now,
                     renew_time=now,
                     lease_transitions=0,
                 ),
             )
             try:
-                self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
-                return True
+                created = self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
             except ApiException as exc2:
                 if exc2.status == 409:
                     return False
                 raise
+            self._observe(created if getattr(created, "spec", None) is not None else body)
+            return True
+        self._observe(lease)
         spec = lease.spec or client.V1LeaseSpec()
         holder = spec.holder_identity or ""
         patch: dict[str, Any] = {
             "holderIdentity": self.identity,
             "renewTime": _micro(now),
-            "leaseDurationSeconds": int(self.lease_duration),
+            "leaseDurationSeconds": self._duration_seconds(),
         }
         if holder != self.identity:
-            renewed = spec.renew_time or spec.acquire_time
-            duration = timedelta(seconds=spec.lease_duration_seconds or self.lease_duration)
-            if holder and renewed is not None and renewed + duration > now:
-                return False  # someone else holds a live lease
+            if holder and self._observed_valid():
+                return False  # someone else holds a lease whose record changed less than a lease ago
             patch["acquireTime"] = _micro(now)
             patch["leaseTransitions"] = (spec.lease_transitions or 0) + 1
         return self._patch(lease, patch, timeout)
+
+    def _duration_seconds(self) -> int:
+        """``leaseDurationSeconds`` as written: whole seconds, rounded up (the API server refuses 0)."""
+        return max(1, math.ceil(self.lease_duration))
 
     def _call_timeout(self) -> float:
         """How long one API call may take: a leader's must answer before its renew deadline passes.
@@ -124,7 +169,7 @@ class LeaderElector:
         steps down before ``lease_duration`` lets anyone else in (as client-go bounds its renew context).
         """
         if self.leading and self._last_renew:
-            left = self.renew_deadline - (time.monotonic() - self._last_renew)
+            left = self.renew_deadline - (self._monotonic() - self._last_renew)
             return max(0.05, min(left, self.renew_deadline))
         return self.renew_deadline
 
@@ -137,12 +182,14 @@ class LeaderElector:
         if rv:
             body["metadata"] = {"resourceVersion": rv}
         try:
-            self.api.patch_namespaced_lease(self.name, self.namespace, body,
-                                            _request_timeout=timeout or self.renew_deadline)
+            patched = self.api.patch_namespaced_lease(self.name, self.namespace, body,
+                                                      _request_timeout=timeout or self.renew_deadline)
         except ApiException as exc:
             if exc.status == 409:
                 return False
             raise
+        if getattr(patched, "spec", None) is not None:
+            self._observe(patched)
         return True
 
     def release(self) -> None:
@@ -154,6 +201,8 @@ class LeaderElector:
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
             if lease.spec and lease.spec.holder_identity == self.identity:
+                # renewTime in the past only for replicas that still judge expiry by wall clock (an older
+                # release during a rolling upgrade); the empty holder is what lets a standby in at once.
                 past = self._now() - timedelta(seconds=self.lease_duration + 1)
                 self._patch(lease, {"holderIdentity": "", "renewTime": _micro(past)})
         except ApiException as exc:
@@ -181,7 +230,7 @@ class LeaderElector:
             except Exception as exc:
                 log.warning("leader election: %s", type(exc).__name__)
                 ok = False
-            mono = time.monotonic()
+            mono = self._monotonic()
             if ok:
                 self._last_renew = mono
                 self._set(True)

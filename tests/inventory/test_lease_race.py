@@ -49,13 +49,32 @@ def race(*candidates: LeaderElector) -> list[bool]:
     return out
 
 
-def test_two_agents_taking_over_an_expired_lease_at_once_produce_exactly_one_leader(api: LeaseAPIServer) -> None:
+def hand_to_a_dead_holder(api: LeaseAPIServer, who: str) -> None:
+    """The Lease now names ``who``, which wrote it with a renewTime long past and never renews it again."""
+    with api.lock:
+        lease = api.leases[(NS, NAME)]
+        lease["spec"].update(holderIdentity=who, renewTime="2000-01-01T00:00:00.000000Z")
+        api.version += 1
+        lease["metadata"]["resourceVersion"] = str(api.version)
+
+
+def test_two_agents_taking_over_an_expired_lease_at_once_produce_exactly_one_leader(
+    api: LeaseAPIServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     events: list[str] = []
     a, b = elector(api, "a", events), elector(api, "b", events)
+    # Expiry is judged on each candidate's own monotonic clock (never on the Lease's renewTime): both get one
+    # fake clock here, so 20 rounds of "a lease duration passes" take no real time.
+    clock = [1000.0]
+    for e in (a, b):
+        monkeypatch.setattr(e, "_monotonic", lambda: clock[0])
     assert a.try_acquire_or_renew() is True  # creates the Lease
     wins = {"a": 0, "b": 0}
-    for _ in range(20):
-        api.expire(NS, NAME)  # the holder stopped renewing: the lease is up for grabs
+    for i in range(20):
+        hand_to_a_dead_holder(api, f"dead-{i}")
+        # First sight of this record: however old its renewTime, its holder may be alive (a skewed clock).
+        assert a.try_acquire_or_renew() is False and b.try_acquire_or_renew() is False
+        clock[0] += 1.5  # the record stays unchanged for longer than its lease on both candidates' clocks
         api.barrier = threading.Barrier(2)  # both read the same resourceVersion before either writes
         conflicts = api.conflicts
         ra, rb = race(a, b)

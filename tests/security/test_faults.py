@@ -256,7 +256,9 @@ def test_paused_leader_loses_its_renewal_once_another_agent_took_the_lease(k8s: 
     a, b = _elector(k8s, "a", events), _elector(k8s, "b", events)
     assert a.try_acquire_or_renew() is True
     a.leading = True
-    time.sleep(2.2)  # a is paused (GC, partition) past the lease: b takes over
+    # b sees a's record (a live lease: it stands by); expiry is timed on b's own clock from this sighting
+    assert b.try_acquire_or_renew() is False
+    time.sleep(2.2)  # a is paused (GC, partition) past the lease, its record unchanged: b takes over
     assert b.try_acquire_or_renew() is True
     # a wakes up still believing it leads; its renewal must fail rather than steal the lease back
     assert a.try_acquire_or_renew() is False
