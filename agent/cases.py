@@ -409,6 +409,9 @@ class _Review:
     records: dict[str, Any] = field(default_factory=dict)
     related: list[RelatedJob] = field(default_factory=list)
     load: CustomerLoad | None = None
+    # An UPDATE's object's metadata.creationTimestamp: its job's usage by pods started before it was an
+    # earlier object's of that name (agent.ledger.lineage_records' earlier).
+    created_at: datetime | None = None
     # What is written for it (none of it for a dry run).
     decision_id: int | None = None
     entries: list[AuditItem] = field(default_factory=list)
@@ -532,8 +535,9 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     except PolicyError as exc:
         r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
         return r
+    created_at = _created_at(rr.obj)
     base_req = JobRequest(ns, kind, name, rr.operation, (), declared, (*demand.notes, *notes),
-                          created_on=_created_on(rr.obj))
+                          created_on=created_at.date() if created_at is not None else None)
     if ns in settings.exempt_namespaces or demand.chips <= 0:
         r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
         return r
@@ -545,18 +549,25 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
                        (*demand.notes, *notes, *chip_notes), created_on=base_req.created_on)
     r.party, r.tier = customer_for(s, packs, ns, cluster, as_of)
     r.settings = settings
+    r.created_at = created_at if rr.operation == "UPDATE" else None
     if r.tier is not None and r.tier.tier in (1, 3):
         # Tier 1 is admitted and Tier 3 refused whatever the ledger says: nothing to read.
         r.dec = redflag.decide(packs, as_of, r.req, customer=r.tier, records={}, related=[], mode=mode)
     return r
 
 
-def _created_on(obj: Any) -> date | None:
-    """The UTC day of ``metadata.creationTimestamp`` (None when absent or malformed: nothing is then taken as
-    the object's own earlier usage, so all of it adds)."""
+def _created_at(obj: Any) -> datetime | None:
+    """``metadata.creationTimestamp`` in UTC (None when absent or malformed: nothing is then taken as the
+    object's own earlier usage, so all of it adds)."""
     md = obj.get("metadata") if isinstance(obj, dict) else None
     t = k8s_time(md.get("creationTimestamp")) if isinstance(md, dict) else None
-    return t.astimezone(UTC).date() if t is not None else None
+    return t.astimezone(UTC) if t is not None else None
+
+
+def _earlier(r: _Review) -> tuple[str, datetime] | None:
+    """For an UPDATE, (its job reference, its object's creation): usage of that job by pods started before
+    the object existed is read as an earlier object's (see agent.ledger.lineage_records)."""
+    return (r.req.job_ref, r.created_at) if r.req is not None and r.created_at is not None else None
 
 
 # The object's latest admission with its spec read: a refused UPDATE left the object as that one admitted, and
@@ -672,7 +683,9 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
     for r, names, at in plan:
         assert r.settings is not None
         i = lineage_at.get(names)
-        r.records = lineage_records(rows[i]) if i is not None else load_records(s, list(names), as_of)
+        earlier = _earlier(r)
+        r.records = (lineage_records(rows[i], earlier) if i is not None
+                     else load_records(s, list(names), as_of, earlier))
         r.related, r.load = related_from(rows[at], r.settings.customer_aggregate_window_days)
     return reserved
 
@@ -690,7 +703,7 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
         if scoped != key:
             # Another party's unpublished model has this name: the customer's own lineage is separate.
             keep = {k: v for k, v in records.items() if k != key or k == declared.base_model}
-            records = {**keep, **load_records(s, [scoped], as_of)}
+            records = {**keep, **load_records(s, [scoped], as_of, _earlier(r))}
             req = replace(req, declared=replace(declared, model=scoped), notes=(
                 *req.notes, f"model {key} in the ledger belongs to another party; this customer's lineage "
                             f"is {scoped}"))
@@ -703,7 +716,7 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
         # The customer's training on a published model is its derivative (metering charges it there too).
         mine = derivative_name(key, party.name)
         if mine not in records:
-            records = {**records, **load_records(s, [mine], as_of)}
+            records = {**records, **load_records(s, [mine], as_of, _earlier(r))}
     if declared.base_model and declared.base_model not in records:
         # Nothing recorded to add or exclude: the job counts in full as its own lineage.
         claimed = declared.base_model
@@ -778,8 +791,13 @@ def _decision_values(r: _Review, now: datetime) -> dict[str, Any]:
     """The admission_decision row: what was asked, the estimate and its arithmetic, pack versions, outcome."""
     dec, out, demand = r.dec, r.out, r.demand
     assert dec is not None and out is not None
+    md = r.rr.obj.get("metadata") if isinstance(r.rr.obj, Mapping) and not r.rr.sub_resource else None
+    object_uid = md.get("uid") if isinstance(md, Mapping) else None
     asked = {
         "uid": r.rr.uid, "operation": r.rr.operation, "user": r.rr.user,
+        # The object's own uid (set by the API server before validating admission): metering files the usage
+        # of an object decided as a job of its own under that decision, whatever owner it claims.
+        **({"object_uid": object_uid[:128]} if isinstance(object_uid, str) and object_uid else {}),
         "groups": [{"role": g.role, "pods": g.pods, "resource": g.resource, "chips_per_pod": g.chips,
                     "model_hints": list(g.model_hints)} for g in (demand.groups if demand else ())],
         "annotations": demand.declared() if demand else {}, **r.extra,

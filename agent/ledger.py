@@ -588,11 +588,12 @@ def _closure(s: Session, names: Iterable[str] | None) -> dict[int, tuple[str, in
 
 
 def load_records(
-    s: Session, names: Iterable[str] | None = None, as_of: date | None = None
+    s: Session, names: Iterable[str] | None = None, as_of: date | None = None, earlier: Earlier | None = None
 ) -> dict[str, ModelRecord]:
-    """ModelRecords for ``names`` and their lineage (all models if None); metered usage up to ``as_of`` merged in."""
+    """ModelRecords for ``names`` and their lineage (all models if None); metered usage up to ``as_of`` merged in
+    (``earlier``: see :func:`lineage_records`; for named models)."""
     if names is not None:
-        return _load_lineage(s, names, as_of)
+        return _load_lineage(s, names, as_of, earlier)
     models = _closure(s, names)
     if not models:
         return {}
@@ -730,22 +731,26 @@ def _lineage_statement(bounded: bool, names: int) -> Any:
                           "f2": func.sum(u.c.chip_seconds)}).where(_InIds(u.c.model_id, ids))
     if bounded:
         metered = metered.where(u.c.period_start < bindparam("before", type_=u.c.period_start.type))
-    metered = metered.group_by(u.c.model_id, u.c.job_ref)
+    # One row per pod: metering keys a pod's usage by its start (status.startTime), and a pod named by its job
+    # (a PyTorchJob's a-worker-0) has the same job reference in every object of that name; ts1 is the pod's
+    # start, which tells an UPDATE's own object's pods from an earlier object's (lineage_records' earlier).
+    metered = metered.group_by(u.c.model_id, u.c.job_ref, u.c.period_start)
     return union_all(models, runs, synth, dets, metered).order_by(
         literal_column("k"), literal_column("mid"), literal_column("i1"), literal_column("t3"))
 
 
-def _load_lineage(s: Session, names: Iterable[str], as_of: date | None) -> dict[str, ModelRecord]:
+def _load_lineage(s: Session, names: Iterable[str], as_of: date | None, earlier: Earlier | None = None
+                  ) -> dict[str, ModelRecord]:
     """load_records for named models: the same records, from one statement."""
     wanted = list(dict.fromkeys(n.strip() for n in names))
     if not wanted:
         return {}
     query = lineage_query(wanted, as_of)
     if query is not None:
-        return lineage_records(fetch_all(s, *query))
+        return lineage_records(fetch_all(s, *query), earlier)
     before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
     return lineage_records([tuple(r) for r in s.connection().execute(
-        _lineage_statement(as_of is not None, 0), {**before, "names": wanted}).all()])
+        _lineage_statement(as_of is not None, 0), {**before, "names": wanted}).all()], earlier)
 
 
 def lineage_query(names: Iterable[str], as_of: date | None) -> tuple[Any, dict[str, Any]] | None:
@@ -759,8 +764,42 @@ def lineage_query(names: Iterable[str], as_of: date | None) -> tuple[Any, dict[s
             {**before, **{f"name{i}": n for i, n in enumerate(wanted)}})
 
 
-def lineage_records(rows: Iterable[tuple[Any, ...]]) -> dict[str, ModelRecord]:
-    """ModelRecords from the rows of a lineage statement."""
+Earlier = tuple[str, datetime]
+"""(job reference, creationTimestamp) of an object an UPDATE changes: see :func:`lineage_records`."""
+
+
+def earlier_object_ref(job: str, created: datetime) -> str:
+    """The job reference under which usage of ``job``'s pods that started before ``created`` is read: an
+    earlier object's of the same name. It is neither ``job`` nor ``job#…`` nor any other job reference (a
+    Kubernetes name has no spaces)."""
+    return f"{job} (an earlier object, before {created.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})"
+
+
+def _aware(x: Any) -> datetime | None:
+    if isinstance(x, str):
+        x = datetime.fromisoformat(x)
+    if not isinstance(x, datetime):
+        return None
+    return x if x.tzinfo is not None else x.replace(tzinfo=UTC)
+
+
+def _bound(a: Any, b: Any, pick: Any) -> Any:
+    """``pick`` (min or max) of two timestamps as read, either possibly None (then the other)."""
+    x, y = _aware(a), _aware(b)
+    if x is None or y is None:
+        return a if y is None else b
+    return a if pick(x, y) == x else b
+
+
+def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = None) -> dict[str, ModelRecord]:
+    """ModelRecords from the rows of a lineage statement.
+
+    ``earlier`` = (job reference ``J``, the object's creationTimestamp): metered usage of ``J`` (``J#pod``)
+    by pods that started before the object was created was an earlier object's of that name (deleted and
+    re-created), never this one's: it is read as a run of :func:`earlier_object_ref` instead, so it stays in
+    the lineage, and what remains under ``J`` is the object's own (the ledger's runs start on days; the
+    pods started at instants).
+    """
     models: dict[int, tuple[str, str, int | None, bool, date | None]] = {}
     runs: dict[int, list[Run]] = defaultdict(list)
     synth_rows: list[tuple[int, int, float, float, date | None]] = []
@@ -783,7 +822,23 @@ def lineage_records(rows: Iterable[tuple[Any, ...]]) -> dict[str, ModelRecord]:
     synth: dict[int, list[SyntheticInput]] = defaultdict(list)
     for mid, gid, frac, gops, since in synth_rows:
         synth[mid].append(SyntheticInput(name_of[gid], frac, gops, since))
+    # A job's pods, each a row: summed per (model, job) as before, after an earlier object's were set apart.
+    per_job: dict[tuple[int, str], tuple[Any, Any, Any, Any]] = {}
+    job_ref, created = earlier if earlier is not None else ("", None)
+    mine = job_ref + "#"
     for mid, job, ops, first, last, secs in metered:
+        if created is not None and (job == job_ref or job.startswith(mine)):
+            started = _aware(first)
+            if started is not None and started < created:
+                job = earlier_object_ref(job_ref, created) + job[len(job_ref):]
+        had = per_job.get((mid, job))
+        if had is None:
+            per_job[(mid, job)] = (ops, first, last, secs)
+            continue
+        o, f, e, c = had
+        per_job[(mid, job)] = (float(o or 0.0) + float(ops or 0.0), _bound(f, first, min), _bound(e, last, max),
+                               float(c or 0.0) + float(secs or 0.0))
+    for (mid, job), (ops, first, last, secs) in per_job.items():
         _merge_one(runs[mid], job, ops, first, last, secs)
     return {
         v[0]: ModelRecord(

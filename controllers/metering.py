@@ -9,7 +9,10 @@ the webhook charged: the ``compute.veu-governor.io/model`` annotation of the wor
 (its controller ownerReferences are followed to the top, e.g. Pod → Job → JobSet → TrainJob; the top's
 annotations win, as in admission) or of the pod, else the customer's unnamed-model bucket. It is filed
 under the job reference ``<namespace>/<Kind>/<name>#<pod>`` of that top owner — the job reference the
-admission decision used, so the ledger charges max(admitted estimate, metered) and never both. Re-reporting
+admission decision used, so the ledger charges max(admitted estimate, metered) and never both. An object of
+the chain that admission decided as a job of its own (created by a user, not a trusted controller, whatever
+ownerReference or labels it carries) ends the walk: its usage is filed where it was decided
+(:func:`decided_alone`, looked up once per object, a tick's new objects in one query). Re-reporting
 a pod replaces its interval (idempotent ticks); when the chip a pod is known to run on changes (its node
 was labelled after the first poll), the interval is re-charged to that chip, not charged twice.
 
@@ -122,6 +125,10 @@ class Meter:
         self._owners_used: set[tuple[str, str, str, str]] = set()
         # Ended pods already charged in full: pod uid -> (finish, lineage, job). Not written again each tick.
         self._charged: dict[str, tuple[datetime, str, str]] = {}
+        # Object uid (a pod, an owner in its chain) -> whether admission decided that very object as a job of
+        # its own (see decided_alone). Looked up once per object, for a tick's new ones together.
+        self._decided: dict[str, bool] = {}
+        self._decided_used: set[str] = set()
 
     # ---------------------------------------------------------------- Kubernetes reads
     def _list(self, fn: Callable[..., Any], **kw: Any) -> list[dict[str, Any]]:
@@ -168,20 +175,17 @@ class Meter:
         self._owners[key] = (dict(md), 0.0)
         return dict(md)
 
-    def workload_of(self, pod: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-        """The job reference of the workload the webhook decided for ``pod`` and the annotations it declared.
-
-        Follows controller ownerReferences to the top (Pod → Job → JobSet → TrainJob). The top's
-        annotations win over those below it and the pod's (admission reads an object's metadata over its
-        templates'). When an owner cannot be read, the pod's labels name the workload.
-        """
+    def _chain(self, pod: Mapping[str, Any]) -> tuple[list[tuple[Mapping[str, Any], str]], bool, bool]:
+        """The pod and its controlling owners, bottom up, each with its own job reference
+        (``<ns>/<Kind>/<name>``); whether the walk read every owner; whether it stopped below an owner the
+        webhook does not decide."""
         md = pod.get("metadata") or {}
         ns = str(md.get("namespace") or "")
-        chain: list[Mapping[str, Any]] = [md]
+        chain: list[tuple[Mapping[str, Any], str]] = [(md, f"{ns}/Pod/{md.get('name')}")]
         complete = True
         undecided = False  # the walk stopped below an owner the webhook does not decide
         for _ in range(_MAX_OWNER_DEPTH):
-            ref = next((r for r in chain[-1].get("ownerReferences") or []
+            ref = next((r for r in chain[-1][0].get("ownerReferences") or []
                         if isinstance(r, Mapping) and r.get("controller") is True), None)
             if ref is None:
                 break
@@ -197,21 +201,71 @@ class Meter:
                 # Pod): the operators' labels name the workload instead.
                 complete = False
                 break
-            chain.append(owner)
+            kind = ref_kind(str(ref.get("apiVersion") or ""), str(ref.get("kind") or ""))
+            chain.append((owner, f"{ns}/{kind}/{owner.get('name')}"))
+        return chain, complete, undecided
+
+    def _walk(self, pod: Mapping[str, Any]) -> tuple[list[tuple[Mapping[str, Any], str]], str]:
+        """:meth:`_chain`, and the job reference the walk alone names (before any decision is consulted)."""
+        chain, complete, undecided = self._chain(pod)
+        if len(chain) > 1 and complete:
+            return chain, chain[-1][1]
+        if undecided and len(chain) == 1:
+            return chain, chain[0][1]  # the webhook decided the pod itself
+        return chain, job_ref_of(pod)
+
+    @staticmethod
+    def _uid(md: Mapping[str, Any]) -> str:
+        uid = md.get("uid")
+        return uid if isinstance(uid, str) else ""
+
+    def _asks(self, pod: Mapping[str, Any]) -> dict[str, str]:
+        """The objects of ``pod``'s chain whose own admission decision, if any, would change where its usage
+        is filed (uid -> own job reference), not yet looked up: the levels below the job reference the walk
+        names (the top's own decision names the same job)."""
+        chain, ref = self._walk(pod)
+        return {uid: own for md, own in chain
+                if own != ref and (uid := self._uid(md)) and uid not in self._decided}
+
+    def workload_of(self, pod: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+        """The job reference of the workload the webhook decided for ``pod`` and the annotations it declared.
+
+        Follows controller ownerReferences to the top (Pod → Job → JobSet → TrainJob). The top's
+        annotations win over those below it and the pod's (admission reads an object's metadata over its
+        templates'). When an owner cannot be read, the pod's labels name the workload.
+
+        Anyone may write an ownerReference or an operator's label: an object in the chain that admission
+        decided as a job of its own (created by a user, not by a trusted controller; looked up in
+        :meth:`tick`, see :func:`decided_alone`) is the job, whatever it points at — the lowest such one.
+        """
+        chain, ref = self._walk(pod)
+        for i, (md, own) in enumerate(chain):
+            uid = self._uid(md)
+            if uid:
+                self._decided_used.add(uid)
+            if own != ref and uid and self._decided.get(uid):
+                chain, ref = chain[:i + 1], own
+                break
         annotations: dict[str, str] = {}
-        for level in reversed(chain):
+        for level, _own in reversed(chain):
             for k, v in (level.get("annotations") or {}).items():
                 if isinstance(k, str) and isinstance(v, str):
                     annotations.setdefault(k, v)
-        if len(chain) > 1 and complete:
-            top = chain[-1]
-            ref = next(r for r in chain[-2].get("ownerReferences") or []
-                       if isinstance(r, Mapping) and r.get("controller") is True)
-            kind = ref_kind(str(ref.get("apiVersion") or ""), str(ref.get("kind") or ""))
-            return f"{ns}/{kind}/{top.get('name')}", annotations
-        if undecided and len(chain) == 1:
-            return f"{ns}/Pod/{md.get('name')}", annotations  # the webhook decided the pod itself
-        return job_ref_of(pod), annotations
+        return ref, annotations
+
+    def _look_up_decisions(self, s: Any, pods: list[dict[str, Any]], exempt: Any) -> None:
+        """Which objects of the accelerator pods' chains admission decided on their own: one batched query
+        for the objects not looked up before (an object's decisions are recorded before it exists)."""
+        asks: dict[str, str] = {}
+        for pod in pods:
+            md = pod.get("metadata") or {}
+            if str(md.get("namespace") or "") in exempt or self._uid(md) in self._charged:
+                continue
+            demand = read(pod)
+            if isinstance(demand, Demand) and demand.chips > 0:
+                asks.update(self._asks(pod))
+        if asks:
+            self._decided.update(decided_alone(s, asks))
 
     # ---------------------------------------------------------------- the loop
     def tick(self, now: datetime | None = None) -> TickReport:
@@ -234,6 +288,7 @@ class Meter:
         touched: dict[tuple[str, str], tuple[Any, list[str], dict[str, Any]]] = {}
         listed: set[str] = set()
         with session_scope(self.database_url) as s:
+            self._look_up_decisions(s, pods, settings.exempt_namespaces)
             for pod in pods:
                 md = pod.get("metadata") or {}
                 ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
@@ -311,6 +366,9 @@ class Meter:
             for stale in set(self._owners) - self._owners_used:
                 del self._owners[stale]
             self._owners_used.clear()
+            for unused in set(self._decided) - self._decided_used - set(self._charged):
+                del self._decided[unused]
+            self._decided_used.clear()
             for (cust, key), (party, jobs, pod) in touched.items():
                 st = ledger.model_status(s, packs, key, as_of)
                 if st.status != st.regime.status_label:
@@ -363,6 +421,42 @@ class Meter:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+_DECISION_REFS_PER_QUERY = 1000
+
+
+def decided_alone(s: Any, asks: Mapping[str, str]) -> dict[str, bool]:
+    """For each object (uid -> its own job reference ``<ns>/<Kind>/<name>``): whether an admission decision
+    on record was made for that very object as a job of its own — under its own job reference, with its uid
+    in what was asked (``detail.asked.object_uid``; the API server assigns it before validating admission).
+
+    Such an object was created by a user, not by a trusted controller (whose children of a counted owner are
+    admitted without a decision of their own), so its usage belongs to that decision, whatever ownerReference
+    or labels it carries. An earlier object of the same name has another uid. One query per
+    ``_DECISION_REFS_PER_QUERY`` job references.
+    """
+    from sqlalchemy import select as sa_select
+
+    from agent.store.tables.cases import AdmissionDecision
+
+    out = dict.fromkeys(asks, False)
+    by_ref: dict[str, set[str]] = {}
+    for uid, ref in asks.items():
+        by_ref.setdefault(ref, set()).add(uid)
+    t = AdmissionDecision.__table__  # type: ignore[attr-defined]
+    refs = sorted(by_ref)
+    for i in range(0, len(refs), _DECISION_REFS_PER_QUERY):
+        q = sa_select(t.c.job_ref, t.c.detail).where(t.c.job_ref.in_(refs[i:i + _DECISION_REFS_PER_QUERY]))
+        for job_ref, detail in s.connection().execute(q):
+            try:
+                asked = json.loads(detail or "{}").get("asked")
+            except (ValueError, AttributeError):
+                continue
+            decided = asked.get("object_uid") if isinstance(asked, Mapping) else None
+            if isinstance(decided, str) and decided in by_ref.get(job_ref, ()):
+                out[decided] = True
+    return out
 
 
 def _with_node_hint(pod: dict[str, Any], nodes: Mapping[str, tuple[str, str]],
