@@ -26,7 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
-from agent.parties import get_party, party_refs
+from agent.parties import Conflict, get_party, party_refs
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
@@ -150,6 +150,11 @@ def add_authorization(
         raise PolicyError(f"--kind: {kind!r} is not uveu or nveu")
     if name.lower() == "allocations":
         raise PolicyError("name: 'allocations' names the Tier 2 and LPP allocations in `veuctl caps`; choose another")
+    existing = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first()
+    if existing is not None:
+        # A conflict with a stored record (HTTP 409), whatever else the request says.
+        raise Conflict(f"name: authorization {name!r} already exists ({_described(s, existing)}); "
+                       "choose another name")
     with named("--holder"):
         party = get_party(s, holder)
     code: str | None = None
@@ -170,19 +175,25 @@ def add_authorization(
     if not re.search(r"[A-Za-z0-9]", name):
         raise PolicyError(f"name: {name!r} needs letters or digits (A-Z, 0-9): an NVEU's own licence cap is the "
                           "provision nveu-licence-<name>")
-    clash = next((x.name for x in s.exec(select(VeuAuthorization)).all()
+    clash = next((x for x in s.exec(select(VeuAuthorization)).all()
                   if x.name != name and core.licence_cap_id(x.name) == cap_id), None)
     if clash is not None:
-        raise PolicyError(f"name: {name!r} and the existing authorization {clash!r} would share the licence-cap "
-                          f"provision id {cap_id}; choose a name that differs in letters or digits")
-    if s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first() is not None:
-        raise PolicyError(f"name: authorization {name!r} already exists; choose another name")
+        raise Conflict(f"name: {name!r} and the existing authorization {clash.name!r} ({_described(s, clash)}) "
+                       f"would share the licence-cap provision id {cap_id}; choose a name that differs in letters "
+                       "or digits")
     row = VeuAuthorization(name=name, kind=kind, holder_id=party.id, country=code, reference=reference)  # type: ignore[arg-type]
     s.add(row)
     s.flush()
     record(s, actor=actor or current_actor(), action="authorization.create", subject=f"authorization:{name}",
            payload={"kind": kind, "holder": party.name, "country": code, "reference": reference})
     return row
+
+
+def _described(s: Session, a: VeuAuthorization) -> str:
+    """A stored authorization as a conflict message names it: ``UVEU held by Aurora Compute Inc.``."""
+    holder = s.get(Party, a.holder_id)
+    where = f" for {a.country}" if a.country else ""
+    return f"{a.kind.upper()}{where} held by {holder.name if holder else '?'}, id {a.id}"
 
 
 def _check_holder_eligible(
@@ -658,7 +669,8 @@ def close_reservation(s: Session, rid: int, status: str = "released", actor: str
     if row is None:
         raise NotFound(f"reservation: #{rid} does not exist; see `veuctl reservations list`")
     if row.status != "active":
-        raise PolicyError(f"reservation #{rid} is already {row.status}")
+        raise Conflict(f"reservation: #{rid} is already {row.status} ({row.count} x {row.accelerator}, reserved by "
+                       f"{row.created_by or '?'}); only an active reservation can be {status}")
     row.status, row.closed_at = status, utcnow()
     s.add(row)
     s.flush()

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
-from agent.parties import party_refs
+from agent.parties import Conflict, party_refs
 from agent.store.tables.caps import VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from agent.store.tables.obligations import (
@@ -105,7 +105,7 @@ def add_authorization(
         for label, given, have in (("--kind", kind, row.kind), ("--holder", holder, held.name if held else None),
                                    ("--country", cc, row.country)):
             if given is not None and given != have:
-                raise PolicyError(f"{label}: {given!r} disagrees with the registered authorization ({have!r})")
+                raise Conflict(f"{label}: {given!r} disagrees with the registered authorization {name!r} ({have!r})")
     if granted > utcnow().date():
         # The grant date starts report and notice clocks: a future one would hide deadlines already running.
         raise PolicyError(f"--granted: {granted} is after today; record an authorization once it is granted")
@@ -748,8 +748,10 @@ def file_deadline(
     keys = {d.key for d in deadline_list(s, packs, as_of or today)}
     if key not in keys:
         raise NotFound(f"KEY: {key!r} is not a current deadline; list them with `veuctl deadlines list`")
-    if s.exec(select(ObligationFiling).where(ObligationFiling.key == key)).first() is not None:
-        raise PolicyError(f"KEY: {key!r} is already filed")
+    filed = s.exec(select(ObligationFiling).where(ObligationFiling.key == key)).first()
+    if filed is not None:
+        ref = f", reference {filed.reference!r}" if filed.reference else ""
+        raise Conflict(f"KEY: {key!r} is already filed (on {filed.filed_on}{ref}, by {filed.filed_by or '?'})")
     who = actor or current_actor()
     f = ObligationFiling(key=key, filed_on=on, reference=reference[:400], filed_by=who)
     s.add(f)

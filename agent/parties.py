@@ -16,6 +16,13 @@ from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier, ownership_chain
 
 PROVIDERS = ("aws", "gcp", "azure", "onprem")
+
+
+class Conflict(PolicyError):
+    """The input is well-formed but clashes with a stored record (a duplicate name, a namespace held by another
+    party, a deadline already filed): HTTP 409, naming the field and the record it clashes with."""
+
+
 MAX_ADDRESS = 500  # characters of a party's postal address (party.address)
 # Line and paragraph separators break a one-line record as a control character does.
 _NOT_PRINTABLE = frozenset({"Zl", "Zp"})
@@ -118,8 +125,8 @@ def add_party(
                 # The namespace decides whose jobs these are: moving it changes every later decision there.
                 owner = s.get(Party, existing.party_id)
                 where = f" in cluster {cluster}" if cluster else ""
-                raise PolicyError(f"--namespace: {ns}{where} is registered to {owner.name if owner else '?'}; "
-                                  "pass --reassign to move it to this party")
+                raise Conflict(f"--namespace: {ns}{where} is registered to {owner.name if owner else '?'}; "
+                               "pass --reassign to move it to this party")
             existing.party_id = party.id  # type: ignore[assignment]
             existing.source = REGISTRY  # the operator's word now, whatever a label said
             s.add(existing)

@@ -62,7 +62,9 @@ def test_exports_page_shows_a_verified_audit_chain_and_downloads_a_signed_zip(pa
     # A period that ends before it starts is refused with the page and a message, not a broken download
     # (fetched with the page's session but outside it: a 422 page load counts as a console error).
     r = page.request.get(demo["url"] + "exports/shipments/download?from=2026-12-31&to=2026-01-01&format=csv")
-    assert r.status == 422 and "is after --to" in r.text() and 'id="error"' in r.text()
+    # The message names the form's fields ("from", "to"), not the CLI's options.
+    assert r.status == 422 and "from: 2026-12-31 is after to 2026-01-01" in r.text() and 'id="error"' in r.text()
+    assert "--" not in r.text().split('id="error">', 1)[1].split("</p>", 1)[0]
 
 
 def test_deadlines_show_status_kind_due_date_and_citation_and_one_is_marked_filed(page, demo) -> None:  # type: ignore[no-untyped-def]

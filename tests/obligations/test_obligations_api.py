@@ -107,12 +107,12 @@ def test_register_rejects_bad_input_without_writing(client: TestClient, seeded: 
     assert client.put("/api/v1/controls/site/nowhere/7", json={"status": "open"}).status_code == 404
     assert client.get("/api/v1/controls/authorization/NOPE").status_code == 404
     r = client.post("/api/v1/controls/site/dc-frankfurt/7/evidence", json={"kind": "link", "uri": ""})
-    assert r.status_code == 422 and "--uri" in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["detail"].startswith("uri:") and "--" not in r.json()["detail"]
     # The dashboard shows a link as a link: a script URI would run in the next reader's session.
     for bad in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<script>x</script>", "not a uri",
                 "https://intranet.example/a b"):
         r = client.post("/api/v1/controls/site/dc-frankfurt/7/evidence", json={"kind": "link", "uri": bad})
-        assert r.status_code == 422 and "--uri" in r.json()["detail"], bad
+        assert r.status_code == 422 and r.json()["detail"].startswith("uri:"), bad
     assert _actions(seeded) == before
 
 
@@ -203,7 +203,7 @@ def test_paths_through_the_api_use_catalog_and_date(client: TestClient) -> None:
     lic = next(p for p in body["paths"] if p["path"] == "LICENCE")
     assert lic["presumption"] == "approval" and lic["codified"] and lic["enforced"] is False
     bad = client.get("/api/v1/paths", params={"items": "H100", "consignee": "Gulf", "country": "AE"})
-    assert bad.status_code == 422 and "--items" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("items:")  # the query parameter
 
 
 def _fleet(url: str, site: str, owner: str, count: int, since: datetime) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
 from agent.api.deps import get_session
+from agent.api.fields import api_fields
 from agent.auth import (
     AuthError,
     OidcConfig,
@@ -65,6 +66,7 @@ def whoami(request: Request) -> dict[str, str]:
 
 
 @router.post("/tokens", status_code=201)
+@api_fields({"expires": "expires_days"})
 def create(body: TokenIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
     p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
     row, secret = create_token(s, role=body.role, name=body.name, expires_days=body.expires_days,

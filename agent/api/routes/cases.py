@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from agent import cases as svc
 from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.fields import error_response
 from agent.audit import current_actor
 from policies.packs import PackRegistry
 
@@ -81,5 +82,5 @@ def setup(app: FastAPI) -> None:
         app.include_router(webhook_router)
 
     @app.exception_handler(svc.UnknownCase)
-    async def _unknown_case(_req: Request, exc: svc.UnknownCase) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    async def _unknown_case(req: Request, exc: svc.UnknownCase) -> JSONResponse:
+        return error_response(req, 404, exc)

@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.fields import api_detail
 from agent.api.routes.fleet import _site_rows, series_days
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
@@ -120,12 +121,22 @@ templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_whe
 templates.env.globals.update(gauge_arc=gauge_arc)
 
 
+def may(request: Request, method: str, path: str) -> bool:
+    """Whether the signed-in principal may send ``method path`` to the dashboard: the rule the authentication
+    middleware enforces (a form the role may not submit is not offered; its post would be a 403)."""
+    from agent.api.routes.auth import _dashboard_permission
+
+    p = getattr(request.state, "principal", None)
+    return p is None or bool(p.can(_dashboard_permission(method, path)))
+
+
 def render(request: Request, template: str, as_of: date, packs: PackRegistry, **ctx: Any) -> HTMLResponse:
     diffusion = packs.find("uveu-geographic-allocation", as_of)
+    principal = getattr(request.state, "principal", None)
     return templates.TemplateResponse(request, template, {
         "as_of": as_of.isoformat(), "today": utc_today().isoformat(), "rule": diffusion,
         "qs": urlencode({"as_of": as_of.isoformat()}), "path": request.url.path,
-        "principal": getattr(request.state, "principal", None), **ctx,
+        "principal": principal, "may": lambda method, path: may(request, method, path), **ctx,
     })
 
 
@@ -196,6 +207,11 @@ def _planner_ctx(s: Session, packs: PackRegistry) -> dict[str, Any]:
     }
 
 
+# The planner's form fields, where the service's errors name the CLI's options (agent.api.fields).
+PLANNER_FIELDS = {"add": "n", "move": "n", "retire": "n", "to": "to_site"}
+RESERVE_FIELDS = {"add": "n", "count": "n", "planned-for": "as_of", "expires": "expires_on"}
+
+
 @router.get("/whatif", response_class=HTMLResponse)
 def whatif_form(
     request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
@@ -230,7 +246,7 @@ async def whatif_run(
             owner=str(form.get("owner") or "") or None, operator=str(form.get("operator") or "") or None,
         )
     except PolicyError as exc:
-        error = str(exc)
+        error = api_detail(str(exc), PLANNER_FIELDS)
     resp = render(request, "whatif.html", d, packs, form=form, result=result, error=error, **_planner_ctx(s, packs))
     if error:
         resp.status_code = 422
@@ -253,8 +269,8 @@ async def reserve(
     except PolicyError as exc:
         s.rollback()
         resp = render(request, "whatif.html", utc_today(), packs, form=form, result=None,
-                      error=f"Reservation refused: {exc}", **_planner_ctx(s, packs))
-        resp.status_code = 409 if isinstance(exc, svc.CapExceeded) else 422
+                      error=f"Reservation refused: {api_detail(str(exc), RESERVE_FIELDS)}", **_planner_ctx(s, packs))
+        resp.status_code = 409 if isinstance(exc, svc.CapExceeded | svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/whatif?reserved={row.id}", status_code=303)
 
@@ -315,7 +331,7 @@ async def resolve_case(
     except PolicyError as exc:
         s.rollback()
         resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, "open"), status="open",
-                      error=f"Case #{case_id}: {exc}")
+                      error=f"Case #{case_id}: {api_detail(str(exc), {'license': 'licence'})}")
         resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 422
         return resp
     return RedirectResponse(f"/cases?status=resolved&resolved={case_id}", status_code=303)
@@ -405,7 +421,7 @@ def export_download(
     except HTTPException as exc:
         status, message = exc.status_code, str(exc.detail)
     except PolicyError as exc:
-        status, message = 422, str(exc)
+        status, message = 422, api_detail(str(exc))
     s.rollback()
     resp = _exports_page(request, s, packs, utc_today(), error=f"Export {kind}: {message}",
                          form={"from": from_, "to": to, "format": format_, "kind": kind})
@@ -469,8 +485,9 @@ async def file_deadline(
         ob.file_deadline(s, packs, key, filed_on, str(form.get("reference", "")), _actor(request), as_of=as_of)
     except PolicyError as exc:
         s.rollback()
-        resp = _deadlines_page(request, s, packs, as_of, "", error=f"Deadline {key}: {exc}")
-        resp.status_code = 404 if isinstance(exc, ob.NotFound) else 422
+        resp = _deadlines_page(request, s, packs, as_of, "",
+                               error=f"Deadline {key}: {api_detail(str(exc), {'KEY': 'key', 'on': 'filed_on'})}")
+        resp.status_code = 404 if isinstance(exc, ob.NotFound) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/deadlines?{urlencode({'as_of': as_of.isoformat(), 'filed': key})}", status_code=303)
 
@@ -574,7 +591,8 @@ async def _register_form(request: Request, s: Session, packs: PackRegistry, scop
         save(form)
     except PolicyError as exc:
         s.rollback()
-        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {exc}")
+        message = api_detail(str(exc), {"by": "attested_by", "on": "attested_on", "review": "review_date"})
+        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {message}")
     return _register_redirect(scope, subject, as_of, paragraph)
 
 

@@ -1,4 +1,9 @@
-"""Maps the core's user errors to HTTP 422 with the message (never a 500 for bad input)."""
+"""Maps the core's user errors to HTTP 4xx with the message in the API's words (never a 500 for bad input).
+
+A well-formed request that clashes with a stored record (:class:`agent.parties.Conflict`) is a 409; a name that
+is not registered a 404; any other user error a 422. Every message names the JSON field or query parameter,
+not the CLI option (:func:`agent.api.fields.api_detail`), HTTPExceptions raised by the routes included.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.api.fields import api_detail, error_response, route_renames
+from agent.parties import Conflict
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvision
 
 
@@ -19,8 +28,14 @@ def setup(app: FastAPI) -> None:
     async def _policy_error(_req: Request, exc: PolicyError) -> JSONResponse:
         status = 404 if isinstance(exc, UnknownProvision | NotInEffect) or (
             isinstance(exc, PartyError) and "not registered" in str(exc)
-        ) else 422
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+        ) else 409 if isinstance(exc, Conflict) else 422
+        return error_response(_req, status, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(req: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.detail, str):
+            exc.detail = api_detail(exc.detail, route_renames(req))
+        return await http_exception_handler(req, exc)
 
     @app.exception_handler(DataError)
     async def _data_error(_req: Request, exc: DataError) -> JSONResponse:

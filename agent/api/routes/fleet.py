@@ -18,7 +18,8 @@ from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import get_as_of, get_packs, get_session
-from agent.parties import add_party, check_address, get_party, namespaces_of, party_refs, party_view
+from agent.api.fields import api_detail, api_fields, error_response
+from agent.parties import Conflict, add_party, check_address, get_party, namespaces_of, party_refs, party_view
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.jurisdictions import tier
@@ -83,9 +84,8 @@ class PartyPatch(BaseModel):
     address: str | None = Field(default=None, description="New address; \"\" clears it.")
 
 
-# The service speaks the CLI's option names; the API names its JSON fields.
-_FIELD_OF = (("--namespace:", "namespaces:"), ("--parent/--no-parent:", "parent/no_parent:"),
-             ("--address:", "address:"), ("--hq:", "hq:"), ("country:", "hq:"))
+# The service speaks the CLI's option names; the API names its JSON fields (see agent.api.fields).
+_PARTY_FIELDS = {"namespace": "namespaces", "no-parent": "no_parent", "country": "hq"}
 
 
 def _party_out(s: Session, packs: PackRegistry, name: str, as_of: date) -> dict[str, Any]:
@@ -121,13 +121,11 @@ def _save_party(s: Session, name: str, hq: str, parent: str | None, body: PartyI
                   no_parent=no_parent, reassign=body.reassign, address=body.address)
     except PolicyError as exc:
         msg = str(exc)
-        for cli, api in _FIELD_OF:
-            if msg.startswith(cli):
-                msg = api + msg[len(cli):].replace("pass --reassign", 'set "reassign": true')
-                raise HTTPException(422, msg) from None
-        if "ownership cycle" in msg:
-            raise HTTPException(422, f"parent: {msg}") from None
-        raise
+        if msg.startswith("country:"):  # the resolver's generic name for the party's HQ
+            msg = "hq:" + msg.removeprefix("country:")
+        elif "ownership cycle" in msg and not msg.startswith("parent:"):
+            msg = f"parent: {msg}"
+        raise HTTPException(409 if isinstance(exc, Conflict) else 422, api_detail(msg, _PARTY_FIELDS)) from None
 
 
 @router.post("/parties", status_code=201, summary="Register a party (customer, owner or operator)")
@@ -298,7 +296,12 @@ class WhatIfIn(BaseModel):
     as_of: str | None = None
 
 
+# The what-if's CLI names the count after the change (--add N, --move N) and the destination --to.
+WHATIF_FIELDS = {"add": "n", "move": "n", "retire": "n", "to": "to_site"}
+
+
 @router.post("/whatif", summary="Every cap before and after a planned change; what binds; the max that fits")
+@api_fields(WHATIF_FIELDS)
 def whatif(
     body: WhatIfIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
@@ -339,7 +342,11 @@ def reservations(
     return page(rows[offset:offset + limit], len(rows), limit, offset)
 
 
+RESERVATION_FIELDS = {"add": "count", "expires": "expires_on"}
+
+
 @router.post("/reservations", status_code=201, summary="Reserve headroom (409 when it would exceed a cap)")
+@api_fields(RESERVATION_FIELDS)
 def create_reservation(
     body: ReservationIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
@@ -462,8 +469,8 @@ def setup(app: FastAPI) -> None:
     global _registered
 
     @app.exception_handler(svc.NotFound)
-    async def _not_found(_req: Request, exc: svc.NotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    async def _not_found(req: Request, exc: svc.NotFound) -> JSONResponse:
+        return error_response(req, 404, exc)
 
     _collector.urls.append(app.state.database_url)
     if not _registered:

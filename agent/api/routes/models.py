@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from agent import ledger as svc
 from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.fields import error_response
 from agent.audit import current_actor
 from agent.store.tables.core import utc_today
 from policies.compute import check_whole, parse_number
@@ -164,5 +165,5 @@ def get_model(name: str, regime: str = Query(DEFAULT_REGIME), on: date = Depends
 
 def setup(app: FastAPI) -> None:
     @app.exception_handler(UnknownModel)
-    async def _unknown_model(_req: Request, exc: UnknownModel) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    async def _unknown_model(req: Request, exc: UnknownModel) -> JSONResponse:
+        return error_response(req, 404, exc)

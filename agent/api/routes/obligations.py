@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from agent import obligations as svc
 from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.fields import api_fields, error_response
 from agent.audit import current_actor
 from policies import obligations as core
 from policies.packs import PackRegistry
@@ -65,6 +66,7 @@ class EntryIn(BaseModel):
 
 
 @router.put("/controls/{scope}/{subject}/{paragraph}")
+@api_fields({"review": "review_date"})
 def set_entry(
     scope: str, subject: str, paragraph: int, body: EntryIn, request: Request, s: Session = Depends(get_session),
 ) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class EvidenceIn(BaseModel):
 
 
 @router.post("/controls/{scope}/{subject}/{paragraph}/evidence", status_code=201)
+@api_fields({"by": "attested_by", "on": "attested_on"})
 def add_evidence(
     scope: str, subject: str, paragraph: int, body: EvidenceIn, request: Request,
     s: Session = Depends(get_session),
@@ -112,6 +115,7 @@ class AuthorizationIn(BaseModel):
 
 
 @router.post("/deadlines/authorizations", status_code=201)
+@api_fields({"location": "locations"})
 def add_authorization(
     body: AuthorizationIn, request: Request, s: Session = Depends(get_session),
     packs: PackRegistry = Depends(get_packs),
@@ -144,6 +148,7 @@ class EventIn(BaseModel):
 
 
 @router.post("/deadlines/events", status_code=201)
+@api_fields({"from": "from_country", "to": "to_country"})
 def add_event(body: EventIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
     ev = svc.add_event(s, body.kind, body.ref, body.on, body.authorization, body.site, body.from_country,
                        body.to_country, body.description, actor=_actor(request))
@@ -157,6 +162,7 @@ class FilingIn(BaseModel):
 
 
 @router.post("/deadlines/filings", status_code=201)
+@api_fields({"KEY": "key", "on": "filed_on"})
 def file_deadline(
     body: FilingIn, request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
@@ -194,6 +200,7 @@ class StorageIn(BaseModel):
 
 
 @router.post("/weights/storage", status_code=201)
+@api_fields({"device": "devices"})
 def store(body: StorageIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
     w = svc.store_weights(s, body.model, body.site, body.devices, body.dedicated, _actor(request))
     return {"id": w.id, "model": w.model, "site": body.site, "devices": w.devices.split(","), "dedicated": w.dedicated}
@@ -230,8 +237,8 @@ def setup(app: FastAPI) -> None:
     """Map unknown sites/authorizations/keys to 404; run the reminder job when VEU_NOTIFY_SCHEDULER is set."""
 
     @app.exception_handler(svc.NotFound)
-    async def _not_found(_req: Request, exc: svc.NotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    async def _not_found(req: Request, exc: svc.NotFound) -> JSONResponse:
+        return error_response(req, 404, exc)
 
     cfg = svc.NotifySettings()
     if not cfg.scheduler:
