@@ -12,6 +12,7 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from policies.errors import PolicyError
 from policies.packs import parse_date
@@ -44,18 +45,24 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
     if isinstance(data, dict):
         t = Table(show_header=False, box=None)
         for k, v in data.items():
-            t.add_row(f"[bold]{k}[/bold]", v if isinstance(v, str) else json.dumps(v, default=str))
+            t.add_row(Text(str(k), style="bold"), cell(v if isinstance(v, str) else json.dumps(v, default=str)))
         console.print(t)
     else:
         console.print_json(json.dumps(data, default=str))
 
 
+def cell(value: Any) -> Text:
+    """A table cell printed as it is: stored text (a party named ``Lab [/x]``, a provision's
+    ``[operator-defaults ...]``) is never read as Rich markup, and a missing value is an empty cell."""
+    return Text("" if value is None else str(value))
+
+
 def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    t = Table(title=title)
+    t = Table(title=Text(title) if title is not None else None)
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*[str(r.get(c, "")) for c in columns])
+        t.add_row(*[cell(r.get(c)) for c in columns])
     console.print(t)
 
 
