@@ -3,7 +3,7 @@
 Kinds and what they read:
 
 - ``installed-base``: holdings per site, country and tier on the ``--to`` date with each VEU
-  authorization's TPP and cap positions (agent.caps / policies.caps).
+  authorization's TPP and cap positions (agent.caps / policies.caps), and how many were received in the period.
 - ``transfers``: moves of chips between countries, new sites and attrition in the period (holding history).
 - ``red-flags``: the red-flag case register and the decisions that held jobs (agent.cases).
 - ``decisions``: every admission decision of the period (agent.cases).

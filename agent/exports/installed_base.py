@@ -9,7 +9,7 @@ without it the export carries holdings and tier totals only, and says so.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
@@ -69,6 +69,20 @@ def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
         yield from stream(s, q)
 
 
+def _received_in(s: Session, start: date, end: date) -> int:
+    """Holdings in force on ``end`` first received (first seen) from ``start`` through ``end``, both days
+    included: the period's receipts (§ 748.15(f)(1)(ii)(B) asks for the receipt dates)."""
+    from sqlalchemy import func
+
+    from agent.inventory import instant_of
+
+    at = instant_of(end)
+    h = Holding.__table__  # type: ignore[attr-defined]
+    return int(s.execute(select(func.count()).where(
+        h.c.first_seen >= datetime.combine(start, time.min, tzinfo=UTC), h.c.first_seen < at,
+        or_(h.c.retired_at.is_(None), h.c.retired_at > at))).scalar_one())
+
+
 def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holders: dict[str, str],
                     notes: list[str]) -> list[tuple[Any, ...]]:
     """§ 748.15(f)(1)(ii)(C): each NVEU's current customers, the parties whose namespaces are mapped on the
@@ -106,9 +120,11 @@ def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holde
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, authorization: str | None = None,
           **_: Any) -> Report:
+    # The installed base is what is in force at the end of the reporting period; the period itself (the
+    # semiannual report's) is what the export covers, and holdings first received in it are counted.
     as_of = end
     tier_of = tier_lookup(packs, as_of)
-    report = Report(kind="installed-base", title="Installed base and VEU cap positions", start=as_of, end=as_of,
+    report = Report(kind="installed-base", title="Installed base and VEU cap positions", start=start, end=end,
                     as_of=as_of, subject=authorization or "")
     try:
         from agent import caps as caps_mod
@@ -157,6 +173,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
         **{f"tier {t['tier']} tpp": t["tpp"] for t in summ["by_tier"]},
         "sites": len({h[0] for h in holdings}), "countries": len(countries),
         "authorizations": len(auths), "binding caps exceeded": exceeded,
+        "holdings received in period": _received_in(s, start, end),
     }
     report.tables = [
         Table("caps", "Cap positions per VEU authorization", CAP_COLUMNS, lambda: iter(cap_rows),
@@ -202,5 +219,6 @@ def _without_caps(s: Session, report: Report, tier_of: Any) -> Report:
         Table("countries", "Accelerators by country and tier", ["country", "tier", "count"], lambda: iter(rows)),
         Table("holding_detail", "Individual holdings", DETAIL_COLUMNS, lambda: _detail_rows(s, report.as_of)),
     ]
-    report.summary = {"as_of": report.as_of.isoformat(), "accelerators": sum(totals.values())}
+    report.summary = {"as_of": report.as_of.isoformat(), "accelerators": sum(totals.values()),
+                      "holdings received in period": _received_in(s, report.start, report.end)}
     return report

@@ -473,3 +473,21 @@ def test_semiannual_shipments_export_carries_end_user_address_and_value(
                                check=True).stdout
         assert "consignee_address" in words and "value_usd" in words
         assert "Khatem" in words and "480,000" in words
+
+
+def test_installed_base_covers_the_reporting_period_and_counts_the_holdings_received_in_it(
+        fleet: str, packs: PackRegistry, tmp_path: Path) -> None:
+    # The snapshot is the end of the period; the period is the one asked for (--from was ignored: the files
+    # were named and dated <to>_<to>), and the period's receipts are counted.
+    m = _export(fleet, packs, "installed-base", tmp_path / "all", ["json"])
+    doc = json.loads((tmp_path / "all" / _files(m, ".json")[0]).read_text())
+    assert doc["period"] == {"from": "2026-01-01", "to": "2026-06-30"}
+    assert _files(m, ".json")[0].startswith("installed-base_2026-01-01_2026-06-30")
+    in_force = len(doc["tables"]["holding_detail"]["rows"])
+    assert in_force > 0 and doc["summary"]["holdings received in period"] == in_force
+    with session_scope(fleet) as s:
+        later = exports.run_export(s, packs, "installed-base", date(2026, 2, 1), END, ["json"], tmp_path / "later",
+                                   actor="test:auditor")
+    doc = json.loads((tmp_path / "later" / _files(later, ".json")[0]).read_text())
+    assert doc["summary"]["holdings received in period"] == 0  # all received on 2026-01-05
+    assert len(doc["tables"]["holding_detail"]["rows"]) == in_force  # the same snapshot on 2026-06-30
