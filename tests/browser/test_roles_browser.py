@@ -89,3 +89,16 @@ def test_a_planners_bad_whatif_names_the_field_and_keeps_the_input(browser, demo
     # The refused form answers 422 (Chromium logs that status for the page itself): nothing else may fail.
     errors = [e for e in errors if "status of 422" not in e]
     assert not errors, "errors in the browser console:\n" + "\n".join(errors)
+
+
+def test_signing_out_from_the_header_ends_the_session(browser, demo) -> None:  # type: ignore[no-untyped-def]
+    ctx, pg, errors = _signed_in(browser, demo, "viewer")
+    try:
+        assert "(viewer)" in pg.locator("header form.signout").inner_text()
+        pg.click("header form.signout button")
+        pg.wait_for_url(re.compile(r".*/login$"))
+        pg.goto(demo["url"])
+        assert re.search(r"/login", pg.url), pg.url  # the session is gone: back to the sign-in page
+        assert not errors, errors
+    finally:
+        ctx.close()

@@ -317,3 +317,17 @@ def test_a_prefix_of_only_decimal_digits_revokes_that_token_not_the_token_with_t
         assert first.id == 1 and digits.prefix == "000000000001"
         assert revoke_token(s, "000000000001").name == "digits"
         assert revoke_token(s, str(first.id)).name == "first"
+
+
+def test_every_signed_in_page_offers_sign_out_naming_who_is_signed_in(db_url: str) -> None:
+    c, _secret, _cookie = _signed_in(db_url, "viewer")
+    page = c.get("/").text
+    assert 'action="/logout"' in page and "(viewer)" in page
+    assert c.post("/logout", headers={"Origin": "https://testserver"}).headers["location"] == "/login"
+
+
+def test_without_authentication_there_is_no_session_to_end(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEU_AUTH", "none")
+    anonymous = TestClient(create_app(db_url), base_url="https://testserver")
+    page = anonymous.get("/")
+    assert page.status_code == 200 and 'action="/logout"' not in page.text
