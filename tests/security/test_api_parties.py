@@ -171,3 +171,9 @@ def test_the_lpp_cap_of_a_consignee_whose_name_holds_a_slash_is_explained(api: T
     link = re.search(r'href="(/explain/allocations/[^"]*Nordisk[^"]*)"', page)
     assert link is not None
     assert api.get(link.group(1).replace("&amp;", "&")).status_code == 200
+
+
+def test_an_unregistered_party_in_the_path_is_404_and_in_a_body_field_422(api: TestClient) -> None:
+    assert api.get("/api/v1/parties/Nobody Ltd").status_code == 404
+    r = api.post("/api/v1/models", json={"name": "m-unowned", "owner": "Nobody Ltd"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("owner"), r.text

@@ -1,7 +1,8 @@
 """Maps the core's user errors to HTTP 4xx with the message in the API's words (never a 500 for bad input).
 
 A well-formed request that clashes with a stored record (:class:`agent.parties.Conflict`) is a 409; a name that
-is not registered a 404; any other user error a 422. Every message names the JSON field or query parameter,
+is not registered a 404 when the path names it (a body field or query parameter that names one is a 422); any
+other user error a 422. Every message names the JSON field or query parameter,
 not the CLI option (:func:`agent.api.fields.api_detail`), HTTPExceptions raised by the routes included.
 """
 
@@ -27,7 +28,7 @@ def setup(app: FastAPI) -> None:
     @app.exception_handler(PolicyError)
     async def _policy_error(_req: Request, exc: PolicyError) -> JSONResponse:
         status = 404 if isinstance(exc, UnknownProvision | NotInEffect) or (
-            isinstance(exc, PartyError) and "not registered" in str(exc)
+            isinstance(exc, PartyError) and "not registered" in str(exc) and _names_the_path(_req, exc)
         ) else 409 if isinstance(exc, Conflict) else 422
         return error_response(_req, status, exc)
 
@@ -81,6 +82,15 @@ def setup(app: FastAPI) -> None:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _names_the_path(req: Request, exc: Exception) -> bool:
+    """Whether an unregistered name is the one in the request's path (``GET /parties/{name}``: a 404) rather than
+    one a body field or query parameter refers to (``"holder": "Nobody"``: a bad field value, a 422)."""
+    message = str(exc)
+    return any(isinstance(v, str) and v and (f"'{v}'" in message or f'"{v}"' in message or f" {v}:" in message
+                                             or message.startswith(f"{v}:"))
+               for v in req.path_params.values())
 
 
 def _finite(x: Any) -> Any:
