@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import AuditItem, record, record_many
 from agent.directory import Customer, customer_for
+from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, utcnow
@@ -67,6 +68,11 @@ class CaseError(PolicyError):
 
 class UnknownCase(CaseError):
     """No case with that id (API 404)."""
+
+
+class CaseAnswered(CaseError, Conflict):
+    """Answers to a case that is already resolved, without ``amend`` (API 409: it clashes with the answers on
+    file)."""
 
 
 @dataclass
@@ -923,7 +929,7 @@ def resolve_case(
     now = now or utcnow()
     row = get_case(s, case_id)
     if row.status == "resolved" and not amend:
-        raise CaseError(f"case {case_id}: already resolved by {row.resolved_by or '?'} on "
+        raise CaseAnswered(f"case {case_id}: already resolved by {row.resolved_by or '?'} on "
                         f"{row.resolved_at.date() if row.resolved_at else '?'}; pass --amend to record new answers "
                         "(the audit trail keeps both)")
     licence, scope, by, notes = licence.strip(), scope.strip(), by.strip(), notes.strip()

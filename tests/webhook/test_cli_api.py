@@ -92,6 +92,9 @@ def test_cases_api_list_show_resolve_and_decisions(store: str) -> None:
     assert bad.status_code == 422 and "(informed)" in bad.json()["detail"] and "--" not in bad.json()["detail"]
     ok = c.post(f"/api/v1/cases/{case_id}/resolve", json={"export_intent": "yes", "informed": True, "by": "bob"})
     assert ok.status_code == 200 and ok.json()["answers"]["customer_informed"] is True
+    again = c.post(f"/api/v1/cases/{case_id}/resolve", json={"export_intent": "no", "by": "eve"})
+    assert again.status_code == 409 and 'set "amend": true' in again.json()["detail"], again.text
+    assert c.get(f"/api/v1/cases/{case_id}").json()["resolved_by"] == "bob"  # the answers on file stand
     d = c.get("/api/v1/decisions").json()
     assert d[0]["uid"] == "api-1" and d[0]["code"] == "HOLD_FOR_INQUIRY" and d[0]["pack_versions"]
     c.post("/validate", json=review(job("small", pods=1), uid="api-2"))  # allowed: no case

@@ -332,7 +332,7 @@ async def resolve_case(
         s.rollback()
         resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, "open"), status="open",
                       error=f"Case #{case_id}: {api_detail(str(exc), {'license': 'licence'})}")
-        resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 422
+        resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/cases?status=resolved&resolved={case_id}", status_code=303)
 
