@@ -141,3 +141,13 @@ def test_a_planner_form_error_names_the_form_field_and_keeps_the_input(seeded: s
     error = re.search(r'id="error">([^<]*)<', r.text)
     assert r.status_code == 422 and error is not None and "expires_on:" in error.group(1)
     assert "--" not in error.group(1)
+
+
+def test_releasing_a_reservation_twice_shows_the_planner_page_saying_it_is_already_released(seeded: str) -> None:
+    c = _signed_in(seeded, "planner")
+    assert c.post("/reservations/1/release", headers=ORIGIN).status_code == 303
+    again = c.post("/reservations/1/release", headers=ORIGIN)
+    assert again.status_code == 409 and again.headers["content-type"].startswith("text/html")
+    assert "Reservation #1" in again.text and "already released" in again.text
+    missing = c.post("/reservations/999/release", headers=ORIGIN)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")

@@ -276,8 +276,17 @@ async def reserve(
 
 
 @router.post("/reservations/{rid}/release")
-def release(rid: int, s: Session = Depends(get_session)) -> Response:
-    svc.close_reservation(s, rid, "released")
+def release(request: Request, rid: int, s: Session = Depends(get_session),
+            packs: PackRegistry = Depends(get_packs)) -> Response:
+    try:
+        svc.close_reservation(s, rid, "released")
+    except PolicyError as exc:
+        # Released twice (two tabs, a back button): the planner page says so, not a JSON body.
+        s.rollback()
+        resp = render(request, "whatif.html", utc_today(), packs, form={}, result=None,
+                      error=f"Reservation #{rid}: {api_detail(str(exc))}", **_planner_ctx(s, packs))
+        resp.status_code = 409 if isinstance(exc, svc.Conflict) else 404 if isinstance(exc, svc.NotFound) else 422
+        return resp
     return RedirectResponse("/whatif", status_code=303)
 
 
