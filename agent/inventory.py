@@ -472,6 +472,60 @@ def sync(
     return summary
 
 
+# --- reading: filters ---------------------------------------------------------------------------------------
+
+# The collectors' names (agent.collectors.base registry), without importing every collector to list them.
+COLLECTOR_SOURCES = ("aws", "gcp", "k8s", "nvml", "csv")
+
+
+def check_source(s: Session, source: str, option: str = "--source") -> None:
+    """Refuse a source filter that names no collector and no source held in the store (holdings or runs).
+
+    A misspelt filter answered an empty list, which reads as "nothing collected". A source the store holds
+    that is no collector of this version (``demo``, one a past version had) stays a valid filter.
+    """
+    if source in COLLECTOR_SOURCES:
+        return
+    for column in (Holding.source, CollectorRun.source):
+        if s.execute(select(column).where(column == source).limit(1)).first() is not None:
+            return
+    stored = {
+        x for column in (Holding.source, CollectorRun.source)
+        for x in s.execute(select(column).distinct()).scalars().all()
+    } - set(COLLECTOR_SOURCES)
+    known = [*COLLECTOR_SOURCES, *sorted(stored)]
+    raise PolicyError(f"{option}: {source!r} is not one of {', '.join(known)}")
+
+
+def check_accelerator(s: Session, accelerator: str, option: str = "--accelerator") -> None:
+    """Refuse an accelerator filter that is neither a catalog id nor one held in the store.
+
+    Holdings keep the catalog id (``h100-sxm``), so an alias (``H100``) or a typo matched nothing; the
+    message names the id to use. An id the store holds that the catalog no longer lists (a retired chip, an
+    operator catalog file since removed) stays a valid filter.
+    """
+    from agent.kb import catalog
+
+    cat = catalog()
+    if accelerator in cat.ids():
+        return
+    for column in (Holding.accelerator, HoldingPeriod.accelerator):
+        if s.execute(select(column).where(column == accelerator).limit(1)).first() is not None:
+            return
+    found = cat.find(accelerator)
+    hint = f"; did you mean {found.id!r}?" if found is not None else "; see `veuctl chips list` for the ids"
+    raise PolicyError(
+        f"{option}: {accelerator!r} is not a catalog accelerator id nor one held in the store{hint}")
+
+
+def site_id_of(s: Session, site: str, option: str = "--site") -> int:
+    """The id of a registered site; a name that is none is an error (not an empty answer)."""
+    row = s.exec(select(Site).where(Site.name == site)).first()
+    if row is None or row.id is None:
+        raise PolicyError(f"{option}: {site!r} is not a registered site; see `veuctl sites list`")
+    return row.id
+
+
 # --- reading: the installed base at an instant -------------------------------------------------------------
 
 
@@ -517,23 +571,19 @@ def installed_base(
 ) -> dict[str, Any]:
     """Holdings in force at ``as_of``, grouped by site/accelerator/owner/operator, with TPP and totals.
 
-    Tier is the site country's tier on the as-of date. TPP is count x the chip's catalog TPP.
+    Tier is the site country's tier on the as-of date. TPP is count x the chip's catalog TPP. The answer's
+    ``as_of`` is the date (``YYYY-MM-DD``); ``at`` the instant the holdings were counted at (:func:`instant_of`).
     """
     from agent.kb import catalog
     from policies.jurisdictions import tier
 
     at = instant_of(as_of)
     day = at.date() if as_of is None or isinstance(as_of, datetime) else as_of
-    site_id = None
-    if site:
-        row = s.exec(select(Site).where(Site.name == site)).first()
-        if row is None:
-            raise PolicyError(f"--site: {site!r} is not a registered site; see `veuctl sites list`")
-        site_id = row.id
+    only = site_id_of(s, site) if site else None
     sites = {x.id: x for x in s.exec(select(Site)).all()}
     parties = {p.id: p.name for p in s.exec(select(Party)).all()}
     groups: dict[tuple[int, str, int | None, int | None], float] = {}
-    for p in periods_at(s, at, site_id):
+    for p in periods_at(s, at, only):
         k = (p.site_id, p.accelerator, p.owner_id, p.operator_id)
         groups[k] = groups.get(k, 0.0) + p.count
     tiers: dict[str, int] = {}
@@ -565,7 +615,10 @@ def installed_base(
             b["count"] += count
             b["tpp"] += tpp
     return {
-        "as_of": at.isoformat(),
+        # The date asked for (as every other ``as_of`` in the API); ``at`` is the instant counted: the end of
+        # that UTC day (the next day's 00:00), or now for today.
+        "as_of": day.isoformat(),
+        "at": at.isoformat(),
         "holdings": holdings,
         "totals": {
             "count": sum(h["count"] for h in holdings),
@@ -623,7 +676,11 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
     p = Path(path)
     name = scope or f"register:{p.name}"
     with session_scope(url) as s:
-        rows = parse_register(p, s)  # raises before anything is written
+        try:
+            rows = parse_register(p, s)  # raises before anything is written
+        except UnicodeDecodeError as exc:  # a spreadsheet saved as UTF-16, a binary given by mistake
+            raise PolicyError(f"FILE: {p} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+                              "(CSV UTF-8 in a spreadsheet) and try again") from None
         obs = observations(rows)
         check_lines_unshared(s, name, obs)
         gone = "" if retire_absent_sites else absent_sites(s, name, {r.site for r in rows})

@@ -72,27 +72,58 @@ class CertReloader:
 KEEP_ALIVE_SECONDS = 30
 
 
+# uvicorn's --log-level names (it registers TRACE with the logging module).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _readable(option: str, path: str) -> None:
+    from policies.errors import PolicyError
+
+    f = Path(path)
+    if not f.exists():
+        raise PolicyError(f"{option}: {path}: no such file")
+    if not f.is_file():
+        raise PolicyError(f"{option}: {path}: not a file")
+    if not os.access(f, os.R_OK):
+        raise PolicyError(f"{option}: {path}: cannot read it (permission denied)")
+
+
+def check_options(tls_cert: str | None, tls_key: str | None, client_ca: str | None = None,
+                  log_level: str = "info") -> None:
+    """Refuse bad ``veuctl serve`` options, naming the option, before anything else runs: no store is opened or
+    migrated and no log line written for a server that cannot start (a PEM pair that does not load, too)."""
+    from policies.errors import PolicyError
+
+    if log_level.lower() not in LOG_LEVELS:
+        raise PolicyError(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if bool(tls_cert) != bool(tls_key):
+        given, missing = ("--tls-cert", "--tls-key") if tls_cert else ("--tls-key", "--tls-cert")
+        raise PolicyError(f"{missing}: required with {given}; give both files, or neither for plain HTTP")
+    if client_ca is not None and not tls_cert:
+        raise PolicyError("--client-ca: requires --tls-cert/--tls-key (client certificates need TLS)")
+    if tls_cert and tls_key:
+        _readable("--tls-cert", tls_cert)
+        _readable("--tls-key", tls_key)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(tls_cert, tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise PolicyError(f"--tls-cert/--tls-key: {tls_cert} and {tls_key} do not load as a PEM certificate "
+                              f"and its private key ({getattr(exc, 'reason', None) or exc})") from None
+    if client_ca is not None:
+        _readable("--client-ca", client_ca)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise PolicyError(f"--client-ca: {client_ca} does not load as PEM CA certificates "
+                              f"({getattr(exc, 'reason', None) or exc})") from None
+
+
 def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                  log_level: str = "info", *, webhook_only: bool = False,
                  client_ca: str | None = None, webhook: bool = True) -> uvicorn.Config:
+    check_options(tls_cert, tls_key, client_ca, log_level)  # before the app (and its store) exists
     from agent.api.app import create_app, create_webhook_app
 
-    if bool(tls_cert) != bool(tls_key):
-        from policies.errors import PolicyError
-
-        raise PolicyError("--tls-cert/--tls-key: give both files, or neither for plain HTTP")
-    for f in (tls_cert, tls_key):
-        if f and not Path(f).is_file():
-            from policies.errors import PolicyError
-
-            raise PolicyError(f"{f}: no such file")
-    if client_ca is not None:
-        from policies.errors import PolicyError
-
-        if not tls_cert:
-            raise PolicyError("--client-ca: requires --tls-cert/--tls-key (client certificates need TLS)")
-        if not Path(client_ca).is_file():
-            raise PolicyError(f"{client_ca}: no such file")
     app = create_webhook_app(database_url) if webhook_only else create_app(database_url, webhook=webhook)
     tls_extra: dict[str, object] = {}
     if client_ca:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,14 @@ def show_cmd(
         data = installed_base(s, registry(), d, site)
 
     def human(x: dict[str, Any]) -> None:
+        # The date asked for, and the instant counted: its end (UTC) for a past date, now for today.
+        at = datetime.fromisoformat(x["at"])
+        end_of_day = at == datetime.combine(date.fromisoformat(x["as_of"]) + timedelta(days=1), time.min, UTC)
         table(
             x["holdings"],
             ["site", "country", "tier", "accelerator", "count", "tpp", "owner", "operator"],
-            title=f"Installed base as of {x['as_of']}",
+            title=f"Installed base as of {x['as_of']} "
+                  + ("(end of day, UTC)" if end_of_day else f"(now, {at:%Y-%m-%d %H:%M} UTC)"),
         )
         t = x["totals"]
         err_console.print(
@@ -144,16 +149,20 @@ def show_cmd(
 
 @inventory_app.command("runs")
 def runs_cmd(
-    source: str | None = typer.Option(None, "--source"),
+    source: str | None = typer.Option(None, "--source", help="Only this collector's runs (aws | gcp | k8s | nvml "
+                                                            "| csv, or a source the store holds)."),
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
     """Recent collector runs with their status and errors."""
+    from agent.inventory import check_source
     from agent.store import session_scope
     from agent.store.tables.inventory import CollectorError, CollectorRun
 
     with session_scope(db_url(db)) as s:
+        if source:
+            check_source(s, source)  # a misspelt source listed nothing, which reads as "never ran"
         q = select(CollectorRun).order_by(col(CollectorRun.id).desc()).limit(limit)
         if source:
             q = q.where(CollectorRun.source == source)

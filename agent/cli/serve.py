@@ -12,7 +12,7 @@ def serve(
     port: int = typer.Option(8443, "--port", min=1, max=65535, help="Port to listen on."),
     tls_cert: str | None = typer.Option(None, "--tls-cert", help="PEM certificate (reloaded when it changes)."),
     tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key."),
-    log_level: str = typer.Option("info", "--log-level"),
+    log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug | trace."),
     webhook_only: bool = typer.Option(False, "--webhook-only",
                                       help="Expose only /validate and the probes on this port (no API or dashboard)."),
     no_webhook: bool = typer.Option(False, "--no-webhook",
@@ -26,14 +26,17 @@ def serve(
     db: str | None = DbOpt,
 ) -> None:
     """Serve /validate (the red-flag-28 webhook), /api/v1, the dashboard and /metrics."""
-    from agent.server import run_server
+    from agent.server import check_options, run_server
     from policies.errors import PolicyError
 
+    # Every option first, naming the one at fault: nothing is logged, opened or migrated for a server that
+    # cannot start.
+    check_options(tls_cert, tls_key, client_ca, log_level)
     if webhook_only and no_webhook:
         raise PolicyError("--webhook-only/--no-webhook: choose one (each port serves one of the two)")
     if metrics_port is not None and (not 0 < metrics_port < 65536 or metrics_port == port):
         raise PolicyError(f"--metrics-port: {metrics_port} must be a free TCP port other than --port")
-    run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level, webhook_only=webhook_only,
+    run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level.lower(), webhook_only=webhook_only,
                client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port)
 
 

@@ -31,14 +31,58 @@ def sign(body: dict[str, Any], key: SigningKey | None = None) -> dict[str, Any]:
 
 
 class ManifestError(PolicyError):
-    """The file given is not an export manifest at all (unreadable, not JSON, not a JSON object)."""
+    """The file given is not an export manifest at all (unreadable, not JSON, not a JSON object, or an object
+    without the fields a manifest has: ``format``, ``files`` and ``signature``)."""
+
+
+def _shape_problem(manifest: dict[str, Any]) -> str | None:
+    """What makes a JSON object not a manifest (a missing or wrongly typed field), or None.
+
+    Only the shape is checked here: every value that is there is still untrusted, and whether it is true
+    (the signature, each file's SHA-256, a file name that stays inside the export) is :func:`verify`'s answer.
+    """
+    def kind(v: object) -> str:
+        return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(v), "a number")
+
+    if "format" not in manifest:
+        return f"format: missing (a manifest says {FORMAT!r})"
+    if manifest["format"] != FORMAT:
+        shown = repr(manifest["format"])[:80] if isinstance(manifest["format"], str) else kind(manifest["format"])
+        return f"format: {shown} is not {FORMAT!r}"
+    files = manifest.get("files")
+    if files is None:
+        return "files: missing (a list of {name, sha256} objects)"
+    if not isinstance(files, list):
+        return f"files: {kind(files)}, not a list of {{name, sha256}} objects"
+    for i, f in enumerate(files):
+        if not isinstance(f, dict):
+            return f"files[{i}]: {kind(f)}, not a {{name, sha256}} object"
+        for key in ("name", "sha256"):
+            if not isinstance(f.get(key), str):
+                return f"files[{i}].{key}: " + ("missing" if key not in f else f"{kind(f[key])}, not a string")
+    sig = manifest.get("signature")
+    if sig is None:
+        return "signature: missing (an unsigned file is not an export manifest)"
+    if not isinstance(sig, dict):
+        return f"signature: {kind(sig)}, not an object"
+    for key in ("alg", "key_id", "value"):
+        if not isinstance(sig.get(key), str):
+            return f"signature.{key}: " + ("missing" if key not in sig else f"{kind(sig[key])}, not a string")
+    if sig["alg"] != "Ed25519":
+        return f"signature.alg: {sig['alg'][:40]!r} is not 'Ed25519'"
+    if "public_key" in sig and not isinstance(sig["public_key"], str):
+        return f"signature.public_key: {kind(sig['public_key'])}, not a string"
+    return None
 
 
 def load(manifest_path: Path) -> dict[str, Any]:
     """The manifest's JSON object; :class:`ManifestError` names the file when there is none to verify.
 
-    Kept apart from :func:`verify`'s problems: "this is not a manifest" is bad input, while a manifest
-    that does not verify is the answer the user asked for (the CLI exits 2 for one and 1 for the other).
+    Kept apart from :func:`verify`'s problems: "this is not a manifest" is bad input (not JSON, not an
+    object, a field missing or of the wrong type), while a well-formed manifest that does not verify (an
+    altered file or field, an untrusted key) is the answer the user asked for (the CLI exits 2 for one and
+    1 for the other).
     """
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -50,6 +94,9 @@ def load(manifest_path: Path) -> dict[str, Any]:
         kind = "array" if isinstance(manifest, list) else type(manifest).__name__
         raise ManifestError(f"{manifest_path}: the manifest must be a JSON object (an export's "
                             f"*{SUFFIX}), not a JSON {kind}")
+    problem = _shape_problem(manifest)
+    if problem is not None:
+        raise ManifestError(f"{manifest_path}: malformed manifest: {problem}")
     return manifest
 
 
@@ -62,8 +109,8 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
     """
     manifest = load(manifest_path)
     problems: list[str] = []
-    # Past this point the JSON is an object but its fields are still untrusted: a wrongly typed field is
-    # a manifest that does not verify (altered), reported as a problem, never a crash.
+    # Past this point the JSON has a manifest's shape (load checked it) but every value is still untrusted:
+    # a wrong one is a manifest that does not verify (altered), reported as a problem, never a crash.
     sig = manifest.pop("signature", None) or {}
     if not isinstance(sig, dict):
         sig = {}

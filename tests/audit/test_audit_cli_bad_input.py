@@ -148,14 +148,45 @@ def test_a_missing_or_malformed_manifest_is_refused_with_exit_2_not_reported_as_
         assert "FAILED" not in out
 
 
-@pytest.mark.parametrize("content", ['{"signature": "x", "files": 3}', '{"files": [1, {"name": "gone.csv"}]}',
-                                    '{"signature": {"key_id": 5}, "files": [{"name": ["x"]}]}'])
-def test_a_json_object_manifest_with_wrongly_typed_fields_does_not_verify_and_exits_1(
-        veuctl, tmp_path: Path, content: str) -> None:  # type: ignore[no-untyped-def]
-    f = tmp_path / "x.manifest.json"
-    f.write_text(content)
+FORMAT = "veu-governor export manifest v1"
+SIG = {"alg": "Ed25519", "key_id": "ab" * 32, "public_key": "", "value": "AAAA"}
+GOOD_FILE = {"name": "gone.csv", "sha256": "0" * 64}
+
+
+# (manifest, the field the one-line error names): a JSON object that is not an export manifest is bad input
+# (exit 2), never "FAILED: signed by an untrusted key" (exit 1, kept for a manifest that does not verify).
+@pytest.mark.parametrize(("content", "field"), [
+    ({}, "format: missing"),
+    ({"format": "something else", "files": [], "signature": SIG}, "format: 'something else' is not"),
+    ({"format": FORMAT, "signature": SIG}, "files: missing"),
+    ({"format": FORMAT, "signature": "x", "files": 3}, "files: a number, not a list"),
+    ({"format": FORMAT, "files": [1, GOOD_FILE], "signature": SIG}, "files[0]: a number"),
+    ({"format": FORMAT, "files": [{"name": ["x"], "sha256": "0"}], "signature": SIG}, "files[0].name: a list"),
+    ({"format": FORMAT, "files": [{"name": "gone.csv"}], "signature": SIG}, "files[0].sha256: missing"),
+    ({"format": FORMAT, "files": [GOOD_FILE]}, "signature: missing"),
+    ({"format": FORMAT, "files": [GOOD_FILE], "signature": "x"}, "signature: a string, not an object"),
+    ({"format": FORMAT, "files": [GOOD_FILE], "signature": {**SIG, "key_id": 5}}, "signature.key_id: a number"),
+    ({"format": FORMAT, "files": [GOOD_FILE], "signature": {"alg": "Ed25519", "key_id": "ab"}},
+     "signature.value: missing"),
+    ({"format": FORMAT, "files": [GOOD_FILE], "signature": {**SIG, "alg": "RSA"}}, "signature.alg: 'RSA'"),
+])
+def test_a_json_object_without_a_manifests_fields_is_malformed_and_exits_2(
+        veuctl, tmp_path: Path, content: dict, field: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps(content))
     rc, out, err = veuctl("audit", "verify-export", str(f))
-    assert rc == 1 and "FAILED" in out and err == "", err
+    _one_line_error(rc, err, "MANIFEST")
+    assert f"{f}: malformed manifest: {field}" in err and out == "", err
+    assert "untrusted key" not in err + out
+
+
+def test_a_well_formed_manifest_that_does_not_verify_still_exits_1(
+        veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "x.manifest.json"
+    f.write_text(json.dumps({"format": FORMAT, "files": [GOOD_FILE], "signature": SIG}))
+    rc, out, err = veuctl("audit", "verify-export", str(f))
+    assert rc == 1 and err == "", err
+    assert "FAILED: x.manifest.json: signed by an untrusted key" in out and "FAILED: gone.csv: missing" in out
 
 
 @pytest.mark.parametrize("name", ["../secret.txt", "/etc/hostname", "a/../../b", ""])
@@ -165,7 +196,7 @@ def test_a_manifest_naming_a_file_outside_its_export_does_not_verify_and_reads_n
     export.mkdir()
     (tmp_path / "secret.txt").write_text("not part of the export")
     f = export / "x.manifest.json"
-    f.write_text(json.dumps({"files": [{"name": name, "sha256": "0" * 64}]}))
+    f.write_text(json.dumps({"format": FORMAT, "files": [{"name": name, "sha256": "0" * 64}], "signature": SIG}))
     rc, out, _err = veuctl("audit", "verify-export", str(f))
     assert rc == 1 and "not a file of this export" in out
 

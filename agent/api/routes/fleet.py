@@ -22,7 +22,7 @@ from agent.api.fields import api_detail, api_fields, error_response
 from agent.parties import Conflict, add_party, check_address, get_party, namespaces_of, party_refs, party_view
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
-from policies.jurisdictions import tier
+from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
 from policies.parties import effective_tier
 
@@ -176,14 +176,24 @@ def _site_rows(s: Session, packs: PackRegistry, as_of: date) -> list[dict[str, A
     return out
 
 
+def _country_filter(country: str | None) -> str | None:
+    """A country filter as its ISO code (a name too); not a country is a 422 naming ``country``, not an empty
+    page (empty: every country)."""
+    if not country:
+        return None
+    with svc.named("--country"):
+        return country_code(country)
+
+
 @router.get("/sites", summary="Sites with country, tier and installed accelerators")
 def sites(
     country: str | None = Query(None), tier_: int | None = Query(None, alias="tier", ge=1, le=3),
     limit: int = Limit, offset: int = Offset,
     s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
+    country = _country_filter(country)
     rows = [r for r in _site_rows(s, packs, as_of)
-            if (country is None or r["country"] == country.upper()) and (tier_ is None or r["tier"] == tier_)]
+            if (country is None or r["country"] == country) and (tier_ is None or r["tier"] == tier_)]
     return page(rows[offset:offset + limit], len(rows), limit, offset)
 
 
@@ -193,8 +203,13 @@ def holdings(
     limit: int = Limit, offset: int = Offset,
     s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
-    return svc.holdings_page(s, packs, as_of, site=site, country=country, accelerator=accelerator, limit=limit,
-                         offset=offset)
+    from agent.inventory import check_accelerator
+
+    country = _country_filter(country)
+    if accelerator:
+        check_accelerator(s, accelerator)  # an alias or a typo matched nothing: a 422 naming the id to use
+    return svc.holdings_page(s, packs, as_of, site=site, country=country, accelerator=accelerator or None,
+                             limit=limit, offset=offset)
 
 
 @router.get("/holdings/summary", summary="Installed 3A090.a-class TPP by country and tier")

@@ -22,6 +22,22 @@ from policies.packs import PackRegistry
 router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
 
 
+def _checked_filters(s: Session, source: str | None = None, accelerator: str | None = None,
+                     site: str | None = None) -> int | None:
+    """Refuse a filter value that can match nothing because it names nothing: an unknown source or accelerator
+    is a 422, an unknown site a 404 (as ``installed-base``); the id of ``site`` when given."""
+    from agent.inventory import check_accelerator, check_source, site_id_of
+
+    try:
+        if source:
+            check_source(s, source)
+        if accelerator:
+            check_accelerator(s, accelerator)
+        return site_id_of(s, site) if site else None
+    except PolicyError as exc:
+        raise HTTPException(404 if "not a registered site" in str(exc) else 422, detail=str(exc)) from None
+
+
 def _party_id(s: Session, name: str | None, field: str) -> int | None:
     if name is None:
         return None
@@ -33,9 +49,9 @@ def _party_id(s: Session, name: str | None, field: str) -> int | None:
 
 @router.get("/holdings", summary="Holdings with source, provider id, serial, first/last seen and retirement")
 def holdings(
-    source: str | None = None,
-    site: str | None = None,
-    accelerator: str | None = None,
+    source: str | None = Query(None, description="A collector (aws, gcp, k8s, nvml, csv) or a source held."),
+    site: str | None = Query(None, description="A registered site's name (404 if none)."),
+    accelerator: str | None = Query(None, description="A catalog accelerator id (e.g. h100-sxm) or one held."),
     owner: str | None = None,
     operator: str | None = None,
     serial: str | None = None,
@@ -44,11 +60,12 @@ def holdings(
     offset: int = Query(0, ge=0),
     s: Session = Depends(get_session),
 ) -> dict[str, Any]:
+    site_id = _checked_filters(s, source, accelerator, site)
     q = select(Holding, Site).join(Site, col(Site.id) == Holding.site_id)
     if source:
         q = q.where(Holding.source == source)
-    if site:
-        q = q.where(Site.name == site)
+    if site_id is not None:
+        q = q.where(Holding.site_id == site_id)
     if accelerator:
         q = q.where(Holding.accelerator == accelerator)
     if serial:
@@ -107,10 +124,11 @@ def installed_base(
 
 @router.get("/runs", summary="Recent collector runs with status and errors")
 def runs(
-    source: str | None = None,
+    source: str | None = Query(None, description="A collector (aws, gcp, k8s, nvml, csv) or a source held."),
     limit: int = Query(20, ge=1, le=500),
     s: Session = Depends(get_session),
 ) -> list[dict[str, Any]]:
+    _checked_filters(s, source)
     q = select(CollectorRun).order_by(col(CollectorRun.id).desc()).limit(limit)
     if source:
         q = q.where(CollectorRun.source == source)
