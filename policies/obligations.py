@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from policies.errors import PolicyError
+from policies.errors import PolicyError, cli_word
 from policies.jurisdictions import TierResult
 from policies.packs import PackRegistry, ResolvedProvision
 from policies.parties import EffectiveTier
@@ -205,6 +205,8 @@ def para7(packs: PackRegistry, as_of: date, runs: Iterable[TrainingRun]) -> list
 
 # ------------------------------------------------------------------------------ ¶8 model-weight storage
 
+UNKNOWN_STATUS = "unknown"  # a model the ledger has no status for: judged as 4E091, never as not controlled
+
 
 @dataclass(frozen=True)
 class WeightLocation:
@@ -226,9 +228,12 @@ def para8(packs: PackRegistry, as_of: date, rows: Iterable[WeightLocation]) -> l
     for w in rows:
         problems: list[str] = []
         basis = ""
-        if w.model_status != "4E091":
+        if w.model_status not in ("4E091", UNKNOWN_STATUS):
             verdict, basis = "not-controlled", f"model status {w.model_status}"
         else:
+            # A model the ledger does not know may be 4E091: stored as if it were (as an export of it is judged).
+            unknown = (f"model status unknown (not in the ledger): treated as 4E091; "
+                       f"record it with `veuctl models add {cli_word(w.model)}`; ") if w.model_status != "4E091" else ""
             if w.location.tier == 1:
                 basis = f"{w.location.name} is listed in Supp. 5(a)"
             elif w.location.tier == 3:
@@ -248,6 +253,7 @@ def para8(packs: PackRegistry, as_of: date, rows: Iterable[WeightLocation]) -> l
             if delayed.in_compliance_period and not w.dedicated:
                 problems.append("¶15(c)(i): model weights must be stored on dedicated devices")
             verdict = "violation" if problems else "ok"
+            basis = unknown + basis
         out.append({
             "model": w.model, "model_status": w.model_status, "site": w.site, "country": w.location.country,
             "tier": w.location.tier, "devices": list(w.devices), "dedicated": w.dedicated,

@@ -104,6 +104,9 @@ def _loc(packs: PackRegistry, country: str, parties: tuple[str, ...], on: date, 
     ("CN", ("Acme",), date(2025, 9, 1), {}, "violation", "Macau or D:5"),
     ("DE", ("Acme",), date(2026, 2, 1), {"dedicated": False}, "violation", "dedicated devices"),
     ("AE", ("Gulf",), date(2025, 9, 1), {"status": "below-threshold"}, "not-controlled", "below-threshold"),
+    # A model the ledger does not know is stored as if it were 4E091, as an export of it is judged.
+    ("AE", ("Gulf",), date(2025, 9, 1), {"status": "unknown"}, "violation", "treated as 4E091"),
+    ("DE", ("Gulf",), date(2025, 9, 1), {"status": "unknown"}, "ok", "treated as 4E091"),
 ])
 def test_para8_model_weight_storage(
     packs: PackRegistry, country: str, parties: tuple[str, ...], on: date, kw: dict[str, object], verdict: str,
