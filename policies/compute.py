@@ -304,6 +304,7 @@ def hardware(
     utilization: float | None = None,
     precision: str | None = None,
     method: str = "hardware",
+    utilization_basis: str = "stated",
 ) -> Estimate:
     """chips × dense peak at the training precision × hours × utilization (or chip-hours × peak × utilization).
 
@@ -332,7 +333,7 @@ def hardware(
             raise EstimateError(f"utilization: {u:g} is above 1.0 (100% of dense peak); give a fraction such as 0.4")
         value = raw * u
         low = high = value
-        util_text = f"utilization {u:g} (stated)"
+        util_text = f"utilization {u:g} ({utilization_basis})"
     else:
         u = defaults.utilization
         value = raw * u
@@ -405,7 +406,9 @@ def admission_estimate(
     run_high = max((e.high for _, e in parts), default=0.0)
     run_upper = max((e.conservative for _, e in parts), default=0.0)
     chosen = max(parts, key=lambda p: p[1].value)[0] if parts else "none"
-    lines = [f"{name}: {e.explanation}" for name, e in parts]
+    # An estimate's explanation may already start with its method ("hardware: 512 chips × ..."): not twice.
+    lines = [e.explanation if e.explanation.startswith(f"{name}") else f"{name}: {e.explanation}"
+             for name, e in parts]
     lines.append(
         f"this run = max({', '.join(f'{n} {sci(e.value)}' for n, e in parts) or 'nothing declared'}) = "
         f"{sci(run_value)} ({chosen})"

@@ -334,7 +334,7 @@ def hardware_estimate(
         hours, basis = settings.default_max_hours, f"default maximum duration ({SETTINGS}.default_max_hours)"
     parts = [
         compute.hardware(defaults, c.accelerator, count=c.chips, hours=hours, utilization=settings.utilization,
-                         precision=d.precision)
+                         precision=d.precision, utilization_basis=f"{SETTINGS}.utilization")
         for c in req.demands if c.chips > 0
     ]
     if not parts:

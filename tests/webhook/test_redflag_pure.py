@@ -109,6 +109,12 @@ def test_decision_explains_the_provisions_with_their_status(packs: PackRegistry)
     assert any("lineage total" in line for line in d.explanation)
 
 
+def test_the_hardware_bound_says_its_utilization_comes_from_the_pack_not_the_job(packs: PackRegistry) -> None:
+    text = "\n".join(decide(packs, AS_OF, request(), customer=customer(packs)).explanation)
+    assert "admission-settings.utilization" in text and "(stated)" not in text
+    assert "hardware: hardware" not in text and "hardware:" in text
+
+
 def test_jobs_split_across_model_names_are_held_once_the_customers_sum_reaches_1e26(packs: PackRegistry) -> None:
     # Five other jobs, each under a different model name, already admitted: 9e25 in all.
     load = CustomerLoad(9e25, jobs=5, models=5, window_days=90)
