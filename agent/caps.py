@@ -33,7 +33,7 @@ from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
-from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, UnknownCountry
+from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
 from policies.parties import PartyRef, effective_tier
@@ -121,12 +121,13 @@ def _chip_cached(packs: PackRegistry, name: str, as_of: date) -> ChipInfo:
 # ------------------------------------------------------------------------------------ authorizations
 
 
-def get_authorization(s: Session, name: str) -> VeuAuthorization:
+def get_authorization(s: Session, name: str, option: str = "authorization") -> VeuAuthorization:
+    """The authorization ``name``; ``option`` is what an error names (``--authorization`` where an option gave it)."""
     row = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first()
     if row is None:
         raise NotFound(
-            f"authorization: {name!r} is not registered; add it with "
-            f"`veuctl authorizations add {name} --kind uveu|nveu --holder PARTY`"
+            f"{option}: {name!r} is not registered; add it with "
+            f"`veuctl authorizations add {cli_word(name)} --kind uveu|nveu --holder PARTY`"
         )
     return row
 
@@ -472,7 +473,7 @@ def _site(s: Session, name: str, option: str = "--site") -> Site:
     row = s.exec(select(Site).where(Site.name == name)).first()
     if row is None:
         raise NotFound(f"{option}: {name!r} is not a registered site; add it with "
-                       f"`veuctl sites add {name} --country CC`")
+                       f"`veuctl sites add {cli_word(name)} --country CC`")
     return row
 
 
@@ -694,7 +695,7 @@ def reservation_dict(s: Session, r: Reservation) -> dict[str, Any]:
 def list_reservations(s: Session, authorization: str | None = None, status: str | None = "active") -> list[Reservation]:
     q = select(Reservation)
     if authorization:
-        q = q.where(Reservation.authorization_id == get_authorization(s, authorization).id)
+        q = q.where(Reservation.authorization_id == get_authorization(s, authorization, "--authorization").id)
     if status:
         q = q.where(Reservation.status == status)
     return list(s.exec(q.order_by(Reservation.id)).all())
@@ -741,7 +742,7 @@ def add_shipment(
     if via in ("uveu", "nveu"):
         if not authorization:
             raise PolicyError(f"--authorization: a shipment via {via.upper()} names the authorization used")
-        a = get_authorization(s, authorization)
+        a = get_authorization(s, authorization, "--authorization")
         if a.kind != via:
             raise PolicyError(f"--authorization: {authorization!r} is a {a.kind.upper()}, not a {via.upper()}")
         check_nveu_covers(a, dest, "--destination")
@@ -889,7 +890,7 @@ def explain(
     caps = allocation_caps(s, packs, as_of) if name == "allocations" else caps_for(s, packs, name, as_of)
     cap = next((c for c in caps if c.id == cap_id), None)
     if cap is None:
-        show = "veuctl caps show" if name == "allocations" else f"veuctl caps show {name}"
+        show = "veuctl caps show" if name == "allocations" else f"veuctl caps show {cli_word(name)}"
         raise NotFound(f"cap: {cap_id!r} is not among {name!r}'s caps on {as_of}; see `{show}`")
     d = cap_to_dict(cap, max_contributors=500)
     scope = cap.scope

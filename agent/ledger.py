@@ -50,7 +50,7 @@ from agent.store.tables.ledger import (
 )
 from policies import compute
 from policies.compute import Estimate, EstimationDefaults, PeakRates
-from policies.errors import EstimateError, PartyError, PolicyError
+from policies.errors import EstimateError, PartyError, PolicyError, UnknownAccelerator, cli_word
 from policies.ledger import (
     DEFAULT_REGIME,
     MODEL_NAME_MAX,
@@ -104,7 +104,7 @@ def get_model(s: Session, name: str) -> LedgerModel:
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name.strip())).first()
     if m is None:
         raise UnknownModel(
-            f"model: {name!r} is not in the ledger; add it with `veuctl models add {name} --owner PARTY`"
+            f"model: {name!r} is not in the ledger; add it with `veuctl models add {cli_word(name)} --owner PARTY`"
         )
     return m
 
@@ -120,7 +120,8 @@ def _ref_model(s: Session, name: str, field: str) -> LedgerModel:
     m = s.exec(select(LedgerModel).where(LedgerModel.name == n)).first()
     if m is None:
         raise LedgerError(
-            f"{field}: model {n!r} is not in the ledger; add it first with `veuctl models add {n} --owner PARTY`"
+            f"{field}: model {n!r} is not in the ledger; add it first with "
+            f"`veuctl models add {cli_word(n)} --owner PARTY`"
         )
     return m
 
@@ -128,7 +129,8 @@ def _ref_model(s: Session, name: str, field: str) -> LedgerModel:
 def _party(s: Session, name: str, field: str = "owner") -> Party:
     p = s.exec(select(Party).where(Party.name == name.strip())).first()
     if p is None:
-        raise PartyError(f"{field}: party {name!r} is not registered; add it with `veuctl parties add {name} --hq CC`")
+        raise PartyError(f"{field}: party {name!r} is not registered; add it with "
+                         f"`veuctl parties add {cli_word(name)} --hq CC`")
     return p
 
 
@@ -201,8 +203,12 @@ def estimate(
         return compute.declared_6nd(defaults, tokens=tokens, params=params, active_params=active_params, moe=moe)
     if chip is None:
         raise EstimateError("chip: the hardware method needs the accelerator (--chip NAME)")
+    try:
+        peak = accelerator(chip)
+    except UnknownAccelerator as exc:  # the catalog names the value it does not know: say which input gave it
+        raise UnknownAccelerator(f"chip: {str(exc).removeprefix('name: ')}") from None
     return compute.hardware(
-        defaults, accelerator(chip), count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
+        defaults, peak, count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
         precision=precision,
     )
 
@@ -300,7 +306,7 @@ def add_run(
         raise LedgerError(
             f"--start: {m.name} was published on {m.published_on.isoformat()}; a run starting on or after that "
             f"trains new, unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
-            f"--owner PARTY --base {m.name}`, then `veuctl models add-run NAME ...`)")
+            f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
     compute.check_number(est.value, field, allow_zero=True)
     _check_lineage_finite(s, m, est.value, field)
     run = LedgerRun(

@@ -40,7 +40,7 @@ from agent.store.tables.obligations import (
     WeightStorage,
 )
 from policies import obligations as core
-from policies.errors import PolicyError
+from policies.errors import PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import effective_tier
@@ -101,7 +101,7 @@ def add_authorization(
         row = capsvc.add_authorization(s, packs, name, kind, holder, country, actor=actor)
     else:
         held = s.get(Party, row.holder_id)
-        cc = country_code(country) if country else None
+        cc = _named_country(country, "--country") if country else None
         for label, given, have in (("--kind", kind, row.kind), ("--holder", holder, held.name if held else None),
                                    ("--country", cc, row.country)):
             if given is not None and given != have:
@@ -113,7 +113,7 @@ def add_authorization(
         raise PolicyError("--expires: must be after --granted")
     if row.kind != "uveu" and locations:
         raise PolicyError("--location: application locations apply to a UVEU; an NVEU covers its one country")
-    locs = sorted({country_code(c) for c in locations})
+    locs = sorted({_named_country(c, "--location") for c in locations})
     holder_row = s.get(Party, row.holder_id)
     t = s.exec(select(ObligationAuthorization).where(ObligationAuthorization.name == name)).first()
     t = t or ObligationAuthorization(name=name, kind=row.kind, holder="", granted=granted)
@@ -233,9 +233,18 @@ def paths(
     s: Session, packs: PackRegistry, items: str, consignee: str, country: str, on: date, kind: str = "export",
     operator: str | None = None, end_use: str | None = None, aia_certified: bool = False,
 ) -> dict[str, Any]:
-    lines = resolve_items(packs, items, on)
+    try:
+        lines = resolve_items(packs, items, on)
+    except UnknownAccelerator as exc:  # the catalog names the chip: say which option gave it
+        raise UnknownAccelerator(f"--items: {exc}") from None
+    _named_country(country, "--country")
+    refs = party_refs(s)
+    for option, name in (("--consignee", consignee), ("--operator", operator)):
+        if name is not None and name not in refs:
+            raise PartyError(f"{option}: {name!r} is not registered; add it with "
+                             f"`veuctl parties add {cli_word(name)} --hq CC`")
     rep = find_paths(
-        packs, party_refs(s),
+        packs, refs,
         Proposal(kind, lines, consignee, country, on, operator, end_use, aia_certified),
         authorization_refs(s, packs, lines, country, on, consignee, operator), shipment_refs(s, packs, on),
     )
@@ -245,6 +254,14 @@ def paths(
 
 
 # ---------------------------------------------------------------------------------- controls register
+
+
+def _named_country(country: str, option: str) -> str:
+    """The ISO code of ``country``; an unknown one is refused naming ``option`` (the resolver says "country")."""
+    try:
+        return country_code(country)
+    except UnknownCountry as exc:
+        raise UnknownCountry(f"{option}: {str(exc).removeprefix('country: ')}") from None
 
 
 def _check_subject(s: Session, scope: str, subject: str) -> None:
@@ -556,8 +573,11 @@ def record_export(
 ) -> dict[str, Any]:
     """Record an export of a model's weights; flag it when the weights are 4E091 and no path is open."""
     refs = party_refs(s)
-    rec = effective_tier(packs, refs, recipient, on)
-    dest = tier(packs, country, on)
+    try:
+        rec = effective_tier(packs, refs, recipient, on)
+    except PartyError as exc:
+        raise PartyError(f"--to: {str(exc).removeprefix('party: ')}") from None
+    dest = tier(packs, _named_country(country, "--country"), on)
     if declared_status is not None:
         from policies.ledger import BELOW, EXCLUDED_DERIVATIVE, EXCLUDED_LESS_CAPABLE, EXCLUDED_PUBLISHED
 
@@ -645,14 +665,17 @@ def add_event(
     ref = ref.strip()
     if not ref:
         raise PolicyError("--ref: give a reference for the event")
-    if kind in ("new-location", "transfer") or authorization:
+    if kind in ("new-location", "transfer") and not authorization:
+        raise PolicyError(f"--authorization: required for a {kind} (the UVEU or NVEU it is made under)")
+    if authorization:
         names = {a.name for a in _authorizations(s)}
         if authorization not in names:
-            raise NotFound(f"--authorization: {authorization!r} is not registered")
+            raise NotFound(f"--authorization: {authorization!r} is not registered; add it with "
+                           f"`veuctl authorizations add {cli_word(authorization)} --kind uveu|nveu --holder PARTY`")
     if kind == "incident" and site:
         _site(s, site)  # a theft or loss happens at a site the register knows (a new location's is not yet)
-    fc = country_code(from_country) if from_country else ""
-    tc = country_code(to_country) if to_country else ""
+    fc = _named_country(from_country, "--from") if from_country else ""
+    tc = _named_country(to_country, "--to") if to_country else ""
     if kind == "transfer" and not (fc and tc and fc != tc):
         raise PolicyError("--from/--to: a transfer between countries needs two different countries")
     if kind == "new-location":

@@ -10,7 +10,7 @@ from datetime import date
 from sqlmodel import Session, select
 
 from agent.store.tables.core import Party, PartyNamespace, Site, utcnow
-from policies.errors import PartyError, PolicyError, UnknownCountry
+from policies.errors import PartyError, PolicyError, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier, ownership_chain
@@ -40,7 +40,8 @@ def party_refs(s: Session) -> dict[str, PartyRef]:
 def get_party(s: Session, name: str) -> Party:
     p = s.exec(select(Party).where(Party.name == name)).first()
     if p is None:
-        raise PartyError(f"party: {name!r} is not registered; add it with `veuctl parties add {name} --hq CC`")
+        raise PartyError(f"party: {name!r} is not registered; add it with "
+                         f"`veuctl parties add {cli_word(name)} --hq CC`")
     return p
 
 
@@ -95,7 +96,10 @@ def add_party(
     except UnknownCountry as exc:
         # Name the option the operator typed, not the resolver's generic "country".
         raise UnknownCountry(f"--hq: {str(exc).removeprefix('country: ')}") from None
-    parent_row = get_party(s, parent) if parent else None
+    try:
+        parent_row = get_party(s, parent) if parent else None
+    except PartyError as exc:
+        raise PartyError(f"--parent: {str(exc).removeprefix('party: ')}") from None
     party = s.exec(select(Party).where(Party.name == name)).first()
     existed = party is not None
     if party is None:
@@ -282,7 +286,10 @@ def add_site(
         raise PolicyError(f"--provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
     if provider != "onprem":
         region = region.strip().lower()  # cloud region names are lower-case: the collectors look them up so
-    code = country_code(country) if country else None
+    try:
+        code = country_code(country) if country else None
+    except UnknownCountry as exc:
+        raise UnknownCountry(f"--country: {str(exc).removeprefix('country: ')}") from None
     if region_country is not None:
         if code is not None and code != region_country:
             raise PolicyError(

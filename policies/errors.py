@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 
 class PolicyError(ValueError):
     """Base of every user-facing error raised by the core (the CLI maps it to exit code 2)."""
@@ -41,3 +43,10 @@ class PartyError(PolicyError):
 
 class EstimateError(PolicyError):
     """Training-compute inputs are missing or inconsistent."""
+
+
+def cli_word(text: str) -> str:
+    """``text`` as one word of a ``veuctl`` command line a message suggests, quoted when a shell would split or
+    expand it (``Aurora Compute Inc.`` -> ``'Aurora Compute Inc.'``, ``aurora`` stays ``aurora``), so the
+    suggestion runs as it is copied."""
+    return shlex.quote(text)

@@ -31,7 +31,7 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from policies.compute import sci
-from policies.errors import PolicyError
+from policies.errors import PolicyError, cli_word
 from policies.packs import PackRegistry, ResolvedProvision
 
 DEFAULT_REGIME = "eccn-4e091"
@@ -513,7 +513,7 @@ class Ledger:
         rec = self.records.get(name)
         if rec is None:
             raise UnknownModel(
-                f"model: {name!r} is not in the ledger; add it with `veuctl models add {name} --owner PARTY`"
+                f"model: {name!r} is not in the ledger; add it with `veuctl models add {cli_word(name)} --owner PARTY`"
             )
         return rec
 
@@ -564,7 +564,7 @@ class Ledger:
                     if dep not in self.records:
                         raise UnknownModel(
                             f"model {n!r} refers to {dep!r}, which is not in the ledger; add it with "
-                            f"`veuctl models add {dep} --owner PARTY`"
+                            f"`veuctl models add {cli_word(dep)} --owner PARTY`"
                         )
                     stack.append((dep, False))
         return self._cum[name]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from policies.errors import PartyError, UnknownCountry
+from policies.errors import PartyError, UnknownCountry, cli_word
 from policies.jurisdictions import TierResult, tier
 from policies.packs import PackRegistry
 
@@ -47,7 +47,8 @@ class EffectiveTier:
 def ownership_chain(parties: Mapping[str, PartyRef], name: str) -> tuple[PartyRef, ...]:
     """The party followed by each parent up to the ultimate parent; raise on unknown names or cycles."""
     if name not in parties:
-        raise PartyError(f"party: {name!r} is not registered; add it with `veuctl parties add {name} --hq CC`")
+        raise PartyError(f"party: {name!r} is not registered; add it with "
+                         f"`veuctl parties add {cli_word(name)} --hq CC`")
     chain: list[PartyRef] = []
     seen: set[str] = set()
     current: str | None = name

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from policies.errors import NotInEffect, PolicyError
+from policies.errors import NotInEffect, PolicyError, cli_word
 from policies.jurisdictions import TierResult, country_code, equivalent_destination, group_provision_id, tier
 from policies.packs import PackRegistry, ResolvedProvision
 from policies.parties import EffectiveTier, PartyRef, effective_tier
@@ -312,7 +312,7 @@ def _veu_paths(
             if a.headroom_note:
                 figures["caps"] = a.headroom_note
             elif a.headroom_tpp is None:
-                conds.append(f"caps headroom for {a.name} is not known: check `veuctl caps show {a.name}`")
+                conds.append(f"caps headroom for {a.name} is not known: check `veuctl caps show {cli_word(a.name)}`")
             if a.headroom_tpp is not None:
                 figures["headroom_tpp"] = a.headroom_tpp
             if not a.dated:

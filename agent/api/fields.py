@@ -46,6 +46,7 @@ _API_OF: tuple[tuple[str, str], ...] = (
     ("models add", "POST /api/v1/models"),
     ("deadlines file", "POST /api/v1/deadlines/filings"),
     ("cases list", "GET /api/v1/cases"),
+    ("sites list", "GET /api/v1/sites"),
 )
 _ATTR = "__api_fields__"
 

@@ -121,7 +121,7 @@ def _intent(text: str) -> bool:
 @cases_app.command("list")
 def list_(
     status: str | None = typer.Option(None, "--status", help="open | resolved | expired"),
-    customer: str | None = typer.Option(None, "--customer"),
+    customer: str | None = typer.Option(None, "--customer", help="Only this customer's cases."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Red-flag-28 cases, newest first."""
@@ -132,7 +132,8 @@ def list_(
 
 
 @cases_app.command("show")
-def show(case_id: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+def show(case_id: int = typer.Argument(..., help="Case id (from `veuctl cases list`)."), json_: bool = JsonOpt,
+         db: str | None = DbOpt) -> None:
     """One case: customer, model, estimate, jobs and answers."""
     with session_scope(db_url(db)) as s:
         data = svc.case_view(svc.get_case(s, case_id))
@@ -141,14 +142,14 @@ def show(case_id: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
 
 @cases_app.command("resolve")
 def resolve(
-    case_id: int,
+    case_id: int = typer.Argument(..., help="Case id (from `veuctl cases list`)."),
     export_intent: str = typer.Option(..., "--export-intent", help="Does the customer intend to export the model? "
                                                                    "yes | no"),
     license_: str = typer.Option("", "--license", help="Licence number on file (when export is intended)."),
     scope: str = typer.Option("", "--scope", help="Scope of the licence."),
     informed: bool = typer.Option(False, "--informed", help="The customer was informed of its licence obligation."),
     by: str = typer.Option("", "--by", help="Who recorded the answers (default: the CLI user)."),
-    notes: str = typer.Option("", "--notes"),
+    notes: str = typer.Option("", "--notes", help="Free-text notes kept with the answers."),
     amend: bool = typer.Option(False, "--amend", help="Replace the answers of a case already resolved (its expiry "
                                "stays that of the first resolution)."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,

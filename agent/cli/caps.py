@@ -46,7 +46,7 @@ def _print_caps(data: dict[str, Any]) -> None:
 
 @auth_app.command("add")
 def auth_add(
-    name: str,
+    name: str = typer.Argument(..., help="Name of the authorization (e.g. aurora-uveu)."),
     kind: str = typer.Option(..., "--kind", help="uveu | nveu"),
     holder: str = typer.Option(..., "--holder", help="The party holding the authorization."),
     country: str | None = typer.Option(None, "--country", help="NVEU only: the one destination country."),
@@ -92,7 +92,8 @@ def caps_explain(
     name: str = typer.Argument(..., help="Authorization, or 'allocations'."),
     cap_id: str = typer.Argument(..., help="Cap id from `veuctl caps show`."),
     part: str = typer.Option("numerator", "--part", help="numerator | all (every holding in the denominator)"),
-    limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
+    limit: int = typer.Option(100, "--limit", help="Holdings per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many holdings."),
     as_of_: str | None = AsOfOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """One cap down to the holdings behind it, page by page."""
@@ -119,7 +120,7 @@ def caps_explain(
 
 
 def whatif(
-    name: str,
+    name: str = typer.Argument(..., help="Authorization (UVEU or NVEU) whose caps to check."),
     add: int | None = typer.Option(None, "--add", help="Add N chips at --site."),
     move: int | None = typer.Option(None, "--move", help="Move N chips from --site to --to."),
     retire: int | None = typer.Option(None, "--retire", help="Retire N chips at --site."),
@@ -160,14 +161,17 @@ def whatif(
 
 @res_app.command("add")
 def res_add(
-    name: str,
+    name: str = typer.Argument(..., help="Authorization whose headroom the reservation holds."),
     count: int = typer.Option(..., "--count", help="Number of chips."),
-    chip: str = typer.Option(..., "--chip"), site: str = typer.Option(..., "--site"),
+    chip: str = typer.Option(..., "--chip", help="Chip name (any catalog alias)."),
+    site: str = typer.Option(..., "--site", help="Site where the chips will be installed."),
     planned_for: str | None = typer.Option(None, "--planned-for", help="Installation date (YYYY-MM-DD)."),
     expires: str | None = typer.Option(None, "--expires", help="Stop holding the headroom on this date "
                                        "(YYYY-MM-DD) unless released or installed before; default: never."),
-    owner: str | None = typer.Option(None, "--owner"), operator: str | None = typer.Option(None, "--operator"),
-    note: str = typer.Option("", "--note"), json_: bool = JsonOpt, db: str | None = DbOpt,
+    owner: str | None = typer.Option(None, "--owner", help="Owner of the chips (default: the holder)."),
+    operator: str | None = typer.Option(None, "--operator", help="Operator (default: the owner)."),
+    note: str = typer.Option("", "--note", help="Free-text note kept with the reservation."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Reserve headroom for a planned placement (refused if it would exceed a cap)."""
     d = parse_date(planned_for, "--planned-for") if planned_for is not None else as_of(None)
@@ -181,7 +185,7 @@ def res_add(
 
 @res_app.command("list")
 def res_list(
-    authorization: str | None = typer.Option(None, "--authorization"),
+    authorization: str | None = typer.Option(None, "--authorization", help="Only this authorization's."),
     all_: bool = typer.Option(False, "--all", help="Include released and installed reservations."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
@@ -199,13 +203,15 @@ def _close(rid: int, status: str, json_: bool, db: str | None) -> None:
 
 
 @res_app.command("release")
-def res_release(rid: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+def res_release(rid: int = typer.Argument(..., help="Reservation id (from `veuctl reservations list`)."),
+                json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
     """Release a reservation's headroom."""
     _close(rid, "released", json_, db)
 
 
 @res_app.command("installed")
-def res_installed(rid: int, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+def res_installed(rid: int = typer.Argument(..., help="Reservation id (from `veuctl reservations list`)."),
+                  json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
     """Mark a reservation installed (the chips now appear in the inventory)."""
     _close(rid, "installed", json_, db)
 
@@ -215,7 +221,8 @@ def ship_add(
     day: str = typer.Option(..., "--date", help="Shipment date (YYYY-MM-DD)."),
     consignee: str = typer.Option(..., "--consignee", help="Consignee party."),
     destination: str = typer.Option(..., "--destination", help="Destination country."),
-    chip: str = typer.Option(..., "--chip"), count: float = typer.Option(..., "--count"),
+    chip: str = typer.Option(..., "--chip", help="Chip name (any catalog alias)."),
+    count: float = typer.Option(..., "--count", help="Number of chips shipped."),
     via: str = typer.Option(..., "--via", help="licence | lpp | uveu | nveu | aia | other"),
     reference: str = typer.Option("", "--reference", help="Licence number or other reference."),
     authorization: str | None = typer.Option(None, "--authorization", help="UVEU/NVEU used."),
@@ -235,10 +242,11 @@ def ship_add(
 
 @ship_app.command("list")
 def ship_list(
-    consignee: str | None = typer.Option(None, "--consignee"),
-    destination: str | None = typer.Option(None, "--destination"),
-    via: str | None = typer.Option(None, "--via"),
-    limit: int = typer.Option(100, "--limit"), offset: int = typer.Option(0, "--offset"),
+    consignee: str | None = typer.Option(None, "--consignee", help="Only shipments to this party."),
+    destination: str | None = typer.Option(None, "--destination", help="Only shipments to this country."),
+    via: str | None = typer.Option(None, "--via", help="Only shipments via licence | lpp | uveu | nveu | aia | other."),
+    limit: int = typer.Option(100, "--limit", help="Shipments per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many shipments."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Shipments, newest first."""

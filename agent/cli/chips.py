@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from agent.cli._common import AsOfOpt, JsonOpt, UsageError, as_of, emit, table
+from agent.cli._options import options
 from agent.kb import catalog
 from agent.packs import registry
 from policies.catalog import Accelerator, canonical_precision
@@ -69,7 +70,8 @@ def _check_custom(acc: Accelerator) -> Accelerator:
 
 
 @chips_app.command("show")
-def show(name: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+def show(name: str = typer.Argument(..., help="Chip name or alias, e.g. 'H100 SXM5 80GB' or 'A100-SXM4-40GB-1g.5gb'."),
+         json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
     """A chip by any alias (nvidia-smi, GFD, GKE, Karpenter, AWS, MIG): TPP, PD, ECCN."""
     d = as_of(as_of_)
     res = catalog().resolve(name)
@@ -119,7 +121,11 @@ def _known_provider(provider: str | None, known: set[str]) -> None:
 
 
 @instances_app.command("show")
-def instance_show(provider: str, instance_type: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+def instance_show(
+    provider: str = typer.Argument(..., help="Cloud provider: aws | gcp."),
+    instance_type: str = typer.Argument(..., help="Instance or machine type, e.g. p5.48xlarge, a3-highgpu-8g, v5p-8."),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+) -> None:
     """Accelerators in a cloud instance type (or TPU slice such as v5p-8), aggregate TPP and 4A090 class."""
     d = as_of(as_of_)
     spec = catalog().instance(provider, instance_type)
@@ -144,7 +150,11 @@ def instance_list(
 
 
 @regions_app.command("show")
-def region_show(provider: str, region: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+def region_show(
+    provider: str = typer.Argument(..., help="Cloud provider: aws | gcp | azure."),
+    region: str = typer.Argument(..., help="Region or Local/Wavelength zone group, e.g. me-central-1."),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+) -> None:
     """The country of a cloud region and its AI Diffusion tier on a date."""
     d = as_of(as_of_)
     # A Local/Wavelength zone group is where its chips are counted, so it answers like a region.
@@ -244,7 +254,10 @@ def dd_check(
                                        if designer_applied is not None else None),
         designer_attestation=designer_attestation, count_attested_by=count_attested_by, exporter_role=role,
     )
-    emit(check(registry(), ic, d).to_dict(), json_)
+    # The core names LogicIC's fields (packaging, designer_status): say the options they came from.
+    with options("node_nm", "transistors", "packaging", "designer_status", "count_attested_by"):
+        data = check(registry(), ic, d).to_dict()
+    emit(data, json_)
 
 
 def register(app: typer.Typer) -> None:

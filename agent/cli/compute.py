@@ -10,13 +10,16 @@ from rich.markup import escape
 
 from agent import ledger as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
+from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
 from policies.compute import Estimate, check_whole, parse_number, sci
+from policies.errors import NotInEffect, UnknownProvision
 from policies.ledger import DEFAULT_REGIME
 from policies.packs import parse_date
 
+ModelArg = typer.Argument(..., help="Model name (its lineage name in the ledger).")
 models_app = typer.Typer(help="The model ledger: cumulative training operations per model lineage.",
                          no_args_is_help=True)
 
@@ -35,6 +38,11 @@ HoursOpt = typer.Option(None, "--hours", help="Wall-clock hours.")
 ChipHoursOpt = typer.Option(None, "--chip-hours", help="Chip-hours used (instead of --count and --hours).")
 UtilOpt = typer.Option(None, "--utilization", help="Model FLOP utilization (0-1); default from the policy pack.")
 PrecOpt = typer.Option(None, "--precision", help="Training precision: BF16 (default), FP8, FP4, FP16, TF32, FP32.")
+
+
+# The estimate's inputs as the core names them in errors (``precision: ...``): each is the option of that name.
+_ESTIMATE_FIELDS = ("operations", "params", "active-params", "tokens", "moe", "chip", "count", "hours", "chip-hours",
+                    "utilization", "precision")
 
 
 def _num(text: str | None, field: str, allow_zero: bool = False) -> float | None:
@@ -56,14 +64,15 @@ def _estimate(
     chip: str | None, count: str | None, hours: str | None, chip_hours: str | None, util: str | None,
     precision: str | None,
 ) -> Estimate:
-    return svc.estimate(
-        registry(), d,
-        operations=_num(operations, "--operations"), params=_num(params, "--params"),
-        active_params=_num(active, "--active-params"), tokens=_num(tokens, "--tokens"), moe=moe,
-        chip=chip, count=_chips(count), hours=_num(hours, "--hours", allow_zero=True),
-        chip_hours=_num(chip_hours, "--chip-hours", allow_zero=True), utilization=_num(util, "--utilization"),
-        precision=precision,
-    )
+    with options(*_ESTIMATE_FIELDS):
+        return svc.estimate(
+            registry(), d,
+            operations=_num(operations, "--operations"), params=_num(params, "--params"),
+            active_params=_num(active, "--active-params"), tokens=_num(tokens, "--tokens"), moe=moe,
+            chip=chip, count=_chips(count), hours=_num(hours, "--hours", allow_zero=True),
+            chip_hours=_num(chip_hours, "--chip-hours", allow_zero=True), utilization=_num(util, "--utilization"),
+            precision=precision,
+        )
 
 
 def _est_human(x: dict[str, Any]) -> None:
@@ -91,7 +100,7 @@ def _show_human(x: dict[str, Any]) -> None:
 
 @models_app.command("add")
 def add(
-    name: str,
+    name: str = ModelArg,
     owner: str = typer.Option(..., "--owner", help="Owner party (registered with `veuctl parties add`)."),
     base: str | None = typer.Option(None, "--base", help="Base model this one was trained from (fine-tuned)."),
     published: bool | None = typer.Option(None, "--published/--unpublished", help="Its parameters are published "
@@ -102,14 +111,15 @@ def add(
     """Register or update a model (options left out keep their stored values)."""
     d = utc_today()
     with session_scope(db_url(db)) as s:
-        m = svc.add_model(s, name, owner, base, published, _date(published_on, "--published-on"))
+        with options("owner", "base", "published-on"):
+            m = svc.add_model(s, name, owner, base, published, _date(published_on, "--published-on"))
         data = svc.model_view(s, registry(), m.name, d)
     emit(data, json_, _show_human)
 
 
 @models_app.command("add-run")
 def add_run(
-    name: str,
+    name: str = ModelArg,
     operations: str | None = OpsOpt, params: str | None = ParamsOpt, active_params: str | None = ActiveOpt,
     tokens: str | None = TokensOpt, moe: bool = MoeOpt, chip: str | None = ChipOpt, count: str | None = CountOpt,
     hours: str | None = HoursOpt, chip_hours: str | None = ChipHoursOpt, utilization: str | None = UtilOpt,
@@ -131,14 +141,15 @@ def add_run(
              "--params/--tokens" if est.method == "declared-6nd" else
              "--chip-hours" if chip_hours is not None else "--count/--hours")
     with session_scope(db_url(db)) as s:
-        run = svc.add_run(s, name, est, st, en, site, job, field=field)
+        with options("start", "end", "site", "job"):
+            run = svc.add_run(s, name, est, st, en, site, job, field=field)
         data = {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, registry(), name, utc_today())}
     emit(data, json_, _show_human)
 
 
 @models_app.command("add-synthetic")
 def add_synthetic(
-    name: str,
+    name: str = ModelArg,
     generator: str = typer.Option(..., "--generator", help="The model that generated the (unpublished) data."),
     fraction: str = typer.Option(..., "--fraction", help="Share of this model's operations trained on that data."),
     generation_operations: str = typer.Option(..., "--generation-operations",
@@ -150,14 +161,15 @@ def add_synthetic(
     f = parse_number(fraction, "--fraction", allow_zero=True)
     g = parse_number(generation_operations, "--generation-operations", allow_zero=True)
     with session_scope(db_url(db)) as s:
-        svc.add_synthetic(s, name, generator, f, g, _date(since, "--since"))
+        with options("generator", "fraction", "generation-operations", "since"):
+            svc.add_synthetic(s, name, generator, f, g, _date(since, "--since"))
         data = svc.model_view(s, registry(), name, utc_today())
     emit(data, json_, _show_human)
 
 
 @models_app.command("determine")
 def determine(
-    name: str,
+    name: str = ModelArg,
     less_capable: bool = typer.Option(..., "--less-capable/--not-less-capable",
                                       help="Whether the model is less capable than the best published model."),
     by: str = typer.Option(..., "--by", help="Who determined it (person, BIS classification, AISI/DOE opinion)."),
@@ -168,17 +180,19 @@ def determine(
     """Record a determination on the "less capable than the best published model" exclusion."""
     d = _date(on, "--on")
     with session_scope(db_url(db)) as s:
-        svc.add_determination(s, name, less_capable, by, basis, d)
+        with options("by", "basis", "on"):
+            svc.add_determination(s, name, less_capable, by, basis, d)
         data = svc.model_view(s, registry(), name, max(d or utc_today(), utc_today()))
     emit(data, json_, _show_human)
 
 
 @models_app.command("show")
-def show(name: str, regime: str = RegimeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+def show(name: str = ModelArg, regime: str = RegimeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
          db: str | None = DbOpt) -> None:
     """A model's cumulative operations and status as of a date, with the arithmetic."""
-    with session_scope(db_url(db)) as s:
-        data = svc.model_view(s, registry(), name, as_of(as_of_), regime)
+    d = as_of(as_of_)
+    with option("--regime", UnknownProvision), option("--as-of", NotInEffect), session_scope(db_url(db)) as s:
+        data = svc.model_view(s, registry(), name, d, regime)
     emit(data, json_, _show_human)
 
 
@@ -190,8 +204,10 @@ def list_(
     explain: bool = typer.Option(False, "--explain", help="Include each model's explanation."),
 ) -> None:
     """Every model with its cumulative operations and status."""
-    with session_scope(db_url(db)) as s:
-        page = svc.list_models(s, registry(), as_of(as_of_), regime, limit, offset, explain)
+    d = as_of(as_of_)
+    with (options("limit", "offset"), option("--regime", UnknownProvision), option("--as-of", NotInEffect),
+          session_scope(db_url(db)) as s):
+        page = svc.list_models(s, registry(), d, regime, limit, offset, explain)
 
     def human(rows: list[dict[str, Any]]) -> None:
         table([{**r, "cumulative_operations": sci(r["cumulative_operations"])} for r in rows],

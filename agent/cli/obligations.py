@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from agent import obligations as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, err_console, table
+from agent.cli._options import option
 from agent.packs import registry
 from agent.store import session_scope
 from policies import obligations as core
-from policies.errors import PolicyError
+from policies.errors import PartyError, PolicyError
 from policies.packs import parse_date
 
 controls_app = typer.Typer(help="Supp. No. 10 controls register, per site and per authorization.",
@@ -22,6 +24,8 @@ weights_app = typer.Typer(help="Model-weight custody (Supp. 10 ¶8): storage, ac
 deadlines_app = typer.Typer(help="Reports and notices to BIS with their deadlines; reminders.", no_args_is_help=True)
 
 ScopeOpt = typer.Option("site", "--scope", help="site | authorization")
+SubjectArg = typer.Argument(..., help="Site name, or authorization name with --scope authorization.")
+ModelArg = typer.Argument(..., help="Model name (as in the model ledger).")
 
 
 def _date(text: str | None, field: str) -> Any:
@@ -70,7 +74,8 @@ def paragraphs(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
 
 @controls_app.command("show")
 def show(
-    subject: str, scope: str = ScopeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+    subject: str = SubjectArg, scope: str = ScopeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """The checklist for one site or authorization (owner, evidence, status, review date, flags)."""
     with session_scope(db_url(db)) as s:
@@ -87,13 +92,13 @@ def show(
 
 @controls_app.command("set")
 def set_(
-    subject: str,
+    subject: str = SubjectArg,
     paragraph: int = typer.Option(..., "--paragraph", "-p", help="Paragraph number 1-19."),
     scope: str = ScopeOpt,
-    owner: str | None = typer.Option(None, "--owner"),
+    owner: str | None = typer.Option(None, "--owner", help="Who owns this paragraph's control (person or team)."),
     status: str | None = typer.Option(None, "--status", help="|".join(core.ENTRY_STATUSES)),
     review: str | None = typer.Option(None, "--review", help="Next review date (YYYY-MM-DD)."),
-    notes: str | None = typer.Option(None, "--notes"),
+    notes: str | None = typer.Option(None, "--notes", help="Free-text notes ('' clears them)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Set the owner, status, review date or notes of one paragraph."""
@@ -106,8 +111,8 @@ def set_(
 
 @controls_app.command("evidence")
 def evidence(
-    subject: str,
-    paragraph: int = typer.Option(..., "--paragraph", "-p"),
+    subject: str = SubjectArg,
+    paragraph: int = typer.Option(..., "--paragraph", "-p", help="Paragraph number 1-19."),
     scope: str = ScopeOpt,
     kind: str = typer.Option("link", "--kind", help="link | attestation"),
     uri: str = typer.Option("", "--uri", help="Document link."),
@@ -129,21 +134,40 @@ def evidence(
 
 @weights_app.command("store")
 def store(
-    model: str,
-    site: str = typer.Option(..., "--site"),
+    model: str = ModelArg,
+    site: str = typer.Option(..., "--site", help="Site where the weights are stored (registered)."),
     device: list[str] = typer.Option([], "--device", help="Device holding the weights (repeat)."),
     dedicated: bool = typer.Option(False, "--dedicated/--shared", help="Devices not used by other organizations."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record where a model's weights are stored."""
+    from agent.ledger import get_model
+
+    name = model.strip()
     with session_scope(db_url(db)) as s:
-        w = svc.store_weights(s, model, site, device, dedicated)
+        try:
+            get_model(s, name)
+            unknown = None
+        except PolicyError as exc:  # not in the ledger: allowed (its 4E091 status is then unknown), but said first
+            unknown = str(exc) if name else None
+        try:
+            w = svc.store_weights(s, model, site, device, dedicated)
+        except PolicyError as exc:
+            # A model name that is not in the ledger is the likelier typo: name it first, then what else is wrong.
+            raise (type(exc)(f"{unknown}; also {exc}") if unknown else exc) from None
         data = {"id": w.id, "model": w.model, "site": site, "devices": w.devices.split(","), "dedicated": w.dedicated}
     emit(data, json_)
+    if unknown and not json_:
+        err_console.print(f"[yellow]warning[/]: recorded, but {escape(unknown)} (until then its 4E091 status is "
+                          "unknown)", soft_wrap=True)
 
 
 @weights_app.command("remove")
-def remove(model: str, site: str = typer.Option(..., "--site"), json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+def remove(
+    model: str = ModelArg,
+    site: str = typer.Option(..., "--site", help="Site the weights were removed from."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
     """Record that a model's weights were removed from a site."""
     with session_scope(db_url(db)) as s:
         n = svc.remove_weights(s, model, site)
@@ -151,7 +175,10 @@ def remove(model: str, site: str = typer.Option(..., "--site"), json_: bool = Js
 
 
 @weights_app.command("import-access")
-def import_access(path: Path, json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+def import_access(
+    path: Path = typer.Argument(..., help="Access-log CSV file (UTF-8)."), json_: bool = JsonOpt,
+    db: str | None = DbOpt,
+) -> None:
     """Import an access-log CSV: timestamp, model, principal, action[, device, site]."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -164,9 +191,9 @@ def import_access(path: Path, json_: bool = JsonOpt, db: str | None = DbOpt) -> 
 
 @weights_app.command("export")
 def export(
-    model: str,
+    model: str = ModelArg,
     to: str = typer.Option(..., "--to", help="Recipient party (registered)."),
-    country: str = typer.Option(..., "--country"),
+    country: str = typer.Option(..., "--country", help="Destination country (ISO code or name)."),
     on: str | None = typer.Option(None, "--on", help="Export date; default today."),
     licence: str = typer.Option("", "--licence", help="Licence number, if one was issued."),
     status: str | None = typer.Option(None, "--model-status", help="Declared status when the ledger lacks the model."),
@@ -175,7 +202,7 @@ def export(
 ) -> None:
     """Record an export of model weights; 4E091 weights without a path are flagged."""
     d = parse_date(on, "--on") if on is not None else as_of(None)
-    with session_scope(db_url(db)) as s:
+    with session_scope(db_url(db)) as s, option("--to", PartyError, generic=("party",)):
         data = svc.record_export(s, registry(), model, to, country, d, licence, status, published)
     emit(data, json_)
     if data["flagged"] and not json_:
@@ -184,7 +211,8 @@ def export(
 
 @weights_app.command("show")
 def weights_show(
-    site: str | None = typer.Option(None, "--site"), json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
+    site: str | None = typer.Option(None, "--site", help="Only this site."), json_: bool = JsonOpt,
+    as_of_: str | None = AsOfOpt,
     db: str | None = DbOpt,
 ) -> None:
     """Where controlled weights are stored, who accessed them, exports and flags (¶8)."""
@@ -204,12 +232,12 @@ def weights_show(
 
 @deadlines_app.command("authorize")
 def authorize(
-    name: str,
+    name: str = typer.Argument(..., help="Authorization name (registered, or registered now with --kind/--holder)."),
     granted: str = typer.Option(..., "--granted", help="Date the authorization was granted."),
     kind: str | None = typer.Option(None, "--kind", help="uveu | nveu (registers it if new)."),
     holder: str | None = typer.Option(None, "--holder", help="Holder party (registers it if new)."),
     country: str | None = typer.Option(None, "--country", help="NVEU destination country."),
-    expires: str | None = typer.Option(None, "--expires"),
+    expires: str | None = typer.Option(None, "--expires", help="Expiry date (YYYY-MM-DD), if it has one."),
     location: list[str] = typer.Option([], "--location", help="UVEU data-center country in the application (repeat)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
@@ -224,14 +252,15 @@ def authorize(
 
 @deadlines_app.command("event")
 def event(
-    ref: str,
+    ref: str = typer.Argument(..., help="Your reference for the event (recording it again updates it)."),
     kind: str = typer.Option(..., "--kind", help="new-location | transfer | incident"),
     on: str = typer.Option(..., "--on", help="Planned first export / transfer date, or date of discovery."),
-    authorization: str = typer.Option("", "--authorization"),
-    site: str = typer.Option("", "--site"),
+    authorization: str = typer.Option("", "--authorization", help="UVEU/NVEU it is made under (required for a "
+                                      "new location or a transfer)."),
+    site: str = typer.Option("", "--site", help="New location: the new data center's name; incident: the site."),
     from_: str = typer.Option("", "--from", help="Transfer: from country."),
     to: str = typer.Option("", "--to", help="Transfer or new location: to country."),
-    description: str = typer.Option("", "--description"),
+    description: str = typer.Option("", "--description", help="What happened or is planned (free text)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record a planned new UVEU location, an inter-country transfer, or a theft/loss incident."""
@@ -255,7 +284,9 @@ def list_(
 
 @deadlines_app.command("file")
 def file_(
-    key: str, on: str = typer.Option(..., "--on", help="Date filed."), reference: str = typer.Option("", "--reference"),
+    key: str = typer.Argument(..., help="Deadline key (from `veuctl deadlines list`)."),
+    on: str = typer.Option(..., "--on", help="Date filed."),
+    reference: str = typer.Option("", "--reference", help="Filing reference (e.g. the BIS submission number)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Mark a deadline done by recording the filing with BIS."""
@@ -268,9 +299,9 @@ def file_(
 @deadlines_app.command("notify")
 def notify(
     webhook_url: str | None = typer.Option(None, "--webhook-url", help="Overrides VEU_NOTIFY_WEBHOOK_URL."),
-    smtp_host: str | None = typer.Option(None, "--smtp-host"),
-    smtp_port: int | None = typer.Option(None, "--smtp-port"),
-    smtp_to: str | None = typer.Option(None, "--smtp-to"),
+    smtp_host: str | None = typer.Option(None, "--smtp-host", help="Overrides VEU_NOTIFY_SMTP_HOST."),
+    smtp_port: int | None = typer.Option(None, "--smtp-port", help="Overrides VEU_NOTIFY_SMTP_PORT."),
+    smtp_to: str | None = typer.Option(None, "--smtp-to", help="Overrides VEU_NOTIFY_SMTP_TO (recipient address)."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
 ) -> None:
     """Send reminders now for due and overdue deadlines (each once per status and channel)."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
 from sqlmodel import select
 
 from agent import parties as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, db_url, emit, table
+from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import Party, Site
+from policies.errors import PolicyError, UnknownRegion
 
 parties_app = typer.Typer(help="Customers, owners and operators.", no_args_is_help=True)
 sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_args_is_help=True)
@@ -26,7 +31,7 @@ def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untype
 
 @parties_app.command("add")
 def add(
-    name: str,
+    name: str = typer.Argument(..., help="Party name (1-200 printable characters; quote a name with spaces)."),
     hq: str = typer.Option(..., "--hq", help="Headquarters country (ISO code or name)."),
     parent: str | None = typer.Option(None, "--parent", help="Immediate parent company (a registered party); "
                                       "an update without it keeps the stored parent."),
@@ -50,7 +55,10 @@ def add(
 
 
 @parties_app.command("show")
-def show(name: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt) -> None:
+def show(
+    name: str = typer.Argument(..., help="Party name, as registered."), json_: bool = JsonOpt,
+    as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
+) -> None:
     """A party with its ultimate parent and effective tier."""
     with session_scope(db_url(db)) as s:
         data = _party_dict(s, name, as_of(as_of_))
@@ -73,7 +81,8 @@ def sync_namespaces(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Map namespaces to customers from their customer label, now (the agent does it on its interval and on
-    every label change): for each cluster of the agent's k8s config with a customer_label."""
+    every label change): for each cluster of the agent's k8s config with a customer_label. A cluster that cannot
+    be read (kubeconfig, API server) is reported as failed, as `inventory sync` does, and the exit code is 1."""
     from agent.cli._common import UsageError, err_console
     from agent.cli.inventory import _use_db
     from agent.collectors.config import load_config
@@ -92,20 +101,53 @@ def sync_namespaces(
     if not clusters:
         raise UsageError("k8s config: no cluster with a customer_label to sync (collectors.k8s.clusters)")
     url = _use_db(db, cfg.database_url)
-    results = [sync_cluster(c, url) for c in clusters]
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for c in clusters:
+        try:
+            results.append({**sync_cluster(c, url).as_dict(), "status": "ok", "error": None})
+        except Exception as exc:  # a cluster that cannot be reached or read is reported, not raised
+            # As `inventory sync` reports a failed cluster scope: the others are still synced; nothing is written
+            # for this one (its namespaces are listed before the store is touched); the exit code is 1.
+            sa_exc = sys.modules.get("sqlalchemy.exc")
+            if isinstance(exc, PolicyError) or (sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError)):
+                raise  # bad input or the store: the usual one-line error for the whole command
+            error = f"cluster {c.name}{_credentials(c)}: {type(exc).__name__}: {_first_line(exc)}"
+            failed.append(error)
+            results.append({**svc.LabelSync(c.name, c.customer_label or "").as_dict(), "status": "failed",
+                            "error": error})
     if not json_:
         for r in results:
-            for problem in r.problems:
-                err_console.print(f"[yellow]warning[/]: {r.cluster}: {problem}")
-    emit([r.as_dict() for r in results], json_, lambda rows: table([{
-        "cluster": r["cluster"], "label": r["label"], "added": len(r["added"]), "changed": len(r["changed"]),
-        "removed": len(r["removed"]), "unchanged": r["unchanged"], "problems": len(r["problems"])} for r in rows],
-        ["cluster", "label", "added", "changed", "removed", "unchanged", "problems"]))
+            for problem in r["problems"]:
+                err_console.print(f"[yellow]warning[/]: {r['cluster']}: {problem}", soft_wrap=True)
+    emit(results, json_, lambda rows: table([{
+        "cluster": r["cluster"], "label": r["label"], "status": r["status"], "added": len(r["added"]),
+        "changed": len(r["changed"]), "removed": len(r["removed"]), "unchanged": r["unchanged"],
+        "problems": len(r["problems"])} for r in rows],
+        ["cluster", "label", "status", "added", "changed", "removed", "unchanged", "problems"]))
+    for error in failed:
+        sys.stderr.write(f"error: {error}\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _credentials(c: Any) -> str:
+    """Where a cluster's credentials come from, as an error about it names them: `` (kubeconfig /etc/k.yaml)``."""
+    if c.api_url:
+        return f" (api_url {c.api_url})"
+    if c.in_cluster:
+        return " (in_cluster)"
+    return f" (kubeconfig {c.kubeconfig})" if c.kubeconfig else " (default kubeconfig)"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:500] if lines else "no detail"
 
 
 @sites_app.command("add")
 def add_site(
-    name: str,
+    name: str = typer.Argument(..., help="Site name (data center, cloud region or cluster)."),
     country: str | None = typer.Option(None, "--country", help="Country (ISO code or name)."),
     provider: str | None = typer.Option(None, "--provider", help="aws | gcp | azure | onprem (default onprem)."),
     region: str | None = typer.Option(None, "--region", help="Cloud region, or an AWS Local/Wavelength zone "
@@ -125,7 +167,9 @@ def add_site(
         if region and prov != "onprem":
             from agent.kb import catalog
 
-            region_country = catalog().place(prov, region).country  # a region or a Local/Wavelength zone group
+            # A region or a Local/Wavelength zone group; the catalog names the region it does not know.
+            with option("--region", UnknownRegion), options("provider"):
+                region_country = catalog().place(prov, region).country
         site = svc.add_site(s, name, country, provider, region, cluster, region_country)
         data = svc.site_view(s, registry(), site, as_of(None))
     emit(data, json_)

@@ -35,7 +35,8 @@ def list_(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
 
 
 @policy_app.command("show")
-def show(provision_id: str, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
+def show(provision_id: str = typer.Argument(..., help="Provision id, e.g. eccn-4e091 (see `veuctl policy list`)."),
+         json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
     """One provision as of a date: values, citation, status, and every dated version."""
     reg = registry()
     d = as_of(as_of_)

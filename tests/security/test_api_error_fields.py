@@ -89,6 +89,34 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/api/v1/paths", {"items": "H100", "consignee": "Falcon", "country": "AE"}, 422, "items:"),
     ("GET", "/api/v1/paths", {"items": "H100 x 1", "consignee": "Falcon", "country": "AE", "kind": "gift"}, 422,
      "kind:"),
+    # The core names the CLI option (--country, --from, --authorization, --owner): the API names its field.
+    ("GET", "/api/v1/paths", {"items": "H100 x 1", "consignee": "Falcon", "country": "ZZ"}, 422, "country:"),
+    ("GET", "/api/v1/paths", {"items": "H100 x 1", "consignee": "Nobody Ltd", "country": "AE"}, 422, "consignee:"),
+    ("GET", "/api/v1/paths", {"items": "H100 x 1", "consignee": "Falcon", "country": "AE", "operator": "Nobody Ltd"},
+     422, "operator:"),
+    ("GET", "/api/v1/paths", {"items": "Unobtainium x 5", "consignee": "Falcon", "country": "AE"}, 422, "items:"),
+    ("POST", "/api/v1/weights/exports", {"model": "m", "recipient": "Falcon", "country": "ZZ", "on": "2025-06-01"},
+     422, "country:"),
+    ("POST", "/api/v1/weights/exports", {"model": "m", "recipient": "Nobody Ltd", "country": "AE",
+                                         "on": "2025-06-01"}, 422, "recipient:"),
+    ("POST", "/api/v1/deadlines/events", {"kind": "transfer", "ref": "r", "on": "2025-01-01", "from_country": "DE",
+                                          "to_country": "FR"}, 422, "authorization:"),
+    ("POST", "/api/v1/deadlines/events", {"kind": "transfer", "ref": "r", "on": "2025-01-01", "authorization": "aurora",
+                                          "from_country": "ZZ", "to_country": "DE"}, 422, "from_country:"),
+    ("POST", "/api/v1/deadlines/authorizations", {"name": "aurora", "granted": "2025-01-01", "locations": ["ZZ"]},
+     422, "locations:"),
+    ("POST", "/api/v1/shipments", {**SHIP, "via": "uveu", "authorization": "nope"}, 404, "authorization:"),
+    ("GET", "/api/v1/reservations", {"authorization": "nope"}, 404, "authorization:"),
+    ("POST", "/api/v1/models", {"name": "m1", "owner": "Nobody Ltd"}, 422, "owner:"),
+    ("POST", "/api/v1/estimate", {"chip": "nochip", "count": 2, "hours": 3}, 422, "chip:"),
+    # A filter naming nothing is an error naming the query parameter, not an empty page.
+    ("GET", "/api/v1/inventory/holdings", {"source": "bogus"}, 422, "source:"),
+    ("GET", "/api/v1/inventory/holdings", {"accelerator": "nochip"}, 422, "accelerator:"),
+    ("GET", "/api/v1/inventory/holdings", {"site": "nowhere"}, 404, "site:"),
+    ("GET", "/api/v1/inventory/runs", {"source": "bogus"}, 422, "source:"),
+    ("GET", "/api/v1/holdings", {"accelerator": "nochip"}, 422, "accelerator:"),
+    ("GET", "/api/v1/holdings", {"country": "ZZ"}, 422, "country:"),
+    ("GET", "/api/v1/sites", {"country": "ZZ"}, 422, "country:"),
 ]
 
 
@@ -172,6 +200,11 @@ def test_a_deadlines_authorization_disagreeing_with_the_registered_one_is_a_409(
      "party: 'X' is not registered; add it with POST /api/v1/parties"),
     ("site: 'q' is not registered; add it with `veuctl sites add q --country CC`", {},
      "site: 'q' is not registered; add it with `veuctl sites add`"),
+    # A multi-word name in a suggested command is shell-quoted (cli_word): still one command to translate.
+    ("--holder: 'A B' is not registered; add it with `veuctl parties add 'A B' --hq CC`", {},
+     "holder: 'A B' is not registered; add it with POST /api/v1/parties"),
+    ("--to: 'new dc' is not a registered site; add it with `veuctl sites add 'new dc' --country CC`", {"to": "to_site"},
+     "to_site: 'new dc' is not a registered site; add it with `veuctl sites add`"),
     ("KEY: 'x' is already filed", {"KEY": "key"}, "key: 'x' is already filed"),
     ("kind: '--weird' is not a kind", {}, "kind: '--weird' is not a kind"),  # the client's own value, as sent
     ("from: 2025-01-02 is after 2025-01-01", {}, "from: 2025-01-02 is after 2025-01-01"),

@@ -226,6 +226,7 @@ class ExportIn(BaseModel):
 
 
 @router.post("/weights/exports", status_code=201)
+@api_fields({"to": "recipient"})
 def record_export(
     body: ExportIn, request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
