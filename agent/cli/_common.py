@@ -45,7 +45,8 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
     if isinstance(data, dict):
         t = Table(show_header=False, box=None)
         for k, v in data.items():
-            t.add_row(Text(str(k), style="bold"), cell(v if isinstance(v, str) or v is None else json.dumps(v, default=str)))
+            shown = v if isinstance(v, str) or v is None else json.dumps(v, default=str)
+            t.add_row(Text(str(k), style="bold"), cell(shown))
         console.print(t)
     else:
         console.print_json(json.dumps(data, default=str))

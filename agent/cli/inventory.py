@@ -151,7 +151,7 @@ def show_cmd(
 def runs_cmd(
     source: str | None = typer.Option(None, "--source", help="Only this collector's runs (aws | gcp | k8s | nvml "
                                                             "| csv, or a source the store holds)."),
-    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Newest runs to show (1-1000)."),
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
