@@ -676,11 +676,7 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
     p = Path(path)
     name = scope or f"register:{p.name}"
     with session_scope(url) as s:
-        try:
-            rows = parse_register(p, s)  # raises before anything is written
-        except UnicodeDecodeError as exc:  # a spreadsheet saved as UTF-16, a binary given by mistake
-            raise PolicyError(f"FILE: {p} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
-                              "(CSV UTF-8 in a spreadsheet) and try again") from None
+        rows = parse_register(p, s)  # raises before anything is written (a file that is not UTF-8 included)
         obs = observations(rows)
         check_lines_unshared(s, name, obs)
         gone = "" if retire_absent_sites else absent_sites(s, name, {r.site for r in rows})

@@ -82,6 +82,10 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise PolicyError(f"FILE: cannot read {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        # A register saved as UTF-16 or a spreadsheet binary: the scheduled run's error names the file.
+        raise PolicyError(f"FILE: {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+                          "(CSV UTF-8 in a spreadsheet) and try again") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

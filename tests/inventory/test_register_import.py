@@ -248,3 +248,14 @@ def test_a_cloud_sites_region_is_stored_lower_case_as_the_collectors_look_it_up(
         add_site(s, "Taipei LZ", "TW", "aws", "AP-NORTHEAST-1-TPE-1 ")
     with session_scope(store) as s:
         assert s.exec(select(Site).where(Site.name == "Taipei LZ")).one().region == "ap-northeast-1-tpe-1"
+
+
+def test_a_scheduled_read_of_a_register_saved_as_utf16_fails_its_scope_naming_the_file(dc: str, tmp_path: Path) -> None:
+    from agent.collectors.base import build
+    from agent.inventory import sync
+
+    f = tmp_path / "assets.csv"
+    f.write_bytes((HEADER + "Dublin DC1,h100,8,Acme Cloud,Acme Ops,\n").encode("utf-16"))
+    run = sync(build("csv", {"files": [str(f)]}), dc)
+    assert run.status != "ok" and str(f) in (run.scopes[0].error or "") and "not UTF-8" in (run.scopes[0].error or "")
+    assert _rows(dc) == []  # nothing stored
