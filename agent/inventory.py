@@ -28,7 +28,7 @@ from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, 
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
-from policies.errors import PartyError, PolicyError
+from policies.errors import PartyError, PolicyError, cli_word
 from policies.packs import PackRegistry
 
 _CHUNK = 500  # bound IN (...) lists well under SQLite's parameter limit
@@ -91,7 +91,7 @@ class _Resolver:
             if p is None or p.id is None:
                 raise PartyError(
                     f"owner/operator: party {name!r} is not registered; "
-                    f"add it with `veuctl parties add {name!r} --hq CC`"
+                    f"add it with `veuctl parties add {cli_word(name)} --hq CC`"
                 )
             self.parties[name] = p.id
         return self.parties[name]
@@ -113,7 +113,8 @@ class _Resolver:
                 return row.id
             if ref.country is None:
                 raise PolicyError(
-                    f"site: {ref.name!r} is not registered; add it with `veuctl sites add {ref.name!r} --country CC`"
+                    f"site: {ref.name!r} is not registered; add it with "
+                    f"`veuctl sites add {cli_word(ref.name)} --country CC`"
                 )
             return int(add_site(self.s, ref.name, ref.country, ref.provider, ref.region, ref.cluster).id or 0)
         if ref.cluster:

@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, SourceConfig, register, resolve_alias
 from agent.store.tables.core import Party, Site
-from policies.errors import PolicyError
+from policies.errors import PolicyError, cli_word
 
 REQUIRED = ("site", "accelerator", "count", "owner", "operator")
 OPTIONAL = ("serial",)
@@ -142,12 +142,12 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
         site, owner, operator, serial = field("site"), field("owner"), field("operator"), field("serial")
         if site and site not in sites:
             problems.append(
-                f"row {n}, field site: {site!r} is not registered (`veuctl sites add {site!r} --country CC`)"
+                f"row {n}, field site: {site!r} is not registered (`veuctl sites add {cli_word(site)} --country CC`)"
             )
         for name, v in (("owner", owner), ("operator", operator)):
             if v and v not in parties:
                 problems.append(
-                    f"row {n}, field {name}: party {v!r} is not registered (`veuctl parties add {v!r} --hq CC`)"
+                    f"row {n}, field {name}: party {v!r} is not registered (`veuctl parties add {cli_word(v)} --hq CC`)"
                 )
         acc, fraction = "", 1.0
         if field("accelerator"):

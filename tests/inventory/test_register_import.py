@@ -259,3 +259,17 @@ def test_a_scheduled_read_of_a_register_saved_as_utf16_fails_its_scope_naming_th
     run = sync(build("csv", {"files": [str(f)]}), dc)
     assert run.status != "ok" and str(f) in (run.scopes[0].error or "") and "not UTF-8" in (run.scopes[0].error or "")
     assert _rows(dc) == []  # nothing stored
+
+
+def test_the_fix_a_register_error_suggests_runs_as_copied_whatever_the_name_holds(dc: str, tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    site, party = """O'Neil "North" DC""", "Unknown Holdings Ltd"
+    quoted = '"' + site.replace('"', '""') + '"'  # a CSV field with quotes in it
+    f = _write(tmp_path, HEADER + f"{quoted},h100,8,Acme Cloud,Acme Ops,\n" + f"Dublin DC1,h100,8,{party},Acme Ops,\n")
+    with pytest.raises(PolicyError) as err:
+        import_register(f, dc)
+    commands = [shlex.split(c) for c in re.findall(r"`(veuctl [^`]*)`", str(err.value))]
+    assert ["veuctl", "sites", "add", site, "--country", "CC"] in commands, str(err.value)
+    assert ["veuctl", "parties", "add", party, "--hq", "CC"] in commands, str(err.value)
