@@ -475,17 +475,16 @@ def sync(
 
 # --- reading: filters ---------------------------------------------------------------------------------------
 
-# The collectors' names (agent.collectors.base registry), without importing every collector to list them.
-COLLECTOR_SOURCES = ("aws", "gcp", "k8s", "nvml", "csv")
-
-
 def check_source(s: Session, source: str, option: str = "--source") -> None:
     """Refuse a source filter that names no collector and no source held in the store (holdings or runs).
 
     A misspelt filter answered an empty list, which reads as "nothing collected". A source the store holds
     that is no collector of this version (``demo``, one a past version had) stays a valid filter.
     """
-    if source in COLLECTOR_SOURCES:
+    from agent.collectors.base import load_all
+
+    collectors = sorted(load_all())
+    if source in collectors:
         return
     for column in (Holding.source, CollectorRun.source):
         if s.execute(select(column).where(column == source).limit(1)).first() is not None:
@@ -493,8 +492,8 @@ def check_source(s: Session, source: str, option: str = "--source") -> None:
     stored = {
         x for column in (Holding.source, CollectorRun.source)
         for x in s.execute(select(column).distinct()).scalars().all()
-    } - set(COLLECTOR_SOURCES)
-    known = [*COLLECTOR_SOURCES, *sorted(stored)]
+    } - set(collectors)
+    known = [*collectors, *sorted(stored)]
     raise PolicyError(f"{option}: {source!r} is not one of {', '.join(known)}")
 
 
@@ -520,10 +519,12 @@ def check_accelerator(s: Session, accelerator: str, option: str = "--accelerator
 
 
 def site_id_of(s: Session, site: str, option: str = "--site") -> int:
-    """The id of a registered site; a name that is none is an error (not an empty answer)."""
+    """The id of a registered site; a name that is none is a ``NotFound`` (not an empty answer)."""
+    from agent.caps import NotFound
+
     row = s.exec(select(Site).where(Site.name == site)).first()
     if row is None or row.id is None:
-        raise PolicyError(f"{option}: {site!r} is not a registered site; see `veuctl sites list`")
+        raise NotFound(f"{option}: {site!r} is not a registered site; see `veuctl sites list`")
     return row.id
 
 

@@ -69,7 +69,7 @@ def _one_line(code: int, err: str, name: str) -> None:
 
 # (path, query, status, what the detail starts with)
 UNKNOWN = [
-    ("/api/v1/inventory/runs", {"source": "bogus"}, 422, "source: 'bogus' is not one of aws, gcp, k8s, nvml, csv"),
+    ("/api/v1/inventory/runs", {"source": "bogus"}, 422, "source: 'bogus' is not one of aws, csv, gcp, k8s, nvml"),
     ("/api/v1/inventory/holdings", {"source": "bogus"}, 422, "source: 'bogus'"),
     ("/api/v1/inventory/holdings", {"accelerator": "nochip"}, 422, "accelerator: 'nochip'"),
     ("/api/v1/inventory/holdings", {"site": "nowhere"}, 404, "site: 'nowhere' is not a registered site"),

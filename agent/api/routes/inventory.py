@@ -16,7 +16,6 @@ from sqlmodel import Session, col, select
 from agent.api.deps import get_as_of, get_packs, get_session
 from agent.store.tables.core import Holding, Party, Site
 from agent.store.tables.inventory import CollectorError, CollectorRun
-from policies.errors import PolicyError
 from policies.packs import PackRegistry
 
 router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
@@ -25,17 +24,15 @@ router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
 def _checked_filters(s: Session, source: str | None = None, accelerator: str | None = None,
                      site: str | None = None) -> int | None:
     """Refuse a filter value that can match nothing because it names nothing: an unknown source or accelerator
-    is a 422, an unknown site a 404 (as ``installed-base``); the id of ``site`` when given."""
+    is a 422, an unknown site a 404 (``NotFound``, as ``installed-base``; the app's error handlers map them);
+    the id of ``site`` when given."""
     from agent.inventory import check_accelerator, check_source, site_id_of
 
-    try:
-        if source:
-            check_source(s, source)
-        if accelerator:
-            check_accelerator(s, accelerator)
-        return site_id_of(s, site) if site else None
-    except PolicyError as exc:
-        raise HTTPException(404 if "not a registered site" in str(exc) else 422, detail=str(exc)) from None
+    if source:
+        check_source(s, source)
+    if accelerator:
+        check_accelerator(s, accelerator)
+    return site_id_of(s, site) if site else None
 
 
 def _party_id(s: Session, name: str | None, field: str) -> int | None:
@@ -116,10 +113,7 @@ def installed_base(
 ) -> dict[str, Any]:
     from agent.inventory import installed_base as base
 
-    try:
-        return base(s, packs, as_of, site)
-    except PolicyError as exc:
-        raise HTTPException(404 if "not a registered site" in str(exc) else 422, detail=str(exc)) from None
+    return base(s, packs, as_of, site)  # an unknown site is a NotFound: 404
 
 
 @router.get("/runs", summary="Recent collector runs with status and errors")
