@@ -26,14 +26,14 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
-from agent.parties import Conflict, get_party, party_refs
+from agent.parties import Conflict, get_party, named, party_refs
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
-from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
+from policies.errors import NotInEffect, PolicyError, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
 from policies.parties import PartyRef, effective_tier
@@ -68,20 +68,6 @@ def dated(option: str) -> Iterator[None]:
             raise
         text = text.replace("choose a later --as-of", f"choose a later {option}")
         raise NotInEffect(f"{option}: {text}") from None
-
-
-@contextmanager
-def named(option: str) -> Iterator[None]:
-    """Name the option at fault when a chip, country or party it gave is unknown (the core names the value)."""
-    try:
-        yield
-    except (UnknownAccelerator, UnknownCountry, PartyError) as exc:
-        text = str(exc)
-        if text.startswith(f"{option}:"):
-            raise
-        for generic in ("country: ", "party: "):
-            text = text.removeprefix(generic)
-        raise type(exc)(f"{option}: {text}") from None
 
 
 def check_nveu_covers(a: VeuAuthorization, country: str, option: str, site: str | None = None) -> None:

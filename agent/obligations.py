@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
-from agent.parties import Conflict, party_refs
+from agent.parties import Conflict, named, party_refs
 from agent.store.tables.caps import VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utcnow
 from agent.store.tables.obligations import (
@@ -40,7 +40,7 @@ from agent.store.tables.obligations import (
     WeightStorage,
 )
 from policies import obligations as core
-from policies.errors import PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
+from policies.errors import PartyError, PolicyError, UnknownAccelerator, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import effective_tier
@@ -258,10 +258,8 @@ def paths(
 
 def _named_country(country: str, option: str) -> str:
     """The ISO code of ``country``; an unknown one is refused naming ``option`` (the resolver says "country")."""
-    try:
+    with named(option):
         return country_code(country)
-    except UnknownCountry as exc:
-        raise UnknownCountry(f"{option}: {str(exc).removeprefix('country: ')}") from None
 
 
 def _check_subject(s: Session, scope: str, subject: str) -> None:

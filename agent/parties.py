@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
 from sqlmodel import Session, select
 
 from agent.store.tables.core import Party, PartyNamespace, Site, utcnow
-from policies.errors import PartyError, PolicyError, UnknownCountry, cli_word
+from policies.errors import PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier, ownership_chain
 
 PROVIDERS = ("aws", "gcp", "azure", "onprem")
+
+
+@contextmanager
+def named(option: str) -> Iterator[None]:
+    """Name the option at fault when a chip, country or party it gave is unknown (the core names the value)."""
+    try:
+        yield
+    except (UnknownAccelerator, UnknownCountry, PartyError) as exc:
+        text = str(exc)
+        if text.startswith(f"{option}:"):
+            raise
+        for generic in ("country: ", "party: "):
+            text = text.removeprefix(generic)
+        raise type(exc)(f"{option}: {text}") from None
 
 
 class Conflict(PolicyError):
@@ -91,15 +107,10 @@ def add_party(
         if not _NAMESPACE.fullmatch(ns.strip()):
             raise PolicyError(f"--namespace: {ns[:80]!r} is not a Kubernetes namespace name (lower-case letters, "
                               "digits and '-', starting and ending with a letter or digit, at most 63)")
-    try:
+    with named("--hq"):  # the option the operator typed, not the resolver's generic "country"
         code = country_code(hq)
-    except UnknownCountry as exc:
-        # Name the option the operator typed, not the resolver's generic "country".
-        raise UnknownCountry(f"--hq: {str(exc).removeprefix('country: ')}") from None
-    try:
+    with named("--parent"):
         parent_row = get_party(s, parent) if parent else None
-    except PartyError as exc:
-        raise PartyError(f"--parent: {str(exc).removeprefix('party: ')}") from None
     party = s.exec(select(Party).where(Party.name == name)).first()
     existed = party is not None
     if party is None:
@@ -286,10 +297,8 @@ def add_site(
         raise PolicyError(f"--provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
     if provider != "onprem":
         region = region.strip().lower()  # cloud region names are lower-case: the collectors look them up so
-    try:
+    with named("--country"):
         code = country_code(country) if country else None
-    except UnknownCountry as exc:
-        raise UnknownCountry(f"--country: {str(exc).removeprefix('country: ')}") from None
     if region_country is not None:
         if code is not None and code != region_country:
             raise PolicyError(
