@@ -111,27 +111,19 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
     problems: list[str] = []
     # Past this point the JSON has a manifest's shape (load checked it) but every value is still untrusted:
     # a wrong one is a manifest that does not verify (altered), reported as a problem, never a crash.
-    sig = manifest.pop("signature", None) or {}
-    if not isinstance(sig, dict):
-        sig = {}
+    sig = manifest.pop("signature")  # an object with string alg, key_id and value (load checked)
     trusted = {key_id(k): k for k in (keys if keys is not None else trusted_default())}
-    pub = trusted.get(str(sig.get("key_id", "")))
+    pub = trusted.get(sig["key_id"])
     if pub is None:
         embedded = sig.get("public_key")
-        problems.append(f"{manifest_path.name}: signed by an untrusted key {str(sig.get('key_id', ''))[:16]}…"
+        problems.append(f"{manifest_path.name}: signed by an untrusted key {sig['key_id'][:16]}…"
                         + (" (embedded key not trusted)" if embedded else "")
                         + ("" if trusted else "; no signing key here: give the signer's --public-key"))
-    elif not verify_signature(pub, _message(manifest), str(sig.get("value", ""))):
+    elif not verify_signature(pub, _message(manifest), sig["value"]):
         problems.append(f"{manifest_path.name}: signature does not verify (manifest altered)")
     base = manifest_path.parent
-    files = manifest.get("files", [])
-    if not isinstance(files, list):
-        return [*problems, f"{manifest_path.name}: 'files' is not a list (manifest altered)"]
-    for f in files:
-        if not isinstance(f, dict):
-            problems.append(f"{manifest_path.name}: a 'files' entry is not an object (manifest altered)")
-            continue
-        name = str(f.get("name", ""))
+    for f in manifest["files"]:  # each a {name, sha256} of strings (load checked)
+        name = f["name"]
         p = base / name
         if not name or Path(name).is_absolute() or ".." in Path(name).parts:
             # An export lists files beside its manifest: a path leading elsewhere is not one of them.
@@ -139,11 +131,11 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
             continue
         try:
             if not p.is_file():
-                problems.append(f"{f.get('name')}: missing")
-            elif sha256_file(p) != f.get("sha256"):
-                problems.append(f"{f.get('name')}: SHA-256 differs from the manifest (file changed)")
+                problems.append(f"{name}: missing")
+            elif sha256_file(p) != f["sha256"]:
+                problems.append(f"{name}: SHA-256 differs from the manifest (file changed)")
         except OSError as exc:
-            problems.append(f"{f.get('name')}: cannot read ({exc.strerror or exc})")
+            problems.append(f"{name}: cannot read ({exc.strerror or exc})")
     return problems
 
 
