@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
-from fastapi import HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query, Request
 from sqlmodel import Session
 
 from agent.packs import registry
@@ -23,6 +24,12 @@ def get_session(request: Request) -> Iterator[Session]:
         except BaseException:
             s.rollback()
             raise
+
+
+# A route's transaction commits before its response is sent (scope="function"; FastAPI's default runs a yield
+# dependency's exit after the response): a client told 201 can read what it wrote at once, and a commit that
+# fails is the answer it gets, never a 201 for nothing stored.
+DbSession: Any = Depends(get_session, scope="function")
 
 
 def get_packs() -> PackRegistry:

@@ -11,13 +11,13 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
-from agent.api.deps import get_session
+from agent.api.deps import DbSession
 from agent.api.fields import api_fields
 from agent.auth import (
     AuthError,
@@ -67,7 +67,7 @@ def whoami(request: Request) -> dict[str, str]:
 
 @router.post("/tokens", status_code=201)
 @api_fields({"expires": "expires_days"})
-def create(body: TokenIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
+def create(body: TokenIn, request: Request, s: Session = DbSession) -> dict[str, Any]:
     p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
     row, secret = create_token(s, role=body.role, name=body.name, expires_days=body.expires_days,
                                created_by=p.actor)
@@ -77,7 +77,7 @@ def create(body: TokenIn, request: Request, s: Session = Depends(get_session)) -
 
 
 @router.get("/tokens")
-def list_tokens(s: Session = Depends(get_session)) -> list[dict[str, Any]]:
+def list_tokens(s: Session = DbSession) -> list[dict[str, Any]]:
     return [
         {"id": t.id, "prefix": t.prefix, "name": t.name, "role": t.role, "created_at": t.created_at,
          "expires_at": t.expires_at, "revoked": t.revoked_at is not None}
@@ -86,7 +86,7 @@ def list_tokens(s: Session = Depends(get_session)) -> list[dict[str, Any]]:
 
 
 @router.delete("/tokens/{ident}")
-def revoke(ident: str, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
+def revoke(ident: str, request: Request, s: Session = DbSession) -> dict[str, Any]:
     p: Principal = getattr(request.state, "principal", Principal("anonymous", "admin", "anonymous"))
     try:
         row = revoke_token(s, ident)

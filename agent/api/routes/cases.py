@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from agent import cases as svc
-from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import error_response
 from agent.audit import current_actor
 from policies.packs import PackRegistry
@@ -44,19 +44,19 @@ def _actor(request: Request) -> str:
 def list_cases(
     status: str | None = Query(None, description="open | resolved | expired"),
     customer: str | None = None, limit: int = Query(500, ge=1, le=5000),
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
 ) -> list[dict[str, Any]]:
     return svc.list_cases(s, status, customer, limit)
 
 
 @router.get("/cases/{case_id}", summary="One case with its jobs, estimate and answers")
-def show_case(case_id: int, s: Session = Depends(get_session)) -> dict[str, Any]:
+def show_case(case_id: int, s: Session = DbSession) -> dict[str, Any]:
     return svc.case_view(svc.get_case(s, case_id))
 
 
 @router.post("/cases/{case_id}/resolve", summary="Record the red-flag-28 answers for a case")
 def resolve_case(
-    case_id: int, body: ResolveIn, request: Request, s: Session = Depends(get_session),
+    case_id: int, body: ResolveIn, request: Request, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: Any = Depends(get_as_of),
 ) -> dict[str, Any]:
     intent = body.export_intent if isinstance(body.export_intent, bool) else body.export_intent == "yes"
@@ -70,7 +70,7 @@ def resolve_case(
 def list_decisions(
     limit: int = Query(100, ge=1, le=5000), code: str | None = None, namespace: str | None = None,
     case_id: int | None = Query(None, ge=1, description="Only the decisions recorded against this case."),
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
 ) -> list[dict[str, Any]]:
     return svc.decisions(s, limit, code, namespace, case_id)
 

@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, select
 
 from agent import caps as svc
-from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import api_detail
 from agent.api.routes.fleet import _site_rows, series_days
 from agent.store.tables.core import Party, Site, utc_today
@@ -145,7 +145,7 @@ def render(request: Request, template: str, as_of: date, packs: PackRegistry, **
 
 @router.get("/", response_class=HTMLResponse)
 def overview(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     ov = svc.overview(s, packs, as_of)
@@ -155,7 +155,7 @@ def overview(
 
 @router.get("/countries", response_class=HTMLResponse)
 def countries(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     summ = svc.summarize(packs, svc.placements(s, packs, as_of), as_of)
@@ -165,7 +165,7 @@ def countries(
 
 @router.get("/sites", response_class=HTMLResponse)
 def sites(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     return render(request, "sites.html", as_of, packs, sites=_site_rows(s, packs, as_of))
@@ -173,7 +173,7 @@ def sites(
 
 @router.get("/sites/{name}", response_class=HTMLResponse)
 def site(
-    name: str, request: Request, offset: int = 0, s: Session = Depends(get_session),
+    name: str, request: Request, offset: int = 0, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     row = next((r for r in _site_rows(s, packs, as_of) if r["name"] == name), None)
@@ -188,7 +188,7 @@ def site(
 @router.get("/explain/{name}/{cap_id:path}", response_class=HTMLResponse)  # LPP cap ids end in a party name
 def explain_page(
     name: str, cap_id: str, request: Request, offset: int = 0, part: str = "numerator",
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     d = svc.explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), "all" if part == "all" else "numerator")
     return render(request, "explain.html", as_of, packs, cap=d, name=name)
@@ -214,7 +214,7 @@ RESERVE_FIELDS = {"add": "n", "count": "n", "planned-for": "as_of", "expires": "
 
 @router.get("/whatif", response_class=HTMLResponse)
 def whatif_form(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     return render(request, "whatif.html", as_of, packs, form={}, result=None, error=None, **_planner_ctx(s, packs))
@@ -232,7 +232,7 @@ def _form_int(form: Any, key: str, default: int = 0) -> int:
 
 @router.post("/whatif", response_class=HTMLResponse)
 async def whatif_run(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> HTMLResponse:
     form = dict((await request.form()).items())
     result, error = None, None
@@ -255,7 +255,7 @@ async def whatif_run(
 
 @router.post("/reservations", response_class=HTMLResponse)
 async def reserve(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     form = dict((await request.form()).items())
     try:
@@ -276,7 +276,7 @@ async def reserve(
 
 
 @router.post("/reservations/{rid}/release")
-def release(request: Request, rid: int, s: Session = Depends(get_session),
+def release(request: Request, rid: int, s: Session = DbSession,
             packs: PackRegistry = Depends(get_packs)) -> Response:
     try:
         svc.close_reservation(s, rid, "released")
@@ -292,7 +292,7 @@ def release(request: Request, rid: int, s: Session = Depends(get_session),
 
 @router.get("/shipments", response_class=HTMLResponse)
 def shipments(
-    request: Request, offset: int = 0, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, offset: int = 0, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     offset = max(offset, 0)
@@ -307,7 +307,7 @@ def shipments(
 
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(
-    request: Request, status: str = "open", s: Session = Depends(get_session),
+    request: Request, status: str = "open", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     from agent import cases
@@ -318,7 +318,7 @@ def cases_page(
 
 @router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
 async def resolve_case(
-    case_id: int, request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    case_id: int, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """The red-flag-28 answers: export intent, licence on file or customer informed, and notes."""
     from agent import cases
@@ -348,7 +348,7 @@ async def resolve_case(
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(
-    request: Request, offset: int = 0, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, offset: int = 0, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     from agent import ledger
@@ -400,14 +400,14 @@ def _exports_page(request: Request, s: Session, packs: PackRegistry, as_of: date
 
 @router.get("/exports", response_class=HTMLResponse)
 def exports_page(
-    request: Request, signed: str = "", s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, signed: str = "", s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     return _exports_page(request, s, packs, as_of, signed=signed or None)
 
 
 @router.post("/audit/checkpoint")
-def sign_checkpoint(s: Session = Depends(get_session)) -> Response:
+def sign_checkpoint(s: Session = DbSession) -> Response:
     """Sign the head of the audit chain now (anchors the tail so truncation becomes detectable)."""
     from agent import audit
 
@@ -419,7 +419,7 @@ def sign_checkpoint(s: Session = Depends(get_session)) -> Response:
 def export_download(
     kind: str, request: Request, from_: str = Query("", alias="from"), to: str = "",
     format_: str = Query("csv", alias="format"), authorization: str = "",
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """A ZIP of the export's files and its signed manifest (the API's download, under the session cookie)."""
     from agent.api.routes import exports as api
@@ -468,7 +468,7 @@ def _deadlines_page(request: Request, s: Session, packs: PackRegistry, as_of: da
 
 @router.get("/deadlines", response_class=HTMLResponse)
 def deadlines_page(
-    request: Request, status: str = "", filed: str = "", s: Session = Depends(get_session),
+    request: Request, status: str = "", filed: str = "", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     from policies import obligations as core
@@ -480,7 +480,7 @@ def deadlines_page(
 
 @router.post("/deadlines/filings", response_class=HTMLResponse)
 async def file_deadline(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """Mark a deadline done: record the filing (date and reference) through the obligations service."""
     from agent import obligations as ob
@@ -506,7 +506,7 @@ async def file_deadline(
 
 @router.get("/controls", response_class=HTMLResponse)
 def controls_index(
-    request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     """Every site and authorization with the register entries recorded for it, by status."""
@@ -543,7 +543,7 @@ def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str
 
 @router.get("/controls/{scope}/{subject}", response_class=HTMLResponse)
 def controls_page(
-    scope: str, subject: str, request: Request, saved: str = "", s: Session = Depends(get_session),
+    scope: str, subject: str, request: Request, saved: str = "", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     return _register_page(request, s, packs, scope, subject, as_of, saved=saved or None)
@@ -557,7 +557,7 @@ def _register_redirect(scope: str, subject: str, as_of: date, paragraph: int) ->
 
 @router.post("/controls/{scope}/{subject}/{paragraph}", response_class=HTMLResponse)
 async def set_control(
-    scope: str, subject: str, paragraph: int, request: Request, s: Session = Depends(get_session),
+    scope: str, subject: str, paragraph: int, request: Request, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """Set a paragraph's owner, status and review date (an empty review date keeps the recorded one)."""
@@ -574,7 +574,7 @@ async def set_control(
 
 @router.post("/controls/{scope}/{subject}/{paragraph}/evidence", response_class=HTMLResponse)
 async def add_control_evidence(
-    scope: str, subject: str, paragraph: int, request: Request, s: Session = Depends(get_session),
+    scope: str, subject: str, paragraph: int, request: Request, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """Attach a document link or an attestation to a paragraph's register entry."""

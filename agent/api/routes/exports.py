@@ -17,7 +17,7 @@ from starlette.background import BackgroundTask
 
 from agent import audit as audit_svc
 from agent import exports as svc
-from agent.api.deps import get_packs, get_session
+from agent.api.deps import DbSession, get_packs
 from agent.store.tables.audit import AuditEntry
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_date
@@ -45,7 +45,7 @@ def download(
     to: str = Query(..., description="Last day of the period and the as-of date of positions."),
     format_: list[str] = Query(["csv", "json", "pdf"], alias="format", description="csv, json, pdf (repeat)."),
     authorization: str | None = Query(None, description="installed-base: one VEU authorization only."),
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> FileResponse:
     """Build the export and return a ZIP of its files and signed manifest (recorded in the audit trail)."""
     if kind not in svc.KINDS:
@@ -77,13 +77,13 @@ def download(
 
 @router.get("/audit/verify")
 def verify(from_seq: int | None = Query(None, ge=1, alias="from"),
-           s: Session = Depends(get_session)) -> dict[str, Any]:
+           s: Session = DbSession) -> dict[str, Any]:
     """Recompute the hash chain and checkpoint signatures (``ok`` false names the first broken seq)."""
     return audit_svc.verify_chain(s, from_seq=from_seq).as_dict()
 
 
 @router.post("/audit/checkpoint")
-def checkpoint(s: Session = Depends(get_session)) -> dict[str, Any]:
+def checkpoint(s: Session = DbSession) -> dict[str, Any]:
     """Sign the current head of the chain."""
     cp = audit_svc.checkpoint(s)
     if cp is None:
@@ -95,7 +95,7 @@ def checkpoint(s: Session = Depends(get_session)) -> dict[str, Any]:
 @router.get("/audit/log")
 def log(from_seq: int = Query(1, ge=1, alias="from"), limit: int = Query(100, ge=1, le=1000),
         action: str | None = None, subject: str | None = None,
-        s: Session = Depends(get_session)) -> list[dict[str, Any]]:
+        s: Session = DbSession) -> list[dict[str, Any]]:
     """Audit entries in sequence order."""
     q = select(AuditEntry).where(AuditEntry.seq >= from_seq).order_by(AuditEntry.seq).limit(limit)  # type: ignore[arg-type]
     if action:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from agent import caps as svc
-from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import api_detail, api_fields, error_response
 from agent.parties import Conflict, add_party, check_address, get_party, namespaces_of, party_refs, party_view
 from agent.store.tables.core import Party, Site, utc_today
@@ -43,7 +43,7 @@ def parties(
     q: str | None = Query(None, description="Name contains (case-insensitive)."),
     tier_: int | None = Query(None, alias="tier", ge=1, le=3, description="Only this effective tier."),
     limit: int = Limit, offset: int = Offset,
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     refs = party_refs(s)
     rows = []
@@ -130,7 +130,7 @@ def _save_party(s: Session, name: str, hq: str, parent: str | None, body: PartyI
 
 @router.post("/parties", status_code=201, summary="Register a party (customer, owner or operator)")
 def create_party(
-    body: PartyIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: PartyIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     name = body.name.strip()
     if s.exec(select(Party).where(Party.name == name)).first() is not None:
@@ -142,7 +142,7 @@ def create_party(
 
 @router.get("/parties/{name:path}", summary="One party with its ultimate parent, effective tier and namespaces")
 def show_party(
-    name: str, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    name: str, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     return _party_out(s, packs, name, as_of)
@@ -150,7 +150,7 @@ def show_party(
 
 @router.patch("/parties/{name:path}", summary="Change a party's HQ, parent, address or add namespaces")
 def update_party(
-    name: str, body: PartyPatch, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    name: str, body: PartyPatch, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     party = get_party(s, name)  # 404 when not registered
     if body.parent and body.no_parent:
@@ -189,7 +189,7 @@ def _country_filter(country: str | None) -> str | None:
 def sites(
     country: str | None = Query(None), tier_: int | None = Query(None, alias="tier", ge=1, le=3),
     limit: int = Limit, offset: int = Offset,
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     country = _country_filter(country)
     rows = [r for r in _site_rows(s, packs, as_of)
@@ -201,7 +201,7 @@ def sites(
 def holdings(
     site: str | None = None, country: str | None = None, accelerator: str | None = None,
     limit: int = Limit, offset: int = Offset,
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     from agent.inventory import check_accelerator
 
@@ -214,7 +214,7 @@ def holdings(
 
 @router.get("/holdings/summary", summary="Installed 3A090.a-class TPP by country and tier")
 def holdings_summary(
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     return {"as_of": as_of.isoformat(), **svc.summarize(packs, svc.placements(s, packs, as_of), as_of)}
 
@@ -224,7 +224,7 @@ def holdings_series(
     start: str | None = Query(None, alias="from", description="First date (default: 12 months back)."),
     end: str | None = Query(None, alias="to", description="Last date (default: as_of)."),
     points: int = Query(13, ge=2, le=60),
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     return {"series": svc.installed_series(s, packs, series_days(start, end, points, as_of))}
 
@@ -250,14 +250,14 @@ class AuthorizationIn(BaseModel):
 
 
 @router.get("/authorizations", summary="Data Center VEU authorizations")
-def authorizations(s: Session = Depends(get_session)) -> dict[str, Any]:
+def authorizations(s: Session = DbSession) -> dict[str, Any]:
     rows = [svc.authorization_dict(s, a) for a in svc.list_authorizations(s)]
     return page(rows, len(rows), len(rows) or 1, 0)
 
 
 @router.post("/authorizations", status_code=201, summary="Register a UVEU or an NVEU")
 def create_authorization(
-    body: AuthorizationIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: AuthorizationIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     row = svc.add_authorization(s, packs, body.name, body.kind, body.holder, body.country, body.reference)
     return svc.authorization_dict(s, row)
@@ -268,14 +268,14 @@ def create_authorization(
 
 @router.get("/caps", summary="Every authorization's caps and the fleet-wide allocations")
 def caps_overview(
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     return svc.overview(s, packs, as_of)
 
 
 @router.get("/caps/allocations", summary="Tier 2 country allocations and LPP per ultimate consignee")
 def caps_allocations(
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     return svc.caps_report(svc.allocation_caps(s, packs, as_of), as_of, authorization=None)
 
@@ -283,7 +283,7 @@ def caps_allocations(
 @router.get("/caps/{name}", summary="One authorization's caps: limit, value, headroom, ok, explanation")
 def caps_show(
     name: str, include_reservations: bool = True,
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     caps = svc.caps_for(s, packs, name, as_of, include_reservations=include_reservations)
     return svc.caps_report(caps, as_of, authorization=name)
@@ -294,7 +294,7 @@ def caps_show(
 def caps_explain(
     name: str, cap_id: str, limit: int = Limit, offset: int = Offset,
     part: Literal["numerator", "all"] = Query("numerator", description="Holdings in the numerator, or all counted"),
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
     return svc.explain(s, packs, name, cap_id, as_of, limit, offset, part)
 
@@ -318,7 +318,7 @@ WHATIF_FIELDS = {"add": "n", "move": "n", "retire": "n", "to": "to_site"}
 @router.post("/whatif", summary="Every cap before and after a planned change; what binds; the max that fits")
 @api_fields(WHATIF_FIELDS)
 def whatif(
-    body: WhatIfIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: WhatIfIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     d = parse_date(body.as_of, "as_of") if body.as_of else utc_today()
     return svc.whatif(s, packs, body.authorization, op=body.op, n=body.n, chip_name=body.chip, site=body.site,
@@ -347,7 +347,7 @@ RESERVATION_STATUSES = ("active", "released", "installed")
 @router.get("/reservations", summary="Reservations (filter by authorization and status)")
 def reservations(
     authorization: str | None = None, status: str | None = Query("active", description="active|released|installed"),
-    limit: int = Limit, offset: int = Offset, s: Session = Depends(get_session),
+    limit: int = Limit, offset: int = Offset, s: Session = DbSession,
 ) -> dict[str, Any]:
     if status and status not in RESERVATION_STATUSES:
         # A misspelt filter answered an empty page, which reads as "nothing reserved".
@@ -363,7 +363,7 @@ RESERVATION_FIELDS = {"add": "count", "expires": "expires_on"}
 @router.post("/reservations", status_code=201, summary="Reserve headroom (409 when it would exceed a cap)")
 @api_fields(RESERVATION_FIELDS)
 def create_reservation(
-    body: ReservationIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: ReservationIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     d = parse_date(body.planned_for, "planned_for") if body.planned_for else utc_today()
     until = parse_date(body.expires_on, "expires_on") if body.expires_on else None
@@ -376,12 +376,12 @@ def create_reservation(
 
 
 @router.post("/reservations/{rid}/release", summary="Release a reservation's headroom")
-def release_reservation(rid: int, s: Session = Depends(get_session)) -> dict[str, Any]:
+def release_reservation(rid: int, s: Session = DbSession) -> dict[str, Any]:
     return svc.reservation_dict(s, svc.close_reservation(s, rid, "released"))
 
 
 @router.post("/reservations/{rid}/installed", summary="Mark a reservation installed")
-def install_reservation(rid: int, s: Session = Depends(get_session)) -> dict[str, Any]:
+def install_reservation(rid: int, s: Session = DbSession) -> dict[str, Any]:
     return svc.reservation_dict(s, svc.close_reservation(s, rid, "installed"))
 
 
@@ -405,7 +405,7 @@ class ShipmentIn(BaseModel):
 def shipments(
     consignee: str | None = None, destination: str | None = None, via: str | None = None,
     limit: int = Limit, offset: int = Offset,
-    s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     rows, total = svc.list_shipments(s, consignee, destination, via, limit, offset)
     return page([svc.shipment_dict(s, packs, r) for r in rows], total, limit, offset)
@@ -413,7 +413,7 @@ def shipments(
 
 @router.post("/shipments", status_code=201, summary="Record a shipment")
 def create_shipment(
-    body: ShipmentIn, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: ShipmentIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     row = svc.add_shipment(s, packs, day=body.date, consignee=body.consignee, destination=body.destination,
                            chip_name=body.chip, count=body.count, via=body.via, reference=body.reference,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.store.tables.core import Holding, Party, Site
 from agent.store.tables.inventory import CollectorError, CollectorRun
 from policies.packs import PackRegistry
@@ -55,7 +55,7 @@ def holdings(
     include_retired: bool = Query(False, description="Also list retired holdings."),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
 ) -> dict[str, Any]:
     site_id = _checked_filters(s, source, accelerator, site)
     q = select(Holding, Site).join(Site, col(Site.id) == Holding.site_id)
@@ -107,7 +107,7 @@ def holdings(
 @router.get("/installed-base", summary="The installed base on a date: by site/chip/owner/operator, TPP, totals")
 def installed_base(
     site: str | None = None,
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def installed_base(
 def runs(
     source: str | None = Query(None, description="A collector (aws, gcp, k8s, nvml, csv) or a source held."),
     limit: int = Query(20, ge=1, le=500),
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
 ) -> list[dict[str, Any]]:
     _checked_filters(s, source)
     q = select(CollectorRun).order_by(col(CollectorRun.id).desc()).limit(limit)

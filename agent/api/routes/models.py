@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlmodel import Session
 
 from agent import ledger as svc
-from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import error_response
 from agent.audit import current_actor
 from agent.store.tables.core import utc_today
@@ -116,7 +116,7 @@ def estimate(body: EstimateIn, on: date = Depends(get_as_of), packs: PackRegistr
 def list_models(
     limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
     regime: str = Query(DEFAULT_REGIME), explain: bool = False,
-    on: date = Depends(get_as_of), s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    on: date = Depends(get_as_of), s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """Models in name order with cumulative operations and status: {total, limit, offset, items}."""
     page = svc.list_models(s, packs, on, regime, limit, offset, explain)
@@ -125,14 +125,14 @@ def list_models(
 
 
 @router.post("/models", status_code=201)
-def create_model(body: ModelIn, request: Request, s: Session = Depends(get_session),
+def create_model(body: ModelIn, request: Request, s: Session = DbSession,
                  packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     m = svc.add_model(s, body.name, body.owner, body.base, body.published, body.published_on, _actor(request))
     return svc.model_view(s, packs, m.name, utc_today())
 
 
 @router.post("/models/{name:path}/runs", status_code=201)
-def add_run(name: str, body: RunIn, request: Request, s: Session = Depends(get_session),
+def add_run(name: str, body: RunIn, request: Request, s: Session = DbSession,
             packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     est = _estimate(packs, utc_today(), body)  # today's estimation defaults, whenever the run happened (as the CLI)
     run = svc.add_run(s, name, est, body.start, body.end, body.site, body.job, _actor(request))
@@ -140,7 +140,7 @@ def add_run(name: str, body: RunIn, request: Request, s: Session = Depends(get_s
 
 
 @router.post("/models/{name:path}/synthetic", status_code=201)
-def add_synthetic(name: str, body: SyntheticIn, request: Request, s: Session = Depends(get_session),
+def add_synthetic(name: str, body: SyntheticIn, request: Request, s: Session = DbSession,
                   packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     svc.add_synthetic(
         s, name, body.generator, _n(body.fraction, "fraction", True) or 0.0,
@@ -150,7 +150,7 @@ def add_synthetic(name: str, body: SyntheticIn, request: Request, s: Session = D
 
 
 @router.post("/models/{name:path}/determinations", status_code=201)
-def add_determination(name: str, body: DeterminationIn, request: Request, s: Session = Depends(get_session),
+def add_determination(name: str, body: DeterminationIn, request: Request, s: Session = DbSession,
                       packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     svc.add_determination(s, name, body.less_capable, body.by, body.basis, body.on, _actor(request))
     return svc.model_view(s, packs, name, max(body.on or utc_today(), utc_today()))
@@ -158,7 +158,7 @@ def add_determination(name: str, body: DeterminationIn, request: Request, s: Ses
 
 @router.get("/models/{name:path}")
 def get_model(name: str, regime: str = Query(DEFAULT_REGIME), on: date = Depends(get_as_of),
-              s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
+              s: Session = DbSession, packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     """A model's cumulative operations, status and the arithmetic, as of ``as_of`` under ``regime``."""
     return svc.model_view(s, packs, name, on, regime)
 

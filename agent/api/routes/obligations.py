@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from agent import obligations as svc
-from agent.api.deps import get_as_of, get_packs, get_session
+from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import api_fields, error_response
 from agent.audit import current_actor
 from policies import obligations as core
@@ -37,7 +37,7 @@ def paths(
     end_use: str | None = None,
     aia_certified: bool = False,
     on: date = Depends(get_as_of),
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """Which paths open a proposed export, reexport or transfer, why, with citations (``as_of`` = its date)."""
@@ -51,7 +51,7 @@ def paragraphs(on: date = Depends(get_as_of), packs: PackRegistry = Depends(get_
 
 @router.get("/controls/{scope}/{subject}")
 def register(
-    scope: str, subject: str, on: date = Depends(get_as_of), s: Session = Depends(get_session),
+    scope: str, subject: str, on: date = Depends(get_as_of), s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """The Supp. No. 10 checklist of a site or authorization (with ¶7 runs and ¶8 weights for a site)."""
@@ -68,7 +68,7 @@ class EntryIn(BaseModel):
 @router.put("/controls/{scope}/{subject}/{paragraph}")
 @api_fields({"review": "review_date"})
 def set_entry(
-    scope: str, subject: str, paragraph: int, body: EntryIn, request: Request, s: Session = Depends(get_session),
+    scope: str, subject: str, paragraph: int, body: EntryIn, request: Request, s: Session = DbSession,
 ) -> dict[str, Any]:
     e = svc.set_entry(s, scope, subject, paragraph, body.owner, body.status, body.review_date, body.notes,
                       _actor(request))
@@ -88,7 +88,7 @@ class EvidenceIn(BaseModel):
 @api_fields({"by": "attested_by", "on": "attested_on"})
 def add_evidence(
     scope: str, subject: str, paragraph: int, body: EvidenceIn, request: Request,
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
 ) -> dict[str, Any]:
     ev = svc.add_evidence(s, scope, subject, paragraph, body.kind, body.uri, body.statement, body.attested_by,
                           body.attested_on, _actor(request))
@@ -97,7 +97,7 @@ def add_evidence(
 
 @router.get("/deadlines")
 def deadlines(
-    status: str | None = None, on: date = Depends(get_as_of), s: Session = Depends(get_session),
+    status: str | None = None, on: date = Depends(get_as_of), s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> list[dict[str, Any]]:
     """Report and notice deadlines with status (upcoming, due, overdue, done) as of ``as_of``."""
@@ -117,7 +117,7 @@ class AuthorizationIn(BaseModel):
 @router.post("/deadlines/authorizations", status_code=201)
 @api_fields({"location": "locations"})
 def add_authorization(
-    body: AuthorizationIn, request: Request, s: Session = Depends(get_session),
+    body: AuthorizationIn, request: Request, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """Record the grant date, expiry and application locations of a VEU (registering it if new: admin only)."""
@@ -149,7 +149,7 @@ class EventIn(BaseModel):
 
 @router.post("/deadlines/events", status_code=201)
 @api_fields({"from": "from_country", "to": "to_country"})
-def add_event(body: EventIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
+def add_event(body: EventIn, request: Request, s: Session = DbSession) -> dict[str, Any]:
     ev = svc.add_event(s, body.kind, body.ref, body.on, body.authorization, body.site, body.from_country,
                        body.to_country, body.description, actor=_actor(request))
     return {"kind": ev.kind, "ref": ev.ref, "on": ev.occurred_on.isoformat()}
@@ -164,7 +164,7 @@ class FilingIn(BaseModel):
 @router.post("/deadlines/filings", status_code=201)
 @api_fields({"KEY": "key", "on": "filed_on"})
 def file_deadline(
-    body: FilingIn, request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: FilingIn, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     f = svc.file_deadline(s, packs, body.key, body.filed_on, body.reference, _actor(request))
     return {"key": f.key, "filed_on": f.filed_on.isoformat(), "reference": f.reference}
@@ -172,20 +172,20 @@ def file_deadline(
 
 @router.post("/deadlines/notify")
 def notify(
-    on: date = Depends(get_as_of), s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    on: date = Depends(get_as_of), s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """Send reminders now over the configured channels (VEU_NOTIFY_WEBHOOK_URL / VEU_NOTIFY_SMTP_*)."""
     return svc.send_reminders(s, packs, on)
 
 
 @router.get("/deadlines/notifications")
-def notifications(s: Session = Depends(get_session)) -> list[dict[str, Any]]:
+def notifications(s: Session = DbSession) -> list[dict[str, Any]]:
     return svc.notifications(s)
 
 
 @router.get("/weights")
 def weights(
-    site: str | None = None, on: date = Depends(get_as_of), s: Session = Depends(get_session),
+    site: str | None = None, on: date = Depends(get_as_of), s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """¶8: where model weights are stored, on which devices, who accessed them, exports and flags."""
@@ -201,7 +201,7 @@ class StorageIn(BaseModel):
 
 @router.post("/weights/storage", status_code=201)
 @api_fields({"device": "devices"})
-def store(body: StorageIn, request: Request, s: Session = Depends(get_session)) -> dict[str, Any]:
+def store(body: StorageIn, request: Request, s: Session = DbSession) -> dict[str, Any]:
     w = svc.store_weights(s, body.model, body.site, body.devices, body.dedicated, _actor(request))
     return {"id": w.id, "model": w.model, "site": body.site, "devices": w.devices.split(","), "dedicated": w.dedicated}
 
@@ -209,7 +209,7 @@ def store(body: StorageIn, request: Request, s: Session = Depends(get_session)) 
 @router.post("/weights/access")
 def import_access(
     request: Request, csv_text: str = Body(..., media_type="text/csv"), source: str = Query("api"),
-    s: Session = Depends(get_session),
+    s: Session = DbSession,
 ) -> dict[str, int]:
     """Import an access-log CSV (timestamp, model, principal, action[, device, site]) sent as text/csv."""
     return svc.import_access_log(s, csv_text, source, _actor(request))
@@ -228,7 +228,7 @@ class ExportIn(BaseModel):
 @router.post("/weights/exports", status_code=201)
 @api_fields({"to": "recipient"})
 def record_export(
-    body: ExportIn, request: Request, s: Session = Depends(get_session), packs: PackRegistry = Depends(get_packs),
+    body: ExportIn, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     return svc.record_export(s, packs, body.model, body.recipient, body.country, body.on, body.licence,
                              body.model_status, body.published, _actor(request))
