@@ -6,7 +6,8 @@
 - Leadership: a paused leader whose lease was taken over must lose its renewal (kmock Lease), and two
   processes that both believe they lead write through the store's own guards (audit-chain lock).
   (kmock does not enforce ``metadata.resourceVersion`` preconditions on patches, so the 409 path that
-  stops two simultaneous takeovers is not provable against it; see docs/security.md, residual risks.)
+  stops two simultaneous takeovers is proved in tests/inventory/test_lease_race.py, against a Lease server
+  that enforces them.)
 """
 
 from __future__ import annotations
