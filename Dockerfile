@@ -15,11 +15,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY policies ./policies
 COPY agent ./agent
 COPY controllers ./controllers
-RUN pip wheel --wheel-dir /wheels .
+# Dependencies at the versions CI tested (constraints.txt, re-pinned by scripts/lock.sh).
+RUN pip wheel --wheel-dir /wheels -c constraints.txt .
 
 # ---- runtime: non-root, read-only friendly, no build tools (pip, setuptools and wheel are removed once the
 #      wheels are installed: nothing imports them at run time, and they only add scanner findings) ----

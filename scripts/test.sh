@@ -31,7 +31,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log "installing veu-governor[test]"
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
+# Pinned to what CI tested (scripts/lock.sh re-pins); pyproject.toml keeps only lower bounds.
+.venv/bin/pip install -q -c constraints.txt -e '.[test]'
 
 log "ruff"
 .venv/bin/ruff check .
