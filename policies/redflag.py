@@ -342,9 +342,11 @@ def hardware_estimate(
     if len(parts) == 1:
         return parts[0], hours, basis
     v = sum(p.value for p in parts)
-    lines = "; ".join(p.explanation for p in parts)
+    # Each part explains itself as "hardware: ..."; under the one heading the prefix would only repeat.
+    lines = "; ".join(p.explanation.removeprefix("hardware: ") for p in parts)
     return (Estimate(v, sum(p.low for p in parts), sum(p.high for p in parts), "hardware",
-                     f"hardware (sum over chip models): {lines} = {sci(v)}", {"parts": len(parts)},
+                     f"hardware (sum over the job's {len(parts)} chip groups): {lines} = {sci(v)}",
+                     {"parts": len(parts)},
                      sum(p.conservative for p in parts)), hours, basis)
 
 

@@ -115,6 +115,15 @@ def test_the_hardware_bound_says_its_utilization_comes_from_the_pack_not_the_job
     assert "hardware: hardware" not in text and "hardware:" in text
 
 
+def test_a_job_with_two_chip_groups_sums_their_hardware_bounds_under_one_heading(packs: PackRegistry) -> None:
+    h100, a100 = catalog().accelerator("h100"), catalog().accelerator("a100")
+    req = JobRequest("ns", "PyTorchJob", "j", declared=Declared(model="m", expected_hours=1), demands=(
+        ChipDemand(h100, 8, "nvidia.com/gpu", "Master"), ChipDemand(a100, 64, "nvidia.com/gpu", "Worker")))
+    text = "\n".join(decide(packs, AS_OF, req, customer=customer(packs)).explanation)
+    assert "hardware (sum over the job's 2 chip groups): 8 chips" in text
+    assert "; 64 chips" in text and text.count("hardware:") == 0
+
+
 def test_jobs_split_across_model_names_are_held_once_the_customers_sum_reaches_1e26(packs: PackRegistry) -> None:
     # Five other jobs, each under a different model name, already admitted: 9e25 in all.
     load = CustomerLoad(9e25, jobs=5, models=5, window_days=90)
