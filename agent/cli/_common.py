@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -17,7 +18,10 @@ from rich.text import Text
 from policies.errors import PolicyError
 from policies.packs import parse_date
 
-console = Console()
+# Output read by a program or kept in a file (not a terminal, no COLUMNS set) is as wide as its longest line:
+# at Rich's default 80 columns a table would fold or cut the names and ids the next command needs.
+PIPE_WIDTH = 4096
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH)
 err_console = Console(stderr=True)
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -47,7 +51,7 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         for k, v in data.items():
             shown = v if isinstance(v, str) or v is None else json.dumps(v, default=str)
             t.add_row(Text(str(k), style="bold"), cell(shown))
-        console.print(t)
+        print_table(t)
     else:
         console.print_json(json.dumps(data, default=str))
 
@@ -61,10 +65,21 @@ def cell(value: Any) -> Text:
 def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
     t = Table(title=Text(title) if title is not None else None)
     for c in columns:
-        t.add_column(c)
+        # Fold, never cut: a name or id shortened to "…" could not be copied into the next command.
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(*[cell(r.get(c)) for c in columns])
-    console.print(t)
+    print_table(t)
+
+
+def print_table(t: Table) -> None:
+    """Print a table; to a file or a pipe without the padding Rich adds after each row's last cell."""
+    if console.is_terminal:
+        console.print(t)
+        return
+    with console.capture() as captured:
+        console.print(t)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def db_url(opt: str | None) -> str | None:
