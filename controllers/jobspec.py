@@ -19,8 +19,9 @@ Counting rules (k8s-conventions.md §2-3):
   Kubeflow ``replicas`` per role (MPIJob v2beta1 Worker default 0), PyTorchJob/PaddleJob Worker up to
   ``spec.elasticPolicy.maxReplicas``; TrainJob ``numNodes``; Ray worker groups KubeRay's
   ``clamp(replicas, minReplicas, maxReplicas) × numOfHosts``, or ``maxReplicas × numOfHosts`` under
-  ``enableInTreeAutoscaling``, plus the head; LeaderWorkerSet ``replicas × size`` (leader included);
-  Volcano ``tasks[].replicas``; Kueue ``podSets[].count``.
+  ``enableInTreeAutoscaling``, plus the head (with its autoscaler container under autoscaling), and a
+  RayJob's ``submitterPodTemplate`` (1 pod); LeaderWorkerSet ``replicas × size`` (leader included); Volcano
+  ``tasks[].replicas``; Kueue ``podSets[].count``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ ACCELERATOR_RESOURCES: dict[str, str] = {
     "gpu.intel.com/i915": "intel",
     "gpu.intel.com/xe": "intel",
 }
-_MIG_RESOURCE = re.compile(r"^nvidia\.com/(mig-\d+g\.\d+gb(?:\.[a-z0-9]+)?)$")
+# The device plugin names a MIG profile "mig-" + the NVML profile name with "+" made ".": 1g.10gb+me is
+# mig-1g.10gb.me, and later attributes (1g.23gb-me, +me.all, +gfx) add more suffixes. Any suffix is a MIG slice:
+# a spelling left out would count 0 chips.
+_MIG_RESOURCE = re.compile(r"^nvidia\.com/(mig-\d+g\.\d+gb(?:[.-][a-z0-9][a-z0-9.-]*)?)$")
 
 # Node labels naming the accelerator model (GFD, GKE, Karpenter, AMD, Intel), most specific first.
 MODEL_LABELS: tuple[str, ...] = (
@@ -148,7 +152,8 @@ def _count(v: Any, path: str, default: int, hi: int = MAX_PODS) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise _Bad(f"{path}: expected a whole number, got {v!r}"[:300])
     if v < 0 or v > hi:
-        raise _Bad(f"{path}: {v} is out of range 0-{hi}"[:300])
+        # _show, not the number itself: a 400-digit count would push "out of range" past the message's end.
+        raise _Bad(f"{path}: {_show(v)} is out of range 0-{hi}")
     return v
 
 
@@ -189,7 +194,11 @@ def _parse_quantity(s: str) -> Decimal | None:
 
 
 def _show(v: Any) -> str:
-    return repr(v)[:40]
+    """A value for an error message, cut to 40 characters (a long number shows its leading digits)."""
+    try:
+        return repr(v)[:40]
+    except ValueError:  # an int past Python's 4300-digit str() limit (only from Python callers, not JSON)
+        return "a number of more than 4300 digits"
 
 
 def quantity(v: Any, path: str) -> float:
@@ -201,6 +210,8 @@ def quantity(v: Any, path: str) -> float:
     if isinstance(v, bool):
         raise _Bad(f"{path}: expected a quantity, got {v!r}")
     if isinstance(v, int):
+        if v < 0 or v > MAX_CHIPS_PER_POD:  # before Decimal(v), which cannot take an int past 4300 digits
+            raise _Bad(f"{path}: {_show(v)} is out of range 0-{MAX_CHIPS_PER_POD}")
         x = Decimal(v)
     elif isinstance(v, float):
         if not math.isfinite(v):
@@ -437,18 +448,39 @@ def _trainjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
         # The pods come from the referenced (Cluster)TrainingRuntime, which the review does not carry.
         notes.append("TrainJob: no accelerators in spec.trainer.resourcesPerNode; chips in the referenced runtime "
                      "template are not visible at admission")
+    elif trainer.get("numNodes") is None:
+        # Trainer v2: a TrainJob without numNodes runs the runtime's mlPolicy.numNodes, which may be more than 1.
+        notes.append("TrainJob: no spec.trainer.numNodes, so the runtime's mlPolicy.numNodes applies (not visible at "
+                     "admission); counted as 1 node until its JobSet is decided")
     return [PodGroup("node", nodes, r, q) for r, q in sorted(chips.items())], [], notes
+
+
+def _ray_head(spec: Mapping[str, Any], head: Mapping[str, Any], autoscaling: bool, path: str) -> list[PodGroup]:
+    """The head pod's groups: its template, plus the autoscaler container KubeRay adds to it under
+    ``enableInTreeAutoscaling`` with ``autoscalerOptions.resources`` as its resources (and the image that option
+    names, so chips asked for there are as usable as the head's own)."""
+    tp = f"{path}.headGroupSpec.template"
+    hspec = _map(_map(head.get("template"), tp).get("spec"), f"{tp}.spec")
+    if autoscaling:  # without it KubeRay adds no autoscaler, and autoscalerOptions is never used
+        res = _map(spec.get("autoscalerOptions"), f"{path}.autoscalerOptions").get("resources")
+        if resources_chips(res, f"{path}.autoscalerOptions.resources"):  # read here first: an error names it
+            # One more app container of the head pod: it adds to the containers' sum, not to the init containers.
+            containers = _list(hspec.get("containers"), f"{tp}.spec.containers")
+            hspec = {**hspec, "containers": [*containers, {"name": "autoscaler", "resources": res}]}
+    chips = pod_chips(hspec, f"{tp}.spec")
+    label, hints = model_hints(hspec, f"{tp}.spec")
+    return [PodGroup("head", 1, r, q, hints, label) for r, q in sorted(chips.items())]
 
 
 def _ray_cluster_spec(spec: Mapping[str, Any], path: str) -> tuple[list[PodGroup], list[Any], list[str]]:
     groups: list[PodGroup] = []
     tpls: list[Any] = []
     head = _map(spec.get("headGroupSpec"), f"{path}.headGroupSpec")
-    if head:
-        groups += _groups_from_template("head", 1, head.get("template"), f"{path}.headGroupSpec.template")
+    autoscaling = _flag(spec.get("enableInTreeAutoscaling"), f"{path}.enableInTreeAutoscaling")
+    if head or autoscaling:
+        groups += _ray_head(spec, head, autoscaling, path)
         tpls.append(head.get("template"))
     notes: list[str] = []
-    autoscaling = _flag(spec.get("enableInTreeAutoscaling"), f"{path}.enableInTreeAutoscaling")
     for i, wg in enumerate(_list(spec.get("workerGroupSpecs"), f"{path}.workerGroupSpecs")):
         p = f"{path}.workerGroupSpecs[{i}]"
         wg = _map(wg, p, required=True)
@@ -481,12 +513,29 @@ def _raycluster(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list
     return _ray_cluster_spec(_map(obj.get("spec"), "spec"), "spec")
 
 
+# KubeRay's submission modes that start no submitter Job (rayjob_types.go JobSubmissionMode). Any other mode,
+# K8sJobMode (the default) included, runs spec.submitterPodTemplate as the pod of a batch/v1 Job.
+_RAY_NO_SUBMITTER_JOB = frozenset({"HTTPMode", "InteractiveMode", "SidecarMode"})
+
+
 def _rayjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
     spec = _map(obj.get("spec"), "spec")
     if spec.get("rayClusterSpec") is None:
         # clusterSelector: the job runs on an existing RayCluster, which was admitted on its own.
-        return [], [], ["RayJob: no spec.rayClusterSpec (runs on an existing RayCluster admitted separately)"]
-    return _ray_cluster_spec(_map(spec.get("rayClusterSpec"), "spec.rayClusterSpec"), "spec.rayClusterSpec")
+        groups: list[PodGroup] = []
+        tpls: list[Any] = []
+        notes = ["RayJob: no spec.rayClusterSpec (runs on an existing RayCluster admitted separately)"]
+    else:
+        groups, tpls, notes = _ray_cluster_spec(_map(spec.get("rayClusterSpec"), "spec.rayClusterSpec"),
+                                                "spec.rayClusterSpec")
+    mode = spec.get("submissionMode")
+    if not (isinstance(mode, str) and mode in _RAY_NO_SUBMITTER_JOB):
+        # The submitter Job is KubeRay's child of the RayJob, admitted as counted here; a user template with a
+        # command runs that command (not `ray job submit`), so its chips are a pod of this job like any other.
+        sub = spec.get("submitterPodTemplate")
+        groups = groups + _groups_from_template("submitter", 1, sub, "spec.submitterPodTemplate")
+        tpls = [*tpls, sub]
+    return groups, tpls, notes
 
 
 def _lws(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
@@ -497,8 +546,11 @@ def _lws(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
     if size < 1:
         raise _Bad("spec.leaderWorkerTemplate.size: must be at least 1 (the leader)")
     worker = lwt.get("workerTemplate")
-    leader = lwt.get("leaderTemplate") or worker  # without a leader template the leader uses the worker's
-    groups = _groups_from_template("leader", replicas, leader, "spec.leaderWorkerTemplate.leaderTemplate")
+    leader, leader_path = lwt.get("leaderTemplate"), "spec.leaderWorkerTemplate.leaderTemplate"
+    if not leader:
+        # Without a leader template the leader uses the worker's: an error in it names the field that has it.
+        leader, leader_path = worker, "spec.leaderWorkerTemplate.workerTemplate"
+    groups = _groups_from_template("leader", replicas, leader, leader_path)
     groups += _groups_from_template("worker", replicas * (size - 1), worker, "spec.leaderWorkerTemplate.workerTemplate")
     return groups, [leader, worker], []
 
