@@ -477,8 +477,12 @@ class ZoneSpec:
     note: str = ""
 
 
-_MIG_SUFFIX = re.compile(r"^(?P<parent>.*?)[\s_\-]+mig[\s_\-]+(?P<profile>\d+g\.\d+gb)(?:\+\w+)?$", re.IGNORECASE)
-_MIG_RESOURCE = re.compile(r"^(?:nvidia\.com/)?mig-(?P<profile>\d+g\.\d+gb)(?:\+\w+)?$", re.IGNORECASE)
+# A profile's attributes after its size (NVML's 1g.10gb+me; the device plugin's resource spells "+" as ".",
+# and newer profiles add 1g.23gb-me, +me.all, +gfx) do not change its compute slices: any suffix is the same slice.
+_MIG_ATTRS = r"(?:[.+\-][a-z0-9][a-z0-9.+\-]*)?"
+_MIG_SUFFIX = re.compile(r"^(?P<parent>.*?)[\s_\-]+mig[\s_\-]+(?P<profile>\d+g\.\d+gb)" + _MIG_ATTRS + "$",
+                         re.IGNORECASE)
+_MIG_RESOURCE = re.compile(r"^(?:nvidia\.com/)?mig-(?P<profile>\d+g\.\d+gb)" + _MIG_ATTRS + "$", re.IGNORECASE)
 _VENDOR_PREFIXES = ("nvidia ", "tesla ", "amd ", "intel ", "google ", "aws ", "huawei ", "habana ")
 _TPU_SLICE = re.compile(r"^(?P<family>[a-z0-9]+?)-(?P<n>\d+)$")
 

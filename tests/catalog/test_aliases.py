@@ -108,6 +108,20 @@ def test_mixed_strategy_mig_resource_without_parent_takes_the_highest_tpp_candid
     assert "a100-sxm4-80gb" in r.ambiguous_parents and "h100-sxm" in r.ambiguous_parents
 
 
+def test_a_mig_profile_with_media_extensions_is_the_same_compute_slice_however_the_plugin_spells_it(
+    cat: Catalog,
+) -> None:
+    # NVML's 1g.10gb+me; the device plugin's resource name writes "+" as "."; newer profiles add "-me", ".all".
+    for name in ("nvidia.com/mig-1g.10gb+me", "nvidia.com/mig-1g.10gb.me", "nvidia.com/mig-1g.10gb.me.all",
+                 "nvidia.com/mig-1g.10gb-me"):
+        r = cat.resolve(name, parent="NVIDIA-H100-80GB-HBM3")
+        assert (r.accelerator.id, r.fraction, r.mig_profile) == ("h100-sxm", Fraction(1, 7), "1g.10gb"), name
+    r = cat.resolve("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb.me")
+    assert r.accelerator.id == "h100-sxm" and r.fraction == Fraction(1, 7)
+    with pytest.raises(UnknownAccelerator, match="not in catalog"):
+        cat.resolve("nvidia.com/mig-1g.10gbx")  # not a suffix: a different, unknown name
+
+
 def test_mig_profile_the_parent_does_not_offer_is_rejected(cat: Catalog) -> None:
     with pytest.raises(UnknownAccelerator, match=r"no MIG profile 1g\.18gb"):
         cat.resolve("NVIDIA-A100-SXM4-80GB-MIG-1g.18gb")
