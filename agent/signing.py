@@ -121,6 +121,11 @@ def signing_key(create: bool = True) -> SigningKey:
                 key = generate(path)
             except FileExistsError:
                 key = load(path)
+            except OSError as exc:
+                # A read-only home or a key directory that cannot be made: say which setting to fix.
+                raise SigningKeyError(f"VEU_SIGNING_KEY_FILE: cannot create the signing key {path}: "
+                                      f"{exc.strerror or exc}; point VEU_SIGNING_KEY_FILE at a writable "
+                                      "path or create the key with `veuctl audit keygen --out FILE`") from None
         else:
             key = load(path)
         _cache[path] = key

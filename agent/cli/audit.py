@@ -130,7 +130,8 @@ def prune(
 @audit_app.command("log")
 def log(
     from_: int = typer.Option(1, "--from", min=1, help="First sequence number."),
-    limit: int = typer.Option(50, "--limit", min=1, max=10000, help="Newest entries to show (1-10000)."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many entries to show, oldest first "
+                              "from --from (1-10000)."),
     action: str | None = typer.Option(None, "--action", help="Only this action (e.g. party.create)."),
     subject: str | None = typer.Option(None, "--subject", help="Only this subject (e.g. party:acme)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,

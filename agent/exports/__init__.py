@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,19 @@ def available(kind: str) -> bool:
 def build(s: Session, packs: PackRegistry, kind: str, start: date, end: date, **opts: Any) -> Report:
     if start > end:
         raise ExportError(f"--from: {start.isoformat()} is after --to {end.isoformat()}")
+    if end >= date.max:
+        # The period includes its last day, so it ends at the next midnight, which 9999-12-31 has not.
+        raise ExportError(f"--to: {end.isoformat()} is past the last day a period can end on "
+                          f"({(date.max - timedelta(days=1)).isoformat()})")
+    if opts.get("authorization") and kind != "installed-base":
+        # Every other kind would ignore it and hand back the whole store under a name that looks filtered.
+        raise ExportError(f"--authorization: only the installed-base export is limited to one authorization; "
+                          f"{kind} covers every authorization")
     return _builder(kind)(s, packs, start, end, **opts)
 
 
 def _stem(report: Report) -> str:
-    subject = f"_{report.subject}" if report.subject else ""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in subject)
-    return f"{report.kind}{safe}_{report.start.isoformat()}_{report.end.isoformat()}"
+    return mf.stem(report.kind, report.subject, report.start.isoformat(), report.end.isoformat())
 
 
 def run_export(
@@ -138,21 +144,28 @@ def _run_export(
     meta = {"generated_at": generated.isoformat(), "generated_by": actor, "pack_versions": packs.versions()}
     try:
         files: list[FileInfo] = []
-        for fmt in dict.fromkeys(formats):
-            if fmt == "csv":
-                files += [write_csv(t, staging / f"{stem}_{t.name}.csv") for t in report.tables]
-            elif fmt == "json":
-                files.append(write_json(report, staging / f"{stem}.json", meta))
-            else:
-                from agent.exports.pdf import write_pdf
+        manifest_name = f"{stem}{mf.SUFFIX}"
+        try:
+            for fmt in dict.fromkeys(formats):
+                if fmt == "csv":
+                    files += [write_csv(t, staging / f"{stem}_{t.name}.csv") for t in report.tables]
+                elif fmt == "json":
+                    files.append(write_json(report, staging / f"{stem}.json", meta))
+                else:
+                    from agent.exports.pdf import write_pdf
 
-                files.append(write_pdf(report, staging / f"{stem}.pdf", meta))
+                    files.append(write_pdf(report, staging / f"{stem}.pdf", meta))
+        except OSError as exc:
+            # A full disk or a quota met half-way: the staging directory goes, nothing is recorded.
+            raise ExportError(f"--out: cannot write the export to {out_dir}: {exc.strerror or exc}") from None
         body = {**report.meta(), **meta, "audit_head": head,
                 "provisions": [p["id"] for p in report.provisions], "notes": report.notes,
                 "files": [f.__dict__ for f in files]}
         signed = mf.sign(body)
-        manifest_name = f"{stem}{mf.SUFFIX}"
-        (staging / manifest_name).write_text(_pretty(signed), encoding="utf-8")
+        try:
+            (staging / manifest_name).write_text(_pretty(signed), encoding="utf-8")
+        except OSError as exc:
+            raise ExportError(f"--out: cannot write the export to {out_dir}: {exc.strerror or exc}") from None
         # Recorded before the files are moved in: an audit trail that cannot be written (the store locked
         # or gone) fails the export with nothing left behind that looks like a finished, signed export.
         record(s, actor=actor, action="export.create", subject=f"export:{kind}",

@@ -18,6 +18,34 @@ FORMAT = "veu-governor export manifest v1"
 SUFFIX = ".manifest.json"
 
 
+def stem(kind: str, subject: str, start: str, end: str) -> str:
+    """The name every file of an export starts with: ``KIND[_SUBJECT]_FROM_TO`` (dates as YYYY-MM-DD)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in (f"_{subject}" if subject else ""))
+    return f"{kind}{safe}_{start}_{end}"
+
+
+def _stems(manifest_path: Path, manifest: dict[str, Any]) -> set[str]:
+    """The name stems of the export a manifest signs: its own file name's, and the one its fields give."""
+    out = {manifest_path.name.removesuffix(SUFFIX)} if manifest_path.name.endswith(SUFFIX) else set()
+    period = manifest.get("period")
+    fields = (manifest.get("kind"), manifest.get("subject") or "",
+              *((period.get("from"), period.get("to")) if isinstance(period, dict) else (None, None)))
+    if all(isinstance(f, str) for f in fields) and fields[0]:
+        out.add(stem(*fields))  # type: ignore[arg-type]
+    return out
+
+
+def _unlisted(manifest_path: Path, manifest: dict[str, Any]) -> list[str]:
+    """Files beside the manifest named as part of its export (``STEM.*``, ``STEM_*``) that it does not list."""
+    stems = _stems(manifest_path, manifest)
+    listed = {f["name"] for f in manifest["files"]} | {manifest_path.name}
+    try:
+        names = sorted(p.name for p in manifest_path.parent.iterdir() if p.is_file())
+    except OSError:
+        return []  # the listed files' own checks report an unreadable directory
+    return [n for n in names if n not in listed and any(n.startswith((f"{st}.", f"{st}_")) for st in stems)]
+
+
 def _message(body: dict[str, Any]) -> bytes:
     return FORMAT.encode() + b"\n" + canonical_json(body).encode()
 
@@ -136,6 +164,10 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
                 problems.append(f"{name}: SHA-256 differs from the manifest (file changed)")
         except OSError as exc:
             problems.append(f"{name}: cannot read ({exc.strerror or exc})")
+    # A file slipped in beside the export's own (or left by an earlier export of the same period) would be
+    # taken for part of the signed set by whoever receives the directory.
+    problems += [f"{n}: not listed in the signed manifest (file added to the export, or left from an earlier "
+                 "export of the same kind and period)" for n in _unlisted(manifest_path, manifest)]
     return problems
 
 

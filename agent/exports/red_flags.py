@@ -1,6 +1,7 @@
 """Export kind ``red-flags``: the red-flag-28 case register and the decisions that held or denied jobs.
 
-A case is in the register of a period when it was opened in it, changed in it, or is still open at its end.
+A case is in the register of a period when it was opened in it, changed in it (its answers expiring included),
+or is still open at its end.
 Status on the ``--to`` date: a resolved case whose answers have expired by then reads ``expired``; a case
 answered only after that date reads ``open``, with no answers (they were not on record then).
 """
@@ -40,7 +41,10 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     lo, hi = day_start(start), day_after(end)
     c = RedFlagCase.__table__  # type: ignore[attr-defined]
     d = AdmissionDecision.__table__  # type: ignore[attr-defined]
-    in_register = and_(c.c.opened_at < hi, or_(c.c.opened_at >= lo, c.c.updated_at >= lo, c.c.status == "open"))
+    # Answers that expire in the period change the case (resolved -> expired) without touching updated_at.
+    expired_in = and_(c.c.status == "resolved", c.c.expires_at >= lo, c.c.expires_at < hi)
+    in_register = and_(c.c.opened_at < hi, or_(c.c.opened_at >= lo, c.c.updated_at >= lo, c.c.status == "open",
+                                               expired_in))
     cases_q = select(c).where(in_register).order_by(c.c.id)
 
     def answered_later(r: Any) -> bool:

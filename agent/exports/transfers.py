@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlmodel import Session
 
 from agent.exports.base import Report, Table, day_after, day_start, provision_dict, stream, tier_lookup
@@ -69,7 +69,12 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
             prev = (hid, sid)
 
     first_hp = dict(s.execute(select(hp.c.site_id, func.min(hp.c.valid_from)).group_by(hp.c.site_id)).all())
-    first_h = dict(s.execute(select(h.c.site_id, func.min(h.c.first_seen)).group_by(h.c.site_id)).all())
+    # A holding with a history arrived at each site when its version there began: its first_seen is when it
+    # was received anywhere and its site_id only the latest, so a chip moved to a new site would date that
+    # site from the chip's receipt elsewhere. Only holdings without a history count from first_seen.
+    no_history = ~exists().where(hp.c.holding_id == h.c.id)
+    first_h = dict(s.execute(select(h.c.site_id, func.min(h.c.first_seen)).where(no_history)
+                             .group_by(h.c.site_id)).all())
     first: dict[int, datetime] = {}
     for sid in set(first_hp) | set(first_h):
         first[sid] = min(x for x in (first_hp.get(sid), first_h.get(sid)) if x is not None)
