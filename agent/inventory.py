@@ -28,7 +28,7 @@ from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, 
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
-from policies.errors import PartyError, PolicyError, cli_word
+from policies.errors import PartyError, PolicyError, UnknownRegion, cli_word
 from policies.packs import PackRegistry
 
 _CHUNK = 500  # bound IN (...) lists well under SQLite's parameter limit
@@ -66,6 +66,8 @@ class SyncSummary:
             "status": self.status,
             "observed": self.observed,
             "added": sum(s.added for s in self.scopes),
+            # Holdings that reappeared after a retirement: neither new nor updated, but a change all the same.
+            "reactivated": sum(s.reactivated for s in self.scopes),
             "updated": sum(s.updated for s in self.scopes),
             "retired": sum(s.retired for s in self.scopes),
             "scopes": [s.__dict__ for s in self.scopes],
@@ -263,12 +265,18 @@ def apply_scope(
     touched: list[int] = []
     unplaced: dict[str, str] = {}  # zone message -> first external id left out
     left_out: set[str] = set()
+    uncatalogued: dict[str, list[str]] = {}  # unknown-region message -> the VMs (or ids) left out
     for ext, o in obs.items():
         try:
             site_id = res.site(o.site)
         except UnregisteredZone as exc:
             # Only these chips wait for their site: the rest of the scope is applied, and nothing retires.
             unplaced.setdefault(str(exc), ext)
+            left_out.add(ext)
+            continue
+        except UnknownRegion as exc:
+            # A region the catalog lacks (a GCP project spans regions): likewise only its chips wait.
+            uncatalogued.setdefault(f"site: {exc}", []).append(o.instance or ext)
             left_out.add(ext)
             continue
         vals = (site_id, o.accelerator, float(o.count), res.party(o.owner), res.party(o.operator))
@@ -348,6 +356,9 @@ def apply_scope(
     superseded_ids = [f"{h.source}:{h.external_id}" for h in stale]
     out.superseded = len(stale)
 
+    for msg, ids in uncatalogued.items():
+        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        unplaced.setdefault(f"{msg} ({shown} not counted anywhere; this scope retires nothing until it is)", ids[0])
     retired_ids: list[str] = []
     complete = result.complete and not unplaced
     if unplaced:

@@ -79,7 +79,7 @@ def sync_cmd(
     else:
         table(
             [{k: v for k, v in r.items() if k != "scopes"} for r in results],
-            ["source", "run_id", "status", "observed", "added", "updated", "retired"],
+            ["source", "run_id", "status", "observed", "added", "reactivated", "updated", "retired"],
         )
         for r in results:
             for sc in r["scopes"]:

@@ -26,7 +26,7 @@ import boto3
 import botocore.config
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.collectors.base import (
     Collector,
@@ -45,6 +45,8 @@ from policies.errors import PolicyError
 
 # Instances in these states hold their accelerators; a stopped instance has released its host.
 DEFAULT_STATES = ("pending", "running", "stopping", "shutting-down")
+# Every state DescribeInstances reports (InstanceState.Name): a name outside it would match no instance.
+EC2_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
 _UNSUPPORTED = {"InvalidAction", "NotImplemented", "UnsupportedOperation", "InvalidParameterValue"}
 
 
@@ -74,6 +76,19 @@ class AwsConfig(SourceConfig):
     read_timeout: int = Field(120, ge=5, le=3600)
     default_region: str = "us-east-1"
 
+    @field_validator("states")
+    @classmethod
+    def _known_states(cls, v: list[str]) -> list[str]:
+        # A state no instance is ever in lists nothing, and a region listed "completely" with nothing in it
+        # retires every chip it held: refuse the typo instead.
+        bad = [x for x in v if x not in EC2_STATES]
+        if bad or not v:
+            raise ValueError(
+                (f"{', '.join(repr(x) for x in bad)} is not an EC2 instance state" if bad else "empty")
+                + f"; choose from {', '.join(EC2_STATES)} (default: {', '.join(DEFAULT_STATES)})"
+            )
+        return v
+
 
 def _err(exc: BaseException) -> str:
     """An error message without credentials (botocore never puts secrets in ClientError text)."""
@@ -84,11 +99,16 @@ def _err(exc: BaseException) -> str:
 
 
 class _TypeCache:
-    """Instance type -> (accelerator id, count) or None, filled from the catalog then DescribeInstanceTypes."""
+    """Instance type -> (accelerator id, count) or None, filled from the catalog then DescribeInstanceTypes.
+
+    A type whose accelerator the catalog cannot name maps to None and its reason is kept in ``unknown``: only
+    that type's instances go uncounted (the region is then partial), not the rest of the listing.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._map: dict[str, tuple[str, float] | None] = {}
+        self.unknown: dict[str, str] = {}  # instance type -> why the catalog cannot place its accelerator
         self.api_calls = 0
 
     def lookup(self, ec2: Any, types: set[str]) -> dict[str, tuple[str, float] | None]:
@@ -108,7 +128,11 @@ class _TypeCache:
                     it["InstanceType"]: it for it in ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]
                 }
                 for t in chunk:
-                    self._map[t] = _from_type_info(found.get(t))
+                    try:
+                        self._map[t] = _from_type_info(found.get(t))
+                    except PolicyError as exc:
+                        self._map[t] = None
+                        self.unknown[t] = str(exc)
             return {t: self._map[t] for t in types}
 
 
@@ -278,6 +302,7 @@ class AwsCollector(Collector):
         res = ScopeResult(scope=f"{account}/{region}")
         place = _Placement(region, SiteRef(provider="aws", region=region))
         owner, operator = acct.owner or self.config.owner, acct.operator or self.config.operator
+        uncounted: dict[str, list[str]] = {}  # instance type the catalog cannot place -> its ids left out
         try:
             ec2 = self._client(session, "ec2", region)
             states = set(self.config.states)
@@ -296,6 +321,8 @@ class AwsCollector(Collector):
                 for i in insts:
                     hit = accel.get(i["InstanceType"])
                     if hit is None:
+                        if i["InstanceType"] in self.types.unknown:
+                            uncounted.setdefault(i["InstanceType"], []).append(i["InstanceId"])
                         continue
                     site = place.site_of((i.get("Placement") or {}).get("AvailabilityZone", ""), i["InstanceId"])
                     if site is None:
@@ -313,12 +340,19 @@ class AwsCollector(Collector):
                         )
                     )
             if self.config.capacity_reservations:
-                self._reservations(ec2, account, place, owner, operator, res)
+                self._reservations(ec2, account, place, owner, operator, res, uncounted)
         except (ClientError, BotoCoreError, PolicyError) as exc:
             res.error = f"{account}/{region}: {_err(exc)}"
         zones = place.error()
         if zones:
             res.add_error(f"{account}/{region}: {zones}")
+        for itype, ids in uncounted.items():
+            # Only these chips wait for the catalog; the rest of the region is counted, and nothing retires.
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            res.add_error(
+                f"{account}/{region}: instance type {itype} ({shown} not counted anywhere; nothing in this region "
+                f"retires until it is catalogued): {self.types.unknown[itype]}"
+            )
         return res
 
     def _reservations(
@@ -329,6 +363,7 @@ class AwsCollector(Collector):
         owner: str | None,
         operator: str | None,
         res: ScopeResult,
+        uncounted: dict[str, list[str]],
     ) -> None:
         """Active capacity reservations and Capacity Blocks: their *unused* slots are held capacity.
 
@@ -353,6 +388,8 @@ class AwsCollector(Collector):
         for c in crs:
             hit = accel.get(c["InstanceType"])
             free = int(c.get("AvailableInstanceCount", 0))
+            if hit is None and free > 0 and c["InstanceType"] in self.types.unknown:
+                uncounted.setdefault(c["InstanceType"], []).append(c["CapacityReservationId"])
             if hit is None or free <= 0:
                 continue
             site = place.site_of(c.get("AvailabilityZone", ""), c["CapacityReservationId"])

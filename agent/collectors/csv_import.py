@@ -93,26 +93,39 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
             raise PolicyError(f"FILE: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise PolicyError(f"FILE: {path} must hold a JSON list of objects with keys {', '.join(REQUIRED)}")
-        return [(n, r, []) for n, r in enumerate(data, start=2)]
+        # Keys are read as a CSV header is (case and surrounding spaces ignored); parse_register names unknown ones.
+        return [(n, {str(k).strip().lower(): v for k, v in r.items()}, []) for n, r in enumerate(data, start=2)]
     try:
         records = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
         raise PolicyError(f"FILE: {path} is not valid CSV ({exc})") from None
-    header = [h.strip().lower() for h in (records[0] if records else [])]
+
+    def blank(rec: list[str]) -> bool:
+        # A blank line, or a spreadsheet's row of empty cells (",,,,"): no row, but it keeps its number.
+        return not any(v.strip() for v in rec)
+
+    at = next((i for i, rec in enumerate(records) if not blank(rec)), 0)  # the header: first non-blank record
+    raw_header = records[at] if records else []
+    header = [h.strip().lower() for h in raw_header]
+    named = [h for h in header if h]  # an unnamed column is a spreadsheet's stray empty one (a trailing comma)
     missing = [c for c in REQUIRED if c not in header]
-    extra = [c for c in header if c not in REQUIRED + OPTIONAL]
-    dup = sorted({c for c in header if header.count(c) > 1})
+    extra = [c for c in named if c not in REQUIRED + OPTIONAL]
+    dup = sorted({c for c in named if named.count(c) > 1})
     if missing or extra or dup:
+        sep = next((d for d in ";\t|" if len(raw_header) == 1 and d in raw_header[0]), "")
         raise PolicyError(
             f"FILE: header must be {','.join(REQUIRED)}[,serial]"
-            + (f"; missing {', '.join(missing)}" if missing else "")
-            + (f"; unknown {', '.join(extra)}" if extra else "")
+            + (f"; the file is separated by {sep!r}, not commas: save it as CSV (comma delimited)" if sep else "")
+            + (f"; missing {', '.join(missing)}" if missing and not sep else "")
+            + (f"; unknown {', '.join(extra)}" if extra and not sep else "")
             + (f"; duplicate {', '.join(dup)}" if dup else "")
         )
+    # Values under an unnamed column count as values beyond the header: refused, never dropped.
     return [
-        (n, dict(zip(header, rec, strict=False)), rec[len(header):])
-        for n, rec in enumerate(records[1:], start=2)
-        if rec  # a blank line: no row, but it keeps its number
+        (n, {h: v for h, v in zip(header, rec, strict=False) if h},
+         [v for h, v in zip(header, rec, strict=False) if not h] + rec[len(header):])
+        for n, rec in enumerate(records[at + 1:], start=at + 2)
+        if not blank(rec)
     ]
 
 
@@ -131,6 +144,10 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
             return "" if v is None else str(v).strip()
 
         bad = len(problems)
+        for k in r:
+            if k not in REQUIRED + OPTIONAL:  # only a JSON object can have one (a CSV header is checked whole)
+                problems.append(f"row {n}, field {k}: not a register field; the fields are "
+                                f"{', '.join(REQUIRED + OPTIONAL)}")
         if any(v.strip() for v in beyond):
             problems.append(
                 f"row {n}: {len(r) + len(beyond)} values but the header has {len(r)} columns "

@@ -58,9 +58,16 @@ class NvmlCollector(Collector):
         try:
             site = SiteRef(provider="onprem", name=self.config.site)
             for i in range(int(lib.nvmlDeviceGetCount())):
-                h = lib.nvmlDeviceGetHandleByIndex(i)
-                name = _text(lib.nvmlDeviceGetName(h))
-                uuid = _text(lib.nvmlDeviceGetUUID(h))
+                try:
+                    h = lib.nvmlDeviceGetHandleByIndex(i)
+                    name = _text(lib.nvmlDeviceGetName(h))
+                    uuid = _text(lib.nvmlDeviceGetUUID(h))
+                except Exception as exc:
+                    # A GPU fallen off the bus (GPU is lost) or otherwise unreadable is still in the host: keep
+                    # its holding (the scope is partial, nothing retires) and go on to the GPUs after it.
+                    res.add_error(f"GPU {i}: NVML cannot read it ({exc}); it stays held and nothing on this host "
+                                  "retires until it answers again")
+                    continue
                 try:
                     serial = _text(lib.nvmlDeviceGetSerial(h))
                 except Exception:
@@ -73,7 +80,7 @@ class NvmlCollector(Collector):
                 try:
                     acc, _ = resolve_alias(name, memory_mib=mem)
                 except PolicyError as exc:
-                    res.error = f"GPU {i} ({uuid}): {exc}"
+                    res.add_error(f"GPU {i} ({uuid}): {exc}")
                     continue
                 # MIG mode partitions the GPU but it is still one whole chip held: the slices are not counted.
                 mig = False
@@ -94,7 +101,7 @@ class NvmlCollector(Collector):
                     )
                 )
         except Exception as exc:
-            res.error = f"NVML: {exc}"
+            res.add_error(f"NVML: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 lib.nvmlShutdown()
