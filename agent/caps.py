@@ -4,9 +4,10 @@ The arithmetic lives in :mod:`policies.caps`; this module reads the store (one a
 evaluation, however many holdings there are), resolves chips through the catalog, and writes
 authorizations, reservations and shipments with an audit entry in the same transaction.
 
-Reservations serialise on the authorization row: the first statement of a reservation's transaction is an
-``UPDATE`` of that row (a row lock on PostgreSQL, the database write lock on SQLite), so two planners
-racing for the last headroom are evaluated one after the other and neither over-commits.
+Reservations serialise: the first statement of a reservation's transaction takes one lock for every
+reservation (a transaction-level advisory lock on PostgreSQL, the database write lock on SQLite), so two
+planners racing for the last headroom, under one authorization or two that share it, are evaluated one after
+the other and neither over-commits.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
 from agent.parties import Conflict, get_party, named, party_refs
+from agent.store.db import lock_for_transaction, lock_key
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
@@ -47,6 +49,8 @@ MAX_CHIPS = 10_000_000
 # The same kind of bound on a shipment's value in US dollars (ten trillion): a typo, not a shipment.
 MAX_VALUE_USD = 1e13
 MAX_PAGE = 1000  # shipments per page, as `veuctl models list` and the API's pages
+# The lock every reservation takes (agent.store.db.lock_for_transaction), whatever its authorization.
+RESERVATION_LOCK_KEY = lock_key("reservations")
 
 
 class CapExceeded(PolicyError):
@@ -346,10 +350,17 @@ def reservation_placements(
     A date before today is a question about the past (caps shown or exported as of then): the reservations
     open at the end of that day, created by then and not yet released or installed, whatever has become of
     them since. Today or later, and whenever ``planning`` (a what-if, a new reservation: headroom is spent
-    now, whatever date the plan is for), the reservations active now. Either way none from its expiry day on.
+    now, whatever date the plan is for), the reservations active now. None from its expiry day on, except
+    that planning for a later date counts every reservation still holding headroom today.
     """
-    q = select(Reservation).where(or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > as_of))
-    if planning or as_of >= utcnow().date():
+    today = utcnow().date()
+    # Planning for a later date: a reservation that still holds headroom today counts even if it lapses before
+    # that date. It may yet be installed (its chips then stay), so skipping it would let a plan dated after its
+    # expiry take the same headroom twice.
+    expiry_from = min(as_of, today) if planning else as_of
+    q = select(Reservation).where(
+        or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > expiry_from))
+    if planning or as_of >= today:
         q = q.where(Reservation.status == "active")
     else:
         at = instant(as_of)
@@ -388,7 +399,9 @@ def caps_for(
             base = None  # a caller's base is as_of's (overview, exports share one): read the measurement date's
         fleet = list(base) if base is not None else placements(s, packs, on, with_ids=with_ids)
         if include_reservations:
-            fleet += reservation_placements(s, packs, on, a.id)
+            # Every authorization's reservations: each cap counts the planned placements it covers (a group's
+            # UVEUs share one owned base, an NVEU holder's chips count whichever plan reserved them).
+            fleet += reservation_placements(s, packs, on)
         return core.authorization_caps(packs, party_refs(s), to_core(s, a), fleet, as_of)
 
 
@@ -516,7 +529,7 @@ def _whatif(
         return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
 
     fleet = list(base) if base is not None else placements(s, packs, as_of)
-    reserved = reservation_placements(s, packs, as_of, a.id, planning=True)
+    reserved = reservation_placements(s, packs, as_of, planning=True)  # every authorization's (see caps_for)
     fleet += reserved
     available: Fraction | None = None
     if op == "add":
@@ -592,7 +605,7 @@ def reserve(
     owner: str | None = None, operator: str | None = None, note: str = "", actor: str | None = None,
     expires_on: date | None = None,
 ) -> Reservation:
-    """Reserve headroom for N chips at a site, or raise :class:`CapExceeded`; serialised per authorization.
+    """Reserve headroom for N chips at a site, or raise :class:`CapExceeded`; serialised with every other reservation.
 
     ``expires_on``: the day the reservation stops holding headroom if nobody has released or installed it
     (a forgotten plan must not block the fleet's headroom for ever); None holds it until it is closed.
@@ -604,6 +617,9 @@ def reserve(
         raise PolicyError(f"--expires: {expires_on} is not after the planned installation date {planned_for}; "
                           "a reservation must still hold when its chips arrive")
     # The lock comes first, before any read in this transaction (see the module docstring).
+    # Every authorization's reservations count toward every cap they touch (a group's UVEUs share one owned
+    # base), so reservations under different authorizations serialise too.
+    lock_for_transaction(s, RESERVATION_LOCK_KEY)
     locked = s.execute(
         update(VeuAuthorization).where(col(VeuAuthorization.name) == name)
         .values(revision=VeuAuthorization.revision + 1)  # type: ignore[operator]
@@ -624,6 +640,16 @@ def reserve(
                  owner=owner, operator=operator, date_option="--planned-for", base=base)
     if not res["ok"]:
         lo, hi = res["min_fit"], res["max_fit"]
+        bound = next((c for c in res["caps"] if c["id"] == res["binding"]), None)
+        if bound is not None and bound["limit"] is None:  # no allocation in effect on that date
+            raise CapExceeded(f"--count: reserving {n} x {res['change']['chip_name']} at {site}: {res['binding']} has "
+                              f"no limit in effect on {planned_for}, so nothing may be placed against it under {name}")
+        if lo is None and bound is not None and not bound["before"]["ok"]:
+            # Over before the change, which does not bring it back (it leaves it alone or adds to it): "would
+            # exceed ...; at most 0 fit" would read as if this change were what breaks the limit.
+            raise CapExceeded(f"--count: reserving {n} x {res['change']['chip_name']} at {site} would leave "
+                              f"{res['binding']} over its limit: it is over already under {name} on {planned_for}, "
+                              f"and no number of these chips at {site} brings it back")
         if lo is not None and hi is None:  # the cap is over already and only a larger change cures it
             what, fits = "would leave", f"{lo:,} or more fit"
         elif lo:
@@ -851,8 +877,10 @@ def holdings_page(
     accelerators = None
     if counted_only:
         counted = core.counted_eccns(packs, as_of)
-        present = s.execute(sa_select(Holding.accelerator).distinct()).scalars().all()
-        accelerators = [a for a in present if core.counts(chip(packs, a, as_of).eccn, counted)]
+        # The history's chips on that day too: a holding that changed chip (a resized instance) held another then.
+        present = {*s.execute(sa_select(Holding.accelerator).distinct()).scalars().all(),
+                   *s.execute(sa_select(col(HoldingPeriod.accelerator)).where(_period_filter(at)).distinct()).scalars()}
+        accelerators = sorted(a for a in present if core.counts(chip(packs, a, as_of).eccn, counted))
     rows = holding_rows(s, at, site_id=site_id, country=country.upper() if country else None,
                         owner_ids=owners, accelerator=accelerator, owner_or_operator_ids=owners_or_operators,
                         countries=countries, accelerators=accelerators, operator_ids=operators)
@@ -896,7 +924,8 @@ def explain(
         if area == "outside-tier1":
             countries = [cc for cc, t in tiers_.items() if t != 1]
         elif area == "outside-country":
-            countries = [cc for cc in tiers_ if cc != scope.get("country")]
+            inside = {scope.get("country"), *scope.get("same_as", ())}  # a US territory is the US (§ 772.1)
+            countries = [cc for cc in tiers_ if cc not in inside]
     if part == "numerator" and area == "tier3":
         countries = [cc for cc, t in tiers_.items() if t == 3]
     if part == "all" and cap.kind == "share":

@@ -175,7 +175,9 @@ def _caps_block(
     from policies import caps as capcore
 
     row = capsvc.get_authorization(s, a.name)
-    fleet = capsvc.placements(s, packs, on) + capsvc.reservation_placements(s, packs, on, row.id)
+    # Every authorization's reservations, as the what-if planner counts them: a group's UVEUs share one owned
+    # base, so headroom reserved under a sister authorization is not there for this proposal.
+    fleet = capsvc.placements(s, packs, on) + capsvc.reservation_placements(s, packs, on, planning=True)
     delta = [capcore.Placement("(proposed)", country, ln.name, Fraction(ln.count), capcore.exact(ln.tpp), ln.eccn,
                                a.holder, operator or a.holder, label="path finder") for ln in lines]
     after = capcore.authorization_caps(packs, party_refs(s), capsvc.to_core(s, row), fleet + delta, on, [country])

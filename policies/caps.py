@@ -370,7 +370,9 @@ def uveu_caps(
                 limit=_frac(prov, "us_hq_max_share_outside_us"), provisions=tuple(used), contributors=tuple(mine),
                 formula=f"TPP outside {us} / total {base_txt} <= limit",
                 note=f"{auth.holder} is headquartered in {us}",
-                scope={**scope, "area": "outside-country", "country": us},
+                # The territories counted as the US, so the explanation marks the same holdings as the figure.
+                scope={**scope, "area": "outside-country", "country": us,
+                       "same_as": sorted({p.country for p in mine if same_as_us(p.country)} | {us})},
             ))
         if elig is not None and view == binding_base:
             excluded = [p for p in mine if tiers(p.country) == 3]
@@ -418,7 +420,9 @@ def nveu_caps(
     quarter = str(prov.values.get("quarter", "")) if prov is not None else ""
     note = (
         f"allocation for {quarter} (cumulative installed base, not additional TPP)" if prov is not None
-        else f"no NVEU allocation is in effect on {as_of.isoformat()}; BIS reviews allocations annually"
+        # The annual review of § 742.6(b)(10)(iii)(B)(2) is about country allocations, not the NVEU table.
+        else f"no NVEU allocation is in effect on {as_of.isoformat()}: Table 1 to § 748.15(a)(2)(iii)(B) sets none "
+             f"for this date, nor does a licence-specific cap (provision {licence_cap_id(auth.name)})"
     )
     return [CapResult(
         id=f"nveu.installed_base.{auth.country}", title=f"NVEU installed base in {auth.country}",
@@ -638,7 +642,7 @@ def in_area(c: CapResult, p: Placement, tier_of: Mapping[str, int] | None = None
     if area == "country":
         return p.country == c.scope.get("country")
     if area == "outside-country":
-        return p.country != c.scope.get("country")
+        return p.country != c.scope.get("country") and p.country not in c.scope.get("same_as", ())
     if area in ("outside-tier1", "tier3") and tier_of is not None:
         t = tier_of.get(p.country)
         return t != 1 if area == "outside-tier1" else t == 3
