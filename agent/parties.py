@@ -11,7 +11,7 @@ from datetime import date
 
 from sqlmodel import Session, select
 
-from agent.store.tables.core import Party, PartyNamespace, Site, utcnow
+from agent.store.tables.core import Holding, Party, PartyNamespace, Site, utcnow
 from policies.errors import PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
@@ -278,12 +278,14 @@ def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple
 
 def add_site(
     s: Session, name: str, country: str | None, provider: str | None = "onprem", region: str | None = "",
-    cluster: str | None = "", region_country: str | None = None,
+    cluster: str | None = "", region_country: str | None = None, correct_country: bool = False,
 ) -> Site:
     """Create or update a site; a cloud region, when given, must agree with the country.
 
     ``None`` keeps what an existing site has (its cluster maps the site's inventory and namespaces: an update
-    that leaves it out must not unmap them)."""
+    that leaves it out must not unmap them). A site's country is where its chips are on every date, past ones
+    included: changing it for a site with records moves all of them, so it takes ``correct_country`` (a
+    country recorded wrongly), and a data center elsewhere is a new site. Every change is in the audit trail."""
     name = name.strip()
     if not name or len(name) > 200:
         raise PolicyError("name: a site name is 1-200 characters")
@@ -307,11 +309,49 @@ def add_site(
         code = region_country
     if code is None:
         raise PolicyError("--country: required (or give --provider and --region to derive it)")
+    before = None
+    if existing is not None:
+        before = {"country": existing.country, "provider": existing.provider, "region": existing.region,
+                  "cluster": existing.cluster}
+        if existing.country != code and not correct_country:
+            used = _site_records(s, existing.id)
+            if used:
+                raise Conflict(
+                    f"--country: site {name} is in {existing.country} and {used}; giving it {code} would move all of "
+                    f"them, on every past date too (caps, exports, reports). A data center in {code} is a new site "
+                    f"(`veuctl sites add NAME --country {code}`); if {existing.country} was recorded wrongly, repeat "
+                    "with --correct-country")
     site = existing or Site(name=name, country=code)
     site.country, site.provider, site.region, site.cluster = code, provider, region, cluster
     s.add(site)
     s.flush()
+    after = {"country": code, "provider": provider, "region": region, "cluster": cluster}
+    if after != before:
+        from agent.audit import current_actor, record
+
+        payload: dict[str, object] = {**after, **({"before": before} if before else {})}
+        if before and before["country"] != code:
+            payload["country_corrected"] = True
+        record(s, actor=current_actor(), action="site.update" if before else "site.create", subject=f"site:{name}",
+               payload=payload)
     return site
+
+
+def _site_records(s: Session, site_id: int | None) -> str:
+    """What the store holds at a site (holdings, their history, reservations, weight records), or ""."""
+    from sqlalchemy import func
+
+    from agent.store.tables.caps import Reservation
+    from agent.store.tables.inventory import HoldingPeriod
+    from agent.store.tables.obligations import WeightStorage
+
+    found = []
+    for table, what in ((Holding, "holdings"), (HoldingPeriod, "holding history rows"),
+                        (Reservation, "reservations"), (WeightStorage, "weight records")):
+        n = s.exec(select(func.count()).select_from(table).where(table.site_id == site_id)).one()
+        if n:
+            found.append(f"{n} {what}")
+    return "has " + ", ".join(found) + " on record" if found else ""
 
 
 def site_view(s: Session, packs: PackRegistry, site: Site, as_of: date) -> dict[str, object]:

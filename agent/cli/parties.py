@@ -153,6 +153,9 @@ def add_site(
     region: str | None = typer.Option(None, "--region", help="Cloud region, or an AWS Local/Wavelength zone "
                                       "group such as ap-northeast-1-tpe-1 (checked against --country)."),
     cluster: str | None = typer.Option(None, "--cluster", help="Kubernetes cluster name at this site."),
+    correct_country: bool = typer.Option(False, "--correct-country", help="Change the country of a site that has "
+                                         "records: the stored country was wrong, and every date's caps, exports and "
+                                         "reports move with it (a data center elsewhere is a new site)."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Register or update a site (options left out keep their stored values)."""
@@ -170,7 +173,7 @@ def add_site(
             # A region or a Local/Wavelength zone group; the catalog names the region it does not know.
             with option("--region", UnknownRegion), options("provider"):
                 region_country = catalog().place(prov, region).country
-        site = svc.add_site(s, name, country, provider, region, cluster, region_country)
+        site = svc.add_site(s, name, country, provider, region, cluster, region_country, correct_country)
         data = svc.site_view(s, registry(), site, as_of(None))
     emit(data, json_)
 
