@@ -246,6 +246,10 @@ def add_model(
         "owner_id": m.owner_id, "base_id": m.base_id, "published": m.published,
         "published_on": m.published_on.isoformat() if m.published_on else None,
     }
+    if m is not None and published and published_on is not None and (
+        not m.published or m.published_on is None or published_on < m.published_on
+    ):
+        _check_no_training_after(s, m, published_on)
     if m is not None and base_row is not None:
         records = load_records(s, names=[name, base_row.name])
         records[name] = replace(records[name], base=base_row.name)
@@ -254,6 +258,7 @@ def add_model(
             raise LedgerError(
                 f"base: making {base_row.name!r} the base of {name!r} creates a cycle {' -> '.join(cycle)}"
             )
+        _check_lineage_finite(s, m, 0.0, "--base", new_dependency=("--base", base_row.name))
     if m is None:
         m = LedgerModel(name=name, owner_id=owner_row.id or 0)
     m.owner_id = owner_row.id or 0
@@ -272,6 +277,26 @@ def add_model(
         },
     )
     return m
+
+
+def _check_no_training_after(s: Session, m: LedgerModel, published_on: date) -> None:
+    """Refuse a publication date that recorded training starts on or after (add_run's rule, the other way round).
+
+    The published parameters are the weights as of that date: training after it made new, unpublished weights
+    (a derivative), which the published record must not carry into its exclusion or into a derivative's allowance.
+    """
+    run = s.exec(select(LedgerRun.period_start).where(
+        LedgerRun.model_id == m.id, col(LedgerRun.period_start) >= published_on).order_by(
+        col(LedgerRun.period_start))).first()
+    metered = s.exec(select(MeteredUsage.period_start).where(
+        MeteredUsage.model_id == m.id, col(MeteredUsage.period_start) >= _dt(published_on)).order_by(
+        col(MeteredUsage.period_start))).first()
+    first = min((x for x in (run, _as_date(metered)) if x is not None), default=None)
+    if first is not None:
+        raise LedgerError(
+            f"--published-on: {m.name} has training recorded from {first.isoformat()}, on or after "
+            f"{published_on.isoformat()}; the published weights cannot include training done after they were "
+            "published: give the date the weights were published (after that training)")
 
 
 def _published_by(m: LedgerModel, day: date) -> bool:
@@ -350,15 +375,21 @@ def _dependents(s: Session, model_id: int) -> list[str]:
     return names
 
 
-def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: str) -> None:
+def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: str,
+                          new_dependency: tuple[str, str] | None = None) -> None:
     """Refuse a run after which a lineage total would not be a finite number (an overflow to infinity).
 
     The bound checked is every operation a lineage could count (all runs, metered usage and generation
     operations of the model and everything it depends on, whatever the date or regime) plus this run, for
-    the model and each model whose total includes it. Nothing is written when it fails.
+    the model and each model whose total includes it. ``new_dependency`` = (option, model): a base or data
+    generator about to be recorded for the model, whose lineage then counts too. Nothing is written when it fails.
     """
-    records = load_records(s, names=_dependents(s, m.id or 0))
-    for target in sorted(records):
+    dep_field, generator = new_dependency if new_dependency is not None else ("", None)
+    dependents = _dependents(s, m.id or 0)
+    records = load_records(s, names=[*dependents, generator] if generator else dependents)
+
+    def recorded(target: str, with_generator: bool) -> float | None:
+        """Every operation ``target``'s lineage could count, or None when it does not include ``m``."""
         closure, todo = set(), [target]
         while todo:
             n = todo.pop()
@@ -366,15 +397,28 @@ def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: 
                 continue
             closure.add(n)
             todo.extend(dependencies(records[n]))
+            if n == m.name and generator and with_generator:
+                todo.append(generator)
         if m.name not in closure:
+            return None
+        return float(sum(r.operations for n in closure for r in records[n].runs) + sum(
+            x.generation_operations for n in closure for x in records[n].synthetic))
+
+    for target in sorted(records):
+        before = recorded(target, True)
+        if before is None:
             continue
-        before = sum(r.operations for n in closure for r in records[n].runs) + sum(
-            x.generation_operations for n in closure for x in records[n].synthetic)
         if not math.isfinite(before + operations):
             whose = "its" if target == m.name else f"{target!r}'s (trained from it or on its data)"
+            without = recorded(target, False) if generator else None
+            if without is not None and math.isfinite(without + operations):
+                raise EstimateError(
+                    f"{dep_field}: counting {generator!r}'s operations in {m.name!r}'s lineage would make "
+                    f"{whose} lineage total not a finite number; nothing was recorded")
             raise EstimateError(
                 f"{field}: {compute.sci(operations)} more operations for model {m.name!r} would make {whose} "
-                f"lineage total ({compute.sci(before)} already recorded) not a finite number; nothing was recorded"
+                f"lineage total ({compute.sci(before if without is None else without)} already recorded) not a "
+                "finite number; nothing was recorded"
             )
 
 
@@ -398,7 +442,8 @@ def add_synthetic(
     if f > 1:
         raise EstimateError(f"fraction: {f:g} is above 1; give the share of operations as a fraction, e.g. 0.12")
     ops = compute.check_number(generation_operations, "generation-operations", allow_zero=True)
-    _check_lineage_finite(s, m, ops, "--generation-operations")
+    _check_lineage_finite(s, m, ops, "--generation-operations",
+                          new_dependency=("--generator", g.name) if g.id != m.id else None)
     records = load_records(s, names=[m.name, g.name])
     rec = records[m.name]
     others = sum(x.fraction for x in rec.synthetic if x.generator != g.name)

@@ -30,13 +30,15 @@ SECONDS_PER_HOUR = 3600.0
 _PRECISION_ALIASES: dict[str, str] = {
     "BF16": "BF16", "BFLOAT16": "BF16",
     "FP16": "FP16", "F16": "FP16", "HALF": "FP16", "FLOAT16": "FP16",
-    "FP8": "FP8", "F8": "FP8", "E4M3": "FP8", "E5M2": "FP8",
+    "FP8": "FP8", "F8": "FP8", "E4M3": "FP8", "E5M2": "FP8", "FP8E4M3": "FP8", "FP8E5M2": "FP8", "MXFP8": "FP8",
     "FP4": "FP4", "F4": "FP4", "NVFP4": "FP4", "MXFP4": "FP4",
     "TF32": "TF32",
     "FP32": "FP32", "F32": "FP32", "FLOAT32": "FP32",
 }
 # A chip without a BF16 tensor rate (V100, T4) trains mixed precision at its FP16 rate: same bit length.
-_FALLBACK: dict[str, str] = {"BF16": "FP16", "FP16": "BF16"}
+# The catalog holds tensor rates, so most chips have no FP32 entry: FP32 matrix math is taken at the TF32
+# (FP32-input tensor) rate, which is above the chip's plain FP32 rate, so the bound never under-counts.
+_FALLBACK: dict[str, str] = {"BF16": "FP16", "FP16": "BF16", "FP32": "TF32"}
 
 
 class PeakRates(Protocol):
@@ -139,15 +141,28 @@ def _pack_fraction(v: Any, key: str) -> float:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def sci(x: float) -> str:
-    """A number as a reviewer reads it: 3.14e23, 2.5e25, 0.35, 1024."""
+def sci(x: float, digits: int = 4) -> str:
+    """A number as a reviewer reads it: 3.14e23, 2.5e25, 0.35, 1024 (``digits`` significant digits, 4 by default)."""
     if x == 0:
         return "0"
     if 1e-3 <= abs(x) < 1e6:
-        return f"{x:.6g}"
-    text = f"{x:.4g}"
+        return f"{x:.{max(6, digits)}g}"
+    text = f"{x:.{digits}g}"
     mant, _, exp = text.partition("e")
     return f"{mant}e{int(exp)}" if exp else text
+
+
+def sci_apart(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` as :func:`sci` writes them, with more digits where 4 would show unequal numbers as equal.
+
+    A total compared with a threshold must not read "1e26 does not meet >= 1e26" when it is 9.9996e25.
+    """
+    ta, tb = sci(a), sci(b)
+    for digits in (6, 9, 12, 17):  # 17 significant digits tell any two different doubles apart
+        if a == b or ta != tb:
+            break
+        ta, tb = sci(a, digits), sci(b, digits)
+    return ta, tb
 
 
 def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False) -> float:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, NamedTuple
 
-from policies.compute import sci
+from policies.compute import sci, sci_apart
 from policies.errors import PolicyError, cli_word
 from policies.packs import PackRegistry, ResolvedProvision
 
@@ -156,8 +156,10 @@ class Regime:
         def num(key: str, required: bool = False) -> float | None:
             raw = v.get(key)
             if raw is None:
-                if required:
-                    raise LedgerError(f"{p.id}: provision has no {key!r}; it is required to evaluate the ledger")
+                if required:  # a provision of another kind (red-flag-28) named as the regime: say which input
+                    raise LedgerError(
+                        f"regime: {p.id} is not a training-compute regime (its provision has no {key!r}); "
+                        "give one that sets it, e.g. eccn-4e091 or eu-ai-act-gpai-systemic-risk")
                 return None
             if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
                 raise LedgerError(f"{p.id}.{key}: {raw!r} must be a non-negative number")
@@ -289,17 +291,17 @@ class ModelStatus:
         )
         if c.base is not None:
             out.append(f"  + base model {c.base} cumulative = {sci(c.base_total)} (fine-tuning adds to its base)")
+        # Each figure compared with a limit is written with the digits it takes to read on the right side of it.
+        total_text, threshold_text = sci_apart(c.total, r.threshold)
         for d in c.synthetic:
             who = d.family + (f" (variants used: {', '.join(d.generators)})" if d.generators != (d.family,) else "")
             if not d.qualifies:
-                limit = r.synthetic_fraction if r.synthetic_fraction is not None else 0.0
-                out.append(
-                    f"  synthetic data from {who}: {d.fraction:.4g} of operations, "
-                    f"not more than {limit:g} -> not counted"
-                )
+                frac, lim = sci_apart(d.fraction, r.synthetic_fraction if r.synthetic_fraction is not None else 0.0)
+                out.append(f"  synthetic data from {who}: {frac} of operations, not more than {lim} -> not counted")
                 continue
+            frac, lim = sci_apart(d.fraction, r.synthetic_fraction or 0.0)
             line = (
-                f"  + synthetic data from {who}: {d.fraction:.4g} of operations (> {r.synthetic_fraction:g}) -> "
+                f"  + synthetic data from {who}: {frac} of operations (> {lim}) -> "
                 f"generation operations {sci(d.generation_operations)} counted"
             )
             if d.training_generator is None and d.published_generators:
@@ -332,10 +334,12 @@ class ModelStatus:
             parts.append(sci(c.generation_added))
         if c.training_added:
             parts.append(sci(c.training_added))
-        out.append(f"  = cumulative {' + '.join(parts)} = {sci(c.total)} operations")
+        if len(parts) == 1:  # the total itself, written as the threshold line writes it
+            parts = [total_text]
+        out.append(f"  = cumulative {' + '.join(parts)} = {total_text} operations")
         meets = r.meets(c.total)
         out.append(
-            f"  threshold {r.comparison} {sci(r.threshold)}: {sci(c.total)} "
+            f"  threshold {r.comparison} {threshold_text}: {total_text} "
             f"{'meets it' if meets else 'does not meet it'}"
         )
         if self.status == EXCLUDED_PUBLISHED:
@@ -343,12 +347,13 @@ class ModelStatus:
             out.append(f"  parameters published{when}: {r.id} does not control published parameters -> excluded")
         if self.published_ancestor is not None and self.derivative_threshold is not None:
             exceeds = self.additional_operations > self.derivative_threshold
+            extra, allowed = sci_apart(self.additional_operations, self.derivative_threshold)
             out.append(
                 f"  derived from published model {self.published_ancestor} ({sci(self.ancestor_operations)}): "
-                f"additional operations {sci(c.total)} - {sci(self.ancestor_operations)} = "
-                f"{sci(self.additional_operations)}; limit max({sci(r.derivative_absolute or 0.0)}, "
+                f"additional operations {total_text} - {sci(self.ancestor_operations)} = "
+                f"{extra}; limit max({sci(r.derivative_absolute or 0.0)}, "
                 f"{r.derivative_fraction or 0.0:g} × {sci(self.ancestor_operations)}) = "
-                f"{sci(self.derivative_threshold)}"
+                f"{allowed}"
                 f" -> {'exceeds it: not excluded as a derivative' if exceeds else 'not more than that: excluded'}"
             )
         det = self.determination

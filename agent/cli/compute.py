@@ -14,7 +14,7 @@ from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
-from policies.compute import Estimate, check_whole, parse_number, sci
+from policies.compute import Estimate, check_whole, parse_number, sci, sci_apart
 from policies.errors import NotInEffect, UnknownProvision
 from policies.ledger import DEFAULT_REGIME
 from policies.packs import parse_date
@@ -88,13 +88,15 @@ def estimate_cmd(
     precision: str | None = PrecOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
 ) -> None:
     """Estimate training operations: 6·N·D, a stated figure, or chips × peak × hours × utilization."""
-    est = _estimate(as_of(as_of_), operations, params, active_params, tokens, moe, chip, count, hours, chip_hours,
-                    utilization, precision)
+    with option("--as-of", NotInEffect):  # a date before the estimation defaults: say which input it was
+        est = _estimate(as_of(as_of_), operations, params, active_params, tokens, moe, chip, count, hours,
+                        chip_hours, utilization, precision)
     emit(est.to_dict(), json_, _est_human)
 
 
 def _show_human(x: dict[str, Any]) -> None:
-    console.print(f"[bold]{escape(x['name'])}[/bold]: {x['status']} — {sci(x['cumulative_operations'])} operations")
+    total = sci_apart(x["cumulative_operations"], x["threshold"])[0]  # never "below-threshold — 1e26" for 9.9996e25
+    console.print(f"[bold]{escape(x['name'])}[/bold]: {x['status']} — {total} operations")
     console.print(x["explanation"], highlight=False, markup=False)
 
 
@@ -191,7 +193,8 @@ def show(name: str = ModelArg, regime: str = RegimeOpt, json_: bool = JsonOpt, a
          db: str | None = DbOpt) -> None:
     """A model's cumulative operations and status as of a date, with the arithmetic."""
     d = as_of(as_of_)
-    with option("--regime", UnknownProvision), option("--as-of", NotInEffect), session_scope(db_url(db)) as s:
+    with (options("regime"), option("--regime", UnknownProvision), option("--as-of", NotInEffect),
+          session_scope(db_url(db)) as s):
         data = svc.model_view(s, registry(), name, d, regime)
     emit(data, json_, _show_human)
 
@@ -205,12 +208,12 @@ def list_(
 ) -> None:
     """Every model with its cumulative operations and status."""
     d = as_of(as_of_)
-    with (options("limit", "offset"), option("--regime", UnknownProvision), option("--as-of", NotInEffect),
+    with (options("limit", "offset", "regime"), option("--regime", UnknownProvision), option("--as-of", NotInEffect),
           session_scope(db_url(db)) as s):
         page = svc.list_models(s, registry(), d, regime, limit, offset, explain)
 
     def human(rows: list[dict[str, Any]]) -> None:
-        table([{**r, "cumulative_operations": sci(r["cumulative_operations"])} for r in rows],
+        table([{**r, "cumulative_operations": sci_apart(r["cumulative_operations"], r["threshold"])[0]} for r in rows],
               ["name", "owner", "base", "cumulative_operations", "status"], title=f"{page.total} models")
 
     emit(page.items, json_, human)

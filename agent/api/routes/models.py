@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
 
@@ -16,7 +18,8 @@ from agent.api.fields import error_response
 from agent.audit import current_actor
 from agent.store.tables.core import utc_today
 from policies.compute import check_whole, parse_number
-from policies.ledger import DEFAULT_REGIME, UnknownModel
+from policies.errors import UnknownProvision
+from policies.ledger import DEFAULT_REGIME, LedgerError, UnknownModel
 from policies.packs import PackRegistry
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -96,6 +99,15 @@ def _chips(v: Any) -> float | None:
     return None if n is None else check_whole(n, "count", "chips")
 
 
+@contextmanager
+def _regime_param() -> Iterator[None]:
+    """An unknown ``regime`` is a bad query parameter (422 naming it), not a missing model (404) on an existing path."""
+    try:
+        yield
+    except UnknownProvision as exc:
+        raise LedgerError(f"regime: {exc}") from None
+
+
 def _estimate(packs: PackRegistry, on: date, b: EstimateIn) -> Any:
     return svc.estimate(
         packs, on, operations=_n(b.operations, "operations"), params=_n(b.params, "params"),
@@ -119,7 +131,8 @@ def list_models(
     on: date = Depends(get_as_of), s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
     """Models in name order with cumulative operations and status: {total, limit, offset, items}."""
-    page = svc.list_models(s, packs, on, regime, limit, offset, explain)
+    with _regime_param():
+        page = svc.list_models(s, packs, on, regime, limit, offset, explain)
     return {"total": page.total, "limit": limit, "offset": offset, "as_of": on.isoformat(), "regime": regime,
             "items": page.items}
 
@@ -160,7 +173,8 @@ def add_determination(name: str, body: DeterminationIn, request: Request, s: Ses
 def get_model(name: str, regime: str = Query(DEFAULT_REGIME), on: date = Depends(get_as_of),
               s: Session = DbSession, packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
     """A model's cumulative operations, status and the arithmetic, as of ``as_of`` under ``regime``."""
-    return svc.model_view(s, packs, name, on, regime)
+    with _regime_param():
+        return svc.model_view(s, packs, name, on, regime)
 
 
 def setup(app: FastAPI) -> None:
