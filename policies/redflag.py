@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any
 
 from policies import compute
-from policies.compute import Estimate, EstimationDefaults, PeakRates, sci
+from policies.compute import Estimate, EstimationDefaults, PeakRates, sci, sci_apart
 from policies.errors import EstimateError, PolicyError
 from policies.ledger import (
     DEFAULT_REGIME,
@@ -515,14 +515,17 @@ def decide(
     if st.status != rules.status_label:
         over = _aggregate_over(rules, settings, load, run_ops)
         if over is None:
-            msg = (f"{key}: projected {sci(st.cumulative_operations)} operations, status {st.status}; not a "
+            msg = (f"{key}: projected {sci_apart(st.cumulative_operations, rules.threshold)[0]} operations, "
+                   f"status {st.status}; not a "
                    f"{rules.status_label} model, red flag 28 does not arise")
             return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
         return _aggregate_hold(base, why, rules, rf, settings, over, load, cust_name, tier_no, case)
 
+    # Digits enough to tell the total from the threshold (9.9996e25 is not "1e26").
+    total_text, threshold_text = sci_apart(st.cumulative_operations, rules.threshold)
     held = (
         f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) would bring "
-        f"{key} to {sci(st.cumulative_operations)} operations ({rules.comparison} {sci(rules.threshold)}, "
+        f"{key} to {total_text} operations ({rules.comparison} {threshold_text}, "
         f"{rules.status_label}). Record whether the customer intends to export the model: "
     )
     return _inquiry(base, why, rf, settings, case, held, on_record="")
@@ -565,15 +568,16 @@ def _aggregate_hold(
 ) -> Decision:
     assert load is not None
     akey = aggregate_key(cust_name)
+    total_text, threshold_text = sci_apart(total, rules.threshold)
     why.append(
         f"customer aggregate: {load.jobs} other admitted job(s) of {cust_name or 'this customer'} across "
         f"{load.models} model name(s) within {load.window_days} days ({SETTINGS}.customer_aggregate_window_days) "
-        f"total {sci(load.operations)}; with this job {sci(total)} {rules.comparison} {sci(rules.threshold)}"
+        f"total {sci(load.operations)}; with this job {total_text} {rules.comparison} {threshold_text}"
     )
     held = (
         f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) has admitted "
         f"training jobs across {load.models + 1} model name(s) within {load.window_days} days that together reach "
-        f"{sci(total)} operations ({rules.comparison} {sci(rules.threshold)}); trained as one model they would be "
+        f"{total_text} operations ({rules.comparison} {threshold_text}); trained as one model they would be "
         f"{rules.status_label}. Record whether the customer intends to export such a model: "
     )
     return _inquiry(replace(base, case_key=akey), why, rf, settings, case, held, on_record=", customer aggregate")

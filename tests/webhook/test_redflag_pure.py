@@ -115,6 +115,13 @@ def test_the_hardware_bound_says_its_utilization_comes_from_the_pack_not_the_job
     assert "hardware: hardware" not in text and "hardware:" in text
 
 
+def test_a_lineage_just_below_1e26_is_allowed_with_a_total_that_does_not_read_as_1e26(packs: PackRegistry) -> None:
+    d = decide(packs, AS_OF, request(9.9996e25), customer=customer(packs))
+    assert d.code == redflag.ALLOW and "projected 9.9996e25 operations" in d.message
+    d = decide(packs, AS_OF, request(1.00004e26), customer=customer(packs))
+    assert d.code == redflag.HOLD_FOR_INQUIRY and "to 1.00004e26 operations (>= 1e26" in d.message
+
+
 def test_a_job_with_two_chip_groups_sums_their_hardware_bounds_under_one_heading(packs: PackRegistry) -> None:
     h100, a100 = catalog().accelerator("h100"), catalog().accelerator("a100")
     req = JobRequest("ns", "PyTorchJob", "j", declared=Declared(model="m", expected_hours=1), demands=(
