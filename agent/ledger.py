@@ -677,7 +677,9 @@ def load_records(
     dcols: tuple[Any, ...] = (LedgerDetermination.model_id, LedgerDetermination.less_capable,
                               LedgerDetermination.determined_by, LedgerDetermination.determined_on,
                               LedgerDetermination.basis)
-    for q in _by_ids(sa_select(*dcols), LedgerDetermination.model_id, ids, everything):
+    # In the order they were recorded: of two made on one day the later stands (ModelRecord.determination).
+    for q in _by_ids(sa_select(*dcols).order_by(col(LedgerDetermination.id)), LedgerDetermination.model_id, ids,
+                     everything):
         for mid, lc, by, on, basis in conn.execute(q).all():
             dets[mid].append(Determination(lc, by, on, basis))
 

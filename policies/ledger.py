@@ -165,6 +165,17 @@ class Regime:
                 raise LedgerError(f"{p.id}.{key}: {raw!r} must be a non-negative number")
             return float(raw)
 
+        def flag(key: str, default: bool) -> bool:
+            raw = v.get(key, default)
+            if not isinstance(raw, bool):  # bool("false") is True: a quoted YAML value would flip the rule
+                raise LedgerError(f"{p.id}.{key}: {raw!r} must be true or false (unquoted in YAML)")
+            return raw
+
+        if not flag("less_capable_exclusion_requires_determination", True):
+            # The product never infers "less capable than the best published model": it applies the exclusion
+            # only on a recorded determination, so a pack asking otherwise cannot be honoured.
+            raise LedgerError(f"{p.id}.less_capable_exclusion_requires_determination: false is not supported; the "
+                              "exclusion applies only on a recorded determination (`veuctl models determine`)")
         comparison = str(v.get("comparison", ">="))
         if comparison not in (">=", ">"):
             raise LedgerError(f"{p.id}.comparison: {comparison!r} must be '>=' or '>'")
@@ -179,11 +190,11 @@ class Regime:
             threshold=threshold,
             inclusive=comparison == ">=",
             synthetic_fraction=num("synthetic_data_fraction"),
-            count_generator_training=bool(v.get("count_generator_training", True)),
+            count_generator_training=flag("count_generator_training", True),
             derivative_absolute=num("derivative_absolute_operations"),
             derivative_fraction=num("derivative_fraction_of_base"),
-            published_excluded=bool(v.get("published_weights_excluded", False)),
-            less_capable_exclusion=bool(v.get("less_capable_exclusion", True)),
+            published_excluded=flag("published_weights_excluded", False),
+            less_capable_exclusion=flag("less_capable_exclusion", True),
             label=p.label,
             confirmed=p.confirmed,
             unconfirmed_note=p.unconfirmed_note,

@@ -319,3 +319,35 @@ provisions:
     recs = {r.name: r for r in (m("gen", 5e25), m("x", 6e25, synthetic=(SyntheticInput("gen", 0.4, 1e24),)))}
     st = Ledger(recs, rules, D).status("x")
     assert st.status == "4E091" and st.cumulative_operations == pytest.approx(6e25)  # 40% is not > 50%
+
+
+def _override(packs: PackRegistry, extra: str) -> PackRegistry:
+    override = parse_pack(load_yaml(f"""
+id: operator-flags-test
+version: "1"
+title: test override
+provisions:
+  - id: eccn-4e091
+    title: flags for a test
+    citation: test
+    effective_from: 2025-01-13
+    status: [{{since: 2025-01-13, codified: true, enforced: true}}]
+    values:
+      status_label: "4E091"
+      operations_threshold: 1.0e26
+{extra}
+"""), "override")
+    return PackRegistry([*packs.packs, override])
+
+
+def test_a_quoted_false_in_a_pack_is_refused_rather_than_read_as_true(packs: PackRegistry) -> None:
+    # bool("false") is True: a quoted flag would have turned the published-weights exclusion on.
+    with pytest.raises(LedgerError, match=r"eccn-4e091\.published_weights_excluded: 'false' must be true or false"):
+        regime(_override(packs, '      published_weights_excluded: "false"'), "eccn-4e091", D)
+    rules = regime(_override(packs, "      published_weights_excluded: false"), "eccn-4e091", D)
+    assert rules.published_excluded is False
+
+
+def test_a_pack_cannot_ask_for_the_less_capable_exclusion_without_a_determination(packs: PackRegistry) -> None:
+    with pytest.raises(LedgerError, match="less_capable_exclusion_requires_determination: false is not supported"):
+        regime(_override(packs, "      less_capable_exclusion_requires_determination: false"), "eccn-4e091", D)
