@@ -19,6 +19,8 @@ def _formats(values: list[str]) -> list[str]:
     bad = [f for f in out if f not in svc.FORMATS]
     if bad:
         raise UsageError(f"--format: {', '.join(bad)} is not one of csv, json, pdf")
+    if values and not out:  # `--format ,` or `--format ""` (an unset variable): not a request for all three
+        raise UsageError("--format: empty; give csv, json or pdf (leave --format out for all three)")
     return out or list(svc.FORMATS)
 
 

@@ -236,3 +236,11 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites_o
     rc, _, err = veuctl("audit", "keygen", "--out", str(out))
     _one_line_error(rc, err, "already exists")
     assert out.read_bytes() == before
+
+
+def test_an_empty_format_is_refused_not_read_as_all_three(db_url: str, veuctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for empty in (",", ""):
+        rc, _, err = veuctl("export", "decisions", "--from", "2026-01-01", "--to", "2026-01-31", "--format", empty,
+                            "--out", str(tmp_path / "out"))
+        assert rc == 2 and "--format: empty" in err, err
+    assert not (tmp_path / "out").exists()
