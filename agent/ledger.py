@@ -285,7 +285,7 @@ def _check_no_training_after(s: Session, m: LedgerModel, published_on: date) -> 
     The published parameters are the weights as of that date: training after it made new, unpublished weights
     (a derivative), which the published record must not carry into its exclusion or into a derivative's allowance.
     """
-    run = s.exec(select(LedgerRun.period_start).where(
+    run = s.exec(select(col(LedgerRun.period_start)).where(
         LedgerRun.model_id == m.id, col(LedgerRun.period_start) >= published_on).order_by(
         col(LedgerRun.period_start))).first()
     metered = s.exec(select(MeteredUsage.period_start).where(
