@@ -8,7 +8,7 @@ webhook would (same store, records and cases) and sets the check's state:
 
 - ``Ready`` when the decision admits (ALLOW, ALLOW_AFTER_INQUIRY, EXEMPT; warn/audit modes);
 The checks are answered only while Kueue waits for them (``QuotaReserved`` true, not ``Evicted``, not
-``Finished``), as Kueue's own check controllers do.
+``Finished``, not being deleted), as Kueue's own check controllers do.
 
 - ``Retry`` when the job is held for inquiry (``HOLD_FOR_INQUIRY``): Kueue releases the quota and
   requeues it with backoff, so it starts once the case is resolved — nobody resubmits anything;
@@ -193,15 +193,19 @@ def _condition(wl: Mapping[str, Any], kind: str) -> bool:
 
 
 def waiting_for_checks(wl: Mapping[str, Any]) -> bool:
-    """Whether Kueue is waiting for the Workload's checks: quota reserved, not evicted, not finished.
+    """Whether Kueue is waiting for the Workload's checks: quota reserved, not evicted, not finished, not
+    being deleted.
 
     Kueue runs the checks after reserving quota. A ``Retry`` written while the Workload waits without
     quota, or after Kueue evicted it (checks reset to Pending, quota about to be released), is never
     cleared and the Workload is never admitted again (kueue KEP-3258); Kueue's own check controllers
-    skip such Workloads the same way.
+    skip such Workloads the same way. A Workload being deleted (its job deleted while queued; Kueue's
+    finalizer keeps it a moment) will never run: judging it would record a decision, and open a case, for
+    a job nobody can start any more.
     """
+    deleting = bool((wl.get("metadata") or {}).get("deletionTimestamp"))
     return (_condition(wl, "QuotaReserved") and not _condition(wl, "Evicted")
-            and not _condition(wl, "Finished"))
+            and not _condition(wl, "Finished") and not deleting)
 
 
 def pending_checks(wl: Mapping[str, Any], checks: set[str]) -> list[str]:

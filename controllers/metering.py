@@ -35,7 +35,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from controllers.jobspec import MODEL_LABELS, READERS, Demand, group_of, k8s_time, read, ref_kind
+from controllers.jobspec import MODEL_LABELS, READERS, Demand, ReadError, group_of, k8s_time, read, ref_kind
 from controllers.owners import get_owner, owner_path
 
 log = logging.getLogger("veu.metering")
@@ -66,6 +66,9 @@ _KUBEFLOW_OPERATORS = {"pytorchjob-controller": "PyTorchJob", "tfjob-controller"
                        "mpijob-controller": "MPIJob", "mpi-operator": "MPIJob", "xgboostjob-controller": "XGBoostJob",
                        "paddlejob-controller": "PaddleJob", "jaxjob-controller": "JAXJob", "mxjob-controller": "MXJob"}
 _ENDED = frozenset({"Succeeded", "Failed"})
+# events.k8s.io/v1 Event.note: the API server refuses a note over 1 KiB, counted in bytes (Go's len), so a
+# note naming a customer or model in a non-Latin script is cut by its UTF-8 length, not its characters.
+_NOTE_MAX_BYTES = 1024
 _METERED_PHASES = frozenset({"Running"}) | _ENDED
 _MAX_OWNER_DEPTH = 8
 _OWNER_RETRY_SECONDS = 600.0
@@ -287,6 +290,10 @@ class Meter:
         nodes = self._node_models() if pods else {}
         touched: dict[tuple[str, str], tuple[Any, list[str], dict[str, Any]]] = {}
         listed: set[str] = set()
+        # Ended pods charged in full by this tick: remembered in self._charged only once the transaction has
+        # committed. Remembered before, a tick that fails (the store drops the connection at commit) would
+        # roll their final interval back and later ticks would skip them as already charged: lost usage.
+        charged_now: dict[str, tuple[datetime, str, str]] = {}
         with session_scope(self.database_url) as s:
             self._look_up_decisions(s, pods, settings.exempt_namespaces)
             for pod in pods:
@@ -316,7 +323,12 @@ class Meter:
                         touched.setdefault((party.name, done[1]), (party, [], pod))[1].append(done[2])
                     continue
                 demand = read(_with_node_hint(pod, nodes))
-                if not isinstance(demand, Demand) or demand.chips <= 0:
+                if isinstance(demand, ReadError):
+                    # A pod admission would refuse (DRA claims) runs only if it got past the webhook: say so
+                    # rather than leave it out of the report, since its chips are then metered nowhere.
+                    report.skipped.append(f"{ns}/{name}: accelerators not read: {demand.message}")
+                    continue
+                if demand.chips <= 0:
                     continue
                 # Only accelerator pods have their owners read (cached): the API server is not asked about
                 # every ReplicaSet in the cluster.
@@ -339,10 +351,15 @@ class Meter:
                 job = f"{ref}#{name}"[:300]
                 secs_total = 0.0
                 charged: set[str] = set()
+                # The ledger keeps one interval per (job, chip, start): the pod's groups on one chip (MIG slices
+                # of several profiles, neuron + neuroncore) are summed into it, or each would replace the last.
+                per_chip: dict[str, float] = {}
                 for c in chips:
-                    secs = c.chips * (end - start).total_seconds()
+                    per_chip[c.accelerator.id] = per_chip.get(c.accelerator.id, 0.0) + c.chips
+                for chip_id, count in per_chip.items():
+                    secs = count * (end - start).total_seconds()
                     usage = ledger.add_metered_usage(
-                        s, customer=party.name, model=key, job=job, accelerator_name=c.accelerator.id,
+                        s, customer=party.name, model=key, job=job, accelerator_name=chip_id,
                         chip_seconds=secs, start=start, end=end, packs=packs, precision=declared.precision,
                         actor="controller:metering",
                     )
@@ -353,7 +370,7 @@ class Meter:
                     key = ledger.model_name_of(s, usage.model_id) or key
                 _drop_superseded(s, job, start, charged)
                 if status.get("phase") in _ENDED:
-                    self._charged[uid] = (end, key, job)
+                    charged_now[uid] = (end, key, job)
                 report.pods_metered += 1
                 report.chip_seconds += secs_total
                 METERED.inc()
@@ -361,12 +378,10 @@ class Meter:
                     continue
                 entry = touched.setdefault((party.name, key), (party, [], pod))
                 entry[1].append(job)
-            for gone in set(self._charged) - listed:
-                del self._charged[gone]
             for stale in set(self._owners) - self._owners_used:
                 del self._owners[stale]
             self._owners_used.clear()
-            for unused in set(self._decided) - self._decided_used - set(self._charged):
+            for unused in set(self._decided) - self._decided_used - set(self._charged) - set(charged_now):
                 del self._decided[unused]
             self._decided_used.clear()
             for (cust, key), (party, jobs, pod) in touched.items():
@@ -390,20 +405,26 @@ class Meter:
                     self._event(pod, crossing, now)
                 except Exception as exc:  # Events are best-effort (events.k8s.io semantics)
                     report.errors.append(f"event for case {case.id}: {exc}")
+        # Committed: the ended pods charged above need not be written again.
+        self._charged.update(charged_now)
+        for gone in set(self._charged) - listed:
+            del self._charged[gone]
         return report
 
     def _event(self, pod: Mapping[str, Any], c: Mapping[str, Any], now: datetime) -> None:
         md = pod.get("metadata") or {}
         ns = str(md.get("namespace"))
-        note = (f"Running lineage {c['model']} of customer {c['customer']} reached {c['operations']:.4g} "
-                f"operations (4E091 threshold) without a red-flag-28 inquiry on record; case {c['case_id']} "
-                f"is open. Record it with `veuctl cases resolve {c['case_id']} --export-intent no|yes`.")
+        # The case and the command first: the names (up to 200 characters each, any script) come last, so
+        # cutting the note to the API server's limit never loses what the reader must act on.
+        note = (f"Red-flag-28 case {c['case_id']} is open: record the inquiry with `veuctl cases resolve "
+                f"{c['case_id']} --export-intent no|yes`. Running lineage reached {c['operations']:.4g} operations "
+                f"(4E091 threshold) without it on record: customer {c['customer']}, lineage {c['model']}.")
         body = {
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"generateName": "veu-redflag28-", "namespace": ns},
             "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "reportingController": REPORTING_CONTROLLER, "reportingInstance": self.instance[:128],
-            "action": "OpenCase", "reason": EVENT_REASON, "type": "Warning", "note": note[:1024],
+            "action": "OpenCase", "reason": EVENT_REASON, "type": "Warning", "note": _clip_utf8(note, _NOTE_MAX_BYTES),
             "regarding": {"apiVersion": "v1", "kind": "Pod", "name": md.get("name"), "namespace": ns,
                           "uid": md.get("uid")},
         }
@@ -474,6 +495,11 @@ def _with_node_hint(pod: dict[str, Any], nodes: Mapping[str, tuple[str, str]],
     sel = {k: v for k, v in sel.items() if k not in MODEL_LABELS}
     sel[label] = value
     return {**pod, "spec": {**spec, "nodeSelector": sel}}
+
+
+def _clip_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 def _finished_at(status: Mapping[str, Any]) -> datetime | None:
