@@ -54,6 +54,8 @@ def party_refs(s: Session) -> dict[str, PartyRef]:
 
 
 def get_party(s: Session, name: str) -> Party:
+    """The registered party of that name (names are stored stripped, so surrounding blanks do not count)."""
+    name = name.strip()
     p = s.exec(select(Party).where(Party.name == name)).first()
     if p is None:
         raise PartyError(f"party: {name!r} is not registered; add it with "
@@ -101,6 +103,12 @@ def add_party(
         raise PolicyError("name: a party name is 1-200 printable characters (no control, bidirectional or "
                           "zero-width characters)")
     new_address = check_address(address) if address is not None else None
+    if parent is not None:
+        parent = parent.strip()
+        if not parent:
+            # An empty --parent (often an unset variable) must not register a subsidiary as its own ultimate
+            # parent, or keep a parent the operator meant to change: the parent decides the effective tier.
+            raise PolicyError("--parent: empty; name a registered party, or pass --no-parent to remove the parent")
     if parent and no_parent:
         raise PolicyError("--parent/--no-parent: name a parent or remove it, not both")
     for ns in namespaces or []:
@@ -273,7 +281,7 @@ def party_for_namespace(s: Session, namespace: str, cluster: str = "") -> Party 
 
 def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple[Party, EffectiveTier]:
     p = get_party(s, name)
-    return p, effective_tier(packs, party_refs(s), name, as_of)
+    return p, effective_tier(packs, party_refs(s), p.name, as_of)
 
 
 def add_site(

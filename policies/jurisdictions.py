@@ -20,7 +20,6 @@ _ALIASES: dict[str, str] = {
     "korea south": "KR",
     "south korea": "KR",
     "republic of korea": "KR",
-    "korea": "KR",
     "korea north": "KP",
     "north korea": "KP",
     "dprk": "KP",
@@ -35,9 +34,12 @@ _ALIASES: dict[str, str] = {
     "czech republic": "CZ",
     "czechia": "CZ",
     "uk": "GB",
+    "u k": "GB",
     "great britain": "GB",
     "united kingdom": "GB",
     "usa": "US",
+    "u s": "US",
+    "u s a": "US",
     "united states": "US",
     "united states of america": "US",
     "us": "US",
@@ -50,7 +52,16 @@ _ALIASES: dict[str, str] = {
     "congo dem rep": "CD",
     "democratic republic of the congo": "CD",
     "drc": "CD",
+    "dr congo": "CD",
+    "democratic republic of congo": "CD",
+    "congo democratic republic of the": "CD",
+    "congo kinshasa": "CD",
+    "congo republic of the": "CG",
+    "congo brazzaville": "CG",
     "hong kong": "HK",
+    "hong kong sar": "HK",
+    "macau sar": "MO",
+    "macao sar": "MO",
     "venezuela": "VE",
     "bolivia": "BO",
     "moldova": "MD",
@@ -58,6 +69,30 @@ _ALIASES: dict[str, str] = {
     "ivory coast": "CI",
     "cote divoire": "CI",
 }
+
+# Names that common usage gives two countries in different tiers: resolving them either way would put a
+# party or a site in a tier nobody chose (a North Korean customer as Tier 1), so they are refused.
+_AMBIGUOUS: dict[str, str] = {
+    "korea": "South Korea (KR) or North Korea (KP)",
+    "congo": "the Republic of the Congo (CG) or the Democratic Republic of the Congo (CD)",
+}
+
+
+@dataclass(frozen=True)
+class Country:
+    code: str
+    name: str
+
+
+# Destinations ISO 3166-1 has not assigned a code: Kosovo goes by the user-assigned XK (as the EU, the IMF and
+# most registries write it). Without it a party or a site there could not be registered at all.
+_KOSOVO = Country(code="XK", name="Kosovo")
+_NOT_IN_ISO: dict[str, Country] = {"kosovo": _KOSOVO}
+_NOT_IN_ISO_CODES: dict[str, Country] = {"XK": _KOSOVO, "XKX": _KOSOVO}
+
+# ISO's short name "Congo" is the Republic of the Congo (Tier 2); shown bare in a tier's basis it reads as the
+# Democratic Republic of the Congo (D:5, Tier 3).
+_DISPLAY: dict[str, str] = {"CG": "Republic of the Congo"}
 
 
 def _fold(text: str) -> str:
@@ -67,19 +102,16 @@ def _fold(text: str) -> str:
     return " ".join(cleaned.split())
 
 
-@dataclass(frozen=True)
-class Country:
-    code: str
-    name: str
-
-
 @lru_cache(maxsize=4096)
 def country(text: str) -> Country:
     """Resolve an ISO alpha-2/alpha-3 code or a country name (with common EAR spellings) to a country."""
     raw = text.strip()
     if not raw:
         raise UnknownCountry("country: empty value; give an ISO 3166 code (e.g. DE) or a name")
-    folded = _fold(raw)
+    # "The Netherlands", "the Congo": ISO names and the aliases carry no article.
+    folded = _fold(raw).removeprefix("the ")
+    if folded in _AMBIGUOUS:
+        raise UnknownCountry(f"country: {raw!r} is ambiguous: {_AMBIGUOUS[folded]}; give the ISO code")
     code = _ALIASES.get(folded)
     rec = None
     if code is None and len(raw) in (2, 3) and raw.isalpha():
@@ -87,9 +119,12 @@ def country(text: str) -> Country:
             alpha_3=raw.upper()
         )
     if code is None and rec is None:
+        if folded in _NOT_IN_ISO or raw.upper() in _NOT_IN_ISO_CODES:
+            # A destination the EAR lists that ISO 3166 does not: it has a code of its own, never another's.
+            return _NOT_IN_ISO_CODES.get(raw.upper()) or _NOT_IN_ISO[folded]
         for c in pycountry.countries:
             names = {c.name, getattr(c, "common_name", c.name), getattr(c, "official_name", c.name)}
-            if folded in {_fold(n) for n in names}:
+            if folded in {_fold(n).removeprefix("the ") for n in names}:
                 rec = c
                 break
     if code is not None:
@@ -98,7 +133,7 @@ def country(text: str) -> Country:
         raise UnknownCountry(
             f"country: {raw!r} is not an ISO 3166 country code or name; use a code such as DE, US or AE"
         )
-    return Country(code=rec.alpha_2, name=getattr(rec, "common_name", rec.name))
+    return Country(code=rec.alpha_2, name=_DISPLAY.get(rec.alpha_2, getattr(rec, "common_name", rec.name)))
 
 
 def country_code(text: str) -> str:

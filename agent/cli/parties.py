@@ -14,7 +14,7 @@ from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import Party, Site
-from policies.errors import PolicyError, UnknownRegion
+from policies.errors import PartyError, PolicyError, UnknownRegion
 
 parties_app = typer.Typer(help="Customers, owners and operators.", no_args_is_help=True)
 sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_args_is_help=True)
@@ -32,7 +32,8 @@ def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untype
 @parties_app.command("add")
 def add(
     name: str = typer.Argument(..., help="Party name (1-200 printable characters; quote a name with spaces)."),
-    hq: str = typer.Option(..., "--hq", help="Headquarters country (ISO code or name)."),
+    hq: str | None = typer.Option(None, "--hq", help="Headquarters country (ISO code or name); required for a new "
+                                  "party, an update without it keeps the stored HQ."),
     parent: str | None = typer.Option(None, "--parent", help="Immediate parent company (a registered party); "
                                       "an update without it keeps the stored parent."),
     no_parent: bool = typer.Option(False, "--no-parent", help="Remove the stored parent (the party is its own "
@@ -48,8 +49,22 @@ def add(
 ) -> None:
     """Register or update a party (options left out keep their stored values; namespaces are added)."""
     with session_scope(db_url(db)) as s:
-        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
-                      address=address)
+        if hq is None:
+            # As with the parent: adding a namespace or an address must not need the HQ retyped, where a slip
+            # (SG for CN) would silently move the party and its subsidiaries to another tier.
+            have = s.exec(select(Party).where(Party.name == name.strip())).first()
+            if have is None:
+                raise PolicyError(f"--hq: required to register {name.strip()!r} (its headquarters country, "
+                                  "an ISO code or name)")
+            hq = have.hq
+        try:
+            svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
+                          address=address)
+        except PartyError as exc:
+            if "ownership cycle" not in str(exc):
+                raise
+            # Only the parent given here can close a loop: name that option, as the API names "parent".
+            raise PartyError(f"--parent: {exc}") from None
         data = _party_dict(s, name.strip(), as_of(None))
     emit(data, json_)
 
