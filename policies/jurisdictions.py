@@ -136,6 +136,13 @@ def country(text: str) -> Country:
     return Country(code=rec.alpha_2, name=_DISPLAY.get(rec.alpha_2, getattr(rec, "common_name", rec.name)))
 
 
+def is_country_code(code: object) -> bool:
+    """Whether ``code`` is an assigned ISO 3166-1 alpha-2 code (or XK, Kosovo), upper case as packs write them."""
+    if not isinstance(code, str) or len(code) != 2 or not code.isupper():
+        return False
+    return code in _NOT_IN_ISO_CODES or pycountry.countries.get(alpha_2=code) is not None
+
+
 def country_code(text: str) -> str:
     return country(text).code
 

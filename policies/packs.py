@@ -45,6 +45,21 @@ class StatusChange(BaseModel):
     source: str = ""
 
 
+def _check_codes(key: str, codes: Iterable[Any]) -> None:
+    """Refuse a code that names no country (ISO 3166-1 alpha-2, or XK), saying which country was meant."""
+    from policies.errors import UnknownCountry
+    from policies.jurisdictions import country, is_country_code
+
+    for c in codes:
+        if is_country_code(c):
+            continue
+        try:
+            meant = f" (did you mean {country(str(c)).code}?)"
+        except UnknownCountry:
+            meant = ""
+        raise ValueError(f"{key}: {c!r} is not an ISO 3166 alpha-2 country code{meant}")
+
+
 class Provision(BaseModel):
     """One dated version of one rule."""
 
@@ -79,11 +94,16 @@ class Provision(BaseModel):
         for key, val in v.items():
             walk(val, key)
             # Every country list (countries, hq_countries, ...) is matched against ISO codes: a name there
-            # ("Macau") or a YAML surprise (NO read as False) would never match and silently narrow the rule.
-            if (key == "countries" or key.endswith("_countries")) and not (
-                isinstance(val, list) and all(isinstance(c, str) and _ISO2.match(c) for c in val)
-            ):
-                raise ValueError(f"{key}: must be a list of ISO 3166 alpha-2 codes, got {val!r}")
+            # ("Macau"), a YAML surprise (NO read as False) or a code ISO never assigned ("UK" for GB) would
+            # never match and silently narrow the rule.
+            if key == "countries" or key.endswith("_countries"):
+                if not (isinstance(val, list) and all(isinstance(c, str) and _ISO2.match(c) for c in val)):
+                    raise ValueError(f"{key}: must be a list of ISO 3166 alpha-2 codes, got {val!r}")
+                _check_codes(key, val)
+            elif key == "treat_as":  # destination equivalences: both sides are matched against codes too
+                if not isinstance(val, dict):
+                    raise ValueError(f"{key}: must map ISO 3166 alpha-2 codes to codes, got {val!r}")
+                _check_codes(key, [*val.keys(), *val.values()])
         return v
 
     @field_validator("status")

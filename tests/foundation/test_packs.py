@@ -93,6 +93,12 @@ def test_operator_pack_overrides_builtin_provision_without_editing_the_package(t
         (lambda d: d["provisions"][0].update(extra_field=1), r"extra_field: Extra inputs are not permitted"),
         (lambda d: d["provisions"][0]["status"].insert(0, {"since": "2026-01-01", "codified": True,
                                                            "enforced": True}), r"strictly increasing"),
+        # An operator's tier list with UK (not an ISO code: GB) would have left the United Kingdom out of Tier 1.
+        (lambda d: d["provisions"][0]["values"].update(countries=["US", "UK"]),
+         r"countries: 'UK' is not an ISO 3166 alpha-2 country code \(did you mean GB\?\)"),
+        (lambda d: d["provisions"][0]["values"].update(treat_as={"HK": "China"}),
+         r"treat_as: 'China' is not an ISO 3166 alpha-2 country code \(did you mean CN\?\)"),
+        (lambda d: d["provisions"][0]["values"].update(treat_as={"HK": "ZZ"}), r"treat_as: 'ZZ' is not an ISO"),
     ],
 )
 def test_malformed_pack_fails_with_file_field_and_reason(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
