@@ -84,6 +84,20 @@ comma-separated: the certificate names them all, so clients of either verify it 
 {{- toJson $dns }}
 {{- end }}
 
+{{- /* The Secret holding the dashboard's session-signing key (VEU_SESSION_SECRET). Every API replica must sign and
+check session cookies with one key: `veuctl serve` otherwise draws its own at start, so behind a Service or an
+Ingress a session signed by one replica is refused by the next (and every restart signs everyone out). */}}
+{{- define "veu.sessionSecretName" -}}
+{{- include "veu.componentName" (list . "session") }}
+{{- end }}
+
+{{- /* "true" when the chart supplies VEU_SESSION_SECRET: unless the operator sets it in api.extraEnv. */}}
+{{- define "veu.chartSessionSecret" -}}
+{{- $own := false }}
+{{- range .Values.api.extraEnv }}{{ if eq (toString .name) "VEU_SESSION_SECRET" }}{{ $own = true }}{{ end }}{{ end }}
+{{- if and .Values.api.enabled (not $own) }}true{{ end }}
+{{- end }}
+
 {{- define "veu.tlsSecretName" -}}
 {{- include "veu.componentName" (list . "tls") }}
 {{- end }}
@@ -135,11 +149,21 @@ comma-separated: the certificate names them all, so clients of either verify it 
 {{- if and .Values.agent.kueueAdmissionCheck (not (and .Values.agent.enabled .Values.controllers.enabled)) }}
 {{- fail "agent.kueueAdmissionCheck runs in the controllers component (`veuctl admission controllers --kueue`, with the agent's service account): set agent.enabled=true and controllers.enabled=true" }}
 {{- end }}
+{{- if and .Values.controllers.enabled (not .Values.agent.enabled) }}
+{{- fail "controllers.enabled runs the running-job meter under the agent's service account and rights, so without agent.enabled it would not run at all: set agent.enabled=true, or controllers.enabled=false to go without metering" }}
+{{- end }}
 {{- if and .Values.ingress.enabled (not .Values.api.enabled) }}
 {{- fail "ingress.enabled routes to the API/dashboard Service: set api.enabled=true (the webhook port serves no API)" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.api.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled scrapes /metrics from the API pods: set api.enabled=true (the webhook port serves no /metrics)" }}
+{{- end }}
+{{- $ss := .Values.tls.selfSigned }}
+{{- if and (not .Values.tls.certManager.enabled) (le (int $ss.caValidityDays) (int $ss.certValidityDays)) }}
+{{- fail (printf "tls.selfSigned.caValidityDays=%d must exceed certValidityDays=%d: a serving certificate must not outlive its CA (the API server stops trusting it when the CA expires, and every upgrade and rotation run would replace the CA)" (int $ss.caValidityDays) (int $ss.certValidityDays)) }}
+{{- end }}
+{{- if and (not .Values.tls.certManager.enabled) (ge (int $ss.renewBeforeDays) (int $ss.certValidityDays)) }}
+{{- fail (printf "tls.selfSigned.renewBeforeDays=%d must be below certValidityDays=%d: otherwise every upgrade and every daily rotation run re-issues the serving certificate" (int $ss.renewBeforeDays) (int $ss.certValidityDays)) }}
 {{- end }}
 {{- if and .Values.webhook.pdb.enabled (not (kindIs "string" .Values.webhook.pdb.minAvailable)) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
 {{- fail (printf "webhook.pdb.minAvailable=%d with webhook.replicas=%d would block every node drain: use a value below replicas" (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) }}
@@ -181,6 +205,15 @@ them ("signed by an untrusted key"). */}}
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
 - name: POD_NAMESPACE
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- end }}
+
+{{- /* Pod-template annotation for every pod that reads VEU_DATABASE_URL from the chart-managed Secret: env from a Secret
+is read only when a container starts, so without it a changed database.url reached the migration Job (a new pod) while
+the running pods stayed on the old database. A hash of the rendered Secret, as for the policy packs. */}}
+{{- define "veu.databaseChecksum" -}}
+{{- if and (not (include "veu.sqlite" .)) .Values.database.url }}
+checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sha256sum }}
+{{- end }}
 {{- end }}
 
 {{- define "veu.policyDirs" -}}
@@ -283,6 +316,11 @@ them ("signed by an untrusted key"). */}}
     - {name: api, containerPort: {{ .Values.api.port }}, protocol: TCP}
   env:
     {{- include "veu.env" . | nindent 4 }}
+    {{- if include "veu.chartSessionSecret" . }}
+    - name: VEU_SESSION_SECRET
+      valueFrom:
+        secretKeyRef: {name: {{ include "veu.sessionSecretName" . }}, key: session-secret}
+    {{- end }}
     {{- with .Values.api.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
