@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import smtplib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from agent.store.tables.obligations import (
     WeightStorage,
 )
 from policies import obligations as core
-from policies.errors import PartyError, PolicyError, UnknownAccelerator, cli_word
+from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import effective_tier
@@ -71,9 +72,23 @@ def resolve_items(packs: PackRegistry, text: str, on: date) -> tuple[ItemLine, .
     """``"H100 SXM x 2048"`` -> catalog-resolved, classified item lines."""
     from agent.kb import catalog
 
+    try:
+        parsed = parse_items(text)
+    except PolicyError:
+        raise
+    except ValueError:  # int() refuses a count of thousands of digits: a traceback named no option
+        raise PolicyError("--items: a count has too many digits to be a number of chips") from None
     out = []
-    for name, count in parse_items(text):
+    total = 0.0
+    for name, count in parsed:
         acc = catalog().accelerator(name)
+        try:
+            total += float(acc.tpp) * count
+        except OverflowError:  # a count beyond a float: the generic "too large for the store" named no option
+            total = math.inf
+        if not math.isfinite(total):
+            raise PolicyError(f"--items: the count for {name!r} puts the proposal's TPP beyond any number the "
+                              "caps can compare; give the number of chips")
         out.append(ItemLine(acc.name, count, float(acc.tpp), _classify(packs, acc, on), bool(acc.datacenter)))
     return tuple(out)
 
@@ -94,6 +109,8 @@ def add_authorization(
     from agent import caps as capsvc
 
     name = name.strip()
+    for c in locations:  # before anything is registered: a refused location leaves no half-made authorization
+        _not_tier3(packs, _named_country(c, "--location"), granted, "--location")
     row = s.exec(select(VeuAuthorization).where(VeuAuthorization.name == name)).first()
     if row is None:
         if not kind or not holder:
@@ -245,17 +262,35 @@ def paths(
         if name is not None and name not in refs:
             raise PartyError(f"{option}: {name!r} is not registered; add it with "
                              f"`veuctl parties add {cli_word(name)} --hq CC`")
-    rep = find_paths(
-        packs, refs,
-        Proposal(kind, lines, consignee, country, on, operator, end_use, aia_certified),
-        authorization_refs(s, packs, lines, country, on, consignee, operator), shipment_refs(s, packs, on),
-    )
+    try:
+        rep = find_paths(
+            packs, refs,
+            Proposal(kind, lines, consignee, country, on, operator, end_use, aia_certified),
+            authorization_refs(s, packs, lines, country, on, consignee, operator), shipment_refs(s, packs, on),
+        )
+    except NotInEffect as exc:
+        if str(exc).startswith("--date"):
+            raise
+        # A provision the paths rely on (the worldwide licence, the UVEU allocations) has no version that day:
+        # the date given is the mistake, not the provision.
+        raise NotInEffect(f"--date: the AI Diffusion paths are not in effect on {on.isoformat()} ({exc}); "
+                          "choose a later --date") from None
     out = rep.to_dict()
     out["packs"] = packs.versions()
     return out
 
 
 # ---------------------------------------------------------------------------------- controls register
+
+
+def _not_tier3(packs: PackRegistry, code: str, on: date, option: str) -> None:
+    """Refuse a UVEU data-center country in Macau or D:5 on ``on`` (§ 748.15(b)(2)(i)), naming ``option``."""
+    if packs.find("tier3-destinations", on) is None:
+        return  # before the AI Diffusion tiers: nothing to say about the place
+    t = tier(packs, code, on)
+    if t.tier == 3:
+        raise PolicyError(f"{option}: {code} is a Tier 3 destination on {on} ({t.basis}); UVEU data centers may be "
+                          "located anywhere except Macau and D:5 (15 CFR 748.15(b)(2)(i))")
 
 
 def _named_country(country: str, option: str) -> str:
@@ -672,6 +707,10 @@ def add_event(
         if authorization not in names:
             raise NotFound(f"--authorization: {authorization!r} is not registered; add it with "
                            f"`veuctl authorizations add {cli_word(authorization)} --kind uveu|nveu --holder PARTY`")
+    if kind == "incident" and on > utcnow().date():
+        # A planned transfer or location is dated ahead; a theft or loss is dated the day it was discovered, and
+        # a future date would push its 30-day report (¶16) out of sight.
+        raise PolicyError(f"--on: {on} is after today; an incident is recorded on the date it was discovered")
     if kind == "incident" and site:
         _site(s, site)  # a theft or loss happens at a site the register knows (a new location's is not yet)
     fc = _named_country(from_country, "--from") if from_country else ""
@@ -683,6 +722,9 @@ def add_event(
             raise PolicyError("--to: give the country of the new data center")
         if not site:
             raise PolicyError("--site: give the new data center's name")
+        from agent.packs import registry
+
+        _not_tier3(registry(), tc, on, "--to")
     ev = s.exec(select(ObligationEvent).where(ObligationEvent.kind == kind, ObligationEvent.ref == ref)).first()
     ev = ev or ObligationEvent(kind=kind, ref=ref, occurred_on=on)
     ev.occurred_on, ev.authorization, ev.site, ev.from_country, ev.to_country = on, authorization, site, fc, tc

@@ -277,18 +277,26 @@ def _check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
             (), None, tuple(used), as_of,
         )
     node_max = float(fp.value("node_nm_at_or_below"))
+    arch_triggers = bool(fp.values.get("non_planar_triggers"))
     by_node = ic.node_nm is not None and ic.node_nm <= node_max
-    by_arch = bool(fp.values.get("non_planar_triggers")) and ic.non_planar is True
-    unknown = ic.node_nm is None and ic.non_planar is None
-    if not (by_node or by_arch or unknown):
-        why = f"node {ic.node_nm:g} nm > {node_max:g} nm" if ic.node_nm is not None else "node unknown"
+    by_arch = arch_triggers and ic.non_planar is True
+    # Either trigger suffices (16/14 nm or below, OR non-planar), so the IC is out of scope only when both are
+    # known not to hold: a 20 nm IC whose architecture is not given may be FinFET, and a planar IC whose node is
+    # not given may be at 16 nm. An unknown leaves the presumption standing, as an unconfirmed count does.
+    node_clear = ic.node_nm is not None and ic.node_nm > node_max
+    arch_clear = not arch_triggers or ic.non_planar is False
+    if node_clear and arch_clear:
+        arch = " and planar transistors" if arch_triggers else ""
         return DueDiligenceResult(
             False, False, None,
-            f"not an applicable advanced logic IC ({why} and planar transistors; {fp.citation})",
+            f"not an applicable advanced logic IC (node {ic.node_nm:g} nm > {node_max:g} nm{arch}; {fp.citation})",
             (), None, tuple(used), as_of,
         )
+    unknowns = [what for what, clear in (("node", ic.node_nm is not None), ("architecture", ic.non_planar is not None))
+                if not clear]
     trigger = (f"{ic.node_nm:g} nm <= {node_max:g} nm" if by_node else
-               "non-planar transistor architecture" if by_arch else "node and architecture unknown")
+               "non-planar transistor architecture" if by_arch else
+               f"{' and '.join(unknowns)} not given: the IC may be at or below {node_max:g} nm or non-planar")
     paths: list[PathCheck] = [_designer_path(packs, ic, as_of, used)]
 
     ok, why, limit = _count_below(packs, ic, as_of, used)
@@ -302,6 +310,12 @@ def _check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
             bad, where = _excluded_location(packs, excl_id, code, as_of)
             if bad:
                 paths.append(PathCheck("b-fabricator-packaging", False, f"packaged in an excluded location: {where}"))
+            elif ok and ic.count_attested_by != "fabricator":
+                # Path (b): "the front-end fabricator attests" the count; another party's attestation is not it.
+                paths.append(PathCheck("b-fabricator-packaging", False,
+                                       f"fabricator packages in {code}, but the transistor count is attested by "
+                                       f"{ic.count_attested_by}: path (b) needs the front-end fabricator's "
+                                       "attestation"))
             else:
                 paths.append(PathCheck("b-fabricator-packaging", ok, f"fabricator packages in {code}; {why}"))
     else:
@@ -314,6 +328,11 @@ def _check(packs: PackRegistry, ic: LogicIC, as_of: date) -> DueDiligenceResult:
         if listed and not _listed(ic.osat, listed):
             paths.append(PathCheck("c-approved-osat", False, f"OSAT {ic.osat or '(unnamed)'} is not on the approved "
                                                              f"list ({osats.citation})"))
+        elif ok and ic.count_attested_by != "osat":
+            # Path (c): "the OSAT company makes the same attestation"; the fabricator's does not stand in for it.
+            paths.append(PathCheck("c-approved-osat", False,
+                                   f"approved OSAT {ic.osat or '(unnamed)'} packages it, but the transistor count "
+                                   f"is attested by {ic.count_attested_by}: path (c) needs the OSAT's attestation"))
         else:
             note = "" if listed else f" (the pack's list is empty: confirm the OSAT is listed in {osats.citation})"
             paths.append(PathCheck("c-approved-osat", ok, f"approved OSAT {ic.osat or '(unnamed)'}{note}; {why}"))

@@ -276,9 +276,16 @@ def weight_export_paths(
                 "reason": f"model status {model_status}: not 4E091", "citation": prov.label}
     paths: list[str] = []
     reasons: list[str] = []
-    if prov.value("aia_for_tier1_located_and_headquartered") and destination.tier == 1 and recipient.tier == 1:
+    # § 740.27(a)(3): a recipient headquartered (with its ultimate parent) in Supp. 5(a); with aia_outside_tier3 it
+    # may be located anywhere outside Macau and D:5, not only in Supp. 5(a) (seeds 000 and 001).
+    located_ok = destination.tier == 1 or (prov.values.get("aia_outside_tier3") is True and destination.tier != 3)
+    if prov.value("aia_for_tier1_located_and_headquartered") and located_ok and recipient.tier == 1:
         paths.append("AIA")
-        reasons.append(f"AIA: {destination.name} is Tier 1 and {recipient.basis}")
+        where = (f"{destination.name} is Tier 1" if destination.tier == 1 else
+                 f"{destination.name} is outside Macau and D:5 (the weights must be stored in a facility that "
+                 "complies with Supp. 10 ¶¶14, 15 and 18)")
+        reasons.append(f"AIA: {where} and {recipient.basis}; the ultimate consignee's prior certification is "
+                       "required")
     if licence:
         paths.append("LICENCE")
         reasons.append(f"licence {licence} recorded")
@@ -426,6 +433,8 @@ def deadlines(
             ):
                 if end < a.granted or start > last or due > horizon:
                     continue
+                if packs.find("veu-reporting", due) is None:
+                    continue  # due before the reporting provision took effect (a grant date before the rule)
                 add(f"veu-report:{a.name}:{year}H{half}", "veu-semiannual-report",
                     f"Data Center VEU semi-annual report {year} H{half} ({start} to {end})", a.name, due, rep,
                     "reexporter and end-user reports (§ 748.15(f)(1)(i)-(ii)); mark the package "
@@ -444,6 +453,8 @@ def deadlines(
                     "attrition (Supp. 10 ¶10)")
     kinds = {a.name: a.kind for a in authorizations}
     for loc in sorted(new_locations, key=lambda n: n.first_export):
+        if kinds.get(loc.authorization, "uveu") != "uveu":
+            continue  # § 748.15(a)(2)(ii)(A) and ¶5 bind a UVEU; an NVEU covers one country under its own terms
         found = packs.find("veu-notices", loc.first_export)
         if found is None or not _complies(found, loc.first_export):
             continue  # before the notice duty existed or had to be complied with: nothing to file
@@ -454,7 +465,7 @@ def deadlines(
             loc.first_export - timedelta(days=days), prov,
             f"first export, reexport or transfer to it on {loc.first_export} (§ 748.15(a)(2)(ii)(A)); "
             "include the physical address")
-        if loc.new_country and kinds.get(loc.authorization, "uveu") == "uveu":
+        if loc.new_country:
             # Supp. 10 ¶5 separately asks for 60 days' notice of data centers in countries not yet notified.
             d60 = int(prov.value("inter_country_transfer_notice_days"))
             add(f"uveu-new-country:{loc.authorization}:{loc.country}", "uveu-new-country-notice",

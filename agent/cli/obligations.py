@@ -38,7 +38,9 @@ def _paths_human(d: dict[str, Any]) -> None:
     console.print(f"[bold]{d['kind']}[/bold] {d['controlled_tpp']:,.0f} TPP to {d['consignee']['name']} in "
                   f"{loc['name']} (Tier {loc['tier']}) on {d['date']}; {d['licence_basis']}")
     rows = [{"path": p["path"], "open": "OPEN" if p["open"] else "closed", "presumption": p["presumption"] or "",
-             "why": "; ".join(p["reasons"])[:160], "conditions": "; ".join(p["conditions"])[:120],
+             # Folded by the table, never cut: a reason cut short dropped the fact that decides it (the country
+             # of a consignee's ultimate parent, the allocation figures).
+             "why": "; ".join(p["reasons"]), "conditions": "; ".join(p["conditions"]),
              "enforced": p["enforced"]} for p in d["paths"]]
     table(rows, ["path", "open", "presumption", "why", "conditions", "enforced"])
 
@@ -279,7 +281,13 @@ def list_(
     """Every report and notice deadline with its status (upcoming, due, overdue, done)."""
     with session_scope(db_url(db)) as s:
         rows = [d.to_dict() for d in svc.deadline_list(s, registry(), as_of(as_of_), status)]
-    emit(rows, json_, lambda r: table(r, ["due", "status", "title", "subject", "citation", "key"]))
+
+    def human(r: list[dict[str, Any]]) -> None:
+        # A filing after the due date is done but late: the JSON says so ("late"), and so must the table.
+        table([{**d, "status": f"{d['status']} (filed {d['done_on']}, late)" if d["late"] else d["status"]}
+               for d in r], ["due", "status", "title", "subject", "citation", "key"])
+
+    emit(rows, json_, human)
 
 
 @deadlines_app.command("file")
