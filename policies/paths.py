@@ -412,8 +412,10 @@ def _lpp(
                 f"the owner is not headquartered in Supp. 5(a); the TPP counts against {counted}, not the operator"
             )
     year = p.on.year
+    # The limit is per calendar year: every LPP shipment recorded for that year counts, later ones in it too
+    # (a proposal dated before a shipment already made would otherwise read as fitting beside it).
     used = sum(s.tpp for s in shipments if s.authorization == "LPP" and s.consignee == counted
-               and s.on.year == year and s.on <= p.on)
+               and s.on.year == year)
     figures = {"calendar_year": year, "used_tpp": used, "this_tpp": total, "limit_tpp": limit,
                "remaining_tpp": max(limit - used, 0.0), "counted_against": counted}
     if used + total > limit:

@@ -9,14 +9,14 @@ from typing import Any
 import typer
 
 from agent.cli._common import AsOfOpt, JsonOpt, UsageError, as_of, emit, table
-from agent.cli._options import options
+from agent.cli._options import option, options
 from agent.kb import catalog
 from agent.packs import registry
 from policies.catalog import Accelerator, canonical_precision
 from policies.classification import classify_accelerator, classify_system
 from policies.compute import check_number, parse_number
 from policies.duediligence import ATTESTERS, DESIGNER_STATUS, EXPORTER_ROLES, PACKAGING, LogicIC, check
-from policies.errors import PolicyError, UnknownCountry
+from policies.errors import NotInEffect, PolicyError, UnknownCountry
 from policies.jurisdictions import country_code, tier
 from policies.packs import parse_date
 
@@ -255,7 +255,8 @@ def dd_check(
         designer_attestation=designer_attestation, count_attested_by=count_attested_by, exporter_role=role,
     )
     # The core names LogicIC's fields (packaging, designer_status): say the options they came from.
-    with options("node_nm", "transistors", "packaging", "designer_status", "count_attested_by"):
+    with (options("node_nm", "transistors", "packaging", "designer_status", "count_attested_by"),
+          option("--as-of", NotInEffect)):  # a date before the rule: say which input it was
         data = check(registry(), ic, d).to_dict()
     emit(data, json_)
 

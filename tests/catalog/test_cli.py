@@ -164,6 +164,7 @@ def test_dd_check_presumed_then_overcome() -> None:
         (("instances", "show", "aws", "p9.48xlarge"), "p9.48xlarge"),
         (("regions", "show", "aws", "mars-1"), "mars-1"),
         (("dd", "check", "--packaging", "someone"), "packaging"),
+        (("dd", "check", "--node-nm", "5", "--as-of", "2025-01-01"), "--as-of: foundry-presumption: not in effect"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], needle: str) -> None:

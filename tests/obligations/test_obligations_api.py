@@ -204,6 +204,9 @@ def test_paths_through_the_api_use_catalog_and_date(client: TestClient) -> None:
     assert lic["presumption"] == "approval" and lic["codified"] and lic["enforced"] is False
     bad = client.get("/api/v1/paths", params={"items": "H100", "consignee": "Gulf", "country": "AE"})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("items:")  # the query parameter
+    early = client.get("/api/v1/paths", params={"items": "H100 SXM x 8", "consignee": "Gulf", "country": "AE",
+                                                "as_of": "2025-01-01"})
+    assert early.status_code in (404, 422) and early.json()["detail"].startswith("as_of:"), early.text
 
 
 def _fleet(url: str, site: str, owner: str, count: int, since: datetime) -> None:

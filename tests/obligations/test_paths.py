@@ -146,6 +146,16 @@ def test_lpp_limit_resets_at_the_calendar_year_boundary(packs: PackRegistry) -> 
     assert jan.open and jan.figures["used_tpp"] == 0 and jan.figures["calendar_year"] == 2026
 
 
+def test_lpp_limit_counts_every_shipment_of_the_calendar_year_even_one_dated_after_the_proposal(
+    packs: PackRegistry,
+) -> None:
+    # § 740.29's limit is per calendar year: 23.7M already shipped in September leaves 3.2M for the year,
+    # whatever day of it a proposal is dated.
+    ships = [ShipmentRef(date(2026, 9, 1), "Gulf", "AE", 23_700_000, "LPP")]
+    march = run(h100(1500), "Gulf", "AE", date(2026, 3, 1), packs=packs, ships=ships).path("LPP")
+    assert not march.open and march.figures["used_tpp"] == 23_700_000
+
+
 def test_lpp_counts_against_the_ultimate_parent_as_ultimate_consignee(packs: PackRegistry) -> None:
     ships = [ShipmentRef(date(2025, 5, 20), "Acme", "DE", 26_000_000, "LPP")]
     res = run(h100(100), "AcmeMY", "MY", packs=packs, ships=ships).path("LPP")

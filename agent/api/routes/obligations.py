@@ -28,6 +28,7 @@ def _actor(request: Request) -> str:
 
 
 @router.get("/paths")
+@api_fields({"date": "as_of"})  # the CLI's --date is the API's as_of
 def paths(
     items: str = Query(..., description="'NAME x COUNT[, ...]', e.g. 'H100 SXM x 2048'"),
     consignee: str = Query(...),
