@@ -75,6 +75,10 @@ class CaseAnswered(CaseError, Conflict):
     file)."""
 
 
+# C0 and C1 control characters (Go's unicode.IsControl), shown as spaces in a warning.
+_NO_CONTROL = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 @dataclass
 class Outcome:
     """The answer to one AdmissionReview and what was recorded for it."""
@@ -105,7 +109,8 @@ class Outcome:
         else:
             resp["status"] = {"code": 200, "message": self.message[:4000]}
         if self.warnings:
-            resp["warnings"] = [w[:240] for w in self.warnings[:8]]
+            # The API server drops a warning holding a control character (its Warning header cannot carry one).
+            resp["warnings"] = [w[:240].translate(_NO_CONTROL) for w in self.warnings[:8]]
         resp["auditAnnotations"] = {"code": self.code, **({"case": str(self.case_id)} if self.case_id else {})}
         return {"apiVersion": self.api_version, "kind": "AdmissionReview", "response": resp}
 
@@ -138,7 +143,7 @@ def parse_review(body: Any) -> ReviewRequest:
         raise ReviewError("body: an AdmissionReview JSON object is required")
     av = body.get("apiVersion")
     if av not in ("admission.k8s.io/v1", "admission.k8s.io/v1beta1"):
-        raise ReviewError(f"apiVersion: {_found(av)}; expected admission.k8s.io/v1")
+        raise ReviewError(f"apiVersion: {_found(av)}; expected admission.k8s.io/v1 (or v1beta1)")
     if body.get("kind") != "AdmissionReview":
         raise ReviewError(f"kind: {_found(body.get('kind'))}; expected AdmissionReview")
     req = body.get("request")
@@ -785,6 +790,11 @@ def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows:
                 case_id = _open_case(s, dec, r.party, actor, now, r.entries)
             out.case_id = case_id
             out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_id}")
+            if dec.mode == "warn" and dec.case_id != case_id:
+                # The warn-mode warning was written before the case had its id: it names the case now.
+                stale = redflag.mode_warning(dec.code, dec.message, dec.case_id)
+                out.warnings = [redflag.mode_warning(dec.code, out.message, case_id) if w == stale else w
+                                for w in out.warnings]
         out.decision_id = r.decision_id
         rows.append(_decision_values(r, now))
         r.entries.append(AuditItem(actor, "admission.decide", f"job:{dec.job_ref}"[:300], {
@@ -834,7 +844,7 @@ _MAX_CASE_JOBS = 500
 def _open_case(s: Session, dec: Decision, party: Customer | None, actor: str, now: datetime,
                entries: list[AuditItem]) -> int:
     """A new open case for this job's lineage (its id back in one statement)."""
-    estimate = dec.lineage_operations or 0.0
+    estimate = _case_estimate(dec)
     threshold = dec.threshold or 0.0
     (case_id,), = write_each(s, [(_OPEN_CASE, [{
         "customer_id": party.id if party else None, "customer_name": dec.customer or "",
@@ -847,6 +857,12 @@ def _open_case(s: Session, dec: Decision, party: Customer | None, actor: str, no
     return int(case_id)
 
 
+def _case_estimate(dec: Decision) -> float:
+    """What the case's subject reaches: the lineage's total, or for a customer-aggregate case the customer's sum
+    (the job's own lineage is below the threshold there, and a case shown under its threshold misleads)."""
+    return dec.case_operations if dec.case_operations is not None else dec.lineage_operations or 0.0
+
+
 def _update_case(cases: dict[int, dict[str, Any]], case_id: int, on_file: _CaseFile, dec: Decision, actor: str,
                  now: datetime, entries: list[AuditItem]) -> int:
     """Add this job to an open case: the change is kept in ``cases`` (what an earlier review of the batch
@@ -856,7 +872,7 @@ def _update_case(cases: dict[int, dict[str, Any]], case_id: int, on_file: _CaseF
     if dec.job_ref not in jobs:
         jobs.append(dec.job_ref)
     jobs = jobs[-_MAX_CASE_JOBS:]
-    estimate = max(before["estimate"] if before else on_file.estimate, dec.lineage_operations or 0.0)
+    estimate = max(before["estimate"] if before else on_file.estimate, _case_estimate(dec))
     threshold = dec.threshold or (before["threshold"] if before else on_file.threshold)
     cases[case_id] = {"case_id": case_id, "jobs": jobs, "estimate": estimate, "threshold": threshold,
                       "explanation": "\n".join(dec.explanation)[:20000], "updated_at": now}
@@ -901,18 +917,32 @@ def list_cases(s: Session, status: str | None = None, customer: str | None = Non
                now: datetime | None = None) -> list[dict[str, Any]]:
     if status is not None and status not in ("open", "resolved", "expired"):
         raise CaseError(f"--status: {status!r} is not open, resolved or expired")
+    now = now or utcnow()
     q = select(RedFlagCase).order_by(col(RedFlagCase.id).desc()).limit(max(1, min(limit, 5000)))
     if customer:
         q = q.where(RedFlagCase.customer_name == customer)
-    now = now or utcnow()
+    # The status is chosen before the limit: filtered after it, the newest page of other cases hid every match.
+    if status == "open":
+        q = q.where(col(RedFlagCase.status) == "open")
+    elif status == "resolved":
+        q = q.where(col(RedFlagCase.status) == "resolved",
+                    col(RedFlagCase.expires_at).is_(None) | (col(RedFlagCase.expires_at) >= now))
+    elif status == "expired":
+        q = q.where(col(RedFlagCase.status) == "resolved", col(RedFlagCase.expires_at) < now)
     rows = [case_view(r, now) for r in s.exec(q).all()]
     return [r for r in rows if status is None or r["status"] == status]
 
 
+# Case ids are the store's 32-bit INTEGER: a larger one names no case (PostgreSQL would refuse the query itself,
+# read as "not a usable database" by the CLI and "cannot be stored" by the API).
+_MAX_CASE_ID = 2**31 - 1
+
+
 def get_case(s: Session, case_id: int) -> RedFlagCase:
-    row = s.get(RedFlagCase, case_id)
+    row = s.get(RedFlagCase, case_id) if 0 < case_id <= _MAX_CASE_ID else None
     if row is None:
-        raise UnknownCase(f"case: no case {case_id}; list them with `veuctl cases list`")
+        big = f" (too large for a case id, at most {_MAX_CASE_ID})" if case_id > _MAX_CASE_ID else ""
+        raise UnknownCase(f"case: no case {case_id}{big}; list them with `veuctl cases list`")
     return row
 
 
@@ -928,6 +958,10 @@ def resolve_case(
     inquiry's validity."""
     now = now or utcnow()
     row = get_case(s, case_id)
+    # Before the already-resolved check: an expired case cannot be amended either, so saying "pass --amend" would
+    # only send the user to a second refusal.
+    if case_view(row, now)["status"] == "expired":
+        raise CaseError(f"case {case_id}: expired; the next held job opens a new case")
     if row.status == "resolved" and not amend:
         raise CaseAnswered(f"case {case_id}: already resolved by {row.resolved_by or '?'} on "
                         f"{row.resolved_at.date() if row.resolved_at else '?'}; pass --amend to record new answers "
@@ -937,12 +971,19 @@ def resolve_case(
         raise CaseError("--by: who recorded the answers is required (1-200 characters)")
     if len(licence) > 100 or len(scope) > 500 or len(notes) > 2000:
         raise CaseError("--license/--scope/--notes: too long (100/500/2000 characters)")
+    # One-line answers are quoted in admission messages and the audit trail: a control character (a NUL no store
+    # keeps, a newline that splits the line) is refused naming the answer; notes may span lines.
+    for flag, text, lines in (("--license", licence, False), ("--scope", scope, False), ("--by", by, False),
+                              ("--notes", notes, True)):
+        bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs") and not (lines and c in "\r\n\t")),
+                   None)
+        if bad is not None:
+            raise CaseError(f"{flag}: contains U+{ord(bad):04X} (a control character or an unpaired surrogate); "
+                            f"{'printable text, lines and tabs' if lines else 'one line of printable text'} only")
     if export_intent and not licence and not informed:
         raise CaseError(
             "--export-intent yes: red flag 28 requires a licence applied for / on file (--license NUM) or that the "
             "customer was informed of its obligation to obtain one prior to export (--informed)")
-    if case_view(row, now)["status"] == "expired":
-        raise CaseError(f"case {case_id}: expired; the next held job opens a new case")
     settings = redflag.AdmissionSettings.from_packs(packs, as_of or now.date())
     amending = row.status == "resolved"
     row.export_intent, row.licence_number, row.licence_scope = export_intent, licence, scope
@@ -1004,6 +1045,8 @@ def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: 
     if namespace:
         q = q.where(AdmissionDecision.namespace == namespace)
     if case_id is not None:  # every job decided against a case, however many (its own list keeps the latest)
+        if not 0 < case_id <= _MAX_CASE_ID:
+            return []
         q = q.where(AdmissionDecision.case_id == case_id)
     return [decision_view(r) for r in s.exec(q).all()]
 

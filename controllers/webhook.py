@@ -133,7 +133,7 @@ def evaluate(database_url: str | None, bodies: list[Any]) -> list[dict[str, Any]
     return [out.response() for out in outs]
 
 
-def _unstorable(body: Any) -> str:
+def unstorable(body: Any) -> str:
     """Why a parsed body holds text no store can keep (NUL, unpaired UTF-16 surrogate), else ""."""
     stack = [body]
     while stack:  # iterative: the body may be nested as deep as the parser allows
@@ -321,7 +321,7 @@ async def _answer(chunks: AsyncIterator[bytes], declared_length: str | None, dat
     except ValueError as exc:
         return _bad_request(f"body: not valid JSON ({str(exc)[:120]})", "bad_json")
     if b"\\u" in raw:  # only an escape can smuggle in a NUL or a lone surrogate: skip the walk otherwise
-        bad = _unstorable(body)
+        bad = unstorable(body)
         if bad:
             return _bad_request(f"body: {bad}", "unstorable")
     from agent.cases import ReviewError, parse_review

@@ -265,6 +265,8 @@ class Decision:
     open_case: bool = False  # the caller must open (or reuse) a case for (customer, case_key)
     case_id: int | None = None
     case_key: str | None = None  # the case's subject: model_key, or the customer-aggregate key
+    # What the case's subject reaches, when it is not the lineage's total: the customer's sum across model names.
+    case_operations: float | None = None
 
     @property
     def case_subject(self) -> str:
@@ -314,9 +316,19 @@ def apply_mode(base: Decision, settings: AdmissionSettings) -> Decision:
     if not refused or settings.mode == "enforce":
         return replace(base, allowed=not refused)
     if settings.mode == "warn":
-        warn = f"veu-governor {base.code}: {base.message}"
-        return replace(base, allowed=True, warnings=(*base.warnings, _short(warn)))
+        warn = mode_warning(base.code, base.message, base.case_id)
+        return replace(base, allowed=True, warnings=(*base.warnings, warn))
     return replace(base, allowed=True)
+
+
+def mode_warning(code: str, message: str, case_id: int | None = None) -> str:
+    """The warning a refusal is admitted with in warn mode.
+
+    The case comes first: kubectl shows an admitted job's warnings, not its status message, and the text is cut
+    to stay under the API server's per-warning limit (256 runes), which would cut a case id left at the end.
+    """
+    head = f"veu-governor {code}" + (f" (case {case_id})" if case_id is not None else "")
+    return _short(f"{head}: {message}")
 
 
 def _short(text: str, limit: int = 240) -> str:
@@ -542,7 +554,8 @@ def _inquiry(base: Decision, why: list[str], rf: ResolvedProvision, settings: Ad
         msg = f"red-flag-28 inquiry on record (case {case.id}{on_record}): {case.answer_text()}"
         return apply_mode(replace(base, code=ALLOW_AFTER_INQUIRY, message=msg, explanation=tuple(why),
                                   case_id=case.id), settings)
-    why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip())
+    # Whether BIS enforces red flag 28 is contested (ai-diffusion-2025): the hold says what it rests on.
+    why.append("red flag 28: " + str(rf.values.get("inquiry", "")).strip() + f" ({rf.label})")
     return apply_mode(replace(base, code=HOLD_FOR_INQUIRY, message=held + _RESOLVE, explanation=tuple(why),
                               open_case=True, case_id=case.id if case is not None and case.status == "open" else None),
                       settings)
@@ -580,4 +593,5 @@ def _aggregate_hold(
         f"{total_text} operations ({rules.comparison} {threshold_text}); trained as one model they would be "
         f"{rules.status_label}. Record whether the customer intends to export such a model: "
     )
-    return _inquiry(replace(base, case_key=akey), why, rf, settings, case, held, on_record=", customer aggregate")
+    return _inquiry(replace(base, case_key=akey, case_operations=total), why, rf, settings, case, held,
+                    on_record=", customer aggregate")

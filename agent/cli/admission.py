@@ -24,13 +24,23 @@ def _load(path: Path) -> Any:
     try:
         if path.stat().st_size > MAX_FILE:
             raise UsageError(f"{path}: larger than {MAX_FILE} bytes; an AdmissionReview is at most 3 MiB")
-        return json.loads(path.read_text(encoding="utf-8"))
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except UsageError:
+        raise  # a ValueError too: not to be read as a JSON error below
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
     except (ValueError, RecursionError) as exc:
         raise UsageError(f"{path}: not valid JSON ({str(exc)[:120]})") from None
+    # As the webhook refuses it (HTTP 400): text no store can keep (a NUL, a lone surrogate) otherwise failed at
+    # the decision's write, as a traceback or as a complaint about --db.
+    from controllers.webhook import unstorable
+
+    bad = unstorable(body)
+    if bad:
+        raise UsageError(f"{path}: {bad}")
+    return body
 
 
 @admission_app.command("review")
@@ -42,9 +52,15 @@ def review(
 ) -> None:
     """Evaluate an AdmissionReview against the store exactly as the webhook would (records and cases included)."""
     body = _load(file)
+    day = as_of(as_of_) if as_of_ is not None else None
+    if day is not None and day > as_of(None) and not svc.parse_review(body).dry_run:
+        # A recorded decision and its case are live state, and a case's expiry runs on the clock: decided as of a
+        # later day, a case that admits the lineage today reads as expired, and the new case opened for it would
+        # hold the lineage's jobs at the webhook from now on.
+        raise UsageError(f"--as-of: {day} is after today, and this review is recorded in the store; set "
+                         "request.dryRun to true in the file to see the decision as of a later day")
     with session_scope(db_url(db)) as s:
-        out = svc.evaluate_review(s, registry(), body, as_of(as_of_) if as_of_ is not None else None, cluster=cluster,
-                                  actor="cli:admission-review")
+        out = svc.evaluate_review(s, registry(), body, day, cluster=cluster, actor="cli:admission-review")
     data = out.summary()
 
     def human(d: dict[str, Any]) -> None:

@@ -300,7 +300,10 @@ def test_an_update_that_scales_a_running_job_up_charges_its_own_metered_usage_on
     running = _created(job("a", "tenant-ae", pods=256, annotations=RUN), days_ago=10)
     assert decide_review(review(running)).code == redflag.ALLOW
     _metered(store, "tenant-ae/Job/a#a-0")
-    bigger = _created(job("a", "tenant-ae", pods=264, annotations=RUN), days_ago=10)  # ≈ 6.0e25 for the run
+    bigger = job("a", "tenant-ae", pods=264, annotations=RUN)  # ≈ 6.0e25 for the run
+    # The same object: an UPDATE carries its creationTimestamp unchanged (a fresh one, a second later than the
+    # metered pod's start, would read that pod as an earlier object's).
+    bigger["metadata"]["creationTimestamp"] = running["metadata"]["creationTimestamp"]
     out = decide_review(_update(running, bigger))
     assert out.code == redflag.ALLOW and "not decided again" not in out.message, out.message
     assert out.estimate is not None and out.estimate < 1e26
