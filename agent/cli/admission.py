@@ -81,6 +81,9 @@ def controllers(
     cluster: str = typer.Option("", "--cluster", envvar="VEU_CLUSTER",
                                 help="Cluster name (namespace mappings, inventory bound; default VEU_CLUSTER)."),
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics (plain HTTP) "
+                                            "on this port: pods metered, threshold crossings."),
+    metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address the metrics port listens on."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Run the running-jobs meter (and optionally the Kueue AdmissionCheck controller) against the cluster.
@@ -88,6 +91,9 @@ def controllers(
     Uses the in-cluster service account, else KUBECONFIG / ~/.kube/config.
     """
     import time as _time
+
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise UsageError(f"--metrics-port: {metrics_port} is not a TCP port (1-65535)")
 
     from kubernetes import client, config
 
@@ -107,6 +113,16 @@ def controllers(
     if once:
         emit(controller_pass(meter, ctl), json_)
         return
+    if metrics_port is not None:
+        # The meter's counters (veu_metering_pods_total, veu_metering_threshold_crossings_total) live in this
+        # process: without a port of its own nothing could scrape them.
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, addr=metrics_host)
+        except OSError as exc:
+            raise UsageError(f"--metrics-port: cannot listen on {metrics_host}:{metrics_port} "
+                             f"({exc.strerror})") from None
     while True:
         try:
             controller_pass(meter, ctl)

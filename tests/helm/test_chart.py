@@ -74,8 +74,8 @@ def test_crd_objects_are_structurally_sound(value_set: str) -> None:
         assert sm["apiVersion"] == "monitoring.coreos.com/v1"
         (endpoint,) = sm["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
-        if sm["metadata"]["name"].endswith("-webhook-metrics"):
-            assert endpoint["scheme"] == "http" and endpoint["port"] == "metrics"  # the webhook's own port
+        if sm["metadata"]["name"].endswith(("-webhook-metrics", "-controllers-metrics")):
+            assert endpoint["scheme"] == "http" and endpoint["port"] == "metrics"  # the process's own port
         else:
             assert endpoint["scheme"] == "https" and endpoint["tlsConfig"]["ca"]["secret"]["key"] == "ca.crt"
 

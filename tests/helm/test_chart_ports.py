@@ -156,7 +156,8 @@ def test_ingress_and_service_monitor_use_the_api_service_only() -> None:
     names = {p["backend"]["service"]["name"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]}
     assert names == {api["metadata"]["name"]}
     # The API's /metrics (the webhook process's counters have their own monitor, tested below).
-    (sm,) = [m for m in of_kind(objs, "ServiceMonitor") if not m["metadata"]["name"].endswith("-webhook-metrics")]
+    (sm,) = [m for m in of_kind(objs, "ServiceMonitor")
+             if not m["metadata"]["name"].endswith(("-webhook-metrics", "-controllers-metrics"))]
     selector = sm["spec"]["selector"]["matchLabels"]
     assert _selects(selector, api["metadata"]["labels"])
     assert not _selects(selector, webhook["metadata"]["labels"])
@@ -231,6 +232,7 @@ def test_sqlite_trial_pod_admits_each_port_from_its_own_peers() -> None:
     rules = _policy(render(values), "-webhook")["spec"]["ingress"]
     assert rules == [{"ports": [{"port": 8443, "protocol": "TCP"}], "from": control_plane},
                      {"ports": [{"port": 9090, "protocol": "TCP"}]},
+                     {"ports": [{"port": 9091, "protocol": "TCP"}]},  # the controllers' metrics, same pod
                      {"ports": [{"port": 8444, "protocol": "TCP"}]}]
 
 
@@ -427,6 +429,43 @@ def test_webhook_metrics_port_can_be_turned_off_and_must_not_clash() -> None:
     for clash in (8443, 8444):
         with pytest.raises(Exception, match="metricsPort"):
             render({"webhook": {"metricsPort": clash}})
+
+
+# --- the controllers process's metrics (pods metered, threshold crossings) ---------------------------------
+
+def test_controllers_metrics_have_their_own_service_monitor_and_network_policy_port() -> None:
+    objs = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    ctl = _container(dict(one(objs, "Deployment", "-controllers")["spec"]["template"]), "controllers")
+    assert "--metrics-port=9091" in ctl["args"] and ctl["ports"] == [
+        {"name": "ctl-metrics", "containerPort": 9091, "protocol": "TCP"}]
+    metrics = one(objs, "Service", "-controllers-metrics")
+    assert [(p["name"], p["port"], p["targetPort"]) for p in metrics["spec"]["ports"]] == [
+        ("metrics", 9091, "ctl-metrics")]
+    assert {(c["name"], port) for c, port in _backends(objs, metrics)} == {("controllers", 9091)}
+    (cm,) = [m for m in of_kind(objs, "ServiceMonitor") if m["metadata"]["name"].endswith("-controllers-metrics")]
+    assert _selects(cm["spec"]["selector"]["matchLabels"], metrics["metadata"]["labels"])
+    assert cm["spec"]["endpoints"][0]["port"] == "metrics" and cm["spec"]["endpoints"][0]["scheme"] == "http"
+    policy = one(objs, "NetworkPolicy", "-controllers")
+    assert [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == [9091]
+
+
+def test_in_the_sqlite_trial_the_controllers_metrics_come_from_the_single_pod() -> None:
+    objs = render({"database": {"type": "sqlite"}, "webhook": {"replicas": 1}})
+    metrics = one(objs, "Service", "-controllers-metrics")
+    assert {(c["name"], port) for c, port in _backends(objs, metrics)} == {("controllers", 9091)}
+    policy = one(objs, "NetworkPolicy", "-webhook")
+    assert 9091 in [r["ports"][0]["port"] for r in policy["spec"]["ingress"]]
+
+
+def test_controllers_metrics_port_can_be_turned_off_and_must_not_clash() -> None:
+    objs = render({"controllers": {"metricsPort": 0}})
+    ctl = _container(dict(one(objs, "Deployment", "-controllers")["spec"]["template"]), "controllers")
+    assert not any(a.startswith("--metrics-port") for a in ctl["args"]) and "ports" not in ctl
+    assert not [o for o in of_kind(objs, "Service") if o["metadata"]["name"].endswith("-controllers-metrics")]
+    assert one(objs, "NetworkPolicy", "-controllers")["spec"]["ingress"] == []
+    for clash in (8443, 8444, 9090):
+        with pytest.raises(Exception, match=r"controllers\.metricsPort"):
+            render({"controllers": {"metricsPort": clash}})
 
 
 def test_api_container_serves_no_webhook() -> None:

@@ -47,3 +47,53 @@ def test_a_failed_metering_pass_is_logged_and_the_next_pass_runs(
         run_app(app)
     assert ticks == ["tick", "tick", "tick"]  # the first pass failed; metering went on
     assert "controller pass failed" in caplog.text and "connection reset" in caplog.text
+
+
+def test_the_meters_counters_are_served_on_the_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The issue asks for a metric when a running lineage crosses the threshold: it lives in this process, so
+    # this process must serve it.
+    import socket
+    import urllib.request
+
+    import kubernetes.config
+
+    import controllers.metering
+    from agent.cli import app
+    from agent.cli._common import run_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scraped: list[str] = []
+
+    class QuietMeter:
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            pass
+
+        def tick(self) -> Any:
+            controllers.metering.METERED.inc()
+            return SimpleNamespace(pods_metered=1, chip_seconds=8.0, crossings=[], skipped=[], errors=[])
+
+    def sleep(_: float) -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            scraped.append(r.read().decode())
+        raise _Stop
+
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
+    monkeypatch.setattr(controllers.metering, "Meter", QuietMeter)
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--interval", "0",
+                                      "--metrics-port", str(port), "--metrics-host", "127.0.0.1"])
+    with pytest.raises(_Stop):
+        run_app(app)
+    assert "veu_metering_pods_total" in scraped[0] and "veu_metering_threshold_crossings_total" in scraped[0]
+
+
+def test_a_metrics_port_out_of_range_is_refused_naming_the_option(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import app
+    from agent.cli._common import run_app
+
+    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--metrics-port", "70000"])
+    assert run_app(app) == 2
+    assert "--metrics-port: 70000 is not a TCP port" in capsys.readouterr().err

@@ -143,6 +143,10 @@ Ingress a session signed by one replica is refused by the next (and every restar
 {{- if and $mp (or (eq $mp (int .Values.webhook.port)) (and .Values.api.enabled (eq $mp (int .Values.api.port)))) }}
 {{- fail (printf "webhook.metricsPort=%d clashes with webhook.port or api.port: give /metrics a port of its own (or 0 to turn it off)" $mp) }}
 {{- end }}
+{{- $cp := int (default 0 .Values.controllers.metricsPort) }}
+{{- if and $cp .Values.controllers.enabled (has $cp (list $mp (int .Values.webhook.port) (int .Values.api.port))) }}
+{{- fail (printf "controllers.metricsPort=%d clashes with webhook.port, webhook.metricsPort or api.port (the SQLite trial runs them in one pod): give it a port of its own (or 0 to turn it off)" $cp) }}
+{{- end }}
 {{- if and .Values.api.enabled (eq (int .Values.api.port) (int .Values.webhook.port)) }}
 {{- fail (printf "api.port=%d equals webhook.port: the webhook's port serves only the webhook, so give the API another port" (int .Values.api.port)) }}
 {{- end }}
@@ -288,6 +292,13 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     {{- if .Values.agent.kueueAdmissionCheck }}
     - --kueue
     {{- end }}
+    {{- with .Values.controllers.metricsPort }}
+    - --metrics-port={{ . }}
+    {{- end }}
+  {{- with .Values.controllers.metricsPort }}
+  ports:
+    - {name: ctl-metrics, containerPort: {{ . }}, protocol: TCP}
+  {{- end }}
   env:
     {{- include "veu.env" . | nindent 4 }}
   resources:
