@@ -289,6 +289,12 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
         if len(v) > 200 or any(ord(c) < 32 or unicodedata.category(c) in ("Cc", "Cf") for c in v):
             raise EstimateError(f"annotation compute.veu-governor.io/{key}: 1-200 printable characters "
                                 "(no control or invisible formatting characters)")
+        if v.startswith((redflag.UNNAMED_PREFIX, redflag.AGGREGATE_PREFIX)):
+            # The product's own lineage keys: a job naming another customer's bucket would take its name in the
+            # ledger and push that customer's unnamed usage under another.
+            raise EstimateError(f"annotation compute.veu-governor.io/{key}: {v[:60]!r} starts with "
+                                f"{redflag.UNNAMED_PREFIX!r} or {redflag.AGGREGATE_PREFIX!r}, which name the product's "
+                                "own ledger buckets; name the model (or leave the annotation out)")
         return v or None
 
     prec = ann.get("precision")

@@ -245,3 +245,14 @@ def test_a_review_file_over_3_mib_is_refused_for_its_size_not_as_invalid_json(
     r = veuctl("admission", "review", str(f), "--json")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "larger than" in r.stderr and "not valid JSON" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("claimed", ["unnamed-model/US Lab", "customer-aggregate/US Lab"])
+def test_a_job_naming_another_customers_ledger_bucket_as_its_model_is_refused_naming_the_annotation(
+    decide_review: Decide, claimed: str,
+) -> None:
+    # The unnamed-model and customer-aggregate buckets are the product's own lineage keys: a customer naming
+    # another's would take that name in the ledger and move the other's unnamed usage under a scoped name.
+    out = decide_review(review(job("spoof", pods=8, annotations={M + "model": claimed})))
+    assert not out.allowed and out.code == redflag.DENY_INVALID
+    assert "annotation compute.veu-governor.io/model" in out.message and "ledger buckets" in out.message
