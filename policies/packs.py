@@ -452,3 +452,12 @@ def parse_date(text: str, field: str = "date") -> date:
         return date.fromisoformat(text.strip())
     except ValueError as exc:
         raise PolicyError(f"{field}: {text!r} is not a valid date ({exc})") from None
+
+
+def parse_as_of(text: str, field: str = "as_of") -> date:
+    """Parse an evaluation date: everything up to the end of that day is read, so the next day must exist."""
+    day = parse_date(text, field)
+    if day >= date.max:
+        raise PolicyError(f"{field}: {day.isoformat()} is past the last day that can be evaluated "
+                          f"({date.max.replace(day=30).isoformat()})")
+    return day

@@ -13,7 +13,7 @@ from agent.packs import registry
 from agent.store import get_engine
 from agent.store.tables.core import utc_today
 from policies.errors import PolicyError
-from policies.packs import PackRegistry, parse_date
+from policies.packs import PackRegistry, parse_as_of
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -40,6 +40,6 @@ def get_as_of(as_of: str | None = Query(None, description="Evaluate as of this d
     if not as_of:
         return utc_today()
     try:
-        return parse_date(as_of, "as_of")
+        return parse_as_of(as_of, "as_of")
     except PolicyError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from policies.errors import PolicyError
-from policies.packs import parse_date
+from policies.packs import parse_as_of
 
 # Output read by a program or kept in a file (not a terminal, no COLUMNS set) is as wide as its longest line:
 # at Rich's default 80 columns a table would fold or cut the names and ids the next command needs.
@@ -35,7 +35,7 @@ class UsageError(PolicyError):
 
 def as_of(text: str | None) -> date:
     # An empty --as-of is a mistake (an unset variable in a script), not "today": say so.
-    return parse_date(text, "--as-of") if text is not None else datetime.now(UTC).date()  # UTC, as stored
+    return parse_as_of(text, "--as-of") if text is not None else datetime.now(UTC).date()  # UTC, as stored
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:

@@ -74,6 +74,16 @@ def test_an_empty_date_option_is_an_error_not_today(db_url: str) -> None:
         assert r.returncode == 2 and "is not a date" in r.stderr, (args, r.stderr)
 
 
+def test_the_last_calendar_day_as_of_is_refused_naming_as_of_not_a_store_error(db_url: str) -> None:
+    # Everything up to the end of the as-of day is read, and 9999-12-31 has no next day: it read as "a number given
+    # is too large for the store".
+    for args in (["inventory", "show", "--as-of", "9999-12-31"], ["deadlines", "list", "--as-of", "9999-12-31"],
+                 ["models", "list", "--as-of", "9999-12-31"]):
+        r = run(*args, env_db=db_url)
+        assert r.returncode == 2 and "--as-of: 9999-12-31 is past the last day that can be evaluated" in r.stderr, (
+            args, r.stderr)
+
+
 def test_an_incident_at_a_site_or_under_an_authorization_the_register_does_not_know_is_refused(db_url: str) -> None:
     r = run("deadlines", "event", "e1", "--kind", "incident", "--on", "2026-01-01", "--site", "nosite",
             env_db=db_url)
