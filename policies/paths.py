@@ -201,9 +201,23 @@ def _licence_requirement(
         return True, f"licence required to any destination ({world.citation}, compliance from " \
                      f"{world.compliance_from})", [world]
     base = packs.provision("licence-3a090a-baseline", p.on)
-    v = base.values
+    why, used = _in_scope(packs, base, p, loc, eff)
+    pre = (
+        f"before the {world.compliance_from} compliance date of {world.citation} the earlier scope applies "
+        f"({base.citation})"
+    )
+    if why:
+        return True, f"{pre}: licence required because " + "; ".join(why), [world, *used]
+    return False, f"{pre}: {loc.name} and the consignee are outside it", [world, *used]
+
+
+def _in_scope(packs: PackRegistry, prov: ResolvedProvision, p: Proposal, loc: TierResult, eff: EffectiveTier
+              ) -> tuple[list[str], list[ResolvedProvision]]:
+    """Why a destination-and-headquarters licence scope (country groups less excepted groups, named countries,
+    headquarters groups and countries) covers this proposal (empty: it does not), and the provisions used."""
+    v = prov.values
     # The country groups list China, not Hong Kong: look destinations and headquarters up as the EAR treats
-    # them (destination-equivalences), as the tiers do, or Hong Kong would fall outside the baseline scope.
+    # them (destination-equivalences), as the tiers do, or Hong Kong would fall outside the scope.
     dest = equivalent_destination(packs, loc.country, p.on)
     via = f" (treated as {dest})" if dest != loc.country else ""
     hits = _in_groups(packs, dest, v.get("country_groups", []), p.on)
@@ -213,22 +227,36 @@ def _licence_requirement(
         why.append(f"{loc.name}{via} is in Country Group {', '.join(hits)} and not in "
                    f"{', '.join(v['except_groups'])}")
     if dest in v.get("countries", []):
-        why.append(f"{loc.name}{via} is named in the baseline scope")
+        why.append(f"{loc.name}{via} is named in {prov.id}")
     for label, code in (("consignee", eff.hq), ("ultimate parent", eff.ultimate_parent_hq)):
         eq = equivalent_destination(packs, code, p.on)
         if eq in v.get("hq_countries", []) or _in_groups(packs, eq, v.get("hq_groups", []), p.on):
             why.append(f"the {label} is headquartered in {code}" + (f" (treated as {eq})" if eq != code else ""))
-    pre = (
-        f"before the {world.compliance_from} compliance date of {world.citation} the earlier scope applies "
-        f"({base.citation})"
-    )
-    used = [world, base]
+    used = [prov]
     equiv = packs.find("destination-equivalences", p.on)
     if equiv is not None and any(" (treated as " in w for w in why):
         used.append(equiv)  # an UNCONFIRMED equivalence (Hong Kong as China) decided it: show it
-    if why:
-        return True, f"{pre}: licence required because " + "; ".join(why), used
-    return False, f"{pre}: {loc.name} and the consignee are outside it", used
+    return why, used
+
+
+def _b_items_paths(packs: PackRegistry, p: Proposal, loc: TierResult, eff: EffectiveTier,
+                   items: Sequence[ItemLine]) -> PathReport:
+    """A proposal of 3A090.b/4A090.b items only: their own licence scope (the UAE, D:1/D:4/D:5 less A:5/A:6),
+    which the AI Diffusion paths for .a items (AIA, LPP, VEU allocations) do not open."""
+    prov = packs.provision("licence-3a090b", p.on)
+    why, used = _in_scope(packs, prov, p, loc, eff)
+    total = sum(i.total_tpp for i in items)
+    eccns = " / ".join(sorted({i.eccn for i in items}))
+    if not why:
+        basis = f"{eccns}: {loc.name} and the consignee are outside the licence scope of {prov.citation}"
+        nlr = PathResult("NLR", True, (basis,), (), tuple(used))
+        return PathReport(p, loc, eff, total, False, basis, (nlr,))
+    basis = f"{eccns}: licence required ({prov.citation}) because " + "; ".join(why)
+    return PathReport(p, loc, eff, total, True, basis, (
+        PathResult("NLR", False, (basis,), (), tuple(used)),
+        PathResult("LICENCE", True, (f"{eccns}: apply for a licence; the review policy for these items is not in "
+                                     "the loaded packs",), ("apply for a licence",), tuple(used), "unknown"),
+    ))
 
 
 def _vetted_tier3(loc: TierResult, eff: EffectiveTier) -> str | None:
@@ -541,6 +569,10 @@ def find_paths(
     scope = set(packs.value("licence-3a090a-worldwide", "eccns", p.on))
     controlled = [i for i in p.items if i.eccn in scope]
     total = sum(i.total_tpp for i in controlled)
+    b_prov = packs.find("licence-3a090b", p.on)
+    b_items = [i for i in p.items if b_prov is not None and i.eccn in b_prov.values.get("eccns", [])]
+    if not controlled and b_items:
+        return _b_items_paths(packs, p, loc, eff, b_items)
     if not controlled:
         nlr = PathResult("NLR", True, (
             f"no item is {' or '.join(sorted(scope))}: the advanced-computing paths do not apply",), (),

@@ -266,3 +266,29 @@ def test_before_compliance_hong_kong_is_in_the_baseline_scope_as_china(
     assert r.licence_required and "treated as CN" in r.licence_basis
     nlr = r.path("NLR").to_dict()
     assert not nlr["open"] and nlr["confirmed"] is False
+
+
+def l40(n: int) -> tuple[ItemLine, ...]:
+    return (ItemLine("L40", n, 2896.0, "3A090.b"),)
+
+
+def test_3a090b_chips_to_the_uae_need_a_licence_the_diffusion_paths_do_not_open(packs: PackRegistry) -> None:
+    # CCL: 3A090.b "To or within the United Arab Emirates or destinations specified in Country Groups D:1, D:4,
+    # and D:5 ... excluding any destination also specified in Country Groups A:5 or A:6".
+    r = run(l40(10), "Gulf", "AE", packs=packs)
+    assert r.licence_required and r.open_paths == ["LICENCE"]
+    assert "3A090.b: licence required" in r.licence_basis and "United Arab Emirates is named in licence-3a090b" \
+        in r.licence_basis
+
+
+def test_3a090b_chips_to_china_or_to_a_d5_headquartered_consignee_elsewhere_need_a_licence(
+    packs: PackRegistry,
+) -> None:
+    assert run(l40(1), "Sino", "CN", packs=packs).licence_required
+    r = run(l40(1), "Sino", "DE", packs=packs)
+    assert r.licence_required and "headquartered in CN" in r.licence_basis
+
+
+def test_3a090b_chips_to_a_tier1_destination_for_a_tier1_consignee_need_no_licence(packs: PackRegistry) -> None:
+    r = run(l40(10), "Acme", "US", packs=packs)
+    assert not r.licence_required and r.open_paths == ["NLR"] and "outside the licence scope" in r.licence_basis
