@@ -388,11 +388,15 @@ def test_rbac_is_least_privilege_without_wildcards_or_cluster_admin(value_set: s
     for binding in of_kind(objs, "ClusterRoleBinding") + of_kind(objs, "RoleBinding"):
         assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
     # The webhook calls no Kubernetes API (the agent keeps namespace mappings in the store): no role of its own,
-    # and no token unless the agent shares its pod (SQLite).
-    sqlite = any(c["name"] == "agent" for c in one(objs, "Deployment", "-webhook")["spec"]["template"]["spec"][
-        "containers"])
-    assert one(objs, "Deployment", "-webhook")["spec"]["template"]["spec"]["automountServiceAccountToken"] is sqlite
-    assert one(objs, "ServiceAccount", "-webhook")["automountServiceAccountToken"] is sqlite
+    # and no token; when the agent shares its pod (SQLite) only the agent and controllers containers mount one.
+    pod = one(objs, "Deployment", "-webhook")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert one(objs, "ServiceAccount", "-webhook")["automountServiceAccountToken"] is False
+    token = "/var/run/secrets/kubernetes.io/serviceaccount"
+    with_token = {c["name"] for c in pod["containers"]
+                  if any(m["mountPath"] == token for m in c.get("volumeMounts", []))}
+    sqlite = any(c["name"] == "agent" for c in pod["containers"])
+    assert with_token == ({"agent", "controllers"} & {c["name"] for c in pod["containers"]} if sqlite else set())
     assert not [r for r in of_kind(objs, "ClusterRole") + of_kind(objs, "Role")
                 if r["metadata"]["name"].endswith("-webhook")]
     agent = one(objs, "ClusterRole", "-agent")

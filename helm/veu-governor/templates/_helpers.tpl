@@ -307,6 +307,7 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     {{- toYaml .Values.securityContext | nindent 4 }}
   volumeMounts:
     {{- include "veu.volumeMounts" . | nindent 4 }}
+    {{- include "veu.kubeApiAccessMount" . | nindent 4 }}
 {{- end }}
 
 {{/* `veuctl serve --no-webhook`: the API, dashboard and /metrics on api.port (TLS from the chart's Secret); /validate
@@ -391,4 +392,27 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     - name: agent-config
       mountPath: /etc/veu-governor/agent
       readOnly: true
+    {{- include "veu.kubeApiAccessMount" . | nindent 4 }}
+{{- end }}
+
+{{/* The SQLite trial runs the webhook, the API, the agent and the controllers in one pod: the pod mounts no token,
+     and only the agent and controllers containers, which call the Kubernetes API, get the projected one (the API
+     may be reachable through an Ingress, and the webhook calls no Kubernetes API). Elsewhere each component's
+     ServiceAccount decides. */}}
+{{- define "veu.kubeApiAccessMount" -}}
+{{- if include "veu.sqlite" . }}
+- name: kube-api-access
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "veu.kubeApiAccessVolume" -}}
+- name: kube-api-access
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 3607}
+      - configMap: {name: kube-root-ca.crt, items: [{key: ca.crt, path: ca.crt}]}
+      - downwardAPI: {items: [{path: namespace, fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}}]}
 {{- end }}
