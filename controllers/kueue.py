@@ -10,10 +10,11 @@ webhook would (same store, records and cases) and sets the check's state:
 The checks are answered only while Kueue waits for them (``QuotaReserved`` true, not ``Evicted``, not
 ``Finished``, not being deleted), as Kueue's own check controllers do.
 
-- ``Retry`` when the job is held for inquiry (``HOLD_FOR_INQUIRY``): Kueue releases the quota and
-  requeues it with backoff, so it starts once the case is resolved — nobody resubmits anything;
-- ``Rejected`` for refusals no inquiry can cure (``DENY_TIER3``, ``DENY_UNKNOWN_CUSTOMER``,
-  ``DENY_INVALID``): Kueue deactivates the Workload.
+- ``Retry`` when the job is held for inquiry (``HOLD_FOR_INQUIRY``) or its namespace has no customer yet
+  (``DENY_UNKNOWN_CUSTOMER``): Kueue releases the quota and requeues it with backoff, so it starts once the
+  case is resolved or the namespace is mapped — nobody resubmits anything;
+- ``Rejected`` for refusals nothing the operator records can cure (``DENY_TIER3``, ``DENY_INVALID``): Kueue
+  deactivates the Workload.
 
 The job judged is the Workload's controlling owner (the Job, JobSet, ... Kueue queued), read as the
 webhook reads it: Kueue copies only its provisioning-request annotations from a job to its Workload, so the
@@ -47,7 +48,9 @@ log = logging.getLogger("veu.kueue")
 CONTROLLER_NAME = "veu-governor.io/red-flag-28"
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta1"
 READY_CODES = frozenset({"ALLOW", "ALLOW_AFTER_INQUIRY", "EXEMPT"})
-RETRY_CODES = frozenset({"HOLD_FOR_INQUIRY"})
+# Refusals the operator cures by recording something (the inquiry's answers, the namespace's customer): the
+# Workload waits in Kueue for them instead of being deactivated.
+RETRY_CODES = frozenset({"HOLD_FOR_INQUIRY", "DENY_UNKNOWN_CUSTOMER"})
 
 
 def check_state(allowed: bool, code: str) -> str:

@@ -58,6 +58,13 @@ def test_decision_codes_map_to_check_states() -> None:
     assert check_state(False, "DENY_TIER3") == "Rejected" and check_state(True, "HOLD_FOR_INQUIRY") == "Ready"
 
 
+def test_a_workload_in_a_namespace_without_a_customer_waits_in_kueue_until_the_namespace_is_mapped() -> None:
+    # Mapping the namespace cures DENY_UNKNOWN_CUSTOMER: Rejected would deactivate the Workload and make the user
+    # resubmit, where Retry lets Kueue requeue it until the mapping is on record.
+    assert check_state(False, "DENY_UNKNOWN_CUSTOMER") == "Retry"
+    assert check_state(False, "DENY_INVALID") == "Rejected"
+
+
 @pytest.mark.asyncio
 async def test_queued_workloads_wait_for_the_inquiry_instead_of_being_rejected(
     kmock: kmock.KubernetesEmulator, api: CustomObjectsApi, store: str,
