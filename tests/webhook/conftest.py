@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,28 @@ CUSTOMERS: list[tuple[str, str, str | None, str]] = [
     ("London Sub", "GB", "Macau Holdings", "tenant-gb-mo"),   # Tier 1 HQ, Tier 3 ultimate parent
     ("Dublin Sub", "IE", "Emirates AI", "tenant-ie-ae"),      # Tier 1 HQ, Tier 2 ultimate parent
 ]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`veuctl ARGS` in-process (same entry point, exit-code mapping and output as the console script)."""
+    from agent.cli import app
+    from agent.cli._common import run_app
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["veuctl", *args])
+        rc = run_app(app)
+        out = capsys.readouterr()
+        return Result(rc, out.out, out.err)
+    return run
 
 
 def seed(url: str) -> None:

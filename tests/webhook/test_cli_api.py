@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from agent.api.app import create_app
 
-from .conftest import M, job, review
+from .conftest import M, Result, job, review
 
 BIG = {M + "model": "frontier-1", M + "expected-hours": "8000"}
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture()
-def veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """`veuctl ARGS` in-process (same entry point, exit-code mapping and output as the console script)."""
-    from agent.cli import app
-    from agent.cli._common import run_app
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["veuctl", *args])
-        rc = run_app(app)
-        out = capsys.readouterr()
-        return Result(rc, out.out, out.err)
-    return run
 
 
 def test_admission_review_cli_holds_then_allows_after_resolution(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,32 +18,10 @@ from agent.store import session_scope
 from agent.store.tables.core import utcnow
 from policies import redflag
 
-from .conftest import M, job, load_sample, review
+from .conftest import M, Result, job, load_sample, review
 
 Decide = Callable[..., Outcome]
 BIG = {M + "model": "frontier-1", M + "expected-hours": "8000"}  # 4096 H100 × 8000 h = 1.17e26
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture()
-def veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """`veuctl ARGS` in-process (same entry point, exit-code mapping and output as the console script)."""
-    from agent.cli import app
-    from agent.cli._common import run_app
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["veuctl", *args])
-        rc = run_app(app)
-        out = capsys.readouterr()
-        return Result(rc, out.out, out.err)
-    return run
 
 
 def test_warn_mode_warning_names_the_case_within_the_warning_length_limit(decide_review: Decide,
