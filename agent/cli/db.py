@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import typer
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from agent.cli._common import DbOpt, JsonOpt, db_url, emit
 from agent.config import settings
-from agent.store.db import get_engine
+from agent.store.db import get_engine, head_revisions, known_revisions, store_revisions
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
 
 def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    """The URL without its credentials: user and password, and a libpq ``?password=`` (the migration Job's
+    output is its log)."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return "***"
+    auth = "***@" if u.username is not None or u.password is not None else ""
+    port = f":{u.port}" if u.port is not None else ""
+    database = f"/{u.database}" if u.database is not None else ""
+    query = "&".join(f"{k}={'***' if k.lower() in _SECRET_PARAMS else v}"
+                     for k, vs in u.query.items() for v in ((vs,) if isinstance(vs, str) else vs))
+    return f"{u.drivername}://{auth}{u.host or ''}{port}{database}{'?' + query if query else ''}"
+
+
+_SECRET_PARAMS = ("password", "sslpassword")
 
 
 @db_app.command("upgrade")
@@ -25,7 +38,13 @@ def upgrade(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
     url = db_url(db) or settings().db_url()
     eng = get_engine(url)
     tables = sorted(inspect(eng).get_table_names())
-    emit({"database": _redact(url), "tables": len(tables), "status": "up to date"}, json_)
+    with eng.connect() as conn:
+        revisions = store_revisions(conn)
+    newer = sorted(set(revisions) - known_revisions())
+    # A store a newer release migrated is left as it is (see agent.store.db.migrate): say so, never "up to date".
+    status = f"newer than this release ({', '.join(newer)}): left as it is" if newer else "up to date"
+    emit({"database": _redact(url), "tables": len(tables), "revisions": revisions,
+          "release_revisions": list(head_revisions()), "status": status}, json_)
 
 
 def register(app: typer.Typer) -> None:

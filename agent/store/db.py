@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
+import logging
+import os
 import re
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Integer, bindparam, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
@@ -26,6 +31,7 @@ from agent.config import settings
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
@@ -40,7 +46,8 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 def make_engine(url: str) -> Engine:
     try:
         return _make_engine(url)
-    except (ArgumentError, NoSuchModuleError, ValueError, ImportError) as exc:
+    # OSError: an SQLite file whose directory cannot be made (a path under a file, a read-only volume).
+    except (ArgumentError, NoSuchModuleError, ValueError, ImportError, OSError) as exc:
         from policies.errors import PolicyError
 
         # Never echo the URL: it may carry a password.
@@ -99,18 +106,27 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to every head revision with Alembic (idempotent)."""
+    """Bring the schema to every head revision with Alembic (idempotent).
+
+    A store a newer release has migrated (revisions this one does not know) is left as it is: a pod of the
+    previous release that restarts during a rolling upgrade, or after ``helm rollback``, runs on it (newer
+    columns have defaults or are nullable), where Alembic would refuse to start."""
     import agent.store.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg = _alembic_config()
     with engine.connect() as conn:
         pg = conn.dialect.name == "postgresql"
         if pg:
             _migration_lock(conn)
         try:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
+            with nullcontext() if pg else _sqlite_migration_lock(engine):
+                newer = sorted(set(store_revisions(conn)) - known_revisions())
+                if newer:
+                    log.warning("the store was migrated by a newer release (revision %s): left as it is",
+                                ", ".join(newer))
+                    return
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "heads")
         finally:
             # A lost connection has released the lock already: never hide the error that lost it.
             with suppress(DBAPIError):
@@ -118,6 +134,70 @@ def migrate(engine: Engine) -> None:
                     conn.rollback()
                     conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": _MIGRATE_LOCK})
                     conn.commit()
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return cfg
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this release's migrations define."""
+    return frozenset(s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions())
+
+
+@functools.cache
+def head_revisions() -> tuple[str, ...]:
+    """The revisions a store of this release is at once migrated (one per branch)."""
+    return tuple(sorted(ScriptDirectory.from_config(_alembic_config()).get_heads()))
+
+
+def store_revisions(conn: Any) -> list[str]:
+    """The revisions the store is at (``alembic_version``; none for an empty store). Ends the read's
+    transaction, so that Alembic then begins one per migration."""
+    try:
+        return sorted(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        conn.rollback()
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """One process migrates an SQLite file at a time, as the advisory lock does on PostgreSQL.
+
+    SQLite runs each DDL statement on its own, outside the migration's transaction: two processes starting
+    together on a store with pending migrations (the server and the agent, two ``veuctl`` commands) both
+    created the same tables, and one failed with "table ... already exists". A lock file next to the
+    database (as its ``-wal`` and ``-shm``) is held for the whole upgrade; the next process then finds
+    nothing to do. Without a file (in-memory) or a writable directory there is nothing to share."""
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        yield
+        return
+    try:
+        fd = os.open(f"{path}-migrate", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + MIGRATE_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    from policies.errors import PolicyError
+
+                    raise PolicyError(f"database migration: another process has been migrating this store for "
+                                      f"over {MIGRATE_WAIT_SECONDS:.0f} s; check for a stuck `veuctl` or pod and "
+                                      "retry") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 _MIGRATE_LOCK = int.from_bytes(hashlib.sha256(b"veu-governor/migrate").digest()[:8], "big") >> 1

@@ -93,7 +93,7 @@ class Holding(SQLModel, table=True):
     scope: str = Field(default="", max_length=200, index=True)
     # The cloud VM holding these chips (``aws:i-…``, ``gcp:PROJECT/ZONE/NAME``; "" when not a cloud VM or not
     # known): a cloud collector's holding of a VM supersedes a cluster node holding of the same VM.
-    instance: str = Field(default="", max_length=300, index=True)
+    instance: str = Field(default="", max_length=300, index=True, sa_column_kwargs={"server_default": ""})
     first_seen: datetime = Field(default_factory=utcnow, index=True)
     last_seen: datetime = Field(default_factory=utcnow)
     retired_at: datetime | None = Field(default=None, index=True)
