@@ -11,14 +11,16 @@ bearer-token API; every write goes through the same service functions (and audit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, select
@@ -33,7 +35,58 @@ from policies.packs import PackRegistry, parse_date
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-router = APIRouter(include_in_schema=False)
+
+
+class PageRoute(APIRoute):
+    """A dashboard route whose user errors on a GET (an as-of date before the rules, a stale explanation link, a
+    bad filter) are a page with the navigation, at the status and with the message the API's handlers give; a
+    bare JSON body left a browser user with no way back but the back button."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (PolicyError, HTTPException, RequestValidationError) as exc:
+                if request.method != "GET":
+                    raise
+                answer = await _api_error(request, exc)
+                if answer is None or not 400 <= answer.status_code < 500:
+                    raise
+                return _error_page(request, answer)
+
+        return page_errors
+
+
+async def _api_error(request: Request, exc: Exception) -> Response | None:
+    """What the app's exception handler for ``exc`` answers (the same status and message as the API)."""
+    for kind in type(exc).__mro__:
+        found = request.app.exception_handlers.get(kind)
+        if found is not None:
+            answer = await found(request, exc)
+            return answer if isinstance(answer, Response) else None
+    return None
+
+
+def _error_page(request: Request, answer: Response) -> HTMLResponse:
+    import json
+
+    from agent.packs import registry
+
+    try:
+        detail = json.loads(bytes(answer.body)).get("detail", "")
+    except ValueError:
+        detail = ""
+    if isinstance(detail, list):  # FastAPI's form: [{"loc": ["query", "offset"], "msg": ...}]
+        detail = "; ".join(f"{(e.get('loc') or ['', ''])[-1]}: {e.get('msg', '')}" for e in detail)
+    heading = "Not found" if answer.status_code == 404 else "Cannot show this page"
+    resp = render(request, "error.html", utc_today(), registry(), heading=heading, message=str(detail))
+    resp.status_code = answer.status_code
+    return resp
+
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 PAGE = 100  # rows per page of the models and shipments ledgers (previous/next links page through the rest)
 SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
@@ -52,6 +105,23 @@ def fmt_tpp(x: Any) -> str:
 
 def fmt_pct(x: Any, digits: int = 2) -> str:
     return "—" if x is None else f"{float(x) * 100:.{digits}f}%"
+
+
+def fmt_pct_apart(x: Any, limit: Any) -> str:
+    """A share with the digits that tell it from its limit: 7.004% over a 7% cap never reads '7.00%'."""
+    if x is None or limit is None or float(x) == float(limit):
+        return fmt_pct(x)
+    digits = 2
+    while digits < 6 and f"{float(x) * 100:.{digits}f}" == f"{float(limit) * 100:.{digits}f}":
+        digits += 1
+    return fmt_pct(x, digits)
+
+
+def fmt_tpp_apart(x: Any, limit: Any) -> str:
+    """A TPP sum that its limit's rounding would hide (4.27 G of 4.27 G, over by one) is shown in full."""
+    if x is None or limit is None or float(x) == float(limit) or fmt_tpp(x) != fmt_tpp(limit):
+        return fmt_tpp(x)
+    return fmt_num(x)
 
 
 def fmt_num(x: Any) -> str:
@@ -116,7 +186,8 @@ def fmt_when(value: object) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_when,
+templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_when, pct_apart=fmt_pct_apart,
+                             tpp_apart=fmt_tpp_apart,
                              urlq=lambda s: quote(str(s), safe=""))
 templates.env.globals.update(gauge_arc=gauge_arc)
 
@@ -171,7 +242,7 @@ def sites(
     return render(request, "sites.html", as_of, packs, sites=_site_rows(s, packs, as_of))
 
 
-@router.get("/sites/{name}", response_class=HTMLResponse)
+@router.get("/sites/{name:path}", response_class=HTMLResponse)  # a site name may hold a "/" ("fra1/hall-b")
 def site(
     name: str, request: Request, offset: int = 0, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
@@ -214,10 +285,11 @@ RESERVE_FIELDS = {"add": "n", "count": "n", "planned-for": "as_of", "expires": "
 
 @router.get("/whatif", response_class=HTMLResponse)
 def whatif_form(
-    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+    request: Request, reserved: str = "", s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    return render(request, "whatif.html", as_of, packs, form={}, result=None, error=None, **_planner_ctx(s, packs))
+    return render(request, "whatif.html", as_of, packs, form={}, result=None, error=None,
+                  reserved=reserved if reserved.isdigit() else None, **_planner_ctx(s, packs))
 
 
 def _form_int(form: Any, key: str, default: int = 0) -> int:
@@ -307,13 +379,14 @@ def shipments(
 
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(
-    request: Request, status: str = "open", s: Session = DbSession,
+    request: Request, status: str = "open", resolved: str = "", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     from agent import cases
 
     rows = cases.list_cases(s, status or None)
-    return render(request, "cases.html", as_of, packs, cases=rows, status=status, error=None)
+    return render(request, "cases.html", as_of, packs, cases=rows, status=status, error=None,
+                  resolved=resolved if resolved.isdigit() else None, form={}, form_case=None)
 
 
 @router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
@@ -328,6 +401,8 @@ async def resolve_case(
     principal = getattr(request.state, "principal", None)
     by = str(getattr(principal, "actor", "") or "") or current_actor()
     intent = str(form.get("export_intent", ""))
+    # The amend form of a resolved case: new answers replace the old (the audit trail keeps both).
+    amend = str(form.get("amend", "")) in ("1", "on", "true")
     try:
         if intent not in ("yes", "no"):
             # Anything but an explicit answer would be recorded as "no export intent", an answer never given.
@@ -335,12 +410,18 @@ async def resolve_case(
         cases.resolve_case(
             s, packs, case_id, export_intent=intent == "yes",
             licence=str(form.get("licence", "")), scope=str(form.get("scope", "")),
-            informed=str(form.get("informed", "")) == "on", by=by, notes=str(form.get("notes", "")),
+            informed=str(form.get("informed", "")) == "on", by=by, notes=str(form.get("notes", "")), amend=amend,
         )
     except PolicyError as exc:
         s.rollback()
-        resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, "open"), status="open",
-                      error=f"Case #{case_id}: {api_detail(str(exc), {'license': 'licence'})}")
+        # Back to the list the form was on, its answers kept, so one wrong field does not cost the rest.
+        message = api_detail(str(exc), {"license": "licence"})
+        answered = isinstance(exc, cases.CaseAnswered)
+        if answered:  # answered meanwhile (another tab, a colleague): its amend form, not a JSON flag, changes it
+            message = message.split("; set ")[0] + "; to change the answers, amend them below"
+        shown = "resolved" if amend or answered else "open"
+        resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, shown), status=shown,
+                      error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id)
         resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/cases?status=resolved&resolved={case_id}", status_code=303)
@@ -523,7 +604,9 @@ def controls_index(
 
 
 def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str, subject: str, as_of: date,
-                   error: str | None = None, saved: str | None = None) -> HTMLResponse:
+                   error: str | None = None, saved: str | None = None,
+                   sent: tuple[int, str, dict[str, Any]] | None = None) -> HTMLResponse:
+    """The register page; ``sent`` (paragraph, form kind, fields) is a refused form, shown again as it was sent."""
     from agent import obligations as ob
     from policies import obligations as core
 
@@ -535,13 +618,14 @@ def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str
         return resp
     resp = render(request, "controls.html", as_of, packs, reg=reg, scope=scope, subject=subject, error=error,
                   saved=saved, entry_statuses=core.ENTRY_STATUSES, evidence_kinds=ob.EVIDENCE_KINDS,
-                  can_edit=_principal_can(request, "compliance"))
+                  can_edit=_principal_can(request, "compliance"), sent_p=sent[0] if sent else None,
+                  sent_kind=sent[1] if sent else None, sent=sent[2] if sent else {})
     if error:
         resp.status_code = 422
     return resp
 
 
-@router.get("/controls/{scope}/{subject}", response_class=HTMLResponse)
+@router.get("/controls/{scope}/{subject:path}", response_class=HTMLResponse)  # a site name may hold a "/"
 def controls_page(
     scope: str, subject: str, request: Request, saved: str = "", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
@@ -555,7 +639,7 @@ def _register_redirect(scope: str, subject: str, as_of: date, paragraph: int) ->
                             status_code=303)
 
 
-@router.post("/controls/{scope}/{subject}/{paragraph}", response_class=HTMLResponse)
+@router.post("/controls/{scope}/{subject:path}/{paragraph:int}", response_class=HTMLResponse)
 async def set_control(
     scope: str, subject: str, paragraph: int, request: Request, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
@@ -572,7 +656,7 @@ async def set_control(
     return await _register_form(request, s, packs, scope, subject, paragraph, "", save)
 
 
-@router.post("/controls/{scope}/{subject}/{paragraph}/evidence", response_class=HTMLResponse)
+@router.post("/controls/{scope}/{subject:path}/{paragraph:int}/evidence", response_class=HTMLResponse)
 async def add_control_evidence(
     scope: str, subject: str, paragraph: int, request: Request, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
@@ -601,7 +685,9 @@ async def _register_form(request: Request, s: Session, packs: PackRegistry, scop
     except PolicyError as exc:
         s.rollback()
         message = api_detail(str(exc), {"by": "attested_by", "on": "attested_on", "review": "review_date"})
-        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {message}")
+        # The refused form comes back as it was sent: an attestation's statement is not retyped for one field.
+        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {message}",
+                              sent=(paragraph, what.strip() or "entry", form))
     return _register_redirect(scope, subject, as_of, paragraph)
 
 
