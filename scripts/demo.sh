@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/veuctl ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e .
+  .venv/bin/pip install -q -c constraints.txt -e .
 fi
 exec .venv/bin/veuctl demo "$@"
