@@ -348,7 +348,7 @@ def related_from(rows: list[tuple[Any, ...]], agg_days: int) -> tuple[list[Relat
 def _best_per_job(rows: Any) -> list[RelatedJob]:
     best: dict[str, RelatedJob] = {}
     for _agg, job, ops, at, *_counts in rows:
-        d = (at if at.tzinfo else at.replace(tzinfo=UTC)).date()
+        d = _aware(at).astimezone(UTC).date()  # the UTC day, whatever the database session's TimeZone
         if job not in best or float(ops or 0.0) > best[job].operations:
             best[job] = RelatedJob(job, float(ops or 0.0), d)
     return list(best.values())
@@ -386,7 +386,7 @@ def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, l
         if status == "resolved" and expires is not None and _aware(expires) < now:
             continue
         return (CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
-                          _aware(expires).date() if expires else None),
+                          _aware(expires).astimezone(UTC).date() if expires else None),
                 _CaseFile(json.loads(jobs or "[]"), float(estimate or 0.0), float(threshold or 0.0)))
     return None, None
 
@@ -397,6 +397,8 @@ def current_case(s: Session, customer: str, model_key: str, now: datetime) -> Re
 
 
 def _aware(d: datetime) -> datetime:
+    """A stored instant as an aware datetime: the driver's direct reads give PostgreSQL's in the session's TimeZone
+    (take a day with ``.astimezone(UTC)``), SQLite's naive UTC."""
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 

@@ -232,3 +232,24 @@ def test_a_job_naming_another_customers_ledger_bucket_as_its_model_is_refused_na
     out = decide_review(review(job("spoof", pods=8, annotations={M + "model": claimed})))
     assert not out.allowed and out.code == redflag.DENY_INVALID
     assert "annotation compute.veu-governor.io/model" in out.message and "ledger buckets" in out.message
+
+
+def test_a_cases_expiry_day_is_the_utc_day_whatever_the_databases_time_zone(pg_url: str) -> None:
+    # The admission path reads cases through the driver directly: on a database whose TimeZone is New York, an
+    # expiry at 02:00 UTC on the 5th came back as the 4th, a day early.
+    from datetime import UTC, date, datetime
+
+    import psycopg
+
+    from agent.store.tables.cases import RedFlagCase
+
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/test", autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'America/New_York'")
+    with session_scope(pg_url) as s:
+        s.add(RedFlagCase(customer_name="Emirates AI", model_key="m-tz", status="resolved", export_intent=False,
+                          resolved_by="officer", resolved_at=datetime(2026, 11, 1, tzinfo=UTC),
+                          expires_at=datetime(2026, 12, 5, 2, 0, tzinfo=UTC)))
+    with session_scope(pg_url) as s:
+        state = cases.current_case_state(s, "Emirates AI", "m-tz", datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    assert state is not None and state.expires_on == date(2026, 12, 5)
