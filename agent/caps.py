@@ -48,6 +48,7 @@ MAX_LISTED_HOLDINGS = 50_000
 MAX_CHIPS = 10_000_000
 # The same kind of bound on a shipment's value in US dollars (ten trillion): a typo, not a shipment.
 MAX_VALUE_USD = 1e13
+MAX_NOTE = 500  # characters of a reservation's note (reservation.note)
 MAX_PAGE = 1000  # shipments per page, as `veuctl models list` and the API's pages
 # The lock every reservation takes (agent.store.db.lock_for_transaction), whatever its authorization.
 RESERVATION_LOCK_KEY = lock_key("reservations")
@@ -616,6 +617,9 @@ def reserve(
     if expires_on is not None and expires_on <= planned_for:
         raise PolicyError(f"--expires: {expires_on} is not after the planned installation date {planned_for}; "
                           "a reservation must still hold when its chips arrive")
+    if len(note) > MAX_NOTE or "\x00" in note:
+        # The column holds 500 characters: PostgreSQL refused a longer note as a store error, SQLite kept it.
+        raise PolicyError(f"--note: at most {MAX_NOTE} characters of text (got {len(note)})")
     # The lock comes first, before any read in this transaction (see the module docstring).
     # Every authorization's reservations count toward every cap they touch (a group's UVEUs share one owned
     # base), so reservations under different authorizations serialise too.

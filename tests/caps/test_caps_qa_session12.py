@@ -14,6 +14,7 @@ from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today
 from agent.store.tables.inventory import HoldingPeriod
 from policies.caps import Authorization, nveu_caps
+from policies.errors import PolicyError
 from tests.caps.conftest import T0, seed_fleet
 
 D = date(2025, 6, 1)
@@ -155,3 +156,16 @@ def test_explanation_as_of_a_past_date_lists_a_holding_under_the_chip_it_held_th
     assert d["numerator_tpp"] == 30 * 4992
     assert [(x["accelerator"], x["count"]) for x in d["holdings"]["items"]] == [("a100-sxm4-40gb", 30)]
     assert d["holdings"]["items"][0]["tpp"] == d["numerator_tpp"]
+
+
+@pytest.mark.parametrize("url", ["db_url", "pg_url"])
+def test_a_reservation_note_longer_than_its_column_is_refused_naming_note(url: str, request: pytest.FixtureRequest
+                                                                          ) -> None:
+    # reservation.note holds 500 characters: PostgreSQL refused a longer one as a store error, SQLite kept it.
+    store = request.getfixturevalue(url)
+    seed_fleet(store)
+    packs = registry()
+    with session_scope(store) as s, pytest.raises(PolicyError, match=r"--note: at most 500 characters"):
+        svc.reserve(s, packs, "aurora", n=1, chip_name="h100", site="dxb", planned_for=D, note="x" * 5000)
+    with session_scope(store) as s:
+        assert svc.list_reservations(s, status=None) == []
