@@ -434,7 +434,8 @@ def finish_run(run_id: int, summary: SyncSummary, url: str | None, error: str | 
         run.finished_at = utcnow()
         run.status = summary.status
         run.observed = summary.observed
-        run.added = sum(x.added + x.reactivated for x in summary.scopes)
+        run.added = sum(x.added for x in summary.scopes)
+        run.reactivated = sum(x.reactivated for x in summary.scopes)
         run.updated = sum(x.updated for x in summary.scopes)
         run.retired = sum(x.retired for x in summary.scopes)
         run.scopes_ok = sum(1 for x in summary.scopes if x.complete)

@@ -172,7 +172,8 @@ def runs_cmd(
             rows.append(
                 r.model_dump(mode="json") | {"errors": [{"scope": e.scope, "message": e.message} for e in errs]}
             )
-    emit(rows, json_, lambda x: table(x, ["id", "source", "status", "started_at", "observed", "added", "retired"]))
+    emit(rows, json_, lambda x: table(x, ["id", "source", "status", "started_at", "observed", "added", "reactivated",
+                                          "retired"]))
 
 
 @agent_app.command("run")

@@ -268,3 +268,11 @@ def test_a_sync_that_brings_back_a_retired_gpu_says_so_in_its_summary(store: str
     sync(NvmlCollector(cfg, nvml=FakeNvml(gpus[:1])), store)  # ... pulled again ...
     back = sync(NvmlCollector(cfg, nvml=FakeNvml(gpus)), store).as_dict()  # ... and back
     assert (back["added"], back["reactivated"], back["updated"], back["retired"]) == (0, 1, 0, 0)
+    # The run's record (veuctl inventory runs) counts it the same way, not as added.
+    from sqlmodel import col, select
+
+    from agent.store.tables.inventory import CollectorRun
+
+    with session_scope(store) as s:
+        last = s.exec(select(CollectorRun).order_by(col(CollectorRun.id).desc())).first()
+        assert last is not None and (last.added, last.reactivated) == (0, 1)

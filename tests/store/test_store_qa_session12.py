@@ -78,7 +78,7 @@ def _as_if_a_newer_release_migrated(url: str) -> None:
         migrate(eng)
         with eng.begin() as conn:
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_newer_release' "
-                                 "WHERE version_num = '0018_holding_instance'")
+                                 "WHERE version_num = '0019_run_reactivated'")
             conn.exec_driver_sql("ALTER TABLE holding ADD COLUMN rack VARCHAR(40) DEFAULT '' NOT NULL")
     finally:
         eng.dispose()
@@ -106,12 +106,12 @@ def test_a_store_a_newer_release_migrated_is_left_as_it_is_and_still_served(
         assert [p.name for p in s.exec(select(Party)).all()] == ["Gulf AI"]
     with get_engine(url).connect() as conn:
         versions = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
-    assert "0099_newer_release" in versions and "0018_holding_instance" not in versions
+    assert "0099_newer_release" in versions and "0019_run_reactivated" not in versions
     r = _cli(url, "db", "upgrade", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["status"] == "newer than this release (0099_newer_release): left as it is"
-    assert "0099_newer_release" in out["revisions"] and "0018_holding_instance" in out["release_revisions"]
+    assert "0099_newer_release" in out["revisions"] and "0019_run_reactivated" in out["release_revisions"]
 
 
 def test_db_upgrade_reports_the_stores_revisions_and_never_its_password(db_url: str, tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ class CollectorRun(SQLModel, table=True):
     status: str = Field(default="running", max_length=20, index=True)
     observed: int = Field(default=0)
     added: int = Field(default=0)
+    # Holdings seen again after a retirement (0019; runs recorded before it counted them in ``added``).
+    reactivated: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     updated: int = Field(default=0)
     retired: int = Field(default=0)
     scopes_ok: int = Field(default=0)
