@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -181,20 +181,15 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     except OSError:
         yield
         return
-    try:
-        deadline = time.monotonic() + MIGRATE_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    from policies.errors import PolicyError
+    def try_lock() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
-                    raise PolicyError(f"database migration: another process has been migrating this store for "
-                                      f"over {MIGRATE_WAIT_SECONDS:.0f} s; check for a stuck `veuctl` or pod and "
-                                      "retry") from None
-                time.sleep(0.2)
+    try:
+        _wait_for_migration_lock(try_lock)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -210,12 +205,19 @@ def _migration_lock(conn: Any) -> None:
     A session lock, so that it spans the migrations' own transactions, asked for without waiting and
     asked again outside any transaction: a waiter's open transaction would hold back the holder's
     CREATE INDEX CONCURRENTLY, which waits for every older transaction to end (a deadlock)."""
-    deadline = time.monotonic() + MIGRATE_WAIT_SECONDS
-    while True:
+    def try_lock() -> bool:
         got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": _MIGRATE_LOCK}).scalar()
         conn.commit()
-        if got:
-            return
+        return bool(got)
+
+    _wait_for_migration_lock(try_lock)
+
+
+def _wait_for_migration_lock(try_lock: Callable[[], bool]) -> None:
+    """Ask for the migration lock every 0.2 s (never blocking) until ``try_lock`` gets it, for at most
+    ``MIGRATE_WAIT_SECONDS``."""
+    deadline = time.monotonic() + MIGRATE_WAIT_SECONDS
+    while not try_lock():
         if time.monotonic() > deadline:
             from policies.errors import PolicyError
 
