@@ -24,7 +24,7 @@ from sqlalchemy import exists, or_, text, update
 from sqlmodel import Session, col, select
 
 from agent.audit import record
-from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, lists_vms
+from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, lists_vms, some_ids
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
@@ -357,8 +357,8 @@ def apply_scope(
     out.superseded = len(stale)
 
     for msg, ids in uncatalogued.items():
-        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-        unplaced.setdefault(f"{msg} ({shown} not counted anywhere; this scope retires nothing until it is)", ids[0])
+        unplaced.setdefault(f"{msg} ({some_ids(ids)} not counted anywhere; this scope retires nothing until it is)",
+                            ids[0])
     retired_ids: list[str] = []
     complete = result.complete and not unplaced
     if unplaced:

@@ -39,6 +39,7 @@ from agent.collectors.base import (
     region_country,
     register,
     resolve_alias,
+    some_ids,
     zone_spec,
 )
 from policies.errors import PolicyError
@@ -348,10 +349,9 @@ class AwsCollector(Collector):
             res.add_error(f"{account}/{region}: {zones}")
         for itype, ids in uncounted.items():
             # Only these chips wait for the catalog; the rest of the region is counted, and nothing retires.
-            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
             res.add_error(
-                f"{account}/{region}: instance type {itype} ({shown} not counted anywhere; nothing in this region "
-                f"retires until it is catalogued): {self.types.unknown[itype]}"
+                f"{account}/{region}: instance type {itype} ({some_ids(ids)} not counted anywhere; nothing in this "
+                f"region retires until it is catalogued): {self.types.unknown[itype]}"
             )
         return res
 

@@ -66,6 +66,11 @@ def instance_ref(provider: str, *parts: str) -> str:
     return f"{provider}:{'/'.join(parts)}"
 
 
+def some_ids(ids: list[str], shown: int = 10) -> str:
+    """The first ``shown`` ids of a list for an error message, and how many more there are."""
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
 @dataclass(slots=True)
 class ScopeResult:
     """Everything one scope showed. ``error`` set means the listing is partial: upsert, never retire."""
