@@ -306,11 +306,10 @@ class ModelStatus:
         total_text, threshold_text = sci_apart(c.total, r.threshold)
         for d in c.synthetic:
             who = d.family + (f" (variants used: {', '.join(d.generators)})" if d.generators != (d.family,) else "")
+            frac, lim = sci_apart(d.fraction, r.synthetic_fraction or 0.0)
             if not d.qualifies:
-                frac, lim = sci_apart(d.fraction, r.synthetic_fraction if r.synthetic_fraction is not None else 0.0)
                 out.append(f"  synthetic data from {who}: {frac} of operations, not more than {lim} -> not counted")
                 continue
-            frac, lim = sci_apart(d.fraction, r.synthetic_fraction or 0.0)
             line = (
                 f"  + synthetic data from {who}: {frac} of operations (> {lim}) -> "
                 f"generation operations {sci(d.generation_operations)} counted"
