@@ -78,6 +78,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             proc.wait(5)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless Chromium for a module's tests, each opening its own contexts (roles, sign-ins)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
 @pytest.fixture()
 def page(demo: dict[str, str]) -> Iterator[object]:
     from playwright.sync_api import sync_playwright

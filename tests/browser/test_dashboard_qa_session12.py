@@ -13,19 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.browser.conftest import ARGS, CHROMIUM
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _token(demo: dict[str, str], role: str) -> str:

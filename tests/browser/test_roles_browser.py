@@ -5,7 +5,6 @@ the input kept. Tokens for the roles are made with the demo's admin token over t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,21 +12,10 @@ import pytest
 
 from agent.api.routes.auth import _dashboard_permission
 from agent.auth import PERMISSIONS, ROLES
-from tests.browser.conftest import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
 
 OUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _signed_in(browser, demo, role: str):  # type: ignore[no-untyped-def]
