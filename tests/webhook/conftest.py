@@ -53,6 +53,26 @@ def veuctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) 
     return run
 
 
+class KueueApi:
+    """A CustomObjectsApi stand-in: one active check of ours, the given Workloads, status writes recorded."""
+
+    def __init__(self, workloads: list[dict[str, Any]]) -> None:
+        self.workloads, self.writes = workloads, []
+
+    def list_cluster_custom_object(self, group: str, version: str, plural: str) -> dict[str, Any]:
+        from controllers.kueue import CONTROLLER_NAME
+
+        if plural == "admissionchecks":
+            return {"items": [{"metadata": {"name": "red-flag-28"}, "spec": {"controllerName": CONTROLLER_NAME},
+                               "status": {"conditions": [{"type": "Active", "status": "True"}]}}]}
+        return {"items": self.workloads}
+
+    def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
+                                              body: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append((name, body))
+        return body
+
+
 def seed(url: str) -> None:
     with session_scope(url) as s:
         for name, hq, parent, ns in CUSTOMERS:

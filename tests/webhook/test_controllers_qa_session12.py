@@ -17,10 +17,10 @@ from sqlmodel import select
 from agent import cases, ledger, parties
 from agent.store import session_scope
 from agent.store.tables.ledger import MeteredUsage
-from controllers.kueue import CONTROLLER_NAME, AdmissionCheckController
+from controllers.kueue import AdmissionCheckController
 from controllers.metering import EVENT_REASON, Meter
 
-from .conftest import M
+from .conftest import KueueApi, M
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -159,24 +159,6 @@ async def test_a_pod_with_mig_slices_of_several_profiles_is_charged_for_all_of_t
     assert len(charged) == 1 and charged[0][2] == pytest.approx(6 / 7 * 3600)
 
 
-class _Kueue:
-    """A CustomObjectsApi stand-in: one active check of ours, the given Workloads, status writes recorded."""
-
-    def __init__(self, workloads: list[dict[str, Any]]) -> None:
-        self.workloads, self.writes = workloads, []
-
-    def list_cluster_custom_object(self, group: str, version: str, plural: str) -> dict[str, Any]:
-        if plural == "admissionchecks":
-            return {"items": [{"metadata": {"name": "red-flag-28"}, "spec": {"controllerName": CONTROLLER_NAME},
-                               "status": {"conditions": [{"type": "Active", "status": "True"}]}}]}
-        return {"items": self.workloads}
-
-    def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
-                                              body: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append((name, body))
-        return body
-
-
 def test_a_workload_being_deleted_is_not_judged_nor_a_case_opened_for_it(store: str) -> None:
     # A Job of 4,096 H100 for 8,000 hours (held for inquiry if judged), deleted while its Workload held quota:
     # Kueue's finalizer keeps the Workload a moment with a deletionTimestamp. It will never run.
@@ -192,10 +174,10 @@ def test_a_workload_being_deleted_is_not_judged_nor_a_case_opened_for_it(store: 
                 "status": {"conditions": [{"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved"}],
                            "admissionChecks": [{"name": "red-flag-28", "state": "Pending"}]}}
 
-    api = _Kueue([wl("gone", deleting=True)])
+    api = KueueApi([wl("gone", deleting=True)])
     assert AdmissionCheckController(api, store).reconcile(NOW) == [] and api.writes == []
     with session_scope(store) as s:
         assert cases.list_cases(s) == [] and cases.decisions(s) == []
     # The same Workload not being deleted is judged (and held): the skip is the deletion, nothing else.
-    api = _Kueue([wl("live", deleting=False)])
+    api = KueueApi([wl("live", deleting=False)])
     assert [d["state"] for d in AdmissionCheckController(api, store).reconcile(NOW)] == ["Retry"]

@@ -13,23 +13,9 @@ from typing import Any
 
 import pytest
 
-from controllers.kueue import CONTROLLER_NAME, AdmissionCheckController
+from controllers.kueue import AdmissionCheckController
 
-
-class _Api:
-    def __init__(self, workloads: list[dict[str, Any]]) -> None:
-        self.workloads, self.writes = workloads, []
-
-    def list_cluster_custom_object(self, group: str, version: str, plural: str) -> dict[str, Any]:
-        if plural == "admissionchecks":
-            return {"items": [{"metadata": {"name": "red-flag-28"}, "spec": {"controllerName": CONTROLLER_NAME},
-                               "status": {"conditions": [{"type": "Active", "status": "True"}]}}]}
-        return {"items": self.workloads}
-
-    def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
-                                              body: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append((name, body))
-        return body
+from .conftest import KueueApi
 
 
 def _wl(name: str, conditions: list[dict[str, str]]) -> dict[str, Any]:
@@ -53,6 +39,6 @@ RESERVED = {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved"
 def test_the_check_is_answered_only_while_kueue_holds_quota_for_the_workload(
     store: str, conditions: list[dict[str, str]], answered: bool,
 ) -> None:
-    api = _Api([_wl("w", conditions)])
+    api = KueueApi([_wl("w", conditions)])
     done = AdmissionCheckController(api, store).reconcile()
     assert bool(done) is answered and bool(api.writes) is answered
