@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import date
-from typing import Any
 
 import pytest
 
 from policies.errors import UnknownCountry
 from policies.jurisdictions import country, tier
 from policies.packs import PackRegistry
+from tests.caps.test_caps_store import veuctl  # veuctl ARGS in-process, its JSON parsed
 
 D = date(2025, 6, 1)
-
-
-def veuctl(
-    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> tuple[int, Any, str]:
-    from agent.cli import app as cli_app
-    from agent.cli._common import run_app
-
-    monkeypatch.setattr(sys, "argv", ["veuctl", *args])
-    rc = run_app(cli_app)
-    out = capsys.readouterr()
-    data = json.loads(out.out) if rc == 0 and "--json" in args else out.out
-    return rc, data, out.err
 
 
 @pytest.mark.parametrize("name", ["Korea", "korea", " KOREA "])
