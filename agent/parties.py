@@ -86,14 +86,16 @@ def check_address(address: str, option: str = "--address") -> str:
 
 
 def add_party(
-    s: Session, name: str, hq: str, parent: str | None = None, namespaces: list[str] | None = None,
+    s: Session, name: str, hq: str | None, parent: str | None = None, namespaces: list[str] | None = None,
     cluster: str = "", *, no_parent: bool = False, reassign: bool = False, address: str | None = None,
 ) -> Party:
     """Create or update a party (HQ, parent, namespaces, address); reject ownership cycles before writing.
 
     Updating a party keeps its parent unless ``parent`` names a new one or ``no_parent`` removes it: the
     parent decides the effective tier, so leaving the option out must never drop it (a Tier 3 ultimate
-    parent would vanish with a namespace added). ``address`` None keeps the stored address; "" clears it."""
+    parent would vanish with a namespace added). ``hq`` None keeps the stored headquarters (a new party needs
+    one): adding a namespace or an address must not need it retyped, where a slip (SG for CN) would move the
+    party and its subsidiaries to another tier. ``address`` None keeps the stored address; "" clears it."""
     name = name.strip()
     # Control, format (bidi overrides, zero-width) and separator characters make a name that displays as
     # another party's: refused, as in addresses, so the registry never holds two look-alike customers.
@@ -115,12 +117,17 @@ def add_party(
         if not _NAMESPACE.fullmatch(ns.strip()):
             raise PolicyError(f"--namespace: {ns[:80]!r} is not a Kubernetes namespace name (lower-case letters, "
                               "digits and '-', starting and ending with a letter or digit, at most 63)")
-    with named("--hq"):  # the option the operator typed, not the resolver's generic "country"
-        code = country_code(hq)
-    with named("--parent"):
-        parent_row = get_party(s, parent) if parent else None
     party = s.exec(select(Party).where(Party.name == name)).first()
     existed = party is not None
+    if hq is not None:
+        with named("--hq"):  # the option the operator typed, not the resolver's generic "country"
+            code = country_code(hq)
+    elif party is not None:
+        code = party.hq
+    else:
+        raise PolicyError(f"--hq: required to register {name!r} (its headquarters country, an ISO code or name)")
+    with named("--parent"):
+        parent_row = get_party(s, parent) if parent else None
     if party is None:
         party = Party(name=name, hq=code)
     elif parent_row is None and not no_parent and party.parent_id is not None:
@@ -132,7 +139,8 @@ def add_party(
     party.updated_at = utcnow()
     refs = party_refs(s)
     refs[name] = PartyRef(name, code, parent_row.name if parent_row else None)
-    ownership_chain(refs, name)  # raises on a cycle before anything is written
+    with named("--parent"):  # only the parent given can close a loop
+        ownership_chain(refs, name)  # raises on a cycle before anything is written
     s.add(party)
     s.flush()
     displaced: list[dict[str, str]] = []

@@ -14,7 +14,7 @@ from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import Party, Site
-from policies.errors import PartyError, PolicyError, UnknownRegion
+from policies.errors import PolicyError, UnknownRegion
 
 parties_app = typer.Typer(help="Customers, owners and operators.", no_args_is_help=True)
 sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_args_is_help=True)
@@ -49,22 +49,8 @@ def add(
 ) -> None:
     """Register or update a party (options left out keep their stored values; namespaces are added)."""
     with session_scope(db_url(db)) as s:
-        if hq is None:
-            # As with the parent: adding a namespace or an address must not need the HQ retyped, where a slip
-            # (SG for CN) would silently move the party and its subsidiaries to another tier.
-            have = s.exec(select(Party).where(Party.name == name.strip())).first()
-            if have is None:
-                raise PolicyError(f"--hq: required to register {name.strip()!r} (its headquarters country, "
-                                  "an ISO code or name)")
-            hq = have.hq
-        try:
-            svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
-                          address=address)
-        except PartyError as exc:
-            if "ownership cycle" not in str(exc):
-                raise
-            # Only the parent given here can close a loop: name that option, as the API names "parent".
-            raise PartyError(f"--parent: {exc}") from None
+        svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
+                      address=address)
         data = _party_dict(s, name.strip(), as_of(None))
     emit(data, json_)
 

@@ -105,7 +105,7 @@ def _check_text(value: str, field: str) -> None:
                                  f"(U+{ord(bad):04X}); use printable text")
 
 
-def _save_party(s: Session, name: str, hq: str, parent: str | None, body: PartyIn | PartyPatch,
+def _save_party(s: Session, name: str, hq: str | None, parent: str | None, body: PartyIn | PartyPatch,
                 no_parent: bool = False) -> None:
     """``add_party`` (its checks and its audit entry), with errors naming the API's fields."""
     _check_text(name, "name")
@@ -123,8 +123,6 @@ def _save_party(s: Session, name: str, hq: str, parent: str | None, body: PartyI
         msg = str(exc)
         if msg.startswith("country:"):  # the resolver's generic name for the party's HQ
             msg = "hq:" + msg.removeprefix("country:")
-        elif "ownership cycle" in msg and not msg.startswith("parent:"):
-            msg = f"parent: {msg}"
         raise HTTPException(409 if isinstance(exc, Conflict) else 422, api_detail(msg, _PARTY_FIELDS)) from None
 
 
@@ -155,8 +153,7 @@ def update_party(
     party = get_party(s, name)  # 404 when not registered
     if body.parent and body.no_parent:
         raise HTTPException(422, "parent/no_parent: name a parent or remove it, not both")
-    _save_party(s, party.name, body.hq if body.hq is not None else party.hq, body.parent, body,
-                no_parent=body.no_parent)
+    _save_party(s, party.name, body.hq, body.parent, body, no_parent=body.no_parent)  # None keeps the HQ
     return _party_out(s, packs, party.name, utc_today())
 
 
