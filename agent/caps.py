@@ -519,6 +519,11 @@ def _whatif(
         if not to_site:
             raise PolicyError("--to: a move needs the destination site")
         dst = _site(s, to_site, "--to")
+        if dst.id == src.id:
+            # Moving chips to where they already are changes no cap, so "fits" would be a vacuous yes that
+            # hides the typo in the site actually meant (compared by the resolved site, not the text).
+            raise PolicyError(f"--to: {dst.name!r} is the site the chips are moved from (--site); "
+                              "a move needs a different destination site")
         check_nveu_covers(a, dst.country, "--to", dst.name)
     with named("--owner"):
         own = get_party(s, owner).name if owner else auth.holder

@@ -802,17 +802,46 @@ def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | No
     return [d for d in out if status is None or d.status == status]
 
 
+def report_period(d: core.Deadline) -> tuple[str, date, date] | None:
+    """The period a periodic report covers (label, first day, last day); None for a deadline that covers none.
+
+    § 748.15(f)(1)(iii): the report due July 15 covers January 1 through June 30, the one due January 15 the
+    previous July 1 through December 31. (Supp. 10 ¶10's chip accounting is dated, not a period: not here.)
+    """
+    if d.period is None:
+        return None
+    start, end = d.period
+    return f"{start.year} H{1 if start.month <= 6 else 2}", start, end
+
+
 def file_deadline(
     s: Session, packs: PackRegistry, key: str, on: date, reference: str = "", actor: str | None = None,
-    as_of: date | None = None,
+    as_of: date | None = None, *, early: bool = False,
 ) -> ObligationFiling:
-    """Mark a deadline done by recording the filing (the key must be one of the generated deadlines)."""
+    """Mark a deadline done by recording the filing (the key must be one of the generated deadlines).
+
+    A periodic report filed on or before the last day of the period it covers is refused unless ``early``:
+    the report covers the whole period and is due after it ends, so such a date is almost always a typo (or
+    the wrong period's key), and recording it would mark the real report done before it exists. With
+    ``early`` the filing is kept and its audit entry says it was filed early.
+    """
     today = utcnow().date()
     if on > today:
         raise PolicyError(f"--on: {on} is after today; record a filing once it is made")
-    keys = {d.key for d in deadline_list(s, packs, as_of or today)}
-    if key not in keys:
+    current = {d.key: d for d in deadline_list(s, packs, as_of or today)}
+    deadline = current.get(key)
+    if deadline is None:
         raise NotFound(f"KEY: {key!r} is not a current deadline; list them with `veuctl deadlines list`")
+    early_end: date | None = None  # the end of the period a report was filed before, when --early allowed it
+    period = report_period(deadline)
+    if period is not None and on <= period[2]:
+        label, start, end = period
+        if not early:
+            raise PolicyError(
+                f"--on: {on} is before the end of the reporting period {label} ({start} to {end}) that {key} "
+                f"covers; that period ends on {end}, and a report covering it is filed after that (due "
+                f"{deadline.due}): check the date, or pass --early if it really was filed before the period ended")
+        early_end = end
     filed = s.exec(select(ObligationFiling).where(ObligationFiling.key == key)).first()
     if filed is not None:
         ref = f", reference {filed.reference!r}" if filed.reference else ""
@@ -821,8 +850,12 @@ def file_deadline(
     f = ObligationFiling(key=key, filed_on=on, reference=reference[:400], filed_by=who)
     s.add(f)
     s.flush()
-    record(s, actor=who, action="obligations.deadline.file", subject=f"deadline:{key}",
-           payload={"filed_on": on, "reference": reference})
+    payload: dict[str, Any] = {"filed_on": on, "reference": reference}
+    if early_end is not None:
+        # The override is part of the record: an auditor sees the report was filed before its period ended.
+        payload["early"] = True
+        payload["period_end"] = early_end
+    record(s, actor=who, action="obligations.deadline.file", subject=f"deadline:{key}", payload=payload)
     return f
 
 

@@ -353,6 +353,8 @@ class Deadline:
     done_on: date | None = None
     late: bool = False
     provision: ResolvedProvision | None = field(default=None, compare=False)
+    # The first and last day of the period a periodic report covers (None: the deadline covers no period).
+    period: tuple[date, date] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         p = self.provision
@@ -409,7 +411,8 @@ def deadlines(
 
     seen: set[str] = set()
 
-    def add(key: str, kind: str, title: str, subject: str, due: date, prov: ResolvedProvision, basis: str) -> None:
+    def add(key: str, kind: str, title: str, subject: str, due: date, prov: ResolvedProvision, basis: str,
+            period: tuple[date, date] | None = None) -> None:
         if key in seen:
             return  # e.g. a second new site in the same new country: one ¶5 notice (the earliest) covers it
         seen.add(key)
@@ -417,7 +420,7 @@ def deadlines(
         if done is not None and done > as_of:
             done = None  # filed after the as-of date: on that date the deadline was still open
         out.append(Deadline(key, kind, title, subject, due, prov.citation, basis,
-                            _status(due, as_of, lead, done), done, bool(done and done > due), prov))
+                            _status(due, as_of, lead, done), done, bool(done and done > due), prov, period))
 
     for a in authorizations:
         rep = packs.find("veu-reporting", max(a.granted, as_of))
@@ -438,7 +441,7 @@ def deadlines(
                 add(f"veu-report:{a.name}:{year}H{half}", "veu-semiannual-report",
                     f"Data Center VEU semi-annual report {year} H{half} ({start} to {end})", a.name, due, rep,
                     "reexporter and end-user reports (§ 748.15(f)(1)(i)-(ii)); mark the package "
-                    "'Data Center Authorization Validated End-user Report'")
+                    "'Data Center Authorization Validated End-user Report'", (start, end))
         # Supp. 10 ¶10: chip accounting each February 1 and August 1, from ¶10's compliance date on (the
         # AI Diffusion IFR added it; nothing was due under it on February 1, 2025).
         for year in range(a.granted.year, last.year + 1):

@@ -27,7 +27,8 @@ def _formats(values: list[str]) -> list[str]:
 def export(
     kind: str = typer.Argument(..., help=f"One of: {', '.join(svc.KINDS)}."),
     from_: str = typer.Option(..., "--from", help="First day of the period (YYYY-MM-DD)."),
-    to: str = typer.Option(..., "--to", help="Last day of the period, and the as-of date of positions."),
+    to: str = typer.Option(..., "--to", help="Last day of the period, and the as-of date of "
+                             "positions (installed-base: today or earlier)."),
     format_: list[str] = typer.Option([], "--format", help="csv, json or pdf (repeat or comma-separate; "
                                       "default all three)."),
     out: Path = typer.Option(..., "--out", help="Directory to write the files and the manifest into."),

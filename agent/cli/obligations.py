@@ -295,11 +295,13 @@ def file_(
     key: str = typer.Argument(..., help="Deadline key (from `veuctl deadlines list`)."),
     on: str = typer.Option(..., "--on", help="Date filed."),
     reference: str = typer.Option("", "--reference", help="Filing reference (e.g. the BIS submission number)."),
+    early: bool = typer.Option(False, "--early", help="A periodic report (semi-annual) filed before its period "
+                               "ended: record it anyway; the audit entry says it was filed early."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Mark a deadline done by recording the filing with BIS."""
     with session_scope(db_url(db)) as s:
-        f = svc.file_deadline(s, registry(), key, parse_date(on, "--on"), reference)
+        f = svc.file_deadline(s, registry(), key, parse_date(on, "--on"), reference, early=early)
         data = {"key": f.key, "filed_on": f.filed_on, "reference": f.reference, "filed_by": f.filed_by}
     emit(data, json_)
 

@@ -61,8 +61,14 @@ def test_an_authorization_granted_in_the_future_or_a_filing_made_in_the_future_i
     assert keys
     r = run("deadlines", "file", keys[0], "--on", FUTURE, env_db=db_url)
     assert r.returncode == 2 and "--on" in r.stderr and "after today" in r.stderr
-    # A filing dated before the deadline existed is still that deadline's filing (it is current today).
+    # keys[0] is the 2025 H1 semi-annual report (2025-01-01 to 2025-06-30): a filing dated 2025-01-20 is before
+    # its period ended, so it is refused unless --early says it really was filed then (tests/obligations/
+    # test_filing_period.py). With --early, a filing dated before the deadline existed (the grant, 2025-03-01)
+    # is still that deadline's filing (it is current today).
+    assert keys[0] == "veu-report:a-uveu:2025H1"
     r = run("deadlines", "file", keys[0], "--on", "2025-01-20", env_db=db_url)
+    assert r.returncode == 2 and "--on" in r.stderr and "2025-06-30" in r.stderr
+    r = run("deadlines", "file", keys[0], "--on", "2025-01-20", "--early", env_db=db_url)
     assert r.returncode == 0, r.stderr
 
 

@@ -42,7 +42,8 @@ def kinds() -> list[dict[str, Any]]:
 def download(
     kind: str,
     from_: str = Query(..., alias="from", description="First day of the period (YYYY-MM-DD)."),
-    to: str = Query(..., description="Last day of the period and the as-of date of positions."),
+    to: str = Query(..., description="Last day of the period and the as-of date of positions "
+                                   "(installed-base: today or earlier)."),
     format_: list[str] = Query(["csv", "json", "pdf"], alias="format", description="csv, json, pdf (repeat)."),
     authorization: str | None = Query(None, description="installed-base: one VEU authorization only."),
     s: Session = DbSession, packs: PackRegistry = Depends(get_packs),

@@ -160,6 +160,8 @@ class FilingIn(BaseModel):
     key: str = Field(max_length=400)
     filed_on: date
     reference: str = Field(default="", max_length=400)
+    early: bool = Field(default=False, description="A periodic report (semi-annual) filed before its period "
+                        "ended: record it anyway; the audit entry says it was filed early.")
 
 
 @router.post("/deadlines/filings", status_code=201)
@@ -167,7 +169,7 @@ class FilingIn(BaseModel):
 def file_deadline(
     body: FilingIn, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    f = svc.file_deadline(s, packs, body.key, body.filed_on, body.reference, _actor(request))
+    f = svc.file_deadline(s, packs, body.key, body.filed_on, body.reference, _actor(request), early=body.early)
     return {"key": f.key, "filed_on": f.filed_on.isoformat(), "reference": f.reference}
 
 
