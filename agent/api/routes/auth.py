@@ -6,7 +6,7 @@ import html
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -149,11 +149,22 @@ class AuthMiddleware:
                 return
             principal = principal_or_none
             if method in _UNSAFE and not _same_origin(headers):
-                await _json(send, 403, "cross-site form submission refused (Origin/Referer does not match Host)")
+                detail = "cross-site form submission refused (Origin/Referer does not match Host)"
+                if wants_html(path, headers):
+                    await _page(scope, receive, send, principal, "Form refused",
+                                "This form was not sent from this dashboard's own page (its Origin or Referer "
+                                "names another site, or none), so nothing was changed.",
+                                "Open the page on this site and submit the form again; if it still fails, a "
+                                "browser extension or proxy may be stripping the Referer header.")
+                else:
+                    await _json(send, 403, detail)
                 return
             perm = _dashboard_permission(method, path)
         if not principal.can(perm):
-            await _json(send, 403, f"role {principal.role!r} may not {method} {path} (needs {perm!r})")
+            if wants_html(path, headers):
+                await _page(scope, receive, send, principal, "Not allowed", *_refusal(principal, method, path, perm))
+            else:
+                await _json(send, 403, f"role {principal.role!r} may not {method} {path} (needs {perm!r})")
             return
         scope.setdefault("state", {})["principal"] = principal
         await self._call_as(principal, scope, receive, send)
@@ -213,6 +224,51 @@ def _dashboard_permission(method: str, path: str) -> str:
     if method not in _UNSAFE:
         return "audit" if path.startswith(("/exports", "/audit")) else "read"
     return required_permission(method, "/api/v1" + path) or "admin"
+
+
+def wants_html(path: str, headers: Mapping[str, str]) -> bool:
+    """Whether a refusal should be a page in the dashboard's layout rather than ``{"detail": ...}``: a dashboard
+    path (never /api/...) asked for by a client that accepts HTML, as a browser's navigation and form posts
+    do. Scripts and API clients (curl's ``*/*``, fetch) keep the JSON body they parse."""
+    if path.startswith("/api/"):
+        return False
+    accept = headers.get("accept", "").lower()
+    return "text/html" in accept or "application/xhtml+xml" in accept
+
+
+# What each permission lets a dashboard user do, in the words of the pages (for the refusal's message).
+_MAY_DO = {
+    "read": "view the dashboard",
+    "plan": "run the what-if planner and reserve or release headroom",
+    "compliance": "resolve red-flag cases, record deadline filings and edit the controls register",
+    "audit": "see the exports and the audit chain, and download or sign them",
+    "admin": "change the fleet's records",
+}
+
+
+def _refusal(principal: Principal, method: str, path: str, perm: str) -> tuple[str, str]:
+    """The message and advice of a dashboard 403: what the role cannot do, and which roles can."""
+    from agent.auth import PERMISSIONS, ROLES
+
+    able = [r for r in ROLES if perm in PERMISSIONS[r]]
+    what = f"the page {path}" if method not in _UNSAFE else f"the form sent to {path}"
+    message = (f"Your role, {principal.role}, cannot {_MAY_DO.get(perm, perm)} ({what} needs the "
+               f"{perm!r} permission).")
+    advice = (f"Ask an admin for a token with the role {' or '.join(able)}, then sign out and sign in with it."
+              if able else "No role may do this.")
+    return message, advice
+
+
+async def _page(scope: Scope, receive: Receive, send: Send, principal: Principal, heading: str, message: str,
+                advice: str) -> None:
+    """A 403 in the dashboard's layout (navigation, who is signed in, sign-out) instead of a JSON body."""
+    from starlette.requests import Request as StarletteRequest
+
+    from agent.api.routes.dashboard import refused_page
+
+    scope.setdefault("state", {})["principal"] = principal  # the header names who is signed in
+    request = StarletteRequest(scope, receive)
+    await refused_page(request, 403, heading, message, advice)(scope, receive, send)
 
 
 def _same_origin(headers: dict[str, str]) -> bool:

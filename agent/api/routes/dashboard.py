@@ -11,7 +11,8 @@ bearer-token API; every write goes through the same service functions (and audit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
+import re
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,81 @@ def _error_page(request: Request, answer: Response) -> HTMLResponse:
     except ValueError:
         detail = ""
     if isinstance(detail, list):  # FastAPI's form: [{"loc": ["query", "offset"], "msg": ...}]
-        detail = "; ".join(f"{(e.get('loc') or ['', ''])[-1]}: {e.get('msg', '')}" for e in detail)
+        detail = "; ".join(_param_error(e) for e in detail)
     heading = "Not found" if answer.status_code == 404 else "Cannot show this page"
-    resp = render(request, "error.html", utc_today(), registry(), heading=heading, message=str(detail))
+    resp = render(request, "error.html", utc_today(), registry(), heading=heading,
+                  message=form_detail(str(detail)), links=[("/", "Back to the caps overview")])
     resp.status_code = answer.status_code
+    return resp
+
+
+# --------------------------------------------------------------------------- errors in the dashboard's words
+
+# The API's requests an error message may point to (agent.api.fields turns the CLI's commands into them), and
+# what a dashboard user does instead: open a page, or ask an admin, who has the CLI. A browser user cannot
+# send "POST /api/v1/...", so such a hint left them with nothing to do.
+_DASHBOARD_OF: tuple[tuple[str, str], ...] = (
+    (r"POST /api/v1/parties", "ask an admin to register it (`veuctl parties add`)"),
+    (r"PATCH /api/v1/parties/\S+", "ask an admin to change it (`veuctl parties add`)"),
+    (r"GET /api/v1/parties(?:/\S+)?", "ask an admin for the registered parties (`veuctl parties list`)"),
+    (r"POST /api/v1/authorizations", "ask an admin to register it (`veuctl authorizations add`)"),
+    (r"GET /api/v1/authorizations", "see the Caps page"),
+    (r"GET /api/v1/reservations", "see the active reservations on the What-if page"),
+    (r"GET /api/v1/caps(?:/\S+)?", "see the Caps page"),
+    (r"GET /api/v1/deadlines(?:\S*)", "see the Deadlines page"),
+    (r"POST /api/v1/deadlines/filings", "use the Deadlines page's form"),
+    (r"GET /api/v1/tokens|POST /api/v1/tokens", "ask an admin (`veuctl tokens`)"),
+    (r"POST /api/v1/models/\S+/runs", "ask an admin to record it (`veuctl models add-run`)"),
+    (r"POST /api/v1/models", "ask an admin to register it (`veuctl models add`)"),
+    (r"GET /api/v1/models(?:/\S+)?", "see the Models page"),
+    (r"GET /api/v1/cases(?:/\S+)?", "see the Cases page"),
+    (r"GET /api/v1/sites(?:/\S+)?", "see the Sites page"),
+    (r"(?:GET|POST|PUT|PATCH|DELETE) /api/v1/\S*", "ask an admin"),
+)
+# The verb a message puts before the request ("add it with", "see", "(from ..."): the hint brings its own.
+_LEAD = (r"(?:(?:add|register|record|create|list|check|change|set) (?:it|them|one) (?:with|via) "
+         r"|see |check |from |with )?")
+_API_HINTS = [(re.compile(_LEAD + pattern + r"(?=[\s);,.]|$)"), words) for pattern, words in _DASHBOARD_OF]
+# 'set "reassign": true' is how agent.api.fields words a CLI flag for a JSON client.
+_JSON_FLAG = re.compile(r'set "([a-z_]+)": true')
+# Query parameters a dashboard page reads from a form of its own, by the label the user sees there (the
+# header's "as of" date picker); the others come from the page's links and keep their names.
+PARAM_LABELS = {"as_of": "as of (date)"}
+
+
+def form_detail(message: str, renames: Mapping[str, str] | None = None) -> str:
+    """An error message as a dashboard user can act on it: CLI options become the form's field names (as
+    :func:`agent.api.fields.api_detail` does for the API) and API requests the page or person to turn to."""
+    text = api_detail(message, renames)
+    for pattern, words in _API_HINTS:
+        text = pattern.sub(words, text)
+    text = _JSON_FLAG.sub(lambda m: f"tick {m.group(1).replace('_', ' ')}", text)
+    head, sep, rest = text.partition(":")
+    if sep and renames is None and head in PARAM_LABELS:  # a page's address; a form's fields keep their names
+        text = PARAM_LABELS[head] + sep + rest
+    return text
+
+
+def _param_error(e: Mapping[str, Any]) -> str:
+    """One of FastAPI's parameter errors (``{"loc": ["query", "offset"], "msg": ...}``) in the page's words."""
+    loc = list(e.get("loc") or ["", ""])
+    name = str(loc[-1])
+    msg = str(e.get("msg", ""))
+    if loc[0] in ("query", "path") and "integer" in msg:  # only a hand-edited address: the links send numbers
+        msg = (f"{str(e.get('input', ''))[:40]!r} in the page's address is not a whole number; "
+               f"use the page's own links{' (previous/next)' if name == 'offset' else ''}")
+    return f"{PARAM_LABELS.get(name, name)}: {msg}"
+
+
+def refused_page(request: Request, status: int, heading: str, message: str, advice: str = "",
+                 links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+    """An error page in the dashboard's layout for a request refused before any route ran (the
+    authentication middleware's 403s): what was refused and what to do, at ``status``."""
+    from agent.packs import registry
+
+    resp = render(request, "error.html", utc_today(), registry(), heading=heading, message=message, advice=advice,
+                  links=links or [("/", "Back to the caps overview")])
+    resp.status_code = status
     return resp
 
 
@@ -318,7 +390,7 @@ async def whatif_run(
             owner=str(form.get("owner") or "") or None, operator=str(form.get("operator") or "") or None,
         )
     except PolicyError as exc:
-        error = api_detail(str(exc), PLANNER_FIELDS)
+        error = form_detail(str(exc), PLANNER_FIELDS)
     resp = render(request, "whatif.html", d, packs, form=form, result=result, error=error, **_planner_ctx(s, packs))
     if error:
         resp.status_code = 422
@@ -341,7 +413,7 @@ async def reserve(
     except PolicyError as exc:
         s.rollback()
         resp = render(request, "whatif.html", utc_today(), packs, form=form, result=None,
-                      error=f"Reservation refused: {api_detail(str(exc), RESERVE_FIELDS)}", **_planner_ctx(s, packs))
+                      error=f"Reservation refused: {form_detail(str(exc), RESERVE_FIELDS)}", **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.CapExceeded | svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/whatif?reserved={row.id}", status_code=303)
@@ -356,7 +428,7 @@ def release(request: Request, rid: int, s: Session = DbSession,
         # Released twice (two tabs, a back button): the planner page says so, not a JSON body.
         s.rollback()
         resp = render(request, "whatif.html", utc_today(), packs, form={}, result=None,
-                      error=f"Reservation #{rid}: {api_detail(str(exc))}", **_planner_ctx(s, packs))
+                      error=f"Reservation #{rid}: {form_detail(str(exc), {})}", **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.Conflict) else 404 if isinstance(exc, svc.NotFound) else 422
         return resp
     return RedirectResponse("/whatif", status_code=303)
@@ -415,7 +487,7 @@ async def resolve_case(
     except PolicyError as exc:
         s.rollback()
         # Back to the list the form was on, its answers kept, so one wrong field does not cost the rest.
-        message = api_detail(str(exc), {"license": "licence"})
+        message = form_detail(str(exc), {"license": "licence"})
         answered = isinstance(exc, cases.CaseAnswered)
         if answered:  # answered meanwhile (another tab, a colleague): its amend form, not a JSON flag, changes it
             message = message.split("; set ")[0] + "; to change the answers, amend them below"
@@ -509,9 +581,9 @@ def export_download(
         return api.download(kind, from_=from_, to=to, format_=[format_], authorization=authorization or None,
                             s=s, packs=packs)
     except HTTPException as exc:
-        status, message = exc.status_code, str(exc.detail)
+        status, message = exc.status_code, form_detail(str(exc.detail), {})
     except PolicyError as exc:
-        status, message = 422, api_detail(str(exc))
+        status, message = 422, form_detail(str(exc), {})
     s.rollback()
     resp = _exports_page(request, s, packs, utc_today(), error=f"Export {kind}: {message}",
                          form={"from": from_, "to": to, "format": format_, "kind": kind})
@@ -572,11 +644,12 @@ async def file_deadline(
     try:
         as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
         filed_on = parse_date(str(form.get("filed_on") or ""), "filed_on")
-        ob.file_deadline(s, packs, key, filed_on, str(form.get("reference", "")), _actor(request), as_of=as_of)
+        ob.file_deadline(s, packs, key, filed_on, str(form.get("reference", "")), _actor(request), as_of=as_of,
+                         early=bool(form.get("early")))
     except PolicyError as exc:
         s.rollback()
         resp = _deadlines_page(request, s, packs, as_of, "",
-                               error=f"Deadline {key}: {api_detail(str(exc), {'KEY': 'key', 'on': 'filed_on'})}")
+                               error=f"Deadline {key}: {form_detail(str(exc), {'KEY': 'key', 'on': 'filed_on'})}")
         resp.status_code = 404 if isinstance(exc, ob.NotFound) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/deadlines?{urlencode({'as_of': as_of.isoformat(), 'filed': key})}", status_code=303)
@@ -613,7 +686,8 @@ def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str
     try:
         reg = ob.register(s, packs, scope, subject, as_of)
     except PolicyError as exc:
-        resp = render(request, "error.html", as_of, packs, heading="Controls register", message=str(exc))
+        resp = render(request, "error.html", as_of, packs, heading="Controls register",
+                      message=form_detail(str(exc), {}), links=[("/controls", "Every controls register")])
         resp.status_code = 404 if isinstance(exc, ob.NotFound) else 422
         return resp
     resp = render(request, "controls.html", as_of, packs, reg=reg, scope=scope, subject=subject, error=error,
@@ -684,7 +758,7 @@ async def _register_form(request: Request, s: Session, packs: PackRegistry, scop
         save(form)
     except PolicyError as exc:
         s.rollback()
-        message = api_detail(str(exc), {"by": "attested_by", "on": "attested_on", "review": "review_date"})
+        message = form_detail(str(exc), {"by": "attested_by", "on": "attested_on", "review": "review_date"})
         # The refused form comes back as it was sent: an attestation's statement is not retyped for one field.
         return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {message}",
                               sent=(paragraph, what.strip() or "entry", form))
