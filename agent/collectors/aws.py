@@ -125,12 +125,22 @@ class _TypeCache:
             for i in range(0, len(unknown), 100):
                 chunk = unknown[i : i + 100]
                 self.api_calls += 1
+                # DescribeInstanceTypes is a paged call even with InstanceTypes given (a page may be short or
+                # empty and carry a NextToken): read every page, or types on a later page would look absent.
                 found = {
-                    it["InstanceType"]: it for it in ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]
+                    it["InstanceType"]: it
+                    for page in ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=chunk)
+                    for it in page.get("InstanceTypes", [])
                 }
                 for t in chunk:
+                    if t not in found:
+                        # Not described is not "no accelerator": counting its instances as GPU-less would let
+                        # a complete-looking region retire their chips. Leave them uncounted, the region partial.
+                        self._map[t] = None
+                        self.unknown[t] = "DescribeInstanceTypes did not describe it, so its accelerators are unknown"
+                        continue
                     try:
-                        self._map[t] = _from_type_info(found.get(t))
+                        self._map[t] = _from_type_info(found[t])
                     except PolicyError as exc:
                         self._map[t] = None
                         self.unknown[t] = str(exc)

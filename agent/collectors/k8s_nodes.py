@@ -287,6 +287,72 @@ def _devices(capacity: dict[str, Any] | None, allocatable: dict[str, Any] | None
     return out
 
 
+PAGE_SIZE = 500  # objects per list request; the API server may return fewer and says so with a continue token
+LIST_TIMEOUT = 60  # seconds per list request
+
+
+def list_all(list_fn: Callable[..., Any], page_size: int = PAGE_SIZE) -> tuple[list[Any], str | None]:
+    """Every object of one list (``CoreV1Api.list_node`` ...) and the list's resourceVersion, page by page.
+
+    All pages of a chunked list are one snapshot, so the result is complete or an exception: a caller never
+    sees a partial list as if it were whole (a partial fleet taken as complete would retire the rest). A
+    continue token that outlived etcd compaction gets 410 Gone (reason Expired) mid-list; the pages already
+    read belong to a snapshot that can no longer be finished, so they are dropped and the list starts again
+    as one unpaged request, as client-go's pager does (``FullListIfExpired``); paging again could expire
+    again on a large, busy cluster. The 410 carries an "inconsistent" continuation, never used: objects
+    changed in between could be missed or seen twice.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    items: list[Any] = []
+    token: str | None = None
+    limit = page_size
+    while True:
+        kw: dict[str, Any] = {"_request_timeout": LIST_TIMEOUT}
+        if limit:
+            kw["limit"] = limit
+        if token:
+            kw["_continue"] = token
+        try:
+            page = list_fn(**kw)
+        except ApiException as exc:
+            if exc.status == 410 and token and limit:
+                items, token, limit = [], None, 0
+                continue
+            raise
+        items.extend(page.items or [])
+        previous, token = token, page.metadata._continue if page.metadata else None
+        if token and token == previous:
+            # A server (or proxy) answering the same page again would have the loop list forever.
+            raise RuntimeError(f"the API server returned the continue token it was given ({token[:40]!r}); "
+                               "the list cannot advance")
+        if not token:
+            return items, (page.metadata.resource_version if page.metadata else None)
+
+
+def api_error(exc: BaseException) -> str:
+    """What went wrong talking to the API server: HTTP status, reason and the server's own message.
+
+    ``str(ApiException)`` starts with a bare "(500)" line (headers and body follow), which says nothing on
+    its own; the Status object in the body names the cause (``etcdserver: request timed out``).
+    """
+    import json
+
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        message = ""
+        try:
+            body = json.loads(exc.body or "{}")
+            message = str(body.get("message") or "") if isinstance(body, dict) else ""
+        except (TypeError, ValueError):
+            message = str(exc.body or "")[:300]
+        text = f"listing failed with HTTP {exc.status} {exc.reason or ''}".rstrip()
+        return f"{text}: {message[:500]}" if message else text
+    first = str(exc).splitlines()[0][:500] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"
+
+
 @register("k8s")
 class K8sNodesCollector(Collector):
     config_model = K8sConfig
@@ -307,40 +373,32 @@ class K8sNodesCollector(Collector):
         owner, operator = c.owner or self.config.owner, c.operator or self.config.operator
         try:
             v1 = client.CoreV1Api(api_client(c))
-            token: str | None = None
-            while True:
-                kw: dict[str, Any] = {"limit": 500, "_request_timeout": 60}
-                if token:
-                    kw["_continue"] = token
-                page = v1.list_node(**kw)
-                for node in page.items:
-                    name, labels, alloc, pid = _node_fields(node)
-                    if c.cloud_nodes == "skip" and pid.startswith(CLOUD_PROVIDER_IDS):
-                        continue  # the cloud collector holds this VM's chips under its instance id
-                    try:
-                        hit = node_accelerators(labels, alloc, pid)
-                    except PolicyError as exc:
-                        res.add_error(f"node {name}: {exc}")
-                        continue
-                    if hit is None or hit[1] <= 0:
-                        continue
-                    res.observations.append(
-                        Observation(
-                            external_id=f"{c.name}/{name}",
-                            site=site,
-                            accelerator=hit[0],
-                            count=hit[1],
-                            instance_type=labels.get("node.kubernetes.io/instance-type", ""),
-                            owner=owner,
-                            operator=operator,
-                            instance=node_instance(pid) if c.cloud_nodes == "auto" else "",
-                        )
+            nodes, _ = list_all(v1.list_node)
+            for node in nodes:
+                name, labels, alloc, pid = _node_fields(node)
+                if c.cloud_nodes == "skip" and pid.startswith(CLOUD_PROVIDER_IDS):
+                    continue  # the cloud collector holds this VM's chips under its instance id
+                try:
+                    hit = node_accelerators(labels, alloc, pid)
+                except PolicyError as exc:
+                    res.add_error(f"node {name}: {exc}")
+                    continue
+                if hit is None or hit[1] <= 0:
+                    continue
+                res.observations.append(
+                    Observation(
+                        external_id=f"{c.name}/{name}",
+                        site=site,
+                        accelerator=hit[0],
+                        count=hit[1],
+                        instance_type=labels.get("node.kubernetes.io/instance-type", ""),
+                        owner=owner,
+                        operator=operator,
+                        instance=node_instance(pid) if c.cloud_nodes == "auto" else "",
                     )
-                token = page.metadata._continue if page.metadata else None
-                if not token:
-                    break
+                )
         except Exception as exc:
-            res.error = f"cluster {c.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+            res.error = f"cluster {c.name}: {api_error(exc)}"
         return res
 
 
@@ -367,22 +425,16 @@ class ListWatcher:
         raise NotImplementedError
 
     def relist(self, v1: Any) -> None:
+        # Nothing is replaced until the whole list has arrived: a relist failing on a later page keeps what
+        # was known and the version to watch from.
+        objs, rv = list_all(getattr(v1, self.list_fn))
         known: dict[str, Any] = {}
-        token: str | None = None
-        while True:
-            kw: dict[str, Any] = {"limit": 500, "_request_timeout": 60}
-            if token:
-                kw["_continue"] = token
-            page = getattr(v1, self.list_fn)(**kw)
-            for obj in page.items:
-                name, st = self.state(obj)
-                if st is not None:
-                    known[name] = st
-            token = page.metadata._continue if page.metadata else None
-            if not token:
-                break
+        for obj in objs:
+            name, st = self.state(obj)
+            if st is not None:
+                known[name] = st
         self.known = known
-        self.resource_version = page.metadata.resource_version if page.metadata else None
+        self.resource_version = rv
         self.relists += 1
 
     def run(self) -> None:

@@ -45,6 +45,8 @@ class ComputeFake:
         self.unreachable: dict[str, list[str]] = {}
         self.unreachable_scopes: dict[str, list[str]] = {}  # project -> zones reported with warning UNREACHABLE
         self.requests: list[str] = []
+        # project -> HTTP status for requests carrying a pageToken: page 1 arrives, the rest of the list fails.
+        self.fail_on_page_token: dict[str, int] = {}
 
     def start(self) -> ComputeFake:
         fake = self
@@ -73,6 +75,9 @@ class ComputeFake:
                         403, {"error": {"code": 403, "message": "Required 'compute.instances.list' permission"}}
                     )
                 q = parse_qs(u.query)
+                if q.get("pageToken") and project in fake.fail_on_page_token:
+                    code = fake.fail_on_page_token[project]
+                    return self._json(code, {"error": {"code": code, "message": "Internal error. Please try again."}})
                 size = int((q.get("maxResults") or ["500"])[0])
                 start = int((q.get("pageToken") or ["0"])[0])
                 insts = fake.instances.get(project, [])
