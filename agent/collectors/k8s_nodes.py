@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any, Literal
@@ -420,6 +421,7 @@ class ListWatcher:
         self.known: dict[str, Any] = {}
         self.resource_version: str | None = None
         self.relists = 0
+        self.relisted_at = float("-inf")  # time.monotonic() of the last relist
 
     def state(self, obj: Any) -> tuple[str, Any]:
         raise NotImplementedError
@@ -433,9 +435,15 @@ class ListWatcher:
             name, st = self.state(obj)
             if st is not None:
                 known[name] = st
+        # A relist after a watch gap (410) may find objects that changed while nothing was watched: those
+        # changes are reported as the watch would have (the first list only sets the baseline).
+        changed = self.relists > 0 and known != self.known
         self.known = known
         self.resource_version = rv
         self.relists += 1
+        self.relisted_at = time.monotonic()
+        if changed:
+            self.on_change(self.cluster.name)
 
     def run(self) -> None:
         from kubernetes import client, watch
@@ -471,6 +479,9 @@ class ListWatcher:
             except ApiException as exc:
                 if exc.status == 410:  # resourceVersion too old: relist, then watch again
                     self.resource_version = None
+                    if time.monotonic() - self.relisted_at < 1.0:
+                        # Gone again right after a relist: a full list a second at most, not a tight loop.
+                        self.stop.wait(1)
                     continue
                 self.stop.wait(5)
             except Exception:

@@ -329,3 +329,41 @@ def test_aws_instance_type_left_undescribed_is_uncounted_and_retires_nothing(aws
     error = summary.scopes[0].error or ""
     assert itype in error and "DescribeInstanceTypes did not describe it" in error, error
     assert {f"{ACCOUNT}:{i}" for i in ids} <= set(_live(store))
+
+
+def test_node_watcher_reports_a_change_made_while_it_was_not_watching(api: PagedNodesAPIServer) -> None:
+    """A relist after a watch gap (a 410) finds a node changed in the gap: the callback fires, as the watch's
+    event would have, instead of waiting for the next periodic re-sync. The first list is only the baseline."""
+    from kubernetes import client
+
+    from agent.collectors.k8s_nodes import api_client
+
+    _fleet(api)
+    c = ClusterConfig(name="fra-1", api_url=api.url)
+    changed: list[str] = []
+    w = NodeWatcher(c, changed.append)
+    v1 = client.CoreV1Api(api_client(c))
+    w.relist(v1)
+    assert changed == []
+    w.relist(v1)  # nothing changed in between: no call
+    assert changed == []
+    api.delete("gpu-03")
+    w.relist(v1)
+    assert changed == ["fra-1"] and "gpu-03" not in w.known
+
+
+def test_a_continue_token_given_back_unchanged_stops_the_list_instead_of_looping() -> None:
+    from types import SimpleNamespace
+
+    from agent.collectors.k8s_nodes import list_all
+
+    calls: list[dict[str, object]] = []
+
+    def stuck(**kw: object) -> SimpleNamespace:
+        calls.append(kw)
+        assert len(calls) < 10, "the list did not stop"
+        return SimpleNamespace(items=[1], metadata=SimpleNamespace(_continue="same", resource_version="7"))
+
+    with pytest.raises(RuntimeError, match="continue token it was given"):
+        list_all(stuck)
+    assert len(calls) == 2
