@@ -118,3 +118,19 @@ def test_dashboard_errors_name_pages_and_form_fields_while_the_api_keeps_its_wor
     assert r.status_code in (404, 422) and "POST /api/v1/authorizations" in r.json()["detail"], r.text
     r = api.post("/api/v1/reservations/999/release", headers=h)
     assert r.status_code == 404 and "GET /api/v1/reservations" in r.json()["detail"], r.text
+
+
+def test_a_browser_at_an_address_the_dashboard_does_not_have_gets_pages_not_json(seeded: str) -> None:
+    """No such page (404) and a form posted to an address whose id is not a number: each is a page in the
+    layout for a browser; the API and scripts keep JSON."""
+    c = _signed_in(seeded, "admin")
+    r = c.get("/no-such-page", headers=BROWSER)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+    assert "<nav>" in r.text and "/no-such-page" in _message(r.text)
+    r = c.post("/reservations/abc/release", headers={**BROWSER, **ORIGIN})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+    assert "<nav>" in r.text and "abc" in r.text and not API_WORDS.search(_message(r.text))
+    # Not asking for HTML, or under /api/: JSON as before.
+    assert c.get("/no-such-page").headers["content-type"] == "application/json"
+    r = c.get("/api/v1/no-such-thing", headers={**BROWSER, "Authorization": f"Bearer {_token(seeded, 'admin')}"})
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}

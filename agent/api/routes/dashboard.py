@@ -50,7 +50,9 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except (PolicyError, HTTPException, RequestValidationError) as exc:
-                if request.method != "GET":
+                # A form post handles its own errors; one whose address FastAPI refuses before the handler ran
+                # (``/reservations/abc/release``) has written nothing and gets the page too.
+                if request.method != "GET" and not isinstance(exc, RequestValidationError):
                     raise
                 answer = await _api_error(request, exc)
                 if answer is None or not 400 <= answer.status_code < 500:

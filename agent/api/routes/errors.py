@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.fields import api_detail, error_response, route_renames
+from agent.api.routes.auth import wants_html
 from agent.parties import Conflict
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvision
 
@@ -34,6 +35,12 @@ def setup(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(req: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and "endpoint" not in req.scope and wants_html(req.url.path, req.headers):
+            # No route at this address, asked for by a browser on the dashboard: a page with the navigation.
+            from agent.api.routes.dashboard import refused_page
+
+            return refused_page(req, 404, "Not found", f"There is no dashboard page at {req.url.path[:200]}.",
+                                "Use the navigation above, or go back to the caps overview.")
         if isinstance(exc.detail, str):
             exc.detail = api_detail(exc.detail, route_renames(req))
         return await http_exception_handler(req, exc)
