@@ -139,13 +139,21 @@ def _found(value: Any) -> str:
 
 def parse_review(body: Any) -> ReviewRequest:
     """Validate the AdmissionReview envelope; raise ReviewError naming the field at fault."""
+    def text(v: Any) -> str | None:
+        # Fields are shown or kept only as the strings they must be: str() of a 5000-digit int (from a Python
+        # caller) or of a list nested thousands deep (valid JSON) raises, and a list's text is no username.
+        return v if isinstance(v, str) or v is None else f"<{type(v).__name__}>"
+
+    def string(v: Any, limit: int) -> str:
+        return v[:limit] if isinstance(v, str) else ""
+
     if not isinstance(body, Mapping):
         raise ReviewError("body: an AdmissionReview JSON object is required")
     av = body.get("apiVersion")
     if av not in ("admission.k8s.io/v1", "admission.k8s.io/v1beta1"):
-        raise ReviewError(f"apiVersion: {_found(av)}; expected admission.k8s.io/v1 (or v1beta1)")
+        raise ReviewError(f"apiVersion: {_found(text(av))}; expected admission.k8s.io/v1 (or v1beta1)")
     if body.get("kind") != "AdmissionReview":
-        raise ReviewError(f"kind: {_found(body.get('kind'))}; expected AdmissionReview")
+        raise ReviewError(f"kind: {_found(text(body.get('kind')))}; expected AdmissionReview")
     req = body.get("request")
     if not isinstance(req, Mapping):
         raise ReviewError("request: missing or not an object")
@@ -154,7 +162,7 @@ def parse_review(body: Any) -> ReviewRequest:
         raise ReviewError(f"request.uid: a string of 1-{MAX_UID} characters is required")
     op = req.get("operation", "CREATE")
     if op not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
-        raise ReviewError(f"request.operation: {str(op)[:30]!r} is not CREATE, UPDATE, DELETE or CONNECT")
+        raise ReviewError(f"request.operation: {str(text(op))[:30]!r} is not CREATE, UPDATE, DELETE or CONNECT")
     ns = req.get("namespace") or ""
     sub = req.get("subResource") or ""
     if not isinstance(ns, str) or not isinstance(sub, str):
@@ -163,10 +171,9 @@ def parse_review(body: Any) -> ReviewRequest:
     username = user.get("username") if isinstance(user, Mapping) else None
     res = req.get("resource")
     group, plural = (res.get("group"), res.get("resource")) if isinstance(res, Mapping) else ("", "")
-    name = req.get("name")
     return ReviewRequest(uid, str(av), str(op), ns[:253], sub[:100], req.get("dryRun") is True,
-                         req.get("object"), str(username or "")[:200], req.get("oldObject"),
-                         (str(group or "")[:253], str(plural or "")[:253]), str(name or "")[:253])
+                         req.get("object"), string(username, 200), req.get("oldObject"),
+                         (string(group, 253), string(plural, 253)), string(req.get("name"), 253))
 
 
 # ------------------------------------------------------------------------------------------------ lookups
@@ -760,9 +767,12 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
 def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None,
              job_ref: str | None = None) -> Decision:
     settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
+    # Only strings are shown: str() of a 5000-digit int (from a Python caller) raises.
     kind = rr.obj.get("kind") if isinstance(rr.obj, Mapping) else None
+    kind = kind if isinstance(kind, str) else None
     md = rr.obj.get("metadata") if isinstance(rr.obj, Mapping) else None
     name = md.get("name") if isinstance(md, Mapping) else None
+    name = name if isinstance(name, str) else None
     av = rr.obj.get("apiVersion") if isinstance(rr.obj, Mapping) else None
     if isinstance(kind, str) and isinstance(av, str):
         kind = ref_kind(av, kind)

@@ -21,7 +21,8 @@ Counting rules (k8s-conventions.md §2-3):
   ``clamp(replicas, minReplicas, maxReplicas) × numOfHosts``, or ``maxReplicas × numOfHosts`` under
   ``enableInTreeAutoscaling``, plus the head (with its autoscaler container under autoscaling), and a
   RayJob's ``submitterPodTemplate`` (1 pod); LeaderWorkerSet ``replicas × size`` (leader included); Volcano
-  ``tasks[].replicas``; Kueue ``podSets[].count``.
+  ``tasks[].replicas`` (0 when absent: Volcano has no default), or a task's ``minAvailable`` where that is
+  larger; Kueue ``podSets[].count``.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def _count(v: Any, path: str, default: int, hi: int = MAX_PODS) -> int:
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int):
-        raise _Bad(f"{path}: expected a whole number, got {v!r}"[:300])
+        raise _Bad(f"{path}: expected a whole number, got {_show(v)}")
     if v < 0 or v > hi:
         # _show, not the number itself: a 400-digit count would push "out of range" past the message's end.
         raise _Bad(f"{path}: {_show(v)} is out of range 0-{hi}")
@@ -161,7 +162,7 @@ def _flag(v: Any, path: str) -> bool:
     if v is None:
         return False
     if not isinstance(v, bool):
-        raise _Bad(f"{path}: expected true or false, got {v!r}"[:300])
+        raise _Bad(f"{path}: expected true or false, got {_show(v)}")
     return v
 
 
@@ -195,10 +196,19 @@ def _parse_quantity(s: str) -> Decimal | None:
 
 def _show(v: Any) -> str:
     """A value for an error message, cut to 40 characters (a long number shows its leading digits)."""
+    if isinstance(v, list | Mapping):
+        # Not repr: a list nested a few thousand deep (valid JSON) overflows it, and the shape is what is wrong.
+        return f"{'a list' if isinstance(v, list) else 'an object'} of {len(v)} item(s)"
     try:
         return repr(v)[:40]
     except ValueError:  # an int past Python's 4300-digit str() limit (only from Python callers, not JSON)
         return "a number of more than 4300 digits"
+
+
+def _role(v: Any, fallback: str) -> str:
+    """A pod group's role from a ``name`` field; one not a non-empty string (the API server would refuse it) is
+    named after its position, never by ``str()``, which a 5000-digit int or a deeply nested list makes raise."""
+    return v[:63] if isinstance(v, str) and v else fallback
 
 
 def quantity(v: Any, path: str) -> float:
@@ -399,7 +409,7 @@ def _jobset(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str
         jt = _map(rj.get("template"), f"{p}.template")
         js = _map(jt.get("spec"), f"{p}.template.spec")
         par = _job_pods(js, f"{p}.template.spec")
-        role = str(rj.get("name") or f"job{i}")[:63]
+        role = _role(rj.get("name"), f"job{i}")
         groups += _groups_from_template(role, replicas * par, js.get("template"), f"{p}.template.spec.template")
         tpls.append(js.get("template"))
     return groups, tpls, []
@@ -503,7 +513,7 @@ def _ray_cluster_spec(spec: Mapping[str, Any], path: str) -> tuple[list[PodGroup
             # KubeRay's GetWorkerGroupDesiredReplicas: replicas below minReplicas run minReplicas, above
             # maxReplicas run maxReplicas (the default maxReplicas bounds nothing).
             n = lo if replicas < lo else min(replicas, hi)
-        groups += _groups_from_template(str(wg.get("groupName") or f"workers{i}")[:63], n * hosts,
+        groups += _groups_from_template(_role(wg.get("groupName"), f"workers{i}"), n * hosts,
                                         wg.get("template"), f"{p}.template")
         tpls.append(wg.get("template"))
     return groups, tpls, notes
@@ -557,21 +567,55 @@ def _lws(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
 
 def _listed(spec: Mapping[str, Any], key: str, count: str, name: str, fallback: str
             ) -> tuple[list[PodGroup], list[Any], list[str]]:
-    """A list of ``{name, <count>, template}`` entries at ``spec.<key>`` (Volcano tasks, Kueue podSets)."""
+    """A list of ``{name, <count>, template}`` entries at ``spec.<key>`` (Kueue podSets: ``count`` defaults to 1)."""
     groups: list[PodGroup] = []
     tpls: list[Any] = []
     for i, entry in enumerate(_list(spec.get(key), f"spec.{key}")):
         p = f"spec.{key}[{i}]"
         entry = _map(entry, p, required=True)
         n = _count(entry.get(count), f"{p}.{count}", 1)
-        role = str(entry.get(name) or f"{fallback}{i}")[:63]
+        role = _role(entry.get(name), f"{fallback}{i}")
         groups += _groups_from_template(role, n, entry.get("template"), f"{p}.template")
         tpls.append(entry.get("template"))
     return groups, tpls, []
 
 
 def _volcano(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
-    return _listed(_map(obj.get("spec"), "spec"), "tasks", "replicas", "name", "task")
+    """A Volcano Job: ``tasks[].replicas`` pods of each task's template, 0 when ``replicas`` is absent.
+
+    Volcano has no default for it: ``TaskSpec.Replicas`` is a plain ``int32`` with ``json:"replicas,omitempty"``
+    and ``+optional`` (volcano-sh/apis pkg/apis/batch/v1alpha1/job.go), the CRD schema has ``minimum: 0`` and no
+    ``default`` (config/crd/volcano/bases/batch.volcano.sh_jobs.yaml), the mutating webhook
+    (pkg/webhooks/admission/jobs/mutate/mutate_job.go) defaults a task's name, maxRetry and minAvailable (to its
+    replicas) but never replicas, the validation refuses only ``replicas < 0`` (0 is valid), and the job
+    controller creates ``for i := 0; i < int(ts.Replicas)`` pods (pkg/controllers/job/job_controller_actions.go
+    syncJob). An absent count is 0 pods, as for KubeRay's worker groups; a later UPDATE that sets it adds demand
+    and is decided then.
+
+    ``minAvailable`` (the gang floor) makes no pods; it is where Volcano is ambiguous: its webhook refuses a task
+    ``minAvailable`` above ``replicas``, but its ValidatingAdmissionPolicy (pkg/webhooks/admission/jobs/policies)
+    skips that check when ``replicas`` is absent. Such a task is counted at its ``minAvailable``, the pods the
+    spec says it needs at once, over-counting a job Volcano may refuse rather than under-counting one it runs.
+    """
+    spec = _map(obj.get("spec"), "spec")
+    groups: list[PodGroup] = []
+    tpls: list[Any] = []
+    notes: list[str] = []
+    for i, task in enumerate(_list(spec.get("tasks"), "spec.tasks")):
+        p = f"spec.tasks[{i}]"
+        task = _map(task, p, required=True)
+        n = _count(task.get("replicas"), f"{p}.replicas", 0)
+        floor = _count(task.get("minAvailable"), f"{p}.minAvailable", 0)
+        if floor > n:
+            notes.append(f"{p}: counted at its minAvailable {floor} (replicas {n}; Volcano refuses minAvailable "
+                         "above replicas where its webhook validates the job)")
+            n = floor
+        elif task.get("replicas") is None:
+            notes.append(f"{p}: no replicas, so Volcano runs no pods of this task (no default); counted as 0")
+        groups += _groups_from_template(_role(task.get("name"), f"task{i}"), n, task.get("template"),
+                                        f"{p}.template")
+        tpls.append(task.get("template"))
+    return groups, tpls, notes
 
 
 def _workload(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
@@ -673,9 +717,11 @@ def k8s_time(text: Any) -> datetime | None:
         return None
     try:
         d = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC here: a time at the calendar's edge with an offset ("0001-01-01T00:00:00+01:00") is outside
+        # datetime's range there, and every caller compares or converts it.
+        return (d if d.tzinfo else d.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def group_of(api_version: str) -> str:

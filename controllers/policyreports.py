@@ -359,8 +359,14 @@ def held_jobs_from_store(session: Session) -> list[HeldJob]:
     """Jobs whose latest admission decision is a refusal still standing, read from the store.
 
     A refusal stands until the job's next decision admits it, or its red-flag case is no longer open
-    (resolved or expired). Refusals recorded in ``warn``/``audit`` mode were admitted: they are reported
+    (resolved or expired): an answered case admits the job's re-submission, so it no longer shows as
+    ``fail`` even before one. Refusals recorded in ``warn``/``audit`` mode were admitted: they are reported
     as ``warn`` results, enforced ones as ``fail``.
+
+    Limit: whether the job still exists is not known here. The store has decisions, not objects (a refused
+    CREATE never made one), and the writer lists only its reports, with RBAC for nothing else; a refusal
+    without a case (``DENY_TIER3``, ``DENY_INVALID``, ``DENY_UNKNOWN_CUSTOMER``) stays until the job is
+    decided again. Deleting the namespace deletes its report with it.
     """
     from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 
