@@ -403,7 +403,7 @@ def caps_for(
             # Every authorization's reservations: each cap counts the planned placements it covers (a group's
             # UVEUs share one owned base, an NVEU holder's chips count whichever plan reserved them).
             fleet += reservation_placements(s, packs, on)
-        return core.authorization_caps(packs, party_refs(s), to_core(s, a), fleet, as_of)
+        return core.authorization_caps(packs, party_refs(s, as_of), to_core(s, a), fleet, as_of)
 
 
 def shipments_core(s: Session) -> list[core.Shipment]:
@@ -419,7 +419,8 @@ def allocation_caps(s: Session, packs: PackRegistry, as_of: date) -> list[CapRes
     """Fleet-wide caps from the shipments ledger: Tier 2 country allocations and LPP per ultimate consignee."""
     ledger = shipments_core(s)
     with dated("--as-of"):
-        return core.tier2_allocation_caps(packs, ledger, as_of) + core.lpp_caps(packs, party_refs(s), ledger, as_of)
+        return (core.tier2_allocation_caps(packs, ledger, as_of)
+                + core.lpp_caps(packs, party_refs(s, as_of), ledger, as_of))
 
 
 def caps_report(caps: Iterable[CapResult], as_of: date, **extra: Any) -> dict[str, Any]:
@@ -560,7 +561,7 @@ def _whatif(
             )
         delta = [pl(src, -1)] if op == "retire" else [pl(src, -1), pl(dst, 1)]  # type: ignore[arg-type]
     extra = sorted({d.country for d in delta})
-    parties = party_refs(s)
+    parties = party_refs(s, as_of)
 
     def ev(k: int) -> list[CapResult]:
         return core.authorization_caps(packs, parties, auth, core.change_placements(fleet, delta, k), as_of, extra)
@@ -750,7 +751,7 @@ def add_shipment(
         dest = country_code(destination)
     with dated("--date"):
         t = tier(packs, dest, d)
-        eff = effective_tier(packs, party_refs(s), party.name, d)
+        eff = effective_tier(packs, party_refs(s, d), party.name, d)
     if via == "lpp" and t.tier == 3:
         raise PolicyError(f"--via: License Exception LPP is not available to {dest} ({t.basis})")
     if via == "lpp" and eff.tier == 3:

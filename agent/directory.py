@@ -9,6 +9,12 @@ included, is seen. The marker is read at most once every ``VEU_CUSTOMER_CACHE_SE
 turns the cache off): that bounds how long a re-mapped namespace, a new HQ or a new parent can take to
 apply. A store with more parties than ``VEU_CUSTOMER_SNAPSHOT_MAX`` (default 200,000) is not snapshotted:
 each namespace is looked up on its own and cached for the same bound.
+
+A past date sees the ownership of that date (``party_ownership``, migration ``0020_party_ownership``): the
+snapshot holds, per party whose HQ or parent ever changed, the date its latest change took effect. A chain
+all of whose parties changed on or before the review's date is answered from the snapshot, as today's reviews
+always are; otherwise (a date before a change) the chain is read from the history, one party at a time. The
+history's triggers bump the same marker.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from agent.parties import as_day, state_on
+from agent.store.tables.core import ALWAYS
 from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier
 
@@ -49,6 +57,9 @@ class _Snapshot:
     marker: int | None  # None: too many parties to hold, so per-namespace entries instead
     checked: float  # time.monotonic() of the last marker read
     parties: dict[int, tuple[str, str, int | None]] = field(default_factory=dict)
+    # party id -> effective_from of its latest HQ/parent change, for parties changed since "always": a review
+    # dated before it reads the history instead of the current state.
+    since: dict[int, date] = field(default_factory=dict)
     mappings: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, namespace) -> party id
     answers: dict[tuple[str, str, date, int], tuple[float, Answer]] = field(default_factory=dict)
 
@@ -79,7 +90,7 @@ def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, 
     if snap.marker is None:
         answer = _query(s, packs, namespace, cluster, as_of)
     else:
-        answer = _from_snapshot(snap, packs, namespace, cluster, as_of)
+        answer = _from_snapshot(s, snap, packs, namespace, cluster, as_of)
     if len(snap.answers) >= 100_000:
         snap.answers.clear()
     snap.answers[key] = (now, answer)
@@ -106,12 +117,14 @@ def _refresh(s: Session, url: str, old: _Snapshot | None, now: float) -> _Snapsh
         snap = _Snapshot(marker=marker, checked=now)
         snap.parties = {int(i): (str(n), str(h), p) for i, n, h, p in conn.execute(_PARTIES)}
         snap.mappings = {(str(c), str(ns)): int(p) for c, ns, p in conn.execute(_MAPPINGS)}
+        snap.since = {int(p): d for p, v in conn.execute(_SINCE) if (d := as_day(v)) > ALWAYS}
     with _lock:
         _snapshots[url] = snap
     return snap
 
 
-def _from_snapshot(snap: _Snapshot, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
+def _from_snapshot(s: Session, snap: _Snapshot, packs: PackRegistry, namespace: str, cluster: str,
+                   as_of: date) -> Answer:
     pid = snap.mappings.get((cluster, namespace))
     if pid is None:
         pid = snap.mappings.get(("", namespace))
@@ -120,6 +133,8 @@ def _from_snapshot(snap: _Snapshot, packs: PackRegistry, namespace: str, cluster
     rows: list[tuple[int, str, str, int | None]] = []
     cur: int | None = pid
     while cur is not None and cur in snap.parties and len(rows) <= _PARENT_DEPTH:
+        if snap.since.get(cur, ALWAYS) > as_of:
+            return _answer(packs, _chain_as_of(s, pid, as_of), as_of)  # a date before this party's change
         name, hq, parent = snap.parties[cur]
         rows.append((cur, name, hq, parent))
         cur = parent
@@ -129,7 +144,31 @@ def _from_snapshot(snap: _Snapshot, packs: PackRegistry, namespace: str, cluster
 def _query(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
     """One statement: the mapping and the customer's chain of parents up to its ultimate parent."""
     rows = s.connection().execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
+    if rows and any(r[4] is not None and as_day(r[4]) > as_of for r in rows):
+        return _answer(packs, _chain_as_of(s, int(rows[0][0]), as_of), as_of)
     return _answer(packs, [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows], as_of)
+
+
+def _chain_as_of(s: Session, pid: int, as_of: date) -> list[tuple[int, str, str, int | None]]:
+    """The chain from ``pid`` up with each party's HQ and parent on ``as_of`` (its history where it changed
+    after that date): two statements per party, for the rare review dated before an ownership change. A
+    cyclic chain ends with the first party repeated, where :func:`_answer` stops as on the snapshot's walk."""
+    conn = s.connection()
+    rows: list[tuple[int, str, str, int | None]] = []
+    seen: set[int] = set()
+    cur: int | None = pid
+    while cur is not None and len(rows) <= _PARENT_DEPTH:
+        row = conn.execute(_PARTY, {"id": cur}).first()
+        if row is None:
+            break
+        history = [(as_day(e), str(h), p) for e, h, p in conn.execute(_HISTORY, {"id": cur})]
+        name, hq, parent = state_on((str(row[0]), str(row[1]), row[2]), history, as_of)
+        rows.append((cur, name, hq, parent))
+        if cur in seen:
+            break
+        seen.add(cur)
+        cur = parent
+    return rows
 
 
 def _answer(packs: PackRegistry, rows: list[tuple[int, str, str, Any]], as_of: date) -> Answer:
@@ -151,6 +190,10 @@ def _answer(packs: PackRegistry, rows: list[tuple[int, str, str, Any]], as_of: d
 _MARKER = text("SELECT n FROM change_marker WHERE name = 'parties'")
 _PARTIES = text("SELECT id, name, hq, parent_id FROM party")
 _MAPPINGS = text("SELECT cluster, namespace, party_id FROM party_namespace")
+_SINCE = text("SELECT party_id, max(effective_from) FROM party_ownership GROUP BY party_id")
+_PARTY = text("SELECT name, hq, parent_id FROM party WHERE id = :id")
+_HISTORY = text("SELECT effective_from, hq, parent_id FROM party_ownership WHERE party_id = :id "
+                "ORDER BY effective_from, id")
 
 # depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat).
 _CHAIN_SQL = text("""
@@ -163,5 +206,7 @@ WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
     SELECT p.id, p.name, p.hq, p.parent_id, c.depth + 1 FROM party p JOIN chain c ON p.id = c.parent_id
     WHERE c.depth < 256
 )
-SELECT id, name, hq, parent_id FROM chain ORDER BY depth
+SELECT c.id, c.name, c.hq, c.parent_id,
+       (SELECT max(o.effective_from) FROM party_ownership o WHERE o.party_id = c.id) AS since
+FROM chain c ORDER BY c.depth
 """)

@@ -197,7 +197,8 @@ def _caps_block(
     fleet = capsvc.placements(s, packs, on) + capsvc.reservation_placements(s, packs, on, planning=True)
     delta = [capcore.Placement("(proposed)", country, ln.name, Fraction(ln.count), capcore.exact(ln.tpp), ln.eccn,
                                a.holder, operator or a.holder, label="path finder") for ln in lines]
-    after = capcore.authorization_caps(packs, party_refs(s), capsvc.to_core(s, row), fleet + delta, on, [country])
+    after = capcore.authorization_caps(packs, party_refs(s, on), capsvc.to_core(s, row), fleet + delta, on,
+                                       [country])
     bad = [c for c in after if c.binding and not c.ok]
     if bad:
         c = capcore.cap_to_dict(bad[0], 0)
@@ -239,7 +240,7 @@ def shipment_refs(s: Session, packs: PackRegistry, on: date) -> list[ShipmentRef
     from agent import caps as capsvc
     from policies.caps import ultimate_parent
 
-    refs = party_refs(s)
+    refs = party_refs(s, on)
     scope = set(packs.value("licence-3a090a-worldwide", "eccns", on))
     return [ShipmentRef(x.day, ultimate_parent(refs, x.consignee), x.destination, float(x.tpp), x.via.upper())
             for x in capsvc.shipments_core(s) if x.eccn in scope]
@@ -257,7 +258,7 @@ def paths(
     except UnknownAccelerator as exc:  # the catalog names the chip: say which option gave it
         raise UnknownAccelerator(f"--items: {exc}") from None
     _named_country(country, "--country")
-    refs = party_refs(s)
+    refs = party_refs(s, on)
     for option, name in (("--consignee", consignee), ("--operator", operator)):
         if name is not None and name not in refs:
             raise PartyError(f"{option}: {name!r} is not registered; add it with "
@@ -440,7 +441,7 @@ def _ledger_runs(s: Session, packs: PackRegistry, site: str, loc: Any, as_of: da
         from agent.store.tables.ledger import LedgerModel, LedgerRun
     except ImportError:
         return []
-    refs = party_refs(s)
+    refs = party_refs(s, as_of)
     ids = {p.id: p.name for p in s.exec(select(Party)).all()}
     models = {m.id: m for m in s.exec(select(LedgerModel)).all()}
     out = []
@@ -477,7 +478,7 @@ def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of:
         from agent.store.tables.cases import AdmissionDecision
     except ImportError:
         return []
-    refs = party_refs(s)
+    refs = party_refs(s, as_of)
     end = datetime.combine(as_of, datetime.max.time(), tzinfo=UTC)
     q = select(AdmissionDecision).where(AdmissionDecision.customer_name != "",
                                         AdmissionDecision.decided_at <= end)  # type: ignore[operator]
@@ -607,7 +608,7 @@ def record_export(
     licence: str = "", declared_status: str | None = None, published: bool = False, actor: str | None = None,
 ) -> dict[str, Any]:
     """Record an export of a model's weights; flag it when the weights are 4E091 and no path is open."""
-    refs = party_refs(s)
+    refs = party_refs(s, on)
     try:
         rec = effective_tier(packs, refs, recipient, on)
     except PartyError as exc:
@@ -648,7 +649,7 @@ def _site_compliant(s: Session, site: str, paragraphs: Iterable[int]) -> bool:
 
 def weights_report(s: Session, packs: PackRegistry, as_of: date, site: str | None = None) -> dict[str, Any]:
     """¶8: every stored model with site, devices, status and verdict; accesses; exports and flags."""
-    refs = party_refs(s)
+    refs = party_refs(s, as_of)
     sites = {x.id: x for x in s.exec(select(Site)).all()}
     ids = {p.id: p.name for p in s.exec(select(Party)).all()}
     sec = [int(x) for x in packs.value("supp10-model-weight-storage", "security_paragraphs", as_of)]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
-from agent.store.tables.core import Holding, Party, PartyNamespace, Site, utcnow
+from agent.store.db import lock_for_transaction, lock_key
+from agent.store.tables.core import ALWAYS, Holding, Party, PartyNamespace, PartyOwnership, Site, utc_today, utcnow
 from policies.errors import PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
@@ -44,13 +47,81 @@ MAX_ADDRESS = 500  # characters of a party's postal address (party.address)
 _NOT_PRINTABLE = frozenset({"Zl", "Zp"})
 
 
-def party_refs(s: Session) -> dict[str, PartyRef]:
-    """Every party as the core's PartyRef, keyed by name."""
-    rows = s.exec(select(Party)).all()
-    by_id = {p.id: p for p in rows}
-    return {
-        p.name: PartyRef(p.name, p.hq, by_id[p.parent_id].name if p.parent_id in by_id else None) for p in rows
-    }
+# One party's ownership as the rules read it: (name, hq, parent id).
+Node = tuple[str, str, int | None]
+# One row of a party's history: (effective_from, hq, parent id), oldest first (same date: in recording order).
+Change = tuple[date, str, int | None]
+
+# Held (PostgreSQL: a transaction-scoped advisory lock) by every write to the ownership graph, from before the
+# cycle check until commit: two concurrent writes setting reciprocal parents would otherwise each pass the check
+# against a graph without the other's edge and commit a cycle.
+OWNERSHIP_LOCK = lock_key("party", "ownership")
+
+
+def as_day(value: Any) -> date:
+    """A date column as read through SQL: PostgreSQL returns a date, SQLite its ISO text."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def state_on(current: Node, history: list[Change], as_of: date) -> Node:
+    """The party's ownership on ``as_of``: the current state (``party``) from its latest change on, else the
+    latest history row effective on or before ``as_of``; before its first row, its first row (nothing earlier
+    is known, and a party's first record was how it was registered)."""
+    if not history or as_of >= history[-1][0]:
+        return current
+    pick = history[0]
+    for row in history:
+        if row[0] > as_of:
+            break
+        pick = row
+    return current[0], pick[1], pick[2]
+
+
+def _current(s: Session) -> dict[int, Node]:
+    # Columns, not Party objects: a row the session loaded earlier is not served stale from its identity map
+    # (the cycle check must see what another transaction committed before this one took the lock).
+    rows = s.exec(select(Party.id, Party.name, Party.hq, Party.parent_id)).all()
+    return {int(i): (str(n), str(h), p) for i, n, h, p in rows}  # type: ignore[arg-type]
+
+
+def ownership_history(s: Session, ids: Collection[int] | None = None) -> dict[int, list[Change]]:
+    """Each party's recorded HQ and parent changes (all parties, or those of ``ids``), oldest first."""
+    o = PartyOwnership
+    q = select(col(o.party_id), col(o.effective_from), col(o.hq), col(o.parent_id))
+    if ids is not None:
+        q = q.where(col(o.party_id).in_(list(ids)))
+    out: dict[int, list[Change]] = {}
+    for pid, eff, hq, parent in s.exec(q.order_by(col(o.party_id), col(o.effective_from), col(o.id))).all():
+        out.setdefault(int(pid), []).append((as_day(eff), str(hq), parent))
+    return out
+
+
+def ownership_as_of(s: Session, as_of: date | None = None) -> dict[int, Node]:
+    """Every party's (name, hq, parent id) on ``as_of`` (None: the current state, ``party`` as it is).
+
+    Only parties whose latest change took effect after ``as_of`` read their history: for every other party,
+    and for every date from today back to the earliest latest change, this is ``party`` itself."""
+    nodes = _current(s)
+    if as_of is None:
+        return nodes
+    later = s.exec(select(col(PartyOwnership.party_id)).group_by(col(PartyOwnership.party_id))
+                   .having(func.max(PartyOwnership.effective_from) > as_of)).all()
+    if later:
+        for pid, rows in ownership_history(s, [int(p) for p in later]).items():
+            if pid in nodes:
+                nodes[pid] = state_on(nodes[pid], rows, as_of)
+    return nodes
+
+
+def _refs(nodes: Mapping[int, Node]) -> dict[str, PartyRef]:
+    return {name: PartyRef(name, hq, nodes[parent][0] if parent is not None and parent in nodes else None)
+            for name, hq, parent in nodes.values()}
+
+
+def party_refs(s: Session, as_of: date | None = None) -> dict[str, PartyRef]:
+    """Every party as the core's PartyRef, keyed by name: with the HQ and parent in effect on ``as_of``
+    (None: the current ones)."""
+    return _refs(ownership_as_of(s, as_of))
 
 
 def get_party(s: Session, name: str) -> Party:
@@ -88,8 +159,17 @@ def check_address(address: str, option: str = "--address") -> str:
 def add_party(
     s: Session, name: str, hq: str | None, parent: str | None = None, namespaces: list[str] | None = None,
     cluster: str = "", *, no_parent: bool = False, reassign: bool = False, address: str | None = None,
+    effective: date | None = None,
 ) -> Party:
     """Create or update a party (HQ, parent, namespaces, address); reject ownership cycles before writing.
+
+    A change of HQ or parent takes effect on ``effective`` (default today, UTC) and is added to the party's
+    history (``party_ownership``): dates before it keep the earlier HQ and parent, ``party`` holds the new
+    ones. A future date is refused (record a change once it has happened, so that "today" is always what
+    ``party`` says), as is a date before the party's previous change (history is appended to, never
+    rewritten; the same date as the previous change corrects it). A new party's first HQ and parent are
+    effective from ``effective`` if given, else "always" (:data:`ALWAYS`); a date before a party's first
+    record reads that first record.
 
     Updating a party keeps its parent unless ``parent`` names a new one or ``no_parent`` removes it: the
     parent decides the effective tier, so leaving the option out must never drop it (a Tier 3 ultimate
@@ -117,8 +197,15 @@ def add_party(
         if not _NAMESPACE.fullmatch(ns.strip()):
             raise PolicyError(f"--namespace: {ns[:80]!r} is not a Kubernetes namespace name (lower-case letters, "
                               "digits and '-', starting and ending with a letter or digit, at most 63)")
-    party = s.exec(select(Party).where(Party.name == name)).first()
+    today = utc_today()
+    if effective is not None and effective > today:
+        raise PolicyError(f"--effective: {effective.isoformat()} is after today ({today.isoformat()}, UTC); record "
+                          "an HQ or parent change once it has taken effect")
+    # Before anything of the graph is read: the cycle check below must see every committed edge.
+    lock_for_transaction(s, OWNERSHIP_LOCK)
+    party = s.exec(select(Party).where(Party.name == name).execution_options(populate_existing=True)).first()
     existed = party is not None
+    before: Node | None = (party.name, party.hq, party.parent_id) if party is not None else None
     if hq is not None:
         with named("--hq"):  # the option the operator typed, not the resolver's generic "country"
             code = country_code(hq)
@@ -137,12 +224,48 @@ def add_party(
     if new_address is not None:
         party.address = new_address
     party.updated_at = utcnow()
-    refs = party_refs(s)
+    new_parent_id = parent_row.id if parent_row else None
+    changed = before is None or before[1:] != (code, new_parent_id)
+    when = effective or today
+    nodes = _current(s)
+    history: dict[int, list[Change]] = {}
+    if before is not None and changed:
+        assert party.id is not None
+        history = ownership_history(s)
+        mine = history.get(party.id, [])
+        if mine and when < mine[-1][0]:
+            raise PolicyError(f"--effective: {when.isoformat()} is before {name}'s previous HQ or parent change, "
+                              f"effective {mine[-1][0].isoformat()}; changes are recorded in date order (give "
+                              f"{mine[-1][0].isoformat()} or later)")
+    refs = _refs(nodes)
     refs[name] = PartyRef(name, code, parent_row.name if parent_row else None)
     with named("--parent"):  # only the parent given can close a loop
         ownership_chain(refs, name)  # raises on a cycle before anything is written
+        if party.id is not None and new_parent_id is not None and history:
+            # The new parent applies from `when` on: no date from then to today may have a loop through this
+            # party either (another party's earlier-dated edge may have pointed back at it for a while).
+            new: Node = (name, code, new_parent_id)
+            nodes[party.id] = new
+            history[party.id] = [*history.get(party.id, []), (when, code, new_parent_id)]
+            for day in sorted({when} | {c[0] for rows in history.values() for c in rows if c[0] > when}):
+                ownership_chain(_refs({pid: state_on(n, history.get(pid, []), day)
+                                       for pid, n in nodes.items()}), name)
     s.add(party)
     s.flush()
+    assert party.id is not None
+    if changed:
+        from agent.audit import current_actor
+
+        if before is not None and not s.exec(select(PartyOwnership.id)
+                                             .where(PartyOwnership.party_id == party.id)).first():
+            # A party written without its history (by SQL, or before 0020's backfill ran): its stored state
+            # becomes its first record, so earlier dates keep it.
+            s.add(PartyOwnership(party_id=party.id, hq=before[1], parent_id=before[2], effective_from=ALWAYS,
+                                 recorded_by=current_actor()))
+        s.add(PartyOwnership(party_id=party.id, hq=code, parent_id=new_parent_id,
+                             effective_from=when if before is not None else (effective or ALWAYS),
+                             recorded_by=current_actor()))
+        s.flush()
     displaced: list[dict[str, str]] = []
     for ns in namespaces or []:
         ns = ns.strip()
@@ -176,6 +299,12 @@ def add_party(
                                   "address": party.address}
     if displaced:
         payload["label_mappings_replaced"] = displaced
+    if before is not None and changed:
+        prior = s.get(Party, before[2]) if before[2] is not None else None
+        payload["effective"] = when.isoformat()
+        payload["before"] = {"hq": before[1], "parent": prior.name if prior else None}
+    elif before is None and effective is not None:
+        payload["effective"] = effective.isoformat()
     record(s, actor=current_actor(), action="party.update" if existed else "party.create", subject=f"party:{name}",
            payload=payload)
     return party
@@ -288,8 +417,10 @@ def party_for_namespace(s: Session, namespace: str, cluster: str = "") -> Party 
 
 
 def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple[Party, EffectiveTier]:
+    """The party (its current row) and its effective tier with the HQ and parents in effect on ``as_of``
+    (the tier's ``hq`` is the one of that date)."""
     p = get_party(s, name)
-    return p, effective_tier(packs, party_refs(s), p.name, as_of)
+    return p, effective_tier(packs, party_refs(s, as_of), p.name, as_of)
 
 
 def add_site(

@@ -23,7 +23,7 @@ sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_arg
 def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untyped-def]
     p, eff = svc.party_view(s, registry(), name, d)
     return {
-        "name": p.name, "hq": p.hq, "address": p.address, "parent": eff.chain[1] if len(eff.chain) > 1 else None,
+        "name": p.name, "hq": eff.hq, "address": p.address, "parent": eff.chain[1] if len(eff.chain) > 1 else None,
         "ultimate_parent": eff.ultimate_parent, "effective_tier": eff.tier, "basis": eff.basis,
         "namespaces": svc.namespaces_of(s, p), "as_of": d.isoformat(),
     }
@@ -45,12 +45,18 @@ def add(
     address: str | None = typer.Option(None, "--address", help="Postal address, one line (at most 500 "
                                        "characters), reported with the end user's name; an update without it "
                                        "keeps the stored address, --address '' clears it."),
+    effective: str | None = typer.Option(None, "--effective", help="Date (YYYY-MM-DD, UTC) an HQ or parent "
+                                         "change took effect (default today): earlier dates keep the earlier HQ "
+                                         "and parent. Not in the future, nor before the party's previous change."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Register or update a party (options left out keep their stored values; namespaces are added)."""
+    from policies.packs import parse_date
+
+    day = parse_date(effective, "--effective") if effective is not None else None
     with session_scope(db_url(db)) as s:
         svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
-                      address=address)
+                      address=address, effective=day)
         data = _party_dict(s, name.strip(), as_of(None))
     emit(data, json_)
 

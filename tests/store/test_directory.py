@@ -58,7 +58,7 @@ def test_a_namespace_moved_by_sql_applies_to_the_next_review(url: str) -> None:
     assert lookup(url, "tenant-ae") == ("US Lab", 1)
     with session_scope(url) as s:  # and through the registry: a new parent in a Tier 3 country
         parties.add_party(s, "Macau Holdings", "MO")
-        parties.add_party(s, "US Lab", "US", "Macau Holdings")
+        parties.add_party(s, "US Lab", "US", "Macau Holdings", effective=AS_OF)  # lookups are dated AS_OF
     assert lookup(url, "tenant-ae") == ("US Lab", 3)
     assert lookup(url, "nowhere") == (None, None)
 

@@ -45,7 +45,7 @@ def parties(
     limit: int = Limit, offset: int = Offset,
     s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
-    refs = party_refs(s)
+    refs = party_refs(s, as_of)  # each party's HQ and parent on that date
     rows = []
     for p in s.exec(select(Party).order_by(Party.name)).all():
         if q and q.lower() not in p.name.lower():
@@ -69,6 +69,8 @@ class PartyIn(BaseModel):
     cluster: str = Field(default="", max_length=253, description="Limit the namespace mapping to one cluster.")
     reassign: bool = Field(default=False, description="Move a namespace registered to another party to this one.")
     address: str | None = Field(default=None, description="Postal address, one line, at most 500 characters.")
+    effective: date | None = Field(default=None, description="Date (UTC) the HQ and parent took effect (default: "
+                                   "always); earlier dates read the party's first record.")
 
 
 class PartyPatch(BaseModel):
@@ -82,6 +84,9 @@ class PartyPatch(BaseModel):
     cluster: str = Field(default="", max_length=253)
     reassign: bool = False
     address: str | None = Field(default=None, description="New address; \"\" clears it.")
+    effective: date | None = Field(default=None, description="Date (UTC) an HQ or parent change took effect "
+                                   "(default today): earlier dates keep the earlier ones. Not in the future, "
+                                   "nor before the party's previous change.")
 
 
 # The service speaks the CLI's option names; the API names its JSON fields (see agent.api.fields).
@@ -90,7 +95,7 @@ _PARTY_FIELDS = {"namespace": "namespaces", "no-parent": "no_parent", "country":
 
 def _party_out(s: Session, packs: PackRegistry, name: str, as_of: date) -> dict[str, Any]:
     p, eff = party_view(s, packs, name, as_of)
-    return {"id": p.id, "name": p.name, "hq": p.hq, "address": p.address,
+    return {"id": p.id, "name": p.name, "hq": eff.hq, "address": p.address,
             "parent": eff.chain[1] if len(eff.chain) > 1 else None, "ultimate_parent": eff.ultimate_parent,
             "effective_tier": eff.tier, "basis": eff.basis, "namespaces": namespaces_of(s, p),
             "as_of": as_of.isoformat()}
@@ -118,7 +123,7 @@ def _save_party(s: Session, name: str, hq: str | None, parent: str | None, body:
         check_address(body.address, "address")
     try:
         add_party(s, name, hq, parent.strip() if parent else None, body.namespaces, body.cluster.strip(),
-                  no_parent=no_parent, reassign=body.reassign, address=body.address)
+                  no_parent=no_parent, reassign=body.reassign, address=body.address, effective=body.effective)
     except PolicyError as exc:
         msg = str(exc)
         if msg.startswith("country:"):  # the resolver's generic name for the party's HQ

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -32,6 +32,30 @@ class Party(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+# effective_from of a party's first recorded HQ and parent when the store does not know since when it held them
+# (migration 0020's backfill, a party registered without --effective): "always", as datetime.date.min.
+ALWAYS = date.min
+
+
+class PartyOwnership(SQLModel, table=True):
+    """A party's HQ and parent from ``effective_from`` until its next row (migration 0020).
+
+    ``party`` holds the current state (what the admission path reads for today); these rows are its history,
+    read for an "as of" date before the party's latest change. Rows are only ever added: a same-day correction
+    is a later row with the same date (the higher id wins). Before a party's first row, the first row applies.
+    """
+
+    __tablename__ = "party_ownership"
+    __table_args__ = (Index("ix_party_ownership_party_id_effective_from", "party_id", "effective_from"),)
+    id: int | None = Field(default=None, primary_key=True)
+    party_id: int = Field(foreign_key="party.id")
+    hq: str = Field(max_length=2)
+    parent_id: int | None = Field(default=None, foreign_key="party.id")
+    effective_from: date
+    recorded_at: datetime = Field(default_factory=utcnow)
+    recorded_by: str = Field(max_length=200)
+
+
 class PartyNamespace(SQLModel, table=True):
     """A Kubernetes namespace (optionally per cluster) whose workloads belong to a customer party."""
 
@@ -48,8 +72,8 @@ class PartyNamespace(SQLModel, table=True):
 
 
 class ChangeMarker(SQLModel, table=True):
-    """A counter that store triggers bump whenever a watched table changes (``parties``: party and
-    party_namespace), so a process holding a snapshot of those tables knows when to reload it."""
+    """A counter that store triggers bump whenever a watched table changes (``parties``: party, party_namespace
+    and party_ownership), so a process holding a snapshot of those tables knows when to reload it."""
 
     __tablename__ = "change_marker"
     name: str = Field(primary_key=True, max_length=40)
