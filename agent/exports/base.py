@@ -16,6 +16,19 @@ class ExportError(PolicyError):
     """An export cannot be produced as asked (bad kind, period, format or output directory)."""
 
 
+def check_positions_day(end: date, what: str) -> None:
+    """Refuse an export whose cap positions would be stated for a day after today (``--to``).
+
+    A later day's positions are not known yet: the store would answer with today's holdings, shipments and
+    open reservations, and the signed export would state them as that day's."""
+    from agent.store.tables.core import utc_today
+
+    today = utc_today()
+    if end > today:
+        raise ExportError(f"--to: {end.isoformat()} is after today ({today.isoformat()}); {what} are those in force "
+                          "on --to, which are not known yet for a later day: end the period today or earlier")
+
+
 class ExportUnavailable(ExportError):
     """The data source an export kind reads is not part of this build yet."""
 

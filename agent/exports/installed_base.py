@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import and_, exists, or_, select
 from sqlmodel import Session
 
-from agent.exports.base import Chart, ExportError, Report, Table, provision_dict, stream, tier_lookup
-from agent.store.tables.core import Holding, Party, Site, utc_today
+from agent.exports.base import Chart, Report, Table, check_positions_day, provision_dict, stream, tier_lookup
+from agent.store.tables.core import Holding, Party, Site
 from agent.store.tables.inventory import HoldingPeriod
 from policies.packs import PackRegistry
 
@@ -123,13 +123,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
     # The installed base is what is in force at the end of the reporting period; the period itself (the
     # semiannual report's) is what the export covers, and holdings first received in it are counted.
     as_of = end
-    today = utc_today()
-    if end > today:
-        # A later day's installed base is not known yet: the store would answer with today's holdings and
-        # today's open reservations, and the signed export would state them as the positions on that day.
-        raise ExportError(f"--to: {end.isoformat()} is after today ({today.isoformat()}); the installed base "
-                          "and cap positions are those in force on --to, which are not known yet for a later "
-                          "day: end the period today or earlier")
+    check_positions_day(end, "the installed base and cap positions")
     tier_of = tier_lookup(packs, as_of)
     report = Report(kind="installed-base", title="Installed base and VEU cap positions", start=start, end=end,
                     as_of=as_of, subject=authorization or "")

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import extract, func, select
 from sqlmodel import Session
 
-from agent.exports.base import Chart, Report, Table, provision_dict, stream, tier_lookup
+from agent.exports.base import Chart, Report, Table, check_positions_day, provision_dict, stream, tier_lookup
 from agent.store.tables.core import Party
 from policies.packs import PackRegistry
 
@@ -33,6 +33,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     from policies import caps as core
     from policies.caps import exact
 
+    check_positions_day(end, "the Tier 2 allocation and LPP positions")
     sh, pa = Shipment.__table__, Party.__table__  # type: ignore[attr-defined]
     au = VeuAuthorization.__table__  # type: ignore[attr-defined]
     tier_of = tier_lookup(packs, end)

@@ -61,3 +61,19 @@ def test_api_installed_base_to_after_today_is_a_422_naming_to(db_url: str, packs
     r = client.get("/api/v1/exports/installed-base", params={"from": "2026-01-01", "to": utc_today().isoformat(),
                                                              "format": ["json"]})
     assert r.status_code == 200, r.text
+
+
+def test_cli_shipments_to_after_today_is_refused_naming_to_as_its_allocation_positions_are_that_days(
+        db_url: str, packs: PackRegistry, tmp_path: Path, veuctl) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(db_url) as s:
+        seed(s, packs)
+    today = utc_today()
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    rc, _, err = veuctl("export", "shipments", "--from", "2026-01-01", "--to", tomorrow, "--out",
+                        str(tmp_path / "x"), "--db", db_url)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: --to: {tomorrow} is after today ({today.isoformat()}); the Tier 2 "), err
+    assert not (tmp_path / "x").exists() and _exports_recorded(db_url) == 0
+    rc, _, err = veuctl("export", "shipments", "--from", "2026-01-01", "--to", today.isoformat(), "--format",
+                        "json", "--out", str(tmp_path / "x"), "--db", db_url)
+    assert rc == 0, err
