@@ -516,6 +516,10 @@ def _whatif(
     src = _site(s, site)
     check_nveu_covers(a, src.country, "--site", src.name)
     dst: Site | None = None
+    if op != "move" and to_site:
+        # Only a move has a destination: an add or retire with one was most likely meant as a move.
+        raise PolicyError(f"--to: only a move has a destination site; {op} changes --site ({src.name}) alone "
+                          "(use --move to move chips)")
     if op == "move":
         if not to_site:
             raise PolicyError("--to: a move needs the destination site")

@@ -388,7 +388,8 @@ async def whatif_run(
         result = svc.whatif(
             s, packs, str(form.get("authorization", "")), op=str(form.get("op", "add")),  # type: ignore[arg-type]
             n=_form_int(form, "n"), chip_name=str(form.get("chip", "")), site=str(form.get("site", "")),
-            to_site=str(form.get("to_site") or "") or None, as_of=d,
+            # The destination field stays in the form (hidden) when the operation is switched from move.
+            to_site=(str(form.get("to_site") or "") or None) if form.get("op") == "move" else None, as_of=d,
             owner=str(form.get("owner") or "") or None, operator=str(form.get("operator") or "") or None,
         )
     except PolicyError as exc:
