@@ -52,6 +52,10 @@ class GcpConfig(SourceConfig):
     api_endpoint: str | None = None
     anonymous: bool = Field(False, description="No credentials (only for a local test endpoint).")
     page_size: int = Field(500, ge=1, le=500)
+    # The client library retries a 503 or a deadline on each page for up to 600 s by default: one unavailable
+    # project would hold the whole sync for ten minutes before failing its scope.
+    retry_seconds: float = Field(120.0, gt=0, le=600, description="Longest a page is retried (503, deadline).")
+    request_timeout: float = Field(60.0, gt=0, le=600, description="Seconds per page request.")
 
 
 def _last(url: str) -> str:
@@ -122,7 +126,12 @@ class GcpCollector(Collector):
 
         req = compute_v1.AggregatedListInstancesRequest(project=p.id, max_results=self.config.page_size)
         owner, operator = p.owner or self.config.owner, p.operator or self.config.operator
-        pager = client.aggregated_list(request=req)
+        from google.api_core import exceptions as gexc
+        from google.api_core.retry import Retry, if_exception_type
+
+        retry = Retry(predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded), initial=1.0,
+                      maximum=10.0, timeout=self.config.retry_seconds)
+        pager = client.aggregated_list(request=req, retry=retry, timeout=self.config.request_timeout)
         for page in pager.pages:
             raw = type(page).to_dict(page, preserving_proto_field_name=False)
             if raw.get("unreachables"):

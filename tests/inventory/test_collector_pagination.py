@@ -224,6 +224,22 @@ def test_gcp_server_error_on_a_later_page_fails_the_project_and_retires_nothing(
     assert set(_live(store)) == before - {"b/2"}
 
 
+def test_gcp_a_project_answering_503_fails_within_retry_seconds_not_the_librarys_ten_minutes(
+    gce: ComputeFake, store: str,
+) -> None:
+    import time
+
+    gce.instances["a"] = [instance("a", f"vm{i}", "us-central1-a", "a3-highgpu-8g", iid=100 + i) for i in range(7)]
+    gce.fail_on_page_token["a"] = 503
+    collector = build("gcp", {"api_endpoint": gce.url, "anonymous": True, "page_size": 3, "retry_seconds": 2,
+                              "projects": [{"id": "a", "owner": "Acme Cloud", "operator": "Acme Ops"}]})
+    started = time.monotonic()
+    summary = sync(collector, store)
+    assert time.monotonic() - started < 30
+    assert summary.status == "failed" and "503" in (summary.scopes[0].error or ""), summary.as_dict()
+    assert sum("pageToken" in r for r in gce.requests) >= 2  # retried, within the bound
+
+
 # --- AWS -----------------------------------------------------------------------------------------------
 
 
