@@ -320,27 +320,36 @@ _RELATED = sa_select(
     literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("jobs"),
     literal(0).label("models"),
 ).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE))
+_C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
+# The customer's lineages whose red-flag-28 inquiry is on record (a resolved case, not expired): their jobs
+# were asked about and answered, so they are not summed again into the customer-wide total. Counting them held
+# every later job of the customer, of any model, under a customer-aggregate case as soon as one model was
+# answered. (Training on a published model is answered under the derivative's name, which its decisions do not
+# carry: those jobs still count, the cautious side.)
+_ANSWERED = sa_select(_C.c.model_key).where(
+    _C.c.customer_name == bindparam("customer"), _C.c.status == literal_column("'resolved'"),
+    _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
 # The customer-wide sum across model names rides on the same round trip: one row (agg = 1) after the
-# lineage's rows, each job counted once at its largest admitted estimate, this job excluded.
+# lineage's rows, each job counted once at its largest admitted estimate, this job and answered lineages excluded.
 _PER_JOB = sa_select(
     _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
 ).where(*_ADMITTED, _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
-        _D.c.job_ref != bindparam("job")).group_by(_D.c.job_ref).subquery("per_job")
+        _D.c.job_ref != bindparam("job"), _D.c.model_key.not_in(_ANSWERED)).group_by(_D.c.job_ref).subquery("per_job")
 _RELATED_AND_LOAD = union_all(_RELATED, sa_select(
     literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(_PER_JOB.c.ops), 0.0),
     cast(null(), _SINCE_TYPE), func.count(), func.count(distinct(_PER_JOB.c.mk)),
 ))
 
 
-def related_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str, agg_days: int
-                  ) -> tuple[Any, dict[str, Any]]:
+def related_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str, agg_days: int,
+                  now: datetime) -> tuple[Any, dict[str, Any]]:
     """The statement (and parameters) reading the customer's admitted jobs for this lineage since ``since``
     and, when the customer-wide window is on (``agg_days`` > 0), its load across every model name since
     ``agg_since``: read them with :func:`related_from`."""
     params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since}
     if agg_days <= 0:
         return _RELATED, params
-    return _RELATED_AND_LOAD, {**params, "agg_since": agg_since, "job": job}
+    return _RELATED_AND_LOAD, {**params, "agg_since": agg_since, "job": job, "now": now}
 
 
 def related_from(rows: list[tuple[Any, ...]], agg_days: int) -> tuple[list[RelatedJob], CustomerLoad | None]:
@@ -361,7 +370,6 @@ def _best_per_job(rows: Any) -> list[RelatedJob]:
     return list(best.values())
 
 
-_C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
 _CURRENT_CASE = sa_select(
     _C.c.id, _C.c.status, _C.c.export_intent, _C.c.licence_number, _C.c.customer_informed, _C.c.resolved_by,
     _C.c.expires_at, _C.c.jobs, _C.c.estimate_operations, _C.c.threshold,
@@ -702,7 +710,7 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
             lineage_at[names] = len(queries)
             queries.append(q)
         plan.append((r, names, len(queries)))
-        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days))
+        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, now))
     wanted = {lock_key("customer", r.customer) for r in group if not r.rr.dry_run} - locked
     reserved, rows = reserve_ids(s, _DECISION_TABLE, ids, reads=queries, locks=sorted(wanted))
     locked |= wanted
@@ -736,7 +744,7 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
             declared, key = req.declared, scoped
             # Read for the other party's lineage name: read again for this one.
             r.related, r.load = related_from(fetch_all(s, *related_query(
-                r.customer, key, since, agg_since, req.job_ref, agg_days)), agg_days)
+                r.customer, key, since, agg_since, req.job_ref, agg_days, now)), agg_days)
     named = records.get(key)
     if party is not None and named is not None and named.is_published(as_of):
         # The customer's training on a published model is its derivative (metering charges it there too).

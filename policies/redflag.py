@@ -196,7 +196,8 @@ class RelatedJob:
 
 @dataclass(frozen=True)
 class CustomerLoad:
-    """All of a customer's admitted training jobs inside the aggregate window, whatever model they name."""
+    """All of a customer's admitted training jobs inside the aggregate window, whatever model they name, but
+    those of lineages whose inquiry is on record (a resolved, unexpired case: asked about and answered)."""
 
     operations: float  # the sum of each job's largest admitted estimate (this job excluded)
     jobs: int
@@ -585,7 +586,8 @@ def _aggregate_hold(
     why.append(
         f"customer aggregate: {load.jobs} other admitted job(s) of {cust_name or 'this customer'} across "
         f"{load.models} model name(s) within {load.window_days} days ({SETTINGS}.customer_aggregate_window_days) "
-        f"total {sci(load.operations)}; with this job {total_text} {rules.comparison} {threshold_text}"
+        f"total {sci(load.operations)}; with this job {total_text} {rules.comparison} {threshold_text} (lineages "
+        "whose red-flag-28 inquiry is on record are not counted)"
     )
     held = (
         f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) has admitted "

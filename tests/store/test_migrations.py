@@ -47,7 +47,8 @@ def test_a_customers_admitted_jobs_are_summed_from_the_admitted_index_alone(pg_u
     from agent.store.db import _bind
 
     now = datetime.now(UTC)
-    stmt, params = related_query("acme", "llm", now - timedelta(days=90), now - timedelta(days=90), "ns/Job/x", 90)
+    stmt, params = related_query("acme", "llm", now - timedelta(days=90), now - timedelta(days=90), "ns/Job/x", 90,
+                                 now)
     with Session(get_engine(pg_url)) as s:
         conn = s.connection()
         sql, bound = _bind(conn, stmt, params)
