@@ -273,7 +273,7 @@ def add_party(
             select(PartyNamespace).where(PartyNamespace.namespace == ns, PartyNamespace.cluster == cluster)
         ).first()
         if existing is None:
-            s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id))  # type: ignore[arg-type]
+            s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id))
         else:
             if existing.party_id != party.id and existing.source == REGISTRY and not reassign:
                 # The namespace decides whose jobs these are: moving it changes every later decision there.
@@ -281,7 +281,7 @@ def add_party(
                 where = f" in cluster {cluster}" if cluster else ""
                 raise Conflict(f"--namespace: {ns}{where} is registered to {owner.name if owner else '?'}; "
                                "pass --reassign to move it to this party")
-            existing.party_id = party.id  # type: ignore[assignment]
+            existing.party_id = party.id
             existing.source = REGISTRY  # the operator's word now, whatever a label said
             s.add(existing)
         if not cluster:
