@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from policies.errors import PolicyError
+from policies.errors import NotInEffect, PolicyError
 from policies.packs import parse_as_of
 
 # Output read by a program or kept in a file (not a terminal, no COLUMNS set) is as wide as its longest line:
@@ -87,14 +88,101 @@ def db_url(opt: str | None) -> str | None:
     return opt or None
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line of printable text: a value echoed in an error (a name typed with a newline, an escape
+    sequence, a NUL) is shown escaped (``ab\\ncd``) instead of breaking the error line or driving the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
+
+
+def _option_of(argv: list[str], i: int) -> str | None:
+    """The option the command-line word ``argv[i]`` is the value of (``--x v`` or ``--x=v``), else None."""
+    word = argv[i]
+    if word.startswith("--") and "=" in word:
+        return word.partition("=")[0]
+    if i > 0 and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and argv[i - 1] != "--":
+        return argv[i - 1]
+    return None
+
+
+def _not_utf8(argv: list[str]) -> str | None:
+    """An error naming the first command-line word that is not UTF-8 text, else None.
+
+    Bytes that do not decode reach Python as lone surrogates (PEP 383): no store can keep them, and they failed
+    at the first write or query as a traceback."""
+    for i, word in enumerate(argv):
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            where = _option_of(argv, i) or f"argument {i + 1}"
+            bad = word[exc.start]
+            byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"character {bad!a}"
+            return (f"{where}: not valid UTF-8 text ({byte} at position {exc.start}); check the terminal's or "
+                    "the script's encoding")
+    return None
+
+
+def _too_large(argv: list[str]) -> str:
+    """The error for an OverflowError, naming the option given a whole number past 64 bits (what the store holds)
+    or a day at the very end (or start) of the calendar, from which a deadline or a window has no date."""
+    for i, word in enumerate(argv):
+        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        if value.lstrip("+-").isdigit() and len(value) < 4300 and abs(int(value)) >= 2**63:
+            where = _option_of(argv, i) or f"argument {i + 1}"
+            return (f"{where}: {value[:30]}{'...' if len(value) > 30 else ''}: too large for the store (ids, limits "
+                    "and offsets are 64-bit integers)")
+    for i, word in enumerate(argv):
+        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        if re.fullmatch(r"(9999|0001)-\d\d-\d\d", value):
+            return (f"{_option_of(argv, i) or f'argument {i + 1}'}: {value} is too near the end of the calendar to "
+                    "count days from")
+    return "a number given is too large for the store (ids, limits and offsets are 64-bit integers)"
+
+
+def _named(exc: PolicyError, argv: list[str]) -> str:
+    """The error's message, starting with the option that gave the date when the rules are not in effect on it.
+
+    The packs name the provision (``eccn-3a090: not in effect on 0001-01-01``); the user typed ``--as-of`` (or
+    ``--on``, ``--date``): the option whose value is that day is the one at fault."""
+    text = str(exc)
+    m = re.search(r"not in effect on (\d{4}-\d{2}-\d{2})", text)
+    if not isinstance(exc, NotInEffect) or text.startswith("--") or m is None:
+        return text
+    for i, word in enumerate(argv):
+        opt = _option_of(argv, i)
+        if opt is not None and opt.startswith("--") and word.partition("=")[2 if word.startswith("--") else 0] == m[1]:
+            return f"{opt}: {text}"
+    return text
+
+
+def _too_long(argv: list[str], detail: str) -> str | None:
+    """An error naming the option whose text is longer than the store's column (PostgreSQL's ``value too long for
+    type character varying(200)``), else None. SQLite keeps any length, so only PostgreSQL said it, and it read as a
+    complaint about --db."""
+    m = re.search(r"value too long for type character varying\((\d+)\)", detail)
+    if m is None:
+        return None
+    limit = int(m[1])
+    for i, word in enumerate(argv):
+        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        if len(value) > limit:
+            where = _option_of(argv, i) or f"argument {i + 1}"
+            return f"{where}: at most {limit} characters of text (got {len(value)}); nothing was written"
+    return f"a value given is longer than the store keeps (at most {limit} characters); nothing was written"
+
+
 def run_app(app: typer.Typer) -> int:
     """Run the Typer app, turning user errors into one line on stderr and exit code 2."""
+    bad_text = _not_utf8(sys.argv[1:])
+    if bad_text is not None:
+        sys.stderr.write(f"error: {one_line(bad_text)}\n")
+        return 2
     try:
         rc = app(standalone_mode=False)
         # standalone_mode=False makes click return (not raise) the code of a `typer.Exit(n)`.
         return rc if isinstance(rc, int) else 0
     except PolicyError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {one_line(_named(exc, sys.argv[1:]))}\n")
         return 2
     # Typer 0.2x raises its own copy of click's exceptions (typer.TyperException is their public base);
     # older Typer raises click's.
@@ -106,7 +194,7 @@ def run_app(app: typer.Typer) -> int:
     except (click.ClickException, typer.TyperException) as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if message:  # no arguments at all: the help was the answer
-            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.write(f"error: {one_line(message)}\n")
         return 2
     except UnicodeDecodeError as exc:
         # A file argument that is not UTF-8 text (a spreadsheet saved as UTF-16, a binary): nothing was read.
@@ -115,16 +203,22 @@ def run_app(app: typer.Typer) -> int:
         return 2
     except OverflowError:
         # A number past what the store holds (a 23-digit id or limit): no row can have it.
-        sys.stderr.write("error: a number given is too large for the store (ids, limits and offsets are "
-                         "64-bit integers)\n")
+        sys.stderr.write(f"error: {one_line(_too_large(sys.argv[1:]))}\n")
         return 2
     except Exception as exc:
         # Only a command that used the store can have hit it unavailable (and imported SQLAlchemy to do so).
         sa_exc = sys.modules.get("sqlalchemy.exc")
         if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
-            sys.stderr.write(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}\n")
+            first = one_line(str(exc.orig).strip().splitlines()[0])
+            sys.stderr.write(f"error: database unavailable: {first}\n")
             return 1
+        if sa_exc is not None and isinstance(exc, sa_exc.DataError):
+            long_text = _too_long(sys.argv[1:], str(exc.orig))
+            if long_text is not None:
+                sys.stderr.write(f"error: {one_line(long_text)}\n")
+                return 2
         if sa_exc is not None and isinstance(exc, sa_exc.DatabaseError):
-            sys.stderr.write(f"error: --db: not a usable database: {str(exc.orig).strip().splitlines()[0]}\n")
+            first = one_line(str(exc.orig).strip().splitlines()[0])
+            sys.stderr.write(f"error: --db: not a usable database: {first}\n")
             return 2
         raise

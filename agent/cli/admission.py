@@ -90,8 +90,14 @@ def controllers(
 
     Uses the in-cluster service account, else KUBECONFIG / ~/.kube/config.
     """
+    import math
     import time as _time
 
+    if not (math.isfinite(meter_interval) and meter_interval > 0):
+        # Unchecked, the loop below met it only after a pass against the cluster: a negative interval ended metering
+        # with a traceback (time.sleep refuses it), inf as "too large for the store", and 0 or nan (time.sleep
+        # returns at once) spun passes against the API server.
+        raise UsageError(f"--interval: {meter_interval:g} is not a positive number of seconds")
     if metrics_port is not None and not 0 < metrics_port < 65536:
         raise UsageError(f"--metrics-port: {metrics_port} is not a TCP port (1-65535)")
 

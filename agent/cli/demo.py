@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 import tempfile
 from pathlib import Path
 
 import typer
 
-from agent.cli._common import JsonOpt, emit
+from agent.cli._common import JsonOpt, UsageError, emit
 
 
 def demo(
@@ -32,11 +33,18 @@ def demo(
     path = db or Path(tempfile.mkdtemp(prefix="veu-demo-")) / "demo.db"
     if path.exists():
         raise typer.BadParameter(f"--db: {path} exists; the demo seeds a new database")
+    if serve or port == 0:
+        # Checked before seeding: a host that does not resolve or is not this machine's failed after the database
+        # was created and seeded, as a socket traceback.
+        try:
+            port = svc.free_port(host) if port == 0 else port
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:  # ValueError: UnicodeError, a label longer than DNS allows
+            raise UsageError(f"--host: {host!r} is not an address of this machine to listen on "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
     url = f"sqlite:///{path.resolve()}"
     os.environ["VEU_AUTH"] = auth  # read by the app's auth middleware at start-up
     summary = svc.seed(url)
-    if port == 0:
-        port = svc.free_port(host)
     summary["database"] = url
     if auth == "token":
         summary["token"] = svc.create_demo_token(url)

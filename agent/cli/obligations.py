@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from agent import obligations as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, err_console, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, err_console, table
 from agent.cli._options import option
 from agent.packs import registry
 from agent.store import session_scope
@@ -322,9 +322,30 @@ def notify(
             setattr(cfg, k, v)
     if not cfg.channels():
         raise PolicyError("--webhook-url/--smtp-host: no notification channel configured (VEU_NOTIFY_*)")
+    _check_channels(webhook_url, smtp_host)
     with session_scope(db_url(db)) as s:
         data = svc.send_reminders(s, registry(), as_of(as_of_), cfg)
     emit(data, json_)
+
+
+def _check_channels(webhook_url: str | None, smtp_host: str | None) -> None:
+    """A webhook URL or SMTP host that no request can be made to, refused before anything is sent or recorded: an
+    address with a control character or no http(s) scheme, or a host name longer than DNS allows, was a traceback
+    from the HTTP or SMTP library (not the per-channel failure a refused connection is)."""
+    import httpx
+
+    if webhook_url is not None:
+        try:
+            url = httpx.URL(webhook_url)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UsageError(f"--webhook-url: {webhook_url!r} is not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(f"--webhook-url: {webhook_url!r} is not an http:// or https:// URL with a host")
+    if smtp_host is not None:
+        labels = smtp_host.rstrip(".").split(".")
+        if (not smtp_host.strip() or len(smtp_host) > 253 or not smtp_host.isprintable() or " " in smtp_host
+                or any(not 0 < len(x) <= 63 for x in labels)):
+            raise UsageError(f"--smtp-host: {smtp_host!r} is not a host name or address")
 
 
 @deadlines_app.command("notifications")
