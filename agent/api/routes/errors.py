@@ -41,6 +41,8 @@ def setup(app: FastAPI) -> None:
 
             return refused_page(req, 404, "Not found", f"There is no dashboard page at {req.url.path[:200]}.",
                                 "Use the navigation above, or go back to the caps overview.")
+        if exc.status_code == 400 and exc.detail == _UNPARSED_BODY:
+            return _unparsed_body(exc.__cause__)
         if isinstance(exc.detail, str):
             exc.detail = api_detail(exc.detail, route_renames(req))
         return await http_exception_handler(req, exc)
@@ -86,9 +88,63 @@ def setup(app: FastAPI) -> None:
         if "detail" in props and "anyOf" not in props["detail"]:
             props["detail"] = {"title": "Detail", "anyOf": [
                 props["detail"], {"type": "string", "description": "The field at fault and how to fix it"}]}
+        _document_errors(spec)
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# FastAPI's answer when a JSON body cannot be decoded at all (not UTF-8, nested past the recursion limit): a 400
+# that names nothing; the exception it raised is its __cause__.
+_UNPARSED_BODY = "There was an error parsing the body"
+
+
+def _unparsed_body(cause: BaseException | None) -> JSONResponse:
+    if isinstance(cause, UnicodeDecodeError):  # the same answer as the UnicodeDecodeError handler's
+        return JSONResponse(status_code=422,
+                            content={"detail": f"body: not UTF-8 text (byte {cause.start}: {cause.reason})"})
+    if isinstance(cause, RecursionError):
+        return JSONResponse(status_code=400, content={"detail": "body: JSON nested too deeply to parse"})
+    reason = f" ({type(cause).__name__})" if cause is not None else ""
+    return JSONResponse(status_code=400, content={"detail": f"body: cannot be parsed{reason}"})
+
+
+ERROR_SCHEMA = {"title": "ErrorDetail", "type": "object", "required": ["detail"],
+                "properties": {"detail": {"title": "Detail", "type": "string",
+                                          "description": "The field at fault and how to fix it"}}}
+# The error answers every operation of the API may give besides its 2xx and 422 (FastAPI documents only those):
+# described so that a client (and a contract test) knows them and the shape of their body.
+_ERRORS = {
+    "400": "The body cannot be parsed (e.g. JSON nested too deeply)",
+    "401": "Authentication required, or the credential is not valid",
+    "403": "The caller's role may not do this",
+    "404": "A record the request names is not registered",
+    "409": "The request clashes with a stored record",
+    "413": "The body is larger than the limit",
+    "503": "The store is unavailable; retry later",
+}
+_WRITES = {"post", "put", "patch", "delete"}
+
+
+def _document_errors(spec: dict[str, Any]) -> None:
+    spec.setdefault("components", {}).setdefault("schemas", {}).setdefault("ErrorDetail", ERROR_SCHEMA)
+    ref = {"$ref": "#/components/schemas/ErrorDetail"}
+    for path, operations in spec.get("paths", {}).items():
+        for method, op in operations.items():
+            if method not in _WRITES | {"get", "head", "options"}:
+                continue
+            if path == "/validate":  # the webhook: a review it cannot read, or too large a one (both a 400)
+                codes = {"400"}
+            else:
+                codes = {"401", "403", "404", "503"}
+                if method in _WRITES:
+                    codes.add("409")
+                if "requestBody" in op:
+                    codes |= {"400", "413"}
+            responses = op.setdefault("responses", {})
+            for code in sorted(codes):
+                responses.setdefault(code, {"description": _ERRORS[code],
+                                            "content": {"application/json": {"schema": ref}}})
 
 
 def _names_the_path(req: Request, exc: Exception) -> bool:
