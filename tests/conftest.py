@@ -27,6 +27,15 @@ def _auth_off_unless_asked(request: pytest.FixtureRequest, monkeypatch: pytest.M
         monkeypatch.setenv("VEU_AUTH", "token")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The test run's default data folder (the signing key, the embedded database) is its own: a command run without
+    --db or a key file otherwise wrote ~/.local/share/veu-governor on the developer's machine."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def packs() -> PackRegistry:
     return load_registry()
