@@ -42,7 +42,7 @@ def test_a_failed_metering_pass_is_logged_and_the_next_pass_runs(
     monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
     monkeypatch.setattr(controllers.metering, "Meter", FlakyMeter)
     monkeypatch.setattr(time, "sleep", sleep)
-    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--interval", "0"])
+    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--interval", "0.01"])
     with pytest.raises(_Stop):
         run_app(app)
     assert ticks == ["tick", "tick", "tick"]  # the first pass failed; metering went on
@@ -82,7 +82,7 @@ def test_the_meters_counters_are_served_on_the_metrics_port(monkeypatch: pytest.
     monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
     monkeypatch.setattr(controllers.metering, "Meter", QuietMeter)
     monkeypatch.setattr(time, "sleep", sleep)
-    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--interval", "0",
+    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--interval", "0.01",
                                       "--metrics-port", str(port), "--metrics-host", "127.0.0.1"])
     with pytest.raises(_Stop):
         run_app(app)
