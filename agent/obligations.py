@@ -566,27 +566,49 @@ def remove_weights(s: Session, model: str, site: str, actor: str | None = None) 
 ACCESS_COLUMNS = ("timestamp", "model", "principal", "action")
 
 
-def import_access_log(s: Session, text: str, source: str, actor: str | None = None) -> dict[str, int]:
-    """Import an access-log CSV (timestamp, model, principal, action[, device, site]); all rows or none."""
-    reader = csv.DictReader(io.StringIO(text))
+# Column widths of weight_access: a longer value is refused naming its row and column (PostgreSQL refused the whole
+# import with a DataError naming neither; SQLite kept it whole).
+_ACCESS_WIDTHS = {"model": 200, "principal": 300, "action": 40, "device": 300, "site": 200}
+
+
+def _access_rows(reader: csv.DictReader[str], source: str) -> list[WeightAccess]:
     missing = [c for c in ACCESS_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise PolicyError(f"{source}: the access-log CSV lacks column(s) {', '.join(missing)}; "
                           f"required: {', '.join(ACCESS_COLUMNS)} (optional: device, site)")
-    parsed = []
-    for n, r in enumerate(reader, start=2):
+    parsed: list[WeightAccess] = []
+    rows = iter(reader)
+    while True:
+        read_to = reader.line_num
+        try:
+            r = next(rows)
+        except StopIteration:
+            return parsed
+        except csv.Error as exc:
+            # The csv module's own refusals (a field past its size limit): bad input naming the line after the last
+            # record read, not a server fault; nothing was added (the import is all rows or none).
+            raise PolicyError(f"{source}:{read_to + 1}: not a readable CSV ({str(exc)[:200]})") from None
+        n = reader.line_num  # the file's line (a quoted field may span lines; blank lines are skipped)
         try:
             ts = datetime.fromisoformat(str(r["timestamp"]).strip().replace("Z", "+00:00"))
         except ValueError:
-            raise PolicyError(f"{source}:{n}: timestamp {r['timestamp']!r} is not ISO 8601") from None
+            raise PolicyError(f"{source}:{n}: timestamp {str(r['timestamp'])[:60]!r} is not ISO 8601") from None
         if ts.tzinfo is None:
             raise PolicyError(f"{source}:{n}: timestamp {r['timestamp']!r} has no timezone; add Z or +00:00")
         if not (r["model"] or "").strip() or not (r["principal"] or "").strip():
             raise PolicyError(f"{source}:{n}: model and principal are required")
+        values = {c: (r.get(c) or "").strip() for c in _ACCESS_WIDTHS}
+        for column, width in _ACCESS_WIDTHS.items():
+            if len(values[column]) > width:
+                raise PolicyError(f"{source}:{n}: {column} is {len(values[column])} characters; at most {width}")
         parsed.append(WeightAccess(
-            model=r["model"].strip(), principal=r["principal"].strip(), action=(r["action"] or "read").strip(),
-            device=(r.get("device") or "").strip(), site=(r.get("site") or "").strip(),
-            accessed_at=ts.astimezone(UTC), source=source[:500]))
+            model=values["model"], principal=values["principal"], action=values["action"] or "read",
+            device=values["device"], site=values["site"], accessed_at=ts.astimezone(UTC), source=source[:500]))
+
+
+def import_access_log(s: Session, text: str, source: str, actor: str | None = None) -> dict[str, int]:
+    """Import an access-log CSV (timestamp, model, principal, action[, device, site]); all rows or none."""
+    parsed = _access_rows(csv.DictReader(io.StringIO(text, newline="")), source)
     added = skipped = 0
     for w in parsed:
         dup = s.exec(select(WeightAccess).where(
