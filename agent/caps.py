@@ -345,6 +345,7 @@ def placements(
 
 def reservation_placements(
     s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None, *, planning: bool = False,
+    due_by: date | None = None,
 ) -> list[Placement]:
     """The reservations holding headroom on ``as_of``, as placements.
 
@@ -353,6 +354,9 @@ def reservation_placements(
     them since. Today or later, and whenever ``planning`` (a what-if, a new reservation: headroom is spent
     now, whatever date the plan is for), the reservations active now. None from its expiry day on, except
     that planning for a later date counts every reservation still holding headroom today.
+
+    ``due_by``: only the reservations planned for that day or earlier (an NVEU's installed base on a date: chips
+    planned for a later quarter are not installed by then, and that quarter's allocation is theirs).
     """
     today = utcnow().date()
     # Planning for a later date: a reservation that still holds headroom today counts even if it lapses before
@@ -369,6 +373,8 @@ def reservation_placements(
             or_(col(Reservation.closed_at).is_(None), col(Reservation.closed_at) > at))
     if authorization_id is not None:
         q = q.where(Reservation.authorization_id == authorization_id)
+    if due_by is not None:
+        q = q.where(col(Reservation.planned_for) <= due_by)
     sites, parties = _names(s)
     out = []
     for r in s.exec(q.order_by(Reservation.id)).all():
@@ -401,8 +407,11 @@ def caps_for(
         fleet = list(base) if base is not None else placements(s, packs, on, with_ids=with_ids)
         if include_reservations:
             # Every authorization's reservations: each cap counts the planned placements it covers (a group's
-            # UVEUs share one owned base, an NVEU holder's chips count whichever plan reserved them).
-            fleet += reservation_placements(s, packs, on)
+            # UVEUs share one owned base, an NVEU holder's chips count whichever plan reserved them). An NVEU's
+            # allocation caps the installed base of each quarter: a plan for a later quarter was checked against
+            # that quarter's allocation when it was reserved, and counting it against this date's smaller one
+            # showed the NVEU over today. (UVEU shares count every open plan: planning spends headroom now.)
+            fleet += reservation_placements(s, packs, on, due_by=on if a.kind == "nveu" else None)
         return core.authorization_caps(packs, party_refs(s, as_of), to_core(s, a), fleet, as_of)
 
 
@@ -746,6 +755,9 @@ def add_shipment(
     nor to an entity headquartered there (Supp. No. 10 to part 748 ¶4.a).
     """
     d = parse_date(day, "--date") if isinstance(day, str) else day
+    if d > utc_today():
+        # A shipment is recorded once made (as a filing or a grant): a date ahead (2999 for 2025) is a typo.
+        raise PolicyError(f"--date: {d} is after today; record a shipment once it is made")
     via = _via(via)
     _shipment_count(count)
     value = shipment_value(value_usd)
