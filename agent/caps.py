@@ -35,6 +35,7 @@ from agent.store.tables.inventory import HoldingPeriod
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
+from policies.compute import MAX_CHIPS  # a what-if N, a reservation, a shipment
 from policies.errors import NotInEffect, PolicyError, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
@@ -42,10 +43,6 @@ from policies.parties import PartyRef, effective_tier
 
 Op = Literal["add", "move", "retire"]
 MAX_LISTED_HOLDINGS = 50_000
-# A sanity bound on a count of chips typed by a person (what-if N, a reservation, a shipment), not a rule
-# threshold: the largest fleets hold on the order of a million accelerators, so ten million in one change is a
-# typo (or 1e300), not a plan. The API's request models use the same bound.
-MAX_CHIPS = 10_000_000
 # The same kind of bound on a shipment's value in US dollars (ten trillion): a typo, not a shipment.
 MAX_VALUE_USD = 1e13
 MAX_NOTE = 500  # characters of a reservation's note (reservation.note)

@@ -49,7 +49,7 @@ from agent.store.tables.ledger import (
     MeteredUsage,
 )
 from policies import compute
-from policies.compute import Estimate, EstimationDefaults, PeakRates
+from policies.compute import MAX_CHIPS, Estimate, EstimationDefaults, PeakRates
 from policies.errors import EstimateError, PartyError, PolicyError, UnknownAccelerator, cli_word
 from policies.ledger import (
     DEFAULT_REGIME,
@@ -207,10 +207,18 @@ def estimate(
         peak = accelerator(chip)
     except UnknownAccelerator as exc:  # the catalog names the value it does not know: say which input gave it
         raise UnknownAccelerator(f"chip: {str(exc).removeprefix('name: ')}") from None
-    return compute.hardware(
+    est = compute.hardware(
         defaults, peak, count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
         precision=precision,
     )
+    if count is not None and not isinstance(count, bool) and math.isfinite(count) and count > MAX_CHIPS:
+        # 1e30 chips (a typo, an exponent too many) gave a finite estimate far past 1e26: recorded in the ledger,
+        # it made the lineage 4E091. Checked once the estimate is made, so that an overflow still says so. The
+        # admission path's estimate (the chips a pod asks for) does not come through here.
+        shown = f"{count:,.0f}" if count < 1e12 else compute.sci(count)
+        raise EstimateError(f"count: {shown} chips is more than any fleet holds; give at most {MAX_CHIPS:,} (the "
+                            "chips the run used at once)")
+    return est
 
 
 # ------------------------------------------------------------------------------------------------ writes

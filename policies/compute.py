@@ -25,6 +25,10 @@ from policies.packs import PackRegistry
 
 ESTIMATION_DEFAULTS = "estimation-defaults"
 SECONDS_PER_HOUR = 3600.0
+# A sanity bound on a count of chips typed by a person (a training run's chips, what-if N, a reservation, a
+# shipment), not a rule threshold: the largest fleets hold on the order of a million accelerators, so ten million
+# at once is a typo (or 1e30), not a fleet. The API's what-if, reservation and shipment requests use it too.
+MAX_CHIPS = 10_000_000
 
 # Training precisions a run may declare, with the spellings people use for them.
 _PRECISION_ALIASES: dict[str, str] = {

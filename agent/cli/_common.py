@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -84,8 +85,48 @@ def print_table(t: Table) -> None:
 
 
 def db_url(opt: str | None) -> str | None:
-    """The database URL from --db, else None (the store falls back to VEU_DATABASE_URL)."""
-    return opt or None
+    """The database URL from --db, else None (the store falls back to VEU_DATABASE_URL).
+
+    A blank --db (an unset variable in a script) is refused, not read as left out: that opened another store (the
+    environment's or the default one). So is an SQLite file in a directory that does not exist: the store made the
+    directory (a typo in the path became a new, empty store); only the default store's directory is made."""
+    opt = not_blank(opt, "--db", "give a database URL, or leave --db out for VEU_DATABASE_URL or the default store")
+    if opt is None:
+        return None
+    from agent.store.db import missing_sqlite_directory
+
+    missing = missing_sqlite_directory(opt)
+    if missing is not None:
+        what = "is not a directory" if missing.exists() else "does not exist"
+        raise UsageError(f"--db: directory {one_line(str(missing))} {what}; create it first, or correct the path "
+                         "(only the default store's directory is made)")
+    return opt
+
+
+def not_blank(value: str | None, option: str, hint: str) -> str | None:
+    """``value`` of an option that may be left out; one given blank (``--owner ''``, an unset variable in a script)
+    is refused naming ``option``, with ``hint`` saying what to give, where it was read as left out (another owner,
+    every row instead of a filtered few, another config file or store)."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{option}: {value!r} is blank; {hint}")
+    return value
+
+
+def listen_port(host: str, port: int) -> int:
+    """``port`` (a free one when it is 0), once ``host`` is known to be an address of this machine to listen on.
+
+    Checked before anything else runs: a host that does not resolve, or is not this machine's, failed only once the
+    server started (after the store was opened or seeded), as a socket traceback or a log line."""
+    try:
+        family, kind, proto, _name, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.bind((addr[0], 0, *addr[2:]))  # any port: only the address is tried (IPv6: flow and scope too)
+            free = int(sock.getsockname()[1])
+    except (OSError, ValueError) as exc:  # ValueError: UnicodeError, a label longer than DNS allows
+        raise UsageError(f"--host: {host!r} is not an address of this machine to listen on "
+                         f"({getattr(exc, 'strerror', None) or exc}); give one of its addresses, e.g. 127.0.0.1 "
+                         "or 0.0.0.0") from None
+    return free if port == 0 else port
 
 
 def one_line(text: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from agent import cases as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, not_blank, table
 from agent.packs import registry
 from agent.store import session_scope
 
@@ -163,6 +163,7 @@ def list_(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Red-flag-28 cases, newest first."""
+    not_blank(customer, "--customer", "give a customer party, or leave --customer out for every customer's cases")
     with session_scope(db_url(db)) as s:
         rows = svc.list_cases(s, status, customer)
     emit(rows, json_, lambda r: table(r, ["id", "status", "customer", "model", "estimate_text", "source",

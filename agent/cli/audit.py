@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import select
 
 from agent import audit as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, not_blank, table
 from agent.packs import registry
 from agent.signing import load_public_pem, signing_key
 from agent.store import session_scope
@@ -140,6 +140,8 @@ def log(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Read audit entries in sequence order."""
+    not_blank(action, "--action", "give an action (e.g. party.create), or leave --action out for every action")
+    not_blank(subject, "--subject", "give a subject (e.g. party:acme), or leave --subject out for every subject")
     q = select(AuditEntry).where(AuditEntry.seq >= from_).order_by(AuditEntry.seq).limit(limit)  # type: ignore[arg-type]
     if action:
         q = q.where(AuditEntry.action == action)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from agent import caps as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, not_blank, table
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
@@ -44,6 +44,12 @@ def _print_caps(data: dict[str, Any]) -> None:
                   "(--json for the explanation down to the holdings)")
 
 
+def _owner_operator(owner: str | None, operator: str | None) -> None:
+    """A blank --owner or --operator is refused: it read as left out, the holder (the owner) in its place."""
+    not_blank(owner, "--owner", "give the owner party, or leave --owner out for the authorization's holder")
+    not_blank(operator, "--operator", "give the operator party, or leave --operator out for the owner")
+
+
 @auth_app.command("add")
 def auth_add(
     name: str = typer.Argument(..., help="Name of the authorization (e.g. aurora-uveu)."),
@@ -78,6 +84,7 @@ def caps_show(
     """Every cap with its limit, value, headroom and the holdings behind it."""
     d = as_of(as_of_)
     packs = registry()
+    not_blank(name, "NAME", "give an authorization, or leave it out for the Tier 2 and LPP allocations")
     with session_scope(db_url(db)) as s:
         if name:
             caps = svc.caps_for(s, packs, name, d, include_reservations=not no_reservations, with_ids=True)
@@ -136,6 +143,7 @@ def whatif(
     if len(given) != 1:
         raise UsageError("give exactly one of --add N, --move N (with --to SITE) or --retire N")
     op, n = given[0]
+    _owner_operator(owner, operator)
     with session_scope(db_url(db)) as s:
         data = svc.whatif(s, registry(), name, op=op, n=n, chip_name=chip, site=site, to_site=to,  # type: ignore[arg-type]
                           as_of=as_of(as_of_), owner=owner, operator=operator)
@@ -176,6 +184,7 @@ def res_add(
     """Reserve headroom for a planned placement (refused if it would exceed a cap)."""
     d = parse_date(planned_for, "--planned-for") if planned_for is not None else as_of(None)
     until = parse_date(expires, "--expires") if expires is not None else None
+    _owner_operator(owner, operator)
     with session_scope(db_url(db)) as s:
         row = svc.reserve(s, registry(), name, n=count, chip_name=chip, site=site, planned_for=d, owner=owner,
                           operator=operator, note=note, expires_on=until)
@@ -190,6 +199,7 @@ def res_list(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Reservations (active ones by default)."""
+    not_blank(authorization, "--authorization", "give an authorization, or leave --authorization out for every one")
     with session_scope(db_url(db)) as s:
         rows = [svc.reservation_dict(s, r) for r in svc.list_reservations(s, authorization, None if all_ else "active")]
     emit(rows, json_, lambda r: table(r, ["id", "authorization", "site", "accelerator", "count", "planned_for",
@@ -250,6 +260,8 @@ def ship_list(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Shipments, newest first."""
+    for option, value in (("--consignee", consignee), ("--destination", destination), ("--via", via)):
+        not_blank(value, option, f"give a value, or leave {option} out for every shipment")
     packs = registry()
     with session_scope(db_url(db)) as s:
         rows, _total = svc.list_shipments(s, consignee, destination, via, limit, offset)

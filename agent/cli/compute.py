@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from agent import ledger as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, not_blank, table
 from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
@@ -64,6 +64,9 @@ def _estimate(
     chip: str | None, count: str | None, hours: str | None, chip_hours: str | None, util: str | None,
     precision: str | None,
 ) -> Estimate:
+    # A blank precision read as left out: the pack's default (BF16), not the precision the run used.
+    not_blank(precision, "--precision", "give the training precision (e.g. BF16, FP8), or leave --precision out for "
+              "the default")
     with options(*_ESTIMATE_FIELDS):
         return svc.estimate(
             registry(), d,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 import typer
 
-from agent.cli._common import JsonOpt, UsageError, emit
+from agent.cli._common import JsonOpt, UsageError, emit, listen_port
 
 
 def demo(
@@ -33,15 +32,10 @@ def demo(
     path = db or Path(tempfile.mkdtemp(prefix="veu-demo-")) / "demo.db"
     if path.exists():
         raise typer.BadParameter(f"--db: {path} exists; the demo seeds a new database")
+    if not path.parent.is_dir():  # as for the other commands' --db: a typo in the path is not a new directory
+        raise UsageError(f"--db: directory {path.parent} does not exist; create it first, or correct the path")
     if serve or port == 0:
-        # Checked before seeding: a host that does not resolve or is not this machine's failed after the database
-        # was created and seeded, as a socket traceback.
-        try:
-            port = svc.free_port(host) if port == 0 else port
-            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, ValueError) as exc:  # ValueError: UnicodeError, a label longer than DNS allows
-            raise UsageError(f"--host: {host!r} is not an address of this machine to listen on "
-                             f"({getattr(exc, 'strerror', None) or exc})") from None
+        port = listen_port(host, port)  # before seeding: a bad host failed after the database was seeded
     url = f"sqlite:///{path.resolve()}"
     os.environ["VEU_AUTH"] = auth  # read by the app's auth middleware at start-up
     summary = svc.seed(url)

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import col, select
 
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, err_console, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, err_console, not_blank, table
 
 inventory_app = typer.Typer(
     help="Fleet inventory: what chips exist, where, owned and operated by whom.", no_args_is_help=True
@@ -20,6 +20,11 @@ agent_app = typer.Typer(help="The inventory agent service.", no_args_is_help=Tru
 
 ConfigOpt = typer.Option(None, "--config", help="Agent config YAML (default: VEU_AGENT_CONFIG).")
 SOURCES = ("aws", "gcp", "k8s", "nvml", "csv")
+
+
+def config_file(config: str | None) -> str | None:
+    """--config as given; blank is refused (it read as left out: VEU_AGENT_CONFIG's file, or no config at all)."""
+    return not_blank(config, "--config", "give the agent config file, or leave --config out for VEU_AGENT_CONFIG")
 
 
 def _use_db(db: str | None, cfg_url: str | None) -> str | None:
@@ -40,7 +45,7 @@ def sync_cmd(
     from agent.collectors.config import load_config
     from agent.inventory import ScopeOutcome, sync
 
-    cfg = load_config(config)
+    cfg = load_config(config_file(config))
     url = _use_db(db, cfg.database_url)
     for s in source:
         if s not in SOURCES:
@@ -125,6 +130,7 @@ def show_cmd(
     from agent.store import session_scope
 
     d = as_of(as_of_) if as_of_ is not None else None
+    not_blank(site, "--site", "give a site's name, or leave --site out for every site")
     with session_scope(db_url(db)) as s:
         data = installed_base(s, registry(), d, site)
 
@@ -160,6 +166,8 @@ def runs_cmd(
     from agent.store import session_scope
     from agent.store.tables.inventory import CollectorError, CollectorRun
 
+    not_blank(source, "--source", "give a collector (aws | gcp | k8s | nvml | csv), or leave --source out for every "
+              "collector's runs")
     with session_scope(db_url(db)) as s:
         if source:
             check_source(s, source)  # a misspelt source listed nothing, which reads as "never ran"
@@ -186,7 +194,7 @@ def agent_run(
     from agent.collectors.config import load_config
     from agent.scheduler import run_agent
 
-    cfg = load_config(config)
+    cfg = load_config(config_file(config))
     run_agent(cfg, _use_db(db, cfg.database_url), once=once)
 
 

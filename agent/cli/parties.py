@@ -91,12 +91,12 @@ def sync_namespaces(
     every label change): for each cluster of the agent's k8s config with a customer_label. A cluster that cannot
     be read (kubeconfig, API server) is reported as failed, as `inventory sync` does, and the exit code is 1."""
     from agent.cli._common import UsageError, err_console
-    from agent.cli.inventory import _use_db
+    from agent.cli.inventory import _use_db, config_file
     from agent.collectors.config import load_config
     from agent.collectors.k8s_nodes import K8sConfig
     from controllers.namespaces import sync_cluster
 
-    cfg = load_config(config)
+    cfg = load_config(config_file(config))
     raw = cfg.collectors.get("k8s")
     clusters = [c for c in K8sConfig.model_validate(raw).clusters if c.customer_label] if raw else []
     if cluster:

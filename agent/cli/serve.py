@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli._common import DbOpt, db_url
+from agent.cli._common import DbOpt, db_url, listen_port, not_blank
 
 
 def serve(
@@ -31,11 +31,15 @@ def serve(
 
     # Every option first, naming the one at fault: nothing is logged, opened or migrated for a server that
     # cannot start.
+    for option, value in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--client-ca", client_ca)):
+        # Blank is not left out: a blank --tls-cert and --tls-key served plain HTTP.
+        not_blank(value, option, "give the PEM file, or leave the option out")
     check_options(tls_cert, tls_key, client_ca, log_level)
     if webhook_only and no_webhook:
         raise PolicyError("--webhook-only/--no-webhook: choose one (each port serves one of the two)")
     if metrics_port is not None and (not 0 < metrics_port < 65536 or metrics_port == port):
         raise PolicyError(f"--metrics-port: {metrics_port} must be a free TCP port other than --port")
+    listen_port(host, port)
     run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level.lower(), webhook_only=webhook_only,
                client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port)
 

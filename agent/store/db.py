@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
 from sqlmodel import Session, create_engine
 
-from agent.config import settings
+from agent.config import _default_db_url, settings
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _engines: dict[str, Engine] = {}
@@ -55,11 +55,37 @@ def make_engine(url: str) -> Engine:
         raise PolicyError(f"database URL (--db / VEU_DATABASE_URL): not usable: {reason}") from None
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file an SQLite URL names, else None (another database, in memory, a ``file:`` URI)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def missing_sqlite_directory(url: str) -> Path | None:
+    """The directory a given SQLite URL's file would be in, when there is no such directory (else None).
+
+    Only the default store's directory (under XDG_DATA_HOME) is made on first use: for a URL given (--db,
+    VEU_DATABASE_URL, the agent config) a typo in the path made the directories and a new, empty store."""
+    path = _sqlite_file(url)
+    if path is None or url == _default_db_url() or path.parent.is_dir():
+        return None
+    return path.parent
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        missing = missing_sqlite_directory(url)
+        if missing is not None:
+            what = "is not a directory" if missing.exists() else "does not exist"
+            raise ValueError(f"directory {missing} {what}; create it first, or correct the path")
+        path = _sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the default store's, made on first use
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)
         return eng

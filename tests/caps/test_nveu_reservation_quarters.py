@@ -39,8 +39,7 @@ def _chips_between_the_allocations(url: str) -> int:
     packs = registry()
     today_limit, later_limit = _nveu(url, TODAY)["limit"], _nveu(url, LATER)["limit"]
     assert isinstance(today_limit, type(later_limit)) and later_limit > today_limit  # type: ignore[operator]
-    with session_scope(url) as s:
-        tpp = svc.chip(packs, "h100-sxm", TODAY).tpp
+    tpp = svc.chip(packs, "h100-sxm", TODAY).tpp
     base = _nveu(url, TODAY)["value"]
     n = math.ceil((today_limit - base) / tpp) + 10  # type: ignore[operator]
     assert base + n * tpp <= later_limit  # type: ignore[operator]
