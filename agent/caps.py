@@ -545,9 +545,12 @@ def _whatif(
     def pl(st: Site, sign: int) -> Placement:
         return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
 
-    fleet = list(base) if base is not None else placements(s, packs, as_of)
-    reserved = reservation_placements(s, packs, as_of, planning=True)  # every authorization's (see caps_for)
-    fleet += reserved
+    installed = list(base) if base is not None else placements(s, packs, as_of)
+    # Every authorization's reservations (see caps_for). An NVEU's allocation is quarterly: on as_of it counts the
+    # plans due by then, and the plans due later are checked on their own dates below, against their quarter's.
+    nveu = a.kind == "nveu"
+    reserved = reservation_placements(s, packs, as_of, planning=True, due_by=as_of if nveu else None)
+    fleet = installed + reserved
     available: Fraction | None = None
     if op == "add":
         delta = [pl(src, 1)]
@@ -579,13 +582,40 @@ def _whatif(
     before, one, after = ev(0), ev(1), ev(n)
     fit = core.fit_range(before, one)
     max_fit = fit.high if fit.low is not None else 0
+    min_fit = fit.low
+    ok = all(c.ok for c in after if c.binding) and (available is None or n <= available)
+    # The binding cap is the one that sets the most that fits (or, when nothing fits, the first one exceeded).
+    binding = fit.binding or next((c.id for c in after if c.binding and not c.ok), None)
+    binding_on = as_of
+    later = []
+    for on in _later_plan_dates(s, as_of) if nveu else []:
+        # The change stays in the installed base when a later plan's chips arrive: both must fit that quarter.
+        fleet_on = installed + reservation_placements(s, packs, as_of, planning=True, due_by=on)
+        parties_on = party_refs(s, on)
+
+        def ev_on(k: int, fleet_on: list[Placement] = fleet_on, on: date = on,
+                  parties_on: Mapping[str, PartyRef] = parties_on) -> list[CapResult]:
+            return core.authorization_caps(packs, parties_on, auth, core.change_placements(fleet_on, delta, k), on,
+                                           extra)
+
+        zero, unit_on, after_on = ev_on(0), ev_on(1), ev_on(n)
+        fit_on = core.fit_range(zero, unit_on)
+        high_on = fit_on.high if fit_on.low is not None else 0
+        ok_on = all(c.ok for c in after_on if c.binding)
+        later.append({"on": on.isoformat(), "ok": ok_on, "max_fit": high_on,
+                      "reservations_counted": len(fleet_on) - len(installed)})
+        ok = ok and ok_on
+        if high_on is not None and (max_fit is None or high_on < max_fit):
+            max_fit, binding_on = high_on, on
+            binding = fit_on.binding or next((c.id for c in after_on if c.binding and not c.ok), binding)
+        if fit_on.low is not None and min_fit is not None and fit_on.low > min_fit:
+            min_fit = fit_on.low
+        if fit_on.low is None:
+            min_fit = None
     if available is not None:
         cap_n = int(available)
         max_fit = cap_n if max_fit is None else min(max_fit, cap_n)
     after_by = {c.id: c for c in after}
-    ok = all(c.ok for c in after if c.binding) and (available is None or n <= available)
-    # The binding cap is the one that sets the most that fits (or, when nothing fits, the first one exceeded).
-    binding = fit.binding or next((c.id for c in after if c.binding and not c.ok), None)
     rows = []
     for b in before:
         x = after_by.get(b.id, b)
@@ -603,10 +633,21 @@ def _whatif(
                    "owner": own, "operator": opr, "available": float(available) if available is not None else None},
         # Planning spends headroom now: the "before" figures count the reservations open now, whatever as_of
         # (`caps show --as-of` counts those open on that date, so a past date's figures can differ).
-        "reservations": "open now", "reservations_counted": len(reserved),
-        "caps": rows, "ok": ok, "binding": binding,
-        "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": fit.low,
+        # An NVEU's: those due by as_of; "later" checks the change against each later plan's date and allocation.
+        "reservations": "due by as_of" if nveu else "open now", "reservations_counted": len(reserved),
+        "caps": rows, "ok": ok, "binding": binding, "binding_on": binding_on.isoformat(), "later": later,
+        "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": min_fit,
     }
+
+
+def _later_plan_dates(s: Session, as_of: date) -> list[date]:
+    """The planned dates after ``as_of`` of the reservations holding headroom now (planning: see
+    :func:`reservation_placements`), each once and in order."""
+    today = utcnow().date()
+    q = select(Reservation.planned_for).where(
+        Reservation.status == "active", col(Reservation.planned_for) > as_of,
+        or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > min(as_of, today)))
+    return sorted(set(s.exec(q).all()))
 
 
 def _num(x: Fraction) -> str:
@@ -659,16 +700,16 @@ def reserve(
     res = whatif(s, packs, name, op="add", n=n, chip_name=chip_name, site=site, as_of=planned_for,
                  owner=owner, operator=operator, date_option="--planned-for", base=base)
     if not res["ok"]:
-        lo, hi = res["min_fit"], res["max_fit"]
+        lo, hi, on = res["min_fit"], res["max_fit"], res["binding_on"]  # on: the date the binding cap binds
         bound = next((c for c in res["caps"] if c["id"] == res["binding"]), None)
         if bound is not None and bound["limit"] is None:  # no allocation in effect on that date
             raise CapExceeded(f"--count: reserving {n} x {res['change']['chip_name']} at {site}: {res['binding']} has "
-                              f"no limit in effect on {planned_for}, so nothing may be placed against it under {name}")
+                              f"no limit in effect on {on}, so nothing may be placed against it under {name}")
         if lo is None and bound is not None and not bound["before"]["ok"]:
             # Over before the change, which does not bring it back (it leaves it alone or adds to it): "would
             # exceed ...; at most 0 fit" would read as if this change were what breaks the limit.
             raise CapExceeded(f"--count: reserving {n} x {res['change']['chip_name']} at {site} would leave "
-                              f"{res['binding']} over its limit: it is over already under {name} on {planned_for}, "
+                              f"{res['binding']} over its limit: it is over already under {name} on {on}, "
                               f"and no number of these chips at {site} brings it back")
         if lo is not None and hi is None:  # the cap is over already and only a larger change cures it
             what, fits = "would leave", f"{lo:,} or more fit"
@@ -678,7 +719,7 @@ def reserve(
             what, fits = "would exceed", f"at most {hi} fit{'s' if hi == 1 else ''}"
         raise CapExceeded(
             f"--count: reserving {n} x {res['change']['chip_name']} at {site} {what} {res['binding']}"
-            f"{' over its limit' if what == 'would leave' else ''}; {fits} under {name} on {planned_for}"
+            f"{' over its limit' if what == 'would leave' else ''}; {fits} under {name} on {on}"
         )
     ch = res["change"]
     row = Reservation(

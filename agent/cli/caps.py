@@ -158,11 +158,16 @@ def whatif(
         table(rows, ["cap", "limit", "before", "after", "ok"], title=f"{op} {n} x {d['change']['chip_name']}")
         mf = "unlimited by these caps" if d["max_fit_unbounded"] else d["max_fit"]
         least = f"   min N: {d['min_fit']:,}" if d["min_fit"] else ""  # a cap over already: only more N cures it
-        console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}   max N: {mf}{least}")
+        on = f" on {d['binding_on']}" if d.get("binding_on", d["as_of"]) != d["as_of"] else ""
+        console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}{on}   max N: {mf}{least}")
         k = d["reservations_counted"]
         past = d["as_of"] < utc_today().isoformat()
         note = f"; caps show --as-of {d['as_of']} counts those open then" if past else ""
         console.print(f"reservations: {d['reservations']} ({k} counted as placed{note})", soft_wrap=True)
+        for later in d.get("later", []):  # an NVEU's plans for later quarters, each checked on its own date
+            mf_on = "no limit" if later["max_fit"] is None else later["max_fit"]
+            console.print(f"  with the plans due by {later['on']}: {'fits' if later['ok'] else 'OVER'} "
+                          f"(max N {mf_on}, {later['reservations_counted']} reservations counted)", soft_wrap=True)
 
     emit(data, json_, human)
 

@@ -75,14 +75,55 @@ def test_nveu_reservation_due_by_the_date_still_counts_and_one_over_its_quarter_
     assert len(_nveu(store, TODAY)["reservations"]) == 1  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("store", ["db_url", "pg_url"], indirect=True)
+def test_a_plan_for_now_is_checked_on_todays_allocation_and_beside_each_later_plan_on_its_date(store: str) -> None:
+    """Chips placed now are still installed when a later plan's chips arrive: the plan for now must fit today's
+    allocation with the plans due by today, and each later quarter's with the plans due by then."""
+    packs = registry()
+    later_limit, base = _nveu(store, LATER)["limit"], _nveu(store, TODAY)["value"]
+    tpp = svc.chip(packs, "h100-sxm", TODAY).tpp
+    m = math.floor((later_limit - base) / tpp) - 5  # type: ignore[operator]  # 2027's allocation but 5 chips
+    with session_scope(store) as s:
+        svc.reserve(s, packs, "falcon-ae", n=m, chip_name="h100-sxm", site="dxb", planned_for=LATER)
+    assert _nveu(store, TODAY)["ok"] is True  # the dashboard today: within 2026 Q4's allocation
+
+    with session_scope(store) as s:
+        res = svc.whatif(s, packs, "falcon-ae", op="add", n=3, chip_name="h100-sxm", site="dxb", as_of=TODAY)
+    assert res["ok"] is True and res["reservations_counted"] == 0
+    assert res["later"] == [{"on": LATER.isoformat(), "ok": True, "max_fit": 5, "reservations_counted": 1}]
+    assert res["max_fit"] == 5 and res["binding_on"] == LATER.isoformat()
+
+    with session_scope(store) as s, pytest.raises(svc.CapExceeded, match=f"at most 5 fit under falcon-ae on {LATER}"):
+        svc.reserve(s, packs, "falcon-ae", n=20, chip_name="h100-sxm", site="dxb", planned_for=TODAY)
+    with session_scope(store) as s:
+        svc.reserve(s, packs, "falcon-ae", n=5, chip_name="h100-sxm", site="dxb", planned_for=TODAY)
+    assert _nveu(store, TODAY)["ok"] is True and _nveu(store, LATER)["ok"] is True
+
+
 @pytest.mark.parametrize("store", ["db_url"], indirect=True)
-def test_planning_today_still_counts_a_later_quarters_reservation(store: str) -> None:
-    """Planning stays conservative: a new plan for this quarter is checked with every open reservation counted
-    (chips added now are still installed when the later plan's chips arrive)."""
-    n = _chips_between_the_allocations(store)
+def test_a_uveus_shares_still_count_every_open_plan_now(store: str) -> None:
+    """The UVEU percentages are not quarterly: a plan counts from the day it is made, whatever its date."""
     packs = registry()
     with session_scope(store) as s:
-        svc.reserve(s, packs, "falcon-ae", n=n - 20, chip_name="h100-sxm", site="dxb", planned_for=LATER)
+        svc.reserve(s, packs, "aurora", n=40, chip_name="h100-sxm", site="iad", planned_for=LATER)
     with session_scope(store) as s:
-        res = svc.whatif(s, packs, "falcon-ae", op="add", n=20, chip_name="h100-sxm", site="dxb", as_of=TODAY)
-    assert res["ok"] is False and res["reservations_counted"] == 1
+        res = svc.whatif(s, packs, "aurora", op="add", n=1, chip_name="h100-sxm", site="fra", as_of=TODAY)
+        caps = svc.caps_for(s, packs, "aurora", TODAY)
+    assert res["reservations_counted"] == 1 and res["later"] == [] and res["reservations"] == "open now"
+    assert any(p.label.startswith("reservation") for c in caps for p in c.contributors)
+
+
+@pytest.mark.parametrize("store", ["db_url"], indirect=True)
+def test_the_dashboard_planner_shows_the_later_plans_an_nveu_change_must_fit_beside(store: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from agent.api.app import create_app
+
+    packs = registry()
+    with session_scope(store) as s:
+        svc.reserve(s, packs, "falcon-ae", n=100, chip_name="h100-sxm", site="dxb", planned_for=LATER)
+    c = TestClient(create_app(store), base_url="https://testserver")
+    r = c.post("/whatif", data={"authorization": "falcon-ae", "op": "add", "n": "3", "chip": "h100-sxm",
+                                "site": "dxb", "as_of": TODAY.isoformat()})
+    assert r.status_code == 200, r.text[:300]
+    assert 'id="later-plans"' in r.text and LATER.isoformat() in r.text
