@@ -163,7 +163,8 @@ def whatif(
         k = d["reservations_counted"]
         past = d["as_of"] < utc_today().isoformat()
         note = f"; caps show --as-of {d['as_of']} counts those open then" if past else ""
-        console.print(f"reservations: {d['reservations']} ({k} counted as placed{note})", soft_wrap=True)
+        which = d["reservations"].replace("as_of", d["as_of"])  # an NVEU's: "due by as_of"
+        console.print(f"reservations: {which} ({k} counted as placed{note})", soft_wrap=True)
         for later in d.get("later", []):  # an NVEU's plans for later quarters, each checked on its own date
             mf_on = "no limit" if later["max_fit"] is None else later["max_fit"]
             console.print(f"  with the plans due by {later['on']}: {'fits' if later['ok'] else 'OVER'} "
