@@ -344,16 +344,25 @@ def reservation_placements(
     s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None, *, planning: bool = False,
     due_by: date | None = None,
 ) -> list[Placement]:
-    """The reservations holding headroom on ``as_of``, as placements.
+    """The reservations holding headroom on ``as_of``, as placements (:func:`_planned_placements`).
+
+    ``due_by``: only the reservations planned for that day or earlier (an NVEU's installed base on a date: chips
+    planned for a later quarter are not installed by then, and that quarter's allocation is theirs).
+    """
+    plans = _planned_placements(s, packs, as_of, authorization_id, planning=planning)
+    return [p for planned_for, p in plans if due_by is None or planned_for <= due_by]
+
+
+def _planned_placements(
+    s: Session, packs: PackRegistry, as_of: date, authorization_id: int | None = None, *, planning: bool = False,
+) -> list[tuple[date, Placement]]:
+    """The reservations holding headroom on ``as_of``, each as its planned date and its placement.
 
     A date before today is a question about the past (caps shown or exported as of then): the reservations
     open at the end of that day, created by then and not yet released or installed, whatever has become of
     them since. Today or later, and whenever ``planning`` (a what-if, a new reservation: headroom is spent
     now, whatever date the plan is for), the reservations active now. None from its expiry day on, except
     that planning for a later date counts every reservation still holding headroom today.
-
-    ``due_by``: only the reservations planned for that day or earlier (an NVEU's installed base on a date: chips
-    planned for a later quarter are not installed by then, and that quarter's allocation is theirs).
     """
     today = utcnow().date()
     # Planning for a later date: a reservation that still holds headroom today counts even if it lapses before
@@ -370,18 +379,16 @@ def reservation_placements(
             or_(col(Reservation.closed_at).is_(None), col(Reservation.closed_at) > at))
     if authorization_id is not None:
         q = q.where(Reservation.authorization_id == authorization_id)
-    if due_by is not None:
-        q = q.where(col(Reservation.planned_for) <= due_by)
     sites, parties = _names(s)
     out = []
     for r in s.exec(q.order_by(Reservation.id)).all():
         info = chip(packs, r.accelerator, as_of)
         site = sites[r.site_id]
-        out.append(Placement(
+        out.append((r.planned_for, Placement(
             site.name, site.country, info.id, Fraction(r.count) * info.fraction, info.tpp, info.eccn,
             parties.get(r.owner_id) if r.owner_id else None, parties.get(r.operator_id) if r.operator_id else None,
             label=f"reservation #{r.id} (planned {r.planned_for.isoformat()})",
-        ))
+        )))
     return out
 
 
@@ -549,7 +556,8 @@ def _whatif(
     # Every authorization's reservations (see caps_for). An NVEU's allocation is quarterly: on as_of it counts the
     # plans due by then, and the plans due later are checked on their own dates below, against their quarter's.
     nveu = a.kind == "nveu"
-    reserved = reservation_placements(s, packs, as_of, planning=True, due_by=as_of if nveu else None)
+    plans = _planned_placements(s, packs, as_of, planning=True)
+    reserved = [p for planned_for, p in plans if not nveu or planned_for <= as_of]
     fleet = installed + reserved
     available: Fraction | None = None
     if op == "add":
@@ -574,44 +582,39 @@ def _whatif(
             )
         delta = [pl(src, -1)] if op == "retire" else [pl(src, -1), pl(dst, 1)]  # type: ignore[arg-type]
     extra = sorted({d.country for d in delta})
-    parties = party_refs(s, as_of)
 
-    def ev(k: int) -> list[CapResult]:
-        return core.authorization_caps(packs, parties, auth, core.change_placements(fleet, delta, k), as_of, extra)
-
-    before, one, after = ev(0), ev(1), ev(n)
-    fit = core.fit_range(before, one)
-    max_fit = fit.high if fit.low is not None else 0
-    min_fit = fit.low
-    ok = all(c.ok for c in after if c.binding) and (available is None or n <= available)
-    # The binding cap is the one that sets the most that fits (or, when nothing fits, the first one exceeded).
-    binding = fit.binding or next((c.id for c in after if c.binding and not c.ok), None)
-    binding_on = as_of
-    later = []
-    for on in _later_plan_dates(s, as_of) if nveu else []:
-        # The change stays in the installed base when a later plan's chips arrive: both must fit that quarter.
-        fleet_on = installed + reservation_placements(s, packs, as_of, planning=True, due_by=on)
+    def check(fleet_on: list[Placement], on: date) -> tuple[list[CapResult], list[CapResult], core.FitRange, bool,
+                                                           str | None]:
+        """The caps on ``on`` before and after the change, the range of N that fits, whether N does, what binds."""
         parties_on = party_refs(s, on)
 
-        def ev_on(k: int, fleet_on: list[Placement] = fleet_on, on: date = on,
-                  parties_on: Mapping[str, PartyRef] = parties_on) -> list[CapResult]:
+        def ev(k: int) -> list[CapResult]:
             return core.authorization_caps(packs, parties_on, auth, core.change_placements(fleet_on, delta, k), on,
                                            extra)
 
-        zero, unit_on, after_on = ev_on(0), ev_on(1), ev_on(n)
-        fit_on = core.fit_range(zero, unit_on)
+        before_on, one, after_on = ev(0), ev(1), ev(n)
+        fit_on = core.fit_range(before_on, one)
+        # The binding cap is the one that sets the most that fits (or, when nothing fits, the first one exceeded).
+        binds = fit_on.binding or next((c.id for c in after_on if c.binding and not c.ok), None)
+        return before_on, after_on, fit_on, all(c.ok for c in after_on if c.binding), binds
+
+    before, after, fit, ok, binding = check(fleet, as_of)
+    max_fit = fit.high if fit.low is not None else 0
+    min_fit = fit.low
+    ok = ok and (available is None or n <= available)
+    binding_on = as_of
+    later = []
+    for on in sorted({planned_for for planned_for, _ in plans if planned_for > as_of}) if nveu else []:
+        # The change stays in the installed base when a later plan's chips arrive: both must fit that quarter.
+        fleet_on = installed + [p for planned_for, p in plans if planned_for <= on]
+        _, _, fit_on, ok_on, binds_on = check(fleet_on, on)
         high_on = fit_on.high if fit_on.low is not None else 0
-        ok_on = all(c.ok for c in after_on if c.binding)
         later.append({"on": on.isoformat(), "ok": ok_on, "max_fit": high_on,
                       "reservations_counted": len(fleet_on) - len(installed)})
         ok = ok and ok_on
         if high_on is not None and (max_fit is None or high_on < max_fit):
-            max_fit, binding_on = high_on, on
-            binding = fit_on.binding or next((c.id for c in after_on if c.binding and not c.ok), binding)
-        if fit_on.low is not None and min_fit is not None and fit_on.low > min_fit:
-            min_fit = fit_on.low
-        if fit_on.low is None:
-            min_fit = None
+            max_fit, binding_on, binding = high_on, on, binds_on or binding
+        min_fit = None if fit_on.low is None or min_fit is None else max(min_fit, fit_on.low)
     if available is not None:
         cap_n = int(available)
         max_fit = cap_n if max_fit is None else min(max_fit, cap_n)
@@ -638,16 +641,6 @@ def _whatif(
         "caps": rows, "ok": ok, "binding": binding, "binding_on": binding_on.isoformat(), "later": later,
         "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": min_fit,
     }
-
-
-def _later_plan_dates(s: Session, as_of: date) -> list[date]:
-    """The planned dates after ``as_of`` of the reservations holding headroom now (planning: see
-    :func:`reservation_placements`), each once and in order."""
-    today = utcnow().date()
-    q = select(Reservation.planned_for).where(
-        Reservation.status == "active", col(Reservation.planned_for) > as_of,
-        or_(col(Reservation.expires_on).is_(None), col(Reservation.expires_on) > min(as_of, today)))
-    return sorted(set(s.exec(q).all()))
 
 
 def _num(x: Fraction) -> str:

@@ -93,13 +93,11 @@ def db_url(opt: str | None) -> str | None:
     opt = not_blank(opt, "--db", "give a database URL, or leave --db out for VEU_DATABASE_URL or the default store")
     if opt is None:
         return None
-    from agent.store.db import missing_sqlite_directory
+    from agent.store.db import sqlite_directory_problem
 
-    missing = missing_sqlite_directory(opt)
-    if missing is not None:
-        what = "is not a directory" if missing.exists() else "does not exist"
-        raise UsageError(f"--db: directory {one_line(str(missing))} {what}; create it first, or correct the path "
-                         "(only the default store's directory is made)")
+    problem = sqlite_directory_problem(opt)
+    if problem is not None:
+        raise UsageError(f"--db: {problem} (only the default store's directory is made)")
     return opt
 
 
@@ -146,6 +144,11 @@ def _option_of(argv: list[str], i: int) -> str | None:
     return None
 
 
+def _value_of(word: str) -> str:
+    """The value a command-line word gives: ``v`` of ``--x=v``, else the word itself."""
+    return word.partition("=")[2] if word.startswith("--") and "=" in word else word
+
+
 def _not_utf8(argv: list[str]) -> str | None:
     """An error naming the first command-line word that is not UTF-8 text, else None.
 
@@ -167,13 +170,13 @@ def _too_large(argv: list[str]) -> str:
     """The error for an OverflowError, naming the option given a whole number past 64 bits (what the store holds)
     or a day at the very end (or start) of the calendar, from which a deadline or a window has no date."""
     for i, word in enumerate(argv):
-        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        value = _value_of(word)
         if value.lstrip("+-").isdigit() and len(value) < 4300 and abs(int(value)) >= 2**63:
             where = _option_of(argv, i) or f"argument {i + 1}"
             return (f"{where}: {value[:30]}{'...' if len(value) > 30 else ''}: too large for the store (ids, limits "
                     "and offsets are 64-bit integers)")
     for i, word in enumerate(argv):
-        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        value = _value_of(word)
         if re.fullmatch(r"(9999|0001)-\d\d-\d\d", value):
             return (f"{_option_of(argv, i) or f'argument {i + 1}'}: {value} is too near the end of the calendar to "
                     "count days from")
@@ -191,7 +194,7 @@ def _named(exc: PolicyError, argv: list[str]) -> str:
         return text
     for i, word in enumerate(argv):
         opt = _option_of(argv, i)
-        if opt is not None and opt.startswith("--") and word.partition("=")[2 if word.startswith("--") else 0] == m[1]:
+        if opt is not None and opt.startswith("--") and _value_of(word) == m[1]:
             return f"{opt}: {text}"
     return text
 
@@ -205,7 +208,7 @@ def _too_long(argv: list[str], detail: str) -> str | None:
         return None
     limit = int(m[1])
     for i, word in enumerate(argv):
-        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        value = _value_of(word)
         if len(value) > limit:
             where = _option_of(argv, i) or f"argument {i + 1}"
             return f"{where}: at most {limit} characters of text (got {len(value)}); nothing was written"

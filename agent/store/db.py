@@ -66,23 +66,23 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(path)
 
 
-def missing_sqlite_directory(url: str) -> Path | None:
-    """The directory a given SQLite URL's file would be in, when there is no such directory (else None).
+def sqlite_directory_problem(url: str) -> str | None:
+    """Why a given SQLite URL's file cannot be made (its directory does not exist, or is a file), else None.
 
     Only the default store's directory (under XDG_DATA_HOME) is made on first use: for a URL given (--db,
     VEU_DATABASE_URL, the agent config) a typo in the path made the directories and a new, empty store."""
     path = _sqlite_file(url)
     if path is None or url == _default_db_url() or path.parent.is_dir():
         return None
-    return path.parent
+    what = "is not a directory" if path.parent.exists() else "does not exist"
+    return f"directory {path.parent} {what}; create it first, or correct the path"
 
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        missing = missing_sqlite_directory(url)
-        if missing is not None:
-            what = "is not a directory" if missing.exists() else "does not exist"
-            raise ValueError(f"directory {missing} {what}; create it first, or correct the path")
+        problem = sqlite_directory_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         path = _sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)  # the default store's, made on first use
