@@ -20,25 +20,12 @@ import pytest
 
 from agent.cli import app
 from agent.cli._common import run_app
-from tests.cli.test_cli_error_naming import _rows, fleet, veuctl  # noqa: F401  (fleet: a fixture)
+from tests.cli.test_cli_error_naming import refused, veuctl
 
 BIG = "1" + "0" * 22
 PATHS = ["paths", "--items", "H100 x 8", "--consignee", "Falcon", "--country", "AE"]
 SHIP = ["shipments", "add", "--date", "2025-06-01", "--consignee", "Falcon", "--destination", "AE", "--chip", "h100",
         "--count", "1", "--via", "other"]
-
-
-def refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], starts: str,
-            db: str | None = None) -> str:
-    before = _rows(db) if db else None
-    rc, _, err = veuctl(monkeypatch, capsys, *args)
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1, err
-    assert lines[0].startswith(f"error: {starts}"), lines[0]
-    assert "Traceback" not in err
-    if db:
-        assert _rows(db) == before
-    return lines[0]
 
 
 @pytest.mark.parametrize(("args", "starts"), [
@@ -48,7 +35,7 @@ def refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     (["sites", "add", "x", "--country=D\udcffE"], "--country: not valid UTF-8"),
 ])
 def test_a_word_that_is_not_utf8_is_named_not_a_traceback(
-    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     args: list[str], starts: str,
 ) -> None:
     refused(monkeypatch, capsys, args, starts, fleet)
@@ -64,7 +51,7 @@ def test_a_word_that_is_not_utf8_is_named_not_a_traceback(
     (["parties", "show", "x\x1b[31mred"], "", "x\\x1b[31mred"),
 ])
 def test_a_value_echoed_in_an_error_stays_on_its_one_line_escaped(
-    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     args: list[str], starts: str, shown: str,
 ) -> None:
     line = refused(monkeypatch, capsys, args, starts, fleet)
@@ -79,7 +66,7 @@ def test_a_value_echoed_in_an_error_stays_on_its_one_line_escaped(
     ([*PATHS, "--date", "1999-01-01"], "--date: eccn-3a090: not in effect on 1999-01-01"),
 ])
 def test_a_date_the_rules_are_not_in_effect_on_names_the_date_option(
-    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     args: list[str], starts: str,
 ) -> None:
     refused(monkeypatch, capsys, args, starts, fleet)
@@ -95,14 +82,14 @@ def test_a_date_the_rules_are_not_in_effect_on_names_the_date_option(
     ([*PATHS, "--date", "9999-12-31"], "--date: 9999-12-31 is too near the end of the calendar"),
 ])
 def test_a_number_or_a_day_past_what_can_be_counted_names_its_option(
-    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     args: list[str], starts: str,
 ) -> None:
     refused(monkeypatch, capsys, args, starts, fleet)
 
 
 def test_a_huge_case_id_still_says_too_large(
-    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     rc, _, err = veuctl(monkeypatch, capsys, "cases", "show", BIG)
     assert rc == 2 and "too large" in err and len(err.strip().splitlines()) == 1, err
@@ -127,7 +114,7 @@ def test_a_demo_host_this_machine_cannot_listen_on_is_refused_before_seeding(
 
 
 def test_a_blank_out_file_name_writes_nothing(
-    fleet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VEU_SIGNING_KEY_FILE", str(tmp_path / "signing.key"))
@@ -166,7 +153,7 @@ def test_run_app_checks_words_before_running(monkeypatch: pytest.MonkeyPatch,
     (["--smtp-host", " ", "--smtp-to", "a@example.com"], "--smtp-host: ' ' is not a host name"),
 ])
 def test_a_notification_address_no_request_can_be_made_to_is_refused_before_anything_is_sent(
-    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    fleet: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     args: list[str], starts: str,
 ) -> None:
     # Overdue reports, so that a reminder would be sent (and recorded) were the address taken.

@@ -25,7 +25,7 @@ from agent import ledger
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
 from tests.caps.conftest import seed_fleet
-from tests.cli.test_cli_error_naming import veuctl
+from tests.cli.test_cli_error_naming import refused, veuctl
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIP = ["shipments", "add", "--consignee", "Falcon", "--destination", "AE", "--chip", "h100", "--count", "1",
@@ -43,42 +43,6 @@ def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     with session_scope(url) as s:
         ledger.add_model(s, "frontier-1", "Lumen")
     return url
-
-
-@pytest.fixture()
-def fleet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The same fleet on SQLite only, for input refused before the store is read."""
-    url = str(request.getfixturevalue("db_url"))
-    monkeypatch.setenv("COLUMNS", "200")
-    seed_fleet(url)
-    with session_scope(url) as s:
-        ledger.add_model(s, "frontier-1", "Lumen")
-    return url
-
-
-def _rows(url: str) -> dict[str, int]:
-    """Rows per table (the audit log too): what any write would change."""
-    from sqlalchemy import inspect, text
-
-    from agent.store.db import get_engine
-
-    eng = get_engine(url)
-    with eng.connect() as c:
-        return {t: int(c.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one())
-                for t in inspect(eng).get_table_names()}
-
-
-def refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], starts: str,
-            url: str | None = None) -> str:
-    """Run ``veuctl *args`` in-process: exit code 2, one error line starting ``error: {starts}``, nothing written."""
-    before = _rows(url) if url else None
-    rc, _, err = veuctl(monkeypatch, capsys, *args)
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1, err
-    assert lines[0].startswith(f"error: {starts}"), lines[0]
-    if url:
-        assert _rows(url) == before
-    return lines[0]
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 
 from agent.cli import COMMANDS, _commands_of, app
 from agent.cli._common import run_app
-from tests.caps.conftest import seed_fleet
 
 
 def veuctl(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -27,24 +25,31 @@ def veuctl(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], 
     return rc, out, err
 
 
-@pytest.fixture()
-def fleet(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """seed_fleet (Aurora, Aurora EU, Falcon, Lumen; iad, fra, dxb, sin; aurora, falcon-ae) and a model."""
-    from agent import ledger
-    from agent.store import session_scope
+def _rows(url: str) -> dict[str, int]:
+    """Rows per table (the audit log too): what any write would change, on SQLite or PostgreSQL."""
+    from sqlalchemy import inspect, text
 
-    monkeypatch.setenv("COLUMNS", "200")
-    seed_fleet(db_url)
-    with session_scope(db_url) as s:
-        ledger.add_model(s, "frontier-1", "Lumen")
-    return db_url
+    from agent.store.db import get_engine
+
+    eng = get_engine(url)
+    with eng.connect() as c:
+        return {t: int(c.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one())
+                for t in inspect(eng).get_table_names()}
 
 
-def _rows(db_url: str) -> dict[str, int]:
-    """Rows per table: what any write would change."""
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as c:
-        names = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {n: c.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+def refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], starts: str,
+            url: str | None = None) -> str:
+    """Run ``veuctl *args`` in-process: exit code 2, one error line starting ``error: {starts}``, no traceback, and
+    (given the store's ``url``) nothing written."""
+    before = _rows(url) if url else None
+    rc, _, err = veuctl(monkeypatch, capsys, *args)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: {starts}"), lines[0]
+    assert "Traceback" not in err
+    if url:
+        assert _rows(url) == before
+    return lines[0]
 
 
 PATHS = ["paths", "--items", "H100 x 8", "--consignee", "Falcon", "--country", "AE"]
