@@ -566,9 +566,12 @@ def remove_weights(s: Session, model: str, site: str, actor: str | None = None) 
 ACCESS_COLUMNS = ("timestamp", "model", "principal", "action")
 
 
-# Column widths of weight_access: a longer value is refused naming its row and column (PostgreSQL refused the whole
-# import with a DataError naming neither; SQLite kept it whole).
-_ACCESS_WIDTHS = {"model": 200, "principal": 300, "action": 40, "device": 300, "site": 200}
+# Column widths of weight_access, read off the table: a longer value is refused naming its row and column
+# (PostgreSQL refused the whole import with a DataError naming neither; SQLite kept it whole).
+_ACCESS_WIDTHS: dict[str, int] = {
+    c: WeightAccess.__table__.c[c].type.length  # type: ignore[attr-defined]
+    for c in ("model", "principal", "action", "device", "site")
+}
 
 
 def _access_rows(reader: csv.DictReader[str], source: str) -> list[WeightAccess]:
