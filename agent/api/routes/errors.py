@@ -57,9 +57,8 @@ def setup(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": f"a value is not valid UTF-8 text ({exc.reason})"})
 
     @app.exception_handler(UnicodeDecodeError)
-    async def _not_utf8(_req: Request, exc: UnicodeDecodeError) -> JSONResponse:
-        return JSONResponse(status_code=422,
-                            content={"detail": f"body: not UTF-8 text (byte {exc.start}: {exc.reason})"})
+    async def _not_utf8_handler(_req: Request, exc: UnicodeDecodeError) -> JSONResponse:
+        return _not_utf8(exc)
 
     @app.exception_handler(OverflowError)
     async def _overflow(_req: Request, exc: OverflowError) -> JSONResponse:
@@ -99,10 +98,13 @@ def setup(app: FastAPI) -> None:
 _UNPARSED_BODY = "There was an error parsing the body"
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": f"body: not UTF-8 text (byte {exc.start}: {exc.reason})"})
+
+
 def _unparsed_body(cause: BaseException | None) -> JSONResponse:
-    if isinstance(cause, UnicodeDecodeError):  # the same answer as the UnicodeDecodeError handler's
-        return JSONResponse(status_code=422,
-                            content={"detail": f"body: not UTF-8 text (byte {cause.start}: {cause.reason})"})
+    if isinstance(cause, UnicodeDecodeError):
+        return _not_utf8(cause)
     if isinstance(cause, RecursionError):
         return JSONResponse(status_code=400, content={"detail": "body: JSON nested too deeply to parse"})
     reason = f" ({type(cause).__name__})" if cause is not None else ""
