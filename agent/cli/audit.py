@@ -95,9 +95,8 @@ def checkpoint(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Sign the current head of the chain (seq, hash) with the Ed25519 key."""
-    if out is not None and not str(out).strip():
-        # A blank name (an unset variable in a script, quoted) wrote a file named " " in the working directory.
-        raise UsageError(f"--out: {str(out)!r} is blank; give the checkpoint file's name")
+    # A blank name (an unset variable in a script, quoted) wrote a file named " " in the working directory.
+    not_blank(None if out is None else str(out), "--out", "give the checkpoint file's name")
     if out is not None and out.is_dir():
         raise UsageError(f"--out: {out} is a directory; give the checkpoint file's name")
     with session_scope(db_url(db)) as s:
@@ -169,8 +168,7 @@ def keygen(
     """
     from agent.signing import generate, key_path
 
-    if out is not None and not str(out).strip():
-        raise UsageError(f"--out: {str(out)!r} is blank; give the key file's name")
+    not_blank(None if out is None else str(out), "--out", "give the key file's name")
     path = (out or key_path()).expanduser()
     try:
         key = generate(path)
