@@ -351,6 +351,10 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
     """
     if not cluster:
         raise PolicyError("cluster: label mappings belong to a named cluster (the webhook's VEU_CLUSTER)")
+    # Before the registry is read: a `parties add --namespace` committing between that read and this sync's
+    # writes would otherwise leave a label mapping beside the registration it should yield to (a cluster's own
+    # label row outranks a cluster-wide registration in the lookup), naming the wrong customer until the next sync.
+    lock_for_transaction(s, OWNERSHIP_LOCK)
     out = LabelSync(cluster, label)
     parties = {p.name: p for p in s.exec(select(Party)).all()}
     by_id = {p.id: p.name for p in parties.values()}

@@ -267,3 +267,36 @@ def test_agent_schedules_a_namespace_sync_per_labelled_cluster_and_runs_it(k8s: 
     with session_scope(store) as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.action == "party.namespace_labels")).one()
     assert entry.actor == "agent:namespaces"
+
+
+@pytest.mark.postgres
+def test_a_registration_committed_while_a_label_sync_runs_still_outranks_the_label(pg_store: str) -> None:
+    """An operator registers a namespace cluster-wide while the namespace sync is mapping the same namespace from
+    its label: the sync waits for the registration (both take the ownership lock) and then yields to it. Without
+    the wait it read no registration and committed its label row after, which, as the cluster's own, won the
+    lookup: the namespace's jobs were decided for the label's customer until the next sync."""
+    from sqlmodel import Session
+
+    from agent.store import get_engine
+
+    registering = Session(get_engine(pg_store))
+    parties.add_party(registering, "US Lab", "US", namespaces=["team-x"])  # holds its transaction open
+    synced: list[parties.LabelSync] = []
+
+    def sync() -> None:
+        with session_scope(pg_store) as s:
+            synced.append(parties.sync_label_mappings(s, "fra-1", LABEL, {"team-x": "emirates-ai"}))
+
+    th = threading.Thread(target=sync)
+    th.start()
+    th.join(0.5)
+    assert th.is_alive() and not synced  # waiting for the registration, not deciding without it
+    registering.commit()
+    registering.close()
+    th.join(10)
+    m = _mappings(pg_store)
+    assert ("fra-1", "team-x") not in m and m[("", "team-x")] == ("US Lab", "registry")
+    assert synced[0].added == [] and "the registry maps it to 'US Lab'" in synced[0].problems[0]
+    with session_scope(pg_store) as s:
+        found = parties.party_for_namespace(s, "team-x", "fra-1")
+        assert found is not None and found.name == "US Lab"
