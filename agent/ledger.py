@@ -155,6 +155,10 @@ def _dt(d: date | datetime) -> datetime:
 # ------------------------------------------------------------------------------------------------ estimates
 
 
+def _checked(x: float, field: str, allow_zero: bool = False) -> float:
+    return compute.check_number(x, field, allow_zero=allow_zero)
+
+
 def accelerator(name: str) -> PeakRates:
     """The catalog chip for any alias (raises ``UnknownAccelerator`` saying how to add it)."""
     from agent.kb import catalog
@@ -203,14 +207,35 @@ def estimate(
         return compute.declared_6nd(defaults, tokens=tokens, params=params, active_params=active_params, moe=moe)
     if chip is None:
         raise EstimateError("chip: the hardware method needs the accelerator (--chip NAME)")
+    from agent.kb import catalog
+
     try:
-        peak = accelerator(chip)
+        res = catalog().resolve(chip)
     except UnknownAccelerator as exc:  # the catalog names the value it does not know: say which input gave it
         raise UnknownAccelerator(f"chip: {str(exc).removeprefix('name: ')}") from None
-    est = compute.hardware(
-        defaults, peak, count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
-        precision=precision,
-    )
+    peak = res.accelerator
+    share = float(res.fraction)
+    if share == 1.0:
+        est = compute.hardware(
+            defaults, peak, count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
+            precision=precision,
+        )
+    else:
+        # A MIG slice does its share of the GPU's work (compute slices / total, as the webhook and metering count
+        # it): --count counts slices and --chip-hours slice-hours, each taken at that share of the parent's rate.
+        est = compute.hardware(
+            defaults, peak, count=None if count is None else _checked(count, "count") * share, hours=hours,
+            chip_hours=None if chip_hours is None else _checked(chip_hours, "chip-hours", True) * share,
+            utilization=utilization, precision=precision,
+        )
+        what = f"{res.mig_profile} slice" if res.mig_profile else "slice"
+        parent = (f" (the name does not say which GPU: taken as the one with the highest TPP of "
+                  f"{', '.join(res.ambiguous_parents)})" if len(res.ambiguous_parents) > 1 else "")
+        est = replace(est, explanation=(
+            f"{chip.strip()}: a MIG {what} = {res.fraction} of a {peak.id}{parent} (compute slices / total); "
+            f"{'chip-hours' if chip_hours is not None else 'count'} × {res.fraction} in {peak.id} equivalents; "
+            + est.explanation), inputs={**est.inputs, "mig_profile": res.mig_profile, "slice_fraction": share,
+                                        "slices": count, "slice_hours": chip_hours})
     if count is not None and not isinstance(count, bool) and math.isfinite(count) and count > MAX_CHIPS:
         # 1e30 chips (a typo, an exponent too many) gave a finite estimate far past 1e26: recorded in the ledger,
         # it made the lineage 4E091. Checked once the estimate is made, so that an overflow still says so. The

@@ -41,6 +41,7 @@ from agent.store.tables.obligations import (
     WeightStorage,
 )
 from policies import obligations as core
+from policies.compute import at_least
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
@@ -494,7 +495,7 @@ def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of:
         status = _model_status(s, packs, model, as_of) if model else None
         if status is None:
             thr = float(packs.value("eccn-4e091", "operations_threshold", as_of))
-            status = "4E091" if (d.lineage_operations or 0.0) >= thr else "below-threshold"
+            status = "4E091" if at_least(d.lineage_operations or 0.0, thr) else "below-threshold"
         out.append(core.TrainingRun(
             run=f"decision-{d.id} ({d.job_ref})", site=site.name, location=loc,
             customer=effective_tier(packs, refs, d.customer_name, as_of), model=model, model_status=status,

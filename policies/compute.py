@@ -156,14 +156,38 @@ def sci(x: float, digits: int = 4) -> str:
     return f"{mant}e{int(exp)}" if exp else text
 
 
+# Figures are typed in decimal and held as binary doubles, so a sum of figures that is exactly a limit in decimal
+# can land a few units in the last place either side of it: 3.7e25 + 6.3e25 is 9.999999999999999e25 as doubles,
+# not 1e26. Summing n figures is off by at most about 2·n·2^-53 of the sum (2e-10 for a million runs), so two
+# figures this close (relative) are the same figure when compared with a limit. An arithmetic tolerance, not a
+# rule value: 1e-9 of 10^26 is 10^17 operations, under two minutes of one H100.
+SAME_FIGURE_REL = 1e-9
+
+
+def same_figure(a: float, b: float) -> bool:
+    """Whether ``a`` and ``b`` are the same figure up to the rounding of decimal figures held as doubles."""
+    return a == b or abs(a - b) <= SAME_FIGURE_REL * max(abs(a), abs(b))
+
+
+def at_least(x: float, limit: float) -> bool:
+    """``x`` is ``limit`` or more ("10^26 or more 'operations'"): a sum equal to the limit in decimal meets it."""
+    return x >= limit or same_figure(x, limit)
+
+
+def more_than(x: float, limit: float) -> bool:
+    """``x`` is more than ``limit`` ("more than 25 percent"): a sum equal to the limit in decimal does not exceed it."""
+    return x > limit and not same_figure(x, limit)
+
+
 def sci_apart(a: float, b: float) -> tuple[str, str]:
     """``a`` and ``b`` as :func:`sci` writes them, with more digits where 4 would show unequal numbers as equal.
 
-    A total compared with a threshold must not read "1e26 does not meet >= 1e26" when it is 9.9996e25.
+    A total compared with a threshold must not read "1e26 does not meet >= 1e26" when it is 9.9996e25. Figures
+    that are the same up to decimal-to-binary rounding (:func:`same_figure`) are compared as equal, and written so.
     """
     ta, tb = sci(a), sci(b)
     for digits in (6, 9, 12, 17):  # 17 significant digits tell any two different doubles apart
-        if a == b or ta != tb:
+        if same_figure(a, b) or ta != tb:
             break
         ta, tb = sci(a, digits), sci(b, digits)
     return ta, tb

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, NamedTuple
 
-from policies.compute import sci, sci_apart
+from policies.compute import at_least, more_than, sci, sci_apart
 from policies.errors import PolicyError, cli_word
 from policies.packs import PackRegistry, ResolvedProvision
 
@@ -210,7 +210,16 @@ class Regime:
         return self.derivative_absolute is not None or self.derivative_fraction is not None
 
     def meets(self, operations: float) -> bool:
-        return operations >= self.threshold if self.inclusive else operations > self.threshold
+        """``operations`` meet the threshold: "10^26 or more" (inclusive) or "greater than 10^25" (strict).
+
+        Compared as the figures' decimal sum (:func:`policies.compute.at_least`): runs typed as 3.7e25 and
+        6.3e25 are 10^26 operations, though their doubles sum to 9.999999999999999e25.
+        """
+        return at_least(operations, self.threshold) if self.inclusive else more_than(operations, self.threshold)
+
+    def derivative_exceeds(self, additional: float, limit: float) -> bool:
+        """A published model's derivative is controlled only with additional operations "more than" the limit."""
+        return more_than(additional, limit)
 
 
 def regime(packs: PackRegistry, regime_id: str, as_of: date) -> Regime:
@@ -356,7 +365,7 @@ class ModelStatus:
             when = f" since {rec.published_on.isoformat()}" if rec.published_on else ""
             out.append(f"  parameters published{when}: {r.id} does not control published parameters -> excluded")
         if self.published_ancestor is not None and self.derivative_threshold is not None:
-            exceeds = self.additional_operations > self.derivative_threshold
+            exceeds = r.derivative_exceeds(self.additional_operations, self.derivative_threshold)
             extra, allowed = sci_apart(self.additional_operations, self.derivative_threshold)
             out.append(
                 f"  derived from published model {self.published_ancestor} ({sci(self.ancestor_operations)}): "
@@ -643,7 +652,7 @@ class Ledger:
         gen_added = 0.0
         for fam, items in by_family.items():
             fraction = sum(s.fraction for s in items)
-            qualifies = limit is not None and fraction > limit
+            qualifies = limit is not None and more_than(fraction, limit)  # "more than ten percent"
             gens = tuple(dict.fromkeys(s.generator for s in items))
             gen_ops = float(sum(s.generation_operations for s in items))
             # The unpublished variant with the most operations stands for this generator's training.
@@ -696,7 +705,7 @@ class Ledger:
             status = EXCLUDED_PUBLISHED
         elif not r.meets(c.total):
             status = BELOW
-        elif ancestor is not None and limit is not None and not additional > limit:
+        elif ancestor is not None and limit is not None and not r.derivative_exceeds(additional, limit):
             status = EXCLUDED_DERIVATIVE
         elif det is not None and det.less_capable:
             status = EXCLUDED_LESS_CAPABLE

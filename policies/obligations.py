@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from policies.compute import more_than
 from policies.errors import PolicyError, cli_word
 from policies.jurisdictions import TierResult
 from policies.packs import PackRegistry, ResolvedProvision
@@ -178,7 +179,9 @@ def para7(packs: PackRegistry, as_of: date, runs: Iterable[TrainingRun]) -> list
         if r.fine_tune_of and r.base_status == "4E091":
             if r.base_operations:
                 ratio = r.operations / r.base_operations
-                if ratio <= frac:
+                # "no more than 25 percent", compared as the runs' decimal figures (their doubles' sum can be a
+                # unit in the last place over the limit: see policies.compute.more_than)
+                if not more_than(r.operations, frac * r.base_operations):
                     verdict, why = "ok", f"fine-tuning {ratio:.1%} of the original's operations <= {frac:.0%}"
                 else:
                     verdict, why = "violation", (

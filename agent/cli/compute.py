@@ -32,10 +32,12 @@ ParamsOpt = typer.Option(None, "--params", help="Parameters (total), e.g. 7e10."
 ActiveOpt = typer.Option(None, "--active-params", help="Parameters active per token (required for MoE).")
 TokensOpt = typer.Option(None, "--tokens", help="Training tokens processed (all epochs), e.g. 1.5e13.")
 MoeOpt = typer.Option(False, "--moe", help="The model is a mixture of experts (then --active-params is required).")
-ChipOpt = typer.Option(None, "--chip", help="Accelerator name or alias, e.g. H100 SXM5 80GB.")
-CountOpt = typer.Option(None, "--count", help="Number of chips (a whole number).")
+ChipOpt = typer.Option(None, "--chip", help="Accelerator name or alias, e.g. H100 SXM5 80GB, or a MIG slice such as "
+                       "'H100 SXM MIG 1g.10gb' (counted at its share of the GPU).")
+CountOpt = typer.Option(None, "--count", help="Number of chips (a whole number); of slices for a MIG --chip.")
 HoursOpt = typer.Option(None, "--hours", help="Wall-clock hours.")
-ChipHoursOpt = typer.Option(None, "--chip-hours", help="Chip-hours used (instead of --count and --hours).")
+ChipHoursOpt = typer.Option(None, "--chip-hours", help="Chip-hours used (instead of --count and --hours); "
+                            "slice-hours for a MIG --chip.")
 UtilOpt = typer.Option(None, "--utilization", help="Model FLOP utilization (0-1); default from the policy pack.")
 PrecOpt = typer.Option(None, "--precision", help="Training precision: BF16 (default), FP8, FP4, FP16, TF32, FP32.")
 

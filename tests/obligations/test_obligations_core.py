@@ -85,6 +85,21 @@ def test_para7_training_for_parties_outside_tier1(
     assert len(rows) == 1 and rows[0]["verdict"] == verdict, rows[0]["reason"]
 
 
+def test_para7_fine_tuning_split_into_runs_summing_to_exactly_25_percent_is_within_the_allowance(
+    packs: PackRegistry,
+) -> None:
+    # "no more than 25 percent": runs of 6e23, 2.02e25 and 4.2e24 are 2.5e25 operations, 25% of 1e26, though
+    # their doubles sum to 2.5000000000000005e25.
+    ops = 6e23 + 2.02e25 + 4.2e24
+    assert ops > 0.25 * 1e26
+    rows = ob.para7(packs, date(2025, 9, 1), [_run(packs, "Gulf", "DE", model_status="4E091", operations=ops,
+                                                   fine_tune_of="base", base_status="4E091", base_operations=1e26)])
+    assert rows[0]["verdict"] == "ok", rows[0]["reason"]
+    over = ob.para7(packs, date(2025, 9, 1), [_run(packs, "Gulf", "DE", model_status="4E091", operations=2.5001e25,
+                                                   fine_tune_of="base", base_status="4E091", base_operations=1e26)])
+    assert over[0]["verdict"] == "violation"
+
+
 def test_para7_lists_only_runs_outside_tier1(packs: PackRegistry) -> None:
     assert ob.para7(packs, date(2025, 9, 1), [_run(packs, "Acme", "DE", model_status="4E091", operations=2e26)]) == []
 
