@@ -865,6 +865,7 @@ _UPDATE_CASE = _C.update().where(_C.c.id == bindparam("case_id")).values(
     jobs=bindparam("jobs"), estimate_operations=bindparam("estimate"), threshold=bindparam("threshold"),
     explanation=bindparam("explanation"), updated_at=bindparam("updated_at", type_=_C.c.updated_at.type))
 _MAX_CASE_JOBS = 500
+_POD_SEP = "#"  # in metering's job references, `<job>#<pod>` (see controllers.metering)
 
 
 def _open_case(s: Session, dec: Decision, party: Customer | None, actor: str, now: datetime,
@@ -1032,12 +1033,15 @@ def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, o
                        ) -> tuple[RedFlagCase, bool]:
     """Open (or reuse) a case because a running lineage crossed the threshold; (case, news).
 
-    ``news`` is True when the case was opened now, or when an unanswered case (the webhook's hold, say) did
-    not yet list these running jobs and now does: either way the crossing is reported (Event, metric). The
-    (customer, lineage) case lock is taken first, so the webhook and a second controller never open a second
-    case for the same lineage.
+    ``news`` is True when the case was opened now, or when an unanswered case (the webhook's hold, say) lists
+    running jobs for the first time: either way the crossing is reported (Event, metric), once. Pods of the
+    lineage that start later only join the case's list. The (customer, lineage) case lock is taken first, so
+    the webhook and a second controller never open a second case for the same lineage.
     """
     now = now or utcnow()
+    # A case keeps its latest _MAX_CASE_JOBS references: handed more, some would fall off its list and be
+    # "new" again on every tick (a case.update each time). The same bounded set each tick.
+    job_refs = sorted(set(job_refs))[-_MAX_CASE_JOBS:]
     _case_on_file(s, party.name, model_key, now, lock=True)
     row = current_case(s, party.name, model_key, now)
     if row is not None:
@@ -1045,11 +1049,14 @@ def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, o
         new = [j for j in job_refs if j not in listed]
         if row.status != "open" or not new:
             return row, False
+        # Metering's references are `<job>#<pod>` (a Kubernetes name has no "#"; the webhook's are `ns/Kind/name`):
+        # a case listing one was reported when it first did.
+        reported = any(_POD_SEP in j for j in listed)
         row.jobs = json.dumps((listed + new)[-_MAX_CASE_JOBS:])
         s.add(row)
         record(s, actor=actor, action="case.update", subject=f"case:{row.id}",
                payload={"running_jobs_added": new[-50:], "estimate": operations, "source": "metering"})
-        return row, True
+        return row, not reported
     row = RedFlagCase(customer_id=party.id, customer_name=party.name, model_key=model_key, status="open",
                       source="metering", estimate_operations=operations, threshold=threshold,
                       jobs=json.dumps(job_refs[-_MAX_CASE_JOBS:]), explanation=explanation[:20000], opened_at=now)

@@ -136,10 +136,13 @@ class AdmissionCheckController:
             try:
                 self.api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "workloads", name, body)
             except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
                 # Changed (or deleted) since it was read: decided again on the next pass, from what it is now.
-                log.info("workload %s/%s: check state not written (%s); retried next pass", ns, name, exc.status)
+                # Any other refusal (a validating webhook, RBAC, a 5xx) is this Workload's alone: raising would
+                # end the pass, and the same Workload, first again in the next list, would keep every Workload
+                # after it waiting. Its check stays Pending (Kueue keeps it queued) and is retried next pass.
+                level = logging.INFO if exc.status in (404, 409) else logging.ERROR
+                log.log(level, "workload %s/%s: check state not written (%s %s); retried next pass", ns, name,
+                        exc.status, exc.reason)
                 continue
             done.append({"workload": f"{ns}/{name}", "state": state, "code": out.code, "case_id": out.case_id})
         return done

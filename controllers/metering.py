@@ -19,7 +19,9 @@ was labelled after the first poll), the interval is re-charged to that chip, not
 When a running lineage of a customer outside Tier 1 reaches the 4E091 threshold and no answered
 red-flag-28 case covers it, the controller opens a case, emits an ``events.k8s.io/v1`` Event (type
 Warning, reason ``RedFlag28ThresholdCrossed``) on the pod and increments
-``veu_metering_threshold_crossings_total``: no silent overrun.
+``veu_metering_threshold_crossings_total``: no silent overrun. Once per crossing: pods of the lineage that
+start later join the open case without another Event. A pod already metered for a customer stays that
+customer's while it runs, whatever its namespace's mapping becomes (see :func:`_customer`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
 from controllers.jobspec import MODEL_LABELS, READERS, Demand, ReadError, group_of, k8s_time, read, ref_kind
 from controllers.owners import get_owner, owner_path
+
+if TYPE_CHECKING:
+    from agent.directory import Customer
+    from agent.store.tables.core import Party
+    from agent.store.tables.ledger import MeteredUsage
+    from policies.parties import EffectiveTier
 
 log = logging.getLogger("veu.metering")
 
@@ -126,8 +134,9 @@ class Meter:
         # _OWNER_RETRY_SECONDS pass, so a cluster of thousands of pods is not a thousand failing GETs a tick.
         self._owners: dict[tuple[str, str, str, str], tuple[dict[str, Any] | None, float]] = {}
         self._owners_used: set[tuple[str, str, str, str]] = set()
-        # Ended pods already charged in full: pod uid -> (finish, lineage, job). Not written again each tick.
-        self._charged: dict[str, tuple[datetime, str, str]] = {}
+        # Ended pods already charged in full: pod uid -> (finish, lineage, job, customer id). Not written again
+        # each tick.
+        self._charged: dict[str, tuple[datetime, str, str, int | None]] = {}
         # Object uid (a pod, an owner in its chain) -> whether admission decided that very object as a job of
         # its own (see decided_alone). Looked up once per object, for a tick's new ones together.
         self._decided: dict[str, bool] = {}
@@ -274,7 +283,6 @@ class Meter:
     def tick(self, now: datetime | None = None) -> TickReport:
         from agent import cases as casesvc
         from agent import ledger
-        from agent.directory import customer_for
         from agent.store import session_scope
         from policies import redflag
         from policies.compute import EstimationDefaults
@@ -293,7 +301,8 @@ class Meter:
         # Ended pods charged in full by this tick: remembered in self._charged only once the transaction has
         # committed. Remembered before, a tick that fails (the store drops the connection at commit) would
         # roll their final interval back and later ticks would skip them as already charged: lost usage.
-        charged_now: dict[str, tuple[datetime, str, str]] = {}
+        charged_now: dict[str, tuple[datetime, str, str, int | None]] = {}
+        parties_by_id: dict[int, tuple[Party | None, EffectiveTier | None]] = {}
         with session_scope(self.database_url) as s:
             self._look_up_decisions(s, pods, settings.exempt_namespaces)
             for pod in pods:
@@ -318,9 +327,9 @@ class Meter:
                 done = self._charged.get(uid)
                 if done is not None and done[0] == end:
                     # Charged in full on an earlier tick: not rewritten (nor audited) every tick.
-                    party, tier = customer_for(s, packs, ns, self.cluster, as_of)
-                    if party is not None and not (tier is not None and tier.tier == 1):
-                        touched.setdefault((party.name, done[1]), (party, [], pod))[1].append(done[2])
+                    who, who_tier = _customer(s, packs, ns, self.cluster, as_of, done[3], parties_by_id)
+                    if who is not None and not (who_tier is not None and who_tier.tier == 1):
+                        touched.setdefault((who.name, done[1]), (who, [], pod))[1].append(done[2])
                     continue
                 demand = read(_with_node_hint(pod, nodes))
                 if isinstance(demand, ReadError):
@@ -336,7 +345,11 @@ class Meter:
                 demand = read(_with_node_hint(pod, nodes, annotations))
                 if not isinstance(demand, Demand) or demand.chips <= 0:
                     continue
-                party, tier = customer_for(s, packs, ns, self.cluster, as_of)
+                job = f"{ref}#{name}"[:300]
+                rows = _job_rows(s, job)
+                metered_for = next((r.customer_id for r in rows if _aware(r.period_start) == start
+                                    and r.customer_id is not None), None)
+                party, tier = _customer(s, packs, ns, self.cluster, as_of, metered_for, parties_by_id)
                 if party is None:
                     report.skipped.append(f"{ns}/{name}: namespace not mapped to a customer")
                     continue
@@ -348,7 +361,6 @@ class Meter:
                 key = redflag.model_key(declared, party.name)
                 chips, _notes = casesvc.resolve_chips(s, demand, self.cluster,
                                                       declared.precision or defaults.default_precision)
-                job = f"{ref}#{name}"[:300]
                 secs_total = 0.0
                 charged: set[str] = set()
                 # The ledger keeps one interval per (job, chip, start): the pod's groups on one chip (MIG slices
@@ -368,9 +380,9 @@ class Meter:
                     # The lineage the usage was charged to (another party's model name is scoped to this
                     # customer, as the webhook scopes it).
                     key = ledger.model_name_of(s, usage.model_id) or key
-                _drop_superseded(s, job, start, charged)
+                _drop_superseded(s, job, start, charged, rows)
                 if status.get("phase") in _ENDED:
-                    charged_now[uid] = (end, key, job)
+                    charged_now[uid] = (end, key, job, party.id)
                 report.pods_metered += 1
                 report.chip_seconds += secs_total
                 METERED.inc()
@@ -391,11 +403,11 @@ class Meter:
                 state = casesvc.current_case_state(s, cust, key, now)
                 if state is not None and state.satisfied(as_of):
                     continue
-                case, opened = casesvc.open_metering_case(
+                case, news = casesvc.open_metering_case(
                     s, party=party, model_key=key, operations=st.cumulative_operations,
                     threshold=st.regime.threshold, job_refs=jobs, explanation=st.explanation,
                     actor="controller:metering", now=now)
-                if not opened:
+                if not news:
                     continue
                 CROSSINGS.inc()
                 crossing = {"customer": cust, "model": key, "case_id": case.id,
@@ -514,20 +526,62 @@ def _finished_at(status: Mapping[str, Any]) -> datetime | None:
     return max(ends) if ends else None
 
 
-def _drop_superseded(s: Any, job: str, start: datetime, charged: set[str]) -> None:
+def _aware(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def _job_rows(s: Any, job: str) -> list[MeteredUsage]:
+    """The ledger's metered intervals of a job reference (a pod's, and earlier pods' of the same name)."""
+    from sqlmodel import select
+
+    from agent.store.tables.ledger import MeteredUsage
+
+    return list(s.exec(select(MeteredUsage).where(MeteredUsage.job_ref == job)).all())
+
+
+def _customer(s: Any, packs: Any, ns: str, cluster: str, as_of: Any, metered_for: int | None,
+              cache: dict[int, tuple[Party | None, EffectiveTier | None]],
+              ) -> tuple[Customer | Party | None, EffectiveTier | None]:
+    """The customer a pod's usage is charged to, and its tier: the namespace's, unless the pod was already
+    metered for another customer (``metered_for``, its interval's customer on record).
+
+    The namespace's mapping can change (or go) while a pod runs. The mapping decides whose the namespace's
+    later jobs are; a running one was admitted and metered as the earlier customer's. Re-charging its interval
+    to the new customer would erase it from the lineage it ran for (a Tier 2 run moved to a Tier 1 party
+    mid-run), and skipping it would stop metering a run that goes on: it stays with its customer.
+    """
+    from agent.directory import customer_for
+
+    mapped, tier = customer_for(s, packs, ns, cluster, as_of)
+    if metered_for is None or (mapped is not None and mapped.id == metered_for):
+        return mapped, tier
+    kept = cache.get(metered_for)
+    if kept is None:
+        kept = cache[metered_for] = _party_by_id(s, packs, metered_for, as_of)
+    return kept if kept[0] is not None else (mapped, tier)
+
+
+def _party_by_id(s: Any, packs: Any, party_id: int, as_of: Any) -> tuple[Party | None, EffectiveTier | None]:
+    """A party and its effective tier on ``as_of`` by id ((None, None) when it is gone)."""
+    from agent.parties import party_view
+    from agent.store.tables.core import Party
+
+    p = s.get(Party, party_id)
+    return party_view(s, packs, p.name, as_of) if p is not None else (None, None)
+
+
+def _drop_superseded(s: Any, job: str, start: datetime, charged: set[str], rows: list[MeteredUsage]) -> None:
     """Remove the pod's usage for this interval recorded on a chip it is no longer known to run on.
 
     The ledger keys an interval by (job, accelerator, start): when the chip model of a pod becomes known
     after the first poll (its node labelled late, the inventory changed), the new chip's row replaces the
-    guess instead of both being charged for the same chip-seconds.
+    guess instead of both being charged for the same chip-seconds. ``rows`` are the job's rows read before
+    this tick charged it (a row it added is on a chip in ``charged``).
     """
-    from sqlmodel import select
-
     from agent.audit import record
-    from agent.store.tables.ledger import MeteredUsage
 
-    for row in s.exec(select(MeteredUsage).where(MeteredUsage.job_ref == job)).all():
-        ps = row.period_start if row.period_start.tzinfo else row.period_start.replace(tzinfo=UTC)
+    for row in rows:
+        ps = _aware(row.period_start)
         if ps != start or row.accelerator in charged:
             continue
         record(s, actor="controller:metering", action="metered_usage.delete", subject=f"job:{job}",
