@@ -140,12 +140,26 @@ def controllers(
 
 
 def controller_pass(meter: Any, ctl: Any) -> dict[str, Any]:
-    """One metering pass (and one Kueue reconcile when ``ctl`` is set), as the ``--json`` summary."""
-    r = meter.tick()
-    data: dict[str, Any] = {"pods_metered": r.pods_metered, "chip_seconds": r.chip_seconds,
-                            "crossings": r.crossings, "skipped": r.skipped, "errors": r.errors}
+    """One metering pass (and one Kueue reconcile when ``ctl`` is set), as the ``--json`` summary.
+
+    Each runs whatever befalls the other: a meter failing on every pass (a pod it cannot read, the store)
+    must not leave queued Workloads waiting for their check, nor a failing reconcile stop the metering. The
+    first failure is raised once both have run."""
+    data: dict[str, Any] = {}
+    failed: Exception | None = None
+    try:
+        r = meter.tick()
+        data.update({"pods_metered": r.pods_metered, "chip_seconds": r.chip_seconds, "crossings": r.crossings,
+                     "skipped": r.skipped, "errors": r.errors})
+    except Exception as exc:
+        failed = exc
     if ctl is not None:
-        data["kueue"] = ctl.reconcile()
+        try:
+            data["kueue"] = ctl.reconcile()
+        except Exception as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
     return data
 
 

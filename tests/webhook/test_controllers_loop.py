@@ -49,6 +49,26 @@ def test_a_failed_metering_pass_is_logged_and_the_next_pass_runs(
     assert "controller pass failed" in caplog.text and "connection reset" in caplog.text
 
 
+def test_a_meter_failing_every_pass_does_not_keep_kueue_workloads_waiting_for_their_check() -> None:
+    from agent.cli.admission import controller_pass
+
+    class BrokenMeter:
+        def tick(self) -> Any:
+            raise ConnectionError("store: connection refused")
+
+    class Checks:
+        passes = 0
+
+        def reconcile(self) -> list[dict[str, Any]]:
+            self.passes += 1
+            return [{"workload": "team-a/wl", "state": "Ready"}]
+
+    ctl = Checks()
+    with pytest.raises(ConnectionError, match="connection refused"):  # still a failed pass, logged by the loop
+        controller_pass(BrokenMeter(), ctl)
+    assert ctl.passes == 1
+
+
 def test_the_meters_counters_are_served_on_the_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
     # The issue asks for a metric when a running lineage crosses the threshold: it lives in this process, so
     # this process must serve it.
