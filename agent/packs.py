@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,6 +24,34 @@ class PackLoader(yaml.SafeLoader):
     PyYAML follows YAML 1.1, where ``1.0e26`` (no sign in the exponent) is a *string*; a threshold
     silently becoming a string is exactly the bug a compliance product cannot have.
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys: a second `max_share_outside_tier1:` (or `enforced:`) further
+        # down a provision silently replaced the first. Keys brought in by a merge (`<<: *anchor`) may be
+        # overridden; two written in the same mapping may not.
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first written on line {seen[key].line + 1})",
+                    key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        # 2027-02-30 matches YAML's date pattern but is no date: PyYAML raised a bare ValueError (a traceback).
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark) from None
+
+
+PackLoader.add_constructor("tag:yaml.org,2002:timestamp", PackLoader.construct_yaml_timestamp)
 
 
 # YAML 1.1 also reads yes/no/on/off as booleans: Norway's ISO code NO silently became False and dropped
@@ -52,14 +81,45 @@ def load_yaml(text: str) -> object:
     return yaml.load(text, Loader=PackLoader)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where, what, and the construct it was in (PyYAML's own text spans lines)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = ""
+    if exc.context:
+        cm = exc.context_mark
+        at = f" at line {cm.line + 1}, column {cm.column + 1}" if cm is not None and cm is not mark else ""
+        context = f" ({exc.context}{at})"
+    return f"{where}{exc.problem or ''}{context}"
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:  # json keeps the last of two equal keys, as PyYAML did
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
 def _read(path: Path) -> object:
-    text = path.read_text(encoding="utf-8")
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PackError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise PackError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         if path.suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_no_duplicate_keys)
         return load_yaml(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise PackError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise PackError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # json.JSONDecodeError is one, and so is a duplicate key
+        raise PackError(f"{path}: not valid {kind}: {' '.join(str(exc).split())}") from None
 
 
 def load_dir(directory: Path) -> list[PolicyPack]:

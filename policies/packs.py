@@ -15,10 +15,13 @@ provision by shipping a pack with the same provision id, without editing the pac
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -60,6 +63,124 @@ def _check_codes(key: str, codes: Iterable[Any]) -> None:
         raise ValueError(f"{key}: {c!r} is not an ISO 3166 alpha-2 country code{meant}")
 
 
+# The values the code reads from the provisions whose numbers decide (thresholds, caps, allocations, deadlines):
+# each key's kind and whether the code needs it. A pack that defines one of these ids (an operator override, a
+# new dated version) is checked against it on load, so a cap written as a percentage (25 for 25%), a negative or
+# zero threshold, or a misspelt key (which the code would never read, or would read as its default) is refused
+# naming the file and the key, instead of silently deciding every later evaluation.
+_FRACTION, _POSITIVE, _NON_NEGATIVE, _DAYS, _COUNTRY, _ANY = (
+    "fraction", "positive", "non-negative", "days", "country", "any")
+_REQ, _OPT = True, False
+_Spec = dict[str, tuple[str, bool]]
+_REGIME: _Spec = {
+    "status_label": (_ANY, _OPT), "operations_threshold": (_POSITIVE, _REQ), "comparison": (_ANY, _OPT),
+    "synthetic_data_fraction": (_FRACTION, _OPT), "count_generator_training": (_ANY, _OPT),
+    "derivative_absolute_operations": (_POSITIVE, _OPT), "derivative_fraction_of_base": (_FRACTION, _OPT),
+    "published_weights_excluded": (_ANY, _OPT), "less_capable_exclusion": (_ANY, _OPT),
+    "less_capable_exclusion_requires_determination": (_ANY, _OPT),
+}
+_NVEU: _Spec = {"cumulative_tpp": (_POSITIVE, _REQ), "quarter": (_ANY, _OPT)}
+_VALUE_SPECS: dict[str, _Spec] = {
+    "eccn-3a090": {
+        **{k: (_POSITIVE, _REQ) for k in (
+            "a1_tpp_min", "a2_tpp_min", "a2_pd_min", "b1_tpp_min", "b1_tpp_below", "b1_pd_min", "b1_pd_below",
+            "b2_tpp_min", "b2_pd_min", "b2_pd_below", "non_datacenter_tpp_min")},
+        "non_datacenter_exceptions": (_ANY, _REQ), "b_exceptions": (_ANY, _OPT),
+    },
+    "eccn-4e091": _REGIME,
+    "eu-ai-act-gpai-systemic-risk": _REGIME,
+    "uveu-geographic-allocation": {
+        "max_share_outside_tier1": (_FRACTION, _REQ), "max_share_single_non_tier1_country": (_FRACTION, _REQ),
+        "us_hq_max_share_outside_us": (_FRACTION, _REQ), "us_hq_country": (_COUNTRY, _REQ), "base": (_ANY, _REQ),
+        "tier_caps_apply_to": (_ANY, _OPT), "includes_parents_and_subsidiaries": (_ANY, _OPT),
+        "counts_eccn": (_ANY, _OPT), "operator_must_hold_uveu_when_different": (_ANY, _OPT),
+    },
+    "nveu-allocation": _NVEU,
+    "tier2-country-allocation": {
+        "cumulative_tpp": (_POSITIVE, _REQ), "g2g_max_increase_fraction": (_NON_NEGATIVE, _REQ),
+        "period_start": (_ANY, _OPT), "period_end": (_ANY, _REQ), "counts_from": (_ANY, _REQ),
+        "excludes_authorizations": (_ANY, _REQ),
+    },
+    "licence-exception-lpp": {
+        "tpp_per_calendar_year_per_consignee": (_POSITIVE, _REQ), "notify_shipment_tpp": (_POSITIVE, _REQ),
+        "consignee_is_ultimate_parent": (_ANY, _REQ), "tier1_hq_may_apply_to_operator": (_ANY, _REQ),
+        "in_country_transfers": (_ANY, _REQ), "excluded_destinations": (_ANY, _OPT),
+    },
+    "licence-exception-aia": {
+        "reporting_tpp": (_POSITIVE, _REQ), "destinations": (_ANY, _OPT), "requires_certification": (_ANY, _REQ),
+        "not_for_4e091_training_outside_tier1": (_ANY, _REQ),
+    },
+    "supp10-advanced-ai-training": {
+        "fine_tune_max_fraction_of_original": (_FRACTION, _REQ), "inference_not_prohibited": (_ANY, _OPT),
+    },
+    "veu-notices": {k: (_DAYS, _REQ) for k in (
+        "uveu_new_datacenter_notice_days", "inter_country_transfer_notice_days", "theft_loss_report_days")},
+    "veu-recordkeeping": {"retention_years": (_DAYS, _REQ)},
+    "transistor-count-thresholds": {
+        "max_transistors": (_POSITIVE, _REQ), "max_transistors_without_hbm": (_POSITIVE, _REQ),
+    },
+    "estimation-defaults": {
+        **{k: (_FRACTION, _REQ) for k in (
+            "utilization", "utilization_low", "utilization_high", "conservative_utilization")},
+        "default_precision": (_ANY, _REQ), "declared_band_low": (_POSITIVE, _REQ),
+        "declared_band_high": (_POSITIVE, _REQ),
+    },
+    "obligation-reminders": {
+        "lead_days": (_DAYS, _REQ), "horizon_days": (_DAYS, _REQ), "review_interval_days": (_DAYS, _OPT),
+    },
+    # Checked in range where it is read (policies.redflag.AdmissionSettings); here only for misspelt keys.
+    "admission-settings": {k: (_ANY, _OPT) for k in (
+        "mode", "default_max_hours", "utilization", "deny_unknown_customer", "exempt_namespaces",
+        "unnamed_model_window_days", "related_jobs_window_days", "case_expiry_days",
+        "customer_aggregate_window_days", "trusted_controllers")},
+}
+_LICENCE_PREFIX = "nveu-licence-"  # policies.caps.licence_cap_id: one NVEU's own Table 1 replacement
+
+
+def _value_spec(provision_id: str) -> _Spec | None:
+    if provision_id.startswith(_LICENCE_PREFIX):
+        return _NVEU
+    return _VALUE_SPECS.get(provision_id)
+
+
+def _kind_problem(kind: str, v: Any) -> str | None:
+    """Why ``v`` is not of ``kind``, or None. ``None`` (YAML ``null``) is left to the required check."""
+    if kind == _ANY or v is None:
+        return None
+    if kind == _COUNTRY:  # a string is checked as a code by the values validator
+        return None if isinstance(v, str) else f"{v!r} is not an ISO 3166 alpha-2 country code"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return f"{v!r} is not a number"
+    if kind == _FRACTION and not 0 <= v <= 1:
+        pct = f" ({v:g}% is written {v / 100:g})" if 1 < v <= 100 else ""
+        return f"{v!r} is not a fraction between 0 and 1{pct}"
+    if kind == _POSITIVE and not v > 0:
+        return f"{v!r} is not a number above 0"
+    if kind == _NON_NEGATIVE and not v >= 0:
+        return f"{v!r} is negative"
+    if kind == _DAYS and not (isinstance(v, int) and v > 0):
+        return f"{v!r} is not a whole number above 0"
+    return None
+
+
+def _check_values(provision_id: str, values: Mapping[str, Any]) -> None:
+    spec = _value_spec(provision_id)
+    if spec is None:
+        return
+    for key, v in values.items():
+        if key not in spec:
+            close = difflib.get_close_matches(key, list(spec), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"its values are: {', '.join(sorted(spec))}"
+            raise ValueError(f"values.{key}: not a value of {provision_id} ({hint})")
+        problem = _kind_problem(spec[key][0], v)
+        if problem is not None:
+            raise ValueError(f"values.{key}: {problem}")
+    for key, (_, required) in spec.items():
+        if required and values.get(key) is None:
+            raise ValueError(f"values.{key}: missing; {provision_id} needs it (see the built-in version with "
+                             f"`veuctl policy show {provision_id}`)")
+
+
 class Provision(BaseModel):
     """One dated version of one rule."""
 
@@ -84,6 +205,10 @@ class Provision(BaseModel):
         def walk(node: Any, path: str) -> None:
             if isinstance(node, str) and _NUMBER.match(node.strip()) and not _ECCN.match(node.strip()):
                 raise ValueError(f"{path}: {node!r} is a string that looks like a number; write it unquoted")
+            # .nan fails every comparison and .inf passes or fails all of them: a threshold or cap written so
+            # would silently decide nothing (or everything). No rule value is infinite.
+            if isinstance(node, float) and not math.isfinite(node):
+                raise ValueError(f"{path}: {node!r} is not a finite number")
             if isinstance(node, dict):
                 for k, x in node.items():
                     walk(x, f"{path}.{k}")
@@ -100,6 +225,11 @@ class Provision(BaseModel):
                 if not (isinstance(val, list) and all(isinstance(c, str) and _ISO2.match(c) for c in val)):
                     raise ValueError(f"{key}: must be a list of ISO 3166 alpha-2 codes, got {val!r}")
                 _check_codes(key, val)
+            elif (key == "country" or key.endswith("_country")) and isinstance(val, str):
+                # One country (us_hq_country) is matched against codes too: "USA" would match no site.
+                if not _ISO2.match(val):
+                    raise ValueError(f"{key}: must be an ISO 3166 alpha-2 code, got {val!r}")
+                _check_codes(key, [val])
             elif key == "treat_as":  # destination equivalences: both sides are matched against codes too
                 if not isinstance(val, dict):
                     raise ValueError(f"{key}: must map ISO 3166 alpha-2 codes to codes, got {val!r}")
@@ -120,6 +250,11 @@ class Provision(BaseModel):
             raise ValueError("effective_to must be after effective_from")
         if not self.confirmed and not self.unconfirmed_note:
             raise ValueError("an unconfirmed provision needs 'unconfirmed_note' saying what is unconfirmed")
+        return self
+
+    @model_validator(mode="after")
+    def _values_match_what_the_code_reads(self) -> Provision:
+        _check_values(self.id, self.values)
         return self
 
     def in_window(self, as_of: date) -> bool:
@@ -153,6 +288,19 @@ class PolicyPack(BaseModel):
             if key in seen:
                 raise ValueError(f"provision {p.id!r} is defined twice with effective_from {p.effective_from}")
             seen.add(key)
+        # A version that says it runs until a date after the next version starts contradicts it: the next one
+        # would apply from its start, then the earlier one again after the next one's end. One version per day.
+        by_id: dict[str, list[Provision]] = {}
+        for p in self.provisions:
+            by_id.setdefault(p.id, []).append(p)
+        for pid, versions in by_id.items():
+            versions.sort(key=lambda v: v.effective_from)
+            for a, b in pairwise(versions):
+                if a.effective_to is not None and a.effective_to > b.effective_from:
+                    raise ValueError(
+                        f"provision {pid!r}: the version effective_from {a.effective_from} runs to "
+                        f"{a.effective_to} (effective_to), past the start of the version effective_from "
+                        f"{b.effective_from}; end it on or before {b.effective_from}")
         return self
 
 
@@ -186,10 +334,24 @@ def validate_document(model: type[_Doc], data: Mapping[str, Any], source: str, e
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt field ("efective_from") is two errors, the unknown key and the field it left missing; the
+        # unknown key is the one the author typed, so it is the one reported, with the field it resembles.
+        extra = [e for e in errors if e["type"] == "extra_forbidden"]
+        err = extra[0] if extra else errors[0]
         where = _format_loc(tuple(err["loc"]), data)
+        msg = err["msg"]
+        if extra:
+            parent, name = tuple(err["loc"][:-1]), str(err["loc"][-1])
+            missing = [str(e["loc"][-1]) for e in errors
+                       if e["type"] == "missing" and tuple(e["loc"][:-1]) == parent]
+            close = difflib.get_close_matches(name, missing, n=1)
+            if close:
+                msg += f" (did you mean {close[0]}?)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise error(f"{source}: {where}: {err['msg']}{more}") from None
+        # A whole-document error (a provision defined twice) names its provision itself: no "<root>" prefix.
+        at = "" if where == "<root>" else f"{where}: "
+        raise error(f"{source}: {at}{msg}{more}") from None
 
 
 def parse_pack(data: Any, source: str) -> PolicyPack:
