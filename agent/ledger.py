@@ -4,7 +4,8 @@ Writes validate first and then write, each with an audit entry in the same trans
 never leaves a half-written lineage. Reads build ``policies.ledger.ModelRecord`` values for exactly the
 models an evaluation needs (a model, its bases and its data generators, transitively) and hand them to
 the pure core. Metered chip-seconds are merged into the runs: per job, a model is charged the larger of
-the declared run and what metering has observed.
+the declared run and what metering has observed. A run withdrawn as recorded in error (:func:`withdraw_run`)
+keeps its row and is read by none of them, for any date.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
+from agent.parties import Conflict
 from agent.store.db import fetch_all
 from agent.store.tables.core import Party, utc_today, utcnow
 from agent.store.tables.ledger import (
@@ -319,7 +321,8 @@ def _check_no_training_after(s: Session, m: LedgerModel, published_on: date) -> 
     (a derivative), which the published record must not carry into its exclusion or into a derivative's allowance.
     """
     run = s.exec(select(col(LedgerRun.period_start)).where(
-        LedgerRun.model_id == m.id, col(LedgerRun.period_start) >= published_on).order_by(
+        LedgerRun.model_id == m.id, col(LedgerRun.period_start) >= published_on,
+        col(LedgerRun.withdrawn_at).is_(None)).order_by(
         col(LedgerRun.period_start))).first()
     metered = s.exec(select(MeteredUsage.period_start).where(
         MeteredUsage.model_id == m.id, col(MeteredUsage.period_start) >= _dt(published_on)).order_by(
@@ -385,6 +388,79 @@ def add_run(
         },
     )
     return run
+
+
+REASON_MAX = 500  # characters of a withdrawal's reason (ledger_run.withdrawn_reason)
+
+
+class UnknownRun(UnknownModel):
+    """A run id that is not a run of the ledger (or not of the model a request names): a 404 as a model's."""
+
+
+def withdraw_run(s: Session, run_id: int, reason: str, actor: str | None = None, model: str | None = None
+                 ) -> LedgerRun:
+    """Withdraw a run recorded in error (an exponent too many): it then counts nowhere, for any date.
+
+    The row is kept with who withdrew it, when and why, and an audit entry records the withdrawal; a withdrawal
+    is a correction of the record, not an event of a date, so the run is left out of past dates' totals too.
+    ``model``: the model the request names (the API's path); a run of another model is then not found.
+    """
+    why = (reason or "").strip()
+    if not why:
+        raise LedgerError("reason: say why the run is withdrawn (e.g. 'recorded 1e30, an exponent too many; the "
+                          "run was 1e25')")
+    if len(why) > REASON_MAX or any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n" for c in why):
+        raise LedgerError(f"reason: at most {REASON_MAX} characters of text without control characters (got "
+                          f"{len(why)}); nothing was changed")
+    owner = get_model(s, model) if model is not None else None
+    # Locked (PostgreSQL): of two withdrawals at once, the second sees the first and is refused.
+    run = s.exec(select(LedgerRun).where(LedgerRun.id == run_id).with_for_update()).first()
+    if run is None or (owner is not None and run.model_id != owner.id):
+        where = f"a run of model {owner.name!r}" if owner is not None else "a run in the ledger"
+        show = cli_word(owner.name) if owner is not None else "MODEL"
+        raise UnknownRun(f"run: {run_id} is not {where}; `veuctl models show {show}` lists each run's id")
+    m = s.get(LedgerModel, run.model_id)
+    name = m.name if m is not None else str(run.model_id)
+    if run.withdrawn_at is not None:
+        raise Conflict(f"run: {run_id} of model {name!r} was already withdrawn on "
+                       f"{_iso_utc(run.withdrawn_at)} by {run.withdrawn_by or 'unknown'} "
+                       f"(reason: {run.withdrawn_reason or ''}); nothing was changed")
+    who = _actor(actor)
+    run.withdrawn_at, run.withdrawn_by, run.withdrawn_reason = utcnow(), who[:200], why
+    s.add(run)
+    if m is not None:
+        m.updated_at = utcnow()
+        s.add(m)
+    s.flush()
+    record(
+        s, actor=who, action="ledger_run.withdraw", subject=f"model:{name}",
+        payload={
+            "run_id": run.id, "model": name, "operations": run.operations, "method": run.method,
+            "start": run.period_start.isoformat() if run.period_start else None,
+            "end": run.period_end.isoformat() if run.period_end else None, "site": run.site, "job": run.job_ref,
+            "recorded_by": run.recorded_by, "reason": why,
+        },
+    )
+    return run
+
+
+def withdrawn_runs(s: Session, model_id: int) -> list[dict[str, Any]]:
+    """A model's withdrawn runs (oldest first): id, operations, method, reason, by, at."""
+    rows = s.exec(select(LedgerRun).where(LedgerRun.model_id == model_id, col(LedgerRun.withdrawn_at).is_not(None))
+                  .order_by(col(LedgerRun.id))).all()
+    return [
+        {"id": r.id, "operations": r.operations, "method": r.method,
+         "start": r.period_start.isoformat() if r.period_start else None, "reason": r.withdrawn_reason or "",
+         "by": r.withdrawn_by or "", "at": _iso_utc(r.withdrawn_at)}
+        for r in rows
+    ]
+
+
+def _iso_utc(ts: datetime | None) -> str | None:
+    """UTC ISO-8601 (SQLite gives naive UTC values; PostgreSQL aware ones)."""
+    if ts is None:
+        return None
+    return (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)).isoformat(timespec="seconds")
 
 
 def _dependents(s: Session, model_id: int) -> list[str]:
@@ -694,7 +770,9 @@ def load_records(
     runs: dict[int, list[Run]] = defaultdict(list)
     rcols: tuple[Any, ...] = (LedgerRun.model_id, LedgerRun.operations, LedgerRun.method, LedgerRun.period_start,
                               LedgerRun.period_end, LedgerRun.site, LedgerRun.job_ref, LedgerRun.id)
-    for q in _by_ids(sa_select(*rcols), LedgerRun.model_id, ids, everything):
+    # A withdrawn run was recorded in error: it counts on no date (the row stays for the audit trail).
+    for q in _by_ids(sa_select(*rcols).where(col(LedgerRun.withdrawn_at).is_(None)), LedgerRun.model_id, ids,
+                     everything):
         for mid, ops, method, st, en, site, job, rid in conn.execute(q).all():
             runs[mid].append(Run(ops, method, st, en, site, job, f"run:{rid}"))
 
@@ -807,7 +885,7 @@ def _lineage_statement(bounded: bool, names: int) -> Any:
                          "d1": m.c.published_on}).where(_InIds(m.c.id, ids))
     runs = _wide("r", {"mid": r.c.model_id, "f1": r.c.operations, "t1": r.c.method, "d1": r.c.period_start,
                        "d2": r.c.period_end, "t2": r.c.site, "t3": r.c.job_ref, "i1": r.c.id}).where(
-        _InIds(r.c.model_id, ids))
+        _InIds(r.c.model_id, ids), r.c.withdrawn_at.is_(None))  # a withdrawn run counts on no date
     synth = _wide("s", {"mid": si.c.model_id, "i1": si.c.generator_id, "f1": si.c.fraction,
                         "f2": si.c.generation_operations, "d1": si.c.since}).where(_InIds(si.c.model_id, ids))
     dets = _wide("d", {"mid": d.c.model_id, "b1": d.c.less_capable, "t1": d.c.determined_by,
@@ -1009,11 +1087,13 @@ def model_view(s: Session, packs: PackRegistry, name: str, as_of: date, regime_i
     d = st.to_dict()
     rec = st.record
     d["runs"] = [
-        {"operations": r.operations, "method": r.method, "start": r.start.isoformat() if r.start else None,
-         "end": r.end.isoformat() if r.end else None, "site": r.site, "job": r.job, "ref": r.ref,
-         "counted": r.counts_on(as_of)}
+        {"id": _run_id(r.ref), "operations": r.operations, "method": r.method,
+         "start": r.start.isoformat() if r.start else None, "end": r.end.isoformat() if r.end else None,
+         "site": r.site, "job": r.job, "ref": r.ref, "counted": r.counts_on(as_of)}
         for r in rec.runs
     ]
+    # Recorded in error and withdrawn: listed apart, in no total (for any date).
+    d["withdrawn_runs"] = withdrawn_runs(s, get_model(s, name).id or 0)
     d["synthetic_inputs"] = [
         {"generator": x.generator, "fraction": x.fraction, "generation_operations": x.generation_operations,
          "since": x.since.isoformat() if x.since else None}
@@ -1025,6 +1105,12 @@ def model_view(s: Session, packs: PackRegistry, name: str, as_of: date, regime_i
     ]
     d["packs"] = packs.versions()
     return d
+
+
+def _run_id(ref: str) -> int | None:
+    """The ledger run id of a run's ref (``run:12``); None for metered usage with no declared run."""
+    kind, _, rest = ref.partition(":")
+    return int(rest) if kind == "run" and rest.isdigit() else None
 
 
 @dataclass(frozen=True)

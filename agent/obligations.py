@@ -446,7 +446,9 @@ def _ledger_runs(s: Session, packs: PackRegistry, site: str, loc: Any, as_of: da
     ids = {p.id: p.name for p in s.exec(select(Party)).all()}
     models = {m.id: m for m in s.exec(select(LedgerModel)).all()}
     out = []
-    for r in s.exec(select(LedgerRun).where(LedgerRun.site == site).order_by(LedgerRun.id)).all():
+    # A run withdrawn as recorded in error was never trained: no ¶7 row, for any date.
+    for r in s.exec(select(LedgerRun).where(LedgerRun.site == site, col(LedgerRun.withdrawn_at).is_(None))
+                    .order_by(LedgerRun.id)).all():
         start = r.period_start
         if start is not None and start > as_of:
             continue

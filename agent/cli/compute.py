@@ -103,6 +103,22 @@ def _show_human(x: dict[str, Any]) -> None:
     total = sci_apart(x["cumulative_operations"], x["threshold"])[0]  # never "below-threshold — 1e26" for 9.9996e25
     console.print(f"[bold]{escape(x['name'])}[/bold]: {x['status']} — {total} operations")
     console.print(x["explanation"], highlight=False, markup=False)
+    # Each run with its id: the id `veuctl models withdraw-run` takes.
+    runs = [r for r in x.get("runs", []) if r.get("id") is not None]
+    if runs:
+        console.print("runs:", highlight=False, markup=False)
+    for r in runs:
+        console.print(f"  run {r['id']}: {sci(r['operations'])} ({r['method']}"
+                      + (f", {r['start']}" if r.get("start") else "") + (f", job {r['job']}" if r.get("job") else "")
+                      + ")" + ("" if r.get("counted") else f" starts after {x['as_of']}: not counted"),
+                      highlight=False, markup=False)
+    withdrawn = x.get("withdrawn_runs", [])
+    if withdrawn:
+        console.print("withdrawn runs (recorded in error; counted in no total, for any date):", highlight=False,
+                      markup=False)
+    for w in withdrawn:
+        console.print(f"  run {w['id']}: {sci(w['operations'])} ({w['method']}) withdrawn {w['at']} by {w['by']}: "
+                      f"{w['reason']}", highlight=False, markup=False)
 
 
 @models_app.command("add")
@@ -191,6 +207,31 @@ def determine(
             svc.add_determination(s, name, less_capable, by, basis, d)
         data = svc.model_view(s, registry(), name, max(d or utc_today(), utc_today()))
     emit(data, json_, _show_human)
+
+
+@models_app.command("withdraw-run")
+def withdraw_run(
+    run_id: int = typer.Argument(..., help="The run's id, as `veuctl models show MODEL` lists it."),
+    reason: str = typer.Option(..., "--reason", help="Why the run is withdrawn (recorded in error: e.g. an "
+                               "exponent too many); at most 500 characters."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Withdraw a run recorded in error: kept for the audit trail, counted in no total (for any date)."""
+    not_blank(reason, "--reason", "say why the run is withdrawn (e.g. 'recorded 1e30, an exponent too many')")
+    with session_scope(db_url(db)) as s:
+        with options("reason"):
+            run = svc.withdraw_run(s, run_id, reason)
+        name = svc.model_name_of(s, run.model_id) or ""
+        data = {"run_id": run.id, "withdrawn": {"operations": run.operations, "method": run.method,
+                                                "reason": run.withdrawn_reason, "by": run.withdrawn_by},
+                **svc.model_view(s, registry(), name, utc_today())}
+
+    def human(x: dict[str, Any]) -> None:
+        console.print(f"run {x['run_id']} of {x['name']} withdrawn ({sci(x['withdrawn']['operations'])} operations "
+                      "no longer counted)", highlight=False, markup=False)
+        _show_human(x)
+
+    emit(data, json_, human)
 
 
 @models_app.command("show")

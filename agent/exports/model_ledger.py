@@ -1,14 +1,17 @@
-"""Export kind ``model-ledger``: every model's cumulative training operations and 4E091 status on ``--to``."""
+"""Export kind ``model-ledger``: every model's cumulative training operations and 4E091 status on ``--to``, and
+every training run recorded by then, a run withdrawn as recorded in error marked so with its reason (counted in
+no total: ``veuctl models withdraw-run``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
+from sqlalchemy import DateTime, and_, func, or_, select, type_coerce
 from sqlmodel import Session
 
-from agent.exports.base import Chart, Report, Table
+from agent.exports.base import Chart, Report, Table, stream
 from policies.packs import PackRegistry
 
 COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "share_of_threshold", "own_operations",
@@ -16,7 +19,44 @@ COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "share
            "synthetic_generation_operations", "synthetic_training_operations", "runs_counted",
            "runs_after_as_of", "status", "reason", "regime", "threshold", "comparison", "citation", "confirmed",
            "explanation"]
+RUN_COLUMNS = ["run_id", "model", "operations", "method", "start", "end", "site", "job", "recorded_by",
+               "recorded_at", "withdrawn", "withdrawn_at", "withdrawn_by", "withdrawn_reason"]
 PAGE = 500
+
+
+def _iso(ts: Any) -> str | None:
+    """UTC ISO-8601 (SQLite gives naive UTC values; PostgreSQL aware ones in the session time zone)."""
+    if ts is None:
+        return None
+    return str(ts.isoformat() + "+00:00" if ts.tzinfo is None else ts.astimezone(UTC).isoformat())
+
+
+def _runs(s: Session, end: date) -> tuple[Table, int]:
+    """Every run that starts (or, with no start, ends) by ``end`` or has no date, as the totals count them on
+    ``end``; withdrawn runs too, marked, so the export shows what was corrected. And how many are withdrawn."""
+    from agent.store.tables.ledger import LedgerModel, LedgerRun
+
+    r, m = LedgerRun.__table__, LedgerModel.__table__  # type: ignore[attr-defined]
+    by_end = or_(r.c.period_start <= end, and_(r.c.period_start.is_(None), or_(r.c.period_end.is_(None),
+                                                                              r.c.period_end <= end)))
+    stmt = (select(r.c.id, m.c.name, r.c.operations, r.c.method, r.c.period_start, r.c.period_end, r.c.site,
+                   r.c.job_ref, r.c.recorded_by, type_coerce(r.c.created_at, DateTime(timezone=True)),
+                   type_coerce(r.c.withdrawn_at, DateTime(timezone=True)), r.c.withdrawn_by, r.c.withdrawn_reason)
+            .select_from(r.join(m, m.c.id == r.c.model_id)).where(by_end).order_by(r.c.id))
+
+    def rows() -> Iterator[Sequence[Any]]:
+        for (rid, model, ops, method, st, en, site, job, by, at, w_at, w_by, w_reason) in stream(s, stmt):
+            yield (rid, model, ops, method, st.isoformat() if st else None, en.isoformat() if en else None, site,
+                   job, by, _iso(at), w_at is not None, _iso(w_at), w_by, w_reason)
+
+    withdrawn = int(s.execute(select(func.count()).select_from(r).where(by_end, r.c.withdrawn_at.is_not(None)))
+                    .scalar_one())
+    return Table("runs", "Training runs recorded (withdrawn runs: recorded in error, counted in no total)",
+                 RUN_COLUMNS, rows,
+                 pdf_columns=["run_id", "model", "operations", "method", "start", "withdrawn", "withdrawn_reason"],
+                 note="A withdrawn run was recorded in error (e.g. an exponent too many) and withdrawn with "
+                      "`veuctl models withdraw-run`: it is kept here and in the audit trail, and counted in no "
+                      "model's total for any date."), withdrawn
 
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str | None = None,
@@ -50,6 +90,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
         top = sorted(top, key=lambda x: -x[1])[:15]
         threshold = r[COLUMNS.index("threshold")]
         confirmed = confirmed and bool(r[COLUMNS.index("confirmed")])
+    runs, withdrawn = _runs(s, end)
     report = Report(
         kind="model-ledger", title="Model ledger: cumulative training operations (ECCN 4E091)", start=start,
         end=end, as_of=end,
@@ -59,7 +100,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
                       pdf_columns=["name", "owner", "base", "cumulative_operations", "share_of_threshold",
                                    "status", "threshold", "confirmed"],
                       note="share_of_threshold = cumulative operations / the 4E091 threshold of the regime; "
-                           "models at or near the threshold have a share at or near 1.")],
+                           "models at or near the threshold have a share at or near 1."), runs],
         charts=[Chart("Largest cumulative training operations", [t[0] for t in top], [t[1] for t in top],
                       "operations", ref_line=float(threshold) if threshold else None, ref_label="4E091 threshold")],
     )
@@ -68,6 +109,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
         from agent.exports.base import provision_dict
 
         report.provisions.append(provision_dict(prov))
+    if withdrawn:
+        report.notes.append(f"{withdrawn} training run(s) withdrawn as recorded in error: listed in the runs table "
+                            "(withdrawn=true, with the reason), counted in no model's total.")
     if not confirmed:
         report.notes.append("Some statuses rest on an UNCONFIRMED provision (confirmed=false in the table).")
     return report

@@ -85,6 +85,13 @@ class SyntheticIn(BaseModel):
     since: date | None = None
 
 
+class WithdrawalIn(BaseModel):
+    """Why a run recorded in error is withdrawn (required; at most ``svc.REASON_MAX`` characters)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str
+
+
 class DeterminationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     less_capable: bool
@@ -150,6 +157,19 @@ def add_run(name: str, body: RunIn, request: Request, s: Session = DbSession,
     est = _estimate(packs, utc_today(), body)  # today's estimation defaults, whenever the run happened (as the CLI)
     run = svc.add_run(s, name, est, body.start, body.end, body.site, body.job, _actor(request))
     return {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, packs, name, utc_today())}
+
+
+@router.post("/models/{name:path}/runs/{run_id}/withdraw")
+def withdraw_run(name: str, run_id: int, body: WithdrawalIn, request: Request, s: Session = DbSession,
+                 packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
+    """Withdraw a run recorded in error: kept (and exported) as withdrawn, counted in no total for any date.
+
+    404 for a model or run that is not in the ledger (or a run of another model), 409 for a run already
+    withdrawn, 422 for a blank or overlong ``reason``."""
+    run = svc.withdraw_run(s, run_id, body.reason, _actor(request), model=name)
+    return {"run_id": run.id, "withdrawn": {"operations": run.operations, "method": run.method,
+                                            "reason": run.withdrawn_reason, "by": run.withdrawn_by},
+            **svc.model_view(s, packs, name, utc_today())}
 
 
 @router.post("/models/{name:path}/synthetic", status_code=201)

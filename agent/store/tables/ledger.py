@@ -2,7 +2,8 @@
 
 A model's cumulative operations are computed by ``policies.ledger`` from these rows; nothing derived is
 stored except each run's own estimate (operations, band, method and its arithmetic), which is what was
-known when the run was recorded.
+known when the run was recorded. A run withdrawn as recorded in error keeps its row (``withdrawn_*`` set)
+and is read by nothing that counts operations.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class LedgerRun(SQLModel, table=True):
     inputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     recorded_by: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
+    # A run recorded in error (an exponent too many), withdrawn: kept for the audit trail, counted nowhere.
+    withdrawn_at: datetime | None = Field(default=None)
+    withdrawn_by: str | None = Field(default=None, max_length=200)
+    withdrawn_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class LedgerSyntheticInput(SQLModel, table=True):

@@ -1,0 +1,38 @@
+"""A training run withdrawn as recorded in error: ``ledger_run.withdrawn_at``, ``withdrawn_by``, ``withdrawn_reason``.
+
+An operator who typed ``--operations 1e30`` (an exponent too many) made the lineage 4E091 for good: every later
+job of the customer's model was held at admission. ``veuctl models withdraw-run`` now withdraws such a run: the
+row stays (the audit trail and the exports show it, marked withdrawn with the reason) and no total, status or
+admission review counts it, for any date (a correction, not a change that took effect on a day). Existing runs
+read NULL: none was withdrawn.
+
+Revision ID: 0021_run_withdrawal
+Revises: 0002_ledger
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0021_run_withdrawal"
+down_revision = "0002_ledger"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Nullable columns: a plain ADD COLUMN on both stores, no table rebuild.
+    op.add_column("ledger_run", sa.Column("withdrawn_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+    op.add_column("ledger_run", sa.Column("withdrawn_by", sqlmodel.sql.sqltypes.AutoString(length=200),
+                                          nullable=True))
+    op.add_column("ledger_run", sa.Column("withdrawn_reason", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    # ledger_run has no triggers (unlike party, 0010): SQLite's batch rebuild of the table loses nothing.
+    with op.batch_alter_table("ledger_run") as batch:
+        batch.drop_column("withdrawn_reason")
+        batch.drop_column("withdrawn_by")
+        batch.drop_column("withdrawn_at")
