@@ -135,7 +135,7 @@ def test_a_refused_register_form_comes_back_with_what_was_typed(officer, demo) -
     form.locator("input[name=statement]").fill("Remote access to the cluster is logged and reviewed monthly")
     form.locator("button[type=submit]").click()  # who attests it is missing
     pg.wait_for_selector("#error")
-    assert "attested_by" in pg.locator("#error").inner_text()
+    assert "Attested by" in pg.locator("#error").inner_text()
     again = pg.locator("#p3 form.evidence-form")
     assert again.is_visible()
     assert again.locator("input[name=statement]").input_value() == (

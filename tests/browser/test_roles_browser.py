@@ -68,7 +68,7 @@ def test_a_planners_bad_whatif_names_the_field_and_keeps_the_input(browser, demo
         pg.click("#run-whatif")
         pg.wait_for_selector("#error")
         text = pg.locator("#error").inner_text()
-        assert text.startswith("n:") and "--" not in text, text
+        assert text.startswith("How many:") and "--" not in text, text
         assert pg.locator("#n").input_value() == "9999999"
         assert pg.locator("#op").input_value() == "retire"
         assert pg.locator("select[name=site]").input_value() == "sin-dc1"

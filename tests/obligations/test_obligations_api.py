@@ -557,11 +557,11 @@ def test_a_bad_date_in_a_register_form_is_shown_on_the_page_and_nothing_is_saved
     before = _actions(seeded)
     r = client.post("/controls/site/dc-frankfurt/14", headers=same,
                     data={"as_of": "2026-01-05", "owner": "ops", "status": "compliant", "review_date": "soon"})
-    assert r.status_code == 422 and "¶14: review_date" in r.text
+    assert r.status_code == 422 and "¶14: Review date" in r.text
     r = client.post("/controls/site/dc-frankfurt/14/evidence", headers=same,
                     data={"as_of": "2026-01-05", "kind": "attestation", "statement": "ok", "attested_by": "cfo",
                           "attested_on": "yesterday"})
-    assert r.status_code == 422 and "¶14 evidence: attested_on" in r.text
+    assert r.status_code == 422 and "¶14 evidence: Attested on" in r.text
     assert _actions(seeded) == before  # neither form wrote anything, not even an audit entry
     saved = client.post("/controls/site/dc-frankfurt/14", headers=same, follow_redirects=False,
                         data={"as_of": "2026-01-05", "owner": "ops", "status": "compliant"})

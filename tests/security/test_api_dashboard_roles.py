@@ -128,18 +128,18 @@ def test_a_planner_form_error_names_the_form_field_and_keeps_the_input(seeded: s
     r = c.post("/whatif", data=form, headers=ORIGIN)
     assert r.status_code == 422
     error = re.search(r'id="error">([^<]*)<', r.text)
-    assert error is not None and error.group(1).startswith("to_site:") and "--" not in error.group(1)
+    assert error is not None and error.group(1).startswith("To site:") and "--" not in error.group(1)
     assert 'value="7"' in r.text  # the count typed
     assert re.search(r'<option value="move"\s+selected', r.text)
     assert re.search(r"<option selected>Aurora EU</option>", r.text)
     r = c.post("/whatif", data={**form, "op": "retire", "n": "100000", "to_site": ""}, headers=ORIGIN)
     error = re.search(r'id="error">([^<]*)<', r.text)
-    assert r.status_code == 422 and error is not None and error.group(1).startswith("n:"), r.text[:500]
+    assert r.status_code == 422 and error is not None and error.group(1).startswith("How many:"), r.text[:500]
     assert "--" not in error.group(1)
     r = c.post("/reservations", data={"authorization": "aurora", "chip": "h100-sxm", "site": "dxb", "n": "1",
                                       "as_of": "2025-06-01", "expires_on": "2025-05-01"}, headers=ORIGIN)
     error = re.search(r'id="error">([^<]*)<', r.text)
-    assert r.status_code == 422 and error is not None and "expires_on:" in error.group(1)
+    assert r.status_code == 422 and error is not None and "Expires:" in error.group(1)
     assert "--" not in error.group(1)
 
 

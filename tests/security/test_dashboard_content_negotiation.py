@@ -94,8 +94,8 @@ def test_dashboard_errors_name_pages_and_form_fields_while_the_api_keeps_its_wor
     form = {"authorization": "aurora", "op": "add", "n": "1", "chip": "h100-sxm", "site": "dxb",
             "as_of": "2025-06-01"}
     cases = (
-        (c.post("/whatif", data={**form, "owner": "Nobody"}, headers=ORIGIN), 422, "owner:", "veuctl parties add"),
-        (c.post("/whatif", data={**form, "authorization": "nope"}, headers=ORIGIN), 422, "authorization:",
+        (c.post("/whatif", data={**form, "owner": "Nobody"}, headers=ORIGIN), 422, "Owner:", "veuctl parties add"),
+        (c.post("/whatif", data={**form, "authorization": "nope"}, headers=ORIGIN), 422, "Authorization:",
          "veuctl authorizations add"),
         (c.post("/reservations/999/release", headers=ORIGIN), 404, "Reservation #999", "What-if page"),
         (c.post("/cases/999/resolve", data={"export_intent": "no"}, headers=ORIGIN), 404, "Case #999",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlmodel import Session, select
 
 from agent import caps as svc
@@ -32,7 +34,7 @@ from agent.api.fields import api_detail
 from agent.api.routes.fleet import _site_rows, series_days
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
-from policies.packs import PackRegistry, parse_date
+from policies.packs import PackRegistry, parse_as_of, parse_date
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -49,6 +51,14 @@ class PageRoute(APIRoute):
         async def page_errors(request: Request) -> Response:
             try:
                 return await handler(request)
+            except OverflowError:
+                # A date or count past what the calendar or the store holds (as_of=9999-06-01 on the deadlines,
+                # offset=10**20): the page, not the API's JSON body. A form post handles its own.
+                if request.method != "GET":
+                    raise
+                return _error_page(request, Response(status_code=422), message=(
+                    "a date or number in the page's address is out of range (a date that far ahead cannot be "
+                    "evaluated); choose a nearer as of (date), or use the page's own links"))
             except (PolicyError, HTTPException, RequestValidationError) as exc:
                 # A form post handles its own errors; one whose address FastAPI refuses before the handler ran
                 # (``/reservations/abc/release``) has written nothing and gets the page too.
@@ -72,13 +82,13 @@ async def _api_error(request: Request, exc: Exception) -> Response | None:
     return None
 
 
-def _error_page(request: Request, answer: Response) -> HTMLResponse:
+def _error_page(request: Request, answer: Response, message: str | None = None) -> HTMLResponse:
     import json
 
     from agent.packs import registry
 
     try:
-        detail = json.loads(bytes(answer.body)).get("detail", "")
+        detail = message if message is not None else json.loads(bytes(answer.body)).get("detail", "")
     except ValueError:
         detail = ""
     if isinstance(detail, list):  # FastAPI's form: [{"loc": ["query", "offset"], "msg": ...}]
@@ -134,6 +144,8 @@ def form_detail(message: str, renames: Mapping[str, str] | None = None) -> str:
     head, sep, rest = text.partition(":")
     if sep and renames is None and head in PARAM_LABELS:  # a page's address; a form's fields keep their names
         text = PARAM_LABELS[head] + sep + rest
+    if renames is None:  # "... choose a later as_of": the header's date picker, by its label
+        text = re.sub(r"(?<![\w?&=/.-])as_of\b(?![=\w])", PARAM_LABELS["as_of"], text)
     return text
 
 
@@ -146,6 +158,97 @@ def _param_error(e: Mapping[str, Any]) -> str:
         msg = (f"{str(e.get('input', ''))[:40]!r} in the page's address is not a whole number; "
                f"use the page's own links{' (previous/next)' if name == 'offset' else ''}")
     return f"{PARAM_LABELS.get(name, name)}: {msg}"
+
+
+# --------------------------------------------------------------------------- form fields by their labels
+
+# A quoted value longer than this is echoed shortened: a pasted page of text repeated in full buried the message.
+_LONG_QUOTED = re.compile(r"'([^'\n]{61,})'|\"([^\"\n]{61,})\"")
+_NAMED_ASIDE = re.compile(r"\(([a-z_]+)\)")
+
+
+def _shorten(text: str) -> str:
+    def cut(m: re.Match[str]) -> str:
+        value = m.group(1) if m.group(1) is not None else m.group(2)
+        return f"'{value[:40]}…' ({len(value):,} characters)"  # the count outside: it is not what was typed
+
+    return _LONG_QUOTED.sub(cut, text)
+
+
+def _clip(text: str, most: int = 60) -> str:
+    return text if len(text) <= most else f"{text[:40]}… ({len(text):,} characters)"
+
+
+@dataclass(frozen=True)
+class FormError:
+    """A refused form's message, and the fields of ``form`` it is about: the page marks each of them
+    (``aria-invalid``, and ``aria-describedby`` naming the message shown next to it)."""
+
+    form: str = ""
+    message: str = ""  # in the page's words: the labels, never the fields' names
+    fields: tuple[str, ...] = ()
+
+    def id(self, name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.form}-{name}-error")
+
+    def marks(self, form: str, name: str) -> bool:
+        return bool(self.form) and form == self.form and name in self.fields
+
+    def attrs(self, form: str, name: str) -> Markup:
+        """`` aria-invalid="true" aria-describedby=...`` for the control of a field this error is about."""
+        if not self.marks(form, name):
+            return Markup("")
+        return Markup(' aria-invalid="true" aria-describedby="{}"').format(self.id(name))
+
+    def note(self, form: str, name: str) -> Markup:
+        """The message, next to the field it is about (nothing for another field)."""
+        if not self.marks(form, name):
+            return Markup("")
+        return Markup('<span class="field-error" id="{}">{}</span>').format(self.id(name), self.message)
+
+
+NO_ERROR = FormError()
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    """A dashboard form: the label the page shows for each field it posts, by the field's ``name``. The templates
+    render the labels from here (``forms.<form>.labels``), so an error names a field in the words beside it.
+
+    ``renames`` are the core's names (the CLI's options) for the fields (:func:`form_detail`); a label of ``None``
+    is a field the page fills in itself and the message already names (a deadline's key): its name is dropped.
+    ``rewrites`` reword a core message that names a field only inside its sentence."""
+
+    form: str
+    labels: Mapping[str, str | None]
+    renames: Mapping[str, str] = field(default_factory=dict)
+    rewrites: tuple[tuple[str, str], ...] = ()
+
+    def error(self, message: str, form: str | None = None) -> FormError:
+        """``message`` (a core error) in the form's words, with the fields it is about."""
+        text = form_detail(message, self.renames)
+        for pattern, words in self.rewrites:
+            text = re.sub(pattern, words, text)
+        head, sep, rest = text.partition(": ")
+        names = tuple(head.split("/")) if sep else ()
+        if not names or not all(n in self.labels for n in names):
+            return FormError(form or self.form, _shorten(text), ())
+        rest = re.sub(r"^N must be ", "must be ", rest)  # "--add: N must be zero or more": N is the field
+        rest = _NAMED_ASIDE.sub(lambda m: f"({self.labels.get(m.group(1)) or m.group(1)})"
+                                if m.group(1) in self.labels else m.group(0), rest)
+        shown = [self.labels[n] for n in names if self.labels[n]]
+        said = " / ".join(str(s) for s in shown)
+        text = rest if not said else f"{said} {rest}" if said.endswith("?") else f"{said}: {rest}"
+        return FormError(form or self.form, _shorten(text), tuple(n for n in names if self.labels[n]))
+
+
+def page_error(exc: BaseException, spec: FormSpec, form: str | None = None, date_field: str = "as_of") -> FormError:
+    """A form's error: a :class:`PolicyError` in the form's words; a date or number the store or the calendar
+    cannot hold (an ``OverflowError``, a JSON body left the browser with no form) on ``date_field``."""
+    if isinstance(exc, OverflowError):
+        return spec.error(f"{date_field}: a date that far ahead (or a number that large) cannot be evaluated; "
+                          "use a nearer date", form)
+    return spec.error(str(exc), form)
 
 
 def refused_page(request: Request, status: int, heading: str, message: str, advice: str = "",
@@ -281,7 +384,8 @@ def render(request: Request, template: str, as_of: date, packs: PackRegistry, **
     return templates.TemplateResponse(request, template, {
         "as_of": as_of.isoformat(), "today": utc_today().isoformat(), "rule": diffusion,
         "qs": urlencode({"as_of": as_of.isoformat()}), "path": request.url.path,
-        "principal": principal, "may": lambda method, path: may(request, method, path), **ctx,
+        "principal": principal, "may": lambda method, path: may(request, method, path), "fe": NO_ERROR,
+        "reserve_sent": {}, **ctx,
     })
 
 
@@ -355,6 +459,17 @@ def _planner_ctx(s: Session, packs: PackRegistry) -> dict[str, Any]:
 # The planner's form fields, where the service's errors name the CLI's options (agent.api.fields).
 PLANNER_FIELDS = {"add": "n", "move": "n", "retire": "n", "to": "to_site"}
 RESERVE_FIELDS = {"add": "n", "count": "n", "planned-for": "as_of", "expires": "expires_on"}
+WHATIF_FORM = FormSpec("whatif", {
+    "authorization": "Authorization", "op": "Change", "n": "How many", "chip": "Chip", "site": "Site",
+    "to_site": "To site", "owner": "Owner", "as_of": "Date",
+}, PLANNER_FIELDS)
+# The reservation form is the what-if's answer: it posts the what-if's fields again (hidden, by their labels
+# there) with its own count and expiry.
+RESERVE_FORM = FormSpec("reserve", {
+    **{k: WHATIF_FORM.labels[k] for k in ("authorization", "chip", "site", "owner", "as_of")},
+    "n": "Chips to reserve", "expires_on": "Expires", "note": "Note",
+}, RESERVE_FIELDS)
+RESERVE_OWN = ("n", "expires_on")  # the reservation form's own visible fields; the others are the what-if's
 
 
 @router.get("/whatif", response_class=HTMLResponse)
@@ -376,26 +491,34 @@ def _form_int(form: Any, key: str, default: int = 0) -> int:
         raise PolicyError(f"{key}: {raw!r} is not a whole number") from None
 
 
+def _whatif_of(s: Session, packs: PackRegistry, form: Mapping[str, Any], n: int | None = None) -> dict[str, Any]:
+    """The planner's answer for a what-if form's fields (``n`` instead of its count when given)."""
+    return svc.whatif(
+        s, packs, str(form.get("authorization", "")), op=str(form.get("op", "add")),  # type: ignore[arg-type]
+        n=_form_int(form, "n") if n is None else n, chip_name=str(form.get("chip", "")),
+        site=str(form.get("site", "")),
+        # The destination field stays in the form (hidden) when the operation is switched from move.
+        to_site=(str(form.get("to_site") or "") or None) if form.get("op") == "move" else None,
+        as_of=parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of"),
+        owner=str(form.get("owner") or "") or None, operator=str(form.get("operator") or "") or None,
+    )
+
+
 @router.post("/whatif", response_class=HTMLResponse)
 async def whatif_run(
     request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> HTMLResponse:
     form = dict((await request.form()).items())
-    result, error = None, None
+    result, fe = None, NO_ERROR
     d = utc_today()
     try:
-        d = parse_date(str(form.get("as_of") or utc_today().isoformat()), "as_of")
-        result = svc.whatif(
-            s, packs, str(form.get("authorization", "")), op=str(form.get("op", "add")),  # type: ignore[arg-type]
-            n=_form_int(form, "n"), chip_name=str(form.get("chip", "")), site=str(form.get("site", "")),
-            # The destination field stays in the form (hidden) when the operation is switched from move.
-            to_site=(str(form.get("to_site") or "") or None) if form.get("op") == "move" else None, as_of=d,
-            owner=str(form.get("owner") or "") or None, operator=str(form.get("operator") or "") or None,
-        )
-    except PolicyError as exc:
-        error = form_detail(str(exc), PLANNER_FIELDS)
-    resp = render(request, "whatif.html", d, packs, form=form, result=result, error=error, **_planner_ctx(s, packs))
-    if error:
+        d = parse_as_of(str(form.get("as_of") or "").strip() or d.isoformat(), "as_of")
+        result = _whatif_of(s, packs, form)
+    except (PolicyError, OverflowError) as exc:
+        fe = page_error(exc, WHATIF_FORM)
+    resp = render(request, "whatif.html", d, packs, form=form, result=result, error=fe.message or None, fe=fe,
+                  **_planner_ctx(s, packs))
+    if fe.message:
         resp.status_code = 422
     return resp
 
@@ -406,17 +529,29 @@ async def reserve(
 ) -> Response:
     form = dict((await request.form()).items())
     try:
-        d = parse_date(str(form.get("as_of") or utc_today().isoformat()), "planned_for")
-        until = parse_date(str(form["expires_on"]), "expires_on") if form.get("expires_on") else None
+        d = parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of")
+        expires = str(form.get("expires_on") or "").strip()
+        until = parse_date(expires, "expires_on") if expires else None
         row = svc.reserve(s, packs, str(form.get("authorization", "")), n=_form_int(form, "n"),
                           chip_name=str(form.get("chip", "")), site=str(form.get("site", "")), planned_for=d,
                           owner=str(form.get("owner") or "") or None,
                           operator=str(form.get("operator") or "") or None, note=str(form.get("note", "")),
                           expires_on=until)
-    except PolicyError as exc:
+    except (PolicyError, OverflowError) as exc:
         s.rollback()
-        resp = render(request, "whatif.html", utc_today(), packs, form=form, result=None,
-                      error=f"Reservation refused: {form_detail(str(exc), RESERVE_FIELDS)}", **_planner_ctx(s, packs))
+        fe = page_error(exc, RESERVE_FORM, date_field="expires_on" if form.get("expires_on") else "as_of")
+        if fe.fields and not set(fe.fields) & set(RESERVE_OWN):  # a what-if field: marked in the what-if form
+            fe = FormError(WHATIF_FORM.form, fe.message, fe.fields)
+        # The reservation form comes back as it was sent, under the planner's answer for the same change.
+        result = None
+        for n in (None, 0):  # its count, or (a count the planner refuses too) none: the caps as they stand
+            try:
+                result = _whatif_of(s, packs, {**form, "op": "add"}, n=n)
+                break
+            except (PolicyError, OverflowError):
+                s.rollback()
+        resp = render(request, "whatif.html", utc_today(), packs, form=form, result=result, reserve_sent=form,
+                      error=f"Reservation refused: {fe.message}", fe=fe, **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.CapExceeded | svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/whatif?reserved={row.id}", status_code=303)
@@ -426,12 +561,15 @@ async def reserve(
 def release(request: Request, rid: int, s: Session = DbSession,
             packs: PackRegistry = Depends(get_packs)) -> Response:
     try:
-        svc.close_reservation(s, rid, "released")
+        try:
+            svc.close_reservation(s, rid, "released")
+        except OverflowError:  # an id no store holds (a hand-made address): no such reservation either
+            raise svc.NotFound(f"reservation: #{rid} does not exist") from None
     except PolicyError as exc:
         # Released twice (two tabs, a back button): the planner page says so, not a JSON body.
         s.rollback()
         resp = render(request, "whatif.html", utc_today(), packs, form={}, result=None,
-                      error=f"Reservation #{rid}: {form_detail(str(exc), {})}", **_planner_ctx(s, packs))
+                      error=f"Reservation #{rid}: {_shorten(form_detail(str(exc), {}))}", **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.Conflict) else 404 if isinstance(exc, svc.NotFound) else 422
         return resp
     return RedirectResponse("/whatif", status_code=303)
@@ -464,6 +602,18 @@ def cases_page(
                   resolved=resolved if resolved.isdigit() else None, form={}, form_case=None)
 
 
+# The red-flag-28 answers; the longest answer each field takes (the form's maxlength, the core's limits).
+CASE_FORM = FormSpec("case", {
+    "export_intent": "Will the model weights be exported?", "licence": "Licence number", "scope": "Licence scope",
+    "informed": "Customer informed of its licence obligation", "notes": "Notes",
+}, {"license": "licence"}, rewrites=(
+    # "--export-intent yes: ... (--license NUM) or ... (--informed)": the fields to answer are the other two.
+    (r"^export_intent yes: (.*?) \(licence NUM\)(.*?) \(informed\)$",
+     r"licence/informed: with the weights exported (yes), \1\2"),
+))
+CASE_MAXLEN = {"licence": 100, "scope": 500, "notes": 2000}
+
+
 @router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
 async def resolve_case(
     case_id: int, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
@@ -481,7 +631,12 @@ async def resolve_case(
     try:
         if intent not in ("yes", "no"):
             # Anything but an explicit answer would be recorded as "no export intent", an answer never given.
-            raise PolicyError(f"export_intent: {intent[:40]!r} is not an answer; choose yes or no")
+            raise PolicyError(f"export_intent: {intent[:40]!r} is not an answer; choose yes or no" if intent
+                              else "export_intent: no answer chosen; choose yes or no")
+        for name, most in CASE_MAXLEN.items():  # the core says only "licence/scope/notes: too long"
+            if len(str(form.get(name, "")).strip()) > most:
+                raise PolicyError(f"{name}: too long ({len(str(form.get(name, '')).strip()):,} characters; "
+                                  f"at most {most:,})")
         cases.resolve_case(
             s, packs, case_id, export_intent=intent == "yes",
             licence=str(form.get("licence", "")), scope=str(form.get("scope", "")),
@@ -490,13 +645,14 @@ async def resolve_case(
     except PolicyError as exc:
         s.rollback()
         # Back to the list the form was on, its answers kept, so one wrong field does not cost the rest.
-        message = form_detail(str(exc), {"license": "licence"})
+        fe = CASE_FORM.error(str(exc), f"case-{case_id}")
+        message = fe.message
         answered = isinstance(exc, cases.CaseAnswered)
         if answered:  # answered meanwhile (another tab, a colleague): its amend form, not a JSON flag, changes it
-            message = message.split("; set ")[0] + "; to change the answers, amend them below"
+            message = message.split("; set ")[0].split("; tick amend")[0] + "; to change the answers, amend them below"
         shown = "resolved" if amend or answered else "open"
         resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, shown), status=shown,
-                      error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id)
+                      error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id, fe=fe)
         resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/cases?status=resolved&resolved={case_id}", status_code=303)
@@ -538,8 +694,13 @@ def _half_year_start(d: date) -> date:
     return date(d.year, 1 if d.month <= 6 else 7, 1)
 
 
+# The period and format of each export's download form (the labels it shows: "from", "to").
+EXPORT_FORM = FormSpec("export", {"from": "from", "to": "to", "format": "format", "authorization": "authorization"})
+
+
 def _exports_page(request: Request, s: Session, packs: PackRegistry, as_of: date, error: str | None = None,
-                  form: dict[str, str] | None = None, signed: str | None = None) -> HTMLResponse:
+                  form: dict[str, str] | None = None, signed: str | None = None,
+                  fe: FormError = NO_ERROR) -> HTMLResponse:
     from agent import audit
     from agent import exports as ex
 
@@ -551,7 +712,8 @@ def _exports_page(request: Request, s: Session, packs: PackRegistry, as_of: date
     return render(request, "exports.html", as_of, packs, kinds=kinds, verify=verify, error=error, signed=signed,
                   formats=ex.FORMATS, authorizations=[a.name for a in svc.list_authorizations(s)],
                   start=form.get("from") or _half_year_start(as_of).isoformat(),
-                  end=form.get("to") or as_of.isoformat(), chosen=form.get("format") or "csv")
+                  end=form.get("to") or as_of.isoformat(), chosen=form.get("format") or "csv",
+                  chosen_authorization=form.get("authorization") or "", fe=fe)
 
 
 @router.get("/exports", response_class=HTMLResponse)
@@ -584,12 +746,13 @@ def export_download(
         return api.download(kind, from_=from_, to=to, format_=[format_], authorization=authorization or None,
                             s=s, packs=packs)
     except HTTPException as exc:
-        status, message = exc.status_code, form_detail(str(exc.detail), {})
-    except PolicyError as exc:
-        status, message = 422, form_detail(str(exc), {})
+        status, fe = exc.status_code, EXPORT_FORM.error(str(exc.detail), f"export-{kind}")
+    except (PolicyError, OverflowError) as exc:
+        status, fe = 422, page_error(exc, EXPORT_FORM, f"export-{kind}", date_field="to")
     s.rollback()
-    resp = _exports_page(request, s, packs, utc_today(), error=f"Export {kind}: {message}",
-                         form={"from": from_, "to": to, "format": format_, "kind": kind})
+    resp = _exports_page(request, s, packs, utc_today(), error=f"Export {_clip(kind)}: {fe.message}", fe=fe,
+                         form={"from": from_, "to": to, "format": format_, "kind": kind,
+                               "authorization": authorization})
     resp.status_code = status
     return resp
 
@@ -609,8 +772,16 @@ def _actor(request: Request) -> str:
     return str(getattr(p, "actor", "") or "") or current_actor()
 
 
+# The filing form of each open deadline; the page fills in its key (named in the message's own "Deadline KEY: ")
+# and its as-of date (the header's).
+DEADLINE_FORM = FormSpec("deadline", {
+    "key": None, "as_of": PARAM_LABELS["as_of"], "filed_on": "Filed on", "reference": "Reference", "early": "early",
+}, {"KEY": "key", "on": "filed_on"})
+
+
 def _deadlines_page(request: Request, s: Session, packs: PackRegistry, as_of: date, status: str,
-                    error: str | None = None, filed: str | None = None) -> HTMLResponse:
+                    error: str | None = None, filed: str | None = None, fe: FormError = NO_ERROR,
+                    sent: Mapping[str, Any] | None = None) -> HTMLResponse:
     from agent import obligations as ob
     from policies import obligations as core
 
@@ -619,7 +790,12 @@ def _deadlines_page(request: Request, s: Session, packs: PackRegistry, as_of: da
     rows = [d.to_dict() for d in every if not status or d.status == status]
     return render(request, "deadlines.html", as_of, packs, deadlines=rows, counts=counts, status=status,
                   statuses=core.DEADLINE_STATUSES, error=error, filed=filed, notifications=ob.notifications(s, 20),
-                  can_file=_principal_can(request, "compliance"))
+                  can_file=_principal_can(request, "compliance"), fe=fe, sent=sent or {})
+
+
+def deadline_form(key: str) -> str:
+    """The id of a deadline's filing form (its row's key, made an id)."""
+    return "deadline-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
 
 
 @router.get("/deadlines", response_class=HTMLResponse)
@@ -645,14 +821,17 @@ async def file_deadline(
     key = str(form.get("key", ""))
     as_of = utc_today()
     try:
-        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+        as_of = parse_as_of(str(form.get("as_of") or "").strip() or as_of.isoformat(), "as_of")
         filed_on = parse_date(str(form.get("filed_on") or ""), "filed_on")
         ob.file_deadline(s, packs, key, filed_on, str(form.get("reference", "")), _actor(request), as_of=as_of,
                          early=bool(form.get("early")))
-    except PolicyError as exc:
+    except (PolicyError, OverflowError) as exc:
         s.rollback()
-        resp = _deadlines_page(request, s, packs, as_of, "",
-                               error=f"Deadline {key}: {form_detail(str(exc), {'KEY': 'key', 'on': 'filed_on'})}")
+        # The row's form comes back as it was sent (its date and reference), the field in error marked.
+        fe = page_error(exc, DEADLINE_FORM, deadline_form(key))
+        # A date too far ahead for the deadlines to be worked out is shown against today's list.
+        resp = _deadlines_page(request, s, packs, utc_today() if isinstance(exc, OverflowError) else as_of, "",
+                               error=f"Deadline {_clip(key)}: {fe.message}", fe=fe, sent=form)
         resp.status_code = 404 if isinstance(exc, ob.NotFound) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/deadlines?{urlencode({'as_of': as_of.isoformat(), 'filed': key})}", status_code=303)
@@ -679,9 +858,24 @@ def controls_index(
                   recorded=recorded)
 
 
+# A register paragraph's row: its entry (owner, status, review date: the columns' headings) and its evidence.
+ENTRY_FORM = FormSpec("entry", {
+    "as_of": PARAM_LABELS["as_of"], "owner": "Owner", "status": "Status", "review_date": "Review date",
+}, {"review": "review_date"})
+EVIDENCE_FORM = FormSpec("evidence", {
+    "as_of": PARAM_LABELS["as_of"], "kind": "Evidence kind", "uri": "Document link",
+    "statement": "Attestation statement", "attested_by": "Attested by", "attested_on": "Attested on",
+}, {"by": "attested_by", "on": "attested_on"})
+
+
+def register_form(paragraph: int, kind: str) -> str:
+    """The id of a paragraph's entry or evidence form (``p14-entry``)."""
+    return f"p{paragraph}-{kind}"
+
+
 def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str, subject: str, as_of: date,
                    error: str | None = None, saved: str | None = None,
-                   sent: tuple[int, str, dict[str, Any]] | None = None) -> HTMLResponse:
+                   sent: tuple[int, str, dict[str, Any]] | None = None, fe: FormError = NO_ERROR) -> HTMLResponse:
     """The register page; ``sent`` (paragraph, form kind, fields) is a refused form, shown again as it was sent."""
     from agent import obligations as ob
     from policies import obligations as core
@@ -696,7 +890,7 @@ def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str
     resp = render(request, "controls.html", as_of, packs, reg=reg, scope=scope, subject=subject, error=error,
                   saved=saved, entry_statuses=core.ENTRY_STATUSES, evidence_kinds=ob.EVIDENCE_KINDS,
                   can_edit=_principal_can(request, "compliance"), sent_p=sent[0] if sent else None,
-                  sent_kind=sent[1] if sent else None, sent=sent[2] if sent else {})
+                  sent_kind=sent[1] if sent else None, sent=sent[2] if sent else {}, fe=fe)
     if error:
         resp.status_code = 422
     return resp
@@ -730,7 +924,7 @@ async def set_control(
                      status=str(form.get("status") or "") or None,
                      review_date=parse_date(review, "review_date") if review else None, actor=_actor(request))
 
-    return await _register_form(request, s, packs, scope, subject, paragraph, "", save)
+    return await _register_form(request, s, packs, scope, subject, paragraph, ENTRY_FORM, save)
 
 
 @router.post("/controls/{scope}/{subject:path}/{paragraph:int}/evidence", response_class=HTMLResponse)
@@ -743,34 +937,46 @@ async def add_control_evidence(
 
     def save(form: dict[str, Any]) -> None:
         attested = str(form.get("attested_on") or "").strip()
+        if str(form.get("kind", "link")) == "attestation":  # the core names both ("--statement/--by") for either
+            missing = [k for k in ("statement", "attested_by") if not str(form.get(k, "")).strip()]
+            if missing:
+                raise PolicyError(f"{'/'.join(missing)}: an attestation needs the statement and who attests it")
         ob.add_evidence(s, scope, subject, paragraph, str(form.get("kind", "link")), uri=str(form.get("uri", "")),
                         statement=str(form.get("statement", "")), attested_by=str(form.get("attested_by", "")),
                         attested_on=parse_date(attested, "attested_on") if attested else None,
                         actor=_actor(request))
 
-    return await _register_form(request, s, packs, scope, subject, paragraph, " evidence", save)
+    return await _register_form(request, s, packs, scope, subject, paragraph, EVIDENCE_FORM, save)
 
 
 async def _register_form(request: Request, s: Session, packs: PackRegistry, scope: str, subject: str,
-                         paragraph: int, what: str, save: Callable[[dict[str, Any]], None]) -> Response:
+                         paragraph: int, spec: FormSpec, save: Callable[[dict[str, Any]], None]) -> Response:
     """Apply a register form (its ``as_of`` read first): back to the paragraph, or the page with the error."""
     form = dict((await request.form()).items())
     as_of = utc_today()
+    kind = spec.form  # "entry" or "evidence"
     try:
-        as_of = parse_date(str(form.get("as_of") or as_of.isoformat()), "as_of")
+        as_of = parse_as_of(str(form.get("as_of") or "").strip() or as_of.isoformat(), "as_of")
         save(form)
-    except PolicyError as exc:
+    except (PolicyError, OverflowError) as exc:
         s.rollback()
-        message = form_detail(str(exc), {"by": "attested_by", "on": "attested_on", "review": "review_date"})
+        fe = page_error(exc, spec, register_form(paragraph, kind))
+        what = " evidence" if kind == "evidence" else ""
         # The refused form comes back as it was sent: an attestation's statement is not retyped for one field.
-        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {message}",
-                              sent=(paragraph, what.strip() or "entry", form))
+        return _register_page(request, s, packs, scope, subject, as_of, error=f"¶{paragraph}{what}: {fe.message}",
+                              sent=(paragraph, kind, form), fe=fe)
     return _register_redirect(scope, subject, as_of, paragraph)
 
 
 @router.get("/favicon.ico")
 def favicon() -> Response:
     return Response((HERE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml")
+
+
+# Every form's labels for the templates (``forms.whatif.labels.n``), and its per-row form ids.
+templates.env.globals.update(forms={spec.form: spec for spec in (
+    WHATIF_FORM, RESERVE_FORM, CASE_FORM, DEADLINE_FORM, ENTRY_FORM, EVIDENCE_FORM, EXPORT_FORM)},
+    deadline_form=deadline_form, register_form=register_form, case_maxlen=CASE_MAXLEN)
 
 
 def setup(app: FastAPI) -> None:
