@@ -127,7 +127,17 @@ def load_dir(directory: Path) -> list[PolicyPack]:
         raise PackError(f"{directory}: policy pack directory does not exist")
     files = sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml", ".json"} and p.is_file())
     # Validate every file before returning any, so a bad file never leaves a half-loaded set.
-    return [parse_pack(_read(p), str(p)) for p in files]
+    packs = [parse_pack(_read(p), str(p)) for p in files]
+    # A later directory's pack replaces an earlier one of the same id (an operator's newer copy). Two in one
+    # directory is no such ordering, only the alphabet: a copy left beside the original (`x.yaml`, `x-new.yaml`)
+    # would silently decide which rules apply.
+    first: dict[str, Path] = {}
+    for path, pack in zip(files, packs, strict=True):
+        if pack.id in first:
+            raise PackError(f"{path}: id: {pack.id!r} is also the id of {first[pack.id].name} in the same directory; "
+                            "keep one file per pack id (a later directory in VEU_POLICY_DIRS may replace it)")
+        first[pack.id] = path
+    return packs
 
 
 def pack_dirs_from_env() -> tuple[Path, ...]:

@@ -209,3 +209,20 @@ def test_the_built_in_packs_and_the_samples_still_load() -> None:
     reg = load_registry([samples])
     assert reg.value("uveu-geographic-allocation", "max_share_single_non_tier1_country", date(2026, 1, 1)) == 0.07
     assert json.dumps(reg.versions())
+
+
+def test_two_packs_with_one_id_in_one_directory_are_refused_rather_than_chosen_by_file_name(tmp_path: Path) -> None:
+    # A copy left beside the original (the 0.20 cap and an edited 0.25 one): which applied was the alphabet's choice.
+    (tmp_path / "a-uveu.yaml").write_text(UVEU)
+    message = _refused(tmp_path, UVEU.replace("0.20", "0.25"), name="b-uveu-edited.yaml")
+    assert "'operator-uveu-2027' is also the id of a-uveu.yaml in the same directory" in message
+
+
+def test_a_pack_in_a_later_directory_still_replaces_one_of_the_same_id(tmp_path: Path) -> None:
+    first, second = tmp_path / "site", tmp_path / "override"
+    first.mkdir()
+    second.mkdir()
+    (first / "uveu.yaml").write_text(UVEU)
+    (second / "uveu.yaml").write_text(UVEU.replace("0.20", "0.25"))
+    reg = load_registry([first, second])
+    assert reg.value("uveu-geographic-allocation", "max_share_outside_tier1", date(2027, 6, 1)) == 0.25
