@@ -111,3 +111,25 @@ def page(demo: dict[str, str]) -> Iterator[object]:
         ctx.close()
         browser.close()
     assert not errors, "errors in the browser console:\n" + "\n".join(errors)
+
+
+def sign_in(browser, demo: dict[str, str], role: str, name: str):  # type: ignore[no-untyped-def]
+    """A new browser context signed in to the demo with a fresh token of ``role`` (made with the demo's admin
+    token over the API): (context, page, the console and page errors it collects)."""
+    import re
+
+    import httpx
+
+    made = httpx.post(demo["url"] + "api/v1/tokens", json={"role": role, "name": name},
+                      headers={"Authorization": f"Bearer {demo['token']}"})
+    assert made.status_code == 201, made.text
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    pg.goto(demo["login"])
+    pg.fill("input[name=token]", made.json()["token"])
+    pg.click("button[type=submit]")
+    pg.wait_for_url(re.compile(r".*/$"))
+    return ctx, pg, errors

@@ -8,25 +8,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import httpx
 import pytest
+
+from .conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
 
 def _signed_in_as(browser, demo, role: str) -> Iterator[tuple[object, list[str]]]:  # type: ignore[no-untyped-def]
-    made = httpx.post(demo["url"] + "api/v1/tokens", json={"role": role, "name": f"qa13-{role}"},
-                      headers={"Authorization": f"Bearer {demo['token']}"})
-    assert made.status_code == 201, made.text
-    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    pg.goto(demo["login"])
-    pg.fill("input[name=token]", made.json()["token"])
-    pg.click("button[type=submit]")
-    pg.wait_for_url(re.compile(r".*/$"))
+    ctx, pg, errors = sign_in(browser, demo, role, f"qa13-{role}")
     yield pg, errors
     ctx.close()
     # The refused page's own status (Chromium logs it for the document itself); nothing else may fail.

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from .conftest import sign_in
+
 pytestmark = pytest.mark.browser
 
 
@@ -26,15 +28,7 @@ def _token(demo: dict[str, str], role: str) -> str:
 @pytest.fixture()
 def officer(browser, demo) -> Iterator[tuple[object, list[str]]]:  # type: ignore[no-untyped-def]
     """A compliance officer's signed-in page and its console errors (a refused form's own 4xx excepted)."""
-    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    pg.goto(demo["login"])
-    pg.fill("input[name=token]", _token(demo, "compliance"))
-    pg.click("button[type=submit]")
-    pg.wait_for_url(re.compile(r".*/$"))
+    ctx, pg, errors = sign_in(browser, demo, "compliance", "qa12-compliance")
     yield pg, errors
     ctx.close()
     errors = [e for e in errors if not re.search(r"status of 4(09|22)", e)]

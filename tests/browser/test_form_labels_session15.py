@@ -8,25 +8,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import httpx
 import pytest
+
+from .conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
 
 def _signed_in_as(browser, demo, role: str) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    made = httpx.post(demo["url"] + "api/v1/tokens", json={"role": role, "name": f"labels15-{role}"},
-                      headers={"Authorization": f"Bearer {demo['token']}"})
-    assert made.status_code == 201, made.text
-    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    pg.goto(demo["login"])
-    pg.fill("input[name=token]", made.json()["token"])
-    pg.click("button[type=submit]")
-    pg.wait_for_url(re.compile(r".*/$"))
+    ctx, pg, errors = sign_in(browser, demo, role, f"labels15-{role}")
     yield pg
     ctx.close()
     # A refused form answers 4xx (Chromium logs that status for the page itself): nothing else may fail.

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agent.api.routes.auth import _dashboard_permission
 from agent.auth import PERMISSIONS, ROLES
+
+from .conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -19,19 +20,7 @@ OUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 
 
 def _signed_in(browser, demo, role: str):  # type: ignore[no-untyped-def]
-    made = httpx.post(demo["url"] + "api/v1/tokens", json={"role": role, "name": f"browser-{role}"},
-                      headers={"Authorization": f"Bearer {demo['token']}"})
-    assert made.status_code == 201, made.text
-    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    pg.goto(demo["login"])
-    pg.fill("input[name=token]", made.json()["token"])
-    pg.click("button[type=submit]")
-    pg.wait_for_url(re.compile(r".*/$"))
-    return ctx, pg, errors
+    return sign_in(browser, demo, role, f"browser-{role}")
 
 
 @pytest.mark.parametrize("role", ROLES)
