@@ -444,7 +444,14 @@ def _ledger_runs(s: Session, packs: PackRegistry, site: str, loc: Any, as_of: da
         return []
     refs = party_refs(s, as_of)
     ids = {p.id: p.name for p in s.exec(select(Party)).all()}
-    models = {m.id: m for m in s.exec(select(LedgerModel)).all()}
+    models: dict[int | None, Any] = {m.id: m for m in s.exec(select(LedgerModel)).all()}
+    statuses: dict[str, Any] = {}
+
+    def status_of(name: str) -> Any:
+        if name not in statuses:
+            statuses[name] = _ledger_status(s, packs, name, as_of)
+        return statuses[name]
+
     out = []
     # A run withdrawn as recorded in error was never trained: no ¶7 row, for any date.
     for r in s.exec(select(LedgerRun).where(LedgerRun.site == site, col(LedgerRun.withdrawn_at).is_(None))
@@ -456,21 +463,37 @@ def _ledger_runs(s: Session, packs: PackRegistry, site: str, loc: Any, as_of: da
         customer = ids.get(m.owner_id) if m else None
         if m is None or customer not in refs:
             continue
-        st = _ledger_status(s, packs, m.name, as_of)
+        st = status_of(m.name)
+        chain = _fine_tune_chain(m, models, status_of) if st is not None and m.base_id else []
+        original, tuning = core.fine_tune_original(packs, as_of, chain) if len(chain) > 1 else (None, 0.0)
         base = models.get(m.base_id) if m.base_id else None
-        base_st = _ledger_status(s, packs, base.name, as_of) if base else None
         out.append(core.TrainingRun(
             run=f"ledger-run-{r.id}" + (f" ({r.job_ref})" if r.job_ref else ""), site=site, location=loc,
             customer=effective_tier(packs, refs, customer or "", as_of), model=m.name,
             model_status=str(st.status) if st else "unknown",
-            # ¶7 compares the fine-tuning operations (the model's own runs) with the original's operations.
-            operations=float(st.cumulative.own) if (st and base) else float(r.operations),
-            fine_tune_of=base.name if base else None,
-            base_status=str(base_st.status) if base_st else None,
-            base_operations=float(base_st.cumulative.total) if base_st else None,
+            # ¶7 compares the fine-tuning operations (the chain's own runs below the original) with the original's.
+            operations=tuning if original is not None else float(r.operations),
+            fine_tune_of=original.name if original is not None else base.name if base else None,
+            base_status=original.status if original is not None else None,
+            base_operations=original.total if original is not None else None,
             decision="ledger", on=start,
         ))
     return out
+
+
+def _fine_tune_chain(m: Any, models: dict[int | None, Any], status_of: Any) -> list[core.ChainModel]:
+    """The model and its bases, up (each once: a lineage cycle is refused on write, but a stored one must not
+    loop here), as ¶7 reads them; a base the ledger cannot evaluate ends the chain."""
+    chain: list[core.ChainModel] = []
+    seen: set[int] = set()
+    while m is not None and m.id not in seen:
+        seen.add(m.id)
+        st = status_of(m.name)
+        if st is None:
+            break
+        chain.append(core.ChainModel(m.name, str(st.status), float(st.cumulative.own), float(st.cumulative.total)))
+        m = models.get(m.base_id) if m.base_id else None
+    return chain
 
 
 def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of: date) -> list[core.TrainingRun]:
@@ -929,8 +952,29 @@ def redact_url(url: str) -> str:
 
 
 def _send_webhook(url: str, payload: dict[str, Any]) -> None:
+    # A redirect is not followed (the payload would go to an address nobody configured): it is a failure.
     r = httpx.post(url, json=payload, timeout=10.0)
     r.raise_for_status()
+
+
+def _send_failure(exc: BaseException, address: str, target: str) -> str:
+    """A failed send as it is recorded, logged, audited and shown: never a webhook URL's path or query (the
+    credential of a chat webhook), whichever form the HTTP library printed it in (normalised host, a
+    redirect's Location), and never a character of the SMTP user or password."""
+    import re
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        r = exc.response
+        text = f"HTTPStatusError: HTTP {r.status_code} {r.reason_phrase}".rstrip()
+        if r.is_redirect:
+            text += " (a redirect; reminders are not sent on to another address)"
+    elif isinstance(exc, UnicodeError):
+        text = f"{type(exc).__name__}: the SMTP user, password or an address is not ASCII"
+    else:
+        text = f"{type(exc).__name__}: {exc}".replace(address, target)
+        text = re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+",
+                      lambda m: m.group(0) if m.group(0) == target else redact_url(m.group(0)), text)
+    return text[:2000]
 
 
 def _send_smtp(cfg: NotifySettings, deadlines: Sequence[dict[str, Any]]) -> None:
@@ -960,6 +1004,11 @@ def send_reminders(
         raise PolicyError(f"--as-of: {as_of} is after today; reminders are sent for today's deadlines "
                           "(preview later ones with `veuctl deadlines list --as-of`)")
     cfg = cfg or NotifySettings()
+    from agent.store.db import lock_for_transaction, lock_key
+
+    # One reminder run at a time per store (API replicas each running the job, a CLI `notify` beside it):
+    # a second run waits for the first to commit, then reads what it sent, instead of sending it again.
+    lock_for_transaction(s, lock_key("obligations", "reminders"))
     wanted = {x.strip() for x in cfg.statuses.split(",") if x.strip()}
     todo = [d for d in deadline_list(s, packs, as_of) if d.status in wanted]
     sent: list[dict[str, Any]] = []
@@ -977,8 +1026,9 @@ def send_reminders(
                 _send_webhook(address, {"source": "veu-governor", "as_of": as_of.isoformat(), "deadlines": payloads})
             else:
                 _send_smtp(cfg, payloads)
-        except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
-            error = f"{type(exc).__name__}: {exc}".replace(address, target)[:2000]
+        except (httpx.HTTPError, OSError, smtplib.SMTPException, ValueError) as exc:
+            # ValueError: a non-ASCII login (smtplib encodes it as ASCII) or a header with a line break.
+            error = _send_failure(exc, address, target)
             log.warning("reminder via %s to %s failed: %s", channel, target, error)
         for d in fresh:
             old = s.exec(select(ObligationNotification).where(

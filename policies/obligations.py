@@ -156,6 +156,41 @@ class TrainingRun:
     on: date | None = None
 
 
+FIRST_4E091, IMMEDIATE_BASE = "first-4e091-ancestor", "immediate-base"  # readings of supp10-fine-tune-original
+
+
+@dataclass(frozen=True)
+class ChainModel:
+    """One model of a fine-tuning chain, read from the trained model up: its 4E091 status and operations."""
+
+    name: str
+    status: str
+    own: float  # its own training runs
+    total: float  # its lineage's cumulative operations
+
+
+def fine_tune_original(packs: PackRegistry, as_of: date, chain: Sequence[ChainModel]) -> tuple[ChainModel, float]:
+    """¶7's comparison for ``chain[0]``, fine-tuned from ``chain[1]`` (its base, and so on up): the original
+    model and the fine-tuning operations that count against its 25%.
+
+    With the default reading (``first-4e091-ancestor``) a 4E091 base that is itself a fine-tune of a 4E091 model
+    is not the original: the chain is followed up to its first 4E091 model, and the own operations of every model
+    below it count together. ``immediate-base`` compares the model's own operations with its base's total.
+    """
+    if len(chain) < 2:
+        raise ValueError("fine_tune_original: the chain needs the model and its base")
+    prov = packs.provision("supp10-fine-tune-original", as_of)
+    reading = prov.value("original")
+    if reading not in (FIRST_4E091, IMMEDIATE_BASE):
+        raise PolicyError(f"{prov.id}.original: {reading!r} is not {FIRST_4E091} or {IMMEDIATE_BASE} "
+                          f"(pack {prov.pack_id})")
+    i = 1
+    if reading == FIRST_4E091:
+        while i + 1 < len(chain) and chain[i].status == "4E091" and chain[i + 1].status == "4E091":
+            i += 1
+    return chain[i], sum(m.own for m in chain[:i])
+
+
 def para7(packs: PackRegistry, as_of: date, runs: Iterable[TrainingRun]) -> list[dict[str, Any]]:
     """¶7: training runs at a site for parties outside Tier 1 (or at a site outside Tier 1) against the limits.
 

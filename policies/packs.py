@@ -113,6 +113,7 @@ _VALUE_SPECS: dict[str, _Spec] = {
     "supp10-advanced-ai-training": {
         "fine_tune_max_fraction_of_original": (_FRACTION, _REQ), "inference_not_prohibited": (_ANY, _OPT),
     },
+    "supp10-fine-tune-original": {"original": (_ANY, _REQ)},  # checked against its readings in policies.obligations
     "veu-notices": {k: (_DAYS, _REQ) for k in (
         "uveu_new_datacenter_notice_days", "inter_country_transfer_notice_days", "theft_loss_report_days")},
     "veu-recordkeeping": {"retention_years": (_DAYS, _REQ)},

@@ -11,11 +11,13 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -480,6 +482,50 @@ def test_cli_paths_controls_and_deadlines(
     assert cli("controls", "set", "dc-frankfurt", "-p", "8", "--review", "")[0] == 2
     assert cli("controls", "evidence", "dc-frankfurt", "-p", "8", "--kind", "attestation", "--statement",
                "checked", "--by", "ann", "--on", "")[0] == 2
+
+
+def test_para7_fine_tunes_of_a_fine_tune_count_together_against_the_first_4e091_model(
+    client: TestClient, seeded: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each step is within 25% of its own base (0.2e26 of 1e26, then 0.2e26 of 1.2e26), but together they are 40% of
+    # the original 4E091 model: under the default (conservative) reading the second step exceeds the allowance.
+    from agent import ledger
+    from policies.compute import EstimationDefaults, declared_operations
+
+    d = EstimationDefaults.from_packs(packs, date(2025, 9, 1))
+    with session_scope(seeded) as s:
+        ledger.add_model(s, "acme-base", "Acme")
+        ledger.add_run(s, "acme-base", declared_operations(d, 1e26), start=date(2025, 6, 1), site="dc-frankfurt")
+        ledger.add_model(s, "gulf-ft-1", "Gulf", base="acme-base")
+        ledger.add_run(s, "gulf-ft-1", declared_operations(d, 0.2e26), start=date(2025, 7, 1), site="dc-frankfurt")
+        ledger.add_model(s, "gulf-ft-2", "Gulf", base="gulf-ft-1")
+        ledger.add_run(s, "gulf-ft-2", declared_operations(d, 0.2e26), start=date(2025, 8, 1), site="dc-frankfurt")
+
+    def runs() -> dict[str, dict[str, Any]]:
+        body = client.get("/api/v1/controls/site/dc-frankfurt", params={"as_of": "2025-09-01"}).json()
+        return {r["model"]: r for r in body["para7"]["runs"]}
+
+    by = runs()
+    assert by["gulf-ft-1"]["verdict"] == "ok" and by["gulf-ft-1"]["fine_tune_of"] == "acme-base"
+    assert by["gulf-ft-2"]["verdict"] == "violation", by["gulf-ft-2"]["reason"]
+    assert by["gulf-ft-2"]["fine_tune_of"] == "acme-base"
+    assert by["gulf-ft-2"]["fine_tune_fraction"] == pytest.approx(0.4)
+    # Counsel's other reading, as an operator pack: each fine-tune against its own base.
+    (tmp_path / "p7.yaml").write_text(textwrap.dedent("""\
+        id: counsel-p7
+        version: "1"
+        title: ¶7 read per step
+        provisions:
+          - id: supp10-fine-tune-original
+            title: ¶7 original model, per step
+            citation: "15 CFR 748 Supp. 10 ¶7"
+            effective_from: 2025-01-13
+            status: [{since: 2025-01-13, codified: true, enforced: false}]
+            values: {original: immediate-base}
+        """))
+    monkeypatch.setenv("VEU_POLICY_DIRS", str(tmp_path))  # the registry is cached per directory list
+    by = runs()
+    assert by["gulf-ft-2"]["verdict"] == "ok" and by["gulf-ft-2"]["fine_tune_of"] == "gulf-ft-1"
 
 
 def test_para7_register_shows_ledger_training_runs_for_parties_outside_tier1(
