@@ -397,7 +397,11 @@ def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey], result:
     for cp in sorted([*rows, *extra], key=lambda c: c.seq):
         pub = trusted.get(cp.key_id)
         if pub is None:
-            result.fail(cp.seq, f"checkpoint at seq {cp.seq} is signed by an untrusted key {cp.key_id[:16]}…")
+            # After a key rotation the earlier key must still be trusted: say how, rather than only "untrusted".
+            result.fail(cp.seq, f"checkpoint at seq {cp.seq} is signed by an untrusted key {cp.key_id[:16]}…"
+                        + ("" if trusted else " (no signing key here)") + "; give the signer's --public-key, "
+                        "or keep an earlier key's public half in the retired keys file (veuctl audit keygen "
+                        "--rotate)")
             continue
         if not verify_signature(pub, checkpoint_message(cp.seq, cp.hash, cp.kind, ts_text(cp.ts)),
                                 cp.signature):
@@ -474,6 +478,10 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
     else:
         start, expect_prev = first, None
     if expect_prev is None:
+        if first < 1:
+            # The store numbers entries from 1: a row below that was put there by hand, not by record().
+            return result.fail(first, f"entry {first}: sequence numbers start at 1 (a row inserted before "
+                               "the start of the log)")
         if first == 1:
             expect_prev = GENESIS
             result.start_from = "genesis"
@@ -511,13 +519,22 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
     if latest is not None and latest > top:
         return result.fail(top + 1, f"entries {top + 1}..{latest} are missing: the log ends at seq {top} but a "
                            f"signed checkpoint covers seq {latest} (log truncated)")
-    if latest is None:
-        result.warnings.append("no signed checkpoint: truncation of the tail cannot be detected; "
-                               "run `veuctl audit checkpoint`")
+    # Hashes alone prove only that the rows agree with each other: whoever can write the table can also
+    # rewrite an entry (or insert or delete one) and recompute every later hash. Only a signature pins
+    # them, so say plainly what an uncovered stretch cannot show.
     result.unanchored_tail = top - (latest or 0) if top > (latest or 0) else 0
-    if result.unanchored_tail:
-        result.warnings.append(f"{result.unanchored_tail} entries after the latest signed checkpoint "
-                               f"(seq {latest or 0}) are not yet covered by a signature")
+    if not result.ok:
+        # A checkpoint failed its signature: "no signed checkpoint, run `audit checkpoint`" would advise
+        # signing over a trail that is already reported broken.
+        return result
+    if latest is None:
+        result.warnings.append(f"no signed checkpoint: entries 1..{top} are consistent with each other, but an "
+                               "entry rewritten with recomputed hashes, or a truncated tail, cannot be detected; "
+                               "run `veuctl audit checkpoint`")
+    elif result.unanchored_tail:
+        result.warnings.append(f"{result.unanchored_tail} entries after the latest signed checkpoint (seq "
+                               f"{latest}) are not yet covered by a signature: an entry there rewritten with "
+                               "recomputed hashes, or deleted from the tail, cannot be detected")
     return result
 
 

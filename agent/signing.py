@@ -3,6 +3,10 @@
 The key file is PEM (PKCS#8, unencrypted, mode 0600) at ``VEU_SIGNING_KEY_FILE`` (Settings.signing_key_file),
 default ``$XDG_DATA_HOME/veu-governor/signing.key``. Verification needs only the public key, which is
 published next to every signature (``key_id`` = SHA-256 of the raw public key, hex, 64 chars).
+
+Rotation (``veuctl audit keygen --rotate``) appends the old key's public half to the retired keys file beside
+the key (``signing.key.retired.pub``, PEM, one key after another) before the new key replaces it, so the
+checkpoints and manifests the old key signed still verify; a retired key is trusted, never used to sign.
 """
 
 from __future__ import annotations
@@ -79,17 +83,84 @@ def load_public_pem(pem: str | bytes) -> Ed25519PublicKey:
     return key
 
 
-def generate(path: Path) -> SigningKey:
-    """Create a new key at ``path`` (refuses to overwrite an existing file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    priv = Ed25519PrivateKey.generate()
+def retired_path(path: Path) -> Path:
+    """The retired keys file for the key at ``path``: earlier public keys, still trusted to verify."""
+    return path.with_name(path.name + ".retired.pub")
+
+
+def _write_new(path: Path, priv: Ed25519PrivateKey) -> None:
+    """Write ``priv`` to a file that must not exist yet (mode 0600 from the start, never briefly readable)."""
     pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
     # O_EXCL: two processes racing to create the key must not overwrite each other's.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        # A half-written key (full disk) would be taken for a corrupt key on every later start.
+        path.unlink(missing_ok=True)
+        raise
+
+
+def generate(path: Path) -> SigningKey:
+    """Create a new key at ``path`` (refuses to overwrite an existing file)."""
+    # 0700: a directory made for the key is nobody else's to list (an existing one is left as it is).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    priv = Ed25519PrivateKey.generate()
+    _write_new(path, priv)
     return SigningKey(priv, path)
+
+
+def rotate(path: Path) -> tuple[SigningKey, SigningKey]:
+    """Replace the key at ``path`` with a new one, keeping the old public half trusted: (old, new).
+
+    The old public key is appended to :func:`retired_path` (and synced) before the key file is replaced,
+    so an interruption never leaves checkpoints signed by a key nothing trusts any more.
+    """
+    old = load(path)
+    retired = retired_path(path)
+    known = {key_id(k) for k in load_retired(retired)}
+    if old.key_id not in known:
+        with open(retired, "a", encoding="ascii") as fh:
+            fh.write(old.public_pem())
+            fh.flush()
+            os.fsync(fh.fileno())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    priv = Ed25519PrivateKey.generate()
+    _write_new(tmp, priv)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with _lock:
+        _cache.pop(path, None)
+    return old, SigningKey(priv, path)
+
+
+def load_retired(path: Path) -> list[Ed25519PublicKey]:
+    """The public keys in a retired keys file (none when it does not exist)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise SigningKeyError(f"retired signing keys: cannot read {path}: {exc.strerror}") from exc
+    marker = b"-----END PUBLIC KEY-----"
+    keys = []
+    for block in data.split(marker):
+        if not block.strip():
+            continue
+        try:
+            keys.append(load_public_pem(block.strip() + b"\n" + marker + b"\n"))
+        except (ValueError, SigningKeyError) as exc:
+            # A damaged file must not silently drop trust in the keys it holds: fail loudly instead.
+            raise SigningKeyError(f"retired signing keys: {path} holds something that is not an Ed25519 "
+                                  "public key (PEM)") from exc
+    return keys
 
 
 def load(path: Path) -> SigningKey:
@@ -133,14 +204,15 @@ def signing_key(create: bool = True) -> SigningKey:
 
 
 def trusted_default() -> list[Ed25519PublicKey]:
-    """The configured key's public half, to verify with; none (nothing trusted) when no key file exists.
+    """The configured key's public half and the retired keys beside it, to verify with; the retired keys
+    alone when no key file exists.
 
     Verifying never creates a key: a fresh key on an auditor's machine would trust nothing it checks and
     leave a private key behind.
     """
-    if not key_path().exists():
-        return []
-    return [signing_key(create=False).public]
+    path = key_path()
+    current = [signing_key(create=False).public] if path.exists() else []
+    return current + load_retired(retired_path(path))
 
 
 def verify(pub: Ed25519PublicKey, message: bytes, signature_b64: str) -> bool:

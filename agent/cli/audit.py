@@ -159,25 +159,46 @@ def log(
 def keygen(
     out: Path | None = typer.Option(None, "--out", help="Where to write the private key (PEM, mode 0600); "
                                     "default: VEU_SIGNING_KEY_FILE, else ~/.local/share/veu-governor/signing.key."),
+    rotate: bool = typer.Option(False, "--rotate", help="Replace the existing key with a new one; its public "
+                                "half is kept in KEY.retired.pub so what it signed still verifies."),
     json_: bool = JsonOpt,
 ) -> None:
     """Create the Ed25519 key that signs audit checkpoints and export manifests (never overwrites one).
 
-    In Kubernetes, put the file in a Secret (the chart's signingKey.existingSecret) so every pod signs with
-    the key auditors trust.
+    ``--rotate`` replaces an existing key, keeping its public half trusted. In Kubernetes, put the file in a
+    Secret (the chart's signingKey.existingSecret) so every pod signs with the key auditors trust.
     """
-    from agent.signing import generate, key_path
+    from agent.signing import generate, key_path, retired_path
+    from agent.signing import rotate as rotate_key
 
     not_blank(None if out is None else str(out), "--out", "give the key file's name")
     path = (out or key_path()).expanduser()
+    retired_id: str | None = None
     try:
-        key = generate(path)
+        if rotate:
+            if not path.is_file():
+                raise UsageError(f"--rotate: {path} does not exist; there is no key to rotate (leave out --rotate "
+                                 "to create one)")
+            old, key = rotate_key(path)
+            retired_id = old.key_id
+        else:
+            key = generate(path)
     except FileExistsError:
-        raise UsageError(f"--out: {path} already exists; keys are never overwritten (move it away first)") from None
+        raise UsageError(f"--out: {path} already exists; keys are never overwritten (use --rotate to replace it "
+                         "and keep its public half trusted, or move it away first)") from None
     except OSError as exc:
         raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
-    emit({"path": str(path), "key_id": key.key_id, "public_key": key.public_pem()}, json_,
-         lambda d: typer.echo(f"wrote {d['path']} (key id {d['key_id']})\n{d['public_key']}", nl=False))
+    data: dict[str, Any] = {"path": str(path), "key_id": key.key_id, "public_key": key.public_pem()}
+    if retired_id is not None:
+        data |= {"retired_key_id": retired_id, "retired_keys_file": str(retired_path(path))}
+
+    def human(d: dict[str, Any]) -> None:
+        typer.echo(f"wrote {d['path']} (key id {d['key_id']})")
+        if "retired_key_id" in d:
+            typer.echo(f"retired key {d['retired_key_id']}: its public key is kept in {d['retired_keys_file']}")
+        typer.echo(d["public_key"], nl=False)
+
+    emit(data, json_, human)
 
 
 @audit_app.command("pubkey")
@@ -195,7 +216,7 @@ def register(app: typer.Typer) -> None:
 
 @audit_app.command("verify-export")
 def verify_export(
-    manifest: Path = typer.Argument(..., help="The export's *.manifest.json."),
+    manifest: Path = typer.Argument(..., help="The export's *.manifest.json, or the ZIP the API serves."),
     public_key: list[Path] = typer.Option([], "--public-key", help="Trusted public key PEM (repeat); "
                                           "default: the configured signing key."),
     json_: bool = JsonOpt,

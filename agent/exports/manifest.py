@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +115,19 @@ def load(manifest_path: Path) -> dict[str, Any]:
     1 for the other).
     """
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        text = manifest_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"{manifest_path}: cannot read the manifest ({exc.strerror or exc})") from None
     except ValueError as exc:  # also UnicodeDecodeError: a binary file given by mistake
+        raise ManifestError(f"{manifest_path}: the manifest is not JSON ({exc})") from None
+    return _parse(text, manifest_path)
+
+
+def _parse(text: str, manifest_path: Path | str) -> dict[str, Any]:
+    """:func:`load`'s checks on a manifest's text (from a file, or a member of an export ZIP)."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
         raise ManifestError(f"{manifest_path}: the manifest is not JSON ({exc})") from None
     if not isinstance(manifest, dict):
         kind = "array" if isinstance(manifest, list) else type(manifest).__name__
@@ -133,22 +144,12 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
 
     Trust comes from ``keys`` (default: the configured signing key), never from the key embedded in the
     manifest: anyone could re-sign altered files with a key of their own. Raises :class:`ManifestError`
-    when the file is not a manifest (see :func:`load`).
+    when the file is not a manifest (see :func:`load`). An export ZIP is checked by :func:`verify_zip`.
     """
+    if zipfile.is_zipfile(manifest_path) and not manifest_path.name.endswith(SUFFIX):
+        return verify_zip(manifest_path, keys)
     manifest = load(manifest_path)
-    problems: list[str] = []
-    # Past this point the JSON has a manifest's shape (load checked it) but every value is still untrusted:
-    # a wrong one is a manifest that does not verify (altered), reported as a problem, never a crash.
-    sig = manifest.pop("signature")  # an object with string alg, key_id and value (load checked)
-    trusted = {key_id(k): k for k in (keys if keys is not None else trusted_default())}
-    pub = trusted.get(sig["key_id"])
-    if pub is None:
-        embedded = sig.get("public_key")
-        problems.append(f"{manifest_path.name}: signed by an untrusted key {sig['key_id'][:16]}…"
-                        + (" (embedded key not trusted)" if embedded else "")
-                        + ("" if trusted else "; no signing key here: give the signer's --public-key"))
-    elif not verify_signature(pub, _message(manifest), sig["value"]):
-        problems.append(f"{manifest_path.name}: signature does not verify (manifest altered)")
+    problems = _signature_problems(manifest, manifest_path.name, keys)
     base = manifest_path.parent
     for f in manifest["files"]:  # each a {name, sha256} of strings (load checked)
         name = f["name"]
@@ -168,6 +169,78 @@ def verify(manifest_path: Path, keys: list[Ed25519PublicKey] | None = None) -> l
     # taken for part of the signed set by whoever receives the directory.
     problems += [f"{n}: not listed in the signed manifest (file added to the export, or left from an earlier "
                  "export of the same kind and period)" for n in _unlisted(manifest_path, manifest)]
+    return problems
+
+
+def _signature_problems(manifest: dict[str, Any], label: str, keys: list[Ed25519PublicKey] | None) -> list[str]:
+    """Whether a trusted key signed the manifest; removes its ``signature`` block (the rest is the body)."""
+    # Past this point the JSON has a manifest's shape (load checked it) but every value is still untrusted:
+    # a wrong one is a manifest that does not verify (altered), reported as a problem, never a crash.
+    sig = manifest.pop("signature")  # an object with string alg, key_id and value (load checked)
+    trusted = {key_id(k): k for k in (keys if keys is not None else trusted_default())}
+    pub = trusted.get(sig["key_id"])
+    if pub is None:
+        embedded = sig.get("public_key")
+        return [f"{label}: signed by an untrusted key {sig['key_id'][:16]}…"
+                + (" (embedded key not trusted)" if embedded else "")
+                + ("" if trusted else "; no signing key here: give the signer's --public-key")]
+    if not verify_signature(pub, _message(manifest), sig["value"]):
+        return [f"{label}: signature does not verify (manifest altered)"]
+    return []
+
+
+# A manifest lists a handful of files with their hashes: anything this large is not one (and is not read).
+_MAX_MANIFEST = 16 << 20
+
+
+def verify_zip(archive: Path, keys: list[Ed25519PublicKey] | None = None) -> list[str]:
+    """Problems with an export downloaded as a ZIP (``GET /api/v1/exports/KIND``), checked in place.
+
+    Nothing is extracted: each member is hashed as it is read, so a hostile archive (``../`` names, huge
+    members) writes nothing. Exactly one ``*.manifest.json`` must be in it; every other member must be one it
+    lists, and a member that fails the ZIP's own CRC is reported as changed.
+    """
+    try:
+        z = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ManifestError(f"{archive}: cannot read the export ZIP ({exc})") from None
+    with z:
+        members = {i.filename: i for i in z.infolist() if not i.is_dir()}
+        found = [n for n in members if n.endswith(SUFFIX)]
+        if len(found) != 1:
+            raise ManifestError(f"{archive}: an export ZIP holds exactly one *{SUFFIX}; found "
+                                + (", ".join(sorted(found)[:5]) if found else "none"))
+        name = found[0]
+        if members[name].file_size > _MAX_MANIFEST:
+            raise ManifestError(f"{archive}: {name} is {members[name].file_size} bytes, too large for a manifest")
+        try:
+            text = z.read(name).decode("utf-8")
+        except (OSError, zipfile.BadZipFile, ValueError) as exc:
+            raise ManifestError(f"{archive}: cannot read {name} ({exc})") from None
+        manifest = _parse(text, f"{archive}:{name}")
+        problems = _signature_problems(manifest, name, keys)
+        listed = set()
+        for f in manifest["files"]:  # each a {name, sha256} of strings (_parse checked)
+            fname = f["name"]
+            listed.add(fname)
+            info = members.get(fname)
+            if info is None:
+                problems.append(f"{fname[:80]}: missing")
+                continue
+            h = hashlib.sha256()
+            try:
+                with z.open(info) as fh:
+                    for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):  # type: ignore[misc]
+                        h.update(chunk)
+            except (OSError, zipfile.BadZipFile) as exc:
+                # zipfile raises on a CRC mismatch: the member's bytes changed inside the archive.
+                problems.append(f"{fname}: cannot read from the ZIP ({exc}; file changed)")
+                continue
+            if h.hexdigest() != f["sha256"]:
+                problems.append(f"{fname}: SHA-256 differs from the manifest (file changed)")
+        # Everything in the archive came from the export, so a member the manifest does not list was added.
+        problems += [f"{n[:80]}: not listed in the signed manifest (file added to the export)"
+                     for n in sorted(members) if n != name and n not in listed]
     return problems
 
 
