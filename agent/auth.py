@@ -146,11 +146,22 @@ def _aware(d: datetime) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
+# The largest id the store can hold (PostgreSQL ``integer``): a longer number names no token.
+_MAX_TOKEN_ID = 2**31 - 1
+
+
+def _is_token_id(ident: str) -> bool:
+    """Whether ``ident`` is written as a token id: ASCII decimal digits within the id column's range. str.isdigit()
+    also accepts superscripts ("²", which int() refuses: a 500) and other scripts' digits ("１", "٣", which int()
+    reads as 1 and 3: revoking a token the caller never named); an out-of-range number is a store error."""
+    return ident.isascii() and ident.isdigit() and len(ident) <= 10 and int(ident) <= _MAX_TOKEN_ID
+
+
 def revoke_token(s: Session, ident: str) -> ApiToken:
     """Revoke by id or by the 12-hex prefix shown at creation."""
     # A prefix is 12 hex digits and can be all decimal ones, so it is looked up first and an id only after.
     row = s.exec(select(ApiToken).where(ApiToken.prefix == ident)).first()
-    if row is None and ident.isdigit():
+    if row is None and _is_token_id(ident):
         row = s.exec(select(ApiToken).where(ApiToken.id == int(ident))).first()
     if row is None:
         raise AuthError(f"token {ident!r}: not found; `veuctl tokens list` shows ids and prefixes")
@@ -182,6 +193,9 @@ def oidc_config_from_settings(issuer: str, audience: str, jwks_file: str, role_c
         return None
     if not jwks_file:
         raise AuthError("VEU_OIDC_JWKS_FILE: required when VEU_OIDC_ISSUER is set (the issuer's key set as JSON)")
+    if not audience.strip():
+        # Without it a JWT the issuer minted for any other application (with a role claim) would be accepted.
+        raise AuthError("VEU_OIDC_AUDIENCE: required when VEU_OIDC_ISSUER is set (this API's client id at the issuer)")
     return OidcConfig(issuer=issuer, audience=audience, jwks=_load_jwks(jwks_file), role_claim=role_claim)
 
 
@@ -196,10 +210,12 @@ def verify_jwt(token: str, cfg: OidcConfig) -> Principal:
         if jwk is None:
             raise AuthError("oidc: no key in the configured key set matches the token's kid")
         key = jwt.PyJWK(jwk).key
+        if not cfg.audience:
+            raise AuthError("oidc: no audience is configured, so no token can be checked as meant for this API")
         claims = jwt.decode(
             token, key=key, algorithms=["RS256", "ES256", "EdDSA", "PS256"],
-            audience=cfg.audience or None, issuer=cfg.issuer,
-            options={"require": ["exp", "iss", "sub"], "verify_aud": bool(cfg.audience)},
+            audience=cfg.audience, issuer=cfg.issuer,
+            options={"require": ["exp", "iss", "sub", "aud"], "verify_aud": True},
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"oidc: {exc}") from None

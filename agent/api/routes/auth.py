@@ -358,7 +358,8 @@ def setup(app: FastAPI) -> None:
 
             await to_thread.run_sync(end)  # the copied cookie is dead too, not only this browser's
         resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(SESSION_COOKIE)
+        # Cleared with the attributes it was set with (a bare deletion is SameSite=Lax and not Secure).
+        resp.delete_cookie(SESSION_COOKIE, httponly=True, secure=request.url.scheme == "https", samesite="strict")
         return resp
 
     app.add_middleware(AuthMiddleware, mode=mode, database_url=database_url, oidc=oidc,  # type: ignore[arg-type]

@@ -24,6 +24,11 @@ CSP = (b"content-security-policy",
        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # Swagger UI and ReDoc load their own scripts from a CDN: the policy would blank them.
 _NO_CSP = ("/docs", "/redoc")
+# Nothing but the product's static files is kept by a browser or proxy cache: a token's secret (POST
+# /api/v1/tokens shows it once), the pages and API answers of a signed-in user and export files would otherwise
+# stay in the cache of a shared machine after sign-out, and Back would show them again.
+NO_STORE = (b"cache-control", b"no-store")
+_CACHEABLE = ("/static/", "/favicon.ico")
 
 
 class SecurityHeaders:
@@ -37,6 +42,8 @@ class SecurityHeaders:
             return
         extra = [*HEADERS, HSTS] if scope.get("scheme") == "https" else HEADERS
         csp = not scope["path"].startswith(_NO_CSP)
+        if not scope["path"].startswith(_CACHEABLE):
+            extra = [*extra, NO_STORE]
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
