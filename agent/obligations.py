@@ -951,7 +951,28 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…#{digest}"
 
 
+class _HideWebhookUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO (``HTTP Request: POST https://…``), and the API server logs
+    at INFO: a webhook URL sent to is shown redacted there too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and self.urls:
+            record.args = tuple(redact_url(str(a)) if str(a) in self.urls else a for a in record.args)
+        return True
+
+
+_HIDE_WEBHOOK_URLS = _HideWebhookUrls()
+
+
 def _send_webhook(url: str, payload: dict[str, Any]) -> None:
+    _HIDE_WEBHOOK_URLS.urls.update((url, str(httpx.URL(url))))
+    httpx_log = logging.getLogger("httpx")
+    if _HIDE_WEBHOOK_URLS not in httpx_log.filters:
+        httpx_log.addFilter(_HIDE_WEBHOOK_URLS)
     # A redirect is not followed (the payload would go to an address nobody configured): it is a failure.
     r = httpx.post(url, json=payload, timeout=10.0)
     r.raise_for_status()
@@ -1008,7 +1029,9 @@ def send_reminders(
 
     # One reminder run at a time per store (API replicas each running the job, a CLI `notify` beside it):
     # a second run waits for the first to commit, then reads what it sent, instead of sending it again.
-    lock_for_transaction(s, lock_key("obligations", "reminders"))
+    # PostgreSQL only: on SQLite it would hold the single write lock through the sends (up to 10 s each).
+    if s.get_bind().dialect.name == "postgresql":
+        lock_for_transaction(s, lock_key("obligations", "reminders"))
     wanted = {x.strip() for x in cfg.statuses.split(",") if x.strip()}
     todo = [d for d in deadline_list(s, packs, as_of) if d.status in wanted]
     sent: list[dict[str, Any]] = []

@@ -4,7 +4,10 @@
   run at a time per collector) and ``coalesce=True`` (missed runs collapse into one).
 - Each run builds a fresh collector (per-run caches) and calls ``agent.inventory.sync``: a failing run records
   its error in ``collector_error`` and leaves previous holdings intact (see the sync service's rules).
-- With several replicas only the Lease holder's scheduler runs jobs (paused otherwise).
+- With several replicas only the Lease holder's scheduler runs jobs (paused otherwise); on PostgreSQL a run also
+  holds an advisory lock per collector, so two agents on one store (no Lease outside Kubernetes) never run the
+  same collector at once (the second skips). On shutdown no new run starts; an in-flight one finishes.
+- Intervals (1 s to a year), jitter and Lease timings are checked at start: one line naming the key.
 - Kubernetes clusters with ``watch: true`` get a node watcher that pulls the k8s job forward on change.
 - Kubernetes clusters with a ``customer_label`` get a namespace-label sync job (``namespaces:<cluster>``, on
   the k8s interval) and, with ``watch: true``, a namespace watcher that pulls it forward when a label changes.
@@ -16,6 +19,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,12 +32,75 @@ from agent.collectors.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600  # a collector that runs less than once a year is a typo, not a schedule
+
+
+def check_schedule(cfg: AgentConfig) -> None:
+    """Refuse, naming the key, an interval or jitter APScheduler would misread: 0 runs every second, a negative
+    one runs at once in a loop, one past a year overflows (was a misleading "too large for the store")."""
+    from agent.collectors.base import CollectorConfigError
+
+    for c in cfg.enabled():
+        for key in ("interval_seconds", "jitter_seconds"):
+            value = getattr(c.config, key)
+            low = 1 if key == "interval_seconds" else 0
+            if not low <= value <= MAX_INTERVAL_SECONDS:
+                raise CollectorConfigError(
+                    f"collectors.{c.name}.{key}: {value} is not a number of seconds from {low} to "
+                    f"{MAX_INTERVAL_SECONDS} (a year)")
+
+
+def check_leader_election(cfg: AgentConfig) -> None:
+    """The Lease timings must nest (lease > renew deadline > retry period), as client-go requires: the elector
+    refused them with a traceback at start."""
+    from agent.collectors.base import CollectorConfigError
+
+    le = cfg.leader_election
+    if not le.lease_duration_seconds > le.renew_deadline_seconds:
+        raise CollectorConfigError(
+            f"leader_election.renew_deadline_seconds: {le.renew_deadline_seconds} must be less than "
+            f"lease_duration_seconds ({le.lease_duration_seconds})")
+    if not le.renew_deadline_seconds > le.retry_period_seconds:
+        raise CollectorConfigError(
+            f"leader_election.retry_period_seconds: {le.retry_period_seconds} must be less than "
+            f"renew_deadline_seconds ({le.renew_deadline_seconds})")
+
+
+@contextmanager
+def _only_run_on_the_store(url: str | None, name: str) -> Iterator[bool]:
+    """On PostgreSQL, a session advisory lock per collector, held for the run: yields False when another agent
+    on the same store (two hosts outside Kubernetes, where no Lease elects a leader) is running it now.
+    SQLite is one host's file; the scheduler's ``max_instances=1`` already covers it."""
+    from agent.store.db import get_engine, lock_key
+
+    engine = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = lock_key("agent", "collector", name)
+    with engine.connect() as conn:
+        held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+                    conn.commit()
+                except Exception:
+                    conn.invalidate()  # a dropped connection has released the lock with it
+
 
 def run_collector(cfg: AgentConfig, name: str, url: str | None) -> dict[str, Any]:
     """One scheduled run of one collector (never raises for a provider failure; it is recorded)."""
     from agent.inventory import sync
 
-    summary = sync(cfg.collector(name), url)
+    with _only_run_on_the_store(url, name) as mine:
+        if not mine:
+            log.info("inventory %s: another agent on this store is running it now; skipped", name)
+            return {"source": name, "status": "skipped"}
+        summary = sync(cfg.collector(name), url)
     log.info("inventory %s run %s: %s (%s observed)", name, summary.run_id, summary.status, summary.observed)
     return summary.as_dict()
 
@@ -52,10 +120,21 @@ def run_namespace_sync(cluster: Any, url: str | None) -> dict[str, Any]:
     return out.as_dict()
 
 
+def scheduled_namespace_sync(cluster: Any, url: str | None) -> dict[str, Any] | None:
+    """The scheduled form of :func:`run_namespace_sync`: a cluster that cannot be read (a missing kubeconfig, an
+    API server down) is one error line per run, as with ``--once``, not a traceback every interval."""
+    try:
+        return run_namespace_sync(cluster, url)
+    except Exception as exc:
+        log.error("namespaces %s: sync failed: %s: %s", cluster.name, type(exc).__name__, str(exc)[:300])
+        return None
+
+
 class Agent:
     """The scheduler plus (optionally) leader election and node watchers."""
 
     def __init__(self, cfg: AgentConfig, url: str | None = None, start_paused: bool = False) -> None:
+        check_schedule(cfg)
         self.cfg, self.url = cfg, url
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -64,6 +143,7 @@ class Agent:
         self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
         self.watchers: list[Any] = []
         self.skipped: list[str] = []
+        self.stopping = threading.Event()  # set at shutdown: a late "leading" callback must not resume jobs
         for c in cfg.enabled():
             self.scheduler.add_job(
                 run_collector,
@@ -75,7 +155,7 @@ class Agent:
             )
         for cl in self.labelled_clusters(cfg, watching=False):
             self.scheduler.add_job(
-                run_namespace_sync, IntervalTrigger(seconds=self.k8s_config(cfg).interval_seconds),
+                scheduled_namespace_sync, IntervalTrigger(seconds=self.k8s_config(cfg).interval_seconds),
                 args=(cl, url), id=f"namespaces:{cl.name}", name=f"namespaces:{cl.name}",
                 next_run_time=datetime.now(UTC),
             )
@@ -97,6 +177,8 @@ class Agent:
             job.modify(next_run_time=datetime.now(UTC))
 
     def lead(self) -> None:
+        if self.stopping.is_set():
+            return
         log.info("inventory agent: leading; collectors resume")
         for job in self.scheduler.get_jobs():
             job.modify(next_run_time=datetime.now(UTC))
@@ -138,6 +220,7 @@ class Agent:
             self.watchers.append(nw)
 
     def shutdown(self) -> None:
+        self.stopping.set()
         for w in self.watchers:
             w.stop.set()
         self.scheduler.shutdown(wait=True)
@@ -149,16 +232,28 @@ def _election_enabled(cfg: AgentConfig) -> bool:
 
 
 def _lease_client(cfg: AgentConfig) -> Any:
+    """The API client for the Lease; a kubeconfig that cannot be loaded is one line naming the key."""
     from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    from agent.collectors.base import CollectorConfigError
 
     le = cfg.leader_election
     c = client.Configuration()
     if le.api_url:
         c.host = le.api_url.rstrip("/")
-    elif le.kubeconfig:
-        config.load_kube_config(config_file=le.kubeconfig, client_configuration=c)
-    else:
-        config.load_incluster_config(client_configuration=c)
+        return client.ApiClient(c)
+    try:
+        if le.kubeconfig:
+            config.load_kube_config(config_file=le.kubeconfig, client_configuration=c)
+        else:
+            config.load_incluster_config(client_configuration=c)
+    except (ConfigException, OSError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if le.kubeconfig:
+            raise CollectorConfigError(f"leader_election.kubeconfig: cannot load {le.kubeconfig} ({first})") from None
+        raise CollectorConfigError(f"leader_election.enabled: no in-cluster Kubernetes config ({first}); "
+                                   "set leader_election.kubeconfig or api_url, or enabled: false") from None
     return client.ApiClient(c)
 
 
@@ -181,14 +276,20 @@ def run_agent(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     elect = _election_enabled(cfg)
+    check_schedule(cfg)
+    api_client = None
+    if elect:  # every config problem is one line before anything starts
+        check_leader_election(cfg)
+        api_client = _lease_client(cfg)
     agent = Agent(cfg, url, start_paused=elect)
     elector = None
+    election: threading.Thread | None = None
     if elect:
         from controllers.leader import LeaderElector, in_cluster_namespace
 
         le = cfg.leader_election
         elector = LeaderElector(
-            _lease_client(cfg),
+            api_client,
             le.namespace or in_cluster_namespace(),
             le.lease_name,
             lease_duration=le.lease_duration_seconds,
@@ -197,12 +298,19 @@ def run_agent(
             on_started_leading=agent.lead,
             on_stopped_leading=agent.follow,
         )
-        threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
+        election = threading.Thread(target=elector.run, name="leader-election", daemon=True)
+        election.start()
     agent.start_watchers()
     try:
         stop.wait()
     finally:
-        if elector is not None:
+        if elector is not None and election is not None:
             elector.stop.set()
-            elector.release()
+            agent.stopping.set()
+            agent.follow()  # no new runs from here; an in-flight one finishes in shutdown below
+            # The election loop releases the lease as it ends; releasing from here too raced with a renewal
+            # in flight, which could take the lease back and resume the scheduler during shutdown.
+            election.join(cfg.leader_election.renew_deadline_seconds + cfg.leader_election.retry_period_seconds)
+            if election.is_alive():
+                elector.release()
         agent.shutdown()

@@ -314,8 +314,15 @@ def notify(
     smtp_to: str | None = typer.Option(None, "--smtp-to", help="Overrides VEU_NOTIFY_SMTP_TO (recipient address)."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
 ) -> None:
-    """Send reminders now for due and overdue deadlines (each once per status and channel)."""
-    cfg = svc.NotifySettings()
+    """Send reminders now for due and overdue deadlines (each once per status and channel); exit 1 if a channel
+    failed (recorded, and retried on the next run)."""
+    from pydantic import ValidationError
+
+    try:
+        cfg = svc.NotifySettings()
+    except ValidationError as exc:  # was a pydantic traceback (VEU_NOTIFY_SMTP_PORT=abc)
+        first = exc.errors()[0]
+        raise UsageError(f"VEU_NOTIFY_{str(first['loc'][0]).upper()}: {first['msg']}") from None
     for k, v in (("webhook_url", webhook_url), ("smtp_host", smtp_host), ("smtp_port", smtp_port),
                  ("smtp_to", smtp_to)):
         if v is not None:
@@ -323,9 +330,17 @@ def notify(
     if not cfg.channels():
         raise PolicyError("--webhook-url/--smtp-host: no notification channel configured (VEU_NOTIFY_*)")
     _check_channels(webhook_url, smtp_host)
+    if not 0 < cfg.smtp_port < 65536 and cfg.smtp_host:
+        raise UsageError(f"--smtp-port: {cfg.smtp_port} is not a TCP port (1-65535)")
     with session_scope(db_url(db)) as s:
         data = svc.send_reminders(s, registry(), as_of(as_of_), cfg)
     emit(data, json_)
+    failed = [x for x in data["sent"] if not x["ok"]]
+    for x in failed:
+        err_console.print(f"error: reminder via {x['channel']} to {escape(x['target'])} failed: {escape(x['error'])}",
+                          soft_wrap=True, highlight=False)
+    if failed:  # a cron job must notice: nothing was delivered on that channel
+        raise typer.Exit(1)
 
 
 def _check_channels(webhook_url: str | None, smtp_host: str | None) -> None:
