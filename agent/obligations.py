@@ -941,6 +941,23 @@ class NotifySettings(BaseSettings):
         return out
 
 
+def notify_settings() -> NotifySettings:
+    """The VEU_NOTIFY_* settings; a value that does not parse is one line naming its variable (at `veuctl serve`
+    start-up, `deadlines notify` and the reminder job alike), not a pydantic traceback."""
+    from pydantic import ValidationError
+
+    try:
+        cfg = NotifySettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise PolicyError(f"VEU_NOTIFY_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+    if cfg.smtp_host and not 0 < cfg.smtp_port < 65536:
+        raise PolicyError(f"VEU_NOTIFY_SMTP_PORT: {cfg.smtp_port} is not a TCP port (1-65535)")
+    if cfg.interval_minutes < 1:
+        raise PolicyError(f"VEU_NOTIFY_INTERVAL_MINUTES: {cfg.interval_minutes} is not a number of minutes (1 or more)")
+    return cfg
+
+
 def redact_url(url: str) -> str:
     """A webhook URL as it may be shown, logged and recorded: scheme and host, and a digest that tells two
     URLs apart. Chat webhooks carry their credential in the path or query, which only the server may see."""
@@ -1024,7 +1041,7 @@ def send_reminders(
         # A reminder sent "as of" a future day would be recorded as sent and suppress the real one then.
         raise PolicyError(f"--as-of: {as_of} is after today; reminders are sent for today's deadlines "
                           "(preview later ones with `veuctl deadlines list --as-of`)")
-    cfg = cfg or NotifySettings()
+    cfg = cfg or notify_settings()
     from agent.store.db import lock_for_transaction, lock_key
 
     # One reminder run at a time per store (API replicas each running the job, a CLI `notify` beside it):
@@ -1087,7 +1104,7 @@ def start_scheduler(database_url: str | None = None, cfg: NotifySettings | None 
     """Start a background APScheduler running :func:`reminder_job` every ``interval_minutes``."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    cfg = cfg or NotifySettings()
+    cfg = cfg or notify_settings()
     sched = BackgroundScheduler(timezone="UTC")
     sched.add_job(reminder_job, "interval", minutes=max(cfg.interval_minutes, 1), args=[database_url, cfg],
                   id="obligation-reminders", replace_existing=True, max_instances=1, coalesce=True,

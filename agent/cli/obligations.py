@@ -316,13 +316,10 @@ def notify(
 ) -> None:
     """Send reminders now for due and overdue deadlines (each once per status and channel); exit 1 if a channel
     failed (recorded, and retried on the next run)."""
-    from pydantic import ValidationError
-
     try:
-        cfg = svc.NotifySettings()
-    except ValidationError as exc:  # was a pydantic traceback (VEU_NOTIFY_SMTP_PORT=abc)
-        first = exc.errors()[0]
-        raise UsageError(f"VEU_NOTIFY_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+        cfg = svc.notify_settings()
+    except PolicyError as exc:  # a VEU_NOTIFY_* value that does not parse: named, before anything is sent
+        raise UsageError(str(exc)) from None
     for k, v in (("webhook_url", webhook_url), ("smtp_host", smtp_host), ("smtp_port", smtp_port),
                  ("smtp_to", smtp_to)):
         if v is not None:

@@ -40,6 +40,10 @@ def serve(
     if metrics_port is not None and (not 0 < metrics_port < 65536 or metrics_port == port):
         raise PolicyError(f"--metrics-port: {metrics_port} must be a free TCP port other than --port")
     listen_port(host, port)
+    if not webhook_only:
+        from agent.obligations import notify_settings
+
+        notify_settings()  # VEU_NOTIFY_* (the API's reminder job): a bad value named before any store is opened
     run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level.lower(), webhook_only=webhook_only,
                client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port)
 

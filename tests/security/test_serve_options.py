@@ -41,3 +41,21 @@ def test_a_bad_option_is_one_line_naming_it_before_any_log_line_or_store(
     assert r.stderr.startswith(expected) and r.stderr.count("\n") == 1, r.stderr
     assert "alembic" not in r.stderr and "INFO" not in r.stderr and r.stdout == ""
     assert not db.exists()  # the store was not created, let alone migrated
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"VEU_NOTIFY_SMTP_PORT": "abc"}, "error: VEU_NOTIFY_SMTP_PORT: Input should be a valid integer"),
+    ({"VEU_NOTIFY_SMTP_HOST": "mail", "VEU_NOTIFY_SMTP_PORT": "70000"},
+     "error: VEU_NOTIFY_SMTP_PORT: 70000 is not a TCP port"),
+    ({"VEU_NOTIFY_INTERVAL_MINUTES": "0", "VEU_NOTIFY_SCHEDULER": "1"},
+     "error: VEU_NOTIFY_INTERVAL_MINUTES: 0 is not a number of minutes"),
+])
+def test_a_reminder_setting_that_does_not_parse_stops_serve_in_one_line_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str,
+) -> None:
+    # Was a pydantic traceback (and exit 1) from inside the app factory.
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    r, _db = _serve(tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(expected) and r.stderr.count("\n") == 1, r.stderr

@@ -244,7 +244,7 @@ def setup(app: FastAPI) -> None:
     async def _not_found(req: Request, exc: svc.NotFound) -> JSONResponse:
         return error_response(req, 404, exc)
 
-    cfg = svc.NotifySettings()
+    cfg = svc.notify_settings()
     if not cfg.scheduler:
         return
 
