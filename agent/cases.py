@@ -865,6 +865,8 @@ _UPDATE_CASE = _C.update().where(_C.c.id == bindparam("case_id")).values(
     jobs=bindparam("jobs"), estimate_operations=bindparam("estimate"), threshold=bindparam("threshold"),
     explanation=bindparam("explanation"), updated_at=bindparam("updated_at", type_=_C.c.updated_at.type))
 _MAX_CASE_JOBS = 500
+# The longest answer each field of a case takes (the CLI's, the API's and the dashboard form's limit).
+ANSWER_MAXLEN = {"license": 100, "scope": 500, "notes": 2000}
 _POD_SEP = "#"  # in metering's job references, `<job>#<pod>` (see controllers.metering)
 
 
@@ -996,8 +998,10 @@ def resolve_case(
     licence, scope, by, notes = licence.strip(), scope.strip(), by.strip(), notes.strip()
     if not by or len(by) > 200:
         raise CaseError("--by: who recorded the answers is required (1-200 characters)")
-    if len(licence) > 100 or len(scope) > 500 or len(notes) > 2000:
-        raise CaseError("--license/--scope/--notes: too long (100/500/2000 characters)")
+    for flag, text in (("--license", licence), ("--scope", scope), ("--notes", notes)):
+        most = ANSWER_MAXLEN[flag.removeprefix("--")]
+        if len(text) > most:
+            raise CaseError(f"{flag}: too long ({len(text):,} characters; at most {most:,})")
     # One-line answers are quoted in admission messages and the audit trail: a control character (a NUL no store
     # keeps, a newline that splits the line) is refused naming the answer; notes may span lines.
     for flag, text, lines in (("--license", licence, False), ("--scope", scope, False), ("--by", by, False),

@@ -32,6 +32,7 @@ from agent import caps as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import api_detail
 from agent.api.routes.fleet import _site_rows, series_days
+from agent.cases import ANSWER_MAXLEN
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_as_of, parse_date
@@ -602,7 +603,7 @@ def cases_page(
                   resolved=resolved if resolved.isdigit() else None, form={}, form_case=None)
 
 
-# The red-flag-28 answers; the longest answer each field takes (the form's maxlength, the core's limits).
+# The red-flag-28 answers.
 CASE_FORM = FormSpec("case", {
     "export_intent": "Will the model weights be exported?", "licence": "Licence number", "scope": "Licence scope",
     "informed": "Customer informed of its licence obligation", "notes": "Notes",
@@ -611,7 +612,6 @@ CASE_FORM = FormSpec("case", {
     (r"^export_intent yes: (.*?) \(licence NUM\)(.*?) \(informed\)$",
      r"licence/informed: with the weights exported (yes), \1\2"),
 ))
-CASE_MAXLEN = {"licence": 100, "scope": 500, "notes": 2000}
 
 
 @router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
@@ -633,10 +633,6 @@ async def resolve_case(
             # Anything but an explicit answer would be recorded as "no export intent", an answer never given.
             raise PolicyError(f"export_intent: {intent[:40]!r} is not an answer; choose yes or no" if intent
                               else "export_intent: no answer chosen; choose yes or no")
-        for name, most in CASE_MAXLEN.items():  # the core says only "licence/scope/notes: too long"
-            if len(str(form.get(name, "")).strip()) > most:
-                raise PolicyError(f"{name}: too long ({len(str(form.get(name, '')).strip()):,} characters; "
-                                  f"at most {most:,})")
         cases.resolve_case(
             s, packs, case_id, export_intent=intent == "yes",
             licence=str(form.get("licence", "")), scope=str(form.get("scope", "")),
@@ -976,7 +972,9 @@ def favicon() -> Response:
 # Every form's labels for the templates (``forms.whatif.labels.n``), and its per-row form ids.
 templates.env.globals.update(forms={spec.form: spec for spec in (
     WHATIF_FORM, RESERVE_FORM, CASE_FORM, DEADLINE_FORM, ENTRY_FORM, EVIDENCE_FORM, EXPORT_FORM)},
-    deadline_form=deadline_form, register_form=register_form, case_maxlen=CASE_MAXLEN)
+    deadline_form=deadline_form, register_form=register_form,
+    # The case form's maxlength: the core's limits, by the form's field names (its licence is the CLI's --license).
+    case_maxlen={CASE_FORM.renames.get(k, k): n for k, n in ANSWER_MAXLEN.items()})
 
 
 def setup(app: FastAPI) -> None:
