@@ -123,6 +123,20 @@ Ingress a session signed by one replica is refused by the next (and every restar
 
 {{/* Checks across values that JSON Schema cannot phrase helpfully. */}}
 {{- define "veu.validate" -}}
+{{- /* `veuctl serve` refuses to start with an OIDC issuer but no audience (a token minted for any other application
+would pass) or no key set: fail the render instead of every API pod. */}}
+{{- $oidc := .Values.api.oidc }}
+{{- if and $oidc.issuer (not (trim $oidc.audience)) }}
+{{- fail "api.oidc.issuer is set but api.oidc.audience is empty: veuctl serve requires VEU_OIDC_AUDIENCE with an issuer (this API's client id at the issuer)" }}
+{{- end }}
+{{- if and $oidc.issuer (not $oidc.jwksSecret) }}
+{{- fail "api.oidc.issuer is set but api.oidc.jwksSecret is empty: veuctl serve requires the issuer's key set (VEU_OIDC_JWKS_FILE); put it in a Secret under api.oidc.jwksKey" }}
+{{- end }}
+{{- $envNames := list }}
+{{- range .Values.api.extraEnv }}{{ $envNames = append $envNames (toString .name) }}{{ end }}
+{{- if and (has "VEU_OIDC_ISSUER" $envNames) (not (has "VEU_OIDC_AUDIENCE" $envNames)) (not $oidc.audience) }}
+{{- fail "api.extraEnv sets VEU_OIDC_ISSUER without VEU_OIDC_AUDIENCE: veuctl serve refuses to start without it; prefer api.oidc.issuer/audience/jwksSecret" }}
+{{- end }}
 {{- if and (eq .Values.database.type "sqlite") (gt (int .Values.webhook.replicas) 1) }}
 {{- fail (printf "database.type=sqlite keeps the store in one file on one volume: set webhook.replicas=1 (got %d), or use database.type=postgresql for HA" (int .Values.webhook.replicas)) }}
 {{- end }}
@@ -333,6 +347,12 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
       valueFrom:
         secretKeyRef: {name: {{ include "veu.sessionSecretName" . }}, key: session-secret}
     {{- end }}
+    {{- with .Values.api.oidc.issuer }}
+    - {name: VEU_OIDC_ISSUER, value: {{ . | quote }}}
+    - {name: VEU_OIDC_AUDIENCE, value: {{ $.Values.api.oidc.audience | quote }}}
+    - {name: VEU_OIDC_JWKS_FILE, value: /etc/veu-governor/oidc/jwks.json}
+    - {name: VEU_OIDC_ROLE_CLAIM, value: {{ $.Values.api.oidc.roleClaim | quote }}}
+    {{- end }}
     {{- with .Values.api.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -355,6 +375,22 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     - name: tls
       mountPath: /tls
       readOnly: true
+    {{- if .Values.api.oidc.issuer }}
+    - name: oidc-jwks
+      mountPath: /etc/veu-governor/oidc
+      readOnly: true
+    {{- end }}
+{{- end }}
+
+{{- /* Volumes only the API container mounts (in its Deployment, or in the SQLite trial's single pod). */}}
+{{- define "veu.apiVolumes" -}}
+{{- if .Values.api.oidc.issuer }}
+- name: oidc-jwks
+  secret:
+    secretName: {{ .Values.api.oidc.jwksSecret }}
+    items: [{key: {{ .Values.api.oidc.jwksKey | quote }}, path: jwks.json}]
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 
 {{- define "veu.agentContainer" -}}
