@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -53,7 +55,15 @@ def demo(
             sys.stdout.write(f"Sign in at {summary['login']} with the admin token above (valid 1 day).\n")
     sys.stdout.flush()
     if serve:
-        svc.serve(url, host, port)
+        if db is None:
+            # uvicorn stops gracefully and then re-raises the signal with the handler found at start: SIGTERM's
+            # default would end the process before the temporary store below is removed.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        try:
+            svc.serve(url, host, port)
+        finally:
+            if db is None:  # the temporary store made for this run goes with it (Ctrl-C or SIGTERM alike)
+                shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -197,3 +197,33 @@ def test_a_serve_host_this_machine_cannot_listen_on_is_refused_naming_host(tmp_p
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"error: --host: {host!r} is not an address of this machine to listen on")
     assert "Traceback" not in r.stderr and not db.exists()  # refused before the store was opened
+
+
+def test_the_demos_own_temporary_store_is_removed_when_it_is_stopped(tmp_path: Path) -> None:
+    # SIGTERM (a process manager, `kill`) left a /tmp/veu-demo-* directory behind on every run.
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    p = subprocess.Popen([sys.executable, "-m", "agent", "demo", "--port", "0", "--json"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        text = ""
+        while True:  # the summary is pretty-printed JSON: read until it parses
+            line = p.stdout.readline()
+            assert line, p.stderr.read() if p.stderr else ""
+            text += line
+            if line.startswith("}"):
+                break
+        summary = json.loads(text)
+        store = Path(summary["database"].removeprefix("sqlite:///"))
+        assert store.parent.parent == tmp_path and store.exists()
+        time.sleep(1.0)  # serving
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    assert not store.parent.exists()
