@@ -87,7 +87,8 @@ def show(
         table([{**r, "evidence": len(r["evidence"]), "flags": "; ".join(r["flags"])} for r in d["paragraphs"]],
               ["number", "heading", "owner", "status", "review_date", "evidence", "compliance_from", "flags"],
               title=f"Supp. No. 10 register: {d['scope']} {d['subject']} as of {d['as_of']}")
-        console.print(d["summary"])
+        # "open 19 · in-progress 0 · ... · flagged 0", as the dashboard's register shows it (was a Python dict)
+        console.print(" · ".join(f"{k} {n}" for k, n in d["summary"].items()), highlight=False, markup=False)
 
     emit(data, json_, human)
 

@@ -462,6 +462,8 @@ def test_cli_paths_controls_and_deadlines(
     assert rc == 0
     rc, out = cli("controls", "show", "dc-frankfurt", "--json")
     assert json.loads(out)["paragraphs"][7]["owner"] == "ml-platform"
+    rc, out = cli("controls", "show", "dc-frankfurt")
+    assert rc == 0 and "open 18 · in-progress 1 · compliant 0" in out and "{" not in out.splitlines()[-1]
     rc, _ = cli("deadlines", "authorize", "ACME-UVEU", "--kind", "uveu", "--holder", "Acme",
                 "--granted", "2025-03-01", "--location", "DE", "--json")
     assert rc == 0
