@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audit import canonical_json
-from agent.exports.writers import sha256_file
+from agent.exports.writers import sha256_file, sha256_stream
 from agent.signing import SigningKey, key_id, load_public_pem, signing_key, trusted_default
 from agent.signing import verify as verify_signature
 from policies.errors import PolicyError
@@ -227,16 +226,14 @@ def verify_zip(archive: Path, keys: list[Ed25519PublicKey] | None = None) -> lis
             if info is None:
                 problems.append(f"{fname[:80]}: missing")
                 continue
-            h = hashlib.sha256()
             try:
                 with z.open(info) as fh:
-                    for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):  # type: ignore[misc]
-                        h.update(chunk)
+                    digest = sha256_stream(fh)
             except (OSError, zipfile.BadZipFile) as exc:
                 # zipfile raises on a CRC mismatch: the member's bytes changed inside the archive.
                 problems.append(f"{fname}: cannot read from the ZIP ({exc}; file changed)")
                 continue
-            if h.hexdigest() != f["sha256"]:
+            if digest != f["sha256"]:
                 problems.append(f"{fname}: SHA-256 differs from the manifest (file changed)")
         # Everything in the archive came from the export, so a member the manifest does not list was added.
         problems += [f"{n[:80]}: not listed in the signed manifest (file added to the export)"

@@ -150,9 +150,14 @@ def write_json(report: Report, path: Path, extra: dict[str, Any]) -> FileInfo:
     return FileInfo(path.name, hw.h.hexdigest(), hw.n, rows_total, "application/json")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_stream(f: IO[bytes]) -> str:
+    """The SHA-256 (hex) of what is left to read in ``f``, read a MiB at a time."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return sha256_stream(f)
