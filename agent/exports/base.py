@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 from policies.errors import PolicyError
+
+
+def utc_iso(ts: Any) -> str | None:
+    """A stored timestamp as UTC ISO-8601 (SQLite gives naive UTC values; PostgreSQL aware ones in the session
+    time zone); None stays None."""
+    if ts is None:
+        return None
+    return str(ts.isoformat() + "+00:00" if ts.tzinfo is None else ts.astimezone(UTC).isoformat())
 
 RowsFactory = Callable[[], Iterator[Sequence[Any]]]
 

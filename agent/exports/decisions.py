@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
 from sqlalchemy import DateTime, func, select, type_coerce
 from sqlmodel import Session
 
-from agent.exports.base import Chart, Report, Table, day_after, day_start, provision_dict, stream
+from agent.exports.base import Chart, Report, Table, day_after, day_start, provision_dict, stream, utc_iso
 from policies.packs import PackRegistry
 
 COLUMNS = ["id", "uid", "decided_at", "namespace", "kind", "name", "operation", "job", "customer", "model",
            "code", "allowed", "mode", "chips", "run_operations", "lineage_operations", "case_id", "message",
            "pack_versions"]
-
-
-def _iso(ts: Any) -> str:
-    """UTC ISO-8601 (SQLite gives naive UTC values; PostgreSQL aware ones in the session time zone)."""
-    return str(ts.isoformat() + "+00:00" if ts.tzinfo is None else ts.astimezone(UTC).isoformat())
 
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:
@@ -35,7 +30,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
 
     def rows() -> Iterator[Sequence[Any]]:
         for r in stream(s, stmt):
-            yield (r[0], r[1], _iso(r[2]), *r[3:])
+            yield (r[0], r[1], utc_iso(r[2]), *r[3:])
 
     by_code = s.execute(select(t.c.code, func.count()).where(*when).group_by(t.c.code).order_by(t.c.code)).all()
     report = Report(

@@ -5,13 +5,13 @@ no total: ``veuctl models withdraw-run``)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
 from sqlalchemy import DateTime, and_, func, or_, select, type_coerce
 from sqlmodel import Session
 
-from agent.exports.base import Chart, Report, Table, stream
+from agent.exports.base import Chart, Report, Table, stream, utc_iso
 from policies.packs import PackRegistry
 
 COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "share_of_threshold", "own_operations",
@@ -22,13 +22,6 @@ COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "share
 RUN_COLUMNS = ["run_id", "model", "operations", "method", "start", "end", "site", "job", "recorded_by",
                "recorded_at", "withdrawn", "withdrawn_at", "withdrawn_by", "withdrawn_reason"]
 PAGE = 500
-
-
-def _iso(ts: Any) -> str | None:
-    """UTC ISO-8601 (SQLite gives naive UTC values; PostgreSQL aware ones in the session time zone)."""
-    if ts is None:
-        return None
-    return str(ts.isoformat() + "+00:00" if ts.tzinfo is None else ts.astimezone(UTC).isoformat())
 
 
 def _runs(s: Session, end: date) -> tuple[Table, int]:
@@ -47,7 +40,7 @@ def _runs(s: Session, end: date) -> tuple[Table, int]:
     def rows() -> Iterator[Sequence[Any]]:
         for (rid, model, ops, method, st, en, site, job, by, at, w_at, w_by, w_reason) in stream(s, stmt):
             yield (rid, model, ops, method, st.isoformat() if st else None, en.isoformat() if en else None, site,
-                   job, by, _iso(at), w_at is not None, _iso(w_at), w_by, w_reason)
+                   job, by, utc_iso(at), w_at is not None, utc_iso(w_at), w_by, w_reason)
 
     withdrawn = int(s.execute(select(func.count()).select_from(r).where(by_end, r.c.withdrawn_at.is_not(None)))
                     .scalar_one())
