@@ -157,10 +157,6 @@ def _dt(d: date | datetime) -> datetime:
 # ------------------------------------------------------------------------------------------------ estimates
 
 
-def _checked(x: float, field: str, allow_zero: bool = False) -> float:
-    return compute.check_number(x, field, allow_zero=allow_zero)
-
-
 def accelerator(name: str) -> PeakRates:
     """The catalog chip for any alias (raises ``UnknownAccelerator`` saying how to add it)."""
     from agent.kb import catalog
@@ -217,19 +213,17 @@ def estimate(
         raise UnknownAccelerator(f"chip: {str(exc).removeprefix('name: ')}") from None
     peak = res.accelerator
     share = float(res.fraction)
-    if share == 1.0:
-        est = compute.hardware(
-            defaults, peak, count=count, hours=hours, chip_hours=chip_hours, utilization=utilization,
-            precision=precision,
-        )
-    else:
+    if share != 1.0:
         # A MIG slice does its share of the GPU's work (compute slices / total, as the webhook and metering count
         # it): --count counts slices and --chip-hours slice-hours, each taken at that share of the parent's rate.
-        est = compute.hardware(
-            defaults, peak, count=None if count is None else _checked(count, "count") * share, hours=hours,
-            chip_hours=None if chip_hours is None else _checked(chip_hours, "chip-hours", True) * share,
-            utilization=utilization, precision=precision,
-        )
+        count_in = None if count is None else compute.check_number(count, "count") * share
+        hours_in = (None if chip_hours is None
+                    else compute.check_number(chip_hours, "chip-hours", allow_zero=True) * share)
+    else:
+        count_in, hours_in = count, chip_hours
+    est = compute.hardware(defaults, peak, count=count_in, hours=hours, chip_hours=hours_in, utilization=utilization,
+                           precision=precision)
+    if share != 1.0:
         what = f"{res.mig_profile} slice" if res.mig_profile else "slice"
         parent = (f" (the name does not say which GPU: taken as the one with the highest TPP of "
                   f"{', '.join(res.ambiguous_parents)})" if len(res.ambiguous_parents) > 1 else "")
