@@ -225,6 +225,87 @@ them ("signed by an untrusted key"). */}}
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 {{- end }}
 
+{{- /* The env the chart gives each container that takes an extraEnv list, before that list: the container renders it
+and veu.checkExtraEnv reads its names from it, so a variable added here is covered by the duplicate check. */}}
+{{- define "veu.webhookChartEnv" -}}
+{{ include "veu.env" . }}
+{{- /* A store outage or pack error is answered by the webhook itself (allowed=false unless "allow"), which the
+API server's failurePolicy never sees: follow webhook.failurePolicy so Ignore (and audit mode) fail open. */}}
+- name: VEU_WEBHOOK_FAILURE_MODE
+  value: {{ ternary "allow" "deny" (eq .Values.webhook.failurePolicy "Ignore") | quote }}
+{{- end }}
+
+{{- define "veu.apiChartEnv" -}}
+{{ include "veu.env" . }}
+{{- if include "veu.chartSessionSecret" . }}
+- name: VEU_SESSION_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ include "veu.sessionSecretName" . }}, key: session-secret}
+{{- end }}
+{{- with .Values.api.oidc.issuer }}
+- {name: VEU_OIDC_ISSUER, value: {{ . | quote }}}
+- {name: VEU_OIDC_AUDIENCE, value: {{ $.Values.api.oidc.audience | quote }}}
+- {name: VEU_OIDC_JWKS_FILE, value: /etc/veu-governor/oidc/jwks.json}
+- {name: VEU_OIDC_ROLE_CLAIM, value: {{ $.Values.api.oidc.roleClaim | quote }}}
+{{- end }}
+{{- end }}
+
+{{- define "veu.agentChartEnv" -}}
+{{ include "veu.env" . }}
+- name: VEU_AGENT_CONFIG
+  value: /etc/veu-governor/agent/config.yaml
+- name: VEU_POLICY_REPORTS
+  value: {{ ternary "true" "false" .Values.policyReports.enabled | quote }}
+- name: VEU_OPENREPORTS
+  value: {{ ternary "true" "false" (and .Values.policyReports.enabled .Values.policyReports.openreports) | quote }}
+- name: VEU_POLICY_REPORT_MAX_RESULTS
+  value: {{ .Values.policyReports.maxResults | int | quote }}
+{{- end }}
+
+{{- /* Fails the render when an extraEnv list names a variable the chart already gives that container, or names one
+twice: Kubernetes keeps the last of two same-named entries without a word (one of the two settings is silently
+lost) and server-side apply refuses the duplicate key. Takes (dict "root" $ "path" "api.extraEnv" "chartEnv" <the
+container's veu.*ChartEnv> "extraEnv" <the list>). VEU_SESSION_SECRET never clashes: with it in api.extraEnv the
+chart gives none (veu.chartSessionSecret). */}}
+{{- define "veu.checkExtraEnv" -}}
+{{- $v := .root.Values }}
+{{- /* The value that makes the chart set each name, for the message; a name missing here is one the chart always
+sets, whatever the values. */}}
+{{- $sources := dict
+  "VEU_DATABASE_URL" (ternary "database.type=sqlite" (ternary "database.url" "database.existingSecret" (not (empty $v.database.url))) (eq $v.database.type "sqlite"))
+  "VEU_POLICY_DIRS" "policyPacks and existingPolicyConfigMap"
+  "VEU_SIGNING_KEY_FILE" "signingKey.existingSecret"
+  "VEU_AUDIT_CHECKPOINT_EVERY" "signingKey.existingSecret (empty: no checkpoints)"
+  "VEU_LOG_LEVEL" "logLevel"
+  "VEU_CLUSTER" "controllers.cluster"
+  "VEU_WEBHOOK_FAILURE_MODE" "webhook.failurePolicy"
+  "VEU_OIDC_ISSUER" "api.oidc.issuer"
+  "VEU_OIDC_AUDIENCE" "api.oidc.audience"
+  "VEU_OIDC_JWKS_FILE" "api.oidc.jwksSecret"
+  "VEU_OIDC_ROLE_CLAIM" "api.oidc.roleClaim"
+  "VEU_AGENT_CONFIG" "agent.collectors"
+  "VEU_POLICY_REPORTS" "policyReports.enabled"
+  "VEU_OPENREPORTS" "policyReports.openreports"
+  "VEU_POLICY_REPORT_MAX_RESULTS" "policyReports.maxResults" }}
+{{- $chartNames := list }}
+{{- range fromYamlArray .chartEnv }}{{ $chartNames = append $chartNames (toString .name) }}{{ end }}
+{{- $seen := list }}
+{{- range .extraEnv }}
+{{- $name := toString .name }}
+{{- if has $name $chartNames }}
+{{- with get $sources $name }}
+{{- fail (printf "%s sets %s, which %s already sets: set it in one place" $.path $name .) }}
+{{- else }}
+{{- fail (printf "%s sets %s, which the chart always sets in that container: remove it from %s" $.path $name $.path) }}
+{{- end }}
+{{- end }}
+{{- if has $name $seen }}
+{{- fail (printf "%s sets %s twice: Kubernetes keeps only the last one, so keep one entry" $.path $name) }}
+{{- end }}
+{{- $seen = append $seen $name }}
+{{- end }}
+{{- end }}
+
 {{- /* Pod-template annotation for every pod that reads VEU_DATABASE_URL from the chart-managed Secret: env from a Secret
 is read only when a container starts, so without it a changed database.url reached the migration Job (a new pod) while
 the running pods stayed on the old database. A hash of the rendered Secret, as for the policy packs. */}}
@@ -341,19 +422,10 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
   ports:
     - {name: api, containerPort: {{ .Values.api.port }}, protocol: TCP}
   env:
-    {{- include "veu.env" . | nindent 4 }}
-    {{- if include "veu.chartSessionSecret" . }}
-    - name: VEU_SESSION_SECRET
-      valueFrom:
-        secretKeyRef: {name: {{ include "veu.sessionSecretName" . }}, key: session-secret}
-    {{- end }}
-    {{- with .Values.api.oidc.issuer }}
-    - {name: VEU_OIDC_ISSUER, value: {{ . | quote }}}
-    - {name: VEU_OIDC_AUDIENCE, value: {{ $.Values.api.oidc.audience | quote }}}
-    - {name: VEU_OIDC_JWKS_FILE, value: /etc/veu-governor/oidc/jwks.json}
-    - {name: VEU_OIDC_ROLE_CLAIM, value: {{ $.Values.api.oidc.roleClaim | quote }}}
-    {{- end }}
+    {{- $chartEnv := include "veu.apiChartEnv" . }}
+    {{- $chartEnv | nindent 4 }}
     {{- with .Values.api.extraEnv }}
+    {{- include "veu.checkExtraEnv" (dict "root" $ "path" "api.extraEnv" "chartEnv" $chartEnv "extraEnv" .) }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   readinessProbe:
@@ -399,16 +471,10 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args: ["agent", "run"]
   env:
-    {{- include "veu.env" . | nindent 4 }}
-    - name: VEU_AGENT_CONFIG
-      value: /etc/veu-governor/agent/config.yaml
-    - name: VEU_POLICY_REPORTS
-      value: {{ ternary "true" "false" .Values.policyReports.enabled | quote }}
-    - name: VEU_OPENREPORTS
-      value: {{ ternary "true" "false" (and .Values.policyReports.enabled .Values.policyReports.openreports) | quote }}
-    - name: VEU_POLICY_REPORT_MAX_RESULTS
-      value: {{ .Values.policyReports.maxResults | int | quote }}
+    {{- $chartEnv := include "veu.agentChartEnv" . }}
+    {{- $chartEnv | nindent 4 }}
     {{- with .Values.agent.extraEnv }}
+    {{- include "veu.checkExtraEnv" (dict "root" $ "path" "agent.extraEnv" "chartEnv" $chartEnv "extraEnv" .) }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- with .Values.agent.envFromSecrets }}
