@@ -9,12 +9,15 @@ transaction), and sends reminders by webhook or SMTP from an APScheduler job.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import logging
 import math
+import os
 import smtplib
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +26,7 @@ from typing import Any
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
@@ -937,8 +941,36 @@ class NotifySettings(BaseSettings):
         if self.webhook_url:
             out.append(("webhook", redact_url(self.webhook_url), self.webhook_url))
         if self.smtp_host and self.smtp_to:
-            out.append(("smtp", self.smtp_to, self.smtp_to))
+            out.append(("smtp", smtp_target(self.smtp_to), self.smtp_to))
         return out
+
+
+def smtp_recipients(smtp_to: str) -> list[str]:
+    """The addresses of a comma-separated recipient list, as given (stripped); empty entries left out."""
+    return [a.strip() for a in smtp_to.split(",") if a.strip()]
+
+
+def smtp_target(smtp_to: str) -> str:
+    """The SMTP target a reminder is recorded as sent to: the recipients with the domain lower-cased (the local
+    part may be case-sensitive), de-duplicated and sorted, joined by ",". Reordering the list, a space after a
+    comma or ``Example.COM`` is then the same target, not a new one every reminder is sent to again; a single
+    address written plainly is its own target, as it was recorded before targets were normalised."""
+    def norm(address: str) -> str:
+        local, at, domain = address.rpartition("@")
+        return f"{local}@{domain.lower()}" if at else address
+
+    return ",".join(sorted({norm(a) for a in smtp_recipients(smtp_to)}))
+
+
+def smtp_to_problem(smtp_to: str) -> str | None:
+    """Why a recipient list cannot be used (an empty address in it: ``a@x.com,,``, a trailing comma), else None."""
+    if not smtp_to:
+        return None
+    for n, address in enumerate(smtp_to.split(","), 1):
+        if not address.strip():
+            return (f"{smtp_to!r}: address {n} is empty; give comma-separated addresses without an empty one "
+                    "(no doubled or trailing comma)")
+    return None
 
 
 def notify_settings() -> NotifySettings:
@@ -955,6 +987,9 @@ def notify_settings() -> NotifySettings:
         raise PolicyError(f"VEU_NOTIFY_SMTP_PORT: {cfg.smtp_port} is not a TCP port (1-65535)")
     if cfg.interval_minutes < 1:
         raise PolicyError(f"VEU_NOTIFY_INTERVAL_MINUTES: {cfg.interval_minutes} is not a number of minutes (1 or more)")
+    problem = smtp_to_problem(cfg.smtp_to)
+    if problem:
+        raise PolicyError(f"VEU_NOTIFY_SMTP_TO: {problem}")
     return cfg
 
 
@@ -1030,7 +1065,7 @@ def _send_smtp(cfg: NotifySettings, deadlines: Sequence[dict[str, Any]]) -> None
             smtp.starttls()
         if cfg.smtp_user:
             smtp.login(cfg.smtp_user, cfg.smtp_password)
-        smtp.send_message(msg, to_addrs=[a.strip() for a in cfg.smtp_to.split(",") if a.strip()])
+        smtp.send_message(msg, to_addrs=smtp_recipients(cfg.smtp_to))
 
 
 def send_reminders(
@@ -1046,17 +1081,15 @@ def send_reminders(
 
     # One reminder run at a time per store (API replicas each running the job, a CLI `notify` beside it):
     # a second run waits for the first to commit, then reads what it sent, instead of sending it again.
-    # PostgreSQL only: on SQLite it would hold the single write lock through the sends (up to 10 s each).
     if s.get_bind().dialect.name == "postgresql":
         lock_for_transaction(s, lock_key("obligations", "reminders"))
+    else:
+        _hold_sqlite_reminder_lock(s)
     wanted = {x.strip() for x in cfg.statuses.split(",") if x.strip()}
     todo = [d for d in deadline_list(s, packs, as_of) if d.status in wanted]
     sent: list[dict[str, Any]] = []
     for channel, target, address in cfg.channels():
-        fresh = [d for d in todo if s.exec(select(ObligationNotification).where(
-            ObligationNotification.key == d.key, ObligationNotification.status == d.status,
-            ObligationNotification.channel == channel, ObligationNotification.target == target,
-            ObligationNotification.ok == True)).first() is None]  # noqa: E712
+        fresh = [d for d in todo if not any(r.ok for r in _notified(s, d, channel, target))]
         if not fresh:
             continue
         payloads = [d.to_dict() for d in fresh]
@@ -1071,17 +1104,81 @@ def send_reminders(
             error = _send_failure(exc, address, target)
             log.warning("reminder via %s to %s failed: %s", channel, target, error)
         for d in fresh:
-            old = s.exec(select(ObligationNotification).where(
-                ObligationNotification.key == d.key, ObligationNotification.status == d.status,
-                ObligationNotification.channel == channel, ObligationNotification.target == target)).first()
-            row = old or ObligationNotification(key=d.key, status=d.status, channel=channel, target=target, due=d.due)
-            row.ok, row.error, row.sent_at = not error, error, utcnow()
+            # A failure recorded under the old raw text of the same recipients is updated (and renamed to the
+            # normalised target): one row per deadline, status and target, as before.
+            old = sorted(_notified(s, d, channel, target), key=lambda r: r.target != target)
+            row = old[0] if old else ObligationNotification(key=d.key, status=d.status, channel=channel,
+                                                            target=target, due=d.due)
+            row.target, row.ok, row.error, row.sent_at = target, not error, error, utcnow()
             s.add(row)
         s.flush()
         record(s, actor="scheduler:obligations", action="obligations.reminder.send", subject=f"{channel}:{target}",
                payload={"keys": [d.key for d in fresh], "ok": not error, "error": error})
         sent.append({"channel": channel, "target": target, "count": len(fresh), "ok": not error, "error": error})
     return {"as_of": as_of.isoformat(), "candidates": len(todo), "sent": sent}
+
+
+def _notified(s: Session, d: core.Deadline, channel: str, target: str) -> list[ObligationNotification]:
+    """What is recorded for deadline ``d`` in its status over ``channel`` to ``target`` (sent or failed).
+
+    SMTP rows written before targets were normalised hold the raw VEU_NOTIFY_SMTP_TO text
+    (``"b@x.com, a@x.com"``): they count for the recipients they name, so an upgrade sends nothing again."""
+    rows = s.exec(select(ObligationNotification).where(
+        ObligationNotification.key == d.key, ObligationNotification.status == d.status,
+        ObligationNotification.channel == channel)).all()
+    return [r for r in rows if r.target == target or (channel == "smtp" and smtp_target(r.target) == target)]
+
+
+_REMINDER_LOCK = "veu_reminder_lock"  # Session.info: the transaction the SQLite reminder lock is held for
+# How long a reminder run on SQLite waits for another one on the same store to finish (sends and commit).
+NOTIFY_LOCK_WAIT_SECONDS = 300.0
+
+
+def _hold_sqlite_reminder_lock(s: Session) -> None:
+    """SQLite: hold the file lock ``<database>-notify`` next to the store until the session's transaction ends.
+
+    What was sent is recorded in the run's transaction, committed after the sends: without the lock two runs at
+    once (two `veuctl deadlines notify`, the API's job beside one) both found nothing recorded and both sent.
+    SQLite's own write lock would serialise them too, but held through the sends (up to 10 s each) it would
+    stop every other write, admission's included. A second run waits here for the first to commit, then reads
+    what it sent. Without a file (in-memory) there is no other process to share the store with."""
+    path = s.get_bind().engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if s.in_transaction() and s.info.get(_REMINDER_LOCK) is s.get_transaction():
+        return  # held already: a second run in the same transaction would wait for itself
+    lock_path = f"{path}-notify"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise PolicyError(f"deadline reminders: cannot open the lock file {lock_path} ({exc.strerror}); the "
+                          "store's directory must be writable") from None
+    deadline = time.monotonic() + NOTIFY_LOCK_WAIT_SECONDS
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: excludes threads of a process too
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Conflict(f"deadline reminders: another reminder run on this store has held {lock_path} "
+                                   f"for over {NOTIFY_LOCK_WAIT_SECONDS:.0f} s; nothing was sent; check for a "
+                                   "stuck `veuctl deadlines notify` or API server and retry") from None
+                time.sleep(0.1)
+        s.connection()  # the transaction the lock is held for (begun now if not yet)
+        root = s.get_transaction()
+    except BaseException:
+        os.close(fd)
+        raise
+    s.info[_REMINDER_LOCK] = root
+
+    def release(session: Session, transaction: Any) -> None:
+        # After the commit (or rollback): the next run reads what this one recorded.
+        if transaction is root and session.info.get(_REMINDER_LOCK) is root:
+            del session.info[_REMINDER_LOCK]
+            os.close(fd)  # releases the lock
+
+    event.listen(s, "after_transaction_end", release)
 
 
 def notifications(s: Session, limit: int = 200) -> list[dict[str, Any]]:

@@ -312,7 +312,8 @@ def notify(
     webhook_url: str | None = typer.Option(None, "--webhook-url", help="Overrides VEU_NOTIFY_WEBHOOK_URL."),
     smtp_host: str | None = typer.Option(None, "--smtp-host", help="Overrides VEU_NOTIFY_SMTP_HOST."),
     smtp_port: int | None = typer.Option(None, "--smtp-port", help="Overrides VEU_NOTIFY_SMTP_PORT."),
-    smtp_to: str | None = typer.Option(None, "--smtp-to", help="Overrides VEU_NOTIFY_SMTP_TO (recipient address)."),
+    smtp_to: str | None = typer.Option(None, "--smtp-to", help="Overrides VEU_NOTIFY_SMTP_TO (recipient addresses, "
+                                          "comma-separated)."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
 ) -> None:
     """Send reminders now for due and overdue deadlines (each once per status and channel); exit 1 if a channel
@@ -330,6 +331,9 @@ def notify(
     _check_channels(webhook_url, smtp_host)
     if not 0 < cfg.smtp_port < 65536 and cfg.smtp_host:
         raise UsageError(f"--smtp-port: {cfg.smtp_port} is not a TCP port (1-65535)")
+    problem = svc.smtp_to_problem(smtp_to) if smtp_to is not None else None
+    if problem:
+        raise UsageError(f"--smtp-to: {problem}")
     with session_scope(db_url(db)) as s:
         data = svc.send_reminders(s, registry(), as_of(as_of_), cfg)
     emit(data, json_)
