@@ -4,9 +4,11 @@ The agent calls :meth:`PolicyReportWriter.sync` with the held cases/decisions as
 (:class:`HeldJob` or mappings with the same keys). For every namespace with at least one held job it
 writes one ``wgpolicyk8s.io/v1alpha2`` ``PolicyReport`` named ``veu-governor`` (and, when enabled, an
 ``openreports.io/v1alpha1`` ``Report``), the format Kyverno, Policy Reporter and other dashboards
-read. Reports of namespaces that no longer hold anything are deleted. A missing CRD or a forbidden
-verb is reported in the result instead of crashing the agent: the reports are a view, the store is
-the record.
+read. Reports of namespaces that no longer hold anything are deleted. A held job whose decision let its
+object into the cluster (admitted in warn/audit mode, or a refused UPDATE) and whose object has since been
+deleted is left out of the reports; the store keeps its case. A missing CRD, a forbidden verb or a lookup
+that cannot tell is reported in the result instead of crashing the agent: the reports are a view, the store
+is the record.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from kubernetes.client import CustomObjectsApi
+import urllib3
+from kubernetes.client import ApisApi, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from sqlmodel import Session, col, func, select
 
+from controllers.jobspec import READERS, group_of, ref_kind
 from policies import redflag
 from policies.errors import PolicyError
 
@@ -33,6 +37,7 @@ REPORT_NAME = "veu-governor"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "veu-governor", "app.kubernetes.io/part-of": "veu-governor"}
 RESULTS = ("pass", "fail", "warn", "error", "skip")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+OPERATIONS = ("", "CREATE", "UPDATE", "DELETE", "CONNECT")  # AdmissionReview operations ("" = not known)
 # A PolicyReport is one etcd object (1.5 MiB limit); Kyverno's scaling notes show report volume is
 # what costs etcd. Beyond this many results per namespace the oldest are dropped and counted.
 DEFAULT_MAX_RESULTS = 500
@@ -66,7 +71,8 @@ class HeldJob:
 
     ``policy`` is the provision id the decision rests on (e.g. ``red-flag-28``), ``rule`` the stable
     outcome code (e.g. ``HOLD_FOR_INQUIRY``), ``result`` ``fail`` for a denial and ``warn`` for a job
-    admitted in warn mode.
+    admitted in warn mode, ``operation`` the AdmissionReview operation decided (``CREATE``, ``UPDATE``; ""
+    when not known).
     """
 
     namespace: str
@@ -83,6 +89,7 @@ class HeldJob:
     severity: str = "high"
     category: str = "Export control"
     properties: Mapping[str, str] = field(default_factory=dict)
+    operation: str = ""
 
     def __post_init__(self) -> None:
         for name in ("namespace", "name", "kind", "policy", "rule"):
@@ -96,10 +103,21 @@ class HeldJob:
             )
         if self.decided_at.tzinfo is None:
             raise PolicyReportError(f"held job {self.ref}: decided_at must be timezone-aware (UTC)")
+        if self.operation not in OPERATIONS:
+            raise PolicyReportError(
+                f"held job {self.ref}: operation {self.operation!r} must be one of {', '.join(OPERATIONS[1:])} or empty"
+            )
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @property
+    def admitted_object(self) -> bool:
+        """Whether the decision left the job's object in the cluster: admitted (any result but ``fail``), or a
+        refused UPDATE of an object that already existed. A refused CREATE never made one, so its absence from
+        the cluster says nothing about the hold."""
+        return self.result != "fail" or self.operation == "UPDATE"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> HeldJob:
@@ -206,19 +224,101 @@ def desired_reports(
     return {ns: build_report(ns, jobs, kind, max_results=max_results) for ns, jobs in sorted(by_ns.items())}
 
 
+def _job_resource(job: HeldJob) -> tuple[str, str, str] | None:
+    """(API group, plural, version or "") of the held job's kind: one of the kinds the webhook decides
+    (``controllers.jobspec.READERS``), as its job reference names it (``jobspec.ref_kind``: ``Job`` is
+    batch/v1, ``Job.batch.volcano.sh`` Volcano's); None for any other kind (``?`` of an unreadable spec)."""
+    if job.api_version:
+        group, version = group_of(job.api_version), job.api_version.rpartition("/")[2]
+        kind = job.kind.split(".", 1)[0]
+        matches = [(group, kind)] if (group, kind) in READERS else []
+    else:
+        version = ""
+        matches = [(g, k) for g, k in READERS if ref_kind(f"{g}/v1" if g else "v1", k) == job.kind]
+    if len(matches) != 1:
+        return None
+    group, kind = matches[0]
+    # The plural is the lower-case kind plus "s" for every kind the webhook decides (jobspec.KIND_OF_RESOURCE).
+    return group, kind.lower() + "s", version
+
+
+class _Lookup:
+    """Names of the objects of one kind in one namespace, one list call each; API discovery (``/apis``, one call
+    per sync) gives the versions a group serves when the held job does not name one that is served."""
+
+    def __init__(self, api: CustomObjectsApi) -> None:
+        self.api = api
+        self._served: dict[str, list[str]] | str | None = None  # group -> versions, preferred first; or why not
+
+    def _versions(self, group: str) -> list[str] | str:
+        if self._served is None:
+            try:
+                served: dict[str, list[str]] = {}
+                for g in ApisApi(self.api.api_client).get_api_versions().groups or []:
+                    pref = g.preferred_version.version if g.preferred_version else None
+                    # Preferred first, then the server's order (sorted is stable).
+                    served[g.name] = sorted((v.version for v in g.versions), key=lambda v: v != pref)
+                self._served = served
+            except (ApiException, urllib3.exceptions.HTTPError) as exc:
+                self._served = f"API discovery (/apis) failed: {_failure(exc)}"
+        return self._served if isinstance(self._served, str) else self._served.get(group, [])
+
+    def _list(self, ns: str, group: str, plural: str, version: str) -> set[str] | None:
+        """The names, or None when the kind is not served at ``version`` (404); other errors propagate."""
+        try:
+            listing = cast(Mapping[str, Any], self.api.list_namespaced_custom_object(group, version, ns, plural))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {str((item.get("metadata") or {}).get("name")) for item in listing.get("items", [])}
+
+    def names(self, ns: str, group: str, plural: str, version: str) -> set[str] | str:
+        """The names, or why the API cannot tell: never a guess (a kind the server does not serve at any version
+        is a reason, not an empty namespace, since a version or CRD may be missing from what it reports)."""
+        try:
+            if not group:  # Pods: the core API, which the custom-objects API cannot address
+                pods = CoreV1Api(self.api.api_client).list_namespaced_pod(ns)
+                return {p.metadata.name for p in pods.items if p.metadata and p.metadata.name}
+            if version and (found := self._list(ns, group, plural, version)) is not None:
+                return found
+            served = self._versions(group)
+            if isinstance(served, str):
+                return served
+            for v in served:
+                if v != version and (found := self._list(ns, group, plural, v)) is not None:
+                    return found
+            tried = ", ".join(dict.fromkeys([*([version] if version else []), *served])) or "none"
+            return f"{plural}.{group} is not served by the API server (versions tried: {tried})"
+        except (ApiException, urllib3.exceptions.HTTPError) as exc:
+            if isinstance(exc, ApiException) and exc.status == 403:
+                return (f"forbidden: the agent's ClusterRole needs list on {plural} in "
+                        f"{group or 'the core group'} (helm value policyReports.enabled)")
+            return _failure(exc)
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status}: {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"[:300]  # a timeout or a refused connection
+
+
 @dataclass
 class SyncResult:
-    """What one sync did, per report kind (``kind`` is ``group/plural``)."""
+    """What one sync did, per report kind (``kind`` is ``group/plural``); ``gone`` the held jobs left out
+    because their object has been deleted, ``skipped`` also the job lookups that could not tell (keyed
+    ``group/plural:namespace``, ``core/pods:namespace``), whose jobs were kept."""
 
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-                "deleted": self.deleted, "skipped": self.skipped}
+                "deleted": self.deleted, "skipped": self.skipped, "gone": self.gone}
 
 
 def _same(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -249,9 +349,44 @@ class PolicyReportWriter:
     def sync(self, held: Iterable[HeldJob | Mapping[str, Any]]) -> SyncResult:
         jobs = [_as_held(h) for h in held]  # validate everything before the first write
         out = SyncResult()
+        if self.kinds:
+            jobs = self._still_there(jobs, out)
         for kind in self.kinds:
             self._sync_kind(kind, desired_reports(jobs, kind, max_results=self.max_results), out)
         return out
+
+    def _still_there(self, jobs: list[HeldJob], out: SyncResult) -> list[HeldJob]:
+        """``jobs`` without those whose object the decision let into the cluster and that is no longer there.
+
+        One list per namespace and kind. Only a successful list without the job's name drops it: a lookup that
+        cannot tell (forbidden, a server error, a timeout, a kind not served) keeps the job and is counted in
+        ``out.skipped``. A refused CREATE never made an object, so it is not looked up.
+        """
+        by_kind: dict[tuple[str, str, str], list[HeldJob]] = defaultdict(list)
+        version: dict[tuple[str, str, str], str] = {}
+        for job in jobs:
+            res = _job_resource(job) if job.admitted_object else None
+            if res is not None:
+                key = (job.namespace, res[0], res[1])
+                by_kind[key].append(job)
+                version.setdefault(key, res[2])
+        lookup = _Lookup(self.api)
+        gone: set[int] = set()
+        for key in sorted(by_kind):
+            ns, group, plural = key
+            found = lookup.names(ns, group, plural, version[key])
+            if isinstance(found, str):
+                tag = f"{group or 'core'}/{plural}:{ns}"
+                out.skipped[tag] = (f"could not tell whether {len(by_kind[key])} held job(s) still exist, "
+                                    f"kept in the report: {found}")
+                log.warning("policy reports: %s lookup failed: %s", tag, out.skipped[tag])
+                continue
+            for job in by_kind[key]:
+                if job.name not in found:
+                    gone.add(id(job))
+                    out.gone.append(job.ref)
+        out.gone.sort()
+        return [j for j in jobs if id(j) not in gone]
 
     def _sync_kind(self, kind: ReportKind, desired: dict[str, dict[str, Any]], out: SyncResult) -> None:
         tag = f"{kind.group}/{kind.plural}"
@@ -363,10 +498,11 @@ def held_jobs_from_store(session: Session) -> list[HeldJob]:
     ``fail`` even before one. Refusals recorded in ``warn``/``audit`` mode were admitted: they are reported
     as ``warn`` results, enforced ones as ``fail``.
 
-    Limit: whether the job still exists is not known here. The store has decisions, not objects (a refused
-    CREATE never made one), and the writer lists only its reports, with RBAC for nothing else; a refusal
-    without a case (``DENY_TIER3``, ``DENY_INVALID``, ``DENY_UNKNOWN_CUSTOMER``) stays until the job is
-    decided again. Deleting the namespace deletes its report with it.
+    Whether the job still exists is not known here: the store has decisions, not objects (a refused CREATE
+    never made one). The writer leaves out a job whose decision let its object in (``operation``, ``result``)
+    and that has since been deleted; a refusal of a CREATE without a case (``DENY_TIER3``, ``DENY_INVALID``,
+    ``DENY_UNKNOWN_CUSTOMER``) stays until the job is decided again. Deleting the namespace deletes its report
+    with it.
     """
     from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 
@@ -397,6 +533,7 @@ def held_jobs_from_store(session: Session) -> list[HeldJob]:
             namespace=r.namespace, name=r.name, kind=r.kind, uid="", policy=policy, rule=r.code,
             message=r.message[:1024], decided_at=at, case_id=str(r.case_id or ""),
             result="fail" if not r.allowed else "warn", severity=severity, properties=props,
+            operation=r.operation if r.operation in OPERATIONS else "",
         ))
     return out
 

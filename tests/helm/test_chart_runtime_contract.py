@@ -186,13 +186,16 @@ CALLS: dict[str, set[tuple[str, str, str]]] = {
     # controllers/metering.py: a pod's controlling owners, one by one, up to the workload the webhook decided
     # (the kinds in controllers/jobspec.py READERS; core kinds are not read)
     "get_namespaced_custom_object": {("owner-kinds", "*", "get")},
+    # controllers/policyreports.py: whether held jobs still exist, one list per namespace and kind (READERS)
+    "list_namespaced_custom_object": {("job-kinds", "*", "list")},
+    "list_namespaced_pod": {("", "pods", "list")},
 }
 
 
-def _owner_kind_rights() -> set[tuple[str, str, str]]:
+def _owner_kind_rights(verb: str = "get") -> set[tuple[str, str, str]]:
     from controllers.jobspec import READERS
 
-    return {(g, k.lower() + "s", "get") for g, k in READERS if g}
+    return {(g, k.lower() + "s", verb) for g, k in READERS if g}
 
 
 def _client_methods_called() -> set[str]:
@@ -223,9 +226,11 @@ def _needed(values: dict[str, Any]) -> set[tuple[str, str, str]]:
     out: set[tuple[str, str, str]] = set()
     if values.get("controllers", {}).get("enabled", True):
         out |= _owner_kind_rights()
+    if reports["enabled"]:
+        out |= _owner_kind_rights("list")
     for rights in CALLS.values():
         for g, r, v in rights:
-            if g == "owner-kinds":
+            if g in ("owner-kinds", "job-kinds"):
                 continue
             if g in ("wgpolicyk8s.io",) and not reports["enabled"]:
                 continue
