@@ -7,7 +7,8 @@
 - With several replicas only the Lease holder's scheduler runs jobs (paused otherwise); on PostgreSQL a run also
   holds an advisory lock per collector, so two agents on one store (no Lease outside Kubernetes) never run the
   same collector at once (the second skips). On shutdown no new run starts; an in-flight one finishes.
-- Intervals (1 s to a year), jitter and Lease timings are checked at start: one line naming the key.
+- Intervals (1 s to a year), jitter, Lease timings and ``VEU_COLLECTOR_TIMEOUT_SECONDS`` (every collector API
+  call's connect/read timeout, so no run hangs) are checked at start: one line naming the key.
 - Kubernetes clusters with ``watch: true`` get a node watcher that pulls the k8s job forward on change.
 - Kubernetes clusters with a ``customer_label`` get a namespace-label sync job (``namespaces:<cluster>``, on
   the k8s interval) and, with ``watch: true``, a namespace watcher that pulls it forward when a label changes.
@@ -37,9 +38,11 @@ MAX_INTERVAL_SECONDS = 366 * 24 * 3600  # a collector that runs less than once a
 
 def check_schedule(cfg: AgentConfig) -> None:
     """Refuse, naming the key, an interval or jitter APScheduler would misread: 0 runs every second, a negative
-    one runs at once in a loop, one past a year overflows (was a misleading "too large for the store")."""
-    from agent.collectors.base import CollectorConfigError
+    one runs at once in a loop, one past a year overflows (was a misleading "too large for the store"). The
+    collectors' API timeout too: without a sane one a hung call holds its collector's runs for ever."""
+    from agent.collectors.base import CollectorConfigError, collector_timeout
 
+    collector_timeout()
     for c in cfg.enabled():
         for key in ("interval_seconds", "jitter_seconds"):
             value = getattr(c.config, key)

@@ -12,6 +12,8 @@
   Local/Wavelength Zone in another country (``ap-northeast-1-tpe-1a``: Taipei, not Tokyo); then it is at the site
   registered for that zone group, and a zone the catalog lacks is counted nowhere (the scope is partial).
 - ``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in config) is honoured by botocore for every client.
+- Timeouts: every client connects and waits for each answer at most ``VEU_COLLECTOR_TIMEOUT_SECONDS``
+  (``read_timeout`` in config overrides the wait); a call that times out is retried like a throttled one.
 Credentials are never logged or put in error messages.
 """
 
@@ -74,7 +76,8 @@ class AwsConfig(SourceConfig):
     states: list[str] = Field(default_factory=lambda: list(DEFAULT_STATES))
     capacity_reservations: bool = True
     endpoint_url: str | None = None
-    read_timeout: int = Field(120, ge=5, le=3600)
+    read_timeout: int | None = Field(
+        None, ge=5, le=3600, description="Seconds for each answer; default VEU_COLLECTOR_TIMEOUT_SECONDS.")
     default_region: str = "us-east-1"
 
     @field_validator("states")
@@ -243,12 +246,14 @@ class AwsCollector(Collector):
     # --- clients -------------------------------------------------------------------------------------------
 
     def _botocfg(self) -> botocore.config.Config:
+        """Every client's settings: a timeout on connecting and on each answer (an endpoint that accepts the
+        connection and never answers fails its call, retried ``max_attempts`` times, instead of hanging the run)."""
         c = self.config
         return botocore.config.Config(
             retries={"mode": c.retry_mode, "max_attempts": c.max_attempts},
             max_pool_connections=max(10, c.max_workers * 2),
-            connect_timeout=10,
-            read_timeout=c.read_timeout,
+            connect_timeout=self.timeout,
+            read_timeout=c.read_timeout or self.timeout,
         )
 
     def _client(self, session: boto3.Session, service: str, region: str) -> Any:

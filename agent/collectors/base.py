@@ -10,6 +10,8 @@ listed completely (``error is None``) retires the holdings it no longer shows.
 from __future__ import annotations
 
 import importlib
+import math
+import os
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -24,6 +26,32 @@ from policies.errors import PolicyError
 
 class CollectorConfigError(PolicyError):
     """The agent configuration names something wrong (field and fix in the message)."""
+
+
+TIMEOUT_ENV = "VEU_COLLECTOR_TIMEOUT_SECONDS"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+MAX_TIMEOUT_SECONDS = 3600.0  # past an hour a provider that stopped answering looks like a hung run again
+
+
+def collector_timeout() -> float:
+    """Seconds a collector waits to connect to a provider API and, connected, for each answer to arrive.
+
+    Read from ``VEU_COLLECTOR_TIMEOUT_SECONDS`` (default 30). Without it a TCP connection that never answers
+    held a run for ever: the scheduler skipped every later run of that collector and shutdown waited for it.
+    A value that is not a number of seconds above 0 (and at most an hour) is one line naming the variable.
+    """
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_SECONDS):
+        raise CollectorConfigError(
+            f"{TIMEOUT_ENV}: {raw!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS:g} "
+            f"(default {DEFAULT_TIMEOUT_SECONDS:g})")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +146,9 @@ class Collector(ABC):
         self.config = config
         # The store the sync writes to; set by the sync service for collectors that read it (the register).
         self.store_url: str | None = None
+        # Read once per run (each run builds a fresh collector): every API call of the run uses one value, and
+        # a bad one is refused where the config is loaded, before anything runs.
+        self.timeout = collector_timeout()
 
     @abstractmethod
     def collect(self) -> Iterator[ScopeResult]:

@@ -7,6 +7,8 @@ scope; a listing that errors or reports unreachable zones is partial and retires
 
 Credentials: Application Default Credentials, or the service-account key file named in config. The REST
 transport is used (no gRPC); ``api_endpoint`` overrides the endpoint (a private endpoint, or a test server).
+Each page request (and the token refresh before it) waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect
+and for each read (``request_timeout`` in config overrides it); a 503 or deadline is retried for ``retry_seconds``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class GcpConfig(SourceConfig):
     # The client library retries a 503 or a deadline on each page for up to 600 s by default: one unavailable
     # project would hold the whole sync for ten minutes before failing its scope.
     retry_seconds: float = Field(120.0, gt=0, le=600, description="Longest a page is retried (503, deadline).")
-    request_timeout: float = Field(60.0, gt=0, le=600, description="Seconds per page request.")
+    request_timeout: float | None = Field(
+        None, gt=0, le=600, description="Seconds per page request; default VEU_COLLECTOR_TIMEOUT_SECONDS.")
 
 
 def _last(url: str) -> str:
@@ -131,7 +134,9 @@ class GcpCollector(Collector):
 
         retry = Retry(predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded), initial=1.0,
                       maximum=10.0, timeout=self.config.retry_seconds)
-        pager = client.aggregated_list(request=req, retry=retry, timeout=self.config.request_timeout)
+        # The timeout bounds connecting and each read of every page (the pager passes it on, with the retry):
+        # an endpoint that accepts the connection and never answers fails this project, not the whole run.
+        pager = client.aggregated_list(request=req, retry=retry, timeout=self.config.request_timeout or self.timeout)
         for page in pager.pages:
             raw = type(page).to_dict(page, preserving_proto_field_name=False)
             if raw.get("unreachables"):

@@ -47,6 +47,7 @@ from agent.collectors.base import (
     ScopeResult,
     SiteRef,
     SourceConfig,
+    collector_timeout,
     instance_accelerators,
     instance_ref,
     register,
@@ -129,9 +130,13 @@ class K8sConfig(SourceConfig):
     watch: bool = True
 
 
+LIST_RETRIES = 2  # a GET that fails to connect or times out is tried this many more times, then the list fails
+
+
 def api_client(c: ClusterConfig) -> Any:
     """A kubernetes ApiClient for one cluster (credentials from kubeconfig, in-cluster or a token file)."""
     from kubernetes import client, config
+    from urllib3.util.retry import Retry
 
     cfg = client.Configuration()
     if c.api_url:
@@ -146,6 +151,11 @@ def api_client(c: ClusterConfig) -> Any:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         config.load_kube_config(config_file=c.kubeconfig, context=c.context, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    # Explicit, not urllib3's default (3 retries, no backoff): with each try bounded by the list timeout, a
+    # cluster whose API server accepts connections and never answers fails in (1 + LIST_RETRIES) timeouts.
+    # A read error is retried for idempotent requests only (every call made here is a GET); an HTTP error
+    # status never is.
+    cfg.retries = Retry(total=LIST_RETRIES, backoff_factor=0.5)
     return client.ApiClient(cfg)
 
 
@@ -289,11 +299,15 @@ def _devices(capacity: dict[str, Any] | None, allocatable: dict[str, Any] | None
 
 
 PAGE_SIZE = 500  # objects per list request; the API server may return fewer and says so with a continue token
-LIST_TIMEOUT = 60  # seconds per list request
 
 
-def list_all(list_fn: Callable[..., Any], page_size: int = PAGE_SIZE) -> tuple[list[Any], str | None]:
+def list_all(
+    list_fn: Callable[..., Any], page_size: int = PAGE_SIZE, timeout: float | None = None,
+) -> tuple[list[Any], str | None]:
     """Every object of one list (``CoreV1Api.list_node`` ...) and the list's resourceVersion, page by page.
+
+    Each page request waits ``timeout`` seconds (default ``VEU_COLLECTOR_TIMEOUT_SECONDS``) to connect and
+    then for each read: an API server that accepts the connection and never answers fails the list.
 
     All pages of a chunked list are one snapshot, so the result is complete or an exception: a caller never
     sees a partial list as if it were whole (a partial fleet taken as complete would retire the rest). A
@@ -305,11 +319,12 @@ def list_all(list_fn: Callable[..., Any], page_size: int = PAGE_SIZE) -> tuple[l
     """
     from kubernetes.client.exceptions import ApiException
 
+    wait = timeout if timeout is not None else collector_timeout()
     items: list[Any] = []
     token: str | None = None
     limit = page_size
     while True:
-        kw: dict[str, Any] = {"_request_timeout": LIST_TIMEOUT}
+        kw: dict[str, Any] = {"_request_timeout": (wait, wait)}  # (connect, read); one number is a total
         if limit:
             kw["limit"] = limit
         if token:
@@ -374,7 +389,7 @@ class K8sNodesCollector(Collector):
         owner, operator = c.owner or self.config.owner, c.operator or self.config.operator
         try:
             v1 = client.CoreV1Api(api_client(c))
-            nodes, _ = list_all(v1.list_node)
+            nodes, _ = list_all(v1.list_node, timeout=self.timeout)
             for node in nodes:
                 name, labels, alloc, pid = _node_fields(node)
                 if c.cloud_nodes == "skip" and pid.startswith(CLOUD_PROVIDER_IDS):
