@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import or_, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
 
 from agent.store.tables.auth import ApiToken
 from agent.store.tables.core import utcnow
@@ -37,6 +40,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"read", "plan", "compliance", "audit", "admin"}),
 }
 TOKEN_PREFIX = "veu_"
+# ``api_token.last_used_at`` is written at most once per token per this many seconds: finding stale tokens needs
+# minutes, not instants, and a store write on every authenticated request would not be worth it.
+LAST_USED_INTERVAL_SECONDS = 60
+
+log = logging.getLogger(__name__)
 
 
 class AuthError(PolicyError):
@@ -47,7 +55,11 @@ class AuthError(PolicyError):
 class Principal:
     name: str
     role: str
-    via: str  # "token", "oidc", "anonymous"
+    via: str  # "token", "session", "oidc", "anonymous"
+    # The 12-hex prefix of the API token behind a "token" or "session" principal ("" otherwise), and that token's
+    # ``last_used_at`` as read when it was checked: what ``token_use_due`` decides a write on.
+    token: str = ""
+    last_used_at: datetime | None = None
 
     def can(self, permission: str) -> bool:
         return permission in PERMISSIONS.get(self.role, frozenset())
@@ -98,7 +110,7 @@ def verify_token(s: Session, secret: str, now: datetime | None = None) -> Princi
     ended = _ended(row, now or utcnow())
     if ended:
         raise AuthError(f"token: {ended}")
-    return Principal(name=row.name, role=row.role, via="token")
+    return Principal(name=row.name, role=row.role, via="token", token=row.prefix, last_used_at=row.last_used_at)
 
 
 def _token_row(s: Session, prefix: str) -> ApiToken | None:
@@ -131,7 +143,39 @@ def session_valid(s: Session, prefix: str, opened: float, now: datetime | None =
         raise AuthError(f"session: its token {'was revoked' if ended == 'revoked' else 'expired'}")
     if row.sessions_ended_at is not None and opened <= _aware(row.sessions_ended_at).timestamp():
         raise AuthError("session: signed out")
-    return Principal(name=row.name, role=row.role, via="session")
+    return Principal(name=row.name, role=row.role, via="session", token=row.prefix, last_used_at=row.last_used_at)
+
+
+def token_use_due(last_used_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a token last recorded as used at ``last_used_at`` is to be recorded again at ``now``: never recorded,
+    or not within the last LAST_USED_INTERVAL_SECONDS."""
+    return last_used_at is None or (now or utcnow()) - _aware(last_used_at) >= timedelta(
+        seconds=LAST_USED_INTERVAL_SECONDS)
+
+
+def record_token_use(s: Session, prefix: str, now: datetime | None = None) -> bool:
+    """Set ``last_used_at`` of the token ``prefix`` to ``now`` unless it was set within the last
+    LAST_USED_INTERVAL_SECONDS, and commit; True when this call wrote it.
+
+    The condition is in the UPDATE itself, so API replicas that each saw the old value write it once between them.
+    A store failure is logged and swallowed (False): a token that authenticated the request must not fail it over
+    bookkeeping. Call it in a session of its own (it commits or rolls back)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=LAST_USED_INTERVAL_SECONDS)
+    stmt = (update(ApiToken).where(col(ApiToken.prefix) == prefix)
+            .where(or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= cutoff))
+            .values(last_used_at=now))
+    try:
+        written = bool(s.exec(stmt).rowcount)
+        s.commit()
+    except SQLAlchemyError as exc:
+        s.rollback()
+        # The driver's first line (not the statement and its parameters): what went wrong, short.
+        reason = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+        log.warning("api_token %s: last_used_at not recorded (%s: %s); the request was served", prefix,
+                    type(exc).__name__, reason)
+        return False
+    return written
 
 
 def end_sessions(s: Session, prefix: str) -> None:

@@ -40,14 +40,17 @@ def create(
 
 @tokens_app.command("list")
 def list_(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
-    """Tokens with their role, expiry and revocation (never the secret)."""
+    """Tokens with their role, expiry, last use (to within a minute; empty: never used) and revocation (never the
+    secret)."""
     with session_scope(db_url(db)) as s:
         rows = [
             {"id": t.id, "prefix": t.prefix, "name": t.name, "role": t.role,
-             "expires_at": t.expires_at.isoformat() if t.expires_at else None, "revoked": t.revoked_at is not None}
+             "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+             "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+             "revoked": t.revoked_at is not None}
             for t in s.exec(select(ApiToken).order_by(ApiToken.id)).all()
         ]
-    emit(rows, json_, lambda r: table(r, ["id", "prefix", "name", "role", "expires_at", "revoked"]))
+    emit(rows, json_, lambda r: table(r, ["id", "prefix", "name", "role", "expires_at", "last_used_at", "revoked"]))
 
 
 @tokens_app.command("revoke")

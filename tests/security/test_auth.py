@@ -166,7 +166,7 @@ def _signed_in(db_url: str, role: str) -> tuple[TestClient, str, str]:
     secret = _token(db_url, role)
     r = c.post("/login", data={"token": secret, "next": "/"})
     assert r.status_code == 303
-    return c, secret, r.cookies["veu_session"]
+    return c, secret, r.cookies["__Host-veu_session"]
 
 
 def test_a_dashboard_session_ends_when_its_token_is_revoked_or_expires(db_url: str) -> None:
@@ -189,7 +189,7 @@ def test_signing_out_ends_the_session_server_side_for_every_role(db_url: str) ->
         assert c.get("/").status_code == 200, role
         assert c.post("/logout", headers={"Origin": "https://testserver"}).status_code == 303, role
         # A copy of the cookie taken before signing out is no longer a session.
-        c.cookies.set("veu_session", cookie)
+        c.cookies.set("__Host-veu_session", cookie)
         assert c.get("/").status_code == 303, role
 
 

@@ -119,7 +119,7 @@ def test_signing_out_clears_the_cookie_with_the_attributes_it_was_set_with(db_ur
     r = c.post("/logout", headers={"Origin": HTTPS})
     assert r.status_code == 303
     cookie = r.headers["set-cookie"].lower()
-    assert cookie.startswith("veu_session=") and "max-age=0" in cookie
+    assert cookie.startswith("__host-veu_session=") and "max-age=0" in cookie
     assert "httponly" in cookie and "secure" in cookie and "samesite=strict" in cookie
 
 

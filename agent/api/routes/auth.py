@@ -26,10 +26,12 @@ from agent.auth import (
     create_token,
     end_sessions,
     oidc_config_from_settings,
+    record_token_use,
     required_permission,
     revoke_token,
     session_valid,
     token_prefix,
+    token_use_due,
     verify_jwt,
     verify_token,
 )
@@ -42,6 +44,10 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SESSION_COOKIE = "veu_session"
+# Over HTTPS the cookie is ``__Host-veu_session``: browsers keep a ``__Host-`` cookie only if it was set Secure, by
+# this host (no Domain) and for Path=/, so a sibling subdomain or a plain-HTTP man in the middle cannot plant or
+# overwrite it. Over plain HTTP (the demo) browsers refuse the prefix, so the plain name stays.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 SESSION_MAX_AGE = 8 * 3600
 _PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/validate", "/static/", "/login",
                     "/openapi.json", "/docs", "/redoc", "/favicon.ico")
@@ -78,9 +84,10 @@ def create(body: TokenIn, request: Request, s: Session = DbSession) -> dict[str,
 
 @router.get("/tokens")
 def list_tokens(s: Session = DbSession) -> list[dict[str, Any]]:
+    """Tokens without their secrets; ``last_used_at`` (to within a minute, None if never used) finds stale ones."""
     return [
         {"id": t.id, "prefix": t.prefix, "name": t.name, "role": t.role, "created_at": t.created_at,
-         "expires_at": t.expires_at, "revoked": t.revoked_at is not None}
+         "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked": t.revoked_at is not None}
         for t in s.exec(select(ApiToken).order_by(ApiToken.id)).all()
     ]
 
@@ -108,6 +115,25 @@ def _serializer(secret: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt="veu-session")
 
 
+def session_cookie_name(secure: bool) -> str:
+    """The session cookie's name: ``__Host-veu_session`` when it is set Secure (HTTPS), ``veu_session`` over HTTP."""
+    return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
+
+
+async def record_use(database_url: str | None, principal: Principal) -> None:
+    """Record that ``principal``'s API token (behind a bearer token or a dashboard session) was used, when its
+    ``last_used_at`` is due: no thread and no store round trip otherwise. Never raises for a store failure
+    (``record_token_use`` logs it), in its own transaction."""
+    if not (principal.token and token_use_due(principal.last_used_at)):
+        return
+
+    def write() -> None:
+        with session_scope(database_url) as s:
+            record_token_use(s, principal.token)
+
+    await to_thread.run_sync(write)
+
+
 class AuthMiddleware:
     """Pure ASGI middleware: cheap for the webhook path, strict everywhere else."""
 
@@ -130,6 +156,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        secure = scope.get("scheme") == "https"  # what request.url.scheme says at sign-in
         perm = required_permission(method, path)
         if perm is not None:  # the API: bearer credentials
             auth = headers.get("authorization", "")
@@ -143,7 +170,7 @@ class AuthMiddleware:
                 await _json(send, 401, str(exc), {"www-authenticate": "Bearer"})
                 return
         else:  # the dashboard: a signed session cookie, and same-origin checks on form posts
-            principal_or_none = await self._session(headers.get("cookie", ""))
+            principal_or_none = await self._session(headers.get("cookie", ""), secure)
             if principal_or_none is None:
                 await _redirect(send, "/login?next=" + quote(path, safe="/"))
                 return
@@ -165,9 +192,12 @@ class AuthMiddleware:
                 await _page(scope, receive, send, principal, "Not allowed", *_refusal(principal, method, path, perm))
             else:
                 await _json(send, 403, f"role {principal.role!r} may not {method} {path} (needs {perm!r})")
+            await record_use(self.database_url, principal)  # refused, but its holder is using it: not stale
             return
         scope.setdefault("state", {})["principal"] = principal
         await self._call_as(principal, scope, receive, send)
+        # After the response: the bookkeeping write (at most once a minute per token) delays no answer.
+        await record_use(self.database_url, principal)
 
     async def _call_as(self, principal: Principal, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -189,9 +219,9 @@ class AuthMiddleware:
             raise AuthError("bearer token is not a veu-governor token and OIDC is not configured")
         return verify_jwt(credential, self.oidc)
 
-    async def _session(self, cookie_header: str) -> Principal | None:
+    async def _session(self, cookie_header: str, secure: bool) -> Principal | None:
         """The session's principal while its token stands (not revoked, not expired, not signed out)."""
-        data = session_data(self.sessions, cookie_header)
+        data = session_data(self.sessions, cookie_header, secure=secure)
         if data is None:
             return None
 
@@ -205,11 +235,14 @@ class AuthMiddleware:
         return await to_thread.run_sync(check)
 
 
-def session_data(sessions: URLSafeTimedSerializer, cookie_header: str) -> dict[str, Any] | None:
-    """The signed session cookie's content, if there is a valid one."""
+def session_data(sessions: URLSafeTimedSerializer, cookie_header: str, *, secure: bool) -> dict[str, Any] | None:
+    """The signed session cookie's content, if there is a valid one under the name of this mode (``secure``: HTTPS).
+    Over HTTPS a cookie under the plain name is ignored: anyone on the network path or a sibling subdomain can set
+    that one, and it is exactly what the ``__Host-`` prefix shuts out."""
+    name = session_cookie_name(secure)
     for part in cookie_header.split(";"):
         k, _, v = part.strip().partition("=")
-        if k == SESSION_COOKIE:
+        if k == name:
             try:
                 data = sessions.loads(v, max_age=SESSION_MAX_AGE)
             except BadSignature:
@@ -341,16 +374,19 @@ def setup(app: FastAPI) -> None:
             throttle.failed(client)
             return HTMLResponse(_LOGIN % ("That token is not valid.", html.escape(nxt)), status_code=401)
         throttle.succeeded(client)
+        await record_use(database_url, p)  # signing in is a use of the token
         resp = RedirectResponse(nxt, status_code=303)
         opened = {"name": p.name, "role": p.role, "prefix": token_prefix(token), "at": time.time()}
-        resp.set_cookie(SESSION_COOKIE, _serializer(secret).dumps(opened),
-                        max_age=SESSION_MAX_AGE, httponly=True, secure=request.url.scheme == "https",
-                        samesite="strict")
+        secure = request.url.scheme == "https"
+        # Path=/ and no Domain: what a __Host- cookie must have (and the plain one has too).
+        resp.set_cookie(session_cookie_name(secure), _serializer(secret).dumps(opened), max_age=SESSION_MAX_AGE,
+                        path="/", domain=None, httponly=True, secure=secure, samesite="strict")
         return resp
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> RedirectResponse:
-        data = session_data(_serializer(secret), request.headers.get("cookie", ""))
+        secure = request.url.scheme == "https"
+        data = session_data(_serializer(secret), request.headers.get("cookie", ""), secure=secure)
         if data and data.get("prefix"):
             def end() -> None:
                 with session_scope(database_url) as s:
@@ -358,8 +394,10 @@ def setup(app: FastAPI) -> None:
 
             await to_thread.run_sync(end)  # the copied cookie is dead too, not only this browser's
         resp = RedirectResponse("/login", status_code=303)
-        # Cleared with the attributes it was set with (a bare deletion is SameSite=Lax and not Secure).
-        resp.delete_cookie(SESSION_COOKIE, httponly=True, secure=request.url.scheme == "https", samesite="strict")
+        # Cleared under the name and with the attributes it was set with (a bare deletion is SameSite=Lax and not
+        # Secure, and a browser ignores a __Host- deletion that is not Secure).
+        resp.delete_cookie(session_cookie_name(secure), path="/", domain=None, httponly=True, secure=secure,
+                           samesite="strict")
         return resp
 
     app.add_middleware(AuthMiddleware, mode=mode, database_url=database_url, oidc=oidc,  # type: ignore[arg-type]
