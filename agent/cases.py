@@ -19,12 +19,28 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, cast, distinct, func, literal, literal_column, null, union_all
+from sqlalchemy import (
+    Boolean,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+    cast,
+    distinct,
+    func,
+    literal,
+    literal_column,
+    null,
+    union_all,
+)
 from sqlalchemy import select as sa_select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from agent.audit import AuditItem, record, record_many
-from agent.directory import Customer, customer_for
+from agent.directory import Customer, customer_for, group_outside_tier1
 from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
@@ -321,43 +337,96 @@ _RELATED = sa_select(
     literal(0).label("models"),
 ).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE))
 _C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
-# The customer's lineages whose red-flag-28 inquiry is on record (a resolved case, not expired): their jobs
-# were asked about and answered, so they are not summed again into the customer-wide total. Counting them held
-# every later job of the customer, of any model, under a customer-aggregate case as soon as one model was
-# answered. (Training on a published model is answered under the derivative's name, which its decisions do not
-# carry: those jobs still count, the cautious side.)
-_ANSWERED = sa_select(_C.c.model_key).where(
-    _C.c.customer_name == bindparam("customer"), _C.c.status == literal_column("'resolved'"),
-    _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
-# The customer-wide sum across model names rides on the same round trip: one row (agg = 1) after the
-# lineage's rows, each job counted once at its largest admitted estimate, this job and answered lineages excluded.
-_PER_JOB = sa_select(
-    _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
-).where(*_ADMITTED, _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
-        _D.c.job_ref != bindparam("job"), _D.c.model_key.not_in(_ANSWERED)).group_by(_D.c.job_ref).subquery("per_job")
-_RELATED_AND_LOAD = union_all(_RELATED, sa_select(
-    literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(_PER_JOB.c.ops), 0.0),
-    cast(null(), _SINCE_TYPE), func.count(), func.count(distinct(_PER_JOB.c.mk)),
-))
+
+
+class _NameList(TypeDecorator[Any]):
+    """A list of names bound as one parameter: an array on PostgreSQL, JSON text for SQLite's json_each."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+
+
+class _AnyName(ColumnElement[bool]):
+    """``column`` is one of the names in a :class:`_NameList` parameter (one statement whatever their number)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("names", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: Any, names: Any) -> None:
+        self.column, self.names = column, names
+
+
+@compiles(_AnyName)
+def _any_name_sqlite(element: _AnyName, compiler: Any, **kw: Any) -> str:
+    names = compiler.process(element.names, **kw)
+    return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({names}))"
+
+
+@compiles(_AnyName, "postgresql")
+def _any_name_pg(element: _AnyName, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY(CAST({compiler.process(element.names, **kw)} AS TEXT[]))"
+
+
+def _load_query(by_group: bool) -> Any:
+    """The customer-wide sum across model names: one row (agg = 1) after the lineage's rows, each job counted
+    once at its largest admitted estimate, this job and answered lineages excluded; the customer's jobs, or
+    (``by_group``) those of its corporate group outside Tier 1 (``customer_aggregate_scope``)."""
+    whose = (_AnyName(_D.c.customer_name, bindparam("members", type_=_NameList())) if by_group
+             else _D.c.customer_name == bindparam("customer"))
+    # The lineages whose red-flag-28 inquiry is on record (a resolved case, not expired): their jobs were
+    # asked about and answered, so they are not summed again into the customer-wide total. Counting them held
+    # every later job of the customer, of any model, under a customer-aggregate case as soon as one model was
+    # answered. (Training on a published model is answered under the derivative's name, which its decisions
+    # do not carry: those jobs still count, the cautious side.)
+    answered = sa_select(_C.c.model_key).where(
+        _AnyName(_C.c.customer_name, bindparam("members", type_=_NameList())) if by_group
+        else _C.c.customer_name == bindparam("customer"),
+        _C.c.status == literal_column("'resolved'"),
+        _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
+    per_job = sa_select(
+        _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
+    ).where(whose, *_ADMITTED[1:], _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
+            _D.c.job_ref != bindparam("job"), _D.c.model_key.not_in(answered),
+            ).group_by(_D.c.job_ref).subquery("per_job")
+    return union_all(_RELATED, sa_select(
+        literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(per_job.c.ops), 0.0),
+        cast(null(), _SINCE_TYPE), func.count(), func.count(distinct(per_job.c.mk)),
+    ))
+
+
+_RELATED_AND_LOAD = _load_query(by_group=False)
+_RELATED_AND_GROUP_LOAD = _load_query(by_group=True)
 
 
 def related_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str, agg_days: int,
-                  now: datetime) -> tuple[Any, dict[str, Any]]:
+                  now: datetime, group: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     """The statement (and parameters) reading the customer's admitted jobs for this lineage since ``since``
     and, when the customer-wide window is on (``agg_days`` > 0), its load across every model name since
-    ``agg_since``: read them with :func:`related_from`."""
+    ``agg_since`` (its ``group``'s, when that holds more parties than the customer): read them with
+    :func:`related_from`."""
     params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since}
     if agg_days <= 0:
         return _RELATED, params
-    return _RELATED_AND_LOAD, {**params, "agg_since": agg_since, "job": job, "now": now}
+    params = {**params, "agg_since": agg_since, "job": job, "now": now}
+    if len(group) > 1:
+        return _RELATED_AND_GROUP_LOAD, {**params, "members": list(group)}
+    return _RELATED_AND_LOAD, params
 
 
-def related_from(rows: list[tuple[Any, ...]], agg_days: int) -> tuple[list[RelatedJob], CustomerLoad | None]:
-    """The related jobs (largest estimate per job) and the customer's load, from :func:`related_query`'s rows."""
+def related_from(rows: list[tuple[Any, ...]], agg_days: int, group: tuple[str, ...] = ()
+                 ) -> tuple[list[RelatedJob], CustomerLoad | None]:
+    """The related jobs (largest estimate per job) and the customer's (or its group's) load, from
+    :func:`related_query`'s rows."""
     if agg_days <= 0:
         return _best_per_job(rows), None
     agg = next(r for r in rows if r[0] == 1)
-    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days)
+    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days,
+                        group if len(group) > 1 else ())
     return _best_per_job([r for r in rows if r[0] == 0]), load
 
 
@@ -443,6 +512,9 @@ class _Review:
     records: dict[str, Any] = field(default_factory=dict)
     related: list[RelatedJob] = field(default_factory=list)
     load: CustomerLoad | None = None
+    # Whose jobs the customer-wide aggregate sums (customer_aggregate_scope): the customer alone, or its
+    # corporate group outside Tier 1; reviews of one group are decided one at a time, as one customer's are.
+    group: tuple[str, ...] = ()
     # An UPDATE's object's metadata.creationTimestamp: its job's usage by pods started before it was an
     # earlier object's of that name (agent.ledger.lineage_records' earlier).
     created_at: datetime | None = None
@@ -453,6 +525,11 @@ class _Review:
     @property
     def customer(self) -> str:
         return self.party.name if self.party else ""
+
+    @property
+    def serial(self) -> str:
+        """The name whose reviews are decided one at a time: the group's first, or the customer."""
+        return self.group[0] if self.group else self.customer
 
 
 def evaluate_review(
@@ -587,6 +664,9 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     if r.tier is not None and r.tier.tier in (1, 3):
         # Tier 1 is admitted and Tier 3 refused whatever the ledger says: nothing to read.
         r.dec = redflag.decide(packs, as_of, r.req, customer=r.tier, records={}, related=[], mode=mode)
+    elif (r.party is not None and settings.customer_aggregate_scope == "corporate-group"
+          and settings.customer_aggregate_window_days > 0):
+        r.group = group_outside_tier1(s, packs, r.party, as_of)
     return r
 
 
@@ -670,8 +750,8 @@ def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
     rounds: list[list[_Review]] = []
     seen: dict[str, int] = {}
     for r in reviews:
-        n = seen.get(r.customer, 0)
-        seen[r.customer] = n + 1
+        n = seen.get(r.serial, 0)
+        seen[r.serial] = n + 1
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(r)
@@ -710,8 +790,8 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
             lineage_at[names] = len(queries)
             queries.append(q)
         plan.append((r, names, len(queries)))
-        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, now))
-    wanted = {lock_key("customer", r.customer) for r in group if not r.rr.dry_run} - locked
+        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, now, r.group))
+    wanted = {lock_key("customer", r.serial) for r in group if not r.rr.dry_run} - locked
     reserved, rows = reserve_ids(s, _DECISION_TABLE, ids, reads=queries, locks=sorted(wanted))
     locked |= wanted
     for r, names, at in plan:
@@ -720,7 +800,7 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
         earlier = _earlier(r)
         r.records = (lineage_records(rows[i], earlier) if i is not None
                      else load_records(s, list(names), as_of, earlier))
-        r.related, r.load = related_from(rows[at], r.settings.customer_aggregate_window_days)
+        r.related, r.load = related_from(rows[at], r.settings.customer_aggregate_window_days, r.group)
     return reserved
 
 
@@ -744,7 +824,7 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
             declared, key = req.declared, scoped
             # Read for the other party's lineage name: read again for this one.
             r.related, r.load = related_from(fetch_all(s, *related_query(
-                r.customer, key, since, agg_since, req.job_ref, agg_days, now)), agg_days)
+                r.customer, key, since, agg_since, req.job_ref, agg_days, now, r.group)), agg_days, r.group)
     named = records.get(key)
     if party is not None and named is not None and named.is_published(as_of):
         # The customer's training on a published model is its derivative (metering charges it there too).

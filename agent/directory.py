@@ -62,6 +62,8 @@ class _Snapshot:
     since: dict[int, date] = field(default_factory=dict)
     mappings: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, namespace) -> party id
     answers: dict[tuple[str, str, date, int], tuple[float, Answer]] = field(default_factory=dict)
+    children: dict[int, list[int]] | None = None  # parent id -> child ids, built on first use
+    groups: dict[tuple[int, date, int], tuple[float, tuple[str, ...]]] = field(default_factory=dict)
 
 
 _snapshots: dict[str, _Snapshot] = {}
@@ -95,6 +97,87 @@ def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, 
         snap.answers.clear()
     snap.answers[key] = (now, answer)
     return answer
+
+
+def group_outside_tier1(s: Session, packs: PackRegistry, party: Customer, as_of: date) -> tuple[str, ...]:
+    """The customer's corporate group for the customer-wide aggregate, by name (sorted, the customer included):
+    every party under its ultimate parent whose effective tier is not 1.
+
+    Effective tier is the stricter of a party's own HQ and its ultimate parent's (policies.parties), so the
+    group is read as (name, HQ) of each party under the ultimate parent and that parent's HQ. Membership is
+    the directory's as it stands (the same bound as the namespace's customer), not as of a past date. A
+    party on an ownership cycle has no ultimate parent: its group is itself."""
+    url = str(getattr(s.get_bind(), "url", ""))
+    now = time.monotonic()
+    snap = _snapshots.get(url) if TTL > 0 else None
+    if snap is not None and now - snap.checked >= TTL:
+        snap = _refresh(s, url, snap, now)
+    key = (party.id, as_of, id(packs))
+    if snap is not None:
+        hit = snap.groups.get(key)
+        if hit is not None and (snap.marker is not None or now - hit[0] < TTL):
+            return hit[1]
+    found = _group_from_snapshot(snap, party.id) if snap is not None and snap.marker is not None else None
+    if found is None:
+        found = _group_query(s, party.id)
+    root, members = found
+    out = _outside_tier1(packs, root, members, as_of) if root is not None else ()
+    group = tuple(sorted({party.name, *out}))
+    if snap is not None:
+        if len(snap.groups) >= 100_000:
+            snap.groups.clear()
+        snap.groups[key] = (now, group)
+    return group
+
+
+_Member = tuple[str, str]  # (name, HQ)
+
+
+def _group_from_snapshot(snap: _Snapshot, pid: int) -> tuple[_Member | None, list[_Member]]:
+    if pid not in snap.parties:
+        return None, []
+    seen: set[int] = set()
+    cur = pid
+    while True:
+        if cur in seen:
+            return None, []  # an ownership cycle: no ultimate parent
+        seen.add(cur)
+        parent = snap.parties[cur][2]
+        if parent is None or parent not in snap.parties:
+            break
+        cur = parent
+    if snap.children is None:
+        children: dict[int, list[int]] = {}
+        for i, (_n, _h, p) in snap.parties.items():
+            if p is not None:
+                children.setdefault(p, []).append(i)
+        snap.children = children
+    under, stack = {cur}, [cur]
+    while stack:
+        for c in snap.children.get(stack.pop(), ()):
+            if c not in under:
+                under.add(c)
+                stack.append(c)
+    root = snap.parties[cur]
+    return (root[0], root[1]), [(snap.parties[i][0], snap.parties[i][1]) for i in under]
+
+
+def _group_query(s: Session, pid: int) -> tuple[_Member | None, list[_Member]]:
+    rows = s.connection().execute(_GROUP_SQL, {"id": pid}).all()
+    roots = [(str(n), str(h)) for _i, n, h, is_root in rows if is_root]
+    if len(roots) != 1:
+        return None, []
+    return roots[0], [(str(n), str(h)) for _i, n, h, _r in rows]
+
+
+def _outside_tier1(packs: PackRegistry, root: _Member, members: list[_Member], as_of: date) -> list[str]:
+    top = PartyRef(root[0], root[1], None)
+    out = []
+    for name, hq in members:
+        refs = {top.name: top} if name == top.name else {top.name: top, name: PartyRef(name, hq, top.name)}
+        if effective_tier(packs, refs, name, as_of).tier != 1:
+            out.append(name)
+    return out
 
 
 def _marker(s: Session) -> int:
@@ -194,6 +277,23 @@ _SINCE = text("SELECT party_id, max(effective_from) FROM party_ownership GROUP B
 _PARTY = text("SELECT name, hq, parent_id FROM party WHERE id = :id")
 _HISTORY = text("SELECT effective_from, hq, parent_id FROM party_ownership WHERE party_id = :id "
                 "ORDER BY effective_from, id")
+
+# Up from the party to its ultimate parent, then down to every party under it. A cycle has no ultimate
+# parent (no row with a NULL parent): the caller takes the party alone.
+_GROUP_SQL = text("""
+WITH RECURSIVE up(id, parent_id, depth) AS (
+    SELECT p.id, p.parent_id, 0 FROM party p WHERE p.id = :id
+    UNION ALL
+    SELECT p.id, p.parent_id, u.depth + 1 FROM party p JOIN up u ON p.id = u.parent_id WHERE u.depth < 256
+), root AS (
+    SELECT id FROM up WHERE parent_id IS NULL
+), down(id, depth) AS (
+    SELECT id, 0 FROM root
+    UNION ALL
+    SELECT p.id, d.depth + 1 FROM party p JOIN down d ON p.parent_id = d.id WHERE d.depth < 256
+)
+SELECT p.id, p.name, p.hq, p.parent_id IS NULL FROM party p WHERE p.id IN (SELECT id FROM down)
+""")
 
 # depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat).
 _CHAIN_SQL = text("""

@@ -133,7 +133,7 @@ _VALUE_SPECS: dict[str, _Spec] = {
     "admission-settings": {k: (_ANY, _OPT) for k in (
         "mode", "default_max_hours", "utilization", "deny_unknown_customer", "exempt_namespaces",
         "unnamed_model_window_days", "related_jobs_window_days", "case_expiry_days",
-        "customer_aggregate_window_days", "trusted_controllers")},
+        "customer_aggregate_window_days", "customer_aggregate_scope", "trusted_controllers")},
 }
 _LICENCE_PREFIX = "nveu-licence-"  # policies.caps.licence_cap_id: one NVEU's own Table 1 replacement
 

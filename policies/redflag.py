@@ -52,6 +52,9 @@ REFUSALS = frozenset({HOLD_FOR_INQUIRY, DENY_TIER3, DENY_UNKNOWN_CUSTOMER, DENY_
 SETTINGS = "admission-settings"
 RED_FLAG = "red-flag-28"
 MODES = ("enforce", "warn", "audit")
+# Whose admitted jobs the customer-wide aggregate sums: the customer's own, or those of every party under its
+# ultimate parent that is itself outside Tier 1 (a run split across a group's subsidiaries).
+AGGREGATE_SCOPES = ("customer", "corporate-group")
 UNNAMED_PREFIX = "unnamed-model/"
 
 
@@ -77,6 +80,7 @@ class AdmissionSettings:
     # creating a Job's pods). Anyone else's claimed owner is not taken on trust: a fake ownerReference
     # must not let a bare pod past the gate. Left out: nobody's (every owned object is decided on its own).
     trusted_controllers: tuple[str, ...] = ()
+    customer_aggregate_scope: str = "corporate-group"
 
     @classmethod
     def from_packs(cls, packs: PackRegistry, as_of: date, mode: str | None = None) -> AdmissionSettings:
@@ -104,6 +108,7 @@ class AdmissionSettings:
             customer_aggregate_window_days=_window(p.values.get("customer_aggregate_window_days", _MISSING),
                                                    "customer_aggregate_window_days"),
             provision=p, trusted_controllers=_users(p.values.get("trusted_controllers", [])),
+            customer_aggregate_scope=_scope(p.values.get("customer_aggregate_scope", "corporate-group")),
         )
 
 
@@ -115,6 +120,15 @@ def _users(v: Any) -> tuple[str, ...]:
         raise AdmissionConfigError(f"{SETTINGS}.trusted_controllers: must be a list of user names "
                                    "(system:serviceaccount:NAMESPACE:NAME)")
     return tuple(x.strip() for x in v)
+
+
+def _scope(v: Any) -> str:
+    # Left out of an operator's pack, the wider scope applies: a missing setting never narrows an
+    # anti-evasion sum.
+    if v not in AGGREGATE_SCOPES:
+        raise AdmissionConfigError(f"{SETTINGS}.customer_aggregate_scope: {v!r} is not one of "
+                                   f"{', '.join(AGGREGATE_SCOPES)}")
+    return str(v)
 
 
 def _window(v: Any, key: str) -> int:
@@ -203,6 +217,9 @@ class CustomerLoad:
     jobs: int
     models: int  # distinct model keys among them
     window_days: int
+    # The parties whose jobs are summed when that is more than the customer (customer_aggregate_scope
+    # corporate-group): the customer's group outside Tier 1, the customer included.
+    group: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -583,14 +600,21 @@ def _aggregate_hold(
     assert load is not None
     akey = aggregate_key(cust_name)
     total_text, threshold_text = sci_apart(total, rules.threshold)
+    whose = cust_name or "this customer"
+    others = [g for g in load.group if g != cust_name]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        whose = f"{whose} and its corporate group outside Tier 1 ({shown})"
     why.append(
-        f"customer aggregate: {load.jobs} other admitted job(s) of {cust_name or 'this customer'} across "
-        f"{load.models} model name(s) within {load.window_days} days ({SETTINGS}.customer_aggregate_window_days) "
+        f"customer aggregate: {load.jobs} other admitted job(s) of {whose} across "
+        f"{load.models} model name(s) within {load.window_days} days ({SETTINGS}.customer_aggregate_window_days"
+        f"{', customer_aggregate_scope corporate-group' if others else ''}) "
         f"total {sci(load.operations)}; with this job {total_text} {rules.comparison} {threshold_text} (lineages "
         "whose red-flag-28 inquiry is on record are not counted)"
     )
     held = (
-        f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) has admitted "
+        f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) "
+        f"{'and its corporate group have' if others else 'has'} admitted "
         f"training jobs across {load.models + 1} model name(s) within {load.window_days} days that together reach "
         f"{total_text} operations ({rules.comparison} {threshold_text}); trained as one model they would be "
         f"{rules.status_label}. Record whether the customer intends to export such a model: "

@@ -123,7 +123,12 @@ def test_unnamed_jobs_go_to_the_customers_unnamed_model_bucket(decide_review: De
     assert outs[3].decision is not None and outs[3].decision.model_key == "unnamed-model/Emirates AI"
 
 
-def test_other_customers_jobs_do_not_count_toward_a_lineage(decide_review: Decide) -> None:
+def test_other_customers_jobs_do_not_count_toward_a_lineage(
+    decide_review: Decide, overlay_mode: Callable[..., None],
+) -> None:
+    # Dublin Sub is Emirates AI's subsidiary: with the default corporate-group scope the customer-wide sum would
+    # take in its parent's jobs (tests/webhook/test_redflag_corporate_group.py). The lineage itself is per customer.
+    overlay_mode("enforce", customer_aggregate_scope="customer")
     for i in range(3):
         decide_review(review(job(f"p{i}", pods=128, annotations=BIG)))
     out = decide_review(review(job("other", "tenant-ie-ae", pods=128, annotations=BIG)))
