@@ -381,8 +381,10 @@ def _load_query(by_group: bool) -> Any:
     # The lineages whose red-flag-28 inquiry is on record (a resolved case, not expired): their jobs were
     # asked about and answered, so they are not summed again into the customer-wide total. Counting them held
     # every later job of the customer, of any model, under a customer-aggregate case as soon as one model was
-    # answered. (Training on a published model is answered under the derivative's name, which its decisions
-    # do not carry: those jobs still count, the cautious side.)
+    # answered. Training on a published model is answered under the customer's derivative, ``CUSTOMER/NAME``
+    # (policies.ledger.derivative_name), while its decisions carry NAME: those are matched by that composed
+    # name. (A pair too long for the ledger's names is kept under a digest, which SQL does not compose: such
+    # jobs still count, the cautious side.)
     answered = sa_select(_C.c.model_key).where(
         _AnyName(_C.c.customer_name, bindparam("members", type_=_NameList())) if by_group
         else _C.c.customer_name == bindparam("customer"),
@@ -392,6 +394,7 @@ def _load_query(by_group: bool) -> Any:
         _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
     ).where(whose, *_ADMITTED[1:], _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
             _D.c.job_ref != bindparam("job"), _D.c.model_key.not_in(answered),
+            (_D.c.customer_name + literal_column("'/'") + _D.c.model_key).not_in(answered),
             ).group_by(_D.c.job_ref).subquery("per_job")
     return union_all(_RELATED, sa_select(
         literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(per_job.c.ops), 0.0),

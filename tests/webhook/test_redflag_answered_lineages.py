@@ -70,3 +70,42 @@ def test_once_the_answered_case_expires_its_lineage_counts_in_the_customer_wide_
     small = decide_review(review(job("eval", pods=2, annotations={M + "model": "eval-b", M + "expected-hours": "1"})))
     assert small.code == redflag.HOLD_FOR_INQUIRY, small.message
     assert "customer" in small.message and "model name(s)" in small.message
+
+
+def test_training_on_a_published_model_answered_under_its_derivative_is_left_out_of_the_customer_wide_sum(
+    decide_review: Decide, store: str,
+) -> None:
+    _derivative_answered(decide_review, store)
+
+
+def test_on_postgresql_an_answered_derivative_is_left_out_of_the_customer_wide_sum(pg_store: str) -> None:
+    def decide(body: dict[str, object]) -> Outcome:
+        with session_scope(pg_store) as s:
+            return cases.evaluate_review(s, registry(), body)
+
+    _derivative_answered(decide, pg_store)
+
+
+def _derivative_answered(decide_review: Decide, store: str) -> None:
+    from datetime import date
+
+    from agent import ledger
+
+    with session_scope(store) as s:
+        ledger.add_model(s, "open-9e25", "US Lab", published=True, published_on=date(2026, 1, 1))
+        ledger.add_run(s, "open-9e25", ledger.estimate(registry(), date(2026, 5, 1), operations=9e25),
+                       start=date(2025, 6, 1))
+    # 1024 H100 × 8000 h = 2.9e25 on a published 9e25 model: the customer's derivative, held for inquiry.
+    on_open = {M + "model": "open-9e25", M + "expected-hours": "8000"}
+    held = decide_review(review(job("ft", pods=128, annotations=on_open)))
+    assert held.code == redflag.HOLD_FOR_INQUIRY and held.case_id is not None, held.message
+    with session_scope(store) as s:
+        case = cases.case_view(cases.get_case(s, held.case_id))
+        assert case["model"] == "Emirates AI/open-9e25"  # answered under the derivative's name
+        cases.resolve_case(s, registry(), held.case_id, export_intent=False, by="compliance@example.com")
+    assert decide_review(review(job("ft", pods=128, annotations=on_open))).code == redflag.ALLOW_AFTER_INQUIRY
+    # 2560 H100 × 8000 h = 7.3e25 of another model: under the threshold alone; with the answered 2.9e25 it
+    # would reach 1.02e26 and be held under a customer-aggregate case.
+    own_b = {M + "model": "own-b", M + "expected-hours": "8000"}
+    other = decide_review(review(job("other", pods=320, annotations=own_b)))
+    assert other.code == redflag.ALLOW, other.message
