@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from agent.store.tables.auth import ApiToken
-from agent.store.tables.core import utcnow
+from agent.store.tables.core import as_utc, utcnow
 from policies.errors import PolicyError
 
 ROLES = ("viewer", "planner", "compliance", "auditor", "admin")
@@ -121,7 +121,7 @@ def _ended(row: ApiToken, now: datetime) -> str:
     """Why the token no longer authenticates ("revoked", "expired"), or "" while it does."""
     if row.revoked_at is not None:
         return "revoked"
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and as_utc(row.expires_at) <= now:
         return "expired"
     return ""
 
@@ -141,7 +141,7 @@ def session_valid(s: Session, prefix: str, opened: float, now: datetime | None =
     ended = _ended(row, now or utcnow())
     if ended:
         raise AuthError(f"session: its token {'was revoked' if ended == 'revoked' else 'expired'}")
-    if row.sessions_ended_at is not None and opened <= _aware(row.sessions_ended_at).timestamp():
+    if row.sessions_ended_at is not None and opened <= as_utc(row.sessions_ended_at).timestamp():
         raise AuthError("session: signed out")
     return Principal(name=row.name, role=row.role, via="session", token=row.prefix, last_used_at=row.last_used_at)
 
@@ -149,7 +149,7 @@ def session_valid(s: Session, prefix: str, opened: float, now: datetime | None =
 def token_use_due(last_used_at: datetime | None, now: datetime | None = None) -> bool:
     """Whether a token last recorded as used at ``last_used_at`` is to be recorded again at ``now``: never recorded,
     or not within the last LAST_USED_INTERVAL_SECONDS."""
-    return last_used_at is None or (now or utcnow()) - _aware(last_used_at) >= timedelta(
+    return last_used_at is None or (now or utcnow()) - as_utc(last_used_at) >= timedelta(
         seconds=LAST_USED_INTERVAL_SECONDS)
 
 
@@ -184,10 +184,6 @@ def end_sessions(s: Session, prefix: str) -> None:
     if row is not None:
         row.sessions_ended_at = utcnow()
         s.add(row)
-
-
-def _aware(d: datetime) -> datetime:
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 # The largest id the store can hold (PostgreSQL ``integer``): a longer number names no token.

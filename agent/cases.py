@@ -44,7 +44,7 @@ from agent.directory import Customer, customer_for, group_outside_tier1
 from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
-from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.core import Holding, Party, Site, as_utc, utcnow
 from controllers.jobspec import (
     DECIDED_AS_OWNER,
     KIND_OF_RESOURCE,
@@ -436,7 +436,7 @@ def related_from(rows: list[tuple[Any, ...]], agg_days: int, group: tuple[str, .
 def _best_per_job(rows: Any) -> list[RelatedJob]:
     best: dict[str, RelatedJob] = {}
     for _agg, job, ops, at, *_counts in rows:
-        d = _aware(at).astimezone(UTC).date()  # the UTC day, whatever the database session's TimeZone
+        d = as_utc(at).astimezone(UTC).date()  # the UTC day, whatever the database session's TimeZone
         if job not in best or float(ops or 0.0) > best[job].operations:
             best[job] = RelatedJob(job, float(ops or 0.0), d)
     return list(best.values())
@@ -470,10 +470,10 @@ def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, l
     (rows,) = fetch_each(s, [(_CURRENT_CASE, {"customer": customer, "model_key": model_key})],
                          locks=[lock_key("case", customer, model_key)] if lock else ())
     for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold in rows:
-        if status == "resolved" and expires is not None and _aware(expires) < now:
+        if status == "resolved" and expires is not None and as_utc(expires) < now:
             continue
         return (CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
-                          _aware(expires).astimezone(UTC).date() if expires else None),
+                          as_utc(expires).astimezone(UTC).date() if expires else None),
                 _CaseFile(json.loads(jobs or "[]"), float(estimate or 0.0), float(threshold or 0.0)))
     return None, None
 
@@ -481,12 +481,6 @@ def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, l
 def current_case(s: Session, customer: str, model_key: str, now: datetime) -> RedFlagCase | None:
     state = current_case_state(s, customer, model_key, now)
     return s.get(RedFlagCase, state.id) if state is not None else None
-
-
-def _aware(d: datetime) -> datetime:
-    """A stored instant as an aware datetime: the driver's direct reads give PostgreSQL's in the session's TimeZone
-    (take a day with ``.astimezone(UTC)``), SQLite's naive UTC."""
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -1007,7 +1001,7 @@ def case_view(row: RedFlagCase, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     jobs = json.loads(row.jobs or "[]")
     status = row.status
-    if status == "resolved" and row.expires_at is not None and _aware(row.expires_at) < now:
+    if status == "resolved" and row.expires_at is not None and as_utc(row.expires_at) < now:
         status = "expired"
     return {
         "id": row.id, "customer": row.customer_name, "model": row.model_key, "status": status,

@@ -42,7 +42,7 @@ from sqlmodel import Session, col, select
 from agent.audit import current_actor, record
 from agent.parties import Conflict
 from agent.store.db import fetch_all
-from agent.store.tables.core import Party, utc_today, utcnow
+from agent.store.tables.core import Party, as_utc, utc_today, utcnow
 from agent.store.tables.ledger import (
     LedgerDetermination,
     LedgerModel,
@@ -938,7 +938,7 @@ def _aware(x: Any) -> datetime | None:
         x = datetime.fromisoformat(x)
     if not isinstance(x, datetime):
         return None
-    return x if x.tzinfo is not None else x.replace(tzinfo=UTC)
+    return as_utc(x)
 
 
 def _bound(a: Any, b: Any, pick: Any) -> Any:

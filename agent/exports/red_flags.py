@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from agent.exports.base import Chart, Report, Table, day_after, day_start, provision_dict, stream
 from agent.parties import party_view
+from agent.store.tables.core import as_utc
 from policies.errors import PolicyError
 from policies.packs import PackRegistry
 
@@ -30,9 +31,7 @@ HELD_COLUMNS = ["id", "decided_at", "job", "customer", "model", "code", "allowed
 
 
 def _aware(ts: Any) -> Any:
-    from datetime import UTC
-
-    return ts if ts is None or ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return None if ts is None else as_utc(ts)
 
 
 def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:

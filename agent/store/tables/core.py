@@ -12,6 +12,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(d: datetime) -> datetime:
+    """A stored instant as an aware datetime: SQLite gives back naive UTC, PostgreSQL an aware one (in the
+    session's TimeZone on the driver's direct reads: take a day with ``.astimezone(UTC)``)."""
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
 def utc_today() -> date:
     """Today in UTC: the day every stored instant and every "as of" date is read in (not the host's zone)."""
     return datetime.now(UTC).date()
