@@ -427,6 +427,30 @@ def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple
     return p, effective_tier(packs, party_refs(s, as_of), p.name, as_of)
 
 
+def party_summary(s: Session, packs: PackRegistry, name: str, as_of: date) -> dict[str, Any]:
+    """A party as ``veuctl parties show`` and ``GET /api/v1/parties/NAME`` show it: its HQ and parents on
+    ``as_of``, effective tier and why, namespaces, and ``summed_with``: the other parties whose admitted jobs
+    red flag 28's customer-wide sum adds to this one's (its corporate group outside Tier 1, with
+    ``admission-settings.customer_aggregate_scope`` corporate-group; none for Tier 1 and Tier 3, which the
+    webhook decides without that sum)."""
+    from agent.directory import Customer, group_outside_tier1
+    from policies.redflag import AdmissionSettings
+
+    p, eff = party_view(s, packs, name, as_of)
+    settings = AdmissionSettings.from_packs(packs, as_of)
+    summed: list[str] = []
+    if (eff.tier == 2 and settings.customer_aggregate_scope == "corporate-group"
+            and settings.customer_aggregate_window_days > 0):
+        group = group_outside_tier1(s, packs, Customer(p.id or 0, p.name, p.hq, p.parent_id), as_of)
+        summed = [n for n in group if n != p.name]
+    return {
+        "id": p.id, "name": p.name, "hq": eff.hq, "address": p.address,
+        "parent": eff.chain[1] if len(eff.chain) > 1 else None, "ultimate_parent": eff.ultimate_parent,
+        "effective_tier": eff.tier, "basis": eff.basis, "namespaces": namespaces_of(s, p), "summed_with": summed,
+        "as_of": as_of.isoformat(),
+    }
+
+
 def add_site(
     s: Session, name: str, country: str | None, provider: str | None = "onprem", region: str | None = "",
     cluster: str | None = "", region_country: str | None = None, correct_country: bool = False,

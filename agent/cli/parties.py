@@ -21,12 +21,7 @@ sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_arg
 
 
 def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    p, eff = svc.party_view(s, registry(), name, d)
-    return {
-        "name": p.name, "hq": eff.hq, "address": p.address, "parent": eff.chain[1] if len(eff.chain) > 1 else None,
-        "ultimate_parent": eff.ultimate_parent, "effective_tier": eff.tier, "basis": eff.basis,
-        "namespaces": svc.namespaces_of(s, p), "as_of": d.isoformat(),
-    }
+    return {k: v for k, v in svc.party_summary(s, registry(), name, d).items() if k != "id"}
 
 
 @parties_app.command("add")

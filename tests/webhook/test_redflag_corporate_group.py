@@ -195,3 +195,25 @@ def test_an_operator_pack_that_leaves_the_scope_out_sums_the_corporate_group(
     packs = registry()
     assert "customer_aggregate_scope" not in packs.provision("admission-settings", date.today()).values
     assert redflag.AdmissionSettings.from_packs(packs, date.today()).customer_aggregate_scope == "corporate-group"
+
+
+def test_parties_show_names_the_parties_summed_with_a_tier2_customer(group_store: str, veuctl: Any) -> None:
+    import json
+
+    out = veuctl("parties", "show", "Riyadh Labs", "--json", "--db", group_store)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["summed_with"] == ["Gulf Holdings", "Gulf Labs"]
+    # Tier 1 is admitted without the customer-wide sum: nobody is summed with it.
+    uk = veuctl("parties", "show", "Boston UK", "--json", "--db", group_store)
+    assert json.loads(uk.stdout)["summed_with"] == []
+
+
+def test_the_api_shows_the_parties_summed_with_a_customer(group_store: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from agent.api.app import create_app
+
+    client = TestClient(create_app(group_store))
+    r = client.get("/api/v1/parties/Boston Mumbai")
+    assert r.status_code == 200, r.text
+    assert r.json()["summed_with"] == ["Boston Dubai"]

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from agent import caps as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import api_detail, api_fields, error_response
-from agent.parties import Conflict, add_party, check_address, get_party, namespaces_of, party_refs, party_view
+from agent.parties import Conflict, add_party, check_address, get_party, party_refs, party_summary
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.jurisdictions import country_code, tier
@@ -93,14 +93,6 @@ class PartyPatch(BaseModel):
 _PARTY_FIELDS = {"namespace": "namespaces", "no-parent": "no_parent", "country": "hq"}
 
 
-def _party_out(s: Session, packs: PackRegistry, name: str, as_of: date) -> dict[str, Any]:
-    p, eff = party_view(s, packs, name, as_of)
-    return {"id": p.id, "name": p.name, "hq": eff.hq, "address": p.address,
-            "parent": eff.chain[1] if len(eff.chain) > 1 else None, "ultimate_parent": eff.ultimate_parent,
-            "effective_tier": eff.tier, "basis": eff.basis, "namespaces": namespaces_of(s, p),
-            "as_of": as_of.isoformat()}
-
-
 def _check_text(value: str, field: str) -> None:
     """Refuse control and invisible formatting characters (a bidi override spoofs a name on every page)."""
     bad = next((c for c in value if unicodedata.category(c).startswith("C")
@@ -140,7 +132,7 @@ def create_party(
         raise HTTPException(409, f"name: party {name!r} is already registered; change it with "
                                  f"PATCH /api/v1/parties/{quote(name, safe='')}")
     _save_party(s, name, body.hq, body.parent, body)
-    return _party_out(s, packs, name, utc_today())
+    return party_summary(s, packs, name, utc_today())
 
 
 @router.get("/parties/{name:path}", summary="One party with its ultimate parent, effective tier and namespaces")
@@ -148,7 +140,7 @@ def show_party(
     name: str, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
-    return _party_out(s, packs, name, as_of)
+    return party_summary(s, packs, name, as_of)
 
 
 @router.patch("/parties/{name:path}", summary="Change a party's HQ, parent, address or add namespaces")
@@ -159,7 +151,7 @@ def update_party(
     if body.parent and body.no_parent:
         raise HTTPException(422, "parent/no_parent: name a parent or remove it, not both")
     _save_party(s, party.name, body.hq, body.parent, body, no_parent=body.no_parent)  # None keeps the HQ
-    return _party_out(s, packs, party.name, utc_today())
+    return party_summary(s, packs, party.name, utc_today())
 
 
 def _site_rows(s: Session, packs: PackRegistry, as_of: date) -> list[dict[str, Any]]:
