@@ -266,7 +266,8 @@ API server's failurePolicy never sees: follow webhook.failurePolicy so Ignore (a
 twice: Kubernetes keeps the last of two same-named entries without a word (one of the two settings is silently
 lost) and server-side apply refuses the duplicate key. Takes (dict "root" $ "path" "api.extraEnv" "chartEnv" <the
 container's veu.*ChartEnv> "extraEnv" <the list>). VEU_SESSION_SECRET never clashes: with it in api.extraEnv the
-chart gives none (veu.chartSessionSecret). */}}
+chart gives none (veu.chartSessionSecret). Every entry is a map with a non-empty string name by now: values.schema.json
+($defs.envVar) refuses anything else, naming its place, before any template runs. */}}
 {{- define "veu.checkExtraEnv" -}}
 {{- $v := .root.Values }}
 {{- /* The value that makes the chart set each name, for the message; a name missing here is one the chart always
