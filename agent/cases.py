@@ -31,6 +31,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    tuple_,
     union_all,
 )
 from sqlalchemy import select as sa_select
@@ -40,7 +41,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from agent.audit import AuditItem, record, record_many
-from agent.directory import Customer, customer_for, group_outside_tier1
+from agent.directory import Customer, corporate_group, customer_for
 from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
@@ -376,8 +377,6 @@ def _load_query(by_group: bool) -> Any:
     """The customer-wide sum across model names: one row (agg = 1) after the lineage's rows, each job counted
     once at its largest admitted estimate, this job and answered lineages excluded; the customer's jobs, or
     (``by_group``) those of its corporate group outside Tier 1 (``customer_aggregate_scope``)."""
-    whose = (_AnyName(_D.c.customer_name, bindparam("members", type_=_NameList())) if by_group
-             else _D.c.customer_name == bindparam("customer"))
     # The lineages whose red-flag-28 inquiry is on record (a resolved case, not expired): their jobs were
     # asked about and answered, so they are not summed again into the customer-wide total. Counting them held
     # every later job of the customer, of any model, under a customer-aggregate case as soon as one model was
@@ -385,16 +384,27 @@ def _load_query(by_group: bool) -> Any:
     # (policies.ledger.derivative_name), while its decisions carry NAME: those are matched by that composed
     # name. (A pair too long for the ledger's names is kept under a digest, which SQL does not compose: such
     # jobs still count, the cautious side.)
-    answered = sa_select(_C.c.model_key).where(
-        _AnyName(_C.c.customer_name, bindparam("members", type_=_NameList())) if by_group
-        else _C.c.customer_name == bindparam("customer"),
-        _C.c.status == literal_column("'resolved'"),
-        _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
+    composed = _D.c.customer_name + literal_column("'/'") + _D.c.model_key
+    on_record = (_C.c.status == literal_column("'resolved'"),
+                 _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
+    whose: ColumnElement[bool]
+    if by_group:
+        whose = _AnyName(_D.c.customer_name, bindparam("members", type_=_NameList()))
+        # Answered by the job's own customer: the inquiry is of the customer (red flag 28), so a sibling's
+        # answer about its lineage leaves nothing of another member's jobs naming that model out of the sum.
+        # (Pairs against one uncorrelated list, as below: hashed once, not probed per decision.)
+        answered = sa_select(_C.c.customer_name, _C.c.model_key).where(
+            _AnyName(_C.c.customer_name, bindparam("members", type_=_NameList())), *on_record)
+        not_answered = [tuple_(_D.c.customer_name, _D.c.model_key).not_in(answered),
+                        tuple_(_D.c.customer_name, composed).not_in(answered)]
+    else:
+        whose = _D.c.customer_name == bindparam("customer")
+        answered = sa_select(_C.c.model_key).where(_C.c.customer_name == bindparam("customer"), *on_record)
+        not_answered = [_D.c.model_key.not_in(answered), composed.not_in(answered)]
     per_job = sa_select(
         _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
     ).where(whose, *_ADMITTED[1:], _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
-            _D.c.job_ref != bindparam("job"), _D.c.model_key.not_in(answered),
-            (_D.c.customer_name + literal_column("'/'") + _D.c.model_key).not_in(answered),
+            _D.c.job_ref != bindparam("job"), *not_answered,
             ).group_by(_D.c.job_ref).subquery("per_job")
     return union_all(_RELATED, sa_select(
         literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(per_job.c.ops), 0.0),
@@ -510,8 +520,10 @@ class _Review:
     related: list[RelatedJob] = field(default_factory=list)
     load: CustomerLoad | None = None
     # Whose jobs the customer-wide aggregate sums (customer_aggregate_scope): the customer alone, or its
-    # corporate group outside Tier 1; reviews of one group are decided one at a time, as one customer's are.
+    # corporate group outside Tier 1; reviews of one group are decided one at a time, as one customer's are,
+    # under its ultimate parent's name (group_root).
     group: tuple[str, ...] = ()
+    group_root: str = ""
     # An UPDATE's object's metadata.creationTimestamp: its job's usage by pods started before it was an
     # earlier object's of that name (agent.ledger.lineage_records' earlier).
     created_at: datetime | None = None
@@ -524,9 +536,13 @@ class _Review:
         return self.party.name if self.party else ""
 
     @property
-    def serial(self) -> str:
-        """The name whose reviews are decided one at a time: the group's first, or the customer."""
-        return self.group[0] if self.group else self.customer
+    def serial(self) -> tuple[str, ...]:
+        """The names whose reviews are decided one at a time: the customer's, and its corporate group's (its
+        ultimate parent's). Both, so that a customer's own reviews stay serialised on replicas whose directory
+        snapshots disagree about its group (for up to VEU_CUSTOMER_CACHE_SECONDS after a change)."""
+        if self.group_root and self.group_root != self.customer:
+            return self.customer, self.group_root
+        return (self.customer,)
 
 
 def evaluate_review(
@@ -560,11 +576,12 @@ def evaluate_reviews(
     cases: dict[int, dict[str, Any]] = {}
     locked: set[int] = set()
     ready = [r for r in reviews if r.dec is not None]
-    for n, group in enumerate(_rounds([r for r in reviews if r.req is not None and r.dec is None])):
+    reading = [r for r in reviews if r.req is not None and r.dec is None]
+    for n, group in enumerate(_rounds(reading)):
         insert_many(s, _DECISION_TABLE, rows)  # the rounds before this one, for its reads to see
         rows = []
         # The ids of every row the batch records come with the first round's reads.
-        reserved = _read_ledger(s, group, as_of, now, locked, len(recorded) if n == 0 else 0)
+        reserved = _read_ledger(s, group, as_of, now, locked, len(recorded) if n == 0 else 0, reading)
         if n == 0:
             _number(recorded, reserved)
         for r in group:
@@ -663,7 +680,8 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
         r.dec = redflag.decide(packs, as_of, r.req, customer=r.tier, records={}, related=[], mode=mode)
     elif (r.party is not None and settings.customer_aggregate_scope == "corporate-group"
           and settings.customer_aggregate_window_days > 0):
-        r.group = group_outside_tier1(s, packs, r.party, as_of)
+        found = corporate_group(s, packs, r.party, as_of)
+        r.group, r.group_root = found.members, found.root
     return r
 
 
@@ -742,13 +760,14 @@ def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: 
 
 
 def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
-    """A customer's n-th review in the n-th round: within a round every customer is different, so no
-    review needs to see another of the same round."""
+    """Each review in the round after the last one holding a review of its customer or corporate group:
+    within a round no two reviews share either, so no review needs to see another of the same round."""
     rounds: list[list[_Review]] = []
-    seen: dict[str, int] = {}
+    after: dict[str, int] = {}  # name -> the first round free of it
     for r in reviews:
-        n = seen.get(r.serial, 0)
-        seen[r.serial] = n + 1
+        n = max(after.get(k, 0) for k in r.serial)
+        for k in r.serial:
+            after[k] = n + 1
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(r)
@@ -765,13 +784,17 @@ def _windows(r: _Review, now: datetime) -> tuple[str, datetime, datetime, int]:
     return key, now - timedelta(days=window), now - timedelta(days=agg_days), agg_days
 
 
-def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, locked: set[int], ids: int
-                 ) -> list[int]:
-    """Lock the round's customers and read their lineages and recent jobs (and reserve ``ids`` decision
-    ids, returned): one round trip on PostgreSQL.
+def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, locked: set[int], ids: int,
+                 batch: list[_Review]) -> list[int]:
+    """Lock the batch's customers and corporate groups (those not ``locked`` yet: on the first round, all)
+    and read the round's lineages and recent jobs (and reserve ``ids`` decision ids, returned): one round
+    trip on PostgreSQL.
 
-    One review per customer at a time, from these reads to the recorded decision: parts of a split run
-    submitted together each see the parts decided before them (a dry run records nothing: no lock).
+    One review per customer (and per group) at a time, from these reads to the recorded decision: parts of a
+    split run submitted together each see the parts decided before them (a dry run records nothing: no
+    lock). Every lock is taken in the first round, in one ascending set, before any case lock: a review in a
+    later round can hold a name no earlier round did (a sibling after its group's first review), and taking
+    it then, out of order, could deadlock with another transaction.
     """
     from agent.ledger import lineage_query, lineage_records, load_records
 
@@ -788,7 +811,7 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
             queries.append(q)
         plan.append((r, names, len(queries)))
         queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, now, r.group))
-    wanted = {lock_key("customer", r.serial) for r in group if not r.rr.dry_run} - locked
+    wanted = {lock_key("customer", k) for r in batch if not r.rr.dry_run for k in r.serial} - locked
     reserved, rows = reserve_ids(s, _DECISION_TABLE, ids, reads=queries, locks=sorted(wanted))
     locked |= wanted
     for r, names, at in plan:

@@ -63,7 +63,7 @@ class _Snapshot:
     mappings: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, namespace) -> party id
     answers: dict[tuple[str, str, date, int], tuple[float, Answer]] = field(default_factory=dict)
     children: dict[int, list[int]] | None = None  # parent id -> child ids, built on first use
-    groups: dict[tuple[int, date, int], tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    groups: dict[tuple[int, date, int], tuple[float, CorporateGroup]] = field(default_factory=dict)
 
 
 _snapshots: dict[str, _Snapshot] = {}
@@ -99,9 +99,25 @@ def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, 
     return answer
 
 
+@dataclass(frozen=True, slots=True)
+class CorporateGroup:
+    """Whose admitted jobs a customer's customer-wide aggregate sums, and the name its reviews serialise on."""
+
+    # The ultimate parent's name (the customer's own when it has none or sits on an ownership cycle): the same
+    # for every member, and unchanged when a subsidiary joins or leaves, so two replicas whose snapshots
+    # disagree about the members still agree on it (only a re-parented ultimate parent moves it).
+    root: str
+    members: tuple[str, ...]  # sorted, the customer included
+
+
 def group_outside_tier1(s: Session, packs: PackRegistry, party: Customer, as_of: date) -> tuple[str, ...]:
     """The customer's corporate group for the customer-wide aggregate, by name (sorted, the customer included):
-    every party under its ultimate parent whose effective tier is not 1.
+    every party under its ultimate parent whose effective tier is not 1 (:func:`corporate_group`'s members)."""
+    return corporate_group(s, packs, party, as_of).members
+
+
+def corporate_group(s: Session, packs: PackRegistry, party: Customer, as_of: date) -> CorporateGroup:
+    """The customer's corporate group outside Tier 1 and its ultimate parent.
 
     Effective tier is the stricter of a party's own HQ and its ultimate parent's (policies.parties), so the
     group is read as (name, HQ) of each party under the ultimate parent and that parent's HQ. Membership is
@@ -122,7 +138,7 @@ def group_outside_tier1(s: Session, packs: PackRegistry, party: Customer, as_of:
         found = _group_query(s, party.id)
     root, members = found
     out = _outside_tier1(packs, root, members, as_of) if root is not None else ()
-    group = tuple(sorted({party.name, *out}))
+    group = CorporateGroup(root[0] if root is not None else party.name, tuple(sorted({party.name, *out})))
     if snap is not None:
         if len(snap.groups) >= 100_000:
             snap.groups.clear()
