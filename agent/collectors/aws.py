@@ -14,6 +14,7 @@
 - ``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in config) is honoured by botocore for every client.
 - Timeouts: every client connects and waits for each answer at most ``VEU_COLLECTOR_TIMEOUT_SECONDS``
   (``read_timeout`` in config overrides the wait); a call that times out is retried like a throttled one.
+  No account, region or page is asked for once the run's deadline (``run_timeout_seconds``) has passed.
 Credentials are never logged or put in error messages.
 """
 
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent.collectors.base import (
     Collector,
     Observation,
+    RunDeadlineExceeded,
     ScopeResult,
     SiteRef,
     SourceConfig,
@@ -294,15 +296,17 @@ class AwsCollector(Collector):
     # --- collection ------------------------------------------------------------------------------------
 
     def collect(self) -> Iterator[ScopeResult]:
+        self.start_clock()
         plans: list[tuple[AwsAccount, boto3.Session, str, str]] = []
         failed: list[ScopeResult] = []
         for acct in self.config.accounts:
             label = acct.id or acct.role_arn or acct.profile or "default"
             try:
+                self.check_deadline()
                 session, account = self._session(acct)
                 for region in self._regions(session, acct):
                     plans.append((acct, session, account, region))
-            except (ClientError, BotoCoreError) as exc:
+            except (ClientError, BotoCoreError, RunDeadlineExceeded) as exc:
                 # The account could not be reached: none of its regions is complete, so nothing retires.
                 failed.append(ScopeResult(scope=f"{label}", error=f"account {label}: {_err(exc)}"))
         self._expected = len(plans) + len(failed)
@@ -320,6 +324,7 @@ class AwsCollector(Collector):
         owner, operator = acct.owner or self.config.owner, acct.operator or self.config.operator
         uncounted: dict[str, list[str]] = {}  # instance type the catalog cannot place -> its ids left out
         try:
+            self.check_deadline()  # a region queued behind slow ones may start after it
             ec2 = self._client(session, "ec2", region)
             states = set(self.config.states)
             # States are filtered here rather than server-side: one plain listing, as Cloud Custodian does.
@@ -355,9 +360,10 @@ class AwsCollector(Collector):
                             instance=instance_ref("aws", i["InstanceId"]),
                         )
                     )
+                self.check_deadline()  # before the next page (or the reservations): the pages read are kept
             if self.config.capacity_reservations:
                 self._reservations(ec2, account, place, owner, operator, res, uncounted)
-        except (ClientError, BotoCoreError, PolicyError) as exc:
+        except (ClientError, BotoCoreError, PolicyError, RunDeadlineExceeded) as exc:
             res.error = f"{account}/{region}: {_err(exc)}"
         zones = place.error()
         if zones:

@@ -13,12 +13,13 @@ import importlib
 import math
 import os
 import pkgutil
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from policies.catalog import ZoneSpec
 from policies.errors import PolicyError
@@ -52,6 +53,10 @@ def collector_timeout() -> float:
             f"{TIMEOUT_ENV}: {raw!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS:g} "
             f"(default {DEFAULT_TIMEOUT_SECONDS:g})")
     return value
+
+
+class RunDeadlineExceeded(Exception):
+    """A run reached its deadline (``run_timeout_seconds``) before listing this scope, or the rest of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,8 @@ class SourceConfig(BaseModel):
     jitter_seconds: int = 60
     owner: str | None = None
     operator: str | None = None
+    run_timeout_seconds: int | None = Field(
+        None, ge=1, description="Longest a run lists (aws, gcp, k8s); default interval_seconds.")
 
 
 Progress = Callable[[str, int], None]
@@ -149,6 +156,30 @@ class Collector(ABC):
         # Read once per run (each run builds a fresh collector): every API call of the run uses one value, and
         # a bad one is refused where the config is loaded, before anything runs.
         self.timeout = collector_timeout()
+        # time.monotonic() past which the run asks the provider for nothing more (start_clock); None: no limit.
+        self.deadline: float | None = None
+
+    def run_seconds(self) -> float | None:
+        """How long one run may list: ``run_timeout_seconds``, else the interval (a run still going when the next
+        is due has that one skipped); None for an interval below a second (refused where the agent starts)."""
+        budget = self.config.run_timeout_seconds or self.config.interval_seconds
+        return float(budget) if budget >= 1 else None
+
+    def start_clock(self) -> None:
+        """Start the run's deadline; ``collect`` calls it first (a collector may be built long before it runs)."""
+        budget = self.run_seconds()
+        self.deadline = None if budget is None else time.monotonic() + budget
+
+    def check_deadline(self) -> None:
+        """Raise ``RunDeadlineExceeded`` once the deadline has passed; called before each page, region, project or
+        cluster. The per-call timeout bounds one call, not the many a run makes one after another: without this a
+        slow or hung provider held the run (and skipped every scheduled one) for as long as its listing lasted."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            key = f"collectors.{self.name}.run_timeout_seconds"
+            raise RunDeadlineExceeded(
+                f"listing stopped: the run reached its deadline ({self.run_seconds():g} s, {key}, default "
+                f"interval_seconds), so nothing here retires this run; raise {key} if the listing is slow "
+                "rather than hung")
 
     @abstractmethod
     def collect(self) -> Iterator[ScopeResult]:

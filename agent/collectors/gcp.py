@@ -9,6 +9,7 @@ Credentials: Application Default Credentials, or the service-account key file na
 transport is used (no gRPC); ``api_endpoint`` overrides the endpoint (a private endpoint, or a test server).
 Each page request (and the token refresh before it) waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect
 and for each read (``request_timeout`` in config overrides it); a 503 or deadline is retried for ``retry_seconds``.
+No project or page is asked for once the run's deadline (``run_timeout_seconds``) has passed.
 """
 
 from __future__ import annotations
@@ -112,10 +113,12 @@ class GcpCollector(Collector):
         return compute_v1.InstancesClient(**kw)
 
     def collect(self) -> Iterator[ScopeResult]:
+        self.start_clock()
         client = None
         for p in self.config.projects:
             res = ScopeResult(scope=f"project:{p.id}")
             try:
+                self.check_deadline()
                 client = client or self._client()
                 self._project(client, p, res)
             except Exception as exc:
@@ -170,3 +173,4 @@ class GcpCollector(Collector):
                             instance=instance_ref("gcp", p.id, zone, inst["name"]) if inst.get("name") else "",
                         )
                     )
+            self.check_deadline()  # before the next page: the pages read are kept, the project is partial

@@ -303,11 +303,13 @@ PAGE_SIZE = 500  # objects per list request; the API server may return fewer and
 
 def list_all(
     list_fn: Callable[..., Any], page_size: int = PAGE_SIZE, timeout: float | None = None,
+    before_page: Callable[[], None] | None = None,
 ) -> tuple[list[Any], str | None]:
     """Every object of one list (``CoreV1Api.list_node`` ...) and the list's resourceVersion, page by page.
 
     Each page request waits ``timeout`` seconds (default ``VEU_COLLECTOR_TIMEOUT_SECONDS``) to connect and
     then for each read: an API server that accepts the connection and never answers fails the list.
+    ``before_page`` is called before each page after the first (a run's deadline check: it raises to stop).
 
     All pages of a chunked list are one snapshot, so the result is complete or an exception: a caller never
     sees a partial list as if it were whole (a partial fleet taken as complete would retire the rest). A
@@ -329,6 +331,8 @@ def list_all(
             kw["limit"] = limit
         if token:
             kw["_continue"] = token
+            if before_page is not None:
+                before_page()
         try:
             page = list_fn(**kw)
         except ApiException as exc:
@@ -378,6 +382,7 @@ class K8sNodesCollector(Collector):
         return len(self.config.clusters)
 
     def collect(self) -> Iterator[ScopeResult]:
+        self.start_clock()
         for c in self.config.clusters:
             yield self.collect_cluster(c)
 
@@ -388,8 +393,9 @@ class K8sNodesCollector(Collector):
         site = SiteRef(provider="onprem", cluster=c.name, name=c.site or "")
         owner, operator = c.owner or self.config.owner, c.operator or self.config.operator
         try:
+            self.check_deadline()  # a cluster after slow or hung ones is not asked once the run's time is up
             v1 = client.CoreV1Api(api_client(c))
-            nodes, _ = list_all(v1.list_node, timeout=self.timeout)
+            nodes, _ = list_all(v1.list_node, timeout=self.timeout, before_page=self.check_deadline)
             for node in nodes:
                 name, labels, alloc, pid = _node_fields(node)
                 if c.cloud_nodes == "skip" and pid.startswith(CLOUD_PROVIDER_IDS):
