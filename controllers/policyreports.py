@@ -13,10 +13,11 @@ is the record.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -242,8 +243,29 @@ def _job_resource(job: HeldJob) -> tuple[str, str, str] | None:
     return group, kind.lower() + "s", version
 
 
+LOOKUP_PAGE = 500  # objects per list request when looking held jobs up (as the inventory's node lists page)
+
+
+def _paged_names(list_page: Callable[..., Mapping[str, Any]]) -> set[str]:
+    """The names in one list, read a page (``limit``/``continue``) at a time, keeping nothing else of the objects.
+
+    Without a limit the API server answers the whole list at once: every Pod of a namespace with a held pod, read
+    into the agent every sync. An error on a later page (a continue token that expired: 410) propagates, since a
+    list cut short proves nothing gone."""
+    names: set[str] = set()
+    token = ""
+    while True:
+        page = list_page(limit=LOOKUP_PAGE, **({"_continue": token} if token else {}))
+        names.update(str((item.get("metadata") or {}).get("name")) for item in page.get("items") or [])
+        previous, token = token, str((page.get("metadata") or {}).get("continue") or "")
+        if not token:
+            return names
+        if token == previous:  # a server answering the same page again would have this loop for ever
+            raise PolicyReportError(f"the API server returned the continue token it was given ({token[:40]!r})")
+
+
 class _Lookup:
-    """Names of the objects of one kind in one namespace, one list call each; API discovery (``/apis``, one call
+    """Names of the objects of one kind in one namespace, one paged list each; API discovery (``/apis``, one call
     per sync) gives the versions a group serves when the held job does not name one that is served."""
 
     def __init__(self, api: CustomObjectsApi) -> None:
@@ -266,20 +288,33 @@ class _Lookup:
     def _list(self, ns: str, group: str, plural: str, version: str) -> set[str] | None:
         """The names, or None when the kind is not served at ``version`` (404); other errors propagate."""
         try:
-            listing = cast(Mapping[str, Any], self.api.list_namespaced_custom_object(group, version, ns, plural))
+            return _paged_names(lambda **kw: cast(Mapping[str, Any], self.api.list_namespaced_custom_object(
+                group, version, ns, plural, **kw)))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return {str((item.get("metadata") or {}).get("name")) for item in listing.get("items", [])}
+
+    def _pods(self, ns: str) -> set[str]:
+        """The Pods' names: the core API, which the custom-objects API cannot address, read as plain JSON (the
+        client's models of a page of Pods cost many times the page)."""
+        core = CoreV1Api(self.api.api_client)
+
+        def page(**kw: Any) -> Mapping[str, Any]:
+            resp: Any = core.list_namespaced_pod(ns, _preload_content=False, **kw)  # the raw urllib3 response
+            try:
+                return cast(Mapping[str, Any], json.loads(resp.data))
+            finally:
+                resp.release_conn()
+
+        return _paged_names(page)
 
     def names(self, ns: str, group: str, plural: str, version: str) -> set[str] | str:
         """The names, or why the API cannot tell: never a guess (a kind the server does not serve at any version
         is a reason, not an empty namespace, since a version or CRD may be missing from what it reports)."""
         try:
-            if not group:  # Pods: the core API, which the custom-objects API cannot address
-                pods = CoreV1Api(self.api.api_client).list_namespaced_pod(ns)
-                return {p.metadata.name for p in pods.items if p.metadata and p.metadata.name}
+            if not group:
+                return self._pods(ns)
             if version and (found := self._list(ns, group, plural, version)) is not None:
                 return found
             served = self._versions(group)
@@ -290,7 +325,7 @@ class _Lookup:
                     return found
             tried = ", ".join(dict.fromkeys([*([version] if version else []), *served])) or "none"
             return f"{plural}.{group} is not served by the API server (versions tried: {tried})"
-        except (ApiException, urllib3.exceptions.HTTPError) as exc:
+        except (ApiException, urllib3.exceptions.HTTPError, PolicyReportError) as exc:
             if isinstance(exc, ApiException) and exc.status == 403:
                 return (f"forbidden: the agent's ClusterRole needs list on {plural} in "
                         f"{group or 'the core group'} (helm value policyReports.enabled)")
