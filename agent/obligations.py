@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import smtplib
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -1129,6 +1130,24 @@ def _notified(s: Session, d: core.Deadline, channel: str, target: str) -> list[O
     return [r for r in rows if r.target == target or (channel == "smtp" and smtp_target(r.target) == target)]
 
 
+def _open_lock_file(lock_path: str, store: str) -> int:
+    """The lock file, opened for the lock; made as SQLite makes its ``-wal`` and ``-shm`` beside the store: with
+    the store file's permissions (not narrowed by the umask) and, made by root, its owner. Made 0600 by whoever
+    ran first, it shut every other account writing the store out of reminders (root's after a `sudo veuctl`)."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return os.open(lock_path, os.O_RDWR)
+    try:
+        st = os.stat(store)
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o666)
+        if os.geteuid() == 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+    except OSError:
+        pass  # a lock file this account can use is made; only sharing it with others is not
+    return fd
+
+
 _REMINDER_LOCK = "veu_reminder_lock"  # Session.info: the transaction the SQLite reminder lock is held for
 # How long a reminder run on SQLite waits for another one on the same store to finish (sends and commit).
 NOTIFY_LOCK_WAIT_SECONDS = 300.0
@@ -1149,10 +1168,10 @@ def _hold_sqlite_reminder_lock(s: Session) -> None:
         return  # held already: a second run in the same transaction would wait for itself
     lock_path = f"{path}-notify"
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_lock_file(lock_path, path)
     except OSError as exc:
-        raise PolicyError(f"deadline reminders: cannot open the lock file {lock_path} ({exc.strerror}); the "
-                          "store's directory must be writable") from None
+        raise PolicyError(f"deadline reminders: cannot open the lock file {lock_path} ({exc.strerror}); it and "
+                          "the store's directory must be writable by this account") from None
     deadline = time.monotonic() + NOTIFY_LOCK_WAIT_SECONDS
     try:
         while True:
