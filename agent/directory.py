@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from agent.parties import as_day, state_on
 from agent.store.tables.core import ALWAYS
+from policies.errors import PolicyError
 from policies.packs import PackRegistry
 from policies.parties import EffectiveTier, PartyRef, effective_tier
 
@@ -191,7 +192,14 @@ def _outside_tier1(packs: PackRegistry, root: _Member, members: list[_Member], a
     out = []
     for name, hq in members:
         refs = {top.name: top} if name == top.name else {top.name: top, name: PartyRef(name, hq, top.name)}
-        if effective_tier(packs, refs, name, as_of).tier != 1:
+        try:
+            tier = effective_tier(packs, refs, name, as_of).tier
+        except PolicyError:
+            # An HQ no jurisdiction knows (only SQL written around the API makes one): that sibling's own
+            # reviews refuse it, and counting its jobs here is the cautious side, where refusing would stop
+            # every review of the group over one party's record.
+            tier = 2
+        if tier != 1:
             out.append(name)
     return out
 

@@ -217,3 +217,20 @@ def test_the_api_shows_the_parties_summed_with_a_customer(group_store: str) -> N
     r = client.get("/api/v1/parties/Boston Mumbai")
     assert r.status_code == 200, r.text
     assert r.json()["summed_with"] == ["Boston Dubai"]
+
+
+def test_a_sibling_with_an_hq_no_jurisdiction_knows_is_counted_not_an_error(
+    decide: Callable[..., Outcome], group_store: str,
+) -> None:
+    from sqlalchemy import text
+
+    # Only SQL written around the API and CLI stores such an HQ; the group's other reviews still decide.
+    with session_scope(group_store) as s:
+        s.connection().execute(text("UPDATE party SET hq = 'ZZ' WHERE name = 'Gulf Labs'"))
+    agent.directory.clear()
+    today = date.today()
+    with session_scope(group_store) as s:
+        party, _tier = agent.directory.customer_for(s, registry(), "tenant-gulf-sa", "", today)
+        assert party is not None
+        assert "Gulf Labs" in agent.directory.group_outside_tier1(s, registry(), party, today)
+    assert decide(half("part-1", "tenant-gulf-sa", "gulf-b")).code == redflag.ALLOW

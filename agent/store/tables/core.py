@@ -30,7 +30,7 @@ class Party(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=200)
     hq: str = Field(max_length=2)
-    parent_id: int | None = Field(default=None, foreign_key="party.id")
+    parent_id: int | None = Field(default=None, foreign_key="party.id", index=True)
     # Postal address, free text ("" when not recorded): a Data Center VEU's semi-annual report names each
     # end user to whom eligible items went with its address (§ 748.15(f)(1)(i)).
     address: str = Field(default="", max_length=500, sa_column_kwargs={"server_default": ""})
