@@ -49,8 +49,12 @@ SESSION_COOKIE = "veu_session"
 # overwrite it. Over plain HTTP (the demo) browsers refuse the prefix, so the plain name stays.
 SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 SESSION_MAX_AGE = 8 * 3600
-_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/validate", "/static/", "/login",
-                    "/openapi.json", "/docs", "/redoc", "/favicon.ico")
+# Served without credentials: these paths exactly, and what is under the two prefixes (static files, Swagger UI's
+# OAuth redirect). Exact, so that a route added later whose path merely starts like one (``/validate-all``,
+# ``/docs-admin``) is not public by accident.
+_PUBLIC_PATHS = frozenset(("/healthz", "/readyz", "/metrics", "/validate", "/login", "/openapi.json", "/docs",
+                           "/redoc", "/favicon.ico"))
+_PUBLIC_PREFIXES = ("/static/", "/docs/")
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Sign-in throttling: tokens are 256-bit secrets, so this bounds store load and noisy guessing, not luck.
 LOGIN_FAILURES = 10
@@ -152,7 +156,7 @@ class AuthMiddleware:
             scope.setdefault("state", {})["principal"] = Principal("anonymous", "admin", "anonymous")
             await self._call_as(Principal("anonymous", "admin", "anonymous"), scope, receive, send)
             return
-        if path.startswith(_PUBLIC_PREFIXES):
+        if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
