@@ -257,7 +257,11 @@ def ultimate_parent(parties: Mapping[str, PartyRef], name: str) -> str:
 
 
 def measurement_date(packs: PackRegistry, as_of: date) -> date:
-    """The date UVEU shares are measured for ``as_of``: itself, or the last reporting date when the pack says so."""
+    """The date UVEU shares are measured for ``as_of``: itself, or the last reporting date when the pack says so.
+
+    A reporting date counts only once ¶6 is in its compliance period (the first ¶10 accounting is 2025-08-01):
+    before that nothing has been measured, so the shares are measured on ``as_of`` itself.
+    """
     prov = packs.find("uveu-measurement-dates", as_of)
     if prov is None or prov.values.get("continuous", True):
         return as_of
@@ -266,6 +270,9 @@ def measurement_date(packs: PackRegistry, as_of: date) -> date:
         month, day = (int(x) for x in str(mmdd).split("-"))
         for year in (as_of.year, as_of.year - 1):
             d = date(year, month, day)
+            alloc = packs.find("uveu-geographic-allocation", d)
+            if alloc is None or not alloc.in_compliance_period:
+                continue
             if d <= as_of and (best is None or d > best):
                 best = d
     return best or as_of
@@ -273,6 +280,18 @@ def measurement_date(packs: PackRegistry, as_of: date) -> date:
 
 def _frac(prov: ResolvedProvision, key: str) -> Fraction:
     return exact(prov.value(key))
+
+
+def _choice(prov: ResolvedProvision, key: str, choices: tuple[str, ...]) -> str:
+    """A pack value that must be one of ``choices`` (the first is the default when the key is optional).
+
+    A misspelt choice must not pass as another: ``base: owner`` matched neither view, so no cap was binding.
+    """
+    v = str(prov.values.get(key, choices[0]))
+    if v not in choices:
+        raise CapsError(f"{prov.id}.{key}: {v!r} is not one of {', '.join(choices)} "
+                        f"(pack {prov.pack_id} {prov.pack_version})")
+    return v
 
 
 @lru_cache(maxsize=65536)
@@ -312,7 +331,7 @@ def uveu_caps(
     if meas is not None:
         used.append(meas)
     elig = packs.find("uveu-eligibility", as_of)
-    binding_base = str(prov.value("base"))
+    binding_base = _choice(prov, "base", ("owned", "operated"))
     group = set(corporate_group(parties, auth.holder)) if prov.values.get(
         "includes_parents_and_subsidiaries", True
     ) else {auth.holder}
@@ -327,7 +346,7 @@ def uveu_caps(
         return equivalent_destination(packs, cc, as_of) == us
 
     # ¶6: the 25% / 7% caps are "only for entities headquartered in" Supp. 5(a) destinations.
-    tier_caps_apply = prov.values.get("tier_caps_apply_to", "hq-in-supp5a") == "all" or tiers(holder_hq) == 1
+    tier_caps_apply = _choice(prov, "tier_caps_apply_to", ("hq-in-supp5a", "all")) == "all" or tiers(holder_hq) == 1
     tier_note = "" if tier_caps_apply else (
         f"{auth.holder} is headquartered in {holder_hq}, outside Supp. 5(a): ¶6 applies the 25% and 7% caps "
         "only to UVEUs headquartered in Supp. 5(a), so this figure is informational")
@@ -424,14 +443,29 @@ def nveu_caps(
         else f"no NVEU allocation is in effect on {as_of.isoformat()}: Table 1 to § 748.15(a)(2)(iii)(B) sets none "
              f"for this date, nor does a licence-specific cap (provision {licence_cap_id(auth.name)})"
     )
-    return [CapResult(
+    scope = {"authorization": auth.name, "area": "country", "country": auth.country, "holder": auth.holder,
+             "view": "installed"}
+    out = [CapResult(
         id=f"nveu.installed_base.{auth.country}", title=f"NVEU installed base in {auth.country}",
         kind="absolute", view="installed", binding=True, numerator=total, denominator=Fraction(1), limit=limit,
         provisions=(prov,) if prov is not None else (), contributors=mine,
         formula=f"TPP of 3A090.a-class chips in {auth.country} owned or operated by {auth.holder} <= allocation",
-        note=note, scope={"authorization": auth.name, "area": "country", "country": auth.country,
-                          "holder": auth.holder, "view": "installed"},
+        note=note, scope=scope,
     )]
+    # § 748.15(b)(2)(ii): "NVEU data centers can be built around the world, except in Macau or destinations
+    # specified in Country Group D:5". The country was checked when the NVEU was registered, but D:5 is dated
+    # (Cambodia until 2026-02-03): on a date the country is Tier 3 no chip may be there, whatever Table 1 says.
+    elig = packs.find("nveu-eligibility", as_of)
+    if elig is not None and _tier_of(packs, auth.country, as_of) == 3:
+        out.append(CapResult(
+            id=f"nveu.excluded_location.{auth.country}",
+            title=f"TPP in {auth.country}, in Macau or Country Group D:5 on this date (not permitted)",
+            kind="absolute", view="installed", binding=True, numerator=total, denominator=Fraction(1),
+            limit=Fraction(0), provisions=(elig,), contributors=mine,
+            formula=f"TPP of 3A090.a-class chips in {auth.country} owned or operated by {auth.holder} <= 0",
+            note=f"{tier(packs, auth.country, as_of).basis}: no NVEU data center may be there", scope=scope,
+        ))
+    return out
 
 
 def authorization_caps(
