@@ -8,6 +8,10 @@ Rules this module keeps:
 - Each scope is applied in its own transaction, together with its audit record: a process killed mid-sync
   leaves whole scopes applied or not at all, and the next sync converges (the key makes upserts
   idempotent, so nothing is lost or doubled).
+- A run whose process died (SIGKILL, OOM, a deleted pod) is marked ``aborted`` ("interrupted: the agent stopped
+  during the run") by the next run of its collector, or at the agent's start: on PostgreSQL as soon as no session
+  holds the run's advisory lock (its process holds it while the run goes on), on SQLite when an earlier process
+  started it. Not by host name alone: a restarted pod has a new one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -23,7 +28,7 @@ from typing import Any
 from sqlalchemy import exists, or_, text, update
 from sqlmodel import Session, col, select
 
-from agent.audit import record
+from agent.audit import AuditItem, record, record_many
 from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, lists_vms, some_ids
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
@@ -32,7 +37,13 @@ from policies.errors import PartyError, PolicyError, UnknownRegion, cli_word
 from policies.packs import PackRegistry
 
 _CHUNK = 500  # bound IN (...) lists well under SQLite's parameter limit
+# A run with no sign of its process's death (SQLite, another live process on this host) that has gone on this long
+# is taken as dead all the same: its process may be another's by now.
 STALE_AFTER = timedelta(hours=6)
+# When this process started, at the latest (runs are started from this module): a run recorded as started before it
+# is no run of this process.
+PROCESS_STARTED = utcnow()
+INTERRUPTED = "interrupted: the agent stopped during the run"
 
 
 @dataclass
@@ -183,27 +194,116 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def abort_stale_runs(s: Session, source: str, now: datetime) -> int:
-    """Mark runs left ``running`` by a process that died (same host, pid gone) or long ago, as aborted."""
+def run_lock_key(run_id: int) -> int:
+    """The PostgreSQL advisory lock the process running run ``run_id`` holds for as long as the run goes on."""
+    from agent.store.db import lock_key
+
+    return lock_key("agent", "collector-run", str(run_id))
+
+
+@contextmanager
+def _holding_the_run(url: str | None) -> Iterator[Callable[[int], None] | None]:
+    """On PostgreSQL, a connection kept for one run, on which ``hold(run_id)`` takes the run's lock until the run ends.
+
+    PostgreSQL ends a session's locks with its connection, so a process that dies (SIGKILL, OOM, its pod deleted)
+    lets go of its run's lock at once, whatever its host was called: that, not the host name (a restarted pod has a
+    new one), is how another process tells a run still going from one nobody runs any more. None elsewhere.
+    """
+    from agent.store.db import get_engine
+
+    engine = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        yield None
+        return
+    with engine.connect() as conn:
+        held: list[int] = []
+
+        def hold(run_id: int) -> None:
+            key = run_lock_key(run_id)
+            conn.exec_driver_sql("SELECT pg_advisory_lock(%(k)s)", {"k": key})  # a new run's: nobody else holds it
+            conn.commit()  # the lock is the session's: the connection is not left idle in a transaction
+            held.append(key)
+
+        try:
+            yield hold
+        finally:
+            try:
+                for key in held:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+                conn.commit()
+            except Exception:
+                conn.invalidate()  # a dropped connection has released the lock with it
+
+
+def _gone(s: Session, r: CollectorRun, host: str, now: datetime) -> str | None:
+    """Why the process that was running ``r`` is gone, or None while it may still be running it."""
+    if s.get_bind().dialect.name == "postgresql":
+        # Taken for this transaction only: free means no live session holds it, so nobody runs ``r``.
+        free = s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": run_lock_key(int(r.id or 0))}).scalar()
+        return None if not free else f"{r.host} pid {r.pid} no longer holds the run's lock"
+    # SQLite is one host's file, written by one agent process (and `veuctl inventory sync` on that host).
+    mine = r.host == host and r.pid == os.getpid()  # this process's own run, unless started before it was
+    if r.host == host and not mine and not _pid_alive(r.pid):
+        return f"process {r.pid} on {host} has ended"
+    if (r.host != host or mine) and r.started_at < PROCESS_STARTED:
+        # A restarted pod has a new host name, a restarted container numbers its processes alike: either way the
+        # agent process this one replaced.
+        return f"started by {r.host} pid {r.pid} before this agent process started"
+    if now - r.started_at > STALE_AFTER:
+        return f"no end recorded {STALE_AFTER.total_seconds() / 3600:g} h after it started"
+    return None
+
+
+def abort_stale_runs(s: Session, source: str | None, now: datetime, keep: int | None = None) -> list[int]:
+    """Mark the runs (of ``source``; None: every collector's) left ``running`` by a process that is gone as
+    ``aborted``, at once, each with the reason as its error and an ``inventory.run.finish`` audit entry, as a
+    run that ended has; ``keep`` is the caller's own new run. Returns their ids.
+
+    What such a run applied stays applied (each scope committed whole with its audit entry) and the scopes it had
+    not listed retired nothing; the next run converges.
+    """
     host = socket.gethostname()
-    n = 0
-    for r in s.exec(select(CollectorRun).where(CollectorRun.source == source, CollectorRun.status == "running")).all():
-        dead = (r.host == host and r.pid != os.getpid() and not _pid_alive(r.pid)) or (now - r.started_at > STALE_AFTER)
-        if dead:
-            r.status, r.finished_at = "aborted", now
-            s.add(r)
-            n += 1
-    return n
+    q = select(CollectorRun).where(CollectorRun.status == "running")
+    if source is not None:
+        q = q.where(CollectorRun.source == source)
+    items: list[AuditItem] = []
+    for r in s.exec(q.order_by(col(CollectorRun.id))).all():
+        why = None if r.id == keep else _gone(s, r, host, now)
+        if why is None:
+            continue
+        message = f"{INTERRUPTED} ({why})"
+        r.status, r.finished_at = "aborted", now
+        s.add(r)
+        s.add(CollectorError(run_id=int(r.id or 0), source=r.source, scope="", message=message[:2000]))
+        items.append(AuditItem(f"collector:{r.source}", "inventory.run.finish", f"collector_run/{r.id}", {
+            "run_id": r.id, "source": r.source, "status": r.status, "observed": r.observed, "added": r.added,
+            "reactivated": r.reactivated, "updated": r.updated, "retired": r.retired, "error": message}))
+    if items:
+        s.flush()
+        record_many(s, items)
+    return [int(it.payload["run_id"]) for it in items]
 
 
-def start_run(source: str, url: str | None = None) -> int:
+def interrupt_dead_runs(url: str | None = None) -> list[int]:
+    """At the agent's start: every collector's runs left ``running`` by a process that is gone, marked ``aborted``
+    (:func:`abort_stale_runs`); a collector since removed from the configuration has no next run to do it."""
+    with session_scope(url) as s:
+        _write_lock(s)
+        return abort_stale_runs(s, None, utcnow())
+
+
+def start_run(source: str, url: str | None = None, hold: Callable[[int], None] | None = None) -> int:
+    """Record a new run of ``source`` (``hold``: takes its lock, see :func:`_holding_the_run`), first marking the
+    earlier ones whose process is gone as aborted."""
     now = utcnow()
     with session_scope(url) as s:
         _write_lock(s)
-        abort_stale_runs(s, source, now)
         run = CollectorRun(source=source, started_at=now, host=socket.gethostname(), pid=os.getpid())
         s.add(run)
         s.flush()
+        if hold is not None:
+            hold(int(run.id or 0))  # before the row commits: no one ever sees it running without its lock held
+        abort_stale_runs(s, source, now, keep=run.id)
         record(
             s,
             actor=f"collector:{source}",
@@ -460,28 +560,30 @@ def sync(
     """Run one collector and apply each scope as it arrives. A failure never retires unlisted chips."""
     source = collector.name
     collector.store_url = url
-    run_id = start_run(source, url)
-    summary = SyncSummary(run_id, source, "running")
-    error: str | None = None
-    try:
-        for result in collector.collect():
-            try:
-                with session_scope(url) as s:
-                    outcome = apply_scope(s, source, run_id, result)
-            except PolicyError as exc:
-                # The scope's data could not be placed (unknown site or party): keep what is stored, record why.
-                with session_scope(url) as s:
-                    s.add(CollectorError(run_id=run_id, source=source, scope=result.scope, message=str(exc)[:2000]))
-                outcome = ScopeOutcome(result.scope, False, observed=len(result.observations), error=str(exc))
-            summary.scopes.append(outcome)
-            if on_scope:
-                on_scope(outcome)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    failed = error is not None or any(not x.complete for x in summary.scopes)
-    ok_any = any(x.complete for x in summary.scopes)
-    summary.status = "ok" if not failed else ("partial" if ok_any else "failed")
-    finish_run(run_id, summary, url, error)
+    with _holding_the_run(url) as hold:  # the run's lock, held until it is recorded finished
+        run_id = start_run(source, url, hold)
+        summary = SyncSummary(run_id, source, "running")
+        error: str | None = None
+        try:
+            for result in collector.collect():
+                try:
+                    with session_scope(url) as s:
+                        outcome = apply_scope(s, source, run_id, result)
+                except PolicyError as exc:
+                    # The scope's data could not be placed (unknown site or party): keep what is stored, record why.
+                    with session_scope(url) as s:
+                        s.add(CollectorError(run_id=run_id, source=source, scope=result.scope,
+                                             message=str(exc)[:2000]))
+                    outcome = ScopeOutcome(result.scope, False, observed=len(result.observations), error=str(exc))
+                summary.scopes.append(outcome)
+                if on_scope:
+                    on_scope(outcome)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        failed = error is not None or any(not x.complete for x in summary.scopes)
+        ok_any = any(x.complete for x in summary.scopes)
+        summary.status = "ok" if not failed else ("partial" if ok_any else "failed")
+        finish_run(run_id, summary, url, error)
     return summary
 
 

@@ -7,6 +7,10 @@
 - With several replicas only the Lease holder's scheduler runs jobs (paused otherwise); on PostgreSQL a run also
   holds an advisory lock per collector, so two agents on one store (no Lease outside Kubernetes) never run the
   same collector at once (the second skips). On shutdown no new run starts; an in-flight one finishes.
+- A run whose process died (SIGKILL, OOM) is marked ``aborted`` ("interrupted: the agent stopped during the run")
+  at the agent's start and by the next run of its collector, not 6 h later: on PostgreSQL each run holds a lock of
+  its own that dies with its process, on SQLite a run an earlier process started is over
+  (``agent.inventory.abort_stale_runs``). A restarted pod's new host name no longer hides it.
 - Intervals (1 s to a year), jitter, Lease timings and ``VEU_COLLECTOR_TIMEOUT_SECONDS`` (every collector API
   call's connect/read timeout, so no run hangs) are checked at start: one line naming the key.
 - Kubernetes clusters with ``watch: true`` get a node watcher that pulls the k8s job forward on change.
@@ -106,6 +110,24 @@ def run_collector(cfg: AgentConfig, name: str, url: str | None) -> dict[str, Any
         summary = sync(cfg.collector(name), url)
     log.info("inventory %s run %s: %s (%s observed)", name, summary.run_id, summary.status, summary.observed)
     return summary.as_dict()
+
+
+def interrupt_earlier_runs(url: str | None) -> list[int]:
+    """At start-up, mark every collector's runs an agent process that has gone left ``running`` as aborted (a
+    collector since removed from the configuration has no next run to do it). A store that cannot be reached is
+    logged, not fatal: each collector's next run does it too."""
+    from agent.inventory import interrupt_dead_runs
+
+    try:
+        ids = interrupt_dead_runs(url)
+    except Exception as exc:
+        log.warning("inventory: runs left running by a stopped agent not checked: %s: %s", type(exc).__name__,
+                    str(exc)[:300])
+        return []
+    if ids:
+        log.warning("inventory: run(s) %s left running by an agent that stopped marked aborted (interrupted)",
+                    ", ".join(map(str, ids)))
+    return ids
 
 
 def run_namespace_sync(cluster: Any, url: str | None) -> dict[str, Any]:
@@ -266,6 +288,7 @@ def run_agent(
     """Run until SIGTERM/SIGINT (or ``stop``); ``once`` runs each collector a single time and returns."""
     logging.basicConfig(level=os.environ.get("VEU_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
     if once:
+        interrupt_earlier_runs(url)
         for c in cfg.enabled():
             run_collector(cfg, c.name, url)
         for cl in Agent.labelled_clusters(cfg, watching=False):
@@ -284,6 +307,7 @@ def run_agent(
     if elect:  # every config problem is one line before anything starts
         check_leader_election(cfg)
         api_client = _lease_client(cfg)
+    interrupt_earlier_runs(url)
     agent = Agent(cfg, url, start_paused=elect)
     elector = None
     election: threading.Thread | None = None
