@@ -30,6 +30,10 @@ decides again, instead of this controller overwriting their states with the ones
 
 Gate a job kind either with the webhook or with this check, not both (the webhook would reject the job
 before Kueue ever queues it).
+
+Every API request waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect and for each answer (the collectors'
+setting): an API server that does not answer ends the pass with ``ApiUnreachable`` (one line saying so) instead of
+holding it, and every later pass, for ever; the checks it had not answered stay Pending for the next pass.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from controllers.owners import get_owner
@@ -69,8 +74,12 @@ class AdmissionCheckController:
 
     def __init__(self, custom: Any, database_url: str | None, *, cluster: str = "",
                  controller_name: str = CONTROLLER_NAME) -> None:
-        self.api, self.database_url, self.cluster, self.controller_name = custom, database_url, cluster, \
-            controller_name
+        from agent.collectors.base import request_timeout, with_request_timeout
+
+        # VEU_COLLECTOR_TIMEOUT_SECONDS on every call, the owners' reads too (a bad value is refused here).
+        self.timeout = request_timeout()
+        self.api, self.database_url, self.cluster, self.controller_name = (
+            with_request_timeout(custom, self.timeout), database_url, cluster, controller_name)
 
     def our_checks(self, now: datetime | None = None) -> set[str]:
         """Names of the AdmissionChecks this controller owns, marking each Active."""
@@ -94,7 +103,18 @@ class AdmissionCheckController:
         return names
 
     def reconcile(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        """Evaluate every Workload with one of our checks Pending; return what was set."""
+        """Evaluate every Workload with one of our checks Pending; return what was set.
+
+        Raises ``ApiUnreachable`` when the API server does not answer: the pass ends there (each further request
+        would wait out the timeout too); what it set before stays set."""
+        from agent.collectors.base import ApiUnreachable, api_unreachable
+
+        try:
+            return self._reconcile(now)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiUnreachable(f"kueue admission checks: {api_unreachable(exc, self.timeout)}") from None
+
+    def _reconcile(self, now: datetime | None) -> list[dict[str, Any]]:
         from agent.cases import evaluate_review
         from agent.packs import registry
         from agent.store import session_scope

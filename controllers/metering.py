@@ -22,6 +22,10 @@ Warning, reason ``RedFlag28ThresholdCrossed``) on the pod and increments
 ``veu_metering_threshold_crossings_total``: no silent overrun. Once per crossing: pods of the lineage that
 start later join the open case without another Event. A pod already metered for a customer stays that
 customer's while it runs, whatever its namespace's mapping becomes (see :func:`_customer`).
+
+Every API request waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect and for each answer (the collectors'
+setting). A tick whose pod or node list gets no answer raises ``ApiUnreachable`` (one line saying so) instead of
+hanging, and with it every later tick: nothing is lost, the next tick charges each running pod's whole interval.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import urllib3
 from prometheus_client import Counter
 
 from controllers.jobspec import MODEL_LABELS, READERS, Demand, ReadError, group_of, k8s_time, read, ref_kind
@@ -120,14 +125,20 @@ class Meter:
     def __init__(self, core: Any, events: Any, database_url: str | None, *, cluster: str = "",
                  instance: str = "veu-governor-0", packs: Callable[[], Any] | None = None,
                  custom: Any = None) -> None:
-        self.core, self.events, self.database_url, self.cluster, self.instance = core, events, database_url, \
-            cluster, instance
+        from agent.collectors.base import request_timeout, with_request_timeout
+
+        # VEU_COLLECTOR_TIMEOUT_SECONDS on every call, the owners' reads and Events too (a bad value is refused here).
+        self.timeout = request_timeout()
+        self.core, self.events, self.database_url, self.cluster, self.instance = (
+            with_request_timeout(core, self.timeout), with_request_timeout(events, self.timeout), database_url,
+            cluster, instance)
         if packs is None:
             from agent.packs import registry
 
             packs = registry
         self._packs = packs
-        self._custom = custom  # CustomObjectsApi reading the pods' owners (built from core's client if None)
+        # CustomObjectsApi reading the pods' owners (built from core's client if None)
+        self._custom = with_request_timeout(custom, self.timeout)
         self._stop = threading.Event()
         # Owners read on earlier ticks (their annotations are the ones admission saw; owners do not change).
         # A failed read (forbidden: a chart without `get` on job kinds; gone) is cached as None until
@@ -174,7 +185,9 @@ class Meter:
         if self._custom is None:
             from kubernetes.client import CustomObjectsApi
 
-            self._custom = CustomObjectsApi(self.core.api_client)
+            from agent.collectors.base import with_request_timeout
+
+            self._custom = with_request_timeout(CustomObjectsApi(self.core.api_client), self.timeout)
         try:
             obj = get_owner(self._custom, ns, ref)
         except Exception as exc:
@@ -281,8 +294,10 @@ class Meter:
 
     # ---------------------------------------------------------------- the loop
     def tick(self, now: datetime | None = None) -> TickReport:
+        """One metering pass. Raises ``ApiUnreachable`` when the API server does not answer the pod or node list."""
         from agent import cases as casesvc
         from agent import ledger
+        from agent.collectors.base import ApiUnreachable, api_unreachable
         from agent.store import session_scope
         from policies import redflag
         from policies.compute import EstimationDefaults
@@ -293,9 +308,12 @@ class Meter:
         settings = redflag.AdmissionSettings.from_packs(packs, as_of)
         defaults = EstimationDefaults.from_packs(packs, as_of)
         report = TickReport()
-        pods = [p for p in self._list(self.core.list_pod_for_all_namespaces)
-                if (p.get("status") or {}).get("phase") in _METERED_PHASES]
-        nodes = self._node_models() if pods else {}
+        try:
+            pods = [p for p in self._list(self.core.list_pod_for_all_namespaces)
+                    if (p.get("status") or {}).get("phase") in _METERED_PHASES]
+            nodes = self._node_models() if pods else {}
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiUnreachable(f"metering: nothing metered this tick: {api_unreachable(exc, self.timeout)}") from None
         touched: dict[tuple[str, str], tuple[Any, list[str], dict[str, Any]]] = {}
         listed: set[str] = set()
         # Ended pods charged in full by this tick: remembered in self._charged only once the transaction has
@@ -443,11 +461,15 @@ class Meter:
         self.events.create_namespaced_event(ns, body)
 
     def run(self, interval: float = 60.0) -> None:
+        from agent.collectors.base import ApiUnreachable
+
         while not self._stop.is_set():
             try:
                 r = self.tick()
                 log.info("metered %d pods (%.3g chip-seconds), %d crossings", r.pods_metered, r.chip_seconds,
                          len(r.crossings))
+            except ApiUnreachable as exc:
+                log.error("metering tick failed, retried next tick: %s", exc)  # the message says it all
             except Exception:
                 log.exception("metering tick failed")
             self._stop.wait(interval)

@@ -8,7 +8,9 @@ read. Reports of namespaces that no longer hold anything are deleted. A held job
 object into the cluster (admitted in warn/audit mode, or a refused UPDATE) and whose object has since been
 deleted is left out of the reports; the store keeps its case. A missing CRD, a forbidden verb or a lookup
 that cannot tell is reported in the result instead of crashing the agent: the reports are a view, the store
-is the record.
+is the record. Every request waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect and for each answer (the
+collectors' setting); after one goes unanswered the sync asks nothing more and says so in its result, so a hung
+API server costs one timeout a sync, not one per namespace, and never holds the agent's scheduled job.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -264,32 +267,65 @@ def _paged_names(list_page: Callable[..., Mapping[str, Any]]) -> set[str]:
             raise PolicyReportError(f"the API server returned the continue token it was given ({token[:40]!r})")
 
 
+class _Unanswered(Exception):
+    """A request of this sync got no answer (a timeout, a refused or dropped connection), or was not sent after one."""
+
+
+class _Calls:
+    """The API requests of one sync: each with the (connect, read) timeout, and none after one went unanswered.
+
+    Without the timeout a server that accepts the connection and never answers held the sync, and with it the
+    agent's scheduled job, for ever. Without the stop each namespace's lookup and each report's write waited out
+    the timeout (and the client's retries) in turn."""
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        self.timeout = timeout
+        self.down: str | None = None  # why the API server is taken as unreachable for the rest of the sync
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run one request (and the reading of its answer); a transport failure becomes ``_Unanswered``."""
+        from agent.collectors.base import api_unreachable
+
+        if self.down is not None:
+            raise _Unanswered(f"not asked: {self.down}")
+        try:
+            yield
+        except urllib3.exceptions.HTTPError as exc:
+            self.down = api_unreachable(exc, self.timeout)
+            raise _Unanswered(self.down) from None
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self.guard():
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
+
+
 class _Lookup:
     """Names of the objects of one kind in one namespace, one paged list each; API discovery (``/apis``, one call
     per sync) gives the versions a group serves when the held job does not name one that is served."""
 
-    def __init__(self, api: CustomObjectsApi) -> None:
-        self.api = api
+    def __init__(self, api: CustomObjectsApi, calls: _Calls) -> None:
+        self.api, self.calls = api, calls
         self._served: dict[str, list[str]] | str | None = None  # group -> versions, preferred first; or why not
 
     def _versions(self, group: str) -> list[str] | str:
         if self._served is None:
             try:
                 served: dict[str, list[str]] = {}
-                for g in ApisApi(self.api.api_client).get_api_versions().groups or []:
+                for g in self.calls(ApisApi(self.api.api_client).get_api_versions).groups or []:
                     pref = g.preferred_version.version if g.preferred_version else None
                     # Preferred first, then the server's order (sorted is stable).
                     served[g.name] = sorted((v.version for v in g.versions), key=lambda v: v != pref)
                 self._served = served
-            except (ApiException, urllib3.exceptions.HTTPError) as exc:
+            except (ApiException, _Unanswered) as exc:
                 self._served = f"API discovery (/apis) failed: {_failure(exc)}"
         return self._served if isinstance(self._served, str) else self._served.get(group, [])
 
     def _list(self, ns: str, group: str, plural: str, version: str) -> set[str] | None:
         """The names, or None when the kind is not served at ``version`` (404); other errors propagate."""
         try:
-            return _paged_names(lambda **kw: cast(Mapping[str, Any], self.api.list_namespaced_custom_object(
-                group, version, ns, plural, **kw)))
+            return _paged_names(lambda **kw: cast(Mapping[str, Any], self.calls(
+                self.api.list_namespaced_custom_object, group, version, ns, plural, **kw)))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -301,11 +337,13 @@ class _Lookup:
         core = CoreV1Api(self.api.api_client)
 
         def page(**kw: Any) -> Mapping[str, Any]:
-            resp: Any = core.list_namespaced_pod(ns, _preload_content=False, **kw)  # the raw urllib3 response
-            try:
-                return cast(Mapping[str, Any], json.loads(resp.data))
-            finally:
-                resp.release_conn()
+            with self.calls.guard():  # the answer is read below, under the same timeout
+                resp: Any = core.list_namespaced_pod(ns, _preload_content=False, _request_timeout=self.calls.timeout,
+                                                     **kw)  # the raw urllib3 response
+                try:
+                    return cast(Mapping[str, Any], json.loads(resp.data))
+                finally:
+                    resp.release_conn()
 
         return _paged_names(page)
 
@@ -325,7 +363,7 @@ class _Lookup:
                     return found
             tried = ", ".join(dict.fromkeys([*([version] if version else []), *served])) or "none"
             return f"{plural}.{group} is not served by the API server (versions tried: {tried})"
-        except (ApiException, urllib3.exceptions.HTTPError, PolicyReportError) as exc:
+        except (ApiException, _Unanswered, PolicyReportError) as exc:
             if isinstance(exc, ApiException) and exc.status == 403:
                 return (f"forbidden: the agent's ClusterRole needs list on {plural} in "
                         f"{group or 'the core group'} (helm value policyReports.enabled)")
@@ -335,6 +373,8 @@ class _Lookup:
 def _failure(exc: Exception) -> str:
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status}: {exc.reason}"
+    if isinstance(exc, _Unanswered):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"[:300]  # a timeout or a refused connection
 
 
@@ -342,7 +382,9 @@ def _failure(exc: Exception) -> str:
 class SyncResult:
     """What one sync did, per report kind (``kind`` is ``group/plural``); ``gone`` the held jobs left out
     because their object has been deleted, ``skipped`` also the job lookups that could not tell (keyed
-    ``group/plural:namespace``, ``core/pods:namespace``), whose jobs were kept."""
+    ``group/plural:namespace``, ``core/pods:namespace``), whose jobs were kept. ``error``: why the sync stopped
+    asking the API server (it did not answer); what it had not done by then is in ``skipped``, and is done on
+    the next sync."""
 
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
@@ -350,10 +392,11 @@ class SyncResult:
     deleted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-                "deleted": self.deleted, "skipped": self.skipped, "gone": self.gone}
+                "deleted": self.deleted, "skipped": self.skipped, "gone": self.gone, "error": self.error}
 
 
 def _same(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -377,20 +420,29 @@ class PolicyReportWriter:
         self, api: CustomObjectsApi, *, openreports: bool = False, wgpolicy: bool = True,
         max_results: int = DEFAULT_MAX_RESULTS,
     ) -> None:
+        from agent.collectors.base import request_timeout
+
         self.api = api
         self.kinds = [k for k, on in ((WGPOLICY, wgpolicy), (OPENREPORTS, openreports)) if on]
         self.max_results = max_results
+        # VEU_COLLECTOR_TIMEOUT_SECONDS, read once: a bad value is refused where the agent starts.
+        self.timeout = request_timeout()
 
     def sync(self, held: Iterable[HeldJob | Mapping[str, Any]]) -> SyncResult:
+        """Reconcile once; never raises for the API server (a failure is in the result, and logged)."""
         jobs = [_as_held(h) for h in held]  # validate everything before the first write
         out = SyncResult()
+        calls = _Calls(self.timeout)
         if self.kinds:
-            jobs = self._still_there(jobs, out)
+            jobs = self._still_there(jobs, out, calls)
         for kind in self.kinds:
-            self._sync_kind(kind, desired_reports(jobs, kind, max_results=self.max_results), out)
+            self._sync_kind(kind, desired_reports(jobs, kind, max_results=self.max_results), out, calls)
+        if calls.down is not None:
+            out.error = calls.down
+            log.error("policy reports: sync cut short, retried next sync: %s", calls.down)
         return out
 
-    def _still_there(self, jobs: list[HeldJob], out: SyncResult) -> list[HeldJob]:
+    def _still_there(self, jobs: list[HeldJob], out: SyncResult, calls: _Calls) -> list[HeldJob]:
         """``jobs`` without those whose object the decision let into the cluster and that is no longer there.
 
         One list per namespace and kind. Only a successful list without the job's name drops it: a lookup that
@@ -405,7 +457,7 @@ class PolicyReportWriter:
                 key = (job.namespace, res[0], res[1])
                 by_kind[key].append(job)
                 version.setdefault(key, res[2])
-        lookup = _Lookup(self.api)
+        lookup = _Lookup(self.api, calls)
         gone: set[int] = set()
         for key in sorted(by_kind):
             ns, group, plural = key
@@ -423,14 +475,15 @@ class PolicyReportWriter:
         out.gone.sort()
         return [j for j in jobs if id(j) not in gone]
 
-    def _sync_kind(self, kind: ReportKind, desired: dict[str, dict[str, Any]], out: SyncResult) -> None:
+    def _sync_kind(self, kind: ReportKind, desired: dict[str, dict[str, Any]], out: SyncResult,
+                   calls: _Calls) -> None:
         tag = f"{kind.group}/{kind.plural}"
         try:
-            listing: Mapping[str, Any] = cast(Mapping[str, Any], self.api.list_cluster_custom_object(
-                kind.group, kind.version, kind.plural,
+            listing: Mapping[str, Any] = cast(Mapping[str, Any], calls(
+                self.api.list_cluster_custom_object, kind.group, kind.version, kind.plural,
                 label_selector=",".join(f"{k}={v}" for k, v in MANAGED_BY.items()),
             ))
-        except ApiException as exc:
+        except (ApiException, _Unanswered) as exc:
             out.skipped[tag] = self._why(kind, exc)
             log.warning("policy reports: %s skipped: %s", tag, out.skipped[tag])
             return
@@ -444,7 +497,8 @@ class PolicyReportWriter:
             try:
                 if ns not in existing:
                     try:
-                        self.api.create_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, body)
+                        calls(self.api.create_namespaced_custom_object, kind.group, kind.version, ns, kind.plural,
+                              body)
                         out.created.append(ref)
                         continue
                     except ApiException as exc:
@@ -454,19 +508,20 @@ class PolicyReportWriter:
                     out.unchanged.append(ref)
                     continue
                 # JSON merge patch replaces lists whole, so stale results never linger.
-                self.api.patch_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, REPORT_NAME,
-                                                        self._patch(body))
+                calls(self.api.patch_namespaced_custom_object, kind.group, kind.version, ns, kind.plural,
+                      REPORT_NAME, self._patch(body))
                 out.updated.append(ref)
-            except ApiException as exc:
+            except (ApiException, _Unanswered) as exc:
                 out.skipped[ref] = self._why(kind, exc)
                 log.warning("policy reports: %s not written: %s", ref, out.skipped[ref])
         for ns in sorted(set(existing) - set(desired)):
             ref = f"{tag}:{ns}/{REPORT_NAME}"
             try:
-                self.api.delete_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, REPORT_NAME)
+                calls(self.api.delete_namespaced_custom_object, kind.group, kind.version, ns, kind.plural,
+                      REPORT_NAME)
                 out.deleted.append(ref)
-            except ApiException as exc:
-                if exc.status == 404:
+            except (ApiException, _Unanswered) as exc:
+                if isinstance(exc, ApiException) and exc.status == 404:
                     out.deleted.append(ref)
                 else:
                     out.skipped[ref] = self._why(kind, exc)
@@ -481,7 +536,9 @@ class PolicyReportWriter:
         return patch
 
     @staticmethod
-    def _why(kind: ReportKind, exc: ApiException) -> str:
+    def _why(kind: ReportKind, exc: ApiException | _Unanswered) -> str:
+        if isinstance(exc, _Unanswered):
+            return str(exc)
         if exc.status == 404:
             return f"the {kind.kind} CRD ({kind.plural}.{kind.group}/{kind.version}) is not installed"
         if exc.status == 403:
@@ -601,11 +658,17 @@ def add_to_scheduler(
     if writer is None:
         return False
 
-    def reconcile() -> dict[str, Any]:
-        with session_scope(database_url) as session:
-            held = held_jobs_from_store(session)
-        result = writer.sync(held).as_dict()
-        log.info("policy reports: %s", {k: len(v) for k, v in result.items()})
+    def reconcile() -> dict[str, Any] | None:
+        # A failure is one line a sync (the API server's own are in the result): a traceback every interval
+        # says no more, and the job stays scheduled for the next one either way.
+        try:
+            with session_scope(database_url) as session:
+                held = held_jobs_from_store(session)
+            result = writer.sync(held).as_dict()
+        except Exception as exc:
+            log.error("policy reports: sync failed, retried next sync: %s: %s", type(exc).__name__, str(exc)[:300])
+            return None
+        log.info("policy reports: %s", {k: len(v) for k, v in result.items() if k != "error"})
         return result
 
     scheduler.add_job(reconcile, IntervalTrigger(seconds=interval_seconds, jitter=5), id="policy-reports",

@@ -55,6 +55,68 @@ def collector_timeout() -> float:
     return value
 
 
+# --- the same timeout for the controllers' Kubernetes API calls --------------------------------------------
+
+
+def request_timeout() -> tuple[float, float]:
+    """``collector_timeout()`` as the kubernetes client's ``_request_timeout`` (connect, read) pair.
+
+    The controllers (PolicyReports, the Kueue AdmissionCheck, metering) read the same setting as the
+    collectors: without one, an API server that accepts the connection and never answers held their pass
+    for ever, and every later pass with it. A pair, not one number: one is a total for the request.
+    """
+    seconds = collector_timeout()
+    return (seconds, seconds)
+
+
+class TimedApi:
+    """A kubernetes client API object (``CustomObjectsApi``, ``CoreV1Api`` ...) whose every call carries
+    ``_request_timeout`` unless it names its own, so calls made by helpers that pass none
+    (``controllers.owners.get_owner``) are bounded too. Attributes that are not methods pass through."""
+
+    def __init__(self, api: Any, timeout: tuple[float, float]) -> None:
+        self.api, self.timeout = api, timeout
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.api, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("_request_timeout", self.timeout)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def with_request_timeout(api: Any, timeout: tuple[float, float] | None = None) -> Any:
+    """``api`` with ``timeout`` (default :func:`request_timeout`) on every call.
+
+    Only the client's generated methods take ``_request_timeout``: an object that is no client API (it has no
+    ``api_client``, as a test's stand-in) is returned as it is, and so is one already wrapped.
+    """
+    if api is None or isinstance(api, TimedApi) or not hasattr(api, "api_client"):
+        return api
+    return TimedApi(api, timeout or request_timeout())
+
+
+def api_unreachable(exc: BaseException, timeout: tuple[float, float]) -> str:
+    """One line for a Kubernetes API request that got no answer (a urllib3 error: a timeout, a refused or dropped
+    connection), naming the setting when it timed out."""
+    import urllib3.exceptions
+
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    if isinstance(cause, urllib3.exceptions.TimeoutError):
+        return (f"the Kubernetes API server did not answer within {timeout[1]:g} s ({TIMEOUT_ENV}); {detail}")
+    return f"the Kubernetes API server could not be reached; {detail}"
+
+
+class ApiUnreachable(ConnectionError):
+    """A controller pass ended because the Kubernetes API server did not answer (message from ``api_unreachable``);
+    the next pass asks again."""
+
+
 class RunDeadlineExceeded(Exception):
     """A run reached its deadline (``run_timeout_seconds``) before listing this scope, or the rest of it."""
 
