@@ -129,9 +129,14 @@ def controllers(
         except OSError as exc:
             raise UsageError(f"--metrics-port: cannot listen on {metrics_host}:{metrics_port} "
                              f"({exc.strerror})") from None
+    from agent.collectors.base import ApiUnreachable
+
     while True:
         try:
             controller_pass(meter, ctl)
+        except ApiUnreachable as exc:  # its message says it all: one line, not a traceback every pass
+            logging.getLogger("veu.controllers").error("controller pass failed; retrying in %gs: %s",
+                                                       meter_interval, exc)
         except Exception:
             # A transient API or database error must not end metering: the next pass re-charges every
             # running pod's whole interval, so nothing is lost by skipping one.

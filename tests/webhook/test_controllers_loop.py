@@ -117,3 +117,38 @@ def test_a_metrics_port_out_of_range_is_refused_naming_the_option(monkeypatch: p
     monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--metrics-port", "70000"])
     assert run_app(app) == 2
     assert "--metrics-port: 70000 is not a TCP port" in capsys.readouterr().err
+
+
+def test_an_api_server_that_does_not_answer_is_one_log_line_per_pass_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import kubernetes.config
+
+    import controllers.metering
+    from agent.cli import app
+    from agent.cli._common import run_app
+    from agent.collectors.base import ApiUnreachable
+
+    ticks: list[str] = []
+
+    class SilentApi:
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            pass
+
+        def tick(self) -> Any:
+            ticks.append("tick")
+            raise ApiUnreachable("the Kubernetes API server did not answer within 1 s (VEU_COLLECTOR_TIMEOUT_SECONDS)")
+
+    def sleep(_: float) -> None:
+        if len(ticks) >= 2:
+            raise _Stop
+
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
+    monkeypatch.setattr(controllers.metering, "Meter", SilentApi)
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(sys, "argv", ["veuctl", "admission", "controllers", "--interval", "0.01"])
+    with pytest.raises(_Stop):
+        run_app(app)
+    failed = [r for r in caplog.records if "controller pass failed" in r.getMessage()]
+    assert len(failed) == 2 and all(r.exc_info is None for r in failed)
+    assert "did not answer within 1 s" in failed[0].getMessage()
