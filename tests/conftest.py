@@ -11,6 +11,7 @@ import pytest
 
 from agent.packs import load_registry
 from policies.packs import PackRegistry
+from tests.silentserver import SilentServer
 
 PG_ADMIN_URL = os.environ.get("VEU_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -83,3 +84,19 @@ def pg_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         eng.dispose()
     with _pg_admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def silent() -> Iterator[SilentServer]:
+    """A server that accepts every connection and never answers (tests/silentserver.py)."""
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture()
+def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every collector and controller API call waits at most 1 s (VEU_COLLECTOR_TIMEOUT_SECONDS)."""
+    monkeypatch.setenv("VEU_COLLECTOR_TIMEOUT_SECONDS", "1")

@@ -10,14 +10,10 @@ scheduler skipped every later run of that collector (``max_instances=1``) and sh
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -27,67 +23,7 @@ from agent.collectors.base import TIMEOUT_ENV, CollectorConfigError, build, coll
 from agent.collectors.config import AgentConfig, load_config
 from agent.store import session_scope
 from agent.store.tables.inventory import CollectorError, CollectorRun
-
-DEADLINE = 9.0  # seconds a run may take against the silent server with a 1 s timeout (a few tries, a backoff)
-
-
-class SilentServer:
-    """Accepts every TCP connection and never answers (a hung load balancer, a black-holed API server)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return  # closed at teardown
-            self.accepted.append(conn)  # held open, never read from or written to
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.accepted:
-            c.close()  # a client still waiting (a regression) sees the connection end instead of hanging on
-
-
-@pytest.fixture()
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture()
-def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(TIMEOUT_ENV, "1")
-
-
-def _within(seconds: float, fn: Callable[[], Any]) -> tuple[Any, float]:
-    """``fn()``'s result and how long it took; fails the test (instead of hanging it) if it is still running."""
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["result"] = fn()
-        except BaseException as exc:  # handed to the test thread below
-            out["error"] = exc
-
-    started = time.monotonic()
-    t = threading.Thread(target=target, name="collector-run", daemon=True)
-    t.start()
-    t.join(seconds)
-    took = time.monotonic() - started
-    assert not t.is_alive(), f"still running after {seconds:g} s: the call against the silent server hung"
-    if "error" in out:
-        raise out["error"]
-    return out.get("result"), took
+from tests.silentserver import DEADLINE, SilentServer, within
 
 
 def _errors(url: str, run_id: int) -> tuple[str, dict[str, str]]:
@@ -111,7 +47,7 @@ def test_aws_run_against_an_endpoint_that_never_answers_fails_within_seconds_wit
         "accounts": [{"id": "123456789012", "regions": ["us-east-1"]}],
     }})
 
-    summary, took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "aws", db_url))
+    summary, took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "aws", db_url))
 
     assert summary["status"] == "failed" and took < DEADLINE
     status, errs = _errors(db_url, summary["run_id"])
@@ -128,7 +64,7 @@ def test_gcp_run_against_an_endpoint_that_never_answers_fails_within_seconds_wit
         "api_endpoint": silent.url, "anonymous": True, "projects": [{"id": "ml-prod"}],
     }})
 
-    summary, took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "gcp", db_url))
+    summary, took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "gcp", db_url))
 
     assert summary["status"] == "failed" and took < DEADLINE
     status, errs = _errors(db_url, summary["run_id"])
@@ -143,7 +79,7 @@ def test_k8s_run_against_an_api_server_that_never_answers_fails_within_seconds_a
 ) -> None:
     cfg = AgentConfig(collectors={"k8s": {"watch": False, "clusters": [{"name": "fra-1", "api_url": silent.url}]}})
 
-    summary, took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "k8s", db_url))
+    summary, took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "k8s", db_url))
 
     assert summary["status"] == "failed" and took < DEADLINE
     status, errs = _errors(db_url, summary["run_id"])
@@ -160,7 +96,7 @@ def test_namespace_label_sync_against_an_api_server_that_never_answers_fails_wit
 
     cluster = ClusterConfig(name="fra-1", api_url=silent.url)
 
-    result, took = _within(DEADLINE, lambda: scheduler.scheduled_namespace_sync(cluster, db_url))
+    result, took = within(DEADLINE, lambda: scheduler.scheduled_namespace_sync(cluster, db_url))
 
     assert result is None and took < DEADLINE
     assert any("namespaces fra-1: sync failed: MaxRetryError" in r.getMessage() for r in caplog.records)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,7 +24,8 @@ from agent.collectors.base import TIMEOUT_ENV, CollectorConfigError, build
 from agent.collectors.config import AgentConfig
 from agent.store import session_scope
 from agent.store.tables.core import Holding
-from tests.inventory.test_collector_timeouts import DEADLINE, SilentServer, _errors, _within
+from tests.inventory.test_collector_timeouts import _errors
+from tests.silentserver import DEADLINE, SilentServer, within
 
 PAGE_SECONDS = 0.3  # each page of the endless listings below takes this long to arrive
 
@@ -107,15 +107,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture()
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def _live(url: str, source: str) -> int:
     with session_scope(url) as s:
         return len(s.exec(select(Holding).where(Holding.source == source, Holding.retired_at == None)).all())  # noqa: E711
@@ -131,7 +122,7 @@ def test_aws_region_answering_page_after_page_stops_at_the_run_deadline_keeping_
             "endpoint_url": ec2.url, "run_timeout_seconds": 1,
             "accounts": [{"id": "123456789012", "regions": ["us-east-1"]}],
         }})
-        summary, took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "aws", db_url))
+        summary, took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "aws", db_url))
     finally:
         ec2.close()
 
@@ -151,7 +142,7 @@ def test_aws_regions_queued_behind_a_hung_one_are_not_called_after_the_deadline(
         "accounts": [{"id": "123456789012", "regions": ["us-east-1", "us-west-2", "eu-west-1"]}],
     }})
 
-    summary, _took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "aws", db_url))
+    summary, _took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "aws", db_url))
 
     assert summary["status"] == "failed"
     _status, errs = _errors(db_url, summary["run_id"])
@@ -170,7 +161,7 @@ def test_gcp_project_answering_page_after_page_stops_at_the_run_deadline_keeping
             "api_endpoint": compute.url, "anonymous": True, "run_timeout_seconds": 1,
             "projects": [{"id": "ml-prod"}, {"id": "ml-dev"}],
         }})
-        summary, took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "gcp", db_url))
+        summary, took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "gcp", db_url))
     finally:
         compute.close()
 
@@ -187,7 +178,7 @@ def test_k8s_run_deadline_defaults_to_the_interval_and_later_clusters_are_not_ca
     cfg = AgentConfig(collectors={"k8s": {"watch": False, "interval_seconds": 1, "clusters": [
         {"name": f"c{i}", "api_url": silent.url, "customer_label": None} for i in range(3)]}})
 
-    summary, _took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "k8s", db_url))
+    summary, _took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "k8s", db_url))
 
     assert summary["status"] == "failed"
     _status, errs = _errors(db_url, summary["run_id"])
@@ -205,7 +196,7 @@ def test_k8s_node_list_answering_page_after_page_stops_at_the_run_deadline_and_t
     try:
         cfg = AgentConfig(collectors={"k8s": {"watch": False, "run_timeout_seconds": 1, "clusters": [
             {"name": "fra-1", "api_url": apiserver.url, "customer_label": None}]}})
-        summary, took = _within(DEADLINE, lambda: scheduler.run_collector(cfg, "k8s", db_url))
+        summary, took = within(DEADLINE, lambda: scheduler.run_collector(cfg, "k8s", db_url))
     finally:
         apiserver.close()
 

@@ -23,24 +23,10 @@ from kubernetes.client import ApiClient, Configuration, CoreV1Api, CustomObjects
 
 from agent.collectors.base import TIMEOUT_ENV, ApiUnreachable
 from controllers.policyreports import HeldJob, PolicyReportWriter, add_to_scheduler
-from tests.inventory.test_collector_timeouts import DEADLINE, SilentServer, _within
+from tests.silentserver import DEADLINE, SilentServer, within
 
 T0 = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
 NO_ANSWER = f"the Kubernetes API server did not answer within 1 s ({TIMEOUT_ENV})"
-
-
-@pytest.fixture()
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture()
-def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(TIMEOUT_ENV, "1")
 
 
 @pytest.fixture()
@@ -61,7 +47,7 @@ def test_policy_report_sync_against_an_api_server_that_never_answers_ends_within
 ) -> None:
     writer = PolicyReportWriter(CustomObjectsApi(client), openreports=True)
 
-    result, took = _within(DEADLINE, lambda: writer.sync([held("tenant-a"), held("tenant-b")]))
+    result, took = within(DEADLINE, lambda: writer.sync([held("tenant-a"), held("tenant-b")]))
 
     assert took < DEADLINE
     assert NO_ANSWER in result.error, result.error
@@ -123,7 +109,7 @@ def test_kueue_reconcile_against_an_api_server_that_never_answers_ends_within_se
     ctl = AdmissionCheckController(CustomObjectsApi(client), db_url)
 
     with pytest.raises(ApiUnreachable, match=f"^kueue admission checks: {re.escape(NO_ANSWER)}"):
-        _within(DEADLINE, ctl.reconcile)
+        within(DEADLINE, ctl.reconcile)
 
 
 def test_meter_tick_against_an_api_server_that_never_answers_ends_within_seconds_naming_the_setting(
@@ -134,7 +120,7 @@ def test_meter_tick_against_an_api_server_that_never_answers_ends_within_seconds
     meter = Meter(CoreV1Api(client), EventsV1Api(client), db_url)
 
     with pytest.raises(ApiUnreachable, match=f"^metering: nothing metered this tick: {re.escape(NO_ANSWER)}"):
-        _within(DEADLINE, meter.tick)
+        within(DEADLINE, meter.tick)
 
 
 def test_controller_pass_against_an_api_server_that_never_answers_runs_both_and_fails_within_seconds(
@@ -148,7 +134,7 @@ def test_controller_pass_against_an_api_server_that_never_answers_runs_both_and_
     ctl = AdmissionCheckController(CustomObjectsApi(client), db_url)
 
     with pytest.raises(ApiUnreachable, match=r"^metering: "):  # the loop logs it and runs the next pass
-        _within(2 * DEADLINE, lambda: controller_pass(meter, ctl))
+        within(2 * DEADLINE, lambda: controller_pass(meter, ctl))
     assert len(silent.accepted) > 4  # the Kueue reconcile asked too, after the meter's list went unanswered
 
 
@@ -211,6 +197,6 @@ def test_kueue_owner_read_that_never_answers_ends_the_pass_within_seconds(one_se
             ctl = AdmissionCheckController(CustomObjectsApi(c), db_url)
             # controllers.owners.get_owner passes no timeout of its own: the controller's client gives it one.
             with pytest.raises(ApiUnreachable, match=f"^kueue admission checks: {re.escape(NO_ANSWER)}"):
-                _within(DEADLINE, ctl.reconcile)
+                within(DEADLINE, ctl.reconcile)
     finally:
         server.close()
