@@ -420,13 +420,13 @@ def related_query(customer: str, model_key: str, since: datetime, agg_since: dat
                   now: datetime, group: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     """The statement (and parameters) reading the customer's admitted jobs for this lineage since ``since``
     and, when the customer-wide window is on (``agg_days`` > 0), its load across every model name since
-    ``agg_since`` (its ``group``'s, when that holds more parties than the customer): read them with
+    ``agg_since`` (its ``group``'s when one is given: a corporate group of more than the customer): read them with
     :func:`related_from`."""
     params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since}
     if agg_days <= 0:
         return _RELATED, params
     params = {**params, "agg_since": agg_since, "job": job, "now": now}
-    if len(group) > 1:
+    if group:
         return _RELATED_AND_GROUP_LOAD, {**params, "members": list(group)}
     return _RELATED_AND_LOAD, params
 
@@ -438,8 +438,7 @@ def related_from(rows: list[tuple[Any, ...]], agg_days: int, group: tuple[str, .
     if agg_days <= 0:
         return _best_per_job(rows), None
     agg = next(r for r in rows if r[0] == 1)
-    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days,
-                        group if len(group) > 1 else ())
+    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days, group)
     return _best_per_job([r for r in rows if r[0] == 0]), load
 
 
@@ -520,8 +519,8 @@ class _Review:
     related: list[RelatedJob] = field(default_factory=list)
     load: CustomerLoad | None = None
     # Whose jobs the customer-wide aggregate sums (customer_aggregate_scope): the customer alone, or its
-    # corporate group outside Tier 1; reviews of one group are decided one at a time, as one customer's are,
-    # under its ultimate parent's name (group_root).
+    # corporate group outside Tier 1 when that holds more parties than the customer (else empty); reviews of one
+    # group are decided one at a time, as one customer's are, under its ultimate parent's name (group_root).
     group: tuple[str, ...] = ()
     group_root: str = ""
     # An UPDATE's object's metadata.creationTimestamp: its job's usage by pods started before it was an
@@ -681,7 +680,8 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     elif (r.party is not None and settings.customer_aggregate_scope == "corporate-group"
           and settings.customer_aggregate_window_days > 0):
         found = corporate_group(s, packs, r.party, as_of)
-        r.group, r.group_root = found.members, found.root
+        # A group of the customer alone sums what the customer's own sum does.
+        r.group, r.group_root = (found.members if len(found.members) > 1 else ()), found.root
     return r
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlmodel import Session
@@ -51,6 +51,8 @@ class Customer:
 
 
 Answer = tuple[Customer | None, EffectiveTier | None]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass
@@ -81,23 +83,39 @@ def customer_for(s: Session, packs: PackRegistry, namespace: str, cluster: str, 
     """The namespace's customer (this cluster's mapping over the cluster-wide one) and its effective tier."""
     if TTL <= 0:
         return _query(s, packs, namespace, cluster, as_of)
+    snap, now = _current(s)
+    key = (namespace, cluster, as_of, id(packs))
+    hit = _hit(snap, snap.answers, key, now)
+    if hit is not None:
+        return hit
+    if snap.marker is None:
+        answer = _query(s, packs, namespace, cluster, as_of)
+    else:
+        answer = _from_snapshot(s, snap, packs, namespace, cluster, as_of)
+    _keep(snap.answers, key, now, answer)
+    return answer
+
+
+def _current(s: Session) -> tuple[_Snapshot, float]:
+    """This store's snapshot, its marker checked when the last check is TTL old (or first made), and the time."""
     url = str(getattr(s.get_bind(), "url", ""))
     now = time.monotonic()
     snap = _snapshots.get(url)
     if snap is None or now - snap.checked >= TTL:
         snap = _refresh(s, url, snap, now)
-    key = (namespace, cluster, as_of, id(packs))
-    hit = snap.answers.get(key)
-    if hit is not None and (snap.marker is not None or now - hit[0] < TTL):
-        return hit[1]
-    if snap.marker is None:
-        answer = _query(s, packs, namespace, cluster, as_of)
-    else:
-        answer = _from_snapshot(s, snap, packs, namespace, cluster, as_of)
-    if len(snap.answers) >= 100_000:
-        snap.answers.clear()
-    snap.answers[key] = (now, answer)
-    return answer
+    return snap, now
+
+
+def _hit(snap: _Snapshot, table: dict[K, tuple[float, V]], key: K, now: float) -> V | None:
+    """A remembered answer still good: any while the snapshot holds (its marker unmoved), else TTL long."""
+    hit = table.get(key)
+    return hit[1] if hit is not None and (snap.marker is not None or now - hit[0] < TTL) else None
+
+
+def _keep(table: dict[K, tuple[float, V]], key: K, now: float, value: V) -> None:
+    if len(table) >= 100_000:
+        table.clear()
+    table[key] = (now, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +129,6 @@ class CorporateGroup:
     members: tuple[str, ...]  # sorted, the customer included
 
 
-def group_outside_tier1(s: Session, packs: PackRegistry, party: Customer, as_of: date) -> tuple[str, ...]:
-    """The customer's corporate group for the customer-wide aggregate, by name (sorted, the customer included):
-    every party under its ultimate parent whose effective tier is not 1 (:func:`corporate_group`'s members)."""
-    return corporate_group(s, packs, party, as_of).members
-
-
 def corporate_group(s: Session, packs: PackRegistry, party: Customer, as_of: date) -> CorporateGroup:
     """The customer's corporate group outside Tier 1 and its ultimate parent.
 
@@ -124,16 +136,12 @@ def corporate_group(s: Session, packs: PackRegistry, party: Customer, as_of: dat
     group is read as (name, HQ) of each party under the ultimate parent and that parent's HQ. Membership is
     the directory's as it stands (the same bound as the namespace's customer), not as of a past date. A
     party on an ownership cycle has no ultimate parent: its group is itself."""
-    url = str(getattr(s.get_bind(), "url", ""))
-    now = time.monotonic()
-    snap = _snapshots.get(url) if TTL > 0 else None
-    if snap is not None and now - snap.checked >= TTL:
-        snap = _refresh(s, url, snap, now)
+    snap, now = _current(s) if TTL > 0 else (None, 0.0)
     key = (party.id, as_of, id(packs))
     if snap is not None:
-        hit = snap.groups.get(key)
-        if hit is not None and (snap.marker is not None or now - hit[0] < TTL):
-            return hit[1]
+        hit = _hit(snap, snap.groups, key, now)
+        if hit is not None:
+            return hit
     found = _group_from_snapshot(snap, party.id) if snap is not None and snap.marker is not None else None
     if found is None:
         found = _group_query(s, party.id)
@@ -141,9 +149,7 @@ def corporate_group(s: Session, packs: PackRegistry, party: Customer, as_of: dat
     out = _outside_tier1(packs, root, members, as_of) if root is not None else ()
     group = CorporateGroup(root[0] if root is not None else party.name, tuple(sorted({party.name, *out})))
     if snap is not None:
-        if len(snap.groups) >= 100_000:
-            snap.groups.clear()
-        snap.groups[key] = (now, group)
+        _keep(snap.groups, key, now, group)
     return group
 
 

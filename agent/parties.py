@@ -433,7 +433,7 @@ def party_summary(s: Session, packs: PackRegistry, name: str, as_of: date) -> di
     red flag 28's customer-wide sum adds to this one's (its corporate group outside Tier 1, with
     ``admission-settings.customer_aggregate_scope`` corporate-group; none for Tier 1 and Tier 3, which the
     webhook decides without that sum)."""
-    from agent.directory import Customer, group_outside_tier1
+    from agent.directory import Customer, corporate_group
     from policies.redflag import AdmissionSettings
 
     p, eff = party_view(s, packs, name, as_of)
@@ -441,7 +441,7 @@ def party_summary(s: Session, packs: PackRegistry, name: str, as_of: date) -> di
     summed: list[str] = []
     if (eff.tier == 2 and settings.customer_aggregate_scope == "corporate-group"
             and settings.customer_aggregate_window_days > 0):
-        group = group_outside_tier1(s, packs, Customer(p.id or 0, p.name, p.hq, p.parent_id), as_of)
+        group = corporate_group(s, packs, Customer(p.id or 0, p.name, p.hq, p.parent_id), as_of).members
         summed = [n for n in group if n != p.name]
     return {
         "id": p.id, "name": p.name, "hq": eff.hq, "address": p.address,

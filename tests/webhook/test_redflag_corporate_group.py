@@ -120,7 +120,7 @@ def test_group_members_are_the_parties_under_the_ultimate_parent_outside_tier1(g
         def group_of(ns: str) -> tuple[str, ...]:
             party, _tier = agent.directory.customer_for(s, registry(), ns, "", today)
             assert party is not None
-            return agent.directory.group_outside_tier1(s, registry(), party, today)
+            return agent.directory.corporate_group(s, registry(), party, today).members
 
         assert group_of("tenant-gulf-sa") == ("Gulf Holdings", "Gulf Labs", "Riyadh Labs")
         assert group_of("tenant-boston-ae") == ("Boston Dubai", "Boston Mumbai")
@@ -135,10 +135,10 @@ def test_group_members_read_without_the_directory_snapshot_match_the_snapshot(
     with session_scope(group_store) as s:
         party, _tier = agent.directory.customer_for(s, registry(), "tenant-boston-in", "", today)
         assert party is not None
-        snap = agent.directory.group_outside_tier1(s, registry(), party, today)
+        snap = agent.directory.corporate_group(s, registry(), party, today).members
     monkeypatch.setattr(agent.directory, "TTL", 0.0)  # no cache: the recursive statement
     with session_scope(group_store) as s:
-        assert agent.directory.group_outside_tier1(s, registry(), party, today) == snap == (
+        assert agent.directory.corporate_group(s, registry(), party, today).members == snap == (
             "Boston Dubai", "Boston Mumbai")
 
 
@@ -232,5 +232,5 @@ def test_a_sibling_with_an_hq_no_jurisdiction_knows_is_counted_not_an_error(
     with session_scope(group_store) as s:
         party, _tier = agent.directory.customer_for(s, registry(), "tenant-gulf-sa", "", today)
         assert party is not None
-        assert "Gulf Labs" in agent.directory.group_outside_tier1(s, registry(), party, today)
+        assert "Gulf Labs" in agent.directory.corporate_group(s, registry(), party, today).members
     assert decide(half("part-1", "tenant-gulf-sa", "gulf-b")).code == redflag.ALLOW

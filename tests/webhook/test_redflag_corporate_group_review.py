@@ -210,7 +210,7 @@ def test_group_members_whose_names_hold_quotes_commas_braces_and_unicode_are_sum
         with session_scope(url) as s:
             party, _tier = agent.directory.customer_for(s, registry(), "tenant-odd-b", "", date.today())
             assert party is not None
-            assert agent.directory.group_outside_tier1(s, registry(), party, date.today()) == tuple(sorted(names))
+            assert agent.directory.corporate_group(s, registry(), party, date.today()).members == tuple(sorted(names))
         # 160 pods × 8 H100 × 8000 h = 3.6e25: two are under 1e26, three over it, so the third is held only
         # when both other members' jobs are found by name.
         def third(name: str, ns: str) -> dict[str, Any]:
