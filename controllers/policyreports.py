@@ -537,14 +537,13 @@ class PolicyReportWriter:
 
     @staticmethod
     def _why(kind: ReportKind, exc: ApiException | _Unanswered) -> str:
-        if isinstance(exc, _Unanswered):
-            return str(exc)
-        if exc.status == 404:
+        """``_failure``, naming the report kind's CRD or RBAC for a 404 or a 403."""
+        if isinstance(exc, ApiException) and exc.status == 404:
             return f"the {kind.kind} CRD ({kind.plural}.{kind.group}/{kind.version}) is not installed"
-        if exc.status == 403:
+        if isinstance(exc, ApiException) and exc.status == 403:
             return (f"forbidden: the agent's ClusterRole needs {kind.plural} in {kind.group} "
                     "(helm value policyReports.enabled / policyReports.openreports)")
-        return f"HTTP {exc.status}: {exc.reason}"
+        return _failure(exc)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
