@@ -176,8 +176,10 @@ def _shorten(text: str) -> str:
     return _LONG_QUOTED.sub(cut, text)
 
 
-def _clip(text: str, most: int = 60) -> str:
-    return text if len(text) <= most else f"{text[:40]}… ({len(text):,} characters)"
+def _clip(text: str) -> str:
+    """A value echoed in a message (a key, an export kind) as :func:`_shorten` echoes a quoted one: up to 60
+    characters as given, a longer one as its first 40 and its length."""
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
