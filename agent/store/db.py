@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 import weakref
@@ -34,13 +35,34 @@ _lock = threading.Lock()
 log = logging.getLogger(__name__)
 
 
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    _enter_wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _enter_wal(cur: Any) -> None:
+    """Switch the store to write-ahead logging, asking again while another process is switching it.
+
+    Processes opening a new store together (the server, the agent and a ``veuctl`` command) each read the
+    file, then ask to write its header: SQLite refuses all but one with "database is locked" at once, not
+    after the busy timeout, since waiting on a reader that also wants to write would deadlock. Once one has
+    switched, the others find the store in WAL and have nothing to write."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def make_engine(url: str) -> Engine:

@@ -29,6 +29,21 @@ get_engine(sys.argv[1])
 """
 
 
+# Each process opens a new store in each round as soon as that round's go file appears.
+_OPENER = """
+import os, sys, time
+from agent.store.db import make_engine
+base, rounds = sys.argv[1], int(sys.argv[2])
+for r in range(rounds):
+    while not os.path.exists(f"{base}/go-{r}"):
+        time.sleep(0.001)
+    eng = make_engine(f"sqlite:///{base}/veu-{r}.db")
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    eng.dispose()
+"""
+
+
 def _heads() -> list[str]:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -42,6 +57,21 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VEU_DATABASE_URL": url}
     return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=env,
                           timeout=300)
+
+
+def test_processes_opening_a_new_sqlite_store_together_all_switch_it_to_wal(tmp_path: Path) -> None:
+    """Each process switches a new store to WAL when it connects. Two that read the new file together and then
+    both asked to write its header: SQLite refused one with "database is locked" at once, whatever the busy
+    timeout (waiting would deadlock), and the server, the agent or `veuctl` started beside it failed."""
+    rounds = 40
+    procs = [subprocess.Popen([sys.executable, "-c", _OPENER, str(tmp_path), str(rounds)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    time.sleep(3)  # every process has imported the store and is waiting
+    for r in range(rounds):
+        (tmp_path / f"go-{r}").touch()
+        time.sleep(0.05)
+    outcomes = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [err.strip().splitlines()[-1:] for _out, err in outcomes]
 
 
 def test_processes_starting_together_on_a_new_sqlite_store_migrate_one_at_a_time(tmp_path: Path) -> None:
