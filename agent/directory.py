@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import Date, bindparam, text
 from sqlmodel import Session
 
-from agent.parties import as_day, state_on
+from agent.parties import as_day, ownership_as_of, state_on
 from agent.store.tables.core import ALWAYS
 from policies.errors import PolicyError
 from policies.packs import PackRegistry
@@ -55,11 +55,14 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+_Node = tuple[str, str, int | None]  # (name, HQ, parent id)
+
+
 @dataclass
 class _Snapshot:
     marker: int | None  # None: too many parties to hold, so per-namespace entries instead
     checked: float  # time.monotonic() of the last marker read
-    parties: dict[int, tuple[str, str, int | None]] = field(default_factory=dict)
+    parties: dict[int, _Node] = field(default_factory=dict)
     # party id -> effective_from of its latest HQ/parent change, for parties changed since "always": a review
     # dated before it reads the history instead of the current state.
     since: dict[int, date] = field(default_factory=dict)
@@ -133,19 +136,28 @@ def corporate_group(s: Session, packs: PackRegistry, party: Customer, as_of: dat
     """The customer's corporate group outside Tier 1 and its ultimate parent.
 
     Effective tier is the stricter of a party's own HQ and its ultimate parent's (policies.parties), so the
-    group is read as (name, HQ) of each party under the ultimate parent and that parent's HQ. Membership is
-    the directory's as it stands (the same bound as the namespace's customer), not as of a past date. A
-    party on an ownership cycle has no ultimate parent: its group is itself."""
+    group is read as (name, HQ) of each party under the ultimate parent and that parent's HQ, each on
+    ``as_of``: a date before some party's latest HQ or parent change reads the whole directory as of that
+    date (``party_ownership``), since that party may have joined or left the group since; every other date
+    reads the directory as it stands (the same bound as the namespace's customer). A party on an ownership
+    cycle has no ultimate parent: its group is itself."""
     snap, now = _current(s) if TTL > 0 else (None, 0.0)
     key = (party.id, as_of, id(packs))
     if snap is not None:
         hit = _hit(snap, snap.groups, key, now)
         if hit is not None:
             return hit
-    found = _group_from_snapshot(snap, party.id) if snap is not None and snap.marker is not None else None
-    if found is None:
-        found = _group_query(s, party.id)
-    root, members = found
+    held = snap is not None and snap.marker is not None
+    if _changed_after(s, snap if held else None, as_of):
+        nodes = ownership_as_of(s, as_of)  # a date before a change: rare, so read rather than kept
+        root, members = _group_in(nodes, _children_of(nodes), party.id)
+    elif held:
+        assert snap is not None
+        if snap.children is None:
+            snap.children = _children_of(snap.parties)
+        root, members = _group_in(snap.parties, snap.children, party.id)
+    else:
+        root, members = _group_query(s, party.id)
     out = _outside_tier1(packs, root, members, as_of) if root is not None else ()
     group = CorporateGroup(root[0] if root is not None else party.name, tuple(sorted({party.name, *out})))
     if snap is not None:
@@ -156,8 +168,26 @@ def corporate_group(s: Session, packs: PackRegistry, party: Customer, as_of: dat
 _Member = tuple[str, str]  # (name, HQ)
 
 
-def _group_from_snapshot(snap: _Snapshot, pid: int) -> tuple[_Member | None, list[_Member]]:
-    if pid not in snap.parties:
+def _changed_after(s: Session, snap: _Snapshot | None, as_of: date) -> bool:
+    """Whether some party's HQ or parent changed after ``as_of`` (never, for today: a change is recorded once
+    it has taken effect)."""
+    if snap is not None:
+        return any(d > as_of for d in snap.since.values())
+    return s.connection().execute(_CHANGED_AFTER, {"d": as_of}).first() is not None
+
+
+def _children_of(nodes: dict[int, _Node]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for i, (_n, _h, p) in nodes.items():
+        if p is not None:
+            children.setdefault(p, []).append(i)
+    return children
+
+
+def _group_in(nodes: dict[int, _Node], children: dict[int, list[int]], pid: int
+              ) -> tuple[_Member | None, list[_Member]]:
+    """The ultimate parent above ``pid`` and every party under it, in the directory ``nodes``."""
+    if pid not in nodes:
         return None, []
     seen: set[int] = set()
     cur = pid
@@ -165,24 +195,18 @@ def _group_from_snapshot(snap: _Snapshot, pid: int) -> tuple[_Member | None, lis
         if cur in seen:
             return None, []  # an ownership cycle: no ultimate parent
         seen.add(cur)
-        parent = snap.parties[cur][2]
-        if parent is None or parent not in snap.parties:
+        parent = nodes[cur][2]
+        if parent is None or parent not in nodes:
             break
         cur = parent
-    if snap.children is None:
-        children: dict[int, list[int]] = {}
-        for i, (_n, _h, p) in snap.parties.items():
-            if p is not None:
-                children.setdefault(p, []).append(i)
-        snap.children = children
     under, stack = {cur}, [cur]
     while stack:
-        for c in snap.children.get(stack.pop(), ()):
+        for c in children.get(stack.pop(), ()):
             if c not in under:
                 under.add(c)
                 stack.append(c)
-    root = snap.parties[cur]
-    return (root[0], root[1]), [(snap.parties[i][0], snap.parties[i][1]) for i in under]
+    root = nodes[cur]
+    return (root[0], root[1]), [(nodes[i][0], nodes[i][1]) for i in under]
 
 
 def _group_query(s: Session, pid: int) -> tuple[_Member | None, list[_Member]]:
@@ -303,6 +327,8 @@ def _answer(packs: PackRegistry, rows: list[tuple[int, str, str, Any]], as_of: d
 _MARKER = text("SELECT n FROM change_marker WHERE name = 'parties'")
 _PARTIES = text("SELECT id, name, hq, parent_id FROM party")
 _MAPPINGS = text("SELECT cluster, namespace, party_id FROM party_namespace")
+_CHANGED_AFTER = text("SELECT 1 FROM party_ownership WHERE effective_from > :d LIMIT 1").bindparams(
+    bindparam("d", type_=Date))
 _SINCE = text("SELECT party_id, max(effective_from) FROM party_ownership GROUP BY party_id")
 _PARTY = text("SELECT name, hq, parent_id FROM party WHERE id = :id")
 _HISTORY = text("SELECT effective_from, hq, parent_id FROM party_ownership WHERE party_id = :id "

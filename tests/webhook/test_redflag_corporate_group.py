@@ -234,3 +234,52 @@ def test_a_sibling_with_an_hq_no_jurisdiction_knows_is_counted_not_an_error(
         assert party is not None
         assert "Gulf Labs" in agent.directory.corporate_group(s, registry(), party, today).members
     assert decide(half("part-1", "tenant-gulf-sa", "gulf-b")).code == redflag.ALLOW
+
+
+MOVED = date(2026, 3, 1)  # the day of the ownership changes below (before today, after the packs' start)
+BEFORE_MOVE = date(2026, 2, 1)
+
+
+def _group_on(url: str, ns: str, day: date) -> tuple[str, ...]:
+    with session_scope(url) as s:
+        party, _tier = agent.directory.customer_for(s, registry(), ns, "", day)
+        assert party is not None
+        return agent.directory.corporate_group(s, registry(), party, day).members
+
+
+@pytest.mark.parametrize("snapshot", [True, False], ids=["snapshot", "statement"])
+def test_a_past_date_sums_the_group_as_it_was_owned_on_that_date(
+    group_store: str, monkeypatch: pytest.MonkeyPatch, snapshot: bool,
+) -> None:
+    # Riyadh Labs was sold out of the Gulf group, and Boston Mumbai bought into it, on MOVED.
+    with session_scope(group_store) as s:
+        parties.add_party(s, "Riyadh Labs", None, no_parent=True, effective=MOVED)
+        parties.add_party(s, "Boston Mumbai", None, "Gulf Holdings", effective=MOVED)
+    monkeypatch.setattr(agent.directory, "TTL", 60.0 if snapshot else 0.0)
+    agent.directory.clear()
+    gulf_then = ("Gulf Holdings", "Gulf Labs", "Riyadh Labs")
+    gulf_now = ("Boston Mumbai", "Gulf Holdings", "Gulf Labs")
+    assert _group_on(group_store, "tenant-gulf-labs", BEFORE_MOVE) == gulf_then
+    assert _group_on(group_store, "tenant-gulf-labs", MOVED) == gulf_now
+    assert _group_on(group_store, "tenant-gulf-labs", date.today()) == gulf_now
+    assert _group_on(group_store, "tenant-boston-in", BEFORE_MOVE) == ("Boston Dubai", "Boston Mumbai")
+    assert _group_on(group_store, "tenant-boston-in", date.today()) == gulf_now
+    # A party that has left is a group of its own; asked before it left, the earlier date again.
+    assert _group_on(group_store, "tenant-gulf-sa", date.today()) == ("Riyadh Labs",)
+    assert _group_on(group_store, "tenant-gulf-sa", BEFORE_MOVE) == gulf_then
+
+
+def test_a_review_dated_before_a_subsidiary_was_sold_sums_it_with_its_group_of_that_date(
+    decide: Callable[..., Outcome], group_store: str,
+) -> None:
+    with session_scope(group_store) as s:
+        parties.add_party(s, "Riyadh Labs", None, no_parent=True, effective=MOVED)
+    agent.directory.clear()
+    with session_scope(group_store) as s:
+        first = cases.evaluate_review(s, registry(), half("part-1", "tenant-gulf-labs", "gulf-a"), BEFORE_MOVE)
+    assert first.code == redflag.ALLOW, first.message
+    with session_scope(group_store) as s:
+        then = cases.evaluate_review(s, registry(), half("part-2", "tenant-gulf-sa", "gulf-b"), BEFORE_MOVE)
+    assert then.code == redflag.HOLD_FOR_INQUIRY, then.message
+    # Today Riyadh Labs stands alone: its own job is summed with no one else's.
+    assert decide(half("part-3", "tenant-gulf-sa", "gulf-c")).code == redflag.ALLOW

@@ -52,7 +52,8 @@ class PartyOwnership(SQLModel, table=True):
     """
 
     __tablename__ = "party_ownership"
-    __table_args__ = (Index("ix_party_ownership_party_id_effective_from", "party_id", "effective_from"),)
+    __table_args__ = (Index("ix_party_ownership_party_id_effective_from", "party_id", "effective_from"),
+                      Index("ix_party_ownership_effective_from", "effective_from"))
     id: int | None = Field(default=None, primary_key=True)
     party_id: int = Field(foreign_key="party.id")
     hq: str = Field(max_length=2)
