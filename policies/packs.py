@@ -93,7 +93,7 @@ _VALUE_SPECS: dict[str, _Spec] = {
         "max_share_outside_tier1": (_FRACTION, _REQ), "max_share_single_non_tier1_country": (_FRACTION, _REQ),
         "us_hq_max_share_outside_us": (_FRACTION, _REQ), "us_hq_country": (_COUNTRY, _REQ), "base": (_ANY, _REQ),
         "tier_caps_apply_to": (_ANY, _OPT), "includes_parents_and_subsidiaries": (_ANY, _OPT),
-        "counts_eccn": (_ANY, _OPT), "operator_must_hold_uveu_when_different": (_ANY, _OPT),
+        "counts_eccn": (_ANY, _REQ), "operator_must_hold_uveu_when_different": (_ANY, _OPT),
     },
     "nveu-allocation": _NVEU,
     "tier2-country-allocation": {

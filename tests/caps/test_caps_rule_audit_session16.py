@@ -24,6 +24,7 @@ from policies.caps import (
     nveu_caps,
     uveu_caps,
 )
+from policies.errors import PolicyError
 from policies.packs import PackRegistry
 from policies.parties import PartyRef
 
@@ -126,3 +127,23 @@ def test_uveu_measured_on_reporting_dates_is_measured_on_the_date_itself_before_
     assert measurement_date(reg, date(2026, 2, 1)) == date(2026, 2, 1)
     caps = authorization_caps(reg, PARTIES, NORDIC, [pl("SE", 75), pl("AE", 25)], date(2025, 1, 20))
     assert {c.id: c.ok for c in caps if c.binding}["uveu.outside_tier1.owned"]
+
+
+def test_uveu_caps_without_the_eccn_they_count_are_refused_on_load_naming_the_value(tmp_path: Path) -> None:
+    """Supp. 10 ¶6 counts "advanced computing items" (3A090.a and the 4A090.a systems holding it): the pack's
+    ``counts_eccn`` says which. An operator pack that left it out loaded, and every caps view then failed."""
+    with pytest.raises(PolicyError, match=r"values\.counts_eccn: missing; uveu-geographic-allocation needs it"):
+        overriding(tmp_path, """\
+            - id: uveu-geographic-allocation
+              title: UVEU caps without the counted ECCN
+              citation: "15 CFR 748 Supp. 10 ¶6"
+              effective_from: 2025-01-13
+              status:
+                - {since: 2025-01-13, codified: true, enforced: true}
+              values:
+                max_share_outside_tier1: 0.25
+                max_share_single_non_tier1_country: 0.07
+                us_hq_max_share_outside_us: 0.5
+                us_hq_country: US
+                base: owned
+            """)

@@ -35,6 +35,7 @@ provisions:
       us_hq_country: US
       tier_caps_apply_to: hq-in-supp5a
       base: owned
+      counts_eccn: "3A090.a"
 """
 
 FOURE091 = """\
