@@ -14,7 +14,8 @@ Counting rules (k8s-conventions.md §2-3):
   sidecars declared before i))``, because init containers run in order and a sidecar (an init container
   with ``restartPolicy: Always``) keeps running from its start;
 - DRA resource claims (``spec.resourceClaims``, ``resources.claims``) are a ReadError: the devices are in
-  ResourceClaim(Template) objects the webhook does not read, and counting them as 0 would under-count;
+  ResourceClaim(Template) objects the webhook does not read, and counting them as 0 would under-count; so is a
+  DeviceClass asked for as an extended resource (``deviceclass.resource.kubernetes.io/<class>``, KEP-5004);
 - pods per group: Job ``min(parallelism, completions)`` (parallelism default 1); JobSet ``replicas ×`` that;
   Kubeflow ``replicas`` per role (MPIJob v2beta1 Worker default 0), PyTorchJob/PaddleJob Worker up to
   ``spec.elasticPolicy.maxReplicas``; TrainJob ``numNodes``; Ray worker groups KubeRay's
@@ -54,6 +55,14 @@ ACCELERATOR_RESOURCES: dict[str, str] = {
 # mig-1g.10gb.me, and later attributes (1g.23gb-me, +me.all, +gfx) add more suffixes. Any suffix is a MIG slice:
 # a spelling left out would count 0 chips.
 _MIG_RESOURCE = re.compile(r"^nvidia\.com/(mig-\d+g\.\d+gb(?:[.-][a-z0-9][a-z0-9.-]*)?)$")
+# The ROCm device plugin's "mixed" naming strategy names an MI300-class GPU by its partition mode,
+# "<compute partition>_<memory partition>" lower-cased (ROCm/k8s-device-plugin docs/user-guide/configuration.md):
+# amd.com/spx_nps1 is a whole GPU, amd.com/cpx_nps4 one of its eight compute partitions. Each counts as a whole AMD GPU
+# (the partition's share is a node setting the spec does not carry; over-counting is the safe error), never as 0.
+_AMD_PARTITION_RESOURCE = re.compile(r"^amd\.com/[a-z]px_nps\d+$")
+# KEP-5004 (DRA extended resource): a container asking for "deviceclass.resource.kubernetes.io/<DeviceClass name>"
+# gets that many devices of the class, allocated by DRA, which the webhook does not read (see _dra_error).
+DRA_EXTENDED_RESOURCE_PREFIX = "deviceclass.resource.kubernetes.io/"
 
 # Node labels naming the accelerator model (GFD, GKE, Karpenter, AMD, Intel), most specific first.
 MODEL_LABELS: tuple[str, ...] = (
@@ -243,11 +252,16 @@ def quantity(v: Any, path: str) -> float:
 
 
 def is_accelerator(resource: str) -> bool:
-    return resource in ACCELERATOR_RESOURCES or bool(_MIG_RESOURCE.match(resource))
+    return (resource in ACCELERATOR_RESOURCES or bool(_MIG_RESOURCE.match(resource))
+            or bool(_AMD_PARTITION_RESOURCE.match(resource)))
 
 
 def vendor_of(resource: str) -> str:
-    return "nvidia" if _MIG_RESOURCE.match(resource) else ACCELERATOR_RESOURCES.get(resource, "")
+    if _MIG_RESOURCE.match(resource):
+        return "nvidia"
+    if _AMD_PARTITION_RESOURCE.match(resource):
+        return "amd"
+    return ACCELERATOR_RESOURCES.get(resource, "")
 
 
 def _dra_error(path: str) -> _Bad:
@@ -272,6 +286,13 @@ def resources_chips(res: Any, path: str) -> dict[str, float]:
         for r, q in src.items():
             if isinstance(r, str) and is_accelerator(r):
                 out[r] = max(out.get(r, 0.0), quantity(q, f"{path}.{name}[{r}]"))
+            elif (isinstance(r, str) and r.startswith(DRA_EXTENDED_RESOURCE_PREFIX)
+                  and quantity(q, f"{path}.{name}[{r}]") > 0):
+                # Counting the class's devices as 0 would let any run through, as a resource claim would.
+                raise _Bad(f"{path}.{name}[{r}]: a DRA device class asked for as an extended resource is not counted "
+                           "(DRA allocates the devices of that DeviceClass, which the webhook does not read); request "
+                           "accelerators as extended resources such as nvidia.com/gpu, or exempt the namespace in the "
+                           "admission settings (admission-settings.exempt_namespaces)")
     return out
 
 

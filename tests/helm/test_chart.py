@@ -18,6 +18,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from controllers.jobspec import ACCELERATOR_RESOURCES, DRA_EXTENDED_RESOURCE_PREFIX, is_accelerator
 from tests.helm.chart import (
     ALL_SETS,
     CHART,
@@ -281,6 +282,18 @@ def test_trusted_controllers_are_one_list_for_the_match_conditions_and_the_pack(
     cm = one(objs, "ConfigMap", "-policies")
     pack = yaml.safe_load(cm["data"]["00-helm-admission-settings.yaml"])
     assert pack["provisions"][0]["values"]["trusted_controllers"] == ["system:serviceaccount:ml:my-operator"]
+
+
+@pytest.mark.parametrize("resource", [
+    *sorted(ACCELERATOR_RESOURCES), "nvidia.com/mig-1g.10gb", "nvidia.com/mig-1g.10gb.me", "amd.com/spx_nps1",
+    "amd.com/cpx_nps4", "deviceclass.resource.kubernetes.io/gpu.example.com",
+])
+def test_every_resource_the_admission_path_reads_is_sent_to_it_by_default(resource: str) -> None:
+    """A Pod or Job asking only for a resource the readers count (or refuse, as a DRA device class) must reach
+    the webhook: one the default prefixes miss is admitted unread, its chips never counted."""
+    assert is_accelerator(resource) or resource.startswith(DRA_EXTENDED_RESOURCE_PREFIX)
+    assert _conditions_pass(_jobs_webhook(), _job({"limits": {resource: 8}})), resource
+    assert _conditions_pass(_jobs_webhook(), _job({"requests": {resource: 8}}, init=True)), resource
 
 
 def test_operator_accelerator_prefixes_drive_the_match_condition() -> None:
