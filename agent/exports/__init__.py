@@ -4,7 +4,8 @@ Kinds and what they read:
 
 - ``installed-base``: holdings per site, country and tier on the ``--to`` date with each VEU
   authorization's TPP and cap positions (agent.caps / policies.caps), and how many were received in the period.
-- ``transfers``: moves of chips between countries, new sites and attrition in the period (holding history).
+- ``transfers``: moves of chips between countries and sites, changes of owner, new sites and attrition (holdings
+  retired, counts reduced) in the period (holding history).
 - ``red-flags``: the red-flag case register and the decisions that held jobs (agent.cases).
 - ``decisions``: every admission decision of the period (agent.cases).
 - ``model-ledger``: 4E091 training-compute ledger (agent.ledger).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from sqlmodel import Session
 from agent.exports import manifest as mf
 from agent.exports.base import ExportError, ExportUnavailable, Report
 from agent.exports.writers import FileInfo, write_csv, write_json
+from policies.errors import NotInEffect
 from policies.packs import PackRegistry
 
 FORMATS = ("csv", "json", "pdf")
@@ -75,7 +78,15 @@ def build(s: Session, packs: PackRegistry, kind: str, start: date, end: date, **
         # Every other kind would ignore it and hand back the whole store under a name that looks filtered.
         raise ExportError(f"--authorization: only the installed-base export is limited to one authorization; "
                           f"{kind} covers every authorization")
-    return _builder(kind)(s, packs, start, end, **opts)
+    builder = _builder(kind)
+    try:
+        return builder(s, packs, start, end, **opts)
+    except NotInEffect as exc:
+        # Every provision an export applies is read on --to (positions, tiers, caps as of that day). The caps
+        # engine names its own option (--as-of), which `veuctl export` and the API's export route do not have.
+        text = re.sub(r"^--[a-z][a-z-]*: ", "", str(exc))
+        raise NotInEffect(f"--to: {text}; an export reads the rules in force on --to: end the period on a day "
+                          "they were") from None
 
 
 def _stem(report: Report) -> str:

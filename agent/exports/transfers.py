@@ -1,4 +1,5 @@
-"""Export kind ``transfers``: chips moved between countries or sites, new sites, and attrition in a period.
+"""Export kind ``transfers``: chips moved between countries or sites or passed to another owner, new sites, and
+attrition (holdings retired, chips lost from a holding whose count fell) in a period.
 
 Built from the holdings history (``holding_period`` versions; ``first_seen``/``retired_at``) and site
 countries. Supp. 10 ¶5 requires 60 days' advance notice of inter-country transfers by a UVEU, and
@@ -8,6 +9,7 @@ countries. Supp. 10 ¶5 requires 60 days' advance notice of inter-country transf
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,17 +18,17 @@ from sqlalchemy import exists, func, select
 from sqlmodel import Session
 
 from agent.exports.base import Report, Table, day_after, day_start, provision_dict, stream, tier_lookup
-from agent.store.tables.core import Holding, Site
+from agent.store.tables.core import Holding, Party, Site, as_utc
 from agent.store.tables.inventory import HoldingPeriod
 from policies.packs import PackRegistry
 
 TRANSFER_COLUMNS = ["date", "holding_id", "source", "external_id", "accelerator", "count", "from_site",
                     "from_country", "from_tier", "to_site", "to_country", "to_tier", "kind", "notice_days",
-                    "notice_due_by"]
+                    "notice_due_by", "from_owner", "to_owner"]
 SITE_COLUMNS = ["site", "country", "tier", "provider", "region", "first_installed", "new_country",
                 "notice_days", "notice_due_by"]
 ATTRITION_COLUMNS = ["retired_at", "holding_id", "source", "external_id", "serial", "accelerator", "count",
-                     "site", "country"]
+                     "site", "country", "kind"]
 
 
 def _day(x: datetime) -> date:
@@ -50,23 +52,48 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
                                                  site.c.region)).all()}
     # Only holdings with a version starting in the period can have moved in it.
     moved = select(hp.c.holding_id).where(hp.c.valid_from >= lo, hp.c.valid_from < hi)
+    pa = Party.__table__  # type: ignore[attr-defined]
+    owners: dict[int | None, str] = {r[0]: r[1] for r in s.execute(select(pa.c.id, pa.c.name))}
     stmt = (select(hp.c.holding_id, hp.c.site_id, hp.c.accelerator, hp.c.count, hp.c.valid_from, h.c.source,
-                   h.c.external_id)
+                   h.c.external_id, hp.c.owner_id)
             .join(h, h.c.id == hp.c.holding_id).where(hp.c.holding_id.in_(moved))
             .order_by(hp.c.holding_id, hp.c.valid_from, hp.c.id))
 
     def transfers() -> Iterator[Sequence[Any]]:
+        """Each version in the period that put a holding at another site or with another owner (Supp. 10 ¶10(a):
+        chips transferred "to relevant destinations and entities"; a resale in place changes only the owner). An
+        owner recorded for the first time, or cleared, is a change of the record, not of the chips' owner: a
+        fleet whose collectors were first given owners would otherwise read as resold whole."""
         prev: tuple[Any, ...] | None = None
         for row in stream(s, stmt):
-            hid, sid, acc, count, since, source, ext = row
-            if prev is not None and prev[0] == hid and prev[1] != sid and lo <= since < hi:
+            hid, sid, acc, count, since, source, ext, owner = row
+            resold = prev is not None and None not in (prev[2], owner) and prev[2] != owner
+            if prev is not None and prev[0] == hid and (prev[1] != sid or resold) and lo <= since < hi:
                 a, b = sites[prev[1]], sites[sid]
                 inter = a[2] != b[2]
                 days = transfer_days if inter else None
+                kind = "inter-country" if inter else "in-country" if prev[1] != sid else "change-of-owner"
                 yield (_day(since), hid, source, ext, acc, count, a[1], a[2], tier_of(a[2]), b[1], b[2],
-                       tier_of(b[2]), "inter-country" if inter else "in-country", days,
-                       (_day(since) - timedelta(days=int(days))) if days else None)
-            prev = (hid, sid)
+                       tier_of(b[2]), kind, days, (_day(since) - timedelta(days=int(days))) if days else None,
+                       owners.get(prev[2]), owners.get(owner))
+            prev = (hid, sid, owner)
+
+    def reductions() -> Iterator[Sequence[Any]]:
+        """Chips lost from a holding that stays in service: a version in the period with a lower count than the
+        one before it (¶10(b) attrition: loss, damage, failure, ...), dated when the lower count began, at the site
+        the chips were at. A count that rises again (repaired, replaced) is not subtracted."""
+        prev: tuple[Any, ...] | None = None
+        for row in stream(s, stmt):
+            hid, sid, acc, count, since, source, ext, _ = row
+            if prev is not None and prev[0] == hid and count < prev[2] and lo <= since < hi:
+                site_row = sites[prev[1]]
+                yield (as_utc(since), hid, source, ext, serials.get(hid), acc, prev[2] - count, site_row[1],
+                       site_row[2], "count-reduced")
+            prev = (hid, sid, count)
+
+    def attrition() -> Iterator[Sequence[Any]]:
+        whole = ((as_utc(r[0]), *r[1:], "retired") for r in stream(s, retired))
+        yield from heapq.merge(whole, sorted(reductions(), key=lambda r: r[0]), key=lambda r: r[0])
 
     first_hp = dict(s.execute(select(hp.c.site_id, func.min(hp.c.valid_from)).group_by(hp.c.site_id)).all())
     # A holding with a history arrived at each site when its version there began: its first_seen is when it
@@ -93,30 +120,39 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
                       h.c.count, site.c.name, site.c.country)
                .join(site, site.c.id == h.c.site_id)
                .where(h.c.retired_at >= lo, h.c.retired_at < hi).order_by(h.c.retired_at, h.c.id))
-    n_transfers = sum(1 for _ in transfers())
+    serials = dict(s.execute(select(h.c.id, h.c.serial).where(h.c.id.in_(moved))).all())
+    n_transfers, n_owner = 0, 0
+    for r in transfers():
+        n_transfers += r[12] != "change-of-owner"
+        n_owner += r[12] == "change-of-owner"
+    n_reduced = len({r[1] for r in reductions()})
     n_retired = s.execute(select(func.count()).select_from(h).where(h.c.retired_at >= lo,
                                                                     h.c.retired_at < hi)).scalar() or 0
     report = Report(
         kind="transfers", title="Transfers between countries, new sites and attrition", start=start, end=end,
         as_of=end,
-        summary={"transfers (site changes)": n_transfers, "new sites": len(new_sites),
+        summary={"transfers (site changes)": n_transfers, "changes of owner": n_owner, "new sites": len(new_sites),
                  "new countries": sum(1 for r in new_sites if r[6]), "holdings retired": int(n_retired),
+                 "holdings with a reduced count": n_reduced,
                  "inter-country transfer notice (days)": transfer_days,
                  "new data-center notice (days)": site_days},
         tables=[
-            Table("transfers", "Holdings that changed site", TRANSFER_COLUMNS, transfers,
+            Table("transfers", "Holdings that changed site or owner", TRANSFER_COLUMNS, transfers,
                   pdf_columns=["date", "holding_id", "accelerator", "count", "from_site", "from_country",
-                               "to_site", "to_country", "kind", "notice_due_by"],
+                               "to_site", "to_country", "kind", "notice_due_by", "from_owner", "to_owner"],
                   note="notice_due_by = transfer date minus the advance-notice period (Supp. 10 ¶5, UVEU). "
                        "In-country transfers are allowed only to a location authorized for the same VEU "
-                       "(§ 748.15(d)(2)(iii))."),
+                       "(§ 748.15(d)(2)(iii)). change-of-owner: the chips stayed at the site and passed to "
+                       "another entity (to_owner)."),
             Table("new_sites", "Sites first installed in the period", SITE_COLUMNS, lambda: iter(new_sites),
                   note="new_country: the first installation in that country; notice_due_by = first "
                        "installation minus the new-location notice period (§ 748.15(a)(2)(ii)(A))."),
-            Table("attrition", "Holdings retired in the period (loss, failure, relocation, resale)",
-                  ATTRITION_COLUMNS, lambda: stream(s, retired),
+            Table("attrition", "Chips that left the fleet in the period (loss, failure, relocation, resale)",
+                  ATTRITION_COLUMNS, attrition,
                   pdf_columns=["retired_at", "holding_id", "source", "external_id", "accelerator", "count",
-                               "site", "country"]),
+                               "site", "country", "kind"],
+                  note="kind retired: the whole holding, count chips; count-reduced: the holding stayed in service "
+                       "with count fewer chips from retired_at on."),
         ],
         provisions=provs,
     )
