@@ -1,9 +1,10 @@
 """Asset-register import (CSV or JSON): on-prem chips by site, owner and operator, validated row by row.
 
 CSV header: ``site,accelerator,count,owner,operator[,serial]`` (JSON: a list of objects with those keys).
-Policy: all or nothing. Every row is checked (site and parties registered, accelerator alias known, count a
-positive number, serials unique) and *every* error is reported with its row and field; if any row is bad
-nothing is written. A register is one complete scope: re-importing it retires rows no longer in it.
+Policy: all or nothing. Every row is checked (site and parties registered, accelerator alias known and a whole
+chip, not a MIG slice, count a positive whole number below 2**53, serials unique) and *every* error is reported
+with its row and field; if any row is bad nothing is written. A register is one complete scope: re-importing it
+retires rows no longer in it.
 
 Rows with a serial are one holding each (``serial:<serial>``); rows without are summed per
 (site, accelerator, owner, operator), since an unserialised register line has no identity of its own.
@@ -28,6 +29,15 @@ from policies.errors import PolicyError, cli_word
 
 REQUIRED = ("site", "accelerator", "count", "owner", "operator")
 OPTIONAL = ("serial",)
+# Counts are stored as floats, which hold every whole number below 2**53 exactly (and 2**53 + 1 reads as 2**53):
+# a representation limit, not a policy one.
+MAX_COUNT = 2**53
+
+
+def _chip_name(acc_id: str) -> str:
+    from agent.kb import catalog
+
+    return str(catalog().accelerator(acc_id).name)
 
 
 class RegisterError(PolicyError):
@@ -172,6 +182,13 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 acc, fraction = resolve_alias(field("accelerator"))
             except PolicyError as exc:
                 problems.append(f"row {n}, field accelerator: {exc}")
+            if fraction != 1.0:
+                # A register lists chips. A MIG slice is part of one: rows of slices counted fractions of chips
+                # (a serialised 1g.5gb was 1/7 of a chip), and a MIG-partitioned GPU is one whole chip.
+                problems.append(
+                    f"row {n}, field accelerator: {field('accelerator')!r} is a MIG slice, not a chip; a "
+                    f"MIG-partitioned GPU is one whole chip: list the GPU as {_chip_name(acc)!r} with the number of "
+                    "physical GPUs")
         count = 0.0
         if field("count"):
             try:
@@ -180,13 +197,18 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                     raise ValueError
                 if count != int(count):
                     problems.append(f"row {n}, field count: {field('count')!r} is not a whole number of chips")
+                elif count >= MAX_COUNT:
+                    # Counts are stored as floats: past 2**53 one is no longer an exact whole number, and 1e308 chips
+                    # made the installed base's TPP infinite (`inventory show --json` printed Infinity, not JSON).
+                    problems.append(f"row {n}, field count: {field('count')!r} is more chips than a count can hold "
+                                    f"exactly (fewer than {MAX_COUNT:,}); check the value")
             except ValueError:
                 problems.append(f"row {n}, field count: {field('count')!r} is not a positive number")
         if serial:
             if serial in serials:
                 problems.append(f"row {n}, field serial: {serial!r} already on row {serials[serial]}")
             serials[serial] = n
-            if count not in (0.0, 1.0) and fraction == 1.0:
+            if count not in (0.0, 1.0):
                 problems.append(
                     f"row {n}, field count: a row with a serial is one chip (count 1), not {field('count')}"
                 )

@@ -219,6 +219,15 @@ def node_accelerators(
         acc, fraction = resolve_alias(product)
         if fraction < 1:  # MIG "single": product names the slice and count is MIG devices
             return acc, _physical_from_mig(count, fraction, acc, product)
+        mig = {k: v for k, v in alloc.items() if k.startswith("nvidia.com/mig-") and v > 0}
+        if not count and mig:
+            # MIG "mixed" with every GPU in slices: nvidia.com/gpu is 0 and only gpu.count says how many GPUs there
+            # are (slices of several profiles can share one GPU, so they cannot be summed back into GPUs).
+            raise PolicyError(
+                f"node labelled {product} advertises {', '.join(f'{k}={v:g}' for k, v in sorted(mig.items()))} "
+                "but no nvidia.com/gpu.count label says how many physical GPUs carry them (deploy GPU Feature "
+                "Discovery, or label the node nvidia.com/gpu.count=<GPUs>)"
+            )
         return acc, count
     tpu = labels.get("cloud.google.com/gke-tpu-accelerator")
     if tpu:
@@ -228,15 +237,17 @@ def node_accelerators(
     gke = labels.get("cloud.google.com/gke-accelerator")
     if gke:
         # GKE time-sharing / MPS advertises max-shared-clients-per-gpu devices for each physical GPU.
-        count = _unshared(
+        devices = _unshared(
             alloc.get("nvidia.com/gpu", 0.0), labels.get("cloud.google.com/gke-max-shared-clients-per-gpu")
-        ) or _num(labels.get("cloud.google.com/gke-accelerator-count"))
+        )
         acc, _ = resolve_alias(gke)
         part = labels.get("cloud.google.com/gke-gpu-partition-size")
-        if part:
+        if part and devices:
+            # Each GPU partition is advertised as one nvidia.com/gpu: divide them back into whole GPUs.
             _, fraction = resolve_alias(f"mig-{part}", parent=gke)
-            return acc, _physical_from_mig(count, fraction, acc, part)
-        return acc, count
+            return acc, _physical_from_mig(devices, fraction, acc, part)
+        # gke-accelerator-count counts physical accelerators, partitioned or not.
+        return acc, devices or _num(labels.get("cloud.google.com/gke-accelerator-count"))
     kname = labels.get("karpenter.k8s.aws/instance-gpu-name")
     if kname:
         mem = labels.get("karpenter.k8s.aws/instance-gpu-memory")
