@@ -257,7 +257,8 @@ def add_model(
     """Create or update a model (owner, base, published); refuse a base that would make a lineage cycle.
 
     ``published=None`` keeps what an existing model has (publication excludes a lineage from 4E091: an
-    update that leaves it out must not change it either way); ``published_on`` implies published."""
+    update that leaves it out must not change it either way); ``published_on`` implies published, and
+    ``published=True`` without it keeps a published model's stored date."""
     name = _check_name(name)
     owner_row = _party(s, owner)
     base_row = _ref_model(s, base, "base") if base else None
@@ -271,6 +272,10 @@ def add_model(
     elif published is None:
         published = bool(m.published) if m is not None else False
         published_on = m.published_on if m is not None and published else None
+    elif published and m is not None and m.published:
+        # --published again without a date: the stored publication date stands (left out, kept), or every date
+        # before it would read as published.
+        published_on = m.published_on
     before = None if m is None else {
         "owner_id": m.owner_id, "base_id": m.base_id, "published": m.published,
         "published_on": m.published_on.isoformat() if m.published_on else None,
@@ -996,8 +1001,11 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
         o, f, e, c = had
         per_job[(mid, job)] = (float(o or 0.0) + float(ops or 0.0), _bound(f, first, min), _bound(e, last, max),
                                float(c or 0.0) + float(secs or 0.0))
+    by_model: dict[int, list[tuple[str, Any, Any, Any, Any]]] = defaultdict(list)
     for (mid, job), (ops, first, last, secs) in per_job.items():
-        _merge_one(runs[mid], job, ops, first, last, secs)
+        by_model[mid].append((job, ops, first, last, secs))
+    for mid, usage in by_model.items():
+        _merge_usage(runs[mid], usage)
     return {
         v[0]: ModelRecord(
             name=v[0], owner=v[1], base=name_of.get(v[2]) if v[2] is not None else None, published=v[3],
@@ -1028,21 +1036,48 @@ def _merge_metered(
     if as_of is not None:
         q = q.where(col(MeteredUsage.period_start) < _dt(as_of + _ONE_DAY))
     q = q.group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref))
+    by_model: dict[int, list[tuple[str, Any, Any, Any, Any]]] = defaultdict(list)
     for qq in _by_ids(q, MeteredUsage.model_id, ids, everything):
         for mid, job, ops, first, last, secs in s.connection().execute(qq).all():
-            _merge_one(runs[mid], job, ops, first, last, secs)
+            by_model[mid].append((job, ops, first, last, secs))
+    for mid, usage in by_model.items():
+        _merge_usage(runs[mid], usage)
 
 
-def _merge_one(lst: list[Run], job: str, ops: Any, first: Any, last: Any, secs: Any) -> None:
-    """Merge one (model, job)'s metered total into the model's runs."""
-    first_d = _as_date(first)
-    last_d = _as_date(last)
-    idx = next((k for k, r in enumerate(lst) if job and r.job == job), None)
-    if idx is None:
-        lst.append(Run(float(ops), "metered", first_d, last_d, "", job, f"metered:{job}:{sci_secs(secs)}"))
-    elif float(ops) > lst[idx].operations:
-        # Metering shows more than was declared: the run is charged what the chips actually did.
-        lst[idx] = lst[idx]._replace(operations=float(ops), method=f"metered>{lst[idx].method}")
+def _merge_usage(lst: list[Run], usage: Iterable[tuple[str, Any, Any, Any, Any]]) -> None:
+    """Merge a model's metered totals, one (job, operations, first, last, chip-seconds) per job reference, into
+    its runs.
+
+    A declared run of job ``J`` is charged max(declared, metered) over the usage of ``J`` and of its pods
+    (``J#pod``, as metering files them: a Kubernetes name has no ``#``), never both; it counts from the day
+    the first of them started. Usage of no declared run's job becomes a metered run of its own.
+    """
+    declared: dict[str, int] = {}
+    for k, r in enumerate(lst):
+        if r.job:
+            declared.setdefault(r.job, k)
+    charged: dict[int, tuple[float, date | None]] = {}
+    for job, ops, first, last, secs in usage:
+        first_d = _as_date(first)
+        idx = declared.get(job) if job else None
+        if idx is None and "#" in job:
+            idx = declared.get(job.partition("#")[0])
+        if idx is None:
+            lst.append(Run(float(ops), "metered", first_d, _as_date(last), "", job, f"metered:{job}:{sci_secs(secs)}"))
+            continue
+        total, began = charged.get(idx, (0.0, None))
+        charged[idx] = (total + float(ops), first_d if began is None or (first_d is not None and first_d < began)
+                        else began)
+    for idx, (metered, began) in charged.items():
+        run = lst[idx]
+        started = run.start or run.end
+        if began is not None and started is not None and began < started:
+            # The chips ran before the declared start: the run has started (its operations count from then).
+            run = run._replace(start=began)
+        if metered > run.operations:
+            # Metering shows more than was declared: the run is charged what the chips actually did.
+            run = run._replace(operations=metered, method=f"metered>{run.method}")
+        lst[idx] = run
 
 
 def sci_secs(x: float) -> str:

@@ -150,7 +150,9 @@ def sci(x: float, digits: int = 4) -> str:
     if x == 0:
         return "0"
     if 1e-3 <= abs(x) < 1e6:
-        return f"{x:.{max(6, digits)}g}"
+        text = f"{x:.{max(6, digits)}g}"
+        if "e" not in text:  # 999999.7 rounds to 1e+06: written as the larger figures are
+            return text
     text = f"{x:.{digits}g}"
     mant, _, exp = text.partition("e")
     return f"{mant}e{int(exp)}" if exp else text

@@ -150,7 +150,9 @@ def add_run(
     start: str | None = typer.Option(None, "--start", help="First day of the run (YYYY-MM-DD)."),
     end: str | None = typer.Option(None, "--end", help="Last day of the run (YYYY-MM-DD)."),
     site: str = typer.Option("", "--site", help="Where it ran."),
-    job: str = typer.Option("", "--job", help="Job reference (e.g. namespace/name)."),
+    job: str = typer.Option("", "--job", help="Job reference as the webhook and metering name it, NAMESPACE/KIND/NAME "
+                            "(e.g. team-a/PyTorchJob/train): its pods' metered usage is then counted once with this "
+                            "run, at the larger of the two."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record a training run (pre-training or fine-tuning) of a model."""
