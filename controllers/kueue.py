@@ -11,8 +11,13 @@ The checks are answered only while Kueue waits for them (``QuotaReserved`` true,
 ``Finished``, not being deleted), as Kueue's own check controllers do.
 
 - ``Retry`` when the job is held for inquiry (``HOLD_FOR_INQUIRY``) or its namespace has no customer yet
-  (``DENY_UNKNOWN_CUSTOMER``): Kueue releases the quota and requeues it with backoff, so it starts once the
-  case is resolved or the namespace is mapped — nobody resubmits anything;
+  (``DENY_UNKNOWN_CUSTOMER``): Kueue releases the quota and requeues it, so it starts once the case is
+  resolved or the namespace is mapped — nobody resubmits anything. The entry carries ``requeueAfterSeconds``
+  (kueue KEP-3258: without it "Kueue will retry immediately", reserving the quota again — preempting others
+  for it — only to be told Retry on the next pass, for as long as the case stays open): an exponential
+  backoff on the entry's ``retryCount`` as Kueue's own provisioning check does, ``retry_backoff_base_seconds``
+  × 2^retryCount up to ``retry_backoff_max_seconds`` (60 s and 1800 s, the ProvisioningRequestConfig
+  ``retryStrategy`` defaults). Kueue versions without the field drop it and requeue at once, as before;
 - ``Rejected`` for refusals nothing the operator records can cure (``DENY_TIER3``, ``DENY_INVALID``): Kueue
   deactivates the Workload.
 
@@ -56,6 +61,8 @@ READY_CODES = frozenset({"ALLOW", "ALLOW_AFTER_INQUIRY", "EXEMPT"})
 # Refusals the operator cures by recording something (the inquiry's answers, the namespace's customer): the
 # Workload waits in Kueue for them instead of being deactivated.
 RETRY_CODES = frozenset({"HOLD_FOR_INQUIRY", "DENY_UNKNOWN_CUSTOMER"})
+# Kueue's own retry backoff for a check (ProvisioningRequestConfig spec.retryStrategy defaults).
+RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_MAX_SECONDS = 60, 1800
 
 
 def check_state(allowed: bool, code: str) -> str:
@@ -63,6 +70,13 @@ def check_state(allowed: bool, code: str) -> str:
     if allowed or code in READY_CODES:
         return "Ready"
     return "Retry" if code in RETRY_CODES else "Rejected"
+
+
+def requeue_after(retry_count: Any, base: int, cap: int) -> int:
+    """Seconds Kueue waits before requeuing a Workload whose check is Retry: ``base`` × 2^retryCount, at most
+    ``cap`` (Kueue's ``UpdateAdmissionCheckRequeueState``; retryCount counts the Retries before this one)."""
+    n = retry_count if isinstance(retry_count, int) and not isinstance(retry_count, bool) and retry_count > 0 else 0
+    return int(min(base * 2 ** min(n, 32), cap))
 
 
 def _ts(now: datetime) -> str:
@@ -73,8 +87,19 @@ class AdmissionCheckController:
     """Reconciles AdmissionChecks and Workloads through ``kubernetes.client.CustomObjectsApi``."""
 
     def __init__(self, custom: Any, database_url: str | None, *, cluster: str = "",
-                 controller_name: str = CONTROLLER_NAME) -> None:
+                 controller_name: str = CONTROLLER_NAME,
+                 retry_backoff_base_seconds: int = RETRY_BACKOFF_BASE_SECONDS,
+                 retry_backoff_max_seconds: int = RETRY_BACKOFF_MAX_SECONDS) -> None:
         from agent.collectors.base import request_timeout, with_request_timeout
+
+        for key, value in (("retry_backoff_base_seconds", retry_backoff_base_seconds),
+                           ("retry_backoff_max_seconds", retry_backoff_max_seconds)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 2**31 - 1:
+                raise ValueError(f"{key}: {value!r} is not a whole number of seconds from 1 to 2147483647")
+        if retry_backoff_max_seconds < retry_backoff_base_seconds:
+            raise ValueError(f"retry_backoff_max_seconds: {retry_backoff_max_seconds} is less than "
+                             f"retry_backoff_base_seconds ({retry_backoff_base_seconds})")
+        self.retry_backoff = (retry_backoff_base_seconds, retry_backoff_max_seconds)
 
         # VEU_COLLECTOR_TIMEOUT_SECONDS on every call, the owners' reads too (a bad value is refused here).
         self.timeout = request_timeout()
@@ -146,8 +171,7 @@ class AdmissionCheckController:
             state = check_state(out.allowed, out.code)
             msg = f"{out.code}: {out.message}"[:1000]
             new_states = [
-                ({**s, "state": state, "message": msg, "lastTransitionTime": _ts(now)}
-                 if s.get("name") in checks and s.get("state") == "Pending" else s)
+                self._answer(s, state, msg, now) if s.get("name") in checks and s.get("state") == "Pending" else s
                 for s in states
             ]
             body: dict[str, Any] = {"status": {"admissionChecks": new_states}}
@@ -167,6 +191,15 @@ class AdmissionCheckController:
             done.append({"workload": f"{ns}/{name}", "state": state, "code": out.code, "case_id": out.case_id})
         return done
 
+    def _answer(self, entry: Mapping[str, Any], state: str, msg: str, now: datetime) -> dict[str, Any]:
+        """Our check's entry answered: its state, message and transition time; on Retry the delay Kueue waits
+        before requeuing (Kueue keeps ``retryCount`` itself; a delay on a check that passed or was refused
+        means nothing and is dropped, as Kueue drops it)."""
+        out = {k: v for k, v in entry.items() if k != "requeueAfterSeconds"}
+        out.update(state=state, message=msg, lastTransitionTime=_ts(now))
+        if state == "Retry":
+            out["requeueAfterSeconds"] = requeue_after(entry.get("retryCount"), *self.retry_backoff)
+        return out
 
     def _subject(self, wl: Mapping[str, Any], ns: str) -> dict[str, Any]:
         """What is judged for a Workload: its controlling owner when the webhook reads that kind and the owner

@@ -135,7 +135,8 @@ class LeaderElector:
                 ),
             )
             try:
-                created = self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
+                # What is left of the renew deadline after the read: one attempt, read and write, ends within it.
+                created = self.api.create_namespaced_lease(self.namespace, body, _request_timeout=self._call_timeout())
             except ApiException as exc2:
                 if exc2.status == 409:
                     return False
@@ -155,7 +156,9 @@ class LeaderElector:
                 return False  # someone else holds a lease whose record changed less than a lease ago
             patch["acquireTime"] = _micro(now)
             patch["leaseTransitions"] = (spec.lease_transitions or 0) + 1
-        return self._patch(lease, patch, timeout)
+        # What is left of the renew deadline after the read, not the whole of it again: given as much as the
+        # read, a renewal whose read was slow ran on to twice the deadline, past the lease a standby waits out.
+        return self._patch(lease, patch, self._call_timeout())
 
     def _duration_seconds(self) -> int:
         """``leaseDurationSeconds`` as written: whole seconds, rounded up (the API server refuses 0)."""
@@ -167,6 +170,7 @@ class LeaderElector:
         Without a bound, a renewal hung in the network keeps this replica believing it leads while the
         lease expires and another takes it (two leaders); with it, the call fails in time and the loop
         steps down before ``lease_duration`` lets anyone else in (as client-go bounds its renew context).
+        Asked again before each call of an attempt, so the read and the write share what is left.
         """
         if self.leading and self._last_renew:
             left = self.renew_deadline - (self._monotonic() - self._last_renew)

@@ -14,7 +14,8 @@ the chain that admission decided as a job of its own (created by a user, not a t
 ownerReference or labels it carries) ends the walk: its usage is filed where it was decided
 (:func:`decided_alone`, looked up once per object, a tick's new objects in one query). Re-reporting
 a pod replaces its interval (idempotent ticks); when the chip a pod is known to run on changes (its node
-was labelled after the first poll), the interval is re-charged to that chip, not charged twice.
+was labelled after the first poll), the interval is re-charged to that chip, not charged twice. A pod whose
+node is no longer listed (scaled away after the pod ended) keeps the chip its interval is on record with.
 
 When a running lineage of a customer outside Tier 1 reaches the 4E091 threshold and no answered
 red-flag-28 case covers it, the controller opens a case, emits an ``events.k8s.io/v1`` Event (type
@@ -159,17 +160,20 @@ class Meter:
         data = json.loads(resp.data)
         return [i for i in data.get("items", []) if isinstance(i, dict)]
 
-    def _node_models(self) -> dict[str, tuple[str, str]]:
+    def _node_models(self) -> tuple[dict[str, tuple[str, str]], set[str]]:
+        """The chip-model label of each labelled node, and the names of all nodes listed."""
         out: dict[str, tuple[str, str]] = {}
+        names: set[str] = set()
         for node in self._list(self.core.list_node):
             md = node.get("metadata") or {}
+            names.add(str(md.get("name")))
             labels = md.get("labels") or {}
             for label in MODEL_LABELS:
                 v = labels.get(label)
                 if isinstance(v, str) and v:
                     out[str(md.get("name"))] = (label, v)
                     break
-        return out
+        return out, names
 
     def _owner(self, ns: str, ref: Mapping[str, Any]) -> dict[str, Any] | None:
         """The metadata of a controlling owner, or None when it cannot be read (gone, not allowed, core kind)."""
@@ -311,7 +315,7 @@ class Meter:
         try:
             pods = [p for p in self._list(self.core.list_pod_for_all_namespaces)
                     if (p.get("status") or {}).get("phase") in _METERED_PHASES]
-            nodes = self._node_models() if pods else {}
+            nodes, node_names = self._node_models() if pods else ({}, set())
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnreachable(f"metering: nothing metered this tick: {api_unreachable(exc, self.timeout)}") from None
         touched: dict[tuple[str, str], tuple[Any, list[str], dict[str, Any]]] = {}
@@ -386,6 +390,11 @@ class Meter:
                 per_chip: dict[str, float] = {}
                 for c in chips:
                     per_chip[c.accelerator.id] = per_chip.get(c.accelerator.id, 0.0) + c.chips
+                node = (pod.get("spec") or {}).get("nodeName")
+                if isinstance(node, str) and node and node not in node_names:
+                    # Its node is gone (scaled away after the pod ended, before PodGC removed the pod): what its
+                    # label said is no longer known, and a guess must not replace the chip on record.
+                    per_chip = _chips_on_record(rows, start, sum(per_chip.values())) or per_chip
                 for chip_id, count in per_chip.items():
                     secs = count * (end - start).total_seconds()
                     usage = ledger.add_metered_usage(
@@ -590,6 +599,25 @@ def _party_by_id(s: Any, packs: Any, party_id: int, as_of: Any) -> tuple[Party |
 
     p = s.get(Party, party_id)
     return party_view(s, packs, p.name, as_of) if p is not None else (None, None)
+
+
+def _chips_on_record(rows: list[MeteredUsage], start: datetime, chips: float) -> dict[str, float] | None:
+    """The chips (accelerator -> count) the pod's interval from ``start`` is on record with, or None when there
+    is none or the counts cannot be told (several chips, one of them charged for no time yet).
+
+    A single chip on record takes the pod's ``chips``; several keep the counts they were charged with."""
+    mine = [r for r in rows if _aware(r.period_start) == start]
+    if not mine:
+        return None
+    if len({r.accelerator for r in mine}) == 1:
+        return {mine[0].accelerator: chips} if chips > 0 else None
+    out: dict[str, float] = {}
+    for r in mine:
+        seconds = (_aware(r.period_end) - start).total_seconds()
+        if seconds <= 0:
+            return None
+        out[r.accelerator] = out.get(r.accelerator, 0.0) + r.chip_seconds / seconds
+    return out
 
 
 def _drop_superseded(s: Any, job: str, start: datetime, charged: set[str], rows: list[MeteredUsage]) -> None:
