@@ -197,13 +197,17 @@ class LeaderElector:
         return True
 
     def release(self) -> None:
-        """Give the lease up (holder emptied) so a standby need not wait for it to expire."""
+        """Give the lease up (holder emptied) so a standby need not wait for it to expire.
+
+        Each call is bounded by the renew deadline, and an API server that cannot be reached only costs the
+        standby the lease's expiry: this replica stops leading either way (a shutdown never hangs on it)."""
+        import urllib3
         from kubernetes.client.exceptions import ApiException
 
         if not self.leading:
             return
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.renew_deadline)
             if lease.spec and lease.spec.holder_identity == self.identity:
                 # renewTime in the past only for replicas that still judge expiry by wall clock (an older
                 # release during a rolling upgrade); the empty holder is what lets a standby in at once.
@@ -211,6 +215,9 @@ class LeaderElector:
                 self._patch(lease, {"holderIdentity": "", "renewTime": _micro(past)})
         except ApiException as exc:
             log.warning("leader election: could not release lease %s/%s: %s", self.namespace, self.name, exc.reason)
+        except urllib3.exceptions.HTTPError as exc:
+            log.warning("leader election: could not release lease %s/%s: API server not reachable (%s)",
+                        self.namespace, self.name, type(exc).__name__)
         self._set(False)
 
     def _set(self, leading: bool) -> None:

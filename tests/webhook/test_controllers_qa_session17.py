@@ -250,3 +250,31 @@ async def test_a_pod_whose_node_was_scaled_away_keeps_the_chip_it_was_metered_on
     del kmock.objects["v1/nodes", None, "gpu-node-1"]
     await asyncio.to_thread(Meter(*core_events, store).tick, NOW + timedelta(hours=1))
     assert _usage(store, "tenant-ae/Job/train#train-0") == [(chip, finished, 8 * 10.5 * 3600.0)]
+
+
+@pytest.mark.parametrize("server", ["silent", "closed"])
+def test_a_leader_shutting_down_against_an_unreachable_api_server_stops_leading_without_hanging(
+    server: str, silent: Any,
+) -> None:
+    """release() at shutdown read the Lease with no timeout (a black-holed API server hung the agent until
+    Kubernetes killed the pod) and let a refused connection escape before the stop callback ran."""
+    import socket
+    import time
+
+    from kubernetes import client
+
+    from controllers.leader import LeaderElector
+    from tests.silentserver import within
+
+    cfg = client.Configuration()
+    if server == "silent":
+        cfg.host = silent.url
+    else:
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            cfg.host = f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed again: connections are refused
+    stopped: list[str] = []
+    e = LeaderElector(client.ApiClient(cfg), "veu", "agent", identity="a", lease_duration=1.0, renew_deadline=0.6,
+                      retry_period=0.1, on_stopped_leading=lambda: stopped.append("a-"))
+    e.leading, e._last_renew = True, time.monotonic()
+    within(8.0, e.release)
+    assert not e.leading and stopped == ["a-"]
