@@ -188,7 +188,11 @@ def parse_review(body: Any) -> ReviewRequest:
     username = user.get("username") if isinstance(user, Mapping) else None
     res = req.get("resource")
     group, plural = (res.get("group"), res.get("resource")) if isinstance(res, Mapping) else ("", "")
-    return ReviewRequest(uid, str(av), str(op), ns[:253], sub[:100], req.get("dryRun") is True,
+    dry = req.get("dryRun", False)
+    if dry is not None and not isinstance(dry, bool):
+        # Read as "not a dry run", a hand-written "true" recorded the decision and opened a case.
+        raise ReviewError(f"request.dryRun: {_found(text(dry))}; expected true or false")
+    return ReviewRequest(uid, str(av), str(op), ns[:253], sub[:100], dry is True,
                          req.get("object"), string(username, 200), req.get("oldObject"),
                          (string(group, 253), string(plural, 253)), string(req.get("name"), 253))
 
@@ -453,7 +457,7 @@ def _best_per_job(rows: Any) -> list[RelatedJob]:
 
 _CURRENT_CASE = sa_select(
     _C.c.id, _C.c.status, _C.c.export_intent, _C.c.licence_number, _C.c.customer_informed, _C.c.resolved_by,
-    _C.c.expires_at, _C.c.jobs, _C.c.estimate_operations, _C.c.threshold,
+    _C.c.expires_at, _C.c.jobs, _C.c.estimate_operations, _C.c.threshold, _C.c.resolved_at,
 ).where(_C.c.customer_name == bindparam("customer"), _C.c.model_key == bindparam("model_key"),
         _C.c.status.in_([literal_column("'open'"), literal_column("'resolved'")])).order_by(_C.c.id.desc())
 
@@ -478,11 +482,15 @@ def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, l
     case lock, held until commit, in the same round trip (PostgreSQL; SQLite has one writer at a time)."""
     (rows,) = fetch_each(s, [(_CURRENT_CASE, {"customer": customer, "model_key": model_key})],
                          locks=[lock_key("case", customer, model_key)] if lock else ())
-    for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold in rows:
+    for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold, resolved in rows:
         if status == "resolved" and expires is not None and as_utc(expires) < now:
             continue
+        # The UTC day the answers were recorded, at the latest today's: a replica whose clock is behind the one
+        # that recorded them still reads them as on record today.
+        answered = min(as_utc(resolved).astimezone(UTC).date(), as_utc(now).astimezone(UTC).date()) if resolved \
+            else None
         return (CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
-                          as_utc(expires).astimezone(UTC).date() if expires else None),
+                          as_utc(expires).astimezone(UTC).date() if expires else None, answered),
                 _CaseFile(json.loads(jobs or "[]"), float(estimate or 0.0), float(threshold or 0.0)))
     return None, None
 
@@ -865,11 +873,24 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
         # re-submissions find the first one's case instead of each opening their own. The lock is taken
         # after the customer's and before the audit chain's (never after it): no deadlock. SQLite serialises
         # writers on its database lock already. A dry run opens nothing: no lock.
-        r.case, r.case_file = _case_on_file(s, dec.customer or "", dec.case_subject, now, lock=not r.rr.dry_run)
+        r.case, r.case_file = _case_on_file(s, _case_customer(r, dec), dec.case_subject, now, lock=not r.rr.dry_run)
         if r.case is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=r.related,
                                  case=r.case, mode=mode, load=r.load)
     r.dec = dec
+
+
+def _case_customer(r: _Review, dec: Decision) -> str:
+    """Whose inquiry a case is: the customer's; for a namespace mapped to no customer (treated as outside Tier 1,
+    ``deny_unknown_customer: false``), that namespace's in its cluster: whoever runs there is who was asked, and
+    one unmapped tenant's answers must not admit another's jobs."""
+    if dec.customer:
+        return dec.customer
+    cluster = str(r.extra.get("cluster") or "")
+    ns = r.req.namespace if r.req is not None else ""
+    # A hand-written review's namespace may hold what no column stores (a lone surrogate): written escaped.
+    name = f"(unmapped namespace {cluster + '/' if cluster else ''}{ns})"[:200]
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None,
@@ -909,11 +930,20 @@ def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows:
             out.warnings.append("dry run: no case opened and no decision recorded")
             continue
         if dec.open_case:
+            if r.case is not None and r.case.status == "resolved" and not r.case.on_record(dec.as_of):
+                # The case's answers admit the lineage now but were not on record on the review's as-of day (an
+                # earlier day than they were recorded): a new case recorded for it would supersede the answered
+                # one and hold the lineage's jobs at the webhook.
+                raise CaseError(
+                    f"--as-of: case {r.case.id}'s answers for {dec.case_subject} were not on record on "
+                    f"{dec.as_of.isoformat()} (recorded {r.case.resolved_on}, expiring {r.case.expires_on}), and "
+                    "this review is recorded in the store, where it would open a case superseding them; set "
+                    "request.dryRun to true in the file to see the decision as of that day")
             # An open case gets this job; a resolved one that no longer admits it gives way to a new case.
             if r.case is not None and r.case.status == "open" and r.case_file is not None:
                 case_id = _update_case(cases, r.case.id, r.case_file, dec, actor, now, r.entries)
             else:
-                case_id = _open_case(s, dec, r.party, actor, now, r.entries)
+                case_id = _open_case(s, dec, r.party, actor, now, r.entries, _case_customer(r, dec))
             out.case_id = case_id
             out.message = dec.message.replace("cases resolve CASE", f"cases resolve {case_id}")
             if dec.mode == "warn" and dec.case_id != case_id:
@@ -971,18 +1001,19 @@ _POD_SEP = "#"  # in metering's job references, `<job>#<pod>` (see controllers.m
 
 
 def _open_case(s: Session, dec: Decision, party: Customer | None, actor: str, now: datetime,
-               entries: list[AuditItem]) -> int:
-    """A new open case for this job's lineage (its id back in one statement)."""
+               entries: list[AuditItem], customer: str) -> int:
+    """A new open case for this job's lineage (its id back in one statement), the inquiry of ``customer``
+    (:func:`_case_customer`)."""
     estimate = _case_estimate(dec)
     threshold = dec.threshold or 0.0
     (case_id,), = write_each(s, [(_OPEN_CASE, [{
-        "customer_id": party.id if party else None, "customer_name": dec.customer or "",
+        "customer_id": party.id if party else None, "customer_name": customer,
         "model_key": dec.case_subject, "status": "open", "source": "admission", "estimate_operations": estimate,
         "threshold": threshold, "jobs": json.dumps([dec.job_ref]), "explanation": "\n".join(dec.explanation)[:20000],
         "export_intent": None, "licence_number": "", "licence_scope": "", "customer_informed": False, "notes": "",
         "resolved_by": "", "opened_at": now, "updated_at": now}])])
     entries.append(AuditItem(actor, "case.open", f"case:{case_id}", {
-        "customer": dec.customer or "", "model": dec.case_subject, "job": dec.job_ref, "estimate": estimate}))
+        "customer": customer, "model": dec.case_subject, "job": dec.job_ref, "estimate": estimate}))
     return int(case_id)
 
 
@@ -1111,6 +1142,17 @@ def resolve_case(
         if bad is not None:
             raise CaseError(f"{flag}: contains U+{ord(bad):04X} (a control character or an unpaired surrogate); "
                             f"{'printable text, lines and tabs' if lines else 'one line of printable text'} only")
+    if not export_intent:
+        # A licence and the customer informed of its obligation answer an intent to export (red flag 28: "if so,
+        # apply for a license ... or inform the customer"): recorded beside "no intent" the answers contradict each
+        # other, and the admission message would quote only the "no".
+        given = [f for f, v in (("--license", licence), ("--scope", scope), ("--informed", informed)) if v]
+        if given:
+            raise CaseError(f"--export-intent no: {', '.join(given)} answer an intent to export (a licence for the "
+                            "model's export, the customer informed of its obligation prior to export); give them "
+                            "with --export-intent yes, or leave them out")
+    elif scope and not licence:
+        raise CaseError("--scope: the scope of a licence; give the licence number it belongs to (--license NUM)")
     if export_intent and not licence and not informed:
         raise CaseError(
             "--export-intent yes: red flag 28 requires a licence applied for / on file (--license NUM) or that the "

@@ -233,10 +233,18 @@ class CaseState:
     customer_informed: bool = False
     resolved_by: str = ""
     expires_on: date | None = None
+    # The day the answers were recorded: before it they were not on record (a decision as of an earlier day
+    # is held, as the red-flags register reads such a case as open then).
+    resolved_on: date | None = None
+
+    def on_record(self, as_of: date) -> bool:
+        """The answers were on record on ``as_of``: resolved by then, and not expired."""
+        return (self.status == "resolved" and (self.resolved_on is None or as_of >= self.resolved_on)
+                and (self.expires_on is None or as_of <= self.expires_on))
 
     def satisfied(self, as_of: date) -> bool:
         """Red flag 28 answered: no export intent, or intent with a licence on file / customer informed."""
-        if self.status != "resolved" or (self.expires_on is not None and as_of > self.expires_on):
+        if not self.on_record(as_of):
             return False
         if self.export_intent is False:
             return True
