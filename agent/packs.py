@@ -104,8 +104,45 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# The built-in packs are tens of kilobytes. A file of megabytes is no pack (a log, a dump saved under the wrong
+# name) and took minutes to parse on every start; aliases repeating an anchor made 500 bytes into billions of
+# values, which the value checks walked for ever.
+MAX_PACK_BYTES = 4 * 1024 * 1024
+MAX_PACK_VALUES = 1_000_000
+
+
+def _expansion_problem(root: object) -> str | None:
+    """Why a loaded document is no pack because of its size or shape once aliases are expanded, or None."""
+    count = 0
+    on_path: set[int] = set()
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        count += 1
+        if count > MAX_PACK_VALUES:
+            return (f"it expands to more than {MAX_PACK_VALUES:,} values (YAML aliases repeating an anchor); "
+                    "write the values out or use fewer aliases")
+        if isinstance(node, dict | list):
+            if id(node) in on_path:
+                return "a value contains itself (a YAML alias inside its own anchor)"
+            on_path.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in (node.values() if isinstance(node, dict) else node))
+    return None
+
+
 def _read(path: Path) -> object:
     kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise PackError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if size > MAX_PACK_BYTES:
+        raise PackError(f"{path}: {size / 1024 / 1024:.1f} MB is larger than a policy pack can be "
+                        f"({MAX_PACK_BYTES // 1024 // 1024} MB); is it a pack?")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -113,13 +150,15 @@ def _read(path: Path) -> object:
     except OSError as exc:
         raise PackError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        if path.suffix == ".json":
-            return json.loads(text, object_pairs_hook=_no_duplicate_keys)
-        return load_yaml(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys) if path.suffix == ".json" else load_yaml(text)
     except yaml.YAMLError as exc:
         raise PackError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     except ValueError as exc:  # json.JSONDecodeError is one, and so is a duplicate key
         raise PackError(f"{path}: not valid {kind}: {' '.join(str(exc).split())}") from None
+    problem = _expansion_problem(data)
+    if problem is not None:
+        raise PackError(f"{path}: not a policy pack: {problem}")
+    return data
 
 
 def load_dir(directory: Path) -> list[PolicyPack]:

@@ -20,11 +20,19 @@ import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from itertools import pairwise
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from policies.errors import NotInEffect, PackError, PolicyError, UnknownProvision
 
@@ -33,7 +41,28 @@ _MEMO_MAX = 4096
 _ID = r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
 _ECCN = re.compile(r"^\d[A-Z]\d{3}")  # "4E091" is an ECCN, though it also parses as 4e91
 _ISO2 = re.compile(r"^[A-Z]{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _pack_date(v: Any) -> Any:
+    """A pack date is a day written YYYY-MM-DD (YAML reads it as a date; JSON gives the string).
+
+    Pydantic alone read a number as a Unix timestamp (``0`` was 1970-01-01, ``1772323200`` 2026-03-01) and a
+    date with a time of midnight as that day; none of them is how a rule's date is written.
+    """
+    if v is None or (isinstance(v, date) and not isinstance(v, datetime)):
+        return v
+    if isinstance(v, str) and _DATE.match(v.strip()):
+        try:
+            return date.fromisoformat(v.strip())
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a valid date ({exc})") from None
+    raise ValueError(f"{v!r} is not a date; write YYYY-MM-DD")
+
+
+_Date = Annotated[date, BeforeValidator(_pack_date)]
+_OptDate = Annotated[date | None, BeforeValidator(_pack_date)]
 
 
 class StatusChange(BaseModel):
@@ -41,7 +70,7 @@ class StatusChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    since: date
+    since: _Date
     codified: bool
     enforced: bool
     note: str = ""
@@ -68,10 +97,13 @@ def _check_codes(key: str, codes: Iterable[Any]) -> None:
 # new dated version) is checked against it on load, so a cap written as a percentage (25 for 25%), a negative or
 # zero threshold, or a misspelt key (which the code would never read, or would read as its default) is refused
 # naming the file and the key, instead of silently deciding every later evaluation.
-_FRACTION, _POSITIVE, _NON_NEGATIVE, _DAYS, _COUNTRY, _ANY = (
-    "fraction", "positive", "non-negative", "days", "country", "any")
+_FRACTION, _POSITIVE, _NON_NEGATIVE, _DAYS, _COUNTRY, _LIST, _ANY = (
+    "fraction", "positive", "non-negative", "days", "country", "list", "any")
 _REQ, _OPT = True, False
 _Spec = dict[str, tuple[str, bool]]
+# A destination-and-headquarters licence scope (policies.paths._in_scope): every key narrows the scope if left out.
+_LICENCE_SCOPE: _Spec = {k: (_LIST, _REQ) for k in (
+    "country_groups", "except_groups", "countries", "hq_groups", "hq_countries")}
 _REGIME: _Spec = {
     "status_label": (_ANY, _OPT), "operations_threshold": (_POSITIVE, _REQ), "comparison": (_ANY, _OPT),
     "synthetic_data_fraction": (_FRACTION, _OPT), "count_generator_training": (_ANY, _OPT),
@@ -114,6 +146,31 @@ _VALUE_SPECS: dict[str, _Spec] = {
         "fine_tune_max_fraction_of_original": (_FRACTION, _REQ), "inference_not_prohibited": (_ANY, _OPT),
     },
     "supp10-fine-tune-original": {"original": (_ANY, _REQ)},  # checked against its readings in policies.obligations
+    # The destination lists are read with a default of "none": a misspelt `countries` emptied Tier 1 (the United
+    # States read as Tier 2), a misspelt `country_groups` took D:5 out of Tier 3. Each key is required, even if empty.
+    "tier1-destinations": {"countries": (_LIST, _REQ)},
+    "tier1-g2g-assurance-destinations": {"countries": (_LIST, _REQ)},
+    "tier3-destinations": {"country_groups": (_LIST, _REQ), "countries": (_LIST, _REQ)},
+    "destination-equivalences": {"treat_as": (_ANY, _REQ)},
+    "licence-3a090a-worldwide": {"scope": (_ANY, _OPT), "eccns": (_LIST, _REQ)},
+    "licence-3a090b": {"eccns": (_LIST, _REQ), **_LICENCE_SCOPE},
+    "licence-3a090a-baseline": _LICENCE_SCOPE,
+    "eccn-4a090": {"a_contains": (_ANY, _REQ), "b_contains": (_ANY, _REQ)},
+    "uveu-measurement-dates": {"continuous": (_ANY, _OPT), "reporting_dates": (_LIST, _OPT)},
+    "foundry-presumption": {
+        "applies_to_roles": (_LIST, _REQ), "node_nm_at_or_below": (_POSITIVE, _REQ),
+        "non_planar_triggers": (_ANY, _REQ),
+        "end_user_attestation_sufficient": (_ANY, _OPT), "unconfirmed_count_presumed_controlled": (_ANY, _OPT),
+        "excluded_packaging_locations": (_ANY, _OPT),
+    },
+    # Left out, `excluded` checked no location and `must_apply_for_approval` read as false: both are required.
+    "authorized-ic-designers": {
+        "hq_country_groups": (_LIST, _REQ), "hq_countries": (_LIST, _REQ), "excluded": (_ANY, _REQ),
+        "must_apply_for_approval": (_ANY, _REQ), "apply_by": (_ANY, _OPT),
+        "lapse_days_after_application": (_NON_NEGATIVE, _OPT), "designers": (_LIST, _OPT),
+    },
+    "approved-ic-designers": {"designers": (_LIST, _OPT)},
+    "approved-osats": {"osats": (_LIST, _OPT)},
     "veu-notices": {k: (_DAYS, _REQ) for k in (
         "uveu_new_datacenter_notice_days", "inter_country_transfer_notice_days", "theft_loss_report_days")},
     "veu-recordkeeping": {"retention_years": (_DAYS, _REQ)},
@@ -136,11 +193,14 @@ _VALUE_SPECS: dict[str, _Spec] = {
         "customer_aggregate_window_days", "customer_aggregate_scope", "trusted_controllers")},
 }
 _LICENCE_PREFIX = "nveu-licence-"  # policies.caps.licence_cap_id: one NVEU's own Table 1 replacement
+_GROUP_PREFIX = "country-group-"  # policies.jurisdictions.group_provision_id: a country group's members
 
 
 def _value_spec(provision_id: str) -> _Spec | None:
     if provision_id.startswith(_LICENCE_PREFIX):
         return _NVEU
+    if provision_id.startswith(_GROUP_PREFIX):
+        return {"countries": (_LIST, _REQ)}
     return _VALUE_SPECS.get(provision_id)
 
 
@@ -150,6 +210,8 @@ def _kind_problem(kind: str, v: Any) -> str | None:
         return None
     if kind == _COUNTRY:  # a string is checked as a code by the values validator
         return None if isinstance(v, str) else f"{v!r} is not an ISO 3166 alpha-2 country code"
+    if kind == _LIST:  # "D:5" for ["D:5"] would be read letter by letter
+        return None if isinstance(v, list) else f"{v!r} is not a list (write [{v!r}] for one entry)"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return f"{v!r} is not a number"
     if kind == _FRACTION and not 0 <= v <= 1:
@@ -190,9 +252,9 @@ class Provision(BaseModel):
     id: str = Field(pattern=_ID)
     title: str = Field(min_length=1)
     citation: str = Field(min_length=1)
-    effective_from: date
-    effective_to: date | None = None
-    compliance_from: date | None = None
+    effective_from: _Date
+    effective_to: _OptDate = None
+    compliance_from: _OptDate = None
     status: list[StatusChange] = Field(min_length=1)
     confirmed: bool = True
     unconfirmed_note: str = ""
@@ -249,6 +311,11 @@ class Provision(BaseModel):
     def _dates_consistent(self) -> Provision:
         if self.effective_to is not None and self.effective_to <= self.effective_from:
             raise ValueError("effective_to must be after effective_from")
+        if self.status[0].since > self.effective_from:
+            # In effect with no status, it read as neither codified nor enforced until the first entry.
+            raise ValueError(f"status[0].since ({self.status[0].since}) is after effective_from "
+                             f"({self.effective_from}): the provision would be in effect with no codified/enforced "
+                             f"status; start its status on or before {self.effective_from}")
         if not self.confirmed and not self.unconfirmed_note:
             raise ValueError("an unconfirmed provision needs 'unconfirmed_note' saying what is unconfirmed")
         return self
@@ -357,6 +424,9 @@ def validate_document(model: type[_Doc], data: Mapping[str, Any], source: str, e
 
 def parse_pack(data: Any, source: str) -> PolicyPack:
     """Validate one pack document; raise :class:`PackError` naming ``source``, the field and the reason."""
+    if data is None:
+        raise PackError(f"{source}: the file is empty; a policy pack is a mapping with id, version, title and "
+                        "provisions")
     if not isinstance(data, Mapping):
         raise PackError(f"{source}: a policy pack must be a mapping at the top level, got {type(data).__name__}")
     return validate_document(PolicyPack, data, source, PackError)
@@ -425,17 +495,21 @@ class ResolvedProvision:
 
 
 class ProvisionStatus:
-    """``codified``/``enforced``/``confirmed`` of a result: true only when every provision behind it is."""
+    """``codified``/``enforced``/``confirmed`` of a result: true only when every provision behind it is.
+
+    A result with no provision behind it (a cap on a date no allocation is in effect) is neither codified nor
+    enforced: no rule says so.
+    """
 
     provisions: tuple[ResolvedProvision, ...]
 
     @property
     def codified(self) -> bool:
-        return all(p.codified for p in self.provisions)
+        return bool(self.provisions) and all(p.codified for p in self.provisions)
 
     @property
     def enforced(self) -> bool:
-        return all(p.enforced for p in self.provisions)
+        return bool(self.provisions) and all(p.enforced for p in self.provisions)
 
     @property
     def confirmed(self) -> bool:
@@ -601,8 +675,6 @@ def diff(registry: PackRegistry, a: date, b: date) -> list[dict[str, Any]]:
             out.append({"id": pid, "change": "changed", "fields": changes})
     return out
 
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_date(text: str, field: str = "date") -> date:
