@@ -460,10 +460,15 @@ def decide(
     settings = AdmissionSettings.from_packs(packs, as_of, mode)
     rf = packs.provision(RED_FLAG, as_of)
     provs = [_prov(settings.provision), _prov(rf)]
+    why: list[str] = [f"job {req.job_ref} ({req.operation}); mode {settings.mode} ({settings.provision.label})"]
+    if settings.mode == "enforce" and not rf.in_compliance_period:
+        # In effect but not yet to be complied with (the rule's 120 days): a refusal is a warning, as in warn.
+        settings = replace(settings, mode="warn")
+        why.append(f"{RED_FLAG} is in effect but compliance begins {rf.compliance_from} ({rf.citation}): "
+                   "before it a refusal is admitted with a warning (mode warn)")
     base = Decision(code=ALLOW, allowed=True, message="", mode=settings.mode, as_of=as_of, job_ref=req.job_ref,
                     chips=req.chips, versions=packs.versions(), provisions=tuple(provs),
                     warnings=tuple(_short(n, 200) for n in req.notes[:3]))
-    why: list[str] = [f"job {req.job_ref} ({req.operation}); mode {settings.mode} ({settings.provision.label})"]
 
     if req.namespace in settings.exempt_namespaces:
         why.append(f"namespace {req.namespace} is exempt ({SETTINGS}.exempt_namespaces)")

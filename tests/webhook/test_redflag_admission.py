@@ -340,3 +340,16 @@ def test_a_resolved_case_is_answered_again_only_as_an_amendment_that_keeps_its_e
 
         actions = [e.action for e in s.exec(select(AuditEntry).where(AuditEntry.subject == f"case:{case_id}")).all()]
         assert actions[-2:] == ["case.resolve", "case.amend"]
+
+
+def test_before_red_flag_28s_compliance_date_a_run_over_1e26_is_admitted_with_a_warning(decide_review: Decide) -> None:
+    """The AI Diffusion rule took effect on 2025-01-13 with compliance 120 days after publication, 2025-05-15
+    (red-flag-28 ``compliance_from``): a review dated between them is decided, and what would be held is
+    admitted with a warning, as in warn mode; from the compliance date it is held."""
+    early = decide_review(review(job("early", "tenant-ae", pods=512, annotations=BIG)), as_of=date(2025, 3, 3))
+    assert early.code == redflag.HOLD_FOR_INQUIRY and early.allowed, early.message
+    assert early.decision is not None and early.decision.mode == "warn"
+    assert any("compliance begins 2025-05-15" in line for line in early.decision.explanation)
+    assert any("HOLD_FOR_INQUIRY" in w for w in early.response()["response"].get("warnings", []))
+    due = decide_review(review(job("due", "tenant-ae", pods=512, annotations=BIG)), as_of=date(2025, 5, 15))
+    assert due.code == redflag.HOLD_FOR_INQUIRY and not due.allowed, due.message
