@@ -381,12 +381,36 @@ def may(request: Request, method: str, path: str) -> bool:
     return p is None or bool(p.can(_dashboard_permission(method, path)))
 
 
+# The page a form's address belongs to: a refused form is shown on its page, whose header's "as of" date picker
+# (a GET to ``path``) and navigation must lead to that page, not to the form's POST address (a 405 JSON body) or
+# to an export's download.
+_FORM_PAGES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^/reservations(?:/.*)?$"), "/whatif"),
+    (re.compile(r"^/cases/.+$"), "/cases"),
+    (re.compile(r"^/deadlines/filings$"), "/deadlines"),
+    (re.compile(r"^/exports/.+/download$"), "/exports"),
+    (re.compile(r"^/audit/checkpoint$"), "/exports"),
+    (re.compile(r"^(/controls/[^/]+/.+?)/\d+(?:/evidence)?$"), r"\1"),
+)
+
+
+def page_path(request: Request) -> str:
+    """The address of the page ``request`` shows: its own for a page, the form's page for a form's answer."""
+    path = request.url.path
+    if request.method == "GET" and not path.endswith("/download"):
+        return path
+    for pattern, page in _FORM_PAGES:
+        if pattern.match(path):
+            return pattern.sub(page, path)
+    return path
+
+
 def render(request: Request, template: str, as_of: date, packs: PackRegistry, **ctx: Any) -> HTMLResponse:
     diffusion = packs.find("uveu-geographic-allocation", as_of)
     principal = getattr(request.state, "principal", None)
     return templates.TemplateResponse(request, template, {
         "as_of": as_of.isoformat(), "today": utc_today().isoformat(), "rule": diffusion,
-        "qs": urlencode({"as_of": as_of.isoformat()}), "path": request.url.path,
+        "qs": urlencode({"as_of": as_of.isoformat()}), "path": page_path(request),
         "principal": principal, "may": lambda method, path: may(request, method, path), "fe": NO_ERROR,
         "reserve_sent": {}, **ctx,
     })
@@ -480,13 +504,27 @@ def whatif_form(
     request: Request, reserved: str = "", s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
+    if reserved.isdigit() and not request.query_params.get("as_of"):
+        # The reservation just made: the planner at the date it was planned for (its Date field and the header's),
+        # not today's, so the next change is planned beside it.
+        from agent.store.tables.caps import Reservation
+
+        try:
+            row = s.get(Reservation, int(reserved))
+        except OverflowError:
+            row = None
+        if row is not None:
+            as_of = row.planned_for
     return render(request, "whatif.html", as_of, packs, form={}, result=None, error=None,
                   reserved=reserved if reserved.isdigit() else None, **_planner_ctx(s, packs))
 
 
-def _form_int(form: Any, key: str, default: int = 0) -> int:
+def _form_int(form: Any, key: str, default: int | None = 0) -> int:
+    """A whole number from a form's field; an empty field is ``default``, or refused when there is none."""
     raw = str(form.get(key) or "").strip()
     if not raw:
+        if default is None:
+            raise PolicyError(f"{key}: empty; give a whole number")
         return default
     try:
         return int(raw)
@@ -498,7 +536,8 @@ def _whatif_of(s: Session, packs: PackRegistry, form: Mapping[str, Any], n: int 
     """The planner's answer for a what-if form's fields (``n`` instead of its count when given)."""
     return svc.whatif(
         s, packs, str(form.get("authorization", "")), op=str(form.get("op", "add")),  # type: ignore[arg-type]
-        n=_form_int(form, "n") if n is None else n, chip_name=str(form.get("chip", "")),
+        # The count is required (as in the API): an emptied field is not a change of no chips.
+        n=_form_int(form, "n", None) if n is None else n, chip_name=str(form.get("chip", "")),
         site=str(form.get("site", "")),
         # The destination field stays in the form (hidden) when the operation is switched from move.
         to_site=(str(form.get("to_site") or "") or None) if form.get("op") == "move" else None,
@@ -531,8 +570,9 @@ async def reserve(
     request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     form = dict((await request.form()).items())
+    d = utc_today()
     try:
-        d = parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of")
+        d = parse_as_of(str(form.get("as_of") or "").strip() or d.isoformat(), "as_of")
         expires = str(form.get("expires_on") or "").strip()
         until = parse_date(expires, "expires_on") if expires else None
         row = svc.reserve(s, packs, str(form.get("authorization", "")), n=_form_int(form, "n"),
@@ -553,16 +593,24 @@ async def reserve(
                 break
             except (PolicyError, OverflowError):
                 s.rollback()
-        resp = render(request, "whatif.html", utc_today(), packs, form=form, result=result, reserve_sent=form,
+        # The page is at the date planned for (as the what-if's answer is), or today's when that date is refused.
+        resp = render(request, "whatif.html", d, packs, form=form, result=result, reserve_sent=form,
                       error=f"Reservation refused: {fe.message}", fe=fe, **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.CapExceeded | svc.Conflict) else 422
         return resp
+    # Back to the planner, which shows it at the date planned for (whatif_form).
     return RedirectResponse(f"/whatif?reserved={row.id}", status_code=303)
 
 
 @router.post("/reservations/{rid}/release")
-def release(request: Request, rid: int, s: Session = DbSession,
-            packs: PackRegistry = Depends(get_packs)) -> Response:
+async def release(request: Request, rid: int, s: Session = DbSession,
+                  packs: PackRegistry = Depends(get_packs)) -> Response:
+    # The planner's date (its release buttons send it): the page comes back at that date.
+    form = dict((await request.form()).items())
+    try:
+        as_of = parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of")
+    except (PolicyError, OverflowError):
+        as_of = utc_today()
     try:
         try:
             svc.close_reservation(s, rid, "released")
@@ -571,11 +619,11 @@ def release(request: Request, rid: int, s: Session = DbSession,
     except PolicyError as exc:
         # Released twice (two tabs, a back button): the planner page says so, not a JSON body.
         s.rollback()
-        resp = render(request, "whatif.html", utc_today(), packs, form={}, result=None,
+        resp = render(request, "whatif.html", as_of, packs, form={}, result=None,
                       error=f"Reservation #{rid}: {_shorten(form_detail(str(exc), {}))}", **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.Conflict) else 404 if isinstance(exc, svc.NotFound) else 422
         return resp
-    return RedirectResponse("/whatif", status_code=303)
+    return RedirectResponse(f"/whatif?{urlencode({'as_of': as_of.isoformat()})}", status_code=303)
 
 
 @router.get("/shipments", response_class=HTMLResponse)
