@@ -1151,12 +1151,13 @@ def resolve_case(
             raise CaseError(f"--export-intent no: {', '.join(given)} answer an intent to export (a licence for the "
                             "model's export, the customer informed of its obligation prior to export); give them "
                             "with --export-intent yes, or leave them out")
-    elif scope and not licence:
-        raise CaseError("--scope: the scope of a licence; give the licence number it belongs to (--license NUM)")
     if export_intent and not licence and not informed:
+        # First, as the answer the rule asks for (a scope alone is half of the licence answer).
         raise CaseError(
             "--export-intent yes: red flag 28 requires a licence applied for / on file (--license NUM) or that the "
             "customer was informed of its obligation to obtain one prior to export (--informed)")
+    if scope and not licence:
+        raise CaseError("--scope: the scope of a licence; give the licence number it belongs to (--license NUM)")
     settings = redflag.AdmissionSettings.from_packs(packs, as_of or now.date())
     amending = row.status == "resolved"
     row.export_intent, row.licence_number, row.licence_scope = export_intent, licence, scope
