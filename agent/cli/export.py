@@ -28,7 +28,7 @@ def export(
     kind: str = typer.Argument(..., help=f"One of: {', '.join(svc.KINDS)}."),
     from_: str = typer.Option(..., "--from", help="First day of the period (YYYY-MM-DD)."),
     to: str = typer.Option(..., "--to", help="Last day of the period, and the as-of date of "
-                             "positions (installed-base: today or earlier)."),
+                             "positions (installed-base and shipments: today or earlier)."),
     format_: list[str] = typer.Option([], "--format", help="csv, json or pdf (repeat or comma-separate; "
                                       "default all three)."),
     out: Path = typer.Option(..., "--out", help="Directory to write the files and the manifest into."),
