@@ -388,7 +388,8 @@ class Accelerator:
             # 9 decimals, as the classifier: 4 put 5.91995 (3A090.b, under 5.92) at "5.92".
             "performance_density": round(pd, 9) if pd is not None else None,
             "die_area_mm2": self.die_area_mm2,
-            "die_area_confirmed": self.die_area_confirmed,
+            # No die area on record is not a confirmed one (TPU v6e: not sourced, so no density).
+            "die_area_confirmed": self.die_area_confirmed and self.die_area_mm2 is not None,
             "rates": {p: r.value for p, r in self.rates.items()},
             "memory_gb": self.memory_gb,
             "memory_type": self.memory_type,

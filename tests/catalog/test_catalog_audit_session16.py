@@ -65,3 +65,13 @@ def test_every_chip_without_a_die_area_is_marked_unconfirmed(cat: Catalog) -> No
         assert acc.to_dict()["confirmed"] is False and acc.unconfirmed_notes, cid
     for cid in ("tpu-v6e", "tpu-v7"):
         assert any("die area" in n for n in cat.accelerator(cid).unconfirmed_notes), cid
+
+
+def test_a_chip_with_no_die_area_on_record_does_not_show_its_die_area_as_confirmed() -> None:
+    """`veuctl chips show tpu-v6e --json` read die_area_confirmed: true beside die_area_mm2: null (no source gives
+    the die area, so its performance density is unknown)."""
+    from agent.kb import catalog
+
+    view = catalog().accelerator("tpu-v6e").to_dict()
+    assert view["die_area_mm2"] is None and view["die_area_confirmed"] is False
+    assert catalog().accelerator("h100-sxm").to_dict()["die_area_confirmed"] is True
