@@ -42,6 +42,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import AuditItem, record, record_many
 from agent.directory import Customer, corporate_group, customer_for
+from agent.ledger import POD_SEP
 from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
@@ -997,7 +998,6 @@ _UPDATE_CASE = _C.update().where(_C.c.id == bindparam("case_id")).values(
 _MAX_CASE_JOBS = 500
 # The longest answer each field of a case takes (the CLI's, the API's and the dashboard form's limit).
 ANSWER_MAXLEN = {"license": 100, "scope": 500, "notes": 2000}
-_POD_SEP = "#"  # in metering's job references, `<job>#<pod>` (see controllers.metering)
 
 
 def _open_case(s: Session, dec: Decision, party: Customer | None, actor: str, now: datetime,
@@ -1198,7 +1198,7 @@ def open_metering_case(s: Session, *, party: Party | Customer, model_key: str, o
             return row, False
         # Metering's references are `<job>#<pod>` (a Kubernetes name has no "#"; the webhook's are `ns/Kind/name`):
         # a case listing one was reported when it first did.
-        reported = any(_POD_SEP in j for j in listed)
+        reported = any(POD_SEP in j for j in listed)
         row.jobs = json.dumps((listed + new)[-_MAX_CASE_JOBS:])
         s.add(row)
         record(s, actor=actor, action="case.update", subject=f"case:{row.id}",

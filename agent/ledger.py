@@ -954,6 +954,10 @@ def _bound(a: Any, b: Any, pick: Any) -> Any:
     return a if pick(x, y) == x else b
 
 
+# Metering files a pod's usage under `<job>#<pod>` (controllers.metering; a Kubernetes name has no "#").
+POD_SEP = "#"
+
+
 def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = None) -> dict[str, ModelRecord]:
     """ModelRecords from the rows of a lineage statement.
 
@@ -988,7 +992,7 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
     # A job's pods, each a row: summed per (model, job) as before, after an earlier object's were set apart.
     per_job: dict[tuple[int, str], tuple[Any, Any, Any, Any]] = {}
     job_ref, created = earlier if earlier is not None else ("", None)
-    mine = job_ref + "#"
+    mine = job_ref + POD_SEP
     for mid, job, ops, first, last, secs in metered:
         if created is not None and (job == job_ref or job.startswith(mine)):
             started = _aware(first)
@@ -1001,11 +1005,7 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
         o, f, e, c = had
         per_job[(mid, job)] = (float(o or 0.0) + float(ops or 0.0), _bound(f, first, min), _bound(e, last, max),
                                float(c or 0.0) + float(secs or 0.0))
-    by_model: dict[int, list[tuple[str, Any, Any, Any, Any]]] = defaultdict(list)
-    for (mid, job), (ops, first, last, secs) in per_job.items():
-        by_model[mid].append((job, ops, first, last, secs))
-    for mid, usage in by_model.items():
-        _merge_usage(runs[mid], usage)
+    _merge_by_model(runs, ((mid, job, *usage) for (mid, job), usage in per_job.items()))
     return {
         v[0]: ModelRecord(
             name=v[0], owner=v[1], base=name_of.get(v[2]) if v[2] is not None else None, published=v[3],
@@ -1036,10 +1036,16 @@ def _merge_metered(
     if as_of is not None:
         q = q.where(col(MeteredUsage.period_start) < _dt(as_of + _ONE_DAY))
     q = q.group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref))
+    _merge_by_model(runs, (row for qq in _by_ids(q, MeteredUsage.model_id, ids, everything)
+                           for row in s.connection().execute(qq).all()))
+
+
+def _merge_by_model(runs: dict[int, list[Run]], rows: Iterable[Sequence[Any]]) -> None:
+    """Merge metered totals, one (model id, job, operations, first, last, chip-seconds) per job reference, into
+    each model's runs (:func:`_merge_usage`)."""
     by_model: dict[int, list[tuple[str, Any, Any, Any, Any]]] = defaultdict(list)
-    for qq in _by_ids(q, MeteredUsage.model_id, ids, everything):
-        for mid, job, ops, first, last, secs in s.connection().execute(qq).all():
-            by_model[mid].append((job, ops, first, last, secs))
+    for mid, job, ops, first, last, secs in rows:
+        by_model[mid].append((job, ops, first, last, secs))
     for mid, usage in by_model.items():
         _merge_usage(runs[mid], usage)
 
@@ -1060,8 +1066,8 @@ def _merge_usage(lst: list[Run], usage: Iterable[tuple[str, Any, Any, Any, Any]]
     for job, ops, first, last, secs in usage:
         first_d = _as_date(first)
         idx = declared.get(job) if job else None
-        if idx is None and "#" in job:
-            idx = declared.get(job.partition("#")[0])
+        if idx is None and POD_SEP in job:
+            idx = declared.get(job.partition(POD_SEP)[0])
         if idx is None:
             lst.append(Run(float(ops), "metered", first_d, _as_date(last), "", job, f"metered:{job}:{sci_secs(secs)}"))
             continue

@@ -367,7 +367,7 @@ class Meter:
                 demand = read(_with_node_hint(pod, nodes, annotations))
                 if not isinstance(demand, Demand) or demand.chips <= 0:
                     continue
-                job = f"{ref}#{name}"[:300]
+                job = f"{ref}{ledger.POD_SEP}{name}"[:300]
                 rows = _job_rows(s, job)
                 metered_for = next((r.customer_id for r in rows if _aware(r.period_start) == start
                                     and r.customer_id is not None), None)
