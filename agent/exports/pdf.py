@@ -47,16 +47,14 @@ def _shown(text: str) -> str:
     a Polish "Ł") was drawn as a blank box, so two names in another script read the same. The CSV and JSON
     carry the text as stored.
     """
+    if _drawable(text):
+        return text
+    return "".join(c if _drawable(c) else f"[U+{ord(c):04X}]" for c in text)
+
+
+def _drawable(text: str) -> bool:
     try:
         text.encode("cp1252")
-        return text
-    except UnicodeEncodeError:
-        return "".join(c if _drawable(c) else f"[U+{ord(c):04X}]" for c in text)
-
-
-def _drawable(c: str) -> bool:
-    try:
-        c.encode("cp1252")
         return True
     except UnicodeEncodeError:
         return False

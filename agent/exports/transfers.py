@@ -93,7 +93,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
 
     def attrition() -> Iterator[Sequence[Any]]:
         whole = ((as_utc(r[0]), *r[1:], "retired") for r in stream(s, retired))
-        yield from heapq.merge(whole, sorted(reductions(), key=lambda r: r[0]), key=lambda r: r[0])
+        yield from heapq.merge(whole, reduced, key=lambda r: r[0])
 
     first_hp = dict(s.execute(select(hp.c.site_id, func.min(hp.c.valid_from)).group_by(hp.c.site_id)).all())
     # A holding with a history arrived at each site when its version there began: its first_seen is when it
@@ -125,7 +125,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     for r in transfers():
         n_transfers += r[12] != "change-of-owner"
         n_owner += r[12] == "change-of-owner"
-    n_reduced = len({r[1] for r in reductions()})
+    reduced = sorted(reductions(), key=lambda r: r[0])  # few: read once, for the summary and every format
+    n_reduced = len({r[1] for r in reduced})
     n_retired = s.execute(select(func.count()).select_from(h).where(h.c.retired_at >= lo,
                                                                     h.c.retired_at < hi)).scalar() or 0
     report = Report(
