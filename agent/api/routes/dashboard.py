@@ -519,6 +519,11 @@ def whatif_form(
                   reserved=reserved if reserved.isdigit() else None, **_planner_ctx(s, packs))
 
 
+def _form_as_of(form: Any) -> date:
+    """A form's ``as_of`` day (its page's date); today when the field is empty. Refused naming ``as_of``."""
+    return parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of")
+
+
 def _form_int(form: Any, key: str, default: int | None = 0) -> int:
     """A whole number from a form's field; an empty field is ``default``, or refused when there is none."""
     raw = str(form.get(key) or "").strip()
@@ -541,7 +546,7 @@ def _whatif_of(s: Session, packs: PackRegistry, form: Mapping[str, Any], n: int 
         site=str(form.get("site", "")),
         # The destination field stays in the form (hidden) when the operation is switched from move.
         to_site=(str(form.get("to_site") or "") or None) if form.get("op") == "move" else None,
-        as_of=parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of"),
+        as_of=_form_as_of(form),
         owner=str(form.get("owner") or "") or None, operator=str(form.get("operator") or "") or None,
     )
 
@@ -554,7 +559,7 @@ async def whatif_run(
     result, fe = None, NO_ERROR
     d = utc_today()
     try:
-        d = parse_as_of(str(form.get("as_of") or "").strip() or d.isoformat(), "as_of")
+        d = _form_as_of(form)
         result = _whatif_of(s, packs, form)
     except (PolicyError, OverflowError) as exc:
         fe = page_error(exc, WHATIF_FORM)
@@ -572,7 +577,7 @@ async def reserve(
     form = dict((await request.form()).items())
     d = utc_today()
     try:
-        d = parse_as_of(str(form.get("as_of") or "").strip() or d.isoformat(), "as_of")
+        d = _form_as_of(form)
         expires = str(form.get("expires_on") or "").strip()
         until = parse_date(expires, "expires_on") if expires else None
         row = svc.reserve(s, packs, str(form.get("authorization", "")), n=_form_int(form, "n"),
@@ -608,7 +613,7 @@ async def release(request: Request, rid: int, s: Session = DbSession,
     # The planner's date (its release buttons send it): the page comes back at that date.
     form = dict((await request.form()).items())
     try:
-        as_of = parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of")
+        as_of = _form_as_of(form)
     except (PolicyError, OverflowError):
         as_of = utc_today()
     try:
@@ -867,7 +872,7 @@ async def file_deadline(
     key = str(form.get("key", ""))
     as_of = utc_today()
     try:
-        as_of = parse_as_of(str(form.get("as_of") or "").strip() or as_of.isoformat(), "as_of")
+        as_of = _form_as_of(form)
         filed_on = parse_date(str(form.get("filed_on") or ""), "filed_on")
         ob.file_deadline(s, packs, key, filed_on, str(form.get("reference", "")), _actor(request), as_of=as_of,
                          early=bool(form.get("early")))
@@ -1002,7 +1007,7 @@ async def _register_form(request: Request, s: Session, packs: PackRegistry, scop
     as_of = utc_today()
     kind = spec.form  # "entry" or "evidence"
     try:
-        as_of = parse_as_of(str(form.get("as_of") or "").strip() or as_of.isoformat(), "as_of")
+        as_of = _form_as_of(form)
         save(form)
     except (PolicyError, OverflowError) as exc:
         s.rollback()
