@@ -264,13 +264,16 @@ def vendor_of(resource: str) -> str:
     return ACCELERATOR_RESOURCES.get(resource, "")
 
 
+# What a job whose devices come through DRA can do instead (the webhook reads no DRA objects).
+_DRA_REMEDY = ("request accelerators as extended resources such as nvidia.com/gpu, or exempt the namespace in the "
+               "admission settings (admission-settings.exempt_namespaces)")
+
+
 def _dra_error(path: str) -> _Bad:
     # No Kubernetes call per review: the claimed devices (and how many) are in ResourceClaim /
     # ResourceClaimTemplate objects, so a claim would count as 0 chips and let any run through.
     return _Bad(f"{path}: DRA resource claims are not counted (the devices are in ResourceClaim/"
-                "ResourceClaimTemplate objects the webhook does not read); request accelerators as extended "
-                "resources such as nvidia.com/gpu, or exempt the namespace in the admission settings "
-                "(admission-settings.exempt_namespaces)")
+                f"ResourceClaimTemplate objects the webhook does not read); {_DRA_REMEDY}")
 
 
 def resources_chips(res: Any, path: str) -> dict[str, float]:
@@ -290,9 +293,8 @@ def resources_chips(res: Any, path: str) -> dict[str, float]:
                   and quantity(q, f"{path}.{name}[{r}]") > 0):
                 # Counting the class's devices as 0 would let any run through, as a resource claim would.
                 raise _Bad(f"{path}.{name}[{r}]: a DRA device class asked for as an extended resource is not counted "
-                           "(DRA allocates the devices of that DeviceClass, which the webhook does not read); request "
-                           "accelerators as extended resources such as nvidia.com/gpu, or exempt the namespace in the "
-                           "admission settings (admission-settings.exempt_namespaces)")
+                           "(DRA allocates the devices of that DeviceClass, which the webhook does not read); "
+                           f"{_DRA_REMEDY}")
     return out
 
 
