@@ -337,11 +337,16 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
 
 _D = _DECISION_TABLE
 _SINCE_TYPE = _D.c.decided_at.type
+# Decided before ``until``: the end of the day a review is evaluated as of (a review of today has no end, so a
+# decision stamped by a replica whose clock runs a little ahead still counts).
+_BEFORE = _D.c.decided_at < bindparam("until", type_=_SINCE_TYPE)
+_NO_END = datetime(9999, 1, 1, tzinfo=UTC)
 _ADMITTED = (_D.c.customer_name == bindparam("customer"), _D.c.allowed.is_(True), _D.c.run_operations.is_not(None))
 _RELATED = sa_select(
     literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("jobs"),
     literal(0).label("models"),
-).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE))
+).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE),
+        _BEFORE)
 _C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
 
 
@@ -390,7 +395,9 @@ def _load_query(by_group: bool) -> Any:
     # name. (A pair too long for the ledger's names is kept under a digest, which SQL does not compose: such
     # jobs still count, the cautious side.)
     composed = _D.c.customer_name + literal_column("'/'") + _D.c.model_key
+    # On record at the review's moment: answered before the end of its as-of day, and not expired by then.
     on_record = (_C.c.status == literal_column("'resolved'"),
+                 _C.c.resolved_at < bindparam("until", type_=_C.c.resolved_at.type),
                  _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
     whose: ColumnElement[bool]
     if by_group:
@@ -408,7 +415,7 @@ def _load_query(by_group: bool) -> Any:
         not_answered = [_D.c.model_key.not_in(answered), composed.not_in(answered)]
     per_job = sa_select(
         _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
-    ).where(whose, *_ADMITTED[1:], _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE),
+    ).where(whose, *_ADMITTED[1:], _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE), _BEFORE,
             _D.c.job_ref != bindparam("job"), *not_answered,
             ).group_by(_D.c.job_ref).subquery("per_job")
     return union_all(_RELATED, sa_select(
@@ -422,12 +429,15 @@ _RELATED_AND_GROUP_LOAD = _load_query(by_group=True)
 
 
 def related_query(customer: str, model_key: str, since: datetime, agg_since: datetime, job: str, agg_days: int,
-                  now: datetime, group: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+                  now: datetime, group: tuple[str, ...] = (), until: datetime | None = None
+                  ) -> tuple[Any, dict[str, Any]]:
     """The statement (and parameters) reading the customer's admitted jobs for this lineage since ``since``
     and, when the customer-wide window is on (``agg_days`` > 0), its load across every model name since
-    ``agg_since`` (its ``group``'s when one is given: a corporate group of more than the customer): read them with
-    :func:`related_from`."""
-    params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since}
+    ``agg_since`` (its ``group``'s when one is given: a corporate group of more than the customer), both decided
+    before ``until`` (None: no end), lineages answered before it and unexpired at ``now`` left out of the load:
+    read them with :func:`related_from`."""
+    params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since,
+                              "until": until or _NO_END}
     if agg_days <= 0:
         return _RELATED, params
     params = {**params, "agg_since": agg_since, "job": job, "now": now}
@@ -783,14 +793,25 @@ def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
     return rounds
 
 
-def _windows(r: _Review, now: datetime) -> tuple[str, datetime, datetime, int]:
-    """The review's lineage key, related-jobs window start, customer-wide window start and its days."""
+def _window_end(as_of: date, now: datetime) -> datetime | None:
+    """Where a review's windows end: None (now, and no bound) for a review of today; for one as of an earlier day,
+    the end of that UTC day, so it sees the customer's jobs as they stood then, not those decided since."""
+    if as_of >= now.astimezone(UTC).date():
+        return None
+    return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def _windows(r: _Review, as_of: date, now: datetime) -> tuple[str, datetime, datetime, int, datetime | None]:
+    """The review's lineage key, related-jobs window start, customer-wide window start, its days and the
+    windows' end (None: no end), both windows running back from the end of the as-of day."""
     assert r.req is not None and r.settings is not None
     declared = r.req.declared
     window = r.settings.related_jobs_window_days if declared.model else r.settings.unnamed_model_window_days
     agg_days = r.settings.customer_aggregate_window_days
     key = redflag.model_key(declared, r.party.name if r.party else None)
-    return key, now - timedelta(days=window), now - timedelta(days=agg_days), agg_days
+    until = _window_end(as_of, now)
+    end = until or now
+    return key, end - timedelta(days=window), end - timedelta(days=agg_days), agg_days, until
 
 
 def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, locked: set[int], ids: int,
@@ -812,14 +833,15 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
     plan: list[tuple[_Review, tuple[str, ...], int]] = []
     for r in group:
         assert r.req is not None
-        key, since, agg_since, agg_days = _windows(r, now)
+        key, since, agg_since, agg_days, until = _windows(r, as_of, now)
         names = tuple(n for n in (key, r.req.declared.base_model) if n)
         q = lineage_query(names, as_of)
         if q is not None and names not in lineage_at:
             lineage_at[names] = len(queries)
             queries.append(q)
         plan.append((r, names, len(queries)))
-        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, now, r.group))
+        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, until or now,
+                                     r.group, until))
     wanted = {lock_key("customer", k) for r in batch if not r.rr.dry_run for k in r.serial} - locked
     reserved, rows = reserve_ids(s, _DECISION_TABLE, ids, reads=queries, locks=sorted(wanted))
     locked |= wanted
@@ -840,7 +862,7 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
     assert r.req is not None
     req, records, tier, party = r.req, r.records, r.tier, r.party
     declared = req.declared
-    key, since, agg_since, agg_days = _windows(r, now)
+    key, since, agg_since, agg_days, until = _windows(r, as_of, now)
     if declared.model and party is not None:
         scoped = lineage_name(key, records.get(key), party.name, tier.chain if tier else (), as_of)
         if scoped != key:
@@ -853,7 +875,8 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
             declared, key = req.declared, scoped
             # Read for the other party's lineage name: read again for this one.
             r.related, r.load = related_from(fetch_all(s, *related_query(
-                r.customer, key, since, agg_since, req.job_ref, agg_days, now, r.group)), agg_days, r.group)
+                r.customer, key, since, agg_since, req.job_ref, agg_days, until or now, r.group, until)), agg_days,
+                r.group)
     named = records.get(key)
     if party is not None and named is not None and named.is_published(as_of):
         # The customer's training on a published model is its derivative (metering charges it there too).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +238,7 @@ def test_a_sibling_with_an_hq_no_jurisdiction_knows_is_counted_not_an_error(
 
 MOVED = date(2026, 3, 1)  # the day of the ownership changes below (before today, after the packs' start)
 BEFORE_MOVE = date(2026, 2, 1)
+BEFORE_MOVE_NOON = datetime(2026, 2, 1, 12, tzinfo=UTC)
 
 
 def _group_on(url: str, ns: str, day: date) -> tuple[str, ...]:
@@ -276,7 +277,9 @@ def test_a_review_dated_before_a_subsidiary_was_sold_sums_it_with_its_group_of_t
         parties.add_party(s, "Riyadh Labs", None, no_parent=True, effective=MOVED)
     agent.directory.clear()
     with session_scope(group_store) as s:
-        first = cases.evaluate_review(s, registry(), half("part-1", "tenant-gulf-labs", "gulf-a"), BEFORE_MOVE)
+        # Decided that day: a review as of a past day counts the jobs decided by its end, not those decided since.
+        first = cases.evaluate_review(s, registry(), half("part-1", "tenant-gulf-labs", "gulf-a"), BEFORE_MOVE,
+                                      now=BEFORE_MOVE_NOON)
     assert first.code == redflag.ALLOW, first.message
     with session_scope(group_store) as s:
         then = cases.evaluate_review(s, registry(), half("part-2", "tenant-gulf-sa", "gulf-b"), BEFORE_MOVE)
