@@ -255,7 +255,7 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> t
     for g in demand.groups:
         vendor = vendor_of(g.resource)
         mig = g.resource.startswith("nvidia.com/mig-")
-        chosen, fraction, basis = None, 1.0, ""
+        chosen, fraction, basis, guessed = None, 1.0, "", False
         named: list[tuple[Any, float]] = []
         unknown: list[str] = []
         for h in g.model_hints:
@@ -292,7 +292,7 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> t
                 continue
             best = max(pool, key=capability) if pool else None
             if best is not None and (chosen is None or capability(best) > capability(chosen, fraction)):
-                chosen, fraction = best, 1.0
+                chosen, fraction, guessed = best, 1.0, True
                 basis = (f"no chip model named{' in the catalog' if unknown else ''}: most capable {vendor} "
                          "accelerator in the cluster's inventory" if held else
                          f"no chip model named{' in the catalog' if unknown else ''} and none of vendor {vendor} "
@@ -302,7 +302,9 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> t
             notes.append("aws.amazon.com/neuroncore counted as whole Neuron devices (cores per device UNCONFIRMED; "
                          "over-counting is the safe error)")
         out.append(ChipDemand(chosen, float(g.total) * fraction, g.resource,
-                              f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}"))
+                              f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}",
+                              # A MIG profile's parent taken as the most capable one with it is a guess too.
+                              guessed=guessed or not named or bool(unknown)))
     return out, notes
 
 

@@ -13,9 +13,12 @@ admission decision used, so the ledger charges max(admitted estimate, metered) a
 the chain that admission decided as a job of its own (created by a user, not a trusted controller, whatever
 ownerReference or labels it carries) ends the walk: its usage is filed where it was decided
 (:func:`decided_alone`, looked up once per object, a tick's new objects in one query). Re-reporting
-a pod replaces its interval (idempotent ticks); when the chip a pod is known to run on changes (its node
-was labelled after the first poll), the interval is re-charged to that chip, not charged twice. A pod whose
-node is no longer listed (scaled away after the pod ended) keeps the chip its interval is on record with.
+a pod replaces its interval (idempotent ticks); when a chip-model label names the chip a pod runs on and it
+is not the one on record (its node was labelled after the first poll, or the label was corrected), the interval
+is re-charged to that chip, not charged twice. A bound pod runs on the same machine until it ends, so a pass
+whose chip is only a guess (no label names a catalogued chip: its node's label briefly gone while GPU Feature
+Discovery restarts, or its node no longer listed, scaled away after the pod ended) keeps the chip its interval
+is on record with.
 
 When a running lineage of a customer outside Tier 1 reaches the 4E091 threshold and no answered
 red-flag-28 case covers it, the controller opens a case, emits an ``events.k8s.io/v1`` Event (type
@@ -391,9 +394,10 @@ class Meter:
                 for c in chips:
                     per_chip[c.accelerator.id] = per_chip.get(c.accelerator.id, 0.0) + c.chips
                 node = (pod.get("spec") or {}).get("nodeName")
-                if isinstance(node, str) and node and node not in node_names:
-                    # Its node is gone (scaled away after the pod ended, before PodGC removed the pod): what its
-                    # label said is no longer known, and a guess must not replace the chip on record.
+                if (isinstance(node, str) and node and node not in node_names) or any(c.guessed for c in chips):
+                    # A bound pod runs on the same machine until it ends: when its chip is only a guess (its node
+                    # scaled away before PodGC removed the pod, or the node's chip label briefly gone while GPU
+                    # Feature Discovery restarts), the guess must not replace the chip on record.
                     per_chip = _chips_on_record(rows, start, sum(per_chip.values())) or per_chip
                 for chip_id, count in per_chip.items():
                     secs = count * (end - start).total_seconds()
@@ -623,9 +627,9 @@ def _chips_on_record(rows: list[MeteredUsage], start: datetime, chips: float) ->
 def _drop_superseded(s: Any, job: str, start: datetime, charged: set[str], rows: list[MeteredUsage]) -> None:
     """Remove the pod's usage for this interval recorded on a chip it is no longer known to run on.
 
-    The ledger keys an interval by (job, accelerator, start): when the chip model of a pod becomes known
-    after the first poll (its node labelled late, the inventory changed), the new chip's row replaces the
-    guess instead of both being charged for the same chip-seconds. ``rows`` are the job's rows read before
+    The ledger keys an interval by (job, accelerator, start): when a label names the pod's chip after the
+    first poll (its node labelled late, a label corrected), the new chip's row replaces the one on record
+    instead of both being charged for the same chip-seconds. ``rows`` are the job's rows read before
     this tick charged it (a row it added is on a chip in ``charged``).
     """
     from agent.audit import record

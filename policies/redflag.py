@@ -159,6 +159,9 @@ class ChipDemand:
     chips: float  # physical-chip equivalents (a MIG slice counts as its fraction of the GPU)
     resource: str
     basis: str
+    # No chip-model label named it: the most capable chip the pods could land on, which says nothing about the
+    # machine a bound pod runs on.
+    guessed: bool = False
 
 
 @dataclass(frozen=True)
