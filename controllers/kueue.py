@@ -19,7 +19,11 @@ The checks are answered only while Kueue waits for them (``QuotaReserved`` true,
   × 2^retryCount up to ``retry_backoff_max_seconds`` (60 s and 1800 s, the ProvisioningRequestConfig
   ``retryStrategy`` defaults). Kueue versions without the field drop it and requeue at once, as before;
 - ``Rejected`` for refusals nothing the operator records can cure (``DENY_TIER3``, ``DENY_INVALID``): Kueue
-  deactivates the Workload.
+  deactivates the Workload;
+- ``Retry`` too, with the same backoff, when the evaluation raised (the store unreachable, a policy-pack
+  problem, a bug): the message names the error (``EVALUATION_FAILED: ...``) and ``veu_admission_errors_total``
+  counts it. Left ``Pending`` the Workload would hold its reserved quota for as long as the error lasts;
+  ``Rejected`` would deactivate a job nothing refuses.
 
 The job judged is the Workload's controlling owner (the Job, JobSet, ... Kueue queued), read as the
 webhook reads it: Kueue copies only its provisioning-request annotations from a job to its Workload, so the
@@ -63,6 +67,8 @@ READY_CODES = frozenset({"ALLOW", "ALLOW_AFTER_INQUIRY", "EXEMPT"})
 RETRY_CODES = frozenset({"HOLD_FOR_INQUIRY", "DENY_UNKNOWN_CUSTOMER"})
 # Kueue's own retry backoff for a check (ProvisioningRequestConfig spec.retryStrategy defaults).
 RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_MAX_SECONDS = 60, 1800
+# The code reported (and leading the check's message) for a Workload whose evaluation raised.
+EVALUATION_FAILED = "EVALUATION_FAILED"
 
 
 def check_state(allowed: bool, code: str) -> str:
@@ -79,6 +85,34 @@ def requeue_after(retry_count: Any, base: int, cap: int) -> int:
     return int(min(base * 2 ** min(n, 32), cap))
 
 
+def retry_backoff(base: Any, cap: Any, names: tuple[str, str] = ("retry_backoff_base_seconds",
+                                                                  "retry_backoff_max_seconds")) -> tuple[int, int]:
+    """``(base, cap)`` of the Retry backoff, checked; a ValueError names the offending one as ``names`` spell
+    them (the constructor's arguments, or the options of ``veuctl admission controllers``)."""
+    for key, value in zip(names, (base, cap), strict=True):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 2**31 - 1:
+            raise ValueError(f"{key}: {value!r} is not a whole number of seconds from 1 to 2147483647")
+    if cap < base:
+        raise ValueError(f"{names[1]}: {cap} is less than {names[0]} ({base})")
+    return base, cap
+
+
+def failure(exc: Exception) -> tuple[str, str]:
+    """The ``veu_admission_errors_total`` reason and the one-line why of an evaluation that raised, as the
+    webhook words them. The Workload's status is read by its tenant: only a store error's first line (no SQL,
+    no parameters) and an internal error's type go there; the whole error is in the log."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from policies.errors import PolicyError
+
+    if isinstance(exc, (OperationalError, DBAPIError)):
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return "store_unavailable", f"store unavailable ({first[0][:200] if first else 'no detail'})"
+    if isinstance(exc, PolicyError):
+        return "policy_error", f"configuration error: {' '.join(str(exc).split())[:300]}"
+    return "internal", f"internal error ({type(exc).__name__})"
+
+
 def _ts(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -92,14 +126,7 @@ class AdmissionCheckController:
                  retry_backoff_max_seconds: int = RETRY_BACKOFF_MAX_SECONDS) -> None:
         from agent.collectors.base import request_timeout, with_request_timeout
 
-        for key, value in (("retry_backoff_base_seconds", retry_backoff_base_seconds),
-                           ("retry_backoff_max_seconds", retry_backoff_max_seconds)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 2**31 - 1:
-                raise ValueError(f"{key}: {value!r} is not a whole number of seconds from 1 to 2147483647")
-        if retry_backoff_max_seconds < retry_backoff_base_seconds:
-            raise ValueError(f"retry_backoff_max_seconds: {retry_backoff_max_seconds} is less than "
-                             f"retry_backoff_base_seconds ({retry_backoff_base_seconds})")
-        self.retry_backoff = (retry_backoff_base_seconds, retry_backoff_max_seconds)
+        self.retry_backoff = retry_backoff(retry_backoff_base_seconds, retry_backoff_max_seconds)
 
         # VEU_COLLECTOR_TIMEOUT_SECONDS on every call, the owners' reads too (a bad value is refused here).
         self.timeout = request_timeout()
@@ -157,19 +184,28 @@ class AdmissionCheckController:
                 continue
             md = wl.get("metadata") or {}
             ns, name = md.get("namespace", ""), md.get("name", "")
-            review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-                "uid": str(md.get("uid") or f"{ns}/{name}")[:128], "operation": "CREATE", "namespace": ns,
-                "object": self._subject(wl, ns),
-                "userInfo": {"username": f"controller:{self.controller_name}"}, "dryRun": False}}
             try:
+                review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                    "uid": str(md.get("uid") or f"{ns}/{name}")[:128], "operation": "CREATE", "namespace": ns,
+                    "object": self._subject(wl, ns),
+                    "userInfo": {"username": f"controller:{self.controller_name}"}, "dryRun": False}}
                 with session_scope(self.database_url) as s:
                     out = evaluate_review(s, registry(), review, cluster=self.cluster,
                                           actor="controller:kueue-admissioncheck", now=now)
-            except Exception as exc:  # leave the check Pending: Kueue keeps the workload queued
-                log.error("workload %s/%s: evaluation failed: %s", ns, name, exc)
-                continue
-            state = check_state(out.allowed, out.code)
-            msg = f"{out.code}: {out.message}"[:1000]
+                state, code, case_id = check_state(out.allowed, out.code), out.code, out.case_id
+                msg = f"{out.code}: {out.message}"[:1000]
+            except urllib3.exceptions.HTTPError:
+                raise  # the API server is not answering: the pass ends (ApiUnreachable)
+            except Exception as exc:
+                # Left Pending, the Workload held its reserved quota for as long as the error lasted (for ever, if
+                # it is this Workload's own). Retry is "cannot pass now": Kueue frees the quota and requeues it
+                # after the backoff. Never Rejected: nothing says the job is refused.
+                reason, why = failure(exc)
+                _count_error(reason)
+                log.error("workload %s/%s: evaluation failed (%s), answered Retry: %s", ns, name, reason, exc,
+                          exc_info=reason == "internal")
+                state, code, case_id = "Retry", EVALUATION_FAILED, None
+                msg = f"{EVALUATION_FAILED}: veu-governor could not evaluate red flag 28: {why}"[:1000]
             new_states = [
                 self._answer(s, state, msg, now) if s.get("name") in checks and s.get("state") == "Pending" else s
                 for s in states
@@ -188,7 +224,7 @@ class AdmissionCheckController:
                 log.log(level, "workload %s/%s: check state not written (%s %s); retried next pass", ns, name,
                         exc.status, exc.reason)
                 continue
-            done.append({"workload": f"{ns}/{name}", "state": state, "code": out.code, "case_id": out.case_id})
+            done.append({"workload": f"{ns}/{name}", "state": state, "code": code, "case_id": case_id})
         return done
 
     def _answer(self, entry: Mapping[str, Any], state: str, msg: str, now: datetime) -> dict[str, Any]:
@@ -244,6 +280,13 @@ class AdmissionCheckController:
             log.info("workload %s/%s: owner %s %s not readable (%s); judging the Workload", ns, md.get("name"),
                      ref.get("kind"), ref.get("name"), exc.status)
             return None
+
+
+def _count_error(reason: str) -> None:
+    # The webhook's error counter: an evaluation failure here is one more review answered by a failure mode.
+    from controllers.webhook import ERRORS
+
+    ERRORS.labels(reason).inc()
 
 
 def _condition(wl: Mapping[str, Any], kind: str) -> bool:

@@ -78,6 +78,11 @@ def review(
 def controllers(
     meter_interval: float = typer.Option(60.0, "--interval", help="Seconds between metering/Kueue passes."),
     kueue: bool = typer.Option(False, "--kueue", help="Also act as the Kueue AdmissionCheck controller."),
+    kueue_retry_base: int | None = typer.Option(
+        None, "--kueue-retry-base-seconds", help="With --kueue: seconds Kueue waits before requeuing a Workload "
+        "answered Retry, doubled on each retry (default 60, Kueue's provisioning-check backoff)."),
+    kueue_retry_max: int | None = typer.Option(
+        None, "--kueue-retry-max-seconds", help="With --kueue: the most that wait grows to (default 1800)."),
     cluster: str = typer.Option("", "--cluster", envvar="VEU_CLUSTER",
                                 help="Cluster name (namespace mappings, inventory bound; default VEU_CLUSTER)."),
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
@@ -100,6 +105,7 @@ def controllers(
         raise UsageError(f"--interval: {meter_interval:g} is not a positive number of seconds")
     if metrics_port is not None and not 0 < metrics_port < 65536:
         raise UsageError(f"--metrics-port: {metrics_port} is not a TCP port (1-65535)")
+    backoff = _kueue_backoff(kueue, kueue_retry_base, kueue_retry_max)
 
     from kubernetes import client, config
 
@@ -115,7 +121,9 @@ def controllers(
 
     api = client.ApiClient()
     meter = Meter(client.CoreV1Api(api), client.EventsV1Api(api), db_url(db), cluster=cluster)
-    ctl = AdmissionCheckController(client.CustomObjectsApi(api), db_url(db), cluster=cluster) if kueue else None
+    ctl = AdmissionCheckController(client.CustomObjectsApi(api), db_url(db), cluster=cluster,
+                                   retry_backoff_base_seconds=backoff[0],
+                                   retry_backoff_max_seconds=backoff[1]) if kueue else None
     if once:
         emit(controller_pass(meter, ctl), json_)
         return
@@ -142,6 +150,25 @@ def controllers(
             # running pod's whole interval, so nothing is lost by skipping one.
             logging.getLogger("veu.controllers").exception("controller pass failed; retrying in %gs", meter_interval)
         _time.sleep(meter_interval)
+
+
+def _kueue_backoff(kueue: bool, base: int | None, cap: int | None) -> tuple[int, int]:
+    """The Retry backoff the options ask for, checked as the controller checks it, before the cluster is
+    contacted: a bad value is one line naming the option, not a traceback from inside the controller."""
+    from controllers.kueue import RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_MAX_SECONDS, retry_backoff
+
+    given = [name for name, value in (("--kueue-retry-base-seconds", base), ("--kueue-retry-max-seconds", cap))
+             if value is not None]
+    if given and not kueue:
+        # Ignored silently, the operator would believe Workloads back off as set.
+        raise UsageError(f"{given[0]}: applies only to the Kueue AdmissionCheck controller; add --kueue")
+    try:
+        return retry_backoff(RETRY_BACKOFF_BASE_SECONDS if base is None else base,
+                             RETRY_BACKOFF_MAX_SECONDS if cap is None else cap,
+                             ("--kueue-retry-base-seconds" + (" default" if base is None else ""),
+                              "--kueue-retry-max-seconds"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def controller_pass(meter: Any, ctl: Any) -> dict[str, Any]:

@@ -387,6 +387,13 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     {{- end }}
     {{- if .Values.agent.kueueAdmissionCheck }}
     - --kueue
+    {{- $base := int64 .Values.agent.kueueRetryBaseSeconds }}
+    {{- $max := int64 .Values.agent.kueueRetryMaxSeconds }}
+    {{- if lt $max $base }}
+    {{- fail (printf "agent.kueueRetryMaxSeconds (%d) is less than agent.kueueRetryBaseSeconds (%d): the controllers would refuse to start" $max $base) }}
+    {{- end }}
+    - --kueue-retry-base-seconds={{ $base }}
+    - --kueue-retry-max-seconds={{ $max }}
     {{- end }}
     {{- with .Values.controllers.metricsPort }}
     - --metrics-port={{ . }}
