@@ -2,9 +2,9 @@
 
 CSV header: ``site,accelerator,count,owner,operator[,serial]`` (JSON: a list of objects with those keys).
 Policy: all or nothing. Every row is checked (site and parties registered, accelerator alias known and a whole
-chip, not a MIG slice, count a positive whole number below 2**53, serials unique) and *every* error is reported
-with its row and field; if any row is bad nothing is written. A register is one complete scope: re-importing it
-retires rows no longer in it.
+chip, not a MIG slice, count a positive whole number below 2**53 written in the ASCII digits 0-9 alone, serials
+unique) and *every* error is reported with its row and field; if any row is bad nothing is written. A register is
+one complete scope: re-importing it retires rows no longer in it.
 
 Rows with a serial are one holding each (``serial:<serial>``); rows without are summed per
 (site, accelerator, owner, operator), since an unserialised register line has no identity of its own.
@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,52 @@ OPTIONAL = ("serial",)
 # Counts are stored as floats, which hold every whole number below 2**53 exactly (and 2**53 + 1 reads as 2**53):
 # a representation limit, not a policy one.
 MAX_COUNT = 2**53
+# A register is an audit document: a count is written in the ASCII digits 0-9 alone. int() and float() also read
+# 1_000, +4, 4.0, 1e3 and other scripts' digits (１２, ١٢); each is refused saying what to write, so the number
+# stored is the number written. A leading + is refused too: one spelling per count, as a reviewer reads it.
+_PLAIN = re.compile(r"[0-9]+")
+_GROUPED = re.compile(r"[0-9]+(?:[_, '][0-9]+)+")  # 1_000, 1,000 (quoted in a CSV), 1 000, 1'000
+
+
+def _too_many(raw: str) -> str:
+    # Counts are stored as floats: past 2**53 one is no longer an exact whole number, and 1e308 chips made the
+    # installed base's TPP infinite (`inventory show --json` printed Infinity, not JSON).
+    return f"{raw!r} is more chips than a count can hold exactly (fewer than {MAX_COUNT:,}); check the value"
+
+
+def _count(raw: str) -> tuple[float, str]:
+    """(chips, "") for a register count, or (0, why it is refused); the caller names the row and field."""
+    if not _PLAIN.fullmatch(raw):
+        return 0.0, _not_plain(raw)
+    digits = raw.lstrip("0")
+    if not digits:
+        return 0.0, f"{raw!r} is not a positive number"
+    # Length first: int() refuses a string of more than 4,300 digits with an error of its own.
+    if len(digits) > len(str(MAX_COUNT)) or int(digits) >= MAX_COUNT:
+        return 0.0, _too_many(raw)
+    return float(int(digits)), ""
+
+
+def _not_plain(raw: str) -> str:
+    """Why a count that is not plain ASCII digits is refused, saying what to write instead where that is clear."""
+    odd = next((c for c in raw if not c.isascii()), "")
+    if odd:
+        what = "the digit" if odd.isdigit() else "the character"
+        return (f"{raw!r} has {what} {odd!r} (U+{ord(odd):04X} {unicodedata.name(odd, 'UNNAMED')}); write the count "
+                "in the ASCII digits 0-9 only")
+    if _GROUPED.fullmatch(raw):
+        return f"{raw!r} has a digit separator; a count is the digits 0-9 only: write it as {re.sub('[^0-9]', '', raw)}"
+    try:
+        value = float(raw)
+    except ValueError:
+        return f"{raw!r} is not a positive number"
+    if not value > 0 or value == float("inf"):  # nan is not > 0
+        return f"{raw!r} is not a positive number"
+    if value != int(value):
+        return f"{raw!r} is not a whole number of chips"
+    if value >= MAX_COUNT:
+        return _too_many(raw)
+    return f"{raw!r} has a sign, decimal point or exponent; a count is the digits 0-9 only: write it as {int(value)}"
 
 
 def _chip_name(acc_id: str) -> str:
@@ -191,19 +239,9 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                     "physical GPUs")
         count = 0.0
         if field("count"):
-            try:
-                count = float(field("count"))
-                if not count > 0 or count != count or count == float("inf"):
-                    raise ValueError
-                if count != int(count):
-                    problems.append(f"row {n}, field count: {field('count')!r} is not a whole number of chips")
-                elif count >= MAX_COUNT:
-                    # Counts are stored as floats: past 2**53 one is no longer an exact whole number, and 1e308 chips
-                    # made the installed base's TPP infinite (`inventory show --json` printed Infinity, not JSON).
-                    problems.append(f"row {n}, field count: {field('count')!r} is more chips than a count can hold "
-                                    f"exactly (fewer than {MAX_COUNT:,}); check the value")
-            except ValueError:
-                problems.append(f"row {n}, field count: {field('count')!r} is not a positive number")
+            count, why = _count(field("count"))
+            if why:
+                problems.append(f"row {n}, field count: {why}")
         if serial:
             if serial in serials:
                 problems.append(f"row {n}, field serial: {serial!r} already on row {serials[serial]}")
