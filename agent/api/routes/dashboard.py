@@ -683,6 +683,7 @@ async def resolve_case(
     intent = str(form.get("export_intent", ""))
     # The amend form of a resolved case: new answers replace the old (the audit trail keeps both).
     amend = str(form.get("amend", "")) in ("1", "on", "true")
+    as_of = _queue_date(form)
     try:
         if intent not in ("yes", "no"):
             # Anything but an explicit answer would be recorded as "no export intent", an answer never given.
@@ -702,11 +703,21 @@ async def resolve_case(
         if answered:  # answered meanwhile (another tab, a colleague): its amend form, not a JSON flag, changes it
             message = message.split("; set ")[0].split("; tick amend")[0] + "; to change the answers, amend them below"
         shown = "resolved" if amend or answered else "open"
-        resp = render(request, "cases.html", utc_today(), packs, cases=cases.list_cases(s, shown), status=shown,
+        resp = render(request, "cases.html", as_of, packs, cases=cases.list_cases(s, shown), status=shown,
                       error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id, fe=fe)
         resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
-    return RedirectResponse(f"/cases?status=resolved&resolved={case_id}", status_code=303)
+    q = urlencode({"status": "resolved", "resolved": case_id, "as_of": as_of.isoformat()})
+    return RedirectResponse(f"/cases?{q}", status_code=303)
+
+
+def _queue_date(form: Mapping[str, Any]) -> date:
+    """The date the case queue was shown at (its forms send it), to come back at; today when it is unreadable:
+    the answers are recorded now whatever the page's date, so a hand-edited date must not cost them."""
+    try:
+        return _form_as_of(form)
+    except (PolicyError, OverflowError):
+        return utc_today()
 
 
 @router.get("/models", response_class=HTMLResponse)
