@@ -32,6 +32,7 @@ from agent.store.db import lock_for_transaction, lock_key
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
+from agent.text import unprintable
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
@@ -667,9 +668,12 @@ def reserve(
     if expires_on is not None and expires_on <= planned_for:
         raise PolicyError(f"--expires: {expires_on} is not after the planned installation date {planned_for}; "
                           "a reservation must still hold when its chips arrive")
-    if len(note) > MAX_NOTE or "\x00" in note:
+    if len(note) > MAX_NOTE:
         # The column holds 500 characters: PostgreSQL refused a longer note as a store error, SQLite kept it.
         raise PolicyError(f"--note: at most {MAX_NOTE} characters of text (got {len(note)})")
+    why = unprintable("--note", note, lines=True)
+    if why is not None:  # a NUL no store keeps, a bell or an escape replayed to whoever reads the note
+        raise PolicyError(why)
     # The lock comes first, before any read in this transaction (see the module docstring).
     # Every authorization's reservations count toward every cap they touch (a group's UVEUs share one owned
     # base), so reservations under different authorizations serialise too.

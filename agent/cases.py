@@ -47,6 +47,7 @@ from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, as_utc, utcnow
+from agent.text import unprintable
 from controllers.jobspec import (
     DECIDED_AS_OWNER,
     KIND_OF_RESOURCE,
@@ -1162,11 +1163,9 @@ def resolve_case(
     # keeps, a newline that splits the line) is refused naming the answer; notes may span lines.
     for flag, text, lines in (("--license", licence, False), ("--scope", scope, False), ("--by", by, False),
                               ("--notes", notes, True)):
-        bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs") and not (lines and c in "\r\n\t")),
-                   None)
-        if bad is not None:
-            raise CaseError(f"{flag}: contains U+{ord(bad):04X} (a control character or an unpaired surrogate); "
-                            f"{'printable text, lines and tabs' if lines else 'one line of printable text'} only")
+        why = unprintable(flag, text, lines=lines)
+        if why is not None:
+            raise CaseError(why)
     if not export_intent:
         # A licence and the customer informed of its obligation answer an intent to export (red flag 28: "if so,
         # apply for a license ... or inform the customer"): recorded beside "no intent" the answers contradict each

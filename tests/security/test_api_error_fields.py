@@ -56,6 +56,8 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("POST", "/api/v1/reservations", {**RESERVE, "count": 1_000}, 409, "count:"),
     ("POST", "/api/v1/reservations", {**RESERVE, "chip": "warp-drive"}, 422, "chip:"),
     ("POST", "/api/v1/reservations", {**RESERVE, "operator": "Nobody Ltd"}, 422, "operator:"),
+    ("POST", "/api/v1/reservations", {**RESERVE, "note": "ring \u0007"}, 422, "note:"),
+    ("POST", "/api/v1/reservations", {**RESERVE, "note": "nul \u0000"}, 422, "note:"),
     ("POST", "/api/v1/shipments", {**SHIP, "via": "uveu"}, 422, "authorization:"),
     ("POST", "/api/v1/shipments", {**SHIP, "destination": "CN"}, 422, "via:"),
     ("POST", "/api/v1/shipments", {**SHIP, "count": 1.5}, 422, "count:"),
