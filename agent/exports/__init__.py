@@ -4,8 +4,8 @@ Kinds and what they read:
 
 - ``installed-base``: holdings per site, country and tier on the ``--to`` date with each VEU
   authorization's TPP and cap positions (agent.caps / policies.caps), and how many were received in the period.
-- ``transfers``: moves of chips between countries and sites, changes of owner, new sites and attrition (holdings
-  retired, counts reduced) in the period (holding history).
+- ``transfers``: moves of chips between countries and sites, changes of owner, new sites, attrition (holdings
+  retired, counts reduced) and retired holdings returned to service in the period (holding history).
 - ``red-flags``: the red-flag case register and the decisions that held jobs (agent.cases).
 - ``decisions``: every admission decision of the period (agent.cases).
 - ``model-ledger``: 4E091 training-compute ledger (agent.ledger).

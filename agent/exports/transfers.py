@@ -1,9 +1,13 @@
 """Export kind ``transfers``: chips moved between countries or sites or passed to another owner, new sites, and
 attrition (holdings retired, chips lost from a holding whose count fell) in a period.
 
-Built from the holdings history (``holding_period`` versions; ``first_seen``/``retired_at``) and site
-countries. Supp. 10 ¶5 requires 60 days' advance notice of inter-country transfers by a UVEU, and
-§ 748.15(a)(2)(ii)(A) 180 days' notice of a new data-center location; the notice periods come from the
+Built from the holdings history (``holding_period`` versions; ``first_seen``/``retired_at`` for holdings
+without one) and site countries. A retirement is read from the history, not from the holding's current row: a
+holding seen again after it was retired no longer carries ``retired_at``, but its retirement stays attrition in
+the period it happened and its return is reported in the period it came back.
+
+Supp. 10 ¶5 requires 60 days' advance notice of inter-country transfers by a UVEU, and § 748.15(a)(2)(ii)(A)
+180 days' notice of a new data-center location; the notice periods come from the
 ``veu-notices`` provision. ¶10 asks for attrition (loss, damage, failure, relocation, resale).
 """
 
@@ -14,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select, union
 from sqlmodel import Session
 
 from agent.exports.base import Report, Table, day_after, day_start, provision_dict, stream, tier_lookup
@@ -29,6 +33,8 @@ SITE_COLUMNS = ["site", "country", "tier", "provider", "region", "first_installe
                 "notice_days", "notice_due_by"]
 ATTRITION_COLUMNS = ["retired_at", "holding_id", "source", "external_id", "serial", "accelerator", "count",
                      "site", "country", "kind"]
+RETURNED_COLUMNS = ["returned_at", "holding_id", "source", "external_id", "serial", "accelerator", "count", "site",
+                    "country"]
 
 
 def _day(x: datetime) -> date:
@@ -43,11 +49,59 @@ def _notice(packs: PackRegistry, as_of: date) -> tuple[int | None, int | None, l
             [provision_dict(prov)])
 
 
+def _tables() -> tuple[Any, Any, Any]:
+    return HoldingPeriod.__table__, Holding.__table__, Site.__table__  # type: ignore[attr-defined]
+
+
+def _retired_versions(lo: datetime, hi: datetime) -> Select[Any]:
+    """Versions that ended in the period with no version of the holding starting as they ended: the holding
+    was retired then (a change of site, count or owner starts its next version at the same instant)."""
+    hp, h, site = _tables()
+    nxt = hp.alias("nxt")
+    return (select(hp.c.valid_to, hp.c.holding_id, h.c.source, h.c.external_id, h.c.serial, hp.c.accelerator,
+                   hp.c.count, site.c.name, site.c.country)
+            .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
+            .where(hp.c.valid_to >= lo, hp.c.valid_to < hi,
+                   ~exists().where(nxt.c.holding_id == hp.c.holding_id, nxt.c.valid_from == hp.c.valid_to))
+            .order_by(hp.c.valid_to, hp.c.holding_id))
+
+
+def _retired_unversioned(lo: datetime, hi: datetime) -> Select[Any]:
+    """Holdings retired in the period whose history does not record it (written without one): their own row."""
+    hp, h, site = _tables()
+    return (select(h.c.retired_at, h.c.id, h.c.source, h.c.external_id, h.c.serial, h.c.accelerator, h.c.count,
+                   site.c.name, site.c.country)
+            .join(site, site.c.id == h.c.site_id)
+            .where(h.c.retired_at >= lo, h.c.retired_at < hi,
+                   ~exists().where(hp.c.holding_id == h.c.id, hp.c.valid_to == h.c.retired_at))
+            .order_by(h.c.retired_at, h.c.id))
+
+
+def _returned_versions(lo: datetime, hi: datetime) -> Select[Any]:
+    """Versions starting in the period after a gap in the holding's history: it was retired and seen again."""
+    hp, h, site = _tables()
+    before, adjoining = hp.alias("before"), hp.alias("adjoining")
+    return (select(hp.c.valid_from, hp.c.holding_id, h.c.source, h.c.external_id, h.c.serial, hp.c.accelerator,
+                   hp.c.count, site.c.name, site.c.country)
+            .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
+            .where(hp.c.valid_from >= lo, hp.c.valid_from < hi,
+                   exists().where(before.c.holding_id == hp.c.holding_id, before.c.valid_to < hp.c.valid_from),
+                   ~exists().where(adjoining.c.holding_id == hp.c.holding_id,
+                                   adjoining.c.valid_to == hp.c.valid_from))
+            .order_by(hp.c.valid_from, hp.c.holding_id))
+
+
+def _holdings_in(s: Session, *queries: Select[Any]) -> int:
+    """How many distinct holdings these rows (holding id second) are about."""
+    ids = union(*(q.with_only_columns(q.selected_columns[1]).order_by(None) for q in queries)).subquery()
+    return int(s.execute(select(func.count()).select_from(ids)).scalar_one())
+
+
 def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:
     lo, hi = day_start(start), day_after(end)
     tier_of = tier_lookup(packs, end)
     transfer_days, site_days, provs = _notice(packs, end)
-    hp, h, site = HoldingPeriod.__table__, Holding.__table__, Site.__table__  # type: ignore[attr-defined]
+    hp, h, site = _tables()
     sites = {r[0]: r for r in s.execute(select(site.c.id, site.c.name, site.c.country, site.c.provider,
                                                  site.c.region)).all()}
     # Only holdings with a version starting in the period can have moved in it.
@@ -55,7 +109,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     pa = Party.__table__  # type: ignore[attr-defined]
     owners: dict[int | None, str] = {r[0]: r[1] for r in s.execute(select(pa.c.id, pa.c.name))}
     stmt = (select(hp.c.holding_id, hp.c.site_id, hp.c.accelerator, hp.c.count, hp.c.valid_from, h.c.source,
-                   h.c.external_id, hp.c.owner_id)
+                   h.c.external_id, hp.c.owner_id, hp.c.valid_to)
             .join(h, h.c.id == hp.c.holding_id).where(hp.c.holding_id.in_(moved))
             .order_by(hp.c.holding_id, hp.c.valid_from, hp.c.id))
 
@@ -66,7 +120,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         fleet whose collectors were first given owners would otherwise read as resold whole."""
         prev: tuple[Any, ...] | None = None
         for row in stream(s, stmt):
-            hid, sid, acc, count, since, source, ext, owner = row
+            hid, sid, acc, count, since, source, ext, owner, _ = row
             resold = prev is not None and None not in (prev[2], owner) and prev[2] != owner
             if prev is not None and prev[0] == hid and (prev[1] != sid or resold) and lo <= since < hi:
                 a, b = sites[prev[1]], sites[sid]
@@ -81,19 +135,24 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     def reductions() -> Iterator[Sequence[Any]]:
         """Chips lost from a holding that stays in service: a version in the period with a lower count than the
         one before it (¶10(b) attrition: loss, damage, failure, ...), dated when the lower count began, at the site
-        the chips were at. A count that rises again (repaired, replaced) is not subtracted."""
+        the chips were at. A count that rises again (repaired, replaced) is not subtracted, nor is one lower after
+        a retirement: the retirement took every chip, and the return is reported with the count that came back."""
         prev: tuple[Any, ...] | None = None
         for row in stream(s, stmt):
-            hid, sid, acc, count, since, source, ext, _ = row
-            if prev is not None and prev[0] == hid and count < prev[2] and lo <= since < hi:
+            hid, sid, acc, count, since, source, ext, _, until = row
+            adjoining = prev is not None and prev[0] == hid and prev[3] == since
+            if prev is not None and adjoining and count < prev[2] and lo <= since < hi:
                 site_row = sites[prev[1]]
                 yield (as_utc(since), hid, source, ext, serials.get(hid), acc, prev[2] - count, site_row[1],
                        site_row[2], "count-reduced")
-            prev = (hid, sid, count)
+            prev = (hid, sid, count, until)
 
     def attrition() -> Iterator[Sequence[Any]]:
-        whole = ((as_utc(r[0]), *r[1:], "retired") for r in stream(s, retired))
-        yield from heapq.merge(whole, reduced, key=lambda r: r[0])
+        whole = (((as_utc(r[0]), *r[1:], "retired") for r in stream(s, q)) for q in retired)
+        yield from heapq.merge(*whole, reduced, key=lambda r: r[0])
+
+    def returned() -> Iterator[Sequence[Any]]:
+        return ((as_utc(r[0]), *r[1:]) for r in stream(s, returns))
 
     first_hp = dict(s.execute(select(hp.c.site_id, func.min(hp.c.valid_from)).group_by(hp.c.site_id)).all())
     # A holding with a history arrived at each site when its version there began: its first_seen is when it
@@ -116,10 +175,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
             new_sites.append((name, c, tier_of(c), provider, region, _day(t), country_first[c] == t, site_days,
                               (_day(t) - timedelta(days=int(site_days))) if site_days else None))
 
-    retired = (select(h.c.retired_at, h.c.id, h.c.source, h.c.external_id, h.c.serial, h.c.accelerator,
-                      h.c.count, site.c.name, site.c.country)
-               .join(site, site.c.id == h.c.site_id)
-               .where(h.c.retired_at >= lo, h.c.retired_at < hi).order_by(h.c.retired_at, h.c.id))
+    retired = (_retired_versions(lo, hi), _retired_unversioned(lo, hi))
+    returns = _returned_versions(lo, hi)
     serials = dict(s.execute(select(h.c.id, h.c.serial).where(h.c.id.in_(moved))).all())
     n_transfers, n_owner = 0, 0
     for r in transfers():
@@ -127,14 +184,13 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         n_owner += r[12] == "change-of-owner"
     reduced = sorted(reductions(), key=lambda r: r[0])  # few: read once, for the summary and every format
     n_reduced = len({r[1] for r in reduced})
-    n_retired = s.execute(select(func.count()).select_from(h).where(h.c.retired_at >= lo,
-                                                                    h.c.retired_at < hi)).scalar() or 0
+    n_retired, n_returned = _holdings_in(s, *retired), _holdings_in(s, returns)
     report = Report(
         kind="transfers", title="Transfers between countries, new sites and attrition", start=start, end=end,
         as_of=end,
         summary={"transfers (site changes)": n_transfers, "changes of owner": n_owner, "new sites": len(new_sites),
                  "new countries": sum(1 for r in new_sites if r[6]), "holdings retired": int(n_retired),
-                 "holdings with a reduced count": n_reduced,
+                 "holdings with a reduced count": n_reduced, "holdings returned to service": n_returned,
                  "inter-country transfer notice (days)": transfer_days,
                  "new data-center notice (days)": site_days},
         tables=[
@@ -153,7 +209,12 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
                   pdf_columns=["retired_at", "holding_id", "source", "external_id", "accelerator", "count",
                                "site", "country", "kind"],
                   note="kind retired: the whole holding, count chips; count-reduced: the holding stayed in service "
-                       "with count fewer chips from retired_at on."),
+                       "with count fewer chips from retired_at on. A retired holding seen again stays retired here "
+                       "in the period it was retired; its return is in the returned table."),
+            Table("returned", "Retired holdings seen again in the period (back in service)", RETURNED_COLUMNS,
+                  returned,
+                  note="count chips back in service from returned_at on, at site; the retirement before it is an "
+                       "attrition row of the period it happened in."),
         ],
         provisions=provs,
     )

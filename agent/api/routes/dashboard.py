@@ -738,8 +738,8 @@ def models_page(
 EXPORT_TITLES: dict[str, tuple[str, str]] = {
     "installed-base": ("Installed base", "Holdings by site, country and tier on the 'to' date with TPP and each "
                        "VEU authorization's cap positions: the semi-annual VEU report's inventory."),
-    "transfers": ("Transfers and new sites", "Moves between countries, new sites and attrition in the period, from "
-                  "the holdings history (the advance-notice duty)."),
+    "transfers": ("Transfers and new sites", "Moves between countries, changes of owner, new sites, attrition and "
+                  "holdings returned to service in the period, from the holdings history (the advance-notice duty)."),
     "red-flags": ("Red-flag register", "Every red flag 28 case: customer, effective tier and why, model, estimate "
                   "and method, decision, answers, who and when."),
     "model-ledger": ("Model ledger", "Models at or near the 4E091 threshold with cumulative operations and the "
