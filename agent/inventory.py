@@ -645,13 +645,21 @@ def site_id_of(s: Session, site: str, option: str = "--site") -> int:
 # --- reading: the installed base at an instant -------------------------------------------------------------
 
 
+def end_of_day(d: date) -> datetime:
+    """The last instant the store can tell apart on UTC day ``d`` (it keeps microseconds)."""
+    return datetime.combine(d + timedelta(days=1), time.min, tzinfo=UTC) - timedelta(microseconds=1)
+
+
 def instant_of(d: date | datetime | None) -> datetime:
-    """The instant a date stands for: the end of that UTC day (a chip retired that day is not counted)."""
+    """The instant a date stands for: the last of that UTC day (a chip retired that day is not counted; one moved
+    or retired at 00:00 the next day was where it was all of that day). The store keeps microseconds: holdings are
+    in force at it when ``valid_from <= at < valid_to``, so the next midnight itself would count the next day's
+    changes."""
     if d is None:
         return utcnow()
     if isinstance(d, datetime):
         return d if d.tzinfo else d.replace(tzinfo=UTC)
-    end = datetime.combine(d + timedelta(days=1), time.min, tzinfo=UTC)
+    end = end_of_day(d)
     return min(end, utcnow()) if d >= utc_today() else end
 
 

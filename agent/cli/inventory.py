@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def show_cmd(
     db: str | None = DbOpt,
 ) -> None:
     """The installed base at the end of a date: holdings by site/chip/owner/operator with TPP and totals."""
-    from agent.inventory import installed_base
+    from agent.inventory import end_of_day, installed_base
     from agent.packs import registry
     from agent.store import session_scope
 
@@ -137,12 +137,12 @@ def show_cmd(
     def human(x: dict[str, Any]) -> None:
         # The date asked for, and the instant counted: its end (UTC) for a past date, now for today.
         at = datetime.fromisoformat(x["at"])
-        end_of_day = at == datetime.combine(date.fromisoformat(x["as_of"]) + timedelta(days=1), time.min, UTC)
+        whole_day = at == end_of_day(date.fromisoformat(x["as_of"]))
         table(
             x["holdings"],
             ["site", "country", "tier", "accelerator", "count", "tpp", "owner", "operator"],
             title=f"Installed base as of {x['as_of']} "
-                  + ("(end of day, UTC)" if end_of_day else f"(now, {at:%Y-%m-%d %H:%M} UTC)"),
+                  + ("(end of day, UTC)" if whole_day else f"(now, {at:%Y-%m-%d %H:%M} UTC)"),
         )
         t = x["totals"]
         err_console.print(

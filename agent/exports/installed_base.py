@@ -79,7 +79,7 @@ def _received_in(s: Session, start: date, end: date) -> int:
     at = instant_of(end)
     h = Holding.__table__  # type: ignore[attr-defined]
     return int(s.execute(select(func.count()).where(
-        h.c.first_seen >= datetime.combine(start, time.min, tzinfo=UTC), h.c.first_seen < at,
+        h.c.first_seen >= datetime.combine(start, time.min, tzinfo=UTC), h.c.first_seen <= at,
         or_(h.c.retired_at.is_(None), h.c.retired_at > at))).scalar_one())
 
 

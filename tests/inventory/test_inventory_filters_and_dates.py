@@ -135,14 +135,15 @@ def test_inventory_show_as_of_reports_the_date_asked_for(
     assert code == 0, err
     data = json.loads(out)
     assert data["as_of"] == "2025-06-30"
-    assert data["at"] == "2025-07-01T00:00:00+00:00"  # the instant counted: the end of that UTC day
+    # The instant counted: the last of that UTC day (a change at 00:00 on 1 July is the next day's).
+    assert data["at"] == "2025-06-30T23:59:59.999999+00:00"
     assert data["totals"]["count"] == 1100  # the chip retired in February is not counted
     code, out, err = _veuctl(capsys, monkeypatch, "inventory", "show", "--as-of", "2025-06-30")
     assert code == 0, err
     assert "Installed base as of 2025-06-30 (end of day, UTC)" in out and "2025-07-01" not in out
     # The API's installed base says the same.
     body = api.get("/api/v1/inventory/installed-base", params={"as_of": "2025-06-30"}).json()
-    assert body["as_of"] == "2025-06-30" and body["at"] == "2025-07-01T00:00:00+00:00"
+    assert body["as_of"] == "2025-06-30" and body["at"] == "2025-06-30T23:59:59.999999+00:00"
     # Today: the date, and "now" (the instant counted is now, not the end of the day).
     code, out, err = _veuctl(capsys, monkeypatch, "inventory", "show", "--json")
     today = json.loads(out)
