@@ -804,6 +804,12 @@ def _window_end(as_of: date, now: datetime) -> datetime | None:
     return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
 
 
+def _answers_at(now: datetime, until: datetime | None) -> datetime:
+    """The moment a review checks answered cases for expiry: now, or for a past day its start (an answer lapsing
+    during that day was on record on it, as :meth:`policies.redflag.CaseState.on_record` reads its date)."""
+    return now if until is None else until - timedelta(days=1)
+
+
 def _windows(r: _Review, as_of: date, now: datetime) -> tuple[str, datetime, datetime, int, datetime | None]:
     """The review's lineage key, related-jobs window start, customer-wide window start, its days and the
     windows' end (None: no end), both windows running back from the end of the as-of day."""
@@ -843,8 +849,8 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
             lineage_at[names] = len(queries)
             queries.append(q)
         plan.append((r, names, len(queries)))
-        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days, until or now,
-                                     r.group, until))
+        queries.append(related_query(r.customer, key, since, agg_since, r.req.job_ref, agg_days,
+                                     _answers_at(now, until), r.group, until))
     wanted = {lock_key("customer", k) for r in batch if not r.rr.dry_run for k in r.serial} - locked
     reserved, rows = reserve_ids(s, _DECISION_TABLE, ids, reads=queries, locks=sorted(wanted))
     locked |= wanted
@@ -878,8 +884,8 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
             declared, key = req.declared, scoped
             # Read for the other party's lineage name: read again for this one.
             r.related, r.load = related_from(fetch_all(s, *related_query(
-                r.customer, key, since, agg_since, req.job_ref, agg_days, until or now, r.group, until)), agg_days,
-                r.group)
+                r.customer, key, since, agg_since, req.job_ref, agg_days, _answers_at(now, until), r.group,
+                until)), agg_days, r.group)
     named = records.get(key)
     if party is not None and named is not None and named.is_published(as_of):
         # The customer's training on a published model is its derivative (metering charges it there too).

@@ -4,7 +4,7 @@ and an inquiry answered after that day was not on record then. On SQLite and Pos
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -12,6 +12,7 @@ from agent import cases
 from agent.cases import Outcome
 from agent.packs import registry
 from agent.store import session_scope
+from agent.store.tables.cases import RedFlagCase
 from agent.store.tables.core import utcnow
 from policies import redflag
 
@@ -89,3 +90,26 @@ def test_a_lineage_answered_after_the_as_of_day_is_still_summed_customer_wide_on
     # A month ago it was not: model-a's admitted job and model-b's reach 10^26 together.
     then = _decide(url, "b-1", "model-b", as_of=(now - timedelta(days=30)).date(), dry_run=True)
     assert then.code == redflag.HOLD_FOR_INQUIRY, then.message
+
+
+def test_an_answer_expiring_on_the_as_of_day_is_still_on_record_that_day_for_the_customer_wide_sum(url: str) -> None:
+    now = utcnow()
+    sixty = now - timedelta(days=60)
+    assert _decide(url, "a-1", "model-a", now=sixty).code == redflag.ALLOW
+    body = review(job("a-big", annotations=_ann("model-a"), pods=512))
+    with session_scope(url) as s:
+        held = cases.evaluate_review(s, registry(), body, now=sixty)
+    assert held.case_id is not None, held.message
+    with session_scope(url) as s:
+        cases.resolve_case(s, registry(), held.case_id, export_intent=False, by="compliance", now=sixty)
+    day = (now - timedelta(days=30)).date()
+    with session_scope(url) as s:  # the answer lapses at noon that day: it was on record on that day
+        row = s.get(RedFlagCase, held.case_id)
+        assert row is not None
+        row.expires_at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        s.add(row)
+    then = _decide(url, "b-1", "model-b", as_of=day, dry_run=True)
+    assert then.code == redflag.ALLOW, then.message
+    # The day after, it is not: model-a's admitted job is summed with model-b's again.
+    after = _decide(url, "b-1", "model-b", as_of=day + timedelta(days=1), dry_run=True)
+    assert after.code == redflag.HOLD_FOR_INQUIRY, after.message
