@@ -304,8 +304,10 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> t
                          "over-counting is the safe error)")
         out.append(ChipDemand(chosen, float(g.total) * fraction, g.resource,
                               f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}",
-                              # A MIG profile's parent taken as the most capable one with it is a guess too.
-                              guessed=guessed or not named or bool(unknown)))
+                              # A MIG profile's parent taken as the most capable one with it is a guess too, as
+                              # is the most capable of several chips the pod's own node selection allows.
+                              guessed=guessed or not named or bool(unknown)
+                              or len({a.id for a, _ in named}) > 1))
     return out, notes
 
 

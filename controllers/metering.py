@@ -16,7 +16,7 @@ ownerReference or labels it carries) ends the walk: its usage is filed where it 
 a pod replaces its interval (idempotent ticks); when a chip-model label names the chip a pod runs on and it
 is not the one on record (its node was labelled after the first poll, or the label was corrected), the interval
 is re-charged to that chip, not charged twice. A bound pod runs on the same machine until it ends, so a pass
-whose chip is only a guess (no label names a catalogued chip: its node's label briefly gone while GPU Feature
+whose chip is only a guess (no label names one catalogued chip: its node's label briefly gone while GPU Feature
 Discovery restarts, or its node no longer listed, scaled away after the pod ended) keeps the chip its interval
 is on record with.
 

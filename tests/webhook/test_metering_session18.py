@@ -47,17 +47,22 @@ def _node(km: kmock.KubernetesEmulator, product: str | None) -> None:
                                                   "metadata": {"name": "gpu-node-1", "labels": labels}}
 
 
-def _pod(km: kmock.KubernetesEmulator, started: datetime, finished: datetime | None = None) -> None:
+def _pod(km: kmock.KubernetesEmulator, started: datetime, finished: datetime | None = None,
+         allowed: list[str] | None = None) -> None:
     status: dict[str, Any] = {"phase": "Succeeded" if finished else "Running", "startTime": _ts(started)}
     if finished is not None:
         status["containerStatuses"] = [{"name": "t", "state": {"terminated": {
             "exitCode": 0, "startedAt": _ts(started), "finishedAt": _ts(finished)}}}]
+    # The chip models the pod's own node affinity allows it to land on.
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": allowed}]}]}}}
     km.objects["v1/pods", "tenant-ae", "train-0"] = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "train-0", "namespace": "tenant-ae", "uid": "uid-train-0",
                      "annotations": {M + "model": "llm-x"}, "labels": {"batch.kubernetes.io/job-name": "train"}},
         "spec": {"nodeName": "gpu-node-1", "containers": [
-            {"name": "t", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]},
+            {"name": "t", "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+                 **({"affinity": affinity} if allowed else {})},
         "status": status,
     }
 
@@ -124,3 +129,21 @@ async def test_a_chip_label_naming_another_chip_still_replaces_the_chip_on_recor
     assert chip != first
     assert chip == "a100-sxm4-80gb"
     assert (end, secs) == (later, 8 * (10 * 3600 + 120.0))
+
+
+@pytest.mark.asyncio
+async def test_a_pod_allowed_several_chips_stays_on_the_one_its_node_named_while_the_label_is_gone(
+    kmock: kmock.KubernetesEmulator, apis: tuple[CoreV1Api, EventsV1Api], store: str,
+) -> None:
+    # The pod may land on an A100 or an H100 node; it landed on an A100 one. The most capable of the two it was
+    # allowed is a guess about the machine it runs on, not what a label says of it.
+    _node(kmock, A100)
+    t0 = NOW - timedelta(hours=10)
+    _pod(kmock, t0, allowed=[A100, H100])
+    await asyncio.to_thread(Meter(*apis, store).tick, NOW)
+    assert [r[0] for r in _rows(store)] == ["a100-sxm4-80gb"]
+    finished = NOW + timedelta(minutes=30)
+    _pod(kmock, t0, finished, allowed=[A100, H100])
+    _node(kmock, None)
+    await asyncio.to_thread(Meter(*apis, store).tick, NOW + timedelta(hours=1))
+    assert _rows(store) == [("a100-sxm4-80gb", finished, 8 * 10.5 * 3600.0)]
