@@ -38,7 +38,10 @@ MAX_COUNT = 2**53
 # 1_000, +4, 4.0, 1e3 and other scripts' digits (１２, ١٢); each is refused saying what to write, so the number
 # stored is the number written. A leading + is refused too: one spelling per count, as a reviewer reads it.
 _PLAIN = re.compile(r"[0-9]+")
-_GROUPED = re.compile(r"[0-9]+(?:[_, '][0-9]+)+")  # 1_000, 1,000 (quoted in a CSV), 1 000, 1'000
+# 1_000, 1 000, 1'000: thousands in groups of three. A "," or a "." before three digits is left unread: 1.000 and
+# 1,000 are a thousand in one country and one in another, and 4,5 is a decimal comma; a number suggested for them
+# could be off by a thousand. (4.0 and 2.5 are read as decimals.)
+_GROUPED = re.compile(r"[0-9]{1,3}(?:[_ '][0-9]{3})+")
 
 
 def _too_many(raw: str) -> str:
@@ -69,6 +72,10 @@ def _not_plain(raw: str) -> str:
                 "in the ASCII digits 0-9 only")
     if _GROUPED.fullmatch(raw):
         return f"{raw!r} has a digit separator; a count is the digits 0-9 only: write it as {re.sub('[^0-9]', '', raw)}"
+    mark = "," if "," in raw else "." if re.search(r"\.[0-9]{3}(?![0-9])", raw) else ""
+    if mark and re.fullmatch(r"[0-9]*[.,][0-9.,]*", raw):
+        return (f"{raw!r} has a {mark!r}, a decimal mark or a thousands separator by country; a count is the digits "
+                "0-9 only, with no separator or decimal part")
     try:
         value = float(raw)
     except ValueError:

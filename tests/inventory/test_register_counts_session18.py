@@ -118,3 +118,17 @@ def test_plain_ascii_digits_are_still_read_as_the_count(dc: str, tmp_path: Path,
     import_register(f, dc)
     ((_, stored),) = _live(dc).values()
     assert stored == float(int(count))
+
+
+@pytest.mark.parametrize("count", ["4,0", "1,5", "12,50", "1.000", "1,000", "1.000,5", "2.500"])
+def test_a_count_with_a_decimal_mark_or_country_separator_is_refused_without_guessing_a_number(
+    dc: str, tmp_path: Path, count: str
+) -> None:
+    # 1.000 is a thousand in Germany and one in the US; 4,0 is four with a decimal comma: any number suggested here
+    # could be off by a thousand.
+    f = _write(tmp_path, HEADER + f'Dublin DC1,H100,"{count}",Acme Cloud,Acme Ops,\n')
+    with pytest.raises(RegisterError) as exc:
+        import_register(f, dc)
+    (problem,) = exc.value.problems
+    assert problem.startswith(f"row 2, field count: {count!r} has a ") and "digits 0-9" in problem, problem
+    assert "write it as" not in problem, problem
