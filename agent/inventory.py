@@ -740,7 +740,7 @@ def installed_base(
             b["tpp"] += tpp
     return {
         # The date asked for (as every other ``as_of`` in the API); ``at`` is the instant counted: the end of
-        # that UTC day (the next day's 00:00), or now for today.
+        # that UTC day (its last microsecond, 23:59:59.999999), or now for today.
         "as_of": day.isoformat(),
         "at": at.isoformat(),
         "holdings": holdings,
