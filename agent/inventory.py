@@ -401,6 +401,10 @@ def apply_scope(
             continue
         h = found
         revived = h.retired_at is not None
+        if revived and h.id is not None and _unversioned(s, h.id):
+            # Written without a history (directly, or by an older release), its first life is only in the row this
+            # revival overwrites: kept as a closed version, its retirement stays in the reports of its period.
+            s.add(_period(h, h.first_seen, h.retired_at))
         if (
             revived
             or _values(h) != vals
@@ -507,6 +511,11 @@ def _retire(s: Session, holdings: list[Holding], now: datetime) -> None:
     s.add_all(holdings)
     s.flush()
     _close_periods(s, [h.id for h in holdings if h.id is not None], now)
+
+
+def _unversioned(s: Session, holding_id: int) -> bool:
+    """Whether a holding has no history rows (written directly, not through a collector)."""
+    return s.exec(select(HoldingPeriod.id).where(HoldingPeriod.holding_id == holding_id).limit(1)).first() is None
 
 
 def _period(h: Holding, valid_from: datetime, valid_to: datetime | None = None) -> HoldingPeriod:

@@ -173,3 +173,30 @@ def test_a_register_row_dropped_and_listed_again_is_one_retirement_and_one_retur
     assert [(r["external_id"], r["kind"]) for r in _table(store, packs, "transfers", today, "attrition")] == [
         ("serial:SN-2", "retired")]
     assert _ids(_table(store, packs, "transfers", today, "returned")) == ["serial:SN-2"]
+
+
+def test_a_holding_recorded_without_history_retired_then_listed_again_keeps_its_retirement(
+        store: str, packs: PackRegistry, tmp_path: Any) -> None:
+    # A holding written directly (no history rows, as the demo and older stores write them) was retired in
+    # February; today the register lists it again. Reviving it must not erase its retirement from Q1's report.
+    from agent.inventory import import_register
+    from agent.store.tables.core import utc_today
+
+    with session_scope(store) as s:
+        owner = parties.add_party(s, "Acme Cloud", "US")
+        site = parties.add_site(s, "Dublin DC1", "IE")
+        s.add(Holding(source="csv", external_id="serial:SN-9", scope="register:register.csv", site_id=site.id,
+                      accelerator="h100-sxm", count=1.0, owner_id=owner.id, operator_id=owner.id, serial="SN-9",
+                      first_seen=datetime(2025, 11, 2, tzinfo=UTC), last_seen=datetime(2026, 2, 14, tzinfo=UTC),
+                      retired_at=datetime(2026, 2, 14, tzinfo=UTC)))
+    f = tmp_path / "register.csv"
+    f.write_text("site,accelerator,count,owner,operator,serial\nDublin DC1,h100,1,Acme Cloud,Acme Cloud,SN-9\n")
+    import_register(f, store)
+    lost = _table(store, packs, "transfers", Q1, "attrition")
+    assert [(r["external_id"], r["kind"], str(r["retired_at"])[:10]) for r in lost] == [
+        ("serial:SN-9", "retired", "2026-02-14")]
+    today = (utc_today(), utc_today())
+    assert _ids(_table(store, packs, "transfers", today, "returned")) == ["serial:SN-9"]
+    # The installed base as of a day of its first life still counts it there.
+    rows = _table(store, packs, "installed-base", (date(2026, 1, 1), date(2026, 1, 31)), "holding_detail")
+    assert _ids(rows) == ["serial:SN-9"]
