@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -19,9 +20,20 @@ FORMAT = "veu-governor export manifest v1"
 SUFFIX = ".manifest.json"
 
 
+# Bytes of a file name the subject may take: an authorization's name is up to 200 characters, three bytes each in
+# some scripts, and file systems take 255 bytes per name with the kind, the period and the table name around it.
+SUBJECT_BYTES = 100
+
+
 def stem(kind: str, subject: str, start: str, end: str) -> str:
-    """The name every file of an export starts with: ``KIND[_SUBJECT]_FROM_TO`` (dates as YYYY-MM-DD)."""
+    """The name every file of an export starts with: ``KIND[_SUBJECT]_FROM_TO`` (dates as YYYY-MM-DD); a subject
+    longer than :data:`SUBJECT_BYTES` is cut and ends with a digest of the whole, so two such still differ."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in (f"_{subject}" if subject else ""))
+    if len(safe.encode()) > SUBJECT_BYTES:
+        digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        while len(safe.encode()) > SUBJECT_BYTES - len(digest) - 1:
+            safe = safe[:-1]
+        safe = f"{safe}-{digest}"
     return f"{kind}{safe}_{start}_{end}"
 
 
