@@ -1,11 +1,12 @@
 """The model ledger in the store: models, runs, synthetic inputs, determinations and metered usage.
 
-Writes validate first and then write, each with an audit entry in the same transaction, so bad input
-never leaves a half-written lineage. Reads build ``policies.ledger.ModelRecord`` values for exactly the
-models an evaluation needs (a model, its bases and its data generators, transitively) and hand them to
-the pure core. Metered chip-seconds are merged into the runs: per job, a model is charged the larger of
-the declared run and what metering has observed. A run withdrawn as recorded in error (:func:`withdraw_run`)
-keeps its row and is read by none of them, for any date.
+Writes validate first and then write, each with an audit entry in the same transaction, so bad input never leaves
+a half-written lineage. Reads build ``policies.ledger.ModelRecord`` values for exactly the models an evaluation
+needs (a model, its bases and its data generators, transitively) and hand them to the pure core. A model's
+declarations of one job for overlapping periods are one run, counted once at the largest
+(:func:`policies.ledger.one_run_per_job`; the name re-created for a later run adds), and metered chip-seconds are
+merged into the runs: per job, a model is charged the larger of the declared run and what metering has observed. A
+run withdrawn as recorded in error (:func:`withdraw_run`) keeps its row and is read by none of them, for any date.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ from policies.ledger import (
     Run,
     SyntheticInput,
     UnknownModel,
+    charged_run,
     dependencies,
     derivative_name,
     find_cycle,
     lineage_name,
+    one_run_per_job,
     project,
     regime,
+    same_run_groups,
 )
 from policies.packs import PackRegistry
 
@@ -242,6 +246,16 @@ def estimate(
     return est
 
 
+def estimated_from(est: Estimate) -> str:
+    """The options an estimate's operations came from, as ``veuctl`` names them (the API answers with its JSON
+    fields): what an error about the run's operations, such as an overflowing lineage total, names."""
+    if est.method == "declared-operations":
+        return "--operations"
+    if est.method == "declared-6nd":
+        return "--params/--tokens"
+    return "--chip-hours" if est.inputs.get("count") is None else "--count/--hours"
+
+
 # ------------------------------------------------------------------------------------------------ writes
 
 
@@ -348,12 +362,14 @@ def add_run(
     site: str = "",
     job: str = "",
     actor: str | None = None,
-    field: str = "operations",
+    field: str = "",
 ) -> LedgerRun:
     """Record a training run of ``name`` with its estimate and period.
 
-    ``field`` names the input the operations came from in errors (the CLI passes its option, e.g. --operations).
+    ``field`` names the input the operations came from in errors (e.g. ``--operations``; default: the options
+    :func:`estimated_from` names, which the API answers with its JSON fields).
     """
+    field = field or estimated_from(est)
     m = get_model(s, name)
     if start is not None and end is not None and end < start:
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
@@ -369,6 +385,8 @@ def add_run(
             f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
     compute.check_number(est.value, field, allow_zero=True)
     _check_lineage_finite(s, m, est.value, field)
+    # A job declared again is the same run (counted once, at the larger): the trail says which it re-declares.
+    same_job = _declared_runs_of(s, m.id or 0, job.strip()) if job.strip() else []
     run = LedgerRun(
         model_id=m.id or 0, operations=est.value, low=est.low, high=est.high, method=est.method,
         period_start=start, period_end=end, site=site.strip(), job_ref=job.strip(), explanation=est.explanation,
@@ -383,10 +401,17 @@ def add_run(
         payload={
             "run_id": run.id, "operations": est.value, "low": est.low, "high": est.high, "method": est.method,
             "start": start.isoformat() if start else None, "end": end.isoformat() if end else None,
-            "site": run.site, "job": run.job_ref, "explanation": est.explanation,
+            "site": run.site, "job": run.job_ref, "explanation": est.explanation, "same_job_as": same_job,
         },
     )
     return run
+
+
+def _declared_runs_of(s: Session, model_id: int, job: str) -> list[int]:
+    """Ids of the model's runs (not withdrawn) declared with job reference ``job``, oldest first."""
+    return [int(i) for i in s.exec(select(LedgerRun.id).where(
+        LedgerRun.model_id == model_id, LedgerRun.job_ref == job, col(LedgerRun.withdrawn_at).is_(None))
+        .order_by(col(LedgerRun.id))).all() if i is not None]
 
 
 REASON_MAX = 500  # characters of a withdrawal's reason (ledger_run.withdrawn_reason)
@@ -793,6 +818,7 @@ def load_records(
         for mid, lc, by, on, basis in conn.execute(q).all():
             dets[mid].append(Determination(lc, by, on, basis))
 
+    _one_run_per_job(runs)
     _merge_metered(s, runs, ids, everything, as_of)
 
     return {
@@ -1005,6 +1031,7 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
         o, f, e, c = had
         per_job[(mid, job)] = (float(o or 0.0) + float(ops or 0.0), _bound(f, first, min), _bound(e, last, max),
                                float(c or 0.0) + float(secs or 0.0))
+    _one_run_per_job(runs)
     _merge_by_model(runs, ((mid, job, *usage) for (mid, job), usage in per_job.items()))
     return {
         v[0]: ModelRecord(
@@ -1014,6 +1041,14 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
         )
         for i, v in models.items()
     }
+
+
+def _one_run_per_job(runs: dict[int, list[Run]]) -> None:
+    """Each model's declarations of one job as the one run the job is (before metered usage is merged in)."""
+    for mid, lst in runs.items():
+        once = one_run_per_job(lst)
+        if once is not lst:
+            runs[mid] = list(once)
 
 
 def _by_ids(q: Any, column: Any, ids: Sequence[int], everything: bool) -> Iterable[Any]:
@@ -1127,8 +1162,10 @@ def model_view(s: Session, packs: PackRegistry, name: str, as_of: date, regime_i
          "site": r.site, "job": r.job, "ref": r.ref, "counted": r.counts_on(as_of)}
         for r in rec.runs
     ]
+    model_id = get_model(s, name).id or 0
+    d["runs"].extend(_also_declared(s, model_id, rec.runs))
     # Recorded in error and withdrawn: listed apart, in no total (for any date).
-    d["withdrawn_runs"] = withdrawn_runs(s, get_model(s, name).id or 0)
+    d["withdrawn_runs"] = withdrawn_runs(s, model_id)
     d["synthetic_inputs"] = [
         {"generator": x.generator, "fraction": x.fraction, "generation_operations": x.generation_operations,
          "since": x.since.isoformat() if x.since else None}
@@ -1140,6 +1177,28 @@ def model_view(s: Session, packs: PackRegistry, name: str, as_of: date, regime_i
     ]
     d["packs"] = packs.versions()
     return d
+
+
+def _also_declared(s: Session, model_id: int, runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """The declarations of a job's run that it is not charged at (:func:`policies.ledger.one_run_per_job`): listed
+    with their ids (one recorded in error is withdrawn by it), each saying which run it is counted once with."""
+    jobs = sorted({r.job for r in runs if r.job})
+    if not jobs:
+        return []
+    shown = {_run_id(r.ref) for r in runs}
+    rows = s.exec(select(LedgerRun).where(LedgerRun.model_id == model_id, col(LedgerRun.withdrawn_at).is_(None),
+                                          col(LedgerRun.job_ref).in_(jobs))
+                  .order_by(col(LedgerRun.id))).all()
+    declared = [Run(r.operations, r.method, r.period_start, r.period_end, r.site, r.job_ref, f"run:{r.id}")
+                for r in rows]
+    counted_with = {_run_id(r.ref): _run_id(charged_run(g).ref) for g in same_run_groups(declared) for r in g}
+    return [
+        {"id": r.id, "operations": r.operations, "method": r.method,
+         "start": r.period_start.isoformat() if r.period_start else None,
+         "end": r.period_end.isoformat() if r.period_end else None, "site": r.site, "job": r.job_ref,
+         "ref": f"run:{r.id}", "counted": False, "counted_with": counted_with.get(r.id)}
+        for r in rows if r.id not in shown
+    ]
 
 
 def _run_id(ref: str) -> int | None:

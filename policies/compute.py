@@ -217,7 +217,8 @@ def check_number(x: float, field_name: str, *, allow_zero: bool = False) -> floa
         raise EstimateError(f"{field_name}: {x!r} is not a finite number")
     if x < 0 or (x == 0 and not allow_zero):
         raise EstimateError(f"{field_name}: {sci(x)} must be {'zero or ' if allow_zero else ''}positive")
-    return x
+    # "-0" is zero: as -0.0 it made every product a negative zero (JSON "-0.0" operations, stored in the ledger).
+    return x + 0.0
 
 
 def check_whole(x: float, field_name: str, unit: str) -> float:

@@ -429,6 +429,71 @@ class ModelStatus:
         return d
 
 
+def one_run_per_job(runs: Sequence[Run]) -> Sequence[Run]:
+    """A model's declared runs with each run of a job counted once: declaring a job again for the same period (an
+    updated estimate) replaces no figure and adds none, while the same job name re-created for a later run adds.
+
+    Declarations of one job are one run when their periods overlap (:func:`same_run_groups`): a job's name is held
+    by one object at a time, so two runs of it cannot overlap, and a re-declaration of a run does. The run is charged
+    the largest of its declarations (the declared-vs-metered rule's "the larger": a later, smaller figure never
+    lowers an export-control total; one recorded in error is withdrawn, with its reason) from the earliest day any
+    of them says it started. Runs without a job are left as they are; ``runs`` itself is returned when no job is
+    declared twice (the common case).
+    """
+    jobs = [r.job for r in runs if r.job]
+    if len(jobs) == len(set(jobs)):
+        return runs
+    charged: dict[int, Run] = {}  # a group's first declaration -> the one run the group is charged as
+    dropped: set[int] = set()
+    for group in same_run_groups(runs):
+        charged[id(group[0])] = charged_run(group)
+        dropped.update(id(r) for r in group[1:])
+    return [charged.get(id(r), r) for r in runs if id(r) not in dropped]
+
+
+def same_run_groups(runs: Sequence[Run]) -> list[list[Run]]:
+    """The declarations of each job that are one run, each group in the order declared: those whose periods
+    overlap, directly or through another (a declaration without an end is still running; one without dates may be
+    any run of the job, so it joins them all: the cautious side is one run at the largest, none left out)."""
+    order = {id(r): n for n, r in enumerate(runs)}
+    by_job: dict[str, list[Run]] = {}
+    for r in runs:
+        if r.job:
+            by_job.setdefault(r.job, []).append(r)
+    groups: list[list[Run]] = []
+    for decl in by_job.values():
+        current: list[Run] = []
+        reach = date.min
+        for r in sorted(decl, key=lambda x: _span(x)[0]):
+            lo, hi = _span(r)
+            if current and lo > reach:
+                groups.append(sorted(current, key=lambda x: order[id(x)]))
+                current = []
+            reach = max(reach, hi) if current else hi
+            current.append(r)
+        groups.append(sorted(current, key=lambda x: order[id(x)]))
+    return sorted(groups, key=lambda g: order[id(g[0])])
+
+
+def _span(r: Run) -> tuple[date, date]:
+    """The days a declaration says its run took: an open end runs on, a missing start began at any time before."""
+    return (r.start or date.min, r.end or date.max)
+
+
+def charged_run(group: Sequence[Run]) -> Run:
+    """One run's declarations (a group of :func:`same_run_groups`) as the one run the ledger counts."""
+    if len(group) == 1:
+        return group[0]
+    kept = max(group, key=lambda r: r.operations)  # of equal figures, the first declared
+    run = kept._replace(method=f"{kept.method}, the largest of {len(group)} declarations of the job")
+    began = [r.start or r.end for r in group]
+    dated = [b for b in began if b is not None]
+    if len(dated) < len(began):
+        return run._replace(start=None, end=None)
+    first, own = min(dated), kept.start or kept.end
+    return run._replace(start=first) if own is None or first < own else run
+
+
 # ------------------------------------------------------------------------------------------------ graph
 
 

@@ -110,7 +110,9 @@ def _show_human(x: dict[str, Any]) -> None:
     for r in runs:
         console.print(f"  run {r['id']}: {sci(r['operations'])} ({r['method']}"
                       + (f", {r['start']}" if r.get("start") else "") + (f", job {r['job']}" if r.get("job") else "")
-                      + ")" + ("" if r.get("counted") else f" starts after {x['as_of']}: not counted"),
+                      + ")" + ("" if r.get("counted") else
+                               f": the same job, counted once with run {r['counted_with']} at the larger declaration"
+                               if r.get("counted_with") is not None else f" starts after {x['as_of']}: not counted"),
                       highlight=False, markup=False)
     withdrawn = x.get("withdrawn_runs", [])
     if withdrawn:
@@ -152,7 +154,10 @@ def add_run(
     site: str = typer.Option("", "--site", help="Where it ran."),
     job: str = typer.Option("", "--job", help="Job reference as the webhook and metering name it, NAMESPACE/KIND/NAME "
                             "(e.g. team-a/PyTorchJob/train): its pods' metered usage is then counted once with this "
-                            "run, at the larger of the two."),
+                            "run, at the larger of the two. Declaring the job again for an overlapping period (an "
+                            "updated estimate) does not add: that run counts once, at its largest declaration, from "
+                            "the earliest start (withdraw one recorded in error with `veuctl models withdraw-run`); "
+                            "the same name re-created for a later, separate period is another run, which adds."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record a training run (pre-training or fine-tuning) of a model."""
@@ -162,12 +167,9 @@ def add_run(
     # pre-training run predates every version of them.
     est = _estimate(utc_today(), operations, params, active_params, tokens, moe, chip, count, hours,
                     chip_hours, utilization, precision)
-    field = ("--operations" if operations is not None else
-             "--params/--tokens" if est.method == "declared-6nd" else
-             "--chip-hours" if chip_hours is not None else "--count/--hours")
     with session_scope(db_url(db)) as s:
         with options("start", "end", "site", "job"):
-            run = svc.add_run(s, name, est, st, en, site, job, field=field)
+            run = svc.add_run(s, name, est, st, en, site, job)
         data = {"run_id": run.id, "estimate": est.to_dict(), **svc.model_view(s, registry(), name, utc_today())}
     emit(data, json_, _show_human)
 
