@@ -129,3 +129,12 @@ def test_a_reservation_note_too_long_is_still_refused_for_its_length(client: Tes
     r = client.post("/reservations", data={**WHATIF, "note": "x" * 501}, follow_redirects=False)
     assert r.status_code == 422, r.text[:300]
     assert "Note: at most 500 characters" in r.text
+
+
+def test_the_reservation_form_takes_a_note_and_the_active_reservations_show_it(client: TestClient) -> None:
+    page = client.post("/whatif", data=WHATIF).text  # the planner's answer, with its reservation form
+    assert re.search(r'<input[^>]*name="note"[^>]*id="reserve-note"', page), "the form has a note field"
+    r = client.post("/reservations", data={**WHATIF, "note": "Q3 order <PO-7>"}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:300]
+    listing = client.get(r.headers["location"]).text
+    assert "Q3 order &lt;PO-7&gt;" in listing  # shown, escaped

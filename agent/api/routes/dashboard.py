@@ -496,7 +496,7 @@ RESERVE_FORM = FormSpec("reserve", {
     **{k: WHATIF_FORM.labels[k] for k in ("authorization", "chip", "site", "owner", "as_of")},
     "n": "Chips to reserve", "expires_on": "Expires", "note": "Note",
 }, RESERVE_FIELDS)
-RESERVE_OWN = ("n", "expires_on")  # the reservation form's own visible fields; the others are the what-if's
+RESERVE_OWN = ("n", "expires_on", "note")  # the reservation form's own visible fields; the others are the what-if's
 
 
 @router.get("/whatif", response_class=HTMLResponse)
