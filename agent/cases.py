@@ -66,6 +66,7 @@ from controllers.jobspec import (
     vendor_of,
 )
 from policies import redflag
+from policies.caps import day_end
 from policies.compute import EstimationDefaults, normalize_precision, parse_number, sci
 from policies.errors import EstimateError, PolicyError, UnknownAccelerator
 from policies.ledger import derivative_name, lineage_name
@@ -801,9 +802,7 @@ def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
 def _window_end(as_of: date, now: datetime) -> datetime | None:
     """Where a review's windows end: None (now, and no bound) for a review of today; for one as of an earlier day,
     the end of that UTC day, so it sees the customer's jobs as they stood then, not those decided since."""
-    if as_of >= now.astimezone(UTC).date():
-        return None
-    return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
+    return None if as_of >= now.astimezone(UTC).date() else day_end(as_of)
 
 
 def _answers_at(now: datetime, until: datetime | None) -> datetime:

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, 
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
+from policies.caps import day_end
 from policies.errors import PartyError, PolicyError, UnknownRegion, cli_word
 from policies.packs import PackRegistry
 
@@ -655,8 +656,9 @@ def site_id_of(s: Session, site: str, option: str = "--site") -> int:
 
 
 def end_of_day(d: date) -> datetime:
-    """The last instant the store can tell apart on UTC day ``d`` (it keeps microseconds)."""
-    return datetime.combine(d + timedelta(days=1), time.min, tzinfo=UTC) - timedelta(microseconds=1)
+    """The last instant the store can tell apart on UTC day ``d`` (it keeps microseconds): just before
+    :func:`policies.caps.day_end`, the midnight that ends it."""
+    return day_end(d) - timedelta(microseconds=1)
 
 
 def instant_of(d: date | datetime | None) -> datetime:

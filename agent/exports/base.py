@@ -127,6 +127,6 @@ def day_start(d: date) -> Any:
 
 
 def day_after(d: date) -> Any:
-    from datetime import timedelta
+    from policies.caps import day_end
 
-    return day_start(d + timedelta(days=1))
+    return day_end(d)
