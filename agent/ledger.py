@@ -385,7 +385,8 @@ def add_run(
             f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
     compute.check_number(est.value, field, allow_zero=True)
     _check_lineage_finite(s, m, est.value, field)
-    # A job declared again is the same run (counted once, at the larger): the trail says which it re-declares.
+    # The trail names the job's earlier declarations; those for an overlapping period are the same run, counted
+    # once at the largest when read (policies.ledger.one_run_per_job).
     same_job = _declared_runs_of(s, m.id or 0, job.strip()) if job.strip() else []
     run = LedgerRun(
         model_id=m.id or 0, operations=est.value, low=est.low, high=est.high, method=est.method,

@@ -53,17 +53,23 @@ def _tables() -> tuple[Any, Any, Any]:
     return HoldingPeriod.__table__, Holding.__table__, Site.__table__  # type: ignore[attr-defined]
 
 
+def _versions_at(when: Any, lo: datetime, hi: datetime) -> Select[Any]:
+    """History versions whose ``when`` (their start or end) falls in the period, as attrition and returned rows:
+    (when, holding id, source, external id, serial, accelerator, count, site, country), in time order."""
+    hp, h, site = _tables()
+    return (select(when, hp.c.holding_id, h.c.source, h.c.external_id, h.c.serial, hp.c.accelerator, hp.c.count,
+                   site.c.name, site.c.country)
+            .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
+            .where(when >= lo, when < hi).order_by(when, hp.c.holding_id))
+
+
 def _retired_versions(lo: datetime, hi: datetime) -> Select[Any]:
     """Versions that ended in the period with no version of the holding starting as they ended: the holding
     was retired then (a change of site, count or owner starts its next version at the same instant)."""
-    hp, h, site = _tables()
+    hp = _tables()[0]
     nxt = hp.alias("nxt")
-    return (select(hp.c.valid_to, hp.c.holding_id, h.c.source, h.c.external_id, h.c.serial, hp.c.accelerator,
-                   hp.c.count, site.c.name, site.c.country)
-            .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
-            .where(hp.c.valid_to >= lo, hp.c.valid_to < hi,
-                   ~exists().where(nxt.c.holding_id == hp.c.holding_id, nxt.c.valid_from == hp.c.valid_to))
-            .order_by(hp.c.valid_to, hp.c.holding_id))
+    return _versions_at(hp.c.valid_to, lo, hi).where(
+        ~exists().where(nxt.c.holding_id == hp.c.holding_id, nxt.c.valid_from == hp.c.valid_to))
 
 
 def _retired_unversioned(lo: datetime, hi: datetime) -> Select[Any]:
@@ -79,16 +85,11 @@ def _retired_unversioned(lo: datetime, hi: datetime) -> Select[Any]:
 
 def _returned_versions(lo: datetime, hi: datetime) -> Select[Any]:
     """Versions starting in the period after a gap in the holding's history: it was retired and seen again."""
-    hp, h, site = _tables()
+    hp = _tables()[0]
     before, adjoining = hp.alias("before"), hp.alias("adjoining")
-    return (select(hp.c.valid_from, hp.c.holding_id, h.c.source, h.c.external_id, h.c.serial, hp.c.accelerator,
-                   hp.c.count, site.c.name, site.c.country)
-            .join(h, h.c.id == hp.c.holding_id).join(site, site.c.id == hp.c.site_id)
-            .where(hp.c.valid_from >= lo, hp.c.valid_from < hi,
-                   exists().where(before.c.holding_id == hp.c.holding_id, before.c.valid_to < hp.c.valid_from),
-                   ~exists().where(adjoining.c.holding_id == hp.c.holding_id,
-                                   adjoining.c.valid_to == hp.c.valid_from))
-            .order_by(hp.c.valid_from, hp.c.holding_id))
+    return _versions_at(hp.c.valid_from, lo, hi).where(
+        exists().where(before.c.holding_id == hp.c.holding_id, before.c.valid_to < hp.c.valid_from),
+        ~exists().where(adjoining.c.holding_id == hp.c.holding_id, adjoining.c.valid_to == hp.c.valid_from))
 
 
 def _holdings_in(s: Session, *queries: Select[Any]) -> int:
