@@ -97,22 +97,6 @@ def retry_backoff(base: Any, cap: Any, names: tuple[str, str] = ("retry_backoff_
     return base, cap
 
 
-def failure(exc: Exception) -> tuple[str, str]:
-    """The ``veu_admission_errors_total`` reason and the one-line why of an evaluation that raised, as the
-    webhook words them. The Workload's status is read by its tenant: only a store error's first line (no SQL,
-    no parameters) and an internal error's type go there; the whole error is in the log."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    from policies.errors import PolicyError
-
-    if isinstance(exc, (OperationalError, DBAPIError)):
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return "store_unavailable", f"store unavailable ({first[0][:200] if first else 'no detail'})"
-    if isinstance(exc, PolicyError):
-        return "policy_error", f"configuration error: {' '.join(str(exc).split())[:300]}"
-    return "internal", f"internal error ({type(exc).__name__})"
-
-
 def _ts(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -200,8 +184,12 @@ class AdmissionCheckController:
                 # Left Pending, the Workload held its reserved quota for as long as the error lasted (for ever, if
                 # it is this Workload's own). Retry is "cannot pass now": Kueue frees the quota and requeues it
                 # after the backoff. Never Rejected: nothing says the job is refused.
-                reason, why = failure(exc)
-                _count_error(reason)
+                from controllers.webhook import ERRORS, failure
+
+                # As the webhook words it. The Workload's status is read by its tenant: only a store error's first
+                # line and an internal error's type go there; the whole error is in the log.
+                reason, why = failure(exc, one_line=True)
+                ERRORS.labels(reason).inc()
                 log.error("workload %s/%s: evaluation failed (%s), answered Retry: %s", ns, name, reason, exc,
                           exc_info=reason == "internal")
                 state, code, case_id = "Retry", EVALUATION_FAILED, None
@@ -280,13 +268,6 @@ class AdmissionCheckController:
             log.info("workload %s/%s: owner %s %s not readable (%s); judging the Workload", ns, md.get("name"),
                      ref.get("kind"), ref.get("name"), exc.status)
             return None
-
-
-def _count_error(reason: str) -> None:
-    # The webhook's error counter: an evaluation failure here is one more review answered by a failure mode.
-    from controllers.webhook import ERRORS
-
-    ERRORS.labels(reason).inc()
 
 
 def _condition(wl: Mapping[str, Any], kind: str) -> bool:

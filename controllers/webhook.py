@@ -332,17 +332,26 @@ async def _answer(chunks: AsyncIterator[bytes], declared_length: str | None, dat
         return _bad_request(str(exc), "bad_review")
     try:
         resp = await _queue(database_url).evaluate(body)
-    except (OperationalError, DBAPIError) as exc:
-        ERRORS.labels("store_unavailable").inc()
-        log.error("admission: store unavailable: %s", exc)
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()
-        return _failure_response(body, f"store unavailable ({first[0][:200] if first else 'no detail'})")
-    except PolicyError as exc:
-        # A policy pack or catalog problem is the operator's to fix; say which.
-        ERRORS.labels("policy_error").inc()
-        return _failure_response(body, f"configuration error: {str(exc)[:300]}")
     except Exception as exc:  # never a 500: the API server would apply failurePolicy with no reason given
-        ERRORS.labels("internal").inc()
-        log.exception("admission: internal error")
-        return _failure_response(body, f"internal error ({type(exc).__name__})")
+        reason, why = failure(exc)
+        ERRORS.labels(reason).inc()
+        if reason == "store_unavailable":
+            log.error("admission: store unavailable: %s", exc)
+        elif reason == "internal":
+            log.exception("admission: internal error")
+        return _failure_response(body, why)
     return 200, resp
+
+
+def failure(exc: Exception, *, one_line: bool = False) -> tuple[str, str]:
+    """The ``veu_admission_errors_total`` reason and the why of an evaluation that raised, for the answer: a store
+    error's first line (no SQL, no parameters), a policy pack or catalog problem (the operator's to fix: which), an
+    internal error's type (the rest is for the log). ``one_line``: the pack problem's text on one line (a Kueue
+    Workload's status)."""
+    if isinstance(exc, (OperationalError, DBAPIError)):
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return "store_unavailable", f"store unavailable ({first[0][:200] if first else 'no detail'})"
+    if isinstance(exc, PolicyError):
+        text = " ".join(str(exc).split()) if one_line else str(exc)
+        return "policy_error", f"configuration error: {text[:300]}"
+    return "internal", f"internal error ({type(exc).__name__})"
