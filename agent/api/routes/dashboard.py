@@ -612,10 +612,7 @@ async def release(request: Request, rid: int, s: Session = DbSession,
                   packs: PackRegistry = Depends(get_packs)) -> Response:
     # The planner's date (its release buttons send it): the page comes back at that date.
     form = dict((await request.form()).items())
-    try:
-        as_of = _form_as_of(form)
-    except (PolicyError, OverflowError):
-        as_of = utc_today()
+    as_of = _form_as_of_or_today(form)
     try:
         try:
             svc.close_reservation(s, rid, "released")
@@ -683,7 +680,7 @@ async def resolve_case(
     intent = str(form.get("export_intent", ""))
     # The amend form of a resolved case: new answers replace the old (the audit trail keeps both).
     amend = str(form.get("amend", "")) in ("1", "on", "true")
-    as_of = _queue_date(form)
+    as_of = _form_as_of_or_today(form)
     try:
         if intent not in ("yes", "no"):
             # Anything but an explicit answer would be recorded as "no export intent", an answer never given.
@@ -711,9 +708,10 @@ async def resolve_case(
     return RedirectResponse(f"/cases?{q}", status_code=303)
 
 
-def _queue_date(form: Mapping[str, Any]) -> date:
-    """The date the case queue was shown at (its forms send it), to come back at; today when it is unreadable:
-    the answers are recorded now whatever the page's date, so a hand-edited date must not cost them."""
+def _form_as_of_or_today(form: Mapping[str, Any]) -> date:
+    """The date a page was shown at (its forms send it), to come back at; today when it is unreadable: what the
+    form records (a release, a case's answers) is done now whatever the page's date, so a hand-edited date must
+    not cost it."""
     try:
         return _form_as_of(form)
     except (PolicyError, OverflowError):
