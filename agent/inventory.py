@@ -33,7 +33,7 @@ from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, 
 from agent.store import session_scope
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
-from policies.caps import day_end
+from policies.caps import last_instant
 from policies.errors import PartyError, PolicyError, UnknownRegion, cli_word
 from policies.packs import PackRegistry
 
@@ -656,9 +656,8 @@ def site_id_of(s: Session, site: str, option: str = "--site") -> int:
 
 
 def end_of_day(d: date) -> datetime:
-    """The last instant the store can tell apart on UTC day ``d`` (it keeps microseconds): just before
-    :func:`policies.caps.day_end`, the midnight that ends it."""
-    return day_end(d) - timedelta(microseconds=1)
+    """The last instant the store can tell apart on UTC day ``d``: :func:`policies.caps.last_instant`."""
+    return last_instant(d)
 
 
 def instant_of(d: date | datetime | None) -> datetime:

@@ -144,7 +144,7 @@ def naive_caps(url: str) -> dict[str, Fraction]:
     from policies.jurisdictions import tier
 
     packs = registry()
-    end = core.day_end(AS_OF)
+    end = core.last_instant(AS_OF)
     counted = core.counted_eccns(packs, AS_OF)
     with session_scope(url) as s:
         group = set(core.corporate_group(party_refs(s), "Bench Corp"))

@@ -118,14 +118,22 @@ class Authorization:
 
 
 def installed_on(first_seen: datetime, retired_at: datetime | None, as_of: date) -> bool:
-    """Whether a holding is part of the installed base at the end of ``as_of`` (UTC)."""
-    end = day_end(as_of)
-    return first_seen <= end and (retired_at is None or retired_at > end)
+    """Whether a holding is part of the installed base at the end of ``as_of`` (UTC): in force at
+    :func:`last_instant` of that day, as the inventory reads its history (``valid_from <= at < valid_to``)."""
+    at = last_instant(as_of)
+    return first_seen <= at and (retired_at is None or retired_at > at)
 
 
 def day_end(as_of: date) -> datetime:
     """The instant ``as_of`` stands for: the end of that UTC day (as the inventory reads its history)."""
     return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def last_instant(as_of: date) -> datetime:
+    """The last instant a store keeping microseconds can tell apart on UTC day ``as_of``: just before
+    :func:`day_end`. A holding retired or moved at the next midnight was where it was all of that day; one first
+    seen then was not there on it."""
+    return day_end(as_of) - timedelta(microseconds=1)
 
 
 # ------------------------------------------------------------------------------------------ results

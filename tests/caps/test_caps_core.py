@@ -231,8 +231,16 @@ def test_installed_base_as_of_a_date_uses_first_seen_and_retired_at() -> None:
     assert not installed_on(first, None, date(2025, 5, 31))
     assert installed_on(first, None, date(2025, 6, 1))
     assert installed_on(first, datetime(2025, 6, 2, 0, 0, 1, tzinfo=UTC), date(2025, 6, 1))
-    assert not installed_on(first, datetime(2025, 6, 2, 0, tzinfo=UTC), date(2025, 6, 1))
     assert not installed_on(first, datetime(2025, 6, 1, 23, tzinfo=UTC), date(2025, 6, 1))
+
+
+def test_a_holding_retired_at_the_next_midnight_was_installed_all_of_that_day() -> None:
+    # As the inventory reads its history (agent.inventory.instant_of): the day's last microsecond decides.
+    first = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    assert installed_on(first, datetime(2025, 6, 2, 0, tzinfo=UTC), date(2025, 6, 1))
+    assert not installed_on(first, datetime(2025, 6, 1, 23, 59, 59, 999999, tzinfo=UTC), date(2025, 6, 1))
+    assert not installed_on(datetime(2025, 6, 2, 0, tzinfo=UTC), None, date(2025, 6, 1))
+    assert installed_on(datetime(2025, 6, 1, 23, 59, 59, 999999, tzinfo=UTC), None, date(2025, 6, 1))
 
 
 def test_float_inputs_become_exact_values() -> None:
