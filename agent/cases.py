@@ -45,6 +45,7 @@ from agent.directory import Customer, corporate_group, customer_for
 from agent.ledger import POD_SEP
 from agent.parties import Conflict
 from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
+from agent.store.tables.audit import AuditEntry
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, as_utc, utcnow
 from agent.text import unprintable
@@ -477,6 +478,13 @@ _CURRENT_CASE = sa_select(
     _C.c.expires_at, _C.c.jobs, _C.c.estimate_operations, _C.c.threshold, _C.c.resolved_at,
 ).where(_C.c.customer_name == bindparam("customer"), _C.c.model_key == bindparam("model_key"),
         _C.c.status.in_([literal_column("'open'"), literal_column("'resolved'")])).order_by(_C.c.id.desc())
+# A review as of an earlier day reads the same cases with when each was opened and last changed, to find the one
+# on file that day; today's reviews keep _CURRENT_CASE (the webhook's hot path).
+_CASE_HISTORY = _CURRENT_CASE.add_columns(_C.c.opened_at, _C.c.updated_at)
+_E: Any = AuditEntry.__table__  # type: ignore[attr-defined]
+# A case's answers in the order recorded (the row keeps only the latest: an amendment replaces them in place).
+_ANSWERS = sa_select(_E.c.ts, _E.c.actor, _E.c.action, _E.c.payload).where(
+    _E.c.subject == bindparam("subject"), _E.c.action.in_(["case.resolve", "case.amend"])).order_by(_E.c.seq)
 
 
 @dataclass
@@ -499,17 +507,72 @@ def _case_on_file(s: Session, customer: str, model_key: str, now: datetime, *, l
     case lock, held until commit, in the same round trip (PostgreSQL; SQLite has one writer at a time)."""
     (rows,) = fetch_each(s, [(_CURRENT_CASE, {"customer": customer, "model_key": model_key})],
                          locks=[lock_key("case", customer, model_key)] if lock else ())
-    for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold, resolved in rows:
+    return _on_file_now(rows, now)
+
+
+def _on_file_now(rows: list[tuple[Any, ...]], now: datetime) -> tuple[CaseState | None, _CaseFile | None]:
+    """The case on file at ``now`` among :data:`_CURRENT_CASE`'s rows (newest first), and what it holds."""
+    for case_id, status, intent, licence, informed, by, expires, jobs, estimate, threshold, resolved, *_ in rows:
         if status == "resolved" and expires is not None and as_utc(expires) < now:
             continue
-        # The UTC day the answers were recorded, at the latest today's: a replica whose clock is behind the one
-        # that recorded them still reads them as on record today.
-        answered = min(as_utc(resolved).astimezone(UTC).date(), as_utc(now).astimezone(UTC).date()) if resolved \
-            else None
         return (CaseState(int(case_id), str(status), intent, licence or "", bool(informed), by or "",
-                          as_utc(expires).astimezone(UTC).date() if expires else None, answered),
+                          _day(expires), _answered_on(resolved, now)),
                 _CaseFile(json.loads(jobs or "[]"), float(estimate or 0.0), float(threshold or 0.0)))
     return None, None
+
+
+def _day(at: datetime | None) -> date | None:
+    return as_utc(at).astimezone(UTC).date() if at is not None else None
+
+
+def _answered_on(resolved: datetime | None, now: datetime) -> date | None:
+    """The UTC day the answers were recorded, at the latest today's: a replica whose clock is behind the one that
+    recorded them still reads them as on record today."""
+    return min(as_utc(resolved).astimezone(UTC).date(), as_utc(now).astimezone(UTC).date()) if resolved else None
+
+
+def _cases_as_of(s: Session, customer: str, model_key: str, now: datetime, until: datetime, *, lock: bool
+                 ) -> tuple[CaseState | None, CaseState | None, _CaseFile | None]:
+    """For a review as of an earlier day (``until``: the end of that UTC day): the case as it stood that day, which
+    the decision reads; and the case on file now with what it holds (:func:`_case_on_file`, ``lock`` as there),
+    which a held job is filed under, so that a past review never opens a second case beside today's open one.
+
+    On that day a case opened after it did not exist, answers recorded after it were not on record (the case was
+    open), and answers are checked for expiry at its start (:func:`_answers_at`)."""
+    (rows,) = fetch_each(s, [(_CASE_HISTORY, {"customer": customer, "model_key": model_key})],
+                         locks=[lock_key("case", customer, model_key)] if lock else ())
+    now_state, now_file = _on_file_now(rows, now)
+    start = _answers_at(now, until)
+    for case_id, status, intent, licence, informed, by, expires, _j, _e, _t, resolved, opened, updated in rows:
+        if opened is not None and as_utc(opened) >= until:
+            continue
+        # Resolved with no time recorded: read as answered, as a review of today reads it.
+        if status != "resolved" or (resolved is not None and as_utc(resolved) >= until):
+            return CaseState(int(case_id), "open"), now_state, now_file
+        if expires is not None and as_utc(expires) < start:
+            continue
+        answers = (intent, licence, informed, by)
+        if updated is not None and as_utc(updated) >= until:
+            answers = _answers_then(s, int(case_id), until, answers)
+        intent, licence, informed, by = answers
+        return (CaseState(int(case_id), "resolved", intent, licence or "", bool(informed), by or "", _day(expires),
+                          _answered_on(resolved, now)), now_state, now_file)
+    return None, now_state, now_file
+
+
+def _answers_then(s: Session, case_id: int, until: datetime, latest: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The answers (intent, licence, informed, by) of a case answered before ``until`` but changed since: those in
+    force before its first amendment at or after ``until`` (the audit trail's ``case.resolve`` / ``case.amend``
+    entries; the row holds only the latest). The first resolution counts as before ``until`` whatever its
+    entry's time, since the row's ``resolved_at`` says so. ``latest`` when no amendment came after ``until``,
+    or when the trail no longer holds what preceded it (pruned past its retention)."""
+    before: tuple[Any, ...] | None = None
+    for ts, actor, action, payload in s.execute(_ANSWERS, {"subject": f"case:{case_id}"}).all():
+        if action == "case.amend" and as_utc(ts) >= until:
+            return before if before is not None else latest
+        p = json.loads(payload or "{}")
+        before = (p.get("export_intent"), p.get("licence_number") or "", bool(p.get("customer_informed")), actor)
+    return latest
 
 
 def current_case(s: Session, customer: str, model_key: str, now: datetime) -> RedFlagCase | None:
@@ -534,8 +597,11 @@ class _Review:
     demand: Demand | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     party: Customer | None = None
-    case: CaseState | None = None  # the case on file, looked up when the decision needs one
-    case_file: _CaseFile | None = None  # and what it holds (an open case gets this job)
+    case: CaseState | None = None  # the case the decision read (on file on the as-of day), when it needs one
+    # The case on file now, which a held job is filed under, and what it holds (an open case gets this job): the
+    # same as ``case`` for a review of today.
+    filed: CaseState | None = None
+    case_file: _CaseFile | None = None
     # Set when the customer's ledger and recent jobs decide (a customer that is not Tier 1 or Tier 3).
     req: JobRequest | None = None
     tier: EffectiveTier | None = None
@@ -907,7 +973,15 @@ def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datet
         # re-submissions find the first one's case instead of each opening their own. The lock is taken
         # after the customer's and before the audit chain's (never after it): no deadlock. SQLite serialises
         # writers on its database lock already. A dry run opens nothing: no lock.
-        r.case, r.case_file = _case_on_file(s, _case_customer(r, dec), dec.case_subject, now, lock=not r.rr.dry_run)
+        # A review as of an earlier day is decided on the case as it stood then, but a held job is filed under
+        # the case on file now.
+        whose = _case_customer(r, dec)
+        if until is None:
+            r.case, r.case_file = _case_on_file(s, whose, dec.case_subject, now, lock=not r.rr.dry_run)
+            r.filed = r.case
+        else:
+            r.case, r.filed, r.case_file = _cases_as_of(s, whose, dec.case_subject, now, until,
+                                                        lock=not r.rr.dry_run)
         if r.case is not None:
             dec = redflag.decide(packs, as_of, req, customer=tier, records=records, related=r.related,
                                  case=r.case, mode=mode, load=r.load)
@@ -964,18 +1038,19 @@ def _record(s: Session, reviews: list[_Review], actor: str, now: datetime, rows:
             out.warnings.append("dry run: no case opened and no decision recorded")
             continue
         if dec.open_case:
-            if r.case is not None and r.case.status == "resolved" and not r.case.on_record(dec.as_of):
+            filed = r.filed
+            if filed is not None and filed.status == "resolved" and not filed.on_record(dec.as_of):
                 # The case's answers admit the lineage now but were not on record on the review's as-of day (an
                 # earlier day than they were recorded): a new case recorded for it would supersede the answered
                 # one and hold the lineage's jobs at the webhook.
                 raise CaseError(
-                    f"--as-of: case {r.case.id}'s answers for {dec.case_subject} were not on record on "
-                    f"{dec.as_of.isoformat()} (recorded {r.case.resolved_on}, expiring {r.case.expires_on}), and "
+                    f"--as-of: case {filed.id}'s answers for {dec.case_subject} were not on record on "
+                    f"{dec.as_of.isoformat()} (recorded {filed.resolved_on}, expiring {filed.expires_on}), and "
                     "this review is recorded in the store, where it would open a case superseding them; set "
                     "request.dryRun to true in the file to see the decision as of that day")
             # An open case gets this job; a resolved one that no longer admits it gives way to a new case.
-            if r.case is not None and r.case.status == "open" and r.case_file is not None:
-                case_id = _update_case(cases, r.case.id, r.case_file, dec, actor, now, r.entries)
+            if filed is not None and filed.status == "open" and r.case_file is not None:
+                case_id = _update_case(cases, filed.id, r.case_file, dec, actor, now, r.entries)
             else:
                 case_id = _open_case(s, dec, r.party, actor, now, r.entries, _case_customer(r, dec))
             out.case_id = case_id
