@@ -5,7 +5,9 @@ a half-written lineage. Reads build ``policies.ledger.ModelRecord`` values for e
 needs (a model, its bases and its data generators, transitively) and hand them to the pure core. A model's
 declarations of one job for overlapping periods are one run, counted once at the largest
 (:func:`policies.ledger.one_run_per_job`; the name re-created for a later run adds), and metered chip-seconds are
-merged into the runs: per job, a model is charged the larger of the declared run and what metering has observed. A
+merged into the runs: each pod's usage is charged against the run of its job whose period it falls in
+(:func:`policies.ledger.match_metered`), a run is charged the larger of its declarations and what metering observed
+of it, and usage in no declared run's period is a metered run of its own (it adds). A
 run withdrawn as recorded in error (:func:`withdraw_run`) keeps its row and is read by none of them, for any date.
 """
 
@@ -70,6 +72,7 @@ from policies.ledger import (
     derivative_name,
     find_cycle,
     lineage_name,
+    match_metered,
     one_run_per_job,
     project,
     regime,
@@ -819,7 +822,6 @@ def load_records(
         for mid, lc, by, on, basis in conn.execute(q).all():
             dets[mid].append(Determination(lc, by, on, basis))
 
-    _one_run_per_job(runs)
     _merge_metered(s, runs, ids, everything, as_of)
 
     return {
@@ -1016,24 +1018,18 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
     synth: dict[int, list[SyntheticInput]] = defaultdict(list)
     for mid, gid, frac, gops, since in synth_rows:
         synth[mid].append(SyntheticInput(name_of[gid], frac, gops, since))
-    # A job's pods, each a row: summed per (model, job) as before, after an earlier object's were set apart.
-    per_job: dict[tuple[int, str], tuple[Any, Any, Any, Any]] = {}
+    # A job's pods, each a row (as load_records reads them), an earlier object's set apart first: each is charged
+    # against the run whose period it falls in (_merge_usage).
     job_ref, created = earlier if earlier is not None else ("", None)
     mine = job_ref + POD_SEP
+    usage: list[tuple[int, str, float, Any, Any, float]] = []
     for mid, job, ops, first, last, secs in metered:
         if created is not None and (job == job_ref or job.startswith(mine)):
             started = _aware(first)
             if started is not None and started < created:
                 job = earlier_object_ref(job_ref, created) + job[len(job_ref):]
-        had = per_job.get((mid, job))
-        if had is None:
-            per_job[(mid, job)] = (ops, first, last, secs)
-            continue
-        o, f, e, c = had
-        per_job[(mid, job)] = (float(o or 0.0) + float(ops or 0.0), _bound(f, first, min), _bound(e, last, max),
-                               float(c or 0.0) + float(secs or 0.0))
-    _one_run_per_job(runs)
-    _merge_by_model(runs, ((mid, job, *usage) for (mid, job), usage in per_job.items()))
+        usage.append((mid, job, ops, first, last, secs))
+    _charge(runs, usage)
     return {
         v[0]: ModelRecord(
             name=v[0], owner=v[1], base=name_of.get(v[2]) if v[2] is not None else None, published=v[3],
@@ -1044,12 +1040,19 @@ def lineage_records(rows: Iterable[tuple[Any, ...]], earlier: Earlier | None = N
     }
 
 
-def _one_run_per_job(runs: dict[int, list[Run]]) -> None:
-    """Each model's declarations of one job as the one run the job is (before metered usage is merged in)."""
+def _charge(runs: dict[int, list[Run]], rows: Iterable[Sequence[Any]]) -> None:
+    """Each model's declarations of one job as the one run each run of the job is, with the model's metered usage,
+    one (model id, job, operations, first, last, chip-seconds) per pod interval, merged in (:func:`_merge_usage`)."""
+    by_model: dict[int, list[tuple[str, Any, Any, Any, Any]]] = defaultdict(list)
+    for mid, job, ops, first, last, secs in rows:
+        by_model[mid].append((job, ops, first, last, secs))
     for mid, lst in runs.items():
-        once = one_run_per_job(lst)
-        if once is not lst:
-            runs[mid] = list(once)
+        if mid not in by_model:
+            once = one_run_per_job(lst)
+            if once is not lst:
+                runs[mid] = list(once)
+    for mid, usage in by_model.items():
+        runs[mid] = _merge_usage(runs.get(mid, []), usage)
 
 
 def _by_ids(q: Any, column: Any, ids: Sequence[int], everything: bool) -> Iterable[Any]:
@@ -1063,7 +1066,8 @@ def _by_ids(q: Any, column: Any, ids: Sequence[int], everything: bool) -> Iterab
 def _merge_metered(
     s: Session, runs: dict[int, list[Run]], ids: Sequence[int], everything: bool, as_of: date | None
 ) -> None:
-    """Per (model, job): charge max(declared run, metered so far); metered-only jobs become metered runs."""
+    """Per (model, job, run period): charge max(declared run, metered so far); usage in no declared run's period
+    becomes a metered run. Read per pod interval, as the lineage statement reads it, so both readers agree."""
     q = sa_select(
         col(MeteredUsage.model_id), col(MeteredUsage.job_ref), func.sum(col(MeteredUsage.operations)),
         func.min(col(MeteredUsage.period_start)), func.max(col(MeteredUsage.period_end)),
@@ -1071,44 +1075,37 @@ def _merge_metered(
     ).where(col(MeteredUsage.model_id).is_not(None))
     if as_of is not None:
         q = q.where(col(MeteredUsage.period_start) < _dt(as_of + _ONE_DAY))
-    q = q.group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref))
-    _merge_by_model(runs, (row for qq in _by_ids(q, MeteredUsage.model_id, ids, everything)
-                           for row in s.connection().execute(qq).all()))
+    q = q.group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref), col(MeteredUsage.period_start))
+    _charge(runs, (row for qq in _by_ids(q, MeteredUsage.model_id, ids, everything)
+                   for row in s.connection().execute(qq).all()))
 
 
-def _merge_by_model(runs: dict[int, list[Run]], rows: Iterable[Sequence[Any]]) -> None:
-    """Merge metered totals, one (model id, job, operations, first, last, chip-seconds) per job reference, into
-    each model's runs (:func:`_merge_usage`)."""
-    by_model: dict[int, list[tuple[str, Any, Any, Any, Any]]] = defaultdict(list)
-    for mid, job, ops, first, last, secs in rows:
-        by_model[mid].append((job, ops, first, last, secs))
-    for mid, usage in by_model.items():
-        _merge_usage(runs[mid], usage)
+def _merge_usage(declared: Sequence[Run], usage: Iterable[tuple[str, Any, Any, Any, Any]]) -> list[Run]:
+    """A model's runs (each run of a job once) with its metered usage, one (job, operations, first, last,
+    chip-seconds) per pod interval, merged in.
 
-
-def _merge_usage(lst: list[Run], usage: Iterable[tuple[str, Any, Any, Any, Any]]) -> None:
-    """Merge a model's metered totals, one (job, operations, first, last, chip-seconds) per job reference, into
-    its runs.
-
-    A declared run of job ``J`` is charged max(declared, metered) over the usage of ``J`` and of its pods
-    (``J#pod``, as metering files them: a Kubernetes name has no ``#``), never both; it counts from the day
-    the first of them started. Usage of no declared run's job becomes a metered run of its own.
+    Each interval of job ``J`` or of its pods (``J#pod``, as metering files them: a Kubernetes name has no ``#``)
+    is charged against the run of ``J`` whose period it falls in (:func:`policies.ledger.match_metered`): that run
+    is charged max(declared, metered in its period), never both, and counts from the day the first of them
+    started. Usage in no declared run's period adds, as a metered run per job reference: chips of a January run's
+    job name that ran again in June are never absorbed by January's larger declaration, nor pooled with its pods.
     """
-    declared: dict[str, int] = {}
-    for k, r in enumerate(lst):
-        if r.job:
-            declared.setdefault(r.job, k)
+    usage = list(usage)
+    once, at = match_metered(declared, [(job, _as_date(first), _as_date(last)) for job, _, first, last, _ in usage],
+                             POD_SEP)
+    lst = list(once)
     charged: dict[int, tuple[float, date | None]] = {}
-    for job, ops, first, last, secs in usage:
-        first_d = _as_date(first)
-        idx = declared.get(job) if job else None
-        if idx is None and POD_SEP in job:
-            idx = declared.get(job.partition(POD_SEP)[0])
+    own: dict[str, tuple[float, Any, Any, float]] = {}
+    for (job, ops, first, last, secs), idx in zip(usage, at, strict=True):
         if idx is None:
-            lst.append(Run(float(ops), "metered", first_d, _as_date(last), "", job, f"metered:{job}:{sci_secs(secs)}"))
+            had = own.get(job)
+            own[job] = ((float(ops or 0.0), first, last, float(secs or 0.0)) if had is None else
+                        (had[0] + float(ops or 0.0), _bound(had[1], first, min), _bound(had[2], last, max),
+                         had[3] + float(secs or 0.0)))
             continue
+        first_d = _as_date(first)
         total, began = charged.get(idx, (0.0, None))
-        charged[idx] = (total + float(ops), first_d if began is None or (first_d is not None and first_d < began)
+        charged[idx] = (total + float(ops or 0.0), first_d if began is None or (first_d is not None and first_d < began)
                         else began)
     for idx, (metered, began) in charged.items():
         run = lst[idx]
@@ -1120,6 +1117,9 @@ def _merge_usage(lst: list[Run], usage: Iterable[tuple[str, Any, Any, Any, Any]]
             # Metering shows more than was declared: the run is charged what the chips actually did.
             run = run._replace(operations=metered, method=f"metered>{run.method}")
         lst[idx] = run
+    for job, (ops, first, last, secs) in own.items():
+        lst.append(Run(ops, "metered", _as_date(first), _as_date(last), "", job, f"metered:{job}:{sci_secs(secs)}"))
+    return lst
 
 
 def sci_secs(x: float) -> str:

@@ -494,6 +494,49 @@ def charged_run(group: Sequence[Run]) -> Run:
     return run._replace(start=first) if own is None or first < own else run
 
 
+def match_metered(
+    runs: Sequence[Run], usage: Sequence[tuple[str, date | None, date | None]], pod_sep: str
+) -> tuple[Sequence[Run], list[int | None]]:
+    """A model's declared runs with each run of a job once (:func:`one_run_per_job`), and for each metered usage
+    (job reference, first day, last day) the index of the run it is charged against, None when it is in none.
+
+    Usage of job ``J`` (or of its pods, ``J<pod_sep>pod``) belongs to the run of ``J`` whose period it overlaps: the
+    days the run's declarations span together (:func:`same_run_groups`' overlap rule), the one it started in when
+    it reaches into two. A job's name is held by one object at a time, so chips of ``J`` that ran after a run of it
+    ended and in no later run's period are another run, never absorbed by an earlier run's larger figure: None.
+    Before the job's first declared run nothing of it had run, so its chips that ran before that run's declared
+    start are that run started early (a declared start is an estimate, and does not hold back a run's operations).
+    """
+    groups = same_run_groups(runs)
+    charged = {id(g[0]): charged_run(g) for g in groups}
+    dropped = {id(r) for g in groups for r in g[1:]}
+    once: list[Run] = []
+    at: dict[int, int] = {}
+    for r in runs:
+        if id(r) not in dropped:
+            at[id(r)] = len(once)
+            once.append(charged.get(id(r), r))
+    periods: dict[str, list[tuple[date, date, int]]] = {}
+    for g in groups:
+        spans = [_span(r) for r in g]
+        periods.setdefault(g[0].job, []).append((min(s[0] for s in spans), max(s[1] for s in spans), at[id(g[0])]))
+    for lst in periods.values():
+        lst.sort()  # the groups' periods are disjoint: in date order, each ends before the next begins
+    matched: list[int | None] = []
+    for job, first, last in usage:
+        found = periods.get(job)
+        if found is None and pod_sep in job:
+            found = periods.get(job.partition(pod_sep)[0])
+        lo, hi = first or last or date.min, last or first or date.max
+        idx: int | None = None
+        for n, (start, end, k) in enumerate(found or ()):
+            if end >= lo:  # the first run not over before the usage began
+                idx = k if start <= hi or n == 0 else None
+                break
+        matched.append(idx)
+    return once, matched
+
+
 # ------------------------------------------------------------------------------------------------ graph
 
 
