@@ -1,6 +1,6 @@
 """Kueue AdmissionCheck controller: queued workloads wait for the red-flag-28 inquiry instead of being rejected.
 
-Wiring (k8s-conventions.md §4): create an ``AdmissionCheck`` (kueue.x-k8s.io/v1beta1, cluster-scoped) with
+Wiring (k8s-conventions.md §4): create an ``AdmissionCheck`` (kueue.x-k8s.io, cluster-scoped) with
 ``spec.controllerName: veu-governor.io/red-flag-28`` and list it in the ClusterQueue's
 ``spec.admissionChecks``. This controller marks such checks ``Active`` and, for each Workload whose
 ``status.admissionChecks`` holds one of them in state ``Pending``, evaluates the Workload exactly as the
@@ -43,6 +43,26 @@ before Kueue ever queues it).
 Every API request waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect and for each answer (the collectors'
 setting): an API server that does not answer ends the pass with ``ApiUnreachable`` (one line saying so) instead of
 holding it, and every later pass, for ever; the checks it had not answered stay Pending for the next pass.
+
+API version (``kueue_api_version``; ``veuctl admission controllers --kueue-api-version``): ``v1beta1``,
+``v1beta2`` or ``auto``. Kueue 0.15 added ``kueue.x-k8s.io/v1beta2`` beside v1beta1; from 0.16 v1beta2 is the
+storage version and v1beta1 is still served but ``deprecated: true`` ("This version is deprecated. Use v1beta2
+instead."), so a request on it goes through Kueue's conversion webhook and comes back with a deprecation warning
+(kubernetes-sigs/kueue ``config/components/crd/bases/kueue.x-k8s.io_workloads.yaml`` and
+``..._admissionchecks.yaml``, tags v0.15.0-v0.19.2 and main). What this controller reads and writes has the same
+names and shapes in both (``apis/kueue/v1beta2/workload_types.go``, ``admissioncheck_types.go``, and the
+hand-written conversions in ``apis/kueue/v1beta1/*_conversion.go``, which touch none of them): AdmissionCheck
+``spec.controllerName`` and ``status.conditions``; Workload ``status.admissionChecks[]`` (``name``, ``state``,
+``message``, ``lastTransitionTime``, ``retryCount``, ``requeueAfterSeconds``, ``podSetUpdates``; the CRD requires
+the first four in both), ``status.conditions`` (``QuotaReserved``, ``Evicted``, ``Finished``),
+``spec.podSets[].count`` / ``.template`` and ``metadata.ownerReferences``. What v1beta2 renamed or dropped is
+nothing read here (Workload ``spec.priorityClassName`` / ``priorityClassSource`` became ``priorityClassRef``,
+``status.accumulatedPastExexcutionTimeSeconds`` lost its typo, AdmissionCheck ``spec.retryDelayMinutes`` is gone),
+so only the request paths (and the ``apiVersion`` of the Workload judged) follow the version. ``auto`` asks the
+API server's discovery (``/apis``) once, takes the group's preferred version (the newest served: v1beta2 on a
+Kueue that serves both) when it is one of the two, else the newest of them served, and asks again after a 404.
+The constructor's default stays ``v1beta1``, what this controller always used (served by every Kueue release so
+far); ``veuctl`` and the chart default to ``auto``.
 """
 
 from __future__ import annotations
@@ -61,6 +81,9 @@ log = logging.getLogger("veu.kueue")
 
 CONTROLLER_NAME = "veu-governor.io/red-flag-28"
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta1"
+# Newest first: ``auto`` falls back on the first one served when the preferred version is none of these.
+VERSIONS = ("v1beta2", "v1beta1")
+AUTO = "auto"
 READY_CODES = frozenset({"ALLOW", "ALLOW_AFTER_INQUIRY", "EXEMPT"})
 # Refusals the operator cures by recording something (the inquiry's answers, the namespace's customer): the
 # Workload waits in Kueue for them instead of being deactivated.
@@ -97,6 +120,37 @@ def retry_backoff(base: Any, cap: Any, names: tuple[str, str] = ("retry_backoff_
     return base, cap
 
 
+class KueueNotServed(RuntimeError):
+    """The API server serves no Kueue version this controller can use: Kueue is not installed, or not the
+    version set. The pass ends (each request would fail the same way); the next pass asks again."""
+
+
+def check_api_version(value: Any, name: str = "kueue_api_version") -> str:
+    """``value`` checked as a Kueue API version setting; a ValueError names it as ``name`` spells it."""
+    if value not in (*VERSIONS, AUTO):
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(sorted(VERSIONS))} or {AUTO} (ask the API "
+                         "server which version Kueue serves)")
+    return str(value)
+
+
+def choose_version(preferred: str | None, served: list[str]) -> str:
+    """The version ``auto`` uses, from the discovery of ``kueue.x-k8s.io``: its preferred version when this
+    controller knows it, else the newest known one served (a Kueue whose preferred version is newer than both)."""
+    if preferred in VERSIONS:
+        return str(preferred)
+    for v in VERSIONS:
+        if v in served:
+            return v
+    raise KueueNotServed(f"{GROUP} serves {', '.join(served) or 'no version'}, none of {', '.join(VERSIONS)}: "
+                         f"this controller cannot read it; set --kueue-api-version to a version Kueue serves")
+
+
+def _not_served(version: str, what: str) -> KueueNotServed:
+    return KueueNotServed(f"{GROUP}/{version} {what} are not served by the API server (404): Kueue is not "
+                          "installed, or does not serve that version; set --kueue-api-version to one it serves, or "
+                          f"to {AUTO} to ask the API server")
+
+
 def _ts(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -107,21 +161,59 @@ class AdmissionCheckController:
     def __init__(self, custom: Any, database_url: str | None, *, cluster: str = "",
                  controller_name: str = CONTROLLER_NAME,
                  retry_backoff_base_seconds: int = RETRY_BACKOFF_BASE_SECONDS,
-                 retry_backoff_max_seconds: int = RETRY_BACKOFF_MAX_SECONDS) -> None:
+                 retry_backoff_max_seconds: int = RETRY_BACKOFF_MAX_SECONDS,
+                 kueue_api_version: str = VERSION) -> None:
         from agent.collectors.base import request_timeout, with_request_timeout
 
         self.retry_backoff = retry_backoff(retry_backoff_base_seconds, retry_backoff_max_seconds)
+        self.api_version_setting = check_api_version(kueue_api_version)
+        # Discovery goes through the client's own ApiClient (same server, credentials and timeout).
+        self._api_client = getattr(custom, "api_client", None)
+        if self.api_version_setting == AUTO and self._api_client is None:
+            raise ValueError(f"kueue_api_version: {AUTO} needs a kubernetes client to ask the API server; "
+                             f"{type(custom).__name__} is none: set {' or '.join(VERSIONS)}")
+        self._resolved: str | None = None if self.api_version_setting == AUTO else self.api_version_setting
 
         # VEU_COLLECTOR_TIMEOUT_SECONDS on every call, the owners' reads too (a bad value is refused here).
         self.timeout = request_timeout()
         self.api, self.database_url, self.cluster, self.controller_name = (
             with_request_timeout(custom, self.timeout), database_url, cluster, controller_name)
 
+    @property
+    def api_version(self) -> str:
+        """The Kueue API version requests use; with ``auto``, asked of the API server on first use."""
+        if self._resolved is None:
+            self._resolved = self._discover()
+        return self._resolved
+
+    def _discover(self) -> str:
+        from kubernetes.client import ApisApi
+
+        from agent.collectors.base import with_request_timeout
+
+        # /apis, not /apis/kueue.x-k8s.io: every kubernetes client version has a typed call for it.
+        groups = with_request_timeout(ApisApi(self._api_client), self.timeout).get_api_versions().groups or []
+        group = next((g for g in groups if g.name == GROUP), None)
+        if group is None:
+            raise KueueNotServed(f"the API server serves no {GROUP} API group: Kueue is not installed")
+        preferred = group.preferred_version.version if group.preferred_version else None
+        version = choose_version(preferred, [v.version for v in group.versions or []])
+        log.info("kueue: %s/%s (preferred %s; kueue_api_version %s)", GROUP, version, preferred, AUTO)
+        return version
+
     def our_checks(self, now: datetime | None = None) -> set[str]:
         """Names of the AdmissionChecks this controller owns, marking each Active."""
         now = now or datetime.now(UTC)
         names: set[str] = set()
-        listed = self.api.list_cluster_custom_object(GROUP, VERSION, "admissionchecks")
+        version = self.api_version
+        try:
+            listed = self.api.list_cluster_custom_object(GROUP, version, "admissionchecks")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if self.api_version_setting == AUTO:
+                self._resolved = None  # Kueue upgraded or removed since: the next pass asks again
+            raise _not_served(version, "AdmissionChecks") from None
         for ac in listed.get("items", []):
             if (ac.get("spec") or {}).get("controllerName") != self.controller_name:
                 continue
@@ -134,7 +226,7 @@ class AdmissionCheckController:
             active = {"type": "Active", "status": "True", "reason": "Active",
                       "message": "veu-governor red-flag-28 check is active", "lastTransitionTime": _ts(now),
                       "observedGeneration": ac["metadata"].get("generation", 1)}
-            self.api.patch_cluster_custom_object_status(GROUP, VERSION, "admissionchecks", name,
+            self.api.patch_cluster_custom_object_status(GROUP, version, "admissionchecks", name,
                                                         {"status": {"conditions": [*others, active]}})
         return names
 
@@ -160,7 +252,15 @@ class AdmissionCheckController:
         if not checks:
             return []
         done: list[dict[str, Any]] = []
-        items = self.api.list_cluster_custom_object(GROUP, VERSION, "workloads").get("items", [])
+        version = self.api_version
+        try:
+            items = self.api.list_cluster_custom_object(GROUP, version, "workloads").get("items", [])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if self.api_version_setting == AUTO:
+                self._resolved = None
+            raise _not_served(version, "Workloads") from None
         for wl in items:
             states = (wl.get("status") or {}).get("admissionChecks") or []
             pending = [s for s in states if s.get("name") in checks and s.get("state") == "Pending"]
@@ -202,7 +302,7 @@ class AdmissionCheckController:
             if md.get("resourceVersion"):
                 body["metadata"] = {"resourceVersion": md["resourceVersion"]}
             try:
-                self.api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "workloads", name, body)
+                self.api.patch_namespaced_custom_object_status(GROUP, version, ns, "workloads", name, body)
             except ApiException as exc:
                 # Changed (or deleted) since it was read: decided again on the next pass, from what it is now.
                 # Any other refusal (a validating webhook, RBAC, a 5xx) is this Workload's alone: raising would
@@ -241,8 +341,8 @@ class AdmissionCheckController:
             annotations.update((owner.get("metadata") or {}).get("annotations") or {})
         # The Workload is the job here: its owner is not a reason to pass it on.
         own = {k: v for k, v in md.items() if k != "ownerReferences"}
-        as_workload = {**wl, "metadata": {**own, "annotations": annotations}, "apiVersion": f"{GROUP}/{VERSION}",
-                       "kind": "Workload"}
+        as_workload = {**wl, "metadata": {**own, "annotations": annotations},
+                       "apiVersion": f"{GROUP}/{self.api_version}", "kind": "Workload"}
         if owner is not None:
             omd = owner.get("metadata") or {}
             # The owner is the job here (it was not gated by the webhook): its own owner is no reason to pass it.

@@ -83,6 +83,10 @@ def controllers(
         "answered Retry, doubled on each retry (default 60, Kueue's provisioning-check backoff)."),
     kueue_retry_max: int | None = typer.Option(
         None, "--kueue-retry-max-seconds", help="With --kueue: the most that wait grows to (default 1800)."),
+    kueue_api_version: str | None = typer.Option(
+        None, "--kueue-api-version", help="With --kueue: the kueue.x-k8s.io version to use, v1beta1 (every Kueue "
+        "so far; deprecated since Kueue 0.16), v1beta2 (Kueue 0.15 and later) or auto (default: ask the API server "
+        "which version Kueue prefers)."),
     cluster: str = typer.Option("", "--cluster", envvar="VEU_CLUSTER",
                                 help="Cluster name (namespace mappings, inventory bound; default VEU_CLUSTER)."),
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
@@ -106,6 +110,7 @@ def controllers(
     if metrics_port is not None and not 0 < metrics_port < 65536:
         raise UsageError(f"--metrics-port: {metrics_port} is not a TCP port (1-65535)")
     backoff = _kueue_backoff(kueue, kueue_retry_base, kueue_retry_max)
+    version = _kueue_api_version(kueue, kueue_api_version)
 
     from kubernetes import client, config
 
@@ -123,7 +128,8 @@ def controllers(
     meter = Meter(client.CoreV1Api(api), client.EventsV1Api(api), db_url(db), cluster=cluster)
     ctl = AdmissionCheckController(client.CustomObjectsApi(api), db_url(db), cluster=cluster,
                                    retry_backoff_base_seconds=backoff[0],
-                                   retry_backoff_max_seconds=backoff[1]) if kueue else None
+                                   retry_backoff_max_seconds=backoff[1],
+                                   kueue_api_version=version) if kueue else None
     if once:
         emit(controller_pass(meter, ctl), json_)
         return
@@ -138,11 +144,12 @@ def controllers(
             raise UsageError(f"--metrics-port: cannot listen on {metrics_host}:{metrics_port} "
                              f"({exc.strerror})") from None
     from agent.collectors.base import ApiUnreachable
+    from controllers.kueue import KueueNotServed
 
     while True:
         try:
             controller_pass(meter, ctl)
-        except ApiUnreachable as exc:  # its message says it all: one line, not a traceback every pass
+        except (ApiUnreachable, KueueNotServed) as exc:  # its message says it all: one line, not a traceback every pass
             logging.getLogger("veu.controllers").error("controller pass failed; retrying in %gs: %s",
                                                        meter_interval, exc)
         except Exception:
@@ -167,6 +174,20 @@ def _kueue_backoff(kueue: bool, base: int | None, cap: int | None) -> tuple[int,
                              RETRY_BACKOFF_MAX_SECONDS if cap is None else cap,
                              ("--kueue-retry-base-seconds" + (" default" if base is None else ""),
                               "--kueue-retry-max-seconds"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _kueue_api_version(kueue: bool, value: str | None) -> str:
+    """The Kueue API version the option asks for (default ``auto``), checked before the cluster is contacted."""
+    from controllers.kueue import AUTO, check_api_version
+
+    if value is None:
+        return AUTO
+    if not kueue:
+        raise UsageError("--kueue-api-version: applies only to the Kueue AdmissionCheck controller; add --kueue")
+    try:
+        return check_api_version(value, "--kueue-api-version")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

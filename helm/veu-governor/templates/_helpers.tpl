@@ -394,6 +394,7 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     {{- end }}
     - --kueue-retry-base-seconds={{ $base }}
     - --kueue-retry-max-seconds={{ $max }}
+    - --kueue-api-version={{ .Values.agent.kueueApiVersion }}
     {{- end }}
     {{- with .Values.controllers.metricsPort }}
     - --metrics-port={{ . }}
