@@ -195,8 +195,10 @@ def sci_apart(a: float, b: float) -> tuple[str, str]:
     return ta, tb
 
 
-def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False) -> float:
-    """Parse ``1e26``, ``1.5e25``, ``6_000`` or a number; reject negatives, NaN and infinity, naming the field."""
+def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False,
+                 example: str = "1e26 or 1.5e25") -> float:
+    """Parse ``1e26``, ``1.5e25``, ``6_000`` or a number; reject negatives, NaN and infinity, naming the field.
+    ``example`` is what the refusal of a non-number suggests writing instead."""
     if isinstance(text, bool):
         raise EstimateError(f"{field_name}: expected a number, got {text!r}")
     if isinstance(text, int | float):
@@ -206,10 +208,25 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
         try:
             x = float(raw)
         except ValueError:
-            raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. 1e26 or 1.5e25") from None
+            share = _percent(raw)
+            if share is not None:
+                raise EstimateError(f"{field_name}: {text!r} is a percentage; write it as the number {share:g}") \
+                    from None
+            raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. {example}") from None
         if math.isnan(x) or math.isinf(x):  # name what was typed (1e400 overflows to inf)
             raise EstimateError(f"{field_name}: {text!r} is not a finite number")
     return check_number(x, field_name, allow_zero=allow_zero)
+
+
+def _percent(raw: str) -> float | None:
+    """``raw`` as a share when it is a finite percentage (``15%`` is 0.15), else None."""
+    if not raw.endswith("%"):
+        return None
+    try:
+        x = float(raw[:-1])
+    except ValueError:
+        return None
+    return x / 100 if math.isfinite(x) else None
 
 
 def check_number(x: float, field_name: str, *, allow_zero: bool = False) -> float:

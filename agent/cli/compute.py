@@ -178,14 +178,15 @@ def add_run(
 def add_synthetic(
     name: str = ModelArg,
     generator: str = typer.Option(..., "--generator", help="The model that generated the (unpublished) data."),
-    fraction: str = typer.Option(..., "--fraction", help="Share of this model's operations trained on that data."),
+    fraction: str = typer.Option(..., "--fraction", help="Share of this model's operations trained on that data, "
+                                                         "0 to 1 (0.15 for 15%)."),
     generation_operations: str = typer.Option(..., "--generation-operations",
                                               help="Operations the generator used to generate the data."),
     since: str | None = typer.Option(None, "--since", help="Date from which the data was used."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record synthetic training data from a generator model (4E091 note 3)."""
-    f = parse_number(fraction, "--fraction", allow_zero=True)
+    f = parse_number(fraction, "--fraction", allow_zero=True, example="0.15 (a share of 0 to 1)")
     g = parse_number(generation_operations, "--generation-operations", allow_zero=True)
     with session_scope(db_url(db)) as s:
         with options("generator", "fraction", "generation-operations", "since"):
