@@ -29,7 +29,7 @@ from typing import Any, Literal
 from policies.errors import PolicyError
 from policies.jurisdictions import equivalent_destination, tier
 from policies.packs import PackRegistry, ProvisionStatus, ResolvedProvision
-from policies.parties import PartyRef
+from policies.parties import PartyRef, effective_tier
 
 AuthKind = Literal["uveu", "nveu"]
 ShipmentVia = Literal["licence", "lpp", "uveu", "nveu", "aia", "other"]
@@ -485,10 +485,55 @@ def authorization_caps(
     extra_countries: Iterable[str] = (),
 ) -> list[CapResult]:
     if auth.kind == "uveu":
-        return uveu_caps(packs, parties, auth, placements, measurement_date(packs, as_of), extra_countries)
-    if auth.kind == "nveu":
-        return nveu_caps(packs, auth, placements, as_of)
-    raise CapsError(f"--kind: {auth.kind!r} is not uveu or nveu")
+        out = uveu_caps(packs, parties, auth, placements, measurement_date(packs, as_of), extra_countries)
+    elif auth.kind == "nveu":
+        out = nveu_caps(packs, auth, placements, as_of)
+    else:
+        raise CapsError(f"--kind: {auth.kind!r} is not uveu or nveu")
+    why = holder_ineligible(packs, parties, auth.holder, auth.kind, as_of)
+    if why is None:
+        return out
+    # The holder was eligible when the authorization was registered, but headquarters and parents are dated: on
+    # a date it is not, the authorization covers no chip, so everything it holds is over a limit of zero.
+    held, total = _held(out)
+    return [*out, CapResult(
+        id=f"{auth.kind}.holder_eligibility",
+        title=f"{auth.holder} not eligible for a {auth.kind.upper()} on this date",
+        kind="absolute", view=held.view, binding=True, numerator=total, denominator=Fraction(1), limit=Fraction(0),
+        provisions=(packs.provision(f"{auth.kind}-eligibility", as_of),), contributors=held.contributors,
+        formula=f"TPP held under {auth.name} while its holder is not eligible <= 0", note=why,
+        scope={"authorization": auth.name, "area": "holder", "holder": auth.holder, "view": held.view},
+    )]
+
+
+def _held(caps: Sequence[CapResult]) -> tuple[CapResult, Fraction]:
+    """The cap that counts everything an authorization holds, and that total: an NVEU's installed base; a UVEU's
+    share outside Supp. 5(a) in the binding view (its denominator), the view its excluded-locations cap is in."""
+    view = next((c.view for c in caps if c.id.startswith("uveu.excluded_locations.")), None)
+    if view is None:
+        return caps[0], caps[0].numerator
+    held = next(c for c in caps if c.id == f"uveu.outside_tier1.{view}")
+    return held, held.denominator
+
+
+def holder_ineligible(
+    packs: PackRegistry, parties: Mapping[str, PartyRef], holder: str, kind: str, as_of: date,
+) -> str | None:
+    """Why ``holder`` cannot hold a ``kind`` Data Center VEU on ``as_of`` (§ 748.15(b)(2)), or None when it can:
+    no VEU is headquartered, or has its ultimate parent headquartered, in Macau or Country Group D:5; a UVEU is
+    headquartered, or has its ultimate parent headquartered, in a Supp. 5(a) destination. Only while the pack's
+    ``<kind>-eligibility`` provision is in force."""
+    elig = packs.find(f"{kind}-eligibility", as_of)
+    if elig is None:
+        return None
+    eff = effective_tier(packs, parties, holder, as_of)
+    if eff.tier == 3:
+        return (f"{eff.basis}; a Data Center VEU cannot be headquartered, or have its ultimate parent "
+                f"headquartered, in Macau or Country Group D:5 ({elig.citation})")
+    if elig.values.get("hq_in") == "tier1-destinations" and 1 not in (eff.own.tier, eff.parent.tier):
+        return (f"{eff.basis}; a UVEU must be headquartered, or have its ultimate parent headquartered, in a "
+                f"Supp. 5(a) destination ({elig.citation})")
+    return None
 
 
 # ----------------------------------------------------------------------------------------- shipments
