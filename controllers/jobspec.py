@@ -28,6 +28,7 @@ Counting rules (k8s-conventions.md §2-3):
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -82,6 +83,8 @@ INT32_MAX = 2**31 - 1  # KubeRay's CRD default for workerGroupSpecs[].maxReplica
 ANNOTATION_PREFIX = "compute.veu-governor.io/"
 ANNOTATION_KEYS = ("model", "base-model", "params", "active-params", "tokens", "operations", "precision",
                    "expected-hours")
+_ANNOTATION_KEY_SET = frozenset(ANNOTATION_KEYS)
+_NOTE_CHARS = 200  # policies.redflag.decide keeps this much of a note as a warning
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,37 @@ class Demand:
         """The ``compute.veu-governor.io/*`` annotations, keyed without the prefix."""
         return {k[len(ANNOTATION_PREFIX):]: v for k, v in self.annotations.items()
                 if k.startswith(ANNOTATION_PREFIX) and k[len(ANNOTATION_PREFIX):] in ANNOTATION_KEYS}
+
+
+def unread_annotations_note(annotations: Mapping[str, str]) -> str:
+    """A warning naming the ``compute.veu-governor.io/*`` annotations the product does not read, else "".
+
+    A misspelt ``model`` would otherwise file the job silently under the customer's unnamed-model bucket. It is a
+    warning, never a refusal: the job is still counted (the bucket takes it), and a key a newer release reads must
+    not block jobs on an older webhook.
+    """
+    n = len(ANNOTATION_PREFIX)
+    unread = sorted(k[n:] for k in annotations
+                    if k.startswith(ANNOTATION_PREFIX) and k[n:] not in _ANNOTATION_KEY_SET)
+    if not unread:
+        return ""
+    tail = f"; keys read: {', '.join(ANNOTATION_KEYS)}"
+    if len(unread) == 1:
+        return f"ignored annotation {ANNOTATION_PREFIX}{_did_you_mean(unread[0])}{tail}"
+    head = f"ignored {ANNOTATION_PREFIX} annotations "
+    shown: list[str] = []
+    for key in unread:  # as many as fit: the keys read must survive the cut to the note's length
+        more = f" and {len(unread) - len(shown) - 1} more" if len(shown) + 1 < len(unread) else ""
+        if shown and len(head + ", ".join([*shown, _did_you_mean(key)]) + more + tail) > _NOTE_CHARS:
+            break
+        shown.append(_did_you_mean(key))
+    more = f" and {len(unread) - len(shown)} more" if len(shown) < len(unread) else ""
+    return head + ", ".join(shown) + more + tail
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, ANNOTATION_KEYS, n=1)
+    return key[:24] + (f" (did you mean {close[0]}?)" if close else "")
 
 
 class _Bad(Exception):
@@ -819,10 +853,16 @@ def _read(obj: Any) -> Demand:
     reader = READERS.get((group_of(api_version), kind))
     if reader is None:
         note = f"{kind} ({api_version}) is not a job kind this webhook reads; no accelerators counted"
-        return Demand(api_version, kind, name, ns, (), annotations, (note,))
+        return Demand(api_version, kind, name, ns, (), annotations, (*_unread(annotations), note))
     groups, templates, notes = reader(o)
     # Annotations on the job win; a Pod created from a template carries them too, so templates fill gaps.
     for tpl in templates:
         for k, v in _template_annotations(tpl).items():
             annotations.setdefault(k, v)
-    return Demand(api_version, kind, name, ns, tuple(groups), annotations, tuple(notes))
+    # First: the decision keeps only the first few notes as warnings, and counting notes must not push it out.
+    return Demand(api_version, kind, name, ns, tuple(groups), annotations, (*_unread(annotations), *notes))
+
+
+def _unread(annotations: Mapping[str, str]) -> tuple[str, ...]:
+    note = unread_annotations_note(annotations)
+    return (note,) if note else ()

@@ -56,6 +56,8 @@ MODES = ("enforce", "warn", "audit")
 # ultimate parent that is itself outside Tier 1 (a run split across a group's subsidiaries).
 AGGREGATE_SCOPES = ("customer", "corporate-group")
 UNNAMED_PREFIX = "unnamed-model/"
+# The job annotations' prefix, as controllers.jobspec.ANNOTATION_PREFIX reads them (the core imports no controller).
+ANNOTATION_PREFIX = "compute.veu-governor.io/"
 
 
 class AdmissionConfigError(PolicyError):
@@ -391,12 +393,30 @@ def hardware_estimate(
                      sum(p.conservative for p in parts)), hours, basis)
 
 
-def declared_estimate(defaults: EstimationDefaults, d: Declared) -> Estimate | None:
-    if d.operations is not None:
-        return compute.declared_operations(defaults, d.operations)
-    if d.tokens is not None and (d.params is not None or d.active_params is not None):
-        return compute.declared_6nd(defaults, tokens=d.tokens, params=d.params, active_params=d.active_params)
-    return None
+def declared_estimate(defaults: EstimationDefaults, d: Declared) -> tuple[Estimate | None, tuple[str, ...]]:
+    """The run the job declares, and warnings on what it declared that no estimate could use.
+
+    Declared operations and 6·N·D both given count at the larger: a second declaration neither lowers the
+    estimate nor is dropped unseen. (`veuctl models estimate` refuses the mix, asking for one method; a job at
+    the gate is admitted or held on the larger instead, and told so.) Half of 6·N·D (tokens without params, or
+    params without tokens) estimates nothing and is named.
+    """
+    notes: list[str] = []
+    has_n = d.params is not None or d.active_params is not None
+    if (d.tokens is not None) != has_n:
+        given = "tokens" if d.tokens is not None else "params" if d.params is not None else "active-params"
+        need = "params (or active-params)" if d.tokens is not None else "tokens"
+        notes.append(f"annotation {ANNOTATION_PREFIX}{given} is not used: 6·N·D also needs {ANNOTATION_PREFIX}"
+                     f"{need}")
+    ops = compute.declared_operations(defaults, d.operations) if d.operations is not None else None
+    six = (compute.declared_6nd(defaults, tokens=d.tokens, params=d.params, active_params=d.active_params)
+           if d.tokens is not None and has_n else None)
+    if ops is not None and six is not None:
+        larger = ops if ops.value >= six.value else six
+        notes.append(f"both {ANNOTATION_PREFIX}operations ({sci(ops.value)}) and 6·N·D ({sci(six.value)}) are "
+                     f"declared: the larger, {sci(larger.value)}, counts")
+        return larger, tuple(notes)
+    return ops or six, tuple(notes)
 
 
 def _lineage_record(
@@ -517,11 +537,14 @@ def decide(
     provs.append(_prov(packs.provision(DEFAULT_REGIME, as_of)))
     provs.append(_prov(packs.provision(compute.ESTIMATION_DEFAULTS, as_of)))
     try:
-        declared = declared_estimate(defaults, d)
+        declared, declared_notes = declared_estimate(defaults, d)
         hw, _hours, hours_basis = hardware_estimate(defaults, settings, req)
     except EstimateError as exc:
         msg = f"the job's compute annotations are inconsistent: {exc}"
         return apply_mode(replace(base, code=DENY_INVALID, message=msg, explanation=(*why, msg)), settings)
+    if declared_notes:
+        base = replace(base, warnings=(*base.warnings, *declared_notes))
+        why.extend(declared_notes)
     recs: Mapping[str, ModelRecord] = records or {}
     window = settings.related_jobs_window_days if d.model else settings.unnamed_model_window_days
     rel = [r for r in related if r.job_ref != req.job_ref and (as_of - r.decided_on).days <= window]
