@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from policies.errors import PolicyError
@@ -41,6 +44,29 @@ class ExportUnavailable(ExportError):
     """The data source an export kind reads is not part of this build yet."""
 
 
+# Columns holding a number of chips in every export kind (stored as floats: a MIG slice is a fraction of its GPU).
+COUNT_COLUMNS = frozenset({"count", "chips"})
+
+
+def chip_count(v: Any) -> Any:
+    """A chip count as an export writes it: a whole one as an int (64, never the stored float's 64.0, in a file BIS
+    reads), a fractional one (MIG slices) as the fraction it stands for, as the installed base writes its counts
+    (a float sum of seven 1/7 slices is 0.9999999999999998: recovered as 1); anything else unchanged."""
+    if isinstance(v, bool) or not isinstance(v, float | int | Decimal | Fraction):
+        return v
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 2**53:  # the common case, without the exact arithmetic below
+            return int(v)
+        if not math.isfinite(v):
+            return v
+    elif isinstance(v, int):
+        return v
+    from policies.caps import exact
+
+    x = exact(float(v) if isinstance(v, Decimal) else v)
+    return int(x) if x.denominator == 1 else float(x)
+
+
 @dataclass
 class Table:
     """A table streamed from the store: ``rows()`` may be called once per output format."""
@@ -52,6 +78,18 @@ class Table:
     pdf_columns: list[str] | None = None  # the columns worth printing (a PDF page is narrow)
     pdf_max_rows: int = 300
     note: str = ""
+
+    def written_rows(self) -> Iterator[Sequence[Any]]:
+        """``rows()`` with the chip counts (:data:`COUNT_COLUMNS`) as the files carry them (:func:`chip_count`)."""
+        at = [i for i, c in enumerate(self.columns) if c in COUNT_COLUMNS]
+        if not at:
+            yield from self.rows()
+            return
+        for r in self.rows():
+            out = list(r)
+            for i in at:
+                out[i] = chip_count(out[i])
+            yield out
 
 
 @dataclass

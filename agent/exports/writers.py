@@ -106,7 +106,7 @@ def write_csv(table: Table, path: Path) -> FileInfo:
             buf.truncate()
 
         w.writerow(table.columns)
-        for r in table.rows():
+        for r in table.written_rows():
             w.writerow([csv_text_cell(v) for v in r])
             n += 1
             if buf.tell() >= _FLUSH_CHARS:
@@ -135,7 +135,7 @@ def write_json(report: Report, path: Path, extra: dict[str, Any]) -> FileInfo:
             cols = t.columns
             buf: list[str] = []
             size = 0
-            for r in t.rows():
+            for r in t.written_rows():
                 line = ("\n" if first else ",\n") + dumps({c: jsonable(v) for c, v in zip(cols, r, strict=True)})
                 buf.append(line)
                 size += len(line)
