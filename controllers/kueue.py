@@ -277,7 +277,9 @@ class AdmissionCheckController:
                     out = evaluate_review(s, registry(), review, cluster=self.cluster,
                                           actor="controller:kueue-admissioncheck", now=now)
                 state, code, case_id = check_state(out.allowed, out.code), out.code, out.case_id
-                msg = f"{out.code}: {out.message}"[:1000]
+                # The webhook's warnings reach kubectl; a queued Workload's only reader is its check's message.
+                msg = f"{out.code}: {out.message}" + "".join(f" Warning: {w}" for w in out.warnings)
+                msg = msg[:1000]
             except urllib3.exceptions.HTTPError:
                 raise  # the API server is not answering: the pass ends (ApiUnreachable)
             except Exception as exc:
