@@ -32,7 +32,7 @@ from agent.store.db import lock_for_transaction, lock_key
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
-from agent.text import unprintable
+from agent.text import check_text, unprintable
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
@@ -135,6 +135,9 @@ def add_authorization(
     name = name.strip()
     if not name or len(name) > 200:
         raise PolicyError("name: an authorization name is 1-200 characters")
+    # The name labels metrics, pages and export files: a bidi override would show it as another authorization's.
+    check_text("name", name)
+    check_text("--reference", reference)
     kind = kind.strip().lower()
     if kind not in ("uveu", "nveu"):
         raise PolicyError(f"--kind: {kind!r} is not uveu or nveu")
@@ -508,7 +511,10 @@ def whatif(
     """Every cap before and after "add/move/retire N x CHIP at SITE", whether it fits, what binds, the max N.
 
     The reservations counted are those open now, whatever ``as_of`` (planning spends headroom now:
-    :func:`reservation_placements` with ``planning``); the result says so, and how many it counted.
+    :func:`reservation_placements` with ``planning``), every authorization's (each cap counts the plans it
+    covers); the result says so, how many it placed (``reservations_counted``) and how many of them this
+    authorization's caps count (``reservations_in_caps``). Chips owned and operated where no cap of the
+    authorization counts them are refused naming ``--owner`` (:func:`_check_counted`).
     ``date_option`` names the date in errors (``--planned-for`` for a reservation).
     """
     if op not in ("add", "move", "retire"):
@@ -548,6 +554,7 @@ def _whatif(
         own = get_party(s, owner).name if owner else auth.holder
     with named("--operator"):
         opr = get_party(s, operator).name if operator else own
+    _check_counted(packs, party_refs(s, as_of), auth, src, info, own, opr, as_of)
     unit = Fraction(1) * info.fraction
 
     def pl(st: Site, sign: int) -> Placement:
@@ -605,7 +612,11 @@ def _whatif(
     ok = ok and (available is None or n <= available)
     binding_on = as_of
     later = []
-    for on in sorted({planned_for for planned_for, _ in plans if planned_for > as_of}) if nveu else []:
+    # Only the dates of plans this NVEU's caps count: another holder's plan adds nothing to them, and its date
+    # (one past the last quarter of the allocation table, say) would refuse a change that fits every date of ours.
+    ahead = [p for planned_for, p in plans if planned_for > as_of] if nveu else []
+    ours = _counted_by(packs, party_refs(s, as_of), auth, ahead, as_of) if ahead else set()
+    for on in sorted({planned_for for planned_for, p in plans if planned_for > as_of and p in ours}):
         # The change stays in the installed base when a later plan's chips arrive: both must fit that quarter.
         fleet_on = installed + [p for planned_for, p in plans if planned_for <= on]
         _, _, fit_on, ok_on, binds_on = check(fleet_on, on)
@@ -637,11 +648,57 @@ def _whatif(
                    "owner": own, "operator": opr, "available": float(available) if available is not None else None},
         # Planning spends headroom now: the "before" figures count the reservations open now, whatever as_of
         # (`caps show --as-of` counts those open on that date, so a past date's figures can differ).
-        # An NVEU's: those due by as_of; "later" checks the change against each later plan's date and allocation.
+        # An NVEU's: those due by as_of; "later" checks the change against the date and allocation of each later
+        # plan its caps count. reservations_counted: every authorization's reservations placed in the fleet (a
+        # group's UVEUs share one owned base, an NVEU holder's chips count whichever plan reserved them);
+        # reservations_in_caps: how many of those this authorization's caps count.
         "reservations": "due by as_of" if nveu else "open now", "reservations_counted": len(reserved),
+        "reservations_in_caps": _in_caps(before, reserved),
         "caps": rows, "ok": ok, "binding": binding, "binding_on": binding_on.isoformat(), "later": later,
         "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": min_fit,
     }
+
+
+def _counted_by(
+    packs: PackRegistry, parties: Mapping[str, PartyRef], auth: Authorization, ps: Sequence[Placement], on: date,
+) -> set[Placement]:
+    """The placements among ``ps`` that some cap of ``auth`` counts on ``on`` (a contributor of it)."""
+    return {p for c in core.authorization_caps(packs, parties, auth, ps, on) for p in c.contributors}
+
+
+def _in_caps(caps: Iterable[CapResult], plans: Sequence[Placement]) -> int:
+    """How many of the planned placements ``plans`` some cap of ``caps`` counts."""
+    counted = {p for c in caps for p in c.contributors}
+    return sum(1 for p in plans if p in counted)
+
+
+def _check_counted(
+    packs: PackRegistry, parties: Mapping[str, PartyRef], auth: Authorization, site: Site, info: ChipInfo,
+    owner: str, operator: str, as_of: date,
+) -> None:
+    """Refuse chips owned and operated where no cap of ``auth`` counts them (a what-if, a reservation).
+
+    A UVEU's shares are of the TPP its holder's corporate group owns (or operates), an NVEU's installed base the
+    chips its holder owns or operates in its country: chips of another group would "fit" whatever their number,
+    and a reservation of them would hold no headroom. The rules decide (``policies.caps``): one chip of a kind
+    that counts (this one, or any when it is not), owned and operated as given, is evaluated alone.
+    """
+    counted = core.counted_eccns(packs, as_of)
+    if not counted:
+        return
+    eccn = info.eccn if core.counts(info.eccn, counted) else min(counted)
+    probe = Placement(site.name, site.country, info.id, Fraction(1), info.tpp, eccn, owner, operator, label="what-if")
+    caps = core.authorization_caps(packs, parties, auth, [probe], as_of)
+    if not caps or any(probe in c.contributors for c in caps):
+        return
+    scope = caps[0].scope
+    whose = ", ".join(scope.get("group") or [str(scope.get("holder", auth.holder))])
+    where = f" in {auth.country}" if auth.country else ""
+    raise PolicyError(
+        f"--owner: no cap of {auth.kind.upper()} {auth.name!r} counts chips owned by {owner} and operated by "
+        f"{operator}: its caps count chips owned or operated by {whose}{where}; name an owner (or --operator) "
+        f"among them, or plan these chips under an authorization {owner} holds"
+    )
 
 
 def _num(x: Fraction) -> str:
@@ -794,6 +851,7 @@ def add_shipment(
         # A shipment is recorded once made (as a filing or a grant): a date ahead (2999 for 2025) is a typo.
         raise PolicyError(f"--date: {d} is after today; record a shipment once it is made")
     via = _via(via)
+    check_text("--reference", reference)  # a licence number the semi-annual report quotes
     _shipment_count(count)
     value = shipment_value(value_usd)
     with named("--consignee"):

@@ -53,6 +53,7 @@ from agent.store.tables.ledger import (
     LedgerSyntheticInput,
     MeteredUsage,
 )
+from agent.text import check_text
 from policies import compute
 from policies.compute import MAX_CHIPS, Estimate, EstimationDefaults, PeakRates
 from policies.errors import EstimateError, PartyError, PolicyError, UnknownAccelerator, cli_word
@@ -378,6 +379,10 @@ def add_run(
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
     if len(site) > 200 or len(job) > 300:
         raise EstimateError("site/job: site is at most 200 characters and job at most 300")
+    # Free text (a run may have trained elsewhere than a registered site), shown as written on ¶7 rows, the
+    # lineage and the export: no control, bidirectional or invisible formatting characters.
+    check_text("site", site)
+    check_text("job", job)
     # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
     # nothing here (the run may well predate it).
     if start is not None and m.published_on is not None and _published_by(m, start):
@@ -440,6 +445,7 @@ def withdraw_run(s: Session, run_id: int, reason: str, actor: str | None = None,
     if len(why) > REASON_MAX or any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n" for c in why):
         raise LedgerError(f"reason: at most {REASON_MAX} characters of text without control characters (got "
                           f"{len(why)}); nothing was changed")
+    check_text("reason", why, lines=True)
     owner = get_model(s, model) if model is not None else None
     # Locked (PostgreSQL): of two withdrawals at once, the second sees the first and is refused.
     run = s.exec(select(LedgerRun).where(LedgerRun.id == run_id).with_for_update()).first()
@@ -630,6 +636,8 @@ def add_determination(
     """Record a determination on the less-capable exclusion: who made it, when and on what basis."""
     m = get_model(s, name)
     by, basis = by.strip(), basis.strip()
+    check_text("by", by)
+    check_text("basis", basis, lines=True)
     if not by or len(by) > 200:
         raise LedgerError("by: say who made the determination (1-200 characters), e.g. 'BIS classification G123'")
     if not basis:

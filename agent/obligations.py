@@ -45,6 +45,7 @@ from agent.store.tables.obligations import (
     WeightExport,
     WeightStorage,
 )
+from agent.text import check_text
 from policies import obligations as core
 from policies.compute import at_least
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownAccelerator, cli_word
@@ -326,6 +327,12 @@ def set_entry(
     review_date: date | None = None, notes: str | None = None, actor: str | None = None,
 ) -> ControlEntry:
     """Create or update one register entry; unchanged fields keep their values."""
+    # The register is read on pages and in exports: a bidi override or a control character would change what
+    # the reader sees from what was recorded.
+    if owner is not None:
+        check_text("--owner", owner)
+    if notes is not None:
+        check_text("--notes", notes, lines=True)
     _check_subject(s, scope, subject)
     core.check_paragraph(paragraph)
     if status is not None:
@@ -377,6 +384,10 @@ def add_evidence(
 ) -> ControlEvidence:
     if kind not in EVIDENCE_KINDS:
         raise PolicyError(f"--kind: {kind!r} is not one of {', '.join(EVIDENCE_KINDS)}")
+    # A link's text is shown as the link: an override could show another file name than the one it opens.
+    check_text("--uri", uri)
+    check_text("--statement", statement, lines=True)
+    check_text("--by", attested_by)
     if kind == "link" and not uri.strip():
         raise PolicyError("--uri: a link needs the document's URI")
     if kind == "link":
@@ -563,6 +574,9 @@ def store_weights(
     if not model:
         raise PolicyError("--model: give the model name")
     row = _site(s, site)
+    check_text("--model", model)
+    for d in devices:
+        check_text("--device", d)
     devs = sorted({d.strip() for d in devices if d.strip()})
     if not devs:
         raise PolicyError("--device: give at least one device the weights are stored on")
@@ -757,6 +771,9 @@ def add_event(
     ref = ref.strip()
     if not ref:
         raise PolicyError("--ref: give a reference for the event")
+    check_text("--ref", ref)
+    check_text("--site", site)
+    check_text("--description", description, lines=True)
     if kind in ("new-location", "transfer") and not authorization:
         raise PolicyError(f"--authorization: required for a {kind} (the UVEU or NVEU it is made under)")
     if authorization:
@@ -885,6 +902,7 @@ def file_deadline(
     today = utcnow().date()
     if on > today:
         raise PolicyError(f"--on: {on} is after today; record a filing once it is made")
+    check_text("--reference", reference)
     current = {d.key: d for d in deadline_list(s, packs, as_of or today)}
     deadline = current.get(key)
     if deadline is None:
