@@ -11,16 +11,25 @@ JSON field or a query parameter, so every error the API answers goes through :fu
 
 The exception handlers (:mod:`agent.api.routes.errors` and the routes' own ``setup``) apply it to every
 ``PolicyError`` and ``HTTPException`` detail; dashboard forms apply it to the errors they render.
+
+Write bodies derive from :class:`StrictBody` (unknown fields refused, no type coercion; dates from
+``"YYYY-MM-DD"`` with :data:`JsonDate`), and ids and offsets are bounded (:data:`MAX_ROW_ID`,
+:data:`MAX_OFFSET`) before they reach the store: each is an answer naming the field, never a value silently
+dropped or converted, nor the driver's words.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from datetime import date
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,6 +51,7 @@ _API_OF: tuple[tuple[str, str], ...] = (
     ("tokens list", "GET /api/v1/tokens"),
     ("tokens create", "POST /api/v1/tokens"),
     ("models list", "GET /api/v1/models"),
+    ("models show", "GET /api/v1/models/{name}"),
     ("models add-run", "POST /api/v1/models/{name}/runs"),
     ("models add", "POST /api/v1/models"),
     ("deadlines file", "POST /api/v1/deadlines/filings"),
@@ -72,7 +82,7 @@ def api_detail(message: str, renames: Mapping[str, str] | None = None) -> str:
         for cli, api in _API_OF:
             n = len(cli.split())
             if words[:n] == cli.split():
-                return api
+                return _with_name(api, m.group(1), n)
         kept = [w for w in words[:2] if re.fullmatch(r"[a-z][a-z-]*", w) and not w.startswith("-")]
         return f"`veuctl {' '.join(kept)}`" if kept else "`veuctl`"
 
@@ -87,6 +97,59 @@ def api_detail(message: str, renames: Mapping[str, str] | None = None) -> str:
     if sep and head in renames and not head.startswith("-"):  # a positional the CLI shows in capitals
         text = renames[head] + sep + rest
     return _OPTION.sub(option, text)
+
+
+def _with_name(api: str, command: str, n: int) -> str:
+    """``api`` with ``{name}`` replaced by the name the command was given (``veuctl models show 'A B'``:
+    ``GET /api/v1/models/A%20B``), so the hint is a request that can be sent as it is; left as ``{name}`` when
+    the command names none."""
+    if "{name}" not in api:
+        return api
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return api
+    arg = words[n] if len(words) > n else ""
+    return api.replace("{name}", quote(arg, safe="")) if arg and not arg.startswith("-") else api
+
+
+# The store's ids and sequence numbers are INTEGER columns (32 bits on PostgreSQL; SQLite overflows past 64): a
+# larger number names no record, and sent to the store it was the driver's error, naming nothing. Offsets are
+# 64-bit (OFFSET is a bigint). Routes bound what they pass on, so the answer names the parameter.
+MAX_ROW_ID = 2**31 - 1
+MAX_OFFSET = 2**63 - 1
+
+
+class StrictBody(BaseModel):
+    """Base of every JSON write body: a field the model does not declare is refused (a misspelt ``refrence``
+    was stored without its value), and values are not coerced (``true`` is not the count 1, ``"yes"`` not
+    the boolean true): either is a 422 naming the field, with nothing stored. Dates are :data:`JsonDate`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def _iso_date(v: Any) -> Any:
+    """A JSON date is the text ``YYYY-MM-DD`` (strict mode takes no text for a date, and a number is not one),
+    before the calendar's last day: a date is read up to the end of its day, and 9999-12-31 has no next day
+    (the store's and the rules' arithmetic overflowed, an answer naming no field)."""
+    if isinstance(v, date):
+        return v
+    if not isinstance(v, str) or not _ISO_DAY.fullmatch(v.strip()):
+        raise ValueError(f"expected a date as \"YYYY-MM-DD\", got {v!r}"[:200])
+    try:
+        day = date.fromisoformat(v.strip())
+    except ValueError as exc:
+        raise ValueError(f"{v.strip()!r} is not a valid date ({exc})") from None
+    if day >= date.max:
+        raise ValueError(f"{day.isoformat()} is past the last day that can be evaluated "
+                         f"({date.max.replace(day=30).isoformat()})")
+    return day
+
+
+JsonDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def route_renames(request: Request) -> Mapping[str, str]:

@@ -164,7 +164,7 @@ def _deadline_flow(c: TestClient) -> None:
     assert r.status_code == 201, r.text
     after = {d["key"]: d for d in c.get("/api/v1/deadlines", params={"as_of": "2025-09-20"}).json()}
     assert after[reports[0]["key"]]["status"] == "done" and after[reports[0]["key"]]["late"] is True
-    assert c.post("/api/v1/deadlines/filings", json={"key": "nope", "filed_on": "2025-09-16"}).status_code == 404
+    assert c.post("/api/v1/deadlines/filings", json={"key": "nope", "filed_on": "2025-09-16"}).status_code == 422
     overdue = c.get("/api/v1/deadlines", params={"as_of": "2025-09-20", "status": "overdue"}).json()
     assert overdue and all(d["status"] == "overdue" for d in overdue)
 

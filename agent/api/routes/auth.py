@@ -14,11 +14,11 @@ from anyio import to_thread
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlmodel import Session, select
 
 from agent.api.deps import DbSession
-from agent.api.fields import api_fields
+from agent.api.fields import StrictBody, api_fields
 from agent.auth import (
     AuthError,
     OidcConfig,
@@ -63,7 +63,7 @@ LOGIN_WINDOW_SECONDS = 300.0
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
-class TokenIn(BaseModel):
+class TokenIn(StrictBody):
     role: str = Field(description="viewer | planner | compliance | auditor | admin")
     name: str = Field(default="", max_length=200)
     expires_days: int | None = Field(default=None, ge=1, le=3650)

@@ -10,22 +10,21 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlmodel import Session
 
 from agent import cases as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import error_response
+from agent.api.fields import StrictBody, error_response
 from agent.audit import current_actor
 from policies.packs import PackRegistry
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 
 
-class ResolveIn(BaseModel):
-    """The red-flag-28 answers."""
+class ResolveIn(StrictBody):
+    """The red-flag-28 answers (``export_intent``: true/false or "yes"/"no"; not 1/0)."""
 
-    model_config = ConfigDict(extra="forbid")
     export_intent: Literal["yes", "no"] | bool
     license: str = Field(default="", max_length=100)
     scope: str = Field(default="", max_length=500)

@@ -1,14 +1,16 @@
 """Maps the core's user errors to HTTP 4xx with the message in the API's words (never a 500 for bad input).
 
 A well-formed request that clashes with a stored record (:class:`agent.parties.Conflict`) is a 409; a name that
-is not registered a 404 when the path names it (a body field or query parameter that names one is a 422); any
-other user error a 422. Every message names the JSON field or query parameter,
+is not registered a 404 when the path names it (a body field or query parameter that names one is a 422); a date
+the rules are not in effect on is a 422 on the date's field (the API's dates are in bodies and queries, never in
+a path); any other user error a 422. Every message names the JSON field or query parameter,
 not the CLI option (:func:`agent.api.fields.api_detail`), HTTPExceptions raised by the routes included.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.api.fields import api_detail, error_response, route_renames
+from agent.api.fields import MAX_OFFSET, api_detail, error_response, route_renames
 from agent.api.routes.auth import wants_html
 from agent.parties import Conflict
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvision
@@ -28,6 +30,10 @@ from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvisi
 def setup(app: FastAPI) -> None:
     @app.exception_handler(PolicyError)
     async def _policy_error(_req: Request, exc: PolicyError) -> JSONResponse:
+        if isinstance(exc, NotInEffect) and _req.url.path.startswith("/api/"):
+            # Nothing the path names is missing: the date sent is before the rules (or after them).
+            return JSONResponse(status_code=422,
+                                content={"detail": _date_named(_req, api_detail(str(exc), route_renames(_req)))})
         status = 404 if isinstance(exc, UnknownProvision | NotInEffect) or (
             isinstance(exc, PartyError) and "not registered" in str(exc) and _names_the_path(_req, exc)
         ) else 409 if isinstance(exc, Conflict) else 422
@@ -62,8 +68,10 @@ def setup(app: FastAPI) -> None:
 
     @app.exception_handler(OverflowError)
     async def _overflow(_req: Request, exc: OverflowError) -> JSONResponse:
-        # A 30-digit id or offset, or a date past 9999-12-31 once a day is added: nothing stored can match.
-        return JSONResponse(status_code=422, content={"detail": f"a number or date is out of range ({str(exc)[:120]})"})
+        # A 30-digit id or offset, or a date past 9999-12-31 once a day is added: nothing stored can match. The
+        # routes bound what they know; this answers what one missed, naming the parameter when the request shows
+        # it, never with the driver's words ("Python int too large to convert to SQLite INTEGER").
+        return JSONResponse(status_code=422, content={"detail": _out_of_range(_req)})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,6 +164,33 @@ def _names_the_path(req: Request, exc: Exception) -> bool:
     return any(isinstance(v, str) and v and (f"'{v}'" in message or f'"{v}"' in message or f" {v}:" in message
                                              or message.startswith(f"{v}:"))
                for v in req.path_params.values())
+
+
+_NOT_IN_EFFECT_ON = re.compile(r"not in effect on (\d{4}-\d{2}-\d{2})")
+
+
+def _date_named(req: Request, message: str) -> str:
+    """``message`` (in the API's words) starting with the query parameter that gave the date the rules are not
+    in effect on, when it names none itself (the packs name the provision: ``eccn-4e091: not in effect on
+    1900-01-01``)."""
+    head = message.partition(":")[0]
+    m = _NOT_IN_EFFECT_ON.search(message)
+    if m is None or head in req.query_params:
+        return message
+    named = [k for k, v in req.query_params.items() if v.strip() == m[1]]
+    return f"{named[0]}: {message}" if named else message
+
+
+def _out_of_range(req: Request) -> str:
+    """What an ``OverflowError`` answers: the path or query parameter with a number or a date too far out."""
+    sent = [*req.path_params.items(), *req.query_params.items()]
+    for name, value in sent:
+        text = str(value).strip()
+        if text.isascii() and text.isdigit() and int(text) > MAX_OFFSET:
+            return f"{name}: {text[:40]} is out of range (at most {MAX_OFFSET})"
+        if re.fullmatch(r"(9999|0001)-\d\d-\d\d", text):
+            return f"{name}: {text} is too near the start or end of the calendar to evaluate; use a nearer date"
+    return "a number or date in the request is out of range; use a smaller number or a nearer date"
 
 
 def _finite(x: Any) -> Any:

@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 from agent import audit as audit_svc
 from agent import exports as svc
 from agent.api.deps import DbSession, get_packs
+from agent.api.fields import MAX_ROW_ID
 from agent.store.tables.audit import AuditEntry
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_date
@@ -94,7 +95,7 @@ def checkpoint(s: Session = DbSession) -> dict[str, Any]:
 
 
 @router.get("/audit/log")
-def log(from_seq: int = Query(1, ge=1, alias="from"), limit: int = Query(100, ge=1, le=1000),
+def log(from_seq: int = Query(1, ge=1, le=MAX_ROW_ID, alias="from"), limit: int = Query(100, ge=1, le=1000),
         action: str | None = None, subject: str | None = None,
         s: Session = DbSession) -> list[dict[str, Any]]:
     """Audit entries in sequence order."""

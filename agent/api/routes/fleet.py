@@ -13,23 +13,31 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import api_detail, api_fields, error_response
+from agent.api.fields import (
+    MAX_OFFSET,
+    MAX_ROW_ID,
+    JsonDate,
+    StrictBody,
+    api_detail,
+    api_fields,
+    error_response,
+)
 from agent.parties import Conflict, add_party, check_address, get_party, party_refs, party_summary
 from agent.store.tables.core import Party, Site, utc_today
 from policies.errors import PolicyError
 from policies.jurisdictions import country_code, tier
-from policies.packs import PackRegistry, parse_date
+from policies.packs import PackRegistry, parse_as_of, parse_date
 from policies.parties import effective_tier
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 
 Limit = Query(100, ge=1, le=1000, description="Page size.")
-Offset = Query(0, ge=0, description="Items to skip.")
+Offset = Query(0, ge=0, le=MAX_OFFSET, description="Items to skip.")
 
 
 page = svc.page
@@ -57,10 +65,9 @@ def parties(
     return page(rows[offset:offset + limit], len(rows), limit, offset)
 
 
-class PartyIn(BaseModel):
+class PartyIn(StrictBody):
     """A new party, as ``veuctl parties add NAME --hq CC [--parent P] [--namespace NS ...] [--address A]``."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200, description="Unique name, 1-200 printable characters.")
     hq: str = Field(min_length=1, max_length=100, description="Headquarters country: ISO code or name.")
     parent: str | None = Field(default=None, max_length=200, description="Immediate parent (a registered party).")
@@ -69,14 +76,13 @@ class PartyIn(BaseModel):
     cluster: str = Field(default="", max_length=253, description="Limit the namespace mapping to one cluster.")
     reassign: bool = Field(default=False, description="Move a namespace registered to another party to this one.")
     address: str | None = Field(default=None, description="Postal address, one line, at most 500 characters.")
-    effective: date | None = Field(default=None, description="Date (UTC) the HQ and parent took effect (default: "
+    effective: JsonDate | None = Field(default=None, description="Date (UTC) the HQ and parent took effect (default: "
                                    "always); earlier dates read the party's first record.")
 
 
-class PartyPatch(BaseModel):
+class PartyPatch(StrictBody):
     """Changes to a party; a field left out keeps its stored value (namespaces are added, never removed)."""
 
-    model_config = ConfigDict(extra="forbid")
     hq: str | None = Field(default=None, min_length=1, max_length=100)
     parent: str | None = Field(default=None, max_length=200, description="New immediate parent.")
     no_parent: bool = Field(default=False, description="Remove the stored parent.")
@@ -84,7 +90,7 @@ class PartyPatch(BaseModel):
     cluster: str = Field(default="", max_length=253)
     reassign: bool = False
     address: str | None = Field(default=None, description="New address; \"\" clears it.")
-    effective: date | None = Field(default=None, description="Date (UTC) an HQ or parent change took effect "
+    effective: JsonDate | None = Field(default=None, description="Date (UTC) an HQ or parent change took effect "
                                    "(default today): earlier dates keep the earlier ones. Not in the future, "
                                    "nor before the party's previous change.")
 
@@ -224,8 +230,8 @@ def holdings_series(
 
 
 def series_days(start: str | None, end: str | None, points: int, as_of: date) -> list[date]:
-    last = parse_date(end, "to") if end else as_of
-    first = parse_date(start, "from") if start else last - timedelta(days=365)
+    last = parse_as_of(end, "to") if end else as_of
+    first = parse_as_of(start, "from") if start else last - timedelta(days=365)
     if first >= last:
         raise PolicyError("from: must be before 'to'")
     step = (last - first) / (points - 1)
@@ -235,7 +241,7 @@ def series_days(start: str | None, end: str | None, points: int, as_of: date) ->
 # ------------------------------------------------------------------------------------ authorizations
 
 
-class AuthorizationIn(BaseModel):
+class AuthorizationIn(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["uveu", "nveu"]
     holder: str = Field(min_length=1, max_length=200)
@@ -293,7 +299,7 @@ def caps_explain(
     return svc.explain(s, packs, name, cap_id, as_of, limit, offset, part)
 
 
-class WhatIfIn(BaseModel):
+class WhatIfIn(StrictBody):
     authorization: str
     op: Literal["add", "move", "retire"] = "add"
     n: int = Field(ge=0, le=10_000_000)
@@ -314,7 +320,7 @@ WHATIF_FIELDS = {"add": "n", "move": "n", "retire": "n", "to": "to_site"}
 def whatif(
     body: WhatIfIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    d = parse_date(body.as_of, "as_of") if body.as_of else utc_today()
+    d = parse_as_of(body.as_of, "as_of") if body.as_of else utc_today()
     return svc.whatif(s, packs, body.authorization, op=body.op, n=body.n, chip_name=body.chip, site=body.site,
                       to_site=body.to_site, as_of=d, owner=body.owner, operator=body.operator)
 
@@ -322,7 +328,7 @@ def whatif(
 # ------------------------------------------------------------------------------------- reservations
 
 
-class ReservationIn(BaseModel):
+class ReservationIn(StrictBody):
     authorization: str
     count: int = Field(gt=0, le=10_000_000)
     chip: str
@@ -359,7 +365,7 @@ RESERVATION_FIELDS = {"add": "count", "expires": "expires_on"}
 def create_reservation(
     body: ReservationIn, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    d = parse_date(body.planned_for, "planned_for") if body.planned_for else utc_today()
+    d = parse_as_of(body.planned_for, "planned_for") if body.planned_for else utc_today()
     until = parse_date(body.expires_on, "expires_on") if body.expires_on else None
     try:
         row = svc.reserve(s, packs, body.authorization, n=body.count, chip_name=body.chip, site=body.site,
@@ -369,20 +375,28 @@ def create_reservation(
     return svc.reservation_dict(s, row)
 
 
+def _reservation_id(rid: int) -> int:
+    """``rid`` if a reservation can have it; a larger number names none (404, not the store's overflow)."""
+    if rid > MAX_ROW_ID:
+        raise svc.NotFound(f"reservation: #{rid} does not exist (too large for a reservation id, at most "
+                           f"{MAX_ROW_ID}); see `veuctl reservations list`")
+    return rid
+
+
 @router.post("/reservations/{rid}/release", summary="Release a reservation's headroom")
 def release_reservation(rid: int, s: Session = DbSession) -> dict[str, Any]:
-    return svc.reservation_dict(s, svc.close_reservation(s, rid, "released"))
+    return svc.reservation_dict(s, svc.close_reservation(s, _reservation_id(rid), "released"))
 
 
 @router.post("/reservations/{rid}/installed", summary="Mark a reservation installed")
 def install_reservation(rid: int, s: Session = DbSession) -> dict[str, Any]:
-    return svc.reservation_dict(s, svc.close_reservation(s, rid, "installed"))
+    return svc.reservation_dict(s, svc.close_reservation(s, _reservation_id(rid), "installed"))
 
 
 # ----------------------------------------------------------------------------------------- shipments
 
 
-class ShipmentIn(BaseModel):
+class ShipmentIn(StrictBody):
     date: str
     consignee: str
     destination: str

@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from agent.api.deps import DbSession, get_as_of, get_packs
+from agent.api.fields import MAX_OFFSET
 from agent.store.tables.core import Holding, Party, Site
 from agent.store.tables.inventory import CollectorError, CollectorRun
 from policies.packs import PackRegistry
@@ -54,7 +55,7 @@ def holdings(
     serial: str | None = None,
     include_retired: bool = Query(False, description="Also list retired holdings."),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     s: Session = DbSession,
 ) -> dict[str, Any]:
     site_id = _checked_filters(s, source, accelerator, site)

@@ -6,17 +6,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from sqlmodel import Session
+from pydantic import BeforeValidator, Field
+from sqlmodel import Session, select
 
 from agent import ledger as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import error_response
+from agent.api.fields import MAX_OFFSET, JsonDate, StrictBody, error_response
 from agent.audit import current_actor
-from agent.store.tables.core import utc_today
+from agent.store.tables.core import Party, utc_today
+from agent.store.tables.ledger import LedgerModel
 from policies.compute import check_whole, parse_number
 from policies.errors import UnknownProvision
 from policies.ledger import DEFAULT_REGIME, LedgerError, UnknownModel
@@ -44,10 +46,9 @@ def _n(v: Number | None, field: str, allow_zero: bool = False) -> float | None:
     return None if v is None else parse_number(v, field, allow_zero=allow_zero)
 
 
-class EstimateIn(BaseModel):
+class EstimateIn(StrictBody):
     """Exactly one group: ``operations``; ``params``/``active_params``/``tokens``; or ``chip`` with time."""
 
-    model_config = ConfigDict(extra="forbid")
     operations: Number | None = None
     params: Number | None = None
     active_params: Number | None = None
@@ -62,42 +63,49 @@ class EstimateIn(BaseModel):
 
 
 class RunIn(EstimateIn):
-    start: date | None = None
-    end: date | None = None
+    start: JsonDate | None = None
+    end: JsonDate | None = None
     site: str = Field(default="", max_length=200)
     job: str = Field(default="", max_length=300)
 
 
-class ModelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelIn(StrictBody):
+    """A new model (``POST /models`` creates; an existing one is changed with ``PATCH /models/{name}``)."""
+
     name: str = Field(min_length=1, max_length=200)
     owner: str = Field(min_length=1, max_length=200)
     base: str | None = None
-    published: bool | None = None  # left out: a new model is not published, an update keeps what it had
-    published_on: date | None = None
+    published: bool | None = None  # left out: not published
+    published_on: JsonDate | None = None
 
 
-class SyntheticIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelPatch(StrictBody):
+    """Changes to a model; a field left out keeps its stored value (``"base": ""`` removes the base)."""
+
+    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    base: str | None = Field(default=None, max_length=200)
+    published: bool | None = None
+    published_on: JsonDate | None = None
+
+
+class SyntheticIn(StrictBody):
     generator: str = Field(min_length=1, max_length=200)
     fraction: Number
     generation_operations: Number
-    since: date | None = None
+    since: JsonDate | None = None
 
 
-class WithdrawalIn(BaseModel):
+class WithdrawalIn(StrictBody):
     """Why a run recorded in error is withdrawn (required; at most ``svc.REASON_MAX`` characters)."""
 
-    model_config = ConfigDict(extra="forbid")
     reason: str
 
 
-class DeterminationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DeterminationIn(StrictBody):
     less_capable: bool
     by: str = Field(min_length=1, max_length=200)
     basis: str = Field(min_length=1, max_length=5000)
-    on: date | None = None
+    on: JsonDate | None = None
 
 
 def _chips(v: Any) -> float | None:
@@ -133,7 +141,7 @@ def estimate(body: EstimateIn, on: date = Depends(get_as_of), packs: PackRegistr
 
 @router.get("/models")
 def list_models(
-    limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
     regime: str = Query(DEFAULT_REGIME), explain: bool = False,
     on: date = Depends(get_as_of), s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
@@ -144,10 +152,59 @@ def list_models(
             "items": page.items}
 
 
+def _stored(s: Session, m: LedgerModel) -> tuple[str | None, str | None, bool, date | None]:
+    """A model's owner, base, published and publication date as stored."""
+    owner = s.get(Party, m.owner_id)
+    return (owner.name if owner is not None else None, svc.model_name_of(s, m.base_id), bool(m.published),
+            m.published_on)
+
+
+def _as_posted(body: ModelIn, stored: tuple[str | None, str | None, bool, date | None]) -> bool:
+    """Whether creating ``body`` would store what is already stored (a repeated POST: nothing to change)."""
+    owner, base, published, published_on = stored
+    wants_published = bool(body.published) or body.published_on is not None
+    return (body.owner.strip() == owner and ((body.base or "").strip() or None) == base
+            and wants_published == published and body.published_on in (None, published_on))
+
+
 @router.post("/models", status_code=201)
-def create_model(body: ModelIn, request: Request, s: Session = DbSession,
+def create_model(body: ModelIn, request: Request, response: Response, s: Session = DbSession,
                  packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
+    """Register a model: ``201``. A model of that name already stored as posted: ``200``, nothing written; stored
+    otherwise: ``409`` (a create changed its owner, base or publication without anyone asking for an update:
+    change it with ``PATCH /api/v1/models/{name}``)."""
+    name = body.name.strip()
+    existing = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
+    if existing is not None:
+        stored = _stored(s, existing)
+        if not _as_posted(body, stored):
+            owner, base, published, published_on = stored
+            pub = (f"published {published_on.isoformat()}" if published_on else "published") if published \
+                else "not published"
+            raise HTTPException(409, f"name: model {name!r} is already in the ledger (owner {owner!r}, "
+                                     f"{f'base {base!r}' if base else 'no base'}, {pub}); change it with "
+                                     f"PATCH /api/v1/models/{quote(name, safe='')}")
+        response.status_code = 200
+        return svc.model_view(s, packs, name, utc_today())
     m = svc.add_model(s, body.name, body.owner, body.base, body.published, body.published_on, _actor(request))
+    return svc.model_view(s, packs, m.name, utc_today())
+
+
+@router.patch("/models/{name:path}")
+def update_model(name: str, body: ModelPatch, request: Request, s: Session = DbSession,
+                 packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
+    """Change a model's owner, base or publication (admin): a field left out keeps its stored value. ``404`` if
+    the model is not in the ledger. Audited ``model.update``, with the values before."""
+    p = getattr(request.state, "principal", None)
+    if p is not None and not p.can("admin"):
+        # The permission matrix reads a ".../determinations" suffix as a determination (compliance): a model
+        # named so is still changed by an admin only.
+        raise HTTPException(403, f"model: changing a model needs the admin role (role {p.role!r})")
+    m = svc.get_model(s, name)  # 404 when not in the ledger
+    if body.model_fields_set:
+        owner, _, _, _ = _stored(s, m)
+        svc.add_model(s, m.name, body.owner if body.owner is not None else owner or "", body.base, body.published,
+                      body.published_on, _actor(request))
     return svc.model_view(s, packs, m.name, utc_today())
 
 

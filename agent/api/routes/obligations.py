@@ -8,14 +8,15 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlmodel import Session
 
 from agent import obligations as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import api_fields, error_response
+from agent.api.fields import JsonDate, StrictBody, api_fields, error_response
 from agent.audit import current_actor
 from policies import obligations as core
+from policies.errors import PolicyError
 from policies.packs import PackRegistry
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,10 @@ def register(
     return svc.to_json(svc.register(s, packs, scope, subject, on))
 
 
-class EntryIn(BaseModel):
+class EntryIn(StrictBody):
     owner: str | None = Field(default=None, max_length=200)
     status: str | None = None
-    review_date: date | None = None
+    review_date: JsonDate | None = None
     notes: str | None = Field(default=None, max_length=4000)
 
 
@@ -77,12 +78,12 @@ def set_entry(
             "review_date": e.review_date.isoformat() if e.review_date else None, "notes": e.notes}
 
 
-class EvidenceIn(BaseModel):
+class EvidenceIn(StrictBody):
     kind: str = "link"
     uri: str = Field(default="", max_length=2000)
     statement: str = Field(default="", max_length=4000)
     attested_by: str = Field(default="", max_length=200)
-    attested_on: date | None = None
+    attested_on: JsonDate | None = None
 
 
 @router.post("/controls/{scope}/{subject}/{paragraph}/evidence", status_code=201)
@@ -105,13 +106,13 @@ def deadlines(
     return [d.to_dict() for d in svc.deadline_list(s, packs, on, status)]
 
 
-class AuthorizationIn(BaseModel):
+class AuthorizationIn(StrictBody):
     name: str = Field(max_length=200)
-    granted: date
+    granted: JsonDate
     kind: str | None = None
     holder: str | None = Field(default=None, max_length=200)
     country: str | None = None
-    expires: date | None = None
+    expires: JsonDate | None = None
     locations: list[str] = Field(default_factory=list)
 
 
@@ -137,10 +138,10 @@ def add_authorization(
     return {"name": a.name, "kind": a.kind, "holder": a.holder, "granted": a.granted.isoformat()}
 
 
-class EventIn(BaseModel):
+class EventIn(StrictBody):
     kind: str
     ref: str = Field(max_length=300)
-    on: date
+    on: JsonDate
     authorization: str = ""
     site: str = ""
     from_country: str = ""
@@ -156,9 +157,9 @@ def add_event(body: EventIn, request: Request, s: Session = DbSession) -> dict[s
     return {"kind": ev.kind, "ref": ev.ref, "on": ev.occurred_on.isoformat()}
 
 
-class FilingIn(BaseModel):
+class FilingIn(StrictBody):
     key: str = Field(max_length=400)
-    filed_on: date
+    filed_on: JsonDate
     reference: str = Field(default="", max_length=400)
     early: bool = Field(default=False, description="A periodic report (semi-annual) filed before its period "
                         "ended: record it anyway; the audit entry says it was filed early.")
@@ -169,7 +170,11 @@ class FilingIn(BaseModel):
 def file_deadline(
     body: FilingIn, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> dict[str, Any]:
-    f = svc.file_deadline(s, packs, body.key, body.filed_on, body.reference, _actor(request), early=body.early)
+    try:
+        f = svc.file_deadline(s, packs, body.key, body.filed_on, body.reference, _actor(request), early=body.early)
+    except svc.NotFound as exc:
+        # The key is a body field, not the path: a bad value (422 naming it), not a missing page.
+        raise PolicyError(str(exc)) from None
     return {"key": f.key, "filed_on": f.filed_on.isoformat(), "reference": f.reference}
 
 
@@ -195,7 +200,7 @@ def weights(
     return svc.to_json(svc.weights_report(s, packs, on, site))
 
 
-class StorageIn(BaseModel):
+class StorageIn(StrictBody):
     model: str = Field(max_length=200)
     site: str = Field(max_length=200)
     devices: list[str]
@@ -218,11 +223,11 @@ def import_access(
     return svc.import_access_log(s, csv_text, source, _actor(request))
 
 
-class ExportIn(BaseModel):
+class ExportIn(StrictBody):
     model: str = Field(max_length=200)
     recipient: str = Field(max_length=200)
     country: str
-    on: date
+    on: JsonDate
     licence: str = Field(default="", max_length=200)
     model_status: str | None = None
     published: bool = False
