@@ -1099,19 +1099,18 @@ def _merge_usage(declared: Sequence[Run], usage: Iterable[tuple[str, Any, Any, A
     job name that ran again in June are never absorbed by January's larger declaration, nor pooled with its pods.
     """
     usage = list(usage)
-    once, at = match_metered(declared, [(job, _as_date(first), _as_date(last)) for job, _, first, last, _ in usage],
-                             POD_SEP)
+    days = [(job, _as_date(first), _as_date(last)) for job, _, first, last, _ in usage]
+    once, at = match_metered(declared, days, POD_SEP)
     lst = list(once)
     charged: dict[int, tuple[float, date | None]] = {}
     own: dict[str, tuple[float, Any, Any, float]] = {}
-    for (job, ops, first, last, secs), idx in zip(usage, at, strict=True):
+    for (job, ops, first, last, secs), (_, first_d, _), idx in zip(usage, days, at, strict=True):
         if idx is None:
             had = own.get(job)
             own[job] = ((float(ops or 0.0), first, last, float(secs or 0.0)) if had is None else
                         (had[0] + float(ops or 0.0), _bound(had[1], first, min), _bound(had[2], last, max),
                          had[3] + float(secs or 0.0)))
             continue
-        first_d = _as_date(first)
         total, began = charged.get(idx, (0.0, None))
         charged[idx] = (total + float(ops or 0.0), first_d if began is None or (first_d is not None and first_d < began)
                         else began)

@@ -507,21 +507,34 @@ def match_metered(
     Before the job's first declared run nothing of it had run, so its chips that ran before that run's declared
     start are that run started early (a declared start is an estimate, and does not hold back a run's operations).
     """
-    groups = same_run_groups(runs)
-    charged = {id(g[0]): charged_run(g) for g in groups}
-    dropped = {id(r) for g in groups for r in g[1:]}
-    once: list[Run] = []
-    at: dict[int, int] = {}
-    for r in runs:
-        if id(r) not in dropped:
-            at[id(r)] = len(once)
-            once.append(charged.get(id(r), r))
+    metered_jobs = {job for job, _, _ in usage} | {job.partition(pod_sep)[0] for job, _, _ in usage}
     periods: dict[str, list[tuple[date, date, int]]] = {}
-    for g in groups:
-        spans = [_span(r) for r in g]
-        periods.setdefault(g[0].job, []).append((min(s[0] for s in spans), max(s[1] for s in spans), at[id(g[0])]))
-    for lst in periods.values():
-        lst.sort()  # the groups' periods are disjoint: in date order, each ends before the next begins
+    jobs = [r.job for r in runs if r.job]
+    once: Sequence[Run]
+    if len(jobs) == len(set(jobs)):
+        # The common case (the webhook reads it per review): no job declared twice, so each run is its own period.
+        once = runs
+        for k, r in enumerate(runs):
+            if r.job in metered_jobs:
+                periods[r.job] = [(*_span(r), k)]
+    else:
+        groups = same_run_groups(runs)
+        charged = {id(g[0]): charged_run(g) for g in groups}
+        dropped = {id(r) for g in groups for r in g[1:]}
+        kept: list[Run] = []
+        at: dict[int, int] = {}
+        for r in runs:
+            if id(r) not in dropped:
+                at[id(r)] = len(kept)
+                kept.append(charged.get(id(r), r))
+        once = kept
+        for g in groups:
+            if g[0].job in metered_jobs:
+                spans = [_span(r) for r in g]
+                periods.setdefault(g[0].job, []).append(
+                    (min(x[0] for x in spans), max(x[1] for x in spans), at[id(g[0])]))
+        for lst in periods.values():
+            lst.sort()  # the groups' periods are disjoint: in date order, each ends before the next begins
     matched: list[int | None] = []
     for job, first, last in usage:
         found = periods.get(job)
