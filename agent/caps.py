@@ -1035,7 +1035,8 @@ def explain(
     holder_ids = None
     if scope.get("holder"):  # NVEU: what the holder owns or operates in its country
         holder_ids = [int(p.id) for p in s.exec(select(Party).where(Party.name == scope["holder"])).all() if p.id]
-    country = scope.get("country") if scope.get("area") == "country" else None
+    # An NVEU's caps are of one country (its installed base, or all it holds when its holder is not eligible).
+    country = scope.get("country") if scope.get("area") in ("country", "held") else None
     tiers_ = {str(k): int(v) for k, v in dict(scope.get("tiers", {})).items()}
     area = scope.get("area")
     countries = None

@@ -502,7 +502,8 @@ def authorization_caps(
         kind="absolute", view=held.view, binding=True, numerator=total, denominator=Fraction(1), limit=Fraction(0),
         provisions=(packs.provision(f"{auth.kind}-eligibility", as_of),), contributors=held.contributors,
         formula=f"TPP held under {auth.name} while its holder is not eligible <= 0", note=why,
-        scope={"authorization": auth.name, "area": "holder", "holder": auth.holder, "view": held.view},
+        # The held cap's scope (the group and view, or the NVEU's holder and country), every holding in the numerator.
+        scope={**held.scope, "area": "held"},
     )]
 
 
@@ -730,6 +731,8 @@ def in_area(c: CapResult, p: Placement, tier_of: Mapping[str, int] | None = None
         return p.country == c.scope.get("country")
     if area == "outside-country":
         return p.country != c.scope.get("country") and p.country not in c.scope.get("same_as", ())
+    if area == "held":  # everything the authorization holds (a holder not eligible: the limit is zero)
+        return True
     if area in ("outside-tier1", "tier3") and tier_of is not None:
         t = tier_of.get(p.country)
         return t != 1 if area == "outside-tier1" else t == 3

@@ -61,3 +61,50 @@ def test_before_the_eligibility_rule_took_effect_no_holder_is_refused(packs: Pac
     parties = _with(**{"Nordic AI": PartyRef("Nordic AI", "CN")})
     assert holder_ineligible(packs, parties, "Nordic AI", "nveu", date(2025, 1, 12)) is None
     assert holder_ineligible(packs, parties, "Nordic AI", "nveu", date(2025, 1, 13)) is not None
+
+
+# ----------------------------------------------------------------------------- explained from the store
+
+
+def test_the_explanation_of_an_ineligible_nveu_lists_what_it_holds_in_its_country(db_url: str) -> None:
+    from sqlmodel import select
+
+    from agent import caps as svc
+    from agent import parties as party_svc
+    from agent.packs import registry
+    from agent.store import session_scope
+    from agent.store.tables.core import Holding, Party, Site, utc_today
+    from tests.caps.conftest import T0, seed_fleet
+
+    seed_fleet(db_url)
+    with session_scope(db_url) as s:
+        falcon = s.exec(select(Party).where(Party.name == "Falcon")).one()
+        sin = s.exec(select(Site).where(Site.name == "sin")).one()
+        # Falcon's chips in Singapore are no part of its UAE NVEU.
+        s.add(Holding(source="test", external_id="sg", site_id=sin.id, accelerator="h100-sxm", count=5,
+                      owner_id=falcon.id, operator_id=falcon.id, first_seen=T0))
+        party_svc.add_party(s, "Falcon", "CN")
+    with session_scope(db_url) as s:
+        d = svc.explain(s, registry(), "falcon-ae", "nveu.holder_eligibility", utc_today(), 100, 0)
+    assert d["numerator_tpp"] == 100 * H100
+    assert [h["country"] for h in d["holdings"]["items"]] == ["AE"]
+    assert all(p["in_numerator"] for p in d["explanation"]["contributors"])
+
+
+def test_the_explanation_of_an_ineligible_uveu_lists_what_its_group_owns(db_url: str) -> None:
+    from agent import caps as svc
+    from agent import parties as party_svc
+    from agent.packs import registry
+    from agent.store import session_scope
+    from agent.store.tables.core import utc_today
+    from tests.caps.conftest import seed_fleet
+
+    seed_fleet(db_url)
+    with session_scope(db_url) as s:
+        party_svc.add_party(s, "Aurora", "AE")  # no parent: neither it nor its ultimate parent is in Supp. 5(a)
+    with session_scope(db_url) as s:
+        d = svc.explain(s, registry(), "aurora", "uveu.holder_eligibility", utc_today(), 100, 0)
+    # 900 in the US owned by Aurora, 30 + 70 by its subsidiary Aurora EU: the group's owned base.
+    assert d["numerator_tpp"] == 1000 * H100
+    assert sum(h["tpp"] for h in d["holdings"]["items"]) == d["numerator_tpp"]
+    assert all(p["in_numerator"] for p in d["explanation"]["contributors"])
