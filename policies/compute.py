@@ -196,9 +196,10 @@ def sci_apart(a: float, b: float) -> tuple[str, str]:
 
 
 def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False,
-                 example: str = "1e26 or 1.5e25") -> float:
+                 example: str = "1e26 or 1.5e25", share: bool = False) -> float:
     """Parse ``1e26``, ``1.5e25``, ``6_000`` or a number; reject negatives, NaN and infinity, naming the field.
-    ``example`` is what the refusal of a non-number suggests writing instead."""
+    ``example`` is what the refusal of a non-number suggests writing instead; a ``share`` (0 to 1) written as a
+    percentage is refused with the share to write."""
     if isinstance(text, bool):
         raise EstimateError(f"{field_name}: expected a number, got {text!r}")
     if isinstance(text, int | float):
@@ -208,9 +209,9 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
         try:
             x = float(raw)
         except ValueError:
-            share = _percent(raw)
-            if share is not None:
-                raise EstimateError(f"{field_name}: {text!r} is a percentage; write it as the number {share:g}") \
+            pct = _percent(raw) if share else None
+            if pct is not None:
+                raise EstimateError(f"{field_name}: {text!r} is a percentage; write it as the number {pct:g}") \
                     from None
             raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. {example}") from None
         if math.isnan(x) or math.isinf(x):  # name what was typed (1e400 overflows to inf)

@@ -186,7 +186,8 @@ def add_synthetic(
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Record synthetic training data from a generator model (4E091 note 3)."""
-    f = parse_number(fraction, "--fraction", allow_zero=True, example="0.15 (a share of 0 to 1)")
+    f = parse_number(fraction, "--fraction", allow_zero=True, example="0.15 (a share of 0 to 1)",
+                     share=True)
     g = parse_number(generation_operations, "--generation-operations", allow_zero=True)
     with session_scope(db_url(db)) as s:
         with options("generator", "fraction", "generation-operations", "since"):

@@ -32,4 +32,7 @@ def test_operations_refused_as_text_still_suggest_an_operation_count() -> None:
     with pytest.raises(PolicyError, match=r"--operations: 'lots' is not a number; write e.g. 1e26 or 1.5e25"):
         parse_number("lots", "--operations")
     with pytest.raises(PolicyError, match=r"is a percentage; write it as the number 0.5"):
-        parse_number("50%", "--utilization")
+        parse_number("50%", "--share", share=True)
+    # An operation count is no share: 15% of nothing is not a figure to suggest.
+    with pytest.raises(PolicyError, match=r"--generation-operations: '15%' is not a number; write e.g. 1e26"):
+        parse_number("15%", "--generation-operations")
