@@ -40,7 +40,7 @@ from policies.compute import MAX_CHIPS  # a what-if N, a reservation, a shipment
 from policies.errors import NotInEffect, PolicyError, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_date
-from policies.parties import PartyRef, effective_tier
+from policies.parties import PartyRef, effective_tier, ownership_chain
 
 Op = Literal["add", "move", "retire"]
 MAX_LISTED_HOLDINGS = 50_000
@@ -71,6 +71,24 @@ def dated(option: str) -> Iterator[None]:
             raise
         text = text.replace("choose a later --as-of", f"choose a later {option}")
         raise NotInEffect(f"{option}: {text}") from None
+
+
+# The provision whose counts_eccn names the chips every Data Center VEU cap counts (policies.caps.counted_eccns).
+COUNTED_CLASS_PROVISION = "uveu-geographic-allocation"
+
+
+def check_caps_in_effect(packs: PackRegistry, a: VeuAuthorization, on: date) -> None:
+    """Refuse an NVEU's caps on a date before the rules, saying so (inside :func:`dated`, which names the option).
+
+    An NVEU's installed base counts the chip class the UVEU allocation provision names: without this, the
+    refusal named a UVEU provision as what an NVEU lacked. (A UVEU's own refusal names its provision.)
+    """
+    if a.kind != "nveu" or packs.find(COUNTED_CLASS_PROVISION, on) is not None:
+        return
+    starts = sorted(p.effective_from for p in packs.history(COUNTED_CLASS_PROVISION) if p.effective_from > on)
+    since = f" (they take effect on {starts[0]})" if starts else ""
+    raise NotInEffect(f"Data Center VEU caps are not in effect on {on}{since}: NVEU {a.name!r} has no cap "
+                      "before then; choose a later date")
 
 
 def check_nveu_covers(a: VeuAuthorization, country: str, option: str, site: str | None = None) -> None:
@@ -192,15 +210,36 @@ def _described(s: Session, a: VeuAuthorization) -> str:
 def _check_holder_eligible(
     packs: PackRegistry, parties: Mapping[str, PartyRef], holder: str, kind: str, on: date,
 ) -> None:
-    """§ 748.15(b)(2): a UVEU is headquartered, or has its ultimate parent headquartered, in Supp. 5(a); no Data
-    Center VEU is headquartered, or has its ultimate parent headquartered, in Macau or Country Group D:5."""
-    eff = effective_tier(packs, parties, holder, on)
-    if eff.tier == 3:
-        raise PolicyError(f"--holder: {eff.basis}; a Data Center VEU cannot be headquartered, or have its ultimate "
-                          "parent headquartered, in Macau or Country Group D:5 (15 CFR 748.15(b)(2))")
-    if kind == "uveu" and packs.find("uveu-eligibility", on) is not None and 1 not in (eff.own.tier, eff.parent.tier):
-        raise PolicyError(f"--holder: {eff.basis}; a UVEU must be headquartered, or have its ultimate parent "
-                          "headquartered, in a Supp. 5(a) destination (15 CFR 748.15(b)(2)(i)); use --kind nveu")
+    """§ 748.15(b)(2) at registration, by the rule the caps apply on every later date
+    (:func:`policies.caps.holder_ineligible`), so the refusal gives the reason `caps show` would."""
+    why = core.holder_ineligible(packs, parties, holder, kind, on)
+    if why is None:
+        return
+    # A holder refused a UVEU only for headquarters outside Supp. 5(a) may still hold an NVEU.
+    hint = "; use --kind nveu" if kind == "uveu" and core.holder_ineligible(
+        packs, parties, holder, "nveu", on) is None else ""
+    raise PolicyError(f"--holder: {why}{hint}")
+
+
+def ineligible_authorizations(s: Session, packs: PackRegistry, party: str, on: date) -> list[str]:
+    """Each authorization held by ``party``, or by a party it owns (up any chain of parents), whose holder is not
+    eligible on ``on`` (:func:`policies.caps.holder_ineligible`), as a warning line naming it and why.
+
+    A party update is recorded whatever it does to eligibility (the registry holds the truth); these lines say
+    what it did: each such authorization covers no chip from then on (cap ``<kind>.holder_eligibility``).
+    """
+    refs = party_refs(s, on)
+    holders = {p.id: p.name for p in s.exec(select(Party)).all()}
+    out = []
+    for a in list_authorizations(s):
+        holder = holders.get(a.holder_id)
+        if holder is None or holder not in refs or party not in {r.name for r in ownership_chain(refs, holder)}:
+            continue
+        why = core.holder_ineligible(packs, refs, holder, a.kind, on)
+        if why is not None:
+            out.append(f"{a.kind.upper()} {a.name!r} (held by {holder}) is not eligible on {on}: {why}; it covers "
+                       f"no chip: cap {a.kind}.holder_eligibility, limit 0 (`veuctl caps show {cli_word(a.name)}`)")
+    return out
 
 
 def authorization_dict(s: Session, a: VeuAuthorization) -> dict[str, Any]:
@@ -396,6 +435,31 @@ def _planned_placements(
     return out
 
 
+def planned_fleets(
+    s: Session, packs: PackRegistry, a: VeuAuthorization, installed: Sequence[Placement], as_of: date,
+) -> list[tuple[date, list[Placement]]]:
+    """The fleets a change planned under ``a`` for ``as_of`` must fit, each with the date its caps are read on.
+
+    First ``as_of``: the installed base and the reservations open now (planning spends headroom now:
+    :func:`_planned_placements` with ``planning``), every authorization's (a group's UVEUs share one owned base,
+    an NVEU holder's chips count whichever plan reserved them). An NVEU's allocation is quarterly: on ``as_of``
+    it counts the plans due by then; the change is still installed when a later plan its caps count arrives,
+    so it must also fit that plan's date and allocation, with the plans due by then. The what-if planner, a
+    reservation and the path finder all read these fleets, so they agree on what fits.
+    """
+    plans = _planned_placements(s, packs, as_of, planning=True)
+    if a.kind != "nveu":
+        return [(as_of, [*installed, *(p for _planned, p in plans)])]
+    out = [(as_of, [*installed, *(p for planned_for, p in plans if planned_for <= as_of)])]
+    # Only the dates of plans this NVEU's caps count: another holder's plan adds nothing to them, and its date
+    # (one past the last quarter of the allocation table, say) would refuse a change that fits every date of ours.
+    ahead = [p for planned_for, p in plans if planned_for > as_of]
+    ours = _counted_by(packs, party_refs(s, as_of), to_core(s, a), ahead, as_of) if ahead else set()
+    for on in sorted({planned_for for planned_for, p in plans if planned_for > as_of and p in ours}):
+        out.append((on, [*installed, *(p for planned_for, p in plans if planned_for <= on)]))
+    return out
+
+
 # -------------------------------------------------------------------------------------------- caps
 
 
@@ -407,6 +471,7 @@ def caps_for(
     placed: :func:`reservation_placements`)."""
     a = get_authorization(s, name)
     with dated("--as-of"):
+        check_caps_in_effect(packs, a, as_of)
         # UVEU shares are measured on the pack's measurement date (as_of itself unless the pack measures on
         # reporting dates): the installed base read is that day's, not as_of's.
         on = core.measurement_date(packs, as_of) if a.kind == "uveu" else as_of
@@ -530,6 +595,7 @@ def _whatif(
     to_site: str | None, as_of: date, owner: str | None, operator: str | None, base: list[Placement] | None,
 ) -> dict[str, Any]:
     a = get_authorization(s, name)
+    check_caps_in_effect(packs, a, as_of)
     auth = to_core(s, a)
     with named("--chip"):
         info = chip(packs, chip_name, as_of)
@@ -564,9 +630,8 @@ def _whatif(
     # Every authorization's reservations (see caps_for). An NVEU's allocation is quarterly: on as_of it counts the
     # plans due by then, and the plans due later are checked on their own dates below, against their quarter's.
     nveu = a.kind == "nveu"
-    plans = _planned_placements(s, packs, as_of, planning=True)
-    reserved = [p for planned_for, p in plans if not nveu or planned_for <= as_of]
-    fleet = installed + reserved
+    (_, fleet), *later_fleets = planned_fleets(s, packs, a, installed, as_of)
+    reserved = fleet[len(installed):]
     available: Fraction | None = None
     if op == "add":
         delta = [pl(src, 1)]
@@ -612,13 +677,8 @@ def _whatif(
     ok = ok and (available is None or n <= available)
     binding_on = as_of
     later = []
-    # Only the dates of plans this NVEU's caps count: another holder's plan adds nothing to them, and its date
-    # (one past the last quarter of the allocation table, say) would refuse a change that fits every date of ours.
-    ahead = [p for planned_for, p in plans if planned_for > as_of] if nveu else []
-    ours = _counted_by(packs, party_refs(s, as_of), auth, ahead, as_of) if ahead else set()
-    for on in sorted({planned_for for planned_for, p in plans if planned_for > as_of and p in ours}):
+    for on, fleet_on in later_fleets:
         # The change stays in the installed base when a later plan's chips arrive: both must fit that quarter.
-        fleet_on = installed + [p for planned_for, p in plans if planned_for <= on]
         _, _, fit_on, ok_on, binds_on = check(fleet_on, on)
         high_on = fit_on.high if fit_on.low is not None else 0
         later.append({"on": on.isoformat(), "ok": ok_on, "max_fit": high_on,
@@ -725,6 +785,13 @@ def reserve(
     if expires_on is not None and expires_on <= planned_for:
         raise PolicyError(f"--expires: {expires_on} is not after the planned installation date {planned_for}; "
                           "a reservation must still hold when its chips arrive")
+    today = utcnow().date()
+    if expires_on is not None and expires_on <= today:
+        # It holds headroom until the day before it expires: one expiring today or earlier would hold none, and
+        # be listed as expired from the moment it is made.
+        raise PolicyError(f"--expires: {expires_on} is not after today ({today}); a reservation holds headroom "
+                          "until the day before it expires, so this one would hold none: give a later date, or "
+                          "leave --expires out")
     if len(note) > MAX_NOTE:
         # The column holds 500 characters: PostgreSQL refused a longer note as a store error, SQLite kept it.
         raise PolicyError(f"--note: at most {MAX_NOTE} characters of text (got {len(note)})")
@@ -746,7 +813,6 @@ def reserve(
         s.exec(select(VeuAuthorization).where(VeuAuthorization.id == a.id).with_for_update()).one()
     # The chips are not installed yet, so they join the installed base as it is now or later: a plan dated in
     # the past is checked against today's installed base, not against that day's (which may hold fewer chips).
-    today = utcnow().date()
     base = None
     if planned_for < today:
         with dated("--planned-for"):

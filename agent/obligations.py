@@ -199,18 +199,25 @@ def _caps_block(
     from policies import caps as capcore
 
     row = capsvc.get_authorization(s, a.name)
-    # Every authorization's reservations, as the what-if planner counts them: a group's UVEUs share one owned
-    # base, so headroom reserved under a sister authorization is not there for this proposal.
-    fleet = capsvc.placements(s, packs, on) + capsvc.reservation_placements(s, packs, on, planning=True)
+    auth = capsvc.to_core(s, row)
     delta = [capcore.Placement("(proposed)", country, ln.name, Fraction(ln.count), capcore.exact(ln.tpp), ln.eccn,
                                a.holder, operator or a.holder, label="path finder") for ln in lines]
-    after = capcore.authorization_caps(packs, party_refs(s, on), capsvc.to_core(s, row), fleet + delta, on,
-                                       [country])
-    bad = [c for c in after if c.binding and not c.ok]
-    if bad:
-        c = capcore.cap_to_dict(bad[0], 0)
-        return f"{a.name}: the proposal would breach cap {c['id']} ({c['title']}; limit {c['limit']})", ""
-    return None, f"{a.name}: every binding cap holds after the proposal ({len(after)} caps checked)"
+    # The fleets the what-if planner checks (capsvc.planned_fleets): every authorization's open reservations (a
+    # group's UVEUs share one owned base); an NVEU's plans on their own dates, against their quarter's allocation,
+    # not today's.
+    checked = 0
+    fleets = capsvc.planned_fleets(s, packs, row, capsvc.placements(s, packs, on), on)
+    for day, fleet in fleets:
+        after = capcore.authorization_caps(packs, party_refs(s, day), auth, fleet + delta, day, [country])
+        checked = checked or len(after)
+        bad = [c for c in after if c.binding and not c.ok]
+        if bad:
+            c = capcore.cap_to_dict(bad[0], 0)
+            when = "" if day == on else f" on {day.isoformat()}, when the chips reserved for then are installed"
+            return f"{a.name}: the proposal would breach cap {c['id']} ({c['title']}; limit {c['limit']}){when}", ""
+    n = len(fleets) - 1
+    also = f", and on the date of each of {n} later plan{'s' if n != 1 else ''}" if n else ""
+    return None, f"{a.name}: every binding cap holds after the proposal ({checked} caps checked{also})"
 
 
 def authorization_refs(

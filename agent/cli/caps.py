@@ -160,11 +160,12 @@ def whatif(
         least = f"   min N: {d['min_fit']:,}" if d["min_fit"] else ""  # a cap over already: only more N cures it
         on = f" on {d['binding_on']}" if d.get("binding_on", d["as_of"]) != d["as_of"] else ""
         console.print(f"fits: {'yes' if d['ok'] else 'NO'}   binding: {d['binding'] or '-'}{on}   max N: {mf}{least}")
-        k = d["reservations_counted"]
+        k, mine = d["reservations_counted"], d["reservations_in_caps"]
         past = d["as_of"] < utc_today().isoformat()
         note = f"; caps show --as-of {d['as_of']} counts those open then" if past else ""
         which = d["reservations"].replace("as_of", d["as_of"])  # an NVEU's: "due by as_of"
-        console.print(f"reservations: {which} ({k} counted as placed{note})", soft_wrap=True)
+        console.print(f"reservations: {which} ({k} counted as placed, every authorization's; {mine} of them in "
+                      f"these caps{note})", soft_wrap=True)
         for later in d.get("later", []):  # an NVEU's plans for later quarters, each checked on its own date
             mf_on = "no limit" if later["max_fit"] is None else later["max_fit"]
             console.print(f"  with the plans due by {later['on']}: {'fits' if later['ok'] else 'OVER'} "

@@ -45,7 +45,15 @@ def add(
                                          "and parent. Not in the future, nor before the party's previous change."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
-    """Register or update a party (options left out keep their stored values; namespaces are added)."""
+    """Register or update a party (options left out keep their stored values; namespaces are added).
+
+    Recorded whatever it does to the authorizations the party's group holds (the registry holds the truth): each
+    one whose holder is no longer eligible today is named in a warning on stderr (--json: "warnings")."""
+    from rich.markup import escape
+
+    from agent.caps import ineligible_authorizations
+    from agent.cli._common import err_console
+    from agent.store.tables.core import utc_today
     from policies.packs import parse_date
 
     day = parse_date(effective, "--effective") if effective is not None else None
@@ -53,7 +61,10 @@ def add(
         svc.add_party(s, name, hq, parent, namespace, cluster, no_parent=no_parent, reassign=reassign,
                       address=address, effective=day)
         data = _party_dict(s, name.strip(), as_of(None))
-    emit(data, json_)
+        warnings = ineligible_authorizations(s, registry(), name.strip(), utc_today())
+    for w in warnings:
+        err_console.print(f"[yellow]warning[/]: {escape(w)}", soft_wrap=True)
+    emit({**data, "warnings": warnings} if json_ else data, json_)
 
 
 @parties_app.command("show")

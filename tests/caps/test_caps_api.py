@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
+from agent import caps as caps_svc
 from agent.api.app import create_app
 from tests.caps.conftest import seed_fleet
 
@@ -35,10 +37,13 @@ def test_api_caps_whatif_and_reservations(client: TestClient) -> None:
     rid = r.json()["id"]
     assert client.get("/api/v1/reservations").json()["total"] == 1
     assert client.post(f"/api/v1/reservations/{rid}/release").json()["status"] == "released"
-    # A reservation can expire: it holds the headroom until that date, not on or after it.
-    r = client.post("/api/v1/reservations", json={"authorization": "aurora", "count": 43, "chip": "h100",
-                                                  "site": "dxb", "planned_for": "2025-06-01",
-                                                  "expires_on": "2025-07-01"})
+    # A reservation can expire: it holds the headroom until that date, not on or after it. (Reserved before it
+    # expires, as an expiry already passed is refused; read from today, after it.)
+    with pytest.MonkeyPatch.context() as then:
+        then.setattr(caps_svc, "utcnow", lambda: datetime(2025, 5, 1, 12, tzinfo=UTC))
+        r = client.post("/api/v1/reservations", json={"authorization": "aurora", "count": 43, "chip": "h100",
+                                                      "site": "dxb", "planned_for": "2025-06-01",
+                                                      "expires_on": "2025-07-01"})
     assert r.status_code == 201 and r.json()["expires_on"] == "2025-07-01"
     later = client.post("/api/v1/whatif", json={"authorization": "aurora", "n": 43, "chip": "h100", "site": "dxb",
                                                 "as_of": "2025-07-01"}).json()

@@ -206,7 +206,9 @@ def test_a_reservation_that_expires_holds_headroom_until_its_expiry_date_and_not
     seed_fleet(db_url)
     packs = registry()
     until = date(2025, 9, 1)
-    with session_scope(db_url) as s:
+    # Reserved before it expires (an expiry already passed is refused), then read from today, after it.
+    with session_scope(db_url) as s, monkeypatch.context() as then:
+        then.setattr(svc, "utcnow", lambda: datetime(2025, 5, 1, 12, tzinfo=UTC))
         svc.reserve(s, packs, "aurora", n=40, chip_name="h100", site="dxb", planned_for=D, expires_on=until)
     with session_scope(db_url) as s:
         def fits(on: date) -> int:

@@ -157,7 +157,11 @@ def update_party(
     if body.parent and body.no_parent:
         raise HTTPException(422, "parent/no_parent: name a parent or remove it, not both")
     _save_party(s, party.name, body.hq, body.parent, body, no_parent=body.no_parent)  # None keeps the HQ
-    return party_summary(s, packs, party.name, utc_today())
+    today = utc_today()
+    # Recorded whatever it does (the registry holds the truth); the answer says which authorizations it left
+    # covering no chip, as `veuctl parties add` does.
+    return {**party_summary(s, packs, party.name, today),
+            "warnings": svc.ineligible_authorizations(s, packs, party.name, today)}
 
 
 def _site_rows(s: Session, packs: PackRegistry, as_of: date) -> list[dict[str, Any]]:
