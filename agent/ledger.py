@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -357,6 +358,14 @@ def _published_by(m: LedgerModel, day: date) -> bool:
     return ModelRecord(m.name, published=m.published, published_on=m.published_on).is_published(day)
 
 
+# A job reference as the webhook and metering name a workload (controllers.metering.job_ref_of): NAMESPACE (an RFC
+# 1123 label), KIND (with its API group after a dot where another gated group has a kind of that name:
+# controllers.jobspec.ref_kind, Job.batch.volcano.sh) and NAME (a Kubernetes object name, no "#": metering files a
+# pod's usage under NAMESPACE/KIND/NAME#POD).
+_DNS = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_JOB_REF = re.compile(rf"{_DNS}/[A-Za-z][A-Za-z0-9]*(?:\.{_DNS}(?:\.{_DNS})*)?/{_DNS}(?:\.{_DNS})*")
+
+
 def add_run(
     s: Session,
     name: str,
@@ -383,6 +392,11 @@ def add_run(
     # lineage and the export: no control, bidirectional or invisible formatting characters.
     check_text("site", site)
     check_text("job", job)
+    if job.strip() and not _JOB_REF.fullmatch(job.strip()):
+        # Declared under any other text, the run could never meet its job's metered usage: counted twice.
+        raise LedgerError(f"--job: {job.strip()[:80]!r} is not a job reference NAMESPACE/KIND/NAME as the webhook "
+                          "and metering name it (e.g. team-a/PyTorchJob/train; a kind that another API group shares "
+                          "carries its group, team-a/Job.batch.volcano.sh/train)")
     # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
     # nothing here (the run may well predate it).
     if start is not None and m.published_on is not None and _published_by(m, start):
@@ -442,9 +456,8 @@ def withdraw_run(s: Session, run_id: int, reason: str, actor: str | None = None,
     if not why:
         raise LedgerError("reason: say why the run is withdrawn (e.g. 'recorded 1e30, an exponent too many; the "
                           "run was 1e25')")
-    if len(why) > REASON_MAX or any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n" for c in why):
-        raise LedgerError(f"reason: at most {REASON_MAX} characters of text without control characters (got "
-                          f"{len(why)}); nothing was changed")
+    if len(why) > REASON_MAX:
+        raise LedgerError(f"reason: at most {REASON_MAX} characters of text (got {len(why)}); nothing was changed")
     check_text("reason", why, lines=True)
     owner = get_model(s, model) if model is not None else None
     # Locked (PostgreSQL): of two withdrawals at once, the second sees the first and is refused.

@@ -86,7 +86,7 @@ def test_models_lineage_through_the_cli(veuctl: Veuctl) -> None:
     veuctl.json("models", "add", "zeta-ft", "--owner", "Zeta", "--base", "open-base")
     run = veuctl.json("models", "add-run", "zeta-ft", "--chip", "NVIDIA H100 SXM5 80GB", "--count", "8192",
                       "--hours", "6000", "--start", "2026-03-01", "--end", "2026-06-01", "--site", "dc-1",
-                      "--job", "zeta/ft-1")
+                      "--job", "zeta/Job/ft-1")
     assert run["estimate"]["method"] == "hardware"
     ft_ops = run["estimate"]["operations"]
     assert ft_ops > 5e25  # more than 25% of the 2e26 base: no longer an excluded derivative

@@ -49,12 +49,12 @@ def test_fine_tune_of_a_published_model_is_stored_and_evaluated(both: str, packs
         svc.add_run(s, "open-base", _ops(packs, 2e26), start=date(2025, 1, 1))
         svc.add_model(s, "zeta-ft", "Zeta", base="open-base")
         svc.add_run(s, "zeta-ft", svc.estimate(packs, D, params=7e10, tokens=1e14), start=date(2026, 1, 1),
-                    end=date(2026, 2, 1), site="dc-1", job="ns/ft")
+                    end=date(2026, 2, 1), site="dc-1", job="ns/Job/ft")
     with session_scope(url) as s:
         view = svc.model_view(s, packs, "zeta-ft", D)
     assert view["cumulative_operations"] == pytest.approx(2e26 + 4.2e25)
     assert view["status"] == EXCLUDED_DERIVATIVE
-    assert view["runs"][0]["job"] == "ns/ft" and view["runs"][0]["method"] == "declared-6nd"
+    assert view["runs"][0]["job"] == "ns/Job/ft" and view["runs"][0]["method"] == "declared-6nd"
     assert "max(2.5e25, 0.25 × 2e26) = 5e25" in view["explanation"]
     with session_scope(url) as s:
         eu = svc.model_view(s, packs, "zeta-ft", D, "eu-ai-act-gpai-systemic-risk")
@@ -137,11 +137,11 @@ def test_metering_charges_a_run_what_the_chips_did_when_the_declared_figure_was_
     t0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
     with session_scope(url) as s:
         svc.add_model(s, "m", "Zeta")
-        svc.add_run(s, "m", _ops(packs, 1e20), start=date(2026, 5, 1), job="ns/train")
+        svc.add_run(s, "m", _ops(packs, 1e20), start=date(2026, 5, 1), job="ns/Job/train")
         # 1000 H100 for an hour, reported twice for the same interval (a re-report must not double count).
-        _meter(s, packs, "ns/train", 1000 * 3600, t0)
-        _meter(s, packs, "ns/train", 1000 * 3600, t0)
-        _meter(s, packs, "ns/train", 1000 * 3600, t0.replace(hour=11))
+        _meter(s, packs, "ns/Job/train", 1000 * 3600, t0)
+        _meter(s, packs, "ns/Job/train", 1000 * 3600, t0)
+        _meter(s, packs, "ns/Job/train", 1000 * 3600, t0.replace(hour=11))
     expected_per_hour = 1000 * 3600 * 989.4e12 * 0.35
     with session_scope(url) as s:
         assert s.exec(select(func.count()).select_from(MeteredUsage)).one() == 2

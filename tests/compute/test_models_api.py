@@ -43,7 +43,7 @@ def test_mixture_of_experts_without_active_parameters_is_a_422(client: TestClien
 
 def test_models_create_add_run_get_and_list(client: TestClient) -> None:
     assert client.post("/api/v1/models", json={"name": "gen", "owner": "Acme"}).status_code == 201
-    r = client.post("/api/v1/models/gen/runs", json={"operations": "1.2e26", "start": "2026-01-01", "job": "a/b"})
+    r = client.post("/api/v1/models/gen/runs", json={"operations": "1.2e26", "start": "2026-01-01", "job": "a/Job/b"})
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "4E091" and r.json()["estimate"]["operations"] == 1.2e26
     client.post("/api/v1/models", json={"name": "org/small", "owner": "Zeta"})

@@ -540,7 +540,7 @@ def test_para7_register_shows_ledger_training_runs_for_parties_outside_tier1(
     with session_scope(seeded) as s:
         ledger.add_model(s, "gulf-frontier", "Gulf")
         ledger.add_run(s, "gulf-frontier", declared_operations(d, 2e26), start=date(2025, 7, 1),
-                       site="dc-frankfurt", job="train-1")
+                       site="dc-frankfurt", job="gulf/Job/train-1")
         ledger.add_model(s, "acme-base", "Acme")
         ledger.add_run(s, "acme-base", declared_operations(d, 4e26), start=date(2025, 6, 1), site="dc-frankfurt")
         ledger.add_model(s, "gulf-ft-small", "Gulf", base="acme-base")
