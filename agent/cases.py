@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
-from agent.audit import AuditItem, record, record_many
+from agent.audit import AuditItem, current_actor, record, record_many
 from agent.directory import Customer, corporate_group, customer_for
 from agent.ledger import POD_SEP
 from agent.parties import Conflict
@@ -1216,10 +1216,13 @@ def get_case(s: Session, case_id: int) -> RedFlagCase:
 
 def resolve_case(
     s: Session, packs: PackRegistry, case_id: int, *, export_intent: bool, licence: str = "", scope: str = "",
-    informed: bool = False, by: str, notes: str = "", as_of: date | None = None, now: datetime | None = None,
+    informed: bool = False, by: str | None, notes: str = "", as_of: date | None = None, now: datetime | None = None,
     amend: bool = False,
 ) -> RedFlagCase:
     """Record the red-flag-28 answers; the case then admits the lineage's jobs until it expires.
+
+    ``by``: who recorded the answers; None (not given) records the acting user (:func:`agent.audit.current_actor`).
+    Given blank, it is refused: an empty ``--by`` (an unset variable, say) must not pass for the acting user.
 
     A resolved case is answered again only with ``amend``: the new answers replace the old (the audit trail
     keeps both) and the case keeps the expiry of its first resolution, so re-answering never prolongs an
@@ -1234,9 +1237,13 @@ def resolve_case(
         raise CaseAnswered(f"case {case_id}: already resolved by {row.resolved_by or '?'} on "
                         f"{row.resolved_at.date() if row.resolved_at else '?'}; pass --amend to record new answers "
                         "(the audit trail keeps both)")
-    licence, scope, by, notes = licence.strip(), scope.strip(), by.strip(), notes.strip()
-    if not by or len(by) > 200:
-        raise CaseError("--by: who recorded the answers is required (1-200 characters)")
+    licence, scope, notes = licence.strip(), scope.strip(), notes.strip()
+    by = current_actor() if by is None else by.strip()
+    if not by:
+        raise CaseError("--by: blank; name who recorded the answers (1-200 characters), or leave --by out to record "
+                        "the acting user")
+    if len(by) > 200:
+        raise CaseError(f"--by: too long ({len(by):,} characters; at most 200)")
     for flag, text in (("--license", licence), ("--scope", scope), ("--notes", notes)):
         most = ANSWER_MAXLEN[flag.removeprefix("--")]
         if len(text) > most:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from agent import cases as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, not_blank, table
+from agent.cli._common import (
+    AsOfOpt,
+    DbOpt,
+    JsonOpt,
+    UsageError,
+    as_of,
+    db_url,
+    emit,
+    not_blank,
+    one_line,
+    table,
+)
 from agent.packs import registry
 from agent.store import session_scope
 
@@ -130,8 +142,17 @@ def controllers(
                                    retry_backoff_base_seconds=backoff[0],
                                    retry_backoff_max_seconds=backoff[1],
                                    kueue_api_version=version) if kueue else None
+    from agent.collectors.base import ApiUnreachable
+    from controllers.kueue import KueueNotServed
+
     if once:
-        emit(controller_pass(meter, ctl), json_)
+        try:
+            result = controller_pass(meter, ctl)
+        except (ApiUnreachable, KueueNotServed) as exc:
+            # One line saying what to fix, as the loop logs it: not a traceback.
+            sys.stderr.write(f"error: {one_line(str(exc))}\n")
+            raise typer.Exit(1) from None
+        emit(result, json_)
         return
     if metrics_port is not None:
         # The meter's counters (veu_metering_pods_total, veu_metering_threshold_crossings_total) live in this
@@ -143,9 +164,6 @@ def controllers(
         except OSError as exc:
             raise UsageError(f"--metrics-port: cannot listen on {metrics_host}:{metrics_port} "
                              f"({exc.strerror})") from None
-    from agent.collectors.base import ApiUnreachable
-    from controllers.kueue import KueueNotServed
-
     while True:
         try:
             controller_pass(meter, ctl)
@@ -254,7 +272,7 @@ def resolve(
     license_: str = typer.Option("", "--license", help="Licence number on file (when export is intended)."),
     scope: str = typer.Option("", "--scope", help="Scope of the licence."),
     informed: bool = typer.Option(False, "--informed", help="The customer was informed of its licence obligation."),
-    by: str = typer.Option("", "--by", help="Who recorded the answers (default: the CLI user)."),
+    by: str | None = typer.Option(None, "--by", help="Who recorded the answers (default: the CLI user)."),
     notes: str = typer.Option("", "--notes", help="Free-text notes kept with the answers."),
     amend: bool = typer.Option(False, "--amend", help="Replace the answers of a case already resolved (its expiry "
                                "stays that of the first resolution)."),
@@ -263,7 +281,7 @@ def resolve(
     """Record the red-flag-28 inquiry answers; held jobs of this lineage are then admitted."""
     import getpass
 
-    who = by or f"cli:{getpass.getuser()}"
+    who = f"cli:{getpass.getuser()}" if by is None else by  # given blank: refused, naming --by
     with session_scope(db_url(db)) as s:
         row = svc.resolve_case(s, registry(), case_id, export_intent=_intent(export_intent), licence=license_,
                                scope=scope, informed=informed, by=who, notes=notes,

@@ -29,7 +29,7 @@ class ResolveIn(StrictBody):
     license: str = Field(default="", max_length=100)
     scope: str = Field(default="", max_length=500)
     informed: bool = False
-    by: str = Field(default="", max_length=200)
+    by: str | None = Field(default=None, max_length=200)  # left out: the caller; given blank: refused
     notes: str = Field(default="", max_length=2000)
     amend: bool = False  # replace the answers of a resolved case (its expiry stays that of the first resolution)
 
@@ -60,8 +60,8 @@ def resolve_case(
 ) -> dict[str, Any]:
     intent = body.export_intent if isinstance(body.export_intent, bool) else body.export_intent == "yes"
     row = svc.resolve_case(s, packs, case_id, export_intent=intent, licence=body.license, scope=body.scope,
-                           informed=body.informed, by=body.by or _actor(request), notes=body.notes, as_of=as_of,
-                           amend=body.amend)
+                           informed=body.informed, by=_actor(request) if body.by is None else body.by,
+                           notes=body.notes, as_of=as_of, amend=body.amend)
     return svc.case_view(row)
 
 
