@@ -27,6 +27,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from agent.store.db import MAX_ROW_ID
 from agent.store.tables.auth import ApiToken
 from agent.store.tables.core import as_utc, utcnow
 from policies.errors import PolicyError
@@ -186,15 +187,11 @@ def end_sessions(s: Session, prefix: str) -> None:
         s.add(row)
 
 
-# The largest id the store can hold (PostgreSQL ``integer``): a longer number names no token.
-_MAX_TOKEN_ID = 2**31 - 1
-
-
 def _is_token_id(ident: str) -> bool:
     """Whether ``ident`` is written as a token id: ASCII decimal digits within the id column's range. str.isdigit()
     also accepts superscripts ("²", which int() refuses: a 500) and other scripts' digits ("１", "٣", which int()
     reads as 1 and 3: revoking a token the caller never named); an out-of-range number is a store error."""
-    return ident.isascii() and ident.isdigit() and len(ident) <= 10 and int(ident) <= _MAX_TOKEN_ID
+    return ident.isascii() and ident.isdigit() and len(ident) <= 10 and int(ident) <= MAX_ROW_ID
 
 
 def revoke_token(s: Session, ident: str) -> ApiToken:

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
 from agent.parties import Conflict, get_party, named, party_refs
-from agent.store.db import lock_for_transaction, lock_key
+from agent.store.db import MAX_ROW_ID, lock_for_transaction, lock_key
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
@@ -859,9 +859,11 @@ def reserve(
 def close_reservation(s: Session, rid: int, status: str = "released", actor: str | None = None) -> Reservation:
     if status not in ("released", "installed"):
         raise PolicyError(f"status: {status!r} is not released or installed")
-    row = s.get(Reservation, rid)
+    # A larger id names no reservation (PostgreSQL refuses the query itself: "integer out of range").
+    row = s.get(Reservation, rid) if 0 < rid <= MAX_ROW_ID else None
     if row is None:
-        raise NotFound(f"reservation: #{rid} does not exist; see `veuctl reservations list`")
+        big = f" (too large for a reservation id, at most {MAX_ROW_ID})" if rid > MAX_ROW_ID else ""
+        raise NotFound(f"reservation: #{rid} does not exist{big}; see `veuctl reservations list`")
     if row.status != "active":
         raise Conflict(f"reservation: #{rid} is already {row.status} ({row.count} x {row.accelerator}, reserved by "
                        f"{row.created_by or '?'}); only an active reservation can be {status}")

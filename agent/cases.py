@@ -44,7 +44,7 @@ from agent.audit import AuditItem, current_actor, record, record_many
 from agent.directory import Customer, corporate_group, customer_for
 from agent.ledger import POD_SEP
 from agent.parties import Conflict
-from agent.store.db import fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
+from agent.store.db import MAX_ROW_ID, fetch_all, fetch_each, insert_many, lock_key, reserve_ids, write_each
 from agent.store.tables.audit import AuditEntry
 from agent.store.tables.cases import AdmissionDecision, RedFlagCase
 from agent.store.tables.core import Holding, Party, Site, as_utc, utcnow
@@ -1201,15 +1201,10 @@ def list_cases(s: Session, status: str | None = None, customer: str | None = Non
     return [r for r in rows if status is None or r["status"] == status]
 
 
-# Case ids are the store's 32-bit INTEGER: a larger one names no case (PostgreSQL would refuse the query itself,
-# read as "not a usable database" by the CLI and "cannot be stored" by the API).
-_MAX_CASE_ID = 2**31 - 1
-
-
 def get_case(s: Session, case_id: int) -> RedFlagCase:
-    row = s.get(RedFlagCase, case_id) if 0 < case_id <= _MAX_CASE_ID else None
+    row = s.get(RedFlagCase, case_id) if 0 < case_id <= MAX_ROW_ID else None
     if row is None:
-        big = f" (too large for a case id, at most {_MAX_CASE_ID})" if case_id > _MAX_CASE_ID else ""
+        big = f" (too large for a case id, at most {MAX_ROW_ID})" if case_id > MAX_ROW_ID else ""
         raise UnknownCase(f"case: no case {case_id}{big}; list them with `veuctl cases list`")
     return row
 
@@ -1338,7 +1333,7 @@ def decisions(s: Session, limit: int = 100, code: str | None = None, namespace: 
     if namespace:
         q = q.where(AdmissionDecision.namespace == namespace)
     if case_id is not None:  # every job decided against a case, however many (its own list keeps the latest)
-        if not 0 < case_id <= _MAX_CASE_ID:
+        if not 0 < case_id <= MAX_ROW_ID:
             return []
         q = q.where(AdmissionDecision.case_id == case_id)
     return [decision_view(r) for r in s.exec(q).all()]

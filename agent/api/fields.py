@@ -13,7 +13,7 @@ The exception handlers (:mod:`agent.api.routes.errors` and the routes' own ``set
 ``PolicyError`` and ``HTTPException`` detail; dashboard forms apply it to the errors they render.
 
 Write bodies derive from :class:`StrictBody` (unknown fields refused, no type coercion; dates from
-``"YYYY-MM-DD"`` with :data:`JsonDate`), and ids and offsets are bounded (:data:`MAX_ROW_ID`,
+``"YYYY-MM-DD"`` with :data:`JsonDate`), and ids and offsets are bounded (:data:`agent.store.db.MAX_ROW_ID`,
 :data:`MAX_OFFSET`) before they reach the store: each is an answer naming the field, never a value silently
 dropped or converted, nor the driver's words.
 """
@@ -113,10 +113,8 @@ def _with_name(api: str, command: str, n: int) -> str:
     return api.replace("{name}", quote(arg, safe="")) if arg and not arg.startswith("-") else api
 
 
-# The store's ids and sequence numbers are INTEGER columns (32 bits on PostgreSQL; SQLite overflows past 64): a
-# larger number names no record, and sent to the store it was the driver's error, naming nothing. Offsets are
-# 64-bit (OFFSET is a bigint). Routes bound what they pass on, so the answer names the parameter.
-MAX_ROW_ID = 2**31 - 1
+# Ids are bounded by agent.store.db.MAX_ROW_ID; offsets are 64-bit (OFFSET is a bigint). Routes bound what they
+# pass on, so the answer names the parameter.
 MAX_OFFSET = 2**63 - 1
 
 

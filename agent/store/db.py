@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+# The largest id the store holds (ids and sequence numbers are INTEGER columns, 32 bits on PostgreSQL): a larger
+# number names no row, and sent to the store it is the driver's error ("integer out of range"), naming nothing.
+MAX_ROW_ID = 2**31 - 1
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -251,3 +251,11 @@ def test_a_party_update_through_the_api_that_makes_a_holder_ineligible_says_so(d
         assert [w for w in r.json()["warnings"] if "falcon-ae" in w and "nveu.holder_eligibility" in w], r.json()
         r = c.patch("/api/v1/parties/Lumen", json={"hq": "JP"})
         assert r.status_code == 200 and r.json()["warnings"] == [], r.text
+
+
+def test_veuctl_releasing_a_reservation_id_past_the_stores_integer_names_the_reservation(
+    pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As the API answers it: PostgreSQL's ids are 32-bit, and 2147483648 was its "integer out of range".
+    rc, _out, err = _veuctl(["reservations", "release", "2147483648", "--db", pg_url], capsys, monkeypatch)
+    assert rc == 2 and err.startswith("error: reservation: #2147483648 does not exist (too large"), err

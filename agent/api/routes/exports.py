@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from agent import audit as audit_svc
 from agent import exports as svc
 from agent.api.deps import DbSession, get_packs
-from agent.api.fields import MAX_ROW_ID
+from agent.store.db import MAX_ROW_ID
 from agent.store.tables.audit import AuditEntry
 from policies.errors import PolicyError
 from policies.packs import PackRegistry, parse_date

@@ -20,7 +20,6 @@ from agent import caps as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import (
     MAX_OFFSET,
-    MAX_ROW_ID,
     JsonDate,
     StrictBody,
     api_detail,
@@ -379,22 +378,14 @@ def create_reservation(
     return svc.reservation_dict(s, row)
 
 
-def _reservation_id(rid: int) -> int:
-    """``rid`` if a reservation can have it; a larger number names none (404, not the store's overflow)."""
-    if rid > MAX_ROW_ID:
-        raise svc.NotFound(f"reservation: #{rid} does not exist (too large for a reservation id, at most "
-                           f"{MAX_ROW_ID}); see `veuctl reservations list`")
-    return rid
-
-
 @router.post("/reservations/{rid}/release", summary="Release a reservation's headroom")
 def release_reservation(rid: int, s: Session = DbSession) -> dict[str, Any]:
-    return svc.reservation_dict(s, svc.close_reservation(s, _reservation_id(rid), "released"))
+    return svc.reservation_dict(s, svc.close_reservation(s, rid, "released"))
 
 
 @router.post("/reservations/{rid}/installed", summary="Mark a reservation installed")
 def install_reservation(rid: int, s: Session = DbSession) -> dict[str, Any]:
-    return svc.reservation_dict(s, svc.close_reservation(s, _reservation_id(rid), "installed"))
+    return svc.reservation_dict(s, svc.close_reservation(s, rid, "installed"))
 
 
 # ----------------------------------------------------------------------------------------- shipments
