@@ -32,7 +32,7 @@ from agent.store.db import MAX_ROW_ID, lock_for_transaction, lock_key
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import HoldingPeriod
-from agent.text import check_text, unprintable
+from agent.text import check_text
 from policies import caps as core
 from policies.caps import SHIPMENT_VIAS, Authorization, CapResult, Placement, cap_to_dict, exact
 from policies.classification import classify_accelerator
@@ -719,16 +719,21 @@ def _whatif(
     }
 
 
+def _contributors(caps: Iterable[CapResult]) -> set[Placement]:
+    """The placements some cap of ``caps`` counts."""
+    return {p for c in caps for p in c.contributors}
+
+
 def _counted_by(
     packs: PackRegistry, parties: Mapping[str, PartyRef], auth: Authorization, ps: Sequence[Placement], on: date,
 ) -> set[Placement]:
-    """The placements among ``ps`` that some cap of ``auth`` counts on ``on`` (a contributor of it)."""
-    return {p for c in core.authorization_caps(packs, parties, auth, ps, on) for p in c.contributors}
+    """The placements among ``ps`` that some cap of ``auth`` counts on ``on``."""
+    return _contributors(core.authorization_caps(packs, parties, auth, ps, on))
 
 
 def _in_caps(caps: Iterable[CapResult], plans: Sequence[Placement]) -> int:
     """How many of the planned placements ``plans`` some cap of ``caps`` counts."""
-    counted = {p for c in caps for p in c.contributors}
+    counted = _contributors(caps)
     return sum(1 for p in plans if p in counted)
 
 
@@ -749,7 +754,7 @@ def _check_counted(
     eccn = info.eccn if core.counts(info.eccn, counted) else min(counted)
     probe = Placement(site.name, site.country, info.id, Fraction(1), info.tpp, eccn, owner, operator, label="what-if")
     caps = core.authorization_caps(packs, parties, auth, [probe], as_of)
-    if not caps or any(probe in c.contributors for c in caps):
+    if not caps or probe in _contributors(caps):
         return
     scope = caps[0].scope
     whose = ", ".join(scope.get("group") or [str(scope.get("holder", auth.holder))])
@@ -795,9 +800,7 @@ def reserve(
     if len(note) > MAX_NOTE:
         # The column holds 500 characters: PostgreSQL refused a longer note as a store error, SQLite kept it.
         raise PolicyError(f"--note: at most {MAX_NOTE} characters of text (got {len(note)})")
-    why = unprintable("--note", note, lines=True)
-    if why is not None:  # a NUL no store keeps, a bell or an escape replayed to whoever reads the note
-        raise PolicyError(why)
+    check_text("--note", note, lines=True)  # a NUL no store keeps, a bell or an escape replayed to its readers
     # The lock comes first, before any read in this transaction (see the module docstring).
     # Every authorization's reservations count toward every cap they touch (a group's UVEUs share one owned
     # base), so reservations under different authorizations serialise too.
