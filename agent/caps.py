@@ -73,19 +73,15 @@ def dated(option: str) -> Iterator[None]:
         raise NotInEffect(f"{option}: {text}") from None
 
 
-# The provision whose counts_eccn names the chips every Data Center VEU cap counts (policies.caps.counted_eccns).
-COUNTED_CLASS_PROVISION = "uveu-geographic-allocation"
-
-
 def check_caps_in_effect(packs: PackRegistry, a: VeuAuthorization, on: date) -> None:
     """Refuse an NVEU's caps on a date before the rules, saying so (inside :func:`dated`, which names the option).
 
     An NVEU's installed base counts the chip class the UVEU allocation provision names: without this, the
     refusal named a UVEU provision as what an NVEU lacked. (A UVEU's own refusal names its provision.)
     """
-    if a.kind != "nveu" or packs.find(COUNTED_CLASS_PROVISION, on) is not None:
+    if a.kind != "nveu" or packs.find(core.COUNTED_CLASS_PROVISION, on) is not None:
         return
-    starts = sorted(p.effective_from for p in packs.history(COUNTED_CLASS_PROVISION) if p.effective_from > on)
+    starts = sorted(p.effective_from for p in packs.history(core.COUNTED_CLASS_PROVISION) if p.effective_from > on)
     since = f" (they take effect on {starts[0]})" if starts else ""
     raise NotInEffect(f"Data Center VEU caps are not in effect on {on}{since}: NVEU {a.name!r} has no cap "
                       "before then; choose a later date")

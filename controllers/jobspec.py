@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
+from policies.redflag import ANNOTATION_PREFIX
+
 # Extended resources that are accelerators; "nvidia.com/mig-<profile>" is matched by pattern.
 ACCELERATOR_RESOURCES: dict[str, str] = {
     "nvidia.com/gpu": "nvidia",
@@ -80,7 +82,6 @@ MODEL_LABELS: tuple[str, ...] = (
 MAX_PODS = 10_000_000  # larger counts are a malformed spec, not a cluster
 MAX_CHIPS_PER_POD = 100_000
 INT32_MAX = 2**31 - 1  # KubeRay's CRD default for workerGroupSpecs[].maxReplicas: "no bound"
-ANNOTATION_PREFIX = "compute.veu-governor.io/"
 ANNOTATION_KEYS = ("model", "base-model", "params", "active-params", "tokens", "operations", "precision",
                    "expected-hours")
 _ANNOTATION_KEY_SET = frozenset(ANNOTATION_KEYS)

@@ -210,9 +210,13 @@ class FitRange:
 # ------------------------------------------------------------------------------------------ helpers
 
 
+# The provision whose counts_eccn names the chip class every Data Center VEU cap counts.
+COUNTED_CLASS_PROVISION = "uveu-geographic-allocation"
+
+
 def counted_eccns(packs: PackRegistry, as_of: date) -> frozenset[str]:
     """ECCN classes that count toward allocations: 3A090.a and the 4A090.a systems that contain it."""
-    base = str(packs.value("uveu-geographic-allocation", "counts_eccn", as_of))
+    base = str(packs.value(COUNTED_CLASS_PROVISION, "counts_eccn", as_of))
     out = {base}
     sys_prov = packs.find("eccn-4a090", as_of)
     if sys_prov is not None and sys_prov.values.get("a_contains") == base:

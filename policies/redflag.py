@@ -56,7 +56,7 @@ MODES = ("enforce", "warn", "audit")
 # ultimate parent that is itself outside Tier 1 (a run split across a group's subsidiaries).
 AGGREGATE_SCOPES = ("customer", "corporate-group")
 UNNAMED_PREFIX = "unnamed-model/"
-# The job annotations' prefix, as controllers.jobspec.ANNOTATION_PREFIX reads them (the core imports no controller).
+# The job annotations' prefix (controllers.jobspec reads the annotations under it).
 ANNOTATION_PREFIX = "compute.veu-governor.io/"
 
 
