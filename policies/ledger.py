@@ -440,15 +440,29 @@ def one_run_per_job(runs: Sequence[Run]) -> Sequence[Run]:
     of them says it started. Runs without a job are left as they are; ``runs`` itself is returned when no job is
     declared twice (the common case).
     """
-    jobs = [r.job for r in runs if r.job]
-    if len(jobs) == len(set(jobs)):
+    if _each_job_once(runs):
         return runs
-    charged: dict[int, Run] = {}  # a group's first declaration -> the one run the group is charged as
-    dropped: set[int] = set()
-    for group in same_run_groups(runs):
-        charged[id(group[0])] = charged_run(group)
-        dropped.update(id(r) for r in group[1:])
-    return [charged.get(id(r), r) for r in runs if id(r) not in dropped]
+    return _charged_once(runs, same_run_groups(runs))[0]
+
+
+def _each_job_once(runs: Sequence[Run]) -> bool:
+    """Whether no job is declared twice: each run is then its own, and nothing needs grouping."""
+    jobs = [r.job for r in runs if r.job]
+    return len(jobs) == len(set(jobs))
+
+
+def _charged_once(runs: Sequence[Run], groups: Sequence[Sequence[Run]]) -> tuple[list[Run], dict[int, int]]:
+    """``runs`` with each group of :func:`same_run_groups` as its one charged run, in the place of its first
+    declaration; and the index each group's first declaration (by ``id``) has in that list."""
+    charged = {id(g[0]): charged_run(g) for g in groups}
+    dropped = {id(r) for g in groups for r in g[1:]}
+    once: list[Run] = []
+    at: dict[int, int] = {}
+    for r in runs:
+        if id(r) not in dropped:
+            at[id(r)] = len(once)
+            once.append(charged.get(id(r), r))
+    return once, at
 
 
 def same_run_groups(runs: Sequence[Run]) -> list[list[Run]]:
@@ -509,9 +523,8 @@ def match_metered(
     """
     metered_jobs = {job for job, _, _ in usage} | {job.partition(pod_sep)[0] for job, _, _ in usage}
     periods: dict[str, list[tuple[date, date, int]]] = {}
-    jobs = [r.job for r in runs if r.job]
     once: Sequence[Run]
-    if len(jobs) == len(set(jobs)):
+    if _each_job_once(runs):
         # The common case (the webhook reads it per review): no job declared twice, so each run is its own period.
         once = runs
         for k, r in enumerate(runs):
@@ -519,15 +532,7 @@ def match_metered(
                 periods[r.job] = [(*_span(r), k)]
     else:
         groups = same_run_groups(runs)
-        charged = {id(g[0]): charged_run(g) for g in groups}
-        dropped = {id(r) for g in groups for r in g[1:]}
-        kept: list[Run] = []
-        at: dict[int, int] = {}
-        for r in runs:
-            if id(r) not in dropped:
-                at[id(r)] = len(kept)
-                kept.append(charged.get(id(r), r))
-        once = kept
+        once, at = _charged_once(runs, groups)
         for g in groups:
             if g[0].job in metered_jobs:
                 spans = [_span(r) for r in g]
