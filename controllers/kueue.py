@@ -201,20 +201,25 @@ class AdmissionCheckController:
         log.info("kueue: %s/%s (preferred %s; kueue_api_version %s)", GROUP, version, preferred, AUTO)
         return version
 
+    def _list(self, version: str, plural: str, what: str) -> list[dict[str, Any]]:
+        """Every object of a Kueue kind (cluster-wide); :class:`KueueNotServed` when ``version`` of it is not
+        served (with ``auto``, the next pass asks discovery again: Kueue upgraded or removed since)."""
+        try:
+            items: list[dict[str, Any]] = self.api.list_cluster_custom_object(GROUP, version, plural).get("items", [])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if self.api_version_setting == AUTO:
+                self._resolved = None
+            raise _not_served(version, what) from None
+        return items
+
     def our_checks(self, now: datetime | None = None) -> set[str]:
         """Names of the AdmissionChecks this controller owns, marking each Active."""
         now = now or datetime.now(UTC)
         names: set[str] = set()
         version = self.api_version
-        try:
-            listed = self.api.list_cluster_custom_object(GROUP, version, "admissionchecks")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            if self.api_version_setting == AUTO:
-                self._resolved = None  # Kueue upgraded or removed since: the next pass asks again
-            raise _not_served(version, "AdmissionChecks") from None
-        for ac in listed.get("items", []):
+        for ac in self._list(version, "admissionchecks", "AdmissionChecks"):
             if (ac.get("spec") or {}).get("controllerName") != self.controller_name:
                 continue
             name = ac["metadata"]["name"]
@@ -253,15 +258,7 @@ class AdmissionCheckController:
             return []
         done: list[dict[str, Any]] = []
         version = self.api_version
-        try:
-            items = self.api.list_cluster_custom_object(GROUP, version, "workloads").get("items", [])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            if self.api_version_setting == AUTO:
-                self._resolved = None
-            raise _not_served(version, "Workloads") from None
-        for wl in items:
+        for wl in self._list(version, "workloads", "Workloads"):
             states = (wl.get("status") or {}).get("admissionChecks") or []
             pending = [s for s in states if s.get("name") in checks and s.get("state") == "Pending"]
             if not pending or not waiting_for_checks(wl):
