@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
 from sqlmodel import Session
 
-from agent.exports.base import Chart, Report, Table, check_positions_day, provision_dict, stream, tier_lookup
+from agent.exports.base import (
+    Chart,
+    Report,
+    Table,
+    check_positions_day,
+    chip_count,
+    provision_dict,
+    stream,
+    tier_lookup,
+)
 from agent.store.tables.core import Holding, Party, Site
 from agent.store.tables.inventory import HoldingPeriod
 from policies.packs import PackRegistry
@@ -210,16 +220,23 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
 
 
 def _without_caps(s: Session, report: Report, tier_of: Any) -> Report:
-    totals: dict[tuple[str, int | None], float] = {}
+    # Summed exactly (a MIG slice is 1/7 of its GPU: seven float slices add up to 0.9999999999999998) and written
+    # as the CSV and JSON write every chip count (chip_count): 992, never 992.0. policies.caps.exact is imported here
+    # as chip_count imports it, so that this module still loads in a build without the caps engine.
+    from policies.caps import exact
+
+    totals: dict[tuple[str, int | None], Fraction] = {}
     rows: list[tuple[Any, ...]] = []
     for r in _detail_rows(s, report.as_of):
-        totals[(r[5], tier_of(r[5]))] = totals.get((r[5], tier_of(r[5])), 0.0) + float(r[7])
+        key = (r[5], tier_of(r[5]))
+        totals[key] = totals.get(key, Fraction(0)) + exact(float(r[7]))
     for (country, t), n in sorted(totals.items()):
-        rows.append((country, t, n))
+        rows.append((country, t, chip_count(n)))
     report.tables = [
         Table("countries", "Accelerators by country and tier", ["country", "tier", "count"], lambda: iter(rows)),
         Table("holding_detail", "Individual holdings", DETAIL_COLUMNS, lambda: _detail_rows(s, report.as_of)),
     ]
-    report.summary = {"as_of": report.as_of.isoformat(), "accelerators": sum(totals.values()),
+    report.summary = {"as_of": report.as_of.isoformat(),
+                      "accelerators": chip_count(sum(totals.values(), Fraction(0))),
                       "holdings received in period": _received_in(s, report.start, report.end)}
     return report

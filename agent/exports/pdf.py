@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as PdfTable
 
-from agent.exports.base import Chart, Report, Table
+from agent.exports.base import COUNT_COLUMNS, Chart, Report, Table, chip_count
 from agent.exports.writers import FileInfo, csv_cell, jsonable
 
 PAGE = landscape(A4)
@@ -79,6 +80,15 @@ def _fmt(v: Any) -> str:
     if isinstance(number, int) and not isinstance(number, bool):
         return f"{number:,}"
     return str(csv_cell(v))
+
+
+def _count(v: Any) -> str:
+    """A chip count as the CSV and JSON carry it (:func:`chip_count`), with the thousands marked: 1,234 for a whole
+    one, every digit of a fractional one (MIG slices: 1,000.1428571428571), never rounded to 4 figures or a chip."""
+    x = chip_count(v)
+    if isinstance(x, float) and math.isfinite(x):
+        return f"{x:,}"
+    return _fmt(x)
 
 
 # A table row cannot break across pages: a cell taller than the page (an audit payload of a few KB in a
@@ -171,10 +181,11 @@ def _table_section(t: Table) -> list[Any]:
     idx = [t.columns.index(c) for c in cols]
     shown: list[list[Any]] = []
     total = 0
+    counts = {j for j, c in enumerate(cols) if c in COUNT_COLUMNS}
     for r in t.rows():
         total += 1
         if len(shown) < t.pdf_max_rows:
-            shown.append([r[i] for i in idx])
+            shown.append([_count(r[i]) if j in counts else r[i] for j, i in enumerate(idx)])
     out: list[Any] = [_p(t.title, H2)]
     if t.note:
         out.append(_p(t.note, ParagraphStyle("note", parent=SMALL, keepWithNext=1)))
@@ -191,8 +202,13 @@ def _table_section(t: Table) -> list[Any]:
     return out
 
 
+# Key figures that are numbers of chips (the installed base's total without the caps engine): printed as counts.
+_COUNT_FIGURES = frozenset({"accelerators"})
+
+
 def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    return [[k.replace("_", " "), v if not isinstance(v, list | dict) else csv_cell(v)]
+    return [[k.replace("_", " "), _count(v) if k in _COUNT_FIGURES else v if not isinstance(v, list | dict)
+             else csv_cell(v)]
             for k, v in summary.items() if not isinstance(v, list | dict) or len(str(v)) < 200]
 
 

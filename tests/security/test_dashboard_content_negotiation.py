@@ -103,7 +103,7 @@ def test_dashboard_errors_name_pages_and_form_fields_while_the_api_keeps_its_wor
         (c.post("/deadlines/filings", data={"key": "nope", "filed_on": "2025-01-01"}, headers=ORIGIN), 404,
          "Deadline nope", "Deadlines page"),
         (c.get("/explain/aurora/no-such-cap?as_of=2025-06-01"), 404, "cap:", "Caps page"),
-        (c.get("/?as_of=1990-01-01"), 404, "as of (date):", "not in effect"),
+        (c.get("/?as_of=1990-01-01"), 422, "as of (date):", "not in effect"),
         (c.get("/controls/galaxy/iad"), 422, "scope:", "site, authorization"),
     )
     for r, status, starts, words in cases:

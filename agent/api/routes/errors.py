@@ -2,9 +2,10 @@
 
 A well-formed request that clashes with a stored record (:class:`agent.parties.Conflict`) is a 409; a name that
 is not registered a 404 when the path names it (a body field or query parameter that names one is a 422); a date
-the rules are not in effect on is a 422 on the date's field (the API's dates are in bodies and queries, never in
-a path); any other user error a 422. Every message names the JSON field or query parameter,
-not the CLI option (:func:`agent.api.fields.api_detail`), HTTPExceptions raised by the routes included.
+the rules are not in effect on is a 422 on the date's field, on the API and the dashboard's pages alike (their dates
+are in bodies, forms and queries, never in a path); any other user error a 422. Every message names the JSON field
+or query parameter, not the CLI option (:func:`agent.api.fields.api_detail`), HTTPExceptions raised by the routes
+included.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvisi
 def setup(app: FastAPI) -> None:
     @app.exception_handler(PolicyError)
     async def _policy_error(_req: Request, exc: PolicyError) -> JSONResponse:
-        if isinstance(exc, NotInEffect) and _req.url.path.startswith("/api/"):
-            # Nothing the path names is missing: the date sent is before the rules (or after them).
+        if isinstance(exc, NotInEffect):
+            # Nothing the path names is missing: the date sent is before the rules (or after them). The dashboard's
+            # pages too (its error page shows this message at this status, as of (date) for as_of).
             return JSONResponse(status_code=422,
                                 content={"detail": _date_named(_req, api_detail(str(exc), route_renames(_req)))})
-        status = 404 if isinstance(exc, UnknownProvision | NotInEffect) or (
+        status = 404 if isinstance(exc, UnknownProvision) or (
             isinstance(exc, PartyError) and "not registered" in str(exc) and _names_the_path(_req, exc)
         ) else 409 if isinstance(exc, Conflict) else 422
         return error_response(_req, status, exc)
