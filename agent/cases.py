@@ -11,12 +11,14 @@ decision and opens or reuses the case, with audit entries, in the caller's trans
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -317,7 +319,18 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
     """The ``compute.veu-governor.io/*`` annotations as numbers (EstimateError names the bad one)."""
     def num(key: str) -> float | None:
         v = ann.get(key)
-        return None if v is None or v.strip() == "" else parse_number(v, f"annotation compute.veu-governor.io/{key}")
+        if v is None or v.strip() == "":
+            return None
+        field_name = f"annotation compute.veu-governor.io/{key}"
+        try:
+            return parse_number(v, field_name)
+        except EstimateError:
+            written = _suffix_number(v)
+            if written is None:
+                raise
+            # "7B" parameters: say the number to write rather than only that it is not one.
+            raise EstimateError(f"{field_name}: {v[:40]!r} is not a number (magnitude suffixes are not read); "
+                                f"write it as {written}") from None
 
     def name(key: str) -> str | None:
         v = (ann.get(key) or "").strip()
@@ -340,6 +353,26 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
         precision=normalize_precision(prec, "annotation compute.veu-governor.io/precision") if prec else None,
         expected_hours=num("expected-hours"),
     )
+
+
+# A count written with a magnitude suffix ("7B" parameters, "1.5T" tokens): k thousand, M million, B billion,
+# T trillion. A lower-case "m" is left out: in a Kubernetes quantity it means milli.
+_SUFFIXED = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKMbBtT])\s*")
+_SUFFIX_EXP = {"k": 3, "K": 3, "M": 6, "b": 9, "B": 9, "t": 12, "T": 12}
+
+
+def _suffix_number(text: str) -> str | None:
+    """``7B`` as ``7e9`` (the number an annotation must hold instead), else None."""
+    m = _SUFFIXED.fullmatch(text) if len(text) <= 40 else None
+    if m is None:
+        return None
+    d = (Decimal(m.group(1)) * Decimal(10) ** _SUFFIX_EXP[m.group(2)]).normalize()
+    if not d:
+        return "0"
+    _sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    lead, rest = str(digits[0]), "".join(str(x) for x in digits[1:])
+    return f"{lead}{'.' + rest if rest else ''}e{len(digits) - 1 + exp}"
 
 
 _D = _DECISION_TABLE
@@ -697,10 +730,11 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     """The review read: job spec, declared figures, chips and customer; decided here unless the ledger decides."""
     r = _Review(rr)
     if rr.operation == "UPDATE" and rr.sub_resource == "scale" and rr.resource in KIND_OF_RESOURCE:
-        _read_scale(s, packs, r, as_of, mode)
+        _read_scale(s, packs, r, as_of, mode, cluster)
         return r
     if rr.operation not in ("CREATE", "UPDATE") or rr.sub_resource:
-        r.out = _simple(rr, redflag.ALLOW, True, f"{rr.operation} {rr.sub_resource or ''} is not gated".strip())
+        what = f"{rr.operation} of {rr.sub_resource}" if rr.sub_resource else rr.operation
+        r.out = _simple(rr, redflag.ALLOW, True, f"{what} is not gated")
         return r
     settings = redflag.AdmissionSettings.from_packs(packs, as_of, mode)
     owner = controller_owner(rr.obj)
@@ -797,11 +831,14 @@ _LAST_ADMITTED = sa_select(_D.c.chips, _D.c.detail).where(
 ).order_by(_D.c.decided_at.desc(), _D.c.id.desc()).limit(1)
 
 
-def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: str | None) -> None:
+def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: str | None, cluster: str = ""
+                ) -> None:
     """An UPDATE of a gated kind's ``scale`` subresource (``kubectl scale``, an HPA): a Scale carries no pod
     template, so a scale-up is admitted only within the replicas counted when the object itself was last
     admitted (a PyTorchJob's Worker at its elastic bound, a LeaderWorkerSet's groups); beyond that it is
-    refused with the way to have it counted (change the replicas on the object, which is re-evaluated)."""
+    refused with the way to have it counted (change the replicas on the object, which is re-evaluated), unless
+    the namespace's customer is Tier 1: red flag 28 does not apply to it, so the object is admitted at any size
+    and its HPA must not be refused what a re-evaluation would admit."""
     rr = r.rr
     kind = ref_kind(f"{rr.resource[0]}/v1", KIND_OF_RESOURCE[rr.resource])
     try:
@@ -844,9 +881,20 @@ def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: 
             r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: within the {counted} "
                                                      f"{what} counted when it was admitted")
             return
-    why = (f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} goes beyond the {counted} {what} counted "
-           f"when {kind} {rr.name} was admitted, and a Scale carries no pod template to count; change the replicas "
-           f"on the {kind} itself so the job is re-evaluated")
+    party, tier = customer_for(s, packs, rr.namespace, cluster, as_of)
+    if party is not None and tier is not None and tier.tier == 1:
+        # Re-evaluated at any size, the object is admitted (decide's Tier 1 answer, whatever the ledger says).
+        r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: customer {party.name} is Tier 1; "
+                                                 "red flag 28 does not apply")
+        return
+    if row is None:
+        why = (f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} of {kind} {rr.name}, which has no admission on "
+               "record (created before the webhook gated it, or refused), and a Scale carries no pod template to "
+               f"count; change the replicas on the {kind} itself so the job is evaluated")
+    else:
+        why = (f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} goes beyond the {counted} {what} counted "
+               f"when {kind} {rr.name} was admitted, and a Scale carries no pod template to count; change the "
+               f"replicas on the {kind} itself so the job is re-evaluated")
     r.dec, r.extra = _invalid(packs, as_of, rr, rr.namespace, why, mode, job_ref=job_ref), {"read_error": why}
 
 

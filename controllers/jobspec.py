@@ -520,7 +520,37 @@ def _trainjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
         # Trainer v2: a TrainJob without numNodes runs the runtime's mlPolicy.numNodes, which may be more than 1.
         notes.append("TrainJob: no spec.trainer.numNodes, so the runtime's mlPolicy.numNodes applies (not visible at "
                      "admission); counted as 1 node until its JobSet is decided")
-    return [PodGroup("node", nodes, r, q) for r, q in sorted(chips.items())], [], notes
+    label, hints = _trainjob_hints(spec)
+    return [PodGroup("node", nodes, r, q, hints, label) for r, q in sorted(chips.items())], [], notes
+
+
+# The replicated job of a Trainer v2 runtime that runs the training nodes (resourcesPerNode's pods).
+_TRAINJOB_NODE = "node"
+
+
+def _trainjob_hints(spec: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The chip models ``spec.podTemplateOverrides`` name for the training nodes: each override whose
+    ``targetJobs`` include the ``node`` job puts its ``nodeSelector`` and ``affinity`` on those pods (merged with
+    the runtime template's, which the review does not carry). The models any such override names are the
+    candidates (the most capable counts downstream), so whether the Trainer merges the overrides or lets a later
+    one replace an earlier one, the pods' model is among them; none named leaves the model free."""
+    labels: list[str] = []
+    models: list[str] = []
+    # Trainer v2.0 named them podSpecOverrides, with the pod spec's fields on the override itself.
+    for key, nested in (("podTemplateOverrides", True), ("podSpecOverrides", False)):
+        for i, ov in enumerate(_list(spec.get(key), f"spec.{key}")):
+            p = f"spec.{key}[{i}]"
+            ov = _map(ov, p, required=True)
+            targets = [_map(tj, f"{p}.targetJobs[{j}]").get("name")
+                       for j, tj in enumerate(_list(ov.get("targetJobs"), f"{p}.targetJobs"))]
+            if _TRAINJOB_NODE not in targets:
+                continue
+            label, hints = (model_hints(_map(ov.get("spec"), f"{p}.spec"), f"{p}.spec") if nested
+                            else model_hints(ov, p))
+            if hints:
+                labels.append(label)
+                models.extend(hints)
+    return "|".join(dict.fromkeys(labels)), tuple(dict.fromkeys(models))
 
 
 def _ray_head(spec: Mapping[str, Any], head: Mapping[str, Any], autoscaling: bool, path: str) -> list[PodGroup]:
