@@ -449,7 +449,11 @@ def apply_scope(
             ]
         )
     for part in _chunks(touched):
-        s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now))
+        # Not synchronised with the session: the default ("evaluate") matched each chunk's criteria against every
+        # holding loaded above, so re-reading an unchanged 50,000-chip scope took minutes (quadratic). Nothing
+        # reads these rows' last_seen from the session afterwards.
+        s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now)
+               .execution_options(synchronize_session=False))
 
     # The other sources' holdings of VMs this cloud scope placed, and ours a cloud holding stands for.
     if vm_source:
@@ -766,7 +770,8 @@ def installed_base(
 def check_lines_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> None:
     """Refuse lines without serials that another register holds: such a line is keyed by site, chip, owner and
     operator alone, so importing it here would move the other register's chips into this one (replacing their
-    count), not add to them. A serialised chip may move between registers; an aggregate line may not."""
+    count), not add to them. A serialised chip moves between registers once the one holding it no longer lists it
+    (:func:`check_serials_unshared`); an aggregate line never does."""
     lines = [o.external_id for o in obs if o.external_id.startswith("line:")]
     clashes: list[str] = []
     for part in _chunks(lines):
@@ -778,6 +783,27 @@ def check_lines_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> 
             f"FILE: {len(clashes)} line(s) without serials are already held by another register: "
             f"{'; '.join(sorted(clashes)[:5])}{' ...' if len(clashes) > 5 else ''}. Lines are keyed by site, chip, "
             "owner and operator, so list them in one register, or give the chips serials")
+
+
+def check_serials_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> None:
+    """Refuse serials another register holds: a chip is in one register at a time. Taking it over silently made a
+    chip two files list move to whichever was read last, and back on the next read of the other (a UVEU's shares
+    then depended on the order of the reads). It moves once the register that held it no longer lists it."""
+    serials = [o.external_id for o in obs if o.external_id.startswith("serial:")]
+    clashes: list[str] = []
+    for part in _chunks(serials):
+        for h, site in s.exec(
+            select(Holding, Site.name).join(Site, col(Site.id) == col(Holding.site_id)).where(
+                Holding.source == "csv", Holding.scope != scope, col(Holding.retired_at).is_(None),
+                col(Holding.external_id).in_(part))
+        ).all():
+            clashes.append(f"{h.external_id.removeprefix('serial:')!r} (held by {h.scope} at {site})")
+    if clashes:
+        raise PolicyError(
+            f"FILE: {len(clashes)} serial(s) are already held by another register: "
+            f"{'; '.join(sorted(clashes)[:5])}{' ...' if len(clashes) > 5 else ''}. A chip is in one register at "
+            "a time: if it moved, remove it from that register and re-import that one first (it is retired there), "
+            "then import this file; otherwise correct the serial")
 
 
 def absent_sites(s: Session, scope: str, listed: set[str]) -> str:
@@ -813,6 +839,7 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
         rows = parse_register(p, s)  # raises before anything is written (a file that is not UTF-8 included)
         obs = observations(rows)
         check_lines_unshared(s, name, obs)
+        check_serials_unshared(s, name, obs)
         gone = "" if retire_absent_sites else absent_sites(s, name, {r.site for r in rows})
         if gone:
             raise PolicyError(

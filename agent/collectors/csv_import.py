@@ -169,8 +169,12 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
         # A blank line, or a spreadsheet's row of empty cells (",,,,"): no row, but it keeps its number.
         return not any(v.strip() for v in rec)
 
-    at = next((i for i, rec in enumerate(records) if not blank(rec)), 0)  # the header: first non-blank record
-    raw_header = records[at] if records else []
+    at = next((i for i, rec in enumerate(records) if not blank(rec)), None)  # the header: first non-blank record
+    if at is None:
+        # Not "missing site, accelerator, ...": the file has no header at all (a 0-byte or all-blank file).
+        raise PolicyError(f"FILE: {path} is empty; a register starts with the header {','.join(REQUIRED)}[,serial] "
+                          "(a header alone lists no chips)")
+    raw_header = records[at]
     header = [h.strip().lower() for h in raw_header]
     named = [h for h in header if h]  # an unnamed column is a spreadsheet's stray empty one (a trailing comma)
     missing = [c for c in REQUIRED if c not in header]
@@ -289,7 +293,7 @@ class CsvCollector(Collector):
     config: CsvConfig
 
     def collect(self) -> Iterator[ScopeResult]:
-        from agent.inventory import absent_sites, check_lines_unshared
+        from agent.inventory import absent_sites, check_lines_unshared, check_serials_unshared
         from agent.store import session_scope
 
         for f in self.config.files:
@@ -300,6 +304,7 @@ class CsvCollector(Collector):
                     rows = parse_register(path, s)
                     obs = observations(rows)
                     check_lines_unshared(s, scope, obs)  # agent.inventory: the store's rule for register lines
+                    check_serials_unshared(s, scope, obs)  # and for serials another register holds
                     gone = "" if self.config.retire_absent_sites else absent_sites(s, scope, {r.site for r in rows})
                 # Applied (new and changed lines count) but retiring nothing: the listing may be a mistake.
                 yield ScopeResult(scope, obs, error=(
