@@ -9,7 +9,15 @@ from sqlalchemy.exc import ArgumentError
 
 from agent.cli._common import DbOpt, JsonOpt, db_url, emit
 from agent.config import settings
-from agent.store.db import get_engine, head_revisions, known_revisions, store_revisions
+from agent.store.db import (
+    _sqlite_file,
+    get_engine,
+    head_revisions,
+    known_revisions,
+    make_engine,
+    pending_revisions,
+    store_revisions,
+)
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
@@ -45,6 +53,37 @@ def upgrade(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
     status = f"newer than this release ({', '.join(newer)}): left as it is" if newer else "up to date"
     emit({"database": _redact(url), "tables": len(tables), "revisions": revisions,
           "release_revisions": list(head_revisions()), "status": status}, json_)
+
+
+@db_app.command("current")
+def current(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
+    """The store's revisions and the migrations `veuctl db upgrade` would apply, without migrating (every other
+    command migrates the store as it opens it)."""
+    url = db_url(db) or settings().db_url()
+    missing = _sqlite_file(url)
+    if missing is not None and not missing.exists():
+        # Opening it would make an empty file: say there is no store here, and leave the path as it is.
+        emit({"database": _redact(url), "tables": 0, "revisions": [], "release_revisions": list(head_revisions()),
+              "pending": pending_revisions([]),
+              "status": f"no store at {missing}: `veuctl db upgrade` creates it (nothing was created)"}, json_)
+        return
+    eng = make_engine(url)
+    try:
+        tables = sorted(inspect(eng).get_table_names())
+        with eng.connect() as conn:
+            revisions = store_revisions(conn)
+    finally:
+        eng.dispose()
+    newer = sorted(set(revisions) - known_revisions())
+    pending = [] if newer else pending_revisions(revisions)
+    if newer:
+        status = f"newer than this release ({', '.join(newer)}): left as it is"
+    elif pending:
+        status = f"{len(pending)} migrations pending: `veuctl db upgrade` applies them"
+    else:
+        status = "up to date"
+    emit({"database": _redact(url), "tables": len(tables), "revisions": revisions,
+          "release_revisions": list(head_revisions()), "pending": pending, "status": status}, json_)
 
 
 def register(app: typer.Typer) -> None:

@@ -205,6 +205,14 @@ def head_revisions() -> tuple[str, ...]:
     return tuple(sorted(ScriptDirectory.from_config(_alembic_config()).get_heads()))
 
 
+def pending_revisions(current: Sequence[str]) -> list[str]:
+    """This release's revisions a store at ``current`` (its ``alembic_version`` rows) has not applied, in the
+    order an upgrade applies them."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    applied = {r.revision for r in script.iterate_revisions(list(current), "base")} if current else set()
+    return [r.revision for r in reversed(list(script.walk_revisions())) if r.revision not in applied]
+
+
 def store_revisions(conn: Any) -> list[str]:
     """The revisions the store is at (``alembic_version``; none for an empty store). Ends the read's
     transaction, so that Alembic then begins one per migration."""
