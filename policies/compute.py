@@ -146,7 +146,45 @@ def _pack_fraction(v: Any, key: str) -> float:
 
 
 def sci(x: float, digits: int = 4) -> str:
-    """A number as a reviewer reads it: 3.14e23, 2.5e25, 0.35, 1024 (``digits`` significant digits, 4 by default)."""
+    """A number as a reviewer reads it: 3.14e23, 2.5e25, 0.35, 1024 (``digits`` significant digits, 4 by default).
+
+    A figure of a million or more is never written as a power of ten that it is not: operation thresholds are
+    powers of ten ("10^26 or more"), so 9.9996e25 written "1e26" (four digits) reads as meeting one it is below.
+    Such a figure takes the digits that tell it apart (one that is the power of ten up to decimal-to-binary
+    rounding, :func:`same_figure`, is written as it). Smaller figures already carry six digits.
+    """
+    text = _sci(x, digits)
+    if math.isfinite(x) and abs(x) >= 1e6 and _power_of_ten(text):
+        p = float(text)
+        for more in (6, 9, 12, 17):
+            if same_figure(x, p) or more <= digits:
+                break
+            text = _sci(x, more)
+            if not _power_of_ten(text):
+                break
+    return text
+
+
+def _power_of_ten(text: str) -> bool:
+    """Whether :func:`_sci`'s ``text`` is a power of ten (1e26, 1000, 0.001), whatever its sign."""
+    mant, _, _ = text.lstrip("-").partition("e")
+    return mant.strip("0.") == "1" and mant.startswith(("1", "0"))
+
+
+def exact(x: float) -> str:
+    """``x`` with the fewest significant digits (at least 4, at most 12) that write it exactly, as :func:`sci` does:
+    a typed figure (1.6666e11) as typed, and a product of typed figures as it is, so the arithmetic checks by hand."""
+    for digits in range(4, 13):
+        text = sci(x, digits)
+        try:
+            if float(text) == x:
+                return text
+        except ValueError:
+            break
+    return sci(x, 12)
+
+
+def _sci(x: float, digits: int) -> str:
     if x == 0:
         return "0"
     if 1e-3 <= abs(x) < 1e6:
@@ -317,7 +355,7 @@ def declared_6nd(
             )
         if params is None:
             raise EstimateError("params: give the parameter count (--params) with the tokens (--tokens)")
-        n, basis = params, f"N = {sci(params)} parameters (dense)"
+        n, basis = params, f"N = {exact(params)} parameters (dense)"
     else:
         if params is not None and active_params > params:
             raise EstimateError(
@@ -325,15 +363,17 @@ def declared_6nd(
             )
         n = active_params
         kind = "mixture-of-experts, " if moe or (params is not None and active_params != params) else ""
-        total = f" of {sci(params)} total" if params is not None else ""
-        basis = f"N = {sci(active_params)} active parameters per token ({kind}{sci(active_params)}{total})"
+        total = f" of {exact(params)} total" if params is not None else ""
+        # Said once: "N = 3.7e10 active parameters per token (3.7e10)" repeated the figure with nothing to add.
+        detail = f" ({kind}{exact(active_params)}{total})" if kind or total else ""
+        basis = f"N = {exact(active_params)} active parameters per token{detail}"
     value = 6.0 * n * d
     low, high = value * defaults.declared_band_low, value * defaults.declared_band_high
     n_field = "params" if active_params is None else "active-params"
     _finite((value, low, high), (n_field, "tokens"),
             f"6 × {sci(n)} × {sci(d)} tokens (band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g})")
     expl = (
-        f"declared 6·N·D: 6 × {sci(n)} × {sci(d)} tokens = {sci(value)} operations; {basis}; "
+        f"declared 6·N·D: 6 × {exact(n)} × {exact(d)} tokens = {exact(value)} operations; {basis}; "
         f"band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} = {sci(low)}–{sci(high)} "
         f"({defaults.citation})"
     )
@@ -347,7 +387,7 @@ def declared_operations(defaults: EstimationDefaults, operations: float) -> Esti
     low, high = x * defaults.declared_band_low, x * defaults.declared_band_high
     _finite((low, high), ("operations",), f"{sci(x)} × the declared band ×{defaults.declared_band_high:g}")
     expl = (
-        f"declared operations: {sci(x)}; band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} "
+        f"declared operations: {exact(x)}; band ×{defaults.declared_band_low:g}–×{defaults.declared_band_high:g} "
         f"= {sci(low)}–{sci(high)} ({defaults.citation})"
     )
     return Estimate(x, low, high, "declared-operations", expl, {"operations": x}, high)
