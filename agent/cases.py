@@ -11,14 +11,12 @@ decision and opens or reuses the case, with audit entries, in the caller's trans
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -319,18 +317,7 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
     """The ``compute.veu-governor.io/*`` annotations as numbers (EstimateError names the bad one)."""
     def num(key: str) -> float | None:
         v = ann.get(key)
-        if v is None or v.strip() == "":
-            return None
-        field_name = f"annotation compute.veu-governor.io/{key}"
-        try:
-            return parse_number(v, field_name)
-        except EstimateError:
-            written = _suffix_number(v)
-            if written is None:
-                raise
-            # "7B" parameters: say the number to write rather than only that it is not one.
-            raise EstimateError(f"{field_name}: {v[:40]!r} is not a number (magnitude suffixes are not read); "
-                                f"write it as {written}") from None
+        return None if v is None or v.strip() == "" else parse_number(v, f"annotation compute.veu-governor.io/{key}")
 
     def name(key: str) -> str | None:
         v = (ann.get(key) or "").strip()
@@ -353,26 +340,6 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
         precision=normalize_precision(prec, "annotation compute.veu-governor.io/precision") if prec else None,
         expected_hours=num("expected-hours"),
     )
-
-
-# A count written with a magnitude suffix ("7B" parameters, "1.5T" tokens): k thousand, M million, B billion,
-# T trillion. A lower-case "m" is left out: in a Kubernetes quantity it means milli.
-_SUFFIXED = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKMbBtT])\s*")
-_SUFFIX_EXP = {"k": 3, "K": 3, "M": 6, "b": 9, "B": 9, "t": 12, "T": 12}
-
-
-def _suffix_number(text: str) -> str | None:
-    """``7B`` as ``7e9`` (the number an annotation must hold instead), else None."""
-    m = _SUFFIXED.fullmatch(text) if len(text) <= 40 else None
-    if m is None:
-        return None
-    d = (Decimal(m.group(1)) * Decimal(10) ** _SUFFIX_EXP[m.group(2)]).normalize()
-    if not d:
-        return "0"
-    _sign, digits, exp = d.as_tuple()
-    assert isinstance(exp, int)
-    lead, rest = str(digits[0]), "".join(str(x) for x in digits[1:])
-    return f"{lead}{'.' + rest if rest else ''}e{len(digits) - 1 + exp}"
 
 
 _D = _DECISION_TABLE

@@ -15,9 +15,11 @@ models use the parameters *active* per token, which the caller must supply.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from typing import Any, Protocol
 
 from policies.errors import EstimateError
@@ -251,10 +253,34 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
             if pct is not None:
                 raise EstimateError(f"{field_name}: {text!r} is a percentage; write it as the number {pct:g}") \
                     from None
+            written = _suffix_number(raw)
+            if written is not None:  # "7B" parameters: the number to write, not only that it is not one
+                raise EstimateError(f"{field_name}: {text[:40]!r} is not a number (magnitude suffixes are not "
+                                    f"read); write it as {written}") from None
             raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. {example}") from None
         if math.isnan(x) or math.isinf(x):  # name what was typed (1e400 overflows to inf)
             raise EstimateError(f"{field_name}: {text!r} is not a finite number")
     return check_number(x, field_name, allow_zero=allow_zero)
+
+
+# A count written with a magnitude suffix ("7B" parameters, "1.5T" tokens): k thousand, M million, B billion,
+# T trillion. A lower-case "m" is left out: in a Kubernetes quantity it means milli.
+_SUFFIXED = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKMbBtT])\s*")
+_SUFFIX_EXP = {"k": 3, "K": 3, "M": 6, "b": 9, "B": 9, "t": 12, "T": 12}
+
+
+def _suffix_number(text: str) -> str | None:
+    """``7B`` as ``7e9`` (the number an annotation must hold instead), else None."""
+    m = _SUFFIXED.fullmatch(text) if len(text) <= 40 else None
+    if m is None:
+        return None
+    d = (Decimal(m.group(1)) * Decimal(10) ** _SUFFIX_EXP[m.group(2)]).normalize()
+    if not d:
+        return "0"
+    _sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    lead, rest = str(digits[0]), "".join(str(x) for x in digits[1:])
+    return f"{lead}{'.' + rest if rest else ''}e{len(digits) - 1 + exp}"
 
 
 def _percent(raw: str) -> float | None:
