@@ -501,6 +501,25 @@ def allocation_caps(s: Session, packs: PackRegistry, as_of: date) -> list[CapRes
                 + core.lpp_caps(packs, party_refs(s, as_of), ledger, as_of))
 
 
+def allocations_report(s: Session, packs: PackRegistry, as_of: date) -> dict[str, Any]:
+    """The fleet-wide allocations on ``as_of`` (:func:`allocation_caps`) as a report; with no figure that day, a
+    ``note`` saying why (they come from the shipments ledger) and where each authorization's caps are."""
+    caps = allocation_caps(s, packs, as_of)
+    report = caps_report(caps, as_of, authorization=None)
+    if caps:
+        return report
+    prov = packs.find("tier2-country-allocation", as_of)
+    since = f" from {prov.value('counts_from')}" if prov is not None else ""
+    names = [a.name for a in list_authorizations(s)]
+    where = (f"each authorization's caps: `veuctl caps show NAME` ({', '.join(names)})" if names
+             else "no authorization is registered (`veuctl authorizations add`)")
+    report["note"] = (
+        f"no Tier 2 country allocation or LPP figure on {as_of}: these come from the shipments ledger, which has no "
+        f"licence shipment of 3A090.a-class items to a Tier 2 destination{since} to {as_of} and no LPP shipment in "
+        f"{as_of.year} by then (record shipments with `veuctl shipments add`); {where}")
+    return report
+
+
 def caps_report(caps: Iterable[CapResult], as_of: date, **extra: Any) -> dict[str, Any]:
     items = [cap_to_dict(c) for c in caps]
     return {**extra, "as_of": as_of.isoformat(), "ok": all(c["ok"] for c in items if c["binding"]), "caps": items}

@@ -493,15 +493,20 @@ def _aca_nac(
 def tier2_allocation(
     packs: PackRegistry, code: str, on: date, shipments: Sequence[ShipmentRef]
 ) -> dict[str, Any]:
-    """The country's licence allocation under § 742.6(b)(10)(iii)(B)-(C) and what licences have used of it."""
+    """The country's licence allocation under § 742.6(b)(10)(iii)(B)-(C) and what licences have used of it.
+
+    The allocation is one cumulative figure "for the period from 2025 to 2027": every licence recorded in that
+    period has used it, one dated after ``on`` too (a proposal dated before a licence already shipped would
+    otherwise read as fitting beside it, as for the LPP calendar year)."""
     prov = packs.provision("tier2-country-allocation", on)
     g2g = packs.find("tier1-g2g-assurance-destinations", on)
     base = float(prov.value("cumulative_tpp"))
     boosted = g2g is not None and code in g2g.values.get("countries", [])
     alloc = base * (1.0 + float(prov.value("g2g_max_increase_fraction"))) if boosted else base
     start = date.fromisoformat(str(prov.value("counts_from")))
+    end = date.fromisoformat(str(prov.value("period_end")))
     used = sum(s.tpp for s in shipments if s.authorization == "LICENCE" and s.destination == code
-               and start <= s.on <= on)
+               and start <= s.on <= end)
     return {"country": code, "allocation_tpp": alloc, "used_tpp": used, "remaining_tpp": max(alloc - used, 0.0),
             "g2g_increase": boosted, "period_end": str(prov.value("period_end")), "provision": prov}
 

@@ -31,6 +31,10 @@ def _fmt(x: Any, share: bool = False) -> str:
 
 
 def _print_caps(data: dict[str, Any]) -> None:
+    title = f"{data.get('authorization') or 'allocations'} as of {data['as_of']}"
+    if not data["caps"] and data.get("note"):  # an empty table said nothing of why
+        console.print(f"{title}: {data['note']}", soft_wrap=True)
+        return
     rows = []
     for c in data["caps"]:
         flags = ("" if c["confirmed"] else " ?") + ("" if c["enforced"] else " ~")
@@ -38,8 +42,7 @@ def _print_caps(data: dict[str, Any]) -> None:
         rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": _fmt(c["value"], share),
                      "limit": _fmt(c["limit"], share), "headroom TPP": _fmt(c["headroom"]),
                      "ok": ("OK" if c["ok"] else "OVER") + flags})
-    table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"],
-          title=f"{data.get('authorization') or 'allocations'} as of {data['as_of']}")
+    table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"], title=title)
     console.print("? a provision behind the figure is UNCONFIRMED   ~ codified but not enforced on this date   "
                   "(--json for the explanation down to the holdings)")
 
@@ -85,12 +88,16 @@ def caps_show(
     d = as_of(as_of_)
     packs = registry()
     not_blank(name, "NAME", "give an authorization, or leave it out for the Tier 2 and LPP allocations")
+    if no_reservations and not name:
+        # The allocations come from the shipments ledger: no reservation is in them, so the flag changed nothing.
+        raise UsageError("--no-reservations: reservations count in an authorization's caps only; give its NAME, "
+                         "or leave --no-reservations out for the Tier 2 and LPP allocations")
     with session_scope(db_url(db)) as s:
         if name:
             caps = svc.caps_for(s, packs, name, d, include_reservations=not no_reservations, with_ids=True)
             data = svc.caps_report(caps, d, authorization=name)
         else:
-            data = svc.caps_report(svc.allocation_caps(s, packs, d), d, authorization=None)
+            data = svc.allocations_report(s, packs, d)
     emit(data, json_, _print_caps)
 
 
