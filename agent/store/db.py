@@ -209,7 +209,7 @@ def pending_revisions(current: Sequence[str]) -> list[str]:
     """This release's revisions a store at ``current`` (its ``alembic_version`` rows) has not applied, in the
     order an upgrade applies them."""
     script = ScriptDirectory.from_config(_alembic_config())
-    applied = {r.revision for r in script.iterate_revisions(list(current), "base")} if current else set()
+    applied = {r.revision for r in script.iterate_revisions(tuple(current), "base")} if current else set()
     return [r.revision for r in reversed(list(script.walk_revisions())) if r.revision not in applied]
 
 
