@@ -29,8 +29,10 @@ The job judged is the Workload's controlling owner (the Job, JobSet, ... Kueue q
 webhook reads it: Kueue copies only its provisioning-request annotations from a job to its Workload, so the
 figures the customer declared are on the owner, and the decision is filed under the owner's job reference
 (``<ns>/Job/<name>``), the one metering files the job's pods under, so the ledger charges max(admitted
-estimate, metered) and never both. When the owner cannot be read (or is no job kind the webhook reads), the
-Workload's pod sets are judged with the owner's annotations if known.
+estimate, metered) and never both. A plain Pod queued by Kueue's pod integration (its Workload's controlling
+owner is the ``v1`` Pod) is judged as that Pod, under ``<ns>/Pod/<name>``, with the figures declared on it. When
+the owner cannot be read (or is no job kind the webhook reads; a pod group's Workload has no controlling owner),
+the Workload's pod sets are judged with the owner's annotations if known.
 
 The check state is written with a merge patch of the whole ``status.admissionChecks`` list (a CRD status
 takes no strategic merge), carrying the ``resourceVersion`` the decision was made on: if Kueue or another
@@ -360,13 +362,43 @@ class AdmissionCheckController:
         if ref is None:
             return None
         try:
-            # None for a Pod (Kueue's pod integration), a malformed reference or a newer object of the same name
-            # than the one Kueue queued: the Workload is judged.
+            if ref.get("apiVersion") == "v1" and ref.get("kind") == "Pod":
+                return self._pod(ns, ref)
+            # None for another core kind, a malformed reference or a newer object of the same name than the one
+            # Kueue queued: the Workload is judged.
             return get_owner(self.api, ns, ref)
         except ApiException as exc:
             log.info("workload %s/%s: owner %s %s not readable (%s); judging the Workload", ns, md.get("name"),
                      ref.get("kind"), ref.get("name"), exc.status)
             return None
+
+    def _pod(self, ns: str, ref: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The plain Pod a Workload of Kueue's pod integration was made for (its controlling owner), or None when
+        there is no client to read it with, or the Pod of that name now is another one (its uid differs).
+
+        Kueue copies none of the figures declared on the Pod to the Workload, and metering files the Pod's chips
+        under the Pod's own job reference (``<ns>/Pod/<name>``): judged as the Workload, the run fell in the
+        customer's unnamed-model bucket and its admitted estimate was charged beside its metered usage. Listed by
+        name (the ``list`` on pods metering already has), not read."""
+        if self._api_client is None:
+            return None
+        import json
+
+        from kubernetes.client import CoreV1Api
+
+        from agent.collectors.base import with_request_timeout
+
+        name = str(ref.get("name") or "")
+        core = with_request_timeout(CoreV1Api(self._api_client), self.timeout)
+        resp = core.list_namespaced_pod(ns, field_selector=f"metadata.name={name}", _preload_content=False)
+        for item in json.loads(resp.data).get("items") or []:
+            md = item.get("metadata") if isinstance(item, Mapping) else None
+            if not isinstance(md, Mapping) or md.get("name") != name:
+                continue
+            if ref.get("uid") and md.get("uid") != ref.get("uid"):
+                return None  # a newer Pod of that name, not the one Kueue queued
+            return {"apiVersion": "v1", "kind": "Pod", **item}
+        return None
 
 
 def _condition(wl: Mapping[str, Any], kind: str) -> bool:
