@@ -277,8 +277,9 @@ ROUTE_RULES: tuple[tuple[frozenset[str] | None, re.Pattern[str], str], ...] = (
     (frozenset(_WRITE), re.compile(r"^/api/v1/(cases|controls|weights|determinations|deadlines)(/|$)"), "compliance"),
     # Model names may hold "/" (CUSTOMER/NAME lineages) and the route is ``/models/{name:path}/determinations``:
     # decide by the suffix, as the router does. Matching the first segment let compliance add runs to
-    # ".../x/determinations/runs" and refused it determinations on "CUSTOMER/NAME".
-    (frozenset(_WRITE), re.compile(r"^/api/v1/models/.+/determinations$"), "compliance"),
+    # ".../x/determinations/runs" and refused it determinations on "CUSTOMER/NAME". Only POST: a PATCH of that path
+    # is ``PATCH /models/{name:path}`` of a model named ".../determinations", an admin's change.
+    (frozenset({"POST"}), re.compile(r"^/api/v1/models/.+/determinations$"), "compliance"),
     (frozenset(_WRITE), re.compile(r"^/api/v1/"), "admin"),
     (None, re.compile(r"^/api/v1/"), "read"),
 )

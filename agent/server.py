@@ -12,12 +12,39 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
 
 log = logging.getLogger("veu.server")
+
+
+# An encrypted key is refused (never a passphrase prompt from the reloader's thread).
+_NO_PASSWORD = b""
+
+
+@contextmanager
+def _pem_path(data: bytes) -> Iterator[str]:
+    """A path that reads as ``data``: an anonymous in-memory file on Linux (no copy of a key on disk), else a
+    private temporary file removed on exit. ``load_cert_chain`` takes paths only."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fd = os.memfd_create("veu-tls", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="veu-tls-") as d:  # 0700
+        p = Path(d) / "pem"
+        p.write_bytes(data)
+        yield str(p)
 
 
 class CertReloader:
@@ -41,14 +68,24 @@ class CertReloader:
         return tuple(out)
 
     def check(self) -> bool:
-        """Reload if the files changed; True when a new pair was loaded."""
+        """Reload if the files changed; True when a new pair was loaded.
+
+        The pair is read once and loaded into a scratch context first: only a certificate and key that load
+        together reach the live context. Loading straight into it replaced the certificate even when the key
+        then failed (the rotator had written the certificate but not yet the key, or a wrong key), and OpenSSL
+        drops a key that does not match the new certificate, so every new handshake failed."""
         stamp = self._stat()
         if stamp == self._stamp:
             return False
         try:
-            self.ctx.load_cert_chain(self.cert, self.key)
+            cert_pem, key_pem = Path(self.cert).read_bytes(), Path(self.key).read_bytes()
+            with _pem_path(cert_pem) as cert_path, _pem_path(key_pem) as key_path:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path, password=_NO_PASSWORD)
+                self.ctx.load_cert_chain(cert_path, key_path, password=_NO_PASSWORD)
         except (OSError, ssl.SSLError) as exc:
-            log.warning("TLS certificate changed but does not load yet (%s); keeping the previous one", exc)
+            log.warning("TLS certificate %s or key %s changed but the pair does not load yet (%s); keeping the "
+                        "previous one and retrying every %g s", self.cert, self.key,
+                        getattr(exc, "reason", None) or exc, self.interval)
             return False
         self._stamp = stamp
         self.reloads += 1
@@ -70,6 +107,66 @@ class CertReloader:
 # How long an idle client connection is kept open. The API server re-uses its connections to a webhook;
 # closing them after uvicorn's default 5 s would put a TLS handshake in front of the next review.
 KEEP_ALIVE_SECONDS = 30
+
+
+# The largest request line plus headers the server reads before refusing the request (400 and a closed connection).
+# uvicorn's httptools protocol reads a head of any size (a 16 MiB header was read whole and answered); the served
+# port uses BoundedHttpToolsProtocol, which counts it. Heads the callers send are a few KiB: the API server's review,
+# a bearer token or an OIDC JWT, a dashboard cookie; ingress controllers' own defaults are smaller.
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools turns it into an HttpParserError, which uvicorn answers with a 400."""
+
+
+def _bounded_protocol() -> type:
+    """uvicorn's httptools protocol with the request head bounded (:data:`MAX_REQUEST_HEAD_BYTES`).
+
+    Not h11, which bounds it too: h11 parses in Python, and the webhook's reviews per second are what the admission
+    path is measured by (bench/bench_webhook.py). The URL and each header are counted as the parser completes them;
+    a head still incomplete after a read counts that read, so a head that never ends is refused once the bytes
+    buffered for it pass the limit (a read delivering a whole head and its body counts only the head)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        _in_head = True  # between requests (and before the first) the next bytes are a head
+        _read = 0  # bytes read while the current head was incomplete
+        _parsed = 0  # the current head's URL and headers, as parsed
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._in_head and not self.transport.is_closing():
+                self._read += len(data)
+                if self._read > MAX_REQUEST_HEAD_BYTES:
+                    self.send_400_response("Invalid HTTP request received.")
+
+        def on_message_begin(self) -> None:
+            self._in_head, self._read, self._parsed = True, 0, 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)  # ": " and CRLF
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head, self._read = True, 0
+
+        def _count(self, n: int) -> None:
+            self._parsed += n
+            if self._parsed > MAX_REQUEST_HEAD_BYTES:
+                raise _HeadTooLarge
+
+    return BoundedHttpToolsProtocol
 
 
 # uvicorn's --log-level names (it registers TRACE with the logging module).
@@ -131,7 +228,8 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
         tls_extra = {"ssl_ca_certs": client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
     config = uvicorn.Config(
         app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-        log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, **tls_extra,  # type: ignore[arg-type]
+        log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        http=_bounded_protocol(), **tls_extra,  # type: ignore[arg-type]
     )
     config.load()
     return config
