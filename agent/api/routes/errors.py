@@ -117,6 +117,10 @@ def _unparsed_body(cause: BaseException | None) -> JSONResponse:
         return _not_utf8(cause)
     if isinstance(cause, RecursionError):
         return JSONResponse(status_code=400, content={"detail": "body: JSON nested too deeply to parse"})
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        # Python's JSON reader refuses an integer of more than sys.get_int_max_str_digits() digits.
+        return JSONResponse(status_code=400, content={
+            "detail": "body: a number has too many digits to read; write it in e-notation (e.g. 1e26)"})
     reason = f" ({type(cause).__name__})" if cause is not None else ""
     return JSONResponse(status_code=400, content={"detail": f"body: cannot be parsed{reason}"})
 
