@@ -1,13 +1,18 @@
-"""`veuctl db`: migrate the store's schema (the Helm chart's migration Job runs `veuctl db upgrade`)."""
+"""`veuctl db`: migrate the store's schema (the Helm chart's migration Job runs `veuctl db upgrade`), and copy a
+store into an empty one (`veuctl db copy`: a trial's SQLite store into production PostgreSQL)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from agent.cli._common import DbOpt, JsonOpt, db_url, emit
+from agent.cli._common import DbOpt, JsonOpt, UsageError, db_url, emit, err_console, not_blank, one_line, table
 from agent.config import settings
 from agent.store.db import (
     _sqlite_file,
@@ -84,6 +89,97 @@ def current(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
         status = "up to date"
     emit({"database": _redact(url), "tables": len(tables), "revisions": revisions,
           "release_revisions": list(head_revisions()), "pending": pending, "status": status}, json_)
+
+
+def _store_url(value: str, option: str) -> str:
+    """``--from``/``--to``: a database URL, not blank, whose SQLite directory exists."""
+    from agent.store.db import sqlite_directory_problem
+
+    not_blank(value, option, "give a database URL (sqlite:///PATH or postgresql://...)")
+    problem = sqlite_directory_problem(value)
+    if problem is not None:
+        raise UsageError(f"{option}: {problem}")
+    return value
+
+
+class _Bar:
+    """A rich progress bar on stderr (on a terminal only): rows copied of all, and the table being copied."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err_console, transient=True,
+                            disable=not err_console.is_terminal)
+        self.task: Any = None
+
+    def begin(self, totals: dict[str, int]) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("copying", total=sum(totals.values()))
+
+    def table(self, name: str, rows: int) -> None:
+        self.bar.update(self.task, description=f"{name} ({rows} rows)")
+
+    def advance(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@db_app.command("copy")
+def copy(
+    from_: str = typer.Option(..., "--from", help="The store to copy (e.g. sqlite:///veu-backup.db); read in one "
+                              "snapshot, not migrated; must be at this release's schema (`veuctl db upgrade`)."),
+    to: str = typer.Option(..., "--to", help="An empty database (e.g. postgresql://...): migrated, then filled in "
+                           "one transaction; a target holding any row is refused."),
+    public_key: list[Path] = typer.Option([], "--public-key", help="Trusted public key PEM for the audit "
+                                          "checkpoints (repeat); default: the configured signing key."),
+    batch: int = typer.Option(2000, "--batch", min=1, max=100_000, help="Rows written per statement."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Copy every row of a store into an empty one (a trial's SQLite store into PostgreSQL), verbatim: ids,
+    timestamps, the audit hash chain. Checks row counts and `audit verify` on the target before committing;
+    on any failure the target is left as it was."""
+    from agent.cli.audit import _keys
+    from agent.store.copy import CopyFailed, Progress, copy_store
+
+    source, target = _store_url(from_, "--from"), _store_url(to, "--to")
+    keys = _keys(public_key)
+    bar = _Bar()
+
+    class _Report(Progress):
+        def begin(self, totals: dict[str, int]) -> None:
+            bar.begin(totals)
+
+        def table(self, name: str, rows: int) -> None:
+            bar.table(name, rows)
+
+        def advance(self, rows: int) -> None:
+            bar.advance(rows)
+
+    try:
+        res = copy_store(source, target, shown_source=_redact(source), batch=batch, keys=keys, progress=_Report())
+    except CopyFailed as exc:
+        bar.stop()  # before the error line
+        sys.stderr.write(f"error: {one_line(str(exc))}\n")
+        raise typer.Exit(1) from None
+    finally:
+        bar.stop()
+    data = {"from": _redact(source), "to": _redact(target), "tables": len(res.tables), "rows": res.rows,
+            "seconds": res.seconds, "audit_entries_verified": res.audit_entries,
+            "audit_checkpoints_verified": res.audit_checkpoints, "rows_per_table": res.tables,
+            "warnings": res.warnings}
+
+    def human(d: dict[str, Any]) -> None:
+        table([{"table": k, "rows": v} for k, v in d["rows_per_table"].items()], ["table", "rows"])
+        typer.echo(f"copied {d['rows']} rows in {d['tables']} tables from {d['from']} to {d['to']} in "
+                   f"{d['seconds']:.1f} s; row counts match; audit trail verified on the target "
+                   f"({d['audit_entries_verified']} entries, {d['audit_checkpoints_verified']} signed checkpoints)")
+        for w in d["warnings"]:
+            typer.echo(f"warning: {w}")
+
+    emit(data, json_, human)
 
 
 def register(app: typer.Typer) -> None:
