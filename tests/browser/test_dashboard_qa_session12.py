@@ -142,7 +142,7 @@ def test_a_page_that_cannot_be_shown_is_a_dashboard_page_not_json(demo) -> None:
     c = httpx.Client(base_url=origin, headers={"Origin": origin})
     assert c.post("/login", data={"token": _token(demo, "viewer")}).status_code == 303
     for path, status, words in (
-        ("/?as_of=2024-06-01", 404, "not in effect on 2024-06-01"),  # the as-of picker, a date before the rule
+        ("/?as_of=2024-06-01", 422, "not in effect on 2024-06-01"),  # the as-of picker, a date before the rule
         ("/explain/allocations/lpp.consignee.Lumen%20Analytics%20Pte?as_of=2025-03-01", 404, "lpp.consignee"),
         ("/explain/no-such-authorization/uveu.outside_us.owned", 404, "no-such-authorization"),
         ("/cases?status=pending", 422, "status:"),
