@@ -30,6 +30,11 @@ customer's while it runs, whatever its namespace's mapping becomes (see :func:`_
 Every API request waits at most ``VEU_COLLECTOR_TIMEOUT_SECONDS`` to connect and for each answer (the collectors'
 setting). A tick whose pod or node list gets no answer raises ``ApiUnreachable`` (one line saying so) instead of
 hanging, and with it every later tick: nothing is lost, the next tick charges each running pod's whole interval.
+
+Only one meter may write a store at a time (two at once fail each other's ticks on the ledger's unique constraints
+and could open a case, and raise its Event, twice): ``veuctl admission controllers`` runs it on the holder of a
+Lease only and sets :attr:`Meter.still_leading`, asked as a tick starts, before each Event and before it commits;
+a tick that finds the Lease lost raises :class:`NotLeading` and commits nothing (the new leader charges it all).
 """
 
 from __future__ import annotations
@@ -114,6 +119,10 @@ def job_ref_of(pod: Mapping[str, Any]) -> str:
 
 
 
+class NotLeading(RuntimeError):
+    """The tick stopped because this replica no longer holds the controllers' Lease: nothing of it was committed."""
+
+
 @dataclass
 class TickReport:
     pods_metered: int = 0
@@ -156,6 +165,13 @@ class Meter:
         # its own (see decided_alone). Looked up once per object, for a tick's new ones together.
         self._decided: dict[str, bool] = {}
         self._decided_used: set[str] = set()
+        # Whether this replica may still write (the holder of the controllers' Lease); None: always (no election).
+        self.still_leading: Callable[[], bool] | None = None
+
+    def _check_leading(self) -> None:
+        if self.still_leading is not None and not self.still_leading():
+            raise NotLeading("metering: this replica no longer holds the controllers' Lease; the pass was stopped "
+                             "and nothing of it committed (the new leader meters)")
 
     # ---------------------------------------------------------------- Kubernetes reads
     def _list(self, fn: Callable[..., Any], **kw: Any) -> list[dict[str, Any]]:
@@ -321,6 +337,7 @@ class Meter:
             nodes, node_names = self._node_models() if pods else ({}, set())
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnreachable(f"metering: nothing metered this tick: {api_unreachable(exc, self.timeout)}") from None
+        self._check_leading()
         touched: dict[tuple[str, str], tuple[Any, list[str], dict[str, Any]]] = {}
         listed: set[str] = set()
         # Ended pods charged in full by this tick: remembered in self._charged only once the transaction has
@@ -440,6 +457,7 @@ class Meter:
                     actor="controller:metering", now=now)
                 if not news:
                     continue
+                self._check_leading()  # before the Event: a lost leader's rolled-back case raises none
                 CROSSINGS.inc()
                 crossing = {"customer": cust, "model": key, "case_id": case.id,
                             "operations": st.cumulative_operations, "jobs": jobs}
@@ -448,6 +466,7 @@ class Meter:
                     self._event(pod, crossing, now)
                 except Exception as exc:  # Events are best-effort (events.k8s.io semantics)
                     report.errors.append(f"event for case {case.id}: {exc}")
+            self._check_leading()  # the last moment before the commit
         # Committed: the ended pods charged above need not be written again.
         self._charged.update(charged_now)
         for gone in set(self._charged) - listed:

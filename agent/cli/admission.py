@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,9 @@ admission_app = typer.Typer(help="Evaluate AdmissionReviews as the webhook does.
 cases_app = typer.Typer(help="Red-flag-28 inquiry cases.", no_args_is_help=True)
 
 MAX_FILE = 3 * 1024 * 1024
+# The controllers' own Lease (the agent elects its leader on veu-governor-inventory).
+LEASE_NAME = "veu-governor-controllers"
+_log = logging.getLogger("veu.controllers")
 
 
 def _load(path: Path) -> Any:
@@ -101,7 +111,23 @@ def controllers(
         "which version Kueue prefers)."),
     cluster: str = typer.Option("", "--cluster", envvar="VEU_CLUSTER",
                                 help="Cluster name (namespace mappings, inventory bound; default VEU_CLUSTER)."),
-    once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+    once: bool = typer.Option(False, "--once", help="One pass, then exit: no Lease is taken (for tests and CI); "
+                              "on PostgreSQL it fails, saying so, while another process's pass is running."),
+    leader_election: str = typer.Option(
+        "auto", "--leader-election", help="on: meter and run the Kueue check only while holding the "
+        "coordination.k8s.io Lease --lease-name (a standby takes over when it is released or expires); off: "
+        "always; auto (default): on inside a Kubernetes pod (KUBERNETES_SERVICE_HOST set)."),
+    lease_name: str = typer.Option(LEASE_NAME, "--lease-name", help="The controllers' Lease (not the agent's "
+                                   "veu-governor-inventory: each component elects its own leader)."),
+    lease_namespace: str | None = typer.Option(
+        None, "--lease-namespace", help="Namespace of the Lease (default: the pod's own, from its service account, "
+        "else POD_NAMESPACE, else default)."),
+    lease_duration: int = typer.Option(15, "--lease-duration", help="Seconds a standby waits, after the "
+                                       "Lease last changed, before taking it over."),
+    renew_deadline: int = typer.Option(10, "--lease-renew-deadline", help="Seconds the leader keeps "
+                                       "leading without renewing; less than --lease-duration."),
+    retry_period: int = typer.Option(2, "--lease-retry-period", help="Seconds between renewals and between "
+                                     "a standby's attempts; less than --lease-renew-deadline."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics (plain HTTP) "
                                             "on this port: pods metered, threshold crossings."),
     metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address the metrics port listens on."),
@@ -111,9 +137,6 @@ def controllers(
 
     Uses the in-cluster service account, else KUBECONFIG / ~/.kube/config.
     """
-    import math
-    import time as _time
-
     if not (math.isfinite(meter_interval) and meter_interval > 0):
         # Unchecked, the loop below met it only after a pass against the cluster: a negative interval ended metering
         # with a traceback (time.sleep refuses it), inf as "too large for the store", and 0 or nan (time.sleep
@@ -123,6 +146,7 @@ def controllers(
         raise UsageError(f"--metrics-port: {metrics_port} is not a TCP port (1-65535)")
     backoff = _kueue_backoff(kueue, kueue_retry_base, kueue_retry_max)
     version = _kueue_api_version(kueue, kueue_api_version)
+    elect = _leader_election(once, leader_election, lease_name, lease_duration, renew_deadline, retry_period)
 
     from kubernetes import client, config
 
@@ -147,8 +171,13 @@ def controllers(
 
     if once:
         try:
-            result = controller_pass(meter, ctl)
-        except (ApiUnreachable, KueueNotServed) as exc:
+            with pass_lock(db_url(db), cluster) as mine:
+                if not mine:
+                    raise ConcurrentPass(f"another controllers process is running a pass on this store (cluster "
+                                         f"{cluster or '(unnamed)'}): nothing metered; run --once again when it "
+                                         "has finished, or stop the other process")
+                result = controller_pass(meter, ctl)
+        except (ApiUnreachable, KueueNotServed, ConcurrentPass) as exc:
             # One line saying what to fix, as the loop logs it: not a traceback.
             sys.stderr.write(f"error: {one_line(str(exc))}\n")
             raise typer.Exit(1) from None
@@ -164,17 +193,161 @@ def controllers(
         except OSError as exc:
             raise UsageError(f"--metrics-port: cannot listen on {metrics_host}:{metrics_port} "
                              f"({exc.strerror})") from None
-    while True:
+    elector = None
+    if elect:
+        from controllers import leader
+
+        elector = leader.LeaderElector(
+            _lease_client(), lease_namespace or leader.in_cluster_namespace(), lease_name.strip(),
+            lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period)
+    stop = threading.Event()
+    if elector is not None and threading.current_thread() is threading.main_thread():
+        # SIGTERM (a pod's deletion) ends the loop and releases the Lease, so the replacement need not wait it out.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    run_controllers(meter, ctl, meter_interval, elector=elector, stop=stop, store_url=db_url(db), cluster=cluster)
+
+
+class ConcurrentPass(Exception):
+    """Another process holds the store's controllers-pass lock."""
+
+
+def _leader_election(once: bool, asked: str, name: str, duration: int, deadline: int, retry: int) -> bool:
+    """Whether to elect a leader (on, off, or auto: inside a pod), the Lease options checked before the cluster is
+    contacted: one line naming the option, not the elector's traceback."""
+    mode = asked.strip().lower()
+    if mode not in ("auto", "on", "off"):
+        raise UsageError(f"--leader-election: {asked!r} must be auto, on or off")
+    if once:
+        if mode == "on":
+            raise UsageError("--leader-election: --once runs a single pass without a Lease (for tests and CI); "
+                             "leave out --leader-election on, or --once to run the leader-elected loop")
+        return False
+    if mode == "off" or (mode == "auto" and not os.environ.get("KUBERNETES_SERVICE_HOST")):
+        return False
+    if not name.strip():
+        raise UsageError("--lease-name: blank; give the controllers' Lease name (default veu-governor-controllers)")
+    if retry < 1:
+        raise UsageError(f"--lease-retry-period: {retry} is not a positive number of seconds")
+    if not duration > deadline:
+        raise UsageError(f"--lease-renew-deadline: {deadline} must be less than --lease-duration "
+                         f"({duration})")
+    if not deadline > retry:
+        raise UsageError(f"--lease-retry-period: {retry} must be less than --lease-renew-deadline "
+                         f"({deadline})")
+    return True
+
+
+def _lease_client() -> Any:
+    """An API client for the Lease alone (same configuration as the controllers'): a renewal never waits behind
+    a pass's long pod list on a shared connection pool."""
+    from kubernetes import client
+
+    return client.ApiClient()
+
+
+@contextmanager
+def pass_lock(url: str | None, cluster: str) -> Iterator[bool]:
+    """On PostgreSQL, a session advisory lock per cluster held for a pass: yields False while another process
+    on the store runs one (a lost leader's pass still in flight, ``--once`` beside the leader, two hosts outside
+    Kubernetes). Two passes at once failed each other on the ledger's unique constraints. SQLite: one host, one
+    controllers process (the chart runs it in the single pod); nothing to take."""
+    from sqlalchemy.engine import make_url
+
+    if not url or make_url(url).get_backend_name() != "postgresql":
+        yield True
+        return
+    from agent.store.db import get_engine, lock_key
+
+    key = lock_key("controllers", "pass", cluster)
+    with get_engine(url).connect() as conn:
+        held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
+        conn.commit()
         try:
-            controller_pass(meter, ctl)
-        except (ApiUnreachable, KueueNotServed) as exc:  # its message says it all: one line, not a traceback every pass
-            logging.getLogger("veu.controllers").error("controller pass failed; retrying in %gs: %s",
-                                                       meter_interval, exc)
-        except Exception:
-            # A transient API or database error must not end metering: the next pass re-charges every
-            # running pod's whole interval, so nothing is lost by skipping one.
-            logging.getLogger("veu.controllers").exception("controller pass failed; retrying in %gs", meter_interval)
-        _time.sleep(meter_interval)
+            yield held
+        finally:
+            if held:
+                try:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+                    conn.commit()
+                except Exception:
+                    conn.invalidate()  # a dropped connection has released the lock with it
+
+
+def run_controllers(meter: Any, ctl: Any, interval: float, *, elector: Any = None,
+                    stop: threading.Event | None = None, store_url: str | None = None, cluster: str = "") -> None:
+    """Passes every ``interval`` seconds until ``stop`` is set.
+
+    With ``elector`` (a :class:`controllers.leader.LeaderElector`), only while it holds the Lease: a standby
+    waits and starts at once when it takes the lease over; a leader that loses it starts no further pass, and a
+    pass in flight stops before its next write (the meter's commit, an Event, the Kueue reconcile) with nothing
+    of it committed. On stop the lease is released so a standby need not wait it out."""
+    stop = stop or threading.Event()
+    if elector is None:
+        while not stop.is_set():
+            _one_pass(meter, ctl, interval, store_url, cluster, None)
+            time.sleep(interval)
+        return
+    wake = threading.Event()
+    started, stopped = elector.on_started, elector.on_stopped
+
+    def on_started() -> None:
+        started()
+        wake.set()
+
+    def on_stopped() -> None:
+        stopped()
+        wake.set()
+
+    elector.on_started, elector.on_stopped = on_started, on_stopped
+
+    def leading() -> bool:
+        return bool(elector.leading) and not stop.is_set()
+
+    meter.still_leading = leading
+    election = threading.Thread(target=elector.run, name="controllers-leader-election", daemon=True)
+    election.start()
+    _log.info("controllers: campaigning for Lease %s/%s as %s; only its holder meters", elector.namespace,
+              elector.name, elector.identity)
+    try:
+        while not stop.is_set():
+            wake.clear()
+            if leading():
+                _one_pass(meter, ctl, interval, store_url, cluster, leading)
+                due = time.monotonic() + interval
+            else:
+                due = math.inf  # a standby: until it leads
+            while not stop.is_set() and not wake.is_set() and time.monotonic() < due:
+                wake.wait(min(0.2, max(0.0, due - time.monotonic())))
+    finally:
+        elector.stop.set()
+        # The election loop releases the lease as it ends (as `veuctl agent run` does); releasing from here too
+        # raced with a renewal in flight.
+        election.join(elector.renew_deadline + elector.retry_period)
+        if election.is_alive():
+            elector.release()
+
+
+def _one_pass(meter: Any, ctl: Any, interval: float, store_url: str | None, cluster: str,
+              leading: Callable[[], bool] | None) -> None:
+    from agent.collectors.base import ApiUnreachable
+    from controllers.kueue import KueueNotServed
+    from controllers.metering import NotLeading
+
+    try:
+        with pass_lock(store_url, cluster) as mine:
+            if not mine:
+                _log.info("controller pass skipped: another controllers process is running one on this store")
+                return
+            controller_pass(meter, ctl, leading)
+    except NotLeading as exc:
+        _log.warning("controller pass stopped: %s", exc)
+    except (ApiUnreachable, KueueNotServed) as exc:  # its message says it all: one line, not a traceback every pass
+        _log.error("controller pass failed; retrying in %gs: %s", interval, exc)
+    except Exception:
+        # A transient API or database error must not end metering: the next pass re-charges every
+        # running pod's whole interval, so nothing is lost by skipping one.
+        _log.exception("controller pass failed; retrying in %gs", interval)
 
 
 def _kueue_backoff(kueue: bool, base: int | None, cap: int | None) -> tuple[int, int]:
@@ -210,12 +383,15 @@ def _kueue_api_version(kueue: bool, value: str | None) -> str:
         raise UsageError(str(exc)) from None
 
 
-def controller_pass(meter: Any, ctl: Any) -> dict[str, Any]:
+def controller_pass(meter: Any, ctl: Any, leading: Callable[[], bool] | None = None) -> dict[str, Any]:
     """One metering pass (and one Kueue reconcile when ``ctl`` is set), as the ``--json`` summary.
 
     Each runs whatever befalls the other: a meter failing on every pass (a pod it cannot read, the store)
     must not leave queued Workloads waiting for their check, nor a failing reconcile stop the metering. The
-    first failure is raised once both have run."""
+    first failure is raised once both have run. With ``leading`` (the Lease is still held), a leader that lost
+    the lease during the metering does not reconcile: ``NotLeading`` is raised."""
+    from controllers.metering import NotLeading
+
     data: dict[str, Any] = {}
     failed: Exception | None = None
     try:
@@ -224,7 +400,12 @@ def controller_pass(meter: Any, ctl: Any) -> dict[str, Any]:
                      "skipped": r.skipped, "errors": r.errors})
     except Exception as exc:
         failed = exc
+    if isinstance(failed, NotLeading):
+        raise failed
     if ctl is not None:
+        if leading is not None and not leading():
+            raise NotLeading("kueue admission checks: this replica no longer holds the controllers' Lease; "
+                             "not reconciled (the new leader does)")
         try:
             data["kueue"] = ctl.reconcile()
         except Exception as exc:

@@ -385,6 +385,20 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     {{- with .Values.controllers.cluster }}
     - --cluster={{ . }}
     {{- end }}
+    {{- /* Only the Lease holder meters and runs the Kueue check (rights: the -controllers-lease Role). */}}
+    {{- $le := .Values.controllers.leaderElection }}
+    {{- if not (and (gt (int $le.leaseDurationSeconds) (int $le.renewDeadlineSeconds)) (gt (int $le.renewDeadlineSeconds) (int $le.retryPeriodSeconds))) }}
+    {{- fail "controllers.leaderElection: needs leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds" }}
+    {{- end }}
+    {{- if eq .Values.controllers.leaseName .Values.agent.leaseName }}
+    {{- fail (printf "controllers.leaseName: %q is agent.leaseName too; give the controllers a Lease of their own" .Values.controllers.leaseName) }}
+    {{- end }}
+    - --leader-election=on
+    - --lease-name={{ .Values.controllers.leaseName }}
+    - --lease-namespace={{ .Release.Namespace }}
+    - --lease-duration={{ $le.leaseDurationSeconds | int }}
+    - --lease-renew-deadline={{ $le.renewDeadlineSeconds | int }}
+    - --lease-retry-period={{ $le.retryPeriodSeconds | int }}
     {{- if .Values.agent.kueueAdmissionCheck }}
     - --kueue
     {{- $base := int64 .Values.agent.kueueRetryBaseSeconds }}
