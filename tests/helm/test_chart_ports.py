@@ -260,12 +260,21 @@ def test_schema_rejects_bad_port_and_client_auth_values_naming_the_field(values:
     ({"webhook": {"clientAuth": {"enabled": True, "caSecret": "a", "caConfigMap": "b"}}}, "not both"),
     ({"api": {"port": 8443}}, "api.port=8443 equals webhook.port"),
     ({"api": {"enabled": False}, "ingress": {"enabled": True}}, "ingress.enabled routes to the API"),
-    ({"api": {"enabled": False}, "metrics": {"serviceMonitor": {"enabled": True}}}, "set api.enabled=true"),
+    ({"api": {"enabled": False}, "webhook": {"metricsPort": 0}, "controllers": {"metricsPort": 0},
+      "metrics": {"serviceMonitor": {"enabled": True}}}, "metrics.serviceMonitor.enabled has nothing to scrape"),
 ])
 def test_port_and_client_auth_mistakes_fail_the_render_with_a_fix(values: dict[str, Any], message: str) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as err:
         chart.render(values, name="veu", namespace=NAMESPACE)
     assert message in str(err.value)
+
+
+def test_a_service_monitor_without_the_api_scrapes_the_webhook_and_controllers_metrics() -> None:
+    """The webhook's and the controllers' /metrics have Services of their own: they need no API."""
+    objs = render({"api": {"enabled": False}, "metrics": {"serviceMonitor": {"enabled": True}}})
+    monitors = sorted(m["metadata"]["name"] for m in of_kind(objs, "ServiceMonitor"))
+    assert monitors and all(n.endswith(("-webhook-metrics", "-controllers-metrics")) for n in monitors), monitors
+    assert any(n.endswith("-webhook-metrics") for n in monitors)
 
 
 def test_api_disabled_leaves_only_the_webhook_port() -> None:

@@ -173,8 +173,9 @@ would pass) or no key set: fail the render instead of every API pod. */}}
 {{- if and .Values.ingress.enabled (not .Values.api.enabled) }}
 {{- fail "ingress.enabled routes to the API/dashboard Service: set api.enabled=true (the webhook port serves no API)" }}
 {{- end }}
-{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.api.enabled) }}
-{{- fail "metrics.serviceMonitor.enabled scrapes /metrics from the API pods: set api.enabled=true (the webhook port serves no /metrics)" }}
+{{- $controllersMetrics := and .Values.agent.enabled .Values.controllers.enabled .Values.controllers.metricsPort }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.api.enabled) (not .Values.webhook.metricsPort) (not $controllersMetrics) }}
+{{- fail "metrics.serviceMonitor.enabled has nothing to scrape: the API is off (api.enabled=false) and so are webhook.metricsPort and controllers.metricsPort; turn one on, or set metrics.serviceMonitor.enabled=false" }}
 {{- end }}
 {{- $ss := .Values.tls.selfSigned }}
 {{- if and (not .Values.tls.certManager.enabled) (le (int $ss.caValidityDays) (int $ss.certValidityDays)) }}
