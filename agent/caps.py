@@ -27,6 +27,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
+from agent.exports.base import chip_count  # a chip count as the exports write it: 500, never 500.0
 from agent.parties import Conflict, get_party, named, party_refs
 from agent.store.db import MAX_ROW_ID, lock_for_transaction, lock_key
 from agent.store.tables.caps import Reservation, Shipment, VeuAuthorization
@@ -533,7 +534,7 @@ def overview(s: Session, packs: PackRegistry, as_of: date) -> dict[str, Any]:
         caps = caps_for(s, packs, a.name, as_of, base=base)
         auths.append({**authorization_dict(s, a), **caps_report(caps, as_of)})
     return {"as_of": as_of.isoformat(), "authorizations": auths,
-            "allocations": caps_report(allocation_caps(s, packs, as_of), as_of),
+            "allocations": allocations_report(s, packs, as_of),
             "installed": summarize(packs, base, as_of)}
 
 
@@ -555,7 +556,7 @@ def summarize(packs: PackRegistry, base: Sequence[Placement], as_of: date) -> di
     total = sum((r["tpp"] for r in by_country.values()), Fraction(0))
     countries = []
     for r in sorted(by_country.values(), key=lambda r: -r["tpp"]):
-        countries.append({**r, "count": float(r["count"]), "tpp": float(r["tpp"]), "sites": sorted(r["sites"]),
+        countries.append({**r, "count": chip_count(r["count"]), "tpp": float(r["tpp"]), "sites": sorted(r["sites"]),
                           "share": float(r["tpp"] / total) if total else 0.0})
     by_tier: dict[int, float] = {}
     for r in countries:
@@ -1031,7 +1032,7 @@ def shipment_dict(s: Session, packs: PackRegistry, x: Shipment) -> dict[str, Any
     cs = core.Shipment(x.id, x.day, party.name if party else "", x.destination, x.accelerator, exact(x.count),
                        exact(x.tpp_each), x.eccn, x.via, x.reference)
     return {"id": x.id, "date": x.day.isoformat(), "consignee": cs.consignee, "destination": x.destination,
-            "accelerator": x.accelerator, "count": x.count, "tpp_each": x.tpp_each, "tpp": float(cs.tpp),
+            "accelerator": x.accelerator, "count": chip_count(x.count), "tpp_each": x.tpp_each, "tpp": float(cs.tpp),
             "eccn": x.eccn, "via": x.via, "reference": x.reference, "authorization": a.name if a else None,
             "value_usd": x.value_usd, "consignee_address": party.address if party else "",
             "lpp_notice_required": core.lpp_notice_required(packs, cs)}
@@ -1095,7 +1096,7 @@ def holdings_page(
         info = chip(packs, acc, as_of)
         st = sites_[sid]
         items.append({"id": hid, "site": st.name, "country": st.country, "accelerator": info.id,
-                      "chip_name": info.name, "eccn": info.eccn, "count": cnt,
+                      "chip_name": info.name, "eccn": info.eccn, "count": chip_count(cnt),
                       "tpp": float(exact(cnt) * info.fraction * info.tpp),
                       "owner": names.get(own) if own else None, "operator": names.get(opr) if opr else None})
     return page(items, len(rows), limit, offset)

@@ -19,7 +19,7 @@ import os
 import smtplib
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -188,6 +188,27 @@ def _location_key(ev: ObligationEvent) -> str:
     return f"uveu-new-location:{ev.authorization}:{ev.to_country}:{ev.site}"
 
 
+def _limit_text(c: Mapping[str, Any]) -> str:
+    """A cap's limit (a ``cap_to_dict``) in words: a share as a percentage, an absolute cap in TPP."""
+    if c["kind"] == "share":
+        return f"limit {float(c['limit']) * 100:g}% of the base"
+    return f"limit {c['limit']:,.0f} TPP"
+
+
+def _no_limit_reason(packs: PackRegistry, c: Mapping[str, Any], day: date) -> str:
+    """Why a cap (a ``cap_to_dict``) has no limit on ``day``: its note (the provision that sets none), after
+    Table 1 to § 748.15(a)(2)(iii)(B) the day its last row ended, and what that means for the proposal."""
+    why = str(c["explanation"]["note"] or f"no limit is in effect on {day.isoformat()}")
+    if c["id"].startswith("nveu.installed_base."):
+        rows = [r for r in packs.history("nveu-allocation") if r.effective_to is not None]
+        last = max(rows, key=lambda r: r.effective_from, default=None)
+        if last is not None and last.effective_to is not None and day >= last.effective_to:
+            ended = last.effective_to - timedelta(days=1)
+            why += (f"; the table's last row ({last.values.get('quarter', '')}) ended {ended.isoformat()} "
+                    f"({last.citation})")
+    return f"{why}; nothing may be installed against an allocation that is not in effect"
+
+
 def _caps_block(
     s: Session, packs: PackRegistry, a: _Auth, lines: Sequence[ItemLine], country: str, on: date,
     operator: str | None,
@@ -214,7 +235,10 @@ def _caps_block(
         if bad:
             c = capcore.cap_to_dict(bad[0], 0)
             when = "" if day == on else f" on {day.isoformat()}, when the chips reserved for then are installed"
-            return f"{a.name}: the proposal would breach cap {c['id']} ({c['title']}; limit {c['limit']}){when}", ""
+            if c["limit"] is None:  # no allocation in effect on that day: say why, never "limit None"
+                return (f"{a.name}: the proposal would breach cap {c['id']} ({c['title']}){when}: "
+                        f"{_no_limit_reason(packs, c, day)}"), ""
+            return f"{a.name}: the proposal would breach cap {c['id']} ({c['title']}; {_limit_text(c)}){when}", ""
     n = len(fleets) - 1
     also = f", and on the date of each of {n} later plan{'s' if n != 1 else ''}" if n else ""
     return None, f"{a.name}: every binding cap holds after the proposal ({checked} caps checked{also})"

@@ -11,6 +11,7 @@ from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, consol
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
+from policies.errors import cli_word
 from policies.packs import parse_date
 
 auth_app = typer.Typer(help="Data Center VEU authorizations (UVEU / NVEU).", no_args_is_help=True)
@@ -30,6 +31,30 @@ def _fmt(x: Any, share: bool = False) -> str:
     return str(x)
 
 
+# A cap whose limit is None has no allocation in effect on the date (Table 1 to § 748.15(a)(2)(iii)(B) has no row
+# for it, or the 2025-2027 country allocations ended): it is OVER by design, as nothing may be placed against an
+# allocation that is not in effect. The words say so; Python's None never reaches the user.
+NO_LIMIT = "none in effect"
+NO_ALLOCATION = "OVER: no allocation in effect"
+
+
+def _limit(x: Any, share: bool = False) -> str:
+    """A cap's limit (``_fmt``), or that none is in effect."""
+    return NO_LIMIT if x is None else _fmt(x, share)
+
+
+def _status(ok: bool, limit: Any) -> str:
+    """OK / OVER, and why a cap with no limit is OVER."""
+    if ok:
+        return "OK"
+    return NO_ALLOCATION if limit is None else "OVER"
+
+
+def _why_no_limit(c: dict[str, Any]) -> str:
+    note = c.get("explanation", {}).get("note") or f"{c['title']}: no limit is in effect on this date"
+    return f"{c['id']}: {NO_ALLOCATION}: {note}; nothing may be placed against an allocation that is not in effect"
+
+
 def _print_caps(data: dict[str, Any]) -> None:
     title = f"{data.get('authorization') or 'allocations'} as of {data['as_of']}"
     if not data["caps"] and data.get("note"):  # an empty table said nothing of why
@@ -40,9 +65,12 @@ def _print_caps(data: dict[str, Any]) -> None:
         flags = ("" if c["confirmed"] else " ?") + ("" if c["enforced"] else " ~")
         share = c["kind"] == "share"
         rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": _fmt(c["value"], share),
-                     "limit": _fmt(c["limit"], share), "headroom TPP": _fmt(c["headroom"]),
-                     "ok": ("OK" if c["ok"] else "OVER") + flags})
+                     "limit": _limit(c["limit"], share), "headroom TPP": _fmt(c["headroom"]),
+                     "ok": _status(c["ok"], c["limit"]) + flags})
     table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"], title=title)
+    for c in data["caps"]:
+        if c["limit"] is None and not c["ok"]:
+            console.print(_why_no_limit(c), soft_wrap=True)
     console.print("? a provision behind the figure is UNCONFIRMED   ~ codified but not enforced on this date   "
                   "(--json for the explanation down to the holdings)")
 
@@ -121,9 +149,11 @@ def caps_explain(
     def human(d: dict[str, Any]) -> None:
         console.print(f"[bold]{d['title']}[/bold]  {d['explanation']['formula']}")
         share = d["kind"] == "share"
-        console.print(f"value {_fmt(d['value'], share)}  limit {_fmt(d['limit'], share)}  "
+        console.print(f"value {_fmt(d['value'], share)}  limit {_limit(d['limit'], share)}  "
                       f"headroom {_fmt(d['headroom'])} TPP  "
-                      f"{'OK' if d['ok'] else 'OVER'}")
+                      f"{_status(d['ok'], d['limit'])}")
+        if d["limit"] is None and not d["ok"]:
+            console.print(_why_no_limit(d), soft_wrap=True)
         for p in d["explanation"]["provisions"]:
             console.print(f"  {p['label']}")
         h = d["holdings"]
@@ -158,11 +188,16 @@ def whatif(
     def human(d: dict[str, Any]) -> None:
         def row(c: dict[str, Any]) -> dict[str, str]:
             share = c["before"]["denominator_tpp"] is not None
-            return {"cap": c["id"], "limit": _fmt(c["limit"], share), "before": _fmt(c["before"]["value"], share),
-                    "after": _fmt(c["after"]["value"], share), "ok": "OK" if c["after"]["ok"] else "OVER"}
+            return {"cap": c["id"], "limit": _limit(c["limit"], share), "before": _fmt(c["before"]["value"], share),
+                    "after": _fmt(c["after"]["value"], share), "ok": _status(c["after"]["ok"], c["limit"])}
 
         rows = [row(c) for c in d["caps"] if c["binding"]]
         table(rows, ["cap", "limit", "before", "after", "ok"], title=f"{op} {n} x {d['change']['chip_name']}")
+        for c in d["caps"]:
+            if c["binding"] and c["limit"] is None:
+                how = f"`veuctl caps explain {cli_word(name)} {c['id']} --as-of {d['as_of']}`"
+                console.print(f"{c['id']}: {NO_ALLOCATION} on {d['as_of']}, so nothing may be placed against it "
+                              f"({how} gives the provision)", soft_wrap=True)
         mf = "unlimited by these caps" if d["max_fit_unbounded"] else d["max_fit"]
         least = f"   min N: {d['min_fit']:,}" if d["min_fit"] else ""  # a cap over already: only more N cures it
         on = f" on {d['binding_on']}" if d.get("binding_on", d["as_of"]) != d["as_of"] else ""

@@ -80,17 +80,30 @@ def _detail_rows(s: Session, as_of: date) -> Iterator[Sequence[Any]]:
 
 
 def _received_in(s: Session, start: date, end: date) -> int:
-    """Holdings in force on ``end`` first received (first seen) from ``start`` through ``end``, both days
-    included: the period's receipts (§ 748.15(f)(1)(ii)(B) asks for the receipt dates)."""
-    from sqlalchemy import func
+    """How many holdings of the installed base on ``end`` were first received (first seen: the receipt date
+    § 748.15(f)(1)(ii)(B) asks for, the ``received`` column of ``holding_detail``) from ``start`` through ``end``,
+    both days included.
+
+    "In the installed base on ``end``" is decided as :func:`_detail_rows` decides it, from the dated history
+    (holdings without one from first_seen to retired_at): a chip retired inside the period is not counted, even
+    when it was seen again later and its current row no longer carries that retirement."""
+    from sqlalchemy import func, union
 
     from agent.inventory import instant_of
 
     at = instant_of(end)
-    h = Holding.__table__  # type: ignore[attr-defined]
-    return int(s.execute(select(func.count()).where(
-        h.c.first_seen >= datetime.combine(start, time.min, tzinfo=UTC), h.c.first_seen <= at,
-        or_(h.c.retired_at.is_(None), h.c.retired_at > at))).scalar_one())
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    hp, h = HoldingPeriod.__table__, Holding.__table__  # type: ignore[attr-defined]
+    received = and_(h.c.first_seen >= since, h.c.first_seen <= at)
+    versioned = (
+        select(h.c.id).join(hp, hp.c.holding_id == h.c.id)
+        .where(received, hp.c.valid_from <= at, or_(hp.c.valid_to.is_(None), hp.c.valid_to > at))
+    )
+    undated = select(h.c.id).where(
+        received, ~exists().where(hp.c.holding_id == h.c.id),
+        or_(h.c.retired_at.is_(None), h.c.retired_at > at))
+    ids = union(versioned, undated).subquery()
+    return int(s.execute(select(func.count()).select_from(ids)).scalar_one())
 
 
 def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holders: dict[str, str],

@@ -30,7 +30,7 @@ from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import api_detail
+from agent.api.fields import MAX_OFFSET, api_detail
 from agent.api.routes.fleet import _site_rows, series_days
 from agent.cases import ANSWER_MAXLEN
 from agent.store.tables.core import Party, Site, utc_today
@@ -158,6 +158,8 @@ def _param_error(e: Mapping[str, Any]) -> str:
     if loc[0] in ("query", "path") and "integer" in msg:  # only a hand-edited address: the links send numbers
         msg = (f"{str(e.get('input', ''))[:40]!r} in the page's address is not a whole number; "
                f"use the page's own links{' (previous/next)' if name == 'offset' else ''}")
+    elif loc[0] == "query" and name == "offset":  # past the bound the API sets too (MAX_OFFSET)
+        msg = f"{msg}; use the page's own links (previous/next)"
     return f"{PARAM_LABELS.get(name, name)}: {msg}"
 
 
@@ -269,6 +271,9 @@ def refused_page(request: Request, status: int, heading: str, message: str, advi
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 PAGE = 100  # rows per page of the models and shipments ledgers (previous/next links page through the rest)
+# A page's offset is bounded above as the API's is (MAX_OFFSET): past it, a 422 page naming it, not an empty page
+# that reads as "no rows". A negative one is the first page (docs/api.md, Dashboard paging).
+Offset = Query(0, le=MAX_OFFSET, description="Rows to skip (the pager's previous/next links).")
 SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
@@ -449,7 +454,7 @@ def sites(
 
 @router.get("/sites/{name:path}", response_class=HTMLResponse)  # a site name may hold a "/" ("fra1/hall-b")
 def site(
-    name: str, request: Request, offset: int = 0, s: Session = DbSession,
+    name: str, request: Request, offset: int = Offset, s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     row = next((r for r in _site_rows(s, packs, as_of) if r["name"] == name), None)
@@ -463,7 +468,7 @@ def site(
 
 @router.get("/explain/{name}/{cap_id:path}", response_class=HTMLResponse)  # LPP cap ids end in a party name
 def explain_page(
-    name: str, cap_id: str, request: Request, offset: int = 0, part: str = "numerator",
+    name: str, cap_id: str, request: Request, offset: int = Offset, part: str = "numerator",
     s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     d = svc.explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), "all" if part == "all" else "numerator")
@@ -630,7 +635,7 @@ async def release(request: Request, rid: int, s: Session = DbSession,
 
 @router.get("/shipments", response_class=HTMLResponse)
 def shipments(
-    request: Request, offset: int = 0, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+    request: Request, offset: int = Offset, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     offset = max(offset, 0)
@@ -720,7 +725,7 @@ def _form_as_of_or_today(form: Mapping[str, Any]) -> date:
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(
-    request: Request, offset: int = 0, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+    request: Request, offset: int = Offset, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
     as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
     from agent import ledger

@@ -6,6 +6,7 @@ import hashlib
 import unicodedata
 from collections.abc import Iterator
 from datetime import date, timedelta
+from fractions import Fraction
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -26,8 +27,10 @@ from agent.api.fields import (
     api_fields,
     error_response,
 )
+from agent.exports.base import chip_count
 from agent.parties import Conflict, add_party, check_address, get_party, party_refs, party_summary
 from agent.store.tables.core import Party, Site, utc_today
+from policies.caps import exact
 from policies.errors import PolicyError
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry, parse_as_of, parse_date
@@ -165,17 +168,19 @@ def update_party(
 
 def _site_rows(s: Session, packs: PackRegistry, as_of: date) -> list[dict[str, Any]]:
     base = svc.placements(s, packs, as_of)
-    by_site: dict[str, dict[str, float]] = {}
+    # Chips summed exactly (seven 1/7 MIG slices are one GPU) and written as the exports write them (chip_count):
+    # 500, never 500.0. TPP stays a float sum, as before.
+    counts: dict[str, Fraction] = {}
+    tpps: dict[str, float] = {}
     for p in base:
-        agg = by_site.setdefault(p.site, {"count": 0.0, "tpp": 0.0})
-        agg["count"] += float(p.count)
-        agg["tpp"] += float(p.tpp)
+        counts[p.site] = counts.get(p.site, Fraction(0)) + exact(p.count)
+        tpps[p.site] = tpps.get(p.site, 0.0) + float(p.tpp)
     out = []
     for x in s.exec(select(Site).order_by(Site.name)).all():
         t = tier(packs, x.country, as_of)
-        agg = by_site.get(x.name, {"count": 0.0, "tpp": 0.0})
         out.append({"name": x.name, "country": x.country, "country_name": t.name, "tier": t.tier,
-                    "provider": x.provider, "region": x.region, "cluster": x.cluster, **agg})
+                    "provider": x.provider, "region": x.region, "cluster": x.cluster,
+                    "count": chip_count(counts.get(x.name, Fraction(0))), "tpp": tpps.get(x.name, 0.0)})
     return out
 
 
@@ -280,7 +285,7 @@ def caps_overview(
 def caps_allocations(
     s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> dict[str, Any]:
-    return svc.caps_report(svc.allocation_caps(s, packs, as_of), as_of, authorization=None)
+    return svc.allocations_report(s, packs, as_of)  # as `veuctl caps show`: with a note when no figure exists
 
 
 @router.get("/caps/{name}", summary="One authorization's caps: limit, value, headroom, ok, explanation")

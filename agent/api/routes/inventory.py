@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import MAX_OFFSET
+from agent.exports.base import chip_count
 from agent.store.tables.core import Holding, Party, Site
 from agent.store.tables.inventory import CollectorError, CollectorRun
 from policies.packs import PackRegistry
@@ -85,7 +86,7 @@ def holdings(
             "site": st.name,
             "country": st.country,
             "accelerator": h.accelerator,
-            "count": h.count,
+            "count": chip_count(h.count),  # as the exports write it: 500, never 500.0
             "serial": h.serial,
             "instance_type": h.instance_type,
             "owner": names.get(h.owner_id),
@@ -114,7 +115,13 @@ def installed_base(
 ) -> dict[str, Any]:
     from agent.inventory import installed_base as base
 
-    return base(s, packs, as_of, site)  # an unknown site is a NotFound: 404
+    doc = base(s, packs, as_of, site)  # an unknown site is a NotFound: 404
+    # Chip counts as the exports write them (chip_count): whole ones as ints, MIG slices as the fraction they stand
+    # for (the float sums of agent.inventory.installed_base drift: seven 1/7 slices add up to 0.9999999999999998).
+    totals = doc["totals"]
+    for row in [*doc["holdings"], totals, *totals["by_country"].values(), *totals["by_tier"].values()]:
+        row["count"] = chip_count(row["count"])
+    return doc
 
 
 @router.get("/runs", summary="Recent collector runs with status and errors")
