@@ -106,7 +106,7 @@ def test_a_lease_the_controllers_could_not_use_fails_the_install(values: dict[st
 def test_the_chart_default_is_the_clis_default() -> None:
     import yaml
 
-    from agent.cli.admission import LEASE_NAME
+    from controllers.loop import LEASE_NAME
     from tests.helm.chart import CHART
 
     assert yaml.safe_load((CHART / "values.yaml").read_text())["controllers"]["leaseName"] == LEASE_NAME

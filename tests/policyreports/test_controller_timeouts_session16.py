@@ -126,7 +126,7 @@ def test_meter_tick_against_an_api_server_that_never_answers_ends_within_seconds
 def test_controller_pass_against_an_api_server_that_never_answers_runs_both_and_fails_within_seconds(
     silent: SilentServer, one_second: None, client: ApiClient, db_url: str,
 ) -> None:
-    from agent.cli.admission import controller_pass
+    from controllers.loop import controller_pass
     from controllers.kueue import AdmissionCheckController
     from controllers.metering import Meter
 

@@ -100,7 +100,7 @@ class Recorded:
 
 
 def _run(meter: Any, elector: LeaderElector, stop: threading.Event, url: str) -> threading.Thread:
-    from agent.cli.admission import run_controllers
+    from controllers.loop import run_controllers
 
     t = threading.Thread(target=run_controllers, args=(meter, None, 0.05),
                          kwargs={"elector": elector, "stop": stop, "store_url": url},
@@ -309,7 +309,7 @@ def test_once_on_postgresql_refuses_to_overlap_a_pass_in_progress(
     import controllers.metering
     from agent.cli import app
     from agent.cli._common import run_app
-    from agent.cli.admission import pass_lock
+    from controllers.loop import pass_lock
 
     class NeverMeter:
         def __init__(self, *a: Any, **kw: Any) -> None:

@@ -50,7 +50,7 @@ def test_a_failed_metering_pass_is_logged_and_the_next_pass_runs(
 
 
 def test_a_meter_failing_every_pass_does_not_keep_kueue_workloads_waiting_for_their_check() -> None:
-    from agent.cli.admission import controller_pass
+    from controllers.loop import controller_pass
 
     class BrokenMeter:
         def tick(self) -> Any:
