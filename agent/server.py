@@ -124,25 +124,29 @@ def _bounded_protocol() -> type:
     """uvicorn's httptools protocol with the request head bounded (:data:`MAX_REQUEST_HEAD_BYTES`).
 
     Not h11, which bounds it too: h11 parses in Python, and the webhook's reviews per second are what the admission
-    path is measured by (bench/bench_webhook.py). The URL and each header are counted as the parser completes them;
-    a head still incomplete after a read counts that read, so a head that never ends is refused once the bytes
-    buffered for it pass the limit (a read delivering a whole head and its body counts only the head)."""
+    path is measured by (bench/bench_webhook.py). The URL and each header are counted as the parser completes them,
+    and a read that lies wholly inside an unfinished head counts whole, so a head that never ends is refused once
+    the bytes read for it pass the limit (by at most one read). A body is never counted."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
-        _in_head = True  # between requests (and before the first) the next bytes are a head
-        _read = 0  # bytes read while the current head was incomplete
+        _in_head = False  # a request's head has begun and not ended
+        _boundary = False  # a request began, or its head or the request ended, during the current read
+        _read = 0  # bytes of reads that the current head spanned whole (begun before, not ended after)
         _parsed = 0  # the current head's URL and headers, as parsed
 
         def data_received(self, data: bytes) -> None:
+            was_in_head, self._boundary = self._in_head, False
             super().data_received(data)
-            if self._in_head and not self.transport.is_closing():
+            # Only a read that lay wholly inside an unfinished head counts: one that also held a head's end, a
+            # body or the next request's start is counted by _parsed (a review of 200 KiB in one read is a body).
+            if was_in_head and self._in_head and not self._boundary and not self.transport.is_closing():
                 self._read += len(data)
                 if self._read > MAX_REQUEST_HEAD_BYTES:
                     self.send_400_response("Invalid HTTP request received.")
 
         def on_message_begin(self) -> None:
-            self._in_head, self._read, self._parsed = True, 0, 0
+            self._in_head, self._boundary, self._read, self._parsed = True, True, 0, 0
             super().on_message_begin()
 
         def on_url(self, url: bytes) -> None:
@@ -154,12 +158,12 @@ def _bounded_protocol() -> type:
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
-            self._in_head = False
+            self._in_head, self._boundary = False, True
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
+            self._boundary = True
             super().on_message_complete()
-            self._in_head, self._read = True, 0
 
         def _count(self, n: int) -> None:
             self._parsed += n

@@ -90,3 +90,37 @@ def test_ordinary_large_heads_still_pass(port: int) -> None:
 
 def test_the_limit_covers_what_real_callers_send() -> None:
     assert 32 * 1024 <= MAX_REQUEST_HEAD_BYTES <= 1024 * 1024
+
+
+def _review(size: int) -> bytes:
+    import json
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big", "namespace": "default",
+                                                         "annotations": {"note": "n" * size}},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-big", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "default",
+        "operation": "CREATE", "userInfo": {"username": "u"}, "object": pod, "dryRun": True}}).encode()
+
+
+@pytest.mark.parametrize("size", [100_000, 200_000, 1_000_000])
+def test_a_review_body_larger_than_the_head_limit_sent_in_one_write_is_served(port: int, size: int) -> None:
+    """An UPDATE's review carries object and oldObject (and last-applied annotations): bodies of hundreds of KiB
+    arrive in the same read as their head, and are a body, not a head."""
+    body = _review(size)
+    head = (f"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            "\r\nConnection: close\r\n\r\n").encode()
+    out = _send(port, head, body)
+    assert out.startswith(b"HTTP/1.1 200"), out[:300]
+    assert b'"uid":"u-big"' in out
+
+
+def test_pipelined_requests_with_large_bodies_are_each_served(port: int) -> None:
+    body = _review(150_000)
+    one = (f"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+           "\r\n\r\n").encode() + body
+    last = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out = _send(port, one + one + last)
+    assert out.count(b"HTTP/1.1 200") == 3, out[:500]
+    assert out.endswith(b"ok")
