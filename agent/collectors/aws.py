@@ -29,7 +29,7 @@ import boto3
 import botocore.config
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.collectors.base import (
     Collector,
@@ -52,6 +52,8 @@ from policies.errors import PolicyError
 DEFAULT_STATES = ("pending", "running", "stopping", "shutting-down")
 # Every state DescribeInstances reports (InstanceState.Name): a name outside it would match no instance.
 EC2_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
+# botocore's legacy retry mode doubles its backoff with no cap: 8 retries sleep at most 1 + 2 + ... + 128 = 255 s.
+LEGACY_MAX_ATTEMPTS = 8
 _UNSUPPORTED = {"InvalidAction", "NotImplemented", "UnsupportedOperation", "InvalidParameterValue"}
 
 
@@ -81,6 +83,19 @@ class AwsConfig(SourceConfig):
     read_timeout: int | None = Field(
         None, ge=5, le=3600, description="Seconds for each answer; default VEU_COLLECTOR_TIMEOUT_SECONDS.")
     default_region: str = "us-east-1"
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _bounded_backoff(cls, v: int, info: ValidationInfo) -> int:
+        # standard/adaptive cap each backoff at 20 s; legacy sleeps rand x 2^(n-1) s before retry n with no cap, so
+        # a throttled call could sleep for days (2^19 s before the 20th retry) and hold the run past its deadline.
+        if info.data.get("retry_mode") == "legacy" and v > LEGACY_MAX_ATTEMPTS:
+            raise ValueError(
+                f"{v} retries in retry_mode legacy can back off for up to {2**v - 1:,} s on one call (legacy "
+                f"backoff doubles with no cap); use retry_mode standard or adaptive (each backoff at most 20 s), "
+                f"or at most {LEGACY_MAX_ATTEMPTS} retries with legacy (at most {2**LEGACY_MAX_ATTEMPTS - 1} s)"
+            )
+        return v
 
     @field_validator("states")
     @classmethod
