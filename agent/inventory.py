@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -785,11 +785,15 @@ def check_lines_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> 
             "owner and operator, so list them in one register, or give the chips serials")
 
 
-def check_serials_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> None:
+def check_serials_unshared(s: Session, scope: str, obs: Sequence[Observation],
+                           rereading: Mapping[str, frozenset[str]] | None = None) -> None:
     """Refuse serials another register holds: a chip is in one register at a time. Taking it over silently made a
     chip two files list move to whichever was read last, and back on the next read of the other (a UVEU's shares
-    then depended on the order of the reads). It moves once the register that held it no longer lists it."""
+    then depended on the order of the reads). It moves once the register that held it no longer lists it:
+    ``rereading`` maps the registers read in the same run to the serials their new versions list, so a chip moved
+    from one to the other in one run moves whichever file is read first."""
     serials = [o.external_id for o in obs if o.external_id.startswith("serial:")]
+    again = rereading or {}
     clashes: list[str] = []
     for part in _chunks(serials):
         for h, site in s.exec(
@@ -797,6 +801,8 @@ def check_serials_unshared(s: Session, scope: str, obs: Sequence[Observation]) -
                 Holding.source == "csv", Holding.scope != scope, col(Holding.retired_at).is_(None),
                 col(Holding.external_id).in_(part))
         ).all():
+            if h.scope in again and h.external_id not in again[h.scope]:
+                continue  # its register, read in this run too, no longer lists it
             clashes.append(f"{h.external_id.removeprefix('serial:')!r} (held by {h.scope} at {site})")
     if clashes:
         raise PolicyError(

@@ -296,15 +296,30 @@ class CsvCollector(Collector):
         from agent.inventory import absent_sites, check_lines_unshared, check_serials_unshared
         from agent.store import session_scope
 
+        # Every file is read before any is checked: a chip moved from one register to another in one run is then
+        # seen leaving the first whichever file comes first in csv.files (checked one by one, the receiving file
+        # read first was refused while the other still held the chip, which the other then retired: in neither).
+        # Two files listing one serial: the register holding it keeps it (on a first read, the first file listed).
+        read: list[tuple[Path, str, Any, list[Observation] | PolicyError]] = []
         for f in self.config.files:
             path = Path(f)
             scope = f"register:{path.name}"
             try:
                 with session_scope(self.store_url) as s:
                     rows = parse_register(path, s)
-                    obs = observations(rows)
+                read.append((path, scope, rows, observations(rows)))
+            except PolicyError as exc:
+                read.append((path, scope, None, exc))
+        rereading = {scope: frozenset(o.external_id for o in obs if o.external_id.startswith("serial:"))
+                     for _p, scope, _r, obs in read if not isinstance(obs, PolicyError)}
+        for path, scope, rows, obs in read:
+            if isinstance(obs, PolicyError):
+                yield ScopeResult(scope, error=str(obs))
+                continue
+            try:
+                with session_scope(self.store_url) as s:
                     check_lines_unshared(s, scope, obs)  # agent.inventory: the store's rule for register lines
-                    check_serials_unshared(s, scope, obs)  # and for serials another register holds
+                    check_serials_unshared(s, scope, obs, rereading)  # and for serials another register holds
                     gone = "" if self.config.retire_absent_sites else absent_sites(s, scope, {r.site for r in rows})
                 # Applied (new and changed lines count) but retiring nothing: the listing may be a mistake.
                 yield ScopeResult(scope, obs, error=(
@@ -313,3 +328,4 @@ class CsvCollector(Collector):
                     "csv.retire_absent_sites: true)") if gone else None)
             except PolicyError as exc:
                 yield ScopeResult(scope, error=str(exc))
+

@@ -115,3 +115,39 @@ def test_an_empty_register_file_says_it_is_empty(two_sites: str, tmp_path: Path,
     f = _write(tmp_path, "empty.csv", body)
     with pytest.raises(PolicyError, match=r"empty\.csv is empty; a register starts with the header site,accelerator"):
         import_register(f, two_sites)
+
+
+@pytest.mark.parametrize("order", ["receiving-first", "leaving-first"])
+def test_a_chip_moved_between_two_scheduled_registers_moves_in_one_run_whatever_their_order(
+        two_sites: str, tmp_path: Path, order: str) -> None:
+    """Read one by one, the receiving register listed first was refused while the other still held the chip,
+    and the other then retired it: after the run the chip was in neither register (and the receiving file's
+    other changes were dropped)."""
+    dublin = _write(tmp_path / "a", "dublin.csv", HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-1\n"
+                    "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-2\n")
+    mumbai = _write(tmp_path / "b", "mumbai.csv", HEADER + "Mumbai DC1,h100,1,Acme Cloud,Acme Ops,SN-3\n")
+    files = [str(mumbai), str(dublin)] if order == "receiving-first" else [str(dublin), str(mumbai)]
+    collector = build("csv", {"files": files})
+    assert sync(collector, two_sites).status == "ok"
+    # SN-1 moves to Mumbai; SN-4 is new there.
+    dublin.write_text(HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-2\n")
+    mumbai.write_text(HEADER + "Mumbai DC1,h100,1,Acme Cloud,Acme Ops,SN-3\n"
+                      "Mumbai DC1,h100,1,Acme Cloud,Acme Ops,SN-1\nMumbai DC1,h100,1,Acme Cloud,Acme Ops,SN-4\n")
+    run = sync(collector, two_sites)
+    assert run.status == "ok", [x.error for x in run.scopes]
+    live = _live(two_sites)
+    assert {k: v[0] for k, v in live.items()} == {
+        "serial:SN-1": "register:mumbai.csv", "serial:SN-2": "register:dublin.csv",
+        "serial:SN-3": "register:mumbai.csv", "serial:SN-4": "register:mumbai.csv"}
+
+
+def test_two_scheduled_registers_both_still_listing_a_serial_leave_it_with_its_holder(
+        two_sites: str, tmp_path: Path) -> None:
+    dublin = _write(tmp_path / "a", "dublin.csv", HEADER + "Dublin DC1,h100,1,Acme Cloud,Acme Ops,SN-1\n")
+    mumbai = _write(tmp_path / "b", "mumbai.csv", HEADER + "Mumbai DC1,h100,1,Acme Cloud,Acme Ops,SN-9\n")
+    sync(build("csv", {"files": [str(dublin), str(mumbai)]}), two_sites)
+    mumbai.write_text(HEADER + "Mumbai DC1,h100,1,Acme Cloud,Acme Ops,SN-1\n")
+    run = sync(build("csv", {"files": [str(mumbai), str(dublin)]}), two_sites)
+    bad = [x for x in run.scopes if x.error]
+    assert [x.scope for x in bad] == ["register:mumbai.csv"] and "register:dublin.csv" in (bad[0].error or "")
+    assert _live(two_sites)["serial:SN-1"][0] == "register:dublin.csv"
