@@ -159,8 +159,10 @@ def sci(x: float, digits: int = 4) -> str:
     if math.isfinite(x) and abs(x) >= 1e6 and _power_of_ten(text):
         p = float(text)
         for more in (6, 9, 12, 17):
-            if same_figure(x, p) or more <= digits:
+            if same_figure(x, p):
                 break
+            if more <= digits:  # already written with as many digits: try more
+                continue
             text = _sci(x, more)
             if not _power_of_ten(text):
                 break

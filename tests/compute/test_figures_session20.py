@@ -74,3 +74,10 @@ def test_a_run_just_under_the_threshold_is_not_listed_as_1e26(
     assert re.search(r"run \d+: 9\.9996e25 \(declared-6nd", out), out
     assert "threshold >= 1e26: 9.9996e25 does not meet it" in out
     assert "1e26 [" not in out and ": 1e26 (" not in out
+
+
+def test_a_figure_just_under_a_power_of_ten_at_more_digits_is_still_not_written_as_it() -> None:
+    from policies.compute import sci
+
+    assert sci(9.9999996e25, 7) == "9.9999996e25"
+    assert sci(1e26, 7) == "1e26"
