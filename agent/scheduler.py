@@ -24,8 +24,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,30 +72,13 @@ def check_leader_election(cfg: AgentConfig) -> None:
             f"renew_deadline_seconds ({le.renew_deadline_seconds})")
 
 
-@contextmanager
-def _only_run_on_the_store(url: str | None, name: str) -> Iterator[bool]:
+def _only_run_on_the_store(url: str | None, name: str) -> AbstractContextManager[bool]:
     """On PostgreSQL, a session advisory lock per collector, held for the run: yields False when another agent
     on the same store (two hosts outside Kubernetes, where no Lease elects a leader) is running it now.
     SQLite is one host's file; the scheduler's ``max_instances=1`` already covers it."""
-    from agent.store.db import get_engine, lock_key
+    from agent.store.db import held_while
 
-    engine = get_engine(url)
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    key = lock_key("agent", "collector", name)
-    with engine.connect() as conn:
-        held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
-        conn.commit()
-        try:
-            yield held
-        finally:
-            if held:
-                try:
-                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
-                    conn.commit()
-                except Exception:
-                    conn.invalidate()  # a dropped connection has released the lock with it
+    return held_while(url, "agent", "collector", name)
 
 
 def run_collector(cfg: AgentConfig, name: str, url: str | None) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 # The controllers' own Lease (the agent elects its leader on veu-governor-inventory).
@@ -20,32 +20,14 @@ class ConcurrentPass(Exception):
     """Another process holds the store's controllers-pass lock."""
 
 
-@contextmanager
-def pass_lock(url: str | None, cluster: str) -> Iterator[bool]:
+def pass_lock(url: str | None, cluster: str) -> AbstractContextManager[bool]:
     """On PostgreSQL, a session advisory lock per cluster held for a pass: yields False while another process
     on the store runs one (a lost leader's pass still in flight, ``--once`` beside the leader, two hosts outside
     Kubernetes). Two passes at once failed each other on the ledger's unique constraints. SQLite: one host, one
     controllers process (the chart runs it in the single pod); nothing to take."""
-    from sqlalchemy.engine import make_url
+    from agent.store.db import held_while
 
-    if not url or make_url(url).get_backend_name() != "postgresql":
-        yield True
-        return
-    from agent.store.db import get_engine, lock_key
-
-    key = lock_key("controllers", "pass", cluster)
-    with get_engine(url).connect() as conn:
-        held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
-        conn.commit()
-        try:
-            yield held
-        finally:
-            if held:
-                try:
-                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
-                    conn.commit()
-                except Exception:
-                    conn.invalidate()  # a dropped connection has released the lock with it
+    return held_while(url, "controllers", "pass", cluster)
 
 
 def run_controllers(meter: Any, ctl: Any, interval: float, *, elector: Any = None,

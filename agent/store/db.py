@@ -528,6 +528,30 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+@contextmanager
+def held_while(url: str | None, *parts: str) -> Iterator[bool]:
+    """On PostgreSQL, a session advisory lock (:func:`lock_key` of ``parts``) held for the ``with`` block: yields
+    False, at once, when another process on the store holds it (two agents running one collector, two controllers
+    passes). Elsewhere (SQLite: one host's file) yields True: there is nothing to take."""
+    engine = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = lock_key(*parts)
+    with engine.connect() as conn:
+        held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+                    conn.commit()
+                except Exception:
+                    conn.invalidate()  # a dropped connection has released the lock with it
+
+
 def lock_for_transaction(s: Session, key: int) -> None:
     """Hold ``key`` until the session's transaction ends (PostgreSQL: a transaction-scoped advisory lock).
 
