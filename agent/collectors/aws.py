@@ -168,7 +168,8 @@ class _TypeCache:
 
 
 def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
-    """Accelerator and count from a DescribeInstanceTypes entry; names are matched with memory first."""
+    """Accelerator and count from a DescribeInstanceTypes entry (GpuInfo, NeuronInfo, else
+    InferenceAcceleratorInfo); names are matched with memory first."""
     if not info:
         return None
     devices: list[tuple[str, str, float, int]] = []
@@ -190,6 +191,12 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
             ("AWS", n.get("Name", ""), float(n.get("Count", 0)),
              int((n.get("MemoryInfo") or {}).get("SizeInMiB", 0)))
         )
+    if not devices:
+        # Inference-only types (dl2q's Qualcomm AI100, inf1's Inferentia) report theirs only here; read last, as
+        # Inferentia2 types report theirs in NeuronInfo too.
+        for a in (info.get("InferenceAcceleratorInfo") or {}).get("Accelerators") or []:
+            devices.append((a.get("Manufacturer", ""), a.get("Name", ""), float(a.get("Count", 0)),
+                            int((a.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
     if not devices:
         return None
     maker, name, count, mib = devices[0]

@@ -22,6 +22,7 @@ from agent.inventory import sync
 from agent.parties import add_site
 from agent.store import session_scope
 from agent.store.tables.core import Holding
+from policies.errors import PolicyError
 from tests.inventory.awsfake import AwsFake, run, seed_client
 from tests.inventory.test_nvml_collector import FakeGpu, FakeNvml
 
@@ -130,3 +131,17 @@ def test_legacy_retry_mode_refuses_attempts_whose_backoff_is_unbounded() -> None
     # What the accepted legacy maximum really costs: at most 255 s of backoff for one call.
     assert _legacy_worst_backoff(8) <= 255.0
     assert _legacy_worst_backoff(12) > 3600.0
+
+
+def test_an_inference_only_type_is_read_from_inference_accelerator_info() -> None:
+    """dl2q and inf1 report their chips only in InferenceAcceleratorInfo: without it a new such type was counted
+    as holding no accelerator at all (not even left partial)."""
+    from agent.collectors.aws import _from_type_info
+
+    info = {"InstanceType": "dl2q.24xlarge", "InferenceAcceleratorInfo": {"Accelerators": [
+        {"Count": 8, "Manufacturer": "Qualcomm", "MemoryInfo": {"SizeInMiB": 16000}, "Name": "Qualcomm AI100"}]}}
+    assert _from_type_info(info) == ("qualcomm-ai100-standard", 8.0)
+    unknown = {"InferenceAcceleratorInfo": {"Accelerators": [
+        {"Count": 2, "Manufacturer": "Acme", "MemoryInfo": {"SizeInMiB": 1}, "Name": "Widget 9"}]}}
+    with pytest.raises(PolicyError, match="unknown to the catalog"):
+        _from_type_info(unknown)
