@@ -126,8 +126,8 @@ def test_meter_tick_against_an_api_server_that_never_answers_ends_within_seconds
 def test_controller_pass_against_an_api_server_that_never_answers_runs_both_and_fails_within_seconds(
     silent: SilentServer, one_second: None, client: ApiClient, db_url: str,
 ) -> None:
-    from controllers.loop import controller_pass
     from controllers.kueue import AdmissionCheckController
+    from controllers.loop import controller_pass
     from controllers.metering import Meter
 
     meter = Meter(CoreV1Api(client), EventsV1Api(client), db_url)
