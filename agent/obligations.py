@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
@@ -425,6 +426,9 @@ def add_evidence(
         _check_evidence_uri(uri.strip())
     if kind == "attestation" and not (statement.strip() and attested_by.strip()):
         raise PolicyError("--statement/--by: an attestation needs the statement and who attests it")
+    if attested_on is not None and attested_on > utcnow().date():
+        # Evidence is of something done: a future date (a typo, 2099) stood behind "compliant" on every date.
+        raise PolicyError(f"--on: {attested_on} is after today; date the evidence the day it was attested or issued")
     e = _entry(s, scope, subject, paragraph) or set_entry(s, scope, subject, paragraph, actor=actor)
     ev = ControlEvidence(entry_id=e.id, kind=kind, uri=uri.strip(), statement=statement.strip(),  # type: ignore[arg-type]
                          attested_by=attested_by.strip(), attested_on=attested_on)
@@ -854,24 +858,28 @@ def _holdings_history(s: Session, auths: Sequence[_Auth]) -> tuple[
     uveu_by_holder = {a.holder: a for a in auths if a.kind == "uveu"}
     transfers: list[core.Transfer] = []
     first_in: dict[tuple[str, str, str], date] = {}
-    by_holding: dict[int, list[HoldingPeriod]] = {}
-    for p in s.exec(select(HoldingPeriod).order_by(HoldingPeriod.holding_id, HoldingPeriod.valid_from)).all():
-        by_holding.setdefault(p.holding_id, []).append(p)
-    for hid, periods in by_holding.items():
-        prev = None
-        for p in periods:
-            holder = ids.get(p.owner_id) if p.owner_id else None
-            a = uveu_by_holder.get(holder or "") or uveu_by_holder.get(ids.get(p.operator_id, "") or "")
-            if a is None:
-                prev = p
-                continue
-            site = sites[p.site_id]
-            day = p.valid_from.date()
+    if not uveu_by_holder:
+        return [], []  # nothing below is about any holding that is no UVEU holder's
+    # The five columns read, as plain tuples in one pass: ORM objects for every version of every holding took
+    # most of the deadlines page on a large fleet (a holding's versions arrive together, in time order).
+    hp = HoldingPeriod.__table__  # type: ignore[attr-defined]
+    rows = s.execute(sa_select(hp.c.holding_id, hp.c.site_id, hp.c.owner_id, hp.c.operator_id, hp.c.valid_from)
+                     .order_by(hp.c.holding_id, hp.c.valid_from))
+    prev_hid: int | None = None
+    prev_site: int | None = None
+    for hid, site_id, owner_id, operator_id, valid_from in rows:
+        if hid != prev_hid:
+            prev_hid, prev_site = hid, None
+        holder = ids.get(owner_id) if owner_id else None
+        a = uveu_by_holder.get(holder or "") or uveu_by_holder.get(ids.get(operator_id, "") or "")
+        if a is not None:
+            site = sites[site_id]
+            day = valid_from.date()
             k = (a.name, site.country, site.name)
             first_in[k] = min(first_in.get(k, day), day)
-            if prev is not None and sites[prev.site_id].country != site.country:
-                transfers.append(core.Transfer(a.name, sites[prev.site_id].country, site.country, day, f"#h{hid}"))
-            prev = p
+            if prev_site is not None and sites[prev_site].country != site.country:
+                transfers.append(core.Transfer(a.name, sites[prev_site].country, site.country, day, f"#h{hid}"))
+        prev_site = site_id
     locs = []
     # Only authorizations whose application locations are recorded can tell a new location from an old one.
     app = {a.name: set(a.locations) for a in auths if a.locations is not None}
@@ -1100,14 +1108,27 @@ def _send_failure(exc: BaseException, address: str, target: str) -> str:
     return text[:2000]
 
 
+def _mail_rule_status(d: Mapping[str, Any]) -> str:
+    """"; codified, not enforced" for a deadline whose rule is not enforced (or not codified, or UNCONFIRMED)."""
+    if d.get("enforced") is not False and d.get("codified") is not False and d.get("confirmed") is not False:
+        return ""
+    words = ["codified" if d.get("codified") else "not codified",
+             "enforced" if d.get("enforced") else "not enforced"]
+    if d.get("confirmed") is False:
+        words.append("UNCONFIRMED")
+    return "; " + ", ".join(words)
+
+
 def _send_smtp(cfg: NotifySettings, deadlines: Sequence[dict[str, Any]]) -> None:
     msg = EmailMessage()
     msg["From"] = cfg.smtp_from
     msg["To"] = cfg.smtp_to
     worst = "overdue" if any(d["status"] == "overdue" for d in deadlines) else "due"
     msg["Subject"] = f"[veu-governor] {len(deadlines)} export-control deadline(s) {worst}"
-    lines = [f"- {d['due']} [{d['status'].upper()}] {d['title']} ({d['subject']}; {d['citation']})"
-             for d in deadlines]
+    # The rule's status said per line, as the list shows it: a reminder for a deadline under a rule BIS does not
+    # enforce (the AI Diffusion rule from 2025-05-13) read as if it were enforced.
+    lines = [f"- {d['due']} [{d['status'].upper()}] {d['title']} ({d['subject']}; {d['citation']}"
+             f"{_mail_rule_status(d)})" for d in deadlines]
     msg.set_content("Deadlines needing action:\n\n" + "\n".join(lines) + "\n\nMark one done with "
                     "`veuctl deadlines file KEY --on DATE`.\n")
     with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=10) as smtp:

@@ -349,7 +349,9 @@ def uveu_caps(
     ) else {auth.holder}
     counted = counted_eccns(packs, as_of)
     tiers = _Tiers(packs, as_of)
-    rows = [p for p in placements if counts(p.eccn, counted)]
+    # Whether an ECCN counts, once per ECCN: a fleet has a handful of ECCNs and 10^5 placements.
+    counted_by = {e: counts(e, counted) for e in {p.eccn for p in placements}}
+    rows = [p for p in placements if counted_by[p.eccn]]
     us = str(prov.value("us_hq_country"))
     holder_hq = parties[auth.holder].hq
 

@@ -411,6 +411,46 @@ def _mmdd(text: str, year: int) -> date:
     return date(year, m, d)
 
 
+def _report_days(prov: ResolvedProvision, key: str) -> list[str]:
+    """The ``MM-DD`` days of ``prov.values[key]``, each a day of every year, or an error naming the field.
+
+    ``veu-reporting`` is read here only: a day such as ``02-30`` (or ``02-29``, no day in three years of four) was a
+    traceback from every deadline list, a string instead of a list was read one character at a time.
+    """
+    raw = prov.value(key)
+    where = f"{prov.id}.{key}"
+    if not isinstance(raw, list) or not raw:
+        raise PolicyError(f"{where}: {raw!r} is not a list of MM-DD days (e.g. [\"01-15\", \"07-15\"]) "
+                          f"(pack {prov.pack_id})")
+    for text in raw:
+        parts = str(text).split("-")
+        ok = isinstance(text, str) and len(parts) == 2 and all(len(x) == 2 and x.isdigit() for x in parts)
+        try:
+            ok = ok and _mmdd(text, 2027) is not None  # a year without 29 February
+        except ValueError:
+            ok = False
+        if not ok:
+            raise PolicyError(f"{where}: {text!r} is not a day of every year written MM-DD (e.g. \"07-15\"; "
+                              f"29 February is refused) (pack {prov.pack_id})")
+    return [str(x) for x in raw]
+
+
+def _half_year_due(prov: ResolvedProvision) -> tuple[str, str]:
+    """(H1's due day, H2's due day) of § 748.15(f)(1)(iii): the day in July-December is the January-June report's
+    (due the same year), the day in January-June the July-December report's (due the next year), in either order.
+    Read by their position, a list written in period order (["07-15", "01-15"]) made the January-June report due
+    on January 15 of its own year, before its period ended."""
+    days = _report_days(prov, "end_user_report_due")
+    h1 = [x for x in days if int(x[:2]) >= 7]
+    h2 = [x for x in days if int(x[:2]) <= 6]
+    if len(days) != 2 or len(h1) != 1 or len(h2) != 1:
+        raise PolicyError(
+            f"{prov.id}.end_user_report_due: {days!r} must be two MM-DD days, one in July-December (the "
+            "January-June report's, due the same year) and one in January-June (the July-December report's, due "
+            f"the next year) (pack {prov.pack_id})")
+    return h1[0], h2[0]
+
+
 def _complies(prov: ResolvedProvision, on: date) -> bool:
     """Whether an event on ``on`` falls under ``prov`` once compliance with it is required.
 
@@ -466,7 +506,7 @@ def deadlines(
             continue
         last = min(horizon, a.expires or horizon)
         # § 748.15(f)(1)(iii): H1 (Jan 1-Jun 30) due Jul 15; H2 (Jul 1-Dec 31) due Jan 15 of the next year.
-        h1_due, h2_due = rep.value("end_user_report_due")[1], rep.value("end_user_report_due")[0]
+        h1_due, h2_due = _half_year_due(rep)
         for year in range(a.granted.year, last.year + 1):
             for half, start, end, due in (
                 (1, date(year, 1, 1), date(year, 6, 30), _mmdd(h1_due, year)),
@@ -483,7 +523,7 @@ def deadlines(
         # Supp. 10 ¶10: chip accounting each February 1 and August 1, from ¶10's compliance date on (the
         # AI Diffusion IFR added it; nothing was due under it on February 1, 2025).
         for year in range(a.granted.year, last.year + 1):
-            for mmdd in rep.value("chip_accounting_due"):
+            for mmdd in _report_days(rep, "chip_accounting_due"):
                 due = _mmdd(mmdd, year)
                 p10 = packs.find(paragraph_id(10), due)
                 if due <= a.granted or due > last or p10 is None or not _complies(p10, due):
@@ -527,6 +567,8 @@ def deadlines(
             f"{days}-day notice of transfer {t.from_country} -> {t.to_country} on {t.on}", t.authorization,
             t.on - timedelta(days=days), prov, "Supp. 10 ¶5 intra-company transfer notification")
     for inc in incidents:
+        if inc.discovered > as_of:
+            continue  # not yet discovered on the as-of date (as a filing after it is not yet done)
         found = packs.find("veu-notices", inc.discovered)
         if found is None or not _complies(found, inc.discovered):
             continue  # before the notice duty existed or had to be complied with: nothing to file
@@ -539,7 +581,7 @@ def deadlines(
         # ¶11: notify BIS "if, at any time, any requirements have not been met"; no period is given, so the
         # notice is due the day the register records the requirement as not met.
         p11 = packs.find(paragraph_id(11), since)
-        if p11 is not None:
+        if p11 is not None and since <= as_of:  # recorded as not met after the as-of date: not yet on it
             add(f"unmet-requirement:{ref}", "unmet-requirement-notice", f"Notify BIS: requirement not met ({ref})",
                 ref, since, p11, "Supp. 10 ¶11; the register marks this paragraph non-compliant")
     out.sort(key=lambda d: (d.due, d.key))

@@ -84,11 +84,14 @@ def show(
         data = svc.register(s, registry(), scope, subject, as_of(as_of_))
 
     def human(d: dict[str, Any]) -> None:
-        table([{**r, "evidence": len(r["evidence"]), "flags": "; ".join(r["flags"])} for r in d["paragraphs"]],
+        # A paragraph the reference only names (¶9, ¶13) is marked as the JSON marks it ("confirmed": false).
+        table([{**r, "evidence": len(r["evidence"]), "flags": "; ".join(r["flags"]),
+                "heading": r["heading"] + ("" if r["confirmed"] else " (UNCONFIRMED)")} for r in d["paragraphs"]],
               ["number", "heading", "owner", "status", "review_date", "evidence", "compliance_from", "flags"],
               title=f"Supp. No. 10 register: {d['scope']} {d['subject']} as of {d['as_of']}")
         # "open 19 · in-progress 0 · ... · flagged 0", as the dashboard's register shows it (was a Python dict)
         console.print(" · ".join(f"{k} {n}" for k, n in d["summary"].items()), highlight=False, markup=False)
+        _status_note([r for r in d["paragraphs"]], d["as_of"], "paragraph")
 
     emit(data, json_, human)
 
@@ -284,11 +287,36 @@ def list_(
         rows = [d.to_dict() for d in svc.deadline_list(s, registry(), as_of(as_of_), status)]
 
     def human(r: list[dict[str, Any]]) -> None:
-        # A filing after the due date is done but late: the JSON says so ("late"), and so must the table.
-        table([{**d, "status": f"{d['status']} (filed {d['done_on']}, late)" if d["late"] else d["status"]}
-               for d in r], ["due", "status", "title", "subject", "citation", "key"])
+        # A filing after the due date is done but late: the JSON says so ("late"), and so must the table. The
+        # rule's status on the date is shown as the JSON gives it ("codified", "enforced"): inside the AI
+        # Diffusion rule's non-enforcement a deadline is listed, never hidden, and marked not enforced.
+        table([{**d, "status": f"{d['status']} (filed {d['done_on']}, late)" if d["late"] else d["status"],
+                "rule": _rule_label(d)} for d in r], ["due", "status", "title", "subject", "citation", "rule", "key"])
+        _status_note(r, as_of(as_of_).isoformat(), "deadline")
 
     emit(rows, json_, human)
+
+
+def _rule_label(d: dict[str, Any]) -> str:
+    """A row's legal status as a word or three: "codified, not enforced", plus UNCONFIRMED where it is."""
+    if d.get("codified") is None and d.get("enforced") is None:
+        return ""
+    words = ["codified" if d.get("codified") else "not codified", "enforced" if d.get("enforced") else "not enforced"]
+    if d.get("confirmed") is False:
+        words.append("UNCONFIRMED")
+    return ", ".join(words)
+
+
+def _status_note(rows: list[dict[str, Any]], day: str, noun: str) -> None:
+    """One line under a table when some of its rows rest on a rule that is not enforced (or not codified) on
+    ``day``: they are still listed, because the rule's text still stands."""
+    off = [r for r in rows if r.get("enforced") is False]
+    if off:
+        codified = all(r.get("codified") for r in off)
+        console.print(f"note: {len(off)} {noun}(s) rest on provisions that are "
+                      f"{'codified but ' if codified else ''}not enforced as of {day}; listed because the "
+                      "regulation's text still stands (see `veuctl policy show PROVISION`)", highlight=False,
+                      markup=False, soft_wrap=True)
 
 
 @deadlines_app.command("file")
