@@ -20,6 +20,7 @@ agent_app = typer.Typer(help="The inventory agent service.", no_args_is_help=Tru
 
 ConfigOpt = typer.Option(None, "--config", help="Agent config YAML (default: VEU_AGENT_CONFIG).")
 SOURCES = ("aws", "gcp", "k8s", "nvml", "csv")
+SHOW_ROWS = 200  # holdings `inventory show` draws in its table by default (--limit)
 
 
 def config_file(config: str | None) -> str | None:
@@ -121,18 +122,40 @@ def import_cmd(
 def show_cmd(
     site: str | None = typer.Option(None, "--site", help="Only this site."),
     as_of_: str | None = AsOfOpt,
+    limit: int | None = typer.Option(
+        None, "--limit", help=f"At most this many holdings (0: all); default {SHOW_ROWS} in the table, all with "
+                              "--json."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many holdings (site, accelerator order)."),
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """The installed base at the end of a date: holdings by site/chip/owner/operator with TPP and totals."""
+    """The installed base at the end of a date: holdings by site/chip/owner/operator with TPP and totals.
+
+    The table shows the first holdings (--limit, --offset); the totals are always the whole installed base."""
     from agent.inventory import end_of_day, installed_base
     from agent.packs import registry
     from agent.store import session_scope
 
+    for name, value in (("--limit", limit), ("--offset", offset)):
+        if value is not None and value < 0:
+            hint = "0 for every holding, or a number of holdings" if name == "--limit" else "a number of holdings"
+            raise UsageError(f"{name}: {value} is below 0; give {hint} (0 or more)")
+        if value is not None and value >= 2**63:
+            raise UsageError(f"{name}: {value}: too large (limits and offsets are 64-bit integers); "
+                             + ("give --limit 0 for every holding" if name == "--limit" else "give a smaller offset"))
     d = as_of(as_of_) if as_of_ is not None else None
     not_blank(site, "--site", "give a site's name, or leave --site out for every site")
     with session_scope(db_url(db)) as s:
         data = installed_base(s, registry(), d, site)
+    # The table draws at most SHOW_ROWS holdings unless told otherwise (drawing ~90k rows took a minute); --json
+    # keeps every holding, in the same shape, unless --limit N (N > 0) or --offset is given: then it pages too and
+    # says how many holdings there are in all (holdings_total). The totals are always the whole installed base.
+    total = len(data["holdings"])
+    if not json_ or (limit or 0) > 0 or offset > 0:
+        shown = limit if limit is not None else (0 if json_ else SHOW_ROWS)
+        data["holdings"] = data["holdings"][offset:offset + shown if shown else None]
+        if json_:
+            data["holdings_total"] = total
 
     def human(x: dict[str, Any]) -> None:
         # The date asked for, and the instant counted: its end (UTC) for a past date, now for today.
@@ -144,6 +167,12 @@ def show_cmd(
             title=f"Installed base as of {x['as_of']} "
                   + ("(end of day, UTC)" if whole_day else f"(now, {at:%Y-%m-%d %H:%M} UTC)"),
         )
+        rest = total - offset - len(x["holdings"])
+        if rest > 0:
+            end = offset + len(x["holdings"])
+            err_console.print(
+                f"{rest:,} more holdings not shown (holdings {offset + 1}-{end} of "
+                f"{total:,}); --offset {end} for the next, --limit 0 for all, or --json", soft_wrap=True)
         t = x["totals"]
         err_console.print(
             f"total: {t['count']:g} chips, TPP {t['tpp']:,.0f}; by tier: "
