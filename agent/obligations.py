@@ -936,7 +936,9 @@ def file_deadline(
     A periodic report filed on or before the last day of the period it covers is refused unless ``early``:
     the report covers the whole period and is due after it ends, so such a date is almost always a typo (or
     the wrong period's key), and recording it would mark the real report done before it exists. With
-    ``early`` the filing is kept and its audit entry says it was filed early.
+    ``early`` the filing is kept and its audit entry says it was filed early. A chip accounting (Supp. 10 ¶10,
+    as of its reporting date, no period) filed before it is due, i.e. before the reminder lead (``lead_days``)
+    ahead of its reporting date, is refused the same way unless ``early``.
     """
     today = utcnow().date()
     if on > today:
@@ -956,6 +958,20 @@ def file_deadline(
                 f"covers; that period ends on {end}, and a report covering it is filed after that (due "
                 f"{deadline.due}): check the date, or pass --early if it really was filed before the period ended")
         early_end = end
+    early_due: date | None = None  # the reporting date a chip accounting was filed well before, with --early
+    if deadline.kind == "chip-accounting-report":
+        # Supp. 10 ¶10 accounts for the chips "each February 1 and August 1" (¶6 measures "on the reporting
+        # dates"): the accounting is as of its reporting date and has no period. Filed within the reminder lead
+        # (when `deadlines list` shows it due) it is on time; months before, it is a typo or the wrong date's key.
+        lead = int(packs.provision("obligation-reminders", as_of or today).value("lead_days"))
+        opens = deadline.due - timedelta(days=lead)
+        if on < opens:
+            if not early:
+                raise PolicyError(
+                    f"--on: {on} is before {key} is due: it is the chip accounting as of the reporting date "
+                    f"{deadline.due} (Supp. 10 ¶10), due from {opens} ({lead} days before, obligation-reminders "
+                    "lead_days): check the date, or pass --early if it really was filed that early")
+            early_due = deadline.due
     filed = s.exec(select(ObligationFiling).where(ObligationFiling.key == key)).first()
     if filed is not None:
         ref = f", reference {filed.reference!r}" if filed.reference else ""
@@ -969,6 +985,9 @@ def file_deadline(
         # The override is part of the record: an auditor sees the report was filed before its period ended.
         payload["early"] = True
         payload["period_end"] = early_end
+    if early_due is not None:
+        payload["early"] = True
+        payload["due"] = early_due
     record(s, actor=who, action="obligations.deadline.file", subject=f"deadline:{key}", payload=payload)
     return f
 

@@ -17,7 +17,7 @@ from typing import Any
 from policies.compute import more_than
 from policies.errors import PolicyError, cli_word
 from policies.jurisdictions import TierResult
-from policies.packs import PackRegistry, ResolvedProvision
+from policies.packs import HALF_YEAR_RULE, PackRegistry, ResolvedProvision, half_year_days, report_days_problem
 from policies.parties import EffectiveTier
 
 PARAGRAPH_COUNT = 19
@@ -414,24 +414,14 @@ def _mmdd(text: str, year: int) -> date:
 def _report_days(prov: ResolvedProvision, key: str) -> list[str]:
     """The ``MM-DD`` days of ``prov.values[key]``, each a day of every year, or an error naming the field.
 
-    ``veu-reporting`` is read here only: a day such as ``02-30`` (or ``02-29``, no day in three years of four) was a
-    traceback from every deadline list, a string instead of a list was read one character at a time.
+    A day such as ``02-30`` (or ``02-29``, no day in three years of four) was a traceback from every deadline list,
+    a string instead of a list was read one character at a time. A pack is checked for this on load
+    (``policies.packs``, in the same words); this check stands for a provision that reached here another way.
     """
     raw = prov.value(key)
-    where = f"{prov.id}.{key}"
-    if not isinstance(raw, list) or not raw:
-        raise PolicyError(f"{where}: {raw!r} is not a list of MM-DD days (e.g. [\"01-15\", \"07-15\"]) "
-                          f"(pack {prov.pack_id})")
-    for text in raw:
-        parts = str(text).split("-")
-        ok = isinstance(text, str) and len(parts) == 2 and all(len(x) == 2 and x.isdigit() for x in parts)
-        try:
-            ok = ok and _mmdd(text, 2027) is not None  # a year without 29 February
-        except ValueError:
-            ok = False
-        if not ok:
-            raise PolicyError(f"{where}: {text!r} is not a day of every year written MM-DD (e.g. \"07-15\"; "
-                              f"29 February is refused) (pack {prov.pack_id})")
+    problem = report_days_problem(raw)
+    if problem is not None:
+        raise PolicyError(f"{prov.id}.{key}: {problem} (pack {prov.pack_id})")
     return [str(x) for x in raw]
 
 
@@ -441,14 +431,10 @@ def _half_year_due(prov: ResolvedProvision) -> tuple[str, str]:
     Read by their position, a list written in period order (["07-15", "01-15"]) made the January-June report due
     on January 15 of its own year, before its period ended."""
     days = _report_days(prov, "end_user_report_due")
-    h1 = [x for x in days if int(x[:2]) >= 7]
-    h2 = [x for x in days if int(x[:2]) <= 6]
-    if len(days) != 2 or len(h1) != 1 or len(h2) != 1:
-        raise PolicyError(
-            f"{prov.id}.end_user_report_due: {days!r} must be two MM-DD days, one in July-December (the "
-            "January-June report's, due the same year) and one in January-June (the July-December report's, due "
-            f"the next year) (pack {prov.pack_id})")
-    return h1[0], h2[0]
+    split = half_year_days(days)
+    if split is None:
+        raise PolicyError(f"{prov.id}.end_user_report_due: {days!r} {HALF_YEAR_RULE} (pack {prov.pack_id})")
+    return split
 
 
 def _complies(prov: ResolvedProvision, on: date) -> bool:

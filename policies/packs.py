@@ -99,6 +99,7 @@ def _check_codes(key: str, codes: Iterable[Any]) -> None:
 # naming the file and the key, instead of silently deciding every later evaluation.
 _FRACTION, _POSITIVE, _NON_NEGATIVE, _DAYS, _COUNTRY, _LIST, _ANY = (
     "fraction", "positive", "non-negative", "days", "country", "list", "any")
+_MMDD, _HALF_YEARS = "MM-DD days", "half-year report days"
 _REQ, _OPT = True, False
 _Spec = dict[str, tuple[str, bool]]
 # A destination-and-headquarters licence scope (policies.paths._in_scope): every key narrows the scope if left out.
@@ -174,6 +175,11 @@ _VALUE_SPECS: dict[str, _Spec] = {
     "veu-notices": {k: (_DAYS, _REQ) for k in (
         "uveu_new_datacenter_notice_days", "inter_country_transfer_notice_days", "theft_loss_report_days")},
     "veu-recordkeeping": {"retention_years": (_DAYS, _REQ)},
+    # Read by policies.obligations (which checks them again, in the same words, for a registry built another way).
+    "veu-reporting": {
+        "end_user_report_due": (_HALF_YEARS, _REQ), "chip_accounting_due": (_MMDD, _REQ),
+        "nveu_customer_list": (_ANY, _OPT),
+    },
     "transistor-count-thresholds": {
         "max_transistors": (_POSITIVE, _REQ), "max_transistors_without_hbm": (_POSITIVE, _REQ),
     },
@@ -204,10 +210,47 @@ def _value_spec(provision_id: str) -> _Spec | None:
     return _VALUE_SPECS.get(provision_id)
 
 
+def report_days_problem(v: Any) -> str | None:
+    """Why ``v`` is not a list of ``MM-DD`` days of every year (``veu-reporting``), or None.
+
+    ``02-30`` is no day and ``02-29`` no day in three years of four: either broke every deadline list.
+    """
+    if not isinstance(v, list) or not v:
+        return f"{v!r} is not a list of MM-DD days (e.g. [\"01-15\", \"07-15\"])"
+    for text in v:
+        parts = str(text).split("-")
+        ok = isinstance(text, str) and len(parts) == 2 and all(len(x) == 2 and x.isdigit() for x in parts)
+        try:
+            ok = ok and date(2027, int(parts[0]), int(parts[1])) is not None  # a year without 29 February
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"{text!r} is not a day of every year written MM-DD (e.g. \"07-15\"; 29 February is refused)"
+    return None
+
+
+def half_year_days(days: list[str]) -> tuple[str, str] | None:
+    """(H1's due day, H2's due day) of § 748.15(f)(1)(iii) from two MM-DD days, or None if they are not one in
+    July-December (the January-June report's, due the same year) and one in January-June (the July-December
+    report's, due the next year)."""
+    h1 = [x for x in days if int(x[:2]) >= 7]
+    h2 = [x for x in days if int(x[:2]) <= 6]
+    return (h1[0], h2[0]) if len(days) == 2 and len(h1) == 1 and len(h2) == 1 else None
+
+
+HALF_YEAR_RULE = ("must be two MM-DD days, one in July-December (the January-June report's, due the same year) and "
+                  "one in January-June (the July-December report's, due the next year)")
+
+
 def _kind_problem(kind: str, v: Any) -> str | None:
     """Why ``v`` is not of ``kind``, or None. ``None`` (YAML ``null``) is left to the required check."""
     if kind == _ANY or v is None:
         return None
+    if kind in (_MMDD, _HALF_YEARS):
+        problem = report_days_problem(v)
+        if problem is None and kind == _HALF_YEARS and half_year_days(v) is None:
+            problem = f"{v!r} {HALF_YEAR_RULE}"
+        return problem
     if kind == _COUNTRY:  # a string is checked as a code by the values validator
         return None if isinstance(v, str) else f"{v!r} is not an ISO 3166 alpha-2 country code"
     if kind == _LIST:  # "D:5" for ["D:5"] would be read letter by letter

@@ -325,7 +325,9 @@ def file_(
     on: str = typer.Option(..., "--on", help="Date filed."),
     reference: str = typer.Option("", "--reference", help="Filing reference (e.g. the BIS submission number)."),
     early: bool = typer.Option(False, "--early", help="A periodic report (semi-annual) filed before its period "
-                               "ended: record it anyway; the audit entry says it was filed early."),
+                               "ended, or a chip accounting filed before it is due (before the reminder lead "
+                               "ahead of its reporting date): record it anyway; the audit entry says it was "
+                               "filed early."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Mark a deadline done by recording the filing with BIS."""

@@ -84,11 +84,11 @@ provisions:
 ])
 def test_a_report_date_that_is_no_day_of_every_year_is_refused_naming_the_field(
         packs: PackRegistry, values: str, field: str) -> None:
-    reg = _with_reporting(packs, values)
+    # Refused as the pack loads (policies.packs checks veu-reporting's values), naming the file and the value.
     with pytest.raises(PolicyError) as exc:
-        ob.deadlines(reg, date(2026, 3, 1), [AUTH])
+        ob.deadlines(_with_reporting(packs, values), date(2026, 3, 1), [AUTH])
     msg = str(exc.value)
-    assert f"veu-reporting.{field}" in msg and "acme-reporting" in msg and "\n" not in msg, msg
+    assert f"values.{field}" in msg and "acme.yaml" in msg and "veu-reporting" in msg and "\n" not in msg, msg
 
 
 def test_the_half_year_report_dates_are_read_by_the_half_they_follow_not_by_their_order(packs: PackRegistry) -> None:
