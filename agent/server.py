@@ -126,27 +126,34 @@ def _bounded_protocol() -> type:
     Not h11, which bounds it too: h11 parses in Python, and the webhook's reviews per second are what the admission
     path is measured by (bench/bench_webhook.py). The URL and each header are counted as the parser completes them,
     and a read that lies wholly inside an unfinished head counts whole, so a head that never ends is refused once
-    the bytes read for it pass the limit (by at most one read). A body is never counted."""
+    the bytes read for it pass the limit (by at most one read); so is a chunked body's trailer that never ends.
+    A body is never counted."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _in_head = False  # a request's head has begun and not ended
         _boundary = False  # a request began, or its head or the request ended, during the current read
         _read = 0  # bytes of reads that the current head spanned whole (begun before, not ended after)
-        _parsed = 0  # the current head's URL and headers, as parsed
+        _parsed = 0  # the current head's URL and headers (and a chunked body's trailers), as parsed
+        _open = False  # a request has begun and not ended
+        _body = False  # body bytes arrived during the current read
 
         def data_received(self, data: bytes) -> None:
-            was_in_head, self._boundary = self._in_head, False
+            was_in_head, was_open = self._in_head, self._open
+            self._boundary = self._body = False
             super().data_received(data)
             # Only a read that lay wholly inside an unfinished head counts: one that also held a head's end, a
             # body or the next request's start is counted by _parsed (a review of 200 KiB in one read is a body).
-            if was_in_head and self._in_head and not self._boundary and not self.transport.is_closing():
+            # So does a read inside an open request that carried no body byte: a chunked body's trailer field (or
+            # chunk extension) that never ends, which httptools would otherwise buffer without bound.
+            if was_open and not self._boundary and not self._body and not self.transport.is_closing() and (
+                    was_in_head == self._in_head):
                 self._read += len(data)
                 if self._read > MAX_REQUEST_HEAD_BYTES:
                     self.send_400_response("Invalid HTTP request received.")
 
         def on_message_begin(self) -> None:
-            self._in_head, self._boundary, self._read, self._parsed = True, True, 0, 0
+            self._in_head, self._open, self._boundary, self._read, self._parsed = True, True, True, 0, 0
             super().on_message_begin()
 
         def on_url(self, url: bytes) -> None:
@@ -158,11 +165,15 @@ def _bounded_protocol() -> type:
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
-            self._in_head, self._boundary = False, True
+            self._in_head, self._boundary, self._read = False, True, 0
             super().on_headers_complete()
 
+        def on_body(self, body: bytes) -> None:
+            self._body, self._read = True, 0
+            super().on_body(body)
+
         def on_message_complete(self) -> None:
-            self._boundary = True
+            self._open, self._boundary = False, True
             super().on_message_complete()
 
         def _count(self, n: int) -> None:

@@ -124,3 +124,41 @@ def test_pipelined_requests_with_large_bodies_are_each_served(port: int) -> None
     out = _send(port, one + one + last)
     assert out.count(b"HTTP/1.1 200") == 3, out[:500]
     assert out.endswith(b"ok")
+
+
+def test_a_chunked_body_trailer_that_never_ends_is_refused(port: int) -> None:
+    """After the last chunk, trailer fields are head-like text that httptools buffers until they end: a trailer
+    sent on and on, read after read, is refused like an oversized head (the body's own bytes never count)."""
+    head = (b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Trailer: ")
+    out = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            s.sendall(head)
+            for _ in range(32):  # 2 MiB of one trailer value, in separate writes
+                s.sendall(b"t" * 65536)
+                time.sleep(0.005)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused while still sending
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            out = out or RESET
+    assert _refused(out), out[:200]
+
+
+def test_a_slow_chunked_upload_is_not_refused(port: int) -> None:
+    body = _review(1000)
+    head = (b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        for i in range(0, len(body), 100):
+            part = body[i:i + 100]
+            s.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200"), out[:300]
