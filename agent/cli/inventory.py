@@ -168,7 +168,10 @@ def show_cmd(
                   + ("(end of day, UTC)" if whole_day else f"(now, {at:%Y-%m-%d %H:%M} UTC)"),
         )
         rest = total - offset - len(x["holdings"])
-        if rest > 0:
+        if offset and offset >= total:  # an empty table said nothing of why
+            err_console.print(f"--offset {offset:,} is past the last holding ({total:,} in all); --offset 0 for the "
+                              "first page", soft_wrap=True)
+        elif rest > 0:
             end = offset + len(x["holdings"])
             err_console.print(
                 f"{rest:,} more holdings not shown (holdings {offset + 1}-{end} of "

@@ -109,3 +109,12 @@ def test_bad_limit_or_offset_is_refused_naming_the_option(
     code, out, err = _veuctl(capsys, monkeypatch, "inventory", "show", *args)
     assert code == 2 and out == "", err
     assert err.startswith("error: ") and err.count("\n") == 1 and name in err, err
+
+
+def test_an_offset_past_the_last_holding_says_so(
+    fleet: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = _veuctl(capsys, monkeypatch, "inventory", "show", "--offset", "10000")
+    assert code == 0, err
+    assert _sites_in(out) == []
+    assert f"--offset 10,000 is past the last holding ({N} in all)" in err
