@@ -37,7 +37,25 @@ from tests.inventory.test_nvml_collector import FakeGpu, FakeNvml
 
 ACCOUNT = "123456789012"  # moto's default account
 P5 = "p5.48xlarge"
-G5G = "g5g.xlarge"  # an NVIDIA T4g, which the catalog does not list (DescribeInstanceTypes names it)
+G5G = "g5g.xlarge"  # an NVIDIA T4g; the catalog lists it since session 20, so `no_t4g` takes it out again
+
+
+@pytest.fixture()
+def no_t4g(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalog that does not know the T4g (as it did not until session 20): neither the g5g instance types
+    nor the name DescribeInstanceTypes gives the chip."""
+    import agent.collectors.aws as aws_collector
+
+    known, real = aws_collector.instance_accelerators, aws_collector.resolve_alias
+
+    def instance_accelerators(provider: str, instance_type: str) -> Any:
+        return None if instance_type.startswith("g5g.") else known(provider, instance_type)
+
+    def resolve_alias(name: str, *args: Any, **kw: Any) -> Any:
+        return real(name.replace("T4g", "T4g-not-in-this-catalog"), *args, **kw)
+
+    monkeypatch.setattr(aws_collector, "instance_accelerators", instance_accelerators)
+    monkeypatch.setattr(aws_collector, "resolve_alias", resolve_alias)
 
 
 def _aws(**kw: object) -> Any:
@@ -59,7 +77,7 @@ def _errors(url: str, run_id: int) -> list[str]:
 
 
 def test_an_instance_type_with_an_uncatalogued_gpu_leaves_only_its_instances_uncounted_and_names_the_type(
-    aws: AwsFake, store: str
+    aws: AwsFake, store: str, no_t4g: None
 ) -> None:
     ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
     before = run(ec2, P5, 1)[0]
@@ -81,7 +99,7 @@ def test_an_instance_type_with_an_uncatalogued_gpu_leaves_only_its_instances_unc
 
 
 def test_a_capacity_reservation_of_an_uncatalogued_gpu_type_is_named_and_the_rest_still_counts(
-    aws: AwsFake, store: str
+    aws: AwsFake, store: str, no_t4g: None
 ) -> None:
     ids = run(seed_client(aws.moto_url, "ec2", "us-east-1"), P5, 1)
     aws.faults.reservations["us-east-1"] = [{"id": "cr-0aaaaaaaaaaaaaaa0", "type": G5G, "available": 2, "total": 2}]
