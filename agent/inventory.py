@@ -752,18 +752,26 @@ def installed_base(
             b = bucket.setdefault(key, {"count": 0.0, "tpp": 0.0})
             b["count"] += count
             b["tpp"] += tpp
+    totals: dict[str, Any] = {
+        "count": sum(h["count"] for h in holdings),
+        "tpp": sum(h["tpp"] for h in holdings),
+        "by_country": by_country,
+        "by_tier": by_tier,
+    }
+    # Chip counts as the exports write them (chip_count): whole ones as ints, MIG slices as the fraction they stand
+    # for (the float sums above drift: seven 1/7 slices add up to 0.9999999999999998). The API and the CLI's --json
+    # both answer this.
+    from agent.exports.base import chip_count
+
+    for row in [*holdings, totals, *by_country.values(), *by_tier.values()]:
+        row["count"] = chip_count(row["count"])
     return {
         # The date asked for (as every other ``as_of`` in the API); ``at`` is the instant counted: the end of
         # that UTC day (its last microsecond, 23:59:59.999999), or now for today.
         "as_of": day.isoformat(),
         "at": at.isoformat(),
         "holdings": holdings,
-        "totals": {
-            "count": sum(h["count"] for h in holdings),
-            "tpp": sum(h["tpp"] for h in holdings),
-            "by_country": by_country,
-            "by_tier": by_tier,
-        },
+        "totals": totals,
     }
 
 

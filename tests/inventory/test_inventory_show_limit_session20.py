@@ -118,3 +118,14 @@ def test_an_offset_past_the_last_holding_says_so(
     assert code == 0, err
     assert _sites_in(out) == []
     assert f"--offset 10,000 is past the last holding ({N} in all)" in err
+
+
+def test_json_writes_chip_counts_as_the_exports_and_the_api_do(
+    fleet: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = _veuctl(capsys, monkeypatch, "inventory", "show", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert all(type(h["count"]) is int for h in data["holdings"])
+    assert type(data["totals"]["count"]) is int
+    assert all(type(b["count"]) is int for b in data["totals"]["by_country"].values())

@@ -115,13 +115,7 @@ def installed_base(
 ) -> dict[str, Any]:
     from agent.inventory import installed_base as base
 
-    doc = base(s, packs, as_of, site)  # an unknown site is a NotFound: 404
-    # Chip counts as the exports write them (chip_count): whole ones as ints, MIG slices as the fraction they stand
-    # for (the float sums of agent.inventory.installed_base drift: seven 1/7 slices add up to 0.9999999999999998).
-    totals = doc["totals"]
-    for row in [*doc["holdings"], totals, *totals["by_country"].values(), *totals["by_tier"].values()]:
-        row["count"] = chip_count(row["count"])
-    return doc
+    return base(s, packs, as_of, site)  # an unknown site is a NotFound: 404; counts written as the exports do
 
 
 @router.get("/runs", summary="Recent collector runs with status and errors")
