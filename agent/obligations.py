@@ -1127,15 +1127,21 @@ def _send_failure(exc: BaseException, address: str, target: str) -> str:
     return text[:2000]
 
 
-def _mail_rule_status(d: Mapping[str, Any]) -> str:
-    """"; codified, not enforced" for a deadline whose rule is not enforced (or not codified, or UNCONFIRMED)."""
-    if d.get("enforced") is not False and d.get("codified") is not False and d.get("confirmed") is not False:
-        return ""
+def rule_status(d: Mapping[str, Any]) -> str:
+    """A deadline's (or paragraph's) rule status in words, as its ``codified``/``enforced``/``confirmed`` say:
+    "codified, not enforced", with UNCONFIRMED where it is."""
     words = ["codified" if d.get("codified") else "not codified",
              "enforced" if d.get("enforced") else "not enforced"]
     if d.get("confirmed") is False:
         words.append("UNCONFIRMED")
-    return "; " + ", ".join(words)
+    return ", ".join(words)
+
+
+def _mail_rule_status(d: Mapping[str, Any]) -> str:
+    """"; codified, not enforced" for a deadline whose rule is not enforced (or not codified, or UNCONFIRMED)."""
+    if d.get("enforced") is not False and d.get("codified") is not False and d.get("confirmed") is not False:
+        return ""
+    return "; " + rule_status(d)
 
 
 def _send_smtp(cfg: NotifySettings, deadlines: Sequence[dict[str, Any]]) -> None:

@@ -91,7 +91,7 @@ def show(
               title=f"Supp. No. 10 register: {d['scope']} {d['subject']} as of {d['as_of']}")
         # "open 19 · in-progress 0 · ... · flagged 0", as the dashboard's register shows it (was a Python dict)
         console.print(" · ".join(f"{k} {n}" for k, n in d["summary"].items()), highlight=False, markup=False)
-        _status_note([r for r in d["paragraphs"]], d["as_of"], "paragraph")
+        _status_note(d["paragraphs"], d["as_of"], "paragraph")
 
     emit(data, json_, human)
 
@@ -298,13 +298,10 @@ def list_(
 
 
 def _rule_label(d: dict[str, Any]) -> str:
-    """A row's legal status as a word or three: "codified, not enforced", plus UNCONFIRMED where it is."""
+    """A row's legal status as a word or three (:func:`agent.obligations.rule_status`); "" for a row without one."""
     if d.get("codified") is None and d.get("enforced") is None:
         return ""
-    words = ["codified" if d.get("codified") else "not codified", "enforced" if d.get("enforced") else "not enforced"]
-    if d.get("confirmed") is False:
-        words.append("UNCONFIRMED")
-    return ", ".join(words)
+    return svc.rule_status(d)
 
 
 def _status_note(rows: list[dict[str, Any]], day: str, noun: str) -> None:
