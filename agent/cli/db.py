@@ -102,29 +102,35 @@ def _store_url(value: str, option: str) -> str:
     return value
 
 
-class _Bar:
-    """A rich progress bar on stderr (on a terminal only): rows copied of all, and the table being copied."""
+def _bar() -> Any:
+    """A :class:`agent.store.copy.Progress` drawn as a rich progress bar on stderr (on a terminal only): rows copied
+    of all, and the table being copied."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from agent.store.copy import Progress
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err_console, transient=True,
-                            disable=not err_console.is_terminal)
-        self.task: Any = None
+    class _Bar(Progress):
+        def __init__(self) -> None:
+            self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), console=err_console, transient=True,
+                           disable=not err_console.is_terminal)
+            self.task: Any = None
 
-    def begin(self, totals: dict[str, int]) -> None:
-        self.bar.start()
-        self.task = self.bar.add_task("copying", total=sum(totals.values()))
+        def begin(self, totals: dict[str, int]) -> None:
+            self.bar.start()
+            self.task = self.bar.add_task("copying", total=sum(totals.values()))
 
-    def table(self, name: str, rows: int) -> None:
-        self.bar.update(self.task, description=f"{name} ({rows} rows)")
+        def table(self, name: str, rows: int) -> None:
+            self.bar.update(self.task, description=f"{name} ({rows} rows)")
 
-    def advance(self, rows: int) -> None:
-        self.bar.advance(self.task, rows)
+        def advance(self, rows: int) -> None:
+            self.bar.advance(self.task, rows)
 
-    def stop(self) -> None:
-        self.bar.stop()
+        def stop(self) -> None:
+            self.bar.stop()
+
+    return _Bar()
 
 
 @db_app.command("copy")
@@ -142,24 +148,13 @@ def copy(
     timestamps, the audit hash chain. Checks row counts and `audit verify` on the target before committing;
     on any failure the target is left as it was."""
     from agent.cli.audit import _keys
-    from agent.store.copy import CopyFailed, Progress, copy_store
+    from agent.store.copy import CopyFailed, copy_store
 
     source, target = _store_url(from_, "--from"), _store_url(to, "--to")
     keys = _keys(public_key)
-    bar = _Bar()
-
-    class _Report(Progress):
-        def begin(self, totals: dict[str, int]) -> None:
-            bar.begin(totals)
-
-        def table(self, name: str, rows: int) -> None:
-            bar.table(name, rows)
-
-        def advance(self, rows: int) -> None:
-            bar.advance(rows)
-
+    bar = _bar()
     try:
-        res = copy_store(source, target, shown_source=_redact(source), batch=batch, keys=keys, progress=_Report())
+        res = copy_store(source, target, shown_source=_redact(source), batch=batch, keys=keys, progress=bar)
     except CopyFailed as exc:
         bar.stop()  # before the error line
         sys.stderr.write(f"error: {one_line(str(exc))}\n")
