@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -31,13 +31,13 @@ from sqlmodel import Session, col, select
 from agent.audit import AuditItem, record, record_many
 from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, lists_vms, some_ids
 from agent.store import session_scope
+from agent.store.db import in_chunks
 from agent.store.tables.core import Holding, Party, Site, utc_today, utcnow
 from agent.store.tables.inventory import CollectorError, CollectorRun, HoldingPeriod
 from policies.caps import last_instant
 from policies.errors import PartyError, PolicyError, UnknownRegion, cli_word
 from policies.packs import PackRegistry
 
-_CHUNK = 500  # bound IN (...) lists well under SQLite's parameter limit
 # A run with no sign of its process's death (SQLite, another live process on this host) that has gone on this long
 # is taken as dead all the same: its process may be another's by now.
 STALE_AFTER = timedelta(hours=6)
@@ -171,11 +171,6 @@ class _Resolver:
 
 
 # --- the sync ------------------------------------------------------------------------------------------
-
-
-def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 def _write_lock(s: Session) -> None:
@@ -349,7 +344,7 @@ def apply_scope(
     }
     if covered:
         # Ours that the cloud holding now stands for, even when this listing is partial: its VM is counted.
-        for part in _chunks(sorted(covered)):
+        for part in in_chunks(sorted(covered)):
             for h in s.exec(select(Holding).where(
                 Holding.source == source, col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)
             )):
@@ -357,7 +352,7 @@ def apply_scope(
     if not obs and not existing and result.complete and not result.warnings:
         return out  # an empty scope that held nothing: nothing to write, so nothing to audit
     missing = [x for x in obs if x not in existing]
-    for part in _chunks(missing):
+    for part in in_chunks(missing):
         for h in s.exec(select(Holding).where(Holding.source == source, col(Holding.external_id).in_(part))):
             existing[h.external_id] = h  # a holding that moved here from another scope
 
@@ -448,11 +443,11 @@ def apply_scope(
                 for h in moved
             ]
         )
-    for part in _chunks(touched):
+    for touched_ids in in_chunks(touched):
         # Not synchronised with the session: the default ("evaluate") matched each chunk's criteria against every
         # holding loaded above, so re-reading an unchanged 50,000-chip scope took minutes (quadratic). Nothing
         # reads these rows' last_seen from the session afterwards.
-        s.exec(update(Holding).where(col(Holding.id).in_(part)).values(last_seen=now)
+        s.exec(update(Holding).where(col(Holding.id).in_(touched_ids)).values(last_seen=now)
                .execution_options(synchronize_session=False))
 
     # The other sources' holdings of VMs this cloud scope placed, and ours a cloud holding stands for.
@@ -504,7 +499,7 @@ def apply_scope(
 def _vm_holdings(s: Session, instances: set[str]) -> list[Holding]:
     """Current holdings, of any source, naming one of these cloud VMs."""
     out: list[Holding] = []
-    for part in _chunks(sorted(instances)):
+    for part in in_chunks(sorted(instances)):
         out += s.exec(select(Holding).where(col(Holding.instance).in_(part), col(Holding.retired_at).is_(None)))
     return out
 
@@ -532,7 +527,7 @@ def _period(h: Holding, valid_from: datetime, valid_to: datetime | None = None) 
 
 
 def _close_periods(s: Session, holding_ids: list[int], now: datetime) -> None:
-    for part in _chunks(holding_ids):
+    for part in in_chunks(holding_ids):
         s.exec(
             update(HoldingPeriod)
             .where(col(HoldingPeriod.holding_id).in_(part), col(HoldingPeriod.valid_to).is_(None))
@@ -782,7 +777,7 @@ def check_lines_unshared(s: Session, scope: str, obs: Sequence[Observation]) -> 
     (:func:`check_serials_unshared`); an aggregate line never does."""
     lines = [o.external_id for o in obs if o.external_id.startswith("line:")]
     clashes: list[str] = []
-    for part in _chunks(lines):
+    for part in in_chunks(lines):
         for h in s.exec(select(Holding).where(Holding.source == "csv", Holding.scope != scope,
                                               col(Holding.retired_at).is_(None), col(Holding.external_id).in_(part))):
             clashes.append(f"{h.external_id.removeprefix('line:').replace('|', ' / ')} (held by {h.scope})")
@@ -803,7 +798,7 @@ def check_serials_unshared(s: Session, scope: str, obs: Sequence[Observation],
     serials = [o.external_id for o in obs if o.external_id.startswith("serial:")]
     again = rereading or {}
     clashes: list[str] = []
-    for part in _chunks(serials):
+    for part in in_chunks(serials):
         for h, site in s.exec(
             select(Holding, Site.name).join(Site, col(Site.id) == col(Holding.site_id)).where(
                 Holding.source == "csv", Holding.scope != scope, col(Holding.retired_at).is_(None),

@@ -45,7 +45,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
 from agent.parties import Conflict
-from agent.store.db import fetch_all
+from agent.store.db import fetch_all, in_chunks
 from agent.store.tables.core import Party, as_utc, utc_today, utcnow
 from agent.store.tables.ledger import (
     LedgerDetermination,
@@ -83,7 +83,6 @@ from policies.ledger import (
 from policies.packs import PackRegistry
 
 _FIXED_NAMES = 4  # up to this many names, a fixed-text lineage statement per count (the admission path)
-_CHUNK = 500  # ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits
 NAME_MAX = MODEL_NAME_MAX
 
 
@@ -104,11 +103,6 @@ def _check_name(name: str, field: str = "name") -> str:
         raise LedgerError(f"{field}: a model name is 1-{NAME_MAX} printable characters (no control or "
                           f"invisible formatting characters), got {name!r}")
     return n
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
 
 
 def get_model(s: Session, name: str) -> LedgerModel:
@@ -516,7 +510,7 @@ def _dependents(s: Session, model_id: int) -> list[str]:
     seen, frontier = {model_id}, [model_id]
     while frontier:
         found: set[int] = set()
-        for chunk in _chunks(sorted(frontier)):
+        for chunk in in_chunks(sorted(frontier)):
             found.update(i for (i,) in conn.execute(
                 sa_select(col(LedgerModel.id)).where(col(LedgerModel.base_id).in_(chunk))).all() if i is not None)
             found.update(i for (i,) in conn.execute(
@@ -525,7 +519,7 @@ def _dependents(s: Session, model_id: int) -> list[str]:
         frontier = sorted(found - seen)
         seen.update(frontier)
     names: list[str] = []
-    for chunk in _chunks(sorted(seen)):
+    for chunk in in_chunks(sorted(seen)):
         names.extend(str(n) for (n,) in conn.execute(
             sa_select(col(LedgerModel.name)).where(col(LedgerModel.id).in_(chunk))).all())
     return names
@@ -774,8 +768,8 @@ def _closure(s: Session, names: Iterable[str] | None) -> dict[int, tuple[str, in
         return {r[0]: tuple(r[1:]) for r in conn.execute(sa_select(*cols)).all()}
     found: dict[int, Any] = {}
     wanted = list(dict.fromkeys(n.strip() for n in names))
-    for i in range(0, len(wanted), _CHUNK):
-        for r in conn.execute(sa_select(*cols).where(col(LedgerModel.name).in_(wanted[i : i + _CHUNK]))).all():
+    for part in in_chunks(wanted):
+        for r in conn.execute(sa_select(*cols).where(col(LedgerModel.name).in_(part))).all():
             found[r[0]] = tuple(r[1:])
     frontier = list(found)
     while frontier:
@@ -784,12 +778,12 @@ def _closure(s: Session, names: Iterable[str] | None) -> dict[int, tuple[str, in
             b = found[mid][2]
             if b is not None and b not in found:
                 need.add(b)
-        for chunk in _chunks(frontier):
+        for chunk in in_chunks(frontier):
             q = sa_select(col(LedgerSyntheticInput.generator_id)).where(col(LedgerSyntheticInput.model_id).in_(chunk))
             need.update(g for (g,) in conn.execute(q).all() if g not in found)
         frontier = []
         ids = sorted(need)
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             for r in conn.execute(sa_select(*cols).where(col(LedgerModel.id).in_(chunk))).all():
                 found[r[0]] = tuple(r[1:])
                 frontier.append(r[0])
@@ -811,7 +805,7 @@ def load_records(
     conn = s.connection()
     owners: dict[int, str] = {}
     owner_ids = sorted({m[1] for m in models.values()})
-    for chunk in _chunks(owner_ids):
+    for chunk in in_chunks(owner_ids):
         q = sa_select(col(Party.id), col(Party.name)).where(col(Party.id).in_(chunk))
         owners.update({int(i or 0): str(n) for i, n in conn.execute(q)})
     name_of = {i: m[0] for i, m in models.items()}
@@ -1080,7 +1074,7 @@ def _by_ids(q: Any, column: Any, ids: Sequence[int], everything: bool) -> Iterab
     if everything:
         yield q
         return
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         yield q.where(col(column).in_(chunk))
 
 

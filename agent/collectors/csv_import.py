@@ -328,4 +328,3 @@ class CsvCollector(Collector):
                     "csv.retire_absent_sites: true)") if gone else None)
             except PolicyError as exc:
                 yield ScopeResult(scope, error=str(exc))
-

@@ -8,16 +8,18 @@ answered only after that date reads ``open``, with no answers (they were not on 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlmodel import Session
 
 from agent.exports.base import Chart, Report, Table, day_after, day_start, provision_dict, stream
 from agent.parties import party_refs
+from agent.store.db import in_chunks
 from agent.store.tables.core import as_utc
 from policies.errors import PolicyError
 from policies.packs import PackRegistry
@@ -78,39 +80,26 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         return (tier, basis, est.get("method") if isinstance(est, dict) else None,
                 last[0] if last else None, _aware(last[1]) if last else None)
 
-    # The customer directory on ``end`` is read once per export, and each customer's tier worked out once: read
-    # per case it was the whole party table and ownership history again for every case.
-    directory: dict[str, Any] = {}
-    tiers: dict[str, tuple[Any, Any]] = {}
+    # The customer directory on ``end`` is read once per export (at the first case), and each customer's tier
+    # worked out once: read per case it was the whole party table and ownership history again for every case.
+    @functools.cache
+    def _directory() -> Any:
+        return party_refs(s, end)
 
+    @functools.cache
     def _tier_now(name: str) -> tuple[Any, Any]:
-        if name not in tiers:
-            if "refs" not in directory:
-                directory["refs"] = party_refs(s, end)
-            refs = directory["refs"]
-            try:
-                if name.strip() not in refs:
-                    raise PolicyError(f"party: {name!r} is not registered")
-                eff = effective_tier(packs, refs, name.strip(), end)
-            except PolicyError:
-                tiers[name] = (None, "customer not registered")
-            else:
-                tiers[name] = (eff.tier, eff.basis)
-        return tiers[name]
-
-    def _chunks(rows: Iterator[Any], n: int = 500) -> Iterator[list[Any]]:
-        chunk: list[Any] = []
-        for r in rows:
-            chunk.append(r)
-            if len(chunk) == n:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        refs = _directory()
+        if name.strip() not in refs:
+            return None, "customer not registered"
+        try:
+            eff = effective_tier(packs, refs, name.strip(), end)
+        except PolicyError:
+            return None, "customer not registered"
+        return eff.tier, eff.basis
 
     def cases() -> Iterator[Sequence[Any]]:
         r: Any
-        for chunk in _chunks(stream(s, cases_q)):
+        for chunk in in_chunks(cast(Iterator[Any], stream(s, cases_q))):
             last_of = {int(x[0]): x[1:] for x in s.execute(last_q, {"cases": [c.id for c in chunk]}).all()}
             for r in chunk:
                 tier, basis, method, code, when = why(r, last_of.get(int(r.id)))

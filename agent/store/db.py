@@ -13,10 +13,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+_T = TypeVar("_T")
 # The largest id the store holds (ids and sequence numbers are INTEGER columns, 32 bits on PostgreSQL): a larger
 # number names no row, and sent to the store it is the driver's error ("integer out of range"), naming nothing.
 MAX_ROW_ID = 2**31 - 1
@@ -526,6 +528,17 @@ def lock_key(*parts: str) -> int:
     """A stable 63-bit key for :func:`lock_for_transaction` from the names of what it guards."""
     digest = hashlib.sha256("\0".join(("veu-governor", *parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+# Ids per IN (...) clause: well below SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 500
+
+
+def in_chunks(items: Iterable[_T], n: int = IN_CHUNK) -> Iterator[list[_T]]:
+    """``items`` (a list, or rows streamed from the store) in lists of at most ``n``: one IN (...) clause each."""
+    it = iter(items)
+    while chunk := list(islice(it, n)):
+        yield chunk
 
 
 @contextmanager
