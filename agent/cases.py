@@ -798,7 +798,7 @@ _LAST_ADMITTED = sa_select(_D.c.chips, _D.c.detail).where(
 ).order_by(_D.c.decided_at.desc(), _D.c.id.desc()).limit(1)
 
 
-def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: str | None, cluster: str = ""
+def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: str | None, cluster: str
                 ) -> None:
     """An UPDATE of a gated kind's ``scale`` subresource (``kubectl scale``, an HPA): a Scale carries no pod
     template, so a scale-up is admitted only within the replicas counted when the object itself was last

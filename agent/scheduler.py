@@ -317,9 +317,5 @@ def run_agent(
             elector.stop.set()
             agent.stopping.set()
             agent.follow()  # no new runs from here; an in-flight one finishes in shutdown below
-            # The election loop releases the lease as it ends; releasing from here too raced with a renewal
-            # in flight, which could take the lease back and resume the scheduler during shutdown.
-            election.join(cfg.leader_election.renew_deadline_seconds + cfg.leader_election.retry_period_seconds)
-            if election.is_alive():
-                elector.release()
+            elector.close(election)
         agent.shutdown()

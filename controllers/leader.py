@@ -196,6 +196,15 @@ class LeaderElector:
             self._observe(patched)
         return True
 
+    def close(self, election: threading.Thread) -> None:
+        """Stop campaigning, ``election`` being the thread running :meth:`run`: its loop releases the lease as it
+        ends; released from here only if it has not ended within a renewal (releasing beside it raced with a
+        renewal in flight, which could take the lease back during shutdown)."""
+        self.stop.set()
+        election.join(self.renew_deadline + self.retry_period)
+        if election.is_alive():
+            self.release()
+
     def release(self) -> None:
         """Give the lease up (holder emptied) so a standby need not wait for it to expire.
 

@@ -76,12 +76,7 @@ def run_controllers(meter: Any, ctl: Any, interval: float, *, elector: Any = Non
             while not stop.is_set() and not wake.is_set() and time.monotonic() < due:
                 wake.wait(min(0.2, max(0.0, due - time.monotonic())))
     finally:
-        elector.stop.set()
-        # The election loop releases the lease as it ends (as `veuctl agent run` does); releasing from here too
-        # raced with a renewal in flight.
-        election.join(elector.renew_deadline + elector.retry_period)
-        if election.is_alive():
-            elector.release()
+        elector.close(election)
 
 
 def _one_pass(meter: Any, ctl: Any, interval: float, store_url: str | None, cluster: str,
