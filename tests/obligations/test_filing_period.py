@@ -3,8 +3,13 @@
 § 748.15(f)(1)(iii): the semi-annual report due July 15 covers January 1 through June 30, the one due January 15
 the previous July 1 through December 31. A filing dated on or before the period's last day is almost always a
 typo (or the wrong period's key) and would mark the real report done before it exists; ``--early`` (API
-``"early": true``) records it anyway, and the audit entry says so. Notices and dated reports (no period) are
-filed ahead of their due date as before.
+``"early": true``) records it anyway, and the audit entry says so. Notices are filed ahead of their due date as
+before.
+
+A Supp. 10 ¶10 chip accounting ("each February 1 and August 1"; ¶6 measures the caps "on the reporting dates") is
+as of its reporting date, with no period of its own: it is filed without ``--early`` once it is due (``lead_days``
+of ``obligation-reminders``, 30 days by default, before the reporting date); earlier than that is refused the same
+way.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from agent.store.tables.obligations import ObligationFiling
 
 H1 = "veu-report:a-uveu:2025H1"  # 2025-01-01 to 2025-06-30, due 2025-07-15
 H2 = "veu-report:a-uveu:2025H2"  # 2025-07-01 to 2025-12-31, due 2026-01-15
+KEY = "chip-accounting:a-uveu:2025-08-01"  # as of 2025-08-01, due from 2025-07-02 (30 days' lead)
 
 Veuctl = Callable[..., tuple[int, str, str]]
 
@@ -150,3 +156,41 @@ def test_dashboard_form_refuses_an_early_report_until_early_is_ticked(seeded: st
     r = c.post("/deadlines/filings", data={**form, "early": "on"}, headers=same)
     assert r.status_code == 303, r.text
     assert _filings(seeded) == {H1: date(2025, 6, 30)}
+
+
+# ------------------------------------------------------------ a chip accounting filed long before its reporting date
+
+def test_cli_a_chip_accounting_filed_months_before_it_is_due_is_refused(seeded: str, veuctl: Veuctl) -> None:
+    for on in ("2025-03-01", "2025-07-01"):  # 2025-07-02 is the first day of the 30-day window
+        rc, _, err = veuctl("deadlines", "file", KEY, "--on", on)
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith(f"error: --on: {on} is before {KEY} is due"), err
+        assert "2025-07-02" in err and "reporting date 2025-08-01" in err and "--early" in err, err
+    assert _filings(seeded) == {} and _filing_entries(seeded) == []
+
+
+def test_cli_a_chip_accounting_filed_inside_its_window_or_after_needs_no_early(seeded: str, veuctl: Veuctl) -> None:
+    rc, _, err = veuctl("deadlines", "file", KEY, "--on", "2025-07-02")
+    assert rc == 0, err
+    assert _filing_entries(seeded) == [{"filed_on": "2025-07-02", "reference": ""}]
+
+
+def test_cli_early_records_an_early_chip_accounting_and_says_so(seeded: str, veuctl: Veuctl) -> None:
+    rc, _, err = veuctl("deadlines", "file", KEY, "--on", "2025-03-01", "--early")
+    assert rc == 0, err
+    assert _filings(seeded) == {KEY: date(2025, 3, 1)}
+    [entry] = _filing_entries(seeded)
+    assert entry["early"] is True and entry["due"] == "2025-08-01", entry
+
+
+def test_api_an_early_chip_accounting_is_a_422_naming_filed_on(seeded: str) -> None:
+    from agent.api.app import create_app
+
+    c = TestClient(create_app(seeded))
+    r = c.post("/api/v1/deadlines/filings", json={"key": KEY, "filed_on": "2025-03-01"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"filed_on: 2025-03-01 is before {KEY} is due"), detail
+    assert "--" not in detail, detail
+    r = c.post("/api/v1/deadlines/filings", json={"key": KEY, "filed_on": "2025-03-01", "early": True})
+    assert r.status_code == 201, r.text
