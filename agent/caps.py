@@ -817,6 +817,7 @@ def reserve(
         # The column holds 500 characters: PostgreSQL refused a longer note as a store error, SQLite kept it.
         raise PolicyError(f"--note: at most {MAX_NOTE} characters of text (got {len(note)})")
     check_text("--note", note, lines=True)  # a NUL no store keeps, a bell or an escape replayed to its readers
+    _whole_chips(packs, chip_name, planned_for)
     # The lock comes first, before any read in this transaction (see the module docstring).
     # Every authorization's reservations count toward every cap they touch (a group's UVEUs share one owned
     # base), so reservations under different authorizations serialise too.
@@ -873,6 +874,19 @@ def reserve(
                     "planned_for": planned_for.isoformat(),
                     "expires_on": expires_on.isoformat() if expires_on else None, "max_fit_before": res["max_fit"]})
     return row
+
+
+def _whole_chips(packs: PackRegistry, chip_name: str, on: date) -> None:
+    """Refuse a MIG slice as a reservation's chip: a reservation stores whole chips (its count of its chip's id),
+    so N slices checked as N/7 of a GPU were stored as N GPUs, holding seven times the headroom the check passed.
+    A reservation plans chips to install, and a MIG-partitioned GPU is one whole chip (as the inventory import
+    says)."""
+    with dated("--planned-for"), named("--chip"):
+        info = chip(packs, chip_name, on)
+    if info.fraction != 1:
+        raise PolicyError(f"--chip: {chip_name!r} is a MIG slice ({info.fraction} of {info.name}), not a chip; a "
+                          f"reservation holds headroom for whole chips to be installed and a MIG-partitioned GPU is "
+                          f"one whole chip: reserve the GPUs as {info.name!r} with --count the number of GPUs")
 
 
 def close_reservation(s: Session, rid: int, status: str = "released", actor: str | None = None) -> Reservation:
@@ -945,33 +959,13 @@ def add_shipment(
         party = get_party(s, consignee)
     with named("--destination"):
         dest = country_code(destination)
-    with dated("--date"):
-        t = tier(packs, dest, d)
-        eff = effective_tier(packs, party_refs(s, d), party.name, d)
-    if via == "lpp" and t.tier == 3:
-        raise PolicyError(f"--via: License Exception LPP is not available to {dest} ({t.basis})")
-    if via == "lpp" and eff.tier == 3:
-        raise PolicyError(f"--via: License Exception LPP is not available to {party.name}: {eff.basis}")
-    if via == "aia" and packs.find("licence-exception-aia", d) is not None and (t.tier != 1 or eff.tier != 1):
-        why = t.basis if t.tier != 1 else eff.basis
-        raise PolicyError(f"--via: License Exception AIA covers entities located in, and headquartered (with their "
-                          f"ultimate parent) in, Supp. 5(a) destinations only: {why}")
-    auth_id = None
-    if via in ("uveu", "nveu"):
-        if not authorization:
-            raise PolicyError(f"--authorization: a shipment via {via.upper()} names the authorization used")
-        a = get_authorization(s, authorization, "--authorization")
-        if a.kind != via:
-            raise PolicyError(f"--authorization: {authorization!r} is a {a.kind.upper()}, not a {via.upper()}")
-        check_nveu_covers(a, dest, "--destination")
-        if t.tier == 3:
-            raise PolicyError(f"--destination: no Data Center VEU data center may be in {dest} ({t.basis})")
-        if eff.tier == 3:
-            why = ("Supp. No. 10 to part 748 ¶4.a: an entity headquartered in Macau or D:5" if eff.own.tier == 3 else
-                   "§ 744.23(a)(3): a licence is required where the ultimate parent is headquartered in Macau or D:5")
-            raise PolicyError(f"--consignee: a Data Center VEU may not transfer chips to {party.name}: {eff.basis} "
-                              f"({why})")
-        auth_id = a.id
+    if via in ("licence", "other") and _licensed_before_the_tiers(packs, d):
+        # § 742.6(b)(10)(iii)(B)(1) counts the TPP licensed to a destination "cumulatively beginning in 2025": a
+        # licence shipped before the rule took effect (2025-01-13) counts toward the country allocation, so the
+        # ledger records it. The route checks need the rule's tiers, and none of them is of a licence.
+        auth_id = None
+    else:
+        auth_id = _check_route(s, packs, d, via, dest, party, authorization)
     with dated("--date"), named("--chip"):
         info = chip(packs, chip_name, d)
     row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
@@ -984,6 +978,48 @@ def add_shipment(
                     "count": row.count, "tpp": row.count * row.tpp_each, "via": via, "reference": reference,
                     "authorization": authorization, "value_usd": value})
     return row
+
+
+def _licensed_before_the_tiers(packs: PackRegistry, d: date) -> bool:
+    """Whether ``d`` is before the AI Diffusion tiers took effect but in the country allocation's counting period
+    (``counts_from`` of the earliest ``tier2-country-allocation``, 2025-01-01)."""
+    if packs.find("tier1-destinations", d) is not None:
+        return False
+    rows = packs.history("tier2-country-allocation")
+    return bool(rows) and d >= date.fromisoformat(str(rows[0].values.get("counts_from", rows[0].effective_from)))
+
+
+def _check_route(
+    s: Session, packs: PackRegistry, d: date, via: str, dest: str, party: Party, authorization: str | None,
+) -> int | None:
+    """Refuse a shipment its route cannot cover (see :func:`add_shipment`); the id of the Data Center VEU used."""
+    with dated("--date"):
+        t = tier(packs, dest, d)
+        eff = effective_tier(packs, party_refs(s, d), party.name, d)
+    if via == "lpp" and t.tier == 3:
+        raise PolicyError(f"--via: License Exception LPP is not available to {dest} ({t.basis})")
+    if via == "lpp" and eff.tier == 3:
+        raise PolicyError(f"--via: License Exception LPP is not available to {party.name}: {eff.basis}")
+    if via == "aia" and packs.find("licence-exception-aia", d) is not None and (t.tier != 1 or eff.tier != 1):
+        why = t.basis if t.tier != 1 else eff.basis
+        raise PolicyError(f"--via: License Exception AIA covers entities located in, and headquartered (with their "
+                          f"ultimate parent) in, Supp. 5(a) destinations only: {why}")
+    if via not in ("uveu", "nveu"):
+        return None
+    if not authorization:
+        raise PolicyError(f"--authorization: a shipment via {via.upper()} names the authorization used")
+    a = get_authorization(s, authorization, "--authorization")
+    if a.kind != via:
+        raise PolicyError(f"--authorization: {authorization!r} is a {a.kind.upper()}, not a {via.upper()}")
+    check_nveu_covers(a, dest, "--destination")
+    if t.tier == 3:
+        raise PolicyError(f"--destination: no Data Center VEU data center may be in {dest} ({t.basis})")
+    if eff.tier == 3:
+        why = ("Supp. No. 10 to part 748 ¶4.a: an entity headquartered in Macau or D:5" if eff.own.tier == 3 else
+               "§ 744.23(a)(3): a licence is required where the ultimate parent is headquartered in Macau or D:5")
+        raise PolicyError(f"--consignee: a Data Center VEU may not transfer chips to {party.name}: {eff.basis} "
+                          f"({why})")
+    return a.id
 
 
 def _via(via: str) -> str:
