@@ -762,7 +762,9 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     defaults = EstimationDefaults.from_packs(packs, as_of)
     chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
     r.req = JobRequest(ns, kind, name, rr.operation, tuple(chips), declared,
-                       (*demand.notes, *notes, *chip_notes), created_on=base_req.created_on)
+                       (*demand.notes, *notes, *chip_notes), created_on=base_req.created_on,
+                       deadline_hours=demand.deadline.hours if demand.deadline else None,
+                       deadline_basis=demand.deadline.basis if demand.deadline else "")
     r.party, r.tier = customer_for(s, packs, ns, cluster, as_of)
     r.settings = settings
     r.created_at = created_at if rr.operation == "UPDATE" else None
@@ -795,6 +797,8 @@ def _earlier(r: _Review) -> tuple[str, datetime] | None:
 # a refused scale (recorded, and admitted in warn or audit mode) counted nothing.
 _LAST_ADMITTED = sa_select(_D.c.chips, _D.c.detail).where(
     _D.c.job_ref == bindparam("job"), _D.c.allowed.is_(True), _D.c.code != redflag.DENY_INVALID,
+    # A Tier 3 scale-up refused (and admitted in warn or audit mode) counted no chips: not "admitted without any".
+    ~((_D.c.code == redflag.DENY_TIER3) & (_D.c.chips <= 0)),
 ).order_by(_D.c.decided_at.desc(), _D.c.id.desc()).limit(1)
 
 
@@ -849,6 +853,12 @@ def _read_scale(s: Session, packs: PackRegistry, r: _Review, as_of: date, mode: 
                                                      f"{what} counted when it was admitted")
             return
     party, tier = customer_for(s, packs, rr.namespace, cluster, as_of)
+    if tier is not None and tier.tier == 3:
+        # Beyond what was counted: refused as its CREATE would be (the Tier 3 answer, not a spec problem).
+        what = f"{rr.resource[1]}/scale: spec.replicas {old} -> {new} of {kind} {rr.name}"
+        r.dec = redflag.decide(packs, as_of, JobRequest(rr.namespace, kind, rr.name, rr.operation), customer=tier,
+                               mode=mode, uncounted=what)
+        return
     if party is not None and tier is not None and tier.tier == 1:
         # Re-evaluated at any size, the object is admitted (decide's Tier 1 answer, whatever the ledger says).
         r.out = _simple(rr, redflag.ALLOW, True, f"{kind} {rr.name} scaled to {new}: customer {party.name} is Tier 1; "

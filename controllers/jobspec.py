@@ -112,6 +112,18 @@ class PodGroup:
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """How long the job's own spec lets it run before its controller stops its pods.
+
+    ``hours`` is None when a deadline field is set but does not stop the pods (``basis`` says why: a Kubeflow job
+    whose ``cleanPodPolicy`` leaves them running, a RayJob that keeps its cluster); ``basis`` names the field(s).
+    """
+
+    hours: float | None
+    basis: str
+
+
+@dataclass(frozen=True)
 class Demand:
     """What a workload asks for: its identity, annotations and accelerator pod groups."""
 
@@ -122,6 +134,8 @@ class Demand:
     groups: tuple[PodGroup, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # The longest the job's own spec lets it run (see :func:`job_deadline`), else None.
+    deadline: Deadline | None = None
 
     @property
     def chips(self) -> float:
@@ -478,7 +492,7 @@ def _kubeflow(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
     keys = [k for k in spec if isinstance(k, str) and k.endswith("ReplicaSpecs")]
     if not keys:
         raise _Bad("spec: no *ReplicaSpecs (e.g. spec.pytorchReplicaSpecs) in this Kubeflow job")
-    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    kind = obj.get("kind")
     # An HPA may scale the Worker replicas through the scale subresource up to elasticPolicy.maxReplicas and
     # keeps at least minReplicas, so the Worker count is the largest of the three.
     elastic_bound = 0
@@ -486,8 +500,9 @@ def _kubeflow(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
         ep = _map(spec.get("elasticPolicy"), "spec.elasticPolicy")
         elastic_bound = max(_count(ep.get("minReplicas"), "spec.elasticPolicy.minReplicas", 0),
                             _count(ep.get("maxReplicas"), "spec.elasticPolicy.maxReplicas", 0))
-    # mpi-operator v2beta1 defaults a missing Worker replicas to 0 (setDefaultsTypeWorker), Launcher to 1.
-    mpi_v2 = kind == "MPIJob" and api_version == "kubeflow.org/v2beta1"
+    # A missing MPIJob Worker replicas is 0 in both served versions: mpi-operator v2beta1 (setDefaultsTypeWorker)
+    # and the training operator's kubeflow.org/v1 (mpi_defaults.go SetDefaults_MPIJob); the Launcher's is 1.
+    mpi_worker_default_0 = kind == "MPIJob"
     groups: list[PodGroup] = []
     tpls: list[Any] = []
     notes: list[str] = []
@@ -497,7 +512,7 @@ def _kubeflow(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
             rs = _map(rs, p, required=True)
             # The operators take replica types in any case ("worker" is set to "Worker" by their defaulting).
             worker = str(role).lower() == "worker"
-            n = _count(rs.get("replicas"), f"{p}.replicas", 0 if mpi_v2 and worker else 1)
+            n = _count(rs.get("replicas"), f"{p}.replicas", 0 if mpi_worker_default_0 and worker else 1)
             if worker and elastic_bound > n:
                 notes.append(f"{p}: counted at its elastic bound {elastic_bound} (replicas {n}, spec.elasticPolicy)")
                 n = elastic_bound
@@ -536,6 +551,25 @@ def _trainjob_hints(spec: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     one replace an earlier one, the pods' model is among them; none named leaves the model free."""
     labels: list[str] = []
     models: list[str] = []
+    # Trainer v2.2+ patches the runtime: spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[]
+    # {name, template.spec.template.spec: {nodeSelector, affinity, ...}} (trainjob_types.go RuntimePatch).
+    for i, rp in enumerate(_list(spec.get("runtimePatches"), "spec.runtimePatches")):
+        p = f"spec.runtimePatches[{i}].trainingRuntimeSpec.template.spec"
+        rts = _map(_map(rp, f"spec.runtimePatches[{i}]", required=True).get("trainingRuntimeSpec"),
+                   f"spec.runtimePatches[{i}].trainingRuntimeSpec")
+        js = _map(_map(rts.get("template"), f"spec.runtimePatches[{i}].trainingRuntimeSpec.template").get("spec"), p)
+        for j, rj in enumerate(_list(js.get("replicatedJobs"), f"{p}.replicatedJobs")):
+            rp_path = f"{p}.replicatedJobs[{j}]"
+            rj = _map(rj, rp_path, required=True)
+            if rj.get("name") != _TRAINJOB_NODE:
+                continue
+            jt = _map(_map(rj.get("template"), f"{rp_path}.template").get("spec"), f"{rp_path}.template.spec")
+            pt = _map(jt.get("template"), f"{rp_path}.template.spec.template")
+            pod_path = f"{rp_path}.template.spec.template.spec"
+            label, hints = model_hints(_map(pt.get("spec"), pod_path), pod_path)
+            if hints:
+                labels.append(label)
+                models.extend(hints)
     # Trainer v2.0 named them podSpecOverrides, with the pod spec's fields on the override itself.
     for key, nested in (("podTemplateOverrides", True), ("podSpecOverrides", False)):
         for i, ov in enumerate(_list(spec.get(key), f"spec.{key}")):
@@ -891,9 +925,112 @@ def _read(obj: Any) -> Demand:
         for k, v in _template_annotations(tpl).items():
             annotations.setdefault(k, v)
     # First: the decision keeps only the first few notes as warnings, and counting notes must not push it out.
-    return Demand(api_version, kind, name, ns, tuple(groups), annotations, (*_unread(annotations), *notes))
+    return Demand(api_version, kind, name, ns, tuple(groups), annotations, (*_unread(annotations), *notes),
+                  job_deadline(o))
 
 
 def _unread(annotations: Mapping[str, str]) -> tuple[str, ...]:
     note = unread_annotations_note(annotations)
     return (note,) if note else ()
+
+
+# ------------------------------------------------------------------------------------------------ deadlines
+
+_SECONDS_MAX = 2**63 - 1  # activeDeadlineSeconds is an int64 (Pod, Job, Kubeflow runPolicy, TrainJob)
+_ADS = "activeDeadlineSeconds"
+
+
+def _seconds(v: Any) -> int | None:
+    """A positive whole number of seconds, else None (the API server refuses anything else in these fields)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _SECONDS_MAX else None
+
+
+def job_deadline(obj: Any) -> Deadline | None:
+    """The job's own deadline: the longest its controller lets its pods run, from the fields that stop them.
+
+    Only deadlines that stop every pod of the whole job count (a pod template's ``activeDeadlineSeconds`` bounds
+    one pod, which its job may replace):
+
+    - Pod, batch/v1 Job: ``spec.activeDeadlineSeconds`` (a Job's covers all its pods and retries);
+    - Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...): ``spec.runPolicy.activeDeadlineSeconds``, only with
+      ``spec.runPolicy.cleanPodPolicy`` ``Running`` or ``All``: under ``None`` (the default of several operator
+      versions) the operator marks the job failed at the deadline and leaves its pods running;
+    - Trainer v2 TrainJob: ``spec.activeDeadlineSeconds`` (Trainer v2.2; every running pod is terminated);
+    - RayJob: ``spec.activeDeadlineSeconds``, only with ``spec.shutdownAfterJobFinishes: true`` (otherwise the
+      RayCluster and its chips outlive the failed job), times ``1 + spec.backoffLimit`` (each retry creates a
+      new RayCluster);
+    - JobSet: every replicated job's ``template.spec.activeDeadlineSeconds`` (the largest), times
+      ``1 + spec.failurePolicy.maxRestarts`` (a restart recreates the Jobs, whose deadlines start again); none
+      when a failure-policy rule restarts without counting (``RestartJobSetAndIgnoreMaxRestarts``).
+
+    RayCluster, LeaderWorkerSet, Volcano Job, Kueue Workload and the apps controllers have no such field: None.
+    Never raises; a malformed field is no deadline (the API server refuses it anyway).
+    """
+    try:
+        return _deadline(obj)
+    except Exception:  # totality: a deadline that cannot be read is no deadline, never an error
+        return None
+
+
+def _deadline(o: Any) -> Deadline | None:
+    if not isinstance(o, Mapping) or not isinstance(o.get("apiVersion"), str):
+        return None
+    key = (group_of(o["apiVersion"]), o.get("kind"))
+    spec = o.get("spec")
+    if not isinstance(spec, Mapping):
+        return None
+    if key in (("", "Pod"), ("batch", "Job"), ("trainer.kubeflow.org", "TrainJob")):
+        s = _seconds(spec.get(_ADS))
+        return Deadline(s / 3600, f"spec.{_ADS} {s}") if s else None
+    if key[0] == "kubeflow.org" and key[1] in _KUBEFLOW:
+        run = spec.get("runPolicy")
+        s = _seconds(run.get(_ADS)) if isinstance(run, Mapping) else None
+        if not s:
+            return None
+        assert isinstance(run, Mapping)
+        basis = f"spec.runPolicy.{_ADS} {s}"
+        clean = run.get("cleanPodPolicy")
+        if clean not in ("Running", "All"):
+            return Deadline(None, f"{basis} with spec.runPolicy.cleanPodPolicy {clean or 'unset'}: at the deadline the "
+                                  "operator fails the job but leaves its pods running (set cleanPodPolicy Running)")
+        return Deadline(s / 3600, f"{basis} (cleanPodPolicy {clean})")
+    if key == ("ray.io", "RayJob"):
+        s = _seconds(spec.get(_ADS))
+        if not s:
+            return None
+        basis = f"spec.{_ADS} {s}"
+        if spec.get("shutdownAfterJobFinishes") is not True:
+            return Deadline(None, f"{basis} without spec.shutdownAfterJobFinishes true: the RayCluster keeps its "
+                                  "chips after the deadline")
+        retries = spec.get("backoffLimit")
+        n = retries if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0 else 0
+        return Deadline(s * (1 + n) / 3600, basis + (f" × {1 + n} attempts (spec.backoffLimit {n})" if n else ""))
+    if key == ("jobset.x-k8s.io", "JobSet"):
+        return _jobset_deadline(spec)
+    return None
+
+
+def _jobset_deadline(spec: Mapping[str, Any]) -> Deadline | None:
+    rjs = spec.get("replicatedJobs")
+    if not isinstance(rjs, list) or not rjs:
+        return None
+    longest = 0
+    for rj in rjs:
+        tpl = rj.get("template") if isinstance(rj, Mapping) else None
+        js = tpl.get("spec") if isinstance(tpl, Mapping) else None
+        s = _seconds(js.get(_ADS)) if isinstance(js, Mapping) else None
+        if not s:
+            return None  # one replicated job without a deadline runs as long as it likes
+        longest = max(longest, s)
+    basis = f"spec.replicatedJobs[*].template.spec.{_ADS} (at most {longest})"
+    fp = spec.get("failurePolicy")
+    fp = fp if isinstance(fp, Mapping) else {}
+    rules = fp.get("rules")
+    if isinstance(rules, list) and any(isinstance(r, Mapping) and r.get("action") == "RestartJobSetAndIgnoreMaxRestarts"
+                                       for r in rules):
+        return Deadline(None, f"{basis}, but spec.failurePolicy restarts the JobSet without limit "
+                              "(RestartJobSetAndIgnoreMaxRestarts)")
+    restarts = fp.get("maxRestarts")
+    n = restarts if isinstance(restarts, int) and not isinstance(restarts, bool) and restarts > 0 else 0
+    return Deadline(longest * (1 + n) / 3600,
+                    basis + (f" × {1 + n} attempts (spec.failurePolicy.maxRestarts {n})" if n else ""))

@@ -97,8 +97,8 @@ def _check_codes(key: str, codes: Iterable[Any]) -> None:
 # new dated version) is checked against it on load, so a cap written as a percentage (25 for 25%), a negative or
 # zero threshold, or a misspelt key (which the code would never read, or would read as its default) is refused
 # naming the file and the key, instead of silently deciding every later evaluation.
-_FRACTION, _POSITIVE, _NON_NEGATIVE, _DAYS, _COUNTRY, _LIST, _ANY = (
-    "fraction", "positive", "non-negative", "days", "country", "list", "any")
+_FRACTION, _POSITIVE, _NON_NEGATIVE, _DAYS, _COUNTRY, _LIST, _ANY, _BOOL = (
+    "fraction", "positive", "non-negative", "days", "country", "list", "any", "true or false")
 _MMDD, _HALF_YEARS = "MM-DD days", "half-year report days"
 _REQ, _OPT = True, False
 _Spec = dict[str, tuple[str, bool]]
@@ -192,11 +192,15 @@ _VALUE_SPECS: dict[str, _Spec] = {
     "obligation-reminders": {
         "lead_days": (_DAYS, _REQ), "horizon_days": (_DAYS, _REQ), "review_interval_days": (_DAYS, _OPT),
     },
-    # Checked in range where it is read (policies.redflag.AdmissionSettings); here only for misspelt keys.
-    "admission-settings": {k: (_ANY, _OPT) for k in (
-        "mode", "default_max_hours", "utilization", "deny_unknown_customer", "exempt_namespaces",
-        "unnamed_model_window_days", "related_jobs_window_days", "case_expiry_days",
-        "customer_aggregate_window_days", "customer_aggregate_scope", "trusted_controllers")},
+    # Checked in range where it is read (policies.redflag.AdmissionSettings); here for misspelt keys, and the
+    # switches for true/false (a quoted "false" would read as on).
+    "admission-settings": {
+        **{k: (_ANY, _OPT) for k in (
+            "mode", "default_max_hours", "utilization", "exempt_namespaces",
+            "unnamed_model_window_days", "related_jobs_window_days", "case_expiry_days",
+            "customer_aggregate_window_days", "customer_aggregate_scope", "trusted_controllers")},
+        **{k: (_BOOL, _OPT) for k in ("deny_unknown_customer", "declared_hours_need_deadline")},
+    },
 }
 _LICENCE_PREFIX = "nveu-licence-"  # policies.caps.licence_cap_id: one NVEU's own Table 1 replacement
 _GROUP_PREFIX = "country-group-"  # policies.jurisdictions.group_provision_id: a country group's members
@@ -255,6 +259,8 @@ def _kind_problem(kind: str, v: Any) -> str | None:
         return None if isinstance(v, str) else f"{v!r} is not an ISO 3166 alpha-2 country code"
     if kind == _LIST:  # "D:5" for ["D:5"] would be read letter by letter
         return None if isinstance(v, list) else f"{v!r} is not a list (write [{v!r}] for one entry)"
+    if kind == _BOOL:  # bool("false") is True: a quoted switch would read as on
+        return None if isinstance(v, bool) else f"{v!r} is not true or false (write it unquoted)"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return f"{v!r} is not a number"
     if kind == _FRACTION and not 0 <= v <= 1:

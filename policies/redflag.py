@@ -83,6 +83,10 @@ class AdmissionSettings:
     # must not let a bare pod past the gate. Left out: nobody's (every owned object is decided on its own).
     trusted_controllers: tuple[str, ...] = ()
     customer_aggregate_scope: str = "corporate-group"
+    # A declared expected-hours below default_max_hours bounds the hardware estimate only when the job's own
+    # deadline (at or below those hours) enforces it; otherwise the default maximum applies. Off: the declared
+    # hours count on the customer's word (with a warning where that decides the outcome).
+    declared_hours_need_deadline: bool = False
 
     @classmethod
     def from_packs(cls, packs: PackRegistry, as_of: date, mode: str | None = None) -> AdmissionSettings:
@@ -111,7 +115,15 @@ class AdmissionSettings:
                                                    "customer_aggregate_window_days"),
             provision=p, trusted_controllers=_users(p.values.get("trusted_controllers", [])),
             customer_aggregate_scope=_scope(p.values.get("customer_aggregate_scope", "corporate-group")),
+            declared_hours_need_deadline=_bool(p.values.get("declared_hours_need_deadline", False),
+                                               "declared_hours_need_deadline"),
         )
+
+
+def _bool(v: Any, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise AdmissionConfigError(f"{SETTINGS}.{key}: {v!r} must be true or false")
+    return v
 
 
 _MISSING = object()
@@ -166,9 +178,19 @@ class ChipDemand:
     guessed: bool = False
 
 
+# The shortest ``expected-hours`` read as a duration (one minute). A job's claimed duration shortens its hardware
+# bound in proportion, so a value such as 1e-300 would take any cluster under the threshold on the customer's word
+# alone; nothing that needs an accelerator gate runs for less than a minute. An operator choice, not a rule.
+MIN_EXPECTED_HOURS = 1 / 60
+
+
 @dataclass(frozen=True)
 class Declared:
-    """The ``compute.veu-governor.io/*`` annotations, already parsed to numbers."""
+    """The ``compute.veu-governor.io/*`` annotations, already parsed to numbers.
+
+    ``expected_hours`` below :data:`MIN_EXPECTED_HOURS` (or not above zero) is refused here, wherever the
+    annotations were parsed, with an EstimateError naming the annotation.
+    """
 
     model: str | None = None
     base_model: str | None = None
@@ -178,6 +200,14 @@ class Declared:
     operations: float | None = None
     precision: str | None = None
     expected_hours: float | None = None
+
+    def __post_init__(self) -> None:
+        h = self.expected_hours
+        if h is not None and not h >= MIN_EXPECTED_HOURS:  # "not >=": NaN is refused too
+            raise EstimateError(
+                f"annotation {ANNOTATION_PREFIX}expected-hours: {h!r} is below the shortest duration read, one minute "
+                f"({MIN_EXPECTED_HOURS:.4f} hours); write the hours the job may run (e.g. 0.5 for 30 minutes), or "
+                "leave the annotation out to be bounded at the default maximum duration")
 
 
 @dataclass(frozen=True)
@@ -194,6 +224,10 @@ class JobRequest:
     # The object's metadata.creationTimestamp (its UTC day): on an UPDATE, only usage metered from that day on
     # is this object's own; an earlier object of the same name was another run, which adds.
     created_on: date | None = None
+    # The job's own deadline (controllers.jobspec.job_deadline): the hours its controller lets it run (None when
+    # the field is set but does not stop the pods) and the field(s) it comes from ("" when the job has none).
+    deadline_hours: float | None = None
+    deadline_basis: str = ""
 
     @property
     def job_ref(self) -> str:
@@ -366,13 +400,46 @@ def _short(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def unenforced_claim(settings: AdmissionSettings, req: JobRequest) -> str:
+    """Why the job's declared expected-hours, shorter than the default maximum, is the customer's word alone (no
+    deadline of the job at or below it stops the job), else "" (none declared, not shorter, or enforced)."""
+    h = req.declared.expected_hours
+    if h is None or h >= settings.default_max_hours:
+        return ""
+    # Seconds are whole: compare in seconds, so "expected-hours 2" and a deadline of 7200 s are equal.
+    if req.deadline_hours is not None and round(req.deadline_hours * 3600) <= h * 3600 * (1 + 1e-12):
+        return ""
+    seconds = max(1, int(h * 3600))
+    if req.deadline_basis and req.deadline_hours is not None:
+        found = f"its deadline, {req.deadline_basis}, lets it run {req.deadline_hours:g} hours"
+    elif req.deadline_basis:
+        found = f"its deadline does not stop it: {req.deadline_basis}"
+    else:
+        found = "it sets no deadline"
+    return (f"{ANNOTATION_PREFIX}expected-hours {h:g} is shorter than the default maximum "
+            f"{settings.default_max_hours:g} hours and nothing in the job enforces it ({found}); a job deadline of "
+            f"at most {seconds} seconds (activeDeadlineSeconds) would")
+
+
 def hardware_estimate(
-    defaults: EstimationDefaults, settings: AdmissionSettings, req: JobRequest
+    defaults: EstimationDefaults, settings: AdmissionSettings, req: JobRequest, *, hours: float | None = None,
 ) -> tuple[Estimate | None, float, str]:
-    """chips × peak × hours × policy utilization, summed over chip models; (estimate, hours, hours basis)."""
+    """chips × peak × hours × policy utilization, summed over chip models; (estimate, hours, hours basis).
+
+    The hours are the declared expected-hours, but for a claim shorter than the default maximum that nothing in the
+    job enforces when ``declared_hours_need_deadline`` is on (the default maximum, then); ``hours`` overrides.
+    """
     d = req.declared
-    if d.expected_hours is not None:
-        hours, basis = d.expected_hours, "declared expected-hours"
+    if hours is not None:
+        basis = f"{hours:g} hours"
+    elif d.expected_hours is not None and settings.declared_hours_need_deadline and unenforced_claim(settings, req):
+        hours, basis = settings.default_max_hours, (
+            f"default maximum duration ({SETTINGS}.default_max_hours): the declared expected-hours "
+            f"{d.expected_hours:g} is not enforced by a job deadline ({SETTINGS}.declared_hours_need_deadline)")
+    elif d.expected_hours is not None:
+        enforced = f", enforced by {req.deadline_basis}" if req.deadline_basis and not unenforced_claim(settings, req) \
+            and d.expected_hours < settings.default_max_hours else ""
+        hours, basis = d.expected_hours, f"declared expected-hours{enforced}"
     else:
         hours, basis = settings.default_max_hours, f"default maximum duration ({SETTINGS}.default_max_hours)"
     parts = [
@@ -478,8 +545,15 @@ def decide(
     case: CaseState | None = None,
     mode: str | None = None,
     load: CustomerLoad | None = None,
+    uncounted: str = "",
 ) -> Decision:
-    """The red-flag-28 decision for one job (see the module docstring for the codes)."""
+    """The red-flag-28 decision for one job (see the module docstring for the codes).
+
+    ``uncounted``: the request adds accelerators that cannot be counted (a ``scale`` subresource UPDATE: a Scale
+    carries no pod template), and why. The customer decides what can be without a count, as for a CREATE: an
+    exempt namespace is exempt, an unmapped one refused under ``deny_unknown_customer``, Tier 3 refused as Tier 3
+    and Tier 1 admitted; anyone else's request is refused (``DENY_INVALID``) with ``uncounted`` as the reason.
+    """
     settings = AdmissionSettings.from_packs(packs, as_of, mode)
     rf = packs.provision(RED_FLAG, as_of)
     provs = [_prov(settings.provision), _prov(rf)]
@@ -497,12 +571,15 @@ def decide(
         why.append(f"namespace {req.namespace} is exempt ({SETTINGS}.exempt_namespaces)")
         return replace(base, code=EXEMPT, message=f"namespace {req.namespace} is exempt from red-flag-28 admission",
                        explanation=tuple(why))
-    if req.chips <= 0:
+    if uncounted:
+        why.append(f"accelerators not counted: {uncounted}")
+    elif req.chips <= 0:
         why.append("the job requests no accelerators")
         return apply_mode(replace(base, code=ALLOW, message="no accelerators requested", explanation=tuple(why)),
                        settings)
-    why.append("accelerators: " + "; ".join(f"{sci(c.chips)} × {c.accelerator.id} ({c.resource}; {c.basis})"
-                                            for c in req.demands))
+    else:
+        why.append("accelerators: " + "; ".join(f"{sci(c.chips)} × {c.accelerator.id} ({c.resource}; {c.basis})"
+                                                for c in req.demands))
 
     if customer is None:
         if settings.deny_unknown_customer:
@@ -528,6 +605,9 @@ def decide(
     if tier_no == 1:
         msg = f"customer {cust_name} is Tier 1; red flag 28 does not apply"
         return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
+    if uncounted:
+        return apply_mode(replace(base, code=DENY_INVALID, message=f"job spec rejected: {uncounted}",
+                                  explanation=tuple(why)), settings)
 
     # Outside Tier 1: estimate what the lineage would reach.
     d = req.declared
@@ -574,6 +654,34 @@ def decide(
     run_ops = float(est.inputs["run_operations"])
     st: ModelStatus = project(overlay, rules, as_of, subject, run_ops, owner=cust_name or "", job=req.job_ref)
     why.append(f"hours: {hours_basis}")
+    claim = unenforced_claim(settings, req)
+    if claim:
+        why.append(claim)
+
+        def reaches(hw_at: Estimate | None) -> bool:
+            e = compute.admission_estimate(declared=declared, hardware=hw_at, metered=so_far, ledger_cumulative=before)
+            ops = float(e.inputs["run_operations"])
+            at = project(overlay, rules, as_of, subject, ops, owner=cust_name or "", job=req.job_ref)
+            return at.status == rules.status_label or _aggregate_over(rules, settings, load, ops) is not None
+
+        claimed = d.expected_hours or 0.0
+        other_hours = claimed if settings.declared_hours_need_deadline else settings.default_max_hours
+        try:
+            other = hardware_estimate(defaults, settings, req, hours=other_hours)[0]
+            decides = reaches(hw) != reaches(other)
+        except EstimateError:
+            decides = False
+        if decides:
+            limit = f"{sci(rules.threshold)} ({rules.status_label})"
+            seconds = max(1, int(claimed * 3600))
+            note = (f"{ANNOTATION_PREFIX}expected-hours {claimed:g} alone keeps this job under {limit}, and nothing "
+                    f"in the job enforces it; set the job's activeDeadlineSeconds to at most {seconds}"
+                    if not settings.declared_hours_need_deadline else
+                    f"{ANNOTATION_PREFIX}expected-hours {claimed:g} is not used: nothing in the job enforces it, and "
+                    f"at the default maximum {settings.default_max_hours:g} hours the job reaches {limit}; to use it, "
+                    f"set the job's activeDeadlineSeconds to at most {seconds}")
+            why.append(note)
+            base = replace(base, warnings=(*base.warnings, _short(note)))
     why.extend(est.explanation.splitlines())
     why.append(f"projected status under {rules.id}: {st.status} (threshold {rules.comparison} {sci(rules.threshold)}; "
                f"{rules.label})")
