@@ -9,7 +9,9 @@ new TLS handshakes use it at once, with no restart and no dropped connections. A
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
 import ssl
 import tempfile
@@ -116,19 +118,48 @@ KEEP_ALIVE_SECONDS = 30
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
 
+# Slow clients (slowloris, slow POST). uvicorn's httptools protocol times out only a kept-alive connection idle after
+# a response: a connection that sent nothing, a head trickled in a byte at a time and a body that stalls or drips were
+# each held (with a file descriptor, and for a body the request's task) for as long as the client liked. The served
+# protocol gives a request head HEADER_TIMEOUT_SECONDS (``veuctl serve --header-timeout``), counted from the
+# connection or from the first byte after a response, and answers a late one with a 408 and a closed connection; an
+# unfinished body must bring MIN_BODY_BYTES_PER_SECOND over each BODY_TIMEOUT_SECONDS window (``--body-timeout``)
+# or the connection is closed (a 408 when no response has begun). The API server gives a webhook 10 s by default and
+# 30 s at most, so a head or body slower than that serves nobody. The TLS handshake, before any of this, is bounded
+# by the event loop's own timeout (60 s). Cost on the hot path: a clock read per request and a counter per body
+# read; a connection's one timer is re-armed about once per timeout, not per request (see _bounded_protocol).
+HEADER_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS = 10.0
+MIN_BODY_BYTES_PER_SECOND = 500  # Apache mod_reqtimeout's MinRate; the API server sends a review in one go
+
+
 class _HeadTooLarge(Exception):
     """Raised from a parser callback: httptools turns it into an HttpParserError, which uvicorn answers with a 400."""
 
 
-def _bounded_protocol() -> type:
-    """uvicorn's httptools protocol with the request head bounded (:data:`MAX_REQUEST_HEAD_BYTES`).
+def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
+                      body_timeout: float = BODY_TIMEOUT_SECONDS) -> type:
+    """uvicorn's httptools protocol with the request head bounded (:data:`MAX_REQUEST_HEAD_BYTES`) and slow clients
+    timed out (:data:`HEADER_TIMEOUT_SECONDS`, :data:`BODY_TIMEOUT_SECONDS`).
 
     Not h11, which bounds it too: h11 parses in Python, and the webhook's reviews per second are what the admission
     path is measured by (bench/bench_webhook.py). The URL and each header are counted as the parser completes them,
     and a read that lies wholly inside an unfinished head counts whole, so a head that never ends is refused once
     the bytes read for it pass the limit (by at most one read); so is a chunked body's trailer that never ends.
-    A body is never counted."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    A body is never counted.
+
+    Each connection has at most one timer, re-armed lazily: a head's deadline is set when it begins (or when the
+    connection is made, or blank lines arrive between requests), and a timer already due earlier is left to fire
+    and move itself on. A timer is a libuv handle (~8 us to create and cancel under uvloop, as much as uvicorn's own
+    keep-alive timer); a deadline is a ``loop.time()`` (~0.2 us), so a busy connection creates a timer about once
+    per timeout, not per request. When it fires past a head's deadline the head is late: a 408. During a body it
+    checks the body's progress and moves on by ``body_timeout``; the first check only takes the mark, and time that
+    is the server's own (reading paused while the app has not taken the body, a pipelined request waiting behind an
+    earlier response, a ``100-continue`` not yet sent, a response being produced) never counts against the
+    client."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    min_body_bytes = max(1, int(MIN_BODY_BYTES_PER_SECOND * body_timeout))
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _in_head = False  # a request's head has begun and not ended
@@ -137,11 +168,33 @@ def _bounded_protocol() -> type:
         _parsed = 0  # the current head's URL and headers (and a chunked body's trailers), as parsed
         _open = False  # a request has begun and not ended
         _body = False  # body bytes arrived during the current read
+        _timer: asyncio.TimerHandle | None = None
+        _timer_at = 0.0  # loop time the timer fires at
+        _due: float | None = None  # loop time a head awaited or begun must be complete by
+        _got = 0  # body bytes of the current request
+        _mark = -1  # _got at the body's last progress check; -1 before its first
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            # A connection that never sends a byte is a head that never completes.
+            self._await_head(self.loop.time() + header_timeout)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             was_in_head, was_open = self._in_head, self._open
             self._boundary = self._body = False
             super().data_received(data)
+            if not self._open and self._due is None and self.timeout_keep_alive_task is None and (
+                    self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+                # Bytes between requests that began none (blank lines, which the parser skips): uvicorn cancelled
+                # the keep-alive timer on them and arms it again only after a response, so they held the
+                # connection open for good. The next head is due within the head timeout.
+                self._await_head(self.loop.time() + header_timeout)
             # Only a read that lay wholly inside an unfinished head counts: one that also held a head's end, a
             # body or the next request's start is counted by _parsed (a review of 200 KiB in one read is a body).
             # So does a read inside an open request that carried no body byte: a chunked body's trailer field (or
@@ -154,6 +207,9 @@ def _bounded_protocol() -> type:
 
         def on_message_begin(self) -> None:
             self._in_head, self._open, self._boundary, self._read, self._parsed = True, True, True, 0, 0
+            self._got, self._mark = 0, -1
+            if self._due is None:  # else the head's clock started with the connection or its first blank line
+                self._await_head(self.loop.time() + header_timeout)
             super().on_message_begin()
 
         def on_url(self, url: bytes) -> None:
@@ -165,16 +221,78 @@ def _bounded_protocol() -> type:
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
-            self._in_head, self._boundary, self._read = False, True, 0
+            self._in_head, self._boundary, self._read, self._due = False, True, 0, None
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
             self._body, self._read = True, 0
+            self._got += len(body)
             super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._open, self._boundary = False, True
+            # The timer stays: it finds nothing to time when it fires, or the next head's deadline.
             super().on_message_complete()
+
+        def _await_head(self, due: float) -> None:
+            self._due = due
+            if self._timer is None or self._timer_at > due:
+                self._arm_at(due)
+
+        def _arm_at(self, when: float) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self.loop.call_at(when, self._timed_out), when
+
+        def _timed_out(self) -> None:
+            self._timer = None
+            if self.transport is None or self.transport.is_closing() or self.transport.get_protocol() is not self:
+                return  # closed, or handed to a WebSocket protocol
+            now, cycle = self.loop.time(), self.cycle
+            if self._due is not None:  # a head awaited or begun
+                if now < self._due - 0.005:  # the loop's clock is in milliseconds
+                    self._arm_at(self._due)
+                # self.cycle is still the previous request's: a response being produced is the server's time.
+                elif cycle is not None and not cycle.response_complete:
+                    self._await_head(now + header_timeout)
+                elif self._in_head:
+                    log.debug("closing a connection from %s: request head not complete within %g s",
+                              self.client, header_timeout)
+                    self._refuse(f"Request timeout: the request line and headers did not arrive within "
+                                 f"{header_timeout:g} s.")
+                else:
+                    self.transport.close()
+                return
+            if not self._open or cycle is None:
+                return  # between requests: uvicorn's keep-alive timer
+            if self.flow.read_paused or self.pipeline or cycle.waiting_for_100_continue:
+                self._mark = -1  # not reading, or nothing asked for yet: the client is not the one stalling
+            elif self._mark < 0 or self._got - self._mark >= min_body_bytes:
+                self._mark = self._got
+            else:
+                log.debug("closing a connection from %s: request body stalled (%d bytes in %g s)", self.client,
+                          self._got - self._mark, body_timeout)
+                if cycle.response_started:
+                    self.transport.close()
+                else:
+                    self._refuse(f"Request timeout: the request body stalled (under {MIN_BODY_BYTES_PER_SECOND} "
+                                 f"bytes a second over {body_timeout:g} s).")
+                cycle.disconnected = True  # the app's receive() sees a disconnect, and its answer is not written
+                cycle.message_event.set()
+                return
+            self._arm_at(now + body_timeout)
+
+        def _refuse(self, msg: str) -> None:
+            """A 408 with ``msg`` and a closed connection (as uvicorn's own 400)."""
+            content = [STATUS_LINE[408]]
+            for name, value in self.server_state.default_headers:
+                content.extend([name, b": ", value, b"\r\n"])
+            data = msg.encode("ascii")
+            content.extend([b"content-type: text/plain; charset=utf-8\r\n",
+                            b"content-length: " + str(len(data)).encode("ascii") + b"\r\n",
+                            b"connection: close\r\n", b"\r\n", data])
+            self.transport.write(b"".join(content))
+            self.transport.close()
 
         def _count(self, n: int) -> None:
             self._parsed += n
@@ -201,11 +319,15 @@ def _readable(option: str, path: str) -> None:
 
 
 def check_options(tls_cert: str | None, tls_key: str | None, client_ca: str | None = None,
-                  log_level: str = "info") -> None:
+                  log_level: str = "info", *, header_timeout: float = HEADER_TIMEOUT_SECONDS,
+                  body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
     """Refuse bad ``veuctl serve`` options, naming the option, before anything else runs: no store is opened or
     migrated and no log line written for a server that cannot start (a PEM pair that does not load, too)."""
     from policies.errors import PolicyError
 
+    for option, seconds in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout)):
+        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
+            raise PolicyError(f"{option}: {seconds!r} is not a number of seconds above 0; give e.g. 10")
     if log_level.lower() not in LOG_LEVELS:
         raise PolicyError(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if bool(tls_cert) != bool(tls_key):
@@ -232,8 +354,11 @@ def check_options(tls_cert: str | None, tls_key: str | None, client_ca: str | No
 
 def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                  log_level: str = "info", *, webhook_only: bool = False,
-                 client_ca: str | None = None, webhook: bool = True) -> uvicorn.Config:
-    check_options(tls_cert, tls_key, client_ca, log_level)  # before the app (and its store) exists
+                 client_ca: str | None = None, webhook: bool = True,
+                 header_timeout: float = HEADER_TIMEOUT_SECONDS,
+                 body_timeout: float = BODY_TIMEOUT_SECONDS) -> uvicorn.Config:
+    # before the app (and its store) exists
+    check_options(tls_cert, tls_key, client_ca, log_level, header_timeout=header_timeout, body_timeout=body_timeout)
     from agent.api.app import create_app, create_webhook_app
 
     app = create_webhook_app(database_url) if webhook_only else create_app(database_url, webhook=webhook)
@@ -244,7 +369,7 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
     config = uvicorn.Config(
         app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
         log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        http=_bounded_protocol(), **tls_extra,  # type: ignore[arg-type]
+        http=_bounded_protocol(header_timeout, body_timeout), **tls_extra,  # type: ignore[arg-type]
     )
     config.load()
     return config
@@ -262,11 +387,13 @@ def configure_logging(level: str) -> None:
 
 def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                *, reload_interval: float = 2.0, log_level: str = "info", webhook_only: bool = False,
-               client_ca: str | None = None, webhook: bool = True, metrics_port: int | None = None) -> None:
+               client_ca: str | None = None, webhook: bool = True, metrics_port: int | None = None,
+               header_timeout: float = HEADER_TIMEOUT_SECONDS, body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
     """Run until interrupted; with TLS, cert/key changes are picked up every ``reload_interval`` seconds."""
     configure_logging(log_level)
     config = build_config(host, port, tls_cert, tls_key, database_url, log_level, webhook_only=webhook_only,
-                          client_ca=client_ca, webhook=webhook)
+                          client_ca=client_ca, webhook=webhook, header_timeout=header_timeout,
+                          body_timeout=body_timeout)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

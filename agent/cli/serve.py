@@ -23,6 +23,13 @@ def serve(
                                                  "--webhook-only process, whose own port exposes nothing else)."),
     client_ca: str | None = typer.Option(None, "--client-ca",
                                          help="Require client certificates signed by this CA (the API server's)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout",
+                                         help="Seconds a client has to send a request's line and headers, from "
+                                              "connecting or from its first byte after a response (else 408 and "
+                                              "the connection closed)."),
+    body_timeout: float = typer.Option(10.0, "--body-timeout",
+                                       help="Window in seconds over which an unfinished request body must bring "
+                                            "at least 500 bytes a second (else the connection is closed)."),
     db: str | None = DbOpt,
 ) -> None:
     """Serve /validate (the red-flag-28 webhook), /api/v1, the dashboard and /metrics."""
@@ -34,7 +41,8 @@ def serve(
     for option, value in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--client-ca", client_ca)):
         # Blank is not left out: a blank --tls-cert and --tls-key served plain HTTP.
         not_blank(value, option, "give the PEM file, or leave the option out")
-    check_options(tls_cert, tls_key, client_ca, log_level)
+    check_options(tls_cert, tls_key, client_ca, log_level, header_timeout=header_timeout,
+                  body_timeout=body_timeout)
     if webhook_only and no_webhook:
         raise PolicyError("--webhook-only/--no-webhook: choose one (each port serves one of the two)")
     if metrics_port is not None and (not 0 < metrics_port < 65536 or metrics_port == port):
@@ -45,7 +53,8 @@ def serve(
 
         notify_settings()  # VEU_NOTIFY_* (the API's reminder job): a bad value named before any store is opened
     run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level.lower(), webhook_only=webhook_only,
-               client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port)
+               client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port,
+               header_timeout=header_timeout, body_timeout=body_timeout)
 
 
 def register(app: typer.Typer) -> None:

@@ -365,6 +365,9 @@ def setup(app: FastAPI) -> None:
         if wait:
             return HTMLResponse(_LOGIN % (f"Too many failed sign-ins from this address; try again in {wait} s.",
                                           "/"), status_code=429, headers={"retry-after": str(wait)})
+        # Counted as a failure before the token is checked (and forgiven if it signs in): counted after, every
+        # attempt sent while the first ones were being checked passed the limit.
+        throttle.failed(client)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
         nxt = _safe_next((form.get("next") or ["/"])[0])
@@ -375,7 +378,6 @@ def setup(app: FastAPI) -> None:
 
             p = await to_thread.run_sync(check)
         except AuthError:
-            throttle.failed(client)
             return HTMLResponse(_LOGIN % ("That token is not valid.", html.escape(nxt)), status_code=401)
         throttle.succeeded(client)
         await record_use(database_url, p)  # signing in is a use of the token
