@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import select
 
 from agent import audit as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, not_blank, table
+from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, err_console, not_blank, table
 from agent.packs import registry
 from agent.signing import load_public_pem, signing_key
 from agent.store import session_scope
@@ -199,6 +199,12 @@ def keygen(
         typer.echo(d["public_key"], nl=False)
 
     emit(data, json_, human)
+    if path.resolve() != key_path().expanduser().resolve():
+        # README: `keygen --out signing-key.pem`, then exports signed with another key (the data dir's) without a
+        # word: a key is used only once VEU_SIGNING_KEY_FILE names it.
+        err_console.print(f"note: {path} is not the key veuctl signs with now ({key_path()}); to sign audit "
+                          f"checkpoints and exports with it, set VEU_SIGNING_KEY_FILE={path.resolve()}",
+                          soft_wrap=True, markup=False, highlight=False)
 
 
 @audit_app.command("pubkey")

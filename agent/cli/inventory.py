@@ -179,7 +179,7 @@ def show_cmd(
         t = x["totals"]
         err_console.print(
             f"total: {t['count']:g} chips, TPP {t['tpp']:,.0f}; by tier: "
-            + ", ".join(f"tier {k}: {v['tpp']:,.0f}" for k, v in sorted(t["by_tier"].items()))
+            + (", ".join(f"tier {k}: {v['tpp']:,.0f}" for k, v in sorted(t["by_tier"].items())) or "none")
         )
 
     emit(data, json_, human)
@@ -227,6 +227,12 @@ def agent_run(
     from agent.scheduler import run_agent
 
     cfg = load_config(config_file(config))
+    if not cfg.collectors:
+        # With no config at all the agent scheduled nothing and said nothing (in a pod it still writes
+        # PolicyReports, so this is a warning, not a refusal).
+        err_console.print("warning: no collector is configured (the agent config has no collectors: section): "
+                          "the agent inventories nothing; give --config FILE or set VEU_AGENT_CONFIG "
+                          "(docs/inventory.md, Configuration)", soft_wrap=True, markup=False)
     run_agent(cfg, _use_db(db, cfg.database_url), once=once)
 
 
