@@ -78,6 +78,10 @@ class Table:
     pdf_columns: list[str] | None = None  # the columns worth printing (a PDF page is narrow)
     pdf_max_rows: int = 300
     note: str = ""
+    # A figure the PDF prints beside what it is compared with (a cap's value and its limit, a lineage total and the
+    # 4E091 threshold): column -> the other column's name, or a constant (a share of 1). Printed with the digits
+    # that tell them apart, as the dashboard and the CLI do: 9.9996e25 never as 1e26 beside a 1e26 threshold.
+    pdf_apart: dict[str, str | float] = field(default_factory=dict)
 
     def written_rows(self) -> Iterator[Sequence[Any]]:
         """``rows()`` with the chip counts (:data:`COUNT_COLUMNS`) as the files carry them (:func:`chip_count`)."""

@@ -202,7 +202,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
     report.tables = [
         Table("caps", "Cap positions per VEU authorization", CAP_COLUMNS, lambda: iter(cap_rows),
               pdf_columns=["authorization", "cap", "view", "value", "limit", "headroom_tpp", "utilisation", "ok",
-                           "confirmed"],
+                           "confirmed"], pdf_apart={"value": "limit", "utilisation": 1.0},
               note="value/limit are shares for share caps and TPP for absolute caps; headroom in TPP. "
                    "UNCONFIRMED provisions are marked confirmed=false."),
         Table("countries", "Installed 3A090.a-class TPP by country and tier",

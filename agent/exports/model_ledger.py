@@ -92,6 +92,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
         tables=[Table("models", "Models and their 4E091 status", COLUMNS, rows,
                       pdf_columns=["name", "owner", "base", "cumulative_operations", "share_of_threshold",
                                    "status", "threshold", "confirmed"],
+                      pdf_apart={"cumulative_operations": "threshold", "share_of_threshold": 1.0},
                       note="share_of_threshold = cumulative operations / the 4E091 threshold of the regime; "
                            "models at or near the threshold have a share at or near 1."), runs],
         charts=[Chart("Largest cumulative training operations", [t[0] for t in top], [t[1] for t in top],

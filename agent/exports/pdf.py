@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ def _p(text: Any, style: ParagraphStyle = BODY) -> Paragraph:
 
 
 def _fmt(v: Any) -> str:
+    from policies.compute import sci
+
     if isinstance(v, datetime):  # a readable instant; the CSV/JSON keep full ISO-8601
         return (v.astimezone(UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M UTC")
     if isinstance(v, str):
@@ -74,12 +77,48 @@ def _fmt(v: Any) -> str:
     number = jsonable(v)
     if isinstance(number, float):
         f = number
+        if abs(f) >= 1e15 and math.isfinite(f):
+            # Operations as the CLI, the dashboard and the API's explanations write them (1.4e26), never as a
+            # power of ten that the figure is not (9.9996e25 to four figures is 1e+26).
+            return sci(f)
         if abs(f) >= 1e15 or (0 < abs(f) < 1e-3):
             return f"{f:.4g}"
         return f"{f:,.4g}" if abs(f) < 1000 else f"{f:,.0f}"
     if isinstance(number, int) and not isinstance(number, bool):
         return f"{number:,}"
     return str(csv_cell(v))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(jsonable(v), int | float) and not isinstance(v, bool)
+
+
+def _fmt_apart(v: Any, ref: Any) -> str:
+    """``v`` as :func:`_fmt` prints it, with the digits that tell it from ``ref`` when it would print the same: a
+    total of 9.9996e25 beside a 1e26 threshold, a 7.0004% share beside a 7% cap, a utilisation of 0.99996 beside
+    the 1 it has not reached. Figures that are the same up to decimal-to-binary rounding print alike."""
+    from policies.compute import same_figure, sci_apart
+
+    text = _fmt(v)
+    if not (_is_number(v) and _is_number(ref)) or text != _fmt(ref):
+        return text
+    x, r = float(jsonable(v)), float(jsonable(ref))
+    if not (math.isfinite(x) and math.isfinite(r)) or same_figure(x, r):
+        return text
+    if abs(x) >= 1e15:
+        return sci_apart(x, r)[0]
+    for digits in (6, 9, 12, 17):
+        a, b = ((f"{x:,.{digits - 4}f}", f"{r:,.{digits - 4}f}") if abs(x) >= 1000
+                else (f"{x:,.{digits}g}", f"{r:,.{digits}g}"))
+        if a != b:
+            return a
+    return repr(x)
+
+
+def _is_id(column: str) -> bool:
+    """A column of identifiers (a holding, run, case or decision id; an audit seq): printed as the dashboard and the
+    CSV write them (#2015, 2015), not as a quantity (2,015)."""
+    return column in ("id", "seq") or column.endswith("_id")
 
 
 def _count(v: Any) -> str:
@@ -182,10 +221,26 @@ def _table_section(t: Table) -> list[Any]:
     shown: list[list[Any]] = []
     total = 0
     counts = {j for j, c in enumerate(cols) if c in COUNT_COLUMNS}
+    ids = {j for j, c in enumerate(cols) if _is_id(c)}
+    apart = {j: (t.columns.index(ref) if isinstance(ref, str) else None, ref)
+             for j, c in enumerate(cols) for ref in [t.pdf_apart.get(c)]
+             if ref is not None and (not isinstance(ref, str) or ref in t.columns)}
+
+    def cell(j: int, i: int, r: Sequence[Any]) -> Any:
+        v = r[i]
+        if j in counts:
+            return _count(v)
+        if j in ids and isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if j in apart:
+            at, ref = apart[j]
+            return _fmt_apart(v, r[at] if at is not None else ref)
+        return v
+
     for r in t.rows():
         total += 1
         if len(shown) < t.pdf_max_rows:
-            shown.append([_count(r[i]) if j in counts else r[i] for j, i in enumerate(idx)])
+            shown.append([cell(j, i, r) for j, i in enumerate(idx)])
     out: list[Any] = [_p(t.title, H2)]
     if t.note:
         out.append(_p(t.note, ParagraphStyle("note", parent=SMALL, keepWithNext=1)))

@@ -95,7 +95,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         tables=[
             Table("caps", "Allocation positions on the --to date (whole ledger to that date)", CAP_COLUMNS,
                   lambda: iter(cap_rows),
-                  pdf_columns=["cap", "view", "value", "limit", "headroom_tpp", "utilisation", "ok", "confirmed"]),
+                  pdf_columns=["cap", "view", "value", "limit", "headroom_tpp", "utilisation", "ok", "confirmed"],
+                  pdf_apart={"value": "limit", "utilisation": 1.0}),
             Table("consignee_year", "Shipments per consignee per year (LPP is capped per consignee per year)",
                   ["consignee", "year", "via", "destination", "shipments", "count", "tpp"], lambda: iter(per_year)),
             Table("shipments", "Shipments in the period", COLUMNS, rows,

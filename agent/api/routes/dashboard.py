@@ -316,6 +316,23 @@ def fmt_num(x: Any) -> str:
     return f"{v:,.0f}" if v == int(v) else f"{v:,.3f}"
 
 
+def fmt_ops(x: Any) -> str:
+    """Operations as the CLI and the API's explanations write them (``1.4e26``; never a power of ten it is not)."""
+    from policies.compute import sci
+
+    return "—" if x is None else sci(float(x))
+
+
+def fmt_ops_apart(x: Any, threshold: Any) -> str:
+    """A lineage total as ``veuctl models list`` writes it beside its threshold: 9.9996e25, below 10^26, never
+    '1.000e+26' (:func:`policies.compute.sci_apart`)."""
+    from policies.compute import sci_apart
+
+    if x is None or threshold is None:
+        return fmt_ops(x)
+    return sci_apart(float(x), float(threshold))[0]
+
+
 def gauge_arc(fraction: float | None) -> dict[str, Any]:
     """SVG path of a half-circle gauge filled to ``fraction`` of its limit (capped at 1.25 for overshoot)."""
     f = 0.0 if fraction is None else max(0.0, min(float(fraction), 1.25)) / 1.25
@@ -372,7 +389,7 @@ def fmt_when(value: object) -> str:
 
 
 templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_when, pct_apart=fmt_pct_apart,
-                             tpp_apart=fmt_tpp_apart,
+                             tpp_apart=fmt_tpp_apart, ops=fmt_ops, ops_apart=fmt_ops_apart,
                              urlq=lambda s: quote(str(s), safe=""))
 templates.env.globals.update(gauge_arc=gauge_arc)
 
