@@ -4,13 +4,15 @@ store into an empty one (`veuctl db copy`: a trial's SQLite store into productio
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from agent.cli._common import DbOpt, JsonOpt, UsageError, db_url, emit, err_console, not_blank, one_line, table
 from agent.config import settings
@@ -43,16 +45,47 @@ def _redact(url: str) -> str:
 
 
 _SECRET_PARAMS = ("password", "sslpassword")
+_SETTING = "(--db / VEU_DATABASE_URL)"
+
+
+@contextmanager
+def _store_errors(url: str) -> Iterator[None]:
+    """The store the URL names cannot be reached, or is not a database: one line naming where the URL comes from
+    and what to check (the migration Job's log is read by whoever has to fix it). Never the URL: it may carry a
+    password."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = one_line(_first_line(exc))
+        if "database is locked" in reason:
+            hint = "another process kept it locked; retry once it is done"
+        elif url.startswith("sqlite"):
+            hint = "check that the path names an SQLite file (or a new one in an existing directory) this user can " \
+                "write"
+        else:
+            hint = "check that the database is running and reachable from here, and that the URL names it"
+        sys.stderr.write(f"error: database unavailable {_SETTING}: {reason}; {hint}\n")
+        raise typer.Exit(1) from None
+    except DatabaseError as exc:
+        raise UsageError(f"database URL {_SETTING}: not a usable database: {_first_line(exc)}; check the URL (its "
+                         "path or database, and its options)") from None
+
+
+def _first_line(exc: DatabaseError) -> str:
+    """The driver's message, not SQLAlchemy's (which appends the statement)."""
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 @db_app.command("upgrade")
 def upgrade(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
     """Apply every pending Alembic migration (idempotent)."""
     url = db_url(db) or settings().db_url()
-    eng = get_engine(url)
-    tables = sorted(inspect(eng).get_table_names())
-    with eng.connect() as conn:
-        revisions = store_revisions(conn)
+    with _store_errors(url):
+        eng = get_engine(url)
+        tables = sorted(inspect(eng).get_table_names())
+        with eng.connect() as conn:
+            revisions = store_revisions(conn)
     newer = sorted(set(revisions) - known_revisions())
     # A store a newer release migrated is left as it is (see agent.store.db.migrate): say so, never "up to date".
     status = f"newer than this release ({', '.join(newer)}): left as it is" if newer else "up to date"
@@ -74,9 +107,10 @@ def current(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
         return
     eng = make_engine(url)
     try:
-        tables = sorted(inspect(eng).get_table_names())
-        with eng.connect() as conn:
-            revisions = store_revisions(conn)
+        with _store_errors(url):
+            tables = sorted(inspect(eng).get_table_names())
+            with eng.connect() as conn:
+                revisions = store_revisions(conn)
     finally:
         eng.dispose()
     newer = sorted(set(revisions) - known_revisions())

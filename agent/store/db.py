@@ -79,7 +79,26 @@ def make_engine(url: str) -> Engine:
 
         # Never echo the URL: it may carry a password.
         reason = re.sub(r"://([^:/@\s]*):[^@\s]*@", r"://\1:***@", str(exc).strip().splitlines()[0])[:200]
+        kind = _url_kind(url)
+        if isinstance(exc, NoSuchModuleError | ImportError) and kind is not None:
+            # "Can't load plugin: sqlalchemy.dialects:postgres", "No module named 'MySQLdb'": not what to write.
+            reason = f"unknown database kind {kind!r}"
+        if isinstance(exc, ArgumentError | NoSuchModuleError | ImportError):
+            reason += f"; give {URL_FORMS}"
         raise PolicyError(f"database URL (--db / VEU_DATABASE_URL): not usable: {reason}") from None
+
+
+# The database URLs the store takes (SQLite: a relative PATH after three slashes, an absolute one after four).
+URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def _url_kind(url: str) -> str | None:
+    """The scheme of a URL the store does not take (``postgres``, ``mysql``, ``postgresql+asyncpg``), else None."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,40}", scheme) or scheme in ("sqlite", "postgresql",
+                                                                              "postgresql+psycopg"):
+        return None
+    return scheme
 
 
 def _sqlite_file(url: str) -> Path | None:

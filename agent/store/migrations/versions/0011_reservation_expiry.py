@@ -20,5 +20,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("reservation") as batch:
-        batch.drop_column("expires_on")
+    # A plain DROP COLUMN on both stores (SQLite has it since 3.35): batch mode rebuilt the table, and its DROP
+    # TABLE failed ("FOREIGN KEY constraint failed") once a row of another table referred to one of its rows.
+    op.drop_column("reservation", "expires_on")

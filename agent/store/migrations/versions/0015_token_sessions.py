@@ -24,5 +24,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("api_token") as batch:
-        batch.drop_column("sessions_ended_at")
+    # A plain DROP COLUMN on both stores (SQLite has it since 3.35): batch mode rebuilt the table, and its DROP
+    # TABLE failed ("FOREIGN KEY constraint failed") once a row of another table referred to one of its rows.
+    op.drop_column("api_token", "sessions_ended_at")

@@ -26,5 +26,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_holding_instance", table_name="holding")
-    with op.batch_alter_table("holding") as batch:
-        batch.drop_column("instance")
+    # A plain DROP COLUMN on both stores (SQLite has it since 3.35): batch mode rebuilt the table, and its DROP
+    # TABLE failed ("FOREIGN KEY constraint failed") once a row of another table referred to one of its rows.
+    op.drop_column("holding", "instance")  # its index is gone: SQLite can drop it

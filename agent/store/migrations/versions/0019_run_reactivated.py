@@ -23,5 +23,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("collector_run") as batch:
-        batch.drop_column("reactivated")
+    # A plain DROP COLUMN on both stores (SQLite has it since 3.35): batch mode rebuilt the table, and its DROP
+    # TABLE failed ("FOREIGN KEY constraint failed") once a row of another table referred to one of its rows.
+    op.drop_column("collector_run", "reactivated")
