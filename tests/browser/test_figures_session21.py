@@ -207,3 +207,24 @@ def test_the_overview_counts_one_cap_as_one_cap(client: TestClient) -> None:
     page = client.get("/").text
     assert "(1 caps)" not in page
     assert "All views, including non-binding ones (1 cap)" in page
+
+
+def test_the_footer_says_what_each_page_s_figures_are(client: TestClient) -> None:
+    """'Figures are exact TPP sums from the inventory' is the caps pages' footer, not that of pages with no TPP sum."""
+    tpp_note = "exact TPP sums from the inventory"
+    assert tpp_note in client.get("/").text
+    for page in ("/models", "/cases", "/shipments", "/deadlines", "/exports"):
+        html = client.get(page).text
+        footer = html[html.index("<footer>"):]
+        assert tpp_note not in footer and "Not legal advice." in footer, page
+
+
+def test_the_shipments_page_shows_an_authorization_as_one_not_as_the_reference(client: TestClient) -> None:
+    """A shipment via a Data Center VEU with no reference read its authorization's name in the Reference column,
+    where the CLI and the API show an empty reference beside the authorization."""
+    rows = client.get("/api/v1/shipments").json()
+    rows = rows["items"]
+    via_auth = [r for r in rows if r.get("authorization") and not r.get("reference")]
+    assert via_auth, "the demo records a VEU shipment without a reference"
+    html = client.get("/shipments").text
+    assert f"authorization {via_auth[0]['authorization']}" in html
