@@ -254,7 +254,9 @@ def run_app(app: typer.Typer) -> int:
         sa_exc = sys.modules.get("sqlalchemy.exc")
         if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
             first = one_line(str(exc.orig).strip().splitlines()[0])
-            sys.stderr.write(f"error: database unavailable: {first}\n")
+            # Where the URL came from, and for SQLite's busy timeout what to do (it is not a broken store).
+            hint = "; another process kept it locked: retry once it is done" if "database is locked" in first else ""
+            sys.stderr.write(f"error: database unavailable (--db / VEU_DATABASE_URL): {first}{hint}\n")
             return 1
         if sa_exc is not None and isinstance(exc, sa_exc.DataError):
             long_text = _too_long(sys.argv[1:], str(exc.orig))
@@ -263,6 +265,6 @@ def run_app(app: typer.Typer) -> int:
                 return 2
         if sa_exc is not None and isinstance(exc, sa_exc.DatabaseError):
             first = one_line(str(exc.orig).strip().splitlines()[0])
-            sys.stderr.write(f"error: --db: not a usable database: {first}\n")
+            sys.stderr.write(f"error: database URL (--db / VEU_DATABASE_URL): not a usable database: {first}\n")
             return 2
         raise
