@@ -408,7 +408,9 @@ def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey], result:
             result.fail(cp.seq, f"checkpoint at seq {cp.seq}: signature does not verify (checkpoint altered)")
             continue
         good.append(cp)
-    result.checkpoints_verified = len(good)
+    # A checkpoint kept off the host (`--checkpoint FILE`) is usually also stored: one checkpoint, counted once
+    # (Ed25519 signatures are deterministic, so the same checkpoint has the same key and signature).
+    result.checkpoints_verified = len({(cp.key_id, cp.signature) for cp in good})
     return good
 
 

@@ -98,19 +98,21 @@ def create_token(
     return row, secret
 
 
+# What a holder of a token that no longer authenticates is to do (the API's 401 says it).
+_NEW_TOKEN = "ask an admin for a new token (`veuctl tokens create --role ROLE --name NAME`)"
 _TOKEN_RE = re.compile(r"^veu_([0-9a-f]{12})_[A-Za-z0-9_\-]{20,100}$")
 
 
 def verify_token(s: Session, secret: str, now: datetime | None = None) -> Principal:
     m = _TOKEN_RE.match(secret)
     if m is None:
-        raise AuthError("token: malformed")
+        raise AuthError("token: malformed; send the whole veu_... token `veuctl tokens create` printed")
     row = _token_row(s, m.group(1))
     if row is None or not hmac.compare_digest(row.token_hash, _hash(secret)):
-        raise AuthError("token: unknown")
+        raise AuthError(f"token: unknown (mistyped, or not issued by this server's store); {_NEW_TOKEN}")
     ended = _ended(row, now or utcnow())
     if ended:
-        raise AuthError(f"token: {ended}")
+        raise AuthError(f"token: {ended}; {_NEW_TOKEN}")
     return Principal(name=row.name, role=row.role, via="token", token=row.prefix, last_used_at=row.last_used_at)
 
 

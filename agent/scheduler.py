@@ -269,6 +269,10 @@ def run_agent(
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``); ``once`` runs each collector a single time and returns."""
     logging.basicConfig(level=os.environ.get("VEU_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
+    # Alembic logs every plugin it sets up and every migration step at INFO (~30 lines on a fresh store around
+    # the agent's own); its warnings still show. VEU_LOG_LEVEL=DEBUG shows them all.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if once:
         interrupt_earlier_runs(url)
         for c in cfg.enabled():

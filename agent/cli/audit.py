@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from sqlalchemy import select
+from sqlmodel import col
 
 from agent import audit as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, err_console, not_blank, table
@@ -19,6 +20,27 @@ from agent.store import session_scope
 from agent.store.tables.audit import AuditCheckpoint, AuditEntry
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _unseen_action(s: Any, action: str) -> str:
+    """A warning when no entry has ``action`` (a misspelt --action listed nothing, which reads as "never done"),
+    naming the actions recorded; "" when some entry has it.
+
+    A warning, not a refusal: an action the product records but this store has not seen yet (``case.resolve`` on a
+    new store) is a fair question whose answer is "none". The store is the authority on names: actions are recorded
+    from every part of the product (some named at run time, e.g. ``reservation.<status>``), and a store keeps those
+    an earlier version recorded, so a list kept in code would both miss names and drift."""
+    if s.execute(select(col(AuditEntry.seq)).where(col(AuditEntry.action) == action).limit(1)).first() is not None:
+        return ""
+    known = sorted(s.execute(select(col(AuditEntry.action)).distinct()).scalars().all())
+    if not known:
+        return f"--action: no audit entry has action {action!r}: the audit log has no entries yet"
+    return (f"--action: no audit entry has action {action!r} (misspelt, or never recorded here); the actions "
+            f"recorded: {', '.join(known)}")
 
 
 def _keys(files: list[Path]) -> list[Any] | None:
@@ -76,8 +98,9 @@ def verify(
     def human(_: Any) -> None:
         if res.ok:
             latest = f"latest at seq {res.latest_checkpoint_seq}" if res.latest_checkpoint_seq else "none yet"
-            typer.echo(f"OK: {res.checked} entries verified (seq {res.first_seq}..{res.last_seq}, from "
-                       f"{res.start_from}); {res.checkpoints_verified} signed checkpoints ({latest})")
+            typer.echo(f"OK: {_count(res.checked, 'entry', 'entries')} verified (seq {res.first_seq}.."
+                       f"{res.last_seq}, from {res.start_from}); "
+                       f"{_count(res.checkpoints_verified, 'signed checkpoint', 'signed checkpoints')} ({latest})")
         else:
             typer.echo(f"BROKEN at seq {res.break_seq}: {res.reason}")
         for w in res.warnings:
@@ -147,6 +170,8 @@ def log(
     if subject:
         q = q.where(AuditEntry.subject == subject)  # type: ignore[arg-type]
     with session_scope(db_url(db)) as s:
+        if action and (note := _unseen_action(s, action)):
+            err_console.print(f"warning: {note}", soft_wrap=True, markup=False, highlight=False)
         rows = [{"seq": e.seq, "ts": svc.ts_text(e.ts), "actor": e.actor, "action": e.action,
                  "subject": e.subject, "payload": json.loads(e.payload), "hash": e.hash}
                 for e in s.execute(q).scalars()]

@@ -70,7 +70,8 @@ def _check_custom(acc: Accelerator) -> Accelerator:
 
 
 @chips_app.command("show")
-def show(name: str = typer.Argument(..., help="Chip name or alias, e.g. 'H100 SXM5 80GB' or 'A100-SXM4-40GB-1g.5gb'."),
+def show(name: str = typer.Argument(..., help="Chip name or alias, e.g. 'H100 SXM5 80GB' or "
+                                    "'A100-SXM4-40GB MIG 1g.5gb' (a MIG slice)."),
          json_: bool = JsonOpt, as_of_: str | None = AsOfOpt) -> None:
     """A chip by any alias (nvidia-smi, GFD, GKE, Karpenter, AWS, MIG): TPP, PD, ECCN."""
     d = as_of(as_of_)

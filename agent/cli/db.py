@@ -204,7 +204,8 @@ def copy(
         table([{"table": k, "rows": v} for k, v in d["rows_per_table"].items()], ["table", "rows"])
         typer.echo(f"copied {d['rows']} rows in {d['tables']} tables from {d['from']} to {d['to']} in "
                    f"{d['seconds']:.1f} s; row counts match; audit trail verified on the target "
-                   f"({d['audit_entries_verified']} entries, {d['audit_checkpoints_verified']} signed checkpoints)")
+                   f"({d['audit_entries_verified']} entries, {d['audit_checkpoints_verified']} signed checkpoint"
+                   f"{'' if d['audit_checkpoints_verified'] == 1 else 's'})")
         for w in d["warnings"]:
             typer.echo(f"warning: {w}")
 

@@ -377,8 +377,11 @@ def setup(app: FastAPI) -> None:
                     return verify_token(s, token)
 
             p = await to_thread.run_sync(check)
-        except AuthError:
-            return HTMLResponse(_LOGIN % ("That token is not valid.", html.escape(nxt)), status_code=401)
+        except AuthError as exc:
+            # The reason (malformed, unknown, expired, revoked) and what to do: only the token's holder learns that a
+            # token ended, since its hash is checked first.
+            return HTMLResponse(_LOGIN % (html.escape(f"That token is not valid: {exc}."), html.escape(nxt)),
+                                status_code=401)
         throttle.succeeded(client)
         await record_use(database_url, p)  # signing in is a use of the token
         resp = RedirectResponse(nxt, status_code=303)
