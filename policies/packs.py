@@ -155,6 +155,23 @@ _VALUE_SPECS: dict[str, _Spec] = {
     "destination-equivalences": {"treat_as": (_ANY, _REQ)},
     "licence-3a090a-worldwide": {"scope": (_ANY, _OPT), "eccns": (_LIST, _REQ)},
     "licence-3a090b": {"eccns": (_LIST, _REQ), **_LICENCE_SCOPE},
+    # policies.paths._b_licence: `presumption` outside the scope keys, `in_scope_presumption` inside them.
+    "licence-3a090b-review": {"eccns": (_LIST, _OPT), "presumption": (_ANY, _REQ),
+                              "in_scope_presumption": (_ANY, _REQ), **_LICENCE_SCOPE},
+    # policies.paths._aca_nac: a datacenter item is excluded only if its ECCN is listed (3A090.a/4A090.a), so a
+    # missing or misspelt list would open ACA/NAC to datacenter 3A090.a items. `non_datacenter_only` was read by
+    # no code and is refused.
+    "licence-exception-nac-aca": {
+        "datacenter_excluded_eccns": (_LIST, _REQ), "not_for_eccns": (_LIST, _OPT),
+        "nac_destinations": (_ANY, _OPT), "nac_requires_prior_notification": (_ANY, _OPT),
+        "nac_notice_days": (_DAYS, _OPT), "aca_excluded_destinations": (_ANY, _OPT),
+        "aca_requires_notification": (_ANY, _OPT),
+    },
+    # policies.paths._acm: ACM is offered only for items of the listed ECCNs and the listed end uses.
+    "licence-exception-acm": {
+        "eccns": (_LIST, _REQ), "end_uses": (_LIST, _REQ), "not_for_eccns": (_LIST, _OPT),
+        "excluded_destinations": (_ANY, _OPT),
+    },
     "licence-3a090a-baseline": _LICENCE_SCOPE,
     "eccn-4a090": {"a_contains": (_ANY, _REQ), "b_contains": (_ANY, _REQ)},
     "uveu-measurement-dates": {"continuous": (_ANY, _OPT), "reporting_dates": (_LIST, _OPT)},

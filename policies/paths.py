@@ -2,8 +2,9 @@
 
 For a proposal (items, consignee, location country, date) the finder evaluates every path the AI Diffusion
 rule offers for 3A090.a / 4A090.a items — Data Center VEU (UVEU, NVEU), License Exceptions AIA (§ 740.27),
-ACM (§ 740.28), LPP (§ 740.29), ACA/NAC (§ 740.8, non-datacenter items) and a licence with its review
-presumption (§ 742.6(b)(10)(iii)) — and says why each is or is not open, with the provisions relied on and
+ACM (§ 740.28), LPP (§ 740.29), ACA/NAC (§ 740.8, items other than datacenter 3A090.a items) and a licence with
+its review presumption (§ 742.6(b)(10)(iii)) — and, for 3A090.b / 4A090.b items, ACM, ACA/NAC and a licence
+under § 742.6(b)(10)(iv); it says why each is or is not open, with the provisions relied on and
 their codified / enforced / confirmed status. Every threshold and list comes from the policy packs; the
 caller supplies the party graph, the authorizations held, the shipments ledger and the date.
 """
@@ -224,8 +225,8 @@ def _in_scope(packs: PackRegistry, prov: ResolvedProvision, p: Proposal, loc: Ti
     excepted = _in_groups(packs, dest, v.get("except_groups", []), p.on)
     why: list[str] = []
     if hits and not excepted:
-        why.append(f"{loc.name}{via} is in Country Group {', '.join(hits)} and not in "
-                   f"{', '.join(v['except_groups'])}")
+        why.append(f"{loc.name}{via} is in Country Group {', '.join(hits)}" + (
+            f" and not in {', '.join(v['except_groups'])}" if v.get("except_groups") else ""))
     if dest in v.get("countries", []):
         why.append(f"{loc.name}{via} is named in {prov.id}")
     for label, code in (("consignee", eff.hq), ("ultimate parent", eff.ultimate_parent_hq)):
@@ -254,9 +255,34 @@ def _b_items_paths(packs: PackRegistry, p: Proposal, loc: TierResult, eff: Effec
     basis = f"{eccns}: licence required ({prov.citation}) because " + "; ".join(why)
     return PathReport(p, loc, eff, total, True, basis, (
         PathResult("NLR", False, (basis,), (), tuple(used)),
-        PathResult("LICENCE", True, (f"{eccns}: apply for a licence; the review policy for these items is not in "
-                                     "the loaded packs",), ("apply for a licence",), tuple(used), "unknown"),
+        _acm(packs, p, loc, eff, items),
+        *_aca_nac(packs, p, loc, eff, items),
+        _b_licence(packs, p, loc, eff, eccns, tuple(used)),
     ))
+
+
+def _b_licence(packs: PackRegistry, p: Proposal, loc: TierResult, eff: EffectiveTier, eccns: str,
+               scope_provs: tuple[ResolvedProvision, ...]) -> PathResult:
+    """The licence for 3A090.b items under the review policy of provision ``licence-3a090b-review``:
+    ``in_scope_presumption`` where its destination-and-headquarters scope covers the proposal, else ``presumption``."""
+    review = packs.find("licence-3a090b-review", p.on)
+    if review is None:
+        return PathResult("LICENCE", True, (f"{eccns}: apply for a licence; no review policy for these items is in "
+                                            f"the loaded packs on {p.on}",), ("apply for a licence",), scope_provs,
+                          "unknown")
+    why, used = _in_scope(packs, review, p, loc, eff)
+    provs = tuple({pr.id: pr for pr in (*scope_provs, *used)}.values())
+    if why:
+        presumption = str(review.value("in_scope_presumption"))
+        reason = f"{eccns}: presumption of {presumption} ({review.citation}): " + "; ".join(why)
+    else:
+        presumption = str(review.value("presumption"))
+        where = ", ".join([*review.values.get("country_groups", []), *review.values.get("countries", [])])
+        reason = (f"{eccns}: presumption of {presumption} ({review.citation}): neither {loc.name} nor the "
+                  f"consignee's or its ultimate parent's headquarters is in {where}")
+    if presumption == "denial":
+        return PathResult("LICENCE", False, (reason,), (), provs, presumption)
+    return PathResult("LICENCE", True, (reason,), ("apply for a licence",), provs, presumption)
 
 
 def _vetted_tier3(loc: TierResult, eff: EffectiveTier) -> str | None:
@@ -393,10 +419,15 @@ def _aia(
                       tuple(conds), (prov, t1), None, figures)
 
 
-def _acm(packs: PackRegistry, p: Proposal, loc: TierResult, eff: EffectiveTier) -> PathResult:
+def _acm(packs: PackRegistry, p: Proposal, loc: TierResult, eff: EffectiveTier, items: Sequence[ItemLine]
+         ) -> PathResult:
     prov = packs.provision("licence-exception-acm", p.on)
     uses = list(prov.value("end_uses"))
+    eligible = set(prov.value("eccns"))
     why = []
+    outside = sorted({i.eccn for i in items if i.eccn not in eligible})
+    if outside:
+        why.append(f"ACM covers only {', '.join(sorted(eligible))} items; not {', '.join(outside)} ({prov.citation})")
     if p.end_use not in uses:
         why.append(f"ACM covers only {', '.join(uses)} by private-sector end users; end use given: "
                    f"{p.end_use or 'none'} (give --end-use)")
@@ -461,31 +492,46 @@ def _lpp(
 def _aca_nac(
     packs: PackRegistry, p: Proposal, loc: TierResult, eff: EffectiveTier, controlled: Sequence[ItemLine]
 ) -> list[PathResult]:
+    """ACA and NAC (§ 740.8): every item must be eligible. Items designed or marketed for datacenters are excluded
+    only if their ECCN is in the pack's ``datacenter_excluded_eccns`` (3A090.a / 4A090.a), so datacenter 3A090.b
+    items are eligible; items of ``not_for_eccns`` (3A090.c) never are."""
     prov = packs.provision("licence-exception-nac-aca", p.on)
     eccn = packs.provision("eccn-3a090", p.on)
     tmin = float(eccn.value("non_datacenter_tpp_min"))
-    bad = [i.name for i in controlled if i.datacenter]
+    excluded = list(prov.value("datacenter_excluded_eccns"))
+    never = set(prov.values.get("not_for_eccns", []))
+    bad = [i.name for i in controlled if i.datacenter and i.eccn in excluded]
+    barred = [i.name for i in controlled if i.eccn in never]
     low = [i.name for i in controlled if not i.datacenter and i.tpp < tmin]
     why = []
     if bad:
-        why.append(f"ACA/NAC cover only non-datacenter items (TPP >= {tmin:,.0f}); datacenter items: "
-                   f"{', '.join(bad)} ({eccn.citation})")
+        why.append(f"ACA/NAC exclude items designed or marketed for datacenters that meet {' / '.join(excluded)} "
+                   f"({prov.citation}); datacenter items: {', '.join(bad)} ({eccn.citation})")
+    if barred:
+        why.append(f"ACA/NAC do not cover {', '.join(sorted(never))} items: {', '.join(barred)} ({prov.citation})")
     if low:
         why.append(f"non-datacenter items below {tmin:,.0f} TPP are not 3A090: {', '.join(low)}")
     blocked = _vetted_tier3(loc, eff)
     provs = (prov, eccn)
     if why:
         return [PathResult("ACA", False, tuple(why), (), provs), PathResult("NAC", False, tuple(why), (), provs)]
+    kinds = []
+    if any(not i.datacenter for i in controlled):
+        kinds.append(f"non-datacenter items (TPP >= {tmin:,.0f})")
+    if any(i.datacenter for i in controlled):
+        kinds.append(f"{' / '.join(sorted({i.eccn for i in controlled if i.datacenter}))} items (ACA/NAC exclude "
+                     f"only datacenter {' / '.join(excluded)} items)")
+    what = " and ".join(kinds)
     if blocked:
         conds = ["prior notification to BIS required"]
         if prov.values.get("nac_notice_days") is None:
             conds.append("NAC notification lead time is UNCONFIRMED: notify well before shipment")
         return [
             PathResult("ACA", False, (f"ACA does not cover Macau or D:5: {blocked}",), (), provs),
-            PathResult("NAC", True, (f"non-datacenter items to Macau/D:5 ({blocked})",), tuple(conds), provs),
+            PathResult("NAC", True, (f"{what} to Macau/D:5 ({blocked})",), tuple(conds), provs),
         ]
     return [
-        PathResult("ACA", True, (f"non-datacenter items (TPP >= {tmin:,.0f}) outside Macau and D:5",), (), provs),
+        PathResult("ACA", True, (f"{what} outside Macau and D:5",), (), provs),
         PathResult("NAC", False, ("NAC is for Macau/D:5 destinations or parties; ACA applies instead",), (), provs),
     ]
 
@@ -588,7 +634,7 @@ def find_paths(
         PathResult("NLR", not required, (basis,), (), tuple(req_provs)),
         *_veu_paths(packs, p, loc, eff, total, authorizations),
         _aia(packs, p, loc, eff, total, shipments),
-        _acm(packs, p, loc, eff),
+        _acm(packs, p, loc, eff, controlled),
         _lpp(packs, parties, p, loc, eff, total, shipments),
         *_aca_nac(packs, p, loc, eff, controlled),
         _licence(packs, p, loc, eff, total, shipments, required),

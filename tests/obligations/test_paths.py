@@ -275,8 +275,10 @@ def l40(n: int) -> tuple[ItemLine, ...]:
 def test_3a090b_chips_to_the_uae_need_a_licence_the_diffusion_paths_do_not_open(packs: PackRegistry) -> None:
     # CCL: 3A090.b "To or within the United Arab Emirates or destinations specified in Country Groups D:1, D:4,
     # and D:5 ... excluding any destination also specified in Country Groups A:5 or A:6".
+    # The licence is required; of the exceptions only ACA covers .b items to a D:1/D:4 destination (seed 000's
+    # table: "ACM and ACA"; ACM needs a development/production/storage end use), none of AIA, LPP or a VEU.
     r = run(l40(10), "Gulf", "AE", packs=packs)
-    assert r.licence_required and r.open_paths == ["LICENCE"]
+    assert r.licence_required and r.open_paths == ["ACA", "LICENCE"]
     assert "3A090.b: licence required" in r.licence_basis and "United Arab Emirates is named in licence-3a090b" \
         in r.licence_basis
 
