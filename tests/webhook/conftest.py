@@ -114,6 +114,20 @@ def review(obj: dict[str, Any], *, namespace: str | None = None, uid: str | None
     }
 
 
+def scale_review(resource: tuple[str, str], name: str, old: Any, new: Any, ns: str = "tenant-ae", *,
+                 user: str = "alice@example.com") -> dict[str, Any]:
+    """An UPDATE of ``resource``'s (group, plural) scale subresource, as `kubectl scale` or an HPA sends it."""
+    def scale(n: Any) -> dict[str, Any]:
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": ns},
+                "spec": {"replicas": n}}
+    group, plural = resource
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": str(uuid.uuid4()), "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+        "resource": {"group": group, "version": "v1", "resource": plural}, "subResource": "scale",
+        "name": name, "namespace": ns, "operation": "UPDATE", "userInfo": {"username": user},
+        "object": scale(new), "oldObject": scale(old), "dryRun": False}}
+
+
 def job(name: str, ns: str = "tenant-ae", *, gpus: int = 8, pods: int = 1, annotations: dict[str, str] | None = None,
         product: str | None = "NVIDIA-H100-80GB-HBM3") -> dict[str, Any]:
     """A batch/v1 Job of ``pods`` pods × ``gpus`` GPUs each."""

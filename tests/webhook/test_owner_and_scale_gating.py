@@ -4,7 +4,6 @@ scale-ups through the ``scale`` subresource, must not carry an accelerator run p
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from controllers.jobspec import Demand, read
 from policies import redflag
 
 from .conftest import M, job, load_sample, review
+from .conftest import scale_review as _scale
 
 Decide = Callable[..., Outcome]
 
@@ -108,18 +108,6 @@ def test_a_kueue_workload_of_a_bare_pod_is_counted_at_the_pod(decide_review: Dec
 # ------------------------------------------------------------------------------------------------ scale
 
 
-def _scale(resource: tuple[str, str], name: str, old: Any, new: Any, ns: str = "tenant-ae") -> dict[str, Any]:
-    """An UPDATE of ``resource``'s scale subresource, as `kubectl scale` or an HPA sends it."""
-    def scale(n: Any) -> dict[str, Any]:
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": n}}
-    group, plural = resource
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
-        "resource": {"group": group, "version": "v1", "resource": plural}, "subResource": "scale",
-        "name": name, "namespace": ns, "operation": "UPDATE",
-        "userInfo": {"username": "alice@example.com"}, "object": scale(new), "oldObject": scale(old),
-        "dryRun": False}}
 
 
 LWS = ("leaderworkerset.x-k8s.io", "leaderworkersets")

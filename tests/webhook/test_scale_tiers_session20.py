@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,9 @@ from agent.cases import Outcome, parse_declared
 from policies import redflag
 from policies.errors import EstimateError
 
-from .conftest import M, load_sample, review
+from .conftest import M, load_sample, review, scale_review
+
+HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
 
 Decide = Callable[..., Outcome]
 LWS = ("leaderworkerset.x-k8s.io", "leaderworkersets")
@@ -20,16 +21,7 @@ PYTORCH = ("kubeflow.org", "pytorchjobs")
 
 
 def _scale(resource: tuple[str, str], name: str, old: int, new: int, ns: str) -> dict[str, Any]:
-    def scale(n: int) -> dict[str, Any]:
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": n}}
-    group, plural = resource
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
-        "resource": {"group": group, "version": "v1", "resource": plural}, "subResource": "scale",
-        "name": name, "namespace": ns, "operation": "UPDATE",
-        "userInfo": {"username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler"},
-        "object": scale(new), "oldObject": scale(old), "dryRun": False}}
+    return scale_review(resource, name, old, new, ns, user=HPA)
 
 
 def test_a_tier1_customers_leaderworkerset_scaled_up_by_its_hpa_is_admitted(decide_review: Decide) -> None:

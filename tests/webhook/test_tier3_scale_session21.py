@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -13,27 +11,15 @@ from agent.cases import Outcome
 from policies import redflag
 
 from .conftest import job, load_sample, review
+from .conftest import scale_review as _scale
 
 Decide = Callable[..., Outcome]
 LWS = ("leaderworkerset.x-k8s.io", "leaderworkersets")
 PYTORCH = ("kubeflow.org", "pytorchjobs")
 
 
-def _scale(resource: tuple[str, str], name: str, old: int, new: int, ns: str) -> dict[str, Any]:
-    def scale(n: int) -> dict[str, Any]:
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": n}}
-    group, plural = resource
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
-        "resource": {"group": group, "version": "v1", "resource": plural}, "subResource": "scale",
-        "name": name, "namespace": ns, "operation": "UPDATE",
-        "userInfo": {"username": "alice@example.com"},
-        "object": scale(new), "oldObject": scale(old), "dryRun": False}}
 
 
-# The scale subresource is judged in agent.cases._read_scale, outside this session's files: the fix (redflag.decide's
-# ``uncounted`` for a Tier 3 customer there) is proposed in the session's report. Strict: fails loudly once it lands.
 @pytest.mark.parametrize("ns", ["tenant-mo", "tenant-gb-mo"])
 @pytest.mark.parametrize("resource", [LWS, PYTORCH])
 def test_a_tier3_customers_scale_up_is_denied_as_tier3(decide_review: Decide, ns: str,
