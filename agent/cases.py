@@ -342,6 +342,16 @@ def parse_declared(ann: Mapping[str, str]) -> Declared:
     )
 
 
+
+def _deadline_loosened(old: Demand, new: Demand) -> bool:
+    """Whether an UPDATE lets the job run longer than its own deadline did (removed, no longer stopping the pods,
+    or raised)."""
+    before = old.deadline.hours if old.deadline is not None else None
+    if before is None:
+        return False
+    after = new.deadline.hours if new.deadline is not None else None
+    return after is None or after > before
+
 _D = _DECISION_TABLE
 _SINCE_TYPE = _D.c.decided_at.type
 # Decided before ``until``: the end of the day a review is evaluated as of (a review of today has no end, so a
@@ -723,8 +733,11 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
         # by Kueue's preemption, a scale-down) is not decided again, where the lineage may since have grown
         # (by this very job's metered usage among others) and a refusal would keep the chips running. Lifting
         # a suspension starts the run: decided again.
+        # So is one that changes what the job declares (its compute annotations: a longer expected-hours, another
+        # model) or loosens its own deadline (the duration a declared expected-hours may rest on).
         if (isinstance(old, Demand) and not adds_demand(old, demand)
-                and not (suspended(rr.old_obj) and not suspended(rr.obj))):
+                and not (suspended(rr.old_obj) and not suspended(rr.obj))
+                and old.declared() == demand.declared() and not _deadline_loosened(old, demand)):
             r.out = _simple(rr, redflag.ALLOW, True, f"UPDATE of {demand.kind} {demand.name} asks for no accelerators "
                                                      "beyond what it had: not decided again")
             return r
@@ -748,6 +761,7 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
                  "controller (admission-settings.trusted_controllers): decided as a job of its own",)
     try:
         declared = parse_declared(demand.declared())
+        redflag.check_expected_hours(declared)
     except PolicyError as exc:
         r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
         return r

@@ -981,7 +981,7 @@ def _deadline(o: Any) -> Deadline | None:
         return None
     if key in (("", "Pod"), ("batch", "Job"), ("trainer.kubeflow.org", "TrainJob")):
         s = _seconds(spec.get(_ADS))
-        return Deadline(s / 3600, f"spec.{_ADS} {s}") if s else None
+        return _after_grace(o, s, 1, f"spec.{_ADS} {s}") if s else None
     if key[0] == "kubeflow.org" and key[1] in _KUBEFLOW:
         run = spec.get("runPolicy")
         s = _seconds(run.get(_ADS)) if isinstance(run, Mapping) else None
@@ -993,7 +993,7 @@ def _deadline(o: Any) -> Deadline | None:
         if clean not in ("Running", "All"):
             return Deadline(None, f"{basis} with spec.runPolicy.cleanPodPolicy {clean or 'unset'}: at the deadline the "
                                   "operator fails the job but leaves its pods running (set cleanPodPolicy Running)")
-        return Deadline(s / 3600, f"{basis} (cleanPodPolicy {clean})")
+        return _after_grace(o, s, 1, f"{basis} (cleanPodPolicy {clean})")
     if key == ("ray.io", "RayJob"):
         s = _seconds(spec.get(_ADS))
         if not s:
@@ -1004,7 +1004,13 @@ def _deadline(o: Any) -> Deadline | None:
                                   "chips after the deadline")
         retries = spec.get("backoffLimit")
         n = retries if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0 else 0
-        return Deadline(s * (1 + n) / 3600, basis + (f" × {1 + n} attempts (spec.backoffLimit {n})" if n else ""))
+        # KubeRay deletes the cluster ttlSecondsAfterFinished after the job ends (failed at its deadline too).
+        ttl = spec.get("ttlSecondsAfterFinished")
+        ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0
+        if ttl:
+            basis += f" + spec.ttlSecondsAfterFinished {ttl}"
+        return _after_grace(o, s + ttl, 1 + n,
+                            basis + (f" × {1 + n} attempts (spec.backoffLimit {n})" if n else ""))
     if key == ("jobset.x-k8s.io", "JobSet"):
         return _jobset_deadline(spec)
     return None
@@ -1032,5 +1038,35 @@ def _jobset_deadline(spec: Mapping[str, Any]) -> Deadline | None:
                               "(RestartJobSetAndIgnoreMaxRestarts)")
     restarts = fp.get("maxRestarts")
     n = restarts if isinstance(restarts, int) and not isinstance(restarts, bool) and restarts > 0 else 0
-    return Deadline(longest * (1 + n) / 3600,
-                    basis + (f" × {1 + n} attempts (spec.failurePolicy.maxRestarts {n})" if n else ""))
+    return _after_grace(spec, longest, 1 + n,
+                        basis + (f" × {1 + n} attempts (spec.failurePolicy.maxRestarts {n})" if n else ""))
+
+
+# Kubernetes' default pod terminationGracePeriodSeconds: pods stopped at a deadline are deleted gracefully.
+_DEFAULT_GRACE = 30
+
+
+def _after_grace(obj: Any, seconds: int, attempts: int, basis: str) -> Deadline:
+    """``seconds`` per attempt, each plus the pods' termination grace period (the largest
+    ``terminationGracePeriodSeconds`` anywhere in the object, else Kubernetes' 30 s): a container that ignores
+    SIGTERM at the deadline keeps its chips until then."""
+    grace = _grace(obj)
+    return Deadline((seconds + grace) * attempts / 3600, f"{basis} (+{grace} s termination grace per attempt)")
+
+
+def _grace(obj: Any, depth: int = 0) -> int:
+    found = _DEFAULT_GRACE if depth == 0 else 0
+    if depth > 12:
+        return found
+    if isinstance(obj, Mapping):
+        g = obj.get("terminationGracePeriodSeconds")
+        if isinstance(g, int) and not isinstance(g, bool) and g > 0:
+            found = max(found, g)
+        for v in obj.values():
+            if isinstance(v, Mapping | list):
+                found = max(found, _grace(v, depth + 1))
+    elif isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, Mapping | list):
+                found = max(found, _grace(v, depth + 1))
+    return found

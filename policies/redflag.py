@@ -186,11 +186,8 @@ MIN_EXPECTED_HOURS = 1 / 60
 
 @dataclass(frozen=True)
 class Declared:
-    """The ``compute.veu-governor.io/*`` annotations, already parsed to numbers.
-
-    ``expected_hours`` below :data:`MIN_EXPECTED_HOURS` (or not above zero) is refused here, wherever the
-    annotations were parsed, with an EstimateError naming the annotation.
-    """
+    """The ``compute.veu-governor.io/*`` annotations, already parsed to numbers (admission refuses an
+    ``expected_hours`` below :data:`MIN_EXPECTED_HOURS`: :func:`check_expected_hours`)."""
 
     model: str | None = None
     base_model: str | None = None
@@ -201,13 +198,17 @@ class Declared:
     precision: str | None = None
     expected_hours: float | None = None
 
-    def __post_init__(self) -> None:
-        h = self.expected_hours
-        if h is not None and not h >= MIN_EXPECTED_HOURS:  # "not >=": NaN is refused too
-            raise EstimateError(
-                f"annotation {ANNOTATION_PREFIX}expected-hours: {h!r} is below the shortest duration read, one minute "
-                f"({MIN_EXPECTED_HOURS:.4f} hours); write the hours the job may run (e.g. 0.5 for 30 minutes), or "
-                "leave the annotation out to be bounded at the default maximum duration")
+
+def check_expected_hours(d: Declared) -> None:
+    """Refuse, at admission, an ``expected_hours`` below :data:`MIN_EXPECTED_HOURS` (or not above zero, or NaN),
+    naming the annotation. Not in :class:`Declared` itself: metering reads the annotations of jobs already running
+    (admitted before this check, or in warn/audit mode) and must still charge them to their named model."""
+    h = d.expected_hours
+    if h is not None and not h >= MIN_EXPECTED_HOURS:  # "not >=": NaN is refused too
+        raise EstimateError(
+            f"annotation {ANNOTATION_PREFIX}expected-hours: {h!r} is below the shortest duration read, one minute "
+            f"({MIN_EXPECTED_HOURS:.4f} hours); write the hours the job may run (e.g. 0.5 for 30 minutes), or "
+            "leave the annotation out to be bounded at the default maximum duration")
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,7 @@ def unenforced_claim(settings: AdmissionSettings, req: JobRequest) -> str:
         found = "it sets no deadline"
     return (f"{ANNOTATION_PREFIX}expected-hours {h:g} is shorter than the default maximum "
             f"{settings.default_max_hours:g} hours and nothing in the job enforces it ({found}); a job deadline of "
-            f"at most {seconds} seconds (activeDeadlineSeconds) would")
+            f"at most {seconds} seconds (activeDeadlineSeconds plus the pods' termination grace period) would")
 
 
 def hardware_estimate(
@@ -666,20 +667,27 @@ def decide(
 
         claimed = d.expected_hours or 0.0
         other_hours = claimed if settings.declared_hours_need_deadline else settings.default_max_hours
-        try:
-            other = hardware_estimate(defaults, settings, req, hours=other_hours)[0]
-            decides = reaches(hw) != reaches(other)
-        except EstimateError:
-            decides = False
+        # This bound's answer is already known (st, run_ops). Operations grow with hours: when the other bound is
+        # the longer one (the setting off) a job that reaches the limit here reaches it there too, and when it is
+        # the shorter one a job that does not reach it here does not there; only the other case is computed.
+        here = st.status == rules.status_label or _aggregate_over(rules, settings, load, run_ops) is not None
+        decides = False
+        if here == settings.declared_hours_need_deadline:
+            try:
+                decides = reaches(hardware_estimate(defaults, settings, req, hours=other_hours)[0]) != here
+            except EstimateError:
+                decides = False
         if decides:
             limit = f"{sci(rules.threshold)} ({rules.status_label})"
             seconds = max(1, int(claimed * 3600))
             note = (f"{ANNOTATION_PREFIX}expected-hours {claimed:g} alone keeps this job under {limit}, and nothing "
-                    f"in the job enforces it; set the job's activeDeadlineSeconds to at most {seconds}"
+                    f"in the job enforces it; set the job's activeDeadlineSeconds to at most {seconds} less "
+                    f"the pods' termination grace period (30 s unless terminationGracePeriodSeconds says otherwise)"
                     if not settings.declared_hours_need_deadline else
                     f"{ANNOTATION_PREFIX}expected-hours {claimed:g} is not used: nothing in the job enforces it, and "
                     f"at the default maximum {settings.default_max_hours:g} hours the job reaches {limit}; to use it, "
-                    f"set the job's activeDeadlineSeconds to at most {seconds}")
+                    f"set the job's activeDeadlineSeconds to at most {seconds} less "
+                    f"the pods' termination grace period (30 s unless terminationGracePeriodSeconds says otherwise)")
             why.append(note)
             base = replace(base, warnings=(*base.warnings, _short(note)))
     why.extend(est.explanation.splitlines())

@@ -233,6 +233,9 @@ def agent_run(
         err_console.print("warning: no collector is configured (the agent config has no collectors: section): "
                           "the agent inventories nothing; give --config FILE or set VEU_AGENT_CONFIG "
                           "(docs/inventory.md, Configuration)", soft_wrap=True, markup=False)
+    elif not cfg.enabled():
+        err_console.print("warning: no collector is enabled (each in the agent config has enabled: false): the "
+                          "agent inventories nothing", soft_wrap=True, markup=False)
     run_agent(cfg, _use_db(db, cfg.database_url), once=once)
 
 

@@ -130,3 +130,15 @@ def test_the_api_doc_party_examples_run_in_order_on_a_fresh_store(
         path = re.sub(r"^https://[^/]+", "", argv[-1])
         r = c.request(method, path, json=body)
         assert r.status_code in (200, 201), (call, r.status_code, r.text)
+
+
+def test_agent_run_with_every_collector_disabled_warns_too(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    register = tmp_path / "assets.csv"
+    register.write_text("site,accelerator,count,owner,operator\n", encoding="utf-8")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"collectors:\n  csv:\n    enabled: false\n    files: [{register}]\n", encoding="utf-8")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    rc, _, err = veuctl(monkeypatch, capsys, "agent", "run", "--once", "--config", str(cfg), "--db", db_url)
+    assert rc == 0, err
+    assert "warning: no collector is enabled" in err, err

@@ -29,6 +29,7 @@ Decide = Callable[..., Outcome]
 AS_OF = date(2026, 11, 23)
 # 8192 pods × 8 H100: at the default 720 hours 1.7e26 (held); at a declared 100 hours 2.3e25 (admitted).
 HUGE = 8192
+GRACE = " (+30 s termination grace per attempt)"  # Kubernetes' default terminationGracePeriodSeconds
 CLAIM = {M + "model": "short-claim", M + "expected-hours": "100"}
 
 
@@ -46,11 +47,18 @@ def test_the_floor_is_one_minute_and_its_refusal_says_what_to_write() -> None:
     assert parse_declared({"expected-hours": "0.5"}).expected_hours == 0.5
     assert parse_declared({"expected-hours": str(1 / 60)}).expected_hours == pytest.approx(1 / 60)
     with pytest.raises(EstimateError) as exc:
-        parse_declared({"expected-hours": "1e-300"})
+        redflag.check_expected_hours(parse_declared({"expected-hours": "1e-300"}))
     msg = str(exc.value)
     assert f"{M}expected-hours" in msg and "one minute" in msg and "leave the annotation out" in msg
     with pytest.raises(EstimateError):
-        Declared(expected_hours=float("nan"))
+        redflag.check_expected_hours(Declared(expected_hours=float("nan")))
+
+
+def test_metering_still_reads_a_running_jobs_model_whatever_its_expected_hours() -> None:
+    """The floor is an admission check: a job already running (admitted before it, or in warn/audit mode) with
+    expected-hours 0.01 is still metered under its own model, not the customer's unnamed bucket."""
+    d = parse_declared({"model": "llama-x", "expected-hours": "0.01"})
+    assert d.model == "llama-x" and d.expected_hours == 0.01
 
 
 def test_a_tier1_customers_absurd_expected_hours_is_refused_too(decide_review: Decide) -> None:
@@ -183,11 +191,14 @@ def _with(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 def test_a_pod_and_a_job_deadline_is_spec_active_deadline_seconds() -> None:
     assert job_deadline(_with(load_sample("Pod", "allowed"), "spec.activeDeadlineSeconds", 7200)) == \
-        Deadline(2.0, "spec.activeDeadlineSeconds 7200")
+        Deadline((7200 + 30) / 3600, "spec.activeDeadlineSeconds 7200" + GRACE)
     j = _with(job("j"), "spec.activeDeadlineSeconds", 3600)
-    assert job_deadline(j) == Deadline(1.0, "spec.activeDeadlineSeconds 3600")
+    assert job_deadline(j) == Deadline((3600 + 30) / 3600, "spec.activeDeadlineSeconds 3600" + GRACE)
     d = read(j)
-    assert isinstance(d, Demand) and d.deadline == Deadline(1.0, "spec.activeDeadlineSeconds 3600")
+    assert isinstance(d, Demand) and d.deadline == job_deadline(j)
+    slow = _with(j, "spec.template.spec.terminationGracePeriodSeconds", 10**7)
+    assert job_deadline(slow) == Deadline((3600 + 10**7) / 3600, "spec.activeDeadlineSeconds 3600 (+10000000 s "
+                                          "termination grace per attempt)")
 
 
 def test_a_pod_templates_deadline_bounds_one_pod_not_the_job() -> None:
@@ -210,12 +221,13 @@ def test_a_kubeflow_deadline_counts_only_when_the_operator_deletes_the_pods() ->
     assert d is not None and d.hours is None and "leaves its pods running" in d.basis
     for policy in ("Running", "All"):
         d = job_deadline(_with(pj, "spec.runPolicy.cleanPodPolicy", policy))
-        assert d is not None and d.hours == 1.0 and "spec.runPolicy.activeDeadlineSeconds 3600" in d.basis
+        assert d is not None and d.hours == (3600 + 30) / 3600
+        assert "spec.runPolicy.activeDeadlineSeconds 3600" in d.basis
 
 
 def test_a_trainjobs_deadline_is_its_spec_active_deadline_seconds() -> None:
     tj = _with(load_sample("TrainJob", "allowed"), "spec.activeDeadlineSeconds", 36000)
-    assert job_deadline(tj) == Deadline(10.0, "spec.activeDeadlineSeconds 36000")
+    assert job_deadline(tj) == Deadline((36000 + 30) / 3600, "spec.activeDeadlineSeconds 36000" + GRACE)
 
 
 def test_a_rayjobs_deadline_needs_its_cluster_shut_down_and_counts_every_attempt() -> None:
@@ -223,9 +235,12 @@ def test_a_rayjobs_deadline_needs_its_cluster_shut_down_and_counts_every_attempt
     d = job_deadline(rj)
     assert d is not None and d.hours is None and "shutdownAfterJobFinishes" in d.basis
     rj = _with(rj, "spec.shutdownAfterJobFinishes", True)
-    assert job_deadline(rj) == Deadline(1.0, "spec.activeDeadlineSeconds 3600")
+    assert job_deadline(rj) == Deadline((3600 + 30) / 3600, "spec.activeDeadlineSeconds 3600" + GRACE)
     d = job_deadline(_with(rj, "spec.backoffLimit", 2))
-    assert d is not None and d.hours == 3.0 and "3 attempts" in d.basis
+    assert d is not None and d.hours == 3 * (3600 + 30) / 3600 and "3 attempts" in d.basis
+    # KubeRay deletes the cluster ttlSecondsAfterFinished after the job ends: its chips are held until then.
+    d = job_deadline(_with(rj, "spec.ttlSecondsAfterFinished", 864000))
+    assert d is not None and d.hours == (3600 + 864000 + 30) / 3600 and "ttlSecondsAfterFinished 864000" in d.basis
 
 
 def test_a_jobsets_deadline_is_its_jobs_deadlines_over_every_restart() -> None:
@@ -233,11 +248,11 @@ def test_a_jobsets_deadline_is_its_jobs_deadlines_over_every_restart() -> None:
     assert job_deadline(js) is None
     for rj in js["spec"]["replicatedJobs"]:
         rj["template"]["spec"]["activeDeadlineSeconds"] = 3600
-    assert job_deadline(js) is not None and job_deadline(js).hours == 1.0  # type: ignore[union-attr]
+    assert job_deadline(js) is not None and job_deadline(js).hours == (3600 + 30) / 3600  # type: ignore[union-attr]
     js["spec"]["replicatedJobs"][0]["template"]["spec"]["activeDeadlineSeconds"] = 7200
     restarted = _with(js, "spec.failurePolicy", {"maxRestarts": 3})
     d = job_deadline(restarted)
-    assert d is not None and d.hours == 8.0 and "4 attempts" in d.basis
+    assert d is not None and d.hours == 4 * (7200 + 30) / 3600 and "4 attempts" in d.basis
     endless = _with(js, "spec.failurePolicy", {"maxRestarts": 1, "rules": [
         {"action": "RestartJobSetAndIgnoreMaxRestarts", "onJobFailureReasons": ["PodFailurePolicy"]}]})
     d = job_deadline(endless)
@@ -269,12 +284,13 @@ def test_job_deadline_never_raises(junk: Any) -> None:
 
 
 def test_a_job_whose_deadline_enforces_its_claim_is_admitted_without_a_warning(decide_review: Decide) -> None:
-    obj = _with(job("bounded", pods=HUGE, annotations=CLAIM), "spec.activeDeadlineSeconds", 360000)
+    obj = _with(job("bounded", pods=HUGE, annotations=CLAIM), "spec.activeDeadlineSeconds", 359970)
     out = decide_review(review(obj))
     assert out.allowed and out.code == redflag.ALLOW, out.message
     assert not _claim_warnings(out)
     assert out.decision is not None
-    assert any("enforced by spec.activeDeadlineSeconds 360000" in line for line in out.decision.explanation)
+    assert any("enforced by spec.activeDeadlineSeconds 359970 (+30 s termination grace" in line
+               for line in out.decision.explanation)
 
 
 def test_with_the_setting_on_the_deadline_decides(decide_review: Decide,
@@ -283,6 +299,33 @@ def test_with_the_setting_on_the_deadline_decides(decide_review: Decide,
     out = decide_review(review(job("unbounded", pods=HUGE, annotations=CLAIM)))
     assert not out.allowed and out.code == redflag.HOLD_FOR_INQUIRY, out.message
     assert any("activeDeadlineSeconds to at most 360000" in w for w in out.warnings)
-    obj = _with(job("bounded", pods=HUGE, annotations=CLAIM), "spec.activeDeadlineSeconds", 360000)
+    obj = _with(job("bounded", pods=HUGE, annotations=CLAIM), "spec.activeDeadlineSeconds", 359970)
     out = decide_review(review(obj))
     assert out.allowed and out.code == redflag.ALLOW, out.message
+
+
+def _update(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    body = review(new, operation="UPDATE")
+    body["request"]["oldObject"] = copy.deepcopy(old)
+    return body
+
+
+def test_an_update_removing_the_deadline_a_claim_rests_on_is_decided_again(
+    decide_review: Decide, overlay_mode: Callable[..., None],
+) -> None:
+    """Admitted on a deadline that enforced its expected-hours, a job whose UPDATE drops that deadline (or raises
+    the claim) asks for no more chips, but may now run past what was counted: decided again, and held."""
+    overlay_mode("enforce", declared_hours_need_deadline=True)
+    obj = _with(job("bounded-upd", pods=HUGE, annotations=CLAIM), "spec.activeDeadlineSeconds", 359970)
+    assert decide_review(review(obj)).allowed
+    loose = copy.deepcopy(obj)
+    del loose["spec"]["activeDeadlineSeconds"]
+    out = decide_review(_update(obj, loose))
+    assert not out.allowed and out.code == redflag.HOLD_FOR_INQUIRY, out.message
+    longer = copy.deepcopy(obj)
+    longer["metadata"]["annotations"][M + "expected-hours"] = "100000"
+    out = decide_review(_update(obj, longer))
+    assert not out.allowed and out.code == redflag.HOLD_FOR_INQUIRY, out.message
+    # Tightening, or an UPDATE that leaves both alone, is not decided again.
+    tighter = _with(copy.deepcopy(obj), "spec.activeDeadlineSeconds", 3600)
+    assert "not decided again" in decide_review(_update(obj, tighter)).message
