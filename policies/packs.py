@@ -292,11 +292,37 @@ def _kind_problem(kind: str, v: Any) -> str | None:
     return None
 
 
+# Values a release removed or made required, for an operator's override pack written for an earlier release: the
+# refusal says what replaced the key and what to write (docs/policy-packs.md "Upgrading"). Each reading is the
+# built-in pack's own (tests/obligations/test_paths_mixed_session21b.py checks they agree).
+_UPGRADE_DOC = "docs/policy-packs.md, Upgrading"
+_REPLACED: dict[tuple[str, str], tuple[str, str]] = {
+    # (provision, removed key): (the key replacing it, what it means and the built-in reading)
+    ("licence-exception-nac-aca", "non_datacenter_only"): (
+        "datacenter_excluded_eccns",
+        "the ECCNs whose items designed or marketed for datacenters ACA/NAC exclude (the built-in reading: "
+        "[3A090.a, 4A090.a]; add 3A090.b and 4A090.b to exclude every datacenter item)",
+    ),
+}
+_NOW_REQUIRED: dict[tuple[str, str], str] = {
+    # (provision, key a release made required): what to write
+    ("licence-exception-nac-aca", "datacenter_excluded_eccns"):
+        "write `datacenter_excluded_eccns: [3A090.a, 4A090.a]` (the built-in reading: ACA/NAC exclude datacenter "
+        "3A090.a/4A090.a items) in place of the removed non_datacenter_only",
+    ("licence-exception-acm", "eccns"):
+        "write `eccns: [3A090.a, 4A090.a, 3A090.b, 4A090.b]` (the built-in reading: the ECCNs ACM is offered for)",
+}
+
+
 def _check_values(provision_id: str, values: Mapping[str, Any]) -> None:
     spec = _value_spec(provision_id)
     if spec is None:
         return
     for key, v in values.items():
+        replaced = _REPLACED.get((provision_id, key))
+        if replaced is not None:
+            raise ValueError(f"values.{key}: replaced by {replaced[0]}, {replaced[1]}; remove {key} and write "
+                             f"{replaced[0]} ({_UPGRADE_DOC})")
         if key not in spec:
             close = difflib.get_close_matches(key, list(spec), n=1)
             hint = f"did you mean {close[0]}?" if close else f"its values are: {', '.join(sorted(spec))}"
@@ -306,6 +332,10 @@ def _check_values(provision_id: str, values: Mapping[str, Any]) -> None:
             raise ValueError(f"values.{key}: {problem}")
     for key, (_, required) in spec.items():
         if required and values.get(key) is None:
+            what = _NOW_REQUIRED.get((provision_id, key))
+            if what is not None:
+                raise ValueError(f"values.{key}: missing; {provision_id} needs it since this release: {what} "
+                                 f"({_UPGRADE_DOC})")
             raise ValueError(f"values.{key}: missing; {provision_id} needs it (see the built-in version with "
                              f"`veuctl policy show {provision_id}`)")
 

@@ -639,4 +639,78 @@ def find_paths(
         *_aca_nac(packs, p, loc, eff, controlled),
         _licence(packs, p, loc, eff, total, shipments, required),
     ]
+    a_report = PathReport(p, loc, eff, total, required, basis, tuple(results))
+    if not b_items:
+        return a_report
+    return _combine(p, loc, eff, ((controlled, a_report), (b_items, _b_items_paths(packs, p, loc, eff, b_items))))
+
+
+_PRESUMPTION_ORDER = ("approval", "unknown", "denial")
+
+
+def _label(items: Sequence[ItemLine]) -> str:
+    return f"{', '.join(i.name for i in items)} ({' / '.join(sorted({i.eccn for i in items}))})"
+
+
+def _unprefixed(text: str, items: Sequence[ItemLine]) -> str:
+    """``text`` without the leading "3A090.b: " the .b evaluation puts on its reasons (the label names the ECCN)."""
+    head = f"{' / '.join(sorted({i.eccn for i in items}))}: "
+    return text[len(head):] if text.startswith(head) else text
+
+
+def _combine(p: Proposal, loc: TierResult, eff: EffectiveTier,
+             groups: Sequence[tuple[Sequence[ItemLine], PathReport]]) -> PathReport:
+    """One report for a proposal mixing item groups evaluated apart (3A090.a / 4A090.a and 3A090.b / 4A090.b).
+
+    A path is open for the proposal only if, for every group, it is open or the group needs no licence (its NLR
+    is open); a path a group's report does not offer (AIA, LPP, the VEUs for .b items) does not cover that group.
+    Every reason names the items it is about, so the user can see which items to ship apart."""
+    names: list[str] = []
+    for _, rep in groups:
+        names += [r.path for r in rep.paths if r.path not in names]
+    names.sort(key=lambda n: PATHS.index(n) if n in PATHS else len(PATHS))
+    results: list[PathResult] = []
+    for name in names:
+        is_open = True
+        reasons: list[str] = []
+        conds: list[str] = []
+        provs: dict[str, ResolvedProvision] = {}
+        figures: dict[str, Any] = {}
+        presumptions: list[str] = []
+        for items, rep in groups:
+            label = _label(items)
+            res = next((r for r in rep.paths if r.path == name), None)
+            nlr = rep.path("NLR")
+            if res is not None:
+                reasons += [f"for {label}: {_unprefixed(r, items)}" for r in res.reasons]
+                conds += [f"for {label}: {_unprefixed(c, items)}" for c in res.conditions]
+                provs.update({pr.id: pr for pr in res.provisions})
+                figures.update(res.figures)
+            if res is not None and res.open:
+                if res.presumption:
+                    presumptions.append(res.presumption)
+                continue
+            if name != "NLR" and nlr.open:
+                reasons.append(f"{label} need no licence here ({_unprefixed(nlr.reasons[0], items)}); {name} need "
+                               "not cover them")
+                provs.update({pr.id: pr for pr in nlr.provisions})
+                continue
+            is_open = False
+            if res is None:
+                others = [r.path for r in rep.paths if r.open]
+                reasons.append(f"{name} does not cover {label}: {_unprefixed(rep.licence_basis, items)}; split the "
+                               "shipment and send them " + (f"under {' or '.join(others)}" if others
+                                                            else "apart (no path is open for them)"))
+            elif res.presumption:
+                presumptions.append(res.presumption)
+        presumption = max(presumptions, key=lambda x: _PRESUMPTION_ORDER.index(x) if x in _PRESUMPTION_ORDER
+                          else 1) if presumptions else None
+        results.append(PathResult(name, is_open, tuple(reasons), tuple(conds) if is_open else (),
+                                  tuple(provs.values()), presumption, figures))
+    required = any(rep.licence_required for _, rep in groups)
+    basis = "; ".join(
+        rep.licence_basis if rep.licence_basis.startswith(tuple(i.eccn for i in items))
+        else f"{' / '.join(sorted({i.eccn for i in items}))}: {rep.licence_basis}"
+        for items, rep in groups)
+    total = sum(rep.controlled_tpp for _, rep in groups)
     return PathReport(p, loc, eff, total, required, basis, tuple(results))
