@@ -199,18 +199,37 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
                             int((a.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
     if not devices:
         return None
-    maker, name, count, mib = devices[0]
-    # AWS names p4d and p4de GPUs both "A100"; the catalog tells them apart by memory.
+    # GpuInfo.Gpus and NeuronInfo.NeuronDevices are lists: every entry is read (only the first was, so a type
+    # listing its GPUs in two entries was under-counted and one with two kinds was counted as the first alone).
+    # Entries of one chip are summed; a type with two kinds of chip cannot be one holding, so it is refused and
+    # its instances are left uncounted, the region partial, until the catalog lists the type.
+    found: dict[str, tuple[float, str]] = {}
+    for maker, name, count, mib in devices:
+        acc, fraction = _resolve_device(maker, name, mib)
+        total, label = found.get(acc, (0.0, f"{maker} {name}".strip()))
+        found[acc] = (total + count * fraction, label)
+    if len(found) > 1:
+        raise PolicyError(
+            "accelerator: AWS reports more than one kind of accelerator ("
+            + ", ".join(f"{label} x{chips:g}" for chips, label in found.values())
+            + ") and a holding is one kind; add the type under instance_types.aws in an operator catalog file "
+            "(VEU_CATALOG_FILES) naming the accelerator that counts"
+        )
+    acc, (chips, _) = next(iter(found.items()))
+    return acc, chips
+
+
+def _resolve_device(maker: str, name: str, mib: int) -> tuple[str, float]:
+    """(catalog id, fraction) of one reported device; AWS names p4d and p4de GPUs both "A100", so memory decides."""
     try:
-        acc, fraction = resolve_alias(f"{maker} {name}" if maker else name, memory_mib=mib or None)
+        return resolve_alias(f"{maker} {name}" if maker else name, memory_mib=mib or None)
     except PolicyError:
         try:
-            acc, fraction = resolve_alias(name, memory_mib=mib or None)
+            return resolve_alias(name, memory_mib=mib or None)
         except PolicyError as exc:
             raise PolicyError(
                 f"accelerator: AWS reports {maker} {name} ({mib} MiB), unknown to the catalog: {exc}"
             ) from None
-    return acc, count * fraction
 
 
 class _Placement:

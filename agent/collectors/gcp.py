@@ -14,6 +14,7 @@ No project or page is asked for once the run's deadline (``run_timeout_seconds``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,8 +30,9 @@ from agent.collectors.base import (
     instance_ref,
     register,
     resolve_alias,
+    some_ids,
 )
-from policies.errors import PolicyError
+from policies.errors import PolicyError, UnknownInstanceType
 
 # Instance states that hold their accelerators (TERMINATED/STOPPED = stopped, SUSPENDED = released). As on AWS
 # (pending, stopping, shutting-down), a VM on its way up or down still holds them: PENDING_STOP is a graceful
@@ -71,18 +73,46 @@ def zone_region(zone: str) -> str:
     return zone.rsplit("-", 1)[0]
 
 
+# Machine families whose accelerators come with the machine type (accelerator-optimised GPU families A2, A3, A4,
+# A4X, G2, G4 ...; TPU VMs ct3, ct4p, ct5l, ct5lp, ct5p, ct6e, tpu7x ...). Every other family (e2, n1, n2, c3, m3,
+# the shared-core f1/g1, custom-*) holds only the guestAccelerators attached to it.
+_ACCELERATOR_FAMILY = re.compile(r"(?:a\d+[a-z]*|g(?:[2-9]|\d{2,})[a-z]*|ct\d+[a-z]*|tpu\d+[a-z]*)-", re.IGNORECASE)
+
+
+class UncataloguedMachineType(PolicyError):
+    """An accelerator-optimised machine type the catalog lacks: its VMs' chips are unknown (message: what to add)."""
+
+    def __init__(self, machine_type: str, message: str) -> None:
+        super().__init__(message)
+        self.machine_type = machine_type
+
+
 def instance_accelerators_gcp(inst: dict[str, Any]) -> tuple[str, float] | None:
-    """(catalog id, chips) for one instance resource (REST JSON field names)."""
+    """(catalog id, chips) for one instance resource (REST JSON field names).
+
+    Raises ``PolicyError`` for accelerators the catalog cannot name, and ``UncataloguedMachineType`` for a GPU or
+    TPU machine type it lacks (taken as "no accelerator", its chips were counted nowhere and the project listed
+    as complete retired on that guess).
+    """
     guests = inst.get("guestAccelerators") or []
     if guests:
         acc, total = "", 0.0
         for g in guests:
             a, fraction = resolve_alias(_last(g.get("acceleratorType", "")))
             if acc and a != acc:
-                raise PolicyError(f"instance {inst.get('name')}: mixed accelerator types {acc} and {a}")
+                raise PolicyError(f"mixed accelerator types {acc} and {a}")
             acc, total = a, total + float(g.get("acceleratorCount", 0)) * fraction
         return acc, total
-    return instance_accelerators("gcp", _last(inst.get("machineType", "")))
+    machine_type = _last(inst.get("machineType", ""))
+    if not _ACCELERATOR_FAMILY.match(machine_type):
+        return instance_accelerators("gcp", machine_type)
+    from agent.kb import catalog
+
+    try:
+        catalog().instance("gcp", machine_type)
+    except UnknownInstanceType as exc:
+        raise UncataloguedMachineType(machine_type, str(exc)) from None
+    return instance_accelerators("gcp", machine_type)
 
 
 @register("gcp")
@@ -137,6 +167,7 @@ class GcpCollector(Collector):
 
         retry = Retry(predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded), initial=1.0,
                       maximum=10.0, timeout=self.config.retry_seconds)
+        uncounted: dict[str, tuple[str, list[str]]] = {}  # machine type -> (what to add, its VMs left out)
         # The timeout bounds connecting and each read of every page (the pager passes it on, with the retry):
         # an endpoint that accepts the connection and never answers fails this project, not the whole run.
         pager = client.aggregated_list(request=req, retry=retry, timeout=self.config.request_timeout or self.timeout)
@@ -155,6 +186,9 @@ class GcpCollector(Collector):
                         continue
                     try:
                         hit = instance_accelerators_gcp(inst)
+                    except UncataloguedMachineType as exc:
+                        uncounted.setdefault(exc.machine_type, (str(exc), []))[1].append(str(inst.get("name")))
+                        continue
                     except PolicyError as exc:
                         res.add_error(f"instance {inst.get('name')}: {exc}")
                         continue
@@ -174,3 +208,9 @@ class GcpCollector(Collector):
                         )
                     )
             self.check_deadline()  # before the next page: the pages read are kept, the project is partial
+        for machine_type, (why, names) in uncounted.items():
+            # Only these VMs wait for the catalog; the rest of the project is counted, and nothing retires.
+            res.add_error(
+                f"project {p.id}: machine type {machine_type} is a GPU/TPU type the catalog lacks ({some_ids(names)} "
+                f"not counted anywhere; nothing in this project retires until it is catalogued): {why}"
+            )
