@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 from agent.audit import current_actor, record
 from agent.parties import Conflict, named, party_refs
 from agent.store.tables.caps import VeuAuthorization
-from agent.store.tables.core import Holding, Party, Site, utcnow
+from agent.store.tables.core import Holding, Party, Site, as_utc, utcnow
 from agent.store.tables.obligations import (
     ControlEntry,
     ControlEvidence,
@@ -889,6 +889,38 @@ def _holdings_history(s: Session, auths: Sequence[_Auth]) -> tuple[
     return transfers, locs
 
 
+def _unmet_since(s: Session, entries: Sequence[ControlEntry]) -> list[tuple[str, date]]:
+    """Each non-compliant register entry with the day it last became non-compliant (Supp. 10 ¶11: notify BIS "if,
+    at any time, any requirements have not been met").
+
+    The entry's ``updated_at`` moves with every edit (owner, notes, review date): read as the day the requirement
+    went unmet, a note added months later moved the notice's due date to that day and hid it from every as-of
+    date before. The day comes from the entry's audit trail (``obligations.control.set``, each carrying the
+    status): the last change into non-compliant. Where the trail holds no such change (pruned after the
+    retention period), the earliest entry left that shows it non-compliant, else ``updated_at``.
+    """
+    from agent.store.tables.audit import AuditEntry
+
+    refs = {f"{e.scope}:{e.subject}:p{e.paragraph}": e.updated_at.date() for e in entries}
+    if not refs:
+        return []
+    since: dict[str, date] = {}
+    last: dict[str, str | None] = {}
+    at = AuditEntry.__table__  # type: ignore[attr-defined]
+    rows = s.execute(sa_select(at.c.subject, at.c.ts, at.c.payload)
+                     .where(at.c.action == "obligations.control.set", at.c.subject.in_(list(refs)))
+                     .order_by(at.c.seq))
+    for subject, ts, payload in rows:
+        try:
+            status = json.loads(payload).get("status")
+        except (ValueError, AttributeError):
+            continue
+        if status == "non-compliant" and last.get(subject) != "non-compliant":
+            since[subject] = as_utc(ts).astimezone(UTC).date()  # PostgreSQL: in the session's zone
+        last[subject] = status
+    return [(ref, min(since.get(ref, day), day)) for ref, day in refs.items()]
+
+
 def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | None = None) -> list[core.Deadline]:
     """Every deadline, from authorizations, recorded events and the holdings history, with its status."""
     if status is not None and status not in core.DEADLINE_STATUSES:
@@ -909,8 +941,7 @@ def deadline_list(s: Session, packs: PackRegistry, as_of: date, status: str | No
     planned = {(n.authorization, n.country) for n in new_locs}
     new_locs += [n for n in h_locs if (n.authorization, n.country) not in planned]
     transfers += h_transfers
-    unmet = [(f"{e.scope}:{e.subject}:p{e.paragraph}", e.updated_at.date())
-             for e in s.exec(select(ControlEntry).where(ControlEntry.status == "non-compliant")).all()]
+    unmet = _unmet_since(s, s.exec(select(ControlEntry).where(ControlEntry.status == "non-compliant")).all())
     out = core.deadlines(packs, as_of, views, new_locs, transfers, incidents, _filings(s), unmet)
     return [d for d in out if status is None or d.status == status]
 
@@ -958,6 +989,18 @@ def file_deadline(
                 f"covers; that period ends on {end}, and a report covering it is filed after that (due "
                 f"{deadline.due}): check the date, or pass --early if it really was filed before the period ended")
         early_end = end
+    if deadline.kind == "theft-loss-report":
+        # Supp. 10 ¶16 reports an incident "within 30 days" of its discovery: a report dated before the discovery
+        # is a typo in one of the two dates, and recorded it showed the report done before there was anything to
+        # report. No --early: either the filing date or the incident's date is wrong.
+        inc = s.exec(select(ObligationEvent).where(ObligationEvent.kind == "incident",
+                                                   ObligationEvent.ref == deadline.subject)).first()
+        if inc is not None and on < inc.occurred_on:
+            raise PolicyError(
+                f"--on: {on} is before incident {deadline.subject} was discovered ({inc.occurred_on}); a report of "
+                f"it is filed from that day on (due {deadline.due}, Supp. 10 ¶16): check the date, or correct the "
+                f"incident's date with `veuctl deadlines event {cli_word(deadline.subject)} --kind incident "
+                "--on DATE`")
     early_due: date | None = None  # the reporting date a chip accounting was filed well before, with --early
     if deadline.kind == "chip-accounting-report":
         # Supp. 10 ¶10 accounts for the chips "each February 1 and August 1" (¶6 measures "on the reporting

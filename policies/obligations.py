@@ -490,7 +490,10 @@ def deadlines(
         rep = packs.find("veu-reporting", max(a.granted, as_of))
         if rep is None:
             continue
-        last = min(horizon, a.expires or horizon)
+        # The last day in force: an authorization is in force up to, not including, its expiry day (as the path
+        # finder reads it, ``granted <= on < expires``); a half-year starting on that day, or a reporting date
+        # falling on it, owed a report for a day the authorization was not in force.
+        last = min(horizon, a.expires - timedelta(days=1) if a.expires else horizon)
         # § 748.15(f)(1)(iii): H1 (Jan 1-Jun 30) due Jul 15; H2 (Jul 1-Dec 31) due Jan 15 of the next year.
         h1_due, h2_due = _half_year_due(rep)
         for year in range(a.granted.year, last.year + 1):
