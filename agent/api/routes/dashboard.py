@@ -203,7 +203,9 @@ class FormError:
         """`` aria-invalid="true" aria-describedby=...`` for the control of a field this error is about."""
         if not self.marks(form, name):
             return Markup("")
-        return Markup(' aria-invalid="true" aria-describedby="{}"').format(self.id(name))
+        # The first field the message names takes the focus: a keyboard user fixes it without tabbing there.
+        focus = Markup(" autofocus") if name == self.fields[0] else Markup("")
+        return Markup(' aria-invalid="true" aria-describedby="{}"{}').format(self.id(name), focus)
 
     def note(self, form: str, name: str) -> Markup:
         """The message, next to the field it is about (nothing for another field)."""
@@ -524,9 +526,17 @@ RESERVE_OWN = ("n", "expires_on", "note")  # the reservation form's own visible 
 @router.get("/whatif", response_class=HTMLResponse)
 def whatif_form(
     request: Request, reserved: str = "", s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
-    as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    if reserved.isdigit() and not request.query_params.get("as_of"):
+    """The planner; with the what-if form's fields in the address (the form is a GET: a question, not a change),
+    its answer. The back button returns to an answer (after one of its links, or after reserving its headroom)
+    instead of a "Confirm Form Resubmission" page, and the answer can be bookmarked or shared."""
+    query = request.query_params
+    if "authorization" in query and may(request, "POST", "/whatif"):
+        # A role without the plan permission gets the read-only planner (its note says why), not the answer.
+        return _whatif_answer(request, s, packs, dict(query.items()))
+    # The header's date (a bad one is the error page, as on every page).
+    as_of = get_as_of(query.get("as_of"))
+    if reserved.isdigit() and not query.get("as_of"):
         # The reservation just made: the planner at the date it was planned for (its Date field and the header's),
         # not today's, so the next change is planned beside it.
         from agent.store.tables.caps import Reservation
@@ -577,7 +587,12 @@ def _whatif_of(s: Session, packs: PackRegistry, form: Mapping[str, Any], n: int 
 async def whatif_run(
     request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> HTMLResponse:
-    form = dict((await request.form()).items())
+    """The what-if's answer for a posted form (API-style clients; the dashboard's form is a GET of /whatif)."""
+    return _whatif_answer(request, s, packs, dict((await request.form()).items()))
+
+
+def _whatif_answer(request: Request, s: Session, packs: PackRegistry, form: dict[str, Any]) -> HTMLResponse:
+    """The planner with the answer for a what-if form's fields, or with its error (422) and the fields as sent."""
     result, fe = None, NO_ERROR
     d = utc_today()
     try:
@@ -912,8 +927,17 @@ async def file_deadline(
         # The row's form comes back as it was sent (its date and reference), the field in error marked.
         fe = page_error(exc, DEADLINE_FORM, deadline_form(key))
         # A date too far ahead for the deadlines to be worked out is shown against today's list.
-        resp = _deadlines_page(request, s, packs, utc_today() if isinstance(exc, OverflowError) else as_of, "",
-                               error=f"Deadline {_clip(key)}: {fe.message}", fe=fe, sent=form)
+        shown = utc_today() if isinstance(exc, OverflowError) else as_of
+        try:
+            resp = _deadlines_page(request, s, packs, shown, "", error=f"Deadline {_clip(key)}: {fe.message}",
+                                   fe=fe, sent=form)
+        except PolicyError:
+            # A page date before the rules (a hand-edited as_of): the list cannot be worked out then either, so
+            # today's list carries the message, naming that date (it was a bare JSON body).
+            s.rollback()
+            fe = page_error(PolicyError(f"as_of: {exc}"), DEADLINE_FORM, deadline_form(key))
+            resp = _deadlines_page(request, s, packs, utc_today(), "", error=f"Deadline {_clip(key)}: {fe.message}",
+                                   fe=fe, sent=form)
         resp.status_code = 404 if isinstance(exc, ob.NotFound) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     return RedirectResponse(f"/deadlines?{urlencode({'as_of': as_of.isoformat(), 'filed': key})}", status_code=303)
