@@ -41,7 +41,29 @@ def _commands_of(module: str) -> dict[str, Any]:
     """The top-level click commands one module registers."""
     sub = typer.Typer()
     importlib.import_module(f"{__name__}.{module}").register(sub)
-    return dict(typer.main.get_group(sub).commands)
+    commands = dict(typer.main.get_group(sub).commands)
+    for command in commands.values():
+        _flags_show_no_type(command)
+    return commands
+
+
+def _flags_show_no_type(command: Any) -> None:
+    """An on/off flag shows as ``--json``, not ``--json <bool>``: typer's help panel writes a type for every option
+    that names no metavar, flags too (read as if it took a value). Parsing is unchanged."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and not getattr(param, "metavar", None):
+            param.metavar = ""
+    make_help = command.get_help_option  # --help is made when help is shown
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _flags_show_no_type(sub)
 
 
 class _LazyGroup(TyperGroup):
@@ -49,6 +71,12 @@ class _LazyGroup(TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # as every command's (_flags_show_no_type)
+        return option
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMANDS:

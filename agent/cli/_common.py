@@ -26,7 +26,7 @@ PIPE_WIDTH = 4096
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH)
 err_console = Console(stderr=True)
 
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")  # shown as a flag: agent.cli
 AsOfOpt = typer.Option(None, "--as-of", help="Evaluate as of this date (YYYY-MM-DD); default today.")
 DbOpt = typer.Option(None, "--db", help="Database URL (default: VEU_DATABASE_URL or the embedded SQLite file).")
 

@@ -23,6 +23,7 @@ from agent.store.db import (
     known_revisions,
     make_engine,
     pending_revisions,
+    sqlite_directory_problem,
     store_revisions,
 )
 
@@ -101,9 +102,12 @@ def current(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
     missing = _sqlite_file(url)
     if missing is not None and not missing.exists():
         # Opening it would make an empty file: say there is no store here, and leave the path as it is.
+        # `db upgrade` makes the file, not a directory the URL names (only the default store's).
+        problem = sqlite_directory_problem(url)
+        then = f"{problem}; then `veuctl db upgrade` creates the store" if problem else "`veuctl db upgrade` creates it"
         emit({"database": _redact(url), "tables": 0, "revisions": [], "release_revisions": list(head_revisions()),
               "pending": pending_revisions([]),
-              "status": f"no store at {missing}: `veuctl db upgrade` creates it (nothing was created)"}, json_)
+              "status": f"no store at {missing}: {then} (nothing was created)"}, json_)
         return
     eng = make_engine(url)
     try:

@@ -80,9 +80,14 @@ def make_engine(url: str) -> Engine:
         # Never echo the URL: it may carry a password.
         reason = re.sub(r"://([^:/@\s]*):[^@\s]*@", r"://\1:***@", str(exc).strip().splitlines()[0])[:200]
         kind = _url_kind(url)
-        if isinstance(exc, NoSuchModuleError | ImportError) and kind is not None:
-            # "Can't load plugin: sqlalchemy.dialects:postgres", "No module named 'MySQLdb'": not what to write.
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if isinstance(exc, NoSuchModuleError) and kind is not None:
+            # "Can't load plugin: sqlalchemy.dialects:postgres": the dialect itself does not load.
             reason = f"unknown database kind {kind!r}"
+        elif isinstance(exc, ImportError) and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,40}", scheme):
+            # "No module named 'psycopg2'": the kind is known (postgresql+psycopg2, mysql), its driver is missing.
+            module = f" (Python module {exc.name!r})" if exc.name else ""
+            reason = f"the driver for database kind {scheme!r} is not installed{module}"
         if isinstance(exc, ArgumentError | NoSuchModuleError | ImportError):
             reason += f"; give {URL_FORMS}"
         raise PolicyError(f"database URL (--db / VEU_DATABASE_URL): not usable: {reason}") from None

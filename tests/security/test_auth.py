@@ -258,8 +258,10 @@ def test_the_sign_in_throttle_forgets_failures_once_they_leave_the_window() -> N
     assert 0 < t.wait("10.0.0.1") <= 61 and t.wait("10.0.0.2") == 0  # per address
     now[0] += 61
     assert t.wait("10.0.0.1") == 0
-    t.failed("10.0.0.1")
-    t.succeeded("10.0.0.1")  # a successful sign-in clears the address's count
+    earlier = t.failed("10.0.0.1")
+    t.succeeded("10.0.0.1", t.failed("10.0.0.1"))  # a successful sign-in forgives its own attempt, not the others
+    assert t.wait("10.0.0.1") == 0 and t._failures == {"10.0.0.1": [earlier]}
+    now[0] += 61
     assert t.wait("10.0.0.1") == 0 and t._failures == {}
 
 

@@ -367,7 +367,7 @@ def setup(app: FastAPI) -> None:
                                           "/"), status_code=429, headers={"retry-after": str(wait)})
         # Counted as a failure before the token is checked (and forgiven if it signs in): counted after, every
         # attempt sent while the first ones were being checked passed the limit.
-        throttle.failed(client)
+        attempt = throttle.failed(client)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
         nxt = _safe_next((form.get("next") or ["/"])[0])
@@ -382,7 +382,7 @@ def setup(app: FastAPI) -> None:
             # token ended, since its hash is checked first.
             return HTMLResponse(_LOGIN % (html.escape(f"That token is not valid: {exc}."), html.escape(nxt)),
                                 status_code=401)
-        throttle.succeeded(client)
+        throttle.succeeded(client, attempt)
         await record_use(database_url, p)  # signing in is a use of the token
         resp = RedirectResponse(nxt, status_code=303)
         opened = {"name": p.name, "role": p.role, "prefix": token_prefix(token), "at": time.time()}
@@ -438,14 +438,26 @@ class LoginThrottle:
             return 0
         return max(1, int(recent[-self.limit] + self.window - self.clock()) + 1)
 
-    def failed(self, client: str) -> None:
+    def failed(self, client: str) -> float:
+        """Count an attempt from ``client`` as failed; the returned stamp names it for :meth:`succeeded`."""
         if len(self._failures) >= 10_000:  # many addresses: forget those with no failure in the window
             for c in list(self._failures):
                 self._recent(c)
-        self._failures.setdefault(client, []).append(self.clock())
+        at = self.clock()
+        self._failures.setdefault(client, []).append(at)
+        return at
 
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
+    def succeeded(self, client: str, attempt: float) -> None:
+        """Forgive the attempt :meth:`failed` counted as ``attempt`` (its token signed in), and only it: clearing
+        the address's failures let anyone holding a valid token sign in between guesses at others and reset the
+        limit. Its entry may have left the window already; then nothing is removed."""
+        recent = self._failures.get(client, [])
+        for i in range(len(recent) - 1, -1, -1):  # the newest entry with its stamp (equal stamps are alike)
+            if recent[i] == attempt:
+                del recent[i]
+                break
+        if not recent:
+            self._failures.pop(client, None)
 
 
 def _safe_next(nxt: str) -> str:
