@@ -613,8 +613,7 @@ def _whatif(
     a = get_authorization(s, name)
     check_caps_in_effect(packs, a, as_of)
     auth = to_core(s, a)
-    with named("--chip"):
-        info = chip(packs, chip_name, as_of)
+    info = _whole_chips(packs, chip_name, as_of, f"--{op}")
     src = _site(s, site)
     check_nveu_covers(a, src.country, "--site", src.name)
     dst: Site | None = None
@@ -637,7 +636,7 @@ def _whatif(
     with named("--operator"):
         opr = get_party(s, operator).name if operator else own
     _check_counted(packs, party_refs(s, as_of), auth, src, info, own, opr, as_of)
-    unit = Fraction(1) * info.fraction
+    unit = Fraction(1)  # a whole chip (_whole_chips)
 
     def pl(st: Site, sign: int) -> Placement:
         return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
@@ -654,7 +653,7 @@ def _whatif(
     else:
         def held(ps: Iterable[Placement], mine: bool = True) -> Fraction:
             return sum((p.count for p in ps if p.site == src.name and p.accelerator == info.id
-                        and (not mine or (p.owner == own and p.operator == opr))), Fraction(0)) / info.fraction
+                        and (not mine or (p.owner == own and p.operator == opr))), Fraction(0))
 
         in_reservations = held(reserved)
         available = held(fleet)
@@ -817,7 +816,8 @@ def reserve(
         # The column holds 500 characters: PostgreSQL refused a longer note as a store error, SQLite kept it.
         raise PolicyError(f"--note: at most {MAX_NOTE} characters of text (got {len(note)})")
     check_text("--note", note, lines=True)  # a NUL no store keeps, a bell or an escape replayed to its readers
-    _whole_chips(packs, chip_name, planned_for)
+    with dated("--planned-for"):
+        _whole_chips(packs, chip_name, planned_for, "--count")
     # The lock comes first, before any read in this transaction (see the module docstring).
     # Every authorization's reservations count toward every cap they touch (a group's UVEUs share one owned
     # base), so reservations under different authorizations serialise too.
@@ -876,17 +876,24 @@ def reserve(
     return row
 
 
-def _whole_chips(packs: PackRegistry, chip_name: str, on: date) -> None:
-    """Refuse a MIG slice as a reservation's chip: a reservation stores whole chips (its count of its chip's id),
-    so N slices checked as N/7 of a GPU were stored as N GPUs, holding seven times the headroom the check passed.
-    A reservation plans chips to install, and a MIG-partitioned GPU is one whole chip (as the inventory import
-    says)."""
-    with dated("--planned-for"), named("--chip"):
+def _whole_chips(packs: PackRegistry, chip_name: str, on: date, count_option: str) -> ChipInfo:
+    """The chip ``chip_name`` names; a MIG slice is refused naming ``--chip``, its GPU and ``count_option``.
+
+    An operator plans, installs, retires and ships whole GPUs; MIG is a runtime partition of one (a MIG-partitioned
+    GPU is one whole chip, as the inventory import says). Taken as a fraction of its GPU, a slice made the count
+    mean two things: a reservation of N slices was checked as N/7 of a GPU but stored as N GPUs; a what-if of N
+    slices was titled "N x <the GPU>" but counted N/7 of one (its max N in slices, which no reservation takes);
+    a shipment of N slices was recorded as N/7 of a GPU shipped, where ``veuctl paths --items`` reads the same
+    words as N GPUs. The date and the option it is read under are the caller's (``dated``).
+    """
+    with named("--chip"):
         info = chip(packs, chip_name, on)
     if info.fraction != 1:
-        raise PolicyError(f"--chip: {chip_name!r} is a MIG slice ({info.fraction} of {info.name}), not a chip; a "
-                          f"reservation holds headroom for whole chips to be installed and a MIG-partitioned GPU is "
-                          f"one whole chip: reserve the GPUs as {info.name!r} with --count the number of GPUs")
+        # The quoted names stay close together: the dashboard shortens any quoted-looking run over 60 characters.
+        raise PolicyError(f"--chip: {chip_name!r} is a MIG slice ({info.fraction} of one GPU), not a chip: give "
+                          f"the GPU, {info.name!r}, and the number of GPUs ({count_option}): chips are planned, "
+                          "installed and shipped whole, and a MIG-partitioned GPU is one whole chip")
+    return info
 
 
 def close_reservation(s: Session, rid: int, status: str = "released", actor: str | None = None) -> Reservation:
@@ -966,10 +973,10 @@ def add_shipment(
         auth_id = None
     else:
         auth_id = _check_route(s, packs, d, via, dest, party, authorization)
-    with dated("--date"), named("--chip"):
-        info = chip(packs, chip_name, d)
+    with dated("--date"):
+        info = _whole_chips(packs, chip_name, d, "--count")
     row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
-                   count=float(count) * float(info.fraction), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
+                   count=float(count), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
                    reference=reference, authorization_id=auth_id, value_usd=value)
     s.add(row)
     s.flush()

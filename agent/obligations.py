@@ -89,7 +89,13 @@ def resolve_items(packs: PackRegistry, text: str, on: date) -> tuple[ItemLine, .
     out = []
     total = 0.0
     for name, count in parsed:
-        acc = catalog().accelerator(name)
+        res = catalog().resolve(name)
+        acc = res.accelerator
+        if res.fraction != 1:
+            # A MIG slice is a runtime partition of one GPU, and a whole GPU is what is exported: read as its GPU
+            # at full TPP, seven slices counted seven GPUs (what-if, reservations and shipments refuse it too).
+            raise PolicyError(f"--items: {name!r} is a MIG slice of {acc.name}, not a chip one exports; give the "
+                              f"GPUs as {acc.name!r} with the number of GPUs")
         try:
             total += float(acc.tpp) * count
         except OverflowError:  # a count beyond a float: the generic "too large for the store" named no option

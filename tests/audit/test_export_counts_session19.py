@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
-from agent import caps, exports
+from agent import exports
+from agent.caps import chip
 from agent.store import session_scope
+from agent.store.tables.caps import Shipment
+from agent.store.tables.core import Party
 from policies.packs import PackRegistry
 from tests.audit.seed import seed, seed_cases
 
@@ -41,10 +45,13 @@ def fleet(db_url: str, packs: PackRegistry) -> str:
     with session_scope(db_url) as s:
         seed(s, packs)
         seed_cases(s)
-        # One MIG slice (1/7 of an A100) and seven of them (a whole GPU's worth).
+        # One MIG slice (1/7 of an A100) and seven of them (a whole GPU's worth), as a store written before
+        # shipments took whole chips only (session 21b) holds them: fractional counts of the GPU.
+        gpu = chip(packs, "NVIDIA-A100-SXM4-80GB", date(2026, 3, 1))
+        consignee = s.exec(select(Party).where(Party.name == "Gulf AI")).one()
         for day, n in ((date(2026, 3, 1), 1), (date(2026, 3, 2), 7)):
-            caps.add_shipment(s, packs, day=day, consignee="Gulf AI", destination="AE",
-                              chip_name="NVIDIA-A100-SXM4-80GB-MIG-1g.10gb", count=n, via="licence", actor="test")
+            s.add(Shipment(day=day, consignee_id=consignee.id, destination="AE", accelerator=gpu.id, count=n / 7,
+                           tpp_each=float(gpu.tpp), eccn=gpu.eccn, via="licence"))
     return db_url
 
 
