@@ -416,6 +416,32 @@ def _check_evidence_uri(uri: str) -> None:
         raise PolicyError("--uri: a URI has no spaces or control characters (percent-encode them)")
 
 
+# The earliest date a linked document is taken to be dated (an input check, not a rule): a certificate or audit
+# report issued before the rules can stand behind a control, a document dated 0001-01-01 is a typo.
+EARLIEST_DOCUMENT = date(2000, 1, 1)
+
+
+def _check_evidence_date(attested_on: date, paragraph: int, kind: str) -> None:
+    """Refuse an attestation dated before the paragraph took effect (Supp. 10 from 2025-01-13), and a linked
+    document dated before :data:`EARLIEST_DOCUMENT`: 0001-01-01 or an attestation from 2019 is a typo, or about
+    something else, yet stood behind "compliant" on every date."""
+    from agent.packs import registry
+
+    if kind != "attestation":
+        if attested_on < EARLIEST_DOCUMENT:
+            raise PolicyError(f"--on: {attested_on} is before {EARLIEST_DOCUMENT}; date the linked document the day "
+                              "it was issued")
+        return
+    versions = registry().history(core.paragraph_id(paragraph))
+    if not versions:
+        return  # no such paragraph: the register refuses it, naming -p
+    first = min(v.effective_from for v in versions)
+    if attested_on < first:
+        raise PolicyError(f"--on: {attested_on} is before {versions[0].citation} took effect on "
+                          f"{first}; an attestation of it is dated the day it was attested, on or after {first} (a "
+                          "document issued earlier is a --kind link)")
+
+
 def add_evidence(
     s: Session, scope: str, subject: str, paragraph: int, kind: str, uri: str = "", statement: str = "",
     attested_by: str = "", attested_on: date | None = None, actor: str | None = None,
@@ -435,6 +461,8 @@ def add_evidence(
     if attested_on is not None and attested_on > utcnow().date():
         # Evidence is of something done: a future date (a typo, 2099) stood behind "compliant" on every date.
         raise PolicyError(f"--on: {attested_on} is after today; date the evidence the day it was attested or issued")
+    if attested_on is not None:
+        _check_evidence_date(attested_on, paragraph, kind)
     e = _entry(s, scope, subject, paragraph) or set_entry(s, scope, subject, paragraph, actor=actor)
     ev = ControlEvidence(entry_id=e.id, kind=kind, uri=uri.strip(), statement=statement.strip(),  # type: ignore[arg-type]
                          attested_by=attested_by.strip(), attested_on=attested_on)

@@ -9,13 +9,19 @@ the period it happened and its return is reported in the period it came back.
 Supp. 10 ¶5 requires 60 days' advance notice of inter-country transfers by a UVEU, and § 748.15(a)(2)(ii)(A)
 180 days' notice of a new data-center location; the notice periods come from the
 ``veu-notices`` provision. ¶10 asks for attrition (loss, damage, failure, relocation, resale).
+
+A row's ``notice_due_by`` is the due date of the notice `veuctl deadlines list` owes for it (read from the same
+computation, ``agent.obligations.deadline_list``): none for a move or first use before the notices' compliance date
+(2025-05-15), none for chips no UVEU holder owns or operates, and the period in force on the day of the move, not
+on the report's end date.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, exists, func, select, union
@@ -47,6 +53,45 @@ def _notice(packs: PackRegistry, as_of: date) -> tuple[int | None, int | None, l
         return None, None, []
     return (prov.values.get("inter_country_transfer_notice_days"), prov.values.get("uveu_new_datacenter_notice_days"),
             [provision_dict(prov)])
+
+
+# A deadline for a move read from the holdings history ends with the move's day and the holding:
+# ``transfer-notice:AUTH:DE-AE:2026-03-02#h12`` (``policies.obligations.deadlines``, ``agent.obligations``).
+_HISTORY_TRANSFER = re.compile(r":(?P<from>[A-Z]{2})-(?P<to>[A-Z]{2}):(?P<on>\d{4}-\d{2}-\d{2})#h(?P<hid>\d+)$")
+
+
+def _owed(s: Session, packs: PackRegistry, end: date) -> tuple[
+        dict[tuple[int, date, str, str], date], dict[tuple[str, str], tuple[date, int | None]], list[Any]]:
+    """The notices the deadlines list owes: inter-country transfers by (holding id, day, from, to), and new UVEU
+    data centers by (country, site), each with its due date (the earliest, for a site several UVEUs first used) and,
+    for a site, its notice period (the one in force on the day of the UVEU's first use of it); and the provisions
+    those deadlines applied.
+
+    Read from ``deadline_list`` so the export and `veuctl deadlines list` cannot disagree: which moves owe a notice
+    (a UVEU holder's, on or after the compliance date) and the notice period in force on the day of the move."""
+    from agent.obligations import deadline_list
+
+    if packs.find("obligation-reminders", end) is None:
+        return {}, {}, []  # no deadlines are computed on that day (an operator pack without reminder settings)
+    moves: dict[tuple[int, date, str, str], date] = {}
+    sites: dict[tuple[str, str], tuple[date, int | None]] = {}
+    applied: dict[tuple[str, str, str], Any] = {}
+    for d in deadline_list(s, packs, end):
+        if d.kind in ("inter-country-transfer-notice", "uveu-new-datacenter-notice") and d.provision is not None:
+            applied.setdefault((d.provision.id, d.provision.pack_id, d.provision.pack_version), d.provision)
+        if d.kind == "inter-country-transfer-notice":
+            m = _HISTORY_TRANSFER.search(d.key)
+            if m is not None:
+                k = (int(m["hid"]), date.fromisoformat(m["on"]), m["from"], m["to"])
+                moves[k] = min(d.due, moves.get(k, d.due))
+        elif d.kind == "uveu-new-datacenter-notice":
+            prefix = f"uveu-new-location:{d.subject}:"
+            if d.key.startswith(prefix):
+                country, _, site = d.key[len(prefix):].partition(":")
+                days = d.provision.values.get("uveu_new_datacenter_notice_days") if d.provision else None
+                if (country, site) not in sites or d.due < sites[(country, site)][0]:
+                    sites[(country, site)] = (d.due, days)
+    return moves, sites, list(applied.values())
 
 
 def _tables() -> tuple[Any, Any, Any]:
@@ -102,6 +147,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     lo, hi = day_start(start), day_after(end)
     tier_of = tier_lookup(packs, end)
     transfer_days, site_days, provs = _notice(packs, end)
+    owed_moves, owed_sites, applied = _owed(s, packs, end)
+    provs += [pd for pd in map(provision_dict, applied) if pd not in provs]
     hp, h, site = _tables()
     sites = {r[0]: r for r in s.execute(select(site.c.id, site.c.name, site.c.country, site.c.provider,
                                                  site.c.region)).all()}
@@ -126,10 +173,10 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
             if prev is not None and prev[0] == hid and (prev[1] != sid or resold) and lo <= since < hi:
                 a, b = sites[prev[1]], sites[sid]
                 inter = a[2] != b[2]
-                days = transfer_days if inter else None
+                due = owed_moves.get((hid, _day(since), a[2], b[2])) if inter else None
                 kind = "inter-country" if inter else "in-country" if prev[1] != sid else "change-of-owner"
                 yield (_day(since), hid, source, ext, acc, count, a[1], a[2], tier_of(a[2]), b[1], b[2],
-                       tier_of(b[2]), kind, days, (_day(since) - timedelta(days=int(days))) if days else None,
+                       tier_of(b[2]), kind, (_day(since) - due).days if due else None, due,
                        owners.get(prev[2]), owners.get(owner))
             prev = (hid, sid, owner)
 
@@ -173,8 +220,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     for sid, t in sorted(first.items(), key=lambda kv: kv[1]):
         if lo <= t < hi:
             _, name, c, provider, region = sites[sid]
-            new_sites.append((name, c, tier_of(c), provider, region, _day(t), country_first[c] == t, site_days,
-                              (_day(t) - timedelta(days=int(site_days))) if site_days else None))
+            # The deadline is counted from a UVEU's first use of the site, which may be after its first installation.
+            due, days = owed_sites.get((c, name), (None, None))
+            new_sites.append((name, c, tier_of(c), provider, region, _day(t), country_first[c] == t, days, due))
 
     retired = (_retired_versions(lo, hi), _retired_unversioned(lo, hi))
     returns = _returned_versions(lo, hi)
@@ -198,13 +246,18 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
             Table("transfers", "Holdings that changed site or owner", TRANSFER_COLUMNS, transfers,
                   pdf_columns=["date", "holding_id", "accelerator", "count", "from_site", "from_country",
                                "to_site", "to_country", "kind", "notice_due_by", "from_owner", "to_owner"],
-                  note="notice_due_by = transfer date minus the advance-notice period (Supp. 10 ¶5, UVEU). "
+                  note="notice_due_by: the due date `veuctl deadlines list` gives the inter-country transfer "
+                       "notice (Supp. 10 ¶5: a UVEU holder's chips, moved on or after the compliance date, the "
+                       "transfer date minus the notice period in force that day, notice_days); blank where none is "
+                       "owed. "
                        "In-country transfers are allowed only to a location authorized for the same VEU "
                        "(§ 748.15(d)(2)(iii)). change-of-owner: the chips stayed at the site and passed to "
                        "another entity (to_owner)."),
             Table("new_sites", "Sites first installed in the period", SITE_COLUMNS, lambda: iter(new_sites),
-                  note="new_country: the first installation in that country; notice_due_by = first "
-                       "installation minus the new-location notice period (§ 748.15(a)(2)(ii)(A))."),
+                  note="new_country: the first installation in that country; notice_due_by: the due date "
+                       "`veuctl deadlines list` gives the new UVEU data-center notice (§ 748.15(a)(2)(ii)(A): a "
+                       "location not in the UVEU's application, from its first use on or after the compliance "
+                       "date, minus notice_days); blank where none is owed."),
             Table("attrition", "Chips that left the fleet in the period (loss, failure, relocation, resale)",
                   ATTRITION_COLUMNS, attrition,
                   pdf_columns=["retired_at", "holding_id", "source", "external_id", "accelerator", "count",
