@@ -576,12 +576,30 @@ def _site(s: Session, name: str, option: str = "--site") -> Site:
     return row
 
 
+SHOWN_DIGITS = 15  # a longer whole number is echoed in a message as its first digits and its length
+
+
+def shown_count(n: int, grouped: bool = True) -> str:
+    """A whole number echoed in a message: a count as ``20,000,000`` (an id, not ``grouped``, as ``#2147483648``),
+    but one of more than :data:`SHOWN_DIGITS` digits as its first twelve and its length
+    (``999999999999… (400 digits)``), so a pasted 400-digit number does not fill the message and push the field's
+    name out of sight."""
+    try:
+        digits = str(abs(n))
+    except ValueError:  # past Python's 4300-digit str() limit (a Python caller's int; no form or JSON gets one)
+        return "a number of more than 4,300 digits"
+    sign = "-" if n < 0 else ""
+    if len(digits) <= SHOWN_DIGITS:
+        return f"{n:,}" if grouped else str(n)
+    return f"{sign}{digits[:12]}… ({len(digits):,} digits)"
+
+
 def _chip_count(n: int, option: str) -> None:
     """A count of chips in a what-if or a reservation: zero or more, and no more than any fleet could hold."""
     if n < 0:
         raise PolicyError(f"{option}: N must be zero or more")
     if n > MAX_CHIPS:
-        raise PolicyError(f"{option}: {n:,} is more chips than any fleet holds; give at most {MAX_CHIPS:,}")
+        raise PolicyError(f"{option}: {shown_count(n)} is more chips than any fleet holds; give at most {MAX_CHIPS:,}")
 
 
 def whatif(
@@ -903,7 +921,8 @@ def close_reservation(s: Session, rid: int, status: str = "released", actor: str
     row = s.get(Reservation, rid) if 0 < rid <= MAX_ROW_ID else None
     if row is None:
         big = f" (too large for a reservation id, at most {MAX_ROW_ID})" if rid > MAX_ROW_ID else ""
-        raise NotFound(f"reservation: #{rid} does not exist{big}; see `veuctl reservations list`")
+        raise NotFound(f"reservation: #{shown_count(rid, grouped=False)} does not exist{big}; "
+                       "see `veuctl reservations list`")
     if row.status != "active":
         raise Conflict(f"reservation: #{rid} is already {row.status} ({row.count} x {row.accelerator}, reserved by "
                        f"{row.created_by or '?'}); only an active reservation can be {status}")

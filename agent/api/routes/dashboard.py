@@ -536,7 +536,8 @@ def whatif_form(
         return _whatif_answer(request, s, packs, dict(query.items()))
     # The header's date (a bad one is the error page, as on every page).
     as_of = get_as_of(query.get("as_of"))
-    if reserved.isdigit() and not query.get("as_of"):
+    reserved = reserved if reserved.isascii() and reserved.isdigit() else ""  # an id in 0-9, as the API's
+    if reserved and not query.get("as_of"):
         # The reservation just made: the planner at the date it was planned for (its Date field and the header's),
         # not today's, so the next change is planned beside it.
         from agent.store.tables.caps import Reservation
@@ -548,7 +549,7 @@ def whatif_form(
         if row is not None:
             as_of = row.planned_for
     return render(request, "whatif.html", as_of, packs, form={}, result=None, error=None,
-                  reserved=reserved if reserved.isdigit() else None, **_planner_ctx(s, packs))
+                  reserved=reserved or None, **_planner_ctx(s, packs))
 
 
 def _form_as_of(form: Any) -> date:
@@ -556,13 +557,28 @@ def _form_as_of(form: Any) -> date:
     return parse_as_of(str(form.get("as_of") or "").strip() or utc_today().isoformat(), "as_of")
 
 
+_INT_DIGITS = 4300  # int() reads no longer number (Python's str-to-int limit)
+
+
 def _form_int(form: Any, key: str, default: int | None = 0) -> int:
-    """A whole number from a form's field; an empty field is ``default``, or refused when there is none."""
+    """A count of chips in the digits 0-9 from a form's field; an empty field is ``default``, or refused when
+    there is none."""
     raw = str(form.get(key) or "").strip()
     if not raw:
         if default is None:
             raise PolicyError(f"{key}: empty; give a whole number")
         return default
+    if not raw.isascii():
+        # int() reads any script's digits ("１２", "٣"); the API (pydantic) refuses them, and so does the form.
+        raise PolicyError(f"{key}: {raw!r} is not written in the digits 0-9; type the number with the digits 0-9")
+    digits = raw.lstrip("+-")
+    if digits.isdigit() and len(digits) > _INT_DIGITS:  # int() refuses it ("Exceeds the limit"): not "not whole"
+        if raw.startswith("-"):
+            raise PolicyError(f"{key}: N must be zero or more")  # as the core says it of a shorter one
+        from policies.compute import MAX_CHIPS
+
+        raise PolicyError(f"{key}: {raw[:12]}… ({len(digits):,} digits) is more chips than any fleet holds; "
+                          f"give at most {MAX_CHIPS:,}")
     try:
         return int(raw)
     except ValueError:
@@ -658,8 +674,9 @@ async def release(request: Request, rid: int, s: Session = DbSession,
     except PolicyError as exc:
         # Released twice (two tabs, a back button): the planner page says so, not a JSON body.
         s.rollback()
+        shown = svc.shown_count(rid, grouped=False)
         resp = render(request, "whatif.html", as_of, packs, form={}, result=None,
-                      error=f"Reservation #{rid}: {_shorten(form_detail(str(exc), {}))}", **_planner_ctx(s, packs))
+                      error=f"Reservation #{shown}: {_shorten(form_detail(str(exc), {}))}", **_planner_ctx(s, packs))
         resp.status_code = 409 if isinstance(exc, svc.Conflict) else 404 if isinstance(exc, svc.NotFound) else 422
         return resp
     return RedirectResponse(f"/whatif?{urlencode({'as_of': as_of.isoformat()})}", status_code=303)
@@ -687,9 +704,11 @@ def cases_page(
 ) -> HTMLResponse:
     from agent import cases
 
+    # Red flag 28 is in effect from 2025-01-13: a date before it is refused naming as of (date), as on every page.
+    packs.provision("red-flag-28", as_of)
     rows = cases.list_cases(s, status or None)
     return render(request, "cases.html", as_of, packs, cases=rows, status=status, error=None,
-                  resolved=resolved if resolved.isdigit() else None, form={}, form_case=None)
+                  resolved=resolved if resolved.isascii() and resolved.isdigit() else None, form={}, form_case=None)
 
 
 # The red-flag-28 answers.
