@@ -573,11 +573,13 @@ def sync(
         run_id = start_run(source, url, hold)
         summary = SyncSummary(run_id, source, "running")
         error: str | None = None
+        applied_any = False  # some listing was applied: a complete scope, or holdings from an incomplete one
         try:
             for result in collector.collect():
                 try:
                     with session_scope(url) as s:
                         outcome = apply_scope(s, source, run_id, result)
+                    applied_any = applied_any or outcome.complete or outcome.observed > 0
                 except PolicyError as exc:
                     # The scope's data could not be placed (unknown site or party): keep what is stored, record why.
                     with session_scope(url) as s:
@@ -590,8 +592,9 @@ def sync(
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         failed = error is not None or any(not x.complete for x in summary.scopes)
-        ok_any = any(x.complete for x in summary.scopes)
-        summary.status = "ok" if not failed else ("partial" if ok_any else "failed")
+        # ok: everything listed. partial: something listed was recorded (a run whose only scope was partly listed
+        # upserted what it saw) but not everything, so nothing unlisted retired. failed: nothing was recorded.
+        summary.status = "ok" if not failed else ("partial" if applied_any else "failed")
         finish_run(run_id, summary, url, error)
     return summary
 

@@ -126,7 +126,7 @@ def test_aws_region_answering_page_after_page_stops_at_the_run_deadline_keeping_
     finally:
         ec2.close()
 
-    assert summary["status"] == "failed" and took < 5, took  # a second of pages, plus the store's and client's set-up
+    assert summary["status"] == "partial" and took < 5, took  # a second of pages, plus the store's and client's set-up
     _status, errs = _errors(db_url, summary["run_id"])
     assert "run_timeout_seconds" in errs["123456789012/us-east-1"], errs
     assert 0 < _live(db_url, "aws") < 10  # the pages read before the deadline are kept, nothing retired
@@ -165,7 +165,7 @@ def test_gcp_project_answering_page_after_page_stops_at_the_run_deadline_keeping
     finally:
         compute.close()
 
-    assert summary["status"] == "failed" and took < 5, took  # a second of pages, plus the store's and client's set-up
+    assert summary["status"] == "partial" and took < 5, took  # a second of pages, plus the store's and client's set-up
     _status, errs = _errors(db_url, summary["run_id"])
     assert "run_timeout_seconds" in errs["project:ml-prod"] and "run_timeout_seconds" in errs["project:ml-dev"]
     assert 0 < _live(db_url, "gcp") < 10
