@@ -7,9 +7,6 @@ Wiring (k8s-conventions.md §4): create an ``AdmissionCheck`` (kueue.x-k8s.io, c
 webhook would (same store, records and cases) and sets the check's state:
 
 - ``Ready`` when the decision admits (ALLOW, ALLOW_AFTER_INQUIRY, EXEMPT; warn/audit modes);
-The checks are answered only while Kueue waits for them (``QuotaReserved`` true, not ``Evicted``, not
-``Finished``, not being deleted), as Kueue's own check controllers do.
-
 - ``Retry`` when the job is held for inquiry (``HOLD_FOR_INQUIRY``) or its namespace has no customer yet
   (``DENY_UNKNOWN_CUSTOMER``): Kueue releases the quota and requeues it, so it starts once the case is
   resolved or the namespace is mapped — nobody resubmits anything. The entry carries ``requeueAfterSeconds``
@@ -24,6 +21,12 @@ The checks are answered only while Kueue waits for them (``QuotaReserved`` true,
   problem, a bug): the message names the error (``EVALUATION_FAILED: ...``) and ``veu_admission_errors_total``
   counts it. Left ``Pending`` the Workload would hold its reserved quota for as long as the error lasts;
   ``Rejected`` would deactivate a job nothing refuses.
+
+The checks are answered only while Kueue waits for them (``QuotaReserved`` true, not ``Evicted``, not
+``Finished``, not being deleted), as Kueue's own check controllers do.
+
+Each decision is counted in ``veu_admission_decisions_total{code,allowed,mode}`` (the controllers' metrics port) as
+the webhook counts its own: a Kueue-gated job never reaches the webhook.
 
 The job judged is the Workload's controlling owner (the Job, JobSet, ... Kueue queued), read as the
 webhook reads it: Kueue copies only its provisioning-request annotations from a job to its Workload, so the
@@ -253,6 +256,7 @@ class AdmissionCheckController:
         from agent.cases import evaluate_review
         from agent.packs import registry
         from agent.store import session_scope
+        from controllers.webhook import DECISIONS
 
         now = now or datetime.now(UTC)
         checks = self.our_checks(now)
@@ -275,6 +279,8 @@ class AdmissionCheckController:
                 with session_scope(self.database_url) as s:
                     out = evaluate_review(s, registry(), review, cluster=self.cluster,
                                           actor="controller:kueue-admissioncheck", now=now)
+                # Recorded: counted as the webhook counts its decisions (a Kueue-gated job never reaches it).
+                DECISIONS.labels(out.code, str(out.allowed).lower(), out.decision.mode if out.decision else "-").inc()
                 state, code, case_id = check_state(out.allowed, out.code), out.code, out.case_id
                 # The webhook's warnings reach kubectl; a queued Workload's only reader is its check's message.
                 msg = f"{out.code}: {out.message}" + "".join(f" Warning: {w}" for w in out.warnings)

@@ -36,13 +36,17 @@ def run_controllers(meter: Any, ctl: Any, interval: float, *, elector: Any = Non
 
     With ``elector`` (a :class:`controllers.leader.LeaderElector`), only while it holds the Lease: a standby
     waits and starts at once when it takes the lease over; a leader that loses it starts no further pass, and a
-    pass in flight stops before its next write (the meter's commit, an Event, the Kueue reconcile) with nothing
-    of it committed. On stop the lease is released so a standby need not wait it out."""
+    pass in flight stops before its next write (the meter's commit, the Kueue reconcile) with nothing of it
+    committed (the meter raises a crossing's Event only once its case is committed). On stop the lease is released so
+    a standby need not wait it out."""
     stop = stop or threading.Event()
     if elector is None:
         while not stop.is_set():
             _one_pass(meter, ctl, interval, store_url, cluster, None)
-            time.sleep(interval)
+            # In slices: a stop ends the wait (one sleep of the whole interval ignored it for up to --interval).
+            due = time.monotonic() + interval
+            while not stop.is_set() and (left := due - time.monotonic()) > 0:
+                time.sleep(min(0.2, left))
         return
     wake = threading.Event()
     started, stopped = elector.on_started, elector.on_stopped

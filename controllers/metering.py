@@ -33,8 +33,10 @@ hanging, and with it every later tick: nothing is lost, the next tick charges ea
 
 Only one meter may write a store at a time (two at once fail each other's ticks on the ledger's unique constraints
 and could open a case, and raise its Event, twice): ``veuctl admission controllers`` runs it on the holder of a
-Lease only and sets :attr:`Meter.still_leading`, asked as a tick starts, before each Event and before it commits;
-a tick that finds the Lease lost raises :class:`NotLeading` and commits nothing (the new leader charges it all).
+Lease only and sets :attr:`Meter.still_leading`, asked as a tick starts and before it commits; a tick that finds
+the Lease lost raises :class:`NotLeading` and commits nothing (the new leader charges it all). A crossing's Event
+and count come after the commit, so a tick rolled back (the Lease lost, the store lost at commit) raises none for a
+case it never stored, and its retry raises the one.
 """
 
 from __future__ import annotations
@@ -345,6 +347,8 @@ class Meter:
         # roll their final interval back and later ticks would skip them as already charged: lost usage.
         charged_now: dict[str, tuple[datetime, str, str, int | None]] = {}
         parties_by_id: dict[int, tuple[Party | None, EffectiveTier | None]] = {}
+        # The crossings whose case this tick opened: their Events and count once the transaction has committed.
+        announce: list[tuple[dict[str, Any], dict[str, Any]]] = []
         with session_scope(self.database_url) as s:
             self._look_up_decisions(s, pods, settings.exempt_namespaces)
             for pod in pods:
@@ -433,7 +437,6 @@ class Meter:
                     charged_now[uid] = (end, key, job, party.id)
                 report.pods_metered += 1
                 report.chip_seconds += secs_total
-                METERED.inc()
                 if tier is not None and tier.tier == 1:
                     continue
                 entry = touched.setdefault((party.name, key), (party, [], pod))
@@ -457,20 +460,26 @@ class Meter:
                     actor="controller:metering", now=now)
                 if not news:
                     continue
-                self._check_leading()  # before the Event: a lost leader's rolled-back case raises none
-                CROSSINGS.inc()
                 crossing = {"customer": cust, "model": key, "case_id": case.id,
                             "operations": st.cumulative_operations, "jobs": jobs}
                 report.crossings.append(crossing)
-                try:
-                    self._event(pod, crossing, now)
-                except Exception as exc:  # Events are best-effort (events.k8s.io semantics)
-                    report.errors.append(f"event for case {case.id}: {exc}")
+                announce.append((pod, crossing))
             self._check_leading()  # the last moment before the commit
         # Committed: the ended pods charged above need not be written again.
         self._charged.update(charged_now)
         for gone in set(self._charged) - listed:
             del self._charged[gone]
+        # Only now, the cases on record, are they told: an Event raised (or a crossing counted) before the commit
+        # named a case a rolled-back tick (the Lease lost, the store lost at commit) never stored, and the next
+        # tick, opening it again, raised and counted it a second time. Lost between the commit and here, the
+        # case stays on record (the new leader finds it open and raises nothing).
+        METERED.inc(report.pods_metered)
+        for pod, crossing in announce:
+            CROSSINGS.inc()
+            try:
+                self._event(pod, crossing, now)
+            except Exception as exc:  # Events are best-effort (events.k8s.io semantics)
+                report.errors.append(f"event for case {crossing['case_id']}: {exc}")
         return report
 
     def _event(self, pod: Mapping[str, Any], c: Mapping[str, Any], now: datetime) -> None:
