@@ -8,6 +8,7 @@ import pytest
 
 from agent.store import session_scope
 from tests.inventory.awsfake import AwsFake
+from tests.inventory.gcpfake import ComputeFake
 
 
 @pytest.fixture()
@@ -33,3 +34,11 @@ def store(db_url: str) -> str:
         add_party(s, "Acme Cloud", "US")
         add_party(s, "Acme Ops", "IE")
     return db_url
+
+
+@pytest.fixture()
+def gce() -> Iterator[ComputeFake]:
+    """A local Compute Engine REST API (tests.inventory.gcpfake); files with their own ``gce`` keep theirs."""
+    fake = ComputeFake().start()
+    yield fake
+    fake.stop()

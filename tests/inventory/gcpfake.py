@@ -109,3 +109,11 @@ class ComputeFake:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def gcp_collector(fake: ComputeFake, *projects: str) -> Any:
+    """The GCP collector listing ``projects`` (owned by Acme Cloud, operated by Acme Ops) from ``fake``."""
+    from agent.collectors.base import build
+
+    return build("gcp", {"api_endpoint": fake.url, "anonymous": True,
+                         "projects": [{"id": p, "owner": "Acme Cloud", "operator": "Acme Ops"} for p in projects]})

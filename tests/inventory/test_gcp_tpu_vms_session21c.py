@@ -7,29 +7,13 @@ were unknown accelerator machine types, so the GCP collector left each VM uncoun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
 from sqlmodel import select
 
-from agent.collectors.base import build
 from agent.inventory import sync
 from agent.store import session_scope
 from agent.store.tables.core import Holding
 from tests.inventory.gcpfake import ComputeFake, instance
-
-
-@pytest.fixture()
-def gce() -> Iterator[ComputeFake]:
-    fake = ComputeFake().start()
-    yield fake
-    fake.stop()
-
-
-def _gcp(fake: ComputeFake, *projects: str) -> Any:
-    return build("gcp", {"api_endpoint": fake.url, "anonymous": True,
-                         "projects": [{"id": p, "owner": "Acme Cloud", "operator": "Acme Ops"} for p in projects]})
+from tests.inventory.gcpfake import gcp_collector as _gcp
 
 
 def test_tpu_vms_of_the_new_machine_types_are_counted_and_the_project_is_complete(gce: ComputeFake, store: str) -> None:

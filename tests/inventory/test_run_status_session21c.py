@@ -14,32 +14,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
-from typing import Any
+import sys
 
-import pytest
 from sqlmodel import select
 
-from agent.collectors.base import build
 from agent.inventory import sync
 from agent.store import session_scope
 from agent.store.tables.core import Holding
 from agent.store.tables.inventory import CollectorRun
 from tests.inventory.gcpfake import ComputeFake, instance
+from tests.inventory.gcpfake import gcp_collector as _gcp
 
-VEUCTL = "/work/main/.venv/bin/veuctl"
-
-
-@pytest.fixture()
-def gce() -> Iterator[ComputeFake]:
-    fake = ComputeFake().start()
-    yield fake
-    fake.stop()
-
-
-def _gcp(fake: ComputeFake, *projects: str) -> Any:
-    return build("gcp", {"api_endpoint": fake.url, "anonymous": True,
-                         "projects": [{"id": p, "owner": "Acme Cloud", "operator": "Acme Ops"} for p in projects]})
+VEUCTL = [sys.executable, "-m", "agent"]
 
 
 def _live(url: str) -> set[str]:
@@ -70,7 +56,7 @@ def test_only_scope_partly_listed_that_added_holdings_is_partial_and_retires_not
     assert _run_status(store, summary.run_id) == "partial"
     assert _live(store) == {"ml/1", "ml/2"}  # partial never retires: the VM no longer listed is kept
     # What `veuctl inventory runs` shows.
-    out = subprocess.run([VEUCTL, "inventory", "runs", "--db", store, "--json"], capture_output=True, text=True,
+    out = subprocess.run([*VEUCTL, "inventory", "runs", "--db", store, "--json"], capture_output=True, text=True,
                          check=True, timeout=120)
     latest = json.loads(out.stdout)[0]
     assert latest["id"] == summary.run_id and latest["status"] == "partial" and latest["added"] == 1, latest
