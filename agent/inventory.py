@@ -52,6 +52,7 @@ class ScopeOutcome:
     scope: str
     complete: bool
     observed: int = 0
+    recorded: int = 0  # observations placed and written (observed less those left out: no site, no region)
     added: int = 0
     updated: int = 0
     retired: int = 0
@@ -450,6 +451,7 @@ def apply_scope(
         s.exec(update(Holding).where(col(Holding.id).in_(touched_ids)).values(last_seen=now)
                .execution_options(synchronize_session=False))
 
+    out.recorded = len(obs) - len(left_out)
     # The other sources' holdings of VMs this cloud scope placed, and ours a cloud holding stands for.
     if vm_source:
         placed = {o.instance for x, o in obs.items() if o.instance and x not in left_out}
@@ -579,7 +581,7 @@ def sync(
                 try:
                     with session_scope(url) as s:
                         outcome = apply_scope(s, source, run_id, result)
-                    applied_any = applied_any or outcome.complete or outcome.observed > 0
+                    applied_any = applied_any or outcome.complete or outcome.recorded > 0
                 except PolicyError as exc:
                     # The scope's data could not be placed (unknown site or party): keep what is stored, record why.
                     with session_scope(url) as s:

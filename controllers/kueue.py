@@ -25,8 +25,9 @@ webhook would (same store, records and cases) and sets the check's state:
 The checks are answered only while Kueue waits for them (``QuotaReserved`` true, not ``Evicted``, not
 ``Finished``, not being deleted), as Kueue's own check controllers do.
 
-Each decision is counted in ``veu_admission_decisions_total{code,allowed,mode}`` (the controllers' metrics port) as
-the webhook counts its own: a Kueue-gated job never reaches the webhook.
+Each decision recorded is counted in ``veu_admission_decisions_total{code,allowed,mode}`` (the controllers' metrics
+port), as the webhook counts its own: a Kueue-gated job never reaches the webhook. An evaluation that fails (answered
+Retry) is counted in ``veu_admission_errors_total{reason}`` only.
 
 The job judged is the Workload's controlling owner (the Job, JobSet, ... Kueue queued), read as the
 webhook reads it: Kueue copies only its provisioning-request annotations from a job to its Workload, so the

@@ -672,6 +672,7 @@ def _combine(p: Proposal, loc: TierResult, eff: EffectiveTier,
     results: list[PathResult] = []
     for name in names:
         is_open = True
+        own_open = False  # the path itself is open for some group (not only "needs no licence" everywhere)
         reasons: list[str] = []
         conds: list[str] = []
         provs: dict[str, ResolvedProvision] = {}
@@ -687,6 +688,7 @@ def _combine(p: Proposal, loc: TierResult, eff: EffectiveTier,
                 provs.update({pr.id: pr for pr in res.provisions})
                 figures.update(res.figures)
             if res is not None and res.open:
+                own_open = True
                 if res.presumption:
                     presumptions.append(res.presumption)
                 continue
@@ -703,6 +705,9 @@ def _combine(p: Proposal, loc: TierResult, eff: EffectiveTier,
                                                             else "apart (no path is open for them)"))
             elif res.presumption:
                 presumptions.append(res.presumption)
+        # A path closed for every group (a VEU the consignee does not hold) stays closed when every group needs no
+        # licence: "need not cover them" opens a path for the groups it does not cover, not one nobody can use.
+        is_open = is_open and own_open
         presumption = max(presumptions, key=lambda x: _PRESUMPTION_ORDER.index(x) if x in _PRESUMPTION_ORDER
                           else 1) if presumptions else None
         results.append(PathResult(name, is_open, tuple(reasons), tuple(conds) if is_open else (),

@@ -80,3 +80,13 @@ def test_one_scope_complete_and_one_failed_is_still_partial(gce: ComputeFake, st
     summary = sync(_gcp(gce, "a", "b"), store)
     assert summary.status == "partial", summary.as_dict()
     assert _live(store) == {"b/2"}
+
+
+def test_a_run_whose_only_listing_could_not_be_placed_recorded_nothing_and_is_failed(
+        gce: ComputeFake, store: str) -> None:
+    """Listed but left out (a zone no site is registered for): nothing recorded, so 'failed', not 'partial'."""
+    gce.instances["ml"] = [instance("ml", "far", "mars-central1-a", "a3-highgpu-8g", iid=1)]
+    summary = sync(_gcp(gce, "ml"), store)
+    d = summary.as_dict()
+    assert d["added"] == 0 and d["updated"] == 0, d
+    assert summary.status == "failed", d

@@ -213,3 +213,22 @@ def test_the_upgrade_note_lists_the_change() -> None:
     note = doc[doc.index("## Upgrading"):]
     assert "non_datacenter_only" in note and "datacenter_excluded_eccns" in note
     assert "licence-exception-acm" in note and "eccns" in note
+
+
+def test_a_mixed_proposal_needing_no_licence_opens_only_the_paths_some_items_can_use(packs: PackRegistry) -> None:
+    """To Germany before the rule (2025-03-01) neither the H100s nor the L40s need a licence: 'need not cover them'
+    opened every path, the UVEU and NVEU of a consignee holding neither among them. The open paths are those of
+    the .a items alone."""
+    from datetime import date
+
+    from policies.parties import PartyRef
+    from policies.paths import ItemLine, Proposal, find_paths
+
+    parties = {"Acme": PartyRef("Acme", "DE")}
+    a = ItemLine("H100 SXM", 8, 15832.0, "3A090.a")
+    b = ItemLine("L40", 100, 2896.0, "3A090.b")
+    on = date(2025, 3, 1)
+    alone = find_paths(packs, parties, Proposal("export", (a,), "Acme", "DE", on)).open_paths
+    mixed = find_paths(packs, parties, Proposal("export", (a, b), "Acme", "DE", on))
+    assert not mixed.licence_required
+    assert mixed.open_paths == alone and "UVEU" not in mixed.open_paths and "NVEU" not in mixed.open_paths
