@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import and_, case, exists, func, or_, update
 from sqlalchemy import select as sa_select
@@ -907,11 +907,16 @@ def _whole_chips(packs: PackRegistry, chip_name: str, on: date, count_option: st
     with named("--chip"):
         info = chip(packs, chip_name, on)
     if info.fraction != 1:
-        # The quoted names stay close together: the dashboard shortens any quoted-looking run over 60 characters.
-        raise PolicyError(f"--chip: {chip_name!r} is a MIG slice ({info.fraction} of one GPU), not a chip: give "
-                          f"the GPU, {info.name!r}, and the number of GPUs ({count_option}): chips are planned, "
-                          "installed and shipped whole, and a MIG-partitioned GPU is one whole chip")
+        refuse_mig_slice("--chip", chip_name, info.fraction, info.name, count_option)
     return info
+
+
+def refuse_mig_slice(option: str, name: str, fraction: Any, gpu: str, count_option: str) -> NoReturn:
+    """Refuse a MIG slice where whole chips are counted (what-if, reservations, shipments, ``paths --items``)."""
+    # The quoted names stay close together: the dashboard shortens any quoted-looking run over 60 characters.
+    raise PolicyError(f"{option}: {name!r} is a MIG slice ({fraction} of one GPU), not a chip: give the GPU, "
+                      f"{gpu!r}, and the number of GPUs ({count_option}): chips are planned, installed and shipped "
+                      "whole, and a MIG-partitioned GPU is one whole chip")
 
 
 def close_reservation(s: Session, rid: int, status: str = "released", actor: str | None = None) -> Reservation:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -92,10 +93,12 @@ def resolve_items(packs: PackRegistry, text: str, on: date) -> tuple[ItemLine, .
         res = catalog().resolve(name)
         acc = res.accelerator
         if res.fraction != 1:
-            # A MIG slice is a runtime partition of one GPU, and a whole GPU is what is exported: read as its GPU
-            # at full TPP, seven slices counted seven GPUs (what-if, reservations and shipments refuse it too).
-            raise PolicyError(f"--items: {name!r} is a MIG slice of {acc.name}, not a chip one exports; give the "
-                              f"GPUs as {acc.name!r} with the number of GPUs")
+            # Read as its GPU at full TPP, seven slices counted seven GPUs (what-if, reservations and shipments
+            # refuse a slice too).
+            from agent.caps import refuse_mig_slice
+
+            refuse_mig_slice("--items", name, Fraction(res.fraction).limit_denominator(64), acc.name,
+                             "the count after x")
         try:
             total += float(acc.tpp) * count
         except OverflowError:  # a count beyond a float: the generic "too large for the store" named no option

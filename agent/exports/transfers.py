@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, exists, func, select, union
@@ -71,12 +71,17 @@ def _owed(s: Session, packs: PackRegistry, end: date) -> tuple[
     (a UVEU holder's, on or after the compliance date) and the notice period in force on the day of the move."""
     from agent.obligations import deadline_list
 
-    if packs.find("obligation-reminders", end) is None:
+    rem = packs.find("obligation-reminders", end)
+    if rem is None:
         return {}, {}, []  # no deadlines are computed on that day (an operator pack without reminder settings)
+    # The list looks ahead horizon_days from its date; the notices of moves up to `end` do not depend on it, so a
+    # --to near the calendar's end (9998-12-31) is read as of the last day the horizon still fits.
+    on = min(end, date.max - timedelta(days=int(rem.value("horizon_days")) + 1))
     moves: dict[tuple[int, date, str, str], date] = {}
     sites: dict[tuple[str, str], tuple[date, int | None]] = {}
+    countries: dict[str, tuple[date, int | None]] = {}  # a planned new location names its own site text
     applied: dict[tuple[str, str, str], Any] = {}
-    for d in deadline_list(s, packs, end):
+    for d in deadline_list(s, packs, on):
         if d.kind in ("inter-country-transfer-notice", "uveu-new-datacenter-notice") and d.provision is not None:
             applied.setdefault((d.provision.id, d.provision.pack_id, d.provision.pack_version), d.provision)
         if d.kind == "inter-country-transfer-notice":
@@ -91,6 +96,12 @@ def _owed(s: Session, packs: PackRegistry, end: date) -> tuple[
                 days = d.provision.values.get("uveu_new_datacenter_notice_days") if d.provision else None
                 if (country, site) not in sites or d.due < sites[(country, site)][0]:
                     sites[(country, site)] = (d.due, days)
+                if country not in countries or d.due < countries[country][0]:
+                    countries[country] = (d.due, days)
+    # A site the list knows only through a planned new location in its country (`deadlines event --kind
+    # new-location`, whose --site is free text): that country's notice.
+    for country, owed in countries.items():
+        sites.setdefault((country, ""), owed)
     return moves, sites, list(applied.values())
 
 
@@ -221,7 +232,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         if lo <= t < hi:
             _, name, c, provider, region = sites[sid]
             # The deadline is counted from a UVEU's first use of the site, which may be after its first installation.
-            due, days = owed_sites.get((c, name), (None, None))
+            due, days = owed_sites.get((c, name)) or owed_sites.get((c, ""), (None, None))
             new_sites.append((name, c, tier_of(c), provider, region, _day(t), country_first[c] == t, days, due))
 
     retired = (_retired_versions(lo, hi), _retired_unversioned(lo, hi))

@@ -136,3 +136,27 @@ def test_new_site_notice_dates_are_those_of_the_deadlines_list(
     sites = {r["site"]: r for r in tables["new_sites"]}
     assert {n: r["notice_due_by"] for n, r in sites.items() if r["notice_due_by"]} == owed
     assert sites["auh-1"]["notice_days"] == 180
+
+
+def test_a_new_site_whose_country_has_a_planned_new_location_shows_that_notice(
+        db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    """A planned new location (`deadlines event --kind new-location`, its --site free text) stands for the
+    country's first site in the deadlines list; the export left that site's notice blank, which reads 'none owed'."""
+    with session_scope(db_url) as s:
+        _seed(s, packs)
+        ob.add_event(s, "new-location", "NL-1", date(2026, 3, 2), authorization="UVEU-FC-1", site="Abu Dhabi DC",
+                     to_country="AE", actor="test")
+    tables = _export(db_url, packs, tmp_path / "out")
+    owed = [d for d in _deadlines(db_url, packs) if d.kind == "uveu-new-datacenter-notice" and ":AE:" in d.key]
+    assert owed, "the planned location is owed a notice"
+    sites = {r["site"]: r for r in tables["new_sites"]}
+    assert sites["auh-1"]["notice_due_by"] == min(d.due for d in owed).isoformat()
+
+
+def test_an_export_to_the_end_of_the_calendar_is_written(db_url: str, packs: PackRegistry, tmp_path: Path) -> None:
+    """--to 9998-12-31: the deadlines list's look-ahead went past the calendar (a 'too large' error)."""
+    with session_scope(db_url) as s:
+        _seed(s, packs)
+        m = exports.run_export(s, packs, "transfers", START, date(9998, 12, 31), ["json"], tmp_path / "o",
+                               actor="test:auditor")
+    assert any(f["name"].endswith(".json") for f in m["files"])

@@ -132,7 +132,12 @@ def test_a_filing_sent_with_a_date_before_the_rules_is_the_deadlines_page(demo) 
         assert key is not None
         r = c.post("/deadlines/filings", data={"key": key.group(1), "as_of": "1990-01-01",
                                                "filed_on": "2026-01-10", "reference": "R-21b"})
+        # With a bad filed_on too, the page date's error is the one given, not the filing's under its name.
+        bad = c.post("/deadlines/filings", data={"key": key.group(1), "as_of": "1990-01-01", "filed_on": "x"})
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html"), r.text[:300]
     error = re.search(r'id="error">(.*?)</p>', r.text, re.S)
     assert error is not None and "as of (date):" in error.group(1) and "1990-01-01" in error.group(1), error
     assert 'value="R-21b"' in r.text  # the row's form as it was sent
+    error = re.search(r'id="error">(.*?)</p>', bad.text, re.S)
+    assert bad.status_code == 422 and error is not None, bad.text[:300]
+    assert "1990-01-01" in error.group(1) and "is not a date" not in error.group(1), error.group(1)

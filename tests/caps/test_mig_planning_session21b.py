@@ -167,6 +167,6 @@ def test_a_proposal_of_mig_slices_is_refused_naming_items() -> None:
     from policies.errors import PolicyError
 
     packs = load_registry()
-    with pytest.raises(PolicyError, match=r"--items: .*MIG slice of NVIDIA A100"):
+    with pytest.raises(PolicyError, match=r"--items: .*is a MIG slice .*NVIDIA A100"):
         resolve_items(packs, "A100-SXM4-40GB MIG 1g.5gb x 7", date(2026, 6, 1))
     assert resolve_items(packs, "A100-SXM4-40GB x 7", date(2026, 6, 1))[0].count == 7

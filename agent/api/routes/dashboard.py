@@ -950,11 +950,12 @@ async def file_deadline(
         try:
             resp = _deadlines_page(request, s, packs, shown, "", error=f"Deadline {_clip(key)}: {fe.message}",
                                    fe=fe, sent=form)
-        except PolicyError:
+        except PolicyError as page_exc:
             # A page date before the rules (a hand-edited as_of): the list cannot be worked out then either, so
-            # today's list carries the message, naming that date (it was a bare JSON body).
+            # today's list carries the message, naming that date (it was a bare JSON body). The page date's own
+            # error, not the filing's: that one may be about another field (filed_on), and is not the page's.
             s.rollback()
-            fe = page_error(PolicyError(f"as_of: {exc}"), DEADLINE_FORM, deadline_form(key))
+            fe = page_error(PolicyError(f"as_of: {page_exc}"), DEADLINE_FORM, deadline_form(key))
             resp = _deadlines_page(request, s, packs, utc_today(), "", error=f"Deadline {_clip(key)}: {fe.message}",
                                    fe=fe, sent=form)
         resp.status_code = 404 if isinstance(exc, ob.NotFound) else 409 if isinstance(exc, svc.Conflict) else 422
