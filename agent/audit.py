@@ -374,8 +374,17 @@ class VerifyResult:
     warnings: list[str] = field(default_factory=list)
 
     def fail(self, seq: int, reason: str) -> VerifyResult:
+        """Record a break; the lowest seq stays the reported one, whichever was found first.
+
+        Checkpoint signatures are checked before the entries, so a bad checkpoint late in the chain is found
+        before an entry edited earlier: reporting the checkpoint would name the wrong place, and prune (which
+        refuses only a break inside what it removes) would sign an anchor over the edited entry. The break it
+        displaces is kept as a warning; a later one is not reported (verify stops at the first)."""
         if self.ok:
             self.ok, self.break_seq, self.reason = False, seq, reason
+        elif self.break_seq is not None and seq < self.break_seq:
+            self.warnings.append(f"also broken at seq {self.break_seq}: {self.reason}")
+            self.break_seq, self.reason = seq, reason
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -463,9 +472,14 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
                          + (f"ends at seq {head}" if head else "is empty"))
     if first is None:
         if cp_at:
-            top = max(cp_at)
-            result.fail(1 if not cps else min(cp_at), f"the log is empty but signed checkpoints reach seq {top} "
-                        "(entries deleted)")
+            # Entries up to the latest anchor were pruned on purpose: the deleted ones start after it.
+            top, pruned = max(cp_at), max(anchors, default=0)
+            if top > pruned:
+                result.fail(pruned + 1, f"the log is empty but signed checkpoints reach seq {top} (entries "
+                            f"{pruned + 1}..{top} deleted)")
+            else:
+                result.fail(pruned + 1, f"the log is empty after the pruning anchor at seq {pruned}: entries from "
+                            f"seq {pruned + 1} were deleted (a prune records itself in the log)")
         return result
 
     # Where to start and what the first entry's prev_hash must be.
@@ -534,9 +548,10 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
                                "entry rewritten with recomputed hashes, or a truncated tail, cannot be detected; "
                                "run `veuctl audit checkpoint`")
     elif result.unanchored_tail:
-        result.warnings.append(f"{result.unanchored_tail} entries after the latest signed checkpoint (seq "
-                               f"{latest}) are not yet covered by a signature: an entry there rewritten with "
-                               "recomputed hashes, or deleted from the tail, cannot be detected")
+        n = result.unanchored_tail
+        result.warnings.append(f"{n} {'entry' if n == 1 else 'entries'} after the latest signed checkpoint (seq "
+                               f"{latest}) {'is' if n == 1 else 'are'} not yet covered by a signature: an entry "
+                               "there rewritten with recomputed hashes, or deleted from the tail, cannot be detected")
     return result
 
 

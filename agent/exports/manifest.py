@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,11 @@ def verify_zip(archive: Path, keys: list[Ed25519PublicKey] | None = None) -> lis
         # Everything in the archive came from the export, so a member the manifest does not list was added.
         problems += [f"{n[:80]}: not listed in the signed manifest (file added to the export)"
                      for n in sorted(members) if n != name and n not in listed]
+        # Only the last of same-named members is hashed above; which one a reader sees, or an unzip keeps,
+        # depends on the tool, so a second member under a signed file's name is a forgery passed as verified.
+        seen = Counter(i.filename for i in z.infolist() if not i.is_dir())
+        problems += [f"{n[:80]}: in the ZIP {k} times (a member added under the name of a signed file)"
+                     for n, k in sorted(seen.items()) if k > 1]
     return problems
 
 
