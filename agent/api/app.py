@@ -8,14 +8,82 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.datastructures import URL
+from starlette.routing import BaseRoute, Match
 
 import agent.api.routes as routes_pkg
 from agent.store import get_engine
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _flat(routes: list[BaseRoute]) -> Iterator[Any]:
+    """The app's routes, those of its included routers too (FastAPI keeps an included router as one entry)."""
+    for r in routes:
+        contexts = getattr(r, "effective_route_contexts", None)
+        yield from (contexts() if contexts is not None else (r,))
+
+
+def _allowed_methods(routes: list[BaseRoute], scope: Scope) -> str:
+    """Every method some route takes at this path (HEAD wherever GET), for a 405's ``Allow``."""
+    methods: set[str] = set()
+    for r in _flat(routes):
+        if r.matches(scope)[0] != Match.NONE:
+            methods |= set(getattr(r, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+class HttpMethods:
+    """HTTP semantics the routing leaves out (RFC 9110), inside the credential check (added before the areas'
+    middleware, so innermost): HEAD answers as GET does, without the body (it was a 405 everywhere, /healthz
+    too); a 405's ``Allow`` lists every method of the path (Starlette named the first route's only: ``GET`` for
+    ``/api/v1/parties``, which takes POST); and ``/api/v1/LIST/`` goes to ``/api/v1/LIST`` with a 307 where a
+    route's ``{name:path}`` would otherwise read the slash as an empty name (``/parties/``, ``/models/``), as
+    the router does for every other list."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        routes: list[BaseRoute] = scope["app"].router.routes
+        path: str = scope["path"]
+        if path.startswith("/api/v1/") and path.endswith("/"):
+            bare = path.rstrip("/")
+            if any(getattr(r, "path", None) == bare and not getattr(r, "param_convertors", None)
+                   for r in _flat(routes)):
+                url = URL(scope={**scope, "path": bare, "raw_path": bare.encode()})
+                await RedirectResponse(str(url), status_code=307)(scope, receive, send)
+                return
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", _allowed_methods(routes, scope).encode())]
+            elif head and message["type"] == "http.response.body":
+                if message.get("more_body"):
+                    return  # the body is not sent; its length stays in the GET's content-length
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def create_app(database_url: str | None = None, *, webhook: bool = True) -> FastAPI:
@@ -44,6 +112,7 @@ def create_app(database_url: str | None = None, *, webhook: bool = True) -> Fast
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(HttpMethods)  # first, so innermost: after the credential check
     for m in sorted(pkgutil.iter_modules(routes_pkg.__path__), key=lambda m: m.name):
         if m.name.startswith("_"):
             continue

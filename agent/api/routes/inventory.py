@@ -37,12 +37,11 @@ def _checked_filters(s: Session, source: str | None = None, accelerator: str | N
     return site_id_of(s, site) if site else None
 
 
-def _party_id(s: Session, name: str | None, field: str) -> int | None:
-    if name is None:
-        return None
+def _party_id(s: Session, name: str, field: str) -> int | None:
     p = s.exec(select(Party).where(Party.name == name)).first()
     if p is None:
-        raise HTTPException(404, detail=f"{field}: party {name!r} is not registered")
+        raise HTTPException(404, detail=f"{field}: party {name!r} is not registered; give a name GET /api/v1/parties "
+                                        f"lists, or leave {field} empty for every party")
     return p.id
 
 
@@ -69,9 +68,10 @@ def holdings(
         q = q.where(Holding.accelerator == accelerator)
     if serial:
         q = q.where(Holding.serial == serial)
-    if owner is not None:
+    # An empty value means every value, as in every other filter (docs/api.md, Filters).
+    if owner:
         q = q.where(Holding.owner_id == _party_id(s, owner, "owner"))
-    if operator is not None:
+    if operator:
         q = q.where(Holding.operator_id == _party_id(s, operator, "operator"))
     if not include_retired:
         q = q.where(col(Holding.retired_at).is_(None))
