@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 
 from agent import ledger as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, as_of, console, db_url, emit, not_blank, table
+from agent.cli._common import (
+    AsOfOpt,
+    DbOpt,
+    JsonOpt,
+    UsageError,
+    as_of,
+    console,
+    db_url,
+    emit,
+    not_blank,
+    table,
+)
 from agent.cli._options import option, options
 from agent.packs import registry
 from agent.store import session_scope
@@ -128,12 +139,21 @@ def add(
     name: str = ModelArg,
     owner: str = typer.Option(..., "--owner", help="Owner party (registered with `veuctl parties add`)."),
     base: str | None = typer.Option(None, "--base", help="Base model this one was trained from (fine-tuned)."),
+    no_base: bool = typer.Option(False, "--no-base", help="The model has no base (removes one recorded in error: "
+                                 "its total is then its own operations)."),
     published: bool | None = typer.Option(None, "--published/--unpublished", help="Its parameters are published "
                                           "(open weights), or no longer taken to be; left out, an update keeps it."),
     published_on: str | None = typer.Option(None, "--published-on", help="Date the weights were published."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Register or update a model (options left out keep their stored values)."""
+    # A blank --base (an unset variable in a script) removed the recorded base: the lineage lost its base's
+    # operations and could read below the threshold. Removing a base is said with --no-base.
+    not_blank(base, "--base", "give the base model's name, or --no-base to record that the model has none")
+    if no_base and base is not None:
+        raise UsageError("--no-base: give either --base MODEL or --no-base, not both")
+    if no_base:
+        base = ""  # the service's "remove the base" (the API's "base": "")
     d = utc_today()
     with session_scope(db_url(db)) as s:
         with options("owner", "base", "published-on"):
