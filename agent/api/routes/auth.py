@@ -36,6 +36,7 @@ from agent.auth import (
     verify_token,
 )
 from agent.config import settings
+from agent.exports.base import utc_iso
 from agent.store import session_scope
 from agent.store.tables.auth import ApiToken
 
@@ -83,15 +84,17 @@ def create(body: TokenIn, request: Request, s: Session = DbSession) -> dict[str,
                                created_by=p.actor)
     _audit(s, p, "token.create", f"token:{row.prefix}", {"role": row.role, "name": row.name})
     return {"id": row.id, "prefix": row.prefix, "role": row.role, "token": secret,
-            "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+            "expires_at": utc_iso(row.expires_at)}
 
 
 @router.get("/tokens")
 def list_tokens(s: Session = DbSession) -> list[dict[str, Any]]:
     """Tokens without their secrets; ``last_used_at`` (to within a minute, None if never used) finds stale ones."""
+    # Times as every other answer writes them (2026-12-05T09:38:45+00:00), not pydantic's "Z".
     return [
-        {"id": t.id, "prefix": t.prefix, "name": t.name, "role": t.role, "created_at": t.created_at,
-         "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked": t.revoked_at is not None}
+        {"id": t.id, "prefix": t.prefix, "name": t.name, "role": t.role, "created_at": utc_iso(t.created_at),
+         "expires_at": utc_iso(t.expires_at), "last_used_at": utc_iso(t.last_used_at),
+         "revoked": t.revoked_at is not None}
         for t in s.exec(select(ApiToken).order_by(ApiToken.id)).all()
     ]
 
