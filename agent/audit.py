@@ -398,9 +398,10 @@ def _trusted(keys: list[Ed25519PublicKey] | None) -> dict[str, Ed25519PublicKey]
 
 
 def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey], result: VerifyResult,
-                 extra: Sequence[AuditCheckpoint] = ()) -> list[AuditCheckpoint]:
-    """Every checkpoint whose signature verifies; the first bad one is the reported break."""
+                 extra: Sequence[AuditCheckpoint] = ()) -> tuple[list[AuditCheckpoint], set[int]]:
+    """Every checkpoint whose signature verifies, and the seqs of those that do not (each a break)."""
     good: list[AuditCheckpoint] = []
+    rejected: set[int] = set()
     rows = list(session.execute(select(AuditCheckpoint).order_by(
         AuditCheckpoint.seq, AuditCheckpoint.id)).scalars().all())  # type: ignore[arg-type]
     for cp in sorted([*rows, *extra], key=lambda c: c.seq):
@@ -411,16 +412,18 @@ def _checkpoints(session: Session, trusted: dict[str, Ed25519PublicKey], result:
                         + ("" if trusted else " (no signing key here)") + "; give the signer's --public-key, "
                         "or keep an earlier key's public half in the retired keys file (veuctl audit keygen "
                         "--rotate)")
+            rejected.add(cp.seq)
             continue
         if not verify_signature(pub, checkpoint_message(cp.seq, cp.hash, cp.kind, ts_text(cp.ts)),
                                 cp.signature):
             result.fail(cp.seq, f"checkpoint at seq {cp.seq}: signature does not verify (checkpoint altered)")
+            rejected.add(cp.seq)
             continue
         good.append(cp)
     # A checkpoint kept off the host (`--checkpoint FILE`) is usually also stored: one checkpoint, counted once
     # (Ed25519 signatures are deterministic, so the same checkpoint has the same key and signature).
     result.checkpoints_verified = len({(cp.key_id, cp.signature) for cp in good})
-    return good
+    return good, rejected
 
 
 def _rows(session: Session, start: int, batch: int) -> Iterator[tuple[Any, ...]]:
@@ -450,7 +453,7 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
     """
     result = VerifyResult()
     trusted = _trusted(keys)
-    cps = _checkpoints(session, trusted, result, external)
+    cps, rejected = _checkpoints(session, trusted, result, external)
     cp_at: dict[int, str] = {}
     # Only an ``anchor`` checkpoint (signed by prune) vouches that the entries up to it were removed on
     # purpose; a periodic one over the same seq says nothing about deletions.
@@ -471,6 +474,8 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
         raise AuditError(f"--from: {from_seq} is past the end of the audit chain, which "
                          + (f"ends at seq {head}" if head else "is empty"))
     if first is None:
+        if rejected and not cp_at:
+            return result  # the only checkpoints fail their signature: that is the break (it says what to do)
         if cp_at:
             # Entries up to the latest anchor were pruned on purpose: the deleted ones start after it.
             top, pruned = max(cp_at), max(anchors, default=0)
@@ -504,6 +509,10 @@ def verify_chain(session: Session, *, from_seq: int | None = None,
         elif first - 1 in anchors:
             expect_prev = anchors[first - 1]
             result.start_from = f"pruning anchor {first - 1}"
+        elif first - 1 in rejected:
+            # The checkpoint that would vouch for the pruned head fails its signature: that is the break, and it
+            # says what to do (the signer's key); "entries missing" would bury it as a warning.
+            return result
         else:
             earlier = [s for s in anchors if s < first - 1]
             missing_from = (max(earlier) + 1) if earlier else 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -45,6 +46,10 @@ def _allowed_methods(routes: list[BaseRoute], scope: Scope) -> str:
     return ", ".join(sorted(methods))
 
 
+# GETs that build, sign and audit an export: HEAD is not offered (it would do all of it to send no body).
+_BUILDS_ON_GET = re.compile(r"^(?:/api/v1/exports/[^/]+|/exports/[^/]+/download)$")
+
+
 class HttpMethods:
     """HTTP semantics the routing leaves out (RFC 9110), inside the credential check (added before the areas'
     middleware, so innermost): HEAD answers as GET does, without the body (it was a 405 everywhere, /healthz
@@ -70,13 +75,20 @@ class HttpMethods:
                 await RedirectResponse(str(url), status_code=307)(scope, receive, send)
                 return
         head = scope["method"] == "HEAD"
+        if head and _BUILDS_ON_GET.match(path):
+            # An export is built, signed and audited on GET: a link checker's HEAD would record exports never
+            # delivered. Not offered.
+            await PlainTextResponse("Method Not Allowed", status_code=405, headers={"allow": "GET"})(
+                scope, receive, send)
+            return
         if head:
             scope = {**scope, "method": "GET"}
 
         async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405:
+            if message["type"] == "http.response.start" and message["status"] == 405 and (
+                    allowed := _allowed_methods(routes, scope)):  # a mount (/static) lists none: its own stays
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
-                message["headers"] = [*headers, (b"allow", _allowed_methods(routes, scope).encode())]
+                message["headers"] = [*headers, (b"allow", allowed.encode())]
             elif head and message["type"] == "http.response.body":
                 if message.get("more_body"):
                     return  # the body is not sent; its length stays in the GET's content-length

@@ -168,3 +168,19 @@ def test_one_uncovered_entry_is_said_in_the_singular(db_url: str) -> None:
     assert _verify(db_url).warnings == [
         "1 entry after the latest signed checkpoint (seq 2) is not yet covered by a signature: an entry there "
         "rewritten with recomputed hashes, or deleted from the tail, cannot be detected"]
+
+
+def test_an_anchor_signed_by_an_untrusted_key_is_the_break_not_deleted_entries(
+        db_url: str, packs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a prune, verifying with another key named 'entries 1..4 missing' and buried the checkpoint's own
+    message (give the signer's --public-key) as a warning."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    _old_entries(db_url, monkeypatch, [datetime(2018, 1, 1, tzinfo=UTC)] * 4)
+    with session_scope(db_url) as s:
+        assert audit.prune(s, packs, as_of=date(2026, 1, 1), actor="test:ops").through_seq == 4
+    res = _verify(db_url, keys=[Ed25519PrivateKey.generate().public_key()])
+    assert not res.ok and res.break_seq == 4 and "untrusted key" in res.reason, (res.reason, res.warnings)
+    _sql(db_url, "UPDATE audit_checkpoint SET signature = :s", s=_FORGED_SIGNATURE)
+    res = _verify(db_url)
+    assert not res.ok and res.break_seq == 4 and "does not verify" in res.reason, (res.reason, res.warnings)

@@ -38,7 +38,7 @@ def test_a_misspelt_resource_name_is_refused_naming_it(owner: str, which: str) -
     assert f"/{owner}/resources/{which}" in message and "memroy" in message, message
 
 
-@pytest.mark.parametrize("quantity", ["512 MB", "1.5.2Gi", "lots", True, "-"])
+@pytest.mark.parametrize("quantity", ["512 MB", "1.5.2Gi", "lots", True, "-", "1e1.5"])
 def test_a_malformed_quantity_is_refused_naming_it(quantity: Any) -> None:
     message = _refused({"api": {"resources": {"limits": {"memory": quantity}}}})
     assert "/api/resources/limits/memory" in message, message
@@ -77,3 +77,21 @@ def test_the_controllers_follow_the_agents_affinity_as_they_follow_its_node_sele
         pod = one(objs, "Deployment", suffix)["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {"pool": "system"}, suffix
         assert pod.get("affinity") == affinity, suffix
+
+
+def test_a_plus_signed_quantity_is_taken_as_kubernetes_takes_it() -> None:
+    objs = render({"api": {"resources": {"limits": {"memory": "+1Gi"}}}})
+    assert objs
+
+
+def test_the_controllers_do_not_take_the_agents_pod_anti_affinity() -> None:
+    """The agent's pod anti-affinity selects agent pods: copied, it kept the controllers pod off every agent node
+    (Pending on a two-node pool, metering stopped)."""
+    node = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}
+    anti = {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "agent"}},
+        "topologyKey": "kubernetes.io/hostname"}]}
+    objs = render({"agent": {"affinity": {"nodeAffinity": node, "podAntiAffinity": anti}}})
+    pod = one(objs, "Deployment", "-controllers")["spec"]["template"]["spec"]
+    assert pod.get("affinity") == {"nodeAffinity": node}

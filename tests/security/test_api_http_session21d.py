@@ -95,3 +95,30 @@ def test_an_empty_owner_or_operator_filter_means_every_holding(api: TestClient, 
         detail = r.json()["detail"]
         assert detail.startswith(f"{param}: ") and "'Nobody Ltd' is not registered" in detail
         assert "GET /api/v1/parties" in detail  # says where the registered names are
+
+
+def test_head_on_an_export_download_builds_nothing(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """HEAD as GET built, signed and audited an export it never sent: a link checker recorded exports."""
+    from fastapi.testclient import TestClient
+
+    from agent.api.app import create_app
+
+    monkeypatch.setenv("VEU_AUTH", "none")
+    c = TestClient(create_app(db_url))
+    before = len(c.get("/api/v1/audit/log").json())
+    r = c.head("/api/v1/exports/installed-base?from=2025-06-01&to=2025-06-30&format=csv")
+    assert r.status_code == 405 and r.headers["allow"] == "GET", r.headers
+    assert c.head("/exports/installed-base/download").status_code == 405
+    assert len(c.get("/api/v1/audit/log").json()) == before
+
+
+def test_a_405_from_the_static_mount_keeps_an_allow_that_names_a_method(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from agent.api.app import create_app
+
+    monkeypatch.setenv("VEU_AUTH", "none")
+    r = TestClient(create_app(db_url)).post("/static/app.css")
+    assert r.status_code in (404, 405), r.status_code
+    if r.status_code == 405:
+        assert r.headers.get("allow", "x").strip() != "", r.headers
