@@ -252,19 +252,36 @@ def run_app(app: typer.Typer) -> int:
     except Exception as exc:
         # Only a command that used the store can have hit it unavailable (and imported SQLAlchemy to do so).
         sa_exc = sys.modules.get("sqlalchemy.exc")
-        if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
-            first = one_line(str(exc.orig).strip().splitlines()[0])
-            # Where the URL came from, and for SQLite's busy timeout what to do (it is not a broken store).
-            hint = "; another process kept it locked: retry once it is done" if "database is locked" in first else ""
-            sys.stderr.write(f"error: database unavailable (--db / VEU_DATABASE_URL): {first}{hint}\n")
-            return 1
         if sa_exc is not None and isinstance(exc, sa_exc.DataError):
             long_text = _too_long(sys.argv[1:], str(exc.orig))
             if long_text is not None:
                 sys.stderr.write(f"error: {one_line(long_text)}\n")
                 return 2
         if sa_exc is not None and isinstance(exc, sa_exc.DatabaseError):
-            first = one_line(str(exc.orig).strip().splitlines()[0])
-            sys.stderr.write(f"error: database URL (--db / VEU_DATABASE_URL): not a usable database: {first}\n")
-            return 2
+            code, line = store_error(exc)
+            sys.stderr.write(f"error: {line}\n")
+            return code
         raise
+
+
+def store_error(exc: Any, url: str | None = None) -> tuple[int, str]:
+    """The exit code and one line for a store that cannot be used (a SQLAlchemy ``OperationalError``: 1,
+    unavailable; another ``DatabaseError``: 2, not a database), naming where the URL comes from and, with ``url``,
+    what to check. Never the URL: it may carry a password."""
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    reason = one_line(lines[0][:300] if lines else type(exc).__name__)  # the driver's, not SQLAlchemy's statement
+    if not isinstance(exc, sys.modules["sqlalchemy.exc"].OperationalError):
+        check = "; check the URL (its path or database, and its options)" if url is not None else ""
+        return 2, f"database URL {STORE_SETTING}: not a usable database: {reason}{check}"
+    if "database is locked" in reason:  # SQLite's busy timeout: not a broken store
+        hint = "; another process kept it locked; retry once it is done"
+    elif url is None:
+        hint = ""
+    elif url.startswith("sqlite"):
+        hint = "; check that the path names an SQLite file (or a new one in an existing directory) this user can write"
+    else:
+        hint = "; check that the database is running and reachable from here, and that the URL names it"
+    return 1, f"database unavailable {STORE_SETTING}: {reason}{hint}"
+
+
+STORE_SETTING = "(--db / VEU_DATABASE_URL)"  # where a command's store URL comes from

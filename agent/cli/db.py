@@ -12,9 +12,20 @@ from typing import Any
 import typer
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 
-from agent.cli._common import DbOpt, JsonOpt, UsageError, db_url, emit, err_console, not_blank, one_line, table
+from agent.cli._common import (
+    DbOpt,
+    JsonOpt,
+    UsageError,
+    db_url,
+    emit,
+    err_console,
+    not_blank,
+    one_line,
+    store_error,
+    table,
+)
 from agent.config import settings
 from agent.store.db import (
     _sqlite_file,
@@ -46,36 +57,18 @@ def _redact(url: str) -> str:
 
 
 _SECRET_PARAMS = ("password", "sslpassword")
-_SETTING = "(--db / VEU_DATABASE_URL)"
 
 
 @contextmanager
 def _store_errors(url: str) -> Iterator[None]:
-    """The store the URL names cannot be reached, or is not a database: one line naming where the URL comes from
-    and what to check (the migration Job's log is read by whoever has to fix it). Never the URL: it may carry a
-    password."""
+    """The store the URL names cannot be reached, or is not a database: one line saying what to check
+    (:func:`agent.cli._common.store_error`; the migration Job's log is read by whoever has to fix it)."""
     try:
         yield
-    except OperationalError as exc:
-        reason = one_line(_first_line(exc))
-        if "database is locked" in reason:
-            hint = "another process kept it locked; retry once it is done"
-        elif url.startswith("sqlite"):
-            hint = "check that the path names an SQLite file (or a new one in an existing directory) this user can " \
-                "write"
-        else:
-            hint = "check that the database is running and reachable from here, and that the URL names it"
-        sys.stderr.write(f"error: database unavailable {_SETTING}: {reason}; {hint}\n")
-        raise typer.Exit(1) from None
     except DatabaseError as exc:
-        raise UsageError(f"database URL {_SETTING}: not a usable database: {_first_line(exc)}; check the URL (its "
-                         "path or database, and its options)") from None
-
-
-def _first_line(exc: DatabaseError) -> str:
-    """The driver's message, not SQLAlchemy's (which appends the statement)."""
-    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
+        code, line = store_error(exc, url)
+        sys.stderr.write(f"error: {line}\n")
+        raise typer.Exit(code) from None
 
 
 @db_app.command("upgrade")
