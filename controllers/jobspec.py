@@ -940,8 +940,9 @@ _SECONDS_MAX = 2**63 - 1  # activeDeadlineSeconds is an int64 (Pod, Job, Kubeflo
 _ADS = "activeDeadlineSeconds"
 
 
-def _seconds(v: Any) -> int | None:
-    """A positive whole number of seconds, else None (the API server refuses anything else in these fields)."""
+def _positive(v: Any) -> int | None:
+    """A positive whole number (seconds, a retry count), else None (the API server refuses anything else in these
+    int32/int64 fields)."""
     return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _SECONDS_MAX else None
 
 
@@ -980,11 +981,11 @@ def _deadline(o: Any) -> Deadline | None:
     if not isinstance(spec, Mapping):
         return None
     if key in (("", "Pod"), ("batch", "Job"), ("trainer.kubeflow.org", "TrainJob")):
-        s = _seconds(spec.get(_ADS))
+        s = _positive(spec.get(_ADS))
         return _after_grace(o, s, 1, f"spec.{_ADS} {s}") if s else None
     if key[0] == "kubeflow.org" and key[1] in _KUBEFLOW:
         run = spec.get("runPolicy")
-        s = _seconds(run.get(_ADS)) if isinstance(run, Mapping) else None
+        s = _positive(run.get(_ADS)) if isinstance(run, Mapping) else None
         if not s:
             return None
         assert isinstance(run, Mapping)
@@ -995,18 +996,16 @@ def _deadline(o: Any) -> Deadline | None:
                                   "operator fails the job but leaves its pods running (set cleanPodPolicy Running)")
         return _after_grace(o, s, 1, f"{basis} (cleanPodPolicy {clean})")
     if key == ("ray.io", "RayJob"):
-        s = _seconds(spec.get(_ADS))
+        s = _positive(spec.get(_ADS))
         if not s:
             return None
         basis = f"spec.{_ADS} {s}"
         if spec.get("shutdownAfterJobFinishes") is not True:
             return Deadline(None, f"{basis} without spec.shutdownAfterJobFinishes true: the RayCluster keeps its "
                                   "chips after the deadline")
-        retries = spec.get("backoffLimit")
-        n = retries if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0 else 0
+        n = _positive(spec.get("backoffLimit")) or 0
         # KubeRay deletes the cluster ttlSecondsAfterFinished after the job ends (failed at its deadline too).
-        ttl = spec.get("ttlSecondsAfterFinished")
-        ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0
+        ttl = _positive(spec.get("ttlSecondsAfterFinished")) or 0
         if ttl:
             basis += f" + spec.ttlSecondsAfterFinished {ttl}"
         return _after_grace(o, s + ttl, 1 + n,
@@ -1024,7 +1023,7 @@ def _jobset_deadline(spec: Mapping[str, Any]) -> Deadline | None:
     for rj in rjs:
         tpl = rj.get("template") if isinstance(rj, Mapping) else None
         js = tpl.get("spec") if isinstance(tpl, Mapping) else None
-        s = _seconds(js.get(_ADS)) if isinstance(js, Mapping) else None
+        s = _positive(js.get(_ADS)) if isinstance(js, Mapping) else None
         if not s:
             return None  # one replicated job without a deadline runs as long as it likes
         longest = max(longest, s)
@@ -1036,8 +1035,7 @@ def _jobset_deadline(spec: Mapping[str, Any]) -> Deadline | None:
                                        for r in rules):
         return Deadline(None, f"{basis}, but spec.failurePolicy restarts the JobSet without limit "
                               "(RestartJobSetAndIgnoreMaxRestarts)")
-    restarts = fp.get("maxRestarts")
-    n = restarts if isinstance(restarts, int) and not isinstance(restarts, bool) and restarts > 0 else 0
+    n = _positive(fp.get("maxRestarts")) or 0
     return _after_grace(spec, longest, 1 + n,
                         basis + (f" × {1 + n} attempts (spec.failurePolicy.maxRestarts {n})" if n else ""))
 
@@ -1059,9 +1057,7 @@ def _grace(obj: Any, depth: int = 0) -> int:
     if depth > 12:
         return found
     if isinstance(obj, Mapping):
-        g = obj.get("terminationGracePeriodSeconds")
-        if isinstance(g, int) and not isinstance(g, bool) and g > 0:
-            found = max(found, g)
+        found = max(found, _positive(obj.get("terminationGracePeriodSeconds")) or 0)
         for v in obj.values():
             if isinstance(v, Mapping | list):
                 found = max(found, _grace(v, depth + 1))

@@ -401,14 +401,20 @@ def _short(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def unenforced_claim(settings: AdmissionSettings, req: JobRequest) -> str:
-    """Why the job's declared expected-hours, shorter than the default maximum, is the customer's word alone (no
-    deadline of the job at or below it stops the job), else "" (none declared, not shorter, or enforced)."""
+def claim_unenforced(settings: AdmissionSettings, req: JobRequest) -> bool:
+    """Whether the job's declared expected-hours, shorter than the default maximum, is the customer's word alone (no
+    deadline of the job at or below it stops the job)."""
     h = req.declared.expected_hours
     if h is None or h >= settings.default_max_hours:
-        return ""
+        return False
     # Seconds are whole: compare in seconds, so "expected-hours 2" and a deadline of 7200 s are equal.
-    if req.deadline_hours is not None and round(req.deadline_hours * 3600) <= h * 3600 * (1 + 1e-12):
+    return req.deadline_hours is None or round(req.deadline_hours * 3600) > h * 3600 * (1 + 1e-12)
+
+
+def unenforced_claim(settings: AdmissionSettings, req: JobRequest) -> str:
+    """Why the claim is the customer's word alone (:func:`claim_unenforced`), else ""."""
+    h = req.declared.expected_hours
+    if h is None or not claim_unenforced(settings, req):
         return ""
     seconds = max(1, int(h * 3600))
     if req.deadline_basis and req.deadline_hours is not None:
@@ -431,14 +437,15 @@ def hardware_estimate(
     job enforces when ``declared_hours_need_deadline`` is on (the default maximum, then); ``hours`` overrides.
     """
     d = req.declared
+    unenforced = hours is None and claim_unenforced(settings, req)
     if hours is not None:
         basis = f"{hours:g} hours"
-    elif d.expected_hours is not None and settings.declared_hours_need_deadline and unenforced_claim(settings, req):
+    elif d.expected_hours is not None and settings.declared_hours_need_deadline and unenforced:
         hours, basis = settings.default_max_hours, (
             f"default maximum duration ({SETTINGS}.default_max_hours): the declared expected-hours "
             f"{d.expected_hours:g} is not enforced by a job deadline ({SETTINGS}.declared_hours_need_deadline)")
     elif d.expected_hours is not None:
-        enforced = f", enforced by {req.deadline_basis}" if req.deadline_basis and not unenforced_claim(settings, req) \
+        enforced = f", enforced by {req.deadline_basis}" if req.deadline_basis and not unenforced \
             and d.expected_hours < settings.default_max_hours else ""
         hours, basis = d.expected_hours, f"declared expected-hours{enforced}"
     else:
