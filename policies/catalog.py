@@ -176,6 +176,14 @@ class TpuSliceIn(_Strict):
     cores_per_chip: int = Field(default=1, gt=0)
     max_chips: int | None = Field(default=None, gt=0)  # the largest slice (a full pod), when the reference gives it
     source: str = ""
+    confirmed: bool = True
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _note_when_unconfirmed(self) -> TpuSliceIn:
+        if not self.confirmed and not self.note:
+            raise ValueError("an unconfirmed TPU slice family needs 'note' saying what is unconfirmed")
+        return self
 
 
 class RegionIn(_Strict):
@@ -794,7 +802,9 @@ class Catalog:
                         f"{n // per} is more than one pod holds"
                     )
                 note = f"{m.group('family')}-N counts {'TensorCores' if s.counts == 'cores' else 'chips'}"
-                return InstanceSpec(prov, name, self._idx.by_id[s.accelerator], n // per, s.source, True, note)
+                if s.note:
+                    note = f"{note}; {s.note}"
+                return InstanceSpec(prov, name, self._idx.by_id[s.accelerator], n // per, s.source, s.confirmed, note)
         if prov not in self._instances:
             raise UnknownInstanceType(
                 f"provider: {provider!r} has no instance catalog (known: {', '.join(sorted(self._instances))}); "
