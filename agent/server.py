@@ -2,9 +2,10 @@
 
 Certificates are the second most common webhook outage (anchors.md §2.3-2.4): cert-manager or a rotator
 rewrites the mounted Secret files, and a server that loaded them once keeps presenting the old, expiring
-leaf. ``run_server`` watches the cert and key files and loads the new pair into the live ``SSLContext``;
-new TLS handshakes use it at once, with no restart and no dropped connections. A pair that does not load
-(half-written during rotation) is logged and retried on the next poll, the old pair staying in use.
+leaf. ``run_server`` watches the cert and key files (and the client CA of ``--client-ca``) and loads the new
+pair into the live ``SSLContext``; new TLS handshakes use it at once, with no restart and no dropped
+connections. A pair that does not load (half-written during rotation) is logged and retried on the next poll,
+the old pair staying in use.
 """
 
 from __future__ import annotations
@@ -50,18 +51,34 @@ def _pem_path(data: bytes) -> Iterator[str]:
 
 
 class CertReloader:
-    """Polls ``cert``/``key`` (mtime, size, inode) and reloads them into ``ctx`` when they change."""
+    """Polls ``cert``/``key`` (and ``client_ca``) by mtime, size and inode and reloads them when they change.
 
-    def __init__(self, ctx: ssl.SSLContext, cert: str, key: str, interval: float = 2.0) -> None:
+    Without a client CA the new pair is loaded into the live ``ctx``. A client CA cannot be reloaded that way:
+    OpenSSL adds certificates to a context's trust store but never removes one, so a retired CA would stay
+    trusted. With ``client_ca`` every change builds a whole new server context (pair, CA, client certificates
+    required), and the live context's SNI callback, which OpenSSL runs on every ClientHello, with or without a
+    server name, hands each new handshake to the newest one."""
+
+    def __init__(self, ctx: ssl.SSLContext, cert: str, key: str, interval: float = 2.0,
+                 client_ca: str | None = None) -> None:
         self.ctx, self.cert, self.key, self.interval = ctx, cert, key, interval
+        self.client_ca = client_ca
+        self._serving: ssl.SSLContext | None = None
+        if client_ca is not None:
+            ctx.sni_callback = self._hand_over
         self._stamp = self._stat()
         self._stop = threading.Event()
         self.reloads = 0
         self._thread = threading.Thread(target=self._run, name="cert-reloader", daemon=True)
 
+    def _hand_over(self, conn: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        serving = self._serving
+        if serving is not None:
+            conn.context = serving
+
     def _stat(self) -> tuple[tuple[float, int, int], ...]:
         out = []
-        for p in (self.cert, self.key):
+        for p in (self.cert, self.key, *([self.client_ca] if self.client_ca else [])):
             try:
                 st = os.stat(p)
                 out.append((st.st_mtime, st.st_size, st.st_ino))
@@ -82,16 +99,29 @@ class CertReloader:
         try:
             cert_pem, key_pem = Path(self.cert).read_bytes(), Path(self.key).read_bytes()
             with _pem_path(cert_pem) as cert_path, _pem_path(key_pem) as key_path:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path, password=_NO_PASSWORD)
-                self.ctx.load_cert_chain(cert_path, key_path, password=_NO_PASSWORD)
+                scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                scratch.load_cert_chain(cert_path, key_path, password=_NO_PASSWORD)
+                if self.client_ca is None:
+                    self.ctx.load_cert_chain(cert_path, key_path, password=_NO_PASSWORD)
         except (OSError, ssl.SSLError) as exc:
             log.warning("TLS certificate %s or key %s changed but the pair does not load yet (%s); keeping the "
                         "previous one and retrying every %g s", self.cert, self.key,
                         getattr(exc, "reason", None) or exc, self.interval)
             return False
+        if self.client_ca is not None:
+            try:
+                scratch.load_verify_locations(cadata=Path(self.client_ca).read_text(encoding="ascii"))
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                log.warning("client CA %s changed but does not load as PEM CA certificates yet (%s); keeping the "
+                            "previous one and retrying every %g s", self.client_ca,
+                            getattr(exc, "reason", None) or exc, self.interval)
+                return False
+            scratch.verify_mode = ssl.CERT_REQUIRED
+            scratch.minimum_version = self.ctx.minimum_version
+            self._serving = scratch
         self._stamp = stamp
         self.reloads += 1
-        log.info("TLS certificate reloaded from %s", self.cert)
+        log.info("TLS certificate%s reloaded from %s", " and client CA" if self.client_ca else "", self.cert)
         return True
 
     def _run(self) -> None:
@@ -389,7 +419,7 @@ def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, 
                *, reload_interval: float = 2.0, log_level: str = "info", webhook_only: bool = False,
                client_ca: str | None = None, webhook: bool = True, metrics_port: int | None = None,
                header_timeout: float = HEADER_TIMEOUT_SECONDS, body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
-    """Run until interrupted; with TLS, cert/key changes are picked up every ``reload_interval`` seconds."""
+    """Run until interrupted; with TLS, cert/key/client-CA changes are picked up every ``reload_interval`` seconds."""
     configure_logging(log_level)
     config = build_config(host, port, tls_cert, tls_key, database_url, log_level, webhook_only=webhook_only,
                           client_ca=client_ca, webhook=webhook, header_timeout=header_timeout,
@@ -401,7 +431,7 @@ def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, 
     server = uvicorn.Server(config)
     reloader = None
     if config.ssl is not None and tls_cert and tls_key:
-        reloader = CertReloader(config.ssl, tls_cert, tls_key, reload_interval).start()
+        reloader = CertReloader(config.ssl, tls_cert, tls_key, reload_interval, client_ca=client_ca).start()
     try:
         server.run()
     finally:

@@ -23,11 +23,11 @@ def _name(cn: str) -> x509.Name:
 
 
 class CA:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "veu-test-ca") -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         self.cert = (
-            x509.CertificateBuilder().subject_name(_name("veu-test-ca")).issuer_name(_name("veu-test-ca"))
+            x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
