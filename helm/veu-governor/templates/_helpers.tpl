@@ -187,6 +187,15 @@ would pass) or no key set: fail the render instead of every API pod. */}}
 {{- if and .Values.webhook.pdb.enabled (not (kindIs "string" .Values.webhook.pdb.minAvailable)) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
 {{- fail (printf "webhook.pdb.minAvailable=%d with webhook.replicas=%d would block every node drain: use a value below replicas" (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) }}
 {{- end }}
+{{- /* A percentage is rounded up (policy/v1): p% of n keeps all n when p*n > 100*(n-1), e.g. 67% of 3. */}}
+{{- $pdbMin := .Values.webhook.pdb.minAvailable }}
+{{- $replicas := int .Values.webhook.replicas }}
+{{- if and .Values.webhook.pdb.enabled (kindIs "string" $pdbMin) (gt $replicas 1) }}
+{{- $pct := int (trimSuffix "%" $pdbMin) }}
+{{- if gt (mul $pct $replicas) (mul 100 (sub $replicas 1)) }}
+{{- fail (printf "webhook.pdb.minAvailable=%s of webhook.replicas=%d rounds up to all %d replicas and would block every node drain: use a percentage that leaves one replica free (at most %d%%) or a number below replicas" $pdbMin $replicas $replicas (div (mul 100 (sub $replicas 1)) $replicas)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Environment shared by every container that opens the store or the packs. */}}
