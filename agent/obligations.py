@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import event
+from sqlalchemy import event, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -885,7 +885,12 @@ def add_event(
 
 def _holdings_history(s: Session, auths: Sequence[_Auth]) -> tuple[
         list[core.Transfer], list[core.NewLocation]]:
-    """Transfers between countries and first use of new UVEU locations, derived from the holdings history."""
+    """Transfers between countries and first use of new UVEU locations, derived from the holdings history.
+
+    A version's chips count under the UVEU of its owner, else of its operator. A transfer is a version of such
+    chips at a site in another country than the holding's version before it (whoever's that one was, and after a
+    gap: retired in one country, seen again in another). The database does the reading: every version of a large
+    fleet read into Python took most of the deadlines page (and of `veuctl export transfers`)."""
     try:
         from agent.store.tables.inventory import HoldingPeriod
     except ImportError:
@@ -893,30 +898,40 @@ def _holdings_history(s: Session, auths: Sequence[_Auth]) -> tuple[
     sites = {x.id: x for x in s.exec(select(Site)).all()}
     ids = {p.id: p.name for p in s.exec(select(Party)).all()}
     uveu_by_holder = {a.holder: a for a in auths if a.kind == "uveu"}
-    transfers: list[core.Transfer] = []
-    first_in: dict[tuple[str, str, str], date] = {}
     if not uveu_by_holder:
         return [], []  # nothing below is about any holding that is no UVEU holder's
-    # The five columns read, as plain tuples in one pass: ORM objects for every version of every holding took
-    # most of the deadlines page on a large fleet (a holding's versions arrive together, in time order).
-    hp = HoldingPeriod.__table__  # type: ignore[attr-defined]
-    rows = s.execute(sa_select(hp.c.holding_id, hp.c.site_id, hp.c.owner_id, hp.c.operator_id, hp.c.valid_from)
-                     .order_by(hp.c.holding_id, hp.c.valid_from))
-    prev_hid: int | None = None
-    prev_site: int | None = None
-    for hid, site_id, owner_id, operator_id, valid_from in rows:
-        if hid != prev_hid:
-            prev_hid, prev_site = hid, None
+
+    def uveu(owner_id: int | None, operator_id: int | None) -> _Auth | None:
         holder = ids.get(owner_id) if owner_id else None
-        a = uveu_by_holder.get(holder or "") or uveu_by_holder.get(ids.get(operator_id, "") or "")
+        return uveu_by_holder.get(holder or "") or uveu_by_holder.get(ids.get(operator_id, "") or "")
+
+    hp = HoldingPeriod.__table__  # type: ignore[attr-defined]
+    site = Site.__table__  # type: ignore[attr-defined]
+    # First use of each site: the earliest version per owner, operator and site (a few rows for any fleet).
+    first_in: dict[tuple[str, str, str], date] = {}
+    for owner_id, operator_id, site_id, since in s.execute(
+            sa_select(hp.c.owner_id, hp.c.operator_id, hp.c.site_id, func.min(hp.c.valid_from))
+            .group_by(hp.c.owner_id, hp.c.operator_id, hp.c.site_id)):
+        a = uveu(owner_id, operator_id)
         if a is not None:
-            site = sites[site_id]
-            day = valid_from.date()
-            k = (a.name, site.country, site.name)
-            first_in[k] = min(first_in.get(k, day), day)
-            if prev_site is not None and sites[prev_site].country != site.country:
-                transfers.append(core.Transfer(a.name, sites[prev_site].country, site.country, day, f"#h{hid}"))
-        prev_site = site_id
+            k = (a.name, sites[site_id].country, sites[site_id].name)
+            first_in[k] = min(first_in.get(k, since.date()), since.date())
+    # Moves between countries: each version with the country of the holding's version before it (LAG), read only
+    # for holdings that have been in more than one country, kept where the two differ.
+    ever_moved = (sa_select(hp.c.holding_id).join(site, site.c.id == hp.c.site_id).group_by(hp.c.holding_id)
+                  .having(func.min(site.c.country) != func.max(site.c.country)))
+    before = func.lag(site.c.country).over(partition_by=hp.c.holding_id, order_by=(hp.c.valid_from, hp.c.id))
+    v = (sa_select(hp.c.id, hp.c.holding_id, hp.c.owner_id, hp.c.operator_id, hp.c.valid_from,
+                   before.label("from_country"), site.c.country.label("to_country"))
+         .join(site, site.c.id == hp.c.site_id).where(hp.c.holding_id.in_(ever_moved)).subquery("v"))
+    moves = s.execute(sa_select(v.c.holding_id, v.c.owner_id, v.c.operator_id, v.c.valid_from, v.c.from_country,
+                                v.c.to_country)
+                      .where(v.c.from_country != v.c.to_country).order_by(v.c.holding_id, v.c.valid_from, v.c.id))
+    transfers: list[core.Transfer] = []
+    for hid, owner_id, operator_id, since, from_country, to_country in moves:
+        a = uveu(owner_id, operator_id)
+        if a is not None:
+            transfers.append(core.Transfer(a.name, from_country, to_country, since.date(), f"#h{hid}"))
     locs = []
     # Only authorizations whose application locations are recorded can tell a new location from an old one.
     app = {a.name: set(a.locations) for a in auths if a.locations is not None}
