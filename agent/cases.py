@@ -905,9 +905,12 @@ def _rounds(reviews: list[_Review]) -> list[list[_Review]]:
 
 
 def _window_end(as_of: date, now: datetime) -> datetime | None:
-    """Where a review's windows end: None (now, and no bound) for a review of today; for one as of an earlier day,
-    the end of that UTC day, so it sees the customer's jobs as they stood then, not those decided since."""
-    return None if as_of >= now.astimezone(UTC).date() else day_end(as_of)
+    """Where a review's windows end: None (now, and no bound) for a review of today; for one as of another day,
+    the end of that UTC day: an earlier day sees the customer's jobs as they stood then, not those decided since,
+    and a later one (a dry run) sees those still inside its windows then. Run back from now, a later day's
+    customer-wide sum kept a part that its lineage (read from that day by :func:`policies.redflag.decide`) had
+    left out, and held the job "across model names" on a part of its own model."""
+    return None if as_of == now.astimezone(UTC).date() else day_end(as_of)
 
 
 def _answers_at(now: datetime, until: datetime | None) -> datetime:

@@ -36,7 +36,9 @@ figures the customer declared are on the owner, and the decision is filed under 
 estimate, metered) and never both. A plain Pod queued by Kueue's pod integration (its Workload's controlling
 owner is the ``v1`` Pod) is judged as that Pod, under ``<ns>/Pod/<name>``, with the figures declared on it. When
 the owner cannot be read (or is no job kind the webhook reads; a pod group's Workload has no controlling owner),
-the Workload's pod sets are judged with the owner's annotations if known.
+the Workload's pod sets are judged with the owner's annotations if known. The job is judged as an UPDATE (the
+webhook's view of a suspended job being started): after an eviction requeues a Workload, what metering charged the
+job since its ``creationTimestamp`` is its own run, counted once at the larger of it and the estimate.
 
 The check state is written with a merge patch of the whole ``status.admissionChecks`` list (a CRD status
 takes no strategic merge), carrying the ``resourceVersion`` the decision was made on: if Kueue or another
@@ -273,8 +275,13 @@ class AdmissionCheckController:
             md = wl.get("metadata") or {}
             ns, name = md.get("namespace", ""), md.get("name", "")
             try:
+                # An UPDATE of the job as stored, not a CREATE: the check is Kueue asking to start (or, after an
+                # eviction requeued it, restart) a job that exists, which the webhook sees as an UPDATE lifting its
+                # suspension. So what metering charged the job since its creationTimestamp is its own run, counted
+                # once at the larger of it and the estimate; as a CREATE, a requeued job that had run was charged
+                # its usage so far plus its whole estimate again, and held where the webhook admits it.
                 review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-                    "uid": str(md.get("uid") or f"{ns}/{name}")[:128], "operation": "CREATE", "namespace": ns,
+                    "uid": str(md.get("uid") or f"{ns}/{name}")[:128], "operation": "UPDATE", "namespace": ns,
                     "object": self._subject(wl, ns),
                     "userInfo": {"username": f"controller:{self.controller_name}"}, "dryRun": False}}
                 with session_scope(self.database_url) as s:
