@@ -216,16 +216,22 @@ def tier(packs: PackRegistry, text: str, as_of: date) -> TierResult:
     return packs.cached(("tier", text, as_of), lambda: _tier(packs, text, as_of))
 
 
+def tier_provisions(packs: PackRegistry, as_of: date, field: str = "tier",
+                    option: str = "--as-of") -> tuple[ResolvedProvision, ResolvedProvision]:
+    """The Tier 1 and Tier 3 provisions in effect on ``as_of``, or a :class:`NotInEffect` naming ``field`` and
+    saying to choose a later ``option`` (a date before the AI Diffusion rule has no tiers to answer by)."""
+    try:
+        return packs.provision("tier1-destinations", as_of), packs.provision("tier3-destinations", as_of)
+    except NotInEffect as exc:
+        raise NotInEffect(
+            f"{field}: the AI Diffusion tiers are not in effect on {as_of.isoformat()} ({exc}); choose a later {option}"
+        ) from None
+
+
 def _tier(packs: PackRegistry, text: str, as_of: date) -> TierResult:
     c = country(text)
     code = equivalent_destination(packs, c.code, as_of)
-    try:
-        t1 = packs.provision("tier1-destinations", as_of)
-        t3 = packs.provision("tier3-destinations", as_of)
-    except NotInEffect as exc:
-        raise NotInEffect(
-            f"tier: the AI Diffusion tiers are not in effect on {as_of.isoformat()} ({exc}); choose a later --as-of"
-        ) from None
+    t1, t3 = tier_provisions(packs, as_of)
     groups = groups_of(packs, code, as_of)
     used: list[ResolvedProvision] = [t1, t3]
     equiv = packs.find("destination-equivalences", as_of)

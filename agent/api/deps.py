@@ -13,6 +13,7 @@ from agent.packs import registry
 from agent.store import get_engine
 from agent.store.tables.core import utc_today
 from policies.errors import PolicyError
+from policies.jurisdictions import tier_provisions
 from policies.packs import PackRegistry, parse_as_of
 
 
@@ -43,3 +44,16 @@ def get_as_of(as_of: str | None = Query(None, description="Evaluate as of this d
         return parse_as_of(as_of, "as_of")
     except PolicyError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
+
+
+def require_tiers(packs: PackRegistry, day: date, field: str = "as_of") -> date:
+    """``day``, or a :class:`NotInEffect` naming ``field`` (a 422) when the AI Diffusion tiers are not in effect
+    on it: an answer about the installed base on a date before the rules is refused, not an empty page."""
+    tier_provisions(packs, day, field, field)
+    return day
+
+
+def get_rules_as_of(as_of: date = Depends(get_as_of), packs: PackRegistry = Depends(get_packs)) -> date:
+    """:func:`get_as_of`, refused naming ``as_of`` when the AI Diffusion tiers are not in effect on it (the
+    holdings endpoints, as ``sites``, ``caps`` and the dashboard's pages)."""
+    return require_tiers(packs, as_of)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,8 +37,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`veuctl demo` on a free local port; yields its URL, admin token and signing-key file; stops it afterwards."""
+    with run_demo(tmp_path_factory.mktemp("demo")) as info:
+        yield info
+
+
+@contextmanager
+def run_demo(work: Path) -> Iterator[dict[str, str]]:
+    """A `veuctl demo` of its own in ``work`` (for tests that use up the shared demo's open cases)."""
     port = _free_port()
-    work = tmp_path_factory.mktemp("demo")
     db, key = work / "demo.db", work / "signing.key"
     # Its own export/audit signing key, so the test can verify manifests without touching the user's key.
     env = {**os.environ, "VEU_DATABASE_URL": "", "PYTHONUNBUFFERED": "1", "VEU_SIGNING_KEY_FILE": str(key)}

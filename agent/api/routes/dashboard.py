@@ -432,9 +432,14 @@ def page_path(request: Request) -> str:
 def render(request: Request, template: str, as_of: date, packs: PackRegistry, **ctx: Any) -> HTMLResponse:
     diffusion = packs.find("uveu-geographic-allocation", as_of)
     principal = getattr(request.state, "principal", None)
+    qs = urlencode({"as_of": as_of.isoformat()})
     return templates.TemplateResponse(request, template, {
         "as_of": as_of.isoformat(), "today": utc_today().isoformat(), "rule": diffusion,
-        "qs": urlencode({"as_of": as_of.isoformat()}), "path": page_path(request),
+        "qs": qs, "path": page_path(request),
+        # A form's answer shown by its POST (a refused form, as sent): the GET address of its page, which app.js
+        # puts in place of the POST's history entry, so that Back (after the corrected form's redirect) and
+        # reload show that page instead of asking to resubmit the form.
+        "page_address": f"{page_path(request)}?{qs}" if request.method not in ("GET", "HEAD") else None,
         "principal": principal, "may": lambda method, path: may(request, method, path), "fe": NO_ERROR,
         "reserve_sent": {}, **ctx,
     })
@@ -757,7 +762,8 @@ async def resolve_case(
             message = message.split("; set ")[0].split("; tick amend")[0] + "; to change the answers, amend them below"
         shown = "resolved" if amend or answered else "open"
         resp = render(request, "cases.html", as_of, packs, cases=cases.list_cases(s, shown), status=shown,
-                      error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id, fe=fe)
+                      error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id, fe=fe,
+                      page_address=f"/cases?{urlencode({'status': shown, 'as_of': as_of.isoformat()})}")
         resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
     q = urlencode({"status": "resolved", "resolved": case_id, "as_of": as_of.isoformat()})

@@ -10,6 +10,7 @@ included.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -77,8 +78,13 @@ def setup(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI echoes the input back; 1e400 or NaN in it is not JSON, which made the 422 itself a 500.
-        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_finite(exc.errors()))})
+        unread = _not_json(_req, exc.errors())
+        if unread is not None:
+            return unread
+        # FastAPI echoes the input back; 1e400 or NaN in it is not JSON, which made the 422 itself a 500. A long
+        # input (a 400-digit number, a 100 KB string, a 50,000-item list) is echoed clipped.
+        return JSONResponse(status_code=422,
+                            content={"detail": [_clipped(e) for e in jsonable_encoder(_finite(exc.errors()))]})
 
     @app.exception_handler(OperationalError)
     async def _store_unavailable(_req: Request, exc: OperationalError) -> JSONResponse:
@@ -137,6 +143,7 @@ _ERRORS = {
     "404": "A record the request names is not registered",
     "409": "The request clashes with a stored record",
     "413": "The body is larger than the limit",
+    "415": "The body was not sent as JSON (Content-Type: application/json)",
     "503": "The store is unavailable; retry later",
 }
 _WRITES = {"post", "put", "patch", "delete"}
@@ -157,6 +164,8 @@ def _document_errors(spec: dict[str, Any]) -> None:
                     codes.add("409")
                 if "requestBody" in op:
                     codes |= {"400", "413"}
+                    if "application/json" in op["requestBody"].get("content", {}):
+                        codes.add("415")
             responses = op.setdefault("responses", {})
             for code in sorted(codes):
                 responses.setdefault(code, {"description": _ERRORS[code],
@@ -199,6 +208,28 @@ def _out_of_range(req: Request) -> str:
     return "a number or date in the request is out of range; use a smaller number or a nearer date"
 
 
+def _is_json(content_type: str) -> bool:
+    """Whether FastAPI reads a body of this Content-Type as JSON (``application/json``, ``application/*+json``)."""
+    mime = content_type.partition(";")[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def _not_json(req: Request, errors: Any) -> JSONResponse | None:
+    """The answer to a JSON body that was not read as JSON because of its Content-Type (``curl -d`` sends
+    ``application/x-www-form-urlencoded``; none at all is not JSON either): a 415 naming the header to send, where
+    FastAPI said "Input should be a valid dictionary or object to extract fields from". None otherwise."""
+    sent = req.headers.get("content-type", "")
+    body = [e for e in errors if isinstance(e, dict) and tuple(e.get("loc", ())) == ("body",)]
+    if not body or _is_json(sent):
+        return None
+    if all(e.get("type") == "missing" for e in body):
+        return JSONResponse(status_code=422, content={
+            "detail": "body: missing; send a JSON object with Content-Type: application/json"})
+    shown = f"Content-Type {sent.partition(';')[0].strip()[:100]}" if sent.strip() else "no Content-Type"
+    return JSONResponse(status_code=415, content={
+        "detail": f"body: {shown} is not read as JSON; send the body as JSON with Content-Type: application/json"})
+
+
 def _finite(x: Any) -> Any:
     """``x`` with every non-finite float (1e400, NaN) replaced by its text, so it can be sent as JSON."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -208,6 +239,24 @@ def _finite(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [_finite(v) for v in x]
     return x
+
+
+# How much of an offending input a 422 echoes (its JSON text, in characters).
+MAX_ECHOED_INPUT = 120
+
+
+def _clipped(error: Any) -> Any:
+    """A FastAPI validation error whose ``input`` is clipped when its JSON text is longer than
+    :data:`MAX_ECHOED_INPUT`: its start, then how long it was, as text, with ``"input_clipped": true``;
+    ``loc``, ``msg`` and ``ctx`` unchanged."""
+    if not isinstance(error, dict) or "input" not in error:
+        return error
+    value = error["input"]
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text) <= MAX_ECHOED_INPUT:
+        return error
+    what = "characters" if isinstance(value, str) else "characters of JSON"
+    return {**error, "input": f"{text[:MAX_ECHOED_INPUT]}... (clipped: {len(text)} {what})", "input_clipped": True}
 
 
 def _first_line(exc: Exception) -> str:

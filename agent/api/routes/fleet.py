@@ -18,7 +18,7 @@ from pydantic import Field
 from sqlmodel import Session, select
 
 from agent import caps as svc
-from agent.api.deps import DbSession, get_as_of, get_packs
+from agent.api.deps import DbSession, get_as_of, get_packs, get_rules_as_of, require_tiers
 from agent.api.fields import (
     MAX_OFFSET,
     JsonDate,
@@ -209,7 +209,7 @@ def sites(
 def holdings(
     site: str | None = None, country: str | None = None, accelerator: str | None = None,
     limit: int = Limit, offset: int = Offset,
-    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_rules_as_of),
 ) -> dict[str, Any]:
     from agent.inventory import check_accelerator
 
@@ -222,7 +222,7 @@ def holdings(
 
 @router.get("/holdings/summary", summary="Installed 3A090.a-class TPP by country and tier")
 def holdings_summary(
-    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_rules_as_of),
 ) -> dict[str, Any]:
     return {"as_of": as_of.isoformat(), **svc.summarize(packs, svc.placements(s, packs, as_of), as_of)}
 
@@ -232,9 +232,11 @@ def holdings_series(
     start: str | None = Query(None, alias="from", description="First date (default: 12 months back)."),
     end: str | None = Query(None, alias="to", description="Last date (default: as_of)."),
     points: int = Query(13, ge=2, le=60),
-    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_rules_as_of),
 ) -> dict[str, Any]:
-    return {"series": svc.installed_series(s, packs, series_days(start, end, points, as_of))}
+    days = series_days(start, end, points, as_of)
+    require_tiers(packs, days[-1], "to" if end else "as_of")  # points before the rules are left out, not the last
+    return {"series": svc.installed_series(s, packs, days)}
 
 
 def series_days(start: str | None, end: str | None, points: int, as_of: date) -> list[date]:

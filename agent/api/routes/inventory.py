@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from agent.api.deps import DbSession, get_as_of, get_packs
+from agent.api.deps import DbSession, get_packs, get_rules_as_of
 from agent.api.fields import MAX_OFFSET
 from agent.exports.base import chip_count
 from agent.store.tables.core import Holding, Party, Site
@@ -111,7 +111,7 @@ def installed_base(
     site: str | None = None,
     s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs),
-    as_of: date = Depends(get_as_of),
+    as_of: date = Depends(get_rules_as_of),
 ) -> dict[str, Any]:
     from agent.inventory import installed_base as base
 

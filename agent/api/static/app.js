@@ -68,5 +68,12 @@
     });
   }
 
-  onReady(function () { wireWhatIf(); wireSort(); wireResolve(); wireOnce(); });
+  // A refused form's page is the answer to a POST: put its page's GET address in its place in the history, so that
+  // Back (after the corrected form's redirect) and reload show that page instead of asking to resubmit the form.
+  function replacePostEntry() {
+    var page = document.querySelector('meta[name="veu-page"]');
+    if (page && window.history && history.replaceState) { history.replaceState(null, "", page.content); }
+  }
+
+  onReady(function () { replacePostEntry(); wireWhatIf(); wireSort(); wireResolve(); wireOnce(); });
 })();
