@@ -537,6 +537,15 @@ def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: 
     dep_field, generator = new_dependency if new_dependency is not None else ("", None)
     dependents = _dependents(s, m.id or 0)
     records = load_records(s, names=[*dependents, generator] if generator else dependents)
+    # Every lineage that could change is within what was loaded, and operations are not negative: when all of it
+    # together with this run is finite, no one lineage overflows. Checked first, so a deep chain of fine-tunes is not
+    # walked once per model (quadratic: seconds to record one run on a few thousand).
+    everything = float(sum(r.operations for rec in records.values() for r in rec.runs) + sum(
+        x.generation_operations for rec in records.values() for x in rec.synthetic))
+    if math.isfinite(everything + operations):
+        return
+    name = m.name
+    affected = set(dependents)  # the lineages that include the model (adding a base or generator adds to none)
 
     def recorded(target: str, with_generator: bool) -> float | None:
         """Every operation ``target``'s lineage could count, or None when it does not include ``m``."""
@@ -547,14 +556,16 @@ def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: 
                 continue
             closure.add(n)
             todo.extend(dependencies(records[n]))
-            if n == m.name and generator and with_generator:
+            if n == name and generator and with_generator:
                 todo.append(generator)
-        if m.name not in closure:
+        if name not in closure:
             return None
         return float(sum(r.operations for n in closure for r in records[n].runs) + sum(
             x.generation_operations for n in closure for x in records[n].synthetic))
 
     for target in sorted(records):
+        if target not in affected:
+            continue
         before = recorded(target, True)
         if before is None:
             continue

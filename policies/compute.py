@@ -237,11 +237,35 @@ def sci_apart(a: float, b: float) -> tuple[str, str]:
     return ta, tb
 
 
+# What the refusal of a non-number suggests writing, per field (its name as the CLI, the API or an annotation spells
+# it: ``--chip-hours``, ``chip_hours``, ``annotation compute.veu-governor.io/expected-hours``): a utilization told
+# "write e.g. 1e26" was told to write 10^26. Fields that are shares (0 to 1) also refuse a percentage with the share.
+_EXAMPLES: dict[str, str] = {
+    "operations": "1e26 or 1.5e25", "generation-operations": "1e26 or 1.5e25",
+    "params": "7e10 (70 billion parameters)", "active-params": "3.7e10 (parameters active per token)",
+    "tokens": "1.5e13 (15 trillion tokens)", "count": "1024 (chips)", "hours": "720 (wall-clock hours)",
+    "expected-hours": "720 (wall-clock hours)", "chip-hours": "5e5 (chip-hours)",
+    "utilization": "0.4 (a fraction of 0 to 1)", "fraction": "0.15 (a share of 0 to 1)",
+}
+_SHARES = frozenset({"utilization", "fraction"})
+
+
+def _field_key(field_name: str) -> str:
+    """``--chip-hours``, ``chip_hours`` and ``annotation compute.veu-governor.io/chip-hours`` as ``chip-hours``."""
+    return field_name.rsplit("/", 1)[-1].strip().lstrip("-").replace("_", "-").lower()
+
+
 def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool = False,
-                 example: str = "1e26 or 1.5e25", share: bool = False) -> float:
+                 example: str | None = None, share: bool | None = None) -> float:
     """Parse ``1e26``, ``1.5e25``, ``6_000`` or a number; reject negatives, NaN and infinity, naming the field.
-    ``example`` is what the refusal of a non-number suggests writing instead; a ``share`` (0 to 1) written as a
-    percentage is refused with the share to write."""
+    ``example`` is what the refusal of a non-number suggests writing instead (by default one of the field's own
+    kind, :data:`_EXAMPLES`); a ``share`` (0 to 1; by default a utilization or a fraction) written as a percentage is
+    refused with the share to write."""
+    key = _field_key(field_name)
+    if example is None:
+        example = _EXAMPLES.get(key, "1e26 or 1.5e25")
+    if share is None:
+        share = key in _SHARES
     if isinstance(text, bool):
         raise EstimateError(f"{field_name}: expected a number, got {text!r}")
     if isinstance(text, int | float):
@@ -393,7 +417,9 @@ def declared_6nd(
         kind = "mixture-of-experts, " if moe or (params is not None and active_params != params) else ""
         total = f" of {exact(params)} total" if params is not None else ""
         # Said once: "N = 3.7e10 active parameters per token (3.7e10)" repeated the figure with nothing to add.
-        detail = f" ({kind}{exact(active_params)}{total})" if kind or total else ""
+        # Nor "(mixture-of-experts, 3.7e10)" when no total is given: the kind alone.
+        detail = (f" ({kind}{exact(active_params)}{total})" if total else
+                  f" ({kind.removesuffix(', ')})" if kind else "")
         basis = f"N = {exact(active_params)} active parameters per token{detail}"
     value = 6.0 * n * d
     low, high = value * defaults.declared_band_low, value * defaults.declared_band_high
