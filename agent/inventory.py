@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -820,18 +820,22 @@ def check_serials_unshared(s: Session, scope: str, obs: Sequence[Observation],
             "then import this file; otherwise correct the serial")
 
 
-def absent_sites(s: Session, scope: str, listed: set[str]) -> str:
-    """The sites register ``scope`` holds chips at that a new version of it does not list ("" if none).
+def absent_sites(s: Session, scope: str, listed: set[str], kept: Collection[str] = ()) -> str:
+    """The sites register ``scope`` holds chips at that a new version of it does not list ("" if none), with the
+    chips there it would retire.
 
     Retiring a whole site's chips is what a mistake looks like (an emptied or truncated file, another site's
-    register with the same file name), so neither an import nor a scheduled read does it unasked.
+    register with the same file name), so neither an import nor a scheduled read does it unasked. ``kept`` are the
+    holdings (external ids) the new version still lists: a serialised chip listed at another site moves there and
+    is not retired (every chip of a site moved to another country was refused as "would retire every chip").
     """
+    keep = set(kept)
     held: dict[str, float] = {}
-    for site_name, count in s.exec(
-        select(Site.name, Holding.count).join(Site, col(Site.id) == col(Holding.site_id)).where(
+    for site_name, ext, count in s.exec(
+        select(Site.name, Holding.external_id, Holding.count).join(Site, col(Site.id) == col(Holding.site_id)).where(
             Holding.source == "csv", Holding.scope == scope, col(Holding.retired_at).is_(None))
     ).all():
-        if site_name not in listed:
+        if site_name not in listed and ext not in keep:
             held[site_name] = held.get(site_name, 0.0) + count
     return ", ".join(f"{k} ({v:,.0f} chips)" for k, v in sorted(held.items()))
 
@@ -854,7 +858,8 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
         obs = observations(rows)
         check_lines_unshared(s, name, obs)
         check_serials_unshared(s, name, obs)
-        gone = "" if retire_absent_sites else absent_sites(s, name, {r.site for r in rows})
+        gone = "" if retire_absent_sites else absent_sites(
+            s, name, {r.site for r in rows}, {o.external_id for o in obs})
         if gone:
             raise PolicyError(
                 f"FILE: importing {p.name} as {name} would retire every chip it holds at {gone}, a site this "
@@ -869,4 +874,13 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
     bad = [x.error for x in summary.scopes if x.error]
     if bad:
         raise PolicyError(f"FILE: {bad[0]}")
+    if summary.status != "ok":
+        # The run itself failed (the database refused a write ...): its error is the run's, not a scope's. This was
+        # returned as a summary with status "failed", which the command printed and exited 0 on.
+        with session_scope(url) as s:
+            why = s.exec(select(CollectorError.message).where(CollectorError.run_id == summary.run_id)
+                         .order_by(col(CollectorError.id))).first()
+        raise PolicyError(
+            f"FILE: importing {p.name} failed ({why or summary.status}); nothing was imported. Correct the cause and "
+            f"import it again (run {summary.run_id} in `veuctl inventory runs --source csv`)")
     return summary

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from sqlmodel import Session, select
 
 from agent.collectors.base import Collector, Observation, ScopeResult, SiteRef, SourceConfig, register, resolve_alias
-from agent.store.tables.core import Party, Site
+from agent.store.tables.core import Holding, Party, Site
 from policies.errors import PolicyError, cli_word
 
 REQUIRED = ("site", "accelerator", "count", "owner", "operator")
@@ -87,6 +87,24 @@ def _not_plain(raw: str) -> str:
     if value >= MAX_COUNT:
         return _too_many(raw)
     return f"{raw!r} has a sign, decimal point or exponent; a count is the digits 0-9 only: write it as {int(value)}"
+
+
+# What the store holds (agent.store.tables.core.Holding): a longer serial or line key failed in the database
+# (PostgreSQL: "value too long"), after validation had passed.
+_KEY_MAX = int(Holding.__table__.c.external_id.type.length)  # type: ignore[attr-defined]
+_SERIAL_MAX = min(int(Holding.__table__.c.serial.type.length), _KEY_MAX - len("serial:"))  # type: ignore[attr-defined]
+# unicodedata has no names for C0/C1 controls; the common ones a register may carry.
+_CONTROL_NAMES = {0x00: "NULL", 0x09: "TAB", 0x0A: "LINE FEED", 0x0D: "CARRIAGE RETURN", 0x1B: "ESCAPE",
+                  0x7F: "DELETE"}
+
+
+def _control(c: str) -> bool:
+    return unicodedata.category(c) == "Cc"
+
+
+def _line_key(site: str, acc: str, owner: str, operator: str) -> str:
+    """The holding key of an unserialised register line."""
+    return f"line:{site}|{acc}|{owner}|{operator}"
 
 
 def _chip_name(acc_id: str) -> str:
@@ -222,6 +240,16 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 f"row {n}: {len(r) + len(beyond)} values but the header has {len(r)} columns "
                 f"(extra {', '.join(repr(v) for v in beyond)}; quote a value that contains a comma)"
             )
+        odd = [(name, c) for name in REQUIRED + OPTIONAL for c in field(name)[:1000] if _control(c)]
+        for name, c in dict(odd).items():  # the first per field
+            # PostgreSQL refuses a NUL in text (the import died in a database error, its SQL printed); the other
+            # control characters are invisible in every listing and make a serial or a name no one can type.
+            problems.append(
+                f"row {n}, field {name}: has the control character U+{ord(c):04X} "
+                f"({unicodedata.name(c, _CONTROL_NAMES.get(ord(c), 'a control character'))}); remove it (a file "
+                "full of them was saved as UTF-16: save it as CSV UTF-8)")
+        if odd:
+            continue
         for name in REQUIRED:
             if not field(name):
                 problems.append(f"row {n}, field {name}: empty")
@@ -253,7 +281,10 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
             count, why = _count(field("count"))
             if why:
                 problems.append(f"row {n}, field count: {why}")
-        if serial:
+        if len(serial) > _SERIAL_MAX:
+            problems.append(f"row {n}, field serial: {len(serial)} characters, the store holds at most {_SERIAL_MAX}; "
+                            f"check the value (it starts {serial[:40]!r})")
+        elif serial:
             if serial in serials:
                 problems.append(f"row {n}, field serial: {serial!r} already on row {serials[serial]}")
             serials[serial] = n
@@ -261,6 +292,11 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 problems.append(
                     f"row {n}, field count: a row with a serial is one chip (count 1), not {field('count')}"
                 )
+        key = len(_line_key(site, acc, owner, operator))
+        if not serial and key > _KEY_MAX:
+            problems.append(
+                f"row {n}: site, owner and operator names make this line's key {key} characters, more than the "
+                f"store's {_KEY_MAX}; give the chips serials (one row per chip, count 1)")
         if len(problems) == bad:
             rows.append(RegisterRow(n, site, acc, count * fraction, owner, operator, serial))
     if problems:
@@ -278,7 +314,7 @@ def observations(rows: list[RegisterRow]) -> list[Observation]:
                 ext, site, r.accelerator, r.count, serial=r.serial, owner=r.owner, operator=r.operator
             )
             continue
-        ext = f"line:{r.site}|{r.accelerator}|{r.owner}|{r.operator}"
+        ext = _line_key(r.site, r.accelerator, r.owner, r.operator)
         prev = out.get(ext)
         total = r.count + (prev.count if prev else 0.0)
         out[ext] = Observation(ext, site, r.accelerator, total, owner=r.owner, operator=r.operator)
@@ -320,7 +356,8 @@ class CsvCollector(Collector):
                 with session_scope(self.store_url) as s:
                     check_lines_unshared(s, scope, obs)  # agent.inventory: the store's rule for register lines
                     check_serials_unshared(s, scope, obs, rereading)  # and for serials another register holds
-                    gone = "" if self.config.retire_absent_sites else absent_sites(s, scope, {r.site for r in rows})
+                    gone = "" if self.config.retire_absent_sites else absent_sites(
+                        s, scope, {r.site for r in rows}, {o.external_id for o in obs})
                 # Applied (new and changed lines count) but retiring nothing: the listing may be a mistake.
                 yield ScopeResult(scope, obs, error=(
                     f"{path.name} no longer lists {gone}; nothing was retired. If those chips are gone, run "

@@ -196,10 +196,74 @@ def _physical_from_mig(devices: float, fraction: float, acc_id: str, profile: st
     return float(math.ceil(devices / _mig_per_gpu(acc_id, profile, fraction)))
 
 
-def _unshared(devices: float, replicas: str | None) -> float:
-    """Physical GPUs behind ``devices`` advertised with ``replicas`` shared clients each (time-slicing, MPS)."""
-    n = _num(replicas)
+def _label_number(labels: dict[str, str], key: str) -> float:
+    """A whole-number label (a count, shared clients, MiB), 0 when absent or blank.
+
+    Anyone can label a node: a value that is not written in the digits 0-9 alone is an error naming the label,
+    not a number. float() read "nan" (stored as NaN chips, which failed the run's write), "inf", "-8" (an 8-GPU
+    node dropped without a word), "2.5" (half a GPU) and "1e3", and int(float("inf")) raised OverflowError.
+    """
+    raw = (labels.get(key) or "").strip()
+    if not raw:
+        return 0.0
+    if not re.fullmatch(r"[0-9]+", raw) or len(raw) > 15:
+        raise PolicyError(f"label {key}={raw!r} is not a whole number (the digits 0-9, at most 15 of them); "
+                          f"correct it (`kubectl label node NAME {key}=N --overwrite`) or remove it")
+    return float(int(raw))
+
+
+def _unshared(devices: float, labels: dict[str, str], key: str) -> float:
+    """Physical GPUs behind ``devices`` advertised with label ``key``'s shared clients each (time-slicing, MPS)."""
+    n = _label_number(labels, key)
     return float(math.ceil(devices / n)) if n > 1 else devices
+
+
+# What kind of chip each label family and device resource names: one node is one holding of one chip, so a node
+# naming two kinds (a stale GFD label on a node re-imaged as a TPU host) is an error, never the first family's.
+_RESOURCE_KINDS = {"nvidia.com/gpu": "NVIDIA GPU", "amd.com/gpu": "AMD GPU", "google.com/tpu": "TPU",
+                   "aws.amazon.com/neuron": "Neuron", "habana.ai/gaudi": "Gaudi"}
+
+
+def _label_kinds(labels: dict[str, str]) -> dict[str, str]:
+    """{label key: kind} for the labels naming a model whose kind is certain (others match any kind)."""
+    out: dict[str, str] = {}
+    if labels.get("nvidia.com/gpu.product"):
+        out["nvidia.com/gpu.product"] = "NVIDIA GPU"
+    if labels.get("cloud.google.com/gke-tpu-accelerator"):
+        out["cloud.google.com/gke-tpu-accelerator"] = "TPU"
+    gke = (labels.get("cloud.google.com/gke-accelerator") or "").lower()
+    if gke.startswith("nvidia-"):
+        out["cloud.google.com/gke-accelerator"] = "NVIDIA GPU"
+    elif gke.startswith("tpu"):
+        out["cloud.google.com/gke-accelerator"] = "TPU"
+    maker = (labels.get("karpenter.k8s.aws/instance-gpu-manufacturer") or "").lower()
+    if labels.get("karpenter.k8s.aws/instance-gpu-name"):
+        # Without the manufacturer label a Karpenter GPU is some GPU: it conflicts with a TPU or Neuron, not a GPU.
+        out["karpenter.k8s.aws/instance-gpu-name"] = {"nvidia": "NVIDIA GPU", "amd": "AMD GPU"}.get(maker, "GPU")
+    if labels.get("karpenter.k8s.aws/instance-accelerator-name"):
+        out["karpenter.k8s.aws/instance-accelerator-name"] = "Neuron"
+    for key in ("amd.com/gpu.product-name", "beta.amd.com/gpu.product-name"):
+        if labels.get(key):
+            out[key] = "AMD GPU"
+    return out
+
+
+def _check_one_kind(labels: dict[str, str], alloc: dict[str, float]) -> None:
+    named = {k: (kind, f"{k}={labels[k]}") for k, kind in _label_kinds(labels).items()}
+    for k, v in alloc.items():
+        kind = "NVIDIA GPU" if k.startswith("nvidia.com/mig-") else _RESOURCE_KINDS.get(k)
+        if kind and v > 0:
+            named[k] = (kind, f"{k}={v:g} (devices)")
+    kinds = {kind for kind, _ in named.values()}
+    if "GPU" in kinds and kinds & {"NVIDIA GPU", "AMD GPU"}:
+        kinds.discard("GPU")  # a Karpenter GPU of unstated make is the GPU the other labels name
+    if len(kinds) > 1:
+        by_kind = {kind: [what for k2, what in named.values() if k2 == kind] for kind in sorted(kinds)}
+        raise PolicyError(
+            "labels and devices name more than one kind of accelerator ("
+            + "; ".join(f"{kind}: {', '.join(whats)}" for kind, whats in by_kind.items())
+            + "); a node is counted as one kind of chip, so this one is counted nowhere: remove the stale label "
+            "(`kubectl label node NAME KEY-`) or correct it")
 
 
 def node_accelerators(
@@ -209,11 +273,12 @@ def node_accelerators(
 ) -> tuple[str, float] | None:
     """(catalog id, physical chips) a node holds, or None when it holds none. Raises PolicyError if unknown."""
     alloc = {k: _num(v) for k, v in (allocatable or {}).items()}
+    _check_one_kind(labels, alloc)
     product = labels.get("nvidia.com/gpu.product")
     if product:
         # Time-slicing advertises gpu.replicas devices per GPU; the gpu.count label stays physical.
-        count = _num(labels.get("nvidia.com/gpu.count")) or _unshared(
-            alloc.get("nvidia.com/gpu", 0.0), labels.get("nvidia.com/gpu.replicas")
+        count = _label_number(labels, "nvidia.com/gpu.count") or _unshared(
+            alloc.get("nvidia.com/gpu", 0.0), labels, "nvidia.com/gpu.replicas"
         )
         product = product.replace("-SHARED", "")  # time-slicing's suffix; the profile ends the name without it
         acc, fraction = resolve_alias(product)
@@ -231,14 +296,14 @@ def node_accelerators(
         return acc, count
     tpu = labels.get("cloud.google.com/gke-tpu-accelerator")
     if tpu:
-        count = _num(labels.get("cloud.google.com/gke-accelerator-count")) or alloc.get("google.com/tpu", 0.0)
+        count = _label_number(labels, "cloud.google.com/gke-accelerator-count") or alloc.get("google.com/tpu", 0.0)
         acc, _ = resolve_alias(tpu)
         return acc, count
     gke = labels.get("cloud.google.com/gke-accelerator")
     if gke:
         # GKE time-sharing / MPS advertises max-shared-clients-per-gpu devices for each physical GPU.
         devices = _unshared(
-            alloc.get("nvidia.com/gpu", 0.0), labels.get("cloud.google.com/gke-max-shared-clients-per-gpu")
+            alloc.get("nvidia.com/gpu", 0.0), labels, "cloud.google.com/gke-max-shared-clients-per-gpu"
         )
         acc, _ = resolve_alias(gke)
         part = labels.get("cloud.google.com/gke-gpu-partition-size")
@@ -247,16 +312,16 @@ def node_accelerators(
             _, fraction = resolve_alias(f"mig-{part}", parent=gke)
             return acc, _physical_from_mig(devices, fraction, acc, part)
         # gke-accelerator-count counts physical accelerators, partitioned or not.
-        return acc, devices or _num(labels.get("cloud.google.com/gke-accelerator-count"))
+        return acc, devices or _label_number(labels, "cloud.google.com/gke-accelerator-count")
     kname = labels.get("karpenter.k8s.aws/instance-gpu-name")
     if kname:
-        mem = labels.get("karpenter.k8s.aws/instance-gpu-memory")
-        acc, _ = resolve_alias(kname, memory_mib=int(_num(mem)) or None)
-        return acc, _num(labels.get("karpenter.k8s.aws/instance-gpu-count")) or alloc.get("nvidia.com/gpu", 0.0)
+        mem = int(_label_number(labels, "karpenter.k8s.aws/instance-gpu-memory"))
+        acc, _ = resolve_alias(kname, memory_mib=mem or None)
+        return acc, _label_number(labels, "karpenter.k8s.aws/instance-gpu-count") or alloc.get("nvidia.com/gpu", 0.0)
     nname = labels.get("karpenter.k8s.aws/instance-accelerator-name")
     if nname:
         acc, _ = resolve_alias(nname)
-        return acc, _num(labels.get("karpenter.k8s.aws/instance-accelerator-count")) or alloc.get(
+        return acc, _label_number(labels, "karpenter.k8s.aws/instance-accelerator-count") or alloc.get(
             "aws.amazon.com/neuron", 0.0
         )
     amd = labels.get("amd.com/gpu.product-name") or labels.get("beta.amd.com/gpu.product-name")

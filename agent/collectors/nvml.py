@@ -25,6 +25,16 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+# NVML's answers that a GPU or driver has no such property (nvml.h: NVML_ERROR_NOT_SUPPORTED, and
+# NVML_ERROR_FUNCTION_NOT_FOUND from a driver older than the call): no serial, no MIG. Any other error (GPU_IS_LOST,
+# UNKNOWN ...) means the GPU could not be read, not that it lacks the property.
+_UNSUPPORTED = (3, 13)
+
+
+def _unsupported(exc: Exception) -> bool:
+    return getattr(exc, "value", None) in _UNSUPPORTED
+
+
 @register("nvml")
 class NvmlCollector(Collector):
     config_model = NvmlConfig
@@ -70,7 +80,13 @@ class NvmlCollector(Collector):
                     continue
                 try:
                     serial = _text(lib.nvmlDeviceGetSerial(h))
-                except Exception:
+                except Exception as exc:
+                    if not _unsupported(exc):
+                        # Lost part-way through being read: "no serial" would rewrite the holding without the serial
+                        # it has (and MIG mode as off). It stays held as last seen; nothing here retires.
+                        res.add_error(f"GPU {i} ({uuid}): NVML cannot read its serial ({exc}); it stays held as "
+                                      "last seen and nothing on this host retires until it answers again")
+                        continue
                     serial = ""
                 mem = None
                 try:
@@ -86,7 +102,11 @@ class NvmlCollector(Collector):
                 mig = False
                 try:
                     mig = bool(lib.nvmlDeviceGetMigMode(h)[0])
-                except Exception:
+                except Exception as exc:
+                    if not _unsupported(exc):
+                        res.add_error(f"GPU {i} ({uuid}): NVML cannot read its MIG mode ({exc}); it stays held as "
+                                      "last seen and nothing on this host retires until it answers again")
+                        continue
                     mig = False
                 res.observations.append(
                     Observation(
