@@ -33,6 +33,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     literal_column,
     null,
     union_all,
@@ -505,24 +506,17 @@ def _iso_utc(ts: datetime | None) -> str | None:
 
 
 def _dependents(s: Session, model_id: int) -> list[str]:
-    """Names of the model and every model whose total counts its operations (trained from it or on its data)."""
-    conn = s.connection()
-    seen, frontier = {model_id}, [model_id]
-    while frontier:
-        found: set[int] = set()
-        for chunk in in_chunks(sorted(frontier)):
-            found.update(i for (i,) in conn.execute(
-                sa_select(col(LedgerModel.id)).where(col(LedgerModel.base_id).in_(chunk))).all() if i is not None)
-            found.update(i for (i,) in conn.execute(
-                sa_select(col(LedgerSyntheticInput.model_id)).where(
-                    col(LedgerSyntheticInput.generator_id).in_(chunk))).all())
-        frontier = sorted(found - seen)
-        seen.update(frontier)
-    names: list[str] = []
-    for chunk in in_chunks(sorted(seen)):
-        names.extend(str(n) for (n,) in conn.execute(
-            sa_select(col(LedgerModel.name)).where(col(LedgerModel.id).in_(chunk))).all())
-    return names
+    """Names of the model and every model whose total counts its operations (trained from it or on its data).
+
+    One recursive query over both kinds of edge (base -> fine-tune, generator -> trained on its data): walked a
+    level at a time, a chain of a few thousand fine-tunes took two statements per level."""
+    m, si = LedgerModel.__table__, LedgerSyntheticInput.__table__  # type: ignore[attr-defined]
+    edges = sa_select(m.c.base_id.label("parent"), m.c.id.label("child")).where(m.c.base_id.is_not(None)).union_all(
+        sa_select(si.c.generator_id.label("parent"), si.c.model_id.label("child"))).subquery("edge")
+    dep = sa_select(literal(model_id, Integer).label("id")).cte("dep", recursive=True)
+    dep = dep.union(sa_select(edges.c.child).join(dep, dep.c.id == edges.c.parent))
+    q = sa_select(m.c.name).where(m.c.id.in_(sa_select(dep.c.id))).order_by(m.c.id)
+    return [str(n) for (n,) in s.connection().execute(q).all()]
 
 
 def _check_lineage_finite(s: Session, m: LedgerModel, operations: float, field: str,
