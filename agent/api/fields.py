@@ -96,7 +96,27 @@ def api_detail(message: str, renames: Mapping[str, str] | None = None) -> str:
     head, sep, rest = text.partition(":")
     if sep and head in renames and not head.startswith("-"):  # a positional the CLI shows in capitals
         text = renames[head] + sep + rest
-    return _OPTION.sub(option, text)
+    return clip_echoes(_OPTION.sub(option, text))
+
+
+# How much of a value it was sent an error message repeats (as in a 422's list form: routes.errors._clipped).
+MAX_ECHOED = 120
+_LONG = MAX_ECHOED + 1
+_QUOTED = re.compile(rf"""'([^'\n]{{{_LONG},}})'|"([^"\n]{{{_LONG},}})"|(?<!\S)(\S{{{3 * MAX_ECHOED},}})""")
+
+
+def clip_echoes(message: str) -> str:
+    """``message`` with each quoted value longer than :data:`MAX_ECHOED` characters (and any unbroken run of text
+    three times that, such as a request hint carrying the value) cut to its start and its length: a 3,000-character
+    ``?country=`` came back whole in the answer's ``detail``."""
+    def cut(m: re.Match[str]) -> str:
+        if m.group(3) is not None:
+            t = m.group(3)
+            return f"{t[:MAX_ECHOED]}... ({len(t)} characters)"
+        q, t = ("'", m.group(1)) if m.group(1) is not None else ('"', m.group(2))
+        return f"{q}{t[:MAX_ECHOED]}...{q} ({len(t)} characters)"
+
+    return _QUOTED.sub(cut, message)
 
 
 def _with_name(api: str, command: str, n: int) -> str:

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.api.fields import MAX_OFFSET, api_detail, error_response, route_renames
+from agent.api.fields import MAX_ECHOED, MAX_OFFSET, api_detail, error_response, route_renames
 from agent.api.routes.auth import wants_html
 from agent.parties import Conflict
 from policies.errors import NotInEffect, PartyError, PolicyError, UnknownProvision
@@ -241,22 +241,18 @@ def _finite(x: Any) -> Any:
     return x
 
 
-# How much of an offending input a 422 echoes (its JSON text, in characters).
-MAX_ECHOED_INPUT = 120
-
-
 def _clipped(error: Any) -> Any:
     """A FastAPI validation error whose ``input`` is clipped when its JSON text is longer than
-    :data:`MAX_ECHOED_INPUT`: its start, then how long it was, as text, with ``"input_clipped": true``;
+    :data:`MAX_ECHOED`: its start, then how long it was, as text, with ``"input_clipped": true``;
     ``loc``, ``msg`` and ``ctx`` unchanged."""
     if not isinstance(error, dict) or "input" not in error:
         return error
     value = error["input"]
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if len(text) <= MAX_ECHOED_INPUT:
+    if len(text) <= MAX_ECHOED:
         return error
     what = "characters" if isinstance(value, str) else "characters of JSON"
-    return {**error, "input": f"{text[:MAX_ECHOED_INPUT]}... (clipped: {len(text)} {what})", "input_clipped": True}
+    return {**error, "input": f"{text[:MAX_ECHOED]}... (clipped: {len(text)} {what})", "input_clipped": True}
 
 
 def _first_line(exc: Exception) -> str:
