@@ -64,8 +64,10 @@ class CertReloader:
         self.ctx, self.cert, self.key, self.interval = ctx, cert, key, interval
         self.client_ca = client_ca
         self._serving: ssl.SSLContext | None = None
+        self._ca_pem: bytes | None = None  # the last client CA bundle that loaded
         if client_ca is not None:
             ctx.sni_callback = self._hand_over
+            self._ca_pem = self._read_ca(quiet=True)
         self._stamp = self._stat()
         self._stop = threading.Event()
         self.reloads = 0
@@ -86,13 +88,30 @@ class CertReloader:
                 out.append((0.0, 0, 0))
         return tuple(out)
 
+    def _read_ca(self, quiet: bool = False) -> bytes | None:
+        """The client CA bundle's bytes if they load as PEM CA certificates (as at start: any text around them,
+        comments in any script, is allowed), else None, logged."""
+        assert self.client_ca is not None
+        try:
+            pem = Path(self.client_ca).read_bytes()
+            with _pem_path(pem) as path:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=path)
+            return pem
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            if not quiet:
+                log.warning("client CA %s changed but does not load as PEM CA certificates yet (%s); keeping the "
+                            "previous one and retrying every %g s", self.client_ca,
+                            getattr(exc, "reason", None) or exc, self.interval)
+            return None
+
     def check(self) -> bool:
-        """Reload if the files changed; True when a new pair was loaded.
+        """Reload if the files changed; True when a new pair or client CA was loaded.
 
         The pair is read once and loaded into a scratch context first: only a certificate and key that load
         together reach the live context. Loading straight into it replaced the certificate even when the key
         then failed (the rotator had written the certificate but not yet the key, or a wrong key), and OpenSSL
-        drops a key that does not match the new certificate, so every new handshake failed."""
+        drops a key that does not match the new certificate, so every new handshake failed. A client CA that
+        does not load keeps the previous one, and does not hold back a new pair."""
         stamp = self._stat()
         if stamp == self._stamp:
             return False
@@ -108,20 +127,27 @@ class CertReloader:
                         "previous one and retrying every %g s", self.cert, self.key,
                         getattr(exc, "reason", None) or exc, self.interval)
             return False
+        what = "TLS certificate"
         if self.client_ca is not None:
-            try:
-                scratch.load_verify_locations(cadata=Path(self.client_ca).read_text(encoding="ascii"))
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                log.warning("client CA %s changed but does not load as PEM CA certificates yet (%s); keeping the "
-                            "previous one and retrying every %g s", self.client_ca,
-                            getattr(exc, "reason", None) or exc, self.interval)
+            ca_pem = self._read_ca() if stamp[2] != self._stamp[2] else self._ca_pem
+            pair_changed = stamp[:2] != self._stamp[:2]
+            if ca_pem is None and not (pair_changed and self._ca_pem is not None):
                 return False
+            trusted = ca_pem if ca_pem is not None else self._ca_pem
+            assert trusted is not None
+            with _pem_path(trusted) as path:
+                scratch.load_verify_locations(cafile=path)
             scratch.verify_mode = ssl.CERT_REQUIRED
-            scratch.minimum_version = self.ctx.minimum_version
+            refuse_resumption(scratch)
             self._serving = scratch
+            if ca_pem is None:  # the pair is new, the CA is retried on the next poll
+                stamp = (*stamp[:2], self._stamp[2])
+            else:
+                self._ca_pem = ca_pem
+                what = "TLS certificate and client CA" if pair_changed else "client CA"
         self._stamp = stamp
         self.reloads += 1
-        log.info("TLS certificate%s reloaded from %s", " and client CA" if self.client_ca else "", self.cert)
+        log.info("%s reloaded (%s)", what, self.client_ca if what == "client CA" else self.cert)
         return True
 
     def _run(self) -> None:
@@ -402,7 +428,19 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
         http=_bounded_protocol(header_timeout, body_timeout), **tls_extra,  # type: ignore[arg-type]
     )
     config.load()
+    if client_ca and config.ssl is not None:
+        refuse_resumption(config.ssl)
     return config
+
+
+def refuse_resumption(ctx: ssl.SSLContext) -> None:
+    """No TLS session resumption where client certificates are checked: a resumed session skips the check, so a
+    client whose CA was retired from the bundle got back in for as long as its session lived (two hours in
+    OpenSSL). TLS 1.3 without session tickets resumes nothing; TLS 1.2 would still resume from the server's
+    session cache, which Python cannot turn off, so TLS 1.2 is refused (the kube-apiserver speaks TLS 1.3)."""
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.num_tickets = 0
+    ctx.options |= ssl.OP_NO_TICKET
 
 
 def configure_logging(level: str) -> None:

@@ -156,3 +156,75 @@ def test_run_server_watches_the_client_ca(pki: dict[str, Any], db_url: str, monk
     server_mod.run_server("127.0.0.1", 1, str(pki["cert"]), str(pki["key"]), db_url, webhook_only=True,
                           client_ca=str(pki["client_ca"]))
     assert [r.client_ca for r in started] == [str(pki["client_ca"])]
+
+
+def test_a_session_resumed_after_the_ca_is_retired_is_refused(pki: dict[str, Any], db_url: str) -> None:
+    """A resumed session skips the client-certificate check: none is offered, so the retired CA's client cannot
+    resume (OpenSSL would have let it back in for two hours)."""
+    import socket
+
+    ctx, reloader = _setup(pki, db_url)
+    from tests.security.test_tls_rotation_session20 import _serve_once
+
+    cctx = ssl.create_default_context(cafile=str(pki["serving_ca"]))
+    cctx.load_cert_chain(*map(str, pki["old_client"]))
+    port, t = _serve_once(ctx)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            cctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"x")
+        tls.recv(1)  # TLS 1.3: the session ticket arrives after the handshake
+        session = tls.session
+    t.join(5)
+    _write(pki["client_ca"], pki["new_ca_pem"].read_bytes())
+    assert reloader.check() is True
+    port, t = _serve_once(ctx)
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError)), \
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                cctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            assert not tls.session_reused
+            tls.sendall(b"x")
+            tls.recv(1)
+    finally:
+        t.join(5)
+
+
+def test_tls_1_2_is_refused_where_client_certificates_are_checked(pki: dict[str, Any], db_url: str) -> None:
+    ctx, _ = _setup(pki, db_url)
+    from tests.security.test_tls_rotation_session20 import _serve_once
+
+    cctx = ssl.create_default_context(cafile=str(pki["serving_ca"]))
+    cctx.load_cert_chain(*map(str, pki["old_client"]))
+    cctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    import socket
+
+    port, t = _serve_once(ctx)
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError)), \
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                cctx.wrap_socket(raw, server_hostname="localhost"):
+            pass
+    finally:
+        t.join(5)
+
+
+def test_a_bundle_with_text_around_the_certificates_reloads(pki: dict[str, Any], db_url: str) -> None:
+    """As at start (check_options): a bundle's comments, in any script, are not part of a certificate."""
+    ctx, reloader = _setup(pki, db_url)
+    _write(pki["client_ca"], "# Issuer: CN=Zürich Root, 東京\n".encode() + pki["new_ca_pem"].read_bytes())
+    assert reloader.check() is True
+    assert _accepted(ctx, pki, "new_client") and not _accepted(ctx, pki, "old_client")
+
+
+def test_a_ca_that_does_not_load_does_not_hold_back_a_new_serving_pair(pki: dict[str, Any], db_url: str) -> None:
+    ctx, reloader = _setup(pki, db_url)
+    _write(pki["client_ca"], b"garbage")
+    pki["serving"].issue(pki["cert"], pki["key"], cn="second")
+    assert reloader.check() is True  # the pair
+    assert _cn(_presented(ctx, pki["serving_ca"], pki["old_client"])) == "second"  # the previous CA still trusted
+    assert not _accepted(ctx, pki, "new_client")
+    assert reloader.check() is False  # the CA is retried, nothing new
+    _write(pki["client_ca"], pki["new_ca_pem"].read_bytes())
+    assert reloader.check() is True
+    assert _accepted(ctx, pki, "new_client") and not _accepted(ctx, pki, "old_client")
+    assert _cn(_presented(ctx, pki["serving_ca"], pki["new_client"])) == "second"
