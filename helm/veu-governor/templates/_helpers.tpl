@@ -184,16 +184,28 @@ would pass) or no key set: fail the render instead of every API pod. */}}
 {{- if and (not .Values.tls.certManager.enabled) (ge (int $ss.renewBeforeDays) (int $ss.certValidityDays)) }}
 {{- fail (printf "tls.selfSigned.renewBeforeDays=%d must be below certValidityDays=%d: otherwise every upgrade and every daily rotation run re-issues the serving certificate" (int $ss.renewBeforeDays) (int $ss.certValidityDays)) }}
 {{- end }}
-{{- if and .Values.webhook.pdb.enabled (not (kindIs "string" .Values.webhook.pdb.minAvailable)) (ge (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) (gt (int .Values.webhook.replicas) 1) }}
-{{- fail (printf "webhook.pdb.minAvailable=%d with webhook.replicas=%d would block every node drain: use a value below replicas" (int .Values.webhook.pdb.minAvailable) (int .Values.webhook.replicas)) }}
+{{- include "veu.checkPdb" (dict "path" "webhook" "component" .Values.webhook) }}
+{{- if and .Values.api.enabled (not (include "veu.sqlite" .)) }}
+{{- include "veu.checkPdb" (dict "path" "api" "component" .Values.api) }}
 {{- end }}
+{{- end }}
+
+{{/* Refuse a PodDisruptionBudget that would block every node drain: dict "path" (webhook|api) "component" (its values).
+Only rendered when enabled with more than one replica (a budget of 1 with 1 replica would block every drain). */}}
+{{- define "veu.checkPdb" -}}
+{{- $pdb := .component.pdb }}
+{{- $replicas := int .component.replicas }}
+{{- if and $pdb.enabled (gt $replicas 1) }}
+{{- if not (kindIs "string" $pdb.minAvailable) }}
+{{- if ge (int $pdb.minAvailable) $replicas }}
+{{- fail (printf "%s.pdb.minAvailable=%d with %s.replicas=%d would block every node drain: use a value below replicas" .path (int $pdb.minAvailable) .path $replicas) }}
+{{- end }}
+{{- else }}
 {{- /* A percentage is rounded up (policy/v1): p% of n keeps all n when p*n > 100*(n-1), e.g. 67% of 3. */}}
-{{- $pdbMin := .Values.webhook.pdb.minAvailable }}
-{{- $replicas := int .Values.webhook.replicas }}
-{{- if and .Values.webhook.pdb.enabled (kindIs "string" $pdbMin) (gt $replicas 1) }}
-{{- $pct := int (trimSuffix "%" $pdbMin) }}
+{{- $pct := atoi (trimSuffix "%" $pdb.minAvailable) }}
 {{- if gt (mul $pct $replicas) (mul 100 (sub $replicas 1)) }}
-{{- fail (printf "webhook.pdb.minAvailable=%s of webhook.replicas=%d rounds up to all %d replicas and would block every node drain: use a percentage that leaves one replica free (at most %d%%) or a number below replicas" $pdbMin $replicas $replicas (div (mul 100 (sub $replicas 1)) $replicas)) }}
+{{- fail (printf "%s.pdb.minAvailable=%s of %s.replicas=%d rounds up to all %d replicas and would block every node drain: use a percentage that leaves one replica free (at most %d%%) or a number below replicas" .path $pdb.minAvailable .path $replicas $replicas (div (mul 100 (sub $replicas 1)) $replicas)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
