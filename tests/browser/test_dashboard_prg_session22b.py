@@ -135,3 +135,18 @@ def test_without_app_js_back_asks_to_resubmit_the_refused_form(own_demo: dict[st
     """Why app.js replaces the entry: without it Back returns to the refused POST (every page is no-store)."""
     url = _back_after_refused_then_corrected(own_demo, without_app_js=True)
     assert "ERR_CACHE_MISS" in url or urlsplit(url).path.endswith("/resolve"), url
+
+
+def test_a_refused_forms_address_keeps_a_percent_in_a_site_name() -> None:
+    """The address is a URL: a site named ``x%41`` is ``/controls/site/x%2541``, not site ``xA``'s register.
+    (The request as uvicorn gives it, its path decoded once; TestClient decodes a path twice.)"""
+    from starlette.requests import Request
+
+    from agent.api.routes.dashboard import page_address
+
+    req = Request({"type": "http", "method": "POST", "path": "/controls/site/x%41/3",
+                   "raw_path": b"/controls/site/x%2541/3", "query_string": b"", "headers": [], "scheme": "https",
+                   "server": ("testserver", 443), "root_path": ""})
+    assert page_address(req, "as_of=2026-01-05") == "/controls/site/x%2541?as_of=2026-01-05"
+    req = Request({**req.scope, "path": "/controls/site/fra 1/3", "raw_path": b"/controls/site/fra%201/3"})
+    assert page_address(req, "as_of=2026-01-05") == "/controls/site/fra%201?as_of=2026-01-05"

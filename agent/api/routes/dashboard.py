@@ -429,6 +429,18 @@ def page_path(request: Request) -> str:
     return path
 
 
+def page_address(request: Request, qs: str) -> str | None:
+    """For a form's answer shown by its POST (a refused form, as sent): the GET address of its page, which app.js
+    puts in place of the POST's history entry, so that Back (after the corrected form's redirect) and reload show
+    that page instead of asking to resubmit the form. None for a page shown by a GET.
+
+    The path is quoted again: it is the decoded path, and a site named ``x%41`` read back as ``/controls/site/x%41``
+    is site ``xA``'s register."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    return f"{quote(page_path(request), safe='/')}?{qs}"
+
+
 def render(request: Request, template: str, as_of: date, packs: PackRegistry, **ctx: Any) -> HTMLResponse:
     diffusion = packs.find("uveu-geographic-allocation", as_of)
     principal = getattr(request.state, "principal", None)
@@ -436,10 +448,7 @@ def render(request: Request, template: str, as_of: date, packs: PackRegistry, **
     return templates.TemplateResponse(request, template, {
         "as_of": as_of.isoformat(), "today": utc_today().isoformat(), "rule": diffusion,
         "qs": qs, "path": page_path(request),
-        # A form's answer shown by its POST (a refused form, as sent): the GET address of its page, which app.js
-        # puts in place of the POST's history entry, so that Back (after the corrected form's redirect) and
-        # reload show that page instead of asking to resubmit the form.
-        "page_address": f"{page_path(request)}?{qs}" if request.method not in ("GET", "HEAD") else None,
+        "page_address": page_address(request, qs),
         "principal": principal, "may": lambda method, path: may(request, method, path), "fe": NO_ERROR,
         "reserve_sent": {}, **ctx,
     })

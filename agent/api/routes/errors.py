@@ -220,14 +220,20 @@ def _not_json(req: Request, errors: Any) -> JSONResponse | None:
     FastAPI said "Input should be a valid dictionary or object to extract fields from". None otherwise."""
     sent = req.headers.get("content-type", "")
     body = [e for e in errors if isinstance(e, dict) and tuple(e.get("loc", ())) == ("body",)]
-    if not body or _is_json(sent):
-        return None
+    if not body or _is_json(sent) or not _is_json(_body_media_type(req)):
+        return None  # the route reads another type (`POST /weights/access` takes text/csv)
     if all(e.get("type") == "missing" for e in body):
         return JSONResponse(status_code=422, content={
             "detail": "body: missing; send a JSON object with Content-Type: application/json"})
     shown = f"Content-Type {sent.partition(';')[0].strip()[:100]}" if sent.strip() else "no Content-Type"
     return JSONResponse(status_code=415, content={
         "detail": f"body: {shown} is not read as JSON; send the body as JSON with Content-Type: application/json"})
+
+
+def _body_media_type(req: Request) -> str:
+    """The media type the matched route reads its body as (FastAPI's ``Body(media_type=...)``), JSON by default."""
+    field = getattr(req.scope.get("route"), "body_field", None)
+    return str(getattr(getattr(field, "field_info", None), "media_type", None) or "application/json")
 
 
 def _finite(x: Any) -> Any:

@@ -72,7 +72,8 @@
   // Back (after the corrected form's redirect) and reload show that page instead of asking to resubmit the form.
   function replacePostEntry() {
     var page = document.querySelector('meta[name="veu-page"]');
-    if (page && window.history && history.replaceState) { history.replaceState(null, "", page.content); }
+    if (!page || !window.history || !history.replaceState) { return; }
+    try { history.replaceState(null, "", page.content); } catch (e) { /* the page still works; only Back differs */ }
   }
 
   onReady(function () { replacePostEntry(); wireWhatIf(); wireSort(); wireResolve(); wireOnce(); });
