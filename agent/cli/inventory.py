@@ -11,7 +11,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import col, select
 
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, db_url, emit, err_console, not_blank, table
+from agent.cli._common import (
+    AsOfOpt,
+    DbOpt,
+    JsonOpt,
+    UsageError,
+    as_of,
+    console,
+    db_url,
+    emit,
+    err_console,
+    not_blank,
+    table,
+)
 
 inventory_app = typer.Typer(
     help="Fleet inventory: what chips exist, where, owned and operated by whom.", no_args_is_help=True
@@ -113,8 +125,27 @@ def import_cmd(
 
     if scope is not None and not scope.strip():
         raise UsageError("--scope: empty; give the register a name, e.g. --scope register:frankfurt")
-    summary = import_register(file, db_url(db), scope=scope.strip() if scope else None,
-                              retire_absent_sites=retire_absent_sites)
+    # A 50,000-row register takes seconds to check and to write: on a terminal a bar per phase says how far it is
+    # (on stderr). Never with --json or when either stream is not a terminal: scripts see what they always saw.
+    drawing = not json_ and console.is_terminal and err_console.is_terminal
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not drawing,
+        transient=False,
+    ) as bar:
+        phases: dict[str, Any] = {}
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            if phase not in phases:
+                phases[phase] = bar.add_task(phase, total=total)
+            bar.update(phases[phase], completed=done, total=total)
+
+        summary = import_register(file, db_url(db), scope=scope.strip() if scope else None,
+                                  retire_absent_sites=retire_absent_sites, progress=on_progress if drawing else None)
     emit({k: v for k, v in summary.as_dict().items() if k != "scopes"}, json_)
 
 

@@ -17,7 +17,7 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ OPTIONAL = ("serial",)
 # Counts are stored as floats, which hold every whole number below 2**53 exactly (and 2**53 + 1 reads as 2**53):
 # a representation limit, not a policy one.
 MAX_COUNT = 2**53
+# How often parse_register reports its progress, in rows (a display rate, not a rule).
+PROGRESS_EVERY = 1000
 # A register is an audit document: a count is written in the ASCII digits 0-9 alone. int() and float() also read
 # 1_000, +4, 4.0, 1e3 and other scripts' digits (１２, ١٢); each is refused saying what to write, so the number
 # stored is the number written. A leading + is refused too: one spelling per count, as a reviewer reads it.
@@ -204,7 +206,8 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
             f"FILE: header must be {','.join(REQUIRED)}[,serial]"
             + (f"; the file is separated by {sep!r}, not commas: save it as CSV (comma delimited)" if sep else "")
             + (f"; missing {', '.join(missing)}" if missing and not sep else "")
-            + (f"; unknown {', '.join(extra)}" if extra and not sep else "")
+            + (f"; unknown column(s) {', '.join(extra)}: remove or rename them (the columns a register may have are "
+               f"{', '.join(REQUIRED + OPTIONAL)})" if extra and not sep else "")
             + (f"; duplicate {', '.join(dup)}" if dup else "")
         )
     # Values under an unnamed column count as values beyond the header: refused, never dropped.
@@ -216,15 +219,23 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
     ]
 
 
-def parse_register(path: Path, s: Session) -> list[RegisterRow]:
-    """Validate every row against the catalog and the store; raise ``RegisterError`` listing all problems."""
+def parse_register(path: Path, s: Session, progress: Callable[[int, int], None] | None = None) -> list[RegisterRow]:
+    """Validate every row against the catalog and the store; raise ``RegisterError`` listing all problems.
+
+    ``progress(rows checked, rows in all)`` is called as the rows are checked (every ``PROGRESS_EVERY`` rows, and
+    at the end): a 50,000-row register takes seconds.
+    """
     raw = _read(path)
+    if progress:
+        progress(0, len(raw))
     sites = {x.name for x in s.exec(select(Site)).all()}
     parties = {p.name for p in s.exec(select(Party)).all()}
     problems: list[str] = []
     rows: list[RegisterRow] = []
     serials: dict[str, int] = {}
-    for n, r, beyond in raw:
+    for done, (n, r, beyond) in enumerate(raw):
+        if progress and done and done % PROGRESS_EVERY == 0:
+            progress(done, len(raw))
 
         def field(name: str, r: dict[str, Any] = r) -> str:
             v = r.get(name)
@@ -241,7 +252,7 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 f"(extra {', '.join(repr(v) for v in beyond)}; quote a value that contains a comma)"
             )
         odd = [(name, c) for name in REQUIRED + OPTIONAL for c in field(name)[:1000] if _control(c)]
-        for name, c in dict(odd).items():  # the first per field
+        for name, c in dict(reversed(odd)).items():  # the first per field (dict keeps the last of a key)
             # PostgreSQL refuses a NUL in text (the import died in a database error, its SQL printed); the other
             # control characters are invisible in every listing and make a serial or a name no one can type.
             problems.append(
@@ -299,6 +310,8 @@ def parse_register(path: Path, s: Session) -> list[RegisterRow]:
                 f"store's {_KEY_MAX}; give the chips serials (one row per chip, count 1)")
         if len(problems) == bad:
             rows.append(RegisterRow(n, site, acc, count * fraction, owner, operator, serial))
+    if progress and raw:
+        progress(len(raw), len(raw))
     if problems:
         raise RegisterError(problems)
     return rows

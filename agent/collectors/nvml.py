@@ -35,6 +35,28 @@ def _unsupported(exc: Exception) -> bool:
     return getattr(exc, "value", None) in _UNSUPPORTED
 
 
+# nvml.h, NVML_ERROR_NO_PERMISSION: nvmlDeviceGetMemoryInfo on a GPU in MIG mode answers the whole GPU's memory only
+# to a privileged caller.
+_NO_PERMISSION = 4
+
+
+def _told_by_memory(name: str) -> bool:
+    """Whether the catalog tells the chip ``name`` denotes by its memory size (a name two chips share, such as
+    "A100": 40 or 80 GB). Tried at every memory size the catalog distinguishes chips by, and without one."""
+    from agent.kb import catalog
+
+    accs = catalog().accelerators()
+    sizes = {a.memory_mib for acc in accs for a in acc.aliases if a.memory_mib is not None}
+    sizes |= {round(acc.memory_gb * 1024) for acc in accs if acc.memory_gb is not None}
+    chips = set()
+    for mib in (None, *sorted(sizes)):
+        try:
+            chips.add(resolve_alias(name, memory_mib=mib)[0])
+        except PolicyError:
+            return False  # a name the catalog lacks: refused below whatever its memory
+    return len(chips) > 1
+
+
 @register("nvml")
 class NvmlCollector(Collector):
     config_model = NvmlConfig
@@ -91,8 +113,19 @@ class NvmlCollector(Collector):
                 mem = None
                 try:
                     mem = int(lib.nvmlDeviceGetMemoryInfo(h).total) // (1024 * 1024)
-                except Exception:
-                    mem = None
+                except Exception as exc:
+                    # NOT_SUPPORTED: no size to tell by (the name alone decides). Any other answer (GPU_IS_LOST,
+                    # UNKNOWN, NO_PERMISSION: a MIG-mode GPU to an unprivileged caller) is a size NVML did not give:
+                    # guessing without it, a name two chips share ("A100": 40 or 80 GB) was rewritten as the
+                    # other chip. It matters only for such a name; the others are told by their name alone.
+                    if not _unsupported(exc) and _told_by_memory(name):
+                        why = (" (a GPU in MIG mode tells its memory size only to a privileged caller: run the "
+                               "NVML collector as root on this host)"
+                               if getattr(exc, "value", None) == _NO_PERMISSION else "")
+                        res.add_error(f"GPU {i} ({uuid}): NVML cannot read its memory size ({exc}){why}, which "
+                                      f"tells which chip {name!r} is; it stays held as last seen and nothing on "
+                                      "this host retires until it answers again")
+                        continue
                 try:
                     acc, _ = resolve_alias(name, memory_mib=mem)
                 except PolicyError as exc:

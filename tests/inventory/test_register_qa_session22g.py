@@ -140,3 +140,10 @@ def test_an_unserialised_line_whose_key_the_store_cannot_hold_is_named(any_store
     with pytest.raises(RegisterError, match=r"row 2: .*key \d+ characters.*give the chips serials"):
         import_register(_write(tmp_path, body), any_store)
     assert _where(any_store) == {}
+
+
+def test_the_first_control_character_of_a_value_is_the_one_named(two: str, tmp_path: Path) -> None:
+    body = HEADER + "Dublin DC1,H100 SXM,1,Acme Cloud,Acme Ops,fra\x1b-1\x00\n"
+    with pytest.raises(RegisterError) as exc:
+        import_register(_write(tmp_path, body), two)
+    assert "U+001B" in str(exc.value) and "U+0000" not in str(exc.value)
