@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     bindparam,
+    case,
     cast,
     distinct,
     func,
@@ -361,7 +362,7 @@ _NO_END = datetime(9999, 1, 1, tzinfo=UTC)
 _ADMITTED = (_D.c.customer_name == bindparam("customer"), _D.c.allowed.is_(True), _D.c.run_operations.is_not(None))
 _RELATED = sa_select(
     literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("jobs"),
-    literal(0).label("models"),
+    literal(0).label("models"), literal(0).label("own_model"),
 ).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE),
         _BEFORE)
 _C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
@@ -438,6 +439,9 @@ def _load_query(by_group: bool) -> Any:
     return union_all(_RELATED, sa_select(
         literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(per_job.c.ops), 0.0),
         cast(null(), _SINCE_TYPE), func.count(), func.count(distinct(per_job.c.mk)),
+        # Whether the job's own lineage is among the model names counted (a part of it older than the related-jobs
+        # window but inside the customer-wide one): the hold then names no extra model for this job.
+        func.coalesce(func.max(case((per_job.c.mk == bindparam("model_key"), 1), else_=0)), 0),
     ))
 
 
@@ -470,7 +474,7 @@ def related_from(rows: list[tuple[Any, ...]], agg_days: int, group: tuple[str, .
     if agg_days <= 0:
         return _best_per_job(rows), None
     agg = next(r for r in rows if r[0] == 1)
-    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days, group)
+    load = CustomerLoad(float(agg[2] or 0.0), int(agg[4] or 0), int(agg[5] or 0), agg_days, group, bool(agg[6]))
     return _best_per_job([r for r in rows if r[0] == 0]), load
 
 

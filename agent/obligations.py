@@ -602,8 +602,11 @@ def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of:
         detail = json.loads(d.detail or "{}")
         if detail.get("asked", {}).get("cluster") != site.cluster or d.customer_name not in refs:
             continue
-        if d.run_operations is None and d.lineage_operations is None:
-            continue  # not a training job the webhook estimated
+        if d.lineage_operations is None:
+            # Not a training job whose lineage the webhook projected. A Tier 1 customer's decision records its run
+            # estimate (for the split-run sums, should the customer leave Tier 1) but no lineage: not listed, as
+            # before it recorded one.
+            continue
         model = d.model_key or ""
         status = _model_status(s, packs, model, as_of) if model else None
         if status is None:

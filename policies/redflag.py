@@ -260,6 +260,9 @@ class CustomerLoad:
     # The parties whose jobs are summed when that is more than the customer (customer_aggregate_scope
     # corporate-group): the customer's group outside Tier 1, the customer included.
     group: tuple[str, ...] = ()
+    # Whether the job's own model key is among the ``models`` counted (a part of its lineage older than
+    # related_jobs_window_days but inside this window): the names the hold speaks of are then ``models``, not one more.
+    own_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,9 @@ class Decision:
     case_key: str | None = None  # the case's subject: model_key, or the customer-aggregate key
     # What the case's subject reaches, when it is not the lineage's total: the customer's sum across model names.
     case_operations: float | None = None
+    # The hours the hardware bound used (declared expected-hours, or the default maximum): how long the job may run
+    # by the decision's own reckoning (recorded in the decision's detail).
+    hours: float | None = None
 
     @property
     def case_subject(self) -> str:
@@ -348,7 +354,7 @@ class Decision:
             "model_status": self.model_status,
             "estimate": self.estimate.to_dict() if self.estimate else None,
             "explanation": list(self.explanation), "provisions": list(self.provisions),
-            "pack_versions": dict(self.versions), "case_id": self.case_id,
+            "pack_versions": dict(self.versions), "case_id": self.case_id, "hours": self.hours,
         }
 
 
@@ -542,6 +548,31 @@ class _Records(Mapping[str, ModelRecord]):
         return len(self._r) + (0 if self._rec.name in self._r else 1)
 
 
+def _tier1_run(packs: PackRegistry, as_of: date, settings: AdmissionSettings, req: JobRequest, customer: str | None
+               ) -> tuple[str, float | None, float | None]:
+    """A Tier 1 customer's job: its lineage key and run estimate (the larger of the declared run and the hardware
+    bound, as for any customer), with no lineage projected. Recorded with the decision, so that should the customer
+    leave Tier 1 (its ultimate parent re-registered outside it) while the job may still run, the job counts toward
+    the customer's split-run sums as any admitted job does; red flag 28 is not asked of it meanwhile. Annotations
+    that estimate nothing (inconsistent ones are not refused for a Tier 1 customer) leave the hardware bound."""
+    defaults = EstimationDefaults.from_packs(packs, as_of)
+    values: list[float] = []
+    hours: float | None = None
+    try:
+        declared, _notes = declared_estimate(defaults, req.declared)
+        if declared is not None:
+            values.append(declared.value)
+    except EstimateError:
+        pass
+    try:
+        hw, hours, _basis = hardware_estimate(defaults, settings, req)
+        if hw is not None:
+            values.append(hw.value)
+    except EstimateError:
+        pass
+    return model_key(req.declared, customer), max(values, default=None), hours
+
+
 def decide(
     packs: PackRegistry,
     as_of: date,
@@ -612,7 +643,10 @@ def decide(
         return apply_mode(replace(base, code=DENY_TIER3, message=msg, explanation=tuple(why)), settings)
     if tier_no == 1:
         msg = f"customer {cust_name} is Tier 1; red flag 28 does not apply"
-        return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why)), settings)
+        key, run_ops, hours = (_tier1_run(packs, as_of, settings, req, cust_name) if not uncounted
+                               else (None, None, None))
+        return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why), model_key=key,
+                                  run_operations=run_ops, hours=hours), settings)
     if uncounted:
         return apply_mode(replace(base, code=DENY_INVALID, message=f"job spec rejected: {uncounted}",
                                   explanation=tuple(why)), settings)
@@ -626,7 +660,7 @@ def decide(
     provs.append(_prov(packs.provision(compute.ESTIMATION_DEFAULTS, as_of)))
     try:
         declared, declared_notes = declared_estimate(defaults, d)
-        hw, _hours, hours_basis = hardware_estimate(defaults, settings, req)
+        hw, hours, hours_basis = hardware_estimate(defaults, settings, req)
     except EstimateError as exc:
         msg = f"the job's compute annotations are inconsistent: {exc}"
         return apply_mode(replace(base, code=DENY_INVALID, message=msg, explanation=(*why, msg)), settings)
@@ -703,7 +737,7 @@ def decide(
     # The case of training on a published model is the derivative's (metering opens its cases there too).
     base = replace(base, model_key=key, run_operations=run_ops, lineage_operations=st.cumulative_operations,
                    threshold=rules.threshold, model_status=st.status, estimate=est, provisions=tuple(provs),
-                   case_key=subject if named_published else base.case_key)
+                   case_key=subject if named_published else base.case_key, hours=hours)
     if st.status != rules.status_label:
         over = _aggregate_over(rules, settings, load, run_ops)
         if over is None:
@@ -774,10 +808,11 @@ def _aggregate_hold(
         f"total {sci(load.operations)}; with this job {total_text} {rules.comparison} {threshold_text} (lineages "
         "whose red-flag-28 inquiry is on record are not counted)"
     )
+    names = load.models + (0 if load.own_model else 1)  # this job's model, unless the others already name it
     held = (
         f"held for red-flag-28 inquiry: customer {cust_name or '(unknown)'} (effective Tier {tier_no}) "
         f"{'and its corporate group have' if others else 'has'} admitted "
-        f"training jobs across {load.models + 1} model name(s) within {load.window_days} days that together reach "
+        f"training jobs across {names} model name(s) within {load.window_days} days that together reach "
         f"{total_text} operations ({rules.comparison} {threshold_text}); trained as one model they would be "
         f"{rules.status_label}. Record whether the customer intends to export such a model: "
     )
