@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, union
+from sqlalchemy import Select, Subquery, and_, exists, func, or_, select, union
 from sqlmodel import Session
 
 from agent.exports.base import Report, Table, day_after, day_start, provision_dict, stream, tier_lookup
@@ -154,6 +154,52 @@ def _holdings_in(s: Session, *queries: Select[Any]) -> int:
     return int(s.execute(select(func.count()).select_from(ids)).scalar_one())
 
 
+def _with_previous(lo: datetime, hi: datetime) -> Subquery:
+    """The versions of each holding with one starting in the period, up to the period's end, each beside the
+    holding's version before it (LAG in time order): its site, owner, count and end (NULL for the first).
+
+    The database pairs them: every version of such holdings read into Python, with its dates parsed, took most of
+    `veuctl export transfers` on a large fleet."""
+    hp = _tables()[0]
+    moved = select(hp.c.holding_id).where(hp.c.valid_from >= lo, hp.c.valid_from < hi)
+
+    def before(col: Any, name: str) -> Any:
+        return func.lag(col, type_=col.type).over(partition_by=hp.c.holding_id,
+                                                   order_by=(hp.c.valid_from, hp.c.id)).label(name)
+
+    return (select(hp.c.id, hp.c.holding_id, hp.c.site_id, hp.c.accelerator, hp.c.count, hp.c.owner_id,
+                   hp.c.valid_from, before(hp.c.site_id, "prev_site"), before(hp.c.owner_id, "prev_owner"),
+                   before(hp.c.count, "prev_count"), before(hp.c.valid_to, "prev_until"))
+            .where(hp.c.holding_id.in_(moved), hp.c.valid_from < hi).subquery("v"))
+
+
+def _moves(lo: datetime, hi: datetime) -> Select[Any]:
+    """Versions starting in the period at another site than the holding's version before it, or with another
+    owner (both recorded): (holding id, valid_from, source, external id, accelerator, count, from site, to site,
+    from owner, to owner), by holding and time."""
+    h = _tables()[1]
+    v = _with_previous(lo, hi)
+    resold = and_(v.c.prev_owner.is_not(None), v.c.owner_id.is_not(None), v.c.prev_owner != v.c.owner_id)
+    return (select(v.c.holding_id, v.c.valid_from, h.c.source, h.c.external_id, v.c.accelerator, v.c.count,
+                   v.c.prev_site, v.c.site_id, v.c.prev_owner, v.c.owner_id)
+            .join(h, h.c.id == v.c.holding_id)
+            .where(v.c.valid_from >= lo, v.c.prev_site.is_not(None), or_(v.c.prev_site != v.c.site_id, resold))
+            .order_by(v.c.holding_id, v.c.valid_from, v.c.id))
+
+
+def _reductions(lo: datetime, hi: datetime) -> Select[Any]:
+    """Versions starting in the period as the holding's version before them ended, with fewer chips:
+    (valid_from, holding id, source, external id, serial, accelerator, count before, count, site before), in
+    time order."""
+    h = _tables()[1]
+    v = _with_previous(lo, hi)
+    return (select(v.c.valid_from, v.c.holding_id, h.c.source, h.c.external_id, h.c.serial, v.c.accelerator,
+                   v.c.prev_count, v.c.count, v.c.prev_site)
+            .join(h, h.c.id == v.c.holding_id)
+            .where(v.c.valid_from >= lo, v.c.prev_until == v.c.valid_from, v.c.count < v.c.prev_count)
+            .order_by(v.c.valid_from, v.c.holding_id, v.c.id))
+
+
 def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> Report:
     lo, hi = day_start(start), day_after(end)
     tier_of = tier_lookup(packs, end)
@@ -163,48 +209,32 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     hp, h, site = _tables()
     sites = {r[0]: r for r in s.execute(select(site.c.id, site.c.name, site.c.country, site.c.provider,
                                                  site.c.region)).all()}
-    # Only holdings with a version starting in the period can have moved in it.
-    moved = select(hp.c.holding_id).where(hp.c.valid_from >= lo, hp.c.valid_from < hi)
     pa = Party.__table__  # type: ignore[attr-defined]
     owners: dict[int | None, str] = {r[0]: r[1] for r in s.execute(select(pa.c.id, pa.c.name))}
-    stmt = (select(hp.c.holding_id, hp.c.site_id, hp.c.accelerator, hp.c.count, hp.c.valid_from, h.c.source,
-                   h.c.external_id, hp.c.owner_id, hp.c.valid_to)
-            .join(h, h.c.id == hp.c.holding_id).where(hp.c.holding_id.in_(moved))
-            .order_by(hp.c.holding_id, hp.c.valid_from, hp.c.id))
 
     def transfers() -> Iterator[Sequence[Any]]:
         """Each version in the period that put a holding at another site or with another owner (Supp. 10 ¶10(a):
         chips transferred "to relevant destinations and entities"; a resale in place changes only the owner). An
         owner recorded for the first time, or cleared, is a change of the record, not of the chips' owner: a
         fleet whose collectors were first given owners would otherwise read as resold whole."""
-        prev: tuple[Any, ...] | None = None
-        for row in stream(s, stmt):
-            hid, sid, acc, count, since, source, ext, owner, _ = row
-            resold = prev is not None and None not in (prev[2], owner) and prev[2] != owner
-            if prev is not None and prev[0] == hid and (prev[1] != sid or resold) and lo <= since < hi:
-                a, b = sites[prev[1]], sites[sid]
-                inter = a[2] != b[2]
-                due = owed_moves.get((hid, _day(since), a[2], b[2])) if inter else None
-                kind = "inter-country" if inter else "in-country" if prev[1] != sid else "change-of-owner"
-                yield (_day(since), hid, source, ext, acc, count, a[1], a[2], tier_of(a[2]), b[1], b[2],
-                       tier_of(b[2]), kind, (_day(since) - due).days if due else None, due,
-                       owners.get(prev[2]), owners.get(owner))
-            prev = (hid, sid, owner)
+        for hid, since, source, ext, acc, count, from_sid, to_sid, from_owner, to_owner in stream(s, _moves(lo, hi)):
+            a, b = sites[from_sid], sites[to_sid]
+            inter = a[2] != b[2]
+            due = owed_moves.get((hid, _day(since), a[2], b[2])) if inter else None
+            kind = "inter-country" if inter else "in-country" if from_sid != to_sid else "change-of-owner"
+            yield (_day(since), hid, source, ext, acc, count, a[1], a[2], tier_of(a[2]), b[1], b[2],
+                   tier_of(b[2]), kind, (_day(since) - due).days if due else None, due,
+                   owners.get(from_owner), owners.get(to_owner))
 
     def reductions() -> Iterator[Sequence[Any]]:
         """Chips lost from a holding that stays in service: a version in the period with a lower count than the
         one before it (¶10(b) attrition: loss, damage, failure, ...), dated when the lower count began, at the site
         the chips were at. A count that rises again (repaired, replaced) is not subtracted, nor is one lower after
         a retirement: the retirement took every chip, and the return is reported with the count that came back."""
-        prev: tuple[Any, ...] | None = None
-        for row in stream(s, stmt):
-            hid, sid, acc, count, since, source, ext, _, until = row
-            adjoining = prev is not None and prev[0] == hid and prev[3] == since
-            if prev is not None and adjoining and count < prev[2] and lo <= since < hi:
-                site_row = sites[prev[1]]
-                yield (as_utc(since), hid, source, ext, serials.get(hid), acc, prev[2] - count, site_row[1],
-                       site_row[2], "count-reduced")
-            prev = (hid, sid, count, until)
+        for since, hid, source, ext, serial, acc, before, count, sid in stream(s, _reductions(lo, hi)):
+            site_row = sites[sid]
+            yield (as_utc(since), hid, source, ext, serial, acc, before - count, site_row[1], site_row[2],
+                   "count-reduced")
 
     def attrition() -> Iterator[Sequence[Any]]:
         whole = (((as_utc(r[0]), *r[1:], "retired") for r in stream(s, q)) for q in retired)
@@ -232,17 +262,16 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         if lo <= t < hi:
             _, name, c, provider, region = sites[sid]
             # The deadline is counted from a UVEU's first use of the site, which may be after its first installation.
-            due, days = owed_sites.get((c, name)) or owed_sites.get((c, ""), (None, None))
+            due, days = owed_sites.get((c, name)) or owed_sites.get((c, "")) or (None, None)
             new_sites.append((name, c, tier_of(c), provider, region, _day(t), country_first[c] == t, days, due))
 
     retired = (_retired_versions(lo, hi), _retired_unversioned(lo, hi))
     returns = _returned_versions(lo, hi)
-    serials = dict(s.execute(select(h.c.id, h.c.serial).where(h.c.id.in_(moved))).all())
     n_transfers, n_owner = 0, 0
     for r in transfers():
         n_transfers += r[12] != "change-of-owner"
         n_owner += r[12] == "change-of-owner"
-    reduced = sorted(reductions(), key=lambda r: r[0])  # few: read once, for the summary and every format
+    reduced = list(reductions())  # few: read once, for the summary and every format
     n_reduced = len({r[1] for r in reduced})
     n_retired, n_returned = _holdings_in(s, *retired), _holdings_in(s, returns)
     report = Report(
