@@ -276,9 +276,12 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
             x = float(raw)
         except ValueError:
             pct = _percent(raw) if share else None
-            if pct is not None:
+            if pct is not None and 0 <= pct <= 1:
                 raise EstimateError(f"{field_name}: {text!r} is a percentage; write it as the number {pct:g}") \
                     from None
+            if pct is not None:  # 150% or -5% as 1.5 or -0.05 would be refused in turn
+                raise EstimateError(f"{field_name}: {text!r} is a percentage outside 0-100%; write a share from 0 "
+                                    "to 1, e.g. 0.4") from None
             written = _suffix_number(raw)
             if written is not None:  # "7B" parameters: the number to write, not only that it is not one
                 raise EstimateError(f"{field_name}: {text[:40]!r} is not a number (magnitude suffixes are not "

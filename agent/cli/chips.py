@@ -53,7 +53,7 @@ def _parse_rates(items: list[str]) -> dict[str, float]:
         if prec in seen:
             raise UsageError(f"--rate: {prec} is given twice ({seen[prec]} and {item}); give each precision once")
         seen[prec] = item
-        out[key] = parse_number(val, f"--rate {key}")
+        out[key] = parse_number(val, f"--rate {key}", example="1979 (dense TFLOPS, or TOPS for INT8)")
     return out
 
 

@@ -239,7 +239,9 @@ def _label_kinds(labels: dict[str, str]) -> dict[str, str]:
     maker = (labels.get("karpenter.k8s.aws/instance-gpu-manufacturer") or "").lower()
     if labels.get("karpenter.k8s.aws/instance-gpu-name"):
         # Without the manufacturer label a Karpenter GPU is some GPU: it conflicts with a TPU or Neuron, not a GPU.
-        out["karpenter.k8s.aws/instance-gpu-name"] = {"nvidia": "NVIDIA GPU", "amd": "AMD GPU"}.get(maker, "GPU")
+        # Karpenter names Gaudi a GPU too (dl1: instance-gpu-name gaudi-hl-205, manufacturer habana).
+        makers = {"nvidia": "NVIDIA GPU", "amd": "AMD GPU", "habana": "Gaudi"}
+        out["karpenter.k8s.aws/instance-gpu-name"] = makers.get(maker, "GPU")
     if labels.get("karpenter.k8s.aws/instance-accelerator-name"):
         out["karpenter.k8s.aws/instance-accelerator-name"] = "Neuron"
     for key in ("amd.com/gpu.product-name", "beta.amd.com/gpu.product-name"):
@@ -255,7 +257,7 @@ def _check_one_kind(labels: dict[str, str], alloc: dict[str, float]) -> None:
         if kind and v > 0:
             named[k] = (kind, f"{k}={v:g} (devices)")
     kinds = {kind for kind, _ in named.values()}
-    if "GPU" in kinds and kinds & {"NVIDIA GPU", "AMD GPU"}:
+    if "GPU" in kinds and kinds & {"NVIDIA GPU", "AMD GPU", "Gaudi"}:
         kinds.discard("GPU")  # a Karpenter GPU of unstated make is the GPU the other labels name
     if len(kinds) > 1:
         by_kind = {kind: [what for k2, what in named.values() if k2 == kind] for kind in sorted(kinds)}
@@ -277,17 +279,17 @@ def node_accelerators(
     product = labels.get("nvidia.com/gpu.product")
     if product:
         # Time-slicing advertises gpu.replicas devices per GPU; the gpu.count label stays physical.
-        count = _label_number(labels, "nvidia.com/gpu.count") or _unshared(
-            alloc.get("nvidia.com/gpu", 0.0), labels, "nvidia.com/gpu.replicas"
-        )
+        physical = _label_number(labels, "nvidia.com/gpu.count")
+        count = physical or _unshared(alloc.get("nvidia.com/gpu", 0.0), labels, "nvidia.com/gpu.replicas")
         product = product.replace("-SHARED", "")  # time-slicing's suffix; the profile ends the name without it
         acc, fraction = resolve_alias(product)
         if fraction < 1:  # MIG "single": product names the slice and count is MIG devices
             return acc, _physical_from_mig(count, fraction, acc, product)
         mig = {k: v for k, v in alloc.items() if k.startswith("nvidia.com/mig-") and v > 0}
-        if not count and mig:
-            # MIG "mixed" with every GPU in slices: nvidia.com/gpu is 0 and only gpu.count says how many GPUs there
-            # are (slices of several profiles can share one GPU, so they cannot be summed back into GPUs).
+        if not physical and mig:
+            # MIG "mixed": nvidia.com/gpu counts only the GPUs not in slices (0 when every GPU is), and only
+            # gpu.count says how many GPUs there are (slices of several profiles can share one GPU, so they cannot
+            # be summed back into GPUs): 4 whole GPUs beside 28 slices were counted as 4 of 8.
             raise PolicyError(
                 f"node labelled {product} advertises {', '.join(f'{k}={v:g}' for k, v in sorted(mig.items()))} "
                 "but no nvidia.com/gpu.count label says how many physical GPUs carry them (deploy GPU Feature "

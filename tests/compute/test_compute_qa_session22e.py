@@ -170,3 +170,15 @@ def test_an_overflow_is_still_refused_for_a_deep_dependent(db_url: str) -> None:
         svc.add_run(s, "side", declared_operations(d, 1e308), date(2025, 1, 1))  # not in root's lineage: fine
     with session_scope(db_url) as s, pytest.raises(PolicyError, match=r"'leaf''s .*not a finite number"):
         svc.add_run(s, "root", declared_operations(d, 1e308), date(2025, 1, 1))
+
+
+@pytest.mark.parametrize("text", ["150%", "-5%", "1000%"])
+def test_a_percentage_outside_0_to_100_is_not_told_a_share_that_is_then_refused(text: str) -> None:
+    with pytest.raises(PolicyError) as exc:
+        parse_number(text, "--utilization")
+    assert "outside 0-100%" in str(exc.value) and "write it as the number" not in str(exc.value)
+
+
+def test_a_rate_that_is_not_a_number_is_told_a_rate(cli: Cli) -> None:
+    rc, _, err = cli("chips", "classify", "--rate", "FP8=abc")
+    assert rc != 0 and "--rate FP8: 'abc' is not a number; write e.g. 1979 (dense TFLOPS" in err, err
