@@ -276,12 +276,13 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
             x = float(raw)
         except ValueError:
             pct = _percent(raw) if share else None
-            if pct is not None and 0 <= pct <= 1:
+            if pct is not None and (0 < pct <= 1 or (pct == 0 and allow_zero)):
                 raise EstimateError(f"{field_name}: {text!r} is a percentage; write it as the number {pct:g}") \
                     from None
-            if pct is not None:  # 150% or -5% as 1.5 or -0.05 would be refused in turn
-                raise EstimateError(f"{field_name}: {text!r} is a percentage outside 0-100%; write a share from 0 "
-                                    "to 1, e.g. 0.4") from None
+            if pct is not None:  # 150%, -5% or 0% as 1.5, -0.05 or 0 would be refused in turn
+                low = "0" if allow_zero else "above 0"
+                raise EstimateError(f"{field_name}: {text!r} is a percentage, and not a share this field takes; "
+                                    f"write a share from {low} to 1, e.g. 0.4") from None
             written = _suffix_number(raw)
             if written is not None:  # "7B" parameters: the number to write, not only that it is not one
                 raise EstimateError(f"{field_name}: {text[:40]!r} is not a number (magnitude suffixes are not "

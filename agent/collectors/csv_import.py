@@ -252,7 +252,10 @@ def parse_register(path: Path, s: Session, progress: Callable[[int, int], None] 
                 f"(extra {', '.join(repr(v) for v in beyond)}; quote a value that contains a comma)"
             )
         odd = [(name, c) for name in REQUIRED + OPTIONAL for c in field(name)[:1000] if _control(c)]
-        for name, c in dict(reversed(odd)).items():  # the first per field (dict keeps the last of a key)
+        first: dict[str, str] = {}
+        for name, c in odd:
+            first.setdefault(name, c)  # the first per field, the fields in column order
+        for name, c in first.items():
             # PostgreSQL refuses a NUL in text (the import died in a database error, its SQL printed); the other
             # control characters are invisible in every listing and make a serial or a name no one can type.
             problems.append(

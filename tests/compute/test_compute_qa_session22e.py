@@ -172,11 +172,17 @@ def test_an_overflow_is_still_refused_for_a_deep_dependent(db_url: str) -> None:
         svc.add_run(s, "root", declared_operations(d, 1e308), date(2025, 1, 1))
 
 
-@pytest.mark.parametrize("text", ["150%", "-5%", "1000%"])
-def test_a_percentage_outside_0_to_100_is_not_told_a_share_that_is_then_refused(text: str) -> None:
+@pytest.mark.parametrize("text", ["150%", "-5%", "1000%", "0%"])
+def test_a_percentage_outside_the_shares_taken_is_not_told_a_share_that_is_then_refused(text: str) -> None:
     with pytest.raises(PolicyError) as exc:
         parse_number(text, "--utilization")
-    assert "outside 0-100%" in str(exc.value) and "write it as the number" not in str(exc.value)
+    assert "not a share this field takes" in str(exc.value) and "write it as the number" not in str(exc.value)
+    assert "from above 0 to 1" in str(exc.value)
+
+
+def test_zero_percent_where_zero_is_allowed_is_told_0() -> None:
+    with pytest.raises(PolicyError, match=r"write it as the number 0$"):
+        parse_number("0%", "fraction", allow_zero=True)
 
 
 def test_a_rate_that_is_not_a_number_is_told_a_rate(cli: Cli) -> None:

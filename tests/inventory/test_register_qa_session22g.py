@@ -147,3 +147,11 @@ def test_the_first_control_character_of_a_value_is_the_one_named(two: str, tmp_p
     with pytest.raises(RegisterError) as exc:
         import_register(_write(tmp_path, body), two)
     assert "U+001B" in str(exc.value) and "U+0000" not in str(exc.value)
+
+
+def test_control_characters_are_named_in_column_order(two: str, tmp_path: Path) -> None:
+    body = HEADER + "Dublin\x1bDC1,H100 SXM,1,Acme\x00Cloud,Acme Ops,S9\n"
+    with pytest.raises(RegisterError) as exc:
+        import_register(_write(tmp_path, body), two)
+    text = str(exc.value)
+    assert text.index("field site") < text.index("field owner"), text
