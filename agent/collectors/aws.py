@@ -72,12 +72,20 @@ class AwsAccount(BaseModel):
 
 
 class AwsConfig(SourceConfig):
+    # The checks below that are not plain bounds, as JSON Schema too, so the chart's values.schema.json (which must
+    # match this model's schema) refuses at `helm install` what the agent would refuse at start.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"retry_mode": {"const": "legacy"}}, "required": ["retry_mode"]},
+        "then": {"properties": {"max_attempts": {"maximum": LEGACY_MAX_ATTEMPTS}}},
+    })
+
     accounts: list[AwsAccount] = Field(default_factory=lambda: [AwsAccount()])
     max_workers: int = Field(8, ge=1, le=64)
     retry_mode: str = Field("adaptive", pattern="^(legacy|standard|adaptive)$")
     max_attempts: int = Field(8, ge=1, le=20)
     page_size: int = Field(1000, ge=5, le=1000)
-    states: list[str] = Field(default_factory=lambda: list(DEFAULT_STATES))
+    states: list[str] = Field(default_factory=lambda: list(DEFAULT_STATES), json_schema_extra={
+        "items": {"enum": list(EC2_STATES), "type": "string"}, "minItems": 1})
     capacity_reservations: bool = True
     endpoint_url: str | None = None
     read_timeout: int | None = Field(

@@ -58,6 +58,13 @@ from policies.errors import PolicyError
 _ACCEL_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "google.com/tpu", "aws.amazon.com/neuron", "habana.ai/gaudi")
 
 
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# The same, as one JSON Schema pattern (the chart's values.schema.json; "" means none): the prefix's 253 characters
+# are checked by the agent only.
+LABEL_KEY_PATTERN = (rf"^$|^(?:{_LABEL_PREFIX.pattern}/)?{_LABEL_NAME.pattern}$")
+
+
 class ClusterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +87,7 @@ class ClusterConfig(BaseModel):
     )
     customer_label: str | None = Field(
         "compute.veu-governor.io/customer",
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": LABEL_KEY_PATTERN}, {"type": "null"}]},
         description="Namespace label naming the namespace's customer (a registered party), synced into the "
                     "store's namespace mappings for this cluster (the webhook's VEU_CLUSTER must be this name); "
                     "null turns the sync off.",
@@ -109,8 +117,6 @@ def node_instance(provider_id: str) -> str:
         return instance_ref("gcp", *parts) if len(parts) == 3 and all(parts) else ""
     return ""
 
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _check_label_key(key: str | None) -> str | None:

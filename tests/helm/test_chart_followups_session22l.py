@@ -257,3 +257,41 @@ def test_a_webhook_timeout_above_3_seconds_is_accepted_but_warned_about(seconds:
 
 def test_a_webhook_timeout_above_10_seconds_is_still_refused() -> None:
     assert "/webhook/timeoutSeconds" in _refused({"webhook": {"timeoutSeconds": 11}})
+
+
+# --- values the agent's validators refuse (session 22 review): refused at install, not by a crash-looping agent --
+
+
+@pytest.mark.parametrize(("collectors", "where"), [
+    ({"aws": {"states": ["runing"]}}, "/agent/collectors/aws/states/0"),
+    ({"aws": {"states": []}}, "/agent/collectors/aws/states"),
+    ({"aws": {"retry_mode": "legacy", "max_attempts": 20}}, "/agent/collectors/aws/max_attempts"),
+    ({"k8s": {"clusters": [{"name": "c", "customer_label": "not a label!"}]}},
+     "/agent/collectors/k8s/clusters/0/customer_label"),
+])
+def test_a_collector_value_only_a_validator_refused_is_refused_by_the_schema(collectors: dict[str, Any],
+                                                                             where: str) -> None:
+    assert where in _refused({"agent": {"collectors": collectors}})
+
+
+def test_the_agent_refuses_the_same_values(tmp_path: Any) -> None:
+    from agent.collectors.config import load_config
+
+    for section in ({"aws": {"states": ["runing"]}}, {"aws": {"retry_mode": "legacy", "max_attempts": 20}},
+                    {"k8s": {"clusters": [{"name": "c", "customer_label": "not a label!"}]}}):
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({"collectors": section}), encoding="utf-8")
+        with pytest.raises(Exception):  # noqa: B017 - the agent's own error type varies by loader
+            load_config(path)
+
+
+def test_legacy_retries_within_the_bound_and_a_plain_label_render() -> None:
+    render({"agent": {"collectors": {"aws": {"retry_mode": "legacy", "max_attempts": 8},
+                                     "k8s": {"clusters": [{"name": "c", "customer_label": "team"}]}}}})
+
+
+def test_two_registers_of_one_file_name_fail_the_render() -> None:
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as err:
+        chart.render({"agent": {"collectors": {"csv": {"files": ["/a/fleet.csv", "/b/fleet.csv"]}}}},
+                     name=RELEASE, namespace=NAMESPACE)
+    assert "two registers named fleet.csv" in str(err.value)

@@ -184,6 +184,18 @@ would pass) or no key set: fail the render instead of every API pod. */}}
 {{- if and (not .Values.tls.certManager.enabled) (ge (int $ss.renewBeforeDays) (int $ss.certValidityDays)) }}
 {{- fail (printf "tls.selfSigned.renewBeforeDays=%d must be below certValidityDays=%d: otherwise every upgrade and every daily rotation run re-issues the serving certificate" (int $ss.renewBeforeDays) (int $ss.certValidityDays)) }}
 {{- end }}
+{{- /* The agent refuses two registers of one file name (each file's name is its scope): refused here too, not by
+a crash-looping agent after the install reported success. */}}
+{{- with (.Values.agent.collectors | default dict).csv }}
+{{- $seen := dict }}
+{{- range .files }}
+{{- $name := base . }}
+{{- if hasKey $seen $name }}
+{{- fail (printf "agent.collectors.csv.files: two registers named %s; each file's name is its scope (register:<file name>), so rename one" $name) }}
+{{- end }}
+{{- $_ := set $seen $name true }}
+{{- end }}
+{{- end }}
 {{- include "veu.checkPdb" (dict "path" "webhook" "component" .Values.webhook) }}
 {{- if and .Values.api.enabled (not (include "veu.sqlite" .)) }}
 {{- include "veu.checkPdb" (dict "path" "api" "component" .Values.api) }}
