@@ -54,7 +54,7 @@ def sync_cmd(
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """Run collectors once and apply what they see (partial scopes retire nothing)."""
+    """Run collectors once and apply what they see; a partly listed scope retires nothing (exit 1)."""
     from agent.collectors.config import load_config
     from agent.inventory import ScopeOutcome, sync
 
@@ -119,7 +119,7 @@ def import_cmd(
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """Import an asset register: every row validated first; any bad row and nothing is written."""
+    """Import an asset register: every row is checked first, and one bad row means nothing is written."""
     from agent.cli._common import UsageError
     from agent.inventory import import_register
 

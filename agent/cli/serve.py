@@ -22,7 +22,9 @@ def serve(
                                             help="Also serve Prometheus /metrics over plain HTTP on this port (for a "
                                                  "--webhook-only process, whose own port exposes nothing else)."),
     client_ca: str | None = typer.Option(None, "--client-ca",
-                                         help="Require client certificates signed by this CA (the API server's)."),
+                                         help="PEM CA bundle: only clients with a certificate it signs (the API "
+                                              "server's) complete the handshake; needs --tls-cert/--tls-key; TLS "
+                                              "1.3 only; reloaded when it changes."),
     header_timeout: float = typer.Option(10.0, "--header-timeout",
                                          help="Seconds a client has to send a request's line and headers, from "
                                               "connecting or from its first byte after a response (else 408 and "
