@@ -584,38 +584,135 @@ def _fine_tune_chain(m: Any, models: dict[int | None, Any], status_of: Any) -> l
     return chain
 
 
+def _charged_name(s: Session, key: str, customer: str, on: date, by_name: Mapping[str, Any],
+                  cache: dict[Any, Any]) -> str:
+    """The ledger lineage a customer's job naming ``key`` trains, as metering charges it
+    (agent.ledger.add_metered_usage): another party's unpublished model of that name is ``CUSTOMER/NAME``, and
+    training a model published by ``on`` is the customer's derivative of it. ``cache`` keeps the answers and the
+    parties read across one listing (a cluster's decisions repeat a few jobs and customers many times)."""
+    got = cache.get((key, customer, on))
+    if got is not None:
+        return str(got)
+    from agent import ledger
+    from policies.ledger import ModelRecord, derivative_name, lineage_name
+
+    found = by_name.get(key)
+    if ("party", customer) not in cache:
+        cust = s.exec(select(Party).where(Party.name == customer)).first()
+        cache[("party", customer)] = (cust, ledger._group(s, cust) if cust is not None else ())
+    cust, group = cache[("party", customer)]
+    name = key
+    if found is not None and cust is not None:
+        if ("owner", found.owner_id) not in cache:
+            owner = s.get(Party, found.owner_id)
+            cache[("owner", found.owner_id)] = owner.name if owner else ""
+        scoped = lineage_name(key, ModelRecord(found.name, owner=cache[("owner", found.owner_id)],
+                                               published=found.published, published_on=found.published_on),
+                              cust.name, group, on)
+        if scoped != key:
+            name, found = scoped, by_name.get(scoped)
+        if found is not None and ledger._published_by(found, on):
+            name = derivative_name(found.name, cust.name)
+    cache[(key, customer, on)] = name
+    return name
+
+
+def _charged_by_job(s: Session, as_of: date) -> dict[tuple[int, str], float]:
+    """What the ledger charges each job on each model so far: max(its declared runs, its metered usage, the job's
+    and its pods'), as the ledger reads a job (agent.ledger._merge_usage). Read once for a listing, grouped in
+    the database: a query per decision took seconds over a cluster's history."""
+    from agent.ledger import POD_SEP
+    from agent.store.tables.ledger import LedgerRun, MeteredUsage
+
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    metered: dict[tuple[int, str], float] = {}
+    for model_id, ref, ops in s.execute(
+            sa_select(col(MeteredUsage.model_id), col(MeteredUsage.job_ref), func.sum(col(MeteredUsage.operations)))
+            .where(col(MeteredUsage.period_start) < end, col(MeteredUsage.job_ref) != "",
+                   col(MeteredUsage.model_id).is_not(None))
+            .group_by(col(MeteredUsage.model_id), col(MeteredUsage.job_ref))):
+        k = (int(model_id), str(ref).split(POD_SEP, 1)[0])
+        metered[k] = metered.get(k, 0.0) + float(ops or 0.0)
+    out = dict(metered)
+    for model_id, ref, ops in s.execute(
+            sa_select(col(LedgerRun.model_id), col(LedgerRun.job_ref), func.sum(col(LedgerRun.operations)))
+            .where(col(LedgerRun.withdrawn_at).is_(None), col(LedgerRun.job_ref) != "")
+            .group_by(col(LedgerRun.model_id), col(LedgerRun.job_ref))):
+        k = (int(model_id), str(ref))
+        out[k] = max(out.get(k, 0.0), float(ops or 0.0))
+    return out
+
+
 def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of: date) -> list[core.TrainingRun]:
-    """Training jobs the admission webhook decided on in the site's cluster (agent/cases.py decisions)."""
+    """Training jobs the admission webhook decided on in the site's cluster (agent/cases.py decisions).
+
+    Both of ¶7's prongs: a job for a customer outside Tier 1 (its lineage projected by the webhook) and a Tier 1
+    customer's job (its model and run estimate recorded, no lineage projected), listed by core.para7 when the site
+    is outside Tier 1. The model is the lineage metering charges; its status and fine-tuning chain are the
+    ledger's, as for ledger runs; the job counts at max(its admitted estimate, what the ledger charged it).
+    """
     if not site.cluster:
         return []
     try:
         from agent.store.tables.cases import AdmissionDecision
+        from agent.store.tables.ledger import LedgerModel
     except ImportError:
         return []
     refs = party_refs(s, as_of)
     end = datetime.combine(as_of, datetime.max.time(), tzinfo=UTC)
     q = select(AdmissionDecision).where(AdmissionDecision.customer_name != "",
                                         AdmissionDecision.decided_at <= end)  # type: ignore[operator]
+    thr = float(packs.value("eccn-4e091", "operations_threshold", as_of))
+    models: dict[int | None, Any] | None = None
+    by_name: dict[str, Any] = {}
+    statuses: dict[str, Any] = {}
+    cache: dict[Any, Any] = {}
+    charged_by_job: dict[tuple[int, str], float] | None = None
+
+    def status_of(name: str) -> Any:
+        if name not in statuses:
+            statuses[name] = _ledger_status(s, packs, name, as_of)
+        return statuses[name]
+
     out = []
     # In decision order (ids increase within a webhook process but interleave by block across replicas).
     for d in s.exec(q.order_by(col(AdmissionDecision.decided_at), col(AdmissionDecision.id))).all():
         detail = json.loads(d.detail or "{}")
         if detail.get("asked", {}).get("cluster") != site.cluster or d.customer_name not in refs:
             continue
-        if d.lineage_operations is None:
-            # Not a training job whose lineage the webhook projected. A Tier 1 customer's decision records its run
-            # estimate (for the split-run sums, should the customer leave Tier 1) but no lineage: not listed, as
-            # before it recorded one.
-            continue
-        model = d.model_key or ""
-        status = _model_status(s, packs, model, as_of) if model else None
-        if status is None:
-            thr = float(packs.value("eccn-4e091", "operations_threshold", as_of))
-            status = "4E091" if at_least(d.lineage_operations or 0.0, thr) else "below-threshold"
+        if d.run_operations is None and d.lineage_operations is None:
+            continue  # not a training job the webhook estimated
+        if models is None:
+            models = {m.id: m for m in s.exec(select(LedgerModel)).all()}
+            by_name = {m.name: m for m in models.values()}
+        model = (_charged_name(s, d.model_key, d.customer_name, d.decided_at.date(), by_name, cache)
+                 if d.model_key else "")
+        m = by_name.get(model)
+        st = status_of(model) if m is not None else None
+        if st is not None:
+            status = str(st.status)
+        elif d.lineage_operations is not None:
+            status = "4E091" if at_least(d.lineage_operations, thr) else "below-threshold"
+        else:
+            # No lineage projected (a Tier 1 customer's job) and none in the ledger: the run alone may reach the
+            # threshold; below it, earlier runs of the lineage may not be known.
+            status = "4E091" if at_least(d.run_operations or 0.0, thr) else "unknown"
+        run_ops = float(d.run_operations or 0.0)
+        if m is not None and charged_by_job is None:
+            charged_by_job = _charged_by_job(s, as_of)
+        charged = (charged_by_job or {}).get((m.id, d.job_ref), 0.0) if m is not None and m.id is not None else 0.0
+        chain = _fine_tune_chain(m, models, status_of) if st is not None and m is not None and m.base_id else []
+        original, tuning = core.fine_tune_original(packs, as_of, chain) if len(chain) > 1 else (None, 0.0)
+        base = models.get(m.base_id) if m is not None and m.base_id else None
         out.append(core.TrainingRun(
             run=f"decision-{d.id} ({d.job_ref})", site=site.name, location=loc,
             customer=effective_tier(packs, refs, d.customer_name, as_of), model=model, model_status=status,
-            operations=float(d.run_operations or 0.0),
+            # As for a ledger run: a fine-tune's operations are the chain's below the original, with this job's
+            # admitted estimate where it exceeds what the ledger charged the job so far.
+            operations=(tuning + max(0.0, run_ops - charged)) if original is not None else max(run_ops, charged),
+            fine_tune_of=original.name if original is not None else base.name if base else None,
+            base_status=original.status if original is not None else None,
+            base_operations=original.total if original is not None else None,
             decision=f"{d.code} ({'allowed' if d.allowed else 'denied'}, {d.mode})", on=d.decided_at.date()))
     return out
 

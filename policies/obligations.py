@@ -224,10 +224,15 @@ def para7(packs: PackRegistry, as_of: date, runs: Iterable[TrainingRun]) -> list
             else:
                 verdict, why = "unknown", "the original model's training operations are not in the ledger"
         elif r.model_status == "4E091":
+            # ¶7's two prongs: "in a location outside of, or as IaaS for an entity headquartered outside of" Supp. 5(a).
+            prongs = ([f"at a site in {r.location.country}, outside Supp. 5(a)"] if outside_site else []) + (
+                ["as IaaS for an entity headquartered outside Supp. 5(a)"] if outside_party else [])
             verdict, why = "violation", (
-                "training a 4E091 model outside Supp. 5(a) or as IaaS for an entity headquartered outside it")
+                f"training a 4E091 model {' and '.join(prongs)} needs BIS authorization (only fine-tuning a 4E091 "
+                f"model, up to {frac:.0%} of its training operations, is permitted)")
         elif r.model_status == "unknown":
-            verdict, why = "unknown", "the model's 4E091 status is not known"
+            verdict, why = "unknown", ("the model's 4E091 status is not known: record the model and its training "
+                                        "runs in the ledger (`veuctl models add`, `veuctl models add-run`)")
         else:
             verdict, why = "ok", f"model status {r.model_status}"
         out.append({

@@ -86,7 +86,8 @@ def test_a_part_admitted_while_tier1_counts_once_the_customer_leaves_tier1(url: 
     assert other.code == redflag.HOLD_FOR_INQUIRY and "model name" in other.message, other.message
 
 
-def test_para7_lists_no_decision_of_a_customer_then_in_tier1(url: str) -> None:
+def test_para7_lists_a_tier1_customers_decision_at_a_site_outside_tier1(url: str) -> None:
+    """¶7's location prong: training at a site outside Supp. 5(a) is covered whoever the customer is."""
     _harbour_labs(url)
     with session_scope(url) as s:
         parties.add_site(s, "dc-dubai", "AE", cluster="c-ae")  # a site outside Tier 1: ¶7 lists its runs
@@ -94,8 +95,7 @@ def test_para7_lists_no_decision_of_a_customer_then_in_tier1(url: str) -> None:
     assert _decide(url, "ae-1", "m-ae", "tenant-ae", cluster="c-ae").code == redflag.ALLOW
     with session_scope(url) as s:
         runs = obligations.para7_for_site(s, registry(), "dc-dubai", date.today())["runs"]
-    # As before the Tier 1 decision recorded an estimate: only the Tier 2 customer's estimated decision.
-    assert [r["customer"] for r in runs] == ["Emirates AI"], runs
+    assert [r["customer"] for r in runs] == ["Harbour Labs", "Emirates AI"], runs
 
 
 def test_the_aggregate_hold_counts_the_jobs_own_model_once() -> None:
