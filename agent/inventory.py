@@ -891,7 +891,8 @@ def import_register(path: Path | str, url: str | None = None, scope: str | None 
             s, name, {r.site for r in rows}, {o.external_id for o in obs})
         if gone:
             raise PolicyError(
-                f"FILE: importing {p.name} as {name} would retire every chip it holds at {gone}, a site this "
+                f"FILE: importing {p.name} as {name} would retire every chip it holds at {gone}, "
+                f"{'sites' if gone.count(' chips)') > 1 else 'a site'} this "
                 "file does not list. If it is another register with the same file name, give it its own "
                 "--scope; if those chips are gone, pass --retire-absent-sites")
 

@@ -167,11 +167,12 @@ def _check_source(src: Engine, tables: list[Table], shown: str) -> None:
                 raise CopyRefused(f"--from: table {t.name} is missing although the store is at head; run `veuctl "
                                   "db upgrade` on it or copy from a backup")
             cols = {c["name"] for c in insp.get_columns(t.name)}
-            extra = sorted(cols - set(t.c.keys()))
-            if extra or set(t.c.keys()) - cols:
-                raise CopyRefused(f"--from: table {t.name} has columns this release does not know "
-                                  f"({', '.join(extra) or 'missing: ' + ', '.join(sorted(set(t.c.keys()) - cols))})"
-                                  "; it was changed by hand: nothing was copied")
+            extra, missing = sorted(cols - set(t.c.keys())), sorted(set(t.c.keys()) - cols)
+            if extra or missing:
+                what = "; ".join(part for part in (
+                    f"columns this release does not know ({', '.join(extra)})" if extra else "",
+                    f"no column {', '.join(missing)}, which this release has" if missing else "") if part)
+                raise CopyRefused(f"--from: table {t.name} has {what}; it was changed by hand: nothing was copied")
         conn.rollback()
 
 
