@@ -20,6 +20,7 @@ dropped or converted, nor the driver's words.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -101,22 +102,29 @@ def api_detail(message: str, renames: Mapping[str, str] | None = None) -> str:
 
 # How much of a value it was sent an error message repeats (as in a 422's list form: routes.errors._clipped).
 MAX_ECHOED = 120
-_LONG = MAX_ECHOED + 1
-_QUOTED = re.compile(rf"""'([^'\n]{{{_LONG},}})'|"([^"\n]{{{_LONG},}})"|(?<!\S)(\S{{{3 * MAX_ECHOED},}})""")
+_COUNTED = r"(?: \((\d[\d,]*) characters\))?"  # the length a value clipped before carries
 
 
-def clip_echoes(message: str) -> str:
-    """``message`` with each quoted value longer than :data:`MAX_ECHOED` characters (and any unbroken run of text
-    three times that, such as a request hint carrying the value) cut to its start and its length: a 3,000-character
-    ``?country=`` came back whole in the answer's ``detail``."""
+@functools.lru_cache(maxsize=8)
+def _echoes(longer_than: int) -> re.Pattern[str]:
+    n = longer_than + 1
+    run = 3 * longer_than
+    return re.compile(rf"""'([^'\n]{{{n},}})'{_COUNTED}|"([^"\n]{{{n},}})"{_COUNTED}|(?<!\S)(\S{{{run},}})""")
+
+
+def clip_echoes(message: str, longer_than: int = MAX_ECHOED, keep: int = MAX_ECHOED) -> str:
+    """``message`` with each quoted value longer than ``longer_than`` characters (and any unbroken run of text three
+    times that, such as a request hint carrying the value) cut to its first ``keep`` and its length, outside the
+    quotes: it is not what was typed. A 3,000-character ``?country=`` came back whole in the answer's ``detail``.
+    A value clipped before keeps the length it had (the dashboard clips the API's words shorter)."""
     def cut(m: re.Match[str]) -> str:
-        if m.group(3) is not None:
-            t = m.group(3)
-            return f"{t[:MAX_ECHOED]}... ({len(t)} characters)"
-        q, t = ("'", m.group(1)) if m.group(1) is not None else ('"', m.group(2))
-        return f"{q}{t[:MAX_ECHOED]}...{q} ({len(t)} characters)"
+        if m.group(5) is not None:
+            t = m.group(5)
+            return f"{t[:keep]}… ({len(t):,} characters)"
+        q, t, n = ("'", m.group(1), m.group(2)) if m.group(1) is not None else ('"', m.group(3), m.group(4))
+        return f"{q}{t[:keep].removesuffix('…')}…{q} ({n or f'{len(t):,}'} characters)"
 
-    return _QUOTED.sub(cut, message)
+    return _echoes(longer_than).sub(cut, message)
 
 
 def _with_name(api: str, command: str, n: int) -> str:

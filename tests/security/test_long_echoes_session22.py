@@ -40,7 +40,7 @@ def test_a_long_value_is_repeated_clipped_with_its_length(client: TestClient, pa
     assert r.status_code in (404, 422), r.text[:300]
     detail = r.json()["detail"]
     assert isinstance(detail, str)
-    assert len(detail) < 700 and "(3000 characters)" in detail, detail[:400]
+    assert len(detail) < 700 and "(3,000 characters)" in detail, detail[:400]
     assert detail.split(":", 1)[0] in ("as_of", "country", "accelerator", "site", "status", "owner", "model", "party")
 
 
@@ -52,5 +52,11 @@ def test_a_short_value_is_repeated_whole(client: TestClient) -> None:
 def test_clipping_keeps_the_quotes_and_leaves_short_text_alone() -> None:
     assert clip_echoes("x: 'abc' is not known") == "x: 'abc' is not known"
     out = clip_echoes(f'x: "{LONG}" is not known; and {"b" * 400} too')
-    assert out.startswith('x: "' + "A" * 120 + '..." (3000 characters) is not known')
-    assert "b" * 120 + "... (400 characters) too" in out
+    assert out.startswith('x: "' + "A" * 120 + '…" (3,000 characters) is not known')
+    assert "b" * 120 + "… (400 characters) too" in out
+
+
+def test_a_value_clipped_again_keeps_its_first_length() -> None:
+    once = clip_echoes(f"as_of: '{LONG}' is not a date")
+    twice = clip_echoes(once, longer_than=60, keep=40)
+    assert twice == "as_of: '" + "A" * 40 + "…' (3,000 characters) is not a date"

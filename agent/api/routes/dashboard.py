@@ -30,7 +30,7 @@ from sqlmodel import Session, select
 
 from agent import caps as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import MAX_OFFSET, api_detail
+from agent.api.fields import MAX_OFFSET, api_detail, clip_echoes
 from agent.api.routes.fleet import _site_rows, series_days
 from agent.cases import ANSWER_MAXLEN
 from agent.store.tables.core import Party, Site, utc_today
@@ -165,17 +165,13 @@ def _param_error(e: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- form fields by their labels
 
-# A quoted value longer than this is echoed shortened: a pasted page of text repeated in full buried the message.
-_LONG_QUOTED = re.compile(r"'([^'\n]{61,})'|\"([^\"\n]{61,})\"")
 _NAMED_ASIDE = re.compile(r"\(([a-z_]+)\)")
 
 
 def _shorten(text: str) -> str:
-    def cut(m: re.Match[str]) -> str:
-        value = m.group(1) if m.group(1) is not None else m.group(2)
-        return f"'{value[:40]}…' ({len(value):,} characters)"  # the count outside: it is not what was typed
-
-    return _LONG_QUOTED.sub(cut, text)
+    """A quoted value longer than 60 characters echoed as its first 40 and its length: a pasted page of text repeated
+    in full buried the message (shorter than the API's :func:`agent.api.fields.clip_echoes`, beside a form)."""
+    return clip_echoes(text, longer_than=60, keep=40)
 
 
 def _clip(text: str) -> str:
