@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -669,6 +669,27 @@ def add_determination(
     return row
 
 
+def charged_model(s: Session, model: str, cust: Party | None, day: date,
+                  find: Callable[[str], LedgerModel | None]) -> tuple[str, LedgerModel | None, str | None]:
+    """The lineage a customer's job naming ``model`` trains on ``day``, as metering charges it: (its name, its ledger
+    row found by ``find``, the published model it derives from). Another party's unpublished model of that name is
+    not this customer's lineage (the webhook's rule: ``CUSTOMER/NAME``), and training a model published by ``day``
+    makes new, unpublished weights: the customer's derivative, never more operations of the published model."""
+    found = find(model)
+    if found is not None and cust is not None:
+        owner = s.get(Party, found.owner_id)
+        scoped = lineage_name(model, ModelRecord(found.name, owner=owner.name if owner else "",
+                                                 published=found.published, published_on=found.published_on),
+                              cust.name, _group(s, cust), day)
+        if scoped != model:
+            model, found = scoped, find(scoped)
+    derived_from: str | None = None
+    if found is not None and cust is not None and _published_by(found, day):
+        derived_from, model = found.name, derivative_name(found.name, cust.name)
+        found = find(model)
+    return model, found, derived_from
+
+
 def add_metered_usage(
     s: Session,
     *,
@@ -705,22 +726,8 @@ def add_metered_usage(
     model_row: LedgerModel | None = None
     if model:
         model = _check_name(model, "model")
-        found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
-        if found is not None and cust is not None:
-            # The webhook's rule: another party's unpublished model of that name is not this customer's lineage.
-            owner = s.get(Party, found.owner_id)
-            scoped = lineage_name(model, ModelRecord(found.name, owner=owner.name if owner else "",
-                                                     published=found.published, published_on=found.published_on),
-                                  cust.name, _group(s, cust), start_dt.date())
-            if scoped != model:
-                model = scoped
-                found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
-        derived_from: str | None = None
-        if found is not None and cust is not None and _published_by(found, start_dt.date()):
-            # Training a published model after its publication makes new, unpublished weights: the customer's
-            # derivative (the webhook's name for it too), never more operations of the published model.
-            derived_from, model = found.name, derivative_name(found.name, cust.name)
-            found = s.exec(select(LedgerModel).where(LedgerModel.name == model)).first()
+        model, found, derived_from = charged_model(
+            s, model, cust, start_dt.date(), lambda n: s.exec(select(LedgerModel).where(LedgerModel.name == n)).first())
         if found is None and create_model:
             if cust is None:
                 raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")

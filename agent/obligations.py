@@ -587,32 +587,16 @@ def _fine_tune_chain(m: Any, models: dict[int | None, Any], status_of: Any) -> l
 def _charged_name(s: Session, key: str, customer: str, on: date, by_name: Mapping[str, Any],
                   cache: dict[Any, Any]) -> str:
     """The ledger lineage a customer's job naming ``key`` trains, as metering charges it
-    (agent.ledger.add_metered_usage): another party's unpublished model of that name is ``CUSTOMER/NAME``, and
-    training a model published by ``on`` is the customer's derivative of it. ``cache`` keeps the answers and the
-    parties read across one listing (a cluster's decisions repeat a few jobs and customers many times)."""
+    (:func:`agent.ledger.charged_model`). ``cache`` keeps the answers and the customers read across one listing (a
+    cluster's decisions repeat a few jobs and customers many times)."""
     got = cache.get((key, customer, on))
     if got is not None:
         return str(got)
-    from agent import ledger
-    from policies.ledger import ModelRecord, derivative_name, lineage_name
+    from agent.ledger import charged_model
 
-    found = by_name.get(key)
     if ("party", customer) not in cache:
-        cust = s.exec(select(Party).where(Party.name == customer)).first()
-        cache[("party", customer)] = (cust, ledger._group(s, cust) if cust is not None else ())
-    cust, group = cache[("party", customer)]
-    name = key
-    if found is not None and cust is not None:
-        if ("owner", found.owner_id) not in cache:
-            owner = s.get(Party, found.owner_id)
-            cache[("owner", found.owner_id)] = owner.name if owner else ""
-        scoped = lineage_name(key, ModelRecord(found.name, owner=cache[("owner", found.owner_id)],
-                                               published=found.published, published_on=found.published_on),
-                              cust.name, group, on)
-        if scoped != key:
-            name, found = scoped, by_name.get(scoped)
-        if found is not None and ledger._published_by(found, on):
-            name = derivative_name(found.name, cust.name)
+        cache[("party", customer)] = s.exec(select(Party).where(Party.name == customer)).first()
+    name = charged_model(s, key, cache[("party", customer)], on, by_name.get)[0]
     cache[(key, customer, on)] = name
     return name
 
