@@ -35,6 +35,12 @@ def _unsupported(exc: Exception) -> bool:
     return getattr(exc, "value", None) in _UNSUPPORTED
 
 
+def _unread(i: int, uuid: str, what: str) -> str:
+    """The error for a GPU NVML could not read all of: it stays held as last seen, and the host retires nothing."""
+    return (f"GPU {i} ({uuid}): NVML cannot read {what}; it stays held as last seen and nothing on this host retires "
+            "until it answers again")
+
+
 # nvml.h, NVML_ERROR_NO_PERMISSION: nvmlDeviceGetMemoryInfo on a GPU in MIG mode answers the whole GPU's memory only
 # to a privileged caller.
 _NO_PERMISSION = 4
@@ -106,8 +112,7 @@ class NvmlCollector(Collector):
                     if not _unsupported(exc):
                         # Lost part-way through being read: "no serial" would rewrite the holding without the serial
                         # it has (and MIG mode as off). It stays held as last seen; nothing here retires.
-                        res.add_error(f"GPU {i} ({uuid}): NVML cannot read its serial ({exc}); it stays held as "
-                                      "last seen and nothing on this host retires until it answers again")
+                        res.add_error(_unread(i, uuid, f"its serial ({exc})"))
                         continue
                     serial = ""
                 mem = None
@@ -122,9 +127,8 @@ class NvmlCollector(Collector):
                         why = (" (a GPU in MIG mode tells its memory size only to a privileged caller: run the "
                                "NVML collector as root on this host)"
                                if getattr(exc, "value", None) == _NO_PERMISSION else "")
-                        res.add_error(f"GPU {i} ({uuid}): NVML cannot read its memory size ({exc}){why}, which "
-                                      f"tells which chip {name!r} is; it stays held as last seen and nothing on "
-                                      "this host retires until it answers again")
+                        res.add_error(_unread(i, uuid, f"its memory size ({exc}){why}, which tells which chip "
+                                                       f"{name!r} is"))
                         continue
                 try:
                     acc, _ = resolve_alias(name, memory_mib=mem)
@@ -137,8 +141,7 @@ class NvmlCollector(Collector):
                     mig = bool(lib.nvmlDeviceGetMigMode(h)[0])
                 except Exception as exc:
                     if not _unsupported(exc):
-                        res.add_error(f"GPU {i} ({uuid}): NVML cannot read its MIG mode ({exc}); it stays held as "
-                                      "last seen and nothing on this host retires until it answers again")
+                        res.add_error(_unread(i, uuid, f"its MIG mode ({exc})"))
                         continue
                     mig = False
                 res.observations.append(
