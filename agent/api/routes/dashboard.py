@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -497,10 +497,12 @@ def site(
 
 @router.get("/explain/{name}/{cap_id:path}", response_class=HTMLResponse)  # LPP cap ids end in a party name
 def explain_page(
-    name: str, cap_id: str, request: Request, offset: int = Offset, part: str = "numerator",
+    name: str, cap_id: str, request: Request, offset: int = Offset,
+    # As the API's: another value showed the numerator without a word (a 422 page naming part now).
+    part: Literal["numerator", "all"] = Query("numerator", description="Holdings in the numerator, or all counted"),
     s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    d = svc.explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), "all" if part == "all" else "numerator")
+    d = svc.explain(s, packs, name, cap_id, as_of, 200, max(offset, 0), part)
     return render(request, "explain.html", as_of, packs, cap=d, name=name)
 
 
@@ -930,10 +932,13 @@ def deadlines_page(
     request: Request, status: str = "", filed: str = "", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
+    from agent import obligations as ob
     from policies import obligations as core
 
     if status and status not in core.DEADLINE_STATUSES:
-        status = ""
+        # A mistyped tab listed every deadline under no tab, read as the ones asked for: refused naming status
+        # (the error page), in the API's words (the service refuses it before working anything out).
+        ob.deadline_list(s, packs, as_of, status)
     return _deadlines_page(request, s, packs, as_of, status, filed=filed or None)
 
 

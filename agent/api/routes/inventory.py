@@ -38,9 +38,12 @@ def _checked_filters(s: Session, source: str | None = None, accelerator: str | N
 
 
 def _party_id(s: Session, name: str, field: str) -> int | None:
+    """The id of the party a filter names. One not registered is a 422 on the parameter, as every other party a
+    query or body names (``shipments?consignee=``, a what-if's ``owner``): the list exists, the filter names
+    nothing (an empty page would read as "holds no chips"). A registered party holding nothing lists nothing."""
     p = s.exec(select(Party).where(Party.name == name)).first()
     if p is None:
-        raise HTTPException(404, detail=f"{field}: party {name!r} is not registered; give a name GET /api/v1/parties "
+        raise HTTPException(422, detail=f"{field}: party {name!r} is not registered; give a name GET /api/v1/parties "
                                         f"lists, or leave {field} empty for every party")
     return p.id
 
