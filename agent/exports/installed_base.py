@@ -107,11 +107,16 @@ def _received_in(s: Session, start: date, end: date) -> int:
 
 
 def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holders: dict[str, str],
-                    notes: list[str]) -> list[tuple[Any, ...]]:
+                    notes: list[str], as_of: date) -> list[tuple[Any, ...]]:
     """§ 748.15(f)(1)(ii)(C): each NVEU's current customers, the parties whose namespaces are mapped on the
     Kubernetes clusters of its data centers (the sites in its country where the holder owns or operates chips),
-    and those mapped on every cluster. An NVEU with no cluster registered at those sites gets a note instead."""
+    and those mapped on every cluster, each with its headquarters on ``as_of`` (a customer re-domiciled after the
+    report's end is listed where it was then). An NVEU with no cluster registered at those sites gets a note
+    instead."""
+    from agent.parties import party_refs
     from agent.store.tables.core import PartyNamespace
+
+    hq_on = {name: ref.hq for name, ref in party_refs(s, as_of).items()}
 
     sites = {x.name: x for x in s.scalars(select(Site))}
     parties = {x.id: x for x in s.scalars(select(Party))}
@@ -137,7 +142,8 @@ def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holde
             cl.add(m.cluster or "(every cluster)")
         for pid, (ns, cl) in sorted(found.items(), key=lambda kv: parties[kv[0]].name):
             p = parties[pid]
-            rows.append((a.name, p.name, p.hq, p.address, "; ".join(sorted(ns)), "; ".join(sorted(cl))))
+            rows.append((a.name, p.name, hq_on.get(p.name, p.hq), p.address, "; ".join(sorted(ns)),
+                         "; ".join(sorted(cl))))
     return rows
 
 
@@ -190,7 +196,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, authorization
             if d["binding"] and d["utilisation"] is not None:
                 chart_cats.append(f"{a.name}: {d['id']}")
                 chart_vals.append(100.0 * float(d["utilisation"]))
-    customers = _nveu_customers(s, base, auths, holders, report.notes)
+    customers = _nveu_customers(s, base, auths, holders, report.notes, as_of)
     exceeded = sum(1 for r in cap_rows if r[6] and not r[11])
     report.summary = {
         "as_of": as_of.isoformat(), "total_tpp_3a090a_class": summ["total_tpp"],

@@ -121,6 +121,25 @@ def _is_id(column: str) -> bool:
     return column in ("id", "seq") or column.endswith("_id")
 
 
+def _is_year(column: str) -> bool:
+    """A column of calendar years (LPP's per consignee per year): printed 2026, as the CSV writes it, not 2,026."""
+    return column == "year"
+
+
+def _is_money(column: str) -> bool:
+    """A column of US dollar amounts (a shipment's ``value_usd``; the summary's ``value usd``)."""
+    return column.endswith("usd") or column.startswith("value usd")
+
+
+def _money(v: Any) -> Any:
+    """A dollar amount to the cent, as recorded: 12,345.50, never rounded to 12,346 as other figures of that size
+    are (the CSV carries 12345.5); anything not a number unchanged."""
+    x = jsonable(v)
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return v
+    return f"{x:,.2f}"
+
+
 def _count(v: Any) -> str:
     """A chip count as the CSV and JSON carry it (:func:`chip_count`), with the thousands marked: 1,234 for a whole
     one, every digit of a fractional one (MIG slices: 1,000.1428571428571), never rounded to 4 figures or a chip."""
@@ -221,7 +240,8 @@ def _table_section(t: Table) -> list[Any]:
     shown: list[list[Any]] = []
     total = 0
     counts = {j for j, c in enumerate(cols) if c in COUNT_COLUMNS}
-    ids = {j for j, c in enumerate(cols) if _is_id(c)}
+    ids = {j for j, c in enumerate(cols) if _is_id(c) or _is_year(c)}
+    money = {j for j, c in enumerate(cols) if _is_money(c)}
     apart = {j: (t.columns.index(ref) if isinstance(ref, str) else None, ref)
              for j, c in enumerate(cols) for ref in [t.pdf_apart.get(c)]
              if ref is not None and (not isinstance(ref, str) or ref in t.columns)}
@@ -232,6 +252,8 @@ def _table_section(t: Table) -> list[Any]:
             return _count(v)
         if j in ids and isinstance(v, int) and not isinstance(v, bool):
             return str(v)
+        if j in money:
+            return _money(v)
         if j in apart:
             at, ref = apart[j]
             return _fmt_apart(v, r[at] if at is not None else ref)
@@ -262,8 +284,8 @@ _COUNT_FIGURES = frozenset({"accelerators"})
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    return [[k.replace("_", " "), _count(v) if k in _COUNT_FIGURES else v if not isinstance(v, list | dict)
-             else csv_cell(v)]
+    return [[k.replace("_", " "), _count(v) if k in _COUNT_FIGURES else _money(v) if _is_money(k)
+             else v if not isinstance(v, list | dict) else csv_cell(v)]
             for k, v in summary.items() if not isinstance(v, list | dict) or len(str(v)) < 200]
 
 

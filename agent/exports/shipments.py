@@ -1,7 +1,8 @@
 """Export kind ``shipments``: the shipments ledger of a period against Tier 2 allocations and LPP.
 
-Each shipment carries its TPP as recorded (``tpp_each`` at the time), the route used (licence, LPP, UVEU,
-NVEU ...) and whether an LPP notice to BIS is due; the cap positions are evaluated on ``--to``. For a Data
+Each shipment carries its TPP as recorded (``tpp_each`` at the time), its destination's tier on the shipment's
+date, the route used (licence, LPP, UVEU, NVEU ...) and whether an LPP notice to BIS is due; the cap positions
+are evaluated on ``--to``. For a Data
 Center VEU's semi-annual report (§ 748.15(f)(1)(i)) each row also names the consignee with its address
 (``party.address``; empty when not recorded), the destination, the quantity, the value of the items
 (``value_usd``; empty when not recorded) and the ECCN.
@@ -9,7 +10,7 @@ Center VEU's semi-annual report (§ 748.15(f)(1)(i)) each row also names the con
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -36,7 +37,15 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     check_positions_day(end, "the Tier 2 allocation and LPP positions")
     sh, pa = Shipment.__table__, Party.__table__  # type: ignore[attr-defined]
     au = VeuAuthorization.__table__  # type: ignore[attr-defined]
-    tier_of = tier_lookup(packs, end)
+    tiers: dict[date, Callable[[str], int | None]] = {}
+
+    def tier_on(country: str, day: date) -> int | None:
+        # A shipment is listed at its destination's tier on the day it was made (the tier its route and LPP
+        # notice were decided by): Cambodia, Tier 3 until it left D:5 on 2026-02-03, is not Tier 2 for January.
+        if day not in tiers:
+            tiers[day] = tier_lookup(packs, day)
+        return tiers[day](country)
+
     stmt = (
         select(sh.c.id, sh.c.day, pa.c.name, pa.c.address, sh.c.destination, sh.c.accelerator, sh.c.eccn,
                sh.c.count, sh.c.value_usd, sh.c.tpp_each, sh.c.via, au.c.name, sh.c.reference)
@@ -47,7 +56,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     def rows() -> Iterator[Sequence[Any]]:
         for sid, day, consignee, address, dest, acc, eccn, count, value, each, via, auth, ref in stream(s, stmt):
             cs = core.Shipment(sid, day, consignee, dest, acc, exact(count), exact(each), eccn, via, ref)
-            yield (sid, day, consignee, address, dest, tier_of(dest), acc, eccn, count, value, each, count * each,
+            yield (sid, day, consignee, address, dest, tier_on(dest, day), acc, eccn, count, value, each, count * each,
                    via, auth, ref, core.lpp_notice_required(packs, cs))
 
     by_via = s.execute(
@@ -55,7 +64,8 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
         .where(sh.c.day >= start, sh.c.day <= end).group_by(sh.c.via).order_by(sh.c.via)
     ).all()
     year = extract("year", sh.c.day)
-    per_year = [tuple(r) for r in s.execute(
+    # The year as an int: PostgreSQL's EXTRACT answers a numeric, which a CSV would carry as 2026.0.
+    per_year = [(name, int(y), *rest) for name, y, *rest in s.execute(
         select(pa.c.name, year, sh.c.via, sh.c.destination, func.count(), func.sum(sh.c.count),
                func.sum(sh.c.count * sh.c.tpp_each))
         .join(pa, pa.c.id == sh.c.consignee_id).where(sh.c.day >= start, sh.c.day <= end)
