@@ -45,6 +45,11 @@ ACCELERATOR_RESOURCES: dict[str, str] = {
     # GPU time-slicing with renameByDefault: each replica is a share of one GPU; counted as a whole GPU (the
     # share is a cluster setting the spec does not carry, and over-counting is the safe error).
     "nvidia.com/gpu.shared": "nvidia",
+    # A GPU bound to vfio-pci and passed whole to a VM-isolated pod (Kata / confidential containers) by NVIDIA's
+    # sandbox device plugin under its default alias (P_GPU_ALIAS=pgpu); kata-containers
+    # docs/use-cases/NVIDIA-GPU-passthrough-and-Kata-QEMU.md. The NVSwitches passed with them (nvidia.com/nvswitch)
+    # are not chips.
+    "nvidia.com/pgpu": "nvidia",
     "amd.com/gpu": "amd",
     "google.com/tpu": "google",
     "aws.amazon.com/neuron": "aws",
@@ -58,6 +63,13 @@ ACCELERATOR_RESOURCES: dict[str, str] = {
 # mig-1g.10gb.me, and later attributes (1g.23gb-me, +me.all, +gfx) add more suffixes. Any suffix is a MIG slice:
 # a spelling left out would count 0 chips.
 _MIG_RESOURCE = re.compile(r"^nvidia\.com/(mig-\d+g\.\d+gb(?:[.-][a-z0-9][a-z0-9.-]*)?)$")
+# The same plugin with P_GPU_ALIAS empty, and KubeVirt's permittedHostDevices, name a passed-through GPU after its
+# PCI device: the chip's code name (GK/GM/GP/GV/TU/GA/AD/GH/GB + digits, e.g. GH100, TU104GL), "_", the product
+# (nvidia.com/GH100_H100L_94GB, nvidia.com/TU104GL_Tesla_T4); KubeVirt's mediated vGPU types are named
+# GRID_<GPU>-<profile> or NVIDIA_<GPU>-<profile> (a share of one GPU, counted as a whole one, as gpu.shared is).
+# A name left out would count 0 chips. An NVSwitch's PCI name has the code name too: it is not a chip.
+_PASSTHROUGH_RESOURCE = re.compile(r"^nvidia\.com/(?:(?:G[KMPVAHB]|TU|AD)\d{3}[A-Z]*|GRID|NVIDIA)_[A-Za-z0-9_.-]+$")
+_NVSWITCH = re.compile(r"nvswitch", re.IGNORECASE)
 # The ROCm device plugin's "mixed" naming strategy names an MI300-class GPU by its partition mode,
 # "<compute partition>_<memory partition>" lower-cased (ROCm/k8s-device-plugin docs/user-guide/configuration.md):
 # amd.com/spx_nps1 is a whole GPU, amd.com/cpx_nps4 one of its eight compute partitions. Each counts as a whole AMD GPU
@@ -300,13 +312,17 @@ def quantity(v: Any, path: str) -> float:
     return float(x)
 
 
+def _passthrough(resource: str) -> bool:
+    return bool(_PASSTHROUGH_RESOURCE.match(resource)) and not _NVSWITCH.search(resource)
+
+
 def is_accelerator(resource: str) -> bool:
     return (resource in ACCELERATOR_RESOURCES or bool(_MIG_RESOURCE.match(resource))
-            or bool(_AMD_PARTITION_RESOURCE.match(resource)))
+            or bool(_AMD_PARTITION_RESOURCE.match(resource)) or _passthrough(resource))
 
 
 def vendor_of(resource: str) -> str:
-    if _MIG_RESOURCE.match(resource):
+    if _MIG_RESOURCE.match(resource) or _passthrough(resource):
         return "nvidia"
     if _AMD_PARTITION_RESOURCE.match(resource):
         return "amd"

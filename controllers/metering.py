@@ -41,6 +41,7 @@ case it never stored, and its retry raises the one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -119,6 +120,27 @@ def job_ref_of(pod: Mapping[str, Any]) -> str:
             return f"{ns}/{ref.get('kind')}/{ref.get('name')}"
     return f"{ns}/Pod/{md.get('name')}"
 
+
+# The ledger's job reference column (MeteredUsage.job_ref).
+_JOB_REF_CHARS = 300
+_DIGEST_CHARS = 16
+
+
+def pod_job_ref(ref: str, pod: str) -> str:
+    """The job reference a pod's usage is filed under: ``<ref>#<pod>``, at most the ledger's 300 characters.
+
+    Cut plainly, a long ``ref`` (a Deployment's name may have 253 characters) left no room for the pod's name, whose
+    start its siblings share (generateName): every replica started in the same second would be one interval, each
+    replacing the others'. A reference too long keeps its start and ends in a digest of the whole (``~`` is in no
+    Kubernetes name), so each pod keeps its own interval and, ``ref`` permitting, its ``<ref>#`` prefix.
+    """
+    from agent.ledger import POD_SEP
+
+    full = f"{ref}{POD_SEP}{pod}"
+    if len(full) <= _JOB_REF_CHARS:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:_DIGEST_CHARS]
+    return f"{full[:_JOB_REF_CHARS - _DIGEST_CHARS - 1]}~{digest}"
 
 
 class NotLeading(RuntimeError):
@@ -391,7 +413,7 @@ class Meter:
                 demand = read(_with_node_hint(pod, nodes, annotations))
                 if not isinstance(demand, Demand) or demand.chips <= 0:
                     continue
-                job = f"{ref}{ledger.POD_SEP}{name}"[:300]
+                job = pod_job_ref(ref, name)
                 rows = _job_rows(s, job)
                 metered_for = next((r.customer_id for r in rows if _aware(r.period_start) == start
                                     and r.customer_id is not None), None)
