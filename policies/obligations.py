@@ -249,6 +249,25 @@ def para7(packs: PackRegistry, as_of: date, runs: Iterable[TrainingRun]) -> list
 # ------------------------------------------------------------------------------ ¶8 model-weight storage
 
 UNKNOWN_STATUS = "unknown"  # a model the ledger has no status for: judged as 4E091, never as not controlled
+# ¶8's facility test, "owned or operated by entities headquartered in, or with an ultimate parent headquartered in"
+# Supp. 5(a): either headquarters (the words § 748.15(b)(2)(i) uses for UVEU eligibility), or both (stricter).
+PARA8_EITHER, PARA8_BOTH = "hq-or-ultimate-parent", "hq-and-ultimate-parent"
+
+
+def _para8_qualifies(p: EffectiveTier, either: bool) -> bool:
+    """Whether a facility's owner or operator meets ¶8's headquarters test. A party itself or ultimately owned in
+    Macau or D:5 never does: the rule bars them from every Data Center VEU role (§ 748.15(b)(2); Supp. 10 ¶4)."""
+    if p.tier == 3:
+        return False
+    return 1 in (p.own.tier, p.parent.tier) if either else p.tier == 1
+
+
+def _para8_basis(p: EffectiveTier) -> str:
+    if p.own.tier == 1 and p.parent.tier == 1:
+        return f"{p.name} (Supp. 5(a)-headquartered)"
+    if p.own.tier == 1:
+        return f"{p.name} (Supp. 5(a)-headquartered: itself in {p.own.name})"
+    return f"{p.name} (Supp. 5(a)-headquartered: its ultimate parent {p.ultimate_parent} in {p.parent.name})"
 
 
 @dataclass(frozen=True)
@@ -267,6 +286,12 @@ def para8(packs: PackRegistry, as_of: date, rows: Iterable[WeightLocation]) -> l
     """¶8: where 4E091 weights may be stored, and ¶15(c)(i) dedicated devices once ¶15 is in compliance."""
     prov = packs.provision("supp10-model-weight-storage", as_of)
     delayed = packs.provision("supp10-delayed-compliance", as_of)
+    reading = str(prov.values.get("facility_hq_test", PARA8_EITHER))
+    if reading not in (PARA8_EITHER, PARA8_BOTH):
+        raise PolicyError(f"{prov.id}.facility_hq_test: {reading!r} is not {PARA8_EITHER} or {PARA8_BOTH} "
+                          f"(pack {prov.pack_id} {prov.pack_version})")
+    either = reading == PARA8_EITHER
+    wanted = "(or has its ultimate parent headquartered)" if either else "(with its ultimate parent)"
     out = []
     for w in rows:
         problems: list[str] = []
@@ -282,13 +307,13 @@ def para8(packs: PackRegistry, as_of: date, rows: Iterable[WeightLocation]) -> l
             elif w.location.tier == 3:
                 problems.append(f"{w.location.name} is Macau or D:5 ({w.location.basis})")
             else:
-                t1 = [p.name for p in w.facility_parties if p.tier == 1]
+                t1 = [p for p in w.facility_parties if _para8_qualifies(p, either)]
                 if not t1:
                     problems.append(
                         f"{w.location.name} is outside Supp. 5(a) and no owner or operator of the facility is "
-                        "headquartered (with its ultimate parent) in Supp. 5(a)")
+                        f"headquartered {wanted} in Supp. 5(a)")
                 else:
-                    basis = f"facility owned or operated by {', '.join(t1)} (Supp. 5(a)-headquartered)"
+                    basis = "facility owned or operated by " + ", ".join(_para8_basis(p) for p in t1)
                 if delayed.in_compliance_period and not w.security_compliant:
                     problems.append(
                         f"the facility must comply with ¶¶14, 15 and 18 from {delayed.compliance_from}; "

@@ -147,6 +147,8 @@ _VALUE_SPECS: dict[str, _Spec] = {
         "fine_tune_max_fraction_of_original": (_FRACTION, _REQ), "inference_not_prohibited": (_ANY, _OPT),
     },
     "supp10-fine-tune-original": {"original": (_ANY, _REQ)},  # checked against its readings in policies.obligations
+    # facility_hq_test is checked against its readings in policies.obligations.para8.
+    "supp10-model-weight-storage": {"security_paragraphs": (_LIST, _REQ), "facility_hq_test": (_ANY, _OPT)},
     # The destination lists are read with a default of "none": a misspelt `countries` emptied Tier 1 (the United
     # States read as Tier 2), a misspelt `country_groups` took D:5 out of Tier 3. Each key is required, even if empty.
     "tier1-destinations": {"countries": (_LIST, _REQ)},
