@@ -162,6 +162,20 @@ def tier_lookup(packs: Any, as_of: date) -> Callable[[str], int | None]:
     return of
 
 
+def dated_tier_lookup(packs: Any) -> Callable[[str, date], int | None]:
+    """A cached (country, day) -> tier function: an event listed at the tier of the day it happened (a shipment, a
+    transfer, a site's first installation), not of ``--to``. None when the tier cannot be determined, e.g. before
+    the AI Diffusion rule took effect (2025-01-13), when no country had one."""
+    by_day: dict[date, Callable[[str], int | None]] = {}
+
+    def of(country: str, day: date) -> int | None:
+        if day not in by_day:
+            by_day[day] = tier_lookup(packs, day)
+        return by_day[day](country)
+
+    return of
+
+
 def day_start(d: date) -> Any:
     from datetime import UTC, datetime, time
 

@@ -4,8 +4,10 @@ no total: ``veuctl models withdraw-run``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from datetime import date
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import DateTime, and_, func, or_, select, type_coerce
@@ -22,6 +24,18 @@ COLUMNS = ["name", "owner", "base", "published", "cumulative_operations", "share
 RUN_COLUMNS = ["run_id", "model", "operations", "method", "start", "end", "site", "job", "recorded_by",
                "recorded_at", "withdrawn", "withdrawn_at", "withdrawn_by", "withdrawn_reason"]
 PAGE = 500
+
+
+def _share(operations: float | None, threshold: float | None) -> float | None:
+    """``operations / threshold`` as the two figures are written: their exact quotient, rounded once to the nearest
+    double. The float quotient divides the binary values nearest the figures (4.1e25 / 1e26 is 0.4099999999999999),
+    a share a reader cannot tell from another; None without a threshold or a total."""
+    if not threshold or operations is None:
+        return None
+    if not (math.isfinite(operations) and math.isfinite(threshold)):
+        return float(operations) / float(threshold)  # the ledger refuses these; kept as the quotient says
+    # A figure's shortest repr is the decimal it was written as (4.1e25), not the binary value nearest to it.
+    return float(Fraction(repr(float(operations))) / Fraction(repr(float(threshold))))
 
 
 def _runs(s: Session, end: date) -> tuple[Table, int]:
@@ -65,7 +79,7 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
             for d in page.items:
                 expl = d.get("explanation")
                 thr, cum = d.get("threshold"), d.get("cumulative_operations")
-                d["share_of_threshold"] = (float(cum) / float(thr)) if thr and cum is not None else None
+                d["share_of_threshold"] = _share(cum, thr)
                 yield tuple(("\n".join(expl) if isinstance(expl, list) else expl) if c == "explanation"
                             else d.get(c) for c in COLUMNS)
             offset += PAGE
@@ -93,8 +107,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, regime: str |
                       pdf_columns=["name", "owner", "base", "cumulative_operations", "share_of_threshold",
                                    "status", "threshold", "confirmed"],
                       pdf_apart={"cumulative_operations": "threshold", "share_of_threshold": 1.0},
-                      note="share_of_threshold = cumulative operations / the 4E091 threshold of the regime; "
-                           "models at or near the threshold have a share at or near 1."), runs],
+                      note="share_of_threshold = cumulative operations / the 4E091 threshold of the regime, "
+                           "computed exactly from the two figures as written (4.1e25 of 1e26 is 0.41); models at "
+                           "or near the threshold have a share at or near 1."), runs],
         charts=[Chart("Largest cumulative training operations", [t[0] for t in top], [t[1] for t in top],
                       "operations", ref_line=float(threshold) if threshold else None, ref_label="4E091 threshold")],
     )

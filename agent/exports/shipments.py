@@ -10,14 +10,14 @@ Center VEU's semi-annual report (§ 748.15(f)(1)(i)) each row also names the con
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
 from sqlalchemy import extract, func, select
 from sqlmodel import Session
 
-from agent.exports.base import Chart, Report, Table, check_positions_day, provision_dict, stream, tier_lookup
+from agent.exports.base import Chart, Report, Table, check_positions_day, dated_tier_lookup, provision_dict, stream
 from agent.store.tables.core import Party
 from policies.packs import PackRegistry
 
@@ -37,14 +37,9 @@ def build(s: Session, packs: PackRegistry, start: date, end: date, **_: Any) -> 
     check_positions_day(end, "the Tier 2 allocation and LPP positions")
     sh, pa = Shipment.__table__, Party.__table__  # type: ignore[attr-defined]
     au = VeuAuthorization.__table__  # type: ignore[attr-defined]
-    tiers: dict[date, Callable[[str], int | None]] = {}
-
-    def tier_on(country: str, day: date) -> int | None:
-        # A shipment is listed at its destination's tier on the day it was made (the tier its route and LPP
-        # notice were decided by): Cambodia, Tier 3 until it left D:5 on 2026-02-03, is not Tier 2 for January.
-        if day not in tiers:
-            tiers[day] = tier_lookup(packs, day)
-        return tiers[day](country)
+    # A shipment is listed at its destination's tier on the day it was made (the tier its route and LPP notice
+    # were decided by): Cambodia, Tier 3 until it left D:5 on 2026-02-03, is not Tier 2 for January.
+    tier_on = dated_tier_lookup(packs)
 
     stmt = (
         select(sh.c.id, sh.c.day, pa.c.name, pa.c.address, sh.c.destination, sh.c.accelerator, sh.c.eccn,

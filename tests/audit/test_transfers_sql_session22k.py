@@ -36,9 +36,14 @@ PERIODS = [(date(2024, 1, 1), date(2024, 12, 31)), (date(2025, 1, 1), date(2025,
 
 def _old_rows(s: Session, packs: PackRegistry, start: date, end: date) -> tuple[list[Any], list[Any]]:
     """The oracle: the transfers table and the count reductions as ``build`` computed them before session 22
-    (every version of every holding with one in the period read into Python, in holding and time order)."""
+    (every version of every holding with one in the period read into Python, in holding and time order), with the
+    rules of session 23: each move at the tiers of its own day (none before 2025-01-13, when no country had one),
+    and the table in date order, then by holding (a holding's moves of one day in time order)."""
     lo, hi = day_start(start), day_after(end)
-    tier_of = tier_lookup(packs, end)
+
+    def tier_of(country: str, day: date) -> int | None:
+        return tier_lookup(packs, day)(country)
+
     owed_moves, _, _ = tr._owed(s, packs, end)
     hp, h, site = tr._tables()
     sites = {r[0]: r for r in s.execute(select(site.c.id, site.c.name, site.c.country, site.c.provider,
@@ -62,8 +67,8 @@ def _old_rows(s: Session, packs: PackRegistry, start: date, end: date) -> tuple[
                 inter = a[2] != b[2]
                 due = owed_moves.get((hid, since.date(), a[2], b[2])) if inter else None
                 kind = "inter-country" if inter else "in-country" if prev[1] != sid else "change-of-owner"
-                yield (since.date(), hid, source, ext, acc, count, a[1], a[2], tier_of(a[2]), b[1], b[2],
-                       tier_of(b[2]), kind, (since.date() - due).days if due else None, due,
+                yield (since.date(), hid, source, ext, acc, count, a[1], a[2], tier_of(a[2], since.date()), b[1],
+                       b[2], tier_of(b[2], since.date()), kind, (since.date() - due).days if due else None, due,
                        owners.get(prev[2]), owners.get(owner))
             prev = (hid, sid, owner)
 
@@ -78,7 +83,7 @@ def _old_rows(s: Session, packs: PackRegistry, start: date, end: date) -> tuple[
                        site_row[2], "count-reduced")
             prev = (hid, sid, count, until)
 
-    return list(transfers()), sorted(reductions(), key=lambda r: r[0])
+    return sorted(transfers(), key=lambda r: (r[0], r[1])), sorted(reductions(), key=lambda r: r[0])
 
 
 def _at(y: int, m: int, d: int, h: int = 0) -> datetime:
@@ -187,6 +192,8 @@ def _compare(url: str, packs: PackRegistry) -> tuple[int, int, int]:
             got_moves = [tuple(r) for r in tables["transfers"].rows()]
             attrition = [tuple(r) for r in tables["attrition"].rows()]
             assert got_moves == [tuple(r) for r in want_moves], (start, end)
+            # No country had a tier before the AI Diffusion rule took effect: a 2024 move shows none (empty, null).
+            assert all(r[8] is None and r[11] is None for r in got_moves if r[0] < date(2025, 1, 13))
             assert [tuple(r) for r in tables["transfers"].rows()] == got_moves  # read again: each format
             assert [r for r in attrition if r[-1] == "count-reduced"] == [tuple(r) for r in want_reduced], (start,
                                                                                                            end)
@@ -212,12 +219,11 @@ def test_the_handmade_history_gives_the_same_transfers_and_reductions(store: str
         moved = [(r[0], r[3], r[6], r[9], r[12], r[13], r[14], r[15], r[16]) for r in tables["transfers"].rows()]
         cut = [(r[0], r[3], r[4], r[6], r[7]) for r in tables["attrition"].rows() if r[-1] == "count-reduced"]
     # A UVEU holder's move after the compliance date owes the 60 days' notice, others' none; a return after a
-    # retirement in another country is a move (by holding, then time).
+    # retirement in another country is a move (by date, then holding; one holding's moves of a day in time order).
     assert moved == [
         (date(2025, 6, 3), "moves", "fra-1", "auh-1", "inter-country", 60, date(2025, 4, 4), "Frontier Cloud",
          "Frontier Cloud"),
         (date(2025, 6, 10), "resold", "lon-1", "lon-1", "change-of-owner", None, None, "Other Co", "Nveu Holder"),
-        (date(2025, 6, 20), "back", "iad-1", "auh-1", "inter-country", None, None, "Other Co", "Other Co"),
         (date(2025, 6, 15), "same-instant", "iad-1", "lon-1", "inter-country", 60, date(2025, 4, 16),
          "Frontier Cloud", "Frontier Cloud"),
         (date(2025, 6, 15), "same-instant", "lon-1", "nrt-1", "inter-country", None, None, "Frontier Cloud",
@@ -228,6 +234,7 @@ def test_the_handmade_history_gives_the_same_transfers_and_reductions(store: str
          "Frontier Cloud"),
         (date(2025, 6, 17), "backfilled", "lon-1", "fra-1", "inter-country", 60, date(2025, 4, 18), "Frontier Cloud",
          "Frontier Cloud"),
+        (date(2025, 6, 20), "back", "iad-1", "auh-1", "inter-country", None, None, "Other Co", "Other Co"),
     ]
     assert cut == [(_at(2025, 6, 5), "shrinks", "SN-3", 4, "fra-1"), (_at(2025, 6, 15, 12), "same-instant", "", 2,
                                                                        "iad-1"),
