@@ -215,6 +215,51 @@ def _too_long(argv: list[str], detail: str) -> str | None:
     return f"a value given is longer than the store keeps (at most {limit} characters); nothing was written"
 
 
+_NOT_A_NUMBER = {"int_parsing": "a whole number", "int_type": "a whole number", "int_from_float": "a whole number",
+                 "float_parsing": "a number", "float_type": "a number"}
+_OUT_OF_RANGE = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+
+
+def _number_error(exc: Exception) -> str | None:
+    """The error for a number option (or argument) given text that is not one, or a number out of its range, in the
+    operator's words: ``--limit: "x" is not a whole number; write e.g. --limit 50``. Else None.
+
+    Typer hands pydantic's words on (``Invalid value for '--limit': Input should be a valid integer, unable to parse
+    string as an integer``), which neither say "whole number" nor what to write."""
+    param, cause = getattr(exc, "param", None), exc.__cause__
+    errors = getattr(cause, "errors", None)
+    if param is None or not callable(errors):
+        return None
+    first = (errors() or [{}])[0]
+    kind, given = first.get("type"), first.get("input")
+    whole = getattr(getattr(param, "type_descriptor", None), "annotation", None) is int
+    is_option = getattr(param, "param_type_name", "") == "option"
+    name = max(param.opts, key=len) if is_option and param.opts else str(param.name or "value").upper()
+    example = f"{name} {_example(param, whole)}" if is_option else _example(param, whole)
+    if kind in _NOT_A_NUMBER:
+        return f'{name}: "{given}" is not {_NOT_A_NUMBER[kind]}; write e.g. {example}'
+    if kind in _OUT_OF_RANGE:
+        low, high = getattr(param, "min", None), getattr(param, "max", None)
+        span = (f"from {low} to {high}" if low is not None and high is not None
+                else f"from {low}" if low is not None else f"up to {high}")
+        number = "a whole number" if whole else "a number"
+        return f"{name}: {given} is out of range; write {number} {span}, e.g. {example}"
+    return None
+
+
+def _example(param: Any, whole: bool) -> str:
+    """A value to show in an error as one to write: the one the help gives (``e.g. 8e10``), else the default when it
+    is a positive number, else the least allowed, else 1."""
+    m = re.search(r"e\.g\. (-?\d[\d.e+]*\d|\d)", getattr(param, "help", None) or "")
+    if m is not None:
+        return m[1]
+    default = getattr(param, "default", None)
+    if isinstance(default, int | float) and not isinstance(default, bool) and default > 0:
+        return str(int(default)) if whole or float(default).is_integer() else str(default)
+    low = getattr(param, "min", None)
+    return str(low) if low is not None else "1"
+
+
 def run_app(app: typer.Typer) -> int:
     """Run the Typer app, turning user errors into one line on stderr and exit code 2."""
     bad_text = _not_utf8(sys.argv[1:])
@@ -236,7 +281,7 @@ def run_app(app: typer.Typer) -> int:
         sys.stderr.write("aborted\n")
         return 1
     except (click.ClickException, typer.TyperException) as exc:
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = _number_error(exc) or (exc.format_message() if hasattr(exc, "format_message") else str(exc))
         if message:  # no arguments at all: the help was the answer
             sys.stderr.write(f"error: {one_line(message)}\n")
         return 2

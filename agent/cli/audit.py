@@ -198,6 +198,10 @@ def keygen(
 
     not_blank(None if out is None else str(out), "--out", "give the key file's name")
     path = (out or key_path()).expanduser()
+    if out is not None and not rotate and not path.parent.is_dir():
+        # A typo in --out made a new directory for the private key; only the default key's directory is made.
+        raise UsageError(f"--out: the directory {path.parent} does not exist; create it first, or give a path in an "
+                         "existing one")
     retired_id: str | None = None
     try:
         if rotate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from agent import caps as svc
 from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, not_blank, table
@@ -58,7 +59,7 @@ def _why_no_limit(c: dict[str, Any]) -> str:
 def _print_caps(data: dict[str, Any]) -> None:
     title = f"{data.get('authorization') or 'allocations'} as of {data['as_of']}"
     if not data["caps"] and data.get("note"):  # an empty table said nothing of why
-        console.print(f"{title}: {data['note']}", soft_wrap=True)
+        console.print(f"{title}: {data['note']}", soft_wrap=True, markup=False, highlight=False)
         return
     rows = []
     for c in data["caps"]:
@@ -70,7 +71,7 @@ def _print_caps(data: dict[str, Any]) -> None:
     table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"], title=title)
     for c in data["caps"]:
         if c["limit"] is None and not c["ok"]:
-            console.print(_why_no_limit(c), soft_wrap=True)
+            console.print(_why_no_limit(c), soft_wrap=True, markup=False, highlight=False)
     console.print("? a provision behind the figure is UNCONFIRMED   ~ codified but not enforced on this date   "
                   "(--json for the explanation down to the holdings)")
 
@@ -135,27 +136,32 @@ def caps_explain(
     cap_id: str = typer.Argument(..., help="Cap id from `veuctl caps show`."),
     part: str = typer.Option("numerator", "--part", help="numerator | all (every holding in the denominator)"),
     limit: int = typer.Option(100, "--limit", help="Holdings per page (1-1000)."),
-    offset: int = typer.Option(0, "--offset", help="Skip this many holdings."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many holdings, e.g. 100 for the next page."),
     as_of_: str | None = AsOfOpt, json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """One cap down to the holdings behind it, page by page."""
+    # Each names the option at fault and the value given (one message said "--limit: 1-1000; --offset: 0 or more").
     if part not in ("numerator", "all"):
-        raise UsageError("--part: numerator or all")
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise UsageError("--limit: 1-1000; --offset: 0 or more")
+        raise UsageError(f"--part: {part!r} is not numerator or all")
+    if not 1 <= limit <= 1000:
+        raise UsageError(f"--limit: {limit} is not 1-1000; give the holdings per page, e.g. --limit 100")
+    if offset < 0:
+        raise UsageError(f"--offset: {offset} is below 0; give the holdings to skip, e.g. --offset 100 for the next "
+                         "page")
     with session_scope(db_url(db)) as s:
         data = svc.explain(s, registry(), name, cap_id, as_of(as_of_), limit, offset, part)
 
     def human(d: dict[str, Any]) -> None:
-        console.print(f"[bold]{d['title']}[/bold]  {d['explanation']['formula']}")
+        # Stored names (a party "Lab [/x]") and labels ("[pack version; status]") are text, not Rich markup.
+        console.print(f"[bold]{escape(d['title'])}[/bold]  {escape(d['explanation']['formula'])}")
         share = d["kind"] == "share"
         console.print(f"value {_fmt(d['value'], share)}  limit {_limit(d['limit'], share)}  "
                       f"headroom {_fmt(d['headroom'])} TPP  "
                       f"{_status(d['ok'], d['limit'])}")
         if d["limit"] is None and not d["ok"]:
-            console.print(_why_no_limit(d), soft_wrap=True)
+            console.print(_why_no_limit(d), soft_wrap=True, markup=False, highlight=False)
         for p in d["explanation"]["provisions"]:
-            console.print(f"  {p['label']}")
+            console.print(f"  {p['label']}", markup=False, highlight=False)
         h = d["holdings"]
         table(h["items"], ["id", "site", "country", "accelerator", "count", "tpp", "owner", "operator"],
               title=f"holdings {h['offset'] + 1}-{h['offset'] + len(h['items'])} of {h['total']}")
@@ -197,7 +203,7 @@ def whatif(
             if c["binding"] and c["limit"] is None:
                 how = f"`veuctl caps explain {cli_word(name)} {c['id']} --as-of {d['as_of']}`"
                 console.print(f"{c['id']}: {NO_ALLOCATION} on {d['as_of']}, so nothing may be placed against it "
-                              f"({how} gives the provision)", soft_wrap=True)
+                              f"({how} gives the provision)", soft_wrap=True, markup=False, highlight=False)
         mf = "unlimited by these caps" if d["max_fit_unbounded"] else d["max_fit"]
         least = f"   min N: {d['min_fit']:,}" if d["min_fit"] else ""  # a cap over already: only more N cures it
         on = f" on {d['binding_on']}" if d.get("binding_on", d["as_of"]) != d["as_of"] else ""
@@ -305,7 +311,7 @@ def ship_list(
     destination: str | None = typer.Option(None, "--destination", help="Only shipments to this country."),
     via: str | None = typer.Option(None, "--via", help="Only shipments via licence | lpp | uveu | nveu | aia | other."),
     limit: int = typer.Option(100, "--limit", help="Shipments per page (1-1000)."),
-    offset: int = typer.Option(0, "--offset", help="Skip this many shipments."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many shipments, e.g. 100 for the next page."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Shipments, newest first."""

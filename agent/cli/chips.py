@@ -106,8 +106,8 @@ def classify_cmd(
                                    help="Dense (not sparse) rate PRECISION=TFLOPS, TOPS for INT8; repeat per "
                                         "precision, e.g. --rate FP8=1979 --rate BF16=989.5."),
     die_area: float | None = typer.Option(None, "--die-area",
-                                          help="Applicable die area in mm^2, for performance density (without it "
-                                               "the most restrictive class is presumed)."),
+                                          help="Applicable die area in mm^2, e.g. 814, for performance density "
+                                               "(without it the most restrictive class is presumed)."),
     non_datacenter: bool = typer.Option(False, "--non-datacenter", help="Not designed or marketed for datacenters."),
     name: str = typer.Option("uncatalogued chip", "--name", help="A label for the output."),
     json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,

@@ -22,6 +22,7 @@ from agent.cli._common import (
     emit,
     err_console,
     not_blank,
+    one_line,
     table,
 )
 
@@ -102,7 +103,8 @@ def sync_cmd(
         for r in results:
             for sc in r["scopes"]:
                 if sc["error"]:
-                    err_console.print(f"[yellow]{r['source']} {sc['scope']}: {sc['error']}")
+                    err_console.print(f"{r['source']} {sc['scope']}: {sc['error']}", style="yellow", markup=False,
+                                      highlight=False, soft_wrap=True)
     if any(r["status"] != "ok" for r in results):
         raise typer.Exit(1)
 
@@ -154,9 +156,10 @@ def show_cmd(
     site: str | None = typer.Option(None, "--site", help="Only this site."),
     as_of_: str | None = AsOfOpt,
     limit: int | None = typer.Option(
-        None, "--limit", help=f"At most this many holdings (0: all); default {SHOW_ROWS} in the table, all with "
-                              "--json."),
-    offset: int = typer.Option(0, "--offset", help="Skip this many holdings (site, accelerator order)."),
+        None, "--limit", help=f"At most this many holdings, e.g. 50 (0: all); default {SHOW_ROWS} in the table, all "
+                              "with --json."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many holdings (site, accelerator order), e.g. 200 "
+                                                   "for the next page."),
     json_: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
@@ -216,6 +219,10 @@ def show_cmd(
     emit(data, json_, human)
 
 
+RUN_FIELDS = ("id", "source", "status", "started_at", "finished_at", "observed", "added", "reactivated", "updated",
+              "retired")  # `inventory runs`: its table's columns (but finished_at), the first fields of its --json
+
+
 @inventory_app.command("runs")
 def runs_cmd(
     source: str | None = typer.Option(None, "--source", help="Only this collector's runs (aws | gcp | k8s | nvml "
@@ -240,11 +247,20 @@ def runs_cmd(
         rows = []
         for r in s.exec(q).all():
             errs = s.exec(select(CollectorError).where(CollectorError.run_id == r.id)).all()
-            rows.append(
-                r.model_dump(mode="json") | {"errors": [{"scope": e.scope, "message": e.message} for e in errs]}
-            )
-    emit(rows, json_, lambda x: table(x, ["id", "source", "status", "started_at", "observed", "added", "reactivated",
-                                          "retired"]))
+            # The table's order, then the rest (a row loaded from the store dumped its fields in any order).
+            dumped = r.model_dump(mode="json")
+            rows.append({k: dumped[k] for k in RUN_FIELDS} | {k: v for k, v in dumped.items() if k not in RUN_FIELDS}
+                        | {"errors": [{"scope": e.scope, "message": e.message} for e in errs]})
+
+    def human(x: list[dict[str, Any]]) -> None:
+        table(x, [k for k in RUN_FIELDS if k != "finished_at"])
+        # "with their status and errors": a failed or partial run's reasons, not only in --json.
+        for r in x:
+            for e in r["errors"]:
+                err_line = one_line(f"run {r['id']}, {e['scope'] or r['source']}: {e['message']}")
+                console.print(err_line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+    emit(rows, json_, human)
 
 
 @agent_app.command("run")

@@ -35,8 +35,10 @@ def _date(text: str | None, field: str) -> Any:
 
 def _paths_human(d: dict[str, Any]) -> None:
     loc = d["location"]
-    console.print(f"[bold]{d['kind']}[/bold] {d['controlled_tpp']:,.0f} TPP to {d['consignee']['name']} in "
-                  f"{loc['name']} (Tier {loc['tier']}) on {d['date']}; {d['licence_basis']}")
+    # The consignee's name is stored text (a party "Lab [/x]"), never Rich markup.
+    console.print(f"[bold]{escape(d['kind'])}[/bold] {d['controlled_tpp']:,.0f} TPP to "
+                  f"{escape(d['consignee']['name'])} in {escape(loc['name'])} (Tier {loc['tier']}) on {d['date']}; "
+                  f"{escape(d['licence_basis'])}")
     rows = [{"path": p["path"], "open": "OPEN" if p["open"] else "closed", "presumption": p["presumption"] or "",
              # Folded by the table, never cut: a reason cut short dropped the fact that decides it (the country
              # of a consignee's ultimate parent, the allocation figures).
@@ -212,7 +214,7 @@ def export(
         data = svc.record_export(s, registry(), model, to, country, d, licence, status, published)
     emit(data, json_)
     if data["flagged"] and not json_:
-        console.print(f"[red]FLAGGED[/red]: {data['reason']}")
+        console.print(f"[red]FLAGGED[/red]: {escape(data['reason'])}")
 
 
 @weights_app.command("show")

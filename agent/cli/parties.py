@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape
 from sqlmodel import select
 
 from agent import parties as svc
@@ -49,8 +50,6 @@ def add(
 
     Recorded whatever it does to the authorizations the party's group holds (the registry holds the truth): each
     one whose holder is no longer eligible today is named in a warning on stderr (--json: "warnings")."""
-    from rich.markup import escape
-
     from agent.caps import ineligible_authorizations
     from agent.cli._common import err_console
     from agent.store.tables.core import utc_today
@@ -132,7 +131,7 @@ def sync_namespaces(
     if not json_:
         for r in results:
             for problem in r["problems"]:
-                err_console.print(f"[yellow]warning[/]: {r['cluster']}: {problem}", soft_wrap=True)
+                err_console.print(f"[yellow]warning[/]: {escape(r['cluster'])}: {escape(problem)}", soft_wrap=True)
     emit(results, json_, lambda rows: table([{
         "cluster": r["cluster"], "label": r["label"], "status": r["status"], "added": len(r["added"]),
         "changed": len(r["changed"]), "removed": len(r["removed"]), "unchanged": r["unchanged"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from agent.cli._common import AsOfOpt, JsonOpt, UsageError, as_of, console, emit, table
 from agent.packs import registry
@@ -67,9 +68,9 @@ def diff(
         if not x["changes"]:
             console.print(f"No changes between {x['from']} and {x['to']}.")
         for c in x["changes"]:
-            console.print(f"[bold]{c['id']}[/bold]: {c['change']}")
+            console.print(f"[bold]{escape(c['id'])}[/bold]: {escape(c['change'])}")
             for k, v in (c.get("fields") or {}).items():
-                console.print(f"  {k}: {v['before']!r} -> {v['after']!r}")
+                console.print(f"  {k}: {v['before']!r} -> {v['after']!r}", markup=False, highlight=False)
 
     emit(data, json_, human)
 

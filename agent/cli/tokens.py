@@ -25,7 +25,7 @@ def _audit(s, action: str, subject: str, payload: dict[str, object]) -> None:  #
 def create(
     role: str = typer.Option(..., "--role", help="viewer | planner | compliance | auditor | admin"),
     name: str = typer.Option("", "--name", help="Who or what uses the token."),
-    expires: int | None = typer.Option(None, "--expires", help="Days until the token expires."),
+    expires: int | None = typer.Option(None, "--expires", help="Days until the token expires, e.g. 30."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
     """Create a token. The secret is printed once; only its hash is stored."""

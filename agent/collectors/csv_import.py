@@ -116,11 +116,14 @@ def _chip_name(acc_id: str) -> str:
 
 
 class RegisterError(PolicyError):
-    """The register has bad rows; the message lists each as ``row N, field F: problem``."""
+    """The register has bad rows; the message counts them and lists each problem as ``row N, field F: problem``."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        head = f"{len(problems)} bad row(s), nothing imported: "
+        # Rows, not problems: a row with two bad fields was counted as two bad rows.
+        rows = len({m[1] for p in problems if (m := re.match(r"row (\d+)\b", p))}) or len(problems)
+        also = f" ({len(problems)} problems)" if len(problems) != rows else ""
+        head = f"{rows} bad row(s){also}, nothing imported: "
         shown = "; ".join(problems[:20]) + (f"; ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         super().__init__(head + shown)
 

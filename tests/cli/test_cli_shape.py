@@ -39,7 +39,7 @@ def test_a_rules_only_command_starts_without_the_store_or_the_other_commands() -
     (["nosuch"], "No such command 'nosuch'"),
     (["tier"], "Missing argument 'country'"),
     (["tier", "DE", "--bogus"], "No such option: --bogus"),
-    (["cases", "show", "abc"], "Invalid value for 'case_id'"),
+    (["cases", "show", "abc"], 'CASE_ID: "abc" is not a whole number'),
 ])
 def test_usage_errors_exit_2_with_one_line_not_a_traceback(args: list[str], says: str) -> None:
     r = subprocess.run([*VEUCTL, *args], capture_output=True, text=True, timeout=120)
