@@ -46,7 +46,7 @@ from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
 from agent.parties import Conflict
-from agent.store.db import fetch_all, in_chunks
+from agent.store.db import fetch_all, in_chunks, lock_for_transaction, lock_key
 from agent.store.tables.core import Party, as_utc, utc_today, utcnow
 from agent.store.tables.ledger import (
     LedgerDetermination,
@@ -85,6 +85,14 @@ from policies.packs import PackRegistry
 
 _FIXED_NAMES = 4  # up to this many names, a fixed-text lineage statement per count (the admission path)
 NAME_MAX = MODEL_NAME_MAX
+
+# Held (PostgreSQL: a transaction-scoped advisory lock; SQLite: its write lock) by every write of a lineage edge
+# that can close a loop (a base given to an existing model, a data generator), from before the cycle check until
+# commit: two writers at once (A's base B, B's base A) would otherwise each check a graph without the other's edge
+# and commit a cycle, after which no lineage through it has a total. Taken before the audit chain's lock, as that
+# lock asks; a new model's base cannot close a loop (nothing refers to it yet), so metering's derivative models,
+# created mid-tick after earlier audit entries, never wait on it.
+LINEAGE_LOCK = lock_key("ledger", "lineage")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -281,6 +289,9 @@ def add_model(
     if published is False and published_on is not None:
         raise LedgerError("--published-on: a publication date for a model marked not published")
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
+    if m is not None and base_row is not None:
+        lock_for_transaction(s, LINEAGE_LOCK)
+        s.refresh(m)  # as committed by whoever held the lock before
     if published_on is not None:
         published = True
     elif published is None:
@@ -333,10 +344,11 @@ def _check_no_training_after(s: Session, m: LedgerModel, published_on: date) -> 
     The published parameters are the weights as of that date: training after it made new, unpublished weights
     (a derivative), which the published record must not carry into its exclusion or into a derivative's allowance.
     """
-    run = s.exec(select(col(LedgerRun.period_start)).where(
-        LedgerRun.model_id == m.id, col(LedgerRun.period_start) >= published_on,
-        col(LedgerRun.withdrawn_at).is_(None)).order_by(
-        col(LedgerRun.period_start))).first()
+    # A run is dated by its start, or by its end when it has none (Run.counts_on).
+    dated = func.coalesce(col(LedgerRun.period_start), col(LedgerRun.period_end))
+    run = s.exec(select(dated).where(
+        LedgerRun.model_id == m.id, dated >= published_on,
+        col(LedgerRun.withdrawn_at).is_(None)).order_by(dated)).first()
     metered = s.exec(select(MeteredUsage.period_start).where(
         MeteredUsage.model_id == m.id, col(MeteredUsage.period_start) >= _dt(published_on)).order_by(
         col(MeteredUsage.period_start))).first()
@@ -394,10 +406,13 @@ def add_run(
                           "carries its group, team-a/Job.batch.volcano.sh/train)")
     # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
     # nothing here (the run may well predate it).
-    if start is not None and m.published_on is not None and _published_by(m, start):
+    # A run with no start is dated by its end (Run.counts_on): the ledger counts it from then.
+    dated, dated_by = (start, "--start") if start is not None else (end, "--end")
+    if dated is not None and m.published_on is not None and _published_by(m, dated):
         # The published record is the published weights; training them further makes new, unpublished ones.
+        what = "starting" if start is not None else "with no start, ending"
         raise LedgerError(
-            f"--start: {m.name} was published on {m.published_on.isoformat()}; a run starting on or after that "
+            f"{dated_by}: {m.name} was published on {m.published_on.isoformat()}; a run {what} on or after that "
             f"trains new, unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
             f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
     compute.check_number(est.value, field, allow_zero=True)
@@ -597,6 +612,8 @@ def add_synthetic(
     if f > 1:
         raise EstimateError(f"fraction: {f:g} is above 1; give the share of operations as a fraction, e.g. 0.12")
     ops = compute.check_number(generation_operations, "generation-operations", allow_zero=True)
+    if g.id != m.id:
+        lock_for_transaction(s, LINEAGE_LOCK)  # before the lineage is read for the cycle check below
     _check_lineage_finite(s, m, ops, "--generation-operations",
                           new_dependency=("--generator", g.name) if g.id != m.id else None)
     records = load_records(s, names=[m.name, g.name])

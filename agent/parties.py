@@ -138,6 +138,12 @@ def get_party(s: Session, name: str) -> Party:
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
+def name_key(name: str) -> str:
+    """A party name as a reader tells names apart: Unicode compatibility form (a composed and a decomposed "ë", a
+    full-width letter), case and runs of blanks do not count."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
 def check_address(address: str, option: str = "--address") -> str:
     """A party's postal address as stored: stripped, at most :data:`MAX_ADDRESS` characters, printable.
 
@@ -237,6 +243,14 @@ def add_party(
             raise PolicyError(f"--effective: {when.isoformat()} is before {name}'s previous HQ or parent change, "
                               f"effective {mine[-1][0].isoformat()}; changes are recorded in date order (give "
                               f"{mine[-1][0].isoformat()} or later)")
+    if not existed:
+        key = name_key(name)
+        twin = next((n for n, _h, _p in nodes.values() if name_key(n) == key), None)
+        if twin is not None:
+            # One customer under two entries a reader cannot tell apart would have two HQs, parents and tiers.
+            raise Conflict(f"name: {name!r} reads as registered party {twin!r} (it differs only in case, spacing or "
+                           f"Unicode form); update that party by its name (`veuctl parties add {cli_word(twin)} "
+                           "...`), or register a company of another name")
     refs = _refs(nodes)
     refs[name] = PartyRef(name, code, parent_row.name if parent_row else None)
     with named("--parent"):  # only the parent given can close a loop
