@@ -26,7 +26,7 @@ from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
 from policies.compute import Estimate, check_whole, parse_number, sci, sci_apart
-from policies.errors import NotInEffect, UnknownProvision
+from policies.errors import NotInEffect, UnknownProvision, cli_word
 from policies.ledger import DEFAULT_REGIME
 from policies.packs import parse_date
 
@@ -144,9 +144,12 @@ def add(
     published: bool | None = typer.Option(None, "--published/--unpublished", help="Its parameters are published "
                                           "(open weights), or no longer taken to be; left out, an update keeps it."),
     published_on: str | None = typer.Option(None, "--published-on", help="Date the weights were published."),
+    reassign_owner: bool = typer.Option(False, "--reassign-owner", help="Move a model already in the ledger to "
+                                        "--owner (its runs, fine-tunes and status go with it); without it, an "
+                                        "update must name the stored owner."),
     json_: bool = JsonOpt, db: str | None = DbOpt,
 ) -> None:
-    """Register or update a model (options left out keep their stored values)."""
+    """Register or update a model (options left out keep their stored values; --owner is the stored one)."""
     # A blank --base (an unset variable in a script) removed the recorded base: the lineage lost its base's
     # operations and could read below the threshold. Removing a base is said with --no-base.
     not_blank(base, "--base", "give the base model's name, or --no-base to record that the model has none")
@@ -156,10 +159,33 @@ def add(
         base = ""  # the service's "remove the base" (the API's "base": "")
     d = utc_today()
     with session_scope(db_url(db)) as s:
+        _check_owner_change(s, name, owner, reassign_owner)
         with options("owner", "base", "published-on"):
             m = svc.add_model(s, name, owner, base, published, _date(published_on, "--published-on"))
         data = svc.model_view(s, registry(), m.name, d)
     emit(data, json_, _show_human)
+
+
+def _check_owner_change(s: Any, name: str, owner: str, reassign: bool) -> None:
+    """--owner is required on every `models add`, updates too: one that differs from the stored owner moved the
+    model (its runs, fine-tunes and 4E091 status) to another party on a typo. A move is said with --reassign-owner."""
+    from sqlmodel import select
+
+    from agent.store.tables.core import Party
+    from agent.store.tables.ledger import LedgerModel
+
+    m = s.exec(select(LedgerModel).where(LedgerModel.name == name.strip())).first()
+    if m is None:
+        if reassign:
+            raise UsageError(f"--reassign-owner: model {name.strip()!r} is not in the ledger; leave it out to "
+                             "register the model")
+        return
+    party = s.get(Party, m.owner_id) if m.owner_id is not None else None
+    stored = party.name if party is not None else None
+    if stored is not None and stored != owner.strip() and not reassign:
+        raise UsageError(f"--owner: model {m.name!r} is owned by {stored!r}; give --owner {cli_word(stored)} to "
+                         f"update it, or add --reassign-owner to move it (its runs and fine-tunes) to "
+                         f"{owner.strip()!r}")
 
 
 @models_app.command("add-run")
