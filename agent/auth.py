@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from agent.store.db import MAX_ROW_ID
 from agent.store.tables.auth import ApiToken
 from agent.store.tables.core import as_utc, utcnow
+from agent.text import unprintable
 from policies.errors import PolicyError
 
 ROLES = ("viewer", "planner", "compliance", "auditor", "admin")
@@ -82,6 +83,11 @@ def create_token(
         raise AuthError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
     if expires_days is not None and not 1 <= expires_days <= 3650:
         raise AuthError("--expires: days must be between 1 and 3650")
+    # Listed in a terminal (`veuctl tokens list`) and on every dashboard page as the signed-in user: one line of
+    # printable text, as other names staff type (an escape would be replayed, a bidi override read as another name).
+    why = unprintable("--name", name)
+    if why is not None:
+        raise AuthError(why)
     name = name.strip() or role
     prefix = secrets.token_hex(6)
     secret = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"

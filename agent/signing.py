@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agent.config import settings
 from policies.errors import PolicyError
+
+log = logging.getLogger("veu.signing")
 
 
 class SigningKeyError(PolicyError):
@@ -52,6 +55,7 @@ class SigningKey:
 
 
 _cache: dict[Path, SigningKey] = {}
+_stamps: dict[Path, tuple[int, int, int, int] | None] = {}  # the key file as it was when its cached key was read
 _lock = threading.Lock()
 
 
@@ -138,6 +142,7 @@ def rotate(path: Path) -> tuple[SigningKey, SigningKey]:
         raise
     with _lock:
         _cache.pop(path, None)
+        _stamps.pop(path, None)
     return old, SigningKey(priv, path)
 
 
@@ -178,14 +183,34 @@ def load(path: Path) -> SigningKey:
     return SigningKey(priv, path)
 
 
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """What identifies the key file's current content (None when it is absent): a rotation replaces it."""
+    try:
+        st = os.stat(path)  # through a mounted Secret's symlinks to the file the kubelet swapped in
+    except OSError:
+        return None
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
+
+
 def signing_key(create: bool = True) -> SigningKey:
-    """The configured signing key, generated on first use when ``create`` (cached per path)."""
+    """The configured signing key, generated on first use when ``create``.
+
+    Cached per path while the file stays the same, and read again when it changes: a key rotated by another
+    process (``veuctl audit keygen --rotate``, a Secret updated under the pod) signs the next checkpoint and
+    export, where the first key read used to sign until a restart (after a rotation for a leak, with the leaked
+    key). A changed file that does not load (half-written) keeps the previous key signing, logged, and is read
+    again on the next call: a write must not fail over a rotation in progress."""
     path = key_path()
     with _lock:
+        stamp = _stamp(path)
         cached = _cache.get(path)
-        if cached is not None:
+        if cached is not None and (stamp is None or _stamps.get(path) == stamp):
+            if stamp is None and _stamps.get(path) is not None:
+                log.warning("signing key %s is gone; still signing with the key read before (%s)", path,
+                            cached.key_id[:16])
+                _stamps[path] = None
             return cached
-        if not path.exists():
+        if stamp is None:
             if not create:
                 raise SigningKeyError(f"VEU_SIGNING_KEY_FILE: {path} does not exist")
             try:
@@ -197,9 +222,20 @@ def signing_key(create: bool = True) -> SigningKey:
                 raise SigningKeyError(f"VEU_SIGNING_KEY_FILE: cannot create the signing key {path}: "
                                       f"{exc.strerror or exc}; point VEU_SIGNING_KEY_FILE at a writable "
                                       "path or create the key with `veuctl audit keygen --out FILE`") from None
+            stamp = _stamp(path)
         else:
-            key = load(path)
-        _cache[path] = key
+            try:
+                key = load(path)
+            except SigningKeyError as exc:
+                if cached is None:
+                    raise
+                log.warning("%s; still signing with the key read before (%s) until it loads", exc,
+                            cached.key_id[:16])
+                return cached
+        if cached is not None and cached.key_id != key.key_id:
+            log.info("signing key %s changed: now signing with %s (was %s)", path, key.key_id[:16],
+                     cached.key_id[:16])
+        _cache[path], _stamps[path] = key, stamp
         return key
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import secrets
 import time
@@ -60,6 +61,8 @@ _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Sign-in throttling: tokens are 256-bit secrets, so this bounds store load and noisy guessing, not luck.
 LOGIN_FAILURES = 10
 LOGIN_WINDOW_SECONDS = 300.0
+# Addresses the throttle remembers at most (see LoginThrottle._make_room).
+TRACKED_ADDRESSES = 10_000
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -182,7 +185,7 @@ class AuthMiddleware:
                 await _redirect(send, "/login?next=" + quote(path, safe="/"))
                 return
             principal = principal_or_none
-            if method in _UNSAFE and not _same_origin(headers):
+            if method in _UNSAFE and not _same_origin(headers, secure):
                 detail = "cross-site form submission refused (Origin/Referer does not match Host)"
                 if wants_html(path, headers):
                     await _page(scope, receive, send, principal, "Form refused",
@@ -311,13 +314,21 @@ async def _page(scope: Scope, receive: Receive, send: Send, principal: Principal
     await refused_page(request, 403, heading, message, advice)(scope, receive, send)
 
 
-def _same_origin(headers: dict[str, str]) -> bool:
+def _same_origin(headers: Mapping[str, str], secure: bool) -> bool:
+    """Whether the Origin (else the Referer) names this host, and over HTTPS (``secure``) an https page.
+
+    A page on this host over plain HTTP is another origin: a man in the middle can serve one before the browser
+    knows the site's HSTS, and browsers without schemeful SameSite send the ``__Host-`` cookie with its posts.
+    Over plain HTTP an https page is accepted: a TLS-terminating proxy that is not trusted for X-Forwarded-Proto
+    forwards the browser's https page as plain HTTP."""
     host = headers.get("host", "")
     origin = headers.get("origin") or headers.get("referer") or ""
     if not origin or not host:
         return False
-    netloc = origin.split("://", 1)[-1].split("/", 1)[0]
-    return netloc == host
+    scheme, sep, rest = origin.partition("://")
+    if not sep or (secure and scheme.lower() != "https"):
+        return False
+    return rest.split("/", 1)[0] == host
 
 
 async def _json(send: Send, status: int, detail: str, extra: dict[str, str] | None = None) -> None:
@@ -360,7 +371,7 @@ def setup(app: FastAPI) -> None:
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Any:
         hdrs = {k.lower(): v for k, v in request.headers.items()}
-        if (hdrs.get("origin") or hdrs.get("referer")) and not _same_origin(hdrs):
+        if (hdrs.get("origin") or hdrs.get("referer")) and not _same_origin(hdrs, request.url.scheme == "https"):
             # Login CSRF: another site must not sign this browser in with the attacker's token.
             return HTMLResponse(_LOGIN % ("Sign in from this site's own page.", "/"), status_code=403)
         client = request.client.host if request.client else ""
@@ -416,51 +427,82 @@ def setup(app: FastAPI) -> None:
                        session_secret=secret)
 
 
+def throttle_key(client: str) -> str:
+    """What the sign-in throttle counts ``client`` (an address) under: an IPv6 address by its /64, which one host
+    holds whole and picks source addresses from at will (privacy addresses), an IPv4-mapped one as the IPv4
+    address, anything else (a Unix socket, a test client) as it is."""
+    try:
+        ip = ipaddress.ip_address(client.split("%", 1)[0])  # without an IPv6 zone ("fe80::1%eth0")
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
-    """Failed sign-ins per client address in a sliding window: past ``limit`` the form answers 429 until the
-    oldest failure leaves the window. Per process (each API replica counts its own), in memory, bounded."""
+    """Failed sign-ins per client address (an IPv6 /64: :func:`throttle_key`) in a sliding window: past ``limit``
+    the form answers 429 until the oldest failure leaves the window. Per process (each API replica counts its
+    own), in memory, at most ``tracked`` addresses."""
 
     def __init__(self, limit: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
+                 clock: Callable[[], float] = time.monotonic, tracked: int = TRACKED_ADDRESSES) -> None:
+        self.limit, self.window, self.clock, self.tracked = limit, window, clock, tracked
         self._failures: dict[str, list[float]] = {}
 
-    def _recent(self, client: str) -> list[float]:
+    def _recent(self, key: str) -> list[float]:
         now = self.clock()
-        kept = [t for t in self._failures.get(client, []) if now - t < self.window]
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
         if kept:
-            self._failures[client] = kept
+            self._failures[key] = kept
         else:
-            self._failures.pop(client, None)
+            self._failures.pop(key, None)
         return kept
 
     def wait(self, client: str) -> int:
         """Seconds until ``client`` may try again (0: now)."""
-        recent = self._recent(client)
+        recent = self._recent(throttle_key(client))
         if len(recent) < self.limit:
             return 0
         return max(1, int(recent[-self.limit] + self.window - self.clock()) + 1)
 
     def failed(self, client: str) -> float:
         """Count an attempt from ``client`` as failed; the returned stamp names it for :meth:`succeeded`."""
-        if len(self._failures) >= 10_000:  # many addresses: forget those with no failure in the window
-            for c in list(self._failures):
-                self._recent(c)
+        key = throttle_key(client)
+        if key not in self._failures and len(self._failures) >= self.tracked:
+            self._make_room()
         at = self.clock()
-        self._failures.setdefault(client, []).append(at)
+        self._failures.setdefault(key, []).append(at)
         return at
+
+    def _make_room(self) -> None:
+        """Forget the addresses whose failures left the window and, if that is not a tenth of the table, those
+        with the fewest failures (the oldest first): each such pass is followed by a tenth of the table's new
+        addresses before the next, so a flood from many addresses costs little per attempt (it walked the whole
+        table on every attempt), and an address being throttled is the last to be forgotten."""
+        for key in list(self._failures):
+            self._recent(key)
+        keep = self.tracked - max(1, self.tracked // 10)
+        if len(self._failures) > keep:
+            # Fewest failures first, then the longest quiet: an address at the limit outlives a flood of single ones.
+            order = sorted(self._failures, key=lambda k: (len(self._failures[k]), self._failures[k][-1]))
+            for key in order[:len(self._failures) - keep]:
+                del self._failures[key]
 
     def succeeded(self, client: str, attempt: float) -> None:
         """Forgive the attempt :meth:`failed` counted as ``attempt`` (its token signed in), and only it: clearing
         the address's failures let anyone holding a valid token sign in between guesses at others and reset the
         limit. Its entry may have left the window already; then nothing is removed."""
-        recent = self._failures.get(client, [])
+        key = throttle_key(client)
+        recent = self._failures.get(key, [])
         for i in range(len(recent) - 1, -1, -1):  # the newest entry with its stamp (equal stamps are alike)
             if recent[i] == attempt:
                 del recent[i]
                 break
         if not recent:
-            self._failures.pop(client, None)
+            self._failures.pop(key, None)
 
 
 def _safe_next(nxt: str) -> str:
