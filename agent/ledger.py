@@ -29,6 +29,7 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    and_,
     bindparam,
     case,
     cast,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     union_all,
 )
 from sqlalchemy import select as sa_select
@@ -289,7 +291,11 @@ def add_model(
     if published is False and published_on is not None:
         raise LedgerError("--published-on: a publication date for a model marked not published")
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
-    if m is not None and base_row is not None:
+    # Only a change that the checks below judge against other writers' rows takes the lock: a new base (a cycle) or
+    # a new publication date (training recorded after it, add_run's check the other way round). An unchanged link
+    # takes none, so metering, which may reach here holding the audit chain's lock, never waits on it.
+    if m is not None and ((base_row is not None and m.base_id != base_row.id)
+                          or (published_on is not None and published_on != m.published_on)):
         lock_for_transaction(s, LINEAGE_LOCK)
         s.refresh(m)  # as committed by whoever held the lock before
     if published_on is not None:
@@ -344,10 +350,13 @@ def _check_no_training_after(s: Session, m: LedgerModel, published_on: date) -> 
     The published parameters are the weights as of that date: training after it made new, unpublished weights
     (a derivative), which the published record must not carry into its exclusion or into a derivative's allowance.
     """
-    # A run is dated by its start, or by its end when it has none (Run.counts_on).
+    # A run is dated by its start, or by its end when it has none (Run.counts_on); one known only by its end is
+    # after the publication only when it ended after it (training that ended that day is in the published weights).
     dated = func.coalesce(col(LedgerRun.period_start), col(LedgerRun.period_end))
     run = s.exec(select(dated).where(
-        LedgerRun.model_id == m.id, dated >= published_on,
+        LedgerRun.model_id == m.id,
+        or_(col(LedgerRun.period_start) >= published_on,
+            and_(col(LedgerRun.period_start).is_(None), col(LedgerRun.period_end) > published_on)),
         col(LedgerRun.withdrawn_at).is_(None)).order_by(dated)).first()
     metered = s.exec(select(MeteredUsage.period_start).where(
         MeteredUsage.model_id == m.id, col(MeteredUsage.period_start) >= _dt(published_on)).order_by(
@@ -390,6 +399,9 @@ def add_run(
     :func:`estimated_from` names, which the API answers with its JSON fields).
     """
     field = field or estimated_from(est)
+    # Before the model is read: its publication date, checked below, is what add_model changes under this lock
+    # (a publication committed between the read and this run's commit would have training after it).
+    lock_for_transaction(s, LINEAGE_LOCK)
     m = get_model(s, name)
     if start is not None and end is not None and end < start:
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
@@ -407,12 +419,14 @@ def add_run(
     # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
     # nothing here (the run may well predate it).
     # A run with no start is dated by its end (Run.counts_on): the ledger counts it from then.
+    # Known only by its end, a run that ended on the publication day is in the published weights.
     dated, dated_by = (start, "--start") if start is not None else (end, "--end")
-    if dated is not None and m.published_on is not None and _published_by(m, dated):
+    if (dated is not None and m.published_on is not None and _published_by(m, dated)
+            and (start is not None or dated > m.published_on)):
         # The published record is the published weights; training them further makes new, unpublished ones.
-        what = "starting" if start is not None else "with no start, ending"
+        what = "starting on or after that" if start is not None else "with no start, ending after that"
         raise LedgerError(
-            f"{dated_by}: {m.name} was published on {m.published_on.isoformat()}; a run {what} on or after that "
+            f"{dated_by}: {m.name} was published on {m.published_on.isoformat()}; a run {what} "
             f"trains new, unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
             f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
     compute.check_number(est.value, field, allow_zero=True)

@@ -138,3 +138,48 @@ def test_two_processes_recording_runs_on_one_lineage_lose_neither(url: str) -> N
         base = ledger.model_status(s, registry(), "Base", DAY)
     assert len(tuned.cumulative.runs_counted) == n and len(base.cumulative.runs_counted) == n
     assert tuned.cumulative_operations == pytest.approx(2 * n * 1e23, rel=1e-12)
+
+
+def test_a_run_after_publication_and_the_publication_recorded_at_once_are_refused_once(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One writer records a run of Base ending 2025-07-01 while another publishes Base on 2025-06-01: each checks
+    against the other's uncommitted write, so both would commit published weights with training after them."""
+    _lineage(url)
+    barrier = threading.Barrier(2, timeout=2)
+    waited = threading.local()
+
+    def then_wait(real):  # type: ignore[no-untyped-def]
+        def wrapped(*a, **k):  # type: ignore[no-untyped-def]
+            out = real(*a, **k)
+            if not getattr(waited, "done", False):
+                waited.done = True
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait()
+            return out
+        return wrapped
+
+    # add_run's publication check comes before its lineage check; add_model's is _check_no_training_after.
+    monkeypatch.setattr(ledger, "_check_lineage_finite", then_wait(ledger._check_lineage_finite))
+    monkeypatch.setattr(ledger, "_check_no_training_after", then_wait(ledger._check_no_training_after))
+    errors: list[Exception] = []
+
+    def run(write: Callable[..., object]) -> None:
+        try:
+            with session_scope(url) as s:
+                write(s)
+        except Exception as exc:  # collected for the assertions
+            errors.append(exc)
+
+    est = ledger.estimate(registry(), DAY, operations=1e24)
+    threads = [threading.Thread(target=run, args=(w,)) for w in (
+        lambda s: ledger.add_run(s, "Base", est, end=date(2025, 7, 1)),
+        lambda s: ledger.add_model(s, "Base", "Lumen", published=None, published_on=DAY))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert len(errors) == 1 and isinstance(errors[0], LedgerError), errors
+    with session_scope(url) as s:
+        m = ledger.get_model(s, "Base")
+        runs = ledger.model_view(s, registry(), "Base", DAY)["runs"]
+        assert not (m.published_on == DAY and runs), (m.published_on, runs)

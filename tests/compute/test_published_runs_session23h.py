@@ -49,8 +49,8 @@ def _status(url: str, name: str, day: date) -> tuple[float, str]:
         return st.cumulative_operations, st.status
 
 
-@pytest.mark.parametrize("end", [PUBLISHED, date(2025, 7, 2)])
-def test_a_run_ending_on_or_after_publication_with_no_start_is_refused_on_the_published_model(
+@pytest.mark.parametrize("end", [date(2025, 6, 2), date(2025, 7, 2)])
+def test_a_run_ending_after_publication_with_no_start_is_refused_on_the_published_model(
         db_url: str, end: date) -> None:
     _published_with_derivative(db_url)
     with pytest.raises(LedgerError) as err, session_scope(db_url) as s:
@@ -86,3 +86,18 @@ def test_a_publication_date_before_an_end_dated_run_is_refused_naming_the_run_da
     with session_scope(db_url) as s:  # a date on or after the run's end is the published weights
         ledger.add_model(s, "Q", "Open Lab", published=None, published_on=date(2025, 7, 3))
     assert _status(db_url, "Q", date(2025, 7, 3)) == (1e25, "excluded:published")
+
+
+def test_weights_published_the_day_their_last_run_ended_are_accepted_in_either_order(db_url: str) -> None:
+    """Training that ended on the day the weights were published is in those weights: a run known only by that end
+    is the published model's, as a run dated 2025-01-01 to that day is, whichever is recorded first."""
+    _published_with_derivative(db_url)
+    with session_scope(db_url) as s:  # the run after the publication
+        ledger.add_run(s, "P", ops(1e25), end=PUBLISHED)
+    assert _status(db_url, "P", PUBLISHED) == (2.1e26, "excluded:published")
+    with session_scope(db_url) as s:  # the publication after the run
+        add_party(s, "Open Lab 2", "US")
+        ledger.add_model(s, "R", "Open Lab 2")
+        ledger.add_run(s, "R", ops(1e25), end=PUBLISHED)
+        ledger.add_model(s, "R", "Open Lab 2", published=None, published_on=PUBLISHED)
+    assert _status(db_url, "R", PUBLISHED) == (1e25, "excluded:published")
