@@ -427,7 +427,7 @@ def _planned_placements(
         out.append((r.planned_for, Placement(
             site.name, site.country, info.id, Fraction(r.count) * info.fraction, info.tpp, info.eccn,
             parties.get(r.owner_id) if r.owner_id else None, parties.get(r.operator_id) if r.operator_id else None,
-            label=f"reservation #{r.id} (planned {r.planned_for.isoformat()})",
+            label=f"reservation #{r.id} (planned {r.planned_for.isoformat()})", arrives=r.planned_for,
         )))
     return out
 
@@ -999,6 +999,8 @@ def add_shipment(
         auth_id = _check_route(s, packs, d, via, dest, party, authorization)
     with dated("--date"):
         info = _whole_chips(packs, chip_name, d, "--count")
+    if via == "lpp":
+        _check_lpp_room(s, packs, d, party, dest, info, count)
     row = Shipment(day=d, consignee_id=party.id, destination=dest, accelerator=info.id,  # type: ignore[arg-type]
                    count=float(count), tpp_each=float(info.tpp), eccn=info.eccn, via=via,
                    reference=reference, authorization_id=auth_id, value_usd=value)
@@ -1009,6 +1011,33 @@ def add_shipment(
                     "count": row.count, "tpp": row.count * row.tpp_each, "via": via, "reference": reference,
                     "authorization": authorization, "value_usd": value})
     return row
+
+
+def _check_lpp_room(
+    s: Session, packs: PackRegistry, d: date, party: Party, dest: str, info: ChipInfo, count: float,
+) -> None:
+    """Refuse an LPP shipment that takes its ultimate consignee's calendar year past § 740.29(a)'s limit.
+
+    LPP authorizes "up to" the limit per calendar year to one ultimate consignee: beyond it the items are not
+    shipped under LPP. Every LPP shipment of that year counts, those dated after this one too (a backdated entry
+    must not put a later one over), as :func:`policies.caps.lpp_caps` counts them on the year's last day.
+    """
+    this = core.Shipment(None, d, party.name, dest, info.id, exact(count), info.tpp, info.eccn, "lpp")
+    with dated("--date"):
+        caps = core.lpp_caps(packs, party_refs(s, d), [*shipments_core(s), this], d, through=date(d.year, 12, 31))
+    cap = next((c for c in caps if this in c.shipments), None)
+    if cap is None or cap.ok:
+        return
+    before = cap.numerator - this.tpp
+    fit = max(0, math.floor((cap.limit - before) / info.tpp)) if cap.limit is not None else 0
+    uc = str(cap.scope.get("consignee"))
+    whose = uc if uc == party.name else f"{uc} (the ultimate parent of {party.name}, § 740.29(h)(1))"
+    raise PolicyError(
+        f"--count: License Exception LPP authorizes up to {_num(cap.limit or Fraction(0))} TPP per calendar year to "
+        f"one ultimate consignee ({cap.provisions[0].citation}); {whose} has {_num(before)} TPP under LPP in {d.year}, "
+        f"so {_num(exact(count))} x {info.name} ({_num(this.tpp)} TPP) would take it to {_num(cap.numerator)}: at most "
+        f"{fit:,} fit; ship the rest under a licence (--via licence)"
+    )
 
 
 def _licensed_before_the_tiers(packs: PackRegistry, d: date) -> bool:

@@ -66,6 +66,9 @@ class Placement:
 
     ``holdings`` are the store ids that make it up (empty for a planned placement); ``eccn`` comes from
     the caller's classification of the accelerator (``3A090.a``, ``3A090.b``, ``not-3A090`` ...).
+    ``arrives``: a reserved placement's planned installation date (None: installed, or a change planned for the
+    date the caps are read on). A plan holds headroom from the day it is made, but its chips are not at the site
+    before they arrive.
     """
 
     site: str
@@ -78,10 +81,15 @@ class Placement:
     operator: str | None
     holdings: tuple[int, ...] = ()
     label: str = ""
+    arrives: date | None = None
 
     @property
     def tpp(self) -> Fraction:
         return self.count * self.tpp_each
+
+    def there_on(self, on: date) -> bool:
+        """Whether the chips are at the site on ``on`` (a plan's only from the day it arrives)."""
+        return self.arrives is None or self.arrives <= on
 
     def scaled(self, n: int | Fraction) -> Placement:
         return replace(self, count=self.count * n)
@@ -408,14 +416,17 @@ def uveu_caps(
                        "same_as": sorted({p.country for p in mine if same_as_us(p.country)} | {us})},
             ))
         if elig is not None and view == binding_base:
-            excluded = [p for p in mine if tiers(p.country) == 3]
+            # A plan holds share headroom from the day it is made, but no chip is in D:5 before it arrives: a plan
+            # for Cambodia dated after it left D:5 (2026-02-03), made before, put the fleet over until then.
+            excluded = [p for p in mine if tiers(p.country) == 3 and p.there_on(as_of)]
             out.append(CapResult(
                 id=f"uveu.excluded_locations.{view}", title="TPP in Macau or Country Group D:5 (not permitted)",
                 kind="absolute", view=view, binding=True,
                 numerator=sum((p.tpp for p in excluded), Fraction(0)), denominator=Fraction(1), limit=Fraction(0),
                 provisions=(elig,), contributors=tuple(mine),
                 formula="TPP at data centers in Tier 3 destinations <= 0",
-                scope={**scope, "area": "tier3"},
+                # "on": the explanation marks a plan in the numerator only once it has arrived, as the figure does.
+                scope={**scope, "area": "tier3", "on": as_of.isoformat()},
             ))
     return out
 
@@ -604,8 +615,13 @@ def lpp_caps(
     shipments: Iterable[Shipment],
     as_of: date,
     extra_consignees: Iterable[str] = (),
+    through: date | None = None,
 ) -> list[CapResult]:
-    """§ 740.29(a): LPP TPP per calendar year per ultimate consignee (the ultimate parent, § 740.29(h)(1))."""
+    """§ 740.29(a): LPP TPP per calendar year per ultimate consignee (the ultimate parent, § 740.29(h)(1)).
+
+    Counts the LPP shipments of ``as_of``'s year up to ``as_of`` (or up to ``through``, a later day of that year:
+    the whole year when checking a new shipment, which must not put a later one over the limit).
+    """
     prov = packs.provision("licence-exception-lpp", as_of)
     limit = exact(prov.value("tpp_per_calendar_year_per_consignee"))
     by_parent = bool(prov.values.get("consignee_is_ultimate_parent", True))
@@ -616,7 +632,7 @@ def lpp_caps(
 
     rel = [
         s for s in shipments
-        if s.via == "lpp" and s.day.year == as_of.year and s.day <= as_of and counts(s.eccn, counted)
+        if s.via == "lpp" and s.day.year == as_of.year and s.day <= (through or as_of) and counts(s.eccn, counted)
     ]
     out: list[CapResult] = []
     for uc in sorted({key(s.consignee) for s in rel} | {key(c) for c in extra_consignees}):
@@ -741,7 +757,10 @@ def in_area(c: CapResult, p: Placement, tier_of: Mapping[str, int] | None = None
         return True
     if area in ("outside-tier1", "tier3") and tier_of is not None:
         t = tier_of.get(p.country)
-        return t != 1 if area == "outside-tier1" else t == 3
+        if area == "outside-tier1":
+            return t != 1
+        on = c.scope.get("on")
+        return t == 3 and (on is None or p.there_on(date.fromisoformat(str(on))))
     return area is None
 
 

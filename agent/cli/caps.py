@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import typer
@@ -30,6 +31,27 @@ def _fmt(x: Any, share: bool = False) -> str:
     if isinstance(x, int | float):
         return f"{x:,.0f}"
     return str(x)
+
+
+def _share_value(value: Any, limit: Any) -> str:
+    """A share cap's value as a percentage, with the digits it takes not to read as its limit when it is not.
+
+    At four decimals 7.0000462% printed as 7.0000%, the limit itself, beside OVER.
+    """
+    if not isinstance(value, int | float) or not isinstance(limit, int | float) or value == limit:
+        return _fmt(value, True)
+    for digits in range(4, 13):
+        if f"{value:.{digits}%}" != f"{limit:.{digits}%}":
+            return f"{value:.{digits}%}"
+    return _fmt(value, True)
+
+
+def _headroom(x: Any) -> str:
+    """Headroom in whole TPP, rounded down: what is shown as room fits, and a shortfall shown is at least what must
+    go (rounded half up, 1,055,466.67 TPP of room printed as 1,055,467)."""
+    if isinstance(x, int | float) and math.isfinite(x):
+        return f"{math.floor(x):,}"
+    return _fmt(x)
 
 
 # A cap whose limit is None has no allocation in effect on the date (Table 1 to § 748.15(a)(2)(iii)(B) has no row
@@ -65,8 +87,9 @@ def _print_caps(data: dict[str, Any]) -> None:
     for c in data["caps"]:
         flags = ("" if c["confirmed"] else " ?") + ("" if c["enforced"] else " ~")
         share = c["kind"] == "share"
-        rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": _fmt(c["value"], share),
-                     "limit": _limit(c["limit"], share), "headroom TPP": _fmt(c["headroom"]),
+        value = _share_value(c["value"], c["limit"]) if share else _fmt(c["value"])
+        rows.append({"cap": c["id"], "view": "binding" if c["binding"] else "info", "value": value,
+                     "limit": _limit(c["limit"], share), "headroom TPP": _headroom(c["headroom"]),
                      "ok": _status(c["ok"], c["limit"]) + flags})
     table(rows, ["cap", "view", "value", "limit", "headroom TPP", "ok"], title=title)
     for c in data["caps"]:
@@ -155,8 +178,9 @@ def caps_explain(
         # Stored names (a party "Lab [/x]") and labels ("[pack version; status]") are text, not Rich markup.
         console.print(f"[bold]{escape(d['title'])}[/bold]  {escape(d['explanation']['formula'])}")
         share = d["kind"] == "share"
-        console.print(f"value {_fmt(d['value'], share)}  limit {_limit(d['limit'], share)}  "
-                      f"headroom {_fmt(d['headroom'])} TPP  "
+        value = _share_value(d["value"], d["limit"]) if share else _fmt(d["value"])
+        console.print(f"value {value}  limit {_limit(d['limit'], share)}  "
+                      f"headroom {_headroom(d['headroom'])} TPP  "
                       f"{_status(d['ok'], d['limit'])}")
         if d["limit"] is None and not d["ok"]:
             console.print(_why_no_limit(d), soft_wrap=True, markup=False, highlight=False)
@@ -194,8 +218,11 @@ def whatif(
     def human(d: dict[str, Any]) -> None:
         def row(c: dict[str, Any]) -> dict[str, str]:
             share = c["before"]["denominator_tpp"] is not None
-            return {"cap": c["id"], "limit": _limit(c["limit"], share), "before": _fmt(c["before"]["value"], share),
-                    "after": _fmt(c["after"]["value"], share), "ok": _status(c["after"]["ok"], c["limit"])}
+            def v(x: Any) -> str:
+                return _share_value(x, c["limit"]) if share else _fmt(x)
+
+            return {"cap": c["id"], "limit": _limit(c["limit"], share), "before": v(c["before"]["value"]),
+                    "after": v(c["after"]["value"]), "ok": _status(c["after"]["ok"], c["limit"])}
 
         rows = [row(c) for c in d["caps"] if c["binding"]]
         table(rows, ["cap", "limit", "before", "after", "ok"], title=f"{op} {n} x {d['change']['chip_name']}")
