@@ -17,7 +17,7 @@ import os
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -193,10 +193,26 @@ class _HeadTooLarge(Exception):
     """Raised from a parser callback: httptools turns it into an HttpParserError, which uvicorn answers with a 400."""
 
 
+def client_cert_names(peercert: dict[str, object] | None) -> tuple[list[str], list[str]]:
+    """The Subject CNs and the DNS and URI SANs of a peer certificate as ``SSLObject.getpeercert()`` decodes it."""
+    cns: list[str] = []
+    sans: list[str] = []
+    if not peercert:
+        return cns, sans
+    for rdn in peercert.get("subject", ()):  # type: ignore[attr-defined]
+        cns.extend(str(value) for key, value in rdn if key == "commonName")
+    for kind, value in peercert.get("subjectAltName", ()):  # type: ignore[attr-defined]
+        if kind in ("DNS", "URI"):
+            sans.append(str(value))
+    return cns, sans
+
+
 def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
-                      body_timeout: float = BODY_TIMEOUT_SECONDS) -> type:
+                      body_timeout: float = BODY_TIMEOUT_SECONDS,
+                      client_names: Collection[str] = ()) -> type:
     """uvicorn's httptools protocol with the request head bounded (:data:`MAX_REQUEST_HEAD_BYTES`) and slow clients
-    timed out (:data:`HEADER_TIMEOUT_SECONDS`, :data:`BODY_TIMEOUT_SECONDS`).
+    timed out (:data:`HEADER_TIMEOUT_SECONDS`, :data:`BODY_TIMEOUT_SECONDS`); with ``client_names``
+    (``--client-name``) a connection whose client certificate has none of those names is closed unread.
 
     Not h11, which bounds it too: h11 parses in Python, and the webhook's reviews per second are what the admission
     path is measured by (bench/bench_webhook.py). The URL and each header are counted as the parser completes them,
@@ -216,6 +232,7 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
     min_body_bytes = max(1, int(MIN_BODY_BYTES_PER_SECOND * body_timeout))
+    pinned = frozenset(client_names)
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _in_head = False  # a request's head has begun and not ended
@@ -232,8 +249,28 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
+            if pinned and not self._client_named(transport):
+                return
             # A connection that never sends a byte is a head that never completes.
             self._await_head(self.loop.time() + header_timeout)
+
+        def _client_named(self, transport: asyncio.BaseTransport) -> bool:
+            """Whether the client certificate bears one of ``--client-name``, else the connection is aborted.
+
+            The CA check alone admits every certificate the CA signed (a cluster CA signs each kubelet's). Python
+            has no verify callback, so the name is checked here: the transport reaches the protocol only once the
+            handshake (and the CA check) completed, once per connection, before any byte of a request is read.
+            Aborting leaves the client as a refused CA does under TLS 1.3: a closed connection, no HTTP answer."""
+            ssl_object = transport.get_extra_info("ssl_object")
+            peercert = ssl_object.getpeercert() if ssl_object is not None else None
+            cns, sans = client_cert_names(peercert)
+            if any(name in pinned for name in (*cns, *sans)):
+                return True
+            log.warning("closing a connection from %s: its client certificate (CN %s) has none of the names of "
+                        "--client-name (%s) as its CN or a DNS/URI SAN", self.client,
+                        ", ".join(repr(cn[:256]) for cn in cns) or "none", ", ".join(sorted(pinned)))
+            transport.abort()  # type: ignore[attr-defined]
+            return False
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._timer is not None:
@@ -376,7 +413,7 @@ def _readable(option: str, path: str) -> None:
 
 def check_options(tls_cert: str | None, tls_key: str | None, client_ca: str | None = None,
                   log_level: str = "info", *, header_timeout: float = HEADER_TIMEOUT_SECONDS,
-                  body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
+                  body_timeout: float = BODY_TIMEOUT_SECONDS, client_names: Collection[str] = ()) -> None:
     """Refuse bad ``veuctl serve`` options, naming the option, before anything else runs: no store is opened or
     migrated and no log line written for a server that cannot start (a PEM pair that does not load, too)."""
     from policies.errors import PolicyError
@@ -391,6 +428,14 @@ def check_options(tls_cert: str | None, tls_key: str | None, client_ca: str | No
         raise PolicyError(f"{missing}: required with {given}; give both files, or neither for plain HTTP")
     if client_ca is not None and not tls_cert:
         raise PolicyError("--client-ca: requires --tls-cert/--tls-key (client certificates need TLS)")
+    for name in client_names:
+        if not name.strip() or name != name.strip():
+            raise PolicyError(f"--client-name: {name!r} is blank or has spaces around it; give the Subject CN or a "
+                              f"DNS/URI SAN of the API server's webhook client certificate, e.g. "
+                              f"kube-apiserver-webhook-client")
+    if client_names and client_ca is None:
+        raise PolicyError("--client-name: requires --client-ca (the names are checked on client certificates that "
+                          "CA signed)")
     if tls_cert and tls_key:
         _readable("--tls-cert", tls_cert)
         _readable("--tls-key", tls_key)
@@ -412,9 +457,10 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
                  log_level: str = "info", *, webhook_only: bool = False,
                  client_ca: str | None = None, webhook: bool = True,
                  header_timeout: float = HEADER_TIMEOUT_SECONDS,
-                 body_timeout: float = BODY_TIMEOUT_SECONDS) -> uvicorn.Config:
+                 body_timeout: float = BODY_TIMEOUT_SECONDS, client_names: Collection[str] = ()) -> uvicorn.Config:
     # before the app (and its store) exists
-    check_options(tls_cert, tls_key, client_ca, log_level, header_timeout=header_timeout, body_timeout=body_timeout)
+    check_options(tls_cert, tls_key, client_ca, log_level, header_timeout=header_timeout, body_timeout=body_timeout,
+                  client_names=client_names)
     from agent.api.app import create_app, create_webhook_app
 
     app = create_webhook_app(database_url) if webhook_only else create_app(database_url, webhook=webhook)
@@ -425,7 +471,7 @@ def build_config(host: str, port: int, tls_cert: str | None, tls_key: str | None
     config = uvicorn.Config(
         app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
         log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        http=_bounded_protocol(header_timeout, body_timeout), **tls_extra,  # type: ignore[arg-type]
+        http=_bounded_protocol(header_timeout, body_timeout, client_names), **tls_extra,  # type: ignore[arg-type]
     )
     config.load()
     if client_ca and config.ssl is not None:
@@ -456,12 +502,13 @@ def configure_logging(level: str) -> None:
 def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, database_url: str | None,
                *, reload_interval: float = 2.0, log_level: str = "info", webhook_only: bool = False,
                client_ca: str | None = None, webhook: bool = True, metrics_port: int | None = None,
-               header_timeout: float = HEADER_TIMEOUT_SECONDS, body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
+               header_timeout: float = HEADER_TIMEOUT_SECONDS, body_timeout: float = BODY_TIMEOUT_SECONDS,
+               client_names: Collection[str] = ()) -> None:
     """Run until interrupted; with TLS, cert/key/client-CA changes are picked up every ``reload_interval`` seconds."""
     configure_logging(log_level)
     config = build_config(host, port, tls_cert, tls_key, database_url, log_level, webhook_only=webhook_only,
                           client_ca=client_ca, webhook=webhook, header_timeout=header_timeout,
-                          body_timeout=body_timeout)
+                          body_timeout=body_timeout, client_names=client_names)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

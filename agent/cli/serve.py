@@ -25,6 +25,12 @@ def serve(
                                          help="PEM CA bundle: only clients with a certificate it signs (the API "
                                               "server's) complete the handshake; needs --tls-cert/--tls-key; TLS "
                                               "1.3 only; reloaded when it changes."),
+    client_name: list[str] | None = typer.Option(None, "--client-name",
+                                                 help="Accept only a client certificate whose Subject CN or a DNS/URI "
+                                                      "SAN equals this name (the API server's webhook client "
+                                                      "certificate, e.g. kube-apiserver-webhook-client); repeat for "
+                                                      "several; needs --client-ca. Without it any certificate the CA "
+                                                      "signed gets in (a cluster CA signs every kubelet's)."),
     header_timeout: float = typer.Option(10.0, "--header-timeout",
                                          help="Seconds a client has to send a request's line and headers, from "
                                               "connecting or from its first byte after a response (else 408 and "
@@ -43,8 +49,9 @@ def serve(
     for option, value in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--client-ca", client_ca)):
         # Blank is not left out: a blank --tls-cert and --tls-key served plain HTTP.
         not_blank(value, option, "give the PEM file, or leave the option out")
+    client_names = tuple(client_name or ())
     check_options(tls_cert, tls_key, client_ca, log_level, header_timeout=header_timeout,
-                  body_timeout=body_timeout)
+                  body_timeout=body_timeout, client_names=client_names)
     if webhook_only and no_webhook:
         raise PolicyError("--webhook-only/--no-webhook: choose one (each port serves one of the two)")
     if metrics_port is not None and (not 0 < metrics_port < 65536 or metrics_port == port):
@@ -56,7 +63,7 @@ def serve(
         notify_settings()  # VEU_NOTIFY_* (the API's reminder job): a bad value named before any store is opened
     run_server(host, port, tls_cert, tls_key, db_url(db), log_level=log_level.lower(), webhook_only=webhook_only,
                client_ca=client_ca, webhook=not no_webhook, metrics_port=metrics_port,
-               header_timeout=header_timeout, body_timeout=body_timeout)
+               header_timeout=header_timeout, body_timeout=body_timeout, client_names=client_names)
 
 
 def register(app: typer.Typer) -> None:

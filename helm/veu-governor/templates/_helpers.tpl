@@ -153,6 +153,9 @@ would pass) or no key set: fail the render instead of every API pod. */}}
 {{- if and $ca.enabled $ca.caSecret $ca.caConfigMap }}
 {{- fail "webhook.clientAuth: set caSecret or caConfigMap, not both (the webhook reads one CA bundle)" }}
 {{- end }}
+{{- if and $ca.allowedNames (not $ca.enabled) }}
+{{- fail "webhook.clientAuth.allowedNames names the API server's client certificate, which the webhook asks for only with client certificates on: set webhook.clientAuth.enabled=true (and its CA), or drop allowedNames" }}
+{{- end }}
 {{- $mp := int (default 0 .Values.webhook.metricsPort) }}
 {{- if and $mp (or (eq $mp (int .Values.webhook.port)) (and .Values.api.enabled (eq $mp (int .Values.api.port)))) }}
 {{- fail (printf "webhook.metricsPort=%d clashes with webhook.port or api.port: give /metrics a port of its own (or 0 to turn it off)" $mp) }}
