@@ -20,6 +20,7 @@ Credentials are never logged or put in error messages.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -55,6 +56,10 @@ EC2_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "
 # botocore's legacy retry mode doubles its backoff with no cap: 8 retries sleep at most 1 + 2 + ... + 128 = 255 s.
 LEGACY_MAX_ATTEMPTS = 8
 _UNSUPPORTED = {"InvalidAction", "NotImplemented", "UnsupportedOperation", "InvalidParameterValue"}
+# An instance type name as InvalidInstanceType lists them ("... do not exist: [dl1.24xlarge, x9.large]").
+_TYPE_LIST = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9-]+")
+_ADD_TYPE = ("add it under instance_types.aws in an operator catalog file (VEU_CATALOG_FILES) naming its accelerator "
+             "and how many per instance")
 
 
 class AwsAccount(BaseModel):
@@ -119,30 +124,68 @@ class AwsConfig(SourceConfig):
         return v
 
 
-def _err(exc: BaseException) -> str:
-    """An error message without credentials (botocore never puts secrets in ClientError text)."""
-    if isinstance(exc, ClientError):
-        e = exc.response.get("Error", {})
-        return f"{e.get('Code', 'Error')}: {e.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
+# The IAM action each call the collector makes needs, for an error saying what to grant.
+_IAM_ACTIONS = {
+    "DescribeInstances": "ec2:DescribeInstances",
+    "DescribeInstanceTypes": "ec2:DescribeInstanceTypes",
+    "DescribeCapacityReservations": "ec2:DescribeCapacityReservations",
+    "DescribeRegions": "ec2:DescribeRegions",
+    "AssumeRole": "sts:AssumeRole",
+}
+_DENIED = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
+
+
+def _err(exc: BaseException, region: str | None = None) -> str:
+    """An error message without credentials (botocore never puts secrets in ClientError text), naming the call and,
+    where AWS's words alone mislead, what to do: the IAM action a refused call needs, or that ``AuthFailure`` in a
+    region is also how AWS answers in an opt-in region the account has not enabled."""
+    if not isinstance(exc, ClientError):
+        return f"{type(exc).__name__}: {exc}"
+    e = exc.response.get("Error", {})
+    code, op = str(e.get("Code", "Error")), exc.operation_name
+    text = f"{code}: {e.get('Message', '')}".strip() + (f" (calling {op})" if op else "")
+    if code in _DENIED and op == "AssumeRole":
+        text += ("; allow sts:AssumeRole on the account's role_arn to the agent's own identity (in its policy and in "
+                 "the role's trust policy)")
+    elif code in _DENIED and op in _IAM_ACTIONS:
+        text += f"; grant {_IAM_ACTIONS[op]} to the identity the agent uses in this account"
+        if op == "DescribeCapacityReservations":
+            text += " (or set collectors.aws.capacity_reservations: false to count instances only)"
+    elif code == "AuthFailure" and region:
+        text += (f"; AWS also answers this in an opt-in region the account has not enabled: enable {region} for the "
+                 f"account (`aws account enable-region --region-name {region}`) or remove it from the account's "
+                 "regions in collectors.aws.accounts")
+    return text
 
 
 class _TypeCache:
     """Instance type -> (accelerator id, count) or None, filled from the catalog then DescribeInstanceTypes.
 
     A type whose accelerator the catalog cannot name maps to None and its reason is kept in ``unknown``: only
-    that type's instances go uncounted (the region is then partial), not the rest of the listing.
+    that type's instances go uncounted (the region is then partial), not the rest of the listing. A type a
+    region's DescribeInstanceTypes says does not exist is unknown in that region only (``absent``): another
+    region may describe it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._map: dict[str, tuple[str, float] | None] = {}
         self.unknown: dict[str, str] = {}  # instance type -> why the catalog cannot place its accelerator
+        self.absent: dict[tuple[str, str], str] = {}  # (region, instance type) -> what AWS answered
         self.api_calls = 0
 
+    def why(self, region: str, instance_type: str) -> str | None:
+        """Why instances of this type in ``region`` cannot be counted, or None (counted, or no accelerator)."""
+        if self._map.get(instance_type) is not None:
+            return None
+        if instance_type in self._map:
+            return self.unknown.get(instance_type)
+        return self.absent.get((region, instance_type))
+
     def lookup(self, ec2: Any, types: set[str]) -> dict[str, tuple[str, float] | None]:
+        region = str(ec2.meta.region_name)
         with self._lock:
-            todo = [t for t in types if t not in self._map]
+            todo = [t for t in types if t not in self._map and (region, t) not in self.absent]
             unknown = []
             for t in todo:
                 hit = instance_accelerators("aws", t)
@@ -152,27 +195,56 @@ class _TypeCache:
                     unknown.append(t)
             for i in range(0, len(unknown), 100):
                 chunk = unknown[i : i + 100]
-                self.api_calls += 1
-                # DescribeInstanceTypes is a paged call even with InstanceTypes given (a page may be short or
-                # empty and carry a NextToken): read every page, or types on a later page would look absent.
-                found = {
-                    it["InstanceType"]: it
-                    for page in ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=chunk)
-                    for it in page.get("InstanceTypes", [])
-                }
+                found = self._describe(ec2, region, chunk)
                 for t in chunk:
+                    if (region, t) in self.absent:
+                        continue
                     if t not in found:
                         # Not described is not "no accelerator": counting its instances as GPU-less would let
                         # a complete-looking region retire their chips. Leave them uncounted, the region partial.
                         self._map[t] = None
-                        self.unknown[t] = "DescribeInstanceTypes did not describe it, so its accelerators are unknown"
+                        self.unknown[t] = ("DescribeInstanceTypes did not describe it, so its accelerators are "
+                                           f"unknown; {_ADD_TYPE}")
                         continue
                     try:
                         self._map[t] = _from_type_info(found[t])
                     except PolicyError as exc:
                         self._map[t] = None
                         self.unknown[t] = str(exc)
-            return {t: self._map[t] for t in types}
+            return {t: self._map.get(t) for t in types}
+
+    def _describe(self, ec2: Any, region: str, types: list[str]) -> dict[str, dict[str, Any]]:
+        """DescribeInstanceTypes for ``types``; those the region says do not exist go to ``absent``.
+
+        AWS refuses the whole list when one type in it is not described in the region (``InvalidInstanceType``:
+        "The following supplied instance types do not exist: [dl1.24xlarge]"): one such instance made its region
+        fail and every instance on that page, and the pages after it, go uncounted. The types it names are set
+        aside and the rest asked for again; if it names none of them, the list is halved until it does.
+        """
+        if not types:
+            return {}
+        self.api_calls += 1
+        try:
+            # DescribeInstanceTypes is a paged call even with InstanceTypes given (a page may be short or empty and
+            # carry a NextToken): read every page, or types on a later page would look absent.
+            return {
+                it["InstanceType"]: it
+                for page in ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=types)
+                for it in page.get("InstanceTypes", [])
+            }
+        except ClientError as exc:
+            if not str(exc.response.get("Error", {}).get("Code", "")).startswith("InvalidInstanceType"):
+                raise
+            answer = _err(exc)
+            named = set(_TYPE_LIST.findall(answer)) & set(types)
+            if not named and len(types) > 1:
+                half = len(types) // 2
+                return self._describe(ec2, region, types[:half]) | self._describe(ec2, region, types[half:])
+            for t in named or set(types):
+                self.absent[(region, t)] = (
+                    f"DescribeInstanceTypes in {region} answered {answer!r}, so its accelerators are unknown; "
+                    f"{_ADD_TYPE}")
+            return self._describe(ec2, region, [t for t in types if t not in named]) if named else {}
 
 
 def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
@@ -391,7 +463,7 @@ class AwsCollector(Collector):
                 for i in insts:
                     hit = accel.get(i["InstanceType"])
                     if hit is None:
-                        if i["InstanceType"] in self.types.unknown:
+                        if self.types.why(region, i["InstanceType"]) is not None:
                             uncounted.setdefault(i["InstanceType"], []).append(i["InstanceId"])
                         continue
                     site = place.site_of((i.get("Placement") or {}).get("AvailabilityZone", ""), i["InstanceId"])
@@ -413,7 +485,7 @@ class AwsCollector(Collector):
             if self.config.capacity_reservations:
                 self._reservations(ec2, account, place, owner, operator, res, uncounted)
         except (ClientError, BotoCoreError, PolicyError, RunDeadlineExceeded) as exc:
-            res.error = f"{account}/{region}: {_err(exc)}"
+            res.error = f"{account}/{region}: {_err(exc, region)}"
         zones = place.error()
         if zones:
             res.add_error(f"{account}/{region}: {zones}")
@@ -421,7 +493,7 @@ class AwsCollector(Collector):
             # Only these chips wait for the catalog; the rest of the region is counted, and nothing retires.
             res.add_error(
                 f"{account}/{region}: instance type {itype} ({some_ids(ids)} not counted anywhere; nothing in this "
-                f"region retires until it is catalogued): {self.types.unknown[itype]}"
+                f"region retires until it is catalogued): {self.types.why(region, itype)}"
             )
         return res
 
@@ -458,7 +530,7 @@ class AwsCollector(Collector):
         for c in crs:
             hit = accel.get(c["InstanceType"])
             free = int(c.get("AvailableInstanceCount", 0))
-            if hit is None and free > 0 and c["InstanceType"] in self.types.unknown:
+            if hit is None and free > 0 and self.types.why(place.region, c["InstanceType"]) is not None:
                 uncounted.setdefault(c["InstanceType"], []).append(c["CapacityReservationId"])
             if hit is None or free <= 0:
                 continue
