@@ -11,6 +11,7 @@ decision and opens or reuses the case, with audit entries, in the caller's trans
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import unicodedata
@@ -360,11 +361,36 @@ _SINCE_TYPE = _D.c.decided_at.type
 _BEFORE = _D.c.decided_at < bindparam("until", type_=_SINCE_TYPE)
 _NO_END = datetime(9999, 1, 1, tzinfo=UTC)
 _ADMITTED = (_D.c.customer_name == bindparam("customer"), _D.c.allowed.is_(True), _D.c.run_operations.is_not(None))
-_RELATED = sa_select(
-    literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("jobs"),
-    literal(0).label("models"), literal(0).label("own_model"),
-).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), _D.c.decided_at >= bindparam("since", type_=_SINCE_TYPE),
-        _BEFORE)
+# Still running at the review's moment (``running_at``: now, or the start of the day an as-of review is of): an
+# admitted job counts in the sums until its approval plus the hours its bound used, however long ago it was
+# approved. A row without an end (a pod of an earlier release wrote it) never passes: the window alone.
+_RUNNING = _D.c.runs_until >= bindparam("running_at", type_=_SINCE_TYPE)
+
+
+def _in_window(since: str) -> tuple[ColumnElement[bool], ...]:
+    """Approved inside the window (``ix_admission_decision_admitted`` or ``_related``): with
+    :func:`_running_before`, the two disjoint parts of the sums, read as two index range scans under a UNION
+    ALL where one OR would read neither index well (a job in both is counted once by the max per job)."""
+    return (_D.c.decided_at >= bindparam(since, type_=_SINCE_TYPE),)
+
+
+def _running_before(since: str) -> tuple[ColumnElement[bool], ...]:
+    """Approved before the window and still running (``ix_admission_decision_running``)."""
+    return (_RUNNING, _D.c.decided_at < bindparam(since, type_=_SINCE_TYPE))
+
+
+def _related_part(when: tuple[ColumnElement[bool], ...], end: Any) -> Any:
+    return sa_select(
+        literal(0).label("agg"), _D.c.job_ref, _D.c.run_operations, _D.c.decided_at, literal(0).label("jobs"),
+        literal(0).label("models"), literal(0).label("own_model"), end.label("runs_until"),
+    ).where(*_ADMITTED, _D.c.model_key == bindparam("model_key"), *when, _BEFORE)
+
+
+# A row inside the window counts by its date alone: its end is not read, so the window's scan stays index-only
+# (ix_admission_decision_admitted carries no runs_until).
+_RELATED_PARTS = (_related_part(_in_window("since"), cast(null(), _SINCE_TYPE)),
+                  _related_part(_running_before("since"), _D.c.runs_until))
+_RELATED = union_all(*_RELATED_PARTS)
 _C: Any = RedFlagCase.__table__  # type: ignore[attr-defined]
 
 
@@ -412,36 +438,45 @@ def _load_query(by_group: bool) -> Any:
     # (policies.ledger.derivative_name), while its decisions carry NAME: those are matched by that composed
     # name. (A pair too long for the ledger's names is kept under a digest, which SQL does not compose: such
     # jobs still count, the cautious side.)
-    composed = _D.c.customer_name + literal_column("'/'") + _D.c.model_key
+    whose: ColumnElement[bool]
+    if by_group:
+        whose = _AnyName(_D.c.customer_name, bindparam("members", type_=_NameList()))
+    else:
+        whose = _D.c.customer_name == bindparam("customer")
+    # The window's admitted rows and, apart, the running ones approved before it: two index range scans under
+    # one UNION ALL (an OR would read neither index well), filtered above it so that each list of answered
+    # lineages below is hashed once for both (a hashed list costs about as much to set up as both scans).
+    scans = union_all(*(sa_select(_D.c.job_ref, _D.c.run_operations, _D.c.model_key, _D.c.customer_name).where(
+        whose, *_ADMITTED[1:], *when, _BEFORE) for when in (_in_window("agg_since"), _running_before("agg_since")))
+    ).subquery("admitted")
+    composed = scans.c.customer_name + literal_column("'/'") + scans.c.model_key
     # On record at the review's moment: answered before the end of its as-of day, and not expired by then.
     on_record = (_C.c.status == literal_column("'resolved'"),
                  _C.c.resolved_at < bindparam("until", type_=_C.c.resolved_at.type),
                  _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
-    whose: ColumnElement[bool]
     if by_group:
-        whose = _AnyName(_D.c.customer_name, bindparam("members", type_=_NameList()))
         # Answered by the job's own customer: the inquiry is of the customer (red flag 28), so a sibling's
         # answer about its lineage leaves nothing of another member's jobs naming that model out of the sum.
         # (Pairs against one uncorrelated list, as below: hashed once, not probed per decision.)
         answered = sa_select(_C.c.customer_name, _C.c.model_key).where(
             _AnyName(_C.c.customer_name, bindparam("members", type_=_NameList())), *on_record)
-        not_answered = [tuple_(_D.c.customer_name, _D.c.model_key).not_in(answered),
-                        tuple_(_D.c.customer_name, composed).not_in(answered)]
+        not_answered = [tuple_(scans.c.customer_name, scans.c.model_key).not_in(answered),
+                        tuple_(scans.c.customer_name, composed).not_in(answered)]
     else:
-        whose = _D.c.customer_name == bindparam("customer")
         answered = sa_select(_C.c.model_key).where(_C.c.customer_name == bindparam("customer"), *on_record)
-        not_answered = [_D.c.model_key.not_in(answered), composed.not_in(answered)]
+        not_answered = [scans.c.model_key.not_in(answered), composed.not_in(answered)]
+    rows = sa_select(scans.c.job_ref, scans.c.run_operations, scans.c.model_key).where(
+        scans.c.job_ref != bindparam("job"), *not_answered).subquery("counted")
     per_job = sa_select(
-        _D.c.job_ref, func.max(_D.c.run_operations).label("ops"), func.max(_D.c.model_key).label("mk"),
-    ).where(whose, *_ADMITTED[1:], _D.c.decided_at >= bindparam("agg_since", type_=_SINCE_TYPE), _BEFORE,
-            _D.c.job_ref != bindparam("job"), *not_answered,
-            ).group_by(_D.c.job_ref).subquery("per_job")
-    return union_all(_RELATED, sa_select(
+        rows.c.job_ref, func.max(rows.c.run_operations).label("ops"), func.max(rows.c.model_key).label("mk"),
+    ).group_by(rows.c.job_ref).subquery("per_job")
+    return union_all(*_RELATED_PARTS, sa_select(
         literal(1), cast(null(), _D.c.job_ref.type), func.coalesce(func.sum(per_job.c.ops), 0.0),
         cast(null(), _SINCE_TYPE), func.count(), func.count(distinct(per_job.c.mk)),
         # Whether the job's own lineage is among the model names counted (a part of it older than the related-jobs
         # window but inside the customer-wide one): the hold then names no extra model for this job.
         func.coalesce(func.max(case((per_job.c.mk == bindparam("model_key"), 1), else_=0)), 0),
+        cast(null(), _SINCE_TYPE),
     ))
 
 
@@ -456,9 +491,10 @@ def related_query(customer: str, model_key: str, since: datetime, agg_since: dat
     and, when the customer-wide window is on (``agg_days`` > 0), its load across every model name since
     ``agg_since`` (its ``group``'s when one is given: a corporate group of more than the customer), both decided
     before ``until`` (None: no end), lineages answered before it and unexpired at ``now`` left out of the load:
-    read them with :func:`related_from`."""
+    read them with :func:`related_from`. Jobs approved before a window still count while running at ``now``
+    (their recorded ``runs_until``)."""
     params: dict[str, Any] = {"customer": customer, "model_key": model_key, "since": since,
-                              "until": until or _NO_END}
+                              "until": until or _NO_END, "running_at": now}
     if agg_days <= 0:
         return _RELATED, params
     params = {**params, "agg_since": agg_since, "job": job, "now": now}
@@ -479,11 +515,19 @@ def related_from(rows: list[tuple[Any, ...]], agg_days: int, group: tuple[str, .
 
 
 def _best_per_job(rows: Any) -> list[RelatedJob]:
+    """Each job once, at its largest admitted estimate (a job read both inside the window and as running, or
+    decided again, is one job), running until the latest end any of its rows records."""
     best: dict[str, RelatedJob] = {}
-    for _agg, job, ops, at, *_counts in rows:
+    for _agg, job, ops, at, _jobs, _models, _own, end in rows:
         d = as_utc(at).astimezone(UTC).date()  # the UTC day, whatever the database session's TimeZone
-        if job not in best or float(ops or 0.0) > best[job].operations:
-            best[job] = RelatedJob(job, float(ops or 0.0), d)
+        ends = _day(end)
+        had = best.get(job)
+        if had is not None and had.runs_until is not None and (ends is None or had.runs_until > ends):
+            ends = had.runs_until
+        if had is None or float(ops or 0.0) > had.operations:
+            best[job] = RelatedJob(job, float(ops or 0.0), d, ends)
+        elif ends != had.runs_until:
+            best[job] = replace(had, runs_until=ends)
     return list(best.values())
 
 
@@ -1139,7 +1183,20 @@ def _decision_values(r: _Review, now: datetime) -> dict[str, Any]:
         run_operations=dec.run_operations, lineage_operations=dec.lineage_operations, case_id=out.case_id,
         message=out.message, pack_versions=json.dumps(dict(dec.versions), sort_keys=True),
         detail=json.dumps(detail, default=str),
+        runs_until=_runs_until(dec, now),
     )
+
+
+def _runs_until(dec: Decision, now: datetime) -> datetime | None:
+    """When an admitted job's run ends by its decision's reckoning: approval plus the hours its bound used. The
+    admission sums count it until then. None when there is nothing to count (refused, no estimate, no hours)."""
+    if not dec.allowed or dec.run_operations is None or dec.hours is None:
+        return None
+    hours = max(dec.hours, 0.0) if not math.isnan(dec.hours) else math.inf
+    # Hours beyond the calendar a store keeps: running as far as any review can tell.
+    if hours * 3600 >= (_NO_END - now).total_seconds():
+        return _NO_END
+    return now + timedelta(hours=hours)
 
 
 _OPEN_CASE = _C.insert().values({c: bindparam(c, type_=_C.c[c].type) for c in (

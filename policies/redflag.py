@@ -241,11 +241,20 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class RelatedJob:
-    """An earlier admitted job of the same customer and model (or unnamed bucket) inside the window."""
+    """An earlier admitted job of the same customer and model (or unnamed bucket) inside the window, or approved
+    before it and still running."""
 
     job_ref: str
     operations: float
     decided_on: date
+    # The UTC day its run ends by its decision's reckoning (approval plus the hours its bound used), None when not
+    # recorded: counted while running on the review's day, however long ago it was approved.
+    runs_until: date | None = None
+
+    def counts_on(self, as_of: date, window_days: int) -> bool:
+        """Whether the job is part of the sums on ``as_of``: approved inside the window, or running that day."""
+        return (as_of - self.decided_on).days <= window_days or (
+            self.runs_until is not None and self.runs_until >= as_of)
 
 
 @dataclass(frozen=True)
@@ -669,7 +678,7 @@ def decide(
         why.extend(declared_notes)
     recs: Mapping[str, ModelRecord] = records or {}
     window = settings.related_jobs_window_days if d.model else settings.unnamed_model_window_days
-    rel = [r for r in related if r.job_ref != req.job_ref and (as_of - r.decided_on).days <= window]
+    rel = [r for r in related if r.job_ref != req.job_ref and r.counts_on(as_of, window)]
     # A claimed base the ledger does not hold excludes nothing: the job's operations count in full.
     claimed_base = d.base_model if d.base_model and d.base_model in recs else None
     named = recs.get(key)

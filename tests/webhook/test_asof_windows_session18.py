@@ -55,6 +55,17 @@ def test_a_review_as_of_a_past_day_counts_the_parts_decided_in_the_window_before
     assert first.code == redflag.ALLOW, first.message
     then = _decide(url, "part-2", "frontier-1", as_of=(now - timedelta(days=100)).date(), dry_run=True)
     assert then.code == redflag.HOLD_FOR_INQUIRY, then.message
+    # Outside today's window, but part-1 (8000 hours from 120 days ago) still runs: it counts until its run ends.
+    assert _decide(url, "part-2", "frontier-1", dry_run=True).code == redflag.HOLD_FOR_INQUIRY
+
+
+def test_a_review_as_of_a_past_day_counts_a_part_whose_run_has_since_ended(url: str) -> None:
+    # Decided 400 days ago for 8000 hours (ended 67 days ago): inside the window of a day 380 days ago; today
+    # outside the window and no longer running.
+    now = utcnow()
+    assert _decide(url, "part-1", "frontier-1", now=now - timedelta(days=400)).code == redflag.ALLOW
+    then = _decide(url, "part-2", "frontier-1", as_of=(now - timedelta(days=380)).date(), dry_run=True)
+    assert then.code == redflag.HOLD_FOR_INQUIRY, then.message
     assert _decide(url, "part-2", "frontier-1", dry_run=True).code == redflag.ALLOW
 
 
@@ -71,6 +82,15 @@ def test_the_customer_wide_sum_as_of_a_past_day_counts_the_jobs_of_its_window_be
     now = utcnow()
     assert _decide(url, "a-1", "model-a", now=now - timedelta(days=120)).code == redflag.ALLOW
     then = _decide(url, "b-1", "model-b", as_of=(now - timedelta(days=100)).date(), dry_run=True)
+    assert then.code == redflag.HOLD_FOR_INQUIRY, then.message
+    # a-1 (8000 hours from 120 days ago) still runs: the customer-wide sum counts it until its run ends.
+    assert _decide(url, "b-1", "model-b", dry_run=True).code == redflag.HOLD_FOR_INQUIRY
+
+
+def test_the_customer_wide_sum_leaves_out_a_job_whose_run_has_ended_outside_its_window(url: str) -> None:
+    now = utcnow()
+    assert _decide(url, "a-1", "model-a", now=now - timedelta(days=400)).code == redflag.ALLOW
+    then = _decide(url, "b-1", "model-b", as_of=(now - timedelta(days=380)).date(), dry_run=True)
     assert then.code == redflag.HOLD_FOR_INQUIRY, then.message
     assert _decide(url, "b-1", "model-b", dry_run=True).code == redflag.ALLOW
 

@@ -27,9 +27,13 @@ def url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("store" if request.param == "sqlite" else "pg_store"))
 
 
+# The same operations in 1000 hours (2048 pods): a part whose run has ended 42 days after its approval.
+SHORT = {"pods": 2048, "hours": "1000"}
+
+
 def _decide(url: str, name: str, model: str, *, as_of: date | None = None, now: datetime | None = None,
-            dry_run: bool = False) -> Outcome:
-    body = review(job(name, annotations={M + "model": model, M + "expected-hours": "8000"}, **PART),
+            dry_run: bool = False, pods: int = PART["pods"], hours: str = "8000") -> Outcome:
+    body = review(job(name, annotations={M + "model": model, M + "expected-hours": hours}, pods=pods),
                   dry_run=dry_run)
     with session_scope(url) as s:
         return cases.evaluate_review(s, registry(), body, as_of, now=now)
@@ -37,8 +41,10 @@ def _decide(url: str, name: str, model: str, *, as_of: date | None = None, now: 
 
 def test_a_part_that_has_left_both_windows_by_a_later_as_of_day_is_counted_in_neither(url: str) -> None:
     now = utcnow()
-    # Decided 80 days ago: inside today's 90-day windows, outside those of a day 15 days from now.
-    assert _decide(url, "part-1", "frontier-1", now=now - timedelta(days=80)).code == redflag.ALLOW
+    # Decided 80 days ago and run for 1000 hours (ended 38 days ago): inside today's 90-day windows, outside those
+    # of a day 15 days from now, and no longer running then.
+    first = _decide(url, "part-1", "frontier-1", now=now - timedelta(days=80), pods=SHORT["pods"], hours=SHORT["hours"])
+    assert first.code == redflag.ALLOW
     today = _decide(url, "part-2", "frontier-1", dry_run=True)
     assert today.code == redflag.HOLD_FOR_INQUIRY, today.message
     later = _decide(url, "part-2", "frontier-1", as_of=(now + timedelta(days=15)).date(), dry_run=True)
@@ -46,6 +52,15 @@ def test_a_part_that_has_left_both_windows_by_a_later_as_of_day_is_counted_in_ne
     # job as "across model names" on a part of the same model that the lineage no longer counts.
     assert later.code == redflag.ALLOW, later.message
     assert later.estimate == pytest.approx(today.estimate / 2)
+
+
+def test_a_part_still_running_on_a_later_as_of_day_is_counted_past_both_windows(url: str) -> None:
+    """Decided 80 days ago for 8000 hours: outside the windows of a day 15 days from now, but still running then
+    (until day 333): it counts in the sums until its run ends."""
+    now = utcnow()
+    assert _decide(url, "part-1", "frontier-1", now=now - timedelta(days=80)).code == redflag.ALLOW
+    later = _decide(url, "part-2", "frontier-1", as_of=(now + timedelta(days=15)).date(), dry_run=True)
+    assert later.code == redflag.HOLD_FOR_INQUIRY, later.message
 
 
 def test_a_part_still_inside_the_windows_on_a_later_as_of_day_is_counted_in_both(url: str) -> None:

@@ -41,6 +41,9 @@ class RedFlagCase(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+RUNNING_WHERE = "allowed IS TRUE AND run_operations IS NOT NULL AND runs_until IS NOT NULL"
+
+
 class AdmissionDecision(SQLModel, table=True):
     """One admission decision: what was asked, the estimate and its arithmetic, pack versions, outcome."""
 
@@ -52,6 +55,11 @@ class AdmissionDecision(SQLModel, table=True):
               postgresql_include=["job_ref", "run_operations", "model_key"],
               postgresql_where=text("allowed IS TRUE AND run_operations IS NOT NULL"),
               sqlite_where=text("allowed IS TRUE AND run_operations IS NOT NULL")),
+        # The customer's admitted jobs still running (runs_until ahead of the review), however long ago they were
+        # approved: the sums' second range scan, beside the window's (migration 0024).
+        Index("ix_admission_decision_running", "customer_name", "runs_until",
+              postgresql_include=["decided_at", "job_ref", "run_operations", "model_key"],
+              postgresql_where=text(RUNNING_WHERE), sqlite_where=text(RUNNING_WHERE)),
     )
     id: int | None = Field(default=None, primary_key=True)
     uid: str = Field(default="", max_length=100)
@@ -77,3 +85,7 @@ class AdmissionDecision(SQLModel, table=True):
     message: str = Field(default="", sa_column=Column(Text, nullable=False))
     pack_versions: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    # An admitted job's end by the decision's own reckoning: approval plus the hours its bound used
+    # (``detail.hours``). The admission sums count the job until then, not only while its approval is inside
+    # their window. NULL (refused; no estimate; written by a pod of a release before it): the window alone.
+    runs_until: datetime | None = Field(default=None)

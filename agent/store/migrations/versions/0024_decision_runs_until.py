@@ -1,0 +1,144 @@
+"""``admission_decision.runs_until``: the admission sums count a job until its run ends, not only for the window.
+
+The anti-evasion sums (a customer's related jobs for one lineage over ``related_jobs_window_days``, its
+customer-wide or corporate-group sum over ``customer_aggregate_window_days``) read the admitted decisions of
+their window. A job approved longer ago but still running (declared ``expected-hours`` 8000, or a default
+maximum longer than the window) left both sums while it ran, and a second part of the run was admitted
+although together they reach the threshold. Each admitted decision with an estimate records when its run ends
+by its own reckoning, approval plus the hours its bound used (already in ``detail`` as ``hours``), and the
+sums count it until then.
+
+The backfill gives existing admitted rows that end from their ``detail``; a row whose detail has no hours (or
+is not JSON) stays NULL and keeps the window alone, as do rows that pods of the previous release write during
+a rolling upgrade. Hours past the calendar a store keeps end on 9999-01-01 (the job runs on, as far as any
+review can tell).
+
+``ix_admission_decision_running`` (customer, runs_until), partial on the admitted rows with an end, carries
+what the sums read (PostgreSQL INCLUDE), so the running jobs approved before the window are a second index
+range scan beside the window's (``ix_admission_decision_admitted``). On PostgreSQL it is built CONCURRENTLY, as
+0013's: a plain build would hold every decision insert for its duration while the running release answers.
+
+Revision ID: 0024_decision_runs_until
+Revises: 0013_admitted_index
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0024_decision_runs_until"
+down_revision = "0013_admitted_index"
+branch_labels = None
+depends_on = None
+
+_INDEX = "ix_admission_decision_running"
+_WHERE = "allowed IS TRUE AND run_operations IS NOT NULL AND runs_until IS NOT NULL"
+_COLUMNS = ["customer_name", "runs_until"]
+_INCLUDE = ["decided_at", "job_ref", "run_operations", "model_key"]
+_LAST = datetime(9999, 1, 1, tzinfo=UTC)
+_BATCH = 5000
+
+# The decision's hours from its detail, NULL where the detail is no JSON object or holds no finite number of
+# hours: a row the backfill cannot read keeps the window alone rather than failing the upgrade.
+_PG_HOURS = """
+CREATE FUNCTION pg_temp.veu_decision_hours(detail text) RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    v := detail::jsonb -> 'hours';
+    IF v IS NULL OR jsonb_typeof(v) <> 'number' THEN
+        RETURN NULL;
+    END IF;
+    RETURN GREATEST((v #>> '{}')::double precision, 0);
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$
+"""
+_PG_BACKFILL = """
+UPDATE admission_decision d SET runs_until = CASE
+    WHEN h.hours * 3600 >= extract(epoch FROM (timestamptz '9999-01-01 00:00:00+00' - d.decided_at))
+        THEN timestamptz '9999-01-01 00:00:00+00'
+    ELSE d.decided_at + make_interval(secs => h.hours * 3600) END
+FROM (SELECT id, pg_temp.veu_decision_hours(detail) AS hours FROM admission_decision
+      WHERE allowed IS TRUE AND run_operations IS NOT NULL AND runs_until IS NULL AND detail LIKE '%"hours"%') h
+WHERE d.id = h.id AND h.hours IS NOT NULL
+"""
+
+
+def _hours(detail: str | None) -> float | None:
+    try:
+        h = json.loads(detail or "").get("hours")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if isinstance(h, bool) or not isinstance(h, (int, float)) or math.isnan(h):
+        return None
+    return max(float(h), 0.0)
+
+
+def _end(decided_at: datetime, hours: float) -> datetime:
+    at = decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)
+    if hours * 3600 >= (_LAST - at).total_seconds():
+        return _LAST
+    return at + timedelta(hours=hours)
+
+
+def _backfill_sqlite() -> None:
+    """Row by row in Python: the ends are written by the column's own type, in the text SQLite compares."""
+    T = sqlmodel.sql.sqltypes.UTCDateTime
+    d = sa.table("admission_decision", sa.column("id", sa.Integer()), sa.column("decided_at", T()),
+                 sa.column("detail", sa.Text()), sa.column("allowed", sa.Boolean()),
+                 sa.column("run_operations", sa.Float()), sa.column("runs_until", T()))
+    conn = op.get_bind()
+    after = 0
+    while True:
+        rows = conn.execute(sa.select(d.c.id, d.c.decided_at, d.c.detail).where(
+            d.c.id > after, d.c.allowed.is_(True), d.c.run_operations.is_not(None), d.c.runs_until.is_(None),
+            d.c.detail.like('%"hours"%')).order_by(d.c.id).limit(_BATCH)).all()
+        if not rows:
+            return
+        ends: list[dict[str, Any]] = []
+        for row_id, decided_at, detail in rows:
+            hours = _hours(detail)
+            if hours is not None and decided_at is not None:
+                ends.append({"row_id": row_id, "end": _end(decided_at, hours)})
+        if ends:
+            conn.execute(d.update().where(d.c.id == sa.bindparam("row_id")).values(runs_until=sa.bindparam("end")),
+                         ends)
+        after = rows[-1][0]
+
+
+def upgrade() -> None:
+    pg = op.get_bind().dialect.name == "postgresql"
+    op.add_column("admission_decision",
+                  sa.Column("runs_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+    if pg:
+        op.execute(sa.text(_PG_HOURS))
+        op.execute(sa.text(_PG_BACKFILL))
+        op.execute(sa.text("DROP FUNCTION pg_temp.veu_decision_hours(text)"))
+        index = dict(unique=False, postgresql_include=_INCLUDE, postgresql_where=sa.text(_WHERE))
+        with op.get_context().autocommit_block():
+            # A build that failed part way leaves an invalid index of that name behind: drop it, build anew.
+            op.execute(sa.text(
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_index WHERE NOT indisvalid AND indexrelid = "
+                f"to_regclass('{_INDEX}')) THEN DROP INDEX {_INDEX}; END IF; END $$"))
+            op.create_index(_INDEX, "admission_decision", _COLUMNS, postgresql_concurrently=True,
+                            if_not_exists=True, **index)
+    else:
+        _backfill_sqlite()
+        op.create_index(_INDEX, "admission_decision", _COLUMNS, unique=False, sqlite_where=sa.text(_WHERE))
+
+
+def downgrade() -> None:
+    op.drop_index(_INDEX, table_name="admission_decision")
+    # A plain DROP COLUMN (SQLite 3.35+ once the index is gone): batch mode would rebuild the table and could lose
+    # the partial indexes' predicates.
+    op.drop_column("admission_decision", "runs_until")
