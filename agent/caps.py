@@ -51,6 +51,10 @@ MAX_NOTE = 500  # characters of a reservation's note (reservation.note)
 MAX_PAGE = 1000  # shipments per page, as `veuctl models list` and the API's pages
 # The lock every reservation takes (agent.store.db.lock_for_transaction), whatever its authorization.
 RESERVATION_LOCK_KEY = lock_key("reservations")
+# Taken by an LPP shipment before its calendar-year check reads the year's shipments: two recorded at once each
+# checked a year without the other and both committed past the limit. One key for every consignee: whose
+# ultimate parent a shipment counts under is known only after the read.
+LPP_LOCK_KEY = lock_key("shipments", "lpp")
 
 
 class CapExceeded(PolicyError):
@@ -1022,6 +1026,7 @@ def _check_lpp_room(
     shipped under LPP. Every LPP shipment of that year counts, those dated after this one too (a backdated entry
     must not put a later one over), as :func:`policies.caps.lpp_caps` counts them on the year's last day.
     """
+    lock_for_transaction(s, LPP_LOCK_KEY)
     this = core.Shipment(None, d, party.name, dest, info.id, exact(count), info.tpp, info.eccn, "lpp")
     with dated("--date"):
         caps = core.lpp_caps(packs, party_refs(s, d), [*shipments_core(s), this], d, through=date(d.year, 12, 31))

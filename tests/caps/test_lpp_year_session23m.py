@@ -73,3 +73,48 @@ def test_an_lpp_year_exactly_at_the_limit_is_within_it(db_url: str) -> None:
     assert cap.numerator == LIMIT and cap.ok and cap.headroom == 0
     with pytest.raises(PolicyError, match="at most 0 fit"):
         _ship(db_url, "2026-01-07", "Bharat AI", "tpu-v4", 1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("db_url" if request.param == "sqlite" else "pg_url"))
+
+
+def test_two_lpp_shipments_recorded_at_once_cannot_pass_the_year_limit(
+        any_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of two shipments of 1,000 H100 (15,832,000 TPP) fits alone; recorded at once, each checked a year
+    without the other and both were written: 31,664,000 TPP under LPP to one ultimate consignee."""
+    import contextlib
+    import threading
+
+    from policies import caps as core
+
+    _seed(any_url)
+    barrier = threading.Barrier(2, timeout=2)
+    real = core.lpp_caps
+    waited = threading.local()
+
+    def check_then_wait(*a, **k):  # type: ignore[no-untyped-def]
+        out = real(*a, **k)
+        if not getattr(waited, "done", False):
+            waited.done = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        return out
+
+    monkeypatch.setattr(core, "lpp_caps", check_then_wait)
+    errors: list[Exception] = []
+
+    def ship(consignee: str) -> None:
+        try:
+            _ship(any_url, "2026-03-01", consignee, "h100", 1000)
+        except Exception as exc:  # collected for the assertions
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ship, args=(c,)) for c in ("Bharat AI", "Bharat Cloud")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert len(errors) == 1 and str(errors[0]).startswith("--count:"), errors
+    assert _lpp(any_url, date(2026, 12, 31)).ok
