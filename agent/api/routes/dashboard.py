@@ -286,6 +286,21 @@ def fmt_tpp(x: Any) -> str:
     return f"{v:,.0f}" if v == int(v) else f"{v:,.2f}"
 
 
+def fmt_headroom(x: Any) -> str:
+    """A cap's headroom as :func:`fmt_tpp` writes it, rounded down at the precision shown (as `veuctl caps show`):
+    room never reads larger than what fits (4,999.5 is '4.99 k', not '5.00 k'), a shortfall never smaller than what
+    must go. Rounded in decimal, so a figure shown exactly (15.83 k) is not cut by a binary remainder."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    if x is None:
+        return "—"
+    v = Decimal(repr(float(x)))
+    for scale, unit in SI:
+        if abs(v) >= Decimal(repr(scale)):
+            return f"{(v / Decimal(repr(scale))).quantize(Decimal('0.01'), ROUND_FLOOR):,.2f} {unit}"
+    return f"{v:,.0f}" if v == v.to_integral_value() else f"{v.quantize(Decimal('0.01'), ROUND_FLOOR):,.2f}"
+
+
 def fmt_pct(x: Any, digits: int = 2) -> str:
     return "—" if x is None else f"{float(x) * 100:.{digits}f}%"
 
@@ -386,8 +401,8 @@ def fmt_when(value: object) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-templates.env.filters.update(tpp=fmt_tpp, pct=fmt_pct, num=fmt_num, when=fmt_when, pct_apart=fmt_pct_apart,
-                             tpp_apart=fmt_tpp_apart, ops=fmt_ops, ops_apart=fmt_ops_apart,
+templates.env.filters.update(tpp=fmt_tpp, headroom=fmt_headroom, pct=fmt_pct, num=fmt_num, when=fmt_when,
+                             pct_apart=fmt_pct_apart, tpp_apart=fmt_tpp_apart, ops=fmt_ops, ops_apart=fmt_ops_apart,
                              urlq=lambda s: quote(str(s), safe=""))
 templates.env.globals.update(gauge_arc=gauge_arc)
 
