@@ -51,6 +51,8 @@ from agent.parties import Conflict
 from agent.store.db import fetch_all, in_chunks, lock_for_transaction, lock_key
 from agent.store.tables.core import Party, as_utc, utc_today, utcnow
 from agent.store.tables.ledger import (
+    METERED_JOB_REF_MAX,
+    RUN_JOB_REF_MAX,
     LedgerDetermination,
     LedgerModel,
     LedgerRun,
@@ -405,8 +407,8 @@ def add_run(
     m = get_model(s, name)
     if start is not None and end is not None and end < start:
         raise EstimateError(f"end: {end.isoformat()} is before start {start.isoformat()}")
-    if len(site) > 200 or len(job) > 300:
-        raise EstimateError("site/job: site is at most 200 characters and job at most 300")
+    if len(site) > 200 or len(job) > RUN_JOB_REF_MAX:
+        raise EstimateError(f"site/job: site is at most 200 characters and job at most {RUN_JOB_REF_MAX}")
     # Free text (a run may have trained elsewhere than a registered site), shown as written on ¶7 rows, the
     # lineage and the export: no control, bidirectional or invisible formatting characters.
     check_text("site", site)
@@ -745,8 +747,9 @@ def add_metered_usage(
     ``create_model`` is true (metering never drops usage because a record is missing).
     """
     job = job.strip()
-    if not job or len(job) > 300:
-        raise EstimateError("job: a job reference (1-300 characters) is required for metered usage")
+    if not job or len(job) > METERED_JOB_REF_MAX:
+        raise EstimateError(f"job: a job reference (1-{METERED_JOB_REF_MAX} characters) is required for metered "
+                            "usage")
     start_dt, end_dt = _dt(start), _dt(end)
     if end_dt < start_dt:
         raise EstimateError(f"end: {end_dt.isoformat()} is before start {start_dt.isoformat()}")

@@ -121,25 +121,33 @@ def job_ref_of(pod: Mapping[str, Any]) -> str:
     return f"{ns}/Pod/{md.get('name')}"
 
 
-# The ledger's job reference column (MeteredUsage.job_ref).
-_JOB_REF_CHARS = 300
 _DIGEST_CHARS = 16
 
 
 def pod_job_ref(ref: str, pod: str) -> str:
-    """The job reference a pod's usage is filed under: ``<ref>#<pod>``, at most the ledger's 300 characters.
+    """The job reference a pod's usage is filed under: ``<ref>#<pod>``, at most the ledger's 880 characters.
 
-    Cut plainly, a long ``ref`` (a Deployment's name may have 253 characters) left no room for the pod's name, whose
-    start its siblings share (generateName): every replica started in the same second would be one interval, each
-    replacing the others'. A reference too long keeps its start and ends in a digest of the whole (``~`` is in no
-    Kubernetes name), so each pod keeps its own interval and, ``ref`` permitting, its ``<ref>#`` prefix.
+    Cut to the 300 characters the column had, a long ``ref`` (a Deployment's name may have 253 characters) left no
+    room for the pod's name, whose start its siblings share (generateName): every replica started in the same second
+    was one interval, each replacing the others'. A reference longer than the column keeps its start and ends in a
+    digest of the whole (``~`` is in no Kubernetes name), so each pod keeps its own interval and, ``ref``
+    permitting, its ``<ref>#`` prefix.
     """
     from agent.ledger import POD_SEP
+
+    # The ledger's column (MeteredUsage.job_ref) has room for any job reference and pod name Kubernetes allows; the
+    # digest is for a reference longer than the decision keeps.
+    from agent.store.tables.ledger import METERED_JOB_REF_MAX as _JOB_REF_CHARS
 
     full = f"{ref}{POD_SEP}{pod}"
     if len(full) <= _JOB_REF_CHARS:
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:_DIGEST_CHARS]
+    # The digest goes in the pod's part while ``<ref>#`` fits whole: the ledger matches a pod's usage to its job's
+    # declared run, and the case its report, by that prefix (a 298-character ref had lost its "#").
+    room = _JOB_REF_CHARS - len(ref) - len(POD_SEP) - _DIGEST_CHARS - 1
+    if room >= 0:
+        return f"{ref}{POD_SEP}{pod[:room]}~{digest}"
     return f"{full[:_JOB_REF_CHARS - _DIGEST_CHARS - 1]}~{digest}"
 
 

@@ -74,5 +74,29 @@ async def test_replicas_of_a_deployment_with_a_long_name_started_together_are_ea
     # ledger matches the job reference before "#").
     assert sum(r.chip_seconds for r in rows) == pytest.approx(3 * 8 * 3600.0)
     assert len({r.job_ref for r in rows}) == 3
-    assert all(len(r.job_ref) <= 300 for r in rows)
+    # Whole: the ledger's column holds any job reference and pod name (880 characters, migration 0025).
+    assert all(r.job_ref.startswith(f"tenant-ae/Deployment/{DEPLOY}#{RS[:58]}") for r in rows)
     assert {r.job_ref.split("#", 1)[0] for r in rows} == {f"tenant-ae/Deployment/{DEPLOY}"}
+
+
+@pytest.mark.parametrize("ref_len", [283, 290, 298])
+def test_a_long_pod_reference_keeps_its_job_prefix_whole(ref_len: int) -> None:
+    """A 40-character namespace, /Job/ and a 253-character name make a 298-character job reference: its pods' usage
+    must still start with ``<ref>#``, the prefix a declared run and a case are matched to."""
+    from agent.ledger import POD_SEP
+    from controllers.metering import pod_job_ref
+
+    ref = "ns/Job/" + "j" * (ref_len - len("ns/Job/"))
+    keys = {pod_job_ref(ref, f"{'p' * 60}-{i}") for i in range(3)}
+    assert len(keys) == 3
+    for k in keys:
+        assert len(k) <= 300 + 64 and k.startswith(ref + POD_SEP) and "~" not in k, k
+
+
+def test_a_reference_longer_than_the_ledger_keeps_ends_in_a_digest_and_keeps_each_pod_apart() -> None:
+    from agent.store.tables.ledger import METERED_JOB_REF_MAX
+    from controllers.metering import pod_job_ref
+
+    ref = "ns/Job/" + "j" * 900  # longer than any Kubernetes name allows: the digest is the last resort
+    keys = {pod_job_ref(ref, f"pod-{i}") for i in range(3)}
+    assert len(keys) == 3 and all(len(k) <= METERED_JOB_REF_MAX and "~" in k for k in keys)

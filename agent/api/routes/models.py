@@ -18,7 +18,7 @@ from agent.api.deps import DbSession, get_as_of, get_packs
 from agent.api.fields import MAX_OFFSET, JsonDate, StrictBody, error_response
 from agent.audit import current_actor
 from agent.store.tables.core import Party, utc_today
-from agent.store.tables.ledger import LedgerModel
+from agent.store.tables.ledger import RUN_JOB_REF_MAX, LedgerModel
 from policies.compute import check_whole, parse_number
 from policies.errors import UnknownProvision
 from policies.ledger import DEFAULT_REGIME, LedgerError, UnknownModel
@@ -66,7 +66,7 @@ class RunIn(EstimateIn):
     start: JsonDate | None = None
     end: JsonDate | None = None
     site: str = Field(default="", max_length=200)
-    job: str = Field(default="", max_length=300)
+    job: str = Field(default="", max_length=RUN_JOB_REF_MAX)
 
 
 class ModelIn(StrictBody):

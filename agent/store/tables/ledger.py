@@ -16,6 +16,11 @@ from sqlmodel import Field, SQLModel
 
 from agent.store.tables.core import utcnow
 
+# A job reference NAMESPACE/KIND/NAME as the admission decision keeps it (620 characters), and a pod's metered usage
+# filed under it as <job>#<pod> (a pod name adds up to 254): migration 0025.
+RUN_JOB_REF_MAX = 620
+METERED_JOB_REF_MAX = 880
+
 
 class LedgerModel(SQLModel, table=True):
     """An AI model: who owns it, what it was trained from, whether its parameters are published."""
@@ -44,7 +49,7 @@ class LedgerRun(SQLModel, table=True):
     period_start: date | None = Field(default=None, index=True)
     period_end: date | None = Field(default=None)
     site: str = Field(default="", max_length=200)
-    job_ref: str = Field(default="", max_length=300, index=True)
+    job_ref: str = Field(default="", max_length=RUN_JOB_REF_MAX, index=True)
     explanation: str = Field(default="", sa_column=Column(Text, nullable=False))
     inputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     recorded_by: str = Field(default="", max_length=200)
@@ -96,7 +101,7 @@ class MeteredUsage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int | None = Field(default=None, foreign_key="party.id", index=True)
     model_id: int | None = Field(default=None, foreign_key="ledger_model.id", index=True)
-    job_ref: str = Field(max_length=300, index=True)
+    job_ref: str = Field(max_length=METERED_JOB_REF_MAX, index=True)
     accelerator: str = Field(max_length=80)
     precision: str = Field(max_length=8)
     chip_seconds: float = Field(ge=0)
