@@ -54,6 +54,7 @@ from agent.text import unprintable
 from controllers.jobspec import (
     DECIDED_AS_OWNER,
     KIND_OF_RESOURCE,
+    WHOLE_NODE_RESOURCE,
     Demand,
     ReadError,
     adds_demand,
@@ -229,7 +230,37 @@ def inventory_accelerators(s: Session, cluster: str) -> tuple[str, ...]:
     return ids
 
 
+def inventory_nodes(s: Session, cluster: str) -> dict[str, float]:
+    """The most chips one holding (a node, a VM) has, per accelerator id, in ``cluster`` (all sites when no
+    cluster is configured); cached briefly. What a pod reaching its node's accelerators without requesting them
+    counts as (jobspec.PodGroup.whole_node)."""
+    url = str(getattr(s.get_bind(), "url", ""))
+    now = time.monotonic()
+    with _inv_lock:
+        hit = _node_cache.get((url, cluster))
+        if hit and now - hit[0] < _INV_TTL:
+            return dict(hit[1])
+    q = select(Holding.accelerator, func.max(Holding.count)).join(Site, col(Site.id) == col(Holding.site_id)).where(
+        col(Holding.retired_at).is_(None), col(Holding.count) > 0)
+    if cluster:
+        q = q.where(Site.cluster == cluster)
+    sizes = tuple((str(a), float(n)) for a, n in s.exec(q.group_by(Holding.accelerator)).all())
+    with _inv_lock:
+        _node_cache[(url, cluster)] = (now, sizes)
+    return dict(sizes)
+
+
+_node_cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, float], ...]]] = {}
+
+
+class UnsizedNode(PolicyError):
+    """A pod reaches its node's accelerators without requesting them, and the cluster's inventory has no node of
+    that kind to say how many that is."""
+
+
 def _vendor_match(acc: Any, vendor: str, resource: str) -> bool:
+    if resource == WHOLE_NODE_RESOURCE:
+        return True  # a privileged pod sees whatever its node has
     if resource.startswith("aws.amazon.com/"):
         return str(getattr(acc, "kind", "")) == "neuron" or acc.vendor == "aws"
     if vendor == "intel":
@@ -237,12 +268,18 @@ def _vendor_match(acc: Any, vendor: str, resource: str) -> bool:
     return bool(acc.vendor == vendor)
 
 
-def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> tuple[list[ChipDemand], list[str]]:
+def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, unsized: str = "floor"
+                  ) -> tuple[list[ChipDemand], list[str]]:
     """Each pod group's chips as a catalog accelerator, with the basis; notes for what was assumed.
 
     Where the job leaves the choice open (no model named, or a name the catalog does not know), the chips are
     the most capable the pods could land on: ranked by TPP, the rule's own measure, not by the rate at the
     precision the job declares (a declaration must not steer the bound to an older chip).
+
+    A group whose pods reach their node's accelerators without requesting them (``whole_node``) counts the whole
+    node: the largest one holding of the cluster's inventory has of the chip chosen, at least what the spec
+    shows. With no such holding the size is unknown: ``unsized="raise"`` raises :class:`UnsizedNode` (admission
+    refuses the job, as it refuses any count it cannot read), ``"floor"`` counts what the spec shows, with a note.
     """
     from agent.kb import catalog
 
@@ -303,11 +340,37 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str) -> t
                          f"no chip model named{' in the catalog' if unknown else ''} and none of vendor {vendor} "
                          f"in the cluster's inventory: the most capable catalogued {vendor} accelerator")
         assert chosen is not None
+        per_pod = g.chips
+        if g.whole_node:
+            sizes = inventory_nodes(s, cluster)
+            nodes = [(cat.find(i), n) for i, n in sizes.items()]
+            fits = [(a, n) for a, n in nodes if a is not None and _vendor_match(a, vendor, g.resource)]
+            # The node the pods may land on: the chip counted, or, where the job named none, the most capable held,
+            # and the largest count of it one holding has.
+            same = [n for a, n in fits if a.id == chosen.id]
+            if not same and fits and (guessed or not named):
+                chosen, fraction = max(fits, key=lambda an: (capability(an[0]), an[1]))[0], 1.0
+                same = [n for a, n in fits if a.id == chosen.id]
+            if same:
+                per_pod = max(per_pod, max(same))
+                basis = f"{basis}; {g.whole_node}: counted as a whole node ({max(same):g} × {chosen.id})"
+                # First: the decision keeps the first few notes as warnings, and this one says why it counts chips.
+                notes.insert(0, f"{g.whole_node}: counted as a whole node ({max(same):g} × {chosen.id}, the "
+                                "largest in the cluster's inventory)")
+            elif unsized == "raise":
+                raise UnsizedNode(
+                    f"{g.whole_node}, and the cluster's inventory holds no {chosen.id if named else 'accelerator'} "
+                    "node to count it as (`veuctl inventory sync`); request the accelerators as resources such as "
+                    "nvidia.com/gpu, set NVIDIA_VISIBLE_DEVICES=void, or exempt the namespace "
+                    "(admission-settings.exempt_namespaces)")
+            else:
+                notes.insert(0, f"{g.whole_node}: counted as {per_pod:g} per pod (no node of it in the cluster's "
+                                "inventory to size it by)")
         if g.resource == "aws.amazon.com/neuroncore":
             notes.append("aws.amazon.com/neuroncore counted as whole Neuron devices (cores per device UNCONFIRMED; "
                          "over-counting is the safe error)")
-        out.append(ChipDemand(chosen, float(g.total) * fraction, g.resource,
-                              f"{g.role}: {g.pods} pod(s) × {g.chips:g}; {basis}",
+        out.append(ChipDemand(chosen, float(g.pods * per_pod) * fraction, g.resource,
+                              f"{g.role}: {g.pods} pod(s) × {per_pod:g}; {basis}",
                               # A MIG profile's parent taken as the most capable one with it is a guess too, as
                               # is the most capable of several chips the pod's own node selection allows.
                               guessed=guessed or not named or bool(unknown)
@@ -822,7 +885,12 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     groups = lws_groups(rr.obj)
     r.extra = {"cluster": cluster, **({"replicas": groups} if groups is not None else {})}
     defaults = EstimationDefaults.from_packs(packs, as_of)
-    chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision)
+    try:
+        chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision,
+                                          unsized="raise")
+    except UnsizedNode as exc:
+        r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
+        return r
     r.req = JobRequest(ns, kind, name, rr.operation, tuple(chips), declared,
                        (*demand.notes, *notes, *chip_notes), created_on=base_req.created_on,
                        deadline_hours=demand.deadline.hours if demand.deadline else None,

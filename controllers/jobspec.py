@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,10 @@ class PodGroup:
     chips: float
     model_hints: tuple[str, ...] = ()  # candidate chip models from node labels (several with operator In)
     hint_label: str = ""
+    # Non-empty: the pods reach their node's accelerators without (only) requesting them, and this names the field
+    # and how (see :func:`unrequested_access`). ``chips`` is then the least the spec shows (at least one device);
+    # the whole node counts, its size and chip taken from the cluster's inventory downstream (agent.cases).
+    whole_node: str = ""
 
     @property
     def total(self) -> float:
@@ -316,6 +321,30 @@ def _passthrough(resource: str) -> bool:
     return bool(_PASSTHROUGH_RESOURCE.match(resource)) and not _NVSWITCH.search(resource)
 
 
+# The sandbox device plugin's default alias for a GPU passed through whole: the name carries no model.
+PGPU_RESOURCE = "nvidia.com/pgpu"
+_PCI_NAME = re.compile(r"^nvidia\.com/((?:G[KMPVAHB]|TU|AD)\d{3}[A-Z]*)_([A-Za-z0-9_.-]+)$")
+
+
+def is_passthrough(resource: str) -> bool:
+    """Whether ``resource`` is a GPU passed through to a VM-isolated pod: ``nvidia.com/pgpu``, a PCI device name
+    (``nvidia.com/GH100_H100_SXM5_80GB``) or a KubeVirt mediated vGPU type (``nvidia.com/GRID_T4-1Q``)."""
+    return resource == PGPU_RESOURCE or _passthrough(resource)
+
+
+def passthrough_product(resource: str) -> str | None:
+    """The product a passed-through GPU's PCI device name gives (``H100 SXM5 80GB`` for
+    ``nvidia.com/GH100_H100_SXM5_80GB``: the code name is dropped, "_" read as a space), for the catalog to
+    resolve; "" for ``nvidia.com/pgpu`` (a whole GPU whose name carries no model); None for anything else,
+    a mediated vGPU type included (a share of a GPU, not a whole one)."""
+    if resource == PGPU_RESOURCE:
+        return ""
+    m = _PCI_NAME.match(resource)
+    if m is None or not _passthrough(resource):
+        return None
+    return m.group(2).replace("_", " ")
+
+
 def is_accelerator(resource: str) -> bool:
     return (resource in ACCELERATOR_RESOURCES or bool(_MIG_RESOURCE.match(resource))
             or bool(_AMD_PARTITION_RESOURCE.match(resource)) or _passthrough(resource))
@@ -361,6 +390,117 @@ def resources_chips(res: Any, path: str) -> dict[str, float]:
                            "(DRA allocates the devices of that DeviceClass, which the webhook does not read); "
                            f"{_DRA_REMEDY}")
     return out
+
+
+# ------------------------------------------------------------------------------------------------ unrequested access
+
+# A pod that reaches its node's accelerators without requesting them is counted as using the whole node: its group's
+# resource is the vendor's whole-device resource, or this one when the vendor is not known (a privileged container
+# sees every device of whatever node it lands on).
+WHOLE_NODE_RESOURCE = "*"
+_VENDOR_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu", "google": "google.com/tpu",
+                    "aws": "aws.amazon.com/neuron", "intel": "habana.ai/gaudi"}
+# The NVIDIA container runtime (legacy mode) gives a container the GPUs its NVIDIA_VISIBLE_DEVICES names, whether or
+# not it requested any, unless accept-nvidia-visible-devices-envvar-when-unprivileged is false (the toolkit's default
+# is true; the device plugin documents the risk). Unset, empty or "void": no GPU and no driver; "none": the driver
+# without a GPU (nvidia-container-toolkit internal/config/image tests). Anything else names devices: "all", indices,
+# UUIDs, MIG devices or CDI names.
+_NVIDIA_ENV = "NVIDIA_VISIBLE_DEVICES"
+_NO_DEVICES = frozenset({"", "void", "none"})
+# Host device paths (a hostPath volume) that are accelerators, by vendor ("" = any vendor): NVIDIA's /dev/nvidia*,
+# AMD's /dev/kfd, Neuron's /dev/neuron*; /dev/dri (AMD, Intel GPUs), /dev/accel* (TPU, Gaudi), /dev/vfio (a device
+# passed through) and /dev itself name no single vendor. A hostPath of "/" holds /dev too.
+# A path ending in "*" matches names starting so (/dev/nvidia0, /dev/nvidiactl); any other, itself and what is under it.
+_DEVICE_PATHS: tuple[tuple[str, str], ...] = (
+    ("/dev/nvidia*", "nvidia"), ("/dev/kfd", "amd"), ("/dev/neuron*", "aws"),
+    ("/dev/dri", ""), ("/dev/accel*", ""), ("/dev/vfio", ""),
+)
+# A pod annotation asking containerd / CRI-O to inject CDI devices: cdi.k8s.io/<key>: "<vendor>/<class>=<name>,...".
+_CDI_ANNOTATION = "cdi.k8s.io/"
+
+
+def _host_device(path: str) -> tuple[str, str] | None:
+    """(what, vendor) when a hostPath ``path`` exposes accelerator devices, else None."""
+    p = posixpath.normpath("/" + path.strip()).replace("//", "/")
+    if p in ("/", "/dev"):
+        return p, ""
+    for prefix, vendor in _DEVICE_PATHS:
+        if (p.startswith(prefix[:-1]) if prefix.endswith("*") else p == prefix or p.startswith(prefix + "/")):
+            return p, vendor
+    return None
+
+
+def _env_access(c: Mapping[str, Any], path: str) -> tuple[str, int] | None:
+    """(reason, devices listed) when the container's env sets NVIDIA_VISIBLE_DEVICES to devices, else None."""
+    found: tuple[str, int] | None = None
+    for i, e in enumerate(_list(c.get("env"), f"{path}.env")):
+        if not isinstance(e, Mapping) or e.get("name") != _NVIDIA_ENV:
+            continue
+        # The last entry of a name wins, as in the container Kubernetes starts.
+        value = e.get("value")
+        if e.get("valueFrom") is not None:
+            found = (f"{path}.env[{i}] {_NVIDIA_ENV} from {_show(e.get('valueFrom'))} (a value not visible at "
+                     "admission) may reach the node's GPUs without requesting them", 0)
+        elif isinstance(value, str) and value.strip().lower() not in _NO_DEVICES:
+            v = value.strip()
+            listed = 0 if v.lower() == "all" else len([d for d in v.split(",") if d.strip()])
+            found = (f"{path}.env[{i}] {_NVIDIA_ENV}={v[:40]} reaches the node's GPUs without requesting them", listed)
+        else:
+            found = None
+    return found
+
+
+def unrequested_access(spec: Any, path: str, annotations: Mapping[str, str] | None = None,
+                       ann_path: str = "metadata.annotations") -> tuple[str, str, int] | None:
+    """How a pod reaches its node's accelerators without requesting them, else None: (reason naming the field,
+    vendor or "" for any, devices the spec lists).
+
+    Counting such a pod by its requests alone would count 0 chips and let any run through: a container whose
+    ``NVIDIA_VISIBLE_DEVICES`` names devices (under the NVIDIA runtime), a privileged container (it sees every
+    device of its node), a ``hostPath`` volume of accelerator device nodes, or a ``cdi.k8s.io/`` annotation
+    injecting CDI devices. Variables from ``envFrom`` (a ConfigMap or Secret) are not visible here.
+    """
+    spec = _map(spec, path)
+    vendors: list[str] = []
+    first = ""
+    listed = 0
+
+    def found(reason: str, vendor: str, n: int = 0) -> None:
+        nonlocal first, listed
+        first = first or reason
+        vendors.append(vendor)
+        listed = max(listed, n)
+
+    for key in ("initContainers", "containers"):
+        for i, c in enumerate(_list(spec.get(key), f"{path}.{key}")):
+            cp = f"{path}.{key}[{i}]"
+            c = _map(c, cp, required=True)
+            sc = _map(c.get("securityContext"), f"{cp}.securityContext")
+            if sc.get("privileged") is True:
+                found(f"{cp}.securityContext.privileged true sees every device of its node, reaching the node's "
+                      "accelerators without requesting them", "")
+            env = _env_access(c, cp)
+            if env is not None:
+                found(env[0], "nvidia", env[1])
+    for i, v in enumerate(_list(spec.get("volumes"), f"{path}.volumes")):
+        hp = _map(v, f"{path}.volumes[{i}]").get("hostPath") if isinstance(v, Mapping) else None
+        host = _map(hp, f"{path}.volumes[{i}].hostPath").get("path") if hp is not None else None
+        dev = _host_device(host) if isinstance(host, str) else None
+        if dev is not None:
+            found(f"{path}.volumes[{i}].hostPath.path {dev[0]} reaches the node's accelerators without requesting "
+                  "them", dev[1])
+    for k, v in sorted((annotations or {}).items()):
+        if k.startswith(_CDI_ANNOTATION) and isinstance(v, str):
+            # Only accelerator kinds (nvidia.com/gpu=all): CDI also injects network and other devices.
+            kinds = {kd for kd in (d.split("=", 1)[0].strip() for d in v.split(",")) if is_accelerator(kd)}
+            if not kinds:
+                continue
+            vendor = next(iter({vendor_of(kd) for kd in kinds})) if len(kinds) == 1 else ""
+            found(f"{ann_path}[{k}] injects CDI devices {v.strip()[:40]}, reaching the node's accelerators without "
+                  "requesting them", vendor)
+    if not first:
+        return None
+    return first, (vendors[0] if len(set(vendors)) == 1 else ""), listed
 
 
 def _container_chips(c: Any, path: str) -> dict[str, float]:
@@ -446,10 +586,27 @@ def model_hints(spec: Any, path: str) -> tuple[str, tuple[str, ...]]:
 
 def _groups_from_template(role: str, pods: int, template: Any, path: str) -> list[PodGroup]:
     tpl = _map(template, path)
-    spec = _map(tpl.get("spec"), f"{path}.spec")
-    chips = pod_chips(spec, f"{path}.spec")
-    label, hints = model_hints(spec, f"{path}.spec")
-    return [PodGroup(role, pods, r, q, hints, label) for r, q in sorted(chips.items())]
+    return _pod_groups(role, pods, _map(tpl.get("spec"), f"{path}.spec"), f"{path}.spec",
+                       _template_annotations(tpl), f"{path}.metadata.annotations")
+
+
+def _pod_groups(role: str, pods: int, spec: Mapping[str, Any], path: str, annotations: Mapping[str, str],
+                ann_path: str) -> list[PodGroup]:
+    """One pod spec's groups: one per accelerator resource it requests, or, when it reaches its node's
+    accelerators without requesting them, one whole-node group taking in what it requests too (the requested
+    devices are among the node's: summing both would count them twice)."""
+    chips = pod_chips(spec, path)
+    label, hints = model_hints(spec, path)
+    access = unrequested_access(spec, path, annotations, ann_path)
+    if access is None:
+        return [PodGroup(role, pods, r, q, hints, label) for r, q in sorted(chips.items())]
+    reason, vendor, listed = access
+    vendors = {vendor_of(r) for r in chips} | ({vendor} if vendor else set())
+    resource = _VENDOR_RESOURCE.get(vendors.pop(), WHOLE_NODE_RESOURCE) if len(vendors) == 1 else WHOLE_NODE_RESOURCE
+    # The least the spec itself shows: the devices it lists or requests, and one, since access to a node's
+    # accelerators is access to at least one of them. The node's size is the inventory's to say.
+    floor = max(1.0, float(listed), sum(chips.values()))
+    return [PodGroup(role, pods, resource, floor, hints, label, whole_node=reason)]
 
 
 def _template_annotations(template: Any) -> dict[str, str]:
@@ -467,9 +624,7 @@ def _template_annotations(template: Any) -> dict[str, str]:
 
 def _pod(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[str]]:
     spec = _map(obj.get("spec"), "spec")
-    chips = pod_chips(spec, "spec")
-    label, hints = model_hints(spec, "spec")
-    return [PodGroup("pod", 1, r, q, hints, label) for r, q in sorted(chips.items())], [], []
+    return _pod_groups("pod", 1, spec, "spec", _template_annotations(obj), "metadata.annotations"), [], []
 
 
 def _job_pods(spec: Mapping[str, Any], path: str) -> int:
@@ -615,9 +770,8 @@ def _ray_head(spec: Mapping[str, Any], head: Mapping[str, Any], autoscaling: boo
             # One more app container of the head pod: it adds to the containers' sum, not to the init containers.
             containers = _list(hspec.get("containers"), f"{tp}.spec.containers")
             hspec = {**hspec, "containers": [*containers, {"name": "autoscaler", "resources": res}]}
-    chips = pod_chips(hspec, f"{tp}.spec")
-    label, hints = model_hints(hspec, f"{tp}.spec")
-    return [PodGroup("head", 1, r, q, hints, label) for r, q in sorted(chips.items())]
+    return _pod_groups("head", 1, hspec, f"{tp}.spec", _template_annotations(head.get("template")),
+                       f"{tp}.metadata.annotations")
 
 
 def _ray_cluster_spec(spec: Mapping[str, Any], path: str) -> tuple[list[PodGroup], list[Any], list[str]]:

@@ -53,9 +53,16 @@ from agent.collectors.base import (
     register,
     resolve_alias,
 )
+from controllers.jobspec import is_passthrough, passthrough_product
 from policies.errors import PolicyError
 
 _ACCEL_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "google.com/tpu", "aws.amazon.com/neuron", "habana.ai/gaudi")
+
+
+def _device_resource(k: str) -> bool:
+    """Whether a node resource is accelerator devices: a whole-device resource, a MIG slice or a GPU passed through
+    to VMs (nvidia.com/pgpu, a PCI device name, a mediated vGPU type; controllers.jobspec names them all)."""
+    return k in _ACCEL_RESOURCES or k.startswith("nvidia.com/mig-") or is_passthrough(k)
 
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -259,7 +266,7 @@ def _label_kinds(labels: dict[str, str]) -> dict[str, str]:
 def _check_one_kind(labels: dict[str, str], alloc: dict[str, float]) -> None:
     named = {k: (kind, f"{k}={labels[k]}") for k, kind in _label_kinds(labels).items()}
     for k, v in alloc.items():
-        kind = "NVIDIA GPU" if k.startswith("nvidia.com/mig-") else _RESOURCE_KINDS.get(k)
+        kind = "NVIDIA GPU" if k.startswith("nvidia.com/mig-") or is_passthrough(k) else _RESOURCE_KINDS.get(k)
         if kind and v > 0:
             named[k] = (kind, f"{k}={v:g} (devices)")
     kinds = {kind for kind, _ in named.values()}
@@ -286,7 +293,8 @@ def node_accelerators(
     if product:
         # Time-slicing advertises gpu.replicas devices per GPU; the gpu.count label stays physical.
         physical = _label_number(labels, "nvidia.com/gpu.count")
-        count = physical or _unshared(alloc.get("nvidia.com/gpu", 0.0), labels, "nvidia.com/gpu.replicas")
+        count = (physical or _unshared(alloc.get("nvidia.com/gpu", 0.0), labels, "nvidia.com/gpu.replicas")
+                 or _whole_passthrough(alloc))
         product = product.replace("-SHARED", "")  # time-slicing's suffix; the profile ends the name without it
         acc, fraction = resolve_alias(product)
         if fraction < 1:  # MIG "single": product names the slice and count is MIG devices
@@ -302,6 +310,9 @@ def node_accelerators(
                 "Discovery, or label the node nvidia.com/gpu.count=<GPUs>)"
             )
         return acc, count
+    passed = _passthrough_node(alloc)
+    if passed is not None:
+        return passed
     tpu = labels.get("cloud.google.com/gke-tpu-accelerator")
     if tpu:
         count = _label_number(labels, "cloud.google.com/gke-accelerator-count") or alloc.get("google.com/tpu", 0.0)
@@ -343,13 +354,52 @@ def node_accelerators(
             hit = instance_accelerators(p, itype)
             if hit is not None:
                 return hit
-    held = {k: v for k, v in alloc.items() if (k in _ACCEL_RESOURCES or k.startswith("nvidia.com/mig-")) and v > 0}
+    held = {k: v for k, v in alloc.items() if _device_resource(k) and v > 0}
     if held:
         raise PolicyError(
             f"node advertises {', '.join(f'{k}={v:g}' for k, v in sorted(held.items()))} but no label names the model "
             "(deploy GPU Feature Discovery or label the node nvidia.com/gpu.product)"
         )
     return None
+
+
+def _whole_passthrough(alloc: dict[str, float]) -> float:
+    """GPUs passed through whole to VMs (nvidia.com/pgpu and PCI device names; not mediated vGPU shares)."""
+    return sum(v for k, v in alloc.items() if v > 0 and passthrough_product(k) is not None)
+
+
+def _passthrough_node(alloc: dict[str, float]) -> tuple[str, float] | None:
+    """(catalog id, GPUs) of a node whose GPUs are passed through to VMs, the model from their PCI device name (GPU
+    Feature Discovery does not label such nodes); None when it advertises none. PolicyError naming the resource
+    when the name gives no model the catalog knows, or the node has more than one model."""
+    passed = {k: v for k, v in sorted(alloc.items()) if v > 0 and is_passthrough(k)}
+    if not passed:
+        return None
+    how = ("label the node nvidia.com/gpu.product=<model> and nvidia.com/gpu.count=<GPUs> "
+           "(`kubectl label node NAME nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3`)")
+    models: dict[str, list[str]] = {}
+    total = 0.0
+    for k, v in passed.items():
+        product = passthrough_product(k)
+        if product is None:  # a mediated vGPU type: several share one GPU, so the devices are not GPUs
+            raise PolicyError(f"node advertises {k}={v:g}, mediated vGPU devices (shares of a GPU) that say neither "
+                              f"the model nor how many GPUs carry them; {how}")
+        if not product:
+            raise PolicyError(f"node advertises {k}={v:g} (GPUs passed through to VMs) but no label names the "
+                              f"model, and GPU Feature Discovery does not label such nodes; {how}")
+        try:
+            acc, _ = resolve_alias(product)
+        except PolicyError:
+            raise PolicyError(f"node advertises {k}={v:g}: the product of its PCI device name, {product!r}, is not "
+                              "in the accelerator catalog; add it as an alias (policies/data/accelerators.yaml or an "
+                              f"operator catalog file), or {how}") from None
+        models.setdefault(acc, []).append(f"{k}={v:g}")
+        total += v
+    if len(models) > 1:
+        raise PolicyError("node advertises passed-through GPUs of more than one model ("
+                          + "; ".join(f"{acc}: {', '.join(r)}" for acc, r in sorted(models.items()))
+                          + "); a node is counted as one kind of chip, so this one is counted nowhere")
+    return next(iter(models)), total
 
 
 def _node_fields(node: Any) -> tuple[str, dict[str, str], dict[str, Any], str]:
@@ -377,7 +427,7 @@ def _node_fields(node: Any) -> tuple[str, dict[str, str], dict[str, Any], str]:
 def _devices(capacity: dict[str, Any] | None, allocatable: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = dict(allocatable or {})
     for k, v in (capacity or {}).items():
-        if k in _ACCEL_RESOURCES or k.startswith("nvidia.com/mig-"):
+        if _device_resource(k):
             out[k] = max(_num(v), _num(out.get(k)))
     return out
 
