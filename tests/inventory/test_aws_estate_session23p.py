@@ -1,7 +1,7 @@
 """The AWS collector against a realistic estate (QA session 23p): what one odd instance type or account must not do.
 
-- An instance of a type DescribeInstanceTypes does not know (dl1.24xlarge: first-generation Gaudi, which the API
-  no longer describes; or any type a region's answer lacks) made AWS refuse the whole lookup
+- An instance of a type DescribeInstanceTypes does not know (here g4ad.xlarge, which neither the catalog nor this
+  fake knows, as a region answers for a type it does not offer) made AWS refuse the whole lookup
   (``InvalidInstanceType``), so every other instance on that page and the pages after it went uncounted.
 - A call the IAM policy does not allow (DescribeCapacityReservations, DescribeInstanceTypes) or a configured opt-in
   region the account has not enabled (AWS answers AuthFailure) was reported as "Code: message" alone: neither the
@@ -31,7 +31,7 @@ def test_an_instance_type_aws_says_does_not_exist_leaves_out_only_its_own_instan
     aws: AwsFake, store: str
 ) -> None:
     """DescribeInstanceTypes refuses a list naming a type it does not describe (InvalidInstanceType: "The following
-    supplied instance types do not exist: [dl1.24xlarge]"): the p5s beside it still count, the dl1 is named with
+    supplied instance types do not exist: [g4ad.xlarge]"): the p5s beside it still count, the dl1 is named with
     what to add, and the region retires nothing."""
     ec2 = seed_client(aws.moto_url, "ec2", "us-east-1")
     old = run(ec2, "p4d.24xlarge", 1)
@@ -39,7 +39,7 @@ def test_an_instance_type_aws_says_does_not_exist_leaves_out_only_its_own_instan
     seed_client(aws.moto_url, "ec2", "us-east-1").terminate_instances(InstanceIds=old)
     p5 = run(ec2, "p5.48xlarge", 2)
     cpu = run(ec2, "m5.large", 1)  # described, no accelerator: counted nowhere, never an error
-    dl1 = run(ec2, "dl1.24xlarge", 1)
+    dl1 = run(ec2, "g4ad.xlarge", 1)
     g6f = run(ec2, "g6f.large", 1)  # uncatalogued but described: an eighth of an L4 from GpuInfo
 
     summary = sync(_collector(["us-east-1"]), store)
@@ -52,7 +52,7 @@ def test_an_instance_type_aws_says_does_not_exist_leaves_out_only_its_own_instan
     assert f"{ACCOUNT_A}:{cpu[0]}" not in live
     assert summary.status == "partial" and not scope.complete
     err = scope.error or ""
-    assert "dl1.24xlarge" in err and dl1[0] in err, err  # the type and its instance
+    assert "g4ad.xlarge" in err and dl1[0] in err, err  # the type and its instance
     assert "instance_types.aws" in err and "VEU_CATALOG_FILES" in err, err  # what to add
     assert "m5.large" not in err and "p5.48xlarge" not in err, err
     assert f"{ACCOUNT_A}:{old[0]}" in live  # partial: the terminated p4d is not retired on this listing
