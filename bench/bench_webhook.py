@@ -205,13 +205,17 @@ def seed_history(eng: Any, parties: list[dict[str, Any]], per: dict[int, list[st
         names = per.get(p["id"], [])
         model = rng.choice(names) if names and rng.random() < 0.8 else f"unnamed:{p['name']}"
         ops = 10 ** rng.uniform(20, 24.5)
+        # Most runs bounded at the default maximum (720 h); some declared short, some for months: those approved
+        # before the windows and still running are the sums' second scan (runs_until, migration 0024).
+        hours = rng.choice((720.0,) * 7 + (24.0, 2000.0, 8000.0))
         job = f"ns-{p['id'] - 1:05d}/Job/hist-{i}"
         rows.append({"id": i + 1, "uid": str(uuid.UUID(int=rng.getrandbits(128))), "decided_at": at,
                      "as_of": at.date().isoformat(), "namespace": f"ns-{p['id'] - 1:05d}", "kind": "Job",
                      "name": f"hist-{i}", "operation": "CREATE", "job_ref": job, "customer_id": p["id"],
                      "customer_name": p["name"], "model_key": model, "code": "ALLOW", "allowed": True,
                      "mode": "enforce", "chips": 64.0, "run_operations": ops, "lineage_operations": ops,
-                     "case_id": None, "message": "below the threshold", "pack_versions": "{}", "detail": "{}"})
+                     "case_id": None, "message": "below the threshold", "pack_versions": "{}",
+                     "detail": json.dumps({"hours": hours}), "runs_until": at + timedelta(hours=hours)})
         body = canonical_json({"uid": rows[-1]["uid"], "code": "ALLOW", "allowed": True, "mode": "enforce",
                                "customer": p["name"], "model": model, "estimate": ops, "case_id": None,
                                "pack_versions": {}, "decision_id": i + 1})
