@@ -150,3 +150,14 @@ def test_a_host_nvml_reports_an_a40_on_is_counted_not_left_partial(dc: str) -> N
     with session_scope(dc) as s:
         rows = {h.external_id: (h.accelerator, h.count) for h in s.exec(select(Holding))}
     assert rows == {"GPU-h100-0": ("h100-sxm", 1.0), "GPU-a40-0": ("a40", 1.0), "GPU-a40-1": ("a40", 1.0)}
+
+
+def test_a_job_on_rtx_6000_ada_at_the_default_precision_is_bounded_not_refused() -> None:
+    """The default precision is BF16: a chip with no BF16 rate gave a job pinned to it no bound (refused as
+    invalid). Ada's FP16/BF16 tensor rate is half its FP8 dense rate, 364.2 TFLOPS (unconfirmed)."""
+    from agent.kb import catalog
+
+    rtx = catalog().find("nvidia-rtx-6000-ada")
+    assert rtx is not None
+    assert rtx.rates["BF16"].value == pytest.approx(729 / 2, abs=0.5) and not rtx.rates["BF16"].confirmed
+    assert rtx.rates["FP16"].value == rtx.rates["BF16"].value

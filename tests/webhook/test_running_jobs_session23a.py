@@ -276,6 +276,10 @@ def test_migration_0024_backfills_runs_until_from_decision_hours(url: str) -> No
             insert(conn, "no-estimate", True, None, {"hours": 720})
             insert(conn, "huge", True, 5e25, {"hours": 1e12})
             insert(conn, "not-json", True, 5e25, "{not json")
+            # Before detail carried hours: the declared expected-hours (or the default maximum, if longer).
+            insert(conn, "declared", True, 5e25, {"asked": {"annotations": {"expected-hours": "8000"}}})
+            insert(conn, "declared-short", True, 5e25, {"asked": {"annotations": {"expected-hours": "24"}}})
+            insert(conn, "quoted-hours", True, 5e25, {"hours": "8000"})
             conn.commit()
             command.upgrade(cfg, "heads")
             conn.commit()
@@ -291,7 +295,13 @@ def test_migration_0024_backfills_runs_until_from_decision_hours(url: str) -> No
     assert read(got["long"]) == at + timedelta(hours=8000)
     assert read(got["fraction"]) == at + timedelta(minutes=30)
     assert read(got["huge"]) == datetime(9999, 1, 1, tzinfo=UTC)
-    for name in ("no-hours", "null-hours", "refused", "no-estimate", "not-json"):
+    # A decision from before detail carried hours ran for the longer of its declared hours and the default
+    # maximum (720 h in the shipped packs): the bound the webhook applied to it.
+    assert read(got["declared"]) == at + timedelta(hours=8000)
+    assert read(got["quoted-hours"]) == at + timedelta(hours=8000)
+    for name in ("declared-short", "no-hours", "null-hours", "not-json"):
+        assert read(got[name]) == at + timedelta(hours=720), name
+    for name in ("refused", "no-estimate"):
         assert got[name] is None, name
     # The backfilled store answers as a new one: the long job counts after its window.
     dispose_all()

@@ -8,10 +8,13 @@ although together they reach the threshold. Each admitted decision with an estim
 by its own reckoning, approval plus the hours its bound used (already in ``detail`` as ``hours``), and the
 sums count it until then.
 
-The backfill gives existing admitted rows that end from their ``detail``; a row whose detail has no hours (or
-is not JSON) stays NULL and keeps the window alone, as do rows that pods of the previous release write during
-a rolling upgrade. Hours past the calendar a store keeps end on 9999-01-01 (the job runs on, as far as any
-review can tell).
+The backfill gives existing admitted rows that end from their ``detail``. Decisions written before ``detail``
+carried ``hours`` (the long runs already going at the upgrade, the ones this is for) are given the longer of the
+job's declared ``expected-hours`` (``detail.asked.annotations``) and the packs' ``default_max_hours`` today, the
+bound the webhook applied to a job that declared less or nothing: counting a job a little longer errs on the
+held side. Only when the packs do not load does such a row stay NULL (the window alone), as do rows that pods of
+the previous release write during a rolling upgrade. Hours past the calendar a store keeps end on 9999-01-01
+(the job runs on, as far as any review can tell).
 
 ``ix_admission_decision_running`` (customer, runs_until), partial on the admitted rows with an end, carries
 what the sums read (PostgreSQL INCLUDE), so the running jobs approved before the window are a second index
@@ -74,14 +77,45 @@ WHERE d.id = h.id AND h.hours IS NOT NULL
 """
 
 
-def _hours(detail: str | None) -> float | None:
+def _number(v: Any) -> float | None:
+    """A finite, non-negative number of hours from a JSON value or an annotation's text, else None."""
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or math.isinf(v):
+        return None
+    return max(float(v), 0.0)
+
+
+def _default_hours() -> float | None:
+    """``admission-settings.default_max_hours`` of the packs in force today (the operator's included), or None when
+    they do not load: the upgrade must not fail on a pack, and such rows then keep the window alone."""
     try:
-        h = json.loads(detail or "").get("hours")
-    except (ValueError, AttributeError, RecursionError):
+        from agent.packs import registry
+        from policies.redflag import AdmissionSettings
+
+        return float(AdmissionSettings.from_packs(registry(), datetime.now(UTC).date()).default_max_hours)
+    except Exception:  # any failure to read the packs: leave such rows as they are
         return None
-    if isinstance(h, bool) or not isinstance(h, (int, float)) or math.isnan(h):
+
+
+def _hours(detail: str | None, default: float | None = None) -> float | None:
+    """The hours a decision's bound used: ``detail.hours`` when recorded; else, for a decision from before it was,
+    the longer of its declared ``expected-hours`` and ``default`` (None: unknown, the row keeps the window alone)."""
+    try:
+        d = json.loads(detail or "")
+    except (ValueError, RecursionError):
+        d = None
+    if isinstance(d, dict) and "hours" in d and _number(d.get("hours")) is not None:
+        return _number(d.get("hours"))
+    if default is None:
         return None
-    return max(float(h), 0.0)
+    asked = d.get("asked") if isinstance(d, dict) else None
+    annotations = asked.get("annotations") if isinstance(asked, dict) else None
+    declared = _number(annotations.get("expected-hours")) if isinstance(annotations, dict) else None
+    return max(declared or 0.0, default)
 
 
 def _end(decided_at: datetime, hours: float) -> datetime:
@@ -91,23 +125,25 @@ def _end(decided_at: datetime, hours: float) -> datetime:
     return at + timedelta(hours=hours)
 
 
-def _backfill_sqlite() -> None:
-    """Row by row in Python: the ends are written by the column's own type, in the text SQLite compares."""
+def _backfill_rest() -> None:
+    """Row by row in Python, the rows the SQL backfill left (all of them on SQLite): the ends are written by the
+    column's own type, in the text SQLite compares."""
     T = sqlmodel.sql.sqltypes.UTCDateTime
     d = sa.table("admission_decision", sa.column("id", sa.Integer()), sa.column("decided_at", T()),
                  sa.column("detail", sa.Text()), sa.column("allowed", sa.Boolean()),
                  sa.column("run_operations", sa.Float()), sa.column("runs_until", T()))
     conn = op.get_bind()
+    default = _default_hours()
     after = 0
     while True:
         rows = conn.execute(sa.select(d.c.id, d.c.decided_at, d.c.detail).where(
             d.c.id > after, d.c.allowed.is_(True), d.c.run_operations.is_not(None), d.c.runs_until.is_(None),
-            d.c.detail.like('%"hours"%')).order_by(d.c.id).limit(_BATCH)).all()
+            ).order_by(d.c.id).limit(_BATCH)).all()
         if not rows:
             return
         ends: list[dict[str, Any]] = []
         for row_id, decided_at, detail in rows:
-            hours = _hours(detail)
+            hours = _hours(detail, default)
             if hours is not None and decided_at is not None:
                 ends.append({"row_id": row_id, "end": _end(decided_at, hours)})
         if ends:
@@ -124,6 +160,7 @@ def upgrade() -> None:
         op.execute(sa.text(_PG_HOURS))
         op.execute(sa.text(_PG_BACKFILL))
         op.execute(sa.text("DROP FUNCTION pg_temp.veu_decision_hours(text)"))
+        _backfill_rest()  # the decisions from before detail carried hours
         index = dict(unique=False, postgresql_include=_INCLUDE, postgresql_where=sa.text(_WHERE))
         with op.get_context().autocommit_block():
             # A build that failed part way leaves an invalid index of that name behind: drop it, build anew.
@@ -133,7 +170,7 @@ def upgrade() -> None:
             op.create_index(_INDEX, "admission_decision", _COLUMNS, postgresql_concurrently=True,
                             if_not_exists=True, **index)
     else:
-        _backfill_sqlite()
+        _backfill_rest()
         op.create_index(_INDEX, "admission_decision", _COLUMNS, unique=False, sqlite_where=sa.text(_WHERE))
 
 
