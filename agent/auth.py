@@ -15,11 +15,13 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -223,14 +225,100 @@ def revoke_token(s: Session, ident: str) -> ApiToken:
 class OidcConfig:
     issuer: str
     audience: str
-    jwks: dict[str, Any]
+    jwks: dict[str, Any]  # the key set as given, or as first read from ``jwks_file``
     role_claim: str = "veu_role"
+    # When set, the key set is this file as it is now (read again when it changes), not ``jwks``.
+    jwks_file: str = ""
+
+    def key_set(self) -> dict[str, Any]:
+        return current_jwks(self.jwks_file) if self.jwks_file else self.jwks
 
 
-@lru_cache(maxsize=4)
-def _load_jwks(path: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(Path(path).read_text())
+# A file changed less than this before it was read may change again without its stat showing it (an in-place
+# rewrite to the same size within one tick of the file system's clock): such a read is not trusted to stand for the
+# file, and the file is read again on the next request, until a read comes this long after its last change.
+_JWKS_RACY_SECONDS = 2.0
+_Stamp = tuple[int, int, int, int]
+
+
+@dataclass
+class _JwksRead:
+    stamp: _Stamp | None  # the file as it was when ``jwks`` was read (None: gone since)
+    jwks: dict[str, Any]
+    settled: bool  # read long enough after the file last changed that an unchanged stamp means unchanged content
+    bad: _Stamp | None = None  # a version of the file that did not load (warned about once)
+
+
+_jwks_reads: dict[str, _JwksRead] = {}
+_jwks_lock = threading.Lock()
+
+
+def _jwks_stamp(path: str) -> _Stamp | None:
+    """What identifies the key set file's current content (None when it is absent): a Secret update replaces it."""
+    try:
+        st = os.stat(path)  # through a mounted Secret's symlinks to the file the kubelet swapped in
+    except OSError:
+        return None
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
+
+
+def _read_jwks(path: str) -> dict[str, Any]:
+    """The key set in ``path``, or AuthError naming the setting and the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuthError(f"VEU_OIDC_JWKS_FILE: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise AuthError(f"VEU_OIDC_JWKS_FILE: {path} is not JSON ({exc}); it must hold the issuer's key set, "
+                        '{"keys": [...]}') from None
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not all(
+            isinstance(k, dict) for k in data["keys"]):
+        raise AuthError(f'VEU_OIDC_JWKS_FILE: {path} is not a JWK set: a JSON object {{"keys": [...]}} whose keys '
+                        "are objects (the issuer's jwks_uri document)")
     return data
+
+
+def _kids(jwks: dict[str, Any]) -> str:
+    return ", ".join(str(k.get("kid", "?"))[:64] for k in jwks.get("keys", [])) or "none"
+
+
+def current_jwks(path: str) -> dict[str, Any]:
+    """The OIDC issuer's key set in the file ``path`` as it is now.
+
+    Checked by a stat on each call and read again when the file changed: after the issuer rotates its keys and the
+    Secret under the pod is updated, tokens of the new key are accepted and a key taken out of the set (a leaked
+    one) is no longer trusted, without a restart (the set used to be read once at start). A changed file that does
+    not load (half-written, not a key set) or is gone keeps the previous set, with one warning naming the file; it
+    is read again once it changes. The first read must load: AuthError naming the setting."""
+    with _jwks_lock:
+        stamp = _jwks_stamp(path)
+        seen = _jwks_reads.get(path)
+        if seen is not None:
+            if stamp is None:
+                if seen.stamp is not None:
+                    log.warning("VEU_OIDC_JWKS_FILE: %s is gone; still trusting the previous key set (kids %s)",
+                                path, _kids(seen.jwks))
+                    seen.stamp, seen.settled = None, True
+                return seen.jwks
+            if (stamp == seen.stamp and seen.settled) or stamp == seen.bad:
+                return seen.jwks
+        read_at = time.time()
+        try:
+            jwks = _read_jwks(path)
+        except AuthError as exc:
+            if seen is None:
+                raise
+            seen.bad = stamp
+            log.warning("%s; still trusting the previous key set (kids %s) until it loads", exc, _kids(seen.jwks))
+            return seen.jwks
+        settled = stamp is not None and read_at - stamp[3] / 1e9 >= _JWKS_RACY_SECONDS
+        if seen is not None and jwks != seen.jwks:
+            log.info("VEU_OIDC_JWKS_FILE: %s changed: trusting kids %s (were %s)", path, _kids(jwks),
+                     _kids(seen.jwks))
+        _jwks_reads[path] = _JwksRead(stamp, jwks, settled)
+        return jwks
 
 
 def oidc_config_from_settings(issuer: str, audience: str, jwks_file: str, role_claim: str) -> OidcConfig | None:
@@ -241,7 +329,8 @@ def oidc_config_from_settings(issuer: str, audience: str, jwks_file: str, role_c
     if not audience.strip():
         # Without it a JWT the issuer minted for any other application (with a role claim) would be accepted.
         raise AuthError("VEU_OIDC_AUDIENCE: required when VEU_OIDC_ISSUER is set (this API's client id at the issuer)")
-    return OidcConfig(issuer=issuer, audience=audience, jwks=_load_jwks(jwks_file), role_claim=role_claim)
+    return OidcConfig(issuer=issuer, audience=audience, jwks=current_jwks(jwks_file), role_claim=role_claim,
+                      jwks_file=jwks_file)
 
 
 def verify_jwt(token: str, cfg: OidcConfig) -> Principal:
@@ -250,7 +339,7 @@ def verify_jwt(token: str, cfg: OidcConfig) -> Principal:
 
     try:
         header = jwt.get_unverified_header(token)
-        keys = {k.get("kid"): k for k in cfg.jwks.get("keys", [])}
+        keys = {k.get("kid"): k for k in cfg.key_set().get("keys", [])}
         jwk = keys.get(header.get("kid")) or (next(iter(keys.values())) if len(keys) == 1 else None)
         if jwk is None:
             raise AuthError("oidc: no key in the configured key set matches the token's kid")
@@ -267,7 +356,15 @@ def verify_jwt(token: str, cfg: OidcConfig) -> Principal:
     role = claims.get(cfg.role_claim)
     if role not in ROLES:
         raise AuthError(f"oidc: claim {cfg.role_claim!r} must be one of {', '.join(ROLES)}")
-    return Principal(name=str(claims["sub"]), role=str(role), via="oidc")
+    # The subject is the audit actor (``oidc:<sub>``), the ``created_by`` of tokens it creates and the name whoami
+    # and the dashboard show: held to what a token name is (create_token), or an override would read as another's.
+    name = str(claims["sub"])
+    why = unprintable("oidc: claim 'sub'", name)
+    if why is not None:
+        raise AuthError(why)
+    if not name.strip():
+        raise AuthError("oidc: claim 'sub' is blank; the issuer must name the user")
+    return Principal(name=name, role=str(role), via="oidc")
 
 
 # --- Route permissions ------------------------------------------------------------------------------

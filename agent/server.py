@@ -17,9 +17,13 @@ import os
 import ssl
 import tempfile
 import threading
-from collections.abc import Collection, Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import uvicorn
 
@@ -189,8 +193,97 @@ BODY_TIMEOUT_SECONDS = 10.0
 MIN_BODY_BYTES_PER_SECOND = 500  # Apache mod_reqtimeout's MinRate; the API server sends a review in one go
 
 
+# A client certificate refused by ``--client-name`` is logged by its CN at most once per CLIENT_NAME_LOG_SECONDS; the
+# refusals in between are counted into the next line for that CN. Any holder of a certificate from the client CA
+# (every kubelet's, on a cluster CA) can reconnect in a loop, and a line per connection let it fill the log and the
+# disk. At most CLIENT_NAME_LOG_MAX_NAMES CNs are remembered at once; further CNs share one line per window.
+CLIENT_NAME_LOG_SECONDS = 60.0
+CLIENT_NAME_LOG_MAX_NAMES = 1024
+
+
+class Refusal(NamedTuple):
+    """What a refusal's log line adds: how many refusals of its name were not logged since that name's last line,
+    how many of other names not remembered (past ``max_names``, or forgotten) were not logged since any line said
+    so, and whether the name is remembered (else the line also stands for other names, for one window)."""
+
+    since: int
+    others: int
+    remembered: bool
+
+
+@dataclass(slots=True)
+class _Window:
+    began: float
+    unlogged: int = 0
+
+
+class RefusalLog:
+    """Which refusals to log: the first of each name in a window, then none of that name until the window passes,
+    each counted into the name's next line.
+
+    Thread-safe, O(1) a call, and bounded: at most ``max_names`` names, kept in the order their windows began, so
+    when it is full a name whose window passed is forgotten from the front to make room (its count goes to
+    ``others``). When all of them are within their window, a further name is not remembered: names past the limit
+    share one line per window."""
+
+    def __init__(self, window: float, max_names: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window, self.max_names, self._clock = window, max(1, max_names), clock
+        self._seen: OrderedDict[str, _Window] = OrderedDict()
+        self._others = 0  # refusals not logged that no remembered name will report
+        self._others_began: float | None = None  # the window of the last line for names past the limit
+        self._lock = threading.Lock()
+
+    def note(self, name: str) -> Refusal | None:
+        """None when this refusal of ``name`` is not to be logged (it is counted), else what its line adds."""
+        with self._lock:
+            now = self._clock()
+            seen = self._seen.get(name)
+            if seen is not None:
+                if now - seen.began < self.window:
+                    seen.unlogged += 1
+                    return None
+                since, seen.began, seen.unlogged = seen.unlogged, now, 0
+                self._seen.move_to_end(name)
+                return self._line(since, True)
+            if len(self._seen) >= self.max_names:
+                oldest = next(iter(self._seen.values()))
+                if now - oldest.began < self.window:
+                    if self._others_began is not None and now - self._others_began < self.window:
+                        self._others += 1
+                        return None
+                    self._others_began = now
+                    return self._line(0, False)
+                self._seen.popitem(last=False)
+                self._others += oldest.unlogged
+            self._seen[name] = _Window(now)
+            return self._line(0, True)
+
+    def _line(self, since: int, remembered: bool) -> Refusal:
+        others, self._others = self._others, 0
+        return Refusal(since, others, remembered)
+
+    def remembered(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+
 class _HeadTooLarge(Exception):
     """Raised from a parser callback: httptools turns it into an HttpParserError, which uvicorn answers with a 400."""
+
+
+def _refusal_counts(said: Refusal, refusals: RefusalLog) -> str:
+    """The end of a refused certificate's log line: what was not logged, and until when the next are not."""
+    parts, window = [], refusals.window
+    if said.since:
+        parts.append(f"{said.since} more connections with this CN were refused and not logged since its last line")
+    if said.others:
+        parts.append(f"{said.others} refusals of other CNs were not logged")
+    if not said.remembered:
+        parts.append(f"more than {refusals.max_names} CNs were refused within {window:g} s: other CNs' "
+                     "refusals are not logged for that long")
+    else:
+        parts.append(f"this CN's refusals are not logged again for {window:g} s")
+    return "; " + "; ".join(parts)
 
 
 def client_cert_names(peercert: dict[str, object] | None) -> tuple[list[str], list[str]]:
@@ -233,6 +326,7 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
 
     min_body_bytes = max(1, int(MIN_BODY_BYTES_PER_SECOND * body_timeout))
     pinned = frozenset(client_names)
+    refusals = RefusalLog(CLIENT_NAME_LOG_SECONDS, CLIENT_NAME_LOG_MAX_NAMES)
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _in_head = False  # a request's head has begun and not ended
@@ -266,9 +360,13 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
             cns, sans = client_cert_names(peercert)
             if any(name in pinned for name in (*cns, *sans)):
                 return True
-            log.warning("closing a connection from %s: its client certificate (CN %s) has none of the names of "
-                        "--client-name (%s) as its CN or a DNS/URI SAN", self.client,
-                        ", ".join(repr(cn[:256]) for cn in cns) or "none", ", ".join(sorted(pinned)))
+            # At most a few CNs of 256 characters each: a certificate is the client's to fill.
+            shown = ", ".join(repr(cn[:256]) for cn in cns[:4]) + (f" and {len(cns) - 4} more" if len(cns) > 4 else "")
+            said = refusals.note(shown)
+            if said is not None:
+                log.warning("closing a connection from %s: its client certificate (CN %s) has none of the names of "
+                            "--client-name (%s) as its CN or a DNS/URI SAN%s", self.client, shown or "none",
+                            ", ".join(sorted(pinned)), _refusal_counts(said, refusals))
             transport.abort()  # type: ignore[attr-defined]
             return False
 
