@@ -280,6 +280,8 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
     node: the largest one holding of the cluster's inventory has of the chip chosen, at least what the spec
     shows. With no such holding the size is unknown: ``unsized="raise"`` raises :class:`UnsizedNode` (admission
     refuses the job, as it refuses any count it cannot read), ``"floor"`` counts what the spec shows, with a note.
+    Access that names no vendor (privileged, a hostPath of /dev) and requests nothing, with no model selected,
+    on a cluster whose inventory holds no accelerator at all reaches none: 0 chips, with a note.
     """
     from agent.kb import catalog
 
@@ -295,6 +297,13 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
         return float(getattr(a, "tpp", 0.0) or 0.0) * fraction, rate * fraction
 
     for g in demand.groups:
+        if (g.unrequested_only and not g.access_vendors and not g.model_hints
+                and not inventory_nodes(s, cluster)):
+            # Privileged, or a hostPath of /dev, on a cluster whose inventory holds no accelerator: there is none to
+            # reach (a privileged CPU pod on a CPU cluster). Access naming a vendor, or a node selector naming a
+            # model, says such nodes exist and the inventory is behind: sized (or refused) below.
+            notes.insert(0, f"counted as 0 chips, the cluster's inventory holds no accelerator: {g.whole_node}")
+            continue
         vendor = vendor_of(g.resource)
         mig = g.resource.startswith("nvidia.com/mig-")
         chosen, fraction, basis, guessed = None, 1.0, "", False
@@ -882,6 +891,9 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     if ns in settings.exempt_namespaces or demand.chips <= 0:
         r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
         return r
+    if demand.unrequested_only and customer_for(s, packs, ns, cluster, as_of)[0] is None:
+        r.dec = _infrastructure(packs, as_of, base_req, demand, mode)
+        return r
     groups = lws_groups(rr.obj)
     r.extra = {"cluster": cluster, **({"replicas": groups} if groups is not None else {})}
     defaults = EstimationDefaults.from_packs(packs, as_of)
@@ -1157,6 +1169,22 @@ def _case_customer(r: _Review, dec: Decision) -> str:
     # A hand-written review's namespace may hold what no column stores (a lone surrogate): written escaped.
     name = f"(unmapped namespace {cluster + '/' if cluster else ''}{ns})"[:200]
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _infrastructure(packs: PackRegistry, as_of: date, req: JobRequest, demand: Demand, mode: str | None
+                    ) -> Decision:
+    """A workload in a namespace mapped to no customer whose only accelerator demand is access it does not request:
+    cluster infrastructure (the GPU operator's DaemonSets, the DCGM exporter, device plugins, CNI and CSI drivers run
+    privileged or with NVIDIA_VISIBLE_DEVICES=all). Admitted with a warning naming the field, not refused as an
+    unknown customer's job: refusing it would break the cluster's own GPU stack."""
+    reason = next(g.whole_node for g in demand.groups if g.whole_node)
+    note = f"namespace {req.namespace} maps to no customer, so not counted: {reason}"
+    # The warning first: decide keeps the first few notes as warnings. With no chips, decide admits the job.
+    dec = redflag.decide(packs, as_of, replace(req, notes=(note, *req.notes)), customer=None, mode=mode)
+    return replace(dec, message=(
+        f"admitted as cluster infrastructure: namespace {req.namespace} maps to no customer and the workload "
+        f"requests no accelerators ({reason}); map the namespace to a customer "
+        f"(`veuctl parties add NAME --hq CC --namespace {req.namespace}`) to have it counted"))
 
 
 def _invalid(packs: PackRegistry, as_of: date, rr: ReviewRequest, ns: str, why: str, mode: str | None,

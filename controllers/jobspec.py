@@ -122,10 +122,21 @@ class PodGroup:
     # and how (see :func:`unrequested_access`). ``chips`` is then the least the spec shows (at least one device);
     # the whole node counts, its size and chip taken from the cluster's inventory downstream (agent.cases).
     whole_node: str = ""
+    # The chips each pod requests as accelerator resources (a whole-node group's ``chips`` may be more).
+    requested: float = 0.0
+    # The vendors the unrequested access names (NVIDIA_VISIBLE_DEVICES, /dev/nvidia*, /dev/kfd, a CDI device kind);
+    # empty when it names none (privileged, a hostPath of /dev, /dev/dri, /dev/accel*, /dev/vfio).
+    access_vendors: tuple[str, ...] = ()
 
     @property
     def total(self) -> float:
         return self.pods * self.chips
+
+    @property
+    def unrequested_only(self) -> bool:
+        """The pods reach their node's accelerators and request none: a GPU operator's DaemonSet, a device plugin,
+        a privileged CPU pod."""
+        return bool(self.whole_node) and self.requested <= 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,12 @@ class Demand:
     @property
     def chips(self) -> float:
         return sum(g.total for g in self.groups)
+
+    @property
+    def unrequested_only(self) -> bool:
+        """Every pod group's only accelerator demand is access it does not request (see
+        :attr:`PodGroup.unrequested_only`); False when the workload asks for nothing at all."""
+        return bool(self.groups) and all(g.unrequested_only for g in self.groups)
 
     def declared(self) -> dict[str, str]:
         """The ``compute.veu-governor.io/*`` annotations, keyed without the prefix."""
@@ -451,9 +468,9 @@ def _env_access(c: Mapping[str, Any], path: str) -> tuple[str, int] | None:
 
 
 def unrequested_access(spec: Any, path: str, annotations: Mapping[str, str] | None = None,
-                       ann_path: str = "metadata.annotations") -> tuple[str, str, int] | None:
+                       ann_path: str = "metadata.annotations") -> tuple[str, str, int, tuple[str, ...]] | None:
     """How a pod reaches its node's accelerators without requesting them, else None: (reason naming the field,
-    vendor or "" for any, devices the spec lists).
+    vendor or "" for any, devices the spec lists, the vendors some access names).
 
     Counting such a pod by its requests alone would count 0 chips and let any run through: a container whose
     ``NVIDIA_VISIBLE_DEVICES`` names devices (under the NVIDIA runtime), a privileged container (it sees every
@@ -500,7 +517,7 @@ def unrequested_access(spec: Any, path: str, annotations: Mapping[str, str] | No
                   "requesting them", vendor)
     if not first:
         return None
-    return first, (vendors[0] if len(set(vendors)) == 1 else ""), listed
+    return first, (vendors[0] if len(set(vendors)) == 1 else ""), listed, tuple(sorted(set(vendors) - {""}))
 
 
 def _container_chips(c: Any, path: str) -> dict[str, float]:
@@ -599,14 +616,15 @@ def _pod_groups(role: str, pods: int, spec: Mapping[str, Any], path: str, annota
     label, hints = model_hints(spec, path)
     access = unrequested_access(spec, path, annotations, ann_path)
     if access is None:
-        return [PodGroup(role, pods, r, q, hints, label) for r, q in sorted(chips.items())]
-    reason, vendor, listed = access
+        return [PodGroup(role, pods, r, q, hints, label, requested=q) for r, q in sorted(chips.items())]
+    reason, vendor, listed, named = access
     vendors = {vendor_of(r) for r in chips} | ({vendor} if vendor else set())
     resource = _VENDOR_RESOURCE.get(vendors.pop(), WHOLE_NODE_RESOURCE) if len(vendors) == 1 else WHOLE_NODE_RESOURCE
     # The least the spec itself shows: the devices it lists or requests, and one, since access to a node's
     # accelerators is access to at least one of them. The node's size is the inventory's to say.
     floor = max(1.0, float(listed), sum(chips.values()))
-    return [PodGroup(role, pods, resource, floor, hints, label, whole_node=reason)]
+    return [PodGroup(role, pods, resource, floor, hints, label, whole_node=reason, requested=sum(chips.values()),
+                     access_vendors=named)]
 
 
 def _template_annotations(template: Any) -> dict[str, str]:
@@ -707,7 +725,7 @@ def _trainjob(obj: Mapping[str, Any]) -> tuple[list[PodGroup], list[Any], list[s
         notes.append("TrainJob: no spec.trainer.numNodes, so the runtime's mlPolicy.numNodes applies (not visible at "
                      "admission); counted as 1 node until its JobSet is decided")
     label, hints = _trainjob_hints(spec)
-    return [PodGroup("node", nodes, r, q, hints, label) for r, q in sorted(chips.items())], [], notes
+    return [PodGroup("node", nodes, r, q, hints, label, requested=q) for r, q in sorted(chips.items())], [], notes
 
 
 # The replicated job of a Trainer v2 runtime that runs the training nodes (resourcesPerNode's pods).

@@ -20,9 +20,6 @@ from policies import redflag
 
 from .conftest import M, review
 
-# Needs the agent/cases.py change described in the session-23i report (owned by another helper this session):
-# strict, so the lead removes this marker when applying it.
-
 Decide = Callable[..., Outcome]
 
 
