@@ -578,7 +578,9 @@ def _tier1_run(packs: PackRegistry, as_of: date, settings: AdmissionSettings, re
         if hw is not None:
             values.append(hw.value)
     except EstimateError:
-        pass
+        # No bound (a chip without a rate at the precision): the job still runs for as long as it may, which is
+        # how long it counts (runs_until) should the customer leave Tier 1.
+        hours = max(req.declared.expected_hours or 0.0, settings.default_max_hours)
     return model_key(req.declared, customer), max(values, default=None), hours
 
 

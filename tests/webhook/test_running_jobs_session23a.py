@@ -184,6 +184,18 @@ def test_a_tier1_decision_records_when_its_run_ends(url: str) -> None:
     assert as_utc(until) - as_utc(at) == timedelta(hours=720)
 
 
+def test_a_tier1_decision_without_a_hardware_bound_still_records_when_its_run_ends(url: str) -> None:
+    """An H100 job declared at FP4 (no H100 rate to bound it by; not refused for a Tier 1 customer) runs for its
+    declared hours at least, the default maximum if longer: without an end it would count in no sum once outside
+    the window, should the customer leave Tier 1."""
+    ann = {M + "model": "m", M + "expected-hours": "2000", M + "precision": "FP4", M + "operations": "1e24"}
+    with session_scope(url) as s:
+        out = cases.evaluate_review(s, registry(), review(job("us-fp4", "tenant-us", annotations=ann)))
+    assert out.code == redflag.ALLOW, out.message
+    ((_n, _ok, ops, at, until, _d),) = _rows(url)
+    assert ops is not None and as_utc(until) - as_utc(at) == timedelta(hours=2000)
+
+
 def test_veuctl_admission_review_records_when_the_run_ends(
         url: str, tmp_path: Path, veuctl: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VEU_DATABASE_URL", url)
