@@ -230,27 +230,68 @@ def inventory_accelerators(s: Session, cluster: str) -> tuple[str, ...]:
     return ids
 
 
-def inventory_nodes(s: Session, cluster: str) -> dict[str, float]:
-    """The most chips one holding (a node, a VM) has, per accelerator id, in ``cluster`` (all sites when no
-    cluster is configured); cached briefly. What a pod reaching its node's accelerators without requesting them
-    counts as (jobspec.PodGroup.whole_node)."""
+# Sources of which one holding is one node (agent.collectors.k8s_nodes: one Kubernetes node; the demo seeds one
+# 8-GPU server a holding, as a collector would). A holding naming a cloud VM (``Holding.instance``) is one VM too.
+_NODE_SOURCES = ("k8s", "demo")
+# Sources of which one holding is one GPU, the host being the holding's ``scope`` (agent.collectors.nvml:
+# ``host:<name>``): a host's size is the sum of its holdings.
+_HOST_SOURCES = ("nvml",)
+
+
+@dataclass(frozen=True)
+class NodeSize:
+    """How many chips one node of an accelerator has in a cluster's inventory."""
+
+    chips: float
+    # False: no per-node source knows the chip, and the size is the largest record of another (a register row,
+    # a cloud capacity reservation), which may hold several nodes: an upper bound.
+    per_node: bool = True
+
+
+def inventory_nodes(s: Session, cluster: str) -> dict[str, NodeSize]:
+    """The most chips one node has, per accelerator id, in ``cluster`` (all sites when no cluster is configured);
+    cached briefly. What a pod reaching its node's accelerators without requesting them counts as
+    (jobspec.PodGroup.whole_node).
+
+    A node is what a per-node source holds: one holding of the Kubernetes nodes collector (or the demo's servers),
+    one holding naming a cloud VM (``instance``: an aws or gcp instance; not a capacity reservation, which holds
+    chips × free instances), or the GPUs the NVML collector holds on one host (one holding per GPU, summed per
+    ``scope``). Other records (a register row, which may be a site's total; a capacity reservation) size a chip only
+    when no per-node source holds it in the cluster, and the size is then an upper bound (``per_node`` False).
+    """
     url = str(getattr(s.get_bind(), "url", ""))
     now = time.monotonic()
     with _inv_lock:
         hit = _node_cache.get((url, cluster))
         if hit and now - hit[0] < _INV_TTL:
             return dict(hit[1])
-    q = select(Holding.accelerator, func.max(Holding.count)).join(Site, col(Site.id) == col(Holding.site_id)).where(
-        col(Holding.retired_at).is_(None), col(Holding.count) > 0)
+    kind = case((col(Holding.source).in_(_HOST_SOURCES), literal("host")),
+                ((col(Holding.source).in_(_NODE_SOURCES)) | (col(Holding.instance) != ""), literal("node")),
+                else_=literal("other"))
+    unit = case((col(Holding.source).in_(_HOST_SOURCES), col(Holding.scope)), else_=col(Holding.external_id))
+    rows = sa_select(col(Holding.accelerator).label("acc"), kind.label("kind"), col(Holding.source).label("src"),
+                     unit.label("unit"), col(Holding.count).label("n")).join(
+        Site, col(Site.id) == col(Holding.site_id)).where(col(Holding.retired_at).is_(None), col(Holding.count) > 0)
     if cluster:
-        q = q.where(Site.cluster == cluster)
-    sizes = tuple((str(a), float(n)) for a, n in s.exec(q.group_by(Holding.accelerator)).all())
+        rows = rows.where(col(Site.cluster) == cluster)
+    held = rows.subquery()
+    # One row per node: a host's GPUs summed, any other holding as it is (external_id is unique per source).
+    nodes = sa_select(held.c.acc, held.c.kind, func.sum(held.c.n).label("n")).group_by(
+        held.c.acc, held.c.kind, held.c.src, held.c.unit).subquery()
+    largest = sa_select(nodes.c.acc, nodes.c.kind, func.max(nodes.c.n)).group_by(nodes.c.acc, nodes.c.kind)
+    by_node: dict[str, float] = {}
+    other: dict[str, float] = {}
+    for acc, k, n in s.execute(largest).all():
+        into = other if k == "other" else by_node
+        into[str(acc)] = max(into.get(str(acc), 0.0), float(n))
+    sizes = tuple((a, NodeSize(by_node[a], True) if a in by_node else NodeSize(other[a], False))
+                  for a in sorted(set(by_node) | set(other)))
     with _inv_lock:
         _node_cache[(url, cluster)] = (now, sizes)
     return dict(sizes)
 
 
-_node_cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, float], ...]]] = {}
+_node_cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, NodeSize], ...]]] = {}
 
 
 class UnsizedNode(PolicyError):
@@ -277,8 +318,10 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
     precision the job declares (a declaration must not steer the bound to an older chip).
 
     A group whose pods reach their node's accelerators without requesting them (``whole_node``) counts the whole
-    node: the largest one holding of the cluster's inventory has of the chip chosen, at least what the spec
-    shows. With no such holding the size is unknown: ``unsized="raise"`` raises :class:`UnsizedNode` (admission
+    node, in whole chips (a MIG slice label's fraction does not apply), at least what the spec shows: the largest
+    node of :func:`inventory_nodes` of the chip the labels name; where they name none, of the chip whose largest
+    node gives the most chips × dense rate at ``precision`` (the bound the job could reach; the more capable chip
+    on a tie). With no such node the size is unknown: ``unsized="raise"`` raises :class:`UnsizedNode` (admission
     refuses the job, as it refuses any count it cannot read), ``"floor"`` counts what the spec shows, with a note.
     Access that names no vendor (privileged, a hostPath of /dev) and requests nothing, with no model selected,
     on a cluster whose inventory holds no accelerator at all reaches none: 0 chips, with a note.
@@ -351,21 +394,37 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
         assert chosen is not None
         per_pod = g.chips
         if g.whole_node:
-            sizes = inventory_nodes(s, cluster)
-            nodes = [(cat.find(i), n) for i, n in sizes.items()]
-            fits = [(a, n) for a, n in nodes if a is not None and _vendor_match(a, vendor, g.resource)]
-            # The node the pods may land on: the chip counted, or, where the job named none, the most capable held,
-            # and the largest count of it one holding has.
-            same = [n for a, n in fits if a.id == chosen.id]
-            if not same and fits and (guessed or not named):
-                chosen, fraction = max(fits, key=lambda an: (capability(an[0]), an[1]))[0], 1.0
-                same = [n for a, n in fits if a.id == chosen.id]
-            if same:
-                per_pod = max(per_pod, max(same))
-                basis = f"{basis}; {g.whole_node}: counted as a whole node ({max(same):g} × {chosen.id})"
+            # A node is counted in whole chips: a MIG "single" label names the slice the device plugin hands out,
+            # not what a pod reaching the node's devices uses. What the spec shows stays the floor, in whole chips.
+            floor = g.chips * fraction
+            fits = [(a, size) for a, size in ((cat.find(i), size) for i, size in inventory_nodes(s, cluster).items())
+                    if a is not None and _vendor_match(a, vendor, g.resource)]
+            # The nodes the pods may land on: of the chips their labels name, else (no model named, or only one the
+            # catalog lacks in favour of a more capable held chip) any the access reaches. The one counted is the
+            # node the job could do the most on at its precision (chips × dense rate: the bound it could reach),
+            # the more capable chip on a tie; not the most capable chip's node, which may be a 2-GPU dev box.
+            open_choice = guessed or not named
+            names = {a.id for a, _ in named}
+            candidates = [(a, size) for a, size in fits if open_choice or a.id in names]
+            if candidates:
+                node, size = max(candidates, key=lambda c: (max(floor, c[1].chips) * capability(c[0])[1],
+                                                            capability(c[0]), c[1].chips))
+                spread = open_choice and len({a.id for a, _ in candidates}) > 1
+                if spread:  # not the "most capable" chip the basis said
+                    basis = (f"no chip model named{' in the catalog' if unknown else ''}: the node of the cluster's "
+                             f"inventory the pods could do the most {precision} on")
+                chosen, fraction, per_pod = node, 1.0, max(floor, size.chips)
+                whole = f"{size.chips:g} × {chosen.id}"
+                basis = f"{basis}; {g.whole_node}: counted as a whole node ({whole})"
+                why = (f"the node the pods could do the most {precision} on" if spread else
+                       "the largest in the cluster's inventory")
                 # First: the decision keeps the first few notes as warnings, and this one says why it counts chips.
-                notes.insert(0, f"{g.whole_node}: counted as a whole node ({max(same):g} × {chosen.id}, the "
-                                "largest in the cluster's inventory)")
+                notes.insert(0, f"{g.whole_node}: counted as a whole node ({whole}, {why})")
+                if not size.per_node:
+                    # Its own note: appended to the first, a long field path had it cut from the warning.
+                    notes.insert(1, f"{chosen.id}: no per-node source (Kubernetes nodes, a cloud VM, NVML) holds it in "
+                                    f"the cluster; its node counted as its largest inventory record, {size.chips:g}: "
+                                    "an upper bound (a register row may be a site's total)")
             elif unsized == "raise":
                 raise UnsizedNode(
                     f"{g.whole_node}, and the cluster's inventory holds no {chosen.id if named else 'accelerator'} "

@@ -127,6 +127,9 @@ class PodGroup:
     # The vendors the unrequested access names (NVIDIA_VISIBLE_DEVICES, /dev/nvidia*, /dev/kfd, a CDI device kind);
     # empty when it names none (privileged, a hostPath of /dev, /dev/dri, /dev/accel*, /dev/vfio).
     access_vendors: tuple[str, ...] = ()
+    # A whole-node group's accelerator requests by resource, (name, chips per pod) sorted: what the scheduler
+    # allocates its pods, which metering charges (``requested`` sums them; ``resource`` may name none of them).
+    requests: tuple[tuple[str, float], ...] = ()
 
     @property
     def total(self) -> float:
@@ -624,7 +627,7 @@ def _pod_groups(role: str, pods: int, spec: Mapping[str, Any], path: str, annota
     # accelerators is access to at least one of them. The node's size is the inventory's to say.
     floor = max(1.0, float(listed), sum(chips.values()))
     return [PodGroup(role, pods, resource, floor, hints, label, whole_node=reason, requested=sum(chips.values()),
-                     access_vendors=named)]
+                     access_vendors=named, requests=tuple(sorted(chips.items())))]
 
 
 def _template_annotations(template: Any) -> dict[str, str]:

@@ -18,7 +18,10 @@ is not the one on record (its node was labelled after the first poll, or the lab
 is re-charged to that chip, not charged twice. A bound pod runs on the same machine until it ends, so a pass
 whose chip is only a guess (no label names one catalogued chip: its node's label briefly gone while GPU Feature
 Discovery restarts, or its node no longer listed, scaled away after the pod ended) keeps the chip its interval
-is on record with.
+is on record with. A pod's chips are those it is allocated (its accelerator requests): one that reaches its
+node's devices without requesting them (privileged, ``NVIDIA_VISIBLE_DEVICES=all``), which admission counted as the
+whole node, is metered for what it requests, and when that is nothing it is listed in the tick's ``skipped`` with
+the field (:func:`allocated`).
 
 When a running lineage of a customer outside Tier 1 reaches the 4E091 threshold and no answered
 red-flag-28 case covers it, the controller opens a case, emits an ``events.k8s.io/v1`` Event (type
@@ -47,14 +50,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import urllib3
 from prometheus_client import Counter
 
-from controllers.jobspec import MODEL_LABELS, READERS, Demand, ReadError, group_of, k8s_time, read, ref_kind
+from controllers.jobspec import (
+    MODEL_LABELS,
+    READERS,
+    Demand,
+    PodGroup,
+    ReadError,
+    group_of,
+    k8s_time,
+    read,
+    ref_kind,
+)
 from controllers.owners import get_owner, owner_path
 
 if TYPE_CHECKING:
@@ -342,7 +355,7 @@ class Meter:
             if str(md.get("namespace") or "") in exempt or self._uid(md) in self._charged:
                 continue
             demand = read(pod)
-            if isinstance(demand, Demand) and demand.chips > 0:
+            if isinstance(demand, Demand) and allocated(demand)[0].chips > 0:
                 asks.update(self._asks(pod))
         if asks:
             self._decided.update(decided_alone(s, asks))
@@ -413,13 +426,21 @@ class Meter:
                     # rather than leave it out of the report, since its chips are then metered nowhere.
                     report.skipped.append(f"{ns}/{name}: accelerators not read: {demand.message}")
                     continue
+                demand, reached = allocated(demand)
                 if demand.chips <= 0:
+                    for why in reached:
+                        # Admission counted the access as a whole node; the pod holds no device the scheduler
+                        # allocated (a monitoring DaemonSet's), and charged it would be the node per pod, forever.
+                        report.skipped.append(f"{ns}/{name}: not metered, it requests no accelerator: {why}")
                     continue
                 # Only accelerator pods have their owners read (cached): the API server is not asked about
                 # every ReplicaSet in the cluster.
                 ref, annotations = self.workload_of(pod)
-                demand = read(_with_node_hint(pod, nodes, annotations))
-                if not isinstance(demand, Demand) or demand.chips <= 0:
+                again = read(_with_node_hint(pod, nodes, annotations))
+                if not isinstance(again, Demand):
+                    continue
+                demand = allocated(again)[0]
+                if demand.chips <= 0:
                     continue
                 job = pod_job_ref(ref, name)
                 rows = _job_rows(s, job)
@@ -583,6 +604,28 @@ def decided_alone(s: Any, asks: Mapping[str, str]) -> dict[str, bool]:
             if isinstance(decided, str) and decided in by_ref.get(job_ref, ()):
                 out[decided] = True
     return out
+
+
+def allocated(demand: Demand) -> tuple[Demand, list[str]]:
+    """What the pods are allocated: each group reaching its node's accelerators without (only) requesting them
+    (``PodGroup.whole_node``) replaced by what it requests, by resource; and the reasons of the groups that request
+    nothing (their ``whole_node``, naming the field).
+
+    Metering charges the devices a running pod holds. Admission counts access as the whole node, since a job could
+    use every GPU it reaches; a pod that requests 8 GPUs and is privileged is metered for its 8, and one that only
+    reaches the node (a privileged monitoring DaemonSet) for none.
+    """
+    groups: list[PodGroup] = []
+    reached: list[str] = []
+    for g in demand.groups:
+        if not g.whole_node:
+            groups.append(g)
+            continue
+        if g.unrequested_only:
+            reached.append(g.whole_node)
+        groups.extend(PodGroup(g.role, g.pods, r, q, g.model_hints, g.hint_label, requested=q)
+                      for r, q in g.requests if q > 0)
+    return replace(demand, groups=tuple(groups)), reached
 
 
 def _with_node_hint(pod: dict[str, Any], nodes: Mapping[str, tuple[str, str]],
