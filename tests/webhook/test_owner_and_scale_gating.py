@@ -45,7 +45,7 @@ def test_a_daemonsets_pods_created_by_its_trusted_controller_are_decided_as_jobs
     # DaemonSets are not a kind the webhook reads: admitting their pods unread would admit a GPU pod on every
     # node of the cluster for a Tier 3 customer.
     body = _by(review(_owned(POD, "DaemonSet", "apps/v1"), namespace="tenant-mo"),
-               "system:serviceaccount:kube-system:daemonset-controller")
+               "system:serviceaccount:kube-system:daemon-set-controller")
     out = decide_review(body)
     assert not out.allowed and out.code == redflag.DENY_TIER3
     assert any("a kind this webhook does not decide" in w for w in out.warnings)
