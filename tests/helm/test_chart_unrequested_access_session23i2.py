@@ -106,7 +106,9 @@ def test_nvidia_visible_devices_naming_devices_is_sent_from_a_container_or_an_in
                                          "spec": {"replicas": 2, "template": {"spec": _spec(_env(**entry))}}})
 
 
-@pytest.mark.parametrize("path", ["/", "/dev", "/dev/nvidia0", "/dev/dri", "/dev/kfd"])
+@pytest.mark.parametrize("path", ["/", "/dev", "/dev/nvidia0", "/dev/dri", "/dev/kfd",
+                                  # Spellings of the same paths the kubelet mounts (only ".." is refused)
+                                  "//dev", "//dev/nvidia0", "/./dev", "/.", "//", "/dev/"])
 def test_a_hostpath_of_the_device_nodes_is_sent(path: str) -> None:
     vols = [{"name": "scratch", "emptyDir": {}}, {"name": "d", "hostPath": {"path": path}}]
     assert _sent(_webhook("jobs"), _job(_spec(volumes=vols)))
