@@ -309,8 +309,8 @@ def _vendor_match(acc: Any, vendor: str, resource: str) -> bool:
     return bool(acc.vendor == vendor)
 
 
-def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, unsized: str = "floor"
-                  ) -> tuple[list[ChipDemand], list[str]]:
+def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, unsized: str = "floor",
+                  cpu_only: bool = False) -> tuple[list[ChipDemand], list[str]]:
     """Each pod group's chips as a catalog accelerator, with the basis; notes for what was assumed.
 
     Where the job leaves the choice open (no model named, or a name the catalog does not know), the chips are
@@ -323,8 +323,11 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
     node gives the most chips × dense rate at ``precision`` (the bound the job could reach; the more capable chip
     on a tie). With no such node the size is unknown: ``unsized="raise"`` raises :class:`UnsizedNode` (admission
     refuses the job, as it refuses any count it cannot read), ``"floor"`` counts what the spec shows, with a note.
-    Access that names no vendor (privileged, a hostPath of /dev) and requests nothing, with no model selected,
-    on a cluster whose inventory holds no accelerator at all reaches none: 0 chips, with a note.
+    Access that names no vendor (privileged, a hostPath of /dev) and requests nothing, with no model selected and
+    no accelerator node tolerated or selected (``PodGroup.node_choice``), reaches none on a cluster the operator
+    declares CPU-only (``cpu_only``: ``admission-settings.cpu_only_clusters``) whose inventory holds no accelerator:
+    0 chips, with a note. An empty inventory alone (a GPU pool scaled to zero, a cluster name no site has) is not
+    taken to mean that: such a group is unsized.
     """
     from agent.kb import catalog
 
@@ -340,12 +343,14 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
         return float(getattr(a, "tpp", 0.0) or 0.0) * fraction, rate * fraction
 
     for g in demand.groups:
-        if (g.unrequested_only and not g.access_vendors and not g.model_hints
+        if (cpu_only and g.unrequested_only and not g.access_vendors and not g.model_hints and not g.node_choice
                 and not inventory_nodes(s, cluster)):
-            # Privileged, or a hostPath of /dev, on a cluster whose inventory holds no accelerator: there is none to
-            # reach (a privileged CPU pod on a CPU cluster). Access naming a vendor, or a node selector naming a
-            # model, says such nodes exist and the inventory is behind: sized (or refused) below.
-            notes.insert(0, f"counted as 0 chips, the cluster's inventory holds no accelerator: {g.whole_node}")
+            # Privileged, or a hostPath of /dev, on a cluster declared CPU-only whose inventory agrees: there is none
+            # to reach. Access naming a vendor, a node selector naming a model, a toleration of an accelerator taint
+            # or a selector of a machine or pool say such nodes may exist: sized (or refused) below.
+            notes.insert(0, f"counted as 0 chips: cluster {cluster or '(none configured)'} is declared CPU-only "
+                            f"(admission-settings.cpu_only_clusters) and its inventory holds no accelerator: "
+                            f"{g.whole_node}")
             continue
         vendor = vendor_of(g.resource)
         mig = g.resource.startswith("nvidia.com/mig-")
@@ -426,11 +431,17 @@ def resolve_chips(s: Session, demand: Demand, cluster: str, precision: str, *, u
                                     f"the cluster; its node counted as its largest inventory record, {size.chips:g}: "
                                     "an upper bound (a register row may be a site's total)")
             elif unsized == "raise":
+                cpu = ""
+                if not g.access_vendors and not named and g.requested <= 0:
+                    # What only a declared CPU-only cluster would count as none, and why it did not here.
+                    cpu = (f"; it aims at accelerator nodes ({g.node_choice})" if cpu_only and g.node_choice else
+                           f"; if cluster {cluster or '(none configured)'} has no accelerator at all, declare it "
+                           "(admission-settings.cpu_only_clusters)")
                 raise UnsizedNode(
                     f"{g.whole_node}, and the cluster's inventory holds no {chosen.id if named else 'accelerator'} "
                     "node to count it as (`veuctl inventory sync`); request the accelerators as resources such as "
                     "nvidia.com/gpu, set NVIDIA_VISIBLE_DEVICES=void, or exempt the namespace "
-                    "(admission-settings.exempt_namespaces)")
+                    f"(admission-settings.exempt_namespaces){cpu}")
             else:
                 notes.insert(0, f"{g.whole_node}: counted as {per_pod:g} per pod (no node of it in the cluster's "
                                 "inventory to size it by)")
@@ -950,15 +961,16 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     if ns in settings.exempt_namespaces or demand.chips <= 0:
         r.dec = redflag.decide(packs, as_of, base_req, customer=None, mode=mode)
         return r
-    if demand.unrequested_only and customer_for(s, packs, ns, cluster, as_of)[0] is None:
-        r.dec = _infrastructure(packs, as_of, base_req, demand, mode)
+    infra = _infrastructure_basis(rr, settings, ns, trusted) if demand.unrequested_only else ""
+    if infra and customer_for(s, packs, ns, cluster, as_of)[0] is None:
+        r.dec = _infrastructure(packs, as_of, base_req, demand, mode, infra)
         return r
     groups = lws_groups(rr.obj)
     r.extra = {"cluster": cluster, **({"replicas": groups} if groups is not None else {})}
     defaults = EstimationDefaults.from_packs(packs, as_of)
     try:
         chips, chip_notes = resolve_chips(s, demand, cluster, declared.precision or defaults.default_precision,
-                                          unsized="raise")
+                                          unsized="raise", cpu_only=cluster in settings.cpu_only_clusters)
     except UnsizedNode as exc:
         r.dec = _invalid(packs, as_of, rr, ns, str(exc), mode)
         return r
@@ -1230,19 +1242,39 @@ def _case_customer(r: _Review, dec: Decision) -> str:
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _infrastructure(packs: PackRegistry, as_of: date, req: JobRequest, demand: Demand, mode: str | None
-                    ) -> Decision:
-    """A workload in a namespace mapped to no customer whose only accelerator demand is access it does not request:
-    cluster infrastructure (the GPU operator's DaemonSets, the DCGM exporter, device plugins, CNI and CSI drivers run
-    privileged or with NVIDIA_VISIBLE_DEVICES=all). Admitted with a warning naming the field, not refused as an
-    unknown customer's job: refusing it would break the cluster's own GPU stack."""
+def _infrastructure_basis(rr: ReviewRequest, settings: redflag.AdmissionSettings, ns: str, trusted: bool) -> str:
+    """Why a workload reaching accelerators it does not request is cluster infrastructure, or "".
+
+    A namespace the operator lists (``infrastructure_namespaces``), or a DaemonSet's Pod created by a trusted
+    controller (the DaemonSet controller, which may act as system:kube-controller-manager). Not a workload's own
+    word: a privileged training Job, or a bare Pod whose author wrote a DaemonSet ownerReference, in any other
+    unmapped namespace is an unknown customer's job (``deny_unknown_customer``).
+    """
+    if ns in settings.infrastructure_namespaces:
+        return f"namespace {ns} is listed in admission-settings.infrastructure_namespaces"
+    obj = rr.obj if isinstance(rr.obj, Mapping) else {}
+    group, owner, name = controller_ref(obj)
+    if (trusted and (group, owner) == ("apps", "DaemonSet") and obj.get("apiVersion") == "v1"
+            and obj.get("kind") == "Pod"):
+        return f"a pod of DaemonSet {name} created by {rr.user}"
+    return ""
+
+
+def _infrastructure(packs: PackRegistry, as_of: date, req: JobRequest, demand: Demand, mode: str | None,
+                    basis: str) -> Decision:
+    """A workload in a namespace mapped to no customer whose only accelerator demand is access it does not request,
+    and that :func:`_infrastructure_basis` takes as cluster infrastructure (the GPU operator's DaemonSets, the DCGM
+    exporter, device plugins, CNI and CSI drivers run privileged or with NVIDIA_VISIBLE_DEVICES=all). Admitted with
+    a warning naming the field, not refused as an unknown customer's job: refusing it would break the cluster's own
+    GPU stack."""
     reason = next(g.whole_node for g in demand.groups if g.whole_node)
-    note = f"namespace {req.namespace} maps to no customer, so not counted: {reason}"
+    # The field first: a warning is cut at 200 characters, and the message names the basis.
+    note = f"namespace {req.namespace} maps to no customer, so not counted: {reason} ({basis})"
     # The warning first: decide keeps the first few notes as warnings. With no chips, decide admits the job.
     dec = redflag.decide(packs, as_of, replace(req, notes=(note, *req.notes)), customer=None, mode=mode)
     return replace(dec, message=(
-        f"admitted as cluster infrastructure: namespace {req.namespace} maps to no customer and the workload "
-        f"requests no accelerators ({reason}); map the namespace to a customer "
+        f"admitted as cluster infrastructure ({basis}): namespace {req.namespace} maps to no customer and the "
+        f"workload requests no accelerators ({reason}); map the namespace to a customer "
         f"(`veuctl parties add NAME --hq CC --namespace {req.namespace}`) to have it counted"))
 
 

@@ -92,6 +92,26 @@ MODEL_LABELS: tuple[str, ...] = (
     "gpu.intel.com/product",
 )
 
+# What puts a pod on an accelerator node without naming the chip: a node label picking the machine or its pool
+# (the instance type p5.48xlarge, a GKE node pool of A3s), or any label an accelerator's node carries (GPU Feature
+# Discovery's nvidia.com/*, Karpenter's instance-gpu-*, NFD's PCI vendor labels: 10de NVIDIA, 1002 AMD, 1da3
+# Habana); and the taints accelerator node pools carry (the GPU operator's, GKE's, EKS's, AKS's sku=gpu).
+NODE_CHOICE_LABELS: tuple[str, ...] = (
+    "node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type", "cloud.google.com/gke-nodepool",
+    "cloud.google.com/machine-family", "eks.amazonaws.com/nodegroup", "karpenter.sh/nodepool",
+    "karpenter.sh/provisioner-name", "kubernetes.azure.com/agentpool", "agentpool",
+)
+ACCELERATOR_LABEL_PREFIXES: tuple[str, ...] = (
+    *MODEL_LABELS, "nvidia.com/", "amd.com/", "beta.amd.com/", "gpu.intel.com/", "habana.ai/",
+    "cloud.google.com/gke-accelerator", "cloud.google.com/gke-tpu", "karpenter.k8s.aws/instance-gpu",
+    "karpenter.k8s.aws/instance-accelerator", "aws.amazon.com/neuron", "feature.node.kubernetes.io/pci-10de",
+    "feature.node.kubernetes.io/pci-1002", "feature.node.kubernetes.io/pci-1da3",
+)
+ACCELERATOR_TAINT_PREFIXES: tuple[str, ...] = (
+    "nvidia.com/", "amd.com/", "google.com/tpu", "aws.amazon.com/neuron", "habana.ai/", "gpu.intel.com/",
+)
+_ACCELERATOR_TAINT_KEYS = frozenset({"sku"})  # AKS GPU node pools: sku=gpu:NoSchedule
+
 MAX_PODS = 10_000_000  # larger counts are a malformed spec, not a cluster
 MAX_CHIPS_PER_POD = 100_000
 INT32_MAX = 2**31 - 1  # KubeRay's CRD default for workerGroupSpecs[].maxReplicas: "no bound"
@@ -130,6 +150,10 @@ class PodGroup:
     # A whole-node group's accelerator requests by resource, (name, chips per pod) sorted: what the scheduler
     # allocates its pods, which metering charges (``requested`` sums them; ``resource`` may name none of them).
     requests: tuple[tuple[str, float], ...] = ()
+    # A whole-node group's pods tolerate an accelerator taint or select a node by machine, pool or accelerator
+    # label (see :func:`accelerator_node_choice`): the field and value, else "". They may land on an accelerator
+    # node however bare the cluster's inventory is.
+    node_choice: str = ""
 
     @property
     def total(self) -> float:
@@ -604,6 +628,55 @@ def model_hints(spec: Any, path: str) -> tuple[str, tuple[str, ...]]:
     return "|".join(dict.fromkeys(labels)), tuple(dict.fromkeys(models))
 
 
+def _picks_accelerator_node(key: Any) -> bool:
+    return isinstance(key, str) and (key in NODE_CHOICE_LABELS or key.startswith(ACCELERATOR_LABEL_PREFIXES))
+
+
+def accelerator_node_choice(spec: Any, path: str) -> str:
+    """The first field by which a pod may be put on an accelerator node without naming its chip, as
+    ``FIELD VALUE``; "" when none does.
+
+    A toleration of an accelerator taint (a key of :data:`ACCELERATOR_TAINT_PREFIXES`, or an empty key with
+    ``operator: Exists``, which tolerates every taint); a nodeSelector, or a node affinity term required or
+    preferred, on a label of :data:`NODE_CHOICE_LABELS` or :data:`ACCELERATOR_LABEL_PREFIXES` (NotIn and
+    DoesNotExist steer away from such nodes and do not count). The API server has checked the types; anything
+    malformed is skipped here, as it is read (and refused) by the spec's reader.
+    """
+    spec = spec if isinstance(spec, Mapping) else {}
+    tols = spec.get("tolerations")
+    for i, tol in enumerate(tols if isinstance(tols, list) else ()):
+        if not isinstance(tol, Mapping):
+            continue
+        key = tol.get("key")
+        every = key in (None, "") and tol.get("operator") == "Exists"
+        if every or (isinstance(key, str) and (key.startswith(ACCELERATOR_TAINT_PREFIXES)
+                                               or key in _ACCELERATOR_TAINT_KEYS)):
+            return f"{path}.tolerations[{i}] {key or '(every taint)'}"[:_NOTE_CHARS]
+    sel = spec.get("nodeSelector")
+    for key, value in (sel.items() if isinstance(sel, Mapping) else ()):
+        if _picks_accelerator_node(key):
+            return f"{path}.nodeSelector[{key}]={value}"[:_NOTE_CHARS]
+    aff = spec.get("affinity")
+    aff = aff.get("nodeAffinity") if isinstance(aff, Mapping) else None
+    if not isinstance(aff, Mapping):
+        return ""
+    aff_path = f"{path}.affinity.nodeAffinity"
+    req = aff.get("requiredDuringSchedulingIgnoredDuringExecution")
+    terms = req.get("nodeSelectorTerms") if isinstance(req, Mapping) else None
+    found = [(f"{aff_path}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]", t)
+             for i, t in enumerate(terms if isinstance(terms, list) else ())]
+    pref = aff.get("preferredDuringSchedulingIgnoredDuringExecution")
+    found += [(f"{aff_path}.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference", p.get("preference"))
+              for i, p in enumerate(pref if isinstance(pref, list) else ()) if isinstance(p, Mapping)]
+    for tp, term in found:
+        exprs = term.get("matchExpressions") if isinstance(term, Mapping) else None
+        for ei, ex in enumerate(exprs if isinstance(exprs, list) else ()):
+            if (isinstance(ex, Mapping) and ex.get("operator") not in ("NotIn", "DoesNotExist")
+                    and _picks_accelerator_node(ex.get("key"))):
+                return f"{tp}.matchExpressions[{ei}] {ex.get('key')} {ex.get('operator')}"[:_NOTE_CHARS]
+    return ""
+
+
 def _groups_from_template(role: str, pods: int, template: Any, path: str) -> list[PodGroup]:
     tpl = _map(template, path)
     return _pod_groups(role, pods, _map(tpl.get("spec"), f"{path}.spec"), f"{path}.spec",
@@ -627,7 +700,8 @@ def _pod_groups(role: str, pods: int, spec: Mapping[str, Any], path: str, annota
     # accelerators is access to at least one of them. The node's size is the inventory's to say.
     floor = max(1.0, float(listed), sum(chips.values()))
     return [PodGroup(role, pods, resource, floor, hints, label, whole_node=reason, requested=sum(chips.values()),
-                     access_vendors=named, requests=tuple(sorted(chips.items())))]
+                     access_vendors=named, requests=tuple(sorted(chips.items())),
+                     node_choice=accelerator_node_choice(spec, path))]
 
 
 def _template_annotations(template: Any) -> dict[str, str]:

@@ -217,7 +217,8 @@ _VALUE_SPECS: dict[str, _Spec] = {
         **{k: (_ANY, _OPT) for k in (
             "mode", "default_max_hours", "utilization", "exempt_namespaces",
             "unnamed_model_window_days", "related_jobs_window_days", "case_expiry_days",
-            "customer_aggregate_window_days", "customer_aggregate_scope", "trusted_controllers")},
+            "customer_aggregate_window_days", "customer_aggregate_scope", "trusted_controllers",
+            "infrastructure_namespaces", "cpu_only_clusters")},
         **{k: (_BOOL, _OPT) for k in ("deny_unknown_customer", "declared_hours_need_deadline")},
     },
 }

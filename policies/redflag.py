@@ -18,6 +18,7 @@ codified / enforced / confirmed flags.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -87,6 +88,14 @@ class AdmissionSettings:
     # deadline (at or below those hours) enforces it; otherwise the default maximum applies. Off: the declared
     # hours count on the customer's word (with a warning where that decides the outcome).
     declared_hours_need_deadline: bool = False
+    # Namespaces mapped to no customer whose workloads reaching accelerators without requesting them are cluster
+    # infrastructure (the GPU operator's): admitted uncounted, with a warning. Left out: none (a DaemonSet's pods
+    # from the DaemonSet controller still are).
+    infrastructure_namespaces: tuple[str, ...] = ()
+    # Clusters the operator declares hold no accelerator: there a privileged pod that requests none and aims at no
+    # accelerator node counts 0 chips. "" names the webhook run with no cluster configured. Left out: none (an
+    # empty inventory alone is not taken to mean CPU-only: a GPU pool scaled to zero, a mistyped --cluster).
+    cpu_only_clusters: tuple[str, ...] = ()
 
     @classmethod
     def from_packs(cls, packs: PackRegistry, as_of: date, mode: str | None = None) -> AdmissionSettings:
@@ -117,6 +126,9 @@ class AdmissionSettings:
             customer_aggregate_scope=_scope(p.values.get("customer_aggregate_scope", "corporate-group")),
             declared_hours_need_deadline=_bool(p.values.get("declared_hours_need_deadline", False),
                                                "declared_hours_need_deadline"),
+            infrastructure_namespaces=_namespaces(p.values.get("infrastructure_namespaces", []),
+                                                  "infrastructure_namespaces"),
+            cpu_only_clusters=_clusters(p.values.get("cpu_only_clusters", []), "cpu_only_clusters"),
         )
 
 
@@ -133,6 +145,27 @@ def _users(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
         raise AdmissionConfigError(f"{SETTINGS}.trusted_controllers: must be a list of user names "
                                    "(system:serviceaccount:NAMESPACE:NAME)")
+    return tuple(x.strip() for x in v)
+
+
+# A namespace name: an RFC 1123 label (Kubernetes' rule for namespaces).
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _namespaces(v: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise AdmissionConfigError(f"{SETTINGS}.{key}: {v!r} must be a list of namespace names")
+    for x in v:
+        if not (isinstance(x, str) and _NAMESPACE.fullmatch(x)):
+            raise AdmissionConfigError(f"{SETTINGS}.{key}: {x!r} is not a namespace name (a DNS label: lower-case "
+                                       "letters, digits and '-', at most 63 characters)")
+    return tuple(v)
+
+
+def _clusters(v: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise AdmissionConfigError(f"{SETTINGS}.{key}: {v!r} must be a list of cluster names (a site's cluster, "
+                                   "as the webhook's --cluster names it; \"\" for a webhook with none configured)")
     return tuple(x.strip() for x in v)
 
 

@@ -83,10 +83,21 @@ def hgx_cluster(store: str) -> str:
 
 
 @pytest.fixture()
-def cpu_cluster(store: str) -> str:
-    """Cluster c1 with no accelerator in its inventory (a CPU cluster)."""
+def cpu_cluster(store: str, overlay_mode: Callable[..., None]) -> str:
+    """Cluster c1 with no accelerator in its inventory, declared CPU-only by the operator
+    (admission-settings.cpu_only_clusters: an empty inventory alone is not taken to mean it, session 23 i4)."""
     _clear_caches()
+    overlay_mode("enforce", cpu_only_clusters=["c1"])
     return store
+
+
+DAEMON_SET_CONTROLLER = "system:serviceaccount:kube-system:daemon-set-controller"
+
+
+def _from_controller(body: dict[str, Any]) -> dict[str, Any]:
+    """The review as the DaemonSet controller sends it: only its pods of a DaemonSet are taken as infrastructure."""
+    body["request"]["userInfo"] = {"username": DAEMON_SET_CONTROLLER}
+    return body
 
 
 def _warned(out: Outcome, text: str) -> bool:
@@ -98,7 +109,7 @@ def _warned(out: Outcome, text: str) -> bool:
 @pytest.mark.parametrize("container", [ALL, PRIVILEGED], ids=["visible-devices-all", "privileged"])
 def test_gpu_operator_daemonset_pod_in_an_unmapped_namespace_is_admitted_with_a_warning(
         hgx_cluster: str, decide: Decide, container: dict[str, Any]) -> None:
-    out = decide(review(_daemonset_pod(container)))
+    out = decide(_from_controller(review(_daemonset_pod(container, ns="nvidia-device-plugin"))))
     assert out.allowed and out.code == redflag.ALLOW, out.message
     field = "env[0] NVIDIA_VISIBLE_DEVICES=all" if container is ALL else "securityContext.privileged"
     assert _warned(out, f"spec.containers[0].{field}"), out.decision and out.decision.warnings
@@ -109,7 +120,8 @@ def test_dcgm_exporter_mounting_dev_in_an_unmapped_namespace_on_an_uninventoried
         cpu_cluster: str, decide: Decide) -> None:
     # Vendor-specific access with no NVIDIA node inventoried is refused for a customer; an unmapped namespace's
     # infrastructure pod is admitted before any sizing.
-    out = decide(review(_daemonset_pod(ALL, volumes=[{"name": "d", "hostPath": {"path": "/dev/nvidia0"}}])))
+    dev = [{"name": "d", "hostPath": {"path": "/dev/nvidia0"}}]
+    out = decide(_from_controller(review(_daemonset_pod(ALL, ns="monitoring", volumes=dev))))
     assert out.allowed and out.code == redflag.ALLOW, out.message
     assert _warned(out, "spec.containers[0].env[0] NVIDIA_VISIBLE_DEVICES=all")
 
@@ -123,7 +135,7 @@ def test_customer_namespace_pod_reaching_gpus_without_requesting_them_is_still_c
 def test_unmapped_namespace_pod_that_requests_gpus_is_still_refused_as_an_unknown_customer(
         hgx_cluster: str, decide: Decide) -> None:
     pod = _daemonset_pod({**PRIVILEGED, "resources": {"limits": {"nvidia.com/gpu": 1}}})
-    out = decide(review(pod))
+    out = decide(_from_controller(review(pod)))
     assert not out.allowed and out.code == redflag.DENY_UNKNOWN_CUSTOMER, out.message
     plain = _daemonset_pod({"resources": {"limits": {"nvidia.com/gpu": 8}}})
     assert decide(review(plain)).code == redflag.DENY_UNKNOWN_CUSTOMER
@@ -229,13 +241,15 @@ def test_privileged_pod_selecting_a_gpu_model_on_an_uninventoried_cluster_is_ref
     assert not out.allowed and out.code == redflag.DENY_INVALID, out.message
 
 
-def test_on_postgresql_infrastructure_is_admitted_and_a_privileged_cpu_pod_counts_zero(pg_store: str) -> None:
+def test_on_postgresql_infrastructure_is_admitted_and_a_privileged_cpu_pod_counts_zero(
+        pg_store: str, overlay_mode: Callable[..., None]) -> None:
     _clear_caches()
+    overlay_mode("enforce", cpu_only_clusters=["c1"])  # c1 declared CPU-only (session 23 i4)
 
     def decide(body: dict[str, Any]) -> Outcome:
         with session_scope(pg_store) as s:
             return evaluate_review(s, registry(), body, cluster="c1")
-    infra = decide(review(_daemonset_pod(PRIVILEGED)))
+    infra = decide(_from_controller(review(_daemonset_pod(PRIVILEGED, ns="dcgm"))))
     assert infra.allowed and infra.code == redflag.ALLOW and _warned(infra, "maps to no customer"), infra.message
     cpu = decide(review(_job(PRIVILEGED)))
     assert cpu.allowed and cpu.decision is not None and cpu.decision.chips == 0, cpu.message
