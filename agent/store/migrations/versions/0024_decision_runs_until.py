@@ -12,9 +12,16 @@ The backfill gives existing admitted rows that end from their ``detail``. Decisi
 carried ``hours`` (the long runs already going at the upgrade, the ones this is for) are given the longer of the
 job's declared ``expected-hours`` (``detail.asked.annotations``) and the packs' ``default_max_hours`` today, the
 bound the webhook applied to a job that declared less or nothing: counting a job a little longer errs on the
-held side. Only when the packs do not load does such a row stay NULL (the window alone), as do rows that pods of
-the previous release write during a rolling upgrade. Hours past the calendar a store keeps end on 9999-01-01
-(the job runs on, as far as any review can tell).
+held side. Only when the packs do not load does such a row stay NULL (the window alone), with a warning in the
+migration's log giving their number and the packs' error, as do rows that pods of the previous release write during
+a rolling upgrade. Hours past the calendar a store keeps end on 9999-01-01 (the job runs on, as far as any review
+can tell).
+
+On PostgreSQL the column is committed before the backfill, which then runs ``_BATCH`` rows per transaction: the
+previous release keeps serving while the migration runs, and the ``ADD COLUMN``'s lock held through the whole
+backfill kept every decision it recorded waiting (34 s for 300,000 decisions, past the API server's webhook
+timeout). A run that fails part way leaves the column without the revision (so does SQLite, whose driver runs an
+``ALTER TABLE`` outside the transaction); the next upgrade finds it and backfills the rows still without an end.
 
 ``ix_admission_decision_running`` (customer, runs_until), partial on the admitted rows with an end, carries
 what the sums read (PostgreSQL INCLUDE), so the running jobs approved before the window are a second index
@@ -28,6 +35,7 @@ Revises: 0013_admitted_index
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,11 +55,12 @@ _COLUMNS = ["customer_name", "runs_until"]
 _INCLUDE = ["decided_at", "job_ref", "run_operations", "model_key"]
 _LAST = datetime(9999, 1, 1, tzinfo=UTC)
 _BATCH = 5000
+_log = logging.getLogger("agent.store.migrations")
 
 # The decision's hours from its detail, NULL where the detail is no JSON object or holds no finite number of
 # hours: a row the backfill cannot read keeps the window alone rather than failing the upgrade.
 _PG_HOURS = """
-CREATE FUNCTION pg_temp.veu_decision_hours(detail text) RETURNS double precision
+CREATE OR REPLACE FUNCTION pg_temp.veu_decision_hours(detail text) RETURNS double precision
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     v jsonb;
@@ -72,7 +81,8 @@ UPDATE admission_decision d SET runs_until = CASE
         THEN timestamptz '9999-01-01 00:00:00+00'
     ELSE d.decided_at + make_interval(secs => h.hours * 3600) END
 FROM (SELECT id, pg_temp.veu_decision_hours(detail) AS hours FROM admission_decision
-      WHERE allowed IS TRUE AND run_operations IS NOT NULL AND runs_until IS NULL AND detail LIKE '%"hours"%') h
+      WHERE id > :low AND id <= :high AND allowed IS TRUE AND run_operations IS NOT NULL AND runs_until IS NULL
+        AND detail LIKE '%"hours"%') h
 WHERE d.id = h.id AND h.hours IS NOT NULL
 """
 
@@ -89,16 +99,17 @@ def _number(v: Any) -> float | None:
     return max(float(v), 0.0)
 
 
-def _default_hours() -> float | None:
-    """``admission-settings.default_max_hours`` of the packs in force today (the operator's included), or None when
-    they do not load: the upgrade must not fail on a pack, and such rows then keep the window alone."""
+def _default_hours() -> tuple[float | None, str]:
+    """``admission-settings.default_max_hours`` of the packs in force today (the operator's included); or None and
+    why, when they do not load: the upgrade must not fail on a pack, and such rows then keep the window alone."""
     try:
         from agent.packs import registry
         from policies.redflag import AdmissionSettings
 
-        return float(AdmissionSettings.from_packs(registry(), datetime.now(UTC).date()).default_max_hours)
-    except Exception:  # any failure to read the packs: leave such rows as they are
-        return None
+        return float(AdmissionSettings.from_packs(registry(), datetime.now(UTC).date()).default_max_hours), ""
+    except Exception as exc:  # any failure to read the packs: leave such rows as they are, and say so
+        lines = str(exc).strip().splitlines()
+        return None, f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def _hours(detail: str | None, default: float | None = None) -> float | None:
@@ -133,36 +144,49 @@ def _backfill_rest() -> None:
                  sa.column("detail", sa.Text()), sa.column("allowed", sa.Boolean()),
                  sa.column("run_operations", sa.Float()), sa.column("runs_until", T()))
     conn = op.get_bind()
-    default = _default_hours()
-    after = 0
+    default, why = _default_hours()
+    after = left = 0
     while True:
         rows = conn.execute(sa.select(d.c.id, d.c.decided_at, d.c.detail).where(
             d.c.id > after, d.c.allowed.is_(True), d.c.run_operations.is_not(None), d.c.runs_until.is_(None),
             ).order_by(d.c.id).limit(_BATCH)).all()
         if not rows:
-            return
+            break
         ends: list[dict[str, Any]] = []
         for row_id, decided_at, detail in rows:
             hours = _hours(detail, default)
             if hours is not None and decided_at is not None:
                 ends.append({"row_id": row_id, "end": _end(decided_at, hours)})
+            else:
+                left += 1
         if ends:
             conn.execute(d.update().where(d.c.id == sa.bindparam("row_id")).values(runs_until=sa.bindparam("end")),
                          ends)
         after = rows[-1][0]
+    if left and default is None:
+        # The revision is recorded all the same and the backfill is not run again: without this line the migrate
+        # Job's log never said that these runs count only inside the window.
+        _log.warning(
+            "migration 0024: %d admitted decision%s from before their detail recorded hours kept no end "
+            "(admission_decision.runs_until NULL): they count in the admission sums only inside the window, as "
+            "before this release; the policy packs did not load (%s): correct them (VEU_POLICY_DIRS) before "
+            "upgrading, or restore the backup and upgrade again", left, "" if left == 1 else "s", why)
 
 
 def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
-    op.add_column("admission_decision",
-                  sa.Column("runs_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+    # Present already when an earlier run of this migration failed after adding it (see the module's doc).
+    if "runs_until" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("admission_decision")}:
+        op.add_column("admission_decision",
+                      sa.Column("runs_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
     if pg:
-        op.execute(sa.text(_PG_HOURS))
-        op.execute(sa.text(_PG_BACKFILL))
-        op.execute(sa.text("DROP FUNCTION pg_temp.veu_decision_hours(text)"))
-        _backfill_rest()  # the decisions from before detail carried hours
-        index = dict(unique=False, postgresql_include=_INCLUDE, postgresql_where=sa.text(_WHERE))
         with op.get_context().autocommit_block():
+            # The column is committed here, and with it the ADD COLUMN's lock on the table released: held through
+            # the backfill, it kept the running release's decisions waiting until the backfill ended. Each batch
+            # below is a short transaction of its own.
+            _pg_backfill()
+            _backfill_rest()  # the decisions from before detail carried hours
+            index = dict(unique=False, postgresql_include=_INCLUDE, postgresql_where=sa.text(_WHERE))
             # A build that failed part way leaves an invalid index of that name behind: drop it, build anew.
             op.execute(sa.text(
                 "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_index WHERE NOT indisvalid AND indexrelid = "
@@ -172,6 +196,18 @@ def upgrade() -> None:
     else:
         _backfill_rest()
         op.create_index(_INDEX, "admission_decision", _COLUMNS, unique=False, sqlite_where=sa.text(_WHERE))
+
+
+def _pg_backfill() -> None:
+    """The rows whose detail records their hours, in SQL, ``_BATCH`` ids at a time (each its own transaction)."""
+    conn = op.get_bind()
+    conn.execute(sa.text(_PG_HOURS))
+    top = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM admission_decision")).scalar_one()
+    low = conn.execute(sa.text("SELECT coalesce(min(id), 1) - 1 FROM admission_decision")).scalar_one()
+    while low < top:
+        conn.execute(sa.text(_PG_BACKFILL), {"low": low, "high": low + _BATCH})
+        low += _BATCH
+    conn.execute(sa.text("DROP FUNCTION pg_temp.veu_decision_hours(text)"))
 
 
 def downgrade() -> None:
