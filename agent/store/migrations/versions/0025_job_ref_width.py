@@ -8,7 +8,8 @@ declared run and its case (counted twice toward 10^26). The run's column takes 6
 column 880 (620, "#", 253).
 
 PostgreSQL: widening a ``varchar`` is a catalog change, no table rewrite, and the indexes stay. SQLite enforces no
-length, so its tables are left as they are (a rebuild would buy nothing).
+length but declares one: its two tables are rebuilt in batch mode (no other table refers to them, and they carry
+no partial index a rebuild could lose), so the declared types match the models as on a new store.
 
 Revision ID: 0025_job_ref_width
 Revises: 0021_run_withdrawal
@@ -27,18 +28,23 @@ depends_on = None
 _WIDTHS = {"ledger_run": (300, 620), "metered_usage": (300, 880)}
 
 
-def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
+def _alter(to_new: bool) -> None:
+    pg = op.get_bind().dialect.name == "postgresql"
     for table, (old, new) in _WIDTHS.items():
-        op.alter_column(table, "job_ref", type_=sqlmodel.sql.sqltypes.AutoString(length=new),
-                        existing_type=sqlmodel.sql.sqltypes.AutoString(length=old), existing_nullable=False)
+        frm, to = (old, new) if to_new else (new, old)
+        kw = {"type_": sqlmodel.sql.sqltypes.AutoString(length=to),
+              "existing_type": sqlmodel.sql.sqltypes.AutoString(length=frm), "existing_nullable": False}
+        if pg:
+            op.alter_column(table, "job_ref", **kw)
+        else:
+            with op.batch_alter_table(table) as b:
+                b.alter_column("job_ref", **kw)
+
+
+def upgrade() -> None:
+    _alter(True)
 
 
 def downgrade() -> None:
     # Narrowing fails on PostgreSQL while a longer reference is stored: shorten or remove those rows first.
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    for table, (old, new) in _WIDTHS.items():
-        op.alter_column(table, "job_ref", type_=sqlmodel.sql.sqltypes.AutoString(length=old),
-                        existing_type=sqlmodel.sql.sqltypes.AutoString(length=new), existing_nullable=False)
+    _alter(False)
