@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -29,6 +28,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from agent.files import Stamp, file_stamp
 from agent.store.db import MAX_ROW_ID
 from agent.store.tables.auth import ApiToken
 from agent.store.tables.core import as_utc, utcnow
@@ -238,28 +238,18 @@ class OidcConfig:
 # rewrite to the same size within one tick of the file system's clock): such a read is not trusted to stand for the
 # file, and the file is read again on the next request, until a read comes this long after its last change.
 _JWKS_RACY_SECONDS = 2.0
-_Stamp = tuple[int, int, int, int]
 
 
 @dataclass
 class _JwksRead:
-    stamp: _Stamp | None  # the file as it was when ``jwks`` was read (None: gone since)
+    stamp: Stamp | None  # the file as it was when ``jwks`` was read (None: gone since)
     jwks: dict[str, Any]
     settled: bool  # read long enough after the file last changed that an unchanged stamp means unchanged content
-    bad: _Stamp | None = None  # a version of the file that did not load (warned about once)
+    bad: Stamp | None = None  # a version of the file that did not load (warned about once)
 
 
 _jwks_reads: dict[str, _JwksRead] = {}
 _jwks_lock = threading.Lock()
-
-
-def _jwks_stamp(path: str) -> _Stamp | None:
-    """What identifies the key set file's current content (None when it is absent): a Secret update replaces it."""
-    try:
-        st = os.stat(path)  # through a mounted Secret's symlinks to the file the kubelet swapped in
-    except OSError:
-        return None
-    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
 
 
 def _read_jwks(path: str) -> dict[str, Any]:
@@ -293,7 +283,7 @@ def current_jwks(path: str) -> dict[str, Any]:
     not load (half-written, not a key set) or is gone keeps the previous set, with one warning naming the file; it
     is read again once it changes. The first read must load: AuthError naming the setting."""
     with _jwks_lock:
-        stamp = _jwks_stamp(path)
+        stamp = file_stamp(path)
         seen = _jwks_reads.get(path)
         if seen is not None:
             if stamp is None:

@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import uvicorn
 
+from agent.files import Stamp, file_stamp
+
 log = logging.getLogger("veu.server")
 
 
@@ -82,15 +84,8 @@ class CertReloader:
         if serving is not None:
             conn.context = serving
 
-    def _stat(self) -> tuple[tuple[float, int, int], ...]:
-        out = []
-        for p in (self.cert, self.key, *([self.client_ca] if self.client_ca else [])):
-            try:
-                st = os.stat(p)
-                out.append((st.st_mtime, st.st_size, st.st_ino))
-            except OSError:
-                out.append((0.0, 0, 0))
-        return tuple(out)
+    def _stat(self) -> tuple[Stamp | None, ...]:
+        return tuple(file_stamp(p) for p in (self.cert, self.key, *([self.client_ca] if self.client_ca else [])))
 
     def _read_ca(self, quiet: bool = False) -> bytes | None:
         """The client CA bundle's bytes if they load as PEM CA certificates (as at start: any text around them,

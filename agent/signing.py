@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.config import settings
+from agent.files import Stamp, file_stamp
 from policies.errors import PolicyError
 
 log = logging.getLogger("veu.signing")
@@ -55,7 +56,7 @@ class SigningKey:
 
 
 _cache: dict[Path, SigningKey] = {}
-_stamps: dict[Path, tuple[int, int, int, int] | None] = {}  # the key file as it was when its cached key was read
+_stamps: dict[Path, Stamp | None] = {}  # the key file as it was when its cached key was read
 _lock = threading.Lock()
 
 
@@ -183,15 +184,6 @@ def load(path: Path) -> SigningKey:
     return SigningKey(priv, path)
 
 
-def _stamp(path: Path) -> tuple[int, int, int, int] | None:
-    """What identifies the key file's current content (None when it is absent): a rotation replaces it."""
-    try:
-        st = os.stat(path)  # through a mounted Secret's symlinks to the file the kubelet swapped in
-    except OSError:
-        return None
-    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
-
-
 def signing_key(create: bool = True) -> SigningKey:
     """The configured signing key, generated on first use when ``create``.
 
@@ -202,7 +194,7 @@ def signing_key(create: bool = True) -> SigningKey:
     again on the next call: a write must not fail over a rotation in progress."""
     path = key_path()
     with _lock:
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         cached = _cache.get(path)
         if cached is not None and (stamp is None or _stamps.get(path) == stamp):
             if stamp is None and _stamps.get(path) is not None:
@@ -222,7 +214,7 @@ def signing_key(create: bool = True) -> SigningKey:
                 raise SigningKeyError(f"VEU_SIGNING_KEY_FILE: cannot create the signing key {path}: "
                                       f"{exc.strerror or exc}; point VEU_SIGNING_KEY_FILE at a writable "
                                       "path or create the key with `veuctl audit keygen --out FILE`") from None
-            stamp = _stamp(path)
+            stamp = file_stamp(path)
         else:
             try:
                 key = load(path)
