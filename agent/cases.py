@@ -15,10 +15,10 @@ import math
 import threading
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -207,27 +207,51 @@ def parse_review(body: Any) -> ReviewRequest:
 # ------------------------------------------------------------------------------------------------ lookups
 
 
-_INV_TTL = 30.0
-_inv_cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
-_inv_lock = threading.Lock()
+_Cached = TypeVar("_Cached")
+
+
+class _InventoryCache(Generic[_Cached]):
+    """What one inventory query answered, per store and cluster, kept 30 s: the webhook asks on every review, and
+    the inventory changes when a collector runs (minutes apart)."""
+
+    TTL = 30.0
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[float, _Cached]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get(self, s: Session, cluster: str, load: Callable[[], _Cached]) -> _Cached:
+        key = (str(getattr(s.get_bind(), "url", "")), cluster)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit and now - hit[0] < self.TTL:
+                return hit[1]
+        # Loaded outside the lock: two reviews missing together both query, rather than one waiting on the other.
+        value = load()
+        with self._lock:
+            self._entries[key] = (now, value)
+        return value
+
+
+_inv_cache: _InventoryCache[tuple[str, ...]] = _InventoryCache()
 
 
 def inventory_accelerators(s: Session, cluster: str) -> tuple[str, ...]:
     """Accelerator ids held in ``cluster`` (all sites when no cluster is configured); cached briefly."""
-    url = str(getattr(s.get_bind(), "url", ""))
-    now = time.monotonic()
-    with _inv_lock:
-        hit = _inv_cache.get((url, cluster))
-        if hit and now - hit[0] < _INV_TTL:
-            return hit[1]
+    return _inv_cache.get(s, cluster, lambda: _inventory_accelerators(s, cluster))
+
+
+def _inventory_accelerators(s: Session, cluster: str) -> tuple[str, ...]:
     q = select(Holding.accelerator).join(Site, col(Site.id) == col(Holding.site_id)).where(
         col(Holding.retired_at).is_(None), col(Holding.count) > 0)
     if cluster:
         q = q.where(Site.cluster == cluster)
-    ids = tuple(sorted(set(s.exec(q.distinct()).all())))
-    with _inv_lock:
-        _inv_cache[(url, cluster)] = (now, ids)
-    return ids
+    return tuple(sorted(set(s.exec(q.distinct()).all())))
 
 
 # Sources of which one holding is one node (agent.collectors.k8s_nodes: one Kubernetes node; the demo seeds one
@@ -259,12 +283,10 @@ def inventory_nodes(s: Session, cluster: str) -> dict[str, NodeSize]:
     ``scope``). Other records (a register row, which may be a site's total; a capacity reservation) size a chip only
     when no per-node source holds it in the cluster, and the size is then an upper bound (``per_node`` False).
     """
-    url = str(getattr(s.get_bind(), "url", ""))
-    now = time.monotonic()
-    with _inv_lock:
-        hit = _node_cache.get((url, cluster))
-        if hit and now - hit[0] < _INV_TTL:
-            return dict(hit[1])
+    return dict(_node_cache.get(s, cluster, lambda: _inventory_nodes(s, cluster)))
+
+
+def _inventory_nodes(s: Session, cluster: str) -> tuple[tuple[str, NodeSize], ...]:
     kind = case((col(Holding.source).in_(_HOST_SOURCES), literal("host")),
                 ((col(Holding.source).in_(_NODE_SOURCES)) | (col(Holding.instance) != ""), literal("node")),
                 else_=literal("other"))
@@ -284,14 +306,11 @@ def inventory_nodes(s: Session, cluster: str) -> dict[str, NodeSize]:
     for acc, k, n in s.execute(largest).all():
         into = other if k == "other" else by_node
         into[str(acc)] = max(into.get(str(acc), 0.0), float(n))
-    sizes = tuple((a, NodeSize(by_node[a], True) if a in by_node else NodeSize(other[a], False))
-                  for a in sorted(set(by_node) | set(other)))
-    with _inv_lock:
-        _node_cache[(url, cluster)] = (now, sizes)
-    return dict(sizes)
+    return tuple((a, NodeSize(by_node[a], True) if a in by_node else NodeSize(other[a], False))
+                 for a in sorted(set(by_node) | set(other)))
 
 
-_node_cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, NodeSize], ...]]] = {}
+_node_cache: _InventoryCache[tuple[tuple[str, NodeSize], ...]] = _InventoryCache()
 
 
 class UnsizedNode(PolicyError):
