@@ -16,6 +16,7 @@ from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.caps import Shipment
 from policies.errors import PolicyError
+from tests.races import after_check_at_once
 
 H100 = 15832
 LIMIT = 26_900_000
@@ -84,37 +85,11 @@ def test_two_lpp_shipments_recorded_at_once_cannot_pass_the_year_limit(
         any_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each of two shipments of 1,000 H100 (15,832,000 TPP) fits alone; recorded at once, each checked a year
     without the other and both were written: 31,664,000 TPP under LPP to one ultimate consignee."""
-    import contextlib
-    import threading
-
     from policies import caps as core
 
     _seed(any_url)
-    barrier = threading.Barrier(2, timeout=2)
-    real = core.lpp_caps
-    waited = threading.local()
-
-    def check_then_wait(*a, **k):  # type: ignore[no-untyped-def]
-        out = real(*a, **k)
-        if not getattr(waited, "done", False):
-            waited.done = True
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait()
-        return out
-
-    monkeypatch.setattr(core, "lpp_caps", check_then_wait)
-    errors: list[Exception] = []
-
-    def ship(consignee: str) -> None:
-        try:
-            _ship(any_url, "2026-03-01", consignee, "h100", 1000)
-        except Exception as exc:  # collected for the assertions
-            errors.append(exc)
-
-    threads = [threading.Thread(target=ship, args=(c,)) for c in ("Bharat AI", "Bharat Cloud")]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
+    errors = after_check_at_once(monkeypatch, core, "lpp_caps", [
+        lambda: _ship(any_url, "2026-03-01", "Bharat AI", "h100", 1000),
+        lambda: _ship(any_url, "2026-03-01", "Bharat Cloud", "h100", 1000)])
     assert len(errors) == 1 and str(errors[0]).startswith("--count:"), errors
     assert _lpp(any_url, date(2026, 12, 31)).ok

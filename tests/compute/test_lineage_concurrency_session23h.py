@@ -8,9 +8,7 @@ the admission webhook) fails until someone repairs the records by hand.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import threading
 from collections.abc import Callable
 from datetime import date
 
@@ -22,6 +20,7 @@ from agent.parties import add_party
 from agent.store import session_scope
 from policies.errors import PolicyError
 from policies.ledger import LedgerError
+from tests.races import after_check_at_once
 
 DAY = date(2025, 6, 1)
 
@@ -38,38 +37,18 @@ def _lineage(url: str) -> None:
         ledger.add_model(s, "Tuned", "Lumen", base="Base")
 
 
-def _both_at_once(url: str, monkeypatch: pytest.MonkeyPatch, writes: list[Callable[..., object]]) -> list[Exception]:
-    """Run two ledger writes in two sessions at once, each waiting after its cycle check until the other has checked
-    too (or 2 s, when the other is held back by a lock): the window in which a check can miss the other's edge."""
-    barrier = threading.Barrier(2, timeout=2)
-    real = ledger.find_cycle
-    waited = threading.local()
+def _both_at_once(url: str, monkeypatch: pytest.MonkeyPatch, writes: list[Callable[..., object]],
+                  checks: tuple[str, ...] = ("find_cycle",)) -> list[Exception]:
+    """Run two ledger writes in two sessions at once, each waiting after its check (the cycle check unless told)
+    until the other has checked too: the window in which a check can miss the other's write."""
 
-    def check_then_wait(records, start):  # type: ignore[no-untyped-def]
-        out = real(records, start)
-        if not getattr(waited, "done", False):
-            waited.done = True
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait()
-        return out
-
-    monkeypatch.setattr(ledger, "find_cycle", check_then_wait)
-    errors: list[Exception] = []
-
-    def run(write: Callable[..., object]) -> None:
-        try:
+    def in_session(write: Callable[..., object]) -> Callable[[], object]:
+        def run() -> object:
             with session_scope(url) as s:
-                write(s)
-        except Exception as exc:  # collected for the assertions
-            errors.append(exc)
+                return write(s)
+        return run
 
-    threads = [threading.Thread(target=run, args=(w,)) for w in writes]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
-    monkeypatch.setattr(ledger, "find_cycle", real)
-    return errors
+    return after_check_at_once(monkeypatch, ledger, checks, [in_session(w) for w in writes])
 
 
 def _readable(url: str, *names: str) -> dict[str, float]:
@@ -145,39 +124,12 @@ def test_a_run_after_publication_and_the_publication_recorded_at_once_are_refuse
     """One writer records a run of Base ending 2025-07-01 while another publishes Base on 2025-06-01: each checks
     against the other's uncommitted write, so both would commit published weights with training after them."""
     _lineage(url)
-    barrier = threading.Barrier(2, timeout=2)
-    waited = threading.local()
-
-    def then_wait(real):  # type: ignore[no-untyped-def]
-        def wrapped(*a, **k):  # type: ignore[no-untyped-def]
-            out = real(*a, **k)
-            if not getattr(waited, "done", False):
-                waited.done = True
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    barrier.wait()
-            return out
-        return wrapped
-
-    # add_run's publication check comes before its lineage check; add_model's is _check_no_training_after.
-    monkeypatch.setattr(ledger, "_check_lineage_finite", then_wait(ledger._check_lineage_finite))
-    monkeypatch.setattr(ledger, "_check_no_training_after", then_wait(ledger._check_no_training_after))
-    errors: list[Exception] = []
-
-    def run(write: Callable[..., object]) -> None:
-        try:
-            with session_scope(url) as s:
-                write(s)
-        except Exception as exc:  # collected for the assertions
-            errors.append(exc)
-
     est = ledger.estimate(registry(), DAY, operations=1e24)
-    threads = [threading.Thread(target=run, args=(w,)) for w in (
+    # add_run's publication check comes before its lineage check; add_model's is _check_no_training_after.
+    errors = _both_at_once(url, monkeypatch, [
         lambda s: ledger.add_run(s, "Base", est, end=date(2025, 7, 1)),
-        lambda s: ledger.add_model(s, "Base", "Lumen", published=None, published_on=DAY))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
+        lambda s: ledger.add_model(s, "Base", "Lumen", published=None, published_on=DAY)],
+        checks=("_check_lineage_finite", "_check_no_training_after"))
     assert len(errors) == 1 and isinstance(errors[0], LedgerError), errors
     with session_scope(url) as s:
         m = ledger.get_model(s, "Base")
