@@ -76,7 +76,7 @@ far); ``veuctl`` and the chart default to ``auto``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,6 +186,9 @@ class AdmissionCheckController:
         self.timeout = request_timeout()
         self.api, self.database_url, self.cluster, self.controller_name = (
             with_request_timeout(custom, self.timeout), database_url, cluster, controller_name)
+        # Whether this replica may still write (the holder of the controllers' Lease, set by the controllers' loop as
+        # for the meter); None: always (no election).
+        self.still_leading: Callable[[], bool] | None = None
 
     @property
     def api_version(self) -> str:
@@ -274,6 +277,14 @@ class AdmissionCheckController:
                 continue
             md = wl.get("metadata") or {}
             ns, name = md.get("namespace", ""), md.get("name", "")
+            if self.still_leading is not None and not self.still_leading():
+                # Asked before each Workload, not once a pass: judging one records a decision (and may open a case),
+                # and a reconcile of many Workloads can outlive the Lease; the new leader judges the rest.
+                from controllers.metering import NotLeading
+
+                raise NotLeading(f"kueue admission checks: this replica no longer holds the controllers' Lease; "
+                                 f"stopped before Workload {ns}/{name} ({len(done)} answered this pass; the new "
+                                 "leader answers the rest)")
             try:
                 # An UPDATE of the job as stored, not a CREATE: the check is Kueue asking to start (or, after an
                 # eviction requeued it, restart) a job that exists, which the webhook sees as an UPDATE lifting its

@@ -3,7 +3,8 @@
 A small Lease loop over ``CoordinationV1Api`` rather than ``kubernetes.leaderelection`` (which calls
 ``sys.exit`` on bad timings and configures global logging at import). Semantics follow client-go
 (``k8s.io/client-go/tools/leaderelection``):
-- the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` it steps down;
+- the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` (counted from when its last
+  successful renewal was sent, not answered) it steps down, and at once when it reads the Lease naming another holder;
 - expiry is judged on the candidate's own monotonic clock, never by comparing another replica's
   ``renewTime`` with the local wall clock (clocks of replicas may be skewed by more than a lease). Each
   elector remembers the last Lease record it read (holder, durations, acquire/renew times, transitions,
@@ -75,7 +76,9 @@ class LeaderElector:
         self.on_stopped = on_stopped_leading or (lambda: None)
         self.stop = threading.Event()
         self.leading = False
+        # Local monotonic time at which the last successful attempt began (see run), and at which this one began.
         self._last_renew = 0.0
+        self._attempt_start = 0.0
         # The last Lease record read or written, and when (local monotonic clock) it was seen to change.
         self._observed: tuple[Any, ...] | None = None
         self._observed_duration = lease_duration
@@ -118,6 +121,7 @@ class LeaderElector:
         from kubernetes.client.exceptions import ApiException
 
         now = self._now()
+        self._attempt_start = self._monotonic()
         timeout = self._call_timeout()
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
@@ -170,12 +174,19 @@ class LeaderElector:
         Without a bound, a renewal hung in the network keeps this replica believing it leads while the
         lease expires and another takes it (two leaders); with it, the call fails in time and the loop
         steps down before ``lease_duration`` lets anyone else in (as client-go bounds its renew context).
-        Asked again before each call of an attempt, so the read and the write share what is left.
+        Asked again before each call of an attempt, so the read and the write share what is left. A candidate's
+        attempt (read and write) ends within one renew deadline too: counted from when it began (see :meth:`run`),
+        an acquisition whose calls took twice the deadline started leading with none of it left.
         """
-        if self.leading and self._last_renew:
-            left = self.renew_deadline - (self._monotonic() - self._last_renew)
-            return max(0.05, min(left, self.renew_deadline))
-        return self.renew_deadline
+        since = self._last_renew if self.leading and self._last_renew else self._attempt_start
+        if not since:
+            return self.renew_deadline
+        left = self.renew_deadline - (self._monotonic() - since)
+        return max(0.05, min(left, self.renew_deadline))
+
+    def _held_by_other(self) -> bool:
+        """The last Lease record read names another holder."""
+        return self._observed is not None and self._observed[0] not in ("", self.identity)
 
     def _patch(self, lease: Any, spec: dict[str, Any], timeout: float | None = None) -> bool:
         """Merge-patch the spec, guarded by the read resourceVersion (409 means another writer won)."""
@@ -252,9 +263,14 @@ class LeaderElector:
                 ok = False
             mono = self._monotonic()
             if ok:
-                self._last_renew = mono
+                # From when the attempt began, not when its answer came: a standby's expiry clock starts when it
+                # reads the write, which the API server may apply long before its answer reaches this replica (a
+                # renewal answered 1.2 s late kept a leading 1.2 s past the standby taking over).
+                self._last_renew = self._attempt_start
                 self._set(True)
-            elif self.leading and mono - self._last_renew > self.renew_deadline:
+            elif self.leading and (self._held_by_other() or mono - self._last_renew > self.renew_deadline):
+                # The Lease names another holder (taken over, handed over, deleted and created again): lost now,
+                # not a renew deadline from now.
                 self._set(False)
             elif self.leading and not ok:
                 pass  # a failed renew inside the deadline: keep leading, retry soon

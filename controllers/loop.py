@@ -36,9 +36,9 @@ def run_controllers(meter: Any, ctl: Any, interval: float, *, elector: Any = Non
 
     With ``elector`` (a :class:`controllers.leader.LeaderElector`), only while it holds the Lease: a standby
     waits and starts at once when it takes the lease over; a leader that loses it starts no further pass, and a
-    pass in flight stops before its next write (the meter's commit, the Kueue reconcile) with nothing of it
-    committed (the meter raises a crossing's Event only once its case is committed). On stop the lease is released so
-    a standby need not wait it out."""
+    pass in flight stops before its next write (the meter's commit, each Workload the Kueue reconcile judges) with
+    nothing of it committed (the meter raises a crossing's Event only once its case is committed). On stop the lease
+    is released so a standby need not wait it out."""
     stop = stop or threading.Event()
     if elector is None:
         while not stop.is_set():
@@ -65,6 +65,8 @@ def run_controllers(meter: Any, ctl: Any, interval: float, *, elector: Any = Non
         return bool(elector.leading) and not stop.is_set()
 
     meter.still_leading = leading
+    if ctl is not None:
+        ctl.still_leading = leading  # asked before each Workload it judges (a reconcile can outlive the Lease)
     election = threading.Thread(target=elector.run, name="controllers-leader-election", daemon=True)
     election.start()
     _log.info("controllers: campaigning for Lease %s/%s as %s; only its holder meters", elector.namespace,
