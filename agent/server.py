@@ -191,7 +191,9 @@ MIN_BODY_BYTES_PER_SECOND = 500  # Apache mod_reqtimeout's MinRate; the API serv
 # A client certificate refused by ``--client-name`` is logged by its CN at most once per CLIENT_NAME_LOG_SECONDS; the
 # refusals in between are counted into the next line for that CN. Any holder of a certificate from the client CA
 # (every kubelet's, on a cluster CA) can reconnect in a loop, and a line per connection let it fill the log and the
-# disk. At most CLIENT_NAME_LOG_MAX_NAMES CNs are remembered at once; further CNs share one line per window.
+# disk. At most CLIENT_NAME_LOG_MAX_NAMES CNs are remembered at once; further CNs share one line per window. A count
+# no line reported within a window after its window ended (the refusals stopped) is logged on a line of its own
+# then, and what is still counted when the server stops is logged at shutdown.
 CLIENT_NAME_LOG_SECONDS = 60.0
 CLIENT_NAME_LOG_MAX_NAMES = 1024
 
@@ -204,6 +206,14 @@ class Refusal(NamedTuple):
     since: int
     others: int
     remembered: bool
+
+
+class Unlogged(NamedTuple):
+    """Refusals no line reported, logged by :meth:`RefusalLog.flush`: of the name ``name``, or of names not
+    remembered (``name`` None)."""
+
+    name: str | None
+    refused: int
 
 
 @dataclass(slots=True)
@@ -226,6 +236,7 @@ class RefusalLog:
         self._seen: OrderedDict[str, _Window] = OrderedDict()
         self._others = 0  # refusals not logged that no remembered name will report
         self._others_began: float | None = None  # the window of the last line for names past the limit
+        self._others_at: float | None = None  # when the oldest refusal counted in _others was
         self._lock = threading.Lock()
 
     def note(self, name: str) -> Refusal | None:
@@ -244,18 +255,62 @@ class RefusalLog:
                 oldest = next(iter(self._seen.values()))
                 if now - oldest.began < self.window:
                     if self._others_began is not None and now - self._others_began < self.window:
-                        self._others += 1
+                        self._add_others(1, now)
                         return None
                     self._others_began = now
                     return self._line(0, False)
                 self._seen.popitem(last=False)
-                self._others += oldest.unlogged
+                self._add_others(oldest.unlogged, now)
             self._seen[name] = _Window(now)
             return self._line(0, True)
 
+    def _add_others(self, count: int, now: float) -> None:
+        if count and not self._others:
+            self._others_at = now
+        self._others += count
+
     def _line(self, since: int, remembered: bool) -> Refusal:
-        others, self._others = self._others, 0
+        others, self._others, self._others_at = self._others, 0, None
         return Refusal(since, others, remembered)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def next_due(self) -> float | None:
+        """When (on the clock) :meth:`flush` next has a count to log, None when nothing is counted.
+
+        A count is due a window after its name's window ended: until then the name's next refusal, logged, reports
+        it (so a name refused steadily still gets one line a window, not two); past that the refusals stopped.
+        O(names), called at most once per flush timer."""
+        with self._lock:
+            due = [w.began + 2 * self.window for w in self._seen.values() if w.unlogged]
+            if self._others and self._others_at is not None:
+                due.append(self._others_at + 2 * self.window)
+            return min(due, default=None)
+
+    def flush(self, final: bool = False) -> list[Unlogged]:
+        """The counts now due (:meth:`next_due`), or all of them when ``final`` (the server stops), each taken off:
+        what the refusals no line reported were, to be logged. Names whose window passed long ago are forgotten
+        (their next refusal is logged as a new name's, as it would have been)."""
+        with self._lock:
+            now, out = self._clock(), []
+            while self._seen:
+                name, w = next(iter(self._seen.items()))
+                if now - w.began < 2 * self.window:
+                    break
+                del self._seen[name]
+                if w.unlogged:
+                    out.append(Unlogged(name, w.unlogged))
+            if final:
+                for name, w in self._seen.items():
+                    if w.unlogged:
+                        out.append(Unlogged(name, w.unlogged))
+                        w.unlogged = 0
+            if self._others and (final or (self._others_at is not None
+                                           and now - self._others_at >= 2 * self.window)):
+                out.append(Unlogged(None, self._others))
+                self._others, self._others_at = 0, None
+            return out
 
     def remembered(self) -> int:
         with self._lock:
@@ -279,6 +334,22 @@ def _refusal_counts(said: Refusal, refusals: RefusalLog) -> str:
     else:
         parts.append(f"this CN's refusals are not logged again for {window:g} s")
     return "; " + "; ".join(parts)
+
+
+def log_unlogged(refusals: RefusalLog, final: bool = False) -> None:
+    """Log the refusals of client certificates that no line reported (:meth:`RefusalLog.flush`): a burst that
+    stopped, or (``final``) whatever is counted when the server stops."""
+    for name, refused in refusals.flush(final):
+        who = f"with a client certificate of CN {name}" if name is not None else "of other CNs"
+        log.warning("%d more connections %s were refused (none of the names of --client-name) and not logged "
+                    "since the last line%s", refused, who, " (the server is stopping)" if final else "")
+
+
+def flush_refusal_log(config: uvicorn.Config, final: bool = True) -> None:
+    """Log what the served port's refusal log counted and did not log yet (at shutdown: ``final``)."""
+    refusals = getattr(config.http_protocol_class, "refusals", None) if config.loaded else None
+    if isinstance(refusals, RefusalLog):
+        log_unlogged(refusals, final)
 
 
 def client_cert_names(peercert: dict[str, object] | None) -> tuple[list[str], list[str]]:
@@ -322,8 +393,23 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
     min_body_bytes = max(1, int(MIN_BODY_BYTES_PER_SECOND * body_timeout))
     pinned = frozenset(client_names)
     refusals = RefusalLog(CLIENT_NAME_LOG_SECONDS, CLIENT_NAME_LOG_MAX_NAMES)
+    flush_timer: list[asyncio.TimerHandle] = []  # the one timer (on the server's loop) that logs counts left over
+
+    def arm_flush(loop: asyncio.AbstractEventLoop) -> None:
+        """Have counted refusals logged when due, even if no connection comes after them."""
+        if flush_timer:
+            return
+        due = refusals.next_due()
+        if due is not None:
+            flush_timer.append(loop.call_later(max(0.0, due - refusals.now()), flush_due, loop))
+
+    def flush_due(loop: asyncio.AbstractEventLoop) -> None:
+        flush_timer.clear()
+        log_unlogged(refusals)
+        arm_flush(loop)
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        refusals: RefusalLog  # the served port's (set below): flushed at shutdown by run_server
         _in_head = False  # a request's head has begun and not ended
         _boundary = False  # a request began, or its head or the request ended, during the current read
         _read = 0  # bytes of reads that the current head spanned whole (begun before, not ended after)
@@ -362,6 +448,8 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
                 log.warning("closing a connection from %s: its client certificate (CN %s) has none of the names of "
                             "--client-name (%s) as its CN or a DNS/URI SAN%s", self.client, shown or "none",
                             ", ".join(sorted(pinned)), _refusal_counts(said, refusals))
+            else:
+                arm_flush(self.loop)
             transport.abort()  # type: ignore[attr-defined]
             return False
 
@@ -485,6 +573,7 @@ def _bounded_protocol(header_timeout: float = HEADER_TIMEOUT_SECONDS,
             if self._parsed > MAX_REQUEST_HEAD_BYTES:
                 raise _HeadTooLarge
 
+    BoundedHttpToolsProtocol.refusals = refusals
     return BoundedHttpToolsProtocol
 
 
@@ -615,3 +704,4 @@ def run_server(host: str, port: int, tls_cert: str | None, tls_key: str | None, 
     finally:
         if reloader is not None:
             reloader.stop()
+        flush_refusal_log(config)  # the refusals counted since their CN's last line: the timer will not fire now

@@ -182,7 +182,9 @@ class AuthMiddleware:
         else:  # the dashboard: a signed session cookie, and same-origin checks on form posts
             principal_or_none = await self._session(headers.get("cookie", ""), secure)
             if principal_or_none is None:
-                await _redirect(send, "/login?next=" + quote(path, safe="/"))
+                # With the query: a listing's filters (?status=open) are part of where the user was going.
+                query = scope.get("query_string", b"").decode("latin-1")
+                await _redirect(send, "/login?next=" + quote(path + ("?" + query if query else ""), safe="/"))
                 return
             principal = principal_or_none
             if method in _UNSAFE and not _same_origin(headers, secure):
@@ -371,20 +373,22 @@ def setup(app: FastAPI) -> None:
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Any:
         hdrs = {k.lower(): v for k, v in request.headers.items()}
+        # Read first: the form shown again after a refusal keeps where the user was going, so that signing in from
+        # it still lands there (it said "/" and sent them to the overview).
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        nxt = _safe_next((form.get("next") or ["/"])[0])
         if (hdrs.get("origin") or hdrs.get("referer")) and not _same_origin(hdrs, request.url.scheme == "https"):
             # Login CSRF: another site must not sign this browser in with the attacker's token.
-            return HTMLResponse(_LOGIN % ("Sign in from this site's own page.", "/"), status_code=403)
+            return HTMLResponse(_LOGIN % ("Sign in from this site's own page.", html.escape(nxt)), status_code=403)
         client = request.client.host if request.client else ""
         wait = throttle.wait(client)
         if wait:
             return HTMLResponse(_LOGIN % (f"Too many failed sign-ins from this address; try again in {wait} s.",
-                                          "/"), status_code=429, headers={"retry-after": str(wait)})
+                                          html.escape(nxt)), status_code=429, headers={"retry-after": str(wait)})
         # Counted as a failure before the token is checked (and forgiven if it signs in): counted after, every
         # attempt sent while the first ones were being checked passed the limit.
         attempt = throttle.failed(client)
-        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
-        nxt = _safe_next((form.get("next") or ["/"])[0])
         try:
             def check() -> Principal:
                 with session_scope(database_url) as s:
@@ -506,5 +510,13 @@ class LoginThrottle:
 
 
 def _safe_next(nxt: str) -> str:
-    # Only local paths: never redirect a signed-in user to another site.
-    return nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
+    """``nxt`` if it is a path on this site, else ``/``: never send a signed-in user to another site.
+
+    Browsers read a backslash as a slash and drop tabs and newlines from a URL, so ``/\\evil.example`` and
+    ``/<tab>/evil.example`` are ``//evil.example`` (another site) to them: a path with a backslash, a control
+    character or a space is not kept (the dashboard's own paths, percent-encoded, have none)."""
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        return "/"
+    if any(c == "\\" or c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in nxt):
+        return "/"
+    return nxt
