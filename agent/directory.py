@@ -15,6 +15,11 @@ snapshot holds, per party whose HQ or parent ever changed, the date its latest c
 all of whose parties changed on or before the review's date is answered from the snapshot, as today's reviews
 always are; otherwise (a date before a change) the chain is read from the history, one party at a time. The
 history's triggers bump the same marker.
+
+A past date sees the namespace mappings of that date too (``party_namespace_period``, migration
+``0026_namespace_periods``): the snapshot holds, per mapping that ever changed, the date of its latest change; a
+review dated before it reads the namespace's periods (a namespace moved from customer X to Y names X before the
+move), every other review the current mappings.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Date, bindparam, text
 from sqlmodel import Session
 
-from agent.parties import as_day, ownership_as_of, state_on
+from agent.parties import as_day, mapping_on, ownership_as_of, state_on
 from agent.store.tables.core import ALWAYS
 from policies.errors import PolicyError
 from policies.packs import PackRegistry
@@ -67,6 +72,9 @@ class _Snapshot:
     # dated before it reads the history instead of the current state.
     since: dict[int, date] = field(default_factory=dict)
     mappings: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, namespace) -> party id
+    # (cluster, namespace) -> the date of its mapping's latest change, for mappings changed since "always": a
+    # review dated before it reads the mapping's periods instead of the current mapping.
+    mapped_since: dict[tuple[str, str], date] = field(default_factory=dict)
     answers: dict[tuple[str, str, date, int], tuple[float, Answer]] = field(default_factory=dict)
     children: dict[int, list[int]] | None = None  # parent id -> child ids, built on first use
     groups: dict[tuple[int, date, int], tuple[float, CorporateGroup]] = field(default_factory=dict)
@@ -255,6 +263,7 @@ def _refresh(s: Session, url: str, old: _Snapshot | None, now: float) -> _Snapsh
         snap.parties = {int(i): (str(n), str(h), p) for i, n, h, p in conn.execute(_PARTIES)}
         snap.mappings = {(str(c), str(ns)): int(p) for c, ns, p in conn.execute(_MAPPINGS)}
         snap.since = {int(p): d for p, v in conn.execute(_SINCE) if (d := as_day(v)) > ALWAYS}
+        snap.mapped_since = {(str(c), str(ns)): as_day(v) for c, ns, v in conn.execute(_MAPPED_SINCE)}
     with _lock:
         _snapshots[url] = snap
     return snap
@@ -262,9 +271,12 @@ def _refresh(s: Session, url: str, old: _Snapshot | None, now: float) -> _Snapsh
 
 def _from_snapshot(s: Session, snap: _Snapshot, packs: PackRegistry, namespace: str, cluster: str,
                    as_of: date) -> Answer:
-    pid = snap.mappings.get((cluster, namespace))
-    if pid is None:
-        pid = snap.mappings.get(("", namespace))
+    if any(snap.mapped_since.get(k, ALWAYS) > as_of for k in ((cluster, namespace), ("", namespace))):
+        pid = _mapping_as_of(s, namespace, cluster, as_of)  # a date before the mapping's latest change
+    else:
+        pid = snap.mappings.get((cluster, namespace))
+        if pid is None:
+            pid = snap.mappings.get(("", namespace))
     if pid is None or pid not in snap.parties:
         return None, None
     rows: list[tuple[int, str, str, int | None]] = []
@@ -280,10 +292,34 @@ def _from_snapshot(s: Session, snap: _Snapshot, packs: PackRegistry, namespace: 
 
 def _query(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
     """One statement: the mapping and the customer's chain of parents up to its ultimate parent."""
-    rows = s.connection().execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
+    conn = s.connection()
+    rows = conn.execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
+    # The mapping's latest change: on each row when the namespace is mapped today, else read (an unmapped
+    # namespace may have been mapped on ``as_of``).
+    changed = rows[0][5] if rows else conn.execute(_NS_SINCE, {"ns": namespace, "cluster": cluster}).scalar()
+    if changed is not None and as_day(changed) > as_of:
+        pid = _mapping_as_of(s, namespace, cluster, as_of)
+        return _answer(packs, _chain_as_of(s, pid, as_of), as_of) if pid is not None else (None, None)
     if rows and any(r[4] is not None and as_day(r[4]) > as_of for r in rows):
         return _answer(packs, _chain_as_of(s, int(rows[0][0]), as_of), as_of)
     return _answer(packs, [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows], as_of)
+
+
+def _mapping_as_of(s: Session, namespace: str, cluster: str, as_of: date) -> int | None:
+    """The party the namespace's mapping named on ``as_of`` (this cluster's over the cluster-wide one), each key
+    read from its periods where it changed after ``as_of``, else from the current mapping."""
+    conn = s.connection()
+    current = {str(c): int(p) for c, p in conn.execute(_NS_CURRENT, {"ns": namespace, "cluster": cluster})}
+    periods: dict[str, list[tuple[date, date | None, int]]] = {}
+    for c, start, end, p in conn.execute(_NS_PERIODS, {"ns": namespace, "cluster": cluster}):
+        periods.setdefault(str(c), []).append((as_day(start), as_day(end) if end is not None else None, int(p)))
+    for key in dict.fromkeys((cluster, "")):
+        rows = periods.get(key, [])
+        latest = max((e if e is not None else b for b, e, _p in rows), default=ALWAYS)
+        pid = mapping_on(rows, as_of) if latest > as_of else current.get(key)
+        if pid is not None:
+            return pid
+    return None
 
 
 def _chain_as_of(s: Session, pid: int, as_of: date) -> list[tuple[int, str, str, int | None]]:
@@ -331,6 +367,15 @@ _CHANGED_AFTER = text("SELECT 1 FROM party_ownership WHERE effective_from > :d L
     bindparam("d", type_=Date))
 _SINCE = text("SELECT party_id, max(effective_from) FROM party_ownership GROUP BY party_id")
 _PARTY = text("SELECT name, hq, parent_id FROM party WHERE id = :id")
+_MAPPED_SINCE = text("SELECT cluster, namespace, max(coalesce(valid_to, valid_from)) FROM party_namespace_period "
+                     "GROUP BY cluster, namespace HAVING max(coalesce(valid_to, valid_from)) > :always").bindparams(
+    bindparam("always", ALWAYS, type_=Date))
+_NS_SINCE = text("SELECT max(coalesce(valid_to, valid_from)) FROM party_namespace_period "
+                 "WHERE namespace = :ns AND (cluster = :cluster OR cluster = '')")
+_NS_CURRENT = text("SELECT cluster, party_id FROM party_namespace "
+                   "WHERE namespace = :ns AND (cluster = :cluster OR cluster = '')")
+_NS_PERIODS = text("SELECT cluster, valid_from, valid_to, party_id FROM party_namespace_period "
+                   "WHERE namespace = :ns AND (cluster = :cluster OR cluster = '') ORDER BY id")
 _HISTORY = text("SELECT effective_from, hq, parent_id FROM party_ownership WHERE party_id = :id "
                 "ORDER BY effective_from, id")
 
@@ -363,6 +408,8 @@ WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
     WHERE c.depth < 256
 )
 SELECT c.id, c.name, c.hq, c.parent_id,
-       (SELECT max(o.effective_from) FROM party_ownership o WHERE o.party_id = c.id) AS since
+       (SELECT max(o.effective_from) FROM party_ownership o WHERE o.party_id = c.id) AS since,
+       (SELECT max(coalesce(m.valid_to, m.valid_from)) FROM party_namespace_period m
+        WHERE m.namespace = :ns AND (m.cluster = :cluster OR m.cluster = '')) AS mapped_since
 FROM chain c ORDER BY c.depth
 """)

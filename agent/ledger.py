@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +48,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
-from agent.parties import Conflict
+from agent.parties import Conflict, name_key
 from agent.store.db import fetch_all, in_chunks, lock_for_transaction, lock_key
 from agent.store.tables.core import Party, as_utc, utc_today, utcnow
 from agent.store.tables.ledger import (
@@ -119,12 +120,54 @@ def _check_name(name: str, field: str = "name") -> str:
 
 
 def get_model(s: Session, name: str) -> LedgerModel:
+    """The model of exactly that name (stripped): the admission webhook looks a job's model annotation up so."""
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name.strip())).first()
     if m is None:
+        twin = _look_alike(s, name.strip())
+        if twin is not None:
+            raise UnknownModel(f"model: {name!r} is not in the ledger; it reads as registered model {twin!r} (it "
+                               "differs only in spacing or Unicode form): give that model's exact name")
         raise UnknownModel(
             f"model: {name!r} is not in the ledger; add it with `veuctl models add {cli_word(name)} --owner PARTY`"
         )
     return m
+
+
+def _look_alike(s: Session, name: str) -> str | None:
+    """A registered model whose name reads as ``name`` but is not it (agent.parties.name_key; case counts, as in the
+    webhook's exact lookup of a job's model annotation, where ``llama`` and ``Llama`` are two lineages)."""
+    key = name_key(name, fold_case=False)
+    twin = _spellings(s).get(key)
+    if twin is not None and twin != name and s.exec(select(LedgerModel.id).where(LedgerModel.name == twin)).first():
+        return twin
+    if twin is not None and twin != name:
+        # The remembered spelling is gone (a model row rolled back whose id was reused): read the names again.
+        twin = _spellings(s, fresh=True).get(key)
+        return twin if twin is not None and twin != name else None
+    return None
+
+
+# Per store: the model table's (row count, largest id) when read, and each name's key (name_key, case kept) → name.
+# Metering asks on each tick for every running job whose model has no ledger entry of that exact name; reading and
+# normalising every model's name (100k in a large ledger) each time would cost the tick far more than the check.
+_spelling_cache: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
+_spelling_lock = threading.Lock()
+
+
+def _spellings(s: Session, fresh: bool = False) -> dict[str, str]:
+    url = str(getattr(s.get_bind(), "url", ""))
+    count, top = s.execute(sa_select(func.count(col(LedgerModel.id)), func.max(col(LedgerModel.id)))).one()
+    stamp = (int(count or 0), int(top or 0))
+    with _spelling_lock:
+        hit = _spelling_cache.get(url)
+    if hit is not None and hit[0] == stamp and not fresh:
+        return hit[1]
+    keys: dict[str, str] = {}
+    for n in s.exec(select(LedgerModel.name)).all():
+        keys.setdefault(name_key(str(n), fold_case=False), str(n))
+    with _spelling_lock:
+        _spelling_cache[url] = (stamp, keys)
+    return keys
 
 
 def model_name_of(s: Session, model_id: int | None) -> str | None:
@@ -293,6 +336,13 @@ def add_model(
     if published is False and published_on is not None:
         raise LedgerError("--published-on: a publication date for a model marked not published")
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
+    if m is None:
+        twin = _look_alike(s, name)
+        if twin is not None:
+            # Two entries a reader cannot tell apart would split one lineage's operations (4E091's 10^26) in two.
+            raise Conflict(f"name: {name!r} reads as registered model {twin!r} (it differs only in spacing or "
+                           f"Unicode form); update that model by its name (`veuctl models add {cli_word(twin)} ...`), "
+                           "or register a model of another name")
     # Only a change that the checks below judge against other writers' rows takes the lock: a new base (a cycle) or
     # a new publication date (training recorded after it, add_run's check the other way round). An unchanged link
     # takes none, so metering, which may reach here holding the audit chain's lock, never waits on it.
@@ -418,19 +468,7 @@ def add_run(
         raise LedgerError(f"--job: {job.strip()[:80]!r} is not a job reference NAMESPACE/KIND/NAME as the webhook "
                           "and metering name it (e.g. team-a/PyTorchJob/train; a kind that another API group shares "
                           "carries its group, team-a/Job.batch.volcano.sh/train)")
-    # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
-    # nothing here (the run may well predate it).
-    # A run with no start is dated by its end (Run.counts_on): the ledger counts it from then.
-    # Known only by its end, a run that ended on the publication day is in the published weights.
-    dated, dated_by = (start, "--start") if start is not None else (end, "--end")
-    if (dated is not None and m.published_on is not None and _published_by(m, dated)
-            and (start is not None or dated > m.published_on)):
-        # The published record is the published weights; training them further makes new, unpublished ones.
-        what = "starting on or after that" if start is not None else "with no start, ending after that"
-        raise LedgerError(
-            f"{dated_by}: {m.name} was published on {m.published_on.isoformat()}; a run {what} "
-            f"trains new, unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
-            f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
+    _check_before_publication(m, start, end)
     compute.check_number(est.value, field, allow_zero=True)
     _check_lineage_finite(s, m, est.value, field)
     # The trail names the job's earlier declarations; those for an overlapping period are the same run, counted
@@ -454,6 +492,24 @@ def add_run(
         },
     )
     return run
+
+
+def _check_before_publication(m: LedgerModel, start: date | None, end: date | None, field: str = "") -> None:
+    """Refuse a run dated on or after ``m``'s publication date (``field`` names the input at fault; default the
+    ``--start``/``--end`` option that dates it)."""
+    # From its publication date on, as the webhook and metering read it; a publication of unknown date refuses
+    # nothing here (the run may well predate it).
+    # A run with no start is dated by its end (Run.counts_on): the ledger counts it from then.
+    # Known only by its end, a run that ended on the publication day is in the published weights.
+    dated, dated_by = (start, "--start") if start is not None else (end, "--end")
+    if (dated is not None and m.published_on is not None and _published_by(m, dated)
+            and (start is not None or dated > m.published_on)):
+        # The published record is the published weights; training them further makes new, unpublished ones.
+        what = "starting on or after that" if start is not None else "with no start, ending after that"
+        raise LedgerError(
+            f"{field or dated_by}: {m.name} was published on {m.published_on.isoformat()}; a run {what} "
+            f"trains new, unpublished weights, a derivative: record it on a model based on it (`veuctl models add NAME "
+            f"--owner PARTY --base {cli_word(m.name)}`, then `veuctl models add-run NAME ...`)")
 
 
 def _declared_runs_of(s: Session, model_id: int, job: str) -> list[int]:
@@ -512,6 +568,58 @@ def withdraw_run(s: Session, run_id: int, reason: str, actor: str | None = None,
             "start": run.period_start.isoformat() if run.period_start else None,
             "end": run.period_end.isoformat() if run.period_end else None, "site": run.site, "job": run.job_ref,
             "recorded_by": run.recorded_by, "reason": why,
+        },
+    )
+    return run
+
+
+def reactivate_run(s: Session, run_id: int, reason: str, actor: str | None = None, model: str | None = None
+                   ) -> LedgerRun:
+    """Count a withdrawn run again (withdrawn by mistake), for every date, as if never withdrawn.
+
+    Refused where recording the run anew would be (:func:`add_run`): a run dated on or after the model's publication
+    date (published while the run was withdrawn), or one after which a lineage total would not be finite. The audit
+    entry keeps the withdrawal it undoes (who, when, why); ``model`` as in :func:`withdraw_run`.
+    """
+    why = (reason or "").strip()
+    if not why:
+        raise LedgerError("reason: say why the run is counted again (e.g. 'withdrew run 7 for run 8 by mistake')")
+    if len(why) > REASON_MAX:
+        raise LedgerError(f"reason: at most {REASON_MAX} characters of text (got {len(why)}); nothing was changed")
+    check_text("reason", why, lines=True)
+    # add_run's lock: a publication date or a run committed between these checks and this commit would pass them.
+    lock_for_transaction(s, LINEAGE_LOCK)
+    owner = get_model(s, model) if model is not None else None
+    run = s.exec(select(LedgerRun).where(LedgerRun.id == run_id).with_for_update()
+                 .execution_options(populate_existing=True)).first()
+    if run is None or (owner is not None and run.model_id != owner.id):
+        where = f"a run of model {owner.name!r}" if owner is not None else "a run in the ledger"
+        show = cli_word(owner.name) if owner is not None else "MODEL"
+        raise UnknownRun(f"run: {run_id} is not {where}; `veuctl models show {show}` lists each run's id")
+    m = s.get(LedgerModel, run.model_id, populate_existing=True)
+    if m is None:
+        raise UnknownRun(f"run: {run_id} belongs to no model in the ledger")
+    if run.withdrawn_at is None:
+        raise Conflict(f"run: {run_id} of model {m.name!r} is not withdrawn (it is counted); nothing was changed")
+    try:
+        _check_before_publication(m, run.period_start, run.period_end, field="run")
+    except LedgerError as exc:
+        raise LedgerError(f"run: {run_id} cannot be counted again; {str(exc).removeprefix('run: ')}") from None
+    _check_lineage_finite(s, m, run.operations, "run")
+    withdrawn = {"at": _iso_utc(run.withdrawn_at), "by": run.withdrawn_by or "", "reason": run.withdrawn_reason or ""}
+    run.withdrawn_at, run.withdrawn_by, run.withdrawn_reason = None, None, None
+    s.add(run)
+    m.updated_at = utcnow()
+    s.add(m)
+    s.flush()
+    who = _actor(actor)
+    record(
+        s, actor=who, action="ledger_run.reactivate", subject=f"model:{m.name}",
+        payload={
+            "run_id": run.id, "model": m.name, "operations": run.operations, "method": run.method,
+            "start": run.period_start.isoformat() if run.period_start else None,
+            "end": run.period_end.isoformat() if run.period_end else None, "site": run.site, "job": run.job_ref,
+            "reason": why, "withdrawn": withdrawn,
         },
     )
     return run
@@ -760,6 +868,10 @@ def add_metered_usage(
     model_row: LedgerModel | None = None
     if model:
         model = _check_name(model, "model")
+        if create_model and s.exec(select(LedgerModel.id).where(LedgerModel.name == model)).first() is None:
+            # A job naming a registered model in another Unicode form or spacing trains that model: charged to its
+            # lineage, as a registration of the name would be refused (add_model) and end the meter's whole tick.
+            model = _look_alike(s, model) or model
         model, found, derived_from = charged_model(
             s, model, cust, start_dt.date(), lambda n: s.exec(select(LedgerModel).where(LedgerModel.name == n)).first())
         if found is None and create_model:

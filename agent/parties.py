@@ -14,7 +14,17 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from agent.store.db import lock_for_transaction, lock_key
-from agent.store.tables.core import ALWAYS, Holding, Party, PartyNamespace, PartyOwnership, Site, utc_today, utcnow
+from agent.store.tables.core import (
+    ALWAYS,
+    Holding,
+    Party,
+    PartyNamespace,
+    PartyNamespacePeriod,
+    PartyOwnership,
+    Site,
+    utc_today,
+    utcnow,
+)
 from policies.errors import PartyError, PolicyError, UnknownAccelerator, UnknownCountry, cli_word
 from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
@@ -138,10 +148,11 @@ def get_party(s: Session, name: str) -> Party:
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
-def name_key(name: str) -> str:
-    """A party name as a reader tells names apart: Unicode compatibility form (a composed and a decomposed "ë", a
-    full-width letter), case and runs of blanks do not count."""
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+def name_key(name: str, fold_case: bool = True) -> str:
+    """A name as a reader tells names apart: Unicode compatibility form (a composed and a decomposed "ë", a
+    full-width letter), runs of blanks and (``fold_case``, as for party names) case do not count."""
+    text = unicodedata.normalize("NFKC", name)
+    return " ".join((text.casefold() if fold_case else text).split())
 
 
 def check_address(address: str, option: str = "--address") -> str:
@@ -288,6 +299,7 @@ def add_party(
         ).first()
         if existing is None:
             s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id))
+            remap(s, cluster, ns, None, party.id, REGISTRY)
         else:
             if existing.party_id != party.id and existing.source == REGISTRY and not reassign:
                 # The namespace decides whose jobs these are: moving it changes every later decision there.
@@ -295,6 +307,7 @@ def add_party(
                 where = f" in cluster {cluster}" if cluster else ""
                 raise Conflict(f"--namespace: {ns}{where} is registered to {owner.name if owner else '?'}; "
                                "pass --reassign to move it to this party")
+            remap(s, cluster, ns, existing.party_id, party.id, REGISTRY)
             existing.party_id = party.id
             existing.source = REGISTRY  # the operator's word now, whatever a label said
             s.add(existing)
@@ -304,6 +317,7 @@ def add_party(
             for row in s.exec(select(PartyNamespace).where(PartyNamespace.namespace == ns,
                                                            PartyNamespace.source == LABEL)).all():
                 displaced.append({"cluster": row.cluster, "namespace": ns})
+                remap(s, row.cluster, ns, row.party_id, None, LABEL)
                 s.delete(row)
     s.flush()
     from agent.audit import current_actor, record
@@ -400,14 +414,17 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
         row = mine.pop(ns, None)
         if row is None:
             s.add(PartyNamespace(namespace=ns, cluster=cluster, party_id=party.id, source=LABEL))  # type: ignore[arg-type]
+            remap(s, cluster, ns, None, party.id, LABEL)
             out.added.append({"namespace": ns, "customer": party.name})
         elif row.party_id != party.id:
             out.changed.append({"namespace": ns, "customer": party.name, "was": by_id.get(row.party_id, "?")})
+            remap(s, cluster, ns, row.party_id, party.id, LABEL)
             row.party_id = party.id  # type: ignore[assignment]
             s.add(row)
         else:
             out.unchanged += 1
     for ns, row in sorted(mine.items()):  # label gone (or its namespace), registered, or naming nobody
+        remap(s, cluster, ns, row.party_id, None, LABEL)
         s.delete(row)
         out.removed.append({"namespace": ns, "customer": by_id.get(row.party_id, "?")})
     s.flush()
@@ -416,6 +433,61 @@ def sync_label_mappings(s: Session, cluster: str, label: str, labelled: dict[str
 
         record(s, actor=current_actor(), action="party.namespace_labels", subject=f"cluster:{cluster}",
                payload={"label": label, "added": out.added, "changed": out.changed, "removed": out.removed})
+    return out
+
+
+def remap(s: Session, cluster: str, namespace: str, before: int | None, after: int | None, source: str) -> None:
+    """Record in the mapping's history (``party_namespace_period``) that (cluster, namespace) names ``after``
+    (None: no one) from today (UTC) instead of ``before``: the caller changes ``party_namespace`` itself.
+
+    A namespace's first mapping is valid from "always" (:data:`ALWAYS`), as a party's first HQ: before it was
+    recorded the store cannot tell, and earlier reviews read it so. A mapping with no history (written by SQL, or
+    before migration 0026) gets its stored customer as its first period, so earlier dates keep it."""
+    if before == after:
+        return  # a label mapping the operator registers for the same customer: whose it is does not change
+    from agent.audit import current_actor
+
+    p = PartyNamespacePeriod
+    rows = s.exec(select(p).where(p.cluster == cluster, p.namespace == namespace)).all()
+    today, who = utc_today(), current_actor()[:200]
+    if not rows and before is not None:
+        rows = [PartyNamespacePeriod(cluster=cluster, namespace=namespace, party_id=before, source=source,
+                                     valid_from=ALWAYS, recorded_by=who)]
+    for row in rows:
+        if row.valid_to is None:
+            row.valid_to = today
+            s.add(row)
+    if after is not None:
+        s.add(PartyNamespacePeriod(cluster=cluster, namespace=namespace, party_id=after, source=source,
+                                   valid_from=today if rows else ALWAYS, recorded_by=who))
+
+
+def mapping_on(periods: list[tuple[date, date | None, int]], as_of: date) -> int | None:
+    """The party a mapping's periods ``(valid_from, valid_to, party id)`` (in recording order) name on ``as_of``:
+    the latest period holding that date, else None (not mapped then)."""
+    hit = None
+    for start, end, pid in periods:
+        if start <= as_of and (end is None or as_of < end):
+            hit = (start, pid) if hit is None or start >= hit[0] else hit
+    return hit[1] if hit is not None else None
+
+
+def mappings_on(s: Session, as_of: date) -> list[tuple[str, str, int]]:
+    """Every namespace mapping ``(cluster, namespace, party id)`` as it stood on ``as_of``: a mapping changed after
+    that date (``party_namespace_period``) names the customer of that date, or is left out if it named none; the
+    others are the current mappings (:func:`mapping_on`)."""
+    periods: dict[tuple[str, str], list[tuple[date, date | None, int]]] = {}
+    p = PartyNamespacePeriod
+    for row in s.exec(select(p).order_by(col(p.id))).all():
+        periods.setdefault((row.cluster, row.namespace), []).append((row.valid_from, row.valid_to, row.party_id))
+    current = {(m.cluster, m.namespace): m.party_id for m in s.exec(select(PartyNamespace)).all()}
+    out: list[tuple[str, str, int]] = []
+    for key in sorted(set(current) | set(periods)):
+        rows = periods.get(key, [])
+        latest = max((e if e is not None else b for b, e, _p in rows), default=ALWAYS)
+        pid = mapping_on(rows, as_of) if latest > as_of else current.get(key)
+        if pid is not None:
+            out.append((key[0], key[1], pid))
     return out
 
 

@@ -286,6 +286,28 @@ def withdraw_run(
     emit(data, json_, human)
 
 
+@models_app.command("reactivate-run")
+def reactivate_run(
+    run_id: int = typer.Argument(..., help="The withdrawn run's id, as `veuctl models show MODEL` lists it."),
+    reason: str = typer.Option(..., "--reason", help="Why the run counts again (e.g. the wrong run was withdrawn); "
+                               "at most 500 characters."),
+    json_: bool = JsonOpt, db: str | None = DbOpt,
+) -> None:
+    """Count a withdrawn run again (withdrawn by mistake), for every date; audited with the withdrawal it undoes."""
+    not_blank(reason, "--reason", "say why the run is counted again (e.g. 'withdrew run 7 for run 8 by mistake')")
+    with session_scope(db_url(db)) as s:
+        with options("reason"):
+            run = svc.reactivate_run(s, run_id, reason)
+        name = svc.model_name_of(s, run.model_id) or ""
+        data = {"run_id": run.id, **svc.model_view(s, registry(), name, utc_today())}
+
+    def human(x: dict[str, Any]) -> None:
+        console.print(f"run {x['run_id']} of {x['name']} counted again", highlight=False, markup=False)
+        _show_human(x)
+
+    emit(data, json_, human)
+
+
 @models_app.command("show")
 def show(name: str = ModelArg, regime: str = RegimeOpt, json_: bool = JsonOpt, as_of_: str | None = AsOfOpt,
          db: str | None = DbOpt) -> None:

@@ -113,14 +113,13 @@ def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holde
     and those mapped on every cluster, each with its headquarters on ``as_of`` (a customer re-domiciled after the
     report's end is listed where it was then). An NVEU with no cluster registered at those sites gets a note
     instead."""
-    from agent.parties import party_refs
-    from agent.store.tables.core import PartyNamespace
+    from agent.parties import mappings_on, party_refs
 
     hq_on = {name: ref.hq for name, ref in party_refs(s, as_of).items()}
 
     sites = {x.name: x for x in s.scalars(select(Site))}
     parties = {x.id: x for x in s.scalars(select(Party))}
-    mappings = list(s.scalars(select(PartyNamespace)))
+    mappings = mappings_on(s, as_of)  # whose namespaces they were on the report's last day, not today
     rows: list[tuple[Any, ...]] = []
     for a in auths:
         if a.kind != "nveu":
@@ -134,12 +133,12 @@ def _nveu_customers(s: Session, base: Sequence[Any], auths: Sequence[Any], holde
                          "(C)) cannot be derived: register each cluster with `veuctl sites add SITE --cluster NAME`")
             continue
         found: dict[int, tuple[set[str], set[str]]] = {}
-        for m in mappings:
-            if m.cluster and m.cluster not in clusters:
+        for cluster, namespace, party_id in mappings:
+            if cluster and cluster not in clusters:
                 continue
-            ns, cl = found.setdefault(m.party_id, (set(), set()))
-            ns.add(m.namespace)
-            cl.add(m.cluster or "(every cluster)")
+            ns, cl = found.setdefault(party_id, (set(), set()))
+            ns.add(namespace)
+            cl.add(cluster or "(every cluster)")
         for pid, (ns, cl) in sorted(found.items(), key=lambda kv: parties[kv[0]].name):
             p = parties[pid]
             rows.append((a.name, p.name, hq_on.get(p.name, p.hq), p.address, "; ".join(sorted(ns)),

@@ -138,3 +138,27 @@ def test_a_shipment_to_cambodia_before_it_left_d5_is_listed_at_the_tier_it_had_o
     assert [(r["date"], r["destination_tier"]) for r in _csv(m, out, "shipments")] == [
         ("2026-01-20", "3"), ("2026-03-01", "2")]
     assert [r["destination_tier"] for r in _json(m, out)["tables"]["shipments"]["rows"]] == [3, 2]
+
+
+def test_an_nveu_customer_list_names_the_customer_a_namespace_was_mapped_to_on_the_to_date(
+        store: str, packs: PackRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Session 24: namespace "shared" was Old Co's until it moved to New Co on 2026-08-01; the first half of 2026's
+    # report lists Old Co (it had read today's mapping: New Co, which was no customer of the NVEU then).
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    with session_scope(store) as s:
+        holder = parties.add_party(s, "Gulf AI", "AE", effective=date(2025, 1, 1))
+        site = parties.add_site(s, "auh-1", "AE", cluster="auh-k8s")
+        s.add(Holding(source="csv", external_id="h1", site_id=site.id, accelerator="h100-sxm", count=8,
+                      owner_id=holder.id, operator_id=holder.id, first_seen=t0, last_seen=t0))
+        caps.add_authorization(s, packs, "NVEU-GA-1", "nveu", "Gulf AI", "AE", actor="test")
+        parties.add_party(s, "Old Co", "SG", namespaces=["shared"], cluster="auh-k8s", effective=date(2025, 1, 1))
+        parties.add_party(s, "New Co", "IN", effective=date(2025, 1, 1))
+    monkeypatch.setattr(parties, "utc_today", lambda: date(2026, 8, 1))
+    with session_scope(store) as s:
+        parties.add_party(s, "New Co", None, namespaces=["shared"], cluster="auh-k8s", reassign=True)
+    out = tmp_path / "out"
+    m = _export(store, packs, "installed-base", out, ["csv"])
+    assert [r["customer"] for r in _csv(m, out, "nveu_customers")] == ["Old Co"]
+    later = tmp_path / "later"
+    m = _export(store, packs, "installed-base", later, ["csv"], start=date(2026, 8, 1), end=date(2026, 8, 31))
+    assert [r["customer"] for r in _csv(m, later, "nveu_customers")] == ["New Co"]

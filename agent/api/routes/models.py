@@ -229,6 +229,18 @@ def withdraw_run(name: str, run_id: int, body: WithdrawalIn, request: Request, s
             **svc.model_view(s, packs, name, utc_today())}
 
 
+@router.post("/models/{name:path}/runs/{run_id}/reactivate")
+def reactivate_run(name: str, run_id: int, body: WithdrawalIn, request: Request, s: Session = DbSession,
+                   packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:
+    """Count a withdrawn run again, for every date (``reason`` says why; audited with the withdrawal it undoes).
+
+    404 for a model or run that is not in the ledger (or a run of another model), 409 for a run not withdrawn,
+    422 for a blank or overlong ``reason`` or a run that could not be recorded anew (dated on or after the
+    model's publication)."""
+    run = svc.reactivate_run(s, run_id, body.reason, _actor(request), model=name)
+    return {"run_id": run.id, **svc.model_view(s, packs, name, utc_today())}
+
+
 @router.post("/models/{name:path}/synthetic", status_code=201)
 def add_synthetic(name: str, body: SyntheticIn, request: Request, s: Session = DbSession,
                   packs: PackRegistry = Depends(get_packs)) -> dict[str, Any]:

@@ -78,9 +78,32 @@ class PartyNamespace(SQLModel, table=True):
     source: str = Field(default="registry", max_length=20, sa_column_kwargs={"server_default": "registry"})
 
 
+class PartyNamespacePeriod(SQLModel, table=True):
+    """Which party a namespace mapping named from ``valid_from`` until ``valid_to`` (open: still), migration 0026.
+
+    ``party_namespace`` holds the current mappings (what today's reviews read); these rows are their history, read
+    for an "as of" date before a mapping's latest change. A namespace's first mapping is valid from "always"
+    (:data:`ALWAYS`); a change on day D closes the open period on D and opens the next from D; a removal only
+    closes it. Rows are added and closed, never otherwise rewritten.
+    """
+
+    __tablename__ = "party_namespace_period"
+    __table_args__ = (Index("ix_party_namespace_period_namespace_cluster", "namespace", "cluster"),)
+    id: int | None = Field(default=None, primary_key=True)
+    cluster: str = Field(default="", max_length=200)
+    namespace: str = Field(max_length=253)
+    party_id: int = Field(foreign_key="party.id")
+    source: str = Field(default="registry", max_length=20)
+    valid_from: date
+    valid_to: date | None = Field(default=None)
+    recorded_at: datetime = Field(default_factory=utcnow)
+    recorded_by: str = Field(default="", max_length=200)
+
+
 class ChangeMarker(SQLModel, table=True):
-    """A counter that store triggers bump whenever a watched table changes (``parties``: party, party_namespace
-    and party_ownership), so a process holding a snapshot of those tables knows when to reload it."""
+    """A counter that store triggers bump whenever a watched table changes (``parties``: party, party_namespace,
+    party_namespace_period and party_ownership), so a process holding a snapshot of those tables knows when to
+    reload it."""
 
     __tablename__ = "change_marker"
     name: str = Field(primary_key=True, max_length=40)
