@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import URL
 from starlette.routing import BaseRoute, Match
 
 import agent.api.routes as routes_pkg
 from agent.store import get_engine
+from policies.errors import PolicyError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,6 +100,35 @@ class HttpMethods:
         await self.app(scope, receive, sending)
 
 
+def _probes(app: FastAPI, database_url: str | None) -> None:
+    """/healthz (the process answers) and /readyz (it can decide: the store answers, and the policy packs and the
+    catalog load)."""
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> PlainTextResponse:
+        from agent.kb import catalog
+        from agent.packs import registry
+
+        try:
+            # Loaded as every review loads them (cached once they load): a replica that refuses every review with
+            # "configuration error" must not pass readiness and replace good replicas in a rolling update.
+            registry()
+            catalog()
+        except PolicyError as exc:
+            return PlainTextResponse(f"not ready: configuration error: {exc}", status_code=503)
+        try:
+            with get_engine(database_url).connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            return PlainTextResponse(f"not ready: store unavailable: {str(exc).splitlines()[0][:300]}",
+                                     status_code=503)
+        return PlainTextResponse("ready")
+
+
 def create_app(database_url: str | None = None, *, webhook: bool = True) -> FastAPI:
     """The API, dashboard and /metrics, and (unless ``webhook`` is false) POST /validate on the same port."""
     app = FastAPI(
@@ -110,15 +141,7 @@ def create_app(database_url: str | None = None, *, webhook: bool = True) -> Fast
     app.state.database_url = database_url
     app.state.serve_webhook = webhook
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> PlainTextResponse:
-        with get_engine(database_url).connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return PlainTextResponse("ready")
+    _probes(app, database_url)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -146,15 +169,7 @@ def create_webhook_app(database_url: str | None = None) -> FastAPI:
     app = FastAPI(title="veu-governor webhook", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.database_url = database_url
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> PlainTextResponse:
-        with get_engine(database_url).connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return PlainTextResponse("ready")
+    _probes(app, database_url)
 
     app.include_router(webhook_router)
     # POST /validate answered ahead of the routing (the same answer as the route's; see ValidateEndpoint).
