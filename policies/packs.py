@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -224,6 +225,8 @@ _VALUE_SPECS: dict[str, _Spec] = {
 }
 _LICENCE_PREFIX = "nveu-licence-"  # policies.caps.licence_cap_id: one NVEU's own Table 1 replacement
 _GROUP_PREFIX = "country-group-"  # policies.jurisdictions.group_provision_id: a country group's members
+_TIER1, _TIER3 = "tier1-destinations", "tier3-destinations"  # policies.jurisdictions.tier reads these
+_EQUIVALENCES = "destination-equivalences"
 
 
 def _value_spec(provision_id: str) -> _Spec | None:
@@ -446,6 +449,13 @@ class PolicyPack(BaseModel):
     source: str = ""
     description: str = ""
     provisions: list[Provision] = Field(min_length=1)
+    # The file the pack was read from (parse_pack's ``source``): a conflict found only once every pack is loaded
+    # (a destination in two tiers) names it, as a refusal of the file alone does.
+    _file: str = PrivateAttr(default="")
+
+    @property
+    def file(self) -> str:
+        return self._file or self.id
 
     @model_validator(mode="after")
     def _unique_versions(self) -> PolicyPack:
@@ -528,7 +538,9 @@ def parse_pack(data: Any, source: str) -> PolicyPack:
                         "provisions")
     if not isinstance(data, Mapping):
         raise PackError(f"{source}: a policy pack must be a mapping at the top level, got {type(data).__name__}")
-    return validate_document(PolicyPack, data, source, PackError)
+    pack = validate_document(PolicyPack, data, source, PackError)
+    pack._file = source
+    return pack
 
 
 @dataclass(frozen=True)
@@ -635,6 +647,51 @@ class PackRegistry:
         # The registry never changes after loading, so what is derived from it as of a date never changes
         # either: the admission path asks the same questions on every review.
         self._memo: dict[Hashable, Any] = {}
+        self._check_tiers()
+
+    def _check_tiers(self) -> None:
+        """Refuse a destination in Tier 1 and in Tier 3 on the same day, naming the file and field that made it so.
+
+        Tier 1 is read first, so China added to an operator's Tier 1 list (or Great Britain to its D:5) answered
+        Tier 1, silently. Each list is valid alone; only together, on a date, do they contradict each other. The
+        lists change only on their versions' first and last days, so those are the days checked.
+        """
+        from policies.jurisdictions import group_provision_id
+
+        ids = [_TIER1, _TIER3, _EQUIVALENCES, *(p for p in self._by_id if p.startswith(_GROUP_PREFIX))]
+        days = sorted({d for pid in ids for _, prov in self._by_id.get(pid, [])
+                       for d in (prov.effective_from, prov.effective_to) if d is not None})
+        for day in days:
+            t1, t3 = self._find(_TIER1, day), self._find(_TIER3, day)
+            if t1 is None or t3 is None:
+                continue
+            equiv = self._find(_EQUIVALENCES, day)
+            treat_as = equiv.values.get("treat_as", {}) if equiv is not None else {}
+            # Tier 3 members, each with the provision and words that put it there (groups first, as tier() reads).
+            tier3: dict[str, tuple[ResolvedProvision, str]] = {}
+            for g in t3.values.get("country_groups", []):
+                members = self._find(group_provision_id(g), day)
+                if members is not None:
+                    for code in members.values.get("countries", []):
+                        tier3.setdefault(code, (members, f"Country Group {g}"))
+            for code in t3.values.get("countries", []):
+                tier3.setdefault(code, (t3, "the Tier 3 list"))
+            for code in t1.values.get("countries", []):
+                meant = str(treat_as.get(code, code))
+                if meant not in tier3:
+                    continue
+                other, why = tier3[meant]
+                # The version that began last made the conflict: it is the one to correct.
+                blamed = other if other.effective_from > t1.effective_from else t1
+                via = f" (treated as {meant})" if meant != code else ""
+                pack = self.pack(blamed.pack_id)
+                index = next(i for i, p in enumerate(pack.provisions)
+                             if p.id == blamed.id and p.effective_from == blamed.effective_from)
+                raise PackError(
+                    f"{pack.file}: provisions[{index}:{blamed.id}].values.countries: {code!r}{via} is in Tier 1 "
+                    f"({_TIER1} effective_from {t1.effective_from}, {self.pack(t1.pack_id).file}) and in Tier 3 "
+                    f"({why}: {other.id} effective_from {other.effective_from}, {self.pack(other.pack_id).file}) "
+                    f"on {day.isoformat()}; a destination is in one tier: remove it from one of the lists")
 
     def cached(self, key: Hashable, build: Callable[[], _T]) -> _T:
         """``build()`` once per ``key`` for this registry (a value derived from the packs alone).
@@ -766,6 +823,10 @@ def diff(registry: PackRegistry, a: date, b: date) -> list[dict[str, Any]]:
             va, vb = getattr(pa, field), getattr(pb, field)
             if va != vb:
                 changes[field] = {"before": va, "after": vb}
+        # The day compliance becomes mandatory (the AI Diffusion rule's 2025-05-15) changes what is owed, though
+        # no value or status does: "No changes" across it hid it.
+        if pa.in_compliance_period != pb.in_compliance_period:
+            changes["compliance_required"] = {"before": pa.in_compliance_period, "after": pb.in_compliance_period}
         keys = set(pa.values) | set(pb.values)
         for k in sorted(keys):
             if pa.values.get(k) != pb.values.get(k):
