@@ -59,6 +59,12 @@ class CatalogDataError(PolicyError):
     """Catalog data (built-in or an operator file) is malformed; the message names the file and field."""
 
 
+class NoAccelerators(UnknownInstanceType):
+    """The instance type is catalogued as holding no accelerators (``count: 0``): there are no chips to describe.
+
+    An ``UnknownInstanceType`` so every caller asking for its chips gets "none" as for any type without a spec."""
+
+
 def canonical_precision(text: str) -> str:
     key = text.strip().upper().replace("-", "").replace("_", "")
     if key not in _PRECISION_ALIASES:
@@ -163,11 +169,28 @@ class AcceleratorIn(_Strict):
 
 
 class InstanceIn(_Strict):
-    accelerator: str = Field(min_length=1)
-    count: int = Field(gt=0)
+    """One instance / machine type: its accelerator and chips per instance, or ``count: 0`` and no accelerator for a
+    type stated to hold none (a CPU-only type, so its VMs are neither counted nor reported as unknown)."""
+
+    accelerator: str | None = Field(default=None, min_length=1)
+    count: int = Field(ge=0)
     source: str = ""
     confirmed: bool = True
     note: str = ""
+
+    @model_validator(mode="after")
+    def _chips_or_none(self) -> InstanceIn:
+        if self.accelerator is None and self.count != 0:
+            raise ValueError("accelerator: name the catalog id of its chips (or give count: 0 for a type with none)")
+        if self.accelerator is not None and self.count == 0:
+            raise ValueError(
+                "count: a type with an accelerator holds at least 1; for a type with no accelerators give count: 0 "
+                "and no accelerator")
+        if self.accelerator is None and not self.source.strip():
+            # Its VMs drop out of every count on this row's word alone: the claim must say where it comes from.
+            raise ValueError("source: a type stated to have no accelerators needs the source saying so (e.g. the "
+                             "provider's DescribeInstanceTypes answer or machine-type page)")
+        return self
 
 
 class TpuSliceIn(_Strict):
@@ -628,7 +651,7 @@ class Catalog:
     def _check_references(self) -> None:
         for prov, rows in self._instances.items():
             for name, spec in rows.items():
-                if spec.accelerator not in self._idx.by_id:
+                if spec.accelerator is not None and spec.accelerator not in self._idx.by_id:
                     raise CatalogDataError(
                         f"instance_types.{prov}.{name}.accelerator: {spec.accelerator!r} is not an accelerator id"
                     )
@@ -778,6 +801,10 @@ class Catalog:
         rows = self._instances.get(prov, {})
         if name in rows:
             spec = rows[name]
+            if spec.accelerator is None:
+                raise NoAccelerators(
+                    f"{instance_type}: catalogued under instance_types.{prov} as having no accelerators (source: "
+                    f"{spec.source}); it holds no chips to classify")
             return InstanceSpec(prov, name, self._idx.by_id[spec.accelerator], spec.count, spec.source,
                                 spec.confirmed, spec.note)
         if prov == "gcp":
@@ -823,8 +850,15 @@ class Catalog:
         for prov, rows in sorted(self._instances.items()):
             if provider and prov != provider.lower():
                 continue
-            out.extend(self.instance(prov, k) for k in sorted(rows))
+            out.extend(self.instance(prov, k) for k in sorted(rows) if rows[k].accelerator is not None)
         return out
+
+    def lacks_accelerators(self, provider: str, instance_type: str) -> bool:
+        """Whether the catalog states that ``instance_type`` holds no accelerators (a ``count: 0`` row).
+
+        False for a type the catalog lacks: not catalogued is unknown, never "no accelerators"."""
+        spec = self._instances.get(provider.strip().lower(), {}).get(instance_type.strip().lower())
+        return spec is not None and spec.accelerator is None
 
     # ---------------------------------------------------------------- regions
 

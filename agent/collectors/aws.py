@@ -58,6 +58,11 @@ LEGACY_MAX_ATTEMPTS = 8
 _UNSUPPORTED = {"InvalidAction", "NotImplemented", "UnsupportedOperation", "InvalidParameterValue"}
 # An instance type name as InvalidInstanceType lists them ("... do not exist: [dl1.24xlarge, x9.large]").
 _TYPE_LIST = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9-]+")
+# Instance families whose types carry accelerators (P and G: GPUs, incl. gr6; Trn, Inf: Neuron; DL: Gaudi, Qualcomm).
+# A type of these that DescribeInstanceTypes describes with no GpuInfo/NeuronInfo/InferenceAcceleratorInfo is not
+# taken for CPU-only: the API has left the accelerators out before (NeuronInfo for trn2.48xlarge in SkyPilot's
+# snapshot, trn2u.48xlarge in moto's). No CPU-only EC2 family starts with these letters.
+_ACCELERATOR_FAMILY = re.compile(r"^(?:p|g|gr|trn|inf|dl)\d", re.IGNORECASE)
 _ADD_TYPE = ("add it under instance_types.aws in an operator catalog file (VEU_CATALOG_FILES) naming its accelerator "
              "and how many per instance")
 
@@ -183,6 +188,8 @@ class _TypeCache:
         return self.absent.get((region, instance_type))
 
     def lookup(self, ec2: Any, types: set[str]) -> dict[str, tuple[str, float] | None]:
+        from agent.kb import catalog
+
         region = str(ec2.meta.region_name)
         with self._lock:
             todo = [t for t in types if t not in self._map and (region, t) not in self.absent]
@@ -191,6 +198,10 @@ class _TypeCache:
                 hit = instance_accelerators("aws", t)
                 if hit is not None:
                     self._map[t] = hit
+                elif catalog().lacks_accelerators("aws", t):
+                    # Stated by the catalog (with its source) to hold none: no DescribeInstanceTypes call, so a
+                    # policy without that action no longer fails every region with CPU VMs in it.
+                    self._map[t] = None
                 else:
                     unknown.append(t)
             for i in range(0, len(unknown), 100):
@@ -211,6 +222,13 @@ class _TypeCache:
                     except PolicyError as exc:
                         self._map[t] = None
                         self.unknown[t] = str(exc)
+                        continue
+                    if self._map[t] is None and _ACCELERATOR_FAMILY.match(t):
+                        self.unknown[t] = (
+                            "DescribeInstanceTypes describes it with no GpuInfo, NeuronInfo or "
+                            "InferenceAcceleratorInfo, but it is of an accelerator instance family (p, g, trn, inf, "
+                            "dl) and the API has left such types' accelerators out before, so it is not taken for "
+                            f"CPU-only; {_ADD_TYPE} (or count: 0 and the source saying it has none)")
             return {t: self._map.get(t) for t in types}
 
     def _describe(self, ec2: Any, region: str, types: list[str]) -> dict[str, dict[str, Any]]:
@@ -279,6 +297,13 @@ def _from_type_info(info: dict[str, Any] | None) -> tuple[str, float] | None:
                             int((a.get("MemoryInfo") or {}).get("SizeInMiB", 0))))
     if not devices:
         return None
+    if any(count <= 0 for _, _, count, _ in devices):
+        # A device listed with no chips (Count 0 or absent; AWS once reported a wrong count for p5.4xlarge) is not a
+        # type with 0 chips: that would rewrite its holdings to 0 in a complete listing. Refused: they stay as seen.
+        raise PolicyError(
+            "count: AWS lists "
+            + ", ".join(f"{maker} {name}".strip() for maker, name, count, _ in devices if count <= 0)
+            + " with no chip count; " + _ADD_TYPE)
     # GpuInfo.Gpus and NeuronInfo.NeuronDevices are lists: every entry is read (only the first was, so a type
     # listing its GPUs in two entries was under-counted and one with two kinds was counted as the first alone).
     # Entries of one chip are summed; a type with two kinds of chip cannot be one holding, so it is refused and

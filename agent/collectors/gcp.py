@@ -41,6 +41,9 @@ from policies.errors import PolicyError, UnknownInstanceType
 HELD_STATES = (
     "PROVISIONING", "STAGING", "RUNNING", "PENDING_STOP", "STOPPING", "SUSPENDING", "REPAIRING", "DEPROVISIONING",
 )
+# States known to hold none. Any other (a status GCE adds later, or none in a damaged answer) is not taken for
+# stopped: a VM with accelerators in it stays held as last seen and its project retires nothing.
+RELEASED_STATES = ("TERMINATED", "STOPPED", "SUSPENDED", "PENDING")
 
 
 class GcpProject(BaseModel):
@@ -101,13 +104,21 @@ def instance_accelerators_gcp(inst: dict[str, Any]) -> tuple[str, float] | None:
             a, fraction = resolve_alias(_last(g.get("acceleratorType", "")))
             if acc and a != acc:
                 raise PolicyError(f"mixed accelerator types {acc} and {a}")
-            acc, total = a, total + float(g.get("acceleratorCount", 0)) * fraction
+            count = float(g.get("acceleratorCount") or 0)
+            if count <= 0:
+                # An attached accelerator listed with no count is not 0 chips: taken as 0, a complete listing rewrote
+                # the holding to none. The VM stays as last seen and the project retires nothing.
+                raise PolicyError(f"guestAccelerators: {_last(g.get('acceleratorType', ''))} is listed with no "
+                                  "acceleratorCount, so its chips are unknown; it stays held as last seen")
+            acc, total = a, total + count * fraction
         return acc, total
     machine_type = _last(inst.get("machineType", ""))
-    if not _ACCELERATOR_FAMILY.match(machine_type):
-        return instance_accelerators("gcp", machine_type)
     from agent.kb import catalog
 
+    if catalog().lacks_accelerators("gcp", machine_type):
+        return None  # stated by the catalog, with its source, to hold none: no guess either way
+    if not _ACCELERATOR_FAMILY.match(machine_type):
+        return instance_accelerators("gcp", machine_type)
     try:
         catalog().instance("gcp", machine_type)
     except UnknownInstanceType as exc:
@@ -182,7 +193,8 @@ class GcpCollector(Collector):
                 if warning.get("code") == "UNREACHABLE":
                     res.add_error(f"project {p.id}: unreachable {scope_name} ({warning.get('message', '')})")
                 for inst in scoped.get("instances") or []:
-                    if inst.get("status") not in HELD_STATES:
+                    status = inst.get("status")
+                    if status in RELEASED_STATES:
                         continue
                     try:
                         hit = instance_accelerators_gcp(inst)
@@ -193,6 +205,12 @@ class GcpCollector(Collector):
                         res.add_error(f"instance {inst.get('name')}: {exc}")
                         continue
                     if hit is None:
+                        continue
+                    if status not in HELD_STATES:
+                        res.add_error(
+                            f"instance {inst.get('name')}: status {status!r} is not one the collector knows to hold or "
+                            f"release accelerators ({', '.join(HELD_STATES + RELEASED_STATES)}); it stays held as last "
+                            "seen and nothing in this project retires")
                         continue
                     zone = _last(inst.get("zone", ""))
                     res.observations.append(

@@ -63,6 +63,41 @@ def _told_by_memory(name: str) -> bool:
     return len(chips) > 1
 
 
+# nvml.h return codes whose cause is the host's driver set-up, not one GPU: the code's name and what to do. The
+# library's own words ("RM has detected an NVML/RM version mismatch.") say neither why nor how to fix it.
+_HOST_FIXES: dict[int, tuple[str, str]] = {
+    4: ("NVML_ERROR_NO_PERMISSION",
+        "the agent may not open the GPU device files (/dev/nvidia*): run it as root or as a user in the group that "
+        "owns them; in a container, give it the GPUs through the NVIDIA Container Toolkit"),
+    9: ("NVML_ERROR_DRIVER_NOT_LOADED",
+        "the NVIDIA kernel driver is not loaded on this host: load it (`sudo modprobe nvidia`; reinstall the driver "
+        "if that fails) and check that `nvidia-smi` lists the GPUs"),
+    12: ("NVML_ERROR_LIBRARY_NOT_FOUND",
+         "libnvidia-ml.so.1, which comes with the NVIDIA driver, could not be loaded: install the driver on this "
+         "host; in a container, run it with the NVIDIA Container Toolkit (runtime nvidia, or the GPU Operator) so the "
+         "host's library is mounted in"),
+    18: ("NVML_ERROR_LIB_RM_VERSION_MISMATCH",
+         "the NVML library (user space) and the loaded NVIDIA kernel driver are different versions, usually after a "
+         "driver upgrade without a reboot: reboot the host, or unload and reload the nvidia kernel modules; in a "
+         "container, take libnvidia-ml from the host through the NVIDIA Container Toolkit instead of the image's "
+         "own copy"),
+}
+
+
+def _explain(exc: Exception) -> str:
+    """An NVML error with its nvml.h code and, for a host set-up fault, the cause and what to do about it."""
+    code = getattr(exc, "value", None)
+    if not isinstance(code, int):
+        return f"{type(exc).__name__}: {exc}"
+    name, fix = _HOST_FIXES.get(code, ("", ""))
+    if not fix:
+        return f"{exc} (NVML error code {code})"
+    return f"{exc} ({name}, code {code}); {fix}"
+
+
+_KEPT = "the GPUs held on this host stay held and nothing here retires until NVML answers"
+
+
 @register("nvml")
 class NvmlCollector(Collector):
     config_model = NvmlConfig
@@ -86,11 +121,17 @@ class NvmlCollector(Collector):
             res.error = "collectors.nvml.site: name the registered site this host is in"
             yield res
             return
-        lib = self._lib()
+        try:
+            lib = self._lib()
+        except ImportError as exc:
+            res.error = (f"NVML: the Python package nvidia-ml-py (module pynvml) cannot be imported ({exc}): "
+                         f"`pip install nvidia-ml-py` into the agent's environment; {_KEPT}")
+            yield res
+            return
         try:
             lib.nvmlInit()
         except Exception as exc:
-            res.error = f"nvmlInit failed: {exc}"
+            res.error = f"nvmlInit failed: {_explain(exc)}; {_KEPT}"
             yield res
             return
         try:
@@ -157,7 +198,7 @@ class NvmlCollector(Collector):
                     )
                 )
         except Exception as exc:
-            res.add_error(f"NVML: {exc}")
+            res.add_error(f"NVML: {_explain(exc)}; {_KEPT}")
         finally:
             with contextlib.suppress(Exception):
                 lib.nvmlShutdown()
