@@ -188,9 +188,11 @@ def upgrade() -> None:
             _backfill_rest()  # the decisions from before detail carried hours
             index = dict(unique=False, postgresql_include=_INCLUDE, postgresql_where=sa.text(_WHERE))
             # A build that failed part way leaves an invalid index of that name behind: drop it, build anew.
-            op.execute(sa.text(
-                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_index WHERE NOT indisvalid AND indexrelid = "
-                f"to_regclass('{_INDEX}')) THEN DROP INDEX {_INDEX}; END IF; END $$"))
+            # CONCURRENTLY: a plain DROP INDEX takes ACCESS EXCLUSIVE on the table, here outside the migration's
+            # bounded transaction (agent.store.migrations.lock_timeout), and queued the decisions behind it.
+            if op.get_bind().execute(sa.text("SELECT 1 FROM pg_index WHERE NOT indisvalid AND indexrelid = "
+                                             "to_regclass(:name)"), {"name": _INDEX}).first() is not None:
+                op.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {_INDEX}"))
             op.create_index(_INDEX, "admission_decision", _COLUMNS, postgresql_concurrently=True,
                             if_not_exists=True, **index)
     else:
