@@ -64,6 +64,7 @@ from controllers.jobspec import (
     k8s_time,
     lws_groups,
     read,
+    read_as_object,
     ref_kind,
     scale_replicas,
     suspended,
@@ -918,7 +919,9 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
     if rr.operation == "UPDATE" and rr.sub_resource == "scale" and rr.resource in KIND_OF_RESOURCE:
         _read_scale(s, packs, r, as_of, mode, cluster)
         return r
-    if rr.operation not in ("CREATE", "UPDATE") or rr.sub_resource:
+    # pods/ephemeralcontainers carries the whole Pod (kubectl debug may add a privileged container): read as an UPDATE.
+    as_object = read_as_object(rr.resource, rr.sub_resource)
+    if rr.operation not in ("CREATE", "UPDATE") or (rr.sub_resource and not as_object):
         what = f"{rr.operation} of {rr.sub_resource}" if rr.sub_resource else rr.operation
         r.out = _simple(rr, redflag.ALLOW, True, f"{what} is not gated")
         return r
@@ -1368,7 +1371,8 @@ def _decision_values(r: _Review, now: datetime) -> dict[str, Any]:
     """The admission_decision row: what was asked, the estimate and its arithmetic, pack versions, outcome."""
     dec, out, demand = r.dec, r.out, r.demand
     assert dec is not None and out is not None
-    md = r.rr.obj.get("metadata") if isinstance(r.rr.obj, Mapping) and not r.rr.sub_resource else None
+    md = (r.rr.obj.get("metadata") if isinstance(r.rr.obj, Mapping)
+          and (not r.rr.sub_resource or read_as_object(r.rr.resource, r.rr.sub_resource)) else None)
     object_uid = md.get("uid") if isinstance(md, Mapping) else None
     asked = {
         "uid": r.rr.uid, "operation": r.rr.operation, "user": r.rr.user,

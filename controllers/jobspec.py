@@ -69,7 +69,10 @@ _MIG_RESOURCE = re.compile(r"^nvidia\.com/(mig-\d+g\.\d+gb(?:[.-][a-z0-9][a-z0-9
 # (nvidia.com/GH100_H100L_94GB, nvidia.com/TU104GL_Tesla_T4); KubeVirt's mediated vGPU types are named
 # GRID_<GPU>-<profile> or NVIDIA_<GPU>-<profile> (a share of one GPU, counted as a whole one, as gpu.shared is).
 # A name left out would count 0 chips. An NVSwitch's PCI name has the code name too: it is not a chip.
-_PASSTHROUGH_RESOURCE = re.compile(r"^nvidia\.com/(?:(?:G[KMPVAHB]|TU|AD)\d{3}[A-Z]*|GRID|NVIDIA)_[A-Za-z0-9_.-]+$")
+# One pattern for both questions: whether a name is passed through (is_accelerator) and, for a PCI name, which product
+# it names (passthrough_product: the "code" group is None for a vGPU type, which names a share, not a product).
+_PASSTHROUGH_RESOURCE = re.compile(
+    r"^nvidia\.com/(?:(?P<code>(?:G[KMPVAHB]|TU|AD)\d{3}[A-Z]*)|GRID|NVIDIA)_(?P<product>[A-Za-z0-9_.-]+)$")
 _NVSWITCH = re.compile(r"nvswitch", re.IGNORECASE)
 # The ROCm device plugin's "mixed" naming strategy names an MI300-class GPU by its partition mode,
 # "<compute partition>_<memory partition>" lower-cased (ROCm/k8s-device-plugin docs/user-guide/configuration.md):
@@ -367,7 +370,6 @@ def _passthrough(resource: str) -> bool:
 
 # The sandbox device plugin's default alias for a GPU passed through whole: the name carries no model.
 PGPU_RESOURCE = "nvidia.com/pgpu"
-_PCI_NAME = re.compile(r"^nvidia\.com/((?:G[KMPVAHB]|TU|AD)\d{3}[A-Z]*)_([A-Za-z0-9_.-]+)$")
 
 
 def is_passthrough(resource: str) -> bool:
@@ -383,10 +385,10 @@ def passthrough_product(resource: str) -> str | None:
     a mediated vGPU type included (a share of a GPU, not a whole one)."""
     if resource == PGPU_RESOURCE:
         return ""
-    m = _PCI_NAME.match(resource)
-    if m is None or not _passthrough(resource):
+    m = _PASSTHROUGH_RESOURCE.match(resource)
+    if m is None or m.group("code") is None or _NVSWITCH.search(resource):
         return None
-    return m.group(2).replace("_", " ")
+    return m.group("product").replace("_", " ")
 
 
 def is_accelerator(resource: str) -> bool:
@@ -502,7 +504,9 @@ def unrequested_access(spec: Any, path: str, annotations: Mapping[str, str] | No
     Counting such a pod by its requests alone would count 0 chips and let any run through: a container whose
     ``NVIDIA_VISIBLE_DEVICES`` names devices (under the NVIDIA runtime), a privileged container (it sees every
     device of its node), a ``hostPath`` volume of accelerator device nodes, or a ``cdi.k8s.io/`` annotation
-    injecting CDI devices. Variables from ``envFrom`` (a ConfigMap or Secret) are not visible here.
+    injecting CDI devices. Containers, init containers and ephemeral containers alike (a container's mount of a
+    hostPath volume is covered by the volume, which the pod has whichever container mounts it). Variables from
+    ``envFrom`` (a ConfigMap or Secret) and an image's own ``ENV`` are not visible here.
     """
     spec = _map(spec, path)
     vendors: list[str] = []
@@ -515,7 +519,9 @@ def unrequested_access(spec: Any, path: str, annotations: Mapping[str, str] | No
         vendors.append(vendor)
         listed = max(listed, n)
 
-    for key in ("initContainers", "containers"):
+    # Ephemeral containers (``kubectl debug``, added to a running pod through the pods/ephemeralcontainers subresource)
+    # run on the pod's node like any other container and cannot request resources: their access is only this kind.
+    for key in ("initContainers", "containers", "ephemeralContainers"):
         for i, c in enumerate(_list(spec.get(key), f"{path}.{key}")):
             cp = f"{path}.{key}[{i}]"
             c = _map(c, cp, required=True)
@@ -1048,6 +1054,19 @@ KIND_OF_RESOURCE: dict[tuple[str, str], str] = {(g, k.lower() + "s"): k for g, k
                                                 if g not in ("", "batch")}
 
 
+# Subresources, as an AdmissionReview names them ((API group, resource plural), subResource), whose request carries the
+# whole object and is read like an UPDATE of it: pods/ephemeralcontainers (``kubectl debug``), whose object is the Pod
+# with the new container in spec.ephemeralContainers (kind Pod since Kubernetes 1.22, KEP-277). Any other subresource
+# but a gated kind's scale (status, binding, eviction, resize) changes no container's access and is not gated.
+READ_AS_OBJECT = frozenset({(("", "pods"), "ephemeralcontainers")})
+
+
+def read_as_object(resource: tuple[str, str], sub_resource: str) -> bool:
+    """Whether a request on ``sub_resource`` of ``resource`` (API group, plural) carries the whole object, to be
+    read as an UPDATE of it (see :data:`READ_AS_OBJECT`)."""
+    return (tuple(resource), sub_resource) in READ_AS_OBJECT
+
+
 def lws_groups(obj: Any) -> int | None:
     """A LeaderWorkerSet's ``spec.replicas`` (its groups, what its scale subresource sets), else None: kept with
     its decision, since a leader without accelerators leaves no ``leader`` pod group to read it from."""
@@ -1128,15 +1147,22 @@ def suspended(obj: Any) -> bool:
 
 def adds_demand(old: Demand, new: Demand) -> bool:
     """Whether ``new`` (an UPDATE of ``old``) asks for any accelerator ``old`` did not: more chips of a resource
-    and chip-model hint, or a resource or hint ``old`` did not name (a hint that changes is a new model)."""
+    and chip-model hint, or a resource or hint ``old`` did not name (a hint that changes is a new model), or whole-node
+    access (:attr:`PodGroup.whole_node`) to a resource and hint ``old`` only requested: a group's ``chips`` is then
+    the floor the spec shows, which may equal what it requested, while the node it reaches counts whole downstream
+    (a 1-GPU pod given a privileged ``kubectl debug`` container reaches all eight of its node's GPUs)."""
+    def key(g: PodGroup) -> tuple[str, tuple[str, ...]]:
+        return g.resource, tuple(sorted(g.model_hints))
+
     def totals(d: Demand) -> dict[tuple[str, tuple[str, ...]], float]:
         out: dict[tuple[str, tuple[str, ...]], float] = {}
         for g in d.groups:
-            key = (g.resource, tuple(sorted(g.model_hints)))
-            out[key] = out.get(key, 0.0) + g.total
+            out[key(g)] = out.get(key(g), 0.0) + g.total
         return out
     before = totals(old)
-    return any(v > before.get(k, 0.0) for k, v in totals(new).items() if v > 0)
+    whole_before = {key(g) for g in old.groups if g.whole_node and g.total > 0}
+    return (any(v > before.get(k, 0.0) for k, v in totals(new).items() if v > 0)
+            or any(key(g) not in whole_before for g in new.groups if g.whole_node and g.total > 0))
 
 
 def ref_kind(api_version: str, kind: str) -> str:

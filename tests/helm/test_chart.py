@@ -144,14 +144,18 @@ def test_cluster_admins_can_fail_open_one_namespace_by_label_when_enabled() -> N
 
 def test_webhook_rules_name_only_the_job_kinds_the_product_reads() -> None:
     rules = [r for w in _webhooks(render_set("default")) for r in w["rules"]]
-    seen = {(g, res) for r in rules for g in r["apiGroups"] for res in r["resources"] if not res.endswith("/scale")}
+    seen = {(g, res) for r in rules for g in r["apiGroups"] for res in r["resources"] if "/" not in res}
     scaled = {(g, res.removesuffix("/scale")) for r in rules for g in r["apiGroups"] for res in r["resources"]
               if res.endswith("/scale")}
     # Every scale subresource the webhook judges is sent too (a scale-up beyond what was counted is refused):
     # the job CRDs' and the apps workload controllers' (an HPA on a GPU Deployment).
-    from controllers.jobspec import KIND_OF_RESOURCE
+    from controllers.jobspec import KIND_OF_RESOURCE, READ_AS_OBJECT
 
     assert scaled == {(g, res) for g, res in seen if g not in ("", "batch")} == set(KIND_OF_RESOURCE) & seen
+    # Any other subresource sent is one the webhook reads as its whole object (pods/ephemeralcontainers).
+    other = {((g, res.split("/")[0]), res.split("/", 1)[1]) for r in rules for g in r["apiGroups"]
+             for res in r["resources"] if "/" in res and not res.endswith("/scale")}
+    assert other == set(READ_AS_OBJECT)
     assert seen == {
         ("batch", "jobs"), ("jobset.x-k8s.io", "jobsets"), ("kubeflow.org", "pytorchjobs"),
         ("kubeflow.org", "tfjobs"), ("kubeflow.org", "mpijobs"), ("kubeflow.org", "xgboostjobs"),
