@@ -485,7 +485,9 @@ def caps_for(
             # allocation caps the installed base of each quarter: a plan for a later quarter was checked against
             # that quarter's allocation when it was reserved, and counting it against this date's smaller one
             # showed the NVEU over today. (UVEU shares count every open plan: planning spends headroom now.)
-            fleet += reservation_placements(s, packs, on, due_by=on if a.kind == "nveu" else None)
+            # The plans open on as_of, not on the measurement date: a plan holds headroom from the day it is made,
+            # and the what-if's "before" (planning on as_of) counts the same ones.
+            fleet += reservation_placements(s, packs, as_of, due_by=on if a.kind == "nveu" else None)
         return core.authorization_caps(packs, party_refs(s, as_of), to_core(s, a), fleet, as_of)
 
 
@@ -663,7 +665,12 @@ def _whatif(
     def pl(st: Site, sign: int) -> Placement:
         return Placement(st.name, st.country, info.id, unit * sign, info.tpp, info.eccn, own, opr, label="what-if")
 
-    installed = list(base) if base is not None else placements(s, packs, as_of)
+    latest = list(base) if base is not None else placements(s, packs, as_of)
+    # UVEU shares may be measured on the last reporting date (uveu-measurement-dates): the "before" figures are then
+    # `caps show`'s for as_of, read on that date's installed base (caps_for); it read as_of's, so they differed.
+    # The chips there now, which the next reporting date measures, are the later dates' base (_pack_dates).
+    measured = core.measurement_date(packs, as_of) if a.kind == "uveu" and base is None else as_of
+    installed = latest if measured == as_of else placements(s, packs, measured)
     # Every authorization's reservations (see caps_for). An NVEU's allocation is quarterly: on as_of it counts the
     # plans due by then, and the plans due later are checked on their own dates below, against their quarter's.
     nveu = a.kind == "nveu"
@@ -677,12 +684,14 @@ def _whatif(
             return sum((p.count for p in ps if p.site == src.name and p.accelerator == info.id
                         and (not mine or (p.owner == own and p.operator == opr))), Fraction(0))
 
+        # What can be moved or retired is what is there now, not what a reporting date measured.
+        there = [*latest, *reserved]
         in_reservations = held(reserved)
-        available = held(fleet)
+        available = held(there)
         if n > available:
             how = f" ({_num(available - in_reservations)} installed, {_num(in_reservations)} reserved)" \
                 if in_reservations else ""
-            others = held(fleet, mine=False) - available
+            others = held(there, mine=False) - available
             hint = (f"; {_num(others)} more are held there under other owners or operators: name them with "
                     "--owner/--operator") if others else ""
             raise PolicyError(
@@ -724,6 +733,15 @@ def _whatif(
         if high_on is not None and (max_fit is None or high_on < max_fit):
             max_fit, binding_on, binding = high_on, on, binds_on or binding
         min_fit = None if fit_on.low is None or min_fit is None else max(min_fit, fit_on.low)
+    # Later dates a pack changes these caps on (a cap, a tier, a reporting date): the change is still there then.
+    pack_dates, checked = _pack_dates(s, packs, a, auth, latest, delta, extra, n, as_of,
+                                      {on for on, _ in later_fleets}, before)
+    for d in pack_dates:
+        high_on, low_on, binds_on = d.pop("_high"), d.pop("_low"), d.pop("_binds")
+        ok = ok and d["ok"]
+        if high_on is not None and (max_fit is None or high_on < max_fit):
+            max_fit, binding_on, binding = high_on, date.fromisoformat(d["on"]), binds_on or binding
+        min_fit = None if low_on is None or min_fit is None else max(min_fit, low_on)
     if available is not None:
         cap_n = int(available)
         max_fit = cap_n if max_fit is None else min(max_fit, cap_n)
@@ -752,8 +770,87 @@ def _whatif(
         "reservations": "due by as_of" if nveu else "open now", "reservations_counted": len(reserved),
         "reservations_in_caps": _in_caps(before, reserved),
         "caps": rows, "ok": ok, "binding": binding, "binding_on": binding_on.isoformat(), "later": later,
+        # pack_dates: the later dates on which a loaded pack changes these caps, each with whether the change still
+        # fits then (breaks: the caps it takes over their limit; over_already: those over without it). dates_checked:
+        # every date the change was checked on, as_of first; pack_horizon: the last date any loaded pack changes on.
+        "pack_dates": pack_dates, "dates_checked": checked,
+        "pack_horizon": _pack_horizon(packs),
         "max_fit": max_fit, "max_fit_unbounded": max_fit is None, "min_fit": min_fit,
     }
+
+
+def _pack_horizon(packs: PackRegistry) -> str | None:
+    """The last date any loaded provision starts or stops being in effect: nothing later is known."""
+    dates = core.pack_change_dates(packs, date.min)
+    return dates[-1][0].isoformat() if dates else None
+
+
+def _caps_key(caps: Sequence[CapResult]) -> tuple[Any, ...]:
+    """What a date's caps are, to tell whether a pack change altered them (limit, binding, figures, verdict)."""
+    return tuple((c.id, c.limit, c.binding, c.numerator, c.denominator, c.ok) for c in caps)
+
+
+def _pack_dates(
+    s: Session, packs: PackRegistry, a: VeuAuthorization, auth: Authorization, latest: Sequence[Placement],
+    delta: Sequence[Placement], extra: Sequence[str], n: int, as_of: date, plan_days: set[date],
+    before: Sequence[CapResult],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Check a planned change on each later date a loaded pack changes on (:func:`policies.caps.pack_change_dates`)
+    and, when UVEU shares are measured on reporting dates, on the first reporting date after each of them.
+
+    A plan fits a later date when it takes no binding cap over its limit that is within it without the change: a
+    cap over without it (Table 1 ends with 2027, say) is reported as ``over_already``, not blamed on the plan. The
+    fleet is the installed base now with the plans open now (an NVEU's: those due by that date). A date whose caps
+    are the previous date's (as_of's for the first) is checked but not listed. Returns the listed dates and every
+    date checked.
+    """
+    changes = dict(core.pack_change_dates(packs, as_of))
+    days: dict[date, list[str]] = {d: list(ids) for d, ids in changes.items()}
+    if a.kind == "uveu":
+        for start in (as_of, *changes):
+            m = core.next_measurement_date(packs, start)
+            if m is not None and m not in changes:
+                days.setdefault(m, []).append("uveu-measurement-dates")
+        # Shares measured on reporting dates: on any other date they are the last reporting date's, which a change
+        # made on as_of is not in (and a pack change is measured on the reporting date after it, added above).
+        days = {d: ids for d, ids in days.items() if core.measurement_date(packs, d) == d}
+    checked = [as_of.isoformat(), *(d.isoformat() for d in sorted(set(days) | plan_days))]
+    plans = _planned_placements(s, packs, as_of, planning=True)
+    out: list[dict[str, Any]] = []
+    last = _caps_key(before)
+    for on in sorted(days):
+        if on in plan_days:
+            continue  # checked beside the plans due then (the loop over later_fleets), with the same fleet
+        fleet_on = [*latest, *(p for planned_for, p in plans if a.kind != "nveu" or planned_for <= on)]
+        try:
+            check_caps_in_effect(packs, a, on)
+            parties_on = party_refs(s, on)
+
+            def ev(k: int, on: date = on, fleet_on: list[Placement] = fleet_on,
+                   parties_on: Mapping[str, PartyRef] = parties_on) -> list[CapResult]:
+                return core.authorization_caps(packs, parties_on, auth, core.change_placements(fleet_on, delta, k),
+                                               on, extra)
+
+            before_on = ev(0)
+        except NotInEffect as exc:
+            out.append({"on": on.isoformat(), "provisions": days[on], "ok": True, "breaks": [], "over_already": [],
+                        "max_fit": None, "note": f"no cap of {a.name} is in effect: {exc}",
+                        "_high": None, "_low": 0, "_binds": None})
+            last = ()
+            continue
+        over = [c.id for c in before_on if c.binding and not c.ok]
+        one, after_on = ev(1), ev(n)
+        fit = core.fit_range(before_on, [u for u in one if u.id not in over])
+        breaks = [c.id for c in after_on if c.binding and not c.ok and c.id not in over]
+        key = _caps_key(before_on)
+        if key == last:
+            continue  # the same caps as the date before, so the same verdict: reported there
+        last = key
+        high = fit.high if fit.low is not None else 0
+        out.append({"on": on.isoformat(), "provisions": days[on], "ok": not breaks, "breaks": breaks,
+                    "over_already": over, "max_fit": high,
+                    "_high": high, "_low": fit.low, "_binds": fit.binding or (breaks[0] if breaks else None)})
+    return out, checked
 
 
 def _contributors(caps: Iterable[CapResult]) -> set[Placement]:

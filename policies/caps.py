@@ -109,6 +109,9 @@ class Shipment:
     eccn: str
     via: str
     reference: str = ""
+    # The entity that will operate the items, when not the consignee (§ 740.29(a) lets an ultimate consignee
+    # headquartered in Supp. 5(a) apply LPP TPP toward the operator's limit). None: the consignee operates them.
+    operator: str | None = None
 
     @property
     def tpp(self) -> Fraction:
@@ -296,6 +299,40 @@ def measurement_date(packs: PackRegistry, as_of: date) -> date:
             if d <= as_of and (best is None or d > best):
                 best = d
     return best or as_of
+
+
+def next_measurement_date(packs: PackRegistry, as_of: date) -> date | None:
+    """The first reporting date after ``as_of`` on which UVEU shares are measured (None: they are measured on every
+    date, as the pack's default says). A change made on ``as_of`` is first measured then."""
+    prov = packs.find("uveu-measurement-dates", as_of)
+    if prov is None or prov.values.get("continuous", True):
+        return None
+    out: date | None = None
+    for mmdd in prov.values.get("reporting_dates", []):
+        month, day = (int(x) for x in str(mmdd).split("-"))
+        for year in (as_of.year, as_of.year + 1):
+            d = date(year, month, day)
+            if d > as_of and measurement_date(packs, d) == d and (out is None or d < out):
+                out = d
+    return out
+
+
+def pack_change_dates(packs: PackRegistry, after: date) -> list[tuple[date, tuple[str, ...]]]:
+    """Every date after ``after`` on which a loaded provision starts or stops being in effect, with their ids.
+
+    These are the only later dates the packs know a limit, a tier or a country group can change on: the planner
+    checks a change on each of them (the packs' horizon is the last one; nothing later is known).
+    """
+    def build() -> list[tuple[date, tuple[str, ...]]]:
+        by_day: dict[date, set[str]] = {}
+        for pid in packs.provision_ids():
+            for p in packs.history(pid):
+                for d in (p.effective_from, p.effective_to):
+                    if d is not None:
+                        by_day.setdefault(d, set()).add(pid)
+        return [(d, tuple(sorted(ids))) for d, ids in sorted(by_day.items())]
+
+    return [(d, ids) for d, ids in packs.cached(("caps.pack_change_dates",), build) if d > after]
 
 
 def _frac(prov: ResolvedProvision, key: str) -> Fraction:
@@ -620,30 +657,47 @@ def lpp_caps(
     """§ 740.29(a): LPP TPP per calendar year per ultimate consignee (the ultimate parent, § 740.29(h)(1)).
 
     Counts the LPP shipments of ``as_of``'s year up to ``as_of`` (or up to ``through``, a later day of that year:
-    the whole year when checking a new shipment, which must not put a later one over the limit).
+    the whole year when checking a new shipment, which must not put a later one over the limit). A shipment naming
+    a different operator counts toward the operator's limit when its ultimate consignee is headquartered in a
+    Supp. 5(a) destination on the shipment's day and the pack's ``tier1_hq_may_apply_to_operator`` allows it
+    (§ 740.29(a): the consignee "may apply the cumulative TPP ... toward the cumulative TPP limit of a different
+    entity that will operate the items"); otherwise toward the consignee's.
     """
     prov = packs.provision("licence-exception-lpp", as_of)
     limit = exact(prov.value("tpp_per_calendar_year_per_consignee"))
     by_parent = bool(prov.values.get("consignee_is_ultimate_parent", True))
+    to_operator = bool(prov.values.get("tier1_hq_may_apply_to_operator", False))
     counted = counted_eccns(packs, as_of)
 
     def key(name: str) -> str:
         return ultimate_parent(parties, name) if by_parent else name
 
+    def counted_against(s: Shipment) -> str:
+        if not (to_operator and s.operator and s.operator != s.consignee and s.operator in parties):
+            return key(s.consignee)
+        # "If the ultimate consignee is headquartered in" Supp. 5(a): the ultimate parent's headquarters, dated.
+        if _tier_of(packs, parties[ultimate_parent(parties, s.consignee)].hq, s.day) != 1:
+            return key(s.consignee)
+        return key(s.operator)
+
     rel = [
         s for s in shipments
         if s.via == "lpp" and s.day.year == as_of.year and s.day <= (through or as_of) and counts(s.eccn, counted)
     ]
+    against = {id(s): counted_against(s) for s in rel}
     out: list[CapResult] = []
-    for uc in sorted({key(s.consignee) for s in rel} | {key(c) for c in extra_consignees}):
-        mine = tuple(s for s in rel if key(s.consignee) == uc)
+    for uc in sorted(set(against.values()) | {key(c) for c in extra_consignees}):
+        mine = tuple(s for s in rel if against[id(s)] == uc)
+        applied = sorted({key(s.consignee) for s in mine if key(s.consignee) != uc})
+        note = (f"includes LPP shipments to {', '.join(applied)} (headquartered in Supp. 5(a)) applied toward the "
+                f"limit of {uc}, the entity that will operate the items ({prov.citation}(a))") if applied else ""
         out.append(CapResult(
             id=f"lpp.consignee.{uc}", title=f"LPP {as_of.year}: ultimate consignee {uc}",
             kind="absolute", view="shipments", binding=True,
             numerator=sum((s.tpp for s in mine), Fraction(0)), denominator=Fraction(1), limit=limit,
             provisions=(prov,), shipments=mine,
             formula=f"TPP shipped under LPP in {as_of.year} to {uc} and its subsidiaries <= limit",
-            scope={"area": "consignee", "consignee": uc, "year": as_of.year},
+            note=note, scope={"area": "consignee", "consignee": uc, "year": as_of.year},
         ))
     return out
 

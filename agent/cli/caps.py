@@ -245,6 +245,20 @@ def whatif(
             mf_on = "no limit" if later["max_fit"] is None else later["max_fit"]
             console.print(f"  with the plans due by {later['on']}: {'fits' if later['ok'] else 'OVER'} "
                           f"(max N {mf_on}, {later['reservations_counted']} reservations counted)", soft_wrap=True)
+        for p in d.get("pack_dates", []):  # a later date a pack changes these caps on: the change is still there
+            if p.get("note"):
+                state = p["note"]
+            elif p["breaks"]:
+                state = f"OVER: {', '.join(p['breaks'])} (max N {'no limit' if p['max_fit'] is None else p['max_fit']})"
+            else:
+                state = "fits"
+            if p["over_already"]:
+                state += f"; over without this change: {', '.join(p['over_already'])}"
+            console.print(f"  on {p['on']} (pack change: {', '.join(p['provisions'])}): {state}", soft_wrap=True,
+                          markup=False, highlight=False)
+        horizon = f"; the packs know no change after {d['pack_horizon']}" if d.get("pack_horizon") else ""
+        console.print(f"dates checked: {', '.join(d.get('dates_checked', [d['as_of']]))}{horizon}", soft_wrap=True,
+                      highlight=False)
 
     emit(data, json_, human)
 
