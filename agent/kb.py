@@ -31,6 +31,8 @@ CatalogLoader.yaml_implicit_resolvers = {k: list(v) for k, v in PackLoader.yaml_
 def _read(path: Path) -> object:
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogDataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
     except OSError as exc:
         raise CatalogDataError(f"{path}: cannot read catalog file ({exc.strerror or exc})") from None
     try:

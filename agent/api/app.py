@@ -7,6 +7,7 @@ each area adds its endpoints without editing this file.
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 import re
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -113,20 +114,35 @@ def _probes(app: FastAPI, database_url: str | None) -> None:
         from agent.kb import catalog
         from agent.packs import registry
 
+        # The probe is served without credentials (and the API's through its Ingress): it says what is wrong, and the
+        # log says where (a file and field, a database role or host), once for each new reason.
         try:
             # Loaded as every review loads them (cached once they load): a replica that refuses every review with
             # "configuration error" must not pass readiness and replace good replicas in a rolling update.
             registry()
             catalog()
         except PolicyError as exc:
-            return PlainTextResponse(f"not ready: configuration error: {exc}", status_code=503)
+            _log_unready("the policy packs or the catalog do not load", str(exc))
+            return PlainTextResponse("not ready: configuration error (the policy packs or the catalog do not load; "
+                                     "the log names the file and field)", status_code=503)
         try:
             with get_engine(database_url).connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            return PlainTextResponse(f"not ready: store unavailable: {str(exc).splitlines()[0][:300]}",
-                                     status_code=503)
+            _log_unready("the store is unavailable", str(exc).splitlines()[0])
+            return PlainTextResponse("not ready: store unavailable (the log says why)", status_code=503)
+        _unready_said.clear()
         return PlainTextResponse("ready")
+
+
+_unready_said: set[str] = set()  # the reasons /readyz has logged since it was last ready
+_log = logging.getLogger("veu.api")
+
+
+def _log_unready(what: str, why: str) -> None:
+    if why not in _unready_said:
+        _unready_said.add(why)
+        _log.error("not ready: %s: %s", what, why)
 
 
 def create_app(database_url: str | None = None, *, webhook: bool = True) -> FastAPI:
