@@ -677,8 +677,10 @@ class PackRegistry:
             for code in t3.values.get("countries", []):
                 tier3.setdefault(code, (t3, "the Tier 3 list"))
             for code in t1.values.get("countries", []):
-                meant = str(treat_as.get(code, code))
-                if meant not in tier3:
+                # tier() maps a destination through the equivalences before it looks in either list: a Tier 1 code
+                # treated as a Tier 3 one, and a code in both lists (reached from another code treated as it).
+                meant = next((c for c in (str(treat_as.get(code, code)), code) if c in tier3), None)
+                if meant is None:
                     continue
                 other, why = tier3[meant]
                 # The version that began last made the conflict: it is the one to correct.

@@ -134,3 +134,26 @@ def test_veuctl_tier_with_a_pack_putting_china_in_tier_1_fails_on_one_line_namin
                        env={**os.environ, "VEU_POLICY_DIRS": str(d)}, timeout=120)
     assert r.returncode == 2 and r.stdout == "", r.stdout
     assert r.stderr.count("\n") == 1 and str(d / "tier1.yaml") in r.stderr and "'CN'" in r.stderr, r.stderr
+
+
+def test_a_code_in_both_tiers_is_refused_even_when_the_equivalences_treat_it_as_another(tmp_path: Path) -> None:
+    """Review (R4): China added to Tier 1 with CN treated as TW loaded, and Hong Kong (treated as CN) answered Tier 1
+    on its day; a code in both lists is refused whatever the equivalences map it to."""
+    d = _write(tmp_path, "t1.yaml", TIER1.format(start="2026-03-01", extra="CN"))
+    (d / "eq.yaml").write_text("""\
+id: operator-eq
+version: "1"
+title: equivalences (operator, test)
+provisions:
+  - id: destination-equivalences
+    title: equivalences
+    citation: "operator choice"
+    effective_from: 2024-01-01
+    status:
+      - {since: 2024-01-01, codified: true, enforced: true}
+    values:
+      treat_as: {HK: CN, CN: TW}
+""")
+    with pytest.raises(PackError) as err:
+        load_registry((d,))
+    assert "'CN'" in str(err.value) and "Tier 3" in str(err.value), err.value
