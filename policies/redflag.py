@@ -52,6 +52,10 @@ REFUSALS = frozenset({HOLD_FOR_INQUIRY, DENY_TIER3, DENY_UNKNOWN_CUSTOMER, DENY_
 
 SETTINGS = "admission-settings"
 RED_FLAG = "red-flag-28"
+# What a Tier 3 refusal rests on from 2025-05-13 besides the tiers: BIS's policy statement that licences may be
+# required where ICs train models for D:5/Macau-headquartered parties, including via IaaS. Recorded with the
+# decision so the refusal cites it (before it, the tiers alone are recorded).
+TIER3_POLICY = "policy-statement-training"
 MODES = ("enforce", "warn", "audit")
 # Whose admitted jobs the customer-wide aggregate sums: the customer's own, or those of every party under its
 # ultimate parent that is itself outside Tier 1 (a run split across a group's subsidiaries).
@@ -333,13 +337,15 @@ class CaseState:
             return False
         if self.export_intent is False:
             return True
-        return self.export_intent is True and (bool(self.licence_number) or self.customer_informed)
+        # A licence number of blanks names no licence (the store strips answers; a row written otherwise must not
+        # pass for one).
+        return self.export_intent is True and (bool(self.licence_number.strip()) or self.customer_informed)
 
     def answer_text(self) -> str:
         if self.export_intent is False:
             return "customer states no intent to export the model"
         parts = ["customer intends to export the model"]
-        if self.licence_number:
+        if self.licence_number.strip():
             parts.append(f"licence {self.licence_number} on file")
         if self.customer_informed:
             parts.append("customer informed of its licence obligation")
@@ -682,6 +688,11 @@ def decide(
     base = replace(base, customer=cust_name, tier=tier_no, tier_basis=tier_basis, provisions=tuple(provs))
 
     if tier_no == 3:
+        stmt = packs.find(TIER3_POLICY, as_of)
+        if stmt is not None and _prov(stmt) not in provs:
+            provs.append(_prov(stmt))
+            base = replace(base, provisions=tuple(provs))
+            why.append(f"{stmt.title} ({stmt.label})")
         msg = (f"customer {cust_name} is Tier 3 ({tier_basis}); accelerator jobs for entities headquartered in "
                "D:5 or Macau, or whose ultimate parent is, are refused")
         return apply_mode(replace(base, code=DENY_TIER3, message=msg, explanation=tuple(why)), settings)
