@@ -73,7 +73,11 @@ def _store_errors(url: str) -> Iterator[None]:
 
 @db_app.command("upgrade")
 def upgrade(json_: bool = JsonOpt, db: str | None = DbOpt) -> None:
-    """Apply every pending Alembic migration (idempotent)."""
+    """Apply every pending Alembic migration (idempotent).
+
+    On PostgreSQL each migration waits at most VEU_MIGRATION_LOCK_TIMEOUT seconds (default 2; 0: as long as it
+    takes) for its table locks, tried again VEU_MIGRATION_LOCK_RETRIES times (default 5); then it fails naming the
+    session that held the lock (docs/operations.md, Upgrade)."""
     url = db_url(db) or settings().db_url()
     with _store_errors(url):
         eng = get_engine(url)

@@ -213,7 +213,8 @@ def show_cmd(
         t = x["totals"]
         err_console.print(
             f"total: {t['count']:g} chips, TPP {t['tpp']:,.0f}; by tier: "
-            + (", ".join(f"tier {k}: {v['tpp']:,.0f}" for k, v in sorted(t["by_tier"].items())) or "none")
+            + (", ".join(f"tier {k}: {v['tpp']:,.0f}" for k, v in sorted(t["by_tier"].items())) or "none"),
+            soft_wrap=True,  # one line whatever the width: piped, it was folded between a tier and its figure
         )
 
     emit(data, json_, human)
