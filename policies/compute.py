@@ -37,7 +37,14 @@ _PRECISION_ALIASES: dict[str, str] = {
     "BF16": "BF16", "BFLOAT16": "BF16",
     "FP16": "FP16", "F16": "FP16", "HALF": "FP16", "FLOAT16": "FP16",
     "FP8": "FP8", "F8": "FP8", "E4M3": "FP8", "E5M2": "FP8", "FP8E4M3": "FP8", "FP8E5M2": "FP8", "MXFP8": "FP8",
+    # PyTorch's dtype names (torch.float8_e4m3fn, float8_e5m2, the AMD "fnuz" variants), as training configs
+    # write them: an FP8 run that says so is bounded at the FP8 peak, not refused (and at admission held as invalid).
+    "FLOAT8": "FP8", "E4M3FN": "FP8", "E4M3FNUZ": "FP8", "E5M2FNUZ": "FP8", "FP8E4M3FN": "FP8",
+    "FP8E4M3FNUZ": "FP8", "FP8E5M2FNUZ": "FP8", "FLOAT8E4M3FN": "FP8", "FLOAT8E4M3FNUZ": "FP8",
+    "FLOAT8E5M2": "FP8", "FLOAT8E5M2FNUZ": "FP8",
     "FP4": "FP4", "F4": "FP4", "NVFP4": "FP4", "MXFP4": "FP4",
+    "FLOAT4": "FP4", "E2M1": "FP4", "E2M1FN": "FP4", "FP4E2M1": "FP4", "FLOAT4E2M1": "FP4", "FLOAT4E2M1FN": "FP4",
+    "FLOAT4E2M1FNX2": "FP4",
     "TF32": "TF32",
     "FP32": "FP32", "F32": "FP32", "FLOAT32": "FP32",
 }
@@ -287,6 +294,9 @@ def parse_number(text: str | float | int, field_name: str, *, allow_zero: bool =
             if written is not None:  # "7B" parameters: the number to write, not only that it is not one
                 raise EstimateError(f"{field_name}: {text[:40]!r} is not a number (magnitude suffixes are not "
                                     f"read); write it as {written}") from None
+            written = _power_number(raw)
+            if written is not None:  # "10^26", as the rule writes its threshold: the number to write
+                raise EstimateError(f"{field_name}: {text!r} is not a number; write it as {written}") from None
             raise EstimateError(f"{field_name}: {text!r} is not a number; write e.g. {example}") from None
         if math.isnan(x) or math.isinf(x):  # name what was typed (1e400 overflows to inf)
             raise EstimateError(f"{field_name}: {text!r} is not a finite number")
@@ -304,7 +314,26 @@ def _suffix_number(text: str) -> str | None:
     m = _SUFFIXED.fullmatch(text) if len(text) <= 40 else None
     if m is None:
         return None
-    d = (Decimal(m.group(1)) * Decimal(10) ** _SUFFIX_EXP[m.group(2)]).normalize()
+    return _e_notation(Decimal(m.group(1)) * Decimal(10) ** _SUFFIX_EXP[m.group(2)])
+
+
+# A figure written as a power of ten, as the rule writes "10^26" and "2.5 × 10^25" (x, ×, * or · before 10; ^ or **).
+_POWER = re.compile(r"\s*(?:([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*[xX×*·]\s*)?10\s*(?:\^|\*\*)\s*([+-]?[0-9]{1,3})\s*")
+
+
+def _power_number(text: str) -> str | None:
+    """``1.2 × 10^26`` as ``1.2e26`` (the number to write instead), else None; None too for a figure no double holds."""
+    m = _POWER.fullmatch(text) if len(text) <= 40 else None
+    if m is None:
+        return None
+    d = Decimal(m.group(1) or 1) * Decimal(10) ** int(m.group(2))
+    x = float(d)
+    return _e_notation(d) if math.isfinite(x) and (x != 0 or not d) else None  # 10^-400 is no double either
+
+
+def _e_notation(value: Decimal) -> str:
+    """A non-negative decimal as the shortest ``1.5e12`` form (``0`` for zero)."""
+    d = value.normalize()
     if not d:
         return "0"
     _sign, digits, exp = d.as_tuple()

@@ -307,7 +307,7 @@ class ModelStatus:
         ) + (f", … {len(runs) - 8} more" if len(runs) > 8 else "")
         out.append(
             f"  own runs: {len(runs)} counted = {sci(c.own)}" + (f" [{shown}]" if runs else "")
-            + (f"; {c.runs_later} run(s) starting after {self.as_of.isoformat()} not counted" if c.runs_later else "")
+            + (f"; {self._later_text()}" if c.runs_later else "")
         )
         if c.base is not None:
             out.append(f"  + base model {c.base} cumulative = {sci(c.base_total)} (fine-tuning adds to its base)")
@@ -384,6 +384,20 @@ class ModelStatus:
             )
         out.append(f"  status: {self.status}")
         return out
+
+    def _later_text(self) -> str:
+        """The runs not counted on the date: those starting after it, and those with no start dated by an end after
+        it (:meth:`Run.counts_on`), which may well be under way: "starting after" would misdate them."""
+        day = self.as_of.isoformat()
+        undated = sum(1 for r in self.record.runs if r.start is None and not r.counts_on(self.as_of))
+        starting = self.cumulative.runs_later - undated
+        if not undated:
+            return f"{starting} run(s) starting after {day} not counted"
+        no_start = "with no start ending after"
+        if not starting:
+            return (f"{undated} run(s) {no_start} {day} not counted (a run known only by its end counts from that "
+                    "day; record its start to count one under way)")
+        return f"{starting} run(s) starting after {day} and {undated} {no_start} it not counted"
 
     @property
     def explanation(self) -> str:

@@ -123,7 +123,7 @@ def _show_human(x: dict[str, Any]) -> None:
                       + (f", {r['start']}" if r.get("start") else "") + (f", job {r['job']}" if r.get("job") else "")
                       + ")" + ("" if r.get("counted") else
                                f": the same job, counted once with run {r['counted_with']} at the larger declaration"
-                               if r.get("counted_with") is not None else f" starts after {x['as_of']}: not counted"),
+                               if r.get("counted_with") is not None else _not_yet(r, x["as_of"])),
                       highlight=False, markup=False)
     withdrawn = x.get("withdrawn_runs", [])
     if withdrawn:
@@ -132,6 +132,13 @@ def _show_human(x: dict[str, Any]) -> None:
     for w in withdrawn:
         console.print(f"  run {w['id']}: {sci(w['operations'])} ({w['method']}) withdrawn {w['at']} by {w['by']}: "
                       f"{w['reason']}", highlight=False, markup=False)
+
+
+def _not_yet(run: dict[str, Any], as_of: str) -> str:
+    """Why a run is not counted on ``as_of``: it starts later, or (no start given) it is dated by a later end."""
+    if run.get("start") is None and run.get("end"):
+        return f": no start given, dated by its end {run['end']}, after {as_of}: not counted"
+    return f" starts after {as_of}: not counted"
 
 
 @models_app.command("add")
