@@ -596,13 +596,14 @@ class _Records(Mapping[str, ModelRecord]):
         return len(self._r) + (0 if self._rec.name in self._r else 1)
 
 
-def _tier1_run(packs: PackRegistry, as_of: date, settings: AdmissionSettings, req: JobRequest, customer: str | None
+def _run_alone(packs: PackRegistry, as_of: date, settings: AdmissionSettings, req: JobRequest, customer: str | None
                ) -> tuple[str, float | None, float | None]:
-    """A Tier 1 customer's job: its lineage key and run estimate (the larger of the declared run and the hardware
-    bound, as for any customer), with no lineage projected. Recorded with the decision, so that should the customer
-    leave Tier 1 (its ultimate parent re-registered outside it) while the job may still run, the job counts toward
-    the customer's split-run sums as any admitted job does; red flag 28 is not asked of it meanwhile. Annotations
-    that estimate nothing (inconsistent ones are not refused for a Tier 1 customer) leave the hardware bound."""
+    """A Tier 1 (or Tier 3) customer's job: its lineage key and run estimate (the larger of the declared run and the
+    hardware bound, as for any customer), with no lineage projected. Recorded with the decision, so that should the
+    customer leave Tier 1 (its ultimate parent re-registered outside it) while the job may still run, the job counts
+    toward the customer's split-run sums as any admitted job does; red flag 28 is not asked of it meanwhile (a Tier 3
+    job is refused whatever it estimates, and admitted only in warn or audit mode). Annotations that estimate nothing
+    (inconsistent ones are not refused here) leave the hardware bound."""
     defaults = EstimationDefaults.from_packs(packs, as_of)
     values: list[float] = []
     hours: float | None = None
@@ -695,10 +696,15 @@ def decide(
             why.append(f"{stmt.title} ({stmt.label})")
         msg = (f"customer {cust_name} is Tier 3 ({tier_basis}); accelerator jobs for entities headquartered in "
                "D:5 or Macau, or whose ultimate parent is, are refused")
-        return apply_mode(replace(base, code=DENY_TIER3, message=msg, explanation=tuple(why)), settings)
+        # Its run estimate and hours, as a Tier 1 job's: admitted in warn or audit mode, the job runs, and the record
+        # says how much it could train and until when it counts toward the customer's split-run sums.
+        key, run_ops, hours = (_run_alone(packs, as_of, settings, req, cust_name) if not uncounted
+                               else (None, None, None))
+        return apply_mode(replace(base, code=DENY_TIER3, message=msg, explanation=tuple(why), model_key=key,
+                                  run_operations=run_ops, hours=hours), settings)
     if tier_no == 1:
         msg = f"customer {cust_name} is Tier 1; red flag 28 does not apply"
-        key, run_ops, hours = (_tier1_run(packs, as_of, settings, req, cust_name) if not uncounted
+        key, run_ops, hours = (_run_alone(packs, as_of, settings, req, cust_name) if not uncounted
                                else (None, None, None))
         return apply_mode(replace(base, code=ALLOW, message=msg, explanation=tuple(why), model_key=key,
                                   run_operations=run_ops, hours=hours), settings)

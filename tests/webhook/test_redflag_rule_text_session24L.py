@@ -258,3 +258,14 @@ def test_an_operator_following_the_non_enforcement_posture_records_without_block
     # deny_unknown_customer: false there: an unmapped namespace is treated as headquartered outside Tier 1.
     d = decide(reg, AS_OF, job(), customer=None)
     assert d.code == redflag.HOLD_FOR_INQUIRY and d.tier == 2 and d.allowed
+
+
+def test_a_tier3_job_admitted_in_warn_or_audit_mode_records_its_run_estimate_and_hours(packs: PackRegistry) -> None:
+    """Session 24: admitted with a warning (warn) or silently (audit), a Tier 3 customer's job ran with no estimate
+    on record: the audit trail did not say how much it could train, and the customer's split-run sums never counted
+    it (they count an admitted job's run estimate until its hours end)."""
+    for mode in ("warn", "audit", "enforce"):
+        d = decide(packs, AS_OF, job(3e25), customer=party(packs, "CN"), mode=mode)
+        assert d.code == redflag.DENY_TIER3 and d.allowed is (mode != "enforce")
+        assert d.run_operations is not None and d.run_operations >= 3e25, (mode, d.run_operations)
+        assert d.hours == 1 and d.model_key == "m", (mode, d.hours, d.model_key)
