@@ -967,6 +967,11 @@ def _read(s: Session, packs: PackRegistry, rr: ReviewRequest, as_of: date, now: 
         # Jobs, a RayService's RayCluster) was counted nowhere: admitting it unread would let any run through.
         notes = (f"created by {rr.user} for a {owner}, a kind this webhook does not decide: decided as a job of "
                  "its own",)
+    elif owner and rr.sub_resource == "ephemeralcontainers":
+        # kubectl debug: the user added a container to a pod someone else made; the access it adds is not the
+        # owner's count, whoever created the pod.
+        notes = (f"a pod of a controlling {owner}, debugged by {rr.user or 'an unnamed user'} "
+                 f"(pods/ephemeralcontainers): decided as a job of its own, the {owner}'s count left as it was",)
     elif owner:
         # Anyone can write an ownerReference: only a trusted controller's is taken at its word.
         notes = (f"claims a controlling {owner} but was created by {rr.user or 'an unnamed user'}, not a trusted "

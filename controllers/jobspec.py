@@ -1147,10 +1147,11 @@ def suspended(obj: Any) -> bool:
 
 def adds_demand(old: Demand, new: Demand) -> bool:
     """Whether ``new`` (an UPDATE of ``old``) asks for any accelerator ``old`` did not: more chips of a resource
-    and chip-model hint, or a resource or hint ``old`` did not name (a hint that changes is a new model), or whole-node
-    access (:attr:`PodGroup.whole_node`) to a resource and hint ``old`` only requested: a group's ``chips`` is then
-    the floor the spec shows, which may equal what it requested, while the node it reaches counts whole downstream
-    (a 1-GPU pod given a privileged ``kubectl debug`` container reaches all eight of its node's GPUs)."""
+    and chip-model hint, or a resource or hint ``old`` did not name (a hint that changes is a new model), or more
+    whole-node access (:attr:`PodGroup.whole_node`) to a resource and hint, whichever role it is in: a group's
+    ``chips`` is then the floor the spec shows, which may equal what it requested, while each pod counts downstream
+    as its whole node (a 1-GPU pod given a privileged ``kubectl debug`` container reaches all eight of its node's
+    GPUs; an LWS whose workers become privileged beside a privileged leader reaches 28 more nodes)."""
     def key(g: PodGroup) -> tuple[str, tuple[str, ...]]:
         return g.resource, tuple(sorted(g.model_hints))
 
@@ -1159,10 +1160,29 @@ def adds_demand(old: Demand, new: Demand) -> bool:
         for g in d.groups:
             out[key(g)] = out.get(key(g), 0.0) + g.total
         return out
+
+    def whole(d: Demand) -> dict[tuple[str, tuple[str, ...]], list[tuple[int, float]]]:
+        out: dict[tuple[str, tuple[str, ...]], list[tuple[int, float]]] = {}
+        for g in d.groups:
+            if g.whole_node and g.total > 0:
+                out.setdefault(key(g), []).append((g.pods, g.chips))
+        return out
+
+    def more_nodes(before: list[tuple[int, float]], after: list[tuple[int, float]]) -> bool:
+        # Downstream a whole-node pod counts max(chips, node size), the node's size being the inventory's to say:
+        # ``after`` adds demand when it counts more for some node size. The count is piecewise linear in the size,
+        # bending only at a group's chips, so comparing at 0 (the chips shown), at each group's chips and beyond
+        # them all (the pods) decides every size.
+        def count(groups: list[tuple[int, float]], size: float) -> float:
+            return sum(pods * max(chips, size) for pods, chips in groups)
+        sizes = {0.0, *(c for _p, c in before), *(c for _p, c in after)}
+        return (sum(p for p, _c in after) > sum(p for p, _c in before)
+                or any(count(after, s) > count(before, s) for s in sizes))
+
     before = totals(old)
-    whole_before = {key(g) for g in old.groups if g.whole_node and g.total > 0}
+    whole_before = whole(old)
     return (any(v > before.get(k, 0.0) for k, v in totals(new).items() if v > 0)
-            or any(key(g) not in whole_before for g in new.groups if g.whole_node and g.total > 0))
+            or any(more_nodes(whole_before.get(k, []), groups) for k, groups in whole(new).items()))
 
 
 def ref_kind(api_version: str, kind: str) -> str:

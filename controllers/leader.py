@@ -3,8 +3,10 @@
 A small Lease loop over ``CoordinationV1Api`` rather than ``kubernetes.leaderelection`` (which calls
 ``sys.exit`` on bad timings and configures global logging at import). Semantics follow client-go
 (``k8s.io/client-go/tools/leaderelection``):
-- the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` (counted from when its last
-  successful renewal was sent, not answered) it steps down, and at once when it reads the Lease naming another holder;
+- the holder renews every ``retry_period``; if it cannot renew within ``renew_deadline`` (counted from when the write
+  of its last successful renewal was sent, not when it was answered nor when its read began) it steps down, and at
+  once when it reads the Lease naming another holder; ``lease_duration`` must exceed ``renew_deadline`` and
+  ``retry_period`` together, so a standby never takes over before the leader has noticed its deadline passed;
 - expiry is judged on the candidate's own monotonic clock, never by comparing another replica's
   ``renewTime`` with the local wall clock (clocks of replicas may be skewed by more than a lease). Each
   elector remembers the last Lease record it read (holder, durations, acquire/renew times, transitions,
@@ -68,6 +70,13 @@ class LeaderElector:
 
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError("leader_election: need lease_duration > renew_deadline > retry_period > 0")
+        # A leader notices it missed its deadline only when an attempt ends, which may be a retry period after the
+        # deadline passed: a standby that waited no longer than both could take over while it still led.
+        if not lease_duration > renew_deadline + retry_period:
+            raise ValueError(
+                f"leader_election: lease_duration ({lease_duration:g}) must exceed renew_deadline + retry_period "
+                f"({renew_deadline:g} + {retry_period:g} = {renew_deadline + retry_period:g}): a standby could take "
+                "the lease while the leader has not yet noticed its renew deadline passed")
         self.api = client.CoordinationV1Api(api_client)
         self.namespace, self.name = namespace, name
         self.identity = identity or default_identity()
@@ -76,9 +85,11 @@ class LeaderElector:
         self.on_stopped = on_stopped_leading or (lambda: None)
         self.stop = threading.Event()
         self.leading = False
-        # Local monotonic time at which the last successful attempt began (see run), and at which this one began.
+        # Local monotonic time at which the last successful renewal's write was sent (see run), at which this attempt
+        # began, and at which its write (PATCH or create) was sent.
         self._last_renew = 0.0
         self._attempt_start = 0.0
+        self._write_sent = 0.0
         # The last Lease record read or written, and when (local monotonic clock) it was seen to change.
         self._observed: tuple[Any, ...] | None = None
         self._observed_duration = lease_duration
@@ -121,7 +132,7 @@ class LeaderElector:
         from kubernetes.client.exceptions import ApiException
 
         now = self._now()
-        self._attempt_start = self._monotonic()
+        self._attempt_start = self._write_sent = self._monotonic()
         timeout = self._call_timeout()
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
@@ -140,7 +151,9 @@ class LeaderElector:
             )
             try:
                 # What is left of the renew deadline after the read: one attempt, read and write, ends within it.
-                created = self.api.create_namespaced_lease(self.namespace, body, _request_timeout=self._call_timeout())
+                timeout = self._call_timeout()
+                self._write_sent = self._monotonic()
+                created = self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
             except ApiException as exc2:
                 if exc2.status == 409:
                     return False
@@ -162,7 +175,9 @@ class LeaderElector:
             patch["leaseTransitions"] = (spec.lease_transitions or 0) + 1
         # What is left of the renew deadline after the read, not the whole of it again: given as much as the
         # read, a renewal whose read was slow ran on to twice the deadline, past the lease a standby waits out.
-        return self._patch(lease, patch, self._call_timeout())
+        timeout = self._call_timeout()
+        self._write_sent = self._monotonic()
+        return self._patch(lease, patch, timeout)
 
     def _duration_seconds(self) -> int:
         """``leaseDurationSeconds`` as written: whole seconds, rounded up (the API server refuses 0)."""
@@ -263,10 +278,12 @@ class LeaderElector:
                 ok = False
             mono = self._monotonic()
             if ok:
-                # From when the attempt began, not when its answer came: a standby's expiry clock starts when it
+                # From when the write was sent, not when its answer came: a standby's expiry clock starts when it
                 # reads the write, which the API server may apply long before its answer reaches this replica (a
-                # renewal answered 1.2 s late kept a leading 1.2 s past the standby taking over).
-                self._last_renew = self._attempt_start
+                # renewal answered 1.2 s late kept a leading 1.2 s past the standby taking over). Not from before
+                # the read either: the write cannot land before it is sent, and charging the read's latency too had
+                # a lone leader whose API server answered 2.2 s late flap every ~6 s at the chart's timings.
+                self._last_renew = self._write_sent
                 self._set(True)
             elif self.leading and (self._held_by_other() or mono - self._last_renew > self.renew_deadline):
                 # The Lease names another holder (taken over, handed over, deleted and created again): lost now,
