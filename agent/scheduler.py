@@ -57,8 +57,8 @@ def check_schedule(cfg: AgentConfig) -> None:
 
 
 def check_leader_election(cfg: AgentConfig) -> None:
-    """The Lease timings must nest (lease > renew deadline > retry period), as client-go requires: the elector
-    refused them with a traceback at start."""
+    """The Lease timings must nest (lease > renew deadline + retry period, renew deadline > retry period), as the
+    elector requires: it refused them with a traceback at start."""
     from agent.collectors.base import CollectorConfigError
 
     le = cfg.leader_election
@@ -70,6 +70,12 @@ def check_leader_election(cfg: AgentConfig) -> None:
         raise CollectorConfigError(
             f"leader_election.retry_period_seconds: {le.retry_period_seconds} must be less than "
             f"renew_deadline_seconds ({le.renew_deadline_seconds})")
+    if not le.lease_duration_seconds > le.renew_deadline_seconds + le.retry_period_seconds:
+        # A leader notices a missed deadline only when an attempt ends, up to a retry period later: a shorter lease
+        # let a standby take over while it still led (the elector refuses it too).
+        raise CollectorConfigError(
+            f"leader_election.lease_duration_seconds: {le.lease_duration_seconds} must exceed renew_deadline_seconds "
+            f"+ retry_period_seconds ({le.renew_deadline_seconds} + {le.retry_period_seconds})")
 
 
 def _only_run_on_the_store(url: str | None, name: str) -> AbstractContextManager[bool]:

@@ -225,6 +225,11 @@ def _leader_election(once: bool, asked: str, name: str, duration: int, deadline:
     if not deadline > retry:
         raise UsageError(f"--lease-retry-period: {retry} must be less than --lease-renew-deadline "
                          f"({deadline})")
+    if not duration > deadline + retry:
+        # A leader notices a missed deadline only when an attempt ends, up to a retry period later
+        # (controllers.leader.LeaderElector): a shorter lease let a standby take over while it still led.
+        raise UsageError(f"--lease-duration: {duration} must exceed --lease-renew-deadline + --lease-retry-period "
+                         f"({deadline} + {retry} = {deadline + retry})")
     return True
 
 

@@ -603,7 +603,13 @@ def test_schema_rejects_bad_values_naming_the_field(values: dict[str, Any], mess
 @pytest.mark.parametrize(("values", "message"), [
     ({"database": {"existingSecret": ""}}, "database.type=postgresql needs the database URL"),
     ({"agent": {"leaderElection": {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}}},
-     "leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds"),
+     "leaseDurationSeconds > renewDeadlineSeconds + retryPeriodSeconds"),
+    # A leader notices a missed renew deadline only when an attempt ends, up to a retry period later.
+    ({"agent": {"leaderElection": {"leaseDurationSeconds": 12, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 2}}},
+     "agent.leaderElection: needs leaseDurationSeconds > renewDeadlineSeconds + retryPeriodSeconds"),
+    ({"controllers": {"leaderElection": {"leaseDurationSeconds": 11, "renewDeadlineSeconds": 10,
+                                         "retryPeriodSeconds": 2}}},
+     "controllers.leaderElection: needs leaseDurationSeconds > renewDeadlineSeconds + retryPeriodSeconds"),
     ({"webhook": {"replicas": 2, "pdb": {"minAvailable": 2}}}, "would block every node drain"),
 ])
 def test_cross_field_mistakes_fail_the_render_with_a_fix(values: dict[str, Any], message: str) -> None:

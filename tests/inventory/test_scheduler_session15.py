@@ -64,6 +64,10 @@ def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
      "error: leader_election.renew_deadline_seconds: 10 must be less than lease_duration_seconds (5)"),
     ("leader_election: {enabled: true, api_url: 'http://127.0.0.1:9', namespace: x, retry_period_seconds: 10}\n",
      "error: leader_election.retry_period_seconds: 10 must be less than renew_deadline_seconds (10)"),
+    ("leader_election: {enabled: true, api_url: 'http://127.0.0.1:9', namespace: x, lease_duration_seconds: 11,"
+     " renew_deadline_seconds: 10, retry_period_seconds: 2}\n",
+     "error: leader_election.lease_duration_seconds: 11 must exceed renew_deadline_seconds + retry_period_seconds "
+     "(10 + 2)"),
     ("leader_election: {enabled: true, kubeconfig: /nonexistent/kubeconfig, namespace: x}\n",
      "error: leader_election.kubeconfig: cannot load /nonexistent/kubeconfig"),
 ])

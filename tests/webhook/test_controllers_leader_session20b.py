@@ -256,6 +256,8 @@ def test_outside_a_pod_no_lease_is_taken_unless_asked(monkeypatch: pytest.Monkey
      "--lease-renew-deadline: 10 must be less than --lease-duration (10)"),
     (["--lease-renew-deadline", "5", "--lease-retry-period", "5"],
      "--lease-retry-period: 5 must be less than --lease-renew-deadline (5)"),
+    (["--lease-duration", "11", "--lease-renew-deadline", "10", "--lease-retry-period", "2"],
+     "--lease-duration: 11 must exceed --lease-renew-deadline + --lease-retry-period (10 + 2 = 12)"),
     (["--lease-name", " "], "--lease-name"),
     (["--once", "--leader-election", "on"], "--once runs a single pass without a Lease"),
     (["--leader-election", "yes"], "--leader-election: 'yes' must be auto, on or off"),

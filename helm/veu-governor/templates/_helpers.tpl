@@ -424,8 +424,8 @@ checksum/database: {{ include (print .Template.BasePath "/database.yaml") . | sh
     {{- end }}
     {{- /* Only the Lease holder meters and runs the Kueue check (rights: the -controllers-lease Role). */}}
     {{- $le := .Values.controllers.leaderElection }}
-    {{- if not (and (gt (int $le.leaseDurationSeconds) (int $le.renewDeadlineSeconds)) (gt (int $le.renewDeadlineSeconds) (int $le.retryPeriodSeconds))) }}
-    {{- fail "controllers.leaderElection: needs leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds" }}
+    {{- if not (and (gt (int $le.leaseDurationSeconds) (add (int $le.renewDeadlineSeconds) (int $le.retryPeriodSeconds))) (gt (int $le.renewDeadlineSeconds) (int $le.retryPeriodSeconds))) }}
+    {{- fail "controllers.leaderElection: needs leaseDurationSeconds > renewDeadlineSeconds + retryPeriodSeconds and renewDeadlineSeconds > retryPeriodSeconds" }}
     {{- end }}
     {{- if eq .Values.controllers.leaseName .Values.agent.leaseName }}
     {{- fail (printf "controllers.leaseName: %q is agent.leaseName too; give the controllers a Lease of their own" .Values.controllers.leaseName) }}
