@@ -577,6 +577,7 @@ class Catalog:
         raw_acc: dict[str, tuple[str, AcceleratorIn]] = {}
         instances: dict[str, dict[str, InstanceIn]] = {}
         inst_sources: dict[str, str] = {}
+        inst_files: dict[tuple[str, str], str] = {}  # (provider, type) -> the file its row came from
         tpu: dict[str, TpuSliceIn] = {}
         regions: dict[str, dict[str, RegionSpec]] = {}
         zones: dict[str, dict[str, tuple[str, ZoneSpec]]] = {}
@@ -592,7 +593,21 @@ class Catalog:
                 raw_acc[a.id] = (src, a)
             inst_sources.update(doc.instance_sources)
             for prov, rows in doc.instance_types.items():
-                instances.setdefault(prov.lower(), {}).update({k.lower(): v for k, v in rows.items()})
+                merged = instances.setdefault(prov.lower(), {})
+                for k, v in rows.items():
+                    key = k.lower()
+                    before = merged.get(key)
+                    if v.accelerator is None and before is not None and before.accelerator is not None:
+                        # A CPU-only row taking the place of one with chips (a typo for m5.48xlarge written as
+                        # p5.48xlarge) takes that type's VMs out of every count and lets a complete listing retire
+                        # their chips: refused, never resolved by file order.
+                        raise CatalogDataError(
+                            f"{src}: instance_types.{prov}.{k}: count: 0 (no accelerators) would replace the row in "
+                            f"{inst_files[(prov.lower(), key)]} giving it {before.count} x {before.accelerator}; "
+                            "check the type's name, or, if it really holds other chips, give their accelerator and "
+                            "count instead")
+                    merged[key] = v
+                    inst_files[(prov.lower(), key)] = src
             tpu.update({k.lower(): v for k, v in doc.tpu_slices.items()})
             for prov, regs in doc.regions.items():
                 psrc = doc.region_sources.get(prov, doc.source or src)

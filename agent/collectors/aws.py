@@ -198,6 +198,14 @@ class _TypeCache:
                 hit = instance_accelerators("aws", t)
                 if hit is not None:
                     self._map[t] = hit
+                elif catalog().lacks_accelerators("aws", t) and _ACCELERATOR_FAMILY.match(t):
+                    # A count: 0 row for a P/G/Trn/Inf/DL type is far likelier a typo (p5 for m5) than a CPU-only
+                    # type: believed, it took the type's VMs out of every count and let the region retire their chips.
+                    self._map[t] = None
+                    self.unknown[t] = (
+                        "the catalog states it has no accelerators (count: 0 under instance_types.aws), but it is of "
+                        "an accelerator instance family (p, g, gr, trn, inf, dl), so that row is not believed; check "
+                        "the row's type name, or " + _ADD_TYPE)
                 elif catalog().lacks_accelerators("aws", t):
                     # Stated by the catalog (with its source) to hold none: no DescribeInstanceTypes call, so a
                     # policy without that action no longer fails every region with CPU VMs in it.
@@ -228,7 +236,7 @@ class _TypeCache:
                             "DescribeInstanceTypes describes it with no GpuInfo, NeuronInfo or "
                             "InferenceAcceleratorInfo, but it is of an accelerator instance family (p, g, trn, inf, "
                             "dl) and the API has left such types' accelerators out before, so it is not taken for "
-                            f"CPU-only; {_ADD_TYPE} (or count: 0 and the source saying it has none)")
+                            f"CPU-only; {_ADD_TYPE}")
             return {t: self._map.get(t) for t in types}
 
     def _describe(self, ec2: Any, region: str, types: list[str]) -> dict[str, dict[str, Any]]:

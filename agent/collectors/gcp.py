@@ -94,8 +94,8 @@ def instance_accelerators_gcp(inst: dict[str, Any]) -> tuple[str, float] | None:
     """(catalog id, chips) for one instance resource (REST JSON field names).
 
     Raises ``PolicyError`` for accelerators the catalog cannot name, and ``UncataloguedMachineType`` for a GPU or
-    TPU machine type it lacks (taken as "no accelerator", its chips were counted nowhere and the project listed
-    as complete retired on that guess).
+    TPU machine type it lacks or catalogues with ``count: 0`` (taken as "no accelerator", its chips were counted
+    nowhere and the project listed as complete retired on that guess).
     """
     guests = inst.get("guestAccelerators") or []
     if guests:
@@ -115,9 +115,18 @@ def instance_accelerators_gcp(inst: dict[str, Any]) -> tuple[str, float] | None:
     machine_type = _last(inst.get("machineType", ""))
     from agent.kb import catalog
 
+    family = _ACCELERATOR_FAMILY.match(machine_type) is not None
     if catalog().lacks_accelerators("gcp", machine_type):
-        return None  # stated by the catalog, with its source, to hold none: no guess either way
-    if not _ACCELERATOR_FAMILY.match(machine_type):
+        if family:
+            # A count: 0 row for a GPU/TPU family type is far likelier a typo than a CPU-only type: believed, it took
+            # the type's VMs out of every count and let the project retire their chips.
+            raise UncataloguedMachineType(machine_type, (
+                f"{machine_type}: the catalog states it has no accelerators (count: 0 under instance_types.gcp), but "
+                "it is of a GPU/TPU machine family (a*, g2+, ct*, tpu*), so that row is not believed; check the row's "
+                "type name, or give its accelerator and count under instance_types.gcp in an operator catalog file "
+                "(VEU_CATALOG_FILES)"))
+        return None  # stated by the catalog, with its source, to hold none: a CPU family, so no guess either way
+    if not family:
         return instance_accelerators("gcp", machine_type)
     try:
         catalog().instance("gcp", machine_type)

@@ -138,18 +138,21 @@ def test_gcp_cpu_machine_types_without_guest_accelerators_are_skipped_quietly(gc
     assert set(_live(store)) == {"web/99"}
 
 
-def test_a_gcp_type_catalogued_with_no_accelerators_wins_over_the_family_guess(
+def test_a_gcp_accelerator_family_type_catalogued_with_no_accelerators_is_still_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An accelerator-family name the catalog lacks is reported as unknown; one an operator file states has no
-    accelerators (with its source) is skipped, not reported as an uncatalogued GPU type."""
+    """An accelerator-family name the catalog lacks is reported as unknown; so is one an operator file states has no
+    accelerators (session 24M, review R3: a count: 0 row for a GPU/TPU family type is likelier a typo, and believed
+    it dropped the VMs' chips from every count)."""
     f = tmp_path / "cpu.yaml"
     f.write_text('instance_types: {gcp: {a9-cpuonly-8: {count: 0, source: "operator: host with no GPUs"}}}\n')
     inst = instance("p", "x", "us-central1-a", "a9-cpuonly-8", iid=1)
     with pytest.raises(PolicyError):
         instance_accelerators_gcp(inst)
     monkeypatch.setenv("VEU_CATALOG_FILES", str(f))
-    assert instance_accelerators_gcp(inst) is None
+    with pytest.raises(PolicyError) as err:
+        instance_accelerators_gcp(inst)
+    assert "count: 0" in str(err.value), str(err.value)
 
 
 def test_a_gcp_guest_accelerator_without_a_count_keeps_the_holding_as_last_seen(

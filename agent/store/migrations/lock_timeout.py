@@ -12,8 +12,9 @@ batched backfill) are not bounded: they take no lock that holds the running rele
 for older transactions must not fail the upgrade.
 
 Settings (the Helm chart sets them from ``migrations.lockTimeoutSeconds`` / ``migrations.lockRetries``), or
-``alembic -x lock_timeout=… -x lock_retries=…``: ``VEU_MIGRATION_LOCK_TIMEOUT`` (seconds, default 2; 0 waits as long
-as it takes, as before) and ``VEU_MIGRATION_LOCK_RETRIES`` (attempts after the first, default 5).
+``alembic -x lock_timeout=… -x lock_retries=…``: ``VEU_MIGRATION_LOCK_TIMEOUT`` (seconds, default 2, applied in whole
+milliseconds rounded up; 0 waits as long as it takes, as before) and ``VEU_MIGRATION_LOCK_RETRIES`` (attempts after
+the first, default 5).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def bounded(connection: Connection, wait: LockWait, run: Callable[[], None]) -> 
     if connection.dialect.name != "postgresql" or wait.timeout <= 0:
         run()
         return
-    setting = f"SET LOCAL lock_timeout = '{int(wait.timeout * 1000)}ms'"
+    setting = f"SET LOCAL lock_timeout = '{_milliseconds(wait.timeout)}ms'"
 
     def on_begin(conn: Connection) -> None:
         # SQLAlchemy's begin (Alembic's per-migration transaction, or an autobegin): the driver opens the transaction
@@ -108,13 +109,12 @@ def bounded(connection: Connection, wait: LockWait, run: Callable[[], None]) -> 
             except OperationalError as exc:
                 if _sqlstate(exc) != _LOCK_NOT_AVAILABLE:
                     raise
-                table = _table(exc.statement or "")
-                held_by, pids = _holders(connection, table)
+                tables, held_by, pids = _holders(connection, _tables(exc.statement or ""))
                 if attempt == wait.retries:
-                    raise MigrationLockTimeout(_message(table, held_by, pids, wait)) from exc
+                    raise MigrationLockTimeout(_message(tables, held_by, pids, wait)) from exc
                 _log.warning("migration: no lock on %s within %s s (%s), held by %s: trying again (%d of %d)",
-                             table or "a table", _seconds(wait.timeout), TIMEOUT_SETTING, held_by, attempt + 1,
-                             wait.retries)
+                             ", ".join(tables) or "a table", _seconds(wait.timeout), TIMEOUT_SETTING, held_by,
+                             attempt + 1, wait.retries)
                 # As long as the wait: the statements that queued behind the DDL run meanwhile.
                 time.sleep(wait.timeout)
     finally:
@@ -126,49 +126,79 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
-_TABLE = re.compile(r'\b(?:ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?|ON|UPDATE|INTO|FROM|DROP\s+TABLE'
-                    r'(?:\s+IF\s+EXISTS)?|LOCK(?:\s+TABLE)?)\s+"?([A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)?)"?',
-                    re.IGNORECASE)
+# A word that may name a table follows one of these. The name is read in a lookahead, so the next search starts at
+# it: in "INSERT OR UPDATE ON party" the word after UPDATE is ON, itself followed by the table.
+_TABLE = re.compile(r'\b(?:ALTER\s+TABLE(?:\s+IF\s+EXISTS)?|ON|UPDATE|INTO|FROM|JOIN|REFERENCES|TRUNCATE(?:\s+TABLE)?'
+                    r'|DROP\s+TABLE(?:\s+IF\s+EXISTS)?|LOCK(?:\s+TABLE)?)(?:\s+ONLY)?\s+'
+                    r'(?="?([A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)?))', re.IGNORECASE)
+# Words those can be followed by that are not tables (CREATE TRIGGER ... INSERT OR UPDATE ON, ON CONFLICT, ON DELETE
+# CASCADE, DO UPDATE SET, FROM (SELECT ...) ...).
+_NOT_TABLES = frozenset({
+    "all", "and", "cascade", "column", "conflict", "constraint", "default", "delete", "each", "exists", "if", "index",
+    "insert", "lateral", "not", "null", "on", "only", "or", "restrict", "row", "select", "set", "statement", "table",
+    "truncate", "update", "values", "where",
+})
 
 
-def _table(statement: str) -> str:
-    """The table the statement that timed out works on (its first), else ''."""
-    m = _TABLE.search(statement)
-    return m[1] if m else ""
+def _tables(statement: str) -> list[str]:
+    """Every table the statement that timed out names, in order (the wait may be on any of them), else []."""
+    out: list[str] = []
+    for m in _TABLE.finditer(statement):
+        name = m[1]
+        if name.lower() not in _NOT_TABLES and name not in out:
+            out.append(name)
+    return out
 
 
-def _holders(connection: Connection, table: str) -> tuple[str, list[int]]:
-    """The sessions holding a lock on ``table`` now (oldest transaction first), as one line, and their pids."""
-    if not table:
-        return "another session", []
+def _holders(connection: Connection, tables: list[str]) -> tuple[list[str], str, list[int]]:
+    """Of ``tables``, those another session holds a lock on now (else those that exist); those sessions (oldest
+    transaction first) as one line; and their pids."""
+    if not tables:
+        return [], "another session", []
     try:
+        # A word the pattern took for a table may be an alias or a column (JOIN ... ON a.x = b.y): only tables count.
+        tables = [str(r[0]) for r in connection.execute(text(
+            "SELECT t FROM unnest(CAST(:ts AS text[])) WITH ORDINALITY AS u(t, n) WHERE to_regclass(t) IS NOT NULL "
+            "ORDER BY n"), {"ts": tables})]
         rows = connection.execute(text(
-            "SELECT DISTINCT a.pid, a.application_name, a.usename, a.state, a.xact_start, left(a.query, 120) "
+            "SELECT a.pid, a.application_name, a.usename, a.state, a.xact_start, left(a.query, 120), "
+            "array_agg(DISTINCT l.relation::regclass::text) "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.locktype = 'relation' "
-            "AND l.relation = to_regclass(:t) AND l.pid <> pg_backend_pid() ORDER BY a.xact_start NULLS LAST "
-            "LIMIT 3"), {"t": table}).all()
+            "AND l.relation IN (SELECT to_regclass(t) FROM unnest(CAST(:ts AS text[])) AS t) "
+            "AND l.pid <> pg_backend_pid() GROUP BY a.pid, a.application_name, a.usename, a.state, a.xact_start, "
+            "a.query ORDER BY a.xact_start NULLS LAST LIMIT 3"), {"ts": tables}).all()
         connection.rollback()
     except DBAPIError:
-        return "another session", []
+        connection.rollback()  # the failed lookup must not leave the next attempt in an aborted transaction
+        return tables, "another session", []
     if not rows:
-        return "another session (it has ended since)", []
+        return tables, "another session (it has ended since)", []
+    held = list(dict.fromkeys(str(t) for r in rows for t in r[6]))
+    named = [t for t in tables if t in held] + [t for t in held if t not in tables]
     out = []
-    for pid, app, user, state, since, query in rows:
+    for pid, app, user, state, since, query, _ in rows:
         query_text = " ".join(str(query or "").split())
         out.append(f"pid {pid} (application {app or '?'}, user {user or '?'}, {state or '?'}"
                    f"{f' since {since:%Y-%m-%d %H:%M:%S %Z}' if since else ''}: {query_text})")
-    return "; ".join(out), [int(r[0]) for r in rows]
+    return named, "; ".join(out), [int(r[0]) for r in rows]
+
+
+def _milliseconds(seconds: float) -> int:
+    """``seconds`` as PostgreSQL's lock_timeout in whole ms, rounded up and at least 1: 0 ms would mean no limit."""
+    return max(1, math.ceil(round(seconds * 1000, 6)))
 
 
 def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def _message(table: str, held_by: str, pids: list[int], wait: LockWait) -> str:
+def _message(tables: list[str], held_by: str, pids: list[int], wait: LockWait) -> str:
     attempts = wait.retries + 1
     end = (f"SELECT pg_terminate_backend({pids[0]}) ends it" if len(pids) == 1 else
            "SELECT pg_terminate_backend(pid) ends one")
-    return (f"migration: no lock on table {table or '(see the statement in the log)'} within "
+    where = (f"table{'s' if len(tables) > 1 else ''} {', '.join(tables)}" if tables else
+             "table (see the statement in the log)")
+    return (f"migration: no lock on {where} within "
             f"{_seconds(wait.timeout)} s ({TIMEOUT_SETTING}), {attempts} attempt{'s' if attempts != 1 else ''} "
             f"({RETRIES_SETTING}); held by {held_by}. Nothing of this migration was applied (those before it are "
             f"committed), and the running release waited at most {_seconds(wait.timeout)} s per attempt. End that "
