@@ -434,10 +434,15 @@ def page_path(request: Request) -> str:
     path = request.url.path
     if request.method == "GET" and not path.endswith("/download"):
         return path
+    return form_page_path(path) or path
+
+
+def form_page_path(path: str) -> str | None:
+    """The page a form's POST address belongs to (``/cases/3/resolve`` is the cases page's form), or None."""
     for pattern, page in _FORM_PAGES:
         if pattern.match(path):
             return pattern.sub(page, path)
-    return path
+    return None
 
 
 def page_address(request: Request, qs: str) -> str | None:
@@ -869,18 +874,22 @@ def exports_page(
 
 
 @router.post("/audit/checkpoint")
-def sign_checkpoint(s: Session = DbSession) -> Response:
+async def sign_checkpoint(request: Request, s: Session = DbSession) -> Response:
     """Sign the head of the audit chain now (anchors the tail so truncation becomes detectable)."""
     from agent import audit
 
+    # Back to the exports page at its date (its periods default to it); a checkpoint is signed now whatever it.
+    as_of = _form_as_of_or_today(dict((await request.form()).items()))
     cp = audit.checkpoint(s)
-    return RedirectResponse(f"/exports?signed={cp.seq if cp else ''}", status_code=303)
+    q = urlencode({"signed": cp.seq if cp else "", "as_of": as_of.isoformat()})
+    return RedirectResponse(f"/exports?{q}", status_code=303)
 
 
 @router.get("/exports/{kind}/download", response_model=None)
 def export_download(
     kind: str, request: Request, from_: str = Query("", alias="from"), to: str = "",
     format_: str = Query("csv", alias="format"), authorization: str = "",
+    as_of: str = Query("", description="The exports page's date, to show it again at if the download is refused"),
     s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """A ZIP of the export's files and its signed manifest (the API's download, under the session cookie)."""
@@ -894,7 +903,8 @@ def export_download(
     except (PolicyError, OverflowError) as exc:
         status, fe = 422, page_error(exc, EXPORT_FORM, f"export-{kind}", date_field="to")
     s.rollback()
-    resp = _exports_page(request, s, packs, utc_today(), error=f"Export {_clip(kind)}: {fe.message}", fe=fe,
+    page_day = _form_as_of_or_today({"as_of": as_of})  # the page's date; today when it is unreadable
+    resp = _exports_page(request, s, packs, page_day, error=f"Export {_clip(kind)}: {fe.message}", fe=fe,
                          form={"from": from_, "to": to, "format": format_, "kind": kind,
                                "authorization": authorization})
     resp.status_code = status
@@ -925,16 +935,24 @@ DEADLINE_FORM = FormSpec("deadline", {
 
 def _deadlines_page(request: Request, s: Session, packs: PackRegistry, as_of: date, status: str,
                     error: str | None = None, filed: str | None = None, fe: FormError = NO_ERROR,
-                    sent: Mapping[str, Any] | None = None) -> HTMLResponse:
+                    sent: Mapping[str, Any] | None = None, keep: str | None = None) -> HTMLResponse:
+    """The deadlines page on the ``status`` tab; with ``keep`` (a refused filing's key), the "all" tab when that
+    deadline is not on ``status``'s, so its form is shown as sent."""
     from agent import obligations as ob
     from policies import obligations as core
 
     every = ob.deadline_list(s, packs, as_of)
     counts = {st: sum(1 for d in every if d.status == st) for st in core.DEADLINE_STATUSES}
+    if keep is not None and not any(d.key == keep and d.status == status for d in every):
+        status = ""
     rows = [d.to_dict() for d in every if not status or d.status == status]
+    extra: dict[str, Any] = {}
+    if request.method == "POST":  # a refused form: Back and reload show its tab, not the "all" one
+        q = {"as_of": as_of.isoformat(), **({"status": status} if status else {})}
+        extra["page_address"] = f"/deadlines?{urlencode(q)}"
     return render(request, "deadlines.html", as_of, packs, deadlines=rows, counts=counts, status=status,
                   statuses=core.DEADLINE_STATUSES, error=error, filed=filed, notifications=ob.notifications(s, 20),
-                  can_file=_principal_can(request, "compliance"), fe=fe, sent=sent or {})
+                  can_file=_principal_can(request, "compliance"), fe=fe, sent=sent or {}, **extra)
 
 
 def deadline_form(key: str) -> str:
@@ -963,9 +981,13 @@ async def file_deadline(
 ) -> Response:
     """Mark a deadline done: record the filing (date and reference) through the obligations service."""
     from agent import obligations as ob
+    from policies import obligations as core
 
     form = dict((await request.form()).items())
     key = str(form.get("key", ""))
+    # The tab the form was on (overdue, due...): the answer comes back to it; anything else is the "all" tab.
+    tab = str(form.get("status", ""))
+    tab = tab if tab in core.DEADLINE_STATUSES else ""
     as_of = utc_today()
     try:
         as_of = _form_as_of(form)
@@ -979,8 +1001,8 @@ async def file_deadline(
         # A date too far ahead for the deadlines to be worked out is shown against today's list.
         shown = utc_today() if isinstance(exc, OverflowError) else as_of
         try:
-            resp = _deadlines_page(request, s, packs, shown, "", error=f"Deadline {_clip(key)}: {fe.message}",
-                                   fe=fe, sent=form)
+            resp = _deadlines_page(request, s, packs, shown, tab, error=f"Deadline {_clip(key)}: {fe.message}",
+                                   fe=fe, sent=form, keep=key)
         except PolicyError as page_exc:
             # A page date before the rules (a hand-edited as_of): the list cannot be worked out then either, so
             # today's list carries the message, naming that date (it was a bare JSON body). The page date's own
@@ -991,7 +1013,8 @@ async def file_deadline(
                                    fe=fe, sent=form)
         resp.status_code = 404 if isinstance(exc, ob.NotFound) else 409 if isinstance(exc, svc.Conflict) else 422
         return resp
-    return RedirectResponse(f"/deadlines?{urlencode({'as_of': as_of.isoformat(), 'filed': key})}", status_code=303)
+    q = {"as_of": as_of.isoformat(), **({"status": tab} if tab else {}), "filed": key}
+    return RedirectResponse(f"/deadlines?{urlencode(q)}", status_code=303)
 
 
 # ----------------------------------------------------------------------- obligations: controls register
@@ -1053,12 +1076,38 @@ def _register_page(request: Request, s: Session, packs: PackRegistry, scope: str
     return resp
 
 
+# A register paragraph's form address (``iad-dc1/7``, ``iad-dc1/14/evidence``) read as a subject.
+_PARAGRAPH_ADDRESS = re.compile(r"^(.+)/(\d+)(?:/evidence)?$")
+
+
 @router.get("/controls/{scope}/{subject:path}", response_class=HTMLResponse)  # a site name may hold a "/"
 def controls_page(
     scope: str, subject: str, request: Request, saved: str = "", s: Session = DbSession,
     packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
-) -> HTMLResponse:
-    return _register_page(request, s, packs, scope, subject, as_of, saved=saved or None)
+) -> Response:
+    resp = _register_page(request, s, packs, scope, subject, as_of, saved=saved or None)
+    m = _PARAGRAPH_ADDRESS.match(subject)
+    if resp.status_code == 404 and m:
+        # A paragraph's form address opened with GET (signing in again after the session ran out while saving
+        # it comes back to it): the paragraph on its register, not a 404 naming a site "iad-dc1/7". A subject of
+        # that name, if one is registered, is its own register (tried first).
+        q = urlencode({"as_of": as_of.isoformat()})
+        return RedirectResponse(f"/controls/{quote(scope, safe='')}/{quote(m.group(1), safe='')}?{q}#p{m.group(2)}",
+                                status_code=303)
+    return resp
+
+
+@router.get("/cases/{case_id}/resolve", include_in_schema=False)
+@router.get("/deadlines/filings", include_in_schema=False)
+@router.get("/audit/checkpoint", include_in_schema=False)
+@router.get("/reservations", include_in_schema=False)
+@router.get("/reservations/{rid}/release", include_in_schema=False)
+def form_address(request: Request) -> RedirectResponse:
+    """A form's POST address opened with GET leads to the form's page. Signing in again after the session ran
+    out while a form was sent comes back to its address (``/login?next=/cases/2/resolve``): that was a JSON
+    "Method Not Allowed". Nothing is submitted: the answers sent were lost with the session."""
+    page = form_page_path(request.url.path) or "/"
+    return RedirectResponse(page + (f"?{request.url.query}" if request.url.query else ""), status_code=303)
 
 
 def _register_redirect(scope: str, subject: str, as_of: date, paragraph: int) -> RedirectResponse:
