@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, NoReturn
@@ -436,6 +436,35 @@ def _planned_placements(
     return out
 
 
+def installed_since_measured(s: Session, packs: PackRegistry, measured: date, as_of: date) -> list[Placement]:
+    """The reservations installed after the measurement date ``measured`` and by ``as_of``, as placements.
+
+    With UVEU shares measured on reporting dates, the installed base read is ``measured``'s and the plans counted
+    are those open on ``as_of``: a plan installed in between is in neither, though it held headroom until it was
+    installed and its chips are there now. They count as placed until the next reporting date measures them
+    (`caps show` and the what-if's "before" alike). None is also open on ``as_of`` (closed by then), so no plan
+    is counted twice.
+    """
+    if measured >= as_of:
+        return []
+    since, until = instant(measured), instant(as_of)
+    q = (select(Reservation).where(Reservation.status == "installed")
+         .where(col(Reservation.closed_at) > since).where(col(Reservation.closed_at) <= until)
+         .where(col(Reservation.created_at) <= until))
+    sites, parties = _names(s)
+    out = []
+    for r in s.exec(q.order_by(col(Reservation.id))).all():
+        info = chip(packs, r.accelerator, as_of)
+        site = sites[r.site_id]
+        out.append(Placement(
+            site.name, site.country, info.id, Fraction(r.count) * info.fraction, info.tpp, info.eccn,
+            parties.get(r.owner_id) if r.owner_id else None, parties.get(r.operator_id) if r.operator_id else None,
+            # Counted as it was while open (arrives: its planned date), until a reporting date measures its chips.
+            label=f"reservation #{r.id} (installed since {measured.isoformat()})", arrives=r.planned_for,
+        ))
+    return out
+
+
 def planned_fleets(
     s: Session, packs: PackRegistry, a: VeuAuthorization, installed: Sequence[Placement], as_of: date,
 ) -> list[tuple[date, list[Placement]]]:
@@ -479,6 +508,8 @@ def caps_for(
         if on != as_of:
             base = None  # a caller's base is as_of's (overview, exports share one): read the measurement date's
         fleet = list(base) if base is not None else placements(s, packs, on, with_ids=with_ids)
+        if include_reservations and on != as_of:
+            fleet += installed_since_measured(s, packs, on, as_of)
         if include_reservations:
             # Every authorization's reservations: each cap counts the planned placements it covers (a group's
             # UVEUs share one owned base, an NVEU holder's chips count whichever plan reserved them). An NVEU's
@@ -670,7 +701,8 @@ def _whatif(
     # `caps show`'s for as_of, read on that date's installed base (caps_for); it read as_of's, so they differed.
     # The chips there now, which the next reporting date measures, are the later dates' base (_pack_dates).
     measured = core.measurement_date(packs, as_of) if a.kind == "uveu" and base is None else as_of
-    installed = latest if measured == as_of else placements(s, packs, measured)
+    installed = latest if measured == as_of else [*placements(s, packs, measured),
+                                                  *installed_since_measured(s, packs, measured, as_of)]
     # Every authorization's reservations (see caps_for). An NVEU's allocation is quarterly: on as_of it counts the
     # plans due by then, and the plans due later are checked on their own dates below, against their quarter's.
     nveu = a.kind == "nveu"
@@ -735,7 +767,7 @@ def _whatif(
         min_fit = None if fit_on.low is None or min_fit is None else max(min_fit, fit_on.low)
     # Later dates a pack changes these caps on (a cap, a tier, a reporting date): the change is still there then.
     pack_dates, checked = _pack_dates(s, packs, a, auth, latest, delta, extra, n, as_of,
-                                      {on for on, _ in later_fleets}, before)
+                                      {on for on, _ in later_fleets})
     for d in pack_dates:
         high_on, low_on, binds_on = d.pop("_high"), d.pop("_low"), d.pop("_binds")
         ok = ok and d["ok"]
@@ -785,26 +817,43 @@ def _pack_horizon(packs: PackRegistry) -> str | None:
     return dates[-1][0].isoformat() if dates else None
 
 
-def _caps_key(caps: Sequence[CapResult]) -> tuple[Any, ...]:
-    """What a date's caps are, to tell whether a pack change altered them (limit, binding, figures, verdict)."""
-    return tuple((c.id, c.limit, c.binding, c.numerator, c.denominator, c.ok) for c in caps)
+def _version(packs: PackRegistry, pid: str, on: date) -> tuple[Any, ...] | None:
+    """Which version of a provision is in effect on ``on`` (None: none is)."""
+    p = packs.find(pid, on)
+    return None if p is None else (p.pack_id, p.pack_version, p.effective_from, p.effective_to)
+
+
+def _caps_change_dates(packs: PackRegistry, auth: Authorization, as_of: date) -> dict[date, list[str]]:
+    """The later dates on which a provision the caps of ``auth`` read has a different version in effect than the
+    day before, each with those provisions. Any other pack date (the NVEU table for a UVEU, the transistor
+    thresholds) leaves these caps as they were: checking it cost three cap evaluations for the same verdict."""
+    read = core.caps_provision_ids(packs, auth)
+    out: dict[date, list[str]] = {}
+    for on, ids in core.pack_change_dates(packs, as_of):
+        day_before = on - timedelta(days=1)
+        changed = [pid for pid in ids if pid in read and _version(packs, pid, on) != _version(packs, pid, day_before)]
+        if changed:
+            out[on] = changed
+    return out
 
 
 def _pack_dates(
     s: Session, packs: PackRegistry, a: VeuAuthorization, auth: Authorization, latest: Sequence[Placement],
     delta: Sequence[Placement], extra: Sequence[str], n: int, as_of: date, plan_days: set[date],
-    before: Sequence[CapResult],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Check a planned change on each later date a loaded pack changes on (:func:`policies.caps.pack_change_dates`)
-    and, when UVEU shares are measured on reporting dates, on the first reporting date after each of them.
+    """Check a planned change on each later date a loaded pack changes a provision its caps read on
+    (:func:`_caps_change_dates`) and, when UVEU shares are measured on reporting dates, on the first reporting date
+    after each of them.
 
     A plan fits a later date when it takes no binding cap over its limit that is within it without the change: a
-    cap over without it (Table 1 ends with 2027, say) is reported as ``over_already``, not blamed on the plan. The
-    fleet is the installed base now with the plans open now (an NVEU's: those due by that date). A date whose caps
-    are the previous date's (as_of's for the first) is checked but not listed. Returns the listed dates and every
-    date checked.
+    cap over without it (Table 1 ends with 2027, say) is reported as ``over_already``, not blamed on the plan unless
+    the plan takes it further over (then it is in ``breaks`` too). The fleet is the installed base now with the
+    plans open now (an NVEU's: those due by that date). Every date checked
+    is listed, whether or not the caps without the change differ from the date before's: the change's own chips
+    can be what a pack change catches (a country joining D:5 where the fleet has none yet). Returns the listed
+    dates and every date checked.
     """
-    changes = dict(core.pack_change_dates(packs, as_of))
+    changes = _caps_change_dates(packs, auth, as_of)
     days: dict[date, list[str]] = {d: list(ids) for d, ids in changes.items()}
     if a.kind == "uveu":
         for start in (as_of, *changes):
@@ -815,12 +864,10 @@ def _pack_dates(
         # made on as_of is not in (and a pack change is measured on the reporting date after it, added above).
         days = {d: ids for d, ids in days.items() if core.measurement_date(packs, d) == d}
     checked = [as_of.isoformat(), *(d.isoformat() for d in sorted(set(days) | plan_days))]
-    plans = _planned_placements(s, packs, as_of, planning=True)
+    todo = sorted(d for d in days if d not in plan_days)  # a plan's date: checked beside the plans due then
+    plans = _planned_placements(s, packs, as_of, planning=True) if todo else []
     out: list[dict[str, Any]] = []
-    last = _caps_key(before)
-    for on in sorted(days):
-        if on in plan_days:
-            continue  # checked beside the plans due then (the loop over later_fleets), with the same fleet
+    for on in todo:
         fleet_on = [*latest, *(p for planned_for, p in plans if a.kind != "nveu" or planned_for <= on)]
         try:
             check_caps_in_effect(packs, a, on)
@@ -836,20 +883,22 @@ def _pack_dates(
             out.append({"on": on.isoformat(), "provisions": days[on], "ok": True, "breaks": [], "over_already": [],
                         "max_fit": None, "note": f"no cap of {a.name} is in effect: {exc}",
                         "_high": None, "_low": 0, "_binds": None})
-            last = ()
             continue
         over = [c.id for c in before_on if c.binding and not c.ok]
         one, after_on = ev(1), ev(n)
         fit = core.fit_range(before_on, [u for u in one if u.id not in over])
-        breaks = [c.id for c in after_on if c.binding and not c.ok and c.id not in over]
-        key = _caps_key(before_on)
-        if key == last:
-            continue  # the same caps as the date before, so the same verdict: reported there
-        last = key
-        high = fit.high if fit.low is not None else 0
+        was = {c.id: c.value for c in before_on}
+        # A cap over without the change is not blamed on it, unless the change takes it further over (its value
+        # grows: more chips in a country already over its share). One chip does so exactly when N does (the value
+        # is monotone in N), so then none fits. A cap with no limit in effect (Table 1 ends) is the packs' horizon,
+        # not a limit the change could worsen: it stays over_already only.
+        worse = {u.id for u in one if u.id in over and u.limit is not None and u.value > was[u.id]}
+        breaks = [c.id for c in after_on if c.binding and not c.ok and (c.id not in over or (n and c.id in worse))]
+        high = fit.high if fit.low is not None and not worse else 0
+        binds = next((c for c in over if c in worse), None) or fit.binding or (breaks[0] if breaks else None)
         out.append({"on": on.isoformat(), "provisions": days[on], "ok": not breaks, "breaks": breaks,
                     "over_already": over, "max_fit": high,
-                    "_high": high, "_low": fit.low, "_binds": fit.binding or (breaks[0] if breaks else None)})
+                    "_high": high, "_low": None if worse else fit.low, "_binds": binds})
     return out, checked
 
 

@@ -335,6 +335,28 @@ def pack_change_dates(packs: PackRegistry, after: date) -> list[tuple[date, tupl
     return [(d, ids) for d, ids in packs.cached(("caps.pack_change_dates",), build) if d > after]
 
 
+# The provisions :func:`authorization_caps` reads for each kind of authorization, besides the tiers (below): what
+# uveu_caps / nveu_caps, measurement_date, counted_eccns and holder_ineligible resolve. The planner checks a change
+# on the later dates one of these changes on, and on no other pack date (a test records what the caps resolve).
+_CAPS_READ: dict[str, tuple[str, ...]] = {
+    "uveu": (COUNTED_CLASS_PROVISION, "uveu-measurement-dates", "uveu-eligibility", "eccn-4a090"),
+    "nveu": ("nveu-allocation", "nveu-eligibility", COUNTED_CLASS_PROVISION, "eccn-4a090"),
+}
+# What tier() reads for a site's, a holder's or its parent's tier; and every country group (group_provision_id's
+# "country-group-" ids: Tier 3 names some, a tier result lists those a destination is in).
+_TIER_READ: tuple[str, ...] = ("tier1-destinations", "tier3-destinations", "destination-equivalences")
+
+
+def caps_provision_ids(packs: PackRegistry, auth: Authorization) -> frozenset[str]:
+    """The ids of every provision the caps of ``auth`` can read (:func:`authorization_caps`): a later date on which
+    none of them has a different version in effect has the caps of the date before."""
+    if auth.kind not in _CAPS_READ:
+        raise CapsError(f"--kind: {auth.kind!r} is not uveu or nveu")
+    own = (licence_cap_id(auth.name),) if auth.kind == "nveu" else ()
+    groups = (p for p in packs.provision_ids() if p.startswith("country-group-"))
+    return frozenset((*_CAPS_READ[auth.kind], *own, *_TIER_READ, *groups))
+
+
 def _frac(prov: ResolvedProvision, key: str) -> Fraction:
     return exact(prov.value(key))
 

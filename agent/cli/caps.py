@@ -254,6 +254,9 @@ def whatif(
                 state = "fits"
             if p["over_already"]:
                 state += f"; over without this change: {', '.join(p['over_already'])}"
+                further = [c for c in p["breaks"] if c in p["over_already"]]
+                if further:  # blamed on the change all the same: it takes them further over
+                    state += f" (this change takes {', '.join(further)} further over)"
             console.print(f"  on {p['on']} (pack change: {', '.join(p['provisions'])}): {state}", soft_wrap=True,
                           markup=False, highlight=False)
         horizon = f"; the packs know no change after {d['pack_horizon']}" if d.get("pack_horizon") else ""
