@@ -55,6 +55,7 @@ from policies.jurisdictions import country_code, tier
 from policies.packs import PackRegistry
 from policies.parties import effective_tier
 from policies.paths import AuthorizationRef, ItemLine, Proposal, ShipmentRef, find_paths, parse_items
+from policies.redflag import DENY_TIER3
 
 log = logging.getLogger(__name__)
 
@@ -666,6 +667,10 @@ def _decision_runs(s: Session, packs: PackRegistry, site: Site, loc: Any, as_of:
             continue
         if d.run_operations is None and d.lineage_operations is None:
             continue  # not a training job the webhook estimated
+        if d.code == DENY_TIER3 and not d.allowed:
+            # Refused outright (enforce mode): its run estimate is on record for the audit, but it never ran. (A
+            # refused hold is listed, marked denied: it is the training the inquiry was about.)
+            continue
         if models is None:
             models = {m.id: m for m in s.exec(select(LedgerModel)).all()}
             by_name = {m.name: m for m in models.values()}

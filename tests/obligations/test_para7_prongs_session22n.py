@@ -172,3 +172,14 @@ def test_the_violation_names_the_prong_that_applies(url: str) -> None:
     assert "at a site in AE, outside Supp. 5(a)" in ae["Harbour Labs"] and "IaaS" not in ae["Harbour Labs"]
     assert "IaaS for an entity headquartered outside Supp. 5(a)" in gb and "at a site" not in gb, gb
     assert "at a site in AE" in ae["Emirates AI"] and "IaaS" in ae["Emirates AI"]
+
+
+def test_a_tier3_job_the_webhook_refused_is_not_listed_as_training_that_ran(url: str) -> None:
+    """Session 24 (review R6): a Tier 3 customer's jobs refused in enforce mode never ran, yet once refusals recorded
+    a run estimate the 1.17e26 one was listed under ¶7 as a 4E091 violation at the site."""
+    with session_scope(url) as s:
+        parties.add_party(s, "Macau Holdings", "MO", None, ["tenant-mo"])
+    for i, pods in enumerate((1, 512)):
+        out = _decide(url, f"t3-{i}", f"m{i}", "tenant-mo", cluster="c-ae", pods=pods)
+        assert not out.allowed and out.decision.code == "DENY_TIER3"
+    assert _rows(url, "dc-dubai") == []
