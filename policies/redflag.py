@@ -615,12 +615,18 @@ def _run_alone(packs: PackRegistry, as_of: date, settings: AdmissionSettings, re
         pass
     try:
         hw, hours, _basis = hardware_estimate(defaults, settings, req)
-        if hw is not None:
-            values.append(hw.value)
     except EstimateError:
-        # No bound (a chip without a rate at the precision): the job still runs for as long as it may, which is
-        # how long it counts (runs_until) should the customer leave Tier 1.
-        hours = max(req.declared.expected_hours or 0.0, settings.default_max_hours)
+        # A precision the chip has no rate for (FP8 on an A100) cannot be what it trains at: the bound is the pack's
+        # default precision's, so that an admitted job always counts toward the customer's split-run sums.
+        try:
+            hw, hours, _basis = hardware_estimate(defaults, settings,
+                                                  replace(req, declared=replace(req.declared, precision=None)))
+        except EstimateError:
+            # No bound at all (a chip without a rate at the default precision either): the job still runs for as
+            # long as it may, which is how long it counts (runs_until) should the customer leave Tier 1.
+            hw, hours = None, max(req.declared.expected_hours or 0.0, settings.default_max_hours)
+    if hw is not None:
+        values.append(hw.value)
     return model_key(req.declared, customer), max(values, default=None), hours
 
 

@@ -269,3 +269,17 @@ def test_a_tier3_job_admitted_in_warn_or_audit_mode_records_its_run_estimate_and
         assert d.code == redflag.DENY_TIER3 and d.allowed is (mode != "enforce")
         assert d.run_operations is not None and d.run_operations >= 3e25, (mode, d.run_operations)
         assert d.hours == 1 and d.model_key == "m", (mode, d.hours, d.model_key)
+
+
+def test_a_job_declaring_a_precision_its_chip_has_no_rate_for_still_records_a_bound(packs: PackRegistry) -> None:
+    """Review R6: an A100 job declaring FP8 (the A100 has no FP8 rate) recorded no run estimate when admitted (a
+    Tier 3 job in warn mode, a Tier 1 job), so it counted toward none of the customer's split-run sums. The bound is
+    then the pack's default precision's, the rate the chip does have."""
+    a100 = catalog().accelerator("a100")
+    req = JobRequest("tenant", "Job", "train", demands=(ChipDemand(a100, 4096, "nvidia.com/gpu", "test"),),
+                     declared=Declared(model="m", precision="FP8", expected_hours=2000))
+    plain = JobRequest("tenant", "Job", "train", demands=req.demands, declared=Declared(model="m", expected_hours=2000))
+    for customer, mode in ((party(packs, "CN"), "warn"), (party(packs, "US"), "enforce")):
+        d = decide(packs, AS_OF, req, customer=customer, mode=mode)
+        assert d.allowed and d.run_operations is not None and d.hours == 2000, (customer.name, d.run_operations)
+        assert d.run_operations == decide(packs, AS_OF, plain, customer=customer, mode=mode).run_operations
