@@ -1500,23 +1500,82 @@ def case_view(row: RedFlagCase, now: datetime | None = None) -> dict[str, Any]:
 
 
 def list_cases(s: Session, status: str | None = None, customer: str | None = None, limit: int = 500,
-               now: datetime | None = None) -> list[dict[str, Any]]:
+               now: datetime | None = None, *, offset: int = 0, as_of: date | None = None) -> list[dict[str, Any]]:
+    """The cases of :func:`cases_page`, without their count."""
+    return cases_page(s, status, customer, limit, offset, as_of, now).items
+
+
+@dataclass(frozen=True)
+class CasePage:
+    """A page of cases (newest first) and how many match the filters in all."""
+
+    items: list[dict[str, Any]]
+    total: int
+
+
+def cases_page(s: Session, status: str | None = None, customer: str | None = None, limit: int = 500, offset: int = 0,
+               as_of: date | None = None, now: datetime | None = None) -> CasePage:
+    """Red-flag-28 cases newest first, ``limit`` from ``offset``, and how many match.
+
+    ``as_of`` (a day other than today's): the cases as they stood at the end of that UTC day, as the red-flag
+    register reads its ``--to`` date: cases opened later are left out; a case answered later reads ``open`` with
+    no answers; a case amended later shows the answers on record then (from the audit trail); answers lapsed by
+    then read ``expired``. Each such case also carries ``status_now`` and ``answers_now``. The jobs and estimate
+    are the case's latest (the row keeps no earlier ones)."""
     if status is not None and status not in ("open", "resolved", "expired"):
         raise CaseError(f"--status: {status!r} is not open, resolved or expired")
     now = now or utcnow()
-    q = select(RedFlagCase).order_by(col(RedFlagCase.id).desc()).limit(max(1, min(limit, 5000)))
+    # Today's list reads the statuses now (a case lapsing this afternoon is expired once it has).
+    at = now if as_of is None or as_of == now.astimezone(UTC).date() else day_end(as_of)
+    answered: Any = col(RedFlagCase.status) == "resolved"
+    q = select(RedFlagCase)
+    if at is not now:
+        q = q.where(col(RedFlagCase.opened_at) < at)
+        # Resolved with no time recorded: read as answered, as admission reads it.
+        answered = answered & (col(RedFlagCase.resolved_at).is_(None) | (col(RedFlagCase.resolved_at) < at))
     if customer:
         q = q.where(RedFlagCase.customer_name == customer)
     # The status is chosen before the limit: filtered after it, the newest page of other cases hid every match.
     if status == "open":
-        q = q.where(col(RedFlagCase.status) == "open")
+        q = q.where(~answered)
     elif status == "resolved":
-        q = q.where(col(RedFlagCase.status) == "resolved",
-                    col(RedFlagCase.expires_at).is_(None) | (col(RedFlagCase.expires_at) >= now))
+        q = q.where(answered, col(RedFlagCase.expires_at).is_(None) | (col(RedFlagCase.expires_at) >= at))
     elif status == "expired":
-        q = q.where(col(RedFlagCase.status) == "resolved", col(RedFlagCase.expires_at) < now)
-    rows = [case_view(r, now) for r in s.exec(q).all()]
-    return [r for r in rows if status is None or r["status"] == status]
+        q = q.where(answered, col(RedFlagCase.expires_at) < at)
+    total = int(s.exec(select(func.count()).select_from(q.subquery())).one())
+    rows = s.exec(q.order_by(col(RedFlagCase.id).desc()).offset(max(offset, 0)).limit(max(1, min(limit, 5000))))
+    items = [case_view(r, now) if at is now else _case_then(s, r, at, now) for r in rows.all()]
+    return CasePage(items, total)
+
+
+def _case_then(s: Session, row: RedFlagCase, at: datetime, now: datetime) -> dict[str, Any]:
+    """:func:`case_view` as the case stood at ``at``, with ``status_now``."""
+    view = case_view(row, now)
+    view["status_now"], view["answers_now"] = view["status"], view["answers"]
+    if row.status != "resolved" or (row.resolved_at is not None and as_utc(row.resolved_at) >= at):
+        view["status"] = "open"
+        view["answers"] = {k: None for k in view["answers"]}
+        view["resolved_by"] = view["resolved_at"] = view["expires_at"] = None
+        return view
+    view["status"] = "expired" if row.expires_at is not None and as_utc(row.expires_at) < at else "resolved"
+    if row.updated_at is not None and as_utc(row.updated_at) >= at:
+        # Amended since: the answers before the first amendment recorded at or after ``at`` (the row keeps only
+        # the latest). The first resolution counts as before ``at`` whatever its entry's time (resolved_at says so).
+        before: dict[str, Any] | None = None
+        for ts, actor, action, payload in s.execute(_ANSWERS, {"subject": f"case:{row.id}"}).all():
+            if action == "case.amend" and as_utc(ts) >= at:
+                break
+            before = {**json.loads(payload or "{}"), "by": actor}
+        else:
+            before = None  # no amendment since: the row's answers stand
+        if before is not None:
+            view["answers"] = {"export_intent": before.get("export_intent"),
+                               "licence_number": before.get("licence_number") or None,
+                               "licence_scope": before.get("licence_scope") or None,
+                               "customer_informed": bool(before.get("customer_informed")),
+                               "notes": before.get("notes") or None}
+            view["resolved_by"] = before["by"] or None
+    return view
 
 
 def get_case(s: Session, case_id: int) -> RedFlagCase:

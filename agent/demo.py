@@ -176,6 +176,8 @@ def _seed_models(s: Session, packs: Any, today: date) -> int:
         ("lumen-frontier-1", "Lumen Analytics Pte", None, 1.4e26, 150),
         ("pear-coder-34b", "Pear Cloud SG", None, 4.1e25, 100),
         ("pear-coder-34b-ft", "Pear Cloud SG", "pear-coder-34b", 2.0e24, 20),
+        # Pre-training that finishes today: metering opened the case of its lineage (case #2) as it crossed 1e26.
+        ("pear-coder-next", "Pear Cloud SG", None, 1.1e26, 30),
     )
     for name, owner, base, ops, days in rows:
         ledger.add_model(s, name, owner, base=base, actor="demo")
@@ -212,15 +214,20 @@ def _seed_cases(url: str, today: date) -> int:
     from agent import cases
 
     threshold = float(registry().value("eccn-4e091", "operations_threshold", today))
+    noon = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    # Each lineage is one of the models in the ledger (_seed_models), at its recorded total, its case opened on the
+    # day its run crossed the threshold: the queue shown as of an earlier day lists the cases open then.
     rows = (
-        ("Lumen Analytics Pte", "lumen-frontier-1", 1.4e26, ["lumen/pytorchjob/frontier-pretrain"]),
-        ("Pear Cloud SG", "pear-coder-next", 1.1e26, ["pear-train/jobset/coder-next", "pear-train/job/coder-eval"]),
+        ("Lumen Analytics Pte", "lumen-frontier-1", 1.4e26, ["lumen/pytorchjob/frontier-pretrain"], 129),
+        ("Pear Cloud SG", "pear-coder-next", 1.1e26, ["pear-train/jobset/coder-next", "pear-train/job/coder-eval"],
+         3),
     )
     with session_scope(url) as s:
-        for customer, model, ops, jobs in rows:
+        for customer, model, ops, jobs, days_ago in rows:
             party = party_svc.get_party(s, customer)
             cases.open_metering_case(
                 s, party=party, model_key=model, operations=ops, threshold=threshold, job_refs=jobs, actor="demo",
+                now=noon - timedelta(days=days_ago),
                 explanation=(f"{customer}: metered lineage {model} reached {ops:.2e} operations, above the "
                              f"{threshold:.0e} threshold of ECCN 4E091; the customer is headquartered (or its "
                              "ultimate parent is) outside Supp. 5(a), so red flag 28 applies (sample data)."),

@@ -22,6 +22,7 @@ from agent.cli._common import (
     as_of,
     db_url,
     emit,
+    err_console,
     not_blank,
     one_line,
     table,
@@ -285,14 +286,37 @@ def _intent(text: str) -> bool:
 def list_(
     status: str | None = typer.Option(None, "--status", help="open | resolved | expired"),
     customer: str | None = typer.Option(None, "--customer", help="Only this customer's cases."),
-    json_: bool = JsonOpt, db: str | None = DbOpt,
+    limit: int = typer.Option(500, "--limit", help="Cases per page (1-5000)."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many cases (newest first), e.g. 500 for the next page."),
+    json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = DbOpt,
 ) -> None:
-    """Red-flag-28 cases, newest first."""
+    """Red-flag-28 cases, newest first, a page at a time; with --as-of, as they stood at the end of that day."""
     not_blank(customer, "--customer", "give a customer party, or leave --customer out for every customer's cases")
+    # Each names the option at fault and the value given, as `veuctl caps explain` does.
+    if not 1 <= limit <= 5000:
+        raise UsageError(f"--limit: {limit} is not 1-5000; give the cases per page, e.g. --limit 500")
+    if offset < 0:
+        raise UsageError(f"--offset: {offset} is below 0; give the cases to skip, e.g. --offset 500 for the next page")
+    day = as_of(as_of_) if as_of_ is not None else None
     with session_scope(db_url(db)) as s:
-        rows = svc.list_cases(s, status, customer)
-    emit(rows, json_, lambda r: table(r, ["id", "status", "customer", "model", "estimate_text", "source",
-                                          "opened_at"]))
+        page = svc.cases_page(s, status, customer, limit, offset, day)
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        shown = f"cases {offset + 1}-{offset + len(rows)} of {page.total}" if rows else f"{page.total} cases"
+        then = f" as of {day.isoformat()} (end of day, UTC)" if day is not None else ""
+        cols = ["id", "status", "customer", "model", "estimate_text", "source", "opened_at"]
+        if rows and "status_now" in rows[0]:
+            cols.insert(2, "status_now")
+        table(rows, cols, title=shown + then)
+        rest = page.total - offset - len(rows)
+        if offset and offset >= page.total:  # an empty table said nothing of why
+            err_console.print(f"--offset {offset:,} is past the last case ({page.total:,} in all); --offset 0 for "
+                              "the first page", soft_wrap=True, markup=False, highlight=False)
+        elif rest > 0:
+            err_console.print(f"{rest:,} more cases not shown; --offset {offset + len(rows)} for the next page, "
+                              "or --json", soft_wrap=True, markup=False, highlight=False)
+
+    emit(page.items, json_, human)
 
 
 @cases_app.command("show")

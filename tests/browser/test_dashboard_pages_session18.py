@@ -11,16 +11,21 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
+from agent.store.tables.core import utc_today
+
 WHATIF = {"authorization": "aurora-uveu", "op": "add", "n": "1", "chip": "h100-sxm", "site": "sin-dc1", "owner": "",
           "as_of": "", "expires_on": ""}
 ASOF_VALUE = re.compile(r'<form class="asof".*?name="as_of" value="([^"]*)"', re.S)
-DAY = "2026-06-01"
+# Two days back: a queue shown as of a day lists the cases open then (session 24), and the demo's two cases were
+# opened 129 and 3 days before the seed; these tests answer both.
+DAY = (utc_today() - timedelta(days=2)).isoformat()
 
 
 @pytest.fixture(scope="module")

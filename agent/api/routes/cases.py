@@ -6,16 +6,17 @@ API and the webhook are served by the same process (``veuctl serve``).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from sqlmodel import Session
 
 from agent import cases as svc
 from agent.api.deps import DbSession, get_as_of, get_packs
-from agent.api.fields import StrictBody, error_response
+from agent.api.fields import MAX_OFFSET, StrictBody, error_response
 from agent.audit import current_actor
 from policies.packs import PackRegistry
 
@@ -41,11 +42,20 @@ def _actor(request: Request) -> str:
 
 @router.get("/cases", summary="Red-flag-28 cases (newest first)")
 def list_cases(
-    status: str | None = Query(None, description="open | resolved | expired"),
+    request: Request, response: Response,
+    status: str | None = Query(None, description="open | resolved | expired (as of the as-of date)"),
     customer: str | None = None, limit: int = Query(500, ge=1, le=5000),
-    s: Session = DbSession,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Cases to skip (newest first): the next page."),
+    s: Session = DbSession, as_of: date = Depends(get_as_of),
 ) -> list[dict[str, Any]]:
-    return svc.list_cases(s, status, customer, limit)
+    """The cases as a list, as before; ``X-Total-Count`` says how many match and ``Link: <...>; rel="next"`` names
+    the next page with the same filters. As of another day than today: the cases as they stood at its end."""
+    page = svc.cases_page(s, status, customer, limit, offset, as_of)
+    response.headers["X-Total-Count"] = str(page.total)
+    if offset + limit < page.total:
+        nxt = request.url.include_query_params(offset=offset + limit, limit=limit)
+        response.headers["Link"] = f'<{nxt}>; rel="next"'
+    return page.items
 
 
 @router.get("/cases/{case_id}", summary="One case with its jobs, estimate and answers")

@@ -731,16 +731,28 @@ def shipments(
 
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(
-    request: Request, status: str = "open", resolved: str = "", s: Session = DbSession,
-    packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
+    request: Request, status: str = "open", resolved: str = "", customer: str = "", offset: int = Offset,
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs), as_of: date = Depends(get_as_of),
 ) -> HTMLResponse:
-    from agent import cases
-
     # Red flag 28 is in effect from 2025-01-13: a date before it is refused naming as of (date), as on every page.
     packs.provision("red-flag-28", as_of)
-    rows = cases.list_cases(s, status or None)
-    return render(request, "cases.html", as_of, packs, cases=rows, status=status, error=None,
-                  resolved=resolved if resolved.isascii() and resolved.isdigit() else None, form={}, form_case=None)
+    return render(request, "cases.html", as_of, packs, **_case_list(s, status, customer, max(offset, 0), as_of),
+                  error=None, resolved=resolved if resolved.isascii() and resolved.isdigit() else None, form={},
+                  form_case=None)
+
+
+def _case_list(s: Session, status: str, customer: str, offset: int, as_of: date) -> dict[str, Any]:
+    """The cases page's list: a page of PAGE cases as of ``as_of`` (as the API lists them), its count, and the
+    filters its pager and tabs keep."""
+    from agent import cases
+
+    pg = cases.cases_page(s, status or None, customer.strip() or None, PAGE, offset, as_of)
+    keep = {"status": status, **({"customer": customer.strip()} if customer.strip() else {}),
+            "as_of": as_of.isoformat()}
+    return {"cases": pg.items, "total": pg.total, "offset": offset, "limit": PAGE, "status": status,
+            "customer": customer.strip(), "list_qs": urlencode(keep),
+            "tab_qs": urlencode({k: v for k, v in keep.items() if k != "status"}),
+            "dated": as_of != utc_today()}
 
 
 # The red-flag-28 answers.
@@ -788,7 +800,12 @@ async def resolve_case(
         if answered:  # answered meanwhile (another tab, a colleague): its amend form, not a JSON flag, changes it
             message = message.split("; set ")[0].split("; tick amend")[0] + "; to change the answers, amend them below"
         shown = "resolved" if amend or answered else "open"
-        resp = render(request, "cases.html", as_of, packs, cases=cases.list_cases(s, shown), status=shown,
+        listed = _case_list(s, shown, "", 0, as_of)
+        if not isinstance(exc, cases.UnknownCase) and all(c["id"] != case_id for c in listed["cases"]):
+            # The form's case stays on the page wherever it falls in the list (a later page, answered after the
+            # page's date), so its answers come back beside the error.
+            listed["cases"] = [cases.case_view(cases.get_case(s, case_id)), *listed["cases"]]
+        resp = render(request, "cases.html", as_of, packs, **listed,
                       error=f"Case #{case_id}: {message}", resolved=None, form=form, form_case=case_id, fe=fe,
                       page_address=f"/cases?{urlencode({'status': shown, 'as_of': as_of.isoformat()})}")
         resp.status_code = 404 if isinstance(exc, cases.UnknownCase) else 409 if isinstance(exc, svc.Conflict) else 422
