@@ -292,11 +292,11 @@ def _from_snapshot(s: Session, snap: _Snapshot, packs: PackRegistry, namespace: 
 
 def _query(s: Session, packs: PackRegistry, namespace: str, cluster: str, as_of: date) -> Answer:
     """One statement: the mapping and the customer's chain of parents up to its ultimate parent."""
-    conn = s.connection()
-    rows = conn.execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
-    # The mapping's latest change: on each row when the namespace is mapped today, else read (an unmapped
-    # namespace may have been mapped on ``as_of``).
-    changed = rows[0][5] if rows else conn.execute(_NS_SINCE, {"ns": namespace, "cluster": cluster}).scalar()
+    found = s.connection().execute(_CHAIN_SQL, {"ns": namespace, "cluster": cluster}).all()
+    # The mapping's latest change is on every row, and an unmapped namespace still has one row (its chain columns
+    # NULL): it may have been mapped on ``as_of``.
+    changed = found[0][5] if found else None
+    rows = [r for r in found if r[0] is not None]
     if changed is not None and as_day(changed) > as_of:
         pid = _mapping_as_of(s, namespace, cluster, as_of)
         return _answer(packs, _chain_as_of(s, pid, as_of), as_of) if pid is not None else (None, None)
@@ -370,8 +370,6 @@ _PARTY = text("SELECT name, hq, parent_id FROM party WHERE id = :id")
 _MAPPED_SINCE = text("SELECT cluster, namespace, max(coalesce(valid_to, valid_from)) FROM party_namespace_period "
                      "GROUP BY cluster, namespace HAVING max(coalesce(valid_to, valid_from)) > :always").bindparams(
     bindparam("always", ALWAYS, type_=Date))
-_NS_SINCE = text("SELECT max(coalesce(valid_to, valid_from)) FROM party_namespace_period "
-                 "WHERE namespace = :ns AND (cluster = :cluster OR cluster = '')")
 _NS_CURRENT = text("SELECT cluster, party_id FROM party_namespace "
                    "WHERE namespace = :ns AND (cluster = :cluster OR cluster = '')")
 _NS_PERIODS = text("SELECT cluster, valid_from, valid_to, party_id FROM party_namespace_period "
@@ -396,7 +394,9 @@ WITH RECURSIVE up(id, parent_id, depth) AS (
 SELECT p.id, p.name, p.hq, p.parent_id IS NULL FROM party p WHERE p.id IN (SELECT id FROM down)
 """)
 
-# depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat).
+# depth bounds the walk on a cyclic ownership chain (the Python walk above stops at the first repeat). The
+# mapping's latest change is joined onto the chain (one row of NULLs when unmapped) rather than read on its own:
+# one round trip for a namespace mapped or not.
 _CHAIN_SQL = text("""
 WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
     SELECT p.id, p.name, p.hq, p.parent_id, 0 FROM party p
@@ -409,7 +409,9 @@ WITH RECURSIVE chain(id, name, hq, parent_id, depth) AS (
 )
 SELECT c.id, c.name, c.hq, c.parent_id,
        (SELECT max(o.effective_from) FROM party_ownership o WHERE o.party_id = c.id) AS since,
-       (SELECT max(coalesce(m.valid_to, m.valid_from)) FROM party_namespace_period m
-        WHERE m.namespace = :ns AND (m.cluster = :cluster OR m.cluster = '')) AS mapped_since
-FROM chain c ORDER BY c.depth
+       ms.mapped_since
+FROM (SELECT max(coalesce(m.valid_to, m.valid_from)) AS mapped_since FROM party_namespace_period m
+      WHERE m.namespace = :ns AND (m.cluster = :cluster OR m.cluster = '')) ms
+LEFT JOIN chain c ON 1 = 1
+ORDER BY c.depth
 """)

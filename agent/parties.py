@@ -441,25 +441,43 @@ def remap(s: Session, cluster: str, namespace: str, before: int | None, after: i
     (None: no one) from today (UTC) instead of ``before``: the caller changes ``party_namespace`` itself.
 
     A namespace's first mapping is valid from "always" (:data:`ALWAYS`), as a party's first HQ: before it was
-    recorded the store cannot tell, and earlier reviews read it so. A mapping with no history (written by SQL, or
-    before migration 0026) gets its stored customer as its first period, so earlier dates keep it."""
+    recorded the store cannot tell, and earlier reviews read it so. A cluster's first mapping of a namespace the
+    cluster-wide key maps (or mapped) starts today instead: earlier reviews on that cluster read the cluster-wide
+    customer, and the cluster's own would outrank it on every date. A mapping with no history (written by SQL, or
+    before migration 0026) gets its stored customer as its first period, so earlier dates keep it; one whose open
+    period names another party than ``before`` (moved by SQL, or by an older release after a rollback) gets
+    ``before``'s period from the mapping's latest recorded change to today, the dates that read it until now."""
     if before == after:
         return  # a label mapping the operator registers for the same customer: whose it is does not change
     from agent.audit import current_actor
 
     p = PartyNamespacePeriod
-    rows = s.exec(select(p).where(p.cluster == cluster, p.namespace == namespace)).all()
+    rows = list(s.exec(select(p).where(p.cluster == cluster, p.namespace == namespace).order_by(col(p.id))).all())
     today, who = utc_today(), current_actor()[:200]
-    if not rows and before is not None:
-        rows = [PartyNamespacePeriod(cluster=cluster, namespace=namespace, party_id=before, source=source,
-                                     valid_from=ALWAYS, recorded_by=who)]
+    # The directory reads the periods for dates before this (the latest change), the current mapping from it on.
+    latest = max((r.valid_to if r.valid_to is not None else r.valid_from for r in rows), default=ALWAYS)
+    recorded = any(r.valid_to is None and r.party_id == before for r in rows)
     for row in rows:
         if row.valid_to is None:
             row.valid_to = today
             s.add(row)
+    if before is not None and not recorded and latest < today:
+        # Recorded after the stale open period (if any), so it wins the dates both hold (:func:`mapping_on`).
+        s.add(PartyNamespacePeriod(cluster=cluster, namespace=namespace, party_id=before, source=source,
+                                   valid_from=latest, valid_to=today, recorded_by=who))
     if after is not None:
+        first = not rows and before is None and not (cluster and _mapped_cluster_wide(s, namespace))
         s.add(PartyNamespacePeriod(cluster=cluster, namespace=namespace, party_id=after, source=source,
-                                   valid_from=today if rows else ALWAYS, recorded_by=who))
+                                   valid_from=ALWAYS if first else today, recorded_by=who))
+
+
+def _mapped_cluster_wide(s: Session, namespace: str) -> bool:
+    """Whether the cluster-wide key maps ``namespace`` now or did on some date (its periods)."""
+    return (s.exec(select(PartyNamespace.id).where(PartyNamespace.cluster == "",
+                                                   PartyNamespace.namespace == namespace)).first() is not None
+            or s.exec(select(PartyNamespacePeriod.id).where(PartyNamespacePeriod.cluster == "",
+                                                            PartyNamespacePeriod.namespace == namespace)
+                      ).first() is not None)
 
 
 def mapping_on(periods: list[tuple[date, date | None, int]], as_of: date) -> int | None:
