@@ -73,6 +73,17 @@ class PageRoute(APIRoute):
         return page_errors
 
 
+async def _posted_form(request: Request) -> dict[str, Any]:
+    """The posted form's fields, read on the event loop; the route itself is a plain ``def``, run in the thread pool,
+    so its store work never blocks the loop. (Written ``async def`` to read the form, a route ran its store work on
+    the loop: two checkpoints signed at once on PostgreSQL, one waiting there for the audit chain's lock that the
+    other held until its commit, which needed the loop, and every request of the process stopped.)"""
+    return dict((await request.form()).items())
+
+
+PostedForm: Any = Depends(_posted_form)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response | None:
     """What the app's exception handler for ``exc`` answers (the same status and message as the API)."""
     for kind in type(exc).__mro__:
@@ -632,11 +643,12 @@ def _whatif_of(s: Session, packs: PackRegistry, form: Mapping[str, Any], n: int 
 
 
 @router.post("/whatif", response_class=HTMLResponse)
-async def whatif_run(
-    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+def whatif_run(
+    request: Request, form: dict[str, Any] = PostedForm, s: Session = DbSession,
+    packs: PackRegistry = Depends(get_packs),
 ) -> HTMLResponse:
     """The what-if's answer for a posted form (API-style clients; the dashboard's form is a GET of /whatif)."""
-    return _whatif_answer(request, s, packs, dict((await request.form()).items()))
+    return _whatif_answer(request, s, packs, form)
 
 
 def _whatif_answer(request: Request, s: Session, packs: PackRegistry, form: dict[str, Any]) -> HTMLResponse:
@@ -656,10 +668,10 @@ def _whatif_answer(request: Request, s: Session, packs: PackRegistry, form: dict
 
 
 @router.post("/reservations", response_class=HTMLResponse)
-async def reserve(
-    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+def reserve(
+    request: Request, form: dict[str, Any] = PostedForm, s: Session = DbSession,
+    packs: PackRegistry = Depends(get_packs),
 ) -> Response:
-    form = dict((await request.form()).items())
     d = utc_today()
     try:
         d = _form_as_of(form)
@@ -693,10 +705,9 @@ async def reserve(
 
 
 @router.post("/reservations/{rid}/release")
-async def release(request: Request, rid: int, s: Session = DbSession,
-                  packs: PackRegistry = Depends(get_packs)) -> Response:
+def release(request: Request, rid: int, form: dict[str, Any] = PostedForm, s: Session = DbSession,
+            packs: PackRegistry = Depends(get_packs)) -> Response:
     # The planner's date (its release buttons send it): the page comes back at that date.
-    form = dict((await request.form()).items())
     as_of = _form_as_of_or_today(form)
     try:
         try:
@@ -767,14 +778,14 @@ CASE_FORM = FormSpec("case", {
 
 
 @router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
-async def resolve_case(
-    case_id: int, request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+def resolve_case(
+    case_id: int, request: Request, form: dict[str, Any] = PostedForm, s: Session = DbSession,
+    packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """The red-flag-28 answers: export intent, licence on file or customer informed, and notes."""
     from agent import cases
     from agent.audit import current_actor
 
-    form = dict((await request.form()).items())
     principal = getattr(request.state, "principal", None)
     by = str(getattr(principal, "actor", "") or "") or current_actor()
     intent = str(form.get("export_intent", ""))
@@ -891,12 +902,12 @@ def exports_page(
 
 
 @router.post("/audit/checkpoint")
-async def sign_checkpoint(request: Request, s: Session = DbSession) -> Response:
+def sign_checkpoint(request: Request, form: dict[str, Any] = PostedForm, s: Session = DbSession) -> Response:
     """Sign the head of the audit chain now (anchors the tail so truncation becomes detectable)."""
     from agent import audit
 
     # Back to the exports page at its date (its periods default to it); a checkpoint is signed now whatever it.
-    as_of = _form_as_of_or_today(dict((await request.form()).items()))
+    as_of = _form_as_of_or_today(form)
     cp = audit.checkpoint(s)
     q = urlencode({"signed": cp.seq if cp else "", "as_of": as_of.isoformat()})
     return RedirectResponse(f"/exports?{q}", status_code=303)
@@ -993,14 +1004,14 @@ def deadlines_page(
 
 
 @router.post("/deadlines/filings", response_class=HTMLResponse)
-async def file_deadline(
-    request: Request, s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
+def file_deadline(
+    request: Request, form: dict[str, Any] = PostedForm, s: Session = DbSession,
+    packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """Mark a deadline done: record the filing (date and reference) through the obligations service."""
     from agent import obligations as ob
     from policies import obligations as core
 
-    form = dict((await request.form()).items())
     key = str(form.get("key", ""))
     # The tab the form was on (overdue, due...): the answer comes back to it; anything else is the "all" tab.
     tab = str(form.get("status", ""))
@@ -1134,9 +1145,9 @@ def _register_redirect(scope: str, subject: str, as_of: date, paragraph: int) ->
 
 
 @router.post("/controls/{scope}/{subject:path}/{paragraph:int}", response_class=HTMLResponse)
-async def set_control(
-    scope: str, subject: str, paragraph: int, request: Request, s: Session = DbSession,
-    packs: PackRegistry = Depends(get_packs),
+def set_control(
+    scope: str, subject: str, paragraph: int, request: Request, form: dict[str, Any] = PostedForm,
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """Set a paragraph's owner, status and review date (an empty review date keeps the recorded one)."""
     from agent import obligations as ob
@@ -1147,13 +1158,13 @@ async def set_control(
                      status=str(form.get("status") or "") or None,
                      review_date=parse_date(review, "review_date") if review else None, actor=_actor(request))
 
-    return await _register_form(request, s, packs, scope, subject, paragraph, ENTRY_FORM, save)
+    return _register_form(request, form, s, packs, scope, subject, paragraph, ENTRY_FORM, save)
 
 
 @router.post("/controls/{scope}/{subject:path}/{paragraph:int}/evidence", response_class=HTMLResponse)
-async def add_control_evidence(
-    scope: str, subject: str, paragraph: int, request: Request, s: Session = DbSession,
-    packs: PackRegistry = Depends(get_packs),
+def add_control_evidence(
+    scope: str, subject: str, paragraph: int, request: Request, form: dict[str, Any] = PostedForm,
+    s: Session = DbSession, packs: PackRegistry = Depends(get_packs),
 ) -> Response:
     """Attach a document link or an attestation to a paragraph's register entry."""
     from agent import obligations as ob
@@ -1169,13 +1180,12 @@ async def add_control_evidence(
                         attested_on=parse_date(attested, "attested_on") if attested else None,
                         actor=_actor(request))
 
-    return await _register_form(request, s, packs, scope, subject, paragraph, EVIDENCE_FORM, save)
+    return _register_form(request, form, s, packs, scope, subject, paragraph, EVIDENCE_FORM, save)
 
 
-async def _register_form(request: Request, s: Session, packs: PackRegistry, scope: str, subject: str,
-                         paragraph: int, spec: FormSpec, save: Callable[[dict[str, Any]], None]) -> Response:
+def _register_form(request: Request, form: dict[str, Any], s: Session, packs: PackRegistry, scope: str, subject: str,
+                   paragraph: int, spec: FormSpec, save: Callable[[dict[str, Any]], None]) -> Response:
     """Apply a register form (its ``as_of`` read first): back to the paragraph, or the page with the error."""
-    form = dict((await request.form()).items())
     as_of = utc_today()
     kind = spec.form  # "entry" or "evidence"
     try:
