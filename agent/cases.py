@@ -1196,7 +1196,35 @@ def _read_ledger(s: Session, group: list[_Review], as_of: date, now: datetime, l
         r.records = (lineage_records(rows[i], earlier) if i is not None
                      else load_records(s, list(names), as_of, earlier))
         r.related, r.load = related_from(rows[at], r.settings.customer_aggregate_window_days, r.group)
+        if _as_registered(r) and r.req is not None:
+            # The job's model annotation reads as a registered model's name (another Unicode form, other blanks): it
+            # is that lineage's job, and its related jobs are those filed under the registered name. A second read,
+            # for such a review only.
+            key, since, agg_since, agg_days, until = _windows(r, as_of, now)
+            r.related, r.load = related_from(fetch_all(s, *related_query(
+                r.customer, key, since, agg_since, r.req.job_ref, agg_days, _answers_at(now, until), r.group,
+                until)), agg_days, r.group)
     return reserved
+
+
+def _as_registered(r: _Review) -> bool:
+    """Name the review's model and base model as registered when the annotations read as a registered model's name but
+    are not it (the lineage statement found it by its key); whether the model's name changed."""
+    from agent.ledger import registered_name
+
+    assert r.req is not None
+    declared = r.req.declared
+    model = registered_name(r.records, declared.model) if declared.model else None
+    base = registered_name(r.records, declared.base_model) if declared.base_model else None
+    notes = [f"{label} {typed!r} reads as registered model {name!r} (it differs only in spacing or Unicode form): "
+             "counted as that model's lineage"
+             for label, typed, name in (("model", declared.model, model), ("base-model", declared.base_model, base))
+             if name is not None and name != typed]
+    if not notes:
+        return False
+    r.req = replace(r.req, declared=replace(declared, model=model or declared.model,
+                                            base_model=base or declared.base_model), notes=(*notes, *r.req.notes))
+    return model is not None and model != declared.model
 
 
 def _decide(s: Session, packs: PackRegistry, r: _Review, as_of: date, now: datetime, mode: str | None) -> None:

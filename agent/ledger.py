@@ -16,10 +16,9 @@ from __future__ import annotations
 import functools
 import math
 import re
-import threading
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -42,13 +41,15 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from agent.audit import current_actor, record
-from agent.parties import Conflict, name_key
+from agent.parties import Conflict
 from agent.store.db import fetch_all, in_chunks, lock_for_transaction, lock_key
 from agent.store.tables.core import Party, as_utc, utc_today, utcnow
 from agent.store.tables.ledger import (
@@ -59,6 +60,7 @@ from agent.store.tables.ledger import (
     LedgerRun,
     LedgerSyntheticInput,
     MeteredUsage,
+    model_name_key,
 )
 from agent.text import check_text
 from policies import compute
@@ -120,10 +122,11 @@ def _check_name(name: str, field: str = "name") -> str:
 
 
 def get_model(s: Session, name: str) -> LedgerModel:
-    """The model of exactly that name (stripped): the admission webhook looks a job's model annotation up so."""
+    """The model of exactly that name (stripped), for the API's and CLI's pages of one model; a name that only reads
+    as a registered model's is not found, and the error names that model."""
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name.strip())).first()
     if m is None:
-        twin = _look_alike(s, name.strip())
+        twin = look_alike(s, name.strip())
         if twin is not None:
             raise UnknownModel(f"model: {name!r} is not in the ledger; it reads as registered model {twin!r} (it "
                                "differs only in spacing or Unicode form): give that model's exact name")
@@ -133,41 +136,48 @@ def get_model(s: Session, name: str) -> LedgerModel:
     return m
 
 
-def _look_alike(s: Session, name: str) -> str | None:
-    """A registered model whose name reads as ``name`` but is not it (agent.parties.name_key; case counts, as in the
-    webhook's exact lookup of a job's model annotation, where ``llama`` and ``Llama`` are two lineages)."""
-    key = name_key(name, fold_case=False)
-    twin = _spellings(s).get(key)
-    if twin is not None and twin != name and s.exec(select(LedgerModel.id).where(LedgerModel.name == twin)).first():
-        return twin
-    if twin is not None and twin != name:
-        # The remembered spelling is gone (a model row rolled back whose id was reused): read the names again.
-        twin = _spellings(s, fresh=True).get(key)
-        return twin if twin is not None and twin != name else None
-    return None
+def look_alike(s: Session, name: str) -> str | None:
+    """The registered model whose name reads as ``name`` but is not it (:func:`model_name_key`: Unicode compatibility
+    form and blanks do not count, case does, as in the webhook's lookup of a job's model annotation), else None.
+
+    One statement through ``ledger_model.name_key``'s index. It also reads the models without a key (a look-alike a
+    store held before migration 0027, a model that a pod of the previous release registered during the upgrade):
+    normally none, and they are compared here by the key of their name."""
+    key = model_name_key(name)
+    rows = s.exec(select(LedgerModel.name, LedgerModel.name_key).where(
+        or_(col(LedgerModel.name_key) == key, col(LedgerModel.name_key).is_(None)))).all()
+    keyed = [str(n) for n, k in rows if k is not None and n != name]
+    if keyed:
+        return keyed[0]
+    return next((str(n) for n, k in rows if k is None and n != name and model_name_key(str(n)) == key), None)
 
 
-# Per store: the model table's (row count, largest id) when read, and each name's key (name_key, case kept) → name.
-# Metering asks on each tick for every running job whose model has no ledger entry of that exact name; reading and
-# normalising every model's name (100k in a large ledger) each time would cost the tick far more than the check.
-_spelling_cache: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
-_spelling_lock = threading.Lock()
+def registered_name(records: Mapping[str, ModelRecord], name: str) -> str | None:
+    """Of a lineage read for ``name`` (:func:`lineage_query` matches names and keys), the model ``name`` is: the
+    model of exactly that name, else the one whose name reads as it; None when neither was read."""
+    if name in records:
+        return name
+    key = model_name_key(name)
+    return next((n for n in records if model_name_key(n) == key), None)
 
 
-def _spellings(s: Session, fresh: bool = False) -> dict[str, str]:
-    url = str(getattr(s.get_bind(), "url", ""))
-    count, top = s.execute(sa_select(func.count(col(LedgerModel.id)), func.max(col(LedgerModel.id)))).one()
-    stamp = (int(count or 0), int(top or 0))
-    with _spelling_lock:
-        hit = _spelling_cache.get(url)
-    if hit is not None and hit[0] == stamp and not fresh:
-        return hit[1]
-    keys: dict[str, str] = {}
-    for n in s.exec(select(LedgerModel.name)).all():
-        keys.setdefault(name_key(str(n), fold_case=False), str(n))
-    with _spelling_lock:
-        _spelling_cache[url] = (stamp, keys)
-    return keys
+def _key_unkeyed(s: Session) -> None:
+    """Give a key to models registered without one by the previous release while the upgrade rolled out, so that the
+    webhook's lineage statement finds them by it. A look-alike kept from before migration 0027 stays without one (its
+    key is held by the model it reads as). Normally no model lacks a key: one indexed read."""
+    rows = s.exec(select(LedgerModel.id, LedgerModel.name).where(col(LedgerModel.name_key).is_(None))
+                  .order_by(col(LedgerModel.id))).all()
+    if not rows:
+        return
+    keys = {int(i or 0): model_name_key(str(n)) for i, n in rows}
+    held = set(s.exec(select(LedgerModel.name_key).where(col(LedgerModel.name_key).in_(set(keys.values())))).all())
+    for i, k in keys.items():
+        if k not in held:
+            held.add(k)
+            s.connection().execute(
+                LedgerModel.__table__.update().where(  # type: ignore[attr-defined]
+                    LedgerModel.__table__.c.id == i, LedgerModel.__table__.c.name_key.is_(None))  # type: ignore[attr-defined]
+                .values(name_key=k))
 
 
 def model_name_of(s: Session, model_id: int | None) -> str | None:
@@ -337,12 +347,9 @@ def add_model(
         raise LedgerError("--published-on: a publication date for a model marked not published")
     m = s.exec(select(LedgerModel).where(LedgerModel.name == name)).first()
     if m is None:
-        twin = _look_alike(s, name)
+        twin = look_alike(s, name)
         if twin is not None:
-            # Two entries a reader cannot tell apart would split one lineage's operations (4E091's 10^26) in two.
-            raise Conflict(f"name: {name!r} reads as registered model {twin!r} (it differs only in spacing or "
-                           f"Unicode form); update that model by its name (`veuctl models add {cli_word(twin)} ...`), "
-                           "or register a model of another name")
+            raise _look_alike_conflict(name, twin)
     # Only a change that the checks below judge against other writers' rows takes the lock: a new base (a cycle) or
     # a new publication date (training recorded after it, add_run's check the other way round). An unchanged link
     # takes none, so metering, which may reach here holding the audit chain's lock, never waits on it.
@@ -376,15 +383,17 @@ def add_model(
                 f"base: making {base_row.name!r} the base of {name!r} creates a cycle {' -> '.join(cycle)}"
             )
         _check_lineage_finite(s, m, 0.0, "--base", new_dependency=("--base", base_row.name))
+    base_id = base_row.id if base_row is not None else (m.base_id if m is not None and base is None else None)
     if m is None:
-        m = LedgerModel(name=name, owner_id=owner_row.id or 0)
-    m.owner_id = owner_row.id or 0
-    m.base_id = base_row.id if base_row is not None else (m.base_id if before is not None and base is None else None)
-    m.published = published
-    m.published_on = published_on
-    m.updated_at = utcnow()
-    s.add(m)
-    s.flush()
+        m = _insert_model(s, name, owner_row.id or 0, base_id, bool(published), published_on)
+    else:
+        m.owner_id = owner_row.id or 0
+        m.base_id = base_id
+        m.published = bool(published)
+        m.published_on = published_on
+        m.updated_at = utcnow()
+        s.add(m)
+        s.flush()
     record(
         s, actor=_actor(actor), action="model.create" if before is None else "model.update", subject=f"model:{name}",
         payload={
@@ -393,6 +402,42 @@ def add_model(
             "before": before,
         },
     )
+    return m
+
+
+def _look_alike_conflict(name: str, twin: str) -> Conflict:
+    # Two entries a reader cannot tell apart would split one lineage's operations (4E091's 10^26) in two.
+    return Conflict(f"name: {name!r} reads as registered model {twin!r} (it differs only in spacing or Unicode "
+                    f"form); update that model by its name (`veuctl models add {cli_word(twin)} ...`), or register a "
+                    "model of another name")
+
+
+def _insert_model(s: Session, name: str, owner_id: int, base_id: int | None, published: bool,
+                  published_on: date | None) -> LedgerModel:
+    """Insert a new model with its key, or raise the Conflict naming the model registered meanwhile.
+
+    ``ON CONFLICT DO NOTHING``: a writer that registered the name or a look-alike after :func:`add_model`'s check
+    holds the key (or the name) in its unique index. PostgreSQL makes this insert wait for that writer's commit and
+    then inserts nothing (a rollback lets it insert), with no error that would abort the transaction; on SQLite the
+    insert waits for the database's write lock and sees the other's commit. Either way one of the two is stored."""
+    _key_unkeyed(s)
+    s.flush()
+    now = utcnow()
+    table = LedgerModel.__table__  # type: ignore[attr-defined]
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    new_id = s.connection().execute(insert(table).values(
+        name=name, name_key=model_name_key(name), owner_id=owner_id, base_id=base_id, published=published,
+        published_on=published_on, created_at=now, updated_at=now,
+    ).on_conflict_do_nothing().returning(table.c.id)).scalar()
+    if new_id is None:
+        if s.exec(select(LedgerModel.id).where(LedgerModel.name == name)).first() is not None:
+            raise Conflict(f"name: model {name!r} was registered by another writer at the same moment; run the "
+                           "command again to update it")
+        twin = look_alike(s, name)
+        raise _look_alike_conflict(name, twin) if twin is not None else Conflict(
+            f"name: model {name!r} was not stored: another model of that name or key was being registered")
+    m = s.get(LedgerModel, new_id)
+    assert m is not None
     return m
 
 
@@ -871,13 +916,20 @@ def add_metered_usage(
         if create_model and s.exec(select(LedgerModel.id).where(LedgerModel.name == model)).first() is None:
             # A job naming a registered model in another Unicode form or spacing trains that model: charged to its
             # lineage, as a registration of the name would be refused (add_model) and end the meter's whole tick.
-            model = _look_alike(s, model) or model
+            model = look_alike(s, model) or model
         model, found, derived_from = charged_model(
             s, model, cust, start_dt.date(), lambda n: s.exec(select(LedgerModel).where(LedgerModel.name == n)).first())
         if found is None and create_model:
             if cust is None:
                 raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")
-            found = add_model(s, model, cust.name, base=derived_from, actor=actor)
+            try:
+                found = add_model(s, model, cust.name, base=derived_from, actor=actor)
+            except Conflict:
+                # Registered (or a look-alike of it) by another writer since the lookup above: that model's lineage.
+                found = s.exec(select(LedgerModel).where(
+                    LedgerModel.name == (look_alike(s, model) or model))).first()
+                if found is None:
+                    raise
         elif found is None:
             raise UnknownModel(f"model: {model!r} is not in the ledger")
         model_row = found
@@ -1063,8 +1115,13 @@ def _lineage_statement(bounded: bool, names: int) -> Any:
     # One statement per number of names (a review asks for one or two): a fixed text the driver keeps
     # prepared, whose generic plan the server can trust (a one-name IN is an equality).
     # Longer lists (ledger pages) use one expanding IN instead of a statement per length.
-    wanted = (m.c.name.in_([bindparam(f"name{i}", type_=String()) for i in range(names)]) if names
-              else m.c.name.in_(bindparam("names", expanding=True)))
+    # A name is also found by its key (model_name_key, ledger_model.name_key's unique index): a job's annotation
+    # "Zoë 70B" typed decomposed or with two spaces is the registered model's lineage, as registration and metering
+    # read it. Both are index probes (PostgreSQL: a BitmapOr), in the same statement.
+    wanted = (or_(m.c.name.in_([bindparam(f"name{i}", type_=String()) for i in range(names)]),
+                  m.c.name_key.in_([bindparam(f"key{i}", type_=String()) for i in range(names)])) if names
+              else or_(m.c.name.in_(bindparam("names", expanding=True)),
+                       m.c.name_key.in_(bindparam("keys", expanding=True))))
     lin = sa_select(m.c.id.label("id")).where(wanted).cte("lin", recursive=True)
     # Each step follows both edges of the models found so far (the base, and every generator) by key
     # lookups driven from the small work table, never by scanning all models that have a base.
@@ -1115,18 +1172,21 @@ def _load_lineage(s: Session, names: Iterable[str], as_of: date | None, earlier:
         return lineage_records(fetch_all(s, *query), earlier)
     before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
     return lineage_records([tuple(r) for r in s.connection().execute(
-        _lineage_statement(as_of is not None, 0), {**before, "names": wanted}).all()], earlier)
+        _lineage_statement(as_of is not None, 0),
+        {**before, "names": wanted, "keys": [model_name_key(n) for n in wanted]}).all()], earlier)
 
 
 def lineage_query(names: Iterable[str], as_of: date | None) -> tuple[Any, dict[str, Any]] | None:
     """The statement and parameters that read the lineage of ``names`` (for :func:`lineage_records`), when it
-    can be sent as a plain prepared read (a few names); None otherwise (use :func:`load_records`)."""
+    can be sent as a plain prepared read (a few names); None otherwise (use :func:`load_records`). A name is read as
+    the model of exactly that name and the model whose name reads as it (:func:`registered_name` tells which)."""
     wanted = list(dict.fromkeys(n.strip() for n in names))
     if not wanted or len(wanted) > _FIXED_NAMES:
         return None
     before = {"before": _dt(as_of + _ONE_DAY)} if as_of is not None else {}
     return (_lineage_statement(as_of is not None, len(wanted)),
-            {**before, **{f"name{i}": n for i, n in enumerate(wanted)}})
+            {**before, **{f"name{i}": n for i, n in enumerate(wanted)},
+             **{f"key{i}": model_name_key(n) for i, n in enumerate(wanted)}})
 
 
 Earlier = tuple[str, datetime]

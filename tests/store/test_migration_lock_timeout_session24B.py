@@ -63,7 +63,16 @@ def report(old_store: str) -> Iterator[psycopg.Connection[Any]]:
 
 def _revisions(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
-        return {str(r[0]) for r in conn.execute("SELECT version_num FROM alembic_version").fetchall()}
+        return _applied({str(r[0]) for r in conn.execute("SELECT version_num FROM alembic_version").fetchall()})
+
+
+def _applied(heads: set[str]) -> set[str]:
+    """The revisions applied given alembic_version's heads: each head and every revision it revises (a later
+    migration on a branch, such as 0027 on the ledger's, is that branch's head once applied)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    return {str(r.revision) for r in script.iterate_revisions(sorted(heads), "base")} if heads else set()
 
 
 def _job_ref_width(url: str) -> int:
