@@ -615,7 +615,11 @@ def _load_query(by_group: bool) -> Any:
     # On record at the review's moment: answered before the end of its as-of day, and not expired by then.
     on_record = (_C.c.status == literal_column("'resolved'"),
                  _C.c.resolved_at < bindparam("until", type_=_C.c.resolved_at.type),
-                 _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)))
+                 _C.c.expires_at.is_(None) | (_C.c.expires_at >= bindparam("now", type_=_C.c.expires_at.type)),
+                 # What policies.redflag.CaseState.satisfied asks of the answers (a row written outside veuctl and
+                 # the API may be resolved with none): no export intent, or a licence on file or the customer informed.
+                 _C.c.export_intent.is_(False) | (_C.c.export_intent.is_(True) & (
+                     (func.trim(_C.c.licence_number) != literal_column("''")) | _C.c.customer_informed.is_(True))))
     if by_group:
         # Answered by the job's own customer: the inquiry is of the customer (red flag 28), so a sibling's
         # answer about its lineage leaves nothing of another member's jobs naming that model out of the sum.

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+
 from agent import cases
 from agent.cases import Outcome
 from agent.packs import registry
@@ -109,3 +111,31 @@ def _derivative_answered(decide_review: Decide, store: str) -> None:
     own_b = {M + "model": "own-b", M + "expected-hours": "8000"}
     other = decide_review(review(job("other", pods=320, annotations=own_b)))
     assert other.code == redflag.ALLOW, other.message
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("store" if request.param == "sqlite" else "pg_store"))
+
+
+def test_a_case_whose_recorded_answer_is_no_answer_leaves_nothing_out_of_the_customer_wide_sum(any_store: str) -> None:
+    """Review R6: a resolved case written outside veuctl/the API with export intent "yes", a licence number of blanks
+    and the customer not informed answers nothing (CaseState.satisfied), yet the store's sum left its lineage out
+    as answered."""
+    from sqlmodel import select
+
+    from agent.store.tables.cases import RedFlagCase
+
+    store = any_store
+
+    def decide_review(body: dict[str, object]) -> Outcome:
+        with session_scope(store) as s:
+            return cases.evaluate_review(s, registry(), body)
+
+    _answer_frontier(decide_review, store)
+    with session_scope(store) as s:
+        for case in s.exec(select(RedFlagCase)).all():
+            case.export_intent, case.licence_number, case.customer_informed = True, "   ", False
+            s.add(case)
+    small = decide_review(review(job("eval", pods=2, annotations={M + "model": "eval-b", M + "expected-hours": "1"})))
+    assert small.code == redflag.HOLD_FOR_INQUIRY, small.message
