@@ -1447,3 +1447,13 @@ def _groups_at(s: Session, ats: Sequence[datetime]) -> dict[tuple[int, str], lis
             for i, v in enumerate(row[2:]):
                 cur[i] += float(v or 0.0)
     return out
+
+
+def share_digits_apart(value: float, limit: float, least: int, most: int) -> int | None:
+    """The fewest decimals of a percentage, from ``least`` to ``most``, at which a share cap's ``value`` and its
+    ``limit`` print apart (None when none do): 7.0000462% at four decimals printed as 7.0000%, the limit itself,
+    beside OVER. The CLI and the dashboard print shares so."""
+    for digits in range(least, most + 1):
+        if f"{value * 100:.{digits}f}" != f"{limit * 100:.{digits}f}":
+            return digits
+    return None

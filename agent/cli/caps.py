@@ -40,10 +40,8 @@ def _share_value(value: Any, limit: Any) -> str:
     """
     if not isinstance(value, int | float) or not isinstance(limit, int | float) or value == limit:
         return _fmt(value, True)
-    for digits in range(4, 13):
-        if f"{value:.{digits}%}" != f"{limit:.{digits}%}":
-            return f"{value:.{digits}%}"
-    return _fmt(value, True)
+    digits = svc.share_digits_apart(value, limit, 4, 12)
+    return _fmt(value, True) if digits is None else f"{value:.{digits}%}"
 
 
 def _headroom(x: Any) -> str:

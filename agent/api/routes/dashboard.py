@@ -320,10 +320,7 @@ def fmt_pct_apart(x: Any, limit: Any) -> str:
     """A share with the digits that tell it from its limit: 7.004% over a 7% cap never reads '7.00%'."""
     if x is None or limit is None or float(x) == float(limit):
         return fmt_pct(x)
-    digits = 2
-    while digits < 6 and f"{float(x) * 100:.{digits}f}" == f"{float(limit) * 100:.{digits}f}":
-        digits += 1
-    return fmt_pct(x, digits)
+    return fmt_pct(x, svc.share_digits_apart(float(x), float(limit), 2, 6) or 6)
 
 
 def fmt_tpp_apart(x: Any, limit: Any) -> str:
