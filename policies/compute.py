@@ -48,6 +48,8 @@ _PRECISION_ALIASES: dict[str, str] = {
     "TF32": "TF32",
     "FP32": "FP32", "F32": "FP32", "FLOAT32": "FP32",
 }
+# Every precision a training run may be declared at (what the aliases name).
+TRAINING_PRECISIONS: tuple[str, ...] = tuple(sorted(set(_PRECISION_ALIASES.values())))
 # A chip without a BF16 tensor rate (V100, T4) trains mixed precision at its FP16 rate: same bit length.
 # The catalog holds tensor rates, so most chips have no FP32 entry: FP32 matrix math is taken at the TF32
 # (FP32-input tensor) rate, which is above the chip's plain FP32 rate, so the bound never under-counts.

@@ -616,15 +616,18 @@ def _run_alone(packs: PackRegistry, as_of: date, settings: AdmissionSettings, re
     try:
         hw, hours, _basis = hardware_estimate(defaults, settings, req)
     except EstimateError:
-        # A precision the chip has no rate for (FP8 on an A100) cannot be what it trains at: the bound is the pack's
-        # default precision's, so that an admitted job always counts toward the customer's split-run sums.
-        try:
-            hw, hours, _basis = hardware_estimate(defaults, settings,
-                                                  replace(req, declared=replace(req.declared, precision=None)))
-        except EstimateError:
-            # No bound at all (a chip without a rate at the default precision either): the job still runs for as
-            # long as it may, which is how long it counts (runs_until) should the customer leave Tier 1.
-            hw, hours = None, max(req.declared.expected_hours or 0.0, settings.default_max_hours)
+        # A precision the chip has no rate for (FP8 on an A100, FP4 on an H100) is not what it trains at: the bound
+        # is the highest the chips have at any training precision, so that an admitted job always counts toward
+        # the customer's split-run sums, and never less than it could do.
+        hw, hours = None, max(req.declared.expected_hours or 0.0, settings.default_max_hours)
+        for prec in compute.TRAINING_PRECISIONS:
+            try:
+                at, at_hours, _basis = hardware_estimate(
+                    defaults, settings, replace(req, declared=replace(req.declared, precision=prec)))
+            except EstimateError:
+                continue  # no rate at this one either; with none at all the job counts for its hours alone
+            if at is not None and (hw is None or at.value > hw.value):
+                hw, hours = at, at_hours
     if hw is not None:
         values.append(hw.value)
     return model_key(req.declared, customer), max(values, default=None), hours

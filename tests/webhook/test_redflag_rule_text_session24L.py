@@ -274,7 +274,7 @@ def test_a_tier3_job_admitted_in_warn_or_audit_mode_records_its_run_estimate_and
 def test_a_job_declaring_a_precision_its_chip_has_no_rate_for_still_records_a_bound(packs: PackRegistry) -> None:
     """Review R6: an A100 job declaring FP8 (the A100 has no FP8 rate) recorded no run estimate when admitted (a
     Tier 3 job in warn mode, a Tier 1 job), so it counted toward none of the customer's split-run sums. The bound is
-    then the pack's default precision's, the rate the chip does have."""
+    then the chip's highest training rate (review R9: not the default precision's, half an H100's FP8 rate)."""
     a100 = catalog().accelerator("a100")
     req = JobRequest("tenant", "Job", "train", demands=(ChipDemand(a100, 4096, "nvidia.com/gpu", "test"),),
                      declared=Declared(model="m", precision="FP8", expected_hours=2000))
@@ -283,3 +283,14 @@ def test_a_job_declaring_a_precision_its_chip_has_no_rate_for_still_records_a_bo
         d = decide(packs, AS_OF, req, customer=customer, mode=mode)
         assert d.allowed and d.run_operations is not None and d.hours == 2000, (customer.name, d.run_operations)
         assert d.run_operations == decide(packs, AS_OF, plain, customer=customer, mode=mode).run_operations
+
+
+def test_an_h100_job_declaring_fp4_is_bounded_at_the_h100s_fp8_rate_not_its_bf16_one(packs: PackRegistry) -> None:
+    h100 = catalog().accelerator("h100")
+    demands = (ChipDemand(h100, 1024, "nvidia.com/gpu", "test"),)
+    fp4 = JobRequest("tenant", "Job", "train", demands=demands,
+                     declared=Declared(model="m", precision="FP4", expected_hours=1000))
+    fp8 = JobRequest("tenant", "Job", "train", demands=demands,
+                     declared=Declared(model="m", precision="FP8", expected_hours=1000))
+    d = decide(packs, AS_OF, fp4, customer=party(packs, "US"))
+    assert d.run_operations == decide(packs, AS_OF, fp8, customer=party(packs, "US")).run_operations
