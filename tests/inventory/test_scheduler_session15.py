@@ -104,6 +104,11 @@ class _LateLeader:
             self.leading = False
             self.on_stopped()
 
+    def close(self, election: threading.Thread) -> None:
+        """As the real elector closes: stop campaigning, and wait for the loop (which releases the lease) to end."""
+        self.stop.set()
+        election.join(5)
+
 
 def test_a_late_leading_callback_during_shutdown_starts_no_collector_run(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
