@@ -509,12 +509,26 @@ def mappings_on(s: Session, as_of: date) -> list[tuple[str, str, int]]:
     return out
 
 
-def namespaces_of(s: Session, party: Party) -> list[str]:
-    """The party's namespaces: ``NS``, ``CLUSTER/NS`` for a cluster's own, `` (label)`` when a label maps it."""
-    rows = s.exec(select(PartyNamespace).where(PartyNamespace.party_id == party.id)
-                  .order_by(PartyNamespace.cluster, PartyNamespace.namespace)).all()
-    return [f"{n.cluster + '/' if n.cluster else ''}{n.namespace}{' (label)' if n.source == LABEL else ''}"
-            for n in rows]
+def namespaces_on(s: Session, as_of: date) -> dict[int, list[str]]:
+    """Each party's namespaces as mapped on ``as_of`` (:func:`mappings_on`), party id -> ``NS``, ``CLUSTER/NS`` for
+    a cluster's own, `` (label)`` when a label mapped it then (today's: ``as_of`` today)."""
+    p = PartyNamespacePeriod
+    # The source of the mapping that held on the date: the latest period holding it that names the same party
+    # (as mapping_on picks), else the current row's (a mapping with no history, or unchanged since).
+    sources: dict[tuple[str, str, int], tuple[date, str]] = {}
+    for row in s.exec(select(p).where(col(p.valid_from) <= as_of).order_by(col(p.id))).all():
+        start = as_day(row.valid_from)
+        end = as_day(row.valid_to) if row.valid_to is not None else None
+        key = (row.cluster, row.namespace, row.party_id)
+        if (end is None or as_of < end) and (key not in sources or start >= sources[key][0]):
+            sources[key] = (start, row.source)
+    current = {(m.cluster, m.namespace, m.party_id): m.source for m in s.exec(select(PartyNamespace)).all()}
+    out: dict[int, list[str]] = {}
+    for cluster, ns, pid in mappings_on(s, as_of):
+        key = (cluster, ns, pid)
+        source = sources[key][1] if key in sources else current.get(key, REGISTRY)
+        out.setdefault(pid, []).append(f"{cluster + '/' if cluster else ''}{ns}{' (label)' if source == LABEL else ''}")
+    return out
 
 
 def party_for_namespace(s: Session, namespace: str, cluster: str = "") -> Party | None:
@@ -531,12 +545,14 @@ def party_view(s: Session, packs: PackRegistry, name: str, as_of: date) -> tuple
     return p, effective_tier(packs, party_refs(s, as_of), p.name, as_of)
 
 
-def party_summary(s: Session, packs: PackRegistry, name: str, as_of: date) -> dict[str, Any]:
+def party_summary(s: Session, packs: PackRegistry, name: str, as_of: date,
+                  namespaces: Mapping[int, list[str]] | None = None) -> dict[str, Any]:
     """A party as ``veuctl parties show`` and ``GET /api/v1/parties/NAME`` show it: its HQ and parents on
-    ``as_of``, effective tier and why, namespaces, and ``summed_with``: the other parties whose admitted jobs
-    red flag 28's customer-wide sum adds to this one's (its corporate group outside Tier 1, with
-    ``admission-settings.customer_aggregate_scope`` corporate-group; none for Tier 1 and Tier 3, which the
-    webhook decides without that sum)."""
+    ``as_of``, effective tier and why, the namespaces mapped to it on ``as_of`` (``namespaces``: those of
+    :func:`namespaces_on` for that date, read once by a caller listing every party), and ``summed_with``: the
+    other parties whose admitted jobs red flag 28's customer-wide sum adds to this one's (its corporate group
+    outside Tier 1, with ``admission-settings.customer_aggregate_scope`` corporate-group; none for Tier 1 and
+    Tier 3, which the webhook decides without that sum)."""
     from agent.directory import Customer, corporate_group
     from policies.redflag import AdmissionSettings
 
@@ -547,11 +563,12 @@ def party_summary(s: Session, packs: PackRegistry, name: str, as_of: date) -> di
             and settings.customer_aggregate_window_days > 0):
         group = corporate_group(s, packs, Customer(p.id or 0, p.name, p.hq, p.parent_id), as_of).members
         summed = [n for n in group if n != p.name]
+    mapped = namespaces if namespaces is not None else namespaces_on(s, as_of)
     return {
         "id": p.id, "name": p.name, "hq": eff.hq, "address": p.address,
         "parent": eff.chain[1] if len(eff.chain) > 1 else None, "ultimate_parent": eff.ultimate_parent,
-        "effective_tier": eff.tier, "basis": eff.basis, "namespaces": namespaces_of(s, p), "summed_with": summed,
-        "as_of": as_of.isoformat(),
+        "effective_tier": eff.tier, "basis": eff.basis, "namespaces": list(mapped.get(p.id or 0, [])),
+        "summed_with": summed, "as_of": as_of.isoformat(),
     }
 
 

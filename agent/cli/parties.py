@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -21,8 +22,14 @@ parties_app = typer.Typer(help="Customers, owners and operators.", no_args_is_he
 sites_app = typer.Typer(help="Data centers, cloud regions and clusters.", no_args_is_help=True)
 
 
-def _party_dict(s, name: str, d) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    return {k: v for k, v in svc.party_summary(s, registry(), name, d).items() if k != "id"}
+def _party_dict(s, name: str, d, namespaces=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {k: v for k, v in svc.party_summary(s, registry(), name, d, namespaces).items() if k != "id"}
+
+
+def _party_rows(rows: list[dict[str, Any]]) -> None:
+    # Namespaces as `show` prints them (JSON), not as Python's repr of a list (['a']).
+    table([{**r, "namespaces": json.dumps(r["namespaces"])} for r in rows],
+          ["name", "hq", "ultimate_parent", "effective_tier", "namespaces"])
 
 
 @parties_app.command("add")
@@ -82,8 +89,9 @@ def list_(json_: bool = JsonOpt, as_of_: str | None = AsOfOpt, db: str | None = 
     """Every party with its effective tier."""
     d = as_of(as_of_)
     with session_scope(db_url(db)) as s:
-        rows = [_party_dict(s, p.name, d) for p in s.exec(select(Party).order_by(Party.name)).all()]
-    emit(rows, json_, lambda r: table(r, ["name", "hq", "ultimate_parent", "effective_tier", "namespaces"]))
+        mapped = svc.namespaces_on(s, d)  # once for every party: the mappings of that date, not today's
+        rows = [_party_dict(s, p.name, d, mapped) for p in s.exec(select(Party).order_by(Party.name)).all()]
+    emit(rows, json_, _party_rows)
 
 
 @parties_app.command("sync-namespaces")

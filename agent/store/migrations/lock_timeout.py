@@ -39,6 +39,8 @@ RETRIES_SETTING = "VEU_MIGRATION_LOCK_RETRIES"
 DEFAULT_TIMEOUT_SECONDS = 2.0
 DEFAULT_RETRIES = 5
 _LOCK_NOT_AVAILABLE = "55P03"
+# PostgreSQL's lock_timeout is a 32-bit count of milliseconds: a longer wait cannot be set (about 24.8 days).
+_MAX_MILLISECONDS = 2**31 - 1
 _log = logging.getLogger("agent.store.migrations")
 
 
@@ -72,6 +74,13 @@ def lock_wait(x_args: Mapping[str, str] | None = None, environ: Mapping[str, str
             raise MigrationSettingError(
                 f"{TIMEOUT_SETTING}: {timeout_text!r} is not a number of seconds (0 or more, e.g. 2 or 0.5; 0 waits "
                 "for a lock as long as it takes)")
+        if _milliseconds(timeout) > _MAX_MILLISECONDS:
+            # Refused here, naming the setting: as a `SET LOCAL lock_timeout` the server rejects it, and every
+            # migration failed with an error about an out-of-range parameter that named neither.
+            raise MigrationSettingError(
+                f"{TIMEOUT_SETTING}: {timeout_text.strip()!r} seconds is more than PostgreSQL's lock_timeout allows "
+                f"(at most {_MAX_MILLISECONDS / 1000:.3f} s, about 24.8 days); give fewer seconds, or 0 to wait for a "
+                "lock as long as it takes")
     retries = DEFAULT_RETRIES
     if retries_text.strip():
         try:
