@@ -166,6 +166,15 @@ def _not_utf8(argv: list[str]) -> str | None:
     return None
 
 
+def fits_the_store(option: str, value: int | None, hint: str) -> None:
+    """Refuse a whole-number option past a 64-bit integer, naming it: PostgreSQL refused such an --offset as
+    "database URL (--db / VEU_DATABASE_URL): not a usable database: bigint out of range", naming the wrong field.
+    ``hint`` says what to give instead."""
+    if value is not None and value >= 2**63:
+        given = f"{value}"[:30] + ("..." if len(f"{value}") > 30 else "")
+        raise UsageError(f"{option}: {given}: too large for the store (limits and offsets are 64-bit integers); {hint}")
+
+
 def _too_large(argv: list[str]) -> str:
     """The error for an OverflowError, naming the option given a whole number past 64 bits (what the store holds)
     or a day at the very end (or start) of the calendar, from which a deadline or a window has no date."""

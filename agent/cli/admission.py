@@ -23,6 +23,7 @@ from agent.cli._common import (
     db_url,
     emit,
     err_console,
+    fits_the_store,
     not_blank,
     one_line,
     table,
@@ -120,9 +121,11 @@ def controllers(
     lease_duration: int = typer.Option(15, "--lease-duration", help="Seconds a standby waits, after the "
                                        "Lease last changed, before taking it over."),
     renew_deadline: int = typer.Option(10, "--lease-renew-deadline", help="Seconds the leader keeps "
-                                       "leading without renewing; less than --lease-duration."),
+                                       "leading without renewing; more than --lease-retry-period, and "
+                                       "--lease-renew-deadline + --lease-retry-period less than --lease-duration."),
     retry_period: int = typer.Option(2, "--lease-retry-period", help="Seconds between renewals and between "
-                                     "a standby's attempts; less than --lease-renew-deadline."),
+                                     "a standby's attempts; less than --lease-renew-deadline, and "
+                                     "--lease-renew-deadline + --lease-retry-period less than --lease-duration."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics (plain HTTP) "
                                             "on this port: pods metered, threshold crossings."),
     metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address the metrics port listens on."),
@@ -297,6 +300,7 @@ def list_(
         raise UsageError(f"--limit: {limit} is not 1-5000; give the cases per page, e.g. --limit 500")
     if offset < 0:
         raise UsageError(f"--offset: {offset} is below 0; give the cases to skip, e.g. --offset 500 for the next page")
+    fits_the_store("--offset", offset, "give a smaller offset, e.g. --offset 500 for the next page")
     day = as_of(as_of_) if as_of_ is not None else None
     with session_scope(db_url(db)) as s:
         page = svc.cases_page(s, status, customer, limit, offset, day)

@@ -9,7 +9,19 @@ import typer
 from rich.markup import escape
 
 from agent import caps as svc
-from agent.cli._common import AsOfOpt, DbOpt, JsonOpt, UsageError, as_of, console, db_url, emit, not_blank, table
+from agent.cli._common import (
+    AsOfOpt,
+    DbOpt,
+    JsonOpt,
+    UsageError,
+    as_of,
+    console,
+    db_url,
+    emit,
+    fits_the_store,
+    not_blank,
+    table,
+)
 from agent.packs import registry
 from agent.store import session_scope
 from agent.store.tables.core import utc_today
@@ -169,6 +181,7 @@ def caps_explain(
     if offset < 0:
         raise UsageError(f"--offset: {offset} is below 0; give the holdings to skip, e.g. --offset 100 for the next "
                          "page")
+    fits_the_store("--offset", offset, "give a smaller offset, e.g. --offset 100 for the next 100 holdings")
     with session_scope(db_url(db)) as s:
         data = svc.explain(s, registry(), name, cap_id, as_of(as_of_), limit, offset, part)
 
@@ -359,6 +372,7 @@ def ship_list(
     """Shipments, newest first."""
     for option, value in (("--consignee", consignee), ("--destination", destination), ("--via", via)):
         not_blank(value, option, f"give a value, or leave {option} out for every shipment")
+    fits_the_store("--offset", offset, "give a smaller offset, e.g. --offset 100 for the next 100 shipments")
     packs = registry()
     with session_scope(db_url(db)) as s:
         rows, _total = svc.list_shipments(s, consignee, destination, via, limit, offset)

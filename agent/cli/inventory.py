@@ -21,6 +21,7 @@ from agent.cli._common import (
     db_url,
     emit,
     err_console,
+    fits_the_store,
     not_blank,
     one_line,
     table,
@@ -174,9 +175,8 @@ def show_cmd(
         if value is not None and value < 0:
             hint = "0 for every holding, or a number of holdings" if name == "--limit" else "a number of holdings"
             raise UsageError(f"{name}: {value} is below 0; give {hint} (0 or more)")
-        if value is not None and value >= 2**63:
-            raise UsageError(f"{name}: {value}: too large (limits and offsets are 64-bit integers); "
-                             + ("give --limit 0 for every holding" if name == "--limit" else "give a smaller offset"))
+        fits_the_store(name, value,
+                       "give --limit 0 for every holding" if name == "--limit" else "give a smaller offset")
     d = as_of(as_of_) if as_of_ is not None else None
     not_blank(site, "--site", "give a site's name, or leave --site out for every site")
     with session_scope(db_url(db)) as s:
