@@ -515,18 +515,21 @@ def namespaces_on(s: Session, as_of: date) -> dict[int, list[str]]:
     p = PartyNamespacePeriod
     # The source of the mapping that held on the date: the latest period holding it that names the same party
     # (as mapping_on picks), else the current row's (a mapping with no history, or unchanged since).
-    sources: dict[tuple[str, str, int], tuple[date, str]] = {}
+    sources: dict[tuple[str, str, int], tuple[date, str, bool]] = {}
     for row in s.exec(select(p).where(col(p.valid_from) <= as_of).order_by(col(p.id))).all():
         start = as_day(row.valid_from)
         end = as_day(row.valid_to) if row.valid_to is not None else None
         key = (row.cluster, row.namespace, row.party_id)
         if (end is None or as_of < end) and (key not in sources or start >= sources[key][0]):
-            sources[key] = (start, row.source)
+            sources[key] = (start, row.source, end is None)
     current = {(m.cluster, m.namespace, m.party_id): m.source for m in s.exec(select(PartyNamespace)).all()}
     out: dict[int, list[str]] = {}
     for cluster, ns, pid in mappings_on(s, as_of):
         key = (cluster, ns, pid)
-        source = sources[key][1] if key in sources else current.get(key, REGISTRY)
+        held = sources.get(key)
+        # An open period is the current mapping, whose row says its source now: a label mapping the operator then
+        # registered for the same customer is the registry's (no new period: whose it is did not change).
+        source = held[1] if held is not None and not (held[2] and key in current) else current.get(key, REGISTRY)
         out.setdefault(pid, []).append(f"{cluster + '/' if cluster else ''}{ns}{' (label)' if source == LABEL else ''}")
     return out
 

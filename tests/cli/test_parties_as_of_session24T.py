@@ -81,3 +81,20 @@ def test_parties_list_prints_namespaces_as_json_as_parties_show_does(db_url: str
     assert '["team-x", "team-y"]' in shown
     assert '["team-x", "team-y"]' in listed, listed
     assert "['team-x'" not in listed
+
+
+def test_a_label_mapping_the_operator_then_registers_for_the_same_customer_reads_as_registered(db_url: str) -> None:
+    """Review R10: the period (opened by the label) still said label, and parties show marked it "(label)"."""
+    from agent import parties as psvc
+    from agent.packs import registry
+    from agent.store import session_scope
+    from agent.store.tables.core import utc_today
+
+    with session_scope(db_url) as s:
+        psvc.add_party(s, "Zeta", "DE")
+        psvc.sync_label_mappings(s, "fra-1", "veu-governor.io/customer", {"team-z": "Zeta"})
+    with session_scope(db_url) as s:
+        assert psvc.party_summary(s, registry(), "Zeta", utc_today())["namespaces"] == ["fra-1/team-z (label)"]
+        psvc.add_party(s, "Zeta", None, namespaces=["team-z"], cluster="fra-1")
+    with session_scope(db_url) as s:
+        assert psvc.party_summary(s, registry(), "Zeta", utc_today())["namespaces"] == ["fra-1/team-z"]
