@@ -616,21 +616,36 @@ def _run_alone(packs: PackRegistry, as_of: date, settings: AdmissionSettings, re
     try:
         hw, hours, _basis = hardware_estimate(defaults, settings, req)
     except EstimateError:
-        # A precision the chip has no rate for (FP8 on an A100, FP4 on an H100) is not what it trains at: the bound
-        # is the highest the chips have at any training precision, so that an admitted job always counts toward
-        # the customer's split-run sums, and never less than it could do.
+        # A precision a chip has no rate for (FP8 on an A100, FP4 on an H100) is not what it trains at: each chip
+        # group is bounded at its own highest training rate (an H100 beside A100s keeps its FP8), so that an
+        # admitted job always counts toward the customer's split-run sums, and never less than it could do.
         hw, hours = None, max(req.declared.expected_hours or 0.0, settings.default_max_hours)
-        for prec in compute.TRAINING_PRECISIONS:
-            try:
-                at, at_hours, _basis = hardware_estimate(
-                    defaults, settings, replace(req, declared=replace(req.declared, precision=prec)))
-            except EstimateError:
-                continue  # no rate at this one either; with none at all the job counts for its hours alone
-            if at is not None and (hw is None or at.value > hw.value):
-                hw, hours = at, at_hours
+        bounds = [_highest_bound(defaults, settings, replace(req, demands=(c,))) for c in req.demands if c.chips > 0]
+        found = [b for b in bounds if b is not None]
+        if found and len(found) == len(bounds):
+            values.append(sum(v for v, _hours in found))
+            hours = found[0][1]
     if hw is not None:
         values.append(hw.value)
     return model_key(req.declared, customer), max(values, default=None), hours
+
+
+def _highest_bound(defaults: EstimationDefaults, settings: AdmissionSettings, req: JobRequest
+                   ) -> tuple[float, float] | None:
+    """(operations, hours) of ``req``'s hardware bound at its declared precision, else at the highest rate its chips
+    have at any training precision; None when they have none."""
+    best: tuple[float, float] | None = None
+    for prec in (req.declared.precision, *compute.TRAINING_PRECISIONS):
+        try:
+            at, hours, _basis = hardware_estimate(defaults, settings,
+                                                  replace(req, declared=replace(req.declared, precision=prec)))
+        except EstimateError:
+            continue
+        if at is not None and prec == req.declared.precision:
+            return at.value, hours  # the chips have a rate at the declared precision: it is the bound
+        if at is not None and (best is None or at.value > best[0]):
+            best = (at.value, hours)
+    return best
 
 
 def decide(

@@ -294,3 +294,20 @@ def test_an_h100_job_declaring_fp4_is_bounded_at_the_h100s_fp8_rate_not_its_bf16
                      declared=Declared(model="m", precision="FP8", expected_hours=1000))
     d = decide(packs, AS_OF, fp4, customer=party(packs, "US"))
     assert d.run_operations == decide(packs, AS_OF, fp8, customer=party(packs, "US")).run_operations
+
+
+def test_a_job_of_h100s_and_a100s_declaring_fp8_keeps_the_h100s_fp8_rate(packs: PackRegistry) -> None:
+    """Review R10: one precision for every chip group bounded the H100s at BF16 beside A100s that have no FP8."""
+    h100, a100 = catalog().accelerator("h100"), catalog().accelerator("a100")
+
+    def req(demands: tuple[ChipDemand, ...], precision: str) -> JobRequest:
+        return JobRequest("tenant", "Job", "train", demands=demands,
+                          declared=Declared(model="m", precision=precision, expected_hours=1000))
+
+    h, a = ChipDemand(h100, 1024, "nvidia.com/gpu", "test"), ChipDemand(a100, 1024, "nvidia.com/gpu", "test")
+    us = party(packs, "US")
+    both = decide(packs, AS_OF, req((h, a), "FP8"), customer=us).run_operations
+    alone = [decide(packs, AS_OF, req((h,), "FP8"), customer=us).run_operations,
+             decide(packs, AS_OF, req((a,), "BF16"), customer=us).run_operations]
+    assert both is not None and None not in alone
+    assert both == pytest.approx(sum(x for x in alone if x is not None))
