@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
@@ -589,6 +590,29 @@ def _any_name_pg(element: _AnyName, compiler: Any, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} = ANY(CAST({compiler.process(element.names, **kw)} AS TEXT[]))"
 
 
+# What str.strip() removes (policies.redflag.CaseState reads a licence number so): SQL's one-argument trim removes
+# only spaces, so a licence of a tab or a no-break space read as on file in the sums and as none in the decision.
+_BLANKS = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+
+
+class _Stripped(FunctionElement[str]):
+    """``text`` without the blanks at either end that :data:`_BLANKS` names."""
+
+    inherit_cache = True
+    type = String()
+    name = "stripped"
+
+
+@compiles(_Stripped)
+def _stripped_sqlite(element: _Stripped, compiler: Any, **kw: Any) -> str:
+    return f"trim({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Stripped, "postgresql")
+def _stripped_pg(element: _Stripped, compiler: Any, **kw: Any) -> str:
+    return f"btrim({compiler.process(element.clauses, **kw)})"
+
+
 def _load_query(by_group: bool) -> Any:
     """The customer-wide sum across model names: one row (agg = 1) after the lineage's rows, each job counted
     once at its largest admitted estimate, this job and answered lineages excluded; the customer's jobs, or
@@ -619,7 +643,8 @@ def _load_query(by_group: bool) -> Any:
                  # What policies.redflag.CaseState.satisfied asks of the answers (a row written outside veuctl and
                  # the API may be resolved with none): no export intent, or a licence on file or the customer informed.
                  _C.c.export_intent.is_(False) | (_C.c.export_intent.is_(True) & (
-                     (func.trim(_C.c.licence_number) != literal_column("''")) | _C.c.customer_informed.is_(True))))
+                     (_Stripped(_C.c.licence_number, literal(_BLANKS)) != literal_column("''"))
+                     | _C.c.customer_informed.is_(True))))
     if by_group:
         # Answered by the job's own customer: the inquiry is of the customer (red flag 28), so a sibling's
         # answer about its lineage leaves nothing of another member's jobs naming that model out of the sum.

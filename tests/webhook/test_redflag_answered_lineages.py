@@ -118,7 +118,9 @@ def any_store(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("store" if request.param == "sqlite" else "pg_store"))
 
 
-def test_a_case_whose_recorded_answer_is_no_answer_leaves_nothing_out_of_the_customer_wide_sum(any_store: str) -> None:
+@pytest.mark.parametrize("blank", ["   ", "\t", "\n", "\u00a0"])
+def test_a_case_whose_recorded_answer_is_no_answer_leaves_nothing_out_of_the_customer_wide_sum(
+        any_store: str, blank: str) -> None:
     """Review R6: a resolved case written outside veuctl/the API with export intent "yes", a licence number of blanks
     and the customer not informed answers nothing (CaseState.satisfied), yet the store's sum left its lineage out
     as answered."""
@@ -135,7 +137,7 @@ def test_a_case_whose_recorded_answer_is_no_answer_leaves_nothing_out_of_the_cus
     _answer_frontier(decide_review, store)
     with session_scope(store) as s:
         for case in s.exec(select(RedFlagCase)).all():
-            case.export_intent, case.licence_number, case.customer_informed = True, "   ", False
+            case.export_intent, case.licence_number, case.customer_informed = True, blank, False
             s.add(case)
     small = decide_review(review(job("eval", pods=2, annotations={M + "model": "eval-b", M + "expected-hours": "1"})))
     assert small.code == redflag.HOLD_FOR_INQUIRY, small.message
