@@ -136,9 +136,12 @@ async def test_a_running_pod_stays_metered_to_its_customer_when_the_namespace_is
     meter = Meter(*apis, store)
     await asyncio.to_thread(meter.tick, NOW)
     assert usage_by_customer(store, "tenant-ae/Job/train#") == {"Emirates AI": pytest.approx(8 * 10 * 3600)}
-    # The operator moves the namespace to a Tier 1 customer while the Tier 2 customer's job still runs.
-    with session_scope(store) as s:
-        parties.add_party(s, "US Lab", "US", None, ["tenant-ae"], reassign=True)
+    # The operator moves the namespace to a Tier 1 customer while the Tier 2 customer's job still runs (on this
+    # test's day: the mapping's history dates the move, and the meter reads whose namespace it was on its tick's day).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parties, "utc_today", lambda: NOW.date())
+        with session_scope(store) as s:
+            parties.add_party(s, "US Lab", "US", None, ["tenant-ae"], reassign=True)
     await asyncio.to_thread(meter.tick, NOW + timedelta(hours=1))
     # The run was admitted and metered as Emirates AI's: its hours stay on that lineage, none moved to US Lab.
     assert usage_by_customer(store, "tenant-ae/Job/train#") == {"Emirates AI": pytest.approx(8 * 11 * 3600)}
