@@ -48,7 +48,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
-from agent.audit import current_actor, record
+from agent.audit import AuditItem, current_actor, record, record_many
 from agent.parties import Conflict
 from agent.store.db import fetch_all, in_chunks, lock_for_transaction, lock_key
 from agent.store.tables.core import Party, as_utc, utc_today, utcnow
@@ -876,6 +876,83 @@ def charged_model(s: Session, model: str, cust: Party | None, day: date,
     return model, found, derived_from
 
 
+def register_metered_models(s: Session, charges: Iterable[tuple[str, str, datetime]],
+                            actor: str | None = None) -> None:
+    """Register the models that ``charges`` ((customer, model, interval start) of a metering tick) name and the
+    ledger lacks, as :func:`add_metered_usage` would, before the tick writes anything else.
+
+    Every model is inserted first and their audit entries appended last, so no insert waits for another writer's
+    registration while this transaction holds the audit chain's lock (which that registration needs to commit:
+    PostgreSQL would find the deadlock and fail the whole tick)."""
+    registered: list[AuditItem] = []
+    parties: dict[str, Party] = {}
+    for customer, model, start in dict.fromkeys(charges):
+        if not model:
+            continue
+        cust = parties.get(customer) or parties.setdefault(customer, _party(s, customer, "customer"))
+        _metered_model(s, _check_name(model, "model"), cust, _dt(start).date(), True, actor, registered)
+    record_many(s, registered)
+
+
+def _metered_model(s: Session, model: str, cust: Party | None, day: date, create: bool, actor: str | None,
+                   registered: list[AuditItem]) -> LedgerModel:
+    """The ledger row a customer's job naming ``model`` on ``day`` is charged to (:func:`charged_model`); when the
+    ledger has none and ``create``, the model registered for the customer, its audit entry added to ``registered``
+    for the caller to append."""
+    def find(n: str) -> LedgerModel | None:
+        return s.exec(select(LedgerModel).where(LedgerModel.name == n)).first()
+
+    if create and find(model) is None:
+        # A job naming a registered model in another Unicode form or spacing trains that model: charged to its
+        # lineage, as a registration of the name would be refused (add_model) and end the meter's whole tick.
+        model = look_alike(s, model) or model
+    conflict: Conflict | None = None
+    for _ in range(_METERED_REGISTRATION_TRIES):
+        model, found, derived_from = charged_model(s, model, cust, day, find)
+        if found is not None:
+            return found
+        if not create:
+            raise UnknownModel(f"model: {model!r} is not in the ledger")
+        if cust is None:
+            raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")
+        try:
+            return _register_metered(s, model, cust, derived_from, actor, registered)
+        except Conflict as exc:
+            # Registered (the name or a look-alike) by another writer since the lookup above, perhaps another
+            # party: charged as any registered model is (its owner's unpublished model is this customer's
+            # CUSTOMER/NAME, a published one's training the customer's derivative), looked up again.
+            conflict = exc
+            model = look_alike(s, model) or model
+    assert conflict is not None
+    raise conflict
+
+
+# How often metering looks a model up again after another writer registered it first: once would do (the next
+# lookup finds that model), but its CUSTOMER/NAME can be registered meanwhile too.
+_METERED_REGISTRATION_TRIES = 3
+
+
+def _register_metered(s: Session, name: str, cust: Party, base: str | None, actor: str | None,
+                      registered: list[AuditItem]) -> LedgerModel:
+    """Register a model metering saw running, for ``cust`` (``base``: the published model it derives from).
+
+    A new model only: a model of that name (or a look-alike) registered by another writer since metering's lookup
+    raises :class:`Conflict` (charged as any registered model, never given to ``cust``: add_model would update
+    it, its owner included). Its audit entry, as :func:`add_model` writes it, is added to ``registered``."""
+    base_row = _ref_model(s, base, "base") if base else None
+    if s.exec(select(LedgerModel.id).where(LedgerModel.name == name)).first() is not None:
+        raise Conflict(f"name: model {name!r} was registered by another writer at the same moment")
+    twin = look_alike(s, name)
+    if twin is not None:
+        raise _look_alike_conflict(name, twin)
+    m = _insert_model(s, name, cust.id or 0, base_row.id if base_row is not None else None, False, None)
+    registered.append(AuditItem(_actor(actor), "model.create", f"model:{name}", {
+        "name": name, "owner": cust.name, "base": base_row.name if base_row is not None else None,
+        "published": False, "published_on": None, "before": None,
+    }))
+    return m
+
+
 def add_metered_usage(
     s: Session,
     *,
@@ -897,7 +974,8 @@ def add_metered_usage(
 
     Re-reporting the same (job, accelerator, start) replaces the interval instead of adding it again. A
     model seen running that is not yet in the ledger is registered for the customer when
-    ``create_model`` is true (metering never drops usage because a record is missing).
+    ``create_model`` is true (metering never drops usage because a record is missing); one another writer
+    registers meanwhile is charged as any registered model (:func:`charged_model`), never taken over.
     """
     job = job.strip()
     if not job or len(job) > METERED_JOB_REF_MAX:
@@ -912,27 +990,10 @@ def add_metered_usage(
     cust = _party(s, customer, "customer") if customer else None
     model_row: LedgerModel | None = None
     if model:
-        model = _check_name(model, "model")
-        if create_model and s.exec(select(LedgerModel.id).where(LedgerModel.name == model)).first() is None:
-            # A job naming a registered model in another Unicode form or spacing trains that model: charged to its
-            # lineage, as a registration of the name would be refused (add_model) and end the meter's whole tick.
-            model = look_alike(s, model) or model
-        model, found, derived_from = charged_model(
-            s, model, cust, start_dt.date(), lambda n: s.exec(select(LedgerModel).where(LedgerModel.name == n)).first())
-        if found is None and create_model:
-            if cust is None:
-                raise LedgerError(f"model: {model!r} is not in the ledger and no customer was given to own it")
-            try:
-                found = add_model(s, model, cust.name, base=derived_from, actor=actor)
-            except Conflict:
-                # Registered (or a look-alike of it) by another writer since the lookup above: that model's lineage.
-                found = s.exec(select(LedgerModel).where(
-                    LedgerModel.name == (look_alike(s, model) or model))).first()
-                if found is None:
-                    raise
-        elif found is None:
-            raise UnknownModel(f"model: {model!r} is not in the ledger")
-        model_row = found
+        registered: list[AuditItem] = []
+        model_row = _metered_model(s, _check_name(model, "model"), cust, start_dt.date(), create_model, actor,
+                                   registered)
+        record_many(s, registered)
     row = s.exec(
         select(MeteredUsage).where(
             MeteredUsage.job_ref == job, MeteredUsage.accelerator == chip.id, MeteredUsage.period_start == start_dt

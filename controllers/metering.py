@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from agent.store.tables.core import Party
     from agent.store.tables.ledger import MeteredUsage
     from policies.parties import EffectiveTier
+    from policies.redflag import Declared
 
 log = logging.getLogger("veu.metering")
 
@@ -394,6 +395,12 @@ class Meter:
         announce: list[tuple[dict[str, Any], dict[str, Any]]] = []
         with session_scope(self.database_url) as s:
             self._look_up_decisions(s, pods, settings.exempt_namespaces)
+            # First every pod is read (no writes), then the models the pods name and the ledger lacks are registered,
+            # then the pods are charged. The audit chain's lock is held from the tick's first entry until its commit:
+            # a model inserted after it would wait for a registration of the same name (or a look-alike) that another
+            # writer has not committed yet, which itself waits for that lock to record itself. PostgreSQL finds the
+            # deadlock and fails the whole tick (review R8); registered first, the insert only waits for that commit.
+            plan: list[_Charge | _Touch] = []
             for pod in pods:
                 md = pod.get("metadata") or {}
                 ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
@@ -418,7 +425,7 @@ class Meter:
                     # Charged in full on an earlier tick: not rewritten (nor audited) every tick.
                     who, who_tier = _customer(s, packs, ns, self.cluster, as_of, done[3], parties_by_id)
                     if who is not None and not (who_tier is not None and who_tier.tier == 1):
-                        touched.setdefault((who.name, done[1]), (who, [], pod))[1].append(done[2])
+                        plan.append(_Touch(pod, who, done[1], done[2]))
                     continue
                 demand = read(_with_node_hint(pod, nodes))
                 if isinstance(demand, ReadError):
@@ -458,8 +465,6 @@ class Meter:
                 key = redflag.model_key(declared, party.name)
                 chips, _notes = casesvc.resolve_chips(s, demand, self.cluster,
                                                       declared.precision or defaults.default_precision)
-                secs_total = 0.0
-                charged: set[str] = set()
                 # The ledger keeps one interval per (job, chip, start): the pod's groups on one chip (MIG slices
                 # of several profiles, neuron + neuroncore) are summed into it, or each would replace the last.
                 per_chip: dict[str, float] = {}
@@ -471,7 +476,20 @@ class Meter:
                     # scaled away before PodGC removed the pod, or the node's chip label briefly gone while GPU
                     # Feature Discovery restarts), the guess must not replace the chip on record.
                     per_chip = _chips_on_record(rows, start, sum(per_chip.values())) or per_chip
-                for chip_id, count in per_chip.items():
+                plan.append(_Charge(pod, uid, status.get("phase") in _ENDED, start, end, job, rows, party, tier,
+                                    declared, key, per_chip))
+            ledger.register_metered_models(
+                s, [(c.party.name, c.key, c.start) for c in plan if isinstance(c, _Charge) and c.per_chip],
+                actor="controller:metering")
+            for item in plan:
+                if isinstance(item, _Touch):
+                    touched.setdefault((item.party.name, item.key), (item.party, [], item.pod))[1].append(item.job)
+                    continue
+                pod, uid, start, end, job, rows = item.pod, item.uid, item.start, item.end, item.job, item.rows
+                party, tier, declared, key = item.party, item.tier, item.declared, item.key
+                secs_total = 0.0
+                charged: set[str] = set()
+                for chip_id, count in item.per_chip.items():
                     secs = count * (end - start).total_seconds()
                     usage = ledger.add_metered_usage(
                         s, customer=party.name, model=key, job=job, accelerator_name=chip_id,
@@ -484,7 +502,7 @@ class Meter:
                     # customer, as the webhook scopes it).
                     key = ledger.model_name_of(s, usage.model_id) or key
                 _drop_superseded(s, job, start, charged, rows)
-                if status.get("phase") in _ENDED:
+                if item.ended:
                     charged_now[uid] = (end, key, job, party.id)
                 report.pods_metered += 1
                 report.chip_seconds += secs_total
@@ -571,6 +589,34 @@ class Meter:
 
 
 _DECISION_REFS_PER_QUERY = 1000
+
+
+@dataclass(frozen=True)
+class _Charge:
+    """A pod's interval as a tick's first pass read it, charged once the models it names are registered."""
+
+    pod: dict[str, Any]
+    uid: str
+    ended: bool
+    start: datetime
+    end: datetime
+    job: str
+    rows: list[MeteredUsage]
+    party: Customer | Party
+    tier: EffectiveTier | None
+    declared: Declared
+    key: str
+    per_chip: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Touch:
+    """A pod charged in full on an earlier tick: only its lineage's case is looked at again."""
+
+    pod: dict[str, Any]
+    party: Customer | Party
+    key: str
+    job: str
 
 
 def decided_alone(s: Any, asks: Mapping[str, str]) -> dict[str, bool]:
