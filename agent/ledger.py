@@ -571,6 +571,31 @@ class UnknownRun(UnknownModel):
     """A run id that is not a run of the ledger (or not of the model a request names): a 404 as a model's."""
 
 
+def _reason(reason: str, ask: str) -> str:
+    """A withdrawal's or reactivation's reason as stored: stripped, at most REASON_MAX characters, printable;
+    ``ask`` says what to write when it is blank."""
+    why = (reason or "").strip()
+    if not why:
+        raise LedgerError(f"reason: {ask}")
+    if len(why) > REASON_MAX:
+        raise LedgerError(f"reason: at most {REASON_MAX} characters of text (got {len(why)}); nothing was changed")
+    check_text("reason", why, lines=True)
+    return why
+
+
+def _run_of(s: Session, run_id: int, model: str | None) -> LedgerRun:
+    """Run ``run_id``, locked for this transaction (re-read, not the session's copy), of ``model`` when the request
+    names one (the API's path): a run of another model is not found."""
+    owner = get_model(s, model) if model is not None else None
+    run = s.exec(select(LedgerRun).where(LedgerRun.id == run_id).with_for_update()
+                 .execution_options(populate_existing=True)).first()
+    if run is None or (owner is not None and run.model_id != owner.id):
+        where = f"a run of model {owner.name!r}" if owner is not None else "a run in the ledger"
+        show = cli_word(owner.name) if owner is not None else "MODEL"
+        raise UnknownRun(f"run: {run_id} is not {where}; `veuctl models show {show}` lists each run's id")
+    return run
+
+
 def withdraw_run(s: Session, run_id: int, reason: str, actor: str | None = None, model: str | None = None
                  ) -> LedgerRun:
     """Withdraw a run recorded in error (an exponent too many): it then counts nowhere, for any date.
@@ -579,20 +604,10 @@ def withdraw_run(s: Session, run_id: int, reason: str, actor: str | None = None,
     is a correction of the record, not an event of a date, so the run is left out of past dates' totals too.
     ``model``: the model the request names (the API's path); a run of another model is then not found.
     """
-    why = (reason or "").strip()
-    if not why:
-        raise LedgerError("reason: say why the run is withdrawn (e.g. 'recorded 1e30, an exponent too many; the "
-                          "run was 1e25')")
-    if len(why) > REASON_MAX:
-        raise LedgerError(f"reason: at most {REASON_MAX} characters of text (got {len(why)}); nothing was changed")
-    check_text("reason", why, lines=True)
-    owner = get_model(s, model) if model is not None else None
+    why = _reason(reason, "say why the run is withdrawn (e.g. 'recorded 1e30, an exponent too many; the run was "
+                          "1e25')")
     # Locked (PostgreSQL): of two withdrawals at once, the second sees the first and is refused.
-    run = s.exec(select(LedgerRun).where(LedgerRun.id == run_id).with_for_update()).first()
-    if run is None or (owner is not None and run.model_id != owner.id):
-        where = f"a run of model {owner.name!r}" if owner is not None else "a run in the ledger"
-        show = cli_word(owner.name) if owner is not None else "MODEL"
-        raise UnknownRun(f"run: {run_id} is not {where}; `veuctl models show {show}` lists each run's id")
+    run = _run_of(s, run_id, model)
     m = s.get(LedgerModel, run.model_id)
     name = m.name if m is not None else str(run.model_id)
     if run.withdrawn_at is not None:
@@ -626,21 +641,10 @@ def reactivate_run(s: Session, run_id: int, reason: str, actor: str | None = Non
     date (published while the run was withdrawn), or one after which a lineage total would not be finite. The audit
     entry keeps the withdrawal it undoes (who, when, why); ``model`` as in :func:`withdraw_run`.
     """
-    why = (reason or "").strip()
-    if not why:
-        raise LedgerError("reason: say why the run is counted again (e.g. 'withdrew run 7 for run 8 by mistake')")
-    if len(why) > REASON_MAX:
-        raise LedgerError(f"reason: at most {REASON_MAX} characters of text (got {len(why)}); nothing was changed")
-    check_text("reason", why, lines=True)
+    why = _reason(reason, "say why the run is counted again (e.g. 'withdrew run 7 for run 8 by mistake')")
     # add_run's lock: a publication date or a run committed between these checks and this commit would pass them.
     lock_for_transaction(s, LINEAGE_LOCK)
-    owner = get_model(s, model) if model is not None else None
-    run = s.exec(select(LedgerRun).where(LedgerRun.id == run_id).with_for_update()
-                 .execution_options(populate_existing=True)).first()
-    if run is None or (owner is not None and run.model_id != owner.id):
-        where = f"a run of model {owner.name!r}" if owner is not None else "a run in the ledger"
-        show = cli_word(owner.name) if owner is not None else "MODEL"
-        raise UnknownRun(f"run: {run_id} is not {where}; `veuctl models show {show}` lists each run's id")
+    run = _run_of(s, run_id, model)
     m = s.get(LedgerModel, run.model_id, populate_existing=True)
     if m is None:
         raise UnknownRun(f"run: {run_id} belongs to no model in the ledger")
